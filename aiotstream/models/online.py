@@ -1,0 +1,211 @@
+"""Online anomaly detectors behind one :class:`Detector` protocol, and drift on the score.
+
+Both detectors keep a warm-up: the first ``warmup`` rows only teach the model
+(score 0, ``warm`` False). After that they score each row in [0, 1] and learn
+only from rows that do not look anomalous (``score < learn_below``), so a
+fault that lasts does not become the new normal.
+
+``ZScoreDetector`` (default): per-feature running mean/variance (Welford, with
+the count capped so old history fades: an exponential memory of ``memory``
+rows); the score is ``1 - exp(-z_max / z_scale)`` of the largest absolute
+z-score. It is exact, cheap, and explains itself (the features that deviate
+most, with their baseline ranges).
+
+``HalfSpaceTreesDetector``: River's ``anomaly.HalfSpaceTrees`` on features
+scaled to [0, 1] by the ranges seen during warm-up.
+
+A feature may be missing from a row (NaN, e.g. no temperature reading in a
+window): it is neither scored nor learnt from.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> d = ZScoreDetector(["a", "b"], warmup=50)
+>>> for row in rng.normal(0, 1, (50, 2)):
+...     _ = d.score_learn(row)
+>>> d.warm, d.score_learn(np.array([0.1, -0.2])) < 0.5, d.score_learn(np.array([0.0, 40.0])) > 0.99
+(True, True, True)
+"""
+from __future__ import annotations
+
+import math
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from aiotstream.errors import ModelError
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """What a window scorer offers to the flow."""
+
+    name: str
+    version: str
+
+    @property
+    def warm(self) -> bool: ...
+
+    def score_learn(self, x: np.ndarray) -> float:
+        """Score one feature row in [0, 1] (0 while warming up), then learn from it if it looks normal."""
+        ...
+
+    def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
+        """The k features that deviate most from the baseline, with values and baseline ranges."""
+        ...
+
+
+class ZScoreDetector:
+    """Largest absolute z-score over the features against a fading per-feature baseline."""
+
+    name = "zscore"
+    version = "1"
+
+    def __init__(self, columns: list[str], warmup: int = 20, z_scale: float = 4.0, learn_below: float = 0.6,
+                 memory: int = 1000, rel_floor: float = 1e-3):
+        self.columns = list(columns)
+        self.warmup = warmup
+        self.z_scale = z_scale
+        self.learn_below = learn_below
+        self.memory = memory
+        self.rel_floor = rel_floor
+        k = len(self.columns)
+        self.n = 0
+        self.counts = np.zeros(k)
+        self.mean = np.zeros(k)
+        self.m2 = np.zeros(k)
+
+    @property
+    def warm(self) -> bool:
+        return self.n >= self.warmup
+
+    def _learn(self, x: np.ndarray) -> None:
+        seen = ~np.isnan(x)  # a missing feature (NaN) teaches nothing
+        self.n = min(self.n + 1, self.memory)
+        self.counts[seen] = np.minimum(self.counts[seen] + 1, self.memory)
+        c = np.maximum(self.counts, 1)
+        delta = np.where(seen, x - self.mean, 0.0)
+        self.mean += delta / c
+        self.m2 += delta * np.where(seen, x - self.mean, 0.0)
+        full = seen & (self.counts == self.memory)  # keep an exponential memory: scale the sum with the count
+        self.m2[full] *= (self.memory - 1) / self.memory
+
+    def std(self) -> np.ndarray:
+        var = self.m2 / np.maximum(self.counts - 1, 1)
+        floor = self.rel_floor * np.abs(self.mean) + 1e-9
+        return np.maximum(np.sqrt(np.maximum(var, 0.0)), floor)
+
+    def zscores(self, x: np.ndarray) -> np.ndarray:
+        """|x - mean| / std per feature; 0 for missing features and ones not yet warm."""
+        z = np.abs(x - self.mean) / self.std()
+        return np.where(np.isnan(z) | (self.counts < self.warmup), 0.0, z)
+
+    def score_learn(self, x: np.ndarray) -> float:
+        x = np.asarray(x, dtype=np.float64)
+        if not self.warm:
+            self._learn(x)
+            return 0.0
+        z = float(self.zscores(x).max())
+        score = 1.0 - math.exp(-z / self.z_scale)
+        if score < self.learn_below:
+            self._learn(x)
+        return score
+
+    def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
+        x = np.asarray(x, dtype=np.float64)
+        z = self.zscores(x)
+        sd = self.std()
+        top = np.argsort(-z, kind="stable")[:k]
+        return [
+            {"feature": self.columns[i], "value": float(x[i]), "z": round(float(z[i]), 2),
+             "baseline_low": float(self.mean[i] - 3 * sd[i]), "baseline_high": float(self.mean[i] + 3 * sd[i])}
+            for i in top
+        ]
+
+
+class HalfSpaceTreesDetector:
+    """River HalfSpaceTrees on warm-up-scaled features."""
+
+    name = "hst"
+    version = "1"
+
+    def __init__(self, columns: list[str], warmup: int = 20, n_trees: int = 25, height: int = 8,
+                 window_size: int = 50, seed: int = 42, learn_below: float = 0.6):
+        from river import anomaly  # imported here: River is slow to import and only this detector needs it
+
+        self.columns = list(columns)
+        self.warmup = warmup
+        self.learn_below = learn_below
+        self._buffer: list[np.ndarray] = []
+        self._lo: np.ndarray | None = None
+        self._span: np.ndarray | None = None
+        self.model = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size, seed=seed)
+        self._baseline = ZScoreDetector(columns, warmup=warmup)  # only for explanations
+
+    @property
+    def warm(self) -> bool:
+        return self._lo is not None
+
+    def _scaled(self, x: np.ndarray) -> dict[str, float]:
+        assert self._lo is not None and self._span is not None
+        s = np.clip(np.nan_to_num((x - self._lo) / self._span, nan=0.5), 0.0, 1.0)
+        return dict(zip(self.columns, s.tolist()))
+
+    def score_learn(self, x: np.ndarray) -> float:
+        x = np.asarray(x, dtype=np.float64)
+        self._baseline.score_learn(x)
+        if self._lo is None:
+            self._buffer.append(x)
+            if len(self._buffer) >= self.warmup:
+                rows = np.vstack(self._buffer)
+                lo, hi = np.nan_to_num(np.nanmin(rows, axis=0)), np.nan_to_num(np.nanmax(rows, axis=0))
+                pad = np.maximum(hi - lo, 1e-9 + 1e-3 * np.abs(hi))
+                self._lo, self._span = lo - pad, (hi - lo) + 2 * pad  # normal data sits in the middle third
+                for row in rows:
+                    self.model.learn_one(self._scaled(row))
+                self._buffer = []
+            return 0.0
+        feats = self._scaled(x)
+        score = float(self.model.score_one(feats))
+        if score < self.learn_below:
+            self.model.learn_one(feats)
+        return score
+
+    def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
+        return self._baseline.explain(x, k)
+
+
+def make_detector(kind: str, columns: list[str], **settings: float) -> Detector:
+    """Build a detector by its config name (``zscore`` or ``hst``)."""
+    if kind == "zscore":
+        return ZScoreDetector(columns, warmup=int(settings.get("warmup", 20)))
+    if kind == "hst":
+        return HalfSpaceTreesDetector(columns, warmup=int(settings.get("warmup", 20)),
+                                      n_trees=int(settings.get("n_trees", 25)), height=int(settings.get("height", 8)),
+                                      window_size=int(settings.get("window_size", 50)),
+                                      seed=int(settings.get("seed", 42)))
+    raise ModelError(f"unknown detector kind {kind!r}: use 'zscore' or 'hst'")
+
+
+class DriftWatch:
+    """A River drift detector on the anomaly score (ADWIN or Page-Hinkley).
+
+    >>> w = DriftWatch("adwin", delta=0.002)
+    >>> flags = [w.update(0.1) for _ in range(300)] + [w.update(0.8) for _ in range(300)]
+    >>> any(flags[:300]), any(flags[300:])
+    (False, True)
+    """
+
+    def __init__(self, kind: str = "adwin", delta: float = 0.002):
+        from river import drift
+
+        self.kind = kind
+        if kind == "adwin":
+            self.detector = drift.ADWIN(delta=delta)
+        elif kind == "page_hinkley":
+            self.detector = drift.PageHinkley(delta=delta)
+        else:
+            raise ModelError(f"unknown drift detector {kind!r}: use 'adwin' or 'page_hinkley'")
+
+    def update(self, score: float) -> bool:
+        self.detector.update(score)
+        return bool(self.detector.drift_detected)

@@ -1,0 +1,26 @@
+"""The JSON Schemas of the output records, shipped in the package.
+
+>>> sorted(load_schema()["$defs"])[:3]
+['alert', 'deadletter', 'features']
+"""
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    """The output schema: its root validates any record (dispatching on ``schema``); ``$defs`` has each kind."""
+    return json.loads(resources.files(__name__).joinpath("outputs.schema.json").read_text())
+
+
+def validator(kind: str | None = None) -> Any:
+    """A ``jsonschema`` validator for one kind (``alert``, ``kpi``, ``score``, ``deadletter``) or any record."""
+    import jsonschema
+
+    root = load_schema()
+    schema = root if kind is None else {**root, "oneOf": [{"$ref": f"#/$defs/{kind}"}]}
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())

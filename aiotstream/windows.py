@@ -1,0 +1,184 @@
+"""Per-asset event-time windows with a watermark and a late-data policy.
+
+A frame belongs to every window that contains the event time of its first
+sample (``start <= t0 < start + length``; windows start at multiples of the
+hop). Frames and readings arrive on separate streams (topics, partitions) that a
+consumer reads at different speeds, so each stream keeps its own progress (the
+newest event time it delivered) and the watermark is the *slowest* active
+stream's progress minus the allowed lateness; a window closes when the
+watermark passes its end. A stream that has delivered nothing for
+``idle_s`` of wall-clock time stops holding the watermark back; so does an
+``expected`` stream that has not shown up at all within ``idle_s`` of the
+asset's first input (an asset without a temperature sensor, say). An input whose earliest window has already closed is *late*: it is
+returned to the caller (to become a dead letter), never dropped in silence.
+
+Frames arrive here already reduced to per-channel moment sums (see
+:mod:`aiotstream.features`), so a window keeps a list of small arrays and merges
+them once, when it closes.
+
+>>> import numpy as np
+>>> from aiotstream.records import Frame, Position
+>>> w = WindowAssembler(length_ns=1_000, hop_ns=1_000, lateness_ns=0)
+>>> m = np.array([[4, 0.0, 1.0, 0.0, 1.0, -1.0, 1.0]])
+>>> closed, late = w.add([Frame("a", 0, 100, 4e9, None, Position("t", 0, 5), m)])
+>>> closed, late = w.add([Frame("a", 1, 1_200, 4e9, None, Position("t", 0, 6), m)])
+>>> [(c.start_ns, c.end_ns, c.n_frames) for c in closed], late
+([(0, 1000, 1)], [])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aiotstream.records import Frame, Reading
+
+
+@dataclass(slots=True)
+class _Acc:
+    """What an open window has gathered so far."""
+
+    moments: list[np.ndarray] = field(default_factory=list)
+    offsets: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # (topic, part) -> [first, last]
+    first_seq: int = -1
+    last_seq: int = -1
+    readings: dict[str, list[float]] = field(default_factory=dict)
+
+    def add_pos(self, topic: str, partition: int, offset: int) -> None:
+        span = self.offsets.get((topic, partition))
+        if span is None:
+            self.offsets[(topic, partition)] = [offset, offset]
+        else:
+            span[0] = min(span[0], offset)
+            span[1] = max(span[1], offset)
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedWindow:
+    """A finished window: the frames' moments (unmerged), readings and input span."""
+
+    asset: str
+    start_ns: int
+    end_ns: int
+    moments: tuple[np.ndarray, ...]
+    inputs: tuple[tuple[str, int, int, int], ...]  # (topic, partition, first offset, last offset)
+    first_seq: int
+    last_seq: int
+    readings: dict[str, tuple[float, ...]]
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.moments)
+
+
+class WindowAssembler:
+    """Event-time tumbling (hop == length) or sliding (hop < length) windows for one asset."""
+
+    def __init__(self, length_ns: int, hop_ns: int, lateness_ns: int, asset: str = "", idle_s: float = 5.0,
+                 expected: tuple[str, ...] = ()):
+        if hop_ns <= 0 or length_ns <= 0 or hop_ns > length_ns:
+            raise ValueError(f"need 0 < hop ({hop_ns}) <= length ({length_ns})")
+        self.asset = asset
+        self.length_ns = length_ns
+        self.hop_ns = hop_ns
+        self.lateness_ns = lateness_ns
+        self.idle_s = idle_s
+        self.open: dict[int, _Acc] = {}
+        self.progress: dict[str, int] = {}  # stream -> newest event time it delivered
+        self.last_arrival: dict[str, float] = {}  # stream -> wall-clock time of its last input
+        self.now_s: float | None = None
+        self.expected = expected
+        self.first_arrival: float | None = None
+        self.closed_end_ns: int | None = None  # end of the newest closed window
+
+    @property
+    def max_event_ns(self) -> int | None:
+        return max(self.progress.values()) if self.progress else None
+
+    @property
+    def watermark_ns(self) -> int | None:
+        """Slowest active stream's progress minus the allowed lateness (None before any input)."""
+        if not self.progress:
+            return None
+        now = self.now_s
+        waiting = now is not None and self.first_arrival is not None and now - self.first_arrival <= self.idle_s
+        if waiting and any(s not in self.progress for s in self.expected):
+            return None  # give an expected stream that has not arrived yet a chance to
+        active = [t for s, t in self.progress.items() if now is None or now - self.last_arrival[s] <= self.idle_s]
+        return min(active or self.progress.values()) - self.lateness_ns
+
+    def _starts(self, t_ns: int) -> range:
+        last = (t_ns // self.hop_ns) * self.hop_ns
+        first = last - ((self.length_ns - 1) // self.hop_ns) * self.hop_ns
+        while first + self.length_ns <= t_ns:
+            first += self.hop_ns
+        return range(first, last + 1, self.hop_ns)
+
+    def _is_late(self, t_ns: int) -> bool:
+        return self.closed_end_ns is not None and self._starts(t_ns)[0] + self.length_ns <= self.closed_end_ns
+
+    def add(self, items: list[Frame | Reading], now_s: float | None = None
+            ) -> tuple[list[ClosedWindow], list[Frame | Reading]]:
+        """Add a batch of this asset's frames/readings; return (windows closed, late items).
+
+        ``now_s`` is the wall clock (any monotonic seconds) for stream idleness;
+        None treats every stream as active.
+        """
+        late: list[Frame | Reading] = []
+        self.now_s = now_s
+        if self.first_arrival is None:
+            self.first_arrival = now_s
+        for item in items:
+            if isinstance(item, Frame):
+                t, end, stream = item.t0_ns, item.end_ns, "frames"
+            else:
+                t = end = item.ts_ns
+                stream = "readings"
+            if self._is_late(t):
+                late.append(item)
+                continue
+            for start in self._starts(t):
+                acc = self.open.get(start)
+                if acc is None:
+                    acc = self.open[start] = _Acc()
+                acc.add_pos(item.pos.topic, item.pos.partition, item.pos.offset)
+                if isinstance(item, Frame):
+                    acc.moments.append(item.moments)
+                    if acc.first_seq < 0 or item.seq < acc.first_seq:
+                        acc.first_seq = item.seq
+                    acc.last_seq = max(acc.last_seq, item.seq)
+                else:
+                    acc.readings.setdefault(item.metric, []).append(item.value)
+            if end > self.progress.get(stream, -1):
+                self.progress[stream] = end
+            if now_s is not None:
+                self.last_arrival[stream] = now_s
+        return self.close_until(self.watermark_ns), late
+
+    def close_until(self, watermark_ns: int | None) -> list[ClosedWindow]:
+        """Close (in event-time order) every open window whose end <= watermark."""
+        if watermark_ns is None or not self.open:
+            return []
+        ready = sorted(s for s in self.open if s + self.length_ns <= watermark_ns)
+        return [self._close(s) for s in ready]
+
+    def flush(self) -> list[ClosedWindow]:
+        """Close every open window (end of input, or the asset went silent)."""
+        return [self._close(s) for s in sorted(self.open)]
+
+    def _close(self, start: int) -> ClosedWindow:
+        acc = self.open.pop(start)
+        end = start + self.length_ns
+        if self.closed_end_ns is None or end > self.closed_end_ns:
+            self.closed_end_ns = end
+        inputs = tuple(sorted((t, p, a, b) for (t, p), (a, b) in acc.offsets.items()))
+        return ClosedWindow(
+            asset=self.asset,
+            start_ns=start,
+            end_ns=end,
+            moments=tuple(acc.moments),
+            inputs=inputs,
+            first_seq=acc.first_seq,
+            last_seq=acc.last_seq,
+            readings={k: tuple(v) for k, v in acc.readings.items()},
+        )
