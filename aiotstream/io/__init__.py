@@ -1,0 +1,1 @@
+"""Sources and sinks: Kafka, files, the in-process simulator, and the development broker."""

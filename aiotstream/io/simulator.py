@@ -1,0 +1,106 @@
+"""The plant simulator as a flow input: in-process (a Bytewax source) or written to Kafka."""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Iterator
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from aiotstream.records import SourceMessage
+from aiotstream.simulator import SimMessage
+
+
+def interleave(valid: Iterable[SimMessage], extra: list[SimMessage], seed: int = 0) -> Iterator[SimMessage]:
+    """Spread ``extra`` messages (e.g. malformed ones) evenly through the ``valid`` stream.
+
+    >>> [m for m in interleave(iter("abcd"), ["X", "Y"])]
+    ['a', 'X', 'b', 'c', 'Y', 'd']
+    """
+    valid = iter(valid)
+    if not extra:
+        yield from valid
+        return
+    buffered = list(valid)
+    step = max(1, len(buffered) // (len(extra) + 1)) if buffered else 1
+    it = iter(extra)
+    for i, m in enumerate(buffered):
+        yield m
+        if i % step == 0:
+            nxt = next(it, None)
+            if nxt is not None:
+                yield nxt
+    yield from it
+
+
+class _SimPartition(StatefulSourcePartition[SourceMessage, int]):
+    def __init__(self, messages: list[SimMessage], topics: dict[str, str], batch: int, resume: int | None):
+        self.messages = messages
+        self.topics = topics
+        self.batch = batch
+        self.pos = resume or 0
+        self.offsets = {t: sum(1 for m in messages[: self.pos] if topics[m.stream] == t) for t in topics.values()}
+
+    def next_batch(self) -> list[SourceMessage]:
+        if self.pos >= len(self.messages):
+            raise StopIteration()
+        chunk = self.messages[self.pos: self.pos + self.batch]
+        out = []
+        for m in chunk:
+            topic = self.topics[m.stream]
+            out.append(SourceMessage(topic, 0, self.offsets[topic], m.payload, m.asset.encode()))
+            self.offsets[topic] += 1
+        self.pos += len(chunk)
+        return out
+
+    def snapshot(self) -> int:
+        return self.pos
+
+
+class SimulatorSource(FixedPartitionedSource[SourceMessage, int]):
+    """Feeds a flow in-process from a list of simulator messages (one partition, positions as offsets)."""
+
+    def __init__(self, messages: Iterable[SimMessage], site: str, batch: int = 512):
+        self.messages = list(messages)
+        self.topics = {"waveform": f"{site}.waveforms", "reading": f"{site}.readings"}
+        self.batch = batch
+
+    def list_parts(self) -> list[str]:
+        return ["sim"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _SimPartition:
+        return _SimPartition(self.messages, self.topics, self.batch, resume_state)
+
+
+def write_to_kafka(messages: Iterable[SimMessage], brokers: str, waveform_topic: str, readings_topic: str,
+                   progress: bool = False) -> dict[str, int]:
+    """Produce simulator messages keyed by asset id (so an asset stays in one partition); return counts."""
+    from aiotstream.io.kafka import make_producer
+
+    producer = make_producer(brokers)
+    counts = {"waveform": 0, "reading": 0, "invalid": 0}
+    errors: list[str] = []
+
+    def on_delivery(err: object, _msg: object) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    t0 = time.monotonic()
+    for i, m in enumerate(messages):
+        topic = waveform_topic if m.stream == "waveform" else readings_topic
+        while True:
+            try:
+                producer.produce(topic, value=m.payload, key=m.asset.encode(), on_delivery=on_delivery)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        counts[m.stream] += 1
+        counts["invalid"] += int(not m.valid)
+        if i % 1000 == 0:
+            producer.poll(0)
+            if progress and i and i % 10_000 == 0:
+                print(f"  produced {i:,} messages ({time.monotonic() - t0:.1f} s)", file=sys.stderr)
+    remaining = producer.flush(60)
+    if remaining or errors:
+        raise RuntimeError(f"{remaining} message(s) not delivered, {len(errors)} error(s): {errors[:3]}")
+    return counts
