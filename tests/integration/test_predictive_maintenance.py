@@ -1,0 +1,198 @@
+"""The predictive-maintenance flow end to end on a real broker.
+
+The simulator writes 5 assets x 60 s of 10 kHz 3-axis frames (+ temperature)
+with 3 injected faults and 1,000 malformed messages to Tansu; ``aiotstream run
+--once`` (a real Bytewax run in a subprocess) reads them and writes its outputs
+back; plain confluent-kafka consumers read the output topics and check them
+against the simulator's ground truth.
+"""
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from collections import Counter, defaultdict
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from aiotstream.codecs import decode_any
+from aiotstream.config import SiteConfig
+from aiotstream.errors import DecodeError
+from aiotstream.evaluate import score_alerts
+from aiotstream.io.kafka import ensure_topics
+from aiotstream.io.simulator import interleave, write_to_kafka
+from aiotstream.records import Position
+from aiotstream.schemas import validator
+from aiotstream.simulator import PlantSimulator, malformed_messages
+
+pytestmark = pytest.mark.integration
+
+SITE = "it-plant"
+N_ASSETS = 5
+DURATION_S = 60.0
+N_MALFORMED = 1000
+FRAME_NS = round(1024 / 10_000 * 1e9)
+
+SITE_TOML = f"""
+[site]
+id = "{SITE}"
+[[asset_groups]]
+prefix = "pump-"
+count = {N_ASSETS}
+width = 3
+[inputs]
+topics = ["{SITE}.waveforms", "{SITE}.readings"]
+tail = false
+[kpi]
+period_s = 10
+"""
+
+# what each malformed category must be dead-lettered as
+EXPECTED_REASONS = {
+    "random_bytes": {"empty", "unknown_format", "bad_json", "bad_reading"},
+    "truncated_frame": {"truncated_header", "length_mismatch"},
+    "wrong_length": {"length_mismatch"},
+    "non_finite_samples": {"non_finite"},
+    "unknown_asset": {"unknown_asset"},
+    "future_timestamp": {"future_timestamp"},
+    "malformed_json": {"bad_json", "bad_reading", "non_finite", "bad_timestamp"},
+}
+
+
+def read_topic(brokers: str, topic: str, timeout: float = 30.0) -> list:
+    """Every message of a topic, all partitions, from the beginning to the end."""
+    from confluent_kafka.admin import AdminClient
+
+    meta = AdminClient({"bootstrap.servers": brokers}).list_topics(topic, timeout=10)
+    parts = list(meta.topics[topic].partitions)
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "it-reader", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    out, done = [], set()
+    import time
+
+    deadline = time.monotonic() + timeout
+    while len(done) < len(parts) and time.monotonic() < deadline:
+        for m in c.consume(1000, timeout=0.5):
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    done.add(m.partition())
+                    continue
+                raise RuntimeError(m.error())
+            out.append(m)
+    c.close()
+    assert len(done) == len(parts), f"did not reach the end of {topic} in {timeout} s"
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("pm")
+    site = tmp / "site.toml"
+    site.write_text(SITE_TOML)
+    cfg = SiteConfig.load(site)
+    sim = PlantSimulator(cfg.all_assets(), duration_s=DURATION_S, n_faults=3, seed=11, warmup_s=25.0)
+    bad = malformed_messages(N_MALFORMED, assets=[a.id for a in sim.assets], start_ns=sim.start_ns, seed=11)
+    ensure_topics(kafka_broker, [f"{SITE}.waveforms", f"{SITE}.readings"], partitions=3)
+    counts = write_to_kafka(interleave(sim.messages(), bad), kafka_broker, f"{SITE}.waveforms", f"{SITE}.readings")
+    assert counts["invalid"] == N_MALFORMED
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "aiotstream.cli", "run", "--site", str(site), "--brokers", kafka_broker, "--once",
+         "--epoch-s", "2"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    outputs = {kind: [orjson.loads(m.value()) for m in read_topic(kafka_broker, f"{SITE}.{kind}")]
+               for kind in ("alerts", "kpis", "scores", "deadletter")}
+    keys = {kind: [m.key() for m in read_topic(kafka_broker, f"{SITE}.{kind}")] for kind in ("alerts",)}
+    return {"sim": sim, "bad": bad, "outputs": outputs, "keys": keys, "brokers": kafka_broker,
+            "stderr": proc.stderr}
+
+
+def test_every_fault_alerted_within_5s_and_at_most_one_false_alert(run: dict) -> None:
+    sim, alerts = run["sim"], run["outputs"]["alerts"]
+    assert len(sim.faults) == 3
+    det = score_alerts([f.to_dict() for f in sim.faults], alerts, tolerance_ns=5_000_000_000, lead_ns=FRAME_NS)
+    assert det.detected == 3, f"missed {det.missed}; alerts: {[(a['asset'], a['opened_at']) for a in alerts]}"
+    assert det.false_alerts <= 1
+    # one fault, one alert: no asset has two alerts opened within one fault
+    opened = Counter(a["asset"] for a in alerts if a["status"] == "open")
+    assert all(n == 1 for asset, n in opened.items() if asset in {f.asset for f in sim.faults})
+    # keys are asset ids, so one asset's alerts stay ordered in one partition
+    assert all(k.decode() in {a.id for a in sim.assets} for k in run["keys"]["alerts"])
+
+
+def test_every_output_validates_against_the_shipped_schema(run: dict) -> None:
+    kinds = {"alerts": "alert", "kpis": "kpi", "scores": "score", "deadletter": "deadletter"}
+    for topic_kind, records in run["outputs"].items():
+        assert records, f"no {topic_kind} records"
+        v = validator(kinds[topic_kind])
+        for rec in records:
+            errors = sorted(v.iter_errors(rec), key=str)
+            assert not errors, f"{topic_kind} record {rec.get('id')}: {errors[0].message}"
+
+
+def test_alert_lineage_offsets_point_at_the_frames_of_its_window(run: dict) -> None:
+    brokers = run["brokers"]
+    scores = {(s["asset"], s["window"]["start_ns"]): s for s in run["outputs"]["scores"]}
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "it-lineage", "enable.auto.commit": False})
+    checked = 0
+    for alert in run["outputs"]["alerts"]:
+        win = alert["window"]
+        frames = []
+        for span in alert["inputs"]:
+            c.assign([TopicPartition(span["topic"], span["partition"], span["first_offset"])])
+            want = span["last_offset"] - span["first_offset"] + 1
+            got = []
+            while len(got) < want:
+                batch = c.consume(want - len(got), timeout=5)
+                assert batch, f"could not read back {span}"
+                got.extend(m for m in batch if not m.error())
+            for m in got:
+                try:
+                    item = decode_any(m.value(), Position(m.topic(), m.partition(), m.offset()))
+                except DecodeError:
+                    continue
+                t = getattr(item, "t0_ns", getattr(item, "ts_ns", None))
+                if item.asset == alert["asset"] and win["start_ns"] <= t < win["end_ns"]:
+                    frames.append((m.topic(), m.partition(), m.offset(), type(item).__name__))
+        waves = [f for f in frames if f[3] == "Frame"]
+        # the window's frames are all inside the spans, and the spans' ends are such frames/readings
+        assert len(waves) == scores[(alert["asset"], win["start_ns"])]["frames"]
+        for span in alert["inputs"]:
+            ends = {f[2] for f in frames if f[0] == span["topic"] and f[1] == span["partition"]}
+            assert span["first_offset"] in ends and span["last_offset"] in ends
+        checked += 1
+    c.close()
+    assert checked >= 3
+
+
+def test_malformed_messages_all_dead_lettered_with_reasons(run: dict) -> None:
+    dead = run["outputs"]["deadletter"]
+    assert len(dead) == N_MALFORMED, Counter(d["reason"] for d in dead)
+    payloads = Counter(base64.b64decode(d["payload_b64"]) for d in dead)
+    by_payload = defaultdict(set)
+    for m in run["bad"]:
+        by_payload[m.payload].add(m.label)
+    for d in dead:
+        labels = by_payload[base64.b64decode(d["payload_b64"])]
+        assert labels, f"dead letter {d['reason']} is not one of the malformed inputs"
+        assert any(d["reason"] in EXPECTED_REASONS[lab] for lab in labels), (labels, d["reason"], d["message"])
+        assert d["message"] and d["source"]["offset"] >= 0
+    assert sum(payloads.values()) == N_MALFORMED
+    # each dead letter points at a distinct input position
+    assert len({(d["source"]["topic"], d["source"]["partition"], d["source"]["offset"]) for d in dead}) == N_MALFORMED
+
+
+def test_every_valid_frame_is_processed(run: dict) -> None:
+    sim, kpis = run["sim"], run["outputs"]["kpis"]
+    assert sum(k["frames"] for k in kpis) == sim.n_frames
+    per_asset = Counter()
+    for k in kpis:
+        per_asset[k["asset"]] += k["frames"]
+    assert per_asset == Counter({a.id: sim.n_frames // N_ASSETS for a in sim.assets})
+    windows = sum(k["windows"] for k in kpis)
+    assert windows == len(run["outputs"]["scores"]) == N_ASSETS * 60
