@@ -122,6 +122,8 @@ def decode_reading(raw: bytes, pos: Position) -> Reading:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "infinity" in str(exc):  # valid JSON number that overflows a double (e.g. 1e400)
+            raise DecodeError("non_finite", f"a number overflows a double: {exc}") from None
         raise DecodeError("bad_json", f"not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise DecodeError("bad_reading", f"a reading must be a JSON object, got {type(obj).__name__}")

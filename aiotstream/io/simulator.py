@@ -11,26 +11,23 @@ from aiotstream.records import SourceMessage
 from aiotstream.simulator import SimMessage
 
 
-def interleave(valid: Iterable[SimMessage], extra: list[SimMessage], seed: int = 0) -> Iterator[SimMessage]:
+def interleave(valid: Iterable[SimMessage], extra: list[SimMessage]) -> Iterator[SimMessage]:
     """Spread ``extra`` messages (e.g. malformed ones) evenly through the ``valid`` stream.
 
-    >>> [m for m in interleave(iter("abcd"), ["X", "Y"])]
-    ['a', 'X', 'b', 'c', 'Y', 'd']
+    The k-th of E extras goes before valid message ``k * V // (E + 1)``.
+
+    >>> list(interleave(iter("abcd"), ["X", "Y"]))
+    ['a', 'X', 'b', 'Y', 'c', 'd']
     """
-    valid = iter(valid)
-    if not extra:
-        yield from valid
-        return
     buffered = list(valid)
-    step = max(1, len(buffered) // (len(extra) + 1)) if buffered else 1
-    it = iter(extra)
+    n_valid, n_extra = len(buffered), len(extra)
+    k = 0
     for i, m in enumerate(buffered):
+        while k < n_extra and (k + 1) * n_valid // (n_extra + 1) <= i:
+            yield extra[k]
+            k += 1
         yield m
-        if i % step == 0:
-            nxt = next(it, None)
-            if nxt is not None:
-                yield nxt
-    yield from it
+    yield from extra[k:]
 
 
 class _SimPartition(StatefulSourcePartition[SourceMessage, int]):

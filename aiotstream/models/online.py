@@ -66,7 +66,7 @@ class ZScoreDetector:
         self.warmup = warmup
         self.z_scale = z_scale
         self.learn_below = learn_below
-        self.memory = memory
+        self.memory = max(memory, warmup)  # the capped count must still reach the warm-up
         self.rel_floor = rel_floor
         k = len(self.columns)
         self.n = 0
