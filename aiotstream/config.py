@@ -81,11 +81,15 @@ class WindowConfig(_Model):
     allowed_lateness_s: float = Field(default=0.5, ge=0, le=3600)
     max_future_s: float = Field(default=300.0, gt=0, description="frames further ahead of wall-clock are dead-lettered")
     idle_close_s: float = Field(default=5.0, gt=0, description="close an asset's windows after this much wall-clock silence")
+    state_ttl_s: float = Field(default=3600.0, ge=0, description="forget an asset silent this long (0 = never)")
 
     @model_validator(mode="after")
     def _hop_le_length(self) -> WindowConfig:
         if self.hop_s > self.length_s:
             raise ValueError(f"hop_s ({self.hop_s}) must not exceed length_s ({self.length_s}): samples would be skipped")
+        if 0 < self.state_ttl_s < self.idle_close_s:
+            raise ValueError(f"state_ttl_s ({self.state_ttl_s}) must be 0 (never) or at least idle_close_s "
+                             f"({self.idle_close_s})")
         return self
 
 

@@ -32,12 +32,20 @@ from aiotstream.records import Frame, Reading
 
 
 class AnalyzerLogic(StatefulBatchLogic[Frame | Reading, Output, AssetAnalyzer]):
-    """Bytewax wrapper around one asset's :class:`AssetAnalyzer`."""
+    """Bytewax wrapper around one asset's :class:`AssetAnalyzer`.
 
-    def __init__(self, rt: SiteRuntime, resume: AssetAnalyzer | None, idle: timedelta | None):
+    When tailing, an asset silent for ``idle`` (wall clock) has its open windows
+    closed; one silent for ``ttl`` is flushed (KPI period included) and its state
+    discarded, so memory stays bounded when assets come and go. A returning
+    asset starts afresh (with a new warm-up).
+    """
+
+    def __init__(self, rt: SiteRuntime, resume: AssetAnalyzer | None, idle: timedelta | None,
+                 ttl: timedelta | None = None):
         self.rt = rt
         self.analyzer = resume.attach(rt) if resume is not None else None
         self.idle = idle
+        self.ttl = ttl
         self.last_seen: datetime | None = None
 
     def on_batch(self, values: list[Frame | Reading]) -> tuple[list[Output], bool]:
@@ -48,10 +56,11 @@ class AnalyzerLogic(StatefulBatchLogic[Frame | Reading, Output, AssetAnalyzer]):
         return self.analyzer.on_items(values, time.monotonic()), StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Output], bool]:
-        """The asset has been silent for ``idle_close_s``: close its open windows."""
-        self.last_seen = None
-        if self.analyzer is None:
+        """Silent for ``idle``: close open windows; silent for ``ttl``: flush everything and forget the asset."""
+        if self.analyzer is None or self.last_seen is None:
             return [], StatefulBatchLogic.RETAIN
+        if self.ttl is not None and datetime.now(UTC) >= self.last_seen + self.ttl:
+            return self.analyzer.flush(kpi=True), StatefulBatchLogic.DISCARD
         return self.analyzer.flush(kpi=False), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Output], bool]:
@@ -60,9 +69,11 @@ class AnalyzerLogic(StatefulBatchLogic[Frame | Reading, Output, AssetAnalyzer]):
         return self.analyzer.flush(kpi=True), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
-        if self.idle is None or self.last_seen is None:
+        if self.idle is None or self.last_seen is None or self.analyzer is None:
             return None
-        return self.last_seen + self.idle
+        if self.analyzer.windows.open:
+            return self.last_seen + self.idle
+        return self.last_seen + self.ttl if self.ttl is not None else None
 
     def snapshot(self) -> AssetAnalyzer:
         assert self.analyzer is not None
@@ -84,12 +95,13 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
     ingest = Ingestor(rt, now_ns) if now_ns is not None else Ingestor(rt)
     tail = config.inputs.tail if tail is None else tail
     idle = timedelta(seconds=config.window.idle_close_s) if tail else None
+    ttl = timedelta(seconds=config.window.state_ttl_s) if config.window.state_ttl_s > 0 else None
 
     flow = Dataflow(flow_id or f"{config.site.flow}-{config.site.id}".replace(".", "_"))
     raw = op.input("input", flow, source)
     decoded = op.flat_map_batch("decode", raw, ingest.decode_batch)
     split = op.branch("split_dead_letters", decoded, _is_output)
-    analyzed = op.stateful_batch("analyze", split.falses, lambda resume: AnalyzerLogic(rt, resume, idle))
+    analyzed = op.stateful_batch("analyze", split.falses, lambda resume: AnalyzerLogic(rt, resume, idle, ttl))
     results = op.map("drop_key", analyzed, lambda kv: kv[1])
     op.output("sink", op.merge("outputs", results, split.trues), sink)
     return flow

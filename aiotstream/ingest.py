@@ -6,6 +6,7 @@ samples are dropped, so nothing high-rate travels further as Python objects.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -20,6 +21,8 @@ from aiotstream.features import frame_moments
 from aiotstream.lineage import iso_ns
 from aiotstream.records import DeadLetter, Frame, Position, Reading
 
+log = logging.getLogger(__name__)
+
 
 class Ingestor:
     """Turns raw source messages into ``(asset, Frame | Reading)`` pairs and dead-letter outputs."""
@@ -28,6 +31,7 @@ class Ingestor:
         self.rt = rt
         self.now_ns = now_ns
         self.max_future_ns = round(rt.config.window.max_future_s * 1e9)
+        self.source_errors = 0
 
     def _reject(self, raw: bytes, pos: Position, reason: str, message: str, asset: str | None = None) -> Output:
         return self.rt.deadletter(DeadLetter(raw, pos, reason, message, asset=asset))
@@ -38,11 +42,17 @@ class Ingestor:
         horizon = self.now_ns() + self.max_future_ns
         assets = self.rt.assets
         for msg in msgs:
-            if hasattr(msg, "err"):  # bytewax KafkaError: the consumer could not deliver this message
+            if hasattr(msg, "err"):  # bytewax KafkaError
                 inner = msg.msg
+                if inner.value is None or inner.offset is None or inner.offset < 0:
+                    # an operational error (broker down, transport): no message is lost, librdkafka retries
+                    self.source_errors += 1
+                    if self.source_errors in (1, 10, 100) or self.source_errors % 1000 == 0:
+                        log.warning("Kafka consumer error #%d (retrying): %s", self.source_errors, msg.err)
+                    continue
                 pos = Position(inner.topic or "?", inner.partition if inner.partition is not None else -1,
-                               inner.offset if inner.offset is not None else -1)
-                out.append(self._reject(inner.value or b"", pos, "source_error", str(msg.err)))
+                               inner.offset)
+                out.append(self._reject(inner.value, pos, "source_error", str(msg.err)))
                 continue
             raw = msg.value or b""
             pos = Position(msg.topic or "?", msg.partition if msg.partition is not None else -1,

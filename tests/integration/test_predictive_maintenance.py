@@ -9,13 +9,11 @@ against the simulator's ground truth.
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from collections import Counter, defaultdict
 
-import orjson
 import pytest
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
+from support import read_outputs, read_topic, run_cli
 
 from aiotstream.codecs import decode_any
 from aiotstream.config import SiteConfig
@@ -61,32 +59,6 @@ EXPECTED_REASONS = {
 }
 
 
-def read_topic(brokers: str, topic: str, timeout: float = 30.0) -> list:
-    """Every message of a topic, all partitions, from the beginning to the end."""
-    from confluent_kafka.admin import AdminClient
-
-    meta = AdminClient({"bootstrap.servers": brokers}).list_topics(topic, timeout=10)
-    parts = list(meta.topics[topic].partitions)
-    c = Consumer({"bootstrap.servers": brokers, "group.id": "it-reader", "enable.auto.commit": False,
-                  "enable.partition.eof": True})
-    c.assign([TopicPartition(topic, p, 0) for p in parts])
-    out, done = [], set()
-    import time
-
-    deadline = time.monotonic() + timeout
-    while len(done) < len(parts) and time.monotonic() < deadline:
-        for m in c.consume(1000, timeout=0.5):
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    done.add(m.partition())
-                    continue
-                raise RuntimeError(m.error())
-            out.append(m)
-    c.close()
-    assert len(done) == len(parts), f"did not reach the end of {topic} in {timeout} s"
-    return out
-
-
 @pytest.fixture(scope="module")
 def run(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("pm")
@@ -99,14 +71,8 @@ def run(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     counts = write_to_kafka(interleave(sim.messages(), bad), kafka_broker, f"{SITE}.waveforms", f"{SITE}.readings")
     assert counts["invalid"] == N_MALFORMED
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "aiotstream.cli", "run", "--site", str(site), "--brokers", kafka_broker, "--once",
-         "--epoch-s", "2"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    outputs = {kind: [orjson.loads(m.value()) for m in read_topic(kafka_broker, f"{SITE}.{kind}")]
-               for kind in ("alerts", "kpis", "scores", "deadletter")}
+    proc = run_cli("run", "--site", str(site), "--brokers", kafka_broker, "--once", "--epoch-s", "2")
+    outputs = read_outputs(kafka_broker, SITE)
     keys = {kind: [m.key() for m in read_topic(kafka_broker, f"{SITE}.{kind}")] for kind in ("alerts",)}
     return {"sim": sim, "bad": bad, "outputs": outputs, "keys": keys, "brokers": kafka_broker,
             "stderr": proc.stderr}

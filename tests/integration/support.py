@@ -1,0 +1,69 @@
+"""Helpers the broker tests share: read a whole topic, run the CLI, compare outputs."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+OUTPUT_KINDS = ("alerts", "kpis", "scores", "deadletter")
+
+
+def read_topic(brokers: str, topic: str, timeout: float = 30.0) -> list[Message]:
+    """Every message of a topic, all partitions, from the beginning to the end."""
+    meta = AdminClient({"bootstrap.servers": brokers}).list_topics(topic, timeout=10)
+    parts = list(meta.topics[topic].partitions)
+    c = Consumer({"bootstrap.servers": brokers, "group.id": "test-reader", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    out: list[Message] = []
+    done: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(done) < len(parts) and time.monotonic() < deadline:
+        for m in c.consume(1000, timeout=0.5):
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    done.add(m.partition())
+                    continue
+                raise RuntimeError(m.error())
+            out.append(m)
+    c.close()
+    assert len(done) == len(parts), f"did not reach the end of {topic} in {timeout} s"
+    return out
+
+
+def read_outputs(brokers: str, site: str) -> dict[str, list[dict[str, Any]]]:
+    """The JSON records of every output topic of a site."""
+    return {k: [orjson.loads(m.value()) for m in read_topic(brokers, f"{site}.{k}")] for k in OUTPUT_KINDS}
+
+
+def read_jsonl_outputs(directory: Path) -> dict[str, list[dict[str, Any]]]:
+    """The records a JsonlSink wrote (all workers' files) by output kind."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for kind in OUTPUT_KINDS:
+        recs = []
+        for path in sorted(directory.glob(f"{kind}*.jsonl")):
+            recs += [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+        out[kind] = recs
+    return out
+
+
+def cli(*args: str) -> list[str]:
+    """The argv that runs ``aiotstream`` with this interpreter."""
+    return [sys.executable, "-m", "aiotstream.cli", *args]
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cli(*args), capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Records keyed by id, without the one field that legitimately differs between runs (produced_at)."""
+    return {r["id"]: {k: v for k, v in r.items() if k != "produced_at"} for r in records}
