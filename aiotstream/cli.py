@@ -113,21 +113,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     addresses = args.addresses.split(";") if args.addresses else None
     recovery = None
     if args.recovery:
-        recovery = recovery_config(Path(args.recovery), args.recovery_partitions or args.workers * len(addresses or [1]),
-                                   args.backup_s)
+        n_procs = len(addresses or [None])
+        recovery = recovery_config(Path(args.recovery), args.recovery_partitions or args.workers * n_procs,
+                                   args.backup_s, process_id=args.process_id or 0, processes=n_procs)
         print(f"recovery: {args.recovery} (snapshot every {args.epoch_s:g} s)", file=sys.stderr, flush=True)
     cli_main(flow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
              epoch_interval=timedelta(seconds=args.epoch_s), recovery_config=recovery)
     return 0
 
 
-def recovery_config(directory: Path, partitions: int, backup_s: float):
-    """A Bytewax RecoveryConfig for ``directory``, creating ``partitions`` empty partitions on first use."""
+def recovery_config(directory: Path, partitions: int, backup_s: float, process_id: int = 0, processes: int = 1):
+    """A Bytewax RecoveryConfig for ``directory``, creating this process's share of partitions on first use.
+
+    A cluster's partitions are spread over its processes' local directories:
+    process ``i`` of ``n`` keeps partitions ``i, i + n, i + 2n, ...`` of the
+    ``partitions`` created for the whole cluster.
+    """
+    import shutil
+    import tempfile
+
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
+    if partitions < processes:
+        raise AiotError(f"--recovery-partitions ({partitions}) must be at least the number of processes ({processes})")
     directory.mkdir(parents=True, exist_ok=True)
     if not any(directory.glob("*.sqlite3")):
-        init_db_dir(directory, partitions)
+        with tempfile.TemporaryDirectory(dir=directory) as tmp:
+            init_db_dir(Path(tmp), partitions)
+            for i in range(process_id, partitions, processes):
+                shutil.move(str(Path(tmp) / f"part-{i}.sqlite3"), directory / f"part-{i}.sqlite3")
     return RecoveryConfig(str(directory), backup_interval=timedelta(seconds=backup_s))
 
 
@@ -230,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-w", "--workers", type=int, default=1, help="workers per process")
     r.add_argument("-i", "--process-id", type=int, help="this process's id in a cluster (with -a)")
     r.add_argument("-a", "--addresses", help="all processes' host:port, separated by ';'")
-    r.add_argument("--epoch-s", type=float, default=10.0,
-                   help="Bytewax epoch length in seconds; with --recovery, the snapshot interval")
+    r.add_argument("--epoch-s", type=float, default=1.0,
+                   help="Bytewax epoch length in seconds (default 1): per-asset outputs leave when their epoch closes, so it bounds the added latency; with --recovery it is also the snapshot interval")
     r.add_argument("--recovery", metavar="DIR",
                    help="keep input offsets and all state in recovery partitions here; resume from them on restart")
     r.add_argument("--recovery-partitions", type=int,

@@ -1,7 +1,8 @@
 """Kafka: the flow's source and sink, topic creation, and a producer for the simulator."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 
 import orjson
 from bytewax.connectors.kafka import KafkaSource
@@ -21,6 +22,17 @@ PRODUCER_DEFAULTS = {
 }
 
 
+def client_config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """librdkafka settings from ``AIOTSTREAM_KAFKA_<NAME>`` variables (``_`` read as ``.``), for credentials.
+
+    >>> client_config_from_env({"AIOTSTREAM_KAFKA_SASL_USERNAME": "u", "HOME": "/root"})
+    {'sasl.username': 'u'}
+    """
+    env = os.environ if environ is None else environ
+    prefix = "AIOTSTREAM_KAFKA_"
+    return {k[len(prefix):].lower().replace("_", "."): v for k, v in env.items() if k.startswith(prefix)}
+
+
 def output_topics(config: SiteConfig) -> dict[str, str]:
     """Output kind -> topic name for a site."""
     outs = config.outputs
@@ -29,7 +41,7 @@ def output_topics(config: SiteConfig) -> dict[str, str]:
 
 def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, timeout: float = 15.0) -> list[str]:
     """Create the topics that do not exist yet; return the ones created."""
-    admin = AdminClient({"bootstrap.servers": brokers})
+    admin = AdminClient({"bootstrap.servers": brokers, **client_config_from_env()})
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [t for t in dict.fromkeys(topics) if t not in existing]
     if not wanted:
@@ -53,7 +65,8 @@ def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | No
         tail=config.inputs.tail if tail is None else tail,
         batch_size=config.inputs.poll_batch,
         raise_on_errors=False,  # consumer errors become dead letters, the flow keeps running
-        add_config={"fetch.max.bytes": str(64 << 20), "max.partition.fetch.bytes": str(16 << 20)},
+        add_config={"fetch.max.bytes": str(64 << 20), "max.partition.fetch.bytes": str(16 << 20),
+                    **client_config_from_env()},
     )
 
 
@@ -86,8 +99,9 @@ class KafkaOutputSink(DynamicSink[Output]):
         assert set(self.topics) == set(KINDS)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _OutputPartition:
-        return _OutputPartition(Producer({"bootstrap.servers": self.brokers, **PRODUCER_DEFAULTS}), self.topics)
+        return _OutputPartition(make_producer(self.brokers), self.topics)
 
 
 def make_producer(brokers: str) -> Producer:
-    return Producer({"bootstrap.servers": brokers, **PRODUCER_DEFAULTS})
+    """An idempotent producer, with credentials from the environment (see client_config_from_env)."""
+    return Producer({"bootstrap.servers": brokers, **PRODUCER_DEFAULTS, **client_config_from_env()})

@@ -1,0 +1,1 @@
+"""Benchmarks: run by hand, results recorded in benchmarks/results and benchmarks/README.md."""
