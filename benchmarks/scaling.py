@@ -43,7 +43,7 @@ tail = false
 
 
 def _ts(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(iso).timestamp()
 
 
 def _run(brokers: str, site: Path, site_id: str, processes: int, epoch_s: float) -> dict:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import timedelta
 from collections.abc import Iterator
+from datetime import timedelta
 
 import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition

@@ -64,7 +64,7 @@ def test_statefulset_is_a_consistent_bytewax_cluster() -> None:
 
 def test_statefulset_command_parses_with_the_real_cli() -> None:
     script = by_kind()["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]["args"][0]
-    cmd = re.search(r"exec aiotstream (.*?)\n\s*(?!-)", script.replace("\\\n", " "), re.S)
+    cmd = re.search(r"exec aiotstream (.*?)\n\s*(?!-)", script.replace("\\\n", " "), re.DOTALL)
     assert cmd, script
     argv = cmd.group(1).replace('"', "").replace("$WORKERS", "2").replace("$ordinal", "1")
     argv = argv.replace("$addresses", "a:1;b:2").replace("$((REPLICAS * WORKERS))", "4").split()
