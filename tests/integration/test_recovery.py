@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, TopicPartition
 from support import OUTPUT_KINDS, by_id, cli, read_jsonl_outputs, read_outputs, run_cli
 
 from aiotstream.config import SiteConfig
+from aiotstream.dedupe import Deduper
 from aiotstream.io.broker import S3Store, TansuBroker, free_port
 from aiotstream.io.kafka import ensure_topics
 from aiotstream.io.simulator import interleave, write_to_kafka
@@ -148,6 +149,10 @@ def test_kill_9_five_times_loses_nothing(stream: dict, broker: TansuBroker,
     # the last restart resumed from a snapshot instead of starting over (which would emit every window again)
     final_new = len(got["scores"]) - before_final
     assert final_new < total, f"the final run emitted all {total} windows again: it did not resume"
+    # a reader that drops ids it has seen gets every output exactly once
+    for kind in OUTPUT_KINDS:
+        once = [r["id"] for r in Deduper().filter(got[kind])]
+        assert sorted(once) == sorted(r["id"] for r in stream["refs"]["rec-b"][kind])
     record_property("replayed_outputs", replays)
     print(f"kill -9 x{kills}: no output lost; {replays} replayed output(s) with identical ids and payloads; "
           f"the final run resumed and emitted {final_new} of {total} windows")
