@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from aiotstream.alerts import AlertEvent, AlertPolicy
+from aiotstream.codecs import encode_reading
 from aiotstream.config import AssetConfig, SiteConfig
 from aiotstream.features import get_feature_set, reduce_moments, window_features
 from aiotstream.lineage import FlowContext, inputs_block, iso_ns, make_id, window_block
@@ -72,7 +73,9 @@ class SiteRuntime:
         pos = dl.pos
         rec = {
             "schema": "aiotstream.deadletter/1",
-            "id": make_id("deadletter", self.ctx.site, pos.topic, pos.partition, pos.offset, dl.reason),
+            # a message that gave several readings can have several dead letters: the item index tells them apart
+            "id": make_id("deadletter", self.ctx.site, pos.topic, pos.partition, pos.offset, dl.reason,
+                          *((dl.extra["item"],) if "item" in dl.extra else ())),
             "reason": dl.reason,
             "message": dl.message,
             "asset": dl.asset,
@@ -173,7 +176,10 @@ class AssetAnalyzer:
     def _late(self, item: Frame | Reading) -> Output:
         t = item.t0_ns if isinstance(item, Frame) else item.ts_ns
         wm = self.windows.watermark_ns
-        dl = DeadLetter(item.raw or b"", item.pos, "late",
+        raw = item.raw
+        if raw is None:  # table rows carry no bytes: the dead letter keeps the reading as JSON
+            raw = encode_reading(item.asset, item.ts_ns, item.metric, item.value) if isinstance(item, Reading) else b""
+        dl = DeadLetter(raw, item.pos, "late",
                         f"event time {iso_ns(t)} falls in a window that closed already "
                         f"(watermark {iso_ns(wm) if wm is not None else '-'}, allowed lateness "
                         f"{self.rt.config.window.allowed_lateness_s} s)", asset=self.asset_id)

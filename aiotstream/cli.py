@@ -145,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sim.write_truth(out / "truth.json")
     print(f"      {sim.n_frames:,} frames, {sim.n_readings:,} readings in {time.perf_counter() - t0:.1f} s", flush=True)
     print("[2/3] running the predictive-maintenance flow (Bytewax, 1 worker) ...", flush=True)
-    import river.anomaly  # noqa: F401  (imported lazily by the models; keep its import time out of the figure)
+    import river.anomaly
     import river.drift  # noqa: F401
 
     flow = build_flow(cfg, SimulatorSource(messages, cfg.site.id), JsonlSink(out), tail=False)
