@@ -19,7 +19,7 @@ from aiotstream.alerts import AlertEvent, AlertPolicy
 from aiotstream.codecs import encode_reading
 from aiotstream.config import AssetConfig, SiteConfig
 from aiotstream.features import get_feature_set, reduce_moments, window_features
-from aiotstream.lineage import FlowContext, inputs_block, iso_ns, make_id, window_block
+from aiotstream.lineage import FlowContext, input_entry, inputs_block, iso_ns, make_id, window_block
 from aiotstream.models.online import Detector, DriftWatch, make_detector
 from aiotstream.records import DeadLetter, Frame, Reading
 from aiotstream.windows import ClosedWindow, WindowAssembler
@@ -82,8 +82,8 @@ class SiteRuntime:
             "source": {"topic": pos.topic, "partition": pos.partition, "offset": pos.offset},
             "payload_b64": base64.b64encode(dl.raw).decode("ascii"),
             "payload_size": len(dl.raw),
-            **self.ctx.block(inputs=[{"topic": pos.topic, "partition": pos.partition, "first_offset": pos.offset,
-                                      "last_offset": pos.offset}], window=None, features=None, model=None),
+            **self.ctx.block(inputs=[input_entry(pos.topic, pos.partition, pos.offset, pos.offset)], window=None,
+                             features=None, model=None),
             **dl.extra,
         }
         return Output("deadletter", dl.asset or "", rec)
