@@ -9,10 +9,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from aiotstream.io.broker import TansuBroker
+from aiotstream.records import DeviceMessage
 
 
 @pytest.fixture(scope="session")
@@ -123,3 +126,35 @@ def own_mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+class RecordingSource(FixedPartitionedSource[DeviceMessage, Any]):
+    """Wraps a source and records every message it hands to the dataflow (to count them)."""
+
+    def __init__(self, inner: FixedPartitionedSource[DeviceMessage, Any], seen: list[DeviceMessage]):
+        self.inner = inner
+        self.seen = seen
+
+    def list_parts(self) -> list[str]:
+        return self.inner.list_parts()
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> StatefulSourcePartition:
+        part = self.inner.build_part(step_id, for_part, resume_state)
+        seen = self.seen
+
+        class Part(StatefulSourcePartition[DeviceMessage, Any]):
+            def next_batch(self) -> list[DeviceMessage]:
+                batch = part.next_batch()
+                seen.extend(batch)
+                return batch
+
+            def next_awake(self) -> Any:
+                return part.next_awake()
+
+            def snapshot(self) -> Any:
+                return part.snapshot()
+
+            def close(self) -> None:
+                part.close()
+
+        return Part()

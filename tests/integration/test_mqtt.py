@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 import pytest
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import TestingSink, run_main
+from conftest import RecordingSource
 from paho.mqtt.enums import CallbackAPIVersion
 
 from aiotstream.analysis import Output
@@ -25,38 +25,6 @@ from aiotstream.schemas import validator
 from aiotstream.simulator import PlantSimulator
 
 pytestmark = pytest.mark.integration
-
-
-class RecordingSource(FixedPartitionedSource[DeviceMessage, Any]):
-    """Wraps a source and records every message it hands to the dataflow (to count them)."""
-
-    def __init__(self, inner: FixedPartitionedSource[DeviceMessage, Any], seen: list[DeviceMessage]):
-        self.inner = inner
-        self.seen = seen
-
-    def list_parts(self) -> list[str]:
-        return self.inner.list_parts()
-
-    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> StatefulSourcePartition:
-        part = self.inner.build_part(step_id, for_part, resume_state)
-        seen = self.seen
-
-        class Part(StatefulSourcePartition[DeviceMessage, Any]):
-            def next_batch(self) -> list[DeviceMessage]:
-                batch = part.next_batch()
-                seen.extend(batch)
-                return batch
-
-            def next_awake(self) -> Any:
-                return part.next_awake()
-
-            def snapshot(self) -> Any:
-                return part.snapshot()
-
-            def close(self) -> None:
-                part.close()
-
-        return Part()
 
 
 def site(host: str, port: int, prefix: str, **outputs: Any) -> SiteConfig:
