@@ -16,9 +16,10 @@ import numpy as np
 import orjson
 
 from aiotstream.alerts import AlertEvent, AlertPolicy
+from aiotstream.codecs import encode_reading
 from aiotstream.config import AssetConfig, SiteConfig
 from aiotstream.features import get_feature_set, reduce_moments, window_features
-from aiotstream.lineage import FlowContext, inputs_block, iso_ns, make_id, window_block
+from aiotstream.lineage import FlowContext, input_entry, inputs_block, iso_ns, make_id, window_block
 from aiotstream.models.online import Detector, DriftWatch, make_detector
 from aiotstream.records import DeadLetter, Frame, Reading
 from aiotstream.windows import ClosedWindow, WindowAssembler
@@ -72,15 +73,17 @@ class SiteRuntime:
         pos = dl.pos
         rec = {
             "schema": "aiotstream.deadletter/1",
-            "id": make_id("deadletter", self.ctx.site, pos.topic, pos.partition, pos.offset, dl.reason),
+            # a message that gave several readings can have several dead letters: the item index tells them apart
+            "id": make_id("deadletter", self.ctx.site, pos.topic, pos.partition, pos.offset, dl.reason,
+                          *((dl.extra["item"],) if "item" in dl.extra else ())),
             "reason": dl.reason,
             "message": dl.message,
             "asset": dl.asset,
             "source": {"topic": pos.topic, "partition": pos.partition, "offset": pos.offset},
             "payload_b64": base64.b64encode(dl.raw).decode("ascii"),
             "payload_size": len(dl.raw),
-            **self.ctx.block(inputs=[{"topic": pos.topic, "partition": pos.partition, "first_offset": pos.offset,
-                                      "last_offset": pos.offset}], window=None, features=None, model=None),
+            **self.ctx.block(inputs=[input_entry(pos.topic, pos.partition, pos.offset, pos.offset)], window=None,
+                             features=None, model=None),
             **dl.extra,
         }
         return Output("deadletter", dl.asset or "", rec)
@@ -173,7 +176,10 @@ class AssetAnalyzer:
     def _late(self, item: Frame | Reading) -> Output:
         t = item.t0_ns if isinstance(item, Frame) else item.ts_ns
         wm = self.windows.watermark_ns
-        dl = DeadLetter(item.raw or b"", item.pos, "late",
+        raw = item.raw
+        if raw is None:  # table rows carry no bytes: the dead letter keeps the reading as JSON
+            raw = encode_reading(item.asset, item.ts_ns, item.metric, item.value) if isinstance(item, Reading) else b""
+        dl = DeadLetter(raw, item.pos, "late",
                         f"event time {iso_ns(t)} falls in a window that closed already "
                         f"(watermark {iso_ns(wm) if wm is not None else '-'}, allowed lateness "
                         f"{self.rt.config.window.allowed_lateness_s} s)", asset=self.asset_id)

@@ -1,4 +1,4 @@
-"""``aiotstream``: validate | broker | simulate | run | demo.
+"""``aiotstream``: validate | broker | simulate | run | replay | demo.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
 """
@@ -10,8 +10,10 @@ import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.errors import AiotError, ConfigError
@@ -89,27 +91,47 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from bytewax.run import cli_main
+def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any, list[Any], str]:
+    """Main sink (JSONL dir or Kafka topics) and the extra ones (Parquet lake, MQTT device topics)."""
+    from aiotstream.io.kafka import KafkaOutputSink, ensure_topics, output_topics
 
-    from aiotstream.dataflow import build_flow
-    from aiotstream.io.kafka import KafkaOutputSink, ensure_topics, kafka_source, output_topics
-
-    cfg = _load_site(args)
-    brokers = args.brokers or ",".join(cfg.inputs.brokers)
-    tail = not args.once
-    ensure_topics(brokers, list(cfg.inputs.topics) + list(output_topics(cfg).values()),
-                  partitions=cfg.outputs.partitions)
     if args.out_dir:
         from aiotstream.io.files import JsonlSink
 
-        sink = JsonlSink(args.out_dir)
+        sink, where = JsonlSink(args.out_dir), f"{args.out_dir}/*.jsonl"
     else:
-        sink = KafkaOutputSink(cfg, brokers)
-    flow = build_flow(cfg, kafka_source(cfg, brokers, tail=tail), sink, tail=tail)
-    print(f"running {cfg.site.flow} for site {cfg.site.id!r} (config_hash {cfg.config_hash}) on {brokers}: "
-          f"{', '.join(cfg.inputs.topics)} -> {', '.join(output_topics(cfg).values())}"
-          + ("" if tail else " (until the end of the input topics)"), file=sys.stderr, flush=True)
+        ensure_topics(brokers, list(output_topics(cfg).values()), partitions=cfg.outputs.partitions)
+        sink, where = KafkaOutputSink(cfg, brokers), ", ".join(output_topics(cfg).values())
+    also: list[Any] = []
+    parquet = cfg.outputs.parquet
+    if getattr(args, "parquet_dir", None):
+        from aiotstream.config import ParquetOutput
+
+        parquet = ParquetOutput(**{**(parquet.model_dump() if parquet else {}), "directory": args.parquet_dir})
+    if parquet is not None:
+        from aiotstream.io.parquet import ParquetSink
+
+        also.append(ParquetSink(parquet, cfg.site.id))
+        where += f" + {', '.join(parquet.kinds)} as Parquet in {parquet.directory}"
+    if cfg.outputs.mqtt is not None:
+        from aiotstream.io.mqtt import MqttSink
+
+        m = cfg.outputs.mqtt
+        also.append(MqttSink(m, cfg.site.id))
+        where += f" + {', '.join(m.kinds)} over MQTT to {m.host}:{m.port} {m.topic}"
+    return sink, also, where
+
+
+def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool, src_text: str,
+              brokers: str) -> int:
+    from bytewax.run import cli_main
+
+    from aiotstream.dataflow import build_flow
+
+    sink, also, where = _sinks(args, cfg, brokers)
+    flow = build_flow(cfg, source, sink, tail=tail, also=also)
+    print(f"running {cfg.site.flow} for site {cfg.site.id!r} (config_hash {cfg.config_hash}): {src_text} -> "
+          f"{where}" + ("" if tail else " (until the end of the input)"), file=sys.stderr, flush=True)
     addresses = args.addresses.split(";") if args.addresses else None
     recovery = None
     if args.recovery:
@@ -143,6 +165,57 @@ def recovery_config(directory: Path, partitions: int, backup_s: float, process_i
             for i in range(process_id, partitions, processes):
                 shutil.move(str(Path(tmp) / f"part-{i}.sqlite3"), directory / f"part-{i}.sqlite3")
     return RecoveryConfig(str(directory), backup_interval=timedelta(seconds=backup_s))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load_site(args)
+    brokers = args.brokers or ",".join(cfg.inputs.brokers)
+    kind = cfg.inputs.kind
+    tail = not args.once
+    if kind == "kafka":
+        from aiotstream.io.kafka import ensure_topics, kafka_source
+
+        ensure_topics(brokers, list(cfg.inputs.topics), partitions=cfg.outputs.partitions)
+        source: Any = kafka_source(cfg, brokers, tail=tail)
+        text = f"Kafka {brokers} {', '.join(cfg.inputs.topics)}"
+    elif kind == "mqtt":
+        from aiotstream.io.mqtt import mqtt_source
+
+        source, m = mqtt_source(cfg), cfg.inputs.mqtt
+        text = f"MQTT {m.host}:{m.port} {', '.join(s.filter for s in m.subscriptions)}"  # type: ignore[union-attr]
+    elif kind == "opcua":
+        from aiotstream.io.opcua import opcua_source
+
+        source, o = opcua_source(cfg), cfg.inputs.opcua
+        text = f"OPC UA {o.endpoint} ({len(o.nodes)} nodes)"  # type: ignore[union-attr]
+    else:
+        from aiotstream.io.replay import file_source
+
+        source, tail = file_source(cfg), False
+        text = f"files {', '.join(cfg.inputs.files.paths)}"  # type: ignore[union-attr]
+    return _run_flow(args, cfg, source, tail, text, brokers)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from aiotstream.config import FileInput
+    from aiotstream.io.replay import FileSource
+
+    cfg = _load_site(args)
+    base = cfg.inputs.files.model_dump() if cfg.inputs.files else {}
+    update: dict[str, Any] = {"paths": args.files, "speed": args.speed}
+    if args.format:
+        update["format"] = args.format
+    if args.payload:
+        update["payload"] = args.payload
+    try:
+        files = FileInput.model_validate({**base, **update})
+    except ValidationError as exc:
+        raise ConfigError("aiotstream replay", [(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]) \
+            from None
+    source = FileSource(files, cfg.inputs.poll_batch)
+    speed = "as fast as possible" if args.speed == 0 else f"x{args.speed:g}"
+    brokers = args.brokers or ",".join(cfg.inputs.brokers)
+    return _run_flow(args, cfg, source, False, f"{len(source.paths)} file(s), {speed}", brokers)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -236,23 +309,37 @@ def build_parser() -> argparse.ArgumentParser:
     sim_args(s, 60.0)
     s.set_defaults(func=cmd_simulate)
 
-    r = sub.add_parser("run", help="run the predictive-maintenance flow for a site on Kafka")
+    def flow_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--brokers", help="Kafka bootstrap servers (default: the site's inputs.brokers)")
+        sp.add_argument("--out-dir", help="write outputs as JSONL files instead of Kafka topics")
+        sp.add_argument("--parquet-dir", help="also write scores/KPIs as Parquet here (site=/date= partitions)")
+        sp.add_argument("-w", "--workers", type=int, default=1, help="workers per process")
+        sp.add_argument("-i", "--process-id", type=int, help="this process's id in a cluster (with -a)")
+        sp.add_argument("-a", "--addresses", help="all processes' host:port, separated by ';'")
+        sp.add_argument("--epoch-s", type=float, default=1.0,
+                        help="Bytewax epoch length in seconds (default 1): per-asset outputs leave when their epoch "
+                             "closes, so it bounds the added latency; with --recovery it is also the snapshot interval")
+        sp.add_argument("--recovery", metavar="DIR",
+                        help="keep input offsets and all state in recovery partitions here; resume from them")
+        sp.add_argument("--recovery-partitions", type=int,
+                        help="partitions to create in a new recovery dir (default: workers x processes)")
+        sp.add_argument("--backup-s", type=float, default=0.0,
+                        help="keep superseded snapshots this long (set to your off-machine backup interval)")
+
+    r = sub.add_parser("run", help="run the flow for a site from its [inputs] (kafka, mqtt, opcua or files)")
     r.add_argument("--site", required=True, help="site config file (.toml or .json)")
-    r.add_argument("--brokers", help="bootstrap servers (default: the site's inputs.brokers)")
     r.add_argument("--once", action="store_true", help="stop at the end of the input topics instead of tailing")
-    r.add_argument("--out-dir", help="write outputs as JSONL files instead of Kafka topics")
-    r.add_argument("-w", "--workers", type=int, default=1, help="workers per process")
-    r.add_argument("-i", "--process-id", type=int, help="this process's id in a cluster (with -a)")
-    r.add_argument("-a", "--addresses", help="all processes' host:port, separated by ';'")
-    r.add_argument("--epoch-s", type=float, default=1.0,
-                   help="Bytewax epoch length in seconds (default 1): per-asset outputs leave when their epoch closes, so it bounds the added latency; with --recovery it is also the snapshot interval")
-    r.add_argument("--recovery", metavar="DIR",
-                   help="keep input offsets and all state in recovery partitions here; resume from them on restart")
-    r.add_argument("--recovery-partitions", type=int,
-                   help="partitions to create in a new recovery dir (default: workers x processes)")
-    r.add_argument("--backup-s", type=float, default=0.0,
-                   help="keep superseded snapshots this long (set to your off-machine backup interval)")
+    flow_args(r)
     r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("replay", help="replay CSV/JSONL/Parquet/frame files through the flow, paced by event time")
+    rp.add_argument("files", nargs="+", metavar="FILE", help="files or globs")
+    rp.add_argument("--site", required=True, help="site config file (its [inputs.files] gives columns/format)")
+    rp.add_argument("--speed", type=float, default=0.0, help="0: as fast as possible (default); 1: real time; N: N x")
+    rp.add_argument("--format", choices=["auto", "csv", "jsonl", "parquet", "frames"], help="default: by extension")
+    rp.add_argument("--payload", help="format of JSONL lines without [inputs.files.columns] (json, gateway-json, ...)")
+    flow_args(rp)
+    rp.set_defaults(func=cmd_replay)
 
     d = sub.add_parser("demo", help="simulator -> flow -> ./out/*.jsonl, with a detection summary")
     d.add_argument("--assets", type=int, default=5)

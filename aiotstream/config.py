@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from aiotstream.errors import ConfigError
 
@@ -68,11 +76,192 @@ class AssetGroup(_Model):
     rpm: float = Field(default=1_800.0, gt=0, le=200_000)
 
 
+PayloadFormat = Literal["auto", "frame", "json", "value", "gateway-json", "sparkplug-json", "onem2m"]
+_OUTPUT_PLACEHOLDERS = ("site", "asset", "kind", "line")
+
+
+class TlsConfig(_Model):
+    """TLS for MQTT: an empty ``ca_file`` uses the system's CAs; cert/key for client certificates."""
+
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    insecure: bool = Field(default=False, description="skip the server hostname check (test setups only)")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
+        return self
+
+
+class MqttConnection(_Model):
+    """Where and how to reach an MQTT broker (shared by the MQTT source and sink)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str = Field(default="", max_length=128,
+                           description="stable id so the broker keeps the session; default aiotstream-<site>")
+    protocol: Literal["5", "3.1.1"] = "5"
+    username: str = ""
+    password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
+                              description="name of the environment variable holding the password (never the "
+                                          "password itself)")
+    tls: TlsConfig | None = None
+    qos: int = Field(default=1, ge=0, le=2)
+    keepalive_s: int = Field(default=30, ge=5, le=65535)
+    reconnect_min_s: int = Field(default=1, ge=1, le=3600)
+    reconnect_max_s: int = Field(default=30, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _reconnect_order(self) -> MqttConnection:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_min_s "
+                             f"({self.reconnect_min_s})")
+        return self
+
+
+class MqttSubscription(_Model):
+    """One topic filter, how to decode its payloads and how its topics map to asset/metric."""
+
+    filter: str = Field(description="MQTT topic filter; + and # wildcards, $share/<group>/... allowed")
+    format: PayloadFormat = "auto"
+    asset: str = Field(default="", description="template from topic levels, e.g. '{2}'; empty: the payload says")
+    metric: str = Field(default="", description="template or name; empty: the payload says")
+    missing_ts: Literal["reject", "arrival"] | None = Field(
+        default=None, description="payload without event time: dead letter or arrival time (default: arrival "
+                                  "for format 'value', reject otherwise)")
+    metric_names: dict[str, str] = Field(default_factory=dict, description="rename payload metric names")
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, v: str) -> str:
+        from aiotstream.topics import check_filter
+
+        err = check_filter(v)
+        if err:
+            raise ValueError(f"{v!r} is not a valid MQTT topic filter: {err}")
+        return v
+
+    @field_validator("asset", "metric")
+    @classmethod
+    def _template(cls, v: str, info: ValidationInfo) -> str:
+        from aiotstream.topics import check_template
+
+        flt = info.data.get("filter")
+        if v and flt:
+            err = check_template(v, flt)
+            if err:
+                raise ValueError(f"template {v!r}: {err}")
+        return v
+
+    @model_validator(mode="after")
+    def _value_needs_mapping(self) -> MqttSubscription:
+        if self.format == "value" and not (self.asset and self.metric):
+            raise ValueError("format 'value' (a bare number) needs both asset and metric templates")
+        if self.format == "value" and self.missing_ts == "reject":
+            raise ValueError("format 'value' has no event time in the payload: missing_ts must be 'arrival'")
+        return self
+
+    @property
+    def effective_missing_ts(self) -> str:
+        return self.missing_ts or ("arrival" if self.format == "value" else "reject")
+
+
+class MqttInput(MqttConnection):
+    """``[inputs.mqtt]``: an MQTT source (one persistent session)."""
+
+    session_expiry_s: int = Field(default=3600, ge=0, le=0xFFFFFFFF,
+                                  description="MQTT 5: how long the broker keeps the session (and queued QoS 1 "
+                                              "messages) while disconnected")
+    receive_maximum: int = Field(default=10_000, ge=1, le=65535,
+                                 description="MQTT 5: unacknowledged QoS 1 messages the broker may have in flight")
+    ack: Literal["epoch", "batch"] = Field(
+        default="epoch", description="epoch: PUBACK when the Bytewax epoch after the one the message entered "
+                                     "closes; batch: when the next batch is taken")
+    queue_size: int = Field(default=100_000, ge=1, le=10_000_000)
+    subscriptions: list[MqttSubscription] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _epoch_ack_needs_v5(self) -> MqttInput:
+        if self.ack == "epoch" and self.protocol != "5" and self.qos > 0:
+            raise ValueError("ack = 'epoch' needs protocol '5' (MQTT 3.1.1 brokers cap unacknowledged messages, "
+                             "mosquitto at 20): use protocol = '5' or ack = 'batch'")
+        return self
+
+
+class OpcUaNode(_Model):
+    node_id: str = Field(min_length=1, description="e.g. 'ns=2;s=Pump1.Temperature' or 'ns=2;i=1007'")
+    asset: str = Field(pattern=ID_PATTERN)
+    metric: str = Field(min_length=1, max_length=128)
+
+
+class OpcUaInput(_Model):
+    """``[inputs.opcua]``: subscribe to node ids on one OPC UA server."""
+
+    endpoint: str = Field(pattern=r"^opc\.tcp://\S+$", description="opc.tcp://host:port[/path]")
+    sampling_interval_ms: float = Field(default=100.0, ge=0, le=3_600_000)
+    publishing_interval_ms: float = Field(default=500.0, gt=0, le=3_600_000)
+    timestamp: Literal["server", "source"] = Field(default="server", description="which timestamp is event time")
+    bad_quality: Literal["deadletter", "flag"] = "deadletter"
+    username: str = ""
+    password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$")
+    security: str = Field(default="", description="asyncua security string, e.g. "
+                                                  "'Basic256Sha256,SignAndEncrypt,cert.pem,key.pem'")
+    timeout_s: float = Field(default=4.0, gt=0, le=600)
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+    queue_size: int = Field(default=100_000, ge=1, le=10_000_000)
+    nodes: list[OpcUaNode] = Field(min_length=1)
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique_nodes(cls, v: list[OpcUaNode]) -> list[OpcUaNode]:
+        ids = [n.node_id for n in v]
+        dups = sorted({i for i in ids if ids.count(i) > 1})
+        if dups:
+            raise ValueError(f"node id(s) {', '.join(map(repr, dups))} appear more than once")
+        return v
+
+
+class FileColumns(_Model):
+    """Which columns of a CSV/Parquet/JSONL file hold a reading (long: metric + value; wide: metrics)."""
+
+    asset: str = "asset"
+    ts: str = "ts"
+    ts_unit: Literal["ns", "us", "ms", "s", "iso"] = "ns"
+    metric: str = "metric"
+    value: str = "value"
+    metrics: list[str] = Field(default_factory=list, description="wide tables: each listed column is a metric")
+    default_asset: str = Field(default="", description="asset for files without an asset column")
+
+
+class FileInput(_Model):
+    """``[inputs.files]``: replay files with event-time pacing."""
+
+    paths: list[str] = Field(min_length=1, description="files or globs")
+    format: Literal["auto", "csv", "jsonl", "parquet", "frames"] = Field(
+        default="auto", description="auto: by extension (.csv, .jsonl/.json, .parquet, .bin = length-prefixed frames)")
+    payload: PayloadFormat = Field(default="auto", description="format of each JSONL line when no [columns] table")
+    columns: FileColumns | None = None
+    speed: float = Field(default=0.0, ge=0, le=1e6, description="0: as fast as possible; 1: real time; N: N x")
+    missing_ts: Literal["reject", "arrival"] = "reject"
+
+
 class InputConfig(_Model):
+    kind: Literal["kafka", "mqtt", "opcua", "files"] = Field(default="kafka", description="where the data comes from")
     brokers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"], min_length=1)
     topics: list[str] = Field(default_factory=list, description="default: <site>.waveforms, <site>.readings")
     tail: bool = Field(default=True, description="keep waiting for new data at the end of the topics")
     poll_batch: int = Field(default=1000, gt=0, le=100_000)
+    mqtt: MqttInput | None = None
+    opcua: OpcUaInput | None = None
+    files: FileInput | None = None
+
+    @model_validator(mode="after")
+    def _kind_has_table(self) -> InputConfig:
+        if self.kind != "kafka" and getattr(self, self.kind) is None:
+            raise ValueError(f"kind = {self.kind!r} needs an [inputs.{self.kind}] table")
+        return self
 
 
 class WindowConfig(_Model):
@@ -135,12 +324,51 @@ class KpiConfig(_Model):
     period_s: float = Field(default=10.0, gt=0, le=86_400)
 
 
+class MqttOutput(MqttConnection):
+    """``[outputs.mqtt]``: publish outputs (e.g. commands) to device topics, QoS 1, PUBACKs awaited per batch."""
+
+    topic: str = Field(default="devices/{asset}/{kind}",
+                       description="template with {site}, {asset}, {kind}, {line}")
+    kinds: list[str] = Field(default_factory=lambda: ["command"], min_length=1)
+    retain: bool = False
+    publish_timeout_s: float = Field(default=60.0, gt=0, le=3600,
+                                     description="give up (fail the flow) if a batch is not acknowledged by then")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_template(cls, v: str) -> str:
+        import string
+
+        try:
+            names = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"topic template {v!r}: {exc}") from None
+        bad = [n for n in names if n not in _OUTPUT_PLACEHOLDERS]
+        if bad:
+            raise ValueError(f"topic template {v!r} uses {{{bad[0]}}}; allowed: "
+                             + ", ".join("{" + p + "}" for p in _OUTPUT_PLACEHOLDERS))
+        if "+" in v or "#" in v or not v:
+            raise ValueError(f"topic template {v!r}: a topic to publish to has no wildcards and is not empty")
+        return v
+
+
+class ParquetOutput(_Model):
+    """``[outputs.parquet]``: scores/KPIs as Parquet, ``<directory>/<kind>/site=<id>/date=<YYYY-MM-DD>/``."""
+
+    directory: str = Field(min_length=1)
+    kinds: list[str] = Field(default_factory=lambda: ["score", "kpi"], min_length=1)
+    max_rows_per_file: int = Field(default=100_000, ge=1, le=100_000_000)
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+
+
 class OutputConfig(_Model):
     alerts: str = ""
     kpis: str = ""
     scores: str = ""
     deadletter: str = ""
     partitions: int = Field(default=3, ge=1, le=1024, description="partitions when aiotstream creates a topic")
+    mqtt: MqttOutput | None = None
+    parquet: ParquetOutput | None = None
 
 
 class SiteConfig(_Model):
@@ -287,8 +515,12 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
             msg = f"{err['msg'].replace('Input should be', 'must be')} (got {given!r})"
         elif kind == "value_error":
             msg = err["msg"].removeprefix("Value error, ")
-        elif kind == "string_pattern_mismatch":
+        elif kind == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == ID_PATTERN:
             msg = f"{given!r} is not a valid id: use letters, digits, '.', '_' or '-' (max 128)"
+        elif kind == "string_pattern_mismatch" and str(loc[-1]) == "password_env":
+            msg = f"{given!r} is not an environment variable name (the password itself never goes in the file)"
+        elif kind == "string_pattern_mismatch" and str(loc[-1]) == "endpoint":
+            msg = f"{given!r} is not an OPC UA endpoint: use opc.tcp://host:port[/path]"
         else:
             msg = err["msg"].replace("Input should be", "must be") + (f" (got {given!r})" if given is not None
                                                                        and not isinstance(given, (dict, list)) else "")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
-from bytewax.outputs import Sink
+from bytewax.outputs import FixedPartitionedSink, Sink
 
 from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime
 from aiotstream.config import SiteConfig
@@ -31,8 +31,8 @@ from aiotstream.ingest import Ingestor
 from aiotstream.records import Frame, Reading
 
 
-class AnalyzerLogic(StatefulBatchLogic[Frame | Reading, Output, AssetAnalyzer]):
-    """Bytewax wrapper around one asset's :class:`AssetAnalyzer`.
+class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading], Output, AssetAnalyzer]):
+    """Bytewax wrapper around one asset's :class:`AssetAnalyzer`; values are per-asset lists from one poll batch.
 
     When tailing, an asset silent for ``idle`` (wall clock) has its open windows
     closed; one silent for ``ttl`` is flushed (KPI period included) and its state
@@ -48,12 +48,13 @@ class AnalyzerLogic(StatefulBatchLogic[Frame | Reading, Output, AssetAnalyzer]):
         self.ttl = ttl
         self.last_seen: datetime | None = None
 
-    def on_batch(self, values: list[Frame | Reading]) -> tuple[list[Output], bool]:
+    def on_batch(self, values: list[list[Frame | Reading]]) -> tuple[list[Output], bool]:
+        items = values[0] if len(values) == 1 else [x for group in values for x in group]
         if self.analyzer is None:
-            self.analyzer = AssetAnalyzer(self.rt, values[0].asset)
+            self.analyzer = AssetAnalyzer(self.rt, items[0].asset)
         if self.idle is not None:
             self.last_seen = datetime.now(UTC)
-        return self.analyzer.on_items(values, time.monotonic()), StatefulBatchLogic.RETAIN
+        return self.analyzer.on_items(items, time.monotonic()), StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Output], bool]:
         """Silent for ``idle``: close open windows; silent for ``ttl``: flush everything and forget the asset."""
@@ -85,11 +86,15 @@ def _is_output(x: Any) -> bool:
 
 
 def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: bool | None = None,
-               now_ns: Callable[[], int] | None = None, flow_id: str | None = None) -> Dataflow:
+               now_ns: Callable[[], int] | None = None, flow_id: str | None = None,
+               also: Sequence[Sink[Any]] = ()) -> Dataflow:
     """Build the predictive-maintenance dataflow for one site.
 
     ``tail`` (default: ``config.inputs.tail``) decides whether silent assets
     have their windows closed after ``window.idle_close_s`` of wall-clock time.
+    ``also``: more sinks that see every output (e.g. the Parquet and MQTT
+    sinks, which keep the kinds they are configured for); a
+    ``FixedPartitionedSink`` gets ``(asset, output)`` pairs.
     """
     rt = SiteRuntime(config)
     ingest = Ingestor(rt, now_ns) if now_ns is not None else Ingestor(rt)
@@ -99,9 +104,19 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
 
     flow = Dataflow(flow_id or f"{config.site.flow}-{config.site.id}".replace(".", "_"))
     raw = op.input("input", flow, source)
-    decoded = op.flat_map_batch("decode", raw, ingest.decode_batch)
+    decoded = op.flat_map_batch("decode", raw, ingest.decode_grouped)  # (asset, [items]) per asset + dead letters
     split = op.branch("split_dead_letters", decoded, _is_output)
     analyzed = op.stateful_batch("analyze", split.falses, lambda resume: AnalyzerLogic(rt, resume, idle, ttl))
     results = op.map("drop_key", analyzed, lambda kv: kv[1])
-    op.output("sink", op.merge("outputs", results, split.trues), sink)
+    outputs = op.merge("outputs", results, split.trues)
+    op.output("sink", outputs, sink)
+    for i, extra in enumerate(also):
+        if isinstance(extra, FixedPartitionedSink):
+            op.output(f"sink_{i + 1}", op.map(f"key_outputs_{i + 1}", outputs, _keyed), extra)
+        else:
+            op.output(f"sink_{i + 1}", outputs, extra)
     return flow
+
+
+def _keyed(o: Output) -> tuple[str, Output]:
+    return (o.key, o)

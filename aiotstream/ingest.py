@@ -13,19 +13,28 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
+import orjson
 
 from aiotstream.analysis import Output, SiteRuntime
 from aiotstream.codecs import decode_any
+from aiotstream.codecs_iot import decode_payload
 from aiotstream.errors import DecodeError
 from aiotstream.features import frame_moments
 from aiotstream.lineage import iso_ns
-from aiotstream.records import DeadLetter, Frame, Position, Reading
+from aiotstream.records import DeadLetter, Frame, Position, Reading, ReadingRows
 
 log = logging.getLogger(__name__)
 
 
 class Ingestor:
-    """Turns raw source messages into ``(asset, Frame | Reading)`` pairs and dead-letter outputs."""
+    """Turns raw source messages into ``(asset, Frame | Reading)`` pairs and dead-letter outputs.
+
+    A message is decoded by :func:`~aiotstream.codecs.decode_any` (Kafka,
+    simulator), or, when it carries :class:`~aiotstream.records.DecodeHints`
+    (MQTT, OPC UA, file lines), in the format they name; a gateway message can
+    give many readings. :class:`~aiotstream.records.ReadingRows` (table files)
+    are checked column-wise.
+    """
 
     def __init__(self, rt: SiteRuntime, now_ns: Callable[[], int] = time.time_ns):
         self.rt = rt
@@ -33,16 +42,46 @@ class Ingestor:
         self.max_future_ns = round(rt.config.window.max_future_s * 1e9)
         self.source_errors = 0
 
-    def _reject(self, raw: bytes, pos: Position, reason: str, message: str, asset: str | None = None) -> Output:
-        return self.rt.deadletter(DeadLetter(raw, pos, reason, message, asset=asset))
+    def _reject(self, raw: bytes, pos: Position, reason: str, message: str, asset: str | None = None,
+                item: int | None = None) -> Output:
+        extra = {} if item is None else {"item": item}
+        return self.rt.deadletter(DeadLetter(raw, pos, reason, message, asset=asset, extra=extra))
 
     def decode_batch(self, msgs: Iterable[Any]) -> list[tuple[str, Frame | Reading] | Output]:
+        """Decode a poll batch; items and dead letters in input order."""
         out: list[tuple[str, Frame | Reading] | Output] = []
+        self._decode(msgs, lambda it: out.append((it.asset, it)), out.append)
+        return out
+
+    def decode_grouped(self, msgs: Iterable[Any]) -> list[tuple[str, list[Frame | Reading]] | Output]:
+        """Decode a poll batch and group it per asset in the same step: one ``(asset, items)`` per asset.
+
+        This is what crosses to the per-asset step, so scalar telemetry moves as
+        one list per asset and poll batch, not one object per reading.
+        """
+        groups: dict[str, list[Frame | Reading]] = {}
+        dead: list[tuple[str, list[Frame | Reading]] | Output] = []
+
+        def add(it: Frame | Reading) -> None:
+            g = groups.get(it.asset)
+            if g is None:
+                groups[it.asset] = [it]
+            else:
+                g.append(it)
+
+        self._decode(msgs, add, dead.append)
+        dead.extend(groups.items())
+        return dead
+
+    def _decode(self, msgs: Iterable[Any], emit: Callable[[Frame | Reading], None],
+                reject: Callable[[Output], None]) -> None:
         frames: list[Frame] = []
         horizon = self.now_ns() + self.max_future_ns
-        assets = self.rt.assets
         for msg in msgs:
-            if hasattr(msg, "err"):  # bytewax KafkaError
+            if isinstance(msg, ReadingRows):
+                self._rows(msg, horizon, emit, reject)
+                continue
+            if hasattr(msg, "err"):  # bytewax KafkaError: the consumer could not deliver this message
                 inner = msg.msg
                 if inner.value is None or inner.offset is None or inner.offset < 0:
                     # an operational error (broker down, transport): no message is lost, librdkafka retries
@@ -52,45 +91,95 @@ class Ingestor:
                     continue
                 pos = Position(inner.topic or "?", inner.partition if inner.partition is not None else -1,
                                inner.offset)
-                out.append(self._reject(inner.value, pos, "source_error", str(msg.err)))
+                reject(self._reject(inner.value, pos, "source_error", str(msg.err)))
                 continue
             raw = msg.value or b""
             pos = Position(msg.topic or "?", msg.partition if msg.partition is not None else -1,
                            msg.offset if msg.offset is not None else -1)
+            hints = getattr(msg, "hints", None)
             try:
-                item = decode_any(raw, pos)
+                items: list[Frame | Reading] = [decode_any(raw, pos)] if hints is None else \
+                    decode_payload(raw, pos, hints, msg.asset, msg.metric, msg.arrival_ns)
             except DecodeError as exc:
-                out.append(self._reject(raw, pos, exc.reason, str(exc)))
+                reject(self._reject(raw, pos, exc.reason, str(exc), asset=getattr(msg, "asset", None)))
                 continue
-            asset = assets.get(item.asset)
-            if asset is None:
-                out.append(self._reject(raw, pos, "unknown_asset",
-                                        f"asset {item.asset!r} is not in the site config "
-                                        f"({self.rt.config.site.id}); add it to [[assets]]", asset=item.asset))
-                continue
-            t = item.t0_ns if isinstance(item, Frame) else item.ts_ns
-            if t > horizon:
-                out.append(self._reject(raw, pos, "future_timestamp",
-                                        f"event time {iso_ns(t)} is more than {self.rt.config.window.max_future_s:g} s "
-                                        f"ahead of this worker's clock", asset=item.asset))
-                continue
-            if isinstance(item, Frame):
-                n_ch = item.samples.shape[0]  # type: ignore[union-attr]
-                if n_ch != len(asset.channels):
-                    out.append(self._reject(raw, pos, "shape_mismatch",
-                                            f"frame has {n_ch} channel(s), the config says {len(asset.channels)} "
-                                            f"({', '.join(asset.channels)})", asset=item.asset))
+            multi = len(items) > 1
+            for i, item in enumerate(items):
+                why = self._check(item, horizon)
+                if why is not None:
+                    reject(self._reject(raw, pos, why[0], why[1], asset=item.asset, item=i if multi else None))
                     continue
-                if abs(item.sample_rate_hz - asset.sample_rate_hz) > 1e-6 * asset.sample_rate_hz:
-                    out.append(self._reject(raw, pos, "sample_rate_mismatch",
-                                            f"frame sample rate {item.sample_rate_hz:g} Hz, the config says "
-                                            f"{asset.sample_rate_hz:g} Hz", asset=item.asset))
-                    continue
-                frames.append(item)
-            out.append((item.asset, item))
+                if isinstance(item, Frame):
+                    frames.append(item)
+                emit(item)
         if frames:
             attach_moments(frames)
-        return out
+
+    def _check(self, item: Frame | Reading, horizon: int) -> tuple[str, str] | None:
+        """Why the item cannot be used with this site's config (reason, message), or None."""
+        asset = self.rt.assets.get(item.asset)
+        if asset is None:
+            return ("unknown_asset", (f"asset {item.asset!r} is not in the site config ({self.rt.config.site.id}); "
+                                     f"add it to [[assets]]"))
+        t = item.t0_ns if isinstance(item, Frame) else item.ts_ns
+        if t > horizon:
+            return ("future_timestamp", (f"event time {iso_ns(t)} is more than {self.rt.config.window.max_future_s:g} s "
+                                        f"ahead of this worker's clock"))
+        if isinstance(item, Frame):
+            n_ch = item.samples.shape[0]  # type: ignore[union-attr]
+            if n_ch != len(asset.channels):
+                return ("shape_mismatch", (f"frame has {n_ch} channel(s), the config says {len(asset.channels)} "
+                                          f"({', '.join(asset.channels)})"))
+            if abs(item.sample_rate_hz - asset.sample_rate_hz) > 1e-6 * asset.sample_rate_hz:
+                return ("sample_rate_mismatch", (f"frame sample rate {item.sample_rate_hz:g} Hz, the config says "
+                                                f"{asset.sample_rate_hz:g} Hz"))
+        return None
+
+    def _rows(self, block: ReadingRows, horizon: int, emit: Callable[[Frame | Reading], None],
+              reject: Callable[[Output], None]) -> None:
+        """Table rows: range checks on whole columns, then one Reading per good row."""
+        topic, part = block.topic, block.partition
+        for row, raw, reason, message in block.rejects:
+            reject(self._reject(raw, Position(topic, part, row), reason, message))
+        n = len(block)
+        if n == 0:
+            return
+        ts, values = block.ts_ns, block.values
+        ok = np.isfinite(values) & (ts >= 0) & (ts <= horizon)
+        assets_known = self.rt.assets
+        rows = block.rows.tolist()
+        ts_l, val_l = ts.tolist(), values.tolist()
+        good = ok.all()
+        for i, (a, m) in enumerate(zip(block.assets, block.metrics)):
+            pos = Position(topic, part, rows[i])
+            if not good and not ok[i]:
+                t, v = ts_l[i], val_l[i]
+                raw = encode_row(a, t, m, v)
+                if not np.isfinite(v):
+                    reject(self._reject(raw, pos, "non_finite", f"row {rows[i]}: value {v!r} is not finite", a))
+                elif t < 0:
+                    reject(self._reject(raw, pos, "bad_timestamp", f"row {rows[i]}: time {t} is before the epoch", a))
+                else:
+                    reject(self._reject(raw, pos, "future_timestamp",
+                                        f"row {rows[i]}: event time {iso_ns(t)} is more than "
+                                        f"{self.rt.config.window.max_future_s:g} s ahead of this worker's clock", a))
+                continue
+            if a not in assets_known:
+                reject(self._reject(encode_row(a, ts_l[i], m, val_l[i]), pos, "unknown_asset",
+                                    f"asset {a!r} is not in the site config ({self.rt.config.site.id}); "
+                                    f"add it to [[assets]]", a))
+                continue
+            emit(Reading(a, ts_l[i], m, val_l[i], pos))
+
+
+def encode_row(asset: str, ts_ns: int, metric: str, value: float) -> bytes:
+    """A table row as a JSON reading (what its dead letter keeps); NaN/Inf as strings.
+
+    >>> encode_row("m1", 5, "kw", float("nan"))
+    b'{"asset":"m1","ts":5,"metric":"kw","value":"nan"}'
+    """
+    v: float | str = value if np.isfinite(value) else str(value)
+    return orjson.dumps({"asset": asset, "ts": ts_ns, "metric": metric, "value": v})
 
 
 def attach_moments(frames: list[Frame]) -> None:

@@ -60,13 +60,32 @@ class FlowContext:
         }
 
 
+SOURCE_KINDS = ("mqtt", "opcua", "file")
+
+
+def input_entry(topic: str, partition: int, first: int, last: int) -> dict[str, Any]:
+    """One lineage input entry. Non-Kafka positions have a scheme prefix (``mqtt:``, ``opcua:``,
+    ``file:``; Kafka topic names cannot contain ``:``), which also gives the entry its ``kind``.
+
+    >>> input_entry("file:/data/m.csv", -1, 0, 99)["kind"]
+    'file'
+    >>> "kind" in input_entry("plant.readings", 0, 5, 9)  # Kafka: no kind, as before
+    False
+    """
+    d: dict[str, Any] = {"topic": topic, "partition": partition, "first_offset": first, "last_offset": last}
+    scheme = topic.split(":", 1)[0] if ":" in topic else ""
+    if scheme in SOURCE_KINDS:
+        d["kind"] = scheme
+    return d
+
+
 def inputs_block(spans: tuple[tuple[str, int, int, int], ...]) -> list[dict]:
     """``(topic, partition, first, last)`` spans as lineage input entries.
 
     >>> inputs_block((("t", 0, 5, 9),))
     [{'topic': 't', 'partition': 0, 'first_offset': 5, 'last_offset': 9}]
     """
-    return [{"topic": t, "partition": p, "first_offset": a, "last_offset": b} for t, p, a, b in spans]
+    return [input_entry(t, p, a, b) for t, p, a, b in spans]
 
 
 def window_block(start_ns: int, end_ns: int) -> dict:

@@ -41,6 +41,44 @@ class SourceMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class DecodeHints:
+    """How to decode the messages of one subscription / node / file (shared, not per message).
+
+    ``fmt`` names the payload format (see :data:`aiotstream.codecs_iot.FORMATS`);
+    ``missing_ts`` says what a payload without an event time gets: ``"reject"``
+    (a ``bad_timestamp`` dead letter) or ``"arrival"`` (the time the source
+    received it); ``metric_names`` renames payload metric names.
+    """
+
+    fmt: str = "auto"
+    missing_ts: str = "reject"
+    metric_names: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceMessage:
+    """A raw message from a device-facing source (MQTT, OPC UA, file rows) with its routing.
+
+    ``asset``/``metric`` come from the source's mapping (topic levels, node
+    table); the payload may name them too (a mismatch is a dead letter).
+    ``arrival_ns`` is the wall-clock time the source received the message.
+
+    >>> DeviceMessage("mqtt:plant/p1/t", -1, 3, b"21.5", DecodeHints("value"), "p1", "t", 5).hints.fmt
+    'value'
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    hints: DecodeHints
+    asset: str | None = None
+    metric: str | None = None
+    arrival_ns: int | None = None
+    key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Position:
     """Where an input came from: topic/partition/offset (or file/-1/row)."""
 
@@ -81,7 +119,12 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    """One scalar reading (temperature, current, ...)."""
+    """One scalar reading (temperature, current, ...).
+
+    ``status`` is the source's quality code, OPC UA style: 0 is good, the top
+    two bits give the severity (``0b01`` uncertain, ``0b10`` bad). Only
+    sources that know the quality (OPC UA with ``bad_quality = "flag"``) set it.
+    """
 
     asset: str
     ts_ns: int
@@ -89,6 +132,34 @@ class Reading:
     value: float
     pos: Position
     raw: bytes | None = None
+    status: int = 0
+
+    @property
+    def bad(self) -> bool:
+        """True when the status code's severity is Bad (top bit set)."""
+        return bool(self.status & 0x8000_0000)
+
+
+@dataclass(slots=True)
+class ReadingRows:
+    """A block of table rows (CSV / Parquet / JSONL with a column mapping) as columns, for the batch path.
+
+    Row ``i`` is a reading ``(assets[i], ts_ns[i], metrics[i], values[i])`` at
+    row number ``rows[i]`` of the file named by ``topic``; ``rejects`` are rows
+    that could not be parsed: ``(row, raw bytes, reason, message)``.
+    """
+
+    topic: str
+    partition: int
+    rows: np.ndarray  # int64 row numbers
+    assets: list[str]
+    ts_ns: np.ndarray  # int64
+    metrics: list[str]
+    values: np.ndarray  # float64
+    rejects: list[tuple[int, bytes, str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.assets)
 
 
 @dataclass(frozen=True, slots=True)

