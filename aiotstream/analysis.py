@@ -122,7 +122,8 @@ class AssetAnalyzer:
         self.columns = rt.columns(asset)
         cfg = rt.config
         self.windows = WindowAssembler(rt.length_ns, rt.hop_ns, rt.lateness_ns, asset=asset_id,
-                                       idle_s=cfg.window.idle_close_s, expected=("frames", "readings"))
+                                       idle_s=cfg.window.idle_close_s,
+                                       expected=("frames", "readings") if cfg.window.wait_for_readings else ("frames",))
         self.detector: Detector = make_detector(cfg.model.kind, self.columns, warmup=cfg.model.warmup_windows,
                                                 n_trees=cfg.model.n_trees, height=cfg.model.height,
                                                 window_size=cfg.model.window_size, seed=cfg.model.seed)

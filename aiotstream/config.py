@@ -270,6 +270,8 @@ class WindowConfig(_Model):
     allowed_lateness_s: float = Field(default=0.5, ge=0, le=3600)
     max_future_s: float = Field(default=300.0, gt=0, description="frames further ahead of wall-clock are dead-lettered")
     idle_close_s: float = Field(default=5.0, gt=0, description="close an asset's windows after this much wall-clock silence")
+    wait_for_readings: bool = Field(default=True, description="hold windows until the asset's readings stream "
+                                    "has shown up (false: assets send frames only)")
     state_ttl_s: float = Field(default=3600.0, ge=0, description="forget an asset silent this long (0 = never)")
 
     @model_validator(mode="after")

@@ -54,7 +54,10 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading], Output, AssetAnaly
             self.analyzer = AssetAnalyzer(self.rt, items[0].asset)
         if self.idle is not None:
             self.last_seen = datetime.now(UTC)
-        return self.analyzer.on_items(items, time.monotonic()), StatefulBatchLogic.RETAIN
+        # only a tailing flow has a wall clock to judge idle streams by; a bounded replay must not
+        # depend on how fast each partition happens to be read
+        now = time.monotonic() if self.idle is not None else None
+        return self.analyzer.on_items(items, now), StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Output], bool]:
         """Silent for ``idle``: close open windows; silent for ``ttl``: flush everything and forget the asset."""

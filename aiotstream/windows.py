@@ -9,7 +9,10 @@ stream's progress minus the allowed lateness; a window closes when the
 watermark passes its end. A stream that has delivered nothing for
 ``idle_s`` of wall-clock time stops holding the watermark back; so does an
 ``expected`` stream that has not shown up at all within ``idle_s`` of the
-asset's first input (an asset without a temperature sensor, say). An input whose earliest window has already closed is *late*: it is
+asset's first input (an asset without a temperature sensor, say). Without a
+wall clock (``now_s=None``: replaying a bounded input) nothing is idle and an
+expected stream is waited for until the input ends, so a replay gives the same
+windows however fast each partition happens to be read. An input whose earliest window has already closed is *late*: it is
 returned to the caller (to become a dead letter), never dropped in silence.
 
 Frames arrive here already reduced to per-channel moment sums (see
@@ -101,7 +104,9 @@ class WindowAssembler:
         if not self.progress:
             return None
         now = self.now_s
-        waiting = now is not None and self.first_arrival is not None and now - self.first_arrival <= self.idle_s
+        # without a wall clock (replaying a bounded input) an expected stream is waited for until it comes
+        # or the input ends; with one, for idle_s after the asset's first input
+        waiting = now is None or (self.first_arrival is not None and now - self.first_arrival <= self.idle_s)
         if waiting and any(s not in self.progress for s in self.expected):
             return None  # give an expected stream that has not arrived yet a chance to
         active = [t for s, t in self.progress.items() if now is None or now - self.last_arrival[s] <= self.idle_s]

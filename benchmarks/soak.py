@@ -95,7 +95,7 @@ def soak(assets: int, rounds: int, tolerance: float = 0.05, epoch_s: float = 1.0
     cfg = SiteConfig.from_dict({
         "site": {"id": "soak"},
         "asset_groups": [{"prefix": "a", "count": assets, "width": 6, "channels": ["x"], "sample_rate_hz": 32}],
-        "inputs": {"tail": False}, "window": {"allowed_lateness_s": 0}, "model": {"warmup_windows": 3},
+        "inputs": {"tail": False}, "window": {"allowed_lateness_s": 0, "wait_for_readings": False}, "model": {"warmup_windows": 3},
     })
     ids = [a.id for a in cfg.all_assets()]
     samples: list[tuple[int, float, float]] = []
