@@ -1,8 +1,10 @@
 """Decode a poll batch: bytes -> validated frames/readings (keyed by asset) + dead letters.
 
-One call per poll batch, not per message: frames of the same shape are stacked
-and reduced to per-channel moments by one kernel call (GIL released), and the
-samples are dropped, so nothing high-rate travels further as Python objects.
+One call per poll batch, not per message: frames of the same shape, dtype and
+sample rate are stacked and reduced to per-channel partials by one call of each
+kernel the feature set needs (time domain; spectral for spectral sets; GIL
+released), and the samples are dropped, so nothing high-rate travels further as
+Python objects.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import numpy as np
 from aiotstream.analysis import Output, SiteRuntime
 from aiotstream.codecs import decode_any
 from aiotstream.errors import DecodeError
-from aiotstream.features import frame_moments
+from aiotstream.features import FeatureSet, frame_partials_batch
 from aiotstream.lineage import iso_ns
 from aiotstream.records import DeadLetter, Frame, Position, Reading
 
@@ -79,21 +81,28 @@ class Ingestor:
                 frames.append(item)
             out.append((item.asset, item))
         if frames:
-            attach_moments(frames)
+            attach_partials(frames, self.rt.feature_set, {a: cfg.rpm for a, cfg in assets.items()})
         return out
 
 
-def attach_moments(frames: list[Frame]) -> None:
-    """Compute every frame's per-channel moments, one kernel call per frame shape; drop the samples."""
-    groups: dict[tuple[int, int, str], list[Frame]] = defaultdict(list)
+def attach_partials(frames: list[Frame], feature_set: FeatureSet, rpm: dict[str, float]) -> None:
+    """Compute every frame's partials for ``feature_set``; drop the samples.
+
+    One kernel call (per kernel) per group of frames with the same shape,
+    dtype and sample rate; ``rpm`` maps asset id to running speed (for the
+    1x/2x spectral columns).
+    """
+    groups: dict[tuple[int, int, str, float], list[Frame]] = defaultdict(list)
     for f in frames:
         s = f.samples
         assert s is not None
-        groups[(s.shape[0], s.shape[1], s.dtype.str)].append(f)
-    for (_, _, dt), group in groups.items():
+        groups[(s.shape[0], s.shape[1], s.dtype.str, f.sample_rate_hz)].append(f)
+    for (_, _, dt, rate), group in groups.items():
         target = np.float64 if dt.endswith("f8") else np.float32
         batch = np.stack([f.samples for f in group]).astype(target, copy=False)  # (F, C, N), C-contiguous
-        moments = frame_moments(batch)
-        for f, m in zip(group, moments):
-            f.moments = m
+        speeds = np.array([rpm.get(f.asset, np.nan) for f in group]) if feature_set.spectral else None
+        time_part, spec = frame_partials_batch(batch, rate, speeds, feature_set)
+        for i, f in enumerate(group):
+            f.partials = time_part[i]
+            f.spectral = spec[i] if spec is not None else None
             f.samples = None

@@ -107,4 +107,4 @@ def test_config_mismatch_and_unknown_assets_become_dead_letters() -> None:
     reasons = [x.record["reason"] for x in out if isinstance(x, Output)]
     assert reasons == ["shape_mismatch", "sample_rate_mismatch", "unknown_asset", "future_timestamp"]
     (key, frame), = [x for x in out if isinstance(x, tuple)]
-    assert key == "asset-000" and frame.samples is None and frame.moments.shape == (3, 7)
+    assert key == "asset-000" and frame.samples is None and frame.partials.shape == (3, 11) and frame.spectral is None
