@@ -85,11 +85,11 @@ cdef extern from "kernels_core.h" nogil:
     double aiot_spec_prepare_f(const float* p, Py_ssize_t n, const double* w, float* buf)
     double aiot_spec_prepare_d(const double* p, Py_ssize_t n, const double* w, double* buf)
     void aiot_spec_row_f(const float* X, Py_ssize_t n, Py_ssize_t nk, double norm, double scale2,
-                         double fs, Py_ssize_t nbands, const Py_ssize_t* band_lo,
+                         const double* freqs, Py_ssize_t nbands, const Py_ssize_t* band_lo,
                          const Py_ssize_t* band_hi, Py_ssize_t h1a, Py_ssize_t h1b, Py_ssize_t h2a,
                          Py_ssize_t h2b, double* tmp, double* out)
     void aiot_spec_row_d(const double* X, Py_ssize_t n, Py_ssize_t nk, double norm, double scale2,
-                         double fs, Py_ssize_t nbands, const Py_ssize_t* band_lo,
+                         const double* freqs, Py_ssize_t nbands, const Py_ssize_t* band_lo,
                          const Py_ssize_t* band_hi, Py_ssize_t h1a, Py_ssize_t h1b, Py_ssize_t h2a,
                          Py_ssize_t h2b, double* tmp, double* out)
     void aiot_merge_spectral(double* a, const double* b, Py_ssize_t ncols)
@@ -440,6 +440,8 @@ def frame_spectra(x, sample_rate_hz, bands, rpm=None, harmonic_halfwidth_bins=2.
     cdef Py_ssize_t n = rows.shape[1]
     cdef Py_ssize_t nk = n // 2 + 1
     cdef Py_ssize_t R = rows.shape[0]
+    if n >= 2**31 - 1:
+        raise ValueError(f"frame_spectra: rows of {n} samples are too long (at most 2**31 - 2)")
     band_lo, band_hi = _band_bins(bands, fs, n)
     cdef Py_ssize_t nb = band_lo.shape[0]
     cdef Py_ssize_t ncols = AIOT_S_BANDS + nb
@@ -468,6 +470,8 @@ def frame_spectra(x, sample_rate_hz, bands, rpm=None, harmonic_halfwidth_bins=2.
     hb = np.empty((R, 4), dtype=np.intp)
 
     cdef const double[::1] wv = w
+    freq_arr = np.arange(nk, dtype=np.float64) * fs / n  # bin k at k * fs / n Hz, as the twin computes it
+    cdef const double[::1] fq = freq_arr
     cdef const Py_ssize_t[::1] blo = band_lo
     cdef const Py_ssize_t[::1] bhi = band_hi
     cdef const double[::1] rpmv = rpm_rows
@@ -514,12 +518,12 @@ def frame_spectra(x, sample_rate_hz, bands, rpm=None, harmonic_halfwidth_bins=2.
         with nogil:
             if f32:
                 for r in range(m):
-                    aiot_spec_row_f(&Xf[r, 0], n, nk, norm, scale2[r], fs, nb, &blo[0] if nb else NULL,
+                    aiot_spec_row_f(&Xf[r, 0], n, nk, norm, scale2[r], &fq[0], nb, &blo[0] if nb else NULL,
                                     &bhi[0] if nb else NULL, hbv[start + r, 0], hbv[start + r, 1],
                                     hbv[start + r, 2], hbv[start + r, 3], &tmp[0], &out[start + r, 0])
             else:
                 for r in range(m):
-                    aiot_spec_row_d(&Xd[r, 0], n, nk, norm, scale2[r], fs, nb, &blo[0] if nb else NULL,
+                    aiot_spec_row_d(&Xd[r, 0], n, nk, norm, scale2[r], &fq[0], nb, &blo[0] if nb else NULL,
                                     &bhi[0] if nb else NULL, hbv[start + r, 0], hbv[start + r, 1],
                                     hbv[start + r, 2], hbv[start + r, 3], &tmp[0], &out[start + r, 0])
         start += m

@@ -229,6 +229,15 @@ static void aiot_features_from_partials(const double *restrict p, double *restri
 AIOT_DEFINE_SPEC_PREPARE(aiot_spec_prepare_f, float)
 AIOT_DEFINE_SPEC_PREPARE(aiot_spec_prepare_d, double)
 
+/* sum of v[a:b]; a vectorised reduction (a plain loop is bound by the add latency) */
+AIOT_CLONES static double aiot_range_sum(const double *restrict v, ptrdiff_t a, ptrdiff_t b)
+{
+    double e = 0.0;
+    _Pragma("omp simd reduction(+:e)")
+    for (ptrdiff_t k = a; k < b; k++) e += v[k];
+    return e;
+}
+
 /* Spectral partial columns (see _kernels.SPECTRAL_PARTIAL_COLUMNS); bands follow. */
 enum {
     AIOT_S_COUNT, AIOT_S_TOTAL, AIOT_S_FSUM, AIOT_S_PEAK, AIOT_S_PEAK_F, AIOT_S_E1, AIOT_S_E2,
@@ -236,16 +245,18 @@ enum {
 };
 
 /* One row's spectral partials from its rfft X[0:nk] (interleaved re, im;
- * nk = n/2 + 1).  P_k = c_k |X_k|^2 * norm for k = 1 .. nk-1 (DC dropped;
- * c_k = 2, or 1 for the Nyquist bin of an even n).  tmp has room for nk
- * doubles; fs is the sample rate (bin k is at k * fs / n Hz).  band_lo/band_hi: per band the first and one-past-last bin;
- * h1/h2: the 1x and 2x bin ranges [first, last) of this row (first < 0: unknown
- * running speed, the column is NaN).  scale2 is the
- * value returned by aiot_spec_prepare (NaN -> NaN row, 0 -> all-zero row). */
+ * nk = n/2 + 1).  P_k = c_k |X_k|^2 * norm * scale2 for k = 1 .. nk-1 (DC
+ * dropped; c_k = 2, or 1 for the Nyquist bin of an even n).  freqs[k] =
+ * k * fs / n.  tmp has room for nk doubles.  band_lo/band_hi: per band the
+ * first and one-past-last bin; h1/h2: the 1x and 2x bin ranges [first, last)
+ * of this row (first < 0: unknown running speed, the column is NaN).  scale2
+ * is the value returned by aiot_spec_prepare (NaN -> NaN row, 0 -> all-zero
+ * row).  Each step is its own short loop over tmp (L1-resident) so that every
+ * loop vectorises. */
 #define AIOT_DEFINE_SPEC_ROW(NAME, T)                                                         \
     AIOT_CLONES static void NAME(const T *restrict X, ptrdiff_t n, ptrdiff_t nk, double norm,  \
-                                 double scale2, double fs, ptrdiff_t nbands,                  \
-                                 const ptrdiff_t *restrict band_lo,                           \
+                                 double scale2, const double *restrict freqs,                 \
+                                 ptrdiff_t nbands, const ptrdiff_t *restrict band_lo,         \
                                  const ptrdiff_t *restrict band_hi, ptrdiff_t h1a,            \
                                  ptrdiff_t h1b, ptrdiff_t h2a, ptrdiff_t h2b,                 \
                                  double *restrict tmp, double *restrict out)                  \
@@ -256,52 +267,39 @@ enum {
             for (k = 1; k < AIOT_S_BANDS + nbands; k++) out[k] = NAN;                         \
             return;                                                                           \
         }                                                                                     \
-        double tot = 0.0, ksum = 0.0, pmax = 0.0;                                             \
-        _Pragma("omp simd reduction(+:tot,ksum) reduction(max:pmax)")                         \
+        _Pragma("omp simd")                                                                   \
         for (k = 1; k < nk; k++) {                                                            \
             const double re = (double)X[2 * k], im = (double)X[2 * k + 1];                    \
-            const double pk = 2.0 * (re * re + im * im);                                      \
-            tmp[k] = pk;                                                                      \
-            tot += pk;                                                                        \
-            ksum += (double)k * pk;                                                           \
-            pmax = pk > pmax ? pk : pmax;                                                     \
+            tmp[k] = 2.0 * (re * re + im * im);                                               \
         }                                                                                     \
-        if (nk > 1 && 2 * (nk - 1) == n) {                                                    \
-            /* Nyquist bin of an even n counts once */                                        \
-            const double half = 0.5 * tmp[nk - 1];                                            \
-            tmp[nk - 1] = half;                                                               \
-            tot -= half;                                                                      \
-            ksum -= (double)(nk - 1) * half;                                                  \
-            if (half * 2.0 == pmax) {                                                         \
-                pmax = 0.0;                                                                   \
-                for (k = 1; k < nk; k++) pmax = tmp[k] > pmax ? tmp[k] : pmax;                \
-            }                                                                                 \
+        if (nk > 1 && 2 * (nk - 1) == n) tmp[nk - 1] *= 0.5; /* Nyquist bin counts once */    \
+        double tot = 0.0, fsum = 0.0, pmax = 0.0;                                             \
+        _Pragma("omp simd reduction(+:tot,fsum) reduction(max:pmax)")                         \
+        for (k = 1; k < nk; k++) {                                                            \
+            const double pk = tmp[k];                                                         \
+            tot += pk;                                                                        \
+            fsum += freqs[k] * pk;                                                            \
+            pmax = pk > pmax ? pk : pmax;                                                     \
         }                                                                                     \
         const double g = norm * scale2;                                                       \
         ptrdiff_t kmax = 0;                                                                   \
-        if (pmax > 0.0) {                                                                     \
+        if (pmax > 0.0) { /* the lowest bin holding the peak: a vectorised min-index */       \
+            int kfirst = (int)nk;                                                             \
+            _Pragma("omp simd reduction(min:kfirst)")                                         \
             for (k = 1; k < nk; k++) {                                                        \
-                if (tmp[k] == pmax) {                                                         \
-                    kmax = k;                                                                 \
-                    break;                                                                    \
-                }                                                                             \
+                const int kk = tmp[k] == pmax ? (int)k : (int)nk;                             \
+                kfirst = kk < kfirst ? kk : kfirst;                                           \
             }                                                                                 \
+            kmax = kfirst;                                                                    \
         }                                                                                     \
         out[AIOT_S_TOTAL] = tot * g;                                                          \
-        out[AIOT_S_FSUM] = ksum * g * fs / (double)n;                                          \
+        out[AIOT_S_FSUM] = fsum * g;                                                          \
         out[AIOT_S_PEAK] = pmax * g;                                                          \
-        out[AIOT_S_PEAK_F] = (double)kmax * fs / (double)n;                                   \
-        double e = 0.0;                                                                       \
-        for (k = h1a; k < h1b; k++) e += tmp[k];                                              \
-        out[AIOT_S_E1] = h1a < 0 ? NAN : e * g; /* h1a < 0: no running speed given */         \
-        e = 0.0;                                                                              \
-        for (k = h2a; k < h2b; k++) e += tmp[k];                                              \
-        out[AIOT_S_E2] = h2a < 0 ? NAN : e * g;                                               \
-        for (b = 0; b < nbands; b++) {                                                        \
-            e = 0.0;                                                                          \
-            for (k = band_lo[b]; k < band_hi[b]; k++) e += tmp[k];                            \
-            out[AIOT_S_BANDS + b] = e * g;                                                    \
-        }                                                                                     \
+        out[AIOT_S_PEAK_F] = freqs[kmax];                                                     \
+        out[AIOT_S_E1] = h1a < 0 ? NAN : aiot_range_sum(tmp, h1a, h1b) * g; /* < 0: no rpm */   \
+        out[AIOT_S_E2] = h2a < 0 ? NAN : aiot_range_sum(tmp, h2a, h2b) * g;                   \
+        for (b = 0; b < nbands; b++)                                                          \
+            out[AIOT_S_BANDS + b] = aiot_range_sum(tmp, band_lo[b], band_hi[b]) * g;          \
     }
 
 AIOT_DEFINE_SPEC_ROW(aiot_spec_row_f, float)
