@@ -20,9 +20,10 @@ Time domain (:data:`TIME_FEATURES`, 12 per row):
 * :func:`frame_moments` -> ``(..., 7)``: the first seven partial columns (the
   original moment kernel, kept for its callers).
 
-Spectral (:func:`frame_spectra`, :func:`spectral_features`): Hann window and
-band/centroid/peak/harmonic pass in the kernel, the FFT by ``scipy.fft.rfft``
-(one call per chunk of rows, one thread).
+Spectral (:func:`frame_spectra`, :func:`spectral_features`): mean removal,
+Hann window, FFT and band/centroid/peak/harmonic pass in the kernel (its own
+radix-2 FFT over 8 rows at a time for power-of-two lengths; ``scipy.fft.rfft``,
+one thread, for other lengths).
 
 Scalar streams (:func:`scalar_update`): EWMA, rolling mean/std/min/max over a
 ring buffer per key, rate of change, for a batch of (key, value, time) updates.
@@ -82,16 +83,23 @@ cdef extern from "kernels_core.h" nogil:
     void aiot_row_partials_d(const double* p, Py_ssize_t n, double* out)
     void aiot_merge_partials(double* a, const double* b)
     void aiot_features_from_partials(const double* p, double* f)
-    double aiot_spec_prepare_f(const float* p, Py_ssize_t n, const double* w, float* buf)
-    double aiot_spec_prepare_d(const double* p, Py_ssize_t n, const double* w, double* buf)
-    void aiot_spec_row_f(const float* X, Py_ssize_t n, Py_ssize_t nk, double norm, double scale2,
-                         const double* freqs, Py_ssize_t nbands, const Py_ssize_t* band_lo,
-                         const Py_ssize_t* band_hi, Py_ssize_t h1a, Py_ssize_t h1b, Py_ssize_t h2a,
-                         Py_ssize_t h2b, double* tmp, double* out)
-    void aiot_spec_row_d(const double* X, Py_ssize_t n, Py_ssize_t nk, double norm, double scale2,
-                         const double* freqs, Py_ssize_t nbands, const Py_ssize_t* band_lo,
-                         const Py_ssize_t* band_hi, Py_ssize_t h1a, Py_ssize_t h1b, Py_ssize_t h2a,
-                         Py_ssize_t h2b, double* tmp, double* out)
+    enum:
+        AIOT_LANES
+    double aiot_spec_prepare_f(const float* p, Py_ssize_t n, const double* w, float* buf, Py_ssize_t stride)
+    double aiot_spec_prepare_d(const double* p, Py_ssize_t n, const double* w, double* buf, Py_ssize_t stride)
+    void aiot_spec_power_f(const float* X, Py_ssize_t n, Py_ssize_t nk, double* tmp)
+    void aiot_spec_power_d(const double* X, Py_ssize_t n, Py_ssize_t nk, double* tmp)
+    void aiot_spec_from_power(const double* tmp, Py_ssize_t nk, double norm, double scale2, const double* freqs,
+                              Py_ssize_t nbands, const Py_ssize_t* band_lo, const Py_ssize_t* band_hi,
+                              Py_ssize_t h1a, Py_ssize_t h1b, Py_ssize_t h2a, Py_ssize_t h2b, double* out)
+    float* aiot_fft_lanes_f(float* a, float* b, Py_ssize_t m, const float* tw)
+    double* aiot_fft_lanes_d(double* a, double* b, Py_ssize_t m, const double* tw)
+    void aiot_fft_lanes_f_partials(const float* Z, Py_ssize_t m, const double* pw, const double* freqs,
+                                   const double* g, const Py_ssize_t* band_of, Py_ssize_t nbands,
+                                   const Py_ssize_t* h, double* bacc, double* power, double** out)
+    void aiot_fft_lanes_d_partials(const double* Z, Py_ssize_t m, const double* pw, const double* freqs,
+                                   const double* g, const Py_ssize_t* band_of, Py_ssize_t nbands,
+                                   const Py_ssize_t* h, double* bacc, double* power, double** out)
     void aiot_merge_spectral(double* a, const double* b, Py_ssize_t ncols)
     void aiot_spectral_features(const double* p, Py_ssize_t nbands, double* f)
 
@@ -394,7 +402,8 @@ cdef inline void _harmonic_bins(double rpm, double h, double hw, double fs, Py_s
             b[0] = k + 1
 
 
-def frame_spectra(x, sample_rate_hz, bands, rpm=None, harmonic_halfwidth_bins=2.0, chunk_rows=None):
+def frame_spectra(x, sample_rate_hz, bands, rpm=None, harmonic_halfwidth_bins=2.0, transform="auto",
+                  chunk_rows=None):
     """Per-row spectral partials: ``(..., N) -> (..., 7 + B)`` float64.
 
     Each row (a frame or a window of ``N`` samples at ``sample_rate_hz``) is
@@ -404,7 +413,10 @@ def frame_spectra(x, sample_rate_hz, bands, rpm=None, harmonic_halfwidth_bins=2.
     1. ``d = (x - mean(x)) * hann(N)`` (periodic Hann, :func:`hann`), in the
        kernel, into a float32 buffer for float32 input (float64 otherwise),
        scaled by an exact power of two so the FFT cannot overflow;
-    2. ``X = scipy.fft.rfft(d)`` (one call per chunk of rows, ``workers=1``);
+    2. ``X = rfft(d)``: for a power-of-two ``N >= 16`` the kernel's own FFT
+       (``transform="lanes"``: 8 rows at a time, vectorised across rows, all
+       without the GIL), otherwise ``scipy.fft.rfft`` (``transform="scipy"``,
+       one call per chunk of rows, ``workers=1``); ``"auto"`` picks;
     3. in the kernel, one pass over ``X``: ``P_k = c_k |X_k|**2 / (N *
        sum(w**2))`` for bins ``k = 1 .. N//2`` at ``f_k = k * fs / N`` Hz
        (DC dropped; ``c_k = 2``, 1 for the Nyquist bin of an even ``N``), so
@@ -457,58 +469,157 @@ def frame_spectra(x, sample_rate_hz, bands, rpm=None, harmonic_halfwidth_bins=2.
     result = np.empty((R, ncols), dtype=np.float64)
     if R == 0:
         return result.reshape(lead + (ncols,))
-
-    from scipy.fft import rfft  # imported on first use (scipy.fft takes ~0.1 s to import)
+    pow2 = n >= 16 and (n & (n - 1)) == 0
+    if transform not in ("auto", "lanes", "scipy"):
+        raise ValueError(f"frame_spectra: transform must be 'auto', 'lanes' or 'scipy'; got {transform!r}")
+    if transform == "lanes" and not pow2:
+        raise ValueError(f"frame_spectra: transform='lanes' needs a power-of-two N >= 16; got N = {n}")
+    cdef bint lanes = pow2 and transform != "scipy"
 
     w = hann(n)
     s2 = float(np.dot(w, w))
     cdef double norm = 1.0 / (n * s2) if s2 > 0.0 else 0.0
-    cdef Py_ssize_t chunk = int(chunk_rows) if chunk_rows else max(1, min(R, (1 << 18) // n))
-    buf = np.empty((chunk, n), dtype=np.float32 if is_f32 else np.float64)
-    tmp_arr = np.empty(nk, dtype=np.float64)
-    scale_arr = np.empty(chunk, dtype=np.float64)
-    hb = np.empty((R, 4), dtype=np.intp)
-
-    cdef const double[::1] wv = w
     freq_arr = np.arange(nk, dtype=np.float64) * fs / n  # bin k at k * fs / n Hz, as the twin computes it
+    tmp_arr = np.zeros(nk, dtype=np.float64)
+    hb = np.empty((R, 4), dtype=np.intp)
+    cdef const double[::1] wv = w
     cdef const double[::1] fq = freq_arr
     cdef const Py_ssize_t[::1] blo = band_lo
     cdef const Py_ssize_t[::1] bhi = band_hi
     cdef const double[::1] rpmv = rpm_rows
     cdef double[::1] tmp = tmp_arr
-    cdef double[::1] scale2 = scale_arr
     cdef double[:, ::1] out = result
     cdef Py_ssize_t[:, ::1] hbv = hb
+    cdef const Py_ssize_t* blo_p = &blo[0] if nb else NULL
+    cdef const Py_ssize_t* bhi_p = &bhi[0] if nb else NULL
+    cdef Py_ssize_t r
+    with nogil:
+        for r in range(R):
+            _harmonic_bins(rpmv[r], 1.0, hw, fs, n, nk, &hbv[r, 0], &hbv[r, 1])
+            _harmonic_bins(rpmv[r], 2.0, hw, fs, n, nk, &hbv[r, 2], &hbv[r, 3])
+    if lanes:
+        _spectra_lanes(rows, is_f32, n, norm, wv, fq, band_lo, band_hi, hbv, out)
+    else:
+        _spectra_scipy(rows, is_f32, n, norm, wv, fq, nb, blo_p, bhi_p, hbv, tmp, out, chunk_rows)
+    return result.reshape(lead + (ncols,))
+
+
+def _twiddles(Py_ssize_t m, Py_ssize_t n, dtype):
+    """(complex-FFT twiddles W_m^k, k < m/2, as dtype; unpack twiddles W_n^k, k <= m, as float64)."""
+    k = np.arange(m // 2)
+    tw = np.empty(2 * (m // 2), dtype=np.float64)
+    tw[0::2] = np.cos(2.0 * np.pi * k / m)
+    tw[1::2] = -np.sin(2.0 * np.pi * k / m)
+    j = np.arange(m + 1)
+    pw = np.empty(2 * (m + 1), dtype=np.float64)
+    pw[0::2] = np.cos(2.0 * np.pi * j / n)
+    pw[1::2] = -np.sin(2.0 * np.pi * j / n)
+    return np.ascontiguousarray(tw.astype(dtype)), pw
+
+
+cdef void _spectra_lanes(rows, bint f32, Py_ssize_t n, double norm, const double[::1] wv, const double[::1] fq,
+                         band_lo, band_hi, Py_ssize_t[:, ::1] hbv, double[:, ::1] out):
+    """All rows through the lane FFT, AIOT_LANES rows at a time, without the GIL."""
+    cdef Py_ssize_t m = n // 2, nk = n // 2 + 1, R = rows.shape[0], nb = band_lo.shape[0]
+    cdef Py_ssize_t start, cnt, i, j
+    cdef int l
+    cdef double g[AIOT_LANES]
+    cdef Py_ssize_t h[4 * AIOT_LANES]
+    cdef double* outp[AIOT_LANES]
+    dtype = np.float32 if f32 else np.float64
+    tw, pw = _twiddles(m, n, dtype)
+    band_of_arr = np.full(nk, -1, dtype=np.intp)
+    for b in range(nb):
+        band_of_arr[band_lo[b]:band_hi[b]] = b
+    bufs = np.zeros((2, 2 * m * AIOT_LANES), dtype=dtype)
+    bacc_arr = np.zeros(max(1, nb) * AIOT_LANES, dtype=np.float64)
+    power_arr = np.zeros(nk * AIOT_LANES, dtype=np.float64)
+    cdef double[::1] power = power_arr
+    cdef const double[::1] pwv = pw
+    cdef const Py_ssize_t[::1] band_of = band_of_arr
+    cdef double[::1] bacc = bacc_arr
+    cdef const float[:, ::1] xf
+    cdef const double[:, ::1] xd
+    cdef float[:, ::1] bf
+    cdef double[:, ::1] bd
+    cdef const float[::1] twf
+    cdef const double[::1] twd
+    cdef float* zf
+    cdef double* zd
+    if f32:
+        xf = rows
+        bf = bufs
+        twf = tw
+    else:
+        xd = rows
+        bd = bufs
+        twd = tw
+    with nogil:
+        start = 0
+        while start < R:
+            cnt = AIOT_LANES if R - start >= AIOT_LANES else R - start
+            for l in range(AIOT_LANES):
+                if l < cnt:
+                    if f32:
+                        g[l] = norm * aiot_spec_prepare_f(&xf[start + l, 0], n, &wv[0], &bf[0, l], AIOT_LANES)
+                    else:
+                        g[l] = norm * aiot_spec_prepare_d(&xd[start + l, 0], n, &wv[0], &bd[0, l], AIOT_LANES)
+                    for j in range(4):
+                        h[4 * l + j] = hbv[start + l, j]
+                    outp[l] = &out[start + l, 0]
+                else:  # padding lane of the last block: zeros in, nothing out
+                    for i in range(n):
+                        if f32:
+                            bf[0, i * AIOT_LANES + l] = 0.0
+                        else:
+                            bd[0, i * AIOT_LANES + l] = 0.0
+                    g[l] = 0.0
+                    for j in range(4):
+                        h[4 * l + j] = 0
+                    outp[l] = NULL
+            if f32:
+                zf = aiot_fft_lanes_f(&bf[0, 0], &bf[1, 0], m, &twf[0])
+                aiot_fft_lanes_f_partials(zf, m, &pwv[0], &fq[0], g, &band_of[0], nb, h, &bacc[0], &power[0], outp)
+            else:
+                zd = aiot_fft_lanes_d(&bd[0, 0], &bd[1, 0], m, &twd[0])
+                aiot_fft_lanes_d_partials(zd, m, &pwv[0], &fq[0], g, &band_of[0], nb, h, &bacc[0], &power[0], outp)
+            start += cnt
+
+
+cdef void _spectra_scipy(rows, bint f32, Py_ssize_t n, double norm, const double[::1] wv, const double[::1] fq,
+                         Py_ssize_t nb, const Py_ssize_t* blo, const Py_ssize_t* bhi, Py_ssize_t[:, ::1] hbv,
+                         double[::1] tmp, double[:, ::1] out, chunk_rows):
+    """Rows through scipy.fft.rfft, a chunk of rows per call (any N)."""
+    from scipy.fft import rfft  # imported on first use (scipy.fft takes ~0.1 s to import)
+
+    cdef Py_ssize_t nk = n // 2 + 1, R = rows.shape[0]
+    cdef Py_ssize_t chunk = int(chunk_rows) if chunk_rows else max(1, min(R, (1 << 18) // n))
+    cdef Py_ssize_t start, m, r
+    buf = np.empty((chunk, n), dtype=np.float32 if f32 else np.float64)
+    scale_arr = np.empty(chunk, dtype=np.float64)
+    cdef double[::1] scale2 = scale_arr
     cdef const float[:, ::1] xf
     cdef const double[:, ::1] xd
     cdef float[:, ::1] bf
     cdef double[:, ::1] bd
     cdef const float[:, ::1] Xf
     cdef const double[:, ::1] Xd
-    cdef Py_ssize_t start, m, r
-    cdef bint f32 = is_f32
     if f32:
         xf = rows
         bf = buf
     else:
         xd = rows
         bd = buf
-
-    with nogil:
-        for r in range(R):
-            _harmonic_bins(rpmv[r], 1.0, hw, fs, n, nk, &hbv[r, 0], &hbv[r, 1])
-            _harmonic_bins(rpmv[r], 2.0, hw, fs, n, nk, &hbv[r, 2], &hbv[r, 3])
-
     start = 0
     while start < R:
         m = min(chunk, R - start)
         with nogil:
             if f32:
                 for r in range(m):
-                    scale2[r] = aiot_spec_prepare_f(&xf[start + r, 0], n, &wv[0], &bf[r, 0])
+                    scale2[r] = aiot_spec_prepare_f(&xf[start + r, 0], n, &wv[0], &bf[r, 0], 1)
             else:
                 for r in range(m):
-                    scale2[r] = aiot_spec_prepare_d(&xd[start + r, 0], n, &wv[0], &bd[r, 0])
+                    scale2[r] = aiot_spec_prepare_d(&xd[start + r, 0], n, &wv[0], &bd[r, 0], 1)
         spec = rfft(buf[:m], axis=-1, workers=1, overwrite_x=True)
         spec_real = spec.view(np.float32 if f32 else np.float64)
         if f32:
@@ -516,18 +627,15 @@ def frame_spectra(x, sample_rate_hz, bands, rpm=None, harmonic_halfwidth_bins=2.
         else:
             Xd = spec_real
         with nogil:
-            if f32:
-                for r in range(m):
-                    aiot_spec_row_f(&Xf[r, 0], n, nk, norm, scale2[r], &fq[0], nb, &blo[0] if nb else NULL,
-                                    &bhi[0] if nb else NULL, hbv[start + r, 0], hbv[start + r, 1],
-                                    hbv[start + r, 2], hbv[start + r, 3], &tmp[0], &out[start + r, 0])
-            else:
-                for r in range(m):
-                    aiot_spec_row_d(&Xd[r, 0], n, nk, norm, scale2[r], &fq[0], nb, &blo[0] if nb else NULL,
-                                    &bhi[0] if nb else NULL, hbv[start + r, 0], hbv[start + r, 1],
-                                    hbv[start + r, 2], hbv[start + r, 3], &tmp[0], &out[start + r, 0])
+            for r in range(m):
+                if f32:
+                    aiot_spec_power_f(&Xf[r, 0], n, nk, &tmp[0])
+                else:
+                    aiot_spec_power_d(&Xd[r, 0], n, nk, &tmp[0])
+                aiot_spec_from_power(&tmp[0], nk, norm, scale2[r], &fq[0], nb, blo, bhi,
+                                     hbv[start + r, 0], hbv[start + r, 1], hbv[start + r, 2], hbv[start + r, 3],
+                                     &out[start + r, 0])
         start += m
-    return result.reshape(lead + (ncols,))
 
 
 def reduce_spectral(s):

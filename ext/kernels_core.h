@@ -12,6 +12,13 @@
  * machine (AMD EPYC, 20,000 x 1024 float32): plain Cython two-pass loop
  * 0.5 G samples/s, this file with SSE2 0.7, with the AVX2 clone 1.4.
  *
+ * The spectral kernel has its own FFT for power-of-two lengths (below,
+ * "batched FFT over lanes"): 8 rows at a time, vectorised across rows.  With
+ * scipy's pocketfft per chunk of rows the whole spectral kernel ran at
+ * 0.55 x the speed of scipy's transform alone; the lane FFT, fused with the
+ * power/band pass, made the kernel ~1.2x faster overall (perf: prepare pass
+ * ~37%, FFT ~30%, unpack + band pass ~33% of the kernel's time).
+ *
  * All accumulation is in double whatever the input type.  Everything here is
  * free of Python: the Cython wrappers validate, allocate and release the GIL.
  */
@@ -189,15 +196,16 @@ static void aiot_features_from_partials(const double *restrict p, double *restri
 }
 
 /* ---- spectral ------------------------------------------------------------ */
-/* Prepare one row for the FFT: buf = (p - mean) * w * 2^-e, where 2^e bounds
- * max|p - mean| (an exact power-of-two scaling, so a float32 FFT neither
- * overflows nor underflows whatever the magnitude).  Returns the squared
- * scale 2^(2e) that multiplies the power spectrum of buf, 0.0 for a constant
- * row (buf is all zero) or NaN for a row with a NaN/Inf sample (or whose sum
- * overflows). */
+/* Prepare one row for the FFT: buf[i * stride] = (p[i] - mean) * w[i] * 2^-e,
+ * where 2^e bounds max|p - mean| (an exact power-of-two scaling, so a float32
+ * FFT neither overflows nor underflows whatever the magnitude).  Returns the
+ * squared scale 2^(2e) that multiplies the power spectrum of buf, 0.0 for a
+ * constant row (buf is all zero) or NaN for a row with a NaN/Inf sample (or
+ * whose sum overflows).  stride > 1 writes one lane of a batch of rows laid
+ * out sample-major (see aiot_fft_lanes). */
 #define AIOT_DEFINE_SPEC_PREPARE(NAME, T)                                                     \
     AIOT_CLONES static double NAME(const T *restrict p, ptrdiff_t n, const double *restrict w, \
-                                   T *restrict buf)                                           \
+                                   T *restrict buf, ptrdiff_t stride)                         \
     {                                                                                         \
         double s = 0.0, lo = (double)p[0], hi = (double)p[0];                                 \
         ptrdiff_t i;                                                                          \
@@ -208,21 +216,22 @@ static void aiot_features_from_partials(const double *restrict p, double *restri
             lo = v < lo ? v : lo;                                                             \
             hi = v > hi ? v : hi;                                                             \
         }                                                                                     \
-        if (!isfinite(s) || !isfinite(lo) || !isfinite(hi)) {                                 \
-            memset(buf, 0, sizeof(T) * (size_t)n);                                            \
-            return NAN;                                                                       \
-        }                                                                                     \
-        if (lo == hi) {                                                                       \
-            memset(buf, 0, sizeof(T) * (size_t)n);                                            \
-            return 0.0;                                                                       \
+        const int bad = !isfinite(s) || !isfinite(lo) || !isfinite(hi);                       \
+        if (bad || lo == hi) {                                                                \
+            for (i = 0; i < n; i++) buf[i * stride] = (T)0;                                   \
+            return bad ? NAN : 0.0;                                                           \
         }                                                                                     \
         const double mean = s / (double)n;                                                    \
         const double amp = hi - mean > mean - lo ? hi - mean : mean - lo;                     \
         int e;                                                                                \
         (void)frexp(amp, &e);                                                                 \
         const double inv = ldexp(1.0, -e);                                                    \
-        _Pragma("omp simd")                                                                   \
-        for (i = 0; i < n; i++) buf[i] = (T)(((double)p[i] - mean) * (w[i] * inv));          \
+        if (stride == 1) {                                                                    \
+            _Pragma("omp simd")                                                               \
+            for (i = 0; i < n; i++) buf[i] = (T)(((double)p[i] - mean) * (w[i] * inv));      \
+        } else {                                                                              \
+            for (i = 0; i < n; i++) buf[i * stride] = (T)(((double)p[i] - mean) * (w[i] * inv)); \
+        }                                                                                     \
         return ldexp(1.0, 2 * e);                                                             \
     }
 
@@ -244,66 +253,190 @@ enum {
     AIOT_S_BANDS
 };
 
-/* One row's spectral partials from its rfft X[0:nk] (interleaved re, im;
- * nk = n/2 + 1).  P_k = c_k |X_k|^2 * norm * scale2 for k = 1 .. nk-1 (DC
- * dropped; c_k = 2, or 1 for the Nyquist bin of an even n).  freqs[k] =
- * k * fs / n.  tmp has room for nk doubles.  band_lo/band_hi: per band the
- * first and one-past-last bin; h1/h2: the 1x and 2x bin ranges [first, last)
- * of this row (first < 0: unknown running speed, the column is NaN).  scale2
- * is the value returned by aiot_spec_prepare (NaN -> NaN row, 0 -> all-zero
- * row).  Each step is its own short loop over tmp (L1-resident) so that every
- * loop vectorises. */
-#define AIOT_DEFINE_SPEC_ROW(NAME, T)                                                         \
-    AIOT_CLONES static void NAME(const T *restrict X, ptrdiff_t n, ptrdiff_t nk, double norm,  \
-                                 double scale2, const double *restrict freqs,                 \
-                                 ptrdiff_t nbands, const ptrdiff_t *restrict band_lo,         \
-                                 const ptrdiff_t *restrict band_hi, ptrdiff_t h1a,            \
-                                 ptrdiff_t h1b, ptrdiff_t h2a, ptrdiff_t h2b,                 \
-                                 double *restrict tmp, double *restrict out)                  \
+/* Spectral partials of one row from its one-sided power spectrum tmp[1:nk]
+ * (tmp[k] = c_k |X_k|^2 of the prepared row, c_k = 2 or 1 for the Nyquist
+ * bin of an even n; tmp[0] is ignored: DC is dropped), times g = norm *
+ * scale2.  freqs[k] = k * fs / n.  band_lo/band_hi: per band the first and
+ * one-past-last bin; h1/h2: the 1x and 2x bin ranges [first, last) of this
+ * row (first < 0: unknown running speed, the column is NaN).  scale2 is the
+ * value returned by aiot_spec_prepare (NaN -> NaN row, 0 -> all-zero row).
+ * Each step is its own short loop over tmp (L1-resident) so that every loop
+ * vectorises. */
+AIOT_CLONES static void aiot_spec_from_power(const double *restrict tmp, ptrdiff_t nk, double norm,
+                                             double scale2, const double *restrict freqs,
+                                             ptrdiff_t nbands, const ptrdiff_t *restrict band_lo,
+                                             const ptrdiff_t *restrict band_hi, ptrdiff_t h1a,
+                                             ptrdiff_t h1b, ptrdiff_t h2a, ptrdiff_t h2b,
+                                             double *restrict out)
+{
+    ptrdiff_t k, b;
+    out[AIOT_S_COUNT] = 1.0;
+    if (scale2 != scale2) {
+        for (k = 1; k < AIOT_S_BANDS + nbands; k++) out[k] = NAN;
+        return;
+    }
+    double tot = 0.0, fsum = 0.0, pmax = 0.0;
+    _Pragma("omp simd reduction(+:tot,fsum) reduction(max:pmax)")
+    for (k = 1; k < nk; k++) {
+        const double pk = tmp[k];
+        tot += pk;
+        fsum += freqs[k] * pk;
+        pmax = pk > pmax ? pk : pmax;
+    }
+    const double g = norm * scale2;
+    ptrdiff_t kmax = 0;
+    if (pmax > 0.0) { /* the lowest bin holding the peak: a vectorised min-index */
+        int kfirst = (int)nk;
+        _Pragma("omp simd reduction(min:kfirst)")
+        for (k = 1; k < nk; k++) {
+            const int kk = tmp[k] == pmax ? (int)k : (int)nk;
+            kfirst = kk < kfirst ? kk : kfirst;
+        }
+        kmax = kfirst;
+    }
+    out[AIOT_S_TOTAL] = tot * g;
+    out[AIOT_S_FSUM] = fsum * g;
+    out[AIOT_S_PEAK] = pmax * g;
+    out[AIOT_S_PEAK_F] = freqs[kmax];
+    out[AIOT_S_E1] = h1a < 0 ? NAN : aiot_range_sum(tmp, h1a, h1b) * g; /* h1a < 0: no rpm */
+    out[AIOT_S_E2] = h2a < 0 ? NAN : aiot_range_sum(tmp, h2a, h2b) * g;
+    for (b = 0; b < nbands; b++) out[AIOT_S_BANDS + b] = aiot_range_sum(tmp, band_lo[b], band_hi[b]) * g;
+}
+
+/* One row's power spectrum from its rfft X[0:nk] (interleaved re, im) into
+ * tmp (see aiot_spec_from_power). */
+#define AIOT_DEFINE_SPEC_POWER(NAME, T)                                                       \
+    AIOT_CLONES static void NAME(const T *restrict X, ptrdiff_t n, ptrdiff_t nk,               \
+                                 double *restrict tmp)                                        \
     {                                                                                         \
-        ptrdiff_t k, b;                                                                       \
-        out[AIOT_S_COUNT] = 1.0;                                                              \
-        if (scale2 != scale2) {                                                               \
-            for (k = 1; k < AIOT_S_BANDS + nbands; k++) out[k] = NAN;                         \
-            return;                                                                           \
-        }                                                                                     \
+        ptrdiff_t k;                                                                          \
         _Pragma("omp simd")                                                                   \
         for (k = 1; k < nk; k++) {                                                            \
             const double re = (double)X[2 * k], im = (double)X[2 * k + 1];                    \
             tmp[k] = 2.0 * (re * re + im * im);                                               \
         }                                                                                     \
         if (nk > 1 && 2 * (nk - 1) == n) tmp[nk - 1] *= 0.5; /* Nyquist bin counts once */    \
-        double tot = 0.0, fsum = 0.0, pmax = 0.0;                                             \
-        _Pragma("omp simd reduction(+:tot,fsum) reduction(max:pmax)")                         \
-        for (k = 1; k < nk; k++) {                                                            \
-            const double pk = tmp[k];                                                         \
-            tot += pk;                                                                        \
-            fsum += freqs[k] * pk;                                                            \
-            pmax = pk > pmax ? pk : pmax;                                                     \
-        }                                                                                     \
-        const double g = norm * scale2;                                                       \
-        ptrdiff_t kmax = 0;                                                                   \
-        if (pmax > 0.0) { /* the lowest bin holding the peak: a vectorised min-index */       \
-            int kfirst = (int)nk;                                                             \
-            _Pragma("omp simd reduction(min:kfirst)")                                         \
-            for (k = 1; k < nk; k++) {                                                        \
-                const int kk = tmp[k] == pmax ? (int)k : (int)nk;                             \
-                kfirst = kk < kfirst ? kk : kfirst;                                           \
-            }                                                                                 \
-            kmax = kfirst;                                                                    \
-        }                                                                                     \
-        out[AIOT_S_TOTAL] = tot * g;                                                          \
-        out[AIOT_S_FSUM] = fsum * g;                                                          \
-        out[AIOT_S_PEAK] = pmax * g;                                                          \
-        out[AIOT_S_PEAK_F] = freqs[kmax];                                                     \
-        out[AIOT_S_E1] = h1a < 0 ? NAN : aiot_range_sum(tmp, h1a, h1b) * g; /* < 0: no rpm */   \
-        out[AIOT_S_E2] = h2a < 0 ? NAN : aiot_range_sum(tmp, h2a, h2b) * g;                   \
-        for (b = 0; b < nbands; b++)                                                          \
-            out[AIOT_S_BANDS + b] = aiot_range_sum(tmp, band_lo[b], band_hi[b]) * g;          \
     }
 
-AIOT_DEFINE_SPEC_ROW(aiot_spec_row_f, float)
-AIOT_DEFINE_SPEC_ROW(aiot_spec_row_d, double)
+AIOT_DEFINE_SPEC_POWER(aiot_spec_power_f, float)
+AIOT_DEFINE_SPEC_POWER(aiot_spec_power_d, double)
+
+/* ---- batched FFT over lanes ------------------------------------------------ */
+/* For power-of-two n the kernel does its own transform, AIOT_LANES rows at a
+ * time: element j of a lane-major buffer is AIOT_LANES values (one per row),
+ * so every butterfly is a short loop over lanes that vectorises on any SIMD
+ * width without shuffles (8 float32 lanes = one AVX2 register).  The real
+ * rows of length n are packed as m = n/2 complex values z_j = d_2j + i d_2j+1
+ * (so buffer[i * LANES + lane] = d_i, as aiot_spec_prepare writes with
+ * stride LANES), transformed by a radix-2 Stockham FFT (self-sorting: no bit
+ * reversal, ping-pong between two buffers), and unpacked to the power of
+ * the real FFT's bins 0..m.  Twiddles come from tables computed in double. */
+#define AIOT_LANES 8
+
+#define AIOT_DEFINE_FFT_LANES(NAME, T)                                                        \
+    AIOT_CLONES static T *NAME(T *restrict a, T *restrict b, ptrdiff_t m, const T *restrict tw) \
+    {                                                                                         \
+        enum { L = AIOT_LANES };                                                              \
+        ptrdiff_t len = m, s = 1, p, q;                                                       \
+        T *src = a, *dst = b, *t;                                                             \
+        while (len > 1) {                                                                     \
+            const ptrdiff_t h = len / 2;                                                      \
+            for (p = 0; p < h; p++) {                                                         \
+                const T wr = tw[2 * p * s], wi = tw[2 * p * s + 1];                           \
+                for (q = 0; q < s; q++) {                                                     \
+                    const T *restrict x0 = src + 2 * L * (q + s * p);                         \
+                    const T *restrict x1 = src + 2 * L * (q + s * (p + h));                   \
+                    T *restrict y0 = dst + 2 * L * (q + 2 * s * p);                           \
+                    T *restrict y1 = dst + 2 * L * (q + 2 * s * p + s);                       \
+                    _Pragma("omp simd")                                                       \
+                    for (int l = 0; l < L; l++) {                                             \
+                        const T ar = x0[l], ai = x0[L + l], br = x1[l], bi = x1[L + l];       \
+                        const T dr = ar - br, di = ai - bi;                                   \
+                        y0[l] = ar + br;                                                      \
+                        y0[L + l] = ai + bi;                                                  \
+                        y1[l] = dr * wr - di * wi;                                            \
+                        y1[L + l] = dr * wi + di * wr;                                        \
+                    }                                                                         \
+                }                                                                             \
+            }                                                                                 \
+            t = src;                                                                          \
+            src = dst;                                                                        \
+            dst = t;                                                                          \
+            len = h;                                                                          \
+            s *= 2;                                                                           \
+        }                                                                                     \
+        return src;                                                                           \
+    }                                                                                         \
+                                                                                              \
+    /* Unpack the real FFT of each lane from Z and reduce its power spectrum to the spectral \
+     * partials in the same pass (the per-lane twin of aiot_spec_from_power): P_k = c_k |X_k|^2 \
+     * * g[l] for k = 1..m; band_of[k] = band index of bin k or -1; h[4*l..] = lane l's 1x/2x \
+     * bin ranges; out[l] = lane l's output row (NULL: padding lane). */                    \
+    AIOT_CLONES static void NAME##_partials(const T *restrict Z, ptrdiff_t m, const double *restrict pw, \
+                                            const double *restrict freqs, const double *restrict g, \
+                                            const ptrdiff_t *restrict band_of, ptrdiff_t nbands,     \
+                                            const ptrdiff_t *restrict h, double *restrict bacc,     \
+                                            double *restrict power, double *const *out)       \
+    {                                                                                         \
+        enum { L = AIOT_LANES };                                                              \
+        double tot[L], fsum[L], pmax[L], kmax[L];                                            \
+        int l;                                                                                \
+        for (l = 0; l < L; l++) tot[l] = fsum[l] = pmax[l] = kmax[l] = 0.0;                    \
+        for (ptrdiff_t b = 0; b < nbands * L; b++) bacc[b] = 0.0;                             \
+        for (ptrdiff_t k = 1; k <= m; k++) {                                                  \
+            const T *restrict zk = Z + 2 * L * (k == m ? 0 : k);                              \
+            const T *restrict zm = Z + 2 * L * (m - k);                                       \
+            /* the 1/2 of the even/odd split, squared, folded into c_k */                       \
+            const double c = pw[2 * k], sn = pw[2 * k + 1], f = k == m ? 0.25 : 0.5;          \
+            const double fk = freqs[k], kd = (double)k;                                       \
+            double *restrict pk = power + L * k;                                              \
+            _Pragma("omp simd")                                                               \
+            for (l = 0; l < L; l++) {                                                         \
+                const double kr = (double)zk[l], ki = (double)zk[L + l];                      \
+                const double mr = (double)zm[l], mi = (double)zm[L + l];                      \
+                const double er = kr + mr, ei = ki - mi;                                      \
+                const double orr = ki + mi, oi = mr - kr;                                     \
+                const double xr = er + c * orr - sn * oi, xi = ei + c * oi + sn * orr;        \
+                const double p = f * (xr * xr + xi * xi);                                     \
+                pk[l] = p;                                                                    \
+                tot[l] += p;                                                                  \
+                fsum[l] += fk * p;                                                            \
+                const int up = p > pmax[l];                                                   \
+                pmax[l] = up ? p : pmax[l];                                                   \
+                kmax[l] = up ? kd : kmax[l];                                                  \
+            }                                                                                 \
+            const ptrdiff_t bk = band_of[k];                                                  \
+            if (bk >= 0) {                                                                    \
+                double *restrict acc = bacc + L * bk;                                         \
+                _Pragma("omp simd")                                                           \
+                for (l = 0; l < L; l++) acc[l] += pk[l];                                      \
+            }                                                                                 \
+        }                                                                                     \
+        for (l = 0; l < L; l++) {                                                             \
+            double *o = out[l];                                                               \
+            if (o == NULL) continue;                                                          \
+            o[AIOT_S_COUNT] = 1.0;                                                            \
+            if (g[l] != g[l]) {                                                               \
+                for (ptrdiff_t k = 1; k < AIOT_S_BANDS + nbands; k++) o[k] = NAN;             \
+                continue;                                                                     \
+            }                                                                                 \
+            o[AIOT_S_TOTAL] = tot[l] * g[l];                                                  \
+            o[AIOT_S_FSUM] = fsum[l] * g[l];                                                  \
+            o[AIOT_S_PEAK] = pmax[l] * g[l];                                                  \
+            o[AIOT_S_PEAK_F] = pmax[l] > 0.0 ? freqs[(ptrdiff_t)kmax[l]] : 0.0;               \
+            double e1 = 0.0, e2 = 0.0; /* the 1x/2x ranges are a few bins, different per lane */   \
+            for (ptrdiff_t k = h[4 * l]; k < h[4 * l + 1]; k++) e1 += power[L * k + l];          \
+            for (ptrdiff_t k = h[4 * l + 2]; k < h[4 * l + 3]; k++) e2 += power[L * k + l];     \
+            o[AIOT_S_E1] = h[4 * l] < 0 ? NAN : e1 * g[l];                                    \
+            o[AIOT_S_E2] = h[4 * l + 2] < 0 ? NAN : e2 * g[l];                                \
+            for (ptrdiff_t b = 0; b < nbands; b++) o[AIOT_S_BANDS + b] = bacc[L * b + l] * g[l]; \
+        }                                                                                     \
+    }
+
+AIOT_DEFINE_FFT_LANES(aiot_fft_lanes_f, float)
+AIOT_DEFINE_FFT_LANES(aiot_fft_lanes_d, double)
+
+
 
 /* a <- a (+) b for spectral partials (a's frame(s) before b's): sums add; the
  * peak is the larger one (a tie keeps a's, the earlier); NaN propagates. */

@@ -192,11 +192,29 @@ def test_kernel_band_validation() -> None:
     assert frame_spectra(np.zeros((0, 3, 64), np.float32), 100.0, [[0, 1]]).shape == (0, 3, 8)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 8, 21])
+def test_lane_fft_and_scipy_fft_agree(dtype: type, rows: int) -> None:
+    """Power-of-two N: the kernel's own lane FFT (8 rows at a time, padding lanes) == the scipy path."""
+    x = make_rows(rows, (rows, 1024), dtype, offset=2.0)
+    x[rows // 2] = np.nan
+    lanes = frame_spectra(x, 1e4, BANDS, rpm=1800, transform="lanes")
+    scipy_ = frame_spectra(x, 1e4, BANDS, rpm=1800, transform="scipy")
+    np.testing.assert_array_equal(np.isnan(lanes), np.isnan(scipy_))
+    assert_partials_close(lanes, x, 1e4, BANDS, 1800)
+    assert_partials_close(scipy_, x, 1e4, BANDS, 1800)
+    np.testing.assert_array_equal(frame_spectra(x, 1e4, BANDS, rpm=1800), lanes)  # auto picks lanes
+    with pytest.raises(ValueError, match="power-of-two"):
+        frame_spectra(x[:, :1000].copy(), 1e4, BANDS, transform="lanes")
+    with pytest.raises(ValueError, match="transform"):
+        frame_spectra(x, 1e4, BANDS, transform="fftw")
+
+
 @pytest.mark.parametrize("chunk", [1, 3, 7, 1000])
 def test_chunking_does_not_change_results(chunk: int) -> None:
     x = make_rows(9, (20, 256), np.float32)
-    np.testing.assert_array_equal(frame_spectra(x, 1e4, BANDS, rpm=1800, chunk_rows=chunk),
-                                  frame_spectra(x, 1e4, BANDS, rpm=1800))
+    np.testing.assert_array_equal(frame_spectra(x, 1e4, BANDS, rpm=1800, transform="scipy", chunk_rows=chunk),
+                                  frame_spectra(x, 1e4, BANDS, rpm=1800, transform="scipy"))
 
 
 # --------------------------------------------------------------------------- windows of frames (Welch)
