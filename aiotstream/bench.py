@@ -184,6 +184,8 @@ def _machine() -> dict[str, Any]:
     except OSError:
         info["cpu"] = platform.processor()
     info["env"] = {k: os.environ.get(k) for k in (*ONE_THREAD_ENV, "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    if hasattr(os, "getloadavg"):  # other work on the machine while this ran (the ratios are side by side)
+        info["loadavg_1_5_15"] = [round(v, 2) for v in os.getloadavg()]
     try:
         from threadpoolctl import threadpool_info
 
@@ -300,8 +302,8 @@ def _summary(rates: dict[str, float], best: dict[str, float], unit: str) -> dict
 def format_report(report: dict[str, Any]) -> str:
     """A short human-readable table of a :func:`run` report."""
     m = report["machine"]
-    lines = [f"machine: {m.get('cpu')} ({m.get('cpus')} cpus), numpy {m['numpy']}, scipy {m.get('scipy')}, "
-             f"kernel variant {m.get('kernel_variant')}",
+    lines = [(f"machine: {m.get('cpu')} ({m.get('cpus')} cpus), numpy {m['numpy']}, scipy {m.get('scipy')}, "
+              f"kernel variant {m.get('kernel_variant')}"),
              f"one thread: {', '.join(f'{k}={v}' for k, v in m['env'].items() if v is not None)}"]
     for name, s in report["sets"].items():
         lines.append(f"{name} ({s['unit']}):")

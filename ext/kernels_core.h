@@ -390,13 +390,14 @@ AIOT_DEFINE_SPEC_POWER(aiot_spec_power_d, double)
             const double c = pw[2 * k], sn = pw[2 * k + 1], f = k == m ? 0.25 : 0.5;          \
             const double fk = freqs[k], kd = (double)k;                                       \
             double *restrict pk = power + L * k;                                              \
+            const T ct = (T)c, st = (T)sn;                                                    \
             _Pragma("omp simd")                                                               \
             for (l = 0; l < L; l++) {                                                         \
-                const double kr = (double)zk[l], ki = (double)zk[L + l];                      \
-                const double mr = (double)zm[l], mi = (double)zm[L + l];                      \
-                const double er = kr + mr, ei = ki - mi;                                      \
-                const double orr = ki + mi, oi = mr - kr;                                     \
-                const double xr = er + c * orr - sn * oi, xi = ei + c * oi + sn * orr;        \
+                /* the unpack in T (the FFT's own precision), the power and sums in double */   \
+                const T er = zk[l] + zm[l], ei = zk[L + l] - zm[L + l];                       \
+                const T orr = zk[L + l] + zm[L + l], oi = zm[l] - zk[l];                      \
+                const double xr = (double)(er + ct * orr - st * oi);                          \
+                const double xi = (double)(ei + ct * oi + st * orr);                          \
                 const double p = f * (xr * xr + xi * xi);                                     \
                 pk[l] = p;                                                                    \
                 tot[l] += p;                                                                  \
