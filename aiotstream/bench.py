@@ -15,7 +15,9 @@ For each feature set it times, on the same data, in interleaved rounds:
 and reports samples/s (updates/s for the scalar set) and the ratios
 kernel/twin, kernel/numpy and kernel/memory. Each figure is the best of
 ``repeat`` rounds; the rounds interleave the contenders so a noisy neighbour
-slows all of them alike. Everything runs on one thread: the CLI runs this
+slows all of them alike, and within a round each contender runs back to back for
+the same wall-time budget, so fast and slow ones get the same chance at a quiet
+moment. Everything runs on one thread: the CLI runs this
 module in a child process whose environment pins OpenMP/OpenBLAS/MKL to one
 thread *before* numpy is imported (``ONE_THREAD_ENV``), scipy's FFT is called
 with ``workers=1``, and the report includes what threadpoolctl (if installed)
@@ -141,17 +143,29 @@ def numpy_spectral_features(x: Any, fs: float, bands: Any, rpm: float, halfwidth
 
 # --------------------------------------------------------------------------- harness
 def _best_of(contenders: dict[str, Callable[[], object]], repeat: int, say: Callable[[str], None],
-             label: str) -> dict[str, float]:
-    """Best wall time (s) of each contender over ``repeat`` interleaved rounds (after one warm-up)."""
+             label: str, budget_s: float = 0.3) -> dict[str, float]:
+    """Best wall time (s) of each contender over ``repeat`` interleaved rounds (after one warm-up).
+
+    In each round every contender runs back to back until it has used ``budget_s`` (at least
+    once), so fast and slow contenders get the same wall time to catch a quiet moment of a
+    shared machine; the best single call counts.
+    """
     for fn in contenders.values():
         fn()
     best = {name: float("inf") for name in contenders}
+    calls = dict.fromkeys(contenders, 0)
     for r in range(repeat):
         for name, fn in contenders.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
+            spent = 0.0
+            while spent < budget_s:
+                t0 = time.perf_counter()
+                fn()
+                dt = time.perf_counter() - t0
+                spent += dt
+                calls[name] += 1
+                best[name] = min(best[name], dt)
         say(f"  {label}: round {r + 1}/{repeat}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in best.items()))
+    say(f"  {label}: calls per contender: " + ", ".join(f"{k} {v}" for k, v in calls.items()))
     return best
 
 
