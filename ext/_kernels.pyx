@@ -505,9 +505,9 @@ def frame_spectra(x, sample_rate_hz, bands, rpm=None, harmonic_halfwidth_bins=2.
 
 
 def _twiddles(Py_ssize_t m, Py_ssize_t n, dtype):
-    """(complex-FFT twiddles W_m^k, k < m/2, as dtype; unpack twiddles W_n^k, k <= m, as float64)."""
-    k = np.arange(m // 2)
-    tw = np.empty(2 * (m // 2), dtype=np.float64)
+    """(complex-FFT twiddles W_m^k, k < m, as dtype; unpack twiddles W_n^k, k <= m, as float64)."""
+    k = np.arange(m)
+    tw = np.empty(2 * m, dtype=np.float64)
     tw[0::2] = np.cos(2.0 * np.pi * k / m)
     tw[1::2] = -np.sin(2.0 * np.pi * k / m)
     j = np.arange(m + 1)

@@ -328,9 +328,10 @@ AIOT_DEFINE_SPEC_POWER(aiot_spec_power_d, double)
  * width without shuffles (8 float32 lanes = one AVX2 register).  The real
  * rows of length n are packed as m = n/2 complex values z_j = d_2j + i d_2j+1
  * (so buffer[i * LANES + lane] = d_i, as aiot_spec_prepare writes with
- * stride LANES), transformed by a radix-2 Stockham FFT (self-sorting: no bit
- * reversal, ping-pong between two buffers), and unpacked to the power of
- * the real FFT's bins 0..m.  Twiddles come from tables computed in double. */
+ * stride LANES), transformed by a radix-4 Stockham FFT (plus one radix-2
+ * stage when m is not a power of 4; self-sorting: no bit reversal,
+ * ping-pong between two buffers), and unpacked to the power of the real
+ * FFT's bins 0..m.  Twiddles come from tables computed in double. */
 #define AIOT_LANES 8
 
 #define AIOT_DEFINE_FFT_LANES(NAME, T)                                                        \
@@ -339,31 +340,66 @@ AIOT_DEFINE_SPEC_POWER(aiot_spec_power_d, double)
         enum { L = AIOT_LANES };                                                              \
         ptrdiff_t len = m, s = 1, p, q;                                                       \
         T *src = a, *dst = b, *t;                                                             \
-        while (len > 1) {                                                                     \
-            const ptrdiff_t h = len / 2;                                                      \
-            for (p = 0; p < h; p++) {                                                         \
-                const T wr = tw[2 * p * s], wi = tw[2 * p * s + 1];                           \
+        /* radix-4 stages (Stockham, decimation in frequency): W^p, W^2p, W^3p of the current \
+         * length are W_m^(p*s), W_m^(2p*s), W_m^(3p*s) from the table tw (k < m) */          \
+        while (len >= 4) {                                                                    \
+            const ptrdiff_t n1 = len / 4;                                                     \
+            for (p = 0; p < n1; p++) {                                                        \
+                const T w1r = tw[2 * p * s], w1i = tw[2 * p * s + 1];                         \
+                const T w2r = tw[4 * p * s], w2i = tw[4 * p * s + 1];                         \
+                const T w3r = tw[6 * p * s], w3i = tw[6 * p * s + 1];                         \
                 for (q = 0; q < s; q++) {                                                     \
-                    const T *restrict x0 = src + 2 * L * (q + s * p);                         \
-                    const T *restrict x1 = src + 2 * L * (q + s * (p + h));                   \
-                    T *restrict y0 = dst + 2 * L * (q + 2 * s * p);                           \
-                    T *restrict y1 = dst + 2 * L * (q + 2 * s * p + s);                       \
+                    const T *restrict xa = src + 2 * L * (q + s * p);                         \
+                    const T *restrict xb = src + 2 * L * (q + s * (p + n1));                  \
+                    const T *restrict xc = src + 2 * L * (q + s * (p + 2 * n1));              \
+                    const T *restrict xd = src + 2 * L * (q + s * (p + 3 * n1));              \
+                    T *restrict y0 = dst + 2 * L * (q + s * (4 * p));                         \
+                    T *restrict y1 = dst + 2 * L * (q + s * (4 * p + 1));                     \
+                    T *restrict y2 = dst + 2 * L * (q + s * (4 * p + 2));                     \
+                    T *restrict y3 = dst + 2 * L * (q + s * (4 * p + 3));                     \
                     _Pragma("omp simd")                                                       \
                     for (int l = 0; l < L; l++) {                                             \
-                        const T ar = x0[l], ai = x0[L + l], br = x1[l], bi = x1[L + l];       \
-                        const T dr = ar - br, di = ai - bi;                                   \
-                        y0[l] = ar + br;                                                      \
-                        y0[L + l] = ai + bi;                                                  \
-                        y1[l] = dr * wr - di * wi;                                            \
-                        y1[L + l] = dr * wi + di * wr;                                        \
+                        const T apcr = xa[l] + xc[l], apci = xa[L + l] + xc[L + l];           \
+                        const T amcr = xa[l] - xc[l], amci = xa[L + l] - xc[L + l];           \
+                        const T bpdr = xb[l] + xd[l], bpdi = xb[L + l] + xd[L + l];           \
+                        const T jr = xd[L + l] - xb[L + l], ji = xb[l] - xd[l]; /* j(b - d) */  \
+                        const T u1r = amcr - jr, u1i = amci - ji;                             \
+                        const T u2r = apcr - bpdr, u2i = apci - bpdi;                         \
+                        const T u3r = amcr + jr, u3i = amci + ji;                             \
+                        y0[l] = apcr + bpdr;                                                  \
+                        y0[L + l] = apci + bpdi;                                              \
+                        y1[l] = u1r * w1r - u1i * w1i;                                        \
+                        y1[L + l] = u1r * w1i + u1i * w1r;                                    \
+                        y2[l] = u2r * w2r - u2i * w2i;                                        \
+                        y2[L + l] = u2r * w2i + u2i * w2r;                                    \
+                        y3[l] = u3r * w3r - u3i * w3i;                                        \
+                        y3[L + l] = u3r * w3i + u3i * w3r;                                    \
                     }                                                                         \
                 }                                                                             \
             }                                                                                 \
             t = src;                                                                          \
             src = dst;                                                                        \
             dst = t;                                                                          \
-            len = h;                                                                          \
-            s *= 2;                                                                           \
+            len = n1;                                                                         \
+            s *= 4;                                                                           \
+        }                                                                                     \
+        if (len == 2) { /* one radix-2 stage left (m = 2 * 4^k) */                            \
+            for (q = 0; q < s; q++) {                                                         \
+                const T *restrict x0 = src + 2 * L * q;                                       \
+                const T *restrict x1 = src + 2 * L * (q + s);                                 \
+                T *restrict y0 = dst + 2 * L * q;                                             \
+                T *restrict y1 = dst + 2 * L * (q + s);                                       \
+                _Pragma("omp simd")                                                           \
+                for (int l = 0; l < L; l++) {                                                 \
+                    y0[l] = x0[l] + x1[l];                                                    \
+                    y0[L + l] = x0[L + l] + x1[L + l];                                        \
+                    y1[l] = x0[l] - x1[l];                                                    \
+                    y1[L + l] = x0[L + l] - x1[L + l];                                        \
+                }                                                                             \
+            }                                                                                 \
+            t = src;                                                                          \
+            src = dst;                                                                        \
+            dst = t;                                                                          \
         }                                                                                     \
         return src;                                                                           \
     }                                                                                         \
