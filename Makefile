@@ -28,6 +28,9 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration
 
+bench: $(STAMP)
+	$(BIN)/aiotstream bench kernels --json benchmarks/results/$$(date +%F)-$$(hostname).json
+
 broker: $(STAMP)
 	$(BIN)/aiotstream broker
 

@@ -15,9 +15,9 @@
  * The spectral kernel has its own FFT for power-of-two lengths (below,
  * "batched FFT over lanes"): 8 rows at a time, vectorised across rows.  With
  * scipy's pocketfft per chunk of rows the whole spectral kernel ran at
- * 0.55 x the speed of scipy's transform alone; the lane FFT, fused with the
- * power/band pass, made the kernel ~1.2x faster overall (perf: prepare pass
- * ~37%, FFT ~30%, unpack + band pass ~33% of the kernel's time).
+ * ~240 M samples/s (0.55 x the speed of scipy's transform alone); the lane
+ * FFT (radix-4 Stockham) fused with the power/band pass runs at ~440 M
+ * samples/s (benchmarks/README.md has the profile and the steps).
  *
  * All accumulation is in double whatever the input type.  Everything here is
  * free of Python: the Cython wrappers validate, allocate and release the GIL.
