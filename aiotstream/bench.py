@@ -194,9 +194,13 @@ def _machine() -> dict[str, Any]:
         model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
         flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
         info["cpu"] = model
-        info["kernel_variant"] = "avx2 (target_clones)" if "avx2" in flags else "baseline (sse2)"
+        info["cpu_has_avx2"] = "avx2" in flags
     except OSError:
         info["cpu"] = platform.processor()
+    from aiotstream import _kernels
+
+    info["kernel_variant"] = "avx2 (target_clones)" if _kernels.AVX2_ACTIVE else "baseline"
+    info["spectral_transform"] = "lane FFT" if _kernels.LANE_FFT_DEFAULT else "scipy.fft.rfft"
     info["env"] = {k: os.environ.get(k) for k in (*ONE_THREAD_ENV, "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     if hasattr(os, "getloadavg"):  # other work on the machine while this ran (the ratios are side by side)
         info["loadavg_1_5_15"] = [round(v, 2) for v in os.getloadavg()]

@@ -39,6 +39,8 @@ from libc.math cimport NAN, ceil, exp2, fabs, floor, isfinite, sqrt, cos, M_PI
 from libc.string cimport memcpy
 
 __all__ = [
+    "AVX2_ACTIVE",
+    "LANE_FFT_DEFAULT",
     "MOMENT_COLUMNS",
     "PARTIAL_COLUMNS",
     "SCALAR_COLUMNS",
@@ -71,6 +73,11 @@ TIME_FEATURES = (
 SPECTRAL_PARTIAL_COLUMNS = ("count", "total", "fsum", "peak", "peak_hz", "e1x", "e2x")
 #: Spectral features after the per-band columns, in order (see :func:`spectral_features`).
 SPECTRAL_FEATURES = ("centroid", "dominant", "e1x", "e2x")
+#: Whether this build runs its AVX2 variants on this CPU (``target_clones``; GCC on x86-64 Linux).
+AVX2_ACTIVE = bool(aiot_avx2_active())
+#: Whether :func:`frame_spectra` uses its own lane FFT for power-of-two lengths by default
+#: (``transform="auto"``): only where it is faster than scipy's, i.e. with AVX2.
+LANE_FFT_DEFAULT = AVX2_ACTIVE
 #: Output columns of :func:`scalar_update`.
 SCALAR_COLUMNS = ("ewma", "mean", "std", "min", "max", "roc")
 
@@ -85,6 +92,7 @@ cdef extern from "kernels_core.h" nogil:
     void aiot_features_from_partials(const double* p, double* f)
     enum:
         AIOT_LANES
+    int aiot_avx2_active()
     double aiot_spec_prepare_f(const float* p, Py_ssize_t n, const double* w, float* buf, Py_ssize_t stride)
     double aiot_spec_prepare_d(const double* p, Py_ssize_t n, const double* w, double* buf, Py_ssize_t stride)
     void aiot_spec_power_f(const float* X, Py_ssize_t n, Py_ssize_t nk, double* tmp)
@@ -416,7 +424,9 @@ def frame_spectra(x, sample_rate_hz, bands, rpm=None, harmonic_halfwidth_bins=2.
     2. ``X = rfft(d)``: for a power-of-two ``N >= 16`` the kernel's own FFT
        (``transform="lanes"``: 8 rows at a time, vectorised across rows, all
        without the GIL), otherwise ``scipy.fft.rfft`` (``transform="scipy"``,
-       one call per chunk of rows, ``workers=1``); ``"auto"`` picks;
+       one call per chunk of rows, ``workers=1``); ``"auto"`` picks the lanes
+       where they are faster (power-of-two ``N`` and :data:`LANE_FFT_DEFAULT`,
+       i.e. an AVX2 CPU), scipy otherwise;
     3. in the kernel, one pass over ``X``: ``P_k = c_k |X_k|**2 / (N *
        sum(w**2))`` for bins ``k = 1 .. N//2`` at ``f_k = k * fs / N`` Hz
        (DC dropped; ``c_k = 2``, 1 for the Nyquist bin of an even ``N``), so
@@ -474,7 +484,7 @@ def frame_spectra(x, sample_rate_hz, bands, rpm=None, harmonic_halfwidth_bins=2.
         raise ValueError(f"frame_spectra: transform must be 'auto', 'lanes' or 'scipy'; got {transform!r}")
     if transform == "lanes" and not pow2:
         raise ValueError(f"frame_spectra: transform='lanes' needs a power-of-two N >= 16; got N = {n}")
-    cdef bint lanes = pow2 and transform != "scipy"
+    cdef bint lanes = pow2 and (transform == "lanes" or (transform == "auto" and LANE_FFT_DEFAULT))
 
     w = hann(n)
     s2 = float(np.dot(w, w))
