@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test unit integration bench broker clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard ext/*.pyx) $(wildcard ext/*.pxd)
+$(STAMP): pyproject.toml setup.py $(wildcard ext/*.pyx) $(wildcard ext/*.pxd) $(wildcard ext/*.h)
 	@$(PY) -c 'import sys; v=sys.version_info; sys.exit(0 if (3,11)<=v[:2]<=(3,12) else "aiotstream needs CPython 3.11 or 3.12 (bytewax 0.21.1 wheels); set PY=python3.12 or similar")'
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -27,6 +27,9 @@ unit: $(STAMP)
 
 integration: $(STAMP)
 	$(BIN)/python -m pytest tests/integration
+
+bench: $(STAMP)
+	$(BIN)/aiotstream bench kernels --json benchmarks/results/$$(date +%F)-$$(hostname).json
 
 broker: $(STAMP)
 	$(BIN)/aiotstream broker

@@ -13,9 +13,13 @@ extensions = [
     Extension(
         "aiotstream._kernels",
         ["ext/_kernels.pyx"],
-        include_dirs=[np.get_include()],
+        include_dirs=[np.get_include(), "ext"],
+        depends=["ext/kernels_core.h"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O3", "-fno-math-errno", "-Wno-unreachable-code"],
+        # -fopenmp-simd: honour `#pragma omp simd` in ext/kernels_core.h (no OpenMP runtime, no
+        # threads). No -ffast-math (NaN/Inf handling is documented), no -march (portable wheel:
+        # the AVX2 variants are picked at load time via target_clones).
+        extra_compile_args=["-O3", "-fno-math-errno", "-fopenmp-simd", "-Wno-unreachable-code"],
     )
 ]
 

@@ -18,7 +18,7 @@ import orjson
 from aiotstream.alerts import AlertEvent, AlertPolicy
 from aiotstream.codecs import encode_reading
 from aiotstream.config import AssetConfig, SiteConfig
-from aiotstream.features import get_feature_set, reduce_moments, window_features
+from aiotstream.features import get_feature_set, reduce_partials, reduce_spectral, window_features
 from aiotstream.lineage import FlowContext, input_entry, inputs_block, iso_ns, make_id, window_block
 from aiotstream.models.online import Detector, DriftWatch, make_detector
 from aiotstream.records import DeadLetter, Frame, Reading
@@ -47,7 +47,7 @@ class SiteRuntime:
     def __init__(self, config: SiteConfig):
         self.config = config
         self.ctx = FlowContext(config.site.id, config.site.flow, config.site.flow_version, config.config_hash)
-        self.feature_set = get_feature_set(config.features.set)
+        self.feature_set = get_feature_set(config.features.set, config.features.bands)
         self.assets = config.asset_map()
         m = config.model
         settings = m.model_dump(mode="json")
@@ -56,7 +56,7 @@ class SiteRuntime:
             # online models have no artifact: the digest pins the settings they were built with
             "sha256": hashlib.sha256(orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)).hexdigest(),
         }
-        self.features_block = {"set": self.feature_set.name, "version": self.feature_set.version}
+        self.features_block = self.feature_set.lineage()
         w = config.window
         self.length_ns = round(w.length_s * 1e9)
         self.hop_ns = round(w.hop_s * 1e9)
@@ -189,11 +189,13 @@ class AssetAnalyzer:
         return self.rt.deadletter(dl)
 
     def _features(self, w: ClosedWindow) -> np.ndarray:
-        mom = reduce_moments(np.stack(w.moments), axis=0)
+        fs = self.rt.feature_set
+        part = reduce_partials(np.stack(w.partials))  # frames in time order: exact merge, one kernel call
+        spec = reduce_spectral(np.stack(w.spectral)) if fs.spectral else None  # type: ignore[arg-type]
         temps = w.readings.get(self.rt.temp_metric)
         if temps:
             self.last_temp = (float(np.mean(temps)), float(np.max(temps)))
-        return np.concatenate([window_features(mom), np.asarray(self.last_temp)])
+        return np.concatenate([window_features(part, fs, spec), np.asarray(self.last_temp)])
 
     def _on_window(self, w: ClosedWindow) -> list[Output]:
         outs: list[Output] = []

@@ -1,4 +1,4 @@
-"""``aiotstream``: validate | broker | simulate | run | replay | demo.
+"""``aiotstream``: validate | broker | simulate | run | replay | demo | bench.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
 """
@@ -233,7 +233,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from aiotstream.io.files import JsonlSink
     from aiotstream.io.simulator import SimulatorSource, interleave
 
-    cfg = default_site(args.assets, inputs={"tail": False})
+    cfg = default_site(args.assets, inputs={"tail": False}, features={"set": args.features})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.jsonl"):
@@ -246,9 +246,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     messages = list(interleave(sim.messages(), bad))
     sim.write_truth(out / "truth.json")
     print(f"      {sim.n_frames:,} frames, {sim.n_readings:,} readings in {time.perf_counter() - t0:.1f} s", flush=True)
-    print("[2/3] running the predictive-maintenance flow (Bytewax, 1 worker) ...", flush=True)
+    print(f"[2/3] running the predictive-maintenance flow (Bytewax, 1 worker, features {args.features}) ...",
+          flush=True)
+    # imported lazily by the models and kernels; keep their import time out of the figure
     import river.anomaly
-    import river.drift  # noqa: F401
+    import river.drift
+    import scipy.fft
+
+    del river, scipy
 
     flow = build_flow(cfg, SimulatorSource(messages, cfg.site.id), JsonlSink(out), tail=False)
     t1 = time.perf_counter()
@@ -279,6 +284,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
               + (f"alert after {d:.1f} s" if d is not None else "MISSED"))
     print(f"  dead letters: {len(dead):,} ({', '.join(f'{k} {v}' for k, v in reasons.most_common()) or 'none'})")
     return 0
+
+
+def cmd_bench_kernels(args: argparse.Namespace) -> int:
+    """Kernel throughput vs twin vs plain numpy vs memory bandwidth, one thread, in a child process."""
+    from aiotstream.bench import run_in_subprocess
+
+    argv = ["--windows", str(args.windows), "--samples", str(args.samples), "--repeat", str(args.repeat),
+            "--scalar-updates", str(args.scalar_updates)]
+    if args.json:
+        argv += ["--json", args.json]
+    return run_in_subprocess(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -345,7 +361,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--assets", type=int, default=5)
     d.add_argument("--out", default="out")
     sim_args(d, 90.0)
+    d.add_argument("--features", default="vibration-basic", help="feature set (default vibration-basic)")
     d.set_defaults(func=cmd_demo, malformed=200)
+
+    bench = sub.add_parser("bench", help="benchmarks (run by hand; results go to benchmarks/)")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    bk = bench_sub.add_parser("kernels", help="feature kernels vs numpy twin vs best numpy vs memory bandwidth "
+                                              "(samples/s and ratios, one thread, one run)")
+    bk.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    bk.add_argument("--windows", type=int, default=20_000, help="windows per set (default 20,000)")
+    bk.add_argument("--samples", type=int, default=1024, help="samples per window (default 1024)")
+    bk.add_argument("--repeat", type=int, default=5, help="interleaved rounds; the best counts (default 5)")
+    bk.add_argument("--scalar-updates", type=int, default=200_000, help="scalar-basic updates (default 200,000)")
+    bk.set_defaults(func=cmd_bench_kernels)
     return p
 
 

@@ -285,7 +285,11 @@ class WindowConfig(_Model):
 
 
 class FeatureConfig(_Model):
-    set: str = "vibration-basic"
+    set: str = Field(default="vibration-basic", description="a registered waveform feature set "
+                     "(aiotstream.features.FEATURE_SETS): vibration-basic, vibration-spectral")
+    bands: list[tuple[float, float]] | None = Field(
+        default=None, description="spectral sets only: [[lo_hz, hi_hz], ...], ordered, not overlapping, "
+        "below every asset's Nyquist frequency; default: the set's bands")
     temperature_metric: str = "temperature"
 
 
@@ -451,9 +455,36 @@ class SiteConfig(_Model):
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<config>") -> SiteConfig:
         try:
-            return cls.model_validate(data)
+            cfg = cls.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(source, _problems(exc)) from None
+        problems = cfg.feature_problems()
+        if problems:
+            raise ConfigError(source, problems)
+        return cfg
+
+    def feature_problems(self) -> list[tuple[str, str]]:
+        """Checks of ``[features]`` against the feature-set registry and the assets, with field paths."""
+        from aiotstream.features.sets import FEATURE_SETS, band_problems  # registry data, no kernels
+
+        f = self.features
+        fs = FEATURE_SETS.get(f.set)
+        if fs is None:
+            close = difflib.get_close_matches(f.set, list(FEATURE_SETS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            return [("features.set", f"unknown feature set {f.set!r}{hint} (known: {', '.join(sorted(FEATURE_SETS))})")]
+        if fs.kind != "waveform":
+            waveform = sorted(n for n, s in FEATURE_SETS.items() if s.kind == "waveform")
+            msg = f"{f.set!r} is a {fs.kind} feature set; the {self.site.flow} flow needs a waveform set: "
+            return [("features.set", msg + ", ".join(waveform))]
+        nyquist = {a.id: a.sample_rate_hz / 2.0 for a in self.all_assets()}
+        if f.bands is None:
+            return band_problems(fs.bands, nyquist, "features.bands (the default of " + fs.ref + ")") \
+                if fs.spectral else []
+        if not fs.spectral:
+            msg = f"feature set {f.set!r} has no spectral columns; bands apply to spectral sets such as "
+            return [("features.bands", msg + "'vibration-spectral'")]
+        return band_problems(f.bands, nyquist, "features.bands")
 
     @classmethod
     def load(cls, path: str | Path) -> SiteConfig:

@@ -1,8 +1,10 @@
 """Decode a poll batch: bytes -> validated frames/readings (keyed by asset) + dead letters.
 
-One call per poll batch, not per message: frames of the same shape are stacked
-and reduced to per-channel moments by one kernel call (GIL released), and the
-samples are dropped, so nothing high-rate travels further as Python objects.
+One call per poll batch, not per message: frames of the same shape, dtype and
+sample rate are stacked and reduced to per-channel partials by one call of each
+kernel the feature set needs (time domain; spectral for spectral sets; GIL
+released), and the samples are dropped, so nothing high-rate travels further as
+Python objects.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from aiotstream.analysis import Output, SiteRuntime
 from aiotstream.codecs import decode_any
 from aiotstream.codecs_iot import decode_payload
 from aiotstream.errors import DecodeError
-from aiotstream.features import frame_moments
+from aiotstream.features import FeatureSet, frame_partials_batch
 from aiotstream.lineage import iso_ns
 from aiotstream.records import DeadLetter, Frame, Position, Reading, ReadingRows
 
@@ -41,6 +43,7 @@ class Ingestor:
         self.now_ns = now_ns
         self.max_future_ns = round(rt.config.window.max_future_s * 1e9)
         self.source_errors = 0
+        self._rpm = {a: c.rpm for a, c in rt.assets.items()}  # running speed for the spectral 1x/2x bands
 
     def _reject(self, raw: bytes, pos: Position, reason: str, message: str, asset: str | None = None,
                 item: int | None = None) -> Output:
@@ -113,7 +116,7 @@ class Ingestor:
                     frames.append(item)
                 emit(item)
         if frames:
-            attach_moments(frames)
+            attach_partials(frames, self.rt.feature_set, self._rpm)
 
     def _check(self, item: Frame | Reading, horizon: int) -> tuple[str, str] | None:
         """Why the item cannot be used with this site's config (reason, message), or None."""
@@ -182,17 +185,24 @@ def encode_row(asset: str, ts_ns: int, metric: str, value: float) -> bytes:
     return orjson.dumps({"asset": asset, "ts": ts_ns, "metric": metric, "value": v})
 
 
-def attach_moments(frames: list[Frame]) -> None:
-    """Compute every frame's per-channel moments, one kernel call per frame shape; drop the samples."""
-    groups: dict[tuple[int, int, str], list[Frame]] = defaultdict(list)
+def attach_partials(frames: list[Frame], feature_set: FeatureSet, rpm: dict[str, float]) -> None:
+    """Compute every frame's partials for ``feature_set``; drop the samples.
+
+    One kernel call (per kernel) per group of frames with the same shape,
+    dtype and sample rate; ``rpm`` maps asset id to running speed (for the
+    1x/2x spectral columns).
+    """
+    groups: dict[tuple[int, int, str, float], list[Frame]] = defaultdict(list)
     for f in frames:
         s = f.samples
         assert s is not None
-        groups[(s.shape[0], s.shape[1], s.dtype.str)].append(f)
-    for (_, _, dt), group in groups.items():
+        groups[(s.shape[0], s.shape[1], s.dtype.str, f.sample_rate_hz)].append(f)
+    for (_, _, dt, rate), group in groups.items():
         target = np.float64 if dt.endswith("f8") else np.float32
         batch = np.stack([f.samples for f in group]).astype(target, copy=False)  # (F, C, N), C-contiguous
-        moments = frame_moments(batch)
-        for f, m in zip(group, moments):
-            f.moments = m
+        speeds = np.array([rpm.get(f.asset, np.nan) for f in group]) if feature_set.spectral else None
+        time_part, spec = frame_partials_batch(batch, rate, speeds, feature_set)
+        for i, f in enumerate(group):
+            f.partials = time_part[i]
+            f.spectral = spec[i] if spec is not None else None
             f.samples = None

@@ -2,7 +2,7 @@
 
 High-rate data never becomes one Python object per sample: a waveform frame
 carries its samples as one numpy array (and, after the feature step, only the
-per-channel moments the windows need).
+per-channel partial sums the windows need).
 """
 from __future__ import annotations
 
@@ -92,7 +92,9 @@ class Frame:
     """One waveform frame: one asset, C channels x N samples starting at t0.
 
     ``samples`` is ``(channels, n)``; after the feature step it is dropped
-    (set to None) and ``moments`` holds ``(channels, 7)`` moment sums.
+    (set to None): ``partials`` holds the ``(channels, 11)`` time-domain
+    partials and, for spectral feature sets, ``spectral`` the ``(channels,
+    7 + bands)`` spectral partials (see :mod:`aiotstream.features`).
     """
 
     asset: str
@@ -101,15 +103,16 @@ class Frame:
     sample_rate_hz: float
     samples: np.ndarray | None
     pos: Position
-    moments: np.ndarray | None = None
+    partials: np.ndarray | None = None
     raw: bytes | None = None  # the encoded frame, kept until windowing in case it must be dead-lettered
+    spectral: np.ndarray | None = None
 
     @property
     def n_samples(self) -> int:
         if self.samples is not None:
             return int(self.samples.shape[-1])
-        assert self.moments is not None
-        return int(self.moments[0, 0])
+        assert self.partials is not None
+        return int(self.partials[0, 0])
 
     @property
     def end_ns(self) -> int:

@@ -15,14 +15,14 @@ expected stream is waited for until the input ends, so a replay gives the same
 windows however fast each partition happens to be read. An input whose earliest window has already closed is *late*: it is
 returned to the caller (to become a dead letter), never dropped in silence.
 
-Frames arrive here already reduced to per-channel moment sums (see
-:mod:`aiotstream.features`), so a window keeps a list of small arrays and merges
-them once, when it closes.
+Frames arrive here already reduced to per-channel partial sums (see
+:mod:`aiotstream.features`), so a window keeps a list of small arrays and hands
+them over, in event-time order, when it closes; the analysis merges them once.
 
 >>> import numpy as np
 >>> from aiotstream.records import Frame, Position
 >>> w = WindowAssembler(length_ns=1_000, hop_ns=1_000, lateness_ns=0)
->>> m = np.array([[4, 0.0, 1.0, 0.0, 1.0, -1.0, 1.0]])
+>>> m = np.array([[4, 0.0, 1.0, 0.0, 1.0, -1.0, 1.0, 4.0, 3.0, 1.0, -1.0]])
 >>> closed, late = w.add([Frame("a", 0, 100, 4e9, None, Position("t", 0, 5), m)])
 >>> closed, late = w.add([Frame("a", 1, 1_200, 4e9, None, Position("t", 0, 6), m)])
 >>> [(c.start_ns, c.end_ns, c.n_frames) for c in closed], late
@@ -41,7 +41,7 @@ from aiotstream.records import Frame, Reading
 class _Acc:
     """What an open window has gathered so far."""
 
-    moments: list[np.ndarray] = field(default_factory=list)
+    frames: list[tuple[int, int, np.ndarray, np.ndarray | None]] = field(default_factory=list)  # t0, seq, ...
     offsets: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # (topic, part) -> [first, last]
     first_seq: int = -1
     last_seq: int = -1
@@ -58,20 +58,27 @@ class _Acc:
 
 @dataclass(frozen=True, slots=True)
 class ClosedWindow:
-    """A finished window: the frames' moments (unmerged), readings and input span."""
+    """A finished window: its frames' partials (unmerged, in event-time order), readings, input span.
+
+    ``partials[i]`` is frame i's ``(C, 11)`` time-domain partials and
+    ``spectral[i]`` its spectral partials (None when the feature set has no
+    spectral columns); frames are ordered by (t0, seq), so merging them in
+    order sees the samples in time order.
+    """
 
     asset: str
     start_ns: int
     end_ns: int
-    moments: tuple[np.ndarray, ...]
+    partials: tuple[np.ndarray, ...]
     inputs: tuple[tuple[str, int, int, int], ...]  # (topic, partition, first offset, last offset)
     first_seq: int
     last_seq: int
     readings: dict[str, tuple[float, ...]]
+    spectral: tuple[np.ndarray | None, ...] = ()
 
     @property
     def n_frames(self) -> int:
-        return len(self.moments)
+        return len(self.partials)
 
 
 class WindowAssembler:
@@ -148,7 +155,7 @@ class WindowAssembler:
                     acc = self.open[start] = _Acc()
                 acc.add_pos(item.pos.topic, item.pos.partition, item.pos.offset)
                 if isinstance(item, Frame):
-                    acc.moments.append(item.moments)
+                    acc.frames.append((item.t0_ns, item.seq, item.partials, item.spectral))
                     if acc.first_seq < 0 or item.seq < acc.first_seq:
                         acc.first_seq = item.seq
                     acc.last_seq = max(acc.last_seq, item.seq)
@@ -177,11 +184,13 @@ class WindowAssembler:
         if self.closed_end_ns is None or end > self.closed_end_ns:
             self.closed_end_ns = end
         inputs = tuple(sorted((t, p, a, b) for (t, p), (a, b) in acc.offsets.items()))
+        frames = sorted(acc.frames, key=lambda f: (f[0], f[1]))  # arrival order may differ from time order
         return ClosedWindow(
             asset=self.asset,
             start_ns=start,
             end_ns=end,
-            moments=tuple(acc.moments),
+            partials=tuple(f[2] for f in frames),
+            spectral=tuple(f[3] for f in frames),
             inputs=inputs,
             first_seq=acc.first_seq,
             last_seq=acc.last_seq,

@@ -1,181 +1,220 @@
 # cython: language_level=3
-"""Compiled numeric kernels for :mod:`aiotstream`.
+"""Compiled feature kernels for :mod:`aiotstream`.
 
-The only kernel so far is :func:`frame_moments`, the per-frame statistics that
-every time-domain feature is derived from.  The typed loops run without the GIL
-over typed memoryviews; a thin Python-level wrapper validates the input and
-allocates the output.  ``float32`` input is read in place (no copy, no cast of
-the whole array) and every sample is promoted to ``double`` as it is read, so
-all accumulation happens in double precision whatever the input dtype.
+Every kernel takes a whole batch in one call and runs without the GIL: a
+C-contiguous ``float32`` or ``float64`` array of shape ``(rows, N)`` or
+``(rows, channels, N)`` (windows or frames, [channels,] samples).  ``float32``
+input is read in place and promoted to ``double`` sample by sample, so all
+accumulation is in double precision whatever the input dtype.  Thin Python
+wrappers validate the input and allocate the output; the inner loops live in
+``ext/kernels_core.h`` (vectorised with ``#pragma omp simd``; see there why).
 
-The companion pure-numpy implementation used by the tests and benchmarks is
-``aiotstream.features.reference.frame_moments``.
+Kernels
+-------
+Time domain (:data:`TIME_FEATURES`, 12 per row):
+
+* :func:`frame_partials` -> ``(..., 11)`` :data:`PARTIAL_COLUMNS` per row,
+  mergeable exactly (:func:`reduce_partials`); :func:`features_from_partials`
+  turns (merged) partials into the 12 features; :func:`time_features` does
+  both in one pass for a batch of windows.
+* :func:`frame_moments` -> ``(..., 7)``: the first seven partial columns (the
+  original moment kernel, kept for its callers).
+
+Spectral (:func:`frame_spectra`, :func:`spectral_features`): mean removal,
+Hann window, FFT and band/centroid/peak/harmonic pass in the kernel (its own
+radix-2 FFT over 8 rows at a time for power-of-two lengths; ``scipy.fft.rfft``,
+one thread, for other lengths).
+
+Scalar streams (:func:`scalar_update`): EWMA, rolling mean/std/min/max over a
+ring buffer per key, rate of change, for a batch of (key, value, time) updates.
+
+The plain-numpy twins used by the tests and the benchmark are in
+``aiotstream.features.reference``; tolerances and NaN rules are documented
+there and in each function below.
 """
 
 import numpy as np
 
-from libc.math cimport NAN, isfinite
+from libc.math cimport NAN, ceil, exp2, fabs, floor, isfinite, sqrt, cos, M_PI
+from libc.string cimport memcpy
 
-__all__ = ["frame_moments", "MOMENT_COLUMNS"]
+__all__ = [
+    "AVX2_ACTIVE",
+    "LANE_FFT_DEFAULT",
+    "MOMENT_COLUMNS",
+    "PARTIAL_COLUMNS",
+    "SCALAR_COLUMNS",
+    "SPECTRAL_FEATURES",
+    "SPECTRAL_PARTIAL_COLUMNS",
+    "TIME_FEATURES",
+    "features_from_partials",
+    "frame_moments",
+    "frame_partials",
+    "frame_spectra",
+    "hann",
+    "reduce_partials",
+    "reduce_spectral",
+    "scalar_update",
+    "spectral_features",
+    "spectral_features_from_partials",
+    "time_features",
+]
 
 #: Names of the 7 columns returned by :func:`frame_moments`, in order.
 MOMENT_COLUMNS = ("n", "mean", "m2", "m3", "m4", "min", "max")
+#: Names of the 11 columns returned by :func:`frame_partials`, in order.
+PARTIAL_COLUMNS = MOMENT_COLUMNS + ("abs_sum", "zero_crossings", "first", "last")
+#: The 12 time-domain features, in the column order of :func:`time_features`.
+TIME_FEATURES = (
+    "mean", "std", "rms", "min", "max", "p2p", "crest", "skewness", "kurtosis",
+    "zcr", "impulse", "shape",
+)
+#: Fixed leading columns of :func:`frame_spectra` (one column per band follows).
+SPECTRAL_PARTIAL_COLUMNS = ("count", "total", "fsum", "peak", "peak_hz", "e1x", "e2x")
+#: Spectral features after the per-band columns, in order (see :func:`spectral_features`).
+SPECTRAL_FEATURES = ("centroid", "dominant", "e1x", "e2x")
+#: Whether this build runs its AVX2 variants on this CPU (``target_clones``; GCC on x86-64 Linux).
+AVX2_ACTIVE = bool(aiot_avx2_active())
+#: Whether :func:`frame_spectra` uses its own lane FFT for power-of-two lengths by default
+#: (``transform="auto"``): only where it is faster than scipy's, i.e. with AVX2.
+LANE_FFT_DEFAULT = AVX2_ACTIVE
+#: Output columns of :func:`scalar_update`.
+SCALAR_COLUMNS = ("ewma", "mean", "std", "min", "max", "roc")
 
-ctypedef fused real_t:
-    float
-    double
-
-
-cdef inline void _row_moments(const real_t* p, Py_ssize_t n, double* out) noexcept nogil:
-    """Moments of one row ``p[0:n]`` (``n >= 1``) written to ``out[0:7]``."""
-    cdef Py_ssize_t i
-    cdef double v0, v1, v2, v3
-    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
-    cdef double lo0, lo1, hi0, hi1
-    cdef double mean, total, lo, hi, nd = <double>n
-
-    # ---- pass 1: sum (4 independent accumulators), min, max ----------------
-    lo0 = lo1 = hi0 = hi1 = <double>p[0]
-    i = 0
-    while i + 4 <= n:
-        v0 = <double>p[i]
-        v1 = <double>p[i + 1]
-        v2 = <double>p[i + 2]
-        v3 = <double>p[i + 3]
-        s0 += v0
-        s1 += v1
-        s2 += v2
-        s3 += v3
-        # "a < b ? a : b" form: maps to minsd/maxsd, ignores NaN (handled below)
-        lo0 = v0 if v0 < lo0 else lo0
-        lo1 = v1 if v1 < lo1 else lo1
-        hi0 = v0 if v0 > hi0 else hi0
-        hi1 = v1 if v1 > hi1 else hi1
-        lo0 = v2 if v2 < lo0 else lo0
-        lo1 = v3 if v3 < lo1 else lo1
-        hi0 = v2 if v2 > hi0 else hi0
-        hi1 = v3 if v3 > hi1 else hi1
-        i += 4
-    while i < n:
-        v0 = <double>p[i]
-        s0 += v0
-        lo0 = v0 if v0 < lo0 else lo0
-        hi0 = v0 if v0 > hi0 else hi0
-        i += 1
-    total = (s0 + s1) + (s2 + s3)
-    lo = lo1 if lo1 < lo0 else lo0
-    hi = hi1 if hi1 > hi0 else hi0
-
-    out[0] = nd
-    if total != total:
-        # NaN sum: either a NaN sample (-> whole row NaN) or +Inf and -Inf
-        # samples (-> IEEE result, computed by the generic path below).
-        for i in range(n):
-            if p[i] != p[i]:
-                out[1] = NAN
-                out[2] = NAN
-                out[3] = NAN
-                out[4] = NAN
-                out[5] = NAN
-                out[6] = NAN
-                return
-    out[5] = lo
-    out[6] = hi
-    if lo == hi and isfinite(lo):
-        # constant row (includes n == 1): exact answer, no rounding residue
-        out[1] = lo
-        out[2] = 0.0
-        out[3] = 0.0
-        out[4] = 0.0
-        return
-    mean = total / nd
-
-    # ---- pass 2: central sums around `mean` (2 lanes) -----------------------
-    cdef double d0, d1, q0, q1
-    cdef double a1 = 0.0, b1 = 0.0      # sum d      (lanes a, b)
-    cdef double a2 = 0.0, b2 = 0.0      # sum d^2
-    cdef double a3 = 0.0, b3 = 0.0      # sum d^3
-    cdef double a4 = 0.0, b4 = 0.0      # sum d^4
-    i = 0
-    while i + 2 <= n:
-        d0 = <double>p[i] - mean
-        d1 = <double>p[i + 1] - mean
-        q0 = d0 * d0
-        q1 = d1 * d1
-        a1 += d0
-        b1 += d1
-        a2 += q0
-        b2 += q1
-        a3 += q0 * d0
-        b3 += q1 * d1
-        a4 += q0 * q0
-        b4 += q1 * q1
-        i += 2
-    if i < n:
-        d0 = <double>p[i] - mean
-        q0 = d0 * d0
-        a1 += d0
-        a2 += q0
-        a3 += q0 * d0
-        a4 += q0 * q0
-    cdef double S1 = a1 + b1, S2 = a2 + b2, S3 = a3 + b3, S4 = a4 + b4
-    cdef double c
-    if isfinite(mean):
-        # Corrected two-pass (Chan, Golub & LeVeque): `mean` carries the
-        # rounding error of the first-pass sum; c = sum(d)/n estimates it.
-        # Re-centre the sums exactly on mean + c (binomial shift, using
-        # S1 = n*c).  c is O(eps * |mean|), so the shift terms are tiny.
-        c = S1 / nd
-        S4 = S4 - 4.0 * c * S3 + 6.0 * c * c * S2 - 3.0 * nd * c * c * c * c
-        S3 = S3 - 3.0 * c * S2 + 2.0 * nd * c * c * c
-        S2 = S2 - nd * c * c
-        if S2 < 0.0:
-            S2 = 0.0
-        mean = mean + c
-    out[1] = mean
-    out[2] = S2
-    out[3] = S3
-    out[4] = S4
+cdef extern from "kernels_core.h" nogil:
+    enum:
+        AIOT_P_COLS
+        AIOT_F_COLS
+        AIOT_S_BANDS
+    void aiot_row_partials_f(const float* p, Py_ssize_t n, double* out)
+    void aiot_row_partials_d(const double* p, Py_ssize_t n, double* out)
+    void aiot_merge_partials(double* a, const double* b)
+    void aiot_features_from_partials(const double* p, double* f)
+    enum:
+        AIOT_LANES
+    int aiot_avx2_active()
+    double aiot_spec_prepare_f(const float* p, Py_ssize_t n, const double* w, float* buf, Py_ssize_t stride)
+    double aiot_spec_prepare_d(const double* p, Py_ssize_t n, const double* w, double* buf, Py_ssize_t stride)
+    void aiot_spec_power_f(const float* X, Py_ssize_t n, Py_ssize_t nk, double* tmp)
+    void aiot_spec_power_d(const double* X, Py_ssize_t n, Py_ssize_t nk, double* tmp)
+    void aiot_spec_from_power(const double* tmp, Py_ssize_t nk, double norm, double scale2, const double* freqs,
+                              Py_ssize_t nbands, const Py_ssize_t* band_lo, const Py_ssize_t* band_hi,
+                              Py_ssize_t h1a, Py_ssize_t h1b, Py_ssize_t h2a, Py_ssize_t h2b, double* out)
+    float* aiot_fft_lanes_f(float* a, float* b, Py_ssize_t m, const float* tw)
+    double* aiot_fft_lanes_d(double* a, double* b, Py_ssize_t m, const double* tw)
+    void aiot_fft_lanes_f_partials(const float* Z, Py_ssize_t m, const double* pw, const double* freqs,
+                                   const double* g, const Py_ssize_t* band_of, Py_ssize_t nbands,
+                                   const Py_ssize_t* h, double* bacc, double* power, double** out)
+    void aiot_fft_lanes_d_partials(const double* Z, Py_ssize_t m, const double* pw, const double* freqs,
+                                   const double* g, const Py_ssize_t* band_of, Py_ssize_t nbands,
+                                   const Py_ssize_t* h, double* bacc, double* power, double** out)
+    void aiot_merge_spectral(double* a, const double* b, Py_ssize_t ncols)
+    void aiot_spectral_features(const double* p, Py_ssize_t nbands, double* f)
 
 
-cdef void _moments_rows(const real_t[:, ::1] x, double[:, ::1] out) noexcept nogil:
+# --------------------------------------------------------------------------- validation
+def _batch(x, str what):
+    """Validate a sample batch; return ``(rows (R, N) view, is_f32, lead shape)``."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(
+            f"{what} expects a numpy.ndarray of dtype float32 or float64 "
+            f"with shape (W, N) or (W, C, N); got {type(x).__name__}"
+        )
+    dtype = x.dtype
+    is_f32 = dtype == np.dtype(np.float32)
+    if not is_f32 and dtype != np.dtype(np.float64):
+        raise TypeError(f"{what} expects dtype float32 or float64 (native byte order); got dtype {dtype.str!r}")
+    if x.ndim != 2 and x.ndim != 3:
+        raise ValueError(
+            f"{what} expects a 2-D (W, N) or 3-D (W, C, N) array; got {x.ndim}-D array of shape {x.shape}"
+        )
+    if x.shape[x.ndim - 1] < 1:
+        raise ValueError(f"{what} expects N >= 1 samples per row (last axis); got shape {x.shape}")
+    if not x.flags.c_contiguous:
+        raise ValueError(
+            f"{what} expects a C-contiguous array (use numpy.ascontiguousarray); "
+            f"got strides {x.strides} for shape {x.shape}"
+        )
+    n = x.shape[x.ndim - 1]
+    return x.reshape(-1, n), is_f32, x.shape[:x.ndim - 1]
+
+
+def _columns(p, int width, str what, bint at_least=False):
+    """Validate a float64 C-contiguous ``(..., width)`` array (``width`` or more with ``at_least``)."""
+    if not isinstance(p, np.ndarray) or p.dtype != np.dtype(np.float64):
+        raise TypeError(f"{what} expects a float64 numpy.ndarray; got {getattr(p, 'dtype', type(p).__name__)}")
+    if p.ndim < 1 or (p.shape[p.ndim - 1] < width if at_least else p.shape[p.ndim - 1] != width):
+        raise ValueError(
+            f"{what} expects shape (..., {width}{'+' if at_least else ''}); got {p.shape}"
+        )
+    return np.ascontiguousarray(p)
+
+
+# --------------------------------------------------------------------------- time domain
+cdef void _partials_f(const float[:, ::1] x, double[:, ::1] out) noexcept nogil:
     cdef Py_ssize_t r
-    cdef Py_ssize_t rows = x.shape[0]
-    cdef Py_ssize_t n = x.shape[1]
-    for r in range(rows):
-        _row_moments(&x[r, 0], n, &out[r, 0])
+    for r in range(x.shape[0]):
+        aiot_row_partials_f(&x[r, 0], x.shape[1], &out[r, 0])
+
+
+cdef void _partials_d(const double[:, ::1] x, double[:, ::1] out) noexcept nogil:
+    cdef Py_ssize_t r
+    for r in range(x.shape[0]):
+        aiot_row_partials_d(&x[r, 0], x.shape[1], &out[r, 0])
+
+
+def frame_partials(x):
+    """Per-row time-domain partials: ``(..., N) -> (..., 11)`` float64, :data:`PARTIAL_COLUMNS`.
+
+    ``x`` must be a C-contiguous ``numpy.ndarray`` of dtype ``float32`` or
+    ``float64`` with shape ``(F, N)`` or ``(F, C, N)`` and ``N >= 1`` (``F``
+    and ``C`` may be 0); anything else raises ``TypeError`` (not an array,
+    wrong dtype) or ``ValueError`` (shape, ``N == 0``, not C-contiguous).
+
+    Columns: ``n``; ``mean``; central *sums* ``m2, m3, m4`` (``sum((x -
+    mean)**k)``); ``min``; ``max``; ``abs_sum = sum(|x|)``;
+    ``zero_crossings`` = number of adjacent pairs ``(x[i-1], x[i])`` whose
+    signs differ, where a sample is non-negative when ``x >= 0`` (so 0.0 and
+    -0.0 are non-negative); ``first = x[0]``; ``last = x[N-1]``.  First, last
+    and the crossing count make the crossings of the *concatenation* of runs
+    exactly mergeable (:func:`reduce_partials`).
+
+    Algorithm (per row, double accumulation): a vectorised pass for sum,
+    ``sum|x|``, min, max; a pass for sign changes; a pass for the central sums
+    with the corrected two-pass re-centring (Chan, Golub & LeVeque).  The row
+    stays in L1 cache between passes, so memory is read once.
+
+    Special rows: constant rows (``min == max``, finite; includes ``N == 1``)
+    give ``mean == min`` and ``m2 == m3 == m4 == 0`` exactly.  A row holding a
+    NaN gives NaN in every column but ``n``.  +/-Inf samples follow IEEE
+    arithmetic (``mean`` +/-Inf or NaN, central sums NaN, min/max/first/last
+    exact).  Values beyond ~1e77 overflow ``d**4`` to Inf.
+
+    >>> frame_partials(np.array([[1.0, -2.0, 3.0, 6.0]])).tolist()
+    [[4.0, 2.0, 34.0, 0.0, 514.0, -2.0, 6.0, 12.0, 2.0, 1.0, 6.0]]
+    """
+    rows, is_f32, lead = _batch(x, "frame_partials")
+    result = np.empty((rows.shape[0], AIOT_P_COLS), dtype=np.float64)
+    cdef double[:, ::1] out = result
+    cdef const float[:, ::1] xf
+    cdef const double[:, ::1] xd
+    if is_f32:
+        xf = rows
+        with nogil:
+            _partials_f(xf, out)
+    else:
+        xd = rows
+        with nogil:
+            _partials_d(xd, out)
+    return result.reshape(lead + (AIOT_P_COLS,))
 
 
 def frame_moments(x):
     """Per-row moments of a batch of frames: ``(..., N) -> (..., 7)`` float64.
 
-    ``x`` must be a C-contiguous ``numpy.ndarray`` of dtype ``float32`` or
-    ``float64`` (native byte order) with shape ``(F, N)`` or ``(F, C, N)``
-    (frames, [channels,] samples) and ``N >= 1``; ``F`` and ``C`` may be 0.
-    Anything else raises ``TypeError`` (not an array, wrong dtype) or
-    ``ValueError`` (wrong shape, ``N == 0``, not C-contiguous).
-
-    Returns a new float64 array of shape ``x.shape[:-1] + (7,)`` whose columns
-    are ``n, mean, m2, m3, m4, min, max`` with ``m_k = sum((x - mean)**k)``
-    (central *sums*, not divided by ``n``; see
-    :func:`aiotstream.features.merge_moments` to combine them).
-
-    Algorithm: two passes per row, accumulating in double (pass 1: sum, min,
-    max; pass 2: sums of ``d, d**2, d**3, d**4`` with ``d = x - mean``, then
-    the corrected two-pass re-centring on ``mean + sum(d)/n``).  The GIL is
-    released for the whole batch.
-
-    Special rows:
-
-    * constant rows (``min == max``, finite; includes ``N == 1``) give
-      ``mean == min`` and ``m2 == m3 == m4 == 0`` exactly;
-    * a row containing NaN gives NaN for ``mean, m2, m3, m4, min, max``
-      (``n`` is still the number of samples); other rows are unaffected;
-    * +/-Inf samples give whatever IEEE arithmetic gives (``mean`` is +/-Inf,
-      or NaN when both signs occur; central sums are then NaN; ``min``/``max``
-      are exact).  Callers are expected to reject non-finite frames upstream
-      (the decoder does); the result for such rows is not meaningful.
-    * values beyond ~1e77 overflow ``d**4`` to Inf.
+    The first seven columns of :func:`frame_partials` (``n, mean, m2, m3, m4,
+    min, max``; same input rules, same special rows); see
+    :func:`aiotstream.features.merge_moments` to combine them.
 
     >>> import numpy as np
     >>> frame_moments(np.array([[1.0, 2.0, 3.0, 6.0]])).tolist()
@@ -183,45 +222,585 @@ def frame_moments(x):
     >>> frame_moments(np.zeros((5, 3, 8), dtype=np.float32)).shape
     (5, 3, 7)
     """
-    if not isinstance(x, np.ndarray):
-        raise TypeError(
-            "frame_moments expects a numpy.ndarray of dtype float32 or float64 "
-            f"with shape (F, N) or (F, C, N); got {type(x).__name__}"
-        )
-    dtype = x.dtype
-    is_f32 = dtype == np.dtype(np.float32)
-    if not is_f32 and dtype != np.dtype(np.float64):
-        raise TypeError(
-            "frame_moments expects dtype float32 or float64 (native byte order); "
-            f"got dtype {dtype.str!r}"
-        )
-    if x.ndim != 2 and x.ndim != 3:
-        raise ValueError(
-            "frame_moments expects a 2-D (F, N) or 3-D (F, C, N) array; "
-            f"got {x.ndim}-D array of shape {x.shape}"
-        )
-    if x.shape[x.ndim - 1] < 1:
-        raise ValueError(
-            f"frame_moments expects N >= 1 samples per row (last axis); got shape {x.shape}"
-        )
-    if not x.flags.c_contiguous:
-        raise ValueError(
-            "frame_moments expects a C-contiguous array (use numpy.ascontiguousarray); "
-            f"got strides {x.strides} for shape {x.shape}"
-        )
+    rows, _, lead = _batch(x, "frame_moments")
+    return np.ascontiguousarray(frame_partials(x)[..., :7])
 
-    cdef Py_ssize_t n = x.shape[x.ndim - 1]
-    rows = x.reshape(-1, n)  # a view: x is C-contiguous
-    result = np.empty((rows.shape[0], 7), dtype=np.float64)
+
+cdef void _time_features_f(const float[:, ::1] x, double[:, ::1] out) noexcept nogil:
+    cdef Py_ssize_t r
+    cdef double part[AIOT_P_COLS]
+    for r in range(x.shape[0]):
+        aiot_row_partials_f(&x[r, 0], x.shape[1], part)
+        aiot_features_from_partials(part, &out[r, 0])
+
+
+cdef void _time_features_d(const double[:, ::1] x, double[:, ::1] out) noexcept nogil:
+    cdef Py_ssize_t r
+    cdef double part[AIOT_P_COLS]
+    for r in range(x.shape[0]):
+        aiot_row_partials_d(&x[r, 0], x.shape[1], part)
+        aiot_features_from_partials(part, &out[r, 0])
+
+
+def time_features(x):
+    """The 12 time-domain features of each row: ``(..., N) -> (..., 12)`` float64.
+
+    Same input rules as :func:`frame_partials`; equal to
+    ``features_from_partials(frame_partials(x))`` (bit for bit) without the
+    intermediate array.  Columns (:data:`TIME_FEATURES`), with ``d = x - mean``:
+
+    ``mean``; ``std = sqrt(mean(d**2))`` (population, ddof=0);
+    ``rms = sqrt(mean(x**2))`` (as ``hypot(mean, std)``); ``min``; ``max``;
+    ``p2p = max - min``; ``crest = max|x| / rms``;
+    ``skewness = mean(d**3) / std**3``; ``kurtosis = mean(d**4) / std**4``
+    (Pearson: 3 for a normal distribution); ``zcr`` = zero crossings /
+    (N - 1) (see :func:`frame_partials`; a fraction of adjacent pairs, times
+    the sample rate for crossings per second); ``impulse = max|x| /
+    mean|x|``; ``shape = rms / mean|x|``.
+
+    Degenerate rows (no warnings): ``std == 0`` gives skewness = kurtosis =
+    0; ``rms == 0`` gives crest = 0; ``mean|x| == 0`` gives impulse = shape =
+    0; ``N == 1`` gives zcr = 0.  A row with a NaN or Inf sample gives NaN in
+    every column.
+
+    >>> time_features(np.array([[1.0, -1.0, 1.0, -1.0]])).tolist()
+    [[0.0, 1.0, 1.0, -1.0, 1.0, 2.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0]]
+    """
+    rows, is_f32, lead = _batch(x, "time_features")
+    result = np.empty((rows.shape[0], AIOT_F_COLS), dtype=np.float64)
     cdef double[:, ::1] out = result
     cdef const float[:, ::1] xf
     cdef const double[:, ::1] xd
     if is_f32:
         xf = rows
         with nogil:
-            _moments_rows(xf, out)
+            _time_features_f(xf, out)
     else:
         xd = rows
         with nogil:
-            _moments_rows(xd, out)
-    return result.reshape(x.shape[:x.ndim - 1] + (7,))
+            _time_features_d(xd, out)
+    return result.reshape(lead + (AIOT_F_COLS,))
+
+
+def features_from_partials(p):
+    """Time-domain features from (merged) partials: ``(..., 11) -> (..., 12)``.
+
+    ``p`` is a float64 array of :data:`PARTIAL_COLUMNS` rows (e.g. from
+    :func:`reduce_partials`).  Formulas and degenerate cases as in
+    :func:`time_features`; a row with ``n == 0`` (empty accumulator) gives NaN.
+
+    >>> features_from_partials(frame_partials(np.array([[2.0, 2.0]])))[0, :3].tolist()
+    [2.0, 0.0, 2.0]
+    """
+    arr = _columns(p, AIOT_P_COLS, "features_from_partials")
+    rows = arr.reshape(-1, AIOT_P_COLS)
+    result = np.empty((rows.shape[0], AIOT_F_COLS), dtype=np.float64)
+    cdef const double[:, ::1] src = rows
+    cdef double[:, ::1] out = result
+    cdef Py_ssize_t r
+    with nogil:
+        for r in range(src.shape[0]):
+            aiot_features_from_partials(&src[r, 0], &out[r, 0])
+    return result.reshape(arr.shape[:arr.ndim - 1] + (AIOT_F_COLS,))
+
+
+def reduce_partials(p):
+    """Merge partials along the first axis, in order: ``(F, ..., 11) -> (..., 11)``.
+
+    Row ``f`` is taken to hold the samples that come right after those of row
+    ``f - 1`` (frames of a window in time order), so zero crossings across
+    each boundary are counted and the result equals :func:`frame_partials` of
+    the concatenated samples (up to rounding).  Rows with ``n == 0`` are
+    skipped (identity); ``F == 0`` gives an empty accumulator (``n = 0``,
+    everything else 0 except ``min = +inf``, ``max = -inf``).
+
+    >>> x = np.array([[1.0, -2.0, 3.0, 6.0]])
+    >>> parts = np.stack([frame_partials(x[:, :1]), frame_partials(x[:, 1:])])
+    >>> np.allclose(reduce_partials(parts), frame_partials(x))
+    True
+    """
+    arr = _columns(p, AIOT_P_COLS, "reduce_partials")
+    if arr.ndim < 2:
+        raise ValueError(f"reduce_partials expects shape (F, ..., {AIOT_P_COLS}); got {arr.shape}")
+    rows = arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:arr.ndim - 1])), AIOT_P_COLS)
+    result = np.zeros((rows.shape[1], AIOT_P_COLS), dtype=np.float64)
+    result[:, 5] = np.inf
+    result[:, 6] = -np.inf
+    cdef const double[:, :, ::1] src = rows
+    cdef double[:, ::1] out = result
+    cdef Py_ssize_t f, r
+    with nogil:
+        for r in range(src.shape[1]):
+            for f in range(src.shape[0]):
+                aiot_merge_partials(&out[r, 0], &src[f, r, 0])
+    return result.reshape(arr.shape[1:])
+
+
+# --------------------------------------------------------------------------- spectral
+_HANN_CACHE = {}
+
+
+def hann(Py_ssize_t n):
+    """The periodic Hann window of length ``n`` used by the spectral kernels (float64, cached).
+
+    ``w[i] = 0.5 - 0.5 * cos(2 * pi * i / n)`` (``scipy.signal.get_window("hann", n)``).
+
+    >>> hann(4).round(12).tolist()
+    [0.0, 0.5, 1.0, 0.5]
+    """
+    if n < 1:
+        raise ValueError(f"hann: n must be >= 1, got {n}")
+    w = _HANN_CACHE.get(n)
+    if w is None:
+        w = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+        w.flags.writeable = False
+        if len(_HANN_CACHE) > 64:
+            _HANN_CACHE.clear()
+        _HANN_CACHE[n] = w
+    return w
+
+
+def _band_bins(bands, double fs, Py_ssize_t n):
+    """Validate ``bands`` ((B, 2) Hz, ordered, non-overlapping) -> (lo bins, hi bins) int arrays."""
+    b = np.asarray(bands, dtype=np.float64)
+    if b.size == 0:
+        b = b.reshape(0, 2)
+    if b.ndim != 2 or b.shape[1] != 2:
+        raise ValueError(f"bands must be a sequence of [lo_hz, hi_hz] pairs; got shape {b.shape}")
+    if not np.isfinite(b).all():
+        raise ValueError(f"bands must be finite; got {b.tolist()}")
+    for i in range(b.shape[0]):
+        if not 0.0 <= b[i, 0] < b[i, 1]:
+            raise ValueError(f"bands[{i}] = {b[i].tolist()}: need 0 <= lo < hi")
+        if i and b[i, 0] < b[i - 1, 1]:
+            raise ValueError(f"bands[{i}] = {b[i].tolist()} overlaps or precedes bands[{i - 1}] = "
+                             f"{b[i - 1].tolist()}: bands must be ordered and must not overlap")
+    nk = n // 2 + 1
+    freqs = np.arange(nk, dtype=np.float64) * fs / n  # bin k at k * fs / n Hz (as the twin computes it)
+    lo = np.searchsorted(freqs[1:], b[:, 0], side="left") + 1  # first bin with f >= lo (DC dropped)
+    hi = np.searchsorted(freqs[1:], b[:, 1], side="left") + 1  # first bin with f >= hi (exclusive)
+    return np.ascontiguousarray(lo, dtype=np.intp), np.ascontiguousarray(hi, dtype=np.intp)
+
+
+cdef inline void _harmonic_bins(double rpm, double h, double hw, double fs, Py_ssize_t n, Py_ssize_t nk,
+                                Py_ssize_t* a, Py_ssize_t* b) noexcept nogil:
+    """Bins k in [1, nk) with |k*fs/n - h*rpm/60| <= hw*fs/n, as [a, b); a = -1 for a NaN rpm."""
+    cdef double fh = h * rpm / 60.0
+    cdef double tol = hw * fs / n
+    cdef double centre
+    cdef Py_ssize_t k, k0, k1
+    a[0] = 0
+    b[0] = 0
+    if not (rpm == rpm):
+        a[0] = -1
+        return
+    if not isfinite(fh):
+        return
+    centre = fh * n / fs
+    k0 = <Py_ssize_t>floor(centre - hw) - 2
+    k1 = <Py_ssize_t>ceil(centre + hw) + 2
+    if k0 < 1:
+        k0 = 1
+    if k1 > nk - 1:
+        k1 = nk - 1
+    for k in range(k0, k1 + 1):
+        if fabs(<double>k * fs / n - fh) <= tol:
+            if b[0] == 0:
+                a[0] = k
+            b[0] = k + 1
+
+
+def frame_spectra(x, sample_rate_hz, bands, rpm=None, harmonic_halfwidth_bins=2.0, transform="auto",
+                  chunk_rows=None):
+    """Per-row spectral partials: ``(..., N) -> (..., 7 + B)`` float64.
+
+    Each row (a frame or a window of ``N`` samples at ``sample_rate_hz``) is
+    reduced to its one-sided power spectrum and then to additive partials.
+    Steps per row:
+
+    1. ``d = (x - mean(x)) * hann(N)`` (periodic Hann, :func:`hann`), in the
+       kernel, into a float32 buffer for float32 input (float64 otherwise),
+       scaled by an exact power of two so the FFT cannot overflow;
+    2. ``X = rfft(d)``: for a power-of-two ``N >= 16`` the kernel's own FFT
+       (``transform="lanes"``: 8 rows at a time, vectorised across rows, all
+       without the GIL), otherwise ``scipy.fft.rfft`` (``transform="scipy"``,
+       one call per chunk of rows, ``workers=1``); ``"auto"`` picks the lanes
+       where they are faster (power-of-two ``N`` and :data:`LANE_FFT_DEFAULT`,
+       i.e. an AVX2 CPU), scipy otherwise;
+    3. in the kernel, one pass over ``X``: ``P_k = c_k |X_k|**2 / (N *
+       sum(w**2))`` for bins ``k = 1 .. N//2`` at ``f_k = k * fs / N`` Hz
+       (DC dropped; ``c_k = 2``, 1 for the Nyquist bin of an even ``N``), so
+       ``sum(P_k)`` is the window-weighted variance of the row (signal
+       units squared).
+
+    Columns (:data:`SPECTRAL_PARTIAL_COLUMNS` then one per band):
+    ``count`` (1: the number of spectra), ``total = sum P_k``,
+    ``fsum = sum f_k P_k``, ``peak = max P_k``, ``peak_hz`` (the lowest
+    ``f_k`` with ``P_k == peak``; 0 when the spectrum is all zero),
+    ``e1x``/``e2x`` = ``sum P_k`` over bins with ``|f_k - h * rpm / 60| <=
+    harmonic_halfwidth_bins * fs / N`` for ``h = 1, 2`` (NaN when ``rpm`` is
+    None), then per band ``[lo, hi)`` Hz: ``sum P_k`` over ``lo <= f_k < hi``.
+
+    ``bands``: ``(B, 2)`` Hz, each ``0 <= lo < hi``, ordered and not
+    overlapping (``B`` may be 0).  ``rpm``: None, a number, or an array
+    broadcastable to ``x.shape[:-1]`` (one running speed per row, e.g. per
+    asset).  A row with NaN/Inf (or whose sum overflows) gives NaN in every
+    column but ``count``; a constant row gives zeros.
+
+    >>> t = np.arange(1000) / 1000.0
+    >>> s = frame_spectra(np.sin(2 * np.pi * 50 * t)[None], 1000.0, [[40, 60], [100, 500]], rpm=3000)
+    >>> [round(v, 6) for v in s[0].tolist()]
+    [1.0, 0.5, 25.0, 0.333333, 50.0, 0.5, 0.0, 0.5, 0.0]
+    """
+    rows, is_f32, lead = _batch(x, "frame_spectra")
+    cdef double fs = float(sample_rate_hz)
+    if not (fs > 0.0 and isfinite(fs)):
+        raise ValueError(f"frame_spectra: sample_rate_hz must be finite and > 0; got {sample_rate_hz!r}")
+    cdef double hw = float(harmonic_halfwidth_bins)
+    if not (hw >= 0.0 and isfinite(hw)):
+        raise ValueError(f"frame_spectra: harmonic_halfwidth_bins must be finite and >= 0; got {hw!r}")
+    cdef Py_ssize_t n = rows.shape[1]
+    cdef Py_ssize_t nk = n // 2 + 1
+    cdef Py_ssize_t R = rows.shape[0]
+    if n >= 2**31 - 1:
+        raise ValueError(f"frame_spectra: rows of {n} samples are too long (at most 2**31 - 2)")
+    band_lo, band_hi = _band_bins(bands, fs, n)
+    cdef Py_ssize_t nb = band_lo.shape[0]
+    cdef Py_ssize_t ncols = AIOT_S_BANDS + nb
+    if rpm is None:
+        rpm_rows = np.full(R, np.nan)
+    else:
+        try:
+            rpm_rows = np.ascontiguousarray(
+                np.broadcast_to(np.asarray(rpm, dtype=np.float64), lead).reshape(-1))
+        except ValueError:
+            raise ValueError(f"frame_spectra: rpm of shape {np.shape(rpm)} does not broadcast to "
+                             f"the rows' shape {lead}") from None
+    result = np.empty((R, ncols), dtype=np.float64)
+    if R == 0:
+        return result.reshape(lead + (ncols,))
+    pow2 = n >= 16 and (n & (n - 1)) == 0
+    if transform not in ("auto", "lanes", "scipy"):
+        raise ValueError(f"frame_spectra: transform must be 'auto', 'lanes' or 'scipy'; got {transform!r}")
+    if transform == "lanes" and not pow2:
+        raise ValueError(f"frame_spectra: transform='lanes' needs a power-of-two N >= 16; got N = {n}")
+    cdef bint lanes = pow2 and (transform == "lanes" or (transform == "auto" and LANE_FFT_DEFAULT))
+
+    w = hann(n)
+    s2 = float(np.dot(w, w))
+    cdef double norm = 1.0 / (n * s2) if s2 > 0.0 else 0.0
+    freq_arr = np.arange(nk, dtype=np.float64) * fs / n  # bin k at k * fs / n Hz, as the twin computes it
+    tmp_arr = np.zeros(nk, dtype=np.float64)
+    hb = np.empty((R, 4), dtype=np.intp)
+    cdef const double[::1] wv = w
+    cdef const double[::1] fq = freq_arr
+    cdef const Py_ssize_t[::1] blo = band_lo
+    cdef const Py_ssize_t[::1] bhi = band_hi
+    cdef const double[::1] rpmv = rpm_rows
+    cdef double[::1] tmp = tmp_arr
+    cdef double[:, ::1] out = result
+    cdef Py_ssize_t[:, ::1] hbv = hb
+    cdef const Py_ssize_t* blo_p = &blo[0] if nb else NULL
+    cdef const Py_ssize_t* bhi_p = &bhi[0] if nb else NULL
+    cdef Py_ssize_t r
+    with nogil:
+        for r in range(R):
+            _harmonic_bins(rpmv[r], 1.0, hw, fs, n, nk, &hbv[r, 0], &hbv[r, 1])
+            _harmonic_bins(rpmv[r], 2.0, hw, fs, n, nk, &hbv[r, 2], &hbv[r, 3])
+    if lanes:
+        _spectra_lanes(rows, is_f32, n, norm, wv, fq, band_lo, band_hi, hbv, out)
+    else:
+        _spectra_scipy(rows, is_f32, n, norm, wv, fq, nb, blo_p, bhi_p, hbv, tmp, out, chunk_rows)
+    return result.reshape(lead + (ncols,))
+
+
+def _twiddles(Py_ssize_t m, Py_ssize_t n, dtype):
+    """(complex-FFT twiddles W_m^k, k < m, as dtype; unpack twiddles W_n^k, k <= m, as float64)."""
+    k = np.arange(m)
+    tw = np.empty(2 * m, dtype=np.float64)
+    tw[0::2] = np.cos(2.0 * np.pi * k / m)
+    tw[1::2] = -np.sin(2.0 * np.pi * k / m)
+    j = np.arange(m + 1)
+    pw = np.empty(2 * (m + 1), dtype=np.float64)
+    pw[0::2] = np.cos(2.0 * np.pi * j / n)
+    pw[1::2] = -np.sin(2.0 * np.pi * j / n)
+    return np.ascontiguousarray(tw.astype(dtype)), pw
+
+
+cdef void _spectra_lanes(rows, bint f32, Py_ssize_t n, double norm, const double[::1] wv, const double[::1] fq,
+                         band_lo, band_hi, Py_ssize_t[:, ::1] hbv, double[:, ::1] out):
+    """All rows through the lane FFT, AIOT_LANES rows at a time, without the GIL."""
+    cdef Py_ssize_t m = n // 2, nk = n // 2 + 1, R = rows.shape[0], nb = band_lo.shape[0]
+    cdef Py_ssize_t start, cnt, i, j
+    cdef int l
+    cdef double g[AIOT_LANES]
+    cdef Py_ssize_t h[4 * AIOT_LANES]
+    cdef double* outp[AIOT_LANES]
+    dtype = np.float32 if f32 else np.float64
+    tw, pw = _twiddles(m, n, dtype)
+    band_of_arr = np.full(nk, -1, dtype=np.intp)
+    for b in range(nb):
+        band_of_arr[band_lo[b]:band_hi[b]] = b
+    bufs = np.zeros((2, 2 * m * AIOT_LANES), dtype=dtype)
+    bacc_arr = np.zeros(max(1, nb) * AIOT_LANES, dtype=np.float64)
+    power_arr = np.zeros(nk * AIOT_LANES, dtype=np.float64)
+    cdef double[::1] power = power_arr
+    cdef const double[::1] pwv = pw
+    cdef const Py_ssize_t[::1] band_of = band_of_arr
+    cdef double[::1] bacc = bacc_arr
+    cdef const float[:, ::1] xf
+    cdef const double[:, ::1] xd
+    cdef float[:, ::1] bf
+    cdef double[:, ::1] bd
+    cdef const float[::1] twf
+    cdef const double[::1] twd
+    cdef float* zf
+    cdef double* zd
+    if f32:
+        xf = rows
+        bf = bufs
+        twf = tw
+    else:
+        xd = rows
+        bd = bufs
+        twd = tw
+    with nogil:
+        start = 0
+        while start < R:
+            cnt = AIOT_LANES if R - start >= AIOT_LANES else R - start
+            for l in range(AIOT_LANES):
+                if l < cnt:
+                    if f32:
+                        g[l] = norm * aiot_spec_prepare_f(&xf[start + l, 0], n, &wv[0], &bf[0, l], AIOT_LANES)
+                    else:
+                        g[l] = norm * aiot_spec_prepare_d(&xd[start + l, 0], n, &wv[0], &bd[0, l], AIOT_LANES)
+                    for j in range(4):
+                        h[4 * l + j] = hbv[start + l, j]
+                    outp[l] = &out[start + l, 0]
+                else:  # padding lane of the last block: zeros in, nothing out
+                    for i in range(n):
+                        if f32:
+                            bf[0, i * AIOT_LANES + l] = 0.0
+                        else:
+                            bd[0, i * AIOT_LANES + l] = 0.0
+                    g[l] = 0.0
+                    for j in range(4):
+                        h[4 * l + j] = 0
+                    outp[l] = NULL
+            if f32:
+                zf = aiot_fft_lanes_f(&bf[0, 0], &bf[1, 0], m, &twf[0])
+                aiot_fft_lanes_f_partials(zf, m, &pwv[0], &fq[0], g, &band_of[0], nb, h, &bacc[0], &power[0], outp)
+            else:
+                zd = aiot_fft_lanes_d(&bd[0, 0], &bd[1, 0], m, &twd[0])
+                aiot_fft_lanes_d_partials(zd, m, &pwv[0], &fq[0], g, &band_of[0], nb, h, &bacc[0], &power[0], outp)
+            start += cnt
+
+
+cdef void _spectra_scipy(rows, bint f32, Py_ssize_t n, double norm, const double[::1] wv, const double[::1] fq,
+                         Py_ssize_t nb, const Py_ssize_t* blo, const Py_ssize_t* bhi, Py_ssize_t[:, ::1] hbv,
+                         double[::1] tmp, double[:, ::1] out, chunk_rows):
+    """Rows through scipy.fft.rfft, a chunk of rows per call (any N)."""
+    from scipy.fft import rfft  # imported on first use (scipy.fft takes ~0.1 s to import)
+
+    cdef Py_ssize_t nk = n // 2 + 1, R = rows.shape[0]
+    cdef Py_ssize_t chunk = int(chunk_rows) if chunk_rows else max(1, min(R, (1 << 18) // n))
+    cdef Py_ssize_t start, m, r
+    buf = np.empty((chunk, n), dtype=np.float32 if f32 else np.float64)
+    scale_arr = np.empty(chunk, dtype=np.float64)
+    cdef double[::1] scale2 = scale_arr
+    cdef const float[:, ::1] xf
+    cdef const double[:, ::1] xd
+    cdef float[:, ::1] bf
+    cdef double[:, ::1] bd
+    cdef const float[:, ::1] Xf
+    cdef const double[:, ::1] Xd
+    if f32:
+        xf = rows
+        bf = buf
+    else:
+        xd = rows
+        bd = buf
+    start = 0
+    while start < R:
+        m = min(chunk, R - start)
+        with nogil:
+            if f32:
+                for r in range(m):
+                    scale2[r] = aiot_spec_prepare_f(&xf[start + r, 0], n, &wv[0], &bf[r, 0], 1)
+            else:
+                for r in range(m):
+                    scale2[r] = aiot_spec_prepare_d(&xd[start + r, 0], n, &wv[0], &bd[r, 0], 1)
+        spec = rfft(buf[:m], axis=-1, workers=1, overwrite_x=True)
+        spec_real = spec.view(np.float32 if f32 else np.float64)
+        if f32:
+            Xf = spec_real
+        else:
+            Xd = spec_real
+        with nogil:
+            for r in range(m):
+                if f32:
+                    aiot_spec_power_f(&Xf[r, 0], n, nk, &tmp[0])
+                else:
+                    aiot_spec_power_d(&Xd[r, 0], n, nk, &tmp[0])
+                aiot_spec_from_power(&tmp[0], nk, norm, scale2[r], &fq[0], nb, blo, bhi,
+                                     hbv[start + r, 0], hbv[start + r, 1], hbv[start + r, 2], hbv[start + r, 3],
+                                     &out[start + r, 0])
+        start += m
+
+
+def reduce_spectral(s):
+    """Merge spectral partials along the first axis, in order: ``(F, ..., 7+B) -> (..., 7+B)``.
+
+    Sums add (Welch-style averaging of the frames' power spectra happens in
+    :func:`spectral_features_from_partials`, which divides by ``count``); the
+    peak is the largest of the frames' peaks, the earliest frame winning a
+    tie, with its frequency; NaN propagates.  ``F == 0`` gives an empty
+    accumulator (all zero, ``count = 0``).
+    """
+    arr = _columns(s, AIOT_S_BANDS, "reduce_spectral", at_least=True)
+    if arr.ndim < 2:
+        raise ValueError(f"reduce_spectral expects shape (F, ..., 7+B); got {arr.shape}")
+    ncols = arr.shape[arr.ndim - 1]
+    rows = arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:arr.ndim - 1])), ncols)
+    result = np.zeros((rows.shape[1], ncols), dtype=np.float64)
+    cdef const double[:, :, ::1] src = rows
+    cdef double[:, ::1] out = result
+    cdef Py_ssize_t f, r, nc = ncols
+    with nogil:
+        for r in range(src.shape[1]):
+            for f in range(src.shape[0]):
+                aiot_merge_spectral(&out[r, 0], &src[f, r, 0], nc)
+    return result.reshape(arr.shape[1:])
+
+
+def spectral_features_from_partials(s):
+    """Spectral features from (merged) spectral partials: ``(..., 7+B) -> (..., B+4)``.
+
+    Per band the mean band power over the merged spectra (``band / count``),
+    then ``centroid = fsum / total`` Hz (0 for an all-zero spectrum),
+    ``dominant = peak_hz``, ``e1x = e1x / count``, ``e2x = e2x / count``.
+    ``count == 0`` gives NaN.
+    """
+    arr = _columns(s, AIOT_S_BANDS, "spectral_features_from_partials", at_least=True)
+    ncols = arr.shape[arr.ndim - 1]
+    nb = ncols - AIOT_S_BANDS
+    rows = arr.reshape(-1, ncols)
+    result = np.empty((rows.shape[0], nb + 4), dtype=np.float64)
+    cdef const double[:, ::1] src = rows
+    cdef double[:, ::1] out = result
+    cdef Py_ssize_t r, nbands = nb
+    with nogil:
+        for r in range(src.shape[0]):
+            aiot_spectral_features(&src[r, 0], nbands, &out[r, 0])
+    return result.reshape(arr.shape[:arr.ndim - 1] + (nb + 4,))
+
+
+def spectral_features(x, sample_rate_hz, bands, rpm=None, harmonic_halfwidth_bins=2.0):
+    """Spectral features of each row (one FFT per row): ``(..., N) -> (..., B + 4)``.
+
+    ``spectral_features_from_partials(frame_spectra(x, ...))``: per band the
+    band power (signal units squared), then ``centroid`` (Hz), ``dominant``
+    (Hz, the lowest frequency of the largest bin; DC excluded), ``e1x`` and
+    ``e2x`` (power within ``harmonic_halfwidth_bins`` bins of 1x and 2x the
+    running speed ``rpm / 60`` Hz).  See :func:`frame_spectra` for the
+    spectrum, the input rules and the NaN rules.
+
+    >>> t = np.arange(1000) / 1000.0
+    >>> f = spectral_features(np.sin(2 * np.pi * 50 * t)[None], 1000.0, [[40, 60]], rpm=3000)
+    >>> [round(v, 6) for v in f[0].tolist()]
+    [0.5, 50.0, 50.0, 0.5, 0.0]
+    """
+    return spectral_features_from_partials(
+        frame_spectra(x, sample_rate_hz, bands, rpm=rpm, harmonic_halfwidth_bins=harmonic_halfwidth_bins))
+
+
+# --------------------------------------------------------------------------- scalar streams
+cdef void _scalar_rows(const Py_ssize_t[::1] idx, const double[::1] vals, const long long[::1] ts,
+                       double[::1] ewma, double[:, ::1] ring, long long[::1] head, long long[::1] count,
+                       double[::1] last_v, long long[::1] last_t, double alpha, double halflife_ns,
+                       double[:, ::1] out) noexcept nogil:
+    cdef Py_ssize_t i, j, k, W = ring.shape[1], m
+    cdef double v, a, s, mean, d, ss, lo, hi, dt
+    cdef long long c
+    for i in range(idx.shape[0]):
+        k = idx[i]
+        v = vals[i]
+        if not isfinite(v):
+            for j in range(6):
+                out[i, j] = NAN
+            continue
+        c = count[k]
+        # EWMA: the first value seeds it
+        if c == 0:
+            ewma[k] = v
+        else:
+            if halflife_ns > 0.0:
+                dt = <double>(ts[i] - last_t[k])
+                a = 1.0 - exp2(-dt / halflife_ns) if dt > 0.0 else 0.0
+            else:
+                a = alpha
+            ewma[k] = ewma[k] + a * (v - ewma[k])
+        # rate of change per second since the previous value of this key
+        if c == 0 or ts[i] <= last_t[k]:
+            out[i, 5] = NAN
+        else:
+            out[i, 5] = (v - last_v[k]) / ((<double>(ts[i] - last_t[k])) * 1e-9)
+        last_v[k] = v
+        last_t[k] = ts[i]
+        # ring buffer of the last W values
+        ring[k, head[k]] = v
+        head[k] = head[k] + 1
+        if head[k] == W:
+            head[k] = 0
+        count[k] = c + 1
+        m = W if c + 1 > W else <Py_ssize_t>(c + 1)
+        s = 0.0
+        lo = ring[k, 0]
+        hi = ring[k, 0]
+        for j in range(m):  # the first m slots hold the values while the ring is filling
+            s += ring[k, j]
+            lo = ring[k, j] if ring[k, j] < lo else lo
+            hi = ring[k, j] if ring[k, j] > hi else hi
+        mean = s / m
+        ss = 0.0
+        for j in range(m):
+            d = ring[k, j] - mean
+            ss += d * d
+        if lo == hi:
+            mean = lo
+            ss = 0.0
+        out[i, 0] = ewma[k]
+        out[i, 1] = mean
+        out[i, 2] = sqrt(ss / m)
+        out[i, 3] = lo
+        out[i, 4] = hi
+
+
+def scalar_update(idx, values, ts_ns, ewma, ring, head, count, last_value, last_ts_ns, alpha, halflife_ns):
+    """Apply a batch of scalar updates to per-key state arrays in place; return ``(M, 6)`` outputs.
+
+    The state arrays are owned by :class:`aiotstream.features.ScalarState`
+    (use that; this is its kernel): ``ewma (K,)``, ``ring (K, W)``, ``head
+    (K,)``, ``count (K,)``, ``last_value (K,)``, ``last_ts_ns (K,)``.  Update
+    ``i`` applies ``values[i]`` at ``ts_ns[i]`` to key ``idx[i]``, in order, so
+    a key may appear several times in one batch; output row ``i`` is the
+    state right after update ``i``: :data:`SCALAR_COLUMNS`.  ``idx`` must be
+    valid (the caller checks).  Non-finite values leave the state alone and
+    give a NaN row.
+    """
+    cdef const Py_ssize_t[::1] iv = idx
+    cdef const double[::1] vv = values
+    cdef const long long[::1] tv = ts_ns
+    cdef double[::1] ev = ewma
+    cdef double[:, ::1] rv = ring
+    cdef long long[::1] hv = head
+    cdef long long[::1] cv = count
+    cdef double[::1] lv = last_value
+    cdef long long[::1] ltv = last_ts_ns
+    result = np.empty((iv.shape[0], 6), dtype=np.float64)
+    cdef double[:, ::1] out = result
+    cdef double a = alpha
+    cdef double hl = halflife_ns
+    with nogil:
+        _scalar_rows(iv, vv, tv, ev, rv, hv, cv, lv, ltv, a, hl, out)
+    return result

@@ -107,4 +107,42 @@ def test_config_mismatch_and_unknown_assets_become_dead_letters() -> None:
     reasons = [x.record["reason"] for x in out if isinstance(x, Output)]
     assert reasons == ["shape_mismatch", "sample_rate_mismatch", "unknown_asset", "future_timestamp"]
     (key, frame), = [x for x in out if isinstance(x, tuple)]
-    assert key == "asset-000" and frame.samples is None and frame.moments.shape == (3, 7)
+    assert key == "asset-000" and frame.samples is None and frame.partials.shape == (3, 11) and frame.spectral is None
+
+
+def test_spectral_feature_set_through_the_flow() -> None:
+    """vibration-spectral with custom bands: band columns in every score, bands in the lineage, schema-valid,
+    and a window's values equal the twins on its frames (time domain on the concatenated samples,
+    spectral by the Welch rule)."""
+    import numpy as np
+
+    from aiotstream.features import reference
+
+    bands = [[0, 100], [100, 1000], [1000, 5000]]
+    cfg = default_site(1, inputs={"tail": False}, features={"set": "vibration-spectral", "bands": bands})
+    sim = PlantSimulator(cfg.all_assets(), duration_s=4.0, n_faults=0, seed=5)
+    out: list[Output] = []
+    run_main(build_flow(cfg, SimulatorSource(list(sim.messages()), cfg.site.id, batch=13), TestingSink(out),
+                        tail=False))
+    v = validator()
+    scores = sorted((o.record for o in out if o.kind == "score"), key=lambda r: r["window"]["start_ns"])
+    assert len(scores) == 4
+    for o in out:
+        err = next(iter(v.iter_errors(o.record)), None)
+        assert err is None, f"{o.kind}: {err.message} at {list(err.path)}"
+    rec = scores[1]
+    assert rec["features"] == {"set": "vibration-spectral", "version": 1,
+                               "bands": [[0.0, 100.0], [100.0, 1000.0], [1000.0, 5000.0]]}
+    assert {"x.band_0_100", "x.band_100_1000", "z.band_1000_5000", "y.centroid", "x.e1x"} <= set(rec["values"])
+    # the twins on the same frames (frames belong to the window that holds their first sample)
+    start, end = rec["window"]["start_ns"], rec["window"]["end_ns"]
+    frames = np.stack([x for _, _, t0, x in sim.frames() if start <= t0 < end])  # (F, C, N) in time order
+    whole = np.concatenate(list(frames), axis=1)  # (C, F*N)
+    t_want = reference.time_features(whole)
+    s_want = reference.window_spectral_features(frames, 10_000.0, bands, rpm=1800.0)
+    for ci, ch in enumerate("xyz"):
+        assert rec["values"][f"{ch}.kurtosis"] == pytest.approx(t_want[ci, 8], rel=1e-5, abs=1e-6)
+        assert rec["values"][f"{ch}.zcr"] == pytest.approx(t_want[ci, 9], abs=1e-6)
+        for bi, (lo, hi) in enumerate(bands):
+            assert rec["values"][f"{ch}.band_{lo}_{hi}"] == pytest.approx(s_want[ci, bi], rel=1e-4, abs=1e-6)
+        assert rec["values"][f"{ch}.dominant"] == pytest.approx(s_want[ci, 4], abs=1e-6)

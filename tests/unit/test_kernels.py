@@ -1,7 +1,9 @@
-"""Tests for the ``frame_moments`` kernel and the moment/feature algebra on top of it.
+"""Tests for the ``frame_moments`` kernel, the 7-column moment algebra, and the feature-set registry.
 
-The fast path (Cython kernel + ``merge_moments`` / ``features_from_moments``) is
-checked against the plain-numpy twins in ``aiotstream.features.reference``.
+The fast path (compiled kernel + ``merge_moments`` / ``features_from_moments``) is
+checked against the plain-numpy twins in ``aiotstream.features.reference``. The
+11-column partials and the 12 time features are in ``test_time_features.py``;
+spectral and scalar kernels in ``test_spectral.py`` and ``test_scalar.py``.
 
 Tolerances
 ----------
@@ -35,6 +37,7 @@ from __future__ import annotations
 import doctest
 import itertools
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -46,14 +49,20 @@ from aiotstream import _kernels as kernels
 from aiotstream.features import (
     FEATURE_SETS,
     MOMENT_COLUMNS,
+    MOMENT_FEATURES,
+    PARTIAL_COLUMNS,
+    SPECTRAL_FEATURES,
     TIME_FEATURES,
     FeatureSet,
+    band_name,
     empty_moments,
     features_from_moments,
     frame_moments,
+    frame_partials,
     get_feature_set,
     merge_moments,
     reduce_moments,
+    reduce_partials,
     reference,
     window_features,
 )
@@ -63,6 +72,7 @@ RTOL = 1e-9
 FEAT_RTOL = 1e-7
 # features measured in signal units get an atol scaled by max|x|
 _UNIT_FEATURES = np.array([f in ("mean", "std", "rms", "min", "max", "p2p") for f in TIME_FEATURES])
+_ZCR = TIME_FEATURES.index("zcr")
 
 FAST = settings(max_examples=60, deadline=None)
 
@@ -90,10 +100,13 @@ def assert_moments_close(got: np.ndarray, x: np.ndarray) -> None:
 
 
 def assert_features_close(got: np.ndarray, samples: np.ndarray) -> None:
-    """Compare features ``got`` (..., 9) with features computed directly on ``samples`` (..., N)."""
-    want = reference.features(samples)
+    """Compare features ``got`` (..., 9 or 12) with the twin's features of ``samples`` (..., N)."""
+    k = got.shape[-1]
+    want = reference.time_features(samples)[..., :k]
+    if k > _ZCR:  # zero-crossing rates are ratios of exact counts
+        np.testing.assert_array_equal(got[..., _ZCR], want[..., _ZCR])
     absmax = np.abs(np.asarray(samples, dtype=np.float64)).max(axis=-1, keepdims=True)
-    atol = FEAT_RTOL * np.where(_UNIT_FEATURES, absmax, 1.0)
+    atol = FEAT_RTOL * np.where(_UNIT_FEATURES[:k], absmax, 1.0)
     diff = np.abs(got - want)
     tol = atol + FEAT_RTOL * np.abs(want)
     bad = ~(diff <= tol)
@@ -307,7 +320,15 @@ def test_merge_of_split_equals_concatenation(
     assert_moments_close(folded[None], x)
 
     assert_features_close(features_from_moments(merged), x[0])
-    assert_features_close(window_features(merged).reshape(channels, -1), x[0])
+
+    # the same cuts through the 11-column partials: all 12 features of the concatenation
+    pparts = [
+        frame_partials(np.ascontiguousarray(x[:, :, a:b]))[0] if b > a else np.zeros((channels, 11))
+        for a, b in itertools.pairwise(bounds)
+    ]
+    pmerged = reduce_partials(np.stack(pparts))
+    np.testing.assert_array_equal(pmerged[:, 8], reference.frame_partials(x)[0, :, 8])  # crossings incl. cuts
+    assert_features_close(window_features(pmerged).reshape(channels, -1), x[0])
 
 
 @settings(max_examples=25, deadline=None)
@@ -371,7 +392,7 @@ def test_features_degenerate_cases_no_warnings() -> None:
         f = features_from_moments(frame_moments(x))
         f_empty = features_from_moments(empty_moments(2))
         f_nan = features_from_moments(frame_moments(np.array([[np.nan, 1.0]])))
-    col = {name: i for i, name in enumerate(TIME_FEATURES)}
+    col = {name: i for i, name in enumerate(MOMENT_FEATURES)}
     assert f[0].tolist() == [0.0] * 9  # all-zero row: crest 0, skew 0, kurt 0
     assert f[1, col["crest"]] == 1.0 and f[1, col["skewness"]] == 0.0 and f[1, col["kurtosis"]] == 0.0
     assert np.isnan(f_empty).all()
@@ -381,7 +402,7 @@ def test_features_degenerate_cases_no_warnings() -> None:
 
 def test_features_known_values() -> None:
     x = np.array([[1.0, 2.0, 3.0, 6.0]])
-    f = dict(zip(TIME_FEATURES, features_from_moments(frame_moments(x))[0]))
+    f = dict(zip(MOMENT_FEATURES, features_from_moments(frame_moments(x))[0]))
     assert f["mean"] == 3.0
     assert f["std"] == pytest.approx(np.sqrt(3.5))
     assert f["rms"] == pytest.approx(np.sqrt(50 / 4))
@@ -394,8 +415,8 @@ def test_features_known_values() -> None:
 def test_normal_kurtosis_is_pearson() -> None:
     x = np.random.default_rng(2).standard_normal((1, 200_000))
     f = features_from_moments(frame_moments(x))[0]
-    assert f[TIME_FEATURES.index("kurtosis")] == pytest.approx(3.0, abs=0.05)
-    assert f[TIME_FEATURES.index("skewness")] == pytest.approx(0.0, abs=0.05)
+    assert f[MOMENT_FEATURES.index("kurtosis")] == pytest.approx(3.0, abs=0.05)
+    assert f[MOMENT_FEATURES.index("skewness")] == pytest.approx(0.0, abs=0.05)
 
 
 def test_features_of_single_moment_row() -> None:
@@ -404,13 +425,31 @@ def test_features_of_single_moment_row() -> None:
 
 
 # --------------------------------------------------------------------------- feature sets
+# The column layout of every registered (name, version). A set's columns are part of its
+# version: if this test fails because columns changed, bump the set's version and add the
+# new layout here (models and lineage records refer to sets by name/version).
+_BANDS_DEFAULT = ["band_0_200", "band_200_1000", "band_1000_3000", "band_3000_5000"]
+_TIME_V2 = ["mean", "std", "rms", "min", "max", "p2p", "crest", "skewness", "kurtosis", "zcr", "impulse", "shape"]
+KNOWN_LAYOUTS = {
+    ("vibration-basic", 2): _TIME_V2,
+    ("vibration-spectral", 1): _TIME_V2 + _BANDS_DEFAULT + ["centroid", "dominant", "e1x", "e2x"],
+    ("scalar-basic", 1): ["ewma", "mean", "std", "min", "max", "roc"],
+}
+
+
+def test_registered_layouts_are_pinned_to_versions() -> None:
+    assert {(fs.name, fs.version): list(fs.per_channel) for fs in FEATURE_SETS.values()} == KNOWN_LAYOUTS
+    assert tuple(_TIME_V2) == TIME_FEATURES == kernels.TIME_FEATURES
+    assert SPECTRAL_FEATURES == kernels.SPECTRAL_FEATURES
+
+
 def test_feature_set_registry_and_columns() -> None:
     fs = get_feature_set("vibration-basic")
     assert fs is FEATURE_SETS["vibration-basic"]
-    assert (fs.name, fs.version, fs.ref) == ("vibration-basic", 1, "vibration-basic/1")
-    assert fs.per_channel == TIME_FEATURES and len(TIME_FEATURES) == 9
+    assert (fs.name, fs.version, fs.ref) == ("vibration-basic", 2, "vibration-basic/2")
+    assert fs.lineage() == {"set": "vibration-basic", "version": 2} and not fs.spectral
     cols = fs.columns(["ax", "ay"])
-    assert cols[:2] == ["ax.mean", "ax.std"] and cols[9] == "ay.mean" and len(cols) == 18
+    assert cols[:2] == ["ax.mean", "ax.std"] and cols[12] == "ay.mean" and len(cols) == 24
     with pytest.raises(KeyError, match="vibration-basic"):
         get_feature_set("nope")
     with pytest.raises(TypeError):
@@ -418,27 +457,52 @@ def test_feature_set_registry_and_columns() -> None:
     with pytest.raises(ValueError, match="duplicate"):
         fs.columns(["ax", "ax"])
     with pytest.raises(AttributeError):
-        fs.version = 2  # type: ignore[misc]
+        fs.version = 3  # type: ignore[misc]
     assert not hasattr(fs, "__dict__")
     with pytest.raises(ValueError, match="unknown features"):
         FeatureSet("x", 1, ("mean", "median"))
+    with pytest.raises(ValueError, match="no bands"):
+        fs.with_bands([[0, 10]])
+    with pytest.raises(ValueError, match="unknown features"):
+        FeatureSet("x", 1, ("zcr",), kind="scalar")
+
+
+def test_spectral_set_bands_go_into_columns_and_lineage() -> None:
+    fs = get_feature_set("vibration-spectral", [[0, 50.5], [50.5, 400]])
+    assert fs.spectral and fs.version == FEATURE_SETS["vibration-spectral"].version
+    assert fs.per_channel[12:] == ("band_0_50p5", "band_50p5_400", "centroid", "dominant", "e1x", "e2x")
+    assert fs.lineage() == {"set": "vibration-spectral", "version": 1, "bands": [[0.0, 50.5], [50.5, 400.0]]}
+    assert FEATURE_SETS["vibration-spectral"].lineage()["bands"] == [[0.0, 200.0], [200.0, 1000.0],
+                                                                      [1000.0, 3000.0], [3000.0, 5000.0]]
+    assert band_name(1e-3, 2e5) == "band_0p001_200000"
+    with pytest.raises(ValueError, match="overlap"):
+        get_feature_set("vibration-spectral", [[0, 100], [90, 200]])
+    with pytest.raises(ValueError, match="do not match"):
+        FeatureSet("x", 1, ("mean", "band_0_10"), bands=((0.0, 20.0),))
+    # a subset that keeps only spectral columns
+    sub = FeatureSet("sub", 1, ("centroid", "band_0_10", "rms"), bands=((0.0, 10.0),))
+    assert sub.spectral and sub.indices() == (13, 12, 2)
 
 
 def test_window_features_follows_column_order() -> None:
     x = make_data(9, (5, 3, 50), np.float64, 1, 0)
-    merged = reduce_moments(frame_moments(x), axis=0)
+    merged = reduce_partials(frame_partials(x))
     fs = get_feature_set("vibration-basic")
     channels = ["a", "b", "c"]
     row = dict(zip(fs.columns(channels), window_features(merged)))
-    per_channel = features_from_moments(merged)
+    per_channel = kernels.features_from_partials(merged)
     for ci, ch in enumerate(channels):
         for fi, feat in enumerate(TIME_FEATURES):
             assert row[f"{ch}.{feat}"] == per_channel[ci, fi]
-    subset = FeatureSet("sub", 1, ("max", "rms"))
+    subset = FeatureSet("sub", 1, ("max", "rms", "zcr"))
     row_sub = dict(zip(subset.columns(channels), window_features(merged, subset)))
     assert row_sub == {k: v for k, v in row.items() if k in row_sub}
-    with pytest.raises(ValueError, match=r"\(C, 7\)"):
-        window_features(frame_moments(x))
+    with pytest.raises(ValueError, match=r"\(C, 11\)"):
+        window_features(frame_partials(x))
+    with pytest.raises(ValueError, match="spectral partials"):
+        window_features(merged, get_feature_set("vibration-spectral"))
+    with pytest.raises(ValueError, match="not a waveform set"):
+        window_features(merged, get_feature_set("scalar-basic"))
 
 
 # --------------------------------------------------------------------------- input validation
@@ -456,14 +520,21 @@ def test_window_features_follows_column_order() -> None:
         (np.zeros((8, 3), np.float32).T, ValueError, "C-contiguous"),
     ],
 )
-def test_invalid_input(bad: object, exc: type[Exception], match: str) -> None:
+@pytest.mark.parametrize(
+    "kernel",
+    [frame_moments, frame_partials, kernels.time_features, lambda x: kernels.frame_spectra(x, 1000.0, [])],
+    ids=["frame_moments", "frame_partials", "time_features", "frame_spectra"],
+)
+def test_invalid_input(bad: object, exc: type[Exception], match: str, kernel: Callable) -> None:
     with pytest.raises(exc, match=match):
-        frame_moments(bad)  # type: ignore[arg-type]
+        kernel(bad)
 
 
 def test_kernel_module_surface_and_doctests() -> None:
-    assert set(kernels.__all__) == {"frame_moments", "MOMENT_COLUMNS"}
+    assert set(kernels.__all__) >= {"frame_moments", "MOMENT_COLUMNS", "frame_partials", "time_features",
+                                    "frame_spectra", "spectral_features", "scalar_update", "reduce_partials"}
     assert MOMENT_COLUMNS == ("n", "mean", "m2", "m3", "m4", "min", "max")
+    assert PARTIAL_COLUMNS == MOMENT_COLUMNS + ("abs_sum", "zero_crossings", "first", "last")
     assert kernels.__doc__
     result = doctest.testmod(kernels)
     assert result.attempted > 0 and result.failed == 0

@@ -18,10 +18,10 @@ def frame(seq: int, t0: int, *, offset: int = 0, partition: int = 0, topic: str 
           rate: float = 1000.0, channels: int = 1) -> Frame:
     """A windowing-ready frame. With the defaults it lasts n / rate = 100 / 1000 Hz = 0.1 s.
 
-    moments[:, 0] is the sample count (Frame.end_ns uses it); moments[:, 1] carries ``seq`` as a
+    partials[:, 0] is the sample count (Frame.end_ns uses it); partials[:, 1] carries ``seq`` as a
     marker so a test can tell which frames ended up in which window.
     """
-    m = np.zeros((channels, 7))
+    m = np.zeros((channels, 11))
     m[:, 0] = n
     m[:, 1] = seq
     return Frame("a", seq, t0, rate, None, Position(topic, partition, offset), m)
@@ -33,7 +33,7 @@ def reading(ts: int, value: float, metric: str = "temperature", *, offset: int =
 
 
 def markers(w: ClosedWindow) -> list[int]:
-    return [int(m[0, 1]) for m in w.moments]
+    return [int(m[0, 1]) for m in w.partials]
 
 
 def spans(ws: list[ClosedWindow]) -> list[tuple[int, int]]:
@@ -188,7 +188,7 @@ def test_readings_go_into_windows_by_metric() -> None:
     assert first.readings == {"temperature": (40.0, 41.0), "current": (3.5,)}
     assert first.n_frames == 1
     assert second.readings == {"temperature": (50.0,)}
-    assert second.n_frames == 0 and second.moments == ()
+    assert second.n_frames == 0 and second.partials == ()
 
 
 def test_readings_in_sliding_windows() -> None:
@@ -282,3 +282,14 @@ def test_windows_match_a_brute_force_model(hop: int, extra: int, lateness: int, 
             assert holding == []
         else:
             assert holding == [s for s in range(t + 1) if s % hop == 0 and s <= t < s + length]
+
+
+def test_frames_are_handed_over_in_event_time_order() -> None:
+    """Out-of-order arrival: the closed window lists its frames by (t0, seq), so merges see time order."""
+    w = WindowAssembler(length_ns=S, hop_ns=S, lateness_ns=0, asset="a")
+    w.add([frame(3, B + 300 * MS), frame(1, B + 100 * MS), frame(2, B + 200 * MS)])
+    done, late = w.add([frame(9, B + S + 10 * MS)])
+    assert late == [] and len(done) == 1
+    closed = done[0]
+    assert markers(closed) == [1, 2, 3]
+    assert len(closed.spectral) == closed.n_frames and closed.spectral[0] is None
