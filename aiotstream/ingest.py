@@ -1,4 +1,4 @@
-"""Decode a poll batch: bytes -> validated frames/readings (keyed by asset) + dead letters.
+"""Decode a poll batch: bytes -> validated frames/readings/feedback (keyed by asset) + dead letters.
 
 One call per poll batch, not per message: frames of the same shape are stacked
 and reduced to per-channel moments by one kernel call (GIL released), and the
@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from aiotstream.codecs import decode_any
 from aiotstream.errors import DecodeError
 from aiotstream.features import frame_moments
 from aiotstream.lineage import iso_ns
-from aiotstream.records import DeadLetter, Frame, Position, Reading
+from aiotstream.records import DeadLetter, Feedback, Frame, Position, Reading
 
 
 class Ingestor:
@@ -32,8 +33,25 @@ class Ingestor:
     def _reject(self, raw: bytes, pos: Position, reason: str, message: str, asset: str | None = None) -> Output:
         return self.rt.deadletter(DeadLetter(raw, pos, reason, message, asset=asset))
 
-    def decode_batch(self, msgs: Iterable[Any]) -> list[tuple[str, Frame | Reading] | Output]:
-        out: list[tuple[str, Frame | Reading] | Output] = []
+    def route_feedback(self, fb: Feedback, raw: bytes) -> list[tuple[str, Feedback] | Output]:
+        """Key feedback by asset; copy a line- or site-wide maintenance message to every asset it covers."""
+        if fb.asset is not None:
+            if fb.asset not in self.rt.assets:
+                return [self._reject(raw, fb.pos, "unknown_asset", f"feedback names asset {fb.asset!r}, which is not "
+                                     f"in the site config ({self.rt.config.site.id})", asset=fb.asset)]
+            return [(fb.asset, fb)]
+        if fb.line is not None:
+            members = self.rt.lines.get(fb.line)
+            if members is None:
+                return [self._reject(raw, fb.pos, "unknown_line", f"maintenance names line {fb.line!r}, which no "
+                                     f"asset of site {self.rt.config.site.id} is on "
+                                     f"({', '.join(sorted(self.rt.lines))})")]
+        else:
+            members = set(self.rt.assets)
+        return [(a, replace(fb, asset=a)) for a in sorted(members)]
+
+    def decode_batch(self, msgs: Iterable[Any]) -> list[tuple[str, Frame | Reading | Feedback] | Output]:
+        out: list[tuple[str, Frame | Reading | Feedback] | Output] = []
         frames: list[Frame] = []
         horizon = self.now_ns() + self.max_future_ns
         assets = self.rt.assets
@@ -51,6 +69,15 @@ class Ingestor:
                 item = decode_any(raw, pos)
             except DecodeError as exc:
                 out.append(self._reject(raw, pos, exc.reason, str(exc)))
+                continue
+            if isinstance(item, Feedback):
+                if item.ts_ns > horizon:
+                    out.append(self._reject(raw, pos, "future_timestamp",
+                                            f"feedback time {iso_ns(item.ts_ns)} is more than "
+                                            f"{self.rt.config.window.max_future_s:g} s ahead of this worker's clock",
+                                            asset=item.asset))
+                else:
+                    out.extend(self.route_feedback(item, raw))
                 continue
             asset = assets.get(item.asset)
             if asset is None:
