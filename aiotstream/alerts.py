@@ -438,13 +438,13 @@ class AlertBook:
                        next_escalation_ns=esc)
         self.current[spec.type] = a
         self.known[a.alert_id] = a
-        while len(self.known) > self.history + len(self.current):
-            old_id = next(iter(self.known))
-            if self.known[old_id].status != "cleared":  # never forget an open alert
-                self.known.move_to_end(old_id)
-                continue
-            del self.known[old_id]
         return AlertChange("opened", copy.copy(a), t_ns)
+
+    def _prune(self) -> None:
+        """Keep the newest ``history`` cleared alerts (for late labels); open ones are always kept."""
+        cleared = [k for k, a in self.known.items() if a.status == "cleared"]
+        for k in cleared[: max(0, len(cleared) - self.history)]:
+            del self.known[k]
 
     def _clear(self, alert_type: str, t_ns: int, how: str, *, by: str = "", score: float | None = None,
                peak: float | None = None, cause: Feedback | None = None) -> AlertChange:
@@ -457,6 +457,7 @@ class AlertBook:
             a.score = score
         if peak is not None:
             a.peak_score = peak
+        self._prune()
         return AlertChange("cleared", copy.copy(a), t_ns, cause)
 
 

@@ -521,41 +521,41 @@ class SiteConfig(_Model):
         """Asset ids, lines and alert types named elsewhere in the config must exist."""
         lines = {a.line for a in self.all_assets()}
         types = set(self.alerts.alert_types())
-        problems: list[str] = []
+        problems: list[str] = []  # "path: message", split into (path, message) by _problems
 
         def known(where: str, ids: list[str]) -> None:
             bad = [i for i in ids if i not in assets]
             if bad:
-                problems.append(f"{where}.assets names unknown asset(s) {', '.join(map(repr, bad))}")
+                problems.append(f"{where}.assets: unknown asset(s) {', '.join(map(repr, bad))}")
 
         for i, r in enumerate(self.alerts.rules):
             known(f"alerts.rules[{i}]", r.assets)
         for i, m in enumerate(self.maintenance):
             known(f"maintenance[{i}]", m.assets)
             if m.line is not None and m.line not in lines:
-                problems.append(f"maintenance[{i}].line {m.line!r} is not a line of any asset "
+                problems.append(f"maintenance[{i}].line: {m.line!r} is not a line of any asset "
                                 f"({', '.join(sorted(lines))})")
         for t in self.kpi.failure_alert_types:
             if t not in types:
-                problems.append(f"kpi.failure_alert_types names unknown alert type {t!r} (known: "
+                problems.append(f"kpi.failure_alert_types: unknown alert type {t!r} (known: "
                                 f"{', '.join(sorted(types))})")
         periods = set(self.kpi.periods_s)
         for i, a in enumerate(self.control.actuators):
             known(f"control.actuators[{i}]", a.assets)
             for j, lock in enumerate(a.interlocks):
                 if lock.alert_type is not None and lock.alert_type not in types:
-                    problems.append(f"control.actuators[{i}].interlocks[{j}].alert_type {lock.alert_type!r} is "
+                    problems.append(f"control.actuators[{i}].interlocks[{j}].alert_type: {lock.alert_type!r} is "
                                     f"not an alert type (known: {', '.join(sorted(types))})")
         for i, r in enumerate(self.control.rules):
             known(f"control.rules[{i}]", r.assets)
             if r.when.alert_type is not None and r.when.alert_type not in types:
-                problems.append(f"control.rules[{i}].when.alert_type {r.when.alert_type!r} is not an alert type "
+                problems.append(f"control.rules[{i}].when.alert_type: {r.when.alert_type!r} is not an alert type "
                                 f"(known: {', '.join(sorted(types))})")
             if r.when.kpi_period_s is not None and r.when.kpi_period_s not in periods:
-                problems.append(f"control.rules[{i}].when.kpi_period_s {r.when.kpi_period_s} is not one of "
+                problems.append(f"control.rules[{i}].when.kpi_period_s: {r.when.kpi_period_s} is not one of "
                                 f"kpi.periods_s {sorted(periods)}")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError(_REFS + _REFS.join(problems))
 
     # ---- derived views -------------------------------------------------
     def all_assets(self) -> list[AssetConfig]:
@@ -607,6 +607,9 @@ class SiteConfig(_Model):
         return cls.from_dict(data, source=str(p))
 
 
+_REFS = "\x1e"  # separates "path: message" items of cross-reference problems found at the root
+
+
 def _loc_to_path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -651,6 +654,11 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
             msg = f"{err['msg'].replace('Input should be', 'must be')} (got {given!r})"
         elif kind == "value_error":
             msg = err["msg"].removeprefix("Value error, ")
+            if msg.startswith(_REFS):  # several problems, each with its own path
+                for item in msg.split(_REFS)[1:]:
+                    where, _, what = item.partition(": ")
+                    problems.append((where, what))
+                continue
         elif kind == "string_pattern_mismatch":
             msg = f"{given!r} is not a valid id: use letters, digits, '.', '_' or '-' (max 128)"
         else:
