@@ -1,6 +1,6 @@
 """``aiotstream``: validate | broker | simulate | run | demo.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config, 130 stopped by Ctrl-C/SIGINT.
 """
 from __future__ import annotations
 
@@ -90,6 +90,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bytewax.errors import BytewaxRuntimeError
     from bytewax.run import cli_main
 
     from aiotstream.dataflow import build_flow
@@ -110,8 +111,17 @@ def cmd_run(args: argparse.Namespace) -> int:
           f"{', '.join(input_topics(cfg))} -> {', '.join(output_topics(cfg).values())}"
           + ("" if tail else " (until the end of the input topics)"), file=sys.stderr, flush=True)
     addresses = args.addresses.split(";") if args.addresses else None
-    cli_main(flow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
-             epoch_interval=timedelta(seconds=args.epoch_s))
+    try:
+        cli_main(flow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
+                 epoch_interval=timedelta(seconds=args.epoch_s))
+    except BytewaxRuntimeError as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C / SIGINT while tailing: a normal way to stop
+            print("stopped (interrupted); outputs written so far are on the broker", file=sys.stderr)
+            return 130
+        raise
+    except KeyboardInterrupt:
+        print("stopped (interrupted); outputs written so far are on the broker", file=sys.stderr)
+        return 130
     return 0
 
 
