@@ -432,11 +432,10 @@ class AssetAnalyzer:
     def _on_window(self, w: ClosedWindow) -> list[Output]:
         outs: list[Output] = []
         kpi = self.kpi
-        kpi.count("windows", 1, w.start_ns, exact_time=True)
-        kpi.count("frames", w.n_frames, w.start_ns, exact_time=True)
         kpi.add_spans(w.inputs, w.start_ns)
         self._tick(w.end_ns)
         if w.n_frames == 0:  # readings only: nothing to score
+            kpi.add_many({"windows": 1}, {}, w.start_ns, exact_time=True)
             return outs
         x = self._features(w)
         detector = self.detector
@@ -446,14 +445,9 @@ class AssetAnalyzer:
         warm = detector.warm
         drift = bool(self.drift.update(score)) if (self.drift is not None and warm and score > 0) else False
         anomalous = warm and score >= self.rt.config.alerts.open_threshold
-        at = w.start_ns
-        kpi.count("model_calls", 1, at, exact_time=True)
-        kpi.count("model_latency_s", latency, at, exact_time=True)
-        kpi.maximum("model_latency_max_s", latency, at, exact_time=True)
-        kpi.count("scored_windows", int(warm), at, exact_time=True)
-        kpi.count("anomalous_windows", int(anomalous), at, exact_time=True)
-        kpi.count("drift_events", int(drift), at, exact_time=True)
-        kpi.maximum("max_score", score, at, exact_time=True)
+        kpi.add_many({"windows": 1, "frames": w.n_frames, "model_calls": 1, "model_latency_s": latency,
+                      "scored_windows": int(warm), "anomalous_windows": int(anomalous), "drift_events": int(drift)},
+                     {"model_latency_max_s": latency, "max_score": score}, w.start_ns, exact_time=True)
         ctx, wblock = self.rt.ctx, window_block(w.start_ns, w.end_ns)
         lineage = ctx.block(inputs=inputs_block(w.inputs), window=wblock, features=self.rt.features_block,
                             model=self.rt.model_block)

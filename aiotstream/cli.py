@@ -16,6 +16,8 @@ import orjson
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.errors import AiotError, ConfigError
 
+DEMO_CYCLE_S = 2.0  # the demo plant's ideal cycle time per part
+
 
 def _load_site(args: argparse.Namespace) -> SiteConfig:
     if getattr(args, "site", None):
@@ -54,10 +56,12 @@ def cmd_broker(args: argparse.Namespace) -> int:
         broker.stop()
 
 
-def _simulator(args: argparse.Namespace, cfg: SiteConfig):
-    from aiotstream.simulator import PlantSimulator, malformed_messages
+def _simulator(args: argparse.Namespace, cfg: SiteConfig, production: bool = False):
+    from aiotstream.simulator import PlantSimulator, ProductionSpec, malformed_messages
 
-    sim = PlantSimulator(cfg.all_assets(), duration_s=args.duration, n_faults=args.faults, seed=args.seed)
+    spec = ProductionSpec(cycle_time_s=DEMO_CYCLE_S) if production else None
+    sim = PlantSimulator(cfg.all_assets(), duration_s=args.duration, n_faults=args.faults, seed=args.seed,
+                         production=spec)
     bad = malformed_messages(args.malformed, assets=[a.id for a in cfg.all_assets()], start_ns=sim.start_ns,
                              seed=args.seed) if args.malformed else []
     return sim, bad
@@ -140,16 +144,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from aiotstream.io.files import JsonlSink
     from aiotstream.io.simulator import SimulatorSource, interleave
 
-    cfg = default_site(args.assets, inputs={"tail": False})
+    cfg = default_site(args.assets, inputs={"tail": False},
+                       assets=[{"id": f"asset-{i:03d}", "line": f"line-{i % 2 + 1}", "ideal_cycle_time_s": DEMO_CYCLE_S}
+                               for i in range(args.assets)])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.jsonl"):
         old.unlink()
     print(f"[1/3] simulating {args.assets} asset(s) x {args.duration:g} s of 3-axis vibration at 10 kHz "
-          f"(+ temperature), {args.faults} fault(s), {args.malformed} malformed message(s), seed {args.seed}",
-          flush=True)
+          f"(+ temperature, machine state, part counters), {args.faults} fault(s), {args.malformed} malformed "
+          f"message(s), seed {args.seed}", flush=True)
     t0 = time.perf_counter()
-    sim, bad = _simulator(args, cfg)
+    sim, bad = _simulator(args, cfg, production=True)
     messages = list(interleave(sim.messages(), bad))
     sim.write_truth(out / "truth.json")
     print(f"      {sim.n_frames:,} frames, {sim.n_readings:,} readings in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -172,7 +178,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     frame_ns = round(1024 / 10_000 * 1e9)  # a window's data runs up to one frame past its end
     det = score_alerts([f.to_dict() for f in sim.faults], alerts, lead_ns=frame_ns)
     reasons = Counter(d["reason"] for d in dead)
-    print(f"[3/3] summary (outputs in {out}/: alerts.jsonl kpis.jsonl scores.jsonl deadletter.jsonl truth.json)")
+    print(f"[3/3] summary (outputs in {out}/: alerts.jsonl commands.jsonl kpis.jsonl scores.jsonl deadletter.jsonl "
+          "truth.json)")
     print(f"  throughput : {frames:,} frames in {elapsed:.2f} s = {frames / elapsed:,.0f} frames/s "
           f"({samples / elapsed / 1e6:,.1f} M samples/s, 1 worker, including decode and windowing)")
     print(f"  windows    : {len(scores):,} scored, {sum(k['totals']['anomalous_windows'] for k in asset_kpis):,} "
@@ -185,8 +192,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
         d = det.delays_s.get(name)
         print(f"    - {name:32s} onset +{(f.onset_ns - sim.start_ns) / 1e9:6.1f} s  "
               + (f"alert after {d:.1f} s" if d is not None else "MISSED"))
+    print(_site_kpi_line(kpis, cfg.kpi.periods_s[0]))
     print(f"  dead letters: {len(dead):,} ({', '.join(f'{k} {v}' for k, v in reasons.most_common()) or 'none'})")
     return 0
+
+
+def _site_kpi_line(kpis: list[dict], period_s: float) -> str:
+    """The site's KPIs over the whole run, from the summed totals of its period records."""
+    from aiotstream.kpi import derive, from_public, merge, new_totals
+
+    total = new_totals()
+    for k in kpis:
+        if k["scope"] == "site" and k["period"]["length_s"] == period_s:
+            total = merge(total, from_public(k["totals"]))
+    d = derive(total)
+
+    def fmt(v: float | None, pct: bool = False, unit: str = "") -> str:
+        return "n/a" if v is None else (f"{v:.0%}" if pct else f"{v:.1f}{unit}")
+
+    return (f"  site KPIs  : OEE {fmt(d['oee'], True)} (availability {fmt(d['availability'], True)}, performance "
+            f"{fmt(d['performance'], True)}, quality {fmt(d['quality'], True)}); MTTR {fmt(d['mttr_s'], unit=' s')}, "
+            f"MTBF {fmt(d['mtbf_s'], unit=' s')}; alerts {total['alerts_warning']} warning / "
+            f"{total['alerts_critical']} critical")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -198,6 +198,15 @@ def public_totals(t: dict[str, int | float]) -> dict[str, int | float]:
     return {k: (round(v / S, 9) if k in TIME_TOTALS else v) for k, v in t.items()}
 
 
+def from_public(t: dict[str, int | float]) -> dict[str, int | float]:
+    """The inverse of :func:`public_totals`: totals read from records, ready to :func:`merge` and :func:`derive`.
+
+    >>> from_public(public_totals({**new_totals(), "run_s": 1_500_000_001}))["run_s"]
+    1500000001
+    """
+    return {k: (round(v * S) if k in TIME_TOTALS else v) for k, v in t.items()}
+
+
 # ---- periods ---------------------------------------------------------------------------------------
 class PeriodScheme(Protocol):
     """How event time is cut into KPI periods."""
@@ -260,6 +269,7 @@ class Shifts:
         self.shifts = sorted(shifts, key=lambda s: s[1])
         self.timezone = timezone
         self._tz = ZoneInfo(timezone)
+        self._hit: tuple[int, int, tuple[int, int, str] | None] = (0, 0, None)
 
     def _instances(self, t_ns: int) -> list[tuple[int, int, str]]:
         """Shift instances of the local days around ``t_ns`` (clipped so they do not overlap), in order."""
@@ -278,23 +288,33 @@ class Shifts:
                 if (min(e, out[i + 1][0]) if i + 1 < len(out) else e) > s]
 
     def period_of(self, t_ns: int) -> tuple[int, int, str] | None:
-        for s, e, n in self._instances(t_ns):
+        lo, hi, hit = self._hit
+        if lo <= t_ns < hi:  # nearly every call asks about the same shift (or gap) as the one before
+            return hit
+        inst = self._instances(t_ns)
+        prev_end = None
+        for s, e, n in inst:
             if s <= t_ns < e:
+                self._hit = (s, e, (s, e, n))
                 return s, e, n
+            if e <= t_ns:
+                prev_end = e
+            elif prev_end is not None:  # t falls between two shifts: remember the gap
+                self._hit = (prev_end, s, None)
+                return None
         return None
 
     def segments(self, a_ns: int, b_ns: int) -> Iterator[tuple[int, int, int, int, str]]:
         t = a_ns
         while t < b_ns:
-            inst = [x for x in self._instances(t) if x[1] > t]
-            if not inst:
-                return
-            s, e, n = inst[0]
-            if s >= b_ns:
-                return
-            if s > t:  # a gap between shifts: not counted in any shift
-                t = s
+            pr = self.period_of(t)
+            if pr is None:  # in a gap between shifts: period_of remembered where it ends
+                lo, hi, _ = self._hit
+                if not lo <= t < hi:
+                    return
+                t = hi
                 continue
+            s, e, n = pr
             yield s, e, t, min(e, b_ns), n
             t = e
 
@@ -372,6 +392,16 @@ class KpiTracker:
         """Add ``n`` to a total in the periods containing the event time (clamped, see :meth:`when`)."""
         for p in self._at(t_ns if exact_time else self.when(t_ns)):
             p.totals[name] += n
+
+    def add_many(self, sums: dict[str, float], maxima: dict[str, float], t_ns: int, *,
+                 exact_time: bool = False) -> None:
+        """Several :meth:`count` and :meth:`maximum` updates at one time (one period lookup)."""
+        for p in self._at(t_ns if exact_time else self.when(t_ns)):
+            tot = p.totals
+            for k, v in sums.items():
+                tot[k] += v
+            for k, v in maxima.items():
+                tot[k] = max(tot[k], v)
 
     def maximum(self, name: str, value: float, t_ns: int, *, exact_time: bool = False) -> None:
         for p in self._at(t_ns if exact_time else self.when(t_ns)):

@@ -10,7 +10,7 @@ from aiotstream.analysis import Output
 from aiotstream.config import SiteConfig
 from aiotstream.dataflow import build_flow
 from aiotstream.io.simulator import SimulatorSource
-from aiotstream.kpi import derive
+from aiotstream.kpi import derive, from_public
 from aiotstream.schemas import validator
 from aiotstream.simulator import Fault, PlantSimulator, ProductionSpec
 
@@ -101,8 +101,7 @@ def test_line_and_site_rollups_add_up_exactly(run: tuple[PlantSimulator, list[Ou
     run_s = sum(x["running_ns"] for x in t) / S
     planned_s = sum(x["running_ns"] + x["idle_ns"] + x["down_ns"] for x in t) / S
     total, good = sum(x["parts_total"] for x in t), sum(x["parts_good"] for x in t)
-    internal = {n: (round(v * S) if n.endswith("_s") else v) for n, v in site.items()}
-    d = derive(internal)
+    d = derive(from_public(dict(site)))
     assert d["availability"] == pytest.approx(run_s / planned_s, rel=1e-9)
     assert d["performance"] == pytest.approx(2.0 * total / run_s, rel=1e-9)
     assert d["quality"] == pytest.approx(good / total, rel=1e-12)

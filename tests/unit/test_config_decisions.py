@@ -1,6 +1,7 @@
 """Config of alerts, maintenance, KPIs and control: defaults, every bad field reported with its path."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,3 +125,22 @@ def test_unknown_signal_is_a_config_error_at_build() -> None:
 
 def test_kpi_names_in_config_match_what_the_kpi_module_derives() -> None:
     assert tuple(derive(new_totals())) == KPI_NAMES
+
+
+def test_the_commented_examples_in_plant_a_load_and_build(tmp_path: Path) -> None:
+    """plant-a.toml documents rules, maintenance, shifts and control as comments: uncommented, they must work."""
+    text = (Path(__file__).resolve().parents[2] / "flows" / "sites" / "plant-a.toml").read_text()
+    lines = []
+    for line in text.splitlines():
+        body = line[2:] if line.startswith("# ") else ("" if line == "#" else line)
+        # a commented line is an example unless it is prose (the file's own notes start with a capital)
+        lines.append(body if line.startswith("#") and not body[:1].isupper() else line)
+    full = tmp_path / "plant-a-examples.toml"
+    full.write_text("\n".join(lines))
+    c = SiteConfig.load(full)
+    assert [r.type for r in c.alerts.rules] == ["overtemp"] and len(c.maintenance) == 1
+    assert [s.name for s in c.kpi.shifts] == ["A", "B", "C"] and c.alerts.open_of == 3
+    assert [a.name for a in c.control.actuators] == ["spindle_speed"]
+    assert [(r.name, r.mode) for r in c.control.rules] == [("slow-down-on-critical", "approval")]
+    rt = SiteRuntime(c)  # feature columns named by rules exist
+    assert [r.name for r in rt.control_specs("pump-001")[1]] == ["slow-down-on-critical"]

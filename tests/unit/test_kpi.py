@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -295,3 +296,32 @@ def test_rollup_property_every_period_once_with_exact_sums(data: st.DataObject) 
     for r in emitted:
         contributors = {a for a, rs in reports.items() if any(p * 10 == r.start_ns // S for p, _ in rs)}
         assert set(r.assets) == contributors and r.complete == (contributors == set(assets))
+
+
+@settings(max_examples=100, deadline=None)
+@given(times=st.lists(st.integers(0, 6 * 24 * 3600), min_size=1, max_size=40))
+def test_shift_lookup_cache_never_changes_an_answer(times: list[int]) -> None:
+    spec = [("early", 5 * 60, 7.5), ("late", 13 * 60, 8), ("night", 23 * 60, 4)]  # gaps 12:30-13:00, 21:00-23:00
+    shared = Shifts(spec, "Europe/Berlin")
+    base = ns("2026-03-27T00:00:00+00:00")  # spans the spring-forward night
+    for t in times:
+        assert shared.period_of(base + t * S) == Shifts(spec, "Europe/Berlin").period_of(base + t * S)
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=st.integers(0, 5 * 24 * 3600), length=st.integers(1, 40 * 3600))
+def test_shift_segments_cover_exactly_the_shift_time_of_an_interval(a: int, length: int) -> None:
+    spec = [("early", 5 * 60, 7.5), ("late", 13 * 60, 8), ("night", 23 * 60, 4)]
+    sh = Shifts(spec, "Europe/Berlin")
+    base = ns("2026-03-27T00:00:00+00:00")
+    lo, hi = base + a * S, base + (a + length) * S
+    segs = list(sh.segments(lo, hi))
+    for s, e, x, y, name in segs:
+        assert lo <= x < y <= hi and s <= x and y <= e
+        assert Shifts(spec, "Europe/Berlin").period_of(x) == (s, e, name)
+    assert all(p[3] <= q[2] for p, q in pairwise(segs))
+    # between two segments (and at the ends) there is no shift: probe the gaps' edges
+    edges = [lo] + [y for *_, y, _ in segs[:-1]] if segs else [lo]
+    for t in edges:
+        if t < hi and not any(x <= t < y for _, _, x, y, _ in segs):
+            assert Shifts(spec, "Europe/Berlin").period_of(t) is None
