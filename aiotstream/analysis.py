@@ -305,11 +305,12 @@ class AssetAnalyzer:
             outs.extend(self._periods(self.kpi.flush()))
         return outs
 
-    def idle(self, silent_ns: int) -> list[Output]:
-        """The asset has been silent for ``silent_ns`` of wall-clock time: let its clock run on that far."""
+    def idle(self, until_ns: int) -> list[Output]:
+        """The asset is silent: let its clock run on to ``until_ns`` (the caller adds the wall-clock time of the
+        silence to the clock as it stood when the silence began), applying what falls due on the way."""
         if self.clock_ns is None:
             return []
-        return self._run_until(self.clock_ns + silent_ns, inclusive=True)
+        return self._run_until(until_ns, inclusive=True)
 
     def next_deadline_ns(self) -> int | None:
         """The next event time at which something is due (a timer or a queued event), for wall-clock wake-ups."""

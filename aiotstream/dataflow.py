@@ -38,23 +38,26 @@ class AnalyzerLogic(StatefulBatchLogic[Frame | Reading | Feedback, Output, Asset
     """Bytewax wrapper around one asset's :class:`AssetAnalyzer`.
 
     When tailing, a silent asset is woken after ``idle`` (its windows close),
-    and then whenever its next timer or queued event falls due, with the
-    silence counted as elapsed event time.
+    and then whenever its next timer or queued event falls due: event time
+    runs on from the clock at the start of the silence by the wall-clock time
+    since the last input.
     """
 
-    def __init__(self, rt: SiteRuntime, resume: AssetAnalyzer | None, idle: timedelta | None):
+    def __init__(self, rt: SiteRuntime, resume: AssetAnalyzer | None, idle: timedelta | None,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.rt = rt
         self.analyzer = resume.attach(rt) if resume is not None else None
         self.idle = idle
+        self.now = now
         self.last_seen: datetime | None = None
-        self.flushed = False
+        self.silent_from_ns: int | None = None  # the asset's clock when the silence began (after the idle flush)
 
     def on_batch(self, values: list[Frame | Reading | Feedback]) -> tuple[list[Output], bool]:
         if self.analyzer is None:
             self.analyzer = AssetAnalyzer(self.rt, values[0].asset or "")
         if self.idle is not None:
-            self.last_seen = datetime.now(UTC)
-            self.flushed = False
+            self.last_seen = self.now()
+            self.silent_from_ns = None
         return self.analyzer.on_items(values, time.monotonic()), StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Output], bool]:
@@ -62,11 +65,13 @@ class AnalyzerLogic(StatefulBatchLogic[Frame | Reading | Feedback, Output, Asset
         if self.analyzer is None or self.last_seen is None:
             return [], StatefulBatchLogic.RETAIN
         outs: list[Output] = []
-        if not self.flushed:
+        if self.silent_from_ns is None:
             outs = self.analyzer.flush(kpi=False)
-            self.flushed = True
-        silent = datetime.now(UTC) - self.last_seen
-        outs += self.analyzer.idle(int(silent.total_seconds() * 1e9))
+            self.silent_from_ns = self.analyzer.clock_ns
+            if self.silent_from_ns is None:
+                return outs, StatefulBatchLogic.RETAIN
+        silent = self.now() - self.last_seen
+        outs += self.analyzer.idle(self.silent_from_ns + int(silent.total_seconds() * 1e9))
         return outs, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Output], bool]:
@@ -77,14 +82,12 @@ class AnalyzerLogic(StatefulBatchLogic[Frame | Reading | Feedback, Output, Asset
     def notify_at(self) -> datetime | None:
         if self.idle is None or self.last_seen is None or self.analyzer is None:
             return None
-        if not self.flushed:
+        if self.silent_from_ns is None:
             return self.last_seen + self.idle
-        a = self.analyzer
-        due, clock = a.next_deadline_ns(), a.clock_ns
-        if due is None or clock is None:
+        due = self.analyzer.next_deadline_ns()
+        if due is None:
             return None
-        # the clock stood at `clock` when the asset went silent; `due` comes that much later in wall-clock time
-        return self.last_seen + max(self.idle, timedelta(microseconds=(due - clock) / 1000))
+        return self.last_seen + max(self.idle, timedelta(microseconds=(due - self.silent_from_ns) / 1000))
 
     def snapshot(self) -> AssetAnalyzer:
         assert self.analyzer is not None

@@ -32,7 +32,7 @@ FAULTS = [Fault("m-001", "imbalance", START + 25 * S, None, None),
 
 @pytest.fixture(scope="module")
 def run() -> tuple[PlantSimulator, list[Output]]:
-    sim = PlantSimulator(CFG.all_assets(), duration_s=60.0, seed=2, warmup_s=0.0, faults=FAULTS, production=SPEC)
+    sim = PlantSimulator(CFG.all_assets(), duration_s=45.0, seed=2, warmup_s=0.0, faults=FAULTS, production=SPEC)
     out: list[Output] = []
     run_main(build_flow(CFG, SimulatorSource(list(sim.messages()), CFG.site.id, batch=113), TestingSink(out),
                         tail=False))
@@ -59,7 +59,7 @@ def test_asset_kpis_equal_the_simulators_truth(run: tuple[PlantSimulator, list[O
         assert set(per_asset) == set(truth)
         for aid, t in truth.items():
             got = per_asset[aid]
-            assert got["observed_s"] == pytest.approx(60.0)
+            assert got["observed_s"] == pytest.approx(45.0)
             assert got["run_s"] == pytest.approx(t["running_ns"] / S, abs=1e-6)
             assert got["down_s"] == pytest.approx(t["down_ns"] / S, abs=1e-6)
             assert got["idle_s"] == pytest.approx(t["idle_ns"] / S, abs=1e-6)
@@ -67,15 +67,16 @@ def test_asset_kpis_equal_the_simulators_truth(run: tuple[PlantSimulator, list[O
             assert (got["parts_total"], got["parts_good"]) == (t["parts_total"], t["parts_good"])
             assert got["ideal_run_s"] == pytest.approx(2.0 * t["parts_total"])
     # the faulty machines were down: the imbalance from 26 s to the end, the stuck sensor from 31 s to 38 s
-    assert truth["m-001"]["down_ns"] == 34 * S and truth["w-002"]["down_ns"] == 7 * S
+    assert truth["m-001"]["down_ns"] == 19 * S and truth["w-002"]["down_ns"] == 7 * S
 
 
 def test_line_and_site_rollups_add_up_exactly(run: tuple[PlantSimulator, list[Output]]) -> None:
     sim, out = run
     kpis = [o.record for o in out if o.kind == "kpi"]
+    # 45 s: five 10 s periods and two 30 s periods (the last ones cut short by the end of the input)
     assert Counter((k["scope"], k["period"]["scheme"]) for k in kpis) == {
-        ("asset", "10s"): 24, ("asset", "30s"): 8, ("line", "10s"): 12, ("line", "30s"): 4,
-        ("site", "10s"): 6, ("site", "30s"): 2}
+        ("asset", "10s"): 20, ("asset", "30s"): 8, ("line", "10s"): 10, ("line", "30s"): 4,
+        ("site", "10s"): 5, ("site", "30s"): 2}
     assert all(k["complete"] and k["revision"] == 0 for k in kpis)
     lines = {a.id: a.line for a in CFG.all_assets()}
     groups: dict[tuple, list[dict]] = defaultdict(list)

@@ -7,6 +7,7 @@ like any input), as an operator would answer the alerts topic.
 from __future__ import annotations
 
 from collections import Counter
+from functools import cache
 from typing import Any
 
 import orjson
@@ -15,7 +16,7 @@ import pytest
 from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime
 from aiotstream.config import SiteConfig
 from aiotstream.ingest import Ingestor
-from aiotstream.records import Feedback, Frame, SourceMessage
+from aiotstream.records import Feedback, Frame, Reading, SourceMessage
 from aiotstream.schemas import validator
 from aiotstream.simulator import Fault, PlantSimulator
 
@@ -35,17 +36,24 @@ def site(**over: Any) -> SiteConfig:
     return SiteConfig.from_dict(data)
 
 
+@cache
+def plant_items() -> tuple[Frame | Reading, ...]:
+    """The simulated asset's decoded inputs (60 s, the fault at 30-40 s), made once: analyzers only read them."""
+    sim = PlantSimulator(site().all_assets(), duration_s=60.0, seed=4, warmup_s=0.0,
+                         faults=[Fault("p1", "sensor_stuck", ONSET, END, "x")])
+    ingest = Ingestor(SiteRuntime(site()), now_ns=lambda: START + 10**13)
+    msgs = [SourceMessage("sc.readings" if m.stream == "reading" else "sc.waveforms", 0, i, m.payload)
+            for i, m in enumerate(sim.messages())]
+    return tuple(it for _, it in (x for x in ingest.decode_batch(msgs) if isinstance(x, tuple)))
+
+
 class Plant:
     """Drives one AssetAnalyzer through simulated data, a second at a time, plus feedback messages."""
 
-    def __init__(self, cfg: SiteConfig, duration_s: float = 60.0):
-        sim = PlantSimulator(cfg.all_assets(), duration_s=duration_s, seed=4, warmup_s=0.0,
-                             faults=[Fault("p1", "sensor_stuck", ONSET, END, "x")])
+    def __init__(self, cfg: SiteConfig):
         self.rt = SiteRuntime(cfg)
         self.ingest = Ingestor(self.rt, now_ns=lambda: START + 10**13)
-        msgs = [SourceMessage("sc.readings" if m.stream == "reading" else "sc.waveforms", 0, i, m.payload)
-                for i, m in enumerate(sim.messages())]
-        self.items = [it for _, it in (x for x in self.ingest.decode_batch(msgs) if isinstance(x, tuple))]
+        self.items = plant_items()
         self.a = AssetAnalyzer(self.rt, "p1")
         self.outs: list[Output] = []
         self.sent = 0
@@ -212,17 +220,43 @@ def test_unacked_auto_command_is_retried_then_fails_and_raises_an_alert() -> Non
 
 
 def test_silence_lets_timers_run_on_wall_clock() -> None:
+    """Tailing: a silent asset's clock runs on with the wall clock from where it stood, so timers fire."""
+    from datetime import UTC, datetime, timedelta
+
+    from aiotstream.dataflow import AnalyzerLogic
+
     control = {"actuators": [{"name": "speed", "initial": 1800}],
                "rules": [{"name": "slow", "actuator": "speed", "when": {"alert_type": "anomaly"},
-                          "action": {"set": 1000}, "mode": "approval", "approval_timeout_s": 5}]}
-    p = Plant(site(control=control))
-    t_open = p.feed_until_alert()["opened_at_ns"]
-    clock = p.a.clock_ns
-    assert clock is not None and p.records("command", status="expired") == []
-    assert p.a.next_deadline_ns() == t_open + 5 * S
-    assert p.a.idle(t_open + 5 * S - clock - 1) == []  # not yet
-    (exp,) = p.a.idle(t_open + 5 * S - clock)
-    assert exp.kind == "command" and exp.record["status"] == "expired"
+                          "action": {"set": 1000}, "mode": "approval", "approval_timeout_s": 8},
+                         {"name": "slower", "actuator": "speed", "when": {"alert_type": "anomaly"},
+                          "action": {"set": 900}, "mode": "advisory"}]}
+    p = Plant(site(control=control, alerts={"escalate_after_s": 20}))
+    wall = [datetime(2026, 1, 1, tzinfo=UTC)]
+    logic = AnalyzerLogic(p.rt, None, timedelta(seconds=2), now=lambda: wall[0])
+    items = [i for i in p.items if (i.t0_ns if isinstance(i, Frame) else i.ts_ns) < START + 34 * S]
+    outs, _ = logic.on_batch(items)
+    (opened,) = [o.record for o in outs if o.kind == "alert" and o.record["event"] == "opened"]
+    t_open = opened["opened_at_ns"]
+    assert logic.notify_at() == wall[0] + timedelta(seconds=2)  # first: close the windows after idle_close_s
+    epoch = wall[0]
+    wall[0] += timedelta(seconds=2)
+    outs, _ = logic.on_notify()
+    start = logic.silent_from_ns
+    assert start == START + 34 * S  # the clock after closing the last windows (the data ends at 34 s)
+    assert t_open + 8 * S > start + 2 * S and not [o for o in outs if o.kind == "command"]
+    # next wake-up: when the approval expires, counted from the clock at the start of the silence
+    assert logic.notify_at() == epoch + timedelta(microseconds=(t_open + 8 * S - start) / 1000)
+    wall[0] = epoch + timedelta(seconds=(t_open + 8 * S - start) / S + 0.001)
+    outs, _ = logic.on_notify()
+    assert [(o.record["status"], o.record["at_ns"]) for o in outs if o.kind == "command"] == [
+        ("expired", t_open + 8 * S)]
+    # the escalation (20 s after the open) is the next timer; the expiry above must not have moved the anchor
+    assert logic.notify_at() == epoch + timedelta(microseconds=(t_open + 20 * S - start) / 1000)
+    wall[0] = epoch + timedelta(seconds=(t_open + 20 * S - start) / S)
+    outs, _ = logic.on_notify()
+    assert [(o.record["event"], o.record["at_ns"]) for o in outs if o.kind == "alert"] == [
+        ("escalated", t_open + 20 * S)]
+    assert logic.notify_at() is None  # nothing more is due
 
 
 def test_feedback_for_an_unknown_alert_or_command_is_dead_lettered() -> None:

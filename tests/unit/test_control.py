@@ -265,7 +265,7 @@ STEP = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(env=envelopes(), initial=st.one_of(st.none(), st.floats(-150, 150)), data=st.data(),
        steps=st.lists(st.tuples(st.integers(0, 4 * S), STEP), max_size=60))
 def test_no_emitted_command_violates_its_envelope(env: Envelope, initial: float | None, data: st.DataObject,

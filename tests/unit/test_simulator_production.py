@@ -10,9 +10,9 @@ S = 1_000_000_000
 START = 1_767_225_600_000_000_000
 
 
-def readings(sim: PlantSimulator, asset: str, metric: str) -> list[tuple[int, float]]:
+def readings(sim: PlantSimulator, asset: str, metric: str, msgs: list | None = None) -> list[tuple[int, float]]:
     out = []
-    for m in sim.messages():
+    for m in msgs if msgs is not None else sim.messages():
         if m.stream == "reading" and m.asset == asset:
             r = orjson.loads(m.payload)
             if r["metric"] == metric:
@@ -36,7 +36,8 @@ def test_state_timeline_planned_stop_downtime_and_counters() -> None:
     spec = ProductionSpec(cycle_time_s=1.0, speed=(1.0, 1.0), scrap_rate=0.0, idle_per_hour=0.0,
                           planned_stops=((5.0, 5.0),), down_delay_s=2.0)
     sim = PlantSimulator(1, duration_s=40.0, faults=[fault], production=spec)
-    states = readings(sim, "asset-000", "state")
+    msgs = list(sim.messages())
+    states = readings(sim, "asset-000", "state", msgs)
     code = STATE_CODES
     assert states == [(START, code["running"]), (START + 5 * S, code["planned_stop"]), (START + 10 * S, code["running"]),
                       (START + 22 * S, code["down"]), (START + 30 * S, code["running"])]
@@ -45,8 +46,8 @@ def test_state_timeline_planned_stop_downtime_and_counters() -> None:
     assert (truth["running_ns"], truth["planned_stop_ns"], truth["down_ns"], truth["idle_ns"]) == (
         27 * S, 5 * S, 8 * S, 0)
     # 1 s cycles: 5 + 12 + 10 parts complete; the counters (every 1 s, last at 39 s) report 26 of them
-    total = readings(sim, "asset-000", "parts_total")
-    good = readings(sim, "asset-000", "parts_good")
+    total = readings(sim, "asset-000", "parts_total", msgs)
+    good = readings(sim, "asset-000", "parts_good", msgs)
     assert len(total) == len(good) == 40
     assert [v for _, v in total] == sorted(v for _, v in total) and total[-1] == (START + 39 * S, 26.0)
     assert good == total and truth["parts_total"] == truth["parts_good"] == 26
@@ -54,15 +55,16 @@ def test_state_timeline_planned_stop_downtime_and_counters() -> None:
 
 
 def test_scrap_idle_and_determinism() -> None:
-    spec = ProductionSpec(scrap_rate=0.3, idle_per_hour=600.0)
-    a = PlantSimulator(3, duration_s=120.0, n_faults=0, seed=9, production=spec)
-    b = PlantSimulator(3, duration_s=120.0, n_faults=0, seed=9, production=spec)
-    assert [m.payload for m in a.messages()] == [m.payload for m in b.messages()]
+    spec = ProductionSpec(cycle_time_s=0.5, scrap_rate=0.3, idle_per_hour=1800.0)
+    a = PlantSimulator(2, duration_s=60.0, n_faults=0, seed=9, production=spec, frame_samples=4096)
+    b = PlantSimulator(2, duration_s=60.0, n_faults=0, seed=9, production=spec, frame_samples=4096)
+    msgs = list(a.messages())
+    assert [m.payload for m in msgs] == [m.payload for m in b.messages()]
     for aid, t in a.production_truth().items():
         assert 0 < t["parts_good"] < t["parts_total"]
         assert t["idle_ns"] > 0
-        assert sum(v for k, v in t.items() if k.endswith("_ns")) == 120 * S
-        assert readings(a, aid, "parts_good")[-1][1] == t["parts_good"]
+        assert sum(v for k, v in t.items() if k.endswith("_ns")) == 60 * S
+        assert readings(a, aid, "parts_good", msgs)[-1][1] == t["parts_good"]
 
 
 def test_explicit_faults_are_checked() -> None:
