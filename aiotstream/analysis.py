@@ -1,47 +1,100 @@
-"""Per-asset analysis: windows -> features -> score -> alert policy -> KPIs, with lineage.
+"""Per-asset analysis: windows -> features -> score -> alerts, commands, KPIs, with lineage.
 
 Plain Python, no Bytewax: :mod:`aiotstream.dataflow` wraps one
 :class:`AssetAnalyzer` per asset in a ``stateful_batch`` step. Everything the
 analyzer emits is an :class:`Output` (kind, key, JSON-ready record); the sink
 maps kinds to topics.
+
+The analyzer composes the domain classes: :class:`~aiotstream.windows.WindowAssembler`,
+the detector and drift watch, :class:`~aiotstream.alerts.AlertBook` (alert
+lifecycle), :class:`~aiotstream.control.Controller` (commands) and
+:class:`~aiotstream.kpi.KpiTracker` (KPI periods). It owns the asset's clock:
+
+* the clock is the end of the newest closed window (event time);
+* readings the KPIs or control need (machine state, part counters, power,
+  actuator feedback, interlock metrics) and feedback messages wait in a queue
+  and are applied in event-time order as the clock passes them, interleaved
+  with closed windows and with the timers of the alerts (escalation, end of
+  maintenance) and commands (approval expiry, ack timeouts);
+* at one instant the order is: the window ending then, timers due then, then
+  the queued events of that time;
+* while the asset is silent (tailing), :meth:`AssetAnalyzer.idle` moves the
+  clock on by the wall-clock time of the silence, so timers and feedback do
+  not wait for data that may never come;
+* feedback whose time has already passed is applied at once (its records keep
+  its own time).
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
-from aiotstream.alerts import AlertEvent, AlertPolicy
+from aiotstream.alerts import (
+    AlertBook,
+    AlertChange,
+    AlertRuleSpec,
+    AlertState,
+    MaintenanceSchedule,
+    anomaly_spec,
+)
 from aiotstream.codecs import encode_reading
-from aiotstream.config import AssetConfig, SiteConfig
+from aiotstream.config import ALERT_TYPE_ANOMALY, ALERT_TYPE_COMMAND_FAILED, AssetConfig, SiteConfig
+from aiotstream.control import (
+    ActuatorSpec,
+    CommandChange,
+    Controller,
+    Envelope,
+    Interlock,
+    RuleSpec,
+    Situation,
+    command_record,
+)
+from aiotstream.errors import ConfigError
 from aiotstream.features import get_feature_set, reduce_partials, reduce_spectral, window_features
+from aiotstream.kpi import KpiTracker, PeriodResult, derive, kpi_record, make_schemes
 from aiotstream.lineage import FlowContext, input_entry, inputs_block, iso_ns, make_id, window_block
-from aiotstream.models.online import Detector, DriftWatch, make_detector
-from aiotstream.records import DeadLetter, Frame, Reading
+from aiotstream.models.online import Detector, DriftWatch, LabelLearner, make_detector
+from aiotstream.records import DeadLetter, Feedback, Frame, Position, Reading
 from aiotstream.windows import ClosedWindow, WindowAssembler
 
-KINDS = ("alert", "kpi", "score", "deadletter")
-ALERT_TYPE = "anomaly"
+KINDS = ("alert", "command", "kpi", "score", "deadletter")
+ALERT_TYPE = ALERT_TYPE_ANOMALY
+S = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    """One output record on its way to a sink: kind picks the topic, key is the asset id."""
+    """One output record on its way to a sink: kind picks the topic, key is the asset id.
+
+    ``partial`` carries an asset KPI period's exact totals to the roll-up step;
+    sinks write only ``record``.
+    """
 
     kind: str
     key: str
     record: dict[str, Any]
+    partial: PeriodResult | None = None
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * S)
 
 
 class SiteRuntime:
-    """What every asset's analyzer shares: config, lineage context, column names.
+    """What every asset's analyzer shares: config, lineage context, column names, resolved rules.
 
     Built once per worker from the config; analyzers keep a reference to it and
-    leave it out of their snapshots.
+    leave it out of their snapshots. Rules naming a window signal are checked
+    against each asset's feature columns here (a bad name is a ConfigError).
     """
 
     def __init__(self, config: SiteConfig):
@@ -58,15 +111,96 @@ class SiteRuntime:
         }
         self.features_block = self.feature_set.lineage()
         w = config.window
-        self.length_ns = round(w.length_s * 1e9)
-        self.hop_ns = round(w.hop_s * 1e9)
-        self.lateness_ns = round(w.allowed_lateness_s * 1e9)
-        self.kpi_period_ns = round(config.kpi.period_s * 1e9)
-        self.cooldown_ns = round(config.alerts.cooldown_s * 1e9)
+        self.length_ns = _ns(w.length_s)
+        self.hop_ns = _ns(w.hop_s)
+        self.lateness_ns = _ns(w.allowed_lateness_s)
+        self.cooldown_ns = _ns(config.alerts.cooldown_s)
         self.temp_metric = config.features.temperature_metric
+        k = config.kpi
+        self.schemes = make_schemes(k.periods_s, [(s.name, s.start_minute, s.hours) for s in k.shifts], k.timezone)
+        self.scheme_names = {p: s.name for p, s in zip(k.periods_s, self.schemes)}
+        self.failure_types = set(k.failure_alert_types or [ALERT_TYPE_ANOMALY] + [r.type for r in config.alerts.rules])
+        self.lines: dict[str, set[str]] = {}
+        for a in self.assets.values():
+            self.lines.setdefault(a.line, set()).add(a.id)
+        self.timeline_metrics = {k.state_metric, k.parts_total_metric, k.parts_good_metric, k.power_metric,
+                                 k.baseline_power_metric}
+        for act in config.control.actuators:
+            if act.feedback_metric:
+                self.timeline_metrics.add(act.feedback_metric)
+            self.timeline_metrics.update(i.metric for i in act.interlocks if i.metric)
+        self._check_signals()
 
     def columns(self, asset: AssetConfig) -> list[str]:
         return self.feature_set.columns(asset.channels) + [f"{self.temp_metric}.mean", f"{self.temp_metric}.max"]
+
+    def _check_signals(self) -> None:
+        problems = []
+        named = [(f"alerts.rules[{i}].signal", r.signal, r.assets) for i, r in enumerate(self.config.alerts.rules)]
+        named += [(f"control.rules[{i}].when.signal", r.when.signal, r.assets)
+                  for i, r in enumerate(self.config.control.rules) if r.when.signal is not None]
+        for path, signal, assets in named:
+            for aid in assets or list(self.assets):
+                cols = self.columns(self.assets[aid])
+                if signal != "score" and signal not in cols:
+                    msg = (f"{signal!r} is not 'score' or a feature column of asset {aid} "
+                           f"(e.g. {', '.join(cols[:4])}, ...)")
+                    problems.append((path, msg))
+                    break
+        if problems:
+            raise ConfigError(self.config.site.id, problems)
+
+    # ---- per-asset resolution ----
+    def alert_specs(self, asset_id: str) -> list[AlertRuleSpec]:
+        a = self.config.alerts
+        specs = [anomaly_spec(a.open_threshold, a.clear_threshold, a.critical_threshold, a.open_windows, a.open_of,
+                              a.clear_windows, a.clear_of, self.cooldown_ns)]
+        for r in a.rules:
+            if not r.assets or asset_id in r.assets:
+                specs.append(AlertRuleSpec(r.type, r.signal, r.direction, r.open_threshold, r.clear_threshold,
+                                           r.critical_threshold, r.severity, r.open_windows, r.open_of,
+                                           r.clear_windows, r.clear_of, _ns(r.cooldown_s),
+                                           needs_warm_model=r.signal == "score"))
+        specs.append(AlertRuleSpec(ALERT_TYPE_COMMAND_FAILED, None, severity="critical"))
+        return specs
+
+    def control_specs(self, asset_id: str) -> tuple[list[ActuatorSpec], list[RuleSpec]]:
+        c = self.config.control
+        acts = []
+        for a in c.actuators:
+            if a.assets and asset_id not in a.assets:
+                continue
+            locks = tuple(Interlock(i.name, i.metric, i.above, i.below, i.alert_type, i.min_severity, tuple(i.states),
+                                    i.maintenance) for i in a.interlocks)
+            env = Envelope(a.min, a.max, a.max_step, a.max_rate_per_s, _ns(a.min_interval_s), locks,
+                           a.on_violation == "clamp")
+            acts.append(ActuatorSpec(a.name, a.unit, a.initial, a.feedback_metric, env, _ns(a.ack_timeout_s),
+                                     a.max_retries))
+        have = {a.name for a in acts}
+        rules = []
+        for r in c.rules:
+            if r.actuator not in have or (r.assets and asset_id not in r.assets):
+                continue
+            w = r.when
+            kind = "alert" if w.alert_type else ("signal" if w.signal else "kpi")
+            scheme = self.scheme_names[w.kpi_period_s if w.kpi_period_s is not None else self.config.kpi.periods_s[0]]
+
+            def act(x: Any) -> tuple[str, float]:
+                return next((op, float(getattr(x, op))) for op in ("set", "delta", "scale") if getattr(x, op) is not None)
+
+            rules.append(RuleSpec(r.name, r.actuator, kind, act(r.action), act(r.revert) if r.revert else None, r.mode,
+                                  _ns(r.approval_timeout_s), w.alert_type, w.min_severity, w.signal, w.kpi,
+                                  scheme if kind == "kpi" else None, w.above, w.below))
+        return acts, rules
+
+    def maintenance_for(self, asset_id: str) -> list[tuple[str, int, int]]:
+        line = self.assets[asset_id].line
+        out = []
+        for i, m in enumerate(self.config.maintenance):
+            if (m.assets and asset_id in m.assets) or (m.line is not None and m.line == line) or \
+                    (not m.assets and m.line is None):
+                out.append((f"config-{i}", m.start_ns, m.end_ns))
+        return out
 
     def deadletter(self, dl: DeadLetter) -> Output:
         """A dead-letter output: original bytes, source position, reason."""
@@ -89,30 +223,12 @@ class SiteRuntime:
         return Output("deadletter", dl.asset or "", rec)
 
 
-class _KpiPeriod:
-    __slots__ = (
-        "alerts_opened",
-        "anomalous",
-        "drifts",
-        "frames",
-        "late",
-        "max_score",
-        "scored",
-        "spans",
-        "start_ns",
-        "windows",
-    )
-
-    def __init__(self, start_ns: int):
-        self.start_ns = start_ns
-        self.frames = self.windows = self.scored = self.anomalous = self.alerts_opened = self.late = 0
-        self.drifts = 0
-        self.max_score = 0.0
-        self.spans: dict[tuple[str, int], list[int]] = {}
+def _pos_inputs(pos: Position) -> list[dict]:
+    return [{"topic": pos.topic, "partition": pos.partition, "first_offset": pos.offset, "last_offset": pos.offset}]
 
 
 class AssetAnalyzer:
-    """All state for one asset: open windows, detector, drift watch, alert policy, KPI period."""
+    """All state for one asset: windows, detector, drift, alert book, controller, KPI tracker, event queue."""
 
     def __init__(self, rt: SiteRuntime, asset_id: str):
         self.rt = rt
@@ -120,6 +236,7 @@ class AssetAnalyzer:
         asset = rt.assets[asset_id]
         self.line = asset.line
         self.columns = rt.columns(asset)
+        self.col_index = {c: i for i, c in enumerate(self.columns)}
         cfg = rt.config
         self.windows = WindowAssembler(rt.length_ns, rt.hop_ns, rt.lateness_ns, asset=asset_id,
                                        idle_s=cfg.window.idle_close_s,
@@ -129,16 +246,28 @@ class AssetAnalyzer:
                                                 window_size=cfg.model.window_size, seed=cfg.model.seed)
         self.drift = DriftWatch(cfg.model.drift_detector, cfg.model.drift_delta) \
             if cfg.model.drift_detector != "none" else None
+        self.schedule = MaintenanceSchedule()
+        for wid, start, end in rt.maintenance_for(asset_id):
+            self.schedule.set(wid, start, end)
         a = cfg.alerts
-        self.policy = AlertPolicy(a.open_threshold, a.clear_threshold, a.open_windows, a.clear_windows,
-                                  rt.cooldown_ns)
-        self.kpi: _KpiPeriod | None = None
+        self.specs = rt.alert_specs(asset_id)
+        self.book = AlertBook(asset_id, rt.ctx.site, rt.ctx.config_hash, self.specs, self.schedule,
+                              _ns(a.escalate_after_s), a.max_escalations, a.history)
+        self.control = Controller(asset_id, rt.ctx.site, rt.ctx.config_hash, *rt.control_specs(asset_id))
+        self.signals = sorted({r.signal for r in self.control.rules if r.signal})
+        k = cfg.kpi
+        self.kpi = KpiTracker(asset_id, self.line, rt.schemes, failures=k.failures,
+                              ideal_cycle_ns=None if asset.ideal_cycle_time_s is None else _ns(asset.ideal_cycle_time_s),
+                              energy_max_gap_ns=_ns(k.energy_max_gap_s), emit_delay_ns=rt.length_ns - rt.hop_ns)
+        self.queue: list[tuple[int, int, Reading | Feedback]] = []  # (event time, arrival, item)
+        self._arrivals = 0
+        self.clock_ns: int | None = None
+        self.metrics: dict[str, float] = {}
         self.last_temp: tuple[float, float] = (float("nan"), float("nan"))
 
     # Bytewax snapshots pickle the analyzer; the shared runtime is rebuilt on resume.
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k != "rt"}
-        return state
+        return {k: v for k, v in self.__dict__.items() if k != "rt"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -149,29 +278,99 @@ class AssetAnalyzer:
         return self
 
     # ---- input -------------------------------------------------------------
-    def on_items(self, items: list[Frame | Reading], now_s: float | None = None) -> list[Output]:
-        """Window a batch of this asset's inputs; ``now_s`` (monotonic wall clock) drives stream idleness."""
-        closed, late = self.windows.add(items, now_s)
+    def on_items(self, items: list[Frame | Reading | Feedback], now_s: float | None = None) -> list[Output]:
+        """Take a batch of this asset's inputs; ``now_s`` (monotonic wall clock) drives stream idleness."""
+        data = [i for i in items if not isinstance(i, Feedback)]
         outs: list[Output] = []
+        closed, late = self.windows.add(data, now_s) if data else ([], [])
+        late_ids = {id(x) for x in late}
         for item in late:
             outs.append(self._late(item))
-        for w in closed:
-            outs.extend(self._on_window(w))
+        metrics = self.rt.timeline_metrics
+        for item in items:
+            if isinstance(item, Feedback) or isinstance(item, Reading) and item.metric in metrics and id(item) not in late_ids:
+                self._enqueue(item.ts_ns, item)
+        outs.extend(self._windows_closed(closed))
+        if self.clock_ns is not None:  # feedback from the past (relative to the clock) applies now
+            outs.extend(self._run_until(self.clock_ns, inclusive=False, timers=False))
         return outs
 
     def flush(self, kpi: bool = True) -> list[Output]:
-        """Close every open window, and with ``kpi`` the KPI period too (end of input).
+        """Close every open window; with ``kpi`` (end of input) also apply every queued event and emit every
+        KPI period. Timers due after the last event do not fire: nothing has happened by then.
 
         An idle asset closes its windows but keeps its KPI period open, so a
         period is emitted once, with all its windows.
         """
-        outs: list[Output] = []
-        for w in self.windows.flush():
-            outs.extend(self._on_window(w))
-        if kpi and self.kpi is not None:
-            outs.append(self._kpi_record(self.kpi))
-            self.kpi = None
+        outs = self._windows_closed(self.windows.flush())
+        if kpi:
+            while self.queue:
+                outs.extend(self._run_until(self.queue[0][0], inclusive=True))
+            outs.extend(self._periods(self.kpi.flush()))
         return outs
+
+    def idle(self, until_ns: int) -> list[Output]:
+        """The asset is silent: let its clock run on to ``until_ns`` (the caller adds the wall-clock time of the
+        silence to the clock as it stood when the silence began), applying what falls due on the way."""
+        if self.clock_ns is None:
+            return []
+        return self._run_until(until_ns, inclusive=True)
+
+    def next_deadline_ns(self) -> int | None:
+        """The next event time at which something is due (a timer or a queued event), for wall-clock wake-ups."""
+        times = [t for t in (self.book.next_deadline(), self.control.next_deadline()) if t is not None]
+        if self.queue:
+            times.append(self.queue[0][0])
+        return min(times) if times else None
+
+    # ---- the clock -----------------------------------------------------------
+    def _enqueue(self, t_ns: int, item: Reading | Feedback) -> None:
+        self._arrivals += 1
+        heapq.heappush(self.queue, (t_ns, self._arrivals, item))
+
+    def _tick(self, t_ns: int) -> None:
+        if self.clock_ns is None or t_ns > self.clock_ns:
+            self.clock_ns = t_ns
+
+    def _windows_closed(self, closed: list[ClosedWindow]) -> list[Output]:
+        outs: list[Output] = []
+        for w in closed:
+            self.kpi.begin(w.start_ns)
+            outs.extend(self._run_until(w.end_ns, inclusive=False))
+            outs.extend(self._on_window(w))
+            outs.extend(self._timers(w.end_ns))
+            self.kpi.advance(w.end_ns, self.schedule)
+            outs.extend(self._periods(self.kpi.close(w.end_ns)))
+        return outs
+
+    def _run_until(self, t_ns: int, inclusive: bool, timers: bool = True) -> list[Output]:
+        """Apply queued events and fire timers up to ``t_ns`` in event-time order (timers first at a tie)."""
+        outs: list[Output] = []
+        while self.queue and (self.queue[0][0] < t_ns or (inclusive and self.queue[0][0] <= t_ns)):
+            ts = self.queue[0][0]
+            if timers:
+                outs.extend(self._timers(ts))
+            _, _, item = heapq.heappop(self.queue)
+            outs.extend(self._apply(item))
+        if timers:
+            outs.extend(self._timers(t_ns if inclusive else t_ns - 1))
+        return outs
+
+    def _situation(self, t_ns: int) -> Situation:
+        alerts = {k: a.severity for k, a in self.book.current.items()}
+        return Situation(self.metrics, alerts, self.kpi.state, self.schedule.active(t_ns))
+
+    def _timers(self, t_ns: int) -> list[Output]:
+        outs: list[Output] = []
+        while True:
+            due = [d for d in (self.book.next_deadline(), self.control.next_deadline()) if d is not None and d <= t_ns]
+            if not due:
+                return outs
+            at = min(due)
+            self._tick(at)
+            lineage = self.rt.ctx.block(inputs=[], window=None, features=None, model=None)
+            outs.extend(self._alert_changes(self.book.advance(at), lineage))
+            outs.extend(self._command_changes(self.control.advance(at, self._situation(at)), lineage))
 
     # ---- steps -------------------------------------------------------------
     def _late(self, item: Frame | Reading) -> Output:
@@ -184,9 +383,52 @@ class AssetAnalyzer:
                         f"event time {iso_ns(t)} falls in a window that closed already "
                         f"(watermark {iso_ns(wm) if wm is not None else '-'}, allowed lateness "
                         f"{self.rt.config.window.allowed_lateness_s} s)", asset=self.asset_id)
-        if self.kpi is not None:
-            self.kpi.late += 1
+        self.kpi.count("late_inputs", 1, t)
         return self.rt.deadletter(dl)
+
+    def _reject(self, item: Reading | Feedback, reason: str, message: str) -> Output:
+        return self.rt.deadletter(DeadLetter(item.raw or b"", item.pos, reason, message, asset=self.asset_id))
+
+    def _apply(self, item: Reading | Feedback) -> list[Output]:
+        t = item.ts_ns if self.clock_ns is None else max(item.ts_ns, self.clock_ns)
+        self._tick(t)
+        if isinstance(item, Reading):
+            return self._reading(item)
+        return self._feedback(item, t)
+
+    def _reading(self, r: Reading) -> list[Output]:
+        k = self.rt.config.kpi
+        self.metrics[r.metric] = r.value
+        self.control.on_reading(r.metric, r.ts_ns, r.value)
+        problem = None
+        if r.metric == k.state_metric:
+            problem = self.kpi.set_state(r.value, r.ts_ns, self.schedule)
+            reason = "bad_state"
+        elif r.metric in (k.parts_total_metric, k.parts_good_metric):
+            problem = self.kpi.counter("parts_total" if r.metric == k.parts_total_metric else "parts_good", r.value,
+                                       r.ts_ns)
+            reason = "bad_counter"
+        elif r.metric == k.power_metric:
+            self.kpi.power("energy", r.value, r.ts_ns)
+        elif r.metric == k.baseline_power_metric:
+            self.kpi.power("baseline", r.value, r.ts_ns)
+        return [self._reject(r, reason, problem)] if problem else []
+
+    def _feedback(self, fb: Feedback, t_ns: int) -> list[Output]:
+        lineage = self.rt.ctx.block(inputs=_pos_inputs(fb.pos), window=None, features=None, model=None)
+        if fb.type == "maintenance":
+            assert fb.window_id is not None and fb.start_ns is not None and fb.end_ns is not None
+            self.schedule.set(fb.window_id, fb.start_ns, fb.end_ns)
+            return []
+        if fb.type in ("ack", "clear", "label"):
+            changes, problem = self.book.feedback(fb)
+            if problem is not None:
+                return [self._reject(fb, problem.reason, problem.message)]
+            return self._alert_changes(changes, lineage)
+        cmd_changes, cmd_problem = self.control.feedback(fb, t_ns, self._situation(t_ns))
+        if cmd_problem is not None:
+            return [self._reject(fb, *cmd_problem)]
+        return self._command_changes(cmd_changes, lineage)
 
     def _features(self, w: ClosedWindow) -> np.ndarray:
         fs = self.rt.feature_set
@@ -199,24 +441,23 @@ class AssetAnalyzer:
 
     def _on_window(self, w: ClosedWindow) -> list[Output]:
         outs: list[Output] = []
-        kpi = self._kpi_for(w.start_ns, outs)
-        kpi.windows += 1
-        kpi.frames += w.n_frames
-        for t, p, a, b in w.inputs:
-            span = kpi.spans.setdefault((t, p), [a, b])
-            span[0], span[1] = min(span[0], a), max(span[1], b)
+        kpi = self.kpi
+        kpi.add_spans(w.inputs, w.start_ns)
+        self._tick(w.end_ns)
         if w.n_frames == 0:  # readings only: nothing to score
+            kpi.add_many({"windows": 1}, {}, w.start_ns, exact_time=True)
             return outs
         x = self._features(w)
         detector = self.detector
+        t0 = time.perf_counter_ns()
         score = detector.score_learn(x)
+        latency = time.perf_counter_ns() - t0
         warm = detector.warm
         drift = bool(self.drift.update(score)) if (self.drift is not None and warm and score > 0) else False
         anomalous = warm and score >= self.rt.config.alerts.open_threshold
-        kpi.scored += int(warm)
-        kpi.anomalous += int(anomalous)
-        kpi.drifts += int(drift)
-        kpi.max_score = max(kpi.max_score, score)
+        kpi.add_many({"windows": 1, "frames": w.n_frames, "model_calls": 1, "model_latency_s": latency,
+                      "scored_windows": int(warm), "anomalous_windows": int(anomalous), "drift_events": int(drift)},
+                     {"model_latency_max_s": latency, "max_score": score}, w.start_ns, exact_time=True)
         ctx, wblock = self.rt.ctx, window_block(w.start_ns, w.end_ns)
         lineage = ctx.block(inputs=inputs_block(w.inputs), window=wblock, features=self.rt.features_block,
                             model=self.rt.model_block)
@@ -230,60 +471,125 @@ class AssetAnalyzer:
             "values": {c: (None if np.isnan(v) else round(float(v), 6)) for c, v in zip(self.columns, x)},
             **lineage,
         }))
-        if warm:
-            for ev in self.policy.update(w.end_ns, score):
-                if ev.kind == "opened":
-                    kpi.alerts_opened += 1
-                outs.append(self._alert(ev, w, x, lineage))
+        k = self.rt.config.alerts.explain_top
+        explain: Callable[[], list[dict]] = lambda: _clean(detector.explain(x, k)) if k else []
+        changes: list[AlertChange] = []
+        for spec in self.specs:
+            if spec.signal is None or (spec.needs_warm_model and not warm):
+                continue
+            v = score if spec.signal == "score" else float(x[self.col_index[spec.signal]])
+            if not math.isnan(v):
+                changes += self.book.on_value(spec.type, w.end_ns, v, explain, x, (w.start_ns, w.end_ns))
+        outs.extend(self._alert_changes(changes, lineage))
+        if self.signals:
+            values = {s: (score if s == "score" else float(x[self.col_index[s]])) for s in self.signals}
+            outs.extend(self._command_changes(self.control.on_signals(w.end_ns, values, self._situation(w.end_ns)),
+                                              lineage))
         return outs
 
-    def _alert(self, ev: AlertEvent, w: ClosedWindow, x: np.ndarray, lineage: dict) -> Output:
-        a, ctx = self.rt.config.alerts, self.rt.ctx
-        alert_id = make_id("alert-id", ctx.site, ctx.config_hash, self.asset_id, ALERT_TYPE, ev.opened_at_ns)
-        status = "open" if ev.kind == "opened" else "cleared"
-        severity = "critical" if ev.peak_score >= a.critical_threshold else "warning"
-        rec = {
-            "schema": "aiotstream.alert/1",
-            "id": make_id("alert", alert_id, status, ev.at_ns),
-            "alert_id": alert_id,
-            "status": status,
-            "alert_type": ALERT_TYPE,
-            "severity": severity,
+    # ---- effects of lifecycle changes -------------------------------------------
+    def _alert_changes(self, changes: list[AlertChange], lineage: dict) -> list[Output]:
+        outs: list[Output] = []
+        moved = False
+        kpi = self.kpi
+        for ch in changes:
+            a, t = ch.alert, ch.at_ns
+            if ch.event == "suppressed":
+                kpi.count("alerts_suppressed", 1, t)
+                continue
+            learned = None
+            if ch.event == "opened":
+                kpi.count("alerts_opened", 1, t)
+                kpi.count(f"alerts_{a.severity}", 1, t)
+                if a.alert_type in self.rt.failure_types:
+                    kpi.alert_failure(a.alert_type, True, t, self.schedule)
+            elif ch.event == "cleared":
+                kpi.count("alerts_cleared", 1, t)
+                if a.alert_type in self.rt.failure_types:
+                    kpi.alert_failure(a.alert_type, False, t, self.schedule)
+            elif ch.event == "acknowledged":
+                kpi.count("alerts_acknowledged", 1, t)
+                kpi.count("ack_delay_s", t - a.opened_at_ns, t)
+            elif ch.event == "escalated":
+                kpi.count("alerts_escalated", 1, t)
+            elif ch.event == "labelled":
+                kpi.count(f"labels_{a.label}", 1, t)
+                learned = False
+                if a.alert_type == ALERT_TYPE_ANOMALY and a.x is not None and isinstance(self.detector, LabelLearner):
+                    learned = self.detector.learn_label(a.x, a.label == "true_fault")
+            moved = moved or ch.event in ("opened", "cleared", "severity_changed")
+            outs.append(Output("alert", self.asset_id, self._alert_record(ch, lineage, learned)))
+        if moved and self.control.rules:
+            t = changes[-1].at_ns
+            open_now = {k: (a.severity, a.alert_id) for k, a in self.book.current.items()}
+            outs.extend(self._command_changes(self.control.on_alerts(t, open_now, self._situation(t)), lineage))
+        return outs
+
+    def _command_changes(self, changes: list[CommandChange], lineage: dict) -> list[Output]:
+        outs: list[Output] = []
+        for ch in changes:
+            c, t = ch.command, ch.at_ns
+            status = "retried" if ch.status == "emitted" and c.attempt > 0 else ch.status
+            self.kpi.count(f"commands_{status}", 1, t)
+            outs.append(Output("command", self.asset_id, command_record(self.rt.ctx, ch, self.asset_id, self.line,
+                                                                         lineage)))
+            if ch.status == "failed":
+                detail = {"command_id": c.command_id, "actuator": c.actuator, "rule": c.rule, "reason": c.reason,
+                          "attempts": c.attempt + 1}
+                outs.extend(self._alert_changes(self.book.raise_event(ALERT_TYPE_COMMAND_FAILED, t, "critical",
+                                                                      detail), lineage))
+            elif ch.status == "acked":
+                resolved = self.book.resolve(ALERT_TYPE_COMMAND_FAILED, t, "command_acked",
+                                             lambda a, act=c.actuator: a.detail.get("actuator") == act)
+                outs.extend(self._alert_changes(resolved, lineage))
+        return outs
+
+    def _alert_record(self, ch: AlertChange, lineage: dict, learned: bool | None) -> dict[str, Any]:
+        a: AlertState = ch.alert
+        return {
+            "schema": "aiotstream.alert/2",
+            "id": make_id("alert", a.alert_id, ch.event, ch.at_ns, a.escalation_level, a.severity),
+            "alert_id": a.alert_id,
+            "event": ch.event,
+            "status": a.status,
+            "alert_type": a.alert_type,
+            "severity": a.severity,
             "asset": self.asset_id, "line": self.line,
-            "score": round(ev.score, 6), "peak_score": round(ev.peak_score, 6),
+            "score": None if a.score is None else round(a.score, 6),
+            "peak_score": None if a.peak_score is None else round(a.peak_score, 6),
             "open_threshold": a.open_threshold, "clear_threshold": a.clear_threshold,
-            "opened_at": iso_ns(ev.opened_at_ns), "opened_at_ns": ev.opened_at_ns,
-            "cleared_at": iso_ns(ev.at_ns) if status == "cleared" else None,
-            "explanation": self.detector.explain(x, 3) if status == "open" else [],
+            "opened_at": iso_ns(a.opened_at_ns), "opened_at_ns": a.opened_at_ns,
+            "at": iso_ns(ch.at_ns), "at_ns": ch.at_ns,
+            "acknowledged_at_ns": a.acknowledged_at_ns, "acknowledged_by": a.acknowledged_by or None,
+            "cleared_at": None if a.cleared_at_ns is None else iso_ns(a.cleared_at_ns),
+            "cleared_at_ns": a.cleared_at_ns, "cleared_by": a.cleared_by or None,
+            "escalation_level": a.escalation_level,
+            "occurrences": a.occurrences,
+            "label": None if a.label is None else {"label": a.label, "fault_type": a.fault_type,
+                                                   "by": a.labelled_by or None, "at_ns": a.labelled_at_ns},
+            "learned": learned,
+            "explanation": a.explanation,
+            "detail": a.detail,
+            "by": (ch.cause.by or None) if ch.cause is not None else None,
             **lineage,
         }
-        return Output("alert", self.asset_id, rec)
 
-    def _kpi_for(self, t_ns: int, outs: list[Output]) -> _KpiPeriod:
-        start = (t_ns // self.rt.kpi_period_ns) * self.rt.kpi_period_ns
-        if self.kpi is not None and self.kpi.start_ns != start:
-            outs.append(self._kpi_record(self.kpi))
-            self.kpi = None
-        if self.kpi is None:
-            self.kpi = _KpiPeriod(start)
-        return self.kpi
+    def _periods(self, results: list[PeriodResult]) -> list[Output]:
+        outs: list[Output] = []
+        rt = self.rt
+        for r in results:
+            rec = kpi_record(rt.ctx, r, scope="asset", model_sha=rt.model_block["sha256"],
+                             features=rt.features_block, model=rt.model_block)
+            outs.append(Output("kpi", self.asset_id, rec, partial=r))
+            if any(rule.kind == "kpi" for rule in self.control.rules):
+                t = max(r.end_ns, self.clock_ns or r.end_ns)
+                lineage = rt.ctx.block(inputs=inputs_block(r.spans), window=window_block(r.start_ns, r.end_ns),
+                                       features=None, model=None)
+                outs.extend(self._command_changes(self.control.on_kpis(t, r.scheme, derive(r.totals),
+                                                                       self._situation(t)), lineage))
+        return outs
 
-    def _kpi_record(self, k: _KpiPeriod) -> Output:
-        ctx = self.rt.ctx
-        end = k.start_ns + self.rt.kpi_period_ns
-        spans = tuple(sorted((t, p, a, b) for (t, p), (a, b) in k.spans.items()))
-        rec = {
-            "schema": "aiotstream.kpi/1",
-            "id": make_id("kpi", ctx.site, ctx.config_hash, self.rt.model_block["sha256"], self.asset_id, k.start_ns),
-            "asset": self.asset_id, "line": self.line,
-            "period_s": self.rt.config.kpi.period_s,
-            "frames": k.frames, "windows": k.windows, "scored_windows": k.scored,
-            "anomalous_windows": k.anomalous,
-            "anomaly_rate": round(k.anomalous / k.scored, 6) if k.scored else 0.0,
-            "max_score": round(k.max_score, 6),
-            "alerts_opened": k.alerts_opened, "late_inputs": k.late, "drift_events": k.drifts,
-            **ctx.block(inputs=inputs_block(spans), window=window_block(k.start_ns, end),
-                        features=self.rt.features_block, model=self.rt.model_block),
-        }
-        return Output("kpi", self.asset_id, rec)
 
+def _clean(explanation: list[dict]) -> list[dict]:
+    """JSON-safe explanation entries: a missing value (NaN) becomes None."""
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in e.items()} for e in explanation]

@@ -1,6 +1,6 @@
 """``aiotstream``: validate | broker | simulate | run | replay | demo | bench.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config, 130 stopped by Ctrl-C/SIGINT.
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from pydantic import ValidationError
 
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.errors import AiotError, ConfigError
+
+DEMO_CYCLE_S = 2.0  # the demo plant's ideal cycle time per part
 
 
 def _load_site(args: argparse.Namespace) -> SiteConfig:
@@ -56,10 +58,12 @@ def cmd_broker(args: argparse.Namespace) -> int:
         broker.stop()
 
 
-def _simulator(args: argparse.Namespace, cfg: SiteConfig):
-    from aiotstream.simulator import PlantSimulator, malformed_messages
+def _simulator(args: argparse.Namespace, cfg: SiteConfig, production: bool = False):
+    from aiotstream.simulator import PlantSimulator, ProductionSpec, malformed_messages
 
-    sim = PlantSimulator(cfg.all_assets(), duration_s=args.duration, n_faults=args.faults, seed=args.seed)
+    spec = ProductionSpec(cycle_time_s=DEMO_CYCLE_S) if production else None
+    sim = PlantSimulator(cfg.all_assets(), duration_s=args.duration, n_faults=args.faults, seed=args.seed,
+                         production=spec)
     bad = malformed_messages(args.malformed, assets=[a.id for a in cfg.all_assets()], start_ns=sim.start_ns,
                              seed=args.seed) if args.malformed else []
     return sim, bad
@@ -139,8 +143,19 @@ def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool
         recovery = recovery_config(Path(args.recovery), args.recovery_partitions or args.workers * n_procs,
                                    args.backup_s, process_id=args.process_id or 0, processes=n_procs)
         print(f"recovery: {args.recovery} (snapshot every {args.epoch_s:g} s)", file=sys.stderr, flush=True)
-    cli_main(flow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
-             epoch_interval=timedelta(seconds=args.epoch_s), recovery_config=recovery)
+    from bytewax.errors import BytewaxRuntimeError
+
+    try:
+        cli_main(flow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
+                 epoch_interval=timedelta(seconds=args.epoch_s), recovery_config=recovery)
+    except BytewaxRuntimeError as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C / SIGINT while tailing: a normal way to stop
+            print("stopped (interrupted); outputs written so far are on the broker", file=sys.stderr)
+            return 130
+        raise
+    except KeyboardInterrupt:
+        print("stopped (interrupted); outputs written so far are on the broker", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -173,11 +188,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     kind = cfg.inputs.kind
     tail = not args.once
     if kind == "kafka":
-        from aiotstream.io.kafka import ensure_topics, kafka_source
+        from aiotstream.io.kafka import ensure_topics, input_topics, kafka_source
 
-        ensure_topics(brokers, list(cfg.inputs.topics), partitions=cfg.outputs.partitions)
+        ensure_topics(brokers, input_topics(cfg), partitions=cfg.outputs.partitions)
         source: Any = kafka_source(cfg, brokers, tail=tail)
-        text = f"Kafka {brokers} {', '.join(cfg.inputs.topics)}"
+        text = f"Kafka {brokers} {', '.join(input_topics(cfg))}"
     elif kind == "mqtt":
         from aiotstream.io.mqtt import mqtt_source
 
@@ -233,16 +248,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from aiotstream.io.files import JsonlSink
     from aiotstream.io.simulator import SimulatorSource, interleave
 
-    cfg = default_site(args.assets, inputs={"tail": False}, features={"set": args.features})
+    cfg = default_site(args.assets, inputs={"tail": False}, features={"set": args.features},
+                       assets=[{"id": f"asset-{i:03d}", "line": f"line-{i % 2 + 1}", "ideal_cycle_time_s": DEMO_CYCLE_S}
+                               for i in range(args.assets)])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.jsonl"):
         old.unlink()
     print(f"[1/3] simulating {args.assets} asset(s) x {args.duration:g} s of 3-axis vibration at 10 kHz "
-          f"(+ temperature), {args.faults} fault(s), {args.malformed} malformed message(s), seed {args.seed}",
-          flush=True)
+          f"(+ temperature, machine state, part counters), {args.faults} fault(s), {args.malformed} malformed "
+          f"message(s), seed {args.seed}", flush=True)
     t0 = time.perf_counter()
-    sim, bad = _simulator(args, cfg)
+    sim, bad = _simulator(args, cfg, production=True)
     messages = list(interleave(sim.messages(), bad))
     sim.write_truth(out / "truth.json")
     print(f"      {sim.n_frames:,} frames, {sim.n_readings:,} readings in {time.perf_counter() - t0:.1f} s", flush=True)
@@ -264,17 +281,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     kpis = _read_jsonl(out / "kpis.jsonl")
     scores = _read_jsonl(out / "scores.jsonl")
     dead = _read_jsonl(out / "deadletter.jsonl")
-    frames = sum(k["frames"] for k in kpis)
+    asset_kpis = [k for k in kpis if k["scope"] == "asset"]
+    frames = sum(k["totals"]["frames"] for k in asset_kpis)
     samples = frames * 3 * 1024
     frame_ns = round(1024 / 10_000 * 1e9)  # a window's data runs up to one frame past its end
     det = score_alerts([f.to_dict() for f in sim.faults], alerts, lead_ns=frame_ns)
     reasons = Counter(d["reason"] for d in dead)
-    print(f"[3/3] summary (outputs in {out}/: alerts.jsonl kpis.jsonl scores.jsonl deadletter.jsonl truth.json)")
+    print(f"[3/3] summary (outputs in {out}/: alerts.jsonl commands.jsonl kpis.jsonl scores.jsonl deadletter.jsonl "
+          "truth.json)")
     print(f"  throughput : {frames:,} frames in {elapsed:.2f} s = {frames / elapsed:,.0f} frames/s "
           f"({samples / elapsed / 1e6:,.1f} M samples/s, 1 worker, including decode and windowing)")
-    print(f"  windows    : {len(scores):,} scored, {sum(k['anomalous_windows'] for k in kpis):,} anomalous; "
-          f"{len(kpis):,} KPI records")
-    print(f"  alerts     : {det.alerts} opened, {sum(a['status'] == 'cleared' for a in alerts)} cleared")
+    print(f"  windows    : {len(scores):,} scored, {sum(k['totals']['anomalous_windows'] for k in asset_kpis):,} "
+          f"anomalous; {len(kpis):,} KPI records (asset, line, site)")
+    print(f"  alerts     : {det.alerts} opened, {sum(a['event'] == 'cleared' for a in alerts)} cleared")
     print(f"  faults     : {det.faults} injected, {det.detected} detected within 5 s -> fault recall "
           f"{det.recall:.0%}; alert precision {det.precision:.0%} ({det.false_alerts} false)")
     for f in sim.faults:
@@ -282,6 +301,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         d = det.delays_s.get(name)
         print(f"    - {name:32s} onset +{(f.onset_ns - sim.start_ns) / 1e9:6.1f} s  "
               + (f"alert after {d:.1f} s" if d is not None else "MISSED"))
+    print(_site_kpi_line(kpis, cfg.kpi.periods_s[0]))
     print(f"  dead letters: {len(dead):,} ({', '.join(f'{k} {v}' for k, v in reasons.most_common()) or 'none'})")
     return 0
 
@@ -295,6 +315,25 @@ def cmd_bench_kernels(args: argparse.Namespace) -> int:
     if args.json:
         argv += ["--json", args.json]
     return run_in_subprocess(argv)
+
+
+def _site_kpi_line(kpis: list[dict], period_s: float) -> str:
+    """The site's KPIs over the whole run, from the summed totals of its period records."""
+    from aiotstream.kpi import derive, from_public, merge, new_totals
+
+    total = new_totals()
+    for k in kpis:
+        if k["scope"] == "site" and k["period"]["length_s"] == period_s:
+            total = merge(total, from_public(k["totals"]))
+    d = derive(total)
+
+    def fmt(v: float | None, pct: bool = False, unit: str = "") -> str:
+        return "n/a" if v is None else (f"{v:.0%}" if pct else f"{v:.1f}{unit}")
+
+    return (f"  site KPIs  : OEE {fmt(d['oee'], True)} (availability {fmt(d['availability'], True)}, performance "
+            f"{fmt(d['performance'], True)}, quality {fmt(d['quality'], True)}); MTTR {fmt(d['mttr_s'], unit=' s')}, "
+            f"MTBF {fmt(d['mtbf_s'], unit=' s')}; alerts {total['alerts_warning']} warning / "
+            f"{total['alerts_critical']} critical")
 
 
 def build_parser() -> argparse.ArgumentParser:

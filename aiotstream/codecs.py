@@ -22,6 +22,10 @@ into a dead letter.
 
 JSON reading: ``{"asset": str, "ts": int (ns since epoch), "metric": str, "value": number}``.
 
+JSON feedback (operators and devices): an object with ``"schema":
+"aiotstream.feedback/1"``; see :func:`decode_feedback`. A JSON object with a
+``schema`` key is feedback, one without is a reading, so both may share a topic.
+
 >>> import numpy as np
 >>> raw = encode_frame("pump-1", 3, 1_000, 10_000.0, np.zeros((3, 4), np.float32))
 >>> f = decode_frame(raw, Position("t", 0, 9))
@@ -39,7 +43,7 @@ import numpy as np
 import orjson
 
 from aiotstream.errors import DecodeError
-from aiotstream.records import Frame, Position, Reading
+from aiotstream.records import FEEDBACK_TYPES, Feedback, Frame, Position, Reading
 
 MAGIC = b"AIOW"
 VERSION = 1
@@ -117,14 +121,21 @@ def encode_reading(asset_id: str, ts_ns: int, metric: str, value: float) -> byte
     return orjson.dumps({"asset": asset_id, "ts": int(ts_ns), "metric": metric, "value": value})
 
 
-def decode_reading(raw: bytes, pos: Position) -> Reading:
-    """Decode and validate one JSON reading; raise DecodeError(reason) if it is not one."""
+def _load_json(raw: bytes) -> object:
     try:
-        obj = orjson.loads(raw)
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if "infinity" in str(exc):  # valid JSON number that overflows a double (e.g. 1e400)
             raise DecodeError("non_finite", f"a number overflows a double: {exc}") from None
         raise DecodeError("bad_json", f"not valid JSON: {exc}") from None
+
+
+def decode_reading(raw: bytes, pos: Position) -> Reading:
+    """Decode and validate one JSON reading; raise DecodeError(reason) if it is not one."""
+    return _reading(_load_json(raw), raw, pos)
+
+
+def _reading(obj: object, raw: bytes, pos: Position) -> Reading:
     if not isinstance(obj, dict):
         raise DecodeError("bad_reading", f"a reading must be a JSON object, got {type(obj).__name__}")
     missing = [k for k in ("asset", "ts", "metric", "value") if k not in obj]
@@ -145,12 +156,134 @@ def decode_reading(raw: bytes, pos: Position) -> Reading:
     return Reading(asset, ts, metric, value, pos, raw=raw)
 
 
-def decode_any(raw: bytes | None, pos: Position) -> Frame | Reading:
-    """Decode a frame or a reading, told apart by the first bytes."""
+FEEDBACK_SCHEMA = "aiotstream.feedback/1"
+LABELS = ("true_fault", "false_alarm")
+DEVICE_ACK_STATUSES = ("applied", "failed", "rejected")
+_FEEDBACK_FIELDS = {
+    # type: (required fields, optional fields) besides schema, type, ts, by, note, id
+    "ack": ((), ("asset", "alert_id", "alert_type")),
+    "clear": ((), ("asset", "alert_id", "alert_type")),
+    "label": (("asset", "alert_id", "label"), ("fault_type",)),
+    "approve": (("asset", "command_id"), ()),
+    "reject": (("asset", "command_id"), ()),
+    "command_ack": (("asset", "command_id"), ("status", "value")),
+    "maintenance": (("start", "end"), ("asset", "line", "window_id")),
+}
+_COMMON = {"schema", "type", "ts", "by", "note", "id"}
+
+
+def _nonempty_str(obj: dict, key: str, limit: int = MAX_ASSET_ID) -> str | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, str) or not 1 <= len(v) <= limit:
+        raise DecodeError("bad_feedback", f"field {key!r} must be a string of 1..{limit} characters, got {v!r}")
+    return v
+
+
+def _ns(obj: dict, key: str) -> int | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise DecodeError("bad_timestamp", f"field {key!r} must be integer ns since the epoch, got {v!r}")
+    return v
+
+
+def decode_feedback(raw: bytes, pos: Position) -> Feedback:
+    """Decode and validate one feedback message (``aiotstream.feedback/1``).
+
+    Fields: ``schema``, ``type`` (one of ack, clear, label, approve, reject,
+    command_ack, maintenance), ``ts`` (int ns), optional ``by``, ``note``, ``id``,
+    and per type:
+
+    * ``ack`` / ``clear``: ``asset`` and ``alert_id``, or ``asset`` and ``alert_type``
+      (the alert of that type open at ``ts``);
+    * ``label``: ``asset``, ``alert_id``, ``label`` (true_fault | false_alarm), optional ``fault_type``;
+    * ``approve`` / ``reject``: ``asset``, ``command_id``;
+    * ``command_ack`` (from the device side): ``asset``, ``command_id``, optional
+      ``status`` (applied | failed | rejected; default applied) and ``value``;
+    * ``maintenance``: ``start``, ``end`` (int ns), and ``asset`` or ``line`` or
+      neither (the whole site); optional ``window_id`` (a later message with
+      the same id replaces the window, e.g. to end it early).
+
+    Unknown fields are rejected, so a misspelt field is not silently ignored.
+
+    >>> fb = decode_feedback(b'{"schema": "aiotstream.feedback/1", "type": "ack", "asset": "p1", '
+    ...                      b'"alert_type": "anomaly", "ts": 5, "by": "ana"}', Position("t", 0, 1))
+    >>> (fb.type, fb.asset, fb.alert_type, fb.ts_ns, fb.by)
+    ('ack', 'p1', 'anomaly', 5, 'ana')
+    """
+    return _feedback(_load_json(raw), raw, pos)
+
+
+def _feedback(obj: object, raw: bytes, pos: Position) -> Feedback:
+    if not isinstance(obj, dict):
+        raise DecodeError("bad_feedback", f"feedback must be a JSON object, got {type(obj).__name__}")
+    schema = obj.get("schema")
+    if schema != FEEDBACK_SCHEMA:
+        raise DecodeError("unsupported_schema", f"schema {schema!r} is not supported (only {FEEDBACK_SCHEMA!r})")
+    kind = obj.get("type")
+    if kind not in FEEDBACK_TYPES:
+        raise DecodeError("bad_feedback", f"field 'type' must be one of {', '.join(FEEDBACK_TYPES)}, got {kind!r}")
+    required, optional = _FEEDBACK_FIELDS[kind]
+    missing = [k for k in ("ts", *required) if obj.get(k) is None]
+    if missing:
+        raise DecodeError("bad_feedback", f"{kind} feedback lacks field(s) {', '.join(missing)}")
+    unknown = sorted(set(obj) - _COMMON - set(required) - set(optional))
+    if unknown:
+        raise DecodeError("bad_feedback", f"{kind} feedback has unknown field(s) {', '.join(unknown)}")
+    ts = _ns(obj, "ts")
+    assert ts is not None
+    fb: dict = {"asset": _nonempty_str(obj, "asset"), "by": _nonempty_str(obj, "by", 256) or "",
+                "note": _nonempty_str(obj, "note", 4096) or ""}
+    if kind in ("ack", "clear"):
+        fb["alert_id"] = _nonempty_str(obj, "alert_id", 64)
+        fb["alert_type"] = _nonempty_str(obj, "alert_type")
+        if fb["asset"] is None or (fb["alert_id"] is None) == (fb["alert_type"] is None):
+            raise DecodeError("bad_feedback", f"{kind} feedback needs 'asset' and exactly one of 'alert_id', "
+                                              "'alert_type'")
+    elif kind == "label":
+        fb["alert_id"] = _nonempty_str(obj, "alert_id", 64)
+        if obj["label"] not in LABELS:
+            raise DecodeError("bad_feedback", f"field 'label' must be one of {', '.join(LABELS)}, got {obj['label']!r}")
+        fb["label"] = obj["label"]
+        fb["fault_type"] = _nonempty_str(obj, "fault_type")
+    elif kind in ("approve", "reject", "command_ack"):
+        fb["command_id"] = _nonempty_str(obj, "command_id", 64)
+        if kind == "command_ack":
+            status = obj.get("status", "applied")
+            if status not in DEVICE_ACK_STATUSES:
+                raise DecodeError("bad_feedback", f"field 'status' must be one of {', '.join(DEVICE_ACK_STATUSES)}, "
+                                                  f"got {status!r}")
+            fb["status"] = status
+            value = obj.get("value")
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    raise DecodeError("bad_feedback", f"field 'value' must be a finite number, got {value!r}")
+                fb["value"] = float(value)
+    else:  # maintenance
+        fb["start_ns"], fb["end_ns"] = _ns(obj, "start"), _ns(obj, "end")
+        if fb["end_ns"] <= fb["start_ns"]:
+            raise DecodeError("bad_feedback", f"maintenance end ({fb['end_ns']}) must be after start "
+                                              f"({fb['start_ns']})")
+        fb["line"] = _nonempty_str(obj, "line")
+        if fb["asset"] is not None and fb["line"] is not None:
+            raise DecodeError("bad_feedback", "maintenance feedback names an asset or a line (or neither, for the "
+                                              "whole site), not both")
+        fb["window_id"] = _nonempty_str(obj, "window_id") or f"fb-{fb['start_ns']}"
+    return Feedback(kind, ts_ns=ts, pos=pos, raw=raw, **fb)
+
+
+def decode_any(raw: bytes | None, pos: Position) -> Frame | Reading | Feedback:
+    """Decode a frame, a reading or a feedback message, told apart by their first bytes / a ``schema`` key."""
     if not raw:
         raise DecodeError("empty", "message has no value")
     if raw[:4] == MAGIC:
         return decode_frame(raw, pos)
     if raw[:1] in (b"{", b" ", b"\n", b"\t", b"["):
-        return decode_reading(raw, pos)
+        obj = _load_json(raw)
+        if isinstance(obj, dict) and "schema" in obj:
+            return _feedback(obj, raw, pos)
+        return _reading(obj, raw, pos)
     raise DecodeError("unknown_format", f"message starts with {raw[:8]!r}: neither a frame v1 nor JSON")

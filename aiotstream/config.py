@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from pydantic import (
@@ -55,6 +58,7 @@ class AssetConfig(_Model):
     channels: list[str] = Field(default_factory=lambda: ["x", "y", "z"], min_length=1, max_length=64)
     sample_rate_hz: float = Field(default=10_000.0, gt=0, le=1_000_000)
     rpm: float = Field(default=1_800.0, gt=0, le=200_000)
+    ideal_cycle_time_s: float | None = Field(default=None, gt=0, description="ideal seconds per part (OEE performance)")
 
     @field_validator("channels")
     @classmethod
@@ -74,6 +78,7 @@ class AssetGroup(_Model):
     channels: list[str] = Field(default_factory=lambda: ["x", "y", "z"], min_length=1, max_length=64)
     sample_rate_hz: float = Field(default=10_000.0, gt=0, le=1_000_000)
     rpm: float = Field(default=1_800.0, gt=0, le=200_000)
+    ideal_cycle_time_s: float | None = Field(default=None, gt=0)
 
 
 PayloadFormat = Literal["auto", "frame", "json", "value", "gateway-json", "sparkplug-json", "onem2m"]
@@ -251,6 +256,9 @@ class InputConfig(_Model):
     kind: Literal["kafka", "mqtt", "opcua", "files"] = Field(default="kafka", description="where the data comes from")
     brokers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"], min_length=1)
     topics: list[str] = Field(default_factory=list, description="default: <site>.waveforms, <site>.readings")
+    feedback_topics: list[str] = Field(default_factory=list,
+                                       description="operator feedback and device acks; default: <site>.feedback, "
+                                                   "<site>.acks")
     tail: bool = Field(default=True, description="keep waiting for new data at the end of the topics")
     poll_batch: int = Field(default=1000, gt=0, le=100_000)
     mqtt: MqttInput | None = None
@@ -308,13 +316,66 @@ class ModelConfig(_Model):
     drift_delta: float = Field(default=0.002, gt=0, lt=1)
 
 
+SEVERITIES = ("info", "warning", "critical")
+Severity = Literal["info", "warning", "critical"]
+ALERT_TYPE_ANOMALY = "anomaly"
+ALERT_TYPE_COMMAND_FAILED = "command_failed"
+
+
+def _check_debounce(n: int, m: int | None, name: str) -> None:
+    if m is not None and m < n:
+        raise ValueError(f"{name}_of ({m}) must be at least {name}_windows ({n}): N of M windows needs N <= M")
+
+
+class AlertRuleConfig(_Model):
+    """A threshold alert on one window value (a feature column such as ``x.rms`` or ``temperature.max``, or ``score``)."""
+
+    type: str = Field(pattern=ID_PATTERN, description="alert type; one open alert per asset and type")
+    signal: str = Field(min_length=1)
+    direction: Literal["above", "below"] = "above"
+    open_threshold: float
+    clear_threshold: float
+    critical_threshold: float | None = None
+    severity: Severity = "warning"
+    open_windows: int = Field(default=1, ge=1)
+    open_of: int | None = Field(default=None, ge=1)
+    clear_windows: int = Field(default=3, ge=1)
+    clear_of: int | None = Field(default=None, ge=1)
+    cooldown_s: float = Field(default=30.0, ge=0)
+    assets: list[str] = Field(default_factory=list, description="default: every asset")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AlertRuleConfig:
+        above = self.direction == "above"
+        if (self.clear_threshold >= self.open_threshold) if above else (self.clear_threshold <= self.open_threshold):
+            word = "below" if above else "above"
+            raise ValueError(f"clear_threshold ({self.clear_threshold}) must be {word} open_threshold "
+                             f"({self.open_threshold}) for hysteresis (direction {self.direction!r})")
+        if self.critical_threshold is not None and (
+                (self.critical_threshold < self.open_threshold) if above else
+                (self.critical_threshold > self.open_threshold)):
+            raise ValueError(f"critical_threshold ({self.critical_threshold}) must be at or beyond open_threshold "
+                             f"({self.open_threshold}) in the direction {self.direction!r}")
+        _check_debounce(self.open_windows, self.open_of, "open")
+        _check_debounce(self.clear_windows, self.clear_of, "clear")
+        return self
+
+
 class AlertConfig(_Model):
     open_threshold: float = Field(default=0.9, gt=0, le=1)
     clear_threshold: float = Field(default=0.6, ge=0, lt=1)
-    open_windows: int = Field(default=1, ge=1, description="consecutive windows at or over open_threshold to open")
-    clear_windows: int = Field(default=3, ge=1, description="consecutive windows under clear_threshold to clear")
+    open_windows: int = Field(default=1, ge=1, description="windows at or over open_threshold (of open_of) to open")
+    open_of: int | None = Field(default=None, ge=1, description="debounce window M for N of M; default = open_windows")
+    clear_windows: int = Field(default=3, ge=1, description="windows under clear_threshold (of clear_of) to clear")
+    clear_of: int | None = Field(default=None, ge=1, description="default = clear_windows (consecutive)")
     cooldown_s: float = Field(default=30.0, ge=0, description="no new alert of the same type this soon after a clear")
     critical_threshold: float = Field(default=0.99, gt=0, le=1)
+    escalate_after_s: float = Field(default=900.0, ge=0, description="escalate an unacknowledged alert after this; "
+                                                                      "0 = never")
+    max_escalations: int = Field(default=1, ge=0, le=100)
+    explain_top: int = Field(default=3, ge=0, le=50, description="features in an alert's explanation")
+    history: int = Field(default=100, ge=1, le=100_000, description="cleared alerts kept per asset for labels")
+    rules: list[AlertRuleConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _ordered(self) -> AlertConfig:
@@ -323,11 +384,271 @@ class AlertConfig(_Model):
                 f"clear_threshold ({self.clear_threshold}) must be below open_threshold "
                 f"({self.open_threshold}) for hysteresis"
             )
+        _check_debounce(self.open_windows, self.open_of, "open")
+        _check_debounce(self.clear_windows, self.clear_of, "clear")
+        types = [r.type for r in self.rules]
+        reserved = {ALERT_TYPE_ANOMALY, ALERT_TYPE_COMMAND_FAILED}
+        bad = sorted({t for t in types if t in reserved or types.count(t) > 1})
+        if bad:
+            raise ValueError(f"alert rule type(s) {', '.join(map(repr, bad))} repeat or are reserved "
+                             f"({', '.join(sorted(reserved))}): each rule needs its own type")
         return self
+
+    def alert_types(self) -> list[str]:
+        """Every alert type the flow can raise."""
+        return [ALERT_TYPE_ANOMALY] + [r.type for r in self.rules] + [ALERT_TYPE_COMMAND_FAILED]
+
+
+class MaintenanceConfig(_Model):
+    """A planned maintenance window: alerts of the assets are suppressed while it lasts."""
+
+    start: datetime
+    end: datetime
+    assets: list[str] = Field(default_factory=list, description="default (with no line): every asset of the site")
+    line: str | None = None
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _window(self) -> MaintenanceConfig:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end need a time zone (e.g. 2026-01-01T06:00:00Z)")
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end.isoformat()}) must be after start ({self.start.isoformat()})")
+        return self
+
+    @property
+    def start_ns(self) -> int:
+        return _dt_ns(self.start)
+
+    @property
+    def end_ns(self) -> int:
+        return _dt_ns(self.end)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _dt_ns(dt: datetime) -> int:
+    """An aware datetime as integer ns since the epoch (exact to the microsecond).
+
+    >>> _dt_ns(datetime(1970, 1, 1, 0, 0, 1, 5, tzinfo=UTC))
+    1000005000
+    """
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+# The derived KPIs a control rule can name (aiotstream.kpi computes them; a unit test keeps the two in step).
+KPI_NAMES = ("availability", "performance", "quality", "oee", "mttr_s", "mtbf_s", "mtta_s", "false_alarm_rate",
+             "anomaly_rate", "model_latency_ms", "energy_kwh", "baseline_kwh", "savings_kwh", "savings_pct")
+
+
+class ShiftConfig(_Model):
+    """A daily shift: starts at ``start`` (HH:MM, local time in ``kpi.timezone``) and lasts ``hours``."""
+
+    name: str = Field(pattern=ID_PATTERN)
+    start: str = Field(description="HH:MM")
+    hours: float = Field(gt=0, le=24)
+
+    @field_validator("start")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not _HHMM.match(v):
+            raise ValueError(f"start must be HH:MM (24-hour), got {v!r}")
+        return v
+
+    @property
+    def start_minute(self) -> int:
+        h, m = self.start.split(":")
+        return int(h) * 60 + int(m)
 
 
 class KpiConfig(_Model):
-    period_s: float = Field(default=10.0, gt=0, le=86_400)
+    period_s: float | None = Field(default=None, gt=0, le=604_800, description="shorthand for periods_s = [x]")
+    periods_s: list[float] = Field(default_factory=lambda: [10.0], min_length=1, max_length=8,
+                                   description="event-time tumbling KPI periods, seconds")
+    shifts: list[ShiftConfig] = Field(default_factory=list, max_length=24)
+    timezone: str = Field(default="UTC", description="IANA zone of the shift times")
+    state_metric: str = "state"
+    parts_total_metric: str = "parts_total"
+    parts_good_metric: str = "parts_good"
+    power_metric: str = "power_kw"
+    baseline_power_metric: str = "baseline_power_kw"
+    energy_max_gap_s: float = Field(default=300.0, gt=0, description="power samples further apart are not integrated")
+    failures: Literal["alerts", "state", "both"] = Field(
+        default="both", description="what counts as a failure for MTTR/MTBF: open fault alerts, state down, or either")
+    failure_alert_types: list[str] = Field(default_factory=list,
+                                           description="alert types that are failures; default: anomaly + rules")
+    rollup: bool = Field(default=True, description="also emit per-line and per-site KPI records")
+    rollup_wait_s: float = Field(default=60.0, gt=0, description="tailing: emit an incomplete roll-up after this "
+                                                                 "much wall-clock time")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("period_s") is not None:
+            if "periods_s" in data:
+                raise ValueError("give periods_s or its shorthand period_s, not both")
+            data = dict(data)
+            data["periods_s"] = [data.pop("period_s")]
+        return data
+
+    @field_validator("periods_s")
+    @classmethod
+    def _periods(cls, v: list[float]) -> list[float]:
+        for p in v:
+            if not 0 < p <= 604_800:
+                raise ValueError(f"each period must be in (0, 604800] s, got {p}")
+            if abs(p * 1e9 - round(p * 1e9)) > 1e-3:
+                raise ValueError(f"period {p} s is not a whole number of nanoseconds")
+        if len(set(v)) != len(v):
+            raise ValueError(f"periods must be unique, got {v}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}: use an IANA name such as 'UTC' or 'Europe/Berlin'") from None
+        return v
+
+    @model_validator(mode="after")
+    def _shift_names(self) -> KpiConfig:
+        names = [s.name for s in self.shifts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"shift names must be unique, got {names}")
+        return self
+
+
+# ---- control: actuators, their safety envelope, rules ------------------------------------------
+class InterlockConfig(_Model):
+    """A condition that forbids commands to an actuator while it holds (exactly one kind)."""
+
+    name: str = Field(pattern=ID_PATTERN)
+    metric: str | None = Field(default=None, description="latest reading of this metric ...")
+    above: float | None = None
+    below: float | None = None
+    alert_type: str | None = Field(default=None, description="... or an open alert of this type ...")
+    min_severity: Severity = "info"
+    states: list[Literal["running", "idle", "down", "planned_stop"]] = Field(
+        default_factory=list, description="... or the machine in one of these states ...")
+    maintenance: bool = Field(default=False, description="... or a maintenance window in progress")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> InterlockConfig:
+        kinds = [k for k, on in (("metric", self.metric is not None), ("alert_type", self.alert_type is not None),
+                                 ("states", bool(self.states)), ("maintenance", self.maintenance)) if on]
+        if len(kinds) != 1:
+            raise ValueError(f"an interlock needs exactly one of metric, alert_type, states, maintenance "
+                             f"(got {', '.join(kinds) or 'none'})")
+        if self.metric is not None and self.above is None and self.below is None:
+            raise ValueError("a metric interlock needs above and/or below")
+        return self
+
+
+class ActuatorConfig(_Model):
+    """Something a command can set (any numeric setpoint), with the safety envelope every command must pass."""
+
+    name: str = Field(pattern=ID_PATTERN)
+    unit: str = ""
+    assets: list[str] = Field(default_factory=list, description="assets that have it; default: every asset")
+    initial: float | None = Field(default=None, description="value assumed before any command or reading")
+    feedback_metric: str | None = Field(default=None, description="a reading that reports the actual value")
+    min: float | None = None
+    max: float | None = None
+    max_step: float | None = Field(default=None, gt=0, description="largest change per command")
+    max_rate_per_s: float | None = Field(default=None, gt=0, description="largest change per second since the "
+                                                                         "previous command")
+    min_interval_s: float = Field(default=0.0, ge=0, description="least time between two commands")
+    interlocks: list[InterlockConfig] = Field(default_factory=list)
+    on_violation: Literal["block", "clamp"] = Field(default="block", description="clamp: limit the value to the "
+                                                                                  "bounds/step/rate instead")
+    ack_timeout_s: float = Field(default=30.0, ge=0, description="wait this long for a device ack; 0 = no acks")
+    max_retries: int = Field(default=2, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ActuatorConfig:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        names = [i.name for i in self.interlocks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"interlock names must be unique, got {names}")
+        return self
+
+
+class ConditionConfig(_Model):
+    """When a control rule fires: exactly one of an alert, a window signal (model output), a KPI."""
+
+    alert_type: str | None = None
+    min_severity: Severity = "warning"
+    signal: str | None = Field(default=None, description="'score' or a feature column, per window")
+    kpi: str | None = Field(default=None, description="a derived KPI of the asset, per period")
+    kpi_period_s: float | None = Field(default=None, gt=0, description="which period; default: the first")
+    above: float | None = None
+    below: float | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ConditionConfig:
+        kinds = [k for k in ("alert_type", "signal", "kpi") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a condition needs exactly one of alert_type, signal, kpi (got "
+                             f"{', '.join(kinds) or 'none'})")
+        if self.alert_type is None and self.above is None and self.below is None:
+            raise ValueError(f"a {kinds[0]} condition needs above and/or below")
+        if self.kpi is not None and self.kpi not in KPI_NAMES:
+            close = difflib.get_close_matches(self.kpi, KPI_NAMES, n=1)
+            raise ValueError(f"unknown KPI {self.kpi!r}" + (f"; did you mean {close[0]!r}?" if close else
+                                                             f"; known: {', '.join(KPI_NAMES)}"))
+        return self
+
+
+class ActionConfig(_Model):
+    """What a rule asks for: exactly one of set (absolute), delta (added), scale (multiplied)."""
+
+    set: float | None = None
+    delta: float | None = None
+    scale: float | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ActionConfig:
+        n = sum(v is not None for v in (self.set, self.delta, self.scale))
+        if n != 1:
+            raise ValueError(f"an action needs exactly one of set, delta, scale (got {n})")
+        return self
+
+
+class ControlRuleConfig(_Model):
+    name: str = Field(pattern=ID_PATTERN)
+    actuator: str
+    when: ConditionConfig
+    action: ActionConfig
+    revert: ActionConfig | None = Field(default=None, description="command to send when the condition ends")
+    mode: Literal["off", "advisory", "approval", "auto"] = "advisory"
+    approval_timeout_s: float = Field(default=300.0, gt=0)
+    assets: list[str] = Field(default_factory=list, description="default: every asset with the actuator")
+
+
+class ControlConfig(_Model):
+    actuators: list[ActuatorConfig] = Field(default_factory=list)
+    rules: list[ControlRuleConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _refs(self) -> ControlConfig:
+        names = [a.name for a in self.actuators]
+        if len(set(names)) != len(names):
+            raise ValueError(f"actuator names must be unique, got {names}")
+        rules = [r.name for r in self.rules]
+        if len(set(rules)) != len(rules):
+            raise ValueError(f"control rule names must be unique, got {rules}")
+        for r in self.rules:
+            if r.actuator not in names:
+                raise ValueError(f"rule {r.name!r} names actuator {r.actuator!r}, which is not in "
+                                 f"[[control.actuators]] ({', '.join(names) or 'none'})")
+        return self
 
 
 class MqttOutput(MqttConnection):
@@ -369,6 +690,7 @@ class ParquetOutput(_Model):
 
 class OutputConfig(_Model):
     alerts: str = ""
+    commands: str = ""
     kpis: str = ""
     scores: str = ""
     deadletter: str = ""
@@ -387,6 +709,8 @@ class SiteConfig(_Model):
     model: ModelConfig = Field(default_factory=ModelConfig)
     alerts: AlertConfig = Field(default_factory=AlertConfig)
     kpi: KpiConfig = Field(default_factory=KpiConfig)
+    maintenance: list[MaintenanceConfig] = Field(default_factory=list)
+    control: ControlConfig = Field(default_factory=ControlConfig)
     outputs: OutputConfig = Field(default_factory=OutputConfig)
 
     @field_validator("assets")
@@ -408,12 +732,14 @@ class SiteConfig(_Model):
         site_id = (data.get("site") or {}).get("id") if isinstance(data.get("site"), dict) else None
         if isinstance(site_id, str):
             outs = dict(data.get("outputs") or {})
-            for kind in ("alerts", "kpis", "scores", "deadletter"):
+            for kind in ("alerts", "commands", "kpis", "scores", "deadletter"):
                 outs.setdefault(kind, f"{site_id}.{kind}")
             data["outputs"] = outs
             inp = dict(data.get("inputs") or {})
             if not inp.get("topics"):
                 inp["topics"] = [f"{site_id}.waveforms", f"{site_id}.readings"]
+            if not inp.get("feedback_topics"):
+                inp["feedback_topics"] = [f"{site_id}.feedback", f"{site_id}.acks"]
             data["inputs"] = inp
         return data
 
@@ -426,7 +752,48 @@ class SiteConfig(_Model):
             if a.id in seen:
                 raise ValueError(f"asset id {a.id!r} appears more than once (ids must be unique)")
             seen.add(a.id)
+        self._check_references(seen)
         return self
+
+    def _check_references(self, assets: set[str]) -> None:
+        """Asset ids, lines and alert types named elsewhere in the config must exist."""
+        lines = {a.line for a in self.all_assets()}
+        types = set(self.alerts.alert_types())
+        problems: list[str] = []  # "path: message", split into (path, message) by _problems
+
+        def known(where: str, ids: list[str]) -> None:
+            bad = [i for i in ids if i not in assets]
+            if bad:
+                problems.append(f"{where}.assets: unknown asset(s) {', '.join(map(repr, bad))}")
+
+        for i, r in enumerate(self.alerts.rules):
+            known(f"alerts.rules[{i}]", r.assets)
+        for i, m in enumerate(self.maintenance):
+            known(f"maintenance[{i}]", m.assets)
+            if m.line is not None and m.line not in lines:
+                problems.append(f"maintenance[{i}].line: {m.line!r} is not a line of any asset "
+                                f"({', '.join(sorted(lines))})")
+        for t in self.kpi.failure_alert_types:
+            if t not in types:
+                problems.append(f"kpi.failure_alert_types: unknown alert type {t!r} (known: "
+                                f"{', '.join(sorted(types))})")
+        periods = set(self.kpi.periods_s)
+        for i, a in enumerate(self.control.actuators):
+            known(f"control.actuators[{i}]", a.assets)
+            for j, lock in enumerate(a.interlocks):
+                if lock.alert_type is not None and lock.alert_type not in types:
+                    problems.append(f"control.actuators[{i}].interlocks[{j}].alert_type: {lock.alert_type!r} is "
+                                    f"not an alert type (known: {', '.join(sorted(types))})")
+        for i, r in enumerate(self.control.rules):
+            known(f"control.rules[{i}]", r.assets)
+            if r.when.alert_type is not None and r.when.alert_type not in types:
+                problems.append(f"control.rules[{i}].when.alert_type: {r.when.alert_type!r} is not an alert type "
+                                f"(known: {', '.join(sorted(types))})")
+            if r.when.kpi_period_s is not None and r.when.kpi_period_s not in periods:
+                problems.append(f"control.rules[{i}].when.kpi_period_s: {r.when.kpi_period_s} is not one of "
+                                f"kpi.periods_s {sorted(periods)}")
+        if problems:
+            raise ValueError(_REFS + _REFS.join(problems))
 
     # ---- derived views -------------------------------------------------
     def all_assets(self) -> list[AssetConfig]:
@@ -435,7 +802,8 @@ class SiteConfig(_Model):
         for g in self.asset_groups:
             for i in range(1, g.count + 1):
                 out.append(AssetConfig(id=f"{g.prefix}{i:0{g.width}d}", line=g.line, channels=g.channels,
-                                       sample_rate_hz=g.sample_rate_hz, rpm=g.rpm))
+                                       sample_rate_hz=g.sample_rate_hz, rpm=g.rpm,
+                                       ideal_cycle_time_s=g.ideal_cycle_time_s))
         return out
 
     def asset_map(self) -> dict[str, AssetConfig]:
@@ -504,6 +872,9 @@ class SiteConfig(_Model):
         return cls.from_dict(data, source=str(p))
 
 
+_REFS = "\x1e"  # separates "path: message" items of cross-reference problems found at the root
+
+
 def _loc_to_path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -548,6 +919,11 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
             msg = f"{err['msg'].replace('Input should be', 'must be')} (got {given!r})"
         elif kind == "value_error":
             msg = err["msg"].removeprefix("Value error, ")
+            if msg.startswith(_REFS):  # several problems, each with its own path
+                for item in msg.split(_REFS)[1:]:
+                    where, _, what = item.partition(": ")
+                    problems.append((where, what))
+                continue
         elif kind == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == ID_PATTERN:
             msg = f"{given!r} is not a valid id: use letters, digits, '.', '_' or '-' (max 128)"
         elif kind == "string_pattern_mismatch" and str(loc[-1]) == "password_env":

@@ -2,10 +2,12 @@
 
 ::
 
-    input ──> decode (flat_map_batch: one call per poll batch, kernel moments)
-                 ├── dead letters ───────────────────────────────┐
-                 └── (asset, frame|reading) ─> analyze (stateful_batch per asset:
-                        windows, features, score, drift, alerts, KPIs) ──┴─> sink
+    input ──> decode (flat_map_batch: one call per poll batch, kernel moments; feedback routed by asset)
+                 ├── dead letters ─────────────────────────────────────────────────────┐
+                 └── (asset, frame|reading|feedback) ─> analyze (stateful_batch per asset:  │
+                        windows, features, score, drift, alerts, commands, KPIs) ─┬─────────┤
+                                    asset KPI periods ─> (line, site) ─> rollup ──┘         └─> sink
+                                                         (stateful_batch per scope)
 
 ``build_flow(config, source, sink)`` works with any Bytewax source that yields
 objects with ``topic/partition/offset/value`` (Kafka, the simulator, files)
@@ -28,44 +30,58 @@ from bytewax.outputs import FixedPartitionedSink, Sink
 from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime
 from aiotstream.config import SiteConfig
 from aiotstream.ingest import Ingestor
-from aiotstream.records import Frame, Reading
+from aiotstream.kpi import PeriodResult, RollupBook, RollupResult, kpi_record, rollup_keys
+from aiotstream.records import Feedback, Frame, Reading
 
 
-class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading], Output, AssetAnalyzer]):
+class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output, AssetAnalyzer]):
     """Bytewax wrapper around one asset's :class:`AssetAnalyzer`; values are per-asset lists from one poll batch.
 
-    When tailing, an asset silent for ``idle`` (wall clock) has its open windows
-    closed; one silent for ``ttl`` is flushed (KPI period included) and its state
-    discarded, so memory stays bounded when assets come and go. A returning
-    asset starts afresh (with a new warm-up).
+    When tailing, a silent asset is woken after ``idle`` (its windows close),
+    and then whenever its next timer or queued event falls due: event time
+    runs on from the clock at the start of the silence by the wall-clock time
+    since the last input. An asset silent for ``ttl`` is flushed (KPI period
+    included) and its state discarded, so memory stays bounded when assets
+    come and go; a returning asset starts afresh (with a new warm-up).
     """
 
     def __init__(self, rt: SiteRuntime, resume: AssetAnalyzer | None, idle: timedelta | None,
-                 ttl: timedelta | None = None):
+                 ttl: timedelta | None = None, now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.rt = rt
         self.analyzer = resume.attach(rt) if resume is not None else None
         self.idle = idle
         self.ttl = ttl
+        self.now = now
         self.last_seen: datetime | None = None
+        self.silent_from_ns: int | None = None  # the asset's clock when the silence began (after the idle flush)
 
-    def on_batch(self, values: list[list[Frame | Reading]]) -> tuple[list[Output], bool]:
+    def on_batch(self, values: list[list[Frame | Reading | Feedback]]) -> tuple[list[Output], bool]:
         items = values[0] if len(values) == 1 else [x for group in values for x in group]
         if self.analyzer is None:
-            self.analyzer = AssetAnalyzer(self.rt, items[0].asset)
+            self.analyzer = AssetAnalyzer(self.rt, items[0].asset or "")
         if self.idle is not None:
-            self.last_seen = datetime.now(UTC)
+            self.last_seen = self.now()
+            self.silent_from_ns = None
         # only a tailing flow has a wall clock to judge idle streams by; a bounded replay must not
         # depend on how fast each partition happens to be read
-        now = time.monotonic() if self.idle is not None else None
-        return self.analyzer.on_items(items, now), StatefulBatchLogic.RETAIN
+        wall = time.monotonic() if self.idle is not None else None
+        return self.analyzer.on_items(items, wall), StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Output], bool]:
-        """Silent for ``idle``: close open windows; silent for ``ttl``: flush everything and forget the asset."""
+        """Silent: close open windows, then let the clock run on with the wall clock; past ``ttl``: forget."""
         if self.analyzer is None or self.last_seen is None:
             return [], StatefulBatchLogic.RETAIN
-        if self.ttl is not None and datetime.now(UTC) >= self.last_seen + self.ttl:
+        if self.ttl is not None and self.now() >= self.last_seen + self.ttl:
             return self.analyzer.flush(kpi=True), StatefulBatchLogic.DISCARD
-        return self.analyzer.flush(kpi=False), StatefulBatchLogic.RETAIN
+        outs: list[Output] = []
+        if self.silent_from_ns is None:
+            outs = self.analyzer.flush(kpi=False)
+            self.silent_from_ns = self.analyzer.clock_ns
+            if self.silent_from_ns is None:
+                return outs, StatefulBatchLogic.RETAIN
+        silent = self.now() - self.last_seen
+        outs += self.analyzer.idle(self.silent_from_ns + int(silent.total_seconds() * 1e9))
+        return outs, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Output], bool]:
         if self.analyzer is None:
@@ -75,17 +91,86 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading], Output, AssetAnaly
     def notify_at(self) -> datetime | None:
         if self.idle is None or self.last_seen is None or self.analyzer is None:
             return None
-        if self.analyzer.windows.open:
+        forget = self.last_seen + self.ttl if self.ttl is not None else None
+        if self.silent_from_ns is None:
             return self.last_seen + self.idle
-        return self.last_seen + self.ttl if self.ttl is not None else None
+        due = self.analyzer.next_deadline_ns()
+        wake = None if due is None else \
+            self.last_seen + max(self.idle, timedelta(microseconds=(due - self.silent_from_ns) / 1000))
+        times = [t for t in (wake, forget) if t is not None]
+        return min(times) if times else None
 
     def snapshot(self) -> AssetAnalyzer:
         assert self.analyzer is not None
         return copy.deepcopy(self.analyzer)  # the copy leaves the shared runtime out (see __getstate__)
 
 
+class RollupLogic(StatefulBatchLogic[tuple[str, PeriodResult], Output, RollupBook]):
+    """Bytewax wrapper around one scope's :class:`~aiotstream.kpi.RollupBook` (``line:<id>`` or ``site``).
+
+    Bytewax's builder is not told the key, so the values carry it and the
+    book is made from the first one.
+    """
+
+    def __init__(self, rt: SiteRuntime, resume: RollupBook | None, tail: bool):
+        self.rt = rt
+        self.book = resume
+        self.tail = tail
+        self.wait_s = rt.config.kpi.rollup_wait_s
+
+    def _make(self, key: str) -> RollupBook:
+        if key == "site":
+            return RollupBook("site", self.rt.ctx.site, set(self.rt.assets))
+        line = key.removeprefix("line:")
+        return RollupBook("line", line, self.rt.lines.get(line, set()))
+
+    def _records(self, results: list[RollupResult]) -> list[Output]:
+        rt = self.rt
+        assert self.book is not None
+        return [Output("kpi", r.line or rt.ctx.site, kpi_record(rt.ctx, r, scope=self.book.scope,
+                                                                  model_sha=rt.model_block["sha256"],
+                                                                  features=rt.features_block, model=rt.model_block))
+                for r in results]
+
+    def on_batch(self, values: list[tuple[str, PeriodResult]]) -> tuple[list[Output], bool]:
+        if self.book is None:
+            self.book = self._make(values[0][0])
+        now = time.monotonic()
+        out: list[RollupResult] = []
+        for _, r in values:
+            out += self.book.add(r, now)
+        return self._records(out), StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[list[Output], bool]:
+        if self.book is None:
+            return [], StatefulBatchLogic.RETAIN
+        return self._records(self.book.expire(time.monotonic(), self.wait_s)), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[Output], bool]:
+        if self.book is None:
+            return [], StatefulBatchLogic.RETAIN
+        return self._records(self.book.flush()), StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        if not self.tail or self.book is None:
+            return None
+        due = self.book.next_expiry_s(self.wait_s)
+        if due is None:
+            return None
+        return datetime.now(UTC) + timedelta(seconds=max(0.0, due - time.monotonic()))
+
+    def snapshot(self) -> RollupBook:
+        assert self.book is not None
+        return copy.deepcopy(self.book)
+
+
 def _is_output(x: Any) -> bool:
     return isinstance(x, Output)
+
+
+def _rollup_inputs(o: Output) -> list[tuple[str, tuple[str, PeriodResult]]]:
+    r = o.partial
+    return [] if r is None else [(k, (k, r)) for k in rollup_keys(r)]
 
 
 def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: bool | None = None,
@@ -94,7 +179,8 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
     """Build the predictive-maintenance dataflow for one site.
 
     ``tail`` (default: ``config.inputs.tail``) decides whether silent assets
-    have their windows closed after ``window.idle_close_s`` of wall-clock time.
+    have their windows closed after ``window.idle_close_s`` of wall-clock time
+    (and their timers run on with the wall clock).
     ``also``: more sinks that see every output (e.g. the Parquet and MQTT
     sinks, which keep the kinds they are configured for); a
     ``FixedPartitionedSink`` gets ``(asset, output)`` pairs.
@@ -111,7 +197,12 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
     split = op.branch("split_dead_letters", decoded, _is_output)
     analyzed = op.stateful_batch("analyze", split.falses, lambda resume: AnalyzerLogic(rt, resume, idle, ttl))
     results = op.map("drop_key", analyzed, lambda kv: kv[1])
-    outputs = op.merge("outputs", results, split.trues)
+    streams = [results, split.trues]
+    if config.kpi.rollup:
+        keyed = op.flat_map("rollup_keys", results, _rollup_inputs)
+        rolled = op.stateful_batch("rollup", keyed, lambda resume: RollupLogic(rt, resume, tail))
+        streams.append(op.map("drop_rollup_key", rolled, lambda kv: kv[1]))
+    outputs = op.merge("outputs", *streams)
     op.output("sink", outputs, sink)
     for i, extra in enumerate(also):
         if isinstance(extra, FixedPartitionedSink):

@@ -10,7 +10,8 @@ faulty asset while the fault lasts (onset .. end + tolerance); anything else is
 a false alert.
 
 >>> truth = [{"asset": "a", "kind": "imbalance", "onset_ns": 10, "end_ns": None}]
->>> alerts = [{"asset": "a", "status": "open", "opened_at_ns": 12}, {"asset": "b", "status": "open", "opened_at_ns": 5}]
+>>> alerts = [{"asset": "a", "event": "opened", "opened_at_ns": 12}, {"asset": "b", "status": "open", "opened_at_ns": 5},
+...           {"asset": "a", "event": "escalated", "status": "open", "opened_at_ns": 12}]
 >>> r = score_alerts(truth, alerts, tolerance_ns=5)
 >>> r.recall, r.precision, r.false_alerts
 (1.0, 0.5, 1)
@@ -35,10 +36,15 @@ class Detection:
     missed: list[str] = field(default_factory=list)
 
 
+def _is_opening(a: Mapping[str, Any]) -> bool:
+    """``aiotstream.alert/2`` records say ``event: opened``; /1 records had only ``status: open``."""
+    return a["event"] == "opened" if "event" in a else a.get("status") == "open"
+
+
 def score_alerts(truth: Iterable[Mapping[str, Any]], alerts: Iterable[Mapping[str, Any]],
                  tolerance_ns: int = 5_000_000_000, lead_ns: int = 0) -> Detection:
     faults = list(truth)
-    opened = [a for a in alerts if a.get("status") == "open"]
+    opened = [a for a in alerts if _is_opening(a)]
     detected, delays, missed = 0, {}, []
     for f in faults:
         hits = [a["opened_at_ns"] for a in opened

@@ -1,4 +1,4 @@
-"""Decode a poll batch: bytes -> validated frames/readings (keyed by asset) + dead letters.
+"""Decode a poll batch: bytes -> validated frames/readings/feedback (keyed by asset) + dead letters.
 
 One call per poll batch, not per message: frames of the same shape, dtype and
 sample rate are stacked and reduced to per-channel partials by one call of each
@@ -12,6 +12,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from aiotstream.codecs_iot import decode_payload
 from aiotstream.errors import DecodeError
 from aiotstream.features import FeatureSet, frame_partials_batch
 from aiotstream.lineage import iso_ns
-from aiotstream.records import DeadLetter, Frame, Position, Reading, ReadingRows
+from aiotstream.records import DeadLetter, Feedback, Frame, Position, Reading, ReadingRows
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,23 @@ class Ingestor:
                 item: int | None = None) -> Output:
         extra = {} if item is None else {"item": item}
         return self.rt.deadletter(DeadLetter(raw, pos, reason, message, asset=asset, extra=extra))
+
+    def route_feedback(self, fb: Feedback, raw: bytes) -> list[tuple[str, Feedback] | Output]:
+        """Key feedback by asset; copy a line- or site-wide maintenance message to every asset it covers."""
+        if fb.asset is not None:
+            if fb.asset not in self.rt.assets:
+                return [self._reject(raw, fb.pos, "unknown_asset", f"feedback names asset {fb.asset!r}, which is not "
+                                     f"in the site config ({self.rt.config.site.id})", asset=fb.asset)]
+            return [(fb.asset, fb)]
+        if fb.line is not None:
+            members = self.rt.lines.get(fb.line)
+            if members is None:
+                return [self._reject(raw, fb.pos, "unknown_line", f"maintenance names line {fb.line!r}, which no "
+                                     f"asset of site {self.rt.config.site.id} is on "
+                                     f"({', '.join(sorted(self.rt.lines))})")]
+        else:
+            members = set(self.rt.assets)
+        return [(a, replace(fb, asset=a)) for a in sorted(members)]
 
     def decode_batch(self, msgs: Iterable[Any]) -> list[tuple[str, Frame | Reading] | Output]:
         """Decode a poll batch; items and dead letters in input order."""
@@ -76,7 +94,7 @@ class Ingestor:
         dead.extend(groups.items())
         return dead
 
-    def _decode(self, msgs: Iterable[Any], emit: Callable[[Frame | Reading], None],
+    def _decode(self, msgs: Iterable[Any], emit: Callable[[Frame | Reading | Feedback], None],
                 reject: Callable[[Output], None]) -> None:
         frames: list[Frame] = []
         horizon = self.now_ns() + self.max_future_ns
@@ -108,6 +126,9 @@ class Ingestor:
                 continue
             multi = len(items) > 1
             for i, item in enumerate(items):
+                if isinstance(item, Feedback):
+                    self._feedback(item, raw, pos, horizon, emit, reject)
+                    continue
                 why = self._check(item, horizon)
                 if why is not None:
                     reject(self._reject(raw, pos, why[0], why[1], asset=item.asset, item=i if multi else None))
@@ -117,6 +138,20 @@ class Ingestor:
                 emit(item)
         if frames:
             attach_partials(frames, self.rt.feature_set, self._rpm)
+
+    def _feedback(self, fb: Feedback, raw: bytes, pos: Position, horizon: int,
+                  emit: Callable[[Frame | Reading | Feedback], None], reject: Callable[[Output], None]) -> None:
+        """Feedback goes to the asset(s) it is about; one from the future is dead-lettered."""
+        if fb.ts_ns > horizon:
+            reject(self._reject(raw, pos, "future_timestamp", f"feedback time {iso_ns(fb.ts_ns)} is more than "
+                                f"{self.rt.config.window.max_future_s:g} s ahead of this worker's clock",
+                                asset=fb.asset))
+            return
+        for routed in self.route_feedback(fb, raw):
+            if isinstance(routed, Output):
+                reject(routed)
+            else:
+                emit(routed[1])
 
     def _check(self, item: Frame | Reading, horizon: int) -> tuple[str, str] | None:
         """Why the item cannot be used with this site's config (reason, message), or None."""

@@ -175,3 +175,36 @@ class DeadLetter:
     message: str
     asset: str | None = None
     extra: dict = field(default_factory=dict)
+
+
+FEEDBACK_TYPES = ("ack", "clear", "label", "approve", "reject", "command_ack", "maintenance")
+"""What a feedback message can say: see :func:`aiotstream.codecs.decode_feedback`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """An operator or device message about an alert, a command or a maintenance window.
+
+    ``ts_ns`` is when it was sent (event time). After routing, ``asset`` is
+    the asset it applies to (a line- or site-wide maintenance message is
+    copied to every asset it covers).
+    """
+
+    type: str
+    asset: str | None
+    ts_ns: int
+    pos: Position
+    alert_id: str | None = None
+    alert_type: str | None = None
+    command_id: str | None = None
+    label: str | None = None
+    fault_type: str | None = None
+    status: str | None = None
+    value: float | None = None
+    start_ns: int | None = None
+    end_ns: int | None = None
+    line: str | None = None
+    window_id: str | None = None
+    by: str = ""
+    note: str = ""
+    raw: bytes | None = None

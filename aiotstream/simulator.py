@@ -58,6 +58,25 @@ Faults (at most one per asset; :attr:`PlantSimulator.faults` is the truth)
 ``temperature_drift`` (``channel`` None)
     Temperature rises by 0.3 °C/s from the onset until the end of the run.
 
+Production model (optional, ``production=ProductionSpec(...)``)
+----------------------------------------------------------------
+For OEE, MTTR and MTBF inputs each asset also reports, as JSON readings:
+
+* ``state``: the machine state as a code (0 planned_stop, 1 running, 2 idle,
+  3 down) at the start and at every change;
+* ``parts_total`` and ``parts_good``: cumulative part counters every
+  ``counter_interval_s``.
+
+The state is ``planned_stop`` in the configured planned stops, else ``down``
+from ``down_delay_s`` after a fault's onset until the fault ends (or the run
+does), else ``idle`` in short stops (a Poisson process of ``idle_per_hour``,
+each lasting U(``idle_s``)), else ``running``. While running, a part
+completes every ``cycle_time_s x speed`` seconds (``speed`` ~ U(``speed``)
+per asset; a cycle cut short by a stop is lost) and is scrap with
+probability ``scrap_rate``. :meth:`PlantSimulator.production_truth` gives the
+exact run/planned/down time and part counts. The waveforms do not change
+with the machine state.
+
 Fault placement: ``n_faults`` distinct assets, kinds taken cyclically from a
 seeded shuffle of ``fault_kinds`` (so every kind appears once
 ``n_faults >= len(fault_kinds)``), onsets uniform in
@@ -93,10 +112,12 @@ from aiotstream.codecs import encode_frame, encode_reading
 __all__ = [
     "FAULT_KINDS",
     "MALFORMED_CATEGORIES",
+    "STATE_CODES",
     "AssetLike",
     "AssetSpec",
     "Fault",
     "PlantSimulator",
+    "ProductionSpec",
     "SimMessage",
     "malformed_messages",
     "read_waveform_file",
@@ -116,9 +137,13 @@ MALFORMED_CATEGORIES: tuple[str, ...] = (
 )
 """The categories :func:`malformed_messages` cycles through (``SimMessage.label``)."""
 
+STATE_CODES: dict[str, int] = {"planned_stop": 0, "running": 1, "idle": 2, "down": 3}
+"""Machine-state codes of the ``state`` readings (the same as :data:`aiotstream.kpi.STATE_CODES`)."""
+
 DEFAULT_START_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 YEAR_2100_NS = 4_102_444_800_000_000_000  # 2100-01-01T00:00:00Z
 TEMPERATURE_METRIC = "temperature"
+S_NS = 1_000_000_000
 
 # ---- signal parameters (see the module docstring) ----------------------------
 AMP_1X = 0.2
@@ -232,6 +257,37 @@ class Fault:
 
 
 @dataclass(frozen=True, slots=True)
+class ProductionSpec:
+    """Settings of the optional production model (see the module docstring)."""
+
+    cycle_time_s: float = 2.0
+    speed: tuple[float, float] = (1.05, 1.25)
+    scrap_rate: float = 0.03
+    idle_per_hour: float = 30.0
+    idle_s: tuple[float, float] = (3.0, 10.0)
+    planned_stops: tuple[tuple[float, float], ...] = ()  # (start, duration) in seconds from the start of the run
+    down_on_fault: bool = True
+    down_delay_s: float = 2.0
+    counter_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.cycle_time_s > 0 or not self.counter_interval_s > 0:
+            raise ValueError("cycle_time_s and counter_interval_s must be > 0")
+        if not (0 < self.speed[0] <= self.speed[1]) or not (0 <= self.idle_s[0] <= self.idle_s[1]):
+            raise ValueError(f"speed {self.speed} and idle_s {self.idle_s} must be ordered (low, high) ranges")
+        if not 0 <= self.scrap_rate <= 1 or self.idle_per_hour < 0 or self.down_delay_s < 0:
+            raise ValueError("scrap_rate must be in [0, 1]; idle_per_hour and down_delay_s must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class _Production:
+    """One asset's simulated production: state changes and part completions (ns, absolute)."""
+
+    changes: tuple[tuple[int, str], ...]  # (time, state), first at the start of the run
+    parts: tuple[tuple[int, bool], ...]  # (completion time, good)
+
+
+@dataclass(frozen=True, slots=True)
 class SimMessage:
     """One simulated input message, ready to produce to a broker.
 
@@ -329,6 +385,9 @@ def _frame_t0(start_ns: int, k: int, frame_samples: int, rate: float) -> int:
 class PlantSimulator:
     """Seeded plant simulator: waveform frames and temperature readings with labelled faults.
 
+    ``faults`` places the given faults instead of seeded ones (``n_faults`` is
+    then ignored); ``production`` adds the production model's readings.
+
     ``assets`` is a sequence of asset-like objects (``id``, ``line``,
     ``channels``, ``sample_rate_hz``, ``rpm``) or an int ``n`` for ``n`` default
     assets ``asset-000`` ... The ground truth (:attr:`faults`) is decided here,
@@ -356,6 +415,8 @@ class PlantSimulator:
         warmup_s: float = 20.0,
         seed: int = 0,
         temperature_interval_s: float = 1.0,
+        faults: Sequence[Fault] | None = None,
+        production: ProductionSpec | None = None,
     ) -> None:
         if isinstance(assets, bool):
             raise TypeError("assets must be a sequence of assets or an int count, not a bool")
@@ -389,7 +450,7 @@ class PlantSimulator:
         if len(set(ids)) != len(ids):
             dup = sorted({i for i in ids if ids.count(i) > 1})
             raise ValueError(f"asset ids must be unique; duplicated: {dup}")
-        if n_faults > len(self.assets):
+        if faults is None and n_faults > len(self.assets):
             raise ValueError(
                 f"n_faults={n_faults} but there are only {len(self.assets)} assets: "
                 "faults go on distinct assets, so use n_faults <= number of assets"
@@ -408,7 +469,11 @@ class PlantSimulator:
 
         root = np.random.SeedSequence(self.seed)
         fault_ss, *asset_ss = root.spawn(1 + len(self.assets))
-        self.faults: list[Fault] = self._place_faults(np.random.Generator(np.random.PCG64(fault_ss)))
+        if faults is not None:
+            self.faults = self._given_faults(faults)
+            self.n_faults = len(self.faults)
+        else:
+            self.faults = self._place_faults(np.random.Generator(np.random.PCG64(fault_ss)))
         by_asset: dict[str, list[Fault]] = {a.id: [] for a in self.assets}
         for f in self.faults:
             by_asset[f.asset].append(f)
@@ -416,10 +481,113 @@ class PlantSimulator:
             self._make_model(spec, ss, tuple(by_asset[spec.id])) for spec, ss in zip(self.assets, asset_ss)
         ]
         self._model_by_id = {m.spec.id: m for m in self._models}
+        self.production = production
+        self._production: dict[str, _Production] = {}
+        if production is not None:
+            prod_ss = root.spawn(len(self.assets))  # spawned after the others, so enabling it changes no other stream
+            for spec, ss in zip(self.assets, prod_ss):
+                self._production[spec.id] = self._make_production(spec, by_asset[spec.id], production, ss)
         self.n_frames: int = sum(m.n_frames for m in self._models)
-        self.n_readings: int = sum(m.n_readings for m in self._models)
+        self.n_readings: int = sum(m.n_readings for m in self._models) + sum(
+            len(p.changes) + 2 * self._n_counter_readings() for p in self._production.values())
 
     # ---- construction -----------------------------------------------------------
+    def _given_faults(self, faults: Sequence[Fault]) -> list[Fault]:
+        """Check explicitly given faults (instead of seeded placement)."""
+        ids = {a.id: a for a in self.assets}
+        out = []
+        for f in faults:
+            if f.asset not in ids:
+                raise ValueError(f"fault on unknown asset {f.asset!r}")
+            if f.kind not in FAULT_KINDS:
+                raise ValueError(f"unknown fault kind {f.kind!r}")
+            if not self.start_ns <= f.onset_ns < self.end_ns:
+                raise ValueError(f"fault onset {f.onset_ns} is outside the run [{self.start_ns}, {self.end_ns})")
+            if f.kind in ("sensor_stuck", "spike_burst") and f.channel not in ids[f.asset].channels:
+                raise ValueError(f"{f.kind} needs a channel of asset {f.asset!r}, got {f.channel!r}")
+            out.append(f)
+        return sorted(out, key=lambda f: (f.onset_ns, f.asset))
+
+    def _n_counter_readings(self) -> int:
+        assert self.production is not None
+        return math.ceil(self.duration_s / self.production.counter_interval_s - 1e-9)
+
+    def _make_production(self, spec: AssetSpec, faults: list[Fault], p: ProductionSpec,
+                         ss: np.random.SeedSequence) -> _Production:
+        """Decide one asset's state timeline and part completions."""
+        rng = np.random.Generator(np.random.PCG64(ss))
+        start, end = self.start_ns, self.end_ns
+        # intervals per state, highest priority first
+        planned = [(start + round(a * S_NS), start + round((a + d) * S_NS)) for a, d in p.planned_stops]
+        down = [(f.onset_ns + round(p.down_delay_s * S_NS), f.end_ns if f.end_ns is not None else end)
+                for f in faults if p.down_on_fault]
+        idle = []
+        t = start
+        while p.idle_per_hour > 0:
+            t += round(rng.exponential(3600.0 / p.idle_per_hour) * S_NS)
+            if t >= end:
+                break
+            d = round(rng.uniform(*p.idle_s) * S_NS)
+            idle.append((t, t + d))
+            t += d
+        layers = [("planned_stop", planned), ("down", down), ("idle", idle)]
+        cuts = sorted({start, end} | {x for _, ivs in layers for iv in ivs for x in iv if start < x < end})
+        changes: list[tuple[int, str]] = []
+        for a in cuts[:-1]:
+            state = next((name for name, ivs in layers if any(lo <= a < hi for lo, hi in ivs)), "running")
+            if not changes or changes[-1][1] != state:
+                changes.append((a, state))
+        cycle = round(p.cycle_time_s * float(rng.uniform(*p.speed)) * S_NS)
+        parts: list[tuple[int, bool]] = []
+        bounds = [c[0] for c in changes] + [end]
+        for (a, state), b in zip(changes, bounds[1:]):
+            if state != "running":
+                continue
+            k = 1
+            while a + k * cycle <= b:
+                parts.append((a + k * cycle, bool(rng.uniform() >= p.scrap_rate)))
+                k += 1
+        return _Production(tuple(changes), tuple(parts))
+
+    def production_truth(self, until_ns: int | None = None) -> dict[str, dict[str, int]]:
+        """Per asset: ns in each state and parts completed in ``[start, until)`` (default: the whole run).
+
+        Part counts are what the counters report by ``until`` (the last counter reading before it).
+        """
+        until = self.end_ns if until_ns is None else until_ns
+        out: dict[str, dict[str, int]] = {}
+        for aid, prod in self._production.items():
+            times = {k: 0 for k in STATE_CODES}
+            bounds = [c[0] for c in prod.changes] + [self.end_ns]
+            for (a, state), b in zip(prod.changes, bounds[1:]):
+                times[state] += max(0, min(b, until) - a)
+            last_counter = max((ts for ts in self._counter_times() if ts < until), default=None)
+            done = [good for t, good in prod.parts if last_counter is not None and t <= last_counter]
+            out[aid] = {f"{k}_ns": v for k, v in times.items()} | {"parts_total": len(done),
+                                                                   "parts_good": sum(done)}
+        return out
+
+    def _counter_times(self) -> list[int]:
+        assert self.production is not None
+        return [self.start_ns + round(k * self.production.counter_interval_s * S_NS)
+                for k in range(self._n_counter_readings())]
+
+    def _asset_production(self, aid: str) -> Iterator[tuple[int, str, str, float, str]]:
+        """One asset's production readings as ``(ts_ns, asset, "reading", value, metric)`` in time order."""
+        prod = self._production[aid]
+        events: list[tuple[int, str, str, float, str]] = [
+            (t, aid, "reading", float(STATE_CODES[state]), "state") for t, state in prod.changes]
+        i, total, good = 0, 0, 0
+        for ts in self._counter_times():
+            while i < len(prod.parts) and prod.parts[i][0] <= ts:
+                total += 1
+                good += int(prod.parts[i][1])
+                i += 1
+            events.append((ts, aid, "reading", float(total), "parts_total"))
+            events.append((ts, aid, "reading", float(good), "parts_good"))
+        events.sort(key=lambda e: (e[0], e[4]))
+        yield from events
+
     def _place_faults(self, rng: np.random.Generator) -> list[Fault]:
         """Decide the ground truth: which asset gets which fault, when."""
         if self.n_faults == 0:
@@ -657,14 +825,17 @@ class PlantSimulator:
         for m in self._models:
             iters.append(self._asset_frames(m))
             iters.append(self._asset_readings(m))
+            if m.spec.id in self._production:
+                iters.append(self._asset_production(m.spec.id))
         for ev in heapq.merge(*iters, key=lambda e: (e[0], e[1], e[2])):
             if ev[2] == "waveform":
                 t0, aid, _s, seq, x = ev
                 rate = self._model_by_id[aid].spec.sample_rate_hz
                 yield SimMessage("waveform", aid, t0, encode_frame(aid, seq, t0, rate, x))
             else:
-                ts, aid, _s, v = ev
-                yield SimMessage("reading", aid, ts, encode_reading(aid, ts, TEMPERATURE_METRIC, v))
+                ts, aid, _s, v = ev[:4]
+                metric = ev[4] if len(ev) > 4 else TEMPERATURE_METRIC
+                yield SimMessage("reading", aid, ts, encode_reading(aid, ts, metric, v))
 
     # ---- ground truth and files -------------------------------------------------------------
     def truth_dict(self) -> dict[str, Any]:

@@ -7,7 +7,9 @@ consumer reads at different speeds, so each stream keeps its own progress (the
 newest event time it delivered) and the watermark is the *slowest* active
 stream's progress minus the allowed lateness; a window closes when the
 watermark passes its end. A stream that has delivered nothing for
-``idle_s`` of wall-clock time stops holding the watermark back; so does an
+``idle_s`` of wall-clock time while another stream of the asset delivers stops
+holding the watermark back (after a pause of every stream, silence counts from
+the resumption, so the first stream back cannot outrun the others); so does an
 ``expected`` stream that has not shown up at all within ``idle_s`` of the
 asset's first input (an asset without a temperature sensor, say). Without a
 wall clock (``now_s=None``: replaying a bounded input) nothing is idle and an
@@ -30,6 +32,7 @@ them over, in event-time order, when it closes; the analysis merges them once.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,6 +103,7 @@ class WindowAssembler:
         self.expected = expected
         self.first_arrival: float | None = None
         self.closed_end_ns: int | None = None  # end of the newest closed window
+        self.resumed_at: float | None = None  # wall-clock time the asset resumed after all its streams were silent
 
     @property
     def max_event_ns(self) -> int | None:
@@ -116,7 +120,12 @@ class WindowAssembler:
         waiting = now is None or (self.first_arrival is not None and now - self.first_arrival <= self.idle_s)
         if waiting and any(s not in self.progress for s in self.expected):
             return None  # give an expected stream that has not arrived yet a chance to
-        active = [t for s, t in self.progress.items() if now is None or now - self.last_arrival[s] <= self.idle_s]
+        # a stream is idle after idle_s of silence *while the asset is delivering*: after a pause of every
+        # stream (a reconnect), silence counts from the resumption, so the first stream back cannot outrun
+        resumed = getattr(self, "resumed_at", None)
+        active = [t for s, t in self.progress.items()
+                  if now is None or now - max(self.last_arrival[s], resumed if resumed is not None else -math.inf)
+                  <= self.idle_s]
         return min(active or self.progress.values()) - self.lateness_ns
 
     def _starts(self, t_ns: int) -> range:
@@ -140,6 +149,8 @@ class WindowAssembler:
         self.now_s = now_s
         if self.first_arrival is None:
             self.first_arrival = now_s
+        if now_s is not None and self.last_arrival and now_s - max(self.last_arrival.values()) > self.idle_s:
+            self.resumed_at = now_s  # every stream was silent: the asset resumes now
         for item in items:
             if isinstance(item, Frame):
                 t, end, stream = item.t0_ns, item.end_ns, "frames"

@@ -8,7 +8,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from aiotstream.analysis import KINDS, Output
 
-FILE_NAMES = {"alert": "alerts", "kpi": "kpis", "score": "scores", "deadletter": "deadletter"}
+FILE_NAMES = {"alert": "alerts", "command": "commands", "kpi": "kpis", "score": "scores", "deadletter": "deadletter"}
 
 
 class _JsonlPartition(StatelessSinkPartition[Output]):
@@ -28,7 +28,7 @@ class _JsonlPartition(StatelessSinkPartition[Output]):
 
 
 class JsonlSink(DynamicSink[Output]):
-    """``<dir>/alerts.jsonl``, ``kpis.jsonl``, ``scores.jsonl``, ``deadletter.jsonl`` (``-w<i>`` per worker if many)."""
+    """``<dir>/alerts.jsonl``, ``commands.jsonl``, ``kpis.jsonl``, ``scores.jsonl``, ``deadletter.jsonl`` (``-w<i>`` per worker if many)."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)

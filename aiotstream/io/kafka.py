@@ -36,7 +36,13 @@ def client_config_from_env(environ: Mapping[str, str] | None = None) -> dict[str
 def output_topics(config: SiteConfig) -> dict[str, str]:
     """Output kind -> topic name for a site."""
     outs = config.outputs
-    return {"alert": outs.alerts, "kpi": outs.kpis, "score": outs.scores, "deadletter": outs.deadletter}
+    return {"alert": outs.alerts, "command": outs.commands, "kpi": outs.kpis, "score": outs.scores,
+            "deadletter": outs.deadletter}
+
+
+def input_topics(config: SiteConfig) -> list[str]:
+    """Every topic the flow reads: data topics, then feedback/ack topics."""
+    return list(dict.fromkeys(list(config.inputs.topics) + list(config.inputs.feedback_topics)))
 
 
 def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, timeout: float = 15.0) -> list[str]:
@@ -58,10 +64,11 @@ def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, time
 
 
 def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | None = None) -> KafkaSource:
-    """Bytewax KafkaSource over the site's input topics (static partition assignment, offsets in recovery)."""
+    """Bytewax KafkaSource over the site's input and feedback topics (static partition assignment, offsets in
+    recovery)."""
     return KafkaSource(
         (brokers or ",".join(config.inputs.brokers)).split(","),
-        config.inputs.topics,
+        input_topics(config),
         tail=config.inputs.tail if tail is None else tail,
         batch_size=config.inputs.poll_batch,
         raise_on_errors=False,  # consumer errors become dead letters, the flow keeps running
@@ -91,7 +98,7 @@ class _OutputPartition(StatelessSinkPartition[Output]):
 
 
 class KafkaOutputSink(DynamicSink[Output]):
-    """Writes outputs to ``<site>.alerts|kpis|scores|deadletter``, keyed by asset id."""
+    """Writes outputs to ``<site>.alerts|commands|kpis|scores|deadletter``, keyed by asset id."""
 
     def __init__(self, config: SiteConfig, brokers: str | None = None):
         self.topics = output_topics(config)

@@ -5,8 +5,9 @@ from aiotstream.models.online import (
     Detector,
     DriftWatch,
     HalfSpaceTreesDetector,
+    LabelLearner,
     ZScoreDetector,
     make_detector,
 )
 
-__all__ = ["Detector", "DriftWatch", "HalfSpaceTreesDetector", "ZScoreDetector", "make_detector"]
+__all__ = ["Detector", "DriftWatch", "HalfSpaceTreesDetector", "LabelLearner", "ZScoreDetector", "make_detector"]

@@ -54,6 +54,19 @@ class Detector(Protocol):
         ...
 
 
+@runtime_checkable
+class LabelLearner(Protocol):
+    """A detector that can learn from an operator's label of an alert (optional, next to :class:`Detector`).
+
+    ``x`` is the feature row of the window that opened the alert. A
+    ``false_alarm`` label (``is_fault`` False) teaches the detector that the
+    row is normal; what a ``true_fault`` label does is up to the detector.
+    Returns whether the model changed.
+    """
+
+    def learn_label(self, x: np.ndarray, is_fault: bool) -> bool: ...
+
+
 class ZScoreDetector:
     """Largest absolute z-score over the features against a fading per-feature baseline."""
 
@@ -109,6 +122,21 @@ class ZScoreDetector:
         if score < self.learn_below:
             self._learn(x)
         return score
+
+    def learn_label(self, x: np.ndarray, is_fault: bool) -> bool:
+        """A false alarm joins the baseline (it widens to cover the row); a true fault teaches nothing,
+        because the baseline already left out the windows that looked anomalous.
+
+        >>> d = ZScoreDetector(["a"], warmup=2)
+        >>> _ = [d.score_learn(np.array([v])) for v in (0.0, 1.0, 0.0, 1.0)]
+        >>> before = d.score_learn(np.array([5.0]))
+        >>> d.learn_label(np.array([5.0]), is_fault=False), d.score_learn(np.array([5.0])) < before
+        (True, True)
+        """
+        if is_fault or not self.warm:
+            return False
+        self._learn(np.asarray(x, dtype=np.float64))
+        return True
 
     def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
         x = np.asarray(x, dtype=np.float64)
@@ -169,6 +197,15 @@ class HalfSpaceTreesDetector:
         if score < self.learn_below:
             self.model.learn_one(feats)
         return score
+
+    def learn_label(self, x: np.ndarray, is_fault: bool) -> bool:
+        """A false alarm is learnt as a normal row (trees and the explanation baseline); a true fault is not."""
+        if is_fault or not self.warm:
+            return False
+        x = np.asarray(x, dtype=np.float64)
+        self.model.learn_one(self._scaled(x))
+        self._baseline.learn_label(x, False)
+        return True
 
     def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
         return self._baseline.explain(x, k)

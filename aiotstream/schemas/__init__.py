@@ -1,7 +1,7 @@
 """The JSON Schemas of the output records, shipped in the package.
 
->>> sorted(load_schema()["$defs"])[:3]
-['alert', 'deadletter', 'features']
+>>> [k for k in ("alert", "command", "kpi", "score", "deadletter") if k in load_schema()["$defs"]]
+['alert', 'command', 'kpi', 'score', 'deadletter']
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def load_schema() -> dict[str, Any]:
 
 
 def validator(kind: str | None = None) -> Any:
-    """A ``jsonschema`` validator for one kind (``alert``, ``kpi``, ``score``, ``deadletter``) or any record."""
+    """A ``jsonschema`` validator for one kind (``alert``, ``command``, ``kpi``, ``score``, ``deadletter``) or any record."""
     import jsonschema
 
     root = load_schema()

@@ -11,7 +11,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-OUTPUT_KINDS = ("alerts", "kpis", "scores", "deadletter")
+OUTPUT_KINDS = ("alerts", "commands", "kpis", "scores", "deadletter")
 
 
 def read_topic(brokers: str, topic: str, timeout: float = 30.0) -> list[Message]:

@@ -43,18 +43,31 @@ def test_outputs_validate_and_cover_every_window(sim: PlantSimulator, outputs: l
     for o in outputs:
         err = next(iter(v.iter_errors(o.record)), None)
         assert err is None, f"{o.kind}: {err.message} at {list(err.path)}"
-        assert o.record["schema"] == f"aiotstream.{o.kind}/1"
-        assert o.key == o.record["asset"]
+        major = {"alert": 2, "kpi": 2}.get(o.kind, 1)
+        assert o.record["schema"] == f"aiotstream.{o.kind}/{major}"
+        scope = o.record.get("scope", "asset")
+        assert o.key == {"asset": o.record.get("asset"), "line": o.record.get("line"), "site": CFG.site.id}[scope]
     assert kinds["score"] == 3 * 40  # 3 assets x 40 one-second windows
     assert kinds["deadletter"] == 0
-    assert sum(o.record["frames"] for o in outputs if o.kind == "kpi") == sim.n_frames
+    kpis = [o.record for o in outputs if o.kind == "kpi"]
+    for scope in ("asset", "line", "site"):  # every scope adds up to every frame, once
+        assert sum(k["totals"]["frames"] for k in kpis if k["scope"] == scope) == sim.n_frames
+    # 40 s in 5 s periods: 8 periods per asset (3), per line (2) and for the site
+    assert Counter(k["scope"] for k in kpis) == {"asset": 24, "line": 16, "site": 8}
 
 
 def test_ids_are_deterministic_across_runs(sim: PlantSimulator, outputs: list[Output]) -> None:
     again = run_flow(list(sim.messages()))
     assert sorted(o.record["id"] for o in again) == sorted(o.record["id"] for o in outputs)
     assert len({o.record["id"] for o in outputs}) == len(outputs)  # and unique
-    strip = lambda r: {k: v for k, v in r.items() if k != "produced_at"}
+    # produced_at and the model's measured latency are wall-clock facts; everything else must repeat exactly
+    def strip(r: dict) -> dict:
+        r = {k: v for k, v in r.items() if k != "produced_at"}
+        if "totals" in r:
+            r["totals"] = {k: v for k, v in r["totals"].items() if not k.startswith("model_latency")}
+            r["kpis"] = {k: v for k, v in r["kpis"].items() if k != "model_latency_ms"}
+        return r
+
     assert sorted(map(str, (strip(o.record) for o in again))) == sorted(map(str, (strip(o.record) for o in outputs)))
 
 
@@ -69,7 +82,7 @@ def test_late_frame_is_dead_lettered_not_dropped(sim: PlantSimulator) -> None:
     dead = [o.record for o in out if o.kind == "deadletter"]
     assert [d["reason"] for d in dead] == ["late"]
     assert dead[0]["asset"] == asset and dead[0]["payload_size"] == len(old.payload)
-    assert sum(o.record["late_inputs"] for o in out if o.kind == "kpi") == 1
+    assert sum(o.record["totals"]["late_inputs"] for o in out if o.kind == "kpi" and o.record["scope"] == "asset") == 1
 
 
 def test_analyzer_state_survives_a_snapshot_round_trip(sim: PlantSimulator) -> None:

@@ -45,8 +45,8 @@ def test_simulator_files_replay_to_scores_kpis_and_parquet(tmp_path: Path) -> No
     kinds = Counter(o.kind for o in out)
     assert kinds["deadletter"] == 0
     assert kinds["score"] == 3 * 12
-    kpis = [o.record for o in out if o.kind == "kpi"]
-    assert sum(k["frames"] for k in kpis) == sim.n_frames
+    kpis = [o.record for o in out if o.kind == "kpi" and o.record["scope"] == "asset"]
+    assert sum(k["totals"]["frames"] for k in kpis) == sim.n_frames
     # lineage: file path and row ranges; every frame row of the file is covered exactly by the KPI spans
     spans = [i for k in kpis for i in k["inputs"] if i["topic"].endswith("waveforms.bin")]
     assert all(i["kind"] == "file" and i["partition"] == -1 for i in spans)
@@ -84,7 +84,7 @@ def test_csv_parquet_and_jsonl_tables_with_bad_rows(tmp_path: Path) -> None:
                            ("unknown_asset", "w.parquet", 2): 2})  # ghost's two metrics
     assert orjson.loads(next(__import__("base64").b64decode(d["payload_b64"]) for d in dead
                              if d["reason"] == "unknown_asset"))["asset"] == "ghost"
-    kpis = [o.record for o in out if o.kind == "kpi"]
+    kpis = [o.record for o in out if o.kind == "kpi" and o.record["scope"] == "asset"]
     csv_rows = {(i["first_offset"], i["last_offset"]) for k in kpis for i in k["inputs"] if i["topic"].endswith(".csv")}
     assert csv_rows and min(a for a, _ in csv_rows) == 0 and max(b for _, b in csv_rows) == 7
     assert {k["asset"] for k in kpis} == {"asset-000", "asset-001"}

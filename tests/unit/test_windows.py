@@ -293,3 +293,20 @@ def test_frames_are_handed_over_in_event_time_order() -> None:
     closed = done[0]
     assert markers(closed) == [1, 2, 3]
     assert len(closed.spectral) == closed.n_frames and closed.spectral[0] is None
+
+
+def test_a_pause_of_every_stream_does_not_make_the_first_one_back_outrun_the_others() -> None:
+    """After all streams were silent (a gateway reconnect), the stream that resumes first must not close
+    windows past the other's data: idleness counts only while some other stream is delivering."""
+    w = WindowAssembler(length_ns=S, hop_ns=S, lateness_ns=0, idle_s=5.0, expected=("frames", "readings"))
+    w.add([frame(0, B), reading(B, 40.0)], now_s=0.0)
+    # 100 s of wall-clock silence on both streams, then the readings come back first, 20 s ahead in event time
+    closed, late = w.add([reading(B + 20 * S, 41.0)], now_s=100.0)
+    assert late == [] and [c.end_ns for c in closed] == []  # the frames stream (at B + 0.1 s) still holds it
+    closed, late = w.add([frame(1, B + S)], now_s=100.5)  # ... and its frames are not late
+    assert late == [] and [c.end_ns for c in closed] == [B + S]
+    # a stream that stays silent while the other delivers for more than idle_s does stop holding it back
+    closed, _ = w.add([reading(B + 21 * S, 41.0)], now_s=103.0)
+    assert closed == []  # frames silent for 2.5 s only
+    closed, late = w.add([reading(B + 22 * S, 41.0)], now_s=106.0)  # frames silent 5.5 s while readings came
+    assert late == [] and closed[-1].end_ns == B + 22 * S

@@ -1,0 +1,269 @@
+"""Alert lifecycle: N-of-M debounce, direction, AlertBook transitions, escalation, suppression, feedback."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aiotstream.alerts import AlertBook, AlertPolicy, AlertRuleSpec, MaintenanceSchedule, anomaly_spec
+from aiotstream.records import Feedback, Position
+
+POS = Position("s.feedback", 0, 7)
+ANOMALY = anomaly_spec(0.9, 0.6, 0.99, 1, None, 2, None, cooldown_ns=10)
+FAILED = AlertRuleSpec("command_failed", None, severity="critical")
+
+
+def book(escalate: int = 0, max_esc: int = 1, history: int = 100, schedule: MaintenanceSchedule | None = None,
+         specs: tuple[AlertRuleSpec, ...] = (ANOMALY, FAILED)) -> AlertBook:
+    return AlertBook("p1", "site", "0123456789abcdef", list(specs), schedule or MaintenanceSchedule(),
+                     escalate_after_ns=escalate, max_escalations=max_esc, history=history)
+
+
+def feed(b: AlertBook, values: list[tuple[int, float]], alert_type: str = "anomaly") -> list[tuple[str, int]]:
+    out = []
+    for t, v in values:
+        out += [(c.event, c.at_ns) for c in b.on_value(alert_type, t, v, lambda: [{"feature": "x"}])]
+    return out
+
+
+def fb(kind: str, ts: int, **kw: object) -> Feedback:
+    return Feedback(kind, kw.pop("asset", "p1"), ts, POS, **kw)  # type: ignore[arg-type]
+
+
+# ---- AlertPolicy: N of M, direction ---------------------------------------------------------------
+def test_n_of_m_debounce_opens_on_the_nth_hit_within_m_windows() -> None:
+    p = AlertPolicy(0.9, 0.6, open_windows=2, clear_windows=1, open_of=3)
+    # hits at 1 and 3 (2 of the last 3: [T, F, T]) -> opens at index 3; consecutive-only would not
+    ev = [(i, e.kind) for i, v in enumerate([0.1, 0.95, 0.5, 0.95]) for e in p.update(i, v)]
+    assert ev == [(3, "opened")]
+    q = AlertPolicy(0.9, 0.6, open_windows=2, clear_windows=1)  # M = N: consecutive
+    assert [e.kind for i, v in enumerate([0.1, 0.95, 0.5, 0.95]) for e in q.update(i, v)] == []
+
+
+def test_n_of_m_clear_and_window_slides() -> None:
+    p = AlertPolicy(0.9, 0.6, open_windows=1, clear_windows=2, clear_of=3)
+    # opens at 0; lows at 1 and 3 within [1, 2, 3] -> clears at 3
+    ev = [(i, e.kind) for i, v in enumerate([0.95, 0.1, 0.7, 0.1]) for e in p.update(i, v)]
+    assert ev == [(0, "opened"), (3, "cleared")]
+    # a low that slid out of the last 3 windows no longer counts: lows at 1, 5 are 4 apart
+    p = AlertPolicy(0.9, 0.6, open_windows=1, clear_windows=2, clear_of=3)
+    ev = [(i, e.kind) for i, v in enumerate([0.95, 0.1, 0.7, 0.7, 0.7, 0.1]) for e in p.update(i, v)]
+    assert ev == [(0, "opened")]
+
+
+def test_direction_below_mirrors_thresholds_and_peak() -> None:
+    p = AlertPolicy(10.0, 12.0, open_windows=1, clear_windows=1, direction="below")
+    assert p.update(1, 10.5) == []
+    (e,) = p.update(2, 10.0)  # at or below open_threshold opens
+    assert e.kind == "opened" and e.peak_score == 10.0
+    assert p.update(3, 8.0) == [] and p.peak == 8.0  # the peak of a 'below' alert is its lowest value
+    assert p.update(4, 12.0) == []  # not above 12: hysteresis keeps it open
+    (e,) = p.update(5, 12.5)
+    assert (e.kind, e.peak_score) == ("cleared", 8.0)
+
+
+def test_force_clear_starts_the_cooldown() -> None:
+    p = AlertPolicy(0.9, 0.6, open_windows=1, clear_windows=1, cooldown_ns=100)
+    p.update(0, 0.95)
+    p.force_clear(50)
+    assert not p.is_open
+    assert p.update(149, 0.99) == []
+    assert [e.kind for e in p.update(150, 0.99)] == ["opened"]
+
+
+# ---- AlertBook transitions ------------------------------------------------------------------------
+def test_open_ack_clear_with_times_and_ids() -> None:
+    b = book()
+    (opened,) = b.on_value("anomaly", 100, 0.95, lambda: [{"feature": "x.rms"}], np.zeros(2), (99, 100))
+    a = opened.alert
+    assert (opened.event, a.status, a.severity, a.opened_at_ns, a.explanation) == (
+        "opened", "open", "warning", 100, [{"feature": "x.rms"}])
+    assert a.alert_id == b.alert_id("anomaly", 100) and len(a.alert_id) == 32
+    changes, problem = b.feedback(fb("ack", 130, alert_id=a.alert_id, by="ana"))
+    assert problem is None
+    (ack,) = changes
+    assert (ack.event, ack.alert.status, ack.alert.acknowledged_at_ns, ack.alert.acknowledged_by, ack.at_ns) == (
+        "acknowledged", "acknowledged", 130, "ana", 130)
+    # clear_windows = 2: lows at 140 and 150 clear at 150; the record keeps the ack
+    assert feed(b, [(140, 0.5), (150, 0.4)]) == [("cleared", 150)]
+    (cleared,) = [c for c in b.known.values()]
+    assert (cleared.status, cleared.cleared_at_ns, cleared.cleared_by, cleared.acknowledged_at_ns) == (
+        "cleared", 150, "condition", 130)
+    assert b.open_alerts() == {}
+
+
+def test_severity_rises_while_open_but_never_falls() -> None:
+    b = book()
+    assert feed(b, [(1, 0.95), (2, 0.995), (3, 0.95)]) == [("opened", 1), ("severity_changed", 2)]
+    assert b.current["anomaly"].severity == "critical"
+
+
+def test_at_most_one_open_alert_per_type_and_event_alerts_count_repeats() -> None:
+    b = book()
+    feed(b, [(1, 0.95), (2, 0.99), (3, 0.97)])
+    assert len(b.current) == 1
+    (c,) = b.raise_event("command_failed", 5, "critical", {"actuator": "speed"})
+    assert c.event == "opened" and c.alert.severity == "critical"
+    assert b.raise_event("command_failed", 6, "critical", {"actuator": "speed"}) == []
+    assert b.current["command_failed"].occurrences == 2
+    assert b.resolve("command_failed", 7, "command_acked", lambda a: a.detail["actuator"] == "fan") == []
+    (r,) = b.resolve("command_failed", 8, "command_acked", lambda a: a.detail["actuator"] == "speed")
+    assert (r.event, r.alert.cleared_by) == ("cleared", "command_acked")
+
+
+def test_escalation_after_time_repeats_up_to_max_and_stops_on_ack() -> None:
+    b = book(escalate=100, max_esc=2)
+    feed(b, [(1000, 0.95)])
+    assert b.next_deadline() == 1100
+    assert b.advance(1099) == []
+    (e1,) = b.advance(1100)
+    assert (e1.event, e1.at_ns, e1.alert.escalation_level) == ("escalated", 1100, 1)
+    # the second escalation is due at 1200; one call catching up fires it at its own time
+    (e2,) = b.advance(5000)
+    assert (e2.at_ns, e2.alert.escalation_level) == (1200, 2)
+    assert b.next_deadline() is None  # max_escalations reached
+    b2 = book(escalate=100, max_esc=3)
+    (o,) = b2.on_value("anomaly", 0, 0.95, list)
+    b2.feedback(fb("ack", 50, alert_id=o.alert.alert_id))
+    assert b2.advance(10_000) == []
+
+
+def test_escalation_waits_for_the_end_of_maintenance() -> None:
+    sched = MaintenanceSchedule()
+    b = book(escalate=100, schedule=sched)
+    feed(b, [(0, 0.95)])
+    sched.set("m", 50, 300)  # maintenance starts after the alert opened
+    assert b.advance(299) == []
+    (e,) = b.advance(300)
+    assert (e.event, e.at_ns) == ("escalated", 300)
+
+
+def test_suppressed_in_maintenance_then_opens_at_its_end_if_the_condition_holds() -> None:
+    sched = MaintenanceSchedule()
+    sched.set("m", 100, 200)
+    b = book(schedule=sched)
+    assert feed(b, [(110, 0.95), (120, 0.97)]) == [("suppressed", 110)]
+    assert b.open_alerts() == {} and b.next_deadline() == 200
+    (c,) = b.advance(200)
+    assert (c.event, c.alert.opened_at_ns, c.alert.detail["condition_since_ns"]) == ("opened", 200, 110)
+    assert c.alert.peak_score == 0.97
+
+
+def test_suppressed_condition_that_clears_during_maintenance_leaves_nothing() -> None:
+    sched = MaintenanceSchedule()
+    sched.set("m", 100, 200)
+    b = book(schedule=sched)
+    assert feed(b, [(110, 0.95), (120, 0.1), (130, 0.1)]) == [("suppressed", 110)]  # the clear is silent too
+    assert b.advance(1000) == [] and b.open_alerts() == {}
+
+
+def test_maintenance_end_follows_touching_windows_and_replacement() -> None:
+    m = MaintenanceSchedule()
+    m.set("a", 0, 10)
+    m.set("b", 10, 20)
+    m.set("c", 25, 30)
+    assert m.end_of(5) == 20 and m.end_of(20) is None and m.end_of(26) == 30
+    m.set("b", 10, 12)  # the same id ends it early
+    assert m.end_of(5) == 12
+
+
+def test_operator_clear_forces_the_policy_closed_and_a_persisting_condition_reopens_after_cooldown() -> None:
+    b = book()
+    feed(b, [(0, 0.95)])
+    a = b.current["anomaly"]
+    (c,), problem = b.feedback(fb("clear", 5, alert_id=a.alert_id, by="bo"))
+    assert problem is None and (c.event, c.alert.cleared_by, c.at_ns) == ("cleared", "operator:bo", 5)
+    assert feed(b, [(10, 0.99), (14, 0.99)]) == []  # cool-down 10 from the clear at 5
+    assert feed(b, [(15, 0.99)]) == [("opened", 15)]
+
+
+def test_ack_by_alert_type_and_every_refusal_reason() -> None:
+    b = book()
+    changes, problem = b.feedback(fb("ack", 1, alert_type="anomaly"))
+    assert changes == [] and problem is not None and problem.reason == "no_open_alert"
+    _, problem = b.feedback(fb("ack", 1, alert_id="f" * 32))
+    assert problem is not None and problem.reason == "unknown_alert"
+    feed(b, [(10, 0.95)])
+    (c,), problem = b.feedback(fb("ack", 11, alert_type="anomaly"))
+    assert c.event == "acknowledged"
+    assert b.feedback(fb("ack", 12, alert_type="anomaly")) == ([], None)  # a repeated ack changes nothing
+    aid = c.alert.alert_id
+    feed(b, [(20, 0.1), (30, 0.1)])
+    _, problem = b.feedback(fb("ack", 40, alert_id=aid))
+    assert problem is not None and problem.reason == "alert_not_open"
+    _, problem = b.feedback(fb("clear", 40, alert_id=aid))
+    assert problem is not None and problem.reason == "alert_not_open"
+
+
+def test_label_works_after_clear_once_and_repeats_are_idempotent() -> None:
+    b = book()
+    feed(b, [(10, 0.95), (20, 0.1), (30, 0.1)])
+    aid = b.alert_id("anomaly", 10)
+    (c,), problem = b.feedback(fb("label", 40, alert_id=aid, label="false_alarm", by="cy"))
+    assert problem is None and (c.event, c.alert.status, c.alert.label, c.alert.labelled_by) == (
+        "labelled", "cleared", "false_alarm", "cy")
+    assert b.feedback(fb("label", 41, alert_id=aid, label="false_alarm", by="cy")) == ([], None)
+    _, problem = b.feedback(fb("label", 42, alert_id=aid, label="true_fault"))
+    assert problem is not None and problem.reason == "already_labelled"
+
+
+def test_history_is_bounded_but_open_alerts_are_never_forgotten() -> None:
+    b = book(history=2)
+    t = 0
+    ids = []
+    for _ in range(5):
+        t += 100
+        feed(b, [(t, 0.95)])
+        ids.append(b.current["anomaly"].alert_id)
+        feed(b, [(t + 1, 0.1), (t + 2, 0.1)])
+    assert list(b.known) == ids[-2:]
+    feed(b, [(t + 100, 0.95)])
+    assert b.current["anomaly"].alert_id in b.known
+
+
+# ---- property: dedupe ------------------------------------------------------------------------------
+EVENT = st.one_of(
+    st.tuples(st.just("value"), st.sampled_from(["anomaly", "hot"]), st.floats(0, 1)),
+    st.tuples(st.just("ack"), st.sampled_from(["anomaly", "hot", "command_failed"]), st.none()),
+    st.tuples(st.just("clear"), st.sampled_from(["anomaly", "hot", "command_failed"]), st.none()),
+    st.tuples(st.just("fail"), st.just("command_failed"), st.none()),
+    st.tuples(st.just("resolve"), st.just("command_failed"), st.none()),
+    st.tuples(st.just("maintenance"), st.integers(0, 5), st.integers(1, 20)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.tuples(st.integers(0, 3), EVENT), max_size=120), escalate=st.integers(0, 5))
+def test_never_two_open_alerts_of_one_type(steps: list, escalate: int) -> None:
+    hot = AlertRuleSpec("hot", "temperature.max", "above", 0.7, 0.3, None, "warning", 2, 3, 1, None, 2)
+    sched = MaintenanceSchedule()
+    b = book(escalate=escalate, max_esc=2, schedule=sched, specs=(ANOMALY, hot, FAILED))
+    t = 0
+    opened: list[str] = []
+    open_now: dict[str, str] = {}
+    for dt, (kind, a, x) in steps:
+        t += dt
+        if kind == "value":
+            changes = b.on_value(a, t, x, list)
+        elif kind in ("ack", "clear"):
+            changes, _ = b.feedback(fb(kind, t, alert_type=a))
+        elif kind == "fail":
+            changes = b.raise_event(a, t, "critical", {"actuator": "s"})
+        elif kind == "resolve":
+            changes = b.resolve(a, t, "acked", lambda _a: True)
+        else:
+            sched.set(f"w{t}", t + a, t + a + x)
+            changes = []
+        changes += b.advance(t)
+        for c in changes:
+            if c.event == "opened":
+                assert c.alert.alert_type not in open_now, "a second open alert of one type"
+                open_now[c.alert.alert_type] = c.alert.alert_id
+                opened.append(c.alert.alert_id)
+            elif c.event == "cleared":
+                assert open_now.pop(c.alert.alert_type) == c.alert.alert_id
+        assert {k: v.alert_id for k, v in b.current.items()} == open_now
+        assert all(v.status in ("open", "acknowledged") for v in b.current.values())
+        for typ, policy in b.policies.items():  # the condition is open iff its alert is open or suppressed
+            assert policy.is_open == (typ in b.current or typ in b.suppressed)
+    assert len(opened) == len(set(opened))  # an alert id opens once

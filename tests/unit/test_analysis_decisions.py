@@ -1,0 +1,303 @@
+"""One asset's analyzer end to end (no Bytewax): a fault, operator feedback, commands, KPIs, all as records.
+
+The simulator injects a sensor_stuck fault from 30 s to 40 s. The tests act as the operator: they feed
+the data a second at a time, watch the outputs and answer with feedback messages (decoded from JSON
+like any input), as an operator would answer the alerts topic.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from functools import cache
+from typing import Any
+
+import orjson
+import pytest
+
+from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime
+from aiotstream.config import SiteConfig
+from aiotstream.ingest import Ingestor
+from aiotstream.records import Feedback, Frame, Reading, SourceMessage
+from aiotstream.schemas import validator
+from aiotstream.simulator import Fault, PlantSimulator
+
+S = 1_000_000_000
+START = 1_767_225_600_000_000_000
+ONSET, END = START + 30 * S, START + 40 * S
+
+
+def site(**over: Any) -> SiteConfig:
+    data: dict[str, Any] = {
+        "site": {"id": "sc"}, "assets": [{"id": "p1", "line": "l1"}], "inputs": {"tail": False},
+        "model": {"warmup_windows": 10, "drift_detector": "none"}, "kpi": {"periods_s": [10]},
+        "alerts": {"escalate_after_s": 0},
+    }
+    for k, v in over.items():
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+    return SiteConfig.from_dict(data)
+
+
+@cache
+def plant_items() -> tuple[Frame | Reading, ...]:
+    """The simulated asset's decoded inputs (60 s, the fault at 30-40 s), made once: analyzers only read them."""
+    sim = PlantSimulator(site().all_assets(), duration_s=60.0, seed=4, warmup_s=0.0,
+                         faults=[Fault("p1", "sensor_stuck", ONSET, END, "x")])
+    ingest = Ingestor(SiteRuntime(site()), now_ns=lambda: START + 10**13)
+    msgs = [SourceMessage("sc.readings" if m.stream == "reading" else "sc.waveforms", 0, i, m.payload)
+            for i, m in enumerate(sim.messages())]
+    return tuple(it for _, it in (x for x in ingest.decode_batch(msgs) if isinstance(x, tuple)))
+
+
+class Plant:
+    """Drives one AssetAnalyzer through simulated data, a second at a time, plus feedback messages."""
+
+    def __init__(self, cfg: SiteConfig):
+        self.rt = SiteRuntime(cfg)
+        self.ingest = Ingestor(self.rt, now_ns=lambda: START + 10**13)
+        self.items = plant_items()
+        self.a = AssetAnalyzer(self.rt, "p1")
+        self.outs: list[Output] = []
+        self.sent = 0
+        self.fed_until = START
+
+    def feed_until(self, t_ns: int) -> list[Output]:
+        batch = [i for i in self.items if self.fed_until <= (i.t0_ns if isinstance(i, Frame) else i.ts_ns) < t_ns]
+        self.fed_until = t_ns
+        new = self.a.on_items(batch, 0.0) if batch else []
+        self.outs += new
+        return new
+
+    def feed_until_alert(self) -> dict:
+        for sec in range(1, 60):
+            for o in self.feed_until(START + sec * S):
+                if o.kind == "alert" and o.record["event"] == "opened":
+                    return o.record
+        raise AssertionError("no alert opened")
+
+    def send(self, **fields: Any) -> list[Output]:
+        self.sent += 1
+        raw = orjson.dumps({"schema": "aiotstream.feedback/1", "asset": "p1", **fields})
+        routed = self.ingest.decode_batch([SourceMessage("sc.feedback", 0, self.sent, raw)])
+        new: list[Output] = [x for x in routed if isinstance(x, Output)]
+        fbs = [fb for _, fb in (x for x in routed if isinstance(x, tuple))]
+        assert all(isinstance(f, Feedback) for f in fbs)
+        new += self.a.on_items(fbs, 0.0) if fbs else []
+        self.outs += new
+        return new
+
+    def finish(self) -> list[Output]:
+        self.feed_until(START + 10**12)
+        self.outs += self.a.flush()
+        v = validator()
+        for o in self.outs:
+            err = next(iter(v.iter_errors(o.record)), None)
+            assert err is None, f"{o.kind}: {err.message} at {list(err.path)}"
+        return self.outs
+
+    def records(self, kind: str, **match: Any) -> list[dict]:
+        return [o.record for o in self.outs if o.kind == kind and all(o.record.get(k) == v for k, v in match.items())]
+
+
+APPROVALS = {
+    "actuators": [{"name": "speed", "unit": "rpm", "initial": 1800, "min": 600, "max": 1800, "ack_timeout_s": 600},
+                  {"name": "coolant", "initial": 0, "min": 0, "max": 1, "ack_timeout_s": 0}],
+    "rules": [{"name": "slow", "actuator": "speed", "when": {"alert_type": "anomaly"}, "action": {"set": 1200},
+               "mode": "approval", "approval_timeout_s": 600},
+              {"name": "cool", "actuator": "coolant", "when": {"alert_type": "anomaly"}, "action": {"set": 1},
+               "mode": "approval", "approval_timeout_s": 5}],
+}
+
+
+def test_fault_ack_clear_mttr_approvals_and_device_ack() -> None:
+    p = Plant(site(control=APPROVALS))
+    opened = p.feed_until_alert()
+    t_open = opened["opened_at_ns"]
+    assert ONSET - S <= t_open <= ONSET + 3 * S and opened["status"] == "open" and opened["explanation"]
+    assert opened["explanation"][0]["feature"].startswith("x.")  # the stuck channel deviates most
+    waiting = {r["rule"]: r for r in p.records("command", status="awaiting_approval")}
+    assert set(waiting) == {"slow", "cool"} and waiting["slow"]["requested_at_ns"] == t_open
+    assert waiting["cool"]["expires_at_ns"] == t_open + 5 * S
+    assert p.records("command", status="emitted") == []  # nothing is emitted before an approval
+
+    p.send(type="ack", alert_id=opened["alert_id"], ts=t_open + S, by="ana")
+    p.send(type="approve", command_id=waiting["slow"]["command_id"], ts=t_open + S, by="ana")
+    p.send(type="approve", command_id=waiting["cool"]["command_id"], ts=t_open + 30 * S, by="ana")  # too late
+    p.send(type="command_ack", command_id=waiting["slow"]["command_id"], ts=t_open + 3 * S, value=1200.0)
+    p.finish()
+
+    (ack,) = p.records("alert", event="acknowledged")
+    assert (ack["acknowledged_at_ns"], ack["acknowledged_by"], ack["status"], ack["inputs"][0]["topic"]) == (
+        t_open + S, "ana", "acknowledged", "sc.feedback")
+    (cleared,) = p.records("alert", event="cleared")
+    t_clear = cleared["cleared_at_ns"]
+    assert END <= t_clear <= END + 5 * S and cleared["acknowledged_by"] == "ana"
+    assert cleared["alert_id"] == opened["alert_id"]
+
+    # the approved command is emitted at the approval's time, then acked; the late one expired and never emitted
+    assert [(r["rule"], r["at_ns"], r["by"]) for r in p.records("command", status="emitted")] == [
+        ("slow", t_open + S, "ana")]
+    (acked,) = p.records("command", status="acked")
+    assert (acked["at_ns"], acked["acked_value"]) == (t_open + 3 * S, 1200.0)
+    (expired,) = p.records("command", status="expired")
+    assert (expired["rule"], expired["at_ns"]) == ("cool", t_open + 5 * S)
+    (late,) = p.records("deadletter")
+    assert late["reason"] == "command_not_pending" and "expired" in late["message"]
+
+    kpis = p.records("kpi", scope="asset")
+    assert sum(k["totals"]["frames"] for k in kpis) == sum(isinstance(i, Frame) for i in p.items)
+    (with_clear,) = [k for k in kpis if k["period"]["start_ns"] <= t_clear < k["period"]["end_ns"]]
+    assert with_clear["totals"]["repairs"] == 1
+    assert with_clear["kpis"]["mttr_s"] == pytest.approx((t_clear - t_open) / S, rel=1e-12)
+    (with_ack,) = [k for k in kpis if k["period"]["start_ns"] <= t_open + S < k["period"]["end_ns"]]
+    assert with_ack["kpis"]["mtta_s"] == 1.0
+    totals = Counter()
+    for k in kpis:
+        totals.update({n: v for n, v in k["totals"].items() if n.startswith(("commands_", "alerts_"))})
+    assert {k: v for k, v in totals.items() if v} == {
+        "alerts_opened": 1, f"alerts_{opened['severity']}": 1, "alerts_cleared": 1, "alerts_acknowledged": 1,
+        "commands_awaiting_approval": 2, "commands_emitted": 1, "commands_acked": 1, "commands_expired": 1}
+    assert sum(k["totals"]["failure_s"] for k in kpis) == pytest.approx((t_clear - t_open) / S)
+
+
+def test_escalation_and_a_false_alarm_label_teaches_the_model() -> None:
+    p = Plant(site(alerts={"escalate_after_s": 2, "max_escalations": 2}))
+    opened = p.feed_until_alert()
+    t_open = opened["opened_at_ns"]
+    p.feed_until(START + 55 * S)
+    esc = p.records("alert", event="escalated")
+    assert [(e["at_ns"] - t_open, e["escalation_level"], e["window"], e["inputs"]) for e in esc] == [
+        (2 * S, 1, None, []), (4 * S, 2, None, [])]
+    mean_before = p.a.detector.mean.copy()  # type: ignore[attr-defined]
+    (labelled,) = p.send(type="label", alert_id=opened["alert_id"], label="false_alarm", ts=START + 50 * S, by="bo")
+    assert labelled.record["event"] == "labelled" and labelled.record["learned"] is True
+    assert labelled.record["label"] == {"label": "false_alarm", "fault_type": None, "by": "bo",
+                                        "at_ns": START + 50 * S}
+    assert (p.a.detector.mean != mean_before).any()  # type: ignore[attr-defined]
+    (again,) = p.send(type="label", alert_id=opened["alert_id"], label="true_fault", ts=START + 51 * S)
+    assert again.kind == "deadletter" and again.record["reason"] == "already_labelled"
+    p.finish()
+    kpis = p.records("kpi", scope="asset")
+    assert sum(k["totals"]["alerts_escalated"] for k in kpis) == 2
+    assert sum(k["totals"]["labels_false_alarm"] for k in kpis) == 1
+    (fa,) = [k for k in kpis if k["totals"]["labels_false_alarm"]]
+    assert fa["kpis"]["false_alarm_rate"] == 1.0
+
+
+@pytest.mark.parametrize(("window_s", "opens_at_s"), [((25, 50), None), ((25, 35), 35)])
+def test_maintenance_from_feedback_suppresses_alerts(window_s: tuple[int, int], opens_at_s: int | None) -> None:
+    p = Plant(site())
+    p.feed_until(START + 5 * S)
+    assert p.send(type="maintenance", start=START + window_s[0] * S, end=START + window_s[1] * S,
+                  ts=START + 5 * S, window_id="pm") == []  # site-wide: no asset or line named
+    p.finish()
+    alerts = p.records("alert")
+    if opens_at_s is None:
+        assert alerts == []  # the fault fell entirely inside the window
+    else:  # the condition outlived the window: the alert opens when it ends
+        assert [(a["event"], a["opened_at_ns"]) for a in alerts][:1] == [("opened", START + opens_at_s * S)]
+        assert alerts[0]["detail"]["after_maintenance"] is True
+    kpis = p.records("kpi", scope="asset")
+    assert sum(k["totals"]["alerts_suppressed"] for k in kpis) == 1
+    assert sum(k["totals"]["maintenance_s"] for k in kpis) == (window_s[1] - window_s[0])
+
+
+def test_unacked_auto_command_is_retried_then_fails_and_raises_an_alert() -> None:
+    control = {"actuators": [{"name": "speed", "initial": 1800, "ack_timeout_s": 1, "max_retries": 1}],
+               "rules": [{"name": "slow", "actuator": "speed", "when": {"alert_type": "anomaly"},
+                          "action": {"delta": -300}, "mode": "auto"}]}
+    p = Plant(site(control=control))
+    t_open = p.feed_until_alert()["opened_at_ns"]
+    p.finish()
+    cmds = p.records("command")
+    assert [(c["status"], c["attempt"], c["at_ns"] - t_open, c["value"]) for c in cmds] == [
+        ("emitted", 0, 0, 1500.0), ("emitted", 1, S, 1500.0), ("failed", 1, 2 * S, 1500.0)]
+    assert len({c["command_id"] for c in cmds}) == 1 and len({c["id"] for c in cmds}) == 3
+    (failed,) = p.records("alert", alert_type="command_failed")
+    assert (failed["event"], failed["severity"], failed["at_ns"], failed["detail"]["actuator"]) == (
+        "opened", "critical", t_open + 2 * S, "speed")
+    kpis = p.records("kpi", scope="asset")
+    assert sum(k["totals"]["commands_retried"] for k in kpis) == 1
+    assert sum(k["totals"]["commands_failed"] for k in kpis) == 1
+
+
+def test_silence_lets_timers_run_on_wall_clock() -> None:
+    """Tailing: a silent asset's clock runs on with the wall clock from where it stood, so timers fire."""
+    from datetime import UTC, datetime, timedelta
+
+    from aiotstream.dataflow import AnalyzerLogic
+
+    control = {"actuators": [{"name": "speed", "initial": 1800}],
+               "rules": [{"name": "slow", "actuator": "speed", "when": {"alert_type": "anomaly"},
+                          "action": {"set": 1000}, "mode": "approval", "approval_timeout_s": 8},
+                         {"name": "slower", "actuator": "speed", "when": {"alert_type": "anomaly"},
+                          "action": {"set": 900}, "mode": "advisory"}]}
+    p = Plant(site(control=control, alerts={"escalate_after_s": 20}))
+    wall = [datetime(2026, 1, 1, tzinfo=UTC)]
+    logic = AnalyzerLogic(p.rt, None, timedelta(seconds=2), now=lambda: wall[0])
+    items = [i for i in p.items if (i.t0_ns if isinstance(i, Frame) else i.ts_ns) < START + 34 * S]
+    outs, _ = logic.on_batch([items])  # one per-asset list from one poll batch
+    (opened,) = [o.record for o in outs if o.kind == "alert" and o.record["event"] == "opened"]
+    t_open = opened["opened_at_ns"]
+    assert logic.notify_at() == wall[0] + timedelta(seconds=2)  # first: close the windows after idle_close_s
+    epoch = wall[0]
+    wall[0] += timedelta(seconds=2)
+    outs, _ = logic.on_notify()
+    start = logic.silent_from_ns
+    assert start == START + 34 * S  # the clock after closing the last windows (the data ends at 34 s)
+    assert t_open + 8 * S > start + 2 * S and not [o for o in outs if o.kind == "command"]
+    # next wake-up: when the approval expires, counted from the clock at the start of the silence
+    assert logic.notify_at() == epoch + timedelta(microseconds=(t_open + 8 * S - start) / 1000)
+    wall[0] = epoch + timedelta(seconds=(t_open + 8 * S - start) / S + 0.001)
+    outs, _ = logic.on_notify()
+    assert [(o.record["status"], o.record["at_ns"]) for o in outs if o.kind == "command"] == [
+        ("expired", t_open + 8 * S)]
+    # the escalation (20 s after the open) is the next timer; the expiry above must not have moved the anchor
+    assert logic.notify_at() == epoch + timedelta(microseconds=(t_open + 20 * S - start) / 1000)
+    wall[0] = epoch + timedelta(seconds=(t_open + 20 * S - start) / S)
+    outs, _ = logic.on_notify()
+    assert [(o.record["event"], o.record["at_ns"]) for o in outs if o.kind == "alert"] == [
+        ("escalated", t_open + 20 * S)]
+    assert logic.notify_at() is None  # nothing more is due
+
+
+def test_feedback_for_an_unknown_alert_or_command_is_dead_lettered() -> None:
+    p = Plant(site())
+    p.feed_until(START + 12 * S)
+    out = p.send(type="ack", alert_id="0" * 32, ts=START + 12 * S) + \
+        p.send(type="approve", command_id="1" * 32, ts=START + 12 * S)
+    p.feed_until(START + 13 * S)
+    # the readings stream is at 12 s, so the watermark is 11.5 s: the clock (newest closed window end) is still
+    # 11 s and the feedback (12 s) waits in the queue
+    assert [o for o in p.outs if o.kind == "deadletter"] == []
+    p.feed_until(START + 15 * S)
+    assert [o.record["reason"] for o in p.outs if o.kind == "deadletter"] == ["unknown_alert", "unknown_command"]
+    assert out == []  # queued until the clock passes their time, then refused with a reason
+
+
+def test_state_with_pending_commands_and_shifts_survives_a_snapshot_round_trip() -> None:
+    """Bytewax snapshots pickle the analyzer: resuming mid-fault must give exactly the same records."""
+    import copy
+    import pickle
+
+    cfg = site(control=APPROVALS, kpi={"periods_s": [10, 30], "shifts": [{"name": "A", "start": "00:00", "hours": 12},
+                                                                         {"name": "B", "start": "12:00", "hours": 12}]})
+
+    def run(snapshot_at: int | None) -> list[dict]:
+        p = Plant(cfg)
+        opened = p.feed_until_alert()
+        p.send(type="ack", alert_id=opened["alert_id"], ts=opened["opened_at_ns"] + S)
+        if snapshot_at is not None:
+            p.feed_until(START + snapshot_at * S)
+            p.a = pickle.loads(pickle.dumps(copy.deepcopy(p.a))).attach(p.rt)
+        p.finish()
+        out = []
+        for o in p.outs:  # produced_at and the measured model latency are wall-clock facts
+            r = {k: v for k, v in o.record.items() if k != "produced_at"}
+            if "totals" in r:
+                r["totals"] = {k: v for k, v in r["totals"].items() if not k.startswith("model_latency")}
+                r["kpis"] = {k: v for k, v in r["kpis"].items() if k != "model_latency_ms"}
+            out.append(r)
+        return out
+
+    straight = run(None)
+    assert straight == run(36)
+    assert any(r.get("status") == "expired" for r in straight)  # a timer that fired after the resume
