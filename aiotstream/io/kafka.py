@@ -1,7 +1,9 @@
 """Kafka: the flow's source and sink, topic creation, and a producer for the simulator."""
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Iterable, Mapping
 
 import orjson
@@ -13,6 +15,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from aiotstream.analysis import KINDS, Output
 from aiotstream.config import SiteConfig
 from aiotstream.errors import AiotError
+
+log = logging.getLogger(__name__)
 
 PRODUCER_DEFAULTS = {
     "enable.idempotence": "true",  # no duplicates from producer retries
@@ -78,20 +82,58 @@ def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | No
 
 
 class _OutputPartition(StatelessSinkPartition[Output]):
-    def __init__(self, producer: Producer, topics: dict[str, str]):
+    """Produces a batch and does not return until every record of it is on the broker.
+
+    A record whose delivery fails (e.g. the idempotent producer's state was lost
+    when the broker restarted) is produced again, with a new producer if the old
+    one hit a fatal error; after ``MAX_ATTEMPTS`` the batch fails loudly (the
+    flow stops and a restart replays from its last snapshot) rather than losing it.
+    """
+
+    MAX_ATTEMPTS = 5
+
+    def __init__(self, producer: Producer, topics: dict[str, str], brokers: str):
         self.producer = producer
         self.topics = topics
+        self.brokers = brokers
 
-    def write_batch(self, items: list[Output]) -> None:
-        produce, topics = self.producer.produce, self.topics
+    def _send(self, items: list[Output]) -> tuple[list[Output], list[str], bool]:
+        failed: list[Output] = []
+        errors: list[str] = []
+        fatal = False
+
+        def report(out: Output):
+            def on_delivery(err: object, _msg: object) -> None:
+                nonlocal fatal
+                if err is not None:
+                    failed.append(out)
+                    errors.append(str(err))
+                    fatal = fatal or bool(getattr(err, "fatal", lambda: False)())
+            return on_delivery
+
         for out in items:
             while True:
                 try:
-                    produce(topics[out.kind], value=orjson.dumps(out.record), key=out.key.encode())
+                    self.producer.produce(self.topics[out.kind], value=orjson.dumps(out.record),
+                                          key=out.key.encode(), on_delivery=report(out))
                     break
                 except BufferError:  # local queue full: let the producer drain, then retry
                     self.producer.poll(0.05)
         self.producer.flush()  # at-least-once: a batch is on the broker before the epoch moves on
+        return failed, errors, fatal
+
+    def write_batch(self, items: list[Output]) -> None:
+        pending = items
+        for attempt in range(1, self.MAX_ATTEMPTS + 1):
+            pending, errors, fatal = self._send(pending)
+            if not pending:
+                return
+            log.warning("%d output(s) not delivered (attempt %d of %d): %s", len(pending), attempt,
+                        self.MAX_ATTEMPTS, errors[0])
+            if fatal:
+                self.producer = make_producer(self.brokers)
+            time.sleep(min(0.5 * attempt, 2.0))
+        raise AiotError(f"{len(pending)} output(s) could not be delivered to {self.brokers}: {errors[0]}")
 
     def close(self) -> None:
         self.producer.flush()
@@ -106,7 +148,7 @@ class KafkaOutputSink(DynamicSink[Output]):
         assert set(self.topics) == set(KINDS)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _OutputPartition:
-        return _OutputPartition(make_producer(self.brokers), self.topics)
+        return _OutputPartition(make_producer(self.brokers), self.topics, self.brokers)
 
 
 def make_producer(brokers: str) -> Producer:

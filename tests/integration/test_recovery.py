@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from support import OUTPUT_KINDS, by_id, cli, read_jsonl_outputs, read_outputs, run_cli
+from support import OUTPUT_KINDS, by_id, cli, read_jsonl_outputs, read_outputs, run_cli, stable
 
 from aiotstream.config import SiteConfig
 from aiotstream.dedupe import Deduper
@@ -91,7 +91,7 @@ def assert_same(reference: dict, got: dict, allow_replays: bool = False) -> int:
         # a replayed record must carry the same payload as its first copy
         seen: dict[str, dict] = {}
         for r in got[kind]:
-            body = {k: v for k, v in r.items() if k != "produced_at"}
+            body = stable(r)
             assert seen.setdefault(r["id"], body) == body, f"replayed {kind} {r['id']} differs"
         replays += dups
     return replays
