@@ -1,4 +1,4 @@
-"""``aiotstream``: validate | broker | simulate | run | demo.
+"""``aiotstream``: validate | broker | simulate | run | demo | bench.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
 """
@@ -208,6 +208,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_e2e(args: argparse.Namespace) -> int:
+    """The end-to-end benchmark: a thin call into ``benchmarks/e2e.py`` of the source checkout."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "e2e.py").exists():
+        raise AiotError(f"bench e2e needs a source checkout (no benchmarks/ beside {root / 'aiotstream'})")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.e2e import main as e2e_main
+
+    return e2e_main(args.e2e_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiotstream", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -259,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="out")
     sim_args(d, 90.0)
     d.set_defaults(func=cmd_demo, malformed=200)
+
+    bench = sub.add_parser("bench", help="benchmarks (run by hand; results go to benchmarks/)")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    be = bench_sub.add_parser("e2e", add_help=False, prefix_chars="\0",
+                              help="flows and peers (Bytewax per item, Quix Streams, numpy batch) side by side on "
+                                   "one broker: throughput, latency, scaling, memory; --help for its options")
+    be.add_argument("e2e_args", nargs="*", help="options of benchmarks/e2e.py (see --help)")
+    be.set_defaults(func=cmd_bench_e2e)
     return p
 
 
