@@ -79,7 +79,7 @@ def git_rev() -> str:
 
 @dataclass(slots=True)
 class Measured:
-    """A finished child process: wall time, CPU seconds and peak RSS as the kernel accounted them."""
+    """A finished child process: wall time, CPU seconds (kernel rusage) and peak RSS (its VmHWM)."""
 
     cmd: list[str]
     returncode: int
@@ -132,6 +132,18 @@ def spawn(cmd: list[str], env: dict[str, str] | None = None, cwd: str | Path | N
     return Child(cmd, proc, t0, out, err)
 
 
+def _vm_hwm_mb(pid: int) -> float | None:
+    """Peak RSS (VmHWM) of a running process's own address space, in MB; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        return None
+    return None
+
+
 def _read(f: Any) -> str:
     f.seek(0)
     text = f.read()
@@ -144,7 +156,13 @@ def wait(child: Child, timeout: float | None = None) -> Measured:
     if child.done is not None:
         return child.done
     deadline = None if timeout is None else time.monotonic() + timeout
+    # The kernel's ru_maxrss of a child also counts this (parent) process's RSS at the fork, so peak
+    # RSS is taken from the child's own VmHWM, read while it runs (every 20 ms).
+    hwm = 0.0
     while True:
+        m = _vm_hwm_mb(child.pid)
+        if m is not None and m > hwm:
+            hwm = m
         pid, status, ru = os.wait4(child.pid, os.WNOHANG)
         if pid == child.pid:
             break
@@ -157,7 +175,7 @@ def wait(child: Child, timeout: float | None = None) -> Measured:
     wall = time.perf_counter() - child.t0
     code = os.waitstatus_to_exitcode(status)
     child.proc.returncode = code  # we reaped it ourselves; keep Popen from trying again
-    child.done = Measured(child.cmd, code, wall, ru.ru_utime, ru.ru_stime, ru.ru_maxrss * 1024 / 1e6,
+    child.done = Measured(child.cmd, code, wall, ru.ru_utime, ru.ru_stime, hwm or ru.ru_maxrss * 1024 / 1e6,
                           _read(child.out), _read(child.err))
     return child.done
 

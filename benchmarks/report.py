@@ -86,10 +86,12 @@ def markdown(res: dict[str, Any], png: Path | None, rel_to: Path) -> str:
     mem = res.get("memory")
     if mem and mem.get("points"):
         out += ["", "### Memory against assets", "", mem["method"] + ".", "",
-                "| assets | peak RSS MB | windows/s |", "|---:|---:|---:|"]
-        out += [f"| {p['assets']:,} | {p['peak_rss_mb']:,.0f} | {_n(p['windows_per_s'])} |" for p in mem["points"]]
+                "| assets | RSS after last round MB | peak RSS MB | windows/s |", "|---:|---:|---:|---:|"]
+        out += [f"| {p['assets']:,} | {p['final_rss_mb']:,.0f} | {p['peak_rss_mb']:,.0f} | {_n(p['windows_per_s'])} |"
+                for p in mem["points"]]
         if mem.get("mb_per_1000_assets") is not None:
-            out += ["", f"About {mem['mb_per_1000_assets']} MB per 1,000 assets."]
+            out += ["", (f"About {mem['mb_per_1000_assets']} MB per 1,000 assets (RSS after the last round, "
+                        "first to last point).")]
     if s.get("targets"):
         out += ["", "### Against the targets", "", "| target | goal | measured | |", "|---|---:|---:|---|"]
         for k, t in s["targets"].items():
@@ -146,9 +148,11 @@ def plot(res: dict[str, Any], path: Path) -> Path:
     ax = axes[2]
     pts = (res.get("memory") or {}).get("points", [])
     if pts:
-        ax.plot([p["assets"] for p in pts], [p["peak_rss_mb"] for p in pts], "o-")
+        ax.plot([p["assets"] for p in pts], [p["final_rss_mb"] for p in pts], "o-", label="after last round")
+        ax.plot([p["assets"] for p in pts], [p["peak_rss_mb"] for p in pts], "s--", label="peak", alpha=0.6)
+        ax.legend(fontsize=8)
         ax.set_xlabel("assets")
-        ax.set_ylabel("peak RSS MB")
+        ax.set_ylabel("RSS MB")
         ax.set_title("Memory against assets")
         ax.grid(alpha=0.3)
     else:

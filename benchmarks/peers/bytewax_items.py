@@ -29,7 +29,14 @@ from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
 from bytewax.dataflow import Dataflow
 from bytewax.run import cli_main
 
-from benchmarks.peers.common import Stats, decode_frame, features_from_samples, river_model, score_record
+from benchmarks.peers.common import (
+    Stats,
+    decode_frame,
+    features_from_samples,
+    preload_river,
+    river_model,
+    score_record,
+)
 
 ALIGN = datetime(2020, 1, 1, tzinfo=UTC)
 WINDOW = timedelta(seconds=1)
@@ -106,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stats", required=True)
     ap.add_argument("--epoch-s", type=float, default=1.0)
     args = ap.parse_args(argv)
+    preload_river()
     stats = Stats(args.stats)
     late = [0]
     flow = build(args.brokers.split(","), args.topic, args.out, stats, late)

@@ -45,6 +45,7 @@ from benchmarks.peers.common import (
     log,
     merge_power_sums,
     power_sums,
+    preload_river,
     river_model,
 )
 
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from quixstreams import Application
     from quixstreams.models.serializers import Deserializer
 
+    preload_river()
     stats = Stats(args.stats)
 
     class FrameDeserializer(Deserializer):

@@ -58,5 +58,8 @@ def test_quick_quix_peer_reads_everything(tmp_path: Path) -> None:
     res = json.loads(out.read_text())
     assert code == 0, res["errors"]
     qx, wl = res["peers"]["quix"], res["workload"]["waveform"]
-    assert qx["frames"] == wl["frames"] and qx["samples"] == wl["samples"]
+    # Quix stops once every window it can emit is out; only frames of each asset's last (never closed)
+    # window may be left unread
+    assert 0 <= wl["frames"] - qx["frames"] <= wl["assets"] * 10
+    assert qx["samples"] == qx["frames"] * 3 * 1024
     assert qx["windows"] == qx["windows_expected"] > 0
