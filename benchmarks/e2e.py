@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--update-readme", metavar="README", help="also replace the results block of this README "
                     "(between <!-- results:begin --> and <!-- results:end -->)")
     args = ap.parse_args(argv)
-    sizes = QUICK if args.quick else Sizes()
+    sizes = replace(QUICK if args.quick else Sizes())
     if args.assets:
         sizes.assets = args.assets
     if args.duration:
@@ -324,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
 
     res["summary"] = summarise(res)
     res["elapsed_s"] = round(time.perf_counter() - say.t0, 1)
+    res["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]  # other work on the machine skews figures
     from benchmarks import report
 
     json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -332,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     md = report.markdown(res, png_path if plotted else None, md_path.parent)
     md_path.write_text(md)
     if args.update_readme:
-        report.update_readme(Path(args.update_readme), md)
+        readme = Path(args.update_readme)
+        report.update_readme(readme, report.markdown(res, png_path if plotted else None, readme.parent))
     say(f"done in {res['elapsed_s']} s: {json_path}, {md_path}" + (f", {png_path}" if plotted else ""))
     for k, s in res["summary"]["targets"].items():
         print(f"  {k:36s} target {s['target']:>12,g}  measured {s['measured']!s:>14}  "

@@ -1,8 +1,16 @@
-"""The e2e results as Markdown tables and one matplotlib PNG (throughput, latency, memory)."""
+"""The e2e results as Markdown tables and one matplotlib PNG (throughput, latency, memory).
+
+    python -m benchmarks.report RESULTS.json [--update-readme benchmarks/README.md]
+
+re-renders a recorded run's report (the .md beside the JSON; its .png if present) without rerunning.
+"""
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +42,7 @@ def markdown(res: dict[str, Any], png: Path | None, rel_to: Path) -> str:
     m = res["machine"]
     wl = res.get("workload", {}).get("waveform", {})
     out = [f"Run of {res['date']} on `{m['host']}` ({m['cpus']} x {m['cpu']}, {m.get('mem_gb')} GB; load average "
-           f"at start {m.get('loadavg_at_start')}), git `{res.get('git')}`, {res['elapsed_s']} s in all"
+           f"at start {m.get('loadavg_at_start')}, at end {res.get('loadavg_at_end', '-')}), git `{res.get('git')}`, {res['elapsed_s']} s in all"
            + (" (**--quick: sizes too small for the figures to mean anything**)" if res.get("quick") else "") + ".",
            "", f"Command: `{res['command']}`", ""]
     if wl:
@@ -115,7 +123,10 @@ def plot(res: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.2), gridspec_kw={"width_ratios": [1.4, 1.2, 0.9]})
     ax = axes[0]
     rows = _contenders(res)
-    names = [n.replace(", ", ",\n", 1) for n, _, _ in rows]
+    np_ = res.get("peers", {}).get("numpy")
+    if np_:  # the limit: the same features over frames already in memory
+        rows.append(("numpy batch: compute only", {"samples_per_s_per_worker": np_["compute_samples_per_s"]}, "full"))
+    names = [n.replace(", ", ",\n", 1) if n.startswith("aiotstream") else n.replace(": ", ":\n", 1) for n, _, _ in rows]
     vals = [r["samples_per_s_per_worker"] / 1e6 for _, r, _ in rows]
     colors = ["#1f77b4" if n.startswith("aiotstream") else "#7f7f7f" for n, _, _ in rows]
     bars = ax.barh(names[::-1], vals[::-1], color=colors[::-1])
@@ -173,3 +184,23 @@ def update_readme(readme: Path, md: str) -> None:
         raise ValueError(f"{readme} has no {BEGIN} ... {END} block")
     text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: f"{BEGIN}\n{md}{END}", text, flags=re.DOTALL)
     readme.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="re-render the report of a recorded e2e run")
+    ap.add_argument("results", help="results JSON written by bench e2e")
+    ap.add_argument("--update-readme", metavar="README")
+    args = ap.parse_args(argv)
+    path = Path(args.results)
+    res = json.loads(path.read_text())
+    png = path.with_suffix(".png")
+    png = png if png.exists() else None
+    path.with_suffix(".md").write_text(markdown(res, png, path.parent))
+    if args.update_readme:
+        readme = Path(args.update_readme)
+        update_readme(readme, markdown(res, png, readme.parent))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

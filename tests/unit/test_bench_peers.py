@@ -73,3 +73,15 @@ def test_latency_plan_and_percentiles() -> None:
     assert (p["n"], p["p50_ms"], p["max_ms"]) == (100, 50.5, 100.0)
     assert p["p99_ms"] == pytest.approx(99.0, abs=0.05)  # numpy linear interpolation, rounded to 0.1 ms
     assert percentiles([]) == {"n": 0}
+
+
+def test_update_readme_replaces_only_the_results_block(tmp_path) -> None:
+    from benchmarks.report import BEGIN, END, update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# B\nhand-written\n{BEGIN}\nold run\n{END}\ntail\n")
+    update_readme(readme, "new run\n")
+    assert readme.read_text() == f"# B\nhand-written\n{BEGIN}\nnew run\n{END}\ntail\n"
+    (tmp_path / "plain.md").write_text("no markers\n")
+    with pytest.raises(ValueError, match="no <!-- results:begin -->"):
+        update_readme(tmp_path / "plain.md", "x")
