@@ -336,6 +336,18 @@ def _site_kpi_line(kpis: list[dict], period_s: float) -> str:
             f"{total['alerts_critical']} critical")
 
 
+def cmd_bench_e2e(args: argparse.Namespace) -> int:
+    """The end-to-end benchmark: a thin call into ``benchmarks/e2e.py`` of the source checkout."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "e2e.py").exists():
+        raise AiotError(f"bench e2e needs a source checkout (no benchmarks/ beside {root / 'aiotstream'})")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.e2e import main as e2e_main
+
+    return e2e_main(args.e2e_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiotstream", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -413,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("--repeat", type=int, default=5, help="interleaved rounds; the best counts (default 5)")
     bk.add_argument("--scalar-updates", type=int, default=200_000, help="scalar-basic updates (default 200,000)")
     bk.set_defaults(func=cmd_bench_kernels)
+    be = bench_sub.add_parser("e2e", add_help=False, prefix_chars="\0",
+                              help="flows and peers (Bytewax per item, Quix Streams, numpy batch) side by side on "
+                                   "one broker: throughput, latency, scaling, memory; --help for its options")
+    be.add_argument("e2e_args", nargs="*", help="options of benchmarks/e2e.py (see --help)")
+    be.set_defaults(func=cmd_bench_e2e)
     return p
 
 

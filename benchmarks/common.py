@@ -1,17 +1,23 @@
-"""What the benchmark scripts share: machine description, RSS, result files."""
+"""What the benchmark scripts share: machine description, RSS, measured child processes, result files."""
 from __future__ import annotations
 
 import json
 import os
 import platform
+import resource
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def machine() -> dict[str, Any]:
@@ -23,8 +29,25 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"host": socket.gethostname(), "cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "platform": platform.platform()}
+    mem_gb = 0.0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gb = round(int(line.split()[1]) / 1e6, 1)
+                break
+    except OSError:
+        pass
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = []
+    return {"host": socket.gethostname(), "cpus": os.cpu_count(), "cpu": cpu, "mem_gb": mem_gb,
+            "python": platform.python_version(), "platform": platform.platform(), "loadavg_at_start": load}
+
+
+def machine_name() -> str:
+    """Short machine label for result file names: ``<host>-<n>cpu``."""
+    return f"{socket.gethostname()}-{os.cpu_count()}cpu"
 
 
 def rss_mb(pid: int | None = None) -> float:
@@ -46,6 +69,129 @@ def save(name: str, result: dict[str, Any], path: str | None = None) -> Path:
 def git_rev() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=False).stdout.strip()
+                              check=False, cwd=ROOT).stdout.strip()
     except OSError:
         return ""
+
+
+# ---- child processes measured by the kernel (wait4) ----------------------------------------------
+
+
+@dataclass(slots=True)
+class Measured:
+    """A finished child process: wall time, CPU seconds (kernel rusage) and peak RSS (its VmHWM)."""
+
+    cmd: list[str]
+    returncode: int
+    wall_s: float
+    cpu_user_s: float
+    cpu_sys_s: float
+    maxrss_mb: float
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def cpu_s(self) -> float:
+        return self.cpu_user_s + self.cpu_sys_s
+
+    def check(self, what: str) -> Measured:
+        if self.returncode != 0:
+            raise RuntimeError(f"{what} failed (exit {self.returncode}): {' '.join(self.cmd)}\n"
+                               f"{self.stderr[-3000:]}")
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        return {"wall_s": round(self.wall_s, 3), "cpu_s": round(self.cpu_s, 3),
+                "cpu_user_s": round(self.cpu_user_s, 3), "cpu_sys_s": round(self.cpu_sys_s, 3),
+                "peak_rss_mb": round(self.maxrss_mb, 1)}
+
+
+@dataclass
+class Child:
+    """A child started by :func:`spawn`; its output goes to temporary files (no pipe can fill up)."""
+
+    cmd: list[str]
+    proc: subprocess.Popen
+    t0: float
+    out: Any
+    err: Any
+    done: Measured | None = field(default=None)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def spawn(cmd: list[str], env: dict[str, str] | None = None, cwd: str | Path | None = None) -> Child:
+    out = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - open for the child's lifetime, closed by wait()
+    err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - as above
+    full_env = dict(os.environ, **(env or {}))
+    full_env.setdefault("PYTHONPATH", str(ROOT))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=full_env, cwd=str(cwd or ROOT), text=True)
+    return Child(cmd, proc, t0, out, err)
+
+
+def _vm_hwm_mb(pid: int) -> float | None:
+    """Peak RSS (VmHWM) of a running process's own address space, in MB; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        return None
+    return None
+
+
+def _read(f: Any) -> str:
+    f.seek(0)
+    text = f.read()
+    f.close()
+    return text
+
+
+def wait(child: Child, timeout: float | None = None) -> Measured:
+    """Wait for ``child`` (killing it after ``timeout`` s) and return what the kernel measured."""
+    if child.done is not None:
+        return child.done
+    deadline = None if timeout is None else time.monotonic() + timeout
+    # The kernel's ru_maxrss of a child also counts this (parent) process's RSS at the fork, so peak
+    # RSS is taken from the child's own VmHWM, read while it runs (every 20 ms).
+    hwm = 0.0
+    while True:
+        m = _vm_hwm_mb(child.pid)
+        if m is not None and m > hwm:
+            hwm = m
+        pid, status, ru = os.wait4(child.pid, os.WNOHANG)
+        if pid == child.pid:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            child.proc.kill()
+            pid, status, ru = os.wait4(child.pid, 0)
+            status = -signal.SIGKILL << 8 if not os.WIFSIGNALED(status) else status
+            break
+        time.sleep(0.02)
+    wall = time.perf_counter() - child.t0
+    code = os.waitstatus_to_exitcode(status)
+    child.proc.returncode = code  # we reaped it ourselves; keep Popen from trying again
+    child.done = Measured(child.cmd, code, wall, ru.ru_utime, ru.ru_stime, hwm or ru.ru_maxrss * 1024 / 1e6,
+                          _read(child.out), _read(child.err))
+    return child.done
+
+
+def stop(child: Child, grace_s: float = 10.0) -> Measured:
+    """Ask ``child`` to stop (SIGINT, as Ctrl-C would), kill it after ``grace_s``; return its measurements."""
+    if child.done is None and child.proc.poll() is None:
+        child.proc.send_signal(signal.SIGINT)
+    return wait(child, timeout=grace_s)
+
+
+def run_measured(cmd: list[str], timeout: float | None = None, env: dict[str, str] | None = None) -> Measured:
+    return wait(spawn(cmd, env), timeout)
+
+
+def self_usage() -> dict[str, float]:
+    """CPU seconds and peak RSS of this process so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss * 1024 / 1e6}

@@ -1,80 +1,121 @@
 """Scaling: the waveform flow on the real broker with 1 process vs 2 processes (one worker each).
 
-The input (N assets x D s of 10 kHz 3-axis frames) is written to a Tansu broker once;
-each configuration then runs ``aiotstream run --once`` over it to its own output topics.
-Throughput is frames / (last - first ``produced_at`` of the score records), which
-leaves process start-up (imports, connecting) out of the figure. Both runs happen in
-this one invocation so their ratio is measured side by side.
+The input (N assets x D s of 10 kHz 3-axis frames) is written to a Tansu broker once; each
+configuration then runs ``aiotstream run --once`` over it (through :mod:`benchmarks.flowrun`,
+which times the flow's Kafka source) to its own output topics. Throughput is frames over the
+span from the first poll batch to the end of the run, so process start-up (imports,
+connecting) is left out. The spread of the score records' ``produced_at`` gives a second,
+independent figure. Both runs happen in this one invocation, so their ratio is measured side
+by side. ``benchmarks.e2e`` calls :func:`run_flow` / :func:`flow_figures` for its own runs.
 
     python -m benchmarks.scaling --assets 40 --duration 120
 """
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 import orjson
 
-from aiotstream.config import SiteConfig
 from aiotstream.io.broker import TansuBroker, free_port
-from aiotstream.io.kafka import ensure_topics
-from aiotstream.io.simulator import write_to_kafka
-from aiotstream.simulator import PlantSimulator
-from benchmarks.common import save
-
-
-def _site(path: Path, site: str, assets: int) -> Path:
-    path.write_text(f"""
-[site]
-id = "{site}"
-[[asset_groups]]
-prefix = "p-"
-count = {assets}
-[inputs]
-topics = ["bench.waveforms", "bench.readings"]
-tail = false
-""")
-    return path
+from benchmarks.common import save, spawn, wait
+from benchmarks.workload import (
+    CHANNELS,
+    FRAME_SAMPLES,
+    WaveformData,
+    create_topics,
+    output_topics,
+    preload_waveforms,
+    read_records,
+    site_dict,
+    write_site,
+)
 
 
 def _ts(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def _run(brokers: str, site: Path, site_id: str, processes: int, epoch_s: float) -> dict:
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-    cmd = [sys.executable, "-m", "aiotstream.cli", "run", "--site", str(site), "--brokers", brokers, "--once",
-           "--epoch-s", str(epoch_s)]
+def run_flow(brokers: str, site: Path, processes: int = 1, epoch_s: float = 1.0, workers: int = 1,
+             timeout_s: float = 600.0, tmp: Path | None = None) -> dict[str, Any]:
+    """Run ``aiotstream run --once`` for ``site`` as ``processes`` processes; return timings and usage."""
+    tmp = tmp or site.parent
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
-    t = time.perf_counter()
-    procs = [subprocess.Popen(cmd + (["-i", str(i), "-a", addresses] if processes > 1 else []),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(processes)]
-    for p in procs:
-        _, err = p.communicate()
-        if p.returncode:
-            raise SystemExit(f"run failed: {err[-2000:]}")
-    wall = time.perf_counter() - t
-    c = Consumer({"bootstrap.servers": brokers, "group.id": "bench", "enable.partition.eof": True})
-    c.assign([TopicPartition(f"{site_id}.scores", p, 0) for p in range(3)])
-    stamps, frames, eof = [], 0, 0
-    while eof < 3:
-        for m in c.consume(1000, timeout=1):
-            if m.error():
-                eof += m.error().code() == KafkaError._PARTITION_EOF
-                continue
-            rec = orjson.loads(m.value())
-            stamps.append(_ts(rec["produced_at"]))
-            frames += rec["frames"]
-    c.close()
-    span = max(stamps) - min(stamps)
-    return {"processes": processes, "wall_s": round(wall, 2), "frames": frames, "windows": len(stamps),
-            "active_s": round(span, 2), "frames_per_s": round(frames / span), "samples_per_s": round(frames * 3072 / span)}
+    children, stats_paths = [], []
+    for i in range(processes):
+        stats = tmp / f"{site.stem}-p{i}-stats.json"
+        stats_paths.append(stats)
+        cmd = [sys.executable, "-m", "benchmarks.flowrun", str(stats), "run", "--site", str(site),
+               "--brokers", brokers, "--once", "--epoch-s", str(epoch_s), "-w", str(workers)]
+        if processes > 1:
+            cmd += ["-i", str(i), "-a", addresses]
+        children.append(spawn(cmd))
+    measured = [wait(c, timeout_s).check(f"aiotstream run (process {i})") for i, c in enumerate(children)]
+    stats = [orjson.loads(p.read_bytes()) for p in stats_paths]
+    firsts = [s["t_first"] for s in stats if s["t_first"] is not None]
+    span = max(s["t_done"] for s in stats) - min(firsts)
+    return {
+        "processes": processes, "workers_per_process": workers, "epoch_s": epoch_s,
+        "messages": sum(s["messages"] for s in stats), "input_bytes": sum(s["bytes"] for s in stats),
+        "span_s": round(span, 3),
+        "startup_s": round(max(s["t_first"] - s["t_start"] for s in stats if s["t_first"] is not None), 3),
+        "wall_s": round(max(m.wall_s for m in measured), 3),
+        "cpu_s": round(sum(m.cpu_s for m in measured), 3),
+        "peak_rss_mb": round(max(m.maxrss_mb for m in measured), 1),
+        "per_process": [m.summary() for m in measured],
+    }
+
+
+def score_figures(brokers: str, site_id: str) -> dict[str, Any]:
+    """Windows, frames and the produced_at estimator from the score (and alert) records of a run."""
+    scores = [r for _, r in read_records(brokers, f"{site_id}.scores")]
+    alerts = [r for _, r in read_records(brokers, f"{site_id}.alerts")]
+    out: dict[str, Any] = {"windows": len(scores), "frames_in_windows": sum(r.get("frames", 0) for r in scores),
+                           "alerts": len(alerts)}
+    if len(scores) >= 2:
+        stamped = sorted((_ts(r["produced_at"]), r.get("frames", 0)) for r in scores)
+        spread = stamped[-1][0] - stamped[0][0]
+        # the first window's frames were processed before the first stamp: count the others
+        frames_after = sum(f for _, f in stamped[1:])
+        if spread > 0:
+            out["produced_at_spread_s"] = round(spread, 3)
+            out["frames_per_s_by_produced_at"] = round(frames_after / spread)
+    return out
+
+
+def flow_figures(run: dict[str, Any], frames: int, readings: int = 0) -> dict[str, Any]:
+    """Rates of a waveform run: frames and samples per second, in total and per worker."""
+    workers = run["processes"] * run["workers_per_process"]
+    fps = frames / run["span_s"]
+    sps = fps * CHANNELS * FRAME_SAMPLES
+    return {"frames_per_s": round(fps), "samples_per_s": round(sps), "samples_per_s_per_worker": round(sps / workers),
+            "frames_per_s_per_worker": round(fps / workers), "workers": workers,
+            "cpu_s_per_m_samples": round(run["cpu_s"] / (frames * CHANNELS * FRAME_SAMPLES / 1e6), 4),
+            "messages_expected": frames + readings}
+
+
+def waveform_site(tmp: Path, site_id: str, data: WaveformData, model: str = "hst", **kw: Any) -> Path:
+    cfg = site_dict(site_id, len(data.assets), [data.topic, data.readings_topic], model=model, **kw)
+    return write_site(tmp, cfg)
+
+
+def measure(brokers: str, tmp: Path, data: WaveformData, processes: int, *, epoch_s: float = 1.0,
+            model: str = "hst", label: str = "", partitions: int = 3) -> dict[str, Any]:
+    """One measured run of our flow over the preloaded waveform data."""
+    site_id = f"bench-ours{label}-{processes}p"
+    site = waveform_site(tmp, site_id, data, model=model, partitions=partitions)
+    create_topics(brokers, output_topics(site_id), partitions)
+    run = run_flow(brokers, site, processes, epoch_s, tmp=tmp)
+    res = {**run, **flow_figures(run, data.frames, data.readings), **score_figures(brokers, site_id),
+           "model": model, "site": site_id}
+    if res["messages"] != data.frames + data.readings:
+        raise RuntimeError(f"{site_id}: the flow read {res['messages']} messages, "
+                           f"{data.frames + data.readings} were produced")
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,29 +124,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=120.0)
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--epoch-s", type=float, default=1.0)
+    ap.add_argument("--model", choices=["hst", "zscore"], default="hst")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     with TemporaryDirectory() as tmp, TansuBroker() as broker:
-        cfg_path = _site(Path(tmp) / "s1.toml", "bench-1", args.assets)
-        cfg = SiteConfig.load(cfg_path)
-        sim = PlantSimulator(cfg.all_assets(), duration_s=args.duration, n_faults=0, seed=1)
-        print(f"writing {sim.n_frames:,} frames ({args.assets} assets x {args.duration:g} s) to the broker ...",
-              flush=True)
-        ensure_topics(broker.bootstrap, ["bench.waveforms", "bench.readings"], partitions=args.partitions)
-        write_to_kafka(sim.messages(), broker.bootstrap, "bench.waveforms", "bench.readings")
+        print(f"writing {args.assets} assets x {args.duration:g} s of frames to the broker ...", flush=True)
+        data = preload_waveforms(broker.bootstrap, assets=args.assets, duration_s=args.duration,
+                                 partitions=args.partitions, slice_assets=1, slice_duration_s=1.0)
         runs = []
         for n in (1, 2):
-            site_id = f"bench-{n}"
-            path = _site(Path(tmp) / f"s{n}.toml", site_id, args.assets)
-            ensure_topics(broker.bootstrap, [f"{site_id}.{k}" for k in ("alerts", "kpis", "scores", "deadletter")])
-            r = _run(broker.bootstrap, path, site_id, n, args.epoch_s)
+            r = measure(broker.bootstrap, Path(tmp), data, n, epoch_s=args.epoch_s, model=args.model)
             runs.append(r)
             print(f"  {n} process(es): {r['frames_per_s']:,} frames/s ({r['samples_per_s'] / 1e6:.1f} M samples/s) "
-                  f"over {r['active_s']} s active, {r['wall_s']} s wall", flush=True)
+                  f"over {r['span_s']} s, {r['wall_s']} s wall, {r['cpu_s']} CPU s", flush=True)
     ratio = runs[1]["frames_per_s"] / runs[0]["frames_per_s"]
     print(f"  2 processes / 1 process = {ratio:.2f}x")
-    out = save("scaling", {"assets": args.assets, "duration_s": args.duration, "partitions": args.partitions,
-                           "runs": runs, "ratio_2_over_1": round(ratio, 3)}, args.json)
+    out = save("scaling", {"workload": data.summary(), "runs": runs, "ratio_2_over_1": round(ratio, 3)}, args.json)
     print(f"  saved {out}")
     return 0
 

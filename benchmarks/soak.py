@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=12)
     p.add_argument("--tolerance", type=float, default=0.05)
     p.add_argument("--json", help="result file (default benchmarks/results/<date>-<host>-soak.json)")
+    p.add_argument("--no-check", action="store_true", help="exit 0 even if RSS grew (memory-curve points)")
     args = p.parse_args(argv)
     print(f"soak: {args.assets:,} assets x {args.rounds} rounds (one window per asset per round)", flush=True)
     res = soak(args.assets, args.rounds, args.tolerance)
@@ -125,7 +126,26 @@ def main(argv: list[str] | None = None) -> int:
           f"second half {res['second_half_growth']:+.1%} (tolerance {args.tolerance:.0%}): "
           f"{'FLAT' if res['flat'] else 'GROWING'}")
     print(f"  saved {save('soak', res, args.json)}")
-    return 0 if res["flat"] else 1
+    return 0 if res["flat"] or args.no_check else 1
+
+
+def memory_point(assets: int, rounds: int, tmp: str, timeout_s: float = 600.0) -> dict:
+    """One point of RSS against the number of assets: a soak run in its own process.
+
+    Returns the process's peak RSS (from the kernel) and its RSS after the last round.
+    """
+    import json
+    from pathlib import Path
+
+    from benchmarks.common import run_measured
+
+    out = Path(tmp) / f"soak-{assets}.json"
+    m = run_measured([sys.executable, "-m", "benchmarks.soak", "--assets", str(assets), "--rounds", str(rounds),
+                      "--json", str(out), "--no-check"], timeout=timeout_s).check(f"soak with {assets} assets")
+    res = json.loads(out.read_text())
+    last = res["rss_mb"][-1]["rss_mb"] if res["rss_mb"] else None
+    return {"assets": assets, "rounds": rounds, "peak_rss_mb": round(m.maxrss_mb, 1), "final_rss_mb": last,
+            "windows_per_s": res["windows_per_s"], "wall_s": round(m.wall_s, 2), "cpu_s": round(m.cpu_s, 2)}
 
 
 if __name__ == "__main__":

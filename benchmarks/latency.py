@@ -1,0 +1,188 @@
+"""Latency at a fixed offered load: a paced producer, the flow tailing the topic, a consumer timing outputs.
+
+* The producer writes frames in (scaled) real time: frame ``k`` of every asset (1024 samples at
+  10 kHz, event time ``E0 + k * 102.4 ms``) is sent when its last sample has "happened", at wall
+  time ``W0 + (k + 1) * 102.4 ms / speed``. Assets and speed are chosen so that the offered load is
+  the requested samples/s (``speed`` is 1, plain real time, unless that would need more than
+  ``max_assets`` assets). For every asset and window it notes the wall-clock time at which it
+  sent the window's last frame.
+* The flow (``aiotstream run`` without ``--once``) tails the topic, with ``--epoch-s`` as given.
+  Its site config sets ``allowed_lateness_s = 0`` (the watermark may pass a window's end as soon
+  as a frame beyond it arrives), waveform input only, ``idle_close_s = 2`` (so the absent readings
+  stream stops holding the watermark back after 2 s).
+* A consumer in this process reads ``<site>.scores`` and ``<site>.alerts`` as they arrive
+  (``fetch.wait.max.ms`` 5).
+  Latency = receive time of a window's score (or alert) record minus the time the producer sent
+  that window's last frame. Windows in the first ``warmup_s`` of event time are left out.
+
+Tansu answers a fetch only when ``fetch.wait.max.ms`` runs out, not as soon as data arrives, so
+every consumer adds half that on average (measured: p50 153 ms at librdkafka's default of 500 ms,
+25 ms at 10 ms). The flow's consumer uses the default unless ``fetch_wait_ms`` is given.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from aiotstream.codecs import encode_frame
+from aiotstream.simulator import PlantSimulator
+from benchmarks.common import spawn, stop
+from benchmarks.workload import (
+    CHANNELS,
+    FRAME_SAMPLES,
+    RATE_HZ,
+    create_topics,
+    output_topics,
+    site_dict,
+    write_site,
+)
+
+ASSET_SAMPLES_PER_S = CHANNELS * RATE_HZ  # one asset in real time
+
+
+def percentiles(values: list[float]) -> dict[str, Any]:
+    """p50/p95/p99 (ms) of latencies given in seconds.
+
+    >>> percentiles([0.1, 0.2, 0.3])["p50_ms"]
+    200.0
+    """
+    if not values:
+        return {"n": 0}
+    a = np.asarray(values) * 1e3
+    return {"n": int(a.size), "p50_ms": round(float(np.percentile(a, 50)), 1),
+            "p95_ms": round(float(np.percentile(a, 95)), 1), "p99_ms": round(float(np.percentile(a, 99)), 1),
+            "max_ms": round(float(a.max()), 1), "mean_ms": round(float(a.mean()), 1)}
+
+
+def plan(offered_samples_per_s: float, max_assets: int) -> tuple[int, float]:
+    """Assets and time speed-up that offer ``offered_samples_per_s``.
+
+    >>> plan(3_000_000, 400)
+    (100, 1.0)
+    >>> plan(30_000_000, 400)
+    (400, 2.5)
+    """
+    assets = max(1, min(max_assets, math.ceil(offered_samples_per_s / ASSET_SAMPLES_PER_S)))
+    return assets, offered_samples_per_s / (assets * ASSET_SAMPLES_PER_S)
+
+
+class _Receiver(threading.Thread):
+    def __init__(self, brokers: str, topics: list[str], partitions: int):
+        super().__init__(daemon=True)
+        self.c = Consumer({"bootstrap.servers": brokers, "group.id": f"bench-latency-{time.time_ns()}",
+                           "enable.auto.commit": False, "fetch.wait.max.ms": 5, "fetch.min.bytes": 1})
+        self.c.assign([TopicPartition(t, p, 0) for t in topics for p in range(partitions)])
+        self.got: list[tuple[float, str, bytes]] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            for m in self.c.consume(1000, timeout=0.05):
+                if m.error() is None:
+                    self.got.append((time.time(), m.topic(), m.value()))
+        self.c.close()
+
+
+def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_s: float, duration_s: float = 20.0,
+                warmup_s: float = 6.0, max_assets: int = 400, tag: str = "", partitions: int = 3,
+                startup_s: float = 5.0, model: str = "zscore", fetch_wait_ms: int | None = None) -> dict[str, Any]:
+    """One latency run; ``fetch_wait_ms`` sets the flow consumer's ``fetch.wait.max.ms`` (through
+    ``AIOTSTREAM_KAFKA_FETCH_WAIT_MAX_MS``; None leaves librdkafka's default of 500 ms)."""
+    assets, speed = plan(offered_samples_per_s, max_assets)
+    site_id = f"bench-lat{tag}"
+    topic = f"{site_id}.waveforms"
+    cfg = site_dict(site_id, assets, [topic], model=model, tail=True, partitions=partitions,
+                    window={"allowed_lateness_s": 0, "idle_close_s": 2})
+    site = write_site(tmp, cfg)
+    create_topics(brokers, [topic, *output_topics(site_id)], partitions)
+    ids = [f"p-{i:06d}" for i in range(1, assets + 1)]
+    sim = PlantSimulator(assets, duration_s=1.0, n_faults=0, seed=5)
+    pool: dict[int, list[np.ndarray]] = {}
+    for a, _seq, _t0, x in sim.frames():  # ~10 frames of real signal per asset, cycled
+        pool.setdefault(int(a.rsplit("-", 1)[1]), []).append(np.ascontiguousarray(x, dtype=np.float32))
+    frames = [pool[i] for i in range(assets)]
+
+    env = {"AIOTSTREAM_KAFKA_FETCH_WAIT_MAX_MS": str(fetch_wait_ms)} if fetch_wait_ms is not None else {}
+    flow = spawn([sys.executable, "-m", "aiotstream.cli", "run", "--site", str(site), "--brokers", brokers,
+                  "--epoch-s", str(epoch_s)], env=env)
+    recv = _Receiver(brokers, [f"{site_id}.scores", f"{site_id}.alerts"], partitions)
+    recv.start()
+    time.sleep(startup_s)  # imports, connecting, Bytewax start-up: not part of the latency
+    producer = Producer({"bootstrap.servers": brokers, "linger.ms": 0, "enable.idempotence": True,
+                         "queue.buffering.max.kbytes": 262144})
+    step_ns = round(FRAME_SAMPLES / RATE_HZ * 1e9)
+    e0 = (time.time_ns() // 1_000_000_000 + 1) * 1_000_000_000
+    w0 = time.time()
+    n_frames = int(duration_s * speed * 1e9 // step_ns)
+    sent: dict[tuple[str, int], float] = {}
+    behind = []
+    for k in range(n_frames):
+        due = w0 + (k + 1) * step_ns / 1e9 / speed
+        pause = due - time.time()
+        if pause > 0:
+            time.sleep(pause)
+        else:
+            behind.append(-pause)
+        t0 = e0 + k * step_ns
+        win = t0 // 1_000_000_000 * 1_000_000_000
+        for i, a in enumerate(ids):
+            payload = encode_frame(a, k, t0, RATE_HZ, frames[i][k % len(frames[i])])
+            while True:
+                try:
+                    producer.produce(topic, value=payload, key=a.encode())
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            sent[(a, win)] = time.time()
+        producer.poll(0)
+    produce_wall = time.time() - w0
+    producer.flush(30)
+    time.sleep(max(2.0, 2 * epoch_s) + 1.0)  # let the last windows out
+    recv.halt.set()
+    recv.join(10)
+    measured = stop(flow)
+
+    first_window = e0 + round(warmup_s * 1e9)
+    last_window = (e0 + (n_frames - 1) * step_ns) // 1_000_000_000 * 1_000_000_000
+    score_lat, alert_lat, late_windows = [], [], 0
+    by_window: dict[int, list[float]] = {}
+    to_created, created_to_recv = [], []
+    for t_recv, t, raw in recv.got:
+        rec = orjson.loads(raw)
+        w = (rec.get("window") or {}).get("start_ns")
+        key = (rec.get("asset"), w)
+        if w is None or key not in sent or w < first_window or w >= last_window:
+            continue  # warm-up, or the last window (closed by the idle flush, not by data)
+        lat = t_recv - sent[key]
+        (alert_lat if t.endswith(".alerts") else score_lat).append(lat)
+        if not t.endswith(".alerts"):
+            by_window.setdefault(w, []).append(lat)
+            created = rec.get("produced_at")
+            if created:
+                c = datetime.fromisoformat(created).timestamp()
+                to_created.append(c - sent[key])
+                created_to_recv.append(t_recv - c)
+    expected = assets * max(0, (last_window - first_window) // 1_000_000_000)
+    return {
+        "epoch_s": epoch_s, "fetch_wait_max_ms": fetch_wait_ms if fetch_wait_ms is not None else 500,
+        "assets": assets, "speed": round(speed, 3),
+        "offered_samples_per_s": round(offered_samples_per_s),
+        "achieved_samples_per_s": round(n_frames * assets * CHANNELS * FRAME_SAMPLES / produce_wall),
+        "duration_s": duration_s, "warmup_s": warmup_s, "model": model,
+        "producer_behind_max_ms": round(max(behind, default=0.0) * 1e3, 1),
+        "windows_expected": int(expected), "score": percentiles(score_lat),
+        "split": {"sent_to_created": percentiles(to_created), "created_to_received": percentiles(created_to_recv)}, "alert": percentiles(alert_lat),
+        "flow": measured.summary(), "late_windows": late_windows,
+        "per_window": [{"t_s": (w - e0) / 1e9, "n": len(v), "p50_ms": round(float(np.median(v)) * 1e3, 1),
+                        "max_ms": round(max(v) * 1e3, 1)} for w, v in sorted(by_window.items())],
+        "settings": {"allowed_lateness_s": 0, "idle_close_s": 2, "inputs": "waveforms only"},
+    }

@@ -1,0 +1,59 @@
+"""The scalar workload: JSON readings (one value each) at thousands of keys through a scalar flow.
+
+``--scalar-flow`` picks the flow. Today there is one choice, and it is NOT the building (energy)
+flow, which does not exist yet:
+
+* ``pm-readings``: the predictive-maintenance flow fed readings only. It exercises what a
+  scalar flow shares with it: JSON decode and validation once per poll batch (``flat_map_batch``)
+  and the keyed per-asset stateful step (event-time windows, watermark, KPI periods). Windows
+  without frames are not scored, so the outputs are KPI records (one per asset per 10 s).
+
+A new flow plugs in as another :class:`ScalarFlow`: a site config factory for the same
+``aiotstream run --once`` path (for example ``site.flow = "building"`` once ``run`` knows it).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.scaling import run_flow
+from benchmarks.workload import ScalarData, create_topics, output_topics, write_site
+
+
+@dataclass(frozen=True)
+class ScalarFlow:
+    name: str
+    label: str
+    site: Callable[[str, ScalarData], dict[str, Any]]
+
+
+def _pm_readings_site(site_id: str, data: ScalarData) -> dict[str, Any]:
+    return {"site": {"id": site_id, "name": "benchmark scalar (pm flow, readings only)"},
+            "asset_groups": [{"prefix": "s-", "count": data.keys, "width": 6, "channels": ["v"]}],
+            "inputs": {"topics": [data.topic], "tail": False, "poll_batch": 1000}}
+
+
+SCALAR_FLOWS: dict[str, ScalarFlow] = {
+    "pm-readings": ScalarFlow(
+        "pm-readings",
+        "predictive-maintenance flow with readings-only input (JSON decode per poll batch + keyed "
+        "per-asset windows and KPIs); not the building flow, which does not exist yet",
+        _pm_readings_site),
+}
+
+
+def measure_scalar(brokers: str, tmp: Path, data: ScalarData, flow: str = "pm-readings",
+                   partitions: int = 3) -> dict[str, Any]:
+    sf = SCALAR_FLOWS[flow]
+    site_id = f"bench-scalar-{flow}"
+    site = write_site(tmp, sf.site(site_id, data))
+    create_topics(brokers, output_topics(site_id), partitions)
+    run = run_flow(brokers, site, 1, tmp=tmp)
+    if run["messages"] != data.events:
+        raise RuntimeError(f"{site_id}: the flow read {run['messages']} readings, {data.events} were produced")
+    eps = run["messages"] / run["span_s"]
+    return {"flow": flow, "label": sf.label, **run, "events_per_s": round(eps),
+            "events_per_s_per_worker": round(eps / (run["processes"] * run["workers_per_process"])),
+            "cpu_us_per_event": round(run["cpu_s"] / run["messages"] * 1e6, 2)}
