@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aiotstream.codecs import encode_frame
-from aiotstream.features.reference import features as reference_features
+from aiotstream.features.reference import moment_features as reference_features
 from benchmarks.latency import percentiles, plan
 from benchmarks.peers import common as peer
 from benchmarks.peers.numpy_batch import decode, window_features
