@@ -29,7 +29,7 @@ import glob
 import math
 import struct
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -221,11 +221,10 @@ def _slice_rows(r: ReadingRows, a: int, b: int) -> ReadingRows:
 
 
 # ---- readers (each yields chunks from a start row) --------------------------------------------------
-def _read_parquet(path: str, topic: str, cols: FileColumns, start: int) -> Iterator[_Chunk]:
-    import pyarrow.parquet as pq
-
+def _table_chunks(batches: Iterable[Any], topic: str, cols: FileColumns, start: int) -> Iterator[_Chunk]:
+    """Arrow record batches as chunks of rows, skipping the rows before ``start`` (the resume point)."""
     row = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=BLOCK_ROWS):
+    for batch in batches:
         if row + batch.num_rows <= start:
             row += batch.num_rows
             continue
@@ -235,6 +234,12 @@ def _read_parquet(path: str, topic: str, cols: FileColumns, start: int) -> Itera
         rows = table_rows(batch, row, topic, cols)
         yield _Chunk(row, rows.ts_ns, rows=rows)
         row += batch.num_rows
+
+
+def _read_parquet(path: str, topic: str, cols: FileColumns, start: int) -> Iterator[_Chunk]:
+    import pyarrow.parquet as pq
+
+    yield from _table_chunks(pq.ParquetFile(path).iter_batches(batch_size=BLOCK_ROWS), topic, cols, start)
 
 
 def _read_csv(path: str, topic: str, cols: FileColumns, start: int) -> Iterator[_Chunk]:
@@ -243,17 +248,7 @@ def _read_csv(path: str, topic: str, cols: FileColumns, start: int) -> Iterator[
     text_cols = {c: pa.string() for c in [cols.asset, cols.metric]}
     reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 22),
                            convert_options=pcsv.ConvertOptions(column_types=text_cols, strings_can_be_null=True))
-    row = 0
-    for batch in reader:
-        if row + batch.num_rows <= start:
-            row += batch.num_rows
-            continue
-        if row < start:
-            batch = batch.slice(start - row)
-            row = start
-        rows = table_rows(batch, row, topic, cols)
-        yield _Chunk(row, rows.ts_ns, rows=rows)
-        row += batch.num_rows
+    yield from _table_chunks(reader, topic, cols, start)
 
 
 def _read_jsonl_table(path: str, topic: str, cols: FileColumns, start: int) -> Iterator[_Chunk]:
