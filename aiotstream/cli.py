@@ -133,7 +133,8 @@ def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool
     from aiotstream.dataflow import build_flow
 
     sink, also, where = _sinks(args, cfg, brokers)
-    flow = build_flow(cfg, source, sink, tail=tail, also=also)
+    # without --recovery nothing reads the per-epoch state snapshots, so they are not taken
+    flow = build_flow(cfg, source, sink, tail=tail, also=also, snapshots=bool(args.recovery))
     print(f"running {cfg.site.flow} for site {cfg.site.id!r} (config_hash {cfg.config_hash}): {src_text} -> "
           f"{where}" + ("" if tail else " (until the end of the input)"), file=sys.stderr, flush=True)
     addresses = args.addresses.split(";") if args.addresses else None
@@ -272,7 +273,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     del river, scipy
 
-    flow = build_flow(cfg, SimulatorSource(messages, cfg.site.id), JsonlSink(out), tail=False)
+    flow = build_flow(cfg, SimulatorSource(messages, cfg.site.id), JsonlSink(out), tail=False, snapshots=False)
     t1 = time.perf_counter()
     cli_main(flow, workers_per_process=1, epoch_interval=timedelta(seconds=5))
     elapsed = time.perf_counter() - t1

@@ -101,7 +101,8 @@ def soak(assets: int, rounds: int, tolerance: float = 0.05, epoch_s: float = 1.0
     samples: list[tuple[int, float, float]] = []
     counts: dict[str, int] = {}
     t = time.perf_counter()
-    run_main(build_flow(cfg, RoundSource(ids, rounds), CountSink(counts, assets, samples), tail=False),
+    run_main(build_flow(cfg, RoundSource(ids, rounds), CountSink(counts, assets, samples), tail=False,
+                        snapshots=False),  # as `aiotstream run` without --recovery
              epoch_interval=timedelta(seconds=epoch_s))
     elapsed = time.perf_counter() - t
     half = samples[len(samples) // 2:]

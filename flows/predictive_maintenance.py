@@ -20,12 +20,18 @@ from aiotstream.dataflow import build_flow
 from aiotstream.io.kafka import KafkaOutputSink, kafka_source
 
 
-def get_flow(site: str | None = None, brokers: str | None = None, once: bool = False) -> Dataflow:
-    """The flow for a site config file (default: ``$AIOTSTREAM_SITE``); ``brokers`` overrides the file's."""
+def get_flow(site: str | None = None, brokers: str | None = None, once: bool = False,
+             snapshots: bool = True) -> Dataflow:
+    """The flow for a site config file (default: ``$AIOTSTREAM_SITE``); ``brokers`` overrides the file's.
+
+    Pass ``snapshots=False`` when running without ``-r`` (recovery): Bytewax takes
+    state snapshots every epoch either way, and nothing reads them then.
+    """
     path = site or os.environ.get("AIOTSTREAM_SITE")
     if not path:
         raise SystemExit("name a site config: get_flow('flows/sites/plant-a.toml') or set AIOTSTREAM_SITE")
     cfg = SiteConfig.load(path)
     brokers = brokers or os.environ.get("AIOTSTREAM_BROKERS")
     tail = not once
-    return build_flow(cfg, kafka_source(cfg, brokers, tail=tail), KafkaOutputSink(cfg, brokers), tail=tail)
+    return build_flow(cfg, kafka_source(cfg, brokers, tail=tail), KafkaOutputSink(cfg, brokers), tail=tail,
+                      snapshots=snapshots)
