@@ -15,6 +15,7 @@ import os
 
 from bytewax.dataflow import Dataflow
 
+from aiotstream.cli import tune_gc
 from aiotstream.config import SiteConfig
 from aiotstream.dataflow import build_flow
 from aiotstream.io.kafka import KafkaOutputSink, kafka_source
@@ -25,7 +26,9 @@ def get_flow(site: str | None = None, brokers: str | None = None, once: bool = F
     """The flow for a site config file (default: ``$AIOTSTREAM_SITE``); ``brokers`` overrides the file's.
 
     Pass ``snapshots=False`` when running without ``-r`` (recovery): Bytewax takes
-    state snapshots every epoch either way, and nothing reads them then.
+    state snapshots every epoch either way, and nothing reads them then. In a
+    cluster started with ``BYTEWAX_PROCESS_ID`` and ``BYTEWAX_ADDRESSES`` set,
+    each process reads its even share of the Kafka partitions.
     """
     path = site or os.environ.get("AIOTSTREAM_SITE")
     if not path:
@@ -33,5 +36,8 @@ def get_flow(site: str | None = None, brokers: str | None = None, once: bool = F
     cfg = SiteConfig.load(path)
     brokers = brokers or os.environ.get("AIOTSTREAM_BROKERS")
     tail = not once
-    return build_flow(cfg, kafka_source(cfg, brokers, tail=tail), KafkaOutputSink(cfg, brokers), tail=tail,
+    addresses = os.environ.get("BYTEWAX_ADDRESSES")
+    process = (int(os.environ.get("BYTEWAX_PROCESS_ID", "0")), len(addresses.split(";"))) if addresses else (0, 1)
+    tune_gc()
+    return build_flow(cfg, kafka_source(cfg, brokers, tail=tail, process=process), KafkaOutputSink(cfg, brokers), tail=tail,
                       snapshots=snapshots)

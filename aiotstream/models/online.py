@@ -158,15 +158,13 @@ class HalfSpaceTreesDetector:
 
     def __init__(self, columns: list[str], warmup: int = 20, n_trees: int = 25, height: int = 8,
                  window_size: int = 50, seed: int = 42, learn_below: float = 0.6):
-        from river import anomaly  # imported here: River is slow to import and only this detector needs it
-
         self.columns = list(columns)
         self.warmup = warmup
         self.learn_below = learn_below
         self._buffer: list[np.ndarray] = []
         self._lo: np.ndarray | None = None
         self._span: np.ndarray | None = None
-        self.model = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size, seed=seed)
+        self.model = _hst_with_trees(self.columns, n_trees, height, window_size, seed)
         self._baseline = ZScoreDetector(columns, warmup=warmup)  # only for explanations
 
     @property
@@ -209,6 +207,37 @@ class HalfSpaceTreesDetector:
 
     def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
         return self._baseline.explain(x, k)
+
+
+_HST_TEMPLATES: dict[tuple, bytes] = {}
+
+
+def _hst_with_trees(columns: list[str], n_trees: int, height: int, window_size: int, seed: int):
+    """A new River ``HalfSpaceTrees`` whose trees are already built, from a per-process template.
+
+    River builds the random trees on the first ``learn_one`` (25 trees of height
+    8: about 0.1-0.3 s of ``random.choices``), and every asset with the same
+    columns and seed builds the very same trees. So the first asset builds them,
+    its masses are reset to the untouched state, and the pickled model is the
+    template: a new asset costs one ``pickle.loads``. A unit test checks that a
+    template copy and a plain River model give identical scores, so a River
+    release that changes these internals fails the tests instead of drifting.
+    """
+    import pickle
+
+    from river import anomaly  # imported here: River is slow to import and only this detector needs it
+
+    key = (tuple(columns), n_trees, height, window_size, seed)
+    blob = _HST_TEMPLATES.get(key)
+    if blob is None:
+        model = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size, seed=seed)
+        model.learn_one(dict.fromkeys(columns, 0.5))  # builds the trees (and counts this row: undone below)
+        for nodes in model._tree_nodes:
+            for node in nodes:
+                node.l_mass = 0
+        model.counter = 0
+        blob = _HST_TEMPLATES[key] = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.loads(blob)
 
 
 def make_detector(kind: str, columns: list[str], **settings: float) -> Detector:
