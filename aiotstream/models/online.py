@@ -1,4 +1,4 @@
-"""Online anomaly detectors behind one :class:`Detector` protocol, and drift on the score.
+"""Online anomaly detectors behind one :class:`Detector` protocol, and drift on the score and on features.
 
 Both detectors keep a warm-up: the first ``warmup`` rows only teach the model
 (score 0, ``warm`` False). After that they score each row in [0, 1] and learn
@@ -16,6 +16,10 @@ scaled to [0, 1] by the ranges seen during warm-up.
 
 A feature may be missing from a row (NaN, e.g. no temperature reading in a
 window): it is neither scored nor learnt from.
+
+Drift: :class:`DriftWatch` runs one River detector (ADWIN, Page-Hinkley or
+KSWIN) on the anomaly score; :class:`FeatureDrift` runs one per watched
+feature column and says which fired.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
