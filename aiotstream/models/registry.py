@@ -233,17 +233,19 @@ class ModelRegistry:
     """Artifacts under ``root``; verification keys given at open (see the module docstring).
 
     ``verify_key``: the Ed25519 public key (PEM path, PEM bytes or 32 raw bytes) that Ed25519 signatures must
-    come from; ``hmac_key``: the shared secret for HMAC-SHA256 signatures (also used to sign on publish when no
+    come from, or a list of them (while signing keys rotate); ``hmac_key``: the shared secret for HMAC-SHA256 signatures (also used to sign on publish when no
     other key is given). ``allow_unsigned=True`` accepts artifacts without a signature (tests, development).
     """
 
-    def __init__(self, root: Path | str, verify_key: Path | bytes | None = None, hmac_key: bytes | None = None,
-                 *, allow_unsigned: bool = False):
+    def __init__(self, root: Path | str, verify_key: Path | str | bytes | list[Path | str | bytes] | None = None,
+                 hmac_key: bytes | None = None, *, allow_unsigned: bool = False):
         self.root = Path(root)
         self.hmac_key = hmac_key
         self.allow_unsigned = allow_unsigned
-        self._verify = _load_public(verify_key) if verify_key is not None else None
-        self._verify_id = key_id("ed25519", _raw_public(self._verify)) if self._verify is not None else None
+        keys = [] if verify_key is None else list(verify_key) if isinstance(verify_key, (list, tuple)) \
+            else [verify_key]
+        pubs = [_load_public(k) for k in keys]
+        self._trusted = {key_id("ed25519", _raw_public(p)): p for p in pubs}  # key id -> public key
         self._hmac_id = key_id("hmac-sha256", hmac_key) if hmac_key is not None else None
 
     # ---- paths and listing ----
@@ -361,15 +363,17 @@ class ModelRegistry:
             raise ModelRefused(f"{where}: bad signature: the value is not base64") from None
         body = m.signed_bytes()
         if alg == "ed25519":
-            if self._verify is None:
+            if not self._trusted:
                 raise ModelRefused(f"{where}: unknown key: signed with Ed25519 key {kid}, but this registry has "
                                    "no verify_key (give the signer's public key)")
-            if kid != self._verify_id:
-                raise ModelRefused(f"{where}: unknown key: signed with {kid}, this registry trusts {self._verify_id}")
+            pub = self._trusted.get(kid)  # type: ignore[arg-type]
+            if pub is None:
+                raise ModelRefused(f"{where}: unknown key: signed with {kid}, this registry trusts "
+                                   f"{', '.join(self._trusted)}")
             from cryptography.exceptions import InvalidSignature
 
             try:
-                self._verify.verify(raw_sig, body)
+                pub.verify(raw_sig, body)
             except InvalidSignature:
                 raise ModelRefused(f"{where}: bad signature: the manifest does not match its Ed25519 signature "
                                    "(it was changed after signing)") from None

@@ -144,6 +144,9 @@ def test_wrong_key_is_refused(tmp_path: Path, keys: tuple[Path, Path]) -> None:
         ModelRegistry(tmp_path / "reg", verify_key=other_pub).load("pm", "1.0.0")
     with pytest.raises(ModelRefused, match="no verify_key"):
         ModelRegistry(tmp_path / "reg").load("pm", "1.0.0")
+    # while keys rotate a site trusts both the old and the new public key
+    both = ModelRegistry(tmp_path / "reg", verify_key=[other_pub, keys[1]])
+    assert both.load("pm", "1.0.0").manifest.signature["alg"] == "ed25519"  # type: ignore[index]
 
 
 def test_signature_by_another_key_claiming_the_trusted_key_id_is_refused(tmp_path: Path,
