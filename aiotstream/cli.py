@@ -1,4 +1,4 @@
-"""``aiotstream``: validate | broker | simulate | run | replay | demo | bench.
+"""``aiotstream``: validate | broker | simulate | run | replay | demo | bench | train.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config, 130 stopped by Ctrl-C/SIGINT.
 """
@@ -373,6 +373,37 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
     return e2e_main(args.e2e_args)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the default models on healthy simulator data and publish them, signed, to a registry."""
+    from aiotstream.models.registry import ModelRegistry, generate_keypair
+    from aiotstream.models.train import train_and_publish
+
+    cfg = SiteConfig.load(args.site)
+    if args.new_key:
+        priv, pub = generate_keypair(args.new_key)
+        print(f"new Ed25519 key pair: {priv} (keep it at the training side) and {pub} (give it to the sites)",
+              file=sys.stderr)
+        args.signing_key = str(priv)
+    hmac_key = None
+    if args.hmac_key_file:
+        hmac_key = Path(args.hmac_key_file).read_bytes().strip()
+    if args.signing_key is None and hmac_key is None and not args.unsigned:
+        raise AiotError("no signing key: give --signing-key (Ed25519 PEM), --new-key DIR or --hmac-key-file, or "
+                        "--unsigned for development (sites refuse unsigned models by default)")
+    reg = ModelRegistry(args.registry, allow_unsigned=True)
+    t0 = time.perf_counter()
+    manifests = train_and_publish(cfg, reg, args.name, args.version, n_assets=args.assets, duration_s=args.duration,
+                                  seed=args.seed, signing_key=Path(args.signing_key) if args.signing_key else None,
+                                  hmac_key=hmac_key, n_estimators=args.trees)
+    for m in manifests:
+        sig = m.signature["alg"] if m.signature else "UNSIGNED"
+        print(f"{reg.path(m.name, m.version)}: {m.extra.get('family')}{' int8' if m.quantized else ''}, "
+              f"{len(m.feature_names)} features, {m.metrics['train_rows']} training windows, sha256 "
+              f"{m.sha256[:16]}..., {sig}")
+    print(f"trained in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiotstream", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -455,6 +486,22 @@ def build_parser() -> argparse.ArgumentParser:
                                    "one broker: throughput, latency, scaling, memory; --help for its options")
     be.add_argument("e2e_args", nargs="*", help="options of benchmarks/e2e.py (see --help)")
     be.set_defaults(func=cmd_bench_e2e)
+
+    t = sub.add_parser("train", help="train the default ONNX models (IsolationForest; autoencoder float + int8) on "
+                                     "healthy simulator data and publish them, signed, to a model registry")
+    t.add_argument("--site", required=True, help="site config: its assets' channels and feature set give the columns")
+    t.add_argument("--registry", required=True, help="registry directory (<name>/<version>/model.onnx + manifest)")
+    t.add_argument("--name", required=True, help="model name")
+    t.add_argument("--version", required=True, help="version V: publishes V, V-ae and V-int8 (never overwritten)")
+    t.add_argument("--signing-key", help="Ed25519 private key (PEM) to sign the manifests with")
+    t.add_argument("--new-key", metavar="DIR", help="make a new Ed25519 key pair in DIR and sign with it")
+    t.add_argument("--hmac-key-file", help="sign with HMAC-SHA256 using the secret in this file instead")
+    t.add_argument("--unsigned", action="store_true", help="publish unsigned (development only)")
+    t.add_argument("--assets", type=int, help="train on the first N assets of the site (default: all)")
+    t.add_argument("--duration", type=float, default=120.0, help="seconds of healthy simulated data (default 120)")
+    t.add_argument("--seed", type=int, default=0, help="simulator and model seed (default 0)")
+    t.add_argument("--trees", type=int, default=100, help="IsolationForest trees (default 100)")
+    t.set_defaults(func=cmd_train)
     return p
 
 

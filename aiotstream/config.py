@@ -311,9 +311,23 @@ class ModelConfig(_Model):
     height: int = Field(default=8, ge=2, le=20)
     window_size: int = Field(default=50, ge=2)
     seed: int = 42
-    # drift detector on the anomaly score
-    drift_detector: Literal["adwin", "page_hinkley", "none"] = "adwin"
+    # drift detector on the anomaly score (and on drift_features): ADWIN, Page-Hinkley or KSWIN
+    drift_detector: Literal["adwin", "page_hinkley", "kswin", "none"] = "adwin"
+    # ADWIN's / Page-Hinkley's delta; KSWIN's alpha (significance of its Kolmogorov-Smirnov test)
     drift_delta: float = Field(default=0.002, gt=0, lt=1)
+    # feature columns (e.g. "x.rms", "temperature.mean") watched by their own drift detector each
+    drift_features: list[str] = Field(default_factory=list, max_length=256)
+    # KSWIN only: the sliding window, and the recent part of it tested against a sample of the rest
+    drift_window_size: int = Field(default=100, ge=10, le=100_000)
+    drift_stat_size: int = Field(default=30, ge=5, le=10_000)
+
+    @field_validator("drift_features")
+    @classmethod
+    def _unique_features(cls, v: list[str]) -> list[str]:
+        dups = sorted({f for f in v if v.count(f) > 1})
+        if dups:
+            raise ValueError(f"feature(s) {', '.join(map(repr, dups))} listed more than once")
+        return v
 
 
 SEVERITIES = ("info", "warning", "critical")
@@ -847,12 +861,38 @@ class SiteConfig(_Model):
             return [("features.set", msg + ", ".join(waveform))]
         nyquist = {a.id: a.sample_rate_hz / 2.0 for a in self.all_assets()}
         if f.bands is None:
-            return band_problems(fs.bands, nyquist, "features.bands (the default of " + fs.ref + ")") \
+            bands = band_problems(fs.bands, nyquist, "features.bands (the default of " + fs.ref + ")") \
                 if fs.spectral else []
-        if not fs.spectral:
+        elif not fs.spectral:
             msg = f"feature set {f.set!r} has no spectral columns; bands apply to spectral sets such as "
             return [("features.bands", msg + "'vibration-spectral'")]
-        return band_problems(f.bands, nyquist, "features.bands")
+        else:
+            bands = band_problems(f.bands, nyquist, "features.bands")
+        if bands:
+            return bands
+        return self._drift_problems(fs.with_bands(f.bands) if f.bands is not None else fs)
+
+    def _drift_problems(self, fs: Any) -> list[tuple[str, str]]:
+        """``[model]`` drift settings that need the feature columns (``drift_features``) or each other."""
+        m = self.model
+        problems: list[tuple[str, str]] = []
+        if m.drift_stat_size >= m.drift_window_size:
+            problems.append(("model.drift_stat_size", (f"must be smaller than drift_window_size "
+                             f"({m.drift_stat_size} >= {m.drift_window_size})")))
+        if m.drift_features and m.drift_detector == "none":
+            problems.append(("model.drift_features", ("drift_detector is 'none': set it to 'adwin', 'page_hinkley' "
+                             "or 'kswin' to watch features")))
+        temp = self.features.temperature_metric
+        for i, name in enumerate(m.drift_features):
+            for a in self.all_assets():
+                cols = fs.columns(a.channels) + [f"{temp}.mean", f"{temp}.max"]
+                if name not in cols:
+                    close = difflib.get_close_matches(name, cols, n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else f" (e.g. {', '.join(cols[:4])}, ...)"
+                    problems.append((f"model.drift_features[{i}]",
+                                     f"{name!r} is not a feature column of asset {a.id}{hint}"))
+                    break
+        return problems
 
     @classmethod
     def load(cls, path: str | Path) -> SiteConfig:

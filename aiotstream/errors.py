@@ -40,5 +40,10 @@ class ModelError(AiotError):
     """A model could not be loaded, checked or used."""
 
 
+class ModelRefused(ModelError):
+    """A registry artifact failed verification (missing file, hash mismatch, unsigned, unknown key or bad
+    signature) and must not be used; the message names the file and what failed."""
+
+
 class BrokerError(AiotError):
     """The development broker could not be started or reached."""

@@ -1,4 +1,4 @@
-"""Online anomaly detectors behind one :class:`Detector` protocol, and drift on the score.
+"""Online anomaly detectors behind one :class:`Detector` protocol, and drift on the score and on features.
 
 Both detectors keep a warm-up: the first ``warmup`` rows only teach the model
 (score 0, ``warm`` False). After that they score each row in [0, 1] and learn
@@ -16,6 +16,10 @@ scaled to [0, 1] by the ranges seen during warm-up.
 
 A feature may be missing from a row (NaN, e.g. no temperature reading in a
 window): it is neither scored nor learnt from.
+
+Drift: :class:`DriftWatch` runs one River detector (ADWIN, Page-Hinkley or
+KSWIN) on the anomaly score; :class:`FeatureDrift` runs one per watched
+feature column and says which fired.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -252,8 +256,28 @@ def make_detector(kind: str, columns: list[str], **settings: float) -> Detector:
     raise ModelError(f"unknown detector kind {kind!r}: use 'zscore' or 'hst'")
 
 
+DRIFT_DETECTORS = ("adwin", "page_hinkley", "kswin")
+
+
+def make_drift_detector(kind: str, delta: float = 0.002, seed: int | None = None, window_size: int = 100,
+                        stat_size: int = 30):
+    """A River drift detector by its config name; ``delta`` is ADWIN's and Page-Hinkley's ``delta`` and
+    KSWIN's ``alpha`` (the Kolmogorov-Smirnov test's significance level)."""
+    from river import drift
+
+    if kind == "adwin":
+        return drift.ADWIN(delta=delta)
+    if kind == "page_hinkley":
+        return drift.PageHinkley(delta=delta)
+    if kind == "kswin":
+        if stat_size >= window_size:
+            raise ModelError(f"kswin: stat_size ({stat_size}) must be smaller than window_size ({window_size})")
+        return drift.KSWIN(alpha=delta, window_size=window_size, stat_size=stat_size, seed=seed)
+    raise ModelError(f"unknown drift detector {kind!r}: use one of {', '.join(DRIFT_DETECTORS)}")
+
+
 class DriftWatch:
-    """A River drift detector on the anomaly score (ADWIN or Page-Hinkley).
+    """A River drift detector on the anomaly score (ADWIN, Page-Hinkley or KSWIN).
 
     >>> w = DriftWatch("adwin", delta=0.002)
     >>> flags = [w.update(0.1) for _ in range(300)] + [w.update(0.8) for _ in range(300)]
@@ -261,17 +285,50 @@ class DriftWatch:
     (False, True)
     """
 
-    def __init__(self, kind: str = "adwin", delta: float = 0.002):
-        from river import drift
-
+    def __init__(self, kind: str = "adwin", delta: float = 0.002, seed: int | None = 42, window_size: int = 100,
+                 stat_size: int = 30):
         self.kind = kind
-        if kind == "adwin":
-            self.detector = drift.ADWIN(delta=delta)
-        elif kind == "page_hinkley":
-            self.detector = drift.PageHinkley(delta=delta)
-        else:
-            raise ModelError(f"unknown drift detector {kind!r}: use 'adwin' or 'page_hinkley'")
+        self.detector = make_drift_detector(kind, delta, seed, window_size, stat_size)
 
     def update(self, score: float) -> bool:
         self.detector.update(score)
         return bool(self.detector.drift_detected)
+
+
+class FeatureDrift:
+    """One River drift detector per watched feature column; :meth:`update` returns the features whose
+    detector fired on this row. A missing value (NaN) is skipped for that feature.
+
+    >>> import numpy as np
+    >>> fd = FeatureDrift(["a", "b"], ["b"], "kswin", delta=1e-4, seed=1)
+    >>> rng = np.random.default_rng(0)
+    >>> fired = [fd.update(np.array([0.0, v])) for v in rng.normal(0, 1, 300)]
+    >>> fired += [fd.update(np.array([0.0, v])) for v in rng.normal(3, 1, 100)]
+    >>> any(fired[:300]), ["b"] in fired[300:]
+    (False, True)
+    """
+
+    def __init__(self, columns: list[str], watched: list[str], detector: str = "kswin", delta: float = 0.002,
+                 seed: int | None = 42, window_size: int = 100, stat_size: int = 30):
+        self.columns = list(columns)
+        unknown = [w for w in watched if w not in self.columns]
+        if unknown:
+            raise ModelError(f"drift features {unknown} are not feature columns (e.g. "
+                             f"{', '.join(self.columns[:4])}, ...)")
+        self.watched = list(dict.fromkeys(watched))
+        self.kind = detector
+        self.index = [self.columns.index(w) for w in self.watched]
+        # each feature its own seed, so KSWIN's reference samples differ per feature but repeat per run
+        self.detectors = [make_drift_detector(detector, delta, None if seed is None else seed + i, window_size,
+                                              stat_size) for i in range(len(self.watched))]
+
+    def update(self, x: np.ndarray) -> list[str]:
+        fired = []
+        for name, i, d in zip(self.watched, self.index, self.detectors):
+            v = float(x[i])
+            if math.isnan(v):
+                continue
+            d.update(v)
+            if d.drift_detected:
+                fired.append(name)
+        return fired

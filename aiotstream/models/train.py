@@ -1,0 +1,303 @@
+"""Train the default ONNX models on simulator data and publish them to a registry (``aiotstream train``).
+
+Feature rows come from the real pipeline: simulator messages are decoded by
+:class:`~aiotstream.ingest.Ingestor` and windowed and featurised by
+:class:`~aiotstream.analysis.AssetAnalyzer` (the flow's code); each window's
+row is the ``values`` of its score record, in the flow's column order
+(:meth:`SiteRuntime.columns`), so a model sees exactly what the flow will feed it.
+Values in score records are rounded to 6 decimals, far below the models' resolution.
+
+Published artifacts (``version`` = ``V``):
+
+* ``V``: scikit-learn IsolationForest exported with skl2onnx (a tree ensemble, float). Its ``scores``
+  output is the decision function (larger = more normal), so the manifest's score block has ``sign = -1``.
+  ``onnxruntime.quantization`` quantizes MatMul/Gemm/Conv-like ops only: it leaves the
+  ``TreeEnsembleRegressor`` op as it is (checked by the tests), so there is no int8 IsolationForest.
+* ``V-ae``: a small MLP autoencoder (scikit-learn ``MLPRegressor`` trained to reproduce standardised rows),
+  written as an ONNX graph with ``onnx.helper`` (standardise, the MLP's MatMul/Add/Relu layers, mean squared
+  reconstruction error per row as ``scores``), float.
+* ``V-int8``: ``V-ae`` with its MatMuls quantized to int8 (``QLinearMatMul``, scales calibrated on the
+  training rows, see :func:`quantize_int8` for why static, not dynamic): the edge profile.
+  ``extra.base`` names the float version it came from.
+
+Score mapping (every artifact): raw values on the healthy training rows give ``center`` = their 99th
+percentile and ``scale`` = (p99 - p50) / ln 9, so a healthy window at the median scores 0.1, one at the 99th
+percentile 0.5, and a window twice as far beyond p99 as p99 is from p50 about 0.9. The int8 variant is
+calibrated on its own outputs.
+
+``onnx``, ``skl2onnx`` and ``scikit-learn`` are needed only here (the ``train`` extra); scoring needs
+``onnxruntime`` alone.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aiotstream.config import SiteConfig
+from aiotstream.errors import ModelError
+from aiotstream.models.registry import Manifest, ModelRegistry
+
+__all__ = ["WindowRows", "autoencoder_onnx", "calibrate", "iforest_onnx", "quantize_int8", "train_and_publish",
+           "training_config", "window_rows"]
+
+OPSET = 17
+ML_OPSET = 3
+
+
+@dataclass(slots=True)
+class WindowRows:
+    """Feature rows of closed windows, one per (asset, window), in the flow's column order."""
+
+    columns: list[str]
+    X: np.ndarray  # (n, k) float64, NaN for a missing feature
+    assets: list[str]
+    start_ns: np.ndarray  # (n,) int64
+    end_ns: np.ndarray  # (n,) int64
+
+
+def training_config(cfg: SiteConfig, n_assets: int | None = None) -> SiteConfig:
+    """The part of ``cfg`` that decides feature rows (site, the first ``n_assets`` assets, window, features);
+    alert rules, control and maintenance are left out, so they cannot act on training data."""
+    assets = cfg.all_assets()
+    if n_assets is not None:
+        if n_assets < 1 or n_assets > len(assets):
+            raise ModelError(f"--assets {n_assets}: site {cfg.site.id} has {len(assets)} asset(s); use 1..{len(assets)}")
+        assets = assets[:n_assets]
+    d = cfg.normalised()
+    data = {"site": d["site"], "assets": [a.model_dump(mode="json") for a in assets], "window": d["window"],
+            "features": d["features"], "inputs": {"tail": False}, "model": {"drift_detector": "none"}}
+    return SiteConfig.from_dict(data, source=f"<training view of {cfg.site.id}>")
+
+
+def window_rows(cfg: SiteConfig, sim: Any) -> WindowRows:
+    """Run ``sim``'s messages (a :class:`~aiotstream.simulator.PlantSimulator`) through the flow's ingest and
+    per-asset analysis and return every scored window's feature row."""
+    from aiotstream.analysis import (  # the flow's code (imported late: it imports us)
+        AssetAnalyzer,
+        SiteRuntime,
+    )
+    from aiotstream.ingest import Ingestor
+    from aiotstream.records import SourceMessage
+
+    rt = SiteRuntime(cfg)
+    cols = {a: tuple(rt.columns(rt.assets[a])) for a in rt.assets}
+    if len(set(cols.values())) != 1:
+        raise ModelError(f"site {cfg.site.id}: assets have different feature columns (channels differ), so one model "
+                         "cannot serve them all; train per asset group (--assets, or a site file per group)")
+    columns = list(next(iter(cols.values())))
+    ingest = Ingestor(rt, now_ns=lambda: sim.end_ns + 10**13)
+    topics = {"waveform": cfg.inputs.topics[0], "reading": cfg.inputs.topics[-1]}
+    msgs = [SourceMessage(topics[m.stream], 0, i, m.payload) for i, m in enumerate(sim.messages())]
+    per_asset: dict[str, list[Any]] = {}
+    bad = []
+    for x in ingest.decode_batch(msgs):
+        if isinstance(x, tuple):
+            per_asset.setdefault(x[0], []).append(x[1])
+        else:
+            bad.append(x.record["reason"])
+    if bad:
+        raise ModelError(f"simulator data gave {len(bad)} dead letter(s) ({sorted(set(bad))}): the site config does "
+                         "not match the simulated assets")
+    rows, assets, starts, ends = [], [], [], []
+    for aid in sorted(per_asset):
+        a = AssetAnalyzer(rt, aid)
+        for o in a.on_items(per_asset[aid], 0.0) + a.flush():
+            if o.kind != "score":
+                continue
+            r = o.record
+            rows.append([np.nan if r["values"][c] is None else r["values"][c] for c in columns])
+            assets.append(aid)
+            starts.append(r["window"]["start_ns"])
+            ends.append(r["window"]["end_ns"])
+    if not rows:
+        raise ModelError("the simulated run closed no window: give a longer duration")
+    return WindowRows(columns, np.asarray(rows, dtype=np.float64), assets, np.asarray(starts, dtype=np.int64),
+                      np.asarray(ends, dtype=np.int64))
+
+
+def medians(X: np.ndarray) -> np.ndarray:
+    """Per-column median ignoring NaN (0 for an all-NaN column)."""
+    out = np.zeros(X.shape[1])
+    for j in range(X.shape[1]):
+        col = X[:, j][~np.isnan(X[:, j])]
+        out[j] = float(np.median(col)) if col.size else 0.0
+    return out
+
+
+def impute(X: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(X), fill[None, :], X)
+
+
+def calibrate(raw: np.ndarray) -> dict[str, float]:
+    """``center``/``scale`` of the logistic map from healthy raw values (larger = more anomalous).
+
+    >>> c = calibrate(np.linspace(0.0, 1.0, 101))
+    >>> round(c["center"], 3), round(c["scale"], 4)
+    (0.99, 0.223)
+    """
+    p50, p99 = float(np.percentile(raw, 50)), float(np.percentile(raw, 99))
+    spread = p99 - p50
+    floor = 1e-6 * max(abs(p99), 1e-6)
+    return {"center": p99, "scale": max(spread, floor) / math.log(9.0), "p50": p50, "p99": p99}
+
+
+# ---- model builders ------------------------------------------------------------------------------------------
+def iforest_onnx(X: np.ndarray, *, n_estimators: int = 100, seed: int = 0) -> tuple[bytes, dict[str, Any]]:
+    """IsolationForest on imputed rows -> (onnx bytes, score-block part: input/output/sign)."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.ensemble import IsolationForest
+
+    m = IsolationForest(n_estimators=n_estimators, random_state=seed).fit(X.astype(np.float32))
+    onx = convert_sklearn(m, initial_types=[("X", FloatTensorType([None, X.shape[1]]))],
+                          target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET})
+    return onx.SerializeToString(), {"input": "X", "output": "scores", "sign": -1.0}
+
+
+def autoencoder_onnx(X: np.ndarray, *, hidden: tuple[int, ...] = (16, 6, 16), seed: int = 0,
+                     max_iter: int = 400) -> tuple[bytes, dict[str, Any]]:
+    """An MLP autoencoder on standardised rows, as one ONNX graph whose ``scores`` is the per-row mean squared
+    reconstruction error (larger = more anomalous)."""
+    import warnings
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPRegressor
+
+    k = X.shape[1]
+    mean = X.mean(axis=0)
+    std = X.std(axis=0)
+    std = np.maximum(std, 1e-6 * np.maximum(np.abs(mean), 1.0))
+    Z = (X - mean) / std
+    mlp = MLPRegressor(hidden_layer_sizes=hidden, activation="relu", max_iter=max_iter, random_state=seed,
+                       learning_rate_init=3e-3, alpha=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a small autoencoder need not converge fully
+        mlp.fit(Z, Z)
+    inits = [numpy_helper.from_array(mean.astype(np.float32), "mean"),
+             numpy_helper.from_array(std.astype(np.float32), "std")]
+    nodes = [helper.make_node("Sub", ["X", "mean"], ["xc"]), helper.make_node("Div", ["xc", "std"], ["z"])]
+    h = "z"
+    n_layers = len(mlp.coefs_)
+    for i, (W, b) in enumerate(zip(mlp.coefs_, mlp.intercepts_)):
+        inits += [numpy_helper.from_array(W.astype(np.float32), f"W{i}"),
+                  numpy_helper.from_array(b.astype(np.float32), f"b{i}")]
+        nodes += [helper.make_node("MatMul", [h, f"W{i}"], [f"m{i}"]), helper.make_node("Add", [f"m{i}", f"b{i}"],
+                                                                                        [f"a{i}"])]
+        h = f"a{i}"
+        if i < n_layers - 1:
+            nodes.append(helper.make_node("Relu", [h], [f"r{i}"]))
+            h = f"r{i}"
+    nodes += [helper.make_node("Sub", ["z", h], ["err"]), helper.make_node("Mul", ["err", "err"], ["sq"]),
+              helper.make_node("ReduceMean", ["sq"], ["scores"], axes=[1], keepdims=1)]
+    graph = helper.make_graph(nodes, "aiotstream-autoencoder",
+                              [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, k])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, 1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="aiotstream")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString(), {"input": "X", "output": "scores", "sign": 1.0}
+
+
+def quantize_int8(onnx_bytes: bytes, calibration_rows: np.ndarray) -> bytes:
+    """Static int8 quantization of the MatMuls (``onnxruntime.quantization.quantize_static``, QOperator
+    format: ``QLinearMatMul`` with int8 weights and uint8 activations whose scales come from
+    ``calibration_rows``, one row at a time).
+
+    Not ``quantize_dynamic``: it derives each activation's scale from the batch at run time, so a row's
+    score would depend on which other rows share its batch (measured: up to 0.64 apart on the same row),
+    which a batched scorer must not allow. With fixed scales a row scores the same alone or in any batch.
+    """
+    import logging
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class _Rows(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{"X": calibration_rows[i:i + 1].astype(np.float32)} for i in range(len(calibration_rows))])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = os.path.join(d, "float.onnx"), os.path.join(d, "int8.onnx")
+        Path(src).write_bytes(onnx_bytes)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # the quantizer logs a pre-processing hint at WARNING on the root logger
+        try:
+            quantize_static(src, dst, _Rows(), quant_format=QuantFormat.QOperator, op_types_to_quantize=["MatMul"],
+                            per_channel=False, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+        finally:
+            root.setLevel(level)
+        return Path(dst).read_bytes()
+
+
+def raw_scores(onnx_bytes: bytes, part: dict[str, Any], X: np.ndarray) -> np.ndarray:
+    """Raw outputs (sign applied) of a model on imputed rows."""
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    out = s.run([part["output"]], {part["input"]: X.astype(np.float32)})[0]
+    return float(part["sign"]) * np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+# ---- the command ---------------------------------------------------------------------------------------------
+def train_and_publish(cfg: SiteConfig, registry: ModelRegistry, name: str, version: str, *,
+                      n_assets: int | None = None, duration_s: float = 120.0, seed: int = 0,
+                      signing_key: Path | bytes | None = None, hmac_key: bytes | None = None,
+                      n_estimators: int = 100, hidden: tuple[int, ...] = (16, 6, 16),
+                      rows: WindowRows | None = None) -> list[Manifest]:
+    """Simulate healthy data for ``cfg``'s assets, train, publish ``version`` (IsolationForest),
+    ``version-ae`` (autoencoder) and ``version-int8`` (quantized autoencoder); return their manifests.
+
+    ``rows`` skips the simulation (feature rows made earlier by :func:`window_rows`).
+    """
+    from aiotstream.simulator import PlantSimulator
+
+    for v in (version, f"{version}-ae", f"{version}-int8"):
+        if registry.path(name, v).exists():
+            raise ModelError(f"{registry.path(name, v)} exists: choose a new version (versions are immutable)")
+    tcfg = training_config(cfg, n_assets)
+    if rows is None:
+        sim = PlantSimulator(tcfg.all_assets(), duration_s=duration_s, n_faults=0, seed=seed)
+        rows = window_rows(tcfg, sim)
+    fs = tcfg.features
+    ref = (f"simulator:healthy;site={cfg.site.id};config_hash={cfg.config_hash};assets={len(tcfg.all_assets())};"
+           f"duration_s={duration_s:g};seed={seed};feature_set={fs.set}")
+    fill = medians(rows.X)
+    X = impute(rows.X, fill)
+    if X.shape[0] < 20:
+        raise ModelError(f"only {X.shape[0]} training windows: give a longer --duration or more --assets")
+    common = {"feature_names": rows.columns, "training_data": ref, "signing_key": signing_key, "hmac_key": hmac_key}
+    base_metrics = {"train_rows": int(X.shape[0]), "train_assets": len(set(rows.assets)),
+                    "n_features": len(rows.columns)}
+
+    def publish(v: str, blob: bytes, part: dict[str, Any], family: str, quantized: bool, **extra: Any) -> Manifest:
+        raw = raw_scores(blob, part, X)
+        cal = calibrate(raw)
+        score = {**part, "map": "logistic", "center": cal["center"], "scale": cal["scale"],
+                 "impute": [float(v) for v in fill]}
+        metrics = {**base_metrics, "train_raw_p50": cal["p50"], "train_raw_p99": cal["p99"],
+                   "train_score_p99": 0.5}
+        return registry.publish(name, v, blob, metrics=metrics, score=score, quantized=quantized,
+                                extra={"family": family, "seed": seed, **extra}, **common)
+
+    out = []
+    blob, part = iforest_onnx(X, n_estimators=n_estimators, seed=seed)
+    out.append(publish(version, blob, part, "isolation_forest", False, n_estimators=n_estimators))
+    ae, ae_part = autoencoder_onnx(X, hidden=hidden, seed=seed)
+    out.append(publish(f"{version}-ae", ae, ae_part, "mlp_autoencoder", False, hidden=list(hidden)))
+    q = quantize_int8(ae, X)
+    out.append(publish(f"{version}-int8", q, ae_part, "mlp_autoencoder", True, hidden=list(hidden),
+                       base=f"{version}-ae", quantization="onnxruntime quantize_static, QOperator QLinearMatMul, "
+                                                         "int8 weights, uint8 activations calibrated on the "
+                                                         "training rows"))
+    return out
