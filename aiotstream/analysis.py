@@ -31,6 +31,7 @@ import hashlib
 import heapq
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,13 @@ from aiotstream.alerts import (
     anomaly_spec,
 )
 from aiotstream.codecs import encode_reading
-from aiotstream.config import ALERT_TYPE_ANOMALY, ALERT_TYPE_COMMAND_FAILED, AssetConfig, SiteConfig
+from aiotstream.config import (
+    ALERT_TYPE_ANOMALY,
+    ALERT_TYPE_COMMAND_FAILED,
+    ALERT_TYPE_DRIFT,
+    AssetConfig,
+    SiteConfig,
+)
 from aiotstream.control import (
     ActuatorSpec,
     CommandChange,
@@ -58,15 +65,16 @@ from aiotstream.control import (
     Situation,
     command_record,
 )
-from aiotstream.errors import ConfigError
+from aiotstream.errors import ConfigError, ModelError
 from aiotstream.features import get_feature_set, reduce_partials, reduce_spectral, window_features
 from aiotstream.kpi import KpiTracker, PeriodResult, derive, kpi_record, make_schemes
 from aiotstream.lineage import FlowContext, input_entry, inputs_block, iso_ns, make_id, window_block
-from aiotstream.models.online import Detector, DriftWatch, LabelLearner, make_detector
-from aiotstream.records import DeadLetter, Feedback, Frame, Position, Reading
+from aiotstream.models.online import Detector, DriftWatch, FeatureDrift, LabelLearner, make_detector
+from aiotstream.models.scoring import ModelStore, Scored, canary_share
+from aiotstream.records import DeadLetter, Feedback, Frame, ModelSwitch, Position, Reading
 from aiotstream.windows import ClosedWindow, WindowAssembler
 
-KINDS = ("alert", "command", "kpi", "score", "deadletter")
+KINDS = ("alert", "command", "kpi", "score", "deadletter", "model")
 ALERT_TYPE = ALERT_TYPE_ANOMALY
 S = 1_000_000_000
 
@@ -130,6 +138,25 @@ class SiteRuntime:
                 self.timeline_metrics.add(act.feedback_metric)
             self.timeline_metrics.update(i.metric for i in act.interlocks if i.metric)
         self._check_signals()
+        self.models: ModelStore | None = None
+        if m.kind == "onnx":
+            self._load_models()
+
+    def _load_models(self) -> None:
+        """ONNX site: open the registry and load (verify) the configured champion, canary and shadow now, so
+        a tampered or missing artifact stops the flow at start-up with the reason, not at the first window."""
+        m = self.config.model
+        assert m.onnx is not None
+        columns = {tuple(self.columns(a)) for a in self.assets.values()}
+        if len(columns) != 1:
+            raise ModelError(f"site {self.config.site.id}: the assets have different feature columns (their channels "
+                             "differ), so one ONNX model cannot score them all; use one site config per asset group")
+        self.models = store = ModelStore(self.config, list(columns.pop()))
+        champion = store.ref(m.version)
+        self.model_block = store.block(champion, "champion")
+        for version in (m.onnx.canary, m.onnx.shadow):
+            if version is not None:
+                store.get(store.ref(version))
 
     def columns(self, asset: AssetConfig) -> list[str]:
         return self.feature_set.columns(asset.channels) + [f"{self.temp_metric}.mean", f"{self.temp_metric}.max"]
@@ -162,6 +189,7 @@ class SiteRuntime:
                                            r.clear_windows, r.clear_of, _ns(r.cooldown_s),
                                            needs_warm_model=r.signal == "score"))
         specs.append(AlertRuleSpec(ALERT_TYPE_COMMAND_FAILED, None, severity="critical"))
+        specs.append(AlertRuleSpec(ALERT_TYPE_DRIFT, None, severity="warning"))
         return specs
 
     def control_specs(self, asset_id: str) -> tuple[list[ActuatorSpec], list[RuleSpec]]:
@@ -227,8 +255,28 @@ def _pos_inputs(pos: Position) -> list[dict]:
     return [{"topic": pos.topic, "partition": pos.partition, "first_offset": pos.offset, "last_offset": pos.offset}]
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A closed window waiting for its ONNX score (and its shadow's) before its decisions run."""
+
+    window: ClosedWindow
+    x: np.ndarray | None  # None: a window of readings only, nothing to score
+    model: str | None
+    variant: str
+    shadow: str | None
+    scored: Scored | None = None
+    shadow_scored: Scored | None = None
+
+
 class AssetAnalyzer:
-    """All state for one asset: windows, detector, drift, alert book, controller, KPI tracker, event queue."""
+    """All state for one asset: windows, detector, drift, alert book, controller, KPI tracker, event queue.
+
+    With ONNX models (``[model] kind = "onnx"``) a closed window's feature
+    row goes to the process's :class:`~aiotstream.models.scoring.ScoreBatcher`
+    and the window waits in ``pending``; its decisions (and everything after
+    it in event time) run once its score is back (:meth:`drain`), so windows
+    keep their order and each is scored exactly once.
+    """
 
     def __init__(self, rt: SiteRuntime, asset_id: str):
         self.rt = rt
@@ -241,11 +289,18 @@ class AssetAnalyzer:
         self.windows = WindowAssembler(rt.length_ns, rt.hop_ns, rt.lateness_ns, asset=asset_id,
                                        idle_s=cfg.window.idle_close_s,
                                        expected=("frames", "readings") if cfg.window.wait_for_readings else ("frames",))
-        self.detector: Detector = make_detector(cfg.model.kind, self.columns, warmup=cfg.model.warmup_windows,
+        # with ONNX models the z-score baseline still learns: it explains alerts (features off their baseline)
+        kind = "zscore" if cfg.model.kind == "onnx" else cfg.model.kind
+        self.detector: Detector = make_detector(kind, self.columns, warmup=cfg.model.warmup_windows,
                                                 n_trees=cfg.model.n_trees, height=cfg.model.height,
                                                 window_size=cfg.model.window_size, seed=cfg.model.seed)
-        self.drift = DriftWatch(cfg.model.drift_detector, cfg.model.drift_delta) \
-            if cfg.model.drift_detector != "none" else None
+        m = cfg.model
+        self.drift = DriftWatch(m.drift_detector, m.drift_delta, seed=m.seed, window_size=m.drift_window_size,
+                                stat_size=m.drift_stat_size) if m.drift_detector != "none" else None
+        self.feature_drift = FeatureDrift(self.columns, m.drift_features, m.drift_detector, m.drift_delta,
+                                          seed=m.seed, window_size=m.drift_window_size, stat_size=m.drift_stat_size) \
+            if m.drift_features and m.drift_detector != "none" else None
+        self.drift_from: dict[str, int] = {}  # signal -> first window start its detector has seen since it fired
         self.schedule = MaintenanceSchedule()
         for wid, start, end in rt.maintenance_for(asset_id):
             self.schedule.set(wid, start, end)
@@ -264,6 +319,18 @@ class AssetAnalyzer:
         self.clock_ns: int | None = None
         self.metrics: dict[str, float] = {}
         self.last_temp: tuple[float, float] = (float("nan"), float("nan"))
+        self.pending: deque[_Pending] = deque()
+        self._batcher_id: str | None = None
+        self.model_ref: str | None = None
+        self.variant = "champion"
+        self.shadow_ref: str | None = None
+        if rt.models is not None:
+            o = cfg.model.onnx
+            assert o is not None
+            self.model_ref = rt.models.ref(cfg.model.version)
+            if o.canary is not None and canary_share(asset_id) < o.canary_fraction:
+                self.model_ref, self.variant = rt.models.ref(o.canary), "canary"
+            self.shadow_ref = rt.models.ref(o.shadow) if o.shadow else None
 
     # Bytewax snapshots pickle the analyzer; the shared runtime is rebuilt on resume.
     def __getstate__(self) -> dict[str, Any]:
@@ -280,6 +347,11 @@ class AssetAnalyzer:
     # ---- input -------------------------------------------------------------
     def on_items(self, items: list[Frame | Reading | Feedback], now_s: float | None = None) -> list[Output]:
         """Take a batch of this asset's inputs; ``now_s`` (monotonic wall clock) drives stream idleness."""
+        if self.rt.models is not None and any(isinstance(i, ModelSwitch) for i in items):
+            for sw in items:
+                if isinstance(sw, ModelSwitch):
+                    self._switch(sw)
+            items = [i for i in items if not isinstance(i, ModelSwitch)]
         data = [i for i in items if not isinstance(i, Feedback)]
         outs: list[Output] = []
         closed, late = self.windows.add(data, now_s) if data else ([], [])
@@ -303,6 +375,11 @@ class AssetAnalyzer:
         period is emitted once, with all its windows.
         """
         outs = self._windows_closed(self.windows.flush())
+        if self.pending:  # end of input or a silent asset: score what waits now
+            assert self.rt.models is not None
+            self.rt.models.batcher.flush()
+            outs.extend(self.drain())
+            assert not self.pending, "a window stayed unscored after a flush of the batcher"
         if kpi:
             while self.queue:
                 outs.extend(self._run_until(self.queue[0][0], inclusive=True))
@@ -314,7 +391,11 @@ class AssetAnalyzer:
         silence to the clock as it stood when the silence began), applying what falls due on the way."""
         if self.clock_ns is None:
             return []
-        return self._run_until(until_ns, inclusive=True)
+        outs: list[Output] = []
+        if self.pending:  # the windows' scores first: they come before the silence
+            self.rt.models.batcher.flush()  # type: ignore[union-attr]
+            outs = self.drain()
+        return outs + self._run_until(until_ns, inclusive=True)
 
     def next_deadline_ns(self) -> int | None:
         """The next event time at which something is due (a timer or a queued event), for wall-clock wake-ups."""
@@ -333,11 +414,85 @@ class AssetAnalyzer:
             self.clock_ns = t_ns
 
     def _windows_closed(self, closed: list[ClosedWindow]) -> list[Output]:
+        if self.rt.models is not None:
+            return self._submit(closed)
         outs: list[Output] = []
         for w in closed:
             self.kpi.begin(w.start_ns)
             outs.extend(self._run_until(w.end_ns, inclusive=False))
             outs.extend(self._on_window(w))
+            outs.extend(self._timers(w.end_ns))
+            self.kpi.advance(w.end_ns, self.schedule)
+            outs.extend(self._periods(self.kpi.close(w.end_ns)))
+        return outs
+
+    # ---- batched ONNX scoring ----------------------------------------------------
+    def _switch(self, sw: ModelSwitch) -> None:
+        """A promotion reaches this asset: windows closing from now on are scored by the new version."""
+        if sw.variant == "shadow":
+            self.shadow_ref = sw.ref
+        elif sw.variant == "champion":
+            assert sw.ref is not None
+            self.model_ref, self.variant = sw.ref, "champion"
+        elif canary_share(self.asset_id) < sw.fraction:
+            self.model_ref, self.variant = sw.ref, "canary"
+        elif self.variant == "canary":  # a new canary that no longer covers this asset: back to the champion
+            self.model_ref, self.variant = self.rt.models.ref(self.rt.config.model.version), "champion"  # type: ignore[union-attr]
+
+    def _submit(self, closed: list[ClosedWindow]) -> list[Output]:
+        store = self.rt.models
+        assert store is not None
+        if self._batcher_id != store.batcher_id:
+            self._resubmit()
+        for w in closed:
+            if w.n_frames == 0:
+                self.pending.append(_Pending(w, None, None, self.variant, None))
+                continue
+            x = self._features(w)
+            key = (self.asset_id, w.start_ns)
+            store.batcher.submit((key, "model"), self.model_ref, x)  # type: ignore[arg-type]
+            if self.shadow_ref is not None:
+                store.batcher.submit((key, "shadow"), self.shadow_ref, x)
+            self.pending.append(_Pending(w, x, self.model_ref, self.variant, self.shadow_ref))
+        return self.drain()
+
+    def _resubmit(self) -> None:
+        """After a resume the pending windows' rows are unknown to this process's batcher: submit them again."""
+        store = self.rt.models
+        assert store is not None
+        for p in self.pending:
+            key = (self.asset_id, p.window.start_ns)
+            if p.x is not None and p.scored is None:
+                store.batcher.submit((key, "model"), p.model, p.x)  # type: ignore[arg-type]
+            if p.x is not None and p.shadow is not None and p.shadow_scored is None:
+                store.batcher.submit((key, "shadow"), p.shadow, p.x)
+        self._batcher_id = store.batcher_id
+
+    def drain(self) -> list[Output]:
+        """Run the decisions of the pending windows whose scores are back, oldest first; stop at one still out."""
+        outs: list[Output] = []
+        if not self.pending:
+            return outs
+        store = self.rt.models
+        assert store is not None
+        if self._batcher_id != store.batcher_id:
+            self._resubmit()
+        batcher = store.batcher
+        while self.pending:
+            p = self.pending[0]
+            if p.x is not None:
+                key = (self.asset_id, p.window.start_ns)
+                if p.scored is None:
+                    p.scored = batcher.take((key, "model"))
+                if p.shadow is not None and p.shadow_scored is None:
+                    p.shadow_scored = batcher.take((key, "shadow"))
+                if p.scored is None or (p.shadow is not None and p.shadow_scored is None):
+                    break
+            self.pending.popleft()
+            w = p.window
+            self.kpi.begin(w.start_ns)
+            outs.extend(self._run_until(w.end_ns, inclusive=False))
+            outs.extend(self._on_window(w, p))
             outs.extend(self._timers(w.end_ns))
             self.kpi.advance(w.end_ns, self.schedule)
             outs.extend(self._periods(self.kpi.close(w.end_ns)))
@@ -439,7 +594,7 @@ class AssetAnalyzer:
             self.last_temp = (float(np.mean(temps)), float(np.max(temps)))
         return np.concatenate([window_features(part, fs, spec), np.asarray(self.last_temp)])
 
-    def _on_window(self, w: ClosedWindow) -> list[Output]:
+    def _on_window(self, w: ClosedWindow, pending: _Pending | None = None) -> list[Output]:
         outs: list[Output] = []
         kpi = self.kpi
         kpi.add_spans(w.inputs, w.start_ns)
@@ -447,30 +602,69 @@ class AssetAnalyzer:
         if w.n_frames == 0:  # readings only: nothing to score
             kpi.add_many({"windows": 1}, {}, w.start_ns, exact_time=True)
             return outs
-        x = self._features(w)
         detector = self.detector
-        t0 = time.perf_counter_ns()
-        score = detector.score_learn(x)
-        latency = time.perf_counter_ns() - t0
-        warm = detector.warm
+        open_at = self.rt.config.alerts.open_threshold
+        extra: dict[str, Any] = {}
+        sums: dict[str, float] = {}
+        maxima: dict[str, float] = {}
+        if pending is None:  # an online model scores (and learns) here
+            x = self._features(w)
+            t0 = time.perf_counter_ns()
+            score = detector.score_learn(x)
+            latency = time.perf_counter_ns() - t0
+            warm = detector.warm
+            model = self.rt.model_block
+        else:  # the batcher scored it; latency is what batching added (the wait for the batch, the call included)
+            assert pending.x is not None and pending.scored is not None and pending.model is not None
+            x, got = pending.x, pending.scored
+            detector.score_learn(x)  # the z-score baseline keeps learning: it explains the alerts
+            score, latency, warm = got.score, round(got.wait_s * 1e9), True
+            store = self.rt.models
+            assert store is not None
+            model = store.block(pending.model, pending.variant)
+            extra["latency"] = {"wait_ms": round(got.wait_s * 1e3, 3), "call_ms": round(got.call_s * 1e3, 3),
+                                "batch_rows": got.batch_rows}
+            sums.update(score_sum=score, score_sq_sum=score * score)
+            if pending.variant == "canary":
+                sums.update(canary_windows=1, canary_anomalous_windows=int(score >= open_at), canary_score_sum=score,
+                            canary_score_sq_sum=score * score)
+                maxima["canary_max_score"] = score
+            sh = pending.shadow_scored
+            if pending.shadow is not None and sh is not None:
+                extra["shadow"] = {"model": store.block(pending.shadow, "shadow"), "score": round(sh.score, 6),
+                                   "anomalous": sh.score >= open_at}
+                sums.update(shadow_windows=1, shadow_anomalous_windows=int(sh.score >= open_at),
+                            shadow_score_sum=sh.score, shadow_score_sq_sum=sh.score * sh.score,
+                            shadow_latency_s=round(sh.wait_s * 1e9))
+                maxima["shadow_max_score"] = sh.score
         drift = bool(self.drift.update(score)) if (self.drift is not None and warm and score > 0) else False
-        anomalous = warm and score >= self.rt.config.alerts.open_threshold
+        drifted = (["score"] if drift else []) + \
+            (self.feature_drift.update(x) if self.feature_drift is not None and warm else [])
+        if drifted:
+            sums["drift_events"] = len(drifted)
+        anomalous = warm and score >= open_at
         kpi.add_many({"windows": 1, "frames": w.n_frames, "model_calls": 1, "model_latency_s": latency,
-                      "scored_windows": int(warm), "anomalous_windows": int(anomalous), "drift_events": int(drift)},
-                     {"model_latency_max_s": latency, "max_score": score}, w.start_ns, exact_time=True)
+                      "scored_windows": int(warm), "anomalous_windows": int(anomalous), "drift_events": 0,
+                      **sums},
+                     {"model_latency_max_s": latency, "max_score": score, **maxima}, w.start_ns, exact_time=True)
         ctx, wblock = self.rt.ctx, window_block(w.start_ns, w.end_ns)
         lineage = ctx.block(inputs=inputs_block(w.inputs), window=wblock, features=self.rt.features_block,
-                            model=self.rt.model_block)
+                            model=model)
         outs.append(Output("score", self.asset_id, {
             "schema": "aiotstream.score/1",
-            "id": make_id("score", ctx.site, ctx.config_hash, self.rt.model_block["sha256"], self.asset_id,
-                          w.start_ns, w.end_ns),
+            "id": make_id("score", ctx.site, ctx.config_hash, model["sha256"], self.asset_id, w.start_ns, w.end_ns),
             "asset": self.asset_id, "line": self.line,
             "score": round(score, 6), "warm": warm, "anomalous": anomalous, "drift": drift,
             "frames": w.n_frames, "seq_range": [w.first_seq, w.last_seq],
             "values": {c: (None if np.isnan(v) else round(float(v), 6)) for c, v in zip(self.columns, x)},
+            **extra,
             **lineage,
         }))
+        if warm:
+            for signal in ["score"] + (self.feature_drift.watched if self.feature_drift is not None else []):
+                self.drift_from.setdefault(signal, w.start_ns)
+        for signal in drifted:
+            outs.extend(self._drifted(signal, w, model, lineage))
         k = self.rt.config.alerts.explain_top
         explain: Callable[[], list[dict]] = lambda: _clean(detector.explain(x, k)) if k else []
         changes: list[AlertChange] = []
@@ -485,6 +679,28 @@ class AssetAnalyzer:
             values = {s: (score if s == "score" else float(x[self.col_index[s]])) for s in self.signals}
             outs.extend(self._command_changes(self.control.on_signals(w.end_ns, values, self._situation(w.end_ns)),
                                               lineage))
+        return outs
+
+    def _drifted(self, signal: str, w: ClosedWindow, model: dict, lineage: dict) -> list[Output]:
+        """A drift detector fired on ``signal`` (``score`` or a feature): a ``drift`` alert and a retrain request
+        on ``<site>.models`` naming the windows the detector saw since it last fired."""
+        since = self.drift_from.get(signal, w.start_ns)
+        self.drift_from[signal] = w.end_ns
+        detector = self.rt.config.model.drift_detector
+        detail = {"signal": signal, "detector": detector, "window_range": [since, w.end_ns]}
+        outs = self._alert_changes(self.book.raise_event(ALERT_TYPE_DRIFT, w.end_ns, "warning", detail), lineage)
+        ctx = self.rt.ctx
+        ref = f"{model['name']}@{model['version']}"
+        outs.append(Output("model", self.asset_id, {
+            "schema": "aiotstream.model/1",
+            "id": make_id("model", ctx.site, self.asset_id, "retrain_request", signal, w.end_ns),
+            "event": "retrain_request", "model": ref, "variant": model.get("variant", "champion"),
+            "reason": f"{detector} detected drift in {signal} over the windows from {iso_ns(since)} to "
+                      f"{iso_ns(w.end_ns)}",
+            "gate": None, "by": None, "asset": self.asset_id, "detector": detector, "feature": signal,
+            "window_range": [since, w.end_ns], "source": None,
+            **lineage,
+        }))
         return outs
 
     # ---- effects of lifecycle changes -------------------------------------------

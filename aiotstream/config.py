@@ -259,6 +259,8 @@ class InputConfig(_Model):
     feedback_topics: list[str] = Field(default_factory=list,
                                        description="operator feedback and device acks; default: <site>.feedback, "
                                                    "<site>.acks")
+    control_topics: list[str] = Field(default_factory=list,
+                                      description="model promotions (kind = \"onnx\"); default: <site>.control")
     tail: bool = Field(default=True, description="keep waiting for new data at the end of the topics")
     poll_batch: int = Field(default=1000, gt=0, le=100_000)
     mqtt: MqttInput | None = None
@@ -301,8 +303,51 @@ class FeatureConfig(_Model):
     temperature_metric: str = "temperature"
 
 
+class GateConfig(_Model):
+    """The validation gate a model must pass before it is promoted (``[model.onnx.gate]``).
+
+    The candidate scores a held-out labelled set (simulated windows, faults
+    injected at known times) and is refused when ``metric`` is below
+    ``threshold``; the refusal, with its reason, goes to ``<site>.models``.
+    """
+
+    metric: Literal["auc", "recall_at_precision"] = "auc"
+    threshold: float = Field(default=0.8, ge=0, le=1)
+    assets: int = Field(default=2, ge=1, le=100)
+    duration_s: float = Field(default=240.0, ge=30, le=7200)
+    faults: int = Field(default=2, ge=1, le=100)
+    seed: int = 1234
+
+
+class OnnxConfig(_Model):
+    """ONNX models from a registry, scored in batches across assets (``[model.onnx]``; ``kind = "onnx"``).
+
+    The champion is ``[model] name`` at ``[model] version``. Paths are taken
+    relative to the working directory of the flow.
+    """
+
+    registry: str = Field(min_length=1, description="directory of the model registry (name/version/...)")
+    verify_key: str | None = Field(default=None, description="Ed25519 public key (PEM) that signs the artifacts")
+    hmac_key_env: str | None = Field(default=None, description="environment variable holding an HMAC-SHA256 key")
+    allow_unsigned: bool = Field(default=False, description="accept artifacts without a signature (tests only)")
+    max_batch: int = Field(default=512, ge=1, le=65_536, description="rows per model call at most")
+    max_delay_ms: float = Field(default=50.0, ge=0, le=60_000, description="longest a row waits for its batch")
+    threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per process")
+    shadow: str | None = Field(default=None, description="a version of the same model scoring beside the "
+                               "champion; only the champion decides")
+    canary: str | None = Field(default=None, description="a version that decides for canary_fraction of the assets")
+    canary_fraction: float = Field(default=0.0, ge=0, le=1)
+    gate: GateConfig | None = Field(default=None, description="refuse promotions below this metric")
+
+    @model_validator(mode="after")
+    def _canary_needs_fraction(self) -> OnnxConfig:
+        if self.canary is None and self.canary_fraction > 0:
+            raise ValueError("canary_fraction is set but no canary version is named (canary = \"<version>\")")
+        return self
+
+
 class ModelConfig(_Model):
-    kind: Literal["zscore", "hst"] = "zscore"
+    kind: Literal["zscore", "hst", "onnx"] = "zscore"
     name: str = "baseline"
     version: str = "1"
     warmup_windows: int = Field(default=20, ge=2, le=100_000)
@@ -329,11 +374,21 @@ class ModelConfig(_Model):
             raise ValueError(f"feature(s) {', '.join(map(repr, dups))} listed more than once")
         return v
 
+    # batched ONNX models from a registry (kind = "onnx")
+    onnx: OnnxConfig | None = None
+
+    @model_validator(mode="after")
+    def _onnx_table(self) -> ModelConfig:
+        if self.kind == "onnx" and self.onnx is None:
+            raise ValueError('kind = "onnx" needs a [model.onnx] table (registry = "<dir>" at least)')
+        return self
+
 
 SEVERITIES = ("info", "warning", "critical")
 Severity = Literal["info", "warning", "critical"]
 ALERT_TYPE_ANOMALY = "anomaly"
 ALERT_TYPE_COMMAND_FAILED = "command_failed"
+ALERT_TYPE_DRIFT = "drift"
 
 
 def _check_debounce(n: int, m: int | None, name: str) -> None:
@@ -401,7 +456,7 @@ class AlertConfig(_Model):
         _check_debounce(self.open_windows, self.open_of, "open")
         _check_debounce(self.clear_windows, self.clear_of, "clear")
         types = [r.type for r in self.rules]
-        reserved = {ALERT_TYPE_ANOMALY, ALERT_TYPE_COMMAND_FAILED}
+        reserved = {ALERT_TYPE_ANOMALY, ALERT_TYPE_COMMAND_FAILED, ALERT_TYPE_DRIFT}
         bad = sorted({t for t in types if t in reserved or types.count(t) > 1})
         if bad:
             raise ValueError(f"alert rule type(s) {', '.join(map(repr, bad))} repeat or are reserved "
@@ -410,7 +465,7 @@ class AlertConfig(_Model):
 
     def alert_types(self) -> list[str]:
         """Every alert type the flow can raise."""
-        return [ALERT_TYPE_ANOMALY] + [r.type for r in self.rules] + [ALERT_TYPE_COMMAND_FAILED]
+        return [ALERT_TYPE_ANOMALY] + [r.type for r in self.rules] + [ALERT_TYPE_COMMAND_FAILED, ALERT_TYPE_DRIFT]
 
 
 class MaintenanceConfig(_Model):
@@ -708,6 +763,8 @@ class OutputConfig(_Model):
     kpis: str = ""
     scores: str = ""
     deadletter: str = ""
+    models: str = Field(default="", description="promotions, refusals and retrain requests "
+                        "(default <site>.models)")
     partitions: int = Field(default=3, ge=1, le=1024, description="partitions when aiotstream creates a topic")
     mqtt: MqttOutput | None = None
     parquet: ParquetOutput | None = None
@@ -819,6 +876,16 @@ class SiteConfig(_Model):
                                        sample_rate_hz=g.sample_rate_hz, rpm=g.rpm,
                                        ideal_cycle_time_s=g.ideal_cycle_time_s))
         return out
+
+    def control_topics(self) -> list[str]:
+        """Topics of model promotions, read only by sites with ONNX models (default ``<site>.control``)."""
+        if self.model.kind != "onnx":
+            return []
+        return list(self.inputs.control_topics) or [f"{self.site.id}.control"]
+
+    def models_topic(self) -> str:
+        """Where promotions, refusals and retrain requests go (``aiotstream.model/1`` records)."""
+        return self.outputs.models or f"{self.site.id}.models"
 
     def asset_map(self) -> dict[str, AssetConfig]:
         return {a.id: a for a in self.all_assets()}

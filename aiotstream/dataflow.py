@@ -75,17 +75,30 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
         # only a tailing flow has a wall clock to judge idle streams by; a bounded replay must not
         # depend on how fast each partition happens to be read
         wall = time.monotonic() if self.idle is not None else None
-        return self.analyzer.on_items(items, wall), StatefulBatchLogic.RETAIN
+        outs = self.analyzer.on_items(items, wall)
+        if self.analyzer.pending:  # ONNX: windows waiting for their batch
+            self.rt.models.batcher.flush_due()  # type: ignore[union-attr]
+            outs += self.analyzer.drain()
+        return outs, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Output], bool]:
-        """Silent: close open windows, then let the clock run on with the wall clock; past ``ttl``: forget."""
-        if self.analyzer is None or self.last_seen is None:
+        """Scores due: run the waiting windows' decisions. Silent: close open windows, then let the clock run on
+        with the wall clock; past ``ttl``: forget."""
+        if self.analyzer is None:
             return [], StatefulBatchLogic.RETAIN
-        if self.ttl is not None and self.now() >= self.last_seen + self.ttl:
-            return self.analyzer.flush(kpi=True), StatefulBatchLogic.DISCARD
         outs: list[Output] = []
+        if self.analyzer.pending:
+            self.rt.models.batcher.flush_due()  # type: ignore[union-attr]
+            outs = self.analyzer.drain()
+        if self.last_seen is None or self.idle is None:
+            return outs, StatefulBatchLogic.RETAIN
+        now = self.now()
+        if self.ttl is not None and now >= self.last_seen + self.ttl:
+            return outs + self.analyzer.flush(kpi=True), StatefulBatchLogic.DISCARD
+        if now < self.last_seen + self.idle:  # woken for the batcher only
+            return outs, StatefulBatchLogic.RETAIN
         if self.silent_from_ns is None:
-            outs = self.analyzer.flush(kpi=False)
+            outs += self.analyzer.flush(kpi=False)
             self.silent_from_ns = self.analyzer.clock_ns
             if self.silent_from_ns is None:
                 return outs, StatefulBatchLogic.RETAIN
@@ -99,16 +112,25 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
         return self.analyzer.flush(kpi=True), StatefulBatchLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
+        scores = self._scores_due()
         if self.idle is None or self.last_seen is None or self.analyzer is None:
-            return None
+            return scores
         forget = self.last_seen + self.ttl if self.ttl is not None else None
         if self.silent_from_ns is None:
-            return self.last_seen + self.idle
+            return min(t for t in (self.last_seen + self.idle, scores) if t is not None)
         due = self.analyzer.next_deadline_ns()
         wake = None if due is None else \
             self.last_seen + max(self.idle, timedelta(microseconds=(due - self.silent_from_ns) / 1000))
-        times = [t for t in (wake, forget) if t is not None]
+        times = [t for t in (wake, forget, scores) if t is not None]
         return min(times) if times else None
+
+    def _scores_due(self) -> datetime | None:
+        """When the batcher must have scored this asset's waiting windows (now, if they are scored already)."""
+        if self.analyzer is None or not self.analyzer.pending:
+            return None
+        deadline = self.rt.models.batcher.deadline()  # type: ignore[union-attr]
+        now = datetime.now(UTC)
+        return now if deadline is None else now + timedelta(seconds=max(0.0, deadline - time.monotonic()))
 
     def snapshot(self) -> bytes | None:
         assert self.analyzer is not None

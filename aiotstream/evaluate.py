@@ -7,7 +7,7 @@ sample, so a window's data runs up to one frame past its end: ``lead_ns`` (one
 frame's duration) lets an alert whose window ends just before the onset count
 when its last frame already contains the fault. An alert is a *true* alert when it opens on a
 faulty asset while the fault lasts (onset .. end + tolerance); anything else is
-a false alert.
+a false alert. ``drift`` alerts (model health, not machine faults) are left out.
 
 >>> truth = [{"asset": "a", "kind": "imbalance", "onset_ns": 10, "end_ns": None}]
 >>> alerts = [{"asset": "a", "event": "opened", "opened_at_ns": 12}, {"asset": "b", "status": "open", "opened_at_ns": 5},
@@ -38,6 +38,8 @@ class Detection:
 
 def _is_opening(a: Mapping[str, Any]) -> bool:
     """``aiotstream.alert/2`` records say ``event: opened``; /1 records had only ``status: open``."""
+    if a.get("alert_type") == "drift":
+        return False
     return a["event"] == "opened" if "event" in a else a.get("status") == "open"
 
 

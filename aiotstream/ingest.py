@@ -21,10 +21,10 @@ import orjson
 from aiotstream.analysis import Output, SiteRuntime
 from aiotstream.codecs import decode_any
 from aiotstream.codecs_iot import decode_payload
-from aiotstream.errors import DecodeError
+from aiotstream.errors import DecodeError, ModelError
 from aiotstream.features import FeatureSet, frame_partials_batch
-from aiotstream.lineage import iso_ns
-from aiotstream.records import DeadLetter, Feedback, Frame, Position, Reading, ReadingRows
+from aiotstream.lineage import inputs_block, iso_ns, make_id
+from aiotstream.records import DeadLetter, Feedback, Frame, ModelSwitch, Position, Reading, ReadingRows
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class Ingestor:
         self.max_future_ns = round(rt.config.window.max_future_s * 1e9)
         self.source_errors = 0
         self._rpm = {a: c.rpm for a, c in rt.assets.items()}  # running speed for the spectral 1x/2x bands
+        self.control_topics = frozenset(rt.config.control_topics())
 
     def _reject(self, raw: bytes, pos: Position, reason: str, message: str, asset: str | None = None,
                 item: int | None = None) -> Output:
@@ -117,6 +118,9 @@ class Ingestor:
             raw = msg.value or b""
             pos = Position(msg.topic or "?", msg.partition if msg.partition is not None else -1,
                            msg.offset if msg.offset is not None else -1)
+            if pos.topic in self.control_topics:
+                self._control(raw, pos, emit, reject)
+                continue
             hints = getattr(msg, "hints", None)
             try:
                 items: list[Frame | Reading] = [decode_any(raw, pos)] if hints is None else \
@@ -152,6 +156,83 @@ class Ingestor:
                 reject(routed)
             else:
                 emit(routed[1])
+
+    def _control(self, raw: bytes, pos: Position, emit: Callable[[Any], None],
+                 reject: Callable[[Output], None]) -> None:
+        """A model promotion from ``<site>.control``: checked once here (artifact hash and signature, feature
+        columns, the validation gate), then copied to every asset, which switches between windows.
+
+        ``{"type": "promote", "version": "1.1.0", "variant": "champion" | "canary" | "shadow",
+        "fraction": 0.25 (canary), "model": name (default: the site's), "by": "...", "ts": ns}``;
+        ``"version": null`` with ``"variant": "shadow"`` stops the shadow. A refused promotion
+        leaves every asset's model as it was and says why on ``<site>.models``; a malformed message
+        is dead-lettered.
+        """
+        store = self.rt.models
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            reject(self._reject(raw, pos, "bad_json", f"control message is not JSON: {exc}"))
+            return
+        problem = None
+        if not isinstance(msg, dict) or msg.get("type") != "promote":
+            problem = 'a control message is {"type": "promote", "version": ..., "variant": ...}'
+        elif msg.get("variant", "champion") not in ("champion", "canary", "shadow"):
+            problem = f"variant {msg.get('variant')!r} is not champion, canary or shadow"
+        elif msg.get("version") is None and msg.get("variant") != "shadow":
+            problem = "only a shadow can be stopped (version null); name the version to promote"
+        elif not isinstance(msg.get("fraction", 0.0), int | float) or not 0 <= msg.get("fraction", 0.0) <= 1:
+            problem = f"fraction must be a number in [0, 1], got {msg.get('fraction')!r}"
+        elif msg.get("ts") is not None and (not isinstance(msg["ts"], int) or isinstance(msg["ts"], bool)):
+            problem = f"ts must be integer ns since the epoch, got {msg.get('ts')!r}"
+        elif store is None:
+            problem = "this site has no ONNX models (model.kind is not \"onnx\")"
+        if problem is not None:
+            reject(self._reject(raw, pos, "bad_control", problem))
+            return
+        assert store is not None
+        variant = msg.get("variant", "champion")
+        version = msg.get("version")
+        ref = None if version is None else store.ref(f"{msg['model']}@{version}" if msg.get("model") else str(version))
+        by = str(msg.get("by", ""))
+        gate = None
+        reason = "promoted"
+        try:
+            if ref is not None:
+                store.get(ref)  # hash, signature, feature columns
+                if variant != "shadow":
+                    gate = store.gate(ref)
+                    if gate is not None and not gate.passed:
+                        raise ModelError(f"validation gate: {gate.reason}")
+                    reason = "promoted" if gate is None else f"promoted: {gate.reason}"
+        except ModelError as exc:  # ModelRefused included: the running models stay
+            log.warning("model promotion refused (%s@%s offset %s): %s", pos.topic, pos.partition, pos.offset, exc)
+            reject(self._model_record("refused", ref, variant, str(exc), pos, by, gate))
+            return
+        reject(self._model_record("promoted", ref, variant, reason if ref else "shadow stopped", pos, by, gate))
+        ts = msg.get("ts") or self.now_ns()
+        fraction = float(msg.get("fraction", 0.0))
+        for asset in sorted(self.rt.assets):
+            emit(ModelSwitch(asset, variant, ref, fraction, ts, pos))
+
+    def _model_record(self, event: str, ref: str | None, variant: str, reason: str, pos: Position, by: str,
+                      gate: Any) -> Output:
+        rt = self.rt
+        ctx = rt.ctx
+        model = None
+        if event == "promoted" and ref is not None and rt.models is not None:
+            model = rt.models.block(ref, variant)
+        record = {
+            "schema": "aiotstream.model/1",
+            "id": make_id("model", ctx.site, pos.topic, pos.partition, pos.offset, event),
+            "event": event, "model": ref, "variant": variant, "reason": reason,
+            "gate": None if gate is None else gate.to_dict(), "by": by or None,
+            "asset": None, "detector": None, "feature": None, "window_range": None,
+            "source": {"topic": pos.topic, "partition": pos.partition, "offset": pos.offset},
+            **ctx.block(inputs=inputs_block([(pos.topic, pos.partition, pos.offset, pos.offset)]), window=None,
+                        features=None, model=model),
+        }
+        return Output("model", ctx.site, record)
 
     def _check(self, item: Frame | Reading, horizon: int) -> tuple[str, str] | None:
         """Why the item cannot be used with this site's config (reason, message), or None."""

@@ -51,6 +51,12 @@ TOTALS: dict[str, str] = {
     "frames": "sum", "windows": "sum", "scored_windows": "sum", "anomalous_windows": "sum", "max_score": "max",
     "late_inputs": "sum", "drift_events": "sum", "model_calls": "sum", "model_latency_s": "sum",
     "model_latency_max_s": "max",
+    # model variants (ONNX): the deciding score's moments; canary assets' and the shadow's windows apart
+    "score_sum": "sum", "score_sq_sum": "sum",
+    "canary_windows": "sum", "canary_anomalous_windows": "sum", "canary_score_sum": "sum",
+    "canary_score_sq_sum": "sum", "canary_max_score": "max",
+    "shadow_windows": "sum", "shadow_anomalous_windows": "sum", "shadow_score_sum": "sum",
+    "shadow_score_sq_sum": "sum", "shadow_max_score": "max", "shadow_latency_s": "sum",
     # alerts and labels
     "alerts_opened": "sum", "alerts_info": "sum", "alerts_warning": "sum", "alerts_critical": "sum",
     "alerts_cleared": "sum", "alerts_acknowledged": "sum", "ack_delay_s": "sum", "alerts_escalated": "sum",
@@ -70,7 +76,9 @@ TOTALS: dict[str, str] = {
     "commands_rejected": "sum", "commands_blocked": "sum", "commands_superseded": "sum",
 }
 TIME_TOTALS = frozenset(k for k in TOTALS if k.endswith("_s"))
-FLOAT_TOTALS = frozenset({"max_score", "energy_kwh", "baseline_kwh"})
+FLOAT_TOTALS = frozenset({"max_score", "energy_kwh", "baseline_kwh", "score_sum", "score_sq_sum", "canary_score_sum",
+                          "canary_score_sq_sum", "canary_max_score", "shadow_score_sum", "shadow_score_sq_sum",
+                          "shadow_max_score"})
 
 
 def new_totals() -> dict[str, int | float]:
@@ -190,6 +198,41 @@ def derive(t: dict[str, int | float]) -> dict[str, float | None]:
         "energy_kwh": energy, "baseline_kwh": baseline, "savings_kwh": saved, "savings_pct": pct,
     }
     assert tuple(out) == KPI_NAMES
+    return out
+
+
+def variant_kpis(t: dict[str, int | float]) -> dict[str, dict[str, float | None]] | None:
+    """Per model variant (ONNX sites): windows, anomaly rate, score mean and spread, latency; None when no
+    variant scored. ``champion`` counts the windows not on the canary; its maximum is not separable.
+
+    >>> t = new_totals(); t.update(scored_windows=4, anomalous_windows=1, score_sum=1.6, score_sq_sum=1.0,
+    ...                            canary_windows=1, canary_anomalous_windows=1, canary_score_sum=0.7,
+    ...                            canary_score_sq_sum=0.49, canary_max_score=0.7)
+    >>> v = variant_kpis(t); v["champion"]["windows"], v["champion"]["anomaly_rate"], v["canary"]["mean_score"]
+    (3, 0.0, 0.7)
+    """
+    if not (t["score_sum"] or t["shadow_windows"] or t["canary_windows"]):
+        return None
+
+    def stats(n: float, anomalous: float, s1: float, s2: float, top: float | None, lat_ns: float | None) -> dict:
+        mean = ratio(s1, n)
+        var = None if mean is None else max(0.0, s2 / n - mean * mean)
+        return {"windows": n, "anomaly_rate": ratio(anomalous, n),
+                "mean_score": None if mean is None else round(mean, 6),
+                "std_score": None if var is None else round(math.sqrt(var), 6),
+                "max_score": top if n else None,
+                "latency_ms": None if lat_ns is None or not n else round(lat_ns / n / 1e6, 3)}
+
+    c = t["canary_windows"]
+    out = {"champion": stats(t["scored_windows"] - c, t["anomalous_windows"] - t["canary_anomalous_windows"],
+                             t["score_sum"] - t["canary_score_sum"], t["score_sq_sum"] - t["canary_score_sq_sum"],
+                             None, None)}
+    if c:
+        out["canary"] = stats(c, t["canary_anomalous_windows"], t["canary_score_sum"], t["canary_score_sq_sum"],
+                              t["canary_max_score"], None)
+    if t["shadow_windows"]:
+        out["shadow"] = stats(t["shadow_windows"], t["shadow_anomalous_windows"], t["shadow_score_sum"],
+                              t["shadow_score_sq_sum"], t["shadow_max_score"], t["shadow_latency_s"])
     return out
 
 
@@ -597,6 +640,7 @@ def kpi_record(ctx: FlowContext, r: PeriodResult | RollupResult, *, scope: str, 
         "revision": revision,
         "totals": public_totals(r.totals),
         "kpis": derive(r.totals),
+        **({"variants": v} if (v := variant_kpis(r.totals)) is not None else {}),
         **ctx.block(inputs=inputs_block(r.spans), window=window_block(r.start_ns, r.end_ns), features=features,
                     model=model),
     }

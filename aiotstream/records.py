@@ -208,3 +208,21 @@ class Feedback:
     by: str = ""
     note: str = ""
     raw: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSwitch:
+    """A model promotion that passed its checks, copied to every asset (from ``<site>.control``).
+
+    ``variant``: ``champion`` (every asset decides with ``ref`` from now on;
+    a canary ends), ``canary`` (the assets whose share is below ``fraction``
+    decide with ``ref``) or ``shadow`` (``ref`` scores beside the champion;
+    None stops the shadow).
+    """
+
+    asset: str
+    variant: str
+    ref: str | None
+    fraction: float
+    ts_ns: int
+    pos: Position

@@ -8,7 +8,8 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from aiotstream.analysis import KINDS, Output
 
-FILE_NAMES = {"alert": "alerts", "command": "commands", "kpi": "kpis", "score": "scores", "deadletter": "deadletter"}
+FILE_NAMES = {"alert": "alerts", "command": "commands", "kpi": "kpis", "score": "scores", "deadletter": "deadletter",
+              "model": "models"}
 
 
 class _JsonlPartition(StatelessSinkPartition[Output]):

@@ -42,12 +42,13 @@ def output_topics(config: SiteConfig) -> dict[str, str]:
     """Output kind -> topic name for a site."""
     outs = config.outputs
     return {"alert": outs.alerts, "command": outs.commands, "kpi": outs.kpis, "score": outs.scores,
-            "deadletter": outs.deadletter}
+            "deadletter": outs.deadletter, "model": config.models_topic()}
 
 
 def input_topics(config: SiteConfig) -> list[str]:
-    """Every topic the flow reads: data topics, then feedback/ack topics."""
-    return list(dict.fromkeys(list(config.inputs.topics) + list(config.inputs.feedback_topics)))
+    """Every topic the flow reads: data topics, then feedback/ack topics, then model control (ONNX sites)."""
+    return list(dict.fromkeys(list(config.inputs.topics) + list(config.inputs.feedback_topics)
+                              + config.control_topics()))
 
 
 def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, timeout: float = 15.0) -> list[str]:

@@ -18,9 +18,11 @@ def load_schema() -> dict[str, Any]:
 
 
 def validator(kind: str | None = None) -> Any:
-    """A ``jsonschema`` validator for one kind (``alert``, ``command``, ``kpi``, ``score``, ``deadletter``) or any record."""
+    """A ``jsonschema`` validator for one kind (``alert``, ``command``, ``kpi``, ``score``, ``deadletter``,
+    ``model``) or any record."""
     import jsonschema
 
     root = load_schema()
-    schema = root if kind is None else {**root, "oneOf": [{"$ref": f"#/$defs/{kind}"}]}
+    ref = "modelEvent" if kind == "model" else kind  # "model" names the lineage block in $defs
+    schema = root if kind is None else {**root, "oneOf": [{"$ref": f"#/$defs/{ref}"}]}
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())

@@ -1,0 +1,255 @@
+"""Batched scoring across assets: rows wait in a per-process batcher and are scored many per model call.
+
+A window's feature row is *submitted* when the window closes and *taken* when
+its asset next runs; in between, rows of every asset of the process gather
+and are scored together, at most ``max_batch`` rows per call, as soon as
+``max_batch`` rows wait or the oldest has waited ``max_delay_ms``
+(:meth:`ScoreBatcher.flush_due`), or when a caller needs everything now
+(:meth:`ScoreBatcher.flush`, end of input). Rows are grouped by the model
+that must score them, so a hot swap or a canary simply means another group;
+a model is never changed in the middle of a call.
+
+The batcher holds no state that recovery needs: the windows waiting for a
+score are part of their asset's state, and an asset resubmits them after a
+resume (the batcher of the new process has never seen them). Scoring is a
+pure function of the row and the model, so a replayed window gets the same
+score.
+
+>>> import numpy as np
+>>> class Doubler:  # anything with ``score(rows) -> scores``
+...     def score(self, rows): return rows[:, 0] * 2
+>>> clock = [0.0]
+>>> b = ScoreBatcher({"m@1": Doubler()}.__getitem__, max_batch=3, max_delay_ms=10, clock=lambda: clock[0])
+>>> b.submit(("a", 1), "m@1", np.array([0.1]))
+>>> b.submit(("b", 1), "m@1", np.array([0.2]))
+>>> b.flush_due(), b.take(("a", 1))   # 2 rows, young: nothing scored yet
+(0, None)
+>>> clock[0] = 0.011                  # the oldest has waited 11 ms
+>>> b.flush_due(), round(b.take(("a", 1)).score, 3), b.calls
+(2, 0.2, 1)
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from aiotstream.config import SiteConfig
+from aiotstream.errors import ModelError
+
+
+class RowScorer(Protocol):
+    def score(self, rows: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One row's result: the score, the model that gave it, and what batching cost it."""
+
+    score: float
+    model: str
+    wait_s: float
+    """From submit to the end of the scoring call (what batching added, the call included)."""
+    call_s: float
+    """The model call's own duration (shared by the whole batch)."""
+    batch_rows: int
+
+
+class ScoreBatcher:
+    """Collects rows from many assets; scores them per model, ``max_batch`` rows per call.
+
+    ``models`` maps a model reference (e.g. ``"iforest@1.0.0"``) to a scorer;
+    it is called at flush time, so the caller decides what is loaded. Thread
+    safe: the workers of one process share a batcher.
+    """
+
+    def __init__(self, models: Callable[[str], RowScorer], *, max_batch: int = 512, max_delay_ms: float = 50.0,
+                 clock: Callable[[], float] = time.monotonic):
+        if max_batch < 1:
+            raise ModelError(f"max_batch must be at least 1, got {max_batch}")
+        self.models = models
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_ms / 1000.0
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._pending: dict[str, list[tuple[Hashable, np.ndarray, float]]] = {}
+        self._n_pending = 0
+        self._oldest: float | None = None
+        self._done: dict[Hashable, Scored] = {}
+        self.calls = 0
+        self.rows = 0
+        self.call_s = 0.0
+
+    def submit(self, key: Hashable, model: str, row: np.ndarray) -> None:
+        """Queue one row for ``model``; its result will be available under ``key``."""
+        with self._lock:
+            now = self.clock()
+            self._pending.setdefault(model, []).append((key, row, now))
+            self._n_pending += 1
+            if self._oldest is None:
+                self._oldest = now
+            if len(self._pending[model]) >= self.max_batch:
+                self._score(model)
+
+    def take(self, key: Hashable) -> Scored | None:
+        """The result for ``key`` if it has been scored (and forget it), else None."""
+        with self._lock:
+            return self._done.pop(key, None)
+
+    def waiting(self, key: Hashable) -> bool:
+        """Whether ``key`` was submitted to this batcher and is not taken yet."""
+        with self._lock:
+            return key in self._done or any(k == key for rows in self._pending.values() for k, _, _ in rows)
+
+    def deadline(self) -> float | None:
+        """When (on ``clock``) the oldest waiting row must be scored; None when none waits."""
+        with self._lock:
+            return None if self._oldest is None else self._oldest + self.max_delay_s
+
+    def flush_due(self) -> int:
+        """Score everything if the oldest row has waited ``max_delay_ms``; the number of rows scored."""
+        with self._lock:
+            if self._oldest is None or self.clock() < self._oldest + self.max_delay_s:
+                return 0
+            return self.flush()
+
+    def flush(self) -> int:
+        """Score every waiting row now; the number of rows scored."""
+        with self._lock:
+            n = 0
+            for model in list(self._pending):
+                n += self._score(model)
+            return n
+
+    def _score(self, model: str) -> int:
+        rows = self._pending.pop(model, [])
+        if not rows:
+            return 0
+        scorer = self.models(model)
+        n = 0
+        for i in range(0, len(rows), self.max_batch):
+            chunk = rows[i:i + self.max_batch]
+            x = np.stack([r for _, r, _ in chunk])
+            t0 = time.perf_counter()
+            scores = np.asarray(scorer.score(x), dtype=np.float64)
+            call = time.perf_counter() - t0
+            if scores.shape != (len(chunk),):
+                raise ModelError(f"model {model} returned scores of shape {scores.shape} for {len(chunk)} rows")
+            now = self.clock()
+            for (key, _, t_in), s in zip(chunk, scores.tolist()):
+                self._done[key] = Scored(s, model, now - t_in, call, len(chunk))
+            self.calls += 1
+            self.rows += len(chunk)
+            self.call_s += call
+            n += len(chunk)
+        self._n_pending -= n
+        starts = [t for rs in self._pending.values() for _, _, t in rs]
+        self._oldest = min(starts) if starts else None
+        return n
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"calls": self.calls, "rows": self.rows, "call_s": self.call_s, "pending": self._n_pending,
+                    "rows_per_call": self.rows / self.calls if self.calls else None}
+
+
+def canary_share(asset: str) -> float:
+    """Where an asset falls in [0, 1) for canary routing: a stable hash, so the same assets stay on the canary.
+
+    >>> 0 <= canary_share("pump-1") < 1, canary_share("pump-1") == canary_share("pump-1")
+    (True, True)
+    """
+    return int(hashlib.sha256(asset.encode()).hexdigest()[:8], 16) / 2**32
+
+
+class ModelStore:
+    """The ONNX models of one site in one process: loaded from the registry on first use, verified, cached.
+
+    ``ref`` names a model as ``name@version``. Loading checks the artifact's
+    hash and signature (:class:`~aiotstream.models.registry.ModelRegistry`)
+    and that the model's feature names are the flow's columns; a refused
+    artifact raises :class:`~aiotstream.errors.ModelRefused` and nothing
+    changes. :meth:`gate` scores a candidate on the held-out labelled set of
+    ``[model.onnx.gate]`` (made once per process from the simulator).
+    """
+
+    def __init__(self, config: SiteConfig, columns: list[str]):
+        from aiotstream.models.registry import ModelRegistry
+
+        o = config.model.onnx
+        assert o is not None
+        self.config = config
+        self.onnx = o
+        self.name = config.model.name
+        self.columns = list(columns)
+        hmac_key = None
+        if o.hmac_key_env:
+            value = os.environ.get(o.hmac_key_env)
+            if not value:
+                raise ModelError(f"model.onnx.hmac_key_env names ${o.hmac_key_env}, which is not set")
+            hmac_key = value.encode()
+        self.registry = ModelRegistry(o.registry, verify_key=o.verify_key, hmac_key=hmac_key,
+                                      allow_unsigned=o.allow_unsigned)
+        self._models: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._labelled: tuple[np.ndarray, np.ndarray] | None = None
+        self.batcher = ScoreBatcher(self.get, max_batch=o.max_batch, max_delay_ms=o.max_delay_ms)
+        self.batcher_id = os.urandom(8).hex()  # rows submitted to another process's batcher must be resubmitted
+
+    def ref(self, version: str) -> str:
+        """``name@version`` for a version of this site's model (a full ``name@version`` is kept as it is)."""
+        return version if "@" in version else f"{self.name}@{version}"
+
+    def get(self, ref: str) -> Any:
+        """The loaded model for ``ref`` (verified on first use)."""
+        with self._lock:
+            model = self._models.get(ref)
+            if model is None:
+                model = self._models[ref] = self._load(ref)
+            return model
+
+    def _load(self, ref: str) -> Any:
+        from aiotstream.models.onnx_model import OnnxModel
+
+        name, _, version = ref.partition("@")
+        model = OnnxModel.from_artifact(self.registry.load(name, version), threads=self.onnx.threads)
+        if list(model.feature_names) != self.columns:
+            missing = [c for c in self.columns if c not in model.feature_names]
+            extra = [c for c in model.feature_names if c not in self.columns]
+            raise ModelError(f"model {ref} was trained on other feature columns than this flow computes "
+                             f"(missing: {missing or 'none'}, unknown: {extra or 'none'}, or another order); "
+                             f"retrain it with `aiotstream train` on this site's config")
+        return model
+
+    def block(self, ref: str, variant: str) -> dict[str, Any]:
+        """The lineage ``model`` block of a score given by ``ref``."""
+        m = self.get(ref)
+        return {"name": m.name, "version": m.version, "kind": "onnx", "variant": variant, "sha256": m.sha256}
+
+    def labelled(self) -> tuple[np.ndarray, np.ndarray]:
+        """The gate's held-out labelled windows (simulated once per process)."""
+        from aiotstream.models.gate import labelled_rows
+
+        g = self.onnx.gate
+        assert g is not None
+        with self._lock:
+            if self._labelled is None:
+                self._labelled = labelled_rows(self.config, assets=min(g.assets, len(self.config.all_assets())),
+                                               duration_s=g.duration_s, faults=g.faults, seed=g.seed)
+            return self._labelled
+
+    def gate(self, ref: str) -> Any:
+        """Run the validation gate on ``ref``: a :class:`~aiotstream.models.gate.GateResult`, or None (no gate)."""
+        from aiotstream.models.gate import validate
+
+        g = self.onnx.gate
+        if g is None:
+            return None
+        x, y = self.labelled()
+        return validate(self.get(ref), x, y, metric=g.metric, threshold=g.threshold)
