@@ -266,6 +266,7 @@ class _Pending:
     shadow: str | None
     scored: Scored | None = None
     shadow_scored: Scored | None = None
+    submitted: float = 0.0  # time.monotonic() at submission: what batching added is measured from here
 
 
 class AssetAnalyzer:
@@ -453,7 +454,8 @@ class AssetAnalyzer:
             store.batcher.submit((key, "model"), self.model_ref, x)  # type: ignore[arg-type]
             if self.shadow_ref is not None:
                 store.batcher.submit((key, "shadow"), self.shadow_ref, x)
-            self.pending.append(_Pending(w, x, self.model_ref, self.variant, self.shadow_ref))
+            self.pending.append(_Pending(w, x, self.model_ref, self.variant, self.shadow_ref,
+                                         submitted=time.monotonic()))
         return self.drain()
 
     def _resubmit(self) -> None:
@@ -462,6 +464,7 @@ class AssetAnalyzer:
         assert store is not None
         for p in self.pending:
             key = (self.asset_id, p.window.start_ns)
+            p.submitted = time.monotonic()  # another process's clock before the resume
             if p.x is not None and p.scored is None:
                 store.batcher.submit((key, "model"), p.model, p.x)  # type: ignore[arg-type]
             if p.x is not None and p.shadow is not None and p.shadow_scored is None:
@@ -488,6 +491,7 @@ class AssetAnalyzer:
                     p.shadow_scored = batcher.take((key, "shadow"))
                 if p.scored is None or (p.shadow is not None and p.shadow_scored is None):
                     break
+                p.submitted = time.monotonic() - p.submitted  # from here on: the added latency, in seconds
             self.pending.popleft()
             w = p.window
             self.kpi.begin(w.start_ns)
@@ -614,15 +618,16 @@ class AssetAnalyzer:
             latency = time.perf_counter_ns() - t0
             warm = detector.warm
             model = self.rt.model_block
-        else:  # the batcher scored it; latency is what batching added (the wait for the batch, the call included)
+        else:  # the batcher scored it; latency: what batching added, from submission to these decisions
             assert pending.x is not None and pending.scored is not None and pending.model is not None
             x, got = pending.x, pending.scored
             detector.score_learn(x)  # the z-score baseline keeps learning: it explains the alerts
-            score, latency, warm = got.score, round(got.wait_s * 1e9), True
+            added = pending.submitted
+            score, latency, warm = got.score, round(added * 1e9), True
             store = self.rt.models
             assert store is not None
             model = store.block(pending.model, pending.variant)
-            extra["latency"] = {"wait_ms": round(got.wait_s * 1e3, 3), "call_ms": round(got.call_s * 1e3, 3),
+            extra["latency"] = {"added_ms": round(added * 1e3, 3), "call_ms": round(got.call_s * 1e3, 3),
                                 "batch_rows": got.batch_rows}
             sums.update(score_sum=score, score_sq_sum=score * score)
             if pending.variant == "canary":
@@ -694,7 +699,7 @@ class AssetAnalyzer:
         outs.append(Output("model", self.asset_id, {
             "schema": "aiotstream.model/1",
             "id": make_id("model", ctx.site, self.asset_id, "retrain_request", signal, w.end_ns),
-            "event": "retrain_request", "model": ref, "variant": model.get("variant", "champion"),
+            "event": "retrain_request", "ref": ref, "variant": model.get("variant", "champion"),
             "reason": f"{detector} detected drift in {signal} over the windows from {iso_ns(since)} to "
                       f"{iso_ns(w.end_ns)}",
             "gate": None, "by": None, "asset": self.asset_id, "detector": detector, "feature": signal,

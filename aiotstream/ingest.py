@@ -225,7 +225,7 @@ class Ingestor:
         record = {
             "schema": "aiotstream.model/1",
             "id": make_id("model", ctx.site, pos.topic, pos.partition, pos.offset, event),
-            "event": event, "model": ref, "variant": variant, "reason": reason,
+            "event": event, "ref": ref, "variant": variant, "reason": reason,
             "gate": None if gate is None else gate.to_dict(), "by": by or None,
             "asset": None, "detector": None, "feature": None, "window_range": None,
             "source": {"topic": pos.topic, "partition": pos.partition, "offset": pos.offset},

@@ -1,0 +1,238 @@
+"""ONNX models in the flow: batched scoring across assets, shadow, hot swap on the broker, a refused tampered
+artifact, and drift alerts with retrain requests.
+
+The models are trained here (small: 6 assets x 30 s of healthy simulator data) and signed with a key
+made for the test, so nothing is downloaded.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import orjson
+import pytest
+from bytewax.testing import TestingSink, run_main
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from aiotstream.config import SiteConfig, default_site
+from aiotstream.dataflow import build_flow
+from aiotstream.io.kafka import ensure_topics, input_topics, make_producer, output_topics
+from aiotstream.io.simulator import SimulatorSource, write_to_kafka
+from aiotstream.models.registry import ModelRegistry, generate_keypair
+from aiotstream.models.train import train_and_publish
+from aiotstream.schemas import validator
+from aiotstream.simulator import Fault, PlantSimulator
+
+pytestmark = pytest.mark.integration
+
+S = 1_000_000_000
+N_ASSETS = 4
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Versions 1.0.0 (IsolationForest), 1.0.0-ae, 1.0.0-int8, and 2.0.0: signed, then its bytes altered."""
+    d = tmp_path_factory.mktemp("registry")
+    priv, pub = generate_keypair(d / "keys")
+    reg = ModelRegistry(d / "reg", verify_key=pub)
+    train_and_publish(default_site(6), reg, "pm", "1.0.0", duration_s=30.0, seed=1, signing_key=priv,
+                      n_estimators=50)
+    ae = reg.load("pm", "1.0.0-ae")
+    m = ae.manifest
+    reg.publish("pm", "2.0.0", ae.onnx_bytes, feature_names=list(m.feature_names), training_data=m.training_data,
+                metrics=m.metrics, score=m.score, signing_key=priv)
+    onnx_path = reg.path("pm", "2.0.0") / "model.onnx"
+    blob = bytearray(onnx_path.read_bytes())
+    blob[-5] ^= 0xFF  # one flipped byte in a weight: the hash no longer matches the signed manifest
+    onnx_path.write_bytes(bytes(blob))
+    return {"root": d / "reg", "pub": pub}
+
+
+def onnx_site(registry: dict[str, Path], site_id: str, **onnx: object) -> dict:
+    data = default_site(N_ASSETS, site_id=site_id, inputs={"tail": False}).model_dump(mode="json")
+    data["model"] = {"kind": "onnx", "name": "pm", "version": "1.0.0", "drift_detector": "none",
+                     "onnx": {"registry": str(registry["root"]), "verify_key": str(registry["pub"]),
+                              "max_batch": 64, "max_delay_ms": 50, **onnx}}
+    return data
+
+
+def test_every_window_is_scored_once_by_the_batcher_with_its_shadow(registry: dict[str, Path]) -> None:
+    cfg = SiteConfig.from_dict(onnx_site(registry, "onnx-a", shadow="1.0.0-int8"))
+    probe = PlantSimulator(cfg.all_assets(), duration_s=1.0, n_faults=0, seed=5)
+    onset = probe.start_ns + 30 * S
+    sim = PlantSimulator(cfg.all_assets(), duration_s=60.0, seed=5,
+                         faults=[Fault("asset-001", "imbalance", onset, None, None)])
+    out: list = []
+    run_main(build_flow(cfg, SimulatorSource(list(sim.messages()), cfg.site.id, batch=97), TestingSink(out),
+                        tail=False))
+    v = validator()
+    for o in out:
+        err = next(iter(v.iter_errors(o.record)), None)
+        assert err is None, f"{o.kind}: {err.message}"
+    scores = [o.record for o in out if o.kind == "score"]
+    windows = Counter((r["asset"], r["window"]["start_ns"]) for r in scores)
+    expected = {(m.asset, m.t_ns // S * S) for m in sim.messages() if m.stream == "waveform"}
+    assert set(windows) == expected and max(windows.values()) == 1  # none lost, none twice
+    assert {(r["model"]["version"], r["model"]["variant"], r["model"]["kind"]) for r in scores} == {
+        ("1.0.0", "champion", "onnx")}
+    assert {r["shadow"]["model"]["version"] for r in scores} == {"1.0.0-int8"}
+    assert max(r["latency"]["batch_rows"] for r in scores) > 1  # rows of several assets per call
+    # the model sees the imbalance: the faulty asset's windows after the onset score above its own before
+    mine = [r for r in scores if r["asset"] == "asset-001"]
+    before = [r["score"] for r in mine if r["window"]["end_ns"] <= onset]
+    after = [r["score"] for r in mine if r["window"]["start_ns"] >= onset + 5 * S]
+    assert sum(after) / len(after) > sum(before) / len(before) + 0.25
+    assert any(o.kind == "alert" and o.record["asset"] == "asset-001" and o.record["event"] == "opened" for o in out)
+    # per-variant KPIs: the site roll-ups carry champion and shadow, with every scored window counted once
+    site = [o.record for o in out if o.kind == "kpi" and o.record["scope"] == "site"]
+    assert sum(k["variants"]["shadow"]["windows"] for k in site) == len(scores)
+    assert sum(k["variants"]["champion"]["windows"] for k in site) == len(scores)
+
+
+def test_a_tampered_champion_stops_the_flow_at_start_with_the_reason(registry: dict[str, Path]) -> None:
+    from aiotstream.errors import ModelRefused
+
+    cfg = SiteConfig.from_dict({**onnx_site(registry, "onnx-b"), "model": {
+        **onnx_site(registry, "onnx-b")["model"], "version": "2.0.0"}})
+    with pytest.raises(ModelRefused, match="sha256"):
+        build_flow(cfg, SimulatorSource([], cfg.site.id), TestingSink([]), tail=False)
+
+
+# ---- hot swap on the broker -----------------------------------------------------------------------------------
+class Follow:
+    """Reads output topics from the beginning while the flow runs."""
+
+    def __init__(self, brokers: str, topics: dict[str, str]):
+        meta = AdminClient({"bootstrap.servers": brokers}).list_topics(timeout=10)
+        self.kinds = {t: k for k, t in topics.items()}
+        self.c = Consumer({"bootstrap.servers": brokers, "group.id": "it-models", "enable.auto.commit": False})
+        self.c.assign([TopicPartition(t, p, 0) for t in topics.values() for p in meta.topics[t].partitions])
+        self.records: dict[str, list[dict]] = defaultdict(list)
+
+    def poll(self) -> None:
+        for m in self.c.consume(500, timeout=0.2):
+            if m.error():
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(m.error())
+                continue
+            self.records[self.kinds[m.topic()]].append(orjson.loads(m.value()))
+
+    def wait(self, what: str, ok, proc: subprocess.Popen, log: Path, limit_s: float = 120.0) -> None:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            self.poll()
+            if ok():
+                return
+            if proc.poll() is not None:
+                raise AssertionError(f"the flow exited ({proc.returncode}) before {what}: {log.read_text()[-3000:]}")
+        raise AssertionError(f"no {what} within {limit_s} s: {dict(Counter({k: len(v) for k, v in self.records.items()}))}"
+                             f"; flow log: {log.read_text()[-3000:]}")
+
+
+def test_hot_swap_while_running_no_window_lost_or_scored_twice_and_a_tampered_artifact_is_refused(
+        kafka_broker: str, registry: dict[str, Path], tmp_path: Path) -> None:
+    data = onnx_site(registry, "it-swap")
+    data["inputs"]["tail"] = True
+    data["window"] = {"idle_close_s": 2}
+    site = tmp_path / "site.json"
+    site.write_bytes(orjson.dumps(data))
+    cfg = SiteConfig.load(site)
+    sim = PlantSimulator(cfg.all_assets(), duration_s=40.0, seed=8, n_faults=0)
+    msgs = list(sim.messages())
+    split = sim.start_ns + 20 * S
+    topics = output_topics(cfg)
+    ensure_topics(kafka_broker, input_topics(cfg) + list(topics.values()), partitions=2)
+    assert cfg.control_topics() == ["it-swap.control"]
+    wave, read = cfg.inputs.topics
+    write_to_kafka((m for m in msgs if m.t_ns < split), kafka_broker, wave, read)
+    log = tmp_path / "flow.log"
+    with log.open("w") as logf:
+        proc = subprocess.Popen([sys.executable, "-m", "aiotstream.cli", "run", "--site", str(site), "--brokers",
+                                 kafka_broker, "--epoch-s", "1"], stdout=logf, stderr=subprocess.STDOUT)
+    out = Follow(kafka_broker, topics)
+    n_first = len({(m.asset, m.t_ns // S) for m in msgs if m.stream == "waveform" and m.t_ns < split - 2 * S})
+    try:
+        out.wait("scores of the first half", lambda: len(out.records["score"]) >= n_first, proc, log)
+        p = make_producer(kafka_broker)
+        for version in ("2.0.0", "1.0.0-ae"):  # the tampered artifact first, then a good one
+            p.produce("it-swap.control", orjson.dumps({"type": "promote", "version": version,
+                                                       "variant": "champion", "by": "ops"}), key=b"pm")
+        assert p.flush(10) == 0
+        out.wait("the refusal and the promotion", lambda: len(out.records["model"]) >= 2, proc, log)
+        write_to_kafka((m for m in msgs if m.t_ns >= split), kafka_broker, wave, read)
+        expected = {(m.asset, m.t_ns // S * S) for m in msgs if m.stream == "waveform"}
+        out.wait("every window's score",
+                 lambda: {(r["asset"], r["window"]["start_ns"]) for r in out.records["score"]} >= expected, proc, log)
+        time.sleep(2)  # anything scored twice would show up by now
+        out.poll()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    out.c.close()
+
+    refused, promoted = sorted(out.records["model"], key=lambda r: r["source"]["offset"])
+    assert refused["event"] == "refused" and refused["ref"] == "pm@2.0.0" and "sha256" in refused["reason"]
+    assert promoted["event"] == "promoted" and promoted["ref"] == "pm@1.0.0-ae" and promoted["by"] == "ops"
+    assert refused["model"] is None and promoted["model"]["version"] == "1.0.0-ae"
+    scores = out.records["score"]
+    windows = Counter((r["asset"], r["window"]["start_ns"]) for r in scores)
+    assert set(windows) == expected and max(windows.values()) == 1, "a window was lost or scored twice"
+    # per asset, in window order: the old champion, then the new one; never back, never the tampered one
+    for asset in {a for a, _ in expected}:
+        versions = [r["model"]["version"] for r in sorted(scores, key=lambda r: r["window"]["start_ns"])
+                    if r["asset"] == asset]
+        switch = versions.index("1.0.0-ae")
+        assert 0 < switch and set(versions[:switch]) == {"1.0.0"} and set(versions[switch:]) == {"1.0.0-ae"}, asset
+    v = validator()
+    for kind, recs in out.records.items():
+        for r in recs:
+            err = next(iter(v.iter_errors(r)), None)
+            assert err is None, f"{kind}: {err.message}"
+
+
+# ---- drift ----------------------------------------------------------------------------------------------------
+DRIFT_DELAY_WINDOWS = 30  # KSWIN tests the newest 30 windows (drift_stat_size) against older ones
+
+
+def drift_run(shifted: bool, seed: int) -> tuple[list, int]:
+    cfg = default_site(2, site_id="drift", inputs={"tail": False},
+                       model={"drift_detector": "kswin", "drift_delta": 1e-4, "drift_features": ["x.rms"],
+                              "drift_stat_size": DRIFT_DELAY_WINDOWS})
+    probe = PlantSimulator(cfg.all_assets(), duration_s=1.0, n_faults=0, seed=seed)
+    onset = probe.start_ns + 150 * S
+    faults = [Fault("asset-001", "imbalance", onset, None, None)] if shifted else []
+    sim = PlantSimulator(cfg.all_assets(), duration_s=300.0, seed=seed, faults=faults)
+    out: list = []
+    run_main(build_flow(cfg, SimulatorSource(list(sim.messages()), cfg.site.id, batch=211), TestingSink(out),
+                        tail=False))
+    return out, onset
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_a_known_shift_raises_a_drift_alert_and_a_retrain_request_and_a_stationary_stream_none(seed: int) -> None:
+    calm, _ = drift_run(False, seed)
+    assert not [o for o in calm if o.kind == "alert" and o.record["alert_type"] == "drift"]
+    assert not [o for o in calm if o.kind == "model"]
+    out, onset = drift_run(True, seed)
+    drift_alerts = [o.record for o in out if o.kind == "alert" and o.record["alert_type"] == "drift"
+                    and o.record["event"] == "opened"]
+    requests = [o.record for o in out if o.kind == "model" and o.record["event"] == "retrain_request"]
+    x_rms = [r for r in requests if r["feature"] == "x.rms"]
+    assert x_rms and {r["asset"] for r in x_rms} == {"asset-001"}
+    first = min(x_rms, key=lambda r: r["window_range"][1])
+    assert onset <= first["window_range"][1] <= onset + (DRIFT_DELAY_WINDOWS + 1) * S
+    assert first["window_range"][0] < onset and first["detector"] == "kswin"
+    assert [a["asset"] for a in drift_alerts] == ["asset-001"]
+    assert drift_alerts[0]["detail"]["signal"] in {"x.rms", "score"}
+    v = validator()
+    for r in requests + drift_alerts:
+        assert next(iter(v.iter_errors(r)), None) is None
