@@ -94,14 +94,19 @@ class _Receiver(threading.Thread):
 
 def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_s: float, duration_s: float = 20.0,
                 warmup_s: float = 6.0, max_assets: int = 400, tag: str = "", partitions: int = 3,
-                startup_s: float = 5.0, model: str = "zscore", fetch_wait_ms: int | None = None) -> dict[str, Any]:
+                startup_s: float = 5.0, model: str = "zscore", fetch_wait_ms: int | None = None,
+                model_table: dict[str, Any] | None = None, window: dict[str, Any] | None = None) -> dict[str, Any]:
     """One latency run; ``fetch_wait_ms`` sets the flow consumer's ``fetch.wait.max.ms`` (through
-    ``AIOTSTREAM_KAFKA_FETCH_WAIT_MAX_MS``; None leaves librdkafka's default of 500 ms)."""
+    ``AIOTSTREAM_KAFKA_FETCH_WAIT_MAX_MS``; None leaves librdkafka's default of 500 ms). ``model_table``
+    replaces the site's ``[model]`` (e.g. ONNX; then the score records' ``latency.added_ms``, what
+    batching added, is summarised too) and ``window`` adds window settings."""
     assets, speed = plan(offered_samples_per_s, max_assets)
     site_id = f"bench-lat{tag}"
     topic = f"{site_id}.waveforms"
     cfg = site_dict(site_id, assets, [topic], model=model, tail=True, partitions=partitions,
-                    window={"allowed_lateness_s": 0, "idle_close_s": 2})
+                    window={"allowed_lateness_s": 0, "idle_close_s": 2, **(window or {})})
+    if model_table is not None:
+        cfg["model"] = model_table
     site = write_site(tmp, cfg)
     create_topics(brokers, [topic, *output_topics(site_id)], partitions)
     ids = [f"p-{i:06d}" for i in range(1, assets + 1)]
@@ -155,9 +160,11 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     last_window = (e0 + (n_frames - 1) * step_ns) // 1_000_000_000 * 1_000_000_000
     score_lat, alert_lat, late_windows = [], [], 0
     by_window: dict[int, list[float]] = {}
-    to_created, created_to_recv = [], []
+    to_created, created_to_recv, added = [], [], []
     for t_recv, t, raw in recv.got:
         rec = orjson.loads(raw)
+        if "latency" in rec and not t.endswith(".alerts"):
+            added.append(rec["latency"]["added_ms"] / 1e3)
         w = (rec.get("window") or {}).get("start_ns")
         key = (rec.get("asset"), w)
         if w is None or key not in sent or w < first_window or w >= last_window:
@@ -181,6 +188,7 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
         "producer_behind_max_ms": round(max(behind, default=0.0) * 1e3, 1),
         "windows_expected": int(expected), "score": percentiles(score_lat),
         "split": {"sent_to_created": percentiles(to_created), "created_to_received": percentiles(created_to_recv)}, "alert": percentiles(alert_lat),
+        **({"batching_added": percentiles(added)} if added else {}),
         "flow": measured.summary(), "late_windows": late_windows,
         "per_window": [{"t_s": (w - e0) / 1e9, "n": len(v), "p50_ms": round(float(np.median(v)) * 1e3, 1),
                         "max_ms": round(max(v) * 1e3, 1)} for w, v in sorted(by_window.items())],

@@ -57,7 +57,7 @@ class Scored:
     wait_s: float
     """From submit to the end of the scoring call (what batching added, the call included)."""
     call_s: float
-    """The model call's own duration (shared by the whole batch)."""
+    """The batch's scoring time: stacking its rows and the model call (shared by the whole batch)."""
     batch_rows: int
 
 
@@ -135,8 +135,8 @@ class ScoreBatcher:
         n = 0
         for i in range(0, len(rows), self.max_batch):
             chunk = rows[i:i + self.max_batch]
-            x = np.stack([r for _, r, _ in chunk])
             t0 = time.perf_counter()
+            x = np.stack([r for _, r, _ in chunk])
             scores = np.asarray(scorer.score(x), dtype=np.float64)
             call = time.perf_counter() - t0
             if scores.shape != (len(chunk),):
