@@ -130,7 +130,11 @@ def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool
               brokers: str) -> int:
     from bytewax.run import cli_main
 
+    from aiotstream.config import FLOW_ENERGY
     from aiotstream.dataflow import build_flow
+
+    if cfg.site.flow == FLOW_ENERGY:  # site.flow picks the flow; the building flow's own builder
+        from aiotstream.energy.flow import build_building_flow as build_flow
 
     sink, also, where = _sinks(args, cfg, brokers)
     # without --recovery nothing reads the per-epoch state snapshots, so they are not taken

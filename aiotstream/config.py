@@ -859,10 +859,10 @@ class SiteConfig(_Model):
 
     @model_validator(mode="after")
     def _check_assets(self) -> SiteConfig:
-        if not self.assets and not self.asset_groups and self.building is None:
-            raise ValueError("no assets: add at least one [[assets]] or [[asset_groups]] table")
         if self.site.flow == FLOW_ENERGY and self.building is None:
             raise ValueError(f"flow {FLOW_ENERGY!r} needs a [building] table (zones, meters)")
+        if not self.assets and not self.asset_groups and self.building is None:
+            raise ValueError("no assets: add at least one [[assets]] or [[asset_groups]] table")
         seen: set[str] = set()
         for a in self.all_assets():
             if a.id in seen:

@@ -16,7 +16,7 @@ Injected (each in its own zones, disjoint from the others; the rest stay clean):
 >>> sim = BuildingSimulator([("z1", "f1"), ("z2", "f1"), ("z3", "f1"), ("z4", "f1")], duration_s=2, day_s=60,
 ...                         start_ns=0, empty=1, simultaneous=1, creep=1)
 >>> len(list(sim.messages())), sorted(sim.truth()["hvac_empty_zone"]) == sorted(sim.empty)
-(18, True)
+(34, True)
 """
 from __future__ import annotations
 
