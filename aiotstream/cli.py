@@ -196,7 +196,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         from aiotstream.io.kafka import ensure_topics, input_topics, kafka_source
 
         ensure_topics(brokers, input_topics(cfg), partitions=cfg.outputs.partitions)
-        source: Any = kafka_source(cfg, brokers, tail=tail)
+        from aiotstream.config import FLOW_ENERGY
+
+        blocks = {"blocks": True} if cfg.site.flow == FLOW_ENERGY else {}  # the building flow decodes poll blocks
+        source: Any = kafka_source(cfg, brokers, tail=tail, **blocks)
         text = f"Kafka {brokers} {', '.join(input_topics(cfg))}"
     elif kind == "mqtt":
         from aiotstream.io.mqtt import mqtt_source

@@ -1,11 +1,13 @@
 """A poll batch of meter readings -> per-zone interval partials, in one step (the scalar batch path).
 
-One Python pass turns each message into ``(zone, meter, ts, value)``
-(orjson, with the type checks of :func:`aiotstream.codecs.decode_reading`
-inlined for the common case; anything unusual takes the generic decoder and
-its dead-letter reasons). Then numpy does the rest for the whole batch: range
-checks, one ``lexsort`` by (zone, meter, interval) and ``reduceat`` sums,
-counts and state counts. What crosses to the per-zone step is one
+A :class:`~aiotstream.io.kafka_blocks.MessageBlock` (a whole Kafka poll
+batch) is parsed column-wise: one ``orjson.loads`` of the joined values, list
+comprehensions for the four fields, type checks on whole columns, numpy for
+the range checks. Single messages (Bytewax's Kafka messages, MQTT, files)
+take a per-message loop with the same checks inlined; anything unusual takes
+the generic decoder and its dead-letter reasons. Then numpy does the rest for
+the whole batch: one ``lexsort`` by (zone, meter, interval) and ``reduceat``
+sums, counts and state counts. What crosses to the per-zone step is one
 :class:`ZoneBatch` per zone and poll batch with a handful of partial rows
 (one per meter and interval touched), not one object per reading.
 """
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -26,8 +29,9 @@ from aiotstream.codecs import decode_any
 from aiotstream.codecs_iot import decode_payload
 from aiotstream.energy.runtime import HVAC, OCCUPANCY, BuildingRuntime
 from aiotstream.errors import DecodeError
+from aiotstream.io.kafka_blocks import MessageBlock
 from aiotstream.lineage import iso_ns
-from aiotstream.records import DeadLetter, Feedback, Frame, Position, Reading
+from aiotstream.records import DeadLetter, Feedback, Frame, Position, Reading, SourceMessage
 
 # A partial row: (meter code, interval index, count, sum, count > 0, count == 1, count == 2, count == 3,
 # newest ts, first, last) -- first/last index the zone's messages (for dead letters of late readings).
@@ -36,19 +40,51 @@ Row = tuple[int, int, int, float, int, int, int, int, int, int, int]
 
 @dataclass(slots=True)
 class ZoneBatch:
-    """One zone's share of a poll batch: partial rows, input spans, the batch's outdoor partials, feedback."""
+    """One zone's share of a poll batch: partial rows, input spans, the batch's outdoor partials, feedback.
+
+    ``values[k]``/``offsets[k]``/``parts[k]`` (an index into ``names``, the
+    (topic, partition) pairs) locate the zone's readings in row order, for the
+    dead letters of late readings.
+    """
 
     zone: str
     rows: list[Row] = field(default_factory=list)
-    msgs: list[Any] = field(default_factory=list)  # the messages of the rows' readings, in row order
+    values: list[bytes] = field(default_factory=list)
+    offsets: Any = ()
+    parts: Any = ()
+    names: list[tuple[str, int]] = field(default_factory=list)
     spans: tuple[tuple[str, int, int, int], ...] = ()
     outdoor: tuple[tuple[int, float, int], ...] = ()  # (interval index, sum, count)
     feedback: list[Feedback] = field(default_factory=list)
+
+    def position(self, k: int) -> Position:
+        topic, part = self.names[int(self.parts[k])]
+        return Position(topic, part, int(self.offsets[k]))
 
 
 def position(msg: Any) -> Position:
     return Position(msg.topic or "?", msg.partition if msg.partition is not None else -1,
                     msg.offset if msg.offset is not None else -1)
+
+
+class _Columns:
+    """Readings collected from a poll batch: list columns (per-message paths) and numpy chunks (blocks)."""
+
+    __slots__ = ("chunks", "mc", "names", "off", "pk", "raw", "ts", "vs", "zi")
+
+    def __init__(self) -> None:
+        self.zi: list[int] = []
+        self.mc: list[int] = []
+        self.ts: list[int] = []
+        self.vs: list[float] = []
+        self.raw: list[bytes] = []
+        self.pk: list[int] = []
+        self.off: list[int] = []
+        self.names: dict[tuple[str, int], int] = {}
+        self.chunks: list[tuple] = []  # (Z, C, T, V, raw list, P, O) arrays
+
+    def part(self, topic: str, partition: int) -> int:
+        return self.names.setdefault((topic, partition), len(self.names))
 
 
 class BuildingIngest:
@@ -68,21 +104,20 @@ class BuildingIngest:
 
     def decode(self, msgs: Iterable[Any]) -> list[tuple[str, ZoneBatch] | Output]:
         """Decode a poll batch: ``(zone, ZoneBatch)`` per zone touched, plus dead-letter outputs."""
-        msgs = msgs if isinstance(msgs, list) else list(msgs)
         rt = self.rt
         zones, codes = rt.zone_index, rt.metric_codes
         horizon = self.now_ns() + rt.max_future_ns
-        zi: list[int] = []
-        mc: list[int] = []
-        ts: list[int] = []
-        vs: list[float] = []
-        mi: list[int] = []
+        cols = _Columns()
+        zi, mc, ts, vs, raws, pk, off = cols.zi, cols.mc, cols.ts, cols.vs, cols.raw, cols.pk, cols.off
         out: list[Any] = []
         outdoor: list[tuple[int, float]] = []
         feedback: dict[str, list[Feedback]] = {}
         loads = orjson.loads
         kafka_msg = KafkaSourceMessage
-        for i, msg in enumerate(msgs):
+        for msg in msgs:
+            if type(msg) is MessageBlock:
+                self._block(msg, horizon, cols, out, outdoor, feedback)
+                continue
             if type(msg) is kafka_msg:
                 try:
                     o = loads(msg.value)
@@ -97,12 +132,14 @@ class BuildingIngest:
                             mc.append(c)
                             ts.append(t)
                             vs.append(v)
-                            mi.append(i)
+                            raws.append(msg.value)
+                            pk.append(cols.part(msg.topic or "?", msg.partition if msg.partition is not None else -1))
+                            off.append(msg.offset if msg.offset is not None else -1)
                             continue
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     pass
-            self._slow(msg, i, horizon, zi, mc, ts, vs, mi, out, outdoor, feedback)
-        groups = self._group(msgs, zi, mc, ts, vs, mi, out)
+            self._slow(msg, horizon, cols, out, outdoor, feedback)
+        groups = self._group(cols, out)
         if outdoor:
             L = rt.interval_ns
             acc: dict[int, list] = {}
@@ -125,9 +162,48 @@ class BuildingIngest:
         out.extend(groups.items())
         return out
 
-    # ---- the generic path: anything that is not a plain Kafka JSON reading of a known meter ----
-    def _slow(self, msg: Any, i: int, horizon: int, zi: list, mc: list, ts: list, vs: list, mi: list, out: list,
-              outdoor: list, feedback: dict) -> None:
+    # ---- a whole poll batch, column-wise ---------------------------------------------------------
+    def _block(self, blk: MessageBlock, horizon: int, cols: _Columns, out: list, outdoor: list,
+               feedback: dict) -> None:
+        for e in blk.errors:
+            self._slow(e, horizon, cols, out, outdoor, feedback)
+        vals = blk.values
+        n = len(vals)
+        if n == 0:
+            return
+        rt = self.rt
+        try:
+            objs = orjson.loads(b"[" + b",".join(vals) + b"]")
+            if len(objs) != n or set(map(type, objs)) != {dict} or set(map(len, objs)) != {4}:
+                raise TypeError("not one plain reading per message")
+            assets = [o["asset"] for o in objs]
+            metrics = [o["metric"] for o in objs]
+            tss = [o["ts"] for o in objs]
+            values = [o["value"] for o in objs]
+            if set(map(type, tss)) != {int} or not set(map(type, values)) <= {int, float}:
+                raise TypeError("a time or value of another type")
+            zones, codes = rt.zone_index, rt.metric_codes
+            Z = np.fromiter(map(zones.get, assets, repeat(-1, n)), dtype=np.int64, count=n)
+            C = np.fromiter(map(codes.get, metrics, repeat(-1, n)), dtype=np.int64, count=n)
+            T = np.array(tss, dtype=np.int64)
+        except (orjson.JSONDecodeError, KeyError, TypeError, OverflowError):
+            for v, o in zip(vals, blk.offsets):  # something unusual in the block: message by message
+                self._slow(SourceMessage(blk.topic, blk.partition, o, v), horizon, cols, out, outdoor, feedback)
+            return
+        V = np.array(values, dtype=np.float64)
+        O = np.array(blk.offsets, dtype=np.int64)
+        ok = (Z >= 0) & (C >= 0) & (T >= 0) & (T <= horizon)
+        if not ok.all():
+            for k in np.flatnonzero(~ok).tolist():  # outdoor readings, unknown zones or meters, bad times
+                self._slow(SourceMessage(blk.topic, blk.partition, int(O[k]), vals[k]), horizon, cols, out, outdoor,
+                           feedback)
+            Z, C, T, V, O = Z[ok], C[ok], T[ok], V[ok], O[ok]
+            vals = [vals[k] for k in np.flatnonzero(ok).tolist()]
+        p = cols.part(blk.topic, blk.partition)
+        cols.chunks.append((Z, C, T, V, vals, np.full(len(Z), p, dtype=np.int64), O))
+
+    # ---- the generic path: anything that is not a plain JSON reading of a known meter ----
+    def _slow(self, msg: Any, horizon: int, cols: _Columns, out: list, outdoor: list, feedback: dict) -> None:
         rt = self.rt
         if hasattr(msg, "err"):  # bytewax KafkaError
             inner = msg.msg
@@ -180,11 +256,13 @@ class BuildingIngest:
                 out.append(self._reject(msg, "unknown_metric", f"metric {r.metric!r} is not a meter of the building "
                                         f"({', '.join(rt.metric_codes)}; see [building.meters])", r.asset))
                 continue
-            zi.append(z)
-            mc.append(c)
-            ts.append(r.ts_ns)
-            vs.append(r.value)
-            mi.append(i)
+            cols.zi.append(z)
+            cols.mc.append(c)
+            cols.ts.append(r.ts_ns)
+            cols.vs.append(r.value)
+            cols.raw.append(raw)
+            cols.pk.append(cols.part(pos.topic, pos.partition))
+            cols.off.append(pos.offset)
 
     def _feedback_targets(self, fb: Feedback) -> list[str] | None:
         rt = self.rt
@@ -196,33 +274,38 @@ class BuildingIngest:
         return list(rt.zone_ids)
 
     # ---- numpy: check, sort, reduce --------------------------------------------------------------
-    def _group(self, msgs: list, zi: list, mc: list, ts: list, vs: list, mi: list,
-               out: list) -> dict[str, ZoneBatch]:
-        n = len(zi)
-        if n == 0:
+    def _group(self, cols: _Columns, out: list) -> dict[str, ZoneBatch]:
+        chunks = list(cols.chunks)
+        if cols.zi:
+            chunks.append((np.array(cols.zi, dtype=np.int64), np.array(cols.mc, dtype=np.int64),
+                           np.array(cols.ts, dtype=np.int64), np.array(cols.vs, dtype=np.float64), cols.raw,
+                           np.array(cols.pk, dtype=np.int64), np.array(cols.off, dtype=np.int64)))
+        if not chunks:
             return {}
-        Z = np.array(zi, dtype=np.int64)
-        C = np.array(mc, dtype=np.int64)
-        T = np.array(ts, dtype=np.int64)
-        V = np.array(vs, dtype=np.float64)
-        M = np.array(mi, dtype=np.int64)
+        if len(chunks) == 1:
+            Z, C, T, V, raw, P, O = chunks[0]
+        else:
+            Z, C, T, V, P, O = (np.concatenate([c[i] for c in chunks]) for i in (0, 1, 2, 3, 5, 6))
+            raw = [r for c in chunks for r in c[4]]
+        names = list(cols.names)
         bad = ((C == HVAC) & ~((V == 0) | (V == 1) | (V == 2) | (V == 3))) | ((C == OCCUPANCY) & (V < 0))
         if bad.any():
-            names = self.rt.metric_names
+            mnames = self.rt.metric_names
             for k in np.flatnonzero(bad).tolist():
-                msg = msgs[M[k]]
                 what = "an HVAC state must be 0 (off), 1 (heating), 2 (cooling) or 3 (both)" if C[k] == HVAC \
                     else "occupancy must not be negative"
-                out.append(self._reject(msg, "bad_value", f"{names[C[k]]} = {V[k]:g}: {what}",
-                                        self.rt.zone_ids[Z[k]]))
+                topic, part = names[P[k]]
+                out.append(self._reject(None, "bad_value", f"{mnames[C[k]]} = {V[k]:g}: {what}",
+                                        self.rt.zone_ids[Z[k]], raw=raw[k], pos=Position(topic, part, int(O[k]))))
             keep = ~bad
-            Z, C, T, V, M = Z[keep], C[keep], T[keep], V[keep], M[keep]
-            n = len(Z)
-            if n == 0:
-                return {}
+            raw = [raw[k] for k in np.flatnonzero(keep).tolist()]
+            Z, C, T, V, P, O = Z[keep], C[keep], T[keep], V[keep], P[keep], O[keep]
+        n = len(Z)
+        if n == 0:
+            return {}
         IV = T // self.rt.interval_ns
         order = np.lexsort((IV, C, Z))
-        Z, C, T, V, M, IV = Z[order], C[order], T[order], V[order], M[order], IV[order]
+        Z, C, T, V, P, O, IV = Z[order], C[order], T[order], V[order], P[order], O[order], IV[order]
         change = np.empty(n, dtype=bool)
         change[0] = True
         np.not_equal(Z[1:], Z[:-1], out=change[1:])
@@ -233,13 +316,9 @@ class BuildingIngest:
         counts = ends - starts
         sums = np.add.reduceat(V, starts)
         pos = np.add.reduceat((V > 0).view(np.int8), starts, dtype=np.int64)
-        is_hvac = C[starts] == HVAC
-        if is_hvac.any():
-            n1 = np.add.reduceat((V == 1).view(np.int8), starts, dtype=np.int64)
-            n2 = np.add.reduceat((V == 2).view(np.int8), starts, dtype=np.int64)
-            n3 = np.add.reduceat((V == 3).view(np.int8), starts, dtype=np.int64)
-        else:
-            n1 = n2 = n3 = np.zeros(len(starts), dtype=np.int64)
+        n1 = np.add.reduceat((V == 1).view(np.int8), starts, dtype=np.int64)
+        n2 = np.add.reduceat((V == 2).view(np.int8), starts, dtype=np.int64)
+        n3 = np.add.reduceat((V == 3).view(np.int8), starts, dtype=np.int64)
         tmax = np.maximum.reduceat(T, starts)
         rz = Z[starts]
         zchange = np.empty(len(starts), dtype=bool)
@@ -248,41 +327,41 @@ class BuildingIngest:
         zrow = np.flatnonzero(zchange)  # first row of each zone
         zread = starts[zrow]  # first reading of each zone
         zread_end = np.append(zread[1:], n)
-        # rows' reading ranges relative to their zone's first reading
-        zone_of_row = np.cumsum(zchange) - 1
+        zone_of_row = np.cumsum(zchange) - 1  # rows' reading ranges relative to their zone's first reading
         rel_lo = starts - zread[zone_of_row]
         rel_hi = ends - zread[zone_of_row]
         rows = list(zip(C[starts].tolist(), IV[starts].tolist(), counts.tolist(), sums.tolist(), pos.tolist(),
                         n1.tolist(), n2.tolist(), n3.tolist(), tmax.tolist(), rel_lo.tolist(), rel_hi.tolist()))
-        ordered = [msgs[k] for k in M.tolist()]
-        spans = self._spans(ordered, zread, zread_end)
+        ordered = [raw[k] for k in order.tolist()]
+        spans = _spans(names, P, O, zread, zread_end)
         ids = self.rt.zone_ids
         groups: dict[str, ZoneBatch] = {}
         zrow_end = np.append(zrow[1:], len(starts)).tolist()
         for j, (r0, r1, a, b) in enumerate(zip(zrow.tolist(), zrow_end, zread.tolist(), zread_end.tolist())):
             z = ids[rz[r0]]
-            groups[z] = ZoneBatch(z, rows[r0:r1], ordered[a:b], spans[j])
+            groups[z] = ZoneBatch(z, rows[r0:r1], ordered[a:b], O[a:b], P[a:b], names, spans[j])
         return groups
 
-    @staticmethod
-    def _spans(ordered: list, zread: np.ndarray, zread_end: np.ndarray) -> list[tuple[tuple[str, int, int, int], ...]]:
-        """Per zone: (topic, partition, first offset, last offset) of its messages in this batch."""
-        keys: dict[tuple[str, int], int] = {}
-        P = np.fromiter((keys.setdefault((m.topic or "?", m.partition if m.partition is not None else -1), len(keys))
-                         for m in ordered), dtype=np.int64, count=len(ordered))
-        O = np.fromiter((m.offset if m.offset is not None else -1 for m in ordered), dtype=np.int64,
-                        count=len(ordered))
-        names = list(keys)
-        if len(keys) == 1:
-            (topic, part), = names
-            lo = np.minimum.reduceat(O, zread).tolist()
-            hi = np.maximum.reduceat(O, zread).tolist()
-            return [((topic, part, a, b),) for a, b in zip(lo, hi)]
-        out = []
-        for a, b in zip(zread.tolist(), zread_end.tolist()):
-            acc: dict[int, list[int]] = {}
-            for p, o in zip(P[a:b].tolist(), O[a:b].tolist()):
-                s = acc.setdefault(p, [o, o])
-                s[0], s[1] = min(s[0], o), max(s[1], o)
-            out.append(tuple(sorted((*names[p], lo, hi) for p, (lo, hi) in acc.items())))
-        return out
+
+def _spans(names: list[tuple[str, int]], P: np.ndarray, O: np.ndarray, zread: np.ndarray,
+           zread_end: np.ndarray) -> list[tuple[tuple[str, int, int, int], ...]]:
+    """Per zone: (topic, partition, first offset, last offset) of its readings in this batch."""
+    if len(names) == 1:
+        (topic, part), = names
+        lo = np.minimum.reduceat(O, zread).tolist()
+        hi = np.maximum.reduceat(O, zread).tolist()
+        return [((topic, part, a, b),) for a, b in zip(lo, hi)]
+    # several partitions: min/max offset per (zone, partition) pair with one more sort, then assemble per zone
+    zone = np.repeat(np.arange(len(zread)), zread_end - zread)
+    order = np.lexsort((P, zone))
+    zs, ps, os_ = zone[order], P[order], O[order]
+    change = np.empty(len(zs), dtype=bool)
+    change[0] = True
+    change[1:] = (zs[1:] != zs[:-1]) | (ps[1:] != ps[:-1])
+    starts = np.flatnonzero(change)
+    lo = np.minimum.reduceat(os_, starts).tolist()
+    hi = np.maximum.reduceat(os_, starts).tolist()
+    out: list[list[tuple[str, int, int, int]]] = [[] for _ in range(len(zread))]
+    for z, p, a, b in zip(zs[starts].tolist(), ps[starts].tolist(), lo, hi):
+        out[z].append((*names[p], a, b))
+    return [tuple(sorted(x)) for x in out]

@@ -49,7 +49,7 @@ from aiotstream.energy.waste import (
 )
 from aiotstream.kpi import PeriodResult, Tumbling, kpi_record, new_totals
 from aiotstream.lineage import FlowContext, inputs_block, iso_ns, make_id, window_block
-from aiotstream.records import DeadLetter, Feedback, Position
+from aiotstream.records import DeadLetter, Feedback
 
 S = 1_000_000_000
 HOUR_NS = 3600 * S
@@ -176,7 +176,7 @@ class ZoneState:
         for row in batch.rows:
             c, iv, n, s, npos, n1, n2, n3, tmax, lo, hi = row
             if nxt is not None and iv < nxt:
-                outs.extend(self._late(batch.msgs[lo:hi], iv))
+                outs.extend(self._late(batch, lo, hi, iv))
                 late += n
                 continue
             acc = self.open.get(iv)
@@ -399,16 +399,12 @@ class ZoneState:
     def _reject(self, fb: Feedback, reason: str, message: str) -> Output:
         return self.rt.deadletter(DeadLetter(fb.raw or b"", fb.pos, reason, message, asset=self.zone))
 
-    def _late(self, msgs: list, iv: int) -> list[Output]:
+    def _late(self, batch: ZoneBatch, lo: int, hi: int, iv: int) -> list[Output]:
         L = self.rt.interval_ns
-        out = []
-        for m in msgs:
-            pos = Position(m.topic or "?", m.partition if m.partition is not None else -1,
-                           m.offset if m.offset is not None else -1)
-            out.append(self.rt.deadletter(DeadLetter(
-                m.value or b"", pos, "late", f"the reading falls in interval {iso_ns(iv * L)}, which closed already "
-                f"(allowed lateness {self.rt.config.window.allowed_lateness_s:g} s)", asset=self.zone)))
-        return out
+        return [self.rt.deadletter(DeadLetter(
+            batch.values[k], batch.position(k), "late", f"the reading falls in interval {iso_ns(iv * L)}, which "
+            f"closed already (allowed lateness {self.rt.config.window.allowed_lateness_s:g} s)", asset=self.zone))
+            for k in range(lo, hi)]
 
     # ---- KPI periods ---------------------------------------------------------------------------
     def _totals(self, t_ns: int) -> list[_Period]:

@@ -67,10 +67,14 @@ def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, time
     return wanted
 
 
-def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | None = None) -> KafkaSource:
+def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | None = None,
+                 blocks: bool = False) -> KafkaSource:
     """Bytewax KafkaSource over the site's input and feedback topics (static partition assignment, offsets in
-    recovery)."""
-    return KafkaSource(
+    recovery). ``blocks``: one :class:`~aiotstream.io.kafka_blocks.MessageBlock` per poll batch instead of one
+    message object per message (for flows whose decoder reads blocks: the building flow)."""
+    from aiotstream.io.kafka_blocks import KafkaBlockSource
+
+    return (KafkaBlockSource if blocks else KafkaSource)(
         (brokers or ",".join(config.inputs.brokers)).split(","),
         input_topics(config),
         tail=config.inputs.tail if tail is None else tail,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
@@ -270,3 +271,37 @@ def test_energy_flow_needs_a_building_and_whole_intervals_per_period() -> None:
                               "kpi": {"periods_s": [90]}})
     assert [p for p, _ in e.value.problems] == ["kpi.periods_s"]
 
+
+
+def test_a_message_block_decodes_like_the_same_messages_one_by_one() -> None:
+    from aiotstream.io.kafka_blocks import MessageBlock
+
+    rt = BuildingRuntime(site())
+    items = [reading(z, T0 + k * S, m, float(k % 3)) for k in range(30) for z in ("z1", "z2")
+             for m in ("power_kw", "temperature", "occupancy", "hvac_state")]
+    items += [reading("weather", T0, "temperature", 4.0), reading("z9", T0, "power_kw", 1.0)]
+    raws = [orjson.dumps(o) for o in items]
+
+    def run(batch: list) -> tuple:
+        out = BuildingIngest(rt, now_ns=lambda: T0 + 3600 * S).decode(batch)
+        dead = sorted((o.record["reason"], o.record["source"]["offset"]) for o in out if isinstance(o, Output))
+        groups = {z: (g.rows, g.spans, g.outdoor, g.values) for z, g in (o for o in out if not isinstance(o, Output))}
+        return dead, groups
+
+    one_by_one = run([msg(i, r) for i, r in enumerate(raws)])
+    block = run([MessageBlock("b1.readings", 0, raws, list(range(len(raws))))])
+    assert block == one_by_one and one_by_one[0] == [("unknown_asset", len(raws) - 1)]
+    # one malformed message in a block: the block falls back to message by message, nothing else is lost
+    worse = run([MessageBlock("b1.readings", 0, [*raws, b"{oops"], list(range(len(raws) + 1)))])
+    assert worse[1] == one_by_one[1] and ("bad_json", len(raws)) in worse[0]
+
+
+def test_spans_per_zone_over_several_partitions() -> None:
+    from aiotstream.energy.ingest import _spans
+
+    names = [("t", 0), ("t", 1)]
+    P = np.array([0, 1, 0, 1, 1])
+    O = np.array([5, 9, 3, 2, 7])
+    # zone 0 = readings 0..2, zone 1 = readings 3..4
+    assert _spans(names, P, O, np.array([0, 3]), np.array([3, 5])) == [
+        (("t", 0, 3, 5), ("t", 1, 9, 9)), (("t", 1, 2, 7),)]
