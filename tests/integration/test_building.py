@@ -104,7 +104,7 @@ def test_building_flow_on_2000_meters_flags_each_injected_waste_pattern(kafka_br
     assert producer.flush(120) == 0
     assert n == 180 * 2001
 
-    run_main(build_building_flow(cfg, kafka_source(cfg, kafka_broker, tail=False),
+    run_main(build_building_flow(cfg, kafka_source(cfg, kafka_broker, tail=False, blocks=True),
                                  KafkaOutputSink(cfg, kafka_broker), tail=False, snapshots=False),
              epoch_interval=timedelta(seconds=5))
     out = read_outputs(kafka_broker, site_id)
@@ -161,7 +161,10 @@ def test_meter_values_published_over_mqtt_appear_as_kpis_and_alerts(mqtt_broker)
              epoch_interval=timedelta(seconds=0.5))
     th.join(timeout=60)
 
-    assert not [o.record["message"] for o in out if o.kind == "deadletter"]
+    # QoS 1 is at least once: after a reconnect the broker may deliver again what was not acknowledged yet;
+    # a redelivered reading whose interval has closed is a "late" dead letter, anything else is a bug
+    dead = Counter(o.record["reason"] for o in out if o.kind == "deadletter")
+    assert set(dead) <= {"late"}, dead
     alerts = [o.record for o in out if o.kind == "alert"]
     got = opened(alerts)
     for kind in WASTE:
