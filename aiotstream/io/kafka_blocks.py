@@ -16,6 +16,7 @@ from typing import Any
 from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
 from bytewax.connectors.kafka import _KafkaSourcePartition as _BytewaxPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
+from confluent_kafka import Message
 
 
 class MessageBlock:
@@ -51,7 +52,7 @@ class _BlockPartition(_BytewaxPartition):
         msgs = self._consumer.consume(self._batch_size, 0.001)
         if not msgs:
             return []
-        errs = [i for i, m in enumerate(msgs) if m.error() is not None]
+        errs = [i for i, e in enumerate(map(Message.error, msgs)) if e is not None]
         errors: list[Any] = []
         if errs:
             keep = []
@@ -69,8 +70,8 @@ class _BlockPartition(_BytewaxPartition):
                     errors.append(KafkaError(err, KafkaSourceMessage(m.key(), m.value(), topic=m.topic(),
                                                                      offset=m.offset(), partition=m.partition())))
             msgs = keep
-        values = [m.value() for m in msgs]
-        offsets = [m.offset() for m in msgs]
+        values = list(map(Message.value, msgs))  # method descriptors: no per-message attribute lookups
+        offsets = list(map(Message.offset, msgs))
         last = max(offsets[-1] if offsets else -1, max((e.msg.offset for e in errors if e.msg.offset is not None),
                                                          default=-1))
         if last >= 0:
