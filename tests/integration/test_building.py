@@ -176,3 +176,20 @@ def test_meter_values_published_over_mqtt_appear_as_kpis_and_alerts(mqtt_broker)
     for o in out:
         err = next(iter(v.iter_errors(o.record)), None)
         assert err is None, f"{o.kind}: {err.message}"
+
+
+def test_building_benchmark_runs_the_cli_flow_over_every_reading(kafka_broker: str, tmp_path) -> None:
+    """``aiotstream run --once`` picks the building flow by site.flow, reads Kafka as MessageBlocks, and the
+    benchmark counts every reading (no timing asserted)."""
+    from benchmarks.building import measure, preload_building
+
+    topic = f"bench.building.{uuid.uuid4().hex[:8]}"
+    data = preload_building(kafka_broker, keys=40, duration_s=30, partitions=2, topic=topic)
+    assert data.events == 30 * (40 + 1)  # 10 zones x 4 meters + the outdoor sensor, 1 Hz
+    label = f"-{uuid.uuid4().hex[:6]}"
+    r = measure(kafka_broker, tmp_path, data, interval_s=10, label=label)
+    assert r["messages"] == data.events and r["events_per_s_per_worker"] > 0
+    out = read_outputs(kafka_broker, f"bench-building{label}")
+    zone_kpis = [k for k in out["kpis"] if k["scope"] == "asset"]
+    assert {k["asset"] for k in zone_kpis} == {f"f0-z{i:03d}" for i in range(1, 11)}
+    assert not out["deadletter"]
