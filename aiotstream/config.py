@@ -940,8 +940,15 @@ class SiteConfig(_Model):
         return {a.id: a for a in self.all_assets()}
 
     def normalised(self) -> dict[str, Any]:
-        """The config as plain JSON data with every default spelled out."""
-        return self.model_dump(mode="json")
+        """The config as plain JSON data with every default spelled out.
+
+        A site without a ``[building]`` table leaves the key out, so adding that
+        optional table to the schema did not change any existing site's hash.
+        """
+        data = self.model_dump(mode="json")
+        if data.get("building") is None:
+            data.pop("building", None)
+        return data
 
     @property
     def config_hash(self) -> str:

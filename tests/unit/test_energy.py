@@ -305,3 +305,9 @@ def test_spans_per_zone_over_several_partitions() -> None:
     # zone 0 = readings 0..2, zone 1 = readings 3..4
     assert _spans(names, P, O, np.array([0, 3]), np.array([3, 5])) == [
         (("t", 0, 3, 5), ("t", 1, 9, 9)), (("t", 1, 2, 7),)]
+
+
+def test_sites_without_a_building_keep_their_config_hash() -> None:
+    c = SiteConfig.from_dict({"site": {"id": "p"}, "assets": [{"id": "a"}]})
+    assert "building" not in c.normalised()
+    assert "building" in site().normalised()
