@@ -702,7 +702,9 @@ class OutputConfig(_Model):
 # ---- building (energy-optimisation flow) ---------------------------------------------------------
 FLOW_ENERGY = "energy-optimization"
 WASTE_TYPES = ("hvac_empty_zone", "simultaneous_heat_cool", "baseload_creep")
-"""The waste alert types of the building flow (see :mod:`aiotstream.energy.waste`)."""
+"""The waste alert types of the building flow's zones (see :mod:`aiotstream.energy.waste`); control rules may
+name them. ``adjacent_heat_cool`` (heating next to cooling, :mod:`aiotstream.energy.floor`) is raised by the
+floor step, which sends no commands, so rules cannot name it."""
 
 
 class ZoneConfig(_Model):
@@ -710,6 +712,8 @@ class ZoneConfig(_Model):
 
     id: str = Field(pattern=ID_PATTERN)
     floor: str = Field(default="floor-1", pattern=ID_PATTERN)
+    adjacent: list[str] = Field(default_factory=list, description="neighbouring zones on the same floor (for "
+                                "heating next to cooling); adjacency is symmetric")
 
 
 class ZoneGroup(_Model):
@@ -719,6 +723,7 @@ class ZoneGroup(_Model):
     count: int = Field(gt=0, le=1_000_000)
     width: int = Field(default=3, ge=1, le=9)
     floor: str = Field(default="floor-1", pattern=ID_PATTERN)
+    adjacency: Literal["none", "chain"] = Field(default="none", description="chain: zone i neighbours i-1 and i+1")
 
 
 class MeterNames(_Model):
@@ -796,6 +801,14 @@ class BuildingConfig(_Model):
     def _shape(self) -> BuildingConfig:
         if not self.zones and not self.zone_groups:
             raise ValueError("no zones: add at least one [[building.zones]] or [[building.zone_groups]] table")
+        floors = {z.id: z.floor for z in self.all_zones()}
+        for i, z in enumerate(self.zones):
+            for n in z.adjacent:
+                if n not in floors:
+                    raise ValueError(f"zones[{i}] ({z.id}) names adjacent zone {n!r}, which is not a zone")
+                if floors[n] != z.floor or n == z.id:
+                    raise ValueError(f"zones[{i}] ({z.id}) names adjacent zone {n!r}: neighbours are other zones "
+                                     "on the same floor")
         per_day = self.day_s / self.interval_s
         if abs(per_day - round(per_day)) > 1e-9:
             raise ValueError(f"interval_s ({self.interval_s}) must divide day_s ({self.day_s})")
@@ -807,7 +820,19 @@ class BuildingConfig(_Model):
         """Explicit zones followed by the expanded groups."""
         out = list(self.zones)
         for g in self.zone_groups:
-            out += [ZoneConfig(id=f"{g.prefix}{i:0{g.width}d}", floor=g.floor) for i in range(1, g.count + 1)]
+            ids = [f"{g.prefix}{i:0{g.width}d}" for i in range(1, g.count + 1)]
+            for i, z in enumerate(ids):
+                adj = [ids[j] for j in (i - 1, i + 1) if 0 <= j < len(ids)] if g.adjacency == "chain" else []
+                out.append(ZoneConfig(id=z, floor=g.floor, adjacent=adj))
+        return out
+
+    def neighbours(self) -> dict[str, set[str]]:
+        """Zone -> its neighbours (symmetric), for zones that have any."""
+        out: dict[str, set[str]] = {}
+        for z in self.all_zones():
+            for n in z.adjacent:
+                out.setdefault(z.id, set()).add(n)
+                out.setdefault(n, set()).add(z.id)
         return out
 
 

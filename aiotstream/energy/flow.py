@@ -7,6 +7,7 @@
                  └── (zone, ZoneBatch) ─> zones (stateful_batch per zone: intervals,       │
                        baseline, waste alerts, setpoint commands, KPI periods) ─┬──────────┤
                                   zone KPI periods ─> (floor, building) ─> rollup ┘         └─> sink
+                 zone interval HVAC fractions ─> floors (stateful_batch per floor: heating next to cooling) ─> sink
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from bytewax.outputs import FixedPartitionedSink, Sink
 from aiotstream.analysis import Output
 from aiotstream.config import SiteConfig
 from aiotstream.dataflow import RollupLogic, _rollup_inputs
+from aiotstream.energy.floor import FloorState, ZoneHvac
 from aiotstream.energy.ingest import BuildingIngest, ZoneBatch
 from aiotstream.energy.runtime import BuildingRuntime
 from aiotstream.energy.zone import ZoneState
@@ -81,6 +83,28 @@ class ZoneLogic(StatefulBatchLogic[ZoneBatch, Output, bytes]):
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+class FloorLogic(StatefulBatchLogic[ZoneHvac, Output, bytes]):
+    """Bytewax wrapper around one floor's :class:`~aiotstream.energy.floor.FloorState`."""
+
+    def __init__(self, rt: BuildingRuntime, resume: bytes | None, snapshots: bool = True):
+        self.rt = rt
+        self.state: FloorState | None = pickle.loads(resume).attach(rt) if resume is not None else None
+        self.snapshots = snapshots
+
+    def on_batch(self, values: list[ZoneHvac]) -> tuple[list[Output], bool]:
+        if self.state is None:
+            self.state = FloorState(self.rt, values[0].floor)
+        return self.state.add(values), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[Output], bool]:
+        return ([] if self.state is None else self.state.flush()), StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes | None:
+        if not self.snapshots or self.state is None:
+            return None
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _is_output(x: Any) -> bool:
     return isinstance(x, Output)
 
@@ -104,8 +128,13 @@ def build_building_flow(config: SiteConfig, source: Source, sink: Sink[Output], 
     decoded = op.flat_map_batch("decode", raw, ingest.decode)
     split = op.branch("split_dead_letters", decoded, _is_output)
     zones = op.stateful_batch("zones", split.falses, lambda resume: ZoneLogic(rt, resume, idle, snapshots))
-    results = op.map("drop_key", zones, lambda kv: kv[1])
+    zone_out = op.branch("split_floor_items", op.map("drop_key", zones, lambda kv: kv[1]), _is_output)
+    results = zone_out.trues
     streams = [results, split.trues]
+    if rt.neighbours:  # heating next to cooling: one step per floor
+        keyed_hvac = op.map("floor_key", zone_out.falses, lambda h: (f"floor:{h.floor}", h))
+        floors = op.stateful_batch("floors", keyed_hvac, lambda resume: FloorLogic(rt, resume, snapshots))
+        streams.append(op.map("drop_floor_key", floors, lambda kv: kv[1]))
     if config.kpi.rollup:
         keyed = op.flat_map("rollup_keys", results, _rollup_inputs)
         rolled = op.stateful_batch("rollup", keyed, lambda resume: RollupLogic(rt, resume, tail, snapshots))  # type: ignore[arg-type]

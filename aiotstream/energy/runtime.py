@@ -55,4 +55,5 @@ class BuildingRuntime:
             "sha256": hashlib.sha256(orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)).hexdigest(),
         }
         self.features_block = None
+        self.neighbours = b.neighbours()
         self.deadletter = self.site_rt.deadletter

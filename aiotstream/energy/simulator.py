@@ -1,7 +1,7 @@
 """A simulated office building at 1 Hz, with waste patterns injected at known times (the ground truth).
 
 Per zone and second: occupancy (office hours 08:00-18:00, at least one person
-then), HVAC state (heating below 14 degC outdoors, cooling above 20 degC,
+then), HVAC state (heating below 12 degC outdoors, cooling above 22 degC,
 only while occupied), zone temperature and power (base load + people + HVAC
 + noise); one outdoor temperature for the building (a daily sine,
 4-24 degC). Time of day follows ``day_s`` (a compressed day keeps tests short).
@@ -11,7 +11,9 @@ Injected (each in its own zones, disjoint from the others; the rest stay clean):
 * ``hvac_empty_zone``: heating from 18:00 to 24:00 of ``inject_day`` with nobody in;
 * ``simultaneous_heat_cool``: HVAC state 3 (heating and cooling at once) from 09:00 to 15:00 of
   ``inject_day`` while occupied;
-* ``baseload_creep``: the zone's base load grows by ``creep_per_day`` each day from day 1 on.
+* ``baseload_creep``: the zone's base load grows by ``creep_per_day`` each day from day 1 on;
+* ``adjacent_heat_cool`` (``pairs`` pairs of ``neighbours``): one zone heats while its neighbour
+  cools from 08:00 to 12:00 of ``inject_day`` (the others are off then: 12-22 degC outdoors).
 
 >>> sim = BuildingSimulator([("z1", "f1"), ("z2", "f1"), ("z3", "f1"), ("z4", "f1")], duration_s=2, day_s=60,
 ...                         start_ns=0, empty=1, simultaneous=1, creep=1)
@@ -35,7 +37,8 @@ class BuildingSimulator:
 
     def __init__(self, zones: Sequence[tuple[str, str]], *, duration_s: float, day_s: float = 86_400.0,
                  start_ns: int | None = None, seed: int = 11, empty: int = 2, simultaneous: int = 2, creep: int = 2,
-                 inject_day: int = 1, creep_per_day: float = 0.3, outdoor_asset: str = "weather",
+                 inject_day: int = 1, creep_per_day: float = 0.3, pairs: int = 0,
+                 neighbours: dict[str, set[str]] | None = None, outdoor_asset: str = "weather",
                  outdoor_metric: str = "temperature",
                  meters: tuple[str, str, str, str] = ("power_kw", "temperature", "occupancy", "hvac_state")):
         self.zones = [z for z, _ in zones]
@@ -56,6 +59,20 @@ class BuildingSimulator:
             k += count
         if k > self.n:
             raise ValueError(f"{k} zones to inject into, the building has {self.n}")
+        used = {int(i) for i in picks[:k]}
+        index = {z: i for i, z in enumerate(self.zones)}
+        self.pairs: list[tuple[int, int]] = []
+        for i in picks[k:].tolist():  # a free zone and a free neighbour
+            if len(self.pairs) >= pairs:
+                break
+            if i in used:
+                continue
+            free = sorted(index[n] for n in (neighbours or {}).get(self.zones[i], ()) if index[n] not in used)
+            if free:
+                self.pairs.append((i, free[0]))
+                used.update((i, free[0]))
+        if len(self.pairs) < pairs:
+            raise ValueError(f"found {len(self.pairs)} free neighbouring pairs, {pairs} wanted")
         self.empty_ix, self.sim_ix, self.creep_ix = groups
         self.empty = [self.zones[i] for i in self.empty_ix]
         self.simultaneous = [self.zones[i] for i in self.sim_ix]
@@ -68,10 +85,11 @@ class BuildingSimulator:
 
     def truth(self) -> dict[str, list[str]]:
         return {"hvac_empty_zone": list(self.empty), "simultaneous_heat_cool": list(self.simultaneous),
-                "baseload_creep": list(self.creep)}
+                "baseload_creep": list(self.creep),
+                "adjacent_heat_cool": sorted(self.zones[i] for p in self.pairs for i in p)}
 
     def clean_zones(self) -> list[str]:
-        dirty = set(self.empty) | set(self.simultaneous) | set(self.creep)
+        dirty = {z for zs in self.truth().values() for z in zs}
         return [z for z in self.zones if z not in dirty]
 
     def second(self, s: int, rng: np.random.Generator) -> tuple[int, float, np.ndarray, np.ndarray, np.ndarray,
@@ -84,18 +102,21 @@ class BuildingSimulator:
         occupied = 8.0 <= hour < 18.0
         n = self.n
         occ = (1 + rng.poisson(3.0, n)).astype(np.float64) if occupied else np.zeros(n)
-        mode = 1 if outdoor < 14.0 else (2 if outdoor > 20.0 else 0)
+        mode = 1 if outdoor < 12.0 else (2 if outdoor > 22.0 else 0)
         hvac = np.full(n, mode if occupied else 0, dtype=np.int64)
         if day == self.inject_day:
             if 18.0 <= hour < 24.0:
                 hvac[self.empty_ix] = 1
             if 9.0 <= hour < 15.0 and occupied:
                 hvac[self.sim_ix] = 3
+            if 8.0 <= hour < 12.0:
+                for a, b in self.pairs:
+                    hvac[a], hvac[b] = 1, 2
         base = self.base.copy()
         if day >= 1:
             base[self.creep_ix] *= 1.0 + self.creep_per_day * day
         power = base + 0.15 * occ + HVAC_KW[hvac] + rng.normal(0.0, 0.03, n)
-        temp = np.where(hvac > 0, 21.0 + 0.05 * (outdoor - 14.0), 21.0 + 0.2 * (outdoor - 21.0)) + \
+        temp = np.where(hvac > 0, 21.0 + 0.05 * (outdoor - 17.0), 21.0 + 0.2 * (outdoor - 21.0)) + \
             rng.normal(0.0, 0.2, n)
         return t, float(outdoor), np.round(power, 4), np.round(temp, 3), occ, hvac
 

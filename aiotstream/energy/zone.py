@@ -15,6 +15,8 @@ of one poll batch and returns outputs. The zone's clock is event time:
   the :class:`~aiotstream.control.Controller`, whose rules (``[[control.rules]]``
   with ``when.alert_type``) propose setpoint commands through the actuator's
   safety envelope; the latest interval means are the interlocks' metrics;
+* a zone with neighbours also sends the interval's heating and cooling
+  fractions to its floor (:mod:`aiotstream.energy.floor`);
 * the interval's energy, baseline and counts add into the KPI period(s) it
   starts in; a period is emitted (``kpi/2``, scope ``asset`` = the zone) when an
   interval at or after its end closes, and at the end of input.
@@ -37,6 +39,7 @@ from aiotstream.analysis import Output
 from aiotstream.config import ALERT_TYPE_COMMAND_FAILED
 from aiotstream.control import CommandChange, Controller, Situation, command_record
 from aiotstream.energy.baseline import Baseline, features
+from aiotstream.energy.floor import ZoneHvac
 from aiotstream.energy.ingest import ZoneBatch
 from aiotstream.energy.runtime import OCCUPANCY, POWER, TEMPERATURE, BuildingRuntime
 from aiotstream.energy.waste import (
@@ -153,6 +156,7 @@ class ZoneState:
         self.periods: dict[tuple[int, int], _Period] = {}
         self.metrics: dict[str, float] = {}
         self.clock_ns: int | None = None
+        self.has_neighbours = zone in rt.neighbours
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "rt"}
@@ -324,6 +328,9 @@ class ZoneState:
                                         "interval_kwh": None if kwh is None else round(kwh, 6)})
         outs = self._alert_changes(changes, lineage, tot) + outs_n
         outs.extend(self._timers(t, lineage, tot))
+        if self.has_neighbours and s.hvac_n:  # to the floor step: heating next to cooling
+            outs.append(ZoneHvac(self.zone, self.floor, s.start_ns, s.end_ns, s.heat_n / s.hvac_n,  # type: ignore[arg-type]
+                                 s.cool_n / s.hvac_n, _spans_tuple(spans)))
         return outs
 
     def _timers(self, t: int, lineage: dict, tot: list[_Period]) -> list[Output]:

@@ -23,7 +23,7 @@ from aiotstream.io.mqtt import MqttSource, publish_messages
 from aiotstream.schemas import validator
 
 pytestmark = pytest.mark.integration
-WASTE = ("hvac_empty_zone", "simultaneous_heat_cool", "baseload_creep")
+WASTE = ("hvac_empty_zone", "simultaneous_heat_cool", "baseload_creep", "adjacent_heat_cool")
 
 
 def building(site_id: str, zones: int, floors: int = 5, **inputs: Any) -> dict[str, Any]:
@@ -33,7 +33,8 @@ def building(site_id: str, zones: int, floors: int = 5, **inputs: Any) -> dict[s
         "site": {"id": site_id, "flow": "energy-optimization"},
         "building": {
             "interval_s": 5, "day_s": 60,
-            "zone_groups": [{"prefix": f"f{f}-z", "count": per, "floor": f"floor-{f}"} for f in range(1, floors + 1)],
+            "zone_groups": [{"prefix": f"f{f}-z", "count": per, "floor": f"floor-{f}", "adjacency": "chain"}
+                            for f in range(1, floors + 1)],
             "baseline": {"warmup_intervals": 12, "learning_rate": 0.05},
             "waste": {"empty_hvac_after_s": 10, "simultaneous_after_s": 10, "baseload_learn_nights": 1,
                       "baseload_nights": 2, "baseload_creep": 0.15, "night_end_h": 5},
@@ -84,7 +85,8 @@ def check_kpis(kpis: list[dict], zones: int) -> None:
 def test_building_flow_on_2000_meters_flags_each_injected_waste_pattern(kafka_broker: str) -> None:
     site_id = f"bldg-{uuid.uuid4().hex[:8]}"
     cfg = SiteConfig.from_dict(building(site_id, zones=500))
-    sim = BuildingSimulator([(z.id, z.floor) for z in cfg.building.all_zones()], duration_s=180, day_s=60, seed=3)
+    sim = BuildingSimulator([(z.id, z.floor) for z in cfg.building.all_zones()], duration_s=180, day_s=60, seed=3,
+                            pairs=2, neighbours=cfg.building.neighbours())
     assert 4 * len(sim.zones) == 2000
     topic = cfg.inputs.topics[0]
     ensure_topics(kafka_broker, [topic, *cfg.inputs.feedback_topics, *output_topics(cfg).values()], partitions=3)
@@ -139,7 +141,7 @@ def test_meter_values_published_over_mqtt_appear_as_kpis_and_alerts(mqtt_broker)
         "subscriptions": [{"filter": f"{prefix}/+/+", "format": "json", "asset": "{1}", "metric": "{2}"}]}})
     cfg = SiteConfig.from_dict(data)
     sim = BuildingSimulator([(z.id, z.floor) for z in cfg.building.all_zones()], duration_s=180, day_s=60, seed=5,
-                            empty=1, simultaneous=1, creep=1)
+                            empty=1, simultaneous=1, creep=1, pairs=1, neighbours=cfg.building.neighbours())
     msgs = []
     for _, payload in sim.messages():  # the device side: {ts, value} on <prefix>/<zone>/<meter>
         r = orjson.loads(payload)

@@ -311,3 +311,44 @@ def test_sites_without_a_building_keep_their_config_hash() -> None:
     c = SiteConfig.from_dict({"site": {"id": "p"}, "assets": [{"id": "a"}]})
     assert "building" not in c.normalised()
     assert "building" in site().normalised()
+
+
+def test_heating_next_to_cooling_is_flagged_on_both_zones_of_the_pair() -> None:
+    from aiotstream.energy.floor import FloorState, ZoneHvac, fighting
+
+    cfg = site(zone_groups=[{"prefix": "c", "count": 3, "floor": "f2", "adjacency": "chain"}],
+               waste={"simultaneous_after_s": 20, "simultaneous_fraction": 0.5})
+    rt = BuildingRuntime(cfg)
+    assert rt.neighbours == {"c001": {"c002"}, "c002": {"c001", "c003"}, "c003": {"c002"}}
+    fl = FloorState(rt, "f2")
+    L = 10 * S
+    outs = []
+    for k in range(5):  # c001 heats while c002 cools in intervals 0-2; c003 is off throughout
+        h = [ZoneHvac("c001", "f2", T0 + k * L, T0 + (k + 1) * L, 1.0 if k < 3 else 0.0, 0.0, ()),
+             ZoneHvac("c002", "f2", T0 + k * L, T0 + (k + 1) * L, 0.0, 0.8 if k < 3 else 0.0, ()),
+             ZoneHvac("c003", "f2", T0 + k * L, T0 + (k + 1) * L, 0.0, 0.0, ())]
+        outs += fl.add(h)
+    outs += fl.flush()
+    ev = [(o.record["asset"], o.record["event"], (o.record["at_ns"] - T0) // L) for o in outs]
+    # 20 s = 2 intervals to open (at the end of interval 1); 2 quiet intervals to clear (end of interval 4)
+    assert ev == [("c001", "opened", 2), ("c002", "opened", 2), ("c001", "cleared", 5), ("c002", "cleared", 5)]
+    assert outs[0].record["detail"]["neighbour"] == "c002"
+    assert fighting(ZoneHvac("a", "f", 0, 1, 0.3, 0.6, ()), [ZoneHvac("b", "f", 0, 1, 0.9, 0.1, ())]) == (0.6, "b")
+
+
+def test_a_floor_waits_for_every_zone_with_neighbours_unless_it_lags_far_behind() -> None:
+    from aiotstream.energy.floor import FloorState, ZoneHvac
+
+    cfg = site(zone_groups=[{"prefix": "c", "count": 2, "floor": "f2", "adjacency": "chain"}],
+               waste={"simultaneous_after_s": 10})
+    fl = FloorState(BuildingRuntime(cfg), "f2", lag=2)
+    L = 10 * S
+
+    def hv(zone: str, k: int, heat: float, cool: float) -> ZoneHvac:
+        return ZoneHvac(zone, "f2", T0 + k * L, T0 + (k + 1) * L, heat, cool, ())
+
+    assert fl.add([hv("c001", 0, 1.0, 0.0)]) == []  # c002 has not reported interval 0 yet
+    assert [o.record["asset"] for o in fl.add([hv("c002", 0, 0.0, 1.0)])] == ["c001", "c002"]
+    assert fl.add([hv("c001", 1, 0.0, 0.0), hv("c001", 2, 0.0, 0.0)]) == []
+    fl.add([hv("c001", 3, 0.0, 0.0)])  # c002 silent: interval 1 is evaluated once the floor is 2 intervals on
+    assert 1 * L + T0 not in fl.pending and 2 * L + T0 in fl.pending
