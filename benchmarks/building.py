@@ -28,13 +28,14 @@ TOPIC = "bench.building"
 
 def building_site(site_id: str, zones: int, topic: str = TOPIC, interval_s: float = 60.0,
                   poll_batch: int = 10_000) -> dict[str, Any]:
-    """The benchmark building: zones on floors of 100, production settings except a short baseline warm-up
-    (so the model predicts as well as learns within the run)."""
+    """The benchmark building: zones on floors of 100 (neighbours in a chain, so the per-floor step runs),
+    production settings except a short baseline warm-up (so the model predicts as well as learns within the
+    run)."""
     floors = [(f, min(100, zones - 100 * f)) for f in range((zones + 99) // 100)]
     return {"site": {"id": site_id, "name": "benchmark building", "flow": "energy-optimization"},
             "building": {"interval_s": interval_s, "outdoor_asset": "weather",
-                         "zone_groups": [{"prefix": f"f{f}-z", "count": n, "width": 3, "floor": f"floor-{f}"}
-                                         for f, n in floors],
+                         "zone_groups": [{"prefix": f"f{f}-z", "count": n, "width": 3, "floor": f"floor-{f}",
+                                          "adjacency": "chain"} for f, n in floors],
                          "baseline": {"warmup_intervals": 2}},
             "window": {"allowed_lateness_s": 5},
             "inputs": {"topics": [topic], "tail": False, "poll_batch": poll_batch},
