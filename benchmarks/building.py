@@ -58,9 +58,10 @@ def preload_building(brokers: str, *, keys: int, rate_hz: float = 1.0, duration_
     return ScalarData(topic, zones * 4, 1.0, seconds, n, time.perf_counter() - t)
 
 
-def measure(brokers: str, tmp: Path, data: ScalarData, interval_s: float = 60.0, label: str = "") -> dict[str, Any]:
+def measure(brokers: str, tmp: Path, data: ScalarData, interval_s: float = 60.0, label: str = "",
+            poll_batch: int = 10_000) -> dict[str, Any]:
     site_id = f"bench-building{label}"
-    site = write_site(tmp, building_site(site_id, data.keys // 4, data.topic, interval_s))
+    site = write_site(tmp, building_site(site_id, data.keys // 4, data.topic, interval_s, poll_batch))
     create_topics(brokers, output_topics(site_id) + [f"{site_id}.commands"], 3)
     run = run_flow(brokers, site, 1, tmp=tmp)
     if run["messages"] != data.events:
@@ -68,7 +69,8 @@ def measure(brokers: str, tmp: Path, data: ScalarData, interval_s: float = 60.0,
     eps = run["messages"] / run["span_s"]
     return {"flow": "building", **run, "events_per_s": round(eps),
             "events_per_s_per_worker": round(eps / (run["processes"] * run["workers_per_process"])),
-            "cpu_us_per_event": round(run["cpu_s"] / run["messages"] * 1e6, 2), "interval_s": interval_s}
+            "cpu_us_per_event": round(run["cpu_s"] / run["messages"] * 1e6, 2), "interval_s": interval_s,
+            "poll_batch": poll_batch}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=300.0, help="event-time seconds of 1 Hz readings")
     ap.add_argument("--interval", type=float, default=60.0, help="building.interval_s")
     ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--poll-batch", type=int, default=10_000, help="inputs.poll_batch (messages per consume)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     with TemporaryDirectory() as tmp, TansuBroker() as broker:
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         data = preload_building(broker.bootstrap, keys=args.meters, duration_s=args.seconds,
                                 partitions=args.partitions)
         print(f"  {data.events:,} readings in {data.produce_s:.1f} s; running the building flow ...", flush=True)
-        r = measure(broker.bootstrap, Path(tmp), data, args.interval)
+        r = measure(broker.bootstrap, Path(tmp), data, args.interval, poll_batch=args.poll_batch)
     print(f"  {r['events_per_s_per_worker']:,} events/s per worker ({r['messages']:,} readings over {r['span_s']} s, "
           f"{r['cpu_s']} CPU s, {r['cpu_us_per_event']} CPU us/event, peak RSS {r['peak_rss_mb']} MB)")
     out = save("building", {"workload": data.summary(), "run": r, "command": "python -m benchmarks.building "
