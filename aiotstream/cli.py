@@ -151,7 +151,11 @@ def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool
               brokers: str) -> int:
     from bytewax.run import cli_main
 
+    from aiotstream.config import FLOW_ENERGY
     from aiotstream.dataflow import build_flow
+
+    if cfg.site.flow == FLOW_ENERGY:  # site.flow picks the flow; the building flow's own builder
+        from aiotstream.energy.flow import build_building_flow as build_flow
 
     sink, also, where = _sinks(args, cfg, brokers)
     # without --recovery nothing reads the per-epoch state snapshots, so they are not taken
@@ -214,8 +218,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from aiotstream.io.kafka import ensure_topics, input_topics, kafka_source
 
         ensure_topics(brokers, input_topics(cfg), partitions=cfg.outputs.partitions)
+        from aiotstream.config import FLOW_ENERGY
+
+        blocks = {"blocks": True} if cfg.site.flow == FLOW_ENERGY else {}  # the building flow decodes poll blocks
         n_procs = len(args.addresses.split(";")) if args.addresses else 1
-        source: Any = kafka_source(cfg, brokers, tail=tail, process=(args.process_id or 0, n_procs))
+        source: Any = kafka_source(cfg, brokers, tail=tail, process=(args.process_id or 0, n_procs), **blocks)
         text = f"Kafka {brokers} {', '.join(input_topics(cfg))}"
     elif kind == "mqtt":
         from aiotstream.io.mqtt import mqtt_source

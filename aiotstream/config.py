@@ -770,6 +770,143 @@ class OutputConfig(_Model):
     parquet: ParquetOutput | None = None
 
 
+# ---- building (energy-optimisation flow) ---------------------------------------------------------
+FLOW_ENERGY = "energy-optimization"
+WASTE_TYPES = ("hvac_empty_zone", "simultaneous_heat_cool", "baseload_creep")
+"""The waste alert types of the building flow's zones (see :mod:`aiotstream.energy.waste`); control rules may
+name them. ``adjacent_heat_cool`` (heating next to cooling, :mod:`aiotstream.energy.floor`) is raised by the
+floor step, which sends no commands, so rules cannot name it."""
+
+
+class ZoneConfig(_Model):
+    """One zone of a building: an asset of the flow (its floor is its line)."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    floor: str = Field(default="floor-1", pattern=ID_PATTERN)
+    adjacent: list[str] = Field(default_factory=list, description="neighbouring zones on the same floor (for "
+                                "heating next to cooling); adjacency is symmetric")
+
+
+class ZoneGroup(_Model):
+    """Many alike zones: ids ``f"{prefix}{i:0{width}d}"`` for i in 1..count."""
+
+    prefix: str = Field(pattern=ID_PATTERN)
+    count: int = Field(gt=0, le=1_000_000)
+    width: int = Field(default=3, ge=1, le=9)
+    floor: str = Field(default="floor-1", pattern=ID_PATTERN)
+    adjacency: Literal["none", "chain"] = Field(default="none", description="chain: zone i neighbours i-1 and i+1")
+
+
+class MeterNames(_Model):
+    """The metric names of a zone's meters (readings ``{"asset": <zone>, "metric": <name>, ...}``)."""
+
+    power: str = Field(default="power_kw", min_length=1, description="electric power, kW")
+    temperature: str = Field(default="temperature", min_length=1, description="zone air temperature, degC")
+    occupancy: str = Field(default="occupancy", min_length=1, description="people counted (>= 0)")
+    hvac: str = Field(default="hvac_state", min_length=1,
+                      description="0 off, 1 heating, 2 cooling, 3 heating and cooling at once")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> MeterNames:
+        names = [self.power, self.temperature, self.occupancy, self.hvac]
+        if len(set(names)) != len(names):
+            raise ValueError(f"meter metric names must be distinct, got {names}")
+        return self
+
+
+class BaselineConfig(_Model):
+    """Per-zone baseline: River online linear regression of kWh per interval, drift detector on the residual."""
+
+    name: str = "energy-baseline"
+    version: str = "1"
+    warmup_intervals: int = Field(default=48, ge=1, le=1_000_000, description="intervals learned before the "
+                                  "baseline counts (until then baseline = actual, savings 0)")
+    learning_rate: float = Field(default=0.02, gt=0, le=1)
+    drift_detector: Literal["adwin", "page_hinkley", "none"] = "adwin"
+    drift_delta: float = Field(default=0.002, gt=0, lt=1)
+
+
+class WasteConfig(_Model):
+    """Waste rules; durations are event-time seconds and are rounded up to whole intervals."""
+
+    empty_hvac_after_s: float = Field(default=900.0, gt=0, description="HVAC on in an empty zone this long")
+    empty_hvac_fraction: float = Field(default=0.5, gt=0, le=1, description="an interval counts when HVAC is on "
+                                       "for at least this fraction of it and nobody was counted in it")
+    simultaneous_after_s: float = Field(default=600.0, gt=0, description="heating and cooling at once this long")
+    simultaneous_fraction: float = Field(default=0.5, gt=0, le=1)
+    clear_intervals: int = Field(default=2, ge=1, le=10_000, description="intervals without the pattern to clear")
+    night_start_h: float = Field(default=0.0, ge=0, lt=24, description="night window (hours of the day) for the "
+                                 "baseload")
+    night_end_h: float = Field(default=5.0, gt=0, le=24)
+    baseload_learn_nights: int = Field(default=7, ge=1, le=365, description="nights averaged as the reference")
+    baseload_creep: float = Field(default=0.15, gt=0, le=10, description="open when the night baseload exceeds "
+                                  "the reference by this fraction ...")
+    baseload_nights: int = Field(default=2, ge=1, le=365, description="... on this many nights in a row")
+    cooldown_s: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _night(self) -> WasteConfig:
+        if self.night_end_h <= self.night_start_h:
+            raise ValueError(f"night_end_h ({self.night_end_h}) must be after night_start_h ({self.night_start_h})")
+        return self
+
+
+class BuildingConfig(_Model):
+    """``[building]``: the energy-optimisation flow's zones, meters, interval, baseline and waste rules."""
+
+    interval_s: float = Field(default=60.0, gt=0, le=86_400, description="readings are aggregated per meter into "
+                              "intervals of this length; models learn on intervals")
+    day_s: float = Field(default=86_400.0, gt=0, le=86_400, description="length of a day in event time (86400; "
+                         "simulations may compress it)")
+    utc_offset_h: float = Field(default=0.0, ge=-14, le=14, description="local time = UTC + this (hours)")
+    outdoor_asset: str = Field(default="weather", pattern=ID_PATTERN,
+                               description="the asset id of the outdoor temperature readings")
+    outdoor_metric: str = Field(default="temperature", min_length=1)
+    meters: MeterNames = Field(default_factory=MeterNames)
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    zone_groups: list[ZoneGroup] = Field(default_factory=list)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    waste: WasteConfig = Field(default_factory=WasteConfig)
+
+    @model_validator(mode="after")
+    def _shape(self) -> BuildingConfig:
+        if not self.zones and not self.zone_groups:
+            raise ValueError("no zones: add at least one [[building.zones]] or [[building.zone_groups]] table")
+        floors = {z.id: z.floor for z in self.all_zones()}
+        for i, z in enumerate(self.zones):
+            for n in z.adjacent:
+                if n not in floors:
+                    raise ValueError(f"zones[{i}] ({z.id}) names adjacent zone {n!r}, which is not a zone")
+                if floors[n] != z.floor or n == z.id:
+                    raise ValueError(f"zones[{i}] ({z.id}) names adjacent zone {n!r}: neighbours are other zones "
+                                     "on the same floor")
+        per_day = self.day_s / self.interval_s
+        if abs(per_day - round(per_day)) > 1e-9:
+            raise ValueError(f"interval_s ({self.interval_s}) must divide day_s ({self.day_s})")
+        if abs(self.interval_s * 1e9 - round(self.interval_s * 1e9)) > 1e-3:
+            raise ValueError(f"interval_s {self.interval_s} is not a whole number of nanoseconds")
+        return self
+
+    def all_zones(self) -> list[ZoneConfig]:
+        """Explicit zones followed by the expanded groups."""
+        out = list(self.zones)
+        for g in self.zone_groups:
+            ids = [f"{g.prefix}{i:0{g.width}d}" for i in range(1, g.count + 1)]
+            for i, z in enumerate(ids):
+                adj = [ids[j] for j in (i - 1, i + 1) if 0 <= j < len(ids)] if g.adjacency == "chain" else []
+                out.append(ZoneConfig(id=z, floor=g.floor, adjacent=adj))
+        return out
+
+    def neighbours(self) -> dict[str, set[str]]:
+        """Zone -> its neighbours (symmetric), for zones that have any."""
+        out: dict[str, set[str]] = {}
+        for z in self.all_zones():
+            for n in z.adjacent:
+                out.setdefault(z.id, set()).add(n)
+                out.setdefault(n, set()).add(z.id)
+        return out
+
+
 class SiteConfig(_Model):
     site: SiteInfo
     assets: list[AssetConfig] = Field(default_factory=list)
@@ -783,6 +920,8 @@ class SiteConfig(_Model):
     maintenance: list[MaintenanceConfig] = Field(default_factory=list)
     control: ControlConfig = Field(default_factory=ControlConfig)
     outputs: OutputConfig = Field(default_factory=OutputConfig)
+    building: BuildingConfig | None = Field(default=None, description="zones and meters of the "
+                                            "energy-optimization flow")
 
     @field_validator("assets")
     @classmethod
@@ -816,7 +955,9 @@ class SiteConfig(_Model):
 
     @model_validator(mode="after")
     def _check_assets(self) -> SiteConfig:
-        if not self.assets and not self.asset_groups:
+        if self.site.flow == FLOW_ENERGY and self.building is None:
+            raise ValueError(f"flow {FLOW_ENERGY!r} needs a [building] table (zones, meters)")
+        if not self.assets and not self.asset_groups and self.building is None:
             raise ValueError("no assets: add at least one [[assets]] or [[asset_groups]] table")
         seen: set[str] = set()
         for a in self.all_assets():
@@ -829,7 +970,7 @@ class SiteConfig(_Model):
     def _check_references(self, assets: set[str]) -> None:
         """Asset ids, lines and alert types named elsewhere in the config must exist."""
         lines = {a.line for a in self.all_assets()}
-        types = set(self.alerts.alert_types())
+        types = set(self.alerts.alert_types()) | (set(WASTE_TYPES) if self.building is not None else set())
         problems: list[str] = []  # "path: message", split into (path, message) by _problems
 
         def known(where: str, ids: list[str]) -> None:
@@ -863,18 +1004,32 @@ class SiteConfig(_Model):
             if r.when.kpi_period_s is not None and r.when.kpi_period_s not in periods:
                 problems.append(f"control.rules[{i}].when.kpi_period_s: {r.when.kpi_period_s} is not one of "
                                 f"kpi.periods_s {sorted(periods)}")
+        b = self.building
+        if b is not None:
+            if b.outdoor_asset in assets:
+                problems.append(f"building.outdoor_asset: {b.outdoor_asset!r} is also a zone or asset id; the outdoor "
+                                "sensor needs an id of its own")
+            for p in self.kpi.periods_s:
+                k = p / b.interval_s
+                if abs(k - round(k)) > 1e-9 or round(k) < 1:
+                    problems.append(f"kpi.periods_s: period {p:g} s is not a whole number of building intervals "
+                                    f"({b.interval_s:g} s)")
+            if self.kpi.shifts:
+                problems.append("kpi.shifts: the energy-optimization flow reports tumbling periods only (periods_s)")
         if problems:
             raise ValueError(_REFS + _REFS.join(problems))
 
     # ---- derived views -------------------------------------------------
     def all_assets(self) -> list[AssetConfig]:
-        """Explicit assets followed by the expanded groups."""
+        """Explicit assets followed by the expanded groups (and a building's zones, with their floor as line)."""
         out = list(self.assets)
         for g in self.asset_groups:
             for i in range(1, g.count + 1):
                 out.append(AssetConfig(id=f"{g.prefix}{i:0{g.width}d}", line=g.line, channels=g.channels,
                                        sample_rate_hz=g.sample_rate_hz, rpm=g.rpm,
                                        ideal_cycle_time_s=g.ideal_cycle_time_s))
+        if self.building is not None:
+            out += [AssetConfig(id=z.id, line=z.floor) for z in self.building.all_zones()]
         return out
 
     def control_topics(self) -> list[str]:
@@ -891,8 +1046,15 @@ class SiteConfig(_Model):
         return {a.id: a for a in self.all_assets()}
 
     def normalised(self) -> dict[str, Any]:
-        """The config as plain JSON data with every default spelled out."""
-        return self.model_dump(mode="json")
+        """The config as plain JSON data with every default spelled out.
+
+        A site without a ``[building]`` table leaves the key out, so adding that
+        optional table to the schema did not change any existing site's hash.
+        """
+        data = self.model_dump(mode="json")
+        if data.get("building") is None:
+            data.pop("building", None)
+        return data
 
     @property
     def config_hash(self) -> str:

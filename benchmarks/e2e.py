@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--assets", type=int, help="waveform assets (default 40)")
     ap.add_argument("--duration", type=float, help="waveform seconds of event time (default 60)")
     ap.add_argument("--scalar-flow", choices=sorted(SCALAR_FLOWS), default="pm-readings",
-                    help="flow for the scalar workload (default pm-readings; the building flow does not exist yet)")
+                    help="flow for the scalar workload (default pm-readings; building: the energy flow)")
     ap.add_argument("--skip", default="", help="comma-separated sections to leave out: "
                     "hst,scaling,numpy,bytewax,quix,scalar,latency,memory")
     ap.add_argument("--quix-python", help="python of an existing Quix Streams environment "
@@ -281,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         if "scalar" not in skip:
             keys, rate, dur = sizes.scalar_keys, sizes.scalar_rate_hz, sizes.scalar_duration_s
             say(f"scalar: {keys:,} keys x {rate:g} Hz x {dur:g} s of JSON readings -> {args.scalar_flow} ...")
-            sd = preload_scalars(b, keys=keys, rate_hz=rate, duration_s=dur, partitions=sizes.partitions)
+            preload = SCALAR_FLOWS[args.scalar_flow].preload or preload_scalars
+            sd = preload(b, keys=keys, rate_hz=rate, duration_s=dur, partitions=sizes.partitions)
             res["workload"]["scalar"] = sd.summary()
             r = section("scalar", measure_scalar, b, tmp, sd, args.scalar_flow, partitions=sizes.partitions)
             if r:

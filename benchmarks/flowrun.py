@@ -34,7 +34,7 @@ class _TimedPartition(StatefulSourcePartition):
             if STATS["t_first"] is None:
                 STATS["t_first"] = now
             STATS["t_last"] = now
-            STATS["messages"] += len(batch)
+            STATS["messages"] += sum(getattr(m, "count", 1) for m in batch)  # a MessageBlock holds many
             STATS["bytes"] += sum(len(getattr(m, "value", None) or b"") for m in batch)
         return batch
 

@@ -1,7 +1,10 @@
 """The scalar workload: JSON readings (one value each) at thousands of keys through a scalar flow.
 
-``--scalar-flow`` picks the flow. Today there is one choice, and it is NOT the building (energy)
-flow, which does not exist yet:
+``--scalar-flow`` picks the flow:
+
+* ``building``: the energy-optimisation flow (:mod:`benchmarks.building`): the keys are meters
+  (keys / 4 zones x power, temperature, occupancy, HVAC state) at 1 Hz, as many readings as the
+  generic workload of the same size; 60 s intervals, the production settings otherwise.
 
 * ``pm-readings``: the predictive-maintenance flow fed readings only. It exercises what a
   scalar flow shares with it: JSON decode and validation once per poll batch (``flat_map_batch``)
@@ -9,7 +12,7 @@ flow, which does not exist yet:
   without frames are not scored, so the outputs are KPI records (one per asset per 10 s).
 
 A new flow plugs in as another :class:`ScalarFlow`: a site config factory for the same
-``aiotstream run --once`` path (for example ``site.flow = "building"`` once ``run`` knows it).
+``aiotstream run --once`` path, and optionally its own preload (its own kind of readings).
 """
 from __future__ import annotations
 
@@ -27,6 +30,19 @@ class ScalarFlow:
     name: str
     label: str
     site: Callable[[str, ScalarData], dict[str, Any]]
+    preload: Callable[..., ScalarData] | None = None  # None: benchmarks.workload.preload_scalars
+
+
+def _building_site(site_id: str, data: ScalarData) -> dict[str, Any]:
+    from benchmarks.building import building_site
+
+    return building_site(site_id, max(1, data.keys // 4), data.topic)
+
+
+def _preload_building(*a: Any, **kw: Any) -> ScalarData:
+    from benchmarks.building import preload_building
+
+    return preload_building(*a, **kw)
 
 
 def _pm_readings_site(site_id: str, data: ScalarData) -> dict[str, Any]:
@@ -39,8 +55,13 @@ SCALAR_FLOWS: dict[str, ScalarFlow] = {
     "pm-readings": ScalarFlow(
         "pm-readings",
         "predictive-maintenance flow with readings-only input (JSON decode per poll batch + keyed "
-        "per-asset windows and KPIs); not the building flow, which does not exist yet",
+        "per-asset windows and KPIs)",
         _pm_readings_site),
+    "building": ScalarFlow(
+        "building",
+        "energy-optimisation flow: 1 Hz zone meters (power, temperature, occupancy, HVAC) decoded and reduced "
+        "to per-zone interval partials per poll batch, per-zone intervals, River baseline, waste rules, KPIs",
+        _building_site, _preload_building),
 }
 
 

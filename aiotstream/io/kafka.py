@@ -70,11 +70,14 @@ def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, time
 
 
 def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | None = None,
-                 process: tuple[int, int] = (0, 1)) -> FixedPartitionedSource:
+                 process: tuple[int, int] = (0, 1), blocks: bool = False) -> FixedPartitionedSource:
     """Bytewax KafkaSource over the site's input and feedback topics (static partition assignment, offsets in
     recovery); in a cluster, ``process=(i, n)`` makes process ``i`` of ``n`` read its share of the partitions
-    (see :class:`ProcessShare`)."""
-    source = KafkaSource(
+    (see :class:`ProcessShare`). ``blocks``: one :class:`~aiotstream.io.kafka_blocks.MessageBlock` per poll
+    batch instead of one message object per message (for flows whose decoder reads blocks: the building flow)."""
+    from aiotstream.io.kafka_blocks import KafkaBlockSource
+
+    source = (KafkaBlockSource if blocks else KafkaSource)(
         (brokers or ",".join(config.inputs.brokers)).split(","),
         input_topics(config),
         tail=config.inputs.tail if tail is None else tail,

@@ -1,0 +1,447 @@
+"""One zone's state: open intervals, baseline, waste alerts, setpoint commands and KPI periods (no Bytewax).
+
+:meth:`ZoneState.on_batch` takes the zone's :class:`~aiotstream.energy.ingest.ZoneBatch`
+of one poll batch and returns outputs. The zone's clock is event time:
+
+* partial rows add into their interval's accumulators; the newest reading
+  time less ``window.allowed_lateness_s`` is the watermark, and every interval
+  that ends at or before it closes, oldest first (readings for a closed
+  interval are dead-lettered as ``late``);
+* a closed interval is summarised (:class:`~aiotstream.energy.waste.IntervalSummary`),
+  the baseline predicts its mean power, then learns it unless a waste alert
+  is open; the residual feeds the drift detector;
+* the waste values go to the zone's :class:`~aiotstream.alerts.AlertBook`
+  (open after N intervals, clear after ``clear_intervals``); alert changes go to
+  the :class:`~aiotstream.control.Controller`, whose rules (``[[control.rules]]``
+  with ``when.alert_type``) propose setpoint commands through the actuator's
+  safety envelope; the latest interval means are the interlocks' metrics;
+* a zone with neighbours also sends the interval's heating and cooling
+  fractions to its floor (:mod:`aiotstream.energy.floor`);
+* the interval's energy, baseline and counts add into the KPI period(s) it
+  starts in; a period is emitted (``kpi/2``, scope ``asset`` = the zone) when an
+  interval at or after its end closes, and at the end of input.
+
+KPI definitions (per interval, added exactly into periods and roll-ups):
+``energy_kwh`` = mean power of the interval's samples x interval length;
+``baseline_kwh`` = the baseline's mean power x interval length, or the
+actual energy while the model warms up (no savings are claimed then);
+``baseline_samples`` = intervals with a model baseline; savings = baseline -
+actual (negative when the zone used more than expected).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from aiotstream.alerts import AlertBook, AlertChange, AlertRuleSpec, AlertState, MaintenanceSchedule
+from aiotstream.analysis import Output
+from aiotstream.config import ALERT_TYPE_COMMAND_FAILED
+from aiotstream.control import CommandChange, Controller, Situation, command_record
+from aiotstream.energy.baseline import Baseline, features
+from aiotstream.energy.floor import ZoneHvac
+from aiotstream.energy.ingest import ZoneBatch
+from aiotstream.energy.runtime import OCCUPANCY, POWER, TEMPERATURE, BuildingRuntime
+from aiotstream.energy.waste import (
+    IntervalSummary,
+    NightBaseload,
+    creep_value,
+    empty_hvac_value,
+    intervals_for,
+    simultaneous_value,
+)
+from aiotstream.kpi import PeriodResult, Tumbling, kpi_record, new_totals
+from aiotstream.lineage import FlowContext, inputs_block, iso_ns, make_id, window_block
+from aiotstream.records import DeadLetter, Feedback
+
+S = 1_000_000_000
+HOUR_NS = 3600 * S
+
+
+def waste_specs(rt: BuildingRuntime) -> list[AlertRuleSpec]:
+    """The alert types of a zone: the three waste patterns and ``command_failed``."""
+    b = rt.building
+    w, L = b.waste, b.interval_s
+    cool = round(w.cooldown_s * S)
+    return [
+        AlertRuleSpec("hvac_empty_zone", "empty_hvac", "above", w.empty_hvac_fraction, w.empty_hvac_fraction / 2,
+                      None, "warning", intervals_for(w.empty_hvac_after_s, L), None, w.clear_intervals, None, cool),
+        AlertRuleSpec("simultaneous_heat_cool", "simultaneous", "above", w.simultaneous_fraction,
+                      w.simultaneous_fraction / 2, None, "warning", intervals_for(w.simultaneous_after_s, L), None,
+                      w.clear_intervals, None, cool),
+        AlertRuleSpec("baseload_creep", "baseload_creep", "above", w.baseload_creep, w.baseload_creep / 2, None,
+                      "warning", w.baseload_nights, None, 1, None, cool),
+        AlertRuleSpec(ALERT_TYPE_COMMAND_FAILED, None, severity="critical"),
+    ]
+
+
+def alert_record(ctx: FlowContext, ch: AlertChange, zone: str, floor: str, lineage: dict) -> dict[str, Any]:
+    """An ``aiotstream.alert/2`` record (the same shape and id rule as the predictive-maintenance flow's)."""
+    a: AlertState = ch.alert
+    return {
+        "schema": "aiotstream.alert/2",
+        "id": make_id("alert", a.alert_id, ch.event, ch.at_ns, a.escalation_level, a.severity),
+        "alert_id": a.alert_id, "event": ch.event, "status": a.status, "alert_type": a.alert_type,
+        "severity": a.severity, "asset": zone, "line": floor,
+        "score": None if a.score is None else round(a.score, 6),
+        "peak_score": None if a.peak_score is None else round(a.peak_score, 6),
+        "open_threshold": a.open_threshold, "clear_threshold": a.clear_threshold,
+        "opened_at": iso_ns(a.opened_at_ns), "opened_at_ns": a.opened_at_ns,
+        "at": iso_ns(ch.at_ns), "at_ns": ch.at_ns,
+        "acknowledged_at_ns": a.acknowledged_at_ns, "acknowledged_by": a.acknowledged_by or None,
+        "cleared_at": None if a.cleared_at_ns is None else iso_ns(a.cleared_at_ns),
+        "cleared_at_ns": a.cleared_at_ns, "cleared_by": a.cleared_by or None,
+        "escalation_level": a.escalation_level, "occurrences": a.occurrences,
+        "label": None if a.label is None else {"label": a.label, "fault_type": a.fault_type,
+                                               "by": a.labelled_by or None, "at_ns": a.labelled_at_ns},
+        "learned": None, "explanation": a.explanation, "detail": a.detail,
+        "by": (ch.cause.by or None) if ch.cause is not None else None,
+        **lineage,
+    }
+
+
+class _Period:
+    __slots__ = ("end", "scheme", "spans", "start", "totals")
+
+    def __init__(self, scheme: int, start: int, end: int):
+        self.scheme, self.start, self.end = scheme, start, end
+        self.totals = new_totals()
+        self.spans: dict[tuple[str, int], list[int]] = {}
+
+
+def _add_spans(into: dict[tuple[str, int], list[int]], spans: tuple[tuple[str, int, int, int], ...] | list) -> None:
+    for t, p, a, b in spans:
+        s = into.get((t, p))
+        if s is None:
+            into[(t, p)] = [a, b]
+        else:
+            s[0] = min(s[0], a)
+            s[1] = max(s[1], b)
+
+
+def _spans_tuple(spans: dict[tuple[str, int], list[int]]) -> tuple[tuple[str, int, int, int], ...]:
+    return tuple(sorted((t, p, a, b) for (t, p), (a, b) in spans.items()))
+
+
+class ZoneState:
+    """All state of one zone (see the module docstring). Pickles without the shared runtime."""
+
+    def __init__(self, rt: BuildingRuntime, zone: str):
+        self.rt = rt
+        self.zone = zone
+        self.floor = rt.zones[zone]
+        b = rt.building
+        bl = b.baseline
+        self.open: dict[int, list] = {}  # interval index -> accumulators
+        self.spans: dict[int, dict[tuple[str, int], list[int]]] = {}
+        self.outdoor: dict[int, list] = {}  # interval index -> [sum, n]
+        self.next_iv: int | None = None  # intervals before this are closed
+        self.max_ts = -1
+        self.baseline = Baseline(bl.warmup_intervals, bl.learning_rate, bl.drift_detector, bl.drift_delta)
+        self.last_x: dict[str, float] = {}
+        self.last_outdoor = math.nan
+        self.schedule = MaintenanceSchedule()
+        cfg = rt.config
+        for wid, start, end in rt.site_rt.maintenance_for(zone):
+            self.schedule.set(wid, start, end)
+        self.specs = waste_specs(rt)
+        a = cfg.alerts
+        self.book = AlertBook(zone, rt.ctx.site, rt.ctx.config_hash, self.specs, self.schedule,
+                              round(a.escalate_after_s * S), a.max_escalations, a.history)
+        self.control = Controller(zone, rt.ctx.site, rt.ctx.config_hash, *rt.site_rt.control_specs(zone))
+        w = b.waste
+        self.night = NightBaseload(rt.clock, w.night_start_h, w.night_end_h, w.baseload_learn_nights)
+        self.night_spans: dict[tuple[str, int], list[int]] = {}
+        self.schemes = [Tumbling(round(p * S)) for p in cfg.kpi.periods_s]
+        self.periods: dict[tuple[int, int], _Period] = {}
+        self.metrics: dict[str, float] = {}
+        self.clock_ns: int | None = None
+        self.has_neighbours = zone in rt.neighbours
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "rt"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.rt = None  # type: ignore[assignment]  # set by attach()
+
+    def attach(self, rt: BuildingRuntime) -> ZoneState:
+        self.rt = rt
+        return self
+
+    # ---- input ---------------------------------------------------------------------------------
+    def on_batch(self, batch: ZoneBatch) -> list[Output]:
+        outs: list[Output] = []
+        L = self.rt.interval_ns
+        nxt = self.next_iv
+        late = 0
+        last_iv = None
+        max_ts = self.max_ts
+        for row in batch.rows:
+            c, iv, n, s, npos, n1, n2, n3, tmax, lo, hi = row
+            if nxt is not None and iv < nxt:
+                outs.extend(self._late(batch, lo, hi, iv))
+                late += n
+                continue
+            acc = self.open.get(iv)
+            if acc is None:
+                acc = self.open[iv] = [0, 0.0, 0, 0.0, 0, 0.0, 0, 0, 0, 0, 0, 0]
+                self.spans[iv] = {}
+            if c == POWER:
+                acc[0] += n
+                acc[1] += s
+            elif c == TEMPERATURE:
+                acc[2] += n
+                acc[3] += s
+            elif c == OCCUPANCY:
+                acc[4] += n
+                acc[5] += s
+                acc[6] += npos
+            else:
+                acc[7] += n
+                acc[8] += npos
+                acc[9] += n1
+                acc[10] += n2
+                acc[11] += n3
+            if iv != last_iv:
+                _add_spans(self.spans[iv], batch.spans)
+                last_iv = iv
+            max_ts = max(max_ts, tmax)
+        self.max_ts = max_ts
+        for iv, s, n in batch.outdoor:
+            if nxt is None or iv >= nxt:
+                o = self.outdoor.setdefault(iv, [0.0, 0])
+                o[0] += s
+                o[1] += n
+        if late:
+            self._count_now("late_inputs", late)
+        for fb in batch.feedback:
+            outs.extend(self._feedback(fb))
+        if self.max_ts >= 0:
+            outs.extend(self._close_until((self.max_ts - self.rt.lateness_ns) // L * L))
+        return outs
+
+    def flush(self, kpi: bool = True) -> list[Output]:
+        """Close every open interval; with ``kpi`` (end of input) also emit every KPI period."""
+        outs = self._close_until(None)
+        if kpi:
+            outs.extend(self._emit_periods(None))
+        return outs
+
+    # ---- intervals -----------------------------------------------------------------------------
+    def _close_until(self, end_ns: int | None) -> list[Output]:
+        """Close the open intervals that end at or before ``end_ns`` (None: all), oldest first."""
+        L = self.rt.interval_ns
+        due = sorted(iv for iv in self.open if end_ns is None or (iv + 1) * L <= end_ns)
+        outs: list[Output] = []
+        for iv in due:
+            outs.extend(self._emit_periods(iv * L))
+            outs.extend(self._interval(iv))
+            self.next_iv = iv + 1
+        if due:
+            for k in [k for k in self.outdoor if k < self.next_iv]:  # type: ignore[operator]
+                del self.outdoor[k]
+        return outs
+
+    def _summary(self, iv: int) -> IntervalSummary:
+        L = self.rt.interval_ns
+        a = self.open.pop(iv)
+        o = self.outdoor.pop(iv, None)
+        if o is not None and o[1]:
+            self.last_outdoor = o[0] / o[1]
+        return IntervalSummary(self.zone, iv * L, (iv + 1) * L, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8],
+                               a[9], a[10], a[11], self.last_outdoor)
+
+    def _interval(self, iv: int) -> list[Output]:
+        rt = self.rt
+        s = self._summary(iv)
+        spans = self.spans.pop(iv)
+        t = s.end_ns
+        self.clock_ns = t if self.clock_ns is None else max(self.clock_ns, t)
+        tot = self._totals(s.start_ns)
+        tot_add = []
+        meters = rt.building.meters
+        hours = (s.end_ns - s.start_ns) / HOUR_NS
+        kwh = s.kwh()
+        tot_add += [("windows", 1), ("observed_s", s.end_ns - s.start_ns), ("power_samples", s.power_n)]
+        drift = False
+        x = features(s, rt.clock.hour(s.start_ns), self.last_x)
+        self.last_x = x
+        if kwh is not None:
+            t0 = time.perf_counter_ns()
+            kw_hat = self.baseline.predict(x)
+            tot_add += [("energy_kwh", kwh), ("model_calls", 1)]
+            if kw_hat is None:
+                tot_add.append(("baseline_kwh", kwh))  # warming up: no savings claimed
+            else:
+                tot_add += [("baseline_kwh", kw_hat * hours), ("baseline_samples", 1), ("scored_windows", 1)]
+                drift = self.baseline.residual(s.power_sum / s.power_n, kw_hat)
+            waste_open = any(k != ALERT_TYPE_COMMAND_FAILED for k in self.book.current)
+            if not waste_open:
+                self.baseline.learn(x, s.power_sum / s.power_n)
+            tot_add.append(("model_latency_s", time.perf_counter_ns() - t0))
+        if drift:
+            tot_add.append(("drift_events", 1))
+        for k, v in tot_add:
+            for p in tot:
+                p.totals[k] += v
+        for p in tot:
+            _add_spans(p.spans, _spans_tuple(spans))
+        for name, v in ((meters.power, s.mean("power")), (meters.temperature, s.mean("temp")),
+                        (meters.occupancy, s.mean("occ")), (meters.hvac, s.fraction("on")),
+                        (rt.building.outdoor_metric, s.outdoor)):
+            if not math.isnan(v):
+                self.metrics[name] = v
+        lineage = rt.ctx.block(inputs=inputs_block(_spans_tuple(spans)), window=window_block(s.start_ns, s.end_ns),
+                               features=None, model=rt.model_block)
+        window = (s.start_ns, s.end_ns)
+        changes: list[AlertChange] = []
+        empty = empty_hvac_value(s)
+        both = simultaneous_value(s)
+        changes += self.book.on_value("hvac_empty_zone", t, empty, list, None, window)
+        changes += self.book.on_value("simultaneous_heat_cool", t, both, list, None, window)
+        _add_spans(self.night_spans, _spans_tuple(spans))
+        night = self.night.add(s.start_ns, s.end_ns, kwh)
+        night_lineage = None
+        if night is not None:
+            day, kw, ref = night
+            if ref is not None:
+                night_lineage = rt.ctx.block(inputs=inputs_block(_spans_tuple(self.night_spans)),
+                                             window=window_block(s.start_ns, s.end_ns), features=None,
+                                             model=rt.model_block)
+                changes_n = self.book.on_value("baseload_creep", t, creep_value(kw, ref), list, None, window)
+                for ch in changes_n:
+                    if ch.event == "opened":
+                        ch.alert.detail.update({"night_day": day, "night_kw": round(kw, 6),
+                                                "reference_kw": round(ref, 6)})
+                outs_n = self._alert_changes(changes_n, night_lineage, tot)
+            else:
+                outs_n = []
+            self.night_spans = {}
+        else:
+            outs_n = []
+        for ch in changes:
+            if ch.event == "opened":
+                ch.alert.detail.update({"hvac_on_fraction": round(s.fraction("on"), 6),
+                                        "heat_cool_fraction": round(s.fraction("both"), 6),
+                                        "occupied_fraction": round(s.occupied_n / s.occ_n, 6) if s.occ_n else None,
+                                        "interval_kwh": None if kwh is None else round(kwh, 6)})
+        outs = self._alert_changes(changes, lineage, tot) + outs_n
+        outs.extend(self._timers(t, lineage, tot))
+        if self.has_neighbours and s.hvac_n:  # to the floor step: heating next to cooling
+            outs.append(ZoneHvac(self.zone, self.floor, s.start_ns, s.end_ns, s.heat_n / s.hvac_n,  # type: ignore[arg-type]
+                                 s.cool_n / s.hvac_n, _spans_tuple(spans)))
+        return outs
+
+    def _timers(self, t: int, lineage: dict, tot: list[_Period]) -> list[Output]:
+        outs = self._alert_changes(self.book.advance(t), lineage, tot)
+        outs.extend(self._command_changes(self.control.advance(t, self._situation(t)), lineage, tot))
+        return outs
+
+    def _situation(self, t: int) -> Situation:
+        return Situation(self.metrics, {k: a.severity for k, a in self.book.current.items()}, None,
+                         self.schedule.active(t))
+
+    # ---- alerts and commands ---------------------------------------------------------------------
+    def _alert_changes(self, changes: list[AlertChange], lineage: dict, tot: list[_Period]) -> list[Output]:
+        outs: list[Output] = []
+        moved = False
+        for ch in changes:
+            a = ch.alert
+            key = {"opened": "alerts_opened", "cleared": "alerts_cleared", "acknowledged": "alerts_acknowledged",
+                   "escalated": "alerts_escalated", "suppressed": "alerts_suppressed"}.get(ch.event)
+            if key:
+                for p in tot:
+                    p.totals[key] += 1
+                    if ch.event == "opened":
+                        p.totals[f"alerts_{a.severity}"] += 1
+            if ch.event == "suppressed":
+                continue
+            moved = moved or ch.event in ("opened", "cleared", "severity_changed")
+            outs.append(Output("alert", self.zone, alert_record(self.rt.ctx, ch, self.zone, self.floor, lineage)))
+        if moved and self.control.rules:
+            t = changes[-1].at_ns
+            open_now = {k: (a.severity, a.alert_id) for k, a in self.book.current.items()}
+            outs.extend(self._command_changes(self.control.on_alerts(t, open_now, self._situation(t)), lineage, tot))
+        return outs
+
+    def _command_changes(self, changes: list[CommandChange], lineage: dict, tot: list[_Period]) -> list[Output]:
+        outs: list[Output] = []
+        for ch in changes:
+            c, t = ch.command, ch.at_ns
+            status = "retried" if ch.status == "emitted" and c.attempt > 0 else ch.status
+            for p in tot:
+                p.totals[f"commands_{status}"] += 1
+            outs.append(Output("command", self.zone, command_record(self.rt.ctx, ch, self.zone, self.floor, lineage)))
+            if ch.status == "failed":
+                detail = {"command_id": c.command_id, "actuator": c.actuator, "rule": c.rule, "reason": c.reason,
+                          "attempts": c.attempt + 1}
+                outs.extend(self._alert_changes(self.book.raise_event(ALERT_TYPE_COMMAND_FAILED, t, "critical",
+                                                                      detail), lineage, tot))
+            elif ch.status == "acked":
+                resolved = self.book.resolve(ALERT_TYPE_COMMAND_FAILED, t, "command_acked",
+                                             lambda a, act=c.actuator: a.detail.get("actuator") == act)
+                outs.extend(self._alert_changes(resolved, lineage, tot))
+        return outs
+
+    def _feedback(self, fb: Feedback) -> list[Output]:
+        t = fb.ts_ns if self.clock_ns is None else max(fb.ts_ns, self.clock_ns)
+        lineage = self.rt.ctx.block(inputs=inputs_block(((fb.pos.topic, fb.pos.partition, fb.pos.offset,
+                                                           fb.pos.offset),)), window=None, features=None, model=None)
+        tot = self._totals(t)
+        if fb.type == "maintenance":
+            assert fb.window_id is not None and fb.start_ns is not None and fb.end_ns is not None
+            self.schedule.set(fb.window_id, fb.start_ns, fb.end_ns)
+            return []
+        if fb.type in ("ack", "clear", "label"):
+            changes, problem = self.book.feedback(fb)
+            if problem is not None:
+                return [self._reject(fb, problem.reason, problem.message)]
+            return self._alert_changes(changes, lineage, tot)
+        cmd_changes, cmd_problem = self.control.feedback(fb, t, self._situation(t))
+        if cmd_problem is not None:
+            return [self._reject(fb, *cmd_problem)]
+        return self._command_changes(cmd_changes, lineage, tot)
+
+    def _reject(self, fb: Feedback, reason: str, message: str) -> Output:
+        return self.rt.deadletter(DeadLetter(fb.raw or b"", fb.pos, reason, message, asset=self.zone))
+
+    def _late(self, batch: ZoneBatch, lo: int, hi: int, iv: int) -> list[Output]:
+        L = self.rt.interval_ns
+        return [self.rt.deadletter(DeadLetter(
+            batch.values[k], batch.position(k), "late", f"the reading falls in interval {iso_ns(iv * L)}, which "
+            f"closed already (allowed lateness {self.rt.config.window.allowed_lateness_s:g} s)", asset=self.zone))
+            for k in range(lo, hi)]
+
+    # ---- KPI periods ---------------------------------------------------------------------------
+    def _totals(self, t_ns: int) -> list[_Period]:
+        """The open period of each scheme that contains ``t_ns`` (created on first use)."""
+        out = []
+        for i, sch in enumerate(self.schemes):
+            start, end, _ = sch.period_of(t_ns)
+            p = self.periods.get((i, start))
+            if p is None:
+                p = self.periods[(i, start)] = _Period(i, start, end)
+            out.append(p)
+        return out
+
+    def _count_now(self, key: str, n: int) -> None:
+        t = self.clock_ns if self.clock_ns is not None else max(self.max_ts, 0)
+        for p in self._totals(t):
+            p.totals[key] += n
+
+    def _emit_periods(self, before_ns: int | None) -> list[Output]:
+        """Emit the periods that end at or before ``before_ns`` (None: all), oldest first."""
+        done = sorted((p for p in self.periods.values() if before_ns is None or p.end <= before_ns),
+                      key=lambda p: (p.end, p.scheme))
+        rt = self.rt
+        outs = []
+        for p in done:
+            del self.periods[(p.scheme, p.start)]
+            sch = self.schemes[p.scheme]
+            r = PeriodResult(sch.name, sch.length_ns, p.start, p.end, "", self.zone, self.floor, p.totals,
+                             _spans_tuple(p.spans))
+            rec = kpi_record(rt.ctx, r, scope="asset", model_sha=rt.model_block["sha256"], features=None,
+                             model=rt.model_block)
+            outs.append(Output("kpi", self.zone, rec, partial=r))
+        return outs
