@@ -627,7 +627,7 @@ class AssetAnalyzer:
             store = self.rt.models
             assert store is not None
             model = store.block(pending.model, pending.variant)
-            extra["latency"] = {"added_ms": round(added * 1e3, 3), "call_ms": round(got.call_s * 1e3, 3),
+            extra["latency"] = {"added_ms": round(added * 1e3, 3), "scored_ms": round(got.wait_s * 1e3, 3), "call_ms": round(got.call_s * 1e3, 3),
                                 "batch_rows": got.batch_rows}
             sums.update(score_sum=score, score_sq_sum=score * score)
             if pending.variant == "canary":

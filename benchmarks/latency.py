@@ -160,11 +160,12 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     last_window = (e0 + (n_frames - 1) * step_ns) // 1_000_000_000 * 1_000_000_000
     score_lat, alert_lat, late_windows = [], [], 0
     by_window: dict[int, list[float]] = {}
-    to_created, created_to_recv, added = [], [], []
+    to_created, created_to_recv, added, scored = [], [], [], []
     for t_recv, t, raw in recv.got:
         rec = orjson.loads(raw)
         if "latency" in rec and not t.endswith(".alerts"):
             added.append(rec["latency"]["added_ms"] / 1e3)
+            scored.append(rec["latency"].get("scored_ms", 0.0) / 1e3)
         w = (rec.get("window") or {}).get("start_ns")
         key = (rec.get("asset"), w)
         if w is None or key not in sent or w < first_window or w >= last_window:
@@ -188,7 +189,7 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
         "producer_behind_max_ms": round(max(behind, default=0.0) * 1e3, 1),
         "windows_expected": int(expected), "score": percentiles(score_lat),
         "split": {"sent_to_created": percentiles(to_created), "created_to_received": percentiles(created_to_recv)}, "alert": percentiles(alert_lat),
-        **({"batching_added": percentiles(added)} if added else {}),
+        **({"batching_added": percentiles(added), "batching_scored": percentiles(scored)} if added else {}),
         "flow": measured.summary(), "late_windows": late_windows,
         "per_window": [{"t_s": (w - e0) / 1e9, "n": len(v), "p50_ms": round(float(np.median(v)) * 1e3, 1),
                         "max_ms": round(max(v) * 1e3, 1)} for w, v in sorted(by_window.items())],

@@ -34,7 +34,14 @@ from aiotstream.io.broker import TansuBroker
 from benchmarks.common import save
 from benchmarks.latency import run_latency
 from benchmarks.scaling import run_flow
-from benchmarks.workload import create_topics, output_topics, preload_waveforms, read_records, site_dict, write_site
+from benchmarks.workload import (
+    create_topics,
+    output_topics,
+    preload_waveforms,
+    read_records,
+    site_dict,
+    write_site,
+)
 
 
 def offline_rows_per_s(model, rows: np.ndarray, batch: int, repeat: int = 3) -> float:
