@@ -24,9 +24,17 @@ clear, no new alert opens for ``cooldown_ns`` of event time.
 
 There is at most one open (or acknowledged) alert per asset and type: the
 policy cannot open twice, and event alerts (``command_failed``) count repeats
-on the open one. While a maintenance window is in progress, alerts that would
-open are suppressed (counted, not emitted); if the condition still holds
-when the window ends, the alert opens then. Escalation waits for the end of
+on the open one. Each opening is a new alert with its own id: the id is
+derived from the asset, the type, the opening time and the type's opening
+sequence number (0, 1, 2, ... kept in the book's state, so a replay from a
+snapshot repeats it). The opening time alone is not enough: an alert can
+clear and a new one open at the same event time (a ``command_failed``
+resolved and failing again within one batch, or an operator clear with no
+cool-down while the condition holds).
+
+While a maintenance window is in progress, alerts that would open are
+suppressed (counted, not emitted); if the condition still holds when the
+window ends, the alert opens then. Escalation waits for the end of
 maintenance too.
 """
 from __future__ import annotations
@@ -412,18 +420,27 @@ class AlertBook:
         return [AlertChange("labelled", copy.copy(a), a.labelled_at_ns, fb)], None
 
     # ---- internals -------------------------------------------------------------------------------
+    def _peek_seq(self, alert_type: str) -> int:
+        """The opening sequence number the next alert of a type gets."""
+        return self._seq.get(alert_type, -1) + 1
+
     def _next_seq(self, alert_type: str) -> int:
-        n = self._seq.get(alert_type, -1) + 1
+        n = self._peek_seq(alert_type)
         self._seq[alert_type] = n
         return n
 
-    def alert_id(self, alert_type: str, opened_at_ns: int) -> str:
-        """The deterministic id of the alert of a type opened at a time."""
-        return make_id("alert-id", self.site, self.config_hash, self.asset, alert_type, opened_at_ns)
+    def alert_id(self, alert_type: str, opened_at_ns: int, seq: int) -> str:
+        """The deterministic id of the ``seq``-th alert (0, 1, ...) of a type, opened at a time.
+
+        ``seq`` makes each opening distinct even when two open at the same event time;
+        ``opened_at_ns`` keeps ids apart if a book starts afresh (no snapshot) and counts from 0 again.
+        """
+        return make_id("alert-id", self.site, self.config_hash, self.asset, alert_type, opened_at_ns, seq)
 
     def _draft(self, spec: AlertRuleSpec, t_ns: int, score: float | None, peak: float | None,
                sup: _Suppressed) -> AlertState:
-        return AlertState(self.alert_id(spec.type, t_ns), spec.type, -1, "suppressed",
+        """A suppressed alert (counted, never emitted nor opened): the id it would have had; it takes no seq."""
+        return AlertState(self.alert_id(spec.type, t_ns, self._peek_seq(spec.type)), spec.type, -1, "suppressed",
                           spec.severity_of(peak) if peak is not None else spec.severity, t_ns, score, peak,
                           spec.open_threshold, spec.clear_threshold, sup.explanation, dict(sup.detail),
                           window=sup.window)
@@ -433,7 +450,8 @@ class AlertBook:
               detail: dict[str, Any], severity: str | None = None) -> AlertChange:
         sev = severity or (spec.severity_of(peak) if peak is not None else spec.severity)
         esc = t_ns + self.escalate_after_ns if self.escalate_after_ns > 0 and self.max_escalations > 0 else None
-        a = AlertState(self.alert_id(spec.type, t_ns), spec.type, self._next_seq(spec.type), "open", sev, t_ns,
+        seq = self._next_seq(spec.type)
+        a = AlertState(self.alert_id(spec.type, t_ns, seq), spec.type, seq, "open", sev, t_ns,
                        score, peak, spec.open_threshold, spec.clear_threshold, explanation, detail, x, window,
                        next_escalation_ns=esc)
         self.current[spec.type] = a

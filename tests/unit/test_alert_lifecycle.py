@@ -1,8 +1,10 @@
 """Alert lifecycle: N-of-M debounce, direction, AlertBook transitions, escalation, suppression, feedback."""
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from aiotstream.alerts import AlertBook, AlertPolicy, AlertRuleSpec, MaintenanceSchedule, anomaly_spec
@@ -78,7 +80,7 @@ def test_open_ack_clear_with_times_and_ids() -> None:
     a = opened.alert
     assert (opened.event, a.status, a.severity, a.opened_at_ns, a.explanation) == (
         "opened", "open", "warning", 100, [{"feature": "x.rms"}])
-    assert a.alert_id == b.alert_id("anomaly", 100) and len(a.alert_id) == 32
+    assert a.alert_id == b.alert_id("anomaly", 100, 0) and len(a.alert_id) == 32 and a.seq == 0
     changes, problem = b.feedback(fb("ack", 130, alert_id=a.alert_id, by="ana"))
     assert problem is None
     (ack,) = changes
@@ -198,7 +200,7 @@ def test_ack_by_alert_type_and_every_refusal_reason() -> None:
 def test_label_works_after_clear_once_and_repeats_are_idempotent() -> None:
     b = book()
     feed(b, [(10, 0.95), (20, 0.1), (30, 0.1)])
-    aid = b.alert_id("anomaly", 10)
+    aid = b.alert_id("anomaly", 10, 0)
     (c,), problem = b.feedback(fb("label", 40, alert_id=aid, label="false_alarm", by="cy"))
     assert problem is None and (c.event, c.alert.status, c.alert.label, c.alert.labelled_by) == (
         "labelled", "cleared", "false_alarm", "cy")
@@ -221,6 +223,86 @@ def test_history_is_bounded_but_open_alerts_are_never_forgotten() -> None:
     assert b.current["anomaly"].alert_id in b.known
 
 
+def run_events(b: AlertBook, steps: list[tuple[str, int]]) -> list[tuple[str, str, int]]:
+    """Feed ``(fail | resolve, t)`` steps of ``command_failed``; (event, alert_id, seq) of every change."""
+    out = []
+    for kind, t in steps:
+        if kind == "fail":
+            changes = b.raise_event("command_failed", t, "critical", {"actuator": "s"})
+        else:
+            changes = b.resolve("command_failed", t, "command_acked", lambda _a: True)
+        out += [(c.event, c.alert.alert_id, c.alert.seq) for c in changes]
+    return out
+
+
+FAIL_FAIL_RESOLVE_FAIL = [("fail", 0), ("fail", 0), ("resolve", 0), ("fail", 0)]
+
+
+def test_event_alert_reopened_at_the_same_instant_is_a_new_alert_with_its_own_id() -> None:
+    """Regression (hypothesis found it): fail, fail, resolve, fail at t=0 reused the first alert's id for the
+    second alert, so the second replaced the first in the book (feedback for the first reached the second) and
+    its records and commands repeated the first's ids, which consumers and the controller drop as replays."""
+    b = book()
+    (o1, a1, s1), (c1, c1_id, _), (o2, a2, s2) = run_events(b, FAIL_FAIL_RESOLVE_FAIL)
+    assert (o1, c1, o2, s1, s2) == ("opened", "cleared", "opened", 0, 1)
+    assert c1_id == a1 and a2 != a1
+    assert (a1, a2) == (b.alert_id("command_failed", 0, 0), b.alert_id("command_failed", 0, 1))
+    first, second = b.known[a1], b.known[a2]
+    assert (first.status, first.occurrences, first.cleared_by) == ("cleared", 2, "command_acked")
+    assert (second.status, second.occurrences) == ("open", 1) and b.current["command_failed"] is second
+    # feedback by id reaches the alert it names: the first one is cleared, the second is open
+    _, problem = b.feedback(fb("ack", 0, alert_id=a1))
+    assert problem is not None and problem.reason == "alert_not_open" and second.status == "open"
+    (lab,), problem = b.feedback(fb("label", 0, alert_id=a1, label="true_fault"))
+    assert problem is None and lab.alert.alert_id == a1 and second.label is None
+    (ack,), _ = b.feedback(fb("ack", 0, alert_id=a2))
+    assert (ack.alert.alert_id, ack.alert.status) == (a2, "acknowledged")
+
+
+def test_condition_alert_cleared_and_reopened_at_the_same_instant_gets_a_new_id() -> None:
+    # no cool-down: an operator clear at 5 while the condition holds, and the window at 5 opens a new alert
+    hot = AlertRuleSpec("hot", "temperature.max", "above", 0.7, 0.3, None, "warning", 1, None, 1, None, 0)
+    b = book(specs=(hot,))
+    (o1,) = b.on_value("hot", 5, 0.9, list)
+    (c1,), _ = b.feedback(fb("clear", 5, alert_type="hot"))
+    (o2,) = b.on_value("hot", 5, 0.9, list)
+    assert (o1.event, c1.event, o2.event) == ("opened", "cleared", "opened")
+    assert c1.alert.alert_id == o1.alert.alert_id != o2.alert.alert_id
+    assert [(a.status, a.seq) for a in b.known.values()] == [("cleared", 0), ("open", 1)]
+
+
+def test_alert_ids_are_deterministic_across_books_and_snapshot_resumes() -> None:
+    steps = FAIL_FAIL_RESOLVE_FAIL + [("resolve", 3), ("fail", 3), ("resolve", 9), ("fail", 9)]
+    straight = run_events(book(), steps)
+    assert straight == run_events(book(), steps)  # the same inputs give the same ids
+    assert len({aid for ev, aid, _ in straight if ev == "opened"}) == 4
+    for cut in range(len(steps) + 1):  # resuming from a snapshot (the pickled book) after any step
+        first = book()
+        out = run_events(first, steps[:cut])
+        out += run_events(pickle.loads(pickle.dumps(first)), steps[cut:])
+        assert out == straight, cut
+    # the id depends on the asset, the site, the config, the type, the opening time and the sequence number
+    ids = [AlertBook(asset, site_, cfg, [FAILED], MaintenanceSchedule()).alert_id(typ, t, seq)
+           for asset, site_, cfg, typ, t, seq in [("p1", "s", "c", "command_failed", 0, 0),
+                                                   ("p2", "s", "c", "command_failed", 0, 0),
+                                                   ("p1", "t", "c", "command_failed", 0, 0),
+                                                   ("p1", "s", "d", "command_failed", 0, 0),
+                                                   ("p1", "s", "c", "anomaly", 0, 0),
+                                                   ("p1", "s", "c", "command_failed", 1, 0),
+                                                   ("p1", "s", "c", "command_failed", 0, 1)]]
+    assert len(set(ids)) == len(ids)
+
+
+def test_a_suppressed_alert_takes_no_sequence_number() -> None:
+    sched = MaintenanceSchedule()
+    sched.set("m", 10, 20)
+    b = book(schedule=sched)
+    assert run_events(b, [("fail", 0), ("resolve", 1)])[0][2] == 0
+    (sup,) = b.raise_event("command_failed", 15, "critical", {"actuator": "s"})
+    assert sup.event == "suppressed" and b.open_alerts() == {}
+    assert run_events(b, [("fail", 25)]) == [("opened", b.alert_id("command_failed", 25, 1), 1)]
+
+
 # ---- property: dedupe ------------------------------------------------------------------------------
 # values cluster around the thresholds (anomaly 0.9/0.6, hot 0.7/0.3) so conditions open and clear often
 VALUE = st.one_of(st.sampled_from([0.1, 0.5, 0.65, 0.8, 0.95]), st.floats(0, 1))
@@ -236,6 +318,7 @@ EVENT = st.one_of(
 
 
 @settings(max_examples=200, deadline=None)
+@example(steps=[(0, (k, "command_failed", None)) for k in ("fail", "fail", "resolve", "fail")], escalate=0)
 @given(steps=st.lists(st.tuples(st.integers(0, 3), EVENT), min_size=20, max_size=120), escalate=st.integers(0, 5))
 def test_never_two_open_alerts_of_one_type(steps: list, escalate: int) -> None:
     hot = AlertRuleSpec("hot", "temperature.max", "above", 0.7, 0.3, None, "warning", 2, 3, 1, None, 2)
