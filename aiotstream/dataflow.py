@@ -88,7 +88,7 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
             return [], StatefulBatchLogic.RETAIN
         outs: list[Output] = []
         if self.analyzer.pending:
-            self.rt.models.batcher.flush_due()  # type: ignore[union-attr]
+            self.rt.models.batcher.flush_due(slack_s=0.005)  # type: ignore[union-attr]
             outs = self.analyzer.drain()
         if self.last_seen is None or self.idle is None:
             return outs, StatefulBatchLogic.RETAIN
@@ -130,7 +130,8 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
             return None
         deadline = self.rt.models.batcher.deadline()  # type: ignore[union-attr]
         now = datetime.now(UTC)
-        return now if deadline is None else now + timedelta(seconds=max(0.0, deadline - time.monotonic()))
+        # never "now": a wake-up time already past may wait for the next activation
+        return now + timedelta(seconds=0.001 if deadline is None else max(0.001, deadline - time.monotonic()))
 
     def snapshot(self) -> bytes | None:
         assert self.analyzer is not None

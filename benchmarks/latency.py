@@ -163,10 +163,10 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     to_created, created_to_recv, added, scored = [], [], [], []
     for t_recv, t, raw in recv.got:
         rec = orjson.loads(raw)
-        if "latency" in rec and not t.endswith(".alerts"):
-            added.append(rec["latency"]["added_ms"] / 1e3)
-            scored.append(rec["latency"].get("scored_ms", 0.0) / 1e3)
         w = (rec.get("window") or {}).get("start_ns")
+        if "latency" in rec and not t.endswith(".alerts") and w is not None and first_window <= w < last_window:
+            added.append(rec["latency"]["added_ms"] / 1e3)  # what batching added (ONNX), warm-up left out
+            scored.append(rec["latency"]["scored_ms"] / 1e3)
         key = (rec.get("asset"), w)
         if w is None or key not in sent or w < first_window or w >= last_window:
             continue  # warm-up, or the last window (closed by the idle flush, not by data)

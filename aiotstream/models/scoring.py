@@ -112,10 +112,11 @@ class ScoreBatcher:
         with self._lock:
             return None if self._oldest is None else self._oldest + self.max_delay_s
 
-    def flush_due(self) -> int:
-        """Score everything if the oldest row has waited ``max_delay_ms``; the number of rows scored."""
+    def flush_due(self, slack_s: float = 0.0) -> int:
+        """Score everything if the oldest row has waited ``max_delay_ms`` (less ``slack_s``: a wake-up set
+        for the deadline on another clock may come a hair early); the number of rows scored."""
         with self._lock:
-            if self._oldest is None or self.clock() < self._oldest + self.max_delay_s:
+            if self._oldest is None or self.clock() < self._oldest + self.max_delay_s - slack_s:
                 return 0
             return self.flush()
 
