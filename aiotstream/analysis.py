@@ -377,9 +377,7 @@ class AssetAnalyzer:
         """
         outs = self._windows_closed(self.windows.flush())
         if self.pending:  # end of input or a silent asset: score what waits now
-            assert self.rt.models is not None
-            self.rt.models.batcher.flush()
-            outs.extend(self.drain())
+            outs.extend(self.drain(now=True))
             assert not self.pending, "a window stayed unscored after a flush of the batcher"
         if kpi:
             while self.queue:
@@ -392,10 +390,7 @@ class AssetAnalyzer:
         silence to the clock as it stood when the silence began), applying what falls due on the way."""
         if self.clock_ns is None:
             return []
-        outs: list[Output] = []
-        if self.pending:  # the windows' scores first: they come before the silence
-            self.rt.models.batcher.flush()  # type: ignore[union-attr]
-            outs = self.drain()
+        outs = self.drain(now=True) if self.pending else []  # the windows' scores first: before the silence
         return outs + self._run_until(until_ns, inclusive=True)
 
     def next_deadline_ns(self) -> int | None:
@@ -471,8 +466,9 @@ class AssetAnalyzer:
                 store.batcher.submit((key, "shadow"), p.shadow, p.x)
         self._batcher_id = store.batcher_id
 
-    def drain(self) -> list[Output]:
-        """Run the decisions of the pending windows whose scores are back, oldest first; stop at one still out."""
+    def drain(self, now: bool = False) -> list[Output]:
+        """Run the decisions of the pending windows whose scores are back, oldest first; stop at one still out.
+        ``now``: have the batcher score everything waiting first (end of input, silence)."""
         outs: list[Output] = []
         if not self.pending:
             return outs
@@ -481,6 +477,8 @@ class AssetAnalyzer:
         if self._batcher_id != store.batcher_id:
             self._resubmit()
         batcher = store.batcher
+        if now:
+            batcher.flush()
         while self.pending:
             p = self.pending[0]
             if p.x is not None:
