@@ -670,6 +670,7 @@ class _Pending:
     parts: dict[str, PeriodResult]
     first_seen_s: float
     revision: int = -1  # last emitted revision (-1: not emitted)
+    missing: set[str] | None = None  # expected assets that have neither reported it nor passed its end
 
 
 class RollupBook:
@@ -697,17 +698,33 @@ class RollupBook:
         self.pending: dict[tuple[str, int], _Pending] = {}
         self.progress: dict[tuple[str, str], int] = {}  # (scheme, asset) -> end of its newest reported period
         self.done: OrderedDict[tuple[str, int], None] = OrderedDict()  # final periods (replays are ignored)
+        self.newest: dict[str, int] = {}  # scheme -> end of the newest period any asset reported
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "newest" not in state:  # a snapshot from before ``newest`` was kept
+            self.newest = {}
+            for (scheme, _), end in self.progress.items():
+                self.newest[scheme] = max(self.newest.get(scheme, end), end)
 
     def add(self, r: PeriodResult, now_s: float = 0.0) -> list[RollupResult]:
+        """Take one asset's period. Cost: the scope's pending periods, not its assets (a period's
+        ``missing`` set is made once, then shrinks as assets report or pass its end)."""
         key = (r.scheme, r.start_ns)
         prog = (r.scheme, r.asset)
-        self.progress[prog] = max(self.progress.get(prog, r.end_ns), r.end_ns)
+        end = max(self.progress.get(prog, r.end_ns), r.end_ns)
+        self.progress[prog] = end
+        self.newest[r.scheme] = max(self.newest.get(r.scheme, end), end)
+        for k, q in self.pending.items():  # this asset has now passed these periods' ends
+            if k[0] == r.scheme and q.first.end_ns <= end:
+                self._missing(k).discard(r.asset)
         if key in self.done:
             return []  # a replayed report of a period that is final already
         p = self.pending.get(key)
         if p is None:
             p = self.pending[key] = _Pending(r, {}, now_s)
         p.parts[r.asset] = r
+        self._missing(key).discard(r.asset)
         out = []
         if p.revision >= 0:  # a late asset after an early (wall-clock) emission: a new revision
             out.append(self._emit(key, final=self._final(key)))
@@ -717,9 +734,15 @@ class RollupBook:
         self._forget()
         return out
 
-    def _final(self, key: tuple[str, int]) -> bool:
+    def _missing(self, key: tuple[str, int]) -> set[str]:
         p = self.pending[key]
-        return all(a in p.parts or self.progress.get((key[0], a), -1) >= p.first.end_ns for a in self.expected)
+        if p.missing is None:  # once per period (or after a resume from a snapshot that did not keep it)
+            p.missing = {a for a in self.expected
+                         if a not in p.parts and self.progress.get((key[0], a), -1) < p.first.end_ns}
+        return p.missing
+
+    def _final(self, key: tuple[str, int]) -> bool:
+        return not self._missing(key)
 
     def expire(self, now_s: float, wait_s: float) -> list[RollupResult]:
         """Emit (maybe incomplete) the periods first seen more than ``wait_s`` ago (wall clock), not emitted yet."""
@@ -755,9 +778,7 @@ class RollupBook:
 
     def _forget(self) -> None:
         """Drop early-emitted periods far behind the newest (a very late asset then gets no revision)."""
-        newest: dict[str, int] = {}
-        for (scheme, _), end in self.progress.items():
-            newest[scheme] = max(newest.get(scheme, end), end)
+        newest = self.newest
         for key in [k for k, p in self.pending.items() if p.revision >= 0]:
             p = self.pending[key]
             length = p.first.end_ns - p.first.start_ns
