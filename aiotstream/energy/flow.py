@@ -48,14 +48,21 @@ class ZoneLogic(StatefulBatchLogic[ZoneBatch, Output, bytes]):
         self.snapshots = snapshots
         self.now = now
         self.last_seen: datetime | None = None
+        self.outdoor_seen: datetime | None = None  # wall clock of the last outdoor readings (tailing only)
         self.flushed = True
 
     def on_batch(self, values: list[ZoneBatch]) -> tuple[list[Output], bool]:
         if self.state is None:
             self.state = ZoneState(self.rt, values[0].zone)  # Bytewax does not tell the builder the key
+        hold = True
+        if self.idle is not None:  # tailing: stop waiting for an outdoor sensor silent for idle_close_s
+            now = self.now()
+            if self.outdoor_seen is None or any(b.outdoor for b in values):
+                self.outdoor_seen = now
+            hold = now - self.outdoor_seen < self.idle
         outs: list[Output] = []
         for b in values:
-            outs.extend(self.state.on_batch(b))
+            outs.extend(self.state.on_batch(b, hold))
         if self.idle is not None:
             self.last_seen = self.now()
             self.flushed = False

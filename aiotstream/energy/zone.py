@@ -6,7 +6,12 @@ of one poll batch and returns outputs. The zone's clock is event time:
 * partial rows add into their interval's accumulators; the newest reading
   time less ``window.allowed_lateness_s`` is the watermark, and every interval
   that ends at or before it closes, oldest first (readings for a closed
-  interval are dead-lettered as ``late``);
+  interval are dead-lettered as ``late``), once the outdoor sensor's readings
+  have also passed it: its temperature is one of the baseline's features, and
+  it arrives from another partition, so without the wait a replay would
+  summarise an interval with or without it depending on read timing (the
+  flow stops waiting when tailing and the sensor has been silent for
+  ``window.idle_close_s``);
 * a closed interval is summarised (:class:`~aiotstream.energy.waste.IntervalSummary`),
   the baseline predicts its mean power, then learns it unless a waste alert
   is open; the residual feeds the drift detector;
@@ -140,6 +145,7 @@ class ZoneState:
         self.baseline = Baseline(bl.warmup_intervals, bl.learning_rate, bl.drift_detector, bl.drift_delta)
         self.last_x: dict[str, float] = {}
         self.last_outdoor = math.nan
+        self.outdoor_iv = -1  # newest interval with outdoor readings: the ones before it have all of theirs
         self.schedule = MaintenanceSchedule()
         cfg = rt.config
         for wid, start, end in rt.site_rt.maintenance_for(zone):
@@ -163,6 +169,7 @@ class ZoneState:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("outdoor_iv", -1)  # a snapshot from before the outdoor wait
         self.rt = None  # type: ignore[assignment]  # set by attach()
 
     def attach(self, rt: BuildingRuntime) -> ZoneState:
@@ -170,7 +177,9 @@ class ZoneState:
         return self
 
     # ---- input ---------------------------------------------------------------------------------
-    def on_batch(self, batch: ZoneBatch) -> list[Output]:
+    def on_batch(self, batch: ZoneBatch, hold_for_outdoor: bool = True) -> list[Output]:
+        """Take the zone's share of one poll batch; ``hold_for_outdoor``: close only the intervals the outdoor
+        readings have passed (False: the flow has stopped waiting for a silent sensor)."""
         outs: list[Output] = []
         L = self.rt.interval_ns
         nxt = self.next_iv
@@ -209,6 +218,7 @@ class ZoneState:
             max_ts = max(max_ts, tmax)
         self.max_ts = max_ts
         for iv, s, n in batch.outdoor:
+            self.outdoor_iv = max(self.outdoor_iv, iv)
             if nxt is None or iv >= nxt:
                 o = self.outdoor.setdefault(iv, [0.0, 0])
                 o[0] += s
@@ -218,7 +228,10 @@ class ZoneState:
         for fb in batch.feedback:
             outs.extend(self._feedback(fb))
         if self.max_ts >= 0:
-            outs.extend(self._close_until((self.max_ts - self.rt.lateness_ns) // L * L))
+            end = (self.max_ts - self.rt.lateness_ns) // L * L
+            if hold_for_outdoor:
+                end = min(end, self.outdoor_iv * L)
+            outs.extend(self._close_until(end))
         return outs
 
     def flush(self, kpi: bool = True) -> list[Output]:

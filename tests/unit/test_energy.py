@@ -12,7 +12,7 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from aiotstream.analysis import Output
 from aiotstream.config import SiteConfig
 from aiotstream.energy.baseline import Baseline, features
-from aiotstream.energy.ingest import BuildingIngest
+from aiotstream.energy.ingest import BuildingIngest, ZoneBatch
 from aiotstream.energy.runtime import HVAC, OCCUPANCY, POWER, BuildingRuntime
 from aiotstream.energy.waste import (
     DayClock,
@@ -152,7 +152,7 @@ def feed(state: ZoneState, zone: str, items: list[tuple[int, str, float]], start
     out = ing.decode([msg(start + i, reading(zone, t, m, v)) for i, (t, m, v) in enumerate(items)])
     outs = [o for o in out if isinstance(o, Output)]
     for o in out:
-        if isinstance(o, tuple) and o[0] == zone:
+        if isinstance(o, tuple) and o[0] == state.zone:  # the zone's own readings, or outdoor ones broadcast to it
             outs += state.on_batch(o[1])
     return outs
 
@@ -229,6 +229,7 @@ def test_a_reading_for_a_closed_interval_is_a_late_dead_letter() -> None:
     rt = BuildingRuntime(site())
     z = ZoneState(rt, "z1")
     feed(z, "z1", [(T0, "power_kw", 1.0), (T0 + 25 * S, "power_kw", 1.0)])
+    feed(z, "weather", [(T0 + 25 * S, "temperature", 10.0)], start=50)  # the outdoor readings pass too
     outs = feed(z, "z1", [(T0 + 3 * S, "power_kw", 9.0)], start=100)
     assert [(o.record["reason"], o.record["source"]["offset"]) for o in outs] == [("late", 100)]
 
@@ -352,3 +353,17 @@ def test_a_floor_waits_for_every_zone_with_neighbours_unless_it_lags_far_behind(
     assert fl.add([hv("c001", 1, 0.0, 0.0), hv("c001", 2, 0.0, 0.0)]) == []
     fl.add([hv("c001", 3, 0.0, 0.0)])  # c002 silent: interval 1 is evaluated once the floor is 2 intervals on
     assert 1 * L + T0 not in fl.pending and 2 * L + T0 in fl.pending
+
+
+def test_an_interval_waits_for_the_outdoor_readings_so_replays_do_not_depend_on_read_timing() -> None:
+    """The outdoor temperature is a baseline feature from another partition: an interval closes only once the
+    outdoor readings have passed it (or when the flow stops waiting), so its summary always includes them."""
+    rt = BuildingRuntime(site())
+    z = ZoneState(rt, "z1")
+    assert not feed(z, "z1", [(T0 + k * S, "power_kw", 1.0) for k in range(0, 35, 5)])  # 3 intervals' worth
+    assert z.open and z.next_iv is None  # nothing closed: no outdoor reading yet
+    feed(z, "weather", [(T0 + 5 * S, "temperature", 10.0), (T0 + 15 * S, "temperature", 12.0)], start=50)
+    assert z.next_iv == T0 // (10 * S) + 1 and z.last_outdoor == 10.0  # the first interval, with its 10.0
+    outs = z.on_batch(ZoneBatch("z1"), hold_for_outdoor=False)  # a silent sensor: the flow stops waiting
+    assert z.next_iv == T0 // (10 * S) + 3 and z.last_outdoor == 12.0
+    assert not [o for o in outs if o.kind == "deadletter"]
