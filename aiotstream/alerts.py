@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from aiotstream.config import ALERT_TYPE_ANOMALY, SEVERITIES
-from aiotstream.lineage import make_id
+from aiotstream.lineage import iso_ns, make_id
 from aiotstream.records import Feedback
 
 
@@ -485,3 +485,29 @@ def anomaly_spec(open_threshold: float, clear_threshold: float, critical_thresho
     return AlertRuleSpec(ALERT_TYPE_ANOMALY, "score", "above", open_threshold, clear_threshold, critical_threshold,
                          "warning", open_windows, open_of, clear_windows, clear_of, cooldown_ns,
                          needs_warm_model=True)
+
+
+def alert_record(ch: AlertChange, asset: str, line: str, lineage: dict,
+                 learned: bool | None = None) -> dict[str, Any]:
+    """The ``aiotstream.alert/2`` record of one lifecycle change (every flow's alerts have this shape and id)."""
+    a = ch.alert
+    return {
+        "schema": "aiotstream.alert/2",
+        "id": make_id("alert", a.alert_id, ch.event, ch.at_ns, a.escalation_level, a.severity),
+        "alert_id": a.alert_id, "event": ch.event, "status": a.status, "alert_type": a.alert_type,
+        "severity": a.severity, "asset": asset, "line": line,
+        "score": None if a.score is None else round(a.score, 6),
+        "peak_score": None if a.peak_score is None else round(a.peak_score, 6),
+        "open_threshold": a.open_threshold, "clear_threshold": a.clear_threshold,
+        "opened_at": iso_ns(a.opened_at_ns), "opened_at_ns": a.opened_at_ns,
+        "at": iso_ns(ch.at_ns), "at_ns": ch.at_ns,
+        "acknowledged_at_ns": a.acknowledged_at_ns, "acknowledged_by": a.acknowledged_by or None,
+        "cleared_at": None if a.cleared_at_ns is None else iso_ns(a.cleared_at_ns),
+        "cleared_at_ns": a.cleared_at_ns, "cleared_by": a.cleared_by or None,
+        "escalation_level": a.escalation_level, "occurrences": a.occurrences,
+        "label": None if a.label is None else {"label": a.label, "fault_type": a.fault_type,
+                                               "by": a.labelled_by or None, "at_ns": a.labelled_at_ns},
+        "learned": learned, "explanation": a.explanation, "detail": a.detail,
+        "by": (ch.cause.by or None) if ch.cause is not None else None,
+        **lineage,
+    }

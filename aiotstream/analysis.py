@@ -43,8 +43,8 @@ from aiotstream.alerts import (
     AlertBook,
     AlertChange,
     AlertRuleSpec,
-    AlertState,
     MaintenanceSchedule,
+    alert_record,
     anomaly_spec,
 )
 from aiotstream.codecs import encode_reading
@@ -267,6 +267,7 @@ class _Pending:
     scored: Scored | None = None
     shadow_scored: Scored | None = None
     submitted: float = 0.0  # time.monotonic() at submission: what batching added is measured from here
+    added_s: float = 0.0  # from submission to the decisions (set when they run)
 
 
 class AssetAnalyzer:
@@ -489,7 +490,7 @@ class AssetAnalyzer:
                     p.shadow_scored = batcher.take((key, "shadow"))
                 if p.scored is None or (p.shadow is not None and p.shadow_scored is None):
                     break
-                p.submitted = time.monotonic() - p.submitted  # from here on: the added latency, in seconds
+                p.added_s = time.monotonic() - p.submitted
             self.pending.popleft()
             w = p.window
             self.kpi.begin(w.start_ns)
@@ -620,7 +621,7 @@ class AssetAnalyzer:
             assert pending.x is not None and pending.scored is not None and pending.model is not None
             x, got = pending.x, pending.scored
             detector.score_learn(x)  # the z-score baseline keeps learning: it explains the alerts
-            added = pending.submitted
+            added = pending.added_s
             score, latency, warm = got.score, round(added * 1e9), True
             store = self.rt.models
             assert store is not None
@@ -737,7 +738,7 @@ class AssetAnalyzer:
                 if a.alert_type == ALERT_TYPE_ANOMALY and a.x is not None and isinstance(self.detector, LabelLearner):
                     learned = self.detector.learn_label(a.x, a.label == "true_fault")
             moved = moved or ch.event in ("opened", "cleared", "severity_changed")
-            outs.append(Output("alert", self.asset_id, self._alert_record(ch, lineage, learned)))
+            outs.append(Output("alert", self.asset_id, alert_record(ch, self.asset_id, self.line, lineage, learned)))
         if moved and self.control.rules:
             t = changes[-1].at_ns
             open_now = {k: (a.severity, a.alert_id) for k, a in self.book.current.items()}
@@ -762,36 +763,6 @@ class AssetAnalyzer:
                                              lambda a, act=c.actuator: a.detail.get("actuator") == act)
                 outs.extend(self._alert_changes(resolved, lineage))
         return outs
-
-    def _alert_record(self, ch: AlertChange, lineage: dict, learned: bool | None) -> dict[str, Any]:
-        a: AlertState = ch.alert
-        return {
-            "schema": "aiotstream.alert/2",
-            "id": make_id("alert", a.alert_id, ch.event, ch.at_ns, a.escalation_level, a.severity),
-            "alert_id": a.alert_id,
-            "event": ch.event,
-            "status": a.status,
-            "alert_type": a.alert_type,
-            "severity": a.severity,
-            "asset": self.asset_id, "line": self.line,
-            "score": None if a.score is None else round(a.score, 6),
-            "peak_score": None if a.peak_score is None else round(a.peak_score, 6),
-            "open_threshold": a.open_threshold, "clear_threshold": a.clear_threshold,
-            "opened_at": iso_ns(a.opened_at_ns), "opened_at_ns": a.opened_at_ns,
-            "at": iso_ns(ch.at_ns), "at_ns": ch.at_ns,
-            "acknowledged_at_ns": a.acknowledged_at_ns, "acknowledged_by": a.acknowledged_by or None,
-            "cleared_at": None if a.cleared_at_ns is None else iso_ns(a.cleared_at_ns),
-            "cleared_at_ns": a.cleared_at_ns, "cleared_by": a.cleared_by or None,
-            "escalation_level": a.escalation_level,
-            "occurrences": a.occurrences,
-            "label": None if a.label is None else {"label": a.label, "fault_type": a.fault_type,
-                                                   "by": a.labelled_by or None, "at_ns": a.labelled_at_ns},
-            "learned": learned,
-            "explanation": a.explanation,
-            "detail": a.detail,
-            "by": (ch.cause.by or None) if ch.cause is not None else None,
-            **lineage,
-        }
 
     def _periods(self, results: list[PeriodResult]) -> list[Output]:
         outs: list[Output] = []

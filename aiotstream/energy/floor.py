@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiotstream.alerts import AlertBook, AlertRuleSpec, MaintenanceSchedule
+from aiotstream.alerts import AlertBook, AlertRuleSpec, MaintenanceSchedule, alert_record
 from aiotstream.analysis import Output
 from aiotstream.energy.runtime import BuildingRuntime
 from aiotstream.energy.waste import intervals_for
@@ -118,7 +118,6 @@ class FloorState:
         return outs
 
     def _evaluate(self, start: int) -> list[Output]:
-        from aiotstream.energy.zone import alert_record
 
         got = self.pending.pop(start)
         outs: list[Output] = []
@@ -141,5 +140,5 @@ class FloorState:
                                             "neighbour_heat_fraction": None if other is None else round(other.heat, 6),
                                             "neighbour_cool_fraction": None if other is None else round(other.cool, 6)})
                 if ch.event != "suppressed":
-                    outs.append(Output("alert", zone, alert_record(rt.ctx, ch, zone, self.floor, lineage)))
+                    outs.append(Output("alert", zone, alert_record(ch, zone, self.floor, lineage)))
         return outs

@@ -39,7 +39,7 @@ import math
 import time
 from typing import Any
 
-from aiotstream.alerts import AlertBook, AlertChange, AlertRuleSpec, AlertState, MaintenanceSchedule
+from aiotstream.alerts import AlertBook, AlertChange, AlertRuleSpec, MaintenanceSchedule, alert_record
 from aiotstream.analysis import Output
 from aiotstream.config import ALERT_TYPE_COMMAND_FAILED
 from aiotstream.control import CommandChange, Controller, Situation, command_record
@@ -56,7 +56,7 @@ from aiotstream.energy.waste import (
     simultaneous_value,
 )
 from aiotstream.kpi import PeriodResult, Tumbling, kpi_record, new_totals
-from aiotstream.lineage import FlowContext, inputs_block, iso_ns, make_id, window_block
+from aiotstream.lineage import inputs_block, iso_ns, window_block
 from aiotstream.records import DeadLetter, Feedback
 
 S = 1_000_000_000
@@ -78,31 +78,6 @@ def waste_specs(rt: BuildingRuntime) -> list[AlertRuleSpec]:
                       "warning", w.baseload_nights, None, 1, None, cool),
         AlertRuleSpec(ALERT_TYPE_COMMAND_FAILED, None, severity="critical"),
     ]
-
-
-def alert_record(ctx: FlowContext, ch: AlertChange, zone: str, floor: str, lineage: dict) -> dict[str, Any]:
-    """An ``aiotstream.alert/2`` record (the same shape and id rule as the predictive-maintenance flow's)."""
-    a: AlertState = ch.alert
-    return {
-        "schema": "aiotstream.alert/2",
-        "id": make_id("alert", a.alert_id, ch.event, ch.at_ns, a.escalation_level, a.severity),
-        "alert_id": a.alert_id, "event": ch.event, "status": a.status, "alert_type": a.alert_type,
-        "severity": a.severity, "asset": zone, "line": floor,
-        "score": None if a.score is None else round(a.score, 6),
-        "peak_score": None if a.peak_score is None else round(a.peak_score, 6),
-        "open_threshold": a.open_threshold, "clear_threshold": a.clear_threshold,
-        "opened_at": iso_ns(a.opened_at_ns), "opened_at_ns": a.opened_at_ns,
-        "at": iso_ns(ch.at_ns), "at_ns": ch.at_ns,
-        "acknowledged_at_ns": a.acknowledged_at_ns, "acknowledged_by": a.acknowledged_by or None,
-        "cleared_at": None if a.cleared_at_ns is None else iso_ns(a.cleared_at_ns),
-        "cleared_at_ns": a.cleared_at_ns, "cleared_by": a.cleared_by or None,
-        "escalation_level": a.escalation_level, "occurrences": a.occurrences,
-        "label": None if a.label is None else {"label": a.label, "fault_type": a.fault_type,
-                                               "by": a.labelled_by or None, "at_ns": a.labelled_at_ns},
-        "learned": None, "explanation": a.explanation, "detail": a.detail,
-        "by": (ch.cause.by or None) if ch.cause is not None else None,
-        **lineage,
-    }
 
 
 class _Period:
@@ -371,7 +346,7 @@ class ZoneState:
             if ch.event == "suppressed":
                 continue
             moved = moved or ch.event in ("opened", "cleared", "severity_changed")
-            outs.append(Output("alert", self.zone, alert_record(self.rt.ctx, ch, self.zone, self.floor, lineage)))
+            outs.append(Output("alert", self.zone, alert_record(ch, self.zone, self.floor, lineage)))
         if moved and self.control.rules:
             t = changes[-1].at_ns
             open_now = {k: (a.severity, a.alert_id) for k, a in self.book.current.items()}

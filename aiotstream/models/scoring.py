@@ -79,19 +79,16 @@ class ScoreBatcher:
         self.clock = clock
         self._lock = threading.RLock()
         self._pending: dict[str, list[tuple[Hashable, np.ndarray, float]]] = {}
-        self._n_pending = 0
         self._oldest: float | None = None
         self._done: dict[Hashable, Scored] = {}
-        self.calls = 0
-        self.rows = 0
-        self.call_s = 0.0
+        self.calls = 0  # model calls made
+        self.rows = 0  # rows scored
 
     def submit(self, key: Hashable, model: str, row: np.ndarray) -> None:
         """Queue one row for ``model``; its result will be available under ``key``."""
         with self._lock:
             now = self.clock()
             self._pending.setdefault(model, []).append((key, row, now))
-            self._n_pending += 1
             if self._oldest is None:
                 self._oldest = now
             if len(self._pending[model]) >= self.max_batch:
@@ -101,11 +98,6 @@ class ScoreBatcher:
         """The result for ``key`` if it has been scored (and forget it), else None."""
         with self._lock:
             return self._done.pop(key, None)
-
-    def waiting(self, key: Hashable) -> bool:
-        """Whether ``key`` was submitted to this batcher and is not taken yet."""
-        with self._lock:
-            return key in self._done or any(k == key for rows in self._pending.values() for k, _, _ in rows)
 
     def deadline(self) -> float | None:
         """When (on ``clock``) the oldest waiting row must be scored; None when none waits."""
@@ -147,17 +139,10 @@ class ScoreBatcher:
                 self._done[key] = Scored(s, model, now - t_in, call, len(chunk))
             self.calls += 1
             self.rows += len(chunk)
-            self.call_s += call
             n += len(chunk)
-        self._n_pending -= n
         starts = [t for rs in self._pending.values() for _, _, t in rs]
         self._oldest = min(starts) if starts else None
         return n
-
-    def stats(self) -> dict[str, Any]:
-        with self._lock:
-            return {"calls": self.calls, "rows": self.rows, "call_s": self.call_s, "pending": self._n_pending,
-                    "rows_per_call": self.rows / self.calls if self.calls else None}
 
 
 def canary_share(asset: str) -> float:

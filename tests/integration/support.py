@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,39 @@ def stable(record: Any) -> Any:
 def by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Records keyed by id, each reduced to its deterministic part (see :func:`stable`)."""
     return {r["id"]: stable(r) for r in records}
+
+
+class Follow:
+    """Reads output topics from the beginning while a flow runs; records by kind (the topics' dict keys)."""
+
+    def __init__(self, brokers: str, topics: dict[str, str], group: str = "it-follow"):
+        meta = AdminClient({"bootstrap.servers": brokers}).list_topics(timeout=10)
+        self.kinds = {t: k for k, t in topics.items()}
+        self.c = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False})
+        self.c.assign([TopicPartition(t, p, 0) for t in topics.values() for p in meta.topics[t].partitions])
+        self.records: dict[str, list[dict]] = {k: [] for k in topics}
+
+    def poll(self) -> None:
+        for m in self.c.consume(500, timeout=0.2):
+            if m.error():
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    raise RuntimeError(m.error())
+                continue
+            self.records[self.kinds[m.topic()]].append(orjson.loads(m.value()))
+
+    def summary(self) -> object:
+        return {k: len(v) for k, v in self.records.items()}
+
+    def wait_for(self, what: str, found: Callable[[], object], proc: subprocess.Popen, log: Path,
+                 limit_s: float = 120.0) -> object:
+        """Poll until ``found()`` is truthy (and return it); fail if the flow exits or ``limit_s`` passes."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            self.poll()
+            got = found()
+            if got:
+                return got
+            if proc.poll() is not None:
+                raise AssertionError(f"the flow exited ({proc.returncode}) before {what}: {log.read_text()[-3000:]}")
+        raise AssertionError(f"no {what} within {limit_s} s; so far: {self.summary()}; flow log: "
+                             f"{log.read_text()[-3000:]}")

@@ -13,15 +13,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-from confluent_kafka.admin import AdminClient
+from support import Follow
 
 from aiotstream.config import SiteConfig
 from aiotstream.io.kafka import ensure_topics, input_topics, make_producer, output_topics
@@ -85,35 +83,14 @@ approval_timeout_s = 5
 """
 
 
-class Outputs:
+class Outputs(Follow):
     """Follows every output topic from the beginning and keeps the records by topic kind."""
 
     def __init__(self, brokers: str, topics: dict[str, str]):
-        meta = AdminClient({"bootstrap.servers": brokers}).list_topics(timeout=10)
-        self.kinds = {t: k for k, t in topics.items()}
-        self.c = Consumer({"bootstrap.servers": brokers, "group.id": "it-dec", "enable.auto.commit": False})
-        self.c.assign([TopicPartition(t, p, 0) for t in topics.values() for p in meta.topics[t].partitions])
-        self.records: dict[str, list[dict]] = {k: [] for k in topics}
-
-    def poll(self) -> None:
-        for m in self.c.consume(500, timeout=0.2):
-            if m.error():
-                if m.error().code() != KafkaError._PARTITION_EOF:
-                    raise RuntimeError(m.error())
-                continue
-            self.records[self.kinds[m.topic()]].append(orjson.loads(m.value()))
+        super().__init__(brokers, topics, group="it-dec")
 
     def wait_for(self, what: str, found: Callable[[], object], proc: subprocess.Popen, log: Path) -> object:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            self.poll()
-            got = found()
-            if got:
-                return got
-            if proc.poll() is not None:
-                raise AssertionError(f"the flow exited ({proc.returncode}) before {what}: {log.read_text()[-3000:]}")
-        raise AssertionError(f"no {what} within {WAIT_S} s; so far: {self.summary()}; flow log: "
-                             f"{log.read_text()[-3000:]}")
+        return super().wait_for(what, found, proc, log, WAIT_S)
 
     def summary(self) -> dict:
         r = self.records

@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
 from bytewax.testing import TestingSink, run_main
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-from confluent_kafka.admin import AdminClient
+from support import Follow, stable
 
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.dataflow import build_flow
@@ -104,36 +103,6 @@ def test_a_tampered_champion_stops_the_flow_at_start_with_the_reason(registry: d
 
 
 # ---- hot swap on the broker -----------------------------------------------------------------------------------
-class Follow:
-    """Reads output topics from the beginning while the flow runs."""
-
-    def __init__(self, brokers: str, topics: dict[str, str]):
-        meta = AdminClient({"bootstrap.servers": brokers}).list_topics(timeout=10)
-        self.kinds = {t: k for k, t in topics.items()}
-        self.c = Consumer({"bootstrap.servers": brokers, "group.id": "it-models", "enable.auto.commit": False})
-        self.c.assign([TopicPartition(t, p, 0) for t in topics.values() for p in meta.topics[t].partitions])
-        self.records: dict[str, list[dict]] = defaultdict(list)
-
-    def poll(self) -> None:
-        for m in self.c.consume(500, timeout=0.2):
-            if m.error():
-                if m.error().code() != KafkaError._PARTITION_EOF:
-                    raise RuntimeError(m.error())
-                continue
-            self.records[self.kinds[m.topic()]].append(orjson.loads(m.value()))
-
-    def wait(self, what: str, ok, proc: subprocess.Popen, log: Path, limit_s: float = 120.0) -> None:
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
-            self.poll()
-            if ok():
-                return
-            if proc.poll() is not None:
-                raise AssertionError(f"the flow exited ({proc.returncode}) before {what}: {log.read_text()[-3000:]}")
-        raise AssertionError(f"no {what} within {limit_s} s: {dict(Counter({k: len(v) for k, v in self.records.items()}))}"
-                             f"; flow log: {log.read_text()[-3000:]}")
-
-
 def test_hot_swap_while_running_no_window_lost_or_scored_twice_and_a_tampered_artifact_is_refused(
         kafka_broker: str, registry: dict[str, Path], tmp_path: Path) -> None:
     data = onnx_site(registry, "it-swap")
@@ -154,19 +123,19 @@ def test_hot_swap_while_running_no_window_lost_or_scored_twice_and_a_tampered_ar
     with log.open("w") as logf:
         proc = subprocess.Popen([sys.executable, "-m", "aiotstream.cli", "run", "--site", str(site), "--brokers",
                                  kafka_broker, "--epoch-s", "1"], stdout=logf, stderr=subprocess.STDOUT)
-    out = Follow(kafka_broker, topics)
+    out = Follow(kafka_broker, topics, group="it-models")
     n_first = len({(m.asset, m.t_ns // S) for m in msgs if m.stream == "waveform" and m.t_ns < split - 2 * S})
     try:
-        out.wait("scores of the first half", lambda: len(out.records["score"]) >= n_first, proc, log)
+        out.wait_for("scores of the first half", lambda: len(out.records["score"]) >= n_first, proc, log)
         p = make_producer(kafka_broker)
         for version in ("2.0.0", "1.0.0-ae"):  # the tampered artifact first, then a good one
             p.produce("it-swap.control", orjson.dumps({"type": "promote", "version": version,
                                                        "variant": "champion", "by": "ops"}), key=b"pm")
         assert p.flush(10) == 0
-        out.wait("the refusal and the promotion", lambda: len(out.records["model"]) >= 2, proc, log)
+        out.wait_for("the refusal and the promotion", lambda: len(out.records["model"]) >= 2, proc, log)
         write_to_kafka((m for m in msgs if m.t_ns >= split), kafka_broker, wave, read)
         expected = {(m.asset, m.t_ns // S * S) for m in msgs if m.stream == "waveform"}
-        out.wait("every window's score",
+        out.wait_for("every window's score",
                  lambda: {(r["asset"], r["window"]["start_ns"]) for r in out.records["score"]} >= expected, proc, log)
         time.sleep(2)  # anything scored twice would show up by now
         out.poll()
@@ -257,10 +226,6 @@ def test_windows_waiting_for_their_score_survive_a_snapshot_and_are_scored_once_
         [SourceMessage(topics[m.stream], 0, i, m.payload) for i, m in enumerate(msgs)])]
     first = [i for i in items if getattr(i, "t0_ns", getattr(i, "ts_ns", 0)) < sim.start_ns + 12 * S]
     rest = items[len(first):]
-
-    def stable(r: object) -> object:  # without the wall-clock readings (produced_at, latencies)
-        return {k: stable(v) for k, v in r.items() if k != "produced_at" and "latency" not in k} \
-            if isinstance(r, dict) else r
 
     logic = AnalyzerLogic(rt, None, None)
     early, _ = logic.on_batch([first])
