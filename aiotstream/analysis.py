@@ -274,10 +274,11 @@ class AssetAnalyzer:
     """All state for one asset: windows, detector, drift, alert book, controller, KPI tracker, event queue.
 
     With ONNX models (``[model] kind = "onnx"``) a closed window's feature
-    row goes to the process's :class:`~aiotstream.models.scoring.ScoreBatcher`
+    row goes to the worker's :class:`~aiotstream.models.scoring.ScoreBatcher`
     and the window waits in ``pending``; its decisions (and everything after
-    it in event time) run once its score is back (:meth:`drain`), so windows
-    keep their order and each is scored exactly once.
+    it in event time) run once its score is back (:meth:`drain`, called by
+    :func:`deliver` from whichever asset of the worker runs), so windows keep
+    their order and each is scored exactly once.
     """
 
     def __init__(self, rt: SiteRuntime, asset_id: str):
@@ -439,7 +440,8 @@ class AssetAnalyzer:
     def _submit(self, closed: list[ClosedWindow]) -> list[Output]:
         store = self.rt.models
         assert store is not None
-        if self._batcher_id != store.batcher_id:
+        lane = store.lane()
+        if self._batcher_id != lane.id:
             self._resubmit()
         for w in closed:
             if w.n_frames == 0:
@@ -447,37 +449,46 @@ class AssetAnalyzer:
                 continue
             x = self._features(w)
             key = (self.asset_id, w.start_ns)
-            store.batcher.submit((key, "model"), self.model_ref, x)  # type: ignore[arg-type]
+            lane.batcher.submit((key, "model"), self.model_ref, x, self.asset_id)  # type: ignore[arg-type]
             if self.shadow_ref is not None:
-                store.batcher.submit((key, "shadow"), self.shadow_ref, x)
+                lane.batcher.submit((key, "shadow"), self.shadow_ref, x, self.asset_id)
             self.pending.append(_Pending(w, x, self.model_ref, self.variant, self.shadow_ref,
                                          submitted=time.monotonic()))
+        if self.pending:
+            lane.waiting[self.asset_id] = self
         return self.drain()
 
     def _resubmit(self) -> None:
-        """After a resume the pending windows' rows are unknown to this process's batcher: submit them again."""
+        """After a resume the pending windows' rows are unknown to this worker's batcher: submit them again."""
         store = self.rt.models
         assert store is not None
+        lane = store.lane()
         for p in self.pending:
             key = (self.asset_id, p.window.start_ns)
             p.submitted = time.monotonic()  # another process's clock before the resume
             if p.x is not None and p.scored is None:
-                store.batcher.submit((key, "model"), p.model, p.x)  # type: ignore[arg-type]
+                lane.batcher.submit((key, "model"), p.model, p.x, self.asset_id)  # type: ignore[arg-type]
             if p.x is not None and p.shadow is not None and p.shadow_scored is None:
-                store.batcher.submit((key, "shadow"), p.shadow, p.x)
-        self._batcher_id = store.batcher_id
+                lane.batcher.submit((key, "shadow"), p.shadow, p.x, self.asset_id)
+        if self.pending:
+            lane.waiting[self.asset_id] = self
+        self._batcher_id = lane.id
 
     def drain(self, now: bool = False) -> list[Output]:
         """Run the decisions of the pending windows whose scores are back, oldest first; stop at one still out.
-        ``now``: have the batcher score everything waiting first (end of input, silence)."""
+        ``now``: have the batcher score everything waiting first (end of input, silence).
+
+        Also called for this asset while another asset of the worker runs
+        (:func:`deliver`), as soon as its scores are back."""
         outs: list[Output] = []
         if not self.pending:
             return outs
         store = self.rt.models
         assert store is not None
-        if self._batcher_id != store.batcher_id:
+        lane = store.lane()
+        if self._batcher_id != lane.id:
             self._resubmit()
-        batcher = store.batcher
+        batcher = lane.batcher
         if now:
             batcher.flush()
         while self.pending:
@@ -499,6 +510,8 @@ class AssetAnalyzer:
             outs.extend(self._timers(w.end_ns))
             self.kpi.advance(w.end_ns, self.schedule)
             outs.extend(self._periods(self.kpi.close(w.end_ns)))
+        if not self.pending and lane.waiting.get(self.asset_id) is self:
+            del lane.waiting[self.asset_id]
         return outs
 
     def _run_until(self, t_ns: int, inclusive: bool, timers: bool = True) -> list[Output]:
@@ -778,6 +791,32 @@ class AssetAnalyzer:
                 outs.extend(self._command_changes(self.control.on_kpis(t, r.scheme, derive(r.totals),
                                                                        self._situation(t)), lineage))
         return outs
+
+
+def deliver(store: ModelStore, slack_s: float = 0.0) -> list[Output]:
+    """Score the calling worker's rows if they are due, then run the decisions of every asset of the worker
+    whose scores are back, whichever asset is running: a window's decisions then come as soon as its batch
+    is scored, not when Bytewax next activates its own asset (under load, after a whole poll batch).
+
+    The outputs are emitted under the running asset's key; each carries its own asset (``Output.key``),
+    which is what the sinks and roll-ups use. An asset changed this way keeps its notification, so Bytewax
+    snapshots it in the epoch it was changed in (a resume from an earlier snapshot replays its windows:
+    the same records, with the same ids)."""
+    lane = store.lane()
+    batcher = lane.batcher
+    batcher.flush_due(slack_s)
+    outs: list[Output] = []
+    ready = batcher.pop_ready()
+    if ready:
+        t0, handed = time.perf_counter(), 0
+        for asset in ready:
+            analyzer = lane.waiting.get(asset)
+            if analyzer is not None:
+                before = len(analyzer.pending)
+                outs.extend(analyzer.drain())
+                handed += before - len(analyzer.pending)
+        batcher.note_handover(time.perf_counter() - t0, handed)  # the batcher flushes this much earlier
+    return outs
 
 
 def _clean(explanation: list[dict]) -> list[dict]:

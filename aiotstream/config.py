@@ -331,7 +331,9 @@ class OnnxConfig(_Model):
     hmac_key_env: str | None = Field(default=None, description="environment variable holding an HMAC-SHA256 key")
     allow_unsigned: bool = Field(default=False, description="accept artifacts without a signature (tests only)")
     max_batch: int = Field(default=512, ge=1, le=65_536, description="rows per model call at most")
-    max_delay_ms: float = Field(default=50.0, ge=0, le=60_000, description="longest a row waits for its batch")
+    max_delay_ms: float = Field(default=50.0, ge=0, le=60_000,
+                                description="most that batching adds to a window's decisions: the batcher flushes "
+                                            "early by the measured cost of scoring and deciding the rows waiting")
     threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per process")
     shadow: str | None = Field(default=None, description="a version of the same model scoring beside the "
                                "champion; only the champion decides")

@@ -27,7 +27,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, Sink
 
-from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime
+from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime, deliver
 from aiotstream.config import SiteConfig
 from aiotstream.ingest import Ingestor
 from aiotstream.kpi import PeriodResult, RollupBook, RollupResult, kpi_record, rollup_keys
@@ -76,9 +76,8 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
         # depend on how fast each partition happens to be read
         wall = time.monotonic() if self.idle is not None else None
         outs = self.analyzer.on_items(items, wall)
-        if self.analyzer.pending:  # ONNX: windows waiting for their batch
-            self.rt.models.batcher.flush_due()  # type: ignore[union-attr]
-            outs += self.analyzer.drain()
+        if self.rt.models is not None:  # ONNX: score the worker's rows if due, hand out what is back
+            outs += deliver(self.rt.models)
         return outs, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Output], bool]:
@@ -87,29 +86,33 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
         if self.analyzer is None:
             return [], StatefulBatchLogic.RETAIN
         outs: list[Output] = []
-        if self.analyzer.pending:
-            self.rt.models.batcher.flush_due(slack_s=0.005)  # type: ignore[union-attr]
-            outs = self.analyzer.drain()
+        if self.rt.models is not None:
+            outs = deliver(self.rt.models, slack_s=0.005)
         if self.last_seen is None or self.idle is None:
             return outs, StatefulBatchLogic.RETAIN
         now = self.now()
         if self.ttl is not None and now >= self.last_seen + self.ttl:
-            return outs + self.analyzer.flush(kpi=True), StatefulBatchLogic.DISCARD
+            return outs + self._and_deliver(self.analyzer.flush(kpi=True)), StatefulBatchLogic.DISCARD
         if now < self.last_seen + self.idle:  # woken for the batcher only
             return outs, StatefulBatchLogic.RETAIN
         if self.silent_from_ns is None:
-            outs += self.analyzer.flush(kpi=False)
+            outs += self._and_deliver(self.analyzer.flush(kpi=False))
             self.silent_from_ns = self.analyzer.clock_ns
             if self.silent_from_ns is None:
                 return outs, StatefulBatchLogic.RETAIN
         silent = self.now() - self.last_seen
-        outs += self.analyzer.idle(self.silent_from_ns + int(silent.total_seconds() * 1e9))
+        outs += self._and_deliver(self.analyzer.idle(self.silent_from_ns + int(silent.total_seconds() * 1e9)))
         return outs, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Output], bool]:
         if self.analyzer is None:
             return [], StatefulBatchLogic.RETAIN
-        return self.analyzer.flush(kpi=True), StatefulBatchLogic.RETAIN
+        return self._and_deliver(self.analyzer.flush(kpi=True)), StatefulBatchLogic.RETAIN
+
+    def _and_deliver(self, outs: list[Output]) -> list[Output]:
+        """After a flush of this asset (which scores everything the worker has waiting): the other waiting
+        assets' decisions too."""
+        return outs + deliver(self.rt.models) if self.rt.models is not None else outs
 
     def notify_at(self) -> datetime | None:
         scores = self._scores_due()
@@ -128,7 +131,7 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
         """When the batcher must have scored this asset's waiting windows (now, if they are scored already)."""
         if self.analyzer is None or not self.analyzer.pending:
             return None
-        deadline = self.rt.models.batcher.deadline()  # type: ignore[union-attr]
+        deadline = self.rt.models.batcher.deadline()  # type: ignore[union-attr]  # this worker's
         now = datetime.now(UTC)
         # never "now": a wake-up time already past may wait for the next activation
         return now + timedelta(seconds=0.001 if deadline is None else max(0.001, deadline - time.monotonic()))

@@ -240,3 +240,54 @@ def test_windows_waiting_for_their_score_survive_a_snapshot_and_are_scored_once_
     assert [(o.kind, stable(o.record)) for o in replay] == [(o.kind, stable(o.record)) for o in original
                                                              if o not in early]
     assert resumed_rt.models.batcher.rows == len(scores)  # every window scored once in the new process
+
+
+def test_scores_reach_a_waiting_asset_while_another_asset_of_the_worker_runs(registry: dict[str, Path]) -> None:
+    """Asset A's rows wait in the batcher; asset B's batch fills it (``max_batch``): B's activation scores the
+    batch and runs A's decisions too, so A does not wait for Bytewax to activate it again. Every window is
+    decided exactly once, and the same as when each asset waits for its own turn (nothing changed but who
+    hands over the scores)."""
+    from aiotstream.analysis import SiteRuntime
+    from aiotstream.dataflow import AnalyzerLogic
+    from aiotstream.ingest import Ingestor
+    from aiotstream.records import SourceMessage
+
+    def decoded(cfg: SiteConfig) -> dict[str, list]:
+        sim = PlantSimulator(cfg.all_assets()[:2], duration_s=12.0, seed=4, n_faults=0)
+        topics = {"waveform": cfg.inputs.topics[0], "reading": cfg.inputs.topics[-1]}
+        msgs = [SourceMessage(topics[m.stream], 0, i, m.payload) for i, m in enumerate(sim.messages())]
+        by_asset: dict[str, list] = {}
+        for asset, item in Ingestor(SiteRuntime(cfg), now_ns=lambda: sim.end_ns + 10**13).decode_batch(msgs):
+            by_asset.setdefault(asset, []).append(item)
+        return by_asset
+
+    def run(max_batch: int) -> tuple[list, list, list, int]:
+        cfg = SiteConfig.from_dict(onnx_site(registry, "onnx-d", max_delay_ms=60_000, max_batch=max_batch))
+        items = decoded(cfg)
+        a, b = sorted(items)
+        rt = SiteRuntime(cfg)
+        la, lb = AnalyzerLogic(rt, None, None), AnalyzerLogic(rt, None, None)
+        first_a, _ = la.on_batch([items[a]])
+        waiting_a = len(la.analyzer.pending)
+        first_b, _ = lb.on_batch([items[b]])
+        rest = la.on_notify()[0] + lb.on_notify()[0] + la.on_eof()[0] + lb.on_eof()[0]
+        return first_a, first_b, rest, waiting_a
+
+    *alone, n_a = run(max_batch=10_000)  # a batcher that never fills: everything is scored at end of input
+    assert n_a >= 8
+    first_a, first_b, rest, _ = run(max_batch=n_a + 5)  # B's 5th row fills the batch
+    assert not [o for o in first_a if o.kind == "score"]  # A's rows wait (max_delay 60 s)
+    handed = [o.record for o in first_b if o.kind == "score"]
+    a, b = sorted({r["asset"] for r in handed})
+    assert len([r for r in handed if r["asset"] == a]) == n_a  # all of A's, from B's activation
+    assert len([r for r in handed if r["asset"] == b]) == 5
+    scores = [o.record for o in first_a + first_b + rest if o.kind == "score"]
+    assert max(Counter((r["asset"], r["window"]["start_ns"]) for r in scores).values()) == 1
+    # the same scores and alerts as when every window waits for the end of input (the ids differ: the
+    # config, max_batch included, is part of them)
+    def decisions(outs: list) -> tuple[dict, list]:
+        return ({(o.record["asset"], o.record["window"]["start_ns"]): o.record["score"] for o in outs
+                 if o.kind == "score"},
+                sorted((o.record["asset"], o.record["type"], o.record["event"], o.record["opened_at"])
+                       for o in outs if o.kind == "alert"))
+    assert decisions(first_a + first_b + rest) == decisions([o for part in alone for o in part])

@@ -161,3 +161,40 @@ def test_cli_train_publishes_signed_models(tmp_path: Path, capsys: pytest.Captur
                    "--version", "0.2.0", "--duration", "15"])
     assert rc == 1 and "no signing key" in capsys.readouterr().err
     assert reg.versions("pm") == ["0.1.0-ae", "0.1.0-int8", "0.1.0"]
+
+
+def test_the_isolation_forest_graph_gives_scikit_learns_decision_function_in_one_tree_op() -> None:
+    """Rows made of training values (which sit on both sides of every split) and wide random rows: the one-op
+    graph gives ``decision_function`` to float32 rounding, so every row reached the same leaves."""
+    import onnxruntime as ort
+    from sklearn.ensemble import IsolationForest
+
+    from aiotstream.models.train import iforest_graph
+
+    rng = np.random.default_rng(3)
+    X = (rng.normal(size=(400, 7)) * [1, 10, 0.1, 1, 1, 5, 1]).astype(np.float32)
+    X[:, 2] = np.round(X[:, 2], 1)  # repeated values: splits halfway between neighbours
+    m = IsolationForest(n_estimators=30, max_features=0.6, random_state=1).fit(X)
+    shuffled = np.stack([rng.permutation(X[:, j]) for j in range(X.shape[1])], axis=1)
+    rows = np.concatenate([X, shuffled, (rng.normal(size=(300, 7)) * 20).astype(np.float32)])
+    blob = iforest_graph(m, X.shape[1])
+    ops = [n.op_type for n in onnx.load_from_string(blob).graph.node]
+    assert ops.count("TreeEnsembleRegressor") == 1 and len(ops) == 5
+    got = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"X": rows})[0].ravel()
+    np.testing.assert_allclose(got, m.decision_function(rows), rtol=0, atol=2e-6)
+    # rows sitting exactly on a threshold that float32 rounds *up*: with it rounded to nearest they would
+    # take the other branch at that split
+    edge = []
+    for est, feats in zip(m.estimators_, m.estimators_features_):
+        t = est.tree_
+        paths = est.decision_path(X[:, feats]).tocsc()
+        for i in np.flatnonzero(t.children_left != -1):
+            thr = t.threshold[i]
+            if float(np.float32(thr)) > thr:
+                row = X[paths[:, i].nonzero()[0][0]].copy()
+                row[feats[t.feature[i]]] = np.float32(thr)
+                edge.append(row)
+    assert len(edge) >= 5
+    edge_rows = np.stack(edge)
+    got = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"X": edge_rows})[0].ravel()
+    np.testing.assert_allclose(got, m.decision_function(edge_rows), rtol=0, atol=2e-6)
