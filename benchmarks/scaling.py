@@ -83,8 +83,14 @@ def run_flow(brokers: str, site: Path, processes: int = 1, epoch_s: float = 1.0,
         "wall_s": round(max(m.wall_s for m in measured), 3),
         "cpu_s": round(sum(m.cpu_s for m in measured), 3),
         "peak_rss_mb": round(max(m.maxrss_mb for m in measured), 1),
-        "per_process": [m.summary() for m in measured],
+        "per_process": [{**m.summary(), **_timeline(st, min(firsts))} for m, st in zip(measured, stats)],
     }
+
+
+def _timeline(stats: dict[str, Any], t0: float) -> dict[str, Any]:
+    """When a process read its first and last input batch and when it finished, in s from the run's first batch."""
+    return {k: round(stats[src] - t0, 3) if stats.get(src) is not None else None
+            for k, src in (("first_batch_s", "t_first"), ("last_batch_s", "t_last"), ("done_s", "t_done"))}
 
 
 def score_figures(brokers: str, site_id: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +201,7 @@ class WaveformFiles:
     bytes: int
     write_s: float
     asset_prefix: str = "p-"
+    frame_file_bytes: list[int] = field(default_factory=list)
 
     @property
     def samples(self) -> int:
@@ -212,7 +213,7 @@ class WaveformFiles:
                 "duration_s": self.duration_s, "channels": CHANNELS, "sample_rate_hz": RATE_HZ,
                 "frame_samples": FRAME_SAMPLES, "frames": self.frames, "samples": self.samples,
                 "readings": self.readings, "bytes": self.bytes, "write_s": round(self.write_s, 2),
-                "frame_file_bytes": [p.stat().st_size for p in self.frame_files]}
+                "frame_file_bytes": self.frame_file_bytes}
 
 
 def write_waveform_files(directory: Path, *, assets: int, duration_s: float, partitions: int,
@@ -249,7 +250,7 @@ def write_waveform_files(directory: Path, *, assets: int, duration_s: float, par
         for f in fw + rw:
             f.close()
     return WaveformFiles(directory, frame_files, reading_files, ids, duration_s, frames, readings, size,
-                         time.perf_counter() - t, asset_prefix)
+                         time.perf_counter() - t, asset_prefix, [p.stat().st_size for p in frame_files])
 
 
 def _siphash13(data: bytes, k0: int = 0, k1: int = 0) -> int:

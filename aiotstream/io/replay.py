@@ -363,24 +363,28 @@ def _line_ts(line: bytes) -> int:
 
 
 def _read_frames(path: str, topic: str, start: int) -> Iterator[_Chunk]:
-    data = Path(path).read_bytes()
-    off = row = 0
+    """A frame file 1,024 frames at a time, read as it goes (a whole file in memory at once cost a 480 s,
+    40-asset replay 2.9 GB of RSS and seconds of page faults before the first window)."""
+    row = 0
     msgs: list[SourceMessage] = []
     ts: list[int] = []
-    while off < len(data):
-        if off + 4 > len(data):
-            raw, off = data[off:], len(data)  # a torn tail: handed on whole, the decoder dead-letters it
-        else:
-            (size,) = _LEN.unpack_from(data, off)
-            raw = data[off + 4: off + 4 + size]
-            off += 4 + size
-        if row >= start:
-            msgs.append(SourceMessage(topic, -1, row, raw))
-            ts.append(int.from_bytes(raw[20:28], "little", signed=True) if len(raw) >= 28 else -1)
-            if len(msgs) >= 1024:
-                yield _Chunk(msgs[0].offset, np.array(ts, dtype=np.int64), messages=msgs)
-                msgs, ts = [], []
-        row += 1
+    with open(path, "rb", buffering=1 << 20) as f:
+        while head := f.read(4):
+            if len(head) < 4:
+                raw = head  # a torn tail: handed on whole, the decoder dead-letters it
+            elif row < start:
+                f.seek(_LEN.unpack(head)[0], 1)
+                row += 1
+                continue
+            else:
+                raw = f.read(_LEN.unpack(head)[0])  # shorter at a torn end: dead-lettered the same way
+            if row >= start:
+                msgs.append(SourceMessage(topic, -1, row, raw))
+                ts.append(int.from_bytes(raw[20:28], "little", signed=True) if len(raw) >= 28 else -1)
+                if len(msgs) >= 1024:
+                    yield _Chunk(msgs[0].offset, np.array(ts, dtype=np.int64), messages=msgs)
+                    msgs, ts = [], []
+            row += 1
     if msgs:
         yield _Chunk(msgs[0].offset, np.array(ts, dtype=np.int64), messages=msgs)
 
