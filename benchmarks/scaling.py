@@ -18,6 +18,11 @@ measured side by side. Each run also reports how many assets Bytewax routes to e
 
     python -m benchmarks.scaling --assets 40 --duration 120
     python -m benchmarks.scaling --input files --duration 120
+    python -m benchmarks.scaling --input files --duration 480 --files-by-worker
+
+``--files-by-worker`` is an experiment, not a product mode: the files are written so that each one
+holds the assets of one of the two workers, and in the 2-process run each process reads only its
+own files (``BENCH_FILES_BY_WORKER``), so no frame crosses between the processes.
 """
 from __future__ import annotations
 
@@ -57,7 +62,7 @@ def _ts(iso: str) -> float:
 
 
 def run_flow(brokers: str, site: Path, processes: int = 1, epoch_s: float = 1.0, workers: int = 1,
-             timeout_s: float = 600.0, tmp: Path | None = None) -> dict[str, Any]:
+             timeout_s: float = 600.0, tmp: Path | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``aiotstream run --once`` for ``site`` as ``processes`` processes; return timings and usage."""
     tmp = tmp or site.parent
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
@@ -69,7 +74,7 @@ def run_flow(brokers: str, site: Path, processes: int = 1, epoch_s: float = 1.0,
                "--brokers", brokers, "--once", "--epoch-s", str(epoch_s), "-w", str(workers)]
         if processes > 1:
             cmd += ["-i", str(i), "-a", addresses]
-        children.append(spawn(cmd))
+        children.append(spawn(cmd, env))
     measured = [wait(c, timeout_s).check(f"aiotstream run (process {i})") for i, c in enumerate(children)]
     stats = [orjson.loads(p.read_bytes()) for p in stats_paths]
     firsts = [s["t_first"] for s in stats if s["t_first"] is not None]
@@ -135,12 +140,14 @@ def waveform_site(tmp: Path, site_id: str, data: WaveformData | WaveformFiles, m
 
 
 def measure(brokers: str, tmp: Path, data: WaveformData | WaveformFiles, processes: int, *, epoch_s: float = 1.0,
-            model: str = "hst", label: str = "", partitions: int = 3) -> dict[str, Any]:
-    """One measured run of our flow over the preloaded waveform data (topics or files)."""
+            model: str = "hst", label: str = "", partitions: int = 3, by_worker: bool = False) -> dict[str, Any]:
+    """One measured run of our flow over the preloaded waveform data (topics or files); ``by_worker``: files
+    written by owner, each process reading its own (``BENCH_FILES_BY_WORKER``)."""
     site_id = f"bench-ours{label}-{processes}p"
     site = waveform_site(tmp, site_id, data, model=model, partitions=partitions)
     create_topics(brokers, output_topics(site_id), partitions)
-    run = run_flow(brokers, site, processes, epoch_s, tmp=tmp)
+    env = {"BENCH_FILES_BY_WORKER": str(processes)} if by_worker and processes > 1 else None
+    run = run_flow(brokers, site, processes, epoch_s, tmp=tmp, env=env)
     res = {**run, **flow_figures(run, data.frames, data.readings), **score_figures(brokers, site_id),
            "model": model, "site": site_id, "asset_split": asset_split(data.assets, processes)}
     if res["messages"] != data.frames + data.readings:
@@ -159,8 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=8, help="input topic partitions, or files of each kind")
     ap.add_argument("--epoch-s", type=float, default=1.0)
     ap.add_argument("--model", choices=["hst", "zscore"], default="hst")
+    ap.add_argument("--files-by-worker", action="store_true",
+                    help="experiment (files): every file holds the assets of one worker of 2, and each process "
+                         "reads its own, so no frame crosses processes")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
+    if args.files_by_worker and args.input != "files":
+        ap.error("--files-by-worker needs --input files")
     prefix = args.prefix or DEFAULT_PREFIX[args.input]
     with TemporaryDirectory() as tmp, TansuBroker() as broker:
         data: WaveformData | WaveformFiles
@@ -168,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"writing {args.assets} assets x {args.duration:g} s of frames to {2 * args.partitions} files ...",
                   flush=True)
             data = write_waveform_files(Path(tmp) / "input", assets=args.assets, duration_s=args.duration,
-                                        partitions=args.partitions, asset_prefix=prefix)
+                                        partitions=args.partitions, asset_prefix=prefix,
+                                        by_worker=2 if args.files_by_worker else 0)
         else:
             print(f"writing {args.assets} assets x {args.duration:g} s of frames to the broker ...", flush=True)
             data = preload_waveforms(broker.bootstrap, assets=args.assets, duration_s=args.duration,
@@ -176,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                                      asset_prefix=prefix)
         runs = []
         for n in (1, 2):
-            r = measure(broker.bootstrap, Path(tmp), data, n, epoch_s=args.epoch_s, model=args.model)
+            r = measure(broker.bootstrap, Path(tmp), data, n, epoch_s=args.epoch_s, model=args.model,
+                        by_worker=args.files_by_worker)
             runs.append(r)
             print(f"  {n} process(es): {r['frames_per_s']:,} frames/s ({r['samples_per_s'] / 1e6:.1f} M samples/s) "
                   f"over {r['span_s']} s, {r['wall_s']} s wall, {r['cpu_s']} CPU s; assets per worker "
@@ -184,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio = runs[1]["frames_per_s"] / runs[0]["frames_per_s"]
     print(f"  2 processes / 1 process = {ratio:.2f}x")
     out = save("scaling" if args.input == "kafka" else "scaling-files",
-               {"input": args.input, "workload": data.summary(), "runs": runs, "ratio_2_over_1": round(ratio, 3)},
+               {"input": args.input, "files_by_worker": args.files_by_worker, "workload": data.summary(), "runs": runs,
+                "ratio_2_over_1": round(ratio, 3)},
                args.json)
     print(f"  saved {out}")
     return 0

@@ -217,10 +217,14 @@ class WaveformFiles:
 
 
 def write_waveform_files(directory: Path, *, assets: int, duration_s: float, partitions: int,
-                         seed: int = 1, asset_prefix: str = "p-") -> WaveformFiles:
+                         seed: int = 1, asset_prefix: str = "p-", by_worker: int = 0) -> WaveformFiles:
     """The waveform workload of :func:`preload_waveforms` (same simulator, seed, faults) as replay files:
     ``frames-<k>.bin`` (4-byte little-endian length + frame, as ``PlantSimulator.write_files``) and
-    ``readings-<k>.jsonl`` for each partition ``k``, every asset in its :func:`kafka_partition`."""
+    ``readings-<k>.jsonl`` for each partition ``k``, every asset in its :func:`kafka_partition`.
+    ``by_worker=n`` instead puts an asset in a partition ``k`` with ``k % n`` = the worker Bytewax routes it
+    to in a cluster of ``n`` workers (:func:`bytewax_worker`), so a reader of those partitions owns them all."""
+    if by_worker and partitions % by_worker:
+        raise ValueError(f"by_worker={by_worker} needs a multiple of {by_worker} partitions, not {partitions}")
     directory.mkdir(parents=True, exist_ok=True)
     cfg = SiteConfig.from_dict(site_dict("sim", assets, ["unused"], prefix=asset_prefix))
     ids = [a.id for a in cfg.all_assets()]
@@ -228,6 +232,8 @@ def write_waveform_files(directory: Path, *, assets: int, duration_s: float, par
     faults = min(3, assets) if duration_s >= warmup + 15 else 0
     sim = PlantSimulator(cfg.all_assets(), duration_s=duration_s, n_faults=faults, warmup_s=warmup, seed=seed)
     part = {a: kafka_partition(a.encode(), partitions) for a in ids}
+    if by_worker:
+        part = {a: bytewax_worker(a, by_worker) + by_worker * (k // by_worker) for a, k in part.items()}
     frame_files = [directory / f"frames-{k:02d}.bin" for k in range(partitions)]
     reading_files = [directory / f"readings-{k:02d}.jsonl" for k in range(partitions)]
     length = struct.Struct("<I")

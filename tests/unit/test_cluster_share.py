@@ -17,7 +17,8 @@ from aiotstream.codecs import decode_frame, encode_frame
 from aiotstream.config import FileInput
 from aiotstream.io.replay import FileSource, file_share
 from aiotstream.records import Frame, Position
-from benchmarks.workload import asset_split, bytewax_worker
+from aiotstream.simulator import read_waveform_file
+from benchmarks.workload import asset_split, bytewax_worker, write_waveform_files
 
 
 @given(st.lists(st.integers(0, 10_000), min_size=1, max_size=30), st.integers(1, 5))
@@ -114,3 +115,14 @@ def test_a_frame_comes_back_from_pickle_exactly() -> None:
     bare = _frame(samples=np.array([None, 1], dtype=object), raw=None)
     back = pickle.loads(pickle.dumps(bare))
     assert back.raw is None and back.partials is None and back.samples.tolist() == [None, 1]
+
+
+def test_files_written_by_worker_hold_only_that_workers_assets(tmp_path: Path) -> None:
+    data = write_waveform_files(tmp_path, assets=6, duration_s=1.0, partitions=4, asset_prefix="d-", by_worker=2)
+    seen = set()
+    for k, path in enumerate(data.frame_files):
+        for raw in read_waveform_file(path):
+            asset = decode_frame(raw, Position("f", -1, 0)).asset
+            assert bytewax_worker(asset, 2) == k % 2
+            seen.add(asset)
+    assert seen == set(data.assets)
