@@ -209,11 +209,17 @@ def recovery_config(directory: Path, partitions: int, backup_s: float, process_i
     return RecoveryConfig(str(directory), backup_interval=timedelta(seconds=backup_s))
 
 
+def _cluster_place(args: argparse.Namespace) -> tuple[int, int]:
+    """``(this process's index, number of processes)`` from ``-i``/``-a``; ``(0, 1)`` outside a cluster."""
+    return args.process_id or 0, len(args.addresses.split(";")) if args.addresses else 1
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load_site(args)
     brokers = args.brokers or ",".join(cfg.inputs.brokers)
     kind = cfg.inputs.kind
     tail = not args.once
+    process = _cluster_place(args)
     if kind == "kafka":
         from aiotstream.io.kafka import ensure_topics, input_topics, kafka_source
 
@@ -221,8 +227,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from aiotstream.config import FLOW_ENERGY
 
         blocks = {"blocks": True} if cfg.site.flow == FLOW_ENERGY else {}  # the building flow decodes poll blocks
-        n_procs = len(args.addresses.split(";")) if args.addresses else 1
-        source: Any = kafka_source(cfg, brokers, tail=tail, process=(args.process_id or 0, n_procs), **blocks)
+        source: Any = kafka_source(cfg, brokers, tail=tail, process=process, **blocks)
         text = f"Kafka {brokers} {', '.join(input_topics(cfg))}"
     elif kind == "mqtt":
         from aiotstream.io.mqtt import mqtt_source
@@ -237,7 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         from aiotstream.io.replay import file_source
 
-        source, tail = file_source(cfg), False
+        source, tail = file_source(cfg, process=process), False
         text = f"files {', '.join(cfg.inputs.files.paths)}"  # type: ignore[union-attr]
     return _run_flow(args, cfg, source, tail, text, brokers)
 
@@ -258,7 +263,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise ConfigError("aiotstream replay", [(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]) \
             from None
-    source = FileSource(files, cfg.inputs.poll_batch)
+    source = FileSource(files, cfg.inputs.poll_batch, process=_cluster_place(args))
     speed = "as fast as possible" if args.speed == 0 else f"x{args.speed:g}"
     brokers = args.brokers or ",".join(cfg.inputs.brokers)
     return _run_flow(args, cfg, source, False, f"{len(source.paths)} file(s), {speed}", brokers)

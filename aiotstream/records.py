@@ -7,7 +7,7 @@ per-channel partial sums the windows need).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -107,6 +107,15 @@ class Frame:
     raw: bytes | None = None  # the encoded frame, kept until windowing in case it must be dead-lettered
     spectral: np.ndarray | None = None
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle as one flat tuple, arrays as their bytes: frames cross between the processes of a cluster
+        (Bytewax pickles what it exchanges), and this pickles and loads a decoded frame in about half the time
+        of the default (a slots state dict, numpy's own reduce for each array, a dataclass for the position)."""
+        pos = self.pos
+        return _frame_from_pickle, (self.asset, self.seq, self.t0_ns, self.sample_rate_hz, _pack(self.samples),
+                                    pos.topic, pos.partition, pos.offset, _pack(self.partials), self.raw,
+                                    _pack(self.spectral))
+
     @property
     def n_samples(self) -> int:
         if self.samples is not None:
@@ -118,6 +127,26 @@ class Frame:
     def end_ns(self) -> int:
         """Event time just after the last sample."""
         return self.t0_ns + round(self.n_samples * 1e9 / self.sample_rate_hz)
+
+
+def _pack(a: np.ndarray | None) -> Any:
+    """A plain numeric array as ``(bytes, dtype, shape)``; anything else (None, object or record arrays) as is."""
+    if a is None or type(a) is not np.ndarray or a.dtype.kind not in "biufc":
+        return a
+    return a.tobytes(), a.dtype.str, a.shape
+
+
+def _unpack(x: Any) -> Any:
+    if type(x) is not tuple:
+        return x
+    data, dtype, shape = x
+    return np.frombuffer(bytearray(data), dtype=dtype).reshape(shape)  # a bytearray, so the array is writable
+
+
+def _frame_from_pickle(asset: str, seq: int, t0_ns: int, rate: float, samples: Any, topic: str, partition: int,
+                       offset: int, partials: Any, raw: bytes | None, spectral: Any) -> Frame:
+    return Frame(asset, seq, t0_ns, rate, _unpack(samples), Position(topic, partition, offset), _unpack(partials),
+                 raw, _unpack(spectral))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,15 @@
-"""Run ``aiotstream run ...`` in this process with its Kafka source timed, and write the timings.
+"""Run ``aiotstream run ...`` in this process with its Kafka (or file) source timed, and write the timings.
 
     python -m benchmarks.flowrun STATS.json run --site S --brokers B --once [-i I -a A] [--epoch-s E]
 
 The flow, its source, sink, topics and runner are exactly what ``aiotstream run`` uses: the CLI
-is called as it is, with ``aiotstream.io.kafka.kafka_source`` wrapped so that each partition
-notes when its first and last non-empty poll batch arrived and how many messages it delivered.
-``t_done`` is taken when the CLI returns (``--once``: every input read, every window flushed,
-every output on the broker). ``BENCH_PROFILE=FILE`` also writes a cProfile of the run. The harness turns these into a rate that leaves process start-up
-(imports, connecting, Bytewax setup) out, and takes CPU time and peak RSS from the kernel.
+is called as it is, with ``aiotstream.io.kafka.kafka_source`` and ``aiotstream.io.replay.file_source``
+wrapped so that each partition notes when its first and last non-empty poll batch arrived and how
+many messages it delivered. ``t_done`` is taken when the CLI returns (``--once``: every input read,
+every window flushed, every output on the broker). ``BENCH_PROFILE=FILE`` also writes a cProfile of
+the run; ``BENCH_FILES_BY_WORKER=n`` makes each process read only the files holding its own assets
+(an experiment: see ``benchmarks.scaling --files-by-worker``). The harness turns these into a rate that leaves process start-up (imports, connecting,
+Bytewax setup) out, and takes CPU time and peak RSS from the kernel.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ class _TimedPartition(StatefulSourcePartition):
 
 
 class TimedSource(FixedPartitionedSource):
-    """Wraps a fixed-partitioned source (the flow's KafkaSource); partitions note their batch times."""
+    """Wraps a fixed-partitioned source (the flow's KafkaSource or FileSource); partitions note their batch times."""
 
     def __init__(self, inner: FixedPartitionedSource):
         self.inner = inner
@@ -61,6 +63,13 @@ class TimedSource(FixedPartitionedSource):
         return _TimedPartition(self.inner.build_part(step_id, for_part, resume_state))
 
 
+def _owned_files(self: Any) -> list[str]:
+    """``BENCH_FILES_BY_WORKER``: process ``i`` of ``n`` (one worker each) lists the files ``*-<k>.*`` with
+    ``k % n == i``, which hold exactly the assets Bytewax routes to it: no frame crosses processes."""
+    i, n = self.process
+    return [p for p in self.paths if n <= 1 or int(Path(p).stem.rsplit("-", 1)[1]) % n == i]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     stats_path, cli_argv = Path(argv[0]), argv[1:]
@@ -70,10 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     import river.drift  # noqa: F401
 
     from aiotstream import cli
-    from aiotstream.io import kafka
+    from aiotstream.io import kafka, replay
 
-    original = kafka.kafka_source
+    original, original_files = kafka.kafka_source, replay.file_source
     kafka.kafka_source = lambda *a, **kw: TimedSource(original(*a, **kw))
+    replay.file_source = lambda *a, **kw: TimedSource(original_files(*a, **kw))  # inputs.kind = "files"
+    by_worker = int(os.environ.get("BENCH_FILES_BY_WORKER", "0"))
+    if by_worker:  # files written with write_waveform_files(by_worker=n): each process reads the ones it owns
+        replay.FileSource.list_parts = _owned_files  # type: ignore[method-assign]
     STATS["t_imported"] = time.time()
     profile_to = os.environ.get("BENCH_PROFILE")
     if profile_to:  # BENCH_PROFILE=FILE: cProfile the run, stats to FILE (read with pstats)

@@ -5,6 +5,9 @@
   predictive-maintenance flow expects them. A *slice* topic holds the same frames of the first
   few assets for the first seconds, for peers too slow to take the whole set in the time budget.
 * **scalar**: JSON readings (one value each) at thousands of keys, ``rate_hz`` per key.
+* **waveform files**: the waveform workload as replay files instead (one frame file and one readings
+  file per partition, assets in the partitions Kafka's producer would put them in), for runs that
+  leave the broker out of the input path.
 
 Topics are created with their retention spelled out: Tansu answers DescribeConfigs only with
 the settings a topic was created with, and Quix Streams reads ``retention.ms`` of its input
@@ -12,9 +15,11 @@ topics to configure its changelog topics (it fails with ``KeyError: 'retention.m
 """
 from __future__ import annotations
 
+import struct
 import time
+import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +96,7 @@ class WaveformData:
     slice_frames: int
     produce_s: float
     start_ns: int = DEFAULT_START_NS
+    asset_prefix: str = "p-"
 
     @property
     def samples(self) -> int:
@@ -106,7 +112,8 @@ class WaveformData:
         return len(self.assets) * int(-(-self.duration_s // 1))
 
     def summary(self) -> dict[str, Any]:
-        return {"topic": self.topic, "assets": len(self.assets), "duration_s": self.duration_s,
+        return {"topic": self.topic, "assets": len(self.assets), "asset_prefix": self.asset_prefix,
+                "duration_s": self.duration_s,
                 "channels": CHANNELS, "sample_rate_hz": RATE_HZ, "frame_samples": FRAME_SAMPLES,
                 "frames": self.frames, "samples": self.samples, "readings": self.readings,
                 "bytes": self.bytes, "produce_s": round(self.produce_s, 2),
@@ -141,11 +148,13 @@ def _produce(brokers: str, items: Iterable[tuple[str, bytes, bytes]]) -> int:
 
 
 def preload_waveforms(brokers: str, *, assets: int, duration_s: float, partitions: int, slice_assets: int,
-                      slice_duration_s: float, prefix: str = "bench", seed: int = 1) -> WaveformData:
-    """Simulate and produce the waveform workload (frames + temperature readings + the slice)."""
+                      slice_duration_s: float, prefix: str = "bench", seed: int = 1,
+                      asset_prefix: str = "p-") -> WaveformData:
+    """Simulate and produce the waveform workload (frames + temperature readings + the slice); assets are
+    ``<asset_prefix>000001 ...``."""
     topic, readings_topic, slice_topic = f"{prefix}.waveforms", f"{prefix}.readings", f"{prefix}.waveforms-slice"
     create_topics(brokers, [topic, readings_topic, slice_topic], partitions)
-    cfg = SiteConfig.from_dict(site_dict("sim", assets, [topic, readings_topic]))
+    cfg = SiteConfig.from_dict(site_dict("sim", assets, [topic, readings_topic], prefix=asset_prefix))
     ids = [a.id for a in cfg.all_assets()]
     warmup = min(20.0, duration_s / 3)
     faults = min(3, assets) if duration_s >= warmup + 15 else 0  # a few faults, so that alerts happen too
@@ -172,7 +181,140 @@ def preload_waveforms(brokers: str, *, assets: int, duration_s: float, partition
     _produce(brokers, items())
     return WaveformData(topic, readings_topic, slice_topic, ids, duration_s, counts["frames"], counts["readings"],
                         counts["bytes"], sorted(in_slice), slice_duration_s, counts["slice"],
-                        time.perf_counter() - t, sim.start_ns)
+                        time.perf_counter() - t, sim.start_ns, asset_prefix)
+
+
+def kafka_partition(key: bytes, partitions: int) -> int:
+    """The partition librdkafka's default partitioner (``consistent_random``: CRC32 of the key) gives a key."""
+    return zlib.crc32(key) % partitions
+
+
+@dataclass(slots=True)
+class WaveformFiles:
+    directory: Path
+    frame_files: list[Path]
+    reading_files: list[Path]
+    assets: list[str]
+    duration_s: float
+    frames: int
+    readings: int
+    bytes: int
+    write_s: float
+    asset_prefix: str = "p-"
+    frame_file_bytes: list[int] = field(default_factory=list)
+
+    @property
+    def samples(self) -> int:
+        return self.frames * CHANNELS * FRAME_SAMPLES
+
+    def summary(self) -> dict[str, Any]:
+        return {"files": len(self.frame_files) + len(self.reading_files), "assets": len(self.assets),
+                "asset_prefix": self.asset_prefix,
+                "duration_s": self.duration_s, "channels": CHANNELS, "sample_rate_hz": RATE_HZ,
+                "frame_samples": FRAME_SAMPLES, "frames": self.frames, "samples": self.samples,
+                "readings": self.readings, "bytes": self.bytes, "write_s": round(self.write_s, 2),
+                "frame_file_bytes": self.frame_file_bytes}
+
+
+def write_waveform_files(directory: Path, *, assets: int, duration_s: float, partitions: int,
+                         seed: int = 1, asset_prefix: str = "p-", by_worker: int = 0) -> WaveformFiles:
+    """The waveform workload of :func:`preload_waveforms` (same simulator, seed, faults) as replay files:
+    ``frames-<k>.bin`` (4-byte little-endian length + frame, as ``PlantSimulator.write_files``) and
+    ``readings-<k>.jsonl`` for each partition ``k``, every asset in its :func:`kafka_partition`.
+    ``by_worker=n`` instead puts an asset in a partition ``k`` with ``k % n`` = the worker Bytewax routes it
+    to in a cluster of ``n`` workers (:func:`bytewax_worker`), so a reader of those partitions owns them all."""
+    if by_worker and partitions % by_worker:
+        raise ValueError(f"by_worker={by_worker} needs a multiple of {by_worker} partitions, not {partitions}")
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = SiteConfig.from_dict(site_dict("sim", assets, ["unused"], prefix=asset_prefix))
+    ids = [a.id for a in cfg.all_assets()]
+    warmup = min(20.0, duration_s / 3)
+    faults = min(3, assets) if duration_s >= warmup + 15 else 0
+    sim = PlantSimulator(cfg.all_assets(), duration_s=duration_s, n_faults=faults, warmup_s=warmup, seed=seed)
+    part = {a: kafka_partition(a.encode(), partitions) for a in ids}
+    if by_worker:
+        part = {a: bytewax_worker(a, by_worker) + by_worker * (k // by_worker) for a, k in part.items()}
+    frame_files = [directory / f"frames-{k:02d}.bin" for k in range(partitions)]
+    reading_files = [directory / f"readings-{k:02d}.jsonl" for k in range(partitions)]
+    length = struct.Struct("<I")
+    frames = readings = size = 0
+    t = time.perf_counter()
+    fw = [open(p, "wb") for p in frame_files]  # noqa: SIM115
+    rw = [open(p, "wb") for p in reading_files]  # noqa: SIM115
+    try:
+        for m in sim.messages():
+            k = part[m.asset]
+            if m.stream == "waveform":
+                fw[k].write(length.pack(len(m.payload)))
+                fw[k].write(m.payload)
+                frames += 1
+                size += len(m.payload)
+            else:
+                rw[k].write(m.payload + b"\n")
+                readings += 1
+    finally:
+        for f in fw + rw:
+            f.close()
+    return WaveformFiles(directory, frame_files, reading_files, ids, duration_s, frames, readings, size,
+                         time.perf_counter() - t, asset_prefix, [p.stat().st_size for p in frame_files])
+
+
+def _siphash13(data: bytes, k0: int = 0, k1: int = 0) -> int:
+    """SipHash-1-3 (64-bit), the algorithm behind Rust's ``DefaultHasher`` (keys 0, 0 for ``new()``)."""
+    mask = (1 << 64) - 1
+
+    def rotl(x: int, b: int) -> int:
+        return ((x << b) | (x >> (64 - b))) & mask
+
+    v0, v1 = k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D
+    v2, v3 = k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573
+
+    def rnd() -> None:
+        nonlocal v0, v1, v2, v3
+        v0 = (v0 + v1) & mask
+        v1 = rotl(v1, 13) ^ v0
+        v0 = rotl(v0, 32)
+        v2 = (v2 + v3) & mask
+        v3 = rotl(v3, 16) ^ v2
+        v0 = (v0 + v3) & mask
+        v3 = rotl(v3, 21) ^ v0
+        v2 = (v2 + v1) & mask
+        v1 = rotl(v1, 17) ^ v2
+        v2 = rotl(v2, 32)
+
+    n = len(data)
+    tail = n - n % 8
+    for i in range(0, tail, 8):
+        m = int.from_bytes(data[i:i + 8], "little")
+        v3 ^= m
+        rnd()
+        v0 ^= m
+    b = ((n & 0xFF) << 56) | int.from_bytes(data[tail:], "little")
+    v3 ^= b
+    rnd()
+    v0 ^= b
+    v2 ^= 0xFF
+    for _ in range(3):
+        rnd()
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+def bytewax_worker(key: str, workers: int) -> int:
+    """The worker Bytewax 0.21 sends a stateful step's ``key`` to: Rust's ``DefaultHasher`` over the string
+    (its bytes, then ``0xff``), modulo the worker count (checked against a 2-worker run in the unit tests).
+
+    >>> [bytewax_worker(k, 2) for k in ("p-000001", "p-000004", "d-000001", "d-000002")]
+    [0, 1, 0, 1]
+    """
+    return _siphash13(key.encode() + b"\xff") % workers
+
+
+def asset_split(assets: Iterable[str], workers: int) -> list[int]:
+    """How many of ``assets`` each of ``workers`` workers holds."""
+    counts = [0] * workers
+    for a in assets:
+        counts[bytewax_worker(a, workers)] += 1
+    return counts
 
 
 @dataclass(slots=True)

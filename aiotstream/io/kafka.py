@@ -111,12 +111,13 @@ def share_of(parts: Iterable[str], process: int, processes: int) -> list[str]:
 class ProcessShare(FixedPartitionedSource):
     """A source whose partitions are dealt evenly over the processes of a cluster.
 
-    Bytewax gives each partition to one of the workers that list it, chosen by
-    a hash of its name; with a few partitions that can be very uneven (a
-    2-process run over 8 frame partitions read 46,840 of 51,640 messages in one
-    process). Listing only this process's share (:func:`share_of`) makes the
-    split even by construction; among a process's own workers Bytewax still
-    chooses. Every process must be started with the same ``n`` (the cluster
+    Bytewax gives each partition, in name order, to the worker among those
+    that list it with the fewest partitions so far, so it balances counts, not
+    load: names alternate topic by topic (``0-bench.readings``,
+    ``0-bench.waveforms``, ``1-bench.readings``, ...) and a 2-process run over 8
+    frame partitions read 46,840 of 51,640 messages in one process. Listing
+    only this process's share (:func:`share_of`) makes the split even by
+    construction; among a process's own workers Bytewax still chooses. Every process must be started with the same ``n`` (the cluster
     size), as ``-a`` already requires.
     """
 

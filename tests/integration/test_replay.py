@@ -1,6 +1,7 @@
 """File replay (simulator files, CSV, Parquet, JSONL) through the flow, the Parquet sink's layout, pacing."""
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -12,14 +13,17 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from bytewax.testing import TestingSink, run_main
+from support import by_id, cli, read_jsonl_outputs, run_cli
 
 from aiotstream.analysis import Output
 from aiotstream.config import FileInput, ParquetOutput, SiteConfig, default_site
 from aiotstream.dataflow import build_flow
+from aiotstream.io.broker import free_port
 from aiotstream.io.parquet import ParquetSink
 from aiotstream.io.replay import FileSource, _FilePartition
 from aiotstream.schemas import validator
 from aiotstream.simulator import PlantSimulator
+from benchmarks.workload import site_dict, write_site, write_waveform_files
 
 CFG = default_site(3, inputs={"tail": False}, kpi={"period_s": 5})
 T0 = 1_767_225_600_000_000_000
@@ -109,3 +113,26 @@ def test_pacing_releases_rows_by_event_time_on_an_injected_clock(tmp_path: Path)
     with pytest.raises(StopIteration):
         resumed.next_batch()
     assert np.isclose(src.t_first, T0)
+
+
+def test_two_processes_replay_each_file_once_with_the_same_outputs(tmp_path: Path) -> None:
+    # frames and readings in 3 files each (assets by their Kafka partition); one process, then a cluster of two
+    # whose processes list their file_share: every frame analyzed once, the same windows and KPIs as alone
+    data = write_waveform_files(tmp_path / "in", assets=6, duration_s=8.0, partitions=3, asset_prefix="d-")
+    site = write_site(tmp_path, site_dict("rep2", 6, [], prefix="d-"))
+    files = [str(p) for p in data.frame_files + data.reading_files]
+    run_cli("replay", *files, "--site", str(site), "--out-dir", str(tmp_path / "one"))
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    procs = [subprocess.Popen(cli("replay", *files, "--site", str(site), "-i", str(i), "-a", addresses,
+                                  "--out-dir", str(tmp_path / "two")),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    one, two = read_jsonl_outputs(tmp_path / "one"), read_jsonl_outputs(tmp_path / "two")
+    kpis = [k for k in two["kpis"] if k["scope"] == "asset"]
+    assert sum(k["totals"]["frames"] for k in kpis) == data.frames  # none twice, none left out
+    assert not two["deadletter"]
+    for kind in ("scores", "kpis"):
+        assert len(two[kind]) == len(one[kind]) > 0
+        assert by_id(two[kind]) == by_id(one[kind]), kind
