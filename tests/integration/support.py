@@ -81,10 +81,12 @@ def by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 class Follow:
     """Reads output topics from the beginning while a flow runs; records by kind (the topics' dict keys)."""
 
-    def __init__(self, brokers: str, topics: dict[str, str], group: str = "it-follow"):
+    def __init__(self, brokers: str, topics: dict[str, str], group: str = "it-follow", fetch_wait_ms: int = 500):
+        """``fetch_wait_ms``: Tansu answers a fetch only when it runs out, so it is how late a record is seen."""
         meta = AdminClient({"bootstrap.servers": brokers}).list_topics(timeout=10)
         self.kinds = {t: k for k, t in topics.items()}
-        self.c = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False})
+        self.c = Consumer({"bootstrap.servers": brokers, "group.id": group, "enable.auto.commit": False,
+                           "fetch.wait.max.ms": fetch_wait_ms})
         self.c.assign([TopicPartition(t, p, 0) for t in topics.values() for p in meta.topics[t].partitions])
         self.records: dict[str, list[dict]] = {k: [] for k in topics}
 
