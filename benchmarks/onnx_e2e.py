@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-delay-ms", type=float, default=50.0)
     ap.add_argument("--window-s", type=float, default=0.1, help="window length (default 0.1 s: ~1 frame each)")
     ap.add_argument("--trees", type=int, default=100)
+    ap.add_argument("--load", type=float, default=0.5,
+                    help="offered load of the latency run, as a fraction of the throughput run's rate (default 0.5)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
@@ -129,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         run = run_flow(broker.bootstrap, site, 1, tmp=tmp)
         print("[4/5] reading the scores ...", flush=True)
         scores = [r for _, r in read_records(broker.bootstrap, f"{site_id}.scores")]
-        half = 0.5 * data.frames * 3 * 1024 / run["span_s"]
-        print(f"[5/5] latency at half load ({half / 1e6:.1f} M samples/s, tailing) ...", flush=True)
+        half = args.load * data.frames * 3 * 1024 / run["span_s"]
+        print(f"[5/5] latency at {args.load:g} of that load ({half / 1e6:.1f} M samples/s, tailing) ...", flush=True)
         lat_run = run_latency(broker.bootstrap, tmp, offered_samples_per_s=half, epoch_s=1.0, duration_s=20.0,
                               warmup_s=6.0, max_assets=400, tag="-onnx", fetch_wait_ms=10,
                               model_table=cfg["model"], window={"length_s": args.window_s, "hop_s": args.window_s})
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                              "p99": round(pct(added, 99), 2), "max": round(max(added), 2)},
         "latency_bar_ms": args.max_delay_ms + 20,
         # (run_latency's end-to-end figure keys windows by the second: it means nothing for 0.1 s windows)
-        "half_load": {"offered_samples_per_s": round(half), "added": lat_run.get("batching_added"),
+        "half_load": {"load": args.load, "offered_samples_per_s": round(half), "added": lat_run.get("batching_added"),
                       "scored": lat_run.get("batching_scored"), "assets": lat_run["assets"],
                       "speed": lat_run["speed"]},
         "flow_windows_per_s": round(len(scores) / run["span_s"]), "flow_frames_per_s": round(data.frames / run["span_s"]),
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     h = result["half_load"]["added"] or {}
     print(f"scorer in the flow: {in_flow:,.0f} rows/s of scoring time (mean batch {result['batch_rows_mean']} rows); "
           f"offline batch {args.max_batch}: {offline:,.0f} rows/s; ratio {result['ratio']:.2f} (bar 0.60)")
-    print(f"added latency at half load: p50 {h.get('p50_ms')} ms, p95 {h.get('p95_ms')} ms, p99 {h.get('p99_ms')} ms "
+    print(f"added latency at {args.load:g} load: p50 {h.get('p50_ms')} ms, p95 {h.get('p95_ms')} ms, p99 {h.get('p99_ms')} ms "
           f"(bar {result['latency_bar_ms']:g} ms); replaying at full speed: p50 {a['p50']} ms, p99 {a['p99']} ms")
     print(f"flow: {result['flow_windows_per_s']:,} windows/s, {result['flow_frames_per_s']:,} frames/s")
     print(f"saved {save('onnx-e2e', result, args.json)}")
