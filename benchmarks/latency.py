@@ -95,7 +95,8 @@ class _Receiver(threading.Thread):
 def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_s: float, duration_s: float = 20.0,
                 warmup_s: float = 6.0, max_assets: int = 400, tag: str = "", partitions: int = 3,
                 startup_s: float = 5.0, model: str = "zscore", fetch_wait_ms: int | None = None,
-                model_table: dict[str, Any] | None = None, window: dict[str, Any] | None = None) -> dict[str, Any]:
+                model_table: dict[str, Any] | None = None, window: dict[str, Any] | None = None,
+                poll_batch: int | None = None) -> dict[str, Any]:
     """One latency run; ``fetch_wait_ms`` sets the flow consumer's ``fetch.wait.max.ms`` (through
     ``AIOTSTREAM_KAFKA_FETCH_WAIT_MAX_MS``; None leaves librdkafka's default of 500 ms). ``model_table``
     replaces the site's ``[model]`` (e.g. ONNX; then the score records' ``latency.added_ms``, what
@@ -107,6 +108,8 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
                     window={"allowed_lateness_s": 0, "idle_close_s": 2, **(window or {})})
     if model_table is not None:
         cfg["model"] = model_table
+    if poll_batch is not None:
+        cfg["inputs"]["poll_batch"] = poll_batch
     site = write_site(tmp, cfg)
     create_topics(brokers, [topic, *output_topics(site_id)], partitions)
     ids = [f"p-{i:06d}" for i in range(1, assets + 1)]

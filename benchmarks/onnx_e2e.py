@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-delay-ms", type=float, default=50.0)
     ap.add_argument("--window-s", type=float, default=0.1, help="window length (default 0.1 s: ~1 frame each)")
     ap.add_argument("--trees", type=int, default=100)
+    ap.add_argument("--poll-batch", type=int, default=None,
+                    help="the latency run's inputs.poll_batch (messages per partition per read; default the site's)")
     ap.add_argument("--load", type=float, default=0.5,
                     help="offered load of the latency run, as a fraction of the throughput run's rate (default 0.5)")
     ap.add_argument("--json")
@@ -135,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[5/5] latency at {args.load:g} of that load ({half / 1e6:.1f} M samples/s, tailing) ...", flush=True)
         lat_run = run_latency(broker.bootstrap, tmp, offered_samples_per_s=half, epoch_s=1.0, duration_s=20.0,
                               warmup_s=6.0, max_assets=400, tag="-onnx", fetch_wait_ms=10,
-                              model_table=cfg["model"], window={"length_s": args.window_s, "hop_s": args.window_s})
+                              model_table=cfg["model"], window={"length_s": args.window_s, "hop_s": args.window_s},
+                              poll_batch=args.poll_batch)
     lat = [r["latency"] for r in scores]
     call_s = sum(r_["call_ms"] / r_["batch_rows"] for r_ in lat) / 1e3
     in_flow = len(lat) / call_s if call_s else float("nan")
