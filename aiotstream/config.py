@@ -262,7 +262,9 @@ class InputConfig(_Model):
     control_topics: list[str] = Field(default_factory=list,
                                       description="model promotions (kind = \"onnx\"); default: <site>.control")
     tail: bool = Field(default=True, description="keep waiting for new data at the end of the topics")
-    poll_batch: int = Field(default=1000, gt=0, le=100_000)
+    poll_batch: int = Field(default=1000, gt=0, le=100_000,
+                            description="messages read per partition at a time: larger favours throughput, smaller "
+                                        "bounds latency under load (a whole poll batch is decoded before any asset runs)")
     mqtt: MqttInput | None = None
     opcua: OpcUaInput | None = None
     files: FileInput | None = None
