@@ -799,9 +799,10 @@ def deliver(store: ModelStore, slack_s: float = 0.0) -> list[Output]:
     is scored, not when Bytewax next activates its own asset (under load, after a whole poll batch).
 
     The outputs are emitted under the running asset's key; each carries its own asset (``Output.key``),
-    which is what the sinks and roll-ups use. An asset changed this way keeps its notification, so Bytewax
-    snapshots it in the epoch it was changed in (a resume from an earlier snapshot replays its windows:
-    the same records, with the same ids)."""
+    which is what the sinks and roll-ups use. Recovery: Bytewax snapshots the keys it ran in an epoch. An
+    asset decided this way usually runs in the same epoch anyway (its own notification is due by then);
+    if it does not, its snapshot is the earlier one, with the windows still waiting, and a resume from
+    that epoch decides them again: the same records with the same ids, as for any replay after a resume."""
     lane = store.lane()
     batcher = lane.batcher
     batcher.flush_due(slack_s)
