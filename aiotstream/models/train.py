@@ -165,7 +165,7 @@ def iforest_graph(m: Any, n_features: int) -> bytes:
     leaf reached into a path length (3,800 nodes for 100 trees): onnxruntime then spends about 0.9 ms
     per call on the graph alone, whatever the batch (measured: 0.89 ms for 1 row, 7.1 ms for 512). Here
     each leaf carries its path length (its depth plus the average path length of the training samples
-    left in it, less 1, as scikit-learn computes it), so one op sums them over the trees and three
+    left in it, less 1, as scikit-learn computes it), so one op sums them over the trees and four
     element-wise ops map the sum to ``decision_function``:
     ``-2 ** (-sum / (n_trees * c(max_samples))) - offset_``.
 
