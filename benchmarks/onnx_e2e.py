@@ -43,6 +43,7 @@ from benchmarks.workload import (
     preload_waveforms,
     read_records,
     site_dict,
+    waveform_simulator,
     write_site,
 )
 
@@ -66,12 +67,9 @@ def flow_rows(base: dict, assets: int, duration_s: float, sample_assets: int = 1
     """The feature rows the flow scores: :func:`benchmarks.workload.preload_waveforms`'s simulator (same seed,
     faults and warm-up) through the flow's ingest and windows, for the first ``sample_assets`` assets."""
     from aiotstream.models.train import training_config, window_rows
-    from aiotstream.simulator import PlantSimulator
 
     cfg = SiteConfig.from_dict(base)
-    warmup = min(20.0, duration_s / 3)
-    faults = min(3, assets) if duration_s >= warmup + 15 else 0
-    sim = PlantSimulator(cfg.all_assets(), duration_s=duration_s, n_faults=faults, warmup_s=warmup, seed=1)
+    sim = waveform_simulator(cfg, duration_s, seed=1)
     keep = {a.id for a in cfg.all_assets()[:sample_assets]}
     sim._models = [m for m in sim._models if m.spec.id in keep]  # each asset's stream has its own seed
     return window_rows(training_config(cfg, min(assets, sample_assets)), sim).X

@@ -147,6 +147,15 @@ def _produce(brokers: str, items: Iterable[tuple[str, bytes, bytes]]) -> int:
     return n
 
 
+def waveform_simulator(cfg: SiteConfig, duration_s: float, seed: int = 1) -> PlantSimulator:
+    """The waveform workload's plant: ``cfg``'s assets, a warm-up of a third of the run (at most 20 s), and a
+    few faults after it (at most 3), so that alerts happen too."""
+    assets = len(cfg.all_assets())
+    warmup = min(20.0, duration_s / 3)
+    faults = min(3, assets) if duration_s >= warmup + 15 else 0
+    return PlantSimulator(cfg.all_assets(), duration_s=duration_s, n_faults=faults, warmup_s=warmup, seed=seed)
+
+
 def preload_waveforms(brokers: str, *, assets: int, duration_s: float, partitions: int, slice_assets: int,
                       slice_duration_s: float, prefix: str = "bench", seed: int = 1,
                       asset_prefix: str = "p-") -> WaveformData:
@@ -156,9 +165,7 @@ def preload_waveforms(brokers: str, *, assets: int, duration_s: float, partition
     create_topics(brokers, [topic, readings_topic, slice_topic], partitions)
     cfg = SiteConfig.from_dict(site_dict("sim", assets, [topic, readings_topic], prefix=asset_prefix))
     ids = [a.id for a in cfg.all_assets()]
-    warmup = min(20.0, duration_s / 3)
-    faults = min(3, assets) if duration_s >= warmup + 15 else 0  # a few faults, so that alerts happen too
-    sim = PlantSimulator(cfg.all_assets(), duration_s=duration_s, n_faults=faults, warmup_s=warmup, seed=seed)
+    sim = waveform_simulator(cfg, duration_s, seed)
     in_slice = set(ids[:slice_assets])
     slice_end = sim.start_ns + round(slice_duration_s * 1e9)
     counts = {"frames": 0, "readings": 0, "bytes": 0, "slice": 0}
@@ -228,9 +235,7 @@ def write_waveform_files(directory: Path, *, assets: int, duration_s: float, par
     directory.mkdir(parents=True, exist_ok=True)
     cfg = SiteConfig.from_dict(site_dict("sim", assets, ["unused"], prefix=asset_prefix))
     ids = [a.id for a in cfg.all_assets()]
-    warmup = min(20.0, duration_s / 3)
-    faults = min(3, assets) if duration_s >= warmup + 15 else 0
-    sim = PlantSimulator(cfg.all_assets(), duration_s=duration_s, n_faults=faults, warmup_s=warmup, seed=seed)
+    sim = waveform_simulator(cfg, duration_s, seed)
     part = {a: kafka_partition(a.encode(), partitions) for a in ids}
     if by_worker:
         part = {a: bytewax_worker(a, by_worker) + by_worker * (k // by_worker) for a, k in part.items()}
