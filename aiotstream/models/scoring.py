@@ -94,7 +94,6 @@ class ScoreBatcher:
         self._oldest: float | None = None
         self._done: dict[Hashable, Scored] = {}
         self._ready: set[Hashable] = set()
-        self._waiting = 0  # rows waiting, all models
         self.call_s_per_row = 0.0  # measured (moving average): a scoring call's time per row
         self.hand_s_per_row = 0.0  # measured by the caller (note_handover): handing a score to its window
         self.calls = 0  # model calls made
@@ -106,7 +105,6 @@ class ScoreBatcher:
         with self._lock:
             now = self.clock()
             self._pending.setdefault(model, []).append((key, row, now, owner))
-            self._waiting += 1
             if self._oldest is None:
                 self._oldest = now
             if len(self._pending[model]) >= self.max_batch:
@@ -135,7 +133,8 @@ class ScoreBatcher:
         with self._lock:
             if self._oldest is None:
                 return None
-            lead = self._waiting * (self.call_s_per_row + self.hand_s_per_row)
+            waiting = sum(len(rows) for rows in self._pending.values())  # a group per model: few
+            lead = waiting * (self.call_s_per_row + self.hand_s_per_row)
             return self._oldest + max(0.0, self.max_delay_s - lead)
 
     def flush_due(self, slack_s: float = 0.0) -> int:
@@ -178,7 +177,6 @@ class ScoreBatcher:
             self.calls += 1
             self.rows += len(chunk)
             n += len(chunk)
-        self._waiting -= len(rows)
         starts = [t for rs in self._pending.values() for _, _, t, _ in rs]
         self._oldest = min(starts) if starts else None
         return n

@@ -1,6 +1,7 @@
 """Helpers the broker tests share: read a whole topic, run the CLI, compare outputs."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -57,6 +58,38 @@ def read_jsonl_outputs(directory: Path) -> dict[str, list[dict[str, Any]]]:
 def cli(*args: str) -> list[str]:
     """The argv that runs ``aiotstream`` with this interpreter."""
     return [sys.executable, "-m", "aiotstream.cli", *args]
+
+
+def start_flow(site: Path, brokers: str, log: Path, *extra: str) -> subprocess.Popen:
+    """``aiotstream run`` (tailing, 1 s epochs) in the background, its output in ``log``; end it with
+    :func:`stop_flow`."""
+    with log.open("w") as logf:
+        return subprocess.Popen(cli("run", "--site", str(site), "--brokers", brokers, "--epoch-s", "1", *extra),
+                                stdout=logf, stderr=subprocess.STDOUT)
+
+
+def stop_flow(proc: subprocess.Popen) -> int:
+    """Ctrl-C the flow, as an operator would; kill it if it has not stopped within 30 s. Its exit code."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(10)
+
+
+def produce_all(producer: Any, topic: str, pairs: Any) -> int:
+    """Produce ``(key, value)`` pairs, waiting for room when the local queue is full; how many."""
+    n = 0
+    for key, value in pairs:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        n += 1
+    return n
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

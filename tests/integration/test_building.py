@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from bytewax.testing import TestingSink, run_main
-from support import read_outputs
+from support import produce_all, read_outputs
 
 from aiotstream.config import SiteConfig
 from aiotstream.energy.flow import build_building_flow
@@ -91,15 +91,7 @@ def test_building_flow_on_2000_meters_flags_each_injected_waste_pattern(kafka_br
     topic = cfg.inputs.topics[0]
     ensure_topics(kafka_broker, [topic, *cfg.inputs.feedback_topics, *output_topics(cfg).values()], partitions=3)
     producer = make_producer(kafka_broker)
-    n = 0
-    for key, value in sim.messages():
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        n += 1
+    n = produce_all(producer, topic, sim.messages())
     bad = sim.malformed()
     for key, value, _ in bad:
         producer.produce(topic, value=value, key=key)
@@ -222,13 +214,7 @@ def test_building_flow_resumes_after_kill_9_without_losing_an_output(kafka_broke
     ensure_topics(kafka_broker, [topic] + [t for c in (ref_cfg, rec_cfg) for t in
                                            [*c.inputs.feedback_topics, *output_topics(c).values()]], partitions=3)
     producer = make_producer(kafka_broker)
-    for key, value in sim.messages():
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key)
-                break
-            except BufferError:
-                producer.poll(0.05)
+    produce_all(producer, topic, sim.messages())
     assert producer.flush(60) == 0
 
     run_cli("run", "--site", str(ref_site), "--brokers", kafka_broker, "--once")

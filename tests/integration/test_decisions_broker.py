@@ -10,16 +10,14 @@ of the data (the fault ends at 40 s), waits for the outputs, then stops the flow
 """
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
-from support import Follow
+from support import Follow, start_flow, stop_flow
 
 from aiotstream.config import SiteConfig
 from aiotstream.io.kafka import ensure_topics, input_topics, make_producer, output_topics
@@ -127,9 +125,7 @@ def scenario(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> dic
     write_to_kafka((m for m in msgs if m.t_ns < SPLIT), kafka_broker, wave, read)
 
     log = tmp / "flow.log"
-    with log.open("w") as logf:
-        proc = subprocess.Popen([sys.executable, "-m", "aiotstream.cli", "run", "--site", str(site), "--brokers",
-                                 kafka_broker, "--epoch-s", "1"], stdout=logf, stderr=subprocess.STDOUT)
+    proc = start_flow(site, kafka_broker, log)
     out = Outputs(kafka_broker, topics)
     feedback, acks = cfg.inputs.feedback_topics
     sent: dict[str, int] = {}
@@ -165,12 +161,7 @@ def scenario(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> dic
 
         out.wait_for("the clear, the device ack and the KPIs of the clear's period", done, proc, log)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            rc = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait(10)
+        rc = stop_flow(proc)
     for _ in range(5):
         out.poll()
     out.c.close()

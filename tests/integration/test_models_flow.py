@@ -6,9 +6,6 @@ made for the test, so nothing is downloaded.
 """
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 from bytewax.testing import TestingSink, run_main
-from support import Follow, stable
+from support import Follow, stable, start_flow, stop_flow
 
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.dataflow import build_flow
@@ -123,9 +120,7 @@ def test_hot_swap_while_running_no_window_lost_or_scored_twice_and_a_tampered_ar
     wave, read = cfg.inputs.topics
     write_to_kafka((m for m in msgs if m.t_ns < split), kafka_broker, wave, read)
     log = tmp_path / "flow.log"
-    with log.open("w") as logf:
-        proc = subprocess.Popen([sys.executable, "-m", "aiotstream.cli", "run", "--site", str(site), "--brokers",
-                                 kafka_broker, "--epoch-s", "1"], stdout=logf, stderr=subprocess.STDOUT)
+    proc = start_flow(site, kafka_broker, log)
     out = Follow(kafka_broker, topics, group="it-models")
     n_first = len({(m.asset, m.t_ns // S) for m in msgs if m.stream == "waveform" and m.t_ns < split - 2 * S})
     try:
@@ -143,12 +138,7 @@ def test_hot_swap_while_running_no_window_lost_or_scored_twice_and_a_tampered_ar
         time.sleep(2)  # anything scored twice would show up by now
         out.poll()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_flow(proc)
     out.c.close()
 
     refused, promoted = sorted(out.records["model"], key=lambda r: r["source"]["offset"])
