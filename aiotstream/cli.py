@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.errors import AiotError, ConfigError
+from aiotstream.routing import Placement
 
 DEMO_CYCLE_S = 2.0  # the demo plant's ideal cycle time per part
 
@@ -79,7 +80,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.truth:
         sim.write_truth(args.truth)
     if args.out_dir:
-        counts = sim.write_files(args.out_dir)
+        counts = sim.write_files(args.out_dir, partitions=args.file_partitions)
         print(f"wrote {counts} to {args.out_dir}", file=sys.stderr)
         return 0
     from aiotstream.io.kafka import ensure_topics
@@ -209,9 +210,10 @@ def recovery_config(directory: Path, partitions: int, backup_s: float, process_i
     return RecoveryConfig(str(directory), backup_interval=timedelta(seconds=backup_s))
 
 
-def _cluster_place(args: argparse.Namespace) -> tuple[int, int]:
-    """``(this process's index, number of processes)`` from ``-i``/``-a``; ``(0, 1)`` outside a cluster."""
-    return args.process_id or 0, len(args.addresses.split(";")) if args.addresses else 1
+def _cluster_place(args: argparse.Namespace) -> Placement:
+    """This process's place from ``-i``/``-a``/``-w``; process 0 of 1 outside a cluster."""
+    return Placement.of((args.process_id or 0, len(args.addresses.split(";")) if args.addresses else 1,
+                         args.workers))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -438,8 +440,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--site", help="site config (default: the embedded demo plant)")
     s.add_argument("--assets", type=int, default=5, help="assets when no --site is given")
     s.add_argument("--brokers", help="bootstrap servers (default: the site's inputs.brokers)")
-    s.add_argument("--partitions", type=int, default=3, help="partitions for input topics it creates")
+    s.add_argument("--partitions", type=int, default=3,
+                   help="partitions for input topics it creates; each asset goes to the partition whose reader owns "
+                        "it in a cluster whose worker count divides the topic's partitions (aiotstream.routing)")
     s.add_argument("--out-dir", help="write waveforms.bin, readings.jsonl, truth.json here instead of Kafka")
+    s.add_argument("--file-partitions", type=int, default=0, metavar="P",
+                   help="with --out-dir: waveforms-part<k>.bin and readings-part<k>.jsonl for k < P, each asset in "
+                        "the partition whose reader owns it in a cluster whose worker count divides P")
     s.add_argument("--truth", help="also write the ground truth JSON here")
     sim_args(s, 60.0)
     s.set_defaults(func=cmd_simulate)

@@ -862,19 +862,29 @@ class PlantSimulator:
         p.write_text(json.dumps(self.truth_dict(), indent=2) + "\n", encoding="utf-8")
         return p
 
-    def write_files(self, directory: str | Path) -> dict[str, int]:
+    def write_files(self, directory: str | Path, partitions: int = 0) -> dict[str, int]:
         """Write ``waveforms.bin``, ``readings.jsonl`` and ``truth.json`` into ``directory``.
 
         ``waveforms.bin`` is every frame (event-time order) as a 4-byte
         little-endian length followed by the encoded frame; ``readings.jsonl``
-        one JSON reading per line. Returns the counts (frames, readings,
-        faults) and the byte sizes of the two data files.
+        one JSON reading per line. ``partitions=P`` instead writes
+        ``waveforms-part<k>.bin`` and ``readings-part<k>.jsonl`` for each
+        partition ``k`` of ``P``, each asset in its
+        :func:`~aiotstream.routing.partition_for` (so a cluster replays each
+        asset on the process that owns it). Returns the counts (frames,
+        readings, faults) and the byte sizes of the data files.
         """
+        from aiotstream.routing import partition_for
+
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         frames = readings = wave_bytes = read_bytes = 0
-        with open(d / "waveforms.bin", "wb") as wf, open(d / "readings.jsonl", "wb") as rf:
+        names = ([("waveforms.bin", "readings.jsonl")] if partitions <= 0 else
+                 [(f"waveforms-part{k:02d}.bin", f"readings-part{k:02d}.jsonl") for k in range(partitions)])
+        files = [(open(d / w, "wb"), open(d / r, "wb")) for w, r in names]  # noqa: SIM115
+        try:
             for msg in self.messages():
+                wf, rf = files[partition_for(msg.asset, partitions) if partitions > 0 else 0]
                 if msg.stream == "waveform":
                     wf.write(_LEN_PREFIX.pack(len(msg.payload)))
                     wf.write(msg.payload)
@@ -884,6 +894,10 @@ class PlantSimulator:
                     rf.write(msg.payload + b"\n")
                     readings += 1
                     read_bytes += len(msg.payload) + 1
+        finally:
+            for wf, rf in files:
+                wf.close()
+                rf.close()
         self.write_truth(d / "truth.json")
         return {"frames": frames, "readings": readings, "faults": len(self.faults),
                 "waveform_bytes": wave_bytes, "reading_bytes": read_bytes}

@@ -6,9 +6,10 @@ The flow, its source, sink, topics and runner are exactly what ``aiotstream run`
 is called as it is, with ``aiotstream.io.kafka.kafka_source`` and ``aiotstream.io.replay.file_source``
 wrapped so that each partition notes when its first and last non-empty poll batch arrived and how
 many messages it delivered. ``t_done`` is taken when the CLI returns (``--once``: every input read,
-every window flushed, every output on the broker). ``BENCH_PROFILE=FILE`` also writes a cProfile of
-the run; ``BENCH_FILES_BY_WORKER=n`` makes each process read only the files holding its own assets
-(an experiment: see ``benchmarks.scaling --files-by-worker``). The harness turns these into a rate that leaves process start-up (imports, connecting,
+every window flushed, every output on the broker). Each process also counts, per asset, the items
+(frames, readings) its decode step read and its analyze step received (``decoded``, ``analyzed``), so the
+harness can tell how many crossed between processes. ``BENCH_PROFILE=FILE`` also writes a cProfile
+of the run. The harness turns these into a rate that leaves process start-up (imports, connecting,
 Bytewax setup) out, and takes CPU time and peak RSS from the kernel.
 """
 from __future__ import annotations
@@ -63,11 +64,57 @@ class TimedSource(FixedPartitionedSource):
         return _TimedPartition(self.inner.build_part(step_id, for_part, resume_state))
 
 
-def _owned_files(self: Any) -> list[str]:
-    """``BENCH_FILES_BY_WORKER``: process ``i`` of ``n`` (one worker each) lists the files ``*-<k>.*`` with
-    ``k % n == i``, which hold exactly the assets Bytewax routes to it: no frame crosses processes."""
-    i, n = self.process
-    return [p for p in self.paths if n <= 1 or int(Path(p).stem.rsplit("-", 1)[1]) % n == i]
+def _count_items() -> None:
+    """Count, per asset, what this process decodes and what it analyzes (items that reach the analyze step of
+    the process that owns their asset; one ``Counter`` update per asset per poll batch), and the thread CPU
+    time of each Python step (``step_cpu_s``: read, decode, analyze, rollup, sink). What a process used beyond
+    these steps is start-up and the Bytewax runtime."""
+    from collections import Counter
+
+    from aiotstream.dataflow import AnalyzerLogic, RollupLogic
+    from aiotstream.ingest import Ingestor
+    from aiotstream.io.files import _JsonlPartition
+    from aiotstream.io.kafka import _OutputPartition
+    from aiotstream.io.replay import _FilePartition
+
+    decoded: Counter[str] = Counter()
+    analyzed: Counter[str] = Counter()
+    cpu = STATS["step_cpu_s"] = {"read": 0.0, "decode": 0.0, "analyze": 0.0, "rollup": 0.0, "sink": 0.0}
+    STATS["decoded"], STATS["analyzed"] = decoded, analyzed
+    decode, on_batch = Ingestor.decode_grouped, AnalyzerLogic.on_batch
+
+    def counted_decode(self: Any, batch: list) -> list:
+        out = decode(self, batch)
+        for x in out:
+            if type(x) is tuple:  # (asset, [items]); dead letters are Output records
+                decoded[x[0]] += len(x[1])
+        return out
+
+    def counted_batch(self: Any, values: list) -> Any:
+        for group in values:
+            if group:
+                analyzed[group[0].asset or ""] += len(group)
+        return on_batch(self, values)
+
+    Ingestor.decode_grouped = _timed(counted_decode, cpu, "decode")  # type: ignore[method-assign]
+    AnalyzerLogic.on_batch = _timed(counted_batch, cpu, "analyze")  # type: ignore[method-assign]
+    for cls, name, step in ((RollupLogic, "on_batch", "rollup"), (_OutputPartition, "write_batch", "sink"),
+                            (_JsonlPartition, "write_batch", "sink"), (_FilePartition, "next_batch", "read")):
+        setattr(cls, name, _timed(getattr(cls, name), cpu, step))
+
+
+def _timed(fn: Any, cpu: dict[str, float], step: str) -> Any:
+    """``fn`` adding the thread CPU time of its calls to ``cpu[step]``."""
+    clock = time.thread_time
+
+    def timed(*args: Any) -> Any:
+        t = clock()
+        try:
+            return fn(*args)
+        finally:
+            cpu[step] += clock() - t
+
+    return timed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     original, original_files = kafka.kafka_source, replay.file_source
     kafka.kafka_source = lambda *a, **kw: TimedSource(original(*a, **kw))
     replay.file_source = lambda *a, **kw: TimedSource(original_files(*a, **kw))  # inputs.kind = "files"
-    by_worker = int(os.environ.get("BENCH_FILES_BY_WORKER", "0"))
-    if by_worker:  # files written with write_waveform_files(by_worker=n): each process reads the ones it owns
-        replay.FileSource.list_parts = _owned_files  # type: ignore[method-assign]
+    _count_items()
     STATS["t_imported"] = time.time()
     profile_to = os.environ.get("BENCH_PROFILE")
     if profile_to:  # BENCH_PROFILE=FILE: cProfile the run, stats to FILE (read with pstats)

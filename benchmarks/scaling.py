@@ -3,11 +3,18 @@
 ``--input kafka`` (the default): the input (N assets x D s of 10 kHz 3-axis frames) is written
 to a Tansu broker once; each configuration then runs ``aiotstream run --once`` over it (through
 :mod:`benchmarks.flowrun`, which times the flow's source) to its own output topics.
-``--input files``: the same workload (same simulator and seed, assets in the partitions the
-Kafka producer would give them) is written as replay files, one frame file and one readings file
-per partition, and the flows replay them at full speed (``inputs.kind = "files"``, speed 0);
-outputs still go to the broker. This leaves the broker's fetch work (it shares the two cores)
-out of the input path. In a 2-process run each process reads its share of the files.
+``--input files``: the same workload (same simulator and seed, same partitions) is written as
+replay files, one frame file and one readings file per partition, and the flows replay them at
+full speed (``inputs.kind = "files"``, speed 0); outputs still go to the broker. This leaves the
+broker's fetch work (it shares the two cores) out of the input path. In a 2-process run each
+process reads its share of the partitions.
+
+``--partitioner aiotstream`` (the default) puts each asset in the partition that the process owning
+it reads (co-partitioning, :mod:`aiotstream.routing`), as ``aiotstream simulate`` does;
+``--partitioner kafka`` uses librdkafka's default (CRC32 of the key), as a producer that knows
+nothing of the cluster would, and about half the frames then cross between the processes. Each
+run reports ``items_crossed``: frames and readings analyzed by another process than the one
+that read them.
 
 Throughput is frames over the span from the first input batch to the end of the run, so process
 start-up (imports, connecting) is left out. The spread of the score records' ``produced_at``
@@ -18,11 +25,7 @@ measured side by side. Each run also reports how many assets Bytewax routes to e
 
     python -m benchmarks.scaling --assets 40 --duration 120
     python -m benchmarks.scaling --input files --duration 120
-    python -m benchmarks.scaling --input files --duration 480 --files-by-worker
-
-``--files-by-worker`` is an experiment, not a product mode: the files are written so that each one
-holds the assets of one of the two workers, and in the 2-process run each process reads only its
-own files (``BENCH_FILES_BY_WORKER``), so no frame crosses between the processes.
+    python -m benchmarks.scaling --input files --duration 480 --partitioner kafka
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from benchmarks.common import save, spawn, wait
 from benchmarks.workload import (
     CHANNELS,
     FRAME_SAMPLES,
+    PARTITIONERS,
     WaveformData,
     WaveformFiles,
     asset_split,
@@ -62,8 +66,10 @@ def _ts(iso: str) -> float:
 
 
 def run_flow(brokers: str, site: Path, processes: int = 1, epoch_s: float = 1.0, workers: int = 1,
-             timeout_s: float = 600.0, tmp: Path | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``aiotstream run --once`` for ``site`` as ``processes`` processes; return timings and usage."""
+             timeout_s: float = 600.0, tmp: Path | None = None, env: dict[str, str] | None = None,
+             out_dir: Path | None = None) -> dict[str, Any]:
+    """Run ``aiotstream run --once`` for ``site`` as ``processes`` processes; return timings and usage.
+    ``out_dir``: outputs as JSONL files there instead of the broker's topics."""
     tmp = tmp or site.parent
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
     children, stats_paths = [], []
@@ -72,23 +78,30 @@ def run_flow(brokers: str, site: Path, processes: int = 1, epoch_s: float = 1.0,
         stats_paths.append(stats)
         cmd = [sys.executable, "-m", "benchmarks.flowrun", str(stats), "run", "--site", str(site),
                "--brokers", brokers, "--once", "--epoch-s", str(epoch_s), "-w", str(workers)]
+        if out_dir is not None:
+            cmd += ["--out-dir", str(out_dir)]
         if processes > 1:
             cmd += ["-i", str(i), "-a", addresses]
         children.append(spawn(cmd, env))
     measured = [wait(c, timeout_s).check(f"aiotstream run (process {i})") for i, c in enumerate(children)]
     stats = [orjson.loads(p.read_bytes()) for p in stats_paths]
+    analyzed = sum(sum(s["analyzed"].values()) for s in stats)
+    local = sum(min(n, s["decoded"].get(a, 0)) for s in stats for a, n in s["analyzed"].items())
     firsts = [s["t_first"] for s in stats if s["t_first"] is not None]
     span = max(s["t_done"] for s in stats) - min(firsts)
     return {
         "processes": processes, "workers_per_process": workers, "epoch_s": epoch_s,
         "messages": sum(s["messages"] for s in stats), "input_bytes": sum(s["bytes"] for s in stats),
         "messages_per_process": [s["messages"] for s in stats],
+        # an asset is analyzed by one process; what that process did not decode itself crossed
+        "items_analyzed": analyzed, "items_crossed": analyzed - local,
         "span_s": round(span, 3),
         "startup_s": round(max(s["t_first"] - s["t_start"] for s in stats if s["t_first"] is not None), 3),
         "wall_s": round(max(m.wall_s for m in measured), 3),
         "cpu_s": round(sum(m.cpu_s for m in measured), 3),
         "peak_rss_mb": round(max(m.maxrss_mb for m in measured), 1),
-        "per_process": [{**m.summary(), **_timeline(st, min(firsts))} for m, st in zip(measured, stats)],
+        "per_process": [{**m.summary(), **_timeline(st, min(firsts)), "step_cpu_s": st.get("step_cpu_s")}
+                        for m, st in zip(measured, stats)],
     }
 
 
@@ -98,10 +111,19 @@ def _timeline(stats: dict[str, Any], t0: float) -> dict[str, Any]:
             for k, src in (("first_batch_s", "t_first"), ("last_batch_s", "t_last"), ("done_s", "t_done"))}
 
 
-def score_figures(brokers: str, site_id: str) -> dict[str, Any]:
-    """Windows, frames and the produced_at estimator from the score (and alert) records of a run."""
-    scores = [r for _, r in read_records(brokers, f"{site_id}.scores")]
-    alerts = [r for _, r in read_records(brokers, f"{site_id}.alerts")]
+def _jsonl(directory: Path, kind: str) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for path in sorted(directory.glob(f"{kind}*.jsonl"))
+            for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def score_figures(brokers: str, site_id: str, out_dir: Path | None = None) -> dict[str, Any]:
+    """Windows, frames and the produced_at estimator from the score (and alert) records of a run (on the
+    broker, or in ``out_dir``)."""
+    if out_dir is None:
+        scores = [r for _, r in read_records(brokers, f"{site_id}.scores")]
+        alerts = [r for _, r in read_records(brokers, f"{site_id}.alerts")]
+    else:
+        scores, alerts = _jsonl(out_dir, "scores"), _jsonl(out_dir, "alerts")
     out: dict[str, Any] = {"windows": len(scores), "frames_in_windows": sum(r.get("frames", 0) for r in scores),
                            "alerts": len(alerts)}
     if len(scores) >= 2:
@@ -140,16 +162,18 @@ def waveform_site(tmp: Path, site_id: str, data: WaveformData | WaveformFiles, m
 
 
 def measure(brokers: str, tmp: Path, data: WaveformData | WaveformFiles, processes: int, *, epoch_s: float = 1.0,
-            model: str = "hst", label: str = "", partitions: int = 3, by_worker: bool = False) -> dict[str, Any]:
-    """One measured run of our flow over the preloaded waveform data (topics or files); ``by_worker``: files
-    written by owner, each process reading its own (``BENCH_FILES_BY_WORKER``)."""
+            model: str = "hst", label: str = "", partitions: int = 3, poll_batch: int = 1000,
+            output: str = "kafka") -> dict[str, Any]:
+    """One measured run of our flow over the preloaded waveform data (topics or files), its outputs to the
+    broker (``output="kafka"``) or to JSONL files."""
     site_id = f"bench-ours{label}-{processes}p"
-    site = waveform_site(tmp, site_id, data, model=model, partitions=partitions)
-    create_topics(brokers, output_topics(site_id), partitions)
-    env = {"BENCH_FILES_BY_WORKER": str(processes)} if by_worker and processes > 1 else None
-    run = run_flow(brokers, site, processes, epoch_s, tmp=tmp, env=env)
-    res = {**run, **flow_figures(run, data.frames, data.readings), **score_figures(brokers, site_id),
-           "model": model, "site": site_id, "asset_split": asset_split(data.assets, processes)}
+    site = waveform_site(tmp, site_id, data, model=model, partitions=partitions, poll_batch=poll_batch)
+    out_dir = tmp / f"{site_id}-out" if output == "files" else None
+    if out_dir is None:
+        create_topics(brokers, output_topics(site_id), partitions)
+    run = run_flow(brokers, site, processes, epoch_s, tmp=tmp, out_dir=out_dir)
+    res = {**run, **flow_figures(run, data.frames, data.readings), **score_figures(brokers, site_id, out_dir),
+           "model": model, "site": site_id, "output": output, "asset_split": asset_split(data.assets, processes)}
     if res["messages"] != data.frames + data.readings:
         raise RuntimeError(f"{site_id}: the flow read {res['messages']} messages, "
                            f"{data.frames + data.readings} were produced")
@@ -166,13 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=8, help="input topic partitions, or files of each kind")
     ap.add_argument("--epoch-s", type=float, default=1.0)
     ap.add_argument("--model", choices=["hst", "zscore"], default="hst")
-    ap.add_argument("--files-by-worker", action="store_true",
-                    help="experiment (files): every file holds the assets of one worker of 2, and each process "
-                         "reads its own, so no frame crosses processes")
+    ap.add_argument("--poll-batch", type=int, default=1000, help="inputs.poll_batch: messages per poll and partition")
+    ap.add_argument("--partitioner", choices=PARTITIONERS, default="aiotstream",
+                    help="aiotstream: each asset in the partition its owner reads (default); kafka: librdkafka's "
+                         "CRC32 of the key, so about half the frames cross between the processes")
+    ap.add_argument("--output", choices=["kafka", "files"], default="kafka",
+                    help="kafka: outputs to the broker's topics (default; the broker shares the cores); files: JSONL "
+                         "files, as with a broker on other machines")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
-    if args.files_by_worker and args.input != "files":
-        ap.error("--files-by-worker needs --input files")
     prefix = args.prefix or DEFAULT_PREFIX[args.input]
     with TemporaryDirectory() as tmp, TansuBroker() as broker:
         data: WaveformData | WaveformFiles
@@ -181,24 +207,25 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
             data = write_waveform_files(Path(tmp) / "input", assets=args.assets, duration_s=args.duration,
                                         partitions=args.partitions, asset_prefix=prefix,
-                                        by_worker=2 if args.files_by_worker else 0)
+                                        partitioner=args.partitioner)
         else:
             print(f"writing {args.assets} assets x {args.duration:g} s of frames to the broker ...", flush=True)
             data = preload_waveforms(broker.bootstrap, assets=args.assets, duration_s=args.duration,
                                      partitions=args.partitions, slice_assets=1, slice_duration_s=1.0,
-                                     asset_prefix=prefix)
+                                     asset_prefix=prefix, partitioner=args.partitioner)
         runs = []
         for n in (1, 2):
             r = measure(broker.bootstrap, Path(tmp), data, n, epoch_s=args.epoch_s, model=args.model,
-                        by_worker=args.files_by_worker)
+                        poll_batch=args.poll_batch, output=args.output)
             runs.append(r)
             print(f"  {n} process(es): {r['frames_per_s']:,} frames/s ({r['samples_per_s'] / 1e6:.1f} M samples/s) "
                   f"over {r['span_s']} s, {r['wall_s']} s wall, {r['cpu_s']} CPU s; assets per worker "
-                  f"{r['asset_split']}, messages read per process {r['messages_per_process']}", flush=True)
+                  f"{r['asset_split']}, messages read per process {r['messages_per_process']}, "
+                  f"{r['items_crossed']:,} of {r['items_analyzed']:,} items crossed processes", flush=True)
     ratio = runs[1]["frames_per_s"] / runs[0]["frames_per_s"]
     print(f"  2 processes / 1 process = {ratio:.2f}x")
     out = save("scaling" if args.input == "kafka" else "scaling-files",
-               {"input": args.input, "files_by_worker": args.files_by_worker, "workload": data.summary(), "runs": runs,
+               {"input": args.input, "output": args.output, "partitioner": args.partitioner, "workload": data.summary(), "runs": runs,
                 "ratio_2_over_1": round(ratio, 3)},
                args.json)
     print(f"  saved {out}")

@@ -6,8 +6,14 @@
   few assets for the first seconds, for peers too slow to take the whole set in the time budget.
 * **scalar**: JSON readings (one value each) at thousands of keys, ``rate_hz`` per key.
 * **waveform files**: the waveform workload as replay files instead (one frame file and one readings
-  file per partition, assets in the partitions Kafka's producer would put them in), for runs that
-  leave the broker out of the input path.
+  file per partition, ``frames-part<k>.bin`` and ``readings-part<k>.jsonl``), for runs that leave the
+  broker out of the input path.
+
+Both waveform forms put each asset in a partition by ``partitioner``: ``"aiotstream"`` (the default)
+is the product's co-partitioning (:func:`aiotstream.routing.partition_for`), so a cluster whose
+workers divide the partition count reads every asset on the process that owns it; ``"kafka"`` is
+librdkafka's default (CRC32 of the key), under which about half the frames of a 2-process run cross
+between the processes.
 
 Topics are created with their retention spelled out: Tansu answers DescribeConfigs only with
 the settings a topic was created with, and Quix Streams reads ``retention.ms`` of its input
@@ -30,6 +36,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from aiotstream.codecs import encode_reading
 from aiotstream.config import SiteConfig
 from aiotstream.io.kafka import make_producer
+from aiotstream.routing import partition_for, worker_of
 from aiotstream.simulator import DEFAULT_START_NS, PlantSimulator
 
 TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
@@ -97,6 +104,7 @@ class WaveformData:
     produce_s: float
     start_ns: int = DEFAULT_START_NS
     asset_prefix: str = "p-"
+    partitioner: str = "aiotstream"
 
     @property
     def samples(self) -> int:
@@ -113,7 +121,7 @@ class WaveformData:
 
     def summary(self) -> dict[str, Any]:
         return {"topic": self.topic, "assets": len(self.assets), "asset_prefix": self.asset_prefix,
-                "duration_s": self.duration_s,
+                "partitioner": self.partitioner, "duration_s": self.duration_s,
                 "channels": CHANNELS, "sample_rate_hz": RATE_HZ, "frame_samples": FRAME_SAMPLES,
                 "frames": self.frames, "samples": self.samples, "readings": self.readings,
                 "bytes": self.bytes, "produce_s": round(self.produce_s, 2),
@@ -122,7 +130,9 @@ class WaveformData:
                           "samples": self.slice_samples}}
 
 
-def _produce(brokers: str, items: Iterable[tuple[str, bytes, bytes]]) -> int:
+def _produce(brokers: str, items: Iterable[tuple[str, bytes, bytes] | tuple[str, bytes, bytes, int | None]]) -> int:
+    """Produce ``(topic, key, value)`` or ``(topic, key, value, partition)`` items (no partition, or ``None``:
+    librdkafka's default partitioner)."""
     producer = make_producer(brokers)
     errors: list[str] = []
 
@@ -131,10 +141,14 @@ def _produce(brokers: str, items: Iterable[tuple[str, bytes, bytes]]) -> int:
             errors.append(str(err))
 
     n = 0
-    for topic, key, value in items:
+    for topic, key, value, *part in items:
+        partition = part[0] if part else None
         while True:
             try:
-                producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                if partition is None:
+                    producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                else:
+                    producer.produce(topic, value=value, key=key, partition=partition, on_delivery=on_delivery)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -158,42 +172,56 @@ def waveform_simulator(cfg: SiteConfig, duration_s: float, seed: int = 1) -> Pla
 
 def preload_waveforms(brokers: str, *, assets: int, duration_s: float, partitions: int, slice_assets: int,
                       slice_duration_s: float, prefix: str = "bench", seed: int = 1,
-                      asset_prefix: str = "p-") -> WaveformData:
+                      asset_prefix: str = "p-", partitioner: str = "aiotstream") -> WaveformData:
     """Simulate and produce the waveform workload (frames + temperature readings + the slice); assets are
-    ``<asset_prefix>000001 ...``."""
+    ``<asset_prefix>000001 ...``, each in its ``partitioner`` partition (see the module doc)."""
     topic, readings_topic, slice_topic = f"{prefix}.waveforms", f"{prefix}.readings", f"{prefix}.waveforms-slice"
     create_topics(brokers, [topic, readings_topic, slice_topic], partitions)
     cfg = SiteConfig.from_dict(site_dict("sim", assets, [topic, readings_topic], prefix=asset_prefix))
     ids = [a.id for a in cfg.all_assets()]
     sim = waveform_simulator(cfg, duration_s, seed)
+    part = asset_partitions(ids, partitions, partitioner)
     in_slice = set(ids[:slice_assets])
     slice_end = sim.start_ns + round(slice_duration_s * 1e9)
     counts = {"frames": 0, "readings": 0, "bytes": 0, "slice": 0}
 
-    def items() -> Iterable[tuple[str, bytes, bytes]]:
+    def items() -> Iterable[tuple[str, bytes, bytes, int | None]]:
         for m in sim.messages():
-            key = m.asset.encode()
+            key, k = m.asset.encode(), part[m.asset]
             if m.stream == "waveform":
                 counts["frames"] += 1
                 counts["bytes"] += len(m.payload)
-                yield topic, key, m.payload
+                yield topic, key, m.payload, k
                 if m.asset in in_slice and m.t_ns < slice_end:
                     counts["slice"] += 1
-                    yield slice_topic, key, m.payload
+                    yield slice_topic, key, m.payload, k
             else:
                 counts["readings"] += 1
-                yield readings_topic, key, m.payload
+                yield readings_topic, key, m.payload, k
 
     t = time.perf_counter()
     _produce(brokers, items())
     return WaveformData(topic, readings_topic, slice_topic, ids, duration_s, counts["frames"], counts["readings"],
                         counts["bytes"], sorted(in_slice), slice_duration_s, counts["slice"],
-                        time.perf_counter() - t, sim.start_ns, asset_prefix)
+                        time.perf_counter() - t, sim.start_ns, asset_prefix, partitioner)
 
 
 def kafka_partition(key: bytes, partitions: int) -> int:
     """The partition librdkafka's default partitioner (``consistent_random``: CRC32 of the key) gives a key."""
     return zlib.crc32(key) % partitions
+
+
+PARTITIONERS = ("aiotstream", "kafka")
+
+
+def asset_partitions(assets: Iterable[str], partitions: int, partitioner: str) -> dict[str, int]:
+    """Each asset's partition: ``aiotstream`` (co-partitioning, :func:`~aiotstream.routing.partition_for`) or
+    ``kafka`` (librdkafka's default)."""
+    if partitioner not in PARTITIONERS:
+        raise ValueError(f"partitioner must be one of {PARTITIONERS}, not {partitioner!r}")
+    if partitioner == "kafka":
+        return {a: kafka_partition(a.encode(), partitions) for a in assets}
+    return {a: partition_for(a, partitions) for a in assets}
 
 
 @dataclass(slots=True)
@@ -209,6 +237,7 @@ class WaveformFiles:
     write_s: float
     asset_prefix: str = "p-"
     frame_file_bytes: list[int] = field(default_factory=list)
+    partitioner: str = "aiotstream"
 
     @property
     def samples(self) -> int:
@@ -216,7 +245,7 @@ class WaveformFiles:
 
     def summary(self) -> dict[str, Any]:
         return {"files": len(self.frame_files) + len(self.reading_files), "assets": len(self.assets),
-                "asset_prefix": self.asset_prefix,
+                "asset_prefix": self.asset_prefix, "partitioner": self.partitioner,
                 "duration_s": self.duration_s, "channels": CHANNELS, "sample_rate_hz": RATE_HZ,
                 "frame_samples": FRAME_SAMPLES, "frames": self.frames, "samples": self.samples,
                 "readings": self.readings, "bytes": self.bytes, "write_s": round(self.write_s, 2),
@@ -224,23 +253,19 @@ class WaveformFiles:
 
 
 def write_waveform_files(directory: Path, *, assets: int, duration_s: float, partitions: int,
-                         seed: int = 1, asset_prefix: str = "p-", by_worker: int = 0) -> WaveformFiles:
+                         seed: int = 1, asset_prefix: str = "p-", partitioner: str = "aiotstream") -> WaveformFiles:
     """The waveform workload of :func:`preload_waveforms` (same simulator, seed, faults) as replay files:
-    ``frames-<k>.bin`` (4-byte little-endian length + frame, as ``PlantSimulator.write_files``) and
-    ``readings-<k>.jsonl`` for each partition ``k``, every asset in its :func:`kafka_partition`.
-    ``by_worker=n`` instead puts an asset in a partition ``k`` with ``k % n`` = the worker Bytewax routes it
-    to in a cluster of ``n`` workers (:func:`bytewax_worker`), so a reader of those partitions owns them all."""
-    if by_worker and partitions % by_worker:
-        raise ValueError(f"by_worker={by_worker} needs a multiple of {by_worker} partitions, not {partitions}")
+    ``frames-part<k>.bin`` (4-byte little-endian length + frame, as ``PlantSimulator.write_files``) and
+    ``readings-part<k>.jsonl`` for each partition ``k``, every asset in its ``partitioner`` partition (see the
+    module doc). A cluster's processes replay the partitions their workers own
+    (:func:`aiotstream.io.replay.file_share`)."""
     directory.mkdir(parents=True, exist_ok=True)
     cfg = SiteConfig.from_dict(site_dict("sim", assets, ["unused"], prefix=asset_prefix))
     ids = [a.id for a in cfg.all_assets()]
     sim = waveform_simulator(cfg, duration_s, seed)
-    part = {a: kafka_partition(a.encode(), partitions) for a in ids}
-    if by_worker:
-        part = {a: bytewax_worker(a, by_worker) + by_worker * (k // by_worker) for a, k in part.items()}
-    frame_files = [directory / f"frames-{k:02d}.bin" for k in range(partitions)]
-    reading_files = [directory / f"readings-{k:02d}.jsonl" for k in range(partitions)]
+    part = asset_partitions(ids, partitions, partitioner)
+    frame_files = [directory / f"frames-part{k:02d}.bin" for k in range(partitions)]
+    reading_files = [directory / f"readings-part{k:02d}.jsonl" for k in range(partitions)]
     length = struct.Struct("<I")
     frames = readings = size = 0
     t = time.perf_counter()
@@ -261,64 +286,14 @@ def write_waveform_files(directory: Path, *, assets: int, duration_s: float, par
         for f in fw + rw:
             f.close()
     return WaveformFiles(directory, frame_files, reading_files, ids, duration_s, frames, readings, size,
-                         time.perf_counter() - t, asset_prefix, [p.stat().st_size for p in frame_files])
-
-
-def _siphash13(data: bytes, k0: int = 0, k1: int = 0) -> int:
-    """SipHash-1-3 (64-bit), the algorithm behind Rust's ``DefaultHasher`` (keys 0, 0 for ``new()``)."""
-    mask = (1 << 64) - 1
-
-    def rotl(x: int, b: int) -> int:
-        return ((x << b) | (x >> (64 - b))) & mask
-
-    v0, v1 = k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D
-    v2, v3 = k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573
-
-    def rnd() -> None:
-        nonlocal v0, v1, v2, v3
-        v0 = (v0 + v1) & mask
-        v1 = rotl(v1, 13) ^ v0
-        v0 = rotl(v0, 32)
-        v2 = (v2 + v3) & mask
-        v3 = rotl(v3, 16) ^ v2
-        v0 = (v0 + v3) & mask
-        v3 = rotl(v3, 21) ^ v0
-        v2 = (v2 + v1) & mask
-        v1 = rotl(v1, 17) ^ v2
-        v2 = rotl(v2, 32)
-
-    n = len(data)
-    tail = n - n % 8
-    for i in range(0, tail, 8):
-        m = int.from_bytes(data[i:i + 8], "little")
-        v3 ^= m
-        rnd()
-        v0 ^= m
-    b = ((n & 0xFF) << 56) | int.from_bytes(data[tail:], "little")
-    v3 ^= b
-    rnd()
-    v0 ^= b
-    v2 ^= 0xFF
-    for _ in range(3):
-        rnd()
-    return v0 ^ v1 ^ v2 ^ v3
-
-
-def bytewax_worker(key: str, workers: int) -> int:
-    """The worker Bytewax 0.21 sends a stateful step's ``key`` to: Rust's ``DefaultHasher`` over the string
-    (its bytes, then ``0xff``), modulo the worker count (checked against a 2-worker run in the unit tests).
-
-    >>> [bytewax_worker(k, 2) for k in ("p-000001", "p-000004", "d-000001", "d-000002")]
-    [0, 1, 0, 1]
-    """
-    return _siphash13(key.encode() + b"\xff") % workers
+                         time.perf_counter() - t, asset_prefix, [p.stat().st_size for p in frame_files], partitioner)
 
 
 def asset_split(assets: Iterable[str], workers: int) -> list[int]:
     """How many of ``assets`` each of ``workers`` workers holds."""
     counts = [0] * workers
     for a in assets:
-        counts[bytewax_worker(a, workers)] += 1
+        counts[worker_of(a, workers)] += 1
     return counts
 
 

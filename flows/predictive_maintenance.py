@@ -27,8 +27,10 @@ def get_flow(site: str | None = None, brokers: str | None = None, once: bool = F
 
     Pass ``snapshots=False`` when running without ``-r`` (recovery): Bytewax takes
     state snapshots every epoch either way, and nothing reads them then. In a
-    cluster started with ``BYTEWAX_PROCESS_ID`` and ``BYTEWAX_ADDRESSES`` set,
-    each process reads its even share of the Kafka partitions.
+    cluster started with ``BYTEWAX_PROCESS_ID`` and ``BYTEWAX_ADDRESSES`` set (and
+    ``BYTEWAX_WORKERS_PER_PROCESS`` if not 1), each process reads its even share
+    of the Kafka partitions, co-located with its assets where the producers
+    co-partition (:mod:`aiotstream.routing`).
     """
     path = site or os.environ.get("AIOTSTREAM_SITE")
     if not path:
@@ -37,7 +39,8 @@ def get_flow(site: str | None = None, brokers: str | None = None, once: bool = F
     brokers = brokers or os.environ.get("AIOTSTREAM_BROKERS")
     tail = not once
     addresses = os.environ.get("BYTEWAX_ADDRESSES")
-    process = (int(os.environ.get("BYTEWAX_PROCESS_ID", "0")), len(addresses.split(";"))) if addresses else (0, 1)
+    process = (int(os.environ.get("BYTEWAX_PROCESS_ID", "0")), len(addresses.split(";")),
+               int(os.environ.get("BYTEWAX_WORKERS_PER_PROCESS", "1"))) if addresses else (0, 1)
     tune_gc()
     return build_flow(cfg, kafka_source(cfg, brokers, tail=tail, process=process), KafkaOutputSink(cfg, brokers), tail=tail,
                       snapshots=snapshots)

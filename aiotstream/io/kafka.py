@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from aiotstream.analysis import KINDS, Output
 from aiotstream.config import SiteConfig
 from aiotstream.errors import AiotError
+from aiotstream.routing import Placement, reader_process
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,12 @@ def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, time
 
 
 def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | None = None,
-                 process: tuple[int, int] = (0, 1), blocks: bool = False) -> FixedPartitionedSource:
+                 process: tuple[int, ...] = (0, 1), blocks: bool = False) -> FixedPartitionedSource:
     """Bytewax KafkaSource over the site's input and feedback topics (static partition assignment, offsets in
-    recovery); in a cluster, ``process=(i, n)`` makes process ``i`` of ``n`` read its share of the partitions
-    (see :class:`ProcessShare`). ``blocks``: one :class:`~aiotstream.io.kafka_blocks.MessageBlock` per poll
-    batch instead of one message object per message (for flows whose decoder reads blocks: the building flow)."""
+    recovery); in a cluster, ``process=(i, n[, w])`` makes process ``i`` of ``n`` (``w`` workers each) read its
+    share of the partitions (see :class:`ProcessShare`). ``blocks``: one
+    :class:`~aiotstream.io.kafka_blocks.MessageBlock` per poll batch instead of one message object per message
+    (for flows whose decoder reads blocks: the building flow)."""
     from aiotstream.io.kafka_blocks import KafkaBlockSource
 
     source = (KafkaBlockSource if blocks else KafkaSource)(
@@ -86,17 +88,25 @@ def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | No
         add_config={"fetch.max.bytes": str(64 << 20), "max.partition.fetch.bytes": str(16 << 20),
                     **client_config_from_env()},
     )
-    return source if process[1] <= 1 else ProcessShare(source, *process)
+    place = Placement.of(process)
+    return source if place.processes <= 1 else ProcessShare(source, place)
 
 
-def share_of(parts: Iterable[str], process: int, processes: int) -> list[str]:
-    """The Kafka partitions (Bytewax names ``"<partition>-<topic>"``) that process ``process`` of ``processes``
-    reads: each topic's partitions dealt round-robin, each topic starting one process further on, so every
-    partition has exactly one reader and single-partition topics do not all land on process 0.
+def share_of(parts: Iterable[str], place: Placement) -> list[str]:
+    """The Kafka partitions (Bytewax names ``"<partition>-<topic>"``) that process ``place.process`` reads.
+
+    A topic whose partition count the cluster's ``W`` workers divide gives partition ``p`` to the process of
+    worker ``p % W`` (:func:`~aiotstream.routing.reader_process`): with co-partitioning producers
+    (:func:`~aiotstream.routing.partition_for`) that is the process whose worker owns every asset in it, so no
+    frame crosses between processes. Other topics are dealt round-robin, each starting one process further on,
+    so single-partition topics do not all land on process 0. Either way every partition has exactly one reader
+    and the processes' counts per topic differ by at most one.
 
     >>> parts = [f"{p}-frames" for p in range(4)] + ["0-feedback"]
-    >>> share_of(parts, 0, 2), share_of(parts, 1, 2)
+    >>> share_of(parts, Placement(0, 2)), share_of(parts, Placement(1, 2))
     (['0-frames', '2-frames'], ['1-frames', '3-frames', '0-feedback'])
+    >>> share_of(parts, Placement(0, 2, workers=2)), share_of(parts, Placement(1, 2, workers=2))
+    (['0-frames', '1-frames'], ['2-frames', '3-frames', '0-feedback'])
     """
     topics: dict[str, list[tuple[int, str]]] = {}
     for name in parts:
@@ -104,32 +114,33 @@ def share_of(parts: Iterable[str], process: int, processes: int) -> list[str]:
         topics.setdefault(topic, []).append((int(num), name))
     mine = []
     for t, (_, entries) in enumerate(topics.items()):
-        mine += [name for num, name in sorted(entries) if (num + t) % processes == process]
+        if len(entries) % place.total_workers == 0:
+            mine += [name for num, name in sorted(entries) if reader_process(num, place) == place.process]
+        else:
+            mine += [name for num, name in sorted(entries) if (num + t) % place.processes == place.process]
     return mine
 
 
 class ProcessShare(FixedPartitionedSource):
-    """A source whose partitions are dealt evenly over the processes of a cluster.
+    """A source whose partitions are dealt over the processes of a cluster (:func:`share_of`).
 
     Bytewax gives each partition, in name order, to the worker among those
     that list it with the fewest partitions so far, so it balances counts, not
     load: names alternate topic by topic (``0-bench.readings``,
     ``0-bench.waveforms``, ``1-bench.readings``, ...) and a 2-process run over 8
     frame partitions read 46,840 of 51,640 messages in one process. Listing
-    only this process's share (:func:`share_of`) makes the split even by
-    construction; among a process's own workers Bytewax still chooses. Every process must be started with the same ``n`` (the cluster
-    size), as ``-a`` already requires.
+    only this process's share makes the split even by construction, and puts
+    co-partitioned data on the process that owns it; among a process's own
+    workers Bytewax still chooses. Every process must be started with the same ``n`` and ``w``, as
+    ``-a`` already requires.
     """
 
-    def __init__(self, inner: FixedPartitionedSource, process: int, processes: int):
-        if not 0 <= process < processes:
-            raise AiotError(f"process index {process} is outside a cluster of {processes} processes")
+    def __init__(self, inner: FixedPartitionedSource, place: Placement):
         self.inner = inner
-        self.process = process
-        self.processes = processes
+        self.place = Placement.of(place)
 
     def list_parts(self) -> list[str]:
-        return share_of(self.inner.list_parts(), self.process, self.processes)
+        return share_of(self.inner.list_parts(), self.place)
 
     def build_part(self, step_id: str, for_part: str, resume_state: object) -> StatefulSourcePartition:
         return self.inner.build_part(step_id, for_part, resume_state)

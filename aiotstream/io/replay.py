@@ -2,10 +2,14 @@
 
 One file is one partition; the resume state is the next row number, so a
 recovered flow continues where it stopped. In a cluster of ``n`` processes,
-process ``i`` lists only its share of the files (:func:`file_share`: dealt by
-size), since Bytewax, given every file by every process, hands them out
-alternately in name order (``p00.bin, p00.jsonl, p01.bin, ...`` put every
-``.bin`` on process 0 of 2). Every process must see the same files.
+process ``i`` lists only its share of the files (:func:`file_share`), since
+Bytewax, given every file by every process, hands them out alternately in name
+order (``p00.bin, p00.jsonl, p01.bin, ...`` put every ``.bin`` on process 0 of
+2). Files named ``<name>-part<k>.<ext>`` hold partition ``k`` of a
+co-partitioned stream (``aiotstream simulate --partitions``): when the
+cluster's workers divide the partition count they go to the process that owns
+their assets (:mod:`aiotstream.routing`); other files are dealt by size. Every
+process must see the same files.
 Positions: ``topic = "file:<path>"``, ``partition = -1``, ``offset`` = row
 number from 0 (data rows, without a CSV header; frames count in a ``.bin``),
 so a window's lineage names the file and its row range.
@@ -49,6 +53,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from aiotstream.config import FileColumns, FileInput, SiteConfig
 from aiotstream.errors import AiotError
 from aiotstream.records import DecodeHints, DeviceMessage, ReadingRows, SourceMessage
+from aiotstream.routing import Placement, file_partition, reader_process
 
 TOPIC_PREFIX = "file:"
 _LEN = struct.Struct("<I")
@@ -107,24 +112,34 @@ def expand_paths(patterns: list[str]) -> list[str]:
     return out
 
 
-def file_share(paths: list[str], sizes: list[int], process: int, processes: int) -> list[str]:
-    """The files process ``process`` of ``processes`` reads: largest first, each to the process with the fewest
-    bytes so far (the lower index on a tie), so every file has one reader and the byte totals differ by at most
-    the largest file. Returned in the order of ``paths``.
+def file_share(paths: list[str], sizes: list[int], place: Placement) -> list[str]:
+    """The files process ``place.process`` reads, every file by exactly one process, in the order of ``paths``.
+
+    When every file is numbered (``<name>-part<k>.<ext>``, :func:`~aiotstream.routing.file_partition`) and the
+    cluster's ``W`` workers divide the number of partitions, partition ``k`` goes to the process of worker
+    ``k % W``, which owns every asset a co-partitioning writer put in it. Otherwise: largest first, each to
+    the process with the fewest bytes so far (the lower index on a tie), so the byte totals differ by at most
+    the largest file.
 
     >>> paths = ["p00.bin", "p00.jsonl", "p01.bin", "p01.jsonl"]
     >>> sizes = [900, 10, 800, 120]
-    >>> file_share(paths, sizes, 0, 2), file_share(paths, sizes, 1, 2)
+    >>> file_share(paths, sizes, Placement(0, 2)), file_share(paths, sizes, Placement(1, 2))
     (['p00.bin', 'p00.jsonl'], ['p01.bin', 'p01.jsonl'])
+    >>> parts = [f"{kind}-part{k}.{ext}" for kind, ext in (("waveforms", "bin"), ("readings", "jsonl"))
+    ...          for k in range(4)]
+    >>> file_share(parts, [1] * 8, Placement(1, 2))
+    ['waveforms-part1.bin', 'waveforms-part3.bin', 'readings-part1.jsonl', 'readings-part3.jsonl']
     """
-    if not 0 <= process < processes:
-        raise AiotError(f"process index {process} is outside a cluster of {processes} processes")
-    load = [0] * processes
+    place = Placement.of(place)
+    numbered = [file_partition(p) for p in paths]
+    if all(k is not None for k in numbered) and (max(numbered) + 1) % place.total_workers == 0:  # type: ignore[type-var]
+        return [p for p, k in zip(paths, numbered) if reader_process(k, place) == place.process]  # type: ignore[arg-type]
+    load = [0] * place.processes
     mine: set[str] = set()
     for size, path in sorted(zip(sizes, paths), key=lambda sp: (-sp[0], sp[1])):
-        to = min(range(processes), key=lambda i: (load[i], i))
+        to = min(range(place.processes), key=lambda i: (load[i], i))
         load[to] += size
-        if to == process:
+        if to == place.process:
             mine.add(path)
     return [p for p in paths if p in mine]
 
@@ -471,14 +486,15 @@ class _FilePartition(StatefulSourcePartition[Any, int]):
 class FileSource(FixedPartitionedSource[Any, int]):
     """Replays files (see the module doc); one partition per file, resume state = next row.
 
-    ``process=(i, n)``: this is process ``i`` of a cluster of ``n``; it lists only its :func:`file_share`.
+    ``process=(i, n[, w])``: this is process ``i`` of a cluster of ``n`` (``w`` workers each); it lists only
+    its :func:`file_share`.
     """
 
     def __init__(self, cfg: FileInput, batch: int = 1000, clock: Callable[[], float] = time.monotonic,
-                 process: tuple[int, int] = (0, 1)):
+                 process: tuple[int, ...] = (0, 1)):
         self.cfg = cfg
         self.paths = expand_paths(cfg.paths)
-        self.process = process
+        self.place = Placement.of(process)
         for p in self.paths:
             file_format(p, cfg.format)
         self.batch = batch
@@ -489,19 +505,18 @@ class FileSource(FixedPartitionedSource[Any, int]):
             self.t_first = min(firsts) if firsts else None
 
     def list_parts(self) -> list[str]:
-        i, n = self.process
-        if n <= 1:
+        if self.place.processes <= 1:
             return list(self.paths)
-        return file_share(self.paths, [os.stat(p).st_size for p in self.paths], i, n)
+        return file_share(self.paths, [os.stat(p).st_size for p in self.paths], self.place)
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
         return _FilePartition(for_part, self.cfg, self.batch, resume_state or 0, self.t_first, self.clock)
 
 
 def file_source(config: SiteConfig, paths: list[str] | None = None, speed: float | None = None,
-                process: tuple[int, int] = (0, 1)) -> Any:
+                process: tuple[int, ...] = (0, 1)) -> Any:
     """A FileSource from ``[inputs.files]`` (paths/speed may be overridden, e.g. by ``aiotstream replay``);
-    ``process=(i, n)`` in a cluster (see :class:`FileSource`)."""
+    ``process=(i, n[, w])`` in a cluster (see :class:`FileSource`)."""
     cfg = config.inputs.files or FileInput(paths=paths or ["-"])
     update: dict[str, Any] = {}
     if paths:

@@ -70,13 +70,20 @@ class SimulatorSource(FixedPartitionedSource[SourceMessage, int]):
 
 
 def write_to_kafka(messages: Iterable[SimMessage], brokers: str, waveform_topic: str, readings_topic: str,
-                   progress: bool = False) -> dict[str, int]:
-    """Produce simulator messages keyed by asset id (so an asset stays in one partition); return counts."""
+                   progress: bool = False, co_partition: bool = True) -> dict[str, int]:
+    """Produce simulator messages keyed by asset id (so an asset stays in one partition); return counts.
+
+    ``co_partition`` (the default) puts each asset in its :func:`~aiotstream.routing.partition_for` of the
+    topic's partitions, so a cluster whose workers divide the partition count reads each asset on the process
+    that owns it; ``False`` leaves the partition to librdkafka's default partitioner (CRC32 of the key)."""
     from aiotstream.io.kafka import make_producer
+    from aiotstream.routing import partition_for
 
     producer = make_producer(brokers)
     counts = {"waveform": 0, "reading": 0, "invalid": 0}
     errors: list[str] = []
+    sizes = {t: len(producer.list_topics(t, timeout=15).topics[t].partitions) if co_partition else 0
+             for t in (waveform_topic, readings_topic)}
 
     def on_delivery(err: object, _msg: object) -> None:
         if err is not None:
@@ -87,7 +94,11 @@ def write_to_kafka(messages: Iterable[SimMessage], brokers: str, waveform_topic:
         topic = waveform_topic if m.stream == "waveform" else readings_topic
         while True:
             try:
-                producer.produce(topic, value=m.payload, key=m.asset.encode(), on_delivery=on_delivery)
+                if sizes[topic]:
+                    producer.produce(topic, value=m.payload, key=m.asset.encode(), on_delivery=on_delivery,
+                                     partition=partition_for(m.asset, sizes[topic]))
+                else:
+                    producer.produce(topic, value=m.payload, key=m.asset.encode(), on_delivery=on_delivery)
                 break
             except BufferError:
                 producer.poll(0.05)

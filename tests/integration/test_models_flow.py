@@ -312,9 +312,9 @@ def test_two_workers_each_batch_their_own_assets_and_score_like_one(registry: di
                 {(r["asset"], r["window"]["start_ns"]): r["score"] for r in scores},
                 sorted(stable(o.record)["id"] for o in out if o.kind == "alert"))
 
-    from benchmarks.workload import bytewax_worker
+    from aiotstream.routing import worker_of
 
-    assert sorted(bytewax_worker(a.id, 2) for a in cfg.all_assets()) == [0, 0, 1, 1]  # both workers hold assets
+    assert sorted(worker_of(a.id, 2) for a in cfg.all_assets()) == [0, 0, 1, 1]  # both workers hold assets
     one, two = decisions(run(1)), decisions(run(2))
     assert max(two[0].values()) == 1 and set(two[0]) == set(one[0])  # none lost, none twice
     assert two[1] == one[1] and two[2] == one[2] and two[2]  # same scores and alerts (some alerts)

@@ -1,7 +1,9 @@
 """File replay (simulator files, CSV, Parquet, JSONL) through the flow, the Parquet sink's layout, pacing."""
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +15,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from bytewax.testing import TestingSink, run_main
-from support import by_id, cli, read_jsonl_outputs, run_cli
+from support import by_id, read_jsonl_outputs, run_cli
 
 from aiotstream.analysis import Output
 from aiotstream.config import FileInput, ParquetOutput, SiteConfig, default_site
@@ -21,10 +23,12 @@ from aiotstream.dataflow import build_flow
 from aiotstream.io.broker import free_port
 from aiotstream.io.parquet import ParquetSink
 from aiotstream.io.replay import FileSource, _FilePartition
+from aiotstream.routing import worker_of
 from aiotstream.schemas import validator
 from aiotstream.simulator import PlantSimulator
 from benchmarks.workload import site_dict, write_site, write_waveform_files
 
+ROOT = Path(__file__).resolve().parents[2]
 CFG = default_site(3, inputs={"tail": False}, kpi={"period_s": 5})
 T0 = 1_767_225_600_000_000_000
 
@@ -115,20 +119,42 @@ def test_pacing_releases_rows_by_event_time_on_an_injected_clock(tmp_path: Path)
     assert np.isclose(src.t_first, T0)
 
 
-def test_two_processes_replay_each_file_once_with_the_same_outputs(tmp_path: Path) -> None:
-    # frames and readings in 3 files each (assets by their Kafka partition); one process, then a cluster of two
-    # whose processes list their file_share: every frame analyzed once, the same windows and KPIs as alone
-    data = write_waveform_files(tmp_path / "in", assets=6, duration_s=8.0, partitions=3, asset_prefix="d-")
-    site = write_site(tmp_path, site_dict("rep2", 6, [], prefix="d-"))
-    files = [str(p) for p in data.frame_files + data.reading_files]
-    run_cli("replay", *files, "--site", str(site), "--out-dir", str(tmp_path / "one"))
-    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
-    procs = [subprocess.Popen(cli("replay", *files, "--site", str(site), "-i", str(i), "-a", addresses,
-                                  "--out-dir", str(tmp_path / "two")),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+def _replay_cluster(files: list[str], site: Path, out: Path, stats: Path, processes: int, workers: int) -> list[dict]:
+    """``aiotstream replay`` as a cluster, each process through ``benchmarks.flowrun`` (which counts, per asset,
+    the items the process decoded and the items it analyzed); returns each process's counts."""
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.flowrun", str(stats / f"p{i}.json"), "replay",
+                               *files, "--site", str(site), "-i", str(i), "-a", addresses, "-w", str(workers),
+                               "--out-dir", str(out)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}) for i in range(processes)]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-3000:]
+    return [orjson.loads((stats / f"p{i}.json").read_bytes()) for i in range(processes)]
+
+
+def _crossed(stats: list[dict]) -> int:
+    """Items analyzed by a process that did not decode them (each asset is analyzed by one process)."""
+    analyzed = sum(n for s in stats for n in s["analyzed"].values())
+    return analyzed - sum(min(n, s["decoded"].get(a, 0)) for s in stats for a, n in s["analyzed"].items())
+
+
+@pytest.mark.parametrize(("processes", "workers", "partitioner"),
+                         [(2, 1, "aiotstream"), (2, 2, "aiotstream"), (2, 1, "kafka")])
+def test_a_cluster_replays_each_file_once_with_the_same_outputs(tmp_path: Path, processes: int, workers: int,
+                                                                partitioner: str) -> None:
+    # frames and readings in 4 files each; one process, then a cluster whose processes list their file_share:
+    # every frame analyzed once, the same windows and KPIs as alone. Co-partitioned files (the default) are read
+    # by the process that owns their assets, so nothing crosses between the processes, with 1 or 2 workers each
+    # (worker g is worker g % w of process g // w); CRC32-partitioned ones are not
+    data = write_waveform_files(tmp_path / "in", assets=8, duration_s=8.0, partitions=4, asset_prefix="d-",
+                                partitioner=partitioner)
+    site = write_site(tmp_path, site_dict("rep2", 8, [], prefix="d-"))
+    files = [str(p) for p in data.frame_files + data.reading_files]
+    assert {worker_of(a, processes * workers) // workers for a in data.assets} == set(range(processes))
+    run_cli("replay", *files, "--site", str(site), "--out-dir", str(tmp_path / "one"))
+    stats = _replay_cluster(files, site, tmp_path / "two", tmp_path, processes, workers)
     one, two = read_jsonl_outputs(tmp_path / "one"), read_jsonl_outputs(tmp_path / "two")
     kpis = [k for k in two["kpis"] if k["scope"] == "asset"]
     assert sum(k["totals"]["frames"] for k in kpis) == data.frames  # none twice, none left out
@@ -136,3 +162,10 @@ def test_two_processes_replay_each_file_once_with_the_same_outputs(tmp_path: Pat
     for kind in ("scores", "kpis"):
         assert len(two[kind]) == len(one[kind]) > 0
         assert by_id(two[kind]) == by_id(one[kind]), kind
+    assert sum(n for s in stats for n in s["analyzed"].values()) == data.frames + data.readings
+    assert all(s["decoded"] for s in stats)  # both processes read
+    crossed = _crossed(stats)
+    if partitioner == "aiotstream":
+        assert crossed == 0
+    else:
+        assert crossed > data.frames // 10  # CRC32 puts some assets on the other process's partitions

@@ -1,5 +1,6 @@
-"""How a cluster shares work: replay files dealt over the processes, the worker Bytewax routes an asset to
-(the scaling benchmark's split), and frames pickled across processes coming back exactly."""
+"""How a cluster shares work: replay files dealt over the processes, the worker Bytewax routes an asset to,
+co-partitioned files read by the process that owns their assets, and frames pickled across processes coming
+back exactly."""
 from __future__ import annotations
 
 import pickle
@@ -17,14 +18,15 @@ from aiotstream.codecs import decode_frame, encode_frame
 from aiotstream.config import FileInput
 from aiotstream.io.replay import FileSource, file_share
 from aiotstream.records import Frame, Position
-from aiotstream.simulator import read_waveform_file
-from benchmarks.workload import asset_split, bytewax_worker, write_waveform_files
+from aiotstream.routing import Placement, file_partition, worker_of
+from aiotstream.simulator import PlantSimulator, read_waveform_file
+from benchmarks.workload import asset_split, write_waveform_files
 
 
 @given(st.lists(st.integers(0, 10_000), min_size=1, max_size=30), st.integers(1, 5))
 def test_every_file_has_exactly_one_reader_and_bytes_are_balanced(sizes: list[int], n: int) -> None:
     paths = [f"f{i:02d}.bin" for i in range(len(sizes))]
-    shares = [file_share(paths, sizes, i, n) for i in range(n)]
+    shares = [file_share(paths, sizes, Placement(i, n)) for i in range(n)]
     assert sorted(p for s in shares for p in s) == paths  # none twice, none left out
     for s in shares:
         assert s == [p for p in paths if p in s]  # in the given order
@@ -63,7 +65,7 @@ class _WorkerSink(DynamicSink):
         return _Part()
 
 
-def test_bytewax_worker_is_where_bytewax_sends_a_key() -> None:
+def test_worker_of_is_where_bytewax_sends_a_key() -> None:
     keys = [f"p-{i:06d}" for i in range(1, 41)] + [f"asset-{i}" for i in range(20)] + ["", "x" * 23]
     seen: list[tuple[int, str]] = []
     flow = Dataflow("routing")
@@ -72,7 +74,7 @@ def test_bytewax_worker_is_where_bytewax_sends_a_key() -> None:
     counted = op.stateful_map("count", keyed, lambda n, _: ((n or 0) + 1, None))
     op.output("out", counted, _WorkerSink(seen))
     cluster_main(flow, [], 0, worker_count_per_proc=2)
-    assert sorted(seen) == sorted((bytewax_worker(k, 2), k) for k in keys)
+    assert sorted(seen) == sorted((worker_of(k, 2), k) for k in keys)
     assert asset_split([f"p-{i:06d}" for i in range(1, 41)], 2) == [25, 15]  # the split RESULTS.md reports
 
 
@@ -117,12 +119,54 @@ def test_a_frame_comes_back_from_pickle_exactly() -> None:
     assert back.raw is None and back.partials is None and back.samples.tolist() == [None, 1]
 
 
-def test_files_written_by_worker_hold_only_that_workers_assets(tmp_path: Path) -> None:
-    data = write_waveform_files(tmp_path, assets=6, duration_s=1.0, partitions=4, asset_prefix="d-", by_worker=2)
-    seen = set()
-    for k, path in enumerate(data.frame_files):
-        for raw in read_waveform_file(path):
-            asset = decode_frame(raw, Position("f", -1, 0)).asset
-            assert bytewax_worker(asset, 2) == k % 2
-            seen.add(asset)
-    assert seen == set(data.assets)
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4))
+def test_numbered_files_go_to_the_process_that_owns_their_assets(n: int, w: int, per_worker: int) -> None:
+    # partition k of P (a multiple of the n x w workers) holds the assets partition_for puts there; the process
+    # listing it must be the one whose worker Bytewax routes those assets to
+    parts = n * w * per_worker
+    paths = [f"in/{kind}-part{k:02d}.{ext}" for kind, ext in (("waveforms", "bin"), ("readings", "jsonl"))
+             for k in range(parts)]
+    shares = [file_share(paths, [1] * len(paths), Placement(i, n, w)) for i in range(n)]
+    assert sorted(p for s in shares for p in s) == sorted(paths)
+    assert {len(s) for s in shares} == {2 * w * per_worker}  # even
+    for i, share in enumerate(shares):
+        for path in share:
+            k = file_partition(path)
+            assert k is not None
+            assert k % (n * w) // w == i  # worker k % W, on process i
+
+
+def test_simulated_partition_files_hold_only_their_readers_assets(tmp_path: Path) -> None:
+    from aiotstream.config import default_site
+
+    cfg = default_site()
+    sim = PlantSimulator(cfg.all_assets(), duration_s=1.0, n_faults=0, warmup_s=0.5, seed=3)
+    counts = sim.write_files(tmp_path, partitions=4)
+    files = sorted(str(p) for p in tmp_path.glob("*-part*.*"))
+    assert len(files) == 8 and counts["frames"] > 0
+    for n, w in ((2, 1), (2, 2)):  # 2 processes of 1 worker, of 2 workers
+        for i in range(n):
+            for path in file_share(files, [1] * 8, Placement(i, n, w)):
+                if path.endswith(".bin"):
+                    for raw in read_waveform_file(path):
+                        assert worker_of(decode_frame(raw, Position("f", -1, 0)).asset, n * w) // w == i
+    frames = sum(1 for p in files if p.endswith(".bin") for _ in read_waveform_file(p))
+    assert frames == counts["frames"]  # every frame in exactly one file
+
+
+def test_benchmark_files_follow_the_partitioner(tmp_path: Path) -> None:
+    owned = write_waveform_files(tmp_path / "a", assets=6, duration_s=1.0, partitions=4, asset_prefix="d-")
+    crc = write_waveform_files(tmp_path / "k", assets=6, duration_s=1.0, partitions=4, asset_prefix="d-",
+                               partitioner="kafka")
+    for data, co_partitioned in ((owned, True), (crc, False)):
+        mismatched = set()
+        seen = set()
+        for k, path in enumerate(data.frame_files):
+            assert file_partition(str(path)) == k
+            for raw in read_waveform_file(path):
+                asset = decode_frame(raw, Position("f", -1, 0)).asset
+                seen.add(asset)
+                if worker_of(asset, 2) != k % 2:
+                    mismatched.add(asset)
+        assert seen == set(data.assets)
+        assert (not mismatched) == co_partitioned  # CRC32 puts some of these 6 assets with the other worker
