@@ -67,8 +67,9 @@ class TimedSource(FixedPartitionedSource):
 def _count_items() -> None:
     """Count, per asset, what this process decodes and what it analyzes (items that reach the analyze step of
     the process that owns their asset; one ``Counter`` update per asset per poll batch), and the thread CPU
-    time of each Python step (``step_cpu_s``: read, decode, analyze, rollup, sink). What a process used beyond
-    these steps is start-up and the Bytewax runtime."""
+    time of each Python step (``step_cpu_s``: read, decode, analyze, rollup, sink), the sink's calls and wall
+    time (the Kafka sink waits for the broker), and the cyclic GC's collections and CPU time. What a process
+    used beyond these steps is start-up and the Bytewax runtime."""
     from collections import Counter
 
     from aiotstream.dataflow import AnalyzerLogic, RollupLogic
@@ -80,6 +81,7 @@ def _count_items() -> None:
     decoded: Counter[str] = Counter()
     analyzed: Counter[str] = Counter()
     cpu = STATS["step_cpu_s"] = {"read": 0.0, "decode": 0.0, "analyze": 0.0, "rollup": 0.0, "sink": 0.0}
+    sink = STATS["sink"] = {"calls": 0, "wall_s": 0.0}
     STATS["decoded"], STATS["analyzed"] = decoded, analyzed
     decode, on_batch = Ingestor.decode_grouped, AnalyzerLogic.on_batch
 
@@ -96,11 +98,36 @@ def _count_items() -> None:
                 analyzed[group[0].asset or ""] += len(group)
         return on_batch(self, values)
 
+    import gc
+
+    gcs = STATS["gc"] = {"collections": [0, 0, 0], "cpu_s": 0.0}
+    started: list[float] = []
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            started.append(time.thread_time())
+        elif started:
+            gcs["cpu_s"] += time.thread_time() - started.pop()
+            gcs["collections"][info["generation"]] += 1
+
+    gc.callbacks.append(on_gc)
     Ingestor.decode_grouped = _timed(counted_decode, cpu, "decode")  # type: ignore[method-assign]
     AnalyzerLogic.on_batch = _timed(counted_batch, cpu, "analyze")  # type: ignore[method-assign]
     for cls, name, step in ((RollupLogic, "on_batch", "rollup"), (_OutputPartition, "write_batch", "sink"),
                             (_JsonlPartition, "write_batch", "sink"), (_FilePartition, "next_batch", "read")):
         setattr(cls, name, _timed(getattr(cls, name), cpu, step))
+    for cls in (_OutputPartition, _JsonlPartition):
+        inner = cls.write_batch
+
+        def walled(self: Any, items: list, inner: Any = inner) -> None:
+            t = time.perf_counter()
+            try:
+                inner(self, items)
+            finally:
+                sink["wall_s"] += time.perf_counter() - t
+                sink["calls"] += 1
+
+        cls.write_batch = walled  # type: ignore[method-assign]
 
 
 def _timed(fn: Any, cpu: dict[str, float], step: str) -> Any:

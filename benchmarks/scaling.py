@@ -5,9 +5,10 @@ to a Tansu broker once; each configuration then runs ``aiotstream run --once`` o
 :mod:`benchmarks.flowrun`, which times the flow's source) to its own output topics.
 ``--input files``: the same workload (same simulator and seed, same partitions) is written as
 replay files, one frame file and one readings file per partition, and the flows replay them at
-full speed (``inputs.kind = "files"``, speed 0); outputs still go to the broker. This leaves the
-broker's fetch work (it shares the two cores) out of the input path. In a 2-process run each
-process reads its share of the partitions.
+full speed (``inputs.kind = "files"``, speed 0). This leaves the broker's fetch work (it shares
+the two cores) out of the input path. ``--output files`` also writes the outputs as JSONL files
+instead of the broker's topics, so that only the flow runs on the two cores, as with a broker on
+other machines. In a 2-process run each process reads its share of the partitions.
 
 ``--partitioner aiotstream`` (the default) puts each asset in the partition that the process owning
 it reads (co-partitioning, :mod:`aiotstream.routing`), as ``aiotstream simulate`` does;
@@ -20,11 +21,13 @@ Throughput is frames over the span from the first input batch to the end of the 
 start-up (imports, connecting) is left out. The spread of the score records' ``produced_at``
 gives a second, independent figure. Both runs happen in this one invocation, so their ratio is
 measured side by side. Each run also reports how many assets Bytewax routes to each worker
-(``asset_split``) and how many input messages each process read. ``benchmarks.e2e`` calls
+(``asset_split``), how many input messages each process read, and per process the thread CPU time
+of each Python step (``step_cpu_s``) and the sink's wall time. ``benchmarks.e2e`` calls
 :func:`run_flow` / :func:`flow_figures` for its own runs.
 
     python -m benchmarks.scaling --assets 40 --duration 120
-    python -m benchmarks.scaling --input files --duration 120
+    python -m benchmarks.scaling --input files --duration 480
+    python -m benchmarks.scaling --input files --output files --duration 480
     python -m benchmarks.scaling --input files --duration 480 --partitioner kafka
 """
 from __future__ import annotations
@@ -100,7 +103,8 @@ def run_flow(brokers: str, site: Path, processes: int = 1, epoch_s: float = 1.0,
         "wall_s": round(max(m.wall_s for m in measured), 3),
         "cpu_s": round(sum(m.cpu_s for m in measured), 3),
         "peak_rss_mb": round(max(m.maxrss_mb for m in measured), 1),
-        "per_process": [{**m.summary(), **_timeline(st, min(firsts)), "step_cpu_s": st.get("step_cpu_s")}
+        "per_process": [{**m.summary(), **_timeline(st, min(firsts)), "step_cpu_s": st.get("step_cpu_s"),
+                         "sink": st.get("sink"), "gc": st.get("gc")}
                         for m, st in zip(measured, stats)],
     }
 
