@@ -63,8 +63,11 @@ def _simulator(args: argparse.Namespace, cfg: SiteConfig, production: bool = Fal
     from aiotstream.simulator import PlantSimulator, ProductionSpec, malformed_messages
 
     spec = ProductionSpec(cycle_time_s=DEMO_CYCLE_S) if production else None
-    sim = PlantSimulator(cfg.all_assets(), duration_s=args.duration, n_faults=args.faults, seed=args.seed,
-                         production=spec)
+    try:
+        sim = PlantSimulator(cfg.all_assets(), duration_s=args.duration, n_faults=args.faults, seed=args.seed,
+                             production=spec)
+    except ValueError as exc:  # e.g. a run too short for its faults: say so without a traceback
+        raise AiotError(f"simulate: {exc} (--duration, --faults)") from None
     bad = malformed_messages(args.malformed, assets=[a.id for a in cfg.all_assets()], start_ns=sim.start_ns,
                              seed=args.seed) if args.malformed else []
     return sim, bad

@@ -485,3 +485,15 @@ def test_read_waveform_file_rejects_truncation(tmp_path: Path) -> None:
     p.write_bytes(struct.pack("<I", 100) + b"x" * 10)
     with pytest.raises(ValueError, match="declares 100 bytes"):
         list(read_waveform_file(p))
+
+
+def test_simulate_cli_names_a_run_too_short_for_its_faults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from aiotstream.cli import main
+
+    assert main(["simulate", "--assets", "4", "--duration", "5", "--out-dir", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("aiotstream: simulate: run too short for faults") and "Traceback" not in err
+    assert main(["simulate", "--assets", "2", "--duration", "5", "--faults", "0", "--out-dir", str(tmp_path / "y"),
+                 "--file-partitions", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "y").iterdir()) == [
+        "readings-part00.jsonl", "readings-part01.jsonl", "truth.json", "waveforms-part00.bin", "waveforms-part01.bin"]
