@@ -14,8 +14,9 @@ what a second process gains (see ``benchmarks/RESULTS.md``).
 **Co-partitioning** removes the crossing without changing the keys: a
 producer that puts asset ``a`` in partition :func:`partition_for` ``(a, P)``
 (the same hash, modulo the partition count) and a cluster whose sources give
-partition ``p`` to worker ``p % W`` (:func:`reader_process`) read every
-asset's data on the worker that owns it, whenever ``W`` divides ``P``. The
+partition ``p`` to the process of worker ``p % W`` (:func:`reader_process`)
+read every asset's data on the process whose worker owns it, whenever ``W``
+divides ``P`` (among its own workers a process still lets Bytewax choose). The
 keys, the state and the outputs are the same as with any partitioner, so a
 resume on a different cluster size (Bytewax re-routes the snapshots by key)
 stays correct; only the crossing comes back until ``W`` divides ``P`` again.

@@ -131,8 +131,8 @@ class ProcessShare(FixedPartitionedSource):
     frame partitions read 46,840 of 51,640 messages in one process. Listing
     only this process's share makes the split even by construction, and puts
     co-partitioned data on the process that owns it; among a process's own
-    workers Bytewax still chooses. Every process must be started with the same ``n`` and ``w``, as
-    ``-a`` already requires.
+    workers Bytewax still chooses. Every process must be started with the
+    same ``n`` and ``w``, as ``-a`` already requires.
     """
 
     def __init__(self, inner: FixedPartitionedSource, place: Placement):

@@ -6,7 +6,7 @@ process ``i`` lists only its share of the files (:func:`file_share`), since
 Bytewax, given every file by every process, hands them out alternately in name
 order (``p00.bin, p00.jsonl, p01.bin, ...`` put every ``.bin`` on process 0 of
 2). Files named ``<name>-part<k>.<ext>`` hold partition ``k`` of a
-co-partitioned stream (``aiotstream simulate --partitions``): when the
+co-partitioned stream (``aiotstream simulate --file-partitions``): when the
 cluster's workers divide the partition count they go to the process that owns
 their assets (:mod:`aiotstream.routing`); other files are dealt by size. Every
 process must see the same files.
