@@ -17,9 +17,9 @@ producer that puts asset ``a`` in partition :func:`partition_for` ``(a, P)``
 partition ``p`` to the process of worker ``p % W`` (:func:`reader_process`)
 read every asset's data on the process whose worker owns it, whenever ``W``
 divides ``P`` (among its own workers a process still lets Bytewax choose). The
-keys, the state and the outputs are the same as with any partitioner, so a
-resume on a different cluster size (Bytewax re-routes the snapshots by key)
-stays correct; only the crossing comes back until ``W`` divides ``P`` again.
+keys, the state and the outputs are the same as with any partitioner (the
+snapshots too: they are keyed by asset), so a producer or a cluster size that
+does not fit only brings the crossing back.
 aiotstream's own producers (``aiotstream simulate``, the benchmark
 preloads) and replay files (``<name>-part<k>.<ext>``) use it; other
 producers can call :func:`partition_for` and pass the partition explicitly.
