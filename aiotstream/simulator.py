@@ -99,7 +99,7 @@ import heapq
 import json
 import math
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -862,7 +862,8 @@ class PlantSimulator:
         p.write_text(json.dumps(self.truth_dict(), indent=2) + "\n", encoding="utf-8")
         return p
 
-    def write_files(self, directory: str | Path, partitions: int = 0) -> dict[str, int]:
+    def write_files(self, directory: str | Path, partitions: int = 0,
+                    partition_of: Callable[[str], int] | None = None) -> dict[str, int]:
         """Write ``waveforms.bin``, ``readings.jsonl`` and ``truth.json`` into ``directory``.
 
         ``waveforms.bin`` is every frame (event-time order) as a 4-byte
@@ -871,8 +872,9 @@ class PlantSimulator:
         ``waveforms-part<k>.bin`` and ``readings-part<k>.jsonl`` for each
         partition ``k`` of ``P``, each asset in its
         :func:`~aiotstream.routing.partition_for` (so a cluster replays each
-        asset on the process that owns it). Returns the counts (frames,
-        readings, faults) and the byte sizes of the data files.
+        asset on the process that owns it), or in ``partition_of(asset)``.
+        Returns the counts (frames, readings, faults) and the byte sizes of
+        the data files.
         """
         from aiotstream.routing import partition_for
 
@@ -881,10 +883,11 @@ class PlantSimulator:
         frames = readings = wave_bytes = read_bytes = 0
         names = ([("waveforms.bin", "readings.jsonl")] if partitions <= 0 else
                  [(f"waveforms-part{k:02d}.bin", f"readings-part{k:02d}.jsonl") for k in range(partitions)])
+        part = partition_of or ((lambda a: partition_for(a, partitions)) if partitions > 0 else (lambda a: 0))
         files = [(open(d / w, "wb"), open(d / r, "wb")) for w, r in names]  # noqa: SIM115
         try:
             for msg in self.messages():
-                wf, rf = files[partition_for(msg.asset, partitions) if partitions > 0 else 0]
+                wf, rf = files[part(msg.asset)]
                 if msg.stream == "waveform":
                     wf.write(_LEN_PREFIX.pack(len(msg.payload)))
                     wf.write(msg.payload)

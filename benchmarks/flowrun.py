@@ -70,6 +70,7 @@ def _count_items() -> None:
     time of each Python step (``step_cpu_s``: read, decode, analyze, rollup, sink), the sink's calls and wall
     time (the Kafka sink waits for the broker), and the cyclic GC's collections and CPU time. What a process
     used beyond these steps is start-up and the Bytewax runtime."""
+    import gc
     from collections import Counter
 
     from aiotstream.dataflow import AnalyzerLogic, RollupLogic
@@ -98,8 +99,6 @@ def _count_items() -> None:
                 analyzed[group[0].asset or ""] += len(group)
         return on_batch(self, values)
 
-    import gc
-
     gcs = STATS["gc"] = {"collections": [0, 0, 0], "cpu_s": 0.0}
     started: list[float] = []
 
@@ -113,33 +112,26 @@ def _count_items() -> None:
     gc.callbacks.append(on_gc)
     Ingestor.decode_grouped = _timed(counted_decode, cpu, "decode")  # type: ignore[method-assign]
     AnalyzerLogic.on_batch = _timed(counted_batch, cpu, "analyze")  # type: ignore[method-assign]
-    for cls, name, step in ((RollupLogic, "on_batch", "rollup"), (_OutputPartition, "write_batch", "sink"),
-                            (_JsonlPartition, "write_batch", "sink"), (_FilePartition, "next_batch", "read")):
+    for cls, name, step in ((RollupLogic, "on_batch", "rollup"), (_FilePartition, "next_batch", "read")):
         setattr(cls, name, _timed(getattr(cls, name), cpu, step))
     for cls in (_OutputPartition, _JsonlPartition):
-        inner = cls.write_batch
-
-        def walled(self: Any, items: list, inner: Any = inner) -> None:
-            t = time.perf_counter()
-            try:
-                inner(self, items)
-            finally:
-                sink["wall_s"] += time.perf_counter() - t
-                sink["calls"] += 1
-
-        cls.write_batch = walled  # type: ignore[method-assign]
+        cls.write_batch = _timed(cls.write_batch, cpu, "sink", sink)  # type: ignore[method-assign]
 
 
-def _timed(fn: Any, cpu: dict[str, float], step: str) -> Any:
-    """``fn`` adding the thread CPU time of its calls to ``cpu[step]``."""
+def _timed(fn: Any, cpu: dict[str, float], step: str, wall: dict[str, Any] | None = None) -> Any:
+    """``fn`` adding the thread CPU time of its calls to ``cpu[step]`` (and, given ``wall``, counting its calls
+    and their wall time in ``wall["calls"]`` and ``wall["wall_s"]``)."""
     clock = time.thread_time
 
     def timed(*args: Any) -> Any:
-        t = clock()
+        t, w = clock(), time.perf_counter()
         try:
             return fn(*args)
         finally:
             cpu[step] += clock() - t
+            if wall is not None:
+                wall["wall_s"] += time.perf_counter() - w
+                wall["calls"] += 1
 
     return timed
 

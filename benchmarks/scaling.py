@@ -69,8 +69,7 @@ def _ts(iso: str) -> float:
 
 
 def run_flow(brokers: str, site: Path, processes: int = 1, epoch_s: float = 1.0, workers: int = 1,
-             timeout_s: float = 600.0, tmp: Path | None = None, env: dict[str, str] | None = None,
-             out_dir: Path | None = None) -> dict[str, Any]:
+             timeout_s: float = 600.0, tmp: Path | None = None, out_dir: Path | None = None) -> dict[str, Any]:
     """Run ``aiotstream run --once`` for ``site`` as ``processes`` processes; return timings and usage.
     ``out_dir``: outputs as JSONL files there instead of the broker's topics."""
     tmp = tmp or site.parent
@@ -85,19 +84,17 @@ def run_flow(brokers: str, site: Path, processes: int = 1, epoch_s: float = 1.0,
             cmd += ["--out-dir", str(out_dir)]
         if processes > 1:
             cmd += ["-i", str(i), "-a", addresses]
-        children.append(spawn(cmd, env))
+        children.append(spawn(cmd))
     measured = [wait(c, timeout_s).check(f"aiotstream run (process {i})") for i, c in enumerate(children)]
     stats = [orjson.loads(p.read_bytes()) for p in stats_paths]
-    analyzed = sum(sum(s["analyzed"].values()) for s in stats)
-    local = sum(min(n, s["decoded"].get(a, 0)) for s in stats for a, n in s["analyzed"].items())
+    analyzed, crossed = items_crossed(stats)
     firsts = [s["t_first"] for s in stats if s["t_first"] is not None]
     span = max(s["t_done"] for s in stats) - min(firsts)
     return {
         "processes": processes, "workers_per_process": workers, "epoch_s": epoch_s,
         "messages": sum(s["messages"] for s in stats), "input_bytes": sum(s["bytes"] for s in stats),
         "messages_per_process": [s["messages"] for s in stats],
-        # an asset is analyzed by one process; what that process did not decode itself crossed
-        "items_analyzed": analyzed, "items_crossed": analyzed - local,
+        "items_analyzed": analyzed, "items_crossed": crossed,
         "span_s": round(span, 3),
         "startup_s": round(max(s["t_first"] - s["t_start"] for s in stats if s["t_first"] is not None), 3),
         "wall_s": round(max(m.wall_s for m in measured), 3),
@@ -107,6 +104,15 @@ def run_flow(brokers: str, site: Path, processes: int = 1, epoch_s: float = 1.0,
                          "sink": st.get("sink"), "gc": st.get("gc")}
                         for m, st in zip(measured, stats)],
     }
+
+
+def items_crossed(stats: list[dict[str, Any]]) -> tuple[int, int]:
+    """``(items analyzed, items analyzed by another process than the one that decoded them)`` from each
+    process's ``benchmarks.flowrun`` counts; an asset is analyzed by one process, so what that process did not
+    decode itself crossed."""
+    analyzed = sum(n for s in stats for n in s["analyzed"].values())
+    local = sum(min(n, s["decoded"].get(a, 0)) for s in stats for a, n in s["analyzed"].items())
+    return analyzed, analyzed - local
 
 
 def _timeline(stats: dict[str, Any], t0: float) -> dict[str, Any]:

@@ -6,7 +6,7 @@
   few assets for the first seconds, for peers too slow to take the whole set in the time budget.
 * **scalar**: JSON readings (one value each) at thousands of keys, ``rate_hz`` per key.
 * **waveform files**: the waveform workload as replay files instead (one frame file and one readings
-  file per partition, ``frames-part<k>.bin`` and ``readings-part<k>.jsonl``), for runs that leave the
+  file per partition, ``waveforms-part<k>.bin`` and ``readings-part<k>.jsonl``), for runs that leave the
   broker out of the input path.
 
 Both waveform forms put each asset in a partition by ``partitioner``: ``"aiotstream"`` (the default)
@@ -21,7 +21,6 @@ topics to configure its changelog topics (it fails with ``KeyError: 'retention.m
 """
 from __future__ import annotations
 
-import struct
 import time
 import zlib
 from collections.abc import Iterable
@@ -35,7 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from aiotstream.codecs import encode_reading
 from aiotstream.config import SiteConfig
-from aiotstream.io.kafka import make_producer
+from aiotstream.io.kafka import ANY_PARTITION, make_producer
 from aiotstream.routing import partition_for, worker_of
 from aiotstream.simulator import DEFAULT_START_NS, PlantSimulator
 
@@ -145,10 +144,8 @@ def _produce(brokers: str, items: Iterable[tuple[str, bytes, bytes] | tuple[str,
         partition = part[0] if part else None
         while True:
             try:
-                if partition is None:
-                    producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
-                else:
-                    producer.produce(topic, value=value, key=key, partition=partition, on_delivery=on_delivery)
+                producer.produce(topic, value=value, key=key, on_delivery=on_delivery,
+                                 partition=ANY_PARTITION if partition is None else partition)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -254,39 +251,20 @@ class WaveformFiles:
 
 def write_waveform_files(directory: Path, *, assets: int, duration_s: float, partitions: int,
                          seed: int = 1, asset_prefix: str = "p-", partitioner: str = "aiotstream") -> WaveformFiles:
-    """The waveform workload of :func:`preload_waveforms` (same simulator, seed, faults) as replay files:
-    ``frames-part<k>.bin`` (4-byte little-endian length + frame, as ``PlantSimulator.write_files``) and
-    ``readings-part<k>.jsonl`` for each partition ``k``, every asset in its ``partitioner`` partition (see the
-    module doc). A cluster's processes replay the partitions their workers own
-    (:func:`aiotstream.io.replay.file_share`)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """The waveform workload of :func:`preload_waveforms` (same simulator, seed, faults) as replay files,
+    written by ``PlantSimulator.write_files``: ``waveforms-part<k>.bin`` and ``readings-part<k>.jsonl`` for each
+    partition ``k``, every asset in its ``partitioner`` partition (see the module doc). A cluster's processes
+    replay the partitions their workers own (:func:`aiotstream.io.replay.file_share`)."""
     cfg = SiteConfig.from_dict(site_dict("sim", assets, ["unused"], prefix=asset_prefix))
     ids = [a.id for a in cfg.all_assets()]
-    sim = waveform_simulator(cfg, duration_s, seed)
     part = asset_partitions(ids, partitions, partitioner)
-    frame_files = [directory / f"frames-part{k:02d}.bin" for k in range(partitions)]
-    reading_files = [directory / f"readings-part{k:02d}.jsonl" for k in range(partitions)]
-    length = struct.Struct("<I")
-    frames = readings = size = 0
     t = time.perf_counter()
-    fw = [open(p, "wb") for p in frame_files]  # noqa: SIM115
-    rw = [open(p, "wb") for p in reading_files]  # noqa: SIM115
-    try:
-        for m in sim.messages():
-            k = part[m.asset]
-            if m.stream == "waveform":
-                fw[k].write(length.pack(len(m.payload)))
-                fw[k].write(m.payload)
-                frames += 1
-                size += len(m.payload)
-            else:
-                rw[k].write(m.payload + b"\n")
-                readings += 1
-    finally:
-        for f in fw + rw:
-            f.close()
-    return WaveformFiles(directory, frame_files, reading_files, ids, duration_s, frames, readings, size,
-                         time.perf_counter() - t, asset_prefix, [p.stat().st_size for p in frame_files], partitioner)
+    counts = waveform_simulator(cfg, duration_s, seed).write_files(directory, partitions, part.__getitem__)
+    frame_files = [directory / f"waveforms-part{k:02d}.bin" for k in range(partitions)]
+    reading_files = [directory / f"readings-part{k:02d}.jsonl" for k in range(partitions)]
+    return WaveformFiles(directory, frame_files, reading_files, ids, duration_s, counts["frames"], counts["readings"],
+                         counts["waveform_bytes"] - 4 * counts["frames"], time.perf_counter() - t, asset_prefix,
+                         [p.stat().st_size for p in frame_files], partitioner)
 
 
 def asset_split(assets: Iterable[str], workers: int) -> list[int]:

@@ -20,6 +20,8 @@ from aiotstream.routing import Placement, reader_process
 
 log = logging.getLogger(__name__)
 
+ANY_PARTITION = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the producer's partitioner picks (CRC32 of the key)
+
 PRODUCER_DEFAULTS = {
     "enable.idempotence": "true",  # no duplicates from producer retries
     "linger.ms": "5",

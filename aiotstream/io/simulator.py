@@ -76,7 +76,7 @@ def write_to_kafka(messages: Iterable[SimMessage], brokers: str, waveform_topic:
     ``co_partition`` (the default) puts each asset in its :func:`~aiotstream.routing.partition_for` of the
     topic's partitions, so a cluster whose workers divide the partition count reads each asset on the process
     that owns it; ``False`` leaves the partition to librdkafka's default partitioner (CRC32 of the key)."""
-    from aiotstream.io.kafka import make_producer
+    from aiotstream.io.kafka import ANY_PARTITION, make_producer
     from aiotstream.routing import partition_for
 
     producer = make_producer(brokers)
@@ -94,11 +94,8 @@ def write_to_kafka(messages: Iterable[SimMessage], brokers: str, waveform_topic:
         topic = waveform_topic if m.stream == "waveform" else readings_topic
         while True:
             try:
-                if sizes[topic]:
-                    producer.produce(topic, value=m.payload, key=m.asset.encode(), on_delivery=on_delivery,
-                                     partition=partition_for(m.asset, sizes[topic]))
-                else:
-                    producer.produce(topic, value=m.payload, key=m.asset.encode(), on_delivery=on_delivery)
+                producer.produce(topic, value=m.payload, key=m.asset.encode(), on_delivery=on_delivery,
+                                 partition=partition_for(m.asset, sizes[topic]) if sizes[topic] else ANY_PARTITION)
                 break
             except BufferError:
                 producer.poll(0.05)

@@ -26,6 +26,7 @@ from aiotstream.io.replay import FileSource, _FilePartition
 from aiotstream.routing import worker_of
 from aiotstream.schemas import validator
 from aiotstream.simulator import PlantSimulator
+from benchmarks.scaling import items_crossed
 from benchmarks.workload import site_dict, write_site, write_waveform_files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,12 +135,6 @@ def _replay_cluster(files: list[str], site: Path, out: Path, stats: Path, proces
     return [orjson.loads((stats / f"p{i}.json").read_bytes()) for i in range(processes)]
 
 
-def _crossed(stats: list[dict]) -> int:
-    """Items analyzed by a process that did not decode them (each asset is analyzed by one process)."""
-    analyzed = sum(n for s in stats for n in s["analyzed"].values())
-    return analyzed - sum(min(n, s["decoded"].get(a, 0)) for s in stats for a, n in s["analyzed"].items())
-
-
 @pytest.mark.parametrize(("processes", "workers", "partitioner"),
                          [(2, 1, "aiotstream"), (2, 2, "aiotstream"), (2, 1, "kafka")])
 def test_a_cluster_replays_each_file_once_with_the_same_outputs(tmp_path: Path, processes: int, workers: int,
@@ -162,9 +157,9 @@ def test_a_cluster_replays_each_file_once_with_the_same_outputs(tmp_path: Path, 
     for kind in ("scores", "kpis"):
         assert len(two[kind]) == len(one[kind]) > 0
         assert by_id(two[kind]) == by_id(one[kind]), kind
-    assert sum(n for s in stats for n in s["analyzed"].values()) == data.frames + data.readings
+    analyzed, crossed = items_crossed(stats)
+    assert analyzed == data.frames + data.readings
     assert all(s["decoded"] for s in stats)  # both processes read
-    crossed = _crossed(stats)
     if partitioner == "aiotstream":
         assert crossed == 0
     else:
