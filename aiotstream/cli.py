@@ -175,18 +175,21 @@ def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool
         print(f"recovery: {args.recovery} (snapshot every {args.epoch_s:g} s)", file=sys.stderr, flush=True)
     from bytewax.errors import BytewaxRuntimeError
 
+    from aiotstream.runstats import STATS
+
     tune_gc()
     try:
         cli_main(flow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
                  epoch_interval=timedelta(seconds=args.epoch_s), recovery_config=recovery)
     except BytewaxRuntimeError as exc:
         if isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C / SIGINT while tailing: a normal way to stop
-            print("stopped (interrupted); outputs written so far are on the broker", file=sys.stderr)
+            print(f"stopped (interrupted): {STATS.summary()}; outputs in {where}", file=sys.stderr)
             return 130
         raise
     except KeyboardInterrupt:
-        print("stopped (interrupted); outputs written so far are on the broker", file=sys.stderr)
+        print(f"stopped (interrupted): {STATS.summary()}; outputs in {where}", file=sys.stderr)
         return 130
+    print(f"done: {STATS.summary()}; outputs in {where}", file=sys.stderr)
     return 0
 
 

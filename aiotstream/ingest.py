@@ -25,6 +25,7 @@ from aiotstream.errors import DecodeError, ModelError
 from aiotstream.features import FeatureSet, frame_partials_batch
 from aiotstream.lineage import inputs_block, iso_ns, make_id
 from aiotstream.records import DeadLetter, Feedback, Frame, ModelSwitch, Position, Reading, ReadingRows
+from aiotstream.runstats import count_inputs
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ class Ingestor:
                 reject: Callable[[Output], None]) -> None:
         frames: list[Frame] = []
         horizon = self.now_ns() + self.max_future_ns
+        msgs = msgs if isinstance(msgs, list) else list(msgs)
+        count_inputs(msgs)
         for msg in msgs:
             if isinstance(msg, ReadingRows):
                 self._rows(msg, horizon, emit, reject)

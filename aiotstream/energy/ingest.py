@@ -32,6 +32,7 @@ from aiotstream.errors import DecodeError
 from aiotstream.io.kafka_blocks import MessageBlock
 from aiotstream.lineage import iso_ns
 from aiotstream.records import DeadLetter, Feedback, Frame, Position, Reading, SourceMessage
+from aiotstream.runstats import count_inputs
 
 # A partial row: (meter code, interval index, count, sum, count > 0, count == 1, count == 2, count == 3,
 # newest ts, first, last) -- first/last index the zone's messages (for dead letters of late readings).
@@ -114,6 +115,8 @@ class BuildingIngest:
         feedback: dict[str, list[Feedback]] = {}
         loads = orjson.loads
         kafka_msg = KafkaSourceMessage
+        msgs = msgs if isinstance(msgs, list) else list(msgs)
+        count_inputs(msgs)
         for msg in msgs:
             if type(msg) is MessageBlock:
                 self._block(msg, horizon, cols, out, outdoor, feedback)

@@ -7,6 +7,7 @@ import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from aiotstream.analysis import KINDS, Output
+from aiotstream.runstats import count_outputs
 
 FILE_NAMES = {"alert": "alerts", "command": "commands", "kpi": "kpis", "score": "scores", "deadletter": "deadletter",
               "model": "models"}
@@ -22,6 +23,7 @@ class _JsonlPartition(StatelessSinkPartition[Output]):
             self.files[out.kind].write(orjson.dumps(out.record, option=orjson.OPT_APPEND_NEWLINE))
         for f in self.files.values():
             f.flush()
+        count_outputs(items)
 
     def close(self) -> None:
         for f in self.files.values():

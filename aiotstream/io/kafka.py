@@ -17,6 +17,7 @@ from aiotstream.analysis import KINDS, Output
 from aiotstream.config import SiteConfig
 from aiotstream.errors import AiotError
 from aiotstream.routing import Placement, reader_process
+from aiotstream.runstats import count_outputs
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,7 @@ class _OutputPartition(StatelessSinkPartition[Output]):
         for attempt in range(1, self.MAX_ATTEMPTS + 1):
             pending, errors, fatal = self._send(pending)
             if not pending:
+                count_outputs(items)
                 return
             log.warning("%d output(s) not delivered (attempt %d of %d): %s", len(pending), attempt,
                         self.MAX_ATTEMPTS, errors[0])

@@ -1,0 +1,68 @@
+"""Run counters: each kind of source batch counts as the inputs it holds; outputs by kind, dead letters by reason."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
+
+from aiotstream.io.kafka_blocks import MessageBlock
+from aiotstream.records import DecodeHints, DeviceMessage, ReadingRows, SourceMessage
+from aiotstream.runstats import RunStats, count_inputs, count_outputs
+
+
+class _Out:
+    def __init__(self, kind: str, reason: str | None = None):
+        self.kind = kind
+        self.record = {"reason": reason} if reason else {}
+
+
+def test_inputs_count_rows_blocks_and_messages_but_not_transport_errors():
+    s = RunStats()
+    rows = ReadingRows("file:/d/a.csv", -1, np.arange(3), ["a"] * 3, np.zeros(3, np.int64), ["t"] * 3, np.zeros(3),
+                       rejects=[(3, b"x", "bad_row", "bad")])
+    bad = KafkaError("broken", KafkaSourceMessage(None, b"v", topic="p.readings", partition=0, offset=9))
+    down = KafkaError("all brokers down", KafkaSourceMessage(None, None, topic=None, partition=None, offset=None))
+    block = MessageBlock("p.meters", 1, [b"1", b"2"], [0, 1], errors=[bad])
+    msgs = [rows, block, down, SourceMessage("p.waveforms", 0, 1, b""),
+            DeviceMessage("mqtt:plant/a/t", -1, 0, b"1", DecodeHints()),
+            DeviceMessage("opcua:opc.tcp://h:4840#ns=2;i=1", -1, 0, b"1", DecodeHints())]
+    count_inputs(msgs, s)
+    assert s.snapshot()["inputs"] == {"file": 4, "p.meters": 2, "p.readings": 1, "p.waveforms": 1, "mqtt": 1,
+                                      "opcua": 1}
+
+
+def test_outputs_by_kind_and_dead_letters_by_reason():
+    s = RunStats()
+    count_outputs([_Out("alert"), _Out("deadletter", "bad_json"), _Out("deadletter", "bad_json"),
+                   _Out("deadletter", "too_large")], s)
+    assert s.snapshot()["outputs"] == {"alert": 1, "deadletter": 3}
+    assert s.get("deadletters") == 3 and s.get("deadletters", "bad_json") == 2
+    line = s.summary()
+    assert "dead letters 3 (bad_json 2, too_large 1)" in line and "outputs 4 (deadletter 3, alert 1)" in line
+
+
+def test_summary_always_names_inputs_outputs_and_losses_and_sets_gauges():
+    s = RunStats()
+    assert s.summary() == "inputs 0; outputs 0; known losses none"
+    s.add("losses", "mqtt_seq_gap", 5)
+    s.set("gauges", "active_suppressions", 2)
+    s.set("gauges", "active_suppressions", 1)
+    assert s.summary() == "inputs 0; outputs 0; known losses 5 (mqtt_seq_gap 5); active_suppressions 1"
+    s.reset()
+    assert s.snapshot()["losses"] == {}
+
+
+def test_concurrent_adds_are_not_lost():
+    s = RunStats()
+
+    def work():
+        for _ in range(10_000):
+            s.add("inputs", "t")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert s.get("inputs", "t") == 40_000
