@@ -395,8 +395,10 @@ class AlertBook:
             return [], Problem("alert_not_open", f"alert {a.alert_id} ({a.alert_type}) was cleared already, so it "
                                                  f"cannot be {'acknowledged' if fb.type == 'ack' else 'cleared'}")
         if fb.type == "ack":
-            if a.status == "acknowledged":
-                return [], None  # a repeated ack (e.g. redelivered) changes nothing
+            if a.status == "acknowledged":  # a repeated ack (e.g. redelivered) changes nothing: say so
+                return [], Problem("already_acknowledged", f"alert {a.alert_id} ({a.alert_type}) was acknowledged "
+                                                           f"already by {a.acknowledged_by or '?'}; this ack "
+                                                           "changes nothing")
             a.status = "acknowledged"
             a.acknowledged_at_ns = max(fb.ts_ns, a.opened_at_ns)
             a.acknowledged_by = fb.by
@@ -411,10 +413,9 @@ class AlertBook:
 
     def _label(self, a: AlertState, fb: Feedback) -> tuple[list[AlertChange], Problem | None]:
         if a.label is not None:
-            if (a.label, a.fault_type) == (fb.label, fb.fault_type):
-                return [], None  # the same label again
-            return [], Problem("already_labelled", f"alert {a.alert_id} is labelled {a.label!r} already; "
-                                                   f"the first label stands")
+            same = "the same label again changes nothing" if (a.label, a.fault_type) == (fb.label, fb.fault_type) \
+                else "the first label stands"
+            return [], Problem("already_labelled", f"alert {a.alert_id} is labelled {a.label!r} already; {same}")
         a.label, a.fault_type, a.labelled_by = fb.label, fb.fault_type, fb.by
         a.labelled_at_ns = max(fb.ts_ns, a.opened_at_ns)
         return [AlertChange("labelled", copy.copy(a), a.labelled_at_ns, fb)], None

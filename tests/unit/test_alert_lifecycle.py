@@ -188,7 +188,9 @@ def test_ack_by_alert_type_and_every_refusal_reason() -> None:
     feed(b, [(10, 0.95)])
     (c,), problem = b.feedback(fb("ack", 11, alert_type="anomaly"))
     assert c.event == "acknowledged"
-    assert b.feedback(fb("ack", 12, alert_type="anomaly")) == ([], None)  # a repeated ack changes nothing
+    changes, problem = b.feedback(fb("ack", 12, alert_type="anomaly"))  # a repeated ack changes nothing ...
+    assert changes == [] and problem is not None and problem.reason == "already_acknowledged"  # ... and says so
+    assert b.current["anomaly"].acknowledged_at_ns == 11
     aid = c.alert.alert_id
     feed(b, [(20, 0.1), (30, 0.1)])
     _, problem = b.feedback(fb("ack", 40, alert_id=aid))
@@ -197,16 +199,19 @@ def test_ack_by_alert_type_and_every_refusal_reason() -> None:
     assert problem is not None and problem.reason == "alert_not_open"
 
 
-def test_label_works_after_clear_once_and_repeats_are_idempotent() -> None:
+def test_label_works_after_clear_once_and_repeats_are_refused() -> None:
     b = book()
     feed(b, [(10, 0.95), (20, 0.1), (30, 0.1)])
     aid = b.alert_id("anomaly", 10, 0)
     (c,), problem = b.feedback(fb("label", 40, alert_id=aid, label="false_alarm", by="cy"))
     assert problem is None and (c.event, c.alert.status, c.alert.label, c.alert.labelled_by) == (
         "labelled", "cleared", "false_alarm", "cy")
-    assert b.feedback(fb("label", 41, alert_id=aid, label="false_alarm", by="cy")) == ([], None)
+    changes, problem = b.feedback(fb("label", 41, alert_id=aid, label="false_alarm", by="cy"))
+    assert changes == [] and problem is not None and problem.reason == "already_labelled"
+    assert "the same label again" in problem.message
     _, problem = b.feedback(fb("label", 42, alert_id=aid, label="true_fault"))
-    assert problem is not None and problem.reason == "already_labelled"
+    assert problem is not None and problem.reason == "already_labelled" and "first label stands" in problem.message
+    assert (b.known[aid].label, b.known[aid].labelled_at_ns) == ("false_alarm", 40)
 
 
 def test_history_is_bounded_but_open_alerts_are_never_forgotten() -> None:

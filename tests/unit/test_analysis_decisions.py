@@ -158,6 +158,35 @@ def test_fault_ack_clear_mttr_approvals_and_device_ack() -> None:
     assert sum(k["totals"]["failure_s"] for k in kpis) == pytest.approx((t_clear - t_open) / S)
 
 
+def test_acks_that_match_no_pending_command_are_dead_letters_and_report_nothing() -> None:
+    """Issue 15 item 6: an ack for a command that is not pending (expired, acked already, unknown, another
+    asset's) is a dead letter with its reason, and the actuator's reported value does not move."""
+    p = Plant(site(control=APPROVALS))
+    opened = p.feed_until_alert()
+    t_open = opened["opened_at_ns"]
+    waiting = {r["rule"]: r for r in p.records("command", status="awaiting_approval")}
+    slow, cool = waiting["slow"]["command_id"], waiting["cool"]["command_id"]
+    p.send(type="approve", command_id=slow, ts=t_open + S, by="ana")
+    p.send(type="command_ack", command_id=slow, ts=t_open + 2 * S, value=1200.0)
+    p.feed_until(t_open + 10 * S)  # the feedback applies as the clock passes it; the coolant approval expires
+    assert [r["command_id"] for r in p.records("command", status="acked")] == [slow]
+    assert p.records("command", status="expired", rule="cool")
+    reported = dict(p.a.control.reported)
+    sent = [({"command_id": slow, "value": 900.0}, "duplicate_ack"),
+            ({"command_id": slow, "status": "failed"}, "duplicate_ack"),
+            ({"command_id": cool, "value": 1.0}, "command_not_pending"),
+            ({"command_id": "f" * 32, "value": 1.0}, "unknown_command"),
+            ({"command_id": slow, "value": 1.0, "asset": "nope"}, "unknown_asset")]
+    for fields, reason in sent:
+        (dead,) = p.send(type="command_ack", ts=t_open + 5 * S, **fields)  # before the clock: applies now
+        assert dead.kind == "deadletter" and dead.record["reason"] == reason, (fields, dead.record)
+        assert dead.record["source"]["topic"] == "sc.feedback"
+    assert p.a.control.reported == reported
+    assert (p.a.control.current("speed"), p.a.control.current("coolant")) == (1200.0, 0)
+    p.finish()
+    assert len(p.records("command", status="acked")) == 1
+
+
 def test_escalation_and_a_false_alarm_label_teaches_the_model() -> None:
     p = Plant(site(alerts={"escalate_after_s": 2, "max_escalations": 2}))
     opened = p.feed_until_alert()
