@@ -448,6 +448,12 @@ class AlertConfig(_Model):
     max_escalations: int = Field(default=1, ge=0, le=100)
     explain_top: int = Field(default=3, ge=0, le=50, description="features in an alert's explanation")
     history: int = Field(default=100, ge=1, le=100_000, description="cleared alerts kept per asset for labels")
+    maintenance_max_s: float = Field(default=604_800.0, gt=0, le=31_622_400,
+                                     description="longest maintenance window (config or feedback message); a "
+                                                 "longer one would silence an asset's alerts for that long")
+    maintenance_max_windows: int = Field(default=256, ge=1, le=100_000,
+                                         description="maintenance windows an asset keeps planned or in progress; "
+                                                     "more from feedback are dead-lettered (too_many_windows)")
     rules: list[AlertRuleConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -984,8 +990,12 @@ class SiteConfig(_Model):
 
         for i, r in enumerate(self.alerts.rules):
             known(f"alerts.rules[{i}]", r.assets)
+        longest = self.alerts.maintenance_max_s
         for i, m in enumerate(self.maintenance):
             known(f"maintenance[{i}]", m.assets)
+            if (m.end - m.start).total_seconds() > longest:
+                problems.append(f"maintenance[{i}].end: the window lasts {(m.end - m.start).total_seconds():g} s, "
+                                f"longer than alerts.maintenance_max_s ({longest:g} s); split it or raise the limit")
             if m.line is not None and m.line not in lines:
                 problems.append(f"maintenance[{i}].line: {m.line!r} is not a line of any asset "
                                 f"({', '.join(sorted(lines))})")
