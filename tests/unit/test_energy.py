@@ -162,7 +162,7 @@ def test_a_far_future_maintenance_window_is_refused_in_the_building_flow_too() -
     state = ZoneState(BuildingRuntime(site()), "z1")
     fb = {"schema": "aiotstream.feedback/1", "type": "maintenance", "asset": "z1", "ts": T0, "start": T0}
     ing = BuildingIngest(state.rt, now_ns=lambda: T0 + 3600 * S)
-    out = ing.decode([msg(0, {**fb, "end": 2**64 - 1}), msg(1, {**fb, "end": T0 + 3600 * S, "window_id": "w"})])
+    out = ing.decode([msg(0, {**fb, "end": 2**63 - 1}), msg(1, {**fb, "end": T0 + 3600 * S, "window_id": "w"})])
     (batch,) = [o[1] for o in out if isinstance(o, tuple)]
     (dead,) = state.on_batch(batch)
     assert dead.record["reason"] == "maintenance_too_long" and dead.record["source"]["offset"] == 0
