@@ -46,6 +46,11 @@ MAX_INT = 2**53
 """The largest magnitude of an integer (exact as a JSON number) unless its field says."""
 MAX_DURATION_S = 31_622_400.0
 """The longest duration (366 days), in seconds, of any ``*_s`` field (``*_ms``: in ms) unless its field says."""
+MIN_DURATION_S = 1e-6
+"""The shortest duration that is not 0 (1 us): shorter ones round to no time at all in ns, or divide into
+numbers that overflow."""
+MAX_WINDOWS_PER_INPUT = 1000
+"""Sliding windows: ``length_s / hop_s`` at most, the windows one input belongs to."""
 
 
 def _numbers(v: Any) -> Any:
@@ -66,8 +71,9 @@ class _Model(BaseModel):
     * every float is finite (``allow_inf_nan=False``: NaN or inf in an actuator bound would disable it);
     * every number is within +-:data:`MAX_REAL` (integers +-:data:`MAX_INT`), and every duration (a field
       named ``*_s`` or ``*_ms``, rates ``*_per_s`` excepted) is not negative and at most
-      :data:`MAX_DURATION_S`, unless the field declares its own upper bound (``le``/``lt``). Durations
-      that must be positive say ``gt=0``; those that allow 0 give it a meaning (off, never, at once).
+      :data:`MAX_DURATION_S`, unless the field declares its own upper bound (``le``/``lt``), and not
+      between 0 and 1 us. Durations that must be positive say ``gt=0``; those that allow 0 give it a
+      meaning (off, never, at once).
 
     So a value that would overflow when turned into nanoseconds, or make a limit meaningless, fails at load
     with its field's path.
@@ -93,6 +99,8 @@ class _Model(BaseModel):
         for x in _numbers(v):
             if duration and x < 0:
                 raise ValueError(f"a duration cannot be negative (got {x!r})")
+            if duration and 0 < x < MIN_DURATION_S * unit:
+                raise ValueError(f"a duration must be 0 or at least 1 us (got {x!r} {'ms' if unit > 1 else 's'})")
             if own_upper:
                 continue
             if duration and x > MAX_DURATION_S * unit:
@@ -350,6 +358,9 @@ class WindowConfig(_Model):
     def _hop_le_length(self) -> WindowConfig:
         if self.hop_s > self.length_s:
             raise ValueError(f"hop_s ({self.hop_s}) must not exceed length_s ({self.length_s}): samples would be skipped")
+        if self.length_s > MAX_WINDOWS_PER_INPUT * self.hop_s:
+            raise ValueError(f"length_s / hop_s ({self.length_s / self.hop_s:g}) must be at most "
+                             f"{MAX_WINDOWS_PER_INPUT}: each input goes to that many sliding windows")
         if 0 < self.state_ttl_s < self.idle_close_s:
             raise ValueError(f"state_ttl_s ({self.state_ttl_s}) must be 0 (never) or at least idle_close_s "
                              f"({self.idle_close_s})")
@@ -608,7 +619,7 @@ class ShiftConfig(_Model):
 
 
 class KpiConfig(_Model):
-    period_s: float | None = Field(default=None, gt=0, le=604_800, description="shorthand for periods_s = [x]")
+    period_s: float | None = Field(default=None, ge=1, le=604_800, description="shorthand for periods_s = [x]")
     periods_s: list[float] = Field(default_factory=lambda: [10.0], min_length=1, max_length=8,
                                    description="event-time tumbling KPI periods, seconds")
     shifts: list[ShiftConfig] = Field(default_factory=list, max_length=24)
@@ -641,8 +652,8 @@ class KpiConfig(_Model):
     @classmethod
     def _periods(cls, v: list[float]) -> list[float]:
         for p in v:
-            if not 0 < p <= 604_800:
-                raise ValueError(f"each period must be in (0, 604800] s, got {p}")
+            if not 1 <= p <= 604_800:
+                raise ValueError(f"each period must be in [1, 604800] s, got {p}")
             if abs(p * 1e9 - round(p * 1e9)) > 1e-3:
                 raise ValueError(f"period {p} s is not a whole number of nanoseconds")
         if len(set(v)) != len(v):
@@ -927,7 +938,7 @@ class WasteConfig(_Model):
 class BuildingConfig(_Model):
     """``[building]``: the energy-optimisation flow's zones, meters, interval, baseline and waste rules."""
 
-    interval_s: float = Field(default=60.0, gt=0, le=86_400, description="readings are aggregated per meter into "
+    interval_s: float = Field(default=60.0, ge=1, le=86_400, description="readings are aggregated per meter into "
                               "intervals of this length; models learn on intervals")
     day_s: float = Field(default=86_400.0, gt=0, le=86_400, description="length of a day in event time (86400; "
                          "simulations may compress it)")
@@ -1013,17 +1024,21 @@ class SiteConfig(_Model):
             return data
         data = dict(data)
         site_id = (data.get("site") or {}).get("id") if isinstance(data.get("site"), dict) else None
-        if isinstance(site_id, str):
-            outs = dict(data.get("outputs") or {})
-            for kind in ("alerts", "commands", "kpis", "scores", "deadletter"):
-                outs.setdefault(kind, f"{site_id}.{kind}")
-            data["outputs"] = outs
-            inp = dict(data.get("inputs") or {})
-            if not inp.get("topics"):
-                inp["topics"] = [f"{site_id}.waveforms", f"{site_id}.readings"]
-            if not inp.get("feedback_topics"):
-                inp["feedback_topics"] = [f"{site_id}.feedback", f"{site_id}.acks"]
-            data["inputs"] = inp
+        if isinstance(site_id, str):  # (a table that is not a table is left to the field's own error)
+            outs = data.get("outputs") or {}
+            if isinstance(outs, dict):
+                outs = dict(outs)
+                for kind in ("alerts", "commands", "kpis", "scores", "deadletter"):
+                    outs.setdefault(kind, f"{site_id}.{kind}")
+                data["outputs"] = outs
+            inp = data.get("inputs") or {}
+            if isinstance(inp, dict):
+                inp = dict(inp)
+                if not inp.get("topics"):
+                    inp["topics"] = [f"{site_id}.waveforms", f"{site_id}.readings"]
+                if not inp.get("feedback_topics"):
+                    inp["feedback_topics"] = [f"{site_id}.feedback", f"{site_id}.acks"]
+                data["inputs"] = inp
         return data
 
     @model_validator(mode="after")

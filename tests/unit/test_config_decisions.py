@@ -43,7 +43,7 @@ def test_period_s_is_a_shorthand() -> None:
 
 @pytest.mark.parametrize(("sections", "path", "words"), [
     ({"kpi": {"periods_s": [10, 10]}}, "kpi.periods_s", "unique"),
-    ({"kpi": {"periods_s": [0]}}, "kpi.periods_s", "(0, 604800]"),
+    ({"kpi": {"periods_s": [0]}}, "kpi.periods_s", "[1, 604800]"),
     ({"kpi": {"timezone": "Mars/Olympus"}}, "kpi.timezone", "IANA"),
     ({"kpi": {"shifts": [{"name": "A", "start": "6:00", "hours": 8}]}}, "kpi.shifts[0].start", "HH:MM"),
     ({"kpi": {"failure_alert_types": ["nope"]}}, "kpi.failure_alert_types", "unknown alert type 'nope'"),

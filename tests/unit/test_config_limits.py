@@ -251,3 +251,37 @@ def test_yaml_never_executes_and_refuses_what_toml_cannot_say(tmp_path: Path, te
     with pytest.raises(ConfigError) as e:
         SiteConfig.load(f)
     assert words in str(e.value)
+
+
+@pytest.mark.parametrize(("change", "where"), [
+    ({"inputs": 5.0}, "inputs"),  # a table that is not a table raised TypeError (found by the config fuzzer)
+    ({"outputs": [1, 2]}, "outputs"),
+    ({"inputs": "kafka"}, "inputs"),
+])
+def test_a_table_given_as_a_scalar_is_a_config_error(change: dict, where: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        SiteConfig.from_dict({**FULL_PLANT, **change})
+    assert where in [p for p, _ in e.value.problems]
+
+
+@pytest.mark.parametrize(("path", "value", "words"), [
+    (("building", "interval_s"), 5e-324, "building.interval_s"),  # day_s / interval_s overflowed (fuzzer)
+    (("building", "interval_s"), 0.5, "building.interval_s"),
+    (("window", "hop_s"), 1e-9, "at least 1 us"),
+    (("window", "allowed_lateness_s"), 5e-324, "at least 1 us"),
+    (("inputs", "opcua", "sampling_interval_ms"), 1e-9, "at least 1 us"),
+    (("kpi", "periods_s"), 0.5, "[1, 604800]"),
+])
+def test_durations_too_short_to_mean_anything_are_refused(path: tuple, value: float, words: str) -> None:
+    base = FULL_BUILDING if path[0] == "building" else FULL_PLANT
+    with pytest.raises(ConfigError) as e:
+        SiteConfig.from_dict(with_value(base, path, value, list[float] if path[-1] == "periods_s" else float))
+    assert words in str(e.value)
+
+
+def test_sliding_windows_per_input_are_bounded() -> None:
+    """A 3600 s window hopping by 1 ms put every input into 3.6 million windows."""
+    with pytest.raises(ConfigError) as e:
+        SiteConfig.from_dict({**FULL_PLANT, "window": {"length_s": 3600, "hop_s": 0.001}})
+    assert e.value.problems[0][0] == "window" and "length_s / hop_s" in e.value.problems[0][1]
+    assert SiteConfig.from_dict({**FULL_PLANT, "window": {"length_s": 10, "hop_s": 0.01}}).window.hop_s == 0.01
