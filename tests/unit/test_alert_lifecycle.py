@@ -130,6 +130,98 @@ def test_escalation_after_time_repeats_up_to_max_and_stops_on_ack() -> None:
     assert b2.advance(10_000) == []
 
 
+HOT = AlertRuleSpec("hot", "temperature.max", "above", 80.0, 75.0, 90.0, "warning", 1, None, 1, None, 0)
+COLD = AlertRuleSpec("cold", "temperature.min", "below", 5.0, 8.0, 0.0, "info", 1, None, 1, None, 0)
+
+
+def test_several_deadlines_at_once_fire_in_time_order_each_at_its_own_time() -> None:
+    b = book(escalate=100, max_esc=2, specs=(ANOMALY, HOT, FAILED))
+    feed(b, [(0, 0.95)])
+    b.raise_event("command_failed", 20, "critical", {"actuator": "speed"})
+    feed(b, [(50, 85.0)], "hot")
+    assert b.next_deadline() == 100
+    # one call catching up over every deadline: each escalation at its own time, oldest first
+    got = [(c.event, c.alert.alert_type, c.at_ns, c.alert.escalation_level, c.alert.next_escalation_ns)
+           for c in b.advance(10_000)]
+    assert got == [("escalated", "anomaly", 100, 1, 200), ("escalated", "command_failed", 120, 1, 220),
+                   ("escalated", "hot", 150, 1, 250), ("escalated", "anomaly", 200, 2, None),
+                   ("escalated", "command_failed", 220, 2, None), ("escalated", "hot", 250, 2, None)]
+    assert b.next_deadline() is None and b.advance(20_000) == []
+
+
+def test_deadlines_due_at_the_same_instant_all_fire_and_maintenance_defers_them_together() -> None:
+    sched = MaintenanceSchedule()
+    b = book(escalate=100, max_esc=3, specs=(ANOMALY, HOT, FAILED), schedule=sched)
+    feed(b, [(0, 0.95)])
+    feed(b, [(0, 85.0)], "hot")  # two alerts opened at the same instant: both due at 100
+    b.raise_event("command_failed", 30, "critical", {"actuator": "speed"})  # due at 130
+    assert b.next_deadline() == 100
+    sched.set("m", 90, 140)  # maintenance from 90 to 140 covers all three deadlines
+    feed(b, [(95, 0.1), (96, 0.1), (110, 0.96)])  # the anomaly clears, and after its cool-down is held back
+    assert "anomaly" in b.suppressed and b.next_deadline() == 100
+    assert b.advance(139) == []  # due in maintenance: each escalation waits for its end
+    assert b.next_deadline() == 140
+    got = [(c.event, c.alert.alert_type, c.at_ns, c.alert.escalation_level, c.alert.next_escalation_ns)
+           for c in b.advance(140)]
+    # at the end of maintenance: the held-back alert opens, the deferred escalations fire, all at 140
+    assert got == [("opened", "anomaly", 140, 0, 240), ("escalated", "hot", 140, 1, 240),
+                   ("escalated", "command_failed", 140, 1, 240)]
+    assert b.next_deadline() == 240
+    assert sorted((c.alert.alert_type, c.at_ns, c.alert.escalation_level) for c in b.advance(240)) == [
+        ("anomaly", 240, 1), ("command_failed", 240, 2), ("hot", 240, 2)]
+
+
+def test_an_alert_that_opens_already_critical() -> None:
+    b = book(specs=(ANOMALY, HOT, COLD, FAILED))
+    (o,) = b.on_value("anomaly", 1, 0.995, list)
+    assert (o.event, o.alert.severity, o.alert.score, o.alert.peak_score) == ("opened", "critical", 0.995, 0.995)
+    assert feed(b, [(2, 0.999), (3, 0.95)]) == []  # critical from the start: no severity_changed follows
+    assert b.current["anomaly"].severity == "critical"
+    (h,) = b.on_value("hot", 1, 90.0, list)  # exactly the critical threshold is critical
+    assert h.alert.severity == "critical"
+    (c,) = b.on_value("cold", 1, 0.0, list)  # 'below': at or below its critical threshold
+    assert c.alert.severity == "critical"
+    (w,) = book(specs=(COLD,)).on_value("cold", 1, 0.5, list)  # 'below' and above critical: base severity
+    assert w.alert.severity == "info"
+    # held back by maintenance, the condition reached critical meanwhile: it opens critical at the end
+    sched = MaintenanceSchedule()
+    sched.set("m", 0, 100)
+    b2 = book(schedule=sched)
+    feed(b2, [(10, 0.92), (20, 0.995), (30, 0.93)])
+    (late,) = b2.advance(100)
+    assert (late.event, late.alert.severity, late.alert.peak_score, late.alert.score) == (
+        "opened", "critical", 0.995, 0.92)
+
+
+def test_the_open_alerts_score_and_peak_follow_every_window() -> None:
+    b = book(specs=(ANOMALY, COLD))
+    (o,) = b.on_value("anomaly", 1, 0.92, list)
+    a = b.current["anomaly"]
+    assert (a.score, a.peak_score) == (0.92, 0.92)
+    steps = [(2, 0.97, 0.97), (3, 0.95, 0.97), (4, 0.7, 0.97), (5, 0.98, 0.98)]
+    for t, v, peak in steps:
+        assert b.on_value("anomaly", t, v, list) == []
+        assert (a.score, a.peak_score, a.severity) == (v, peak, "warning"), t
+    (up,) = b.on_value("anomaly", 6, 0.991, list)  # the peak reaches critical: the severity rises with it
+    assert (up.event, up.alert.peak_score, up.alert.score, up.at_ns) == ("severity_changed", 0.991, 0.991, 6)
+    assert o.alert.peak_score == 0.92  # the records already out are copies: they keep their values
+    feed(b, [(7, 0.5)])
+    (cl,) = b.on_value("anomaly", 8, 0.4, list)
+    assert (cl.event, cl.alert.score, cl.alert.peak_score, cl.alert.severity) == ("cleared", 0.4, 0.991, "critical")
+    # the next alert starts its own peak
+    (o2,) = feed_changes(b, 100, 0.93)
+    assert (o2.alert.peak_score, o2.alert.severity) == (0.93, "warning")
+    # 'below': the peak is the lowest value
+    b.on_value("cold", 1, 4.0, list)
+    for t, v in ((2, 3.0), (3, 4.5)):
+        b.on_value("cold", t, v, list)
+    assert (b.current["cold"].score, b.current["cold"].peak_score) == (4.5, 3.0)
+
+
+def feed_changes(b: AlertBook, t: int, v: float) -> list:
+    return b.on_value("anomaly", t, v, list)
+
+
 def test_escalation_waits_for_the_end_of_maintenance() -> None:
     sched = MaintenanceSchedule()
     b = book(escalate=100, schedule=sched)
