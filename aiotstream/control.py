@@ -22,7 +22,10 @@ Command states (each change is one ``aiotstream.command/1`` record)::
 A newer approval or auto command for the same actuator supersedes one that
 is still awaiting approval or unacknowledged. ``command_id`` is the
 idempotency key (devices must apply a command id at most once); retries
-repeat it.
+repeat it. A device ack is matched to the asset's command by ``command_id``
+and counts only for an ``emitted`` command, once, with a value inside the
+actuator's bounds; any other ack is refused with a reason (and its value is
+not taken as the actuator's value).
 
 The envelope, checked in this order (the first failing check blocks):
 
