@@ -266,7 +266,9 @@ def onnx_site(registry: dict[str, Any], n_assets: int = 3, site_id: str = "fz", 
     """A site of ``n_assets`` whose champion is ``pm@1.0.0`` from :func:`onnx_registry`'s registry."""
     from aiotstream.config import SiteConfig, default_site
 
-    data = default_site(n_assets, site_id=site_id, inputs={"tail": False}).model_dump(mode="json")
+    # frames only: a bounded run without readings would hold every window until the end of input
+    data = default_site(n_assets, site_id=site_id, inputs={"tail": False},
+                        window={"wait_for_readings": False}).model_dump(mode="json")
     data["model"] = {"kind": "onnx", "name": "pm", "version": "1.0.0", "drift_detector": "none",
                      "onnx": {"registry": str(registry["root"]), "verify_key": str(registry["pub"]), **onnx}}
     return SiteConfig.from_dict(data)
@@ -697,6 +699,7 @@ class ControlHarness:
         self.analyzers = {a: AssetAnalyzer(self.rt, a) for a in sorted(self.rt.assets)}
         self.offset = 0
         self.tick_no = 0
+        self.scored = 0
         self.good = {f"pm@{v}" for v in GOOD_VERSIONS}
 
     def models(self) -> dict[str, tuple]:
@@ -715,10 +718,12 @@ class ControlHarness:
                 for i, a in enumerate(self.analyzers)]
         self.tick_no += 1
         routed = self.ingest.decode_batch(msgs)
+        outs = []
         for asset, item in (x for x in routed if not isinstance(x, Output)):
-            self.analyzers[asset].on_items([item], None)
+            outs += self.analyzers[asset].on_items([item], None)
         for a in self.analyzers.values():
-            a.drain(now=True)
+            outs += a.drain(now=True)
+        self.scored += sum(o.kind == "score" for o in outs)  # windows scored by each asset's model of the moment
 
     def step(self, raw: bytes) -> str:
         from aiotstream.analysis import Output

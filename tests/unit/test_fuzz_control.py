@@ -83,6 +83,10 @@ def test_promotions_are_promoted_refused_or_dead_lettered_and_refusals_change_no
     event(control.step(control.promote(RandomDraw(seed))))
 
 
+def test_the_promoted_models_scored_windows_meanwhile(control: ControlHarness) -> None:
+    assert control.offset >= 1000 and control.scored >= 0.8 * control.tick_no * len(control.analyzers)
+
+
 @FUZZ
 @given(data=st.data())
 def test_manifests_are_accepted_only_when_sound_and_refused_with_a_reason(manifests: ManifestHarness,
