@@ -586,11 +586,13 @@ class MessageHarness:
             raise
         except Exception as exc:
             raise Escape(f"{type(exc).__name__}: {exc} <- {_brief(raw)}") from exc
-        self.waiting |= {o for o in self.waiting if o in self.resolved or o in self.applied}
         self.waiting -= self.resolved | self.applied
-        if off in self.applied:
+        applied, resolved = off in self.applied, off in self.resolved
+        self.resolved.clear()  # (what they say is taken: the sets stay small however long the run)
+        self.applied.clear()
+        if applied:
             return "applied"
-        if off in self.resolved:
+        if resolved:
             return "deadletter" if any(o.kind == "deadletter" and o.record["source"]["offset"] == off for o in outs) \
                 else "record"
         if any(off == item[2].pos.offset for a in self.analyzers.values() for item in a.queue):
@@ -604,7 +606,8 @@ class MessageHarness:
         for a in self.analyzers.values():
             outs += a.flush(kpi=True)
         self._account(outs)
-        return len(self.waiting - self.resolved - self.applied)
+        self.waiting -= self.resolved | self.applied
+        return len(self.waiting)
 
     # ---- the messages ----
     def ids(self, d: Draw, pool: list[str], live: list[str]) -> str:
