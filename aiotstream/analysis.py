@@ -76,6 +76,9 @@ from aiotstream.records import DeadLetter, Feedback, Frame, ModelSwitch, Positio
 from aiotstream.windows import ClosedWindow, WindowAssembler
 
 KINDS = ("alert", "command", "kpi", "score", "deadletter", "model")
+MAX_WAITING_FEEDBACK = 10_000
+"""Feedback messages one asset holds until its clock reaches their time; more are dead-lettered
+(``too_many_waiting``), so a flood of messages from the near future cannot exhaust memory."""
 ALERT_TYPE = ALERT_TYPE_ANOMALY
 S = 1_000_000_000
 
@@ -367,7 +370,17 @@ class AssetAnalyzer:
             outs.append(self._late(item))
         metrics = self.rt.timeline_metrics
         for item in items:
-            if isinstance(item, Feedback) or isinstance(item, Reading) and item.metric in metrics and id(item) not in late_ids:
+            if isinstance(item, Feedback):
+                waiting = getattr(self, "_waiting_feedback", 0)
+                if waiting >= MAX_WAITING_FEEDBACK and (self.clock_ns is None or item.ts_ns >= self.clock_ns):
+                    outs.append(self._reject(item, "too_many_waiting", (
+                        f"{waiting} feedback messages of asset {self.asset_id} wait for its clock to reach their "
+                        f"time already (the most is {MAX_WAITING_FEEDBACK}); this one, at {iso_ns(item.ts_ns)}, "
+                        "is refused: send feedback when it happens, not ahead")))
+                    continue
+                self._waiting_feedback = waiting + 1
+                self._enqueue(item.ts_ns, item)
+            elif isinstance(item, Reading) and item.metric in metrics and id(item) not in late_ids:
                 self._enqueue(item.ts_ns, item)
         outs.extend(self._windows_closed(closed))
         if self.clock_ns is not None:  # feedback from the past (relative to the clock) applies now
@@ -539,6 +552,8 @@ class AssetAnalyzer:
             if timers:
                 outs.extend(self._timers(ts))
             _, _, item = heapq.heappop(self.queue)
+            if isinstance(item, Feedback):
+                self._waiting_feedback = getattr(self, "_waiting_feedback", 1) - 1
             outs.extend(self._apply(item))
         if timers:
             outs.extend(self._timers(t_ns if inclusive else t_ns - 1))

@@ -311,6 +311,26 @@ def test_active_suppressions_are_a_gauge_of_the_run_summary() -> None:
     STATS.reset()
 
 
+def test_feedback_waiting_for_the_clock_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood of feedback from the near future waited in the asset's queue without bound."""
+    from aiotstream import analysis
+
+    monkeypatch.setattr(analysis, "MAX_WAITING_FEEDBACK", 3)
+    p = Plant(site())
+    p.feed_until(START + 5 * S)
+    for i in range(3):
+        assert p.send(type="ack", alert_type="nope", ts=START + 20 * S + i) == []  # they wait
+    (dead,) = p.send(type="ack", alert_type="nope", ts=START + 20 * S)
+    assert dead.record["reason"] == "too_many_waiting" and "3 feedback messages" in dead.record["message"]
+    (now,) = p.send(type="ack", alert_type="nope", ts=START + S)  # from the past: applies at once
+    assert now.record["reason"] == "no_open_alert"
+    p.feed_until(START + 25 * S)  # the clock passes them: each is applied (refused: no open alert of the type)
+    assert p.a._waiting_feedback == 0
+    assert p.send(type="ack", alert_type="nope", ts=START + 50 * S) == []  # room again
+    reasons = Counter(o.record["reason"] for o in p.outs if o.kind == "deadletter")
+    assert reasons == {"no_open_alert": 4, "too_many_waiting": 1}
+
+
 def test_an_asset_forgotten_after_its_ttl_takes_its_suppression_back() -> None:
     from datetime import UTC, datetime, timedelta
 
