@@ -222,6 +222,66 @@ def feed_changes(b: AlertBook, t: int, v: float) -> list:
     return b.on_value("anomaly", t, v, list)
 
 
+def test_schedule_boundaries_chains_pruning_and_offers() -> None:
+    m = MaintenanceSchedule()
+    m.set("b", 10, 20)  # inserted after the window it continues: end_of needs a second pass
+    m.set("a", 0, 10)
+    assert (m.active(0), m.active(19), m.active(20), m.end_of(5)) == (True, True, False, 20)
+    m.prune(20)  # a window ending exactly then is kept (it could still matter at that instant)
+    assert sorted(m.windows) == ["b"]
+    m.prune(21)
+    assert m.windows == {}
+    assert m.offer("x", 0, 100, max_ns=100, max_windows=2, forget_before_ns=None) is None  # exactly the maximum
+    assert m.offer("x", 0, 101, max_ns=100, max_windows=2, forget_before_ns=None).reason == "maintenance_too_long"
+    assert m.offer("y", 200, 300, max_ns=100, max_windows=2, forget_before_ns=None) is None
+    assert m.offer("z", 400, 401, max_ns=100, max_windows=2, forget_before_ns=50).reason == "too_many_windows"
+    assert m.offer("y", 200, 250, max_ns=100, max_windows=2, forget_before_ns=None) is None  # a known id, at the cap
+    assert m.offer("z", 400, 401, max_ns=100, max_windows=2, forget_before_ns=101) is None  # x (ended 100) forgotten
+    assert sorted(m.windows) == ["y", "z"]
+
+
+def test_the_suppression_gauge_adds_differences_and_a_resumed_one_reports_afresh() -> None:
+    from aiotstream.alerts import SuppressionGauge
+    from aiotstream.runstats import RunStats
+
+    stats = RunStats()
+    g = SuppressionGauge(stats)
+    g.update(False)
+    assert stats.get("gauges", "active_suppressions") == 0 and not g.on
+    g.update(True)
+    g.update(True)
+    assert stats.get("gauges", "active_suppressions") == 1 and g.on
+    copy = pickle.loads(pickle.dumps(g))
+    assert (copy.on, copy.stats) == (False, None)  # not carried by a snapshot
+    g.release()
+    g.release()
+    assert stats.get("gauges", "active_suppressions") == 0 and not g.on
+
+
+def test_policy_needs_n_at_most_m_for_opening_and_clearing() -> None:
+    for kw in ({"open_windows": 3, "open_of": 2}, {"clear_windows": 3, "clear_of": 2}):
+        try:
+            AlertPolicy(0.9, 0.6, **kw)  # type: ignore[arg-type]
+        except ValueError as e:
+            assert "N <= M" in str(e)
+        else:
+            raise AssertionError(f"{kw} accepted")
+
+
+def test_no_escalation_without_max_escalations_and_suppressed_drafts_take_no_seq() -> None:
+    b = book(escalate=100, max_esc=0)
+    feed(b, [(0, 0.95)])
+    assert b.current["anomaly"].next_escalation_ns is None and b.next_deadline() is None
+    sched = MaintenanceSchedule()
+    sched.set("m", 0, 50)
+    b2 = book(schedule=sched)
+    (sup,) = b2.on_value("anomaly", 10, 0.95, list)
+    assert (sup.event, sup.alert.seq, sup.alert.status) == ("suppressed", -1, "suppressed")
+    assert sup.alert.alert_id == b2.alert_id("anomaly", 10, 0)  # the id it would have had
+    (late,) = b2.advance(50)
+    assert late.alert.detail == {"after_maintenance": True, "condition_since_ns": 10} and late.alert.seq == 0
+
+
 def test_escalation_waits_for_the_end_of_maintenance() -> None:
     sched = MaintenanceSchedule()
     b = book(escalate=100, schedule=sched)
