@@ -163,6 +163,88 @@ class MaintenanceSchedule:
         """Forget windows that ended before ``before_ns`` (they can no longer matter)."""
         self.windows = {k: v for k, v in self.windows.items() if v[1] >= before_ns}
 
+    def offer(self, window_id: str, start_ns: int, end_ns: int, max_ns: int, max_windows: int,
+              forget_before_ns: int | None) -> Problem | None:
+        """A window asked for by a message (not the config): set it, or say why not.
+
+        Refused when it lasts longer than ``max_ns`` (a window ending in the far future would silence
+        the asset's alerts for good) or when ``max_windows`` are known already and none of them ended
+        before ``forget_before_ns`` (what the caller no longer needs); a window with a known id
+        replaces it (e.g. to end it early, or to extend it by another message).
+
+        >>> m = MaintenanceSchedule()
+        >>> m.offer("a", 0, 10, max_ns=10, max_windows=1, forget_before_ns=None) is None
+        True
+        >>> m.offer("a", 0, 11, max_ns=10, max_windows=1, forget_before_ns=None).reason
+        'maintenance_too_long'
+        >>> m.offer("b", 20, 30, max_ns=10, max_windows=1, forget_before_ns=5).reason
+        'too_many_windows'
+        >>> m.offer("b", 20, 30, max_ns=10, max_windows=1, forget_before_ns=11), sorted(m.windows)
+        (None, ['b'])
+        """
+        if end_ns - start_ns > max_ns:
+            return Problem("maintenance_too_long", f"maintenance window {window_id!r} lasts "
+                           f"{(end_ns - start_ns) / 1e9:.6g} s, longer than the {max_ns / 1e9:g} s allowed "
+                           "(alerts.maintenance_max_s): send a shorter window, and extend it later with "
+                           "another message with the same window_id if the work takes longer")
+        if window_id not in self.windows and len(self.windows) >= max_windows:
+            if forget_before_ns is not None:
+                self.prune(forget_before_ns)
+            if len(self.windows) >= max_windows:
+                return Problem("too_many_windows", f"{len(self.windows)} maintenance windows are planned or in "
+                               f"progress already, the most allowed (alerts.maintenance_max_windows): reuse a "
+                               f"window_id to change one")
+        self.set(window_id, start_ns, end_ns)
+        return None
+
+
+class SuppressionGauge:
+    """What one asset adds to the process-wide gauge ``active_suppressions`` of :data:`~aiotstream.runstats.STATS`:
+    1 while a maintenance window is in force at the asset's clock (its alerts are suppressed), else 0.
+
+    The asset reports after each batch (:meth:`update`) by adding the difference, so the gauge is the sum
+    over the process's assets without a registry of them; :meth:`release` takes the asset's part back when
+    its state is discarded. After a resume (unpickled in a new process, whose gauge starts at 0) it has
+    added nothing yet, so the next update adds its part again.
+
+    >>> from aiotstream.runstats import RunStats
+    >>> stats = RunStats(); a, b = SuppressionGauge(stats), SuppressionGauge(stats)
+    >>> a.update(True); b.update(True); a.update(True); b.update(False)
+    >>> stats.get("gauges", "active_suppressions")
+    1
+    >>> a.release(); stats.get("gauges", "active_suppressions")
+    0
+    """
+
+    KEY = "active_suppressions"
+    __slots__ = ("on", "stats")
+
+    def __init__(self, stats: Any = None):
+        self.on = False
+        self.stats = stats
+
+    def update(self, active: bool) -> None:
+        if active != self.on:
+            self._stats().add("gauges", self.KEY, 1 if active else -1)
+            self.on = active
+
+    def release(self) -> None:
+        self.update(False)
+
+    def _stats(self) -> Any:
+        if self.stats is not None:
+            return self.stats
+        from aiotstream.runstats import STATS
+
+        return STATS
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"on": False}  # the process's gauge is not part of a snapshot: a resumed asset reports afresh
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.on = False
+        self.stats = None
+
 
 @dataclass(frozen=True, slots=True)
 class AlertRuleSpec:
@@ -395,8 +477,10 @@ class AlertBook:
             return [], Problem("alert_not_open", f"alert {a.alert_id} ({a.alert_type}) was cleared already, so it "
                                                  f"cannot be {'acknowledged' if fb.type == 'ack' else 'cleared'}")
         if fb.type == "ack":
-            if a.status == "acknowledged":
-                return [], None  # a repeated ack (e.g. redelivered) changes nothing
+            if a.status == "acknowledged":  # a repeated ack (e.g. redelivered) changes nothing: say so
+                return [], Problem("already_acknowledged", f"alert {a.alert_id} ({a.alert_type}) was acknowledged "
+                                                           f"already by {a.acknowledged_by or '?'}; this ack "
+                                                           "changes nothing")
             a.status = "acknowledged"
             a.acknowledged_at_ns = max(fb.ts_ns, a.opened_at_ns)
             a.acknowledged_by = fb.by
@@ -411,10 +495,9 @@ class AlertBook:
 
     def _label(self, a: AlertState, fb: Feedback) -> tuple[list[AlertChange], Problem | None]:
         if a.label is not None:
-            if (a.label, a.fault_type) == (fb.label, fb.fault_type):
-                return [], None  # the same label again
-            return [], Problem("already_labelled", f"alert {a.alert_id} is labelled {a.label!r} already; "
-                                                   f"the first label stands")
+            same = "the same label again changes nothing" if (a.label, a.fault_type) == (fb.label, fb.fault_type) \
+                else "the first label stands"
+            return [], Problem("already_labelled", f"alert {a.alert_id} is labelled {a.label!r} already; {same}")
         a.label, a.fault_type, a.labelled_by = fb.label, fb.fault_type, fb.by
         a.labelled_at_ns = max(fb.ts_ns, a.opened_at_ns)
         return [AlertChange("labelled", copy.copy(a), a.labelled_at_ns, fb)], None

@@ -44,6 +44,7 @@ from aiotstream.alerts import (
     AlertChange,
     AlertRuleSpec,
     MaintenanceSchedule,
+    SuppressionGauge,
     alert_record,
     anomaly_spec,
 )
@@ -75,6 +76,9 @@ from aiotstream.records import DeadLetter, Feedback, Frame, ModelSwitch, Positio
 from aiotstream.windows import ClosedWindow, WindowAssembler
 
 KINDS = ("alert", "command", "kpi", "score", "deadletter", "model")
+MAX_WAITING_FEEDBACK = 10_000
+"""Feedback messages one asset holds until its clock reaches their time; more are dead-lettered
+(``too_many_waiting``), so a flood of messages from the near future cannot exhaust memory."""
 ALERT_TYPE = ALERT_TYPE_ANOMALY
 S = 1_000_000_000
 
@@ -123,6 +127,8 @@ class SiteRuntime:
         self.hop_ns = _ns(w.hop_s)
         self.lateness_ns = _ns(w.allowed_lateness_s)
         self.cooldown_ns = _ns(config.alerts.cooldown_s)
+        self.maintenance_max_ns = _ns(config.alerts.maintenance_max_s)
+        self.maintenance_max_windows = config.alerts.maintenance_max_windows
         self.temp_metric = config.features.temperature_metric
         k = config.kpi
         self.schemes = make_schemes(k.periods_s, [(s.name, s.start_minute, s.hours) for s in k.shifts], k.timezone)
@@ -307,6 +313,7 @@ class AssetAnalyzer:
         self.schedule = MaintenanceSchedule()
         for wid, start, end in rt.maintenance_for(asset_id):
             self.schedule.set(wid, start, end)
+        self.suppression = SuppressionGauge()  # this asset's part of STATS gauge active_suppressions
         a = cfg.alerts
         self.specs = rt.alert_specs(asset_id)
         self.book = AlertBook(asset_id, rt.ctx.site, rt.ctx.config_hash, self.specs, self.schedule,
@@ -363,11 +370,22 @@ class AssetAnalyzer:
             outs.append(self._late(item))
         metrics = self.rt.timeline_metrics
         for item in items:
-            if isinstance(item, Feedback) or isinstance(item, Reading) and item.metric in metrics and id(item) not in late_ids:
+            if isinstance(item, Feedback):
+                waiting = getattr(self, "_waiting_feedback", 0)
+                if waiting >= MAX_WAITING_FEEDBACK and (self.clock_ns is None or item.ts_ns >= self.clock_ns):
+                    outs.append(self._reject(item, "too_many_waiting", (
+                        f"{waiting} feedback messages of asset {self.asset_id} wait for its clock to reach their "
+                        f"time already (the most is {MAX_WAITING_FEEDBACK}); this one, at {iso_ns(item.ts_ns)}, "
+                        "is refused: send feedback when it happens, not ahead")))
+                    continue
+                self._waiting_feedback = waiting + 1
+                self._enqueue(item.ts_ns, item)
+            elif isinstance(item, Reading) and item.metric in metrics and id(item) not in late_ids:
                 self._enqueue(item.ts_ns, item)
         outs.extend(self._windows_closed(closed))
         if self.clock_ns is not None:  # feedback from the past (relative to the clock) applies now
             outs.extend(self._run_until(self.clock_ns, inclusive=False, timers=False))
+        self._report()
         return outs
 
     def flush(self, kpi: bool = True) -> list[Output]:
@@ -385,6 +403,7 @@ class AssetAnalyzer:
             while self.queue:
                 outs.extend(self._run_until(self.queue[0][0], inclusive=True))
             outs.extend(self._periods(self.kpi.flush()))
+        self._report()
         return outs
 
     def idle(self, until_ns: int) -> list[Output]:
@@ -393,7 +412,17 @@ class AssetAnalyzer:
         if self.clock_ns is None:
             return []
         outs = self.drain(now=True) if self.pending else []  # the windows' scores first: before the silence
-        return outs + self._run_until(until_ns, inclusive=True)
+        outs += self._run_until(until_ns, inclusive=True)
+        self._report()
+        return outs
+
+    def release(self) -> None:
+        """The asset's state is being discarded (silent past ``state_ttl_s``): take back what it reports."""
+        self.suppression.release()
+
+    def _report(self) -> None:
+        """Report to the run summary whether this asset's alerts are suppressed at its clock now."""
+        self.suppression.update(self.clock_ns is not None and self.schedule.active(self.clock_ns))
 
     def next_deadline_ns(self) -> int | None:
         """The next event time at which something is due (a timer or a queued event), for wall-clock wake-ups."""
@@ -512,6 +541,7 @@ class AssetAnalyzer:
             outs.extend(self._periods(self.kpi.close(w.end_ns)))
         if not self.pending and lane.waiting.get(self.asset_id) is self:
             del lane.waiting[self.asset_id]
+        self._report()
         return outs
 
     def _run_until(self, t_ns: int, inclusive: bool, timers: bool = True) -> list[Output]:
@@ -522,6 +552,8 @@ class AssetAnalyzer:
             if timers:
                 outs.extend(self._timers(ts))
             _, _, item = heapq.heappop(self.queue)
+            if isinstance(item, Feedback):
+                self._waiting_feedback = getattr(self, "_waiting_feedback", 1) - 1
             outs.extend(self._apply(item))
         if timers:
             outs.extend(self._timers(t_ns if inclusive else t_ns - 1))
@@ -589,8 +621,10 @@ class AssetAnalyzer:
         lineage = self.rt.ctx.block(inputs=_pos_inputs(fb.pos), window=None, features=None, model=None)
         if fb.type == "maintenance":
             assert fb.window_id is not None and fb.start_ns is not None and fb.end_ns is not None
-            self.schedule.set(fb.window_id, fb.start_ns, fb.end_ns)
-            return []
+            rt = self.rt
+            problem = self.schedule.offer(fb.window_id, fb.start_ns, fb.end_ns, rt.maintenance_max_ns,
+                                          rt.maintenance_max_windows, self._forget_windows_before())
+            return [] if problem is None else [self._reject(fb, problem.reason, problem.message)]
         if fb.type in ("ack", "clear", "label"):
             changes, problem = self.book.feedback(fb)
             if problem is not None:
@@ -600,6 +634,12 @@ class AssetAnalyzer:
         if cmd_problem is not None:
             return [self._reject(fb, *cmd_problem)]
         return self._command_changes(cmd_changes, lineage)
+
+    def _forget_windows_before(self) -> int | None:
+        """Maintenance windows that ended before this can matter no more: the clock, the KPI accounting and
+        every alert held back by maintenance are past them."""
+        times = [self.clock_ns, self.kpi.accounted_ns] + [s.since_ns for s in self.book.suppressed.values()]
+        return None if any(t is None for t in times[:2]) else min(t for t in times if t is not None)
 
     def _features(self, w: ClosedWindow) -> np.ndarray:
         fs = self.rt.feature_set

@@ -38,9 +38,19 @@ from __future__ import annotations
 
 import math
 import struct
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from aiotstream.errors import DecodeError
 from aiotstream.records import FEEDBACK_TYPES, Feedback, Frame, Position, Reading
@@ -159,35 +169,97 @@ def _reading(obj: object, raw: bytes, pos: Position) -> Reading:
 FEEDBACK_SCHEMA = "aiotstream.feedback/1"
 LABELS = ("true_fault", "false_alarm")
 DEVICE_ACK_STATUSES = ("applied", "failed", "rejected")
-_FEEDBACK_FIELDS = {
-    # type: (required fields, optional fields) besides schema, type, ts, by, note, id
-    "ack": ((), ("asset", "alert_id", "alert_type")),
-    "clear": ((), ("asset", "alert_id", "alert_type")),
-    "label": (("asset", "alert_id", "label"), ("fault_type",)),
-    "approve": (("asset", "command_id"), ()),
-    "reject": (("asset", "command_id"), ()),
-    "command_ack": (("asset", "command_id"), ("status", "value")),
-    "maintenance": (("start", "end"), ("asset", "line", "window_id")),
-}
-_COMMON = {"schema", "type", "ts", "by", "note", "id"}
+MAX_NS = 2**63 - 1  # event times are int64 ns
+
+# ---- feedback/1: one pydantic model per type, told apart by "type" (a discriminated union) -------------------
+_Ns = Annotated[int, Field(ge=0, le=MAX_NS)]
+_Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ASSET_ID)]  # assets, lines, types, ids
+_Ref = Annotated[str, StringConstraints(min_length=1, max_length=64)]  # alert and command ids
 
 
-def _nonempty_str(obj: dict, key: str, limit: int = MAX_ASSET_ID) -> str | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if not isinstance(v, str) or not 1 <= len(v) <= limit:
-        raise DecodeError("bad_feedback", f"field {key!r} must be a string of 1..{limit} characters, got {v!r}")
-    return v
+class _Feedback(BaseModel):
+    """Fields every feedback message has; unknown fields are refused (a misspelt field is not ignored)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    schema_: Literal["aiotstream.feedback/1"] = Field(alias="schema")
+    ts: _Ns
+    by: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    note: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    id: _Name | int | None = None
 
 
-def _ns(obj: dict, key: str) -> int | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise DecodeError("bad_timestamp", f"field {key!r} must be integer ns since the epoch, got {v!r}")
-    return v
+class _AlertAction(_Feedback):
+    asset: _Name | None = None
+    alert_id: _Ref | None = None
+    alert_type: _Name | None = None
+
+    @model_validator(mode="after")
+    def _one_alert(self) -> _AlertAction:
+        if self.asset is None or (self.alert_id is None) == (self.alert_type is None):
+            raise ValueError(f"{self.type} feedback needs 'asset' and exactly one of 'alert_id', "  # type: ignore[attr-defined]
+                             "'alert_type'")
+        return self
+
+
+class AckFeedback(_AlertAction):
+    type: Literal["ack"]
+
+
+class ClearFeedback(_AlertAction):
+    type: Literal["clear"]
+
+
+class LabelFeedback(_Feedback):
+    type: Literal["label"]
+    asset: _Name
+    alert_id: _Ref
+    label: Literal["true_fault", "false_alarm"]
+    fault_type: _Name | None = None
+
+
+class ApproveFeedback(_Feedback):
+    type: Literal["approve"]
+    asset: _Name
+    command_id: _Ref
+
+
+class RejectFeedback(_Feedback):
+    type: Literal["reject"]
+    asset: _Name
+    command_id: _Ref
+
+
+class CommandAckFeedback(_Feedback):
+    type: Literal["command_ack"]
+    asset: _Name
+    command_id: _Ref
+    status: Literal["applied", "failed", "rejected"] = "applied"
+    value: Annotated[float, Field(allow_inf_nan=False)] | None = None
+
+
+class MaintenanceFeedback(_Feedback):
+    type: Literal["maintenance"]
+    start: _Ns
+    end: _Ns
+    asset: _Name | None = None
+    line: _Name | None = None
+    window_id: _Name | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> MaintenanceFeedback:
+        if self.end <= self.start:
+            raise ValueError(f"maintenance end ({self.end}) must be after start ({self.start})")
+        if self.asset is not None and self.line is not None:
+            raise ValueError("maintenance feedback names an asset or a line (or neither, for the whole site), not both")
+        return self
+
+
+FeedbackMessage = Annotated[AckFeedback | ClearFeedback | LabelFeedback | ApproveFeedback | RejectFeedback
+                            | CommandAckFeedback | MaintenanceFeedback, Field(discriminator="type")]
+_FEEDBACK = TypeAdapter(FeedbackMessage)
+_TIME_FIELDS = ("ts", "start", "end")
+_CHOICES = {"label": LABELS, "status": DEVICE_ACK_STATUSES, "type": FEEDBACK_TYPES}
 
 
 def decode_feedback(raw: bytes, pos: Position) -> Feedback:
@@ -195,19 +267,21 @@ def decode_feedback(raw: bytes, pos: Position) -> Feedback:
 
     Fields: ``schema``, ``type`` (one of ack, clear, label, approve, reject,
     command_ack, maintenance), ``ts`` (int ns), optional ``by``, ``note``, ``id``,
-    and per type:
+    and per type (:data:`FeedbackMessage`, a pydantic union told apart by ``type``):
 
     * ``ack`` / ``clear``: ``asset`` and ``alert_id``, or ``asset`` and ``alert_type``
       (the alert of that type open at ``ts``);
     * ``label``: ``asset``, ``alert_id``, ``label`` (true_fault | false_alarm), optional ``fault_type``;
     * ``approve`` / ``reject``: ``asset``, ``command_id``;
     * ``command_ack`` (from the device side): ``asset``, ``command_id``, optional
-      ``status`` (applied | failed | rejected; default applied) and ``value``;
+      ``status`` (applied | failed | rejected; default applied) and ``value`` (a finite number);
     * ``maintenance``: ``start``, ``end`` (int ns), and ``asset`` or ``line`` or
       neither (the whole site); optional ``window_id`` (a later message with
       the same id replaces the window, e.g. to end it early).
 
-    Unknown fields are rejected, so a misspelt field is not silently ignored.
+    Times are int64 ns since the epoch. Unknown fields are rejected, so a misspelt field is not silently
+    ignored. A bad message is a :class:`~aiotstream.errors.DecodeError`: ``unsupported_schema``,
+    ``bad_timestamp`` (only time fields are wrong) or ``bad_feedback``, naming every bad field.
 
     >>> fb = decode_feedback(b'{"schema": "aiotstream.feedback/1", "type": "ack", "asset": "p1", '
     ...                      b'"alert_type": "anomaly", "ts": 5, "by": "ana"}', Position("t", 0, 1))
@@ -223,56 +297,63 @@ def _feedback(obj: object, raw: bytes, pos: Position) -> Feedback:
     schema = obj.get("schema")
     if schema != FEEDBACK_SCHEMA:
         raise DecodeError("unsupported_schema", f"schema {schema!r} is not supported (only {FEEDBACK_SCHEMA!r})")
-    kind = obj.get("type")
-    if kind not in FEEDBACK_TYPES:
-        raise DecodeError("bad_feedback", f"field 'type' must be one of {', '.join(FEEDBACK_TYPES)}, got {kind!r}")
-    required, optional = _FEEDBACK_FIELDS[kind]
-    missing = [k for k in ("ts", *required) if obj.get(k) is None]
-    if missing:
-        raise DecodeError("bad_feedback", f"{kind} feedback lacks field(s) {', '.join(missing)}")
-    unknown = sorted(set(obj) - _COMMON - set(required) - set(optional))
-    if unknown:
-        raise DecodeError("bad_feedback", f"{kind} feedback has unknown field(s) {', '.join(unknown)}")
-    ts = _ns(obj, "ts")
-    assert ts is not None
-    fb: dict = {"asset": _nonempty_str(obj, "asset"), "by": _nonempty_str(obj, "by", 256) or "",
-                "note": _nonempty_str(obj, "note", 4096) or ""}
-    if kind in ("ack", "clear"):
-        fb["alert_id"] = _nonempty_str(obj, "alert_id", 64)
-        fb["alert_type"] = _nonempty_str(obj, "alert_type")
-        if fb["asset"] is None or (fb["alert_id"] is None) == (fb["alert_type"] is None):
-            raise DecodeError("bad_feedback", f"{kind} feedback needs 'asset' and exactly one of 'alert_id', "
-                                              "'alert_type'")
+    try:
+        m = _FEEDBACK.validate_python(obj)
+    except ValidationError as exc:
+        raise _feedback_error(obj, exc) from None
+    kind = m.type
+    fb: dict[str, Any] = {"by": m.by or "", "note": m.note or ""}
+    if kind == "maintenance":
+        fb.update(start_ns=m.start, end_ns=m.end, line=m.line, window_id=m.window_id or f"fb-{m.start}")
+    elif kind == "command_ack":
+        fb.update(command_id=m.command_id, status=m.status, value=None if m.value is None else float(m.value))
+    elif kind in ("approve", "reject"):
+        fb["command_id"] = m.command_id
     elif kind == "label":
-        fb["alert_id"] = _nonempty_str(obj, "alert_id", 64)
-        if obj["label"] not in LABELS:
-            raise DecodeError("bad_feedback", f"field 'label' must be one of {', '.join(LABELS)}, got {obj['label']!r}")
-        fb["label"] = obj["label"]
-        fb["fault_type"] = _nonempty_str(obj, "fault_type")
-    elif kind in ("approve", "reject", "command_ack"):
-        fb["command_id"] = _nonempty_str(obj, "command_id", 64)
-        if kind == "command_ack":
-            status = obj.get("status", "applied")
-            if status not in DEVICE_ACK_STATUSES:
-                raise DecodeError("bad_feedback", f"field 'status' must be one of {', '.join(DEVICE_ACK_STATUSES)}, "
-                                                  f"got {status!r}")
-            fb["status"] = status
-            value = obj.get("value")
-            if value is not None:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    raise DecodeError("bad_feedback", f"field 'value' must be a finite number, got {value!r}")
-                fb["value"] = float(value)
-    else:  # maintenance
-        fb["start_ns"], fb["end_ns"] = _ns(obj, "start"), _ns(obj, "end")
-        if fb["end_ns"] <= fb["start_ns"]:
-            raise DecodeError("bad_feedback", f"maintenance end ({fb['end_ns']}) must be after start "
-                                              f"({fb['start_ns']})")
-        fb["line"] = _nonempty_str(obj, "line")
-        if fb["asset"] is not None and fb["line"] is not None:
-            raise DecodeError("bad_feedback", "maintenance feedback names an asset or a line (or neither, for the "
-                                              "whole site), not both")
-        fb["window_id"] = _nonempty_str(obj, "window_id") or f"fb-{fb['start_ns']}"
-    return Feedback(kind, ts_ns=ts, pos=pos, raw=raw, **fb)
+        fb.update(alert_id=m.alert_id, label=m.label, fault_type=m.fault_type)
+    else:
+        fb.update(alert_id=m.alert_id, alert_type=m.alert_type)
+    return Feedback(kind, m.asset, m.ts, pos, raw=raw, **fb)
+
+
+def _feedback_error(obj: dict, exc: ValidationError) -> DecodeError:
+    """One DecodeError naming every bad field of a feedback message, in words."""
+    kind = obj.get("type")
+    missing: list[str] = []
+    unknown: list[str] = []
+    words: list[str] = []
+    times = 0
+    errors = exc.errors()
+    for err in errors:
+        loc = err["loc"][1:] if err["loc"][:1] == (kind,) else err["loc"]  # (the tag, field, ...)
+        name = str(loc[0]) if loc else ""
+        t, got = err["type"], err.get("input")
+        if t in ("union_tag_invalid", "union_tag_not_found"):
+            words.append(f"field 'type' must be one of {', '.join(FEEDBACK_TYPES)}, got {kind!r}")
+        elif t == "missing":
+            missing.append(name)
+        elif t == "extra_forbidden":
+            unknown.append(name)
+        elif name in _TIME_FIELDS:
+            times += 1
+            words.append(f"field {name!r} must be integer ns since the epoch (0..2**63-1), got {got!r}")
+        elif t == "value_error":
+            words.append(err["msg"].removeprefix("Value error, "))
+        elif name in _CHOICES and t == "literal_error":
+            words.append(f"field {name!r} must be one of {', '.join(_CHOICES[name])}, got {got!r}")
+        elif name == "value":
+            words.append(f"field 'value' must be a finite number, got {got!r}")
+        elif t.startswith("string_") or t in ("int_type", "union_type"):
+            words.append(f"field {name!r} must be a string of 1..{MAX_ASSET_ID if name != 'note' else 4096} "
+                         f"characters, got {got!r}")
+        else:
+            words.append(f"field {name!r}: {err['msg']}, got {got!r}")
+    if unknown:
+        words.insert(0, f"{kind} feedback has unknown field(s) {', '.join(sorted(unknown))}")
+    if missing:
+        words.insert(0, f"{kind} feedback lacks field(s) {', '.join(missing)}")
+    reason = "bad_timestamp" if times and times == len(errors) else "bad_feedback"
+    return DecodeError(reason, "; ".join(dict.fromkeys(words)))
 
 
 def decode_any(raw: bytes | None, pos: Position) -> Frame | Reading | Feedback:

@@ -1,4 +1,4 @@
-"""Site configuration: schema, loading (TOML or JSON), validation and hash.
+"""Site configuration: schema, loading (TOML, YAML or JSON), validation and hash.
 
 One flow definition serves many sites; each site says which assets it has,
 where its data arrives, how to window and score it and where outputs go.
@@ -40,9 +40,77 @@ from aiotstream.errors import ConfigError
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
+MAX_REAL = 1e12
+"""The largest magnitude of any number in a config (thresholds, bounds, setpoints) unless its field says."""
+MAX_INT = 2**53
+"""The largest magnitude of an integer (exact as a JSON number) unless its field says."""
+MAX_DURATION_S = 31_622_400.0
+"""The longest duration (366 days), in seconds, of any ``*_s`` field (``*_ms``: in ms) unless its field says."""
+MIN_DURATION_S = 1e-6
+"""The shortest duration that is not 0 (1 us): shorter ones round to no time at all in ns, or divide into
+numbers that overflow."""
+MAX_WINDOWS_PER_INPUT = 1000
+"""Sliding windows: ``length_s / hop_s`` at most, the windows one input belongs to."""
+
+
+def _numbers(v: Any) -> Any:
+    """The ints and floats in a field's value (inside lists and tuples too; nested models check themselves)."""
+    if isinstance(v, bool):
+        return
+    if isinstance(v, (int, float)):
+        yield v
+    elif isinstance(v, (list, tuple)):
+        for x in v:
+            yield from _numbers(x)
+
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Base of every config table. Rules that hold for every field, so no field can forget them:
+
+    * unknown keys are errors (a misspelt key is not silently ignored);
+    * every float is finite (``allow_inf_nan=False``: NaN or inf in an actuator bound would disable it);
+    * every number is within +-:data:`MAX_REAL` (integers +-:data:`MAX_INT`), and every duration (a field
+      named ``*_s`` or ``*_ms``, rates ``*_per_s`` excepted) is not negative and at most
+      :data:`MAX_DURATION_S`, unless the field declares its own upper bound (``le``/``lt``), and not
+      between 0 and 1 us. Durations that must be positive say ``gt=0``; those that allow 0 give it a
+      meaning (off, never, at once).
+
+    So a value that would overflow when turned into nanoseconds, or make a limit meaningless, fails at load
+    with its field's path.
+
+    >>> try:
+    ...     default_site(1, control={"actuators": [{"name": "valve", "max": float("nan"), "ack_timeout_s": 1e308}]})
+    ... except ConfigError as e:
+    ...     print(e.problems)
+    [('control.actuators[0].max', 'must be a finite number (got nan)'), \
+('control.actuators[0].ack_timeout_s', 'must be at most 3.16224e+07 s (366 days), got 1e+308')]
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _sane_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        name = info.field_name or ""
+        field = cls.model_fields.get(name)
+        own_upper = field is not None and any(hasattr(m, "le") or hasattr(m, "lt") for m in field.metadata)
+        duration = name.endswith(("_s", "_ms")) and not name.endswith("_per_s")
+        unit = 1000.0 if name.endswith("_ms") else 1.0
+        for x in _numbers(v):
+            if duration and x < 0:
+                raise ValueError(f"a duration cannot be negative (got {x!r})")
+            if duration and 0 < x < MIN_DURATION_S * unit:
+                raise ValueError(f"a duration must be 0 or at least 1 us (got {x!r} {'ms' if unit > 1 else 's'})")
+            if own_upper:
+                continue
+            if duration and x > MAX_DURATION_S * unit:
+                raise ValueError(f"must be at most {MAX_DURATION_S * unit:g} {'ms' if unit > 1 else 's'} "
+                                 f"(366 days), got {x!r}")
+            if isinstance(x, int) and abs(x) > MAX_INT:
+                raise ValueError(f"must be within +-2**53, got {x!r}")
+            if isinstance(x, float) and abs(x) > MAX_REAL:
+                raise ValueError(f"must be within +-{MAX_REAL:g}, got {x!r}")
+        return v
 
 
 class SiteInfo(_Model):
@@ -290,6 +358,9 @@ class WindowConfig(_Model):
     def _hop_le_length(self) -> WindowConfig:
         if self.hop_s > self.length_s:
             raise ValueError(f"hop_s ({self.hop_s}) must not exceed length_s ({self.length_s}): samples would be skipped")
+        if self.length_s > MAX_WINDOWS_PER_INPUT * self.hop_s:
+            raise ValueError(f"length_s / hop_s ({self.length_s / self.hop_s:g}) must be at most "
+                             f"{MAX_WINDOWS_PER_INPUT}: each input goes to that many sliding windows")
         if 0 < self.state_ttl_s < self.idle_close_s:
             raise ValueError(f"state_ttl_s ({self.state_ttl_s}) must be 0 (never) or at least idle_close_s "
                              f"({self.idle_close_s})")
@@ -318,7 +389,7 @@ class GateConfig(_Model):
     assets: int = Field(default=2, ge=1, le=100)
     duration_s: float = Field(default=240.0, ge=30, le=7200)
     faults: int = Field(default=2, ge=1, le=100)
-    seed: int = 1234
+    seed: int = Field(default=1234, ge=0, le=2**32 - 1)
 
 
 class OnnxConfig(_Model):
@@ -358,8 +429,8 @@ class ModelConfig(_Model):
     # HalfSpaceTrees settings (kind = "hst")
     n_trees: int = Field(default=25, ge=1, le=1000)
     height: int = Field(default=8, ge=2, le=20)
-    window_size: int = Field(default=50, ge=2)
-    seed: int = 42
+    window_size: int = Field(default=50, ge=2, le=100_000)
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)
     # drift detector on the anomaly score (and on drift_features): ADWIN, Page-Hinkley or KSWIN
     drift_detector: Literal["adwin", "page_hinkley", "kswin", "none"] = "adwin"
     # ADWIN's / Page-Hinkley's delta; KSWIN's alpha (significance of its Kolmogorov-Smirnov test)
@@ -410,10 +481,10 @@ class AlertRuleConfig(_Model):
     clear_threshold: float
     critical_threshold: float | None = None
     severity: Severity = "warning"
-    open_windows: int = Field(default=1, ge=1)
-    open_of: int | None = Field(default=None, ge=1)
-    clear_windows: int = Field(default=3, ge=1)
-    clear_of: int | None = Field(default=None, ge=1)
+    open_windows: int = Field(default=1, ge=1, le=10_000)
+    open_of: int | None = Field(default=None, ge=1, le=10_000)
+    clear_windows: int = Field(default=3, ge=1, le=10_000)
+    clear_of: int | None = Field(default=None, ge=1, le=10_000)
     cooldown_s: float = Field(default=30.0, ge=0)
     assets: list[str] = Field(default_factory=list, description="default: every asset")
 
@@ -437,10 +508,13 @@ class AlertRuleConfig(_Model):
 class AlertConfig(_Model):
     open_threshold: float = Field(default=0.9, gt=0, le=1)
     clear_threshold: float = Field(default=0.6, ge=0, lt=1)
-    open_windows: int = Field(default=1, ge=1, description="windows at or over open_threshold (of open_of) to open")
-    open_of: int | None = Field(default=None, ge=1, description="debounce window M for N of M; default = open_windows")
-    clear_windows: int = Field(default=3, ge=1, description="windows under clear_threshold (of clear_of) to clear")
-    clear_of: int | None = Field(default=None, ge=1, description="default = clear_windows (consecutive)")
+    open_windows: int = Field(default=1, ge=1, le=10_000,
+                              description="windows at or over open_threshold (of open_of) to open")
+    open_of: int | None = Field(default=None, ge=1, le=10_000,
+                                description="debounce window M for N of M; default = open_windows")
+    clear_windows: int = Field(default=3, ge=1, le=10_000,
+                               description="windows under clear_threshold (of clear_of) to clear")
+    clear_of: int | None = Field(default=None, ge=1, le=10_000, description="default = clear_windows (consecutive)")
     cooldown_s: float = Field(default=30.0, ge=0, description="no new alert of the same type this soon after a clear")
     critical_threshold: float = Field(default=0.99, gt=0, le=1)
     escalate_after_s: float = Field(default=900.0, ge=0, description="escalate an unacknowledged alert after this; "
@@ -448,6 +522,12 @@ class AlertConfig(_Model):
     max_escalations: int = Field(default=1, ge=0, le=100)
     explain_top: int = Field(default=3, ge=0, le=50, description="features in an alert's explanation")
     history: int = Field(default=100, ge=1, le=100_000, description="cleared alerts kept per asset for labels")
+    maintenance_max_s: float = Field(default=604_800.0, gt=0, le=31_622_400,
+                                     description="longest maintenance window (config or feedback message); a "
+                                                 "longer one would silence an asset's alerts for that long")
+    maintenance_max_windows: int = Field(default=256, ge=1, le=100_000,
+                                         description="maintenance windows an asset keeps planned or in progress; "
+                                                     "more from feedback are dead-lettered (too_many_windows)")
     rules: list[AlertRuleConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -539,7 +619,7 @@ class ShiftConfig(_Model):
 
 
 class KpiConfig(_Model):
-    period_s: float | None = Field(default=None, gt=0, le=604_800, description="shorthand for periods_s = [x]")
+    period_s: float | None = Field(default=None, ge=1, le=604_800, description="shorthand for periods_s = [x]")
     periods_s: list[float] = Field(default_factory=lambda: [10.0], min_length=1, max_length=8,
                                    description="event-time tumbling KPI periods, seconds")
     shifts: list[ShiftConfig] = Field(default_factory=list, max_length=24)
@@ -572,8 +652,8 @@ class KpiConfig(_Model):
     @classmethod
     def _periods(cls, v: list[float]) -> list[float]:
         for p in v:
-            if not 0 < p <= 604_800:
-                raise ValueError(f"each period must be in (0, 604800] s, got {p}")
+            if not 1 <= p <= 604_800:
+                raise ValueError(f"each period must be in [1, 604800] s, got {p}")
             if abs(p * 1e9 - round(p * 1e9)) > 1e-3:
                 raise ValueError(f"period {p} s is not a whole number of nanoseconds")
         if len(set(v)) != len(v):
@@ -858,7 +938,7 @@ class WasteConfig(_Model):
 class BuildingConfig(_Model):
     """``[building]``: the energy-optimisation flow's zones, meters, interval, baseline and waste rules."""
 
-    interval_s: float = Field(default=60.0, gt=0, le=86_400, description="readings are aggregated per meter into "
+    interval_s: float = Field(default=60.0, ge=1, le=86_400, description="readings are aggregated per meter into "
                               "intervals of this length; models learn on intervals")
     day_s: float = Field(default=86_400.0, gt=0, le=86_400, description="length of a day in event time (86400; "
                          "simulations may compress it)")
@@ -944,17 +1024,21 @@ class SiteConfig(_Model):
             return data
         data = dict(data)
         site_id = (data.get("site") or {}).get("id") if isinstance(data.get("site"), dict) else None
-        if isinstance(site_id, str):
-            outs = dict(data.get("outputs") or {})
-            for kind in ("alerts", "commands", "kpis", "scores", "deadletter"):
-                outs.setdefault(kind, f"{site_id}.{kind}")
-            data["outputs"] = outs
-            inp = dict(data.get("inputs") or {})
-            if not inp.get("topics"):
-                inp["topics"] = [f"{site_id}.waveforms", f"{site_id}.readings"]
-            if not inp.get("feedback_topics"):
-                inp["feedback_topics"] = [f"{site_id}.feedback", f"{site_id}.acks"]
-            data["inputs"] = inp
+        if isinstance(site_id, str):  # (a table that is not a table is left to the field's own error)
+            outs = data.get("outputs") or {}
+            if isinstance(outs, dict):
+                outs = dict(outs)
+                for kind in ("alerts", "commands", "kpis", "scores", "deadletter"):
+                    outs.setdefault(kind, f"{site_id}.{kind}")
+                data["outputs"] = outs
+            inp = data.get("inputs") or {}
+            if isinstance(inp, dict):
+                inp = dict(inp)
+                if not inp.get("topics"):
+                    inp["topics"] = [f"{site_id}.waveforms", f"{site_id}.readings"]
+                if not inp.get("feedback_topics"):
+                    inp["feedback_topics"] = [f"{site_id}.feedback", f"{site_id}.acks"]
+                data["inputs"] = inp
         return data
 
     @model_validator(mode="after")
@@ -984,8 +1068,12 @@ class SiteConfig(_Model):
 
         for i, r in enumerate(self.alerts.rules):
             known(f"alerts.rules[{i}]", r.assets)
+        longest = self.alerts.maintenance_max_s
         for i, m in enumerate(self.maintenance):
             known(f"maintenance[{i}]", m.assets)
+            if (m.end - m.start).total_seconds() > longest:
+                problems.append(f"maintenance[{i}].end: the window lasts {(m.end - m.start).total_seconds():g} s, "
+                                f"longer than alerts.maintenance_max_s ({longest:g} s); split it or raise the limit")
             if m.line is not None and m.line not in lines:
                 problems.append(f"maintenance[{i}].line: {m.line!r} is not a line of any asset "
                                 f"({', '.join(sorted(lines))})")
@@ -1129,20 +1217,64 @@ class SiteConfig(_Model):
 
     @classmethod
     def load(cls, path: str | Path) -> SiteConfig:
-        """Load a site config from a ``.toml`` or ``.json`` file."""
+        """Load a site config from a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file (:data:`FORMATS`)."""
         p = Path(path)
+        fmt = FORMATS.get(p.suffix.lower())
+        if fmt is None:
+            raise ConfigError(str(p), [("<file>", (f"unknown file type {p.suffix or '(no suffix)'!r}: supported "
+                                                  "formats: .toml, .yaml/.yml, .json"))])
         try:
-            text = p.read_bytes()
+            with p.open("rb") as f:
+                text = f.read(MAX_CONFIG_BYTES + 1)
         except OSError as exc:
             raise ConfigError(str(p), [("<file>", f"cannot read: {exc.strerror}")]) from None
-        try:
-            if p.suffix == ".json":
-                data = orjson.loads(text)
-            else:
-                data = tomllib.loads(text.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(str(p), [("<file>", f"not valid {p.suffix.lstrip('.') or 'TOML'}: {exc}")]) from None
-        return cls.from_dict(data, source=str(p))
+        if len(text) > MAX_CONFIG_BYTES:
+            raise ConfigError(str(p), [("<file>", f"larger than {MAX_CONFIG_BYTES // 2**20} MiB: not a site config")])
+        return cls.from_dict(parse_config_text(text, fmt, str(p)), source=str(p))
+
+
+FORMATS = {".toml": "TOML", ".yaml": "YAML", ".yml": "YAML", ".json": "JSON"}
+"""Site config file formats by suffix."""
+MAX_CONFIG_BYTES = 16 * 2**20
+
+
+def parse_config_text(text: bytes, fmt: str, source: str = "<config>") -> dict[str, Any]:
+    """The data of a config file's text in ``fmt`` (TOML, YAML or JSON); a ConfigError at ``<file>`` if it
+    is not valid in that format or its top level is not a table. YAML is read with the safe loader (plain
+    data, no tags that build objects) and without anchors/aliases (which TOML and JSON cannot say, and
+    which could multiply a small file into a huge config).
+
+    >>> parse_config_text(b"site:\\n  id: s1\\n", "YAML")
+    {'site': {'id': 's1'}}
+    """
+    try:
+        if fmt == "JSON":
+            data = orjson.loads(text)
+        elif fmt == "YAML":
+            data = _yaml(text)
+        else:
+            data = tomllib.loads(text.decode("utf-8"))
+    except RecursionError:
+        raise ConfigError(source, [("<file>", f"not valid {fmt}: nested too deeply")]) from None
+    except (tomllib.TOMLDecodeError, orjson.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(source, [("<file>", f"not valid {fmt}: {exc}")]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(source, [("<file>", (f"the top level must be a table (key: value pairs), got "
+                                              f"{type(data).__name__}"))])
+    return data
+
+
+def _yaml(text: bytes) -> Any:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        for event in yaml.parse(text, Loader=loader):
+            if isinstance(event, yaml.AliasEvent):
+                raise yaml.YAMLError("anchors and aliases are not supported in a site config: write the values out")
+        return yaml.load(text, Loader=loader)  # a safe loader: plain data only
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc).replace("\n", " ")) from None
 
 
 _REFS = "\x1e"  # separates "path: message" items of cross-reference problems found at the root

@@ -22,7 +22,10 @@ Command states (each change is one ``aiotstream.command/1`` record)::
 A newer approval or auto command for the same actuator supersedes one that
 is still awaiting approval or unacknowledged. ``command_id`` is the
 idempotency key (devices must apply a command id at most once); retries
-repeat it.
+repeat it. A device ack is matched to the asset's command by ``command_id``
+and counts only for an ``emitted`` command, once, with a value inside the
+actuator's bounds; any other ack is refused with a reason (and its value is
+not taken as the actuator's value).
 
 The envelope, checked in this order (the first failing check blocks):
 
@@ -254,6 +257,7 @@ class Command:
     emitted_at_ns: int | None = None
     approved_by: str = ""
     acked_value: float | None = None
+    ack_status: str | None = None  # the device ack's status, once one was taken (a second one is a duplicate)
     blocked_by: dict[str, str] | None = None
     clamped_by: tuple[str, ...] = ()
     reason: str = ""
@@ -436,14 +440,20 @@ class Controller:
 
     # ---- feedback and time --------------------------------------------------------------------------
     def feedback(self, fb: Feedback, t_ns: int, sit: Situation) -> tuple[list[CommandChange], tuple[str, str] | None]:
-        """An operator's approve/reject or a device's command_ack; returns changes or (reason, message)."""
+        """An operator's approve/reject or a device's command_ack; returns changes or (reason, message).
+
+        Feedback is matched to a command of this asset by ``command_id``. One that changes nothing (an
+        unknown command, a command no longer pending, the same approval or ack again, an ack value the
+        actuator cannot have) is refused with a reason, and the controller's state stays as it was.
+        """
         cmd = self.commands.get(fb.command_id or "")
-        if cmd is None:
-            return [], ("unknown_command", f"command {fb.command_id} is not a recent command of asset {self.asset}")
+        if cmd is None or (fb.asset is not None and fb.asset != self.asset):
+            return [], ("unknown_command", f"command {fb.command_id} is not a recent command of asset {fb.asset or self.asset}")
         if fb.type in ("approve", "reject"):
             if cmd.status != "awaiting_approval":
                 if fb.type == "approve" and cmd.approved_by == (fb.by or "?"):
-                    return [], None  # the same approval again
+                    return [], ("already_approved", (f"command {cmd.command_id} was approved by {cmd.approved_by} "
+                                                    "already; this approval changes nothing"))
                 msg = f"command {cmd.command_id} is {cmd.status}, not awaiting approval, so it cannot be {fb.type}d"
                 return [], ("command_not_pending", msg)
             if fb.type == "reject":
@@ -451,20 +461,44 @@ class Controller:
                 return [self._to(cmd, "rejected", t_ns, fb)], None
             cmd.approved_by = fb.by or "?"
             return self._emit(cmd, t_ns, sit, fb), None
-        # command_ack from the device side
-        if fb.value is not None:
-            self.reported[cmd.actuator] = (fb.value, t_ns)
-        if cmd.status == "acked" and fb.status == "applied":
-            return [], None  # a repeated ack
+        # command_ack from the device side: only for the emitted command it names, and nothing else changes
+        status = fb.status or "applied"
+        if cmd.ack_status is not None:
+            word = "the same" if cmd.ack_status == status else f"an earlier {cmd.ack_status!r}"
+            return [], ("duplicate_ack", (f"command {cmd.command_id} has {word} device ack already (it is "
+                                         f"{cmd.status}); this {status!r} ack changes nothing"))
         if cmd.status != "emitted":
             return [], ("command_not_pending",
                         f"command {cmd.command_id} is {cmd.status}, so a device ack for it has nothing to acknowledge")
+        if fb.value is not None:
+            problem = self.ack_value_problem(cmd.actuator, fb.value)
+            if problem is not None:
+                return [], ("bad_ack_value", f"device ack for command {cmd.command_id}: {problem}")
+            self.reported[cmd.actuator] = (fb.value, t_ns)
         cmd.ack_deadline_ns = None
-        if fb.status == "applied":
+        cmd.ack_status = status
+        if status == "applied":
             cmd.acked_value = fb.value
             return [self._to(cmd, "acked", t_ns, fb)], None
-        cmd.reason = f"device reported {fb.status}" + (f": {fb.note}" if fb.note else "")
+        cmd.reason = f"device reported {status}" + (f": {fb.note}" if fb.note else "")
         return [self._to(cmd, "failed", t_ns, fb)], None
+
+    def ack_value_problem(self, actuator: str, value: float) -> str | None:
+        """Why a value a device reports for ``actuator`` cannot be its value (not finite, outside the
+        envelope's bounds), or None.
+
+        >>> c = Controller("p1", "s", "h", [ActuatorSpec("v", envelope=Envelope(min=0.0, max=10.0))], [])
+        >>> c.ack_value_problem("v", 10.0), c.ack_value_problem("v", 11.0)
+        (None, 'value 11 is outside the bounds [0.0, 10.0] of actuator v')
+        """
+        env = self.actuators[actuator].envelope
+        if not math.isfinite(value):
+            return f"value {value} is not finite"
+        lo = -math.inf if env.min is None else env.min
+        hi = math.inf if env.max is None else env.max
+        if value < lo - _tol(lo) or value > hi + _tol(hi):
+            return f"value {value:g} is outside the bounds [{env.min}, {env.max}] of actuator {actuator}"
+        return None
 
     def advance(self, t_ns: int, sit: Situation) -> list[CommandChange]:
         """Expire approvals and retry or fail unacknowledged commands due at or before ``t_ns``, in time order."""

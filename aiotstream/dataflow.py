@@ -92,7 +92,9 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
             return outs, StatefulBatchLogic.RETAIN
         now = self.now()
         if self.ttl is not None and now >= self.last_seen + self.ttl:
-            return outs + self._and_deliver(self.analyzer.flush(kpi=True)), StatefulBatchLogic.DISCARD
+            outs += self._and_deliver(self.analyzer.flush(kpi=True))
+            self.analyzer.release()  # forgotten: its part of the run summary's gauges goes with it
+            return outs, StatefulBatchLogic.DISCARD
         if now < self.last_seen + self.idle:  # woken for the batcher only
             return outs, StatefulBatchLogic.RETAIN
         if self.silent_from_ns is None:

@@ -13,10 +13,11 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aiotstream.analysis import Output, SiteRuntime
 from aiotstream.codecs import decode_any
@@ -167,9 +168,10 @@ class Ingestor:
 
         ``{"type": "promote", "version": "1.1.0", "variant": "champion" | "canary" | "shadow",
         "fraction": 0.25 (canary), "model": name (default: the site's), "by": "...", "ts": ns}``;
-        ``"version": null`` with ``"variant": "shadow"`` stops the shadow. A refused promotion
-        leaves every asset's model as it was and says why on ``<site>.models``; a malformed message
-        is dead-lettered.
+        ``"version": null`` with ``"variant": "shadow"`` stops the shadow; optional ``note``. A refused
+        promotion (the artifact fails its checks, a malformed manifest included) leaves every asset's model
+        as it was and says why on ``<site>.models``; a malformed message (a field of the wrong type or out of
+        range, an unknown field) is dead-lettered as ``bad_control`` naming the fields.
         """
         store = self.rt.models
         try:
@@ -177,27 +179,17 @@ class Ingestor:
         except orjson.JSONDecodeError as exc:
             reject(self._reject(raw, pos, "bad_json", f"control message is not JSON: {exc}"))
             return
-        problem = None
-        if not isinstance(msg, dict) or msg.get("type") != "promote":
-            problem = 'a control message is {"type": "promote", "version": ..., "variant": ...}'
-        elif msg.get("variant", "champion") not in ("champion", "canary", "shadow"):
-            problem = f"variant {msg.get('variant')!r} is not champion, canary or shadow"
-        elif msg.get("version") is None and msg.get("variant") != "shadow":
-            problem = "only a shadow can be stopped (version null); name the version to promote"
-        elif not isinstance(msg.get("fraction", 0.0), int | float) or not 0 <= msg.get("fraction", 0.0) <= 1:
-            problem = f"fraction must be a number in [0, 1], got {msg.get('fraction')!r}"
-        elif msg.get("ts") is not None and (not isinstance(msg["ts"], int) or isinstance(msg["ts"], bool)):
-            problem = f"ts must be integer ns since the epoch, got {msg.get('ts')!r}"
-        elif store is None:
+        problem = promote_problem(msg)
+        if problem is None and store is None:
             problem = "this site has no ONNX models (model.kind is not \"onnx\")"
         if problem is not None:
             reject(self._reject(raw, pos, "bad_control", problem))
             return
         assert store is not None
-        variant = msg.get("variant", "champion")
-        version = msg.get("version")
-        ref = None if version is None else store.ref(f"{msg['model']}@{version}" if msg.get("model") else str(version))
-        by = str(msg.get("by", ""))
+        p = Promote.model_validate(msg)
+        variant, version = p.variant, p.version
+        ref = None if version is None else store.ref(f"{p.model}@{version}" if p.model else version)
+        by = p.by
         gate = None
         reason = "promoted"
         try:
@@ -213,10 +205,9 @@ class Ingestor:
             reject(self._model_record("refused", ref, variant, str(exc), pos, by, gate))
             return
         reject(self._model_record("promoted", ref, variant, reason if ref else "shadow stopped", pos, by, gate))
-        ts = msg.get("ts") or self.now_ns()
-        fraction = float(msg.get("fraction", 0.0))
+        ts = p.ts or self.now_ns()
         for asset in sorted(self.rt.assets):
-            emit(ModelSwitch(asset, variant, ref, fraction, ts, pos))
+            emit(ModelSwitch(asset, variant, ref, p.fraction, ts, pos))
 
     def _model_record(self, event: str, ref: str | None, variant: str, reason: str, pos: Position, by: str,
                       gate: Any) -> Output:
@@ -292,6 +283,52 @@ class Ingestor:
                                     f"add it to [[assets]]", a))
                 continue
             emit(Reading(a, ts_l[i], m, val_l[i], pos))
+
+
+_MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$"  # as the registry's names and versions
+
+
+class Promote(BaseModel):
+    """A model promotion on ``<site>.control`` (see :meth:`Ingestor._control`); unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    type: Literal["promote"]
+    version: str | None = Field(default=None, pattern=_MODEL_NAME)
+    variant: Literal["champion", "canary", "shadow"] = "champion"
+    fraction: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
+    model: str | None = Field(default=None, pattern=_MODEL_NAME)
+    by: str = Field(default="", max_length=256)
+    note: str = Field(default="", max_length=4096)
+    ts: int | None = Field(default=None, ge=0, le=2**63 - 1)
+
+    @model_validator(mode="after")
+    def _stop_only_a_shadow(self) -> Promote:
+        if self.version is None and self.variant != "shadow":
+            raise ValueError("only a shadow can be stopped (version null); name the version to promote")
+        return self
+
+
+def promote_problem(msg: Any) -> str | None:
+    """Why ``msg`` (parsed JSON) is not a promotion, naming the fields, or None.
+
+    >>> promote_problem({"type": "promote", "version": "1.1.0", "variant": "canary", "fraction": 0.25})
+    >>> promote_problem({"type": "promote", "version": 1.1})
+    'version: Input should be a valid string (got 1.1)'
+    """
+    if not isinstance(msg, dict) or msg.get("type") != "promote":
+        return 'a control message is {"type": "promote", "version": ..., "variant": ...}'
+    try:
+        Promote.model_validate(msg)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(x) for x in err["loc"]) or "message"
+            got = err.get("input")
+            shown = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {str(got)[:64]})"
+            parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}{shown}")
+        return "; ".join(parts)
+    return None
 
 
 def encode_row(asset: str, ts_ns: int, metric: str, value: float) -> bytes:

@@ -379,8 +379,10 @@ class ZoneState:
         tot = self._totals(t)
         if fb.type == "maintenance":
             assert fb.window_id is not None and fb.start_ns is not None and fb.end_ns is not None
-            self.schedule.set(fb.window_id, fb.start_ns, fb.end_ns)
-            return []
+            srt = self.rt.site_rt  # bounded as in the plant flow (issue 15: a far-future end silenced alerts)
+            problem = self.schedule.offer(fb.window_id, fb.start_ns, fb.end_ns, srt.maintenance_max_ns,
+                                          srt.maintenance_max_windows, None)
+            return [] if problem is None else [self._reject(fb, problem.reason, problem.message)]
         if fb.type in ("ack", "clear", "label"):
             changes, problem = self.book.feedback(fb)
             if problem is not None:

@@ -28,12 +28,18 @@ registry was opened with ``allow_unsigned=True``.
 (b'onnx', 'hmac-sha256')
 >>> sorted_versions(["1.10.0", "1.2.0", "1.2.0-int8", "1.9.1"])
 ['1.2.0-int8', '1.2.0', '1.9.1', '1.10.0']
+
+A manifest is checked field by field when it is read (:meth:`Manifest.from_dict`): a field of the wrong
+type, a signature that is not ``{"alg", "value", "key_id"}`` with a base64 value of the algorithm's
+length, a score block with non-finite numbers: each is a :class:`ModelRefused` naming the field, never
+another exception, so a bad manifest cannot stop a flow that is asked to promote it.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import math
 import os
 import re
 import shutil
@@ -41,9 +47,11 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
+from packaging.version import InvalidVersion, Version
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from aiotstream.errors import ModelError, ModelRefused
 
@@ -62,10 +70,23 @@ def _natural(text: str) -> tuple[tuple[int, int | str], ...]:
 
 
 def version_key(version: str) -> tuple[Any, ...]:
-    """Sort key: numeric parts compare as numbers; as in semver, ``1.0.0-int8`` (a suffix) sorts before
-    ``1.0.0``; anything else compares naturally (digit runs as numbers)."""
-    main, sep, suffix = version.partition("-")
-    return (_natural(main), 0 if sep else 1, _natural(suffix))
+    """Sort key: PEP 440 order (``packaging.version``) for versions it parses (``1.0.0-rc.2`` is
+    ``1.0.0rc2``); a version with a variant suffix it does not know (``1.0.0-int8``, ``1.0.0-ae``) sorts
+    just before its base version, as a semver pre-release would; anything else after every version,
+    compared naturally (digit runs as numbers).
+
+    >>> sorted(["2", "10", "1.0.0-int8", "1.0.0", "1.0.0rc1", "x-1"], key=version_key)
+    ['1.0.0rc1', '1.0.0-int8', '1.0.0', '2', '10', 'x-1']
+    """
+    try:
+        return (0, Version(version), 1, ())
+    except InvalidVersion:
+        pass
+    main, _, suffix = version.partition("-")
+    try:
+        return (0, Version(main), 0, _natural(suffix))
+    except InvalidVersion:
+        return (1, _natural(version))
 
 
 def sorted_versions(versions: list[str]) -> list[str]:
@@ -106,16 +127,121 @@ class Manifest:
         return canonical_json(self.unsigned_dict())
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "manifest") -> Manifest:
+    def from_dict(cls, d: Any, where: str = "manifest") -> Manifest:
+        """Check every field (:class:`ManifestSchema`) and make the manifest from ``d`` as it is (the values
+        are not converted, so the signed bytes stay the ones that were signed)."""
+        if not isinstance(d, dict):
+            raise ModelRefused(f"{where}: not a model manifest (a JSON object is expected, got "
+                               f"{type(d).__name__})")
         names = {f.name for f in fields(cls)}
         required = names - {"quantized", "signature", "extra"}
         missing = sorted(required - set(d))
-        unknown = sorted(set(d) - names)
+        unknown = sorted(map(str, set(d) - names))
         if missing or unknown:
             raise ModelRefused(f"{where}: not a model manifest ("
                                + "; ".join(p for p in (f"missing field(s) {missing}" if missing else "",
                                                        f"unknown field(s) {unknown}" if unknown else "") if p) + ")")
+        try:
+            ManifestSchema.model_validate(d)
+        except ValidationError as exc:
+            raise ModelRefused(f"{where}: not a valid model manifest: {_problems(exc)}") from None
         return cls(**d)
+
+
+SIGNATURE_BYTES = {"ed25519": 64, "hmac-sha256": 32}
+"""The length of a signature value (base64-decoded) per algorithm."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SignatureSchema(_Strict):
+    """``signature``: the algorithm, the base64 signature of the algorithm's length, the signer's key id."""
+
+    alg: Literal["ed25519", "hmac-sha256"]
+    value: str = Field(max_length=256)
+    key_id: str = Field(pattern=r"^(ed25519|hmac):[0-9a-f]{16}$", description="see key_id()")
+
+    @field_validator("value")
+    @classmethod
+    def _base64(cls, v: str, info: ValidationInfo) -> str:
+        try:
+            raw = base64.b64decode(v, validate=True)
+        except ValueError:
+            raise ValueError("is not base64") from None
+        n = SIGNATURE_BYTES.get(info.data.get("alg", ""))
+        if n is not None and len(raw) != n:
+            raise ValueError(f"decodes to {len(raw)} bytes; an {info.data['alg']} signature has {n}")
+        return v
+
+    @field_validator("key_id")
+    @classmethod
+    def _kid_matches_alg(cls, v: str, info: ValidationInfo) -> str:
+        alg = info.data.get("alg")
+        if alg is not None and not v.startswith("ed25519:" if alg == "ed25519" else "hmac:"):
+            raise ValueError(f"{v!r} is not a key id of the {alg} algorithm")
+        return v
+
+
+class ScoreSchema(_Strict):
+    """``score``: how to feed and read the model (see :mod:`aiotstream.models.onnx_model`)."""
+
+    input: str = Field(default="X", min_length=1, max_length=256)
+    output: str = Field(default="scores", min_length=1, max_length=256)
+    map: Literal["logistic"] = "logistic"
+    sign: Literal[1, -1] | float = 1.0
+    center: float | None = Field(default=None, allow_inf_nan=False)
+    scale: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    impute: list[float] | None = Field(default=None, max_length=1 << 16)
+
+    @field_validator("sign")
+    @classmethod
+    def _sign(cls, v: float) -> float:
+        if v not in (1.0, -1.0):
+            raise ValueError(f"must be 1 or -1, got {v!r}")
+        return v
+
+    @field_validator("impute")
+    @classmethod
+    def _finite(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and not all(math.isfinite(x) for x in v):
+            raise ValueError("every impute value must be a finite number")
+        return v
+
+
+class ManifestSchema(_Strict):
+    """The types and ranges of every manifest field (what :meth:`Manifest.from_dict` checks)."""
+
+    name: str = Field(pattern=_NAME.pattern)
+    version: str = Field(pattern=_NAME.pattern)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    created: str = Field(max_length=64)
+    training_data: str = Field(max_length=4096)
+    metrics: dict[str, Any]
+    feature_names: list[str] = Field(min_length=1, max_length=1 << 16)
+    score: ScoreSchema
+    quantized: bool = False
+    signature: SignatureSchema | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("feature_names")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        if any(not 1 <= len(n) <= 256 for n in v) or len(set(v)) != len(v):
+            raise ValueError("feature names must be unique strings of 1..256 characters")
+        return v
+
+
+def _problems(exc: ValidationError, root: str = "") -> str:
+    """``path: message`` per bad field, e.g. ``signature.value: is not base64``."""
+    out = []
+    for err in exc.errors()[:8]:
+        path = ".".join([root] * bool(root) + [str(p) for p in err["loc"] if not str(p).startswith("function-")])
+        path = path or "<manifest>"
+        msg = re.sub(r" or instance of \w+", "", err["msg"].removeprefix("Value error, "))
+        out.append(f"{path}: {msg.replace('Input should be', 'must be')}")
+    return "; ".join(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,13 +480,12 @@ class ModelRegistry:
                 return
             raise ModelRefused(f"{where}: unsigned artifact refused (sign it on publish, or open the registry with "
                                "allow_unsigned=True for development)")
-        alg, value, kid = sig.get("alg"), sig.get("value"), sig.get("key_id")
-        if alg not in ALGS or not isinstance(value, str):
-            raise ModelRefused(f"{where}: bad signature: unknown algorithm {alg!r} (expected one of {ALGS})")
-        try:
-            raw_sig = base64.b64decode(value, validate=True)
-        except ValueError:
-            raise ModelRefused(f"{where}: bad signature: the value is not base64") from None
+        try:  # a manifest made in code (not read by from_dict) gets the same checks
+            checked = SignatureSchema.model_validate(sig)
+        except ValidationError as exc:
+            raise ModelRefused(f"{where}: bad signature: {_problems(exc, 'signature')}") from None
+        alg, kid = checked.alg, checked.key_id
+        raw_sig = base64.b64decode(checked.value, validate=True)
         body = m.signed_bytes()
         if alg == "ed25519":
             if not self._trusted:

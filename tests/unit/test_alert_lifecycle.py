@@ -130,6 +130,158 @@ def test_escalation_after_time_repeats_up_to_max_and_stops_on_ack() -> None:
     assert b2.advance(10_000) == []
 
 
+HOT = AlertRuleSpec("hot", "temperature.max", "above", 80.0, 75.0, 90.0, "warning", 1, None, 1, None, 0)
+COLD = AlertRuleSpec("cold", "temperature.min", "below", 5.0, 8.0, 0.0, "info", 1, None, 1, None, 0)
+
+
+def test_several_deadlines_at_once_fire_in_time_order_each_at_its_own_time() -> None:
+    b = book(escalate=100, max_esc=2, specs=(ANOMALY, HOT, FAILED))
+    feed(b, [(0, 0.95)])
+    b.raise_event("command_failed", 20, "critical", {"actuator": "speed"})
+    feed(b, [(50, 85.0)], "hot")
+    assert b.next_deadline() == 100
+    # one call catching up over every deadline: each escalation at its own time, oldest first
+    got = [(c.event, c.alert.alert_type, c.at_ns, c.alert.escalation_level, c.alert.next_escalation_ns)
+           for c in b.advance(10_000)]
+    assert got == [("escalated", "anomaly", 100, 1, 200), ("escalated", "command_failed", 120, 1, 220),
+                   ("escalated", "hot", 150, 1, 250), ("escalated", "anomaly", 200, 2, None),
+                   ("escalated", "command_failed", 220, 2, None), ("escalated", "hot", 250, 2, None)]
+    assert b.next_deadline() is None and b.advance(20_000) == []
+
+
+def test_deadlines_due_at_the_same_instant_all_fire_and_maintenance_defers_them_together() -> None:
+    sched = MaintenanceSchedule()
+    b = book(escalate=100, max_esc=3, specs=(ANOMALY, HOT, FAILED), schedule=sched)
+    feed(b, [(0, 0.95)])
+    feed(b, [(0, 85.0)], "hot")  # two alerts opened at the same instant: both due at 100
+    b.raise_event("command_failed", 30, "critical", {"actuator": "speed"})  # due at 130
+    assert b.next_deadline() == 100
+    sched.set("m", 90, 140)  # maintenance from 90 to 140 covers all three deadlines
+    feed(b, [(95, 0.1), (96, 0.1), (110, 0.96)])  # the anomaly clears, and after its cool-down is held back
+    assert "anomaly" in b.suppressed and b.next_deadline() == 100
+    assert b.advance(139) == []  # due in maintenance: each escalation waits for its end
+    assert b.next_deadline() == 140
+    got = [(c.event, c.alert.alert_type, c.at_ns, c.alert.escalation_level, c.alert.next_escalation_ns)
+           for c in b.advance(140)]
+    # at the end of maintenance: the held-back alert opens, the deferred escalations fire, all at 140
+    assert got == [("opened", "anomaly", 140, 0, 240), ("escalated", "hot", 140, 1, 240),
+                   ("escalated", "command_failed", 140, 1, 240)]
+    assert b.next_deadline() == 240
+    assert sorted((c.alert.alert_type, c.at_ns, c.alert.escalation_level) for c in b.advance(240)) == [
+        ("anomaly", 240, 1), ("command_failed", 240, 2), ("hot", 240, 2)]
+
+
+def test_an_alert_that_opens_already_critical() -> None:
+    b = book(specs=(ANOMALY, HOT, COLD, FAILED))
+    (o,) = b.on_value("anomaly", 1, 0.995, list)
+    assert (o.event, o.alert.severity, o.alert.score, o.alert.peak_score) == ("opened", "critical", 0.995, 0.995)
+    assert feed(b, [(2, 0.999), (3, 0.95)]) == []  # critical from the start: no severity_changed follows
+    assert b.current["anomaly"].severity == "critical"
+    (h,) = b.on_value("hot", 1, 90.0, list)  # exactly the critical threshold is critical
+    assert h.alert.severity == "critical"
+    (c,) = b.on_value("cold", 1, 0.0, list)  # 'below': at or below its critical threshold
+    assert c.alert.severity == "critical"
+    (w,) = book(specs=(COLD,)).on_value("cold", 1, 0.5, list)  # 'below' and above critical: base severity
+    assert w.alert.severity == "info"
+    # held back by maintenance, the condition reached critical meanwhile: it opens critical at the end
+    sched = MaintenanceSchedule()
+    sched.set("m", 0, 100)
+    b2 = book(schedule=sched)
+    feed(b2, [(10, 0.92), (20, 0.995), (30, 0.93)])
+    (late,) = b2.advance(100)
+    assert (late.event, late.alert.severity, late.alert.peak_score, late.alert.score) == (
+        "opened", "critical", 0.995, 0.92)
+
+
+def test_the_open_alerts_score_and_peak_follow_every_window() -> None:
+    b = book(specs=(ANOMALY, COLD))
+    (o,) = b.on_value("anomaly", 1, 0.92, list)
+    a = b.current["anomaly"]
+    assert (a.score, a.peak_score) == (0.92, 0.92)
+    steps = [(2, 0.97, 0.97), (3, 0.95, 0.97), (4, 0.7, 0.97), (5, 0.98, 0.98)]
+    for t, v, peak in steps:
+        assert b.on_value("anomaly", t, v, list) == []
+        assert (a.score, a.peak_score, a.severity) == (v, peak, "warning"), t
+    (up,) = b.on_value("anomaly", 6, 0.991, list)  # the peak reaches critical: the severity rises with it
+    assert (up.event, up.alert.peak_score, up.alert.score, up.at_ns) == ("severity_changed", 0.991, 0.991, 6)
+    assert o.alert.peak_score == 0.92  # the records already out are copies: they keep their values
+    feed(b, [(7, 0.5)])
+    (cl,) = b.on_value("anomaly", 8, 0.4, list)
+    assert (cl.event, cl.alert.score, cl.alert.peak_score, cl.alert.severity) == ("cleared", 0.4, 0.991, "critical")
+    # the next alert starts its own peak
+    (o2,) = feed_changes(b, 100, 0.93)
+    assert (o2.alert.peak_score, o2.alert.severity) == (0.93, "warning")
+    # 'below': the peak is the lowest value
+    b.on_value("cold", 1, 4.0, list)
+    for t, v in ((2, 3.0), (3, 4.5)):
+        b.on_value("cold", t, v, list)
+    assert (b.current["cold"].score, b.current["cold"].peak_score) == (4.5, 3.0)
+
+
+def feed_changes(b: AlertBook, t: int, v: float) -> list:
+    return b.on_value("anomaly", t, v, list)
+
+
+def test_schedule_boundaries_chains_pruning_and_offers() -> None:
+    m = MaintenanceSchedule()
+    m.set("b", 10, 20)  # inserted after the window it continues: end_of needs a second pass
+    m.set("a", 0, 10)
+    assert (m.active(0), m.active(19), m.active(20), m.end_of(5)) == (True, True, False, 20)
+    m.prune(20)  # a window ending exactly then is kept (it could still matter at that instant)
+    assert sorted(m.windows) == ["b"]
+    m.prune(21)
+    assert m.windows == {}
+    assert m.offer("x", 0, 100, max_ns=100, max_windows=2, forget_before_ns=None) is None  # exactly the maximum
+    assert m.offer("x", 0, 101, max_ns=100, max_windows=2, forget_before_ns=None).reason == "maintenance_too_long"
+    assert m.offer("y", 200, 300, max_ns=100, max_windows=2, forget_before_ns=None) is None
+    assert m.offer("z", 400, 401, max_ns=100, max_windows=2, forget_before_ns=50).reason == "too_many_windows"
+    assert m.offer("y", 200, 250, max_ns=100, max_windows=2, forget_before_ns=None) is None  # a known id, at the cap
+    assert m.offer("z", 400, 401, max_ns=100, max_windows=2, forget_before_ns=101) is None  # x (ended 100) forgotten
+    assert sorted(m.windows) == ["y", "z"]
+
+
+def test_the_suppression_gauge_adds_differences_and_a_resumed_one_reports_afresh() -> None:
+    from aiotstream.alerts import SuppressionGauge
+    from aiotstream.runstats import RunStats
+
+    stats = RunStats()
+    g = SuppressionGauge(stats)
+    g.update(False)
+    assert stats.get("gauges", "active_suppressions") == 0 and not g.on
+    g.update(True)
+    g.update(True)
+    assert stats.get("gauges", "active_suppressions") == 1 and g.on
+    copy = pickle.loads(pickle.dumps(g))
+    assert (copy.on, copy.stats) == (False, None)  # not carried by a snapshot
+    g.release()
+    g.release()
+    assert stats.get("gauges", "active_suppressions") == 0 and not g.on
+
+
+def test_policy_needs_n_at_most_m_for_opening_and_clearing() -> None:
+    for kw in ({"open_windows": 3, "open_of": 2}, {"clear_windows": 3, "clear_of": 2}):
+        try:
+            AlertPolicy(0.9, 0.6, **kw)  # type: ignore[arg-type]
+        except ValueError as e:
+            assert "N <= M" in str(e)
+        else:
+            raise AssertionError(f"{kw} accepted")
+
+
+def test_no_escalation_without_max_escalations_and_suppressed_drafts_take_no_seq() -> None:
+    b = book(escalate=100, max_esc=0)
+    feed(b, [(0, 0.95)])
+    assert b.current["anomaly"].next_escalation_ns is None and b.next_deadline() is None
+    sched = MaintenanceSchedule()
+    sched.set("m", 0, 50)
+    b2 = book(schedule=sched)
+    (sup,) = b2.on_value("anomaly", 10, 0.95, list)
+    assert (sup.event, sup.alert.seq, sup.alert.status) == ("suppressed", -1, "suppressed")
+    assert sup.alert.alert_id == b2.alert_id("anomaly", 10, 0)  # the id it would have had
+    (late,) = b2.advance(50)
+    assert late.alert.detail == {"after_maintenance": True, "condition_since_ns": 10} and late.alert.seq == 0
+
+
 def test_escalation_waits_for_the_end_of_maintenance() -> None:
     sched = MaintenanceSchedule()
     b = book(escalate=100, schedule=sched)
@@ -188,7 +340,9 @@ def test_ack_by_alert_type_and_every_refusal_reason() -> None:
     feed(b, [(10, 0.95)])
     (c,), problem = b.feedback(fb("ack", 11, alert_type="anomaly"))
     assert c.event == "acknowledged"
-    assert b.feedback(fb("ack", 12, alert_type="anomaly")) == ([], None)  # a repeated ack changes nothing
+    changes, problem = b.feedback(fb("ack", 12, alert_type="anomaly"))  # a repeated ack changes nothing ...
+    assert changes == [] and problem is not None and problem.reason == "already_acknowledged"  # ... and says so
+    assert b.current["anomaly"].acknowledged_at_ns == 11
     aid = c.alert.alert_id
     feed(b, [(20, 0.1), (30, 0.1)])
     _, problem = b.feedback(fb("ack", 40, alert_id=aid))
@@ -197,16 +351,19 @@ def test_ack_by_alert_type_and_every_refusal_reason() -> None:
     assert problem is not None and problem.reason == "alert_not_open"
 
 
-def test_label_works_after_clear_once_and_repeats_are_idempotent() -> None:
+def test_label_works_after_clear_once_and_repeats_are_refused() -> None:
     b = book()
     feed(b, [(10, 0.95), (20, 0.1), (30, 0.1)])
     aid = b.alert_id("anomaly", 10, 0)
     (c,), problem = b.feedback(fb("label", 40, alert_id=aid, label="false_alarm", by="cy"))
     assert problem is None and (c.event, c.alert.status, c.alert.label, c.alert.labelled_by) == (
         "labelled", "cleared", "false_alarm", "cy")
-    assert b.feedback(fb("label", 41, alert_id=aid, label="false_alarm", by="cy")) == ([], None)
+    changes, problem = b.feedback(fb("label", 41, alert_id=aid, label="false_alarm", by="cy"))
+    assert changes == [] and problem is not None and problem.reason == "already_labelled"
+    assert "the same label again" in problem.message
     _, problem = b.feedback(fb("label", 42, alert_id=aid, label="true_fault"))
-    assert problem is not None and problem.reason == "already_labelled"
+    assert problem is not None and problem.reason == "already_labelled" and "first label stands" in problem.message
+    assert (b.known[aid].label, b.known[aid].labelled_at_ns) == ("false_alarm", 40)
 
 
 def test_history_is_bounded_but_open_alerts_are_never_forgotten() -> None:

@@ -158,6 +158,35 @@ def test_fault_ack_clear_mttr_approvals_and_device_ack() -> None:
     assert sum(k["totals"]["failure_s"] for k in kpis) == pytest.approx((t_clear - t_open) / S)
 
 
+def test_acks_that_match_no_pending_command_are_dead_letters_and_report_nothing() -> None:
+    """Issue 15 item 6: an ack for a command that is not pending (expired, acked already, unknown, another
+    asset's) is a dead letter with its reason, and the actuator's reported value does not move."""
+    p = Plant(site(control=APPROVALS))
+    opened = p.feed_until_alert()
+    t_open = opened["opened_at_ns"]
+    waiting = {r["rule"]: r for r in p.records("command", status="awaiting_approval")}
+    slow, cool = waiting["slow"]["command_id"], waiting["cool"]["command_id"]
+    p.send(type="approve", command_id=slow, ts=t_open + S, by="ana")
+    p.send(type="command_ack", command_id=slow, ts=t_open + 2 * S, value=1200.0)
+    p.feed_until(t_open + 10 * S)  # the feedback applies as the clock passes it; the coolant approval expires
+    assert [r["command_id"] for r in p.records("command", status="acked")] == [slow]
+    assert p.records("command", status="expired", rule="cool")
+    reported = dict(p.a.control.reported)
+    sent = [({"command_id": slow, "value": 900.0}, "duplicate_ack"),
+            ({"command_id": slow, "status": "failed"}, "duplicate_ack"),
+            ({"command_id": cool, "value": 1.0}, "command_not_pending"),
+            ({"command_id": "f" * 32, "value": 1.0}, "unknown_command"),
+            ({"command_id": slow, "value": 1.0, "asset": "nope"}, "unknown_asset")]
+    for fields, reason in sent:
+        (dead,) = p.send(type="command_ack", ts=t_open + 5 * S, **fields)  # before the clock: applies now
+        assert dead.kind == "deadletter" and dead.record["reason"] == reason, (fields, dead.record)
+        assert dead.record["source"]["topic"] == "sc.feedback"
+    assert p.a.control.reported == reported
+    assert (p.a.control.current("speed"), p.a.control.current("coolant")) == (1200.0, 0)
+    p.finish()
+    assert len(p.records("command", status="acked")) == 1
+
+
 def test_escalation_and_a_false_alarm_label_teaches_the_model() -> None:
     p = Plant(site(alerts={"escalate_after_s": 2, "max_escalations": 2}))
     opened = p.feed_until_alert()
@@ -198,6 +227,126 @@ def test_maintenance_from_feedback_suppresses_alerts(window_s: tuple[int, int], 
     kpis = p.records("kpi", scope="asset")
     assert sum(k["totals"]["alerts_suppressed"] for k in kpis) == 1
     assert sum(k["totals"]["maintenance_s"] for k in kpis) == (window_s[1] - window_s[0])
+
+
+@pytest.mark.parametrize(("end", "reason"), [(2**64 - 1, "bad_timestamp"), (2**63 - 1, "maintenance_too_long"),
+                                             (START + 8 * 86_400 * S, "maintenance_too_long")])
+def test_a_maintenance_window_beyond_the_maximum_is_refused_and_alerts_still_open(end: int, reason: str) -> None:
+    """Issue 15 item 8: a window ending at 2**64 - 1 (or any far future) silenced every alert of the asset
+    for good. Windows are bounded by alerts.maintenance_max_s (default 7 days); a longer one is a dead letter
+    (and a time beyond int64 ns is not a time: the decoder refuses it)."""
+    p = Plant(site())
+    p.feed_until(START + 5 * S)
+    (dead,) = p.send(type="maintenance", start=START, end=end, ts=START + 2 * S, window_id="forever")
+    assert dead.kind == "deadletter" and dead.record["reason"] == reason
+    assert ("alerts.maintenance_max_s" if reason == "maintenance_too_long" else "'end'") in dead.record["message"]
+    assert p.a.schedule.windows == {}
+    p.finish()
+    assert [a["event"] for a in p.records("alert")][:1] == ["opened"]  # the fault is alerted on
+    assert sum(k["totals"]["alerts_suppressed"] for k in p.records("kpi", scope="asset")) == 0
+
+
+def test_the_maintenance_maximum_is_configurable_and_a_window_can_be_extended_by_id() -> None:
+    p = Plant(site(alerts={"maintenance_max_s": 20}))
+    p.feed_until(START + 5 * S)
+    assert p.send(type="maintenance", start=START + 25 * S, end=START + 45 * S, ts=START + 2 * S,
+                  window_id="w") == []  # exactly the maximum: fine
+    (dead,) = p.send(type="maintenance", start=START + 25 * S, end=START + 46 * S, ts=START + 2 * S, window_id="w")
+    assert dead.record["reason"] == "maintenance_too_long" and p.a.schedule.windows == {"w": (START + 25 * S,
+                                                                                             START + 45 * S)}
+    p.feed_until(START + 44 * S)
+    assert p.send(type="maintenance", start=START + 40 * S, end=START + 60 * S, ts=START + 43 * S,
+                  window_id="w") == []  # extended by a later message with the same id, before it ended
+    p.finish()
+    assert p.records("alert") == []  # the fault (30-40 s) fell inside the window
+    assert sum(k["totals"]["alerts_suppressed"] for k in p.records("kpi", scope="asset")) == 1
+
+
+def test_maintenance_windows_per_asset_are_bounded_and_ended_ones_are_forgotten() -> None:
+    p = Plant(site(alerts={"maintenance_max_windows": 3}))
+    p.feed_until(START + 20 * S)
+    for i in range(3):
+        assert p.send(type="maintenance", start=START + i * S, end=START + (i + 1) * S, ts=START + S,
+                      window_id=f"w{i}") == []
+    # three ended windows are known: the clock (19 s) is past them, so they are forgotten for a new one
+    assert p.send(type="maintenance", start=START + 50 * S, end=START + 51 * S, ts=START + S, window_id="a") == []
+    assert p.send(type="maintenance", start=START + 52 * S, end=START + 53 * S, ts=START + S, window_id="b") == []
+    assert p.send(type="maintenance", start=START + 54 * S, end=START + 55 * S, ts=START + S, window_id="c") == []
+    (dead,) = p.send(type="maintenance", start=START + 56 * S, end=START + 57 * S, ts=START + S, window_id="d")
+    assert dead.record["reason"] == "too_many_windows" and sorted(p.a.schedule.windows) == ["a", "b", "c"]
+    assert p.send(type="maintenance", start=START + 50 * S, end=START + 50 * S + 1, ts=START + S,
+                  window_id="a") == []  # a known id can always be changed
+
+
+def test_active_suppressions_are_a_gauge_of_the_run_summary() -> None:
+    """Issue 15 item 8: while a maintenance window is in force at an asset's clock its alerts are suppressed;
+    the run summary says how many assets that is now (a process-wide gauge: each asset adds and takes back
+    its part, a resumed asset reports afresh, a forgotten one takes its part back)."""
+    import pickle
+
+    from aiotstream.runstats import STATS
+
+    STATS.reset()
+    gauge = lambda: STATS.get("gauges", "active_suppressions")
+    p = Plant(site())
+    p.feed_until(START + 5 * S)
+    p.send(type="maintenance", start=START + 10 * S, end=START + 20 * S, ts=START + 5 * S, window_id="m")
+    assert gauge() == 0  # planned, not in force yet
+    p.feed_until(START + 12 * S)
+    assert gauge() == 1 and "active_suppressions 1" in STATS.summary()
+    other = Plant(site())  # a second asset analyzer of the same process in maintenance too
+    other.feed_until(START + 5 * S)
+    other.send(type="maintenance", start=START, end=START + 60 * S, ts=START + S)
+    assert gauge() == 2
+    p.feed_until(START + 23 * S)  # the first window ended at that asset's clock
+    assert gauge() == 1
+    other.feed_until(START + 10 * S)
+    assert gauge() == 1
+    other.a.release()  # forgotten after state_ttl_s: its part goes
+    assert gauge() == 0
+    resumed = pickle.loads(pickle.dumps(other.a)).attach(other.rt)
+    STATS.reset()  # a resume in a new process: the gauge starts at 0 and the asset reports itself again
+    resumed.on_items([], 0.0)
+    assert gauge() == 1
+    STATS.reset()
+
+
+def test_feedback_waiting_for_the_clock_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood of feedback from the near future waited in the asset's queue without bound."""
+    from aiotstream import analysis
+
+    monkeypatch.setattr(analysis, "MAX_WAITING_FEEDBACK", 3)
+    p = Plant(site())
+    p.feed_until(START + 5 * S)
+    for i in range(3):
+        assert p.send(type="ack", alert_type="nope", ts=START + 20 * S + i) == []  # they wait
+    (dead,) = p.send(type="ack", alert_type="nope", ts=START + 20 * S)
+    assert dead.record["reason"] == "too_many_waiting" and "3 feedback messages" in dead.record["message"]
+    (now,) = p.send(type="ack", alert_type="nope", ts=START + S)  # from the past: applies at once
+    assert now.record["reason"] == "no_open_alert"
+    p.feed_until(START + 25 * S)  # the clock passes them: each is applied (refused: no open alert of the type)
+    assert p.a._waiting_feedback == 0
+    assert p.send(type="ack", alert_type="nope", ts=START + 50 * S) == []  # room again
+    reasons = Counter(o.record["reason"] for o in p.outs if o.kind == "deadletter")
+    assert reasons == {"no_open_alert": 4, "too_many_waiting": 1}
+
+
+def test_an_asset_forgotten_after_its_ttl_takes_its_suppression_back() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from aiotstream.dataflow import AnalyzerLogic
+    from aiotstream.runstats import STATS
+
+    STATS.reset()
+    p = Plant(site(maintenance=[{"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:10:00Z"}]))
+    wall = [datetime(2026, 1, 1, tzinfo=UTC)]
+    logic = AnalyzerLogic(p.rt, None, timedelta(seconds=2), ttl=timedelta(seconds=60), now=lambda: wall[0])
+    logic.on_batch([[i for i in p.items if (i.t0_ns if isinstance(i, Frame) else i.ts_ns) < START + 20 * S]])
+    assert STATS.get("gauges", "active_suppressions") == 1
+    wall[0] += timedelta(seconds=61)
+    _, keep = logic.on_notify()
+    assert keep is AnalyzerLogic.DISCARD and STATS.get("gauges", "active_suppressions") == 0
+    STATS.reset()
 
 
 def test_unacked_auto_command_is_retried_then_fails_and_raises_an_alert() -> None:

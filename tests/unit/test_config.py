@@ -340,7 +340,7 @@ def test_invalid_toml_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as ei:
         SiteConfig.load(p)
     assert _paths(ei.value.problems) == ["<file>"]
-    assert "not valid toml" in ei.value.problems[0][1]
+    assert "not valid TOML" in ei.value.problems[0][1]
 
 
 def test_invalid_utf8_toml_is_config_error(tmp_path: Path) -> None:
@@ -356,7 +356,7 @@ def test_invalid_json_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as ei:
         SiteConfig.load(p)
     assert _paths(ei.value.problems) == ["<file>"]
-    assert "not valid json" in ei.value.problems[0][1]
+    assert "not valid JSON" in ei.value.problems[0][1]
 
 
 def test_bad_field_in_file_reports_source(tmp_path: Path) -> None:
@@ -420,4 +420,4 @@ def test_cli_validate_invalid_toml(tmp_path: Path, capsys: pytest.CaptureFixture
     p = _write(tmp_path, "broken.toml", "[site\n")
     assert main(["validate", str(p)]) == 2
     _, err = capsys.readouterr()
-    assert "<file>: not valid toml" in err
+    assert "<file>: not valid TOML" in err

@@ -43,7 +43,7 @@ def test_period_s_is_a_shorthand() -> None:
 
 @pytest.mark.parametrize(("sections", "path", "words"), [
     ({"kpi": {"periods_s": [10, 10]}}, "kpi.periods_s", "unique"),
-    ({"kpi": {"periods_s": [0]}}, "kpi.periods_s", "(0, 604800]"),
+    ({"kpi": {"periods_s": [0]}}, "kpi.periods_s", "[1, 604800]"),
     ({"kpi": {"timezone": "Mars/Olympus"}}, "kpi.timezone", "IANA"),
     ({"kpi": {"shifts": [{"name": "A", "start": "6:00", "hours": 8}]}}, "kpi.shifts[0].start", "HH:MM"),
     ({"kpi": {"failure_alert_types": ["nope"]}}, "kpi.failure_alert_types", "unknown alert type 'nope'"),
@@ -61,6 +61,10 @@ def test_period_s_is_a_shorthand() -> None:
      "must be after start"),
     ({"maintenance": [{"start": "2026-01-01T06:00:00Z", "end": "2026-01-01T07:00:00Z", "line": "l9"}]},
      "maintenance[0].line", "not a line"),
+    ({"maintenance": [{"start": "2026-01-01T06:00:00Z", "end": "9999-12-31T23:59:59Z"}]}, "maintenance[0].end",
+     "longer than alerts.maintenance_max_s"),
+    ({"maintenance": [{"start": "2026-01-01T06:00:00Z", "end": "2026-01-01T07:00:01Z"}],
+      "alerts": {"maintenance_max_s": 3600}}, "maintenance[0].end", "3601 s, longer than alerts.maintenance_max_s"),
     ({"control": {"actuators": [ACT], "rules": [{**RULE, "actuator": "fan"}]}}, "control",
      "names actuator 'fan'"),
     ({"control": {"actuators": [{**ACT, "min": 2000}]}}, "control.actuators[0]", "must not exceed max"),

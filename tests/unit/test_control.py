@@ -124,9 +124,96 @@ def test_auto_emits_once_per_rising_edge_and_acks_match_by_id() -> None:
     assert opened(c, 6 * S) == []  # still open: no new edge
     (ack,), problem = c.feedback(fb("command_ack", cmd.command_id, 7 * S, status="applied", value=1200.0), 7 * S, CALM)
     assert problem is None and ack.status == "acked" and ack.command.acked_value == 1200.0
-    again = fb("command_ack", cmd.command_id, 8 * S, status="applied")
-    assert c.feedback(again, 8 * S, CALM) == ([], None)  # a repeated ack
+    again = fb("command_ack", cmd.command_id, 8 * S, status="applied", value=700.0)
+    changes, problem = c.feedback(again, 8 * S, CALM)  # a repeated ack: refused, and it reports nothing
+    assert changes == [] and problem is not None and problem[0] == "duplicate_ack"
     assert c.current("speed") == 1200.0
+
+
+def commands_in_every_state() -> tuple[Controller, dict[str, str]]:
+    """A controller with one command in each state an ack can find: status -> command id."""
+    c = Controller("p1", "site", "0123456789abcdef", [act(), act(name="fan", initial=10.0,
+                                                               envelope=Envelope(min=0.0, max=100.0))],
+                   [rule(), rule(name="adv", actuator="fan", mode="advisory", action=("set", 20.0)),
+                    rule(name="ask", actuator="fan", mode="approval", action=("set", 30.0),
+                         approval_timeout_ns=S, alert_type="drift")])
+    ids: dict[str, str] = {}
+    for ch in opened(c, 0):  # speed emitted, fan advisory
+        ids[ch.status] = ch.command.command_id
+    ids["superseded"] = ids.pop("emitted")
+    for ch in c.on_alerts(S, {}, CALM) + opened(c, 2 * S, aid="a2"):  # a new edge supersedes the first
+        if ch.status == "emitted":
+            ids["emitted"] = ch.command.command_id
+    ch, = c.on_alerts(3 * S, {"anomaly": ("warning", "a2"), "drift": ("warning", "d1")}, CALM)
+    ids["awaiting_approval"] = ch.command.command_id
+    ids["expired"] = ids["awaiting_approval"]
+    (ex,) = c.advance(4 * S, CALM)
+    assert ex.status == "expired"
+    del ids["awaiting_approval"]
+    assert set(ids) == {"advisory", "superseded", "emitted", "expired"}
+    return c, ids
+
+
+@pytest.mark.parametrize("state", ["advisory", "superseded", "expired", "failed"])
+def test_an_ack_for_a_command_that_is_not_pending_changes_nothing(state: str) -> None:
+    c, ids = commands_in_every_state()
+    if state == "failed":  # no ack within the retries
+        c.advance(10**12, CALM)
+        cid = ids["emitted"]
+        assert c.commands[cid].status == "failed"
+    else:
+        cid = ids[state]
+    before = (dict(c.reported), c.current("speed"), c.current("fan"), c.commands[cid].status)
+    for status in ("applied", "failed"):
+        changes, problem = c.feedback(fb("command_ack", cid, 5 * S, status=status, value=50.0), 5 * S, CALM)
+        assert changes == [] and problem is not None and problem[0] == "command_not_pending", (state, problem)
+    assert (dict(c.reported), c.current("speed"), c.current("fan"), c.commands[cid].status) == before
+
+
+def test_repeated_or_contradicting_acks_are_duplicates() -> None:
+    for first, second in (("applied", "applied"), ("applied", "failed"), ("failed", "failed"),
+                          ("rejected", "applied")):
+        c = ctl()
+        cid = opened(c, 0)[0].command.command_id
+        (ch,), problem = c.feedback(fb("command_ack", cid, S, status=first, value=1200.0), S, CALM)
+        assert problem is None and ch.status == ("acked" if first == "applied" else "failed")
+        reported = dict(c.reported)
+        changes, problem = c.feedback(fb("command_ack", cid, 2 * S, status=second, value=900.0), 2 * S, CALM)
+        assert changes == [] and problem is not None and problem[0] == "duplicate_ack", (first, second)
+        assert c.reported == reported and c.commands[cid].status == ch.status
+
+
+def test_ack_values_outside_the_actuator_bounds_are_refused() -> None:
+    c = ctl()  # speed: bounds [600, 1800]
+    cid = opened(c, 0)[0].command.command_id
+    for value in (599.0, 1800.5, 1e308, -1e308, math.inf, math.nan):
+        changes, problem = c.feedback(fb("command_ack", cid, S, value=value), S, CALM)
+        assert changes == [] and problem is not None and problem[0] == "bad_ack_value", value
+        assert c.reported == {} and c.commands[cid].status == "emitted"
+    (ch,), problem = c.feedback(fb("command_ack", cid, S, value=1800.0), S, CALM)  # the bound itself is fine
+    assert problem is None and ch.status == "acked" and c.current("speed") == 1800.0
+
+
+def test_acks_match_commands_by_id_and_asset() -> None:
+    c = ctl()
+    cid = opened(c, 0)[0].command.command_id
+    other = Feedback("command_ack", "p2", S, POS, command_id=cid)
+    changes, problem = c.feedback(other, S, CALM)
+    assert changes == [] and problem is not None and problem[0] == "unknown_command"
+    changes, problem = c.feedback(fb("command_ack", cid[::-1], S), S, CALM)
+    assert changes == [] and problem is not None and problem[0] == "unknown_command"
+    assert c.commands[cid].status == "emitted"
+
+
+def test_the_same_approval_again_is_refused_with_a_reason() -> None:
+    c = ctl(None, rule(mode="approval"))
+    cid = opened(c, 0)[0].command.command_id
+    (em,), problem = c.feedback(fb("approve", cid, S, by="op"), S, CALM)
+    assert problem is None and em.status == "emitted"
+    changes, problem = c.feedback(fb("approve", cid, 2 * S, by="op"), 2 * S, CALM)
+    assert changes == [] and problem is not None and problem[0] == "already_approved"
+    changes, problem = c.feedback(fb("approve", cid, 2 * S, by="other"), 2 * S, CALM)
+    assert changes == [] and problem is not None and problem[0] == "command_not_pending"
 
 
 def test_severity_threshold_of_an_alert_rule() -> None:

@@ -157,6 +157,18 @@ def feed(state: ZoneState, zone: str, items: list[tuple[int, str, float]], start
     return outs
 
 
+def test_a_far_future_maintenance_window_is_refused_in_the_building_flow_too() -> None:
+    """Issue 15 item 8: the zones share the plant flow's bound on maintenance windows."""
+    state = ZoneState(BuildingRuntime(site()), "z1")
+    fb = {"schema": "aiotstream.feedback/1", "type": "maintenance", "asset": "z1", "ts": T0, "start": T0}
+    ing = BuildingIngest(state.rt, now_ns=lambda: T0 + 3600 * S)
+    out = ing.decode([msg(0, {**fb, "end": 2**63 - 1}), msg(1, {**fb, "end": T0 + 3600 * S, "window_id": "w"})])
+    (batch,) = [o[1] for o in out if isinstance(o, tuple)]
+    (dead,) = state.on_batch(batch)
+    assert dead.record["reason"] == "maintenance_too_long" and dead.record["source"]["offset"] == 0
+    assert list(state.schedule.windows) == ["w"]
+
+
 def test_zone_kpis_against_hand_computed_energy_and_savings() -> None:
     rt = BuildingRuntime(site())
     z = ZoneState(rt, "z1")

@@ -57,6 +57,22 @@ def test_valid_feedback(fields: dict, expect: dict) -> None:
     ({"type": "maintenance", "start": -1, "end": T}, "bad_timestamp", "'start'"),
     ({"type": "nudge", "asset": "p1"}, "bad_feedback", "field 'type'"),
     ({"type": "ack", "asset": "", "alert_id": AID}, "bad_feedback", "'asset'"),
+    # times are int64 ns: 2**63 and more is not a time (a window "ending" at 2**64 - 1 silenced alerts for good)
+    ({"type": "maintenance", "start": T, "end": 2**64 - 1}, "bad_timestamp", "'end' must be integer ns"),
+    ({"type": "maintenance", "start": T, "end": 2**63}, "bad_timestamp", "'end'"),
+    ({"type": "ack", "asset": "p1", "alert_type": "x", "ts": 2**63}, "bad_timestamp", "'ts'"),
+    ({"type": "ack", "asset": "p1", "alert_type": "x", "ts": True}, "bad_timestamp", "'ts'"),
+    ({"type": "ack", "asset": "p1", "alert_type": "x", "ts": 1.5e18}, "bad_timestamp", "'ts'"),
+    ({"type": "command_ack", "asset": "p1", "command_id": AID, "value": True}, "bad_feedback", "finite number"),
+    ({"type": "ack", "asset": ["p1"], "alert_type": "x"}, "bad_feedback", "'asset' must be a string"),
+    ({"type": "ack", "asset": "p" * 129, "alert_type": "x"}, "bad_feedback", "'asset' must be a string of 1..128"),
+    ({"type": "ack", "asset": "p1", "alert_type": "x", "by": 7}, "bad_feedback", "'by'"),
+    ({"type": "label", "asset": "p1", "alert_id": AID, "label": "false_alarm", "fault_type": {}}, "bad_feedback",
+     "'fault_type'"),
+    ({"asset": "p1"}, "bad_feedback", "field 'type' must be one of"),
+    ({"type": ["ack"], "asset": "p1"}, "bad_feedback", "field 'type' must be one of"),
+    ({"type": "approve", "asset": "p1", "command_id": AID, "nope": 1, "also": 2, "by": ""}, "bad_feedback",
+     "unknown field(s) also, nope; field 'by' must be a string"),
 ])
 def test_bad_feedback_has_a_reason(fields: dict, reason: str, words: str) -> None:
     with pytest.raises(DecodeError) as ei:

@@ -84,6 +84,9 @@ def test_versions_are_immutable_and_sorted(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not valid"):
         publish(reg, "../escape")
     assert sorted_versions(["2", "10", "1.0.0-rc.2", "1.0.0-rc.10"]) == ["1.0.0-rc.2", "1.0.0-rc.10", "2", "10"]
+    # PEP 440 (packaging.version): pre- and post-releases, and a variant suffix before its base version
+    assert sorted_versions(["1.0.0.post1", "1.0.0", "1.0.0-int8", "1.0.0rc1", "0.9", "nightly"]) == [
+        "0.9", "1.0.0rc1", "1.0.0-int8", "1.0.0", "1.0.0.post1", "nightly"]
 
 
 def test_tampered_model_bytes_are_refused(tmp_path: Path, keys: tuple[Path, Path]) -> None:
