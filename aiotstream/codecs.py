@@ -43,6 +43,7 @@ import numpy as np
 import orjson
 
 from aiotstream.errors import DecodeError
+from aiotstream.ids import MAX_ID, check_id
 from aiotstream.records import FEEDBACK_TYPES, Feedback, Frame, Position, Reading
 
 MAGIC = b"AIOW"
@@ -54,7 +55,8 @@ DTYPE_CODES = {v: k for k, v in DTYPES.items()}
 MAX_CHANNELS = 64
 MAX_SAMPLES = 1 << 20
 MAX_SAMPLE_RATE = 1_000_000.0
-MAX_ASSET_ID = 128
+MAX_ASSET_ID = MAX_ID
+MAX_TS_NS = (1 << 63) - 1  # event times are int64 ns, as in the frame header
 
 
 def encode_frame(asset_id: str, seq: int, t0_ns: int, sample_rate_hz: float, samples: np.ndarray) -> bytes:
@@ -105,7 +107,7 @@ def decode_frame(raw: bytes, pos: Position) -> Frame:
             f"({channels} ch x {n_samples} samples x {dtype.itemsize} B + {HEADER_SIZE + alen} B header)",
         )
     try:
-        asset = raw[HEADER_SIZE:HEADER_SIZE + alen].decode("utf-8")
+        asset = check_id(raw[HEADER_SIZE:HEADER_SIZE + alen].decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise DecodeError("bad_asset_id", f"asset id is not UTF-8: {exc}") from None
     samples = np.frombuffer(raw, dtype=dtype, count=channels * n_samples, offset=HEADER_SIZE + alen)
@@ -142,12 +144,13 @@ def _reading(obj: object, raw: bytes, pos: Position) -> Reading:
     if missing:
         raise DecodeError("bad_reading", f"reading lacks field(s) {', '.join(missing)}")
     asset, ts, metric, value = obj["asset"], obj["ts"], obj["metric"], obj["value"]
-    if not isinstance(asset, str) or not 1 <= len(asset) <= MAX_ASSET_ID:
+    if not isinstance(asset, str) or not asset:
         raise DecodeError("bad_reading", "field 'asset' must be a non-empty string")
+    check_id(asset)
     if not isinstance(metric, str) or not metric:
         raise DecodeError("bad_reading", "field 'metric' must be a non-empty string")
-    if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
-        raise DecodeError("bad_timestamp", f"field 'ts' must be integer ns since the epoch, got {ts!r}")
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts <= MAX_TS_NS:
+        raise DecodeError("bad_timestamp", f"field 'ts' must be integer ns since the epoch (0..2^63-1), got {ts!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DecodeError("bad_reading", f"field 'value' must be a number, got {value!r}")
     value = float(value)
@@ -185,8 +188,8 @@ def _ns(obj: dict, key: str) -> int | None:
     v = obj.get(key)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise DecodeError("bad_timestamp", f"field {key!r} must be integer ns since the epoch, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_TS_NS:
+        raise DecodeError("bad_timestamp", f"field {key!r} must be integer ns since the epoch (0..2^63-1), got {v!r}")
     return v
 
 
@@ -235,7 +238,8 @@ def _feedback(obj: object, raw: bytes, pos: Position) -> Feedback:
         raise DecodeError("bad_feedback", f"{kind} feedback has unknown field(s) {', '.join(unknown)}")
     ts = _ns(obj, "ts")
     assert ts is not None
-    fb: dict = {"asset": _nonempty_str(obj, "asset"), "by": _nonempty_str(obj, "by", 256) or "",
+    asset = _nonempty_str(obj, "asset")
+    fb: dict = {"asset": asset if asset is None else check_id(asset), "by": _nonempty_str(obj, "by", 256) or "",
                 "note": _nonempty_str(obj, "note", 4096) or ""}
     if kind in ("ack", "clear"):
         fb["alert_id"] = _nonempty_str(obj, "alert_id", 64)
@@ -267,7 +271,8 @@ def _feedback(obj: object, raw: bytes, pos: Position) -> Feedback:
         if fb["end_ns"] <= fb["start_ns"]:
             raise DecodeError("bad_feedback", f"maintenance end ({fb['end_ns']}) must be after start "
                                               f"({fb['start_ns']})")
-        fb["line"] = _nonempty_str(obj, "line")
+        line = _nonempty_str(obj, "line")
+        fb["line"] = line if line is None else check_id(line, "line", "bad_line_id")
         if fb["asset"] is not None and fb["line"] is not None:
             raise DecodeError("bad_feedback", "maintenance feedback names an asset or a line (or neither, for the "
                                               "whole site), not both")

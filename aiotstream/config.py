@@ -37,8 +37,7 @@ from pydantic import (
 )
 
 from aiotstream.errors import ConfigError
-
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+from aiotstream.ids import ID_PATTERN  # the one id pattern (config, payloads, topic levels, file columns)
 
 
 class _Model(BaseModel):
@@ -54,7 +53,7 @@ class SiteInfo(_Model):
 
 class AssetConfig(_Model):
     id: str = Field(pattern=ID_PATTERN)
-    line: str = "line-1"
+    line: str = Field(default="line-1", pattern=ID_PATTERN, description="line id (a topic level in MQTT outputs)")
     channels: list[str] = Field(default_factory=lambda: ["x", "y", "z"], min_length=1, max_length=64)
     sample_rate_hz: float = Field(default=10_000.0, gt=0, le=1_000_000)
     rpm: float = Field(default=1_800.0, gt=0, le=200_000)
@@ -74,7 +73,7 @@ class AssetGroup(_Model):
     prefix: str = Field(pattern=ID_PATTERN)
     count: int = Field(gt=0, le=1_000_000)
     width: int = Field(default=3, ge=1, le=9)
-    line: str = "line-1"
+    line: str = Field(default="line-1", pattern=ID_PATTERN)
     channels: list[str] = Field(default_factory=lambda: ["x", "y", "z"], min_length=1, max_length=64)
     sample_rate_hz: float = Field(default=10_000.0, gt=0, le=1_000_000)
     rpm: float = Field(default=1_800.0, gt=0, le=200_000)
@@ -238,6 +237,15 @@ class FileColumns(_Model):
     value: str = "value"
     metrics: list[str] = Field(default_factory=list, description="wide tables: each listed column is a metric")
     default_asset: str = Field(default="", description="asset for files without an asset column")
+
+    @field_validator("default_asset")
+    @classmethod
+    def _default_asset_id(cls, v: str) -> str:
+        from aiotstream.ids import ID_HINT, is_valid_id
+
+        if v and not is_valid_id(v):
+            raise ValueError(f"{v!r} is not a valid asset id: {ID_HINT}")
+        return v
 
 
 class FileInput(_Model):
@@ -478,7 +486,7 @@ class MaintenanceConfig(_Model):
     start: datetime
     end: datetime
     assets: list[str] = Field(default_factory=list, description="default (with no line): every asset of the site")
-    line: str | None = None
+    line: str | None = Field(default=None, pattern=ID_PATTERN)
     reason: str = ""
 
     @model_validator(mode="after")

@@ -23,6 +23,7 @@ from aiotstream.codecs import decode_any
 from aiotstream.codecs_iot import decode_payload
 from aiotstream.errors import DecodeError, ModelError
 from aiotstream.features import FeatureSet, frame_partials_batch
+from aiotstream.ids import ID_HINT, is_valid_id
 from aiotstream.lineage import inputs_block, iso_ns, make_id
 from aiotstream.records import DeadLetter, Feedback, Frame, ModelSwitch, Position, Reading, ReadingRows
 from aiotstream.runstats import count_inputs
@@ -287,6 +288,10 @@ class Ingestor:
                                         f"{self.rt.config.window.max_future_s:g} s ahead of this worker's clock", a))
                 continue
             if a not in assets_known:
+                if not is_valid_id(a):
+                    reject(self._reject(encode_row(a, ts_l[i], m, val_l[i]), pos, "bad_asset_id",
+                                        f"row {rows[i]}: asset {a[:64]!r} is not a valid id: {ID_HINT}"))
+                    continue
                 reject(self._reject(encode_row(a, ts_l[i], m, val_l[i]), pos, "unknown_asset",
                                     f"asset {a!r} is not in the site config ({self.rt.config.site.id}); "
                                     f"add it to [[assets]]", a))
