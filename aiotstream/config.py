@@ -273,6 +273,14 @@ class InputConfig(_Model):
     poll_batch: int = Field(default=1000, gt=0, le=100_000,
                             description="messages read per partition at a time: larger favours throughput, smaller "
                                         "bounds latency under load (a whole poll batch is decoded before any asset runs)")
+    max_message_bytes: int = Field(
+        default=1_048_576, ge=1_024, le=268_435_456,
+        description="an input message larger than this is not decoded: it is dead-lettered with reason "
+                    "'too_large', keeping a 1 KiB prefix of it, its length and its sha256")
+    max_abs_value: float = Field(
+        default=1e12, ge=1e3, le=1e100,
+        description="a reading value or waveform sample whose magnitude is larger is dead-lettered with reason "
+                    "'out_of_range'; the default keeps every feature, score and KPI sum finite")
     mqtt: MqttInput | None = None
     opcua: OpcUaInput | None = None
     files: FileInput | None = None
@@ -289,6 +297,12 @@ class WindowConfig(_Model):
     hop_s: float = Field(default=1.0, gt=0, le=3600)
     allowed_lateness_s: float = Field(default=0.5, ge=0, le=3600)
     max_future_s: float = Field(default=300.0, gt=0, description="frames further ahead of wall-clock are dead-lettered")
+    max_past_s: float = Field(
+        default=604_800.0, gt=0, le=315_360_000,
+        description="inputs whose event time is further behind the asset's own newest event time (and, for live "
+                    "device sources (MQTT, OPC UA), behind their arrival time) are dead-lettered ('too_old'); "
+                    "files and Kafka backlogs may be as old as they like, as long as each asset's data is in order "
+                    "to within this")
     idle_close_s: float = Field(default=5.0, gt=0, description="close an asset's windows after this much wall-clock silence")
     wait_for_readings: bool = Field(default=True, description="hold windows until the asset's readings stream "
                                     "has shown up (false: assets send frames only)")
@@ -558,6 +572,10 @@ class KpiConfig(_Model):
     power_metric: str = "power_kw"
     baseline_power_metric: str = "baseline_power_kw"
     energy_max_gap_s: float = Field(default=300.0, gt=0, description="power samples further apart are not integrated")
+    max_gap_s: float = Field(
+        default=3_600.0, gt=0, le=604_800,
+        description="a stretch of event time without any input of the asset longer than this is not accounted as "
+                    "observed time (it counts in 'unobserved_s'), so no KPI period is made for it")
     failures: Literal["alerts", "state", "both"] = Field(
         default="both", description="what counts as a failure for MTTR/MTBF: open fault alerts, state down, or either")
     failure_alert_types: list[str] = Field(default_factory=list,
@@ -596,6 +614,14 @@ class KpiConfig(_Model):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {v!r}: use an IANA name such as 'UTC' or 'Europe/Berlin'") from None
         return v
+
+    @model_validator(mode="after")
+    def _gap_periods(self) -> KpiConfig:
+        shortest = min(self.periods_s)
+        if self.max_gap_s / shortest > 100_000:
+            raise ValueError(f"max_gap_s ({self.max_gap_s:g} s) spans {self.max_gap_s / shortest:,.0f} periods of "
+                             f"{shortest:g} s; at most 100,000: lower max_gap_s or lengthen the shortest period")
+        return self
 
     @model_validator(mode="after")
     def _shift_names(self) -> KpiConfig:
@@ -778,6 +804,10 @@ class OutputConfig(_Model):
     models: str = Field(default="", description="promotions, refusals and retrain requests "
                         "(default <site>.models)")
     partitions: int = Field(default=3, ge=1, le=1024, description="partitions when aiotstream creates a topic")
+    max_deadletter_payload_bytes: int = Field(
+        default=524_288, ge=0, le=67_108_864,
+        description="a dead letter keeps its input whole up to this size, else a 1 KiB prefix with the length and "
+                    "sha256; the default keeps dead letters under Kafka's default 1 MB message limit")
     mqtt: MqttOutput | None = None
     parquet: ParquetOutput | None = None
 
