@@ -26,7 +26,7 @@ from aiotstream.features import FeatureSet, frame_partials_batch
 from aiotstream.ids import ID_HINT, is_valid_id
 from aiotstream.lineage import inputs_block, iso_ns, make_id
 from aiotstream.records import DeadLetter, Feedback, Frame, ModelSwitch, Position, Reading, ReadingRows
-from aiotstream.runstats import count_inputs
+from aiotstream.runstats import STATS, count_inputs
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ class Ingestor:
     def _decode(self, msgs: Iterable[Any], emit: Callable[[Frame | Reading | Feedback], None],
                 reject: Callable[[Output], None]) -> None:
         frames: list[Frame] = []
+        no_items = 0
         horizon = self.now_ns() + self.max_future_ns
         msgs = msgs if isinstance(msgs, list) else list(msgs)
         count_inputs(msgs)
@@ -141,6 +142,9 @@ class Ingestor:
             except DecodeError as exc:
                 reject(self._reject(raw, pos, exc.reason, str(exc), asset=getattr(msg, "asset", None)))
                 continue
+            if not items:  # e.g. a Sparkplug payload of string metrics or nulls only: no telemetry in it
+                no_items += 1
+                continue
             multi = len(items) > 1
             arrival = getattr(msg, "arrival_ns", None)  # live device sources (MQTT, OPC UA) stamp one
             for i, item in enumerate(items):
@@ -156,6 +160,8 @@ class Ingestor:
                 emit(item)
         if frames:
             attach_partials(frames, self.rt.feature_set, self._rpm)
+        if no_items:
+            STATS.add("dropped", "no_telemetry", no_items)
 
     def _feedback(self, fb: Feedback, raw: bytes, pos: Position, horizon: int,
                   emit: Callable[[Frame | Reading | Feedback], None], reject: Callable[[Output], None]) -> None:
