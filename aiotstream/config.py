@@ -615,13 +615,15 @@ class KpiConfig(_Model):
             raise ValueError(f"unknown time zone {v!r}: use an IANA name such as 'UTC' or 'Europe/Berlin'") from None
         return v
 
-    @model_validator(mode="after")
-    def _gap_periods(self) -> KpiConfig:
-        shortest = min(self.periods_s)
-        if self.max_gap_s / shortest > 100_000:
-            raise ValueError(f"max_gap_s ({self.max_gap_s:g} s) spans {self.max_gap_s / shortest:,.0f} periods of "
-                             f"{shortest:g} s; at most 100,000: lower max_gap_s or lengthen the shortest period")
-        return self
+    @field_validator("max_gap_s")
+    @classmethod
+    def _gap_periods(cls, v: float, info: ValidationInfo) -> float:
+        periods = info.data.get("periods_s")
+        shortest = min(periods) if periods else None
+        if shortest and v / shortest > 100_000:
+            raise ValueError(f"{v:g} s spans {v / shortest:,.0f} periods of {shortest:g} s; at most 100,000: lower "
+                             "max_gap_s or lengthen the shortest period")
+        return v
 
     @model_validator(mode="after")
     def _shift_names(self) -> KpiConfig:
@@ -1007,6 +1009,22 @@ class SiteConfig(_Model):
                 raise ValueError(f"asset id {a.id!r} appears more than once (ids must be unique)")
             seen.add(a.id)
         self._check_references(seen)
+        return self
+
+    @model_validator(mode="after")
+    def _limits_fit_the_windows(self) -> SiteConfig:
+        """The skew and gap bounds must leave room for the windows (else every window would be too old, or
+        every stretch between two windows a gap)."""
+        w, k = self.window, self.kpi
+        problems = []
+        if w.max_past_s < w.length_s + w.allowed_lateness_s:
+            problems.append(f"window.max_past_s: {w.max_past_s:g} must be at least length_s + allowed_lateness_s "
+                            f"({w.length_s + w.allowed_lateness_s:g}): an input in an open window is not too old")
+        if k.max_gap_s < w.length_s:
+            problems.append(f"kpi.max_gap_s: {k.max_gap_s:g} must be at least window.length_s ({w.length_s:g}): "
+                            "the windows of an asset with continuous data end that far apart")
+        if problems:
+            raise ValueError(_REFS + _REFS.join(problems))
         return self
 
     def _check_references(self, assets: set[str]) -> None:

@@ -327,3 +327,17 @@ def test_extreme_but_finite_inputs_never_become_null_where_the_schema_says_numbe
     assert {d["reason"] for d in dead} == {"out_of_range"}
     assert any(o.kind == "score" for o in outs)
     valid(outs)
+
+
+@pytest.mark.parametrize("over, path", [
+    ({"window": {"max_past_s": 1.0}}, "window.max_past_s"),  # less than a window plus its lateness
+    ({"kpi": {"max_gap_s": 0.5}}, "kpi.max_gap_s"),  # shorter than a window
+    ({"kpi": {"max_gap_s": 200_000, "periods_s": [1]}}, "kpi.max_gap_s"),  # 200,000 periods in one gap
+    ({"inputs": {"max_message_bytes": 10}}, "inputs.max_message_bytes"),
+    ({"inputs": {"max_abs_value": float("inf")}}, "inputs.max_abs_value"),
+    ({"outputs": {"max_deadletter_payload_bytes": -1}}, "outputs.max_deadletter_payload_bytes"),
+])
+def test_the_limits_are_checked_at_load_with_their_path(over: dict, path: str) -> None:
+    with pytest.raises(ConfigError) as ei:
+        site(**over)
+    assert path in [p for p, _ in ei.value.problems], ei.value.problems
