@@ -300,7 +300,7 @@ class WindowConfig(_Model):
     max_past_s: float = Field(
         default=604_800.0, gt=0, le=315_360_000,
         description="inputs whose event time is further behind the asset's own newest event time (and, for live "
-                    "device sources (MQTT, OPC UA), behind their arrival time) are dead-lettered ('too_old'); "
+                    "device sources (MQTT, OPC UA) while tailing, behind their arrival time) are dead-lettered ('too_old'); "
                     "files and Kafka backlogs may be as old as they like, as long as each asset's data is in order "
                     "to within this")
     idle_close_s: float = Field(default=5.0, gt=0, description="close an asset's windows after this much wall-clock silence")

@@ -41,10 +41,14 @@ class Ingestor:
     are checked column-wise.
     """
 
-    def __init__(self, rt: SiteRuntime, now_ns: Callable[[], int] = time.time_ns):
+    def __init__(self, rt: SiteRuntime, now_ns: Callable[[], int] = time.time_ns, live: bool | None = None):
+        """``live`` (default: ``inputs.tail``): the flow is tailing, so a message that a device source stamped
+        with its arrival time may be judged against it (``window.max_past_s``); a bounded run (a test, a
+        replay of recorded MQTT traffic) is not."""
         self.rt = rt
         self.now_ns = now_ns
         cfg = rt.config
+        self.live = cfg.inputs.tail if live is None else live
         self.max_future_ns = round(cfg.window.max_future_s * 1e9)
         self.max_past_ns = round(cfg.window.max_past_s * 1e9)
         self.max_bytes = cfg.inputs.max_message_bytes
@@ -146,7 +150,7 @@ class Ingestor:
                 no_items += 1
                 continue
             multi = len(items) > 1
-            arrival = getattr(msg, "arrival_ns", None)  # live device sources (MQTT, OPC UA) stamp one
+            arrival = getattr(msg, "arrival_ns", None) if self.live else None  # MQTT, OPC UA stamp one
             for i, item in enumerate(items):
                 if isinstance(item, Feedback):
                     self._feedback(item, raw, pos, horizon, emit, reject)
