@@ -391,7 +391,10 @@ class Harness:
                     items_of[it.pos.offset] += 1
                     if isinstance(it, Feedback):  # applied in event-time order, maybe later: the control plane's
                         self._taken[it.pos.offset] += 1
-                outs += self._analyzer(asset).on_items(items)
+                # tailing, with the fuzz clock as the wall clock: a stream that never shows up (frames for the
+                # readings kind) stops holding the windows after idle_close_s, as in a deployed flow; a bounded
+                # replay would hold them, and every reading, to the end of the input
+                outs += self._analyzer(asset).on_items(items, self.clock_ns / 1e9)
         except Exception as exc:  # noqa: BLE001 - an escape is what this counts
             self._escape(exc)
             self.lost += len(msgs)
