@@ -66,13 +66,25 @@ from aiotstream.control import (
     Situation,
     command_record,
 )
+from aiotstream.dedupe import FrameDedupe
 from aiotstream.errors import ConfigError, ModelError
 from aiotstream.features import get_feature_set, reduce_partials, reduce_spectral, window_features
+from aiotstream.ids import safe_id
 from aiotstream.kpi import KpiTracker, PeriodResult, derive, kpi_record, make_schemes
 from aiotstream.lineage import FlowContext, input_entry, inputs_block, iso_ns, make_id, window_block
 from aiotstream.models.online import Detector, DriftWatch, FeatureDrift, LabelLearner, make_detector
 from aiotstream.models.scoring import ModelStore, Scored, canary_share
-from aiotstream.records import DeadLetter, Feedback, Frame, ModelSwitch, Position, Reading
+from aiotstream.records import (
+    DEADLETTER_MESSAGE_CHARS,
+    DEADLETTER_PREFIX_BYTES,
+    DeadLetter,
+    Feedback,
+    Frame,
+    ModelSwitch,
+    Position,
+    Reading,
+)
+from aiotstream.runstats import STATS
 from aiotstream.windows import ClosedWindow, WindowAssembler
 
 KINDS = ("alert", "command", "kpi", "score", "deadletter", "model")
@@ -122,6 +134,7 @@ class SiteRuntime:
             "sha256": hashlib.sha256(orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)).hexdigest(),
         }
         self.features_block = self.feature_set.lineage()
+        self.deadletter_payload_max = config.outputs.max_deadletter_payload_bytes
         w = config.window
         self.length_ns = _ns(w.length_s)
         self.hop_ns = _ns(w.hop_s)
@@ -237,24 +250,40 @@ class SiteRuntime:
         return out
 
     def deadletter(self, dl: DeadLetter) -> Output:
-        """A dead-letter output: original bytes, source position, reason."""
+        """A dead-letter output: original bytes, source position, reason.
+
+        The bytes are kept whole up to ``outputs.max_deadletter_payload_bytes``; a larger input (or one
+        marked ``truncate``) keeps a prefix of :data:`~aiotstream.records.DEADLETTER_PREFIX_BYTES`, with its
+        length and sha256, so a dead letter always fits its sink. The message is cut to
+        :data:`~aiotstream.records.DEADLETTER_MESSAGE_CHARS`, and an asset that is not a valid id is left
+        out (None): it came from the data and must not become a topic level or key.
+        """
         pos = dl.pos
+        raw = dl.raw
+        cut: dict[str, Any] = {}
+        if dl.truncate or len(raw) > self.deadletter_payload_max:
+            cut = {"payload_truncated": True, "payload_sha256": hashlib.sha256(raw).hexdigest()}
+        payload = raw[:DEADLETTER_PREFIX_BYTES] if cut else raw
+        message = dl.message if len(dl.message) <= DEADLETTER_MESSAGE_CHARS else \
+            dl.message[:DEADLETTER_MESSAGE_CHARS] + "..."
+        asset = safe_id(dl.asset)
         rec = {
             "schema": "aiotstream.deadletter/1",
             # a message that gave several readings can have several dead letters: the item index tells them apart
             "id": make_id("deadletter", self.ctx.site, pos.topic, pos.partition, pos.offset, dl.reason,
                           *((dl.extra["item"],) if "item" in dl.extra else ())),
             "reason": dl.reason,
-            "message": dl.message,
-            "asset": dl.asset,
+            "message": message or dl.reason,
+            "asset": asset,
             "source": {"topic": pos.topic, "partition": pos.partition, "offset": pos.offset},
-            "payload_b64": base64.b64encode(dl.raw).decode("ascii"),
-            "payload_size": len(dl.raw),
+            "payload_b64": base64.b64encode(payload).decode("ascii"),
+            "payload_size": len(raw),
+            **cut,
             **self.ctx.block(inputs=[input_entry(pos.topic, pos.partition, pos.offset, pos.offset)], window=None,
                              features=None, model=None),
             **dl.extra,
         }
-        return Output("deadletter", dl.asset or "", rec)
+        return Output("deadletter", asset or "", rec)
 
 
 def _pos_inputs(pos: Position) -> list[dict]:
@@ -323,7 +352,9 @@ class AssetAnalyzer:
         k = cfg.kpi
         self.kpi = KpiTracker(asset_id, self.line, rt.schemes, failures=k.failures,
                               ideal_cycle_ns=None if asset.ideal_cycle_time_s is None else _ns(asset.ideal_cycle_time_s),
-                              energy_max_gap_ns=_ns(k.energy_max_gap_s), emit_delay_ns=rt.length_ns - rt.hop_ns)
+                              energy_max_gap_ns=_ns(k.energy_max_gap_s), emit_delay_ns=rt.length_ns - rt.hop_ns,
+                              max_gap_ns=_ns(k.max_gap_s))
+        self.dedupe = FrameDedupe()  # (seq, t0) of the frames in open windows: retransmits count once
         self.queue: list[tuple[int, int, Reading | Feedback]] = []  # (event time, arrival, item)
         self._arrivals = 0
         self.clock_ns: int | None = None
@@ -349,9 +380,12 @@ class AssetAnalyzer:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.rt = None  # type: ignore[assignment]  # set by attach()
+        if "dedupe" not in state:  # a snapshot from before frames were deduplicated
+            self.dedupe = FrameDedupe()
 
     def attach(self, rt: SiteRuntime) -> AssetAnalyzer:
         self.rt = rt
+        self.kpi.max_gap_ns = _ns(rt.config.kpi.max_gap_s)  # also for a snapshot from before the setting
         return self
 
     # ---- input -------------------------------------------------------------
@@ -364,8 +398,10 @@ class AssetAnalyzer:
             items = [i for i in items if not isinstance(i, ModelSwitch)]
         data = [i for i in items if not isinstance(i, Feedback)]
         outs: list[Output] = []
+        if data:
+            data = self._screen(data, outs)
         closed, late = self.windows.add(data, now_s) if data else ([], [])
-        late_ids = {id(x) for x in late}
+        kept = {id(x) for x in data}.difference(id(x) for x in late)
         for item in late:
             outs.append(self._late(item))
         metrics = self.rt.timeline_metrics
@@ -380,13 +416,41 @@ class AssetAnalyzer:
                     continue
                 self._waiting_feedback = waiting + 1
                 self._enqueue(item.ts_ns, item)
-            elif isinstance(item, Reading) and item.metric in metrics and id(item) not in late_ids:
+            elif isinstance(item, Reading) and item.metric in metrics and id(item) in kept:
                 self._enqueue(item.ts_ns, item)
+        if self.windows.closed_end_ns is not None:  # a repeat of a frame before this is late anyway
+            self.dedupe.forget_before(self.windows.closed_end_ns - self.rt.length_ns)
         outs.extend(self._windows_closed(closed))
         if self.clock_ns is not None:  # feedback from the past (relative to the clock) applies now
             outs.extend(self._run_until(self.clock_ns, inclusive=False, timers=False))
         self._report()
         return outs
+
+    def _screen(self, data: list[Frame | Reading], outs: list[Output]) -> list[Frame | Reading]:
+        """Drop what must not reach the windows: inputs far behind the asset's own clock (``too_old`` dead
+        letters) and repeated frames (same ``(seq, t0)``: counted in the run summary as ``duplicate_frame``).
+
+        The asset's clock is the newest event time it has delivered (this batch included), so a replay of old
+        files is judged against its own time, not the wall clock; within ``window.max_past_s`` of it, an input
+        is either in an open window or ``late``. So one stray timestamp (1970) cannot open a window decades
+        before the asset's data, and the KPI time that would follow it is bounded anyway (``kpi.max_gap_s``).
+        """
+        times = [i.t0_ns if isinstance(i, Frame) else i.ts_ns for i in data]
+        newest = self.windows.max_event_ns
+        ref = max(times) if newest is None else max(newest, max(times))
+        floor = ref - _ns(self.rt.config.window.max_past_s)
+        keep: list[Frame | Reading] = []
+        dups = 0
+        for item, t in zip(data, times):
+            if t < floor:
+                outs.append(self._too_old(item, t, ref))
+            elif isinstance(item, Frame) and not self.dedupe.first_time(item.seq, t):
+                dups += 1
+            else:
+                keep.append(item)
+        if dups:
+            STATS.add("dropped", "duplicate_frame", dups)
+        return keep
 
     def flush(self, kpi: bool = True) -> list[Output]:
         """Close every open window; with ``kpi`` (end of input) also apply every queued event and emit every
@@ -588,6 +652,14 @@ class AssetAnalyzer:
                         f"{self.rt.config.window.allowed_lateness_s} s)", asset=self.asset_id)
         self.kpi.count("late_inputs", 1, t)
         return self.rt.deadletter(dl)
+
+    def _too_old(self, item: Frame | Reading, t: int, ref: int) -> Output:
+        raw = item.raw
+        if raw is None:  # table rows carry no bytes: the dead letter keeps the reading as JSON
+            raw = encode_reading(item.asset, item.ts_ns, item.metric, item.value) if isinstance(item, Reading) else b""
+        return self.rt.deadletter(DeadLetter(
+            raw, item.pos, "too_old", f"event time {iso_ns(t)} is more than {self.rt.config.window.max_past_s:g} s "
+            f"(window.max_past_s) behind the asset's newest event time ({iso_ns(ref)})", asset=self.asset_id))
 
     def _reject(self, item: Reading | Feedback, reason: str, message: str) -> Output:
         return self.rt.deadletter(DeadLetter(item.raw or b"", item.pos, reason, message, asset=self.asset_id))

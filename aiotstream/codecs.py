@@ -53,6 +53,7 @@ from pydantic import (
 )
 
 from aiotstream.errors import DecodeError
+from aiotstream.ids import MAX_ID, check_id
 from aiotstream.records import FEEDBACK_TYPES, Feedback, Frame, Position, Reading
 
 MAGIC = b"AIOW"
@@ -64,7 +65,8 @@ DTYPE_CODES = {v: k for k, v in DTYPES.items()}
 MAX_CHANNELS = 64
 MAX_SAMPLES = 1 << 20
 MAX_SAMPLE_RATE = 1_000_000.0
-MAX_ASSET_ID = 128
+MAX_ASSET_ID = MAX_ID
+MAX_TS_NS = (1 << 63) - 1  # event times are int64 ns, as in the frame header
 
 
 def encode_frame(asset_id: str, seq: int, t0_ns: int, sample_rate_hz: float, samples: np.ndarray) -> bytes:
@@ -115,7 +117,7 @@ def decode_frame(raw: bytes, pos: Position) -> Frame:
             f"({channels} ch x {n_samples} samples x {dtype.itemsize} B + {HEADER_SIZE + alen} B header)",
         )
     try:
-        asset = raw[HEADER_SIZE:HEADER_SIZE + alen].decode("utf-8")
+        asset = check_id(raw[HEADER_SIZE:HEADER_SIZE + alen].decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise DecodeError("bad_asset_id", f"asset id is not UTF-8: {exc}") from None
     samples = np.frombuffer(raw, dtype=dtype, count=channels * n_samples, offset=HEADER_SIZE + alen)
@@ -152,12 +154,13 @@ def _reading(obj: object, raw: bytes, pos: Position) -> Reading:
     if missing:
         raise DecodeError("bad_reading", f"reading lacks field(s) {', '.join(missing)}")
     asset, ts, metric, value = obj["asset"], obj["ts"], obj["metric"], obj["value"]
-    if not isinstance(asset, str) or not 1 <= len(asset) <= MAX_ASSET_ID:
+    if not isinstance(asset, str) or not asset:
         raise DecodeError("bad_reading", "field 'asset' must be a non-empty string")
+    check_id(asset)
     if not isinstance(metric, str) or not metric:
         raise DecodeError("bad_reading", "field 'metric' must be a non-empty string")
-    if isinstance(ts, bool) or not isinstance(ts, int) or ts < 0:
-        raise DecodeError("bad_timestamp", f"field 'ts' must be integer ns since the epoch, got {ts!r}")
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts <= MAX_TS_NS:
+        raise DecodeError("bad_timestamp", f"field 'ts' must be integer ns since the epoch (0..2^63-1), got {ts!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DecodeError("bad_reading", f"field 'value' must be a number, got {value!r}")
     value = float(value)
@@ -169,7 +172,7 @@ def _reading(obj: object, raw: bytes, pos: Position) -> Reading:
 FEEDBACK_SCHEMA = "aiotstream.feedback/1"
 LABELS = ("true_fault", "false_alarm")
 DEVICE_ACK_STATUSES = ("applied", "failed", "rejected")
-MAX_NS = 2**63 - 1  # event times are int64 ns
+MAX_NS = MAX_TS_NS
 
 # ---- feedback/1: one pydantic model per type, told apart by "type" (a discriminated union) -------------------
 _Ns = Annotated[int, Field(ge=0, le=MAX_NS)]
@@ -302,9 +305,11 @@ def _feedback(obj: object, raw: bytes, pos: Position) -> Feedback:
     except ValidationError as exc:
         raise _feedback_error(obj, exc) from None
     kind = m.type
+    asset = m.asset if m.asset is None else check_id(m.asset)
     fb: dict[str, Any] = {"by": m.by or "", "note": m.note or ""}
     if kind == "maintenance":
-        fb.update(start_ns=m.start, end_ns=m.end, line=m.line, window_id=m.window_id or f"fb-{m.start}")
+        line = m.line if m.line is None else check_id(m.line, "line", "bad_line_id")
+        fb.update(start_ns=m.start, end_ns=m.end, line=line, window_id=m.window_id or f"fb-{m.start}")
     elif kind == "command_ack":
         fb.update(command_id=m.command_id, status=m.status, value=None if m.value is None else float(m.value))
     elif kind in ("approve", "reject"):
@@ -313,7 +318,7 @@ def _feedback(obj: object, raw: bytes, pos: Position) -> Feedback:
         fb.update(alert_id=m.alert_id, label=m.label, fault_type=m.fault_type)
     else:
         fb.update(alert_id=m.alert_id, alert_type=m.alert_type)
-    return Feedback(kind, m.asset, m.ts, pos, raw=raw, **fb)
+    return Feedback(kind, asset, m.ts, pos, raw=raw, **fb)
 
 
 def _feedback_error(obj: dict, exc: ValidationError) -> DecodeError:

@@ -53,12 +53,12 @@ from typing import Any
 
 import orjson
 
-from aiotstream.codecs import MAX_ASSET_ID, decode_any, decode_frame
+from aiotstream.codecs import MAX_ASSET_ID, MAX_TS_NS, decode_any, decode_frame
 from aiotstream.errors import DecodeError
+from aiotstream.ids import check_id
 from aiotstream.records import DecodeHints, Frame, Position, Reading
 
 FORMATS = ("auto", "frame", "json", "value", "gateway-json", "sparkplug-json", "onem2m", "opcua")
-MAX_TS_NS = (1 << 63) - 1
 OPCUA_BAD = 0x8000_0000
 _NUMBER_TEXT = re.compile(rb"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 # Sparkplug B datatypes that carry numbers (ids 1..11 are ints/floats/bool, 13 DateTime)
@@ -471,4 +471,9 @@ def decode_payload(raw: bytes | None, pos: Position, hints: DecodeHints, asset: 
     decoder = DECODERS.get(hints.fmt)
     if decoder is None:
         raise DecodeError("unknown_format", f"payload format {hints.fmt!r} is not one of {', '.join(FORMATS)}")
-    return decoder(raw or b"", pos, hints, asset, metric, arrival_ns)
+    if asset is not None:  # a topic level or node mapping: checked before anything is built on it
+        check_id(asset, "asset (from the topic/node mapping)")
+    items = decoder(raw or b"", pos, hints, asset, metric, arrival_ns)
+    for item in items:  # the payload's own asset, or one taken from a oneM2M resource path
+        check_id(item.asset)
+    return items

@@ -37,8 +37,7 @@ from pydantic import (
 )
 
 from aiotstream.errors import ConfigError
-
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+from aiotstream.ids import ID_PATTERN  # the one id pattern (config, payloads, topic levels, file columns)
 
 MAX_REAL = 1e12
 """The largest magnitude of any number in a config (thresholds, bounds, setpoints) unless its field says."""
@@ -122,7 +121,7 @@ class SiteInfo(_Model):
 
 class AssetConfig(_Model):
     id: str = Field(pattern=ID_PATTERN)
-    line: str = "line-1"
+    line: str = Field(default="line-1", pattern=ID_PATTERN, description="line id (a topic level in MQTT outputs)")
     channels: list[str] = Field(default_factory=lambda: ["x", "y", "z"], min_length=1, max_length=64)
     sample_rate_hz: float = Field(default=10_000.0, gt=0, le=1_000_000)
     rpm: float = Field(default=1_800.0, gt=0, le=200_000)
@@ -142,7 +141,7 @@ class AssetGroup(_Model):
     prefix: str = Field(pattern=ID_PATTERN)
     count: int = Field(gt=0, le=1_000_000)
     width: int = Field(default=3, ge=1, le=9)
-    line: str = "line-1"
+    line: str = Field(default="line-1", pattern=ID_PATTERN)
     channels: list[str] = Field(default_factory=lambda: ["x", "y", "z"], min_length=1, max_length=64)
     sample_rate_hz: float = Field(default=10_000.0, gt=0, le=1_000_000)
     rpm: float = Field(default=1_800.0, gt=0, le=200_000)
@@ -307,6 +306,15 @@ class FileColumns(_Model):
     metrics: list[str] = Field(default_factory=list, description="wide tables: each listed column is a metric")
     default_asset: str = Field(default="", description="asset for files without an asset column")
 
+    @field_validator("default_asset")
+    @classmethod
+    def _default_asset_id(cls, v: str) -> str:
+        from aiotstream.ids import ID_HINT, is_valid_id
+
+        if v and not is_valid_id(v):
+            raise ValueError(f"{v!r} is not a valid asset id: {ID_HINT}")
+        return v
+
 
 class FileInput(_Model):
     """``[inputs.files]``: replay files with event-time pacing."""
@@ -333,6 +341,14 @@ class InputConfig(_Model):
     poll_batch: int = Field(default=1000, gt=0, le=100_000,
                             description="messages read per partition at a time: larger favours throughput, smaller "
                                         "bounds latency under load (a whole poll batch is decoded before any asset runs)")
+    max_message_bytes: int = Field(
+        default=1_048_576, ge=1_024, le=268_435_456,
+        description="an input message larger than this is not decoded: it is dead-lettered with reason "
+                    "'too_large', keeping a 1 KiB prefix of it, its length and its sha256")
+    max_abs_value: float = Field(
+        default=1e12, ge=1e3, le=1e100,
+        description="a reading value or waveform sample whose magnitude is larger is dead-lettered with reason "
+                    "'out_of_range'; the default keeps every feature, score and KPI sum finite")
     mqtt: MqttInput | None = None
     opcua: OpcUaInput | None = None
     files: FileInput | None = None
@@ -349,6 +365,12 @@ class WindowConfig(_Model):
     hop_s: float = Field(default=1.0, gt=0, le=3600)
     allowed_lateness_s: float = Field(default=0.5, ge=0, le=3600)
     max_future_s: float = Field(default=300.0, gt=0, description="frames further ahead of wall-clock are dead-lettered")
+    max_past_s: float = Field(
+        default=604_800.0, gt=0, le=315_360_000,
+        description="inputs whose event time is further behind the asset's own newest event time (and, for live "
+                    "device sources (MQTT, OPC UA) while tailing, behind their arrival time) are dead-lettered ('too_old'); "
+                    "files and Kafka backlogs may be as old as they like, as long as each asset's data is in order "
+                    "to within this")
     idle_close_s: float = Field(default=5.0, gt=0, description="close an asset's windows after this much wall-clock silence")
     wait_for_readings: bool = Field(default=True, description="hold windows until the asset's readings stream "
                                     "has shown up (false: assets send frames only)")
@@ -558,7 +580,7 @@ class MaintenanceConfig(_Model):
     start: datetime
     end: datetime
     assets: list[str] = Field(default_factory=list, description="default (with no line): every asset of the site")
-    line: str | None = None
+    line: str | None = Field(default=None, pattern=ID_PATTERN)
     reason: str = ""
 
     @model_validator(mode="after")
@@ -630,6 +652,10 @@ class KpiConfig(_Model):
     power_metric: str = "power_kw"
     baseline_power_metric: str = "baseline_power_kw"
     energy_max_gap_s: float = Field(default=300.0, gt=0, description="power samples further apart are not integrated")
+    max_gap_s: float = Field(
+        default=3_600.0, gt=0, le=604_800,
+        description="a stretch of event time without any input of the asset longer than this is not accounted as "
+                    "observed time (it counts in 'unobserved_s'), so no KPI period is made for it")
     failures: Literal["alerts", "state", "both"] = Field(
         default="both", description="what counts as a failure for MTTR/MTBF: open fault alerts, state down, or either")
     failure_alert_types: list[str] = Field(default_factory=list,
@@ -667,6 +693,16 @@ class KpiConfig(_Model):
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {v!r}: use an IANA name such as 'UTC' or 'Europe/Berlin'") from None
+        return v
+
+    @field_validator("max_gap_s")
+    @classmethod
+    def _gap_periods(cls, v: float, info: ValidationInfo) -> float:
+        periods = info.data.get("periods_s")
+        shortest = min(periods) if periods else None
+        if shortest and v / shortest > 100_000:
+            raise ValueError(f"{v:g} s spans {v / shortest:,.0f} periods of {shortest:g} s; at most 100,000: lower "
+                             "max_gap_s or lengthen the shortest period")
         return v
 
     @model_validator(mode="after")
@@ -850,6 +886,10 @@ class OutputConfig(_Model):
     models: str = Field(default="", description="promotions, refusals and retrain requests "
                         "(default <site>.models)")
     partitions: int = Field(default=3, ge=1, le=1024, description="partitions when aiotstream creates a topic")
+    max_deadletter_payload_bytes: int = Field(
+        default=524_288, ge=0, le=67_108_864,
+        description="a dead letter keeps its input whole up to this size, else a 1 KiB prefix with the length and "
+                    "sha256; the default keeps dead letters under Kafka's default 1 MB message limit")
     mqtt: MqttOutput | None = None
     parquet: ParquetOutput | None = None
 
@@ -1053,6 +1093,22 @@ class SiteConfig(_Model):
                 raise ValueError(f"asset id {a.id!r} appears more than once (ids must be unique)")
             seen.add(a.id)
         self._check_references(seen)
+        return self
+
+    @model_validator(mode="after")
+    def _limits_fit_the_windows(self) -> SiteConfig:
+        """The skew and gap bounds must leave room for the windows (else every window would be too old, or
+        every stretch between two windows a gap)."""
+        w, k = self.window, self.kpi
+        problems = []
+        if w.max_past_s < w.length_s + w.allowed_lateness_s:
+            problems.append(f"window.max_past_s: {w.max_past_s:g} must be at least length_s + allowed_lateness_s "
+                            f"({w.length_s + w.allowed_lateness_s:g}): an input in an open window is not too old")
+        if k.max_gap_s < w.length_s:
+            problems.append(f"kpi.max_gap_s: {k.max_gap_s:g} must be at least window.length_s ({w.length_s:g}): "
+                            "the windows of an asset with continuous data end that far apart")
+        if problems:
+            raise ValueError(_REFS + _REFS.join(problems))
         return self
 
     def _check_references(self, assets: set[str]) -> None:

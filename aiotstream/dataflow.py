@@ -231,8 +231,8 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
     a run would start every asset afresh.
     """
     rt = SiteRuntime(config)
-    ingest = Ingestor(rt, now_ns) if now_ns is not None else Ingestor(rt)
     tail = config.inputs.tail if tail is None else tail
+    ingest = Ingestor(rt, now_ns, live=tail) if now_ns is not None else Ingestor(rt, live=tail)
     idle = timedelta(seconds=config.window.idle_close_s) if tail else None
     ttl = timedelta(seconds=config.window.state_ttl_s) if config.window.state_ttl_s > 0 else None
 

@@ -24,9 +24,10 @@ from aiotstream.codecs import decode_any
 from aiotstream.codecs_iot import decode_payload
 from aiotstream.errors import DecodeError, ModelError
 from aiotstream.features import FeatureSet, frame_partials_batch
+from aiotstream.ids import ID_HINT, is_valid_id
 from aiotstream.lineage import inputs_block, iso_ns, make_id
 from aiotstream.records import DeadLetter, Feedback, Frame, ModelSwitch, Position, Reading, ReadingRows
-from aiotstream.runstats import count_inputs
+from aiotstream.runstats import STATS, count_inputs
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +42,26 @@ class Ingestor:
     are checked column-wise.
     """
 
-    def __init__(self, rt: SiteRuntime, now_ns: Callable[[], int] = time.time_ns):
+    def __init__(self, rt: SiteRuntime, now_ns: Callable[[], int] = time.time_ns, live: bool | None = None):
+        """``live`` (default: ``inputs.tail``): the flow is tailing, so a message that a device source stamped
+        with its arrival time may be judged against it (``window.max_past_s``); a bounded run (a test, a
+        replay of recorded MQTT traffic) is not."""
         self.rt = rt
         self.now_ns = now_ns
-        self.max_future_ns = round(rt.config.window.max_future_s * 1e9)
+        cfg = rt.config
+        self.live = cfg.inputs.tail if live is None else live
+        self.max_future_ns = round(cfg.window.max_future_s * 1e9)
+        self.max_past_ns = round(cfg.window.max_past_s * 1e9)
+        self.max_bytes = cfg.inputs.max_message_bytes
+        self.max_abs = cfg.inputs.max_abs_value
         self.source_errors = 0
         self._rpm = {a: c.rpm for a, c in rt.assets.items()}  # running speed for the spectral 1x/2x bands
         self.control_topics = frozenset(rt.config.control_topics())
 
     def _reject(self, raw: bytes, pos: Position, reason: str, message: str, asset: str | None = None,
-                item: int | None = None) -> Output:
+                item: int | None = None, truncate: bool = False) -> Output:
         extra = {} if item is None else {"item": item}
-        return self.rt.deadletter(DeadLetter(raw, pos, reason, message, asset=asset, extra=extra))
+        return self.rt.deadletter(DeadLetter(raw, pos, reason, message, asset=asset, extra=extra, truncate=truncate))
 
     def route_feedback(self, fb: Feedback, raw: bytes) -> list[tuple[str, Feedback] | Output]:
         """Key feedback by asset; copy a line- or site-wide maintenance message to every asset it covers."""
@@ -100,6 +109,7 @@ class Ingestor:
     def _decode(self, msgs: Iterable[Any], emit: Callable[[Frame | Reading | Feedback], None],
                 reject: Callable[[Output], None]) -> None:
         frames: list[Frame] = []
+        no_items = 0
         horizon = self.now_ns() + self.max_future_ns
         msgs = msgs if isinstance(msgs, list) else list(msgs)
         count_inputs(msgs)
@@ -122,6 +132,11 @@ class Ingestor:
             raw = msg.value or b""
             pos = Position(msg.topic or "?", msg.partition if msg.partition is not None else -1,
                            msg.offset if msg.offset is not None else -1)
+            if len(raw) > self.max_bytes:  # not decoded at all; the dead letter keeps a prefix and the sha256
+                reject(self._reject(raw, pos, "too_large", f"message is {len(raw):,} bytes, over "
+                                    f"inputs.max_message_bytes ({self.max_bytes:,})",
+                                    asset=getattr(msg, "asset", None), truncate=True))
+                continue
             if pos.topic in self.control_topics:
                 self._control(raw, pos, emit, reject)
                 continue
@@ -132,12 +147,16 @@ class Ingestor:
             except DecodeError as exc:
                 reject(self._reject(raw, pos, exc.reason, str(exc), asset=getattr(msg, "asset", None)))
                 continue
+            if not items:  # e.g. a Sparkplug payload of string metrics or nulls only: no telemetry in it
+                no_items += 1
+                continue
             multi = len(items) > 1
+            arrival = getattr(msg, "arrival_ns", None) if self.live else None  # MQTT, OPC UA stamp one
             for i, item in enumerate(items):
                 if isinstance(item, Feedback):
                     self._feedback(item, raw, pos, horizon, emit, reject)
                     continue
-                why = self._check(item, horizon)
+                why = self._check(item, horizon, arrival)
                 if why is not None:
                     reject(self._reject(raw, pos, why[0], why[1], asset=item.asset, item=i if multi else None))
                     continue
@@ -146,6 +165,8 @@ class Ingestor:
                 emit(item)
         if frames:
             attach_partials(frames, self.rt.feature_set, self._rpm)
+        if no_items:
+            STATS.add("dropped", "no_telemetry", no_items)
 
     def _feedback(self, fb: Feedback, raw: bytes, pos: Position, horizon: int,
                   emit: Callable[[Frame | Reading | Feedback], None], reject: Callable[[Output], None]) -> None:
@@ -154,6 +175,10 @@ class Ingestor:
             reject(self._reject(raw, pos, "future_timestamp", f"feedback time {iso_ns(fb.ts_ns)} is more than "
                                 f"{self.rt.config.window.max_future_s:g} s ahead of this worker's clock",
                                 asset=fb.asset))
+            return
+        if fb.value is not None and abs(fb.value) > self.max_abs:
+            reject(self._reject(raw, pos, "out_of_range", f"value {fb.value!r} is beyond +-{self.max_abs:g} "
+                                "(inputs.max_abs_value)", asset=fb.asset))
             return
         for routed in self.route_feedback(fb, raw):
             if isinstance(routed, Output):
@@ -228,8 +253,14 @@ class Ingestor:
         }
         return Output("model", ctx.site, record)
 
-    def _check(self, item: Frame | Reading, horizon: int) -> tuple[str, str] | None:
-        """Why the item cannot be used with this site's config (reason, message), or None."""
+    def _check(self, item: Frame | Reading, horizon: int, arrival_ns: int | None = None) -> tuple[str, str] | None:
+        """Why the item cannot be used with this site's config (reason, message), or None.
+
+        Event time: not more than ``window.max_future_s`` ahead of this worker's clock, and, for a message a
+        live source stamped with its arrival time, not more than ``window.max_past_s`` behind that (files and
+        Kafka backlogs are judged per asset instead, against the asset's own clock: see
+        :meth:`aiotstream.analysis.AssetAnalyzer.on_items`). Values within ``inputs.max_abs_value``.
+        """
         asset = self.rt.assets.get(item.asset)
         if asset is None:
             return ("unknown_asset", (f"asset {item.asset!r} is not in the site config ({self.rt.config.site.id}); "
@@ -238,6 +269,10 @@ class Ingestor:
         if t > horizon:
             return ("future_timestamp", (f"event time {iso_ns(t)} is more than {self.rt.config.window.max_future_s:g} s "
                                         f"ahead of this worker's clock"))
+        if arrival_ns is not None and t < arrival_ns - self.max_past_ns:
+            return ("too_old", (f"event time {iso_ns(t)} is more than {self.rt.config.window.max_past_s:g} s "
+                                f"(window.max_past_s) before the message arrived ({iso_ns(arrival_ns)})"))
+        lim = self.max_abs
         if isinstance(item, Frame):
             n_ch = item.samples.shape[0]  # type: ignore[union-attr]
             if n_ch != len(asset.channels):
@@ -246,6 +281,13 @@ class Ingestor:
             if abs(item.sample_rate_hz - asset.sample_rate_hz) > 1e-6 * asset.sample_rate_hz:
                 return ("sample_rate_mismatch", (f"frame sample rate {item.sample_rate_hz:g} Hz, the config says "
                                                 f"{asset.sample_rate_hz:g} Hz"))
+            x = item.samples
+            assert x is not None
+            if (x.dtype.kind == "f" or lim < 32_768) and (x.max() > lim or x.min() < -lim):  # int16 always fits
+                return ("out_of_range", (f"a sample's magnitude is beyond {lim:g} (inputs.max_abs_value; "
+                                         f"min {x.min():g}, max {x.max():g})"))
+        elif abs(item.value) > lim:
+            return ("out_of_range", f"value {item.value!r} is beyond +-{lim:g} (inputs.max_abs_value)")
         return None
 
     def _rows(self, block: ReadingRows, horizon: int, emit: Callable[[Frame | Reading], None],
@@ -258,7 +300,8 @@ class Ingestor:
         if n == 0:
             return
         ts, values = block.ts_ns, block.values
-        ok = np.isfinite(values) & (ts >= 0) & (ts <= horizon)
+        with np.errstate(invalid="ignore"):
+            ok = (np.abs(values) <= self.max_abs) & (ts >= 0) & (ts <= horizon)  # NaN compares False
         assets_known = self.rt.assets
         rows = block.rows.tolist()
         ts_l, val_l = ts.tolist(), values.tolist()
@@ -270,6 +313,9 @@ class Ingestor:
                 raw = encode_row(a, t, m, v)
                 if not np.isfinite(v):
                     reject(self._reject(raw, pos, "non_finite", f"row {rows[i]}: value {v!r} is not finite", a))
+                elif abs(v) > self.max_abs:
+                    reject(self._reject(raw, pos, "out_of_range", f"row {rows[i]}: value {v!r} is beyond "
+                                        f"+-{self.max_abs:g} (inputs.max_abs_value)", a))
                 elif t < 0:
                     reject(self._reject(raw, pos, "bad_timestamp", f"row {rows[i]}: time {t} is before the epoch", a))
                 else:
@@ -278,6 +324,10 @@ class Ingestor:
                                         f"{self.rt.config.window.max_future_s:g} s ahead of this worker's clock", a))
                 continue
             if a not in assets_known:
+                if not is_valid_id(a):
+                    reject(self._reject(encode_row(a, ts_l[i], m, val_l[i]), pos, "bad_asset_id",
+                                        f"row {rows[i]}: asset {a[:64]!r} is not a valid id: {ID_HINT}"))
+                    continue
                 reject(self._reject(encode_row(a, ts_l[i], m, val_l[i]), pos, "unknown_asset",
                                     f"asset {a!r} is not in the site config ({self.rt.config.site.id}); "
                                     f"add it to [[assets]]", a))

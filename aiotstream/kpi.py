@@ -62,7 +62,7 @@ TOTALS: dict[str, str] = {
     "alerts_cleared": "sum", "alerts_acknowledged": "sum", "ack_delay_s": "sum", "alerts_escalated": "sum",
     "alerts_suppressed": "sum", "labels_true_fault": "sum", "labels_false_alarm": "sum",
     # time by machine state, failures, repairs
-    "observed_s": "sum", "planned_s": "sum", "run_s": "sum", "idle_s": "sum", "down_s": "sum",
+    "observed_s": "sum", "unobserved_s": "sum", "planned_s": "sum", "run_s": "sum", "idle_s": "sum", "down_s": "sum",
     "maintenance_s": "sum", "failure_s": "sum", "operating_s": "sum", "failures": "sum", "repairs": "sum",
     "repair_s": "sum",
     # production
@@ -397,14 +397,18 @@ class KpiTracker:
     and collects finished periods with :meth:`close`.
     """
 
+    max_gap_ns: int = 7 * 86_400 * S  # class default: snapshots taken before the setting existed resume with it
+
     def __init__(self, asset: str, line: str, schemes: list[PeriodScheme], *, failures: str = "both",
-                 ideal_cycle_ns: int | None = None, energy_max_gap_ns: int = 300 * S, emit_delay_ns: int = 0):
+                 ideal_cycle_ns: int | None = None, energy_max_gap_ns: int = 300 * S, emit_delay_ns: int = 0,
+                 max_gap_ns: int = 7 * 86_400 * S):
         self.asset = asset
         self.line = line
         self.schemes = schemes
         self.failures_mode = failures
         self.ideal_cycle_ns = ideal_cycle_ns
         self.energy_max_gap_ns = energy_max_gap_ns
+        self.max_gap_ns = max_gap_ns
         self.emit_delay_ns = emit_delay_ns
         self.periods: dict[tuple[int, int], _Period] = {}
         self.accounted_ns: int | None = None
@@ -469,12 +473,23 @@ class KpiTracker:
             self.accounted_ns = t_ns
 
     def advance(self, t_ns: int, maintenance: MaintenanceSchedule) -> None:
-        """Account the time from where accounting stands up to ``t_ns``."""
+        """Account the time from where accounting stands up to ``t_ns``.
+
+        A stretch longer than ``max_gap_ns`` (nothing came in for that long: the asset was not observed)
+        is not accounted: it counts in ``unobserved_s`` of the period where it ends, and no period is made
+        for the time in between. So the periods touched by one call are bounded by ``max_gap_ns`` over the
+        period length, never by how far apart two event times are (a reading from 1970 followed by one from
+        now, or a replay with a gap of months).
+        """
         if self.accounted_ns is None:
             self.accounted_ns = t_ns
             return
         a = self.accounted_ns
         if t_ns <= a:
+            return
+        if t_ns - a > self.max_gap_ns:
+            self.accounted_ns = t_ns
+            self.count("unobserved_s", t_ns - a, t_ns)
             return
         cuts = sorted({x for w in maintenance.windows.values() for x in w if a < x < t_ns})
         for lo, hi in zip([a] + cuts, cuts + [t_ns]):
@@ -558,7 +573,7 @@ class KpiTracker:
         if last is None or t_ns <= last[0]:
             return
         t0, p0 = last
-        if t_ns - t0 > self.energy_max_gap_ns:
+        if t_ns - t0 > min(self.energy_max_gap_ns, self.max_gap_ns):  # never split over more than a gap's periods
             self.count("energy_gap_s", t_ns - t0, t_ns)
             return
         for i, scheme in enumerate(self.schemes):

@@ -194,9 +194,16 @@ class ReadingRows:
         return len(self.assets)
 
 
+DEADLETTER_PREFIX_BYTES = 1_024
+"""What a dead letter keeps of an input it cannot keep whole (with the input's length and sha256)."""
+DEADLETTER_MESSAGE_CHARS = 1_000
+"""A dead letter's message is cut to this many characters (it may quote the input)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """Input that could not be used, kept whole with the reason why."""
+    """Input that could not be used, kept whole with the reason why (``truncate``: keep only a prefix, e.g.
+    for an input over the size limit; see :meth:`aiotstream.analysis.SiteRuntime.deadletter`)."""
 
     raw: bytes
     pos: Position
@@ -204,6 +211,7 @@ class DeadLetter:
     message: str
     asset: str | None = None
     extra: dict = field(default_factory=dict)
+    truncate: bool = False
 
 
 FEEDBACK_TYPES = ("ack", "clear", "label", "approve", "reject", "command_ack", "maintenance")

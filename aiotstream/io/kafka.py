@@ -3,24 +3,26 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
-import orjson
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from aiotstream.analysis import KINDS, Output
 from aiotstream.config import SiteConfig
 from aiotstream.errors import AiotError
+from aiotstream.io.sinkguard import count_loss, encode, replacement
 from aiotstream.routing import Placement, reader_process
 from aiotstream.runstats import count_outputs
 
 log = logging.getLogger(__name__)
 
+MAX_KEY_BYTES = 512  # keys are asset ids (at most 128 characters)
 ANY_PARTITION = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the producer's partitioner picks (CRC32 of the key)
 
 PRODUCER_DEFAULTS = {
@@ -150,62 +152,153 @@ class ProcessShare(FixedPartitionedSource):
 
 
 class _OutputPartition(StatelessSinkPartition[Output]):
-    """Produces a batch and does not return until every record of it is on the broker.
+    """Produces a batch and does not return until every record of it is on the broker or accounted for.
 
-    A record whose delivery fails (e.g. the idempotent producer's state was lost
-    when the broker restarted) is produced again, with a new producer if the old
-    one hit a fatal error; after ``MAX_ATTEMPTS`` the batch fails loudly (the
-    flow stops and a restart replays from its last snapshot) rather than losing it.
+    * Each record goes through :func:`~aiotstream.io.sinkguard.encode` first: one
+      that is not finite, or larger than the producer's ``message.max.bytes``
+      allows, is replaced by a dead letter that says so (``non_finite_output``,
+      ``output_too_large``).
+    * A record whose delivery fails with a transient error (the broker restarting,
+      a leader moving, the idempotent producer's state lost: then with a new
+      producer) is produced again, up to ``MAX_ATTEMPTS`` times with backoff.
+    * One that fails for good (too large for the broker, invalid, not authorised),
+      or still fails after the retries, is replaced by a ``delivery_failed`` dead
+      letter on the dead-letter topic, delivered the same way.
+    * If even that dead letter cannot be delivered, the record is logged and
+      counted under ``losses`` (``delivery_failed``) in the run summary.
+
+    So no record can stop the flow (before, one message over 1 MB raised
+    ``MSG_SIZE_TOO_LARGE``, the flow died, and every restart replayed it and
+    died again).
     """
 
     MAX_ATTEMPTS = 5
+    WAIT_MAX_S = 4.0
 
-    def __init__(self, producer: Producer, topics: dict[str, str], brokers: str):
+    def __init__(self, producer: Producer, topics: dict[str, str], brokers: str, limit: int | None = None):
         self.producer = producer
         self.topics = topics
         self.brokers = brokers
+        self.limit = limit if limit is not None else message_limit(PRODUCER_DEFAULTS | client_config_from_env())
 
-    def _send(self, items: list[Output]) -> tuple[list[Output], list[str], bool]:
-        failed: list[Output] = []
-        errors: list[str] = []
+    def _send(self, items: list[tuple[Output, bytes]]) -> tuple[list[tuple[Output, bytes]],
+                                                                list[tuple[Output, bytes, str]],
+                                                                list[tuple[Output, bytes, str]]]:
+        """Produce once and wait: (delivered, to retry with the error, failed for good with the error)."""
+        delivered: list[tuple[Output, bytes]] = []
+        retry: list[tuple[Output, bytes, str]] = []
+        failed: list[tuple[Output, bytes, str]] = []
         fatal = False
 
-        def report(out: Output):
-            def on_delivery(err: object, _msg: object) -> None:
+        def report(item: tuple[Output, bytes]) -> Any:
+            def on_delivery(err: Any, _msg: object) -> None:
                 nonlocal fatal
-                if err is not None:
-                    failed.append(out)
-                    errors.append(str(err))
-                    fatal = fatal or bool(getattr(err, "fatal", lambda: False)())
+                if err is None:
+                    delivered.append(item)
+                elif err.fatal() or _transient(err):
+                    fatal = fatal or err.fatal()
+                    retry.append((*item, str(err)))
+                else:
+                    failed.append((*item, str(err)))
             return on_delivery
 
-        for out in items:
+        for item in items:
+            out, data = item
             while True:
                 try:
-                    self.producer.produce(self.topics[out.kind], value=orjson.dumps(out.record),
-                                          key=out.key.encode(), on_delivery=report(out))
+                    self.producer.produce(self.topics[out.kind], value=data, key=out.key.encode(),
+                                          on_delivery=report(item))
                     break
                 except BufferError:  # local queue full: let the producer drain, then retry
                     self.producer.poll(0.05)
+                except KafkaException as exc:  # refused locally (e.g. MSG_SIZE_TOO_LARGE): this record only
+                    err = exc.args[0] if exc.args else exc
+                    (retry if _transient(err) else failed).append((*item, str(err)))
+                    break
         self.producer.flush()  # at-least-once: a batch is on the broker before the epoch moves on
-        return failed, errors, fatal
+        if fatal:
+            self.producer = make_producer(self.brokers)
+        return delivered, retry, failed
+
+    def _deliver(self, items: list[tuple[Output, bytes]]) -> tuple[list[Output], list[tuple[Output, bytes, str]]]:
+        """Deliver with bounded retries: (delivered outputs, records that could not be delivered with why)."""
+        delivered: list[Output] = []
+        failed: list[tuple[Output, bytes, str]] = []
+        todo = items
+        last: list[tuple[Output, bytes, str]] = []
+        try:
+            for attempt in Retrying(stop=stop_after_attempt(self.MAX_ATTEMPTS),
+                                    wait=wait_exponential(multiplier=0.25, max=self.WAIT_MAX_S),
+                                    retry=retry_if_exception_type(_Undelivered), reraise=True):
+                with attempt:
+                    ok, last, bad = self._send(todo)
+                    delivered += [o for o, _ in ok]
+                    failed += bad
+                    todo = [(o, d) for o, d, _ in last]
+                    if last:
+                        log.warning("%d output(s) not delivered to %s (attempt %d of %d): %s", len(last),
+                                    self.brokers, attempt.retry_state.attempt_number, self.MAX_ATTEMPTS, last[0][2])
+                        raise _Undelivered()
+        except _Undelivered:
+            failed += last
+        return delivered, failed
 
     def write_batch(self, items: list[Output]) -> None:
-        pending = items
-        for attempt in range(1, self.MAX_ATTEMPTS + 1):
-            pending, errors, fatal = self._send(pending)
-            if not pending:
-                count_outputs(items)
-                return
-            log.warning("%d output(s) not delivered (attempt %d of %d): %s", len(pending), attempt,
-                        self.MAX_ATTEMPTS, errors[0])
-            if fatal:
-                self.producer = make_producer(self.brokers)
-            time.sleep(min(0.5 * attempt, 2.0))
-        raise AiotError(f"{len(pending)} output(s) could not be delivered to {self.brokers}: {errors[0]}")
+        encoded: list[tuple[Output, bytes]] = []
+        for item in items:
+            enc = encode(item, self.limit)
+            if enc is None:
+                count_loss(item, "output_too_large", f"not even a dead letter for it fits {self.limit:,} bytes")
+            else:
+                encoded.append(enc)
+        delivered, failed = self._deliver(encoded)
+        if failed:
+            stand_ins = []
+            for out, data, why in failed:
+                log.error("%s record %s could not be delivered to %s: %s; sending a dead letter instead", out.kind,
+                          out.record.get("id"), self.brokers, why)
+                dl = replacement(out, "delivery_failed", f"{out.kind} record {out.record.get('id')} could not be "
+                                 f"delivered to topic {self.topics[out.kind]!r}: {why}"[:1000], data)
+                enc = encode(dl, self.limit)
+                if enc is None:
+                    count_loss(out, "delivery_failed", why)
+                else:
+                    stand_ins.append(enc)
+            more, lost = self._deliver(stand_ins)
+            delivered += more
+            for out, _, why in lost:
+                count_loss(out, "delivery_failed", f"its dead letter could not be delivered either: {why}")
+        count_outputs(delivered)
 
     def close(self) -> None:
         self.producer.flush()
+
+
+class _Undelivered(Exception):
+    """Some records of a batch still wait for delivery (tenacity retries on it)."""
+
+
+_TRANSIENT = frozenset(getattr(KafkaError, n) for n in (
+    "_MSG_TIMED_OUT", "_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN", "_QUEUE_FULL", "REQUEST_TIMED_OUT",
+    "NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE", "NOT_ENOUGH_REPLICAS", "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+    "NETWORK_EXCEPTION", "_PURGE_QUEUE", "_PURGE_INFLIGHT", "OUT_OF_ORDER_SEQUENCE_NUMBER",
+    "UNKNOWN_PRODUCER_ID", "INVALID_PRODUCER_EPOCH", "_FENCED") if hasattr(KafkaError, n))
+
+
+def _transient(err: Any) -> bool:
+    """Worth producing again (the same record may well go through later), as opposed to refused for good."""
+    if not isinstance(err, KafkaError):
+        return False
+    return bool(err.retriable()) or err.code() in _TRANSIENT
+
+
+def message_limit(producer_config: Mapping[str, str]) -> int:
+    """The largest record value the producer takes: ``message.max.bytes`` less room for the key and framing.
+
+    >>> message_limit({}), message_limit({"message.max.bytes": "2000000"})
+    (999232, 1999232)
+    """
+    return int(producer_config.get("message.max.bytes", 1_000_000)) - MAX_KEY_BYTES - 256
 
 
 class KafkaOutputSink(DynamicSink[Output]):
@@ -217,7 +310,8 @@ class KafkaOutputSink(DynamicSink[Output]):
         assert set(self.topics) == set(KINDS)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _OutputPartition:
-        return _OutputPartition(make_producer(self.brokers), self.topics, self.brokers)
+        return _OutputPartition(make_producer(self.brokers), self.topics, self.brokers,
+                                message_limit(PRODUCER_DEFAULTS | client_config_from_env()))
 
 
 def make_producer(brokers: str) -> Producer:

@@ -54,7 +54,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import paho.mqtt.client as mqtt
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -66,11 +65,15 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from aiotstream.analysis import Output
 from aiotstream.config import MqttConnection, MqttInput, MqttOutput, SiteConfig
 from aiotstream.errors import AiotError
+from aiotstream.ids import is_valid_id
+from aiotstream.io.sinkguard import count_loss, encode
 from aiotstream.records import DecodeHints, DeviceMessage
+from aiotstream.runstats import STATS
 from aiotstream.topics import TopicRouter, TopicRule
 
 log = logging.getLogger(__name__)
 TOPIC_PREFIX = "mqtt:"
+MQTT_MAX_PACKET = 268_435_455 + 5  # the protocol's largest remaining length plus the fixed header
 _UNMATCHED = DecodeHints("auto")
 
 
@@ -270,15 +273,21 @@ def mqtt_source(config: SiteConfig, **kwargs: Any) -> MqttSource:
 
 
 # ---- sink ------------------------------------------------------------------------------------------
-def output_topic(template: str, site: str, out: Output) -> str:
-    """Fill a topic template from an output.
+def output_topic(template: str, site: str, out: Output) -> str | None:
+    """Fill a topic template from an output; None when a value from the data is not a plain id
+    (:mod:`aiotstream.ids`), so no record can add a level or a wildcard to the topic it is published to.
 
     >>> output_topic("devices/{asset}/{kind}", "s", Output("command", "pump-1", {"asset": "pump-1"}))
     'devices/pump-1/command'
+    >>> output_topic("devices/{asset}/{kind}", "s", Output("deadletter", "evil/#", {"asset": "evil/#"})) is None
+    True
     """
     rec = out.record
-    return template.format(site=site, asset=out.key or rec.get("asset") or "_", kind=out.kind,
-                           line=rec.get("line") or "_")
+    values = {"site": site, "asset": out.key or rec.get("asset") or "_", "kind": out.kind,
+              "line": rec.get("line") or "_"}
+    if not all(v == "_" or is_valid_id(v) for v in values.values()):
+        return None
+    return template.format(**values)
 
 
 class MqttPublisher:
@@ -289,9 +298,19 @@ class MqttPublisher:
         self.pending: set[int] = set()
         self.early: set[int] = set()
         self.cond = threading.Condition()
+        self.max_packet = MQTT_MAX_PACKET  # lowered by the broker's Maximum Packet Size (MQTT 5 CONNACK)
         self.client, props = make_client(conn, client_id, persistent=persistent)
         self.client.on_publish = self._on_publish
+        self.client.on_connect = self._on_connect
         _connect(self.client, conn, props, persistent=persistent)
+
+    def _on_connect(self, _client: mqtt.Client, _ud: Any, _flags: Any, _reason: Any, props: Any) -> None:
+        size = getattr(props, "MaximumPacketSize", None) if props is not None else None
+        self.max_packet = int(size) if size else MQTT_MAX_PACKET
+
+    def payload_limit(self, topic: str) -> int:
+        """The largest payload a PUBLISH to ``topic`` may carry (fixed header, topic, packet id, properties)."""
+        return self.max_packet - 32 - len(topic.encode())
 
     def _on_publish(self, _client: mqtt.Client, _ud: Any, mid: int, _reason: Any, _props: Any) -> None:
         # runs in paho's thread while it holds its message lock: never call into paho from here
@@ -343,8 +362,22 @@ class _MqttSinkPartition(StatelessSinkPartition[Output]):
         sent = 0
         for out in items:
             if out.kind in self.kinds:
-                self.pub.publish(output_topic(self.cfg.topic, self.site, out), orjson.dumps(out.record),
-                                 self.cfg.retain)
+                topic = output_topic(self.cfg.topic, self.site, out)
+                if topic is None:  # never from config ids; a guard against ids from data
+                    log.error("MQTT sink: %s record %s not published: its asset/line is not a plain id (%r)",
+                              out.kind, out.record.get("id"), out.key)
+                    STATS.add("losses", "mqtt_unsafe_topic")
+                    continue
+                enc = encode(out, self.pub.payload_limit(topic))
+                if enc is None:
+                    count_loss(out, "output_too_large", "not even a dead letter for it fits the MQTT packet limit")
+                    continue
+                fixed, data = enc
+                if fixed is not out:  # a stand-in dead letter: never on a device's command topic
+                    topic = output_topic(self.cfg.topic, self.site, fixed) if fixed.kind in self.kinds else None
+                    if topic is None:
+                        continue  # the main sink writes the same dead letter
+                self.pub.publish(topic, data, self.cfg.retain)
                 sent += 1
         if sent:
             self.pub.flush(self.cfg.publish_timeout_s)  # at least once: on the broker before the epoch moves on

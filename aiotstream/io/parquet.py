@@ -18,6 +18,10 @@ Layout::
   kinds x partitions) and by size. A file is written to ``.tmp`` then renamed:
   readers never see half a file. ``<run>`` is fixed for a run (from the resume
   state after a recovery), ``<n>`` counts files, so reruns never overwrite.
+* Limits: a Parquet byte array (and an Arrow string) holds at most 2 GiB - 1,
+  so no record's JSON may be larger (:data:`MAX_RECORD_BYTES`); records go
+  through :func:`aiotstream.io.sinkguard.encode` first, and one that is not
+  finite or too large is left out here (the main sink writes its dead letter).
 * Delivery: at least once with recovery on (an epoch's rows are on disk
   before its snapshot is taken); after a crash the replayed epoch's rows come
   again in new files and the deterministic ``id`` column lets readers drop them.
@@ -38,9 +42,11 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from aiotstream.analysis import Output
 from aiotstream.config import ParquetOutput
+from aiotstream.io.sinkguard import encode
 from aiotstream.schemas import load_schema
 
 PARTITION_KEYS = ("site", "date")
+MAX_RECORD_BYTES = (1 << 31) - 1 - 4_096  # a Parquet BYTE_ARRAY value / an Arrow string: int32 lengths
 
 
 @cache
@@ -117,9 +123,13 @@ class _ParquetPartition(StatefulSinkPartition[Output, tuple[int, int]]):
         self.root = Path(cfg.directory)
 
     def write_batch(self, values: list[Output]) -> None:
-        for out in values:
-            if out.kind not in self.kinds:
+        for item in values:
+            if item.kind not in self.kinds:
                 continue
+            enc = encode(item, MAX_RECORD_BYTES)
+            if enc is None or enc[0] is not item:
+                continue  # not finite or too large: the main sink writes its dead letter
+            out = enc[0]
             key = (out.kind, record_date(out.record))
             buf = self.buffers.setdefault(key, [])
             buf.append(flatten(out.record))

@@ -159,3 +159,22 @@ def test_spectral_feature_set_through_the_flow() -> None:
         for bi, (lo, hi) in enumerate(bands):
             assert rec["values"][f"{ch}.band_{lo}_{hi}"] == pytest.approx(s_want[ci, bi], rel=1e-4, abs=1e-6)
         assert rec["values"][f"{ch}.dominant"] == pytest.approx(s_want[ci, 4], abs=1e-6)
+
+
+def test_retransmitted_frames_count_once_and_show_in_the_run_summary(sim: PlantSimulator,
+                                                                     outputs: list[Output]) -> None:
+    """Issue 15 #3: a device retransmit (the same frame again, here 25 of them, some in the same poll batch,
+    some much later) was counted twice in its window. Through the whole Bytewax flow, the scores hold every
+    frame once, and the run summary says how many were dropped."""
+    from aiotstream.runstats import STATS
+
+    msgs = list(sim.messages())
+    frames = [m for m in msgs if m.stream == "waveform"]
+    again = frames[::len(frames) // 25][:25]
+    mixed = msgs[:len(msgs) // 2] + again[:10] + msgs[len(msgs) // 2:] + again[10:]
+    before = STATS.get("dropped", "duplicate_frame")
+    out = run_flow(sorted(mixed, key=lambda m: m.t_ns))  # each retransmit right behind its original
+    assert STATS.get("dropped", "duplicate_frame") - before == 25
+    assert f"duplicate_frame {STATS.get('dropped', 'duplicate_frame'):,}" in STATS.summary()
+    assert sum(o.record["frames"] for o in out if o.kind == "score") == sim.n_frames
+    assert sorted(o.record["id"] for o in out) == sorted(o.record["id"] for o in outputs)

@@ -310,3 +310,89 @@ def test_a_pause_of_every_stream_does_not_make_the_first_one_back_outrun_the_oth
     assert closed == []  # frames silent for 2.5 s only
     closed, late = w.add([reading(B + 22 * S, 41.0)], now_s=106.0)  # frames silent 5.5 s while readings came
     assert late == [] and closed[-1].end_ns == B + 22 * S
+
+
+# ---- the expected-stream wait ------------------------------------------------------------------------
+def test_a_replay_waits_for_an_expected_stream_until_it_comes() -> None:
+    """Without a wall clock (a bounded replay), frames alone close nothing while readings are expected:
+    however far ahead the frames run, the watermark stays unset until the first reading arrives."""
+    w = WindowAssembler(length_ns=S, hop_ns=S, lateness_ns=0, expected=("frames", "readings"))
+    closed, _ = w.add([frame(k, B + k * S) for k in range(30)])
+    assert closed == [] and w.watermark_ns is None and len(w.open) == 30
+    closed, late = w.add([reading(B + 10 * S + 500 * MS, 1.0)])  # readings at B+10.5: the slower stream
+    assert late == []
+    assert w.watermark_ns == B + 10 * S + 500 * MS
+    assert spans(closed) == [(B + k * S, B + (k + 1) * S) for k in range(10)]
+
+
+def test_a_stream_that_is_not_expected_is_not_waited_for() -> None:
+    w = WindowAssembler(length_ns=S, hop_ns=S, lateness_ns=0, expected=("frames",))
+    closed, _ = w.add([frame(0, B), frame(1, B + 2 * S)])
+    assert spans(closed) == [(B, B + S)]
+
+
+def test_tailing_waits_for_an_expected_stream_for_idle_s_after_the_first_input_and_not_a_moment_longer() -> None:
+    w = WindowAssembler(length_ns=S, hop_ns=S, lateness_ns=0, idle_s=5.0, expected=("frames", "readings"))
+    closed, _ = w.add([frame(0, B)], now_s=100.0)
+    assert closed == [] and w.first_arrival == 100.0
+    closed, _ = w.add([frame(1, B + 3 * S)], now_s=103.0)
+    assert closed == [] and w.first_arrival == 100.0  # the wait counts from the asset's first input
+    closed, _ = w.add([frame(2, B + 4 * S)], now_s=105.0)  # exactly idle_s: still waiting
+    assert closed == [] and w.watermark_ns is None
+    closed, _ = w.add([frame(3, B + 5 * S)], now_s=105.001)  # past it: the readings stream is given up on
+    assert spans(closed) == [(B + k * S, B + (k + 1) * S) for k in (0, 3, 4)]  # the windows that hold data
+
+
+def test_an_expected_stream_that_arrived_is_never_waited_for_again() -> None:
+    w = WindowAssembler(length_ns=S, hop_ns=S, lateness_ns=0, idle_s=5.0, expected=("frames", "readings"))
+    w.add([frame(0, B), reading(B + 5 * S, 1.0)], now_s=0.0)
+    closed, _ = w.add([frame(1, B + 2 * S)], now_s=1.0)  # within idle_s, both streams known: no wait
+    assert spans(closed) == [(B, B + S)] and w.watermark_ns == B + 2 * S + 100 * MS
+
+
+def test_a_silent_stream_stops_holding_the_watermark_only_while_another_delivers() -> None:
+    w = WindowAssembler(length_ns=S, hop_ns=S, lateness_ns=0, idle_s=2.0, expected=("frames", "readings"))
+    w.add([frame(0, B), reading(B, 1.0)], now_s=0.0)
+    closed, _ = w.add([frame(1, B + 3 * S)], now_s=2.0)  # readings silent 2.0 s: not more than idle_s
+    assert closed == [] and w.watermark_ns == B
+    closed, _ = w.add([frame(2, B + 4 * S)], now_s=2.5)  # 2.5 s: readings no longer count
+    assert w.watermark_ns == B + 4 * S + 100 * MS and spans(closed)[-1] == (B + 3 * S, B + 4 * S)
+
+
+# ---- sequence order against time order ------------------------------------------------------------------
+def test_frames_whose_seq_runs_against_time_are_handed_over_by_time_and_the_seq_range_spans_them() -> None:
+    """A device that numbers frames backwards, or sends them out of order: the window hands them over by t0
+    (the merge needs time order), and seq_range is (lowest, highest), whatever order they came in."""
+    w = WindowAssembler(length_ns=S, hop_ns=S, lateness_ns=0)
+    w.add([frame(30, B + 100 * MS), frame(10, B + 300 * MS), frame(20, B + 200 * MS), frame(5, B + 400 * MS)])
+    (c,) = w.add([frame(99, B + S)])[0]
+    assert markers(c) == [30, 20, 10, 5]  # by t0, not by seq
+    assert (c.first_seq, c.last_seq) == (5, 30)
+
+
+def test_frames_with_the_same_t0_are_ordered_by_seq() -> None:
+    w = WindowAssembler(length_ns=S, hop_ns=S, lateness_ns=0)
+    w.add([frame(7, B + 100 * MS), frame(3, B + 100 * MS), frame(5, B)])
+    (c,) = w.flush()
+    assert markers(c) == [5, 3, 7]
+
+
+def test_a_sequence_restart_inside_a_window_keeps_every_frame_in_time_order() -> None:
+    """seq 0..2, the device restarts, seq 0..2 again at later times: six frames (the dedupe keys on (seq, t0),
+    so none of them is a retransmit), ordered by time; seq_range covers both runs."""
+    w = WindowAssembler(length_ns=S, hop_ns=S, lateness_ns=0)
+    first = [frame(k, B + k * 100 * MS, offset=k) for k in range(3)]
+    again = [frame(k, B + (5 + k) * 100 * MS, offset=10 + k) for k in range(3)]
+    w.add(again + first)
+    (c,) = w.flush()
+    assert c.n_frames == 6 and markers(c) == [0, 1, 2, 0, 1, 2]
+    assert (c.first_seq, c.last_seq) == (0, 2)
+    assert c.inputs == (("wf", 0, 0, 12),)
+
+
+def test_seq_range_of_a_window_with_one_frame_and_of_a_readings_only_window() -> None:
+    w = WindowAssembler(length_ns=S, hop_ns=S, lateness_ns=0)
+    w.add([frame(2**64 - 1, B), reading(B + S + 1, 1.0)])
+    a, b = w.flush()
+    assert (a.first_seq, a.last_seq) == (2**64 - 1, 2**64 - 1)
+    assert (b.first_seq, b.last_seq, b.n_frames) == (-1, -1, 0)
