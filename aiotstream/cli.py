@@ -381,9 +381,16 @@ class QuietRustPanics:
                 else:
                     keep.append(line + b"\n")
             if keep:
-                os.write(self.real, b"".join(keep))
+                self._write(b"".join(keep))
         if buf and not dropping:
-            os.write(self.real, buf)
+            self._write(buf)
+
+    def _write(self, data: bytes) -> None:
+        """Pass on; if the real stderr is gone (a closed pipe), keep draining so writers never block."""
+        try:
+            os.write(self.real, data)  # type: ignore[arg-type]
+        except OSError:
+            self.dropped += data.count(b"\n")
 
     def write(self, text: str) -> None:
         """Write to the real stderr now (the watchdog's last line before it exits the process)."""

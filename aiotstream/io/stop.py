@@ -42,10 +42,13 @@ the input, they are flushed as outputs, since nothing else would keep them.
 ``list_parts`` when the stop came first), so rules 1-2 are what makes that prompt; rules 3-6 are the
 source's own. If the run has not finished :data:`GRACE_S` (4 s) after the signal, the watchdog prints the
 summary line, says what may be missing, and exits with the signal's code; a second signal does so at once.
+Should even that watchdog not get to run (a thread stuck in C code holding the GIL), ``faulthandler``'s C
+thread ends the process one second later (exit code 1, no summary).
 Exit codes: 130 for SIGINT, 143 for SIGTERM (128 + the signal number, as shells report them).
 """
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import threading
@@ -223,6 +226,7 @@ def signals_stop_the_flow(on_force: Callable[[int], None], grace_s: float = GRAC
     exit code without waiting any longer."""
     forced = threading.Lock()
     timer: list[threading.Timer] = []
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - faulthandler needs it open while armed
 
     def force(signum: int) -> None:
         if not forced.acquire(blocking=False):
@@ -241,12 +245,19 @@ def signals_stop_the_flow(on_force: Callable[[int], None], grace_s: float = GRAC
         t.daemon = True
         timer.append(t)
         t.start()
+        # the last resort, for a thread stuck in C code that holds the GIL (the timer could not run): a C
+        # watchdog thread that exits without Python (code 1, no summary) a second after the timer
+        faulthandler.dump_traceback_later(grace_s + 1.0, exit=True, file=devnull)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
+        faulthandler.cancel_dump_traceback_later()
         for t in timer:
             t.cancel()
+        if not forced.acquire(blocking=False):  # the watchdog is exiting the process: let it
+            threading.Event().wait()
         for s, h in old.items():
             signal.signal(s, h)
+        devnull.close()
