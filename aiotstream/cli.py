@@ -408,7 +408,8 @@ class QuietRustPanics:
 
 
 def _root_cause(exc: BaseException) -> str:
-    """The first line of the innermost cause under Bytewax's wrappers, e.g. ``AiotError``'s message.
+    """The first line of the innermost of our own errors (``AiotError``: it names the thing and the fix) under
+    Bytewax's wrappers, else of the innermost cause.
 
     >>> try:
     ...     try:
@@ -420,12 +421,16 @@ def _root_cause(exc: BaseException) -> str:
     '3 output(s) could not be delivered'
     """
     seen: set[int] = set()
+    ours: BaseException | None = None
     while id(exc) not in seen:
         seen.add(id(exc))
+        if isinstance(exc, AiotError):
+            ours = exc
         nxt = exc.__cause__ or exc.__context__
         if nxt is None:
             break
         exc = nxt
+    exc = ours or exc
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return text if isinstance(exc, AiotError) else f"{type(exc).__name__}: {text}".rstrip(": ")
 

@@ -550,6 +550,7 @@ def first_event_ns(path: str, cfg: FileInput) -> int | None:
 class _FilePartition(StatefulSourcePartition[Any, int]):
     def __init__(self, path: str, cfg: FileInput, batch: int, start: int, t_first: int | None,
                  clock: Callable[[], float]):
+        self.path = path
         self.chunks = read_chunks(path, cfg, start)
         self.next_row = start
         self.batch = batch
@@ -561,7 +562,13 @@ class _FilePartition(StatefulSourcePartition[Any, int]):
     def next_batch(self) -> list[Any]:
         self.wake = None
         if self.cur is None or self.pos >= len(self.cur):
-            self.cur = next(self.chunks, None)  # StopIteration at the end of the file is raised below
+            try:
+                self.cur = next(self.chunks, None)  # StopIteration at the end of the file is raised below
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError) as exc:
+                # a file damaged past its start: the run stops here, saying where (a resume starts at that row)
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise AiotError(f"replay {self.path}: cannot read on from row {self.next_row}: "
+                                f"{first[:300].encode('ascii', 'backslashreplace').decode()}") from exc
             self.pos = 0
             if self.cur is None:
                 raise StopIteration()

@@ -198,6 +198,29 @@ def test_a_run_stops_while_still_waiting_for_its_broker(tmp_path: Path) -> None:
     assert took < STOP_BOUND_S
 
 
+def test_an_error_in_the_flow_ends_in_one_line_with_the_summary(tmp_path: Path) -> None:
+    # the fourth way to stop: a Parquet file damaged past its first block (the start is checked before the flow)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    site, _ = _site(tmp_path)
+    n, path = 200_000, tmp_path / "damaged.parquet"
+    pq.write_table(pa.table({"asset": ["asset-000"] * n, "ts": pa.array(range(n), pa.int64()), "metric": ["t"] * n,
+                             "value": [1.0] * n}), path, row_group_size=50_000, compression="zstd")
+    off = pq.ParquetFile(path).metadata.row_group(3).column(3).data_page_offset
+    data = bytearray(path.read_bytes())
+    data[off + 20:off + 60] = bytes(b ^ 0xFF for b in data[off + 20:off + 60])
+    path.write_bytes(bytes(data))
+    proc = subprocess.run(cli("replay", str(path), "--site", str(site), "--out-dir", str(tmp_path / "o")),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "panicked" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()
+    assert len(last) == 2 and last[0].startswith("running "), proc.stderr
+    assert re.fullmatch(rf"aiotstream replay: failed: replay {re.escape(str(path))}: cannot read on from row 131072: "
+                        r".+; inputs 131,072 \(file 131,072\);.*; outputs in .+/o/\*\.jsonl", last[1]), last[1]
+
+
 WEDGED_SINK = textwrap.dedent("""
     import sys, time
     from datetime import timedelta

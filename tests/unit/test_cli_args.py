@@ -165,6 +165,16 @@ def test_root_cause_is_the_innermost_error_in_one_line() -> None:
     except RuntimeError as outer:
         assert _root_cause(outer) == "ValueError: bad thing"
     assert _root_cause(AiotError("named fix")) == "named fix"
+    try:
+        try:
+            try:
+                raise OSError("Couldn't deserialize thrift")
+            except OSError as e:
+                raise AiotError("replay f.parquet: cannot read on from row 5") from e
+        except AiotError as e:
+            raise RuntimeError("(src/inputs.rs:453:50): error calling next_batch") from e
+    except RuntimeError as outer:
+        assert _root_cause(outer) == "replay f.parquet: cannot read on from row 5"  # ours names the thing
 
 
 def test_rust_panic_reports_are_dropped_and_other_stderr_passes(capfd: pytest.CaptureFixture[str]) -> None:
