@@ -18,7 +18,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -46,11 +48,18 @@ def check_port_free(host: str, port: int) -> None:
             raise BrokerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: get SIGTERM when the parent dies, however it dies (Linux), so a killed
-    ``aiotstream broker`` or test run leaves no broker behind."""
+    ``aiotstream broker`` or test run leaves no broker behind. Use through :func:`preexec_die_with_parent`."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def preexec_die_with_parent() -> Callable[[], None] | None:
+    """:func:`die_with_parent` as a ``preexec_fn`` when called from the main thread, else None: the kernel
+    signals the child when the *thread* that started it ends, so a child started from a short-lived thread
+    (e.g. a timer that restarts a broker) would die with that thread."""
+    return die_with_parent if threading.current_thread() is threading.main_thread() else None
 
 
 def tansu_binary() -> str:
@@ -92,7 +101,7 @@ class TansuBroker:
         self._log = open(self.log_path, "ab") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"), **(self.store.env if self.store else {}))
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     preexec_fn=_die_with_parent)  # noqa: PLW1509 - no threads of ours in the child
+                                     preexec_fn=preexec_die_with_parent())  # noqa: PLW1509 - prctl only
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
