@@ -109,8 +109,13 @@ def test_a_tailing_kafka_run_stops_cleanly_with_its_outputs_on_disk(tmp_path: Pa
     assert m.group(4) == f"{out}/*.jsonl"  # not the broker: --out-dir was given
     records = read_jsonl_outputs(out)
     assert sum(map(len, records.values())) == _n(m.group(3))  # everything the flow produced is on disk
-    assert len(records["scores"]) == ASSETS * DURATION_S  # windows still open at the stop were flushed, none lost
-    assert _n(m.group(2)) == made  # every frame and reading was read
+    # nothing read is lost at the stop: open windows and KPI periods were flushed, so the asset KPI records
+    # account for every frame the summary says was read (how far the flow had got depends on the machine)
+    frames_read = re.search(r"\.waveforms ([\d,]+)", m.group(0))
+    assert frames_read, m.group(0)
+    kpis = [k for k in records["kpis"] if k["scope"] == "asset"]
+    assert sum(k["totals"]["frames"] for k in kpis) == _n(frames_read.group(1)) > 0
+    assert 0 < _n(m.group(2)) <= made
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -126,7 +131,10 @@ def test_a_tailing_run_to_kafka_stops_cleanly_with_its_outputs_on_the_broker(
     assert m.group(4).startswith(f"Kafka {kafka_broker}: {sid}.alerts")
     on_broker = sum(len(read_topic(kafka_broker, f"{sid}.{k}")) for k in ("alerts", "kpis", "scores", "deadletter"))
     assert on_broker == _n(m.group(3))
-    assert len(read_topic(kafka_broker, f"{sid}.scores")) == ASSETS * DURATION_S
+    kpis = [orjson.loads(r.value()) for r in read_topic(kafka_broker, f"{sid}.kpis")]
+    frames_read = re.search(r"\.waveforms ([\d,]+)", m.group(0))
+    assert frames_read and sum(k["totals"]["frames"] for k in kpis if k["scope"] == "asset") == \
+        _n(frames_read.group(1)) > 0  # every frame read is accounted for in the flushed KPI periods
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -137,9 +145,14 @@ def test_a_paced_replay_stops_cleanly_midway(tmp_path: Path, kafka_broker: str, 
     files = [str(tmp_path / "hist" / "waveforms.bin"), str(tmp_path / "hist" / "readings.jsonl")]
     out, log = tmp_path / "out", tmp_path / "replay.log"
     where = ["--brokers", kafka_broker] if to_kafka else ["--out-dir", str(out)]
-    proc = _start("replay", *files, "--site", str(site), "--speed", "2", *where, log=log)  # 10 s of wall time
+    proc = _start("replay", *files, "--site", str(site), "--speed", "1", *where, log=log)  # 20 s of wall time
     _wait_until("the replay running", lambda: "running" in log.read_text(), proc, log)
-    time.sleep(3.0)
+    if to_kafka:
+        follow = Follow(kafka_broker, {"score": f"{sid}.scores"}, group=f"it-{sid}")
+        follow.wait_for("a first score", lambda: follow.records["score"], proc, log)
+    else:
+        _wait_until("a first score", lambda: (out / "scores.jsonl").exists()
+                    and (out / "scores.jsonl").stat().st_size, proc, log)
     m = _check_clean_stop(*_stop(proc, sig, log), sig)
     assert 0 < _n(m.group(2)) < made  # stopped midway
     if to_kafka:
@@ -157,7 +170,7 @@ def test_a_replay_stopped_and_resumed_from_recovery_equals_one_never_stopped(tmp
     files = [str(tmp_path / "hist" / "waveforms.bin"), str(tmp_path / "hist" / "readings.jsonl")]
     run_cli("replay", *files, "--site", str(site), "--out-dir", str(tmp_path / "whole"))
     out, rec, log = tmp_path / "parts", tmp_path / "rec", tmp_path / "replay.log"
-    proc = _start("replay", *files, "--site", str(site), "--speed", "3", "--out-dir", str(out), "--recovery",
+    proc = _start("replay", *files, "--site", str(site), "--speed", "2", "--out-dir", str(out), "--recovery",
                   str(rec), log=log)
     _wait_until("a first score", lambda: (out / "scores.jsonl").exists() and (out / "scores.jsonl").stat().st_size,
                 proc, log)
