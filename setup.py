@@ -1,13 +1,28 @@
-"""Build the Cython kernels in ext/ into ``aiotstream._kernels``.
+"""Build the Cython kernels in ext/ into ``aiotstream._kernels``, and record the git commit.
 
-Everything else about the package lives in pyproject.toml; this file exists only
-because setuptools needs code to describe compiled extensions.
+Everything else about the package lives in pyproject.toml; this file exists
+because setuptools needs code to describe compiled extensions, and to write
+``aiotstream/_build.py`` (the commit the build came from, for ``aiotstream
+--version`` and lineage ``code_version``; an installed package has no git to ask).
+Built from a git checkout it writes the checkout's commit; built without git
+(e.g. from an sdist, which carries the file) it leaves the file as it is.
 """
 from __future__ import annotations
+
+import runpy
+from pathlib import Path
 
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+
+HERE = Path(__file__).resolve().parent
+_commit = runpy.run_path(str(HERE / "aiotstream" / "__init__.py"))["checkout_commit"](HERE)
+if _commit is not None:
+    _build = HERE / "aiotstream" / "_build.py"
+    _text = f'"""Written by setup.py when this package was built."""\nCOMMIT = {_commit!r}\n'
+    if not _build.exists() or _build.read_text() != _text:
+        _build.write_text(_text)
 
 extensions = [
     Extension(

@@ -1,31 +1,167 @@
 """``aiotstream``: validate | broker | simulate | run | replay | demo | bench | train.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config, 130 stopped by Ctrl-C/SIGINT.
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config, 130 stopped by SIGINT (Ctrl-C), 143 stopped
+by SIGTERM. Every failure ends in one line on stderr (``AIOTSTREAM_DEBUG=1`` adds the traceback and leaves
+Bytewax's own error output alone); ``run``, ``replay`` and ``demo`` end with the run's summary line
+(:mod:`aiotstream.runstats`) and where the outputs are, however they stop (:mod:`aiotstream.io.stop`).
+
+Adding a subcommand: a ``cmd_<name>(args) -> int`` function and a ``_add_<name>(sub)`` that registers its
+parser (with the checked argument types below: :func:`count`, :func:`number`, :func:`port`), listed in
+:data:`SUBCOMMANDS`; check paths with :func:`in_file` / :func:`out_dir` / :func:`out_file` before starting
+work, and raise :class:`UsageError` (exit 2) or :class:`~aiotstream.errors.AiotError` (exit 1) with a message
+that names the argument and the fix. ``tests/integration/test_cli_errors.py`` walks every subcommand found in
+the parser with bad arguments: add rows for the new one there.
 """
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
+import signal
+import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from pydantic import ValidationError
 
+from aiotstream import code_version
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.errors import AiotError, ConfigError
 from aiotstream.routing import Placement
 
 DEMO_CYCLE_S = 2.0  # the demo plant's ideal cycle time per part
+DEBUG_ENV = "AIOTSTREAM_DEBUG"
 
 
+class UsageError(AiotError):
+    """A bad command-line argument found after parsing (a path, a combination): exit code 2."""
+
+
+def _debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+# ---- checked argument types ---------------------------------------------------------------------------
+def count(lo: int = 1, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``[lo, hi]``.
+
+    >>> count(1)("3"), count(0, 5)("0")
+    (3, 0)
+    >>> count(1)("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be at least 1 (got 0)
+    """
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text.strip(), 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            rng = f"at least {lo}" if hi is None else f"from {lo} to {hi}"
+            raise argparse.ArgumentTypeError(f"must be {rng} (got {v})")
+        return v
+
+    parse.__name__ = "count"  # argparse names the type in some messages
+    return parse
+
+
+def number(lo: float | None = None, hi: float | None = None, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number, ``>= lo`` (``> lo`` with ``above``) and ``<= hi``.
+
+    >>> number(0, above=True)("1.5"), number(0)("0")
+    (1.5, 0.0)
+    >>> number(0, above=True)("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be greater than 0 (got 0)
+    >>> number()("nan")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be a finite number (got 'nan')
+    """
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be a finite number (got {text!r})")
+        if lo is not None and (v <= lo if above else v < lo):
+            raise argparse.ArgumentTypeError(f"must be {'greater than' if above else 'at least'} {lo:g} (got {v:g})")
+        if hi is not None and v > hi:
+            raise argparse.ArgumentTypeError(f"must be at most {hi:g} (got {v:g})")
+        return v
+
+    parse.__name__ = "number"
+    return parse
+
+
+port = count(0, 65535)
+"""A TCP port; 0 = pick a free one."""
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``aiotstream run: argument --epoch-s: must be greater than 0 (got -1)``
+    and exit code 2, without the usage block (``--help`` shows that)."""
+
+    def error(self, message: str) -> Any:  # argparse's signature is NoReturn
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+# ---- paths, checked before any work starts ---------------------------------------------------------------
+def in_file(path: str, what: str) -> Path:
+    """An existing, readable file (not a directory), else UsageError naming ``what`` (the option)."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{what} {path}: no such file")
+    if p.is_dir():
+        raise UsageError(f"{what} {path}: is a directory; give a file")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"{what} {path}: not readable")
+    return p
+
+
+def out_dir(path: str, what: str) -> Path:
+    """A directory to write into: created if missing; UsageError if it is a file or cannot be written."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{what} {path}: is a file; give a directory")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{what} {path}: cannot create the directory: {exc.strerror}") from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: the directory is not writable")
+    return p
+
+
+def out_file(path: str, what: str) -> Path:
+    """A file to write: not a directory, in a directory that exists and is writable."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{what} {path}: is a directory; give a file name")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{what} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UsageError(f"{what} {path}: not writable")
+    return p
+
+
+# ---- commands -------------------------------------------------------------------------------------------
 def _load_site(args: argparse.Namespace) -> SiteConfig:
     if getattr(args, "site", None):
+        in_file(args.site, "--site")
         return SiteConfig.load(args.site)
-    return default_site(getattr(args, "assets", 5) or 5)
+    return default_site(getattr(args, "assets", 5))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -34,7 +170,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             cfg = SiteConfig.load(path)
         except ConfigError as exc:
-            print(exc, file=sys.stderr)
+            print(_config_error_text(exc), file=sys.stderr)
             status = 2
             continue
         n = len(cfg.all_assets())
@@ -45,16 +181,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_broker(args: argparse.Namespace) -> int:
     from aiotstream.io.broker import TansuBroker
 
-    broker = TansuBroker(port=args.port).start()
-    print(f"Kafka-protocol broker (Tansu, memory storage) on {broker.bootstrap}", flush=True)
-    print(f"bootstrap.servers={broker.bootstrap}    (Ctrl-C stops it; its data goes with it)", flush=True)
+    broker = TansuBroker(port=args.port)
     try:
+        broker.start()
+        print(f"Kafka-protocol broker (Tansu, memory storage) on {broker.bootstrap}", flush=True)
+        print(f"bootstrap.servers={broker.bootstrap}    (Ctrl-C stops it; its data goes with it)", flush=True)
         while broker.proc is not None and broker.proc.poll() is None:
-            time.sleep(0.5)
-        print("broker exited", file=sys.stderr)
+            time.sleep(0.2)
+        print(f"aiotstream broker: the broker on {broker.bootstrap} exited ({broker.exit_reason()})", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 0
+    except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM (Terminated): stop the child first
+        broker.stop()
+        signum = getattr(stop, "signum", signal.SIGINT)
+        print(f"broker on {broker.bootstrap} stopped ({signal.Signals(signum).name}); its topics are gone",
+              file=sys.stderr)
+        return 128 + int(signum)
     finally:
         broker.stop()
 
@@ -77,6 +218,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from aiotstream.io.simulator import interleave
 
     cfg = _load_site(args)
+    if args.truth:
+        out_file(args.truth, "--truth")
+    if args.out_dir:
+        out_dir(args.out_dir, "--out-dir")
+    elif args.file_partitions:
+        raise UsageError("--file-partitions needs --out-dir")
+    brokers = args.brokers or ",".join(cfg.inputs.brokers)
+    if not args.out_dir:  # before simulating anything: is there a broker to write to?
+        from aiotstream.io.kafka import ensure_topics
+
+        wave_topic, read_topic = cfg.inputs.topics[0], cfg.inputs.topics[-1]
+        ensure_topics(brokers, [wave_topic, read_topic], partitions=args.partitions, wait_s=_broker_wait(args))
     sim, bad = _simulator(args, cfg)
     print(f"simulating {len(sim.assets)} asset(s) x {args.duration:g} s: {sim.n_frames:,} frames, "
           f"{sim.n_readings:,} readings, {len(sim.faults)} fault(s), {len(bad)} malformed", file=sys.stderr)
@@ -86,17 +239,52 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         counts = sim.write_files(args.out_dir, partitions=args.file_partitions)
         print(f"wrote {counts} to {args.out_dir}", file=sys.stderr)
         return 0
-    from aiotstream.io.kafka import ensure_topics
     from aiotstream.io.simulator import write_to_kafka
 
-    brokers = args.brokers or ",".join(cfg.inputs.brokers)
-    wave_topic, read_topic = cfg.inputs.topics[0], cfg.inputs.topics[-1]
-    ensure_topics(brokers, [wave_topic, read_topic], partitions=args.partitions)
     t0 = time.monotonic()
-    counts = write_to_kafka(interleave(sim.messages(), bad), brokers, wave_topic, read_topic, progress=True)
+    try:
+        counts = write_to_kafka(interleave(sim.messages(), bad), brokers, wave_topic, read_topic, progress=True)
+    except RuntimeError as exc:  # messages the broker did not take (write_to_kafka waited 60 s for them)
+        raise AiotError(f"simulate: {exc}") from None
     print(f"produced {counts} to {brokers} ({wave_topic}, {read_topic}) in {time.monotonic() - t0:.1f} s",
           file=sys.stderr)
     return 0
+
+
+def _parquet_output(args: argparse.Namespace, cfg: SiteConfig) -> Any:
+    parquet = cfg.outputs.parquet
+    if getattr(args, "parquet_dir", None):
+        from aiotstream.config import ParquetOutput
+
+        parquet = ParquetOutput(**{**(parquet.model_dump() if parquet else {}), "directory": args.parquet_dir})
+    return parquet
+
+
+def _check_flow_args(args: argparse.Namespace, cfg: SiteConfig, brokers: str, kafka_in: bool) -> None:
+    """Everything about a run/replay that can be checked before the flow starts: cluster arguments, output and
+    recovery directories, the broker (when the flow reads or writes Kafka)."""
+    if args.addresses is not None:
+        addrs = args.addresses.split(";")
+        bad = [a for a in addrs if not re.fullmatch(r"[^:;\s]+:\d{1,5}", a)]
+        if bad:
+            raise UsageError(f"-a/--addresses: {bad[0]!r} is not host:port (give every process's host:port, "
+                             "separated by ';')")
+        if args.process_id is None:
+            raise UsageError("-a/--addresses needs -i/--process-id (this process's index in that list)")
+        if args.process_id >= len(addrs):
+            raise UsageError(f"-i/--process-id {args.process_id} is not an index into the {len(addrs)} "
+                             "address(es) of -a")
+    if args.out_dir:
+        out_dir(args.out_dir, "--out-dir")
+    parquet = _parquet_output(args, cfg)
+    if parquet is not None:
+        out_dir(parquet.directory, "--parquet-dir" if args.parquet_dir else "[outputs.parquet] directory")
+    if args.recovery:
+        out_dir(args.recovery, "--recovery")
+    if kafka_in or not args.out_dir:
+        from aiotstream.io.kafka import wait_for_brokers
+
+        wait_for_brokers(brokers, _broker_wait(args))
 
 
 def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any, list[Any], str]:
@@ -108,14 +296,11 @@ def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any
 
         sink, where = JsonlSink(args.out_dir), f"{args.out_dir}/*.jsonl"
     else:
-        ensure_topics(brokers, list(output_topics(cfg).values()), partitions=cfg.outputs.partitions)
-        sink, where = KafkaOutputSink(cfg, brokers), ", ".join(output_topics(cfg).values())
+        ensure_topics(brokers, list(output_topics(cfg).values()), partitions=cfg.outputs.partitions,
+                      wait_s=_broker_wait(args))
+        sink, where = KafkaOutputSink(cfg, brokers), f"Kafka {brokers}: " + ", ".join(output_topics(cfg).values())
     also: list[Any] = []
-    parquet = cfg.outputs.parquet
-    if getattr(args, "parquet_dir", None):
-        from aiotstream.config import ParquetOutput
-
-        parquet = ParquetOutput(**{**(parquet.model_dump() if parquet else {}), "directory": args.parquet_dir})
+    parquet = _parquet_output(args, cfg)
     if parquet is not None:
         from aiotstream.io.parquet import ParquetSink
 
@@ -151,21 +336,163 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+
+
+# ---- running a flow: one way to start, four ways to stop ------------------------------------------------
+class QuietRustPanics:
+    """While Bytewax runs, stderr (fd 2) goes through a pipe and a thread passes it on line by line, except a
+    Rust panic report and everything after it until the run returns.
+
+    Bytewax 0.21.1 reports an exception in the dataflow by panicking (``unwrap_any!``), and Rust's panic
+    hook writes ``thread '<unnamed>' panicked at src/...`` (with a backtrace under ``RUST_BACKTRACE``) to
+    fd 2 directly, before Python sees the error; the CLI then says in one line what failed. Everything else
+    (log lines, warnings) passes unchanged. ``AIOTSTREAM_DEBUG=1`` turns the filter off.
+    """
+
+    PANIC = re.compile(rb"^thread '[^']*' panicked at ")
+
+    def __init__(self) -> None:
+        self.real: int | None = None
+        self.dropped = 0
+
+    def __enter__(self) -> Self:
+        if _debug():
+            return self
+        sys.stderr.flush()
+        self.real = os.dup(2)
+        r, w = os.pipe()
+        os.dup2(w, 2)
+        os.close(w)
+        self._r = r
+        self._thread = threading.Thread(target=self._pump, name="aiotstream-stderr", daemon=True)
+        self._thread.start()
+        return self
+
+    def _pump(self) -> None:
+        assert self.real is not None
+        buf, dropping = b"", False
+        while chunk := os.read(self._r, 65536):
+            *lines, buf = (buf + chunk).split(b"\n")
+            keep = []
+            for line in lines:
+                dropping = dropping or bool(self.PANIC.match(line))
+                if dropping:
+                    self.dropped += 1
+                else:
+                    keep.append(line + b"\n")
+            if keep:
+                self._write(b"".join(keep))
+        if buf and not dropping:
+            self._write(buf)
+
+    def _write(self, data: bytes) -> None:
+        """Pass on; if the real stderr is gone (a closed pipe), keep draining so writers never block."""
+        try:
+            os.write(self.real, data)  # type: ignore[arg-type]
+        except OSError:
+            self.dropped += data.count(b"\n")
+
+    def write(self, text: str) -> None:
+        """Write to the real stderr now (the watchdog's last line before it exits the process)."""
+        os.write(self.real if self.real is not None else 2, text.encode())
+
+    def __exit__(self, *exc: object) -> None:
+        if self.real is None:
+            return
+        sys.stderr.flush()
+        os.dup2(self.real, 2)  # closes the pipe's last write end: the thread reads to its end
+        self._thread.join(timeout=5)
+        os.close(self._r)
+        os.close(self.real)
+        self.real = None
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The first line of the innermost of our own errors (``AiotError``: it names the thing and the fix) under
+    Bytewax's wrappers, else of the innermost cause.
+
+    >>> try:
+    ...     try:
+    ...         raise AiotError("3 output(s) could not be delivered")
+    ...     except AiotError as e:
+    ...         raise RuntimeError("(src/worker.rs:1): error in step") from e
+    ... except RuntimeError as outer:
+    ...     _root_cause(outer)
+    '3 output(s) could not be delivered'
+    """
+    seen: set[int] = set()
+    ours: BaseException | None = None
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, AiotError):
+            ours = exc
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None:
+            break
+        exc = nxt
+    exc = ours or exc
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if isinstance(exc, AiotError) else f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def execute_flow(command: str, run: Callable[[], None], where: str) -> int:
+    """Run a dataflow (``run`` calls Bytewax) and end with one line on stderr, whichever way it stops:
+
+    * end of input: ``done: <summary>; outputs in <where>`` (exit 0);
+    * SIGINT/SIGTERM: ``stopped (SIGINT): ...`` (exit 130/143): the signal only requests a stop
+      (:mod:`aiotstream.io.stop`); the sources end, the flow finishes its epoch and closes its sinks;
+    * an error: ``aiotstream <command>: failed: <cause>; <summary>; outputs in <where>`` (exit 1);
+    * no clean finish within ``GRACE_S`` of a signal (or a second signal): the watchdog prints the
+      summary and what may be missing, and exits with the signal's code.
+    """
+    from aiotstream.io.stop import GRACE_S, STOP, exit_code, signals_stop_the_flow
+    from aiotstream.runstats import STATS
+
+    STOP.clear()
+    STATS.reset()
+    error: BaseException | None = None
+    with QuietRustPanics() as quiet:
+        def on_force(signum: int) -> None:
+            quiet.write(f"stopped ({signal.Signals(signum).name}): the flow did not finish within {GRACE_S:g} s "
+                        "of the signal, so outputs of the last epoch may be missing (with --recovery a restart "
+                        f"produces them again); {STATS.summary()}; outputs in {where}\n")
+
+        with signals_stop_the_flow(on_force):
+            try:
+                run()
+            except Exception as exc:  # reported below in one line, with the summary
+                if _debug():
+                    raise
+                error = exc
+    summary = f"{STATS.summary()}; outputs in {where}"
+    if error is not None:
+        during = f" (while stopping on {STOP.reason})" if STOP.is_set() else ""
+        print(f"aiotstream {command}: failed{during}: {_root_cause(error)}; {summary}", file=sys.stderr)
+        return 1
+    if STOP.is_set():
+        print(f"stopped ({STOP.reason}): {summary}", file=sys.stderr)
+        return exit_code(STOP.signum or signal.SIGINT)
+    print(f"done: {summary}", file=sys.stderr)
+    return 0
+
+
 def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool, src_text: str,
               brokers: str) -> int:
     from bytewax.run import cli_main
 
     from aiotstream.config import FLOW_ENERGY
     from aiotstream.dataflow import build_flow
+    from aiotstream.io.stop import stoppable
 
     if cfg.site.flow == FLOW_ENERGY:  # site.flow picks the flow; the building flow's own builder
         from aiotstream.energy.flow import build_building_flow as build_flow
 
     sink, also, where = _sinks(args, cfg, brokers)
     # without --recovery nothing reads the per-epoch state snapshots, so they are not taken
-    flow = build_flow(cfg, source, sink, tail=tail, also=also, snapshots=bool(args.recovery))
-    print(f"running {cfg.site.flow} for site {cfg.site.id!r} (config_hash {cfg.config_hash}): {src_text} -> "
-          f"{where}" + ("" if tail else " (until the end of the input)"), file=sys.stderr, flush=True)
+    flow = build_flow(cfg, stoppable(source), sink, tail=tail, also=also, snapshots=bool(args.recovery))
+    print(f"running {cfg.site.flow} for site {cfg.site.id!r} (config_hash {cfg.config_hash}, code "
+          f"{code_version()}): {src_text} -> {where}" + ("" if tail else " (until the end of the input)"),
+          file=sys.stderr, flush=True)
     addresses = args.addresses.split(";") if args.addresses else None
     recovery = None
     if args.recovery:
@@ -173,24 +500,13 @@ def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool
         recovery = recovery_config(Path(args.recovery), args.recovery_partitions or args.workers * n_procs,
                                    args.backup_s, process_id=args.process_id or 0, processes=n_procs)
         print(f"recovery: {args.recovery} (snapshot every {args.epoch_s:g} s)", file=sys.stderr, flush=True)
-    from bytewax.errors import BytewaxRuntimeError
-
-    from aiotstream.runstats import STATS
-
     tune_gc()
-    try:
+
+    def run() -> None:
         cli_main(flow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
                  epoch_interval=timedelta(seconds=args.epoch_s), recovery_config=recovery)
-    except BytewaxRuntimeError as exc:
-        if isinstance(exc.__cause__, KeyboardInterrupt):  # Ctrl-C / SIGINT while tailing: a normal way to stop
-            print(f"stopped (interrupted): {STATS.summary()}; outputs in {where}", file=sys.stderr)
-            return 130
-        raise
-    except KeyboardInterrupt:
-        print(f"stopped (interrupted): {STATS.summary()}; outputs in {where}", file=sys.stderr)
-        return 130
-    print(f"done: {STATS.summary()}; outputs in {where}", file=sys.stderr)
-    return 0
+
+    return execute_flow(args.command, run, where)
 
 
 def recovery_config(directory: Path, partitions: int, backup_s: float, process_id: int = 0, processes: int = 1):
@@ -227,11 +543,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     brokers = args.brokers or ",".join(cfg.inputs.brokers)
     kind = cfg.inputs.kind
     tail = not args.once
+    _check_flow_args(args, cfg, brokers, kafka_in=kind == "kafka")
     process = _cluster_place(args)
     if kind == "kafka":
         from aiotstream.io.kafka import ensure_topics, input_topics, kafka_source
 
-        ensure_topics(brokers, input_topics(cfg), partitions=cfg.outputs.partitions)
+        ensure_topics(brokers, input_topics(cfg), partitions=cfg.outputs.partitions, wait_s=_broker_wait(args))
         from aiotstream.config import FLOW_ENERGY
 
         blocks = {"blocks": True} if cfg.site.flow == FLOW_ENERGY else {}  # the building flow decodes poll blocks
@@ -271,9 +588,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise ConfigError("aiotstream replay", [(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]) \
             from None
-    source = FileSource(files, cfg.inputs.poll_batch, process=_cluster_place(args))
-    speed = "as fast as possible" if args.speed == 0 else f"x{args.speed:g}"
     brokers = args.brokers or ",".join(cfg.inputs.brokers)
+    source = FileSource(files, cfg.inputs.poll_batch, process=_cluster_place(args))  # checks every file
+    _check_flow_args(args, cfg, brokers, kafka_in=False)
+    speed = "as fast as possible" if args.speed == 0 else f"x{args.speed:g}"
     return _run_flow(args, cfg, source, False, f"{len(source.paths)} file(s), {speed}", brokers)
 
 
@@ -291,12 +609,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from aiotstream.evaluate import score_alerts
     from aiotstream.io.files import JsonlSink
     from aiotstream.io.simulator import SimulatorSource, interleave
+    from aiotstream.io.stop import stoppable
 
     cfg = default_site(args.assets, inputs={"tail": False}, features={"set": args.features},
                        assets=[{"id": f"asset-{i:03d}", "line": f"line-{i % 2 + 1}", "ideal_cycle_time_s": DEMO_CYCLE_S}
                                for i in range(args.assets)])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_dir(args.out, "--out")
     for old in out.glob("*.jsonl"):
         old.unlink()
     print(f"[1/3] simulating {args.assets} asset(s) x {args.duration:g} s of 3-axis vibration at 10 kHz "
@@ -316,11 +634,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     del river, scipy
 
-    flow = build_flow(cfg, SimulatorSource(messages, cfg.site.id), JsonlSink(out), tail=False, snapshots=False)
+    flow = build_flow(cfg, stoppable(SimulatorSource(messages, cfg.site.id)), JsonlSink(out), tail=False,
+                      snapshots=False)
     tune_gc()
     t1 = time.perf_counter()
-    cli_main(flow, workers_per_process=1, epoch_interval=timedelta(seconds=5))
+    rc = execute_flow("demo", lambda: cli_main(flow, workers_per_process=1, epoch_interval=timedelta(seconds=5)),
+                      f"{out}/*.jsonl")
     elapsed = time.perf_counter() - t1
+    if rc != 0:
+        return rc
 
     alerts = _read_jsonl(out / "alerts.jsonl")
     kpis = _read_jsonl(out / "kpis.jsonl")
@@ -353,13 +675,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_bench_kernels(args: argparse.Namespace) -> int:
     """Kernel throughput vs twin vs plain numpy vs memory bandwidth, one thread, in a child process."""
-    from aiotstream.bench import run_in_subprocess
+    from aiotstream.bench import ONE_THREAD_ENV
 
     argv = ["--windows", str(args.windows), "--samples", str(args.samples), "--repeat", str(args.repeat),
             "--scalar-updates", str(args.scalar_updates)]
     if args.json:
-        argv += ["--json", args.json]
-    return run_in_subprocess(argv)
+        argv += ["--json", str(out_file(args.json, "--json"))]
+    # its own session: a terminal's Ctrl-C reaches only this process, which stops the child and says so
+    with subprocess.Popen([sys.executable, "-m", "aiotstream.bench", *argv], env={**os.environ, **ONE_THREAD_ENV},
+                          start_new_session=True) as child:
+        try:
+            return child.wait()
+        finally:
+            if child.poll() is None:
+                child.terminate()
+                try:
+                    child.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    child.kill()
 
 
 def _site_kpi_line(kpis: list[dict], period_s: float) -> str:
@@ -390,15 +723,29 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
         sys.path.insert(0, str(root))
     from benchmarks.e2e import main as e2e_main
 
-    return e2e_main(args.e2e_args)
+    return e2e_main(args.e2e_args, parser_class=ArgParser)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the default models on healthy simulator data and publish them, signed, to a registry."""
-    from aiotstream.models.registry import ModelRegistry, generate_keypair
-    from aiotstream.models.train import train_and_publish
+    try:
+        from aiotstream.models.registry import ModelRegistry, generate_keypair
+        from aiotstream.models.train import train_and_publish
+    except ImportError as exc:
+        raise AiotError(f"train needs the train extra (pip install 'aiotstream[train]'): {exc}") from None
 
-    cfg = SiteConfig.load(args.site)
+    cfg = _load_site(args)
+    for option in ("signing_key", "hmac_key_file"):
+        if getattr(args, option):
+            in_file(getattr(args, option), "--" + option.replace("_", "-"))
+    if args.new_key:
+        out_dir(args.new_key, "--new-key")
+    out_dir(args.registry, "--registry")
+    if args.signing_key is None and args.hmac_key_file is None and not args.new_key and not args.unsigned:
+        raise AiotError("no signing key: give --signing-key (Ed25519 PEM), --new-key DIR or --hmac-key-file, or "
+                        "--unsigned for development (sites refuse unsigned models by default)")
+    if args.assets is not None and args.assets > len(cfg.all_assets()):
+        raise UsageError(f"--assets {args.assets}: the site has only {len(cfg.all_assets())} asset(s)")
     if args.new_key:
         priv, pub = generate_keypair(args.new_key)
         print(f"new Ed25519 key pair: {priv} (keep it at the training side) and {pub} (give it to the sites)",
@@ -407,9 +754,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     hmac_key = None
     if args.hmac_key_file:
         hmac_key = Path(args.hmac_key_file).read_bytes().strip()
-    if args.signing_key is None and hmac_key is None and not args.unsigned:
-        raise AiotError("no signing key: give --signing-key (Ed25519 PEM), --new-key DIR or --hmac-key-file, or "
-                        "--unsigned for development (sites refuse unsigned models by default)")
+        if not hmac_key:
+            raise UsageError(f"--hmac-key-file {args.hmac_key_file}: the file is empty")
     reg = ModelRegistry(args.registry, allow_unsigned=True)
     t0 = time.perf_counter()
     manifests = train_and_publish(cfg, reg, args.name, args.version, n_assets=args.assets, duration_s=args.duration,
@@ -424,87 +770,116 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aiotstream", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-
+# ---- the parser -----------------------------------------------------------------------------------------
+def _add_validate(sub: Any) -> None:
     v = sub.add_parser("validate", help="check site config files; print every bad field's path (exit 2 if any)")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.set_defaults(func=cmd_validate)
 
+
+def _add_broker(sub: Any) -> None:
     b = sub.add_parser("broker", help="run the development Kafka-protocol broker (Tansu) on loopback")
-    b.add_argument("--port", type=int, default=9092, help="0 picks a free port (default 9092)")
+    b.add_argument("--port", type=port, default=9092, help="0 picks a free port (default 9092)")
     b.set_defaults(func=cmd_broker)
 
-    def sim_args(sp: argparse.ArgumentParser, duration: float) -> None:
-        sp.add_argument("--duration", type=float, default=duration, help="seconds of event time")
-        sp.add_argument("--faults", type=int, default=3, help="faults to inject (each on its own asset)")
-        sp.add_argument("--malformed", type=int, default=0, help="malformed messages to mix in")
-        sp.add_argument("--seed", type=int, default=7)
 
+def _broker_wait_arg(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--broker-wait", type=number(0, 3600, above=True), metavar="S",
+                    help="seconds to wait for a Kafka broker to answer at start (default 10: "
+                         "aiotstream.io.kafka.BROKER_WAIT_S)")
+
+
+def _broker_wait(args: argparse.Namespace) -> float:
+    from aiotstream.io.kafka import BROKER_WAIT_S
+
+    return BROKER_WAIT_S if args.broker_wait is None else float(args.broker_wait)
+
+
+def _sim_args(sp: argparse.ArgumentParser, duration: float) -> None:
+    sp.add_argument("--duration", type=number(0, 86_400, above=True), default=duration,
+                    help="seconds of event time (up to a day)")
+    sp.add_argument("--faults", type=count(0, 100_000), default=3, help="faults to inject (each on its own asset)")
+    sp.add_argument("--malformed", type=count(0, 10_000_000), default=0, help="malformed messages to mix in")
+    sp.add_argument("--seed", type=count(0, 2**32 - 1), default=7)
+
+
+def _add_simulate(sub: Any) -> None:
     s = sub.add_parser("simulate", help="simulate a plant into Kafka or files, with ground truth")
     s.add_argument("--site", help="site config (default: the embedded demo plant)")
-    s.add_argument("--assets", type=int, default=5, help="assets when no --site is given")
+    s.add_argument("--assets", type=count(1, 100_000), default=5, help="assets when no --site is given")
     s.add_argument("--brokers", help="bootstrap servers (default: the site's inputs.brokers)")
-    s.add_argument("--partitions", type=int, default=3,
+    s.add_argument("--partitions", type=count(1, 1024), default=3,
                    help="partitions for input topics it creates; each asset goes to the partition whose reader owns "
                         "it in a cluster whose worker count divides the topic's partitions (aiotstream.routing)")
     s.add_argument("--out-dir", help="write waveforms.bin, readings.jsonl, truth.json here instead of Kafka")
-    s.add_argument("--file-partitions", type=int, default=0, metavar="P",
+    s.add_argument("--file-partitions", type=count(0, 1024), default=0, metavar="P",
                    help="with --out-dir: waveforms-part<k>.bin and readings-part<k>.jsonl for k < P, each asset in "
                         "the partition whose reader owns it in a cluster whose worker count divides P")
     s.add_argument("--truth", help="also write the ground truth JSON here")
-    sim_args(s, 60.0)
+    _sim_args(s, 60.0)
+    _broker_wait_arg(s)
     s.set_defaults(func=cmd_simulate)
 
-    def flow_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--brokers", help="Kafka bootstrap servers (default: the site's inputs.brokers)")
-        sp.add_argument("--out-dir", help="write outputs as JSONL files instead of Kafka topics")
-        sp.add_argument("--parquet-dir", help="also write scores/KPIs as Parquet here (site=/date= partitions)")
-        sp.add_argument("-w", "--workers", type=int, default=1, help="workers per process")
-        sp.add_argument("-i", "--process-id", type=int, help="this process's id in a cluster (with -a)")
-        sp.add_argument("-a", "--addresses", help="all processes' host:port, separated by ';'")
-        sp.add_argument("--epoch-s", type=float, default=1.0,
-                        help="Bytewax epoch length in seconds (default 1): per-asset outputs leave when their epoch "
-                             "closes, so it bounds the added latency; with --recovery it is also the snapshot interval")
-        sp.add_argument("--recovery", metavar="DIR",
-                        help="keep input offsets and all state in recovery partitions here; resume from them")
-        sp.add_argument("--recovery-partitions", type=int,
-                        help="partitions to create in a new recovery dir (default: workers x processes)")
-        sp.add_argument("--backup-s", type=float, default=0.0,
-                        help="keep superseded snapshots this long (set to your off-machine backup interval)")
 
+def _flow_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--brokers", help="Kafka bootstrap servers (default: the site's inputs.brokers)")
+    sp.add_argument("--out-dir", help="write outputs as JSONL files instead of Kafka topics")
+    sp.add_argument("--parquet-dir", help="also write scores/KPIs as Parquet here (site=/date= partitions)")
+    sp.add_argument("-w", "--workers", type=count(1, 1024), default=1, help="workers per process")
+    sp.add_argument("-i", "--process-id", type=count(0, 1023), help="this process's id in a cluster (with -a)")
+    sp.add_argument("-a", "--addresses", help="all processes' host:port, separated by ';'")
+    sp.add_argument("--epoch-s", type=number(0, 3600, above=True), default=1.0,
+                    help="Bytewax epoch length in seconds (default 1): per-asset outputs leave when their epoch "
+                         "closes, so it bounds the added latency; with --recovery it is also the snapshot interval")
+    sp.add_argument("--recovery", metavar="DIR",
+                    help="keep input offsets and all state in recovery partitions here; resume from them")
+    sp.add_argument("--recovery-partitions", type=count(1, 100_000),
+                    help="partitions to create in a new recovery dir (default: workers x processes)")
+    sp.add_argument("--backup-s", type=number(0, 10 * 365 * 86_400), default=0.0,
+                    help="keep superseded snapshots this long (set to your off-machine backup interval)")
+    _broker_wait_arg(sp)
+
+
+def _add_run(sub: Any) -> None:
     r = sub.add_parser("run", help="run the flow for a site from its [inputs] (kafka, mqtt, opcua or files)")
     r.add_argument("--site", required=True, help="site config file (.toml or .json)")
     r.add_argument("--once", action="store_true", help="stop at the end of the input topics instead of tailing")
-    flow_args(r)
+    _flow_args(r)
     r.set_defaults(func=cmd_run)
 
+
+def _add_replay(sub: Any) -> None:
     rp = sub.add_parser("replay", help="replay CSV/JSONL/Parquet/frame files through the flow, paced by event time")
     rp.add_argument("files", nargs="+", metavar="FILE", help="files or globs")
     rp.add_argument("--site", required=True, help="site config file (its [inputs.files] gives columns/format)")
-    rp.add_argument("--speed", type=float, default=0.0, help="0: as fast as possible (default); 1: real time; N: N x")
+    rp.add_argument("--speed", type=number(0, 1e6), default=0.0,
+                    help="0: as fast as possible (default); 1: real time; N: N x")
     rp.add_argument("--format", choices=["auto", "csv", "jsonl", "parquet", "frames"], help="default: by extension")
     rp.add_argument("--payload", help="format of JSONL lines without [inputs.files.columns] (json, gateway-json, ...)")
-    flow_args(rp)
+    _flow_args(rp)
     rp.set_defaults(func=cmd_replay)
 
+
+def _add_demo(sub: Any) -> None:
     d = sub.add_parser("demo", help="simulator -> flow -> ./out/*.jsonl, with a detection summary")
-    d.add_argument("--assets", type=int, default=5)
+    d.add_argument("--assets", type=count(1, 10_000), default=5)
     d.add_argument("--out", default="out")
-    sim_args(d, 90.0)
+    _sim_args(d, 90.0)
     d.add_argument("--features", default="vibration-basic", help="feature set (default vibration-basic)")
     d.set_defaults(func=cmd_demo, malformed=200)
 
+
+def _add_bench(sub: Any) -> None:
     bench = sub.add_parser("bench", help="benchmarks (run by hand; results go to benchmarks/)")
-    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="{kernels,e2e}")
     bk = bench_sub.add_parser("kernels", help="feature kernels vs numpy twin vs best numpy vs memory bandwidth "
                                               "(samples/s and ratios, one thread, one run)")
     bk.add_argument("--json", metavar="FILE", help="also write the report as JSON")
-    bk.add_argument("--windows", type=int, default=20_000, help="windows per set (default 20,000)")
-    bk.add_argument("--samples", type=int, default=1024, help="samples per window (default 1024)")
-    bk.add_argument("--repeat", type=int, default=5, help="interleaved rounds; the best counts (default 5)")
-    bk.add_argument("--scalar-updates", type=int, default=200_000, help="scalar-basic updates (default 200,000)")
+    bk.add_argument("--windows", type=count(1, 10_000_000), default=20_000, help="windows per set (default 20,000)")
+    bk.add_argument("--samples", type=count(2, 1 << 20), default=1024, help="samples per window (default 1024)")
+    bk.add_argument("--repeat", type=count(1, 1000), default=5, help="interleaved rounds; the best counts (default 5)")
+    bk.add_argument("--scalar-updates", type=count(1, 1_000_000_000), default=200_000,
+                    help="scalar-basic updates (default 200,000)")
     bk.set_defaults(func=cmd_bench_kernels)
     be = bench_sub.add_parser("e2e", add_help=False, prefix_chars="\0",
                               help="flows and peers (Bytewax per item, Quix Streams, numpy batch) side by side on "
@@ -512,6 +887,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("e2e_args", nargs="*", help="options of benchmarks/e2e.py (see --help)")
     be.set_defaults(func=cmd_bench_e2e)
 
+
+def _add_train(sub: Any) -> None:
     t = sub.add_parser("train", help="train the default ONNX models (IsolationForest; autoencoder float + int8) on "
                                      "healthy simulator data and publish them, signed, to a model registry")
     t.add_argument("--site", required=True, help="site config: its assets' channels and feature set give the columns")
@@ -522,26 +899,97 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--new-key", metavar="DIR", help="make a new Ed25519 key pair in DIR and sign with it")
     t.add_argument("--hmac-key-file", help="sign with HMAC-SHA256 using the secret in this file instead")
     t.add_argument("--unsigned", action="store_true", help="publish unsigned (development only)")
-    t.add_argument("--assets", type=int, help="train on the first N assets of the site (default: all)")
-    t.add_argument("--duration", type=float, default=120.0, help="seconds of healthy simulated data (default 120)")
-    t.add_argument("--seed", type=int, default=0, help="simulator and model seed (default 0)")
-    t.add_argument("--trees", type=int, default=100, help="IsolationForest trees (default 100)")
+    t.add_argument("--assets", type=count(1, 100_000), help="train on the first N assets of the site (default: all)")
+    t.add_argument("--duration", type=number(0, 86_400, above=True), default=120.0,
+                   help="seconds of healthy simulated data (default 120)")
+    t.add_argument("--seed", type=count(0, 2**32 - 1), default=0, help="simulator and model seed (default 0)")
+    t.add_argument("--trees", type=count(1, 100_000), default=100, help="IsolationForest trees (default 100)")
     t.set_defaults(func=cmd_train)
+
+
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_broker, _add_simulate, _add_run, _add_replay,
+                                            _add_demo, _add_bench, _add_train]
+"""Each registers one subcommand on the subparsers object; a new subcommand adds its function here."""
+
+
+class _Version(argparse.Action):
+    """``--version``: ``aiotstream 0.1.0+g<commit>`` (asks git only when used)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"aiotstream {code_version()}")
+        parser.exit(0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgParser(prog="aiotstream", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action=_Version, help="print the package version and the build's git commit")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
     return p
 
 
+def _config_error_text(exc: ConfigError) -> str:
+    """A config error: one line when there is one problem, else the problems one per line (``validate``)."""
+    if len(exc.problems) == 1:
+        path, msg = exc.problems[0]
+        return f"{exc.source}: {path}: {msg}"
+    return str(exc)
+
+
+_STOP_NOTES = {
+    "run": " before the flow started: nothing was read or written",
+    "replay": " before the flow started: nothing was read or written",
+    "demo": " before the flow started: nothing was read or written",
+    "simulate": ": what was written so far stays (topics or --out-dir)",
+    "train": ": nothing was published (a model is published only when complete)",
+}
+"""What a signal outside a flow leaves behind, by command (during a flow, execute_flow says it)."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    from aiotstream.io.stop import exit_code, raise_on_sigterm
+
+    if threading.current_thread() is threading.main_thread():
+        raise_on_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
+    name = args.command + (f" {args.bench_command}" if getattr(args, "bench_command", None) else "")
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        print(_config_error_text(exc), file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"aiotstream {name}: {exc} (see aiotstream {name} --help)", file=sys.stderr)
         return 2
     except AiotError as exc:
-        print(f"aiotstream: {exc}", file=sys.stderr)
+        print(f"aiotstream: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM before or after a flow (during one, see execute_flow)
+        signum = int(getattr(exc, "signum", signal.SIGINT))
+        note = _STOP_NOTES.get(args.command, "")
+        print(f"aiotstream {name}: stopped ({signal.Signals(signum).name}){note}", file=sys.stderr)
+        return exit_code(signum)
+    except OSError as exc:
+        if _debug():
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"aiotstream {name}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the last resort: one line, never a traceback (unless debugging)
+        if _debug():
+            raise
+        print(f"aiotstream {name}: internal error: {_root_cause(exc)} (set {DEBUG_ENV}=1 for the traceback; "
+              "please report it)", file=sys.stderr)
         return 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m aiotstream.cli: run the imported module's main, so that its classes
+    from aiotstream.cli import main as _main  # (UsageError) are the ones other modules import
+
+    sys.exit(_main())

@@ -30,6 +30,7 @@ from bytewax.outputs import FixedPartitionedSink, Sink
 from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime, deliver
 from aiotstream.config import SiteConfig
 from aiotstream.ingest import Ingestor
+from aiotstream.io.stop import stopping_keeps_state
 from aiotstream.kpi import PeriodResult, RollupBook, RollupResult, kpi_record, rollup_keys
 from aiotstream.records import Feedback, Frame, Reading
 
@@ -107,7 +108,7 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
         return outs, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Output], bool]:
-        if self.analyzer is None:
+        if self.analyzer is None or stopping_keeps_state(self.snapshots):  # stopped: the snapshot keeps them
             return [], StatefulBatchLogic.RETAIN
         return self._and_deliver(self.analyzer.flush(kpi=True)), StatefulBatchLogic.RETAIN
 
@@ -189,7 +190,7 @@ class RollupLogic(StatefulBatchLogic[tuple[str, PeriodResult], Output, RollupBoo
         return self._records(self.book.expire(time.monotonic(), self.wait_s)), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Output], bool]:
-        if self.book is None:
+        if self.book is None or stopping_keeps_state(self.snapshots):  # stopped: the snapshot keeps it
             return [], StatefulBatchLogic.RETAIN
         return self._records(self.book.flush()), StatefulBatchLogic.RETAIN
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiotstream import __version__
+from aiotstream import code_version
 
 
 def make_id(*parts: Any) -> str:
@@ -41,7 +41,7 @@ class FlowContext:
     flow: str
     flow_version: str
     config_hash: str
-    code_version: str = __version__
+    code_version: str = field(default_factory=code_version)  # package version + build commit
 
     def block(self, *, inputs: list[dict], window: dict | None, features: dict | None,
               model: dict | None) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiotstream.io.broker import preexec_die_with_parent
+
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,7 +130,9 @@ def spawn(cmd: list[str], env: dict[str, str] | None = None, cwd: str | Path | N
     full_env = dict(os.environ, **(env or {}))
     full_env.setdefault("PYTHONPATH", str(ROOT))
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=full_env, cwd=str(cwd or ROOT), text=True)
+    # a benchmark stopped by a signal (or killed) leaves no flow running behind it
+    proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=full_env, cwd=str(cwd or ROOT), text=True,
+                            preexec_fn=preexec_die_with_parent())  # noqa: PLW1509 - prctl only
     return Child(cmd, proc, t0, out, err)
 
 

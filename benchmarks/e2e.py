@@ -178,14 +178,17 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
     return {"ratios": ratios, "targets": standing}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="aiotstream bench e2e", description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> int:
+    """``parser_class``: the CLI passes its own (one-line errors)."""
+    from aiotstream.cli import count, number, out_file
+
+    ap = parser_class(prog="aiotstream bench e2e", description=__doc__.splitlines()[0])
     ap.add_argument("--json", metavar="FILE", help="results JSON (default benchmarks/results/<date>-<machine>.json)")
     ap.add_argument("--markdown", metavar="FILE", help="report in Markdown (default: beside the JSON, .md)")
     ap.add_argument("--plot", metavar="FILE", help="PNG of throughput, latency, memory (default: beside the JSON)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks that the harness works, figures mean nothing")
-    ap.add_argument("--assets", type=int, help="waveform assets (default 40)")
-    ap.add_argument("--duration", type=float, help="waveform seconds of event time (default 60)")
+    ap.add_argument("--assets", type=count(1, 100_000), help="waveform assets (default 40)")
+    ap.add_argument("--duration", type=number(0, 86_400, above=True), help="waveform seconds of event time (default 60)")
     ap.add_argument("--scalar-flow", choices=sorted(SCALAR_FLOWS), default="pm-readings",
                     help="flow for the scalar workload (default pm-readings; building: the energy flow)")
     ap.add_argument("--skip", default="", help="comma-separated sections to leave out: "
@@ -195,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--update-readme", metavar="README", help="also replace the results block of this README "
                     "(between <!-- results:begin --> and <!-- results:end -->)")
     args = ap.parse_args(argv)
+    for option in ("json", "markdown", "plot"):  # before minutes of work, not after
+        if getattr(args, option):
+            out_file(getattr(args, option), f"--{option}")
     sizes = replace(QUICK if args.quick else Sizes())
     if args.assets:
         sizes.assets = args.assets

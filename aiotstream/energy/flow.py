@@ -29,6 +29,7 @@ from aiotstream.energy.floor import FloorState, ZoneHvac
 from aiotstream.energy.ingest import BuildingIngest, ZoneBatch
 from aiotstream.energy.runtime import BuildingRuntime
 from aiotstream.energy.zone import ZoneState
+from aiotstream.io.stop import stopping_keeps_state
 
 
 class ZoneLogic(StatefulBatchLogic[ZoneBatch, Output, bytes]):
@@ -75,7 +76,7 @@ class ZoneLogic(StatefulBatchLogic[ZoneBatch, Output, bytes]):
         return self.state.flush(kpi=False), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Output], bool]:
-        if self.state is None:
+        if self.state is None or stopping_keeps_state(self.snapshots):  # stopped: the snapshot keeps it
             return [], StatefulBatchLogic.RETAIN
         return self.state.flush(kpi=True), StatefulBatchLogic.RETAIN
 
@@ -104,7 +105,9 @@ class FloorLogic(StatefulBatchLogic[ZoneHvac, Output, bytes]):
         return self.state.add(values), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Output], bool]:
-        return ([] if self.state is None else self.state.flush()), StatefulBatchLogic.RETAIN
+        if self.state is None or stopping_keeps_state(self.snapshots):  # stopped: the snapshot keeps it
+            return [], StatefulBatchLogic.RETAIN
+        return self.state.flush(), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes | None:
         if not self.snapshots or self.state is None:

@@ -10,13 +10,20 @@ as a context manager on a free port.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import signal
 import socket
 import subprocess
+import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiotstream.errors import BrokerError
 
@@ -26,6 +33,33 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def check_port_free(host: str, port: int) -> None:
+    """BrokerError if ``host:port`` cannot be bound (in use, or not an address of this machine)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a listener would: TIME_WAIT is no obstacle
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise BrokerError(f"port {port} on {host} is already in use (another broker?); pick another with "
+                                  "--port, or --port 0 for a free one") from None
+            raise BrokerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the parent dies, however it dies (Linux), so a killed
+    ``aiotstream broker`` or test run leaves no broker behind. Use through :func:`preexec_die_with_parent`."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def preexec_die_with_parent() -> Callable[[], None] | None:
+    """:func:`die_with_parent` as a ``preexec_fn`` when called from the main thread, else None: the kernel
+    signals the child when the *thread* that started it ends, so a child started from a short-lived thread
+    (e.g. a timer that restarts a broker) would die with that thread."""
+    return die_with_parent if threading.current_thread() is threading.main_thread() else None
 
 
 def tansu_binary() -> str:
@@ -51,7 +85,7 @@ class TansuBroker:
         self.log_path = Path(log_path) if log_path else None
         self.store = store
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log = None
+        self._log: Any = None
 
     @property
     def bootstrap(self) -> str:
@@ -59,16 +93,23 @@ class TansuBroker:
 
     def start(self, timeout: float = 20.0) -> Self:
         url = f"tcp://{self.host}:{self.port}"
+        check_port_free(self.host, self.port)
         storage = self.store.storage_url if self.store else "memory://tansu/"
         cmd = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
                "--storage-engine", storage]
-        self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        # its output goes to the log file, or to a temporary one whose tail explains a failed start
+        self._log = open(self.log_path, "ab") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"), **(self.store.env if self.store else {}))
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=preexec_die_with_parent())  # noqa: PLW1509 - prctl only
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BrokerError(f"tansu exited with code {self.proc.returncode} while starting on {url}"
+                code = self.proc.returncode
+                tail = self._log_tail()
+                self.stop()
+                raise BrokerError(f"tansu exited with code {code} while starting on {url}"
+                                  + (f": {tail}" if tail else "")
                                   + (f"; see {self.log_path}" if self.log_path else ""))
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
@@ -82,11 +123,32 @@ class TansuBroker:
         self.stop()
         raise BrokerError(f"tansu did not answer on {url} within {timeout:g} s")
 
+    def _log_tail(self) -> str:
+        """The last line the broker wrote (why it exited), if any."""
+        if self._log is None:
+            return ""
+        try:
+            self._log.flush()
+            with open(self._log.fileno(), "rb", closefd=False) as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+                lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        return lines[-1][:500] if lines else ""
+
+    def exit_reason(self) -> str:
+        """Why a started broker is no longer running: its exit code and last log line."""
+        code = self.proc.returncode if self.proc is not None else None
+        tail = self._log_tail()
+        return f"exit code {code}" + (f": {tail}" if tail else "")
+
     def _metadata_ok(self) -> bool:
         from confluent_kafka.admin import AdminClient
 
         try:
-            AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=2)
+            from aiotstream.io.kafka import LIBRDKAFKA_LOG
+
+            AdminClient({"bootstrap.servers": self.bootstrap, "logger": LIBRDKAFKA_LOG}).list_topics(timeout=2)
             return True
         except Exception:  # noqa: BLE001 - any failure here only means "not ready yet"
             return False
@@ -100,8 +162,8 @@ class TansuBroker:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.proc = None
-        if self._log not in (None, subprocess.DEVNULL):
-            self._log.close()  # type: ignore[union-attr]
+        if self._log is not None:
+            self._log.close()
         self._log = None
 
     def restart(self, down_s: float = 0.0) -> None:

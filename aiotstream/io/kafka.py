@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -10,13 +11,15 @@ from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from aiotstream.analysis import KINDS, Output
 from aiotstream.config import SiteConfig
 from aiotstream.errors import AiotError
+from aiotstream.io.kafka_blocks import KafkaBlockSource
 from aiotstream.io.sinkguard import count_loss, encode, replacement
+from aiotstream.io.stop import CLOSE_MAX_S, STOP
 from aiotstream.routing import Placement, reader_process
 from aiotstream.runstats import count_outputs
 
@@ -25,12 +28,51 @@ log = logging.getLogger(__name__)
 MAX_KEY_BYTES = 512  # keys are asset ids (at most 128 characters)
 ANY_PARTITION = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the producer's partitioner picks (CRC32 of the key)
 
+BROKER_WAIT_S = 10.0
+"""How long commands wait for a Kafka broker to answer at start-up before giving up with one line."""
+
 PRODUCER_DEFAULTS = {
     "enable.idempotence": "true",  # no duplicates from producer retries
     "linger.ms": "5",
     "batch.num.messages": "10000",
     "queue.buffering.max.kbytes": "262144",
 }
+# Consumer-only properties: on any other client (Bytewax's KafkaSource gives its add_config to the AdminClient
+# that lists partitions too) librdkafka warns "CONFWARN ... is a consumer property and will be ignored by this
+# producer instance" (an AdminClient is a producer handle), once per property and client.
+CONSUMER_DEFAULTS = {
+    "fetch.max.bytes": str(64 << 20),
+    "max.partition.fetch.bytes": str(16 << 20),  # alias of fetch.message.max.bytes
+}
+
+
+class _LibrdkafkaLog:
+    """librdkafka's own log lines as debug records of ``aiotstream.kafka.librdkafka``.
+
+    By default librdkafka writes them to stderr: a client that cannot reach its
+    broker prints one ``FAIL ... Connection refused`` line per broker and
+    retry (291 lines before a start-up failure here). The CLI says what is wrong
+    in one line instead; the details are there with debug logging.
+    """
+
+    def __init__(self) -> None:
+        self.logger = logging.getLogger("aiotstream.kafka.librdkafka")
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        self.logger.debug(fmt, *args)
+
+
+LIBRDKAFKA_LOG = _LibrdkafkaLog()
+
+
+def client_config(brokers: str) -> dict[str, object]:
+    """What every Kafka client aiotstream makes starts from: bootstrap servers, librdkafka's log routed to
+    Python logging (:class:`_LibrdkafkaLog`), credentials from the environment (:func:`client_config_from_env`).
+
+    >>> client_config("h:9092")["bootstrap.servers"]
+    'h:9092'
+    """
+    return {"bootstrap.servers": brokers, "logger": LIBRDKAFKA_LOG, **client_config_from_env()}
 
 
 def client_config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -42,6 +84,35 @@ def client_config_from_env(environ: Mapping[str, str] | None = None) -> dict[str
     env = os.environ if environ is None else environ
     prefix = "AIOTSTREAM_KAFKA_"
     return {k[len(prefix):].lower().replace("_", "."): v for k, v in env.items() if k.startswith(prefix)}
+
+
+def _reason(exc: KafkaException) -> str:
+    err = exc.args[0] if exc.args else None
+    return err.str() if hasattr(err, "str") else str(exc)
+
+
+def _metadata(admin: AdminClient, brokers: str, wait_s: float, topic: str | None = None) -> ClusterMetadata:
+    """Cluster (or one topic's) metadata, asking every 0.5 s until ``wait_s`` has passed or a stop is requested
+    (:data:`~aiotstream.io.stop.STOP`); AiotError naming the bootstrap address if no broker answered."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return admin.list_topics(topic, timeout=max(0.05, min(0.5, deadline - time.monotonic())))
+        except KafkaException as exc:
+            if time.monotonic() >= deadline or STOP.is_set():
+                why = "stop requested" if STOP.is_set() else f"waited {wait_s:g} s"
+                raise AiotError(f"no Kafka broker answers at {brokers} ({why}: {_reason(exc)}); start one "
+                                "(`aiotstream broker` prints its address) or give the right --brokers / "
+                                "[inputs] brokers") from None
+
+
+def wait_for_brokers(brokers: str, wait_s: float = BROKER_WAIT_S) -> AdminClient:
+    """An AdminClient once a broker at ``brokers`` has answered; AiotError after ``wait_s`` without an answer."""
+    if not brokers.strip():
+        raise AiotError("no Kafka bootstrap servers given (--brokers or [inputs] brokers)")
+    admin = AdminClient(client_config(brokers))
+    _metadata(admin, brokers, wait_s)
+    return admin
 
 
 def output_topics(config: SiteConfig) -> dict[str, str]:
@@ -57,10 +128,14 @@ def input_topics(config: SiteConfig) -> list[str]:
                               + config.control_topics()))
 
 
-def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, timeout: float = 15.0) -> list[str]:
-    """Create the topics that do not exist yet; return the ones created."""
-    admin = AdminClient({"bootstrap.servers": brokers, **client_config_from_env()})
-    existing = set(admin.list_topics(timeout=timeout).topics)
+def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, timeout: float = 15.0,
+                  wait_s: float = BROKER_WAIT_S) -> list[str]:
+    """Create the topics that do not exist yet (``partitions`` each); return the ones created. Waits up to
+    ``wait_s`` for a broker to answer first (AiotError naming the address if none does)."""
+    if partitions < 1:
+        raise AiotError(f"topics need at least 1 partition (got {partitions})")
+    admin = wait_for_brokers(brokers, wait_s)
+    existing = set(_metadata(admin, brokers, timeout).topics)
     wanted = [t for t in dict.fromkeys(topics) if t not in existing]
     if not wanted:
         return []
@@ -71,8 +146,41 @@ def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, time
             fut.result(timeout=timeout)
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise AiotError(f"could not create topic {topic!r} on {brokers}: {exc}") from None
+                raise AiotError(f"could not create topic {topic!r} on {brokers}: {_reason(exc)}") from None
     return wanted
+
+
+class _ListParts:
+    """``list_parts`` of Bytewax's KafkaSource with an AdminClient that gets the client settings only (no
+    consumer properties, so no CONFWARN lines), waits a bounded time for the broker, and gives up when a stop is
+    requested (an empty list: nothing to read)."""
+
+    _brokers: Iterable[str]
+    _topics: Iterable[str]
+    _add_config: dict[str, object]
+
+    def list_parts(self) -> list[str]:
+        brokers = ",".join(self._brokers)
+        client = {k: v for k, v in self._add_config.items() if k not in CONSUMER_DEFAULTS}
+        admin = AdminClient({**client, "bootstrap.servers": brokers})
+        parts: list[str] = []
+        for topic in self._topics:
+            if STOP.is_set():
+                return []
+            meta = _metadata(admin, brokers, BROKER_WAIT_S, topic).topics[topic]
+            if meta.error is not None:
+                raise AiotError(f"cannot list the partitions of Kafka topic {topic!r} on {brokers}: "
+                                f"{meta.error.str()}")
+            parts += [f"{i}-{topic}" for i in meta.partitions]
+        return parts
+
+
+class KafkaInput(_ListParts, KafkaSource):  # type: ignore[misc]
+    """Bytewax's KafkaSource with :class:`_ListParts`."""
+
+
+class KafkaBlockInput(_ListParts, KafkaBlockSource):  # type: ignore[misc]
+    """:class:`~aiotstream.io.kafka_blocks.KafkaBlockSource` with :class:`_ListParts`."""
 
 
 def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | None = None,
@@ -82,16 +190,15 @@ def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | No
     share of the partitions (see :class:`ProcessShare`). ``blocks``: one
     :class:`~aiotstream.io.kafka_blocks.MessageBlock` per poll batch instead of one message object per message
     (for flows whose decoder reads blocks: the building flow)."""
-    from aiotstream.io.kafka_blocks import KafkaBlockSource
-
-    source = (KafkaBlockSource if blocks else KafkaSource)(
-        (brokers or ",".join(config.inputs.brokers)).split(","),
+    brokers = brokers or ",".join(config.inputs.brokers)
+    client = {k: v for k, v in client_config(brokers).items() if k != "bootstrap.servers"}
+    source = (KafkaBlockInput if blocks else KafkaInput)(
+        brokers.split(","),
         input_topics(config),
         tail=config.inputs.tail if tail is None else tail,
         batch_size=config.inputs.poll_batch,
         raise_on_errors=False,  # consumer errors become dead letters, the flow keeps running
-        add_config={"fetch.max.bytes": str(64 << 20), "max.partition.fetch.bytes": str(16 << 20),
-                    **client_config_from_env()},
+        add_config={**CONSUMER_DEFAULTS, **client},
     )
     place = Placement.of(process)
     return source if place.processes <= 1 else ProcessShare(source, place)
@@ -180,19 +287,25 @@ class _OutputPartition(StatelessSinkPartition[Output]):
         self.topics = topics
         self.brokers = brokers
         self.limit = limit if limit is not None else message_limit(PRODUCER_DEFAULTS | client_config_from_env())
+        self._stop_seen: float | None = None
 
     def _send(self, items: list[tuple[Output, bytes]]) -> tuple[list[tuple[Output, bytes]],
                                                                 list[tuple[Output, bytes, str]],
                                                                 list[tuple[Output, bytes, str]]]:
-        """Produce once and wait: (delivered, to retry with the error, failed for good with the error)."""
+        """Produce once and wait: (delivered, to retry with the error, failed for good with the error).
+
+        Once a stop is requested the wait is bounded (:data:`~aiotstream.io.stop.CLOSE_MAX_S`): records still
+        in flight then are reported for retry with the reason ``stopping`` (and not retried)."""
         delivered: list[tuple[Output, bytes]] = []
         retry: list[tuple[Output, bytes, str]] = []
         failed: list[tuple[Output, bytes, str]] = []
         fatal = False
+        waiting: dict[int, tuple[Output, bytes]] = {}
 
         def report(item: tuple[Output, bytes]) -> Any:
             def on_delivery(err: Any, _msg: object) -> None:
                 nonlocal fatal
+                waiting.pop(id(item), None)
                 if err is None:
                     delivered.append(item)
                 elif err.fatal() or _transient(err):
@@ -202,20 +315,34 @@ class _OutputPartition(StatelessSinkPartition[Output]):
                     failed.append((*item, str(err)))
             return on_delivery
 
-        for item in items:
+        unsent: list[tuple[Output, bytes]] = []
+        for i, item in enumerate(items):
             out, data = item
             while True:
                 try:
+                    waiting[id(item)] = item
                     self.producer.produce(self.topics[out.kind], value=data, key=out.key.encode(),
                                           on_delivery=report(item))
                     break
                 except BufferError:  # local queue full: let the producer drain, then retry
+                    waiting.pop(id(item), None)
                     self.producer.poll(0.05)
+                    if STOP.is_set() and self._stop_waited():
+                        unsent = items[i:]
+                        break
                 except KafkaException as exc:  # refused locally (e.g. MSG_SIZE_TOO_LARGE): this record only
+                    waiting.pop(id(item), None)
                     err = exc.args[0] if exc.args else exc
                     (retry if _transient(err) else failed).append((*item, str(err)))
                     break
-        self.producer.flush()  # at-least-once: a batch is on the broker before the epoch moves on
+            if unsent:
+                break
+        # at-least-once: a batch is on the broker before the epoch moves on; once stopping, only so long
+        while self.producer.flush(0.5) > 0:
+            if STOP.is_set() and self._stop_waited():
+                break
+        if STOP.is_set():
+            retry += [(*x, "stopping") for x in list(waiting.values()) + unsent]
         if fatal:
             self.producer = make_producer(self.brokers)
         return delivered, retry, failed
@@ -235,13 +362,15 @@ class _OutputPartition(StatelessSinkPartition[Output]):
                     delivered += [o for o, _ in ok]
                     failed += bad
                     todo = [(o, d) for o, d, _ in last]
+                    if last and STOP.is_set():  # rule 6 of aiotstream.io.stop: no retries once stopping
+                        break
                     if last:
                         log.warning("%d output(s) not delivered to %s (attempt %d of %d): %s", len(last),
                                     self.brokers, attempt.retry_state.attempt_number, self.MAX_ATTEMPTS, last[0][2])
                         raise _Undelivered()
         except _Undelivered:
-            failed += last
-        return delivered, failed
+            pass
+        return delivered, failed + last
 
     def write_batch(self, items: list[Output]) -> None:
         encoded: list[tuple[Output, bytes]] = []
@@ -252,6 +381,10 @@ class _OutputPartition(StatelessSinkPartition[Output]):
             else:
                 encoded.append(enc)
         delivered, failed = self._deliver(encoded)
+        if STOP.is_set() and failed:  # stopping: what is not on the broker now is reported, not waited for
+            for out, _, why in failed:
+                count_loss(out, "undelivered_at_stop", f"not on {self.brokers} when the run stopped ({why})")
+            failed = []
         if failed:
             stand_ins = []
             for out, data, why in failed:
@@ -270,8 +403,18 @@ class _OutputPartition(StatelessSinkPartition[Output]):
                 count_loss(out, "delivery_failed", f"its dead letter could not be delivered either: {why}")
         count_outputs(delivered)
 
+    def _stop_waited(self) -> bool:
+        """True once this sink has waited :data:`~aiotstream.io.stop.CLOSE_MAX_S` since it first saw the stop."""
+        if self._stop_seen is None:
+            self._stop_seen = time.monotonic()
+        return time.monotonic() - self._stop_seen >= CLOSE_MAX_S
+
     def close(self) -> None:
-        self.producer.flush()
+        while self.producer.flush(0.5) > 0:
+            if STOP.is_set() and self._stop_waited():
+                # each batch waits for its records, so these were counted as lost by write_batch already
+                log.error("%d record(s) still queued for %s when the run stopped", len(self.producer), self.brokers)
+                return
 
 
 class _Undelivered(Exception):
@@ -316,4 +459,4 @@ class KafkaOutputSink(DynamicSink[Output]):
 
 def make_producer(brokers: str) -> Producer:
     """An idempotent producer, with credentials from the environment (see client_config_from_env)."""
-    return Producer({"bootstrap.servers": brokers, **PRODUCER_DEFAULTS, **client_config_from_env()})
+    return Producer({**PRODUCER_DEFAULTS, **client_config(brokers)})

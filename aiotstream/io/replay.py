@@ -52,6 +52,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from aiotstream.config import FileColumns, FileInput, SiteConfig
 from aiotstream.errors import AiotError
+from aiotstream.io.stop import NEXT_BATCH_MAX_S
 from aiotstream.records import DecodeHints, DeviceMessage, ReadingRows, SourceMessage
 from aiotstream.routing import Placement, file_partition, reader_process
 
@@ -102,14 +103,45 @@ class Pacer:
 
 
 def expand_paths(patterns: list[str]) -> list[str]:
-    """Files named or matched by globs, sorted, each once; AiotError if a pattern matches nothing."""
+    """Files named or matched by globs, sorted, each once; AiotError if a pattern matches no file or names a
+    directory (directories a glob matches are left out)."""
     out: list[str] = []
     for pat in patterns:
-        hits = sorted(glob.glob(pat)) if any(c in pat for c in "*?[") else ([pat] if Path(pat).exists() else [])
+        if any(c in pat for c in "*?["):
+            hits = [h for h in sorted(glob.glob(pat)) if not Path(h).is_dir()]
+        elif Path(pat).is_dir():
+            raise AiotError(f"replay: {pat!r} is a directory; give files or a glob such as {pat.rstrip('/')}/*.csv")
+        else:
+            hits = [pat] if Path(pat).exists() else []
         if not hits:
             raise AiotError(f"replay: {pat!r} matches no file")
         out.extend(h for h in hits if h not in out)
     return out
+
+
+def check_file(path: str, cfg: FileInput) -> None:
+    """Read the start of a file as its format says, before the flow starts: AiotError (one line naming the
+    file, the format and the fix) if it is not that format or lacks a mapped column. Rows that cannot be read
+    later on are dead letters; a file that cannot be read at all is this error."""
+    fmt = file_format(path, cfg.format)
+    if not os.access(path, os.R_OK):
+        raise AiotError(f"replay: cannot read {path!r} (permissions)")
+    if fmt in ("csv", "jsonl"):
+        with open(path, "rb") as f:
+            head = f.read(4096)
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if b"\0" in head or exc.start < len(head) - 3:  # not a multi-byte character cut at the end
+                raise AiotError(f"replay: {path!r} is not {fmt} text (binary data at byte {exc.start}; check "
+                                "--format / [inputs.files] format)") from None
+    try:
+        next(iter(read_chunks(path, cfg)), None)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first[:300].encode("ascii", "backslashreplace").decode()
+        raise AiotError(f"replay: {path!r} cannot be read as {fmt}: {first} (check --format / "
+                        "[inputs.files] format and columns)") from None
 
 
 def file_share(paths: list[str], sizes: list[int], place: Placement) -> list[str]:
@@ -169,28 +201,94 @@ class _Chunk:
         return len(self.ts)
 
 
+_INT64_MAX = int(np.iinfo(np.int64).max)
+
+
+def _scaled(v: np.ndarray, mult: int) -> np.ndarray:
+    """Whole numbers of a unit -> int64 ns, exactly (integer arithmetic, no float64 on the way: ns since the
+    epoch need 61 bits, float64 keeps 53); -1 where the result would not fit in int64.
+
+    >>> _scaled(np.array([1_767_225_600_123_456_789, -5]), 1).tolist()
+    [1767225600123456789, -5]
+    >>> _scaled(np.array([1_767_225_600_123, 2**62]), 1_000_000).tolist()
+    [1767225600123000000, -1]
+    """
+    v = np.asarray(v, dtype=np.int64)
+    if mult == 1:
+        return v.copy()
+    lim = _INT64_MAX // mult
+    out = np.full(len(v), -1, dtype=np.int64)
+    ok = (v >= -lim) & (v <= lim)
+    out[ok] = v[ok] * mult
+    return out
+
+
+def _ints(arr: pa.Array) -> np.ndarray:
+    """An integer column as int64, -1 where null or above int64 (uint64)."""
+    if pa.types.is_unsigned_integer(arr.type) and arr.type.bit_width == 64:
+        arr = pc.if_else(pc.greater(arr, pa.scalar(_INT64_MAX, arr.type)), None, arr)
+    return pc.fill_null(arr.cast(pa.int64()), -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+
+
 def _ts_column(arr: pa.Array, unit: str) -> np.ndarray:
-    """A column as int64 ns; -1 where null or unreadable (the ingestor dead-letters those rows)."""
+    """A time column as int64 ns since the epoch; -1 where null or unreadable (the ingestor dead-letters those
+    rows). Exact for whole numbers (``ts_unit`` ns/us/ms/s), Arrow ``timestamp[s|ms|us|ns]`` columns with or
+    without a time zone (stored as UTC; their own unit counts), and digit strings; fractions (float columns,
+    ``"1.5"``) go through float64, ISO text through Arrow's parser.
+
+    >>> _ts_column(pa.array([1_767_225_600_123_456_789, None]), "ns").tolist()
+    [1767225600123456789, -1]
+    >>> _ts_column(pa.array(["1767225600123456789", "1.5", "x"]), "ns").tolist()
+    [1767225600123456789, 2, -1]
+    >>> ts = pa.array([1_767_225_600_123_456], pa.timestamp("us", tz="Europe/Berlin"))
+    >>> _ts_column(ts, "ms").tolist()
+    [1767225600123456000]
+    """
     if pa.types.is_timestamp(arr.type):
-        ns = pc.cast(arr, pa.timestamp("ns")).cast(pa.int64())
-    elif pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        return _scaled(_ints(arr.cast(pa.int64())), _UNIT[arr.type.unit])
+    if pa.types.is_date(arr.type):
+        return _scaled(_ints(pc.cast(arr, pa.timestamp("s")).cast(pa.int64())), _UNIT["s"])
+    mult = _UNIT.get(unit, 1)
+    if pa.types.is_integer(arr.type):
+        v = _ints(arr)
+        out = _scaled(v, mult)
+        out[pc.is_null(arr).to_numpy(zero_copy_only=False)] = -1
+        return out
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
         if unit == "iso":
             try:
-                ns = pc.cast(pc.cast(arr, pa.timestamp("ns", tz="UTC")), pa.int64())
+                return pc.fill_null(pc.cast(pc.cast(arr, pa.timestamp("ns", tz="UTC")), pa.int64()), -1) \
+                    .to_numpy(zero_copy_only=False).astype(np.int64)
             except pa.ArrowInvalid:
-                vals = [_iso_ns(s) for s in arr.to_pylist()]
-                return np.array(vals, dtype=np.int64)
-        else:
-            num = [_num(s) for s in arr.to_pylist()]
-            return np.array([round(v * _UNIT[unit]) if v is not None and math.isfinite(v) else -1 for v in num],
-                            dtype=np.int64)
-    else:
+                return np.array([_iso_ns(s) for s in arr.to_pylist()], dtype=np.int64)
+        try:  # whole numbers, the common case: exact and vectorised
+            return _ts_column(pc.cast(pc.utf8_trim_whitespace(arr), pa.int64()), unit)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return np.array([_text_ns(s, mult) for s in arr.to_pylist()], dtype=np.int64)
+    try:
         f = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
-        out = np.full(len(f), -1, dtype=np.int64)
-        ok = np.isfinite(f)
-        out[ok] = np.round(f[ok] * _UNIT.get(unit, 1)).astype(np.int64)
-        return out
-    return ns.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return np.full(len(arr), -1, dtype=np.int64)
+    out = np.full(len(f), -1, dtype=np.int64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = np.round(f * mult)
+        ok = np.isfinite(scaled) & (np.abs(scaled) < 2.0**63 - 1024)
+    out[ok] = scaled[ok].astype(np.int64)
+    return out
+
+
+def _text_ns(s: Any, mult: int) -> int:
+    """One cell of a text time column: a whole number exactly, else a number through float64; -1 if neither."""
+    if not isinstance(s, str):
+        return -1
+    try:
+        v = int(s.strip(), 10)
+    except ValueError:
+        f = _num(s)
+        if f is None or not math.isfinite(f) or abs(f * mult) >= 2.0**63 - 1024:
+            return -1
+        return round(f * mult)
+    return v * mult if -_INT64_MAX <= v * mult <= _INT64_MAX else -1
 
 
 def _iso_ns(s: Any) -> int:
@@ -285,12 +383,32 @@ def _read_parquet(path: str, topic: str, cols: FileColumns, start: int) -> Itera
 
 
 def _read_csv(path: str, topic: str, cols: FileColumns, start: int) -> Iterator[_Chunk]:
+    """CSV a block at a time. Every mapped column is read as text and converted per column
+    (:func:`_ts_column`, :func:`_value_column`): Arrow's type inference looks at the first block only, so a
+    later block with ``n/a`` in a number column would otherwise stop the replay. A line with the wrong number
+    of fields becomes a dead letter (``bad_reading``) whose offset is the first data row of its block (the
+    streaming reader does not say which line it was)."""
     import pyarrow.csv as pcsv
 
-    text_cols = {c: pa.string() for c in [cols.asset, cols.metric]}
+    ragged: list[str] = []
+
+    def skip_ragged(row: Any) -> str:
+        ragged.append(f"a line with {row.actual_columns} field(s) where the header has {row.expected_columns}: "
+                      + str(row.text)[:200])
+        return "skip"
+
+    text_cols = {c: pa.string() for c in [cols.asset, cols.metric, cols.ts, cols.value, *cols.metrics]}
     reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 22),
+                           parse_options=pcsv.ParseOptions(invalid_row_handler=skip_ragged),
                            convert_options=pcsv.ConvertOptions(column_types=text_cols, strings_can_be_null=True))
-    yield from _table_chunks(reader, topic, cols, start)
+    for chunk in _table_chunks(reader, topic, cols, start):
+        if ragged:
+            assert chunk.rows is not None
+            chunk.rows.rejects = list(chunk.rows.rejects) + [
+                (chunk.first, msg.split(": ", 1)[-1].encode(), "bad_reading", f"{Path(path).name}: {msg}")
+                for msg in ragged]
+            ragged.clear()
+        yield chunk
 
 
 def _read_jsonl_table(path: str, topic: str, cols: FileColumns, start: int) -> Iterator[_Chunk]:
@@ -432,6 +550,7 @@ def first_event_ns(path: str, cfg: FileInput) -> int | None:
 class _FilePartition(StatefulSourcePartition[Any, int]):
     def __init__(self, path: str, cfg: FileInput, batch: int, start: int, t_first: int | None,
                  clock: Callable[[], float]):
+        self.path = path
         self.chunks = read_chunks(path, cfg, start)
         self.next_row = start
         self.batch = batch
@@ -443,7 +562,13 @@ class _FilePartition(StatefulSourcePartition[Any, int]):
     def next_batch(self) -> list[Any]:
         self.wake = None
         if self.cur is None or self.pos >= len(self.cur):
-            self.cur = next(self.chunks, None)  # StopIteration at the end of the file is raised below
+            try:
+                self.cur = next(self.chunks, None)  # StopIteration at the end of the file is raised below
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError) as exc:
+                # a file damaged past its start: the run stops here, saying where (a resume starts at that row)
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise AiotError(f"replay {self.path}: cannot read on from row {self.next_row}: "
+                                f"{first[:300].encode('ascii', 'backslashreplace').decode()}") from exc
             self.pos = 0
             if self.cur is None:
                 raise StopIteration()
@@ -458,7 +583,8 @@ class _FilePartition(StatefulSourcePartition[Any, int]):
             n = self.pacer.count_due(np.where(ts < 0, self.pacer.t_first_ns, ts))
             if n == 0:
                 wait = self.pacer.wait_s(int(ts[0]))
-                self.wake = datetime.now(UTC) + timedelta(seconds=min(wait, 1.0))
+                # never further ahead than the stop contract allows (aiotstream.io.stop)
+                self.wake = datetime.now(UTC) + timedelta(seconds=min(wait, NEXT_BATCH_MAX_S))
                 return []
             b = a + n
         self.pos = b
@@ -496,7 +622,7 @@ class FileSource(FixedPartitionedSource[Any, int]):
         self.paths = expand_paths(cfg.paths)
         self.place = Placement.of(process)
         for p in self.paths:
-            file_format(p, cfg.format)
+            check_file(p, cfg)
         self.batch = batch
         self.clock = clock
         self.t_first: int | None = None

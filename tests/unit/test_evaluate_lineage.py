@@ -196,7 +196,8 @@ def test_inputs_and_window_blocks() -> None:
 
 def test_flow_context_block_has_every_lineage_key() -> None:
     ctx = FlowContext(site="plant-a", flow="predictive-maintenance", flow_version="1", config_hash="0123456789abcdef")
-    assert ctx.code_version == aiotstream.__version__
+    assert ctx.code_version == aiotstream.code_version()
+    assert ctx.code_version.startswith(aiotstream.__version__)
     start = 1_767_225_600 * S
     before = time.time()
     block = ctx.block(

@@ -1,0 +1,157 @@
+"""Every subcommand, given bad arguments, ends in one line on stderr and a non-zero exit: no traceback, no Rust
+panic, no hang (each run under a timeout), no wall of librdkafka log lines.
+
+Table-driven: ``CASES`` holds ``(command, args, expected exit code, text the line must contain)``; ``args`` may
+name the fixtures' paths (``{file}``, ``{dir}``, ``{missing}``, ``{site}``, ``{csv}``, ``{dead}`` an address no
+broker answers on, ``{busy}`` a port in use). A subcommand the parser has but the table does not fails
+:func:`test_every_subcommand_has_cases`: add rows for it.
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import cli
+
+from aiotstream.cli import build_parser
+from aiotstream.io.broker import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+KAFKA_SITE = ROOT / "flows" / "sites" / "plant-a.toml"
+W = ("--broker-wait", "1")  # the bounded wait for a broker, short for the tests (default 10 s)
+
+CASES: list[tuple[str, tuple[str, ...], int, str]] = [
+    ("", (), 2, "the following arguments are required: command"),
+    ("", ("bogus",), 2, "invalid choice: 'bogus'"),
+    # validate
+    ("validate", ("{missing}",), 2, "cannot read: No such file"),
+    ("validate", ("{dir}",), 2, "cannot read: Is a directory"),
+    ("validate", ("{file}",), 2, "not valid"),
+    # broker
+    ("broker", ("--port", "-1"), 2, "--port: must be from 0 to 65535"),
+    ("broker", ("--port", "70000"), 2, "--port: must be from 0 to 65535"),
+    ("broker", ("--port", "{busy}"), 1, "is already in use"),
+    # simulate
+    ("simulate", ("--assets", "0", "--out-dir", "{tmp}/s"), 2, "--assets: must be from 1"),
+    ("simulate", ("--assets", "-3", "--out-dir", "{tmp}/s"), 2, "--assets: must be from 1"),
+    ("simulate", ("--partitions", "0"), 2, "--partitions: must be from 1"),  # hung forever
+    ("simulate", ("--malformed", "-5", "--out-dir", "{tmp}/s"), 2, "--malformed: must be from 0"),
+    ("simulate", ("--duration", "0", "--out-dir", "{tmp}/s"), 2, "--duration: must be greater than 0"),
+    ("simulate", ("--duration", "nan", "--out-dir", "{tmp}/s"), 2, "must be a finite number"),
+    ("simulate", ("--faults", "1", "--duration", "5", "--out-dir", "{tmp}/s"), 1, "run too short for faults"),
+    ("simulate", ("--faults", "9", "--out-dir", "{tmp}/s"), 1, "but there are only 5 assets"),
+    ("simulate", ("--out-dir", "{file}"), 2, "--out-dir {file}: is a file"),
+    ("simulate", ("--out-dir", "{tmp}/s", "--truth", "{dir}"), 2, "--truth {dir}: is a directory"),
+    ("simulate", ("--site", "{missing}"), 2, "--site {missing}: no such file"),
+    ("simulate", ("--file-partitions", "2"), 2, "--file-partitions needs --out-dir"),
+    ("simulate", ("--brokers", "{dead}", *W), 1, "no Kafka broker answers at {dead}"),
+    # run
+    ("run", ("--site", "{missing}"), 2, "--site {missing}: no such file"),
+    ("run", ("--site", "{dir}"), 2, "--site {dir}: is a directory"),
+    ("run", ("--site", "{site}", "--out-dir", "{file}"), 2, "--out-dir {file}: is a file"),
+    ("run", ("--site", "{site}", "--out-dir", "{tmp}/o", "--parquet-dir", "{file}"), 2,  # was a Rust panic, rc 134
+     "--parquet-dir {file}: is a file"),
+    ("run", ("--site", "{site}", "--out-dir", "{tmp}/o", "--recovery", "{file}"), 2,  # was FileExistsError
+     "--recovery {file}: is a file"),
+    ("run", ("--site", "{site}", "-w", "0"), 2, "--workers: must be from 1"),
+    ("run", ("--site", "{site}", "--epoch-s", "0"), 2, "--epoch-s: must be greater than 0"),
+    ("run", ("--site", "{site}", "--epoch-s", "-1"), 2, "--epoch-s: must be greater than 0"),
+    ("run", ("--site", "{site}", "--backup-s", "-1"), 2, "--backup-s: must be at least 0"),
+    ("run", ("--site", "{site}", "--recovery-partitions", "0"), 2, "--recovery-partitions: must be from 1"),
+    ("run", ("--site", "{site}", "-a", "nohost", "-i", "0"), 2, "is not host:port"),
+    ("run", ("--site", "{site}", "-a", "h:1;h:2", "-i", "5"), 2, "is not an index into the 2 address(es)"),
+    ("run", ("--site", "{site}", "-a", "h:1;h:2"), 2, "needs -i/--process-id"),
+    ("run", ("--site", "{site}", "--brokers", "{dead}", *W), 1, "no Kafka broker answers at {dead}"),  # 291 lines
+    ("run", ("--site", "{site}", "--brokers", "{dead}", "--out-dir", "{tmp}/o", *W), 1, "no Kafka broker answers"),
+    # replay
+    ("replay", ("{missing}", "--site", "{site}", "--out-dir", "{tmp}/o"), 1, "matches no file"),
+    ("replay", ("{dir}", "--site", "{site}", "--out-dir", "{tmp}/o"), 1, "is a directory"),
+    ("replay", ("{csv}", "--site", "{missing}", "--out-dir", "{tmp}/o"), 2, "no such file"),
+    ("replay", ("{csv}", "--site", "{site}", "--format", "xml"), 2, "--format: invalid choice: 'xml'"),
+    ("replay", ("{csv}", "--site", "{site}", "--format", "parquet", "--out-dir", "{tmp}/o"), 1,
+     "cannot be read as parquet"),
+    ("replay", ("{file}", "--site", "{site}", "--format", "csv", "--out-dir", "{tmp}/o"), 1, "not csv text"),
+    ("replay", ("{cols}", "--site", "{site}", "--out-dir", "{tmp}/o"), 1, "column(s) ts, metric, value, asset"),
+    ("replay", ("{csv}", "--site", "{site}", "--speed", "-1"), 2, "--speed: must be at least 0"),
+    ("replay", ("{csv}", "--site", "{site}", "--out-dir", "{file}"), 2, "--out-dir {file}: is a file"),
+    ("replay", ("{csv}", "--site", "{site}", "--brokers", "{dead}", *W), 1, "no Kafka broker answers at {dead}"),
+    # demo
+    ("demo", ("--assets", "0"), 2, "--assets: must be from 1"),
+    ("demo", ("--out", "{file}"), 2, "--out {file}: is a file"),
+    ("demo", ("--duration", "-1"), 2, "--duration: must be greater than 0"),
+    ("demo", ("--features", "bogus", "--out", "{tmp}/d"), 2, "unknown feature set 'bogus'"),
+    # bench
+    ("bench", (), 2, "the following arguments are required"),
+    ("bench kernels", ("--windows", "0"), 2, "--windows: must be from 1"),  # was ZeroDivisionError
+    ("bench kernels", ("--samples", "-1"), 2, "--samples: must be from 2"),
+    ("bench kernels", ("--json", "{dir}"), 2, "--json {dir}: is a directory"),
+    ("bench e2e", ("--assets", "0"), 2, "--assets: must be from 1"),
+    ("bench e2e", ("--json", "{missing}/x.json"), 2, "does not exist"),
+    ("bench e2e", ("--bogus",), 2, "unrecognized arguments: --bogus"),
+    # train
+    ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1", "--signing-key",
+               "{missing}"), 2, "--signing-key {missing}: no such file"),  # was FileNotFoundError
+    ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1", "--hmac-key-file",
+               "{dir}"), 2, "--hmac-key-file {dir}: is a directory"),
+    ("train", ("--site", "{missing}", "--registry", "{tmp}/r", "--name", "n", "--version", "1"), 2, "no such file"),
+    ("train", ("--site", "{site}", "--registry", "{file}", "--name", "n", "--version", "1", "--unsigned"), 2,
+     "--registry {file}: is a file"),
+    ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1", "--trees", "0"), 2,
+     "--trees: must be from 1"),
+    ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1", "--assets", "99",
+               "--unsigned"), 2, "the site has only"),
+    ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1"), 1, "no signing key"),
+]
+
+
+def _leaf_commands(p: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[str]:
+    subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs and path:
+        yield " ".join(path)
+    for action in subs:
+        for name, sub in action.choices.items():
+            yield from _leaf_commands(sub, path + (name,))
+
+
+def test_every_subcommand_has_cases() -> None:
+    covered = {cmd for cmd, *_ in CASES}
+    missing = sorted(set(_leaf_commands(build_parser())) - covered)
+    assert not missing, f"add rows for {missing} to CASES"
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    tmp = tmp_path_factory.mktemp("cli-errors")
+    (tmp / "a-file").write_bytes(b"\x00\x01 not text, not toml\xff\n")
+    (tmp / "a-dir").mkdir()
+    (tmp / "r.csv").write_text("asset,ts,metric,value\nasset-000,1767225600000000000,temperature,1.5\n")
+    (tmp / "cols.csv").write_text("a,b\n1,2\n")
+    site = tmp / "site.toml"
+    site.write_text(KAFKA_SITE.read_text())
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        yield {"tmp": str(tmp), "file": str(tmp / "a-file"), "dir": str(tmp / "a-dir"), "missing": str(tmp / "nope"),
+               "site": str(site), "csv": str(tmp / "r.csv"), "cols": str(tmp / "cols.csv"),
+               "dead": f"127.0.0.1:{free_port()}", "busy": str(busy.getsockname()[1])}
+    finally:
+        busy.close()
+
+
+@pytest.mark.parametrize(("command", "args", "rc", "text"), CASES,
+                         ids=[f"{c or 'aiotstream'} {' '.join(a)}"[:80] for c, a, *_ in CASES])
+def test_bad_arguments_end_in_one_line(ctx: dict[str, str], command: str, args: tuple[str, ...], rc: int,
+                                       text: str) -> None:
+    argv = [*command.split(), *(a.format(**ctx) for a in args)]
+    proc = subprocess.run(cli(*argv), capture_output=True, text=True, timeout=90, check=False, cwd=ctx["tmp"])
+    err = proc.stderr
+    assert "Traceback" not in err and "panicked" not in err, err[-3000:]
+    assert "%3|" not in err and "%4|" not in err and "CONFWARN" not in err, err[-3000:]  # librdkafka's own lines
+    assert len(err.strip().splitlines()) == 1, err[-3000:]
+    assert proc.returncode == rc, (proc.returncode, err)
+    assert text.format(**ctx) in err, err
