@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterable, Mapping
 
 import orjson
-from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaException, Producer
@@ -79,17 +78,24 @@ def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | No
     recovery); in a cluster, ``process=(i, n[, w])`` makes process ``i`` of ``n`` (``w`` workers each) read its
     share of the partitions (see :class:`ProcessShare`). ``blocks``: one
     :class:`~aiotstream.io.kafka_blocks.MessageBlock` per poll batch instead of one message object per message
-    (for flows whose decoder reads blocks: the building flow)."""
+    (for flows whose decoder reads blocks: the building flow). Either way the consumers report the broker's
+    outages in a few log lines (:mod:`aiotstream.io.kafka_consumer`), and a plaintext connection to a
+    non-loopback broker is one warning here."""
     from aiotstream.io.kafka_blocks import KafkaBlockSource
+    from aiotstream.io.kafka_consumer import WatchedKafkaSource, plaintext_warning
 
-    source = (KafkaBlockSource if blocks else KafkaSource)(
-        (brokers or ",".join(config.inputs.brokers)).split(","),
+    bootstrap = (brokers or ",".join(config.inputs.brokers)).split(",")
+    client = client_config_from_env()
+    warning = plaintext_warning(bootstrap, client)
+    if warning:
+        log.warning("%s", warning)
+    source = (KafkaBlockSource if blocks else WatchedKafkaSource)(
+        bootstrap,
         input_topics(config),
         tail=config.inputs.tail if tail is None else tail,
         batch_size=config.inputs.poll_batch,
         raise_on_errors=False,  # consumer errors become dead letters, the flow keeps running
-        add_config={"fetch.max.bytes": str(64 << 20), "max.partition.fetch.bytes": str(16 << 20),
-                    **client_config_from_env()},
+        add_config={"fetch.max.bytes": str(64 << 20), "max.partition.fetch.bytes": str(16 << 20), **client},
     )
     place = Placement.of(process)
     return source if place.processes <= 1 else ProcessShare(source, place)
