@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import queue
 import shutil
@@ -89,6 +90,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HINTS = DecodeHints("opcua", "arrival")
 CLOSE_S = 1.5
 """How long ``close`` waits for the client thread (the contract with the CLI: under 2 s)."""
+KEEPALIVE_S = 10.0
+"""How often the server is asked to send a keep-alive when no value changes."""
 OVERFLOW_BITS = 0x0480  # InfoType DataValue (bit 10) + Overflow (bit 7): the server discarded values of this node
 _LOST_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, asyncio.TimeoutError, EOFError)
 
@@ -209,8 +212,9 @@ class OpcUaConnection:
         self.last_seq = 0  # the last notification message of sub_id fully queued
         self.token: Any = None  # the session's authentication token, to tell a resumed session from a new one
         self.carried_on = False  # the current connection carries on with an old subscription
+        self.orphan: int | None = None  # a subscription given up on, to delete if the session still has it
         self.session_path: Path | None = None  # asyncua's session state file: lets a new client resume the session
-        self.keepalive_s = cfg.publishing_interval_ms / 1000 * 10
+        self.keepalive_s = KEEPALIVE_S
         self.last_publish = time.monotonic()
         self.in_callback = 0  # publish callbacks running (waiting for room in the queue, perhaps)
         self.lost_reason: str | None = None  # why asyncua saw the connection go
@@ -310,7 +314,7 @@ class OpcUaConnection:
                     await self._drop(client, polite=True)
             self.state = "reconnecting"
             self.connected.clear()
-            self.outage.failed(reason, retry_in_s=delay)
+            self.outage.failed(reason, retry_in_s=delay, attempt=False)
             await self._drop(client)
 
     async def _on_connection_lost(self, exc: Exception) -> None:
@@ -327,8 +331,8 @@ class OpcUaConnection:
             if self.sub_problem:
                 return self.sub_problem
             if not self.in_callback and time.monotonic() - self.last_publish > 3 * self.keepalive_s + 2:
-                if self.carried_on:
-                    self.sub_id = None  # the old subscription did not come back to life: a new one next time
+                if self.carried_on:  # the old subscription did not come back to life: a new one next time
+                    self.orphan, self.sub_id = self.sub_id, None
                 return f"no publish response for {3 * self.keepalive_s + 2:.0f} s"
 
     async def _drop(self, client: Any, polite: bool = False) -> None:
@@ -381,12 +385,15 @@ class OpcUaConnection:
             log.debug("OPC UA %s: cannot take over subscription %s: %s", self.cfg.endpoint, sid,
                       results[0].StatusCode.name if results else "no result")
             return None
-        self.token = session.authentication_token
-        return await self._carry_on(session, f"subscription {sid} taken over by a new session")
+        detail = await self._carry_on(session, f"subscription {sid} taken over by a new session")
+        if detail is not None:
+            self.token = session.authentication_token
+        return detail
 
-    async def _carry_on(self, session: Any, how: str) -> str:
+    async def _carry_on(self, session: Any, how: str) -> str | None:
         """Route the old subscription's publish responses to us again and ask for the notification messages sent
-        but not received (Republish), in order, before publishing goes on."""
+        but not received (Republish), in order, before publishing goes on; None if the server no longer has the
+        subscription."""
         from asyncua import ua
 
         sid = self.sub_id
@@ -398,6 +405,10 @@ class OpcUaConnection:
                 msg = await session.republish(sid, seq)
             except ua.uaerrors.BadMessageNotAvailable:
                 break
+            except ua.UaStatusCodeError as exc:  # e.g. BadSubscriptionIdInvalid: it is gone
+                session._subscription_callbacks.pop(sid, None)
+                log.debug("OPC UA %s: subscription %s cannot go on: %s", self.cfg.endpoint, sid, _reason(exc))
+                return None
             if msg.SequenceNumber != seq:  # some servers answer an empty message instead of the Bad status
                 break
             got += 1
@@ -411,10 +422,19 @@ class OpcUaConnection:
         from asyncua import ua
 
         cfg = self.cfg
+        if self.orphan is not None:
+            try:
+                await session.delete_subscriptions([self.orphan])
+            except ua.UaError as exc:  # gone with its session already: nothing to delete
+                log.debug("OPC UA %s: deleting subscription %s: %s", cfg.endpoint, self.orphan, _reason(exc))
+            self.orphan = None
         params = ua.CreateSubscriptionParameters()
         params.RequestedPublishingInterval = cfg.publishing_interval_ms
-        params.RequestedMaxKeepAliveCount = client.get_keepalive_count(cfg.publishing_interval_ms)
-        params.RequestedLifetimeCount = 10_000  # publishing intervals the server keeps it without us (asyncua's)
+        # a keep-alive every ~10 s when nothing changes (asyncua's default is 45 min), so a subscription that
+        # died is told from a quiet one within 30 s; kept by the server for an hour without publish requests
+        params.RequestedMaxKeepAliveCount = max(1, math.ceil(KEEPALIVE_S * 1000 / cfg.publishing_interval_ms))
+        params.RequestedLifetimeCount = min(0xFFFF_FFFF, max(3 * params.RequestedMaxKeepAliveCount,
+                                                             math.ceil(3_600_000 / cfg.publishing_interval_ms)))
         params.MaxNotificationsPerPublish = 10_000
         params.PublishingEnabled = True
         params.Priority = 0

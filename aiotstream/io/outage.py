@@ -46,17 +46,19 @@ class OutageLog:
     ...     def info(self, fmt, *a): lines.append("I " + fmt % a)
     >>> o = OutageLog(L(), "OPC UA opc.tcp://plc:4840", clock=lambda: now[0])
     >>> o.ok("2 node(s) subscribed")
-    >>> for t in (10, 11, 13, 17, 25, 41, 73):
+    >>> now[0] = 10
+    >>> o.failed("socket closed", retry_in_s=0.5, attempt=False)
+    >>> for t in (11, 13, 17, 25, 41, 73):
     ...     now[0] = t
     ...     o.failed("connection refused", retry_in_s=1.0)
     >>> now[0] = 80
     >>> o.ok("new session")
     >>> print("\\n".join(lines))
     I OPC UA opc.tcp://plc:4840: connected; 2 node(s) subscribed
-    W OPC UA opc.tcp://plc:4840: connection lost (connection refused); reconnecting (next attempt in 1.0 s)
-    W OPC UA opc.tcp://plc:4840: still down after 31 s, 6 failed attempt(s) (last: connection refused); next attempt in 1.0 s
-    W OPC UA opc.tcp://plc:4840: still down after 1 min 3 s, 7 failed attempt(s) (last: connection refused); next attempt in 1.0 s
-    I OPC UA opc.tcp://plc:4840: back after 1 min 10 s, 7 failed attempt(s); new session
+    W OPC UA opc.tcp://plc:4840: connection lost (socket closed); reconnecting (next attempt in 0.5 s)
+    W OPC UA opc.tcp://plc:4840: still down after 31 s, 5 failed attempt(s) (last: connection refused); next attempt in 1.0 s
+    W OPC UA opc.tcp://plc:4840: still down after 1 min 3 s, 6 failed attempt(s) (last: connection refused); next attempt in 1.0 s
+    I OPC UA opc.tcp://plc:4840: back after 1 min 10 s, 6 failed attempt(s); new session
     """
 
     def __init__(self, logger: logging.Logger | logging.LoggerAdapter | object, name: str, every_s: float = EVERY_S,
@@ -78,21 +80,22 @@ class OutageLog:
         with self._lock:
             return bool(self.down)
 
-    def failed(self, reason: str, retry_in_s: float | None = None, member: str = "") -> None:
-        """A connection attempt failed, or a connection was lost; ``retry_in_s``: when the next attempt is."""
+    def failed(self, reason: str, retry_in_s: float | None = None, member: str = "", attempt: bool = True) -> None:
+        """A connection attempt failed (``attempt``), or a connection was lost (``attempt=False``);
+        ``retry_in_s``: when the next attempt is."""
         now = self.clock()
         nxt = f"next attempt in {retry_in_s:.1f} s" if retry_in_s is not None else ""
         with self._lock:
             first = not self.down
             self.down.add(member)
             if first:
-                self.since, self.attempts, self.last_line = now, 1, now
+                self.since, self.attempts, self.last_line = now, int(attempt), now
                 self.outages += 1
                 verb = "connection lost" if self.ever_up else "cannot connect"
                 again = "reconnecting" if self.ever_up else "retrying"
                 self.log.warning("%s: %s (%s); %s%s", self.name, verb, reason, again, f" ({nxt})" if nxt else "")
                 return
-            self.attempts += 1
+            self.attempts += int(attempt)
             if now - self.last_line < self.every_s:
                 return
             self.last_line = now
@@ -114,8 +117,9 @@ class OutageLog:
                 return
             was_up, self.ever_up = self.ever_up, True
             assert self.since is not None
-            self.log.info("%s: %s after %s, %d failed attempt(s)%s", self.name, "back" if was_up else "connected",
-                          _dur(now - self.since), self.attempts, f"; {detail}" if detail else "")
+            tries = f", {self.attempts} failed attempt(s)" if self.attempts else ""
+            self.log.info("%s: %s after %s%s%s", self.name, "back" if was_up else "connected",
+                          _dur(now - self.since), tries, f"; {detail}" if detail else "")
             self.since = None
             self.attempts = 0
 

@@ -123,6 +123,13 @@ class Plc:
         self.values[node_id] = dv
         self.written.append((node_id, ns(ts), value, bad))
 
+    def drop_subscriptions(self) -> None:
+        """Delete every subscription on the server side (the connection stays up): what a server that lost
+        track of it looks like to the client."""
+        assert self.loop is not None
+        svc = self.server.iserver.subscription_service
+        asyncio.run_coroutine_threadsafe(svc.delete_subscriptions(list(svc.subscriptions)), self.loop).result(10)
+
     def subscriptions(self) -> int:
         """Subscriptions the server holds now (a client has resubscribed when this is non-zero again)."""
         if self.server is None or self.loop is None:
@@ -375,6 +382,37 @@ def test_network_cut_resumes_the_session_and_gets_what_the_server_kept(plc: Plc,
     assert sum("session resumed" in m for m in text) == 1, text
 
 
+def test_a_subscription_that_stops_publishing_is_replaced(plc: Plc, monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """The connection stays up but the server forgets the subscription: no keep-alive comes, the source gives
+    the subscription up after 3 keep-alive intervals and makes a new one."""
+    from aiotstream.io import opcua
+
+    monkeypatch.setattr(opcua, "KEEPALIVE_S", 0.5)  # stale after 3 x 0.5 + 2 s instead of 32 s
+    caplog.set_level(logging.INFO)
+    cfg = site(plc.endpoint).inputs.opcua
+    assert cfg is not None
+    stats = RunStats()
+    part = OpcUaSource(cfg, 100, stats=stats).build_part("s", "p", None)
+    seen: list[DeviceMessage] = []
+    try:
+        wait_for("initial values", lambda: seen.extend(part.next_batch()) or len(seen) >= len(plc.node_ids), 20)
+        plc.drop_subscriptions()
+        wait_for("the source to notice", lambda: part.conn.state == "reconnecting" or
+                 "no publish response" in caplog.text, 15)
+        wait_for("a new subscription", lambda: part.conn.state == "connected" and plc.subscriptions(), 15)
+        write_rounds(plc, 5, 300.0)
+        wait_for("the values written after", lambda: seen.extend(part.next_batch()) or
+                 {(orjson.loads(m.value)["node"], orjson.loads(m.value)["server_ts"]) for m in seen} >= _keys(plc),
+                 10)
+    finally:
+        part.close()
+    text = [r.getMessage() for r in caplog.records if r.name == "aiotstream.io.opcua"]
+    assert sum("connection lost (no publish response for 4 s)" in m for m in text) == 1, text
+    assert sum(" back after " in m and "new session and subscription" in m for m in text) == 1, text
+    assert stats.get("dropped", "opcua_duplicate") == len(plc.node_ids)  # the current values, sent again
+
+
 def test_next_batch_and_close_are_quick_in_every_connection_state(tmp_path: Path) -> None:
     """The stop contract: next_batch returns within 0.5 s and close within 2 s, connecting (nothing listens),
     connected, and reconnecting (the server stopped); after close nothing reconnects."""
@@ -394,7 +432,9 @@ def test_next_batch_and_close_are_quick_in_every_connection_state(tmp_path: Path
         t = time.monotonic()
         part.close()
         took = time.monotonic() - t
-        assert not part.conn.thread.is_alive() and part.conn.state == "closed"
+        # the client's thread is a daemon: the contract is that close returns in time and nothing reconnects
+        wait_for("the client thread to end", lambda: not part.conn.thread.is_alive(), 10)
+        assert part.conn.state == "closed"
         return took
 
     # connecting: nothing listens on the port
