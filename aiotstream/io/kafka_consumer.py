@@ -111,7 +111,8 @@ class WatchedPartition(_BytewaxPartition):
     def on_error(self, err: KafkaError) -> None:
         """librdkafka's ``error_cb`` (called from ``consume``): the connection to the broker is in trouble."""
         self._down = True
-        self._health.failed(err.str(), member=self._member)
+        # librdkafka retries on its own, per broker and consumer, every few ms to 10 s: its events are not counted
+        self._health.failed(err.str(), member=self._member, attempt=False)
 
     def _process_stats(self, json_stats: str) -> None:
         if self._down or not self._health.ever_up:
@@ -156,7 +157,8 @@ class WatchedKafkaSource(KafkaSource):
                     meta = admin.list_topics(topic, timeout=METADATA_TIMEOUT_S).topics[topic]
                 except KafkaException as exc:  # no answer within the timeout: the broker is away
                     err = exc.args[0] if exc.args else None
-                    self._health.failed(err.str() if isinstance(err, KafkaError) else str(exc), member="metadata")
+                    self._health.failed(err.str() if isinstance(err, KafkaError) else str(exc), member="metadata",
+                                        attempt=False)
                     continue
                 break
             self._health.ok(member="metadata")

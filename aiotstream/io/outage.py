@@ -100,8 +100,9 @@ class OutageLog:
                 return
             self.last_line = now
             assert self.since is not None
-            self.log.warning("%s: still down after %s, %d failed attempt(s) (last: %s)%s", self.name,
-                             _dur(now - self.since), self.attempts, reason, f"; {nxt}" if nxt else "")
+            tries = f", {self.attempts} failed attempt(s)" if self.attempts else ""
+            self.log.warning("%s: still down after %s%s (last: %s)%s", self.name, _dur(now - self.since), tries,
+                             reason, f"; {nxt}" if nxt else "")
 
     def ok(self, detail: str = "", member: str = "") -> None:
         """A member is connected (again): one info line when the whole connection is back (or up the first time)."""
