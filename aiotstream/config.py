@@ -277,13 +277,38 @@ class OpcUaInput(_Model):
     timestamp: Literal["server", "source"] = Field(default="server", description="which timestamp is event time")
     bad_quality: Literal["deadletter", "flag"] = "deadletter"
     username: str = ""
-    password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$")
-    security: str = Field(default="", description="asyncua security string, e.g. "
-                                                  "'Basic256Sha256,SignAndEncrypt,cert.pem,key.pem'")
-    timeout_s: float = Field(default=4.0, gt=0, le=600)
+    password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
+                              description="name of the environment variable holding the user's password")
+    security_policy: Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = Field(
+        default="None", description="None: messages neither signed nor encrypted (a warning at start)")
+    security_mode: Literal["Sign", "SignAndEncrypt"] = Field(default="SignAndEncrypt",
+                                                             description="with a security_policy other than None")
+    certificate: str = Field(default="", description="the client's application instance certificate (.pem/.der)")
+    private_key: str = Field(default="", description="its private key (.pem/.der)")
+    private_key_password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
+                                          description="environment variable holding the private key's password")
+    server_certificate: str = Field(default="", description="the server's certificate to trust (.pem/.der); "
+                                                           "empty: the one its endpoint presents")
+    timeout_s: float = Field(default=4.0, gt=0, le=600, description="per request, and per connection attempt")
+    reconnect_min_s: float = Field(default=0.5, gt=0, le=3600, description="first retry delay, doubling up to "
+                                                                           "reconnect_max_s")
     reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
-    queue_size: int = Field(default=100_000, ge=1, le=10_000_000)
+    queue_size: int = Field(default=100_000, ge=1, le=10_000_000,
+                            description="data changes buffered in the flow process; when full, the client stops "
+                                        "asking the server for more (its queues then hold them)")
+    monitored_queue_size: int = Field(default=100, ge=1, le=100_000,
+                                      description="values the server keeps per node between publishes, and while "
+                                                  "a connection is down (when the subscription can be restored)")
     nodes: list[OpcUaNode] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_security_string(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "security" in data:
+            raise ValueError("'security' (an asyncua security string) is replaced by security_policy, "
+                             "security_mode, certificate, private_key (and server_certificate, "
+                             "private_key_password_env)")
+        return data
 
     @field_validator("nodes")
     @classmethod
@@ -293,6 +318,38 @@ class OpcUaInput(_Model):
         if dups:
             raise ValueError(f"node id(s) {', '.join(map(repr, dups))} appear more than once")
         return v
+
+    @model_validator(mode="after")
+    def _security(self) -> OpcUaInput:
+        if self.security_policy != "None" and not (self.certificate and self.private_key):
+            raise ValueError(f"security_policy {self.security_policy!r} needs certificate and private_key (the "
+                             "client's application instance certificate and its key)")
+        if self.security_policy == "None" and (self.certificate or self.private_key or self.server_certificate):
+            raise ValueError("certificate/private_key/server_certificate are set but security_policy is 'None': "
+                             "set security_policy (e.g. 'Basic256Sha256') to use them")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_min_s "
+                             f"({self.reconnect_min_s})")
+        return self
+
+    def security_warning(self) -> str | None:
+        """What an operator should know about this connection's security at start, or None.
+
+        >>> nodes = [{"node_id": "i=1", "asset": "a", "metric": "m"}]
+        >>> OpcUaInput(endpoint="opc.tcp://plc:4840", nodes=nodes).security_warning().split(";")[0]
+        'OPC UA opc.tcp://plc:4840: security policy None: no user is authenticated and values cross the network \
+unsigned and unencrypted'
+        >>> OpcUaInput(endpoint="opc.tcp://plc:4840", nodes=nodes, security_policy="Basic256Sha256",
+        ...            certificate="c.pem", private_key="k.pem").security_warning() is None
+        True
+        """
+        if self.security_policy != "None":
+            return None
+        what = f"values and user {self.username!r}'s password cross" if self.username else \
+            "no user is authenticated and values cross"
+        return (f"OPC UA {self.endpoint}: security policy None: {what} the network unsigned and unencrypted; set "
+                "security_policy (e.g. \"Basic256Sha256\"), security_mode, certificate and private_key in "
+                "[inputs.opcua] to secure it")
 
 
 class FileColumns(_Model):
@@ -1275,15 +1332,15 @@ class SiteConfig(_Model):
     def load(cls, path: str | Path) -> SiteConfig:
         """Load a site config from a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file (:data:`FORMATS`)."""
         p = Path(path)
-        fmt = FORMATS.get(p.suffix.lower())
-        if fmt is None:
-            raise ConfigError(str(p), [("<file>", (f"unknown file type {p.suffix or '(no suffix)'!r}: supported "
-                                                  "formats: .toml, .yaml/.yml, .json"))])
-        try:
+        try:  # first whether there is a file to read at all, then what it says it is
             with p.open("rb") as f:
                 text = f.read(MAX_CONFIG_BYTES + 1)
         except OSError as exc:
             raise ConfigError(str(p), [("<file>", f"cannot read: {exc.strerror}")]) from None
+        fmt = FORMATS.get(p.suffix.lower())
+        if fmt is None:
+            raise ConfigError(str(p), [("<file>", (f"unknown file type {p.suffix or '(no suffix)'!r}: supported "
+                                                  "formats: .toml, .yaml/.yml, .json"))])
         if len(text) > MAX_CONFIG_BYTES:
             raise ConfigError(str(p), [("<file>", f"larger than {MAX_CONFIG_BYTES // 2**20} MiB: not a site config")])
         return cls.from_dict(parse_config_text(text, fmt, str(p)), source=str(p))

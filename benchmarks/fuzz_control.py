@@ -869,7 +869,16 @@ class ManifestHarness:
 def _run(kind: str, cases: int, seed: int, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     import logging
 
-    logging.getLogger("aiotstream").setLevel(logging.ERROR)  # one warning per refused promotion is noise here
+    quiet = logging.getLogger("aiotstream")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # one warning per refused promotion is noise here
+    try:
+        return _run_quietly(kind, cases, seed, progress)
+    finally:
+        quiet.setLevel(level)  # the tests call runners in-process: leave logging as it was
+
+
+def _run_quietly(kind: str, cases: int, seed: int, progress: Callable[[int], None] | None) -> dict[str, Any]:
     d = RandomDraw(seed)
     escapes = lost = 0
     examples: list[str] = []

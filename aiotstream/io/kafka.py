@@ -2,22 +2,31 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
+from confluent_kafka.admin import NewTopic
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from aiotstream.analysis import KINDS, Output
 from aiotstream.config import SiteConfig
 from aiotstream.errors import AiotError
 from aiotstream.io.kafka_blocks import KafkaBlockSource
+from aiotstream.io.kafka_client import (  # noqa: F401  (re-exported: the names callers know this module by)
+    BROKER_WAIT_S,
+    CONSUMER_DEFAULTS,
+    LIBRDKAFKA_LOG,
+    client_config,
+    client_config_from_env,
+    metadata,
+    reason,
+    wait_for_brokers,
+)
+from aiotstream.io.kafka_consumer import WatchedKafkaSource, plaintext_warning
 from aiotstream.io.sinkguard import count_loss, encode, replacement
 from aiotstream.io.stop import CLOSE_MAX_S, STOP
 from aiotstream.routing import Placement, reader_process
@@ -28,93 +37,12 @@ log = logging.getLogger(__name__)
 MAX_KEY_BYTES = 512  # keys are asset ids (at most 128 characters)
 ANY_PARTITION = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the producer's partitioner picks (CRC32 of the key)
 
-BROKER_WAIT_S = 10.0
-"""How long commands wait for a Kafka broker to answer at start-up before giving up with one line."""
-
 PRODUCER_DEFAULTS = {
     "enable.idempotence": "true",  # no duplicates from producer retries
     "linger.ms": "5",
     "batch.num.messages": "10000",
     "queue.buffering.max.kbytes": "262144",
 }
-# Consumer-only properties: on any other client (Bytewax's KafkaSource gives its add_config to the AdminClient
-# that lists partitions too) librdkafka warns "CONFWARN ... is a consumer property and will be ignored by this
-# producer instance" (an AdminClient is a producer handle), once per property and client.
-CONSUMER_DEFAULTS = {
-    "fetch.max.bytes": str(64 << 20),
-    "max.partition.fetch.bytes": str(16 << 20),  # alias of fetch.message.max.bytes
-}
-
-
-class _LibrdkafkaLog:
-    """librdkafka's own log lines as debug records of ``aiotstream.kafka.librdkafka``.
-
-    By default librdkafka writes them to stderr: a client that cannot reach its
-    broker prints one ``FAIL ... Connection refused`` line per broker and
-    retry (291 lines before a start-up failure here). The CLI says what is wrong
-    in one line instead; the details are there with debug logging.
-    """
-
-    def __init__(self) -> None:
-        self.logger = logging.getLogger("aiotstream.kafka.librdkafka")
-
-    def log(self, level: int, fmt: str, *args: object) -> None:
-        self.logger.debug(fmt, *args)
-
-
-LIBRDKAFKA_LOG = _LibrdkafkaLog()
-
-
-def client_config(brokers: str) -> dict[str, object]:
-    """What every Kafka client aiotstream makes starts from: bootstrap servers, librdkafka's log routed to
-    Python logging (:class:`_LibrdkafkaLog`), credentials from the environment (:func:`client_config_from_env`).
-
-    >>> client_config("h:9092")["bootstrap.servers"]
-    'h:9092'
-    """
-    return {"bootstrap.servers": brokers, "logger": LIBRDKAFKA_LOG, **client_config_from_env()}
-
-
-def client_config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """librdkafka settings from ``AIOTSTREAM_KAFKA_<NAME>`` variables (``_`` read as ``.``), for credentials.
-
-    >>> client_config_from_env({"AIOTSTREAM_KAFKA_SASL_USERNAME": "u", "HOME": "/root"})
-    {'sasl.username': 'u'}
-    """
-    env = os.environ if environ is None else environ
-    prefix = "AIOTSTREAM_KAFKA_"
-    return {k[len(prefix):].lower().replace("_", "."): v for k, v in env.items() if k.startswith(prefix)}
-
-
-def _reason(exc: KafkaException) -> str:
-    err = exc.args[0] if exc.args else None
-    return err.str() if hasattr(err, "str") else str(exc)
-
-
-def _metadata(admin: AdminClient, brokers: str, wait_s: float, topic: str | None = None) -> ClusterMetadata:
-    """Cluster (or one topic's) metadata, asking every 0.5 s until ``wait_s`` has passed or a stop is requested
-    (:data:`~aiotstream.io.stop.STOP`); AiotError naming the bootstrap address if no broker answered."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return admin.list_topics(topic, timeout=max(0.05, min(0.5, deadline - time.monotonic())))
-        except KafkaException as exc:
-            if time.monotonic() >= deadline or STOP.is_set():
-                why = "stop requested" if STOP.is_set() else f"waited {wait_s:g} s"
-                raise AiotError(f"no Kafka broker answers at {brokers} ({why}: {_reason(exc)}); start one "
-                                "(`aiotstream broker` prints its address) or give the right --brokers / "
-                                "[inputs] brokers") from None
-
-
-def wait_for_brokers(brokers: str, wait_s: float = BROKER_WAIT_S) -> AdminClient:
-    """An AdminClient once a broker at ``brokers`` has answered; AiotError after ``wait_s`` without an answer."""
-    if not brokers.strip():
-        raise AiotError("no Kafka bootstrap servers given (--brokers or [inputs] brokers)")
-    admin = AdminClient(client_config(brokers))
-    _metadata(admin, brokers, wait_s)
-    return admin
-
-
 def output_topics(config: SiteConfig) -> dict[str, str]:
     """Output kind -> topic name for a site."""
     outs = config.outputs
@@ -135,7 +63,7 @@ def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, time
     if partitions < 1:
         raise AiotError(f"topics need at least 1 partition (got {partitions})")
     admin = wait_for_brokers(brokers, wait_s)
-    existing = set(_metadata(admin, brokers, timeout).topics)
+    existing = set(metadata(admin, brokers, timeout).topics)
     wanted = [t for t in dict.fromkeys(topics) if t not in existing]
     if not wanted:
         return []
@@ -146,41 +74,8 @@ def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, time
             fut.result(timeout=timeout)
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise AiotError(f"could not create topic {topic!r} on {brokers}: {_reason(exc)}") from None
+                raise AiotError(f"could not create topic {topic!r} on {brokers}: {reason(exc)}") from None
     return wanted
-
-
-class _ListParts:
-    """``list_parts`` of Bytewax's KafkaSource with an AdminClient that gets the client settings only (no
-    consumer properties, so no CONFWARN lines), waits a bounded time for the broker, and gives up when a stop is
-    requested (an empty list: nothing to read)."""
-
-    _brokers: Iterable[str]
-    _topics: Iterable[str]
-    _add_config: dict[str, object]
-
-    def list_parts(self) -> list[str]:
-        brokers = ",".join(self._brokers)
-        client = {k: v for k, v in self._add_config.items() if k not in CONSUMER_DEFAULTS}
-        admin = AdminClient({**client, "bootstrap.servers": brokers})
-        parts: list[str] = []
-        for topic in self._topics:
-            if STOP.is_set():
-                return []
-            meta = _metadata(admin, brokers, BROKER_WAIT_S, topic).topics[topic]
-            if meta.error is not None:
-                raise AiotError(f"cannot list the partitions of Kafka topic {topic!r} on {brokers}: "
-                                f"{meta.error.str()}")
-            parts += [f"{i}-{topic}" for i in meta.partitions]
-        return parts
-
-
-class KafkaInput(_ListParts, KafkaSource):  # type: ignore[misc]
-    """Bytewax's KafkaSource with :class:`_ListParts`."""
-
-
-class KafkaBlockInput(_ListParts, KafkaBlockSource):  # type: ignore[misc]
-    """:class:`~aiotstream.io.kafka_blocks.KafkaBlockSource` with :class:`_ListParts`."""
 
 
 def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | None = None,
@@ -189,10 +84,15 @@ def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | No
     recovery); in a cluster, ``process=(i, n[, w])`` makes process ``i`` of ``n`` (``w`` workers each) read its
     share of the partitions (see :class:`ProcessShare`). ``blocks``: one
     :class:`~aiotstream.io.kafka_blocks.MessageBlock` per poll batch instead of one message object per message
-    (for flows whose decoder reads blocks: the building flow)."""
+    (for flows whose decoder reads blocks: the building flow). Either way the consumers report the broker's
+    outages in a few log lines (:mod:`aiotstream.io.kafka_consumer`), and a plaintext connection to a
+    non-loopback broker is one warning here."""
     brokers = brokers or ",".join(config.inputs.brokers)
     client = {k: v for k, v in client_config(brokers).items() if k != "bootstrap.servers"}
-    source = (KafkaBlockInput if blocks else KafkaInput)(
+    warning = plaintext_warning(brokers.split(","), client_config_from_env())
+    if warning:
+        log.warning("%s", warning)
+    source = (KafkaBlockSource if blocks else WatchedKafkaSource)(
         brokers.split(","),
         input_topics(config),
         tail=config.inputs.tail if tail is None else tail,

@@ -6,17 +6,19 @@ of a 1 Hz meter flow). This source subclasses it and keeps a poll batch as
 columns instead: the values, the offsets, and (rarely) the consumer errors.
 Partitions, offsets in recovery snapshots, ``tail`` and end-of-partition
 behave exactly as Bytewax's (the partition class is its own, only
-``next_batch`` differs). Decoders that know blocks
+``next_batch`` differs), and the broker's health is reported as in
+:mod:`aiotstream.io.kafka_consumer`. Decoders that know blocks
 (:mod:`aiotstream.energy.ingest`) read them column-wise.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
-from bytewax.connectors.kafka import _KafkaSourcePartition as _BytewaxPartition
+from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from confluent_kafka import KafkaError as ConfluentKafkaError
 from confluent_kafka import Message
+
+from aiotstream.io.kafka_consumer import WatchedKafkaSource, WatchedPartition
 
 
 class MessageBlock:
@@ -45,8 +47,14 @@ class MessageBlock:
         return (MessageBlock, (self.topic, self.partition, self.values, self.offsets, self.errors))
 
 
-class _BlockPartition(_BytewaxPartition):
+class _BlockPartition(WatchedPartition):
     def next_batch(self) -> list[MessageBlock]:  # type: ignore[override]
+        batch = self._next_blocks()
+        if batch and self._down:
+            self._up()
+        return batch
+
+    def _next_blocks(self) -> list[MessageBlock]:
         if self._eof:
             raise StopIteration()
         msgs = self._consumer.consume(self._batch_size, 0.001)
@@ -81,10 +89,8 @@ class _BlockPartition(_BytewaxPartition):
         return [MessageBlock(self._topic, self._part_idx, values, offsets, errors)]
 
 
-class KafkaBlockSource(KafkaSource):
-    """``bytewax.connectors.kafka.KafkaSource`` with one :class:`MessageBlock` per poll batch."""
+class KafkaBlockSource(WatchedKafkaSource):
+    """The flow's Kafka source (:class:`~aiotstream.io.kafka_consumer.WatchedKafkaSource`) with one
+    :class:`MessageBlock` per poll batch."""
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _BlockPartition:
-        part = super().build_part(step_id, for_part, resume_state)
-        part.__class__ = _BlockPartition  # same state, block-wise next_batch
-        return part  # type: ignore[return-value]
+    part_class = _BlockPartition

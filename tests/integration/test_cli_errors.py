@@ -30,7 +30,8 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     # validate
     ("validate", ("{missing}",), 2, "cannot read: No such file"),
     ("validate", ("{dir}",), 2, "cannot read: Is a directory"),
-    ("validate", ("{file}",), 2, "not valid"),
+    ("validate", ("{file}",), 2, "unknown file type '(no suffix)'"),
+    ("validate", ("{bad_toml}",), 2, "not valid TOML"),
     # broker
     ("broker", ("--port", "-1"), 2, "--port: must be from 0 to 65535"),
     ("broker", ("--port", "70000"), 2, "--port: must be from 0 to 65535"),
@@ -128,6 +129,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     tmp = tmp_path_factory.mktemp("cli-errors")
     (tmp / "a-file").write_bytes(b"\x00\x01 not text, not toml\xff\n")
     (tmp / "a-dir").mkdir()
+    (tmp / "bad.toml").write_bytes(b"\x00\x01 not text, not toml\xff\n")
     (tmp / "r.csv").write_text("asset,ts,metric,value\nasset-000,1767225600000000000,temperature,1.5\n")
     (tmp / "cols.csv").write_text("a,b\n1,2\n")
     site = tmp / "site.toml"
@@ -136,7 +138,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     busy.bind(("127.0.0.1", 0))
     busy.listen()
     try:
-        yield {"tmp": str(tmp), "file": str(tmp / "a-file"), "dir": str(tmp / "a-dir"), "missing": str(tmp / "nope"),
+        yield {"tmp": str(tmp), "file": str(tmp / "a-file"), "dir": str(tmp / "a-dir"), "missing": str(tmp / "nope"), "bad_toml": str(tmp / "bad.toml"),
                "site": str(site), "csv": str(tmp / "r.csv"), "cols": str(tmp / "cols.csv"),
                "dead": f"127.0.0.1:{free_port()}", "busy": str(busy.getsockname()[1])}
     finally:

@@ -1,0 +1,83 @@
+"""What every Kafka client aiotstream makes shares: bootstrap servers, credentials from the environment,
+librdkafka's log routed to Python logging, consumer-only properties kept apart, and a bounded wait for a
+broker that names its address. (The consumer side, :mod:`aiotstream.io.kafka_consumer`, and the sink and
+topics, :mod:`aiotstream.io.kafka`, both build on it.)"""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ClusterMetadata
+
+from aiotstream.errors import AiotError
+from aiotstream.io.outage import LibrdkafkaLog
+from aiotstream.io.stop import STOP
+
+BROKER_WAIT_S = 10.0
+"""How long commands wait for a Kafka broker to answer at start-up before giving up with one line."""
+
+# Consumer-only properties: on any other client (Bytewax's KafkaSource gives its add_config to the AdminClient
+# that lists partitions too) librdkafka warns "CONFWARN ... is a consumer property and will be ignored by this
+# producer instance" (an AdminClient is a producer handle), once per property and client.
+CONSUMER_DEFAULTS = {
+    "fetch.max.bytes": str(64 << 20),
+    "max.partition.fetch.bytes": str(16 << 20),  # alias of fetch.message.max.bytes
+}
+
+
+LIBRDKAFKA_LOG = LibrdkafkaLog()
+"""librdkafka's own log lines (one ``FAIL ... Connection refused`` per broker and retry: 291 lines before a
+start-up failure here) as debug records of ``aiotstream.io.kafka.librdkafka``, not on stderr; the CLI says
+what is wrong in one line instead."""
+
+
+def client_config(brokers: str) -> dict[str, object]:
+    """What every Kafka client aiotstream makes starts from: bootstrap servers, librdkafka's log routed to
+    Python logging (:data:`LIBRDKAFKA_LOG`), credentials from the environment (:func:`client_config_from_env`).
+
+    >>> client_config("h:9092")["bootstrap.servers"]
+    'h:9092'
+    """
+    return {"bootstrap.servers": brokers, "logger": LIBRDKAFKA_LOG, **client_config_from_env()}
+
+
+def client_config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """librdkafka settings from ``AIOTSTREAM_KAFKA_<NAME>`` variables (``_`` read as ``.``), for credentials.
+
+    >>> client_config_from_env({"AIOTSTREAM_KAFKA_SASL_USERNAME": "u", "HOME": "/root"})
+    {'sasl.username': 'u'}
+    """
+    env = os.environ if environ is None else environ
+    prefix = "AIOTSTREAM_KAFKA_"
+    return {k[len(prefix):].lower().replace("_", "."): v for k, v in env.items() if k.startswith(prefix)}
+
+
+def reason(exc: KafkaException) -> str:
+    err = exc.args[0] if exc.args else None
+    return err.str() if hasattr(err, "str") else str(exc)
+
+
+def metadata(admin: AdminClient, brokers: str, wait_s: float, topic: str | None = None) -> ClusterMetadata:
+    """Cluster (or one topic's) metadata, asking every 0.5 s until ``wait_s`` has passed or a stop is requested
+    (:data:`~aiotstream.io.stop.STOP`); AiotError naming the bootstrap address if no broker answered."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return admin.list_topics(topic, timeout=max(0.05, min(0.5, deadline - time.monotonic())))
+        except KafkaException as exc:
+            if time.monotonic() >= deadline or STOP.is_set():
+                why = "stop requested" if STOP.is_set() else f"waited {wait_s:g} s"
+                raise AiotError(f"no Kafka broker answers at {brokers} ({why}: {reason(exc)}); start one "
+                                "(`aiotstream broker` prints its address) or give the right --brokers / "
+                                "[inputs] brokers") from None
+
+
+def wait_for_brokers(brokers: str, wait_s: float = BROKER_WAIT_S) -> AdminClient:
+    """An AdminClient once a broker at ``brokers`` has answered; AiotError after ``wait_s`` without an answer."""
+    if not brokers.strip():
+        raise AiotError("no Kafka bootstrap servers given (--brokers or [inputs] brokers)")
+    admin = AdminClient(client_config(brokers))
+    metadata(admin, brokers, wait_s)
+    return admin

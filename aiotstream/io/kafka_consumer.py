@@ -1,0 +1,182 @@
+"""The flow's Kafka consumer side: Bytewax's ``KafkaSource`` with what a broker outage needs.
+
+Partitions, offsets in recovery snapshots, ``tail`` and end-of-partition behave
+exactly as Bytewax's (static assignment, one consumer per partition). Added:
+
+* **The broker's health in a few lines.** Every consumer reports librdkafka's
+  error events (``error_cb``: ``_TRANSPORT``, ``_ALL_BROKERS_DOWN``...) and its
+  brokers' states (``stats_cb``, every second) to one
+  :class:`~aiotstream.io.outage.OutageLog` per bootstrap list and process: one
+  warning when the broker is lost, at most one line per 30 s while it stays
+  down, one info line when every consumer that lost it is connected again.
+  librdkafka's own log lines (``FAIL``...) go to logger
+  ``aiotstream.io.kafka.librdkafka`` at DEBUG instead of stderr.
+* **Stats that do not fail the flow.** Bytewax's lag metric reads the
+  partition's entry in librdkafka's statistics, which may be missing while the
+  broker is away; an exception there would escape from ``consume``.
+* **Bounded waits at start.** Listing the topics' partitions waits at most
+  ``BROKER_WAIT_S`` for the broker, then fails in one line naming it, and gives
+  up at once on a stop request.
+
+While the broker is down nothing is lost on this side: librdkafka reconnects by
+itself (backoff ``reconnect.backoff.ms`` doubling to ``reconnect.backoff.max.ms``,
+10 s) and each partition resumes at the offset after the last message it handed
+to the flow; the broker keeps the data for its retention time. ``next_batch``
+never waits longer than one ``consume`` call (1 ms), and ``close`` does not wait
+for the broker.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bytewax.connectors.kafka import KafkaSource
+from bytewax.connectors.kafka import _KafkaSourcePartition as _BytewaxPartition
+from confluent_kafka import KafkaError
+from confluent_kafka.admin import AdminClient
+
+from aiotstream.errors import AiotError
+from aiotstream.io.kafka_client import BROKER_WAIT_S, CONSUMER_DEFAULTS, LIBRDKAFKA_LOG, metadata
+from aiotstream.io.outage import OutageLog
+from aiotstream.io.stop import STOP
+
+log = logging.getLogger("aiotstream.io.kafka")
+_HEALTH: dict[str, OutageLog] = {}
+_HEALTH_LOCK = threading.Lock()
+
+
+def broker_health(brokers: str) -> OutageLog:
+    """The process's :class:`OutageLog` for a bootstrap list (its consumers share it)."""
+    with _HEALTH_LOCK:
+        h = _HEALTH.get(brokers)
+        if h is None:
+            h = _HEALTH[brokers] = OutageLog(log, f"Kafka {brokers}")
+        return h
+
+
+def is_loopback(address: str) -> bool:
+    """True if a ``host:port`` bootstrap address is on this machine's loopback.
+
+    >>> [is_loopback(a) for a in ("127.0.0.1:9092", "localhost:9092", "[::1]:9092", "10.0.0.5:9092", "kafka:9092")]
+    [True, True, True, False, False]
+    """
+    host = address.rsplit(":", 1)[0] if address.count(":") == 1 or address.startswith("[") else address
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plaintext_warning(brokers: Iterable[str], client_config: Mapping[str, str]) -> str | None:
+    """What to say at start when the flow reads Kafka unencrypted from another machine, or None.
+
+    >>> plaintext_warning(["127.0.0.1:9092"], {}) is None
+    True
+    >>> plaintext_warning(["10.0.0.5:9092"], {"security.protocol": "SSL"}) is None
+    True
+    >>> plaintext_warning(["10.0.0.5:9092"], {}).split(";")[0]
+    'Kafka 10.0.0.5:9092: security.protocol plaintext to a non-loopback address: messages cross the network unencrypted'
+    """
+    protocol = client_config.get("security.protocol", "plaintext").lower()
+    if protocol in ("ssl", "sasl_ssl"):
+        return None
+    remote = [b for b in brokers if not is_loopback(b)]
+    if not remote:
+        return None
+    what = "messages and SASL credentials" if protocol == "sasl_plaintext" else "messages"
+    return (f"Kafka {','.join(remote)}: security.protocol {protocol} to a non-loopback address: {what} cross the "
+            "network unencrypted; set AIOTSTREAM_KAFKA_SECURITY_PROTOCOL=SSL (or SASL_SSL), with "
+            "AIOTSTREAM_KAFKA_SSL_CA_LOCATION, to secure it")
+
+
+class WatchedPartition(_BytewaxPartition):
+    """Bytewax's Kafka partition, reporting the broker's health (see the module docstring)."""
+
+    def __init__(self, step_id: str, config: dict[str, Any], topic: str, part_idx: int, starting_offset: int,
+                 resume_state: int | None, batch_size: int, raise_on_errors: bool, *, health: OutageLog,
+                 member: str):
+        self._health = health
+        self._member = member
+        self._down = False
+        config = {**config, "error_cb": self.on_error, "logger": LIBRDKAFKA_LOG}
+        super().__init__(step_id, config, topic, part_idx, starting_offset, resume_state, batch_size,
+                         raise_on_errors)
+
+    def on_error(self, err: KafkaError) -> None:
+        """librdkafka's ``error_cb`` (called from ``consume``): the connection to the broker is in trouble."""
+        self._down = True
+        # librdkafka retries on its own, per broker and consumer, every few ms to 10 s: its events are not counted
+        self._health.failed(err.str(), member=self._member, attempt=False)
+
+    def _process_stats(self, json_stats: str) -> None:
+        if self._down or not self._health.ever_up:
+            brokers = json.loads(json_stats).get("brokers", {})
+            if any(b.get("state") == "UP" and b.get("nodeid", -1) >= 0 for b in brokers.values()):
+                self._up()
+        try:
+            super()._process_stats(json_stats)
+        except (KeyError, TypeError, ValueError):  # this partition is not in the stats (yet, or while down)
+            pass
+
+    def _up(self) -> None:
+        self._down = False
+        self._health.ok(member=self._member)
+
+    def next_batch(self) -> list[Any]:
+        batch = super().next_batch()
+        if batch and self._down:
+            self._up()
+        return batch
+
+
+class WatchedKafkaSource(KafkaSource):
+    """``bytewax.connectors.kafka.KafkaSource`` with :class:`WatchedPartition` partitions (``part_class``)."""
+
+    part_class: type[WatchedPartition] = WatchedPartition
+
+    def __init__(self, brokers: Iterable[str], topics: Iterable[str], **kwargs: Any):
+        brokers = list(brokers)
+        super().__init__(brokers, list(topics), **kwargs)
+        self._health = broker_health(",".join(brokers))
+        self._add_config = {**self._add_config, "logger": LIBRDKAFKA_LOG}
+
+    def list_parts(self) -> list[str]:
+        """Each Kafka partition is an input partition. The AdminClient that lists them gets the client settings
+        only (consumer properties there make librdkafka print CONFWARN lines), waits at most
+        :data:`~aiotstream.io.kafka_client.BROKER_WAIT_S` for the broker (then one line naming it) and gives up
+        when a stop is requested (an empty list: nothing to read)."""
+        brokers = ",".join(self._brokers)
+        client = {k: v for k, v in self._add_config.items() if k not in CONSUMER_DEFAULTS}
+        admin = AdminClient({**client, "bootstrap.servers": brokers})
+        parts: list[str] = []
+        for topic in self._topics:
+            if STOP.is_set():
+                return []
+            meta = metadata(admin, brokers, BROKER_WAIT_S, topic).topics[topic]
+            if meta.error is not None:
+                raise AiotError(f"cannot list the partitions of Kafka topic {topic!r} on {brokers}: "
+                                f"{meta.error.str()}")
+            parts += [f"{i}-{topic}" for i in meta.partitions]
+        self._health.ok(member="metadata")
+        return parts
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> WatchedPartition:
+        idx, topic = for_part.split("-", 1)
+        assert topic in self._topics, "Can't resume from different set of Kafka topics"
+        config = {  # as Bytewax's KafkaSource.build_part
+            "group.id": "BYTEWAX_IGNORED",
+            "enable.auto.commit": "false",
+            "bootstrap.servers": ",".join(self._brokers),
+            "enable.partition.eof": str(not self._tail),
+            "statistics.interval.ms": 1000,
+            **self._add_config,
+        }
+        return self.part_class(step_id, config, topic, int(idx), self._starting_offset, resume_state,
+                               self._batch_size, self._raise_on_errors, health=self._health, member=for_part)
