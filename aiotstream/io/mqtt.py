@@ -795,6 +795,7 @@ class MqttSink(DynamicSink[Output]):
         self.cfg = cfg
         self.site = site_id
         self.client_id = cfg.client_id or f"aiotstream-{site_id}-out"
+        warn_if_plaintext(cfg, "outputs.mqtt.tls")  # commands to actuators in clear text are worse than readings
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _MqttSinkPartition:
         return _MqttSinkPartition(self.cfg, self.site, f"{self.client_id}-w{worker_index}")

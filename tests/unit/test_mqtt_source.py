@@ -207,13 +207,16 @@ def test_plaintext_to_a_remote_broker_is_one_warning_naming_the_setting(host: st
         assert "inputs.mqtt.tls" in msgs[0] and host in msgs[0]
 
 
-def test_the_source_warns_once_at_start(caplog: pytest.LogCaptureFixture) -> None:
-    from aiotstream.io.mqtt import MqttSource
+def test_the_source_and_the_sink_warn_once_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    from aiotstream.config import MqttOutput
+    from aiotstream.io.mqtt import MqttSink, MqttSource
 
     caplog.set_level(logging.WARNING)
     MqttSource(mqtt_input(host="192.0.2.10"), "s")  # type: ignore[arg-type]
-    assert [r.getMessage() for r in caplog.records if "not encrypted" in r.getMessage()] != []
-    assert len(caplog.records) == 1
+    MqttSink(MqttOutput(host="192.0.2.11"), "s")
+    MqttSink(MqttOutput(host="127.0.0.1"), "s")
+    msgs = [r.getMessage() for r in caplog.records]
+    assert len(msgs) == 2 and "inputs.mqtt.tls" in msgs[0] and "outputs.mqtt.tls" in msgs[1], msgs
     assert not is_loopback("192.0.2.10")
 
 
