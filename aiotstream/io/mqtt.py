@@ -52,6 +52,7 @@ import logging
 import pickle
 import re
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -73,7 +74,7 @@ from aiotstream.config import MqttConnection, MqttInput, MqttOutput, SiteConfig
 from aiotstream.errors import AiotError
 from aiotstream.io import mqtt_relay as relay
 from aiotstream.io.mqtt_relay import connect_async as _connect
-from aiotstream.io.mqtt_relay import make_client, password
+from aiotstream.io.mqtt_relay import make_client
 from aiotstream.records import DecodeHints, DeviceMessage
 from aiotstream.runstats import STATS, RunStats
 from aiotstream.topics import TopicRouter, TopicRule
@@ -583,10 +584,10 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
             if now - self.window_warned >= 600:
                 self.window_warned = now
                 log.warning("MQTT %s: %d messages wait for their epoch to close before they are acknowledged, "
-                            "the whole receive_maximum: the broker sends no more until then, so ingest is held "
-                            "to about receive_maximum per two epochs. Shorten the epoch (--epoch-s), raise "
-                            "inputs.mqtt.receive_maximum (at most 65535) or use ack = 'batch' (docs/mqtt.md)",
-                            self.where, held)
+                            "the whole receive_maximum: a broker that honours it sends no more until then, so "
+                            "ingest is held to about receive_maximum per two epochs. Shorten the epoch "
+                            "(--epoch-s), raise inputs.mqtt.receive_maximum (at most 65535) or use ack = 'batch' "
+                            "(docs/mqtt.md)", self.where, held)
 
     def _route(self, topic: str) -> tuple[str, DecodeHints, str | None, str | None, str, int]:
         r = self.router.route(topic)
@@ -686,7 +687,10 @@ class MqttSource(FixedPartitionedSource[DeviceMessage, dict]):
         self.stop = stop
         self.idle_stop_s = idle_stop_s
         self.ready = ready
-        password(cfg)  # a missing password variable is a one-line error now, not a dying child later
+        try:  # a missing password variable or unreadable TLS files: a one-line error now, not a dying child later
+            make_client(cfg, self.client_id, persistent=True)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise AiotError(f"MQTT source for {cfg.host}:{cfg.port}: {exc} (check inputs.mqtt.tls)") from None
         warn_if_plaintext(cfg, "inputs.mqtt.tls")
 
     def list_parts(self) -> list[str]:

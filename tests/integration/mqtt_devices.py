@@ -72,9 +72,6 @@ class Devices:
         """One more reading per topic: a gap at the end of a topic shows once a later number arrives."""
         return self.readings(len(self.topics()))
 
-    def bad(self) -> int:
-        return sum(1 for _, p in self.made if b'"n/a"' in p)
-
 
 class Gateway:
     """An MQTT 5 publisher that keeps up to 1000 QoS 1 messages in flight (what the shipped broker config

@@ -279,3 +279,15 @@ def test_mqtt_loss_settings_are_checked_at_load_with_their_paths() -> None:
     cfg = mqtt_input()
     assert cfg.receive_maximum == 65535 and cfg.session_expiry_s == 86_400  # type: ignore[attr-defined]
     assert cfg.broker_drops_topic == "$SYS/broker/publish/messages/dropped"  # type: ignore[attr-defined]
+
+
+def test_bad_tls_files_and_a_missing_password_fail_at_start_in_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                                          tmp_path) -> None:
+    from aiotstream.errors import AiotError
+    from aiotstream.io.mqtt import MqttSource
+
+    with pytest.raises(AiotError, match=r"inputs\.mqtt\.tls"):
+        MqttSource(mqtt_input(tls={"ca_file": str(tmp_path / "missing-ca.pem")}), "s")  # type: ignore[arg-type]
+    monkeypatch.delenv("AIOT_TEST_MQTT_PW", raising=False)
+    with pytest.raises(AiotError, match="AIOT_TEST_MQTT_PW"):
+        MqttSource(mqtt_input(password_env="AIOT_TEST_MQTT_PW"), "s")  # type: ignore[arg-type]
