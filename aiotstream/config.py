@@ -116,7 +116,9 @@ class MqttConnection(_Model):
     qos: int = Field(default=1, ge=0, le=2)
     keepalive_s: int = Field(default=30, ge=5, le=65535)
     reconnect_min_s: int = Field(default=1, ge=1, le=3600)
-    reconnect_max_s: int = Field(default=30, ge=1, le=3600)
+    reconnect_max_s: int = Field(default=10, ge=1, le=3600,
+                                 description="paho's reconnect backoff doubles up to this: data flows again at most "
+                                             "this long after the broker is back")
 
     @model_validator(mode="after")
     def _reconnect_order(self) -> MqttConnection:
