@@ -235,3 +235,19 @@ def wait_for_count(rec: Recording, n: int, what: str, stall_s: float = 10.0, tim
             raise AssertionError(f"{what}: the flow took {c:,} of {n:,}; nothing more for {now - last_change:.0f} s")
         time.sleep(0.05)
     return time.monotonic() - t0
+
+
+def close_the_tail(gw: Gateway, dev: Devices, rec: Recording, rounds: int = 10) -> None:
+    """Publish one more reading per topic until a whole round reaches the flow: then every earlier reading that
+    went missing lies before a number the flow has seen, so each shows as a gap (a round published while the
+    broker's queue was still full may be dropped itself)."""
+    for _ in range(rounds):
+        trailer = dev.trailer()
+        gw.publish(trailer, dev)
+        assert gw.wait_acked(len(dev.made), 60) >= len(dev.made)
+        try:
+            wait_until(lambda t=set(trailer): t <= rec.unique(), 10, "a round of trailers")
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"no round of trailers reached the flow in {rounds} tries")

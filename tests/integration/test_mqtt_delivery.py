@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 from bytewax.recovery import RecoveryConfig, init_db_dir
-from mqtt_devices import Devices, Gateway, Recording, run_flow, site, wait_for_count, wait_until
+from mqtt_devices import (
+    Devices,
+    Gateway,
+    Recording,
+    close_the_tail,
+    run_flow,
+    site,
+    wait_for_count,
+    wait_until,
+)
 
 from aiotstream.analysis import Output
 from aiotstream.runstats import STATS
@@ -121,8 +130,7 @@ def test_when_the_broker_queue_overflows_anyway_the_loss_is_counted_exactly(smal
             # drained: nothing more arrives; then one more reading per topic shows the gaps at the end
             wait_until(lambda: (c := rec.count(), time.sleep(1.0), rec.count() == c)[-1], 120,
                        "the flow draining the broker's queue")
-            gw.publish(dev.trailer(), dev)
-            assert gw.wait_acked(len(dev.made)) == len(dev.made)
+            close_the_tail(gw, dev, rec)
             wait_until(lambda: len(dev.made) - len(rec.unique()) == losses().get("mqtt_seq_gap"), 30,
                        "every gap counted")
             lost = len(dev.made) - len(rec.unique())
@@ -133,7 +141,7 @@ def test_when_the_broker_queue_overflows_anyway_the_loss_is_counted_exactly(smal
 
     rec, out = run_flow(cfg, device)
     lost = len(dev.made) - len(rec.unique())
-    print(f"published {len(dev.made)}, lost {lost}; losses {losses()}")
+    print(f"published {len(dev.made)}, lost {lost}; summary: {STATS.summary()}")
     assert lost > 1000
     check_accounting(dev, rec, out, lost=lost)
     assert losses() == {"mqtt_seq_gap": lost, "mqtt_broker_dropped": lost}
