@@ -231,7 +231,9 @@ def _result(ok: bool, got: int, n: int, t: list[float], cpu0: os.times_result) -
            - cpu0.user - cpu0.system - cpu0.children_user - cpu0.children_system)
     if not ok:
         raise SystemExit(f"only {got} of {n} messages arrived")
-    return {"rate": (n - 1) / (t[1] - t[0]), "cpu_us_per_msg": cpu / n * 1e6, "seconds": t[1] - t[0]}
+    own = cpu1.user + cpu1.system - cpu0.user - cpu0.system
+    return {"rate": (n - 1) / (t[1] - t[0]), "cpu_us_per_msg": cpu / n * 1e6, "seconds": t[1] - t[0],
+            "cpu_us_per_msg_flow_process": own / n * 1e6, "cpu_us_per_msg_client_process": (cpu - own) / n * 1e6}
 
 
 def bench_site(host: str, port: int, client_id: str, qos: int, **mqtt_settings: Any) -> Any:
@@ -270,8 +272,11 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
                         preload(broker.port, args.messages, q, Path(tmp))
                         res = contender(name, broker.port, cid, args.messages, q)
                         runs[str(q)][name].append(res)
+                        split = (f" (flow process {res['cpu_us_per_msg_flow_process']:.1f}, MQTT client process "
+                                 f"{res['cpu_us_per_msg_client_process']:.1f})" if name != "bare" else "")
                         print(f"round {r + 1} qos {q} {name:6s} {res['rate']:>9,.0f} msg/s "
-                              f"{res['cpu_us_per_msg']:6.1f} CPU us/msg  load {os.getloadavg()[0]:.1f}", flush=True)
+                              f"{res['cpu_us_per_msg']:6.1f} CPU us/msg{split}  load {os.getloadavg()[0]:.1f}",
+                              flush=True)
     finally:
         broker.close()
     summary: dict[str, Any] = {}
