@@ -726,6 +726,18 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
     return e2e_main(args.e2e_args, parser_class=ArgParser)
 
 
+def cmd_bench_mqtt(args: argparse.Namespace) -> int:
+    """The MQTT ingest benchmark: a thin call into ``benchmarks/mqtt.py`` of the source checkout."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "mqtt.py").exists():
+        raise AiotError(f"bench mqtt needs a source checkout (no benchmarks/ beside {root / 'aiotstream'})")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.mqtt import main as mqtt_main
+
+    return mqtt_main(args.mqtt_args)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the default models on healthy simulator data and publish them, signed, to a registry."""
     try:
@@ -886,6 +898,11 @@ def _add_bench(sub: Any) -> None:
                                    "one broker: throughput, latency, scaling, memory; --help for its options")
     be.add_argument("e2e_args", nargs="*", help="options of benchmarks/e2e.py (see --help)")
     be.set_defaults(func=cmd_bench_e2e)
+    bm = bench_sub.add_parser("mqtt", add_help=False, prefix_chars="\0",
+                              help="MQTT ingest against a bare paho subscriber (throughput, QoS 0 and 1), or the "
+                                   "live burst scenario (burst); --help for its options")
+    bm.add_argument("mqtt_args", nargs="*", help="options of benchmarks/mqtt.py (see --help)")
+    bm.set_defaults(func=cmd_bench_mqtt)
 
 
 def _add_train(sub: Any) -> None:

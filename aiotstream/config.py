@@ -183,7 +183,9 @@ class MqttConnection(_Model):
     qos: int = Field(default=1, ge=0, le=2)
     keepalive_s: int = Field(default=30, ge=5, le=65535)
     reconnect_min_s: int = Field(default=1, ge=1, le=3600)
-    reconnect_max_s: int = Field(default=30, ge=1, le=3600)
+    reconnect_max_s: int = Field(default=10, ge=1, le=3600,
+                                 description="paho's reconnect backoff doubles up to this: data flows again at most "
+                                             "this long after the broker is back")
 
     @model_validator(mode="after")
     def _reconnect_order(self) -> MqttConnection:
@@ -204,6 +206,12 @@ class MqttSubscription(_Model):
         default=None, description="payload without event time: dead letter or arrival time (default: arrival "
                                   "for format 'value', reject otherwise)")
     metric_names: dict[str, str] = Field(default_factory=dict, description="rename payload metric names")
+    seq: str = Field(default="", max_length=64,
+                     description="where each topic's sequence number is, to count gaps (lost messages): "
+                                 "'frame' (the binary frame header's), the name of a top-level integer field of "
+                                 "a JSON payload (e.g. 'seq'), or empty (not tracked)")
+    seq_wrap: int = Field(default=0, ge=0, le=2**63,
+                          description="the sequence number wraps to 0 after seq_wrap - 1 (e.g. 256); 0: never")
 
     @field_validator("filter")
     @classmethod
@@ -233,6 +241,14 @@ class MqttSubscription(_Model):
             raise ValueError("format 'value' (a bare number) needs both asset and metric templates")
         if self.format == "value" and self.missing_ts == "reject":
             raise ValueError("format 'value' has no event time in the payload: missing_ts must be 'arrival'")
+        if self.seq == "frame" and self.format not in ("frame", "auto"):
+            raise ValueError(f"seq = 'frame' reads the binary frame header: it needs format 'frame' or 'auto', "
+                             f"not {self.format!r}")
+        if self.seq and self.seq != "frame" and self.format in ("frame", "value"):
+            raise ValueError(f"seq = {self.seq!r} names a JSON field, but format {self.format!r} payloads are not "
+                             f"JSON (use seq = 'frame' for frames)")
+        if self.seq_wrap == 1:
+            raise ValueError("seq_wrap = 1 would make every number 0: use 0 (no wrap) or the counter's modulus")
         return self
 
     @property
@@ -243,16 +259,32 @@ class MqttSubscription(_Model):
 class MqttInput(MqttConnection):
     """``[inputs.mqtt]``: an MQTT source (one persistent session)."""
 
-    session_expiry_s: int = Field(default=3600, ge=0, le=0xFFFFFFFF,
+    session_expiry_s: int = Field(default=86_400, ge=0, le=0xFFFFFFFF,
                                   description="MQTT 5: how long the broker keeps the session (and queued QoS 1 "
-                                              "messages) while disconnected")
-    receive_maximum: int = Field(default=10_000, ge=1, le=65535,
-                                 description="MQTT 5: unacknowledged QoS 1 messages the broker may have in flight")
+                                              "messages) while the flow is away")
+    receive_maximum: int = Field(default=65535, ge=1, le=65535,
+                                 description="MQTT 5: unacknowledged QoS 1 messages the broker may have in flight; "
+                                             "with ack = 'epoch' it caps ingest at about receive_maximum / "
+                                             "(2 x epoch length) messages/s (see docs/mqtt.md)")
     ack: Literal["epoch", "batch"] = Field(
         default="epoch", description="epoch: PUBACK when the Bytewax epoch after the one the message entered "
                                      "closes; batch: when the next batch is taken")
-    queue_size: int = Field(default=100_000, ge=1, le=10_000_000)
+    queue_size: int = Field(default=100_000, ge=1, le=10_000_000,
+                            description="messages the MQTT client process holds for the flow; when full it stops "
+                                        "reading and TCP pushes back on the broker")
+    broker_drops_topic: str = Field(
+        default="$SYS/broker/publish/messages/dropped", max_length=256,
+        description="the broker's counter of messages it dropped (mosquitto's $SYS topic); its growth during "
+                    "the run is reported as a loss; empty: not read")
     subscriptions: list[MqttSubscription] = Field(min_length=1)
+
+    @field_validator("broker_drops_topic")
+    @classmethod
+    def _drops_topic(cls, v: str) -> str:
+        if v and ("+" in v or "#" in v or "\x00" in v):
+            raise ValueError(f"{v!r} must be one topic (no + or # wildcards): the broker's counter of dropped "
+                             f"messages, e.g. '$SYS/broker/publish/messages/dropped'; empty to not read it")
+        return v
 
     @model_validator(mode="after")
     def _epoch_ack_needs_v5(self) -> MqttInput:

@@ -1,9 +1,11 @@
 """MQTT topic filters and templates: which subscription a topic belongs to, and its asset/metric.
 
-A filter is an MQTT subscription filter: ``+`` matches one level, ``#`` (last)
-matches the rest; a shared subscription ``$share/<group>/<filter>`` matches
-like ``<filter>``. Templates build the asset / metric from the topic's levels:
-``{N}`` is level N of the topic counted from 0, ``{#}`` what ``#`` matched
+Whether a topic matches a filter is paho's decision (:class:`paho.mqtt.matcher.MQTTMatcher`,
+the trie behind ``topic_matches_sub``: ``+`` one level, ``#`` the rest including the parent
+level, no wildcard match of ``$`` topics at the first level). What is ours: a shared
+subscription ``$share/<group>/<filter>`` matches like ``<filter>``; the checks that give a
+config error naming the bad level; and the templates that build the asset / metric from the
+topic's levels: ``{N}`` is level N of the topic counted from 0, ``{#}`` what ``#`` matched
 (levels joined with ``/``); other text is copied.
 
 >>> rule = TopicRule.build("plant/+/+/temperature", asset="{2}", metric="temperature")
@@ -21,12 +23,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from paho.mqtt.client import topic_matches_sub
+from paho.mqtt.matcher import MQTTMatcher
+
 T = TypeVar("T")
 _PLACEHOLDER = re.compile(r"\{([0-9]+|#)\}")
 
 
 def filter_levels(topic_filter: str) -> list[str]:
-    """The filter's levels, without a ``$share/<group>/`` prefix."""
+    """The filter's levels, without a ``$share/<group>/`` prefix.
+
+    >>> filter_levels("$share/g/plant/+")
+    ['plant', '+']
+    """
     levels = topic_filter.split("/")
     if levels[0] == "$share" and len(levels) >= 3:
         levels = levels[2:]
@@ -76,26 +85,12 @@ def check_template(template: str, topic_filter: str) -> str | None:
     return None
 
 
-def match_levels(levels: Sequence[str], topic: str) -> tuple[list[str], str] | None:
-    """Match a topic against filter levels; return (topic levels, what '#' matched) or None.
-
-    Per MQTT, wildcards at the first level do not match topics starting with ``$``.
-    """
-    parts = topic.split("/")
-    if parts and parts[0].startswith("$") and levels and levels[0] in ("+", "#"):
-        return None
-    for i, lv in enumerate(levels):
-        if lv == "#":
-            return parts, "/".join(parts[i:])
-        if i >= len(parts) or (lv != "+" and lv != parts[i]):
-            return None
-    if len(parts) != len(levels):
-        return None
-    return parts, ""
-
-
 def fill(template: str, parts: Sequence[str], rest: str) -> str:
-    """Fill a template from the topic levels (levels past the end fill as empty)."""
+    """Fill a template from the topic levels (levels past the end fill as empty).
+
+    >>> fill("{1}-{3}/{#}", ["a", "b", "c"], "c")
+    'b-/c'
+    """
     def sub(m: re.Match[str]) -> str:
         key = m.group(1)
         if key == "#":
@@ -128,27 +123,48 @@ class TopicRule(Generic[T]):
                     raise ValueError(f"template {t!r} for {topic_filter!r}: {err}")
         return cls(topic_filter, tuple(filter_levels(topic_filter)), asset or None, metric or None, tag)
 
-    def match(self, topic: str) -> tuple[str | None, str | None] | None:
-        """(asset, metric) for a matching topic (None where the template is unset), or None."""
-        m = match_levels(self.levels, topic)
-        if m is None:
-            return None
-        parts, rest = m
+    @property
+    def match_filter(self) -> str:
+        """The filter topics are matched against (a shared subscription's without ``$share/<group>/``)."""
+        return "/".join(self.levels)
+
+    def fields(self, topic: str) -> tuple[str | None, str | None]:
+        """(asset, metric) filled from a topic that matches (None where the template is unset or fills empty)."""
+        if self.asset is None and self.metric is None:
+            return None, None
+        parts = topic.split("/")
+        rest = "/".join(parts[len(self.levels) - 1:]) if self.levels[-1] == "#" else ""
         a = fill(self.asset, parts, rest) if self.asset else None
         k = fill(self.metric, parts, rest) if self.metric else None
         return (a or None), (k or None)
+
+    def match(self, topic: str) -> tuple[str | None, str | None] | None:
+        """(asset, metric) for a matching topic (None where the template is unset), or None."""
+        if not topic_matches_sub(self.match_filter, topic):
+            return None
+        return self.fields(topic)
 
 
 class TopicRouter(Generic[T]):
     """First matching rule wins (rules are tried in config order); results are cached per topic.
 
+    paho's matcher finds every rule whose filter matches in one walk of its trie; the
+    router keeps the first in config order.
+
     >>> r = TopicRouter([TopicRule.build("a/+", "{1}", "x", tag=1), TopicRule.build("a/#", "{#}", tag=2)])
-    >>> r.route("a/b"), r.route("a/b/c")
-    ((1, 'b', 'x'), (2, 'b/c', None))
+    >>> r.route("a/b"), r.route("a/b/c"), r.route("b")
+    ((1, 'b', 'x'), (2, 'b/c', None), None)
     """
 
     def __init__(self, rules: Sequence[TopicRule[T]], cache_size: int = 100_000):
         self.rules = list(rules)
+        self.matcher = MQTTMatcher()
+        for i, rule in enumerate(self.rules):
+            key = rule.match_filter
+            try:
+                self.matcher[key].append(i)  # the same filter twice: both kept, the first wins
+            except KeyError:
+                self.matcher[key] = [i]
         self.cache: dict[str, tuple[T | None, str | None, str | None] | None] = {}
         self.cache_size = cache_size
 
@@ -156,12 +172,11 @@ class TopicRouter(Generic[T]):
         hit = self.cache.get(topic, False)
         if hit is not False:
             return hit  # type: ignore[return-value]
+        first = min((i for found in self.matcher.iter_match(topic) for i in found), default=None)
         res = None
-        for rule in self.rules:
-            m = rule.match(topic)
-            if m is not None:
-                res = (rule.tag, m[0], m[1])
-                break
+        if first is not None:
+            rule = self.rules[first]
+            res = (rule.tag, *rule.fields(topic))
         if len(self.cache) >= self.cache_size:
             self.cache.clear()
         self.cache[topic] = res

@@ -27,10 +27,37 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 # ---- MQTT ------------------------------------------------------------------------------------------
-class MosquittoBroker:
-    """A mosquitto we start and stop ourselves, on 127.0.0.1, persistence in ``workdir`` (survives restarts)."""
+SHIPPED_MOSQUITTO_CONF = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto.conf"
+_PER_RUN = ("listener", "persistence_location", "log_dest", "log_type", "user", "pid_file")
 
-    def __init__(self, workdir: Path, port: int = 0):
+
+def mosquitto_conf(port: int, workdir: Path, settings: dict[str, str] | None = None) -> str:
+    """deploy/mosquitto.conf (the configuration the product ships) on 127.0.0.1:``port`` with its files in
+    ``workdir``; ``settings`` replace shipped ones (a test that needs a small queue, fast $SYS updates)."""
+    settings = dict(settings or {})
+    keep = []
+    for line in SHIPPED_MOSQUITTO_CONF.read_text().splitlines():
+        key = line.split("#", 1)[0].split(maxsplit=1)[0] if line.split("#", 1)[0].strip() else ""
+        if key and (key in _PER_RUN or key in settings):
+            continue
+        keep.append(line)
+    keep += [
+        f"listener {port} 127.0.0.1",
+        f"persistence_location {workdir / 'data'}/",
+        # run as whoever started it: as root, mosquitto would switch to user "mosquitto" and could then not
+        # write its persistence file here, and sessions would silently not survive a restart
+        f"user {getpass.getuser()}",
+        f"log_dest file {workdir / 'mosquitto.log'}",
+    ]
+    keep += [f"{k} {v}" for k, v in settings.items()]
+    return "\n".join(keep) + "\n"
+
+
+class MosquittoBroker:
+    """A mosquitto we start and stop ourselves, on 127.0.0.1, with the shipped deploy/mosquitto.conf
+    (persistence in ``workdir``, so sessions survive restarts); ``settings`` replace shipped settings."""
+
+    def __init__(self, workdir: Path, port: int = 0, settings: dict[str, str] | None = None):
         from aiotstream.io.broker import free_port
 
         self.workdir = workdir
@@ -38,18 +65,7 @@ class MosquittoBroker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf = workdir / "mosquitto.conf"
         (workdir / "data").mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
-            f"persistence_location {workdir / 'data'}/\n"
-            "autosave_interval 1\n"
-            # run as whoever started it: as root, mosquitto would switch to user "mosquitto" and could then not
-            # write its persistence file here, and sessions would silently not survive a restart
-            f"user {getpass.getuser()}\n"
-            "max_queued_messages 100000\n"
-            f"log_dest file {workdir / 'mosquitto.log'}\n"
-        )
+        self.conf.write_text(mosquitto_conf(self.port, workdir, settings))
 
     def start(self, timeout: float = 10.0) -> MosquittoBroker:
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
@@ -63,6 +79,13 @@ class MosquittoBroker:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"mosquitto did not answer on 127.0.0.1:{self.port} within {timeout} s")
+
+    def kill(self) -> None:
+        """SIGKILL: a crash; what was queued since the last autosave is gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
 
     def stop(self) -> None:
         """SIGTERM: mosquitto writes its persistence file on the way out."""

@@ -58,11 +58,12 @@ def device_messages(cfg: SiteConfig, prefix: str, duration_s: float) -> list[tup
 
 
 def run_flow(cfg: SiteConfig, device: threading.Thread, stop: threading.Event, seen: list[DeviceMessage],
-             also: tuple = ()) -> list[Output]:
+             also: tuple = (), ready: threading.Event | None = None) -> list[Output]:
     out: list[Output] = []
     mq = cfg.inputs.mqtt
     assert mq is not None
-    src = RecordingSource(MqttSource(mq, cfg.site.id, cfg.inputs.poll_batch, stop=stop, idle_stop_s=1.5), seen)
+    src = RecordingSource(MqttSource(mq, cfg.site.id, cfg.inputs.poll_batch, stop=stop, idle_stop_s=1.5,
+                                     ready=ready), seen)
     device.start()
     run_main(build_flow(cfg, src, TestingSink(out), tail=False, also=also), epoch_interval=timedelta(seconds=0.5))
     device.join(timeout=60)
@@ -117,14 +118,17 @@ def test_device_values_over_mqtt_become_scores_and_kpis_and_go_back_out(mqtt_bro
     mq = cfg.inputs.mqtt
     assert mq is not None
 
+    ready = threading.Event()
+
     def device() -> None:
-        time.sleep(0.5)  # the source's session subscribes first
+        assert ready.wait(30), "the source did not subscribe"  # a new session: only what comes after is queued
         publish_messages(mq, f"dev-{prefix}", msgs)
         stop.set()
 
     seen: list[DeviceMessage] = []
     assert cfg.outputs.mqtt is not None
-    out = run_flow(cfg, threading.Thread(target=device), stop, seen, also=(MqttSink(cfg.outputs.mqtt, cfg.site.id),))
+    out = run_flow(cfg, threading.Thread(target=device), stop, seen, also=(MqttSink(cfg.outputs.mqtt, cfg.site.id),),
+                   ready=ready)
     time.sleep(0.5)
     collector.close()
 
@@ -176,11 +180,11 @@ def test_broker_restart_mid_run_loses_no_qos1_message(own_mosquitto) -> None:
     half = len(msgs) // 2
     mq = cfg.inputs.mqtt
     assert mq is not None
-    stop = threading.Event()
+    stop, ready = threading.Event(), threading.Event()
     events: list[str] = []
 
     def device() -> None:
-        time.sleep(0.5)
+        assert ready.wait(30), "the source did not subscribe"
         publish_messages(mq, f"dev1-{prefix}", msgs[:half])  # all acknowledged by the broker
         time.sleep(0.05)  # the flow is still taking them in (it holds PUBACKs for up to two epochs)
         own_mosquitto.stop()
@@ -193,7 +197,7 @@ def test_broker_restart_mid_run_loses_no_qos1_message(own_mosquitto) -> None:
         stop.set()
 
     seen: list[DeviceMessage] = []
-    out = run_flow(cfg, threading.Thread(target=device), stop, seen)
+    out = run_flow(cfg, threading.Thread(target=device), stop, seen, ready=ready)
     assert events == ["stopped", "restarted"]
 
     received = Counter((m.topic, m.value) for m in seen)

@@ -87,6 +87,7 @@ ZERO_MEANS_SOMETHING = {
     "speed", "clear_threshold", "threshold", "canary_fraction", "night_start_h", "utc_offset_h", "seed", "qos",
     "bands",  # a band may start at 0 Hz
     "max_deadletter_payload_bytes",  # 0: every dead letter keeps only the prefix, length and sha256
+    "seq_wrap",  # 0: the sequence number never wraps
 }
 # Values in a physical unit (thresholds, setpoints, bounds, offsets): 0 and negative values are meaningful.
 SIGNED = {"open_threshold", "clear_threshold", "critical_threshold", "initial", "min", "max", "above", "below", "set", "delta",
