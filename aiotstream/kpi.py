@@ -159,13 +159,17 @@ def split_trapezoid(t0: int, p0: float, t1: int, p1: float, cuts: Iterable[int])
 
 
 def savings(actual_kwh: float, baseline_kwh: float) -> tuple[float, float | None]:
-    """(savings kWh, savings %) against a baseline; the percentage is None for a zero baseline.
+    """(savings kWh, savings %) against a baseline; the percentage is None for a zero baseline, and for one so
+    small that the percentage is not a finite number.
 
     >>> savings(80.0, 100.0)
     (20.0, 20.0)
+    >>> savings(1.0, 5e-324)
+    (-1.0, None)
     """
     saved = baseline_kwh - actual_kwh
-    return saved, (saved / baseline_kwh * 100.0 if baseline_kwh else None)
+    pct = saved / baseline_kwh * 100.0 if baseline_kwh else None
+    return saved, (pct if pct is not None and math.isfinite(pct) else None)
 
 
 def derive(t: dict[str, int | float]) -> dict[str, float | None]:
@@ -198,7 +202,8 @@ def derive(t: dict[str, int | float]) -> dict[str, float | None]:
         "energy_kwh": energy, "baseline_kwh": baseline, "savings_kwh": saved, "savings_pct": pct,
     }
     assert tuple(out) == KPI_NAMES
-    return out
+    # a ratio of finite totals can still overflow (a subnormal denominator): undefined, like a zero one
+    return {k: (v if v is None or math.isfinite(v) else None) for k, v in out.items()}
 
 
 def variant_kpis(t: dict[str, int | float]) -> dict[str, dict[str, float | None]] | None:

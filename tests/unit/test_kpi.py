@@ -1,6 +1,7 @@
 """KPI maths against hand-computed cases: OEE, MTTR/MTBF, time accounting, counters, energy, shifts, roll-ups."""
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from itertools import pairwise
 
@@ -325,3 +326,16 @@ def test_shift_segments_cover_exactly_the_shift_time_of_an_interval(a: int, leng
     for t in edges:
         if t < hi and not any(x <= t < y for _, _, x, y, _ in segs):
             assert Shifts(spec, "Europe/Berlin").period_of(t) is None
+
+
+def test_derived_kpis_are_never_infinite_even_with_a_subnormal_denominator():
+    """Found by `python -m benchmarks.fuzz` (readings): a baseline of a few 1e-320 kWh made savings_pct -inf,
+    which the sink could only replace by a dead letter (the KPI record lost)."""
+    from aiotstream.kpi import derive, new_totals
+
+    t = new_totals()
+    t.update(power_samples=3, energy_kwh=2.0, baseline_samples=3, baseline_kwh=5e-324, repairs=1, repair_s=1e308,
+             operating_s=1e308, failures=1)
+    d = derive(t)
+    assert d["savings_pct"] is None and d["savings_kwh"] == -2.0
+    assert all(v is None or math.isfinite(v) for v in d.values())
