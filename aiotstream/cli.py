@@ -735,7 +735,7 @@ def cmd_bench_mqtt(args: argparse.Namespace) -> int:
         sys.path.insert(0, str(root))
     from benchmarks.mqtt import main as mqtt_main
 
-    return mqtt_main(args.mqtt_args)
+    return mqtt_main(args.mqtt_args, parser_class=ArgParser)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -423,7 +423,8 @@ def burst(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> int:
+    """``parser_class``: the CLI passes its own (one-line errors)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "_drain":
         name, port, cid, n, qos = argv[1], int(argv[2]), argv[3], int(argv[4]), int(argv[5])
@@ -436,18 +437,25 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "_flow":
         print(json.dumps(run_flow_until(int(argv[1]), int(argv[2]), float(argv[3]))), flush=True)
         return 0
-    p = argparse.ArgumentParser(prog="aiotstream bench mqtt", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from aiotstream.cli import count, number, out_file
+
+    p = parser_class(prog="aiotstream bench mqtt", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", nargs="?", choices=["throughput", "burst"], default="throughput")
-    p.add_argument("--messages", type=int, default=100_000, help="readings per run (default 100,000)")
-    p.add_argument("--rounds", type=int, default=5, help="throughput: interleaved rounds (default 5)")
+    p.add_argument("--messages", type=count(1, 100_000_000), default=100_000, help="readings per run (default 100,000)")
+    p.add_argument("--rounds", type=count(1, 1000), default=5, help="throughput: interleaved rounds (default 5)")
     p.add_argument("--qos", type=int, nargs="+", default=[0, 1], choices=[0, 1], help="throughput: QoS levels")
     p.add_argument("--contenders", default="bare,ingest,flow", help="throughput: bare, ingest, flow")
-    p.add_argument("--rate", type=float, default=7350.0, help="burst: publish rate, messages/s (default 7,350)")
-    p.add_argument("--publishers", type=int, default=3, help="burst: publisher processes (default 3)")
-    p.add_argument("--drain-timeout", type=float, default=1800.0, help="burst: seconds to wait for the flow")
+    p.add_argument("--rate", type=number(0, 10_000_000, above=True), default=7350.0, help="burst: publish rate, messages/s (default 7,350)")
+    p.add_argument("--publishers", type=count(1, 64), default=3, help="burst: publisher processes (default 3)")
+    p.add_argument("--drain-timeout", type=number(0, 86_400, above=True), default=1800.0, help="burst: seconds to wait for the flow")
     p.add_argument("--json", metavar="FILE", help="write the result JSON here (default benchmarks/results/)")
     args = p.parse_args(argv)
+    contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    if not contenders or set(contenders) - {"bare", "ingest", "flow"}:
+        p.error(f"argument --contenders: give some of bare, ingest, flow (got {args.contenders!r})")
+    if args.json:
+        out_file(args.json, "--json")  # before minutes of work, not after
     if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         print("bench mqtt needs mosquitto and mosquitto_pub (apt-get install -y mosquitto mosquitto-clients)",
               file=sys.stderr)

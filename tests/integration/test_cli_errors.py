@@ -93,6 +93,12 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("bench e2e", ("--assets", "0"), 2, "--assets: must be from 1"),
     ("bench e2e", ("--json", "{missing}/x.json"), 2, "does not exist"),
     ("bench e2e", ("--bogus",), 2, "unrecognized arguments: --bogus"),
+    ("bench mqtt", ("--messages", "0"), 2, "--messages: must be from 1"),
+    ("bench mqtt", ("--rounds", "-2"), 2, "--rounds: must be from 1"),
+    ("bench mqtt", ("--rate", "nan", "burst"), 2, "must be a finite number"),
+    ("bench mqtt", ("--contenders", "bare,bogus"), 2, "--contenders: give some of bare, ingest, flow"),
+    ("bench mqtt", ("--json", "{dir}"), 2, "--json {dir}: is a directory"),
+    ("bench mqtt", ("sideways",), 2, "invalid choice: 'sideways'"),
     # train
     ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1", "--signing-key",
                "{missing}"), 2, "--signing-key {missing}: no such file"),  # was FileNotFoundError
