@@ -81,32 +81,18 @@ from aiotstream.records import (
     Feedback,
     Frame,
     ModelSwitch,
+    Output,
     Position,
     Reading,
 )
 from aiotstream.runstats import STATS
+from aiotstream.units import S
 from aiotstream.windows import ClosedWindow, WindowAssembler
 
-KINDS = ("alert", "command", "kpi", "score", "deadletter", "model")
 MAX_WAITING_FEEDBACK = 10_000
 """Feedback messages one asset holds until its clock reaches their time; more are dead-lettered
 (``too_many_waiting``), so a flood of messages from the near future cannot exhaust memory."""
 ALERT_TYPE = ALERT_TYPE_ANOMALY
-S = 1_000_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    """One output record on its way to a sink: kind picks the topic, key is the asset id.
-
-    ``partial`` carries an asset KPI period's exact totals to the roll-up step;
-    sinks write only ``record``.
-    """
-
-    kind: str
-    key: str
-    record: dict[str, Any]
-    partial: PeriodResult | None = None
 
 
 def _ns(seconds: float) -> int:

@@ -57,6 +57,7 @@ from aiotstream.codecs import MAX_ASSET_ID, MAX_TS_NS, decode_any, decode_frame
 from aiotstream.errors import DecodeError
 from aiotstream.ids import check_id
 from aiotstream.records import DecodeHints, Frame, Position, Reading
+from aiotstream.units import S
 
 FORMATS = ("auto", "frame", "json", "value", "gateway-json", "sparkplug-json", "onem2m", "opcua")
 OPCUA_BAD = 0x8000_0000
@@ -302,7 +303,7 @@ def parse_onem2m_time(s: Any) -> int:
         secs = int(dt.timestamp())
         if secs < 0:
             break
-        return _check_ts(secs * 1_000_000_000 + frac, "oneM2M time")
+        return _check_ts(secs * S + frac, "oneM2M time")
     raise DecodeError("bad_timestamp", f"oneM2M time {s!r} is not YYYYMMDDTHHMMSS[,ffffff] (UTC)")
 
 

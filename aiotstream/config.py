@@ -38,6 +38,7 @@ from pydantic import (
 
 from aiotstream.errors import ConfigError
 from aiotstream.ids import ID_PATTERN  # the one id pattern (config, payloads, topic levels, file columns)
+from aiotstream.units import S
 
 MAX_REAL = 1e12
 """The largest magnitude of any number in a config (thresholds, bounds, setpoints) unless its field says."""
@@ -699,7 +700,7 @@ def _dt_ns(dt: datetime) -> int:
     1000005000
     """
     delta = dt - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+    return (delta.days * 86_400 + delta.seconds) * S + delta.microseconds * 1_000
 
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")

@@ -56,8 +56,8 @@ from typing import Any
 from aiotstream.config import SEVERITIES
 from aiotstream.lineage import FlowContext, iso_ns, make_id
 from aiotstream.records import Feedback
+from aiotstream.units import S
 
-S = 1_000_000_000
 TOLERANCE = 1e-9  # relative slack when comparing a (clamped) value with a limit
 
 

@@ -11,7 +11,7 @@
 
 ``build_flow(config, source, sink)`` works with any Bytewax source that yields
 objects with ``topic/partition/offset/value`` (Kafka, the simulator, files)
-and any sink that takes :class:`~aiotstream.analysis.Output`.
+and any sink that takes :class:`~aiotstream.records.Output`.
 """
 from __future__ import annotations
 
@@ -27,12 +27,12 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, Sink
 
-from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime, deliver
+from aiotstream.analysis import AssetAnalyzer, SiteRuntime, deliver
 from aiotstream.config import SiteConfig
 from aiotstream.ingest import Ingestor
 from aiotstream.io.stop import stopping_keeps_state
 from aiotstream.kpi import PeriodResult, RollupBook, RollupResult, kpi_record, rollup_keys
-from aiotstream.records import Feedback, Frame, Reading
+from aiotstream.records import Feedback, Frame, Output, Reading
 
 
 class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output, AssetAnalyzer]):

@@ -19,14 +19,23 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from aiotstream.analysis import Output, SiteRuntime
+from aiotstream.analysis import SiteRuntime
 from aiotstream.codecs import decode_any
 from aiotstream.codecs_iot import decode_payload
 from aiotstream.errors import DecodeError, ModelError
 from aiotstream.features import FeatureSet, frame_partials_batch
 from aiotstream.ids import ID_HINT, is_valid_id
 from aiotstream.lineage import inputs_block, iso_ns, make_id
-from aiotstream.records import DeadLetter, Feedback, Frame, ModelSwitch, Position, Reading, ReadingRows
+from aiotstream.records import (
+    DeadLetter,
+    Feedback,
+    Frame,
+    ModelSwitch,
+    Output,
+    Position,
+    Reading,
+    ReadingRows,
+)
 from aiotstream.runstats import STATS, count_inputs
 
 log = logging.getLogger(__name__)

@@ -38,8 +38,8 @@ from zoneinfo import ZoneInfo
 from aiotstream.alerts import MaintenanceSchedule
 from aiotstream.config import KPI_NAMES
 from aiotstream.lineage import FlowContext, inputs_block, make_id, window_block
+from aiotstream.units import S
 
-S = 1_000_000_000
 NS_PER_HOUR = 3_600 * S
 
 STATE_CODES: dict[int, str] = {0: "planned_stop", 1: "running", 2: "idle", 3: "down"}

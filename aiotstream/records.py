@@ -7,9 +7,32 @@ per-channel partial sums the windows need).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from aiotstream.kpi import PeriodResult
+
+KINDS = ("alert", "command", "kpi", "score", "deadletter", "model")
+"""The output kinds; each has its topic (``<site>.<kind>s``) and its JSONL file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One output record on its way to a sink: kind picks the topic, key is the asset id.
+
+    ``partial`` carries an asset KPI period's exact totals to the roll-up step;
+    sinks write only ``record``.
+
+    >>> Output("alert", "pump-1", {"event": "opened"}).kind
+    'alert'
+    """
+
+    kind: str
+    key: str
+    record: dict[str, Any]
+    partial: PeriodResult | None = None
 
 
 class RawMessage(Protocol):

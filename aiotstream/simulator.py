@@ -108,6 +108,7 @@ import numpy as np
 import orjson
 
 from aiotstream.codecs import encode_frame, encode_reading
+from aiotstream.units import S
 
 __all__ = [
     "FAULT_KINDS",
@@ -143,7 +144,6 @@ STATE_CODES: dict[str, int] = {"planned_stop": 0, "running": 1, "idle": 2, "down
 DEFAULT_START_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 YEAR_2100_NS = 4_102_444_800_000_000_000  # 2100-01-01T00:00:00Z
 TEMPERATURE_METRIC = "temperature"
-S_NS = 1_000_000_000
 
 # ---- signal parameters (see the module docstring) ----------------------------
 AMP_1X = 0.2
@@ -518,16 +518,16 @@ class PlantSimulator:
         rng = np.random.Generator(np.random.PCG64(ss))
         start, end = self.start_ns, self.end_ns
         # intervals per state, highest priority first
-        planned = [(start + round(a * S_NS), start + round((a + d) * S_NS)) for a, d in p.planned_stops]
-        down = [(f.onset_ns + round(p.down_delay_s * S_NS), f.end_ns if f.end_ns is not None else end)
+        planned = [(start + round(a * S), start + round((a + d) * S)) for a, d in p.planned_stops]
+        down = [(f.onset_ns + round(p.down_delay_s * S), f.end_ns if f.end_ns is not None else end)
                 for f in faults if p.down_on_fault]
         idle = []
         t = start
         while p.idle_per_hour > 0:
-            t += round(rng.exponential(3600.0 / p.idle_per_hour) * S_NS)
+            t += round(rng.exponential(3600.0 / p.idle_per_hour) * S)
             if t >= end:
                 break
-            d = round(rng.uniform(*p.idle_s) * S_NS)
+            d = round(rng.uniform(*p.idle_s) * S)
             idle.append((t, t + d))
             t += d
         layers = [("planned_stop", planned), ("down", down), ("idle", idle)]
@@ -537,7 +537,7 @@ class PlantSimulator:
             state = next((name for name, ivs in layers if any(lo <= a < hi for lo, hi in ivs)), "running")
             if not changes or changes[-1][1] != state:
                 changes.append((a, state))
-        cycle = round(p.cycle_time_s * float(rng.uniform(*p.speed)) * S_NS)
+        cycle = round(p.cycle_time_s * float(rng.uniform(*p.speed)) * S)
         parts: list[tuple[int, bool]] = []
         bounds = [c[0] for c in changes] + [end]
         for (a, state), b in zip(changes, bounds[1:]):
@@ -569,7 +569,7 @@ class PlantSimulator:
 
     def _counter_times(self) -> list[int]:
         assert self.production is not None
-        return [self.start_ns + round(k * self.production.counter_interval_s * S_NS)
+        return [self.start_ns + round(k * self.production.counter_interval_s * S)
                 for k in range(self._n_counter_readings())]
 
     def _asset_production(self, aid: str) -> Iterator[tuple[int, str, str, float, str]]:

@@ -539,7 +539,7 @@ class MessageHarness:
         self._run(msgs)
 
     def _run(self, msgs: list) -> list:
-        from aiotstream.analysis import Output
+        from aiotstream.records import Output
 
         routed = self.ingest.decode_batch(msgs)
         outs = [x for x in routed if isinstance(x, Output)]
@@ -711,9 +711,8 @@ class ControlHarness:
     def tick(self) -> None:
         import numpy as np
 
-        from aiotstream.analysis import Output
         from aiotstream.codecs import encode_frame
-        from aiotstream.records import SourceMessage
+        from aiotstream.records import Output, SourceMessage
 
         msgs = [SourceMessage("fz.waveforms", 0, self.tick_no * 10 + i,
                               encode_frame(a, self.tick_no, T0 + self.tick_no * S, 10_000.0,
@@ -729,8 +728,7 @@ class ControlHarness:
         self.scored += sum(o.kind == "score" for o in outs)  # windows scored by each asset's model of the moment
 
     def step(self, raw: bytes) -> str:
-        from aiotstream.analysis import Output
-        from aiotstream.records import ModelSwitch, SourceMessage
+        from aiotstream.records import ModelSwitch, Output, SourceMessage
 
         self.offset += 1
         before = self.models()

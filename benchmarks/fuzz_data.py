@@ -37,12 +37,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime
+from aiotstream.analysis import AssetAnalyzer, SiteRuntime
 from aiotstream.codecs import MAGIC
 from aiotstream.config import SiteConfig
 from aiotstream.ingest import Ingestor
 from aiotstream.io.sinkguard import problem
-from aiotstream.records import DecodeHints, DeviceMessage, Feedback, SourceMessage
+from aiotstream.records import DecodeHints, DeviceMessage, Feedback, Output, SourceMessage
 from aiotstream.runstats import STATS
 from aiotstream.schemas import validator
 

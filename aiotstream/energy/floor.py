@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiotstream.alerts import AlertBook, AlertRuleSpec, MaintenanceSchedule, alert_record
-from aiotstream.analysis import Output
 from aiotstream.energy.runtime import BuildingRuntime
 from aiotstream.energy.waste import intervals_for
 from aiotstream.lineage import inputs_block, window_block
+from aiotstream.records import Output
 
 ADJACENT = "adjacent_heat_cool"
 

@@ -22,7 +22,6 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, Sink
 
-from aiotstream.analysis import Output
 from aiotstream.config import SiteConfig
 from aiotstream.dataflow import RollupLogic, _rollup_inputs
 from aiotstream.energy.floor import FloorState, ZoneHvac
@@ -30,6 +29,7 @@ from aiotstream.energy.ingest import BuildingIngest, ZoneBatch
 from aiotstream.energy.runtime import BuildingRuntime
 from aiotstream.energy.zone import ZoneState
 from aiotstream.io.stop import stopping_keeps_state
+from aiotstream.records import Output
 
 
 class ZoneLogic(StatefulBatchLogic[ZoneBatch, Output, bytes]):
@@ -126,7 +126,7 @@ def build_building_flow(config: SiteConfig, source: Source, sink: Sink[Output], 
 
     Arguments as :func:`aiotstream.dataflow.build_flow`: any source whose
     messages have ``topic/partition/offset/value`` (Kafka, MQTT, files, the
-    simulator), any sink of :class:`~aiotstream.analysis.Output`.
+    simulator), any sink of :class:`~aiotstream.records.Output`.
     """
     rt = BuildingRuntime(config)
     ingest = BuildingIngest(rt, now_ns) if now_ns is not None else BuildingIngest(rt)

@@ -24,14 +24,13 @@ import numpy as np
 import orjson
 from bytewax.connectors.kafka import KafkaSourceMessage
 
-from aiotstream.analysis import Output
 from aiotstream.codecs import decode_any
 from aiotstream.codecs_iot import decode_payload
 from aiotstream.energy.runtime import HVAC, OCCUPANCY, BuildingRuntime
 from aiotstream.errors import DecodeError
 from aiotstream.io.kafka_blocks import MessageBlock
 from aiotstream.lineage import iso_ns
-from aiotstream.records import DeadLetter, Feedback, Frame, Position, Reading, SourceMessage
+from aiotstream.records import DeadLetter, Feedback, Frame, Output, Position, Reading, SourceMessage
 from aiotstream.runstats import count_inputs
 
 # A partial row: (meter code, interval index, count, sum, count > 0, count == 1, count == 2, count == 3,

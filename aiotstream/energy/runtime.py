@@ -9,8 +9,8 @@ from aiotstream.analysis import SiteRuntime
 from aiotstream.config import SiteConfig
 from aiotstream.energy.waste import DayClock
 from aiotstream.errors import ConfigError
+from aiotstream.units import S
 
-S = 1_000_000_000
 POWER, TEMPERATURE, OCCUPANCY, HVAC = 0, 1, 2, 3
 METER_KINDS = ("power", "temperature", "occupancy", "hvac")
 

@@ -28,7 +28,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import orjson
 
-S = 1_000_000_000
+from aiotstream.units import S
+
 HVAC_KW = np.array([0.0, 2.5, 3.0, 5.5])  # off, heating, cooling, both
 
 

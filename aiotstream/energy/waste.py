@@ -22,7 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-S = 1_000_000_000
+from aiotstream.units import S
+
 HVAC_STATES = {0: "off", 1: "heating", 2: "cooling", 3: "heating+cooling"}
 
 

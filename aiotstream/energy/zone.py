@@ -40,7 +40,6 @@ import time
 from typing import Any
 
 from aiotstream.alerts import AlertBook, AlertChange, AlertRuleSpec, MaintenanceSchedule, alert_record
-from aiotstream.analysis import Output
 from aiotstream.config import ALERT_TYPE_COMMAND_FAILED
 from aiotstream.control import CommandChange, Controller, Situation, command_record
 from aiotstream.energy.baseline import Baseline, features
@@ -57,9 +56,9 @@ from aiotstream.energy.waste import (
 )
 from aiotstream.kpi import PeriodResult, Tumbling, kpi_record, new_totals
 from aiotstream.lineage import inputs_block, iso_ns, window_block
-from aiotstream.records import DeadLetter, Feedback
+from aiotstream.records import DeadLetter, Feedback, Output
+from aiotstream.units import S
 
-S = 1_000_000_000
 HOUR_NS = 3600 * S
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from aiotstream.analysis import KINDS, Output
 from aiotstream.io.sinkguard import count_loss, encode
+from aiotstream.records import KINDS, Output
 from aiotstream.runstats import count_outputs
 
 FILE_NAMES = {"alert": "alerts", "command": "commands", "kpi": "kpis", "score": "scores", "deadletter": "deadletter",

@@ -12,7 +12,6 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import NewTopic
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from aiotstream.analysis import KINDS, Output
 from aiotstream.config import SiteConfig
 from aiotstream.errors import AiotError
 from aiotstream.io.kafka_blocks import KafkaBlockSource
@@ -29,6 +28,7 @@ from aiotstream.io.kafka_client import (  # noqa: F401  (re-exported: the names 
 from aiotstream.io.kafka_consumer import WatchedKafkaSource, plaintext_warning
 from aiotstream.io.sinkguard import count_loss, encode, replacement
 from aiotstream.io.stop import CLOSE_MAX_S, STOP
+from aiotstream.records import KINDS, Output
 from aiotstream.routing import Placement, reader_process
 from aiotstream.runstats import count_outputs
 

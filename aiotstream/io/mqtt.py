@@ -69,7 +69,6 @@ import paho.mqtt.client as mqtt
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from aiotstream.analysis import Output
 from aiotstream.config import MqttConnection, MqttInput, MqttOutput, SiteConfig
 from aiotstream.errors import AiotError
 from aiotstream.ids import is_valid_id
@@ -77,7 +76,7 @@ from aiotstream.io import mqtt_relay as relay
 from aiotstream.io.mqtt_relay import connect_async as _connect
 from aiotstream.io.mqtt_relay import make_client
 from aiotstream.io.sinkguard import count_loss, encode
-from aiotstream.records import DecodeHints, DeviceMessage
+from aiotstream.records import DecodeHints, DeviceMessage, Output
 from aiotstream.runstats import STATS, RunStats
 from aiotstream.topics import TopicRouter, TopicRule
 

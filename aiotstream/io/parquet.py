@@ -40,9 +40,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from aiotstream.analysis import Output
 from aiotstream.config import ParquetOutput
 from aiotstream.io.sinkguard import encode
+from aiotstream.records import Output
 from aiotstream.schemas import load_schema
 
 PARTITION_KEYS = ("site", "date")

@@ -31,10 +31,9 @@ from typing import Any
 
 import orjson
 
-from aiotstream.analysis import Output
 from aiotstream.ids import safe_id
 from aiotstream.lineage import make_id
-from aiotstream.records import DEADLETTER_PREFIX_BYTES
+from aiotstream.records import DEADLETTER_PREFIX_BYTES, Output
 from aiotstream.runstats import STATS
 
 log = logging.getLogger(__name__)

@@ -6,11 +6,11 @@ from collections import Counter, defaultdict
 import pytest
 from bytewax.testing import TestingSink, run_main
 
-from aiotstream.analysis import Output
 from aiotstream.config import SiteConfig
 from aiotstream.dataflow import build_flow
 from aiotstream.io.simulator import SimulatorSource
 from aiotstream.kpi import derive, from_public
+from aiotstream.records import Output
 from aiotstream.schemas import validator
 from aiotstream.simulator import Fault, PlantSimulator, ProductionSpec
 

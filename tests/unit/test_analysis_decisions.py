@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 import pytest
 
-from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime
+from aiotstream.analysis import AssetAnalyzer, SiteRuntime
 from aiotstream.config import SiteConfig
 from aiotstream.ingest import Ingestor
-from aiotstream.records import Feedback, Frame, Reading, SourceMessage
+from aiotstream.records import Feedback, Frame, Output, Reading, SourceMessage
 from aiotstream.schemas import validator
 from aiotstream.simulator import Fault, PlantSimulator
 

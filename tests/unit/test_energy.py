@@ -9,7 +9,6 @@ import orjson
 import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
 
-from aiotstream.analysis import Output
 from aiotstream.config import SiteConfig
 from aiotstream.energy.baseline import Baseline, features
 from aiotstream.energy.ingest import BuildingIngest, ZoneBatch
@@ -26,6 +25,7 @@ from aiotstream.energy.waste import (
 from aiotstream.energy.zone import ZoneState
 from aiotstream.errors import ConfigError
 from aiotstream.kpi import RollupBook, derive, new_totals
+from aiotstream.records import Output
 from aiotstream.schemas import validator
 
 S = 1_000_000_000

@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 import pytest
 
-from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime
+from aiotstream.analysis import AssetAnalyzer, SiteRuntime
 from aiotstream.codecs import encode_frame, encode_reading
 from aiotstream.config import SiteConfig
 from aiotstream.errors import ConfigError
@@ -29,6 +29,7 @@ from aiotstream.records import (
     DeadLetter,
     DecodeHints,
     DeviceMessage,
+    Output,
     Position,
     ReadingRows,
     SourceMessage,
