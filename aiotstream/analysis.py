@@ -6,8 +6,8 @@ analyzer emits is an :class:`Output` (kind, key, JSON-ready record); the sink
 maps kinds to topics.
 
 The analyzer composes the domain classes: :class:`~aiotstream.windows.WindowAssembler`,
-the detector and drift watch, :class:`~aiotstream.alerts.AlertBook` (alert
-lifecycle), :class:`~aiotstream.control.Controller` (commands) and
+the detector and drift watch, :class:`~aiotstream.decisions.alerts.AlertBook` (alert
+lifecycle), :class:`~aiotstream.decisions.control.Controller` (commands) and
 :class:`~aiotstream.kpi.KpiTracker` (KPI periods). It owns the asset's clock:
 
 * the clock is the end of the newest closed window (event time);
@@ -26,7 +26,6 @@ lifecycle), :class:`~aiotstream.control.Controller` (commands) and
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import heapq
 import math
@@ -34,20 +33,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
 import orjson
 
-from aiotstream.alerts import (
-    AlertBook,
-    AlertChange,
-    AlertRuleSpec,
-    MaintenanceSchedule,
-    SuppressionGauge,
-    alert_record,
-    anomaly_spec,
-)
 from aiotstream.codecs import encode_reading
 from aiotstream.config import (
     ALERT_TYPE_ANOMALY,
@@ -56,27 +47,22 @@ from aiotstream.config import (
     AssetConfig,
     SiteConfig,
 )
-from aiotstream.control import (
-    ActuatorSpec,
-    CommandChange,
+from aiotstream.decisions import effects
+from aiotstream.decisions.alerts import AlertBook, AlertChange, AlertRuleSpec, anomaly_spec
+from aiotstream.decisions.control import (
     Controller,
-    Envelope,
-    Interlock,
-    RuleSpec,
     Situation,
-    command_record,
 )
+from aiotstream.decisions.maintenance import MaintenanceSchedule, SuppressionGauge
+from aiotstream.decisions.runtime import DecisionRuntime
 from aiotstream.dedupe import FrameDedupe
 from aiotstream.errors import ConfigError, ModelError
 from aiotstream.features import get_feature_set, reduce_partials, reduce_spectral, window_features
-from aiotstream.ids import safe_id
-from aiotstream.kpi import KpiTracker, PeriodResult, derive, kpi_record, make_schemes
-from aiotstream.lineage import FlowContext, input_entry, inputs_block, iso_ns, make_id, window_block
+from aiotstream.kpi import KpiTracker, PeriodResult, derive, kpi_record
+from aiotstream.lineage import inputs_block, iso_ns, make_id, window_block
 from aiotstream.models.online import Detector, DriftWatch, FeatureDrift, LabelLearner, make_detector
 from aiotstream.models.scoring import ModelStore, Scored, canary_share
 from aiotstream.records import (
-    DEADLETTER_MESSAGE_CHARS,
-    DEADLETTER_PREFIX_BYTES,
     DeadLetter,
     Feedback,
     Frame,
@@ -99,7 +85,7 @@ def _ns(seconds: float) -> int:
     return round(seconds * S)
 
 
-class SiteRuntime:
+class SiteRuntime(DecisionRuntime):
     """What every asset's analyzer shares: config, lineage context, column names, resolved rules.
 
     Built once per worker from the config; analyzers keep a reference to it and
@@ -108,8 +94,7 @@ class SiteRuntime:
     """
 
     def __init__(self, config: SiteConfig):
-        self.config = config
-        self.ctx = FlowContext(config.site.id, config.site.flow, config.site.flow_version, config.config_hash)
+        super().__init__(config)
         self.feature_set = get_feature_set(config.features.set, config.features.bands)
         self.assets = config.asset_map()
         m = config.model
@@ -120,18 +105,12 @@ class SiteRuntime:
             "sha256": hashlib.sha256(orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)).hexdigest(),
         }
         self.features_block = self.feature_set.lineage()
-        self.deadletter_payload_max = config.outputs.max_deadletter_payload_bytes
         w = config.window
         self.length_ns = _ns(w.length_s)
         self.hop_ns = _ns(w.hop_s)
         self.lateness_ns = _ns(w.allowed_lateness_s)
-        self.cooldown_ns = _ns(config.alerts.cooldown_s)
-        self.maintenance_max_ns = _ns(config.alerts.maintenance_max_s)
-        self.maintenance_max_windows = config.alerts.maintenance_max_windows
         self.temp_metric = config.features.temperature_metric
         k = config.kpi
-        self.schemes = make_schemes(k.periods_s, [(s.name, s.start_minute, s.hours) for s in k.shifts], k.timezone)
-        self.scheme_names = {p: s.name for p, s in zip(k.periods_s, self.schemes)}
         self.failure_types = set(k.failure_alert_types or [ALERT_TYPE_ANOMALY] + [r.type for r in config.alerts.rules])
         self.lines: dict[str, set[str]] = {}
         for a in self.assets.values():
@@ -197,79 +176,6 @@ class SiteRuntime:
         specs.append(AlertRuleSpec(ALERT_TYPE_DRIFT, None, severity="warning"))
         return specs
 
-    def control_specs(self, asset_id: str) -> tuple[list[ActuatorSpec], list[RuleSpec]]:
-        c = self.config.control
-        acts = []
-        for a in c.actuators:
-            if a.assets and asset_id not in a.assets:
-                continue
-            locks = tuple(Interlock(i.name, i.metric, i.above, i.below, i.alert_type, i.min_severity, tuple(i.states),
-                                    i.maintenance) for i in a.interlocks)
-            env = Envelope(a.min, a.max, a.max_step, a.max_rate_per_s, _ns(a.min_interval_s), locks,
-                           a.on_violation == "clamp")
-            acts.append(ActuatorSpec(a.name, a.unit, a.initial, a.feedback_metric, env, _ns(a.ack_timeout_s),
-                                     a.max_retries))
-        have = {a.name for a in acts}
-        rules = []
-        for r in c.rules:
-            if r.actuator not in have or (r.assets and asset_id not in r.assets):
-                continue
-            w = r.when
-            kind = "alert" if w.alert_type else ("signal" if w.signal else "kpi")
-            scheme = self.scheme_names[w.kpi_period_s if w.kpi_period_s is not None else self.config.kpi.periods_s[0]]
-
-            def act(x: Any) -> tuple[str, float]:
-                return next((op, float(getattr(x, op))) for op in ("set", "delta", "scale") if getattr(x, op) is not None)
-
-            rules.append(RuleSpec(r.name, r.actuator, kind, act(r.action), act(r.revert) if r.revert else None, r.mode,
-                                  _ns(r.approval_timeout_s), w.alert_type, w.min_severity, w.signal, w.kpi,
-                                  scheme if kind == "kpi" else None, w.above, w.below))
-        return acts, rules
-
-    def maintenance_for(self, asset_id: str) -> list[tuple[str, int, int]]:
-        line = self.assets[asset_id].line
-        out = []
-        for i, m in enumerate(self.config.maintenance):
-            if (m.assets and asset_id in m.assets) or (m.line is not None and m.line == line) or \
-                    (not m.assets and m.line is None):
-                out.append((f"config-{i}", m.start_ns, m.end_ns))
-        return out
-
-    def deadletter(self, dl: DeadLetter) -> Output:
-        """A dead-letter output: original bytes, source position, reason.
-
-        The bytes are kept whole up to ``outputs.max_deadletter_payload_bytes``; a larger input (or one
-        marked ``truncate``) keeps a prefix of :data:`~aiotstream.records.DEADLETTER_PREFIX_BYTES`, with its
-        length and sha256, so a dead letter always fits its sink. The message is cut to
-        :data:`~aiotstream.records.DEADLETTER_MESSAGE_CHARS`, and an asset that is not a valid id is left
-        out (None): it came from the data and must not become a topic level or key.
-        """
-        pos = dl.pos
-        raw = dl.raw
-        cut: dict[str, Any] = {}
-        if dl.truncate or len(raw) > self.deadletter_payload_max:
-            cut = {"payload_truncated": True, "payload_sha256": hashlib.sha256(raw).hexdigest()}
-        payload = raw[:DEADLETTER_PREFIX_BYTES] if cut else raw
-        message = dl.message if len(dl.message) <= DEADLETTER_MESSAGE_CHARS else \
-            dl.message[:DEADLETTER_MESSAGE_CHARS] + "..."
-        asset = safe_id(dl.asset)
-        rec = {
-            "schema": "aiotstream.deadletter/1",
-            # a message that gave several readings can have several dead letters: the item index tells them apart
-            "id": make_id("deadletter", self.ctx.site, pos.topic, pos.partition, pos.offset, dl.reason,
-                          *((dl.extra["item"],) if "item" in dl.extra else ())),
-            "reason": dl.reason,
-            "message": message or dl.reason,
-            "asset": asset,
-            "source": {"topic": pos.topic, "partition": pos.partition, "offset": pos.offset},
-            "payload_b64": base64.b64encode(payload).decode("ascii"),
-            "payload_size": len(raw),
-            **cut,
-            **self.ctx.block(inputs=[input_entry(pos.topic, pos.partition, pos.offset, pos.offset)], window=None,
-                             features=None, model=None),
-            **dl.extra,
-        }
-        return Output("deadletter", asset or "", rec)
 
 
 def _pos_inputs(pos: Position) -> list[dict]:
@@ -291,7 +197,7 @@ class _Pending:
     added_s: float = 0.0  # from submission to the decisions (set when they run)
 
 
-class AssetAnalyzer:
+class AssetAnalyzer(effects.RuntimeEntity):
     """All state for one asset: windows, detector, drift, alert book, controller, KPI tracker, event queue.
 
     With ONNX models (``[model] kind = "onnx"``) a closed window's feature
@@ -609,7 +515,7 @@ class AssetAnalyzer:
             outs.extend(self._timers(t_ns if inclusive else t_ns - 1))
         return outs
 
-    def _situation(self, t_ns: int) -> Situation:
+    def situation(self, t_ns: int) -> Situation:
         alerts = {k: a.severity for k, a in self.book.current.items()}
         return Situation(self.metrics, alerts, self.kpi.state, self.schedule.active(t_ns))
 
@@ -622,8 +528,7 @@ class AssetAnalyzer:
             at = min(due)
             self._tick(at)
             lineage = self.rt.ctx.block(inputs=[], window=None, features=None, model=None)
-            outs.extend(self._alert_changes(self.book.advance(at), lineage))
-            outs.extend(self._command_changes(self.control.advance(at, self._situation(at)), lineage))
+            outs.extend(effects.timer_outputs(self, at, lineage))
 
     # ---- steps -------------------------------------------------------------
     def _late(self, item: Frame | Reading) -> Output:
@@ -677,21 +582,10 @@ class AssetAnalyzer:
 
     def _feedback(self, fb: Feedback, t_ns: int) -> list[Output]:
         lineage = self.rt.ctx.block(inputs=_pos_inputs(fb.pos), window=None, features=None, model=None)
-        if fb.type == "maintenance":
-            assert fb.window_id is not None and fb.start_ns is not None and fb.end_ns is not None
-            rt = self.rt
-            problem = self.schedule.offer(fb.window_id, fb.start_ns, fb.end_ns, rt.maintenance_max_ns,
-                                          rt.maintenance_max_windows, self._forget_windows_before())
-            return [] if problem is None else [self._reject(fb, problem.reason, problem.message)]
-        if fb.type in ("ack", "clear", "label"):
-            changes, problem = self.book.feedback(fb)
-            if problem is not None:
-                return [self._reject(fb, problem.reason, problem.message)]
-            return self._alert_changes(changes, lineage)
-        cmd_changes, cmd_problem = self.control.feedback(fb, t_ns, self._situation(t_ns))
-        if cmd_problem is not None:
-            return [self._reject(fb, *cmd_problem)]
-        return self._command_changes(cmd_changes, lineage)
+        rt = self.rt
+        forget = self._forget_windows_before() if fb.type == "maintenance" else None
+        return effects.feedback_outputs(self, fb, t_ns, lineage, rt.maintenance_max_ns, rt.maintenance_max_windows,
+                                        forget)
 
     def _forget_windows_before(self) -> int | None:
         """Maintenance windows that ended before this can matter no more: the clock, the KPI accounting and
@@ -782,18 +676,15 @@ class AssetAnalyzer:
             outs.extend(self._drifted(signal, w, model, lineage))
         k = self.rt.config.alerts.explain_top
         explain: Callable[[], list[dict]] = lambda: _clean(detector.explain(x, k)) if k else []
-        changes: list[AlertChange] = []
-        for spec in self.specs:
-            if spec.signal is None or (spec.needs_warm_model and not warm):
-                continue
-            v = score if spec.signal == "score" else float(x[self.col_index[spec.signal]])
-            if not math.isnan(v):
-                changes += self.book.on_value(spec.type, w.end_ns, v, explain, x, (w.start_ns, w.end_ns))
-        outs.extend(self._alert_changes(changes, lineage))
+        values = ((spec.type, score if spec.signal == "score" else float(x[self.col_index[spec.signal]]))
+                  for spec in self.specs if spec.signal is not None and (warm or not spec.needs_warm_model))
+        changes = effects.on_values(self, w.end_ns, ((k, v) for k, v in values if not math.isnan(v)),
+                                    (w.start_ns, w.end_ns), explain, x)
+        outs.extend(effects.alert_outputs(self, changes, lineage))
         if self.signals:
-            values = {s: (score if s == "score" else float(x[self.col_index[s]])) for s in self.signals}
-            outs.extend(self._command_changes(self.control.on_signals(w.end_ns, values, self._situation(w.end_ns)),
-                                              lineage))
+            signals = {s: (score if s == "score" else float(x[self.col_index[s]])) for s in self.signals}
+            outs.extend(effects.command_outputs(self, self.control.on_signals(w.end_ns, signals,
+                                                                              self.situation(w.end_ns)), lineage))
         return outs
 
     def _drifted(self, signal: str, w: ClosedWindow, model: dict, lineage: dict) -> list[Output]:
@@ -803,7 +694,8 @@ class AssetAnalyzer:
         self.drift_from[signal] = w.end_ns
         detector = self.rt.config.model.drift_detector
         detail = {"signal": signal, "detector": detector, "window_range": [since, w.end_ns]}
-        outs = self._alert_changes(self.book.raise_event(ALERT_TYPE_DRIFT, w.end_ns, "warning", detail), lineage)
+        outs = effects.alert_outputs(self, self.book.raise_event(ALERT_TYPE_DRIFT, w.end_ns, "warning", detail),
+                                     lineage)
         ctx = self.rt.ctx
         ref = f"{model['name']}@{model['version']}"
         outs.append(Output("model", self.asset_id, {
@@ -818,62 +710,23 @@ class AssetAnalyzer:
         }))
         return outs
 
-    # ---- effects of lifecycle changes -------------------------------------------
-    def _alert_changes(self, changes: list[AlertChange], lineage: dict) -> list[Output]:
-        outs: list[Output] = []
-        moved = False
-        kpi = self.kpi
-        for ch in changes:
-            a, t = ch.alert, ch.at_ns
-            if ch.event == "suppressed":
-                kpi.count("alerts_suppressed", 1, t)
-                continue
-            learned = None
-            if ch.event == "opened":
-                kpi.count("alerts_opened", 1, t)
-                kpi.count(f"alerts_{a.severity}", 1, t)
-                if a.alert_type in self.rt.failure_types:
-                    kpi.alert_failure(a.alert_type, True, t, self.schedule)
-            elif ch.event == "cleared":
-                kpi.count("alerts_cleared", 1, t)
-                if a.alert_type in self.rt.failure_types:
-                    kpi.alert_failure(a.alert_type, False, t, self.schedule)
-            elif ch.event == "acknowledged":
-                kpi.count("alerts_acknowledged", 1, t)
-                kpi.count("ack_delay_s", t - a.opened_at_ns, t)
-            elif ch.event == "escalated":
-                kpi.count("alerts_escalated", 1, t)
-            elif ch.event == "labelled":
-                kpi.count(f"labels_{a.label}", 1, t)
-                learned = False
-                if a.alert_type == ALERT_TYPE_ANOMALY and a.x is not None and isinstance(self.detector, LabelLearner):
-                    learned = self.detector.learn_label(a.x, a.label == "true_fault")
-            moved = moved or ch.event in ("opened", "cleared", "severity_changed")
-            outs.append(Output("alert", self.asset_id, alert_record(ch, self.asset_id, self.line, lineage, learned)))
-        if moved and self.control.rules:
-            t = changes[-1].at_ns
-            open_now = {k: (a.severity, a.alert_id) for k, a in self.book.current.items()}
-            outs.extend(self._command_changes(self.control.on_alerts(t, open_now, self._situation(t)), lineage))
-        return outs
+    # ---- the entity the effects step works on (aiotstream.decisions.effects.Entity) ---------------
+    key = property(attrgetter("asset_id"))
+    group = property(attrgetter("line"))
 
-    def _command_changes(self, changes: list[CommandChange], lineage: dict) -> list[Output]:
-        outs: list[Output] = []
-        for ch in changes:
-            c, t = ch.command, ch.at_ns
-            status = "retried" if ch.status == "emitted" and c.attempt > 0 else ch.status
-            self.kpi.count(f"commands_{status}", 1, t)
-            outs.append(Output("command", self.asset_id, command_record(self.rt.ctx, ch, self.asset_id, self.line,
-                                                                         lineage)))
-            if ch.status == "failed":
-                detail = {"command_id": c.command_id, "actuator": c.actuator, "rule": c.rule, "reason": c.reason,
-                          "attempts": c.attempt + 1}
-                outs.extend(self._alert_changes(self.book.raise_event(ALERT_TYPE_COMMAND_FAILED, t, "critical",
-                                                                      detail), lineage))
-            elif ch.status == "acked":
-                resolved = self.book.resolve(ALERT_TYPE_COMMAND_FAILED, t, "command_acked",
-                                             lambda a, act=c.actuator: a.detail.get("actuator") == act)
-                outs.extend(self._alert_changes(resolved, lineage))
-        return outs
+    def count(self, name: str, n: float, t_ns: int) -> None:
+        self.kpi.count(name, n, t_ns)
+
+    def on_alert_change(self, ch: AlertChange) -> bool | None:
+        """An asset's own consequences: failure accounting (MTTR/MTBF) and learning a label."""
+        a, t = ch.alert, ch.at_ns
+        if ch.event in ("opened", "cleared") and a.alert_type in self.rt.failure_types:
+            self.kpi.alert_failure(a.alert_type, ch.event == "opened", t, self.schedule)
+        elif ch.event == "labelled":
+            if a.alert_type == ALERT_TYPE_ANOMALY and a.x is not None and isinstance(self.detector, LabelLearner):
+                return self.detector.learn_label(a.x, a.label == "true_fault")
+            return False
+        return None
 
     def _periods(self, results: list[PeriodResult]) -> list[Output]:
         outs: list[Output] = []
@@ -886,8 +739,8 @@ class AssetAnalyzer:
                 t = max(r.end_ns, self.clock_ns or r.end_ns)
                 lineage = rt.ctx.block(inputs=inputs_block(r.spans), window=window_block(r.start_ns, r.end_ns),
                                        features=None, model=None)
-                outs.extend(self._command_changes(self.control.on_kpis(t, r.scheme, derive(r.totals),
-                                                                       self._situation(t)), lineage))
+                outs.extend(effects.command_outputs(self, self.control.on_kpis(t, r.scheme, derive(r.totals),
+                                                                               self.situation(t)), lineage))
         return outs
 
 

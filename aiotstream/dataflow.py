@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, Sink
@@ -31,7 +31,7 @@ from aiotstream.analysis import AssetAnalyzer, SiteRuntime, deliver
 from aiotstream.config import SiteConfig
 from aiotstream.ingest import Ingestor
 from aiotstream.io.stop import stopping_keeps_state
-from aiotstream.kpi import PeriodResult, RollupBook, RollupResult, kpi_record, rollup_keys
+from aiotstream.kpi import PeriodResult, RollupBook, RollupResult, RollupSite, kpi_record, rollup_inputs
 from aiotstream.records import Feedback, Frame, Output, Reading
 
 
@@ -154,7 +154,7 @@ class RollupLogic(StatefulBatchLogic[tuple[str, PeriodResult], Output, RollupBoo
     book is made from the first one.
     """
 
-    def __init__(self, rt: SiteRuntime, resume: bytes | RollupBook | None, tail: bool, snapshots: bool = True):
+    def __init__(self, rt: RollupSite, resume: bytes | RollupBook | None, tail: bool, snapshots: bool = True):
         self.rt = rt
         self.book = pickle.loads(resume) if isinstance(resume, bytes) else resume
         self.tail = tail
@@ -211,11 +211,6 @@ def _is_output(x: Any) -> bool:
     return isinstance(x, Output)
 
 
-def _rollup_inputs(o: Output) -> list[tuple[str, tuple[str, PeriodResult]]]:
-    r = o.partial
-    return [] if r is None else [(k, (k, r)) for k in rollup_keys(r)]
-
-
 def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: bool | None = None,
                now_ns: Callable[[], int] | None = None, flow_id: str | None = None,
                also: Sequence[Sink[Any]] = (), snapshots: bool = True) -> Dataflow:
@@ -244,11 +239,18 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
     analyzed = op.stateful_batch("analyze", split.falses, lambda resume: AnalyzerLogic(rt, resume, idle, ttl,
                                                                                    snapshots=snapshots))
     results = op.map("drop_key", analyzed, lambda kv: kv[1])
-    streams = [results, split.trues]
-    if config.kpi.rollup:
-        keyed = op.flat_map("rollup_keys", results, _rollup_inputs)
+    rollup_and_sinks(rt, results, [results, split.trues], sink, also, tail, snapshots)
+    return flow
+
+
+def rollup_and_sinks(rt: RollupSite, results: Stream[Output], streams: list[Stream[Any]], sink: Sink[Output],
+                     also: Sequence[Sink[Any]], tail: bool, snapshots: bool) -> None:
+    """The end every flow shares: the line (floor) and site roll-ups of the entities' KPI periods in
+    ``results`` (with ``kpi.rollup``), merged with ``streams`` into the sink and the ``also`` sinks."""
+    if rt.config.kpi.rollup:
+        keyed = op.flat_map("rollup_keys", results, rollup_inputs)
         rolled = op.stateful_batch("rollup", keyed, lambda resume: RollupLogic(rt, resume, tail, snapshots))
-        streams.append(op.map("drop_rollup_key", rolled, lambda kv: kv[1]))
+        streams = [*streams, op.map("drop_rollup_key", rolled, lambda kv: kv[1])]
     outputs = op.merge("outputs", *streams)
     op.output("sink", outputs, sink)
     for i, extra in enumerate(also):
@@ -256,7 +258,6 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
             op.output(f"sink_{i + 1}", op.map(f"key_outputs_{i + 1}", outputs, _keyed), extra)
         else:
             op.output(f"sink_{i + 1}", outputs, extra)
-    return flow
 
 
 def _keyed(o: Output) -> tuple[str, Output]:

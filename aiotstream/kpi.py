@@ -28,17 +28,20 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
-from aiotstream.alerts import MaintenanceSchedule
 from aiotstream.config import KPI_NAMES
 from aiotstream.lineage import FlowContext, inputs_block, make_id, window_block
+from aiotstream.records import Output
 from aiotstream.units import S
+
+if TYPE_CHECKING:  # the KPI accounting reads a schedule; it does not need the decisions package to run
+    from aiotstream.decisions.maintenance import MaintenanceSchedule
 
 NS_PER_HOUR = 3_600 * S
 
@@ -805,6 +808,31 @@ class RollupBook:
             if newest.get(key[0], 0) - p.first.end_ns > self.keep_periods * length:
                 del self.pending[key]
                 self.done[key] = None
+
+
+class RollupSite(Protocol):
+    """What a line/site roll-up reads of its flow's runtime (the plant's SiteRuntime, the building's
+    BuildingRuntime): the entities (assets or zones) per line (or floor) and the lineage blocks."""
+
+    @property
+    def ctx(self) -> FlowContext: ...
+    @property
+    def assets(self) -> Mapping[str, Any]: ...
+    @property
+    def lines(self) -> Mapping[str, set[str]]: ...
+    @property
+    def config(self) -> Any: ...
+    @property
+    def model_block(self) -> dict[str, Any]: ...
+    @property
+    def features_block(self) -> dict[str, Any] | None: ...
+
+
+def rollup_inputs(o: Output) -> list[tuple[str, tuple[str, PeriodResult]]]:
+    """The ``(scope key, (scope key, period))`` items an output feeds to the roll-ups (none but for an
+    entity's KPI period)."""
+    r = o.partial
+    return [] if r is None else [(k, (k, r)) for k in rollup_keys(r)]
 
 
 def rollup_keys(r: PeriodResult, enabled: bool = True) -> list[str]:

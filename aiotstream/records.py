@@ -19,6 +19,14 @@ KINDS = ("alert", "command", "kpi", "score", "deadletter", "model")
 
 
 @dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a feedback message could not be applied (it becomes a dead letter with this reason)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Output:
     """One output record on its way to a sink: kind picks the topic, key is the asset id.
 

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiotstream.alerts import AlertBook, AlertRuleSpec, MaintenanceSchedule, alert_record
+from aiotstream.decisions.alerts import AlertBook, AlertRuleSpec, alert_record
+from aiotstream.decisions.maintenance import MaintenanceSchedule
 from aiotstream.energy.runtime import BuildingRuntime
 from aiotstream.energy.waste import intervals_for
 from aiotstream.lineage import inputs_block, window_block
@@ -91,7 +92,7 @@ class FloorState:
         b = self.books.get(zone)
         if b is None:
             sched = MaintenanceSchedule()
-            for wid, start, end in self.rt.site_rt.maintenance_for(zone):
+            for wid, start, end in self.rt.maintenance_for(zone):
                 sched.set(wid, start, end)
             a = self.rt.config.alerts
             b = self.books[zone] = AlertBook(zone, self.rt.ctx.site, self.rt.ctx.config_hash, [self.spec], sched,

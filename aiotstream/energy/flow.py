@@ -20,10 +20,10 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
-from bytewax.outputs import FixedPartitionedSink, Sink
+from bytewax.outputs import Sink
 
 from aiotstream.config import SiteConfig
-from aiotstream.dataflow import RollupLogic, _rollup_inputs
+from aiotstream.dataflow import rollup_and_sinks
 from aiotstream.energy.floor import FloorState, ZoneHvac
 from aiotstream.energy.ingest import BuildingIngest, ZoneBatch
 from aiotstream.energy.runtime import BuildingRuntime
@@ -145,15 +145,5 @@ def build_building_flow(config: SiteConfig, source: Source, sink: Sink[Output], 
         keyed_hvac = op.map("floor_key", zone_out.falses, lambda h: (f"floor:{h.floor}", h))
         floors = op.stateful_batch("floors", keyed_hvac, lambda resume: FloorLogic(rt, resume, snapshots))
         streams.append(op.map("drop_floor_key", floors, lambda kv: kv[1]))
-    if config.kpi.rollup:
-        keyed = op.flat_map("rollup_keys", results, _rollup_inputs)
-        rolled = op.stateful_batch("rollup", keyed, lambda resume: RollupLogic(rt, resume, tail, snapshots))  # type: ignore[arg-type]
-        streams.append(op.map("drop_rollup_key", rolled, lambda kv: kv[1]))
-    outputs = op.merge("outputs", *streams)
-    op.output("sink", outputs, sink)
-    for i, extra in enumerate(also):
-        if isinstance(extra, FixedPartitionedSink):
-            op.output(f"sink_{i + 1}", op.map(f"key_outputs_{i + 1}", outputs, lambda o: (o.key, o)), extra)
-        else:
-            op.output(f"sink_{i + 1}", outputs, extra)
+    rollup_and_sinks(rt, results, streams, sink, also, tail, snapshots)
     return flow

@@ -5,8 +5,8 @@ import hashlib
 
 import orjson
 
-from aiotstream.analysis import SiteRuntime
 from aiotstream.config import SiteConfig
+from aiotstream.decisions.runtime import DecisionRuntime
 from aiotstream.energy.waste import DayClock
 from aiotstream.errors import ConfigError
 from aiotstream.units import S
@@ -15,8 +15,12 @@ POWER, TEMPERATURE, OCCUPANCY, HVAC = 0, 1, 2, 3
 METER_KINDS = ("power", "temperature", "occupancy", "hvac")
 
 
-class BuildingRuntime:
+class BuildingRuntime(DecisionRuntime):
     """Built once per worker from the config; zone states keep a reference and leave it out of snapshots.
+
+    The decisions' share (lineage context, control specs, maintenance windows,
+    dead letters) is :class:`~aiotstream.decisions.runtime.DecisionRuntime`'s,
+    the same as the plant flow's.
 
     It has the attributes :class:`aiotstream.dataflow.RollupLogic` reads
     (``ctx``, ``assets``, ``lines``, ``config``, ``model_block``,
@@ -27,10 +31,8 @@ class BuildingRuntime:
     def __init__(self, config: SiteConfig):
         if config.building is None:
             raise ConfigError(config.site.id, [("building", "the energy-optimization flow needs a [building] table")])
-        self.config = config
+        super().__init__(config)
         b = self.building = config.building
-        self.site_rt = SiteRuntime(config)  # dead letters, control specs, lineage context
-        self.ctx = self.site_rt.ctx
         zones = b.all_zones()
         self.zones: dict[str, str] = {z.id: z.floor for z in zones}  # zone -> floor
         self.zone_ids = [z.id for z in zones]
@@ -56,4 +58,3 @@ class BuildingRuntime:
         }
         self.features_block = None
         self.neighbours = b.neighbours()
-        self.deadletter = self.site_rt.deadletter

@@ -3,7 +3,7 @@
 A zone's readings are aggregated per meter into intervals of
 ``building.interval_s``; :class:`IntervalSummary` is one closed interval.
 Each waste rule turns an interval (or a night) into one number that the
-alert lifecycle (:class:`~aiotstream.alerts.AlertBook`) watches with open
+alert lifecycle (:class:`~aiotstream.decisions.alerts.AlertBook`) watches with open
 and clear thresholds and N consecutive intervals:
 
 * ``hvac_empty_zone``: the HVAC-on fraction of an interval in which nobody was

@@ -252,7 +252,7 @@ def test_building_site_file_loads_and_its_commented_examples_too(tmp_path: Path)
     c = SiteConfig.load(path)
     assert len(c.building.all_zones()) == 500 and c.site.flow == "energy-optimization"
     rt = BuildingRuntime(c)
-    assert len(rt.lines) == 6 and [r.name for r in rt.site_rt.control_specs("f1-z001")[1]] == ["setback-empty-zone"]
+    assert len(rt.lines) == 6 and [r.name for r in rt.control_specs("f1-z001")[1]] == ["setback-empty-zone"]
     lines = []
     for line in path.read_text().splitlines():
         body = line[2:] if line.startswith("# ") else ("" if line == "#" else line)

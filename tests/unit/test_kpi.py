@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiotstream.alerts import MaintenanceSchedule
 from aiotstream.config import KPI_NAMES
+from aiotstream.decisions.maintenance import MaintenanceSchedule
 from aiotstream.kpi import (
     NS_PER_HOUR,
     KpiTracker,
