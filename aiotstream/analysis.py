@@ -60,7 +60,8 @@ from aiotstream.errors import ConfigError, ModelError
 from aiotstream.features import get_feature_set, reduce_partials, reduce_spectral, window_features
 from aiotstream.kpi import KpiTracker, PeriodResult, derive, kpi_record
 from aiotstream.lineage import inputs_block, iso_ns, make_id, window_block
-from aiotstream.models.online import Detector, DriftWatch, FeatureDrift, LabelLearner, make_detector
+from aiotstream.models.detector import Detector, LabelLearner
+from aiotstream.models.online import DriftWatch, FeatureDrift, make_detector
 from aiotstream.models.scoring import ModelStore, Scored, canary_share
 from aiotstream.records import (
     DeadLetter,
@@ -91,9 +92,11 @@ class SiteRuntime(DecisionRuntime):
     Built once per worker from the config; analyzers keep a reference to it and
     leave it out of their snapshots. Rules naming a window signal are checked
     against each asset's feature columns here (a bad name is a ConfigError).
+    ``labelled`` makes the validation gate's held-out set for an ONNX site
+    (:func:`aiotstream.pdm.training.held_out`; the flow's builder passes it).
     """
 
-    def __init__(self, config: SiteConfig):
+    def __init__(self, config: SiteConfig, labelled: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None):
         super().__init__(config)
         self.feature_set = get_feature_set(config.features.set, config.features.bands)
         self.assets = config.asset_map()
@@ -124,9 +127,9 @@ class SiteRuntime(DecisionRuntime):
         self._check_signals()
         self.models: ModelStore | None = None
         if m.kind == "onnx":
-            self._load_models()
+            self._load_models(labelled)
 
-    def _load_models(self) -> None:
+    def _load_models(self, labelled: Callable[[], tuple[np.ndarray, np.ndarray]] | None) -> None:
         """ONNX site: open the registry and load (verify) the configured champion, canary and shadow now, so
         a tampered or missing artifact stops the flow at start-up with the reason, not at the first window."""
         m = self.config.model
@@ -135,7 +138,7 @@ class SiteRuntime(DecisionRuntime):
         if len(columns) != 1:
             raise ModelError(f"site {self.config.site.id}: the assets have different feature columns (their channels "
                              "differ), so one ONNX model cannot score them all; use one site config per asset group")
-        self.models = store = ModelStore(self.config, list(columns.pop()))
+        self.models = store = ModelStore(self.config, list(columns.pop()), labelled)
         champion = store.ref(m.version)
         self.model_block = store.block(champion, "champion")
         for version in (m.onnx.canary, m.onnx.shadow):

@@ -742,7 +742,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train the default models on healthy simulator data and publish them, signed, to a registry."""
     try:
         from aiotstream.models.registry import ModelRegistry, generate_keypair
-        from aiotstream.models.train import train_and_publish
+        from aiotstream.pdm.training import train_and_publish
     except ImportError as exc:
         raise AiotError(f"train needs the train extra (pip install 'aiotstream[train]'): {exc}") from None
 

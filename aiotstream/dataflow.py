@@ -32,6 +32,7 @@ from aiotstream.config import SiteConfig
 from aiotstream.ingest import Ingestor
 from aiotstream.io.stop import stopping_keeps_state
 from aiotstream.kpi import PeriodResult, RollupBook, RollupResult, RollupSite, kpi_record, rollup_inputs
+from aiotstream.pdm.training import held_out
 from aiotstream.records import Feedback, Frame, Output, Reading
 
 
@@ -226,7 +227,7 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
     free (``None``); only for runs without recovery, since a resume from such
     a run would start every asset afresh.
     """
-    rt = SiteRuntime(config)
+    rt = SiteRuntime(config, labelled=held_out(config))
     tail = config.inputs.tail if tail is None else tail
     ingest = Ingestor(rt, now_ns, live=tail) if now_ns is not None else Ingestor(rt, live=tail)
     idle = timedelta(seconds=config.window.idle_close_s) if tail else None

@@ -32,43 +32,11 @@ feature column and says which fired.
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from aiotstream.errors import ModelError
-
-
-@runtime_checkable
-class Detector(Protocol):
-    """What a window scorer offers to the flow."""
-
-    name: str
-    version: str
-
-    @property
-    def warm(self) -> bool: ...
-
-    def score_learn(self, x: np.ndarray) -> float:
-        """Score one feature row in [0, 1] (0 while warming up), then learn from it if it looks normal."""
-        ...
-
-    def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
-        """The k features that deviate most from the baseline, with values and baseline ranges."""
-        ...
-
-
-@runtime_checkable
-class LabelLearner(Protocol):
-    """A detector that can learn from an operator's label of an alert (optional, next to :class:`Detector`).
-
-    ``x`` is the feature row of the window that opened the alert. A
-    ``false_alarm`` label (``is_fault`` False) teaches the detector that the
-    row is normal; what a ``true_fault`` label does is up to the detector.
-    Returns whether the model changed.
-    """
-
-    def learn_label(self, x: np.ndarray, is_fault: bool) -> bool: ...
+from aiotstream.models.detector import Detector
 
 
 class ZScoreDetector:

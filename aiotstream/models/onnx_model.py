@@ -143,5 +143,18 @@ class OnnxModel:
         """Anomaly scores in [0, 1] (higher = more anomalous), float64 ``(n,)``; one ``session.run`` per call."""
         return logistic_score(self.raw(rows), self.center, self.scale)
 
+    # ---- the Detector protocol (aiotstream.models.detector): a trained model is warm and learns nothing ----
+    @property
+    def warm(self) -> bool:
+        return True
+
+    def score_learn(self, x: np.ndarray) -> float:
+        """One row's score; an ONNX model was trained offline and does not learn from what it scores."""
+        return float(self.score(np.asarray(x, dtype=np.float64).reshape(1, -1))[0])
+
+    def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
+        """Nothing: the flow's z-score baseline explains an ONNX model's alerts."""
+        return []
+
     def __repr__(self) -> str:
         return f"OnnxModel({self.name}/{self.version}, {self.n_features} features, quantized={self.quantized})"

@@ -1,11 +1,8 @@
-"""Train the default ONNX models on simulator data and publish them to a registry (``aiotstream train``).
+"""Fit the default ONNX models on feature rows and publish them to a registry (fit and export only).
 
-Feature rows come from the real pipeline: simulator messages are decoded by
-:class:`~aiotstream.ingest.Ingestor` and windowed and featurised by
-:class:`~aiotstream.analysis.AssetAnalyzer` (the flow's code); each window's
-row is the ``values`` of its score record, in the flow's column order
-(:meth:`SiteRuntime.columns`), so a model sees exactly what the flow will feed it.
-Values in score records are rounded to 6 decimals, far below the models' resolution.
+The rows come from the plant flow's own feature pipeline
+(:func:`aiotstream.pdm.training.window_rows`, which also holds the ``aiotstream train``
+command); this module imports nothing of the flow.
 
 Published artifacts (``version`` = ``V``):
 
@@ -40,12 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from aiotstream.config import SiteConfig
 from aiotstream.errors import ModelError
 from aiotstream.models.registry import Manifest, ModelRegistry
 
-__all__ = ["WindowRows", "autoencoder_onnx", "calibrate", "iforest_onnx", "quantize_int8", "train_and_publish",
-           "training_config", "window_rows"]
+__all__ = ["WindowRows", "autoencoder_onnx", "calibrate", "check_new", "iforest_onnx", "publish_trained", "quantize_int8"]
 
 OPSET = 17
 ML_OPSET = 3
@@ -60,66 +55,6 @@ class WindowRows:
     assets: list[str]
     start_ns: np.ndarray  # (n,) int64
     end_ns: np.ndarray  # (n,) int64
-
-
-def training_config(cfg: SiteConfig, n_assets: int | None = None) -> SiteConfig:
-    """The part of ``cfg`` that decides feature rows (site, the first ``n_assets`` assets, window, features);
-    alert rules, control and maintenance are left out, so they cannot act on training data."""
-    assets = cfg.all_assets()
-    if n_assets is not None:
-        if n_assets < 1 or n_assets > len(assets):
-            raise ModelError(f"--assets {n_assets}: site {cfg.site.id} has {len(assets)} asset(s); use 1..{len(assets)}")
-        assets = assets[:n_assets]
-    d = cfg.normalised()
-    data = {"site": d["site"], "assets": [a.model_dump(mode="json") for a in assets], "window": d["window"],
-            "features": d["features"], "inputs": {"tail": False}, "model": {"drift_detector": "none"}}
-    return SiteConfig.from_dict(data, source=f"<training view of {cfg.site.id}>")
-
-
-def window_rows(cfg: SiteConfig, sim: Any) -> WindowRows:
-    """Run ``sim``'s messages (a :class:`~aiotstream.simulator.PlantSimulator`) through the flow's ingest and
-    per-asset analysis and return every scored window's feature row."""
-    from aiotstream.analysis import (  # the flow's code (imported late: it imports us)
-        AssetAnalyzer,
-        SiteRuntime,
-    )
-    from aiotstream.ingest import Ingestor
-    from aiotstream.records import SourceMessage
-
-    rt = SiteRuntime(cfg)
-    cols = {a: tuple(rt.columns(rt.assets[a])) for a in rt.assets}
-    if len(set(cols.values())) != 1:
-        raise ModelError(f"site {cfg.site.id}: assets have different feature columns (channels differ), so one model "
-                         "cannot serve them all; train per asset group (--assets, or a site file per group)")
-    columns = list(next(iter(cols.values())))
-    ingest = Ingestor(rt, now_ns=lambda: sim.end_ns + 10**13)
-    topics = {"waveform": cfg.inputs.topics[0], "reading": cfg.inputs.topics[-1]}
-    msgs = [SourceMessage(topics[m.stream], 0, i, m.payload) for i, m in enumerate(sim.messages())]
-    per_asset: dict[str, list[Any]] = {}
-    bad = []
-    for x in ingest.decode_batch(msgs):
-        if isinstance(x, tuple):
-            per_asset.setdefault(x[0], []).append(x[1])
-        else:
-            bad.append(x.record["reason"])
-    if bad:
-        raise ModelError(f"simulator data gave {len(bad)} dead letter(s) ({sorted(set(bad))}): the site config does "
-                         "not match the simulated assets")
-    rows, assets, starts, ends = [], [], [], []
-    for aid in sorted(per_asset):
-        a = AssetAnalyzer(rt, aid)
-        for o in a.on_items(per_asset[aid], 0.0) + a.flush():
-            if o.kind != "score":
-                continue
-            r = o.record
-            rows.append([np.nan if r["values"][c] is None else r["values"][c] for c in columns])
-            assets.append(aid)
-            starts.append(r["window"]["start_ns"])
-            ends.append(r["window"]["end_ns"])
-    if not rows:
-        raise ModelError("the simulated run closed no window: give a longer duration")
-    return WindowRows(columns, np.asarray(rows, dtype=np.float64), assets, np.asarray(starts, dtype=np.int64),
-                      np.asarray(ends, dtype=np.int64))
 
 
 def medians(X: np.ndarray) -> np.ndarray:
@@ -318,34 +253,27 @@ def raw_scores(onnx_bytes: bytes, part: dict[str, Any], X: np.ndarray) -> np.nda
     return float(part["sign"]) * np.asarray(out, dtype=np.float64).reshape(-1)
 
 
-# ---- the command ---------------------------------------------------------------------------------------------
-def train_and_publish(cfg: SiteConfig, registry: ModelRegistry, name: str, version: str, *,
-                      n_assets: int | None = None, duration_s: float = 120.0, seed: int = 0,
-                      signing_key: Path | bytes | None = None, hmac_key: bytes | None = None,
-                      n_estimators: int = 100, hidden: tuple[int, ...] = (16, 6, 16),
-                      rows: WindowRows | None = None) -> list[Manifest]:
-    """Simulate healthy data for ``cfg``'s assets, train, publish ``version`` (IsolationForest),
-    ``version-ae`` (autoencoder) and ``version-int8`` (quantized autoencoder); return their manifests.
-
-    ``rows`` skips the simulation (feature rows made earlier by :func:`window_rows`).
-    """
-    from aiotstream.simulator import PlantSimulator
-
+# ---- publishing ---------------------------------------------------------------------------------------------
+def check_new(registry: ModelRegistry, name: str, version: str) -> None:
+    """Refuse a version that is published already (with its variants): versions are immutable."""
     for v in (version, f"{version}-ae", f"{version}-int8"):
         if registry.path(name, v).exists():
             raise ModelError(f"{registry.path(name, v)} exists: choose a new version (versions are immutable)")
-    tcfg = training_config(cfg, n_assets)
-    if rows is None:
-        sim = PlantSimulator(tcfg.all_assets(), duration_s=duration_s, n_faults=0, seed=seed)
-        rows = window_rows(tcfg, sim)
-    fs = tcfg.features
-    ref = (f"simulator:healthy;site={cfg.site.id};config_hash={cfg.config_hash};assets={len(tcfg.all_assets())};"
-           f"duration_s={duration_s:g};seed={seed};feature_set={fs.set}")
+
+
+def publish_trained(rows: WindowRows, registry: ModelRegistry, name: str, version: str, *, training_data: str,
+                    seed: int = 0, signing_key: Path | bytes | None = None, hmac_key: bytes | None = None,
+                    n_estimators: int = 100, hidden: tuple[int, ...] = (16, 6, 16)) -> list[Manifest]:
+    """Train on ``rows`` and publish ``version`` (IsolationForest), ``version-ae`` (autoencoder) and
+    ``version-int8`` (quantized autoencoder); return their manifests. ``training_data`` says where the rows
+    came from (kept in each manifest)."""
+    check_new(registry, name, version)
     fill = medians(rows.X)
     X = impute(rows.X, fill)
     if X.shape[0] < 20:
         raise ModelError(f"only {X.shape[0]} training windows: give a longer --duration or more --assets")
-    common = {"feature_names": rows.columns, "training_data": ref, "signing_key": signing_key, "hmac_key": hmac_key}
+    common = {"feature_names": rows.columns, "training_data": training_data, "signing_key": signing_key,
+              "hmac_key": hmac_key}
     base_metrics = {"train_rows": int(X.shape[0]), "train_assets": len(set(rows.assets)),
                     "n_features": len(rows.columns)}
 

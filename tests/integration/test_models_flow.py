@@ -20,7 +20,7 @@ from aiotstream.dataflow import build_flow
 from aiotstream.io.kafka import ensure_topics, input_topics, make_producer, output_topics
 from aiotstream.io.simulator import SimulatorSource, write_to_kafka
 from aiotstream.models.registry import ModelRegistry, generate_keypair
-from aiotstream.models.train import train_and_publish
+from aiotstream.pdm.training import train_and_publish
 from aiotstream.schemas import validator
 from aiotstream.simulator import Fault, PlantSimulator
 

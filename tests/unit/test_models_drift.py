@@ -7,7 +7,8 @@ import pytest
 from aiotstream.config import default_site
 from aiotstream.errors import ConfigError, ModelError
 from aiotstream.models.online import DriftWatch, FeatureDrift, make_drift_detector
-from aiotstream.models.train import WindowRows, training_config, window_rows
+from aiotstream.models.train import WindowRows
+from aiotstream.pdm.training import training_config, window_rows
 from aiotstream.simulator import Fault, PlantSimulator
 
 S = 1_000_000_000

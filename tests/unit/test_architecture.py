@@ -1,0 +1,98 @@
+"""The package's shape, checked from its source: no import circles, Bytewax and I/O only where they belong.
+
+Every ``import`` counts, also one inside a function (a late import is still a dependency: it only hides a
+circle until the function runs); imports under ``if TYPE_CHECKING:`` do not (they never run).
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[2] / "aiotstream"
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The modules ``path`` imports: aiotstream modules by name (a name imported from a package that is a
+    submodule counts as that submodule), others by their top-level package."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for child in node.body for n in ast.walk(child)}
+    me = _module(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in modules)
+    return {m if m.startswith("aiotstream") else m.split(".")[0] for m in out if m}
+
+
+def graph() -> dict[str, set[str]]:
+    files = {_module(p): p for p in PKG.rglob("*.py")}
+    return {m: {i for i in _imports(p, set(files)) if i in files and i != m} for m, p in files.items()}
+
+
+def external(prefix: str) -> dict[str, set[str]]:
+    """Each aiotstream module that imports a non-aiotstream package whose name starts with ``prefix``."""
+    files = {_module(p): p for p in PKG.rglob("*.py")}
+    found = {m: {i for i in _imports(p, set(files)) if i.startswith(prefix)} for m, p in files.items()}
+    return {m: s for m, s in found.items() if s}
+
+
+def cycles(g: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in g[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(g):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_checker_finds_a_circle_and_a_late_import() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+    g = graph()
+    assert "aiotstream.records" in g["aiotstream.io.files"]  # a module-level import
+    assert "aiotstream.io.broker" in g["aiotstream.cli"]  # a late import inside a function counts too
+
+
+def test_no_import_circles() -> None:
+    assert cycles(graph()) == []
