@@ -478,14 +478,13 @@ def execute_flow(command: str, run: Callable[[], None], where: str) -> int:
 
 def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool, src_text: str,
               brokers: str) -> int:
-    from bytewax.run import cli_main
-
     from aiotstream.config import FLOW_ENERGY
-    from aiotstream.dataflow import build_flow
+    from aiotstream.dataflow import build_building_flow, build_flow
+    from aiotstream.dataflow.run import cli_main, recovery_config
     from aiotstream.io.stop import stoppable
 
     if cfg.site.flow == FLOW_ENERGY:  # site.flow picks the flow; the building flow's own builder
-        from aiotstream.energy.flow import build_building_flow as build_flow
+        build_flow = build_building_flow
 
     sink, also, where = _sinks(args, cfg, brokers)
     # without --recovery nothing reads the per-epoch state snapshots, so they are not taken
@@ -507,29 +506,6 @@ def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool
                  epoch_interval=timedelta(seconds=args.epoch_s), recovery_config=recovery)
 
     return execute_flow(args.command, run, where)
-
-
-def recovery_config(directory: Path, partitions: int, backup_s: float, process_id: int = 0, processes: int = 1):
-    """A Bytewax RecoveryConfig for ``directory``, creating this process's share of partitions on first use.
-
-    A cluster's partitions are spread over its processes' local directories:
-    process ``i`` of ``n`` keeps partitions ``i, i + n, i + 2n, ...`` of the
-    ``partitions`` created for the whole cluster.
-    """
-    import shutil
-    import tempfile
-
-    from bytewax.recovery import RecoveryConfig, init_db_dir
-
-    if partitions < processes:
-        raise AiotError(f"--recovery-partitions ({partitions}) must be at least the number of processes ({processes})")
-    directory.mkdir(parents=True, exist_ok=True)
-    if not any(directory.glob("*.sqlite3")):
-        with tempfile.TemporaryDirectory(dir=directory) as tmp:
-            init_db_dir(Path(tmp), partitions)
-            for i in range(process_id, partitions, processes):
-                shutil.move(str(Path(tmp) / f"part-{i}.sqlite3"), directory / f"part-{i}.sqlite3")
-    return RecoveryConfig(str(directory), backup_interval=timedelta(seconds=backup_s))
 
 
 def _cluster_place(args: argparse.Namespace) -> Placement:
@@ -603,9 +579,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bytewax.run import cli_main
-
     from aiotstream.dataflow import build_flow
+    from aiotstream.dataflow.run import cli_main
     from aiotstream.evaluate import score_alerts
     from aiotstream.io.files import JsonlSink
     from aiotstream.io.simulator import SimulatorSource, interleave

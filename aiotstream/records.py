@@ -234,7 +234,7 @@ DEADLETTER_MESSAGE_CHARS = 1_000
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """Input that could not be used, kept whole with the reason why (``truncate``: keep only a prefix, e.g.
-    for an input over the size limit; see :meth:`aiotstream.analysis.SiteRuntime.deadletter`)."""
+    for an input over the size limit; see :meth:`aiotstream.decisions.runtime.DecisionRuntime.deadletter`)."""
 
     raw: bytes
     pos: Position
@@ -294,3 +294,29 @@ class ModelSwitch:
     fraction: float
     ts_ns: int
     pos: Position
+
+
+class MessageBlock:
+    """One poll batch of one topic partition: ``values[i]`` is at ``offsets[i]``; ``errors`` are Bytewax
+    ``KafkaError`` items for messages the consumer flagged. ``count`` is the number of messages."""
+
+    __slots__ = ("errors", "offsets", "partition", "topic", "values")
+
+    def __init__(self, topic: str, partition: int, values: list[bytes], offsets: list[int],
+                 errors: list[Any] | None = None):
+        self.topic = topic
+        self.partition = partition
+        self.values = values
+        self.offsets = offsets
+        self.errors = errors or []
+
+    @property
+    def count(self) -> int:
+        return len(self.values) + len(self.errors)
+
+    @property
+    def value(self) -> bytes:  # what byte-counting wrappers (benchmarks.flowrun) read
+        return b"".join(self.values)
+
+    def __reduce__(self) -> tuple:
+        return (MessageBlock, (self.topic, self.partition, self.values, self.offsets, self.errors))

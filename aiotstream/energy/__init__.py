@@ -16,5 +16,5 @@ Modules, engine-agnostic first:
 * :mod:`~aiotstream.energy.ingest`: a poll batch -> per-zone interval partials in one numpy step;
 * :mod:`~aiotstream.energy.zone`: one zone's state (intervals, baseline, alerts, commands, KPI periods);
 * :mod:`~aiotstream.energy.simulator`: a building with injected waste (ground truth);
-* :mod:`~aiotstream.energy.flow`: the Bytewax wiring (the only module that knows Bytewax).
+* :mod:`aiotstream.dataflow.building`: the Bytewax wiring (outside this package: energy/ is pure).
 """

@@ -22,7 +22,7 @@ class BuildingRuntime(DecisionRuntime):
     dead letters) is :class:`~aiotstream.decisions.runtime.DecisionRuntime`'s,
     the same as the plant flow's.
 
-    It has the attributes :class:`aiotstream.dataflow.RollupLogic` reads
+    It has the attributes :class:`aiotstream.dataflow.rollup.RollupLogic` reads
     (``ctx``, ``assets``, ``lines``, ``config``, ``model_block``,
     ``features_block``), so the KPI roll-ups per floor and building are the
     same code as the predictive-maintenance flow's.

@@ -1,8 +1,8 @@
 """Training and validation data made by the plant flow's own code, and the ``aiotstream train`` command.
 
 Feature rows come from the real pipeline: simulator messages are decoded by
-:class:`~aiotstream.ingest.Ingestor` and windowed and featurised by
-:class:`~aiotstream.analysis.AssetAnalyzer`; each window's row is the ``values``
+:class:`~aiotstream.pdm.ingest.Ingestor` and windowed and featurised by
+:class:`~aiotstream.pdm.asset.AssetAnalyzer`; each window's row is the ``values``
 of its score record, in the flow's column order (:meth:`SiteRuntime.columns`),
 so a model sees exactly what the flow will feed it. Values in score records are
 rounded to 6 decimals, far below the models' resolution.
@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from aiotstream.analysis import AssetAnalyzer, SiteRuntime
 from aiotstream.config import SiteConfig
 from aiotstream.errors import ModelError
-from aiotstream.ingest import Ingestor
 from aiotstream.models.registry import Manifest, ModelRegistry
 from aiotstream.models.train import WindowRows, check_new, publish_trained
+from aiotstream.pdm.asset import AssetAnalyzer
+from aiotstream.pdm.ingest import Ingestor
+from aiotstream.pdm.runtime import SiteRuntime
 from aiotstream.records import SourceMessage
 from aiotstream.simulator import FAULT_KINDS, PlantSimulator
 

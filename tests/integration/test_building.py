@@ -16,7 +16,7 @@ from bytewax.testing import TestingSink, run_main
 from support import produce_all, read_outputs
 
 from aiotstream.config import SiteConfig
-from aiotstream.energy.flow import build_building_flow
+from aiotstream.dataflow.building import build_building_flow
 from aiotstream.energy.simulator import BuildingSimulator
 from aiotstream.io.kafka import KafkaOutputSink, ensure_topics, kafka_source, make_producer, output_topics
 from aiotstream.io.mqtt import MqttSource, publish_messages

@@ -8,12 +8,13 @@ from collections import Counter
 import pytest
 from bytewax.testing import TestingSink, run_main
 
-from aiotstream.analysis import AssetAnalyzer, SiteRuntime
 from aiotstream.codecs import encode_frame
 from aiotstream.config import default_site
 from aiotstream.dataflow import build_flow
-from aiotstream.ingest import Ingestor
 from aiotstream.io.simulator import SimulatorSource
+from aiotstream.pdm.asset import AssetAnalyzer
+from aiotstream.pdm.ingest import Ingestor
+from aiotstream.pdm.runtime import SiteRuntime
 from aiotstream.records import Output, SourceMessage
 from aiotstream.schemas import validator
 from aiotstream.simulator import PlantSimulator, SimMessage

@@ -129,7 +129,7 @@ def test_plant_flow_with_control_equals_the_golden_files(tmp_path: Path) -> None
 
 
 def test_building_flow_equals_the_golden_files(tmp_path: Path) -> None:
-    from aiotstream.energy.flow import build_building_flow
+    from aiotstream.dataflow.building import build_building_flow
     from aiotstream.energy.simulator import BuildingSimulator
 
     cfg = SiteConfig.from_dict({

@@ -96,3 +96,64 @@ def test_the_checker_finds_a_circle_and_a_late_import() -> None:
 
 def test_no_import_circles() -> None:
     assert cycles(graph()) == []
+
+
+def _package(module: str) -> str:
+    """``aiotstream.pdm.asset`` -> ``pdm``; a top-level module keeps its name (``records``, ``cli``)."""
+    return module.split(".")[1] if module.count(".") >= 1 else module
+
+
+def test_only_dataflow_and_io_import_bytewax() -> None:
+    users = {m for m in external("bytewax")}
+    assert users, "the checker found no Bytewax import at all"
+    assert {m for m in users if _package(m) not in ("dataflow", "io")} == set()
+
+
+PURE = ("codecs", "codecs_iot", "features", "models", "decisions", "kpi", "pdm", "energy", "simulator", "records",
+        "units", "windows", "lineage", "config")
+"""Packages and modules that run without Bytewax or any I/O, so each is testable alone."""
+
+
+def test_pure_packages_import_neither_io_nor_dataflow() -> None:
+    g = graph()
+    bad = {(m, i) for m, deps in g.items() if _package(m) in PURE
+           for i in deps if _package(i) in ("io", "dataflow", "cli")}
+    assert bad == set()
+
+
+LAYERS = [("dataflow",), ("pdm", "energy"), ("decisions",), ("models", "features", "kpi")]
+"""Imports point one way: a layer may import the layers below it, never one above."""
+
+
+def test_imports_point_one_way() -> None:
+    g = graph()
+    rank = {p: i for i, layer in enumerate(LAYERS) for p in layer}
+    upward = {(m, i) for m, deps in g.items() for i in deps
+              if _package(m) in rank and _package(i) in rank and rank[_package(i)] < rank[_package(m)]}
+    assert upward == set()
+    # the two flows' logic does not import each other: what they share lives below them
+    assert {(m, i) for m, deps in g.items() for i in deps if {_package(m), _package(i)} == {"pdm", "energy"}} == set()
+
+
+MODULE_NAMES_ONCE = {"analysis", "ingest", "alerts", "control", "dataflow", "simulator", "kpi", "config", "codecs"}
+"""Modules of the package (now or before issue 16's move) that ``from aiotstream import x`` could name."""
+
+
+def test_every_aiotstream_import_names_a_module_that_exists() -> None:
+    """A stale path (a module moved away) must fail here, not resolve to another checkout's copy."""
+    root = PKG.parent
+    modules = {_module(p) for p in PKG.rglob("*.py")}
+    missing = set()
+    for folder in ("aiotstream", "tests", "flows", "benchmarks"):
+        for path in (root / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+                missing.update((str(path.relative_to(root)), n) for n in names
+                               if n.startswith("aiotstream") and n not in modules and n != "aiotstream._kernels")
+                if isinstance(node, ast.ImportFrom) and node.module == "aiotstream":  # from aiotstream import x
+                    missing.update((str(path.relative_to(root)), f"aiotstream.{a.name}") for a in node.names
+                                   if (PKG / a.name).is_dir() is False and not (PKG / f"{a.name}.py").exists()
+                                   and a.name in MODULE_NAMES_ONCE)
+    assert missing == set()

@@ -10,10 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
-from aiotstream.analysis import AssetAnalyzer, SiteRuntime
 from aiotstream.errors import ModelRefused
-from aiotstream.ingest import Ingestor
 from aiotstream.models.registry import ModelRegistry, generate_keypair
+from aiotstream.pdm.asset import AssetAnalyzer
+from aiotstream.pdm.ingest import Ingestor
+from aiotstream.pdm.runtime import SiteRuntime
 from aiotstream.records import ModelSwitch, Output, SourceMessage
 from benchmarks.fuzz_control import (
     BAD_VERSIONS,

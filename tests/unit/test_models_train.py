@@ -12,7 +12,6 @@ import numpy as np
 import onnx
 import pytest
 
-from aiotstream.analysis import SiteRuntime
 from aiotstream.cli import main as cli_main
 from aiotstream.config import default_site
 from aiotstream.errors import ModelError
@@ -20,6 +19,7 @@ from aiotstream.models.gate import auc, validate
 from aiotstream.models.onnx_model import OnnxModel
 from aiotstream.models.registry import ModelRegistry, generate_keypair
 from aiotstream.models.train import iforest_onnx, quantize_int8
+from aiotstream.pdm.runtime import SiteRuntime
 from aiotstream.pdm.training import labelled_rows, train_and_publish, training_config, window_rows
 from aiotstream.simulator import PlantSimulator
 

@@ -1,4 +1,4 @@
-"""Assemble the building (energy-optimisation) dataflow: the only module of the package that knows Bytewax.
+"""The building (energy-optimisation) dataflow: Bytewax operators around :mod:`aiotstream.energy`.
 
 ::
 
@@ -17,13 +17,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from aiotstream.config import SiteConfig
-from aiotstream.dataflow import rollup_and_sinks
+from aiotstream.dataflow.rollup import rollup_and_sinks
 from aiotstream.energy.floor import FloorState, ZoneHvac
 from aiotstream.energy.ingest import BuildingIngest, ZoneBatch
 from aiotstream.energy.runtime import BuildingRuntime
@@ -124,12 +125,13 @@ def build_building_flow(config: SiteConfig, source: Source, sink: Sink[Output], 
                         also: Sequence[Sink[Any]] = (), snapshots: bool = True) -> Dataflow:
     """Build the energy-optimisation dataflow for one building (a site config with a ``[building]`` table).
 
-    Arguments as :func:`aiotstream.dataflow.build_flow`: any source whose
+    Arguments as :func:`aiotstream.dataflow.plant.build_flow`: any source whose
     messages have ``topic/partition/offset/value`` (Kafka, MQTT, files, the
     simulator), any sink of :class:`~aiotstream.records.Output`.
     """
     rt = BuildingRuntime(config)
-    ingest = BuildingIngest(rt, now_ns) if now_ns is not None else BuildingIngest(rt)
+    ingest = BuildingIngest(rt, now_ns, KafkaSourceMessage) if now_ns is not None else \
+        BuildingIngest(rt, message_type=KafkaSourceMessage)
     tail = config.inputs.tail if tail is None else tail
     idle = timedelta(seconds=config.window.idle_close_s) if tail else None
 
