@@ -90,7 +90,8 @@ def decode_frame(raw: bytes, pos: Position) -> Frame:
     """Decode and validate one binary frame; raise DecodeError(reason) if it does not add up."""
     n = len(raw)
     if n < HEADER_SIZE:
-        raise DecodeError("truncated_header", f"frame is {n} bytes, shorter than the {HEADER_SIZE}-byte header")
+        raise DecodeError("truncated_header",
+                          f"frame is {n} bytes, shorter than the {HEADER_SIZE}-byte header")
     magic, version, code, channels, n_samples, rate, t0_ns, seq, alen = _HEAD.unpack_from(raw, 0)
     if magic != MAGIC:
         raise DecodeError("bad_magic", f"frame magic is {magic!r}, expected {MAGIC!r}")
@@ -104,7 +105,8 @@ def decode_frame(raw: bytes, pos: Position) -> Frame:
     if not 1 <= n_samples <= MAX_SAMPLES:
         raise DecodeError("bad_shape", f"n_samples = {n_samples}, must be 1..{MAX_SAMPLES}")
     if not (math.isfinite(rate) and 0 < rate <= MAX_SAMPLE_RATE):
-        raise DecodeError("bad_sample_rate", f"sample rate {rate!r} Hz must be finite and in (0, {MAX_SAMPLE_RATE:g}]")
+        raise DecodeError("bad_sample_rate",
+                          f"sample rate {rate!r} Hz must be finite and in (0, {MAX_SAMPLE_RATE:g}]")
     if t0_ns < 0:
         raise DecodeError("bad_timestamp", f"t0_ns = {t0_ns} is before the Unix epoch")
     if not 1 <= alen <= MAX_ASSET_ID:
@@ -160,7 +162,8 @@ def _reading(obj: object, raw: bytes, pos: Position) -> Reading:
     if not isinstance(metric, str) or not metric:
         raise DecodeError("bad_reading", "field 'metric' must be a non-empty string")
     if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts <= MAX_TS_NS:
-        raise DecodeError("bad_timestamp", f"field 'ts' must be integer ns since the epoch (0..2^63-1), got {ts!r}")
+        raise DecodeError("bad_timestamp",
+                          f"field 'ts' must be integer ns since the epoch (0..2^63-1), got {ts!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DecodeError("bad_reading", f"field 'value' must be a number, got {value!r}")
     value = float(value)
@@ -174,7 +177,8 @@ LABELS = ("true_fault", "false_alarm")
 DEVICE_ACK_STATUSES = ("applied", "failed", "rejected")
 MAX_NS = MAX_TS_NS
 
-# ---- feedback/1: one pydantic model per type, told apart by "type" (a discriminated union) -------------------
+# ---- feedback/1: one pydantic model per type, told apart by "type" (a discriminated union)
+# -------------------
 _Ns = Annotated[int, Field(ge=0, le=MAX_NS)]
 _Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ASSET_ID)]  # assets, lines, types, ids
 _Ref = Annotated[str, StringConstraints(min_length=1, max_length=64)]  # alert and command ids
@@ -254,7 +258,8 @@ class MaintenanceFeedback(_Feedback):
         if self.end <= self.start:
             raise ValueError(f"maintenance end ({self.end}) must be after start ({self.start})")
         if self.asset is not None and self.line is not None:
-            raise ValueError("maintenance feedback names an asset or a line (or neither, for the whole site), not both")
+            raise ValueError("maintenance feedback names an asset or a line (or neither, for the whole "
+                             "site), not both")
         return self
 
 
@@ -299,7 +304,8 @@ def _feedback(obj: object, raw: bytes, pos: Position) -> Feedback:
         raise DecodeError("bad_feedback", f"feedback must be a JSON object, got {type(obj).__name__}")
     schema = obj.get("schema")
     if schema != FEEDBACK_SCHEMA:
-        raise DecodeError("unsupported_schema", f"schema {schema!r} is not supported (only {FEEDBACK_SCHEMA!r})")
+        raise DecodeError("unsupported_schema",
+                          f"schema {schema!r} is not supported (only {FEEDBACK_SCHEMA!r})")
     try:
         m = _FEEDBACK.validate_python(obj)
     except ValidationError as exc:

@@ -51,7 +51,8 @@ STATE_CODES: dict[int, str] = {0: "planned_stop", 1: "running", 2: "idle", 3: "d
 # name -> how two partials combine ("sum" or "max"); names ending in _s are seconds (kept as int ns inside)
 TOTALS: dict[str, str] = {
     # windows and the model
-    "frames": "sum", "windows": "sum", "scored_windows": "sum", "anomalous_windows": "sum", "max_score": "max",
+    "frames": "sum", "windows": "sum", "scored_windows": "sum", "anomalous_windows": "sum",
+                          "max_score": "max",
     "late_inputs": "sum", "drift_events": "sum", "model_calls": "sum", "model_latency_s": "sum",
     "model_latency_max_s": "max",
     # model variants (ONNX): the deciding score's moments; canary assets' and the shadow's windows apart
@@ -65,7 +66,8 @@ TOTALS: dict[str, str] = {
     "alerts_cleared": "sum", "alerts_acknowledged": "sum", "ack_delay_s": "sum", "alerts_escalated": "sum",
     "alerts_suppressed": "sum", "labels_true_fault": "sum", "labels_false_alarm": "sum",
     # time by machine state, failures, repairs
-    "observed_s": "sum", "unobserved_s": "sum", "planned_s": "sum", "run_s": "sum", "idle_s": "sum", "down_s": "sum",
+    "observed_s": "sum", "unobserved_s": "sum", "planned_s": "sum", "run_s": "sum", "idle_s": "sum",
+                          "down_s": "sum",
     "maintenance_s": "sum", "failure_s": "sum", "operating_s": "sum", "failures": "sum", "repairs": "sum",
     "repair_s": "sum",
     # production
@@ -79,8 +81,10 @@ TOTALS: dict[str, str] = {
     "commands_rejected": "sum", "commands_blocked": "sum", "commands_superseded": "sum",
 }
 TIME_TOTALS = frozenset(k for k in TOTALS if k.endswith("_s"))
-FLOAT_TOTALS = frozenset({"max_score", "energy_kwh", "baseline_kwh", "score_sum", "score_sq_sum", "canary_score_sum",
-                          "canary_score_sq_sum", "canary_max_score", "shadow_score_sum", "shadow_score_sq_sum",
+FLOAT_TOTALS = frozenset({"max_score", "energy_kwh", "baseline_kwh", "score_sum", "score_sq_sum",
+                          "canary_score_sum",
+                          "canary_score_sq_sum", "canary_max_score", "shadow_score_sum",
+                          "shadow_score_sq_sum",
                           "shadow_max_score"})
 
 
@@ -111,7 +115,8 @@ def oee(run_ns: int, planned_ns: int, ideal_run_ns: int, parts_total: int, parts
         ) -> tuple[float | None, float | None, float | None, float | None]:
     """(availability, performance, quality, OEE) from time in ns and part counts.
 
-    >>> a, p, q, o = oee(run_ns=400 * S, planned_ns=480 * S, ideal_run_ns=300 * S, parts_total=250, parts_good=240)
+    >>> a, p, q, o = oee(run_ns=400 * S, planned_ns=480 * S, ideal_run_ns=300 * S, parts_total=250,
+    ...                  parts_good=240)
     >>> round(a, 4), round(p, 4), round(q, 4), round(o, 4)
     (0.8333, 0.75, 0.96, 0.6)
     """
@@ -143,7 +148,8 @@ def trapezoid_kwh(t_ns: Iterable[int], p_kw: Iterable[float], max_gap_ns: int | 
     return total
 
 
-def split_trapezoid(t0: int, p0: float, t1: int, p1: float, cuts: Iterable[int]) -> list[tuple[int, int, float]]:
+def split_trapezoid(t0: int, p0: float, t1: int, p1: float,
+                    cuts: Iterable[int]) -> list[tuple[int, int, float]]:
     """Split one trapezoid segment at the cut times inside it: ``[(a, b, kWh), ...]``.
 
     Power is linear between the samples, so the pieces add up to the whole segment exactly.
@@ -216,13 +222,15 @@ def variant_kpis(t: dict[str, int | float]) -> dict[str, dict[str, float | None]
     >>> t = new_totals(); t.update(scored_windows=4, anomalous_windows=1, score_sum=1.6, score_sq_sum=1.0,
     ...                            canary_windows=1, canary_anomalous_windows=1, canary_score_sum=0.7,
     ...                            canary_score_sq_sum=0.49, canary_max_score=0.7)
-    >>> v = variant_kpis(t); v["champion"]["windows"], v["champion"]["anomaly_rate"], v["canary"]["mean_score"]
+    >>> v = variant_kpis(t)
+    >>> v["champion"]["windows"], v["champion"]["anomaly_rate"], v["canary"]["mean_score"]
     (3, 0.0, 0.7)
     """
     if not (t["score_sum"] or t["shadow_windows"] or t["canary_windows"]):
         return None
 
-    def stats(n: float, anomalous: float, s1: float, s2: float, top: float | None, lat_ns: float | None) -> dict:
+    def stats(n: float, anomalous: float, s1: float, s2: float, top: float | None,
+              lat_ns: float | None) -> dict:
         mean = ratio(s1, n)
         var = None if mean is None else max(0.0, s2 / n - mean * mean)
         return {"windows": n, "anomaly_rate": ratio(anomalous, n),
@@ -233,10 +241,12 @@ def variant_kpis(t: dict[str, int | float]) -> dict[str, dict[str, float | None]
 
     c = t["canary_windows"]
     out = {"champion": stats(t["scored_windows"] - c, t["anomalous_windows"] - t["canary_anomalous_windows"],
-                             t["score_sum"] - t["canary_score_sum"], t["score_sq_sum"] - t["canary_score_sq_sum"],
+                             t["score_sum"] - t["canary_score_sum"],
+                             t["score_sq_sum"] - t["canary_score_sq_sum"],
                              None, None)}
     if c:
-        out["canary"] = stats(c, t["canary_anomalous_windows"], t["canary_score_sum"], t["canary_score_sq_sum"],
+        out["canary"] = stats(c, t["canary_anomalous_windows"], t["canary_score_sum"],
+                              t["canary_score_sq_sum"],
                               t["canary_max_score"], None)
     if t["shadow_windows"]:
         out["shadow"] = stats(t["shadow_windows"], t["shadow_anomalous_windows"], t["shadow_score_sum"],
@@ -250,7 +260,8 @@ def public_totals(t: dict[str, int | float]) -> dict[str, int | float]:
 
 
 def from_public(t: dict[str, int | float]) -> dict[str, int | float]:
-    """The inverse of :func:`public_totals`: totals read from records, ready to :func:`merge` and :func:`derive`.
+    """The inverse of :func:`public_totals`: totals read from records, ready to :func:`merge` and
+    :func:`derive`.
 
     >>> from_public(public_totals({**new_totals(), "run_s": 1_500_000_001}))["run_s"]
     1500000001
@@ -405,7 +416,8 @@ class KpiTracker:
     and collects finished periods with :meth:`close`.
     """
 
-    max_gap_ns: int = 7 * 86_400 * S  # class default: snapshots taken before the setting existed resume with it
+    # class default: snapshots taken before the setting existed resume with it
+    max_gap_ns: int = 7 * 86_400 * S
 
     def __init__(self, asset: str, line: str, schemes: list[PeriodScheme], *, failures: str = "both",
                  ideal_cycle_ns: int | None = None, energy_max_gap_ns: int = 300 * S, emit_delay_ns: int = 0,
@@ -533,7 +545,8 @@ class KpiTracker:
             self.count("repair_s", t_ns - since, t_ns)
             self.failure_since = None
 
-    def alert_failure(self, alert_type: str, is_open: bool, t_ns: int, maintenance: MaintenanceSchedule) -> None:
+    def alert_failure(self, alert_type: str, is_open: bool, t_ns: int,
+                      maintenance: MaintenanceSchedule) -> None:
         """A failure-type alert opened or cleared at ``t_ns``."""
         t_ns = self.when(t_ns)
         self.advance(t_ns, maintenance)
@@ -554,7 +567,8 @@ class KpiTracker:
         return None
 
     def counter(self, name: str, value: float, t_ns: int) -> str | None:
-        """A cumulative part counter reading (``parts_total`` or ``parts_good``); a drop is a counter reset."""
+        """A cumulative part counter reading (``parts_total`` or ``parts_good``); a drop is a counter
+        reset."""
         if value < 0 or value != int(value):
             return f"a part counter must be a non-negative integer, got {value!r}"
         prev = self.counters.get(name)
@@ -572,7 +586,8 @@ class KpiTracker:
         return None
 
     def power(self, which: str, kw: float, t_ns: int) -> None:
-        """A power sample (``which`` = ``energy`` or ``baseline``) in kW: integrate the segment since the last one."""
+        """A power sample (``which`` = ``energy`` or ``baseline``) in kW: integrate the segment since the last
+        one."""
         total, samples = ("energy_kwh", "power_samples") if which == "energy" else ("baseline_kwh",
                                                                                    "baseline_samples")
         self.count(samples, 1, t_ns)
@@ -581,7 +596,8 @@ class KpiTracker:
         if last is None or t_ns <= last[0]:
             return
         t0, p0 = last
-        if t_ns - t0 > min(self.energy_max_gap_ns, self.max_gap_ns):  # never split over more than a gap's periods
+        # never split over more than a gap's periods
+        if t_ns - t0 > min(self.energy_max_gap_ns, self.max_gap_ns):
             self.count("energy_gap_s", t_ns - t0, t_ns)
             return
         for i, scheme in enumerate(self.schemes):
@@ -596,12 +612,14 @@ class KpiTracker:
         return any(t < end_ns and clock_ns < t + self.energy_max_gap_ns for t, _ in self.last_power.values())
 
     def close(self, clock_ns: int) -> list[PeriodResult]:
-        """Finished periods: accounted to their end, ``emit_delay`` passed, no energy pending; oldest first."""
+        """Finished periods: accounted to their end, ``emit_delay`` passed, no energy pending; oldest
+        first."""
         acc = self.accounted_ns
         if acc is None:
             return []
         done = [p for p in self.periods.values()
-                if p.end <= acc and p.end + self.emit_delay_ns <= clock_ns and not self._energy_pending(p.end, clock_ns)]
+                if p.end <= acc and p.end + self.emit_delay_ns <= clock_ns
+                and not self._energy_pending(p.end, clock_ns)]
         return self._emit(done)
 
     def flush(self) -> list[PeriodResult]:
@@ -615,12 +633,14 @@ class KpiTracker:
             del self.periods[(p.scheme, p.start)]
             scheme = self.schemes[p.scheme]
             spans = tuple(sorted((t, q, a, b) for (t, q), (a, b) in p.spans.items()))
-            out.append(PeriodResult(scheme.name, scheme.length_ns, p.start, p.end, p.label, self.asset, self.line,
+            out.append(PeriodResult(scheme.name, scheme.length_ns, p.start, p.end, p.label, self.asset,
+                                    self.line,
                                     p.totals, spans))
         return out
 
 
-def make_schemes(periods_s: list[float], shifts: list[tuple[str, int, float]], timezone: str) -> list[PeriodScheme]:
+def make_schemes(periods_s: list[float], shifts: list[tuple[str, int, float]],
+                 timezone: str) -> list[PeriodScheme]:
     """The period schemes of a KPI config: one tumbling scheme per period length, plus shifts if any."""
     schemes: list[PeriodScheme] = [Tumbling(round(p * S)) for p in periods_s]
     if shifts:
@@ -652,7 +672,8 @@ def kpi_record(ctx: FlowContext, r: PeriodResult | RollupResult, *, scope: str, 
     revision = rollup.revision if rollup else 0
     return {
         "schema": "aiotstream.kpi/2",
-        "id": make_id("kpi", ctx.site, ctx.config_hash, model_sha, scope, scope_id, r.scheme, r.start_ns, revision),
+        "id": make_id("kpi", ctx.site, ctx.config_hash, model_sha, scope, scope_id, r.scheme, r.start_ns,
+                      revision),
         "scope": scope, "asset": asset, "line": line,
         "period": {"scheme": r.scheme, "label": r.label or None,
                    "length_s": None if r.length_ns is None else r.length_ns / S,
@@ -664,7 +685,8 @@ def kpi_record(ctx: FlowContext, r: PeriodResult | RollupResult, *, scope: str, 
         "totals": public_totals(r.totals),
         "kpis": derive(r.totals),
         **({"variants": v} if (v := variant_kpis(r.totals)) is not None else {}),
-        **ctx.block(inputs=inputs_block(r.spans), window=window_block(r.start_ns, r.end_ns), features=features,
+        **ctx.block(inputs=inputs_block(r.spans), window=window_block(r.start_ns, r.end_ns),
+                    features=features,
                     model=model),
     }
 
@@ -768,7 +790,8 @@ class RollupBook:
         return not self._missing(key)
 
     def expire(self, now_s: float, wait_s: float) -> list[RollupResult]:
-        """Emit (maybe incomplete) the periods first seen more than ``wait_s`` ago (wall clock), not emitted yet."""
+        """Emit (maybe incomplete) the periods first seen more than ``wait_s`` ago (wall clock), not emitted
+        yet."""
         due = [k for k, p in self.pending.items() if p.revision < 0 and now_s - p.first_seen_s >= wait_s]
         return [self._emit(k, final=False) for k in sorted(due, key=lambda k: k[1])]
 
@@ -791,7 +814,8 @@ class RollupBook:
         res = RollupResult(f.scheme, f.length_ns, f.start_ns, f.end_ns, f.label, None,
                            self.scope_id if self.scope == "line" else None, totals,
                            merge_spans(s for part in p.parts.values() for s in part.spans),
-                           tuple(sorted(p.parts)), len(self.expected), set(p.parts) >= self.expected, p.revision)
+                           tuple(sorted(p.parts)), len(self.expected), set(p.parts) >= self.expected,
+                           p.revision)
         if final:
             del self.pending[key]
             self.done[key] = None

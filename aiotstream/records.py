@@ -141,9 +141,11 @@ class Frame:
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickle as one flat tuple, arrays as their bytes: frames cross between the processes of a cluster
         (Bytewax pickles what it exchanges), and this pickles and loads a decoded frame in about half the time
-        of the default (a slots state dict, numpy's own reduce for each array, a dataclass for the position)."""
+        of the default (a slots state dict, numpy's own reduce for each array, a dataclass for the
+        position)."""
         pos = self.pos
-        return _frame_from_pickle, (self.asset, self.seq, self.t0_ns, self.sample_rate_hz, _pack(self.samples),
+        return _frame_from_pickle, (self.asset, self.seq, self.t0_ns, self.sample_rate_hz,
+                                    _pack(self.samples),
                                     pos.topic, pos.partition, pos.offset, _pack(self.partials), self.raw,
                                     _pack(self.spectral))
 
@@ -161,7 +163,8 @@ class Frame:
 
 
 def _pack(a: np.ndarray | None) -> Any:
-    """A plain numeric array as ``(bytes, dtype, shape)``; anything else (None, object or record arrays) as is."""
+    """A plain numeric array as ``(bytes, dtype, shape)``; anything else (None, object or record arrays) as
+    is."""
     if a is None or type(a) is not np.ndarray or a.dtype.kind not in "biufc":
         return a
     return a.tobytes(), a.dtype.str, a.shape
@@ -174,9 +177,11 @@ def _unpack(x: Any) -> Any:
     return np.frombuffer(bytearray(data), dtype=dtype).reshape(shape)  # a bytearray, so the array is writable
 
 
-def _frame_from_pickle(asset: str, seq: int, t0_ns: int, rate: float, samples: Any, topic: str, partition: int,
+def _frame_from_pickle(asset: str, seq: int, t0_ns: int, rate: float, samples: Any, topic: str,
+                       partition: int,
                        offset: int, partials: Any, raw: bytes | None, spectral: Any) -> Frame:
-    return Frame(asset, seq, t0_ns, rate, _unpack(samples), Position(topic, partition, offset), _unpack(partials),
+    return Frame(asset, seq, t0_ns, rate, _unpack(samples), Position(topic, partition, offset),
+                 _unpack(partials),
                  raw, _unpack(spectral))
 
 

@@ -124,7 +124,8 @@ __all__ = [
     "read_waveform_file",
 ]
 
-FAULT_KINDS: tuple[str, ...] = ("bearing_wear", "imbalance", "sensor_stuck", "spike_burst", "temperature_drift")
+FAULT_KINDS: tuple[str, ...] = ("bearing_wear", "imbalance", "sensor_stuck", "spike_burst",
+                                "temperature_drift")
 """Every fault kind the simulator can inject."""
 
 MALFORMED_CATEGORIES: tuple[str, ...] = (
@@ -265,7 +266,8 @@ class ProductionSpec:
     scrap_rate: float = 0.03
     idle_per_hour: float = 30.0
     idle_s: tuple[float, float] = (3.0, 10.0)
-    planned_stops: tuple[tuple[float, float], ...] = ()  # (start, duration) in seconds from the start of the run
+    # (start, duration) in seconds from the start of the run
+    planned_stops: tuple[tuple[float, float], ...] = ()
     down_on_fault: bool = True
     down_delay_s: float = 2.0
     counter_interval_s: float = 1.0
@@ -274,7 +276,8 @@ class ProductionSpec:
         if not self.cycle_time_s > 0 or not self.counter_interval_s > 0:
             raise ValueError("cycle_time_s and counter_interval_s must be > 0")
         if not (0 < self.speed[0] <= self.speed[1]) or not (0 <= self.idle_s[0] <= self.idle_s[1]):
-            raise ValueError(f"speed {self.speed} and idle_s {self.idle_s} must be ordered (low, high) ranges")
+            raise ValueError(f"speed {self.speed} and idle_s {self.idle_s} must be ordered (low, high) "
+                             "ranges")
         if not 0 <= self.scrap_rate <= 1 or self.idle_per_hour < 0 or self.down_delay_s < 0:
             raise ValueError("scrap_rate must be in [0, 1]; idle_per_hour and down_delay_s must be >= 0")
 
@@ -484,7 +487,8 @@ class PlantSimulator:
         self.production = production
         self._production: dict[str, _Production] = {}
         if production is not None:
-            prod_ss = root.spawn(len(self.assets))  # spawned after the others, so enabling it changes no other stream
+            # spawned after the others, so enabling it changes no other stream
+            prod_ss = root.spawn(len(self.assets))
             for spec, ss in zip(self.assets, prod_ss):
                 self._production[spec.id] = self._make_production(spec, by_asset[spec.id], production, ss)
         self.n_frames: int = sum(m.n_frames for m in self._models)
@@ -502,7 +506,8 @@ class PlantSimulator:
             if f.kind not in FAULT_KINDS:
                 raise ValueError(f"unknown fault kind {f.kind!r}")
             if not self.start_ns <= f.onset_ns < self.end_ns:
-                raise ValueError(f"fault onset {f.onset_ns} is outside the run [{self.start_ns}, {self.end_ns})")
+                raise ValueError(f"fault onset {f.onset_ns} is outside the run [{self.start_ns}, "
+                                 f"{self.end_ns})")
             if f.kind in ("sensor_stuck", "spike_burst") and f.channel not in ids[f.asset].channels:
                 raise ValueError(f"{f.kind} needs a channel of asset {f.asset!r}, got {f.channel!r}")
             out.append(f)
@@ -619,7 +624,8 @@ class PlantSimulator:
         faults.sort(key=lambda f: (f.onset_ns, f.asset))
         return faults
 
-    def _make_model(self, spec: AssetSpec, ss: np.random.SeedSequence, faults: tuple[Fault, ...]) -> _AssetModel:
+    def _make_model(self, spec: AssetSpec, ss: np.random.SeedSequence,
+                    faults: tuple[Fault, ...]) -> _AssetModel:
         """Draw one asset's fixed parameters and seed its random streams."""
         param_ss, noise_ss, fault_ss, temp_ss = ss.spawn(4)
         rng = np.random.Generator(np.random.PCG64(param_ss))
@@ -628,7 +634,8 @@ class PlantSimulator:
         f1 = spec.rpm / 60.0
         teeth = int(rng.integers(GEAR_TEETH[0], GEAR_TEETH[1], endpoint=True))
         freqs = np.array([f1, 2.0 * f1, teeth * f1])
-        amps = np.array([AMP_1X, AMP_2X, AMP_GEAR])[None, :] * rng.uniform(1 - AMP_SPREAD, 1 + AMP_SPREAD, (c, 3))
+        spread = rng.uniform(1 - AMP_SPREAD, 1 + AMP_SPREAD, (c, 3))
+        amps = np.array([AMP_1X, AMP_2X, AMP_GEAR])[None, :] * spread
         amps = np.where(freqs[None, :] < 0.5 * fs, amps, 0.0)  # nothing above Nyquist
         phases = rng.uniform(0.0, 2.0 * np.pi, (c, 3))
         # a sin(w t + p) = a cos(p) sin(w t) + a sin(p) cos(w t)
@@ -661,7 +668,8 @@ class PlantSimulator:
             t_on = (f.onset_ns - self.start_ns) / 1e9
             n_on = max(0, math.ceil(t_on * fs - 1e-6))
             n_end = total if f.end_ns is None else math.ceil((f.end_ns - self.start_ns) / 1e9 * fs - 1e-6)
-            ch = m.spec.channels.index(f.channel) if f.channel is not None and f.channel in m.spec.channels else -1
+            known = f.channel is not None and f.channel in m.spec.channels
+            ch = m.spec.channels.index(f.channel) if known else -1
             st = _FaultState(fault=f, n_on=n_on, n_end=n_end, ch=ch, t_on=t_on)
             if f.kind == "bearing_wear":
                 t_stop = min(total, n_end) / fs
@@ -919,7 +927,8 @@ def read_waveform_file(path: str | Path) -> Iterator[bytes]:
         (size,) = _LEN_PREFIX.unpack_from(data, off)
         off += 4
         if off + size > len(data):
-            raise ValueError(f"{path}: frame at byte {off - 4} declares {size} bytes, only {len(data) - off} left")
+            raise ValueError(f"{path}: frame at byte {off - 4} declares {size} bytes, only {len(data) - off} "
+                             "left")
         yield data[off:off + size]
         off += size
 

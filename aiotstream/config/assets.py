@@ -19,11 +19,13 @@ class SiteInfo(_Model):
 
 class AssetConfig(_Model):
     id: str = Field(pattern=ID_PATTERN)
-    line: str = Field(default="line-1", pattern=ID_PATTERN, description="line id (a topic level in MQTT outputs)")
+    line: str = Field(default="line-1", pattern=ID_PATTERN,
+                      description="line id (a topic level in MQTT outputs)")
     channels: list[str] = Field(default_factory=lambda: ["x", "y", "z"], min_length=1, max_length=64)
     sample_rate_hz: float = Field(default=10_000.0, gt=0, le=1_000_000)
     rpm: float = Field(default=1_800.0, gt=0, le=200_000)
-    ideal_cycle_time_s: float | None = Field(default=None, gt=0, description="ideal seconds per part (OEE performance)")
+    ideal_cycle_time_s: float | None = Field(default=None, gt=0,
+                                             description="ideal seconds per part (OEE performance)")
 
     @field_validator("channels")
     @classmethod

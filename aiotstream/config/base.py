@@ -18,7 +18,8 @@ MAX_REAL = 1e12
 MAX_INT = 2**53
 """The largest magnitude of an integer (exact as a JSON number) unless its field says."""
 MAX_DURATION_S = 31_622_400.0
-"""The longest duration (366 days), in seconds, of any ``*_s`` field (``*_ms``: in ms) unless its field says."""
+"""The longest duration (366 days), in seconds, of any ``*_s`` field (``*_ms``: in ms) unless its field
+says."""
 MIN_DURATION_S = 1e-6
 """The shortest duration that is not 0 (1 us): shorter ones round to no time at all in ns, or divide into
 numbers that overflow."""
@@ -27,7 +28,8 @@ MAX_WINDOWS_PER_INPUT = 1000
 
 
 def _numbers(v: Any) -> Any:
-    """The ints and floats in a field's value (inside lists and tuples too; nested models check themselves)."""
+    """The ints and floats in a field's value (inside lists and tuples too; nested models check
+    themselves)."""
     if isinstance(v, bool):
         return
     if isinstance(v, (int, float)):
@@ -54,7 +56,8 @@ class _Model(BaseModel):
     >>> from aiotstream.config import default_site
     >>> from aiotstream.errors import ConfigError
     >>> try:
-    ...     default_site(1, control={"actuators": [{"name": "valve", "max": float("nan"), "ack_timeout_s": 1e308}]})
+    ...     default_site(1, control={"actuators": [{"name": "valve", "max": float("nan"),
+    ...                                                 "ack_timeout_s": 1e308}]})
     ... except ConfigError as e:
     ...     print(e.problems)
     [('control.actuators[0].max', 'must be a finite number (got nan)'), \
@@ -75,7 +78,8 @@ class _Model(BaseModel):
             if duration and x < 0:
                 raise ValueError(f"a duration cannot be negative (got {x!r})")
             if duration and 0 < x < MIN_DURATION_S * unit:
-                raise ValueError(f"a duration must be 0 or at least 1 us (got {x!r} {'ms' if unit > 1 else 's'})")
+                raise ValueError(f"a duration must be 0 or at least 1 us (got {x!r} "
+                                 f"{'ms' if unit > 1 else 's'})")
             if own_upper:
                 continue
             if duration and x > MAX_DURATION_S * unit:

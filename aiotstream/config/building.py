@@ -35,7 +35,8 @@ class ZoneGroup(_Model):
     count: int = Field(gt=0, le=1_000_000)
     width: int = Field(default=3, ge=1, le=9)
     floor: str = Field(default="floor-1", pattern=ID_PATTERN)
-    adjacency: Literal["none", "chain"] = Field(default="none", description="chain: zone i neighbours i-1 and i+1")
+    adjacency: Literal["none", "chain"] = Field(default="none",
+                                                description="chain: zone i neighbours i-1 and i+1")
 
 
 class MeterNames(_Model):
@@ -56,7 +57,8 @@ class MeterNames(_Model):
 
 
 class BaselineConfig(_Model):
-    """Per-zone baseline: River online linear regression of kWh per interval, drift detector on the residual."""
+    """Per-zone baseline: River online linear regression of kWh per interval, drift detector on the \
+residual."""
 
     name: str = "energy-baseline"
     version: str = "1"
@@ -71,16 +73,22 @@ class WasteConfig(_Model):
     """Waste rules; durations are event-time seconds and are rounded up to whole intervals."""
 
     empty_hvac_after_s: float = Field(default=900.0, gt=0, description="HVAC on in an empty zone this long")
-    empty_hvac_fraction: float = Field(default=0.5, gt=0, le=1, description="an interval counts when HVAC is on "
+    empty_hvac_fraction: float = Field(default=0.5, gt=0, le=1,
+                                       description="an interval counts when HVAC is on "
                                        "for at least this fraction of it and nobody was counted in it")
-    simultaneous_after_s: float = Field(default=600.0, gt=0, description="heating and cooling at once this long")
+    simultaneous_after_s: float = Field(default=600.0, gt=0,
+                                        description="heating and cooling at once this long")
     simultaneous_fraction: float = Field(default=0.5, gt=0, le=1)
-    clear_intervals: int = Field(default=2, ge=1, le=10_000, description="intervals without the pattern to clear")
-    night_start_h: float = Field(default=0.0, ge=0, lt=24, description="night window (hours of the day) for the "
+    clear_intervals: int = Field(default=2, ge=1, le=10_000,
+                                 description="intervals without the pattern to clear")
+    night_start_h: float = Field(default=0.0, ge=0, lt=24,
+                                 description="night window (hours of the day) for the "
                                  "baseload")
     night_end_h: float = Field(default=5.0, gt=0, le=24)
-    baseload_learn_nights: int = Field(default=7, ge=1, le=365, description="nights averaged as the reference")
-    baseload_creep: float = Field(default=0.15, gt=0, le=10, description="open when the night baseload exceeds "
+    baseload_learn_nights: int = Field(default=7, ge=1, le=365,
+                                       description="nights averaged as the reference")
+    baseload_creep: float = Field(default=0.15, gt=0, le=10,
+                                  description="open when the night baseload exceeds "
                                   "the reference by this fraction ...")
     baseload_nights: int = Field(default=2, ge=1, le=365, description="... on this many nights in a row")
     cooldown_s: float = Field(default=0.0, ge=0)
@@ -88,16 +96,19 @@ class WasteConfig(_Model):
     @model_validator(mode="after")
     def _night(self) -> WasteConfig:
         if self.night_end_h <= self.night_start_h:
-            raise ValueError(f"night_end_h ({self.night_end_h}) must be after night_start_h ({self.night_start_h})")
+            raise ValueError(f"night_end_h ({self.night_end_h}) must be after night_start_h "
+                             f"({self.night_start_h})")
         return self
 
 
 class BuildingConfig(_Model):
     """``[building]``: the energy-optimisation flow's zones, meters, interval, baseline and waste rules."""
 
-    interval_s: float = Field(default=60.0, ge=1, le=86_400, description="readings are aggregated per meter into "
+    interval_s: float = Field(default=60.0, ge=1, le=86_400,
+                              description="readings are aggregated per meter into "
                               "intervals of this length; models learn on intervals")
-    day_s: float = Field(default=86_400.0, gt=0, le=86_400, description="length of a day in event time (86400; "
+    day_s: float = Field(default=86_400.0, gt=0, le=86_400,
+                         description="length of a day in event time (86400; "
                          "simulations may compress it)")
     utc_offset_h: float = Field(default=0.0, ge=-14, le=14, description="local time = UTC + this (hours)")
     outdoor_asset: str = Field(default="weather", pattern=ID_PATTERN,
@@ -112,14 +123,16 @@ class BuildingConfig(_Model):
     @model_validator(mode="after")
     def _shape(self) -> BuildingConfig:
         if not self.zones and not self.zone_groups:
-            raise ValueError("no zones: add at least one [[building.zones]] or [[building.zone_groups]] table")
+            raise ValueError("no zones: add at least one [[building.zones]] or [[building.zone_groups]] "
+                             "table")
         floors = {z.id: z.floor for z in self.all_zones()}
         for i, z in enumerate(self.zones):
             for n in z.adjacent:
                 if n not in floors:
                     raise ValueError(f"zones[{i}] ({z.id}) names adjacent zone {n!r}, which is not a zone")
                 if floors[n] != z.floor or n == z.id:
-                    raise ValueError(f"zones[{i}] ({z.id}) names adjacent zone {n!r}: neighbours are other zones "
+                    raise ValueError(f"zones[{i}] ({z.id}) names adjacent zone {n!r}: neighbours are other "
+                                     "zones "
                                      "on the same floor")
         per_day = self.day_s / self.interval_s
         if abs(per_day - round(per_day)) > 1e-9:

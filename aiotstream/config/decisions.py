@@ -24,11 +24,13 @@ from aiotstream.ids import ID_PATTERN  # the one id pattern (config, payloads, t
 
 def _check_debounce(n: int, m: int | None, name: str) -> None:
     if m is not None and m < n:
-        raise ValueError(f"{name}_of ({m}) must be at least {name}_windows ({n}): N of M windows needs N <= M")
+        raise ValueError(f"{name}_of ({m}) must be at least {name}_windows ({n}): N of M windows needs "
+                         "N <= M")
 
 
 class AlertRuleConfig(_Model):
-    """A threshold alert on one window value (a feature column such as ``x.rms`` or ``temperature.max``, or ``score``)."""
+    """A threshold alert on one window value (a feature column such as ``x.rms`` or ``temperature.max``, or \
+``score``)."""
 
     type: str = Field(pattern=ID_PATTERN, description="alert type; one open alert per asset and type")
     signal: str = Field(min_length=1)
@@ -47,14 +49,17 @@ class AlertRuleConfig(_Model):
     @model_validator(mode="after")
     def _ordered(self) -> AlertRuleConfig:
         above = self.direction == "above"
-        if (self.clear_threshold >= self.open_threshold) if above else (self.clear_threshold <= self.open_threshold):
+        crossed = self.clear_threshold >= self.open_threshold if above else \
+            self.clear_threshold <= self.open_threshold
+        if crossed:
             word = "below" if above else "above"
             raise ValueError(f"clear_threshold ({self.clear_threshold}) must be {word} open_threshold "
                              f"({self.open_threshold}) for hysteresis (direction {self.direction!r})")
         if self.critical_threshold is not None and (
                 (self.critical_threshold < self.open_threshold) if above else
                 (self.critical_threshold > self.open_threshold)):
-            raise ValueError(f"critical_threshold ({self.critical_threshold}) must be at or beyond open_threshold "
+            raise ValueError(f"critical_threshold ({self.critical_threshold}) must be at or beyond "
+                             "open_threshold "
                              f"({self.open_threshold}) in the direction {self.direction!r}")
         _check_debounce(self.open_windows, self.open_of, "open")
         _check_debounce(self.clear_windows, self.clear_of, "clear")
@@ -70,20 +75,25 @@ class AlertConfig(_Model):
                                 description="debounce window M for N of M; default = open_windows")
     clear_windows: int = Field(default=3, ge=1, le=10_000,
                                description="windows under clear_threshold (of clear_of) to clear")
-    clear_of: int | None = Field(default=None, ge=1, le=10_000, description="default = clear_windows (consecutive)")
-    cooldown_s: float = Field(default=30.0, ge=0, description="no new alert of the same type this soon after a clear")
+    clear_of: int | None = Field(default=None, ge=1, le=10_000,
+                                 description="default = clear_windows (consecutive)")
+    cooldown_s: float = Field(default=30.0, ge=0,
+                              description="no new alert of the same type this soon after a clear")
     critical_threshold: float = Field(default=0.99, gt=0, le=1)
-    escalate_after_s: float = Field(default=900.0, ge=0, description="escalate an unacknowledged alert after this; "
+    escalate_after_s: float = Field(default=900.0, ge=0,
+                                    description="escalate an unacknowledged alert after this; "
                                                                       "0 = never")
     max_escalations: int = Field(default=1, ge=0, le=100)
     explain_top: int = Field(default=3, ge=0, le=50, description="features in an alert's explanation")
-    history: int = Field(default=100, ge=1, le=100_000, description="cleared alerts kept per asset for labels")
+    history: int = Field(default=100, ge=1, le=100_000,
+                         description="cleared alerts kept per asset for labels")
     maintenance_max_s: float = Field(default=604_800.0, gt=0, le=31_622_400,
                                      description="longest maintenance window (config or feedback message); a "
                                                  "longer one would silence an asset's alerts for that long")
     maintenance_max_windows: int = Field(default=256, ge=1, le=100_000,
-                                         description="maintenance windows an asset keeps planned or in progress; "
-                                                     "more from feedback are dead-lettered (too_many_windows)")
+                                         description="maintenance windows an asset keeps planned or in "
+                                                     "progress; more from feedback are dead-lettered "
+                                                     "(too_many_windows)")
     rules: list[AlertRuleConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -105,7 +115,8 @@ class AlertConfig(_Model):
 
     def alert_types(self) -> list[str]:
         """Every alert type the flow can raise."""
-        return [ALERT_TYPE_ANOMALY] + [r.type for r in self.rules] + [ALERT_TYPE_COMMAND_FAILED, ALERT_TYPE_DRIFT]
+        return [ALERT_TYPE_ANOMALY, *(r.type for r in self.rules), ALERT_TYPE_COMMAND_FAILED,
+                ALERT_TYPE_DRIFT]
 
 
 class MaintenanceConfig(_Model):
@@ -113,7 +124,8 @@ class MaintenanceConfig(_Model):
 
     start: datetime
     end: datetime
-    assets: list[str] = Field(default_factory=list, description="default (with no line): every asset of the site")
+    assets: list[str] = Field(default_factory=list,
+                              description="default (with no line): every asset of the site")
     line: str | None = Field(default=None, pattern=ID_PATTERN)
     reason: str = ""
 
@@ -150,7 +162,8 @@ class InterlockConfig(_Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> InterlockConfig:
-        kinds = [k for k, on in (("metric", self.metric is not None), ("alert_type", self.alert_type is not None),
+        kinds = [k for k,
+                 on in (("metric", self.metric is not None), ("alert_type", self.alert_type is not None),
                                  ("states", bool(self.states)), ("maintenance", self.maintenance)) if on]
         if len(kinds) != 1:
             raise ValueError(f"an interlock needs exactly one of metric, alert_type, states, maintenance "
@@ -161,7 +174,8 @@ class InterlockConfig(_Model):
 
 
 class ActuatorConfig(_Model):
-    """Something a command can set (any numeric setpoint), with the safety envelope every command must pass."""
+    """Something a command can set (any numeric setpoint), with the safety envelope every command must \
+pass."""
 
     name: str = Field(pattern=ID_PATTERN)
     unit: str = ""
@@ -171,13 +185,16 @@ class ActuatorConfig(_Model):
     min: float | None = None
     max: float | None = None
     max_step: float | None = Field(default=None, gt=0, description="largest change per command")
-    max_rate_per_s: float | None = Field(default=None, gt=0, description="largest change per second since the "
+    max_rate_per_s: float | None = Field(default=None, gt=0,
+                                         description="largest change per second since the "
                                                                          "previous command")
     min_interval_s: float = Field(default=0.0, ge=0, description="least time between two commands")
     interlocks: list[InterlockConfig] = Field(default_factory=list)
-    on_violation: Literal["block", "clamp"] = Field(default="block", description="clamp: limit the value to the "
+    on_violation: Literal["block", "clamp"] = Field(default="block",
+                                                    description="clamp: limit the value to the "
                                                                                   "bounds/step/rate instead")
-    ack_timeout_s: float = Field(default=30.0, ge=0, description="wait this long for a device ack; 0 = no acks")
+    ack_timeout_s: float = Field(default=30.0, ge=0,
+                                 description="wait this long for a device ack; 0 = no acks")
     max_retries: int = Field(default=2, ge=0, le=100)
 
     @model_validator(mode="after")

@@ -16,22 +16,30 @@ class WindowConfig(_Model):
     length_s: float = Field(default=1.0, gt=0, le=3600)
     hop_s: float = Field(default=1.0, gt=0, le=3600)
     allowed_lateness_s: float = Field(default=0.5, ge=0, le=3600)
-    max_future_s: float = Field(default=300.0, gt=0, description="frames further ahead of wall-clock are dead-lettered")
+    max_future_s: float = Field(default=300.0, gt=0,
+                                description="frames further ahead of wall-clock are dead-lettered")
     max_past_s: float = Field(
         default=604_800.0, gt=0, le=315_360_000,
-        description="inputs whose event time is further behind the asset's own newest event time (and, for live "
-                    "device sources (MQTT, OPC UA) while tailing, behind their arrival time) are dead-lettered ('too_old'); "
-                    "files and Kafka backlogs may be as old as they like, as long as each asset's data is in order "
+        description="inputs whose event time is further behind the asset's own newest event time (and, for "
+                    "live "
+                    "device sources (MQTT, OPC UA) while tailing, behind their arrival time) are "
+                    "dead-lettered ('too_old'); "
+                    "files and Kafka backlogs may be as old as they like, as long as each asset's data is in "
+                    "order "
                     "to within this")
-    idle_close_s: float = Field(default=5.0, gt=0, description="close an asset's windows after this much wall-clock silence")
-    wait_for_readings: bool = Field(default=True, description="hold windows until the asset's readings stream "
+    idle_close_s: float = Field(default=5.0, gt=0,
+                                description="close an asset's windows after this much wall-clock silence")
+    wait_for_readings: bool = Field(default=True,
+                                    description="hold windows until the asset's readings stream "
                                     "has shown up (false: assets send frames only)")
-    state_ttl_s: float = Field(default=3600.0, ge=0, description="forget an asset silent this long (0 = never)")
+    state_ttl_s: float = Field(default=3600.0, ge=0,
+                               description="forget an asset silent this long (0 = never)")
 
     @model_validator(mode="after")
     def _hop_le_length(self) -> WindowConfig:
         if self.hop_s > self.length_s:
-            raise ValueError(f"hop_s ({self.hop_s}) must not exceed length_s ({self.length_s}): samples would be skipped")
+            raise ValueError(f"hop_s ({self.hop_s}) must not exceed length_s ({self.length_s}): samples "
+                             "would be skipped")
         if self.length_s > MAX_WINDOWS_PER_INPUT * self.hop_s:
             raise ValueError(f"length_s / hop_s ({self.length_s / self.hop_s:g}) must be at most "
                              f"{MAX_WINDOWS_PER_INPUT}: each input goes to that many sliding windows")
@@ -74,17 +82,23 @@ class OnnxConfig(_Model):
     """
 
     registry: str = Field(min_length=1, description="directory of the model registry (name/version/...)")
-    verify_key: str | None = Field(default=None, description="Ed25519 public key (PEM) that signs the artifacts")
-    hmac_key_env: str | None = Field(default=None, description="environment variable holding an HMAC-SHA256 key")
-    allow_unsigned: bool = Field(default=False, description="accept artifacts without a signature (tests only)")
+    verify_key: str | None = Field(default=None,
+                                   description="Ed25519 public key (PEM) that signs the artifacts")
+    hmac_key_env: str | None = Field(default=None,
+                                     description="environment variable holding an HMAC-SHA256 key")
+    allow_unsigned: bool = Field(default=False,
+                                 description="accept artifacts without a signature (tests only)")
     max_batch: int = Field(default=512, ge=1, le=65_536, description="rows per model call at most")
     max_delay_ms: float = Field(default=50.0, ge=0, le=60_000,
-                                description="most that batching adds to a window's decisions: the batcher flushes "
-                                            "early by the measured cost of scoring and deciding the rows waiting")
+                                description="most that batching adds to a window's decisions: the batcher "
+                                            "flushes "
+                                            "early by the measured cost of scoring and deciding the rows "
+                                            "waiting")
     threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per process")
     shadow: str | None = Field(default=None, description="a version of the same model scoring beside the "
                                "champion; only the champion decides")
-    canary: str | None = Field(default=None, description="a version that decides for canary_fraction of the assets")
+    canary: str | None = Field(default=None,
+                               description="a version that decides for canary_fraction of the assets")
     canary_fraction: float = Field(default=0.0, ge=0, le=1)
     gate: GateConfig | None = Field(default=None, description="refuse promotions below this metric")
 

@@ -28,7 +28,8 @@ class TlsConfig(_Model):
     @model_validator(mode="after")
     def _pair(self) -> TlsConfig:
         if bool(self.cert_file) != bool(self.key_file):
-            raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
+            raise ValueError("cert_file and key_file go together: set both for a client certificate, or "
+                             "neither")
         return self
 
 
@@ -49,7 +50,8 @@ class MqttConnection(_Model):
     keepalive_s: int = Field(default=30, ge=5, le=65535)
     reconnect_min_s: int = Field(default=1, ge=1, le=3600)
     reconnect_max_s: int = Field(default=10, ge=1, le=3600,
-                                 description="paho's reconnect backoff doubles up to this: data flows again at most "
+                                 description="paho's reconnect backoff doubles up to this: data flows again "
+                                             "at most "
                                              "this long after the broker is back")
 
     @model_validator(mode="after")
@@ -65,7 +67,8 @@ class MqttSubscription(_Model):
 
     filter: str = Field(description="MQTT topic filter; + and # wildcards, $share/<group>/... allowed")
     format: PayloadFormat = "auto"
-    asset: str = Field(default="", description="template from topic levels, e.g. '{2}'; empty: the payload says")
+    asset: str = Field(default="",
+                       description="template from topic levels, e.g. '{2}'; empty: the payload says")
     metric: str = Field(default="", description="template or name; empty: the payload says")
     missing_ts: Literal["reject", "arrival"] | None = Field(
         default=None, description="payload without event time: dead letter or arrival time (default: arrival "
@@ -73,10 +76,12 @@ class MqttSubscription(_Model):
     metric_names: dict[str, str] = Field(default_factory=dict, description="rename payload metric names")
     seq: str = Field(default="", max_length=64,
                      description="where each topic's sequence number is, to count gaps (lost messages): "
-                                 "'frame' (the binary frame header's), the name of a top-level integer field of "
+                                 "'frame' (the binary frame header's), the name of a top-level integer field "
+                                 "of "
                                  "a JSON payload (e.g. 'seq'), or empty (not tracked)")
     seq_wrap: int = Field(default=0, ge=0, le=2**63,
-                          description="the sequence number wraps to 0 after seq_wrap - 1 (e.g. 256); 0: never")
+                          description="the sequence number wraps to 0 after seq_wrap - 1 (e.g. 256); "
+                                      "0: never")
 
     @field_validator("filter")
     @classmethod
@@ -107,13 +112,16 @@ class MqttSubscription(_Model):
         if self.format == "value" and self.missing_ts == "reject":
             raise ValueError("format 'value' has no event time in the payload: missing_ts must be 'arrival'")
         if self.seq == "frame" and self.format not in ("frame", "auto"):
-            raise ValueError(f"seq = 'frame' reads the binary frame header: it needs format 'frame' or 'auto', "
+            raise ValueError("seq = 'frame' reads the binary frame header: it needs format 'frame' or "
+                             "'auto', "
                              f"not {self.format!r}")
         if self.seq and self.seq != "frame" and self.format in ("frame", "value"):
-            raise ValueError(f"seq = {self.seq!r} names a JSON field, but format {self.format!r} payloads are not "
+            raise ValueError(f"seq = {self.seq!r} names a JSON field, but format {self.format!r} payloads "
+                             "are not "
                              f"JSON (use seq = 'frame' for frames)")
         if self.seq_wrap == 1:
-            raise ValueError("seq_wrap = 1 would make every number 0: use 0 (no wrap) or the counter's modulus")
+            raise ValueError("seq_wrap = 1 would make every number 0: use 0 (no wrap) or the counter's "
+                             "modulus")
         return self
 
     @property
@@ -125,17 +133,20 @@ class MqttInput(MqttConnection):
     """``[inputs.mqtt]``: an MQTT source (one persistent session)."""
 
     session_expiry_s: int = Field(default=86_400, ge=0, le=0xFFFFFFFF,
-                                  description="MQTT 5: how long the broker keeps the session (and queued QoS 1 "
+                                  description="MQTT 5: how long the broker keeps the session (and queued QoS "
+                                              "1 "
                                               "messages) while the flow is away")
     receive_maximum: int = Field(default=65535, ge=1, le=65535,
-                                 description="MQTT 5: unacknowledged QoS 1 messages the broker may have in flight; "
+                                 description="MQTT 5: unacknowledged QoS 1 messages the broker may have in "
+                                             "flight; "
                                              "with ack = 'epoch' it caps ingest at about receive_maximum / "
                                              "(2 x epoch length) messages/s (see docs/mqtt.md)")
     ack: Literal["epoch", "batch"] = Field(
         default="epoch", description="epoch: PUBACK when the Bytewax epoch after the one the message entered "
                                      "closes; batch: when the next batch is taken")
     queue_size: int = Field(default=100_000, ge=1, le=10_000_000,
-                            description="messages the MQTT client process holds for the flow; when full it stops "
+                            description="messages the MQTT client process holds for the flow; when full it "
+                                        "stops "
                                         "reading and TCP pushes back on the broker")
     broker_drops_topic: str = Field(
         default="$SYS/broker/publish/messages/dropped", max_length=256,
@@ -147,14 +158,16 @@ class MqttInput(MqttConnection):
     @classmethod
     def _drops_topic(cls, v: str) -> str:
         if v and ("+" in v or "#" in v or "\x00" in v):
-            raise ValueError(f"{v!r} must be one topic (no + or # wildcards): the broker's counter of dropped "
+            raise ValueError(f"{v!r} must be one topic (no + or # wildcards): the broker's counter of "
+                             "dropped "
                              f"messages, e.g. '$SYS/broker/publish/messages/dropped'; empty to not read it")
         return v
 
     @model_validator(mode="after")
     def _epoch_ack_needs_v5(self) -> MqttInput:
         if self.ack == "epoch" and self.protocol != "5" and self.qos > 0:
-            raise ValueError("ack = 'epoch' needs protocol '5' (MQTT 3.1.1 brokers cap unacknowledged messages, "
+            raise ValueError("ack = 'epoch' needs protocol '5' (MQTT 3.1.1 brokers cap unacknowledged "
+                             "messages, "
                              "mosquitto at 20): use protocol = '5' or ack = 'batch'")
         return self
 
@@ -171,31 +184,38 @@ class OpcUaInput(_Model):
     endpoint: str = Field(pattern=r"^opc\.tcp://\S+$", description="opc.tcp://host:port[/path]")
     sampling_interval_ms: float = Field(default=100.0, ge=0, le=3_600_000)
     publishing_interval_ms: float = Field(default=500.0, gt=0, le=3_600_000)
-    timestamp: Literal["server", "source"] = Field(default="server", description="which timestamp is event time")
+    timestamp: Literal["server", "source"] = Field(default="server",
+                                                   description="which timestamp is event time")
     bad_quality: Literal["deadletter", "flag"] = "deadletter"
     username: str = ""
     password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
                               description="name of the environment variable holding the user's password")
     security_policy: Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = Field(
         default="None", description="None: messages neither signed nor encrypted (a warning at start)")
-    security_mode: Literal["Sign", "SignAndEncrypt"] = Field(default="SignAndEncrypt",
-                                                             description="with a security_policy other than None")
-    certificate: str = Field(default="", description="the client's application instance certificate (.pem/.der)")
+    security_mode: Literal["Sign", "SignAndEncrypt"] = Field(
+        default="SignAndEncrypt", description="with a security_policy other than None")
+    certificate: str = Field(default="",
+                             description="the client's application instance certificate (.pem/.der)")
     private_key: str = Field(default="", description="its private key (.pem/.der)")
     private_key_password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
-                                          description="environment variable holding the private key's password")
+                                          description="environment variable holding the private key's "
+                                                      "password")
     server_certificate: str = Field(default="", description="the server's certificate to trust (.pem/.der); "
                                                            "empty: the one its endpoint presents")
     timeout_s: float = Field(default=4.0, gt=0, le=600, description="per request, and per connection attempt")
-    reconnect_min_s: float = Field(default=0.5, gt=0, le=3600, description="first retry delay, doubling up to "
+    reconnect_min_s: float = Field(default=0.5, gt=0, le=3600,
+                                   description="first retry delay, doubling up to "
                                                                            "reconnect_max_s")
     reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
     queue_size: int = Field(default=100_000, ge=1, le=10_000_000,
-                            description="data changes buffered in the flow process; when full, the client stops "
+                            description="data changes buffered in the flow process; when full, the client "
+                                        "stops "
                                         "asking the server for more (its queues then hold them)")
     monitored_queue_size: int = Field(default=100, ge=1, le=100_000,
-                                      description="values the server keeps per node between publishes, and while "
-                                                  "a connection is down (when the subscription can be restored)")
+                                      description="values the server keeps per node between publishes, and "
+                                                  "while "
+                                                  "a connection is down (when the subscription can be "
+                                                  "restored)")
     nodes: list[OpcUaNode] = Field(min_length=1)
 
     @model_validator(mode="before")
@@ -219,10 +239,13 @@ class OpcUaInput(_Model):
     @model_validator(mode="after")
     def _security(self) -> OpcUaInput:
         if self.security_policy != "None" and not (self.certificate and self.private_key):
-            raise ValueError(f"security_policy {self.security_policy!r} needs certificate and private_key (the "
+            raise ValueError(f"security_policy {self.security_policy!r} needs certificate and private_key "
+                             "(the "
                              "client's application instance certificate and its key)")
-        if self.security_policy == "None" and (self.certificate or self.private_key or self.server_certificate):
-            raise ValueError("certificate/private_key/server_certificate are set but security_policy is 'None': "
+        if self.security_policy == "None" and (self.certificate or self.private_key
+                                               or self.server_certificate):
+            raise ValueError("certificate/private_key/server_certificate are set but security_policy is "
+                             "'None': "
                              "set security_policy (e.g. 'Basic256Sha256') to use them")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_min_s "
@@ -233,9 +256,10 @@ class OpcUaInput(_Model):
         """What an operator should know about this connection's security at start, or None.
 
         >>> nodes = [{"node_id": "i=1", "asset": "a", "metric": "m"}]
-        >>> OpcUaInput(endpoint="opc.tcp://plc:4840", nodes=nodes).security_warning().split(";")[0]
-        'OPC UA opc.tcp://plc:4840: security policy None: no user is authenticated and values cross the network \
-unsigned and unencrypted'
+        >>> warning = OpcUaInput(endpoint="opc.tcp://plc:4840", nodes=nodes).security_warning()
+        >>> print(warning.split(";")[0])  # doctest: +NORMALIZE_WHITESPACE
+        OPC UA opc.tcp://plc:4840: security policy None: no user is authenticated and values cross the network
+        unsigned and unencrypted
         >>> OpcUaInput(endpoint="opc.tcp://plc:4840", nodes=nodes, security_policy="Basic256Sha256",
         ...            certificate="c.pem", private_key="k.pem").security_warning() is None
         True
@@ -244,7 +268,8 @@ unsigned and unencrypted'
             return None
         what = f"values and user {self.username!r}'s password cross" if self.username else \
             "no user is authenticated and values cross"
-        return (f"OPC UA {self.endpoint}: security policy None: {what} the network unsigned and unencrypted; set "
+        return (f"OPC UA {self.endpoint}: security policy None: {what} the network unsigned and unencrypted; "
+                "set "
                 "security_policy (e.g. \"Basic256Sha256\"), security_mode, certificate and private_key in "
                 "[inputs.opcua] to secure it")
 
@@ -257,7 +282,8 @@ class FileColumns(_Model):
     ts_unit: Literal["ns", "us", "ms", "s", "iso"] = "ns"
     metric: str = "metric"
     value: str = "value"
-    metrics: list[str] = Field(default_factory=list, description="wide tables: each listed column is a metric")
+    metrics: list[str] = Field(default_factory=list,
+                               description="wide tables: each listed column is a metric")
     default_asset: str = Field(default="", description="asset for files without an asset column")
 
     @field_validator("default_asset")
@@ -275,33 +301,42 @@ class FileInput(_Model):
 
     paths: list[str] = Field(min_length=1, description="files or globs")
     format: Literal["auto", "csv", "jsonl", "parquet", "frames"] = Field(
-        default="auto", description="auto: by extension (.csv, .jsonl/.json, .parquet, .bin = length-prefixed frames)")
-    payload: PayloadFormat = Field(default="auto", description="format of each JSONL line when no [columns] table")
+        default="auto", description="auto: by extension (.csv, .jsonl/.json, .parquet, .bin = "
+                                    "length-prefixed frames)")
+    payload: PayloadFormat = Field(default="auto",
+                                   description="format of each JSONL line when no [columns] table")
     columns: FileColumns | None = None
-    speed: float = Field(default=0.0, ge=0, le=1e6, description="0: as fast as possible; 1: real time; N: N x")
+    speed: float = Field(default=0.0, ge=0, le=1e6,
+                         description="0: as fast as possible; 1: real time; N: N x")
     missing_ts: Literal["reject", "arrival"] = "reject"
 
 
 class InputConfig(_Model):
-    kind: Literal["kafka", "mqtt", "opcua", "files"] = Field(default="kafka", description="where the data comes from")
+    kind: Literal["kafka", "mqtt", "opcua", "files"] = Field(default="kafka", description="where the data "
+                                                                                         "comes from")
     brokers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"], min_length=1)
     topics: list[str] = Field(default_factory=list, description="default: <site>.waveforms, <site>.readings")
     feedback_topics: list[str] = Field(default_factory=list,
-                                       description="operator feedback and device acks; default: <site>.feedback, "
+                                       description="operator feedback and device acks; default: "
+                                                   "<site>.feedback, "
                                                    "<site>.acks")
     control_topics: list[str] = Field(default_factory=list,
-                                      description="model promotions (kind = \"onnx\"); default: <site>.control")
+                                      description="model promotions (kind = \"onnx\"); default: "
+                                                  "<site>.control")
     tail: bool = Field(default=True, description="keep waiting for new data at the end of the topics")
     poll_batch: int = Field(default=1000, gt=0, le=100_000,
-                            description="messages read per partition at a time: larger favours throughput, smaller "
-                                        "bounds latency under load (a whole poll batch is decoded before any asset runs)")
+                            description="messages read per partition at a time: larger favours throughput, "
+                                        "smaller "
+                                        "bounds latency under load (a whole poll batch is decoded before any "
+                                        "asset runs)")
     max_message_bytes: int = Field(
         default=1_048_576, ge=1_024, le=268_435_456,
         description="an input message larger than this is not decoded: it is dead-lettered with reason "
                     "'too_large', keeping a 1 KiB prefix of it, its length and its sha256")
     max_abs_value: float = Field(
         default=1e12, ge=1e3, le=1e100,
-        description="a reading value or waveform sample whose magnitude is larger is dead-lettered with reason "
+        description="a reading value or waveform sample whose magnitude is larger is dead-lettered with "
+                    "reason "
                     "'out_of_range'; the default keeps every feature, score and KPI sum finite")
     mqtt: MqttInput | None = None
     opcua: OpcUaInput | None = None

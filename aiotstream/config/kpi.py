@@ -18,7 +18,8 @@ from aiotstream.ids import ID_PATTERN  # the one id pattern (config, payloads, t
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 # The derived KPIs a control rule can name (aiotstream.kpi computes them; a unit test keeps the two in step).
-KPI_NAMES = ("availability", "performance", "quality", "oee", "mttr_s", "mtbf_s", "mtta_s", "false_alarm_rate",
+KPI_NAMES = ("availability", "performance", "quality", "oee", "mttr_s", "mtbf_s", "mtta_s",
+             "false_alarm_rate",
              "anomaly_rate", "model_latency_ms", "energy_kwh", "baseline_kwh", "savings_kwh", "savings_pct")
 
 
@@ -43,7 +44,8 @@ class ShiftConfig(_Model):
 
 
 class KpiConfig(_Model):
-    period_s: float | None = Field(default=None, ge=1, le=604_800, description="shorthand for periods_s = [x]")
+    period_s: float | None = Field(default=None, ge=1, le=604_800,
+                                   description="shorthand for periods_s = [x]")
     periods_s: list[float] = Field(default_factory=lambda: [10.0], min_length=1, max_length=8,
                                    description="event-time tumbling KPI periods, seconds")
     shifts: list[ShiftConfig] = Field(default_factory=list, max_length=24)
@@ -53,17 +55,22 @@ class KpiConfig(_Model):
     parts_good_metric: str = "parts_good"
     power_metric: str = "power_kw"
     baseline_power_metric: str = "baseline_power_kw"
-    energy_max_gap_s: float = Field(default=300.0, gt=0, description="power samples further apart are not integrated")
+    energy_max_gap_s: float = Field(default=300.0, gt=0,
+                                    description="power samples further apart are not integrated")
     max_gap_s: float = Field(
         default=3_600.0, gt=0, le=604_800,
-        description="a stretch of event time without any input of the asset longer than this is not accounted as "
+        description="a stretch of event time without any input of the asset longer than this is not "
+                    "accounted as "
                     "observed time (it counts in 'unobserved_s'), so no KPI period is made for it")
     failures: Literal["alerts", "state", "both"] = Field(
-        default="both", description="what counts as a failure for MTTR/MTBF: open fault alerts, state down, or either")
+        default="both", description="what counts as a failure for MTTR/MTBF: open fault alerts, state down, "
+                                    "or either")
     failure_alert_types: list[str] = Field(default_factory=list,
-                                           description="alert types that are failures; default: anomaly + rules")
+                                           description="alert types that are failures; default: anomaly + "
+                                                       "rules")
     rollup: bool = Field(default=True, description="also emit per-line and per-site KPI records")
-    rollup_wait_s: float = Field(default=60.0, gt=0, description="tailing: emit an incomplete roll-up after this "
+    rollup_wait_s: float = Field(default=60.0, gt=0,
+                                 description="tailing: emit an incomplete roll-up after this "
                                                                  "much wall-clock time")
 
     @model_validator(mode="before")
@@ -94,7 +101,8 @@ class KpiConfig(_Model):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}: use an IANA name such as 'UTC' or 'Europe/Berlin'") from None
+            raise ValueError(f"unknown time zone {v!r}: use an IANA name such as 'UTC' or "
+                             "'Europe/Berlin'") from None
         return v
 
     @field_validator("max_gap_s")
@@ -103,7 +111,8 @@ class KpiConfig(_Model):
         periods = info.data.get("periods_s")
         shortest = min(periods) if periods else None
         if shortest and v / shortest > 100_000:
-            raise ValueError(f"{v:g} s spans {v / shortest:,.0f} periods of {shortest:g} s; at most 100,000: lower "
+            raise ValueError(f"{v:g} s spans {v / shortest:,.0f} periods of {shortest:g} s; at most 100,000: "
+                             "lower "
                              "max_gap_s or lengthen the shortest period")
         return v
 

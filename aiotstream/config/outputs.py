@@ -13,14 +13,16 @@ from aiotstream.config.inputs import _OUTPUT_PLACEHOLDERS, MqttConnection
 
 
 class MqttOutput(MqttConnection):
-    """``[outputs.mqtt]``: publish outputs (e.g. commands) to device topics, QoS 1, PUBACKs awaited per batch."""
+    """``[outputs.mqtt]``: publish outputs (e.g. commands) to device topics, QoS 1, PUBACKs awaited per \
+batch."""
 
     topic: str = Field(default="devices/{asset}/{kind}",
                        description="template with {site}, {asset}, {kind}, {line}")
     kinds: list[str] = Field(default_factory=lambda: ["command"], min_length=1)
     retain: bool = False
     publish_timeout_s: float = Field(default=60.0, gt=0, le=3600,
-                                     description="give up (fail the flow) if a batch is not acknowledged by then")
+                                     description="give up (fail the flow) if a batch is not acknowledged by "
+                                                 "then")
 
     @field_validator("topic")
     @classmethod
@@ -57,10 +59,12 @@ class OutputConfig(_Model):
     deadletter: str = ""
     models: str = Field(default="", description="promotions, refusals and retrain requests "
                         "(default <site>.models)")
-    partitions: int = Field(default=3, ge=1, le=1024, description="partitions when aiotstream creates a topic")
+    partitions: int = Field(default=3, ge=1, le=1024,
+                            description="partitions when aiotstream creates a topic")
     max_deadletter_payload_bytes: int = Field(
         default=524_288, ge=0, le=67_108_864,
-        description="a dead letter keeps its input whole up to this size, else a 1 KiB prefix with the length and "
+        description="a dead letter keeps its input whole up to this size, else a 1 KiB prefix with the "
+                    "length and "
                     "sha256; the default keeps dead letters under Kafka's default 1 MB message limit")
     mqtt: MqttOutput | None = None
     parquet: ParquetOutput | None = None

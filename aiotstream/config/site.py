@@ -65,7 +65,8 @@ class SiteConfig(_Model):
         ids = [a.id for a in v]
         dups = sorted({i for i in ids if ids.count(i) > 1})
         if dups:
-            raise ValueError(f"asset id(s) {', '.join(map(repr, dups))} appear more than once (ids must be unique)")
+            raise ValueError(f"asset id(s) {', '.join(map(repr, dups))} appear more than once (ids must be "
+                             "unique)")
         return v
 
     @model_validator(mode="before")
@@ -114,10 +115,13 @@ class SiteConfig(_Model):
         w, k = self.window, self.kpi
         problems = []
         if w.max_past_s < w.length_s + w.allowed_lateness_s:
-            problems.append(f"window.max_past_s: {w.max_past_s:g} must be at least length_s + allowed_lateness_s "
-                            f"({w.length_s + w.allowed_lateness_s:g}): an input in an open window is not too old")
+            problems.append(f"window.max_past_s: {w.max_past_s:g} must be at least length_s + "
+                            "allowed_lateness_s "
+                            f"({w.length_s + w.allowed_lateness_s:g}): an input in an open window is not too "
+                            "old")
         if k.max_gap_s < w.length_s:
-            problems.append(f"kpi.max_gap_s: {k.max_gap_s:g} must be at least window.length_s ({w.length_s:g}): "
+            problems.append(f"kpi.max_gap_s: {k.max_gap_s:g} must be at least window.length_s "
+                            f"({w.length_s:g}): "
                             "the windows of an asset with continuous data end that far apart")
         if problems:
             raise ValueError(_REFS + _REFS.join(problems))
@@ -140,8 +144,10 @@ class SiteConfig(_Model):
         for i, m in enumerate(self.maintenance):
             known(f"maintenance[{i}]", m.assets)
             if (m.end - m.start).total_seconds() > longest:
-                problems.append(f"maintenance[{i}].end: the window lasts {(m.end - m.start).total_seconds():g} s, "
-                                f"longer than alerts.maintenance_max_s ({longest:g} s); split it or raise the limit")
+                problems.append(f"maintenance[{i}].end: the window lasts "
+                                f"{(m.end - m.start).total_seconds():g} s, "
+                                f"longer than alerts.maintenance_max_s ({longest:g} s); split it or raise "
+                                "the limit")
             if m.line is not None and m.line not in lines:
                 problems.append(f"maintenance[{i}].line: {m.line!r} is not a line of any asset "
                                 f"({', '.join(sorted(lines))})")
@@ -154,12 +160,14 @@ class SiteConfig(_Model):
             known(f"control.actuators[{i}]", a.assets)
             for j, lock in enumerate(a.interlocks):
                 if lock.alert_type is not None and lock.alert_type not in types:
-                    problems.append(f"control.actuators[{i}].interlocks[{j}].alert_type: {lock.alert_type!r} is "
+                    problems.append(f"control.actuators[{i}].interlocks[{j}].alert_type: {lock.alert_type!r} "
+                                    "is "
                                     f"not an alert type (known: {', '.join(sorted(types))})")
         for i, r in enumerate(self.control.rules):
             known(f"control.rules[{i}]", r.assets)
             if r.when.alert_type is not None and r.when.alert_type not in types:
-                problems.append(f"control.rules[{i}].when.alert_type: {r.when.alert_type!r} is not an alert type "
+                problems.append(f"control.rules[{i}].when.alert_type: {r.when.alert_type!r} is not an alert "
+                                "type "
                                 f"(known: {', '.join(sorted(types))})")
             if r.when.kpi_period_s is not None and r.when.kpi_period_s not in periods:
                 problems.append(f"control.rules[{i}].when.kpi_period_s: {r.when.kpi_period_s} is not one of "
@@ -167,21 +175,25 @@ class SiteConfig(_Model):
         b = self.building
         if b is not None:
             if b.outdoor_asset in assets:
-                problems.append(f"building.outdoor_asset: {b.outdoor_asset!r} is also a zone or asset id; the outdoor "
+                problems.append(f"building.outdoor_asset: {b.outdoor_asset!r} is also a zone or asset id; "
+                                "the outdoor "
                                 "sensor needs an id of its own")
             for p in self.kpi.periods_s:
                 k = p / b.interval_s
                 if abs(k - round(k)) > 1e-9 or round(k) < 1:
-                    problems.append(f"kpi.periods_s: period {p:g} s is not a whole number of building intervals "
+                    problems.append(f"kpi.periods_s: period {p:g} s is not a whole number of building "
+                                    "intervals "
                                     f"({b.interval_s:g} s)")
             if self.kpi.shifts:
-                problems.append("kpi.shifts: the energy-optimization flow reports tumbling periods only (periods_s)")
+                problems.append("kpi.shifts: the energy-optimization flow reports tumbling periods only "
+                                "(periods_s)")
         if problems:
             raise ValueError(_REFS + _REFS.join(problems))
 
     # ---- derived views -------------------------------------------------
     def all_assets(self) -> list[AssetConfig]:
-        """Explicit assets followed by the expanded groups (and a building's zones, with their floor as line)."""
+        """Explicit assets followed by the expanded groups (and a building's zones, with their floor as
+        line)."""
         out = list(self.assets)
         for g in self.asset_groups:
             for i in range(1, g.count + 1):
@@ -243,7 +255,8 @@ class SiteConfig(_Model):
         if fs is None:
             close = difflib.get_close_matches(f.set, list(FEATURE_SETS), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            return [("features.set", f"unknown feature set {f.set!r}{hint} (known: {', '.join(sorted(FEATURE_SETS))})")]
+            return [("features.set",
+                     f"unknown feature set {f.set!r}{hint} (known: {', '.join(sorted(FEATURE_SETS))})")]
         if fs.kind != "waveform":
             waveform = sorted(n for n, s in FEATURE_SETS.items() if s.kind == "waveform")
             msg = f"{f.set!r} is a {fs.kind} feature set; the {self.site.flow} flow needs a waveform set: "
@@ -269,7 +282,8 @@ class SiteConfig(_Model):
             problems.append(("model.drift_stat_size", (f"must be smaller than drift_window_size "
                              f"({m.drift_stat_size} >= {m.drift_window_size})")))
         if m.drift_features and m.drift_detector == "none":
-            problems.append(("model.drift_features", ("drift_detector is 'none': set it to 'adwin', 'page_hinkley' "
+            problems.append(("model.drift_features",
+                             ("drift_detector is 'none': set it to 'adwin', 'page_hinkley' "
                              "or 'kswin' to watch features")))
         temp = self.features.temperature_metric
         for i, name in enumerate(m.drift_features):
@@ -294,10 +308,12 @@ class SiteConfig(_Model):
             raise ConfigError(str(p), [("<file>", f"cannot read: {exc.strerror}")]) from None
         fmt = FORMATS.get(p.suffix.lower())
         if fmt is None:
-            raise ConfigError(str(p), [("<file>", (f"unknown file type {p.suffix or '(no suffix)'!r}: supported "
+            raise ConfigError(str(p),
+                              [("<file>", (f"unknown file type {p.suffix or '(no suffix)'!r}: supported "
                                                   "formats: .toml, .yaml/.yml, .json"))])
         if len(text) > MAX_CONFIG_BYTES:
-            raise ConfigError(str(p), [("<file>", f"larger than {MAX_CONFIG_BYTES // 2**20} MiB: not a site config")])
+            raise ConfigError(str(p),
+                              [("<file>", f"larger than {MAX_CONFIG_BYTES // 2**20} MiB: not a site config")])
         return cls.from_dict(parse_config_text(text, fmt, str(p)), source=str(p))
 
 
@@ -339,7 +355,8 @@ def _yaml(text: bytes) -> Any:
     try:
         for event in yaml.parse(text, Loader=loader):
             if isinstance(event, yaml.AliasEvent):
-                raise yaml.YAMLError("anchors and aliases are not supported in a site config: write the values out")
+                raise yaml.YAMLError("anchors and aliases are not supported in a site config: write the "
+                                     "values out")
         return yaml.load(text, Loader=loader)  # a safe loader: plain data only
     except yaml.YAMLError as exc:
         raise ValueError(str(exc).replace("\n", " ")) from None
@@ -384,7 +401,8 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
         if kind == "extra_forbidden":
             known = _known_fields(loc)
             close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else (f"; known fields: {', '.join(known)}" if known else "")
+            known_text = f"; known fields: {', '.join(known)}" if known else ""
+            hint = f"; did you mean {close[0]!r}?" if close else known_text
             msg = f"unknown field{hint}"
         elif kind == "missing":
             msg = "required field is missing"
@@ -400,12 +418,13 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
         elif kind == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == ID_PATTERN:
             msg = f"{given!r} is not a valid id: use letters, digits, '.', '_' or '-' (max 128)"
         elif kind == "string_pattern_mismatch" and str(loc[-1]) == "password_env":
-            msg = f"{given!r} is not an environment variable name (the password itself never goes in the file)"
+            msg = (f"{given!r} is not an environment variable name (the password itself never goes in the "
+                   "file)")
         elif kind == "string_pattern_mismatch" and str(loc[-1]) == "endpoint":
             msg = f"{given!r} is not an OPC UA endpoint: use opc.tcp://host:port[/path]"
         else:
-            msg = err["msg"].replace("Input should be", "must be") + (f" (got {given!r})" if given is not None
-                                                                       and not isinstance(given, (dict, list)) else "")
+            shown = given is not None and not isinstance(given, (dict, list))
+            msg = err["msg"].replace("Input should be", "must be") + (f" (got {given!r})" if shown else "")
         problems.append((path, msg))
     return problems
 

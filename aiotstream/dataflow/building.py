@@ -7,7 +7,8 @@
                  └── (zone, ZoneBatch) ─> zones (stateful_batch per zone: intervals,       │
                        baseline, waste alerts, setpoint commands, KPI periods) ─┬──────────┤
                                   zone KPI periods ─> (floor, building) ─> rollup ┘         └─> sink
-                 zone interval HVAC fractions ─> floors (stateful_batch per floor: heating next to cooling) ─> sink
+                 zone interval HVAC fractions ─> floors (stateful_batch per floor: heating next to cooling) ─>
+                 sink
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ class ZoneLogic(StatefulBatchLogic[ZoneBatch, Output, bytes]):
     (``None`` with ``snapshots=False``, i.e. without recovery).
     """
 
-    def __init__(self, rt: BuildingRuntime, resume: bytes | None, idle: timedelta | None, snapshots: bool = True,
+    def __init__(self, rt: BuildingRuntime, resume: bytes | None, idle: timedelta | None,
+                 snapshots: bool = True,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.rt = rt
         self.state: ZoneState | None = pickle.loads(resume).attach(rt) if resume is not None else None

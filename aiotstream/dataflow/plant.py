@@ -38,7 +38,8 @@ from aiotstream.records import Feedback, Frame, Output, Reading
 
 
 class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output, AssetAnalyzer]):
-    """Bytewax wrapper around one asset's :class:`AssetAnalyzer`; values are per-asset lists from one poll batch.
+    """Bytewax wrapper around one asset's :class:`AssetAnalyzer`; values are per-asset lists from one poll
+    batch.
 
     When tailing, a silent asset is woken after ``idle`` (its windows close),
     and then whenever its next timer or queued event falls due: event time
@@ -66,7 +67,8 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
         self.ttl = ttl
         self.now = now
         self.last_seen: datetime | None = None
-        self.silent_from_ns: int | None = None  # the asset's clock when the silence began (after the idle flush)
+        # the asset's clock when the silence began (after the idle flush)
+        self.silent_from_ns: int | None = None
 
     def on_batch(self, values: list[list[Frame | Reading | Feedback]]) -> tuple[list[Output], bool]:
         items = values[0] if len(values) == 1 else [x for group in values for x in group]
@@ -84,7 +86,8 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
         return outs, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Output], bool]:
-        """Scores due: run the waiting windows' decisions. Silent: close open windows, then let the clock run on
+        """Scores due: run the waiting windows' decisions. Silent: close open windows, then let the clock run
+        on
         with the wall clock; past ``ttl``: forget."""
         if self.analyzer is None:
             return [], StatefulBatchLogic.RETAIN
@@ -133,7 +136,8 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
         return min(times) if times else None
 
     def _scores_due(self) -> datetime | None:
-        """When the batcher must have scored this asset's waiting windows (now, if they are scored already)."""
+        """When the batcher must have scored this asset's waiting windows (now, if they are scored
+        already)."""
         if self.analyzer is None or not self.analyzer.pending:
             return None
         deadline = self.rt.models.batcher.deadline()  # type: ignore[union-attr]  # this worker's
@@ -176,7 +180,8 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
 
     flow = Dataflow(flow_id or f"{config.site.flow}-{config.site.id}".replace(".", "_"))
     raw = op.input("input", flow, source)
-    decoded = op.flat_map_batch("decode", raw, ingest.decode_grouped)  # (asset, [items]) per asset + dead letters
+    # (asset, [items]) per asset + dead letters
+    decoded = op.flat_map_batch("decode", raw, ingest.decode_grouped)
     split = op.branch("split_dead_letters", decoded, _is_output)
     analyzed = op.stateful_batch("analyze", split.falses, lambda resume: AnalyzerLogic(rt, resume, idle, ttl,
                                                                                    snapshots=snapshots))

@@ -40,9 +40,10 @@ class RollupLogic(StatefulBatchLogic[tuple[str, PeriodResult], Output, RollupBoo
     def _records(self, results: list[RollupResult]) -> list[Output]:
         rt = self.rt
         assert self.book is not None
-        return [Output("kpi", r.line or rt.ctx.site, kpi_record(rt.ctx, r, scope=self.book.scope,
-                                                                  model_sha=rt.model_block["sha256"],
-                                                                  features=rt.features_block, model=rt.model_block))
+        scope = self.book.scope
+        return [Output("kpi", r.line or rt.ctx.site,
+                       kpi_record(rt.ctx, r, scope=scope, model_sha=rt.model_block["sha256"],
+                                  features=rt.features_block, model=rt.model_block))
                 for r in results]
 
     def on_batch(self, values: list[tuple[str, PeriodResult]]) -> tuple[list[Output], bool]:

@@ -14,7 +14,8 @@ from aiotstream.errors import AiotError
 __all__ = ["cli_main", "recovery_config"]
 
 
-def recovery_config(directory: Path, partitions: int, backup_s: float, process_id: int = 0, processes: int = 1):
+def recovery_config(directory: Path, partitions: int, backup_s: float, process_id: int = 0,
+                    processes: int = 1):
     """A Bytewax RecoveryConfig for ``directory``, creating this process's share of partitions on first use.
 
     A cluster's partitions are spread over its processes' local directories:
@@ -22,7 +23,8 @@ def recovery_config(directory: Path, partitions: int, backup_s: float, process_i
     ``partitions`` created for the whole cluster.
     """
     if partitions < processes:
-        raise AiotError(f"--recovery-partitions ({partitions}) must be at least the number of processes ({processes})")
+        raise AiotError(f"--recovery-partitions ({partitions}) must be at least the number of processes "
+                        f"({processes})")
     directory.mkdir(parents=True, exist_ok=True)
     if not any(directory.glob("*.sqlite3")):
         with tempfile.TemporaryDirectory(dir=directory) as tmp:

@@ -226,8 +226,8 @@ class AlertBook:
         self.max_escalations = max_escalations
         self.history = history
         self.policies = {
-            s.type: AlertPolicy(s.open_threshold, s.clear_threshold, s.open_windows, s.clear_windows, s.cooldown_ns,
-                                open_of=s.open_of, clear_of=s.clear_of, direction=s.direction)
+            s.type: AlertPolicy(s.open_threshold, s.clear_threshold, s.open_windows, s.clear_windows,
+                                s.cooldown_ns, open_of=s.open_of, clear_of=s.clear_of, direction=s.direction)
             for s in specs if s.signal is not None
         }
         self.current: dict[str, AlertState] = {}  # type -> the open or acknowledged alert
@@ -261,12 +261,14 @@ class AlertBook:
                 if self.schedule.active(t_ns):
                     sup = _Suppressed(t_ns, value, explain(), x, window)
                     self.suppressed[alert_type] = sup
-                    changes.append(AlertChange("suppressed", self._draft(spec, t_ns, value, value, sup), t_ns))
+                    changes.append(AlertChange("suppressed", self._draft(spec, t_ns, value, value, sup),
+                                               t_ns))
                 else:
                     changes.append(self._open(spec, t_ns, value, value, explain(), x, window, {}))
             else:
                 if self.suppressed.pop(alert_type, None) is None and alert_type in self.current:
-                    changes.append(self._clear(alert_type, t_ns, "condition", score=value, peak=ev.peak_score))
+                    changes.append(self._clear(alert_type, t_ns, "condition", score=value,
+                                               peak=ev.peak_score))
         a = self.current.get(alert_type)
         if a is not None and not changes and policy.is_open:
             a.score = value
@@ -277,7 +279,8 @@ class AlertBook:
                 changes.append(AlertChange("severity_changed", copy.copy(a), t_ns))
         return changes
 
-    def raise_event(self, alert_type: str, t_ns: int, severity: str, detail: dict[str, Any]) -> list[AlertChange]:
+    def raise_event(self, alert_type: str, t_ns: int, severity: str,
+                    detail: dict[str, Any]) -> list[AlertChange]:
         """An event alert (no condition to clear it, e.g. ``command_failed``): open it unless one is open."""
         spec = self.specs[alert_type]
         a = self.current.get(alert_type)
@@ -290,8 +293,10 @@ class AlertBook:
             return [AlertChange("suppressed", self._draft(spec, t_ns, None, None, sup), t_ns)]
         return [self._open(spec, t_ns, None, None, [], None, None, detail, severity)]
 
-    def resolve(self, alert_type: str, t_ns: int, by: str, when: Callable[[AlertState], bool]) -> list[AlertChange]:
-        """Clear the open event alert of a type if ``when(alert)`` (e.g. the failed actuator answered again)."""
+    def resolve(self, alert_type: str, t_ns: int, by: str,
+                when: Callable[[AlertState], bool]) -> list[AlertChange]:
+        """Clear the open event alert of a type if ``when(alert)`` (e.g. the failed actuator answered
+        again)."""
         a = self.current.get(alert_type)
         if a is None or not when(a):
             return []
@@ -338,21 +343,25 @@ class AlertBook:
         if fb.alert_id is not None:
             a = self.known.get(fb.alert_id)
             if a is None:
-                return [], Problem("unknown_alert", f"alert {fb.alert_id} is not an alert of asset {self.asset} "
+                return [], Problem("unknown_alert",
+                                   f"alert {fb.alert_id} is not an alert of asset {self.asset} "
                                                     f"(or is older than the last {self.history} alerts)")
         else:
             a = self.current.get(fb.alert_type or "")
             if a is None:
-                return [], Problem("no_open_alert", f"asset {self.asset} has no open {fb.alert_type!r} alert to "
+                return [], Problem("no_open_alert",
+                                   f"asset {self.asset} has no open {fb.alert_type!r} alert to "
                                                     f"{fb.type}")
         if fb.type == "label":
             return self._label(a, fb)
         if a.status == "cleared":
-            return [], Problem("alert_not_open", f"alert {a.alert_id} ({a.alert_type}) was cleared already, so it "
-                                                 f"cannot be {'acknowledged' if fb.type == 'ack' else 'cleared'}")
+            return [], Problem("alert_not_open",
+                               f"alert {a.alert_id} ({a.alert_type}) was cleared already, so it "
+                               f"cannot be {'acknowledged' if fb.type == 'ack' else 'cleared'}")
         if fb.type == "ack":
             if a.status == "acknowledged":  # a repeated ack (e.g. redelivered) changes nothing: say so
-                return [], Problem("already_acknowledged", f"alert {a.alert_id} ({a.alert_type}) was acknowledged "
+                return [], Problem("already_acknowledged",
+                                   f"alert {a.alert_id} ({a.alert_type}) was acknowledged "
                                                            f"already by {a.acknowledged_by or '?'}; this ack "
                                                            "changes nothing")
             a.status = "acknowledged"
@@ -369,9 +378,11 @@ class AlertBook:
 
     def _label(self, a: AlertState, fb: Feedback) -> tuple[list[AlertChange], Problem | None]:
         if a.label is not None:
-            same = "the same label again changes nothing" if (a.label, a.fault_type) == (fb.label, fb.fault_type) \
+            same = "the same label again changes nothing" \
+                if (a.label, a.fault_type) == (fb.label, fb.fault_type) \
                 else "the first label stands"
-            return [], Problem("already_labelled", f"alert {a.alert_id} is labelled {a.label!r} already; {same}")
+            return [], Problem("already_labelled",
+                               f"alert {a.alert_id} is labelled {a.label!r} already; {same}")
         a.label, a.fault_type, a.labelled_by = fb.label, fb.fault_type, fb.by
         a.labelled_at_ns = max(fb.ts_ns, a.opened_at_ns)
         return [AlertChange("labelled", copy.copy(a), a.labelled_at_ns, fb)], None
@@ -396,8 +407,10 @@ class AlertBook:
 
     def _draft(self, spec: AlertRuleSpec, t_ns: int, score: float | None, peak: float | None,
                sup: _Suppressed) -> AlertState:
-        """A suppressed alert (counted, never emitted nor opened): the id it would have had; it takes no seq."""
-        return AlertState(self.alert_id(spec.type, t_ns, self._peek_seq(spec.type)), spec.type, -1, "suppressed",
+        """A suppressed alert (counted, never emitted nor opened): the id it would have had; it takes no
+        seq."""
+        return AlertState(self.alert_id(spec.type, t_ns, self._peek_seq(spec.type)), spec.type, -1,
+                          "suppressed",
                           spec.severity_of(peak) if peak is not None else spec.severity, t_ns, score, peak,
                           spec.open_threshold, spec.clear_threshold, sup.explanation, dict(sup.detail),
                           window=sup.window)
@@ -406,7 +419,8 @@ class AlertBook:
               explanation: list[dict], x: np.ndarray | None, window: tuple[int, int] | None,
               detail: dict[str, Any], severity: str | None = None) -> AlertChange:
         sev = severity or (spec.severity_of(peak) if peak is not None else spec.severity)
-        esc = t_ns + self.escalate_after_ns if self.escalate_after_ns > 0 and self.max_escalations > 0 else None
+        escalates = self.escalate_after_ns > 0 and self.max_escalations > 0
+        esc = t_ns + self.escalate_after_ns if escalates else None
         seq = self._next_seq(spec.type)
         a = AlertState(self.alert_id(spec.type, t_ns, seq), spec.type, seq, "open", sev, t_ns,
                        score, peak, spec.open_threshold, spec.clear_threshold, explanation, detail, x, window,
@@ -437,16 +451,19 @@ class AlertBook:
 
 
 def anomaly_spec(open_threshold: float, clear_threshold: float, critical_threshold: float, open_windows: int,
-                 open_of: int | None, clear_windows: int, clear_of: int | None, cooldown_ns: int) -> AlertRuleSpec:
+                 open_of: int | None, clear_windows: int, clear_of: int | None,
+                 cooldown_ns: int) -> AlertRuleSpec:
     """The detector-score alert type (``anomaly``), from the ``[alerts]`` table."""
-    return AlertRuleSpec(ALERT_TYPE_ANOMALY, "score", "above", open_threshold, clear_threshold, critical_threshold,
+    return AlertRuleSpec(ALERT_TYPE_ANOMALY, "score", "above", open_threshold, clear_threshold,
+                         critical_threshold,
                          "warning", open_windows, open_of, clear_windows, clear_of, cooldown_ns,
                          needs_warm_model=True)
 
 
 def alert_record(ch: AlertChange, asset: str, line: str, lineage: dict,
                  learned: bool | None = None) -> dict[str, Any]:
-    """The ``aiotstream.alert/2`` record of one lifecycle change (every flow's alerts have this shape and id)."""
+    """The ``aiotstream.alert/2`` record of one lifecycle change (every flow's alerts have this shape and
+    id)."""
     a = ch.alert
     return {
         "schema": "aiotstream.alert/2",

@@ -143,7 +143,8 @@ def open_alerts(book: AlertBook) -> dict[str, tuple[str, str]]:
 
 
 def command_outputs(e: Entity, changes: list[CommandChange], lineage: dict) -> list[Output]:
-    """Count and emit command changes; a failed command raises ``command_failed``, an acked one resolves it."""
+    """Count and emit command changes; a failed command raises ``command_failed``, an acked one resolves
+    it."""
     outs: list[Output] = []
     for ch in changes:
         c, t = ch.command, ch.at_ns
@@ -176,7 +177,8 @@ def feedback_outputs(e: Entity, fb: Feedback, t_ns: int, lineage: dict, max_ns: 
     ``max_windows``), an alert ack/clear/label, or a command approval/rejection/device ack."""
     if fb.type == "maintenance":
         assert fb.window_id is not None and fb.start_ns is not None and fb.end_ns is not None
-        problem = e.schedule.offer(fb.window_id, fb.start_ns, fb.end_ns, max_ns, max_windows, forget_before_ns)
+        problem = e.schedule.offer(fb.window_id, fb.start_ns, fb.end_ns, max_ns, max_windows,
+                                   forget_before_ns)
         return [] if problem is None else [reject(e, fb, problem.reason, problem.message)]
     if fb.type in ("ack", "clear", "label"):
         changes, problem = e.book.feedback(fb)

@@ -76,15 +76,18 @@ class MaintenanceSchedule:
             if forget_before_ns is not None:
                 self.prune(forget_before_ns)
             if len(self.windows) >= max_windows:
-                return Problem("too_many_windows", f"{len(self.windows)} maintenance windows are planned or in "
-                               f"progress already, the most allowed (alerts.maintenance_max_windows): reuse a "
+                return Problem("too_many_windows",
+                               f"{len(self.windows)} maintenance windows are planned or in "
+                               "progress already, the most allowed (alerts.maintenance_max_windows): reuse "
+                               "a "
                                f"window_id to change one")
         self.set(window_id, start_ns, end_ns)
         return None
 
 
 class SuppressionGauge:
-    """What one asset adds to the process-wide gauge ``active_suppressions`` of :data:`~aiotstream.runstats.STATS`:
+    """What one asset adds to the process-wide gauge ``active_suppressions`` of
+    :data:`~aiotstream.runstats.STATS`:
     1 while a maintenance window is in force at the asset's clock (its alerts are suppressed), else 0.
 
     The asset reports after each batch (:meth:`update`) by adding the difference, so the gauge is the sum

@@ -32,13 +32,15 @@ class DecisionRuntime:
     def __init__(self, config: SiteConfig):
         self.config = config
         self.ctx = FlowContext(config.site.id, config.site.flow, config.site.flow_version, config.config_hash)
-        self.groups = {a.id: a.line for a in config.all_assets()}  # entity -> line (plant) or floor (building)
+        # entity -> line (plant) or floor (building)
+        self.groups = {a.id: a.line for a in config.all_assets()}
         self.deadletter_payload_max = config.outputs.max_deadletter_payload_bytes
         self.cooldown_ns = _ns(config.alerts.cooldown_s)
         self.maintenance_max_ns = _ns(config.alerts.maintenance_max_s)
         self.maintenance_max_windows = config.alerts.maintenance_max_windows
         k = config.kpi
-        self.schemes = make_schemes(k.periods_s, [(s.name, s.start_minute, s.hours) for s in k.shifts], k.timezone)
+        self.schemes = make_schemes(k.periods_s, [(s.name, s.start_minute, s.hours) for s in k.shifts],
+                                    k.timezone)
         self.scheme_names = {p: s.name for p, s in zip(k.periods_s, self.schemes)}
 
     def control_specs(self, asset_id: str) -> tuple[list[ActuatorSpec], list[RuleSpec]]:
@@ -47,7 +49,8 @@ class DecisionRuntime:
         for a in c.actuators:
             if a.assets and asset_id not in a.assets:
                 continue
-            locks = tuple(Interlock(i.name, i.metric, i.above, i.below, i.alert_type, i.min_severity, tuple(i.states),
+            locks = tuple(Interlock(i.name, i.metric, i.above, i.below, i.alert_type, i.min_severity,
+                                    tuple(i.states),
                                     i.maintenance) for i in a.interlocks)
             env = Envelope(a.min, a.max, a.max_step, a.max_rate_per_s, _ns(a.min_interval_s), locks,
                            a.on_violation == "clamp")
@@ -60,12 +63,15 @@ class DecisionRuntime:
                 continue
             w = r.when
             kind = "alert" if w.alert_type else ("signal" if w.signal else "kpi")
-            scheme = self.scheme_names[w.kpi_period_s if w.kpi_period_s is not None else self.config.kpi.periods_s[0]]
+            period = w.kpi_period_s if w.kpi_period_s is not None else self.config.kpi.periods_s[0]
+            scheme = self.scheme_names[period]
 
             def act(x: Any) -> tuple[str, float]:
-                return next((op, float(getattr(x, op))) for op in ("set", "delta", "scale") if getattr(x, op) is not None)
+                ops = ("set", "delta", "scale")
+                return next((op, float(getattr(x, op))) for op in ops if getattr(x, op) is not None)
 
-            rules.append(RuleSpec(r.name, r.actuator, kind, act(r.action), act(r.revert) if r.revert else None, r.mode,
+            rules.append(RuleSpec(r.name, r.actuator, kind, act(r.action),
+                                  act(r.revert) if r.revert else None, r.mode,
                                   _ns(r.approval_timeout_s), w.alert_type, w.min_severity, w.signal, w.kpi,
                                   scheme if kind == "kpi" else None, w.above, w.below))
         return acts, rules
@@ -99,7 +105,8 @@ class DecisionRuntime:
         asset = safe_id(dl.asset)
         rec = {
             "schema": "aiotstream.deadletter/1",
-            # a message that gave several readings can have several dead letters: the item index tells them apart
+            # a message that gave several readings can have several dead letters: the item index tells them
+            # apart
             "id": make_id("deadletter", self.ctx.site, pos.topic, pos.partition, pos.offset, dl.reason,
                           *((dl.extra["item"],) if "item" in dl.extra else ())),
             "reason": dl.reason,
@@ -109,7 +116,8 @@ class DecisionRuntime:
             "payload_b64": base64.b64encode(payload).decode("ascii"),
             "payload_size": len(raw),
             **cut,
-            **self.ctx.block(inputs=[input_entry(pos.topic, pos.partition, pos.offset, pos.offset)], window=None,
+            **self.ctx.block(inputs=[input_entry(pos.topic, pos.partition, pos.offset, pos.offset)],
+                             window=None,
                              features=None, model=None),
             **dl.extra,
         }

@@ -50,6 +50,10 @@ class ZoneHvac:
     spans: tuple[tuple[str, int, int, int], ...]
 
 
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 6)
+
+
 def fighting(z: ZoneHvac, neighbours: Sequence[ZoneHvac]) -> tuple[float, str | None]:
     """The largest heating-against-cooling fraction of ``z`` with any neighbour, and which neighbour."""
     best, who = 0.0, None
@@ -73,9 +77,10 @@ class FloorState:
         self.newest: dict[str, int] = {}
         self.books: dict[str, AlertBook] = {}
         w = rt.building.waste
-        self.spec = AlertRuleSpec(ADJACENT, "adjacent", "above", w.simultaneous_fraction, w.simultaneous_fraction / 2,
-                                  None, "warning", intervals_for(w.simultaneous_after_s, rt.building.interval_s),
-                                  None, w.clear_intervals, None, round(w.cooldown_s * 1e9))
+        after = intervals_for(w.simultaneous_after_s, rt.building.interval_s)
+        self.spec = AlertRuleSpec(ADJACENT, "adjacent", "above", w.simultaneous_fraction,
+                                  w.simultaneous_fraction / 2, None, "warning", after, None,
+                                  w.clear_intervals, None, round(w.cooldown_s * 1e9))
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "rt"}
@@ -95,7 +100,8 @@ class FloorState:
             for wid, start, end in self.rt.maintenance_for(zone):
                 sched.set(wid, start, end)
             a = self.rt.config.alerts
-            b = self.books[zone] = AlertBook(zone, self.rt.ctx.site, self.rt.ctx.config_hash, [self.spec], sched,
+            b = self.books[zone] = AlertBook(zone, self.rt.ctx.site, self.rt.ctx.config_hash, [self.spec],
+                                             sched,
                                              round(a.escalate_after_s * 1e9), a.max_escalations, a.history)
         return b
 
@@ -138,8 +144,8 @@ class FloorState:
                     other = got.get(who) if who else None
                     ch.alert.detail.update({"neighbour": who, "heat_fraction": round(z.heat, 6),
                                             "cool_fraction": round(z.cool, 6),
-                                            "neighbour_heat_fraction": None if other is None else round(other.heat, 6),
-                                            "neighbour_cool_fraction": None if other is None else round(other.cool, 6)})
+                                            "neighbour_heat_fraction": _round(other.heat if other else None),
+                                            "neighbour_cool_fraction": _round(other.cool if other else None)})
                 if ch.event != "suppressed":
                     outs.append(Output("alert", zone, alert_record(ch, zone, self.floor, lineage)))
         return outs

@@ -1,4 +1,5 @@
-"""What every zone of a building shares: config, lineage context, zone/floor maps, meter codes, model block."""
+"""What every zone of a building shares: config, lineage context, zone/floor maps, meter codes, model
+block."""
 from __future__ import annotations
 
 import hashlib
@@ -30,7 +31,8 @@ class BuildingRuntime(DecisionRuntime):
 
     def __init__(self, config: SiteConfig):
         if config.building is None:
-            raise ConfigError(config.site.id, [("building", "the energy-optimization flow needs a [building] table")])
+            raise ConfigError(config.site.id,
+                              [("building", "the energy-optimization flow needs a [building] table")])
         super().__init__(config)
         b = self.building = config.building
         zones = b.all_zones()

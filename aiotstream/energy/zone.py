@@ -71,12 +71,14 @@ def waste_specs(rt: BuildingRuntime) -> list[AlertRuleSpec]:
     w, L = b.waste, b.interval_s
     cool = round(w.cooldown_s * S)
     return [
-        AlertRuleSpec("hvac_empty_zone", "empty_hvac", "above", w.empty_hvac_fraction, w.empty_hvac_fraction / 2,
-                      None, "warning", intervals_for(w.empty_hvac_after_s, L), None, w.clear_intervals, None, cool),
+        AlertRuleSpec("hvac_empty_zone", "empty_hvac", "above", w.empty_hvac_fraction,
+                      w.empty_hvac_fraction / 2, None, "warning", intervals_for(w.empty_hvac_after_s, L),
+                      None, w.clear_intervals, None, cool),
         AlertRuleSpec("simultaneous_heat_cool", "simultaneous", "above", w.simultaneous_fraction,
-                      w.simultaneous_fraction / 2, None, "warning", intervals_for(w.simultaneous_after_s, L), None,
-                      w.clear_intervals, None, cool),
-        AlertRuleSpec("baseload_creep", "baseload_creep", "above", w.baseload_creep, w.baseload_creep / 2, None,
+                      w.simultaneous_fraction / 2, None, "warning", intervals_for(w.simultaneous_after_s, L),
+                      None, w.clear_intervals, None, cool),
+        AlertRuleSpec("baseload_creep", "baseload_creep", "above", w.baseload_creep, w.baseload_creep / 2,
+                      None,
                       "warning", w.baseload_nights, None, 1, None, cool),
         AlertRuleSpec(ALERT_TYPE_COMMAND_FAILED, None, severity="critical"),
     ]
@@ -91,7 +93,8 @@ class _Period:
         self.spans: dict[tuple[str, int], list[int]] = {}
 
 
-def _add_spans(into: dict[tuple[str, int], list[int]], spans: tuple[tuple[str, int, int, int], ...] | list) -> None:
+def _add_spans(into: dict[tuple[str, int], list[int]],
+               spans: tuple[tuple[str, int, int, int], ...] | list) -> None:
     for t, p, a, b in spans:
         s = into.get((t, p))
         if s is None:
@@ -241,7 +244,8 @@ class ZoneState(effects.RuntimeEntity):
         o = self.outdoor.pop(iv, None)
         if o is not None and o[1]:
             self.last_outdoor = o[0] / o[1]
-        return IntervalSummary(self.zone, iv * L, (iv + 1) * L, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8],
+        return IntervalSummary(self.zone, iv * L, (iv + 1) * L, a[0], a[1], a[2], a[3], a[4], a[5], a[6],
+                               a[7], a[8],
                                a[9], a[10], a[11], self.last_outdoor)
 
     def _interval(self, iv: int) -> list[Output]:
@@ -284,7 +288,8 @@ class ZoneState(effects.RuntimeEntity):
                         (rt.building.outdoor_metric, s.outdoor)):
             if not math.isnan(v):
                 self.metrics[name] = v
-        lineage = rt.ctx.block(inputs=inputs_block(_spans_tuple(spans)), window=window_block(s.start_ns, s.end_ns),
+        lineage = rt.ctx.block(inputs=inputs_block(_spans_tuple(spans)),
+                               window=window_block(s.start_ns, s.end_ns),
                                features=None, model=rt.model_block)
         window = (s.start_ns, s.end_ns)
         changes = effects.on_values(self, t, [("hvac_empty_zone", empty_hvac_value(s)),
@@ -309,7 +314,8 @@ class ZoneState(effects.RuntimeEntity):
             outs_n = []
         effects.annotate_opened(changes, {"hvac_on_fraction": round(s.fraction("on"), 6),
                                           "heat_cool_fraction": round(s.fraction("both"), 6),
-                                          "occupied_fraction": round(s.occupied_n / s.occ_n, 6) if s.occ_n else None,
+                                          "occupied_fraction": round(s.occupied_n / s.occ_n, 6) if s.occ_n
+                                          else None,
                                           "interval_kwh": None if kwh is None else round(kwh, 6)})
         outs = effects.alert_outputs(self, changes, lineage) + outs_n
         outs.extend(effects.timer_outputs(self, t, lineage))
@@ -337,16 +343,19 @@ class ZoneState(effects.RuntimeEntity):
     def _feedback(self, fb: Feedback) -> list[Output]:
         t = fb.ts_ns if self.clock_ns is None else max(fb.ts_ns, self.clock_ns)
         lineage = self.rt.ctx.block(inputs=inputs_block(((fb.pos.topic, fb.pos.partition, fb.pos.offset,
-                                                           fb.pos.offset),)), window=None, features=None, model=None)
+                                                           fb.pos.offset),)), window=None, features=None,
+                                    model=None)
         self._deciding = self._totals(t)
         rt = self.rt  # maintenance bounded as in the plant flow (issue 15: a far-future end silenced alerts)
-        return effects.feedback_outputs(self, fb, t, lineage, rt.maintenance_max_ns, rt.maintenance_max_windows, None)
+        return effects.feedback_outputs(self, fb, t, lineage, rt.maintenance_max_ns,
+                                        rt.maintenance_max_windows, None)
 
     def _late(self, batch: ZoneBatch, lo: int, hi: int, iv: int) -> list[Output]:
         L = self.rt.interval_ns
         return [self.rt.deadletter(DeadLetter(
-            batch.values[k], batch.position(k), "late", f"the reading falls in interval {iso_ns(iv * L)}, which "
-            f"closed already (allowed lateness {self.rt.config.window.allowed_lateness_s:g} s)", asset=self.zone))
+            batch.values[k], batch.position(k), "late",
+            f"the reading falls in interval {iso_ns(iv * L)}, which closed already (allowed lateness "
+            f"{self.rt.config.window.allowed_lateness_s:g} s)", asset=self.zone))
             for k in range(lo, hi)]
 
     # ---- KPI periods ---------------------------------------------------------------------------

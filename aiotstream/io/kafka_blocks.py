@@ -50,12 +50,14 @@ class _BlockPartition(WatchedPartition):
                 elif self._raise_on_errors:
                     raise RuntimeError(f"error consuming from Kafka topic `{self._topic!r}`: {err}")
                 else:
-                    errors.append(KafkaError(err, KafkaSourceMessage(m.key(), m.value(), topic=m.topic(),
-                                                                     offset=m.offset(), partition=m.partition())))
+                    msg = KafkaSourceMessage(m.key(), m.value(), topic=m.topic(), offset=m.offset(),
+                                             partition=m.partition())
+                    errors.append(KafkaError(err, msg))
             msgs = keep
         values = list(map(Message.value, msgs))  # method descriptors: no per-message attribute lookups
         offsets = list(map(Message.offset, msgs))
-        last = max(offsets[-1] if offsets else -1, max((e.msg.offset for e in errors if e.msg.offset is not None),
+        last = max(offsets[-1] if offsets else -1,
+                   max((e.msg.offset for e in errors if e.msg.offset is not None),
                                                          default=-1))
         if last >= 0:
             self._offset = last + 1

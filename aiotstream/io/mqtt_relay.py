@@ -71,7 +71,8 @@ def password(conn: MqttConnection) -> str | None:
 
 def make_client(conn: MqttConnection, client_id: str, *, persistent: bool, manual_ack: bool = False,
                 session_expiry_s: int = 3600) -> tuple[mqtt.Client, Properties | None]:
-    """A paho client configured from the config (TLS, credentials, reconnect backoff) and its CONNECT properties."""
+    """A paho client configured from the config (TLS, credentials, reconnect backoff) and its CONNECT
+    properties."""
     v5 = conn.protocol == "5"
     kwargs: dict[str, Any] = {"client_id": client_id, "protocol": mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
                               "manual_ack": manual_ack, "reconnect_on_failure": True}
@@ -94,7 +95,8 @@ def make_client(conn: MqttConnection, client_id: str, *, persistent: bool, manua
     return client, props
 
 
-def connect_async(client: mqtt.Client, conn: MqttConnection, props: Properties | None, persistent: bool) -> None:
+def connect_async(client: mqtt.Client, conn: MqttConnection, props: Properties | None,
+                  persistent: bool) -> None:
     if conn.protocol == "5":
         client.connect_async(conn.host, conn.port, keepalive=conn.keepalive_s, clean_start=not persistent,
                              properties=props)
@@ -124,7 +126,8 @@ class Relay:
         self.cap = cfg.queue_size
         self.gen = 0
         self.connected = False
-        self.gen_lock = threading.Lock()  # an acknowledgement is checked and queued atomically w.r.t. reconnects
+        # an acknowledgement is checked and queued atomically w.r.t. reconnects
+        self.gen_lock = threading.Lock()
         self.closing = threading.Event()
         self.drops_topic = cfg.broker_drops_topic
         self.client, props = make_client(cfg, client_id, persistent=True, manual_ack=True,
@@ -168,7 +171,8 @@ class Relay:
         _rc, mid = client.subscribe(topics)
         self.subscribing[mid] = [t for t, _ in topics]
 
-    def _on_subscribe(self, _client: mqtt.Client, _ud: Any, mid: int, reasons: list[Any], _props: Any) -> None:
+    def _on_subscribe(self, _client: mqtt.Client, _ud: Any, mid: int, reasons: list[Any],
+                      _props: Any) -> None:
         filters = self.subscribing.pop(mid, [])
         failed = [(f, str(r)) for f, r in zip(filters, reasons, strict=False) if r.is_failure]
         self.events.append((SUBSCRIBED, failed))
@@ -261,7 +265,8 @@ def main(argv: list[str]) -> int:
         relay.run()
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return 0  # the parent is gone; the broker keeps the session
-    except (AiotError, ValueError, OSError, ssl.SSLError) as exc:  # bad TLS files, a missing password variable
+    # bad TLS files, a missing password variable
+    except (AiotError, ValueError, OSError, ssl.SSLError) as exc:
         try:
             data.send_bytes(pickle.dumps((FATAL, f"{type(exc).__name__}: {exc}")))
         except OSError:

@@ -16,5 +16,6 @@ from aiotstream.models.online import (
            make_drift_detector,
 )
 
-__all__ = ["DRIFT_DETECTORS", "Detector", "DriftWatch", "FeatureDrift", "HalfSpaceTreesDetector", "LabelLearner",
+__all__ = ["DRIFT_DETECTORS", "Detector", "DriftWatch", "FeatureDrift", "HalfSpaceTreesDetector",
+           "LabelLearner",
            "ZScoreDetector", "make_detector", "make_drift_detector"]

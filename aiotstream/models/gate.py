@@ -40,7 +40,8 @@ class GateResult:
     n_faulty: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "metric": self.metric, "value": self.value, "threshold": self.threshold,
+        return {"passed": self.passed, "metric": self.metric, "value": self.value,
+                "threshold": self.threshold,
                 "reason": self.reason, "model": self.model, "n": self.n, "n_faulty": self.n_faulty}
 
 
@@ -109,7 +110,8 @@ def validate(model: Any, X: np.ndarray, y: np.ndarray, metric: str = "auc", thre
     n, n_pos = int(yb.size), int(yb.sum())
     if n_pos == 0 or n_pos == n:
         return GateResult(False, metric, float("nan"), threshold,
-                          f"refused {name}: the held-out set has {n_pos} faulty of {n} windows; the gate needs both "
+                          f"refused {name}: the held-out set has {n_pos} faulty of {n} windows; the gate "
+                          "needs both "
                           "faulty and healthy windows to judge a model", name, n, n_pos)
     scores = np.asarray(model.score(np.asarray(X)), dtype=np.float64)
     if metric == "auc":
@@ -120,7 +122,8 @@ def validate(model: Any, X: np.ndarray, y: np.ndarray, metric: str = "auc", thre
         value, label = recall_at_precision(scores, yb, precision), f"recall at precision >= {precision:g}"
     where = f"on {n} held-out windows ({n_pos} faulty)"
     if value >= threshold:
-        return GateResult(True, metric, value, threshold, f"passed {name}: {label} {value:.4f} >= {threshold:g} "
+        return GateResult(True, metric, value, threshold,
+                          f"passed {name}: {label} {value:.4f} >= {threshold:g} "
                           f"{where}", name, n, n_pos)
     return GateResult(False, metric, value, threshold, f"refused {name}: {label} {value:.4f} is below the "
                       f"threshold {threshold:g} {where}", name, n, n_pos)

@@ -78,7 +78,8 @@ class ScoreBatcher:
     worker has its own (:meth:`ModelStore.lane`); it is thread safe all the same.
     """
 
-    def __init__(self, models: Callable[[str], BatchDetector], *, max_batch: int = 512, max_delay_ms: float = 50.0,
+    def __init__(self, models: Callable[[str], BatchDetector], *, max_batch: int = 512,
+                 max_delay_ms: float = 50.0,
                  clock: Callable[[], float] = time.monotonic):
         if max_batch < 1:
             raise ModelError(f"max_batch must be at least 1, got {max_batch}")
@@ -165,7 +166,8 @@ class ScoreBatcher:
             call = time.perf_counter() - t0
             self.call_s_per_row += 0.2 * (call / len(chunk) - self.call_s_per_row)
             if scores.shape != (len(chunk),):
-                raise ModelError(f"model {model} returned scores of shape {scores.shape} for {len(chunk)} rows")
+                raise ModelError(f"model {model} returned scores of shape {scores.shape} for {len(chunk)} "
+                                 "rows")
             now = self.clock()
             for (key, _, t_in, owner), s in zip(chunk, scores.tolist()):
                 self._done[key] = Scored(s, model, now - t_in, call, len(chunk))
@@ -196,7 +198,8 @@ class Lane:
 
 
 def canary_share(asset: str) -> float:
-    """Where an asset falls in [0, 1) for canary routing: a stable hash, so the same assets stay on the canary.
+    """Where an asset falls in [0, 1) for canary routing: a stable hash, so the same assets stay on the
+    canary.
 
     >>> 0 <= canary_share("pump-1") < 1, canary_share("pump-1") == canary_share("pump-1")
     (True, True)
@@ -247,7 +250,8 @@ class ModelStore:
         lane = getattr(self._lanes, "lane", None)
         if lane is None:
             o = self.onnx
-            lane = self._lanes.lane = Lane(ScoreBatcher(self.get, max_batch=o.max_batch, max_delay_ms=o.max_delay_ms))
+            lane = self._lanes.lane = Lane(ScoreBatcher(self.get, max_batch=o.max_batch,
+                                                        max_delay_ms=o.max_delay_ms))
         return lane
 
     @property
@@ -290,14 +294,17 @@ class ModelStore:
         with self._lock:
             if self._labelled is None:
                 if self._make_labelled is None:
-                    raise ModelError(f"site {self.config.site.id}: [model.onnx.gate] is set but this process was "
+                    raise ModelError(f"site {self.config.site.id}: [model.onnx.gate] is set but this process "
+                                     "was "
                                      "given no held-out set to run it on; build the flow with "
-                                     "aiotstream.dataflow.build_flow (or pass labelled= to the site's runtime)")
+                                     "aiotstream.dataflow.build_flow (or pass labelled= to the site's "
+                                     "runtime)")
                 self._labelled = self._make_labelled()
             return self._labelled
 
     def gate(self, ref: str) -> Any:
-        """Run the validation gate on ``ref``: a :class:`~aiotstream.models.gate.GateResult`, or None (no gate)."""
+        """Run the validation gate on ``ref``: a :class:`~aiotstream.models.gate.GateResult`, or None (no
+        gate)."""
         from aiotstream.models.gate import validate
 
         g = self.onnx.gate

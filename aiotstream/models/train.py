@@ -40,7 +40,8 @@ import numpy as np
 from aiotstream.errors import ModelError
 from aiotstream.models.registry import Manifest, ModelRegistry
 
-__all__ = ["WindowRows", "autoencoder_onnx", "calibrate", "check_new", "iforest_onnx", "publish_trained", "quantize_int8"]
+__all__ = ["WindowRows", "autoencoder_onnx", "calibrate", "check_new", "iforest_onnx", "publish_trained",
+           "quantize_int8"]
 
 OPSET = 17
 ML_OPSET = 3
@@ -83,7 +84,8 @@ def calibrate(raw: np.ndarray) -> dict[str, float]:
     return {"center": p99, "scale": max(spread, floor) / math.log(9.0), "p50": p50, "p99": p99}
 
 
-# ---- model builders ------------------------------------------------------------------------------------------
+# ---- model builders
+# ------------------------------------------------------------------------------------------
 def iforest_onnx(X: np.ndarray, *, n_estimators: int = 100, seed: int = 0) -> tuple[bytes, dict[str, Any]]:
     """IsolationForest on imputed rows -> (onnx bytes, score-block part: input/output/sign)."""
     from sklearn.ensemble import IsolationForest
@@ -113,7 +115,8 @@ def iforest_graph(m: Any, n_features: int) -> bytes:
     from onnx import TensorProto, helper
     from sklearn.ensemble._iforest import _average_path_length
 
-    nodes_tree, nodes_id, nodes_feat, nodes_mode, nodes_value, nodes_true, nodes_false = [], [], [], [], [], [], []
+    nodes_tree, nodes_id, nodes_feat, nodes_mode = [], [], [], []
+    nodes_value, nodes_true, nodes_false = [], [], []
     t_tree, t_node, t_weight = [], [], []
     for t, (est, feats) in enumerate(zip(m.estimators_, m.estimators_features_)):
         tree = est.tree_
@@ -142,11 +145,13 @@ def iforest_graph(m: Any, n_features: int) -> bytes:
                 nodes_false.append(right)
     denominator = len(m.estimators_) * float(_average_path_length([m._max_samples])[0])
     ensemble = helper.make_node(
-        "TreeEnsembleRegressor", ["X"], ["depths"], domain="ai.onnx.ml", n_targets=1, aggregate_function="SUM",
+        "TreeEnsembleRegressor", ["X"], ["depths"], domain="ai.onnx.ml", n_targets=1,
+        aggregate_function="SUM",
         post_transform="NONE", base_values=[0.0], nodes_treeids=nodes_tree, nodes_nodeids=nodes_id,
         nodes_featureids=nodes_feat, nodes_modes=nodes_mode, nodes_values=nodes_value,
         nodes_truenodeids=nodes_true, nodes_falsenodeids=nodes_false,
-        nodes_missing_value_tracks_true=[0] * len(nodes_id), target_ids=[0] * len(t_node), target_treeids=t_tree,
+        nodes_missing_value_tracks_true=[0] * len(nodes_id), target_ids=[0] * len(t_node),
+                                target_treeids=t_tree,
         target_nodeids=t_node, target_weights=t_weight)
     consts = [helper.make_tensor("k", TensorProto.FLOAT, [], [-math.log(2.0) / denominator]),
               helper.make_tensor("offset", TensorProto.FLOAT, [], [float(m.offset_)])]
@@ -193,7 +198,8 @@ def autoencoder_onnx(X: np.ndarray, *, hidden: tuple[int, ...] = (16, 6, 16), se
     for i, (W, b) in enumerate(zip(mlp.coefs_, mlp.intercepts_)):
         inits += [numpy_helper.from_array(W.astype(np.float32), f"W{i}"),
                   numpy_helper.from_array(b.astype(np.float32), f"b{i}")]
-        nodes += [helper.make_node("MatMul", [h, f"W{i}"], [f"m{i}"]), helper.make_node("Add", [f"m{i}", f"b{i}"],
+        nodes += [helper.make_node("MatMul", [h, f"W{i}"], [f"m{i}"]),
+                  helper.make_node("Add", [f"m{i}", f"b{i}"],
                                                                                         [f"a{i}"])]
         h = f"a{i}"
         if i < n_layers - 1:
@@ -204,7 +210,8 @@ def autoencoder_onnx(X: np.ndarray, *, hidden: tuple[int, ...] = (16, 6, 16), se
     graph = helper.make_graph(nodes, "aiotstream-autoencoder",
                               [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, k])],
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, 1])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="aiotstream")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="aiotstream")
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model.SerializeToString(), {"input": "X", "output": "scores", "sign": 1.0}
@@ -225,7 +232,8 @@ def quantize_int8(onnx_bytes: bytes, calibration_rows: np.ndarray) -> bytes:
 
     class _Rows(CalibrationDataReader):
         def __init__(self) -> None:
-            self.it = iter([{"X": calibration_rows[i:i + 1].astype(np.float32)} for i in range(len(calibration_rows))])
+            self.it = iter([{"X": calibration_rows[i:i + 1].astype(np.float32)}
+                            for i in range(len(calibration_rows))])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.it, None)
@@ -237,7 +245,8 @@ def quantize_int8(onnx_bytes: bytes, calibration_rows: np.ndarray) -> bytes:
         level = root.level
         root.setLevel(logging.ERROR)  # the quantizer logs a pre-processing hint at WARNING on the root logger
         try:
-            quantize_static(src, dst, _Rows(), quant_format=QuantFormat.QOperator, op_types_to_quantize=["MatMul"],
+            quantize_static(src, dst, _Rows(), quant_format=QuantFormat.QOperator,
+                            op_types_to_quantize=["MatMul"],
                             per_channel=False, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
         finally:
             root.setLevel(level)
@@ -253,12 +262,14 @@ def raw_scores(onnx_bytes: bytes, part: dict[str, Any], X: np.ndarray) -> np.nda
     return float(part["sign"]) * np.asarray(out, dtype=np.float64).reshape(-1)
 
 
-# ---- publishing ---------------------------------------------------------------------------------------------
+# ---- publishing
+# ---------------------------------------------------------------------------------------------
 def check_new(registry: ModelRegistry, name: str, version: str) -> None:
     """Refuse a version that is published already (with its variants): versions are immutable."""
     for v in (version, f"{version}-ae", f"{version}-int8"):
         if registry.path(name, v).exists():
-            raise ModelError(f"{registry.path(name, v)} exists: choose a new version (versions are immutable)")
+            raise ModelError(f"{registry.path(name, v)} exists: choose a new version (versions are "
+                             "immutable)")
 
 
 def publish_trained(rows: WindowRows, registry: ModelRegistry, name: str, version: str, *, training_data: str,
@@ -277,7 +288,8 @@ def publish_trained(rows: WindowRows, registry: ModelRegistry, name: str, versio
     base_metrics = {"train_rows": int(X.shape[0]), "train_assets": len(set(rows.assets)),
                     "n_features": len(rows.columns)}
 
-    def publish(v: str, blob: bytes, part: dict[str, Any], family: str, quantized: bool, **extra: Any) -> Manifest:
+    def publish(v: str, blob: bytes, part: dict[str, Any], family: str, quantized: bool,
+                **extra: Any) -> Manifest:
         raw = raw_scores(blob, part, X)
         cal = calibrate(raw)
         score = {**part, "map": "logistic", "center": cal["center"], "scale": cal["scale"],
@@ -294,7 +306,8 @@ def publish_trained(rows: WindowRows, registry: ModelRegistry, name: str, versio
     out.append(publish(f"{version}-ae", ae, ae_part, "mlp_autoencoder", False, hidden=list(hidden)))
     q = quantize_int8(ae, X)
     out.append(publish(f"{version}-int8", q, ae_part, "mlp_autoencoder", True, hidden=list(hidden),
-                       base=f"{version}-ae", quantization="onnxruntime quantize_static, QOperator QLinearMatMul, "
+                       base=f"{version}-ae", quantization="onnxruntime quantize_static, QOperator "
+                                                          "QLinearMatMul, "
                                                          "int8 weights, uint8 activations calibrated on the "
                                                          "training rows"))
     return out

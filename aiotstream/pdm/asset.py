@@ -82,7 +82,8 @@ def _ns(seconds: float) -> int:
 
 
 def _pos_inputs(pos: Position) -> list[dict]:
-    return [{"topic": pos.topic, "partition": pos.partition, "first_offset": pos.offset, "last_offset": pos.offset}]
+    return [{"topic": pos.topic, "partition": pos.partition, "first_offset": pos.offset,
+             "last_offset": pos.offset}]
 
 
 @dataclass(slots=True)
@@ -121,7 +122,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         cfg = rt.config
         self.windows = WindowAssembler(rt.length_ns, rt.hop_ns, rt.lateness_ns, asset=asset_id,
                                        idle_s=cfg.window.idle_close_s,
-                                       expected=("frames", "readings") if cfg.window.wait_for_readings else ("frames",))
+                                       expected=("frames",
+                                                 "readings") if cfg.window.wait_for_readings else ("frames",))
         # with ONNX models the z-score baseline still learns: it explains alerts (features off their baseline)
         kind = "zscore" if cfg.model.kind == "onnx" else cfg.model.kind
         self.detector: Detector = make_detector(kind, self.columns, warmup=cfg.model.warmup_windows,
@@ -131,9 +133,11 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self.drift = DriftWatch(m.drift_detector, m.drift_delta, seed=m.seed, window_size=m.drift_window_size,
                                 stat_size=m.drift_stat_size) if m.drift_detector != "none" else None
         self.feature_drift = FeatureDrift(self.columns, m.drift_features, m.drift_detector, m.drift_delta,
-                                          seed=m.seed, window_size=m.drift_window_size, stat_size=m.drift_stat_size) \
+                                          seed=m.seed, window_size=m.drift_window_size,
+                                          stat_size=m.drift_stat_size) \
             if m.drift_features and m.drift_detector != "none" else None
-        self.drift_from: dict[str, int] = {}  # signal -> first window start its detector has seen since it fired
+        # signal -> first window start its detector has seen since it fired
+        self.drift_from: dict[str, int] = {}
         self.schedule = MaintenanceSchedule()
         for wid, start, end in rt.maintenance_for(asset_id):
             self.schedule.set(wid, start, end)
@@ -146,8 +150,10 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self.signals = sorted({r.signal for r in self.control.rules if r.signal})
         k = cfg.kpi
         self.kpi = KpiTracker(asset_id, self.line, rt.schemes, failures=k.failures,
-                              ideal_cycle_ns=None if asset.ideal_cycle_time_s is None else _ns(asset.ideal_cycle_time_s),
-                              energy_max_gap_ns=_ns(k.energy_max_gap_s), emit_delay_ns=rt.length_ns - rt.hop_ns,
+                              ideal_cycle_ns=None if asset.ideal_cycle_time_s is None
+                              else _ns(asset.ideal_cycle_time_s),
+                              energy_max_gap_ns=_ns(k.energy_max_gap_s),
+                              emit_delay_ns=rt.length_ns - rt.hop_ns,
                               max_gap_ns=_ns(k.max_gap_s))
         self.dedupe = FrameDedupe()  # (seq, t0) of the frames in open windows: retransmits count once
         self.queue: list[tuple[int, int, Reading | Feedback]] = []  # (event time, arrival, item)
@@ -205,8 +211,10 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 waiting = getattr(self, "_waiting_feedback", 0)
                 if waiting >= MAX_WAITING_FEEDBACK and (self.clock_ns is None or item.ts_ns >= self.clock_ns):
                     outs.append(self._reject(item, "too_many_waiting", (
-                        f"{waiting} feedback messages of asset {self.asset_id} wait for its clock to reach their "
-                        f"time already (the most is {MAX_WAITING_FEEDBACK}); this one, at {iso_ns(item.ts_ns)}, "
+                        f"{waiting} feedback messages of asset {self.asset_id} wait for its clock to reach "
+                        "their "
+                        f"time already (the most is {MAX_WAITING_FEEDBACK}); this one, at "
+                        f"{iso_ns(item.ts_ns)}, "
                         "is refused: send feedback when it happens, not ahead")))
                     continue
                 self._waiting_feedback = waiting + 1
@@ -266,7 +274,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         return outs
 
     def idle(self, until_ns: int) -> list[Output]:
-        """The asset is silent: let its clock run on to ``until_ns`` (the caller adds the wall-clock time of the
+        """The asset is silent: let its clock run on to ``until_ns`` (the caller adds the wall-clock time of
+        the
         silence to the clock as it stood when the silence began), applying what falls due on the way."""
         if self.clock_ns is None:
             return []
@@ -284,7 +293,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self.suppression.update(self.clock_ns is not None and self.schedule.active(self.clock_ns))
 
     def next_deadline_ns(self) -> int | None:
-        """The next event time at which something is due (a timer or a queued event), for wall-clock wake-ups."""
+        """The next event time at which something is due (a timer or a queued event), for wall-clock
+        wake-ups."""
         times = [t for t in (self.book.next_deadline(), self.control.next_deadline()) if t is not None]
         if self.queue:
             times.append(self.queue[0][0])
@@ -317,8 +327,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
         """A promotion reaches this asset: windows closing from now on are scored by the new version."""
         store = self.rt.models
         assert store is not None
+        champion = store.ref(self.rt.config.model.version)
         self.model_ref, self.variant, self.shadow_ref = rollout.switch(
-            self.asset_id, sw, self.model_ref, self.variant, self.shadow_ref, store.ref(self.rt.config.model.version))
+            self.asset_id, sw, self.model_ref, self.variant, self.shadow_ref, champion)
 
     def _submit(self, closed: list[ClosedWindow]) -> list[Output]:
         store = self.rt.models
@@ -342,7 +353,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         return self.drain()
 
     def _resubmit(self) -> None:
-        """After a resume the pending windows' rows are unknown to this worker's batcher: submit them again."""
+        """After a resume the pending windows' rows are unknown to this worker's batcher: submit them
+        again."""
         store = self.rt.models
         assert store is not None
         lane = store.lane()
@@ -358,7 +370,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self._batcher_id = lane.id
 
     def drain(self, now: bool = False) -> list[Output]:
-        """Run the decisions of the pending windows whose scores are back, oldest first; stop at one still out.
+        """Run the decisions of the pending windows whose scores are back, oldest first; stop at one still
+        out.
         ``now``: have the batcher score everything waiting first (end of input, silence).
 
         Also called for this asset while another asset of the worker runs
@@ -420,7 +433,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
     def _timers(self, t_ns: int) -> list[Output]:
         outs: list[Output] = []
         while True:
-            due = [d for d in (self.book.next_deadline(), self.control.next_deadline()) if d is not None and d <= t_ns]
+            due = [d for d in (self.book.next_deadline(), self.control.next_deadline()) if d is not None
+                   and d <= t_ns]
             if not due:
                 return outs
             at = min(due)
@@ -434,7 +448,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         wm = self.windows.watermark_ns
         raw = item.raw
         if raw is None:  # table rows carry no bytes: the dead letter keeps the reading as JSON
-            raw = encode_reading(item.asset, item.ts_ns, item.metric, item.value) if isinstance(item, Reading) else b""
+            raw = encode_reading(item.asset, item.ts_ns, item.metric,
+                                 item.value) if isinstance(item, Reading) else b""
         dl = DeadLetter(raw, item.pos, "late",
                         f"event time {iso_ns(t)} falls in a window that closed already "
                         f"(watermark {iso_ns(wm) if wm is not None else '-'}, allowed lateness "
@@ -445,10 +460,12 @@ class AssetAnalyzer(effects.RuntimeEntity):
     def _too_old(self, item: Frame | Reading, t: int, ref: int) -> Output:
         raw = item.raw
         if raw is None:  # table rows carry no bytes: the dead letter keeps the reading as JSON
-            raw = encode_reading(item.asset, item.ts_ns, item.metric, item.value) if isinstance(item, Reading) else b""
+            raw = encode_reading(item.asset, item.ts_ns, item.metric,
+                                 item.value) if isinstance(item, Reading) else b""
         return self.rt.deadletter(DeadLetter(
-            raw, item.pos, "too_old", f"event time {iso_ns(t)} is more than {self.rt.config.window.max_past_s:g} s "
-            f"(window.max_past_s) behind the asset's newest event time ({iso_ns(ref)})", asset=self.asset_id))
+            raw, item.pos, "too_old",
+            f"event time {iso_ns(t)} is more than {self.rt.config.window.max_past_s:g} s (window.max_past_s) "
+            f"behind the asset's newest event time ({iso_ns(ref)})", asset=self.asset_id))
 
     def _reject(self, item: Reading | Feedback, reason: str, message: str) -> Output:
         return self.rt.deadletter(DeadLetter(item.raw or b"", item.pos, reason, message, asset=self.asset_id))
@@ -469,7 +486,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             problem = self.kpi.set_state(r.value, r.ts_ns, self.schedule)
             reason = "bad_state"
         elif r.metric in (k.parts_total_metric, k.parts_good_metric):
-            problem = self.kpi.counter("parts_total" if r.metric == k.parts_total_metric else "parts_good", r.value,
+            problem = self.kpi.counter("parts_total" if r.metric == k.parts_total_metric else "parts_good",
+                                       r.value,
                                        r.ts_ns)
             reason = "bad_counter"
         elif r.metric == k.power_metric:
@@ -482,7 +500,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         lineage = self.rt.ctx.block(inputs=_pos_inputs(fb.pos), window=None, features=None, model=None)
         rt = self.rt
         forget = self._forget_windows_before() if fb.type == "maintenance" else None
-        return effects.feedback_outputs(self, fb, t_ns, lineage, rt.maintenance_max_ns, rt.maintenance_max_windows,
+        return effects.feedback_outputs(self, fb, t_ns, lineage, rt.maintenance_max_ns,
+                                        rt.maintenance_max_windows,
                                         forget)
 
     def _forget_windows_before(self) -> int | None:
@@ -529,16 +548,19 @@ class AssetAnalyzer(effects.RuntimeEntity):
             store = self.rt.models
             assert store is not None
             model = store.block(pending.model, pending.variant)
-            extra["latency"] = {"added_ms": round(added * 1e3, 3), "scored_ms": round(got.wait_s * 1e3, 3), "call_ms": round(got.call_s * 1e3, 3),
+            extra["latency"] = {"added_ms": round(added * 1e3, 3), "scored_ms": round(got.wait_s * 1e3, 3),
+                                "call_ms": round(got.call_s * 1e3, 3),
                                 "batch_rows": got.batch_rows}
             sums.update(score_sum=score, score_sq_sum=score * score)
             if pending.variant == "canary":
-                sums.update(canary_windows=1, canary_anomalous_windows=int(score >= open_at), canary_score_sum=score,
+                sums.update(canary_windows=1, canary_anomalous_windows=int(score >= open_at),
+                            canary_score_sum=score,
                             canary_score_sq_sum=score * score)
                 maxima["canary_max_score"] = score
             sh = pending.shadow_scored
             if pending.shadow is not None and sh is not None:
-                extra["shadow"] = {"model": store.block(pending.shadow, "shadow"), "score": round(sh.score, 6),
+                extra["shadow"] = {"model": store.block(pending.shadow, "shadow"),
+                                   "score": round(sh.score, 6),
                                    "anomalous": sh.score >= open_at}
                 sums.update(shadow_windows=1, shadow_anomalous_windows=int(sh.score >= open_at),
                             shadow_score_sum=sh.score, shadow_score_sq_sum=sh.score * sh.score,
@@ -553,13 +575,15 @@ class AssetAnalyzer(effects.RuntimeEntity):
         kpi.add_many({"windows": 1, "frames": w.n_frames, "model_calls": 1, "model_latency_s": latency,
                       "scored_windows": int(warm), "anomalous_windows": int(anomalous), "drift_events": 0,
                       **sums},
-                     {"model_latency_max_s": latency, "max_score": score, **maxima}, w.start_ns, exact_time=True)
+                     {"model_latency_max_s": latency, "max_score": score,
+                      **maxima}, w.start_ns, exact_time=True)
         ctx, wblock = self.rt.ctx, window_block(w.start_ns, w.end_ns)
         lineage = ctx.block(inputs=inputs_block(w.inputs), window=wblock, features=self.rt.features_block,
                             model=model)
         outs.append(Output("score", self.asset_id, {
             "schema": "aiotstream.score/1",
-            "id": make_id("score", ctx.site, ctx.config_hash, model["sha256"], self.asset_id, w.start_ns, w.end_ns),
+            "id": make_id("score", ctx.site, ctx.config_hash, model["sha256"], self.asset_id, w.start_ns,
+                          w.end_ns),
             "asset": self.asset_id, "line": self.line,
             "score": round(score, 6), "warm": warm, "anomalous": anomalous, "drift": drift,
             "frames": w.n_frames, "seq_range": [w.first_seq, w.last_seq],
@@ -581,18 +605,20 @@ class AssetAnalyzer(effects.RuntimeEntity):
         outs.extend(effects.alert_outputs(self, changes, lineage))
         if self.signals:
             signals = {s: (score if s == "score" else float(x[self.col_index[s]])) for s in self.signals}
-            outs.extend(effects.command_outputs(self, self.control.on_signals(w.end_ns, signals,
-                                                                              self.situation(w.end_ns)), lineage))
+            changes_c = self.control.on_signals(w.end_ns, signals, self.situation(w.end_ns))
+            outs.extend(effects.command_outputs(self, changes_c, lineage))
         return outs
 
     def _drifted(self, signal: str, w: ClosedWindow, model: dict, lineage: dict) -> list[Output]:
-        """A drift detector fired on ``signal`` (``score`` or a feature): a ``drift`` alert and a retrain request
+        """A drift detector fired on ``signal`` (``score`` or a feature): a ``drift`` alert and a retrain
+        request
         on ``<site>.models`` naming the windows the detector saw since it last fired."""
         since = self.drift_from.get(signal, w.start_ns)
         self.drift_from[signal] = w.end_ns
         detector = self.rt.config.model.drift_detector
         detail = {"signal": signal, "detector": detector, "window_range": [since, w.end_ns]}
-        outs = effects.alert_outputs(self, self.book.raise_event(ALERT_TYPE_DRIFT, w.end_ns, "warning", detail),
+        outs = effects.alert_outputs(self,
+                                     self.book.raise_event(ALERT_TYPE_DRIFT, w.end_ns, "warning", detail),
                                      lineage)
         ctx = self.rt.ctx
         ref = f"{model['name']}@{model['version']}"
@@ -621,7 +647,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if ch.event in ("opened", "cleared") and a.alert_type in self.rt.failure_types:
             self.kpi.alert_failure(a.alert_type, ch.event == "opened", t, self.schedule)
         elif ch.event == "labelled":
-            if a.alert_type == ALERT_TYPE_ANOMALY and a.x is not None and isinstance(self.detector, LabelLearner):
+            learns = isinstance(self.detector, LabelLearner)
+            if a.alert_type == ALERT_TYPE_ANOMALY and a.x is not None and learns:
                 return self.detector.learn_label(a.x, a.label == "true_fault")
             return False
         return None
@@ -635,7 +662,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             outs.append(Output("kpi", self.asset_id, rec, partial=r))
             if any(rule.kind == "kpi" for rule in self.control.rules):
                 t = max(r.end_ns, self.clock_ns or r.end_ns)
-                lineage = rt.ctx.block(inputs=inputs_block(r.spans), window=window_block(r.start_ns, r.end_ns),
+                lineage = rt.ctx.block(inputs=inputs_block(r.spans),
+                                       window=window_block(r.start_ns, r.end_ns),
                                        features=None, model=None)
                 outs.extend(effects.command_outputs(self, self.control.on_kpis(t, r.scheme, derive(r.totals),
                                                                                self.situation(t)), lineage))
@@ -671,4 +699,5 @@ def deliver(store: ModelStore, slack_s: float = 0.0) -> list[Output]:
 
 def _clean(explanation: list[dict]) -> list[dict]:
     """JSON-safe explanation entries: a missing value (NaN) becomes None."""
-    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in e.items()} for e in explanation]
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k,
+             v in e.items()} for e in explanation]

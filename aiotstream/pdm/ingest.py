@@ -70,19 +70,22 @@ class Ingestor:
     def _reject(self, raw: bytes, pos: Position, reason: str, message: str, asset: str | None = None,
                 item: int | None = None, truncate: bool = False) -> Output:
         extra = {} if item is None else {"item": item}
-        return self.rt.deadletter(DeadLetter(raw, pos, reason, message, asset=asset, extra=extra, truncate=truncate))
+        return self.rt.deadletter(DeadLetter(raw, pos, reason, message, asset=asset, extra=extra,
+                                             truncate=truncate))
 
     def route_feedback(self, fb: Feedback, raw: bytes) -> list[tuple[str, Feedback] | Output]:
         """Key feedback by asset; copy a line- or site-wide maintenance message to every asset it covers."""
         if fb.asset is not None:
             if fb.asset not in self.rt.assets:
-                return [self._reject(raw, fb.pos, "unknown_asset", f"feedback names asset {fb.asset!r}, which is not "
+                return [self._reject(raw, fb.pos, "unknown_asset",
+                                     f"feedback names asset {fb.asset!r}, which is not "
                                      f"in the site config ({self.rt.config.site.id})", asset=fb.asset)]
             return [(fb.asset, fb)]
         if fb.line is not None:
             members = self.rt.lines.get(fb.line)
             if members is None:
-                return [self._reject(raw, fb.pos, "unknown_line", f"maintenance names line {fb.line!r}, which no "
+                return [self._reject(raw, fb.pos, "unknown_line",
+                                     f"maintenance names line {fb.line!r}, which no "
                                      f"asset of site {self.rt.config.site.id} is on "
                                      f"({', '.join(sorted(self.rt.lines))})")]
         else:
@@ -167,7 +170,8 @@ class Ingestor:
                     continue
                 why = self._check(item, horizon, arrival)
                 if why is not None:
-                    reject(self._reject(raw, pos, why[0], why[1], asset=item.asset, item=i if multi else None))
+                    reject(self._reject(raw, pos, why[0], why[1], asset=item.asset,
+                                        item=i if multi else None))
                     continue
                 if isinstance(item, Frame):
                     frames.append(item)
@@ -178,10 +182,12 @@ class Ingestor:
             STATS.add("dropped", "no_telemetry", no_items)
 
     def _feedback(self, fb: Feedback, raw: bytes, pos: Position, horizon: int,
-                  emit: Callable[[Frame | Reading | Feedback], None], reject: Callable[[Output], None]) -> None:
+                  emit: Callable[[Frame | Reading | Feedback], None],
+                  reject: Callable[[Output], None]) -> None:
         """Feedback goes to the asset(s) it is about; one from the future is dead-lettered."""
         if fb.ts_ns > horizon:
-            reject(self._reject(raw, pos, "future_timestamp", f"feedback time {iso_ns(fb.ts_ns)} is more than "
+            reject(self._reject(raw, pos, "future_timestamp",
+                                f"feedback time {iso_ns(fb.ts_ns)} is more than "
                                 f"{self.rt.config.window.max_future_s:g} s ahead of this worker's clock",
                                 asset=fb.asset))
             return
@@ -195,7 +201,8 @@ class Ingestor:
             else:
                 emit(routed[1])
 
-    def _check(self, item: Frame | Reading, horizon: int, arrival_ns: int | None = None) -> tuple[str, str] | None:
+    def _check(self, item: Frame | Reading, horizon: int,
+               arrival_ns: int | None = None) -> tuple[str, str] | None:
         """Why the item cannot be used with this site's config (reason, message), or None.
 
         Event time: not more than ``window.max_future_s`` ahead of this worker's clock, and, for a message a
@@ -205,11 +212,13 @@ class Ingestor:
         """
         asset = self.rt.assets.get(item.asset)
         if asset is None:
-            return ("unknown_asset", (f"asset {item.asset!r} is not in the site config ({self.rt.config.site.id}); "
+            return ("unknown_asset",
+                    (f"asset {item.asset!r} is not in the site config ({self.rt.config.site.id}); "
                                      f"add it to [[assets]]"))
         t = item.t0_ns if isinstance(item, Frame) else item.ts_ns
         if t > horizon:
-            return ("future_timestamp", (f"event time {iso_ns(t)} is more than {self.rt.config.window.max_future_s:g} s "
+            return ("future_timestamp",
+                    (f"event time {iso_ns(t)} is more than {self.rt.config.window.max_future_s:g} s "
                                         f"ahead of this worker's clock"))
         if arrival_ns is not None and t < arrival_ns - self.max_past_ns:
             return ("too_old", (f"event time {iso_ns(t)} is more than {self.rt.config.window.max_past_s:g} s "
@@ -218,14 +227,17 @@ class Ingestor:
         if isinstance(item, Frame):
             n_ch = item.samples.shape[0]  # type: ignore[union-attr]
             if n_ch != len(asset.channels):
-                return ("shape_mismatch", (f"frame has {n_ch} channel(s), the config says {len(asset.channels)} "
+                return ("shape_mismatch",
+                        (f"frame has {n_ch} channel(s), the config says {len(asset.channels)} "
                                           f"({', '.join(asset.channels)})"))
             if abs(item.sample_rate_hz - asset.sample_rate_hz) > 1e-6 * asset.sample_rate_hz:
-                return ("sample_rate_mismatch", (f"frame sample rate {item.sample_rate_hz:g} Hz, the config says "
+                return ("sample_rate_mismatch",
+                        (f"frame sample rate {item.sample_rate_hz:g} Hz, the config says "
                                                 f"{asset.sample_rate_hz:g} Hz"))
             x = item.samples
             assert x is not None
-            if (x.dtype.kind == "f" or lim < 32_768) and (x.max() > lim or x.min() < -lim):  # int16 always fits
+            # int16 always fits
+            if (x.dtype.kind == "f" or lim < 32_768) and (x.max() > lim or x.min() < -lim):
                 return ("out_of_range", (f"a sample's magnitude is beyond {lim:g} (inputs.max_abs_value; "
                                          f"min {x.min():g}, max {x.max():g})"))
         elif abs(item.value) > lim:
@@ -254,16 +266,19 @@ class Ingestor:
                 t, v = ts_l[i], val_l[i]
                 raw = encode_row(a, t, m, v)
                 if not np.isfinite(v):
-                    reject(self._reject(raw, pos, "non_finite", f"row {rows[i]}: value {v!r} is not finite", a))
+                    reject(self._reject(raw, pos, "non_finite", f"row {rows[i]}: value {v!r} is not finite",
+                                        a))
                 elif abs(v) > self.max_abs:
                     reject(self._reject(raw, pos, "out_of_range", f"row {rows[i]}: value {v!r} is beyond "
                                         f"+-{self.max_abs:g} (inputs.max_abs_value)", a))
                 elif t < 0:
-                    reject(self._reject(raw, pos, "bad_timestamp", f"row {rows[i]}: time {t} is before the epoch", a))
+                    reject(self._reject(raw, pos, "bad_timestamp",
+                                        f"row {rows[i]}: time {t} is before the epoch", a))
                 else:
                     reject(self._reject(raw, pos, "future_timestamp",
                                         f"row {rows[i]}: event time {iso_ns(t)} is more than "
-                                        f"{self.rt.config.window.max_future_s:g} s ahead of this worker's clock", a))
+                                        f"{self.rt.config.window.max_future_s:g} s ahead of this worker's "
+                                        "clock", a))
                 continue
             if a not in assets_known:
                 if not is_valid_id(a):

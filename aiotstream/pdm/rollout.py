@@ -33,7 +33,8 @@ class Rollout:
     def _reject(self, raw: bytes, pos: Position, reason: str, message: str) -> Output:
         return self.rt.deadletter(DeadLetter(raw, pos, reason, message))
 
-    def promote(self, raw: bytes, pos: Position, emit: Callable[[Any], None], reject: Callable[[Output], None]) -> None:
+    def promote(self, raw: bytes, pos: Position, emit: Callable[[Any], None],
+                reject: Callable[[Output], None]) -> None:
         """A model promotion from ``<site>.control``: checked once here (artifact hash and signature, feature
         columns, the validation gate), then copied to every asset, which switches between windows.
 
@@ -72,10 +73,12 @@ class Rollout:
                         raise ModelError(f"validation gate: {gate.reason}")
                     reason = "promoted" if gate is None else f"promoted: {gate.reason}"
         except ModelError as exc:  # ModelRefused included: the running models stay
-            log.warning("model promotion refused (%s@%s offset %s): %s", pos.topic, pos.partition, pos.offset, exc)
+            log.warning("model promotion refused (%s@%s offset %s): %s", pos.topic, pos.partition, pos.offset,
+                        exc)
             reject(self._model_record("refused", ref, variant, str(exc), pos, by, gate))
             return
-        reject(self._model_record("promoted", ref, variant, reason if ref else "shadow stopped", pos, by, gate))
+        reject(self._model_record("promoted", ref, variant, reason if ref else "shadow stopped", pos, by,
+                                  gate))
         ts = p.ts or self.now_ns()
         for asset in sorted(self.rt.assets):
             emit(ModelSwitch(asset, variant, ref, p.fraction, ts, pos))
@@ -94,7 +97,8 @@ class Rollout:
             "gate": None if gate is None else gate.to_dict(), "by": by or None,
             "asset": None, "detector": None, "feature": None, "window_range": None,
             "source": {"topic": pos.topic, "partition": pos.partition, "offset": pos.offset},
-            **ctx.block(inputs=inputs_block([(pos.topic, pos.partition, pos.offset, pos.offset)]), window=None,
+            **ctx.block(inputs=inputs_block([(pos.topic, pos.partition, pos.offset, pos.offset)]),
+                        window=None,
                         features=None, model=model),
         }
         return Output("model", ctx.site, record)

@@ -42,7 +42,8 @@ class SiteRuntime(DecisionRuntime):
     (:func:`aiotstream.pdm.training.held_out`; the flow's builder passes it).
     """
 
-    def __init__(self, config: SiteConfig, labelled: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None):
+    def __init__(self, config: SiteConfig,
+                 labelled: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None):
         super().__init__(config)
         self.feature_set = get_feature_set(config.features.set, config.features.bands)
         self.assets = config.asset_map()
@@ -60,7 +61,8 @@ class SiteRuntime(DecisionRuntime):
         self.lateness_ns = _ns(w.allowed_lateness_s)
         self.temp_metric = config.features.temperature_metric
         k = config.kpi
-        self.failure_types = set(k.failure_alert_types or [ALERT_TYPE_ANOMALY] + [r.type for r in config.alerts.rules])
+        self.failure_types = set(k.failure_alert_types
+                                 or [ALERT_TYPE_ANOMALY] + [r.type for r in config.alerts.rules])
         self.lines: dict[str, set[str]] = {}
         for a in self.assets.values():
             self.lines.setdefault(a.line, set()).add(a.id)
@@ -82,8 +84,10 @@ class SiteRuntime(DecisionRuntime):
         assert m.onnx is not None
         columns = {tuple(self.columns(a)) for a in self.assets.values()}
         if len(columns) != 1:
-            raise ModelError(f"site {self.config.site.id}: the assets have different feature columns (their channels "
-                             "differ), so one ONNX model cannot score them all; use one site config per asset group")
+            raise ModelError(f"site {self.config.site.id}: the assets have different feature columns (their "
+                             "channels "
+                             "differ), so one ONNX model cannot score them all; use one site config per "
+                             "asset group")
         self.models = store = ModelStore(self.config, list(columns.pop()), labelled)
         champion = store.ref(m.version)
         self.model_block = store.block(champion, "champion")
@@ -92,11 +96,13 @@ class SiteRuntime(DecisionRuntime):
                 store.get(store.ref(version))
 
     def columns(self, asset: AssetConfig) -> list[str]:
-        return self.feature_set.columns(asset.channels) + [f"{self.temp_metric}.mean", f"{self.temp_metric}.max"]
+        return self.feature_set.columns(asset.channels) + [f"{self.temp_metric}.mean",
+                                                           f"{self.temp_metric}.max"]
 
     def _check_signals(self) -> None:
         problems = []
-        named = [(f"alerts.rules[{i}].signal", r.signal, r.assets) for i, r in enumerate(self.config.alerts.rules)]
+        named = [(f"alerts.rules[{i}].signal", r.signal, r.assets) for i,
+                 r in enumerate(self.config.alerts.rules)]
         named += [(f"control.rules[{i}].when.signal", r.when.signal, r.assets)
                   for i, r in enumerate(self.config.control.rules) if r.when.signal is not None]
         for path, signal, assets in named:
@@ -113,7 +119,8 @@ class SiteRuntime(DecisionRuntime):
     # ---- per-asset resolution ----
     def alert_specs(self, asset_id: str) -> list[AlertRuleSpec]:
         a = self.config.alerts
-        specs = [anomaly_spec(a.open_threshold, a.clear_threshold, a.critical_threshold, a.open_windows, a.open_of,
+        specs = [anomaly_spec(a.open_threshold, a.clear_threshold, a.critical_threshold, a.open_windows,
+                              a.open_of,
                               a.clear_windows, a.clear_of, self.cooldown_ns)]
         for r in a.rules:
             if not r.assets or asset_id in r.assets:

@@ -40,7 +40,8 @@ def training_config(cfg: SiteConfig, n_assets: int | None = None) -> SiteConfig:
     assets = cfg.all_assets()
     if n_assets is not None:
         if n_assets < 1 or n_assets > len(assets):
-            raise ModelError(f"--assets {n_assets}: site {cfg.site.id} has {len(assets)} asset(s); use 1..{len(assets)}")
+            raise ModelError(f"--assets {n_assets}: site {cfg.site.id} has {len(assets)} asset(s); use "
+                             f"1..{len(assets)}")
         assets = assets[:n_assets]
     d = cfg.normalised()
     data = {"site": d["site"], "assets": [a.model_dump(mode="json") for a in assets], "window": d["window"],
@@ -54,7 +55,8 @@ def window_rows(cfg: SiteConfig, sim: Any) -> WindowRows:
     rt = SiteRuntime(cfg)
     cols = {a: tuple(rt.columns(rt.assets[a])) for a in rt.assets}
     if len(set(cols.values())) != 1:
-        raise ModelError(f"site {cfg.site.id}: assets have different feature columns (channels differ), so one model "
+        raise ModelError(f"site {cfg.site.id}: assets have different feature columns (channels differ), so "
+                         "one model "
                          "cannot serve them all; train per asset group (--assets, or a site file per group)")
     columns = list(next(iter(cols.values())))
     ingest = Ingestor(rt, now_ns=lambda: sim.end_ns + 10**13)
@@ -68,7 +70,8 @@ def window_rows(cfg: SiteConfig, sim: Any) -> WindowRows:
         else:
             bad.append(x.record["reason"])
     if bad:
-        raise ModelError(f"simulator data gave {len(bad)} dead letter(s) ({sorted(set(bad))}): the site config does "
+        raise ModelError(f"simulator data gave {len(bad)} dead letter(s) ({sorted(set(bad))}): the site "
+                         "config does "
                          "not match the simulated assets")
     rows, assets, starts, ends = [], [], [], []
     for aid in sorted(per_asset):
@@ -115,7 +118,8 @@ def labelled_rows(cfg: SiteConfig, *, assets: int | None = None, duration_s: flo
 
 
 def held_out(cfg: SiteConfig) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
-    """What makes the validation gate's held-out set of ``cfg`` (``[model.onnx.gate]``), for its model store."""
+    """What makes the validation gate's held-out set of ``cfg`` (``[model.onnx.gate]``), for its model
+    store."""
     def make() -> tuple[np.ndarray, np.ndarray]:
         g = cfg.model.onnx.gate if cfg.model.onnx is not None else None
         assert g is not None
@@ -124,7 +128,8 @@ def held_out(cfg: SiteConfig) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
     return make
 
 
-# ---- the command ---------------------------------------------------------------------------------------------
+# ---- the command
+# ---------------------------------------------------------------------------------------------
 def train_and_publish(cfg: SiteConfig, registry: ModelRegistry, name: str, version: str, *,
                       n_assets: int | None = None, duration_s: float = 120.0, seed: int = 0,
                       signing_key: Path | bytes | None = None, hmac_key: bytes | None = None,
@@ -141,7 +146,9 @@ def train_and_publish(cfg: SiteConfig, registry: ModelRegistry, name: str, versi
         sim = PlantSimulator(tcfg.all_assets(), duration_s=duration_s, n_faults=0, seed=seed)
         rows = window_rows(tcfg, sim)
     fs = tcfg.features
-    ref = (f"simulator:healthy;site={cfg.site.id};config_hash={cfg.config_hash};assets={len(tcfg.all_assets())};"
+    ref = (f"simulator:healthy;site={cfg.site.id};config_hash={cfg.config_hash};"
+           f"assets={len(tcfg.all_assets())};"
            f"duration_s={duration_s:g};seed={seed};feature_set={fs.set}")
-    return publish_trained(rows, registry, name, version, training_data=ref, seed=seed, signing_key=signing_key,
+    return publish_trained(rows, registry, name, version, training_data=ref, seed=seed,
+                           signing_key=signing_key,
                            hmac_key=hmac_key, n_estimators=n_estimators, hidden=hidden)
