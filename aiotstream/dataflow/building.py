@@ -47,7 +47,7 @@ class ZoneLogic(StatefulBatchLogic[ZoneBatch, Output, bytes]):
                  snapshots: bool = True,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.rt = rt
-        self.state: ZoneState | None = pickle.loads(resume).attach(rt) if resume is not None else None
+        self.state: ZoneState | None = snapshots.loads(resume).attach(rt) if resume is not None else None
         self.idle = idle
         self.snapshots = snapshots
         self.now = now
@@ -99,7 +99,7 @@ class FloorLogic(StatefulBatchLogic[ZoneHvac, Output, bytes]):
 
     def __init__(self, rt: BuildingRuntime, resume: bytes | None, snapshots: bool = True):
         self.rt = rt
-        self.state: FloorState | None = pickle.loads(resume).attach(rt) if resume is not None else None
+        self.state: FloorState | None = snapshots.loads(resume).attach(rt) if resume is not None else None
         self.snapshots = snapshots
 
     def on_batch(self, values: list[ZoneHvac]) -> tuple[list[Output], bool]:

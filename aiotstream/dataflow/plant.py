@@ -60,7 +60,7 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
                  snapshots: bool = True):
         self.rt = rt
         if isinstance(resume, bytes):
-            resume = pickle.loads(resume)
+            resume = snapshots.loads(resume)
         self.analyzer = resume.attach(rt) if resume is not None else None
         self.snapshots = snapshots
         self.idle = idle

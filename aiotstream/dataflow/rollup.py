@@ -26,7 +26,7 @@ class RollupLogic(StatefulBatchLogic[tuple[str, PeriodResult], Output, RollupBoo
 
     def __init__(self, rt: RollupSite, resume: bytes | RollupBook | None, tail: bool, snapshots: bool = True):
         self.rt = rt
-        self.book = pickle.loads(resume) if isinstance(resume, bytes) else resume
+        self.book = snapshots.loads(resume) if isinstance(resume, bytes) else resume
         self.tail = tail
         self.snapshots = snapshots
         self.wait_s = rt.config.kpi.rollup_wait_s
