@@ -26,6 +26,7 @@ from bytewax.outputs import Sink
 
 from aiotstream.config import SiteConfig
 from aiotstream.dataflow.rollup import rollup_and_sinks
+from aiotstream.dataflow.snapshots import loads as load_snapshot
 from aiotstream.energy.floor import FloorState, ZoneHvac
 from aiotstream.energy.ingest import BuildingIngest, ZoneBatch
 from aiotstream.energy.runtime import BuildingRuntime
@@ -47,7 +48,7 @@ class ZoneLogic(StatefulBatchLogic[ZoneBatch, Output, bytes]):
                  snapshots: bool = True,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.rt = rt
-        self.state: ZoneState | None = snapshots.loads(resume).attach(rt) if resume is not None else None
+        self.state: ZoneState | None = load_snapshot(resume).attach(rt) if resume is not None else None
         self.idle = idle
         self.snapshots = snapshots
         self.now = now
@@ -99,7 +100,7 @@ class FloorLogic(StatefulBatchLogic[ZoneHvac, Output, bytes]):
 
     def __init__(self, rt: BuildingRuntime, resume: bytes | None, snapshots: bool = True):
         self.rt = rt
-        self.state: FloorState | None = snapshots.loads(resume).attach(rt) if resume is not None else None
+        self.state: FloorState | None = load_snapshot(resume).attach(rt) if resume is not None else None
         self.snapshots = snapshots
 
     def on_batch(self, values: list[ZoneHvac]) -> tuple[list[Output], bool]:

@@ -29,6 +29,7 @@ from bytewax.outputs import Sink
 
 from aiotstream.config import SiteConfig
 from aiotstream.dataflow.rollup import rollup_and_sinks
+from aiotstream.dataflow.snapshots import loads as load_snapshot
 from aiotstream.io.stop import stopping_keeps_state
 from aiotstream.pdm.asset import AssetAnalyzer, deliver
 from aiotstream.pdm.ingest import Ingestor
@@ -60,7 +61,7 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
                  snapshots: bool = True):
         self.rt = rt
         if isinstance(resume, bytes):
-            resume = snapshots.loads(resume)
+            resume = load_snapshot(resume)
         self.analyzer = resume.attach(rt) if resume is not None else None
         self.snapshots = snapshots
         self.idle = idle

@@ -12,6 +12,7 @@ from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, Sink
 
+from aiotstream.dataflow.snapshots import loads as load_snapshot
 from aiotstream.io.stop import stopping_keeps_state
 from aiotstream.kpi import PeriodResult, RollupBook, RollupResult, RollupSite, kpi_record, rollup_inputs
 from aiotstream.records import Output
@@ -26,7 +27,7 @@ class RollupLogic(StatefulBatchLogic[tuple[str, PeriodResult], Output, RollupBoo
 
     def __init__(self, rt: RollupSite, resume: bytes | RollupBook | None, tail: bool, snapshots: bool = True):
         self.rt = rt
-        self.book = snapshots.loads(resume) if isinstance(resume, bytes) else resume
+        self.book = load_snapshot(resume) if isinstance(resume, bytes) else resume
         self.tail = tail
         self.snapshots = snapshots
         self.wait_s = rt.config.kpi.rollup_wait_s
