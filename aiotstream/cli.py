@@ -205,7 +205,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def _simulator(args: argparse.Namespace, cfg: SiteConfig, production: bool = False):
-    from aiotstream.simulator import PlantSimulator, ProductionSpec, malformed_messages
+    from aiotstream.sim.plant import PlantSimulator, ProductionSpec, malformed_messages
 
     spec = ProductionSpec(cycle_time_s=DEMO_CYCLE_S) if production else None
     try:

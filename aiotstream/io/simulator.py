@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from aiotstream.records import SourceMessage
-from aiotstream.simulator import SimMessage
+from aiotstream.sim.plant import SimMessage
 
 
 def interleave(valid: Iterable[SimMessage], extra: list[SimMessage]) -> Iterator[SimMessage]:

@@ -29,7 +29,7 @@ from aiotstream.pdm.asset import AssetAnalyzer
 from aiotstream.pdm.ingest import Ingestor
 from aiotstream.pdm.runtime import SiteRuntime
 from aiotstream.records import SourceMessage
-from aiotstream.simulator import FAULT_KINDS, PlantSimulator
+from aiotstream.sim.plant import FAULT_KINDS, PlantSimulator
 
 __all__ = ["held_out", "labelled_rows", "train_and_publish", "training_config", "window_rows"]
 
@@ -50,7 +50,7 @@ def training_config(cfg: SiteConfig, n_assets: int | None = None) -> SiteConfig:
 
 
 def window_rows(cfg: SiteConfig, sim: Any) -> WindowRows:
-    """Run ``sim``'s messages (a :class:`~aiotstream.simulator.PlantSimulator`) through the flow's ingest and
+    """Run ``sim``'s messages (a :class:`~aiotstream.sim.plant.PlantSimulator`) through the flow's ingest and
     per-asset analysis and return every scored window's feature row."""
     rt = SiteRuntime(cfg)
     cols = {a: tuple(rt.columns(rt.assets[a])) for a in rt.assets}
@@ -96,7 +96,7 @@ def labelled_rows(cfg: SiteConfig, *, assets: int | None = None, duration_s: flo
     """Held-out labelled windows ``(X, y)`` from the simulator: ``X`` (n, k) feature rows in the flow's column
     order (NaN where a feature is missing), ``y`` (n,) 1 for windows that overlap an injected fault after its
     onset. ``faults`` is a count (placed by the simulator on distinct assets, onsets after ``warmup_s``) or
-    a list of :class:`~aiotstream.simulator.Fault`. Use a ``seed`` other than the training one."""
+    a list of :class:`~aiotstream.sim.plant.Fault`. Use a ``seed`` other than the training one."""
     tcfg = training_config(cfg, assets)
     kw: dict[str, Any] = {"duration_s": duration_s, "seed": seed}
     if warmup_s is None:

@@ -12,7 +12,7 @@ from aiotstream.io.simulator import SimulatorSource
 from aiotstream.kpi import derive, from_public
 from aiotstream.records import Output
 from aiotstream.schemas import validator
-from aiotstream.simulator import Fault, PlantSimulator, ProductionSpec
+from aiotstream.sim.plant import Fault, PlantSimulator, ProductionSpec
 
 S = 1_000_000_000
 START = 1_767_225_600_000_000_000

@@ -17,7 +17,7 @@ from aiotstream.pdm.ingest import Ingestor
 from aiotstream.pdm.runtime import SiteRuntime
 from aiotstream.records import Output, SourceMessage
 from aiotstream.schemas import validator
-from aiotstream.simulator import PlantSimulator, SimMessage
+from aiotstream.sim.plant import PlantSimulator, SimMessage
 
 CFG = default_site(3, inputs={"tail": False}, kpi={"period_s": 5})
 

@@ -114,7 +114,7 @@ def plant_control_config() -> SiteConfig:
 def test_plant_flow_with_control_equals_the_golden_files(tmp_path: Path) -> None:
     from aiotstream.dataflow import build_flow
     from aiotstream.io.simulator import SimulatorSource
-    from aiotstream.simulator import Fault, PlantSimulator, ProductionSpec
+    from aiotstream.sim.plant import Fault, PlantSimulator, ProductionSpec
 
     cfg = plant_control_config()
     faults = [Fault("m-001", "imbalance", START + 20 * S, None, None),
@@ -130,7 +130,7 @@ def test_plant_flow_with_control_equals_the_golden_files(tmp_path: Path) -> None
 
 def test_building_flow_equals_the_golden_files(tmp_path: Path) -> None:
     from aiotstream.dataflow.building import build_building_flow
-    from aiotstream.energy.simulator import BuildingSimulator
+    from aiotstream.sim.building import BuildingSimulator
 
     cfg = SiteConfig.from_dict({
         "site": {"id": "golden-bldg", "flow": "energy-optimization"},

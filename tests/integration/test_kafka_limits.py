@@ -23,7 +23,7 @@ from aiotstream.pdm.runtime import SiteRuntime
 from aiotstream.records import Output
 from aiotstream.runstats import STATS
 from aiotstream.schemas import validator
-from aiotstream.simulator import PlantSimulator
+from aiotstream.sim.plant import PlantSimulator
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from aiotstream.io.simulator import SimulatorSource, write_to_kafka
 from aiotstream.models.registry import ModelRegistry, generate_keypair
 from aiotstream.pdm.training import train_and_publish
 from aiotstream.schemas import validator
-from aiotstream.simulator import Fault, PlantSimulator
+from aiotstream.sim.plant import Fault, PlantSimulator
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from aiotstream.dataflow import build_flow
 from aiotstream.io.mqtt import MqttSink, MqttSource, publish_messages
 from aiotstream.records import DeviceMessage, Output
 from aiotstream.schemas import validator
-from aiotstream.simulator import PlantSimulator
+from aiotstream.sim.plant import PlantSimulator
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from aiotstream.io.replay import FileSource, _FilePartition
 from aiotstream.records import Output
 from aiotstream.routing import worker_of
 from aiotstream.schemas import validator
-from aiotstream.simulator import PlantSimulator
+from aiotstream.sim.plant import PlantSimulator
 from benchmarks.scaling import items_crossed
 from benchmarks.workload import site_dict, write_site, write_waveform_files
 

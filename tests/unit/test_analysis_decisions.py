@@ -19,7 +19,7 @@ from aiotstream.pdm.ingest import Ingestor
 from aiotstream.pdm.runtime import SiteRuntime
 from aiotstream.records import Feedback, Frame, Output, Reading, SourceMessage
 from aiotstream.schemas import validator
-from aiotstream.simulator import Fault, PlantSimulator
+from aiotstream.sim.plant import Fault, PlantSimulator
 
 S = 1_000_000_000
 START = 1_767_225_600_000_000_000

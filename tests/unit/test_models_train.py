@@ -21,7 +21,7 @@ from aiotstream.models.registry import ModelRegistry, generate_keypair
 from aiotstream.models.train import iforest_onnx, quantize_int8
 from aiotstream.pdm.runtime import SiteRuntime
 from aiotstream.pdm.training import labelled_rows, train_and_publish, training_config, window_rows
-from aiotstream.simulator import PlantSimulator
+from aiotstream.sim.plant import PlantSimulator
 
 TRAIN_CFG = default_site(12)
 HELD_OUT_CFG = default_site(8, site_id="held-out")
