@@ -75,7 +75,7 @@ class SourceMessage:
 class DecodeHints:
     """How to decode the messages of one subscription / node / file (shared, not per message).
 
-    ``fmt`` names the payload format (see :data:`aiotstream.codecs_iot.FORMATS`);
+    ``fmt`` names the payload format (see :data:`aiotstream.codecs.iot.FORMATS`);
     ``missing_ts`` says what a payload without an event time gets: ``"reject"``
     (a ``bad_timestamp`` dead letter) or ``"arrival"`` (the time the source
     received it); ``metric_names`` renames payload metric names.

@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 
 from aiotstream.codecs import decode_any
-from aiotstream.codecs_iot import decode_payload
+from aiotstream.codecs.iot import decode_payload
 from aiotstream.energy.runtime import HVAC, OCCUPANCY, BuildingRuntime
 from aiotstream.errors import DecodeError
 from aiotstream.lineage import iso_ns

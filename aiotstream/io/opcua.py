@@ -10,7 +10,7 @@ queues hold the values meanwhile; a value it had to discard arrives with the
 Overflow bit set and is counted, see below).
 
 Each data change becomes one message in the ``opcua`` payload format
-(:func:`~aiotstream.codecs_iot.encode_opcua`: value, status code, source and
+(:func:`~aiotstream.codecs.iot.encode_opcua`: value, status code, source and
 server timestamps), decoded in the flow's decode step like any other payload:
 
 * event time: the server timestamp (``timestamp = "server"``, default) or the
@@ -77,7 +77,7 @@ from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from aiotstream.codecs_iot import encode_opcua
+from aiotstream.codecs.iot import encode_opcua
 from aiotstream.config import OpcUaInput, SiteConfig
 from aiotstream.errors import AiotError
 from aiotstream.io.mqtt import SequenceClock

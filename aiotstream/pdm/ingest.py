@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from aiotstream.codecs import decode_any
-from aiotstream.codecs_iot import decode_payload
+from aiotstream.codecs.iot import decode_payload
 from aiotstream.errors import DecodeError
 from aiotstream.features import FeatureSet, frame_partials_batch
 from aiotstream.ids import ID_HINT, is_valid_id

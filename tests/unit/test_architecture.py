@@ -109,7 +109,7 @@ def test_only_dataflow_and_io_import_bytewax() -> None:
     assert {m for m in users if _package(m) not in ("dataflow", "io")} == set()
 
 
-PURE = ("codecs", "codecs_iot", "features", "models", "decisions", "kpi", "pdm", "energy", "sim", "records",
+PURE = ("codecs", "features", "models", "decisions", "kpi", "pdm", "energy", "sim", "records",
         "units", "windows", "lineage", "config")
 """Packages and modules that run without Bytewax or any I/O, so each is testable alone."""
 

@@ -54,7 +54,8 @@ from typing import Any
 
 import orjson
 
-from aiotstream.codecs import MAX_ASSET_ID, MAX_TS_NS, decode_any, decode_frame
+from aiotstream.codecs.frames import MAX_ASSET_ID, MAX_TS_NS, decode_frame
+from aiotstream.codecs.readings import decode_any
 from aiotstream.errors import DecodeError
 from aiotstream.ids import check_id
 from aiotstream.records import DecodeHints, Frame, Position, Reading
