@@ -24,6 +24,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "aiotstream.dataflow": ("aiotstream.dataflow.plant", "aiotstream.dataflow.rollup"),
     "aiotstream.io.kafka_blocks": ("aiotstream.records",),
     "aiotstream.models.online": ("aiotstream.models.detector",),
+    "aiotstream.kpi": ("aiotstream.kpi", "aiotstream.kpi.tracker", "aiotstream.kpi.rollup"),
 }
 """Module before issue 16 -> the modules its classes and functions are in now."""
 

@@ -170,12 +170,15 @@ def test_a_snapshot_written_before_the_move_resumes() -> None:
     from aiotstream.dataflow.snapshots import loads
     from aiotstream.decisions.alerts import AlertBook
     from aiotstream.decisions.maintenance import MaintenanceSchedule
+    from aiotstream.kpi.tracker import KpiTracker, _Period
     from aiotstream.pdm.asset import AssetAnalyzer
     from aiotstream.pdm.runtime import SiteRuntime
 
     rt = SiteRuntime(default_site(1))
     analyzer = AssetAnalyzer(rt, "asset-000")
-    old = {AssetAnalyzer: "aiotstream.analysis", AlertBook: "aiotstream.alerts", MaintenanceSchedule: "aiotstream.alerts"}
+    analyzer.kpi.count("windows", 1, 0)  # an open KPI period: a private class of the tracker
+    old = {AssetAnalyzer: "aiotstream.analysis", AlertBook: "aiotstream.alerts", MaintenanceSchedule: "aiotstream.alerts",
+           KpiTracker: "aiotstream.kpi", _Period: "aiotstream.kpi"}
     saved = {cls: cls.__module__ for cls in old}
     fakes = {name: types.ModuleType(name) for name in set(old.values())}
     try:
@@ -189,7 +192,8 @@ def test_a_snapshot_written_before_the_move_resumes() -> None:
             cls.__module__ = module
         for name in fakes:
             sys.modules.pop(name, None)
-    assert b"aiotstream.analysis" in blob and b"aiotstream.alerts" in blob
+    assert b"aiotstream.analysis" in blob and b"aiotstream.alerts" in blob and b"_Period" in blob
     back = loads(blob).attach(rt)
     assert type(back) is AssetAnalyzer and type(back.book) is AlertBook and type(back.schedule) is MaintenanceSchedule
+    assert type(back.kpi) is KpiTracker and all(type(p) is _Period for p in back.kpi.periods.values())
     assert back.on_items([], 0.0) == []

@@ -16,7 +16,6 @@ from aiotstream.kpi import (
     KpiTracker,
     PeriodResult,
     RollupBook,
-    S,
     Shifts,
     Tumbling,
     derive,
@@ -28,6 +27,7 @@ from aiotstream.kpi import (
     split_trapezoid,
     trapezoid_kwh,
 )
+from aiotstream.units import S
 
 MIN = 60 * S
 
