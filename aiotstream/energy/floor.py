@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiotstream.decisions.alerts import AlertBook, AlertRuleSpec, alert_record
+from aiotstream.decisions import effects
+from aiotstream.decisions.alerts import AlertBook, AlertChange, AlertRuleSpec
+from aiotstream.decisions.control import Controller, Situation
 from aiotstream.decisions.maintenance import MaintenanceSchedule
 from aiotstream.energy.runtime import BuildingRuntime
 from aiotstream.energy.waste import intervals_for
@@ -139,13 +141,32 @@ class FloorState:
             spans = tuple(sorted({s for x in [z, *ns] for s in x.spans}))
             lineage = rt.ctx.block(inputs=inputs_block(spans), window=window_block(z.start_ns, z.end_ns),
                                    features=None, model=None)
-            for ch in changes:
-                if ch.event == "opened":
-                    other = got.get(who) if who else None
-                    ch.alert.detail.update({"neighbour": who, "heat_fraction": round(z.heat, 6),
-                                            "cool_fraction": round(z.cool, 6),
-                                            "neighbour_heat_fraction": _round(other.heat if other else None),
-                                            "neighbour_cool_fraction": _round(other.cool if other else None)})
-                if ch.event != "suppressed":
-                    outs.append(Output("alert", zone, alert_record(ch, zone, self.floor, lineage)))
+            other = got.get(who) if who else None
+            effects.annotate_opened(changes, {
+                "neighbour": who, "heat_fraction": round(z.heat, 6), "cool_fraction": round(z.cool, 6),
+                "neighbour_heat_fraction": _round(other.heat if other else None),
+                "neighbour_cool_fraction": _round(other.cool if other else None)})
+            entity = _FloorZone(rt, zone, self.floor, self._book(zone))
+            outs.extend(effects.alert_outputs(entity, changes, lineage))
         return outs
+
+
+class _FloorZone(effects.RuntimeEntity):
+    """A zone as its floor step decides about it, through the same effects step as every entity: its
+    ``adjacent_heat_cool`` alerts only; no control rules act on them and the zone step keeps the zone's
+    KPI periods, so nothing is counted here."""
+
+    def __init__(self, rt: BuildingRuntime, zone: str, floor: str, book: AlertBook):
+        self.rt, self.key, self.group, self.book = rt, zone, floor, book
+        self.schedule = book.schedule
+        self.control = Controller(zone, rt.ctx.site, rt.ctx.config_hash, [], [])
+
+    def count(self, name: str, n: float, t_ns: int) -> None:
+        pass
+
+    def situation(self, t_ns: int) -> Situation:
+        alerts = {k: a.severity for k, a in self.book.current.items()}
+        return Situation({}, alerts, None, self.schedule.active(t_ns))
+
+    def on_alert_change(self, ch: AlertChange) -> bool | None:
+        return None
