@@ -854,7 +854,7 @@ def _flow_args(sp: argparse.ArgumentParser) -> None:
 
 def _add_run(sub: Any) -> None:
     r = sub.add_parser("run", help="run the flow for a site from its [inputs] (kafka, mqtt, opcua or files)")
-    r.add_argument("--site", required=True, help="site config file (.toml or .json)")
+    r.add_argument("--site", required=True, help="site config file (.toml, .yaml/.yml or .json)")
     r.add_argument("--once", action="store_true", help="stop at the end of the input topics instead of tailing")
     _flow_args(r)
     r.set_defaults(func=cmd_run)
