@@ -226,7 +226,7 @@ def drain_aiotstream(kind: str, port: int, client_id: str, n: int, qos: int) -> 
         import aiotstream.dataflow as df
 
         real = df.Ingestor
-        df.Ingestor = lambda rt, *a: ing  # type: ignore[assignment,misc]  # the counted decoder in the real flow
+        df.Ingestor = lambda rt, *a, **kw: ing  # type: ignore[assignment,misc]  # the counted decoder in the real flow
         try:
             flow = build_flow(cfg, src, Null(), tail=False, snapshots=False)
         finally:
