@@ -124,6 +124,10 @@ def split_packets(data: bytes, v5: bool) -> tuple[list[Packet], int, int, str | 
         pos = end
 
 
+_PAHO_INTERNALS = ("_sock_recv", "_msgtime_mutex", "_last_bytes_received", "_packet_handle", "_in_packet",
+                   "_packet_queue", "_protocol", "_easy_log")
+
+
 def _fresh_in_packet() -> dict[str, Any]:
     return {"command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
             "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0}
@@ -134,6 +138,8 @@ class BatchClient(mqtt.Client):
 
     ``on_publishes(packets)`` runs in paho's network thread with a list of ``(topic, payload, mid,
     header)``; QoS = ``(header >> 1) & 3``. Construct it like ``mqtt.Client`` (keyword arguments).
+    ``on_message`` gets the other messages (QoS 2), or all of them if this paho lacks the internals the
+    reader needs (``batched`` is False then).
     """
 
     def __init__(self, *args: Any, on_publishes: Callable[[list[Packet]], None], **kwargs: Any):
@@ -141,6 +147,8 @@ class BatchClient(mqtt.Client):
         if not self._manual_ack:  # paho would acknowledge QoS 1 on receipt; this reader acknowledges nothing
             raise ValueError("BatchClient needs manual_ack=True")
         self.on_publishes = on_publishes
+        # paho internals this reader uses (paho 2.1/2.2); without them paho reads, and on_message gets all
+        self.batched = all(hasattr(self, a) for a in _PAHO_INTERNALS)
         self._chunks: list[bytes] = []  # the start of a packet cut by the end of a read
         self._have = 0
         self._need = 0
@@ -163,6 +171,8 @@ class BatchClient(mqtt.Client):
         return super().reconnect()
 
     def _packet_read(self) -> MQTTErrorCode:
+        if not self.batched:
+            return super()._packet_read()
         try:
             data = self._sock_recv(READ_SIZE)
         except BlockingIOError:

@@ -91,6 +91,7 @@ def read_batched(protocol: int, pieces: list[bytes]) -> tuple[list[tuple], MQTTE
             got.append(("pub", topic, payload, mid, (h >> 1) & 3, bool(h & 8), bool(h & 1)))
 
     c = BatchClient(CallbackAPIVersion.VERSION2, protocol=protocol, manual_ack=True, on_publishes=on_publishes)
+    assert c.batched, "this paho lacks what the batched reader needs: the relay falls back to paho's reader"
     record_others(c, got)
     return got, drive(c, pieces)
 
@@ -223,3 +224,19 @@ def test_the_batched_reader_needs_manual_acks_and_acknowledges_a_batch_in_one_wr
     sent.clear()
     c.ack_many([7], 2)  # QoS 2: paho's own PUBCOMP
     assert sent == [struct.pack("!BBH", 0x70, 2, 7)]
+
+
+def test_without_the_paho_internals_it_needs_the_client_reads_as_paho_does() -> None:
+    enc, out = encoder(V5)
+    for i, qos in enumerate((0, 1, 2, 1)):
+        enc._send_publish(i + 1 if qos else 0, b"t/%d" % i, b"p%d" % i, qos)
+    pieces = cut(b"".join(out), [3, 17, 30])
+    expected, _ = read_with_paho(V5, pieces)
+    got: list[tuple] = []
+    c = BatchClient(CallbackAPIVersion.VERSION2, protocol=V5, manual_ack=True,
+                    on_publishes=lambda _p: pytest.fail("the batched reader ran"))
+    c.batched = False
+    c.on_message = lambda _c, _u, m: got.append(("pub", m._topic, m.payload, m.mid, m.qos, m.dup, m.retain))
+    record_others(c, got)
+    assert drive(c, pieces) == MQTTErrorCode.MQTT_ERR_SUCCESS
+    assert got == expected and len(got) == 4
