@@ -33,7 +33,7 @@ from typing import Any, Self
 import orjson
 from pydantic import ValidationError
 
-from aiotstream import code_version
+from aiotstream import code_version, logs
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.errors import AiotError, ConfigError
 from aiotstream.routing import Placement
@@ -863,7 +863,7 @@ def _flow_args(sp: argparse.ArgumentParser) -> None:
 
 def _add_run(sub: Any) -> None:
     r = sub.add_parser("run", help="run the flow for a site from its [inputs] (kafka, mqtt, opcua or files)")
-    r.add_argument("--site", required=True, help="site config file (.toml or .json)")
+    r.add_argument("--site", required=True, help="site config file (.toml, .yaml/.yml or .json)")
     r.add_argument("--once", action="store_true",
                    help="stop at the end of the input topics instead of tailing")
     _flow_args(r)
@@ -968,6 +968,11 @@ class _Version(argparse.Action):
 def build_parser() -> argparse.ArgumentParser:
     p = ArgParser(prog="aiotstream", description=__doc__.splitlines()[0])
     p.add_argument("--version", action=_Version, help="print the package version and the build's git commit")
+    p.add_argument("--log-level", choices=logs.LEVELS, default=os.environ.get("AIOTSTREAM_LOG_LEVEL", "info"),
+                   help="aiotstream's own log lines from this level up, on stderr (default info, or "
+                   "$AIOTSTREAM_LOG_LEVEL); other libraries print warnings and errors only")
+    p.add_argument("--log-format", choices=logs.FORMATS, default="text",
+                   help="text (default): time, level, logger, message; json: one object per line")
     sub = p.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(sub)
@@ -1000,6 +1005,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     name = args.command + (f" {args.bench_command}" if getattr(args, "bench_command", None) else "")
+    if args.log_level not in logs.LEVELS:  # a default from the environment escapes argparse's choices
+        parser.error(f"AIOTSTREAM_LOG_LEVEL={args.log_level!r}: choose from {', '.join(logs.LEVELS)}")
+    undo_logs = logs.configure(args.log_level, args.log_format)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
@@ -1030,6 +1038,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aiotstream {name}: internal error: {_root_cause(exc)} (set {DEBUG_ENV}=1 for the traceback; "
               "please report it)", file=sys.stderr)
         return 1
+    finally:
+        undo_logs()
 
 
 if __name__ == "__main__":  # python -m aiotstream.cli: run the imported module's main, so that its classes

@@ -17,6 +17,16 @@ when a command stops, however it stops. Groups and what their keys are:
 >>> s.add("deadletters", "bad_json")
 >>> s.summary()
 'inputs 3 (p.readings 3); dead letters 1 (bad_json 1); outputs 0; known losses none'
+
+Some causes see the same lost messages from two sides (:data:`SAME_LOSSES`): a message the broker dropped
+from its queue is also a gap in its device's sequence numbers. The group's total counts such a set once,
+by its largest member:
+
+>>> s.add("losses", "mqtt_broker_dropped", 40); s.add("losses", "mqtt_seq_gap", 25); s.get("losses")
+40
+>>> print(s.summary().split("; ")[-1])  # doctest: +NORMALIZE_WHITESPACE
+known losses 40 (mqtt_broker_dropped 40, mqtt_seq_gap 25 [mqtt_broker_dropped and mqtt_seq_gap overlap:
+counted once])
 """
 from __future__ import annotations
 
@@ -27,6 +37,17 @@ from collections.abc import Mapping
 GROUPS = ("inputs", "deadletters", "outputs", "losses", "dropped", "gauges")
 _TITLES = {"inputs": "inputs", "deadletters": "dead letters", "outputs": "outputs", "losses": "known losses",
            "dropped": "dropped", "gauges": ""}
+SAME_LOSSES = (frozenset({"mqtt_broker_dropped", "mqtt_seq_gap"}),)
+"""Sets of ``losses`` keys that count the same messages (the total takes the largest of each set)."""
+
+
+def _total(group: str, c: Mapping[str, int]) -> int:
+    total = sum(c.values())
+    if group == "losses":
+        for same in SAME_LOSSES:
+            seen = [c[k] for k in same if c.get(k)]
+            total -= sum(seen) - max(seen, default=0)
+    return total
 
 
 class RunStats:
@@ -55,7 +76,7 @@ class RunStats:
         """One key's count, or the group's total."""
         with self._lock:
             c = self._groups[group]
-            return c[key] if key is not None else sum(c.values())
+            return c[key] if key is not None else _total(group, c)
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         """A copy of every group (for tests, JSON reports and metrics)."""
@@ -83,7 +104,10 @@ class RunStats:
                     parts.append("known losses none")
                 continue
             detail = ", ".join(f"{k} {v:,}" for k, v in sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
-            parts.append(f"{_TITLES[g]} {sum(c.values()):,} ({detail})")
+            if g == "losses":
+                detail += "".join(f" [{' and '.join(sorted(same))} overlap: counted once]"
+                                  for same in SAME_LOSSES if sum(1 for k in same if c.get(k)) > 1)
+            parts.append(f"{_TITLES[g]} {_total(g, c):,} ({detail})")
         return "; ".join(parts)
 
 

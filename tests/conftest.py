@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,28 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from aiotstream.io.broker import TansuBroker
 from aiotstream.records import DeviceMessage
+
+
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.NOTSET)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def root_records() -> Iterator[list[logging.LogRecord]]:
+    """The records that reach the root logger (what a console or file handler of an operator's would print).
+    ``caplog`` cannot tell: since pytest 9 it also attaches to every logger that does not propagate, so it
+    sees a client library's lines even after they were routed away from the root logger."""
+    keep, root = _Keep(), logging.getLogger()
+    root.addHandler(keep)
+    try:
+        yield keep.records
+    finally:
+        root.removeHandler(keep)
 
 
 @pytest.fixture(scope="session")

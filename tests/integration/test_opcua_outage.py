@@ -287,8 +287,8 @@ def write_rounds(plc: Plc, rounds: int, start: float, bad_every: int = 0) -> Non
         time.sleep(0.02)
 
 
-def test_server_restart_mid_run_resubscribes_and_counts_stay_exact(plc: Plc, caplog: pytest.LogCaptureFixture
-                                                                   ) -> None:
+def test_server_restart_mid_run_resubscribes_and_counts_stay_exact(
+        plc: Plc, caplog: pytest.LogCaptureFixture, root_records: list[logging.LogRecord]) -> None:
     caplog.set_level(logging.INFO)
     # windows of a silent asset close after 1 s of wall-clock silence, so KPI periods leave during the outage
     cfg = site(plc.endpoint, idle_close_s=1.0)
@@ -343,8 +343,9 @@ def test_server_restart_mid_run_resubscribes_and_counts_stay_exact(plc: Plc, cap
     assert sum("still down" in m for m in text) <= 1, text
     assert sum(" back after " in m and "new session and subscription" in m for m in text) == 1, text
     assert sum("security policy None" in m for m in text) == 1, text
-    assert not [r for r in caplog.records if r.name.startswith("asyncua") or r.exc_info], \
-        [r.getMessage() for r in caplog.records if r.name.startswith("asyncua") or r.exc_info]
+    leaked = [r for r in root_records if r.name.startswith("asyncua") or r.exc_info]
+    assert not leaked, [r.getMessage() for r in leaked]
+    assert [r.getMessage() for r in root_records if r.name == "aiotstream.io.opcua"] == text
 
 
 def _keys(plc: Plc) -> set[tuple[str, int]]:
@@ -504,3 +505,40 @@ def test_run_stops_on_signal_within_5s(state: str, sig: signal.Signals, tmp_path
     text = err.read_text()
     assert "Traceback" not in text, text[-3000:]
     assert text.count("security policy None") == 1, text[-3000:]
+
+
+def test_run_says_lost_and_back_on_stderr_in_one_line_each(tmp_path: Path) -> None:
+    """What the operator of ``aiotstream run`` reads during a server restart: the source's info lines
+    (connected, back) as well as its warning, each one line with time, level and logger; nothing of asyncua's."""
+    port = free_port()
+    path = tmp_path / "site.json"
+    path.write_bytes(orjson.dumps(site(f"opc.tcp://127.0.0.1:{port}/plc/").model_dump(mode="json")))
+    plc = Plc(port).start()
+    err = tmp_path / "stderr.log"
+    try:
+        with err.open("wb") as errf:
+            proc = subprocess.Popen(cli("run", "--site", str(path), "--out-dir", str(tmp_path / "out")),
+                                    stdout=subprocess.DEVNULL, stderr=errf)
+        try:
+            wait_for("the flow's subscription", plc.subscriptions, 60, step=0.1)
+            plc.stop()
+            wait_for("the flow to notice", lambda: b"connection lost" in err.read_bytes(), 20, step=0.1)
+            plc.start()
+            wait_for("the flow to say it is back", lambda: b" back after " in err.read_bytes(), BACK_WITHIN_S + 10,
+                     step=0.1)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    finally:
+        if plc.server is not None:
+            plc.stop()
+    lines = err.read_text().splitlines()
+    mine = [x for x in lines if " aiotstream.io.opcua: " in x]
+    assert [x.split(" ")[1] for x in mine if "connected" in x or "lost" in x or " back after " in x] == \
+        ["INFO", "WARNING", "INFO"], lines
+    assert all(x[:4].isdigit() and x.split(" ")[0].endswith("Z") for x in mine), mine  # UTC time first
+    assert not [x for x in lines if "asyncua" in x and "aiotstream.io.opcua" not in x], lines
+    assert "Traceback" not in err.read_text()

@@ -65,3 +65,18 @@ def test_concurrent_adds_are_not_lost():
     for t in threads:
         t.join()
     assert s.get("inputs", "t") == 40_000
+
+
+def test_the_same_lost_messages_seen_twice_count_once_and_other_causes_add() -> None:
+    s = RunStats()
+    s.add("losses", "mqtt_seq_gap", 6000)
+    assert s.get("losses") == 6000
+    s.add("losses", "mqtt_broker_dropped", 5000)  # the broker saw fewer (or the device numbered fewer)
+    assert s.get("losses") == 6000
+    s.add("losses", "mqtt_broker_dropped", 2000)
+    assert s.get("losses") == 7000
+    s.add("losses", "mqtt_session_lost", 3)  # another cause: adds
+    assert s.get("losses") == 7003
+    line = s.summary()
+    assert "known losses 7,003 (" in line and "overlap: counted once]" in line, line
+    assert s.get("losses", "mqtt_seq_gap") == 6000  # the keys keep their own counts
