@@ -1,0 +1,244 @@
+"""Prometheus metrics and health probes for a running flow: one small HTTP server (a thread) per process.
+
+``aiotstream run`` and ``replay`` start it with ``--metrics-port`` (``--metrics-host``, default 127.0.0.1;
+0.0.0.0 in a pod). It serves
+
+``/metrics``  the Prometheus text format: the run's counters (:data:`aiotstream.runstats.STATS`), the
+              sources' connection state, build and site information, and the process's own (CPU, memory,
+              file descriptors, garbage collector);
+``/healthz``  200 while the process is alive (a liveness probe);
+``/readyz``   200 once the flow is reading: its source partitions are built (so Bytewax has read the recovery
+              store, if any, and handed each partition its resume state) and every input connection
+              (Kafka, MQTT, OPC UA) is up; else 503 with a one-line JSON reason. 503 again while a
+              connection is down and once a stop is requested.
+
+**Nothing on the hot path.** The counters are the ones the run keeps anyway for its summary line (a batch at
+a time, under one lock); :class:`RunCollector` reads :meth:`~aiotstream.runstats.RunStats.snapshot` when
+Prometheus scrapes, so a flow that is never scraped pays nothing, and a scrape costs one dictionary copy.
+
+Metric names (counters get ``_total`` in the exposition)::
+
+    aiotstream_inputs_total{source}          messages read, by source (topic; mqtt, opcua, file)
+    aiotstream_deadletters_total{reason}     dead letters written, by reason code
+    aiotstream_outputs_total{kind}           records delivered by the main sink, by kind
+    aiotstream_losses_total{cause}           inputs known lost before the flow (mqtt_broker_dropped and
+                                             mqtt_seq_gap see the same messages from two sides: do not add them)
+    aiotstream_dropped_total{cause}          inputs dropped on purpose, not dead-lettered (e.g. duplicates)
+    aiotstream_<gauge>                       each value of the run's ``gauges`` group (active_suppressions ...)
+    aiotstream_source_up{source}             1 while an input connection is up, 0 while down or connecting
+    aiotstream_ready                         1 when /readyz answers 200
+    aiotstream_build_info{version,commit,site,config_hash,flow,command}   always 1
+
+Bytewax's own metrics (per-operator item counts and durations, from Rust) are not in this registry: Bytewax
+serves them itself at ``:3030/metrics`` when the environment has ``BYTEWAX_DATAFLOW_API_ENABLED=1``
+(``BYTEWAX_DATAFLOW_API_PORT`` changes the port); docs/operations.md says how to scrape both.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import re
+import socket
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from aiotstream.errors import AiotError
+from aiotstream.io.outage import connections
+from aiotstream.io.stop import CLOSE_MAX_S, SOURCE_BUILT, STOP
+from aiotstream.runstats import STATS, RunStats
+
+log = logging.getLogger("aiotstream.io.metrics")
+PREFIX = "aiotstream"
+
+COUNTERS: dict[str, tuple[str, str]] = {
+    "inputs": ("source", "Messages read, by source (Kafka topic; mqtt, opcua, file)."),
+    "deadletters": ("reason", "Dead letters written, by reason code."),
+    "outputs": ("kind", "Records delivered by the main sink, by kind (dead letters included as deadletter)."),
+    "losses": ("cause", ("Inputs known to be lost before they reached the flow, by cause (mqtt_broker_dropped "
+                         "and mqtt_seq_gap count the same messages seen from two sides).")),
+    "dropped": ("cause", "Inputs dropped on purpose and not dead-lettered, by cause."),
+}
+"""The RunStats groups exported as counters: group -> (label name, help)."""
+
+
+def metric_name(key: str) -> str:
+    """A gauge key as a Prometheus metric name: ``aiotstream_`` + the key with anything else than
+    ``[a-zA-Z0-9_]`` as ``_``.
+
+    >>> metric_name("active_suppressions"), metric_name("queue depth/mqtt")
+    ('aiotstream_active_suppressions', 'aiotstream_queue_depth_mqtt')
+    """
+    return f"{PREFIX}_{re.sub(r'[^a-zA-Z0-9_]', '_', key)}"
+
+
+def readiness() -> tuple[bool, str]:
+    """Whether the flow is ready, and why not (one line for /readyz).
+
+    >>> STOP.request(); readiness(); STOP.clear()
+    (False, 'stopping (SIGINT)')
+    """
+    if STOP.is_set():
+        return False, f"stopping ({STOP.reason})"
+    if not SOURCE_BUILT.is_set():
+        return False, "the flow has not started (waiting for brokers, recovery or the cluster's other processes)"
+    down = sorted(name for name, up in connections().items() if not up)
+    if down:
+        return False, f"input not connected: {', '.join(down)}"
+    return True, "ready"
+
+
+class RunCollector(Collector):
+    """The run's counters, the sources' connection state, readiness and build information, read at scrape
+    time (a custom collector: nothing is counted twice, nothing runs per message)."""
+
+    def __init__(self, stats: RunStats = STATS, info: Mapping[str, str] | None = None,
+                 ready: Callable[[], tuple[bool, str]] = readiness,
+                 sources: Callable[[], Mapping[str, bool]] = connections):
+        self.stats = stats
+        self.info = dict(info or {})
+        self.ready = ready
+        self.sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.stats.snapshot()
+        for group, (label, doc) in COUNTERS.items():
+            c = CounterMetricFamily(f"{PREFIX}_{group}", doc, labels=[label])
+            for key, value in sorted(snap.get(group, {}).items()):
+                c.add_metric([key], value)
+            yield c
+        for key, value in sorted(snap.get("gauges", {}).items()):
+            yield GaugeMetricFamily(metric_name(key), f"The run's {key} gauge.", value=value)
+        up = GaugeMetricFamily(f"{PREFIX}_source_up", "1 while an input connection is up, 0 while it is down or "
+                                                      "connecting.", labels=["source"])
+        for name, is_up in sorted(self.sources().items()):
+            up.add_metric([name], 1 if is_up else 0)
+        yield up
+        yield GaugeMetricFamily(f"{PREFIX}_ready", "1 when /readyz answers 200.", value=1 if self.ready()[0] else 0)
+        if self.info:
+            yield InfoMetricFamily(f"{PREFIX}_build", "Package version, git commit, site and config of the run.",
+                                   value=self.info)
+
+
+def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "aiotstream"
+
+        def _send(self, code: int, body: bytes, ctype: str, head: bool) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+
+        def _answer(self, head: bool) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(server.registry), CONTENT_TYPE_LATEST, head)
+            elif path == "/healthz":
+                self._send(200, b'{"alive":true}\n', "application/json", head)
+            elif path == "/readyz":
+                ok, why = server.ready()
+                body = orjson.dumps({"ready": ok, "reason": why}) + b"\n"
+                self._send(200 if ok else 503, body, "application/json", head)
+            else:
+                self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain; charset=utf-8", head)
+
+        def do_GET(self) -> None:
+            self._answer(head=False)
+
+        def do_HEAD(self) -> None:
+            self._answer(head=True)
+
+        def log_message(self, fmt: str, *args: Any) -> None:  # one line per request: debug only
+            log.debug("%s %s", self.address_string(), fmt % args)
+
+    return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class MetricsServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` (port 0: a free one) in a daemon thread.
+    :meth:`start` binds (an :class:`~aiotstream.errors.AiotError` naming the option when it cannot);
+    :meth:`stop` (or leaving the ``with`` block) closes it within :data:`~aiotstream.io.stop.CLOSE_MAX_S`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, info: Mapping[str, str] | None = None,
+                 stats: RunStats = STATS, ready: Callable[[], tuple[bool, str]] = readiness,
+                 sources: Callable[[], Mapping[str, bool]] = connections, process: bool = True):
+        self.host, self.port = host, port
+        self.ready = ready
+        self.collector = RunCollector(stats, info, ready, sources)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+        if process:  # CPU, memory, open files, start time; Python version; GC: what an SRE expects of a process
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> Self:
+        cls = _Server6 if ":" in self.host else _Server
+        try:
+            self._httpd = cls((self.host, self.port), _handler(self))
+        except socket.gaierror as exc:
+            raise AiotError(f"--metrics-host {self.host}: not a host name or address of this machine "
+                            f"({exc.strerror})") from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise AiotError(f"--metrics-port {self.port} on {self.host} is already in use; pick another, or "
+                                "--metrics-port 0 for a free one") from None
+            raise AiotError(f"--metrics-host {self.host} --metrics-port {self.port}: cannot listen there: "
+                            f"{exc.strerror or exc}") from None
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.25},
+                                        name="aiotstream-metrics", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()  # serve_forever returns within its poll interval
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(CLOSE_MAX_S)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(host: str, port: int, info: Mapping[str, str]) -> MetricsServer:
+    """Start the process's metrics server for a new run (forgetting an earlier run's started flag) and log
+    where it listens: one info line."""
+    SOURCE_BUILT.clear()
+    server = MetricsServer(host, port, info).start()
+    log.info("metrics on %s/metrics; probes %s/healthz and %s/readyz", server.url, server.url, server.url)
+    return server
