@@ -36,6 +36,7 @@ serves them itself at ``:3030/metrics`` when the environment has ``BYTEWAX_DATAF
 from __future__ import annotations
 
 import errno
+import gzip
 import logging
 import re
 import socket
@@ -45,8 +46,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -133,9 +135,12 @@ def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "aiotstream"
 
-        def _send(self, code: int, body: bytes, ctype: str, head: bool) -> None:
+        def _send(self, code: int, body: bytes, ctype: str, head: bool, gz: bool = False) -> None:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
+            if gz:
+                body = gzip.compress(body)
+                self.send_header("Content-Encoding", "gzip")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
@@ -144,8 +149,10 @@ def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, head: bool) -> None:
             path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, generate_latest(server.registry), CONTENT_TYPE_LATEST, head)
+            if path == "/metrics":  # the format the scraper asks for (Accept); the classic text one by default
+                encode, ctype = choose_encoder(self.headers.get("Accept", ""))
+                self._send(200, encode(server.registry), ctype, head,
+                           gz=gzip_accepted(self.headers.get("Accept-Encoding", "")))
             elif path == "/healthz":
                 self._send(200, b'{"alive":true}\n', "application/json", head)
             elif path == "/readyz":
