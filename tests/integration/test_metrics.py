@@ -1,0 +1,193 @@
+"""The metrics server of ``run`` and ``replay``, scraped while the CLI runs in a child process.
+
+Real parts only: a Tansu broker of the test's own (started after the flow, so the flow first waits for it),
+the simulator writing N messages of which M malformed, the CLI with ``--metrics-port``, Prometheus text
+parsed with prometheus_client's parser. What is checked: /readyz goes 503 -> 200, /healthz answers, the
+inputs counted equal what the simulator made and the dead letters the malformed count, SIGTERM stops the flow
+and closes the port. No timing is asserted: the waits are deadlines for something to appear.
+"""
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+from support import cli, run_cli
+
+from aiotstream.io.broker import TansuBroker, free_port
+
+ASSETS = 3
+
+
+def _site(tmp: Path) -> tuple[Path, str]:
+    sid = f"met-{uuid.uuid4().hex[:8]}"
+    path = tmp / f"{sid}.json"
+    path.write_bytes(orjson.dumps({
+        "site": {"id": sid}, "assets": [{"id": f"asset-{i:03d}", "line": "l1"} for i in range(ASSETS)],
+        "inputs": {"topics": [f"{sid}.waveforms", f"{sid}.readings"]}}))
+    return path, sid
+
+
+def _n(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""  # not listening (yet, or any more)
+
+
+def _scrape(base: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """metric sample name -> {sorted labels: value}."""
+    code, text = _get(f"{base}/metrics")
+    assert code == 200, (code, text)
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def _total(m: dict, name: str) -> float:
+    return sum(m.get(name, {}).values())
+
+
+def _scrape_when(base: str, name: str, at_least: float) -> Callable[[], object]:
+    """A check for :func:`_wait_until`: the scrape once the metric's total has reached ``at_least``."""
+
+    def check() -> object:
+        got = _scrape(base)
+        return got if _total(got, name) >= at_least else None
+
+    return check
+
+
+def _wait_until(what: str, found: Callable[[], object], proc: subprocess.Popen, log: Path,
+                limit_s: float = 180.0) -> object:
+    deadline = time.monotonic() + limit_s
+    while True:
+        got = found()
+        if got:
+            return got
+        if proc.poll() is not None:
+            raise AssertionError(f"exited ({proc.returncode}) before {what}: {log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"no {what} within {limit_s} s: {log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def _sigterm(proc: subprocess.Popen, log: Path) -> str:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"still running 30 s after SIGTERM: {log.read_text()[-3000:]}") from None
+    err = log.read_text()
+    assert rc == 143, (rc, err[-3000:])
+    assert "Traceback" not in err and "panicked" not in err, err[-3000:]
+    return err
+
+
+def _closed(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_a_kafka_run_counts_what_the_simulator_sent_and_is_ready_once_its_broker_answers(tmp_path: Path) -> None:
+    site, sid = _site(tmp_path)
+    kafka_port, port = free_port(), free_port()
+    out, log = tmp_path / "out", tmp_path / "run.log"
+    with log.open("w") as f:  # the flow first, its broker not there yet: it waits for it (--broker-wait)
+        proc = subprocess.Popen(cli("run", "--site", str(site), "--brokers", f"127.0.0.1:{kafka_port}",
+                                    "--broker-wait", "120", "--out-dir", str(out), "--metrics-port", str(port)),
+                                stdout=subprocess.DEVNULL, stderr=f)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until("/healthz", lambda: _get(f"{base}/healthz")[0] == 200, proc, log)
+        code, body = _get(f"{base}/readyz")
+        assert code == 503 and json.loads(body)["ready"] is False, (code, body)
+        assert "has not started" in json.loads(body)["reason"]
+        assert _scrape(base)["aiotstream_ready"][()] == 0
+        with TansuBroker(port=kafka_port, log_path=tmp_path / "tansu.log") as broker:
+            made = run_cli("simulate", "--site", str(site), "--brokers", broker.bootstrap, "--duration", "20",
+                           "--faults", "0", "--malformed", "37").stderr
+            m = re.search(r": ([\d,]+) frames, ([\d,]+) readings, \d+ fault\(s\), ([\d,]+) malformed", made)
+            assert m, made
+            n, bad = _n(m.group(1)) + _n(m.group(2)) + _n(m.group(3)), _n(m.group(3))
+            assert bad == 37
+            _wait_until("/readyz 200", lambda: _get(f"{base}/readyz")[0] == 200, proc, log)
+            metrics = _wait_until(f"{n} inputs counted", _scrape_when(base, "aiotstream_inputs_total", n), proc, log)
+            assert isinstance(metrics, dict)
+            by_source = metrics["aiotstream_inputs_total"]
+            assert set(by_source) == {(("source", f"{sid}.readings"),), (("source", f"{sid}.waveforms"),)}
+            assert _total(metrics, "aiotstream_inputs_total") == n
+            # the dead letters are counted when the sink has written them: at the end of their epoch
+            metrics = _wait_until(f"{bad} dead letters", _scrape_when(base, "aiotstream_deadletters_total", bad), proc,
+                                  log)
+            assert isinstance(metrics, dict)
+            assert _total(metrics, "aiotstream_deadletters_total") == bad
+            assert metrics["aiotstream_outputs_total"][(("kind", "deadletter"),)] == bad
+            assert metrics["aiotstream_outputs_total"][(("kind", "score"),)] > 0
+            assert metrics["aiotstream_source_up"] == {(("source", f"Kafka 127.0.0.1:{kafka_port}"),): 1}
+            assert metrics["aiotstream_ready"][()] == 1
+            ((labels, one),) = metrics["aiotstream_build_info"].items()
+            info = dict(labels)
+            assert one == 1 and info["site"] == sid and info["command"] == "run" and info["version"]
+            assert re.fullmatch(r"[0-9a-f]{16}", info["config_hash"]), info
+            assert metrics["process_resident_memory_bytes"][()] > 0
+            err = _sigterm(proc, log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    last = err.strip().splitlines()[-1]
+    assert re.match(rf"stopped \(SIGTERM\): inputs {n:,} .*dead letters {bad} ", last), last
+    assert f"metrics on {base}/metrics" in err
+    assert _closed(port)
+
+
+def test_a_replay_serves_probes_on_a_free_port_and_stops_them_with_the_flow(tmp_path: Path) -> None:
+    site, _ = _site(tmp_path)
+    hist = tmp_path / "hist"
+    run_cli("simulate", "--site", str(site), "--out-dir", str(hist), "--duration", "40", "--faults", "0")
+    log = tmp_path / "replay.log"
+    with log.open("w") as f:
+        proc = subprocess.Popen(cli("replay", str(hist / "readings.jsonl"), str(hist / "waveforms.bin"), "--site",
+                                    str(site), "--speed", "1", "--out-dir", str(tmp_path / "out"),
+                                    "--metrics-port", "0"), stdout=subprocess.DEVNULL, stderr=f)
+    try:
+        found = _wait_until("the metrics address in the log",
+                            lambda: re.search(r"metrics on (http://127\.0\.0\.1:(\d+))/metrics", log.read_text()),
+                            proc, log)
+        assert isinstance(found, re.Match)
+        base, port = found.group(1), int(found.group(2))
+        assert _get(f"{base}/healthz")[0] == 200
+        _wait_until("/readyz 200", lambda: _get(f"{base}/readyz")[0] == 200, proc, log)
+        seen = _wait_until("inputs counted", lambda: _total(_scrape(base), "aiotstream_inputs_total"), proc, log)
+        assert "aiotstream_source_up" not in _scrape(base)  # files: no connection to watch (no samples)
+        err = _sigterm(proc, log)  # mid-way: 40 s of event time at real speed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    m = re.match(r"stopped \(SIGTERM\): inputs ([\d,]+) ", err.strip().splitlines()[-1])
+    assert m and float(str(seen)) <= _n(m.group(1)), err[-2000:]
+    assert _closed(port)
