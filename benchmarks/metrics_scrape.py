@@ -14,7 +14,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 
 
@@ -29,20 +28,21 @@ def main() -> int:
     assert proc.stderr is not None
     url: list[str] = []
     scrapes, last = 0, ""
+    done = threading.Event()
 
     def scrape() -> None:
         nonlocal scrapes, last
-        while proc.poll() is None:
+        while not done.is_set():
             if url:
                 try:
                     with urllib.request.urlopen(url[0], timeout=5) as r:
                         text = r.read().decode()
                     scrapes += 1
                     last = str(sum(float(v) for v in re.findall(r"^aiotstream_inputs_total\{.*\} (\S+)$", text,
-                                                                   re.M)))
+                                                                   re.MULTILINE)))
                 except OSError:
                     pass
-            time.sleep(args.every)
+            done.wait(args.every)
 
     t = threading.Thread(target=scrape, daemon=True)
     t.start()
@@ -51,7 +51,8 @@ def main() -> int:
             url.append(m.group(1))
         sys.stderr.write(line)
     rc = proc.wait()
-    t.join(args.every + 6)
+    done.set()
+    t.join(6)
     print(f"metrics_scrape: {scrapes} scrape(s), last inputs total {last or 'none'}", file=sys.stderr)
     return rc
 

@@ -221,7 +221,7 @@ class MetricsServer:
             raise AiotError(f"--metrics-host {self.host} --metrics-port {self.port}: cannot listen there: "
                             f"{exc.strerror or exc}") from None
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.25},
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="aiotstream-metrics", daemon=True)
         self._thread.start()
         return self
@@ -230,7 +230,7 @@ class MetricsServer:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
-        httpd.shutdown()  # serve_forever returns within its poll interval
+        httpd.shutdown()  # serve_forever returns within its poll interval (0.1 s: the flow's exit waits for it)
         httpd.server_close()
         if self._thread is not None:
             self._thread.join(CLOSE_MAX_S)
