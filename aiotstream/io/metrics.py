@@ -27,7 +27,9 @@ Metric names (counters get ``_total`` in the exposition)::
     aiotstream_<gauge>                       each value of the run's ``gauges`` group (active_suppressions ...)
     aiotstream_source_up{source}             1 while an input connection is up, 0 while down or connecting
     aiotstream_ready                         1 when /readyz answers 200
-    aiotstream_build_info{version,commit,site,config_hash,flow,command}   always 1
+    aiotstream_build_info{version,commit,code,site,config_hash,flow,command,process}   always 1
+    bytewax_kafka_consumer_lag{step_id,topic,partition}   Bytewax's: offsets behind each Kafka partition's end
+    process_*, python_*                      the process's CPU, memory, files, GC (prometheus_client's defaults)
 
 Bytewax's own metrics (per-operator item counts and durations, from Rust) are not in this registry: Bytewax
 serves them itself at ``:3030/metrics`` when the environment has ``BYTEWAX_DATAFLOW_API_ENABLED=1``
@@ -46,12 +48,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 import orjson
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder, gzip_accepted
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from aiotstream.errors import AiotError
@@ -131,6 +130,16 @@ class RunCollector(Collector):
                                    value=self.info)
 
 
+class GlobalRegistry(Collector):
+    """prometheus_client's process-wide ``REGISTRY``: its default process, platform and GC collectors, and what
+    libraries register there; Bytewax's Kafka source keeps ``bytewax_kafka_consumer_lag{step_id,topic,
+    partition}`` in it (the partition's last stable offset minus the next offset to read, from librdkafka's
+    statistics every second)."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+
+
 def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "aiotstream"
@@ -195,10 +204,8 @@ class MetricsServer:
         self.collector = RunCollector(stats, info, ready, sources)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
-        if process:  # CPU, memory, open files, start time; Python version; GC: what an SRE expects of a process
-            ProcessCollector(registry=self.registry)
-            PlatformCollector(registry=self.registry)
-            GCCollector(registry=self.registry)
+        if process:  # CPU, memory, open files, start time, Python, GC; Bytewax's consumer lag
+            self.registry.register(GlobalRegistry())
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 

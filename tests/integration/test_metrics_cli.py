@@ -77,6 +77,16 @@ def _scrape_when(base: str, name: str, at_least: float) -> Callable[[], object]:
     return check
 
 
+def _lag_when_caught_up(base: str) -> Callable[[], object]:
+    """A check for :func:`_wait_until`: the consumer lag samples once there are some and all are 0."""
+
+    def check() -> object:
+        lag = _scrape(base).get("bytewax_kafka_consumer_lag", {})
+        return lag if lag and not any(lag.values()) else None
+
+    return check
+
+
 def _wait_until(what: str, found: Callable[[], object], proc: subprocess.Popen, log: Path,
                 limit_s: float = 180.0) -> object:
     deadline = time.monotonic() + limit_s
@@ -155,6 +165,11 @@ def test_a_kafka_run_counts_what_the_simulator_sent_and_is_ready_once_its_broker
             assert one == 1 and info["site"] == sid and info["command"] == "run" and info["version"]
             assert re.fullmatch(r"[0-9a-f]{16}", info["config_hash"]), info
             assert metrics["process_resident_memory_bytes"][()] > 0
+            # Bytewax's Kafka consumer lag (librdkafka's statistics, every second) in the same place: once all is
+            # read, every partition with data is at lag 0
+            lag = _wait_until("consumer lag 0 on every partition", _lag_when_caught_up(base), proc, log)
+            assert isinstance(lag, dict)
+            assert {dict(labels)["topic"] for labels in lag} == {f"{sid}.readings", f"{sid}.waveforms"}, lag
             err = _sigterm(proc, log)
     finally:
         if proc.poll() is None:
