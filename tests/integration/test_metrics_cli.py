@@ -1,10 +1,11 @@
 """The metrics server of ``run`` and ``replay``, scraped while the CLI runs in a child process.
 
 Real parts only: a Tansu broker of the test's own (started after the flow, so the flow first waits for it),
-the simulator writing N messages of which M malformed, the CLI with ``--metrics-port``, Prometheus text
-parsed with prometheus_client's parser. What is checked: /readyz goes 503 -> 200, /healthz answers, the
-inputs counted equal what the simulator made and the dead letters the malformed count, SIGTERM stops the flow
-and closes the port. No timing is asserted: the waits are deadlines for something to appear.
+the simulator writing N messages of which M malformed, a mosquitto the test stops and starts, the CLI with
+``--metrics-port``, Prometheus text parsed with prometheus_client's parser. What is checked: /readyz goes
+503 -> 200 (and back to 503 while the MQTT broker is away), /healthz answers, the inputs counted equal what
+the simulator made and the dead letters the malformed count, the consumer lag reaches 0, SIGTERM stops the
+flow and closes the port. No timing is asserted: the waits are deadlines for something to appear.
 """
 from __future__ import annotations
 
@@ -205,4 +206,52 @@ def test_a_replay_serves_probes_on_a_free_port_and_stops_them_with_the_flow(tmp_
             proc.kill()
     m = re.match(r"stopped \(SIGTERM\): inputs ([\d,]+) ", err.strip().splitlines()[-1])
     assert m and float(str(seen)) <= _n(m.group(1)), err[-2000:]
+    assert _closed(port)
+
+
+def test_an_mqtt_run_is_ready_only_while_its_broker_is_connected(tmp_path: Path, own_mosquitto) -> None:
+    from mqtt_devices import Devices, Gateway, site
+
+    own_mosquitto.stop()  # the flow starts first: its broker is not there yet
+    prefix = f"met{uuid.uuid4().hex[:6]}"
+    cfg = site("127.0.0.1", own_mosquitto.port, prefix)
+    path = tmp_path / "mqtt-site.json"
+    path.write_bytes(orjson.dumps(cfg.model_dump(mode="json")))
+    port, log = free_port(), tmp_path / "run.log"
+    with log.open("w") as f:
+        proc = subprocess.Popen(cli("run", "--site", str(path), "--out-dir", str(tmp_path / "out"), "--epoch-s", "1",
+                                    "--metrics-port", str(port)), stdout=subprocess.DEVNULL, stderr=f)
+    base, name = f"http://127.0.0.1:{port}", f"MQTT 127.0.0.1:{own_mosquitto.port}"
+    up = (("source", name),)
+
+    def readyz() -> tuple[int, str]:
+        code, body = _get(f"{base}/readyz")
+        return code, json.loads(body)["reason"] if body else ""
+
+    try:
+        _wait_until("readyz naming the MQTT broker", lambda: readyz() == (503, f"input not connected: {name}"),
+                    proc, log)
+        assert _scrape(base)["aiotstream_source_up"] == {up: 0}
+        own_mosquitto.start()
+        _wait_until("/readyz 200", lambda: readyz()[0] == 200, proc, log)
+        assert _scrape(base)["aiotstream_source_up"] == {up: 1}
+        dev, gw = Devices(prefix, bad_every=10), Gateway("127.0.0.1", own_mosquitto.port)
+        try:
+            gw.publish(dev.readings(400), dev)
+            assert gw.wait_acked(400, 60) == 400
+        finally:
+            gw.close()
+        # every 10th reading is bad, the 400th too: 40 dead letters mean all 400 were read
+        metrics = _wait_until("40 dead letters", _scrape_when(base, "aiotstream_deadletters_total", 40), proc, log)
+        assert isinstance(metrics, dict)
+        assert metrics["aiotstream_inputs_total"] == {(("source", "mqtt"),): 400}
+        assert metrics["aiotstream_deadletters_total"] == {(("reason", "bad_reading"),): 40}
+        own_mosquitto.stop()  # down again: not ready, the gauge says which input
+        _wait_until("/readyz 503 again", lambda: readyz() == (503, f"input not connected: {name}"), proc, log)
+        assert _scrape(base)["aiotstream_source_up"] == {up: 0}
+        assert _get(f"{base}/healthz")[0] == 200  # alive all along: liveness must not restart a waiting flow
+        _sigterm(proc, log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert _closed(port)
