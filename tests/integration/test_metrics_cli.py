@@ -78,12 +78,14 @@ def _scrape_when(base: str, name: str, at_least: float) -> Callable[[], object]:
     return check
 
 
-def _lag_when_caught_up(base: str) -> Callable[[], object]:
-    """A check for :func:`_wait_until`: the consumer lag samples once there are some and all are 0."""
+def _lag_when_caught_up(base: str, topics: set[str]) -> Callable[[], object]:
+    """A check for :func:`_wait_until`: the consumer lag samples once every topic has some (each partition
+    reports after its first statistics callback) and all are 0."""
 
     def check() -> object:
         lag = _scrape(base).get("bytewax_kafka_consumer_lag", {})
-        return lag if lag and not any(lag.values()) else None
+        seen = {dict(labels)["topic"] for labels in lag}
+        return lag if seen == topics and not any(lag.values()) else None
 
     return check
 
@@ -168,9 +170,9 @@ def test_a_kafka_run_counts_what_the_simulator_sent_and_is_ready_once_its_broker
             assert metrics["process_resident_memory_bytes"][()] > 0
             # Bytewax's Kafka consumer lag (librdkafka's statistics, every second) in the same place: once all is
             # read, every partition with data is at lag 0
-            lag = _wait_until("consumer lag 0 on every partition", _lag_when_caught_up(base), proc, log)
-            assert isinstance(lag, dict)
-            assert {dict(labels)["topic"] for labels in lag} == {f"{sid}.readings", f"{sid}.waveforms"}, lag
+            topics = {f"{sid}.readings", f"{sid}.waveforms"}
+            lag = _wait_until("consumer lag 0 on both topics", _lag_when_caught_up(base, topics), proc, log)
+            assert isinstance(lag, dict) and all(dict(labels)["step_id"].endswith(".input") for labels in lag), lag
             err = _sigterm(proc, log)
     finally:
         if proc.poll() is None:
