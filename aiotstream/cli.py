@@ -302,7 +302,8 @@ def _start_metrics(args: argparse.Namespace, cfg: SiteConfig) -> None:
     info = {"version": __version__, "commit": build_commit() or "unknown", "code": code_version(),
             "site": cfg.site.id, "config_hash": cfg.config_hash, "flow": cfg.site.flow, "command": args.command,
             "process": str(args.process_id or 0)}
-    args.metrics_server = serve(args.metrics_host or "127.0.0.1", args.metrics_port, info)
+    args.metrics_server = serve(args.metrics_host or "127.0.0.1", args.metrics_port, info,
+                                recovery=Path(args.recovery) if args.recovery else None)
 
 
 def _serving_metrics(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

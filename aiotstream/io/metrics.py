@@ -27,6 +27,8 @@ Metric names (counters get ``_total`` in the exposition)::
     aiotstream_<gauge>                       each value of the run's ``gauges`` group (active_suppressions ...)
     aiotstream_source_up{source}             1 while an input connection is up, 0 while down or connecting
     aiotstream_ready                         1 when /readyz answers 200
+    aiotstream_recovery_write_age_seconds    with --recovery: seconds since this process last wrote its recovery
+                                             partitions (snapshots and epoch commits, every epoch): stalls show
     aiotstream_build_info{version,commit,code,site,config_hash,flow,command,process}   always 1
     bytewax_kafka_consumer_lag{step_id,topic,partition}   Bytewax's: offsets behind each Kafka partition's end
     process_*, python_*                      the process's CPU, memory, files, GC (prometheus_client's defaults)
@@ -43,8 +45,10 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Self
 
 import orjson
@@ -104,11 +108,25 @@ class RunCollector(Collector):
 
     def __init__(self, stats: RunStats = STATS, info: Mapping[str, str] | None = None,
                  ready: Callable[[], tuple[bool, str]] = readiness,
-                 sources: Callable[[], Mapping[str, bool]] = connections):
+                 sources: Callable[[], Mapping[str, bool]] = connections, recovery: Path | None = None):
         self.stats = stats
         self.info = dict(info or {})
         self.ready = ready
         self.sources = sources
+        self.recovery = recovery
+
+    def recovery_age_s(self) -> float | None:
+        """Seconds since a recovery partition file of this process (``part-N.sqlite3`` and its journal) was
+        last written, or None without recovery or before the first write."""
+        if self.recovery is None:
+            return None
+        mtimes = []
+        for p in self.recovery.glob("part-*.sqlite3*"):
+            try:
+                mtimes.append(p.stat().st_mtime)
+            except OSError:  # a journal file gone between listing and stat
+                continue
+        return max(0.0, time.time() - max(mtimes)) if mtimes else None
 
     def collect(self) -> Iterator[Metric]:
         snap = self.stats.snapshot()
@@ -125,6 +143,10 @@ class RunCollector(Collector):
             up.add_metric([name], 1 if is_up else 0)
         yield up
         yield GaugeMetricFamily(f"{PREFIX}_ready", "1 when /readyz answers 200.", value=1 if self.ready()[0] else 0)
+        age = self.recovery_age_s()
+        if age is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_recovery_write_age_seconds", "Seconds since this process last wrote "
+                                    "its recovery partitions (snapshots, epoch commits).", value=age)
         if self.info:
             yield InfoMetricFamily(f"{PREFIX}_build", "Package version, git commit, site and config of the run.",
                                    value=self.info)
@@ -198,10 +220,11 @@ class MetricsServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, info: Mapping[str, str] | None = None,
                  stats: RunStats = STATS, ready: Callable[[], tuple[bool, str]] = readiness,
-                 sources: Callable[[], Mapping[str, bool]] = connections, process: bool = True):
+                 sources: Callable[[], Mapping[str, bool]] = connections, process: bool = True,
+                 recovery: Path | None = None):
         self.host, self.port = host, port
         self.ready = ready
-        self.collector = RunCollector(stats, info, ready, sources)
+        self.collector = RunCollector(stats, info, ready, sources, recovery)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
         if process:  # CPU, memory, open files, start time, Python, GC; Bytewax's consumer lag
@@ -249,10 +272,10 @@ class MetricsServer:
         self.stop()
 
 
-def serve(host: str, port: int, info: Mapping[str, str]) -> MetricsServer:
+def serve(host: str, port: int, info: Mapping[str, str], recovery: Path | None = None) -> MetricsServer:
     """Start the process's metrics server for a new run (forgetting an earlier run's started flag) and log
-    where it listens: one info line."""
+    where it listens: one info line. ``recovery``: the run's recovery directory, if any."""
     SOURCE_BUILT.clear()
-    server = MetricsServer(host, port, info).start()
+    server = MetricsServer(host, port, info, recovery=recovery).start()
     log.info("metrics on %s/metrics; probes %s/healthz and %s/readyz", server.url, server.url, server.url)
     return server

@@ -191,7 +191,8 @@ def test_a_replay_serves_probes_on_a_free_port_and_stops_them_with_the_flow(tmp_
     with log.open("w") as f:
         proc = subprocess.Popen(cli("replay", str(hist / "readings.jsonl"), str(hist / "waveforms.bin"), "--site",
                                     str(site), "--speed", "1", "--out-dir", str(tmp_path / "out"),
-                                    "--metrics-port", "0"), stdout=subprocess.DEVNULL, stderr=f)
+                                    "--recovery", str(tmp_path / "rec"), "--metrics-port", "0"),
+                                stdout=subprocess.DEVNULL, stderr=f)
     try:
         found = _wait_until("the metrics address in the log",
                             lambda: re.search(r"metrics on (http://127\.0\.0\.1:(\d+))/metrics", log.read_text()),
@@ -202,6 +203,10 @@ def test_a_replay_serves_probes_on_a_free_port_and_stops_them_with_the_flow(tmp_
         _wait_until("/readyz 200", lambda: _get(f"{base}/readyz")[0] == 200, proc, log)
         seen = _wait_until("inputs counted", lambda: _total(_scrape(base), "aiotstream_inputs_total"), proc, log)
         assert "aiotstream_source_up" not in _scrape(base)  # files: no connection to watch (no samples)
+        # with --recovery: the age of the newest write to this process's recovery partitions (every epoch)
+        age = _wait_until("a recovery write", lambda: _scrape(base).get("aiotstream_recovery_write_age_seconds"),
+                          proc, log)
+        assert isinstance(age, dict) and age[()] >= 0
         err = _sigterm(proc, log)  # mid-way: 40 s of event time at real speed
     finally:
         if proc.poll() is None:

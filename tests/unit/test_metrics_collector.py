@@ -144,3 +144,19 @@ def test_readiness_needs_a_built_source_and_every_connection_up() -> None:
 
     gc.collect()
     assert "OPC UA opc.tcp://unit-test:4840" not in connections()  # held weakly: gone with its source
+
+
+def test_the_recovery_write_age_is_the_newest_partition_file_s(tmp_path) -> None:
+    import os
+    import time
+
+    c = RunCollector(RunStats(), ready=lambda: (True, "ready"), sources=dict, recovery=tmp_path)
+    assert c.recovery_age_s() is None  # nothing written yet: no sample
+    assert "aiotstream_recovery_write_age_seconds" not in {m.name for m in c.collect()}
+    now = time.time()
+    for name, ago in (("part-0.sqlite3", 500), ("part-0.sqlite3-wal", 100), ("part-2.sqlite3", 300)):
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (now - ago, now - ago))
+    (tmp_path / "other.txt").write_bytes(b"x")  # not a partition: ignored
+    (m,) = [m for m in c.collect() if m.name == "aiotstream_recovery_write_age_seconds"]
+    assert 100 <= m.samples[0].value < 100 + 600  # the newest file, -wal included; a generous bound for a slow box
