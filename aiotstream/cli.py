@@ -16,6 +16,7 @@ the parser with bad arguments: add rows for the new one there.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import re
@@ -288,10 +289,46 @@ def _check_flow_args(args: argparse.Namespace, cfg: SiteConfig, brokers: str, ka
         out_dir(parquet.directory, "--parquet-dir" if args.parquet_dir else "[outputs.parquet] directory")
     if args.recovery:
         out_dir(args.recovery, "--recovery")
+    _start_metrics(args, cfg)
     if kafka_in or not args.out_dir:
         from aiotstream.io.kafka import wait_for_brokers
 
         wait_for_brokers(brokers, _broker_wait(args))
+
+
+def _start_metrics(args: argparse.Namespace, cfg: SiteConfig) -> None:
+    """With ``--metrics-port``: the metrics and probes server (aiotstream.io.metrics), up before the wait for
+    brokers so that probes answer (healthz 200, readyz 503) from the start; :func:`_serving_metrics` stops
+    it."""
+    if args.metrics_port is None:
+        if args.metrics_host is not None:
+            raise UsageError("--metrics-host needs --metrics-port")
+        return
+    from aiotstream import __version__, build_commit
+    from aiotstream.io.metrics import serve
+
+    info = {"version": __version__, "commit": build_commit() or "unknown", "code": code_version(),
+            "site": cfg.site.id, "config_hash": cfg.config_hash, "flow": cfg.site.flow,
+            "command": args.command,
+            "process": str(args.process_id or 0)}
+    args.metrics_server = serve(args.metrics_host or "127.0.0.1", args.metrics_port, info,
+                                recovery=Path(args.recovery) if args.recovery else None)
+
+
+def _serving_metrics(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A flow command whose metrics server (if :func:`_start_metrics` started one) stops when it returns,
+    however it ends: the server lives as long as the flow."""
+
+    @functools.wraps(cmd)
+    def wrapped(args: argparse.Namespace) -> int:
+        args.metrics_server = None
+        try:
+            return cmd(args)
+        finally:
+            if args.metrics_server is not None:
+                args.metrics_server.stop()
+
+    return wrapped
 
 
 def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any, list[Any], str]:
@@ -524,6 +561,7 @@ def _cluster_place(args: argparse.Namespace) -> Placement:
                          args.workers))
 
 
+@_serving_metrics
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load_site(args)
     brokers = args.brokers or ",".join(cfg.inputs.brokers)
@@ -560,6 +598,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_flow(args, cfg, source, tail, text, brokers)
 
 
+@_serving_metrics
 def cmd_replay(args: argparse.Namespace) -> int:
     from aiotstream.config import FileInput
     from aiotstream.io.replay import FileSource
@@ -858,6 +897,11 @@ def _flow_args(sp: argparse.ArgumentParser) -> None:
                     help="partitions to create in a new recovery dir (default: workers x processes)")
     sp.add_argument("--backup-s", type=number(0, 10 * 365 * 86_400), default=0.0,
                     help="keep superseded snapshots this long (set to your off-machine backup interval)")
+    sp.add_argument("--metrics-port", type=port, metavar="PORT",
+                    help="serve Prometheus /metrics and the /healthz, /readyz probes on this port while the "
+                         "flow runs (0: a free one, logged; default: off)")
+    sp.add_argument("--metrics-host", metavar="HOST",
+                    help="address the metrics server listens on (default 127.0.0.1; 0.0.0.0 in a pod)")
     _broker_wait_arg(sp)
 
 

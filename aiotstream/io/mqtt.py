@@ -75,6 +75,7 @@ from aiotstream.ids import is_valid_id
 from aiotstream.io import mqtt_relay as relay
 from aiotstream.io.mqtt_relay import connect_async as _connect
 from aiotstream.io.mqtt_relay import make_client
+from aiotstream.io.outage import register_connection
 from aiotstream.io.sinkguard import count_loss, encode
 from aiotstream.records import DecodeHints, DeviceMessage, Output
 from aiotstream.runstats import STATS, RunStats
@@ -288,6 +289,12 @@ class ConnectionLog:
         self.last_line = 0.0
         self.attempts = 0
         self.ever_up = False
+        register_connection(self, f"MQTT {where}")
+
+    @property
+    def is_up(self) -> bool:
+        """Connected now (for the metrics server: aiotstream.io.outage.connections)."""
+        return self.ever_up and self.down_since is None
 
     def up(self, session_present: bool) -> None:
         if self.down_since is not None and self.ever_up:

@@ -17,10 +17,33 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 EVERY_S = 30.0
 """At most one line per this many seconds while a connection stays down."""
+
+_CONNECTIONS: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+_CONNECTIONS_LOCK = threading.Lock()
+
+
+def register_connection(conn: object, name: str) -> None:
+    """Make a source's connection state (an object with an ``is_up`` property) known to :func:`connections`:
+    the metrics server's ``aiotstream_source_up`` and ``/readyz`` read it. Held weakly: a closed source's
+    connection goes when it does. :class:`OutageLog` registers itself."""
+    with _CONNECTIONS_LOCK:
+        _CONNECTIONS[conn] = name
+
+
+def connections() -> dict[str, bool]:
+    """Every registered connection of the process by name: True while it is connected, False while it is down
+    or not yet connected (several objects of one name: up only if all are)."""
+    with _CONNECTIONS_LOCK:
+        items = list(_CONNECTIONS.items())
+    out: dict[str, bool] = {}
+    for conn, name in items:
+        out[name] = out.get(name, True) and bool(conn.is_up)  # type: ignore[attr-defined]
+    return out
 
 
 def _dur(seconds: float) -> str:
@@ -77,11 +100,18 @@ class OutageLog:
         self.last_line = 0.0
         self.ever_up = False
         self.outages = 0
+        register_connection(self, name)
 
     @property
     def is_down(self) -> bool:
         with self._lock:
             return bool(self.down)
+
+    @property
+    def is_up(self) -> bool:
+        """Connected now: up at least once and no member down."""
+        with self._lock:
+            return self.ever_up and not self.down
 
     def failed(self, reason: str, retry_in_s: float | None = None, member: str = "",
                attempt: bool = True) -> None:

@@ -126,6 +126,10 @@ class StopRequest:
 STOP = StopRequest()
 """The process's stop request: sources wait on it (see the module doc for the contract)."""
 
+SOURCE_BUILT = threading.Event()
+"""Set when a :class:`Stoppable` source has built its first partition: Bytewax has read the recovery store
+(if any) and handed the partition its resume state, so the flow is reading (``/readyz`` waits for it)."""
+
 
 def stopping_keeps_state(snapshots: bool) -> bool:
     """Whether a stateful step, told the input ended, keeps its open windows and periods (in the recovery
@@ -184,7 +188,9 @@ class Stoppable(FixedPartitionedSource[Any, Any]):
         return [] if STOP.is_set() else self.inner.list_parts()
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _StoppablePart:
-        return _StoppablePart(self.inner.build_part(step_id, for_part, resume_state))
+        part = _StoppablePart(self.inner.build_part(step_id, for_part, resume_state))
+        SOURCE_BUILT.set()
+        return part
 
 
 class StoppableDynamic(DynamicSource[Any]):
@@ -194,7 +200,9 @@ class StoppableDynamic(DynamicSource[Any]):
         self.inner = inner
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _StoppableDynamicPart:
-        return _StoppableDynamicPart(self.inner.build(step_id, worker_index, worker_count))
+        part = _StoppableDynamicPart(self.inner.build(step_id, worker_index, worker_count))
+        SOURCE_BUILT.set()
+        return part
 
 
 def stoppable(source: Any) -> Any:

@@ -79,3 +79,26 @@ def test_secret_variables_map_to_librdkafka_settings() -> None:
     cfg = client_config_from_env(secret)
     assert cfg == {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
                    "sasl.username": "change-me", "sasl.password": "change-me"}
+
+
+def test_probes_and_scraping_use_the_metrics_server_the_command_starts() -> None:
+    docs = by_kind()
+    sts, svc = docs["StatefulSet"], docs["Service"]
+    template = sts["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    script = container["args"][0].replace("\\\n", " ")
+    m = re.search(r"--metrics-port (\d+) --metrics-host (\S+)", script)
+    assert m and m.group(2) == "0.0.0.0", script  # reachable by the kubelet and Prometheus, not loopback only
+    port = int(m.group(1))
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == port
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    notes = template["metadata"]["annotations"]
+    assert (notes["prometheus.io/scrape"], int(notes["prometheus.io/port"]), notes["prometheus.io/path"]) == \
+        ("true", port, "/metrics")
+    assert svc["spec"]["publishNotReadyAddresses"] is True  # unready pods keep the DNS names the cluster needs
+    assert {"name": "metrics", "port": port, "targetPort": "metrics"} in svc["spec"]["ports"]
+    args = build_parser().parse_args(["run", "--site", "s.toml", "--metrics-port", str(port), "--metrics-host",
+                                      m.group(2)])
+    assert (args.metrics_port, args.metrics_host) == (port, "0.0.0.0")

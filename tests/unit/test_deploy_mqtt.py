@@ -66,3 +66,16 @@ def test_the_tests_broker_is_the_shipped_config_on_its_own_port(tmp_path: Path) 
                 "queue_qos0_messages", "autosave_interval"):
         assert ours[key] == shipped[key], key
     assert re.fullmatch(rf"{re.escape(str(tmp_path))}/data/", ours["persistence_location"])
+
+
+def test_compose_flow_serves_metrics_on_the_published_port_and_its_healthcheck_asks_readyz() -> None:
+    from aiotstream.cli import build_parser
+
+    flow = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["flow"]
+    args = build_parser().parse_args(flow["command"])
+    assert args.metrics_host == "0.0.0.0"  # in the container; the host side is loopback (checked above)
+    assert f"127.0.0.1:{args.metrics_port}:{args.metrics_port}" in flow["ports"]
+    test = flow["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "python"] and f"http://127.0.0.1:{args.metrics_port}/readyz" in test[-1]
+    compile(test[-1], "healthcheck", "exec")  # the probe is valid Python
+    assert f"EXPOSE 2101 {args.metrics_port}" in (DEPLOY / "Dockerfile").read_text()

@@ -1,0 +1,297 @@
+"""Prometheus metrics and health probes for a running flow: one small HTTP server (a thread) per process.
+
+``aiotstream run`` and ``replay`` start it with ``--metrics-port`` (``--metrics-host``, default 127.0.0.1;
+0.0.0.0 in a pod). It serves
+
+``/metrics``  the Prometheus text format: the run's counters (:data:`aiotstream.runstats.STATS`), the
+              sources' connection state, build and site information, and the process's own (CPU, memory,
+              file descriptors, garbage collector);
+``/healthz``  200 while the process is alive (a liveness probe);
+``/readyz``   200 once the flow is reading: its source partitions are built (so Bytewax has read the recovery
+              store, if any, and handed each partition its resume state) and every input connection
+              (Kafka, MQTT, OPC UA) is up; else 503 with a one-line JSON reason. 503 again while a
+              connection is down and once a stop is requested.
+
+**Nothing on the hot path.** The counters are the ones the run keeps anyway for its summary line (a batch at
+a time, under one lock); :class:`RunCollector` reads :meth:`~aiotstream.runstats.RunStats.snapshot` when
+Prometheus scrapes, so a flow that is never scraped pays nothing, and a scrape costs one dictionary copy.
+
+Metric names (counters get ``_total`` in the exposition)::
+
+    aiotstream_inputs_total{source}          messages read, by source (topic; mqtt, opcua, file)
+    aiotstream_deadletters_total{reason}     dead letters written, by reason code
+    aiotstream_outputs_total{kind}           records delivered by the main sink, by kind
+    aiotstream_losses_total{cause}           inputs known lost before the flow (mqtt_broker_dropped and
+                                             mqtt_seq_gap see the same messages from two sides: do not add
+                                             them)
+    aiotstream_dropped_total{cause}          inputs dropped on purpose, not dead-lettered (e.g. duplicates)
+    aiotstream_<gauge>                       each value of the run's ``gauges`` group (active_suppressions
+    ...)
+    aiotstream_source_up{source}             1 while an input connection is up, 0 while down or connecting
+    aiotstream_ready                         1 when /readyz answers 200
+    aiotstream_recovery_write_age_seconds    with --recovery: seconds since this process last wrote its
+    recovery
+                                             partitions (snapshots and epoch commits, every epoch): stalls
+                                             show
+    aiotstream_build_info{version,commit,code,site,config_hash,flow,command,process}   always 1
+    bytewax_kafka_consumer_lag{step_id,topic,partition}   Bytewax's: offsets behind each Kafka partition's end
+    process_*, python_*                      the process's CPU, memory, files, GC (prometheus_client's
+    defaults)
+
+Bytewax's own metrics (per-operator item counts and durations, from Rust) are not in this registry: Bytewax
+serves them itself at ``:3030/metrics`` when the environment has ``BYTEWAX_DATAFLOW_API_ENABLED=1``
+(``BYTEWAX_DATAFLOW_API_PORT`` changes the port); docs/operations.md says how to scrape both.
+"""
+from __future__ import annotations
+
+import errno
+import gzip
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Self
+
+import orjson
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.registry import Collector
+
+from aiotstream.errors import AiotError
+from aiotstream.io.outage import connections
+from aiotstream.io.stop import CLOSE_MAX_S, SOURCE_BUILT, STOP
+from aiotstream.runstats import STATS, RunStats
+
+log = logging.getLogger("aiotstream.io.metrics")
+PREFIX = "aiotstream"
+
+COUNTERS: dict[str, tuple[str, str]] = {
+    "inputs": ("source", "Messages read, by source (Kafka topic; mqtt, opcua, file)."),
+    "deadletters": ("reason", "Dead letters written, by reason code."),
+    "outputs": ("kind", "Records delivered by the main sink, by kind (dead letters included as deadletter)."),
+    "losses": ("cause",
+               ("Inputs known to be lost before they reached the flow, by cause (mqtt_broker_dropped "
+                         "and mqtt_seq_gap count the same messages seen from two sides).")),
+    "dropped": ("cause", "Inputs dropped on purpose and not dead-lettered, by cause."),
+}
+"""The RunStats groups exported as counters: group -> (label name, help)."""
+
+
+def metric_name(key: str) -> str:
+    """A gauge key as a Prometheus metric name: ``aiotstream_`` + the key with anything else than
+    ``[a-zA-Z0-9_]`` as ``_``.
+
+    >>> metric_name("active_suppressions"), metric_name("queue depth/mqtt")
+    ('aiotstream_active_suppressions', 'aiotstream_queue_depth_mqtt')
+    """
+    return f"{PREFIX}_{re.sub(r'[^a-zA-Z0-9_]', '_', key)}"
+
+
+def readiness() -> tuple[bool, str]:
+    """Whether the flow is ready, and why not (one line for /readyz).
+
+    >>> STOP.request(); readiness(); STOP.clear()
+    (False, 'stopping (SIGINT)')
+    """
+    if STOP.is_set():
+        return False, f"stopping ({STOP.reason})"
+    if not SOURCE_BUILT.is_set():
+        return False, ("the flow has not started (waiting for brokers, recovery or the cluster's other "
+                       "processes)")
+    down = sorted(name for name, up in connections().items() if not up)
+    if down:
+        return False, f"input not connected: {', '.join(down)}"
+    return True, "ready"
+
+
+class RunCollector(Collector):
+    """The run's counters, the sources' connection state, readiness and build information, read at scrape
+    time (a custom collector: nothing is counted twice, nothing runs per message)."""
+
+    def __init__(self, stats: RunStats = STATS, info: Mapping[str, str] | None = None,
+                 ready: Callable[[], tuple[bool, str]] = readiness,
+                 sources: Callable[[], Mapping[str, bool]] = connections, recovery: Path | None = None):
+        self.stats = stats
+        self.info = dict(info or {})
+        self.ready = ready
+        self.sources = sources
+        self.recovery = recovery
+
+    def recovery_age_s(self) -> float | None:
+        """Seconds since a recovery partition file of this process (``part-N.sqlite3`` and its journal) was
+        last written, or None without recovery or before the first write."""
+        if self.recovery is None:
+            return None
+        mtimes = []
+        for p in self.recovery.glob("part-*.sqlite3*"):
+            try:
+                mtimes.append(p.stat().st_mtime)
+            except OSError:  # a journal file gone between listing and stat
+                continue
+        return max(0.0, time.time() - max(mtimes)) if mtimes else None
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.stats.snapshot()
+        for group, (label, doc) in COUNTERS.items():
+            c = CounterMetricFamily(f"{PREFIX}_{group}", doc, labels=[label])
+            for key, value in sorted(snap.get(group, {}).items()):
+                c.add_metric([key], value)
+            yield c
+        for key, value in sorted(snap.get("gauges", {}).items()):
+            yield GaugeMetricFamily(metric_name(key), f"The run's {key} gauge.", value=value)
+        up = GaugeMetricFamily(f"{PREFIX}_source_up",
+                               "1 while an input connection is up, 0 while it is down or "
+                                                      "connecting.", labels=["source"])
+        for name, is_up in sorted(self.sources().items()):
+            up.add_metric([name], 1 if is_up else 0)
+        yield up
+        yield GaugeMetricFamily(f"{PREFIX}_ready", "1 when /readyz answers 200.",
+                                value=1 if self.ready()[0] else 0)
+        age = self.recovery_age_s()
+        if age is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_recovery_write_age_seconds",
+                                    "Seconds since this process last wrote "
+                                    "its recovery partitions (snapshots, epoch commits).", value=age)
+        if self.info:
+            yield InfoMetricFamily(f"{PREFIX}_build",
+                                   "Package version, git commit, site and config of the run.",
+                                   value=self.info)
+
+
+class GlobalRegistry(Collector):
+    """prometheus_client's process-wide ``REGISTRY``: its default process, platform and GC collectors, and
+    what
+    libraries register there; Bytewax's Kafka source keeps ``bytewax_kafka_consumer_lag{step_id,topic,
+    partition}`` in it (the partition's last stable offset minus the next offset to read, from librdkafka's
+    statistics every second)."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+
+
+def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "aiotstream"
+
+        def _send(self, code: int, body: bytes, ctype: str, head: bool, gz: bool = False) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            if gz:
+                body = gzip.compress(body)
+                self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            if not head:
+                self.wfile.write(body)
+
+        def _answer(self, head: bool) -> None:
+            path = self.path.split("?", 1)[0]
+            # the format the scraper asks for (Accept); the classic text one by default
+            if path == "/metrics":
+                encode, ctype = choose_encoder(self.headers.get("Accept", ""))
+                self._send(200, encode(server.registry), ctype, head,
+                           gz=gzip_accepted(self.headers.get("Accept-Encoding", "")))
+            elif path == "/healthz":
+                self._send(200, b'{"alive":true}\n', "application/json", head)
+            elif path == "/readyz":
+                ok, why = server.ready()
+                body = orjson.dumps({"ready": ok, "reason": why}) + b"\n"
+                self._send(200 if ok else 503, body, "application/json", head)
+            else:
+                self._send(404, b"not found: try /metrics, /healthz or /readyz\n",
+                           "text/plain; charset=utf-8", head)
+
+        def do_GET(self) -> None:
+            self._answer(head=False)
+
+        def do_HEAD(self) -> None:
+            self._answer(head=True)
+
+        def log_message(self, fmt: str, *args: Any) -> None:  # one line per request: debug only
+            log.debug("%s %s", self.address_string(), fmt % args)
+
+    return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class MetricsServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` (port 0: a free one) in a daemon thread.
+    :meth:`start` binds (an :class:`~aiotstream.errors.AiotError` naming the option when it cannot);
+    :meth:`stop` (or leaving the ``with`` block) closes it within :data:`~aiotstream.io.stop.CLOSE_MAX_S`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, info: Mapping[str, str] | None = None,
+                 stats: RunStats = STATS, ready: Callable[[], tuple[bool, str]] = readiness,
+                 sources: Callable[[], Mapping[str, bool]] = connections, process: bool = True,
+                 recovery: Path | None = None):
+        self.host, self.port = host, port
+        self.ready = ready
+        self.collector = RunCollector(stats, info, ready, sources, recovery)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+        if process:  # CPU, memory, open files, start time, Python, GC; Bytewax's consumer lag
+            self.registry.register(GlobalRegistry())
+        self._httpd: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> Self:
+        cls = _Server6 if ":" in self.host else _Server
+        try:
+            self._httpd = cls((self.host, self.port), _handler(self))
+        except socket.gaierror as exc:
+            raise AiotError(f"--metrics-host {self.host}: not a host name or address of this machine "
+                            f"({exc.strerror})") from None
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise AiotError(f"--metrics-port {self.port} on {self.host} is already in use; pick another, "
+                                "or "
+                                "--metrics-port 0 for a free one") from None
+            raise AiotError(f"--metrics-host {self.host} --metrics-port {self.port}: cannot listen there: "
+                            f"{exc.strerror or exc}") from None
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="aiotstream-metrics", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        # serve_forever returns within its poll interval (0.1 s: the flow's exit waits for it)
+        httpd.shutdown()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(CLOSE_MAX_S)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(host: str, port: int, info: Mapping[str, str], recovery: Path | None = None) -> MetricsServer:
+    """Start the process's metrics server for a new run (forgetting an earlier run's started flag) and log
+    where it listens: one info line. ``recovery``: the run's recovery directory, if any."""
+    SOURCE_BUILT.clear()
+    server = MetricsServer(host, port, info, recovery=recovery).start()
+    log.info("metrics on %s/metrics; probes %s/healthz and %s/readyz", server.url, server.url, server.url)
+    return server

@@ -1,0 +1,166 @@
+"""aiotstream.io.metrics: the exposition text of a run's counters (parsed with prometheus_client's own parser),
+and the real HTTP server's /metrics, /healthz and /readyz on a loopback port."""
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+import weakref
+
+import pytest
+from bytewax.testing import TestingSource
+from prometheus_client.parser import text_string_to_metric_families
+
+from aiotstream.errors import AiotError
+from aiotstream.io import outage as outage_module
+from aiotstream.io.metrics import MetricsServer, RunCollector, readiness
+from aiotstream.io.outage import OutageLog, connections
+from aiotstream.io.stop import SOURCE_BUILT, STOP, Stoppable
+from aiotstream.runstats import RunStats
+
+
+class _Quiet:
+    def warning(self, *a: object) -> None: ...
+    def info(self, *a: object) -> None: ...
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _stats() -> RunStats:
+    s = RunStats()
+    s.add_many("inputs", {"p.readings": 120, "p.waveforms": 30})
+    s.add_many("deadletters", {"bad_json": 4, "unknown_asset": 1})
+    s.add_many("outputs", {"score": 25, "deadletter": 5})
+    s.add("losses", "mqtt_seq_gap", 2)
+    s.add("dropped", "duplicate_frame", 3)
+    s.set("gauges", "active_suppressions", 7)
+    return s
+
+
+def _get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.headers["Content-Type"], r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read().decode()
+
+
+def test_the_exposition_has_every_group_by_label_and_the_connection_state() -> None:
+    server = MetricsServer(port=0, stats=_stats(), info={"version": "0.1.0", "site": "p", "config_hash": "abc"},
+                           ready=lambda: (True, "ready"), sources=lambda: {"Kafka b:9092": True, "MQTT m:1883": False},
+                           process=False)
+    from prometheus_client import generate_latest
+
+    got = _samples(generate_latest(server.registry).decode())
+    assert got == {
+        ("aiotstream_inputs_total", (("source", "p.readings"),)): 120,
+        ("aiotstream_inputs_total", (("source", "p.waveforms"),)): 30,
+        ("aiotstream_deadletters_total", (("reason", "bad_json"),)): 4,
+        ("aiotstream_deadletters_total", (("reason", "unknown_asset"),)): 1,
+        ("aiotstream_outputs_total", (("kind", "deadletter"),)): 5,
+        ("aiotstream_outputs_total", (("kind", "score"),)): 25,
+        ("aiotstream_losses_total", (("cause", "mqtt_seq_gap"),)): 2,
+        ("aiotstream_dropped_total", (("cause", "duplicate_frame"),)): 3,
+        ("aiotstream_active_suppressions", ()): 7,
+        ("aiotstream_source_up", (("source", "Kafka b:9092"),)): 1,
+        ("aiotstream_source_up", (("source", "MQTT m:1883"),)): 0,
+        ("aiotstream_ready", ()): 1,
+        ("aiotstream_build_info", (("config_hash", "abc"), ("site", "p"), ("version", "0.1.0"))): 1,
+    }
+
+
+def test_the_collector_reads_the_counters_at_each_scrape() -> None:
+    stats = RunStats()
+    c = RunCollector(stats, ready=lambda: (False, "x"), sources=dict)
+    first = {m.name: m for m in c.collect()}
+    assert first["aiotstream_inputs"].samples == [] and first["aiotstream_ready"].samples[0].value == 0
+    stats.add("inputs", "file", 9)
+    (sample,) = next(m for m in c.collect() if m.name == "aiotstream_inputs").samples
+    assert (sample.name, sample.labels, sample.value) == ("aiotstream_inputs_total", {"source": "file"}, 9)
+
+
+def test_the_server_answers_metrics_and_probes_and_closes_its_port() -> None:
+    state = {"ready": (False, "input not connected: Kafka b:9092")}
+    with MetricsServer(port=0, stats=_stats(), ready=lambda: state["ready"], sources=dict) as server:
+        code, ctype, text = _get(f"{server.url}/metrics")
+        assert (code, ctype) == (200, "text/plain; version=0.0.4; charset=utf-8")  # what every Prometheus reads
+        got = _samples(text)
+        assert got[("aiotstream_inputs_total", (("source", "p.readings"),))] == 120
+        assert ("process_resident_memory_bytes", ()) in got and ("aiotstream_ready", ()) in got
+        assert _get(f"{server.url}/healthz")[0] == 200
+        code, ctype, body = _get(f"{server.url}/readyz")
+        assert (code, ctype) == (503, "application/json") and body.count("\n") == 1
+        assert json.loads(body) == {"ready": False, "reason": "input not connected: Kafka b:9092"}
+        state["ready"] = (True, "ready")
+        assert _get(f"{server.url}/readyz")[:2] == (200, "application/json")
+        assert _get(f"{server.url}/nope")[0] == 404
+        port = server.port
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
+def test_a_port_in_use_or_an_address_not_here_is_one_clear_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(AiotError, match=f"--metrics-port {port} on 127.0.0.1 is already in use"):
+            MetricsServer(port=port, process=False).start()
+    with pytest.raises(AiotError, match="--metrics-host 203.0.113.7 --metrics-port 0: cannot listen there"):
+        MetricsServer(host="203.0.113.7", port=0, process=False).start()
+    with pytest.raises(AiotError, match="--metrics-host no.such.host.invalid: not a host name"):
+        MetricsServer(host="no.such.host.invalid", port=0, process=False).start()
+
+
+def test_readiness_needs_a_built_source_and_every_connection_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    # connections other tests of this process registered (sources still referenced) are not this run's
+    monkeypatch.setattr(outage_module, "_CONNECTIONS", weakref.WeakKeyDictionary())
+    STOP.clear()
+    SOURCE_BUILT.clear()
+    assert readiness()[0] is False and readiness()[1].startswith("the flow has not started")
+    src = Stoppable(TestingSource([1, 2, 3]))
+    (part,) = src.list_parts()
+    src.build_part("input", part, None)  # what Bytewax does once it has the resume state
+    assert SOURCE_BUILT.is_set()
+    outage = OutageLog(_Quiet(), "OPC UA opc.tcp://unit-test:4840")
+    assert connections()["OPC UA opc.tcp://unit-test:4840"] is False  # not connected yet
+    assert readiness() == (False, "input not connected: OPC UA opc.tcp://unit-test:4840")
+    outage.ok()
+    assert connections()["OPC UA opc.tcp://unit-test:4840"] is True and readiness() == (True, "ready")
+    outage.failed("socket closed", attempt=False)
+    assert readiness()[0] is False
+    outage.ok()
+    STOP.request()
+    try:
+        assert readiness() == (False, "stopping (SIGINT)")
+    finally:
+        STOP.clear()
+        SOURCE_BUILT.clear()
+    del outage
+    import gc
+
+    gc.collect()
+    assert "OPC UA opc.tcp://unit-test:4840" not in connections()  # held weakly: gone with its source
+
+
+def test_the_recovery_write_age_is_the_newest_partition_file_s(tmp_path) -> None:
+    import os
+    import time
+
+    c = RunCollector(RunStats(), ready=lambda: (True, "ready"), sources=dict, recovery=tmp_path)
+    assert c.recovery_age_s() is None  # nothing written yet: no sample
+    assert "aiotstream_recovery_write_age_seconds" not in {m.name for m in c.collect()}
+    now = time.time()
+    for name, ago in (("part-0.sqlite3", 500), ("part-0.sqlite3-wal", 100), ("part-2.sqlite3", 300)):
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (now - ago, now - ago))
+    (tmp_path / "other.txt").write_bytes(b"x")  # not a partition: ignored
+    (m,) = [m for m in c.collect() if m.name == "aiotstream_recovery_write_age_seconds"]
+    assert 100 <= m.samples[0].value < 100 + 600  # the newest file, -wal included; a generous bound for a slow box
