@@ -1,0 +1,463 @@
+"""Online detectors for scalar and multivariate readings that learn from the first row (issue 17).
+
+Pure numpy, one row at a time, no labels, one default configuration for every series. The pieces, in
+the order a row goes through them (:class:`StreamingDetector` wires them):
+
+1. :class:`RobustBaseline`, per channel: a robust EWMA forecaster of the level with an EWMA scale of
+   its one-step residuals. Its output is the standardized residual ``z = (x - level) / scale``.
+   Outlying rows are down-weighted (Huber-type weights on the level, redescending on the scale) but
+   never ignored, and a shift that persists for ``accept`` rows is taken as the new normal: the
+   channel re-baselines and a :class:`ChangeEvent` is emitted. So it never freezes.
+2. An EWMA control chart (Roberts 1959) on ``z``: ``zs = EWMA_lambda(z) * sqrt((2 - lambda) / lambda)``
+   keeps unit variance for white noise and accumulates small sustained shifts.
+3. :class:`MultivariateDetector`: online PCA of the exponentially weighted, shrunk correlation of ``zs``
+   with Hotelling's T-squared in the principal subspace and the Q statistic (squared prediction error)
+   in the residual subspace, each divided by its expectation.
+4. :class:`SpotCalibrator`, one per statistic (channels ``max |zs|``, T-squared, Q): streaming
+   peaks-over-threshold (SPOT, Siffer et al., KDD 2017): a generalized Pareto tail fitted by maximum
+   likelihood (Grimshaw's profile likelihood) above an initial quantile; it turns a statistic into
+   its tail probability ``p``. The detector's p-value is Bonferroni over the three statistics, and
+   the output score is ``1 - p`` in [0, 1]: a row scores 0.9999 when normal operation gives a value
+   at least that extreme once in 10,000 rows.
+5. :class:`Hysteresis`: an alert opens after ``open_after`` consecutive rows with ``p < risk`` and
+   closes after ``close_after`` consecutive rows with ``p >= close_risk``.
+
+Missing values: NaN and +/-inf are *missing*. A missing channel is neither scored (its ``z`` is 0) nor
+learned from; the other channels of the row go on. A row with every channel missing scores like a
+normal row and changes no state except the row counter. Any finite input gives finite state and a
+score in [0, 1] (residuals are clipped to +/-1e6 scales).
+
+Every default and why is in ``docs/detection.md``; figures on SKAB come from ``benchmarks/skab.py``.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["ChangeEvent", "DetectorConfig", "Hysteresis", "MultivariateDetector", "RobustBaseline",
+           "RowResult", "SpotCalibrator", "StreamingDetector", "fit_gpd", "gpd_sf", "make_pipeline"]
+
+Z_CLIP = 1e6  # standardized residuals are clipped here so that any finite input stays finite
+
+
+def _scale_consistency(c: float) -> float:
+    """E[rho(Z)] for Z ~ N(0, 1), rho(z) = z^2 for |z| <= c, c^4 / z^2 beyond: makes the robust scale
+    estimate the standard deviation of Gaussian residuals (a numerical integral, once)."""
+    z = np.linspace(0.0, 40.0, 400_001)
+    pdf = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    zz = np.maximum(z * z, 1e-300)
+    rho = np.where(z <= c, z * z, c ** 4 / zz)
+    y = rho * pdf
+    return float(2.0 * np.sum((y[1:] + y[:-1]) * 0.5 * np.diff(z)))
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """One default configuration for every series; rows are samples (1 Hz on SKAB)."""
+
+    warmup: int = 30            # rows per channel before it is scored (mean and std of these seed it)
+    halflife: float = 200.0     # rows; baseline level, scale and correlation memory
+    huber_c: float = 3.0        # residuals beyond c scales are down-weighted
+    accept: int = 3600          # rows a shift must persist before it is the new normal (1 h at 1 Hz)
+    shift_k: float = 4.0        # a channel is "shifted" while its fast mean is > k scales from the level
+    fast_halflife: float = 10.0  # rows; the fast mean that the shift test watches
+    smooth: float = 0.25        # EWMA chart lambda on z
+    explained: float = 0.9      # PCA: share of the variance kept in the principal subspace
+    refresh: int = 25           # rows between eigendecompositions
+    shrink_min: float = 0.01    # minimum shrinkage of the correlation towards its diagonal
+    spot_init: int = 250        # rows of each statistic that calibrate the first tail fit
+    spot_level: float = 0.9     # initial threshold quantile of SPOT (its peaks feed the GPD fit)
+    risk: float = 1e-4          # p below this is an alarm row (expected false alarm rows per row)
+    close_risk: float = 1e-2    # an open alert closes once p stays above this
+    open_after: int = 3         # consecutive alarm rows to open an alert
+    close_after: int = 10       # consecutive quiet rows to close it
+    max_peaks: int = 5000       # SPOT keeps at most this many peaks (oldest half dropped)
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """A channel's level moved for good: the baseline was re-seeded at ``new_level``."""
+
+    row: int
+    channel: int
+    old_level: float
+    new_level: float
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+class RobustBaseline:
+    """Per-channel robust level and scale (see module docstring, step 1)."""
+
+    def __init__(self, n_channels: int, config: DetectorConfig | None = None) -> None:
+        cfg = config or DetectorConfig()
+        self.cfg = cfg
+        self.n = n_channels
+        self.alpha = 1.0 - 0.5 ** (1.0 / cfg.halflife)
+        self.alpha_fast = 1.0 - 0.5 ** (1.0 / cfg.fast_halflife)
+        self.kappa = _scale_consistency(cfg.huber_c)
+        self.count = np.zeros(n_channels, np.int64)   # valid values seen per channel
+        self.level = np.zeros(n_channels)
+        self.var = np.zeros(n_channels)               # scale^2 (Welford M2 during warm-up)
+        self.fast = np.zeros(n_channels)
+        self.shifted = np.zeros(n_channels, np.int64)  # consecutive rows the fast mean was shifted
+        self.rows = 0
+
+    def scale(self) -> np.ndarray:
+        """The scale used to standardize: sqrt(var), floored so a constant channel still divides."""
+        return np.maximum(np.sqrt(self.var), 1e-9 * (1.0 + np.abs(self.level)))
+
+    def update(self, x: np.ndarray) -> tuple[np.ndarray, list[ChangeEvent]]:
+        """Standardized residual of each channel for this row (0 while warming up or missing)."""
+        x = np.asarray(x, dtype=np.float64)
+        self.rows += 1
+        ok = np.isfinite(x)
+        z = np.zeros(self.n)
+        events: list[ChangeEvent] = []
+        if not ok.any():
+            return z, events
+        cfg = self.cfg
+        warm = ok & (self.count < cfg.warmup)
+        if warm.any():  # Welford mean and variance
+            self.count[warm] += 1
+            d = x[warm] - self.level[warm]
+            self.level[warm] += d / self.count[warm]
+            self.var[warm] += d * (x[warm] - self.level[warm])
+            done = warm & (self.count == cfg.warmup)
+            if done.any():
+                self.var[done] /= max(cfg.warmup - 1, 1)
+                self.fast[done] = self.level[done]
+        live = ok & ~warm
+        if not live.any():
+            return z, events
+        self.count[live] += 1
+        s = self.scale()[live]
+        r = x[live] - self.level[live]
+        zl = np.clip(r / s, -Z_CLIP, Z_CLIP)
+        z[live] = zl
+        c = cfg.huber_c
+        az = np.abs(zl)
+        big = az > c
+        w_loc = np.where(big, (c / np.maximum(az, c)) ** 2, 1.0)
+        rho = np.where(big, c ** 4 / np.maximum(az, c) ** 2, zl * zl)
+        a = self.alpha
+        self.level[live] += a * w_loc * np.clip(r, -Z_CLIP * s, Z_CLIP * s)
+        self.var[live] += a * (rho * s * s / self.kappa - self.var[live])
+        # level shifts: the fast mean far from the level for `accept` rows -> re-baseline
+        self.fast[live] += self.alpha_fast * (np.clip(x[live], self.level[live] - Z_CLIP * s,
+                                                      self.level[live] + Z_CLIP * s) - self.fast[live])
+        far = np.abs(self.fast[live] - self.level[live]) > cfg.shift_k * s
+        idx = np.flatnonzero(live)
+        self.shifted[idx] = np.where(far, self.shifted[idx] + 1, 0)
+        for i in idx[self.shifted[idx] >= cfg.accept]:
+            events.append(ChangeEvent(self.rows - 1, int(i), float(self.level[i]), float(self.fast[i])))
+            self.level[i] = self.fast[i]
+            self.shifted[i] = 0
+        return z, events
+
+
+class MultivariateDetector:
+    """Online PCA on standardized residuals: T-squared and Q, each over its expectation."""
+
+    def __init__(self, n_channels: int, config: DetectorConfig | None = None) -> None:
+        cfg = config or DetectorConfig()
+        self.cfg = cfg
+        self.p = n_channels
+        self.alpha = 1.0 - 0.5 ** (1.0 / cfg.halflife)
+        self.cov = np.zeros((n_channels, n_channels))
+        self.count = 0
+        self.basis = np.zeros((n_channels, 0))
+        self.inv_vals = np.zeros(0)
+        self.q_expect = 1.0
+        self.k = 0
+        c = cfg.huber_c
+        self.t2_ok = n_channels + c * math.sqrt(2.0 * n_channels)  # chi2_p mean + c sd
+
+    def _refresh(self) -> None:
+        p = self.p
+        n_eff = min(self.count, 1.0 / self.alpha)
+        lam = max(self.cfg.shrink_min, p / (n_eff + p))
+        diag = np.diag(np.diag(self.cov))
+        s = (1.0 - lam) * self.cov + lam * diag
+        tr = float(np.trace(s))
+        if not tr > 0.0:
+            self.k = 0
+            self.basis = np.zeros((p, 0))
+            return
+        s = s + (1e-9 * tr / p) * np.eye(p)
+        vals, vecs = np.linalg.eigh(s)
+        vals, vecs = vals[::-1], vecs[:, ::-1]
+        share = np.cumsum(vals) / np.sum(vals)
+        k = int(np.searchsorted(share, self.cfg.explained) + 1)
+        k = min(k, p - 1) if p > 1 else 1
+        self.k = k
+        self.basis = vecs[:, :k].copy()
+        self.inv_vals = 1.0 / vals[:k]
+        self.q_expect = max(float(np.sum(vals[k:])), 1e-6 * tr) if p > 1 else 1.0
+
+    def update(self, e: np.ndarray) -> tuple[float, float]:
+        """(T-squared / k, Q / E[Q]) of this row, then learn it; (0, 0) while warming up."""
+        e = np.nan_to_num(np.asarray(e, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        self.count += 1
+        t2 = q = 0.0
+        w = 1.0
+        if self.count > self.cfg.warmup and self.k > 0:
+            y = self.basis.T @ e
+            t2_full = float(y @ (y * self.inv_vals))
+            q = max(float(e @ e) - float(y @ y), 0.0)
+            t2 = t2_full / self.k
+            q = q / self.q_expect
+            m = t2_full + q * self.q_expect  # ~ chi2 with about p dof under normal operation
+            if m > self.t2_ok:
+                w = (self.t2_ok / m) ** 2
+        a = self.alpha if self.count > self.cfg.warmup else 1.0 / self.count
+        self.cov += (a * w) * (np.outer(e, e) - self.cov)
+        if self.count >= self.cfg.warmup and (self.count - self.cfg.warmup) % self.cfg.refresh == 0:
+            self._refresh()
+        return min(t2, 1e12), min(q, 1e12)
+
+
+# ---------------------------------------------------------------------------------------------------
+# extreme value theory
+
+
+def gpd_sf(y: np.ndarray | float, xi: float, sigma: float) -> np.ndarray | float:
+    """Survival function of the generalized Pareto distribution (location 0) at y >= 0."""
+    y = np.maximum(np.asarray(y, dtype=np.float64), 0.0)
+    if abs(xi) < 1e-9:
+        out = np.exp(-y / sigma)
+    else:
+        base = np.maximum(1.0 + xi * y / sigma, 0.0)
+        with np.errstate(divide="ignore"):
+            out = np.where(base > 0.0, base ** (-1.0 / xi), 0.0)
+    return float(out) if out.ndim == 0 else out
+
+
+def fit_gpd(y: np.ndarray) -> tuple[float, float]:
+    """Maximum-likelihood GPD (xi, sigma) of excesses y > 0 by Grimshaw's profile likelihood.
+
+    With theta = xi / sigma, the MLE of xi given theta is mean(log(1 + theta y)) and the profile
+    log-likelihood is ``-n log(xi / theta) - n (1 + xi)``; it is maximized over a grid of theta on
+    (-1 / max(y), 0) and (0, 6 / mean(y)) (log-spaced towards 0), then refined by golden section,
+    and compared with the exponential (xi = 0) fit. xi is bounded to [-0.5, 1] for a stable tail.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    y = y[np.isfinite(y) & (y > 0)]
+    n = y.size
+    if n == 0:
+        return 0.0, 1.0
+    mean = float(y.mean())
+    if n < 10:
+        return 0.0, max(mean, 1e-12)
+    ymax = float(y.max())
+
+    def prof(theta: float) -> float:
+        u = float(np.mean(np.log1p(theta * y)))
+        if not u > -math.inf or u == 0.0 or theta == 0.0:
+            return -math.inf
+        xi = u
+        sig = xi / theta
+        if sig <= 0 or not (-0.5 <= xi <= 1.0):
+            return -math.inf
+        return -n * math.log(sig) - n * (1.0 + xi)
+
+    best_ll, best = -n * math.log(mean) - n, 0.0
+    lo = -1.0 / ymax
+    grid = np.concatenate([lo * (1.0 - np.geomspace(1e-6, 1.0 - 1e-6, 40)),
+                           np.geomspace(1e-6, 6.0, 40) / mean])
+    lls = [prof(float(t)) for t in grid]
+    i = int(np.argmax(lls))
+    if lls[i] > best_ll:
+        a = float(grid[max(i - 1, 0)])
+        b = float(grid[min(i + 1, len(grid) - 1)])
+        if a < 0.0 < b:  # do not cross theta = 0
+            a, b = (a, -1e-12) if grid[i] < 0 else (1e-12, b)
+        g = (math.sqrt(5.0) - 1.0) / 2.0
+        c_, d_ = b - g * (b - a), a + g * (b - a)
+        fc, fd = prof(c_), prof(d_)
+        for _ in range(40):
+            if fc > fd:
+                b, d_, fd = d_, c_, fc
+                c_ = b - g * (b - a)
+                fc = prof(c_)
+            else:
+                a, c_, fc = c_, d_, fd
+                d_ = a + g * (b - a)
+                fd = prof(d_)
+        cand = [(lls[i], float(grid[i])), (fc, c_), (fd, d_)]
+        ll, theta = max(cand)
+        if ll > best_ll:
+            best_ll, best = ll, theta
+    if best == 0.0:
+        return 0.0, mean
+    xi = float(np.mean(np.log1p(best * y)))
+    return xi, xi / best
+
+
+class SpotCalibrator:
+    """Streaming peaks-over-threshold: a statistic -> its tail probability under normal operation."""
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        cfg = config or DetectorConfig()
+        self.cfg = cfg
+        self.init: list[float] = []
+        self.t = math.inf           # peaks threshold (initial quantile)
+        self.peaks: deque[float] = deque()
+        self.n = 0                  # rows counted towards the exceedance rate
+        self.xi, self.sigma = 0.0, 1.0
+        self.pending = 0            # peaks since the last fit
+
+    @property
+    def calibrated(self) -> bool:
+        return self.t < math.inf
+
+    def _fit(self) -> None:
+        self.xi, self.sigma = fit_gpd(np.fromiter(self.peaks, float, len(self.peaks)))
+        self.sigma = max(self.sigma, 1e-12)
+        self.pending = 0
+
+    def tail(self, x: float) -> float:
+        """P(statistic >= x) under the fitted model (1.0 before calibration)."""
+        if not self.calibrated:
+            return 1.0
+        rate = len(self.peaks) / max(self.n, 1)
+        if x > self.t:
+            return float(rate * gpd_sf(x - self.t, self.xi, self.sigma))
+        # below the peaks threshold: continuous, monotone, not calibrated (never an alarm)
+        return float(min(1.0, rate * math.exp(min((self.t - x) / self.sigma, 700.0))))
+
+    def quantile(self, risk: float) -> float:
+        """The statistic value whose tail probability is ``risk`` (SPOT's z_q)."""
+        rate = len(self.peaks) / max(self.n, 1)
+        r = risk / rate
+        if abs(self.xi) < 1e-9:
+            return self.t - self.sigma * math.log(r)
+        return self.t + self.sigma / self.xi * (r ** (-self.xi) - 1.0)
+
+    def update(self, x: float, learn: bool = True) -> float:
+        """Tail probability of x, then (if ``learn`` and x is not itself an alarm) learn it."""
+        x = float(x) if math.isfinite(x) else 0.0
+        if not self.calibrated:
+            self.init.append(x)
+            if len(self.init) >= self.cfg.spot_init:
+                arr = np.asarray(self.init)
+                self.t = float(np.quantile(arr, self.cfg.spot_level))
+                self.peaks = deque((arr[arr > self.t] - self.t).tolist())
+                self.n = arr.size
+                self.init = []
+                if not self.peaks:  # a constant statistic: any larger value is a peak
+                    self.peaks.append(1e-12)
+                self._fit()
+            return 1.0
+        p = self.tail(x)
+        if learn and p >= self.cfg.risk:
+            self.n += 1
+            if x > self.t:
+                self.peaks.append(x - self.t)
+                self.pending += 1
+                if len(self.peaks) > self.cfg.max_peaks:
+                    keep = len(self.peaks) // 2
+                    self.n = max(int(self.n * keep / len(self.peaks)), keep)
+                    while len(self.peaks) > keep:
+                        self.peaks.popleft()
+                if self.pending >= max(8, len(self.peaks) // 20):
+                    self._fit()
+        return p
+
+
+class Hysteresis:
+    """Open after ``open_after`` consecutive alarm rows, close after ``close_after`` quiet rows."""
+
+    def __init__(self, open_after: int = 3, close_after: int = 10) -> None:
+        self.open_after = open_after
+        self.close_after = close_after
+        self.is_open = False
+        self.run = 0
+
+    def update(self, alarm: bool, quiet: bool | None = None) -> bool:
+        """``alarm``: this row would open; ``quiet``: this row counts towards closing (default
+        ``not alarm``). Returns whether the alert is open after this row."""
+        quiet = (not alarm) if quiet is None else quiet
+        if self.is_open:
+            self.run = self.run + 1 if quiet else 0
+            if self.run >= self.close_after:
+                self.is_open, self.run = False, 0
+        else:
+            self.run = self.run + 1 if alarm else 0
+            if self.run >= self.open_after:
+                self.is_open, self.run = True, 0
+        return self.is_open
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RowResult:
+    score: float                       # 1 - p, in [0, 1]
+    alert: bool                        # an alert is open after this row
+    p: float                           # tail probability (Bonferroni over the statistics used)
+    z: np.ndarray                      # smoothed standardized residual per channel (explanation)
+    events: list[ChangeEvent] = field(default_factory=list)
+
+
+class StreamingDetector:
+    """Per-asset online detector: baseline -> EWMA chart -> T-squared/Q -> SPOT -> hysteresis.
+
+    ``use``: which statistics feed the score: ``("channels", "t2", "q")`` by default.
+    """
+
+    STATS = ("channels", "t2", "q")
+
+    def __init__(self, n_channels: int, config: DetectorConfig | None = None,
+                 use: tuple[str, ...] = STATS) -> None:
+        cfg = config or DetectorConfig()
+        unknown = set(use) - set(self.STATS)
+        if unknown or not use:
+            raise ValueError(f"use: pick from {self.STATS}, got {use}")
+        self.cfg = cfg
+        self.use = tuple(use)
+        self.baseline = RobustBaseline(n_channels, cfg)
+        self.mv = MultivariateDetector(n_channels, cfg) if {"t2", "q"} & set(use) else None
+        self.spots = {k: SpotCalibrator(cfg) for k in self.use}
+        self.hyst = Hysteresis(cfg.open_after, cfg.close_after)
+        self.lam = cfg.smooth
+        self.gain = math.sqrt((2.0 - self.lam) / self.lam)
+        self.zs = np.zeros(n_channels)
+
+    def update(self, x: np.ndarray) -> RowResult:
+        z, events = self.baseline.update(x)
+        self.zs += self.lam * (z - self.zs)
+        e = self.zs * self.gain
+        stats = {}
+        if "channels" in self.spots:
+            stats["channels"] = float(np.max(np.abs(e))) if e.size else 0.0
+        if self.mv is not None:
+            t2, q = self.mv.update(e)
+            stats["t2"], stats["q"] = t2, q
+        learn = not self.hyst.is_open
+        p_min = min(self.spots[k].update(stats[k], learn) for k in self.use)
+        p = min(1.0, len(self.use) * p_min)
+        alert = self.hyst.update(p < self.cfg.risk, quiet=p >= self.cfg.close_risk)
+        return RowResult(1.0 - p, alert, p, e, events)
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Score a (rows, channels) array row by row: (score, alert) arrays."""
+        x = np.asarray(x, dtype=np.float64)
+        score = np.zeros(len(x))
+        alert = np.zeros(len(x), bool)
+        for i in range(len(x)):
+            r = self.update(x[i])
+            score[i], alert[i] = r.score, r.alert
+        return score, alert
+
+
+def make_pipeline(kind: str, n_channels: int, config: DetectorConfig | None = None) -> StreamingDetector:
+    """``default`` (all statistics), ``channels`` (per-channel only) or ``multivariate`` (T-squared, Q)."""
+    use = {"default": StreamingDetector.STATS, "channels": ("channels",),
+           "multivariate": ("t2", "q")}[kind]
+    return StreamingDetector(n_channels, config, use)
