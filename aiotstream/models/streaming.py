@@ -63,7 +63,6 @@ class DetectorConfig:
     huber_c: float = 3.0        # residuals beyond c scales are down-weighted
     accept: int = 3600          # rows a shift must persist before it is the new normal (1 h at 1 Hz)
     shift_k: float = 4.0        # a channel is "shifted" while its fast mean is > k scales from the level
-    fast_halflife: float = 10.0  # rows; the fast mean that the shift test watches
     smooth: float = 0.25        # EWMA chart lambda on z
     explained: float = 0.9      # PCA: share of the variance kept in the principal subspace
     refresh: int = 25           # rows between eigendecompositions
@@ -98,7 +97,7 @@ class RobustBaseline:
         self.cfg = cfg
         self.n = n_channels
         self.alpha = 1.0 - 0.5 ** (1.0 / cfg.halflife)
-        self.alpha_fast = 1.0 - 0.5 ** (1.0 / cfg.fast_halflife)
+        self.lam = cfg.smooth
         self.kappa = _scale_consistency(cfg.huber_c)
         self.count = np.zeros(n_channels, np.int64)   # valid values seen per channel
         self.level = np.zeros(n_channels)
@@ -112,7 +111,7 @@ class RobustBaseline:
         return np.maximum(np.sqrt(self.var), 1e-9 * (1.0 + np.abs(self.level)))
 
     def update(self, x: np.ndarray) -> tuple[np.ndarray, list[ChangeEvent]]:
-        """Standardized residual of each channel for this row (0 while warming up or missing)."""
+        """Standardized deviation of each channel for this row (0 while warming up or missing)."""
         x = np.asarray(x, dtype=np.float64)
         self.rows += 1
         ok = np.isfinite(x)
@@ -122,7 +121,7 @@ class RobustBaseline:
             return z, events
         cfg = self.cfg
         warm = ok & (self.count < cfg.warmup)
-        if warm.any():  # Welford mean and variance
+        if warm.any():  # Welford mean and variance of the first values seed level and scale
             self.count[warm] += 1
             d = x[warm] - self.level[warm]
             self.level[warm] += d / self.count[warm]
@@ -136,23 +135,25 @@ class RobustBaseline:
             return z, events
         self.count[live] += 1
         s = self.scale()[live]
-        r = x[live] - self.level[live]
-        zl = np.clip(r / s, -Z_CLIP, Z_CLIP)
+        lv = self.level[live]
+        xl = np.clip(x[live], lv - Z_CLIP * s, lv + Z_CLIP * s)
+        fast = self.fast[live] + self.lam * (xl - self.fast[live])
+        self.fast[live] = fast
+        d = fast - lv
+        zl = np.clip(d / s, -Z_CLIP, Z_CLIP)
         z[live] = zl
         c = cfg.huber_c
         az = np.abs(zl)
         big = az > c
         w_loc = np.where(big, (c / np.maximum(az, c)) ** 2, 1.0)
         rho = np.where(big, c ** 4 / np.maximum(az, c) ** 2, zl * zl)
-        a = self.alpha
-        self.level[live] += a * w_loc * np.clip(r, -Z_CLIP * s, Z_CLIP * s)
-        self.var[live] += a * (rho * s * s / self.kappa - self.var[live])
-        # level shifts: the fast mean far from the level for `accept` rows -> re-baseline
-        self.fast[live] += self.alpha_fast * (np.clip(x[live], self.level[live] - Z_CLIP * s,
-                                                      self.level[live] + Z_CLIP * s) - self.fast[live])
-        far = np.abs(self.fast[live] - self.level[live]) > cfg.shift_k * s
+        self.level[live] = lv + self.alpha * w_loc * d
+        # scale: a running mean until 1/alpha rows, then the EWMA (bias-corrected start)
+        a_s = np.maximum(self.alpha, 1.0 / (self.count[live] - cfg.warmup + 1.0))
+        self.var[live] += a_s * (rho * s * s / self.kappa - self.var[live])
+        # level shifts: the smoothed deviation beyond k scales for `accept` rows -> re-baseline
         idx = np.flatnonzero(live)
-        self.shifted[idx] = np.where(far, self.shifted[idx] + 1, 0)
+        self.shifted[idx] = np.where(az > cfg.shift_k, self.shifted[idx] + 1, 0)
         for i in idx[self.shifted[idx] >= cfg.accept]:
             events.append(ChangeEvent(self.rows - 1, int(i), float(self.level[i]), float(self.fast[i])))
             self.level[i] = self.fast[i]
@@ -425,14 +426,9 @@ class StreamingDetector:
         self.mv = MultivariateDetector(n_channels, cfg) if {"t2", "q"} & set(use) else None
         self.spots = {k: SpotCalibrator(cfg) for k in self.use}
         self.hyst = Hysteresis(cfg.open_after, cfg.close_after)
-        self.lam = cfg.smooth
-        self.gain = math.sqrt((2.0 - self.lam) / self.lam)
-        self.zs = np.zeros(n_channels)
 
     def update(self, x: np.ndarray) -> RowResult:
-        z, events = self.baseline.update(x)
-        self.zs += self.lam * (z - self.zs)
-        e = self.zs * self.gain
+        e, events = self.baseline.update(x)
         stats = {}
         if "channels" in self.spots:
             stats["channels"] = float(np.max(np.abs(e))) if e.size else 0.0
