@@ -73,7 +73,9 @@ class DetectorConfig:
     close_risk: float = 1e-2    # an open alert closes once p stays above this
     open_after: int = 3         # consecutive alarm rows to open an alert
     close_after: int = 10       # consecutive quiet rows to close it
-    max_peaks: int = 5000       # SPOT keeps at most this many peaks (oldest half dropped)
+    spot_window: int = 3600     # SPOT learns from the last this many non-alarm values (1 h at 1 Hz)
+    spot_refit: int = 50        # learned rows between threshold re-fits
+    xi_min: float = 0.0         # lower bound of the GPD shape (no bounded tails)
 
 
 @dataclass(frozen=True)
@@ -238,13 +240,13 @@ def gpd_sf(y: np.ndarray | float, xi: float, sigma: float) -> np.ndarray | float
     return float(out) if out.ndim == 0 else out
 
 
-def fit_gpd(y: np.ndarray) -> tuple[float, float]:
+def fit_gpd(y: np.ndarray, xi_min: float = -0.5) -> tuple[float, float]:
     """Maximum-likelihood GPD (xi, sigma) of excesses y > 0 by Grimshaw's profile likelihood.
 
     With theta = xi / sigma, the MLE of xi given theta is mean(log(1 + theta y)) and the profile
     log-likelihood is ``-n log(xi / theta) - n (1 + xi)``; it is maximized over a grid of theta on
     (-1 / max(y), 0) and (0, 6 / mean(y)) (log-spaced towards 0), then refined by golden section,
-    and compared with the exponential (xi = 0) fit. xi is bounded to [-0.5, 1] for a stable tail.
+    and compared with the exponential (xi = 0) fit. xi is bounded to [xi_min, 1] (xi_min >= -0.5).
     """
     y = np.asarray(y, dtype=np.float64)
     y = y[np.isfinite(y) & (y > 0)]
@@ -262,14 +264,15 @@ def fit_gpd(y: np.ndarray) -> tuple[float, float]:
             return -math.inf
         xi = u
         sig = xi / theta
-        if sig <= 0 or not (-0.5 <= xi <= 1.0):
+        if sig <= 0 or not (xi_min <= xi <= 1.0):
             return -math.inf
         return -n * math.log(sig) - n * (1.0 + xi)
 
     best_ll, best = -n * math.log(mean) - n, 0.0
     lo = -1.0 / ymax
-    grid = np.concatenate([lo * (1.0 - np.geomspace(1e-6, 1.0 - 1e-6, 40)),
-                           np.geomspace(1e-6, 6.0, 40) / mean])
+    neg = lo * (1.0 - np.geomspace(1e-6, 1.0 - 1e-6, 40)) if xi_min < 0 else np.zeros(0)
+    grid = np.concatenate([neg, np.geomspace(1e-6, 6.0, 40) / mean])
+    xi_min = max(xi_min, -0.5)
     lls = [prof(float(t)) for t in grid]
     i = int(np.argmax(lls))
     if lls[i] > best_ll:
@@ -300,41 +303,55 @@ def fit_gpd(y: np.ndarray) -> tuple[float, float]:
 
 
 class SpotCalibrator:
-    """Streaming peaks-over-threshold: a statistic -> its tail probability under normal operation."""
+    """Peaks-over-threshold on a sliding window: a statistic -> its tail probability in normal operation.
+
+    SPOT (Siffer et al. 2017) fixes its peaks threshold ``t`` on the first ``n_init`` values and then
+    adds every non-alarm value above ``t`` to the peaks. Here the detector's own statistics settle
+    while the baselines learn, so a threshold frozen on the first rows stays too high (or too low)
+    for good. This variant keeps the last ``spot_window`` learned values and, every ``spot_refit``
+    learned rows, re-sets ``t`` to their ``spot_level`` quantile and refits the GPD to the excesses.
+    Alarm rows (``p < risk``) and rows while an alert is open are not learned, as in SPOT.
+    The shape is bounded below by ``xi_min`` (0 by default): a fitted bounded tail (xi < 0) would give
+    probability 0 to anything beyond its end point, which on a few hundred peaks is an artefact.
+    """
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         cfg = config or DetectorConfig()
         self.cfg = cfg
-        self.init: list[float] = []
-        self.t = math.inf           # peaks threshold (initial quantile)
-        self.peaks: deque[float] = deque()
-        self.n = 0                  # rows counted towards the exceedance rate
+        self.window: deque[float] = deque(maxlen=cfg.spot_window)
+        self.t = math.inf           # peaks threshold (a quantile of the window)
+        self.rate = 0.0             # share of the window above t
         self.xi, self.sigma = 0.0, 1.0
-        self.pending = 0            # peaks since the last fit
+        self.since = 0              # learned values since the last fit
 
     @property
     def calibrated(self) -> bool:
         return self.t < math.inf
 
     def _fit(self) -> None:
-        self.xi, self.sigma = fit_gpd(np.fromiter(self.peaks, float, len(self.peaks)))
-        self.sigma = max(self.sigma, 1e-12)
-        self.pending = 0
+        arr = np.fromiter(self.window, float, len(self.window))
+        t = float(np.quantile(arr, self.cfg.spot_level))
+        y = arr[arr > t] - t
+        self.t = t
+        self.rate = max(y.size, 1) / arr.size
+        xi, sigma = fit_gpd(y, xi_min=self.cfg.xi_min) if y.size else (0.0, 0.0)
+        spread = float(np.std(arr))
+        # a constant statistic has no excesses: any larger value is then far in the tail
+        self.xi, self.sigma = xi, max(sigma, 1e-9 * (1.0 + abs(t)), 1e-6 * spread)
+        self.since = 0
 
     def tail(self, x: float) -> float:
         """P(statistic >= x) under the fitted model (1.0 before calibration)."""
         if not self.calibrated:
             return 1.0
-        rate = len(self.peaks) / max(self.n, 1)
         if x > self.t:
-            return float(rate * gpd_sf(x - self.t, self.xi, self.sigma))
+            return float(self.rate * gpd_sf(x - self.t, self.xi, self.sigma))
         # below the peaks threshold: continuous, monotone, not calibrated (never an alarm)
-        return float(min(1.0, rate * math.exp(min((self.t - x) / self.sigma, 700.0))))
+        return float(min(1.0, self.rate * math.exp(min((self.t - x) / self.sigma, 700.0))))
 
     def quantile(self, risk: float) -> float:
         """The statistic value whose tail probability is ``risk`` (SPOT's z_q)."""
-        rate = len(self.peaks) / max(self.n, 1)
-        r = risk / rate
+        r = risk / self.rate
         if abs(self.xi) < 1e-9:
             return self.t - self.sigma * math.log(r)
         return self.t + self.sigma / self.xi * (r ** (-self.xi) - 1.0)
@@ -342,31 +359,13 @@ class SpotCalibrator:
     def update(self, x: float, learn: bool = True) -> float:
         """Tail probability of x, then (if ``learn`` and x is not itself an alarm) learn it."""
         x = float(x) if math.isfinite(x) else 0.0
-        if not self.calibrated:
-            self.init.append(x)
-            if len(self.init) >= self.cfg.spot_init:
-                arr = np.asarray(self.init)
-                self.t = float(np.quantile(arr, self.cfg.spot_level))
-                self.peaks = deque((arr[arr > self.t] - self.t).tolist())
-                self.n = arr.size
-                self.init = []
-                if not self.peaks:  # a constant statistic: any larger value is a peak
-                    self.peaks.append(1e-12)
-                self._fit()
-            return 1.0
         p = self.tail(x)
         if learn and p >= self.cfg.risk:
-            self.n += 1
-            if x > self.t:
-                self.peaks.append(x - self.t)
-                self.pending += 1
-                if len(self.peaks) > self.cfg.max_peaks:
-                    keep = len(self.peaks) // 2
-                    self.n = max(int(self.n * keep / len(self.peaks)), keep)
-                    while len(self.peaks) > keep:
-                        self.peaks.popleft()
-                if self.pending >= max(8, len(self.peaks) // 20):
-                    self._fit()
+            self.window.append(x)
+            self.since += 1
+            if (not self.calibrated and len(self.window) >= self.cfg.spot_init) or (
+                    self.calibrated and self.since >= self.cfg.spot_refit):
+                self._fit()
         return p
 
 
