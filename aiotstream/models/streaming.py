@@ -59,7 +59,7 @@ class DetectorConfig:
     """One default configuration for every series; rows are samples (1 Hz on SKAB)."""
 
     warmup: int = 30            # rows per channel before it is scored (mean and std of these seed it)
-    halflife: float = 200.0     # rows; baseline level, scale and correlation memory
+    halflife: float = 3600.0    # rows; baseline level, scale and correlation memory (1 h at 1 Hz)
     huber_c: float = 3.0        # residuals beyond c scales are down-weighted
     accept: int = 3600          # rows a shift must persist before it is the new normal (1 h at 1 Hz)
     shift_k: float = 4.0        # a channel is "shifted" while its fast mean is > k scales from the level
@@ -423,20 +423,29 @@ class StreamingDetector:
         self.use = tuple(use)
         self.baseline = RobustBaseline(n_channels, cfg)
         self.mv = MultivariateDetector(n_channels, cfg) if {"t2", "q"} & set(use) else None
-        self.spots = {k: SpotCalibrator(cfg) for k in self.use}
+        self.spots = {k: SpotCalibrator(cfg) for k in self.use if k != "channels"}
+        self.channel_spots = ([SpotCalibrator(cfg) for _ in range(n_channels)]
+                              if "channels" in self.use else [])
+        self.tests = len(self.spots) + len(self.channel_spots)  # Bonferroni
+        self.channel_p = np.ones(n_channels)
         self.hyst = Hysteresis(cfg.open_after, cfg.close_after)
 
     def update(self, x: np.ndarray) -> RowResult:
         e, events = self.baseline.update(x)
-        stats = {}
-        if "channels" in self.spots:
-            stats["channels"] = float(np.max(np.abs(e))) if e.size else 0.0
+        learn = not self.hyst.is_open
+        p_min = 1.0
+        if self.channel_spots:
+            cp = self.channel_p
+            for i, sp in enumerate(self.channel_spots):
+                cp[i] = sp.update(abs(float(e[i])), learn)
+            p_min = float(cp.min())
         if self.mv is not None:
             t2, q = self.mv.update(e)
-            stats["t2"], stats["q"] = t2, q
-        learn = not self.hyst.is_open
-        p_min = min(self.spots[k].update(stats[k], learn) for k in self.use)
-        p = min(1.0, len(self.use) * p_min)
+            if "t2" in self.spots:
+                p_min = min(p_min, self.spots["t2"].update(t2, learn))
+            if "q" in self.spots:
+                p_min = min(p_min, self.spots["q"].update(q, learn))
+        p = min(1.0, self.tests * p_min)
         alert = self.hyst.update(p < self.cfg.risk, quiet=p >= self.cfg.close_risk)
         return RowResult(1.0 - p, alert, p, e, events)
 
