@@ -70,7 +70,7 @@ class DetectorConfig:
     spot_init: int = 250        # rows of each statistic that calibrate the first tail fit
     spot_level: float = 0.9     # initial threshold quantile of SPOT (its peaks feed the GPD fit)
     risk: float = 1e-4          # p below this is an alarm row (expected false alarm rows per row)
-    close_risk: float = 1e-2    # an open alert closes once p stays above this
+    close_risk: float = 0.1     # an open alert closes once p stays above this
     open_after: int = 3         # consecutive alarm rows to open an alert
     close_after: int = 10       # consecutive quiet rows to close it
     spot_window: int = 3600     # SPOT learns from the last this many non-alarm values (1 h at 1 Hz)
@@ -437,7 +437,9 @@ class StreamingDetector:
         if self.channel_spots:
             cp = self.channel_p
             for i, sp in enumerate(self.channel_spots):
-                cp[i] = sp.update(abs(float(e[i])), learn)
+                a = abs(float(e[i]))
+                # never more extreme than a Gaussian deviation of the same size (see class doc)
+                cp[i] = max(sp.update(a, learn), math.erfc(a / math.sqrt(2.0)))
             p_min = float(cp.min())
         if self.mv is not None:
             t2, q = self.mv.update(e)
