@@ -22,7 +22,7 @@ the order a row goes through them (:class:`StreamingDetector` wires them):
 5. :class:`Hysteresis`: an alert opens after ``open_after`` consecutive rows with ``p < risk`` and
    closes after ``close_after`` consecutive rows with ``p >= close_risk``.
 
-Missing values: NaN and +/-inf are *missing*. A missing channel is neither scored (its ``z`` is 0) nor
+Missing values: NaN, +/-inf and magnitudes above 1e150 are *missing*. A missing channel is neither scored (its ``z`` is 0) nor
 learned from; the other channels of the row go on. A row with every channel missing scores like a
 normal row and changes no state except the row counter. Any finite input gives finite state and a
 score in [0, 1] (residuals are clipped to +/-1e6 scales).
@@ -41,6 +41,7 @@ __all__ = ["ChangeEvent", "DetectorConfig", "Hysteresis", "MultivariateDetector"
            "RowResult", "SpotCalibrator", "StreamingDetector", "fit_gpd", "gpd_sf", "make_pipeline"]
 
 Z_CLIP = 1e6  # standardized residuals are clipped here so that any finite input stays finite
+MAX_ABS = 1e150  # larger magnitudes are missing values: not a reading, and their squares overflow
 
 
 def _scale_consistency(c: float) -> float:
@@ -116,7 +117,7 @@ class RobustBaseline:
         """Standardized deviation of each channel for this row (0 while warming up or missing)."""
         x = np.asarray(x, dtype=np.float64)
         self.rows += 1
-        ok = np.isfinite(x)
+        ok = np.isfinite(x) & (np.abs(x) <= MAX_ABS)
         z = np.zeros(self.n)
         events: list[ChangeEvent] = []
         if not ok.any():

@@ -1,0 +1,347 @@
+"""aiotstream.models.streaming against slow references (plain loops, batch numpy, scipy) and SKAB."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import integrate, stats
+
+from aiotstream.models import streaming as S
+
+SMALL = S.DetectorConfig(warmup=5, halflife=50.0, accept=10_000, spot_init=20, spot_refit=5,
+                         spot_window=200, refresh=3)
+
+
+# ---------------------------------------------------------------------------------------------------
+# robust baseline
+
+
+def _baseline_reference(x: np.ndarray, cfg: S.DetectorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The baseline's equations, one channel and one row at a time in plain Python floats."""
+    rows, n = x.shape
+    alpha = 1.0 - 0.5 ** (1.0 / cfg.halflife)
+    kappa = S._scale_consistency(cfg.huber_c)
+    c = cfg.huber_c
+    zs = np.zeros((rows, n))
+    levels, varis = np.zeros(n), np.zeros(n)
+    for j in range(n):
+        count, level, m2, var, fast = 0, 0.0, 0.0, 0.0, 0.0
+        for t in range(rows):
+            v = float(x[t, j])
+            if not math.isfinite(v):
+                continue
+            if count < cfg.warmup:
+                count += 1
+                d = v - level
+                level += d / count
+                m2 += d * (v - level)
+                if count == cfg.warmup:
+                    var = m2 / (cfg.warmup - 1)
+                    fast = level
+                continue
+            count += 1
+            s = max(math.sqrt(var), 1e-9 * (1.0 + abs(level)))
+            fast += cfg.smooth * (v - fast)
+            d = fast - level
+            z = d / s
+            zs[t, j] = z
+            az = abs(z)
+            w = (c / az) ** 2 if az > c else 1.0
+            rho = c ** 4 / az ** 2 if az > c else z * z
+            level += alpha * w * d
+            a_s = max(alpha, 1.0 / (count - cfg.warmup + 1.0))
+            var += a_s * (rho * s * s / kappa - var)
+        levels[j], varis[j] = level, (var if count >= cfg.warmup else m2)
+    return zs, levels, varis
+
+
+def test_scale_consistency_matches_scipy_quad() -> None:
+    c = 3.0
+    ref = 2 * (integrate.quad(lambda z: z * z * stats.norm.pdf(z), 0, c)[0]
+               + integrate.quad(lambda z: c ** 4 / (z * z) * stats.norm.pdf(z), c, np.inf)[0])
+    assert S._scale_consistency(c) == pytest.approx(ref, rel=1e-6)
+
+
+def test_baseline_matches_plain_python_reference_with_outliers_and_missing_values() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 3)) * [1.0, 5.0, 0.01] + [10.0, -3.0, 0.0]
+    x[300:340, 0] += 8.0                      # a fault: down-weighted rows
+    x[rng.random(x.shape) < 0.05] = np.nan    # missing values
+    x[100, 1] = np.inf
+    base = S.RobustBaseline(3, SMALL)
+    got = np.array([base.update(r)[0] for r in x])
+    ref_z, ref_level, ref_var = _baseline_reference(x, SMALL)
+    np.testing.assert_allclose(got, ref_z, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(base.level, ref_level, rtol=1e-9)
+    np.testing.assert_allclose(base.var, ref_var, rtol=1e-9)
+
+
+def test_baseline_scale_is_the_standard_deviation_of_the_ewma_chart_on_white_noise() -> None:
+    cfg = S.DetectorConfig(warmup=30, halflife=2000.0)
+    rng = np.random.default_rng(2)
+    base = S.RobustBaseline(1, cfg)
+    for v in rng.normal(5.0, 2.0, size=20_000):
+        base.update(np.array([v]))
+    lam = cfg.smooth
+    expect = 2.0 * math.sqrt(lam / (2.0 - lam))  # sd of an EWMA of iid noise of sd 2
+    assert base.scale()[0] == pytest.approx(expect, rel=0.1)
+    assert base.level[0] == pytest.approx(5.0, abs=0.1)
+
+
+def test_baseline_rebaselines_after_a_persistent_shift_and_emits_one_change_event() -> None:
+    cfg = S.DetectorConfig(warmup=20, halflife=500.0, accept=150)
+    rng = np.random.default_rng(3)
+    x = rng.normal(0.0, 1.0, size=1500)
+    x[500:] += 20.0  # e.g. a maintenance reset: a new level for good
+    base = S.RobustBaseline(1, cfg)
+    zs, events = [], []
+    for i, v in enumerate(x):
+        z, ev = base.update(np.array([v]))
+        zs.append(z[0])
+        events += [(i, e) for e in ev]
+    zs = np.abs(np.array(zs))
+    assert len(events) == 1
+    row, ev = events[0]
+    assert 500 + cfg.accept - 5 <= row <= 500 + cfg.accept + 20
+    assert ev.channel == 0 and abs(ev.old_level) < 3.0 and ev.new_level == pytest.approx(20.0, abs=2.0)
+    assert np.median(zs[510:row]) > 5.0          # the shift is seen while it is new
+    assert np.percentile(zs[row + 100:], 99) < 5.0  # and is normal afterwards: no freeze
+
+
+def test_baseline_constant_channel_and_missing_channel() -> None:
+    base = S.RobustBaseline(2, SMALL)
+    for _ in range(50):
+        z, _ = base.update(np.array([7.0, np.nan]))
+        assert np.all(np.isfinite(z)) and z[1] == 0.0
+    z, _ = base.update(np.array([7.5, np.nan]))  # a constant channel moves: very far, but finite
+    assert np.isfinite(z[0]) and abs(z[0]) > 1e3
+    assert base.count[1] == 0
+
+
+def test_missing_values_in_one_channel_leave_the_others_untouched() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(400, 2))
+    holes = x.copy()
+    holes[rng.random(400) < 0.3, 0] = np.nan
+    a, b = S.RobustBaseline(2, SMALL), S.RobustBaseline(2, SMALL)
+    za = np.array([a.update(r)[0] for r in x])
+    zb = np.array([b.update(r)[0] for r in holes])
+    np.testing.assert_array_equal(za[:, 1], zb[:, 1])
+    # channel 0 with holes = channel 0 fed only its present rows
+    c = S.RobustBaseline(1, SMALL)
+    keep = np.isfinite(holes[:, 0])
+    zc = np.array([c.update(np.array([v]))[0][0] for v in holes[keep, 0]])
+    np.testing.assert_allclose(zb[keep, 0], zc, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------
+# multivariate
+
+
+def test_multivariate_matches_batch_covariance_and_pca_reference() -> None:
+    cfg = S.DetectorConfig(warmup=10, halflife=40.0, refresh=7, huber_c=1e6)  # no down-weighting
+    rng = np.random.default_rng(5)
+    mix = rng.normal(size=(4, 4))
+    e = rng.normal(size=(200, 4)) @ mix
+    mv = S.MultivariateDetector(4, cfg)
+    n_last = 10 + 7 * 20  # a refresh happens after this row
+    for r in e[:n_last]:
+        mv.update(r)
+    alpha = 1.0 - 0.5 ** (1.0 / cfg.halflife)
+    w = cfg.warmup
+    c = np.mean([np.outer(r, r) for r in e[:w]], axis=0)
+    for t in range(w, n_last):
+        c = (1 - alpha) * c + alpha * np.outer(e[t], e[t])
+    # the same, in closed form: sum of geometric weights
+    weights = alpha * (1 - alpha) ** np.arange(n_last - w - 1, -1, -1)
+    c_closed = (1 - alpha) ** (n_last - w) * np.mean([np.outer(r, r) for r in e[:w]], axis=0) + np.einsum(
+        "t,ti,tj->ij", weights, e[w:n_last], e[w:n_last])
+    np.testing.assert_allclose(c, c_closed, rtol=1e-10)
+    np.testing.assert_allclose(mv.cov, c, rtol=1e-10)
+    lam = max(cfg.shrink_min, 4 / (min(n_last, 1 / alpha) + 4))
+    s = (1 - lam) * c + lam * np.diag(np.diag(c))
+    s = s + 1e-9 * np.trace(s) / 4 * np.eye(4)
+    vals, vecs = np.linalg.eigh(s)
+    vals, vecs = vals[::-1], vecs[:, ::-1]
+    k = int(np.searchsorted(np.cumsum(vals) / vals.sum(), cfg.explained) + 1)
+    k = min(k, 3)
+    x = e[n_last]
+    y = vecs[:, :k].T @ x
+    t2_ref = float(np.sum(y * y / vals[:k])) / k
+    q_ref = float(x @ x - y @ y) / float(np.sum(vals[k:]))
+    t2, q = mv.update(x)
+    assert t2 == pytest.approx(t2_ref, rel=1e-8)
+    assert q == pytest.approx(q_ref, rel=1e-8)
+
+
+def test_multivariate_q_sees_a_broken_correlation_that_no_channel_sees() -> None:
+    cfg = S.DetectorConfig(warmup=30, halflife=500.0)
+    rng = np.random.default_rng(6)
+    a = rng.normal(size=3000)
+    e = np.c_[a, a + 0.05 * rng.normal(size=3000)]
+    e[2500:, 1] = -e[2500:, 0]  # same marginals, sign of the correlation flipped
+    mv = S.MultivariateDetector(2, cfg)
+    q = np.array([mv.update(r)[1] for r in e])
+    assert np.median(q[2500:2600]) > 20 * np.median(q[1000:2500])
+
+
+# ---------------------------------------------------------------------------------------------------
+# extreme value theory
+
+
+def _gpd_loglik(y: np.ndarray, xi: float, sigma: float) -> float:
+    return float(np.sum(stats.genpareto.logpdf(y, xi, loc=0, scale=sigma)))
+
+
+@pytest.mark.parametrize("xi_true", [0.0, 0.15, 0.4])
+def test_fit_gpd_is_the_maximum_likelihood_fit_of_scipy(xi_true: float) -> None:
+    y = stats.genpareto.rvs(xi_true, scale=2.0, size=3000, random_state=np.random.default_rng(7))
+    xi, sigma = S.fit_gpd(y)
+    c_ref, _, s_ref = stats.genpareto.fit(y, floc=0)
+    assert xi == pytest.approx(c_ref, abs=0.02)
+    assert sigma == pytest.approx(s_ref, rel=0.03)
+    # and at least as likely as scipy's optimum (both are MLEs of the same likelihood)
+    assert _gpd_loglik(y, xi, sigma) >= _gpd_loglik(y, c_ref, s_ref) - 0.05
+    q = 1e-3
+    assert stats.genpareto.isf(q, xi, scale=sigma) == pytest.approx(
+        stats.genpareto.isf(q, c_ref, scale=s_ref), rel=0.05)
+
+
+def test_fit_gpd_bounded_below_gives_an_exponential_for_a_light_tail() -> None:
+    y = np.random.default_rng(8).uniform(0, 1, size=2000)  # xi = -1: bounded
+    xi, sigma = S.fit_gpd(y, xi_min=0.0)
+    assert xi == pytest.approx(0.0, abs=0.02)
+    assert sigma > 0
+
+
+def test_gpd_sf_matches_scipy() -> None:
+    y = np.linspace(0, 20, 50)
+    for xi in (-0.3, 0.0, 0.5):
+        np.testing.assert_allclose(S.gpd_sf(y, xi, 1.7), stats.genpareto.sf(y, xi, scale=1.7), atol=1e-12)
+
+
+def test_spot_tail_probability_is_calibrated_on_a_known_distribution() -> None:
+    cfg = S.DetectorConfig(spot_init=1000, spot_window=5000, spot_refit=100, risk=1e-3)
+    spot = S.SpotCalibrator(cfg)
+    rng = np.random.default_rng(9)
+    x = rng.standard_exponential(40_000)  # P(X > v) = exp(-v)
+    p = np.array([spot.update(v) for v in x])
+    for v in (5.0, 7.0, 9.0):
+        assert spot.tail(v) == pytest.approx(math.exp(-v), rel=0.5)
+    alarms = np.mean(p[5000:] < cfg.risk)  # the false-alarm rate the user asked for
+    assert 0.4 * cfg.risk < alarms < 2.5 * cfg.risk
+    assert spot.tail(spot.quantile(1e-4)) == pytest.approx(1e-4, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------
+# hysteresis and the detector
+
+
+def test_hysteresis_opens_after_k_and_closes_after_m() -> None:
+    h = S.Hysteresis(open_after=3, close_after=2)
+    seq = [1, 1, 0, 1, 1, 1, 0, 1, 0, 0, 0]
+    got = [h.update(bool(a)) for a in seq]
+    assert got == [False, False, False, False, False, True, True, True, True, False, False]
+
+
+def test_detector_alerts_on_a_step_fault_and_explains_it_by_the_channel() -> None:
+    rng = np.random.default_rng(10)
+    n = 3000
+    base = rng.normal(size=(n, 3))
+    x = np.c_[base[:, 0], base[:, 0] + 0.1 * base[:, 1], 50 + base[:, 2]]
+    x[2000:2300, 2] += 6.0
+    det = S.make_pipeline("default", 3)
+    res = [det.update(r) for r in x]
+    alert = np.array([r.alert for r in res])
+    assert not alert[:2000].any()
+    assert alert[2000:2300].mean() > 0.8
+    first = 2000 + int(np.argmax(alert[2000:]))
+    assert int(np.argmax(np.abs(res[first].z))) == 2
+
+
+finite_rows = st.integers(1, 4).flatmap(lambda c: st.lists(
+    st.lists(st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                       st.sampled_from([0.0, 1.0, -1.0, 1e-300, 1e300])), min_size=c, max_size=c),
+    min_size=1, max_size=80))
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=finite_rows, constant=st.booleans())
+def test_score_is_a_finite_probability_for_any_finite_input(rows: list[list[float]], constant: bool) -> None:
+    x = np.array(rows, dtype=np.float64)
+    if constant:
+        x[:, 0] = 3.0
+    det = S.StreamingDetector(x.shape[1], SMALL)
+    for r in x:
+        out = det.update(r)
+        assert 0.0 <= out.score <= 1.0 and math.isfinite(out.score)
+        assert np.all(np.isfinite(out.z))
+    assert np.all(np.isfinite(det.baseline.level)) and np.all(np.isfinite(det.baseline.var))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.lists(st.one_of(st.floats(-1e3, 1e3), st.just(math.nan), st.just(math.inf)),
+                              min_size=2, max_size=2), min_size=1, max_size=60))
+def test_missing_values_never_break_the_score(rows: list[list[float]]) -> None:
+    det = S.StreamingDetector(2, SMALL)
+    for r in rows:
+        out = det.update(np.array(r))
+        assert 0.0 <= out.score <= 1.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# SKAB end to end (the data is not part of the project)
+
+
+def _skab_root():
+    from benchmarks import skab
+
+    root = skab.data_dir(None)
+    return skab, root if (root / "valve1" / "8.csv").is_file() else None
+
+
+def test_skab_file_end_to_end() -> None:
+    skab, root = _skab_root()
+    if root is None:
+        pytest.skip("SKAB data missing: ../shared/datasets/skab (see benchmarks/skab.py)")
+    f = skab.load_file(root / "valve1" / "8.csv", "valve1/8")
+    score, alert = S.make_pipeline("default", f.x.shape[1]).run(f.x)
+    assert np.all((score >= 0) & (score <= 1))
+    seg = skab.segments(f.anomaly)
+    assert len(seg) == 1
+    s, e = seg[0]
+    assert alert[s:e].mean() > 0.5                 # the fault is alerted for most of its length
+    assert alert[:s].mean() < 0.05                 # and the normal part before it is quiet
+    assert skab.binary_metrics(skab.confusion(f.anomaly, alert))["f1"] > 0.7
+
+
+def test_skab_metric_code_reproduces_the_published_t2_baseline() -> None:
+    skab, root = _skab_root()
+    if root is None:
+        pytest.skip("SKAB data missing: ../shared/datasets/skab (see benchmarks/skab.py)")
+    on = {"tp": 0, "tn": 0, "fp": 0, "fn": 0}
+    lb = dict(on)
+    for path in skab.experiment_files(root):
+        f = skab.load_file(path)
+        _, alert = skab.T2Offline(8).run(f.x)
+        for k, v in skab.confusion(f.anomaly, alert).items():
+            on[k] += v
+        for k, v in skab.confusion(f.anomaly[400:], alert[400:]).items():
+            lb[k] += v
+    m = skab.binary_metrics(lb)  # SKAB README: T-squared F1 0.66, FAR 19.21 %, MAR 42.6 %
+    assert round(m["f1"], 2) == 0.66 and abs(m["far"] - 19.21) < 0.05 and abs(m["mar"] - 42.6) < 0.05
+    m = skab.binary_metrics(on)  # the older all-rows notebook output: 0.65, 8.71 %, 43.9 %
+    assert round(m["f1"], 2) == 0.65 and abs(m["far"] - 8.71) < 0.05 and abs(m["mar"] - 43.9) < 0.05
+
+
+def test_binary_metrics_formulas() -> None:
+    from benchmarks import skab
+
+    c = skab.confusion(np.array([1, 1, 1, 0, 0, 0, 0, 1]), np.array([1, 0, 1, 1, 0, 0, 0, 0]))
+    assert c == {"tp": 2, "tn": 3, "fp": 1, "fn": 2}
+    m = skab.binary_metrics(c)
+    assert m["f1"] == pytest.approx(2 / (2 + 1.5))
+    assert m["far"] == pytest.approx(25.0) and m["mar"] == pytest.approx(50.0)
