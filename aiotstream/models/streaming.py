@@ -241,13 +241,24 @@ def gpd_sf(y: np.ndarray | float, xi: float, sigma: float) -> np.ndarray | float
     return float(out) if out.ndim == 0 else out
 
 
+def _profile_loglik(thetas: np.ndarray, y: np.ndarray, xi_min: float) -> np.ndarray:
+    """Grimshaw's profile log-likelihood of the GPD at each theta = xi / sigma (-inf where invalid)."""
+    n = y.size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xi = np.log1p(np.outer(thetas, y)).mean(axis=1)
+        sig = xi / thetas
+        ll = -n * np.log(sig) - n * (1.0 + xi)
+    bad = ~np.isfinite(ll) | (sig <= 0) | (xi < xi_min) | (xi > 1.0) | (thetas == 0)
+    return np.where(bad, -np.inf, ll)
+
+
 def fit_gpd(y: np.ndarray, xi_min: float = -0.5) -> tuple[float, float]:
     """Maximum-likelihood GPD (xi, sigma) of excesses y > 0 by Grimshaw's profile likelihood.
 
     With theta = xi / sigma, the MLE of xi given theta is mean(log(1 + theta y)) and the profile
-    log-likelihood is ``-n log(xi / theta) - n (1 + xi)``; it is maximized over a grid of theta on
-    (-1 / max(y), 0) and (0, 6 / mean(y)) (log-spaced towards 0), then refined by golden section,
-    and compared with the exponential (xi = 0) fit. xi is bounded to [xi_min, 1] (xi_min >= -0.5).
+    log-likelihood is ``-n log(xi / theta) - n (1 + xi)``. It is evaluated on a log-spaced grid of
+    theta on (-1 / max(y), 0) and (0, 6 / mean(y)), refined twice around the best point, and compared
+    with the exponential (xi = 0) fit. xi is bounded to [xi_min, 1] (xi_min >= -0.5).
     """
     y = np.asarray(y, dtype=np.float64)
     y = y[np.isfinite(y) & (y > 0)]
@@ -257,46 +268,21 @@ def fit_gpd(y: np.ndarray, xi_min: float = -0.5) -> tuple[float, float]:
     mean = float(y.mean())
     if n < 10:
         return 0.0, max(mean, 1e-12)
-    ymax = float(y.max())
-
-    def prof(theta: float) -> float:
-        u = float(np.mean(np.log1p(theta * y)))
-        if not u > -math.inf or u == 0.0 or theta == 0.0:
-            return -math.inf
-        xi = u
-        sig = xi / theta
-        if sig <= 0 or not (xi_min <= xi <= 1.0):
-            return -math.inf
-        return -n * math.log(sig) - n * (1.0 + xi)
-
-    best_ll, best = -n * math.log(mean) - n, 0.0
-    lo = -1.0 / ymax
-    neg = lo * (1.0 - np.geomspace(1e-6, 1.0 - 1e-6, 40)) if xi_min < 0 else np.zeros(0)
-    grid = np.concatenate([neg, np.geomspace(1e-6, 6.0, 40) / mean])
     xi_min = max(xi_min, -0.5)
-    lls = [prof(float(t)) for t in grid]
-    i = int(np.argmax(lls))
-    if lls[i] > best_ll:
-        a = float(grid[max(i - 1, 0)])
-        b = float(grid[min(i + 1, len(grid) - 1)])
+    lo = -1.0 / float(y.max())
+    neg = lo * (1.0 - np.geomspace(1e-6, 1.0 - 1e-6, 40)) if xi_min < 0 else np.zeros(0)
+    grid = np.concatenate([np.sort(neg), np.geomspace(1e-6, 6.0, 40) / mean])
+    best_ll, best = -n * math.log(mean) - n, 0.0
+    for _ in range(3):
+        ll = _profile_loglik(grid, y, xi_min)
+        i = int(np.argmax(ll))
+        if ll[i] > best_ll:
+            best_ll, best = float(ll[i]), float(grid[i])
+        a = grid[max(i - 1, 0)]
+        b = grid[min(i + 1, grid.size - 1)]
         if a < 0.0 < b:  # do not cross theta = 0
             a, b = (a, -1e-12) if grid[i] < 0 else (1e-12, b)
-        g = (math.sqrt(5.0) - 1.0) / 2.0
-        c_, d_ = b - g * (b - a), a + g * (b - a)
-        fc, fd = prof(c_), prof(d_)
-        for _ in range(40):
-            if fc > fd:
-                b, d_, fd = d_, c_, fc
-                c_ = b - g * (b - a)
-                fc = prof(c_)
-            else:
-                a, c_, fc = c_, d_, fd
-                d_ = a + g * (b - a)
-                fd = prof(d_)
-        cand = [(lls[i], float(grid[i])), (fc, c_), (fd, d_)]
-        ll, theta = max(cand)
-        if ll > best_ll:
-            best_ll, best = ll, theta
+        grid = np.linspace(a, b, 41)
     if best == 0.0:
         return 0.0, mean
     xi = float(np.mean(np.log1p(best * y)))
