@@ -181,11 +181,15 @@ class T2Offline:
         return 1.0 - np.exp(-t2 / ucl), t2 > ucl
 
 
+OVERRIDES: dict[str, float] = {}  # --set key=value: DetectorConfig fields for a sensitivity run
+
+
 def _streaming(kind: str) -> Callable[[int], object]:
     def make(n_channels: int) -> object:
         from aiotstream.models import streaming
 
-        return streaming.make_pipeline(kind, n_channels)
+        cfg = streaming.DetectorConfig(**OVERRIDES)
+        return streaming.make_pipeline(kind, n_channels, cfg)
 
     return make
 
@@ -279,12 +283,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None, help=f"SKAB checkout (default {DEFAULT_DATA})")
     ap.add_argument("--json", default=None, help="output JSON path (default benchmarks/results/...)")
     ap.add_argument("--per-file", action="store_true", help="print per-file figures too")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a DetectorConfig default (sensitivity runs; not for the figures)")
     args = ap.parse_args(argv)
+    from aiotstream.models.streaming import DetectorConfig
+
+    fields = DetectorConfig.__dataclass_fields__
+    for kv in args.set:
+        key, _, value = kv.partition("=")
+        if key not in fields:
+            print(f"error: --set {kv}: no DetectorConfig field {key!r}", file=sys.stderr)
+            return 2
+        OVERRIDES[key] = type(getattr(DetectorConfig(), key))(float(value))
     root = data_dir(args.data)
     if not (root / "anomaly-free" / "anomaly-free.csv").is_file():
         print(f"error: SKAB data not found under {root} (use --data)", file=sys.stderr)
         return 2
     res = evaluate(args.detector, root)
+    res["config_overrides"] = dict(OVERRIDES)
     print(format_table(res))
     if args.per_file:
         for pf in res["per_file"]:
