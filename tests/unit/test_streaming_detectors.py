@@ -345,3 +345,18 @@ def test_binary_metrics_formulas() -> None:
     m = skab.binary_metrics(c)
     assert m["f1"] == pytest.approx(2 / (2 + 1.5))
     assert m["far"] == pytest.approx(25.0) and m["mar"] == pytest.approx(50.0)
+
+
+def test_spot_bank_equals_independent_calibrators() -> None:
+    cfg = S.DetectorConfig(spot_init=50, spot_window=300, spot_refit=10, risk=1e-3)
+    rng = np.random.default_rng(11)
+    x = np.abs(rng.standard_t(4, size=(2000, 3))) * [1.0, 3.0, 0.1]
+    x[1500:1520, 1] += 100.0  # alarms: not learned
+    bank = S.SpotBank(3, cfg)
+    singles = [S.SpotCalibrator(cfg) for _ in range(3)]
+    for t, row in enumerate(x):
+        learn = not (1700 <= t < 1710)  # an open alert: nothing learned
+        got = bank.update(row, learn)
+        ref = [sp.update(float(v), learn) for sp, v in zip(singles, row, strict=True)]
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-300)
+    assert np.all(np.isfinite(bank.t))
