@@ -3,17 +3,19 @@
 Pure numpy, one row at a time, no labels, one default configuration for every series. The pieces, in
 the order a row goes through them (:class:`StreamingDetector` wires them):
 
-1. :class:`RobustBaseline`, per channel: a robust EWMA forecaster of the level with an EWMA scale of
-   its one-step residuals. Its output is the standardized residual ``z = (x - level) / scale``.
-   Outlying rows are down-weighted (Huber-type weights on the level, redescending on the scale) but
-   never ignored, and a shift that persists for ``accept`` rows is taken as the new normal: the
-   channel re-baselines and a :class:`ChangeEvent` is emitted. So it never freezes.
-2. An EWMA control chart (Roberts 1959) on ``z``: ``zs = EWMA_lambda(z) * sqrt((2 - lambda) / lambda)``
-   keeps unit variance for white noise and accumulates small sustained shifts.
-3. :class:`MultivariateDetector`: online PCA of the exponentially weighted, shrunk correlation of ``zs``
-   with Hotelling's T-squared in the principal subspace and the Q statistic (squared prediction error)
-   in the residual subspace, each divided by its expectation.
-4. :class:`SpotCalibrator`, one per statistic (channels ``max |zs|``, T-squared, Q): streaming
+1. :class:`RobustBaseline`, per channel: an EWMA control chart (Roberts 1959) of the deviation from
+   a slow robust level: ``fast <- fast + lambda (x - fast)``, ``d = fast - level``, ``z = d / scale``,
+   where ``scale`` is the robust EWMA RMS of ``d`` itself. Scaling the chart by its own spread (not
+   by the one-step noise) keeps slow, autocorrelated channels (temperatures) comparable with noisy
+   ones and still accumulates small sustained shifts. Outlying rows are down-weighted (Huber-type
+   weights on the level, redescending on the scale) but never ignored, and a shift that persists for
+   ``accept`` rows is taken as the new normal: the channel re-baselines and a :class:`ChangeEvent` is
+   emitted. So it never freezes.
+2. :class:`MultivariateDetector`: online PCA of the exponentially weighted, shrunk second moment of
+   ``z`` with Hotelling's T-squared in the principal subspace and the Q statistic (squared prediction
+   error) in the residual subspace, each divided by its expectation.
+3. :class:`SpotCalibrator`, one per statistic (each channel's ``|z|`` via :class:`SpotBank`,
+   T-squared, Q): streaming
    peaks-over-threshold (SPOT, Siffer et al., KDD 2017): a generalized Pareto tail fitted by maximum
    likelihood (Grimshaw's profile likelihood) above an initial quantile; it turns a statistic into
    its tail probability ``p``. A channel's ``p`` is never below the two-sided Gaussian tail of its
@@ -21,11 +23,11 @@ the order a row goes through them (:class:`StreamingDetector` wires them):
    p-value is Bonferroni over the statistics (one per channel, T-squared and Q), and
    the output score is ``1 - p`` in [0, 1]: a row scores 0.9999 when normal operation gives a value
    at least that extreme once in 10,000 rows.
-5. :class:`Hysteresis`: an alert opens after ``open_after`` consecutive rows with ``p < risk`` and
+4. :class:`Hysteresis`: an alert opens after ``open_after`` consecutive rows with ``p < risk`` and
    closes after ``close_after`` consecutive rows with ``p >= close_risk``.
 
-Missing values: NaN, +/-inf and magnitudes above 1e150 are *missing*. A missing channel is neither scored (its ``z`` is 0) nor
-learned from; the other channels of the row go on. A row with every channel missing scores like a
+Missing values: NaN, +/-inf and magnitudes above 1e150 are *missing*. A missing channel is neither
+scored (its ``z`` is 0) nor learned from; the other channels of the row go on. A row with every channel missing scores like a
 normal row and changes no state except the row counter. Any finite input gives finite state and a
 score in [0, 1] (residuals are clipped to +/-1e6 scales).
 
@@ -69,7 +71,7 @@ class DetectorConfig:
     huber_c: float = 3.0        # residuals beyond c scales are down-weighted
     accept: int = 3600          # rows a shift must persist before it is the new normal (1 h at 1 Hz)
     shift_k: float = 4.0        # a channel is "shifted" while its fast mean is > k scales from the level
-    smooth: float = 0.25        # EWMA chart lambda on z
+    smooth: float = 0.25        # EWMA chart lambda (weight of the newest row in the fast mean)
     explained: float = 0.9      # PCA: share of the variance kept in the principal subspace
     refresh: int = 25           # rows between eigendecompositions
     shrink_min: float = 0.01    # minimum shrinkage of the correlation towards its diagonal
@@ -460,8 +462,15 @@ class RowResult:
     score: float                       # 1 - p, in [0, 1]
     alert: bool                        # an alert is open after this row
     p: float                           # tail probability (Bonferroni over the statistics used)
-    z: np.ndarray                      # smoothed standardized residual per channel (explanation)
+    z: np.ndarray                      # standardized deviation per channel (explanation)
     events: list[ChangeEvent] = field(default_factory=list)
+    channel_p: np.ndarray | None = None  # each channel's tail probability (explanation)
+
+    def explain(self, names: list[str] | None = None, top: int = 3) -> list[tuple[str, float, float]]:
+        """The channels that drive this row, most extreme first: (name, z, p)."""
+        order = np.argsort(-np.abs(self.z))[:top]
+        p = self.channel_p if self.channel_p is not None else np.ones_like(self.z)
+        return [((names[i] if names else str(int(i))), float(self.z[i]), float(p[i])) for i in order]
 
 
 class StreamingDetector:
@@ -494,7 +503,7 @@ class StreamingDetector:
         p_min = 1.0
         if self.channel_spots is not None:
             a = np.abs(e)
-            # never more extreme than a Gaussian deviation of the same size (module docstring, 4)
+            # never more extreme than a Gaussian deviation of the same size (module docstring, 3)
             gauss = _erfc(a / math.sqrt(2.0)).astype(np.float64)
             cp = np.maximum(self.channel_spots.update(a, learn), gauss)
             self.channel_p = cp
@@ -507,7 +516,7 @@ class StreamingDetector:
                 p_min = min(p_min, self.spots["q"].update(q, learn))
         p = min(1.0, self.tests * p_min)
         alert = self.hyst.update(p < self.cfg.risk, quiet=p >= self.cfg.close_risk)
-        return RowResult(1.0 - p, alert, p, e, events)
+        return RowResult(1.0 - p, alert, p, e, events, self.channel_p.copy())
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Score a (rows, channels) array row by row: (score, alert) arrays."""

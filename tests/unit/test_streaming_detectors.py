@@ -260,6 +260,8 @@ def test_detector_alerts_on_a_step_fault_and_explains_it_by_the_channel() -> Non
     assert alert[2000:2300].mean() > 0.8
     first = 2000 + int(np.argmax(alert[2000:]))
     assert int(np.argmax(np.abs(res[first].z))) == 2
+    name, z, p = res[first].explain(["a", "b", "c"])[0]
+    assert name == "c" and z > 4 and p < 1e-4
 
 
 finite_rows = st.integers(1, 4).flatmap(lambda c: st.lists(
