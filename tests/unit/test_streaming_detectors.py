@@ -362,3 +362,38 @@ def test_spot_bank_equals_independent_calibrators() -> None:
         ref = [sp.update(float(v), learn) for sp, v in zip(singles, row, strict=True)]
         np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-300)
     assert np.all(np.isfinite(bank.t))
+
+
+def test_skab_harness_cli_on_a_small_synthetic_checkout(tmp_path, capsys) -> None:
+    """The harness end to end without the real data: SKAB's CSV layout, made up numbers."""
+    import json
+
+    from benchmarks import skab
+
+    rng = np.random.default_rng(12)
+    header = "datetime;" + ";".join(skab.CHANNELS) + ";anomaly;changepoint\n"
+    t0 = np.datetime64("2020-03-09T10:00:00")
+
+    def write(path, n, fault):
+        x = rng.normal(size=(n, 8)) + 10.0
+        y = np.zeros(n)
+        if fault:
+            x[fault[0]:fault[1], 3] += 8.0
+            y[fault[0]:fault[1]] = 1.0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [f"{str(t0 + np.timedelta64(i, 's')).replace('T', ' ')};" + ";".join(f"{v:.6f}" for v in x[i])
+                + f";{y[i]:.1f};0.0\n" for i in range(n)]
+        path.write_text(header + "".join(rows))
+
+    for g in skab.GROUPS:
+        write(tmp_path / "data" / g / "0.csv", 900, (600, 750))
+    write(tmp_path / "data" / "anomaly-free" / "anomaly-free.csv", 1500, None)
+    out = tmp_path / "out.json"
+    assert skab.main(["--detector", "streaming", "--data", str(tmp_path), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["files"] == 3 and res["anomaly_free"]["rows"] == 1500
+    on = res["online"]
+    assert on["tp"] + on["fn"] == 3 * 150 and on["tp"] + on["tn"] + on["fp"] + on["fn"] == 2700
+    assert res["events"]["found"] == 3  # an 8-sigma step on one channel is found in every file
+    assert "online, all rows from row 0" in capsys.readouterr().out
+    assert skab.main(["--data", str(tmp_path / "nowhere")]) == 2
