@@ -35,7 +35,16 @@ extensions = [
         # threads). No -ffast-math (NaN/Inf handling is documented), no -march (portable wheel:
         # the AVX2 variants are picked at load time via target_clones).
         extra_compile_args=["-O3", "-fno-math-errno", "-fopenmp-simd", "-Wno-unreachable-code"],
-    )
+    ),
+    # the per-row update of the streaming detectors (aiotstream.models.streaming, impl="compiled").
+    # No -ffast-math: it must round like its numpy reference.
+    Extension(
+        "aiotstream._streaming",
+        ["ext/_streaming.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O3", "-fno-math-errno", "-ffp-contract=off", "-Wno-unreachable-code"],
+    ),
 ]
 
 setup(

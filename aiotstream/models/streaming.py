@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ChangeEvent", "DetectorConfig", "Hysteresis", "MultivariateDetector", "RobustBaseline",
+__all__ = ["BlockResult", "ChangeEvent", "DetectorConfig", "Hysteresis", "MultivariateDetector", "RobustBaseline",
            "RowResult", "SpotBank", "SpotCalibrator", "StreamingDetector", "fit_gpd", "gpd_sf", "make_pipeline"]
 
 Z_CLIP = 1e6  # standardized residuals are clipped here so that any finite input stays finite
@@ -217,14 +217,24 @@ class MultivariateDetector:
         t2 = q = 0.0
         w = 1.0
         if self.count > self.cfg.warmup and self.k > 0:
-            y = self.basis.T @ e
-            t2_full = float(y @ (y * self.inv_vals))
-            q = max(float(e @ e) - float(y @ y), 0.0)
+            # the sums in a fixed order (not BLAS's): Q is a difference of two sums that cancel when
+            # the residual subspace is empty, and the compiled kernel must round exactly the same
+            y = np.zeros(self.k)
+            for j in range(self.p):
+                y += self.basis[j] * e[j]
+            t2_full = yy = ee = 0.0
+            for ym, iv in zip(y.tolist(), self.inv_vals.tolist(), strict=True):
+                t2_full += ym * (ym * iv)
+                yy += ym * ym
+            for ej in e.tolist():
+                ee += ej * ej
+            q = max(ee - yy, 0.0)
             t2 = t2_full / self.k
             q = q / self.q_expect
             m = t2_full + q * self.q_expect  # ~ chi2 with about p dof under normal operation
             if m > self.t2_ok:
-                w = (self.t2_ok / m) ** 2
+                r = self.t2_ok / m
+                w = r * r  # not r ** 2: CPython's float ** 2 is libm pow, which may differ in the last bit
         a = self.alpha if self.count > self.cfg.warmup else 1.0 / self.count
         self.cov += (a * w) * (np.outer(e, e) - self.cov)
         if self.count >= self.cfg.warmup and (self.count - self.cfg.warmup) % self.cfg.refresh == 0:
@@ -468,27 +478,68 @@ class RowResult:
 
     def explain(self, names: list[str] | None = None, top: int = 3) -> list[tuple[str, float, float]]:
         """The channels that drive this row, most extreme first: (name, z, p)."""
-        order = np.argsort(-np.abs(self.z))[:top]
-        p = self.channel_p if self.channel_p is not None else np.ones_like(self.z)
-        return [((names[i] if names else str(int(i))), float(self.z[i]), float(p[i])) for i in order]
+        return _explain(self.z, self.channel_p, names, top)
+
+
+def _explain(z: np.ndarray, channel_p: np.ndarray | None, names: list[str] | None,
+             top: int) -> list[tuple[str, float, float]]:
+    order = np.argsort(-np.abs(z), kind="stable")[:top]
+    p = channel_p if channel_p is not None else np.ones_like(z)
+    return [((names[i] if names else str(int(i))), float(z[i]), float(p[i])) for i in order]
+
+
+@dataclass
+class BlockResult:
+    """:meth:`StreamingDetector.update_block` for ``rows`` rows: one entry (or row) per input row."""
+
+    score: np.ndarray                  # (rows,) 1 - p
+    alert: np.ndarray                  # (rows,) bool
+    p: np.ndarray                      # (rows,)
+    z: np.ndarray                      # (rows, channels)
+    channel_p: np.ndarray              # (rows, channels)
+    events: list[ChangeEvent] = field(default_factory=list)
+
+    def explain(self, row: int, names: list[str] | None = None, top: int = 3) -> list[tuple[str, float, float]]:
+        """:meth:`RowResult.explain` of one row of the block."""
+        return _explain(self.z[row], self.channel_p[row], names, top)
+
+
+try:  # the compiled per-row update (ext/_streaming.pyx); the Python code below is its reference
+    from aiotstream import _streaming as _compiled
+except ImportError:  # not built: `python setup.py build_ext --inplace`
+    _compiled = None
+
+IMPLS = ("python", "compiled")
+DEFAULT_IMPL = "compiled" if _compiled is not None else "python"
 
 
 class StreamingDetector:
     """Per-asset online detector: baseline -> EWMA chart -> T-squared/Q -> SPOT -> hysteresis.
 
     ``use``: which statistics feed the score: ``("channels", "t2", "q")`` by default.
+    ``impl``: ``"python"`` (the reference: the classes above, one row at a time) or ``"compiled"``
+    (``aiotstream._streaming``: the same equations over the same state arrays, a block of rows per
+    call; equal to the reference to rounding, tested). The default is ``"compiled"`` when the
+    extension is built.
     """
 
     STATS = ("channels", "t2", "q")
 
     def __init__(self, n_channels: int, config: DetectorConfig | None = None,
-                 use: tuple[str, ...] = STATS) -> None:
+                 use: tuple[str, ...] = STATS, impl: str | None = None) -> None:
         cfg = config or DetectorConfig()
         unknown = set(use) - set(self.STATS)
         if unknown or not use:
             raise ValueError(f"use: pick from {self.STATS}, got {use}")
+        impl = impl or DEFAULT_IMPL
+        if impl not in IMPLS:
+            raise ValueError(f"impl: pick from {IMPLS}, got {impl!r}")
+        if impl == "compiled" and _compiled is None:
+            raise ImportError("aiotstream._streaming is not built; run `python setup.py build_ext --inplace`")
         self.cfg = cfg
         self.use = tuple(use)
+        self.impl = impl
+        self.n = n_channels
         self.baseline = RobustBaseline(n_channels, cfg)
         self.mv = MultivariateDetector(n_channels, cfg) if {"t2", "q"} & set(use) else None
         self.spots = {k: SpotCalibrator(cfg) for k in self.use if k != "channels"}
@@ -496,8 +547,22 @@ class StreamingDetector:
         self.tests = len(self.spots) + (n_channels if self.channel_spots else 0)  # Bonferroni
         self.channel_p = np.ones(n_channels)
         self.hyst = Hysteresis(cfg.open_after, cfg.close_after)
+        self._kernel = None
+        if impl == "compiled":
+            # T-squared and Q calibrators as one two-column ring buffer (fitted in arrival order,
+            # like the deques of the reference's SpotCalibrators, which this impl does not use)
+            self.spots = {}
+            self.mv_spots = SpotBank(2, cfg) if self.mv is not None else None
+            self._kernel = _compiled.Ensemble(cfg, n_channels, self.baseline.kappa, self.baseline,
+                                              self.channel_spots, self.mv, self.mv_spots,
+                                              "t2" in self.use, "q" in self.use, self.tests)
 
     def update(self, x: np.ndarray) -> RowResult:
+        """Score one row (channels,) and learn it."""
+        if self._kernel is not None:
+            b = self.update_block(np.asarray(x, dtype=np.float64).reshape(1, -1))
+            return RowResult(float(b.score[0]), bool(b.alert[0]), float(b.p[0]), b.z[0], b.events,
+                             b.channel_p[0])
         e, events = self.baseline.update(x)
         learn = not self.hyst.is_open
         p_min = 1.0
@@ -518,9 +583,51 @@ class StreamingDetector:
         alert = self.hyst.update(p < self.cfg.risk, quiet=p >= self.cfg.close_risk)
         return RowResult(1.0 - p, alert, p, e, events, self.channel_p.copy())
 
+    def update_block(self, x: np.ndarray) -> BlockResult:
+        """Score a block of rows (rows, channels) in order and learn them; any split of a stream into
+        blocks gives the same results as one block."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n:
+            raise ValueError(f"expected (rows, {self.n}) readings, got shape {x.shape}")
+        rows = len(x)
+        p = np.ones(rows)
+        alert = np.zeros(rows, np.uint8)
+        z = np.zeros((rows, self.n))
+        cp = np.ones((rows, self.n))
+        events: list[ChangeEvent] = []
+        if self._kernel is None:
+            for i in range(rows):
+                r = self.update(x[i])
+                p[i], alert[i], z[i], events = r.p, r.alert, r.z, events + r.events
+                cp[i] = r.channel_p
+        else:
+            k = self._kernel
+            ist = k.ist_arr
+            ist[:5] = (self.baseline.rows, self.mv.count if self.mv is not None else 0,
+                       self.hyst.is_open, self.hyst.run, self.mv.k if self.mv is not None else 0)
+            i = 0
+            while i < rows:
+                i = k.run(x, i, p, alert, z, cp)
+                self.baseline.rows = int(ist[0])
+                self.hyst.is_open, self.hyst.run = bool(ist[2]), int(ist[3])
+                for j in range(int(ist[5])):  # change events of row i - 1
+                    events.append(ChangeEvent(self.baseline.rows - 1, int(k.ev_ch[j]),
+                                              float(k.ev_old[j]), float(k.ev_new[j])))
+                if self.mv is not None:
+                    self.mv.count = int(ist[1])
+                    if ist[6]:  # PCA refresh due after row i - 1: numpy/LAPACK, as the reference
+                        self.mv._refresh()
+                        k.set_basis(self.mv.basis, self.mv.inv_vals, self.mv.k, self.mv.q_expect)
+            if rows and self.channel_spots is not None:
+                self.channel_p = cp[-1].copy()
+        return BlockResult(1.0 - p, alert.astype(bool), p, z, cp, events)
+
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Score a (rows, channels) array row by row: (score, alert) arrays."""
+        """Score a (rows, channels) array: (score, alert) arrays."""
         x = np.asarray(x, dtype=np.float64)
+        if self._kernel is not None:
+            b = self.update_block(x)
+            return b.score, b.alert
         score = np.zeros(len(x))
         alert = np.zeros(len(x), bool)
         for i in range(len(x)):
@@ -529,8 +636,9 @@ class StreamingDetector:
         return score, alert
 
 
-def make_pipeline(kind: str, n_channels: int, config: DetectorConfig | None = None) -> StreamingDetector:
+def make_pipeline(kind: str, n_channels: int, config: DetectorConfig | None = None,
+                  impl: str | None = None) -> StreamingDetector:
     """``default`` (all statistics), ``channels`` (per-channel only) or ``multivariate`` (T-squared, Q)."""
     use = {"default": StreamingDetector.STATS, "channels": ("channels",),
            "multivariate": ("t2", "q")}[kind]
-    return StreamingDetector(n_channels, config, use)
+    return StreamingDetector(n_channels, config, use, impl)

@@ -1,6 +1,7 @@
 """aiotstream.models.streaming against slow references (plain loops, batch numpy, scipy) and SKAB."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -397,3 +398,144 @@ def test_skab_harness_cli_on_a_small_synthetic_checkout(tmp_path, capsys) -> Non
     assert res["events"]["found"] == 3  # an 8-sigma step on one channel is found in every file
     assert "online, all rows from row 0" in capsys.readouterr().out
     assert skab.main(["--data", str(tmp_path / "nowhere")]) == 2
+
+
+# ---------------------------------------------------------------------------------------------------
+# the compiled per-row update (ext/_streaming.pyx) against its reference, the Python classes above
+
+
+def _compiled():
+    if S._compiled is None:
+        pytest.skip("aiotstream._streaming is not built (python setup.py build_ext --inplace)")
+    return S._compiled
+
+
+# p differs from the reference by rounding only (libm's log1p/exp/pow against numpy's SIMD ones,
+# in the SPOT fits and tails): a few 1e-16 relative measured on SKAB and on random data
+P_TOL = {"rtol": 1e-12, "atol": 1e-15}
+
+
+def _same(ref: S.BlockResult, got: S.BlockResult, names: list[str] | None = None) -> None:
+    np.testing.assert_array_equal(got.alert, ref.alert)
+    np.testing.assert_allclose(got.p, ref.p, **P_TOL)
+    np.testing.assert_allclose(got.score, ref.score, **P_TOL)
+    np.testing.assert_array_equal(got.z, ref.z)  # the baseline rounds exactly as numpy does
+    np.testing.assert_allclose(got.channel_p, ref.channel_p, **P_TOL)
+    assert [(e.row, e.channel) for e in got.events] == [(e.row, e.channel) for e in ref.events]
+    for a, b in zip(got.events, ref.events, strict=True):
+        assert a.old_level == b.old_level and a.new_level == b.new_level
+    for row in range(0, len(ref.p), max(1, len(ref.p) // 7)):
+        g, r = got.explain(row, names), ref.explain(row, names)
+        assert [n for n, _, _ in g] == [n for n, _, _ in r]
+        np.testing.assert_allclose([p for _, _, p in g], [p for _, _, p in r], **P_TOL)
+
+
+# small windows so that warm-up, every refit, PCA refreshes and change events happen within a few
+# hundred rows
+TINY = S.DetectorConfig(warmup=5, halflife=30.0, accept=25, spot_init=20, spot_refit=5, spot_window=60,
+                        refresh=3, open_after=2, close_after=3)
+
+
+@st.composite
+def plant_rows(draw):
+    """Rows that look like a plant: noise with level shifts, NaN rows and holes, constant channels."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rows = draw(st.integers(1, 300))
+    n = draw(st.integers(1, 5))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, n)) * rng.uniform(0.01, 10, n) + rng.uniform(-100, 100, n)
+    if rows > 4 and n > 1:
+        x[:, 1] += 0.9 * x[:, 0]  # correlated channels
+    for _ in range(draw(st.integers(0, 3))):  # level shifts (faults or resets)
+        j, t0 = int(rng.integers(n)), int(rng.integers(rows))
+        x[t0:t0 + int(rng.integers(1, rows + 1)), j] += rng.normal() * 20 * x[:, j].std()
+    if draw(st.booleans()):
+        x[:, int(rng.integers(n))] = 3.0  # a constant channel
+    if draw(st.booleans()):
+        x[rng.random(rows) < 0.05] = np.nan  # whole rows missing
+        x[rng.random(x.shape) < 0.05] = np.nan  # holes
+        x[rng.random(x.shape) < 0.01] = np.inf
+    kind = draw(st.sampled_from(["default", "channels", "multivariate"]))
+    return x, kind
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=plant_rows())
+def test_compiled_equals_python_reference(data) -> None:
+    _compiled()
+    x, kind = data
+    ref = S.make_pipeline(kind, x.shape[1], TINY, impl="python").update_block(x)
+    got = S.make_pipeline(kind, x.shape[1], TINY, impl="compiled").update_block(x)
+    _same(ref, got)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=plant_rows(), cuts=st.lists(st.integers(0, 300), max_size=8))
+def test_compiled_blocks_of_any_size_give_the_one_block_result(data, cuts) -> None:
+    _compiled()
+    x, kind = data
+    one = S.make_pipeline(kind, x.shape[1], TINY, impl="compiled").update_block(x)
+    det = S.make_pipeline(kind, x.shape[1], TINY, impl="compiled")
+    edges = [0, *sorted(c for c in cuts if c <= len(x)), len(x)]
+    parts = [det.update_block(x[a:b]) for a, b in itertools.pairwise(edges)]
+    for f in ("p", "alert", "z", "channel_p"):
+        np.testing.assert_array_equal(np.concatenate([getattr(b, f) for b in parts]), getattr(one, f))
+    assert [e for b in parts for e in b.events] == one.events
+    # and row by row through update()
+    det = S.make_pipeline(kind, x.shape[1], TINY, impl="compiled")
+    rows = [det.update(r) for r in x]
+    np.testing.assert_array_equal([r.p for r in rows], one.p)
+    np.testing.assert_array_equal([r.alert for r in rows], one.alert)
+
+
+def test_compiled_equals_python_with_default_config_and_change_events() -> None:
+    _compiled()
+    cfg = S.DetectorConfig(accept=300)
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(4000, 4)) + [0.0, 5.0, -2.0, 100.0]
+    x[:, 1] += x[:, 0]
+    x[1500:, 2] += 15.0  # a reset: re-baselined after `accept` rows
+    x[3000:3100, 3] += 6.0  # a fault
+    x[rng.random(x.shape) < 0.01] = np.nan
+    ref = S.make_pipeline("default", 4, cfg, impl="python").update_block(x)
+    got = S.make_pipeline("default", 4, cfg, impl="compiled").update_block(x)
+    assert ref.events and ref.alert.any()
+    _same(ref, got, ["a", "b", "c", "d"])
+
+
+def test_compiled_gpd_and_spot_fits_equal_the_reference() -> None:
+    C = _compiled()
+    rng = np.random.default_rng(14)
+    for xi_min in (0.0, -0.5):
+        for y in (stats.genpareto.rvs(0.2, scale=2.0, size=400, random_state=rng), rng.uniform(0, 1, 50),
+                  rng.standard_exponential(9), np.full(30, 2.5)):
+            np.testing.assert_allclose(C.fit_gpd(y, xi_min), S.fit_gpd(y, xi_min), rtol=1e-12)
+    cfg = S.DetectorConfig()
+    for arr in (np.abs(rng.normal(size=3600)), np.abs(rng.standard_t(3, size=777)), np.full(300, 1.0),
+                np.array([4.0])):
+        bank = S.SpotBank(1, cfg)
+        bank.buf[: len(arr), 0] = arr
+        bank.fill[0] = len(arr)
+        bank._fit(0)
+        ref = (bank.t[0], bank.rate[0], bank.xi[0], bank.sigma[0])
+        np.testing.assert_allclose(C.spot_fit(arr, cfg.spot_level, cfg.xi_min), ref, rtol=1e-12)
+
+
+def test_impl_choice() -> None:
+    with pytest.raises(ValueError, match="impl"):
+        S.StreamingDetector(2, impl="fortran")
+    assert S.StreamingDetector(2, impl="python").impl == "python"
+    if S._compiled is not None:
+        assert S.StreamingDetector(2).impl == "compiled"  # the default once built
+
+
+def test_skab_file_compiled_equals_python() -> None:
+    _compiled()
+    skab, root = _skab_root()
+    if root is None:
+        pytest.skip("SKAB data missing: ../shared/datasets/skab (see benchmarks/skab.py)")
+    f = skab.load_file(root / "valve1" / "8.csv", "valve1/8")
+    for kind in ("default", "channels", "multivariate"):
+        ref = S.make_pipeline(kind, 8, impl="python").update_block(f.x)
+        got = S.make_pipeline(kind, 8, impl="compiled").update_block(f.x)
+        _same(ref, got, list(skab.CHANNELS))
