@@ -9,7 +9,9 @@ Built from a git checkout it writes the checkout's commit; built without git
 """
 from __future__ import annotations
 
+import platform
 import runpy
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,21 @@ if _commit is not None:
     _text = f'"""Written by setup.py when this package was built."""\nCOMMIT = {_commit!r}\n'
     if not _build.exists() or _build.read_text() != _text:
         _build.write_text(_text)
+
+
+def _libmvec() -> bool:
+    """glibc >= 2.35 on x86-64 Linux with GCC: ext/streaming_simd.h may call its vector log1p."""
+    if not (sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")):
+        return False
+    name, version = platform.libc_ver()
+    try:
+        major, minor = (int(v) for v in version.split(".")[:2])
+    except ValueError:
+        return False
+    return name == "glibc" and (major, minor) >= (2, 35)
+
+
+_MVEC = _libmvec()
 
 extensions = [
     Extension(
@@ -41,8 +58,10 @@ extensions = [
     Extension(
         "aiotstream._streaming",
         ["ext/_streaming.pyx"],
-        include_dirs=[np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        include_dirs=[np.get_include(), "ext"],
+        depends=["ext/streaming_simd.h"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")] + ([("AIOT_MVEC", "1")] if _MVEC else []),
+        libraries=["mvec", "m"] if _MVEC else [],
         extra_compile_args=["-O3", "-fno-math-errno", "-ffp-contract=off", "-Wno-unreachable-code"],
     ),
 ]
