@@ -31,14 +31,14 @@ import numpy as np
 from aiotstream.models import streaming as S
 
 
-def readings(rows: int, channels: int, seed: int = 0) -> np.ndarray:
+def readings(rows: int, channels: int, seed: int = 0, phi: float = 0.5) -> np.ndarray:
     rng = np.random.default_rng(seed)
     mix = rng.normal(size=(channels, channels)) / np.sqrt(channels) + np.eye(channels)
     eps = rng.normal(size=(rows, channels)) @ mix
     x = np.empty_like(eps)
     x[0] = eps[0]
-    for t in range(1, rows):  # AR(1), phi 0.5
-        x[t] = 0.5 * x[t - 1] + eps[t]
+    for t in range(1, rows):  # AR(1)
+        x[t] = phi * x[t - 1] + eps[t]
     return x * rng.uniform(0.1, 10.0, channels) + rng.uniform(-50, 50, channels)
 
 
