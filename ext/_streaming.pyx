@@ -30,11 +30,18 @@ from libc.math cimport INFINITY, erfc, exp, fabs, floor, isfinite, log, log1p, p
 cdef extern from "streaming_simd.h" nogil:
     void aiot_log1p_scaled(double theta, const double* y, double* out, Py_ssize_t n)
     int aiot_simd_level()
+    int aiot_set_simd_level(int level)
 
 #: 2: AVX-512 vector log1p (glibc libmvec) in the GPD fits, 1: AVX2, 0: scalar libm
 SIMD_LEVEL = aiot_simd_level()
 
-__all__ = ["SIMD_LEVEL", "Ensemble", "fit_gpd", "spot_fit"]
+
+def set_simd_level(int level):
+    """Use at most this level (0 scalar, 1 AVX2, 2 AVX-512) from now on; returns the level in use.
+    For the tests, which run every path the CPU has against the reference."""
+    return aiot_set_simd_level(level)
+
+__all__ = ["SIMD_LEVEL", "Ensemble", "fit_gpd", "set_simd_level", "spot_fit"]
 
 cdef double Z_CLIP = 1e6
 cdef double MAX_ABS = 1e150
@@ -364,6 +371,8 @@ cdef class Ensemble:
 
     def __init__(self, cfg, int n_channels, double kappa, baseline, chan_bank, mv, mv_bank,
                  bint use_t2, bint use_q, int tests):
+        if cfg.refresh < 1 or cfg.spot_window < 1 or cfg.spot_refit < 1:
+            raise ValueError("refresh, spot_window and spot_refit must be >= 1")
         self.n = n_channels
         self.warmup = cfg.warmup
         self.accept = cfg.accept

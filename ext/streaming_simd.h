@@ -43,6 +43,14 @@ static inline int aiot_simd_level(void) {
     return aiot_mvec_level;
 }
 
+/* at most `level` (tests run every path the CPU has); returns the level in use */
+static int aiot_set_simd_level(int level) {
+    aiot_mvec_level = -1;
+    int best = aiot_simd_level();
+    aiot_mvec_level = level < best ? (level < 0 ? 0 : level) : best;
+    return aiot_mvec_level;
+}
+
 static void aiot_log1p_scaled(double theta, const double *y, double *out, ptrdiff_t n) {
     int level = aiot_simd_level();
     if (level == 2) {
@@ -55,6 +63,7 @@ static void aiot_log1p_scaled(double theta, const double *y, double *out, ptrdif
 }
 #else
 static inline int aiot_simd_level(void) { return 0; }
+static int aiot_set_simd_level(int level) { (void)level; return 0; }
 static void aiot_log1p_scaled(double theta, const double *y, double *out, ptrdiff_t n) {
     for (ptrdiff_t i = 0; i < n; i++) out[i] = log1p(theta * y[i]);
 }

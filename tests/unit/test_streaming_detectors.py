@@ -539,3 +539,24 @@ def test_skab_file_compiled_equals_python() -> None:
         ref = S.make_pipeline(kind, 8, impl="python").update_block(f.x)
         got = S.make_pipeline(kind, 8, impl="compiled").update_block(f.x)
         _same(ref, got, list(skab.CHANNELS))
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_compiled_every_log1p_path_equals_the_reference(level: int) -> None:
+    """Scalar libm, AVX2 and AVX-512 libmvec log1p in the GPD fits (each where the CPU and build have it)."""
+    C = _compiled()
+    if C.set_simd_level(level) != level:
+        C.set_simd_level(C.SIMD_LEVEL)
+        pytest.skip(f"log1p path {level} not available on this CPU/build (best: {C.SIMD_LEVEL})")
+    try:
+        rng = np.random.default_rng(15)
+        x = rng.normal(size=(1500, 3)) @ rng.normal(size=(3, 3)) + [1.0, 2.0, 3.0]
+        x[900:960, 1] += 5.0
+        cfg = S.DetectorConfig(spot_init=100, spot_window=400, spot_refit=10)
+        ref = S.make_pipeline("default", 3, cfg, impl="python").update_block(x)
+        got = S.make_pipeline("default", 3, cfg, impl="compiled").update_block(x)
+        _same(ref, got)
+        y = stats.genpareto.rvs(0.1, size=1000, random_state=rng)
+        np.testing.assert_allclose(C.fit_gpd(y, 0.0), S.fit_gpd(y, 0.0), rtol=1e-12)
+    finally:
+        C.set_simd_level(C.SIMD_LEVEL)
