@@ -556,13 +556,22 @@ class StreamingDetector:
             self._kernel = _compiled.Ensemble(cfg, n_channels, self.baseline.kappa, self.baseline,
                                               self.channel_spots, self.mv, self.mv_spots,
                                               "t2" in self.use, "q" in self.use, self.tests)
+            self._x1 = np.zeros((1, n_channels))
+            self._p1 = np.ones(1)
+            self._a1 = np.zeros(1, np.uint8)
 
     def update(self, x: np.ndarray) -> RowResult:
         """Score one row (channels,) and learn it."""
-        if self._kernel is not None:
-            b = self.update_block(np.asarray(x, dtype=np.float64).reshape(1, -1))
-            return RowResult(float(b.score[0]), bool(b.alert[0]), float(b.p[0]), b.z[0], b.events,
-                             b.channel_p[0])
+        if self._kernel is not None:  # one-row buffers reused: the call costs more than the kernel here
+            x1 = self._x1
+            x1[0] = x
+            z = np.zeros((1, self.n))
+            cp = np.ones((1, self.n))
+            events = self._run_compiled(x1, self._p1, self._a1, z, cp)
+            p = float(self._p1[0])
+            if self.channel_spots is not None:
+                self.channel_p = cp[0].copy()
+            return RowResult(1.0 - p, bool(self._a1[0]), p, z[0], events, cp[0])
         e, events = self.baseline.update(x)
         learn = not self.hyst.is_open
         p_min = 1.0
@@ -601,26 +610,37 @@ class StreamingDetector:
                 p[i], alert[i], z[i], events = r.p, r.alert, r.z, events + r.events
                 cp[i] = r.channel_p
         else:
-            k = self._kernel
-            ist = k.ist_arr
-            ist[:5] = (self.baseline.rows, self.mv.count if self.mv is not None else 0,
-                       self.hyst.is_open, self.hyst.run, self.mv.k if self.mv is not None else 0)
-            i = 0
-            while i < rows:
-                i = k.run(x, i, p, alert, z, cp)
-                self.baseline.rows = int(ist[0])
-                self.hyst.is_open, self.hyst.run = bool(ist[2]), int(ist[3])
-                for j in range(int(ist[5])):  # change events of row i - 1
-                    events.append(ChangeEvent(self.baseline.rows - 1, int(k.ev_ch[j]),
-                                              float(k.ev_old[j]), float(k.ev_new[j])))
-                if self.mv is not None:
-                    self.mv.count = int(ist[1])
-                    if ist[6]:  # PCA refresh due after row i - 1: numpy/LAPACK, as the reference
-                        self.mv._refresh()
-                        k.set_basis(self.mv.basis, self.mv.inv_vals, self.mv.k, self.mv.q_expect)
+            events = self._run_compiled(x, p, alert, z, cp)
             if rows and self.channel_spots is not None:
                 self.channel_p = cp[-1].copy()
         return BlockResult(1.0 - p, alert.astype(bool), p, z, cp, events)
+
+    def _run_compiled(self, x: np.ndarray, p: np.ndarray, alert: np.ndarray, z: np.ndarray,
+                      cp: np.ndarray) -> list[ChangeEvent]:
+        """The kernel over all rows of x, with the PCA refreshes and change events in between."""
+        k = self._kernel
+        ist = k.ist_arr
+        mv = self.mv
+        ist[:5] = (self.baseline.rows, mv.count if mv is not None else 0, self.hyst.is_open, self.hyst.run,
+                   mv.k if mv is not None else 0)
+        events: list[ChangeEvent] = []
+        rows = len(x)
+        i = 0
+        while i < rows:
+            i = k.run(x, i, p, alert, z, cp)
+            if ist[5]:  # change events of row i - 1
+                for j in range(int(ist[5])):
+                    events.append(ChangeEvent(int(ist[0]) - 1, int(k.ev_ch[j]), float(k.ev_old[j]),
+                                              float(k.ev_new[j])))
+            if mv is not None and ist[6]:  # PCA refresh due after row i - 1: numpy/LAPACK, as the reference
+                mv.count = int(ist[1])
+                mv._refresh()
+                k.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect)
+        self.baseline.rows = int(ist[0])
+        self.hyst.is_open, self.hyst.run = bool(ist[2]), int(ist[3])
+        if mv is not None:
+            mv.count = int(ist[1])
+        return events
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Score a (rows, channels) array: (score, alert) arrays."""
