@@ -553,12 +553,26 @@ class StreamingDetector:
             # like the deques of the reference's SpotCalibrators, which this impl does not use)
             self.spots = {}
             self.mv_spots = SpotBank(2, cfg) if self.mv is not None else None
-            self._kernel = _compiled.Ensemble(cfg, n_channels, self.baseline.kappa, self.baseline,
-                                              self.channel_spots, self.mv, self.mv_spots,
-                                              "t2" in self.use, "q" in self.use, self.tests)
+            self._kernel = self._make_kernel()
             self._x1 = np.zeros((1, n_channels))
             self._p1 = np.ones(1)
             self._a1 = np.zeros(1, np.uint8)
+
+    def _make_kernel(self) -> object:
+        return _compiled.Ensemble(self.cfg, self.n, self.baseline.kappa, self.baseline, self.channel_spots,
+                                  self.mv, self.mv_spots, "t2" in self.use, "q" in self.use, self.tests)
+
+    def __getstate__(self) -> dict:
+        # the kernel only points at the state arrays below (its scalars are synced after every call):
+        # pickle those and bind a new kernel to them on load (e.g. a flow's recovery snapshot)
+        return {**self.__dict__, "_kernel": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.impl == "compiled":
+            if _compiled is None:
+                raise ImportError("aiotstream._streaming is not built; run `python setup.py build_ext --inplace`")
+            self._kernel = self._make_kernel()
 
     def update(self, x: np.ndarray) -> RowResult:
         """Score one row (channels,) and learn it."""
