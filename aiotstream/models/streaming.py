@@ -1,6 +1,9 @@
 """Online detectors for scalar and multivariate readings that learn from the first row (issue 17).
 
-Pure numpy, one row at a time, no labels, one default configuration for every series. The pieces, in
+No labels, one default configuration for every series. The classes below are numpy, one row at a
+time, and are the reference; ``aiotstream._streaming`` (``ext/_streaming.pyx``) runs the same
+equations on their state arrays, a block of rows per call, and is what :class:`StreamingDetector`
+uses when it is built (``impl="compiled"``; ``impl="python"`` for the reference). The pieces, in
 the order a row goes through them (:class:`StreamingDetector` wires them):
 
 1. :class:`RobustBaseline`, per channel: an EWMA control chart (Roberts 1959) of the deviation from
