@@ -116,10 +116,66 @@ cdef void _select(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
             return
 
 
+cdef bint _kth_bracketed(double* scratch, Py_ssize_t n, Py_ssize_t k, double* a_out, double* b_out) noexcept nogil:
+    """The k-th and (k+1)-th smallest of scratch[0:n] (k + 1 < n, n >= 64; scratch is overwritten).
+
+    Floyd and Rivest's idea: two pivots from a sorted sample of 64 values bracket rank k with high
+    probability, one pass keeps only the values between them, and the selection runs on those
+    (about a quarter of n). Returns False when the bracket missed (the caller then selects on
+    everything)."""
+    cdef Py_ssize_t i, j, r, lo_i, hi_i, m = 0, below = 0, kk
+    cdef double lo, hi, v, a, b, above
+    cdef double sample[64]
+    cdef bint has_lo, has_hi
+    if True:
+        for i in range(64):
+            v = scratch[(i * n) // 64]
+            j = i - 1
+            while j >= 0 and sample[j] > v:
+                sample[j + 1] = sample[j]
+                j -= 1
+            sample[j + 1] = v
+        r = (k * 64) // n
+        lo_i = r - 8
+        hi_i = r + 9
+        has_lo = lo_i >= 0
+        has_hi = hi_i <= 63
+        lo = sample[lo_i] if has_lo else -INFINITY
+        hi = sample[hi_i] if has_hi else INFINITY
+        above = INFINITY
+        for i in range(n):
+            v = scratch[i]
+            if v < lo:
+                below += 1
+            elif v > hi:
+                if v < above:
+                    above = v
+            else:
+                scratch[m] = v  # m <= i: overwrites only values already read
+                m += 1
+        if below <= k < below + m:
+            kk = k - below
+            _select(scratch, m, kk)
+            a = scratch[kk]
+            if kk + 1 < m:
+                b = scratch[kk + 1]
+                for i in range(kk + 2, m):
+                    if scratch[i] < b:
+                        b = scratch[i]
+            else:
+                b = above
+            a_out[0] = a
+            b_out[0] = b
+            return True
+    return False
+
+
 cdef double _quantile(const double* arr, Py_ssize_t n, double q, double* scratch) noexcept nogil:
-    """``np.quantile(arr, q)`` (method 'linear') for finite arr, n >= 1."""
+    """``np.quantile(arr, q)`` (method 'linear') for finite arr, n >= 1 (exact order statistics, so the
+    same value as numpy's whatever the selection algorithm)."""
     cdef Py_ssize_t i, prev
     cdef double vi, g, a, b, d, res
+    cdef bint done = False
     for i in range(n):
         scratch[i] = arr[i]
     vi = (n - 1) * q
@@ -127,12 +183,18 @@ cdef double _quantile(const double* arr, Py_ssize_t n, double q, double* scratch
         _select(scratch, n, n - 1)
         return scratch[n - 1]
     prev = <Py_ssize_t>floor(vi)
-    _select(scratch, n, prev)
-    a = scratch[prev]
-    b = scratch[prev + 1]
-    for i in range(prev + 2, n):
-        if scratch[i] < b:
-            b = scratch[i]
+    if n >= 512:
+        done = _kth_bracketed(scratch, n, prev, &a, &b)
+        if not done:
+            for i in range(n):
+                scratch[i] = arr[i]
+    if not done:
+        _select(scratch, n, prev)
+        a = scratch[prev]
+        b = scratch[prev + 1]
+        for i in range(prev + 2, n):
+            if scratch[i] < b:
+                b = scratch[i]
     g = vi - <double>prev
     d = b - a
     res = a + d * g

@@ -580,3 +580,19 @@ def test_a_pickled_detector_goes_on_where_it_stopped(impl: str) -> None:
     np.testing.assert_array_equal(np.r_[first.p, rest.p], whole.p)
     np.testing.assert_array_equal(np.r_[first.alert, rest.alert], whole.alert)
     assert whole.alert.any()
+
+
+def test_compiled_quantile_is_numpys_exactly() -> None:
+    """The SPOT threshold: np.quantile's value, bit for bit, through both selection paths (the sampled
+    bracket and its fallback when the sample is unrepresentative) and with ties."""
+    C = _compiled()
+    rng = np.random.default_rng(17)
+    cases = [rng.normal(size=n) for n in (1, 2, 7, 100, 511, 512, 3600)]
+    cases += [rng.integers(0, 4, 2000).astype(float), np.full(1000, 2.5), np.sort(rng.exponential(size=3000))]
+    for n in (512, 3600):  # every sampled position holds a top value: the bracket misses
+        a = rng.normal(size=n)
+        a[(np.arange(64) * n) // 64] = 100.0 + rng.random(64)
+        cases.append(a)
+    for a in cases:
+        for level in (0.1, 0.5, 0.9, 0.999):
+            assert C.spot_fit(a, level, 0.0)[0] == np.quantile(a, level)
