@@ -408,7 +408,7 @@ cdef class Ensemble:
     cdef long long[::1] ist
     # config
     cdef Py_ssize_t n, warmup, accept, open_after, close_after, window, refit, init, refresh, tests
-    cdef double alpha, lam, kappa, c, shift_k, risk, close_risk, level_q, xi_min, t2_ok, mv_alpha
+    cdef double alpha, lam, kappa, c, shift_k, risk, close_risk, level_q, xi_min, t2_ok, mv_alpha, shrink_min
     cdef bint use_ch, use_mv, use_t2, use_q
     # baseline
     cdef long long[::1] count, shifted
@@ -454,6 +454,7 @@ cdef class Ensemble:
         self.close_risk = cfg.close_risk
         self.level_q = cfg.spot_level
         self.xi_min = cfg.xi_min
+        self.shrink_min = cfg.shrink_min
         self.ist_arr = np.zeros(7, np.int64)
         self.ist = self.ist_arr
         self.count = baseline.count
@@ -562,6 +563,34 @@ cdef class Ensemble:
             elif self.mfill[i] >= self.init:
                 self._fit_mv(i)
         return p
+
+    cdef void _refresh_1(self, long long cnt) noexcept nogil:
+        """``MultivariateDetector._refresh`` for one channel, operation for operation (LAPACK's
+        eigendecomposition of a 1 x 1 matrix is the matrix itself with eigenvector 1.0)."""
+        cdef double n_eff, lam, c, s, tr
+        n_eff = 1.0 / self.mv_alpha
+        if <double>cnt < n_eff:  # Python's min(count, 1 / alpha)
+            n_eff = <double>cnt
+        lam = 1.0 / (n_eff + 1)
+        if self.shrink_min >= lam:  # Python's max(shrink_min, ...) keeps the first of equals
+            lam = self.shrink_min
+        c = self.cov[0, 0]
+        s = (1.0 - lam) * c + lam * c
+        tr = s
+        if not tr > 0.0:
+            self.ist[I_K] = 0
+            return
+        s = s + (1e-9 * tr / 1) * 1.0
+        self.basis[0, 0] = 1.0
+        self.inv_vals[0] = 1.0 / s
+        self.q_expect = 1.0
+        self.ist[I_K] = 1
+
+    def basis_state(self):
+        """(basis, inv_vals, k, q_expect) as the kernel holds them (one channel refreshes in the kernel)."""
+        cdef Py_ssize_t k = self.ist[I_K]
+        return (np.asarray(self.basis)[:, :k].copy(), np.asarray(self.inv_vals)[:k].copy(), int(k),
+                float(self.q_expect))
 
     def run(self, const double[:, ::1] x, Py_ssize_t start, double[::1] p_out, unsigned char[::1] alert_out,
             double[:, ::1] z_out, double[:, ::1] cp_out):
@@ -722,7 +751,10 @@ cdef class Ensemble:
                         for m in range(n):
                             self.cov[j, m] += aw * (e[j] * e[m] - self.cov[j, m])
                     if cnt >= self.warmup and (cnt - self.warmup) % self.refresh == 0:
-                        ist[I_REFRESH] = 1
+                        if n == 1:
+                            self._refresh_1(cnt)  # no LAPACK needed: stay in the kernel
+                        else:
+                            ist[I_REFRESH] = 1
                     if t2 > 1e12:
                         t2 = 1e12
                     if q > 1e12:
