@@ -394,13 +394,14 @@ cdef enum:
     I_K = 4
     I_NEV = 5
     I_REFRESH = 6
+    I_REFRESHED_1 = 7
 
 
 cdef class Ensemble:
     """The per-row update over the reference's state arrays (see module docstring).
 
     ``ist``: int64 scalars [rows, mv_count, alert open, hysteresis run, k, events in the last row,
-    refresh due]; ``basis``/``inv_vals``/``q_expect`` are set by :meth:`set_basis` after each
+    refresh due, one-channel refresh done in the kernel (reset by the caller)]; ``basis``/``inv_vals``/``q_expect`` are set by :meth:`set_basis` after each
     eigendecomposition.
     """
 
@@ -455,7 +456,7 @@ cdef class Ensemble:
         self.level_q = cfg.spot_level
         self.xi_min = cfg.xi_min
         self.shrink_min = cfg.shrink_min
-        self.ist_arr = np.zeros(7, np.int64)
+        self.ist_arr = np.zeros(8, np.int64)
         self.ist = self.ist_arr
         self.count = baseline.count
         self.shifted = baseline.shifted
@@ -577,6 +578,7 @@ cdef class Ensemble:
         c = self.cov[0, 0]
         s = (1.0 - lam) * c + lam * c
         tr = s
+        self.ist[I_REFRESHED_1] = 1
         if not tr > 0.0:
             self.ist[I_K] = 0
             return
@@ -585,6 +587,7 @@ cdef class Ensemble:
         self.inv_vals[0] = 1.0 / s
         self.q_expect = 1.0
         self.ist[I_K] = 1
+        self.ist[I_REFRESHED_1] = 1
 
     def basis_state(self):
         """(basis, inv_vals, k, q_expect) as the kernel holds them (one channel refreshes in the kernel)."""

@@ -657,8 +657,9 @@ class StreamingDetector:
         self.hyst.is_open, self.hyst.run = bool(ist[2]), int(ist[3])
         if mv is not None:
             mv.count = int(ist[1])
-            if self.n == 1:  # one channel: the kernel refreshes the 1 x 1 "PCA" itself
+            if ist[7]:  # one channel: the kernel refreshed the 1 x 1 "PCA" itself
                 mv.basis, mv.inv_vals, mv.k, mv.q_expect = k.basis_state()
+                ist[7] = 0
         return events
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
