@@ -300,7 +300,7 @@ cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double l
     """``SpotBank._fit`` / ``SpotCalibrator._fit`` of the values arr[0:n*stride:stride]:
     out = (t, rate, xi, sigma). scratch, tmp: 2 n doubles, n doubles."""
     cdef Py_ssize_t i, ny = 0
-    cdef double t, mean, sd, sigma, f
+    cdef double t, mean, sd, sigma, f, lo, hi
     cdef double* lin = scratch + n
     cdef double gp[2]
     for i in range(n):
@@ -331,6 +331,18 @@ cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double l
         sigma = f
     out[2] = gp[0]
     out[3] = sigma
+    # streaming.DEGENERATE: a window of one value has no tail; p = 1 for any value
+    lo = lin[0]
+    hi = lin[0]
+    for i in range(1, n):
+        if lin[i] < lo:
+            lo = lin[i]
+        elif lin[i] > hi:
+            hi = lin[i]
+    if lo == hi:
+        out[1] = 1.0
+        out[2] = 0.0
+        out[3] = INFINITY
 
 
 cdef inline double _tail(double x, double t, double rate, double xi, double sig) noexcept nogil:

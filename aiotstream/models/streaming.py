@@ -309,6 +309,19 @@ def fit_gpd(y: np.ndarray, xi_min: float = -0.5) -> tuple[float, float]:
     return xi, xi / best
 
 
+# A statistic whose whole window is one value (Q with no residual subspace, |z| of a constant channel)
+# has no tail to fit: a threshold tail (rate 1/window beyond a 1e-9 sigma) would call every row, or
+# every later value, "rare" and pin the detector's p near tests / window, so an alert could never
+# close. Such a fit gives p = 1 (no evidence) for any value instead: rate 1 and an infinite scale make
+# both branches of the tail exp(0) = 1 (the compiled kernel stores the same three numbers). The next
+# refit after the statistic moves (spot_refit learned rows; every row is learned at p = 1) fits it.
+DEGENERATE = (1.0, 0.0, math.inf)  # (rate, xi, sigma)
+
+
+def _degenerate(arr: np.ndarray) -> bool:
+    return bool(arr.size) and float(arr.min()) == float(arr.max())
+
+
 class SpotCalibrator:
     """Peaks-over-threshold on a sliding window: a statistic -> its tail probability in normal operation.
 
@@ -343,8 +356,9 @@ class SpotCalibrator:
         self.rate = max(y.size, 1) / arr.size
         xi, sigma = fit_gpd(y, xi_min=self.cfg.xi_min) if y.size else (0.0, 0.0)
         spread = float(np.std(arr))
-        # a constant statistic has no excesses: any larger value is then far in the tail
         self.xi, self.sigma = xi, max(sigma, 1e-9 * (1.0 + abs(t)), 1e-6 * spread)
+        if _degenerate(arr):
+            self.rate, self.xi, self.sigma = DEGENERATE
         self.since = 0
 
     def tail(self, x: float) -> float:
@@ -422,6 +436,8 @@ class SpotBank:
         xi, sigma = fit_gpd(y, xi_min=self.cfg.xi_min) if y.size else (0.0, 0.0)
         self.xi[i] = xi
         self.sigma[i] = max(sigma, 1e-9 * (1.0 + abs(t)), 1e-6 * float(np.std(arr)))
+        if _degenerate(arr):
+            self.rate[i], self.xi[i], self.sigma[i] = DEGENERATE
         self.since[i] = 0
 
     def update(self, x: np.ndarray, learn: bool = True) -> np.ndarray:
@@ -519,7 +535,8 @@ DEFAULT_IMPL = "compiled" if _compiled is not None else "python"
 class StreamingDetector:
     """Per-asset online detector: baseline -> EWMA chart -> T-squared/Q -> SPOT -> hysteresis.
 
-    ``use``: which statistics feed the score: ``("channels", "t2", "q")`` by default.
+    ``use``: which statistics feed the score: ``("channels", "t2", "q")`` by default; ``"q"`` is
+    dropped with one channel (no residual subspace: Q is identically 0).
     ``impl``: ``"python"`` (the reference: the classes above, one row at a time) or ``"compiled"``
     (``aiotstream._streaming``: the same equations over the same state arrays, a block of rows per
     call; equal to the reference to rounding, tested). The default is ``"compiled"`` when the
@@ -534,6 +551,12 @@ class StreamingDetector:
         unknown = set(use) - set(self.STATS)
         if unknown or not use:
             raise ValueError(f"use: pick from {self.STATS}, got {use}")
+        if n_channels == 1 and "q" in use:
+            # one channel: the PCA keeps it whole, the residual subspace is empty and Q is 0 on every
+            # row. Not a test (it would only widen Bonferroni); nothing left to score is an error.
+            use = tuple(k for k in use if k != "q")
+            if not use:
+                raise ValueError("use: Q needs at least 2 channels (one channel has no residual subspace)")
         impl = impl or DEFAULT_IMPL
         if impl not in IMPLS:
             raise ValueError(f"impl: pick from {IMPLS}, got {impl!r}")

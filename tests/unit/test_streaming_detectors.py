@@ -602,3 +602,88 @@ def test_compiled_quantile_is_numpys_exactly() -> None:
     for a in cases:
         for level in (0.1, 0.5, 0.9, 0.999):
             assert C.spot_fit(a, level, 0.0)[0] == np.quantile(a, level)
+
+
+# ---------------------------------------------------------------------------------------------------
+# degenerate statistics: a constant statistic is no evidence (it used to pin p below close_risk, so an
+# alert, once open, never closed and learning stopped)
+
+
+def _ar1(rows: int, channels: int, phi: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    eps = rng.normal(size=(rows, channels))
+    x = np.empty_like(eps)
+    x[0] = eps[0]
+    for t in range(1, rows):
+        x[t] = phi * x[t - 1] + eps[t]
+    return x * rng.uniform(0.1, 10.0, channels) + rng.uniform(-50, 50, channels)
+
+
+def _openings_closings(alert: np.ndarray) -> tuple[int, int]:
+    d = np.diff(np.concatenate([[0], alert.astype(int)]))
+    return int((d == 1).sum()), int((d == -1).sum())
+
+
+@pytest.mark.parametrize("impl", ["python", "compiled"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_single_channel_alerts_close_again(impl: str, seed: int) -> None:
+    if impl == "compiled":
+        _compiled()
+    x = _ar1(6000, 1, 0.9, seed)
+    det = S.make_pipeline("default", 1, impl=impl)
+    b = det.update_block(x)
+    opened, closed = _openings_closings(b.alert)
+    assert b.p[1000:].max() >= S.DetectorConfig().close_risk  # p can reach the closing level
+    assert closed >= opened - 1  # every alert but possibly one still open at the end closes
+    assert b.alert.mean() < 0.05  # stationary noise: alert rows are a small fraction
+    assert "q" not in det.use and det.tests == 2  # Q is 0 on every row with one channel
+
+
+def test_single_channel_q_alone_is_an_error() -> None:
+    with pytest.raises(ValueError, match="2 channels"):
+        S.StreamingDetector(1, use=("q",), impl="python")
+    assert S.make_pipeline("multivariate", 1, impl="python").use == ("t2",)
+
+
+@pytest.mark.parametrize("impl", ["python", "compiled"])
+@pytest.mark.parametrize("n", [2, 3])
+def test_a_constant_channel_among_others_does_not_pin_p(impl: str, n: int) -> None:
+    # with 2 channels, one constant, the residual subspace is the constant channel's axis: Q is
+    # exactly 0 on every row (as with one channel); its constant |z| is 0 as well
+    if impl == "compiled":
+        _compiled()
+    x = _ar1(6000, n, 0.9, 5)
+    x[:, 1] = 7.0  # a constant channel
+    live = x[:, 0]
+    live[3000:3100] += 8.0 * live[:3000].std()  # a fault: an alert opens in it and closes after it
+    b = S.make_pipeline("default", n, impl=impl).update_block(x)
+    assert b.alert[3000:3100].any()
+    assert not b.alert[3400:].any()
+    opened, closed = _openings_closings(b.alert)
+    assert closed == opened
+    assert b.p[1000:3000].max() >= S.DetectorConfig().close_risk
+    assert b.alert.mean() < 0.05
+    assert (b.channel_p[:, 1] == 1.0).all()  # the constant channel is never evidence
+
+
+def test_a_constant_window_gives_no_evidence_for_any_value() -> None:
+    cfg = S.DetectorConfig(spot_init=20)
+    cal = S.SpotCalibrator(cfg)
+    bank = S.SpotBank(2, cfg)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        cal.update(0.0)
+        bank.update(np.array([0.0, 1.0 + rng.random()]))
+    assert cal.calibrated and (cal.rate, cal.xi, cal.sigma) == S.DEGENERATE
+    assert (bank.rate[0], bank.xi[0], bank.sigma[0]) == S.DEGENERATE and bank.sigma[1] < math.inf
+    for v in (-1.0, 0.0, 1e-12, 5.0, 1e12):
+        assert cal.tail(v) == 1.0
+        assert bank.tail(np.array([v, 0.0]))[0] == 1.0
+    assert cal.quantile(1e-4) == math.inf  # no value is an alarm
+    # a window that is not constant any more is fitted again
+    for v in np.random.default_rng(1).normal(size=cfg.spot_refit):
+        cal.update(abs(float(v)))
+    assert cal.sigma < math.inf and cal.tail(1e3) < 1e-6
+    if S._compiled is not None:
+        for arr in (np.zeros(300), np.full(250, 2.5)):
+            assert S._compiled.spot_fit(arr, cfg.spot_level, cfg.xi_min)[1:] == S.DEGENERATE
