@@ -23,7 +23,8 @@ the order a row goes through them (:class:`StreamingDetector` wires them):
    likelihood (Grimshaw's profile likelihood) above an initial quantile; it turns a statistic into
    its tail probability ``p``. A channel's ``p`` is never below the two-sided Gaussian tail of its
    ``|z|`` (a thin tail fitted on a quiet hour must not make a 2-sigma row an alarm). The detector's
-   p-value is Bonferroni over the statistics (one per channel, T-squared and Q), and
+   p-value is Bonferroni over the statistics (one per channel, T-squared and Q; no Q with one
+   channel), a statistic whose SPOT window is constant gives p = 1 (``DEGENERATE``), and
    the output score is ``1 - p`` in [0, 1]: a row scores 0.9999 when normal operation gives a value
    at least that extreme once in 10,000 rows.
 4. :class:`Hysteresis`: an alert opens after ``open_after`` consecutive rows with ``p < risk`` and
