@@ -35,4 +35,4 @@ broker: $(STAMP)
 	$(BIN)/aiotstream broker
 
 clean:
-	rm -rf build out aiotstream/_kernels*.so ext/*.c .pytest_cache
+	rm -rf build out aiotstream/_kernels*.so aiotstream/_streaming*.so ext/*.c .pytest_cache

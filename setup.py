@@ -9,7 +9,9 @@ Built from a git checkout it writes the checkout's commit; built without git
 """
 from __future__ import annotations
 
+import platform
 import runpy
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,21 @@ if _commit is not None:
     if not _build.exists() or _build.read_text() != _text:
         _build.write_text(_text)
 
+
+def _libmvec() -> bool:
+    """glibc >= 2.35 on x86-64 Linux with GCC: ext/streaming_simd.h may call its vector log1p."""
+    if not (sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")):
+        return False
+    name, version = platform.libc_ver()
+    try:
+        major, minor = (int(v) for v in version.split(".")[:2])
+    except ValueError:
+        return False
+    return name == "glibc" and (major, minor) >= (2, 35)
+
+
+_MVEC = _libmvec()
+
 extensions = [
     Extension(
         "aiotstream._kernels",
@@ -35,7 +52,19 @@ extensions = [
         # threads). No -ffast-math (NaN/Inf handling is documented), no -march (portable wheel:
         # the AVX2 variants are picked at load time via target_clones).
         extra_compile_args=["-O3", "-fno-math-errno", "-fopenmp-simd", "-Wno-unreachable-code"],
-    )
+    ),
+    # the per-row update of the streaming detectors (aiotstream.models.streaming, impl="compiled").
+    # No -ffast-math: it must round like its numpy reference.
+    Extension(
+        "aiotstream._streaming",
+        ["ext/_streaming.pyx"],
+        include_dirs=[np.get_include(), "ext"],
+        depends=["ext/streaming_simd.h"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       *([("AIOT_MVEC", "1")] if _MVEC else [])],
+        libraries=["mvec", "m"] if _MVEC else [],
+        extra_compile_args=["-O3", "-fno-math-errno", "-ffp-contract=off", "-Wno-unreachable-code"],
+    ),
 ]
 
 setup(

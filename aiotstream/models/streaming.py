@@ -1,0 +1,711 @@
+"""Online detectors for scalar and multivariate readings that learn from the first row (issue 17).
+
+No labels, one default configuration for every series. The classes below are numpy, one row at a
+time, and are the reference; ``aiotstream._streaming`` (``ext/_streaming.pyx``) runs the same
+equations on their state arrays, a block of rows per call, and is what :class:`StreamingDetector`
+uses when it is built (``impl="compiled"``; ``impl="python"`` for the reference). The pieces, in
+the order a row goes through them (:class:`StreamingDetector` wires them):
+
+1. :class:`RobustBaseline`, per channel: an EWMA control chart (Roberts 1959) of the deviation from
+   a slow robust level: ``fast <- fast + lambda (x - fast)``, ``d = fast - level``, ``z = d / scale``,
+   where ``scale`` is the robust EWMA RMS of ``d`` itself. Scaling the chart by its own spread (not
+   by the one-step noise) keeps slow, autocorrelated channels (temperatures) comparable with noisy
+   ones and still accumulates small sustained shifts. Outlying rows are down-weighted (Huber-type
+   weights on the level, redescending on the scale) but never ignored, and a shift that persists for
+   ``accept`` rows is taken as the new normal: the channel re-baselines and a :class:`ChangeEvent` is
+   emitted. So it never freezes.
+2. :class:`MultivariateDetector`: online PCA of the exponentially weighted, shrunk second moment of
+   ``z`` with Hotelling's T-squared in the principal subspace and the Q statistic (squared prediction
+   error) in the residual subspace, each divided by its expectation.
+3. :class:`SpotCalibrator`, one per statistic (each channel's ``|z|`` via :class:`SpotBank`,
+   T-squared, Q): streaming
+   peaks-over-threshold (SPOT, Siffer et al., KDD 2017): a generalized Pareto tail fitted by maximum
+   likelihood (Grimshaw's profile likelihood) above an initial quantile; it turns a statistic into
+   its tail probability ``p``. A channel's ``p`` is never below the two-sided Gaussian tail of its
+   ``|z|`` (a thin tail fitted on a quiet hour must not make a 2-sigma row an alarm). The detector's
+   p-value is Bonferroni over the statistics (one per channel, T-squared and Q; no Q with one
+   channel), a statistic whose SPOT window is constant gives p = 1 (``DEGENERATE``), and
+   the output score is ``1 - p`` in [0, 1]: a row scores 0.9999 when normal operation gives a value
+   at least that extreme once in 10,000 rows.
+4. :class:`Hysteresis`: an alert opens after ``open_after`` consecutive rows with ``p < risk`` and
+   closes after ``close_after`` consecutive rows with ``p >= close_risk``.
+
+Missing values: NaN, +/-inf and magnitudes above 1e150 are *missing*. A missing channel is neither
+scored (its ``z`` is 0) nor learned from; the other channels of the row go on. A row with every channel
+missing scores like a normal row and changes no state except the row counter. Any finite input gives
+finite state and a score in [0, 1] (residuals are clipped to +/-1e6 scales).
+
+Every default and why is in ``docs/detection.md``; figures on SKAB come from ``benchmarks/skab.py``.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["BlockResult", "ChangeEvent", "DetectorConfig", "Hysteresis", "MultivariateDetector",
+           "RobustBaseline", "RowResult", "SpotBank", "SpotCalibrator", "StreamingDetector", "fit_gpd",
+           "gpd_sf", "make_pipeline"]
+
+Z_CLIP = 1e6  # standardized residuals are clipped here so that any finite input stays finite
+MAX_ABS = 1e150  # larger magnitudes are missing values: not a reading, and their squares overflow
+
+
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+
+
+def _scale_consistency(c: float) -> float:
+    """E[rho(Z)] for Z ~ N(0, 1), rho(z) = z^2 for |z| <= c, c^4 / z^2 beyond: makes the robust scale
+    estimate the standard deviation of Gaussian residuals (a numerical integral, once)."""
+    z = np.linspace(0.0, 40.0, 400_001)
+    pdf = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    zz = np.maximum(z * z, 1e-300)
+    rho = np.where(z <= c, z * z, c ** 4 / zz)
+    y = rho * pdf
+    return float(2.0 * np.sum((y[1:] + y[:-1]) * 0.5 * np.diff(z)))
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """One default configuration for every series; rows are samples (1 Hz on SKAB)."""
+
+    warmup: int = 30            # rows per channel before it is scored (mean and std of these seed it)
+    halflife: float = 3600.0    # rows; baseline level, scale and correlation memory (1 h at 1 Hz)
+    huber_c: float = 3.0        # residuals beyond c scales are down-weighted
+    accept: int = 3600          # rows a shift must persist before it is the new normal (1 h at 1 Hz)
+    shift_k: float = 4.0        # a channel is "shifted" while its fast mean is > k scales from the level
+    smooth: float = 0.25        # EWMA chart lambda (weight of the newest row in the fast mean)
+    explained: float = 0.9      # PCA: share of the variance kept in the principal subspace
+    refresh: int = 25           # rows between eigendecompositions
+    shrink_min: float = 0.01    # minimum shrinkage of the correlation towards its diagonal
+    spot_init: int = 250        # rows of each statistic that calibrate the first tail fit
+    spot_level: float = 0.9     # initial threshold quantile of SPOT (its peaks feed the GPD fit)
+    risk: float = 1e-4          # p below this is an alarm row (expected false alarm rows per row)
+    close_risk: float = 0.1     # an open alert closes once p stays above this
+    open_after: int = 3         # consecutive alarm rows to open an alert
+    close_after: int = 10       # consecutive quiet rows to close it
+    spot_window: int = 3600     # SPOT learns from the last this many non-alarm values (1 h at 1 Hz)
+    spot_refit: int = 50        # learned rows between threshold re-fits
+    xi_min: float = 0.0         # lower bound of the GPD shape (no bounded tails)
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """A channel's level moved for good: the baseline was re-seeded at ``new_level``."""
+
+    row: int
+    channel: int
+    old_level: float
+    new_level: float
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+class RobustBaseline:
+    """Per-channel robust level and scale (see module docstring, step 1)."""
+
+    def __init__(self, n_channels: int, config: DetectorConfig | None = None) -> None:
+        cfg = config or DetectorConfig()
+        self.cfg = cfg
+        self.n = n_channels
+        self.alpha = 1.0 - 0.5 ** (1.0 / cfg.halflife)
+        self.lam = cfg.smooth
+        self.kappa = _scale_consistency(cfg.huber_c)
+        self.count = np.zeros(n_channels, np.int64)   # valid values seen per channel
+        self.level = np.zeros(n_channels)
+        self.var = np.zeros(n_channels)               # scale^2 (Welford M2 during warm-up)
+        self.fast = np.zeros(n_channels)
+        self.shifted = np.zeros(n_channels, np.int64)  # consecutive rows the fast mean was shifted
+        self.rows = 0
+
+    def scale(self) -> np.ndarray:
+        """The scale used to standardize: sqrt(var), floored so a constant channel still divides."""
+        return np.maximum(np.sqrt(self.var), 1e-9 * (1.0 + np.abs(self.level)))
+
+    def update(self, x: np.ndarray) -> tuple[np.ndarray, list[ChangeEvent]]:
+        """Standardized deviation of each channel for this row (0 while warming up or missing)."""
+        x = np.asarray(x, dtype=np.float64)
+        self.rows += 1
+        ok = np.isfinite(x) & (np.abs(x) <= MAX_ABS)
+        z = np.zeros(self.n)
+        events: list[ChangeEvent] = []
+        if not ok.any():
+            return z, events
+        cfg = self.cfg
+        warm = ok & (self.count < cfg.warmup)
+        if warm.any():  # Welford mean and variance of the first values seed level and scale
+            self.count[warm] += 1
+            d = x[warm] - self.level[warm]
+            self.level[warm] += d / self.count[warm]
+            self.var[warm] += d * (x[warm] - self.level[warm])
+            done = warm & (self.count == cfg.warmup)
+            if done.any():
+                self.var[done] /= max(cfg.warmup - 1, 1)
+                self.fast[done] = self.level[done]
+        live = ok & ~warm
+        if not live.any():
+            return z, events
+        self.count[live] += 1
+        s = self.scale()[live]
+        lv = self.level[live]
+        xl = np.clip(x[live], lv - Z_CLIP * s, lv + Z_CLIP * s)
+        fast = self.fast[live] + self.lam * (xl - self.fast[live])
+        self.fast[live] = fast
+        d = fast - lv
+        zl = np.clip(d / s, -Z_CLIP, Z_CLIP)
+        z[live] = zl
+        c = cfg.huber_c
+        az = np.abs(zl)
+        big = az > c
+        w_loc = np.where(big, (c / np.maximum(az, c)) ** 2, 1.0)
+        rho = np.where(big, c ** 4 / np.maximum(az, c) ** 2, zl * zl)
+        self.level[live] = lv + self.alpha * w_loc * d
+        # scale: a running mean until 1/alpha rows, then the EWMA (bias-corrected start)
+        a_s = np.maximum(self.alpha, 1.0 / (self.count[live] - cfg.warmup + 1.0))
+        self.var[live] += a_s * (rho * s * s / self.kappa - self.var[live])
+        # level shifts: the smoothed deviation beyond k scales for `accept` rows -> re-baseline
+        idx = np.flatnonzero(live)
+        self.shifted[idx] = np.where(az > cfg.shift_k, self.shifted[idx] + 1, 0)
+        for i in idx[self.shifted[idx] >= cfg.accept]:
+            events.append(ChangeEvent(self.rows - 1, int(i), float(self.level[i]), float(self.fast[i])))
+            self.level[i] = self.fast[i]
+            self.shifted[i] = 0
+        return z, events
+
+
+class MultivariateDetector:
+    """Online PCA on standardized residuals: T-squared and Q, each over its expectation."""
+
+    def __init__(self, n_channels: int, config: DetectorConfig | None = None) -> None:
+        cfg = config or DetectorConfig()
+        self.cfg = cfg
+        self.p = n_channels
+        self.alpha = 1.0 - 0.5 ** (1.0 / cfg.halflife)
+        self.cov = np.zeros((n_channels, n_channels))
+        self.count = 0
+        self.basis = np.zeros((n_channels, 0))
+        self.inv_vals = np.zeros(0)
+        self.q_expect = 1.0
+        self.k = 0
+        c = cfg.huber_c
+        self.t2_ok = n_channels + c * math.sqrt(2.0 * n_channels)  # chi2_p mean + c sd
+
+    def _refresh(self) -> None:
+        p = self.p
+        n_eff = min(self.count, 1.0 / self.alpha)
+        lam = max(self.cfg.shrink_min, p / (n_eff + p))
+        diag = np.diag(np.diag(self.cov))
+        s = (1.0 - lam) * self.cov + lam * diag
+        tr = float(np.trace(s))
+        if not tr > 0.0:
+            self.k = 0
+            self.basis = np.zeros((p, 0))
+            return
+        s = s + (1e-9 * tr / p) * np.eye(p)
+        vals, vecs = np.linalg.eigh(s)
+        vals, vecs = vals[::-1], vecs[:, ::-1]
+        share = np.cumsum(vals) / np.sum(vals)
+        k = int(np.searchsorted(share, self.cfg.explained) + 1)
+        k = min(k, p - 1) if p > 1 else 1
+        self.k = k
+        self.basis = vecs[:, :k].copy()
+        self.inv_vals = 1.0 / vals[:k]
+        self.q_expect = max(float(np.sum(vals[k:])), 1e-6 * tr) if p > 1 else 1.0
+
+    def update(self, e: np.ndarray) -> tuple[float, float]:
+        """(T-squared / k, Q / E[Q]) of this row, then learn it; (0, 0) while warming up."""
+        e = np.nan_to_num(np.asarray(e, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        self.count += 1
+        t2 = q = 0.0
+        w = 1.0
+        if self.count > self.cfg.warmup and self.k > 0:
+            # the sums in a fixed order (not BLAS's): Q is a difference of two sums that cancel when
+            # the residual subspace is empty, and the compiled kernel must round exactly the same
+            y = np.zeros(self.k)
+            for j in range(self.p):
+                y += self.basis[j] * e[j]
+            t2_full = yy = ee = 0.0
+            for ym, iv in zip(y.tolist(), self.inv_vals.tolist(), strict=True):
+                t2_full += ym * (ym * iv)
+                yy += ym * ym
+            for ej in e.tolist():
+                ee += ej * ej
+            q = max(ee - yy, 0.0)
+            t2 = t2_full / self.k
+            q = q / self.q_expect
+            m = t2_full + q * self.q_expect  # ~ chi2 with about p dof under normal operation
+            if m > self.t2_ok:
+                r = self.t2_ok / m
+                w = r * r  # not r ** 2: CPython's float ** 2 is libm pow, which may differ in the last bit
+        a = self.alpha if self.count > self.cfg.warmup else 1.0 / self.count
+        self.cov += (a * w) * (np.outer(e, e) - self.cov)
+        if self.count >= self.cfg.warmup and (self.count - self.cfg.warmup) % self.cfg.refresh == 0:
+            self._refresh()
+        return min(t2, 1e12), min(q, 1e12)
+
+
+# ---------------------------------------------------------------------------------------------------
+# extreme value theory
+
+
+def gpd_sf(y: np.ndarray | float, xi: float, sigma: float) -> np.ndarray | float:
+    """Survival function of the generalized Pareto distribution (location 0) at y >= 0."""
+    y = np.maximum(np.asarray(y, dtype=np.float64), 0.0)
+    if abs(xi) < 1e-9:
+        out = np.exp(-y / sigma)
+    else:
+        base = np.maximum(1.0 + xi * y / sigma, 0.0)
+        with np.errstate(divide="ignore"):
+            out = np.where(base > 0.0, base ** (-1.0 / xi), 0.0)
+    return float(out) if out.ndim == 0 else out
+
+
+def _profile_loglik(thetas: np.ndarray, y: np.ndarray, xi_min: float) -> np.ndarray:
+    """Grimshaw's profile log-likelihood of the GPD at each theta = xi / sigma (-inf where invalid)."""
+    n = y.size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xi = np.log1p(np.outer(thetas, y)).mean(axis=1)
+        sig = xi / thetas
+        ll = -n * np.log(sig) - n * (1.0 + xi)
+    bad = ~np.isfinite(ll) | (sig <= 0) | (xi < xi_min) | (xi > 1.0) | (thetas == 0)
+    return np.where(bad, -np.inf, ll)
+
+
+def fit_gpd(y: np.ndarray, xi_min: float = -0.5) -> tuple[float, float]:
+    """Maximum-likelihood GPD (xi, sigma) of excesses y > 0 by Grimshaw's profile likelihood.
+
+    With theta = xi / sigma, the MLE of xi given theta is mean(log(1 + theta y)) and the profile
+    log-likelihood is ``-n log(xi / theta) - n (1 + xi)``. It is evaluated on a log-spaced grid of
+    theta on (-1 / max(y), 0) and (0, 6 / mean(y)), refined twice around the best point, and compared
+    with the exponential (xi = 0) fit. xi is bounded to [xi_min, 1] (xi_min >= -0.5).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    y = y[np.isfinite(y) & (y > 0)]
+    n = y.size
+    if n == 0:
+        return 0.0, 1.0
+    mean = float(y.mean())
+    if n < 10:
+        return 0.0, max(mean, 1e-12)
+    xi_min = max(xi_min, -0.5)
+    lo = -1.0 / float(y.max())
+    neg = lo * (1.0 - np.geomspace(1e-6, 1.0 - 1e-6, 40)) if xi_min < 0 else np.zeros(0)
+    grid = np.concatenate([np.sort(neg), np.geomspace(1e-6, 6.0, 40) / mean])
+    best_ll, best = -n * math.log(mean) - n, 0.0
+    for _ in range(3):
+        ll = _profile_loglik(grid, y, xi_min)
+        i = int(np.argmax(ll))
+        if ll[i] > best_ll:
+            best_ll, best = float(ll[i]), float(grid[i])
+        a = grid[max(i - 1, 0)]
+        b = grid[min(i + 1, grid.size - 1)]
+        if a < 0.0 < b:  # do not cross theta = 0
+            a, b = (a, -1e-12) if grid[i] < 0 else (1e-12, b)
+        grid = np.linspace(a, b, 41)
+    if best == 0.0:
+        return 0.0, mean
+    xi = float(np.mean(np.log1p(best * y)))
+    return xi, xi / best
+
+
+# A statistic whose whole window is one value (Q with no residual subspace, |z| of a constant channel)
+# has no tail to fit: a threshold tail (rate 1/window beyond a 1e-9 sigma) would call every row, or
+# every later value, "rare" and pin the detector's p near tests / window, so an alert could never
+# close. Such a fit gives p = 1 (no evidence) for any value instead: rate 1 and an infinite scale make
+# both branches of the tail exp(0) = 1 (the compiled kernel stores the same three numbers). The next
+# refit after the statistic moves (spot_refit learned rows; every row is learned at p = 1) fits it.
+DEGENERATE = (1.0, 0.0, math.inf)  # (rate, xi, sigma)
+
+
+def _degenerate(arr: np.ndarray) -> bool:
+    return bool(arr.size) and float(arr.min()) == float(arr.max())
+
+
+class SpotCalibrator:
+    """Peaks-over-threshold on a sliding window: a statistic -> its tail probability in normal operation.
+
+    SPOT (Siffer et al. 2017) fixes its peaks threshold ``t`` on the first ``n_init`` values and then
+    adds every non-alarm value above ``t`` to the peaks. Here the detector's own statistics settle
+    while the baselines learn, so a threshold frozen on the first rows stays too high (or too low)
+    for good. This variant keeps the last ``spot_window`` learned values and, every ``spot_refit``
+    learned rows, re-sets ``t`` to their ``spot_level`` quantile and refits the GPD to the excesses.
+    Alarm rows (``p < risk``) and rows while an alert is open are not learned, as in SPOT.
+    The shape is bounded below by ``xi_min`` (0 by default): a fitted bounded tail (xi < 0) would give
+    probability 0 to anything beyond its end point, which on a few hundred peaks is an artefact.
+    """
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        cfg = config or DetectorConfig()
+        self.cfg = cfg
+        self.window: deque[float] = deque(maxlen=cfg.spot_window)
+        self.t = math.inf           # peaks threshold (a quantile of the window)
+        self.rate = 0.0             # share of the window above t
+        self.xi, self.sigma = 0.0, 1.0
+        self.since = 0              # learned values since the last fit
+
+    @property
+    def calibrated(self) -> bool:
+        return self.t < math.inf
+
+    def _fit(self) -> None:
+        arr = np.fromiter(self.window, float, len(self.window))
+        t = float(np.quantile(arr, self.cfg.spot_level))
+        y = arr[arr > t] - t
+        self.t = t
+        self.rate = max(y.size, 1) / arr.size
+        xi, sigma = fit_gpd(y, xi_min=self.cfg.xi_min) if y.size else (0.0, 0.0)
+        spread = float(np.std(arr))
+        self.xi, self.sigma = xi, max(sigma, 1e-9 * (1.0 + abs(t)), 1e-6 * spread)
+        if _degenerate(arr):
+            self.rate, self.xi, self.sigma = DEGENERATE
+        self.since = 0
+
+    def tail(self, x: float) -> float:
+        """P(statistic >= x) under the fitted model (1.0 before calibration)."""
+        if not self.calibrated:
+            return 1.0
+        if x > self.t:
+            return float(self.rate * gpd_sf(x - self.t, self.xi, self.sigma))
+        # below the peaks threshold: continuous, monotone, not calibrated (never an alarm)
+        return float(min(1.0, self.rate * math.exp(min((self.t - x) / self.sigma, 700.0))))
+
+    def quantile(self, risk: float) -> float:
+        """The statistic value whose tail probability is ``risk`` (SPOT's z_q)."""
+        r = risk / self.rate
+        if abs(self.xi) < 1e-9:
+            return self.t - self.sigma * math.log(r)
+        return self.t + self.sigma / self.xi * (r ** (-self.xi) - 1.0)
+
+    def update(self, x: float, learn: bool = True) -> float:
+        """Tail probability of x, then (if ``learn`` and x is not itself an alarm) learn it."""
+        x = float(x) if math.isfinite(x) else 0.0
+        p = self.tail(x)
+        if learn and p >= self.cfg.risk:
+            self.window.append(x)
+            self.since += 1
+            if (not self.calibrated and len(self.window) >= self.cfg.spot_init) or (
+                    self.calibrated and self.since >= self.cfg.spot_refit):
+                self._fit()
+        return p
+
+
+class SpotBank:
+    """``n`` independent :class:`SpotCalibrator` s (one per channel) updated together, vectorized.
+
+    Same results as a list of calibrators (tested): a ring buffer per column replaces the deques, the
+    tail probabilities are computed for all channels at once, and only the columns due for a refit
+    are refitted.
+    """
+
+    def __init__(self, n: int, config: DetectorConfig | None = None) -> None:
+        cfg = config or DetectorConfig()
+        self.cfg = cfg
+        self.n = n
+        self.buf = np.zeros((cfg.spot_window, n))
+        self.pos = np.zeros(n, np.int64)
+        self.fill = np.zeros(n, np.int64)
+        self.since = np.zeros(n, np.int64)
+        self.t = np.full(n, np.inf)
+        self.rate = np.zeros(n)
+        self.xi = np.zeros(n)
+        self.sigma = np.ones(n)
+        self._cols = np.arange(n)
+
+    def tail(self, x: np.ndarray) -> np.ndarray:
+        """P(statistic >= x) per column (1.0 before calibration)."""
+        t, sig, xi = self.t, self.sigma, self.xi
+        cal = t < np.inf
+        tt = np.where(cal, t, 0.0)
+        y = np.maximum(x - tt, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            base = np.maximum(1.0 + xi * y / sig, 0.0)
+            safe_xi = np.where(np.abs(xi) < 1e-9, 1.0, xi)
+            gp = np.where(base > 0.0, base ** (-1.0 / safe_xi), 0.0)
+            sf = np.where(np.abs(xi) < 1e-9, np.exp(-y / sig), gp)
+            below = np.minimum(1.0, self.rate * np.exp(np.minimum((tt - x) / sig, 700.0)))
+        p = np.where(x > tt, self.rate * sf, below)
+        return np.where(cal, p, 1.0)
+
+    def _fit(self, i: int) -> None:
+        arr = self.buf[: self.fill[i], i]
+        t = float(np.quantile(arr, self.cfg.spot_level))
+        y = arr[arr > t] - t
+        self.t[i] = t
+        self.rate[i] = max(y.size, 1) / arr.size
+        xi, sigma = fit_gpd(y, xi_min=self.cfg.xi_min) if y.size else (0.0, 0.0)
+        self.xi[i] = xi
+        self.sigma[i] = max(sigma, 1e-9 * (1.0 + abs(t)), 1e-6 * float(np.std(arr)))
+        if _degenerate(arr):
+            self.rate[i], self.xi[i], self.sigma[i] = DEGENERATE
+        self.since[i] = 0
+
+    def update(self, x: np.ndarray, learn: bool = True) -> np.ndarray:
+        """Tail probabilities of x (one per column), then learn the columns that are not alarms."""
+        x = np.where(np.isfinite(x), x, 0.0)
+        p = self.tail(x)
+        if learn:
+            m = p >= self.cfg.risk
+            if m.any():
+                cols = self._cols[m]
+                self.buf[self.pos[cols], cols] = x[cols]
+                self.pos[cols] = (self.pos[cols] + 1) % self.cfg.spot_window
+                self.fill[cols] = np.minimum(self.fill[cols] + 1, self.cfg.spot_window)
+                self.since[cols] += 1
+                cal = self.t < np.inf
+                due = m & np.where(cal, self.since >= self.cfg.spot_refit, self.fill >= self.cfg.spot_init)
+                for i in np.flatnonzero(due):
+                    self._fit(int(i))
+        return p
+
+
+class Hysteresis:
+    """Open after ``open_after`` consecutive alarm rows, close after ``close_after`` quiet rows."""
+
+    def __init__(self, open_after: int = 3, close_after: int = 10) -> None:
+        self.open_after = open_after
+        self.close_after = close_after
+        self.is_open = False
+        self.run = 0
+
+    def update(self, alarm: bool, quiet: bool | None = None) -> bool:
+        """``alarm``: this row would open; ``quiet``: this row counts towards closing (default
+        ``not alarm``). Returns whether the alert is open after this row."""
+        quiet = (not alarm) if quiet is None else quiet
+        if self.is_open:
+            self.run = self.run + 1 if quiet else 0
+            if self.run >= self.close_after:
+                self.is_open, self.run = False, 0
+        else:
+            self.run = self.run + 1 if alarm else 0
+            if self.run >= self.open_after:
+                self.is_open, self.run = True, 0
+        return self.is_open
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RowResult:
+    score: float                       # 1 - p, in [0, 1]
+    alert: bool                        # an alert is open after this row
+    p: float                           # tail probability (Bonferroni over the statistics used)
+    z: np.ndarray                      # standardized deviation per channel (explanation)
+    events: list[ChangeEvent] = field(default_factory=list)
+    channel_p: np.ndarray | None = None  # each channel's tail probability (explanation)
+
+    def explain(self, names: list[str] | None = None, top: int = 3) -> list[tuple[str, float, float]]:
+        """The channels that drive this row, most extreme first: (name, z, p)."""
+        return _explain(self.z, self.channel_p, names, top)
+
+
+def _explain(z: np.ndarray, channel_p: np.ndarray | None, names: list[str] | None,
+             top: int) -> list[tuple[str, float, float]]:
+    order = np.argsort(-np.abs(z), kind="stable")[:top]
+    p = channel_p if channel_p is not None else np.ones_like(z)
+    return [((names[i] if names else str(int(i))), float(z[i]), float(p[i])) for i in order]
+
+
+@dataclass
+class BlockResult:
+    """:meth:`StreamingDetector.update_block` for ``rows`` rows: one entry (or row) per input row."""
+
+    score: np.ndarray                  # (rows,) 1 - p
+    alert: np.ndarray                  # (rows,) bool
+    p: np.ndarray                      # (rows,)
+    z: np.ndarray                      # (rows, channels)
+    channel_p: np.ndarray              # (rows, channels)
+    events: list[ChangeEvent] = field(default_factory=list)
+
+    def explain(self, row: int, names: list[str] | None = None,
+                top: int = 3) -> list[tuple[str, float, float]]:
+        """:meth:`RowResult.explain` of one row of the block."""
+        return _explain(self.z[row], self.channel_p[row], names, top)
+
+
+try:  # the compiled per-row update (ext/_streaming.pyx); the Python code below is its reference
+    from aiotstream import _streaming as _compiled
+except ImportError:  # not built: `python setup.py build_ext --inplace`
+    _compiled = None
+
+IMPLS = ("python", "compiled")
+DEFAULT_IMPL = "compiled" if _compiled is not None else "python"
+
+
+class StreamingDetector:
+    """Per-asset online detector: baseline -> EWMA chart -> T-squared/Q -> SPOT -> hysteresis.
+
+    ``use``: which statistics feed the score: ``("channels", "t2", "q")`` by default; ``"q"`` is
+    dropped with one channel (no residual subspace: Q is identically 0).
+    ``impl``: ``"python"`` (the reference: the classes above, one row at a time) or ``"compiled"``
+    (``aiotstream._streaming``: the same equations over the same state arrays, a block of rows per
+    call; equal to the reference to rounding, tested). The default is ``"compiled"`` when the
+    extension is built.
+    """
+
+    STATS = ("channels", "t2", "q")
+
+    def __init__(self, n_channels: int, config: DetectorConfig | None = None,
+                 use: tuple[str, ...] = STATS, impl: str | None = None) -> None:
+        cfg = config or DetectorConfig()
+        unknown = set(use) - set(self.STATS)
+        if unknown or not use:
+            raise ValueError(f"use: pick from {self.STATS}, got {use}")
+        if n_channels == 1 and "q" in use:
+            # one channel: the PCA keeps it whole, the residual subspace is empty and Q is 0 on every
+            # row. Not a test (it would only widen Bonferroni); nothing left to score is an error.
+            use = tuple(k for k in use if k != "q")
+            if not use:
+                raise ValueError("use: Q needs at least 2 channels (one channel has no residual subspace)")
+        impl = impl or DEFAULT_IMPL
+        if impl not in IMPLS:
+            raise ValueError(f"impl: pick from {IMPLS}, got {impl!r}")
+        if impl == "compiled" and _compiled is None:
+            raise ImportError("aiotstream._streaming is not built; run `python setup.py build_ext --inplace`")
+        self.cfg = cfg
+        self.use = tuple(use)
+        self.impl = impl
+        self.n = n_channels
+        self.baseline = RobustBaseline(n_channels, cfg)
+        self.mv = MultivariateDetector(n_channels, cfg) if {"t2", "q"} & set(use) else None
+        self.spots = {k: SpotCalibrator(cfg) for k in self.use if k != "channels"}
+        self.channel_spots = SpotBank(n_channels, cfg) if "channels" in self.use else None
+        self.tests = len(self.spots) + (n_channels if self.channel_spots else 0)  # Bonferroni
+        self.channel_p = np.ones(n_channels)
+        self.hyst = Hysteresis(cfg.open_after, cfg.close_after)
+        self._kernel = None
+        if impl == "compiled":
+            # T-squared and Q calibrators as one two-column ring buffer (fitted in arrival order,
+            # like the deques of the reference's SpotCalibrators, which this impl does not use)
+            self.spots = {}
+            self.mv_spots = SpotBank(2, cfg) if self.mv is not None else None
+            self._kernel = self._make_kernel()
+            self._x1 = np.zeros((1, n_channels))
+            self._p1 = np.ones(1)
+            self._a1 = np.zeros(1, np.uint8)
+
+    def _make_kernel(self) -> object:
+        return _compiled.Ensemble(self.cfg, self.n, self.baseline.kappa, self.baseline, self.channel_spots,
+                                  self.mv, self.mv_spots, "t2" in self.use, "q" in self.use, self.tests)
+
+    def __getstate__(self) -> dict:
+        # the kernel only points at the state arrays below (its scalars are synced after every call):
+        # pickle those and bind a new kernel to them on load (e.g. a flow's recovery snapshot)
+        return {**self.__dict__, "_kernel": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.impl == "compiled":
+            if _compiled is None:
+                raise ImportError("aiotstream._streaming is not built; run `python setup.py build_ext "
+                                  "--inplace`")
+            self._kernel = self._make_kernel()
+
+    def update(self, x: np.ndarray) -> RowResult:
+        """Score one row (channels,) and learn it."""
+        if self._kernel is not None:  # one-row buffers reused: the call costs more than the kernel here
+            x1 = self._x1
+            x1[0] = x
+            z = np.zeros((1, self.n))
+            cp = np.ones((1, self.n))
+            events = self._run_compiled(x1, self._p1, self._a1, z, cp)
+            p = float(self._p1[0])
+            if self.channel_spots is not None:
+                self.channel_p = cp[0].copy()
+            return RowResult(1.0 - p, bool(self._a1[0]), p, z[0], events, cp[0])
+        e, events = self.baseline.update(x)
+        learn = not self.hyst.is_open
+        p_min = 1.0
+        if self.channel_spots is not None:
+            a = np.abs(e)
+            # never more extreme than a Gaussian deviation of the same size (module docstring, 3)
+            gauss = _erfc(a / math.sqrt(2.0)).astype(np.float64)
+            cp = np.maximum(self.channel_spots.update(a, learn), gauss)
+            self.channel_p = cp
+            p_min = float(cp.min())
+        if self.mv is not None:
+            t2, q = self.mv.update(e)
+            if "t2" in self.spots:
+                p_min = min(p_min, self.spots["t2"].update(t2, learn))
+            if "q" in self.spots:
+                p_min = min(p_min, self.spots["q"].update(q, learn))
+        p = min(1.0, self.tests * p_min)
+        alert = self.hyst.update(p < self.cfg.risk, quiet=p >= self.cfg.close_risk)
+        return RowResult(1.0 - p, alert, p, e, events, self.channel_p.copy())
+
+    def update_block(self, x: np.ndarray) -> BlockResult:
+        """Score a block of rows (rows, channels) in order and learn them; any split of a stream into
+        blocks gives the same results as one block."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n:
+            raise ValueError(f"expected (rows, {self.n}) readings, got shape {x.shape}")
+        rows = len(x)
+        p = np.ones(rows)
+        alert = np.zeros(rows, np.uint8)
+        z = np.zeros((rows, self.n))
+        cp = np.ones((rows, self.n))
+        events: list[ChangeEvent] = []
+        if self._kernel is None:
+            for i in range(rows):
+                r = self.update(x[i])
+                p[i], alert[i], z[i], events = r.p, r.alert, r.z, events + r.events
+                cp[i] = r.channel_p
+        else:
+            events = self._run_compiled(x, p, alert, z, cp)
+            if rows and self.channel_spots is not None:
+                self.channel_p = cp[-1].copy()
+        return BlockResult(1.0 - p, alert.astype(bool), p, z, cp, events)
+
+    def _run_compiled(self, x: np.ndarray, p: np.ndarray, alert: np.ndarray, z: np.ndarray,
+                      cp: np.ndarray) -> list[ChangeEvent]:
+        """The kernel over all rows of x, with the PCA refreshes and change events in between."""
+        k = self._kernel
+        ist = k.ist_arr
+        mv = self.mv
+        ist[:5] = (self.baseline.rows, mv.count if mv is not None else 0, self.hyst.is_open, self.hyst.run,
+                   mv.k if mv is not None else 0)
+        events: list[ChangeEvent] = []
+        rows = len(x)
+        i = 0
+        while i < rows:
+            i = k.run(x, i, p, alert, z, cp)
+            if ist[5]:  # change events of row i - 1
+                for j in range(int(ist[5])):
+                    events.append(ChangeEvent(int(ist[0]) - 1, int(k.ev_ch[j]), float(k.ev_old[j]),
+                                              float(k.ev_new[j])))
+            if mv is not None and ist[6]:  # PCA refresh due after row i - 1: numpy/LAPACK, as the reference
+                mv.count = int(ist[1])
+                mv._refresh()
+                k.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect)
+        self.baseline.rows = int(ist[0])
+        self.hyst.is_open, self.hyst.run = bool(ist[2]), int(ist[3])
+        if mv is not None:
+            mv.count = int(ist[1])
+            if ist[7]:  # one channel: the kernel refreshed the 1 x 1 "PCA" itself
+                mv.basis, mv.inv_vals, mv.k, mv.q_expect = k.basis_state()
+                ist[7] = 0
+        return events
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Score a (rows, channels) array: (score, alert) arrays."""
+        x = np.asarray(x, dtype=np.float64)
+        if self._kernel is not None:
+            b = self.update_block(x)
+            return b.score, b.alert
+        score = np.zeros(len(x))
+        alert = np.zeros(len(x), bool)
+        for i in range(len(x)):
+            r = self.update(x[i])
+            score[i], alert[i] = r.score, r.alert
+        return score, alert
+
+
+def make_pipeline(kind: str, n_channels: int, config: DetectorConfig | None = None,
+                  impl: str | None = None) -> StreamingDetector:
+    """``default`` (all statistics), ``channels`` (per-channel only) or ``multivariate`` (T-squared, Q)."""
+    use = {"default": StreamingDetector.STATS, "channels": ("channels",),
+           "multivariate": ("t2", "q")}[kind]
+    return StreamingDetector(n_channels, config, use, impl)

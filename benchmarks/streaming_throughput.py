@@ -1,0 +1,86 @@
+"""Throughput of the streaming detectors (:mod:`aiotstream.models.streaming`) in steady state.
+
+``python -m benchmarks.streaming_throughput`` scores synthetic readings (correlated AR(1) channels, so
+the baselines, PCA and every SPOT are live and re-fitting) with the default configuration and prints
+rows/s and events/s (rows x channels) for each implementation, channel count and call pattern:
+
+* ``block``: :meth:`StreamingDetector.update_block` on the whole array (what a flow step that
+  batches an asset's rows would do);
+* ``row``: :meth:`StreamingDetector.update` one row at a time (a flow step per reading row).
+
+The first ``--skip`` rows (warm-up and the first SPOT fits) are fed first and not timed. One process,
+no I/O, BLAS on one thread (as a flow worker per core should run it: the PCA eigendecomposition
+of 32 channels on OpenBLAS's default thread pool is 10x slower on a loaded 2-vCPU machine); the
+machine's load changes the figures (the shared dev VM has 2 vCPUs and other jobs). The share of
+rows with an alert open is printed: no learning (and no SPOT re-fit) happens while one is open, so
+a run that alerts all the time would be too fast to mean anything.
+"""
+from __future__ import annotations
+
+import os
+
+for _k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy loads
+    os.environ.setdefault(_k, "1")
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from aiotstream.models import streaming as S
+
+
+def readings(rows: int, channels: int, seed: int = 0, phi: float = 0.5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(channels, channels)) / np.sqrt(channels) + np.eye(channels)
+    eps = rng.normal(size=(rows, channels)) @ mix
+    x = np.empty_like(eps)
+    x[0] = eps[0]
+    for t in range(1, rows):  # AR(1)
+        x[t] = phi * x[t - 1] + eps[t]
+    return x * rng.uniform(0.1, 10.0, channels) + rng.uniform(-50, 50, channels)
+
+
+def measure(impl: str, channels: int, rows: int, skip: int, pattern: str) -> dict[str, float]:
+    x = readings(skip + rows, channels)
+    det = S.make_pipeline("default", channels, impl=impl)
+    det.update_block(x[:skip])
+    body = x[skip:]
+    t0 = time.perf_counter()
+    if pattern == "block":
+        alert = det.update_block(body).alert
+    else:
+        alert = np.array([det.update(r).alert for r in body])
+    dt = time.perf_counter() - t0
+    return {"impl": impl, "channels": channels, "pattern": pattern, "rows": rows,
+            "rows_per_s": rows / dt, "events_per_s": rows * channels / dt, "alert_share": float(alert.mean())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.streaming_throughput", description=__doc__.splitlines()[0])
+    ap.add_argument("--channels", default="1,8,32")
+    ap.add_argument("--rows", type=int, default=20_000, help="timed rows (compiled); the Python reference gets a tenth")
+    ap.add_argument("--skip", type=int, default=1_000)
+    ap.add_argument("--impl", default="python,compiled")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per case; the fastest is reported (a loaded machine only slows down)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    out = []
+    for impl in args.impl.split(","):
+        for c in (int(v) for v in args.channels.split(",")):
+            for pattern in ("block", "row"):
+                rows = args.rows if impl == "compiled" else max(args.rows // 10, 100)
+                r = max((measure(impl, c, rows, args.skip, pattern) for _ in range(args.repeat)),
+                        key=lambda m: m["rows_per_s"])
+                out.append(r)
+                print(f"{impl:<9} {c:>3} channels  {pattern:<5} {r['rows_per_s']:>10,.0f} rows/s "
+                      f"{r['events_per_s']:>12,.0f} events/s  (alert open on {100 * r['alert_share']:.1f} % of rows)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,808 @@
+# cython: language_level=3
+"""Compiled per-row update of the default streaming ensemble (:mod:`aiotstream.models.streaming`).
+
+:class:`Ensemble` runs a block of rows (``(rows, channels)`` float64) through the same equations as
+the Python reference (``StreamingDetector(..., impl="python")``), in the same order, on state held
+in the reference's own numpy arrays (``RobustBaseline``, ``SpotBank`` and ``MultivariateDetector``
+attributes), so the two implementations can be compared and swapped mid-stream:
+
+* per-channel robust baseline and EWMA chart, change events;
+* one SPOT per channel ``|z|`` (ring buffers of ``SpotBank``) with the Gaussian floor;
+* T-squared and Q in the current PCA basis, the exponentially weighted covariance update;
+* SPOT for T-squared and Q (a two-column ring buffer, fitted in chronological order like the
+  reference's deques);
+* SPOT re-fits (numpy's linear quantile, Grimshaw's profile likelihood on the same grids, numpy's
+  pairwise summation for the means), Bonferroni score, hysteresis.
+
+What stays in Python, between blocks: the PCA eigendecomposition (``MultivariateDetector._refresh``,
+every ``refresh`` rows, LAPACK) and turning change events into objects. :meth:`Ensemble.run`
+stops after a row that needs either and returns how many rows it consumed; feeding rows in blocks
+of any size gives the same result as one block.
+
+Results equal the reference to rounding: libm's ``log1p``/``exp``/``pow`` may differ from numpy's
+SIMD versions in the last bit (tests: rtol 1e-12 on scores, identical alerts).
+"""
+
+import numpy as np
+
+from libc.math cimport INFINITY, erfc, exp, fabs, floor, isfinite, log, log1p, pow, sqrt
+
+cdef extern from "streaming_simd.h" nogil:
+    void aiot_log1p_scaled(double theta, const double* y, double* out, Py_ssize_t n)
+    int aiot_simd_level()
+    int aiot_set_simd_level(int level)
+
+#: 2: AVX-512 vector log1p (glibc libmvec) in the GPD fits, 1: AVX2, 0: scalar libm
+SIMD_LEVEL = aiot_simd_level()
+
+
+def set_simd_level(int level):
+    """Use at most this level (0 scalar, 1 AVX2, 2 AVX-512) from now on; returns the level in use.
+    For the tests, which run every path the CPU has against the reference."""
+    return aiot_set_simd_level(level)
+
+__all__ = ["SIMD_LEVEL", "Ensemble", "fit_gpd", "set_simd_level", "spot_fit"]
+
+cdef double Z_CLIP = 1e6
+cdef double MAX_ABS = 1e150
+cdef double SQRT2 = 1.4142135623730951  # math.sqrt(2.0)
+cdef Py_ssize_t PW_BLOCKSIZE = 128
+
+
+cdef double _pairwise(const double* a, Py_ssize_t n, Py_ssize_t stride) noexcept nogil:
+    """numpy's pairwise summation (``loops_utils.h``), so means round as ``np.mean`` does."""
+    cdef Py_ssize_t i, j, n2
+    cdef double res
+    cdef double r[8]
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[i * stride]
+        return res
+    elif n <= PW_BLOCKSIZE:
+        for j in range(8):
+            r[j] = a[j * stride]
+        i = 8
+        while i < n - (n % 8):
+            for j in range(8):
+                r[j] += a[(i + j) * stride]
+            i += 8
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        while i < n:
+            res += a[i * stride]
+            i += 1
+        return res
+    else:
+        n2 = n // 2
+        n2 -= n2 % 8
+        return _pairwise(a, n2, stride) + _pairwise(a + n2 * stride, n - n2, stride)
+
+
+cdef double _sum(const double* a, Py_ssize_t n, Py_ssize_t stride) noexcept nogil:
+    # np.add.reduce of float64: pairwise over all n from 0.0 (checked bit for bit against np.sum)
+    return _pairwise(a, n, stride)
+
+
+cdef void _select(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Quickselect: a[k] becomes the k-th smallest, smaller ones before it, larger after."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, mid
+    cdef double pivot, tmp
+    while hi > lo:
+        mid = lo + (hi - lo) // 2
+        # median of three to a[mid]
+        if a[mid] < a[lo]:
+            tmp = a[mid]; a[mid] = a[lo]; a[lo] = tmp
+        if a[hi] < a[lo]:
+            tmp = a[hi]; a[hi] = a[lo]; a[lo] = tmp
+        if a[hi] < a[mid]:
+            tmp = a[hi]; a[hi] = a[mid]; a[mid] = tmp
+        pivot = a[mid]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                tmp = a[i]; a[i] = a[j]; a[j] = tmp
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return
+
+
+cdef bint _kth_bracketed(double* scratch, Py_ssize_t n, Py_ssize_t k, double* a_out, double* b_out) noexcept nogil:
+    """The k-th and (k+1)-th smallest of scratch[0:n] (k + 1 < n, n >= 64; scratch is overwritten).
+
+    Floyd and Rivest's idea: two pivots from a sorted sample of 64 values bracket rank k with high
+    probability, one pass keeps only the values between them, and the selection runs on those
+    (about a quarter of n). Returns False when the bracket missed (the caller then selects on
+    everything)."""
+    cdef Py_ssize_t i, j, r, lo_i, hi_i, m = 0, below = 0, kk
+    cdef double lo, hi, v, a, b, above
+    cdef double sample[64]
+    cdef bint has_lo, has_hi
+    if True:
+        for i in range(64):
+            v = scratch[(i * n) // 64]
+            j = i - 1
+            while j >= 0 and sample[j] > v:
+                sample[j + 1] = sample[j]
+                j -= 1
+            sample[j + 1] = v
+        r = (k * 64) // n
+        lo_i = r - 8
+        hi_i = r + 9
+        has_lo = lo_i >= 0
+        has_hi = hi_i <= 63
+        lo = sample[lo_i] if has_lo else -INFINITY
+        hi = sample[hi_i] if has_hi else INFINITY
+        above = INFINITY
+        for i in range(n):
+            v = scratch[i]
+            if v < lo:
+                below += 1
+            elif v > hi:
+                if v < above:
+                    above = v
+            else:
+                scratch[m] = v  # m <= i: overwrites only values already read
+                m += 1
+        if below <= k < below + m:
+            kk = k - below
+            _select(scratch, m, kk)
+            a = scratch[kk]
+            if kk + 1 < m:
+                b = scratch[kk + 1]
+                for i in range(kk + 2, m):
+                    if scratch[i] < b:
+                        b = scratch[i]
+            else:
+                b = above
+            a_out[0] = a
+            b_out[0] = b
+            return True
+    return False
+
+
+cdef double _quantile(const double* arr, Py_ssize_t n, double q, double* scratch) noexcept nogil:
+    """``np.quantile(arr, q)`` (method 'linear') for finite arr, n >= 1 (exact order statistics, so the
+    same value as numpy's whatever the selection algorithm)."""
+    cdef Py_ssize_t i, prev
+    cdef double vi, g, a, b, d, res
+    cdef bint done = False
+    for i in range(n):
+        scratch[i] = arr[i]
+    vi = (n - 1) * q
+    if vi >= n - 1:
+        _select(scratch, n, n - 1)
+        return scratch[n - 1]
+    prev = <Py_ssize_t>floor(vi)
+    if n >= 512:
+        done = _kth_bracketed(scratch, n, prev, &a, &b)
+        if not done:
+            for i in range(n):
+                scratch[i] = arr[i]
+    if not done:
+        _select(scratch, n, prev)
+        a = scratch[prev]
+        b = scratch[prev + 1]
+        for i in range(prev + 2, n):
+            if scratch[i] < b:
+                b = scratch[i]
+    g = vi - <double>prev
+    d = b - a
+    res = a + d * g
+    if g >= 0.5:
+        res = b - d * (1.0 - g)
+    return res
+
+
+cdef double _profile_ll(double theta, const double* y, Py_ssize_t n, double xi_min, double* tmp) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef double xi, sig, ll
+    aiot_log1p_scaled(theta, y, tmp, n)
+    xi = _sum(tmp, n, 1) / n
+    sig = xi / theta
+    ll = -(<double>n) * log(sig) - n * (1.0 + xi)
+    if (not isfinite(ll)) or sig <= 0 or xi < xi_min or xi > 1.0 or theta == 0:
+        return -INFINITY
+    return ll
+
+
+cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, const double[::1] g_neg,
+                   const double[::1] g_pos, double* tmp, double* out) noexcept nogil:
+    """``streaming.fit_gpd`` for excesses y > 0 (finite): out = (xi, sigma)."""
+    cdef Py_ssize_t i, j, m, best_i, it, n_neg
+    cdef double mean, ymax, lo, best_ll, best, v, a, b, step, delta, xi
+    cdef double grid[128]
+    cdef double ll[128]
+    if n == 0:
+        out[0] = 0.0
+        out[1] = 1.0
+        return
+    mean = _sum(y, n, 1) / n
+    if n < 10:
+        out[0] = 0.0
+        out[1] = mean if mean > 1e-12 else 1e-12
+        return
+    if xi_min < -0.5:
+        xi_min = -0.5
+    ymax = y[0]
+    for j in range(1, n):
+        if y[j] > ymax:
+            ymax = y[j]
+    lo = -1.0 / ymax
+    m = 0
+    if xi_min < 0:
+        n_neg = g_neg.shape[0]
+        for j in range(n_neg):
+            grid[m] = lo * (1.0 - g_neg[j])
+            m += 1
+        # np.sort (insertion sort: 40 values, nearly sorted)
+        for i in range(1, m):
+            v = grid[i]
+            j = i - 1
+            while j >= 0 and grid[j] > v:
+                grid[j + 1] = grid[j]
+                j -= 1
+            grid[j + 1] = v
+    for j in range(g_pos.shape[0]):
+        grid[m] = g_pos[j] / mean
+        m += 1
+    best_ll = -(<double>n) * log(mean) - n
+    best = 0.0
+    ll[0] = -INFINITY
+    for it in range(3):
+        best_i = 0
+        for i in range(m):
+            ll[i] = _profile_ll(grid[i], y, n, xi_min, tmp)
+            if ll[i] > ll[best_i]:
+                best_i = i
+        if ll[best_i] > best_ll:
+            best_ll = ll[best_i]
+            best = grid[best_i]
+        a = grid[best_i - 1 if best_i > 0 else 0]
+        b = grid[best_i + 1 if best_i + 1 < m else m - 1]
+        if a < 0.0 < b:
+            if grid[best_i] < 0:
+                b = -1e-12
+            else:
+                a = 1e-12
+        # np.linspace(a, b, 41)
+        delta = b - a
+        step = delta / 40
+        for i in range(41):
+            if step == 0:
+                grid[i] = (<double>i / 40) * delta + a
+            else:
+                grid[i] = <double>i * step + a
+        grid[40] = b
+        m = 41
+    if best == 0.0:
+        out[0] = 0.0
+        out[1] = mean
+        return
+    aiot_log1p_scaled(best, y, tmp, n)
+    xi = _sum(tmp, n, 1) / n
+    out[0] = xi
+    out[1] = xi / best
+
+
+cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double level, double xi_min,
+                    const double[::1] g_neg, const double[::1] g_pos, double* scratch, double* tmp,
+                    double* out) noexcept nogil:
+    """``SpotBank._fit`` / ``SpotCalibrator._fit`` of the values arr[0:n*stride:stride]:
+    out = (t, rate, xi, sigma). scratch, tmp: 2 n doubles, n doubles."""
+    cdef Py_ssize_t i, ny = 0
+    cdef double t, mean, sd, sigma, f, lo, hi
+    cdef double* lin = scratch + n
+    cdef double gp[2]
+    for i in range(n):
+        lin[i] = arr[i * stride]
+    t = _quantile(lin, n, level, scratch)
+    for i in range(n):
+        if lin[i] > t:
+            scratch[ny] = lin[i] - t
+            ny += 1
+    out[0] = t
+    out[1] = (<double>(ny if ny > 1 else 1)) / n
+    if ny:
+        _fit_gpd(scratch, ny, xi_min, g_neg, g_pos, tmp, gp)
+    else:
+        gp[0] = 0.0
+        gp[1] = 0.0
+    # np.std(arr): sqrt(mean((arr - mean(arr))**2))
+    mean = _sum(lin, n, 1) / n
+    for i in range(n):
+        tmp[i] = (lin[i] - mean) * (lin[i] - mean)
+    sd = sqrt(_sum(tmp, n, 1) / n)
+    sigma = gp[1]
+    f = 1e-9 * (1.0 + fabs(t))
+    if f > sigma:
+        sigma = f
+    f = 1e-6 * sd
+    if f > sigma:
+        sigma = f
+    out[2] = gp[0]
+    out[3] = sigma
+    # streaming.DEGENERATE: a window of one value has no tail; p = 1 for any value
+    lo = lin[0]
+    hi = lin[0]
+    for i in range(1, n):
+        if lin[i] < lo:
+            lo = lin[i]
+        elif lin[i] > hi:
+            hi = lin[i]
+    if lo == hi:
+        out[1] = 1.0
+        out[2] = 0.0
+        out[3] = INFINITY
+
+
+cdef inline double _tail(double x, double t, double rate, double xi, double sig) noexcept nogil:
+    """SpotBank.tail / SpotCalibrator.tail for one value."""
+    cdef double y, base, sf, e
+    if not t < INFINITY:
+        return 1.0
+    if x > t:
+        y = x - t
+        if y < 0:
+            y = 0.0
+        if fabs(xi) < 1e-9:
+            sf = exp(-y / sig)
+        else:
+            base = 1.0 + xi * y / sig
+            if base > 0.0:
+                sf = pow(base, -1.0 / xi)
+            else:
+                sf = 0.0
+        return rate * sf
+    e = (t - x) / sig
+    if e > 700.0:
+        e = 700.0
+    e = rate * exp(e)
+    return e if e < 1.0 else 1.0
+
+
+def fit_gpd(y, double xi_min=-0.5):
+    """Compiled twin of :func:`aiotstream.models.streaming.fit_gpd` (for the tests)."""
+    cdef double[::1] yy = np.ascontiguousarray(y, dtype=np.float64)
+    yy = np.ascontiguousarray(np.asarray(yy)[np.isfinite(yy) & (np.asarray(yy) > 0)])
+    cdef double[::1] g_neg = np.geomspace(1e-6, 1.0 - 1e-6, 40)
+    cdef double[::1] g_pos = np.geomspace(1e-6, 6.0, 40)
+    cdef double[::1] tmp = np.empty(max(yy.shape[0], 1))
+    cdef double out[2]
+    if yy.shape[0] == 0:
+        return 0.0, 1.0
+    _fit_gpd(&yy[0], yy.shape[0], xi_min, g_neg, g_pos, &tmp[0], out)
+    return out[0], out[1]
+
+
+def spot_fit(arr, double level, double xi_min):
+    """Compiled twin of the SPOT re-fit: (t, rate, xi, sigma) of a window of values."""
+    cdef double[::1] a = np.ascontiguousarray(arr, dtype=np.float64)
+    cdef Py_ssize_t n = a.shape[0]
+    cdef double[::1] scratch = np.empty(2 * n)
+    cdef double[::1] tmp = np.empty(n)
+    cdef double[::1] g_neg = np.geomspace(1e-6, 1.0 - 1e-6, 40)
+    cdef double[::1] g_pos = np.geomspace(1e-6, 6.0, 40)
+    cdef double out[4]
+    _spot_fit(&a[0], n, 1, level, xi_min, g_neg, g_pos, &scratch[0], &tmp[0], out)
+    return out[0], out[1], out[2], out[3]
+
+
+# indices of Ensemble.ist (int64 scalar state shared with the Python objects)
+cdef enum:
+    I_ROWS = 0
+    I_MV_COUNT = 1
+    I_OPEN = 2
+    I_RUN = 3
+    I_K = 4
+    I_NEV = 5
+    I_REFRESH = 6
+    I_REFRESHED_1 = 7
+
+
+cdef class Ensemble:
+    """The per-row update over the reference's state arrays (see module docstring).
+
+    ``ist``: int64 scalars [rows, mv_count, alert open, hysteresis run, k, events in the last row,
+    refresh due, one-channel refresh done in the kernel (reset by the caller)]; ``basis``/``inv_vals``/``q_expect`` are set by :meth:`set_basis` after each
+    eigendecomposition.
+    """
+
+    cdef public object ist_arr
+    cdef long long[::1] ist
+    # config
+    cdef Py_ssize_t n, warmup, accept, open_after, close_after, window, refit, init, refresh, tests
+    cdef double alpha, lam, kappa, c, shift_k, risk, close_risk, level_q, xi_min, t2_ok, mv_alpha, shrink_min
+    cdef bint use_ch, use_mv, use_t2, use_q
+    # baseline
+    cdef long long[::1] count, shifted
+    cdef double[::1] level, var, fast
+    # channel SPOT bank
+    cdef double[:, ::1] cbuf
+    cdef long long[::1] cpos, cfill, csince
+    cdef double[::1] ct, crate, cxi, csigma
+    # T2 / Q SPOT bank (column 0: T2, 1: Q)
+    cdef double[:, ::1] mbuf
+    cdef long long[::1] mpos, mfill, msince
+    cdef double[::1] mt, mrate, mxi, msigma
+    # multivariate
+    cdef double[:, ::1] cov, basis
+    cdef double[::1] inv_vals
+    cdef double q_expect
+    # scratch
+    cdef double[::1] g_neg, g_pos, scratch, tmp, ybuf, e
+    cdef public object ev_ch, ev_old, ev_new
+    cdef long long[::1] evc
+    cdef double[::1] evo, evn
+
+    def __init__(self, cfg, int n_channels, double kappa, baseline, chan_bank, mv, mv_bank,
+                 bint use_t2, bint use_q, int tests):
+        if cfg.refresh < 1 or cfg.spot_window < 1 or cfg.spot_refit < 1:
+            raise ValueError("refresh, spot_window and spot_refit must be >= 1")
+        self.n = n_channels
+        self.warmup = cfg.warmup
+        self.accept = cfg.accept
+        self.open_after = cfg.open_after
+        self.close_after = cfg.close_after
+        self.window = cfg.spot_window
+        self.refit = cfg.spot_refit
+        self.init = cfg.spot_init
+        self.refresh = cfg.refresh
+        self.tests = tests
+        self.alpha = baseline.alpha
+        self.lam = baseline.lam
+        self.kappa = kappa
+        self.c = cfg.huber_c
+        self.shift_k = cfg.shift_k
+        self.risk = cfg.risk
+        self.close_risk = cfg.close_risk
+        self.level_q = cfg.spot_level
+        self.xi_min = cfg.xi_min
+        self.shrink_min = cfg.shrink_min
+        self.ist_arr = np.zeros(8, np.int64)
+        self.ist = self.ist_arr
+        self.count = baseline.count
+        self.shifted = baseline.shifted
+        self.level = baseline.level
+        self.var = baseline.var
+        self.fast = baseline.fast
+        self.use_ch = chan_bank is not None
+        if self.use_ch:
+            self.cbuf = chan_bank.buf
+            self.cpos = chan_bank.pos
+            self.cfill = chan_bank.fill
+            self.csince = chan_bank.since
+            self.ct = chan_bank.t
+            self.crate = chan_bank.rate
+            self.cxi = chan_bank.xi
+            self.csigma = chan_bank.sigma
+        self.use_mv = mv is not None
+        self.use_t2 = use_t2
+        self.use_q = use_q
+        if self.use_mv:
+            self.cov = mv.cov
+            self.t2_ok = mv.t2_ok
+            self.mv_alpha = mv.alpha
+            self.mbuf = mv_bank.buf
+            self.mpos = mv_bank.pos
+            self.mfill = mv_bank.fill
+            self.msince = mv_bank.since
+            self.mt = mv_bank.t
+            self.mrate = mv_bank.rate
+            self.mxi = mv_bank.xi
+            self.msigma = mv_bank.sigma
+            self.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect)
+        self.g_neg = np.geomspace(1e-6, 1.0 - 1e-6, 40)
+        self.g_pos = np.geomspace(1e-6, 6.0, 40)
+        self.scratch = np.empty(3 * self.window + 3)
+        self.tmp = np.empty(self.window + 1)
+        self.ybuf = np.empty(max(self.n, 1))
+        self.e = np.empty(max(self.n, 1))
+        self.ev_ch = np.zeros(max(self.n, 1), np.int64)
+        self.ev_old = np.zeros(max(self.n, 1))
+        self.ev_new = np.zeros(max(self.n, 1))
+        self.evc = self.ev_ch
+        self.evo = self.ev_old
+        self.evn = self.ev_new
+
+    def set_basis(self, basis, inv_vals, int k, double q_expect):
+        b = np.ascontiguousarray(basis, dtype=np.float64)
+        if b.shape[1] == 0:
+            b = np.zeros((b.shape[0], 1))
+        self.basis = b
+        iv = np.ascontiguousarray(inv_vals, dtype=np.float64)
+        self.inv_vals = iv if iv.shape[0] else np.zeros(1)
+        self.ist[I_K] = k
+        self.q_expect = q_expect
+
+    cdef void _fit_chan(self, Py_ssize_t i) noexcept nogil:
+        cdef double out[4]
+        _spot_fit(&self.cbuf[0, i], self.cfill[i], self.cbuf.shape[1], self.level_q, self.xi_min,
+                  self.g_neg, self.g_pos, &self.scratch[0], &self.tmp[0], out)
+        self.ct[i] = out[0]
+        self.crate[i] = out[1]
+        self.cxi[i] = out[2]
+        self.csigma[i] = out[3]
+        self.csince[i] = 0
+
+    cdef void _fit_mv(self, Py_ssize_t i) noexcept nogil:
+        # the reference keeps a deque: fit the ring buffer in chronological order
+        cdef double out[4]
+        cdef Py_ssize_t j, m = 0, fill = self.mfill[i], pos = self.mpos[i]
+        cdef double* lin = &self.tmp[0]
+        if fill == self.window:
+            for j in range(pos, self.window):
+                lin[m] = self.mbuf[j, i]
+                m += 1
+            for j in range(0, pos):
+                lin[m] = self.mbuf[j, i]
+                m += 1
+        else:
+            for j in range(fill):
+                lin[m] = self.mbuf[j, i]
+                m += 1
+        # _spot_fit needs 2 m scratch doubles and m more for its tmp
+        _spot_fit(lin, m, 1, self.level_q, self.xi_min, self.g_neg, self.g_pos, &self.scratch[0],
+                  &self.scratch[0] + 2 * m, out)
+        self.mt[i] = out[0]
+        self.mrate[i] = out[1]
+        self.mxi[i] = out[2]
+        self.msigma[i] = out[3]
+        self.msince[i] = 0
+
+    cdef double _spot_mv(self, Py_ssize_t i, double x, bint learn) noexcept nogil:
+        cdef double p
+        if not isfinite(x):
+            x = 0.0
+        p = _tail(x, self.mt[i], self.mrate[i], self.mxi[i], self.msigma[i])
+        if learn and p >= self.risk:
+            self.mbuf[self.mpos[i], i] = x
+            self.mpos[i] = (self.mpos[i] + 1) % self.window
+            if self.mfill[i] < self.window:
+                self.mfill[i] += 1
+            self.msince[i] += 1
+            if self.mt[i] < INFINITY:
+                if self.msince[i] >= self.refit:
+                    self._fit_mv(i)
+            elif self.mfill[i] >= self.init:
+                self._fit_mv(i)
+        return p
+
+    cdef void _refresh_1(self, long long cnt) noexcept nogil:
+        """``MultivariateDetector._refresh`` for one channel, operation for operation (LAPACK's
+        eigendecomposition of a 1 x 1 matrix is the matrix itself with eigenvector 1.0)."""
+        cdef double n_eff, lam, c, s, tr
+        n_eff = 1.0 / self.mv_alpha
+        if <double>cnt < n_eff:  # Python's min(count, 1 / alpha)
+            n_eff = <double>cnt
+        lam = 1.0 / (n_eff + 1)
+        if self.shrink_min >= lam:  # Python's max(shrink_min, ...) keeps the first of equals
+            lam = self.shrink_min
+        c = self.cov[0, 0]
+        s = (1.0 - lam) * c + lam * c
+        tr = s
+        self.ist[I_REFRESHED_1] = 1
+        if not tr > 0.0:
+            self.ist[I_K] = 0
+            return
+        s = s + (1e-9 * tr / 1) * 1.0
+        self.basis[0, 0] = 1.0
+        self.inv_vals[0] = 1.0 / s
+        self.q_expect = 1.0
+        self.ist[I_K] = 1
+        self.ist[I_REFRESHED_1] = 1
+
+    def basis_state(self):
+        """(basis, inv_vals, k, q_expect) as the kernel holds them (one channel refreshes in the kernel)."""
+        cdef Py_ssize_t k = self.ist[I_K]
+        return (np.asarray(self.basis)[:, :k].copy(), np.asarray(self.inv_vals)[:k].copy(), int(k),
+                float(self.q_expect))
+
+    def run(self, const double[:, ::1] x, Py_ssize_t start, double[::1] p_out, unsigned char[::1] alert_out,
+            double[:, ::1] z_out, double[:, ::1] cp_out):
+        """Rows start.. of x; returns the index after the last row processed. It stops after a row that
+        is due a PCA refresh (ist[I_REFRESH] = 1) or that emitted change events (ist[I_NEV] > 0)."""
+        cdef Py_ssize_t r, j, m, n = self.n, rows = x.shape[0], k, nev
+        cdef long long cnt
+        cdef double v, d, s, lv, xl, lo, hi, fz, zl, az, w_loc, rho, a_s, p_min, p, a, sp, g
+        cdef double t2, q, t2_full, ee, yy, mm, w, aw
+        cdef bint any_ok, any_live, learn, cal, alarm, quiet
+        cdef double c = self.c, c4 = self.c ** 4
+        cdef long long[::1] ist = self.ist
+        cdef double* e = &self.e[0]
+        cdef double* ybuf = &self.ybuf[0]
+        cdef Py_ssize_t done = rows
+        ist[I_NEV] = 0
+        ist[I_REFRESH] = 0
+        with nogil:
+            for r in range(start, rows):
+                # ---- RobustBaseline.update
+                ist[I_ROWS] += 1
+                nev = 0
+                any_ok = False
+                for j in range(n):
+                    z_out[r, j] = 0.0
+                    v = x[r, j]
+                    if isfinite(v) and fabs(v) <= MAX_ABS:
+                        any_ok = True
+                if any_ok:
+                    any_live = False
+                    for j in range(n):
+                        v = x[r, j]
+                        if not (isfinite(v) and fabs(v) <= MAX_ABS):
+                            continue
+                        if self.count[j] < self.warmup:
+                            self.count[j] += 1
+                            d = v - self.level[j]
+                            self.level[j] += d / self.count[j]
+                            self.var[j] += d * (v - self.level[j])
+                            if self.count[j] == self.warmup:
+                                self.var[j] /= (self.warmup - 1 if self.warmup - 1 > 1 else 1)
+                                self.fast[j] = self.level[j]
+                            continue
+                        any_live = True
+                        self.count[j] += 1
+                        lv = self.level[j]
+                        s = sqrt(self.var[j])
+                        g = 1e-9 * (1.0 + fabs(lv))
+                        if g > s:
+                            s = g
+                        lo = lv - Z_CLIP * s
+                        hi = lv + Z_CLIP * s
+                        xl = v
+                        if xl < lo:
+                            xl = lo
+                        if xl > hi:
+                            xl = hi
+                        fz = self.fast[j] + self.lam * (xl - self.fast[j])
+                        self.fast[j] = fz
+                        d = fz - lv
+                        zl = d / s
+                        if zl < -Z_CLIP:
+                            zl = -Z_CLIP
+                        if zl > Z_CLIP:
+                            zl = Z_CLIP
+                        z_out[r, j] = zl
+                        az = fabs(zl)
+                        if az > c:
+                            g = c / (az if az > c else c)
+                            w_loc = g * g
+                            g = az if az > c else c
+                            rho = c4 / (g * g)
+                        else:
+                            w_loc = 1.0
+                            rho = zl * zl
+                        self.level[j] = lv + self.alpha * w_loc * d
+                        a_s = 1.0 / ((self.count[j] - self.warmup) + 1.0)
+                        if self.alpha > a_s:
+                            a_s = self.alpha
+                        self.var[j] += a_s * (rho * s * s / self.kappa - self.var[j])
+                        if az > self.shift_k:
+                            self.shifted[j] += 1
+                        else:
+                            self.shifted[j] = 0
+                    if any_live:
+                        for j in range(n):
+                            if self.shifted[j] >= self.accept:
+                                self.evc[nev] = j
+                                self.evo[nev] = self.level[j]
+                                self.evn[nev] = self.fast[j]
+                                nev += 1
+                                self.level[j] = self.fast[j]
+                                self.shifted[j] = 0
+                # ---- StreamingDetector.update
+                learn = ist[I_OPEN] == 0
+                p_min = 1.0
+                if self.use_ch:
+                    for j in range(n):
+                        a = fabs(z_out[r, j])
+                        g = erfc(a / SQRT2)
+                        p = _tail(a, self.ct[j], self.crate[j], self.cxi[j], self.csigma[j])
+                        if learn and p >= self.risk:
+                            self.cbuf[self.cpos[j], j] = a
+                            self.cpos[j] = (self.cpos[j] + 1) % self.window
+                            if self.cfill[j] < self.window:
+                                self.cfill[j] += 1
+                            self.csince[j] += 1
+                            if self.ct[j] < INFINITY:
+                                if self.csince[j] >= self.refit:
+                                    self._fit_chan(j)
+                            elif self.cfill[j] >= self.init:
+                                self._fit_chan(j)
+                        if g > p:
+                            p = g
+                        cp_out[r, j] = p
+                        if p < p_min:
+                            p_min = p
+                else:
+                    for j in range(n):
+                        cp_out[r, j] = 1.0
+                if self.use_mv:
+                    # ---- MultivariateDetector.update
+                    ist[I_MV_COUNT] += 1
+                    cnt = ist[I_MV_COUNT]
+                    for j in range(n):
+                        e[j] = z_out[r, j]
+                    t2 = 0.0
+                    q = 0.0
+                    w = 1.0
+                    k = ist[I_K]
+                    if cnt > self.warmup and k > 0:
+                        t2_full = 0.0
+                        yy = 0.0
+                        ee = 0.0
+                        for m in range(k):
+                            v = 0.0
+                            for j in range(n):
+                                v += self.basis[j, m] * e[j]
+                            ybuf[m] = v
+                            t2_full += v * (v * self.inv_vals[m])
+                            yy += v * v
+                        for j in range(n):
+                            ee += e[j] * e[j]
+                        q = ee - yy
+                        if q < 0.0:
+                            q = 0.0
+                        t2 = t2_full / k
+                        q = q / self.q_expect
+                        mm = t2_full + q * self.q_expect
+                        if mm > self.t2_ok:
+                            g = self.t2_ok / mm
+                            w = g * g
+                    if cnt > self.warmup:
+                        aw = self.mv_alpha * w
+                    else:
+                        aw = (1.0 / cnt) * w
+                    for j in range(n):
+                        for m in range(n):
+                            self.cov[j, m] += aw * (e[j] * e[m] - self.cov[j, m])
+                    if cnt >= self.warmup and (cnt - self.warmup) % self.refresh == 0:
+                        if n == 1:
+                            self._refresh_1(cnt)  # no LAPACK needed: stay in the kernel
+                        else:
+                            ist[I_REFRESH] = 1
+                    if t2 > 1e12:
+                        t2 = 1e12
+                    if q > 1e12:
+                        q = 1e12
+                    if self.use_t2:
+                        p = self._spot_mv(0, t2, learn)
+                        if p < p_min:
+                            p_min = p
+                    if self.use_q:
+                        p = self._spot_mv(1, q, learn)
+                        if p < p_min:
+                            p_min = p
+                p = self.tests * p_min
+                if p > 1.0:
+                    p = 1.0
+                p_out[r] = p
+                # ---- Hysteresis.update
+                alarm = p < self.risk
+                quiet = p >= self.close_risk
+                if ist[I_OPEN]:
+                    ist[I_RUN] = ist[I_RUN] + 1 if quiet else 0
+                    if ist[I_RUN] >= self.close_after:
+                        ist[I_OPEN] = 0
+                        ist[I_RUN] = 0
+                else:
+                    ist[I_RUN] = ist[I_RUN] + 1 if alarm else 0
+                    if ist[I_RUN] >= self.open_after:
+                        ist[I_OPEN] = 1
+                        ist[I_RUN] = 0
+                alert_out[r] = <unsigned char>ist[I_OPEN]
+                if nev or ist[I_REFRESH]:
+                    ist[I_NEV] = nev
+                    done = r + 1
+                    break
+        return done
+
