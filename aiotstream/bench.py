@@ -164,7 +164,8 @@ def _best_of(contenders: dict[str, Callable[[], object]], repeat: int, say: Call
                 spent += dt
                 calls[name] += 1
                 best[name] = min(best[name], dt)
-        say(f"  {label}: round {r + 1}/{repeat}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in best.items()))
+        times = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in best.items())
+        say(f"  {label}: round {r + 1}/{repeat}: {times}")
     say(f"  {label}: calls per contender: " + ", ".join(f"{k} {v}" for k, v in calls.items()))
     return best
 
@@ -191,7 +192,8 @@ def _machine() -> dict[str, Any]:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             text = fh.read()
-        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "")
+        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
+                     "")
         flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
         info["cpu"] = model
         info["cpu_has_avx2"] = "avx2" in flags
@@ -207,7 +209,8 @@ def _machine() -> dict[str, Any]:
     try:
         from threadpoolctl import threadpool_info
 
-        info["threadpools"] = [{k: p.get(k) for k in ("internal_api", "num_threads", "version", "architecture")}
+        info["threadpools"] = [{k: p.get(k) for k in ("internal_api", "num_threads", "version",
+                                                      "architecture")}
                                for p in threadpool_info()]
     except ImportError:
         info["threadpools"] = "threadpoolctl not installed (thread counts pinned by environment)"

@@ -1,6 +1,7 @@
 """``aiotstream``: validate | broker | simulate | run | replay | demo | bench | train.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config, 130 stopped by SIGINT (Ctrl-C), 143 stopped
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config, 130 stopped by SIGINT (Ctrl-C), 143
+stopped
 by SIGTERM. Every failure ends in one line on stderr (``AIOTSTREAM_DEBUG=1`` adds the traceback and leaves
 Bytewax's own error output alone); ``run``, ``replay`` and ``demo`` end with the run's summary line
 (:mod:`aiotstream.runstats`) and where the outputs are, however they stop (:mod:`aiotstream.io.stop`).
@@ -75,7 +76,8 @@ def count(lo: int = 1, hi: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def number(lo: float | None = None, hi: float | None = None, *, above: bool = False) -> Callable[[str], float]:
+def number(lo: float | None = None, hi: float | None = None, *,
+           above: bool = False) -> Callable[[str], float]:
     """An argparse type: a finite number, ``>= lo`` (``> lo`` with ``above``) and ``<= hi``.
 
     >>> number(0, above=True)("1.5"), number(0)("0")
@@ -96,7 +98,8 @@ def number(lo: float | None = None, hi: float | None = None, *, above: bool = Fa
         if not math.isfinite(v):
             raise argparse.ArgumentTypeError(f"must be a finite number (got {text!r})")
         if lo is not None and (v <= lo if above else v < lo):
-            raise argparse.ArgumentTypeError(f"must be {'greater than' if above else 'at least'} {lo:g} (got {v:g})")
+            raise argparse.ArgumentTypeError(f"must be {'greater than' if above else 'at least'} {lo:g} (got "
+                                             f"{v:g})")
         if hi is not None and v > hi:
             raise argparse.ArgumentTypeError(f"must be at most {hi:g} (got {v:g})")
         return v
@@ -189,7 +192,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
         print(f"bootstrap.servers={broker.bootstrap}    (Ctrl-C stops it; its data goes with it)", flush=True)
         while broker.proc is not None and broker.proc.poll() is None:
             time.sleep(0.2)
-        print(f"aiotstream broker: the broker on {broker.bootstrap} exited ({broker.exit_reason()})", file=sys.stderr)
+        print(f"aiotstream broker: the broker on {broker.bootstrap} exited ({broker.exit_reason()})",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM (Terminated): stop the child first
         broker.stop()
@@ -202,7 +206,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def _simulator(args: argparse.Namespace, cfg: SiteConfig, production: bool = False):
-    from aiotstream.simulator import PlantSimulator, ProductionSpec, malformed_messages
+    from aiotstream.sim.plant import PlantSimulator, ProductionSpec, malformed_messages
 
     spec = ProductionSpec(cycle_time_s=DEMO_CYCLE_S) if production else None
     try:
@@ -230,7 +234,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         from aiotstream.io.kafka import ensure_topics
 
         wave_topic, read_topic = cfg.inputs.topics[0], cfg.inputs.topics[-1]
-        ensure_topics(brokers, [wave_topic, read_topic], partitions=args.partitions, wait_s=_broker_wait(args))
+        ensure_topics(brokers, [wave_topic, read_topic], partitions=args.partitions,
+                      wait_s=_broker_wait(args))
     sim, bad = _simulator(args, cfg)
     print(f"simulating {len(sim.assets)} asset(s) x {args.duration:g} s: {sim.n_frames:,} frames, "
           f"{sim.n_readings:,} readings, {len(sim.faults)} fault(s), {len(bad)} malformed", file=sys.stderr)
@@ -244,7 +249,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     try:
-        counts = write_to_kafka(interleave(sim.messages(), bad), brokers, wave_topic, read_topic, progress=True)
+        counts = write_to_kafka(interleave(sim.messages(), bad), brokers, wave_topic, read_topic,
+                                progress=True)
     except RuntimeError as exc:  # messages the broker did not take (write_to_kafka waited 60 s for them)
         raise AiotError(f"simulate: {exc}") from None
     print(f"produced {counts} to {brokers} ({wave_topic}, {read_topic}) in {time.monotonic() - t0:.1f} s",
@@ -257,7 +263,8 @@ def _parquet_output(args: argparse.Namespace, cfg: SiteConfig) -> Any:
     if getattr(args, "parquet_dir", None):
         from aiotstream.config import ParquetOutput
 
-        parquet = ParquetOutput(**{**(parquet.model_dump() if parquet else {}), "directory": args.parquet_dir})
+        parquet = ParquetOutput(**{**(parquet.model_dump() if parquet else {}),
+                                   "directory": args.parquet_dir})
     return parquet
 
 
@@ -291,7 +298,8 @@ def _check_flow_args(args: argparse.Namespace, cfg: SiteConfig, brokers: str, ka
 
 def _start_metrics(args: argparse.Namespace, cfg: SiteConfig) -> None:
     """With ``--metrics-port``: the metrics and probes server (aiotstream.io.metrics), up before the wait for
-    brokers so that probes answer (healthz 200, readyz 503) from the start; :func:`_serving_metrics` stops it."""
+    brokers so that probes answer (healthz 200, readyz 503) from the start; :func:`_serving_metrics` stops
+    it."""
     if args.metrics_port is None:
         if args.metrics_host is not None:
             raise UsageError("--metrics-host needs --metrics-port")
@@ -300,7 +308,8 @@ def _start_metrics(args: argparse.Namespace, cfg: SiteConfig) -> None:
     from aiotstream.io.metrics import serve
 
     info = {"version": __version__, "commit": build_commit() or "unknown", "code": code_version(),
-            "site": cfg.site.id, "config_hash": cfg.config_hash, "flow": cfg.site.flow, "command": args.command,
+            "site": cfg.site.id, "config_hash": cfg.config_hash, "flow": cfg.site.flow,
+            "command": args.command,
             "process": str(args.process_id or 0)}
     args.metrics_server = serve(args.metrics_host or "127.0.0.1", args.metrics_port, info,
                                 recovery=Path(args.recovery) if args.recovery else None)
@@ -333,7 +342,8 @@ def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any
     else:
         ensure_topics(brokers, list(output_topics(cfg).values()), partitions=cfg.outputs.partitions,
                       wait_s=_broker_wait(args))
-        sink, where = KafkaOutputSink(cfg, brokers), f"Kafka {brokers}: " + ", ".join(output_topics(cfg).values())
+        sink, where = KafkaOutputSink(cfg,
+                                      brokers), f"Kafka {brokers}: " + ", ".join(output_topics(cfg).values())
     also: list[Any] = []
     parquet = _parquet_output(args, cfg)
     if parquet is not None:
@@ -488,8 +498,10 @@ def execute_flow(command: str, run: Callable[[], None], where: str) -> int:
     error: BaseException | None = None
     with QuietRustPanics() as quiet:
         def on_force(signum: int) -> None:
-            quiet.write(f"stopped ({signal.Signals(signum).name}): the flow did not finish within {GRACE_S:g} s "
-                        "of the signal, so outputs of the last epoch may be missing (with --recovery a restart "
+            quiet.write(f"stopped ({signal.Signals(signum).name}): the flow did not finish within "
+                        f"{GRACE_S:g} s "
+                        "of the signal, so outputs of the last epoch may be missing (with --recovery a "
+                        "restart "
                         f"produces them again); {STATS.summary()}; outputs in {where}\n")
 
         with signals_stop_the_flow(on_force):
@@ -513,14 +525,13 @@ def execute_flow(command: str, run: Callable[[], None], where: str) -> int:
 
 def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool, src_text: str,
               brokers: str) -> int:
-    from bytewax.run import cli_main
-
     from aiotstream.config import FLOW_ENERGY
-    from aiotstream.dataflow import build_flow
+    from aiotstream.dataflow import build_building_flow, build_flow
+    from aiotstream.dataflow.run import cli_main, recovery_config
     from aiotstream.io.stop import stoppable
 
     if cfg.site.flow == FLOW_ENERGY:  # site.flow picks the flow; the building flow's own builder
-        from aiotstream.energy.flow import build_building_flow as build_flow
+        build_flow = build_building_flow
 
     sink, also, where = _sinks(args, cfg, brokers)
     # without --recovery nothing reads the per-epoch state snapshots, so they are not taken
@@ -544,29 +555,6 @@ def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool
     return execute_flow(args.command, run, where)
 
 
-def recovery_config(directory: Path, partitions: int, backup_s: float, process_id: int = 0, processes: int = 1):
-    """A Bytewax RecoveryConfig for ``directory``, creating this process's share of partitions on first use.
-
-    A cluster's partitions are spread over its processes' local directories:
-    process ``i`` of ``n`` keeps partitions ``i, i + n, i + 2n, ...`` of the
-    ``partitions`` created for the whole cluster.
-    """
-    import shutil
-    import tempfile
-
-    from bytewax.recovery import RecoveryConfig, init_db_dir
-
-    if partitions < processes:
-        raise AiotError(f"--recovery-partitions ({partitions}) must be at least the number of processes ({processes})")
-    directory.mkdir(parents=True, exist_ok=True)
-    if not any(directory.glob("*.sqlite3")):
-        with tempfile.TemporaryDirectory(dir=directory) as tmp:
-            init_db_dir(Path(tmp), partitions)
-            for i in range(process_id, partitions, processes):
-                shutil.move(str(Path(tmp) / f"part-{i}.sqlite3"), directory / f"part-{i}.sqlite3")
-    return RecoveryConfig(str(directory), backup_interval=timedelta(seconds=backup_s))
-
-
 def _cluster_place(args: argparse.Namespace) -> Placement:
     """This process's place from ``-i``/``-a``/``-w``; process 0 of 1 outside a cluster."""
     return Placement.of((args.process_id or 0, len(args.addresses.split(";")) if args.addresses else 1,
@@ -584,10 +572,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if kind == "kafka":
         from aiotstream.io.kafka import ensure_topics, input_topics, kafka_source
 
-        ensure_topics(brokers, input_topics(cfg), partitions=cfg.outputs.partitions, wait_s=_broker_wait(args))
+        ensure_topics(brokers, input_topics(cfg), partitions=cfg.outputs.partitions,
+                      wait_s=_broker_wait(args))
         from aiotstream.config import FLOW_ENERGY
 
-        blocks = {"blocks": True} if cfg.site.flow == FLOW_ENERGY else {}  # the building flow decodes poll blocks
+        # the building flow decodes poll blocks
+        blocks = {"blocks": True} if cfg.site.flow == FLOW_ENERGY else {}
         source: Any = kafka_source(cfg, brokers, tail=tail, process=process, **blocks)
         text = f"Kafka {brokers} {', '.join(input_topics(cfg))}"
     elif kind == "mqtt":
@@ -623,7 +613,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         files = FileInput.model_validate({**base, **update})
     except ValidationError as exc:
-        raise ConfigError("aiotstream replay", [(".".join(map(str, e["loc"])), e["msg"]) for e in exc.errors()]) \
+        raise ConfigError("aiotstream replay", [(".".join(map(str, e["loc"])), e["msg"])
+                                                for e in exc.errors()]) \
             from None
     brokers = args.brokers or ",".join(cfg.inputs.brokers)
     source = FileSource(files, cfg.inputs.poll_batch, process=_cluster_place(args))  # checks every file
@@ -640,28 +631,30 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from bytewax.run import cli_main
-
     from aiotstream.dataflow import build_flow
+    from aiotstream.dataflow.run import cli_main
     from aiotstream.evaluate import score_alerts
     from aiotstream.io.files import JsonlSink
     from aiotstream.io.simulator import SimulatorSource, interleave
     from aiotstream.io.stop import stoppable
 
     cfg = default_site(args.assets, inputs={"tail": False}, features={"set": args.features},
-                       assets=[{"id": f"asset-{i:03d}", "line": f"line-{i % 2 + 1}", "ideal_cycle_time_s": DEMO_CYCLE_S}
+                       assets=[{"id": f"asset-{i:03d}", "line": f"line-{i % 2 + 1}",
+                                "ideal_cycle_time_s": DEMO_CYCLE_S}
                                for i in range(args.assets)])
     out = out_dir(args.out, "--out")
     for old in out.glob("*.jsonl"):
         old.unlink()
     print(f"[1/3] simulating {args.assets} asset(s) x {args.duration:g} s of 3-axis vibration at 10 kHz "
-          f"(+ temperature, machine state, part counters), {args.faults} fault(s), {args.malformed} malformed "
+          f"(+ temperature, machine state, part counters), {args.faults} fault(s), {args.malformed} "
+          "malformed "
           f"message(s), seed {args.seed}", flush=True)
     t0 = time.perf_counter()
     sim, bad = _simulator(args, cfg, production=True)
     messages = list(interleave(sim.messages(), bad))
     sim.write_truth(out / "truth.json")
-    print(f"      {sim.n_frames:,} frames, {sim.n_readings:,} readings in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(f"      {sim.n_frames:,} frames, {sim.n_readings:,} readings in {time.perf_counter() - t0:.1f} s",
+          flush=True)
     print(f"[2/3] running the predictive-maintenance flow (Bytewax, 1 worker, features {args.features}) ...",
           flush=True)
     # imported lazily by the models and kernels; keep their import time out of the figure
@@ -675,7 +668,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                       snapshots=False)
     tune_gc()
     t1 = time.perf_counter()
-    rc = execute_flow("demo", lambda: cli_main(flow, workers_per_process=1, epoch_interval=timedelta(seconds=5)),
+    rc = execute_flow("demo",
+                      lambda: cli_main(flow, workers_per_process=1, epoch_interval=timedelta(seconds=5)),
                       f"{out}/*.jsonl")
     elapsed = time.perf_counter() - t1
     if rc != 0:
@@ -691,11 +685,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     frame_ns = round(1024 / 10_000 * 1e9)  # a window's data runs up to one frame past its end
     det = score_alerts([f.to_dict() for f in sim.faults], alerts, lead_ns=frame_ns)
     reasons = Counter(d["reason"] for d in dead)
-    print(f"[3/3] summary (outputs in {out}/: alerts.jsonl commands.jsonl kpis.jsonl scores.jsonl deadletter.jsonl "
+    print(f"[3/3] summary (outputs in {out}/: alerts.jsonl commands.jsonl kpis.jsonl scores.jsonl "
+          "deadletter.jsonl "
           "truth.json)")
     print(f"  throughput : {frames:,} frames in {elapsed:.2f} s = {frames / elapsed:,.0f} frames/s "
           f"({samples / elapsed / 1e6:,.1f} M samples/s, 1 worker, including decode and windowing)")
-    print(f"  windows    : {len(scores):,} scored, {sum(k['totals']['anomalous_windows'] for k in asset_kpis):,} "
+    print(f"  windows    : {len(scores):,} scored, "
+          f"{sum(k['totals']['anomalous_windows'] for k in asset_kpis):,} "
           f"anomalous; {len(kpis):,} KPI records (asset, line, site)")
     print(f"  alerts     : {det.alerts} opened, {sum(a['event'] == 'cleared' for a in alerts)} cleared")
     print(f"  faults     : {det.faults} injected, {det.detected} detected within 5 s -> fault recall "
@@ -706,7 +702,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"    - {name:32s} onset +{(f.onset_ns - sim.start_ns) / 1e9:6.1f} s  "
               + (f"alert after {d:.1f} s" if d is not None else "MISSED"))
     print(_site_kpi_line(kpis, cfg.kpi.periods_s[0]))
-    print(f"  dead letters: {len(dead):,} ({', '.join(f'{k} {v}' for k, v in reasons.most_common()) or 'none'})")
+    print(f"  dead letters: {len(dead):,} "
+          f"({', '.join(f'{k} {v}' for k, v in reasons.most_common()) or 'none'})")
     return 0
 
 
@@ -719,7 +716,8 @@ def cmd_bench_kernels(args: argparse.Namespace) -> int:
     if args.json:
         argv += ["--json", str(out_file(args.json, "--json"))]
     # its own session: a terminal's Ctrl-C reaches only this process, which stops the child and says so
-    with subprocess.Popen([sys.executable, "-m", "aiotstream.bench", *argv], env={**os.environ, **ONE_THREAD_ENV},
+    with subprocess.Popen([sys.executable, "-m", "aiotstream.bench", *argv],
+                          env={**os.environ, **ONE_THREAD_ENV},
                           start_new_session=True) as child:
         try:
             return child.wait()
@@ -745,8 +743,10 @@ def _site_kpi_line(kpis: list[dict], period_s: float) -> str:
     def fmt(v: float | None, pct: bool = False, unit: str = "") -> str:
         return "n/a" if v is None else (f"{v:.0%}" if pct else f"{v:.1f}{unit}")
 
-    return (f"  site KPIs  : OEE {fmt(d['oee'], True)} (availability {fmt(d['availability'], True)}, performance "
-            f"{fmt(d['performance'], True)}, quality {fmt(d['quality'], True)}); MTTR {fmt(d['mttr_s'], unit=' s')}, "
+    return (f"  site KPIs  : OEE {fmt(d['oee'], True)} (availability {fmt(d['availability'], True)}, "
+            "performance "
+            f"{fmt(d['performance'], True)}, quality {fmt(d['quality'], True)}); MTTR "
+            f"{fmt(d['mttr_s'], unit=' s')}, "
             f"MTBF {fmt(d['mtbf_s'], unit=' s')}; alerts {total['alerts_warning']} warning / "
             f"{total['alerts_critical']} critical")
 
@@ -779,7 +779,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train the default models on healthy simulator data and publish them, signed, to a registry."""
     try:
         from aiotstream.models.registry import ModelRegistry, generate_keypair
-        from aiotstream.models.train import train_and_publish
+        from aiotstream.pdm.training import train_and_publish
     except ImportError as exc:
         raise AiotError(f"train needs the train extra (pip install 'aiotstream[train]'): {exc}") from None
 
@@ -791,7 +791,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         out_dir(args.new_key, "--new-key")
     out_dir(args.registry, "--registry")
     if args.signing_key is None and args.hmac_key_file is None and not args.new_key and not args.unsigned:
-        raise AiotError("no signing key: give --signing-key (Ed25519 PEM), --new-key DIR or --hmac-key-file, or "
+        raise AiotError("no signing key: give --signing-key (Ed25519 PEM), --new-key DIR or --hmac-key-file, "
+                        "or "
                         "--unsigned for development (sites refuse unsigned models by default)")
     if args.assets is not None and args.assets > len(cfg.all_assets()):
         raise UsageError(f"--assets {args.assets}: the site has only {len(cfg.all_assets())} asset(s)")
@@ -807,8 +808,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(f"--hmac-key-file {args.hmac_key_file}: the file is empty")
     reg = ModelRegistry(args.registry, allow_unsigned=True)
     t0 = time.perf_counter()
-    manifests = train_and_publish(cfg, reg, args.name, args.version, n_assets=args.assets, duration_s=args.duration,
-                                  seed=args.seed, signing_key=Path(args.signing_key) if args.signing_key else None,
+    manifests = train_and_publish(cfg, reg, args.name, args.version, n_assets=args.assets,
+                                  duration_s=args.duration,
+                                  seed=args.seed,
+                                  signing_key=Path(args.signing_key) if args.signing_key else None,
                                   hmac_key=hmac_key, n_estimators=args.trees)
     for m in manifests:
         sig = m.signature["alg"] if m.signature else "UNSIGNED"
@@ -821,7 +824,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # ---- the parser -----------------------------------------------------------------------------------------
 def _add_validate(sub: Any) -> None:
-    v = sub.add_parser("validate", help="check site config files; print every bad field's path (exit 2 if any)")
+    v = sub.add_parser("validate",
+                       help="check site config files; print every bad field's path (exit 2 if any)")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.set_defaults(func=cmd_validate)
 
@@ -847,7 +851,8 @@ def _broker_wait(args: argparse.Namespace) -> float:
 def _sim_args(sp: argparse.ArgumentParser, duration: float) -> None:
     sp.add_argument("--duration", type=number(0, 86_400, above=True), default=duration,
                     help="seconds of event time (up to a day)")
-    sp.add_argument("--faults", type=count(0, 100_000), default=3, help="faults to inject (each on its own asset)")
+    sp.add_argument("--faults", type=count(0, 100_000), default=3,
+                    help="faults to inject (each on its own asset)")
     sp.add_argument("--malformed", type=count(0, 10_000_000), default=0, help="malformed messages to mix in")
     sp.add_argument("--seed", type=count(0, 2**32 - 1), default=7)
 
@@ -858,11 +863,14 @@ def _add_simulate(sub: Any) -> None:
     s.add_argument("--assets", type=count(1, 100_000), default=5, help="assets when no --site is given")
     s.add_argument("--brokers", help="bootstrap servers (default: the site's inputs.brokers)")
     s.add_argument("--partitions", type=count(1, 1024), default=3,
-                   help="partitions for input topics it creates; each asset goes to the partition whose reader owns "
-                        "it in a cluster whose worker count divides the topic's partitions (aiotstream.routing)")
+                   help="partitions for input topics it creates; each asset goes to the partition whose "
+                        "reader owns "
+                        "it in a cluster whose worker count divides the topic's partitions "
+                        "(aiotstream.routing)")
     s.add_argument("--out-dir", help="write waveforms.bin, readings.jsonl, truth.json here instead of Kafka")
     s.add_argument("--file-partitions", type=count(0, 1024), default=0, metavar="P",
-                   help="with --out-dir: waveforms-part<k>.bin and readings-part<k>.jsonl for k < P, each asset in "
+                   help="with --out-dir: waveforms-part<k>.bin and readings-part<k>.jsonl for k < P, each "
+                        "asset in "
                         "the partition whose reader owns it in a cluster whose worker count divides P")
     s.add_argument("--truth", help="also write the ground truth JSON here")
     _sim_args(s, 60.0)
@@ -875,11 +883,14 @@ def _flow_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--out-dir", help="write outputs as JSONL files instead of Kafka topics")
     sp.add_argument("--parquet-dir", help="also write scores/KPIs as Parquet here (site=/date= partitions)")
     sp.add_argument("-w", "--workers", type=count(1, 1024), default=1, help="workers per process")
-    sp.add_argument("-i", "--process-id", type=count(0, 1023), help="this process's id in a cluster (with -a)")
+    sp.add_argument("-i", "--process-id", type=count(0, 1023),
+                    help="this process's id in a cluster (with -a)")
     sp.add_argument("-a", "--addresses", help="all processes' host:port, separated by ';'")
     sp.add_argument("--epoch-s", type=number(0, 3600, above=True), default=1.0,
-                    help="Bytewax epoch length in seconds (default 1): per-asset outputs leave when their epoch "
-                         "closes, so it bounds the added latency; with --recovery it is also the snapshot interval")
+                    help="Bytewax epoch length in seconds (default 1): per-asset outputs leave when their "
+                         "epoch "
+                         "closes, so it bounds the added latency; with --recovery it is also the snapshot "
+                         "interval")
     sp.add_argument("--recovery", metavar="DIR",
                     help="keep input offsets and all state in recovery partitions here; resume from them")
     sp.add_argument("--recovery-partitions", type=count(1, 100_000),
@@ -887,8 +898,8 @@ def _flow_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--backup-s", type=number(0, 10 * 365 * 86_400), default=0.0,
                     help="keep superseded snapshots this long (set to your off-machine backup interval)")
     sp.add_argument("--metrics-port", type=port, metavar="PORT",
-                    help="serve Prometheus /metrics and the /healthz, /readyz probes on this port while the flow "
-                         "runs (0: a free one, logged; default: off)")
+                    help="serve Prometheus /metrics and the /healthz, /readyz probes on this port while the "
+                         "flow runs (0: a free one, logged; default: off)")
     sp.add_argument("--metrics-host", metavar="HOST",
                     help="address the metrics server listens on (default 127.0.0.1; 0.0.0.0 in a pod)")
     _broker_wait_arg(sp)
@@ -897,19 +908,24 @@ def _flow_args(sp: argparse.ArgumentParser) -> None:
 def _add_run(sub: Any) -> None:
     r = sub.add_parser("run", help="run the flow for a site from its [inputs] (kafka, mqtt, opcua or files)")
     r.add_argument("--site", required=True, help="site config file (.toml, .yaml/.yml or .json)")
-    r.add_argument("--once", action="store_true", help="stop at the end of the input topics instead of tailing")
+    r.add_argument("--once", action="store_true",
+                   help="stop at the end of the input topics instead of tailing")
     _flow_args(r)
     r.set_defaults(func=cmd_run)
 
 
 def _add_replay(sub: Any) -> None:
-    rp = sub.add_parser("replay", help="replay CSV/JSONL/Parquet/frame files through the flow, paced by event time")
+    rp = sub.add_parser("replay",
+                        help="replay CSV/JSONL/Parquet/frame files through the flow, paced by event time")
     rp.add_argument("files", nargs="+", metavar="FILE", help="files or globs")
-    rp.add_argument("--site", required=True, help="site config file (its [inputs.files] gives columns/format)")
+    rp.add_argument("--site", required=True,
+                    help="site config file (its [inputs.files] gives columns/format)")
     rp.add_argument("--speed", type=number(0, 1e6), default=0.0,
                     help="0: as fast as possible (default); 1: real time; N: N x")
-    rp.add_argument("--format", choices=["auto", "csv", "jsonl", "parquet", "frames"], help="default: by extension")
-    rp.add_argument("--payload", help="format of JSONL lines without [inputs.files.columns] (json, gateway-json, ...)")
+    rp.add_argument("--format", choices=["auto", "csv", "jsonl", "parquet", "frames"],
+                    help="default: by extension")
+    rp.add_argument("--payload",
+                    help="format of JSONL lines without [inputs.files.columns] (json, gateway-json, ...)")
     _flow_args(rp)
     rp.set_defaults(func=cmd_replay)
 
@@ -926,39 +942,50 @@ def _add_demo(sub: Any) -> None:
 def _add_bench(sub: Any) -> None:
     bench = sub.add_parser("bench", help="benchmarks (run by hand; results go to benchmarks/)")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="{kernels,e2e}")
-    bk = bench_sub.add_parser("kernels", help="feature kernels vs numpy twin vs best numpy vs memory bandwidth "
+    bk = bench_sub.add_parser("kernels",
+                              help="feature kernels vs numpy twin vs best numpy vs memory bandwidth "
                                               "(samples/s and ratios, one thread, one run)")
     bk.add_argument("--json", metavar="FILE", help="also write the report as JSON")
-    bk.add_argument("--windows", type=count(1, 10_000_000), default=20_000, help="windows per set (default 20,000)")
-    bk.add_argument("--samples", type=count(2, 1 << 20), default=1024, help="samples per window (default 1024)")
-    bk.add_argument("--repeat", type=count(1, 1000), default=5, help="interleaved rounds; the best counts (default 5)")
+    bk.add_argument("--windows", type=count(1, 10_000_000), default=20_000,
+                    help="windows per set (default 20,000)")
+    bk.add_argument("--samples", type=count(2, 1 << 20), default=1024,
+                    help="samples per window (default 1024)")
+    bk.add_argument("--repeat", type=count(1, 1000), default=5,
+                    help="interleaved rounds; the best counts (default 5)")
     bk.add_argument("--scalar-updates", type=count(1, 1_000_000_000), default=200_000,
                     help="scalar-basic updates (default 200,000)")
     bk.set_defaults(func=cmd_bench_kernels)
     be = bench_sub.add_parser("e2e", add_help=False, prefix_chars="\0",
-                              help="flows and peers (Bytewax per item, Quix Streams, numpy batch) side by side on "
+                              help="flows and peers (Bytewax per item, Quix Streams, numpy batch) side by "
+                                   "side on "
                                    "one broker: throughput, latency, scaling, memory; --help for its options")
     be.add_argument("e2e_args", nargs="*", help="options of benchmarks/e2e.py (see --help)")
     be.set_defaults(func=cmd_bench_e2e)
     bm = bench_sub.add_parser("mqtt", add_help=False, prefix_chars="\0",
-                              help="MQTT ingest against a bare paho subscriber (throughput, QoS 0 and 1), or the "
+                              help="MQTT ingest against a bare paho subscriber (throughput, QoS 0 and 1), or "
+                                   "the "
                                    "live burst scenario (burst); --help for its options")
     bm.add_argument("mqtt_args", nargs="*", help="options of benchmarks/mqtt.py (see --help)")
     bm.set_defaults(func=cmd_bench_mqtt)
 
 
 def _add_train(sub: Any) -> None:
-    t = sub.add_parser("train", help="train the default ONNX models (IsolationForest; autoencoder float + int8) on "
+    t = sub.add_parser("train",
+                       help="train the default ONNX models (IsolationForest; autoencoder float + int8) on "
                                      "healthy simulator data and publish them, signed, to a model registry")
-    t.add_argument("--site", required=True, help="site config: its assets' channels and feature set give the columns")
-    t.add_argument("--registry", required=True, help="registry directory (<name>/<version>/model.onnx + manifest)")
+    t.add_argument("--site", required=True,
+                   help="site config: its assets' channels and feature set give the columns")
+    t.add_argument("--registry", required=True,
+                   help="registry directory (<name>/<version>/model.onnx + manifest)")
     t.add_argument("--name", required=True, help="model name")
-    t.add_argument("--version", required=True, help="version V: publishes V, V-ae and V-int8 (never overwritten)")
+    t.add_argument("--version", required=True,
+                   help="version V: publishes V, V-ae and V-int8 (never overwritten)")
     t.add_argument("--signing-key", help="Ed25519 private key (PEM) to sign the manifests with")
     t.add_argument("--new-key", metavar="DIR", help="make a new Ed25519 key pair in DIR and sign with it")
     t.add_argument("--hmac-key-file", help="sign with HMAC-SHA256 using the secret in this file instead")
     t.add_argument("--unsigned", action="store_true", help="publish unsigned (development only)")
-    t.add_argument("--assets", type=count(1, 100_000), help="train on the first N assets of the site (default: all)")
+    t.add_argument("--assets", type=count(1, 100_000),
+                   help="train on the first N assets of the site (default: all)")
     t.add_argument("--duration", type=number(0, 86_400, above=True), default=120.0,
                    help="seconds of healthy simulated data (default 120)")
     t.add_argument("--seed", type=count(0, 2**32 - 1), default=0, help="simulator and model seed (default 0)")
@@ -1037,7 +1064,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aiotstream: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
               file=sys.stderr)
         return 1
-    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM before or after a flow (during one, see execute_flow)
+    # SIGINT or SIGTERM before or after a flow (during one, see execute_flow)
+    except KeyboardInterrupt as exc:
         signum = int(getattr(exc, "signum", signal.SIGINT))
         note = _STOP_NOTES.get(args.command, "")
         print(f"aiotstream {name}: stopped ({signal.Signals(signum).name}){note}", file=sys.stderr)

@@ -10,7 +10,8 @@ faulty asset while the fault lasts (onset .. end + tolerance); anything else is
 a false alert. ``drift`` alerts (model health, not machine faults) are left out.
 
 >>> truth = [{"asset": "a", "kind": "imbalance", "onset_ns": 10, "end_ns": None}]
->>> alerts = [{"asset": "a", "event": "opened", "opened_at_ns": 12}, {"asset": "b", "status": "open", "opened_at_ns": 5},
+>>> alerts = [{"asset": "a", "event": "opened", "opened_at_ns": 12},
+...           {"asset": "b", "status": "open", "opened_at_ns": 5},
 ...           {"asset": "a", "event": "escalated", "status": "open", "opened_at_ns": 12}]
 >>> r = score_alerts(truth, alerts, tolerance_ns=5)
 >>> r.recall, r.precision, r.false_alerts
@@ -68,6 +69,7 @@ def score_alerts(truth: Iterable[Mapping[str, Any]], alerts: Iterable[Mapping[st
     return Detection(
         recall=detected / len(faults) if faults else 1.0,
         precision=true_alerts / n if n else 1.0,
-        faults=len(faults), detected=detected, alerts=n, true_alerts=true_alerts, false_alerts=n - true_alerts,
+        faults=len(faults), detected=detected, alerts=n, true_alerts=true_alerts,
+                     false_alerts=n - true_alerts,
         delays_s=delays, missed=missed,
     )

@@ -12,10 +12,11 @@ sink refuses to publish to a topic whose levels came out different from its temp
 [True, True, False, False, False, False, False]
 >>> check_id("pump-1", "asset")
 'pump-1'
->>> check_id("a/+/b", "asset")
+>>> check_id("a/+/b", "asset")  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-aiotstream.errors.DecodeError: asset 'a/+/b' is not a valid id: use a letter or digit, then letters, digits, '.', '_' or '-' (at most 128 characters)
+aiotstream.errors.DecodeError: asset 'a/+/b' is not a valid id: use a letter or digit, then letters,
+digits, '.', '_' or '-' (at most 128 characters)
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Where the CLI's log lines go: stderr, one line each, with the time, level and logger.
 
-aiotstream's own loggers (``aiotstream.*``) print from ``--log-level`` up (default ``info``, so an operator sees
-a source's "connected" and "back after 42 s" lines, not only its warnings); every other library prints
-warnings and errors only (their chatter is routed to ``aiotstream.*`` at DEBUG where it is known to be noisy:
-asyncua, librdkafka). ``--log-format json`` writes one JSON object per line for a log shipper.
+aiotstream's own loggers (``aiotstream.*``) print from ``--log-level`` up (default ``info``, so an
+operator sees a source's "connected" and "back after 42 s" lines, not only its warnings); every other
+library prints warnings and errors only (their chatter is routed to ``aiotstream.*`` at DEBUG where it is
+known to be noisy: asyncua, librdkafka). ``--log-format json`` writes one JSON object per line for a log
+shipper.
 
 Without :func:`configure` (the library used from Python) nothing is set up here: the application decides.
 

@@ -7,9 +7,40 @@ per-channel partial sums the windows need).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from aiotstream.kpi import PeriodResult
+
+KINDS = ("alert", "command", "kpi", "score", "deadletter", "model")
+"""The output kinds; each has its topic (``<site>.<kind>s``) and its JSONL file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a feedback message could not be applied (it becomes a dead letter with this reason)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One output record on its way to a sink: kind picks the topic, key is the asset id.
+
+    ``partial`` carries an asset KPI period's exact totals to the roll-up step;
+    sinks write only ``record``.
+
+    >>> Output("alert", "pump-1", {"event": "opened"}).kind
+    'alert'
+    """
+
+    kind: str
+    key: str
+    record: dict[str, Any]
+    partial: PeriodResult | None = None
 
 
 class RawMessage(Protocol):
@@ -44,7 +75,7 @@ class SourceMessage:
 class DecodeHints:
     """How to decode the messages of one subscription / node / file (shared, not per message).
 
-    ``fmt`` names the payload format (see :data:`aiotstream.codecs_iot.FORMATS`);
+    ``fmt`` names the payload format (see :data:`aiotstream.codecs.iot.FORMATS`);
     ``missing_ts`` says what a payload without an event time gets: ``"reject"``
     (a ``bad_timestamp`` dead letter) or ``"arrival"`` (the time the source
     received it); ``metric_names`` renames payload metric names.
@@ -110,9 +141,11 @@ class Frame:
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickle as one flat tuple, arrays as their bytes: frames cross between the processes of a cluster
         (Bytewax pickles what it exchanges), and this pickles and loads a decoded frame in about half the time
-        of the default (a slots state dict, numpy's own reduce for each array, a dataclass for the position)."""
+        of the default (a slots state dict, numpy's own reduce for each array, a dataclass for the
+        position)."""
         pos = self.pos
-        return _frame_from_pickle, (self.asset, self.seq, self.t0_ns, self.sample_rate_hz, _pack(self.samples),
+        return _frame_from_pickle, (self.asset, self.seq, self.t0_ns, self.sample_rate_hz,
+                                    _pack(self.samples),
                                     pos.topic, pos.partition, pos.offset, _pack(self.partials), self.raw,
                                     _pack(self.spectral))
 
@@ -130,7 +163,8 @@ class Frame:
 
 
 def _pack(a: np.ndarray | None) -> Any:
-    """A plain numeric array as ``(bytes, dtype, shape)``; anything else (None, object or record arrays) as is."""
+    """A plain numeric array as ``(bytes, dtype, shape)``; anything else (None, object or record arrays) as
+    is."""
     if a is None or type(a) is not np.ndarray or a.dtype.kind not in "biufc":
         return a
     return a.tobytes(), a.dtype.str, a.shape
@@ -143,9 +177,11 @@ def _unpack(x: Any) -> Any:
     return np.frombuffer(bytearray(data), dtype=dtype).reshape(shape)  # a bytearray, so the array is writable
 
 
-def _frame_from_pickle(asset: str, seq: int, t0_ns: int, rate: float, samples: Any, topic: str, partition: int,
+def _frame_from_pickle(asset: str, seq: int, t0_ns: int, rate: float, samples: Any, topic: str,
+                       partition: int,
                        offset: int, partials: Any, raw: bytes | None, spectral: Any) -> Frame:
-    return Frame(asset, seq, t0_ns, rate, _unpack(samples), Position(topic, partition, offset), _unpack(partials),
+    return Frame(asset, seq, t0_ns, rate, _unpack(samples), Position(topic, partition, offset),
+                 _unpack(partials),
                  raw, _unpack(spectral))
 
 
@@ -203,7 +239,7 @@ DEADLETTER_MESSAGE_CHARS = 1_000
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """Input that could not be used, kept whole with the reason why (``truncate``: keep only a prefix, e.g.
-    for an input over the size limit; see :meth:`aiotstream.analysis.SiteRuntime.deadletter`)."""
+    for an input over the size limit; see :meth:`aiotstream.decisions.runtime.DecisionRuntime.deadletter`)."""
 
     raw: bytes
     pos: Position
@@ -263,3 +299,29 @@ class ModelSwitch:
     fraction: float
     ts_ns: int
     pos: Position
+
+
+class MessageBlock:
+    """One poll batch of one topic partition: ``values[i]`` is at ``offsets[i]``; ``errors`` are Bytewax
+    ``KafkaError`` items for messages the consumer flagged. ``count`` is the number of messages."""
+
+    __slots__ = ("errors", "offsets", "partition", "topic", "values")
+
+    def __init__(self, topic: str, partition: int, values: list[bytes], offsets: list[int],
+                 errors: list[Any] | None = None):
+        self.topic = topic
+        self.partition = partition
+        self.values = values
+        self.offsets = offsets
+        self.errors = errors or []
+
+    @property
+    def count(self) -> int:
+        return len(self.values) + len(self.errors)
+
+    @property
+    def value(self) -> bytes:  # what byte-counting wrappers (benchmarks.flowrun) read
+        return b"".join(self.values)
+
+    def __reduce__(self) -> tuple:
+        return (MessageBlock, (self.topic, self.partition, self.values, self.offsets, self.errors))

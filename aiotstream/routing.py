@@ -1,4 +1,5 @@
-"""Where an asset's data lives in a cluster: the worker that owns its state, and the partition to produce it to.
+"""Where an asset's data lives in a cluster: the worker that owns its state, and the partition to produce it
+to.
 
 Bytewax sends a keyed step's item with key ``k`` to worker
 ``siphash13(k, 0xff) % W`` of a cluster of ``W`` workers (Rust's
@@ -29,7 +30,8 @@ producers can call :func:`partition_for` and pass the partition explicitly.
 >>> p = partition_for("d-000002", 8)  # read by process 1 of 2, which owns d-000002
 >>> p, reader_process(p, Placement(0, 2)), worker_of("d-000002", 2)
 (5, 1, 1)
->>> reader_process(p, Placement(0, 2, workers=2)), worker_of("d-000002", 4)  # 2 x 2 workers: worker 1 of process 0
+>>> # 2 x 2 workers: worker 1 of process 0
+>>> reader_process(p, Placement(0, 2, workers=2)), worker_of("d-000002", 4)
 (0, 1)
 """
 from __future__ import annotations
@@ -44,7 +46,8 @@ _MASK = (1 << 64) - 1
 
 
 class Placement(NamedTuple):
-    """This process's place in a cluster: process ``process`` of ``processes``, each with ``workers`` workers."""
+    """This process's place in a cluster: process ``process`` of ``processes``, each with ``workers``
+    workers."""
 
     process: int = 0
     processes: int = 1

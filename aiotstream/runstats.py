@@ -4,7 +4,8 @@ One :class:`RunStats` per process (:data:`STATS`); sources, the decoder and the
 sinks add to it a batch at a time, and the CLI prints :meth:`RunStats.summary`
 when a command stops, however it stops. Groups and what their keys are:
 
-``inputs``       messages read, by source: the topic for Kafka and the simulator, else ``mqtt``, ``opcua``, ``file``
+``inputs``       messages read, by source: the topic for Kafka and the simulator, else ``mqtt``, ``opcua``,
+``file``
 ``deadletters``  dead letters written, by reason code
 ``outputs``      records delivered by the main sink, by kind (dead letters included as ``deadletter``)
 ``losses``       inputs known to be lost before they reached the flow, by cause (e.g. ``mqtt_seq_gap``)
@@ -23,8 +24,9 @@ by its largest member:
 
 >>> s.add("losses", "mqtt_broker_dropped", 40); s.add("losses", "mqtt_seq_gap", 25); s.get("losses")
 40
->>> s.summary().split("; ")[-1]
-'known losses 40 (mqtt_broker_dropped 40, mqtt_seq_gap 25 [mqtt_broker_dropped and mqtt_seq_gap overlap: counted once])'
+>>> print(s.summary().split("; ")[-1])  # doctest: +NORMALIZE_WHITESPACE
+known losses 40 (mqtt_broker_dropped 40, mqtt_seq_gap 25 [mqtt_broker_dropped and mqtt_seq_gap overlap:
+counted once])
 """
 from __future__ import annotations
 
@@ -103,8 +105,8 @@ class RunStats:
                 continue
             detail = ", ".join(f"{k} {v:,}" for k, v in sorted(c.items(), key=lambda kv: (-kv[1], kv[0])))
             if g == "losses":
-                detail += "".join(f" [{' and '.join(sorted(same))} overlap: counted once]" for same in SAME_LOSSES
-                                  if sum(1 for k in same if c.get(k)) > 1)
+                detail += "".join(f" [{' and '.join(sorted(same))} overlap: counted once]"
+                                  for same in SAME_LOSSES if sum(1 for k in same if c.get(k)) > 1)
             parts.append(f"{_TITLES[g]} {_total(g, c):,} ({detail})")
         return "; ".join(parts)
 

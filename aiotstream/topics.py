@@ -129,7 +129,8 @@ class TopicRule(Generic[T]):
         return "/".join(self.levels)
 
     def fields(self, topic: str) -> tuple[str | None, str | None]:
-        """(asset, metric) filled from a topic that matches (None where the template is unset or fills empty)."""
+        """(asset, metric) filled from a topic that matches (None where the template is unset or fills
+        empty)."""
         if self.asset is None and self.metric is None:
             return None, None
         parts = topic.split("/")

@@ -14,7 +14,8 @@ the resumption, so the first stream back cannot outrun the others); so does an
 asset's first input (an asset without a temperature sensor, say). Without a
 wall clock (``now_s=None``: replaying a bounded input) nothing is idle and an
 expected stream is waited for until the input ends, so a replay gives the same
-windows however fast each partition happens to be read. An input whose earliest window has already closed is *late*: it is
+windows however fast each partition happens to be read. An input whose earliest window has already closed is
+*late*: it is
 returned to the caller (to become a dead letter), never dropped in silence.
 
 Frames arrive here already reduced to per-channel partial sums (see
@@ -103,7 +104,8 @@ class WindowAssembler:
         self.expected = expected
         self.first_arrival: float | None = None
         self.closed_end_ns: int | None = None  # end of the newest closed window
-        self.resumed_at: float | None = None  # wall-clock time the asset resumed after all its streams were silent
+        # wall-clock time the asset resumed after all its streams were silent
+        self.resumed_at: float | None = None
 
     @property
     def max_event_ns(self) -> int | None:
@@ -124,7 +126,8 @@ class WindowAssembler:
         # stream (a reconnect), silence counts from the resumption, so the first stream back cannot outrun
         resumed = getattr(self, "resumed_at", None)
         active = [t for s, t in self.progress.items()
-                  if now is None or now - max(self.last_arrival[s], resumed if resumed is not None else -math.inf)
+                  if now is None or now - max(self.last_arrival[s],
+                                              resumed if resumed is not None else -math.inf)
                   <= self.idle_s]
         return min(active or self.progress.values()) - self.lateness_ns
 
@@ -170,7 +173,8 @@ class WindowAssembler:
                     if acc.first_seq < 0 or item.seq < acc.first_seq:
                         acc.first_seq = item.seq
                     acc.last_seq = max(acc.last_seq, item.seq)
-                elif not item.bad:  # a Bad-quality reading (flagged by its source) counts as input, not as a value
+                # a Bad-quality reading (flagged by its source) counts as input, not as a value
+                elif not item.bad:
                     acc.readings.setdefault(item.metric, []).append(item.value)
             if end > self.progress.get(stream, -1):
                 self.progress[stream] = end

@@ -17,8 +17,8 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from aiotstream.energy.simulator import BuildingSimulator
 from aiotstream.io.broker import TansuBroker
+from aiotstream.sim.building import BuildingSimulator
 from benchmarks.common import save
 from benchmarks.scaling import run_flow
 from benchmarks.workload import ScalarData, _produce, create_topics, output_topics, write_site

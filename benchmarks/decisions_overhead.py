@@ -50,12 +50,12 @@ import river.anomaly, river.drift  # imported lazily by the models: keep it out 
 from aiotstream.config import default_site
 from aiotstream.dataflow import build_flow
 from aiotstream.io.simulator import SimulatorSource
-from aiotstream.simulator import PlantSimulator
+from aiotstream.sim.plant import PlantSimulator
 variant, n, duration, faults, seed = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 extra = json.loads(sys.argv[6])
 kw = {}
 if variant == "heavy":
-    from aiotstream.simulator import ProductionSpec
+    from aiotstream.sim.plant import ProductionSpec
     kw["production"] = ProductionSpec()
 cfg = default_site(n, inputs={"tail": False}, **extra)
 sim = PlantSimulator(cfg.all_assets(), duration_s=duration, n_faults=faults, seed=seed, **kw)

@@ -73,11 +73,12 @@ def _count_items() -> None:
     import gc
     from collections import Counter
 
-    from aiotstream.dataflow import AnalyzerLogic, RollupLogic
-    from aiotstream.ingest import Ingestor
+    from aiotstream.dataflow.plant import AnalyzerLogic
+    from aiotstream.dataflow.rollup import RollupLogic
     from aiotstream.io.files import _JsonlPartition
     from aiotstream.io.kafka import _OutputPartition
     from aiotstream.io.replay import _FilePartition
+    from aiotstream.pdm.ingest import Ingestor
 
     decoded: Counter[str] = Counter()
     analyzed: Counter[str] = Counter()

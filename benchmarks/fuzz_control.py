@@ -255,8 +255,8 @@ def onnx_registry(root: Path, columns: list[str]) -> dict[str, Any]:
 
 def site_columns(n_assets: int = 3) -> list[str]:
     """The feature columns of :func:`onnx_site`'s assets (what its models must be trained on)."""
-    from aiotstream.analysis import SiteRuntime
     from aiotstream.config import default_site
+    from aiotstream.pdm.runtime import SiteRuntime
 
     cfg = default_site(n_assets)
     return SiteRuntime(cfg).columns(cfg.all_assets()[0])
@@ -435,7 +435,8 @@ class ConfigHarness:
             rt = BuildingRuntime(cfg)
             ZoneState(rt, cfg.building.all_zones()[0].id)
             return
-        from aiotstream.analysis import AssetAnalyzer, SiteRuntime
+        from aiotstream.pdm.asset import AssetAnalyzer
+        from aiotstream.pdm.runtime import SiteRuntime
 
         rt = SiteRuntime(cfg)
         AssetAnalyzer(rt, next(iter(rt.assets)))
@@ -472,16 +473,17 @@ FB_TYPES = ("ack", "clear", "label", "approve", "reject", "command_ack", "mainte
 
 
 class MessageHarness:
-    """The real decode step (:class:`~aiotstream.ingest.Ingestor`) and one
-    :class:`~aiotstream.analysis.AssetAnalyzer` per asset. Inputs go in one at a time; every one must end as an
+    """The real decode step (:class:`~aiotstream.pdm.ingest.Ingestor`) and one
+    :class:`~aiotstream.pdm.asset.AssetAnalyzer` per asset. Inputs go in one at a time; every one must end as an
     effect (a record naming its position), a dead letter (naming its position), a maintenance window set,
     or wait in its asset's queue until the asset's clock passes its time (:meth:`settle` at the end)."""
 
     topic = "fz.feedback"
 
     def __init__(self, cfg: Any = None, seed: int = 0):
-        from aiotstream.analysis import AssetAnalyzer, SiteRuntime
-        from aiotstream.ingest import Ingestor
+        from aiotstream.pdm.asset import AssetAnalyzer
+        from aiotstream.pdm.ingest import Ingestor
+        from aiotstream.pdm.runtime import SiteRuntime
         from aiotstream.schemas import validator
 
         self.cfg = cfg or _plant_config()
@@ -539,7 +541,7 @@ class MessageHarness:
         self._run(msgs)
 
     def _run(self, msgs: list) -> list:
-        from aiotstream.analysis import Output
+        from aiotstream.records import Output
 
         routed = self.ingest.decode_batch(msgs)
         outs = [x for x in routed if isinstance(x, Output)]
@@ -692,8 +694,9 @@ class ControlHarness:
     topic = "fz.control"
 
     def __init__(self, root: Path):
-        from aiotstream.analysis import AssetAnalyzer, SiteRuntime
-        from aiotstream.ingest import Ingestor
+        from aiotstream.pdm.asset import AssetAnalyzer
+        from aiotstream.pdm.ingest import Ingestor
+        from aiotstream.pdm.runtime import SiteRuntime
 
         self.registry = onnx_registry(root, site_columns())
         self.cfg = onnx_site(self.registry)
@@ -711,9 +714,8 @@ class ControlHarness:
     def tick(self) -> None:
         import numpy as np
 
-        from aiotstream.analysis import Output
         from aiotstream.codecs import encode_frame
-        from aiotstream.records import SourceMessage
+        from aiotstream.records import Output, SourceMessage
 
         msgs = [SourceMessage("fz.waveforms", 0, self.tick_no * 10 + i,
                               encode_frame(a, self.tick_no, T0 + self.tick_no * S, 10_000.0,
@@ -729,8 +731,7 @@ class ControlHarness:
         self.scored += sum(o.kind == "score" for o in outs)  # windows scored by each asset's model of the moment
 
     def step(self, raw: bytes) -> str:
-        from aiotstream.analysis import Output
-        from aiotstream.records import ModelSwitch, SourceMessage
+        from aiotstream.records import ModelSwitch, Output, SourceMessage
 
         self.offset += 1
         before = self.models()

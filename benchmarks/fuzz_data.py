@@ -6,7 +6,7 @@ max, NaN, subnormals), extreme and random event times (0, 1, 1970, 2^63-1,
 beyond), mutated, truncated and extended bytes, injection ids (``evil/#``),
 huge and deeply nested JSON, duplicates (a message sent again) and random order
 within a batch. A :class:`Harness` feeds them through
-:class:`~aiotstream.ingest.Ingestor` and one :class:`~aiotstream.analysis.AssetAnalyzer`
+:class:`~aiotstream.pdm.ingest.Ingestor` and one :class:`~aiotstream.pdm.asset.AssetAnalyzer`
 per asset, as the dataflow does (no Bytewax), and accounts for every message:
 
 * **escapes**: exceptions that left the dead-letter path (the decode or analyze step raised);
@@ -37,12 +37,13 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime
 from aiotstream.codecs import MAGIC
 from aiotstream.config import SiteConfig
-from aiotstream.ingest import Ingestor
 from aiotstream.io.sinkguard import problem
-from aiotstream.records import DecodeHints, DeviceMessage, Feedback, SourceMessage
+from aiotstream.pdm.asset import AssetAnalyzer
+from aiotstream.pdm.ingest import Ingestor
+from aiotstream.pdm.runtime import SiteRuntime
+from aiotstream.records import DecodeHints, DeviceMessage, Feedback, Output, SourceMessage
 from aiotstream.runstats import STATS
 from aiotstream.schemas import validator
 

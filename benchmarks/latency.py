@@ -34,7 +34,7 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from aiotstream.codecs import encode_frame
-from aiotstream.simulator import PlantSimulator
+from aiotstream.sim.plant import PlantSimulator
 from benchmarks.common import spawn, stop
 from benchmarks.workload import (
     CHANNELS,

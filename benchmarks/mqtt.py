@@ -183,10 +183,10 @@ def drain_aiotstream(kind: str, port: int, client_id: str, n: int, qos: int) -> 
     from bytewax.outputs import DynamicSink, StatelessSinkPartition
     from bytewax.testing import run_main
 
-    from aiotstream.analysis import SiteRuntime
     from aiotstream.dataflow import build_flow
-    from aiotstream.ingest import Ingestor
     from aiotstream.io.mqtt import MqttSource
+    from aiotstream.pdm.ingest import Ingestor
+    from aiotstream.pdm.runtime import SiteRuntime
 
     class Discard(StatelessSinkPartition[Any]):
         def write_batch(self, items: list[Any]) -> None:

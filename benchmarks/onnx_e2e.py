@@ -66,7 +66,7 @@ def _rows(x: np.ndarray, n: int = 20_000) -> np.ndarray:
 def flow_rows(base: dict, assets: int, duration_s: float, sample_assets: int = 10) -> np.ndarray:
     """The feature rows the flow scores: :func:`benchmarks.workload.preload_waveforms`'s simulator (same seed,
     faults and warm-up) through the flow's ingest and windows, for the first ``sample_assets`` assets."""
-    from aiotstream.models.train import training_config, window_rows
+    from aiotstream.pdm.training import training_config, window_rows
 
     cfg = SiteConfig.from_dict(base)
     sim = waveform_simulator(cfg, duration_s, seed=1)
@@ -80,10 +80,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from aiotstream.models.gate import labelled_rows
     from aiotstream.models.onnx_model import OnnxModel
     from aiotstream.models.registry import ModelRegistry, generate_keypair
-    from aiotstream.models.train import train_and_publish
+    from aiotstream.pdm.training import labelled_rows, train_and_publish
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.onnx_e2e", description=__doc__.splitlines()[0])
     ap.add_argument("--assets", type=int, default=40)

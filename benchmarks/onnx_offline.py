@@ -42,10 +42,9 @@ def _rows_per_s(model, X: np.ndarray, batch: int, repeat: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     from aiotstream.config import default_site
-    from aiotstream.models.gate import labelled_rows
     from aiotstream.models.onnx_model import OnnxModel
     from aiotstream.models.registry import ModelRegistry
-    from aiotstream.models.train import train_and_publish
+    from aiotstream.pdm.training import labelled_rows, train_and_publish
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.onnx_offline", description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=20_000, help="rows scored per (model, batch) pass (default 20,000)")

@@ -36,7 +36,7 @@ from aiotstream.codecs import encode_reading
 from aiotstream.config import SiteConfig
 from aiotstream.io.kafka import ANY_PARTITION, make_producer
 from aiotstream.routing import partition_for, worker_of
-from aiotstream.simulator import DEFAULT_START_NS, PlantSimulator
+from aiotstream.sim.plant import DEFAULT_START_NS, PlantSimulator
 
 TOPIC_CONFIG = {"retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
 CHANNELS = 3

@@ -6,7 +6,7 @@ Run it with Bytewax's own runner (workers ``-w``, processes ``-i/-a``)::
 
 or with ``aiotstream run --site flows/sites/building-1.toml``, which does the same (the site's
 ``flow = "energy-optimization"`` picks this flow) and creates missing topics first. The flow is
-built by :func:`aiotstream.energy.flow.build_building_flow`; this module wires the site's Kafka
+built by :func:`aiotstream.dataflow.building.build_building_flow`; this module wires the site's Kafka
 input and output topics to it (or its MQTT source when ``inputs.kind = "mqtt"``).
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 from bytewax.dataflow import Dataflow
 
 from aiotstream.config import SiteConfig
-from aiotstream.energy.flow import build_building_flow
+from aiotstream.dataflow.building import build_building_flow
 from aiotstream.io.kafka import KafkaOutputSink, kafka_source
 
 

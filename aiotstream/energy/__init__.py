@@ -15,6 +15,6 @@ Modules, engine-agnostic first:
 * :mod:`~aiotstream.energy.baseline`: the per-zone River regression + drift watch;
 * :mod:`~aiotstream.energy.ingest`: a poll batch -> per-zone interval partials in one numpy step;
 * :mod:`~aiotstream.energy.zone`: one zone's state (intervals, baseline, alerts, commands, KPI periods);
-* :mod:`~aiotstream.energy.simulator`: a building with injected waste (ground truth);
-* :mod:`~aiotstream.energy.flow`: the Bytewax wiring (the only module that knows Bytewax).
+* :mod:`aiotstream.sim.building` (outside this package): a building with injected waste (ground truth);
+* :mod:`aiotstream.dataflow.building`: the Bytewax wiring (outside this package: energy/ is pure).
 """

@@ -1,4 +1,5 @@
-"""Per-zone energy baseline: River online linear regression of an interval's mean power, drift watch on the residual.
+"""Per-zone energy baseline: River online linear regression of an interval's mean power, drift watch on the
+residual.
 
 The target is the interval's mean power in kW (better scaled for SGD than
 kWh); the baseline kWh of an interval is that times the interval length.

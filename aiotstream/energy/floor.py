@@ -24,11 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiotstream.alerts import AlertBook, AlertRuleSpec, MaintenanceSchedule, alert_record
-from aiotstream.analysis import Output
+from aiotstream.decisions import effects
+from aiotstream.decisions.alerts import AlertBook, AlertChange, AlertRuleSpec
+from aiotstream.decisions.control import Controller, Situation
+from aiotstream.decisions.maintenance import MaintenanceSchedule
 from aiotstream.energy.runtime import BuildingRuntime
 from aiotstream.energy.waste import intervals_for
 from aiotstream.lineage import inputs_block, window_block
+from aiotstream.records import Output
 
 ADJACENT = "adjacent_heat_cool"
 
@@ -47,6 +50,10 @@ class ZoneHvac:
     heat: float
     cool: float
     spans: tuple[tuple[str, int, int, int], ...]
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 6)
 
 
 def fighting(z: ZoneHvac, neighbours: Sequence[ZoneHvac]) -> tuple[float, str | None]:
@@ -72,9 +79,10 @@ class FloorState:
         self.newest: dict[str, int] = {}
         self.books: dict[str, AlertBook] = {}
         w = rt.building.waste
-        self.spec = AlertRuleSpec(ADJACENT, "adjacent", "above", w.simultaneous_fraction, w.simultaneous_fraction / 2,
-                                  None, "warning", intervals_for(w.simultaneous_after_s, rt.building.interval_s),
-                                  None, w.clear_intervals, None, round(w.cooldown_s * 1e9))
+        after = intervals_for(w.simultaneous_after_s, rt.building.interval_s)
+        self.spec = AlertRuleSpec(ADJACENT, "adjacent", "above", w.simultaneous_fraction,
+                                  w.simultaneous_fraction / 2, None, "warning", after, None,
+                                  w.clear_intervals, None, round(w.cooldown_s * 1e9))
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "rt"}
@@ -91,10 +99,11 @@ class FloorState:
         b = self.books.get(zone)
         if b is None:
             sched = MaintenanceSchedule()
-            for wid, start, end in self.rt.site_rt.maintenance_for(zone):
+            for wid, start, end in self.rt.maintenance_for(zone):
                 sched.set(wid, start, end)
             a = self.rt.config.alerts
-            b = self.books[zone] = AlertBook(zone, self.rt.ctx.site, self.rt.ctx.config_hash, [self.spec], sched,
+            b = self.books[zone] = AlertBook(zone, self.rt.ctx.site, self.rt.ctx.config_hash, [self.spec],
+                                             sched,
                                              round(a.escalate_after_s * 1e9), a.max_escalations, a.history)
         return b
 
@@ -132,13 +141,32 @@ class FloorState:
             spans = tuple(sorted({s for x in [z, *ns] for s in x.spans}))
             lineage = rt.ctx.block(inputs=inputs_block(spans), window=window_block(z.start_ns, z.end_ns),
                                    features=None, model=None)
-            for ch in changes:
-                if ch.event == "opened":
-                    other = got.get(who) if who else None
-                    ch.alert.detail.update({"neighbour": who, "heat_fraction": round(z.heat, 6),
-                                            "cool_fraction": round(z.cool, 6),
-                                            "neighbour_heat_fraction": None if other is None else round(other.heat, 6),
-                                            "neighbour_cool_fraction": None if other is None else round(other.cool, 6)})
-                if ch.event != "suppressed":
-                    outs.append(Output("alert", zone, alert_record(ch, zone, self.floor, lineage)))
+            other = got.get(who) if who else None
+            effects.annotate_opened(changes, {
+                "neighbour": who, "heat_fraction": round(z.heat, 6), "cool_fraction": round(z.cool, 6),
+                "neighbour_heat_fraction": _round(other.heat if other else None),
+                "neighbour_cool_fraction": _round(other.cool if other else None)})
+            entity = _FloorZone(rt, zone, self.floor, self._book(zone))
+            outs.extend(effects.alert_outputs(entity, changes, lineage))
         return outs
+
+
+class _FloorZone(effects.RuntimeEntity):
+    """A zone as its floor step decides about it, through the same effects step as every entity: its
+    ``adjacent_heat_cool`` alerts only; no control rules act on them and the zone step keeps the zone's
+    KPI periods, so nothing is counted here."""
+
+    def __init__(self, rt: BuildingRuntime, zone: str, floor: str, book: AlertBook):
+        self.rt, self.key, self.group, self.book = rt, zone, floor, book
+        self.schedule = book.schedule
+        self.control = Controller(zone, rt.ctx.site, rt.ctx.config_hash, [], [])
+
+    def count(self, name: str, n: float, t_ns: int) -> None:
+        pass
+
+    def situation(self, t_ns: int) -> Situation:
+        alerts = {k: a.severity for k, a in self.book.current.items()}
+        return Situation({}, alerts, None, self.schedule.active(t_ns))
+
+    def on_alert_change(self, ch: AlertChange) -> bool | None:
+        return None

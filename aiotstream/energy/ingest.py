@@ -22,16 +22,22 @@ from typing import Any
 
 import numpy as np
 import orjson
-from bytewax.connectors.kafka import KafkaSourceMessage
 
-from aiotstream.analysis import Output
 from aiotstream.codecs import decode_any
-from aiotstream.codecs_iot import decode_payload
+from aiotstream.codecs.iot import decode_payload
 from aiotstream.energy.runtime import HVAC, OCCUPANCY, BuildingRuntime
 from aiotstream.errors import DecodeError
-from aiotstream.io.kafka_blocks import MessageBlock
 from aiotstream.lineage import iso_ns
-from aiotstream.records import DeadLetter, Feedback, Frame, Position, Reading, SourceMessage
+from aiotstream.records import (
+    DeadLetter,
+    Feedback,
+    Frame,
+    MessageBlock,
+    Output,
+    Position,
+    Reading,
+    SourceMessage,
+)
 from aiotstream.runstats import count_inputs
 
 # A partial row: (meter code, interval index, count, sum, count > 0, count == 1, count == 2, count == 3,
@@ -91,9 +97,14 @@ class _Columns:
 class BuildingIngest:
     """Decodes poll batches for the building flow (see the module docstring)."""
 
-    def __init__(self, rt: BuildingRuntime, now_ns: Callable[[], int] = time.time_ns):
+    def __init__(self, rt: BuildingRuntime, now_ns: Callable[[], int] = time.time_ns,
+                 message_type: type | None = None):
+        """``message_type``: the source's message class (Bytewax's ``KafkaSourceMessage``), whose well-formed
+        4-key readings take the column-wise fast path; other messages take the general path, which gives the
+        same result."""
         self.rt = rt
         self.now_ns = now_ns
+        self.message_type = message_type
         b = rt.building
         self.outdoor = (b.outdoor_asset, b.outdoor_metric)
         self.source_errors = 0
@@ -114,7 +125,7 @@ class BuildingIngest:
         outdoor: list[tuple[int, float]] = []
         feedback: dict[str, list[Feedback]] = {}
         loads = orjson.loads
-        kafka_msg = KafkaSourceMessage
+        kafka_msg = self.message_type
         msgs = msgs if isinstance(msgs, list) else list(msgs)
         count_inputs(msgs)
         for msg in msgs:
@@ -136,7 +147,8 @@ class BuildingIngest:
                             ts.append(t)
                             vs.append(v)
                             raws.append(msg.value)
-                            pk.append(cols.part(msg.topic or "?", msg.partition if msg.partition is not None else -1))
+                            pk.append(cols.part(msg.topic or "?",
+                                                msg.partition if msg.partition is not None else -1))
                             off.append(msg.offset if msg.offset is not None else -1)
                             continue
                 except (orjson.JSONDecodeError, KeyError, TypeError):
@@ -176,7 +188,8 @@ class BuildingIngest:
             return
         rt = self.rt
         try:
-            objs = list(map(orjson.loads, vals))  # (one loads per value: 15 % faster than one of the joined list)
+            # (one loads per value: 15 % faster than one of the joined list)
+            objs = list(map(orjson.loads, vals))
             if set(map(type, objs)) != {dict} or set(map(len, objs)) != {4}:
                 raise TypeError("not one plain reading per message")
             assets = [o["asset"] for o in objs]
@@ -191,14 +204,16 @@ class BuildingIngest:
             T = np.array(tss, dtype=np.int64)
         except (orjson.JSONDecodeError, KeyError, TypeError, OverflowError):
             for v, o in zip(vals, blk.offsets):  # something unusual in the block: message by message
-                self._slow(SourceMessage(blk.topic, blk.partition, o, v), horizon, cols, out, outdoor, feedback)
+                self._slow(SourceMessage(blk.topic, blk.partition, o, v), horizon, cols, out, outdoor,
+                           feedback)
             return
         V = np.array(values, dtype=np.float64)
         O = np.array(blk.offsets, dtype=np.int64)
         ok = (Z >= 0) & (C >= 0) & (T >= 0) & (T <= horizon)
         if not ok.all():
             for k in np.flatnonzero(~ok).tolist():  # outdoor readings, unknown zones or meters, bad times
-                self._slow(SourceMessage(blk.topic, blk.partition, int(O[k]), vals[k]), horizon, cols, out, outdoor,
+                self._slow(SourceMessage(blk.topic, blk.partition, int(O[k]), vals[k]), horizon, cols, out,
+                           outdoor,
                            feedback)
             Z, C, T, V, O = Z[ok], C[ok], T[ok], V[ok], O[ok]
             vals = [vals[k] for k in np.flatnonzero(ok).tolist()]
@@ -227,36 +242,44 @@ class BuildingIngest:
         for item in items:
             if isinstance(item, Feedback):
                 if item.ts_ns > horizon:
-                    out.append(self._reject(msg, "future_timestamp", f"feedback time {iso_ns(item.ts_ns)} is ahead "
-                                            "of this worker's clock by more than window.max_future_s", item.asset))
+                    out.append(self._reject(msg, "future_timestamp",
+                                            f"feedback time {iso_ns(item.ts_ns)} is ahead "
+                                            "of this worker's clock by more than window.max_future_s",
+                                            item.asset))
                     continue
                 targets = self._feedback_targets(item)
                 if targets is None:
-                    out.append(self._reject(msg, "unknown_asset", f"feedback names {item.asset or item.line!r}, "
-                                            f"which is not a zone or floor of {rt.config.site.id}", item.asset))
+                    out.append(self._reject(msg, "unknown_asset",
+                                            f"feedback names {item.asset or item.line!r}, "
+                                            f"which is not a zone or floor of {rt.config.site.id}",
+                                            item.asset))
                 for z in targets or ():
                     feedback.setdefault(z, []).append(item if item.asset == z else dc_replace(item, asset=z))
                 continue
             if isinstance(item, Frame):
-                out.append(self._reject(msg, "unsupported", "the energy-optimization flow takes scalar readings, "
+                out.append(self._reject(msg, "unsupported",
+                                        "the energy-optimization flow takes scalar readings, "
                                         "not waveform frames", item.asset))
                 continue
             r: Reading = item
             if r.ts_ns > horizon:
                 out.append(self._reject(msg, "future_timestamp", f"event time {iso_ns(r.ts_ns)} is more than "
-                                        f"{rt.config.window.max_future_s:g} s ahead of this worker's clock", r.asset))
+                                        f"{rt.config.window.max_future_s:g} s ahead of this worker's clock",
+                                        r.asset))
                 continue
             if (r.asset, r.metric) == self.outdoor:
                 outdoor.append((r.ts_ns, r.value))
                 continue
             z = rt.zone_index.get(r.asset)
             if z is None:
-                out.append(self._reject(msg, "unknown_asset", f"{r.asset!r} is not a zone of {rt.config.site.id} "
+                out.append(self._reject(msg, "unknown_asset",
+                                        f"{r.asset!r} is not a zone of {rt.config.site.id} "
                                         "(add it to [[building.zones]]) nor its outdoor sensor", r.asset))
                 continue
             c = rt.metric_codes.get(r.metric)
             if c is None:
-                out.append(self._reject(msg, "unknown_metric", f"metric {r.metric!r} is not a meter of the building "
+                out.append(self._reject(msg, "unknown_metric",
+                                        f"metric {r.metric!r} is not a meter of the building "
                                         f"({', '.join(rt.metric_codes)}; see [building.meters])", r.asset))
                 continue
             cols.zi.append(z)
@@ -299,7 +322,8 @@ class BuildingIngest:
                     else "occupancy must not be negative"
                 topic, part = names[P[k]]
                 out.append(self._reject(None, "bad_value", f"{mnames[C[k]]} = {V[k]:g}: {what}",
-                                        self.rt.zone_ids[Z[k]], raw=raw[k], pos=Position(topic, part, int(O[k]))))
+                                        self.rt.zone_ids[Z[k]], raw=raw[k],
+                                        pos=Position(topic, part, int(O[k]))))
             keep = ~bad
             raw = [raw[k] for k in np.flatnonzero(keep).tolist()]
             Z, C, T, V, P, O = Z[keep], C[keep], T[keep], V[keep], P[keep], O[keep]
@@ -334,7 +358,8 @@ class BuildingIngest:
         rel_lo = starts - zread[zone_of_row]
         rel_hi = ends - zread[zone_of_row]
         rows = list(zip(C[starts].tolist(), IV[starts].tolist(), counts.tolist(), sums.tolist(), pos.tolist(),
-                        n1.tolist(), n2.tolist(), n3.tolist(), tmax.tolist(), rel_lo.tolist(), rel_hi.tolist()))
+                        n1.tolist(), n2.tolist(), n3.tolist(), tmax.tolist(), rel_lo.tolist(),
+                        rel_hi.tolist()))
         ordered = [raw[k] for k in order.tolist()]
         spans = _spans(names, P, O, zread, zread_end)
         ids = self.rt.zone_ids

@@ -1,24 +1,29 @@
-"""What every zone of a building shares: config, lineage context, zone/floor maps, meter codes, model block."""
+"""What every zone of a building shares: config, lineage context, zone/floor maps, meter codes, model
+block."""
 from __future__ import annotations
 
 import hashlib
 
 import orjson
 
-from aiotstream.analysis import SiteRuntime
 from aiotstream.config import SiteConfig
+from aiotstream.decisions.runtime import DecisionRuntime
 from aiotstream.energy.waste import DayClock
 from aiotstream.errors import ConfigError
+from aiotstream.units import S
 
-S = 1_000_000_000
 POWER, TEMPERATURE, OCCUPANCY, HVAC = 0, 1, 2, 3
 METER_KINDS = ("power", "temperature", "occupancy", "hvac")
 
 
-class BuildingRuntime:
+class BuildingRuntime(DecisionRuntime):
     """Built once per worker from the config; zone states keep a reference and leave it out of snapshots.
 
-    It has the attributes :class:`aiotstream.dataflow.RollupLogic` reads
+    The decisions' share (lineage context, control specs, maintenance windows,
+    dead letters) is :class:`~aiotstream.decisions.runtime.DecisionRuntime`'s,
+    the same as the plant flow's.
+
+    It has the attributes :class:`aiotstream.dataflow.rollup.RollupLogic` reads
     (``ctx``, ``assets``, ``lines``, ``config``, ``model_block``,
     ``features_block``), so the KPI roll-ups per floor and building are the
     same code as the predictive-maintenance flow's.
@@ -26,11 +31,10 @@ class BuildingRuntime:
 
     def __init__(self, config: SiteConfig):
         if config.building is None:
-            raise ConfigError(config.site.id, [("building", "the energy-optimization flow needs a [building] table")])
-        self.config = config
+            raise ConfigError(config.site.id,
+                              [("building", "the energy-optimization flow needs a [building] table")])
+        super().__init__(config)
         b = self.building = config.building
-        self.site_rt = SiteRuntime(config)  # dead letters, control specs, lineage context
-        self.ctx = self.site_rt.ctx
         zones = b.all_zones()
         self.zones: dict[str, str] = {z.id: z.floor for z in zones}  # zone -> floor
         self.zone_ids = [z.id for z in zones]
@@ -56,4 +60,3 @@ class BuildingRuntime:
         }
         self.features_block = None
         self.neighbours = b.neighbours()
-        self.deadletter = self.site_rt.deadletter

@@ -3,7 +3,7 @@
 A zone's readings are aggregated per meter into intervals of
 ``building.interval_s``; :class:`IntervalSummary` is one closed interval.
 Each waste rule turns an interval (or a night) into one number that the
-alert lifecycle (:class:`~aiotstream.alerts.AlertBook`) watches with open
+alert lifecycle (:class:`~aiotstream.decisions.alerts.AlertBook`) watches with open
 and clear thresholds and N consecutive intervals:
 
 * ``hvac_empty_zone``: the HVAC-on fraction of an interval in which nobody was
@@ -13,7 +13,8 @@ and clear thresholds and N consecutive intervals:
 * ``baseload_creep``: once per night, the night's mean power over the
   reference (the mean of the first learned nights), minus 1.
 
->>> s = IntervalSummary("z1", 0, 10 * S, power_n=10, power_sum=20.0, occ_n=10, occupied_n=0, hvac_n=10, on_n=8)
+>>> s = IntervalSummary("z1", 0, 10 * S, power_n=10, power_sum=20.0, occ_n=10, occupied_n=0, hvac_n=10,
+...                     on_n=8)
 >>> empty_hvac_value(s), simultaneous_value(s), round(s.kwh(), 6)  # 2 kW for 10 s
 (0.8, 0.0, 0.005556)
 """
@@ -22,7 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-S = 1_000_000_000
+from aiotstream.units import S
+
 HVAC_STATES = {0: "off", 1: "heating", 2: "cooling", 3: "heating+cooling"}
 
 
@@ -96,7 +98,8 @@ def intervals_for(seconds: float, interval_s: float) -> int:
 
 
 class DayClock:
-    """Local time of day for event times; ``day_s`` may be compressed (simulations), ``utc_offset_h`` shifts it.
+    """Local time of day for event times; ``day_s`` may be compressed (simulations), ``utc_offset_h`` shifts
+    it.
 
     >>> c = DayClock(day_s=60, utc_offset_h=0)
     >>> c.hour(15 * S), c.day(61 * S)   # a quarter of a 60 s day is 06:00; 61 s is on day 1

@@ -15,9 +15,9 @@ of one poll batch and returns outputs. The zone's clock is event time:
 * a closed interval is summarised (:class:`~aiotstream.energy.waste.IntervalSummary`),
   the baseline predicts its mean power, then learns it unless a waste alert
   is open; the residual feeds the drift detector;
-* the waste values go to the zone's :class:`~aiotstream.alerts.AlertBook`
+* the waste values go to the zone's :class:`~aiotstream.decisions.alerts.AlertBook`
   (open after N intervals, clear after ``clear_intervals``); alert changes go to
-  the :class:`~aiotstream.control.Controller`, whose rules (``[[control.rules]]``
+  the :class:`~aiotstream.decisions.control.Controller`, whose rules (``[[control.rules]]``
   with ``when.alert_type``) propose setpoint commands through the actuator's
   safety envelope; the latest interval means are the interlocks' metrics;
 * a zone with neighbours also sends the interval's heating and cooling
@@ -37,12 +37,14 @@ from __future__ import annotations
 
 import math
 import time
+from operator import attrgetter
 from typing import Any
 
-from aiotstream.alerts import AlertBook, AlertChange, AlertRuleSpec, MaintenanceSchedule, alert_record
-from aiotstream.analysis import Output
 from aiotstream.config import ALERT_TYPE_COMMAND_FAILED
-from aiotstream.control import CommandChange, Controller, Situation, command_record
+from aiotstream.decisions import effects
+from aiotstream.decisions.alerts import AlertBook, AlertChange, AlertRuleSpec
+from aiotstream.decisions.control import Controller, Situation
+from aiotstream.decisions.maintenance import MaintenanceSchedule
 from aiotstream.energy.baseline import Baseline, features
 from aiotstream.energy.floor import ZoneHvac
 from aiotstream.energy.ingest import ZoneBatch
@@ -57,9 +59,9 @@ from aiotstream.energy.waste import (
 )
 from aiotstream.kpi import PeriodResult, Tumbling, kpi_record, new_totals
 from aiotstream.lineage import inputs_block, iso_ns, window_block
-from aiotstream.records import DeadLetter, Feedback
+from aiotstream.records import DeadLetter, Feedback, Output
+from aiotstream.units import S
 
-S = 1_000_000_000
 HOUR_NS = 3600 * S
 
 
@@ -69,12 +71,14 @@ def waste_specs(rt: BuildingRuntime) -> list[AlertRuleSpec]:
     w, L = b.waste, b.interval_s
     cool = round(w.cooldown_s * S)
     return [
-        AlertRuleSpec("hvac_empty_zone", "empty_hvac", "above", w.empty_hvac_fraction, w.empty_hvac_fraction / 2,
-                      None, "warning", intervals_for(w.empty_hvac_after_s, L), None, w.clear_intervals, None, cool),
+        AlertRuleSpec("hvac_empty_zone", "empty_hvac", "above", w.empty_hvac_fraction,
+                      w.empty_hvac_fraction / 2, None, "warning", intervals_for(w.empty_hvac_after_s, L),
+                      None, w.clear_intervals, None, cool),
         AlertRuleSpec("simultaneous_heat_cool", "simultaneous", "above", w.simultaneous_fraction,
-                      w.simultaneous_fraction / 2, None, "warning", intervals_for(w.simultaneous_after_s, L), None,
-                      w.clear_intervals, None, cool),
-        AlertRuleSpec("baseload_creep", "baseload_creep", "above", w.baseload_creep, w.baseload_creep / 2, None,
+                      w.simultaneous_fraction / 2, None, "warning", intervals_for(w.simultaneous_after_s, L),
+                      None, w.clear_intervals, None, cool),
+        AlertRuleSpec("baseload_creep", "baseload_creep", "above", w.baseload_creep, w.baseload_creep / 2,
+                      None,
                       "warning", w.baseload_nights, None, 1, None, cool),
         AlertRuleSpec(ALERT_TYPE_COMMAND_FAILED, None, severity="critical"),
     ]
@@ -89,7 +93,8 @@ class _Period:
         self.spans: dict[tuple[str, int], list[int]] = {}
 
 
-def _add_spans(into: dict[tuple[str, int], list[int]], spans: tuple[tuple[str, int, int, int], ...] | list) -> None:
+def _add_spans(into: dict[tuple[str, int], list[int]],
+               spans: tuple[tuple[str, int, int, int], ...] | list) -> None:
     for t, p, a, b in spans:
         s = into.get((t, p))
         if s is None:
@@ -103,7 +108,7 @@ def _spans_tuple(spans: dict[tuple[str, int], list[int]]) -> tuple[tuple[str, in
     return tuple(sorted((t, p, a, b) for (t, p), (a, b) in spans.items()))
 
 
-class ZoneState:
+class ZoneState(effects.RuntimeEntity):
     """All state of one zone (see the module docstring). Pickles without the shared runtime."""
 
     def __init__(self, rt: BuildingRuntime, zone: str):
@@ -123,13 +128,13 @@ class ZoneState:
         self.outdoor_iv = -1  # newest interval with outdoor readings: the ones before it have all of theirs
         self.schedule = MaintenanceSchedule()
         cfg = rt.config
-        for wid, start, end in rt.site_rt.maintenance_for(zone):
+        for wid, start, end in rt.maintenance_for(zone):
             self.schedule.set(wid, start, end)
         self.specs = waste_specs(rt)
         a = cfg.alerts
         self.book = AlertBook(zone, rt.ctx.site, rt.ctx.config_hash, self.specs, self.schedule,
                               round(a.escalate_after_s * S), a.max_escalations, a.history)
-        self.control = Controller(zone, rt.ctx.site, rt.ctx.config_hash, *rt.site_rt.control_specs(zone))
+        self.control = Controller(zone, rt.ctx.site, rt.ctx.config_hash, *rt.control_specs(zone))
         w = b.waste
         self.night = NightBaseload(rt.clock, w.night_start_h, w.night_end_h, w.baseload_learn_nights)
         self.night_spans: dict[tuple[str, int], list[int]] = {}
@@ -138,13 +143,15 @@ class ZoneState:
         self.metrics: dict[str, float] = {}
         self.clock_ns: int | None = None
         self.has_neighbours = zone in rt.neighbours
+        self._deciding: list[_Period] = []  # the KPI periods the decision being made counts into
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "rt"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("rt", "_deciding")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("outdoor_iv", -1)  # a snapshot from before the outdoor wait
+        self._deciding = []
         self.rt = None  # type: ignore[assignment]  # set by attach()
 
     def attach(self, rt: BuildingRuntime) -> ZoneState:
@@ -237,7 +244,8 @@ class ZoneState:
         o = self.outdoor.pop(iv, None)
         if o is not None and o[1]:
             self.last_outdoor = o[0] / o[1]
-        return IntervalSummary(self.zone, iv * L, (iv + 1) * L, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8],
+        return IntervalSummary(self.zone, iv * L, (iv + 1) * L, a[0], a[1], a[2], a[3], a[4], a[5], a[6],
+                               a[7], a[8],
                                a[9], a[10], a[11], self.last_outdoor)
 
     def _interval(self, iv: int) -> list[Output]:
@@ -246,7 +254,7 @@ class ZoneState:
         spans = self.spans.pop(iv)
         t = s.end_ns
         self.clock_ns = t if self.clock_ns is None else max(self.clock_ns, t)
-        tot = self._totals(s.start_ns)
+        tot = self._deciding = self._totals(s.start_ns)
         tot_add = []
         meters = rt.building.meters
         hours = (s.end_ns - s.start_ns) / HOUR_NS
@@ -280,14 +288,12 @@ class ZoneState:
                         (rt.building.outdoor_metric, s.outdoor)):
             if not math.isnan(v):
                 self.metrics[name] = v
-        lineage = rt.ctx.block(inputs=inputs_block(_spans_tuple(spans)), window=window_block(s.start_ns, s.end_ns),
+        lineage = rt.ctx.block(inputs=inputs_block(_spans_tuple(spans)),
+                               window=window_block(s.start_ns, s.end_ns),
                                features=None, model=rt.model_block)
         window = (s.start_ns, s.end_ns)
-        changes: list[AlertChange] = []
-        empty = empty_hvac_value(s)
-        both = simultaneous_value(s)
-        changes += self.book.on_value("hvac_empty_zone", t, empty, list, None, window)
-        changes += self.book.on_value("simultaneous_heat_cool", t, both, list, None, window)
+        changes = effects.on_values(self, t, [("hvac_empty_zone", empty_hvac_value(s)),
+                                              ("simultaneous_heat_cool", simultaneous_value(s))], window)
         _add_spans(self.night_spans, _spans_tuple(spans))
         night = self.night.add(s.start_ns, s.end_ns, kwh)
         night_lineage = None
@@ -297,110 +303,59 @@ class ZoneState:
                 night_lineage = rt.ctx.block(inputs=inputs_block(_spans_tuple(self.night_spans)),
                                              window=window_block(s.start_ns, s.end_ns), features=None,
                                              model=rt.model_block)
-                changes_n = self.book.on_value("baseload_creep", t, creep_value(kw, ref), list, None, window)
-                for ch in changes_n:
-                    if ch.event == "opened":
-                        ch.alert.detail.update({"night_day": day, "night_kw": round(kw, 6),
-                                                "reference_kw": round(ref, 6)})
-                outs_n = self._alert_changes(changes_n, night_lineage, tot)
+                changes_n = effects.on_values(self, t, [("baseload_creep", creep_value(kw, ref))], window)
+                effects.annotate_opened(changes_n, {"night_day": day, "night_kw": round(kw, 6),
+                                                    "reference_kw": round(ref, 6)})
+                outs_n = effects.alert_outputs(self, changes_n, night_lineage)
             else:
                 outs_n = []
             self.night_spans = {}
         else:
             outs_n = []
-        for ch in changes:
-            if ch.event == "opened":
-                ch.alert.detail.update({"hvac_on_fraction": round(s.fraction("on"), 6),
-                                        "heat_cool_fraction": round(s.fraction("both"), 6),
-                                        "occupied_fraction": round(s.occupied_n / s.occ_n, 6) if s.occ_n else None,
-                                        "interval_kwh": None if kwh is None else round(kwh, 6)})
-        outs = self._alert_changes(changes, lineage, tot) + outs_n
-        outs.extend(self._timers(t, lineage, tot))
+        effects.annotate_opened(changes, {"hvac_on_fraction": round(s.fraction("on"), 6),
+                                          "heat_cool_fraction": round(s.fraction("both"), 6),
+                                          "occupied_fraction": round(s.occupied_n / s.occ_n, 6) if s.occ_n
+                                          else None,
+                                          "interval_kwh": None if kwh is None else round(kwh, 6)})
+        outs = effects.alert_outputs(self, changes, lineage) + outs_n
+        outs.extend(effects.timer_outputs(self, t, lineage))
         if self.has_neighbours and s.hvac_n:  # to the floor step: heating next to cooling
             outs.append(ZoneHvac(self.zone, self.floor, s.start_ns, s.end_ns, s.heat_n / s.hvac_n,  # type: ignore[arg-type]
                                  s.cool_n / s.hvac_n, _spans_tuple(spans)))
         return outs
 
-    def _timers(self, t: int, lineage: dict, tot: list[_Period]) -> list[Output]:
-        outs = self._alert_changes(self.book.advance(t), lineage, tot)
-        outs.extend(self._command_changes(self.control.advance(t, self._situation(t)), lineage, tot))
-        return outs
+    # ---- the entity the effects step works on (aiotstream.decisions.effects.Entity) ---------------
+    key = property(attrgetter("zone"))
+    group = property(attrgetter("floor"))
 
-    def _situation(self, t: int) -> Situation:
+    def count(self, name: str, n: float, t_ns: int) -> None:
+        """Into the KPI periods of the interval or feedback message being decided (set by the caller)."""
+        for p in self._deciding:
+            p.totals[name] += n
+
+    def situation(self, t: int) -> Situation:
         return Situation(self.metrics, {k: a.severity for k, a in self.book.current.items()}, None,
                          self.schedule.active(t))
 
-    # ---- alerts and commands ---------------------------------------------------------------------
-    def _alert_changes(self, changes: list[AlertChange], lineage: dict, tot: list[_Period]) -> list[Output]:
-        outs: list[Output] = []
-        moved = False
-        for ch in changes:
-            a = ch.alert
-            key = {"opened": "alerts_opened", "cleared": "alerts_cleared", "acknowledged": "alerts_acknowledged",
-                   "escalated": "alerts_escalated", "suppressed": "alerts_suppressed"}.get(ch.event)
-            if key:
-                for p in tot:
-                    p.totals[key] += 1
-                    if ch.event == "opened":
-                        p.totals[f"alerts_{a.severity}"] += 1
-            if ch.event == "suppressed":
-                continue
-            moved = moved or ch.event in ("opened", "cleared", "severity_changed")
-            outs.append(Output("alert", self.zone, alert_record(ch, self.zone, self.floor, lineage)))
-        if moved and self.control.rules:
-            t = changes[-1].at_ns
-            open_now = {k: (a.severity, a.alert_id) for k, a in self.book.current.items()}
-            outs.extend(self._command_changes(self.control.on_alerts(t, open_now, self._situation(t)), lineage, tot))
-        return outs
-
-    def _command_changes(self, changes: list[CommandChange], lineage: dict, tot: list[_Period]) -> list[Output]:
-        outs: list[Output] = []
-        for ch in changes:
-            c, t = ch.command, ch.at_ns
-            status = "retried" if ch.status == "emitted" and c.attempt > 0 else ch.status
-            for p in tot:
-                p.totals[f"commands_{status}"] += 1
-            outs.append(Output("command", self.zone, command_record(self.rt.ctx, ch, self.zone, self.floor, lineage)))
-            if ch.status == "failed":
-                detail = {"command_id": c.command_id, "actuator": c.actuator, "rule": c.rule, "reason": c.reason,
-                          "attempts": c.attempt + 1}
-                outs.extend(self._alert_changes(self.book.raise_event(ALERT_TYPE_COMMAND_FAILED, t, "critical",
-                                                                      detail), lineage, tot))
-            elif ch.status == "acked":
-                resolved = self.book.resolve(ALERT_TYPE_COMMAND_FAILED, t, "command_acked",
-                                             lambda a, act=c.actuator: a.detail.get("actuator") == act)
-                outs.extend(self._alert_changes(resolved, lineage, tot))
-        return outs
+    def on_alert_change(self, ch: AlertChange) -> bool | None:
+        return None  # the baseline learns no labels; waste alerts are not machine failures
 
     def _feedback(self, fb: Feedback) -> list[Output]:
         t = fb.ts_ns if self.clock_ns is None else max(fb.ts_ns, self.clock_ns)
         lineage = self.rt.ctx.block(inputs=inputs_block(((fb.pos.topic, fb.pos.partition, fb.pos.offset,
-                                                           fb.pos.offset),)), window=None, features=None, model=None)
-        tot = self._totals(t)
-        if fb.type == "maintenance":
-            assert fb.window_id is not None and fb.start_ns is not None and fb.end_ns is not None
-            srt = self.rt.site_rt  # bounded as in the plant flow (issue 15: a far-future end silenced alerts)
-            problem = self.schedule.offer(fb.window_id, fb.start_ns, fb.end_ns, srt.maintenance_max_ns,
-                                          srt.maintenance_max_windows, None)
-            return [] if problem is None else [self._reject(fb, problem.reason, problem.message)]
-        if fb.type in ("ack", "clear", "label"):
-            changes, problem = self.book.feedback(fb)
-            if problem is not None:
-                return [self._reject(fb, problem.reason, problem.message)]
-            return self._alert_changes(changes, lineage, tot)
-        cmd_changes, cmd_problem = self.control.feedback(fb, t, self._situation(t))
-        if cmd_problem is not None:
-            return [self._reject(fb, *cmd_problem)]
-        return self._command_changes(cmd_changes, lineage, tot)
-
-    def _reject(self, fb: Feedback, reason: str, message: str) -> Output:
-        return self.rt.deadletter(DeadLetter(fb.raw or b"", fb.pos, reason, message, asset=self.zone))
+                                                           fb.pos.offset),)), window=None, features=None,
+                                    model=None)
+        self._deciding = self._totals(t)
+        rt = self.rt  # maintenance bounded as in the plant flow (issue 15: a far-future end silenced alerts)
+        return effects.feedback_outputs(self, fb, t, lineage, rt.maintenance_max_ns,
+                                        rt.maintenance_max_windows, None)
 
     def _late(self, batch: ZoneBatch, lo: int, hi: int, iv: int) -> list[Output]:
         L = self.rt.interval_ns
         return [self.rt.deadletter(DeadLetter(
-            batch.values[k], batch.position(k), "late", f"the reading falls in interval {iso_ns(iv * L)}, which "
-            f"closed already (allowed lateness {self.rt.config.window.allowed_lateness_s:g} s)", asset=self.zone))
+            batch.values[k], batch.position(k), "late",
+            f"the reading falls in interval {iso_ns(iv * L)}, which closed already (allowed lateness "
+            f"{self.rt.config.window.allowed_lateness_s:g} s)", asset=self.zone))
             for k in range(lo, hi)]
 
     # ---- KPI periods ---------------------------------------------------------------------------

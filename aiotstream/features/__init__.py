@@ -165,7 +165,8 @@ def window_features(partials: np.ndarray, feature_set: FeatureSet | None = None,
         spec = np.asarray(spectral, dtype=np.float64)
         want = len(SPECTRAL_PARTIAL_COLUMNS) + len(fs.bands)
         if spec.shape != (part.shape[0], want):
-            raise ValueError(f"window_features: expected spectral partials of shape ({part.shape[0]}, {want}) "
+            raise ValueError(f"window_features: expected spectral partials of shape ({part.shape[0]}, "
+                             f"{want}) "
                              f"for {len(fs.bands)} band(s); got {spec.shape}")
         feats = np.concatenate([feats, spectral_features_from_partials(spec)], axis=1)
     if fs.per_channel != fs.all_columns:

@@ -21,7 +21,8 @@ from aiotstream._kernels import MOMENT_COLUMNS, frame_moments  # noqa: F401  (th
 __all__ = ["MOMENT_FEATURES", "empty_moments", "features_from_moments", "merge_moments", "reduce_moments"]
 
 #: The 9 features :func:`features_from_moments` derives (the first 9 time features).
-MOMENT_FEATURES: tuple[str, ...] = ("mean", "std", "rms", "min", "max", "p2p", "crest", "skewness", "kurtosis")
+MOMENT_FEATURES: tuple[str, ...] = ("mean", "std", "rms", "min", "max", "p2p", "crest", "skewness",
+                                    "kurtosis")
 
 _N, _MEAN, _M2, _M3, _M4, _MIN, _MAX = range(7)
 

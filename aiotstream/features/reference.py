@@ -243,7 +243,8 @@ def _peak(power: np.ndarray, freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def spectral_partials(x: np.ndarray, sample_rate_hz: float, bands: Sequence[Sequence[float]],
-                      rpm: np.ndarray | float | None = None, harmonic_halfwidth_bins: float = 2.0) -> np.ndarray:
+                      rpm: np.ndarray | float | None = None,
+                      harmonic_halfwidth_bins: float = 2.0) -> np.ndarray:
     """Twin of :func:`aiotstream._kernels.frame_spectra`: ``(..., N) -> (..., 7 + B)``.
 
     >>> t = np.arange(1000) / 1000.0
@@ -266,7 +267,8 @@ def _features_from_columns(cols: np.ndarray, n_bands: int) -> np.ndarray:
 
 
 def spectral_features(x: np.ndarray, sample_rate_hz: float, bands: Sequence[Sequence[float]],
-                      rpm: np.ndarray | float | None = None, harmonic_halfwidth_bins: float = 2.0) -> np.ndarray:
+                      rpm: np.ndarray | float | None = None,
+                      harmonic_halfwidth_bins: float = 2.0) -> np.ndarray:
     """Twin of :func:`aiotstream._kernels.spectral_features`: ``(..., N) -> (..., B + 4)``.
 
     Band powers, centroid (Hz), dominant frequency (Hz), 1x and 2x power of

@@ -83,8 +83,9 @@ def band_problems(bands: Sequence[Sequence[float]], nyquist_hz: dict[str, float]
     with ``hi`` at most the Nyquist frequency of every asset in
     ``nyquist_hz`` (asset id -> sample rate / 2).
 
-    >>> band_problems([[0, 100], [50, 200]])
-    [('bands[1]', '[50.0, 200.0] starts below the end of bands[0] (100.0): bands must be ordered and must not overlap')]
+    >>> band_problems([[0, 100], [50, 200]])  # doctest: +NORMALIZE_WHITESPACE
+    [('bands[1]', '[50.0, 200.0] starts below the end of bands[0] (100.0): bands must be ordered and
+    must not overlap')]
     >>> band_problems([[0, 6000]], {"pump-1": 5000.0})
     [('bands[0]', 'upper edge 6000.0 Hz is above the Nyquist frequency of asset pump-1 (5000 Hz)')]
     """

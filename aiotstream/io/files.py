@@ -10,11 +10,12 @@ from pathlib import Path
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from aiotstream.analysis import KINDS, Output
 from aiotstream.io.sinkguard import count_loss, encode
+from aiotstream.records import KINDS, Output
 from aiotstream.runstats import count_outputs
 
-FILE_NAMES = {"alert": "alerts", "command": "commands", "kpi": "kpis", "score": "scores", "deadletter": "deadletter",
+FILE_NAMES = {"alert": "alerts", "command": "commands", "kpi": "kpis", "score": "scores",
+              "deadletter": "deadletter",
               "model": "models"}
 
 
@@ -43,7 +44,8 @@ class _JsonlPartition(StatelessSinkPartition[Output]):
 
 
 class JsonlSink(DynamicSink[Output]):
-    """``<dir>/alerts.jsonl``, ``commands.jsonl``, ``kpis.jsonl``, ``scores.jsonl``, ``deadletter.jsonl`` (``-w<i>`` per worker if many)."""
+    """``<dir>/alerts.jsonl``, ``commands.jsonl``, ``kpis.jsonl``, ``scores.jsonl``, ``deadletter.jsonl``
+    (``-w<i>`` per worker if many)."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)

@@ -12,7 +12,6 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import NewTopic
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from aiotstream.analysis import KINDS, Output
 from aiotstream.config import SiteConfig
 from aiotstream.errors import AiotError
 from aiotstream.io.kafka_blocks import KafkaBlockSource
@@ -29,6 +28,7 @@ from aiotstream.io.kafka_client import (  # noqa: F401  (re-exported: the names 
 from aiotstream.io.kafka_consumer import WatchedKafkaSource, plaintext_warning
 from aiotstream.io.sinkguard import count_loss, encode, replacement
 from aiotstream.io.stop import CLOSE_MAX_S, STOP
+from aiotstream.records import KINDS, Output
 from aiotstream.routing import Placement, reader_process
 from aiotstream.runstats import count_outputs
 
@@ -67,7 +67,8 @@ def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, time
     wanted = [t for t in dict.fromkeys(topics) if t not in existing]
     if not wanted:
         return []
-    futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted],
+    futures = admin.create_topics([NewTopic(t, num_partitions=partitions,
+                                            replication_factor=1) for t in wanted],
                                   operation_timeout=timeout)
     for topic, fut in futures.items():
         try:
@@ -81,7 +82,8 @@ def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, time
 def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | None = None,
                  process: tuple[int, ...] = (0, 1), blocks: bool = False) -> FixedPartitionedSource:
     """Bytewax KafkaSource over the site's input and feedback topics (static partition assignment, offsets in
-    recovery); in a cluster, ``process=(i, n[, w])`` makes process ``i`` of ``n`` (``w`` workers each) read its
+    recovery); in a cluster, ``process=(i, n[, w])`` makes process ``i`` of ``n`` (``w`` workers each) read
+    its
     share of the partitions (see :class:`ProcessShare`). ``blocks``: one
     :class:`~aiotstream.io.kafka_blocks.MessageBlock` per poll batch instead of one message object per message
     (for flows whose decoder reads blocks: the building flow). Either way the consumers report the broker's
@@ -186,7 +188,9 @@ class _OutputPartition(StatelessSinkPartition[Output]):
         self.producer = producer
         self.topics = topics
         self.brokers = brokers
-        self.limit = limit if limit is not None else message_limit(PRODUCER_DEFAULTS | client_config_from_env())
+        if limit is None:
+            limit = message_limit(PRODUCER_DEFAULTS | client_config_from_env())
+        self.limit = limit
         self._stop_seen: float | None = None
 
     def _send(self, items: list[tuple[Output, bytes]]) -> tuple[list[tuple[Output, bytes]],
@@ -247,7 +251,8 @@ class _OutputPartition(StatelessSinkPartition[Output]):
             self.producer = make_producer(self.brokers)
         return delivered, retry, failed
 
-    def _deliver(self, items: list[tuple[Output, bytes]]) -> tuple[list[Output], list[tuple[Output, bytes, str]]]:
+    def _deliver(self,
+                 items: list[tuple[Output, bytes]]) -> tuple[list[Output], list[tuple[Output, bytes, str]]]:
         """Deliver with bounded retries: (delivered outputs, records that could not be delivered with why)."""
         delivered: list[Output] = []
         failed: list[tuple[Output, bytes, str]] = []
@@ -266,7 +271,8 @@ class _OutputPartition(StatelessSinkPartition[Output]):
                         break
                     if last:
                         log.warning("%d output(s) not delivered to %s (attempt %d of %d): %s", len(last),
-                                    self.brokers, attempt.retry_state.attempt_number, self.MAX_ATTEMPTS, last[0][2])
+                                    self.brokers, attempt.retry_state.attempt_number, self.MAX_ATTEMPTS,
+                                    last[0][2])
                         raise _Undelivered()
         except _Undelivered:
             pass
@@ -277,7 +283,8 @@ class _OutputPartition(StatelessSinkPartition[Output]):
         for item in items:
             enc = encode(item, self.limit)
             if enc is None:
-                count_loss(item, "output_too_large", f"not even a dead letter for it fits {self.limit:,} bytes")
+                count_loss(item, "output_too_large",
+                           f"not even a dead letter for it fits {self.limit:,} bytes")
             else:
                 encoded.append(enc)
         delivered, failed = self._deliver(encoded)
@@ -288,9 +295,11 @@ class _OutputPartition(StatelessSinkPartition[Output]):
         if failed:
             stand_ins = []
             for out, data, why in failed:
-                log.error("%s record %s could not be delivered to %s: %s; sending a dead letter instead", out.kind,
+                log.error("%s record %s could not be delivered to %s: %s; sending a dead letter instead",
+                          out.kind,
                           out.record.get("id"), self.brokers, why)
-                dl = replacement(out, "delivery_failed", f"{out.kind} record {out.record.get('id')} could not be "
+                dl = replacement(out, "delivery_failed",
+                                 f"{out.kind} record {out.record.get('id')} could not be "
                                  f"delivered to topic {self.topics[out.kind]!r}: {why}"[:1000], data)
                 enc = encode(dl, self.limit)
                 if enc is None:
@@ -304,7 +313,8 @@ class _OutputPartition(StatelessSinkPartition[Output]):
         count_outputs(delivered)
 
     def _stop_waited(self) -> bool:
-        """True once this sink has waited :data:`~aiotstream.io.stop.CLOSE_MAX_S` since it first saw the stop."""
+        """True once this sink has waited :data:`~aiotstream.io.stop.CLOSE_MAX_S` since it first saw the
+        stop."""
         if self._stop_seen is None:
             self._stop_seen = time.monotonic()
         return time.monotonic() - self._stop_seen >= CLOSE_MAX_S
@@ -313,7 +323,8 @@ class _OutputPartition(StatelessSinkPartition[Output]):
         while self.producer.flush(0.5) > 0:
             if STOP.is_set() and self._stop_waited():
                 # each batch waits for its records, so these were counted as lost by write_batch already
-                log.error("%d record(s) still queued for %s when the run stopped", len(self.producer), self.brokers)
+                log.error("%d record(s) still queued for %s when the run stopped", len(self.producer),
+                          self.brokers)
                 return
 
 
@@ -323,7 +334,8 @@ class _Undelivered(Exception):
 
 _TRANSIENT = frozenset(getattr(KafkaError, n) for n in (
     "_MSG_TIMED_OUT", "_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN", "_QUEUE_FULL", "REQUEST_TIMED_OUT",
-    "NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE", "NOT_ENOUGH_REPLICAS", "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+    "NOT_LEADER_FOR_PARTITION", "LEADER_NOT_AVAILABLE", "NOT_ENOUGH_REPLICAS",
+                                                        "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
     "NETWORK_EXCEPTION", "_PURGE_QUEUE", "_PURGE_INFLIGHT", "OUT_OF_ORDER_SEQUENCE_NUMBER",
     "UNKNOWN_PRODUCER_ID", "INVALID_PRODUCER_EPOCH", "_FENCED") if hasattr(KafkaError, n))
 

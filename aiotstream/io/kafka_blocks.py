@@ -19,32 +19,7 @@ from confluent_kafka import KafkaError as ConfluentKafkaError
 from confluent_kafka import Message
 
 from aiotstream.io.kafka_consumer import WatchedKafkaSource, WatchedPartition
-
-
-class MessageBlock:
-    """One poll batch of one topic partition: ``values[i]`` is at ``offsets[i]``; ``errors`` are Bytewax
-    ``KafkaError`` items for messages the consumer flagged. ``count`` is the number of messages."""
-
-    __slots__ = ("errors", "offsets", "partition", "topic", "values")
-
-    def __init__(self, topic: str, partition: int, values: list[bytes], offsets: list[int],
-                 errors: list[Any] | None = None):
-        self.topic = topic
-        self.partition = partition
-        self.values = values
-        self.offsets = offsets
-        self.errors = errors or []
-
-    @property
-    def count(self) -> int:
-        return len(self.values) + len(self.errors)
-
-    @property
-    def value(self) -> bytes:  # what byte-counting wrappers (benchmarks.flowrun) read
-        return b"".join(self.values)
-
-    def __reduce__(self) -> tuple:
-        return (MessageBlock, (self.topic, self.partition, self.values, self.offsets, self.errors))
+from aiotstream.records import MessageBlock
 
 
 class _BlockPartition(WatchedPartition):
@@ -75,12 +50,14 @@ class _BlockPartition(WatchedPartition):
                 elif self._raise_on_errors:
                     raise RuntimeError(f"error consuming from Kafka topic `{self._topic!r}`: {err}")
                 else:
-                    errors.append(KafkaError(err, KafkaSourceMessage(m.key(), m.value(), topic=m.topic(),
-                                                                     offset=m.offset(), partition=m.partition())))
+                    msg = KafkaSourceMessage(m.key(), m.value(), topic=m.topic(), offset=m.offset(),
+                                             partition=m.partition())
+                    errors.append(KafkaError(err, msg))
             msgs = keep
         values = list(map(Message.value, msgs))  # method descriptors: no per-message attribute lookups
         offsets = list(map(Message.offset, msgs))
-        last = max(offsets[-1] if offsets else -1, max((e.msg.offset for e in errors if e.msg.offset is not None),
+        last = max(offsets[-1] if offsets else -1,
+                   max((e.msg.offset for e in errors if e.msg.offset is not None),
                                                          default=-1))
         if last >= 0:
             self._offset = last + 1

@@ -35,7 +35,8 @@ what is wrong in one line instead."""
 
 def client_config(brokers: str) -> dict[str, object]:
     """What every Kafka client aiotstream makes starts from: bootstrap servers, librdkafka's log routed to
-    Python logging (:data:`LIBRDKAFKA_LOG`), credentials from the environment (:func:`client_config_from_env`).
+    Python logging (:data:`LIBRDKAFKA_LOG`), credentials from the environment
+    (:func:`client_config_from_env`).
 
     >>> client_config("h:9092")["bootstrap.servers"]
     'h:9092'
@@ -60,7 +61,8 @@ def reason(exc: KafkaException) -> str:
 
 
 def metadata(admin: AdminClient, brokers: str, wait_s: float, topic: str | None = None) -> ClusterMetadata:
-    """Cluster (or one topic's) metadata, asking every 0.5 s until ``wait_s`` has passed or a stop is requested
+    """Cluster (or one topic's) metadata, asking every 0.5 s until ``wait_s`` has passed or a stop is
+    requested
     (:data:`~aiotstream.io.stop.STOP`); AiotError naming the bootstrap address if no broker answered."""
     deadline = time.monotonic() + wait_s
     while True:
@@ -75,7 +77,8 @@ def metadata(admin: AdminClient, brokers: str, wait_s: float, topic: str | None 
 
 
 def wait_for_brokers(brokers: str, wait_s: float = BROKER_WAIT_S) -> AdminClient:
-    """An AdminClient once a broker at ``brokers`` has answered; AiotError after ``wait_s`` without an answer."""
+    """An AdminClient once a broker at ``brokers`` has answered; AiotError after ``wait_s`` without an
+    answer."""
     if not brokers.strip():
         raise AiotError("no Kafka bootstrap servers given (--brokers or [inputs] brokers)")
     admin = AdminClient(client_config(brokers))

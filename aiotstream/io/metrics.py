@@ -22,16 +22,21 @@ Metric names (counters get ``_total`` in the exposition)::
     aiotstream_deadletters_total{reason}     dead letters written, by reason code
     aiotstream_outputs_total{kind}           records delivered by the main sink, by kind
     aiotstream_losses_total{cause}           inputs known lost before the flow (mqtt_broker_dropped and
-                                             mqtt_seq_gap see the same messages from two sides: do not add them)
+                                             mqtt_seq_gap see the same messages from two sides: do not add
+                                             them)
     aiotstream_dropped_total{cause}          inputs dropped on purpose, not dead-lettered (e.g. duplicates)
-    aiotstream_<gauge>                       each value of the run's ``gauges`` group (active_suppressions ...)
+    aiotstream_<gauge>                       each value of the run's ``gauges`` group (active_suppressions
+    ...)
     aiotstream_source_up{source}             1 while an input connection is up, 0 while down or connecting
     aiotstream_ready                         1 when /readyz answers 200
-    aiotstream_recovery_write_age_seconds    with --recovery: seconds since this process last wrote its recovery
-                                             partitions (snapshots and epoch commits, every epoch): stalls show
+    aiotstream_recovery_write_age_seconds    with --recovery: seconds since this process last wrote its
+    recovery
+                                             partitions (snapshots and epoch commits, every epoch): stalls
+                                             show
     aiotstream_build_info{version,commit,code,site,config_hash,flow,command,process}   always 1
     bytewax_kafka_consumer_lag{step_id,topic,partition}   Bytewax's: offsets behind each Kafka partition's end
-    process_*, python_*                      the process's CPU, memory, files, GC (prometheus_client's defaults)
+    process_*, python_*                      the process's CPU, memory, files, GC (prometheus_client's
+    defaults)
 
 Bytewax's own metrics (per-operator item counts and durations, from Rust) are not in this registry: Bytewax
 serves them itself at ``:3030/metrics`` when the environment has ``BYTEWAX_DATAFLOW_API_ENABLED=1``
@@ -69,7 +74,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "inputs": ("source", "Messages read, by source (Kafka topic; mqtt, opcua, file)."),
     "deadletters": ("reason", "Dead letters written, by reason code."),
     "outputs": ("kind", "Records delivered by the main sink, by kind (dead letters included as deadletter)."),
-    "losses": ("cause", ("Inputs known to be lost before they reached the flow, by cause (mqtt_broker_dropped "
+    "losses": ("cause",
+               ("Inputs known to be lost before they reached the flow, by cause (mqtt_broker_dropped "
                          "and mqtt_seq_gap count the same messages seen from two sides).")),
     "dropped": ("cause", "Inputs dropped on purpose and not dead-lettered, by cause."),
 }
@@ -95,7 +101,8 @@ def readiness() -> tuple[bool, str]:
     if STOP.is_set():
         return False, f"stopping ({STOP.reason})"
     if not SOURCE_BUILT.is_set():
-        return False, "the flow has not started (waiting for brokers, recovery or the cluster's other processes)"
+        return False, ("the flow has not started (waiting for brokers, recovery or the cluster's other "
+                       "processes)")
     down = sorted(name for name, up in connections().items() if not up)
     if down:
         return False, f"input not connected: {', '.join(down)}"
@@ -137,23 +144,28 @@ class RunCollector(Collector):
             yield c
         for key, value in sorted(snap.get("gauges", {}).items()):
             yield GaugeMetricFamily(metric_name(key), f"The run's {key} gauge.", value=value)
-        up = GaugeMetricFamily(f"{PREFIX}_source_up", "1 while an input connection is up, 0 while it is down or "
+        up = GaugeMetricFamily(f"{PREFIX}_source_up",
+                               "1 while an input connection is up, 0 while it is down or "
                                                       "connecting.", labels=["source"])
         for name, is_up in sorted(self.sources().items()):
             up.add_metric([name], 1 if is_up else 0)
         yield up
-        yield GaugeMetricFamily(f"{PREFIX}_ready", "1 when /readyz answers 200.", value=1 if self.ready()[0] else 0)
+        yield GaugeMetricFamily(f"{PREFIX}_ready", "1 when /readyz answers 200.",
+                                value=1 if self.ready()[0] else 0)
         age = self.recovery_age_s()
         if age is not None:
-            yield GaugeMetricFamily(f"{PREFIX}_recovery_write_age_seconds", "Seconds since this process last wrote "
+            yield GaugeMetricFamily(f"{PREFIX}_recovery_write_age_seconds",
+                                    "Seconds since this process last wrote "
                                     "its recovery partitions (snapshots, epoch commits).", value=age)
         if self.info:
-            yield InfoMetricFamily(f"{PREFIX}_build", "Package version, git commit, site and config of the run.",
+            yield InfoMetricFamily(f"{PREFIX}_build",
+                                   "Package version, git commit, site and config of the run.",
                                    value=self.info)
 
 
 class GlobalRegistry(Collector):
-    """prometheus_client's process-wide ``REGISTRY``: its default process, platform and GC collectors, and what
+    """prometheus_client's process-wide ``REGISTRY``: its default process, platform and GC collectors, and
+    what
     libraries register there; Bytewax's Kafka source keeps ``bytewax_kafka_consumer_lag{step_id,topic,
     partition}`` in it (the partition's last stable offset minus the next offset to read, from librdkafka's
     statistics every second)."""
@@ -180,7 +192,8 @@ def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, head: bool) -> None:
             path = self.path.split("?", 1)[0]
-            if path == "/metrics":  # the format the scraper asks for (Accept); the classic text one by default
+            # the format the scraper asks for (Accept); the classic text one by default
+            if path == "/metrics":
                 encode, ctype = choose_encoder(self.headers.get("Accept", ""))
                 self._send(200, encode(server.registry), ctype, head,
                            gz=gzip_accepted(self.headers.get("Accept-Encoding", "")))
@@ -191,7 +204,8 @@ def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
                 body = orjson.dumps({"ready": ok, "reason": why}) + b"\n"
                 self._send(200 if ok else 503, body, "application/json", head)
             else:
-                self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain; charset=utf-8", head)
+                self._send(404, b"not found: try /metrics, /healthz or /readyz\n",
+                           "text/plain; charset=utf-8", head)
 
         def do_GET(self) -> None:
             self._answer(head=False)
@@ -246,7 +260,8 @@ class MetricsServer:
                             f"({exc.strerror})") from None
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise AiotError(f"--metrics-port {self.port} on {self.host} is already in use; pick another, or "
+                raise AiotError(f"--metrics-port {self.port} on {self.host} is already in use; pick another, "
+                                "or "
                                 "--metrics-port 0 for a free one") from None
             raise AiotError(f"--metrics-host {self.host} --metrics-port {self.port}: cannot listen there: "
                             f"{exc.strerror or exc}") from None
@@ -260,7 +275,8 @@ class MetricsServer:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
-        httpd.shutdown()  # serve_forever returns within its poll interval (0.1 s: the flow's exit waits for it)
+        # serve_forever returns within its poll interval (0.1 s: the flow's exit waits for it)
+        httpd.shutdown()
         httpd.server_close()
         if self._thread is not None:
             self._thread.join(CLOSE_MAX_S)

@@ -69,7 +69,6 @@ import paho.mqtt.client as mqtt
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from aiotstream.analysis import Output
 from aiotstream.config import MqttConnection, MqttInput, MqttOutput, SiteConfig
 from aiotstream.errors import AiotError
 from aiotstream.ids import is_valid_id
@@ -78,7 +77,7 @@ from aiotstream.io.mqtt_relay import connect_async as _connect
 from aiotstream.io.mqtt_relay import make_client
 from aiotstream.io.outage import register_connection
 from aiotstream.io.sinkguard import count_loss, encode
-from aiotstream.records import DecodeHints, DeviceMessage
+from aiotstream.records import DecodeHints, DeviceMessage, Output
 from aiotstream.runstats import STATS, RunStats
 from aiotstream.topics import TopicRouter, TopicRule
 
@@ -163,7 +162,8 @@ class SeqTracker:
         self.max_ranges = max_ranges
         self.pos: dict[str, int] = {}  # position on a counter that never wraps
         self.raw: dict[str, int] = {}  # the last number as sent
-        self.gaps: dict[str, list[list[int]]] = {}  # open gaps [first, end) on the unwrapped counter, oldest first
+        # open gaps [first, end) on the unwrapped counter, oldest first
+        self.gaps: dict[str, list[list[int]]] = {}
 
     def see(self, key: str, n: int, wrap: int = 0) -> int:
         last = self.raw.get(key)
@@ -298,8 +298,9 @@ class ConnectionLog:
 
     def up(self, session_present: bool) -> None:
         if self.down_since is not None and self.ever_up:
-            self.emit(logging.INFO, f"MQTT connection to {self.where} back after {self.now() - self.down_since:.0f} s "
-                                    f"({self.attempts} failed attempt(s)); session present: {session_present}")
+            self.emit(logging.INFO,
+                      f"MQTT connection to {self.where} back after {self.now() - self.down_since:.0f} s "
+                      f"({self.attempts} failed attempt(s)); session present: {session_present}")
         else:
             self.emit(logging.INFO, f"MQTT connected to {self.where} (session present: {session_present})")
         self.down_since = None
@@ -309,7 +310,8 @@ class ConnectionLog:
     def down(self, reason: str) -> None:
         self.down_since = self.last_line = self.now()
         self.attempts = 0
-        self.emit(logging.WARNING, f"MQTT connection to {self.where} lost ({reason}); reconnecting with backoff "
+        self.emit(logging.WARNING,
+                  f"MQTT connection to {self.where} lost ({reason}); reconnecting with backoff "
                                    f"{self.backoff}")
 
     def retry(self, refused: str | None = None) -> None:
@@ -318,12 +320,14 @@ class ConnectionLog:
         if self.down_since is None:
             self.down_since = self.last_line = now
             why = f"refused the connection ({refused})" if refused else "not reachable"
-            self.emit(logging.WARNING, f"MQTT broker {self.where} {why}; retrying with backoff {self.backoff}")
+            self.emit(logging.WARNING,
+                      f"MQTT broker {self.where} {why}; retrying with backoff {self.backoff}")
         elif now - self.last_line >= self.every_s:
             self.last_line = now
             why = f"still refuses the connection ({refused})" if refused else "still not reachable"
             self.emit(logging.WARNING, f"MQTT broker {self.where} {why} after {now - self.down_since:.0f} s "
-                                       f"({self.attempts} failed attempt(s)); retrying with backoff {self.backoff}")
+                                       f"({self.attempts} failed attempt(s)); retrying with backoff "
+                                       f"{self.backoff}")
 
 
 def _resume_state(resume: Any) -> tuple[int, int | None, dict[str, list[int]]]:
@@ -338,7 +342,8 @@ def _resume_state(resume: Any) -> tuple[int, int | None, dict[str, list[int]]]:
 
 class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
     def __init__(self, cfg: MqttInput, client_id: str, batch: int, resume: Any,
-                 stop: threading.Event | None, idle_stop_s: float | None, ready: threading.Event | None = None,
+                 stop: threading.Event | None, idle_stop_s: float | None,
+                 ready: threading.Event | None = None,
                  stats: RunStats = STATS):
         self.cfg = cfg
         self.client_id = client_id
@@ -361,7 +366,8 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
         for topic, (pos, raw) in seq.items():
             self.seq.pos[topic], self.seq.raw[topic] = pos, raw
         self.drops = BrokerDrops(drops)
-        self.drops_baseline_at: float | None = None  # no counter value by then: the broker has dropped nothing
+        # no counter value by then: the broker has dropped nothing
+        self.drops_baseline_at: float | None = None
         self.conn_log = ConnectionLog(self.where, f"{cfg.reconnect_min_s}-{cfg.reconnect_max_s} s",
                                       lambda lvl, msg: log.log(lvl, msg))
         self.pending_cur: list[tuple[int, int, int]] = []  # (mid, qos, gen) taken in this epoch
@@ -399,7 +405,8 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
         self.ctl = Connection(ctl_w.detach())
         self.inc += 1
         self.spawned_at = time.monotonic()
-        self.ctl.send((relay.CONFIG, self.cfg.model_dump_json(), self.client_id, log.isEnabledFor(logging.DEBUG)))
+        self.ctl.send((relay.CONFIG, self.cfg.model_dump_json(), self.client_id,
+                       log.isEnabledFor(logging.DEBUG)))
 
     def _await_first_outcome(self, timeout_s: float) -> None:
         """Wait until the session is subscribed or the first attempt failed (so devices that start
@@ -451,8 +458,10 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
             self.conn_log.up(present)
             if expected and not present:
                 self.stats.add("losses", "mqtt_session_lost")
-                log.warning("MQTT broker %s had no session for client id %r: whatever was published for this flow "
-                            "while it was away is lost (the session expired after session_expiry_s = %d s, or the "
+                log.warning("MQTT broker %s had no session for client id %r: whatever was published for this "
+                            "flow "
+                            "while it was away is lost (the session expired after session_expiry_s = %d s, "
+                            "or the "
                             "broker lost its state: is persistence on?)", self.where, self.client_id,
                             self.cfg.session_expiry_s)
         elif kind == relay.SUBSCRIBED:
@@ -463,10 +472,12 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
             for flt, reason in failed:
                 if flt == self.cfg.broker_drops_topic:
                     self.drops_baseline_at = None
-                    log.info("MQTT broker %s does not let this client read %s (%s): its drops cannot be counted",
+                    log.info("MQTT broker %s does not let this client read %s (%s): its drops cannot be "
+                             "counted",
                              self.where, flt, reason)
                 else:
-                    log.warning("MQTT broker %s refused the subscription %r: %s (check its ACL for this client)",
+                    log.warning("MQTT broker %s refused the subscription %r: %s (check its ACL for this "
+                                "client)",
                                 self.where, flt, reason)
             self.subscribed = True
             if self.ready is not None:
@@ -497,7 +508,8 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
             now = time.monotonic()
             if now - self.drops_warned >= 60:
                 self.drops_warned = now
-                log.warning("MQTT broker %s dropped %d message(s) (its counter %s, for all its clients): a queue "
+                log.warning("MQTT broker %s dropped %d message(s) (its counter %s, for all its clients): a "
+                            "queue "
                             "limit was reached; see docs/mqtt.md (max_queued_messages)", self.where, delta,
                             self.cfg.broker_drops_topic)
 
@@ -548,7 +560,8 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
             self.idle = False
         else:
             self.idle = True
-            if self.stop is not None and self.stop.is_set() and now - self.last_data >= (self.idle_stop_s or 0.0):
+            stopping = self.stop is not None and self.stop.is_set()
+            if stopping and now - self.last_data >= (self.idle_stop_s or 0.0):
                 self.eof = True
                 raise StopIteration()
         return out
@@ -593,10 +606,13 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
             now = time.monotonic()
             if now - self.window_warned >= 600:
                 self.window_warned = now
-                log.warning("MQTT %s: %d messages wait for their epoch to close before they are acknowledged, "
-                            "the whole receive_maximum: a broker that honours it sends no more until then, so "
+                log.warning("MQTT %s: %d messages wait for their epoch to close before they are "
+                            "acknowledged, "
+                            "the whole receive_maximum: a broker that honours it sends no more until then, "
+                            "so "
                             "ingest is held to about receive_maximum per two epochs. Shorten the epoch "
-                            "(--epoch-s), raise inputs.mqtt.receive_maximum (at most 65535) or use ack = 'batch' "
+                            "(--epoch-s), raise inputs.mqtt.receive_maximum (at most 65535) or use ack = "
+                            "'batch' "
                             "(docs/mqtt.md)", self.where, held)
 
     def _route(self, topic: str) -> tuple[str, DecodeHints, str | None, str | None, str, int]:
@@ -619,7 +635,8 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
             self._send_acks(self.pending_prev)
             self.pending_prev, self.pending_cur = self.pending_cur, []
         state: dict[str, Any] = {"offset": self.last, "drops": self.drops.last}
-        if self.seq_kept:  # so that a restart from this snapshot counts what went missing while the flow was away
+        # so that a restart from this snapshot counts what went missing while the flow was away
+        if self.seq_kept:
             pos, raw = self.seq.pos, self.seq.raw
             state["seq"] = {k: [pos[k], raw[k]] for k in raw}
         return state
@@ -676,7 +693,8 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
         unacked += len(unread) - qos0
         if unacked:
             self.stats.set("gauges", "mqtt_unacked_at_stop", unacked)
-            log.info("MQTT %s: %d message(s) received but not acknowledged at stop; the broker keeps them in the "
+            log.info("MQTT %s: %d message(s) received but not acknowledged at stop; the broker keeps them in "
+                     "the "
                      "session (client id %r) and sends them again on the next start", self.where, unacked,
                      self.client_id)
 
@@ -689,7 +707,8 @@ class MqttSource(FixedPartitionedSource[DeviceMessage, dict]):
     ``ready`` is set when the session has subscribed (for tests and readiness).
     """
 
-    def __init__(self, cfg: MqttInput, site_id: str, batch: int = 1000, *, stop: threading.Event | None = None,
+    def __init__(self, cfg: MqttInput, site_id: str, batch: int = 1000, *,
+                 stop: threading.Event | None = None,
                  idle_stop_s: float | None = None, ready: threading.Event | None = None):
         self.cfg = cfg
         self.client_id = cfg.client_id or f"aiotstream-{site_id}"
@@ -697,7 +716,8 @@ class MqttSource(FixedPartitionedSource[DeviceMessage, dict]):
         self.stop = stop
         self.idle_stop_s = idle_stop_s
         self.ready = ready
-        try:  # a missing password variable or unreadable TLS files: a one-line error now, not a dying child later
+        # a missing password variable or unreadable TLS files: a one-line error now, not a dying child later
+        try:
             make_client(cfg, self.client_id, persistent=True)
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise AiotError(f"MQTT source for {cfg.host}:{cfg.port}: {exc} (check inputs.mqtt.tls)") from None
@@ -724,7 +744,8 @@ def output_topic(template: str, site: str, out: Output) -> str | None:
 
     >>> output_topic("devices/{asset}/{kind}", "s", Output("command", "pump-1", {"asset": "pump-1"}))
     'devices/pump-1/command'
-    >>> output_topic("devices/{asset}/{kind}", "s", Output("deadletter", "evil/#", {"asset": "evil/#"})) is None
+    >>> evil = Output("deadletter", "evil/#", {"asset": "evil/#"})
+    >>> output_topic("devices/{asset}/{kind}", "s", evil) is None
     True
     """
     rec = out.record
@@ -754,7 +775,8 @@ class MqttPublisher:
         self.max_packet = int(size) if size else MQTT_MAX_PACKET
 
     def payload_limit(self, topic: str) -> int:
-        """The largest payload a PUBLISH to ``topic`` may carry (fixed header, topic, packet id, properties)."""
+        """The largest payload a PUBLISH to ``topic`` may carry (fixed header, topic, packet id,
+        properties)."""
         return self.max_packet - 32 - len(topic.encode())
 
     def _on_publish(self, _client: mqtt.Client, _ud: Any, mid: int, _reason: Any, _props: Any) -> None:
@@ -815,17 +837,20 @@ class _MqttSinkPartition(StatelessSinkPartition[Output]):
                     continue
                 enc = encode(out, self.pub.payload_limit(topic))
                 if enc is None:
-                    count_loss(out, "output_too_large", "not even a dead letter for it fits the MQTT packet limit")
+                    count_loss(out, "output_too_large",
+                               "not even a dead letter for it fits the MQTT packet limit")
                     continue
                 fixed, data = enc
                 if fixed is not out:  # a stand-in dead letter: never on a device's command topic
-                    topic = output_topic(self.cfg.topic, self.site, fixed) if fixed.kind in self.kinds else None
+                    topic = output_topic(self.cfg.topic, self.site,
+                                         fixed) if fixed.kind in self.kinds else None
                     if topic is None:
                         continue  # the main sink writes the same dead letter
                 self.pub.publish(topic, data, self.cfg.retain)
                 sent += 1
         if sent:
-            self.pub.flush(self.cfg.publish_timeout_s)  # at least once: on the broker before the epoch moves on
+            # at least once: on the broker before the epoch moves on
+            self.pub.flush(self.cfg.publish_timeout_s)
 
     def close(self) -> None:
         self.pub.flush(self.cfg.publish_timeout_s)
@@ -833,13 +858,15 @@ class _MqttSinkPartition(StatelessSinkPartition[Output]):
 
 
 class MqttSink(DynamicSink[Output]):
-    """Publishes the outputs of ``cfg.kinds`` to ``cfg.topic`` (template), QoS 1, PUBACKs awaited per batch."""
+    """Publishes the outputs of ``cfg.kinds`` to ``cfg.topic`` (template), QoS 1, PUBACKs awaited per
+    batch."""
 
     def __init__(self, cfg: MqttOutput, site_id: str):
         self.cfg = cfg
         self.site = site_id
         self.client_id = cfg.client_id or f"aiotstream-{site_id}-out"
-        warn_if_plaintext(cfg, "outputs.mqtt.tls")  # commands to actuators in clear text are worse than readings
+        # commands to actuators in clear text are worse than readings
+        warn_if_plaintext(cfg, "outputs.mqtt.tls")
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _MqttSinkPartition:
         return _MqttSinkPartition(self.cfg, self.site, f"{self.client_id}-w{worker_index}")
@@ -847,7 +874,8 @@ class MqttSink(DynamicSink[Output]):
 
 def publish_messages(conn: MqttConnection, client_id: str, messages: Sequence[tuple[str, bytes]],
                      timeout_s: float = 60.0) -> int:
-    """Publish ``(topic, payload)`` pairs with the connection's QoS and wait for every PUBACK (a device side)."""
+    """Publish ``(topic, payload)`` pairs with the connection's QoS and wait for every PUBACK (a device
+    side)."""
     pub = MqttPublisher(conn, client_id, persistent=False)
     try:
         for topic, payload in messages:

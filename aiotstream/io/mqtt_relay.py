@@ -99,7 +99,8 @@ def make_client(conn: MqttConnection, client_id: str, *, persistent: bool, manua
     return client, props
 
 
-def connect_async(client: mqtt.Client, conn: MqttConnection, props: Properties | None, persistent: bool) -> None:
+def connect_async(client: mqtt.Client, conn: MqttConnection, props: Properties | None,
+                  persistent: bool) -> None:
     if conn.protocol == "5":
         client.connect_async(conn.host, conn.port, keepalive=conn.keepalive_s, clean_start=not persistent,
                              properties=props)
@@ -129,7 +130,8 @@ class Relay:
         self.cap = cfg.queue_size
         self.gen = 0
         self.connected = False
-        self.gen_lock = threading.Lock()  # an acknowledgement is checked and queued atomically w.r.t. reconnects
+        # an acknowledgement is checked and queued atomically w.r.t. reconnects
+        self.gen_lock = threading.Lock()
         self.closing = threading.Event()
         self.drops_topic = cfg.broker_drops_topic
         self.topics: dict[bytes, str] = {}  # topic as received -> as handed on
@@ -177,7 +179,8 @@ class Relay:
         _rc, mid = client.subscribe(topics)
         self.subscribing[mid] = [t for t, _ in topics]
 
-    def _on_subscribe(self, _client: mqtt.Client, _ud: Any, mid: int, reasons: list[Any], _props: Any) -> None:
+    def _on_subscribe(self, _client: mqtt.Client, _ud: Any, mid: int, reasons: list[Any],
+                      _props: Any) -> None:
         filters = self.subscribing.pop(mid, [])
         failed = [(f, str(r)) for f, r in zip(filters, reasons, strict=False) if r.is_failure]
         self.events.append((SUBSCRIBED, failed))
@@ -206,7 +209,8 @@ class Relay:
     def _on_publishes(self, packets: list[Packet]) -> None:
         """QoS 0/1 messages of one socket read (:class:`BatchClient`), one arrival time for all."""
         arrival = time.time_ns()
-        gen = self.gen  # only written in this thread (on_connect): a message keeps the connection that brought it
+        # only written in this thread (on_connect): a message keeps the connection that brought it
+        gen = self.gen
         topics = self.topics
         drops = self.drops_topic
         batch = []
@@ -296,7 +300,8 @@ def main(argv: list[str]) -> int:
         relay.run()
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return 0  # the parent is gone; the broker keeps the session
-    except (AiotError, ValueError, OSError, ssl.SSLError) as exc:  # bad TLS files, a missing password variable
+    # bad TLS files, a missing password variable
+    except (AiotError, ValueError, OSError, ssl.SSLError) as exc:
         try:
             data.send_bytes(pickle.dumps((FATAL, f"{type(exc).__name__}: {exc}")))
         except OSError:

@@ -10,7 +10,7 @@ queues hold the values meanwhile; a value it had to discard arrives with the
 Overflow bit set and is counted, see below).
 
 Each data change becomes one message in the ``opcua`` payload format
-(:func:`~aiotstream.codecs_iot.encode_opcua`: value, status code, source and
+(:func:`~aiotstream.codecs.iot.encode_opcua`: value, status code, source and
 server timestamps), decoded in the flow's decode step like any other payload:
 
 * event time: the server timestamp (``timestamp = "server"``, default) or the
@@ -77,7 +77,7 @@ from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from aiotstream.codecs_iot import encode_opcua
+from aiotstream.codecs.iot import encode_opcua
 from aiotstream.config import OpcUaInput, SiteConfig
 from aiotstream.errors import AiotError
 from aiotstream.io.mqtt import SequenceClock
@@ -92,7 +92,8 @@ CLOSE_S = 1.5
 """How long ``close`` waits for the client thread (the contract with the CLI: under 2 s)."""
 KEEPALIVE_S = 10.0
 """How often the server is asked to send a keep-alive when no value changes."""
-OVERFLOW_BITS = 0x0480  # InfoType DataValue (bit 10) + Overflow (bit 7): the server discarded values of this node
+# InfoType DataValue (bit 10) + Overflow (bit 7): the server discarded values of this node
+OVERFLOW_BITS = 0x0480
 _LOST_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError, asyncio.TimeoutError, EOFError)
 
 
@@ -143,7 +144,8 @@ def _env(name: str, what: str) -> str | None:
 
 async def make_client(cfg: OpcUaInput) -> Any:
     """An asyncua ``Client`` for ``cfg``: timeout, user and password, security policy, mode and certificates
-    (asyncua's own reconnect supervisor off). Raises :class:`AiotError` for a password variable that is unset."""
+    (asyncua's own reconnect supervisor off). Raises :class:`AiotError` for a password variable that is
+    unset."""
     from asyncua import Client
     from asyncua.crypto import security_policies
 
@@ -151,7 +153,8 @@ async def make_client(cfg: OpcUaInput) -> Any:
                        ("server_certificate", cfg.server_certificate)):
         if path and not os.path.isfile(path):
             raise AiotError(f"OPC UA {what} {path!r} is not a readable file ([inputs.opcua] {what})")
-    # asyncua's keep-alive probe reads the server state every watchdog interval and gives up after as long: one
+    # asyncua's keep-alive probe reads the server state every watchdog interval and gives up after as long:
+    # one
     # second (its default) is too short for a server busy publishing, so it follows the request timeout
     client = Client(url=cfg.endpoint, timeout=cfg.timeout_s, watchdog_intervall=cfg.timeout_s)
     if cfg.username:
@@ -167,7 +170,8 @@ async def make_client(cfg: OpcUaInput) -> Any:
             client.application_uri = uri  # must match the certificate's, or servers refuse the session
         await client.set_security(getattr(security_policies, f"SecurityPolicy{cfg.security_policy}"),
                                   certificate=cfg.certificate, private_key=cfg.private_key,
-                                  private_key_password=_env(cfg.private_key_password_env, "private key password"),
+                                  private_key_password=_env(cfg.private_key_password_env,
+                                                            "private key password"),
                                   server_certificate=cfg.server_certificate or None,
                                   mode=getattr(ua.MessageSecurityMode, cfg.security_mode))
     return client
@@ -178,7 +182,8 @@ def _application_uri(cert_path: str) -> str | None:
     from cryptography import x509
 
     data = open(cert_path, "rb").read()  # noqa: SIM115 - small file, read once
-    cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+    pem = b"-----BEGIN" in data
+    cert = x509.load_pem_x509_certificate(data) if pem else x509.load_der_x509_certificate(data)
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -195,7 +200,8 @@ class _Node:
 
 
 class OpcUaConnection:
-    """The asyncio side of the source: connects, subscribes, takes over or re-creates the subscription after an
+    """The asyncio side of the source: connects, subscribes, takes over or re-creates the subscription after
+    an
     outage, and puts ``(topic, asset, metric, raw, arrival_ns)`` rows on ``q``. Runs in its own thread."""
 
     def __init__(self, cfg: OpcUaInput, q: queue.Queue[tuple[str, str, str, bytes, int]],
@@ -207,13 +213,15 @@ class OpcUaConnection:
         self.stats = stats or STATS
         self.nodes = [_Node(ua.NodeId.from_string(n.node_id), n.node_id, f"opcua:{cfg.endpoint}#{n.node_id}",
                             n.asset, n.metric) for n in cfg.nodes]
-        self.last_value: list[tuple[Any, ...] | None] = [None] * len(self.nodes)  # per node: the last delivered
+        # per node: the last delivered
+        self.last_value: list[tuple[Any, ...] | None] = [None] * len(self.nodes)
         self.sub_id: int | None = None
         self.last_seq = 0  # the last notification message of sub_id fully queued
         self.token: Any = None  # the session's authentication token, to tell a resumed session from a new one
         self.carried_on = False  # the current connection carries on with an old subscription
         self.orphan: int | None = None  # a subscription given up on, to delete if the session still has it
-        self.session_path: Path | None = None  # asyncua's session state file: lets a new client resume the session
+        # asyncua's session state file: lets a new client resume the session
+        self.session_path: Path | None = None
         self.keepalive_s = KEEPALIVE_S
         self.last_publish = time.monotonic()
         self.in_callback = 0  # publish callbacks running (waiting for room in the queue, perhaps)
@@ -284,7 +292,8 @@ class OpcUaConnection:
                 client.connection_lost_callback = self._on_connection_lost
                 self.lost_reason = self.sub_problem = None
                 # each request has its timeout, but a peer that accepts the socket and then says nothing (a
-                # proxy, a server half up) would hold asyncua's hello forever: the attempt as a whole has one too
+                # proxy, a server half up) would hold asyncua's hello forever: the attempt as a whole has one
+                # too
                 await asyncio.wait_for(client.connect(), timeout=3 * cfg.timeout_s)
                 detail = await asyncio.wait_for(self._subscribe(client, first), timeout=3 * cfg.timeout_s)
             except asyncio.CancelledError:
@@ -297,7 +306,8 @@ class OpcUaConnection:
                 await self._drop(client)
                 if first and _is_refusal(exc):
                     raise AiotError(f"OPC UA {cfg.endpoint} refused the connection: {_reason(exc)}; check "
-                                    "username/password_env and the security settings of [inputs.opcua]") from None
+                                    "username/password_env and the security settings of "
+                                    "[inputs.opcua]") from None
                 self.outage.failed(_reason(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, cfg.reconnect_max_s)
@@ -391,8 +401,10 @@ class OpcUaConnection:
         return detail
 
     async def _carry_on(self, session: Any, how: str) -> str | None:
-        """Route the old subscription's publish responses to us again and ask for the notification messages sent
-        but not received (Republish), in order, before publishing goes on; None if the server no longer has the
+        """Route the old subscription's publish responses to us again and ask for the notification messages
+        sent
+        but not received (Republish), in order, before publishing goes on; None if the server no longer has
+        the
         subscription."""
         from asyncua import ua
 
@@ -433,8 +445,8 @@ class OpcUaConnection:
         # a keep-alive every ~10 s when nothing changes (asyncua's default is 45 min), so a subscription that
         # died is told from a quiet one within 30 s; kept by the server for an hour without publish requests
         params.RequestedMaxKeepAliveCount = max(1, math.ceil(KEEPALIVE_S * 1000 / cfg.publishing_interval_ms))
-        params.RequestedLifetimeCount = min(0xFFFF_FFFF, max(3 * params.RequestedMaxKeepAliveCount,
-                                                             math.ceil(3_600_000 / cfg.publishing_interval_ms)))
+        an_hour = math.ceil(3_600_000 / cfg.publishing_interval_ms)
+        params.RequestedLifetimeCount = min(0xFFFF_FFFF, max(3 * params.RequestedMaxKeepAliveCount, an_hour))
         params.MaxNotificationsPerPublish = 10_000
         params.PublishingEnabled = True
         params.Priority = 0
@@ -464,7 +476,8 @@ class OpcUaConnection:
         results = await session.create_monitored_items(mparams)
         bad = [(n.text, r.StatusCode.name) for n, r in zip(self.nodes, results) if not r.StatusCode.is_good()]
         if bad:
-            text = ", ".join(f"{n} ({code})" for n, code in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5
+            text = ", ".join(f"{n} ({code})" for n,
+                             code in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5
                                                                          else "")
             if first:
                 raise AiotError(f"OPC UA {cfg.endpoint}: cannot subscribe to {text}; check the node ids")
@@ -473,7 +486,8 @@ class OpcUaConnection:
 
     # ---- data ---------------------------------------------------------------------------------------
     async def _on_publish(self, result: Any) -> None:
-        """asyncua's publish loop awaits this for every publish response of our subscription, so while it waits
+        """asyncua's publish loop awaits this for every publish response of our subscription, so while it
+        waits
         for room in the queue no more are asked for: backpressure up to the server's queues."""
         from asyncua import ua
 
@@ -511,7 +525,8 @@ class OpcUaConnection:
             self.in_callback -= 1
             self.last_publish = time.monotonic()
 
-    def _rows(self, changes: list[Any]) -> tuple[list[tuple[str, str, str, bytes, int]], list[tuple[str, str, int]]]:
+    def _rows(self, changes: list[Any]) -> tuple[list[tuple[str, str, str, bytes, int]],
+                                                 list[tuple[str, str, int]]]:
         cfg, nodes, last = self.cfg, self.nodes, self.last_value
         rows = []
         dup = over = 0
@@ -560,7 +575,8 @@ async def _local_teardown(client: Any) -> None:
     client.uaclient.request_disconnect()
     client.uaclient.pre_request_hook = None
     tasks = [t for t in (getattr(client, n, None) for n in ("_stale_watchdog_task", "_supervisor_task",
-                                                           "_renew_channel_task")) if t is not None and not t.done()]
+                                                           "_renew_channel_task")) if t is not None
+             and not t.done()]
     for t in tasks:
         t.cancel()
     if tasks:
@@ -569,7 +585,8 @@ async def _local_teardown(client: Any) -> None:
 
 
 def _is_refusal(exc: BaseException) -> bool:
-    """True for errors that say the server will not have us (credentials, certificates, policy): fatal at start,
+    """True for errors that say the server will not have us (credentials, certificates, policy): fatal at
+    start,
     retried later (a server restarting with another configuration is an outage too)."""
     name = type(exc).__name__
     return name.startswith(("BadUser", "BadIdentityToken", "BadCertificate", "BadSecurity")) or \

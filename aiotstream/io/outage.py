@@ -76,15 +76,18 @@ class OutageLog:
     ...     o.failed("connection refused", retry_in_s=1.0)
     >>> now[0] = 80
     >>> o.ok("new session")
-    >>> print("\\n".join(lines))
+    >>> print("\\n".join(lines))  # doctest: +NORMALIZE_WHITESPACE
     I OPC UA opc.tcp://plc:4840: connected; 2 node(s) subscribed
     W OPC UA opc.tcp://plc:4840: connection lost (socket closed); reconnecting (next attempt in 0.5 s)
-    W OPC UA opc.tcp://plc:4840: still down after 31 s, 5 failed attempt(s) (last: connection refused); next attempt in 1.0 s
-    W OPC UA opc.tcp://plc:4840: still down after 1 min 3 s, 6 failed attempt(s) (last: connection refused); next attempt in 1.0 s
+    W OPC UA opc.tcp://plc:4840: still down after 31 s, 5 failed attempt(s) (last: connection refused);
+      next attempt in 1.0 s
+    W OPC UA opc.tcp://plc:4840: still down after 1 min 3 s, 6 failed attempt(s) (last: connection refused);
+      next attempt in 1.0 s
     I OPC UA opc.tcp://plc:4840: back after 1 min 10 s, 6 failed attempt(s); new session
     """
 
-    def __init__(self, logger: logging.Logger | logging.LoggerAdapter | object, name: str, every_s: float = EVERY_S,
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter | object, name: str,
+                 every_s: float = EVERY_S,
                  clock: Callable[[], float] = time.monotonic):
         self.log = logger
         self.name = name
@@ -110,7 +113,8 @@ class OutageLog:
         with self._lock:
             return self.ever_up and not self.down
 
-    def failed(self, reason: str, retry_in_s: float | None = None, member: str = "", attempt: bool = True) -> None:
+    def failed(self, reason: str, retry_in_s: float | None = None, member: str = "",
+               attempt: bool = True) -> None:
         """A connection attempt failed (``attempt``), or a connection was lost (``attempt=False``);
         ``retry_in_s``: when the next attempt is."""
         now = self.clock()
@@ -123,7 +127,8 @@ class OutageLog:
                 self.outages += 1
                 verb = "connection lost" if self.ever_up else "cannot connect"
                 again = "reconnecting" if self.ever_up else "retrying"
-                self.log.warning("%s: %s (%s); %s%s", self.name, verb, reason, again, f" ({nxt})" if nxt else "")
+                self.log.warning("%s: %s (%s); %s%s", self.name, verb, reason, again,
+                                 f" ({nxt})" if nxt else "")
                 return
             self.attempts += int(attempt)
             if now - self.last_line < self.every_s:
@@ -131,11 +136,13 @@ class OutageLog:
             self.last_line = now
             assert self.since is not None
             tries = f", {self.attempts} failed attempt(s)" if self.attempts else ""
-            self.log.warning("%s: still down after %s%s (last: %s)%s", self.name, _dur(now - self.since), tries,
+            self.log.warning("%s: still down after %s%s (last: %s)%s", self.name, _dur(now - self.since),
+                             tries,
                              reason, f"; {nxt}" if nxt else "")
 
     def ok(self, detail: str = "", member: str = "") -> None:
-        """A member is connected (again): one info line when the whole connection is back (or up the first time)."""
+        """A member is connected (again): one info line when the whole connection is back (or up the first
+        time)."""
         now = self.clock()
         with self._lock:
             if member not in self.down:
@@ -165,7 +172,8 @@ class _ToDebug(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if not self.target.isEnabledFor(logging.DEBUG):
             return
-        self.target.debug("%s %s: %s", record.name, record.levelname, record.getMessage(), exc_info=record.exc_info)
+        self.target.debug("%s %s: %s", record.name, record.levelname, record.getMessage(),
+                          exc_info=record.exc_info)
 
 
 def route_library_logs(library: str, target: str) -> None:

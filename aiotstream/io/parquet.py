@@ -40,9 +40,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from aiotstream.analysis import Output
 from aiotstream.config import ParquetOutput
 from aiotstream.io.sinkguard import encode
+from aiotstream.records import Output
 from aiotstream.schemas import load_schema
 
 PARTITION_KEYS = ("site", "date")
@@ -177,5 +177,6 @@ class ParquetSink(FixedPartitionedSink[Output, tuple[int, int]]):
     def list_parts(self) -> list[str]:
         return [f"p{i}" for i in range(self.partitions)]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: tuple[int, int] | None) -> _ParquetPartition:
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: tuple[int, int] | None) -> _ParquetPartition:
         return _ParquetPartition(self.cfg, self.site, for_part, resume_state)

@@ -110,7 +110,8 @@ def expand_paths(patterns: list[str]) -> list[str]:
         if any(c in pat for c in "*?["):
             hits = [h for h in sorted(glob.glob(pat)) if not Path(h).is_dir()]
         elif Path(pat).is_dir():
-            raise AiotError(f"replay: {pat!r} is a directory; give files or a glob such as {pat.rstrip('/')}/*.csv")
+            raise AiotError(f"replay: {pat!r} is a directory; give files or a glob such as "
+                            f"{pat.rstrip('/')}/*.csv")
         else:
             hits = [pat] if Path(pat).exists() else []
         if not hits:
@@ -145,7 +146,8 @@ def check_file(path: str, cfg: FileInput) -> None:
 
 
 def file_share(paths: list[str], sizes: list[int], place: Placement) -> list[str]:
-    """The files process ``place.process`` reads, every file by exactly one process, in the order of ``paths``.
+    """The files process ``place.process`` reads, every file by exactly one process, in the order of
+    ``paths``.
 
     When every file is numbered (``<name>-part<k>.<ext>``, :func:`~aiotstream.routing.file_partition`) and the
     cluster's ``W`` workers divide the number of partitions, partition ``k`` goes to the process of worker
@@ -278,7 +280,8 @@ def _ts_column(arr: pa.Array, unit: str) -> np.ndarray:
 
 
 def _text_ns(s: Any, mult: int) -> int:
-    """One cell of a text time column: a whole number exactly, else a number through float64; -1 if neither."""
+    """One cell of a text time column: a whole number exactly, else a number through float64; -1 if
+    neither."""
     if not isinstance(s, str):
         return -1
     try:
@@ -317,7 +320,8 @@ def _value_column(arr: pa.Array) -> np.ndarray:
     try:
         return pc.cast(arr, pa.float64()).fill_null(math.nan).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return np.array([v if (v := _num(s)) is not None else math.nan for s in arr.to_pylist()], dtype=np.float64)
+        return np.array([v if (v := _num(s)) is not None else math.nan for s in arr.to_pylist()],
+                        dtype=np.float64)
 
 
 def _str_column(batch: pa.RecordBatch, name: str, default: str, n: int) -> list[str]:
@@ -327,7 +331,8 @@ def _str_column(batch: pa.RecordBatch, name: str, default: str, n: int) -> list[
 
 
 def table_rows(batch: pa.RecordBatch, first_row: int, topic: str, cols: FileColumns) -> ReadingRows:
-    """A pyarrow record batch -> ReadingRows (long: metric/value columns; wide: one reading per metric column).
+    """A pyarrow record batch -> ReadingRows (long: metric/value columns; wide: one reading per metric
+    column).
 
     >>> b = pa.RecordBatch.from_pydict({"asset": ["m1", "m1"], "ts": [1, 2], "metric": ["kw", "kw"],
     ...                                 "value": [1.5, None]})
@@ -341,7 +346,8 @@ def table_rows(batch: pa.RecordBatch, first_row: int, topic: str, cols: FileColu
     if cols.asset not in names and not cols.default_asset:
         missing.append(cols.asset)
     if missing:
-        raise AiotError(f"replay {topic.removeprefix(TOPIC_PREFIX)}: column(s) {', '.join(missing)} not found "
+        raise AiotError(f"replay {topic.removeprefix(TOPIC_PREFIX)}: column(s) {', '.join(missing)} not "
+                        "found "
                         f"(columns: {', '.join(names)}); map them in [inputs.files.columns]")
     rows = np.arange(first_row, first_row + n, dtype=np.int64)
     assets = _str_column(batch, cols.asset, cols.default_asset, n)
@@ -393,14 +399,16 @@ def _read_csv(path: str, topic: str, cols: FileColumns, start: int) -> Iterator[
     ragged: list[str] = []
 
     def skip_ragged(row: Any) -> str:
-        ragged.append(f"a line with {row.actual_columns} field(s) where the header has {row.expected_columns}: "
+        ragged.append(f"a line with {row.actual_columns} field(s) where the header has "
+                      f"{row.expected_columns}: "
                       + str(row.text)[:200])
         return "skip"
 
     text_cols = {c: pa.string() for c in [cols.asset, cols.metric, cols.ts, cols.value, *cols.metrics]}
+    convert = pcsv.ConvertOptions(column_types=text_cols, strings_can_be_null=True)
     reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 22),
                            parse_options=pcsv.ParseOptions(invalid_row_handler=skip_ragged),
-                           convert_options=pcsv.ConvertOptions(column_types=text_cols, strings_can_be_null=True))
+                           convert_options=convert)
     for chunk in _table_chunks(reader, topic, cols, start):
         if ragged:
             assert chunk.rows is not None
@@ -430,7 +438,8 @@ def _read_jsonl_table(path: str, topic: str, cols: FileColumns, start: int) -> I
                 rejects.append((row, line.rstrip(b"\n"), "bad_json", f"row {row}: {exc}"))
                 obj = None
             if obj is not None and not isinstance(obj, dict):
-                rejects.append((row, line.rstrip(b"\n"), "bad_reading", f"row {row}: a line must be a JSON object"))
+                rejects.append((row, line.rstrip(b"\n"), "bad_reading",
+                                f"row {row}: a line must be a JSON object"))
                 obj = None
             buf.append({c: (obj.get(c) if obj else None) for c in wanted} | {"__ok": obj is not None})
             if len(buf) >= BLOCK_ROWS:
@@ -450,7 +459,8 @@ def _jsonl_chunk(buf: list[dict[str, Any]], first: int, topic: str, cols: FileCo
     else:
         for c in (cols.asset, cols.metric):
             if c in table.schema.names and not pa.types.is_string(table.schema.field(c).type):
-                table = table.set_column(table.schema.get_field_index(c), c, pc.cast(table.column(c), pa.string()))
+                table = table.set_column(table.schema.get_field_index(c), c,
+                                         pc.cast(table.column(c), pa.string()))
         rows = table_rows(table, 0, topic, cols)
         k = max(1, len(cols.metrics))
         rows.rows = np.repeat(np.asarray(ok, dtype=np.int64) + first, k)
@@ -458,7 +468,8 @@ def _jsonl_chunk(buf: list[dict[str, Any]], first: int, topic: str, cols: FileCo
     return _Chunk(first, rows.ts_ns, rows=rows)
 
 
-def _read_jsonl_messages(path: str, topic: str, hints: DecodeHints, start: int, need_ts: bool) -> Iterator[_Chunk]:
+def _read_jsonl_messages(path: str, topic: str, hints: DecodeHints, start: int,
+                         need_ts: bool) -> Iterator[_Chunk]:
     with open(path, "rb") as f:
         row = -1
         msgs: list[DeviceMessage] = []
@@ -565,7 +576,8 @@ class _FilePartition(StatefulSourcePartition[Any, int]):
             try:
                 self.cur = next(self.chunks, None)  # StopIteration at the end of the file is raised below
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError) as exc:
-                # a file damaged past its start: the run stops here, saying where (a resume starts at that row)
+                # a file damaged past its start: the run stops here, saying where (a resume starts at that
+                # row)
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise AiotError(f"replay {self.path}: cannot read on from row {self.next_row}: "
                                 f"{first[:300].encode('ascii', 'backslashreplace').decode()}") from exc

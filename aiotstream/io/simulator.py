@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from aiotstream.records import SourceMessage
-from aiotstream.simulator import SimMessage
+from aiotstream.sim.plant import SimMessage
 
 
 def interleave(valid: Iterable[SimMessage], extra: list[SimMessage]) -> Iterator[SimMessage]:
@@ -36,7 +36,8 @@ class _SimPartition(StatefulSourcePartition[SourceMessage, int]):
         self.topics = topics
         self.batch = batch
         self.pos = resume or 0
-        self.offsets = {t: sum(1 for m in messages[: self.pos] if topics[m.stream] == t) for t in topics.values()}
+        self.offsets = {t: sum(1 for m in messages[: self.pos] if topics[m.stream] == t)
+                        for t in topics.values()}
 
     def next_batch(self) -> list[SourceMessage]:
         if self.pos >= len(self.messages):
@@ -95,7 +96,8 @@ def write_to_kafka(messages: Iterable[SimMessage], brokers: str, waveform_topic:
         while True:
             try:
                 producer.produce(topic, value=m.payload, key=m.asset.encode(), on_delivery=on_delivery,
-                                 partition=partition_for(m.asset, sizes[topic]) if sizes[topic] else ANY_PARTITION)
+                                 partition=partition_for(m.asset,
+                                                         sizes[topic]) if sizes[topic] else ANY_PARTITION)
                 break
             except BufferError:
                 producer.poll(0.05)

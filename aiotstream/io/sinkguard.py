@@ -16,10 +16,12 @@ The replacement keeps the record's lineage (site, inputs, window, model) and a
 :func:`encode` returns None and the sink logs the record and counts it under
 ``losses`` in the run summary: the flow keeps running.
 
->>> out = Output("score", "p1", {"schema": "aiotstream.score/1", "id": "0" * 32, "site": "s", "score": float("nan")})
+>>> out = Output("score", "p1", {"schema": "aiotstream.score/1", "id": "0" * 32, "site": "s",
+...                               "score": float("nan")})
 >>> fixed, data = encode(out)
->>> fixed.kind, fixed.record["reason"], fixed.record["message"]
-('deadletter', 'non_finite_output', 'score record 00000000000000000000000000000000 has a non-finite number at score (nan)')
+>>> fixed.kind, fixed.record["reason"], fixed.record["message"]  # doctest: +NORMALIZE_WHITESPACE
+('deadletter', 'non_finite_output',
+ 'score record 00000000000000000000000000000000 has a non-finite number at score (nan)')
 """
 from __future__ import annotations
 
@@ -31,16 +33,16 @@ from typing import Any
 
 import orjson
 
-from aiotstream.analysis import Output
 from aiotstream.ids import safe_id
 from aiotstream.lineage import make_id
-from aiotstream.records import DEADLETTER_PREFIX_BYTES
+from aiotstream.records import DEADLETTER_PREFIX_BYTES, Output
 from aiotstream.runstats import STATS
 
 log = logging.getLogger(__name__)
 
 _INT64 = (-(1 << 63), (1 << 64) - 1)  # what orjson writes (u64 included)
-_LINEAGE = ("site", "flow", "flow_version", "config_hash", "code_version", "inputs", "window", "features", "model",
+_LINEAGE = ("site", "flow", "flow_version", "config_hash", "code_version", "inputs", "window", "features",
+            "model",
             "produced_at")
 
 
@@ -74,7 +76,8 @@ def problem(obj: Any, path: str = "") -> tuple[str, str] | None:
 
 
 def _printable(obj: Any) -> Any:
-    """A copy that JSON can carry: non-finite floats and huge integers as strings (for the dead letter's payload)."""
+    """A copy that JSON can carry: non-finite floats and huge integers as strings (for the dead letter's
+    payload)."""
     t = type(obj)
     if t is float and not math.isfinite(obj):
         return repr(obj)
@@ -88,7 +91,8 @@ def _printable(obj: Any) -> Any:
 
 
 def replacement(out: Output, reason: str, message: str, body: bytes) -> Output:
-    """A dead letter standing in for ``out`` (which cannot be written as it is): its lineage, a prefix of ``body``
+    """A dead letter standing in for ``out`` (which cannot be written as it is): its lineage, a prefix of
+    ``body``
     (the record as JSON) with the length and sha256."""
     rec = out.record
     site = str(rec.get("site") or "")
@@ -121,7 +125,8 @@ def encode(out: Output, limit: int | None = None) -> tuple[Output, bytes] | None
         data = orjson.dumps(rec)
         if limit is None or len(data) <= limit:
             return out, data
-        reason, message = "output_too_large", (f"{out.kind} record {rec.get('id')} is {len(data):,} bytes, over "
+        reason, message = "output_too_large", (f"{out.kind} record {rec.get('id')} is {len(data):,} bytes, "
+                                               "over "
                                                f"the sink's limit of {limit:,} bytes")
     else:
         data = orjson.dumps(_printable(rec))

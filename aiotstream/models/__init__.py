@@ -5,17 +5,17 @@ scoring), ``train`` (needs the ``train`` extra), ``gate`` (validation before pro
 """
 from __future__ import annotations
 
+from aiotstream.models.detector import Detector, LabelLearner
 from aiotstream.models.online import (
-    DRIFT_DETECTORS,
-    Detector,
-    DriftWatch,
-    FeatureDrift,
-    HalfSpaceTreesDetector,
-    LabelLearner,
-    ZScoreDetector,
-    make_detector,
-    make_drift_detector,
+           DRIFT_DETECTORS,
+           DriftWatch,
+           FeatureDrift,
+           HalfSpaceTreesDetector,
+           ZScoreDetector,
+           make_detector,
+           make_drift_detector,
 )
 
-__all__ = ["DRIFT_DETECTORS", "Detector", "DriftWatch", "FeatureDrift", "HalfSpaceTreesDetector", "LabelLearner",
+__all__ = ["DRIFT_DETECTORS", "Detector", "DriftWatch", "FeatureDrift", "HalfSpaceTreesDetector",
+           "LabelLearner",
            "ZScoreDetector", "make_detector", "make_drift_detector"]

@@ -1,9 +1,8 @@
 """Validation gate: a candidate model must reach a metric on held-out labelled windows before promotion.
 
-:func:`labelled_rows` makes the held-out set from the simulator: faults are injected on some assets, the
-windows go through the flow's own feature pipeline (:func:`aiotstream.models.train.window_rows`) and a
-window is labelled faulty (1) when it overlaps an injected fault after its onset. :func:`validate` scores
-the rows and compares the metric with the threshold; the :class:`GateResult` says why it passed or not.
+:func:`aiotstream.pdm.training.labelled_rows` makes the held-out set from the simulator, through the flow's
+own feature pipeline (this module imports nothing of the flow). :func:`validate` scores the rows and compares
+the metric with the threshold; the :class:`GateResult` says why it passed or not.
 
 Metrics (pure numpy, no scikit-learn at run time):
 
@@ -19,16 +18,14 @@ Metrics (pure numpy, no scikit-learn at run time):
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from aiotstream.config import SiteConfig
 from aiotstream.errors import ModelError
 
-__all__ = ["METRICS", "GateResult", "auc", "average_precision", "labelled_rows", "recall_at_precision", "validate"]
+__all__ = ["METRICS", "GateResult", "auc", "average_precision", "recall_at_precision", "validate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,38 +40,9 @@ class GateResult:
     n_faulty: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "metric": self.metric, "value": self.value, "threshold": self.threshold,
+        return {"passed": self.passed, "metric": self.metric, "value": self.value,
+                "threshold": self.threshold,
                 "reason": self.reason, "model": self.model, "n": self.n, "n_faulty": self.n_faulty}
-
-
-def labelled_rows(cfg: SiteConfig, *, assets: int | None = None, duration_s: float = 60.0,
-                  faults: int | Sequence[Any] = 3, seed: int = 1, warmup_s: float | None = None,
-                  fault_kinds: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out labelled windows ``(X, y)`` from the simulator: ``X`` (n, k) feature rows in the flow's column
-    order (NaN where a feature is missing), ``y`` (n,) 1 for windows that overlap an injected fault after its
-    onset. ``faults`` is a count (placed by the simulator on distinct assets, onsets after ``warmup_s``) or
-    a list of :class:`~aiotstream.simulator.Fault`. Use a ``seed`` other than the training one."""
-    from aiotstream.models.train import training_config, window_rows
-    from aiotstream.simulator import FAULT_KINDS, PlantSimulator
-
-    tcfg = training_config(cfg, assets)
-    kw: dict[str, Any] = {"duration_s": duration_s, "seed": seed}
-    if warmup_s is None:
-        warmup_s = min(20.0, max(0.0, duration_s - 20.0))
-    kw["warmup_s"] = warmup_s
-    if isinstance(faults, int):
-        kw["n_faults"] = faults
-        kw["fault_kinds"] = tuple(fault_kinds or FAULT_KINDS)
-    else:
-        kw["faults"] = list(faults)
-    sim = PlantSimulator(tcfg.all_assets(), **kw)
-    rows = window_rows(tcfg, sim)
-    y = np.zeros(len(rows.assets), dtype=np.int8)
-    asset_arr = np.asarray(rows.assets)
-    for f in sim.faults:
-        end = np.iinfo(np.int64).max if f.end_ns is None else f.end_ns
-        y[(asset_arr == f.asset) & (rows.end_ns > f.onset_ns) & (rows.start_ns < end)] = 1
-    return rows.X, y
 
 
 # ---- metrics ---------------------------------------------------------------------------------------------
@@ -142,7 +110,8 @@ def validate(model: Any, X: np.ndarray, y: np.ndarray, metric: str = "auc", thre
     n, n_pos = int(yb.size), int(yb.sum())
     if n_pos == 0 or n_pos == n:
         return GateResult(False, metric, float("nan"), threshold,
-                          f"refused {name}: the held-out set has {n_pos} faulty of {n} windows; the gate needs both "
+                          f"refused {name}: the held-out set has {n_pos} faulty of {n} windows; the gate "
+                          "needs both "
                           "faulty and healthy windows to judge a model", name, n, n_pos)
     scores = np.asarray(model.score(np.asarray(X)), dtype=np.float64)
     if metric == "auc":
@@ -153,7 +122,8 @@ def validate(model: Any, X: np.ndarray, y: np.ndarray, metric: str = "auc", thre
         value, label = recall_at_precision(scores, yb, precision), f"recall at precision >= {precision:g}"
     where = f"on {n} held-out windows ({n_pos} faulty)"
     if value >= threshold:
-        return GateResult(True, metric, value, threshold, f"passed {name}: {label} {value:.4f} >= {threshold:g} "
+        return GateResult(True, metric, value, threshold,
+                          f"passed {name}: {label} {value:.4f} >= {threshold:g} "
                           f"{where}", name, n, n_pos)
     return GateResult(False, metric, value, threshold, f"refused {name}: {label} {value:.4f} is below the "
                       f"threshold {threshold:g} {where}", name, n, n_pos)

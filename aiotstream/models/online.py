@@ -32,43 +32,11 @@ feature column and says which fired.
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from aiotstream.errors import ModelError
-
-
-@runtime_checkable
-class Detector(Protocol):
-    """What a window scorer offers to the flow."""
-
-    name: str
-    version: str
-
-    @property
-    def warm(self) -> bool: ...
-
-    def score_learn(self, x: np.ndarray) -> float:
-        """Score one feature row in [0, 1] (0 while warming up), then learn from it if it looks normal."""
-        ...
-
-    def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
-        """The k features that deviate most from the baseline, with values and baseline ranges."""
-        ...
-
-
-@runtime_checkable
-class LabelLearner(Protocol):
-    """A detector that can learn from an operator's label of an alert (optional, next to :class:`Detector`).
-
-    ``x`` is the feature row of the window that opened the alert. A
-    ``false_alarm`` label (``is_fault`` False) teaches the detector that the
-    row is normal; what a ``true_fault`` label does is up to the detector.
-    Returns whether the model changed.
-    """
-
-    def learn_label(self, x: np.ndarray, is_fault: bool) -> bool: ...
+from aiotstream.models.detector import Detector
 
 
 class ZScoreDetector:
@@ -149,7 +117,8 @@ class ZScoreDetector:
         top = np.argsort(-z, kind="stable")[:k]
         return [
             {"feature": self.columns[i], "value": float(x[i]), "z": round(float(z[i]), 2),
-             "baseline_low": float(self.mean[i] - 3 * sd[i]), "baseline_high": float(self.mean[i] + 3 * sd[i])}
+             "baseline_low": float(self.mean[i] - 3 * sd[i]),
+             "baseline_high": float(self.mean[i] + 3 * sd[i])}
             for i in top
         ]
 
@@ -201,7 +170,8 @@ class HalfSpaceTreesDetector:
         return score
 
     def learn_label(self, x: np.ndarray, is_fault: bool) -> bool:
-        """A false alarm is learnt as a normal row (trees and the explanation baseline); a true fault is not."""
+        """A false alarm is learnt as a normal row (trees and the explanation baseline); a true fault is
+        not."""
         if is_fault or not self.warm:
             return False
         x = np.asarray(x, dtype=np.float64)
@@ -250,7 +220,8 @@ def make_detector(kind: str, columns: list[str], **settings: float) -> Detector:
         return ZScoreDetector(columns, warmup=int(settings.get("warmup", 20)))
     if kind == "hst":
         return HalfSpaceTreesDetector(columns, warmup=int(settings.get("warmup", 20)),
-                                      n_trees=int(settings.get("n_trees", 25)), height=int(settings.get("height", 8)),
+                                      n_trees=int(settings.get("n_trees", 25)),
+                                      height=int(settings.get("height", 8)),
                                       window_size=int(settings.get("window_size", 50)),
                                       seed=int(settings.get("seed", 42)))
     raise ModelError(f"unknown detector kind {kind!r}: use 'zscore' or 'hst'")
@@ -271,7 +242,8 @@ def make_drift_detector(kind: str, delta: float = 0.002, seed: int | None = None
         return drift.PageHinkley(delta=delta)
     if kind == "kswin":
         if stat_size >= window_size:
-            raise ModelError(f"kswin: stat_size ({stat_size}) must be smaller than window_size ({window_size})")
+            raise ModelError(f"kswin: stat_size ({stat_size}) must be smaller than window_size "
+                             f"({window_size})")
         return drift.KSWIN(alpha=delta, window_size=window_size, stat_size=stat_size, seed=seed)
     raise ModelError(f"unknown drift detector {kind!r}: use one of {', '.join(DRIFT_DETECTORS)}")
 
@@ -285,7 +257,8 @@ class DriftWatch:
     (False, True)
     """
 
-    def __init__(self, kind: str = "adwin", delta: float = 0.002, seed: int | None = 42, window_size: int = 100,
+    def __init__(self, kind: str = "adwin", delta: float = 0.002, seed: int | None = 42,
+                 window_size: int = 100,
                  stat_size: int = 30):
         self.kind = kind
         self.detector = make_drift_detector(kind, delta, seed, window_size, stat_size)
@@ -319,7 +292,8 @@ class FeatureDrift:
         self.kind = detector
         self.index = [self.columns.index(w) for w in self.watched]
         # each feature its own seed, so KSWIN's reference samples differ per feature but repeat per run
-        self.detectors = [make_drift_detector(detector, delta, None if seed is None else seed + i, window_size,
+        self.detectors = [make_drift_detector(detector, delta, None if seed is None else seed + i,
+                                              window_size,
                                               stat_size) for i in range(len(self.watched))]
 
     def update(self, x: np.ndarray) -> list[str]:

@@ -87,7 +87,8 @@ class OnnxModel:
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
-            self.session = ort.InferenceSession(onnx_bytes, sess_options=so, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(onnx_bytes, sess_options=so,
+                                                providers=["CPUExecutionProvider"])
         except _ort_errors() as exc:
             raise ModelError(f"{where}: onnxruntime cannot load the model: {exc}") from None
         self._check_io(where)
@@ -99,15 +100,18 @@ class OnnxModel:
         if len(ins) != 1 or ins[0].name != self.input_name or not _is_float(ins[0].type):
             raise ModelError(f"{where}: input mismatch: expected {expected}; found {found}")
         shape = ins[0].shape
-        if len(shape) != 2 or not (shape[0] is None or isinstance(shape[0], (str, int))) or shape[1] != self.n_features:
+        batch_ok = len(shape) == 2 and (shape[0] is None or isinstance(shape[0], (str, int)))
+        if not batch_ok or shape[1] != self.n_features:
             raise ModelError(f"{where}: input shape mismatch: expected {expected} ({self.n_features} = "
                              f"len(feature_names)); found {found}")
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
         outs = {o.name: o for o in self.session.get_outputs()}
         o = outs.get(self.output_name)
-        if o is None or not _is_float(o.type) or not (len(o.shape) == 1 or (len(o.shape) == 2 and o.shape[1] == 1)):
+        column = o is not None and (len(o.shape) == 1 or (len(o.shape) == 2 and o.shape[1] == 1))
+        if o is None or not _is_float(o.type) or not column:
             found_o = ", ".join(f"{x.name!r}: {x.type} {x.shape}" for x in outs.values())
-            raise ModelError(f"{where}: output mismatch: expected {self.output_name!r}: tensor(float) [batch, 1]; "
+            raise ModelError(f"{where}: output mismatch: expected {self.output_name!r}: tensor(float) "
+                             "[batch, 1]; "
                              f"found {found_o}")
 
     @classmethod
@@ -124,10 +128,12 @@ class OnnxModel:
         """The model's raw output per row, sign applied (larger = more anomalous), NaN features imputed."""
         x = np.asarray(rows)
         if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ModelError(f"model {self.name}/{self.version}: rows must be (n, {self.n_features}) in the order "
+            raise ModelError(f"model {self.name}/{self.version}: rows must be (n, {self.n_features}) in the "
+                             "order "
                              f"{self.feature_names[:3]}...; got shape {x.shape}")
         if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
-            raise ModelError(f"model {self.name}/{self.version} takes batches of exactly {self.fixed_batch} rows; "
+            raise ModelError(f"model {self.name}/{self.version} takes batches of exactly {self.fixed_batch} "
+                             "rows; "
                              f"got {x.shape[0]}")
         if x.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
@@ -140,8 +146,23 @@ class OnnxModel:
         return self.sign * np.asarray(out, dtype=np.float64).reshape(x.shape[0])
 
     def score(self, rows: np.ndarray) -> np.ndarray:
-        """Anomaly scores in [0, 1] (higher = more anomalous), float64 ``(n,)``; one ``session.run`` per call."""
+        """Anomaly scores in [0, 1] (higher = more anomalous), float64 ``(n,)``; one ``session.run`` per
+        call."""
         return logistic_score(self.raw(rows), self.center, self.scale)
 
+    # ---- the Detector protocol (aiotstream.models.detector): a trained model is warm and learns nothing ----
+    @property
+    def warm(self) -> bool:
+        return True
+
+    def score_learn(self, x: np.ndarray) -> float:
+        """One row's score; an ONNX model was trained offline and does not learn from what it scores."""
+        return float(self.score(np.asarray(x, dtype=np.float64).reshape(1, -1))[0])
+
+    def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
+        """Nothing: the flow's z-score baseline explains an ONNX model's alerts."""
+        return []
+
     def __repr__(self) -> str:
-        return f"OnnxModel({self.name}/{self.version}, {self.n_features} features, quantized={self.quantized})"
+        return (f"OnnxModel({self.name}/{self.version}, {self.n_features} features, "
+                f"quantized={self.quantized})")

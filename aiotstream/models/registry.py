@@ -138,9 +138,9 @@ class Manifest:
         missing = sorted(required - set(d))
         unknown = sorted(map(str, set(d) - names))
         if missing or unknown:
-            raise ModelRefused(f"{where}: not a model manifest ("
-                               + "; ".join(p for p in (f"missing field(s) {missing}" if missing else "",
-                                                       f"unknown field(s) {unknown}" if unknown else "") if p) + ")")
+            parts = ([f"missing field(s) {missing}"] if missing else []) + \
+                ([f"unknown field(s) {unknown}"] if unknown else [])
+            raise ModelRefused(f"{where}: not a model manifest ({'; '.join(parts)})")
         try:
             ManifestSchema.model_validate(d)
         except ValidationError as exc:
@@ -237,7 +237,8 @@ def _problems(exc: ValidationError, root: str = "") -> str:
     """``path: message`` per bad field, e.g. ``signature.value: is not base64``."""
     out = []
     for err in exc.errors()[:8]:
-        path = ".".join([root] * bool(root) + [str(p) for p in err["loc"] if not str(p).startswith("function-")])
+        path = ".".join([root] * bool(root) + [str(p)
+                                               for p in err["loc"] if not str(p).startswith("function-")])
         path = path or "<manifest>"
         msg = re.sub(r" or instance of \w+", "", err["msg"].removeprefix("Value error, "))
         out.append(f"{path}: {msg.replace('Input should be', 'must be')}")
@@ -281,8 +282,8 @@ def _load_private(key: Path | str | bytes):
     try:
         k = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise ModelError(f"signing key is not an unencrypted Ed25519 PEM private key or a 32-byte seed: {exc}") \
-            from None
+        raise ModelError("signing key is not an unencrypted Ed25519 PEM private key or a 32-byte seed: "
+                         f"{exc}") from None
     if not isinstance(k, ed.Ed25519PrivateKey):
         raise ModelError(f"signing key is a {type(k).__name__}, not Ed25519")
     return k
@@ -359,11 +360,13 @@ class ModelRegistry:
     """Artifacts under ``root``; verification keys given at open (see the module docstring).
 
     ``verify_key``: the Ed25519 public key (PEM path, PEM bytes or 32 raw bytes) that Ed25519 signatures must
-    come from, or a list of them (while signing keys rotate); ``hmac_key``: the shared secret for HMAC-SHA256 signatures (also used to sign on publish when no
+    come from, or a list of them (while signing keys rotate); ``hmac_key``: the shared secret for HMAC-SHA256
+    signatures (also used to sign on publish when no
     other key is given). ``allow_unsigned=True`` accepts artifacts without a signature (tests, development).
     """
 
-    def __init__(self, root: Path | str, verify_key: Path | str | bytes | list[Path | str | bytes] | None = None,
+    def __init__(self, root: Path | str,
+                 verify_key: Path | str | bytes | list[Path | str | bytes] | None = None,
                  hmac_key: bytes | None = None, *, allow_unsigned: bool = False):
         self.root = Path(root)
         self.hmac_key = hmac_key
@@ -392,7 +395,8 @@ class ModelRegistry:
         if not d.is_dir():
             return []
         return sorted_versions([p.name for p in d.iterdir()
-                                if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST_FILE).exists()])
+                                if p.is_dir() and not p.name.startswith(".")
+                                and (p / MANIFEST_FILE).exists()])
 
     def manifest(self, name: str, version: str) -> Manifest:
         """The manifest as stored (parsed, not verified: :meth:`load` verifies)."""
@@ -411,7 +415,8 @@ class ModelRegistry:
         return Manifest.from_dict(data, where=str(p))
 
     # ---- publish ----
-    def publish(self, name: str, version: str, onnx_bytes: bytes, *, feature_names: list[str], training_data: str,
+    def publish(self, name: str, version: str, onnx_bytes: bytes, *, feature_names: list[str],
+                training_data: str,
                 metrics: dict[str, Any], score: dict[str, Any], quantized: bool = False,
                 signing_key: Path | bytes | None = None, hmac_key: bytes | None = None,
                 extra: dict[str, Any] | None = None) -> Manifest:
@@ -434,7 +439,8 @@ class ModelRegistry:
         elif (hmac_key or self.hmac_key) is not None:
             key = hmac_key if hmac_key is not None else self.hmac_key
             assert key is not None
-            sig = {"alg": "hmac-sha256", "value": base64.b64encode(hmac.digest(key, body, "sha256")).decode("ascii"),
+            sig = {"alg": "hmac-sha256",
+                   "value": base64.b64encode(hmac.digest(key, body, "sha256")).decode("ascii"),
                    "key_id": key_id("hmac-sha256", key)}
         else:
             sig = None
@@ -445,7 +451,8 @@ class ModelRegistry:
         tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=target.parent))
         try:
             (tmp / MODEL_FILE).write_bytes(onnx_bytes)
-            (tmp / MANIFEST_FILE).write_bytes(orjson.dumps(d, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+            (tmp / MANIFEST_FILE).write_bytes(orjson.dumps(d,
+                                                           option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
                                               + b"\n")
             os.rename(tmp, target)  # atomic: readers see a whole version or none
         except OSError as exc:
@@ -455,16 +462,19 @@ class ModelRegistry:
 
     # ---- load and verify ----
     def load(self, name: str, version: str) -> Artifact:
-        """Read and verify a version: the file hash, then the signature; :class:`ModelRefused` if anything fails."""
+        """Read and verify a version: the file hash, then the signature; :class:`ModelRefused` if anything
+        fails."""
         d = self.path(name, version)
         m = self.manifest(name, version)
         mpath, onnx_path = d / MANIFEST_FILE, d / MODEL_FILE
         if (m.name, m.version) != (name, version):
-            raise ModelRefused(f"{mpath}: manifest says {m.name}/{m.version}, but it is stored as {name}/{version}")
+            raise ModelRefused(f"{mpath}: manifest says {m.name}/{m.version}, but it is stored as "
+                               f"{name}/{version}")
         try:
             data = onnx_path.read_bytes()
         except FileNotFoundError:
-            raise ModelRefused(f"{onnx_path}: missing file (the manifest is there, the model is not)") from None
+            raise ModelRefused(f"{onnx_path}: missing file (the manifest is there, the model is "
+                               "not)") from None
         digest = hashlib.sha256(data).hexdigest()
         if digest != m.sha256:
             raise ModelRefused(f"{onnx_path}: hash mismatch: sha256 {digest[:16]}... but the manifest pins "
@@ -478,7 +488,8 @@ class ModelRegistry:
         if sig is None:
             if self.allow_unsigned:
                 return
-            raise ModelRefused(f"{where}: unsigned artifact refused (sign it on publish, or open the registry with "
+            raise ModelRefused(f"{where}: unsigned artifact refused (sign it on publish, or open the "
+                               "registry with "
                                "allow_unsigned=True for development)")
         try:  # a manifest made in code (not read by from_dict) gets the same checks
             checked = SignatureSchema.model_validate(sig)
@@ -489,7 +500,8 @@ class ModelRegistry:
         body = m.signed_bytes()
         if alg == "ed25519":
             if not self._trusted:
-                raise ModelRefused(f"{where}: unknown key: signed with Ed25519 key {kid}, but this registry has "
+                raise ModelRefused(f"{where}: unknown key: signed with Ed25519 key {kid}, but this registry "
+                                   "has "
                                    "no verify_key (give the signer's public key)")
             pub = self._trusted.get(kid)  # type: ignore[arg-type]
             if pub is None:
@@ -500,11 +512,13 @@ class ModelRegistry:
             try:
                 pub.verify(raw_sig, body)
             except InvalidSignature:
-                raise ModelRefused(f"{where}: bad signature: the manifest does not match its Ed25519 signature "
+                raise ModelRefused(f"{where}: bad signature: the manifest does not match its Ed25519 "
+                                   "signature "
                                    "(it was changed after signing)") from None
         else:
             if self.hmac_key is None:
-                raise ModelRefused(f"{where}: unknown key: signed with HMAC key {kid}, but this registry has no "
+                raise ModelRefused(f"{where}: unknown key: signed with HMAC key {kid}, but this registry has "
+                                   "no "
                                    "hmac_key")
             if kid != self._hmac_id:
                 raise ModelRefused(f"{where}: unknown key: signed with {kid}, this registry's HMAC key is "

@@ -48,16 +48,13 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from aiotstream.config import SiteConfig
 from aiotstream.errors import ModelError
-
-
-class RowScorer(Protocol):
-    def score(self, rows: np.ndarray) -> np.ndarray: ...
+from aiotstream.models.detector import BatchDetector
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +78,8 @@ class ScoreBatcher:
     worker has its own (:meth:`ModelStore.lane`); it is thread safe all the same.
     """
 
-    def __init__(self, models: Callable[[str], RowScorer], *, max_batch: int = 512, max_delay_ms: float = 50.0,
+    def __init__(self, models: Callable[[str], BatchDetector], *, max_batch: int = 512,
+                 max_delay_ms: float = 50.0,
                  clock: Callable[[], float] = time.monotonic):
         if max_batch < 1:
             raise ModelError(f"max_batch must be at least 1, got {max_batch}")
@@ -168,7 +166,8 @@ class ScoreBatcher:
             call = time.perf_counter() - t0
             self.call_s_per_row += 0.2 * (call / len(chunk) - self.call_s_per_row)
             if scores.shape != (len(chunk),):
-                raise ModelError(f"model {model} returned scores of shape {scores.shape} for {len(chunk)} rows")
+                raise ModelError(f"model {model} returned scores of shape {scores.shape} for {len(chunk)} "
+                                 "rows")
             now = self.clock()
             for (key, _, t_in, owner), s in zip(chunk, scores.tolist()):
                 self._done[key] = Scored(s, model, now - t_in, call, len(chunk))
@@ -199,7 +198,8 @@ class Lane:
 
 
 def canary_share(asset: str) -> float:
-    """Where an asset falls in [0, 1) for canary routing: a stable hash, so the same assets stay on the canary.
+    """Where an asset falls in [0, 1) for canary routing: a stable hash, so the same assets stay on the
+    canary.
 
     >>> 0 <= canary_share("pump-1") < 1, canary_share("pump-1") == canary_share("pump-1")
     (True, True)
@@ -215,10 +215,14 @@ class ModelStore:
     and that the model's feature names are the flow's columns; a refused
     artifact raises :class:`~aiotstream.errors.ModelRefused` and nothing
     changes. :meth:`gate` scores a candidate on the held-out labelled set of
-    ``[model.onnx.gate]`` (made once per process from the simulator).
+    ``[model.onnx.gate]``, which ``labelled`` makes (once per process, on the first
+    gate): the flow's builder passes a function that runs the simulator through
+    the flow's own feature pipeline (:func:`aiotstream.pdm.training.held_out`),
+    so this module imports nothing of the flow.
     """
 
-    def __init__(self, config: SiteConfig, columns: list[str]):
+    def __init__(self, config: SiteConfig, columns: list[str],
+                 labelled: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None):
         from aiotstream.models.registry import ModelRegistry
 
         o = config.model.onnx
@@ -238,6 +242,7 @@ class ModelStore:
         self._models: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._labelled: tuple[np.ndarray, np.ndarray] | None = None
+        self._make_labelled = labelled
         self._lanes = threading.local()
 
     def lane(self) -> Lane:
@@ -245,7 +250,8 @@ class ModelStore:
         lane = getattr(self._lanes, "lane", None)
         if lane is None:
             o = self.onnx
-            lane = self._lanes.lane = Lane(ScoreBatcher(self.get, max_batch=o.max_batch, max_delay_ms=o.max_delay_ms))
+            lane = self._lanes.lane = Lane(ScoreBatcher(self.get, max_batch=o.max_batch,
+                                                        max_delay_ms=o.max_delay_ms))
         return lane
 
     @property
@@ -284,19 +290,21 @@ class ModelStore:
         return {"name": m.name, "version": m.version, "kind": "onnx", "variant": variant, "sha256": m.sha256}
 
     def labelled(self) -> tuple[np.ndarray, np.ndarray]:
-        """The gate's held-out labelled windows (simulated once per process)."""
-        from aiotstream.models.gate import labelled_rows
-
-        g = self.onnx.gate
-        assert g is not None
+        """The gate's held-out labelled windows (made once per process)."""
         with self._lock:
             if self._labelled is None:
-                self._labelled = labelled_rows(self.config, assets=min(g.assets, len(self.config.all_assets())),
-                                               duration_s=g.duration_s, faults=g.faults, seed=g.seed)
+                if self._make_labelled is None:
+                    raise ModelError(f"site {self.config.site.id}: [model.onnx.gate] is set but this process "
+                                     "was "
+                                     "given no held-out set to run it on; build the flow with "
+                                     "aiotstream.dataflow.build_flow (or pass labelled= to the site's "
+                                     "runtime)")
+                self._labelled = self._make_labelled()
             return self._labelled
 
     def gate(self, ref: str) -> Any:
-        """Run the validation gate on ``ref``: a :class:`~aiotstream.models.gate.GateResult`, or None (no gate)."""
+        """Run the validation gate on ``ref``: a :class:`~aiotstream.models.gate.GateResult`, or None (no
+        gate)."""
         from aiotstream.models.gate import validate
 
         g = self.onnx.gate

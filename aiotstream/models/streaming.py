@@ -31,9 +31,9 @@ the order a row goes through them (:class:`StreamingDetector` wires them):
    closes after ``close_after`` consecutive rows with ``p >= close_risk``.
 
 Missing values: NaN, +/-inf and magnitudes above 1e150 are *missing*. A missing channel is neither
-scored (its ``z`` is 0) nor learned from; the other channels of the row go on. A row with every channel missing scores like a
-normal row and changes no state except the row counter. Any finite input gives finite state and a
-score in [0, 1] (residuals are clipped to +/-1e6 scales).
+scored (its ``z`` is 0) nor learned from; the other channels of the row go on. A row with every channel
+missing scores like a normal row and changes no state except the row counter. Any finite input gives
+finite state and a score in [0, 1] (residuals are clipped to +/-1e6 scales).
 
 Every default and why is in ``docs/detection.md``; figures on SKAB come from ``benchmarks/skab.py``.
 """
@@ -45,8 +45,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["BlockResult", "ChangeEvent", "DetectorConfig", "Hysteresis", "MultivariateDetector", "RobustBaseline",
-           "RowResult", "SpotBank", "SpotCalibrator", "StreamingDetector", "fit_gpd", "gpd_sf", "make_pipeline"]
+__all__ = ["BlockResult", "ChangeEvent", "DetectorConfig", "Hysteresis", "MultivariateDetector",
+           "RobustBaseline", "RowResult", "SpotBank", "SpotCalibrator", "StreamingDetector", "fit_gpd",
+           "gpd_sf", "make_pipeline"]
 
 Z_CLIP = 1e6  # standardized residuals are clipped here so that any finite input stays finite
 MAX_ABS = 1e150  # larger magnitudes are missing values: not a reading, and their squares overflow
@@ -519,7 +520,8 @@ class BlockResult:
     channel_p: np.ndarray              # (rows, channels)
     events: list[ChangeEvent] = field(default_factory=list)
 
-    def explain(self, row: int, names: list[str] | None = None, top: int = 3) -> list[tuple[str, float, float]]:
+    def explain(self, row: int, names: list[str] | None = None,
+                top: int = 3) -> list[tuple[str, float, float]]:
         """:meth:`RowResult.explain` of one row of the block."""
         return _explain(self.z[row], self.channel_p[row], names, top)
 
@@ -598,7 +600,8 @@ class StreamingDetector:
         self.__dict__.update(state)
         if self.impl == "compiled":
             if _compiled is None:
-                raise ImportError("aiotstream._streaming is not built; run `python setup.py build_ext --inplace`")
+                raise ImportError("aiotstream._streaming is not built; run `python setup.py build_ext "
+                                  "--inplace`")
             self._kernel = self._make_kernel()
 
     def update(self, x: np.ndarray) -> RowResult:

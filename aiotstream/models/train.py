@@ -1,11 +1,8 @@
-"""Train the default ONNX models on simulator data and publish them to a registry (``aiotstream train``).
+"""Fit the default ONNX models on feature rows and publish them to a registry (fit and export only).
 
-Feature rows come from the real pipeline: simulator messages are decoded by
-:class:`~aiotstream.ingest.Ingestor` and windowed and featurised by
-:class:`~aiotstream.analysis.AssetAnalyzer` (the flow's code); each window's
-row is the ``values`` of its score record, in the flow's column order
-(:meth:`SiteRuntime.columns`), so a model sees exactly what the flow will feed it.
-Values in score records are rounded to 6 decimals, far below the models' resolution.
+The rows come from the plant flow's own feature pipeline
+(:func:`aiotstream.pdm.training.window_rows`, which also holds the ``aiotstream train``
+command); this module imports nothing of the flow.
 
 Published artifacts (``version`` = ``V``):
 
@@ -40,12 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from aiotstream.config import SiteConfig
 from aiotstream.errors import ModelError
 from aiotstream.models.registry import Manifest, ModelRegistry
 
-__all__ = ["WindowRows", "autoencoder_onnx", "calibrate", "iforest_onnx", "quantize_int8", "train_and_publish",
-           "training_config", "window_rows"]
+__all__ = ["WindowRows", "autoencoder_onnx", "calibrate", "check_new", "iforest_onnx", "publish_trained",
+           "quantize_int8"]
 
 OPSET = 17
 ML_OPSET = 3
@@ -60,66 +56,6 @@ class WindowRows:
     assets: list[str]
     start_ns: np.ndarray  # (n,) int64
     end_ns: np.ndarray  # (n,) int64
-
-
-def training_config(cfg: SiteConfig, n_assets: int | None = None) -> SiteConfig:
-    """The part of ``cfg`` that decides feature rows (site, the first ``n_assets`` assets, window, features);
-    alert rules, control and maintenance are left out, so they cannot act on training data."""
-    assets = cfg.all_assets()
-    if n_assets is not None:
-        if n_assets < 1 or n_assets > len(assets):
-            raise ModelError(f"--assets {n_assets}: site {cfg.site.id} has {len(assets)} asset(s); use 1..{len(assets)}")
-        assets = assets[:n_assets]
-    d = cfg.normalised()
-    data = {"site": d["site"], "assets": [a.model_dump(mode="json") for a in assets], "window": d["window"],
-            "features": d["features"], "inputs": {"tail": False}, "model": {"drift_detector": "none"}}
-    return SiteConfig.from_dict(data, source=f"<training view of {cfg.site.id}>")
-
-
-def window_rows(cfg: SiteConfig, sim: Any) -> WindowRows:
-    """Run ``sim``'s messages (a :class:`~aiotstream.simulator.PlantSimulator`) through the flow's ingest and
-    per-asset analysis and return every scored window's feature row."""
-    from aiotstream.analysis import (  # the flow's code (imported late: it imports us)
-        AssetAnalyzer,
-        SiteRuntime,
-    )
-    from aiotstream.ingest import Ingestor
-    from aiotstream.records import SourceMessage
-
-    rt = SiteRuntime(cfg)
-    cols = {a: tuple(rt.columns(rt.assets[a])) for a in rt.assets}
-    if len(set(cols.values())) != 1:
-        raise ModelError(f"site {cfg.site.id}: assets have different feature columns (channels differ), so one model "
-                         "cannot serve them all; train per asset group (--assets, or a site file per group)")
-    columns = list(next(iter(cols.values())))
-    ingest = Ingestor(rt, now_ns=lambda: sim.end_ns + 10**13)
-    topics = {"waveform": cfg.inputs.topics[0], "reading": cfg.inputs.topics[-1]}
-    msgs = [SourceMessage(topics[m.stream], 0, i, m.payload) for i, m in enumerate(sim.messages())]
-    per_asset: dict[str, list[Any]] = {}
-    bad = []
-    for x in ingest.decode_batch(msgs):
-        if isinstance(x, tuple):
-            per_asset.setdefault(x[0], []).append(x[1])
-        else:
-            bad.append(x.record["reason"])
-    if bad:
-        raise ModelError(f"simulator data gave {len(bad)} dead letter(s) ({sorted(set(bad))}): the site config does "
-                         "not match the simulated assets")
-    rows, assets, starts, ends = [], [], [], []
-    for aid in sorted(per_asset):
-        a = AssetAnalyzer(rt, aid)
-        for o in a.on_items(per_asset[aid], 0.0) + a.flush():
-            if o.kind != "score":
-                continue
-            r = o.record
-            rows.append([np.nan if r["values"][c] is None else r["values"][c] for c in columns])
-            assets.append(aid)
-            starts.append(r["window"]["start_ns"])
-            ends.append(r["window"]["end_ns"])
-    if not rows:
-        raise ModelError("the simulated run closed no window: give a longer duration")
-    return WindowRows(columns, np.asarray(rows, dtype=np.float64), assets, np.asarray(starts, dtype=np.int64),
-                      np.asarray(ends, dtype=np.int64))
 
 
 def medians(X: np.ndarray) -> np.ndarray:
@@ -148,7 +84,8 @@ def calibrate(raw: np.ndarray) -> dict[str, float]:
     return {"center": p99, "scale": max(spread, floor) / math.log(9.0), "p50": p50, "p99": p99}
 
 
-# ---- model builders ------------------------------------------------------------------------------------------
+# ---- model builders
+# ------------------------------------------------------------------------------------------
 def iforest_onnx(X: np.ndarray, *, n_estimators: int = 100, seed: int = 0) -> tuple[bytes, dict[str, Any]]:
     """IsolationForest on imputed rows -> (onnx bytes, score-block part: input/output/sign)."""
     from sklearn.ensemble import IsolationForest
@@ -178,7 +115,8 @@ def iforest_graph(m: Any, n_features: int) -> bytes:
     from onnx import TensorProto, helper
     from sklearn.ensemble._iforest import _average_path_length
 
-    nodes_tree, nodes_id, nodes_feat, nodes_mode, nodes_value, nodes_true, nodes_false = [], [], [], [], [], [], []
+    nodes_tree, nodes_id, nodes_feat, nodes_mode = [], [], [], []
+    nodes_value, nodes_true, nodes_false = [], [], []
     t_tree, t_node, t_weight = [], [], []
     for t, (est, feats) in enumerate(zip(m.estimators_, m.estimators_features_)):
         tree = est.tree_
@@ -207,11 +145,13 @@ def iforest_graph(m: Any, n_features: int) -> bytes:
                 nodes_false.append(right)
     denominator = len(m.estimators_) * float(_average_path_length([m._max_samples])[0])
     ensemble = helper.make_node(
-        "TreeEnsembleRegressor", ["X"], ["depths"], domain="ai.onnx.ml", n_targets=1, aggregate_function="SUM",
+        "TreeEnsembleRegressor", ["X"], ["depths"], domain="ai.onnx.ml", n_targets=1,
+        aggregate_function="SUM",
         post_transform="NONE", base_values=[0.0], nodes_treeids=nodes_tree, nodes_nodeids=nodes_id,
         nodes_featureids=nodes_feat, nodes_modes=nodes_mode, nodes_values=nodes_value,
         nodes_truenodeids=nodes_true, nodes_falsenodeids=nodes_false,
-        nodes_missing_value_tracks_true=[0] * len(nodes_id), target_ids=[0] * len(t_node), target_treeids=t_tree,
+        nodes_missing_value_tracks_true=[0] * len(nodes_id), target_ids=[0] * len(t_node),
+                                target_treeids=t_tree,
         target_nodeids=t_node, target_weights=t_weight)
     consts = [helper.make_tensor("k", TensorProto.FLOAT, [], [-math.log(2.0) / denominator]),
               helper.make_tensor("offset", TensorProto.FLOAT, [], [float(m.offset_)])]
@@ -258,7 +198,8 @@ def autoencoder_onnx(X: np.ndarray, *, hidden: tuple[int, ...] = (16, 6, 16), se
     for i, (W, b) in enumerate(zip(mlp.coefs_, mlp.intercepts_)):
         inits += [numpy_helper.from_array(W.astype(np.float32), f"W{i}"),
                   numpy_helper.from_array(b.astype(np.float32), f"b{i}")]
-        nodes += [helper.make_node("MatMul", [h, f"W{i}"], [f"m{i}"]), helper.make_node("Add", [f"m{i}", f"b{i}"],
+        nodes += [helper.make_node("MatMul", [h, f"W{i}"], [f"m{i}"]),
+                  helper.make_node("Add", [f"m{i}", f"b{i}"],
                                                                                         [f"a{i}"])]
         h = f"a{i}"
         if i < n_layers - 1:
@@ -269,7 +210,8 @@ def autoencoder_onnx(X: np.ndarray, *, hidden: tuple[int, ...] = (16, 6, 16), se
     graph = helper.make_graph(nodes, "aiotstream-autoencoder",
                               [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, k])],
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, 1])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="aiotstream")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="aiotstream")
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model.SerializeToString(), {"input": "X", "output": "scores", "sign": 1.0}
@@ -290,7 +232,8 @@ def quantize_int8(onnx_bytes: bytes, calibration_rows: np.ndarray) -> bytes:
 
     class _Rows(CalibrationDataReader):
         def __init__(self) -> None:
-            self.it = iter([{"X": calibration_rows[i:i + 1].astype(np.float32)} for i in range(len(calibration_rows))])
+            self.it = iter([{"X": calibration_rows[i:i + 1].astype(np.float32)}
+                            for i in range(len(calibration_rows))])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.it, None)
@@ -302,7 +245,8 @@ def quantize_int8(onnx_bytes: bytes, calibration_rows: np.ndarray) -> bytes:
         level = root.level
         root.setLevel(logging.ERROR)  # the quantizer logs a pre-processing hint at WARNING on the root logger
         try:
-            quantize_static(src, dst, _Rows(), quant_format=QuantFormat.QOperator, op_types_to_quantize=["MatMul"],
+            quantize_static(src, dst, _Rows(), quant_format=QuantFormat.QOperator,
+                            op_types_to_quantize=["MatMul"],
                             per_channel=False, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
         finally:
             root.setLevel(level)
@@ -318,38 +262,34 @@ def raw_scores(onnx_bytes: bytes, part: dict[str, Any], X: np.ndarray) -> np.nda
     return float(part["sign"]) * np.asarray(out, dtype=np.float64).reshape(-1)
 
 
-# ---- the command ---------------------------------------------------------------------------------------------
-def train_and_publish(cfg: SiteConfig, registry: ModelRegistry, name: str, version: str, *,
-                      n_assets: int | None = None, duration_s: float = 120.0, seed: int = 0,
-                      signing_key: Path | bytes | None = None, hmac_key: bytes | None = None,
-                      n_estimators: int = 100, hidden: tuple[int, ...] = (16, 6, 16),
-                      rows: WindowRows | None = None) -> list[Manifest]:
-    """Simulate healthy data for ``cfg``'s assets, train, publish ``version`` (IsolationForest),
-    ``version-ae`` (autoencoder) and ``version-int8`` (quantized autoencoder); return their manifests.
-
-    ``rows`` skips the simulation (feature rows made earlier by :func:`window_rows`).
-    """
-    from aiotstream.simulator import PlantSimulator
-
+# ---- publishing
+# ---------------------------------------------------------------------------------------------
+def check_new(registry: ModelRegistry, name: str, version: str) -> None:
+    """Refuse a version that is published already (with its variants): versions are immutable."""
     for v in (version, f"{version}-ae", f"{version}-int8"):
         if registry.path(name, v).exists():
-            raise ModelError(f"{registry.path(name, v)} exists: choose a new version (versions are immutable)")
-    tcfg = training_config(cfg, n_assets)
-    if rows is None:
-        sim = PlantSimulator(tcfg.all_assets(), duration_s=duration_s, n_faults=0, seed=seed)
-        rows = window_rows(tcfg, sim)
-    fs = tcfg.features
-    ref = (f"simulator:healthy;site={cfg.site.id};config_hash={cfg.config_hash};assets={len(tcfg.all_assets())};"
-           f"duration_s={duration_s:g};seed={seed};feature_set={fs.set}")
+            raise ModelError(f"{registry.path(name, v)} exists: choose a new version (versions are "
+                             "immutable)")
+
+
+def publish_trained(rows: WindowRows, registry: ModelRegistry, name: str, version: str, *, training_data: str,
+                    seed: int = 0, signing_key: Path | bytes | None = None, hmac_key: bytes | None = None,
+                    n_estimators: int = 100, hidden: tuple[int, ...] = (16, 6, 16)) -> list[Manifest]:
+    """Train on ``rows`` and publish ``version`` (IsolationForest), ``version-ae`` (autoencoder) and
+    ``version-int8`` (quantized autoencoder); return their manifests. ``training_data`` says where the rows
+    came from (kept in each manifest)."""
+    check_new(registry, name, version)
     fill = medians(rows.X)
     X = impute(rows.X, fill)
     if X.shape[0] < 20:
         raise ModelError(f"only {X.shape[0]} training windows: give a longer --duration or more --assets")
-    common = {"feature_names": rows.columns, "training_data": ref, "signing_key": signing_key, "hmac_key": hmac_key}
+    common = {"feature_names": rows.columns, "training_data": training_data, "signing_key": signing_key,
+              "hmac_key": hmac_key}
     base_metrics = {"train_rows": int(X.shape[0]), "train_assets": len(set(rows.assets)),
                     "n_features": len(rows.columns)}
 
-    def publish(v: str, blob: bytes, part: dict[str, Any], family: str, quantized: bool, **extra: Any) -> Manifest:
+    def publish(v: str, blob: bytes, part: dict[str, Any], family: str, quantized: bool,
+                **extra: Any) -> Manifest:
         raw = raw_scores(blob, part, X)
         cal = calibrate(raw)
         score = {**part, "map": "logistic", "center": cal["center"], "scale": cal["scale"],
@@ -366,7 +306,8 @@ def train_and_publish(cfg: SiteConfig, registry: ModelRegistry, name: str, versi
     out.append(publish(f"{version}-ae", ae, ae_part, "mlp_autoencoder", False, hidden=list(hidden)))
     q = quantize_int8(ae, X)
     out.append(publish(f"{version}-int8", q, ae_part, "mlp_autoencoder", True, hidden=list(hidden),
-                       base=f"{version}-ae", quantization="onnxruntime quantize_static, QOperator QLinearMatMul, "
+                       base=f"{version}-ae", quantization="onnxruntime quantize_static, QOperator "
+                                                          "QLinearMatMul, "
                                                          "int8 weights, uint8 activations calibrated on the "
                                                          "training rows"))
     return out

@@ -13,7 +13,8 @@ from typing import Any
 
 @cache
 def load_schema() -> dict[str, Any]:
-    """The output schema: its root validates any record (dispatching on ``schema``); ``$defs`` has each kind."""
+    """The output schema: its root validates any record (dispatching on ``schema``); ``$defs`` has each
+    kind."""
     return json.loads(resources.files(__name__).joinpath("outputs.schema.json").read_text())
 
 

@@ -16,11 +16,10 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import TestingSink, run_main
 from paho.mqtt.enums import CallbackAPIVersion
 
-from aiotstream.analysis import Output
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.dataflow import build_flow
 from aiotstream.io.mqtt import MqttSource
-from aiotstream.records import DeviceMessage
+from aiotstream.records import DeviceMessage, Output
 
 T0 = time.time_ns() - 3600 * 10**9  # event time of the first reading: an hour ago (inside every window bound)
 

@@ -16,11 +16,11 @@ from bytewax.testing import TestingSink, run_main
 from support import produce_all, read_outputs
 
 from aiotstream.config import SiteConfig
-from aiotstream.energy.flow import build_building_flow
-from aiotstream.energy.simulator import BuildingSimulator
+from aiotstream.dataflow.building import build_building_flow
 from aiotstream.io.kafka import KafkaOutputSink, ensure_topics, kafka_source, make_producer, output_topics
 from aiotstream.io.mqtt import MqttSource, publish_messages
 from aiotstream.schemas import validator
+from aiotstream.sim.building import BuildingSimulator
 
 pytestmark = pytest.mark.integration
 WASTE = ("hvac_empty_zone", "simultaneous_heat_cool", "baseload_creep", "adjacent_heat_cool")

@@ -23,7 +23,7 @@ from aiotstream.config import SiteConfig
 from aiotstream.io.kafka import ensure_topics, input_topics, make_producer, output_topics
 from aiotstream.io.simulator import write_to_kafka
 from aiotstream.schemas import validator
-from aiotstream.simulator import Fault, PlantSimulator
+from aiotstream.sim.plant import Fault, PlantSimulator
 
 pytestmark = pytest.mark.integration
 

@@ -6,13 +6,13 @@ from collections import Counter, defaultdict
 import pytest
 from bytewax.testing import TestingSink, run_main
 
-from aiotstream.analysis import Output
 from aiotstream.config import SiteConfig
 from aiotstream.dataflow import build_flow
 from aiotstream.io.simulator import SimulatorSource
 from aiotstream.kpi import derive, from_public
+from aiotstream.records import Output
 from aiotstream.schemas import validator
-from aiotstream.simulator import Fault, PlantSimulator, ProductionSpec
+from aiotstream.sim.plant import Fault, PlantSimulator, ProductionSpec
 
 S = 1_000_000_000
 START = 1_767_225_600_000_000_000

@@ -8,15 +8,16 @@ from collections import Counter
 import pytest
 from bytewax.testing import TestingSink, run_main
 
-from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime
 from aiotstream.codecs import encode_frame
 from aiotstream.config import default_site
 from aiotstream.dataflow import build_flow
-from aiotstream.ingest import Ingestor
 from aiotstream.io.simulator import SimulatorSource
-from aiotstream.records import SourceMessage
+from aiotstream.pdm.asset import AssetAnalyzer
+from aiotstream.pdm.ingest import Ingestor
+from aiotstream.pdm.runtime import SiteRuntime
+from aiotstream.records import Output, SourceMessage
 from aiotstream.schemas import validator
-from aiotstream.simulator import PlantSimulator, SimMessage
+from aiotstream.sim.plant import PlantSimulator, SimMessage
 
 CFG = default_site(3, inputs={"tail": False}, kpi={"period_s": 5})
 

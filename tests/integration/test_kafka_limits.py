@@ -16,13 +16,14 @@ import pytest
 from confluent_kafka import Producer
 from support import read_topic, run_cli
 
-from aiotstream.analysis import Output, SiteRuntime
 from aiotstream.config import SiteConfig
 from aiotstream.io.kafka import KafkaOutputSink, ensure_topics, output_topics
 from aiotstream.io.simulator import write_to_kafka
+from aiotstream.pdm.runtime import SiteRuntime
+from aiotstream.records import Output
 from aiotstream.runstats import STATS
 from aiotstream.schemas import validator
-from aiotstream.simulator import PlantSimulator
+from aiotstream.sim.plant import PlantSimulator
 
 pytestmark = pytest.mark.integration
 

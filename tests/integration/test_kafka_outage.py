@@ -24,7 +24,6 @@ from bytewax.testing import TestingSink, run_main
 from confluent_kafka import Producer
 from support import cli
 
-from aiotstream.analysis import Output
 from aiotstream.codecs import encode_reading
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.dataflow import build_flow
@@ -32,6 +31,7 @@ from aiotstream.io.broker import S3Store, TansuBroker
 from aiotstream.io.kafka import ensure_topics, input_topics, kafka_source
 from aiotstream.io.kafka_consumer import WatchedPartition, broker_health
 from aiotstream.io.outage import LibrdkafkaLog
+from aiotstream.records import Output
 from aiotstream.runstats import STATS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

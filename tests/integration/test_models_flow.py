@@ -20,9 +20,9 @@ from aiotstream.dataflow import build_flow
 from aiotstream.io.kafka import ensure_topics, input_topics, make_producer, output_topics
 from aiotstream.io.simulator import SimulatorSource, write_to_kafka
 from aiotstream.models.registry import ModelRegistry, generate_keypair
-from aiotstream.models.train import train_and_publish
+from aiotstream.pdm.training import train_and_publish
 from aiotstream.schemas import validator
-from aiotstream.simulator import Fault, PlantSimulator
+from aiotstream.sim.plant import Fault, PlantSimulator
 
 pytestmark = pytest.mark.integration
 
@@ -204,9 +204,9 @@ def test_windows_waiting_for_their_score_survive_a_snapshot_and_are_scored_once_
         registry: dict[str, Path]) -> None:
     """A snapshot taken while windows wait in the batcher; the resumed analyzer (a new process: a new
     batcher that never saw them) resubmits them and decides exactly as the original would have."""
-    from aiotstream.analysis import SiteRuntime
-    from aiotstream.dataflow import AnalyzerLogic
-    from aiotstream.ingest import Ingestor
+    from aiotstream.dataflow.plant import AnalyzerLogic
+    from aiotstream.pdm.ingest import Ingestor
+    from aiotstream.pdm.runtime import SiteRuntime
 
     cfg = SiteConfig.from_dict(onnx_site(registry, "onnx-r", max_delay_ms=60_000, max_batch=10_000))
     sim = PlantSimulator(cfg.all_assets()[:1], duration_s=20.0, seed=4, n_faults=0)
@@ -240,9 +240,9 @@ def test_scores_reach_a_waiting_asset_while_another_asset_of_the_worker_runs(reg
     batch and runs A's decisions too, so A does not wait for Bytewax to activate it again. Every window is
     decided exactly once, and the same as when each asset waits for its own turn (nothing changed but who
     hands over the scores)."""
-    from aiotstream.analysis import SiteRuntime
-    from aiotstream.dataflow import AnalyzerLogic
-    from aiotstream.ingest import Ingestor
+    from aiotstream.dataflow.plant import AnalyzerLogic
+    from aiotstream.pdm.ingest import Ingestor
+    from aiotstream.pdm.runtime import SiteRuntime
     from aiotstream.records import SourceMessage
 
     def decoded(cfg: SiteConfig) -> dict[str, list]:

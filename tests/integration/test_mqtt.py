@@ -17,13 +17,12 @@ from bytewax.testing import TestingSink, run_main
 from conftest import RecordingSource
 from paho.mqtt.enums import CallbackAPIVersion
 
-from aiotstream.analysis import Output
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.dataflow import build_flow
 from aiotstream.io.mqtt import MqttSink, MqttSource, publish_messages
-from aiotstream.records import DeviceMessage
+from aiotstream.records import DeviceMessage, Output
 from aiotstream.schemas import validator
-from aiotstream.simulator import PlantSimulator
+from aiotstream.sim.plant import PlantSimulator
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from mqtt_devices import (
     wait_until,
 )
 
-from aiotstream.analysis import Output
+from aiotstream.records import Output
 from aiotstream.runstats import STATS
 
 pytestmark = pytest.mark.integration

@@ -12,12 +12,11 @@ import pytest
 from bytewax.testing import TestingSink, run_main
 from conftest import RecordingSource
 
-from aiotstream.analysis import Output
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.dataflow import build_flow
 from aiotstream.io.broker import free_port
 from aiotstream.io.opcua import OpcUaSource
-from aiotstream.records import DeviceMessage
+from aiotstream.records import DeviceMessage, Output
 from aiotstream.schemas import validator
 
 pytestmark = pytest.mark.integration

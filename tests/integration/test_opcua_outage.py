@@ -22,12 +22,11 @@ import pytest
 from bytewax.testing import TestingSink, run_main
 from support import cli
 
-from aiotstream.analysis import Output
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.dataflow import build_flow
 from aiotstream.io.broker import free_port
 from aiotstream.io.opcua import CLOSE_S, OpcUaSource, _OpcUaPartition
-from aiotstream.records import DeviceMessage
+from aiotstream.records import DeviceMessage, Output
 from aiotstream.runstats import RunStats
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ from aiotstream.io.kafka import ensure_topics
 from aiotstream.io.simulator import interleave, write_to_kafka
 from aiotstream.records import Position
 from aiotstream.schemas import validator
-from aiotstream.simulator import PlantSimulator, malformed_messages
+from aiotstream.sim.plant import PlantSimulator, malformed_messages
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from aiotstream.dedupe import Deduper
 from aiotstream.io.broker import S3Store, TansuBroker, free_port
 from aiotstream.io.kafka import ensure_topics
 from aiotstream.io.simulator import interleave, write_to_kafka
-from aiotstream.simulator import PlantSimulator, malformed_messages
+from aiotstream.sim.plant import PlantSimulator, malformed_messages
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

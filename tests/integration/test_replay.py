@@ -17,15 +17,15 @@ import pytest
 from bytewax.testing import TestingSink, run_main
 from support import by_id, read_jsonl_outputs, run_cli
 
-from aiotstream.analysis import Output
 from aiotstream.config import FileInput, ParquetOutput, SiteConfig, default_site
 from aiotstream.dataflow import build_flow
 from aiotstream.io.broker import free_port
 from aiotstream.io.parquet import ParquetSink
 from aiotstream.io.replay import FileSource, _FilePartition
+from aiotstream.records import Output
 from aiotstream.routing import worker_of
 from aiotstream.schemas import validator
-from aiotstream.simulator import PlantSimulator
+from aiotstream.sim.plant import PlantSimulator
 from benchmarks.scaling import items_crossed
 from benchmarks.workload import site_dict, write_site, write_waveform_files
 

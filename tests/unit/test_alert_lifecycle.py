@@ -7,7 +7,8 @@ import numpy as np
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
-from aiotstream.alerts import AlertBook, AlertPolicy, AlertRuleSpec, MaintenanceSchedule, anomaly_spec
+from aiotstream.decisions.alerts import AlertBook, AlertPolicy, AlertRuleSpec, anomaly_spec
+from aiotstream.decisions.maintenance import MaintenanceSchedule
 from aiotstream.records import Feedback, Position
 
 POS = Position("s.feedback", 0, 7)
@@ -241,7 +242,7 @@ def test_schedule_boundaries_chains_pruning_and_offers() -> None:
 
 
 def test_the_suppression_gauge_adds_differences_and_a_resumed_one_reports_afresh() -> None:
-    from aiotstream.alerts import SuppressionGauge
+    from aiotstream.decisions.maintenance import SuppressionGauge
     from aiotstream.runstats import RunStats
 
     stats = RunStats()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiotstream.alerts import AlertEvent, AlertPolicy
+from aiotstream.decisions.alerts import AlertEvent, AlertPolicy
 
 
 def run(policy: AlertPolicy, scores: list[float], t0: int = 1, step: int = 1) -> list[tuple[int, AlertEvent]]:

@@ -13,12 +13,13 @@ from typing import Any
 import orjson
 import pytest
 
-from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime
 from aiotstream.config import SiteConfig
-from aiotstream.ingest import Ingestor
-from aiotstream.records import Feedback, Frame, Reading, SourceMessage
+from aiotstream.pdm.asset import AssetAnalyzer
+from aiotstream.pdm.ingest import Ingestor
+from aiotstream.pdm.runtime import SiteRuntime
+from aiotstream.records import Feedback, Frame, Output, Reading, SourceMessage
 from aiotstream.schemas import validator
-from aiotstream.simulator import Fault, PlantSimulator
+from aiotstream.sim.plant import Fault, PlantSimulator
 
 S = 1_000_000_000
 START = 1_767_225_600_000_000_000
@@ -313,7 +314,7 @@ def test_active_suppressions_are_a_gauge_of_the_run_summary() -> None:
 
 def test_feedback_waiting_for_the_clock_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """A flood of feedback from the near future waited in the asset's queue without bound."""
-    from aiotstream import analysis
+    from aiotstream.pdm import asset as analysis
 
     monkeypatch.setattr(analysis, "MAX_WAITING_FEEDBACK", 3)
     p = Plant(site())
@@ -334,7 +335,7 @@ def test_feedback_waiting_for_the_clock_is_bounded(monkeypatch: pytest.MonkeyPat
 def test_an_asset_forgotten_after_its_ttl_takes_its_suppression_back() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from aiotstream.dataflow import AnalyzerLogic
+    from aiotstream.dataflow.plant import AnalyzerLogic
     from aiotstream.runstats import STATS
 
     STATS.reset()
@@ -372,7 +373,7 @@ def test_silence_lets_timers_run_on_wall_clock() -> None:
     """Tailing: a silent asset's clock runs on with the wall clock from where it stood, so timers fire."""
     from datetime import UTC, datetime, timedelta
 
-    from aiotstream.dataflow import AnalyzerLogic
+    from aiotstream.dataflow.plant import AnalyzerLogic
 
     control = {"actuators": [{"name": "speed", "initial": 1800}],
                "rules": [{"name": "slow", "actuator": "speed", "when": {"alert_type": "anomaly"},
@@ -454,7 +455,7 @@ def test_state_with_pending_commands_and_shifts_survives_a_snapshot_round_trip()
 
 def test_snapshot_is_a_pickle_that_resumes_the_same_analyzer() -> None:
     """A resumed AnalyzerLogic continues exactly as the one that took the snapshot; no snapshots when off."""
-    from aiotstream.dataflow import AnalyzerLogic
+    from aiotstream.dataflow.plant import AnalyzerLogic
 
     p = Plant(site(model={"warmup_windows": 5, "drift_detector": "adwin", "kind": "hst"}))
     first = [i for i in p.items if (i.t0_ns if isinstance(i, Frame) else i.ts_ns) < START + 20 * S]

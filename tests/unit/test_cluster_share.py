@@ -19,7 +19,7 @@ from aiotstream.config import FileInput
 from aiotstream.io.replay import FileSource, file_share
 from aiotstream.records import Frame, Position
 from aiotstream.routing import Placement, file_partition, worker_of
-from aiotstream.simulator import PlantSimulator, read_waveform_file
+from aiotstream.sim.plant import PlantSimulator, read_waveform_file
 from benchmarks.workload import asset_split, write_waveform_files
 
 

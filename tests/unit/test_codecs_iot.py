@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiotstream.codecs_iot import FORMATS, decode_payload, encode_opcua, parse_onem2m_time
+from aiotstream.codecs.iot import FORMATS, decode_payload, encode_opcua, parse_onem2m_time
 from aiotstream.config import SiteConfig
 from aiotstream.errors import ConfigError, DecodeError
 from aiotstream.records import DecodeHints, Position, Reading

@@ -16,7 +16,7 @@ PLANT_A = ROOT / "flows" / "sites" / "plant-a.toml"
 
 # The same site as plant-a.toml, written with only the non-default settings, in a different key
 # order and formatting. Every setting plant-a.toml spells out that is missing here equals the
-# schema default (checked by hand against config.py: brokers, topics = <site>.waveforms/readings,
+# schema default (checked by hand against aiotstream/config/: brokers, topics = <site>.waveforms/readings,
 # tail, poll_batch, window 1/1/0.5/300/5, features, model zscore/baseline/"1"/20/adwin, alerts
 # 0.9/0.6/1/3/30/0.99, kpi 10, partitions 3; pump-001's line/channels/rate/rpm are the defaults).
 PLANT_A_MINIMAL_TOML = """

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from aiotstream.analysis import SiteRuntime
 from aiotstream.config import KPI_NAMES, SiteConfig
 from aiotstream.errors import ConfigError
 from aiotstream.kpi import derive, new_totals
+from aiotstream.pdm.runtime import SiteRuntime
 
 BASE: dict[str, Any] = {"site": {"id": "s"}, "assets": [{"id": "a", "line": "l1"}, {"id": "b", "line": "l2"}]}
 ACT = {"name": "speed", "initial": 1800, "min": 600, "max": 1800}

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from aiotstream.analysis import AssetAnalyzer, SiteRuntime
 from aiotstream.config import SiteConfig
 from aiotstream.energy.runtime import BuildingRuntime
 from aiotstream.energy.zone import ZoneState
 from aiotstream.errors import ConfigError
+from aiotstream.pdm.asset import AssetAnalyzer
+from aiotstream.pdm.runtime import SiteRuntime
 
 # A plant site with every optional table present (so every numeric field of the schema is reachable).
 FULL_PLANT: dict[str, Any] = {

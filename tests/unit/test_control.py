@@ -7,7 +7,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from aiotstream.control import (
+from aiotstream.decisions.control import (
     TOLERANCE,
     ActuatorSpec,
     Controller,

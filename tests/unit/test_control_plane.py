@@ -10,11 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
-from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime
 from aiotstream.errors import ModelRefused
-from aiotstream.ingest import Ingestor
 from aiotstream.models.registry import ModelRegistry, generate_keypair
-from aiotstream.records import ModelSwitch, SourceMessage
+from aiotstream.pdm.asset import AssetAnalyzer
+from aiotstream.pdm.ingest import Ingestor
+from aiotstream.pdm.runtime import SiteRuntime
+from aiotstream.records import ModelSwitch, Output, SourceMessage
 from benchmarks.fuzz_control import (
     BAD_VERSIONS,
     GOOD_VERSIONS,

@@ -9,7 +9,6 @@ import orjson
 import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
 
-from aiotstream.analysis import Output
 from aiotstream.config import SiteConfig
 from aiotstream.energy.baseline import Baseline, features
 from aiotstream.energy.ingest import BuildingIngest, ZoneBatch
@@ -26,6 +25,7 @@ from aiotstream.energy.waste import (
 from aiotstream.energy.zone import ZoneState
 from aiotstream.errors import ConfigError
 from aiotstream.kpi import RollupBook, derive, new_totals
+from aiotstream.records import Output
 from aiotstream.schemas import validator
 
 S = 1_000_000_000
@@ -125,7 +125,7 @@ def reading(zone: str, t: int, metric: str, value: float) -> dict:
 
 def test_a_poll_batch_becomes_per_zone_interval_partials_and_dead_letters() -> None:
     rt = BuildingRuntime(site())
-    ing = BuildingIngest(rt, now_ns=lambda: T0 + 3600 * S)
+    ing = BuildingIngest(rt, message_type=KafkaSourceMessage, now_ns=lambda: T0 + 3600 * S)
     batch = [msg(0, reading("z1", T0, "power_kw", 2.0)), msg(1, reading("z2", T0, "power_kw", 5.0)),
              msg(2, reading("z1", T0 + 1 * S, "power_kw", 4.0)), msg(3, reading("z1", T0 + 11 * S, "power_kw", 1.0)),
              msg(4, reading("z1", T0, "hvac_state", 3)), msg(5, reading("z1", T0 + S, "hvac_state", 1)),
@@ -148,7 +148,7 @@ def test_a_poll_batch_becomes_per_zone_interval_partials_and_dead_letters() -> N
 
 
 def feed(state: ZoneState, zone: str, items: list[tuple[int, str, float]], start: int = 0) -> list[Output]:
-    ing = BuildingIngest(state.rt, now_ns=lambda: T0 + 10 * 3600 * S)
+    ing = BuildingIngest(state.rt, message_type=KafkaSourceMessage, now_ns=lambda: T0 + 10 * 3600 * S)
     out = ing.decode([msg(start + i, reading(zone, t, m, v)) for i, (t, m, v) in enumerate(items)])
     outs = [o for o in out if isinstance(o, Output)]
     for o in out:
@@ -161,7 +161,7 @@ def test_a_far_future_maintenance_window_is_refused_in_the_building_flow_too() -
     """Issue 15 item 8: the zones share the plant flow's bound on maintenance windows."""
     state = ZoneState(BuildingRuntime(site()), "z1")
     fb = {"schema": "aiotstream.feedback/1", "type": "maintenance", "asset": "z1", "ts": T0, "start": T0}
-    ing = BuildingIngest(state.rt, now_ns=lambda: T0 + 3600 * S)
+    ing = BuildingIngest(state.rt, message_type=KafkaSourceMessage, now_ns=lambda: T0 + 3600 * S)
     out = ing.decode([msg(0, {**fb, "end": 2**63 - 1}), msg(1, {**fb, "end": T0 + 3600 * S, "window_id": "w"})])
     (batch,) = [o[1] for o in out if isinstance(o, tuple)]
     (dead,) = state.on_batch(batch)
@@ -252,7 +252,7 @@ def test_building_site_file_loads_and_its_commented_examples_too(tmp_path: Path)
     c = SiteConfig.load(path)
     assert len(c.building.all_zones()) == 500 and c.site.flow == "energy-optimization"
     rt = BuildingRuntime(c)
-    assert len(rt.lines) == 6 and [r.name for r in rt.site_rt.control_specs("f1-z001")[1]] == ["setback-empty-zone"]
+    assert len(rt.lines) == 6 and [r.name for r in rt.control_specs("f1-z001")[1]] == ["setback-empty-zone"]
     lines = []
     for line in path.read_text().splitlines():
         body = line[2:] if line.startswith("# ") else ("" if line == "#" else line)
@@ -287,7 +287,7 @@ def test_energy_flow_needs_a_building_and_whole_intervals_per_period() -> None:
 
 
 def test_a_message_block_decodes_like_the_same_messages_one_by_one() -> None:
-    from aiotstream.io.kafka_blocks import MessageBlock
+    from aiotstream.records import MessageBlock
 
     rt = BuildingRuntime(site())
     items = [reading(z, T0 + k * S, m, float(k % 3)) for k in range(30) for z in ("z1", "z2")
@@ -296,7 +296,7 @@ def test_a_message_block_decodes_like_the_same_messages_one_by_one() -> None:
     raws = [orjson.dumps(o) for o in items]
 
     def run(batch: list) -> tuple:
-        out = BuildingIngest(rt, now_ns=lambda: T0 + 3600 * S).decode(batch)
+        out = BuildingIngest(rt, message_type=KafkaSourceMessage, now_ns=lambda: T0 + 3600 * S).decode(batch)
         dead = sorted((o.record["reason"], o.record["source"]["offset"]) for o in out if isinstance(o, Output))
         groups = {z: (g.rows, g.spans, g.outdoor, g.values) for z, g in (o for o in out if not isinstance(o, Output))}
         return dead, groups

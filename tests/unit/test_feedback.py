@@ -4,12 +4,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from aiotstream.analysis import Output, SiteRuntime
 from aiotstream.codecs import decode_any, decode_feedback, encode_reading
 from aiotstream.config import default_site
 from aiotstream.errors import DecodeError
-from aiotstream.ingest import Ingestor
-from aiotstream.records import Feedback, Position, Reading, SourceMessage
+from aiotstream.pdm.ingest import Ingestor
+from aiotstream.pdm.runtime import SiteRuntime
+from aiotstream.records import Feedback, Output, Position, Reading, SourceMessage
 
 POS = Position("s.feedback", 1, 42)
 T = 1_767_225_600_000_000_000

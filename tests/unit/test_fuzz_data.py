@@ -14,7 +14,7 @@ from functools import cache
 
 from hypothesis import HealthCheck, given, settings
 
-from aiotstream.analysis import SiteRuntime
+from aiotstream.pdm.runtime import SiteRuntime
 from benchmarks.fuzz_data import Batch, Harness, batches, fuzz_config
 
 

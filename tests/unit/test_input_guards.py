@@ -19,16 +19,18 @@ import numpy as np
 import orjson
 import pytest
 
-from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime
 from aiotstream.codecs import encode_frame, encode_reading
 from aiotstream.config import SiteConfig
 from aiotstream.errors import ConfigError
-from aiotstream.ingest import Ingestor
 from aiotstream.io.mqtt import output_topic
+from aiotstream.pdm.asset import AssetAnalyzer
+from aiotstream.pdm.ingest import Ingestor
+from aiotstream.pdm.runtime import SiteRuntime
 from aiotstream.records import (
     DeadLetter,
     DecodeHints,
     DeviceMessage,
+    Output,
     Position,
     ReadingRows,
     SourceMessage,

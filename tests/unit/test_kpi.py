@@ -9,14 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiotstream.alerts import MaintenanceSchedule
 from aiotstream.config import KPI_NAMES
+from aiotstream.decisions.maintenance import MaintenanceSchedule
 from aiotstream.kpi import (
     NS_PER_HOUR,
     KpiTracker,
     PeriodResult,
     RollupBook,
-    S,
     Shifts,
     Tumbling,
     derive,
@@ -28,6 +27,7 @@ from aiotstream.kpi import (
     split_trapezoid,
     trapezoid_kwh,
 )
+from aiotstream.units import S
 
 MIN = 60 * S
 

@@ -6,12 +6,14 @@ import json
 import socket
 import urllib.error
 import urllib.request
+import weakref
 
 import pytest
 from bytewax.testing import TestingSource
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiotstream.errors import AiotError
+from aiotstream.io import outage as outage_module
 from aiotstream.io.metrics import MetricsServer, RunCollector, readiness
 from aiotstream.io.outage import OutageLog, connections
 from aiotstream.io.stop import SOURCE_BUILT, STOP, Stoppable
@@ -117,7 +119,9 @@ def test_a_port_in_use_or_an_address_not_here_is_one_clear_error() -> None:
         MetricsServer(host="no.such.host.invalid", port=0, process=False).start()
 
 
-def test_readiness_needs_a_built_source_and_every_connection_up() -> None:
+def test_readiness_needs_a_built_source_and_every_connection_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    # connections other tests of this process registered (sources still referenced) are not this run's
+    monkeypatch.setattr(outage_module, "_CONNECTIONS", weakref.WeakKeyDictionary())
     STOP.clear()
     SOURCE_BUILT.clear()
     assert readiness()[0] is False and readiness()[1].startswith("the flow has not started")

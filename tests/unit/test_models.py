@@ -7,13 +7,8 @@ import numpy as np
 import pytest
 
 from aiotstream.errors import ModelError
-from aiotstream.models.online import (
-    Detector,
-    DriftWatch,
-    HalfSpaceTreesDetector,
-    ZScoreDetector,
-    make_detector,
-)
+from aiotstream.models.detector import Detector
+from aiotstream.models.online import DriftWatch, HalfSpaceTreesDetector, ZScoreDetector, make_detector
 
 COLS = ["rms", "kurtosis", "temp"]
 

@@ -7,8 +7,9 @@ import pytest
 from aiotstream.config import default_site
 from aiotstream.errors import ConfigError, ModelError
 from aiotstream.models.online import DriftWatch, FeatureDrift, make_drift_detector
-from aiotstream.models.train import WindowRows, training_config, window_rows
-from aiotstream.simulator import Fault, PlantSimulator
+from aiotstream.models.train import WindowRows
+from aiotstream.pdm.training import training_config, window_rows
+from aiotstream.sim.plant import Fault, PlantSimulator
 
 S = 1_000_000_000
 ONSET_S = 150

@@ -12,21 +12,16 @@ import numpy as np
 import onnx
 import pytest
 
-from aiotstream.analysis import SiteRuntime
 from aiotstream.cli import main as cli_main
 from aiotstream.config import default_site
 from aiotstream.errors import ModelError
-from aiotstream.models.gate import auc, labelled_rows, validate
+from aiotstream.models.gate import auc, validate
 from aiotstream.models.onnx_model import OnnxModel
 from aiotstream.models.registry import ModelRegistry, generate_keypair
-from aiotstream.models.train import (
-    iforest_onnx,
-    quantize_int8,
-    train_and_publish,
-    training_config,
-    window_rows,
-)
-from aiotstream.simulator import PlantSimulator
+from aiotstream.models.train import iforest_onnx, quantize_int8
+from aiotstream.pdm.runtime import SiteRuntime
+from aiotstream.pdm.training import labelled_rows, train_and_publish, training_config, window_rows
+from aiotstream.sim.plant import PlantSimulator
 
 TRAIN_CFG = default_site(12)
 HELD_OUT_CFG = default_site(8, site_id="held-out")
@@ -198,3 +193,37 @@ def test_the_isolation_forest_graph_gives_scikit_learns_decision_function_in_one
     edge_rows = np.stack(edge)
     got = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"X": edge_rows})[0].ravel()
     np.testing.assert_allclose(got, m.decision_function(edge_rows), rtol=0, atol=2e-6)
+
+
+def test_an_onnx_model_is_a_detector_like_the_online_ones(trained, held_out) -> None:
+    """ONNX models sit behind the same Detector protocol as the River/z-score detectors: always warm, one row
+    scores as in a batch, nothing learnt and nothing explained (the z-score baseline explains alerts)."""
+    from aiotstream.models.detector import BatchDetector, Detector
+    from aiotstream.models.online import make_detector
+
+    _, models = trained
+    X, _ = held_out
+    m = models["1.0.0"]
+    assert isinstance(m, Detector) and isinstance(m, BatchDetector)
+    assert isinstance(make_detector("zscore", ["a"]), Detector)
+    before = m.score(X[:5])
+    assert m.warm and [m.score_learn(x) for x in X[:5]] == pytest.approx(list(before), abs=1e-6)
+    assert m.explain(X[0]) == [] and np.array_equal(m.score(X[:5]), before)  # scoring taught it nothing
+
+
+def test_the_gate_needs_a_held_out_set_from_the_flow(trained) -> None:
+    """models/ imports nothing of the flow: a store without the flow's held-out set says so instead of
+    simulating one through code it cannot import."""
+    from aiotstream.models.scoring import ModelStore
+
+    reg, models = trained
+    cfg = default_site(2, model={"kind": "onnx", "name": "pm", "version": "1.0.0",
+                                 "onnx": {"registry": str(reg.root), "allow_unsigned": True,
+                                          "gate": {"threshold": 0.5, "assets": 2, "duration_s": 40, "faults": 2}}})
+    store = ModelStore(cfg, models["1.0.0"].feature_names)
+    with pytest.raises(ModelError, match="no held-out set"):
+        store.gate("pm@1.0.0")
+    x, y = np.zeros((4, len(models["1.0.0"].feature_names))), np.array([0, 0, 1, 1])
+    got = ModelStore(cfg, models["1.0.0"].feature_names, labelled=lambda: (x, y)).labelled()
+    assert got[0] is x and got[1] is y
+

@@ -6,8 +6,7 @@ import threading
 import numpy as np
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 
-from aiotstream.io.kafka_blocks import MessageBlock
-from aiotstream.records import DecodeHints, DeviceMessage, ReadingRows, SourceMessage
+from aiotstream.records import DecodeHints, DeviceMessage, MessageBlock, ReadingRows, SourceMessage
 from aiotstream.runstats import RunStats, count_inputs, count_outputs
 
 

@@ -1,4 +1,4 @@
-"""Tests for the seeded plant simulator (aiotstream.simulator)."""
+"""Tests for the seeded plant simulator (aiotstream.sim.plant)."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from aiotstream.codecs import decode_any, decode_frame, decode_reading
 from aiotstream.errors import DecodeError
 from aiotstream.records import Position
-from aiotstream.simulator import (
+from aiotstream.sim.plant import (
     FAULT_KINDS,
     MALFORMED_CATEGORIES,
     AssetSpec,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from aiotstream.simulator import STATE_CODES, Fault, PlantSimulator, ProductionSpec
+from aiotstream.sim.plant import STATE_CODES, Fault, PlantSimulator, ProductionSpec
 
 S = 1_000_000_000
 START = 1_767_225_600_000_000_000

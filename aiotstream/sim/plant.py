@@ -108,6 +108,7 @@ import numpy as np
 import orjson
 
 from aiotstream.codecs import encode_frame, encode_reading
+from aiotstream.units import S
 
 __all__ = [
     "FAULT_KINDS",
@@ -123,7 +124,8 @@ __all__ = [
     "read_waveform_file",
 ]
 
-FAULT_KINDS: tuple[str, ...] = ("bearing_wear", "imbalance", "sensor_stuck", "spike_burst", "temperature_drift")
+FAULT_KINDS: tuple[str, ...] = ("bearing_wear", "imbalance", "sensor_stuck", "spike_burst",
+                                "temperature_drift")
 """Every fault kind the simulator can inject."""
 
 MALFORMED_CATEGORIES: tuple[str, ...] = (
@@ -143,7 +145,6 @@ STATE_CODES: dict[str, int] = {"planned_stop": 0, "running": 1, "idle": 2, "down
 DEFAULT_START_NS = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 YEAR_2100_NS = 4_102_444_800_000_000_000  # 2100-01-01T00:00:00Z
 TEMPERATURE_METRIC = "temperature"
-S_NS = 1_000_000_000
 
 # ---- signal parameters (see the module docstring) ----------------------------
 AMP_1X = 0.2
@@ -265,7 +266,8 @@ class ProductionSpec:
     scrap_rate: float = 0.03
     idle_per_hour: float = 30.0
     idle_s: tuple[float, float] = (3.0, 10.0)
-    planned_stops: tuple[tuple[float, float], ...] = ()  # (start, duration) in seconds from the start of the run
+    # (start, duration) in seconds from the start of the run
+    planned_stops: tuple[tuple[float, float], ...] = ()
     down_on_fault: bool = True
     down_delay_s: float = 2.0
     counter_interval_s: float = 1.0
@@ -274,7 +276,8 @@ class ProductionSpec:
         if not self.cycle_time_s > 0 or not self.counter_interval_s > 0:
             raise ValueError("cycle_time_s and counter_interval_s must be > 0")
         if not (0 < self.speed[0] <= self.speed[1]) or not (0 <= self.idle_s[0] <= self.idle_s[1]):
-            raise ValueError(f"speed {self.speed} and idle_s {self.idle_s} must be ordered (low, high) ranges")
+            raise ValueError(f"speed {self.speed} and idle_s {self.idle_s} must be ordered (low, high) "
+                             "ranges")
         if not 0 <= self.scrap_rate <= 1 or self.idle_per_hour < 0 or self.down_delay_s < 0:
             raise ValueError("scrap_rate must be in [0, 1]; idle_per_hour and down_delay_s must be >= 0")
 
@@ -484,7 +487,8 @@ class PlantSimulator:
         self.production = production
         self._production: dict[str, _Production] = {}
         if production is not None:
-            prod_ss = root.spawn(len(self.assets))  # spawned after the others, so enabling it changes no other stream
+            # spawned after the others, so enabling it changes no other stream
+            prod_ss = root.spawn(len(self.assets))
             for spec, ss in zip(self.assets, prod_ss):
                 self._production[spec.id] = self._make_production(spec, by_asset[spec.id], production, ss)
         self.n_frames: int = sum(m.n_frames for m in self._models)
@@ -502,7 +506,8 @@ class PlantSimulator:
             if f.kind not in FAULT_KINDS:
                 raise ValueError(f"unknown fault kind {f.kind!r}")
             if not self.start_ns <= f.onset_ns < self.end_ns:
-                raise ValueError(f"fault onset {f.onset_ns} is outside the run [{self.start_ns}, {self.end_ns})")
+                raise ValueError(f"fault onset {f.onset_ns} is outside the run [{self.start_ns}, "
+                                 f"{self.end_ns})")
             if f.kind in ("sensor_stuck", "spike_burst") and f.channel not in ids[f.asset].channels:
                 raise ValueError(f"{f.kind} needs a channel of asset {f.asset!r}, got {f.channel!r}")
             out.append(f)
@@ -518,16 +523,16 @@ class PlantSimulator:
         rng = np.random.Generator(np.random.PCG64(ss))
         start, end = self.start_ns, self.end_ns
         # intervals per state, highest priority first
-        planned = [(start + round(a * S_NS), start + round((a + d) * S_NS)) for a, d in p.planned_stops]
-        down = [(f.onset_ns + round(p.down_delay_s * S_NS), f.end_ns if f.end_ns is not None else end)
+        planned = [(start + round(a * S), start + round((a + d) * S)) for a, d in p.planned_stops]
+        down = [(f.onset_ns + round(p.down_delay_s * S), f.end_ns if f.end_ns is not None else end)
                 for f in faults if p.down_on_fault]
         idle = []
         t = start
         while p.idle_per_hour > 0:
-            t += round(rng.exponential(3600.0 / p.idle_per_hour) * S_NS)
+            t += round(rng.exponential(3600.0 / p.idle_per_hour) * S)
             if t >= end:
                 break
-            d = round(rng.uniform(*p.idle_s) * S_NS)
+            d = round(rng.uniform(*p.idle_s) * S)
             idle.append((t, t + d))
             t += d
         layers = [("planned_stop", planned), ("down", down), ("idle", idle)]
@@ -537,7 +542,7 @@ class PlantSimulator:
             state = next((name for name, ivs in layers if any(lo <= a < hi for lo, hi in ivs)), "running")
             if not changes or changes[-1][1] != state:
                 changes.append((a, state))
-        cycle = round(p.cycle_time_s * float(rng.uniform(*p.speed)) * S_NS)
+        cycle = round(p.cycle_time_s * float(rng.uniform(*p.speed)) * S)
         parts: list[tuple[int, bool]] = []
         bounds = [c[0] for c in changes] + [end]
         for (a, state), b in zip(changes, bounds[1:]):
@@ -569,7 +574,7 @@ class PlantSimulator:
 
     def _counter_times(self) -> list[int]:
         assert self.production is not None
-        return [self.start_ns + round(k * self.production.counter_interval_s * S_NS)
+        return [self.start_ns + round(k * self.production.counter_interval_s * S)
                 for k in range(self._n_counter_readings())]
 
     def _asset_production(self, aid: str) -> Iterator[tuple[int, str, str, float, str]]:
@@ -619,7 +624,8 @@ class PlantSimulator:
         faults.sort(key=lambda f: (f.onset_ns, f.asset))
         return faults
 
-    def _make_model(self, spec: AssetSpec, ss: np.random.SeedSequence, faults: tuple[Fault, ...]) -> _AssetModel:
+    def _make_model(self, spec: AssetSpec, ss: np.random.SeedSequence,
+                    faults: tuple[Fault, ...]) -> _AssetModel:
         """Draw one asset's fixed parameters and seed its random streams."""
         param_ss, noise_ss, fault_ss, temp_ss = ss.spawn(4)
         rng = np.random.Generator(np.random.PCG64(param_ss))
@@ -628,7 +634,8 @@ class PlantSimulator:
         f1 = spec.rpm / 60.0
         teeth = int(rng.integers(GEAR_TEETH[0], GEAR_TEETH[1], endpoint=True))
         freqs = np.array([f1, 2.0 * f1, teeth * f1])
-        amps = np.array([AMP_1X, AMP_2X, AMP_GEAR])[None, :] * rng.uniform(1 - AMP_SPREAD, 1 + AMP_SPREAD, (c, 3))
+        spread = rng.uniform(1 - AMP_SPREAD, 1 + AMP_SPREAD, (c, 3))
+        amps = np.array([AMP_1X, AMP_2X, AMP_GEAR])[None, :] * spread
         amps = np.where(freqs[None, :] < 0.5 * fs, amps, 0.0)  # nothing above Nyquist
         phases = rng.uniform(0.0, 2.0 * np.pi, (c, 3))
         # a sin(w t + p) = a cos(p) sin(w t) + a sin(p) cos(w t)
@@ -661,7 +668,8 @@ class PlantSimulator:
             t_on = (f.onset_ns - self.start_ns) / 1e9
             n_on = max(0, math.ceil(t_on * fs - 1e-6))
             n_end = total if f.end_ns is None else math.ceil((f.end_ns - self.start_ns) / 1e9 * fs - 1e-6)
-            ch = m.spec.channels.index(f.channel) if f.channel is not None and f.channel in m.spec.channels else -1
+            known = f.channel is not None and f.channel in m.spec.channels
+            ch = m.spec.channels.index(f.channel) if known else -1
             st = _FaultState(fault=f, n_on=n_on, n_end=n_end, ch=ch, t_on=t_on)
             if f.kind == "bearing_wear":
                 t_stop = min(total, n_end) / fs
@@ -919,7 +927,8 @@ def read_waveform_file(path: str | Path) -> Iterator[bytes]:
         (size,) = _LEN_PREFIX.unpack_from(data, off)
         off += 4
         if off + size > len(data):
-            raise ValueError(f"{path}: frame at byte {off - 4} declares {size} bytes, only {len(data) - off} left")
+            raise ValueError(f"{path}: frame at byte {off - 4} declares {size} bytes, only {len(data) - off} "
+                             "left")
         yield data[off:off + size]
         off += size
 

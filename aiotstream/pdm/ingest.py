@@ -13,20 +13,28 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from aiotstream.analysis import Output, SiteRuntime
 from aiotstream.codecs import decode_any
-from aiotstream.codecs_iot import decode_payload
-from aiotstream.errors import DecodeError, ModelError
+from aiotstream.codecs.iot import decode_payload
+from aiotstream.errors import DecodeError
 from aiotstream.features import FeatureSet, frame_partials_batch
 from aiotstream.ids import ID_HINT, is_valid_id
-from aiotstream.lineage import inputs_block, iso_ns, make_id
-from aiotstream.records import DeadLetter, Feedback, Frame, ModelSwitch, Position, Reading, ReadingRows
+from aiotstream.lineage import iso_ns
+from aiotstream.pdm.rollout import Rollout
+from aiotstream.pdm.runtime import SiteRuntime
+from aiotstream.records import (
+    DeadLetter,
+    Feedback,
+    Frame,
+    Output,
+    Position,
+    Reading,
+    ReadingRows,
+)
 from aiotstream.runstats import STATS, count_inputs
 
 log = logging.getLogger(__name__)
@@ -57,23 +65,27 @@ class Ingestor:
         self.source_errors = 0
         self._rpm = {a: c.rpm for a, c in rt.assets.items()}  # running speed for the spectral 1x/2x bands
         self.control_topics = frozenset(rt.config.control_topics())
+        self.rollout = Rollout(rt, now_ns)  # model promotions on the control topics
 
     def _reject(self, raw: bytes, pos: Position, reason: str, message: str, asset: str | None = None,
                 item: int | None = None, truncate: bool = False) -> Output:
         extra = {} if item is None else {"item": item}
-        return self.rt.deadletter(DeadLetter(raw, pos, reason, message, asset=asset, extra=extra, truncate=truncate))
+        return self.rt.deadletter(DeadLetter(raw, pos, reason, message, asset=asset, extra=extra,
+                                             truncate=truncate))
 
     def route_feedback(self, fb: Feedback, raw: bytes) -> list[tuple[str, Feedback] | Output]:
         """Key feedback by asset; copy a line- or site-wide maintenance message to every asset it covers."""
         if fb.asset is not None:
             if fb.asset not in self.rt.assets:
-                return [self._reject(raw, fb.pos, "unknown_asset", f"feedback names asset {fb.asset!r}, which is not "
+                return [self._reject(raw, fb.pos, "unknown_asset",
+                                     f"feedback names asset {fb.asset!r}, which is not "
                                      f"in the site config ({self.rt.config.site.id})", asset=fb.asset)]
             return [(fb.asset, fb)]
         if fb.line is not None:
             members = self.rt.lines.get(fb.line)
             if members is None:
-                return [self._reject(raw, fb.pos, "unknown_line", f"maintenance names line {fb.line!r}, which no "
+                return [self._reject(raw, fb.pos, "unknown_line",
+                                     f"maintenance names line {fb.line!r}, which no "
                                      f"asset of site {self.rt.config.site.id} is on "
                                      f"({', '.join(sorted(self.rt.lines))})")]
         else:
@@ -138,7 +150,7 @@ class Ingestor:
                                     asset=getattr(msg, "asset", None), truncate=True))
                 continue
             if pos.topic in self.control_topics:
-                self._control(raw, pos, emit, reject)
+                self.rollout.promote(raw, pos, emit, reject)
                 continue
             hints = getattr(msg, "hints", None)
             try:
@@ -158,7 +170,8 @@ class Ingestor:
                     continue
                 why = self._check(item, horizon, arrival)
                 if why is not None:
-                    reject(self._reject(raw, pos, why[0], why[1], asset=item.asset, item=i if multi else None))
+                    reject(self._reject(raw, pos, why[0], why[1], asset=item.asset,
+                                        item=i if multi else None))
                     continue
                 if isinstance(item, Frame):
                     frames.append(item)
@@ -169,10 +182,12 @@ class Ingestor:
             STATS.add("dropped", "no_telemetry", no_items)
 
     def _feedback(self, fb: Feedback, raw: bytes, pos: Position, horizon: int,
-                  emit: Callable[[Frame | Reading | Feedback], None], reject: Callable[[Output], None]) -> None:
+                  emit: Callable[[Frame | Reading | Feedback], None],
+                  reject: Callable[[Output], None]) -> None:
         """Feedback goes to the asset(s) it is about; one from the future is dead-lettered."""
         if fb.ts_ns > horizon:
-            reject(self._reject(raw, pos, "future_timestamp", f"feedback time {iso_ns(fb.ts_ns)} is more than "
+            reject(self._reject(raw, pos, "future_timestamp",
+                                f"feedback time {iso_ns(fb.ts_ns)} is more than "
                                 f"{self.rt.config.window.max_future_s:g} s ahead of this worker's clock",
                                 asset=fb.asset))
             return
@@ -186,88 +201,24 @@ class Ingestor:
             else:
                 emit(routed[1])
 
-    def _control(self, raw: bytes, pos: Position, emit: Callable[[Any], None],
-                 reject: Callable[[Output], None]) -> None:
-        """A model promotion from ``<site>.control``: checked once here (artifact hash and signature, feature
-        columns, the validation gate), then copied to every asset, which switches between windows.
-
-        ``{"type": "promote", "version": "1.1.0", "variant": "champion" | "canary" | "shadow",
-        "fraction": 0.25 (canary), "model": name (default: the site's), "by": "...", "ts": ns}``;
-        ``"version": null`` with ``"variant": "shadow"`` stops the shadow; optional ``note``. A refused
-        promotion (the artifact fails its checks, a malformed manifest included) leaves every asset's model
-        as it was and says why on ``<site>.models``; a malformed message (a field of the wrong type or out of
-        range, an unknown field) is dead-lettered as ``bad_control`` naming the fields.
-        """
-        store = self.rt.models
-        try:
-            msg = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            reject(self._reject(raw, pos, "bad_json", f"control message is not JSON: {exc}"))
-            return
-        problem = promote_problem(msg)
-        if problem is None and store is None:
-            problem = "this site has no ONNX models (model.kind is not \"onnx\")"
-        if problem is not None:
-            reject(self._reject(raw, pos, "bad_control", problem))
-            return
-        assert store is not None
-        p = Promote.model_validate(msg)
-        variant, version = p.variant, p.version
-        ref = None if version is None else store.ref(f"{p.model}@{version}" if p.model else version)
-        by = p.by
-        gate = None
-        reason = "promoted"
-        try:
-            if ref is not None:
-                store.get(ref)  # hash, signature, feature columns
-                if variant != "shadow":
-                    gate = store.gate(ref)
-                    if gate is not None and not gate.passed:
-                        raise ModelError(f"validation gate: {gate.reason}")
-                    reason = "promoted" if gate is None else f"promoted: {gate.reason}"
-        except ModelError as exc:  # ModelRefused included: the running models stay
-            log.warning("model promotion refused (%s@%s offset %s): %s", pos.topic, pos.partition, pos.offset, exc)
-            reject(self._model_record("refused", ref, variant, str(exc), pos, by, gate))
-            return
-        reject(self._model_record("promoted", ref, variant, reason if ref else "shadow stopped", pos, by, gate))
-        ts = p.ts or self.now_ns()
-        for asset in sorted(self.rt.assets):
-            emit(ModelSwitch(asset, variant, ref, p.fraction, ts, pos))
-
-    def _model_record(self, event: str, ref: str | None, variant: str, reason: str, pos: Position, by: str,
-                      gate: Any) -> Output:
-        rt = self.rt
-        ctx = rt.ctx
-        model = None
-        if event == "promoted" and ref is not None and rt.models is not None:
-            model = rt.models.block(ref, variant)
-        record = {
-            "schema": "aiotstream.model/1",
-            "id": make_id("model", ctx.site, pos.topic, pos.partition, pos.offset, event),
-            "event": event, "ref": ref, "variant": variant, "reason": reason,
-            "gate": None if gate is None else gate.to_dict(), "by": by or None,
-            "asset": None, "detector": None, "feature": None, "window_range": None,
-            "source": {"topic": pos.topic, "partition": pos.partition, "offset": pos.offset},
-            **ctx.block(inputs=inputs_block([(pos.topic, pos.partition, pos.offset, pos.offset)]), window=None,
-                        features=None, model=model),
-        }
-        return Output("model", ctx.site, record)
-
-    def _check(self, item: Frame | Reading, horizon: int, arrival_ns: int | None = None) -> tuple[str, str] | None:
+    def _check(self, item: Frame | Reading, horizon: int,
+               arrival_ns: int | None = None) -> tuple[str, str] | None:
         """Why the item cannot be used with this site's config (reason, message), or None.
 
         Event time: not more than ``window.max_future_s`` ahead of this worker's clock, and, for a message a
         live source stamped with its arrival time, not more than ``window.max_past_s`` behind that (files and
         Kafka backlogs are judged per asset instead, against the asset's own clock: see
-        :meth:`aiotstream.analysis.AssetAnalyzer.on_items`). Values within ``inputs.max_abs_value``.
+        :meth:`aiotstream.pdm.asset.AssetAnalyzer.on_items`). Values within ``inputs.max_abs_value``.
         """
         asset = self.rt.assets.get(item.asset)
         if asset is None:
-            return ("unknown_asset", (f"asset {item.asset!r} is not in the site config ({self.rt.config.site.id}); "
+            return ("unknown_asset",
+                    (f"asset {item.asset!r} is not in the site config ({self.rt.config.site.id}); "
                                      f"add it to [[assets]]"))
         t = item.t0_ns if isinstance(item, Frame) else item.ts_ns
         if t > horizon:
-            return ("future_timestamp", (f"event time {iso_ns(t)} is more than {self.rt.config.window.max_future_s:g} s "
+            return ("future_timestamp",
+                    (f"event time {iso_ns(t)} is more than {self.rt.config.window.max_future_s:g} s "
                                         f"ahead of this worker's clock"))
         if arrival_ns is not None and t < arrival_ns - self.max_past_ns:
             return ("too_old", (f"event time {iso_ns(t)} is more than {self.rt.config.window.max_past_s:g} s "
@@ -276,14 +227,17 @@ class Ingestor:
         if isinstance(item, Frame):
             n_ch = item.samples.shape[0]  # type: ignore[union-attr]
             if n_ch != len(asset.channels):
-                return ("shape_mismatch", (f"frame has {n_ch} channel(s), the config says {len(asset.channels)} "
+                return ("shape_mismatch",
+                        (f"frame has {n_ch} channel(s), the config says {len(asset.channels)} "
                                           f"({', '.join(asset.channels)})"))
             if abs(item.sample_rate_hz - asset.sample_rate_hz) > 1e-6 * asset.sample_rate_hz:
-                return ("sample_rate_mismatch", (f"frame sample rate {item.sample_rate_hz:g} Hz, the config says "
+                return ("sample_rate_mismatch",
+                        (f"frame sample rate {item.sample_rate_hz:g} Hz, the config says "
                                                 f"{asset.sample_rate_hz:g} Hz"))
             x = item.samples
             assert x is not None
-            if (x.dtype.kind == "f" or lim < 32_768) and (x.max() > lim or x.min() < -lim):  # int16 always fits
+            # int16 always fits
+            if (x.dtype.kind == "f" or lim < 32_768) and (x.max() > lim or x.min() < -lim):
                 return ("out_of_range", (f"a sample's magnitude is beyond {lim:g} (inputs.max_abs_value; "
                                          f"min {x.min():g}, max {x.max():g})"))
         elif abs(item.value) > lim:
@@ -312,16 +266,19 @@ class Ingestor:
                 t, v = ts_l[i], val_l[i]
                 raw = encode_row(a, t, m, v)
                 if not np.isfinite(v):
-                    reject(self._reject(raw, pos, "non_finite", f"row {rows[i]}: value {v!r} is not finite", a))
+                    reject(self._reject(raw, pos, "non_finite", f"row {rows[i]}: value {v!r} is not finite",
+                                        a))
                 elif abs(v) > self.max_abs:
                     reject(self._reject(raw, pos, "out_of_range", f"row {rows[i]}: value {v!r} is beyond "
                                         f"+-{self.max_abs:g} (inputs.max_abs_value)", a))
                 elif t < 0:
-                    reject(self._reject(raw, pos, "bad_timestamp", f"row {rows[i]}: time {t} is before the epoch", a))
+                    reject(self._reject(raw, pos, "bad_timestamp",
+                                        f"row {rows[i]}: time {t} is before the epoch", a))
                 else:
                     reject(self._reject(raw, pos, "future_timestamp",
                                         f"row {rows[i]}: event time {iso_ns(t)} is more than "
-                                        f"{self.rt.config.window.max_future_s:g} s ahead of this worker's clock", a))
+                                        f"{self.rt.config.window.max_future_s:g} s ahead of this worker's "
+                                        "clock", a))
                 continue
             if a not in assets_known:
                 if not is_valid_id(a):
@@ -333,52 +290,6 @@ class Ingestor:
                                     f"add it to [[assets]]", a))
                 continue
             emit(Reading(a, ts_l[i], m, val_l[i], pos))
-
-
-_MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$"  # as the registry's names and versions
-
-
-class Promote(BaseModel):
-    """A model promotion on ``<site>.control`` (see :meth:`Ingestor._control`); unknown fields are refused."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    type: Literal["promote"]
-    version: str | None = Field(default=None, pattern=_MODEL_NAME)
-    variant: Literal["champion", "canary", "shadow"] = "champion"
-    fraction: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
-    model: str | None = Field(default=None, pattern=_MODEL_NAME)
-    by: str = Field(default="", max_length=256)
-    note: str = Field(default="", max_length=4096)
-    ts: int | None = Field(default=None, ge=0, le=2**63 - 1)
-
-    @model_validator(mode="after")
-    def _stop_only_a_shadow(self) -> Promote:
-        if self.version is None and self.variant != "shadow":
-            raise ValueError("only a shadow can be stopped (version null); name the version to promote")
-        return self
-
-
-def promote_problem(msg: Any) -> str | None:
-    """Why ``msg`` (parsed JSON) is not a promotion, naming the fields, or None.
-
-    >>> promote_problem({"type": "promote", "version": "1.1.0", "variant": "canary", "fraction": 0.25})
-    >>> promote_problem({"type": "promote", "version": 1.1})
-    'version: Input should be a valid string (got 1.1)'
-    """
-    if not isinstance(msg, dict) or msg.get("type") != "promote":
-        return 'a control message is {"type": "promote", "version": ..., "variant": ...}'
-    try:
-        Promote.model_validate(msg)
-    except ValidationError as exc:
-        parts = []
-        for err in exc.errors()[:5]:
-            where = ".".join(str(x) for x in err["loc"]) or "message"
-            got = err.get("input")
-            shown = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {str(got)[:64]})"
-            parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}{shown}")
-        return "; ".join(parts)
-    return None
 
 
 def encode_row(asset: str, ts_ns: int, metric: str, value: float) -> bytes:

@@ -1,4 +1,4 @@
-"""Assemble the building (energy-optimisation) dataflow: the only module of the package that knows Bytewax.
+"""The building (energy-optimisation) dataflow: Bytewax operators around :mod:`aiotstream.energy`.
 
 ::
 
@@ -7,7 +7,8 @@
                  └── (zone, ZoneBatch) ─> zones (stateful_batch per zone: intervals,       │
                        baseline, waste alerts, setpoint commands, KPI periods) ─┬──────────┤
                                   zone KPI periods ─> (floor, building) ─> rollup ┘         └─> sink
-                 zone interval HVAC fractions ─> floors (stateful_batch per floor: heating next to cooling) ─> sink
+                 zone interval HVAC fractions ─> floors (stateful_batch per floor: heating next to cooling) ─>
+                 sink
 """
 from __future__ import annotations
 
@@ -17,19 +18,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
-from bytewax.outputs import FixedPartitionedSink, Sink
+from bytewax.outputs import Sink
 
-from aiotstream.analysis import Output
 from aiotstream.config import SiteConfig
-from aiotstream.dataflow import RollupLogic, _rollup_inputs
+from aiotstream.dataflow.rollup import rollup_and_sinks
+from aiotstream.dataflow.snapshots import loads as load_snapshot
 from aiotstream.energy.floor import FloorState, ZoneHvac
 from aiotstream.energy.ingest import BuildingIngest, ZoneBatch
 from aiotstream.energy.runtime import BuildingRuntime
 from aiotstream.energy.zone import ZoneState
 from aiotstream.io.stop import stopping_keeps_state
+from aiotstream.records import Output
 
 
 class ZoneLogic(StatefulBatchLogic[ZoneBatch, Output, bytes]):
@@ -41,10 +44,11 @@ class ZoneLogic(StatefulBatchLogic[ZoneBatch, Output, bytes]):
     (``None`` with ``snapshots=False``, i.e. without recovery).
     """
 
-    def __init__(self, rt: BuildingRuntime, resume: bytes | None, idle: timedelta | None, snapshots: bool = True,
+    def __init__(self, rt: BuildingRuntime, resume: bytes | None, idle: timedelta | None,
+                 snapshots: bool = True,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.rt = rt
-        self.state: ZoneState | None = pickle.loads(resume).attach(rt) if resume is not None else None
+        self.state: ZoneState | None = load_snapshot(resume).attach(rt) if resume is not None else None
         self.idle = idle
         self.snapshots = snapshots
         self.now = now
@@ -96,7 +100,7 @@ class FloorLogic(StatefulBatchLogic[ZoneHvac, Output, bytes]):
 
     def __init__(self, rt: BuildingRuntime, resume: bytes | None, snapshots: bool = True):
         self.rt = rt
-        self.state: FloorState | None = pickle.loads(resume).attach(rt) if resume is not None else None
+        self.state: FloorState | None = load_snapshot(resume).attach(rt) if resume is not None else None
         self.snapshots = snapshots
 
     def on_batch(self, values: list[ZoneHvac]) -> tuple[list[Output], bool]:
@@ -124,12 +128,13 @@ def build_building_flow(config: SiteConfig, source: Source, sink: Sink[Output], 
                         also: Sequence[Sink[Any]] = (), snapshots: bool = True) -> Dataflow:
     """Build the energy-optimisation dataflow for one building (a site config with a ``[building]`` table).
 
-    Arguments as :func:`aiotstream.dataflow.build_flow`: any source whose
+    Arguments as :func:`aiotstream.dataflow.plant.build_flow`: any source whose
     messages have ``topic/partition/offset/value`` (Kafka, MQTT, files, the
-    simulator), any sink of :class:`~aiotstream.analysis.Output`.
+    simulator), any sink of :class:`~aiotstream.records.Output`.
     """
     rt = BuildingRuntime(config)
-    ingest = BuildingIngest(rt, now_ns) if now_ns is not None else BuildingIngest(rt)
+    ingest = BuildingIngest(rt, now_ns, KafkaSourceMessage) if now_ns is not None else \
+        BuildingIngest(rt, message_type=KafkaSourceMessage)
     tail = config.inputs.tail if tail is None else tail
     idle = timedelta(seconds=config.window.idle_close_s) if tail else None
 
@@ -145,15 +150,5 @@ def build_building_flow(config: SiteConfig, source: Source, sink: Sink[Output], 
         keyed_hvac = op.map("floor_key", zone_out.falses, lambda h: (f"floor:{h.floor}", h))
         floors = op.stateful_batch("floors", keyed_hvac, lambda resume: FloorLogic(rt, resume, snapshots))
         streams.append(op.map("drop_floor_key", floors, lambda kv: kv[1]))
-    if config.kpi.rollup:
-        keyed = op.flat_map("rollup_keys", results, _rollup_inputs)
-        rolled = op.stateful_batch("rollup", keyed, lambda resume: RollupLogic(rt, resume, tail, snapshots))  # type: ignore[arg-type]
-        streams.append(op.map("drop_rollup_key", rolled, lambda kv: kv[1]))
-    outputs = op.merge("outputs", *streams)
-    op.output("sink", outputs, sink)
-    for i, extra in enumerate(also):
-        if isinstance(extra, FixedPartitionedSink):
-            op.output(f"sink_{i + 1}", op.map(f"key_outputs_{i + 1}", outputs, lambda o: (o.key, o)), extra)
-        else:
-            op.output(f"sink_{i + 1}", outputs, extra)
+    rollup_and_sinks(rt, results, streams, sink, also, tail, snapshots)
     return flow

@@ -39,7 +39,8 @@ blocking (it is blocked if the limits cannot all be met).
 
 >>> env = Envelope(min=0.0, max=100.0, max_step=10.0)
 >>> sit = Situation({}, {}, None, False)
->>> env.check(95.0, 0, ref=90.0, last=None, sit=sit).allowed, env.check(120.0, 0, 90.0, None, sit).blocked_by["check"]
+>>> (env.check(95.0, 0, ref=90.0, last=None, sit=sit).allowed,
+...  env.check(120.0, 0, 90.0, None, sit).blocked_by["check"])
 (True, 'max')
 >>> Envelope(max=100.0, max_step=10.0, clamp=True).check(120.0, 0, 95.0, None, sit).value
 100.0
@@ -56,8 +57,8 @@ from typing import Any
 from aiotstream.config import SEVERITIES
 from aiotstream.lineage import FlowContext, iso_ns, make_id
 from aiotstream.records import Feedback
+from aiotstream.units import S
 
-S = 1_000_000_000
 TOLERANCE = 1e-9  # relative slack when comparing a (clamped) value with a limit
 
 
@@ -67,7 +68,8 @@ def _tol(*xs: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Situation:
-    """What interlocks look at: latest readings, open alerts (type -> severity), machine state, maintenance."""
+    """What interlocks look at: latest readings, open alerts (type -> severity), machine state,
+    maintenance."""
 
     metrics: Mapping[str, float]
     alerts: Mapping[str, str]
@@ -91,7 +93,8 @@ class Interlock:
     def holds(self, sit: Situation) -> bool:
         """Whether the interlock holds now.
 
-        >>> Interlock("hot", metric="temperature", above=90.0).holds(Situation({"temperature": 91.0}, {}, None, False))
+        >>> hot = Interlock("hot", metric="temperature", above=90.0)
+        >>> hot.holds(Situation({"temperature": 91.0}, {}, None, False))
         True
         """
         if self.metric is not None:
@@ -176,13 +179,16 @@ class Envelope:
                                           "message": f"interlock {lock.name!r} holds: {lock.describe()}"})
         if last is not None and t_ns - last[1] < self.min_interval_ns:
             return Verdict(False, value, {"check": "min_interval", "rule": "min_interval_s",
-                                          "message": f"{(t_ns - last[1]) / S:g} s since the previous command, the "
+                                          "message": f"{(t_ns - last[1]) / S:g} s since the previous "
+                                                     "command, the "
                                                      f"minimum is {self.min_interval_ns / S:g} s"})
         if not math.isfinite(value):
-            return Verdict(False, value, {"check": "value", "rule": "finite", "message": f"value {value} is not finite"})
+            return Verdict(False, value,
+                           {"check": "value", "rule": "finite", "message": f"value {value} is not finite"})
         if self.max_step is not None and ref is None:
             return Verdict(False, value, {"check": "max_step", "rule": "max_step",
-                                          "message": "the current value is unknown, so max_step cannot be checked: "
+                                          "message": "the current value is unknown, so max_step cannot be "
+                                                     "checked: "
                                                      "set the actuator's initial or feedback_metric"})
         v = value
         clamped: list[str] = []
@@ -279,7 +285,8 @@ PENDING = ("awaiting_approval", "emitted")
 class Controller:
     """The commands of one asset: rule edges, envelope, approval, acks, retries. Times are event time (ns)."""
 
-    def __init__(self, asset: str, site: str, config_hash: str, actuators: list[ActuatorSpec], rules: list[RuleSpec],
+    def __init__(self, asset: str, site: str, config_hash: str, actuators: list[ActuatorSpec],
+                 rules: list[RuleSpec],
                  history: int = 256):
         self.asset = asset
         self.site = site
@@ -289,12 +296,14 @@ class Controller:
         self.history = history
         self.holds: dict[str, bool] = {}
         self.last: dict[str, tuple[float, int]] = {}  # actuator -> previous emitted command (value, time)
-        self.reported: dict[str, tuple[float, int]] = {}  # actuator -> value reported by the device side, time
+        # actuator -> value reported by the device side, time
+        self.reported: dict[str, tuple[float, int]] = {}
         self.commands: OrderedDict[str, Command] = OrderedDict()
 
     # ---- queries ------------------------------------------------------------------------------------
     def current(self, actuator: str) -> float | None:
-        """The actuator's current value: the newer of the device's report and the previous command, else initial."""
+        """The actuator's current value: the newer of the device's report and the previous command, else
+        initial."""
         last, rep = self.last.get(actuator), self.reported.get(actuator)
         if rep is not None and (last is None or rep[1] >= last[1]):
             return rep[0]
@@ -318,7 +327,8 @@ class Controller:
             if a.feedback_metric == metric:
                 self.reported[a.name] = (value, t_ns)
 
-    def on_alerts(self, t_ns: int, alerts: Mapping[str, tuple[str, str]], sit: Situation) -> list[CommandChange]:
+    def on_alerts(self, t_ns: int, alerts: Mapping[str, tuple[str, str]],
+                  sit: Situation) -> list[CommandChange]:
         """The open alerts changed: ``alerts`` is type -> (severity, alert_id)."""
         out: list[CommandChange] = []
         for r in self.rules:
@@ -339,10 +349,12 @@ class Controller:
                 v = values[r.signal]
                 if isinstance(v, float) and math.isnan(v):
                     continue  # a missing value changes nothing
-                out += self._edge(r, r.value_holds(v), t_ns, {"kind": "signal", "signal": r.signal, "value": v}, sit)
+                out += self._edge(r, r.value_holds(v), t_ns,
+                                  {"kind": "signal", "signal": r.signal, "value": v}, sit)
         return out
 
-    def on_kpis(self, t_ns: int, scheme: str, kpis: Mapping[str, float | None], sit: Situation) -> list[CommandChange]:
+    def on_kpis(self, t_ns: int, scheme: str, kpis: Mapping[str, float | None],
+                sit: Situation) -> list[CommandChange]:
         """An asset KPI period of ``scheme`` finished."""
         out: list[CommandChange] = []
         for r in self.rules:
@@ -358,7 +370,8 @@ class Controller:
                 return c.trigger.get("alert_id")
         return None
 
-    def _edge(self, r: RuleSpec, holds: bool, t_ns: int, trigger: dict, sit: Situation) -> list[CommandChange]:
+    def _edge(self, r: RuleSpec, holds: bool, t_ns: int, trigger: dict,
+              sit: Situation) -> list[CommandChange]:
         was = self.holds.get(r.name, False)
         self.holds[r.name] = holds
         if holds and not was:
@@ -376,7 +389,8 @@ class Controller:
         cid = make_id("command-id", self.site, self.config_hash, self.asset, r.name, r.actuator, op, x, t_ns,
                       trigger.get("alert_id") or trigger.get("signal") or trigger.get("kpi") or "")
         value = x if op == "set" else (None if cur is None else (cur + x if op == "delta" else cur * x))
-        cmd = Command(cid, r.name, r.actuator, act.unit, r.mode, "proposed", math.nan if value is None else value,
+        cmd = Command(cid, r.name, r.actuator, act.unit, r.mode, "proposed",
+                      math.nan if value is None else value,
                       cur, action, trigger, t_ns)
         if cid in self.commands:
             return []  # the same proposal again (a replayed input): already handled
@@ -386,7 +400,8 @@ class Controller:
         self._remember(cmd)
         if value is None:
             cmd.blocked_by = {"check": "value", "rule": op,
-                              "message": f"{op} needs the current value of {r.actuator}, which is unknown: set its "
+                              "message": f"{op} needs the current value of {r.actuator}, which is unknown: "
+                                         "set its "
                                          f"initial or feedback_metric"}
             return out + [self._to(cmd, "blocked", t_ns)]
         verdict = act.envelope.check(cmd.value, t_ns, cur, self.last.get(r.actuator), sit)
@@ -401,9 +416,11 @@ class Controller:
             return out + [self._to(cmd, "awaiting_approval", t_ns)]
         return out + self._emit(cmd, t_ns, sit)
 
-    def _emit(self, cmd: Command, t_ns: int, sit: Situation, cause: Feedback | None = None) -> list[CommandChange]:
+    def _emit(self, cmd: Command, t_ns: int, sit: Situation,
+              cause: Feedback | None = None) -> list[CommandChange]:
         act = self.actuators[cmd.actuator]
-        verdict = act.envelope.check(cmd.value, t_ns, self.current(cmd.actuator), self.last.get(cmd.actuator), sit)
+        verdict = act.envelope.check(cmd.value, t_ns, self.current(cmd.actuator), self.last.get(cmd.actuator),
+                                     sit)
         if not verdict.allowed:
             cmd.blocked_by, cmd.clamped_by = verdict.blocked_by, verdict.clamped_by
             return [self._to(cmd, "blocked", t_ns, cause)]
@@ -439,7 +456,8 @@ class Controller:
             self.commands.popitem(last=False)
 
     # ---- feedback and time --------------------------------------------------------------------------
-    def feedback(self, fb: Feedback, t_ns: int, sit: Situation) -> tuple[list[CommandChange], tuple[str, str] | None]:
+    def feedback(self, fb: Feedback, t_ns: int,
+                 sit: Situation) -> tuple[list[CommandChange], tuple[str, str] | None]:
         """An operator's approve/reject or a device's command_ack; returns changes or (reason, message).
 
         Feedback is matched to a command of this asset by ``command_id``. One that changes nothing (an
@@ -448,13 +466,16 @@ class Controller:
         """
         cmd = self.commands.get(fb.command_id or "")
         if cmd is None or (fb.asset is not None and fb.asset != self.asset):
-            return [], ("unknown_command", f"command {fb.command_id} is not a recent command of asset {fb.asset or self.asset}")
+            return [], ("unknown_command",
+                        f"command {fb.command_id} is not a recent command of asset {fb.asset or self.asset}")
         if fb.type in ("approve", "reject"):
             if cmd.status != "awaiting_approval":
                 if fb.type == "approve" and cmd.approved_by == (fb.by or "?"):
-                    return [], ("already_approved", (f"command {cmd.command_id} was approved by {cmd.approved_by} "
+                    return [], ("already_approved",
+                                (f"command {cmd.command_id} was approved by {cmd.approved_by} "
                                                     "already; this approval changes nothing"))
-                msg = f"command {cmd.command_id} is {cmd.status}, not awaiting approval, so it cannot be {fb.type}d"
+                msg = (f"command {cmd.command_id} is {cmd.status}, not awaiting approval, so it cannot be "
+                       f"{fb.type}d")
                 return [], ("command_not_pending", msg)
             if fb.type == "reject":
                 cmd.reason = f"rejected by {fb.by or '?'}"
@@ -469,7 +490,8 @@ class Controller:
                                          f"{cmd.status}); this {status!r} ack changes nothing"))
         if cmd.status != "emitted":
             return [], ("command_not_pending",
-                        f"command {cmd.command_id} is {cmd.status}, so a device ack for it has nothing to acknowledge")
+                        (f"command {cmd.command_id} is {cmd.status}, so a device ack for it has nothing to "
+                         "acknowledge"))
         if fb.value is not None:
             problem = self.ack_value_problem(cmd.actuator, fb.value)
             if problem is not None:
@@ -501,7 +523,8 @@ class Controller:
         return None
 
     def advance(self, t_ns: int, sit: Situation) -> list[CommandChange]:
-        """Expire approvals and retry or fail unacknowledged commands due at or before ``t_ns``, in time order."""
+        """Expire approvals and retry or fail unacknowledged commands due at or before ``t_ns``, in time
+        order."""
         out: list[CommandChange] = []
         while True:
             due = self.next_deadline()
@@ -531,7 +554,8 @@ class Controller:
         return [self._to(c, "emitted", t_ns)]
 
 
-def command_record(ctx: FlowContext, ch: CommandChange, asset: str, line: str, lineage: dict) -> dict[str, Any]:
+def command_record(ctx: FlowContext, ch: CommandChange, asset: str, line: str,
+                   lineage: dict) -> dict[str, Any]:
     """An ``aiotstream.command/1`` record for one command state change."""
     c = ch.command
     return {

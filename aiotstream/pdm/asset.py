@@ -6,8 +6,8 @@ analyzer emits is an :class:`Output` (kind, key, JSON-ready record); the sink
 maps kinds to topics.
 
 The analyzer composes the domain classes: :class:`~aiotstream.windows.WindowAssembler`,
-the detector and drift watch, :class:`~aiotstream.alerts.AlertBook` (alert
-lifecycle), :class:`~aiotstream.control.Controller` (commands) and
+the detector and drift watch, :class:`~aiotstream.decisions.alerts.AlertBook` (alert
+lifecycle), :class:`~aiotstream.decisions.control.Controller` (commands) and
 :class:`~aiotstream.kpi.KpiTracker` (KPI periods). It owns the asset's clock:
 
 * the clock is the end of the newest closed window (event time);
@@ -26,268 +26,64 @@ lifecycle), :class:`~aiotstream.control.Controller` (commands) and
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import heapq
 import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
-import orjson
 
-from aiotstream.alerts import (
-    AlertBook,
-    AlertChange,
-    AlertRuleSpec,
-    MaintenanceSchedule,
-    SuppressionGauge,
-    alert_record,
-    anomaly_spec,
-)
 from aiotstream.codecs import encode_reading
 from aiotstream.config import (
     ALERT_TYPE_ANOMALY,
-    ALERT_TYPE_COMMAND_FAILED,
     ALERT_TYPE_DRIFT,
-    AssetConfig,
-    SiteConfig,
 )
-from aiotstream.control import (
-    ActuatorSpec,
-    CommandChange,
+from aiotstream.decisions import effects
+from aiotstream.decisions.alerts import AlertBook, AlertChange
+from aiotstream.decisions.control import (
     Controller,
-    Envelope,
-    Interlock,
-    RuleSpec,
     Situation,
-    command_record,
 )
+from aiotstream.decisions.maintenance import MaintenanceSchedule, SuppressionGauge
 from aiotstream.dedupe import FrameDedupe
-from aiotstream.errors import ConfigError, ModelError
-from aiotstream.features import get_feature_set, reduce_partials, reduce_spectral, window_features
-from aiotstream.ids import safe_id
-from aiotstream.kpi import KpiTracker, PeriodResult, derive, kpi_record, make_schemes
-from aiotstream.lineage import FlowContext, input_entry, inputs_block, iso_ns, make_id, window_block
-from aiotstream.models.online import Detector, DriftWatch, FeatureDrift, LabelLearner, make_detector
+from aiotstream.features import reduce_partials, reduce_spectral, window_features
+from aiotstream.kpi import KpiTracker, PeriodResult, derive, kpi_record
+from aiotstream.lineage import inputs_block, iso_ns, make_id, window_block
+from aiotstream.models.detector import Detector, LabelLearner
+from aiotstream.models.online import DriftWatch, FeatureDrift, make_detector
 from aiotstream.models.scoring import ModelStore, Scored, canary_share
+from aiotstream.pdm import rollout
+from aiotstream.pdm.runtime import SiteRuntime
 from aiotstream.records import (
-    DEADLETTER_MESSAGE_CHARS,
-    DEADLETTER_PREFIX_BYTES,
     DeadLetter,
     Feedback,
     Frame,
     ModelSwitch,
+    Output,
     Position,
     Reading,
 )
 from aiotstream.runstats import STATS
+from aiotstream.units import S
 from aiotstream.windows import ClosedWindow, WindowAssembler
 
-KINDS = ("alert", "command", "kpi", "score", "deadletter", "model")
 MAX_WAITING_FEEDBACK = 10_000
 """Feedback messages one asset holds until its clock reaches their time; more are dead-lettered
 (``too_many_waiting``), so a flood of messages from the near future cannot exhaust memory."""
 ALERT_TYPE = ALERT_TYPE_ANOMALY
-S = 1_000_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    """One output record on its way to a sink: kind picks the topic, key is the asset id.
-
-    ``partial`` carries an asset KPI period's exact totals to the roll-up step;
-    sinks write only ``record``.
-    """
-
-    kind: str
-    key: str
-    record: dict[str, Any]
-    partial: PeriodResult | None = None
 
 
 def _ns(seconds: float) -> int:
     return round(seconds * S)
 
 
-class SiteRuntime:
-    """What every asset's analyzer shares: config, lineage context, column names, resolved rules.
-
-    Built once per worker from the config; analyzers keep a reference to it and
-    leave it out of their snapshots. Rules naming a window signal are checked
-    against each asset's feature columns here (a bad name is a ConfigError).
-    """
-
-    def __init__(self, config: SiteConfig):
-        self.config = config
-        self.ctx = FlowContext(config.site.id, config.site.flow, config.site.flow_version, config.config_hash)
-        self.feature_set = get_feature_set(config.features.set, config.features.bands)
-        self.assets = config.asset_map()
-        m = config.model
-        settings = m.model_dump(mode="json")
-        self.model_block = {
-            "name": m.name, "version": m.version, "kind": m.kind, "variant": "champion",
-            # online models have no artifact: the digest pins the settings they were built with
-            "sha256": hashlib.sha256(orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)).hexdigest(),
-        }
-        self.features_block = self.feature_set.lineage()
-        self.deadletter_payload_max = config.outputs.max_deadletter_payload_bytes
-        w = config.window
-        self.length_ns = _ns(w.length_s)
-        self.hop_ns = _ns(w.hop_s)
-        self.lateness_ns = _ns(w.allowed_lateness_s)
-        self.cooldown_ns = _ns(config.alerts.cooldown_s)
-        self.maintenance_max_ns = _ns(config.alerts.maintenance_max_s)
-        self.maintenance_max_windows = config.alerts.maintenance_max_windows
-        self.temp_metric = config.features.temperature_metric
-        k = config.kpi
-        self.schemes = make_schemes(k.periods_s, [(s.name, s.start_minute, s.hours) for s in k.shifts], k.timezone)
-        self.scheme_names = {p: s.name for p, s in zip(k.periods_s, self.schemes)}
-        self.failure_types = set(k.failure_alert_types or [ALERT_TYPE_ANOMALY] + [r.type for r in config.alerts.rules])
-        self.lines: dict[str, set[str]] = {}
-        for a in self.assets.values():
-            self.lines.setdefault(a.line, set()).add(a.id)
-        self.timeline_metrics = {k.state_metric, k.parts_total_metric, k.parts_good_metric, k.power_metric,
-                                 k.baseline_power_metric}
-        for act in config.control.actuators:
-            if act.feedback_metric:
-                self.timeline_metrics.add(act.feedback_metric)
-            self.timeline_metrics.update(i.metric for i in act.interlocks if i.metric)
-        self._check_signals()
-        self.models: ModelStore | None = None
-        if m.kind == "onnx":
-            self._load_models()
-
-    def _load_models(self) -> None:
-        """ONNX site: open the registry and load (verify) the configured champion, canary and shadow now, so
-        a tampered or missing artifact stops the flow at start-up with the reason, not at the first window."""
-        m = self.config.model
-        assert m.onnx is not None
-        columns = {tuple(self.columns(a)) for a in self.assets.values()}
-        if len(columns) != 1:
-            raise ModelError(f"site {self.config.site.id}: the assets have different feature columns (their channels "
-                             "differ), so one ONNX model cannot score them all; use one site config per asset group")
-        self.models = store = ModelStore(self.config, list(columns.pop()))
-        champion = store.ref(m.version)
-        self.model_block = store.block(champion, "champion")
-        for version in (m.onnx.canary, m.onnx.shadow):
-            if version is not None:
-                store.get(store.ref(version))
-
-    def columns(self, asset: AssetConfig) -> list[str]:
-        return self.feature_set.columns(asset.channels) + [f"{self.temp_metric}.mean", f"{self.temp_metric}.max"]
-
-    def _check_signals(self) -> None:
-        problems = []
-        named = [(f"alerts.rules[{i}].signal", r.signal, r.assets) for i, r in enumerate(self.config.alerts.rules)]
-        named += [(f"control.rules[{i}].when.signal", r.when.signal, r.assets)
-                  for i, r in enumerate(self.config.control.rules) if r.when.signal is not None]
-        for path, signal, assets in named:
-            for aid in assets or list(self.assets):
-                cols = self.columns(self.assets[aid])
-                if signal != "score" and signal not in cols:
-                    msg = (f"{signal!r} is not 'score' or a feature column of asset {aid} "
-                           f"(e.g. {', '.join(cols[:4])}, ...)")
-                    problems.append((path, msg))
-                    break
-        if problems:
-            raise ConfigError(self.config.site.id, problems)
-
-    # ---- per-asset resolution ----
-    def alert_specs(self, asset_id: str) -> list[AlertRuleSpec]:
-        a = self.config.alerts
-        specs = [anomaly_spec(a.open_threshold, a.clear_threshold, a.critical_threshold, a.open_windows, a.open_of,
-                              a.clear_windows, a.clear_of, self.cooldown_ns)]
-        for r in a.rules:
-            if not r.assets or asset_id in r.assets:
-                specs.append(AlertRuleSpec(r.type, r.signal, r.direction, r.open_threshold, r.clear_threshold,
-                                           r.critical_threshold, r.severity, r.open_windows, r.open_of,
-                                           r.clear_windows, r.clear_of, _ns(r.cooldown_s),
-                                           needs_warm_model=r.signal == "score"))
-        specs.append(AlertRuleSpec(ALERT_TYPE_COMMAND_FAILED, None, severity="critical"))
-        specs.append(AlertRuleSpec(ALERT_TYPE_DRIFT, None, severity="warning"))
-        return specs
-
-    def control_specs(self, asset_id: str) -> tuple[list[ActuatorSpec], list[RuleSpec]]:
-        c = self.config.control
-        acts = []
-        for a in c.actuators:
-            if a.assets and asset_id not in a.assets:
-                continue
-            locks = tuple(Interlock(i.name, i.metric, i.above, i.below, i.alert_type, i.min_severity, tuple(i.states),
-                                    i.maintenance) for i in a.interlocks)
-            env = Envelope(a.min, a.max, a.max_step, a.max_rate_per_s, _ns(a.min_interval_s), locks,
-                           a.on_violation == "clamp")
-            acts.append(ActuatorSpec(a.name, a.unit, a.initial, a.feedback_metric, env, _ns(a.ack_timeout_s),
-                                     a.max_retries))
-        have = {a.name for a in acts}
-        rules = []
-        for r in c.rules:
-            if r.actuator not in have or (r.assets and asset_id not in r.assets):
-                continue
-            w = r.when
-            kind = "alert" if w.alert_type else ("signal" if w.signal else "kpi")
-            scheme = self.scheme_names[w.kpi_period_s if w.kpi_period_s is not None else self.config.kpi.periods_s[0]]
-
-            def act(x: Any) -> tuple[str, float]:
-                return next((op, float(getattr(x, op))) for op in ("set", "delta", "scale") if getattr(x, op) is not None)
-
-            rules.append(RuleSpec(r.name, r.actuator, kind, act(r.action), act(r.revert) if r.revert else None, r.mode,
-                                  _ns(r.approval_timeout_s), w.alert_type, w.min_severity, w.signal, w.kpi,
-                                  scheme if kind == "kpi" else None, w.above, w.below))
-        return acts, rules
-
-    def maintenance_for(self, asset_id: str) -> list[tuple[str, int, int]]:
-        line = self.assets[asset_id].line
-        out = []
-        for i, m in enumerate(self.config.maintenance):
-            if (m.assets and asset_id in m.assets) or (m.line is not None and m.line == line) or \
-                    (not m.assets and m.line is None):
-                out.append((f"config-{i}", m.start_ns, m.end_ns))
-        return out
-
-    def deadletter(self, dl: DeadLetter) -> Output:
-        """A dead-letter output: original bytes, source position, reason.
-
-        The bytes are kept whole up to ``outputs.max_deadletter_payload_bytes``; a larger input (or one
-        marked ``truncate``) keeps a prefix of :data:`~aiotstream.records.DEADLETTER_PREFIX_BYTES`, with its
-        length and sha256, so a dead letter always fits its sink. The message is cut to
-        :data:`~aiotstream.records.DEADLETTER_MESSAGE_CHARS`, and an asset that is not a valid id is left
-        out (None): it came from the data and must not become a topic level or key.
-        """
-        pos = dl.pos
-        raw = dl.raw
-        cut: dict[str, Any] = {}
-        if dl.truncate or len(raw) > self.deadletter_payload_max:
-            cut = {"payload_truncated": True, "payload_sha256": hashlib.sha256(raw).hexdigest()}
-        payload = raw[:DEADLETTER_PREFIX_BYTES] if cut else raw
-        message = dl.message if len(dl.message) <= DEADLETTER_MESSAGE_CHARS else \
-            dl.message[:DEADLETTER_MESSAGE_CHARS] + "..."
-        asset = safe_id(dl.asset)
-        rec = {
-            "schema": "aiotstream.deadletter/1",
-            # a message that gave several readings can have several dead letters: the item index tells them apart
-            "id": make_id("deadletter", self.ctx.site, pos.topic, pos.partition, pos.offset, dl.reason,
-                          *((dl.extra["item"],) if "item" in dl.extra else ())),
-            "reason": dl.reason,
-            "message": message or dl.reason,
-            "asset": asset,
-            "source": {"topic": pos.topic, "partition": pos.partition, "offset": pos.offset},
-            "payload_b64": base64.b64encode(payload).decode("ascii"),
-            "payload_size": len(raw),
-            **cut,
-            **self.ctx.block(inputs=[input_entry(pos.topic, pos.partition, pos.offset, pos.offset)], window=None,
-                             features=None, model=None),
-            **dl.extra,
-        }
-        return Output("deadletter", asset or "", rec)
-
-
 def _pos_inputs(pos: Position) -> list[dict]:
-    return [{"topic": pos.topic, "partition": pos.partition, "first_offset": pos.offset, "last_offset": pos.offset}]
+    return [{"topic": pos.topic, "partition": pos.partition, "first_offset": pos.offset,
+             "last_offset": pos.offset}]
 
 
 @dataclass(slots=True)
@@ -305,7 +101,7 @@ class _Pending:
     added_s: float = 0.0  # from submission to the decisions (set when they run)
 
 
-class AssetAnalyzer:
+class AssetAnalyzer(effects.RuntimeEntity):
     """All state for one asset: windows, detector, drift, alert book, controller, KPI tracker, event queue.
 
     With ONNX models (``[model] kind = "onnx"``) a closed window's feature
@@ -326,7 +122,8 @@ class AssetAnalyzer:
         cfg = rt.config
         self.windows = WindowAssembler(rt.length_ns, rt.hop_ns, rt.lateness_ns, asset=asset_id,
                                        idle_s=cfg.window.idle_close_s,
-                                       expected=("frames", "readings") if cfg.window.wait_for_readings else ("frames",))
+                                       expected=("frames",
+                                                 "readings") if cfg.window.wait_for_readings else ("frames",))
         # with ONNX models the z-score baseline still learns: it explains alerts (features off their baseline)
         kind = "zscore" if cfg.model.kind == "onnx" else cfg.model.kind
         self.detector: Detector = make_detector(kind, self.columns, warmup=cfg.model.warmup_windows,
@@ -336,9 +133,11 @@ class AssetAnalyzer:
         self.drift = DriftWatch(m.drift_detector, m.drift_delta, seed=m.seed, window_size=m.drift_window_size,
                                 stat_size=m.drift_stat_size) if m.drift_detector != "none" else None
         self.feature_drift = FeatureDrift(self.columns, m.drift_features, m.drift_detector, m.drift_delta,
-                                          seed=m.seed, window_size=m.drift_window_size, stat_size=m.drift_stat_size) \
+                                          seed=m.seed, window_size=m.drift_window_size,
+                                          stat_size=m.drift_stat_size) \
             if m.drift_features and m.drift_detector != "none" else None
-        self.drift_from: dict[str, int] = {}  # signal -> first window start its detector has seen since it fired
+        # signal -> first window start its detector has seen since it fired
+        self.drift_from: dict[str, int] = {}
         self.schedule = MaintenanceSchedule()
         for wid, start, end in rt.maintenance_for(asset_id):
             self.schedule.set(wid, start, end)
@@ -351,8 +150,10 @@ class AssetAnalyzer:
         self.signals = sorted({r.signal for r in self.control.rules if r.signal})
         k = cfg.kpi
         self.kpi = KpiTracker(asset_id, self.line, rt.schemes, failures=k.failures,
-                              ideal_cycle_ns=None if asset.ideal_cycle_time_s is None else _ns(asset.ideal_cycle_time_s),
-                              energy_max_gap_ns=_ns(k.energy_max_gap_s), emit_delay_ns=rt.length_ns - rt.hop_ns,
+                              ideal_cycle_ns=None if asset.ideal_cycle_time_s is None
+                              else _ns(asset.ideal_cycle_time_s),
+                              energy_max_gap_ns=_ns(k.energy_max_gap_s),
+                              emit_delay_ns=rt.length_ns - rt.hop_ns,
                               max_gap_ns=_ns(k.max_gap_s))
         self.dedupe = FrameDedupe()  # (seq, t0) of the frames in open windows: retransmits count once
         self.queue: list[tuple[int, int, Reading | Feedback]] = []  # (event time, arrival, item)
@@ -410,8 +211,10 @@ class AssetAnalyzer:
                 waiting = getattr(self, "_waiting_feedback", 0)
                 if waiting >= MAX_WAITING_FEEDBACK and (self.clock_ns is None or item.ts_ns >= self.clock_ns):
                     outs.append(self._reject(item, "too_many_waiting", (
-                        f"{waiting} feedback messages of asset {self.asset_id} wait for its clock to reach their "
-                        f"time already (the most is {MAX_WAITING_FEEDBACK}); this one, at {iso_ns(item.ts_ns)}, "
+                        f"{waiting} feedback messages of asset {self.asset_id} wait for its clock to reach "
+                        "their "
+                        f"time already (the most is {MAX_WAITING_FEEDBACK}); this one, at "
+                        f"{iso_ns(item.ts_ns)}, "
                         "is refused: send feedback when it happens, not ahead")))
                     continue
                 self._waiting_feedback = waiting + 1
@@ -471,7 +274,8 @@ class AssetAnalyzer:
         return outs
 
     def idle(self, until_ns: int) -> list[Output]:
-        """The asset is silent: let its clock run on to ``until_ns`` (the caller adds the wall-clock time of the
+        """The asset is silent: let its clock run on to ``until_ns`` (the caller adds the wall-clock time of
+        the
         silence to the clock as it stood when the silence began), applying what falls due on the way."""
         if self.clock_ns is None:
             return []
@@ -489,7 +293,8 @@ class AssetAnalyzer:
         self.suppression.update(self.clock_ns is not None and self.schedule.active(self.clock_ns))
 
     def next_deadline_ns(self) -> int | None:
-        """The next event time at which something is due (a timer or a queued event), for wall-clock wake-ups."""
+        """The next event time at which something is due (a timer or a queued event), for wall-clock
+        wake-ups."""
         times = [t for t in (self.book.next_deadline(), self.control.next_deadline()) if t is not None]
         if self.queue:
             times.append(self.queue[0][0])
@@ -520,15 +325,11 @@ class AssetAnalyzer:
     # ---- batched ONNX scoring ----------------------------------------------------
     def _switch(self, sw: ModelSwitch) -> None:
         """A promotion reaches this asset: windows closing from now on are scored by the new version."""
-        if sw.variant == "shadow":
-            self.shadow_ref = sw.ref
-        elif sw.variant == "champion":
-            assert sw.ref is not None
-            self.model_ref, self.variant = sw.ref, "champion"
-        elif canary_share(self.asset_id) < sw.fraction:
-            self.model_ref, self.variant = sw.ref, "canary"
-        elif self.variant == "canary":  # a new canary that no longer covers this asset: back to the champion
-            self.model_ref, self.variant = self.rt.models.ref(self.rt.config.model.version), "champion"  # type: ignore[union-attr]
+        store = self.rt.models
+        assert store is not None
+        champion = store.ref(self.rt.config.model.version)
+        self.model_ref, self.variant, self.shadow_ref = rollout.switch(
+            self.asset_id, sw, self.model_ref, self.variant, self.shadow_ref, champion)
 
     def _submit(self, closed: list[ClosedWindow]) -> list[Output]:
         store = self.rt.models
@@ -552,7 +353,8 @@ class AssetAnalyzer:
         return self.drain()
 
     def _resubmit(self) -> None:
-        """After a resume the pending windows' rows are unknown to this worker's batcher: submit them again."""
+        """After a resume the pending windows' rows are unknown to this worker's batcher: submit them
+        again."""
         store = self.rt.models
         assert store is not None
         lane = store.lane()
@@ -568,7 +370,8 @@ class AssetAnalyzer:
         self._batcher_id = lane.id
 
     def drain(self, now: bool = False) -> list[Output]:
-        """Run the decisions of the pending windows whose scores are back, oldest first; stop at one still out.
+        """Run the decisions of the pending windows whose scores are back, oldest first; stop at one still
+        out.
         ``now``: have the batcher score everything waiting first (end of input, silence).
 
         Also called for this asset while another asset of the worker runs
@@ -623,21 +426,21 @@ class AssetAnalyzer:
             outs.extend(self._timers(t_ns if inclusive else t_ns - 1))
         return outs
 
-    def _situation(self, t_ns: int) -> Situation:
+    def situation(self, t_ns: int) -> Situation:
         alerts = {k: a.severity for k, a in self.book.current.items()}
         return Situation(self.metrics, alerts, self.kpi.state, self.schedule.active(t_ns))
 
     def _timers(self, t_ns: int) -> list[Output]:
         outs: list[Output] = []
         while True:
-            due = [d for d in (self.book.next_deadline(), self.control.next_deadline()) if d is not None and d <= t_ns]
+            due = [d for d in (self.book.next_deadline(), self.control.next_deadline()) if d is not None
+                   and d <= t_ns]
             if not due:
                 return outs
             at = min(due)
             self._tick(at)
             lineage = self.rt.ctx.block(inputs=[], window=None, features=None, model=None)
-            outs.extend(self._alert_changes(self.book.advance(at), lineage))
-            outs.extend(self._command_changes(self.control.advance(at, self._situation(at)), lineage))
+            outs.extend(effects.timer_outputs(self, at, lineage))
 
     # ---- steps -------------------------------------------------------------
     def _late(self, item: Frame | Reading) -> Output:
@@ -645,7 +448,8 @@ class AssetAnalyzer:
         wm = self.windows.watermark_ns
         raw = item.raw
         if raw is None:  # table rows carry no bytes: the dead letter keeps the reading as JSON
-            raw = encode_reading(item.asset, item.ts_ns, item.metric, item.value) if isinstance(item, Reading) else b""
+            raw = encode_reading(item.asset, item.ts_ns, item.metric,
+                                 item.value) if isinstance(item, Reading) else b""
         dl = DeadLetter(raw, item.pos, "late",
                         f"event time {iso_ns(t)} falls in a window that closed already "
                         f"(watermark {iso_ns(wm) if wm is not None else '-'}, allowed lateness "
@@ -656,10 +460,12 @@ class AssetAnalyzer:
     def _too_old(self, item: Frame | Reading, t: int, ref: int) -> Output:
         raw = item.raw
         if raw is None:  # table rows carry no bytes: the dead letter keeps the reading as JSON
-            raw = encode_reading(item.asset, item.ts_ns, item.metric, item.value) if isinstance(item, Reading) else b""
+            raw = encode_reading(item.asset, item.ts_ns, item.metric,
+                                 item.value) if isinstance(item, Reading) else b""
         return self.rt.deadletter(DeadLetter(
-            raw, item.pos, "too_old", f"event time {iso_ns(t)} is more than {self.rt.config.window.max_past_s:g} s "
-            f"(window.max_past_s) behind the asset's newest event time ({iso_ns(ref)})", asset=self.asset_id))
+            raw, item.pos, "too_old",
+            f"event time {iso_ns(t)} is more than {self.rt.config.window.max_past_s:g} s (window.max_past_s) "
+            f"behind the asset's newest event time ({iso_ns(ref)})", asset=self.asset_id))
 
     def _reject(self, item: Reading | Feedback, reason: str, message: str) -> Output:
         return self.rt.deadletter(DeadLetter(item.raw or b"", item.pos, reason, message, asset=self.asset_id))
@@ -680,7 +486,8 @@ class AssetAnalyzer:
             problem = self.kpi.set_state(r.value, r.ts_ns, self.schedule)
             reason = "bad_state"
         elif r.metric in (k.parts_total_metric, k.parts_good_metric):
-            problem = self.kpi.counter("parts_total" if r.metric == k.parts_total_metric else "parts_good", r.value,
+            problem = self.kpi.counter("parts_total" if r.metric == k.parts_total_metric else "parts_good",
+                                       r.value,
                                        r.ts_ns)
             reason = "bad_counter"
         elif r.metric == k.power_metric:
@@ -691,21 +498,11 @@ class AssetAnalyzer:
 
     def _feedback(self, fb: Feedback, t_ns: int) -> list[Output]:
         lineage = self.rt.ctx.block(inputs=_pos_inputs(fb.pos), window=None, features=None, model=None)
-        if fb.type == "maintenance":
-            assert fb.window_id is not None and fb.start_ns is not None and fb.end_ns is not None
-            rt = self.rt
-            problem = self.schedule.offer(fb.window_id, fb.start_ns, fb.end_ns, rt.maintenance_max_ns,
-                                          rt.maintenance_max_windows, self._forget_windows_before())
-            return [] if problem is None else [self._reject(fb, problem.reason, problem.message)]
-        if fb.type in ("ack", "clear", "label"):
-            changes, problem = self.book.feedback(fb)
-            if problem is not None:
-                return [self._reject(fb, problem.reason, problem.message)]
-            return self._alert_changes(changes, lineage)
-        cmd_changes, cmd_problem = self.control.feedback(fb, t_ns, self._situation(t_ns))
-        if cmd_problem is not None:
-            return [self._reject(fb, *cmd_problem)]
-        return self._command_changes(cmd_changes, lineage)
+        rt = self.rt
+        forget = self._forget_windows_before() if fb.type == "maintenance" else None
+        return effects.feedback_outputs(self, fb, t_ns, lineage, rt.maintenance_max_ns,
+                                        rt.maintenance_max_windows,
+                                        forget)
 
     def _forget_windows_before(self) -> int | None:
         """Maintenance windows that ended before this can matter no more: the clock, the KPI accounting and
@@ -751,16 +548,19 @@ class AssetAnalyzer:
             store = self.rt.models
             assert store is not None
             model = store.block(pending.model, pending.variant)
-            extra["latency"] = {"added_ms": round(added * 1e3, 3), "scored_ms": round(got.wait_s * 1e3, 3), "call_ms": round(got.call_s * 1e3, 3),
+            extra["latency"] = {"added_ms": round(added * 1e3, 3), "scored_ms": round(got.wait_s * 1e3, 3),
+                                "call_ms": round(got.call_s * 1e3, 3),
                                 "batch_rows": got.batch_rows}
             sums.update(score_sum=score, score_sq_sum=score * score)
             if pending.variant == "canary":
-                sums.update(canary_windows=1, canary_anomalous_windows=int(score >= open_at), canary_score_sum=score,
+                sums.update(canary_windows=1, canary_anomalous_windows=int(score >= open_at),
+                            canary_score_sum=score,
                             canary_score_sq_sum=score * score)
                 maxima["canary_max_score"] = score
             sh = pending.shadow_scored
             if pending.shadow is not None and sh is not None:
-                extra["shadow"] = {"model": store.block(pending.shadow, "shadow"), "score": round(sh.score, 6),
+                extra["shadow"] = {"model": store.block(pending.shadow, "shadow"),
+                                   "score": round(sh.score, 6),
                                    "anomalous": sh.score >= open_at}
                 sums.update(shadow_windows=1, shadow_anomalous_windows=int(sh.score >= open_at),
                             shadow_score_sum=sh.score, shadow_score_sq_sum=sh.score * sh.score,
@@ -775,13 +575,15 @@ class AssetAnalyzer:
         kpi.add_many({"windows": 1, "frames": w.n_frames, "model_calls": 1, "model_latency_s": latency,
                       "scored_windows": int(warm), "anomalous_windows": int(anomalous), "drift_events": 0,
                       **sums},
-                     {"model_latency_max_s": latency, "max_score": score, **maxima}, w.start_ns, exact_time=True)
+                     {"model_latency_max_s": latency, "max_score": score,
+                      **maxima}, w.start_ns, exact_time=True)
         ctx, wblock = self.rt.ctx, window_block(w.start_ns, w.end_ns)
         lineage = ctx.block(inputs=inputs_block(w.inputs), window=wblock, features=self.rt.features_block,
                             model=model)
         outs.append(Output("score", self.asset_id, {
             "schema": "aiotstream.score/1",
-            "id": make_id("score", ctx.site, ctx.config_hash, model["sha256"], self.asset_id, w.start_ns, w.end_ns),
+            "id": make_id("score", ctx.site, ctx.config_hash, model["sha256"], self.asset_id, w.start_ns,
+                          w.end_ns),
             "asset": self.asset_id, "line": self.line,
             "score": round(score, 6), "warm": warm, "anomalous": anomalous, "drift": drift,
             "frames": w.n_frames, "seq_range": [w.first_seq, w.last_seq],
@@ -796,28 +598,28 @@ class AssetAnalyzer:
             outs.extend(self._drifted(signal, w, model, lineage))
         k = self.rt.config.alerts.explain_top
         explain: Callable[[], list[dict]] = lambda: _clean(detector.explain(x, k)) if k else []
-        changes: list[AlertChange] = []
-        for spec in self.specs:
-            if spec.signal is None or (spec.needs_warm_model and not warm):
-                continue
-            v = score if spec.signal == "score" else float(x[self.col_index[spec.signal]])
-            if not math.isnan(v):
-                changes += self.book.on_value(spec.type, w.end_ns, v, explain, x, (w.start_ns, w.end_ns))
-        outs.extend(self._alert_changes(changes, lineage))
+        values = ((spec.type, score if spec.signal == "score" else float(x[self.col_index[spec.signal]]))
+                  for spec in self.specs if spec.signal is not None and (warm or not spec.needs_warm_model))
+        changes = effects.on_values(self, w.end_ns, ((k, v) for k, v in values if not math.isnan(v)),
+                                    (w.start_ns, w.end_ns), explain, x)
+        outs.extend(effects.alert_outputs(self, changes, lineage))
         if self.signals:
-            values = {s: (score if s == "score" else float(x[self.col_index[s]])) for s in self.signals}
-            outs.extend(self._command_changes(self.control.on_signals(w.end_ns, values, self._situation(w.end_ns)),
-                                              lineage))
+            signals = {s: (score if s == "score" else float(x[self.col_index[s]])) for s in self.signals}
+            changes_c = self.control.on_signals(w.end_ns, signals, self.situation(w.end_ns))
+            outs.extend(effects.command_outputs(self, changes_c, lineage))
         return outs
 
     def _drifted(self, signal: str, w: ClosedWindow, model: dict, lineage: dict) -> list[Output]:
-        """A drift detector fired on ``signal`` (``score`` or a feature): a ``drift`` alert and a retrain request
+        """A drift detector fired on ``signal`` (``score`` or a feature): a ``drift`` alert and a retrain
+        request
         on ``<site>.models`` naming the windows the detector saw since it last fired."""
         since = self.drift_from.get(signal, w.start_ns)
         self.drift_from[signal] = w.end_ns
         detector = self.rt.config.model.drift_detector
         detail = {"signal": signal, "detector": detector, "window_range": [since, w.end_ns]}
-        outs = self._alert_changes(self.book.raise_event(ALERT_TYPE_DRIFT, w.end_ns, "warning", detail), lineage)
+        outs = effects.alert_outputs(self,
+                                     self.book.raise_event(ALERT_TYPE_DRIFT, w.end_ns, "warning", detail),
+                                     lineage)
         ctx = self.rt.ctx
         ref = f"{model['name']}@{model['version']}"
         outs.append(Output("model", self.asset_id, {
@@ -832,62 +634,24 @@ class AssetAnalyzer:
         }))
         return outs
 
-    # ---- effects of lifecycle changes -------------------------------------------
-    def _alert_changes(self, changes: list[AlertChange], lineage: dict) -> list[Output]:
-        outs: list[Output] = []
-        moved = False
-        kpi = self.kpi
-        for ch in changes:
-            a, t = ch.alert, ch.at_ns
-            if ch.event == "suppressed":
-                kpi.count("alerts_suppressed", 1, t)
-                continue
-            learned = None
-            if ch.event == "opened":
-                kpi.count("alerts_opened", 1, t)
-                kpi.count(f"alerts_{a.severity}", 1, t)
-                if a.alert_type in self.rt.failure_types:
-                    kpi.alert_failure(a.alert_type, True, t, self.schedule)
-            elif ch.event == "cleared":
-                kpi.count("alerts_cleared", 1, t)
-                if a.alert_type in self.rt.failure_types:
-                    kpi.alert_failure(a.alert_type, False, t, self.schedule)
-            elif ch.event == "acknowledged":
-                kpi.count("alerts_acknowledged", 1, t)
-                kpi.count("ack_delay_s", t - a.opened_at_ns, t)
-            elif ch.event == "escalated":
-                kpi.count("alerts_escalated", 1, t)
-            elif ch.event == "labelled":
-                kpi.count(f"labels_{a.label}", 1, t)
-                learned = False
-                if a.alert_type == ALERT_TYPE_ANOMALY and a.x is not None and isinstance(self.detector, LabelLearner):
-                    learned = self.detector.learn_label(a.x, a.label == "true_fault")
-            moved = moved or ch.event in ("opened", "cleared", "severity_changed")
-            outs.append(Output("alert", self.asset_id, alert_record(ch, self.asset_id, self.line, lineage, learned)))
-        if moved and self.control.rules:
-            t = changes[-1].at_ns
-            open_now = {k: (a.severity, a.alert_id) for k, a in self.book.current.items()}
-            outs.extend(self._command_changes(self.control.on_alerts(t, open_now, self._situation(t)), lineage))
-        return outs
+    # ---- the entity the effects step works on (aiotstream.decisions.effects.Entity) ---------------
+    key = property(attrgetter("asset_id"))
+    group = property(attrgetter("line"))
 
-    def _command_changes(self, changes: list[CommandChange], lineage: dict) -> list[Output]:
-        outs: list[Output] = []
-        for ch in changes:
-            c, t = ch.command, ch.at_ns
-            status = "retried" if ch.status == "emitted" and c.attempt > 0 else ch.status
-            self.kpi.count(f"commands_{status}", 1, t)
-            outs.append(Output("command", self.asset_id, command_record(self.rt.ctx, ch, self.asset_id, self.line,
-                                                                         lineage)))
-            if ch.status == "failed":
-                detail = {"command_id": c.command_id, "actuator": c.actuator, "rule": c.rule, "reason": c.reason,
-                          "attempts": c.attempt + 1}
-                outs.extend(self._alert_changes(self.book.raise_event(ALERT_TYPE_COMMAND_FAILED, t, "critical",
-                                                                      detail), lineage))
-            elif ch.status == "acked":
-                resolved = self.book.resolve(ALERT_TYPE_COMMAND_FAILED, t, "command_acked",
-                                             lambda a, act=c.actuator: a.detail.get("actuator") == act)
-                outs.extend(self._alert_changes(resolved, lineage))
-        return outs
+    def count(self, name: str, n: float, t_ns: int) -> None:
+        self.kpi.count(name, n, t_ns)
+
+    def on_alert_change(self, ch: AlertChange) -> bool | None:
+        """An asset's own consequences: failure accounting (MTTR/MTBF) and learning a label."""
+        a, t = ch.alert, ch.at_ns
+        if ch.event in ("opened", "cleared") and a.alert_type in self.rt.failure_types:
+            self.kpi.alert_failure(a.alert_type, ch.event == "opened", t, self.schedule)
+        elif ch.event == "labelled":
+            learns = isinstance(self.detector, LabelLearner)
+            if a.alert_type == ALERT_TYPE_ANOMALY and a.x is not None and learns:
+                return self.detector.learn_label(a.x, a.label == "true_fault")
+            return False
+        return None
 
     def _periods(self, results: list[PeriodResult]) -> list[Output]:
         outs: list[Output] = []
@@ -898,10 +662,11 @@ class AssetAnalyzer:
             outs.append(Output("kpi", self.asset_id, rec, partial=r))
             if any(rule.kind == "kpi" for rule in self.control.rules):
                 t = max(r.end_ns, self.clock_ns or r.end_ns)
-                lineage = rt.ctx.block(inputs=inputs_block(r.spans), window=window_block(r.start_ns, r.end_ns),
+                lineage = rt.ctx.block(inputs=inputs_block(r.spans),
+                                       window=window_block(r.start_ns, r.end_ns),
                                        features=None, model=None)
-                outs.extend(self._command_changes(self.control.on_kpis(t, r.scheme, derive(r.totals),
-                                                                       self._situation(t)), lineage))
+                outs.extend(effects.command_outputs(self, self.control.on_kpis(t, r.scheme, derive(r.totals),
+                                                                               self.situation(t)), lineage))
         return outs
 
 
@@ -934,4 +699,5 @@ def deliver(store: ModelStore, slack_s: float = 0.0) -> list[Output]:
 
 def _clean(explanation: list[dict]) -> list[dict]:
     """JSON-safe explanation entries: a missing value (NaN) becomes None."""
-    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in e.items()} for e in explanation]
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k,
+             v in e.items()} for e in explanation]

@@ -1,4 +1,4 @@
-"""Assemble the Bytewax dataflow from a site config: the only module that knows Bytewax operators.
+"""The plant (predictive-maintenance) dataflow: Bytewax operators around :mod:`aiotstream.pdm`.
 
 ::
 
@@ -11,7 +11,7 @@
 
 ``build_flow(config, source, sink)`` works with any Bytewax source that yields
 objects with ``topic/partition/offset/value`` (Kafka, the simulator, files)
-and any sink that takes :class:`~aiotstream.analysis.Output`.
+and any sink that takes :class:`~aiotstream.records.Output`.
 """
 from __future__ import annotations
 
@@ -25,18 +25,22 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
-from bytewax.outputs import FixedPartitionedSink, Sink
+from bytewax.outputs import Sink
 
-from aiotstream.analysis import AssetAnalyzer, Output, SiteRuntime, deliver
 from aiotstream.config import SiteConfig
-from aiotstream.ingest import Ingestor
+from aiotstream.dataflow.rollup import rollup_and_sinks
+from aiotstream.dataflow.snapshots import loads as load_snapshot
 from aiotstream.io.stop import stopping_keeps_state
-from aiotstream.kpi import PeriodResult, RollupBook, RollupResult, kpi_record, rollup_keys
-from aiotstream.records import Feedback, Frame, Reading
+from aiotstream.pdm.asset import AssetAnalyzer, deliver
+from aiotstream.pdm.ingest import Ingestor
+from aiotstream.pdm.runtime import SiteRuntime
+from aiotstream.pdm.training import held_out
+from aiotstream.records import Feedback, Frame, Output, Reading
 
 
 class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output, AssetAnalyzer]):
-    """Bytewax wrapper around one asset's :class:`AssetAnalyzer`; values are per-asset lists from one poll batch.
+    """Bytewax wrapper around one asset's :class:`AssetAnalyzer`; values are per-asset lists from one poll
+    batch.
 
     When tailing, a silent asset is woken after ``idle`` (its windows close),
     and then whenever its next timer or queued event falls due: event time
@@ -57,14 +61,15 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
                  snapshots: bool = True):
         self.rt = rt
         if isinstance(resume, bytes):
-            resume = pickle.loads(resume)
+            resume = load_snapshot(resume)
         self.analyzer = resume.attach(rt) if resume is not None else None
         self.snapshots = snapshots
         self.idle = idle
         self.ttl = ttl
         self.now = now
         self.last_seen: datetime | None = None
-        self.silent_from_ns: int | None = None  # the asset's clock when the silence began (after the idle flush)
+        # the asset's clock when the silence began (after the idle flush)
+        self.silent_from_ns: int | None = None
 
     def on_batch(self, values: list[list[Frame | Reading | Feedback]]) -> tuple[list[Output], bool]:
         items = values[0] if len(values) == 1 else [x for group in values for x in group]
@@ -82,7 +87,8 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
         return outs, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Output], bool]:
-        """Scores due: run the waiting windows' decisions. Silent: close open windows, then let the clock run on
+        """Scores due: run the waiting windows' decisions. Silent: close open windows, then let the clock run
+        on
         with the wall clock; past ``ttl``: forget."""
         if self.analyzer is None:
             return [], StatefulBatchLogic.RETAIN
@@ -131,7 +137,8 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
         return min(times) if times else None
 
     def _scores_due(self) -> datetime | None:
-        """When the batcher must have scored this asset's waiting windows (now, if they are scored already)."""
+        """When the batcher must have scored this asset's waiting windows (now, if they are scored
+        already)."""
         if self.analyzer is None or not self.analyzer.pending:
             return None
         deadline = self.rt.models.batcher.deadline()  # type: ignore[union-attr]  # this worker's
@@ -147,73 +154,8 @@ class AnalyzerLogic(StatefulBatchLogic[list[Frame | Reading | Feedback], Output,
         return pickle.dumps(self.analyzer, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class RollupLogic(StatefulBatchLogic[tuple[str, PeriodResult], Output, RollupBook]):
-    """Bytewax wrapper around one scope's :class:`~aiotstream.kpi.RollupBook` (``line:<id>`` or ``site``).
-
-    Bytewax's builder is not told the key, so the values carry it and the
-    book is made from the first one.
-    """
-
-    def __init__(self, rt: SiteRuntime, resume: bytes | RollupBook | None, tail: bool, snapshots: bool = True):
-        self.rt = rt
-        self.book = pickle.loads(resume) if isinstance(resume, bytes) else resume
-        self.tail = tail
-        self.snapshots = snapshots
-        self.wait_s = rt.config.kpi.rollup_wait_s
-
-    def _make(self, key: str) -> RollupBook:
-        if key == "site":
-            return RollupBook("site", self.rt.ctx.site, set(self.rt.assets))
-        line = key.removeprefix("line:")
-        return RollupBook("line", line, self.rt.lines.get(line, set()))
-
-    def _records(self, results: list[RollupResult]) -> list[Output]:
-        rt = self.rt
-        assert self.book is not None
-        return [Output("kpi", r.line or rt.ctx.site, kpi_record(rt.ctx, r, scope=self.book.scope,
-                                                                  model_sha=rt.model_block["sha256"],
-                                                                  features=rt.features_block, model=rt.model_block))
-                for r in results]
-
-    def on_batch(self, values: list[tuple[str, PeriodResult]]) -> tuple[list[Output], bool]:
-        if self.book is None:
-            self.book = self._make(values[0][0])
-        now = time.monotonic()
-        out: list[RollupResult] = []
-        for _, r in values:
-            out += self.book.add(r, now)
-        return self._records(out), StatefulBatchLogic.RETAIN
-
-    def on_notify(self) -> tuple[list[Output], bool]:
-        if self.book is None:
-            return [], StatefulBatchLogic.RETAIN
-        return self._records(self.book.expire(time.monotonic(), self.wait_s)), StatefulBatchLogic.RETAIN
-
-    def on_eof(self) -> tuple[list[Output], bool]:
-        if self.book is None or stopping_keeps_state(self.snapshots):  # stopped: the snapshot keeps it
-            return [], StatefulBatchLogic.RETAIN
-        return self._records(self.book.flush()), StatefulBatchLogic.RETAIN
-
-    def notify_at(self) -> datetime | None:
-        if not self.tail or self.book is None:
-            return None
-        due = self.book.next_expiry_s(self.wait_s)
-        if due is None:
-            return None
-        return datetime.now(UTC) + timedelta(seconds=max(0.0, due - time.monotonic()))
-
-    def snapshot(self) -> bytes | None:
-        assert self.book is not None
-        return pickle.dumps(self.book, protocol=pickle.HIGHEST_PROTOCOL) if self.snapshots else None
-
-
 def _is_output(x: Any) -> bool:
     return isinstance(x, Output)
-
-
-def _rollup_inputs(o: Output) -> list[tuple[str, tuple[str, PeriodResult]]]:
-    r = o.partial
-    return [] if r is None else [(k, (k, r)) for k in rollup_keys(r)]
 
 
 def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: bool | None = None,
@@ -231,7 +173,7 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
     free (``None``); only for runs without recovery, since a resume from such
     a run would start every asset afresh.
     """
-    rt = SiteRuntime(config)
+    rt = SiteRuntime(config, labelled=held_out(config))
     tail = config.inputs.tail if tail is None else tail
     ingest = Ingestor(rt, now_ns, live=tail) if now_ns is not None else Ingestor(rt, live=tail)
     idle = timedelta(seconds=config.window.idle_close_s) if tail else None
@@ -239,25 +181,11 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
 
     flow = Dataflow(flow_id or f"{config.site.flow}-{config.site.id}".replace(".", "_"))
     raw = op.input("input", flow, source)
-    decoded = op.flat_map_batch("decode", raw, ingest.decode_grouped)  # (asset, [items]) per asset + dead letters
+    # (asset, [items]) per asset + dead letters
+    decoded = op.flat_map_batch("decode", raw, ingest.decode_grouped)
     split = op.branch("split_dead_letters", decoded, _is_output)
     analyzed = op.stateful_batch("analyze", split.falses, lambda resume: AnalyzerLogic(rt, resume, idle, ttl,
                                                                                    snapshots=snapshots))
     results = op.map("drop_key", analyzed, lambda kv: kv[1])
-    streams = [results, split.trues]
-    if config.kpi.rollup:
-        keyed = op.flat_map("rollup_keys", results, _rollup_inputs)
-        rolled = op.stateful_batch("rollup", keyed, lambda resume: RollupLogic(rt, resume, tail, snapshots))
-        streams.append(op.map("drop_rollup_key", rolled, lambda kv: kv[1]))
-    outputs = op.merge("outputs", *streams)
-    op.output("sink", outputs, sink)
-    for i, extra in enumerate(also):
-        if isinstance(extra, FixedPartitionedSink):
-            op.output(f"sink_{i + 1}", op.map(f"key_outputs_{i + 1}", outputs, _keyed), extra)
-        else:
-            op.output(f"sink_{i + 1}", outputs, extra)
+    rollup_and_sinks(rt, results, [results, split.trues], sink, also, tail, snapshots)
     return flow
-
-
-def _keyed(o: Output) -> tuple[str, Output]:
-    return (o.key, o)

@@ -40,7 +40,8 @@ Formats (``format`` in a subscription, :data:`FORMATS`):
 
 >>> from aiotstream.records import Position
 >>> pos = Position("mqtt:spBv1.0/g/DDATA/n/pump-1", -1, 0)
->>> raw = b'{"timestamp": 1700000000000, "metrics": [{"name": "t", "value": 20.5}, {"name": "on", "value": true}]}'
+>>> raw = (b'{"timestamp": 1700000000000, "metrics": [{"name": "t", "value": 20.5}, '
+...        b'{"name": "on", "value": true}]}')
 >>> [(r.asset, r.metric, r.value) for r in decode_payload(raw, pos, DecodeHints("sparkplug-json"), "pump-1")]
 [('pump-1', 't', 20.5), ('pump-1', 'on', 1.0)]
 """
@@ -53,10 +54,12 @@ from typing import Any
 
 import orjson
 
-from aiotstream.codecs import MAX_ASSET_ID, MAX_TS_NS, decode_any, decode_frame
+from aiotstream.codecs.frames import MAX_ASSET_ID, MAX_TS_NS, decode_frame
+from aiotstream.codecs.readings import decode_any
 from aiotstream.errors import DecodeError
 from aiotstream.ids import check_id
 from aiotstream.records import DecodeHints, Frame, Position, Reading
+from aiotstream.units import S
 
 FORMATS = ("auto", "frame", "json", "value", "gateway-json", "sparkplug-json", "onem2m", "opcua")
 OPCUA_BAD = 0x8000_0000
@@ -116,7 +119,8 @@ def _number(v: Any, where: str) -> float:
 
 def _name(v: Any, what: str) -> str:
     if not isinstance(v, str) or not 1 <= len(v) <= MAX_ASSET_ID:
-        raise DecodeError("bad_reading", f"{what} must be a non-empty string of at most {MAX_ASSET_ID} characters, "
+        raise DecodeError("bad_reading",
+                          f"{what} must be a non-empty string of at most {MAX_ASSET_ID} characters, "
                                          f"got {v!r}")
     return v
 
@@ -125,11 +129,13 @@ def _pick(payload: Any, mapped: str | None, what: str) -> str:
     """The asset/metric: the payload's and the mapping's must agree; either alone will do."""
     if payload is None:
         if mapped is None:
-            raise DecodeError("bad_reading", f"no {what}: the payload names none and the source's mapping neither")
+            raise DecodeError("bad_reading",
+                              f"no {what}: the payload names none and the source's mapping neither")
         return mapped
     name = _name(payload, f"field {what!r}")
     if mapped is not None and name != mapped:
-        raise DecodeError(f"{what}_mismatch", f"payload says {what} {name!r}, the topic/node mapping says {mapped!r}")
+        raise DecodeError(f"{what}_mismatch",
+                          f"payload says {what} {name!r}, the topic/node mapping says {mapped!r}")
     return name
 
 
@@ -151,7 +157,8 @@ def _time(ts: int | None, hints: DecodeHints, arrival_ns: int | None, where: str
 
 def _check_item_asset(item: Item, asset: str | None) -> list[Item]:
     if asset is not None and item.asset != asset:
-        raise DecodeError("asset_mismatch", f"payload says asset {item.asset!r}, the topic/node mapping says {asset!r}")
+        raise DecodeError("asset_mismatch",
+                          f"payload says asset {item.asset!r}, the topic/node mapping says {asset!r}")
     return [item]
 
 
@@ -205,7 +212,8 @@ def decode_gateway_json(raw: bytes, pos: Position, hints: DecodeHints, asset: st
     """A plain JSON gateway batch (``values`` map, ``readings`` list or a top-level list).
 
     >>> raw = b'{"asset": "m1", "ts": 5, "values": {"power": 2.5, "temp": 20}}'
-    >>> [(r.metric, r.value) for r in decode_gateway_json(raw, Position("t", -1, 0), DecodeHints("gateway-json"))]
+    >>> pos, hints = Position("t", -1, 0), DecodeHints("gateway-json")
+    >>> [(r.metric, r.value) for r in decode_gateway_json(raw, pos, hints)]
     [('power', 2.5), ('temp', 20.0)]
     """
     obj = _loads(raw)
@@ -224,9 +232,11 @@ def decode_gateway_json(raw: bytes, pos: Position, hints: DecodeHints, asset: st
             if not isinstance(rows, list):
                 raise DecodeError("bad_reading", "'readings' must be a list of reading objects")
         else:
-            raise DecodeError("bad_reading", "a gateway batch needs 'values' or 'readings' (or is a JSON array)")
+            raise DecodeError("bad_reading",
+                              "a gateway batch needs 'values' or 'readings' (or is a JSON array)")
     else:
-        raise DecodeError("bad_reading", f"a gateway batch must be a JSON object or array, got {type(obj).__name__}")
+        raise DecodeError("bad_reading",
+                          f"a gateway batch must be a JSON object or array, got {type(obj).__name__}")
     if not rows:
         raise DecodeError("bad_reading", "the gateway batch holds no readings")
     env_asset = _pick(env.get("asset"), asset, "asset") if ("asset" in env or asset is not None) else None
@@ -244,7 +254,8 @@ def decode_sparkplug_json(raw: bytes, pos: Position, hints: DecodeHints, asset: 
     """Sparkplug-B-style JSON payload; the asset comes from the mapping (the topic's device id)."""
     obj = _loads(raw)
     if not isinstance(obj, dict):
-        raise DecodeError("bad_reading", f"a Sparkplug payload must be a JSON object, got {type(obj).__name__}")
+        raise DecodeError("bad_reading",
+                          f"a Sparkplug payload must be a JSON object, got {type(obj).__name__}")
     metrics = obj.get("metrics")
     if not isinstance(metrics, list):
         raise DecodeError("bad_reading", "a Sparkplug payload needs a 'metrics' list")
@@ -257,7 +268,8 @@ def decode_sparkplug_json(raw: bytes, pos: Position, hints: DecodeHints, asset: 
             raise DecodeError("bad_reading", f"{where} must be an object, got {type(m).__name__}")
         name = m.get("name", metric)
         if name is None:
-            raise DecodeError("bad_reading", f"{where} has no 'name' (Sparkplug aliases need a birth certificate)")
+            raise DecodeError("bad_reading",
+                              f"{where} has no 'name' (Sparkplug aliases need a birth certificate)")
         name = _name(name, f"{where}.name")
         dt = m.get("datatype", m.get("type"))
         dt_key = dt.lower() if isinstance(dt, str) else dt
@@ -302,7 +314,7 @@ def parse_onem2m_time(s: Any) -> int:
         secs = int(dt.timestamp())
         if secs < 0:
             break
-        return _check_ts(secs * 1_000_000_000 + frac, "oneM2M time")
+        return _check_ts(secs * S + frac, "oneM2M time")
     raise DecodeError("bad_timestamp", f"oneM2M time {s!r} is not YYYYMMDDTHHMMSS[,ffffff] (UTC)")
 
 
@@ -366,7 +378,8 @@ def decode_onem2m(raw: bytes, pos: Position, hints: DecodeHints, asset: str | No
                 raise DecodeError("bad_reading", f"'con' {con[:32]!r} is neither a number nor JSON") from None
     if isinstance(con, dict):
         if "value" in con:
-            return [_reading(con, pos, raw, hints, asset if "asset" not in con else None, metric, ct, arrival_ns,
+            return [_reading(con, pos, raw, hints, asset if "asset" not in con else None, metric, ct,
+                             arrival_ns,
                              "con ")]
         ts = _ts_of(con, "con ")
         t = _time(ts if ts is not None else ct, hints, arrival_ns, "content instance")
@@ -380,9 +393,11 @@ def decode_onem2m(raw: bytes, pos: Position, hints: DecodeHints, asset: str | No
             raise DecodeError("bad_reading", "'con' object holds no numeric value")
         return out
     if metric is None:
-        raise DecodeError("bad_reading", "no metric: map one from the topic or send a notification with 'sur'")
+        raise DecodeError("bad_reading",
+                          "no metric: map one from the topic or send a notification with 'sur'")
     t = _time(ct, hints, arrival_ns, "content instance")
-    return [Reading(_name(asset, "asset"), t, _rename(_name(metric, "metric"), hints), _number(con, "'con'"), pos,
+    return [Reading(_name(asset, "asset"), t, _rename(_name(metric, "metric"), hints), _number(con, "'con'"),
+                    pos,
                     raw=raw)]
 
 
@@ -421,8 +436,10 @@ def decode_opcua(raw: bytes, pos: Position, hints: DecodeHints, asset: str | Non
         raise DecodeError("bad_reading", f"OPC UA node {obj['node']!r} has no asset/metric mapping")
     bad = bool(status & OPCUA_BAD)
     if bad and obj.get("bad_quality", "deadletter") != "flag":
-        raise DecodeError("bad_quality", f"node {obj['node']!r} reported status {obj.get('status_name') or hex(status)} "
-                                         f"(0x{status:08X}); set bad_quality = \"flag\" to keep such values flagged")
+        raise DecodeError("bad_quality",
+                          f"node {obj['node']!r} reported status {obj.get('status_name') or hex(status)} "
+                                         f"(0x{status:08X}); set bad_quality = \"flag\" to keep such values "
+                                         "flagged")
     first, second = ("server_ts", "source_ts") if obj.get("timestamp", "server") == "server" else \
         ("source_ts", "server_ts")
     ts = obj.get(first) if obj.get(first) is not None else obj.get(second)
@@ -470,7 +487,8 @@ def decode_payload(raw: bytes | None, pos: Position, hints: DecodeHints, asset: 
     """Decode one payload in the format ``hints.fmt`` into frames/readings (or raise DecodeError)."""
     decoder = DECODERS.get(hints.fmt)
     if decoder is None:
-        raise DecodeError("unknown_format", f"payload format {hints.fmt!r} is not one of {', '.join(FORMATS)}")
+        raise DecodeError("unknown_format",
+                          f"payload format {hints.fmt!r} is not one of {', '.join(FORMATS)}")
     if asset is not None:  # a topic level or node mapping: checked before anything is built on it
         check_id(asset, "asset (from the topic/node mapping)")
     items = decoder(raw or b"", pos, hints, asset, metric, arrival_ns)

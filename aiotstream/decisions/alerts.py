@@ -48,8 +48,9 @@ from typing import Any
 import numpy as np
 
 from aiotstream.config import ALERT_TYPE_ANOMALY, SEVERITIES
+from aiotstream.decisions.maintenance import MaintenanceSchedule
 from aiotstream.lineage import iso_ns, make_id
-from aiotstream.records import Feedback
+from aiotstream.records import Feedback, Problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,125 +128,6 @@ class AlertPolicy:
             self._close(t_ns)
 
 
-class MaintenanceSchedule:
-    """Planned maintenance windows of one asset, ``[start, end)`` in event time, by window id.
-
-    >>> m = MaintenanceSchedule()
-    >>> m.set("a", 10, 20); m.set("b", 20, 30)
-    >>> m.active(9), m.active(10), m.active(29), m.active(30), m.end_of(15)
-    (False, True, True, False, 30)
-    """
-
-    def __init__(self) -> None:
-        self.windows: dict[str, tuple[int, int]] = {}
-
-    def set(self, window_id: str, start_ns: int, end_ns: int) -> None:
-        """Add a window, or replace the one with the same id (e.g. to end it early)."""
-        self.windows[window_id] = (start_ns, end_ns)
-
-    def active(self, t_ns: int) -> bool:
-        return any(a <= t_ns < b for a, b in self.windows.values())
-
-    def end_of(self, t_ns: int) -> int | None:
-        """When the maintenance in progress at ``t_ns`` ends (following windows that touch or overlap)."""
-        if not self.active(t_ns):
-            return None
-        end = t_ns
-        grew = True
-        while grew:
-            grew = False
-            for a, b in self.windows.values():
-                if a <= end < b:
-                    end, grew = b, True
-        return end
-
-    def prune(self, before_ns: int) -> None:
-        """Forget windows that ended before ``before_ns`` (they can no longer matter)."""
-        self.windows = {k: v for k, v in self.windows.items() if v[1] >= before_ns}
-
-    def offer(self, window_id: str, start_ns: int, end_ns: int, max_ns: int, max_windows: int,
-              forget_before_ns: int | None) -> Problem | None:
-        """A window asked for by a message (not the config): set it, or say why not.
-
-        Refused when it lasts longer than ``max_ns`` (a window ending in the far future would silence
-        the asset's alerts for good) or when ``max_windows`` are known already and none of them ended
-        before ``forget_before_ns`` (what the caller no longer needs); a window with a known id
-        replaces it (e.g. to end it early, or to extend it by another message).
-
-        >>> m = MaintenanceSchedule()
-        >>> m.offer("a", 0, 10, max_ns=10, max_windows=1, forget_before_ns=None) is None
-        True
-        >>> m.offer("a", 0, 11, max_ns=10, max_windows=1, forget_before_ns=None).reason
-        'maintenance_too_long'
-        >>> m.offer("b", 20, 30, max_ns=10, max_windows=1, forget_before_ns=5).reason
-        'too_many_windows'
-        >>> m.offer("b", 20, 30, max_ns=10, max_windows=1, forget_before_ns=11), sorted(m.windows)
-        (None, ['b'])
-        """
-        if end_ns - start_ns > max_ns:
-            return Problem("maintenance_too_long", f"maintenance window {window_id!r} lasts "
-                           f"{(end_ns - start_ns) / 1e9:.6g} s, longer than the {max_ns / 1e9:g} s allowed "
-                           "(alerts.maintenance_max_s): send a shorter window, and extend it later with "
-                           "another message with the same window_id if the work takes longer")
-        if window_id not in self.windows and len(self.windows) >= max_windows:
-            if forget_before_ns is not None:
-                self.prune(forget_before_ns)
-            if len(self.windows) >= max_windows:
-                return Problem("too_many_windows", f"{len(self.windows)} maintenance windows are planned or in "
-                               f"progress already, the most allowed (alerts.maintenance_max_windows): reuse a "
-                               f"window_id to change one")
-        self.set(window_id, start_ns, end_ns)
-        return None
-
-
-class SuppressionGauge:
-    """What one asset adds to the process-wide gauge ``active_suppressions`` of :data:`~aiotstream.runstats.STATS`:
-    1 while a maintenance window is in force at the asset's clock (its alerts are suppressed), else 0.
-
-    The asset reports after each batch (:meth:`update`) by adding the difference, so the gauge is the sum
-    over the process's assets without a registry of them; :meth:`release` takes the asset's part back when
-    its state is discarded. After a resume (unpickled in a new process, whose gauge starts at 0) it has
-    added nothing yet, so the next update adds its part again.
-
-    >>> from aiotstream.runstats import RunStats
-    >>> stats = RunStats(); a, b = SuppressionGauge(stats), SuppressionGauge(stats)
-    >>> a.update(True); b.update(True); a.update(True); b.update(False)
-    >>> stats.get("gauges", "active_suppressions")
-    1
-    >>> a.release(); stats.get("gauges", "active_suppressions")
-    0
-    """
-
-    KEY = "active_suppressions"
-    __slots__ = ("on", "stats")
-
-    def __init__(self, stats: Any = None):
-        self.on = False
-        self.stats = stats
-
-    def update(self, active: bool) -> None:
-        if active != self.on:
-            self._stats().add("gauges", self.KEY, 1 if active else -1)
-            self.on = active
-
-    def release(self) -> None:
-        self.update(False)
-
-    def _stats(self) -> Any:
-        if self.stats is not None:
-            return self.stats
-        from aiotstream.runstats import STATS
-
-        return STATS
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"on": False}  # the process's gauge is not part of a snapshot: a resumed asset reports afresh
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.on = False
-        self.stats = None
-
-
 @dataclass(frozen=True, slots=True)
 class AlertRuleSpec:
     """One alert type of an asset, resolved from the config."""
@@ -314,14 +196,6 @@ class AlertChange:
     cause: Feedback | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """Why a feedback message could not be applied (it becomes a dead letter with this reason)."""
-
-    reason: str
-    message: str
-
-
 @dataclass(slots=True)
 class _Suppressed:
     since_ns: int
@@ -352,8 +226,8 @@ class AlertBook:
         self.max_escalations = max_escalations
         self.history = history
         self.policies = {
-            s.type: AlertPolicy(s.open_threshold, s.clear_threshold, s.open_windows, s.clear_windows, s.cooldown_ns,
-                                open_of=s.open_of, clear_of=s.clear_of, direction=s.direction)
+            s.type: AlertPolicy(s.open_threshold, s.clear_threshold, s.open_windows, s.clear_windows,
+                                s.cooldown_ns, open_of=s.open_of, clear_of=s.clear_of, direction=s.direction)
             for s in specs if s.signal is not None
         }
         self.current: dict[str, AlertState] = {}  # type -> the open or acknowledged alert
@@ -387,12 +261,14 @@ class AlertBook:
                 if self.schedule.active(t_ns):
                     sup = _Suppressed(t_ns, value, explain(), x, window)
                     self.suppressed[alert_type] = sup
-                    changes.append(AlertChange("suppressed", self._draft(spec, t_ns, value, value, sup), t_ns))
+                    changes.append(AlertChange("suppressed", self._draft(spec, t_ns, value, value, sup),
+                                               t_ns))
                 else:
                     changes.append(self._open(spec, t_ns, value, value, explain(), x, window, {}))
             else:
                 if self.suppressed.pop(alert_type, None) is None and alert_type in self.current:
-                    changes.append(self._clear(alert_type, t_ns, "condition", score=value, peak=ev.peak_score))
+                    changes.append(self._clear(alert_type, t_ns, "condition", score=value,
+                                               peak=ev.peak_score))
         a = self.current.get(alert_type)
         if a is not None and not changes and policy.is_open:
             a.score = value
@@ -403,7 +279,8 @@ class AlertBook:
                 changes.append(AlertChange("severity_changed", copy.copy(a), t_ns))
         return changes
 
-    def raise_event(self, alert_type: str, t_ns: int, severity: str, detail: dict[str, Any]) -> list[AlertChange]:
+    def raise_event(self, alert_type: str, t_ns: int, severity: str,
+                    detail: dict[str, Any]) -> list[AlertChange]:
         """An event alert (no condition to clear it, e.g. ``command_failed``): open it unless one is open."""
         spec = self.specs[alert_type]
         a = self.current.get(alert_type)
@@ -416,8 +293,10 @@ class AlertBook:
             return [AlertChange("suppressed", self._draft(spec, t_ns, None, None, sup), t_ns)]
         return [self._open(spec, t_ns, None, None, [], None, None, detail, severity)]
 
-    def resolve(self, alert_type: str, t_ns: int, by: str, when: Callable[[AlertState], bool]) -> list[AlertChange]:
-        """Clear the open event alert of a type if ``when(alert)`` (e.g. the failed actuator answered again)."""
+    def resolve(self, alert_type: str, t_ns: int, by: str,
+                when: Callable[[AlertState], bool]) -> list[AlertChange]:
+        """Clear the open event alert of a type if ``when(alert)`` (e.g. the failed actuator answered
+        again)."""
         a = self.current.get(alert_type)
         if a is None or not when(a):
             return []
@@ -464,21 +343,25 @@ class AlertBook:
         if fb.alert_id is not None:
             a = self.known.get(fb.alert_id)
             if a is None:
-                return [], Problem("unknown_alert", f"alert {fb.alert_id} is not an alert of asset {self.asset} "
+                return [], Problem("unknown_alert",
+                                   f"alert {fb.alert_id} is not an alert of asset {self.asset} "
                                                     f"(or is older than the last {self.history} alerts)")
         else:
             a = self.current.get(fb.alert_type or "")
             if a is None:
-                return [], Problem("no_open_alert", f"asset {self.asset} has no open {fb.alert_type!r} alert to "
+                return [], Problem("no_open_alert",
+                                   f"asset {self.asset} has no open {fb.alert_type!r} alert to "
                                                     f"{fb.type}")
         if fb.type == "label":
             return self._label(a, fb)
         if a.status == "cleared":
-            return [], Problem("alert_not_open", f"alert {a.alert_id} ({a.alert_type}) was cleared already, so it "
-                                                 f"cannot be {'acknowledged' if fb.type == 'ack' else 'cleared'}")
+            return [], Problem("alert_not_open",
+                               f"alert {a.alert_id} ({a.alert_type}) was cleared already, so it "
+                               f"cannot be {'acknowledged' if fb.type == 'ack' else 'cleared'}")
         if fb.type == "ack":
             if a.status == "acknowledged":  # a repeated ack (e.g. redelivered) changes nothing: say so
-                return [], Problem("already_acknowledged", f"alert {a.alert_id} ({a.alert_type}) was acknowledged "
+                return [], Problem("already_acknowledged",
+                                   f"alert {a.alert_id} ({a.alert_type}) was acknowledged "
                                                            f"already by {a.acknowledged_by or '?'}; this ack "
                                                            "changes nothing")
             a.status = "acknowledged"
@@ -495,9 +378,11 @@ class AlertBook:
 
     def _label(self, a: AlertState, fb: Feedback) -> tuple[list[AlertChange], Problem | None]:
         if a.label is not None:
-            same = "the same label again changes nothing" if (a.label, a.fault_type) == (fb.label, fb.fault_type) \
+            same = "the same label again changes nothing" \
+                if (a.label, a.fault_type) == (fb.label, fb.fault_type) \
                 else "the first label stands"
-            return [], Problem("already_labelled", f"alert {a.alert_id} is labelled {a.label!r} already; {same}")
+            return [], Problem("already_labelled",
+                               f"alert {a.alert_id} is labelled {a.label!r} already; {same}")
         a.label, a.fault_type, a.labelled_by = fb.label, fb.fault_type, fb.by
         a.labelled_at_ns = max(fb.ts_ns, a.opened_at_ns)
         return [AlertChange("labelled", copy.copy(a), a.labelled_at_ns, fb)], None
@@ -522,8 +407,10 @@ class AlertBook:
 
     def _draft(self, spec: AlertRuleSpec, t_ns: int, score: float | None, peak: float | None,
                sup: _Suppressed) -> AlertState:
-        """A suppressed alert (counted, never emitted nor opened): the id it would have had; it takes no seq."""
-        return AlertState(self.alert_id(spec.type, t_ns, self._peek_seq(spec.type)), spec.type, -1, "suppressed",
+        """A suppressed alert (counted, never emitted nor opened): the id it would have had; it takes no
+        seq."""
+        return AlertState(self.alert_id(spec.type, t_ns, self._peek_seq(spec.type)), spec.type, -1,
+                          "suppressed",
                           spec.severity_of(peak) if peak is not None else spec.severity, t_ns, score, peak,
                           spec.open_threshold, spec.clear_threshold, sup.explanation, dict(sup.detail),
                           window=sup.window)
@@ -532,7 +419,8 @@ class AlertBook:
               explanation: list[dict], x: np.ndarray | None, window: tuple[int, int] | None,
               detail: dict[str, Any], severity: str | None = None) -> AlertChange:
         sev = severity or (spec.severity_of(peak) if peak is not None else spec.severity)
-        esc = t_ns + self.escalate_after_ns if self.escalate_after_ns > 0 and self.max_escalations > 0 else None
+        escalates = self.escalate_after_ns > 0 and self.max_escalations > 0
+        esc = t_ns + self.escalate_after_ns if escalates else None
         seq = self._next_seq(spec.type)
         a = AlertState(self.alert_id(spec.type, t_ns, seq), spec.type, seq, "open", sev, t_ns,
                        score, peak, spec.open_threshold, spec.clear_threshold, explanation, detail, x, window,
@@ -563,16 +451,19 @@ class AlertBook:
 
 
 def anomaly_spec(open_threshold: float, clear_threshold: float, critical_threshold: float, open_windows: int,
-                 open_of: int | None, clear_windows: int, clear_of: int | None, cooldown_ns: int) -> AlertRuleSpec:
+                 open_of: int | None, clear_windows: int, clear_of: int | None,
+                 cooldown_ns: int) -> AlertRuleSpec:
     """The detector-score alert type (``anomaly``), from the ``[alerts]`` table."""
-    return AlertRuleSpec(ALERT_TYPE_ANOMALY, "score", "above", open_threshold, clear_threshold, critical_threshold,
+    return AlertRuleSpec(ALERT_TYPE_ANOMALY, "score", "above", open_threshold, clear_threshold,
+                         critical_threshold,
                          "warning", open_windows, open_of, clear_windows, clear_of, cooldown_ns,
                          needs_warm_model=True)
 
 
 def alert_record(ch: AlertChange, asset: str, line: str, lineage: dict,
                  learned: bool | None = None) -> dict[str, Any]:
-    """The ``aiotstream.alert/2`` record of one lifecycle change (every flow's alerts have this shape and id)."""
+    """The ``aiotstream.alert/2`` record of one lifecycle change (every flow's alerts have this shape and
+    id)."""
     a = ch.alert
     return {
         "schema": "aiotstream.alert/2",

@@ -28,7 +28,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import orjson
 
-S = 1_000_000_000
+from aiotstream.units import S
+
 HVAC_KW = np.array([0.0, 2.5, 3.0, 5.5])  # off, heating, cooling, both
 
 
@@ -36,7 +37,8 @@ class BuildingSimulator:
     """``messages()`` yields ``(key, JSON reading)`` in event-time order, one second at a time."""
 
     def __init__(self, zones: Sequence[tuple[str, str]], *, duration_s: float, day_s: float = 86_400.0,
-                 start_ns: int | None = None, seed: int = 11, empty: int = 2, simultaneous: int = 2, creep: int = 2,
+                 start_ns: int | None = None, seed: int = 11, empty: int = 2, simultaneous: int = 2,
+                 creep: int = 2,
                  inject_day: int = 1, creep_per_day: float = 0.3, pairs: int = 0,
                  neighbours: dict[str, set[str]] | None = None, outdoor_asset: str = "weather",
                  outdoor_metric: str = "temperature",
@@ -46,7 +48,8 @@ class BuildingSimulator:
         self.duration_s = int(duration_s)
         self.day_s = day_s
         day_ns = round(day_s * S)
-        if start_ns is None:  # midnight of a (compressed) day that ends before now, so nothing is from the future
+        # midnight of a (compressed) day that ends before now, so nothing is from the future
+        if start_ns is None:
             start_ns = (time.time_ns() - round(duration_s * S) - 60 * S) // day_ns * day_ns
         self.start_ns = start_ns
         self.seed = seed
@@ -92,9 +95,11 @@ class BuildingSimulator:
         dirty = {z for zs in self.truth().values() for z in zs}
         return [z for z in self.zones if z not in dirty]
 
-    def second(self, s: int, rng: np.random.Generator) -> tuple[int, float, np.ndarray, np.ndarray, np.ndarray,
+    def second(self, s: int,
+               rng: np.random.Generator) -> tuple[int, float, np.ndarray, np.ndarray, np.ndarray,
                                                                 np.ndarray]:
-        """Event time, outdoor temperature and per-zone (power, temperature, occupancy, HVAC) at second ``s``."""
+        """Event time, outdoor temperature and per-zone (power, temperature, occupancy, HVAC) at second
+        ``s``."""
         t = self.start_ns + s * S
         day, frac = divmod(s / self.day_s, 1.0)
         hour = frac * 24.0
@@ -143,8 +148,10 @@ class BuildingSimulator:
             (b"x", b'{"asset": "' + z.encode() + b'", "ts": 1, "metric"', "bad_json"),
             (b"ghost", orjson.dumps({"asset": "ghost-zone", "ts": t, "metric": self.meters[0], "value": 1.0}),
              "unknown_asset"),
-            (z.encode(), orjson.dumps({"asset": z, "ts": t, "metric": self.meters[3], "value": 7}), "bad_value"),
+            (z.encode(), orjson.dumps({"asset": z, "ts": t, "metric": self.meters[3], "value": 7}),
+             "bad_value"),
             (z.encode(), orjson.dumps({"asset": z, "ts": t, "metric": self.meters[0], "value": "high"}),
              "bad_reading"),
-            (z.encode(), orjson.dumps({"asset": z, "ts": t, "metric": "humidity", "value": 40.0}), "unknown_metric"),
+            (z.encode(), orjson.dumps({"asset": z, "ts": t, "metric": "humidity", "value": 40.0}),
+             "unknown_metric"),
         ]

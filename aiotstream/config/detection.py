@@ -1,0 +1,147 @@
+"""How data becomes scores: windows, feature sets and models (online, ONNX, the gate)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from aiotstream.config.base import MAX_WINDOWS_PER_INPUT, _Model
+
+
+class WindowConfig(_Model):
+    length_s: float = Field(default=1.0, gt=0, le=3600)
+    hop_s: float = Field(default=1.0, gt=0, le=3600)
+    allowed_lateness_s: float = Field(default=0.5, ge=0, le=3600)
+    max_future_s: float = Field(default=300.0, gt=0,
+                                description="frames further ahead of wall-clock are dead-lettered")
+    max_past_s: float = Field(
+        default=604_800.0, gt=0, le=315_360_000,
+        description="inputs whose event time is further behind the asset's own newest event time (and, for "
+                    "live "
+                    "device sources (MQTT, OPC UA) while tailing, behind their arrival time) are "
+                    "dead-lettered ('too_old'); "
+                    "files and Kafka backlogs may be as old as they like, as long as each asset's data is in "
+                    "order "
+                    "to within this")
+    idle_close_s: float = Field(default=5.0, gt=0,
+                                description="close an asset's windows after this much wall-clock silence")
+    wait_for_readings: bool = Field(default=True,
+                                    description="hold windows until the asset's readings stream "
+                                    "has shown up (false: assets send frames only)")
+    state_ttl_s: float = Field(default=3600.0, ge=0,
+                               description="forget an asset silent this long (0 = never)")
+
+    @model_validator(mode="after")
+    def _hop_le_length(self) -> WindowConfig:
+        if self.hop_s > self.length_s:
+            raise ValueError(f"hop_s ({self.hop_s}) must not exceed length_s ({self.length_s}): samples "
+                             "would be skipped")
+        if self.length_s > MAX_WINDOWS_PER_INPUT * self.hop_s:
+            raise ValueError(f"length_s / hop_s ({self.length_s / self.hop_s:g}) must be at most "
+                             f"{MAX_WINDOWS_PER_INPUT}: each input goes to that many sliding windows")
+        if 0 < self.state_ttl_s < self.idle_close_s:
+            raise ValueError(f"state_ttl_s ({self.state_ttl_s}) must be 0 (never) or at least idle_close_s "
+                             f"({self.idle_close_s})")
+        return self
+
+
+class FeatureConfig(_Model):
+    set: str = Field(default="vibration-basic", description="a registered waveform feature set "
+                     "(aiotstream.features.FEATURE_SETS): vibration-basic, vibration-spectral")
+    bands: list[tuple[float, float]] | None = Field(
+        default=None, description="spectral sets only: [[lo_hz, hi_hz], ...], ordered, not overlapping, "
+        "below every asset's Nyquist frequency; default: the set's bands")
+    temperature_metric: str = "temperature"
+
+
+class GateConfig(_Model):
+    """The validation gate a model must pass before it is promoted (``[model.onnx.gate]``).
+
+    The candidate scores a held-out labelled set (simulated windows, faults
+    injected at known times) and is refused when ``metric`` is below
+    ``threshold``; the refusal, with its reason, goes to ``<site>.models``.
+    """
+
+    metric: Literal["auc", "recall_at_precision"] = "auc"
+    threshold: float = Field(default=0.8, ge=0, le=1)
+    assets: int = Field(default=2, ge=1, le=100)
+    duration_s: float = Field(default=240.0, ge=30, le=7200)
+    faults: int = Field(default=2, ge=1, le=100)
+    seed: int = Field(default=1234, ge=0, le=2**32 - 1)
+
+
+class OnnxConfig(_Model):
+    """ONNX models from a registry, scored in batches across assets (``[model.onnx]``; ``kind = "onnx"``).
+
+    The champion is ``[model] name`` at ``[model] version``. Paths are taken
+    relative to the working directory of the flow.
+    """
+
+    registry: str = Field(min_length=1, description="directory of the model registry (name/version/...)")
+    verify_key: str | None = Field(default=None,
+                                   description="Ed25519 public key (PEM) that signs the artifacts")
+    hmac_key_env: str | None = Field(default=None,
+                                     description="environment variable holding an HMAC-SHA256 key")
+    allow_unsigned: bool = Field(default=False,
+                                 description="accept artifacts without a signature (tests only)")
+    max_batch: int = Field(default=512, ge=1, le=65_536, description="rows per model call at most")
+    max_delay_ms: float = Field(default=50.0, ge=0, le=60_000,
+                                description="most that batching adds to a window's decisions: the batcher "
+                                            "flushes "
+                                            "early by the measured cost of scoring and deciding the rows "
+                                            "waiting")
+    threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per process")
+    shadow: str | None = Field(default=None, description="a version of the same model scoring beside the "
+                               "champion; only the champion decides")
+    canary: str | None = Field(default=None,
+                               description="a version that decides for canary_fraction of the assets")
+    canary_fraction: float = Field(default=0.0, ge=0, le=1)
+    gate: GateConfig | None = Field(default=None, description="refuse promotions below this metric")
+
+    @model_validator(mode="after")
+    def _canary_needs_fraction(self) -> OnnxConfig:
+        if self.canary is None and self.canary_fraction > 0:
+            raise ValueError("canary_fraction is set but no canary version is named (canary = \"<version>\")")
+        return self
+
+
+class ModelConfig(_Model):
+    kind: Literal["zscore", "hst", "onnx"] = "zscore"
+    name: str = "baseline"
+    version: str = "1"
+    warmup_windows: int = Field(default=20, ge=2, le=100_000)
+    # HalfSpaceTrees settings (kind = "hst")
+    n_trees: int = Field(default=25, ge=1, le=1000)
+    height: int = Field(default=8, ge=2, le=20)
+    window_size: int = Field(default=50, ge=2, le=100_000)
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)
+    # drift detector on the anomaly score (and on drift_features): ADWIN, Page-Hinkley or KSWIN
+    drift_detector: Literal["adwin", "page_hinkley", "kswin", "none"] = "adwin"
+    # ADWIN's / Page-Hinkley's delta; KSWIN's alpha (significance of its Kolmogorov-Smirnov test)
+    drift_delta: float = Field(default=0.002, gt=0, lt=1)
+    # feature columns (e.g. "x.rms", "temperature.mean") watched by their own drift detector each
+    drift_features: list[str] = Field(default_factory=list, max_length=256)
+    # KSWIN only: the sliding window, and the recent part of it tested against a sample of the rest
+    drift_window_size: int = Field(default=100, ge=10, le=100_000)
+    drift_stat_size: int = Field(default=30, ge=5, le=10_000)
+
+    @field_validator("drift_features")
+    @classmethod
+    def _unique_features(cls, v: list[str]) -> list[str]:
+        dups = sorted({f for f in v if v.count(f) > 1})
+        if dups:
+            raise ValueError(f"feature(s) {', '.join(map(repr, dups))} listed more than once")
+        return v
+
+    # batched ONNX models from a registry (kind = "onnx")
+    onnx: OnnxConfig | None = None
+
+    @model_validator(mode="after")
+    def _onnx_table(self) -> ModelConfig:
+        if self.kind == "onnx" and self.onnx is None:
+            raise ValueError('kind = "onnx" needs a [model.onnx] table (registry = "<dir>" at least)')
+        return self

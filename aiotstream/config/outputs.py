@@ -1,0 +1,70 @@
+"""Where outputs go: Kafka topics, MQTT device topics, Parquet files."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+)
+
+from aiotstream.config.base import _Model
+from aiotstream.config.inputs import _OUTPUT_PLACEHOLDERS, MqttConnection
+
+
+class MqttOutput(MqttConnection):
+    """``[outputs.mqtt]``: publish outputs (e.g. commands) to device topics, QoS 1, PUBACKs awaited per \
+batch."""
+
+    topic: str = Field(default="devices/{asset}/{kind}",
+                       description="template with {site}, {asset}, {kind}, {line}")
+    kinds: list[str] = Field(default_factory=lambda: ["command"], min_length=1)
+    retain: bool = False
+    publish_timeout_s: float = Field(default=60.0, gt=0, le=3600,
+                                     description="give up (fail the flow) if a batch is not acknowledged by "
+                                                 "then")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_template(cls, v: str) -> str:
+        import string
+
+        try:
+            names = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"topic template {v!r}: {exc}") from None
+        bad = [n for n in names if n not in _OUTPUT_PLACEHOLDERS]
+        if bad:
+            raise ValueError(f"topic template {v!r} uses {{{bad[0]}}}; allowed: "
+                             + ", ".join("{" + p + "}" for p in _OUTPUT_PLACEHOLDERS))
+        if "+" in v or "#" in v or not v:
+            raise ValueError(f"topic template {v!r}: a topic to publish to has no wildcards and is not empty")
+        return v
+
+
+class ParquetOutput(_Model):
+    """``[outputs.parquet]``: scores/KPIs as Parquet, ``<directory>/<kind>/site=<id>/date=<YYYY-MM-DD>/``."""
+
+    directory: str = Field(min_length=1)
+    kinds: list[str] = Field(default_factory=lambda: ["score", "kpi"], min_length=1)
+    max_rows_per_file: int = Field(default=100_000, ge=1, le=100_000_000)
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+
+
+class OutputConfig(_Model):
+    alerts: str = ""
+    commands: str = ""
+    kpis: str = ""
+    scores: str = ""
+    deadletter: str = ""
+    models: str = Field(default="", description="promotions, refusals and retrain requests "
+                        "(default <site>.models)")
+    partitions: int = Field(default=3, ge=1, le=1024,
+                            description="partitions when aiotstream creates a topic")
+    max_deadletter_payload_bytes: int = Field(
+        default=524_288, ge=0, le=67_108_864,
+        description="a dead letter keeps its input whole up to this size, else a 1 KiB prefix with the "
+                    "length and "
+                    "sha256; the default keeps dead letters under Kafka's default 1 MB message limit")
+    mqtt: MqttOutput | None = None
+    parquet: ParquetOutput | None = None

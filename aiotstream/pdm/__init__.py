@@ -1,0 +1,1 @@
+"""The plant (predictive-maintenance) flow's logic, without Bytewax."""
