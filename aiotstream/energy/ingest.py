@@ -1,6 +1,6 @@
 """A poll batch of meter readings -> per-zone interval partials, in one step (the scalar batch path).
 
-A :class:`~aiotstream.io.kafka_blocks.MessageBlock` (a whole Kafka poll
+A :class:`~aiotstream.records.MessageBlock` (a whole Kafka poll
 batch) is parsed column-wise: ``orjson.loads`` mapped over the values, list
 comprehensions for the four fields, type checks on whole columns, numpy for
 the range checks. Single messages (Bytewax's Kafka messages, MQTT, files)

@@ -85,7 +85,7 @@ def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | No
     recovery); in a cluster, ``process=(i, n[, w])`` makes process ``i`` of ``n`` (``w`` workers each) read
     its
     share of the partitions (see :class:`ProcessShare`). ``blocks``: one
-    :class:`~aiotstream.io.kafka_blocks.MessageBlock` per poll batch instead of one message object per message
+    :class:`~aiotstream.records.MessageBlock` per poll batch instead of one message object per message
     (for flows whose decoder reads blocks: the building flow). Either way the consumers report the broker's
     outages in a few log lines (:mod:`aiotstream.io.kafka_consumer`), and a plaintext connection to a
     non-loopback broker is one warning here."""
