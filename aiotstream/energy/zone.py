@@ -44,7 +44,7 @@ from aiotstream.config import ALERT_TYPE_COMMAND_FAILED
 from aiotstream.decisions import effects
 from aiotstream.decisions.alerts import AlertBook, AlertChange, AlertRuleSpec
 from aiotstream.decisions.control import Controller, Situation
-from aiotstream.decisions.maintenance import MaintenanceSchedule
+from aiotstream.decisions.maintenance import MaintenanceSchedule, SuppressionGauge
 from aiotstream.energy.baseline import Baseline, features
 from aiotstream.energy.floor import ZoneHvac
 from aiotstream.energy.ingest import ZoneBatch
@@ -144,6 +144,7 @@ class ZoneState(effects.RuntimeEntity):
         self.clock_ns: int | None = None
         self.has_neighbours = zone in rt.neighbours
         self._deciding: list[_Period] = []  # the KPI periods the decision being made counts into
+        self.suppression = SuppressionGauge()  # this zone's part of STATS gauge active_suppressions
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("rt", "_deciding")}
@@ -151,6 +152,7 @@ class ZoneState(effects.RuntimeEntity):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("outdoor_iv", -1)  # a snapshot from before the outdoor wait
+        self.__dict__.setdefault("suppression", SuppressionGauge())  # a snapshot from before the gauge
         self._deciding = []
         self.rt = None  # type: ignore[assignment]  # set by attach()
 
@@ -214,6 +216,7 @@ class ZoneState(effects.RuntimeEntity):
             if hold_for_outdoor:
                 end = min(end, self.outdoor_iv * L)
             outs.extend(self._close_until(end))
+        self._report()
         return outs
 
     def flush(self, kpi: bool = True) -> list[Output]:
@@ -221,7 +224,12 @@ class ZoneState(effects.RuntimeEntity):
         outs = self._close_until(None)
         if kpi:
             outs.extend(self._emit_periods(None))
+        self._report()
         return outs
+
+    def _report(self) -> None:
+        """Report to the run summary whether this zone's alerts are suppressed now (as assets do)."""
+        self.suppression.update(self.clock_ns is not None and self.schedule.active(self.clock_ns))
 
     # ---- intervals -----------------------------------------------------------------------------
     def _close_until(self, end_ns: int | None) -> list[Output]:

@@ -169,6 +169,30 @@ def test_a_far_future_maintenance_window_is_refused_in_the_building_flow_too() -
     assert list(state.schedule.windows) == ["w"]
 
 
+def test_a_zone_in_maintenance_counts_in_the_active_suppressions_gauge_until_the_window_ends() -> None:
+    """Issue 15 item 8: active suppressions are reported in the run summary for zones as for assets."""
+    from aiotstream.decisions.maintenance import SuppressionGauge
+    from aiotstream.runstats import RunStats
+
+    state = ZoneState(BuildingRuntime(site()), "z1")
+    stats = RunStats()
+    state.suppression = SuppressionGauge(stats)
+    fb = {"schema": "aiotstream.feedback/1", "type": "maintenance", "asset": "z1", "ts": T0, "start": T0,
+          "end": T0 + 60 * S, "window_id": "w"}
+    ing = BuildingIngest(state.rt, message_type=KafkaSourceMessage, now_ns=lambda: T0 + 3600 * S)
+    (batch,) = [o[1] for o in ing.decode([msg(0, fb)]) if isinstance(o, tuple)]
+    state.on_batch(batch)
+    assert stats.get("gauges", "active_suppressions") == 0  # no interval closed yet: the zone has no clock
+    feed(state, "z1", [(T0 + k * S, "power_kw", 1.0) for k in range(0, 40, 5)], start=10)
+    feed(state, "weather", [(T0 + 39 * S, "temperature", 10.0)], start=50)
+    assert state.clock_ns is not None and T0 < state.clock_ns < T0 + 60 * S
+    assert stats.get("gauges", "active_suppressions") == 1
+    feed(state, "z1", [(T0 + k * S, "power_kw", 1.0) for k in range(40, 100, 5)], start=100)
+    feed(state, "weather", [(T0 + 99 * S, "temperature", 10.0)], start=150)
+    assert state.clock_ns >= T0 + 60 * S  # past the window's end
+    assert stats.get("gauges", "active_suppressions") == 0
+
+
 def test_zone_kpis_against_hand_computed_energy_and_savings() -> None:
     rt = BuildingRuntime(site())
     z = ZoneState(rt, "z1")
