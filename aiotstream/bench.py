@@ -278,8 +278,8 @@ def run(windows: int = 20_000, samples: int = 1024, repeat: int = 5, scalar_upda
     summary["profile"] = {
         "scipy_rfft_vs_kernel_time": best["scipy_rfft"] / best["kernel"],
         "note": "scipy_rfft = scipy.fft.rfft alone over the same float32 rows (256 per call, one thread): "
-                "the fastest library transform here. The kernel's whole pipeline (mean removal + Hann, "
-                "its own 8-row lane FFT for power-of-two N, the per-bin pass) vs that transform alone.",
+                "the fastest library transform here. The kernel's whole pipeline (mean removal + Hann, its "
+                "own 8-row lane FFT for power-of-two N, the per-bin pass) vs that transform alone.",
     }
     report["sets"]["vibration-spectral"] = summary
 

@@ -98,8 +98,8 @@ def number(lo: float | None = None, hi: float | None = None, *,
         if not math.isfinite(v):
             raise argparse.ArgumentTypeError(f"must be a finite number (got {text!r})")
         if lo is not None and (v <= lo if above else v < lo):
-            raise argparse.ArgumentTypeError(f"must be {'greater than' if above else 'at least'} {lo:g} (got "
-                                             f"{v:g})")
+            raise argparse.ArgumentTypeError(f"must be {'greater than' if above else 'at least'} "
+                                             f"{lo:g} (got {v:g})")
         if hi is not None and v > hi:
             raise argparse.ArgumentTypeError(f"must be at most {hi:g} (got {v:g})")
         return v
@@ -499,10 +499,8 @@ def execute_flow(command: str, run: Callable[[], None], where: str) -> int:
     with QuietRustPanics() as quiet:
         def on_force(signum: int) -> None:
             quiet.write(f"stopped ({signal.Signals(signum).name}): the flow did not finish within "
-                        f"{GRACE_S:g} s "
-                        "of the signal, so outputs of the last epoch may be missing (with --recovery a "
-                        "restart "
-                        f"produces them again); {STATS.summary()}; outputs in {where}\n")
+                        f"{GRACE_S:g} s of the signal, so outputs of the last epoch may be missing (with "
+                        f"--recovery a restart produces them again); {STATS.summary()}; outputs in {where}\n")
 
         with signals_stop_the_flow(on_force):
             try:
@@ -645,9 +643,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = out_dir(args.out, "--out")
     for old in out.glob("*.jsonl"):
         old.unlink()
-    print(f"[1/3] simulating {args.assets} asset(s) x {args.duration:g} s of 3-axis vibration at 10 kHz "
-          f"(+ temperature, machine state, part counters), {args.faults} fault(s), {args.malformed} "
-          "malformed "
+    print(f"[1/3] simulating {args.assets} asset(s) x {args.duration:g} s of 3-axis vibration at 10 kHz (+ "
+          f"temperature, machine state, part counters), {args.faults} fault(s), {args.malformed} malformed "
           f"message(s), seed {args.seed}", flush=True)
     t0 = time.perf_counter()
     sim, bad = _simulator(args, cfg, production=True)
@@ -686,13 +683,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     det = score_alerts([f.to_dict() for f in sim.faults], alerts, lead_ns=frame_ns)
     reasons = Counter(d["reason"] for d in dead)
     print(f"[3/3] summary (outputs in {out}/: alerts.jsonl commands.jsonl kpis.jsonl scores.jsonl "
-          "deadletter.jsonl "
-          "truth.json)")
+          "deadletter.jsonl truth.json)")
     print(f"  throughput : {frames:,} frames in {elapsed:.2f} s = {frames / elapsed:,.0f} frames/s "
           f"({samples / elapsed / 1e6:,.1f} M samples/s, 1 worker, including decode and windowing)")
     print(f"  windows    : {len(scores):,} scored, "
-          f"{sum(k['totals']['anomalous_windows'] for k in asset_kpis):,} "
-          f"anomalous; {len(kpis):,} KPI records (asset, line, site)")
+          f"{sum(k['totals']['anomalous_windows'] for k in asset_kpis):,} anomalous; {len(kpis):,} KPI "
+          "records (asset, line, site)")
     print(f"  alerts     : {det.alerts} opened, {sum(a['event'] == 'cleared' for a in alerts)} cleared")
     print(f"  faults     : {det.faults} injected, {det.detected} detected within 5 s -> fault recall "
           f"{det.recall:.0%}; alert precision {det.precision:.0%} ({det.false_alerts} false)")
@@ -744,11 +740,9 @@ def _site_kpi_line(kpis: list[dict], period_s: float) -> str:
         return "n/a" if v is None else (f"{v:.0%}" if pct else f"{v:.1f}{unit}")
 
     return (f"  site KPIs  : OEE {fmt(d['oee'], True)} (availability {fmt(d['availability'], True)}, "
-            "performance "
-            f"{fmt(d['performance'], True)}, quality {fmt(d['quality'], True)}); MTTR "
-            f"{fmt(d['mttr_s'], unit=' s')}, "
-            f"MTBF {fmt(d['mtbf_s'], unit=' s')}; alerts {total['alerts_warning']} warning / "
-            f"{total['alerts_critical']} critical")
+            f"performance {fmt(d['performance'], True)}, quality {fmt(d['quality'], True)}); MTTR "
+            f"{fmt(d['mttr_s'], unit=' s')}, MTBF {fmt(d['mtbf_s'], unit=' s')}; alerts "
+            f"{total['alerts_warning']} warning / {total['alerts_critical']} critical")
 
 
 def cmd_bench_e2e(args: argparse.Namespace) -> int:
@@ -792,8 +786,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out_dir(args.registry, "--registry")
     if args.signing_key is None and args.hmac_key_file is None and not args.new_key and not args.unsigned:
         raise AiotError("no signing key: give --signing-key (Ed25519 PEM), --new-key DIR or --hmac-key-file, "
-                        "or "
-                        "--unsigned for development (sites refuse unsigned models by default)")
+                        "or --unsigned for development (sites refuse unsigned models by default)")
     if args.assets is not None and args.assets > len(cfg.all_assets()):
         raise UsageError(f"--assets {args.assets}: the site has only {len(cfg.all_assets())} asset(s)")
     if args.new_key:
@@ -864,14 +857,13 @@ def _add_simulate(sub: Any) -> None:
     s.add_argument("--brokers", help="bootstrap servers (default: the site's inputs.brokers)")
     s.add_argument("--partitions", type=count(1, 1024), default=3,
                    help="partitions for input topics it creates; each asset goes to the partition whose "
-                        "reader owns "
-                        "it in a cluster whose worker count divides the topic's partitions "
+                        "reader owns it in a cluster whose worker count divides the topic's partitions "
                         "(aiotstream.routing)")
     s.add_argument("--out-dir", help="write waveforms.bin, readings.jsonl, truth.json here instead of Kafka")
     s.add_argument("--file-partitions", type=count(0, 1024), default=0, metavar="P",
                    help="with --out-dir: waveforms-part<k>.bin and readings-part<k>.jsonl for k < P, each "
-                        "asset in "
-                        "the partition whose reader owns it in a cluster whose worker count divides P")
+                        "asset in the partition whose reader owns it in a cluster whose worker "
+                        "count divides P")
     s.add_argument("--truth", help="also write the ground truth JSON here")
     _sim_args(s, 60.0)
     _broker_wait_arg(s)
@@ -888,9 +880,8 @@ def _flow_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-a", "--addresses", help="all processes' host:port, separated by ';'")
     sp.add_argument("--epoch-s", type=number(0, 3600, above=True), default=1.0,
                     help="Bytewax epoch length in seconds (default 1): per-asset outputs leave when their "
-                         "epoch "
-                         "closes, so it bounds the added latency; with --recovery it is also the snapshot "
-                         "interval")
+                         "epoch closes, so it bounds the added latency; with --recovery it is also the "
+                         "snapshot interval")
     sp.add_argument("--recovery", metavar="DIR",
                     help="keep input offsets and all state in recovery partitions here; resume from them")
     sp.add_argument("--recovery-partitions", type=count(1, 100_000),
@@ -944,7 +935,7 @@ def _add_bench(sub: Any) -> None:
     bench_sub = bench.add_subparsers(dest="bench_command", required=True, metavar="{kernels,e2e}")
     bk = bench_sub.add_parser("kernels",
                               help="feature kernels vs numpy twin vs best numpy vs memory bandwidth "
-                                              "(samples/s and ratios, one thread, one run)")
+                                   "(samples/s and ratios, one thread, one run)")
     bk.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     bk.add_argument("--windows", type=count(1, 10_000_000), default=20_000,
                     help="windows per set (default 20,000)")
@@ -957,14 +948,13 @@ def _add_bench(sub: Any) -> None:
     bk.set_defaults(func=cmd_bench_kernels)
     be = bench_sub.add_parser("e2e", add_help=False, prefix_chars="\0",
                               help="flows and peers (Bytewax per item, Quix Streams, numpy batch) side by "
-                                   "side on "
-                                   "one broker: throughput, latency, scaling, memory; --help for its options")
+                                   "side on one broker: throughput, latency, scaling, memory; --help "
+                                   "for its options")
     be.add_argument("e2e_args", nargs="*", help="options of benchmarks/e2e.py (see --help)")
     be.set_defaults(func=cmd_bench_e2e)
     bm = bench_sub.add_parser("mqtt", add_help=False, prefix_chars="\0",
                               help="MQTT ingest against a bare paho subscriber (throughput, QoS 0 and 1), or "
-                                   "the "
-                                   "live burst scenario (burst); --help for its options")
+                                   "the live burst scenario (burst); --help for its options")
     bm.add_argument("mqtt_args", nargs="*", help="options of benchmarks/mqtt.py (see --help)")
     bm.set_defaults(func=cmd_bench_mqtt)
 
@@ -972,7 +962,7 @@ def _add_bench(sub: Any) -> None:
 def _add_train(sub: Any) -> None:
     t = sub.add_parser("train",
                        help="train the default ONNX models (IsolationForest; autoencoder float + int8) on "
-                                     "healthy simulator data and publish them, signed, to a model registry")
+                            "healthy simulator data and publish them, signed, to a model registry")
     t.add_argument("--site", required=True,
                    help="site config: its assets' channels and feature set give the columns")
     t.add_argument("--registry", required=True,

@@ -58,8 +58,8 @@ class Placement(NamedTuple):
         """From ``(i, n)`` or ``(i, n, w)``; AiotError if ``i`` is outside the cluster."""
         p = cls(*place)
         if not 0 <= p.process < p.processes or p.workers < 1:
-            raise AiotError(f"process index {p.process} is outside a cluster of {p.processes} processes "
-                            f"of {p.workers} worker(s)")
+            raise AiotError(f"process index {p.process} is outside a cluster of {p.processes} processes of "
+                            f"{p.workers} worker(s)")
         return p
 
     @property

@@ -94,8 +94,8 @@ def decode_frame(raw: bytes, pos: Position) -> Frame:
     if n != expected:
         raise DecodeError(
             "length_mismatch",
-            f"frame is {n} bytes but its header declares {expected} "
-            f"({channels} ch x {n_samples} samples x {dtype.itemsize} B + {HEADER_SIZE + alen} B header)",
+            f"frame is {n} bytes but its header declares {expected} ({channels} ch x {n_samples} samples x "
+            f"{dtype.itemsize} B + {HEADER_SIZE + alen} B header)",
         )
     try:
         asset = check_id(raw[HEADER_SIZE:HEADER_SIZE + alen].decode("utf-8"))

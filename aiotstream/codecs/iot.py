@@ -120,8 +120,8 @@ def _number(v: Any, where: str) -> float:
 def _name(v: Any, what: str) -> str:
     if not isinstance(v, str) or not 1 <= len(v) <= MAX_ASSET_ID:
         raise DecodeError("bad_reading",
-                          f"{what} must be a non-empty string of at most {MAX_ASSET_ID} characters, "
-                                         f"got {v!r}")
+                          f"{what} must be a non-empty string of at most {MAX_ASSET_ID} "
+                          f"characters, got {v!r}")
     return v
 
 
@@ -152,7 +152,7 @@ def _time(ts: int | None, hints: DecodeHints, arrival_ns: int | None, where: str
     if hints.missing_ts == "arrival" and arrival_ns is not None:
         return arrival_ns
     raise DecodeError("bad_timestamp", f"{where} has no event time ('ts' ns or 'ts_ms'); set missing_ts = "
-                                       f"\"arrival\" on the subscription to stamp arrival time instead")
+                                       "\"arrival\" on the subscription to stamp arrival time instead")
 
 
 def _check_item_asset(item: Item, asset: str | None) -> list[Item]:
@@ -438,8 +438,7 @@ def decode_opcua(raw: bytes, pos: Position, hints: DecodeHints, asset: str | Non
     if bad and obj.get("bad_quality", "deadletter") != "flag":
         raise DecodeError("bad_quality",
                           f"node {obj['node']!r} reported status {obj.get('status_name') or hex(status)} "
-                                         f"(0x{status:08X}); set bad_quality = \"flag\" to keep such values "
-                                         "flagged")
+                          f"(0x{status:08X}); set bad_quality = \"flag\" to keep such values flagged")
     first, second = ("server_ts", "source_ts") if obj.get("timestamp", "server") == "server" else \
         ("source_ts", "server_ts")
     ts = obj.get(first) if obj.get(first) is not None else obj.get(second)

@@ -74,22 +74,21 @@ class WasteConfig(_Model):
 
     empty_hvac_after_s: float = Field(default=900.0, gt=0, description="HVAC on in an empty zone this long")
     empty_hvac_fraction: float = Field(default=0.5, gt=0, le=1,
-                                       description="an interval counts when HVAC is on "
-                                       "for at least this fraction of it and nobody was counted in it")
+                                       description="an interval counts when HVAC is on for at least this "
+                                       "fraction of it and nobody was counted in it")
     simultaneous_after_s: float = Field(default=600.0, gt=0,
                                         description="heating and cooling at once this long")
     simultaneous_fraction: float = Field(default=0.5, gt=0, le=1)
     clear_intervals: int = Field(default=2, ge=1, le=10_000,
                                  description="intervals without the pattern to clear")
     night_start_h: float = Field(default=0.0, ge=0, lt=24,
-                                 description="night window (hours of the day) for the "
-                                 "baseload")
+                                 description="night window (hours of the day) for the baseload")
     night_end_h: float = Field(default=5.0, gt=0, le=24)
     baseload_learn_nights: int = Field(default=7, ge=1, le=365,
                                        description="nights averaged as the reference")
     baseload_creep: float = Field(default=0.15, gt=0, le=10,
-                                  description="open when the night baseload exceeds "
-                                  "the reference by this fraction ...")
+                                  description="open when the night baseload exceeds the reference by "
+                                  "this fraction ...")
     baseload_nights: int = Field(default=2, ge=1, le=365, description="... on this many nights in a row")
     cooldown_s: float = Field(default=0.0, ge=0)
 
@@ -105,11 +104,10 @@ class BuildingConfig(_Model):
     """``[building]``: the energy-optimisation flow's zones, meters, interval, baseline and waste rules."""
 
     interval_s: float = Field(default=60.0, ge=1, le=86_400,
-                              description="readings are aggregated per meter into "
-                              "intervals of this length; models learn on intervals")
+                              description="readings are aggregated per meter into intervals of this length; "
+                              "models learn on intervals")
     day_s: float = Field(default=86_400.0, gt=0, le=86_400,
-                         description="length of a day in event time (86400; "
-                         "simulations may compress it)")
+                         description="length of a day in event time (86400; simulations may compress it)")
     utc_offset_h: float = Field(default=0.0, ge=-14, le=14, description="local time = UTC + this (hours)")
     outdoor_asset: str = Field(default="weather", pattern=ID_PATTERN,
                                description="the asset id of the outdoor temperature readings")
@@ -123,8 +121,8 @@ class BuildingConfig(_Model):
     @model_validator(mode="after")
     def _shape(self) -> BuildingConfig:
         if not self.zones and not self.zone_groups:
-            raise ValueError("no zones: add at least one [[building.zones]] or [[building.zone_groups]] "
-                             "table")
+            raise ValueError("no zones: add at least one [[building.zones]] or "
+                             "[[building.zone_groups]] table")
         floors = {z.id: z.floor for z in self.all_zones()}
         for i, z in enumerate(self.zones):
             for n in z.adjacent:
@@ -132,8 +130,7 @@ class BuildingConfig(_Model):
                     raise ValueError(f"zones[{i}] ({z.id}) names adjacent zone {n!r}, which is not a zone")
                 if floors[n] != z.floor or n == z.id:
                     raise ValueError(f"zones[{i}] ({z.id}) names adjacent zone {n!r}: neighbours are other "
-                                     "zones "
-                                     "on the same floor")
+                                     "zones on the same floor")
         per_day = self.day_s / self.interval_s
         if abs(per_day - round(per_day)) > 1e-9:
             raise ValueError(f"interval_s ({self.interval_s}) must divide day_s ({self.day_s})")

@@ -24,8 +24,8 @@ from aiotstream.ids import ID_PATTERN  # the one id pattern (config, payloads, t
 
 def _check_debounce(n: int, m: int | None, name: str) -> None:
     if m is not None and m < n:
-        raise ValueError(f"{name}_of ({m}) must be at least {name}_windows ({n}): N of M windows needs "
-                         "N <= M")
+        raise ValueError(f"{name}_of ({m}) must be at least {name}_windows ({n}): N of M "
+                         "windows needs N <= M")
 
 
 class AlertRuleConfig(_Model):
@@ -59,8 +59,7 @@ class AlertRuleConfig(_Model):
                 (self.critical_threshold < self.open_threshold) if above else
                 (self.critical_threshold > self.open_threshold)):
             raise ValueError(f"critical_threshold ({self.critical_threshold}) must be at or beyond "
-                             "open_threshold "
-                             f"({self.open_threshold}) in the direction {self.direction!r}")
+                             f"open_threshold ({self.open_threshold}) in the direction {self.direction!r}")
         _check_debounce(self.open_windows, self.open_of, "open")
         _check_debounce(self.clear_windows, self.clear_of, "clear")
         return self
@@ -81,8 +80,7 @@ class AlertConfig(_Model):
                               description="no new alert of the same type this soon after a clear")
     critical_threshold: float = Field(default=0.99, gt=0, le=1)
     escalate_after_s: float = Field(default=900.0, ge=0,
-                                    description="escalate an unacknowledged alert after this; "
-                                                                      "0 = never")
+                                    description="escalate an unacknowledged alert after this; 0 = never")
     max_escalations: int = Field(default=1, ge=0, le=100)
     explain_top: int = Field(default=3, ge=0, le=50, description="features in an alert's explanation")
     history: int = Field(default=100, ge=1, le=100_000,
@@ -166,8 +164,8 @@ class InterlockConfig(_Model):
                  on in (("metric", self.metric is not None), ("alert_type", self.alert_type is not None),
                                  ("states", bool(self.states)), ("maintenance", self.maintenance)) if on]
         if len(kinds) != 1:
-            raise ValueError(f"an interlock needs exactly one of metric, alert_type, states, maintenance "
-                             f"(got {', '.join(kinds) or 'none'})")
+            raise ValueError("an interlock needs exactly one of metric, alert_type, states, maintenance (got "
+                             f"{', '.join(kinds) or 'none'})")
         if self.metric is not None and self.above is None and self.below is None:
             raise ValueError("a metric interlock needs above and/or below")
         return self
@@ -186,13 +184,12 @@ pass."""
     max: float | None = None
     max_step: float | None = Field(default=None, gt=0, description="largest change per command")
     max_rate_per_s: float | None = Field(default=None, gt=0,
-                                         description="largest change per second since the "
-                                                                         "previous command")
+                                         description="largest change per second since the previous command")
     min_interval_s: float = Field(default=0.0, ge=0, description="least time between two commands")
     interlocks: list[InterlockConfig] = Field(default_factory=list)
     on_violation: Literal["block", "clamp"] = Field(default="block",
                                                     description="clamp: limit the value to the "
-                                                                                  "bounds/step/rate instead")
+                                                                "bounds/step/rate instead")
     ack_timeout_s: float = Field(default=30.0, ge=0,
                                  description="wait this long for a device ack; 0 = no acks")
     max_retries: int = Field(default=2, ge=0, le=100)
@@ -222,7 +219,7 @@ class ConditionConfig(_Model):
     def _one_kind(self) -> ConditionConfig:
         kinds = [k for k in ("alert_type", "signal", "kpi") if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError(f"a condition needs exactly one of alert_type, signal, kpi (got "
+            raise ValueError("a condition needs exactly one of alert_type, signal, kpi (got "
                              f"{', '.join(kinds) or 'none'})")
         if self.alert_type is None and self.above is None and self.below is None:
             raise ValueError(f"a {kinds[0]} condition needs above and/or below")

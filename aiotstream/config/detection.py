@@ -21,17 +21,14 @@ class WindowConfig(_Model):
     max_past_s: float = Field(
         default=604_800.0, gt=0, le=315_360_000,
         description="inputs whose event time is further behind the asset's own newest event time (and, for "
-                    "live "
-                    "device sources (MQTT, OPC UA) while tailing, behind their arrival time) are "
-                    "dead-lettered ('too_old'); "
-                    "files and Kafka backlogs may be as old as they like, as long as each asset's data is in "
-                    "order "
-                    "to within this")
+                    "live device sources (MQTT, OPC UA) while tailing, behind their arrival time) are "
+                    "dead-lettered ('too_old'); files and Kafka backlogs may be as old as they like, as long "
+                    "as each asset's data is in order to within this")
     idle_close_s: float = Field(default=5.0, gt=0,
                                 description="close an asset's windows after this much wall-clock silence")
     wait_for_readings: bool = Field(default=True,
-                                    description="hold windows until the asset's readings stream "
-                                    "has shown up (false: assets send frames only)")
+                                    description="hold windows until the asset's readings stream has shown up "
+                                    "(false: assets send frames only)")
     state_ttl_s: float = Field(default=3600.0, ge=0,
                                description="forget an asset silent this long (0 = never)")
 
@@ -91,9 +88,8 @@ class OnnxConfig(_Model):
     max_batch: int = Field(default=512, ge=1, le=65_536, description="rows per model call at most")
     max_delay_ms: float = Field(default=50.0, ge=0, le=60_000,
                                 description="most that batching adds to a window's decisions: the batcher "
-                                            "flushes "
-                                            "early by the measured cost of scoring and deciding the rows "
-                                            "waiting")
+                                            "flushes early by the measured cost of scoring and deciding "
+                                            "the rows waiting")
     threads: int = Field(default=1, ge=1, le=64, description="onnxruntime intra-op threads per process")
     shadow: str | None = Field(default=None, description="a version of the same model scoring beside the "
                                "champion; only the champion decides")

@@ -28,8 +28,8 @@ class TlsConfig(_Model):
     @model_validator(mode="after")
     def _pair(self) -> TlsConfig:
         if bool(self.cert_file) != bool(self.key_file):
-            raise ValueError("cert_file and key_file go together: set both for a client certificate, or "
-                             "neither")
+            raise ValueError("cert_file and key_file go together: set both for a client "
+                             "certificate, or neither")
         return self
 
 
@@ -51,8 +51,7 @@ class MqttConnection(_Model):
     reconnect_min_s: int = Field(default=1, ge=1, le=3600)
     reconnect_max_s: int = Field(default=10, ge=1, le=3600,
                                  description="paho's reconnect backoff doubles up to this: data flows again "
-                                             "at most "
-                                             "this long after the broker is back")
+                                             "at most this long after the broker is back")
 
     @model_validator(mode="after")
     def _reconnect_order(self) -> MqttConnection:
@@ -77,11 +76,10 @@ class MqttSubscription(_Model):
     seq: str = Field(default="", max_length=64,
                      description="where each topic's sequence number is, to count gaps (lost messages): "
                                  "'frame' (the binary frame header's), the name of a top-level integer field "
-                                 "of "
-                                 "a JSON payload (e.g. 'seq'), or empty (not tracked)")
+                                 "of a JSON payload (e.g. 'seq'), or empty (not tracked)")
     seq_wrap: int = Field(default=0, ge=0, le=2**63,
-                          description="the sequence number wraps to 0 after seq_wrap - 1 (e.g. 256); "
-                                      "0: never")
+                          description="the sequence number wraps to 0 after seq_wrap - 1 "
+                                      "(e.g. 256); 0: never")
 
     @field_validator("filter")
     @classmethod
@@ -113,15 +111,13 @@ class MqttSubscription(_Model):
             raise ValueError("format 'value' has no event time in the payload: missing_ts must be 'arrival'")
         if self.seq == "frame" and self.format not in ("frame", "auto"):
             raise ValueError("seq = 'frame' reads the binary frame header: it needs format 'frame' or "
-                             "'auto', "
-                             f"not {self.format!r}")
+                             f"'auto', not {self.format!r}")
         if self.seq and self.seq != "frame" and self.format in ("frame", "value"):
             raise ValueError(f"seq = {self.seq!r} names a JSON field, but format {self.format!r} payloads "
-                             "are not "
-                             f"JSON (use seq = 'frame' for frames)")
+                             "are not JSON (use seq = 'frame' for frames)")
         if self.seq_wrap == 1:
-            raise ValueError("seq_wrap = 1 would make every number 0: use 0 (no wrap) or the counter's "
-                             "modulus")
+            raise ValueError("seq_wrap = 1 would make every number 0: use 0 (no wrap) or the "
+                             "counter's modulus")
         return self
 
     @property
@@ -134,20 +130,18 @@ class MqttInput(MqttConnection):
 
     session_expiry_s: int = Field(default=86_400, ge=0, le=0xFFFFFFFF,
                                   description="MQTT 5: how long the broker keeps the session (and queued QoS "
-                                              "1 "
-                                              "messages) while the flow is away")
+                                              "1 messages) while the flow is away")
     receive_maximum: int = Field(default=65535, ge=1, le=65535,
                                  description="MQTT 5: unacknowledged QoS 1 messages the broker may have in "
-                                             "flight; "
-                                             "with ack = 'epoch' it caps ingest at about receive_maximum / "
-                                             "(2 x epoch length) messages/s (see docs/mqtt.md)")
+                                             "flight; with ack = 'epoch' it caps ingest at about "
+                                             "receive_maximum / (2 x epoch length) messages/s "
+                                             "(see docs/mqtt.md)")
     ack: Literal["epoch", "batch"] = Field(
         default="epoch", description="epoch: PUBACK when the Bytewax epoch after the one the message entered "
                                      "closes; batch: when the next batch is taken")
     queue_size: int = Field(default=100_000, ge=1, le=10_000_000,
                             description="messages the MQTT client process holds for the flow; when full it "
-                                        "stops "
-                                        "reading and TCP pushes back on the broker")
+                                        "stops reading and TCP pushes back on the broker")
     broker_drops_topic: str = Field(
         default="$SYS/broker/publish/messages/dropped", max_length=256,
         description="the broker's counter of messages it dropped (mosquitto's $SYS topic); its growth during "
@@ -159,16 +153,15 @@ class MqttInput(MqttConnection):
     def _drops_topic(cls, v: str) -> str:
         if v and ("+" in v or "#" in v or "\x00" in v):
             raise ValueError(f"{v!r} must be one topic (no + or # wildcards): the broker's counter of "
-                             "dropped "
-                             f"messages, e.g. '$SYS/broker/publish/messages/dropped'; empty to not read it")
+                             "dropped messages, e.g. '$SYS/broker/publish/messages/dropped'; "
+                             "empty to not read it")
         return v
 
     @model_validator(mode="after")
     def _epoch_ack_needs_v5(self) -> MqttInput:
         if self.ack == "epoch" and self.protocol != "5" and self.qos > 0:
             raise ValueError("ack = 'epoch' needs protocol '5' (MQTT 3.1.1 brokers cap unacknowledged "
-                             "messages, "
-                             "mosquitto at 20): use protocol = '5' or ack = 'batch'")
+                             "messages, mosquitto at 20): use protocol = '5' or ack = 'batch'")
         return self
 
 
@@ -198,24 +191,21 @@ class OpcUaInput(_Model):
                              description="the client's application instance certificate (.pem/.der)")
     private_key: str = Field(default="", description="its private key (.pem/.der)")
     private_key_password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
-                                          description="environment variable holding the private key's "
-                                                      "password")
+                                          description="environment variable holding the "
+                                                      "private key's password")
     server_certificate: str = Field(default="", description="the server's certificate to trust (.pem/.der); "
-                                                           "empty: the one its endpoint presents")
+                                                            "empty: the one its endpoint presents")
     timeout_s: float = Field(default=4.0, gt=0, le=600, description="per request, and per connection attempt")
     reconnect_min_s: float = Field(default=0.5, gt=0, le=3600,
-                                   description="first retry delay, doubling up to "
-                                                                           "reconnect_max_s")
+                                   description="first retry delay, doubling up to reconnect_max_s")
     reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
     queue_size: int = Field(default=100_000, ge=1, le=10_000_000,
                             description="data changes buffered in the flow process; when full, the client "
-                                        "stops "
-                                        "asking the server for more (its queues then hold them)")
+                                        "stops asking the server for more (its queues then hold them)")
     monitored_queue_size: int = Field(default=100, ge=1, le=100_000,
                                       description="values the server keeps per node between publishes, and "
-                                                  "while "
-                                                  "a connection is down (when the subscription can be "
-                                                  "restored)")
+                                                  "while a connection is down (when the subscription "
+                                                  "can be restored)")
     nodes: list[OpcUaNode] = Field(min_length=1)
 
     @model_validator(mode="before")
@@ -240,13 +230,11 @@ class OpcUaInput(_Model):
     def _security(self) -> OpcUaInput:
         if self.security_policy != "None" and not (self.certificate and self.private_key):
             raise ValueError(f"security_policy {self.security_policy!r} needs certificate and private_key "
-                             "(the "
-                             "client's application instance certificate and its key)")
+                             "(the client's application instance certificate and its key)")
         if self.security_policy == "None" and (self.certificate or self.private_key
                                                or self.server_certificate):
             raise ValueError("certificate/private_key/server_certificate are set but security_policy is "
-                             "'None': "
-                             "set security_policy (e.g. 'Basic256Sha256') to use them")
+                             "'None': set security_policy (e.g. 'Basic256Sha256') to use them")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_min_s "
                              f"({self.reconnect_min_s})")
@@ -269,9 +257,8 @@ class OpcUaInput(_Model):
         what = f"values and user {self.username!r}'s password cross" if self.username else \
             "no user is authenticated and values cross"
         return (f"OPC UA {self.endpoint}: security policy None: {what} the network unsigned and unencrypted; "
-                "set "
-                "security_policy (e.g. \"Basic256Sha256\"), security_mode, certificate and private_key in "
-                "[inputs.opcua] to secure it")
+                "set security_policy (e.g. \"Basic256Sha256\"), security_mode, certificate and private_key "
+                "in [inputs.opcua] to secure it")
 
 
 class FileColumns(_Model):
@@ -312,23 +299,21 @@ class FileInput(_Model):
 
 
 class InputConfig(_Model):
-    kind: Literal["kafka", "mqtt", "opcua", "files"] = Field(default="kafka", description="where the data "
-                                                                                         "comes from")
+    kind: Literal["kafka", "mqtt", "opcua", "files"] = Field(default="kafka",
+                                                             description="where the data comes from")
     brokers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"], min_length=1)
     topics: list[str] = Field(default_factory=list, description="default: <site>.waveforms, <site>.readings")
     feedback_topics: list[str] = Field(default_factory=list,
                                        description="operator feedback and device acks; default: "
-                                                   "<site>.feedback, "
-                                                   "<site>.acks")
+                                                   "<site>.feedback, <site>.acks")
     control_topics: list[str] = Field(default_factory=list,
-                                      description="model promotions (kind = \"onnx\"); default: "
-                                                  "<site>.control")
+                                      description="model promotions (kind = \"onnx\"); "
+                                                  "default: <site>.control")
     tail: bool = Field(default=True, description="keep waiting for new data at the end of the topics")
     poll_batch: int = Field(default=1000, gt=0, le=100_000,
                             description="messages read per partition at a time: larger favours throughput, "
-                                        "smaller "
-                                        "bounds latency under load (a whole poll batch is decoded before any "
-                                        "asset runs)")
+                                        "smaller bounds latency under load (a whole poll batch is decoded "
+                                        "before any asset runs)")
     max_message_bytes: int = Field(
         default=1_048_576, ge=1_024, le=268_435_456,
         description="an input message larger than this is not decoded: it is dead-lettered with reason "
@@ -336,8 +321,7 @@ class InputConfig(_Model):
     max_abs_value: float = Field(
         default=1e12, ge=1e3, le=1e100,
         description="a reading value or waveform sample whose magnitude is larger is dead-lettered with "
-                    "reason "
-                    "'out_of_range'; the default keeps every feature, score and KPI sum finite")
+                    "reason 'out_of_range'; the default keeps every feature, score and KPI sum finite")
     mqtt: MqttInput | None = None
     opcua: OpcUaInput | None = None
     files: FileInput | None = None

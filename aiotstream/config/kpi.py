@@ -60,18 +60,18 @@ class KpiConfig(_Model):
     max_gap_s: float = Field(
         default=3_600.0, gt=0, le=604_800,
         description="a stretch of event time without any input of the asset longer than this is not "
-                    "accounted as "
-                    "observed time (it counts in 'unobserved_s'), so no KPI period is made for it")
+                    "accounted as observed time (it counts in 'unobserved_s'), so no KPI "
+                    "period is made for it")
     failures: Literal["alerts", "state", "both"] = Field(
-        default="both", description="what counts as a failure for MTTR/MTBF: open fault alerts, state down, "
-                                    "or either")
+        default="both", description="what counts as a failure for MTTR/MTBF: open fault alerts, state "
+                                    "down, or either")
     failure_alert_types: list[str] = Field(default_factory=list,
-                                           description="alert types that are failures; default: anomaly + "
-                                                       "rules")
+                                           description="alert types that are failures; default: "
+                                                       "anomaly + rules")
     rollup: bool = Field(default=True, description="also emit per-line and per-site KPI records")
     rollup_wait_s: float = Field(default=60.0, gt=0,
-                                 description="tailing: emit an incomplete roll-up after this "
-                                                                 "much wall-clock time")
+                                 description="tailing: emit an incomplete roll-up after this much "
+                                             "wall-clock time")
 
     @model_validator(mode="before")
     @classmethod
@@ -112,8 +112,7 @@ class KpiConfig(_Model):
         shortest = min(periods) if periods else None
         if shortest and v / shortest > 100_000:
             raise ValueError(f"{v:g} s spans {v / shortest:,.0f} periods of {shortest:g} s; at most 100,000: "
-                             "lower "
-                             "max_gap_s or lengthen the shortest period")
+                             "lower max_gap_s or lengthen the shortest period")
         return v
 
     @model_validator(mode="after")

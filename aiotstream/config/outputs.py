@@ -21,8 +21,8 @@ batch."""
     kinds: list[str] = Field(default_factory=lambda: ["command"], min_length=1)
     retain: bool = False
     publish_timeout_s: float = Field(default=60.0, gt=0, le=3600,
-                                     description="give up (fail the flow) if a batch is not acknowledged by "
-                                                 "then")
+                                     description="give up (fail the flow) if a batch is not "
+                                                 "acknowledged by then")
 
     @field_validator("topic")
     @classmethod
@@ -64,7 +64,7 @@ class OutputConfig(_Model):
     max_deadletter_payload_bytes: int = Field(
         default=524_288, ge=0, le=67_108_864,
         description="a dead letter keeps its input whole up to this size, else a 1 KiB prefix with the "
-                    "length and "
-                    "sha256; the default keeps dead letters under Kafka's default 1 MB message limit")
+                    "length and sha256; the default keeps dead letters under Kafka's default 1 "
+                    "MB message limit")
     mqtt: MqttOutput | None = None
     parquet: ParquetOutput | None = None

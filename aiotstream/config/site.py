@@ -65,8 +65,8 @@ class SiteConfig(_Model):
         ids = [a.id for a in v]
         dups = sorted({i for i in ids if ids.count(i) > 1})
         if dups:
-            raise ValueError(f"asset id(s) {', '.join(map(repr, dups))} appear more than once (ids must be "
-                             "unique)")
+            raise ValueError(f"asset id(s) {', '.join(map(repr, dups))} appear more than once (ids "
+                             "must be unique)")
         return v
 
     @model_validator(mode="before")
@@ -116,13 +116,12 @@ class SiteConfig(_Model):
         problems = []
         if w.max_past_s < w.length_s + w.allowed_lateness_s:
             problems.append(f"window.max_past_s: {w.max_past_s:g} must be at least length_s + "
-                            "allowed_lateness_s "
-                            f"({w.length_s + w.allowed_lateness_s:g}): an input in an open window is not too "
-                            "old")
+                            f"allowed_lateness_s ({w.length_s + w.allowed_lateness_s:g}): an input in an "
+                            "open window is not too old")
         if k.max_gap_s < w.length_s:
             problems.append(f"kpi.max_gap_s: {k.max_gap_s:g} must be at least window.length_s "
-                            f"({w.length_s:g}): "
-                            "the windows of an asset with continuous data end that far apart")
+                            f"({w.length_s:g}): the windows of an asset with continuous data "
+                            "end that far apart")
         if problems:
             raise ValueError(_REFS + _REFS.join(problems))
         return self
@@ -145,9 +144,8 @@ class SiteConfig(_Model):
             known(f"maintenance[{i}]", m.assets)
             if (m.end - m.start).total_seconds() > longest:
                 problems.append(f"maintenance[{i}].end: the window lasts "
-                                f"{(m.end - m.start).total_seconds():g} s, "
-                                f"longer than alerts.maintenance_max_s ({longest:g} s); split it or raise "
-                                "the limit")
+                                f"{(m.end - m.start).total_seconds():g} s, longer than "
+                                f"alerts.maintenance_max_s ({longest:g} s); split it or raise the limit")
             if m.line is not None and m.line not in lines:
                 problems.append(f"maintenance[{i}].line: {m.line!r} is not a line of any asset "
                                 f"({', '.join(sorted(lines))})")
@@ -161,14 +159,12 @@ class SiteConfig(_Model):
             for j, lock in enumerate(a.interlocks):
                 if lock.alert_type is not None and lock.alert_type not in types:
                     problems.append(f"control.actuators[{i}].interlocks[{j}].alert_type: {lock.alert_type!r} "
-                                    "is "
-                                    f"not an alert type (known: {', '.join(sorted(types))})")
+                                    f"is not an alert type (known: {', '.join(sorted(types))})")
         for i, r in enumerate(self.control.rules):
             known(f"control.rules[{i}]", r.assets)
             if r.when.alert_type is not None and r.when.alert_type not in types:
                 problems.append(f"control.rules[{i}].when.alert_type: {r.when.alert_type!r} is not an alert "
-                                "type "
-                                f"(known: {', '.join(sorted(types))})")
+                                f"type (known: {', '.join(sorted(types))})")
             if r.when.kpi_period_s is not None and r.when.kpi_period_s not in periods:
                 problems.append(f"control.rules[{i}].when.kpi_period_s: {r.when.kpi_period_s} is not one of "
                                 f"kpi.periods_s {sorted(periods)}")
@@ -176,17 +172,15 @@ class SiteConfig(_Model):
         if b is not None:
             if b.outdoor_asset in assets:
                 problems.append(f"building.outdoor_asset: {b.outdoor_asset!r} is also a zone or asset id; "
-                                "the outdoor "
-                                "sensor needs an id of its own")
+                                "the outdoor sensor needs an id of its own")
             for p in self.kpi.periods_s:
                 k = p / b.interval_s
                 if abs(k - round(k)) > 1e-9 or round(k) < 1:
                     problems.append(f"kpi.periods_s: period {p:g} s is not a whole number of building "
-                                    "intervals "
-                                    f"({b.interval_s:g} s)")
+                                    f"intervals ({b.interval_s:g} s)")
             if self.kpi.shifts:
-                problems.append("kpi.shifts: the energy-optimization flow reports tumbling periods only "
-                                "(periods_s)")
+                problems.append("kpi.shifts: the energy-optimization flow reports tumbling periods "
+                                "only (periods_s)")
         if problems:
             raise ValueError(_REFS + _REFS.join(problems))
 
@@ -279,12 +273,12 @@ class SiteConfig(_Model):
         m = self.model
         problems: list[tuple[str, str]] = []
         if m.drift_stat_size >= m.drift_window_size:
-            problems.append(("model.drift_stat_size", (f"must be smaller than drift_window_size "
+            problems.append(("model.drift_stat_size", ("must be smaller than drift_window_size "
                              f"({m.drift_stat_size} >= {m.drift_window_size})")))
         if m.drift_features and m.drift_detector == "none":
             problems.append(("model.drift_features",
-                             ("drift_detector is 'none': set it to 'adwin', 'page_hinkley' "
-                             "or 'kswin' to watch features")))
+                             ("drift_detector is 'none': set it to 'adwin', 'page_hinkley' or 'kswin' "
+                              "to watch features")))
         temp = self.features.temperature_metric
         for i, name in enumerate(m.drift_features):
             for a in self.all_assets():
@@ -310,7 +304,7 @@ class SiteConfig(_Model):
         if fmt is None:
             raise ConfigError(str(p),
                               [("<file>", (f"unknown file type {p.suffix or '(no suffix)'!r}: supported "
-                                                  "formats: .toml, .yaml/.yml, .json"))])
+                                           "formats: .toml, .yaml/.yml, .json"))])
         if len(text) > MAX_CONFIG_BYTES:
             raise ConfigError(str(p),
                               [("<file>", f"larger than {MAX_CONFIG_BYTES // 2**20} MiB: not a site config")])
@@ -343,8 +337,8 @@ def parse_config_text(text: bytes, fmt: str, source: str = "<config>") -> dict[s
     except (tomllib.TOMLDecodeError, orjson.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(source, [("<file>", f"not valid {fmt}: {exc}")]) from None
     if not isinstance(data, dict):
-        raise ConfigError(source, [("<file>", (f"the top level must be a table (key: value pairs), got "
-                                              f"{type(data).__name__}"))])
+        raise ConfigError(source, [("<file>", ("the top level must be a table (key: value pairs), got "
+                                               f"{type(data).__name__}"))])
     return data
 
 
@@ -355,8 +349,8 @@ def _yaml(text: bytes) -> Any:
     try:
         for event in yaml.parse(text, Loader=loader):
             if isinstance(event, yaml.AliasEvent):
-                raise yaml.YAMLError("anchors and aliases are not supported in a site config: write the "
-                                     "values out")
+                raise yaml.YAMLError("anchors and aliases are not supported in a site config: "
+                                     "write the values out")
         return yaml.load(text, Loader=loader)  # a safe loader: plain data only
     except yaml.YAMLError as exc:
         raise ValueError(str(exc).replace("\n", " ")) from None
@@ -418,8 +412,8 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
         elif kind == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == ID_PATTERN:
             msg = f"{given!r} is not a valid id: use letters, digits, '.', '_' or '-' (max 128)"
         elif kind == "string_pattern_mismatch" and str(loc[-1]) == "password_env":
-            msg = (f"{given!r} is not an environment variable name (the password itself never goes in the "
-                   "file)")
+            msg = (f"{given!r} is not an environment variable name (the password itself never "
+                   "goes in the file)")
         elif kind == "string_pattern_mismatch" and str(loc[-1]) == "endpoint":
             msg = f"{given!r} is not an OPC UA endpoint: use opc.tcp://host:port[/path]"
         else:

@@ -23,8 +23,8 @@ def recovery_config(directory: Path, partitions: int, backup_s: float, process_i
     ``partitions`` created for the whole cluster.
     """
     if partitions < processes:
-        raise AiotError(f"--recovery-partitions ({partitions}) must be at least the number of processes "
-                        f"({processes})")
+        raise AiotError(f"--recovery-partitions ({partitions}) must be at least the number of "
+                        f"processes ({processes})")
     directory.mkdir(parents=True, exist_ok=True)
     if not any(directory.glob("*.sqlite3")):
         with tempfile.TemporaryDirectory(dir=directory) as tmp:

@@ -344,26 +344,24 @@ class AlertBook:
             a = self.known.get(fb.alert_id)
             if a is None:
                 return [], Problem("unknown_alert",
-                                   f"alert {fb.alert_id} is not an alert of asset {self.asset} "
-                                                    f"(or is older than the last {self.history} alerts)")
+                                   f"alert {fb.alert_id} is not an alert of asset {self.asset} (or is older "
+                                   f"than the last {self.history} alerts)")
         else:
             a = self.current.get(fb.alert_type or "")
             if a is None:
                 return [], Problem("no_open_alert",
-                                   f"asset {self.asset} has no open {fb.alert_type!r} alert to "
-                                                    f"{fb.type}")
+                                   f"asset {self.asset} has no open {fb.alert_type!r} alert to {fb.type}")
         if fb.type == "label":
             return self._label(a, fb)
         if a.status == "cleared":
             return [], Problem("alert_not_open",
-                               f"alert {a.alert_id} ({a.alert_type}) was cleared already, so it "
-                               f"cannot be {'acknowledged' if fb.type == 'ack' else 'cleared'}")
+                               f"alert {a.alert_id} ({a.alert_type}) was cleared already, so it cannot be "
+                               f"{'acknowledged' if fb.type == 'ack' else 'cleared'}")
         if fb.type == "ack":
             if a.status == "acknowledged":  # a repeated ack (e.g. redelivered) changes nothing: say so
                 return [], Problem("already_acknowledged",
-                                   f"alert {a.alert_id} ({a.alert_type}) was acknowledged "
-                                                           f"already by {a.acknowledged_by or '?'}; this ack "
-                                                           "changes nothing")
+                                   f"alert {a.alert_id} ({a.alert_type}) was acknowledged already by "
+                                   f"{a.acknowledged_by or '?'}; this ack changes nothing")
             a.status = "acknowledged"
             a.acknowledged_at_ns = max(fb.ts_ns, a.opened_at_ns)
             a.acknowledged_by = fb.by

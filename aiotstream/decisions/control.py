@@ -180,16 +180,16 @@ class Envelope:
         if last is not None and t_ns - last[1] < self.min_interval_ns:
             return Verdict(False, value, {"check": "min_interval", "rule": "min_interval_s",
                                           "message": f"{(t_ns - last[1]) / S:g} s since the previous "
-                                                     "command, the "
-                                                     f"minimum is {self.min_interval_ns / S:g} s"})
+                                                     "command, the minimum is "
+                                                     f"{self.min_interval_ns / S:g} s"})
         if not math.isfinite(value):
             return Verdict(False, value,
                            {"check": "value", "rule": "finite", "message": f"value {value} is not finite"})
         if self.max_step is not None and ref is None:
             return Verdict(False, value, {"check": "max_step", "rule": "max_step",
                                           "message": "the current value is unknown, so max_step cannot be "
-                                                     "checked: "
-                                                     "set the actuator's initial or feedback_metric"})
+                                                     "checked: set the actuator's initial or "
+                                                     "feedback_metric"})
         v = value
         clamped: list[str] = []
         if self.clamp:
@@ -401,8 +401,7 @@ class Controller:
         if value is None:
             cmd.blocked_by = {"check": "value", "rule": op,
                               "message": f"{op} needs the current value of {r.actuator}, which is unknown: "
-                                         "set its "
-                                         f"initial or feedback_metric"}
+                                         "set its initial or feedback_metric"}
             return out + [self._to(cmd, "blocked", t_ns)]
         verdict = act.envelope.check(cmd.value, t_ns, cur, self.last.get(r.actuator), sit)
         if not verdict.allowed:
@@ -472,10 +471,10 @@ class Controller:
             if cmd.status != "awaiting_approval":
                 if fb.type == "approve" and cmd.approved_by == (fb.by or "?"):
                     return [], ("already_approved",
-                                (f"command {cmd.command_id} was approved by {cmd.approved_by} "
-                                                    "already; this approval changes nothing"))
-                msg = (f"command {cmd.command_id} is {cmd.status}, not awaiting approval, so it cannot be "
-                       f"{fb.type}d")
+                                (f"command {cmd.command_id} was approved by {cmd.approved_by} already; this "
+                                 "approval changes nothing"))
+                msg = (f"command {cmd.command_id} is {cmd.status}, not awaiting approval, so it "
+                       f"cannot be {fb.type}d")
                 return [], ("command_not_pending", msg)
             if fb.type == "reject":
                 cmd.reason = f"rejected by {fb.by or '?'}"
@@ -487,11 +486,11 @@ class Controller:
         if cmd.ack_status is not None:
             word = "the same" if cmd.ack_status == status else f"an earlier {cmd.ack_status!r}"
             return [], ("duplicate_ack", (f"command {cmd.command_id} has {word} device ack already (it is "
-                                         f"{cmd.status}); this {status!r} ack changes nothing"))
+                                          f"{cmd.status}); this {status!r} ack changes nothing"))
         if cmd.status != "emitted":
             return [], ("command_not_pending",
-                        (f"command {cmd.command_id} is {cmd.status}, so a device ack for it has nothing to "
-                         "acknowledge"))
+                        (f"command {cmd.command_id} is {cmd.status}, so a device ack for it has "
+                         "nothing to acknowledge"))
         if fb.value is not None:
             problem = self.ack_value_problem(cmd.actuator, fb.value)
             if problem is not None:

@@ -77,10 +77,9 @@ class MaintenanceSchedule:
                 self.prune(forget_before_ns)
             if len(self.windows) >= max_windows:
                 return Problem("too_many_windows",
-                               f"{len(self.windows)} maintenance windows are planned or in "
-                               "progress already, the most allowed (alerts.maintenance_max_windows): reuse "
-                               "a "
-                               f"window_id to change one")
+                               f"{len(self.windows)} maintenance windows are planned or in progress already, "
+                               "the most allowed (alerts.maintenance_max_windows): reuse a "
+                               "window_id to change one")
         self.set(window_id, start_ns, end_ns)
         return None
 

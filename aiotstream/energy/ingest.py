@@ -243,23 +243,23 @@ class BuildingIngest:
             if isinstance(item, Feedback):
                 if item.ts_ns > horizon:
                     out.append(self._reject(msg, "future_timestamp",
-                                            f"feedback time {iso_ns(item.ts_ns)} is ahead "
-                                            "of this worker's clock by more than window.max_future_s",
+                                            f"feedback time {iso_ns(item.ts_ns)} is ahead of this worker's "
+                                            "clock by more than window.max_future_s",
                                             item.asset))
                     continue
                 targets = self._feedback_targets(item)
                 if targets is None:
                     out.append(self._reject(msg, "unknown_asset",
-                                            f"feedback names {item.asset or item.line!r}, "
-                                            f"which is not a zone or floor of {rt.config.site.id}",
+                                            f"feedback names {item.asset or item.line!r}, which is not a "
+                                            f"zone or floor of {rt.config.site.id}",
                                             item.asset))
                 for z in targets or ():
                     feedback.setdefault(z, []).append(item if item.asset == z else dc_replace(item, asset=z))
                 continue
             if isinstance(item, Frame):
                 out.append(self._reject(msg, "unsupported",
-                                        "the energy-optimization flow takes scalar readings, "
-                                        "not waveform frames", item.asset))
+                                        "the energy-optimization flow takes scalar readings, not "
+                                        "waveform frames", item.asset))
                 continue
             r: Reading = item
             if r.ts_ns > horizon:
@@ -273,8 +273,8 @@ class BuildingIngest:
             z = rt.zone_index.get(r.asset)
             if z is None:
                 out.append(self._reject(msg, "unknown_asset",
-                                        f"{r.asset!r} is not a zone of {rt.config.site.id} "
-                                        "(add it to [[building.zones]]) nor its outdoor sensor", r.asset))
+                                        f"{r.asset!r} is not a zone of {rt.config.site.id} (add it to "
+                                        "[[building.zones]]) nor its outdoor sensor", r.asset))
                 continue
             c = rt.metric_codes.get(r.metric)
             if c is None:

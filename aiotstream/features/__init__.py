@@ -50,8 +50,8 @@ try:
     )
 except ImportError as exc:  # pragma: no cover - only without a build
     raise ImportError(
-        "aiotstream._kernels is not built; run `python setup.py build_ext --inplace` "
-        "(or `make unit`, which does it)"
+        "aiotstream._kernels is not built; run `python setup.py build_ext --inplace` (or `make "
+        "unit`, which does it)"
     ) from exc
 
 from aiotstream.features.moments import (
@@ -166,8 +166,7 @@ def window_features(partials: np.ndarray, feature_set: FeatureSet | None = None,
         want = len(SPECTRAL_PARTIAL_COLUMNS) + len(fs.bands)
         if spec.shape != (part.shape[0], want):
             raise ValueError(f"window_features: expected spectral partials of shape ({part.shape[0]}, "
-                             f"{want}) "
-                             f"for {len(fs.bands)} band(s); got {spec.shape}")
+                             f"{want}) for {len(fs.bands)} band(s); got {spec.shape}")
         feats = np.concatenate([feats, spectral_features_from_partials(spec)], axis=1)
     if fs.per_channel != fs.all_columns:
         feats = feats[:, list(fs.indices())]

@@ -32,8 +32,8 @@ def _as_moments(m: np.ndarray, what: str) -> np.ndarray:
     arr = np.asarray(m, dtype=np.float64)
     if arr.ndim < 1 or arr.shape[-1] != 7:
         raise ValueError(
-            f"{what}: expected a moments array of shape (..., 7) "
-            f"({', '.join(MOMENT_COLUMNS)}); got shape {arr.shape}"
+            f"{what}: expected a moments array of shape (..., 7) ({', '.join(MOMENT_COLUMNS)}); got "
+            f"shape {arr.shape}"
         )
     return arr
 

@@ -128,10 +128,10 @@ class ScalarState:
         vals = np.ascontiguousarray(values, dtype=np.float64)
         ts = np.ascontiguousarray(ts_ns, dtype=np.int64)
         if ix.ndim != 1 or vals.shape != ix.shape or ts.shape != ix.shape:
-            raise ValueError(f"ScalarState.update: idx, values and ts_ns must be 1-D of one length; got "
+            raise ValueError("ScalarState.update: idx, values and ts_ns must be 1-D of one length; got "
                              f"{ix.shape}, {vals.shape}, {ts.shape}")
         if ix.size and (ix.min() < 0 or ix.max() >= len(self.keys)):
-            raise ValueError(f"ScalarState.update: key indices must be in [0, {len(self.keys)}) "
-                             "(get them from ScalarState.index)")
+            raise ValueError(f"ScalarState.update: key indices must be in [0, {len(self.keys)}) (get them "
+                             "from ScalarState.index)")
         return scalar_update(ix, vals, ts, self.ewma, self.ring, self.head, self.count, self.last_value,
                              self.last_ts_ns, self.alpha, self.halflife_ns)

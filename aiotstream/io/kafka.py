@@ -299,8 +299,8 @@ class _OutputPartition(StatelessSinkPartition[Output]):
                           out.kind,
                           out.record.get("id"), self.brokers, why)
                 dl = replacement(out, "delivery_failed",
-                                 f"{out.kind} record {out.record.get('id')} could not be "
-                                 f"delivered to topic {self.topics[out.kind]!r}: {why}"[:1000], data)
+                                 f"{out.kind} record {out.record.get('id')} could not be delivered to topic "
+                                 f"{self.topics[out.kind]!r}: {why}"[:1000], data)
                 enc = encode(dl, self.limit)
                 if enc is None:
                     count_loss(out, "delivery_failed", why)

@@ -75,8 +75,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "deadletters": ("reason", "Dead letters written, by reason code."),
     "outputs": ("kind", "Records delivered by the main sink, by kind (dead letters included as deadletter)."),
     "losses": ("cause",
-               ("Inputs known to be lost before they reached the flow, by cause (mqtt_broker_dropped "
-                         "and mqtt_seq_gap count the same messages seen from two sides).")),
+               ("Inputs known to be lost before they reached the flow, by cause (mqtt_broker_dropped and "
+                "mqtt_seq_gap count the same messages seen from two sides).")),
     "dropped": ("cause", "Inputs dropped on purpose and not dead-lettered, by cause."),
 }
 """The RunStats groups exported as counters: group -> (label name, help)."""
@@ -101,8 +101,8 @@ def readiness() -> tuple[bool, str]:
     if STOP.is_set():
         return False, f"stopping ({STOP.reason})"
     if not SOURCE_BUILT.is_set():
-        return False, ("the flow has not started (waiting for brokers, recovery or the cluster's other "
-                       "processes)")
+        return False, ("the flow has not started (waiting for brokers, recovery or the cluster's "
+                       "other processes)")
     down = sorted(name for name, up in connections().items() if not up)
     if down:
         return False, f"input not connected: {', '.join(down)}"
@@ -145,8 +145,8 @@ class RunCollector(Collector):
         for key, value in sorted(snap.get("gauges", {}).items()):
             yield GaugeMetricFamily(metric_name(key), f"The run's {key} gauge.", value=value)
         up = GaugeMetricFamily(f"{PREFIX}_source_up",
-                               "1 while an input connection is up, 0 while it is down or "
-                                                      "connecting.", labels=["source"])
+                               "1 while an input connection is up, 0 while it is "
+                               "down or connecting.", labels=["source"])
         for name, is_up in sorted(self.sources().items()):
             up.add_metric([name], 1 if is_up else 0)
         yield up
@@ -155,8 +155,8 @@ class RunCollector(Collector):
         age = self.recovery_age_s()
         if age is not None:
             yield GaugeMetricFamily(f"{PREFIX}_recovery_write_age_seconds",
-                                    "Seconds since this process last wrote "
-                                    "its recovery partitions (snapshots, epoch commits).", value=age)
+                                    "Seconds since this process last wrote its recovery partitions "
+                                    "(snapshots, epoch commits).", value=age)
         if self.info:
             yield InfoMetricFamily(f"{PREFIX}_build",
                                    "Package version, git commit, site and config of the run.",
@@ -261,8 +261,7 @@ class MetricsServer:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise AiotError(f"--metrics-port {self.port} on {self.host} is already in use; pick another, "
-                                "or "
-                                "--metrics-port 0 for a free one") from None
+                                "or --metrics-port 0 for a free one") from None
             raise AiotError(f"--metrics-host {self.host} --metrics-port {self.port}: cannot listen there: "
                             f"{exc.strerror or exc}") from None
         self.port = self._httpd.server_address[1]

@@ -311,8 +311,8 @@ class ConnectionLog:
         self.down_since = self.last_line = self.now()
         self.attempts = 0
         self.emit(logging.WARNING,
-                  f"MQTT connection to {self.where} lost ({reason}); reconnecting with backoff "
-                                   f"{self.backoff}")
+                  f"MQTT connection to {self.where} lost ({reason}); reconnecting with "
+                  f"backoff {self.backoff}")
 
     def retry(self, refused: str | None = None) -> None:
         self.attempts += 1
@@ -326,8 +326,8 @@ class ConnectionLog:
             self.last_line = now
             why = f"still refuses the connection ({refused})" if refused else "still not reachable"
             self.emit(logging.WARNING, f"MQTT broker {self.where} {why} after {now - self.down_since:.0f} s "
-                                       f"({self.attempts} failed attempt(s)); retrying with backoff "
-                                       f"{self.backoff}")
+                                       f"({self.attempts} failed attempt(s)); retrying with "
+                                       f"backoff {self.backoff}")
 
 
 def _resume_state(resume: Any) -> tuple[int, int | None, dict[str, list[int]]]:
@@ -459,10 +459,9 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
             if expected and not present:
                 self.stats.add("losses", "mqtt_session_lost")
                 log.warning("MQTT broker %s had no session for client id %r: whatever was published for this "
-                            "flow "
-                            "while it was away is lost (the session expired after session_expiry_s = %d s, "
-                            "or the "
-                            "broker lost its state: is persistence on?)", self.where, self.client_id,
+                            "flow while it was away is lost (the session expired after session_expiry_s = %d "
+                            "s, or the broker lost its state: is "
+                            "persistence on?)", self.where, self.client_id,
                             self.cfg.session_expiry_s)
         elif kind == relay.SUBSCRIBED:
             _, failed = frame
@@ -472,12 +471,12 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
             for flt, reason in failed:
                 if flt == self.cfg.broker_drops_topic:
                     self.drops_baseline_at = None
-                    log.info("MQTT broker %s does not let this client read %s (%s): its drops cannot be "
-                             "counted",
+                    log.info("MQTT broker %s does not let this client read %s (%s): its drops "
+                             "cannot be counted",
                              self.where, flt, reason)
                 else:
-                    log.warning("MQTT broker %s refused the subscription %r: %s (check its ACL for this "
-                                "client)",
+                    log.warning("MQTT broker %s refused the subscription %r: %s (check its ACL "
+                                "for this client)",
                                 self.where, flt, reason)
             self.subscribed = True
             if self.ready is not None:
@@ -509,8 +508,8 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
             if now - self.drops_warned >= 60:
                 self.drops_warned = now
                 log.warning("MQTT broker %s dropped %d message(s) (its counter %s, for all its clients): a "
-                            "queue "
-                            "limit was reached; see docs/mqtt.md (max_queued_messages)", self.where, delta,
+                            "queue limit was reached; see docs/mqtt.md "
+                            "(max_queued_messages)", self.where, delta,
                             self.cfg.broker_drops_topic)
 
     def _send_acks(self, pending: list[tuple[int, int, int]]) -> None:
@@ -607,13 +606,10 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
             if now - self.window_warned >= 600:
                 self.window_warned = now
                 log.warning("MQTT %s: %d messages wait for their epoch to close before they are "
-                            "acknowledged, "
-                            "the whole receive_maximum: a broker that honours it sends no more until then, "
-                            "so "
-                            "ingest is held to about receive_maximum per two epochs. Shorten the epoch "
-                            "(--epoch-s), raise inputs.mqtt.receive_maximum (at most 65535) or use ack = "
-                            "'batch' "
-                            "(docs/mqtt.md)", self.where, held)
+                            "acknowledged, the whole receive_maximum: a broker that honours it sends no more "
+                            "until then, so ingest is held to about receive_maximum per two epochs. Shorten "
+                            "the epoch (--epoch-s), raise inputs.mqtt.receive_maximum (at most 65535) or use "
+                            "ack = 'batch' (docs/mqtt.md)", self.where, held)
 
     def _route(self, topic: str) -> tuple[str, DecodeHints, str | None, str | None, str, int]:
         r = self.router.route(topic)
@@ -694,8 +690,7 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
         if unacked:
             self.stats.set("gauges", "mqtt_unacked_at_stop", unacked)
             log.info("MQTT %s: %d message(s) received but not acknowledged at stop; the broker keeps them in "
-                     "the "
-                     "session (client id %r) and sends them again on the next start", self.where, unacked,
+                     "the session (client id %r) and sends them again on the next start", self.where, unacked,
                      self.client_id)
 
 

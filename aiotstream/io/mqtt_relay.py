@@ -67,8 +67,8 @@ def password(conn: MqttConnection) -> str | None:
         return None
     value = os.environ.get(conn.password_env)
     if value is None:
-        raise AiotError(f"MQTT password: environment variable {conn.password_env!r} is not set "
-                        f"(password_env in the site config names it)")
+        raise AiotError(f"MQTT password: environment variable {conn.password_env!r} is not set (password_env "
+                        "in the site config names it)")
     return value
 
 

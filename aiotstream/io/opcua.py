@@ -306,8 +306,8 @@ class OpcUaConnection:
                 await self._drop(client)
                 if first and _is_refusal(exc):
                     raise AiotError(f"OPC UA {cfg.endpoint} refused the connection: {_reason(exc)}; check "
-                                    "username/password_env and the security settings of "
-                                    "[inputs.opcua]") from None
+                                    "username/password_env and the security settings "
+                                    "of [inputs.opcua]") from None
                 self.outage.failed(_reason(exc), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, cfg.reconnect_max_s)

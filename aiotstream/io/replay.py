@@ -141,8 +141,8 @@ def check_file(path: str, cfg: FileInput) -> None:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         first = first[:300].encode("ascii", "backslashreplace").decode()
-        raise AiotError(f"replay: {path!r} cannot be read as {fmt}: {first} (check --format / "
-                        "[inputs.files] format and columns)") from None
+        raise AiotError(f"replay: {path!r} cannot be read as {fmt}: {first} (check --format / [inputs.files] "
+                        "format and columns)") from None
 
 
 def file_share(paths: list[str], sizes: list[int], place: Placement) -> list[str]:
@@ -347,8 +347,7 @@ def table_rows(batch: pa.RecordBatch, first_row: int, topic: str, cols: FileColu
         missing.append(cols.asset)
     if missing:
         raise AiotError(f"replay {topic.removeprefix(TOPIC_PREFIX)}: column(s) {', '.join(missing)} not "
-                        "found "
-                        f"(columns: {', '.join(names)}); map them in [inputs.files.columns]")
+                        f"found (columns: {', '.join(names)}); map them in [inputs.files.columns]")
     rows = np.arange(first_row, first_row + n, dtype=np.int64)
     assets = _str_column(batch, cols.asset, cols.default_asset, n)
     ts = _ts_column(batch.column(cols.ts), cols.ts_unit)

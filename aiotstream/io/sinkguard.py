@@ -126,8 +126,7 @@ def encode(out: Output, limit: int | None = None) -> tuple[Output, bytes] | None
         if limit is None or len(data) <= limit:
             return out, data
         reason, message = "output_too_large", (f"{out.kind} record {rec.get('id')} is {len(data):,} bytes, "
-                                               "over "
-                                               f"the sink's limit of {limit:,} bytes")
+                                               f"over the sink's limit of {limit:,} bytes")
     else:
         data = orjson.dumps(_printable(rec))
         non_finite = bad[1] in ("nan", "inf", "-inf")

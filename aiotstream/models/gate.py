@@ -111,8 +111,7 @@ def validate(model: Any, X: np.ndarray, y: np.ndarray, metric: str = "auc", thre
     if n_pos == 0 or n_pos == n:
         return GateResult(False, metric, float("nan"), threshold,
                           f"refused {name}: the held-out set has {n_pos} faulty of {n} windows; the gate "
-                          "needs both "
-                          "faulty and healthy windows to judge a model", name, n, n_pos)
+                          "needs both faulty and healthy windows to judge a model", name, n, n_pos)
     scores = np.asarray(model.score(np.asarray(X)), dtype=np.float64)
     if metric == "auc":
         value, label = auc(scores, yb), "auc"
@@ -123,7 +122,6 @@ def validate(model: Any, X: np.ndarray, y: np.ndarray, metric: str = "auc", thre
     where = f"on {n} held-out windows ({n_pos} faulty)"
     if value >= threshold:
         return GateResult(True, metric, value, threshold,
-                          f"passed {name}: {label} {value:.4f} >= {threshold:g} "
-                          f"{where}", name, n, n_pos)
+                          f"passed {name}: {label} {value:.4f} >= {threshold:g} {where}", name, n, n_pos)
     return GateResult(False, metric, value, threshold, f"refused {name}: {label} {value:.4f} is below the "
                       f"threshold {threshold:g} {where}", name, n, n_pos)

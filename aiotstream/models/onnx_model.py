@@ -71,8 +71,8 @@ class OnnxModel:
             self.center = float(sc["center"])
             self.scale = float(sc["scale"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{where}: manifest score block needs numeric center and scale ({exc!r}); "
-                             f"got {sc}") from None
+            raise ModelError(f"{where}: manifest score block needs numeric center and scale "
+                             f"({exc!r}); got {sc}") from None
         if not self.scale > 0 or self.sign not in (1.0, -1.0):
             raise ModelError(f"{where}: score.scale must be > 0 and score.sign +1 or -1 (got {sc})")
         impute = sc.get("impute")
@@ -111,8 +111,7 @@ class OnnxModel:
         if o is None or not _is_float(o.type) or not column:
             found_o = ", ".join(f"{x.name!r}: {x.type} {x.shape}" for x in outs.values())
             raise ModelError(f"{where}: output mismatch: expected {self.output_name!r}: tensor(float) "
-                             "[batch, 1]; "
-                             f"found {found_o}")
+                             f"[batch, 1]; found {found_o}")
 
     @classmethod
     def from_artifact(cls, artifact: Artifact, threads: int = 1) -> OnnxModel:
@@ -129,12 +128,10 @@ class OnnxModel:
         x = np.asarray(rows)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ModelError(f"model {self.name}/{self.version}: rows must be (n, {self.n_features}) in the "
-                             "order "
-                             f"{self.feature_names[:3]}...; got shape {x.shape}")
+                             f"order {self.feature_names[:3]}...; got shape {x.shape}")
         if self.fixed_batch is not None and x.shape[0] != self.fixed_batch:
             raise ModelError(f"model {self.name}/{self.version} takes batches of exactly {self.fixed_batch} "
-                             "rows; "
-                             f"got {x.shape[0]}")
+                             f"rows; got {x.shape[0]}")
         if x.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
         x32 = np.asarray(x, dtype=np.float32)

@@ -282,8 +282,8 @@ def _load_private(key: Path | str | bytes):
     try:
         k = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise ModelError("signing key is not an unencrypted Ed25519 PEM private key or a 32-byte seed: "
-                         f"{exc}") from None
+        raise ModelError("signing key is not an unencrypted Ed25519 PEM private key or a "
+                         f"32-byte seed: {exc}") from None
     if not isinstance(k, ed.Ed25519PrivateKey):
         raise ModelError(f"signing key is a {type(k).__name__}, not Ed25519")
     return k
@@ -473,8 +473,8 @@ class ModelRegistry:
         try:
             data = onnx_path.read_bytes()
         except FileNotFoundError:
-            raise ModelRefused(f"{onnx_path}: missing file (the manifest is there, the model is "
-                               "not)") from None
+            raise ModelRefused(f"{onnx_path}: missing file (the manifest is there, "
+                               "the model is not)") from None
         digest = hashlib.sha256(data).hexdigest()
         if digest != m.sha256:
             raise ModelRefused(f"{onnx_path}: hash mismatch: sha256 {digest[:16]}... but the manifest pins "
@@ -489,8 +489,7 @@ class ModelRegistry:
             if self.allow_unsigned:
                 return
             raise ModelRefused(f"{where}: unsigned artifact refused (sign it on publish, or open the "
-                               "registry with "
-                               "allow_unsigned=True for development)")
+                               "registry with allow_unsigned=True for development)")
         try:  # a manifest made in code (not read by from_dict) gets the same checks
             checked = SignatureSchema.model_validate(sig)
         except ValidationError as exc:
@@ -501,8 +500,7 @@ class ModelRegistry:
         if alg == "ed25519":
             if not self._trusted:
                 raise ModelRefused(f"{where}: unknown key: signed with Ed25519 key {kid}, but this registry "
-                                   "has "
-                                   "no verify_key (give the signer's public key)")
+                                   "has no verify_key (give the signer's public key)")
             pub = self._trusted.get(kid)  # type: ignore[arg-type]
             if pub is None:
                 raise ModelRefused(f"{where}: unknown key: signed with {kid}, this registry trusts "
@@ -513,13 +511,11 @@ class ModelRegistry:
                 pub.verify(raw_sig, body)
             except InvalidSignature:
                 raise ModelRefused(f"{where}: bad signature: the manifest does not match its Ed25519 "
-                                   "signature "
-                                   "(it was changed after signing)") from None
+                                   "signature (it was changed after signing)") from None
         else:
             if self.hmac_key is None:
-                raise ModelRefused(f"{where}: unknown key: signed with HMAC key {kid}, but this registry has "
-                                   "no "
-                                   "hmac_key")
+                raise ModelRefused(f"{where}: unknown key: signed with HMAC key {kid}, but this registry "
+                                   "has no hmac_key")
             if kid != self._hmac_id:
                 raise ModelRefused(f"{where}: unknown key: signed with {kid}, this registry's HMAC key is "
                                    f"{self._hmac_id}")

@@ -166,8 +166,8 @@ class ScoreBatcher:
             call = time.perf_counter() - t0
             self.call_s_per_row += 0.2 * (call / len(chunk) - self.call_s_per_row)
             if scores.shape != (len(chunk),):
-                raise ModelError(f"model {model} returned scores of shape {scores.shape} for {len(chunk)} "
-                                 "rows")
+                raise ModelError(f"model {model} returned scores of shape {scores.shape} for "
+                                 f"{len(chunk)} rows")
             now = self.clock()
             for (key, _, t_in, owner), s in zip(chunk, scores.tolist()):
                 self._done[key] = Scored(s, model, now - t_in, call, len(chunk))
@@ -281,7 +281,7 @@ class ModelStore:
             extra = [c for c in model.feature_names if c not in self.columns]
             raise ModelError(f"model {ref} was trained on other feature columns than this flow computes "
                              f"(missing: {missing or 'none'}, unknown: {extra or 'none'}, or another order); "
-                             f"retrain it with `aiotstream train` on this site's config")
+                             "retrain it with `aiotstream train` on this site's config")
         return model
 
     def block(self, ref: str, variant: str) -> dict[str, Any]:
@@ -295,10 +295,9 @@ class ModelStore:
             if self._labelled is None:
                 if self._make_labelled is None:
                     raise ModelError(f"site {self.config.site.id}: [model.onnx.gate] is set but this process "
-                                     "was "
-                                     "given no held-out set to run it on; build the flow with "
-                                     "aiotstream.dataflow.build_flow (or pass labelled= to the site's "
-                                     "runtime)")
+                                     "was given no held-out set to run it on; build the flow with "
+                                     "aiotstream.dataflow.build_flow (or pass labelled= to the "
+                                     "site's runtime)")
                 self._labelled = self._make_labelled()
             return self._labelled
 

@@ -600,8 +600,8 @@ class StreamingDetector:
         self.__dict__.update(state)
         if self.impl == "compiled":
             if _compiled is None:
-                raise ImportError("aiotstream._streaming is not built; run `python setup.py build_ext "
-                                  "--inplace`")
+                raise ImportError("aiotstream._streaming is not built; run `python setup.py "
+                                  "build_ext --inplace`")
             self._kernel = self._make_kernel()
 
     def update(self, x: np.ndarray) -> RowResult:

@@ -268,8 +268,8 @@ def check_new(registry: ModelRegistry, name: str, version: str) -> None:
     """Refuse a version that is published already (with its variants): versions are immutable."""
     for v in (version, f"{version}-ae", f"{version}-int8"):
         if registry.path(name, v).exists():
-            raise ModelError(f"{registry.path(name, v)} exists: choose a new version (versions are "
-                             "immutable)")
+            raise ModelError(f"{registry.path(name, v)} exists: choose a new version "
+                             "(versions are immutable)")
 
 
 def publish_trained(rows: WindowRows, registry: ModelRegistry, name: str, version: str, *, training_data: str,
@@ -307,7 +307,6 @@ def publish_trained(rows: WindowRows, registry: ModelRegistry, name: str, versio
     q = quantize_int8(ae, X)
     out.append(publish(f"{version}-int8", q, ae_part, "mlp_autoencoder", True, hidden=list(hidden),
                        base=f"{version}-ae", quantization="onnxruntime quantize_static, QOperator "
-                                                          "QLinearMatMul, "
-                                                         "int8 weights, uint8 activations calibrated on the "
-                                                         "training rows"))
+                                                          "QLinearMatMul, int8 weights, uint8 activations "
+                                                          "calibrated on the training rows"))
     return out

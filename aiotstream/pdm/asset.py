@@ -212,10 +212,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 if waiting >= MAX_WAITING_FEEDBACK and (self.clock_ns is None or item.ts_ns >= self.clock_ns):
                     outs.append(self._reject(item, "too_many_waiting", (
                         f"{waiting} feedback messages of asset {self.asset_id} wait for its clock to reach "
-                        "their "
-                        f"time already (the most is {MAX_WAITING_FEEDBACK}); this one, at "
-                        f"{iso_ns(item.ts_ns)}, "
-                        "is refused: send feedback when it happens, not ahead")))
+                        f"their time already (the most is {MAX_WAITING_FEEDBACK}); this one, at "
+                        f"{iso_ns(item.ts_ns)}, is refused: send feedback when it happens, not ahead")))
                     continue
                 self._waiting_feedback = waiting + 1
                 self._enqueue(item.ts_ns, item)
@@ -451,8 +449,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             raw = encode_reading(item.asset, item.ts_ns, item.metric,
                                  item.value) if isinstance(item, Reading) else b""
         dl = DeadLetter(raw, item.pos, "late",
-                        f"event time {iso_ns(t)} falls in a window that closed already "
-                        f"(watermark {iso_ns(wm) if wm is not None else '-'}, allowed lateness "
+                        f"event time {iso_ns(t)} falls in a window that closed already (watermark "
+                        f"{iso_ns(wm) if wm is not None else '-'}, allowed lateness "
                         f"{self.rt.config.window.allowed_lateness_s} s)", asset=self.asset_id)
         self.kpi.count("late_inputs", 1, t)
         return self.rt.deadletter(dl)

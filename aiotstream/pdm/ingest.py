@@ -78,16 +78,15 @@ class Ingestor:
         if fb.asset is not None:
             if fb.asset not in self.rt.assets:
                 return [self._reject(raw, fb.pos, "unknown_asset",
-                                     f"feedback names asset {fb.asset!r}, which is not "
-                                     f"in the site config ({self.rt.config.site.id})", asset=fb.asset)]
+                                     f"feedback names asset {fb.asset!r}, which is not in the site config "
+                                     f"({self.rt.config.site.id})", asset=fb.asset)]
             return [(fb.asset, fb)]
         if fb.line is not None:
             members = self.rt.lines.get(fb.line)
             if members is None:
                 return [self._reject(raw, fb.pos, "unknown_line",
-                                     f"maintenance names line {fb.line!r}, which no "
-                                     f"asset of site {self.rt.config.site.id} is on "
-                                     f"({', '.join(sorted(self.rt.lines))})")]
+                                     f"maintenance names line {fb.line!r}, which no asset of site "
+                                     f"{self.rt.config.site.id} is on ({', '.join(sorted(self.rt.lines))})")]
         else:
             members = set(self.rt.assets)
         return [(a, replace(fb, asset=a)) for a in sorted(members)]
@@ -213,13 +212,13 @@ class Ingestor:
         asset = self.rt.assets.get(item.asset)
         if asset is None:
             return ("unknown_asset",
-                    (f"asset {item.asset!r} is not in the site config ({self.rt.config.site.id}); "
-                                     f"add it to [[assets]]"))
+                    (f"asset {item.asset!r} is not in the site config ({self.rt.config.site.id}); add "
+                     "it to [[assets]]"))
         t = item.t0_ns if isinstance(item, Frame) else item.ts_ns
         if t > horizon:
             return ("future_timestamp",
-                    (f"event time {iso_ns(t)} is more than {self.rt.config.window.max_future_s:g} s "
-                                        f"ahead of this worker's clock"))
+                    (f"event time {iso_ns(t)} is more than {self.rt.config.window.max_future_s:g} s ahead of "
+                     "this worker's clock"))
         if arrival_ns is not None and t < arrival_ns - self.max_past_ns:
             return ("too_old", (f"event time {iso_ns(t)} is more than {self.rt.config.window.max_past_s:g} s "
                                 f"(window.max_past_s) before the message arrived ({iso_ns(arrival_ns)})"))
@@ -229,17 +228,17 @@ class Ingestor:
             if n_ch != len(asset.channels):
                 return ("shape_mismatch",
                         (f"frame has {n_ch} channel(s), the config says {len(asset.channels)} "
-                                          f"({', '.join(asset.channels)})"))
+                         f"({', '.join(asset.channels)})"))
             if abs(item.sample_rate_hz - asset.sample_rate_hz) > 1e-6 * asset.sample_rate_hz:
                 return ("sample_rate_mismatch",
                         (f"frame sample rate {item.sample_rate_hz:g} Hz, the config says "
-                                                f"{asset.sample_rate_hz:g} Hz"))
+                         f"{asset.sample_rate_hz:g} Hz"))
             x = item.samples
             assert x is not None
             # int16 always fits
             if (x.dtype.kind == "f" or lim < 32_768) and (x.max() > lim or x.min() < -lim):
-                return ("out_of_range", (f"a sample's magnitude is beyond {lim:g} (inputs.max_abs_value; "
-                                         f"min {x.min():g}, max {x.max():g})"))
+                return ("out_of_range", (f"a sample's magnitude is beyond {lim:g} (inputs.max_abs_value; min "
+                                         f"{x.min():g}, max {x.max():g})"))
         elif abs(item.value) > lim:
             return ("out_of_range", f"value {item.value!r} is beyond +-{lim:g} (inputs.max_abs_value)")
         return None
@@ -277,8 +276,8 @@ class Ingestor:
                 else:
                     reject(self._reject(raw, pos, "future_timestamp",
                                         f"row {rows[i]}: event time {iso_ns(t)} is more than "
-                                        f"{self.rt.config.window.max_future_s:g} s ahead of this worker's "
-                                        "clock", a))
+                                        f"{self.rt.config.window.max_future_s:g} s ahead of "
+                                        "this worker's clock", a))
                 continue
             if a not in assets_known:
                 if not is_valid_id(a):
@@ -286,8 +285,8 @@ class Ingestor:
                                         f"row {rows[i]}: asset {a[:64]!r} is not a valid id: {ID_HINT}"))
                     continue
                 reject(self._reject(encode_row(a, ts_l[i], m, val_l[i]), pos, "unknown_asset",
-                                    f"asset {a!r} is not in the site config ({self.rt.config.site.id}); "
-                                    f"add it to [[assets]]", a))
+                                    f"asset {a!r} is not in the site config ({self.rt.config.site.id}); add "
+                                    "it to [[assets]]", a))
                 continue
             emit(Reading(a, ts_l[i], m, val_l[i], pos))
 

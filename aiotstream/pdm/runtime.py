@@ -85,9 +85,8 @@ class SiteRuntime(DecisionRuntime):
         columns = {tuple(self.columns(a)) for a in self.assets.values()}
         if len(columns) != 1:
             raise ModelError(f"site {self.config.site.id}: the assets have different feature columns (their "
-                             "channels "
-                             "differ), so one ONNX model cannot score them all; use one site config per "
-                             "asset group")
+                             "channels differ), so one ONNX model cannot score them all; use one site config "
+                             "per asset group")
         self.models = store = ModelStore(self.config, list(columns.pop()), labelled)
         champion = store.ref(m.version)
         self.model_block = store.block(champion, "champion")
@@ -109,8 +108,8 @@ class SiteRuntime(DecisionRuntime):
             for aid in assets or list(self.assets):
                 cols = self.columns(self.assets[aid])
                 if signal != "score" and signal not in cols:
-                    msg = (f"{signal!r} is not 'score' or a feature column of asset {aid} "
-                           f"(e.g. {', '.join(cols[:4])}, ...)")
+                    msg = (f"{signal!r} is not 'score' or a feature column of asset {aid} (e.g. "
+                           f"{', '.join(cols[:4])}, ...)")
                     problems.append((path, msg))
                     break
         if problems:

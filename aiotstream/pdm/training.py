@@ -56,8 +56,8 @@ def window_rows(cfg: SiteConfig, sim: Any) -> WindowRows:
     cols = {a: tuple(rt.columns(rt.assets[a])) for a in rt.assets}
     if len(set(cols.values())) != 1:
         raise ModelError(f"site {cfg.site.id}: assets have different feature columns (channels differ), so "
-                         "one model "
-                         "cannot serve them all; train per asset group (--assets, or a site file per group)")
+                         "one model cannot serve them all; train per asset group (--assets, or a site "
+                         "file per group)")
     columns = list(next(iter(cols.values())))
     ingest = Ingestor(rt, now_ns=lambda: sim.end_ns + 10**13)
     topics = {"waveform": cfg.inputs.topics[0], "reading": cfg.inputs.topics[-1]}
@@ -71,8 +71,7 @@ def window_rows(cfg: SiteConfig, sim: Any) -> WindowRows:
             bad.append(x.record["reason"])
     if bad:
         raise ModelError(f"simulator data gave {len(bad)} dead letter(s) ({sorted(set(bad))}): the site "
-                         "config does "
-                         "not match the simulated assets")
+                         "config does not match the simulated assets")
     rows, assets, starts, ends = [], [], [], []
     for aid in sorted(per_asset):
         a = AssetAnalyzer(rt, aid)

@@ -276,8 +276,8 @@ class ProductionSpec:
         if not self.cycle_time_s > 0 or not self.counter_interval_s > 0:
             raise ValueError("cycle_time_s and counter_interval_s must be > 0")
         if not (0 < self.speed[0] <= self.speed[1]) or not (0 <= self.idle_s[0] <= self.idle_s[1]):
-            raise ValueError(f"speed {self.speed} and idle_s {self.idle_s} must be ordered (low, high) "
-                             "ranges")
+            raise ValueError(f"speed {self.speed} and idle_s {self.idle_s} must be ordered "
+                             "(low, high) ranges")
         if not 0 <= self.scrap_rate <= 1 or self.idle_per_hour < 0 or self.down_delay_s < 0:
             raise ValueError("scrap_rate must be in [0, 1]; idle_per_hour and down_delay_s must be >= 0")
 
@@ -455,8 +455,8 @@ class PlantSimulator:
             raise ValueError(f"asset ids must be unique; duplicated: {dup}")
         if faults is None and n_faults > len(self.assets):
             raise ValueError(
-                f"n_faults={n_faults} but there are only {len(self.assets)} assets: "
-                "faults go on distinct assets, so use n_faults <= number of assets"
+                f"n_faults={n_faults} but there are only {len(self.assets)} assets: faults go on distinct "
+                "assets, so use n_faults <= number of assets"
             )
 
         self.start_ns = int(start_ns)
@@ -506,8 +506,8 @@ class PlantSimulator:
             if f.kind not in FAULT_KINDS:
                 raise ValueError(f"unknown fault kind {f.kind!r}")
             if not self.start_ns <= f.onset_ns < self.end_ns:
-                raise ValueError(f"fault onset {f.onset_ns} is outside the run [{self.start_ns}, "
-                                 f"{self.end_ns})")
+                raise ValueError(f"fault onset {f.onset_ns} is outside the run "
+                                 f"[{self.start_ns}, {self.end_ns})")
             if f.kind in ("sensor_stuck", "spike_burst") and f.channel not in ids[f.asset].channels:
                 raise ValueError(f"{f.kind} needs a channel of asset {f.asset!r}, got {f.channel!r}")
             out.append(f)
@@ -601,10 +601,10 @@ class PlantSimulator:
         hi = self.start_ns + round((self.duration_s - FAULT_TAIL_S) * 1e9)
         if hi < lo:
             raise ValueError(
-                f"run too short for faults: onsets must fall in [start + warmup_s, start + duration_s - "
-                f"{FAULT_TAIL_S:g} s], which needs duration_s >= warmup_s + {FAULT_TAIL_S:g} "
-                f"(got duration_s={self.duration_s:g}, warmup_s={self.warmup_s:g}); "
-                "lengthen the run, shorten the warmup or use n_faults=0"
+                "run too short for faults: onsets must fall in [start + warmup_s, start + duration_s - "
+                f"{FAULT_TAIL_S:g} s], which needs duration_s >= warmup_s + {FAULT_TAIL_S:g} (got "
+                f"duration_s={self.duration_s:g}, warmup_s={self.warmup_s:g}); lengthen the run, shorten the "
+                "warmup or use n_faults=0"
             )
         order = rng.permutation(len(self.fault_kinds))
         kinds = [self.fault_kinds[i] for i in order]
@@ -927,8 +927,8 @@ def read_waveform_file(path: str | Path) -> Iterator[bytes]:
         (size,) = _LEN_PREFIX.unpack_from(data, off)
         off += 4
         if off + size > len(data):
-            raise ValueError(f"{path}: frame at byte {off - 4} declares {size} bytes, only {len(data) - off} "
-                             "left")
+            raise ValueError(f"{path}: frame at byte {off - 4} declares {size} bytes, only "
+                             f"{len(data) - off} left")
         yield data[off:off + size]
         off += size
 
