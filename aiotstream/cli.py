@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import math
 import os
 import re
@@ -745,28 +746,25 @@ def _site_kpi_line(kpis: list[dict], period_s: float) -> str:
             f"{total['alerts_warning']} warning / {total['alerts_critical']} critical")
 
 
-def cmd_bench_e2e(args: argparse.Namespace) -> int:
-    """The end-to-end benchmark: a thin call into ``benchmarks/e2e.py`` of the source checkout."""
+def _benchmark(name: str) -> Any:
+    """``benchmarks/<name>.py`` of the source checkout: ``bench e2e`` and ``bench mqtt`` are thin calls to it
+    (the harnesses start their contenders as ``python -m benchmarks.<name>`` from the checkout)."""
     root = Path(__file__).resolve().parent.parent
-    if not (root / "benchmarks" / "e2e.py").exists():
-        raise AiotError(f"bench e2e needs a source checkout (no benchmarks/ beside {root / 'aiotstream'})")
+    if not (root / "benchmarks" / f"{name}.py").exists():
+        raise AiotError(f"bench {name} needs a source checkout (no benchmarks/ beside {root / 'aiotstream'})")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    from benchmarks.e2e import main as e2e_main
+    return importlib.import_module(f"benchmarks.{name}")
 
-    return e2e_main(args.e2e_args, parser_class=ArgParser)
+
+def cmd_bench_e2e(args: argparse.Namespace) -> int:
+    """The end-to-end benchmark (``benchmarks/e2e.py``)."""
+    return int(_benchmark("e2e").main(args.e2e_args, parser_class=ArgParser))
 
 
 def cmd_bench_mqtt(args: argparse.Namespace) -> int:
-    """The MQTT ingest benchmark: a thin call into ``benchmarks/mqtt.py`` of the source checkout."""
-    root = Path(__file__).resolve().parent.parent
-    if not (root / "benchmarks" / "mqtt.py").exists():
-        raise AiotError(f"bench mqtt needs a source checkout (no benchmarks/ beside {root / 'aiotstream'})")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from benchmarks.mqtt import main as mqtt_main
-
-    return mqtt_main(args.mqtt_args, parser_class=ArgParser)
+    """The MQTT ingest benchmark (``benchmarks/mqtt.py``)."""
+    return int(_benchmark("mqtt").main(args.mqtt_args, parser_class=ArgParser))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
