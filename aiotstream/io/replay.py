@@ -55,10 +55,11 @@ from aiotstream.errors import AiotError
 from aiotstream.io.stop import NEXT_BATCH_MAX_S
 from aiotstream.records import DecodeHints, DeviceMessage, ReadingRows, SourceMessage
 from aiotstream.routing import Placement, file_partition, reader_process
+from aiotstream.units import S
 
 TOPIC_PREFIX = "file:"
 _LEN = struct.Struct("<I")
-_UNIT = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+_UNIT = {"ns": 1, "us": S // 1_000_000, "ms": S // 1_000, "s": S}  # nanoseconds per unit
 BLOCK_ROWS = 65_536
 
 
