@@ -4,8 +4,7 @@ One :class:`RunStats` per process (:data:`STATS`); sources, the decoder and the
 sinks add to it a batch at a time, and the CLI prints :meth:`RunStats.summary`
 when a command stops, however it stops. Groups and what their keys are:
 
-``inputs``       messages read, by source: the topic for Kafka and the simulator, else ``mqtt``, ``opcua``,
-``file``
+``inputs``       messages read, by source: the topic (Kafka, simulator), else ``mqtt``, ``opcua``, ``file``
 ``deadletters``  dead letters written, by reason code
 ``outputs``      records delivered by the main sink, by kind (dead letters included as ``deadletter``)
 ``losses``       inputs known to be lost before they reached the flow, by cause (e.g. ``mqtt_seq_gap``)
