@@ -269,9 +269,10 @@ def _parquet_output(args: argparse.Namespace, cfg: SiteConfig) -> Any:
     return parquet
 
 
-def _check_flow_args(args: argparse.Namespace, cfg: SiteConfig, brokers: str, kafka_in: bool) -> None:
-    """Everything about a run/replay that can be checked before the flow starts: cluster arguments, output and
-    recovery directories, the broker (when the flow reads or writes Kafka)."""
+def _prepare_flow(args: argparse.Namespace, cfg: SiteConfig, brokers: str, kafka_in: bool) -> None:
+    """Before a run/replay's flow starts: check what can be checked (cluster arguments, output and recovery
+    directories), start the metrics server (``--metrics-port``), then wait for the broker (when the flow reads
+    or writes Kafka)."""
     if args.addresses is not None:
         addrs = args.addresses.split(";")
         bad = [a for a in addrs if not re.fullmatch(r"[^:;\s]+:\d{1,5}", a)]
@@ -566,7 +567,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     brokers = args.brokers or ",".join(cfg.inputs.brokers)
     kind = cfg.inputs.kind
     tail = not args.once
-    _check_flow_args(args, cfg, brokers, kafka_in=kind == "kafka")
+    _prepare_flow(args, cfg, brokers, kafka_in=kind == "kafka")
     process = _cluster_place(args)
     if kind == "kafka":
         from aiotstream.io.kafka import ensure_topics, input_topics, kafka_source
@@ -617,7 +618,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             from None
     brokers = args.brokers or ",".join(cfg.inputs.brokers)
     source = FileSource(files, cfg.inputs.poll_batch, process=_cluster_place(args))  # checks every file
-    _check_flow_args(args, cfg, brokers, kafka_in=False)
+    _prepare_flow(args, cfg, brokers, kafka_in=False)
     speed = "as fast as possible" if args.speed == 0 else f"x{args.speed:g}"
     return _run_flow(args, cfg, source, False, f"{len(source.paths)} file(s), {speed}", brokers)
 

@@ -7,7 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,27 @@ def own_mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
         broker.stop()
 
 
+class TappedPartition(StatefulSourcePartition[Any, Any]):
+    """A source partition whose batches go through ``take(inner)``, which calls ``inner.next_batch()`` (or not),
+    records what it wants and returns the batch (or raises StopIteration to end the input); the rest is
+    ``inner``'s. The tests' sources wrap the real ones with it to see what the dataflow was handed."""
+
+    def __init__(self, inner: StatefulSourcePartition, take: Callable[[StatefulSourcePartition], list]):
+        self.inner, self.take = inner, take
+
+    def next_batch(self) -> list[Any]:
+        return self.take(self.inner)
+
+    def next_awake(self) -> Any:
+        return self.inner.next_awake()
+
+    def snapshot(self) -> Any:
+        return self.inner.snapshot()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class RecordingSource(FixedPartitionedSource[DeviceMessage, Any]):
     """Wraps a source and records every message it hands to the dataflow (to count them)."""
 
@@ -185,22 +206,9 @@ class RecordingSource(FixedPartitionedSource[DeviceMessage, Any]):
         return self.inner.list_parts()
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> StatefulSourcePartition:
-        part = self.inner.build_part(step_id, for_part, resume_state)
-        seen = self.seen
+        def take(part: StatefulSourcePartition) -> list[DeviceMessage]:
+            batch = part.next_batch()
+            self.seen.extend(batch)
+            return batch
 
-        class Part(StatefulSourcePartition[DeviceMessage, Any]):
-            def next_batch(self) -> list[DeviceMessage]:
-                batch = part.next_batch()
-                seen.extend(batch)
-                return batch
-
-            def next_awake(self) -> Any:
-                return part.next_awake()
-
-            def snapshot(self) -> Any:
-                return part.snapshot()
-
-            def close(self) -> None:
-                part.close()
-
-        return Part()
+        return TappedPartition(self.inner.build_part(step_id, for_part, resume_state), take)

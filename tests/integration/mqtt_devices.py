@@ -14,6 +14,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import TestingSink, run_main
+from conftest import TappedPartition
 from paho.mqtt.enums import CallbackAPIVersion
 
 from aiotstream.config import SiteConfig, default_site
@@ -145,31 +146,18 @@ class Recording(FixedPartitionedSource[DeviceMessage, Any]):
         return self.inner.list_parts()
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> StatefulSourcePartition:
-        part = self.inner.build_part(step_id, for_part, resume_state)
-        rec = self
+        def take(part: StatefulSourcePartition) -> list[DeviceMessage]:
+            if self.paused.is_set():
+                return []
+            batch = part.next_batch()
+            if batch:
+                now = time.monotonic()
+                with self.lock:
+                    self.seen.extend(batch)
+                    self.times.extend([now] * len(batch))
+            return batch
 
-        class Part(StatefulSourcePartition[DeviceMessage, Any]):
-            def next_batch(self) -> list[DeviceMessage]:
-                if rec.paused.is_set():
-                    return []
-                batch = part.next_batch()
-                if batch:
-                    now = time.monotonic()
-                    with rec.lock:
-                        rec.seen.extend(batch)
-                        rec.times.extend([now] * len(batch))
-                return batch
-
-            def next_awake(self) -> Any:
-                return part.next_awake()
-
-            def snapshot(self) -> Any:
-                return part.snapshot()
-
-            def close(self) -> None:
-                part.close()
-
-        return Part()
+        return TappedPartition(self.inner.build_part(step_id, for_part, resume_state), take)
 
     def count(self) -> int:
         with self.lock:

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,29 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 OUTPUT_KINDS = ("alerts", "commands", "kpis", "scores", "deadletter")
+
+
+def kafka_site_file(tmp: Path, prefix: str, assets: int) -> tuple[Path, str]:
+    """A minimal Kafka site (``assets`` assets on one line, topics ``<id>.waveforms`` and ``<id>.readings``) with a
+    fresh id starting ``prefix``, written as JSON under ``tmp``: its path and the id."""
+    sid = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    path = tmp / f"{sid}.json"
+    path.write_bytes(orjson.dumps({
+        "site": {"id": sid}, "assets": [{"id": f"asset-{i:03d}", "line": "l1"} for i in range(assets)],
+        "inputs": {"topics": [f"{sid}.waveforms", f"{sid}.readings"]}}))
+    return path, sid
+
+
+def wait_for(what: str, cond: Callable[[], object], limit_s: float, step: float = 0.02) -> Any:
+    """``cond()``'s first truthy value, polled every ``step`` s; AssertionError naming ``what`` after
+    ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(step)
+    raise AssertionError(f"no {what} within {limit_s} s")
 
 
 def read_topic(brokers: str, topic: str, timeout: float = 30.0) -> list[Message]:

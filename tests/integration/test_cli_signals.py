@@ -14,12 +14,11 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import orjson
 import pytest
-from support import Follow, by_id, cli, read_jsonl_outputs, read_topic, run_cli
+from support import Follow, by_id, cli, kafka_site_file, read_jsonl_outputs, read_topic, run_cli
 
 from aiotstream.io.broker import TansuBroker, free_port
 from aiotstream.io.stop import GRACE_S
@@ -30,12 +29,7 @@ SUMMARY = re.compile(r"^stopped \((SIGINT|SIGTERM)\): inputs ([\d,]+) .*; output
 
 
 def _site(tmp: Path) -> tuple[Path, str]:
-    sid = f"sig-{uuid.uuid4().hex[:8]}"
-    path = tmp / f"{sid}.json"
-    path.write_bytes(orjson.dumps({
-        "site": {"id": sid}, "assets": [{"id": f"asset-{i:03d}", "line": "l1"} for i in range(ASSETS)],
-        "inputs": {"topics": [f"{sid}.waveforms", f"{sid}.readings"]}}))
-    return path, sid
+    return kafka_site_file(tmp, "sig", ASSETS)
 
 
 def _simulate(*args: str) -> int:

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ import pytest
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import TestingSink, run_main
 from confluent_kafka import Producer
-from support import cli
+from conftest import TappedPartition
+from support import cli, wait_for
 
 from aiotstream.codecs import encode_reading
 from aiotstream.config import SiteConfig, default_site
@@ -37,16 +38,6 @@ from aiotstream.runstats import STATS
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ASSETS = ("m-1", "m-2", "m-3")
 BACK_WITHIN_S = 10.0  # messages produced after the broker is back reach the flow within this
-
-
-def wait_for(what: str, cond: Callable[[], object], limit_s: float, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(step)
-    raise AssertionError(f"no {what} within {limit_s} s")
 
 
 @pytest.fixture(scope="module")
@@ -116,32 +107,21 @@ class Tap(FixedPartitionedSource):
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> StatefulSourcePartition:
         part = self.inner.build_part(step_id, for_part, resume_state)
         self.parts.append(part)
-        tap = self
+        idle_since = time.monotonic()
 
-        class Part(StatefulSourcePartition):
-            idle_since = time.monotonic()
+        def take(part: StatefulSourcePartition) -> list[Any]:
+            nonlocal idle_since
+            batch = part.next_batch()
+            for m in batch:
+                m = getattr(m, "msg", m)  # a consumer error carries its message
+                self.seen.append((m.topic, m.partition, m.offset))
+            if batch:
+                idle_since = time.monotonic()
+            elif self.stop.is_set() and time.monotonic() - idle_since > 0.5:
+                raise StopIteration()
+            return batch
 
-            def next_batch(self) -> list[Any]:
-                batch = part.next_batch()
-                for m in batch:
-                    m = getattr(m, "msg", m)  # a consumer error carries its message
-                    tap.seen.append((m.topic, m.partition, m.offset))
-                if batch:
-                    self.idle_since = time.monotonic()
-                elif tap.stop.is_set() and time.monotonic() - self.idle_since > 0.5:
-                    raise StopIteration()
-                return batch
-
-            def next_awake(self) -> Any:
-                return part.next_awake()
-
-            def snapshot(self) -> Any:
-                return part.snapshot()
-
-            def close(self) -> None:
-                part.close()
-
-        return Part()
+        return TappedPartition(part, take)
 
 
 def test_broker_restart_mid_run_loses_nothing_and_stays_quiet(up: TansuBroker, caplog: pytest.LogCaptureFixture,

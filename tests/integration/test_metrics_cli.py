@@ -23,7 +23,7 @@ from pathlib import Path
 
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
-from support import cli, run_cli
+from support import cli, kafka_site_file, run_cli
 
 from aiotstream.io.broker import TansuBroker, free_port
 
@@ -31,12 +31,7 @@ ASSETS = 3
 
 
 def _site(tmp: Path) -> tuple[Path, str]:
-    sid = f"met-{uuid.uuid4().hex[:8]}"
-    path = tmp / f"{sid}.json"
-    path.write_bytes(orjson.dumps({
-        "site": {"id": sid}, "assets": [{"id": f"asset-{i:03d}", "line": "l1"} for i in range(ASSETS)],
-        "inputs": {"topics": [f"{sid}.waveforms", f"{sid}.readings"]}}))
-    return path, sid
+    return kafka_site_file(tmp, "met", ASSETS)
 
 
 def _n(text: str) -> int:

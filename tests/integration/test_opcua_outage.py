@@ -20,7 +20,7 @@ from typing import Any, Self
 import orjson
 import pytest
 from bytewax.testing import TestingSink, run_main
-from support import cli
+from support import cli, wait_for
 
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.dataflow import build_flow
@@ -35,16 +35,6 @@ ua = pytest.importorskip("asyncua").ua
 ASSETS = ("pump-1", "pump-2")
 METRICS = ("power_kw", "temperature")
 BACK_WITHIN_S = 10.0  # data made after the server is back reaches the flow within this
-
-
-def wait_for(what: str, cond: Callable[[], object], limit_s: float, step: float = 0.02) -> Any:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(step)
-    raise AssertionError(f"no {what} within {limit_s} s")
 
 
 def ns(ts: datetime) -> int:
