@@ -752,7 +752,17 @@ def output_topic(template: str, site: str, out: Output) -> str | None:
 
 
 class MqttPublisher:
-    """A paho client that publishes and can wait until every QoS 1/2 message is acknowledged."""
+    """A paho client that publishes and can wait until every QoS 1/2 message is acknowledged.
+
+    It keeps QoS 1/2 messages in the order they were published, across connects. paho (2.1, 2.2) does
+    not: at a (re)connect it marks every message it holds for resending at the CONNACK, but a message
+    handed to it between that moment and the end of its CONNACK handling goes out at once, before the
+    older ones (a device that started publishing right after connecting delivered an early frame after
+    8 s of later ones). So ``publish`` waits, at most ``CONNECT_WAIT_S`` per outage, until the session is
+    up and paho has resent what it held; when the broker stays away longer it hands messages to paho,
+    which keeps them in order until the next connect."""
+
+    CONNECT_WAIT_S = 5.0
 
     def __init__(self, conn: MqttConnection, client_id: str, persistent: bool = True):
         self.conn = conn
@@ -760,14 +770,50 @@ class MqttPublisher:
         self.early: set[int] = set()
         self.cond = threading.Condition()
         self.max_packet = MQTT_MAX_PACKET  # lowered by the broker's Maximum Packet Size (MQTT 5 CONNACK)
+        self.up = threading.Event()
+        self.resent = True  # paho has sent again what it held at the last connect (checked on first use)
+        self.gave_up = False  # the broker stayed away longer than CONNECT_WAIT_S: publish without waiting
         self.client, props = make_client(conn, client_id, persistent=persistent)
         self.client.on_publish = self._on_publish
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         _connect(self.client, conn, props, persistent=persistent)
 
-    def _on_connect(self, _client: mqtt.Client, _ud: Any, _flags: Any, _reason: Any, props: Any) -> None:
+    def _on_connect(self, _client: mqtt.Client, _ud: Any, _flags: Any, reason: Any, props: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            return
         size = getattr(props, "MaximumPacketSize", None) if props is not None else None
         self.max_packet = int(size) if size else MQTT_MAX_PACKET
+        self.resent = False
+        self.gave_up = False
+        self.up.set()
+
+    def _on_disconnect(self, *_args: Any) -> None:
+        self.up.clear()
+
+    def _resending(self) -> bool:
+        """paho still holds messages it marked for resending at the CONNACK (paho's internals; without them
+        there is nothing to check)."""
+        lock = getattr(self.client, "_out_message_mutex", None)
+        held = getattr(self.client, "_out_messages", None)
+        if lock is None or held is None:
+            return False
+        with lock:
+            return any(m.state == mqtt.mqtt_ms_publish for m in held.values())
+
+    def _wait_up(self) -> None:
+        if self.gave_up or (self.up.is_set() and self.resent):
+            return
+        deadline = time.monotonic() + self.CONNECT_WAIT_S
+        while True:
+            left = deadline - time.monotonic()
+            if self.up.wait(max(left, 0.0)) and not self._resending():
+                self.resent = True
+                return
+            if left <= 0:
+                self.gave_up = True
+                return
+            time.sleep(0.001)
 
     def payload_limit(self, topic: str) -> int:
         """The largest payload a PUBLISH to ``topic`` may carry (fixed header, topic, packet id,
@@ -787,6 +833,7 @@ class MqttPublisher:
                 self.early.add(mid)  # PUBACK before publish() returned: settled when the mid is registered
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self._wait_up()  # QoS 0 too: paho drops what it was given before its first connect
         info = self.client.publish(topic, payload, qos=self.conn.qos, retain=retain)  # not under self.cond:
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # paho calls _on_publish holding its own lock
             raise AiotError(f"MQTT: paho's queue is full publishing to {topic!r}")

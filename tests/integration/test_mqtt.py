@@ -16,6 +16,7 @@ import pytest
 from bytewax.testing import TestingSink, run_main
 from conftest import RecordingSource
 from paho.mqtt.enums import CallbackAPIVersion
+from support import wait_for
 
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.dataflow import build_flow
@@ -170,6 +171,34 @@ def test_device_values_over_mqtt_become_scores_and_kpis_and_go_back_out(mqtt_bro
     published = Counter(t.rsplit("/", 1)[-1] for t, _ in collector.got)
     assert published == Counter({"score": kinds["score"], "kpi": kinds["kpi"]})
     assert {r["id"] for _, r in collector.got} == {o.record["id"] for o in out if o.kind in ("score", "kpi")}
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+def test_a_publisher_that_starts_publishing_at_once_keeps_its_order(mqtt_broker, monkeypatch, qos) -> None:
+    """paho sends a message handed to it while its CONNACK is being handled before older ones it holds (an
+    early frame reached the flow after 8 s of later ones under load); the publisher waits for the session.
+    The test widens paho's connect window (a slower thread start and CONNACK) to make the race certain."""
+    from aiotstream.config import MqttConnection
+    from aiotstream.io.mqtt import MqttPublisher
+
+    for name in ("reconnect", "_handle_connack"):
+        orig = getattr(mqtt.Client, name)
+        monkeypatch.setattr(mqtt.Client, name, lambda self, _o=orig: (time.sleep(0.03), _o(self))[1])
+    prefix = f"o{uuid.uuid4().hex[:10]}"
+    collector = Collector(mqtt_broker.host, mqtt_broker.port, f"{prefix}/#")
+    n = 150
+    pub = MqttPublisher(MqttConnection(host=mqtt_broker.host, port=mqtt_broker.port, qos=qos), f"p-{prefix}",
+                        persistent=False)
+    try:
+        for i in range(n):
+            pub.publish(f"{prefix}/a/{i % 3}", orjson.dumps({"i": i, "pad": "x" * 2000}))
+            time.sleep(0.0005)
+        pub.flush(20)
+    finally:
+        pub.close()
+    wait_for(f"{n} messages at the subscriber", lambda: len(collector.got) >= n, 10)
+    collector.close()
+    assert [r["i"] for _, r in collector.got] == list(range(n))
 
 
 def test_broker_restart_mid_run_loses_no_qos1_message(own_mosquitto) -> None:
