@@ -244,3 +244,36 @@ def test_every_value_is_documented() -> None:
     # and the check reads YAML the way the chart does: every top-level key it saw is a real value
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert {"image", "site", "kafka", "flow", "metrics", "probes", "console"} <= set(values)
+
+
+def schema_paths(schema: dict[str, Any], prefix: str = "") -> set[str]:
+    out = set()
+    for key, sub in schema.get("properties", {}).items():
+        out.add(prefix + key)
+        if sub.get("additionalProperties") is False:
+            out |= schema_paths(sub, f"{prefix}{key}.")
+    return out
+
+
+def value_paths(values: dict[str, Any], schema: dict[str, Any], prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in values.items():
+        out.add(prefix + key)
+        sub = schema.get("properties", {}).get(key, {})
+        if isinstance(value, dict) and sub.get("additionalProperties") is False:
+            out |= value_paths(value, sub, f"{prefix}{key}.")
+    return out
+
+
+def test_values_schema_covers_every_value_and_refuses_typos() -> None:
+    import json
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert value_paths(values, schema) == schema_paths(schema)
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema({})  # the defaults
+        for bad in ({"flow": {"replica": 3}}, {"flow": {"replicas": "two"}}, {"kafka": {"brokers": "k 9092"}},
+                    {"metrics": {"port": 70000}}, {"console": {"service": {"type": "Ingress"}}}):
+            with pytest.raises(helm.HelmValuesError):
+                chart.render(bad, name="aiotstream", namespace="aiotstream")
