@@ -314,3 +314,41 @@ def test_the_dashboard_has_a_panel_for_each_metric_the_issue_names() -> None:
             if "histogram_quantile" in expr:
                 assert all(n.endswith("_bucket") for n in selectors(promql(expr))), (panel["title"], expr)
                 assert re.search(r"by \(le\b", expr), (panel["title"], expr)
+
+
+def listeners(value: str) -> dict[str, tuple[str, int]]:
+    out = {}
+    for item in value.split(","):
+        name, _, hostport = item.partition("://")
+        host, _, port = hostport.rpartition(":")
+        out[name] = (host, int(port))
+    return out
+
+
+def test_kafka_listens_for_the_stack_and_for_the_host_and_is_its_own_controller() -> None:
+    kafka = services()["kafka"]
+    env = kafka["environment"]
+    bound, advertised = listeners(env["KAFKA_LISTENERS"]), listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert set(bound) == set(protocols) and controller in bound and controller not in advertised
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in advertised
+    for name, (_, port) in advertised.items():
+        assert bound[name][1] == port, name  # advertised where it listens
+    # the stack's clients: the service name on the internal listener (what every --brokers says)
+    assert advertised["INTERNAL"] == ("kafka", bound["INTERNAL"][1])
+    assert "--bootstrap-server kafka:" + str(bound["INTERNAL"][1]) in kafka["healthcheck"]["test"][-1]
+    # host clients: the loopback port published 1:1, advertised as such
+    host_ip, host_port, target = next(p for p in published(kafka) if p[2] == bound["HOST"][1])
+    assert advertised["HOST"] == (host_ip, host_port) == ("127.0.0.1", target)
+    # a one-node KRaft quorum of itself on the controller listener
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:{bound[controller][1]}"
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"])  # 16 bytes, base64url without padding
+    for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+                "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"):
+        assert env[key] == "1", key  # one node
+    assert any(v.endswith(":" + env["KAFKA_LOG_DIRS"]) for v in kafka["volumes"])  # the data survives `up` again
+    # the flow's largest input fits a Kafka message (the site's max_message_bytes)
+    site = tomllib.loads((ROOT / "flows" / "sites" / "plant-a.toml").read_text())
+    assert int(env["KAFKA_MESSAGE_MAX_BYTES"]) >= site["inputs"]["max_message_bytes"]
