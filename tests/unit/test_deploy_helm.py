@@ -56,7 +56,7 @@ VARIANTS = {
                       "flow": {"replicas": 3, "workers": 2, "extraArgs": ["--parquet-dir", "/data/lake"],
                                "nodeSelector": {"disk": "ssd"}, "tolerations": [{"key": "iot", "operator": "Exists"}],
                                "recovery": {"storageClass": "fast"}, "podAnnotations": {"team": "ops"}},
-                      "console": {"service": {"type": "LoadBalancer"}, "extraArgs": ["--title", "Plant A"]}},
+                      "console": {"service": {"type": "LoadBalancer"}, "extraArgs": ["--refresh-s", "5"]}},
     "minimal": {"console": {"enabled": False}, "kafka": {"existingSecret": ""}, "metrics": {"podAnnotations": False}},
 }
 
@@ -210,15 +210,16 @@ def test_the_console_serves_the_site_on_its_port() -> None:
     assert argv[:3] == ["console", "--site", "/etc/aiotstream/site.toml"]
     i = argv.index("--port")
     assert int(argv[i + 1]) == c["ports"][0]["containerPort"] and argv[argv.index("--host") + 1] == "0.0.0.0"
-    assert argv[argv.index("--brokers") + 1] == "k-0:9093,k-1:9093" and argv[-2:] == ["--title", "Plant A"]
+    assert argv[argv.index("--brokers") + 1] == "k-0:9093,k-1:9093" and argv[-2:] == ["--refresh-s", "5"]
     sts = one(docs, "StatefulSet")
     assert dep["spec"]["template"]["spec"]["volumes"] == sts["spec"]["template"]["spec"]["volumes"]  # same site
     assert "Deployment" not in by_kind(render(VARIANTS["minimal"]))  # console.enabled false
     if "console" not in cli_commands():
         pytest.skip("`aiotstream console` (issue 18 item 4) is not in this branch's CLI yet: its flags are not "
                     "parsed")
-    argv = [str(a) for a in one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]]
-    assert build_parser().parse_args(argv).command == "console"
+    args = build_parser().parse_args(argv)
+    assert (args.command, args.site, args.brokers, args.host, args.port) == \
+        ("console", "/etc/aiotstream/site.toml", "k-0:9093,k-1:9093", "0.0.0.0", c["ports"][0]["containerPort"])
 
 
 def test_every_value_is_documented() -> None:

@@ -176,8 +176,25 @@ def test_the_console_command_is_the_one_agreed_for_issue_18() -> None:
                     "--port", "8080"]
     assert "127.0.0.1:8080:8080" in services()["console"]["ports"]
     assert re.search(r"^EXPOSE .*\b8080\b", (DEPLOY / "Dockerfile").read_text(), re.MULTILINE)
-    # the image is built with the console's extra, whatever it pulls in
-    assert '".[console]"' in (DEPLOY / "Dockerfile").read_text()
+
+
+def test_the_image_gets_every_file_the_package_reads() -> None:
+    """The image installs the wheel of the package (deploy/Dockerfile), which holds the .py files and only the
+    other files that pyproject's package-data names: every data file under aiotstream/ (the output schemas, the
+    console's templates and static files) must match one of its globs, or the container lacks it."""
+    import fnmatch
+
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "COPY aiotstream aiotstream" in dockerfile and re.search(r"pip wheel .* \.$", dockerfile, re.MULTILINE)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["aiotstream"]
+    pkg = ROOT / "aiotstream"
+    data = [p.relative_to(pkg).as_posix() for p in pkg.rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc", ".so", ".c", ".pyi") and "__pycache__" not in p.parts
+            and not p.name.startswith(".")]
+    assert "schemas/outputs.schema.json" in data  # the scan sees package data
+    missing = [d for d in data if not any(fnmatch.fnmatch(d, g) for g in globs)]
+    assert missing == [], "add these to [tool.setuptools.package-data] so the wheel and the image carry them"
 
 
 def test_the_simulator_feeds_the_topics_the_flow_reads() -> None:

@@ -32,7 +32,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
-{{/* `--brokers B` when kafka.brokers is set, for a shell command line */}}
+{{/* ` --brokers 'B'` when kafka.brokers is set, for a shell command line (single quotes: nothing expands) */}}
 {{- define "aiotstream.brokersArg" -}}
-{{- if .Values.kafka.brokers }} --brokers {{ .Values.kafka.brokers | quote }}{{ end -}}
+{{- if .Values.kafka.brokers }} --brokers {{ .Values.kafka.brokers | squote }}{{ end -}}
 {{- end -}}
