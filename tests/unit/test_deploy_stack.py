@@ -246,9 +246,10 @@ def test_grafana_is_provisioned_with_the_stacks_prometheus_and_the_dashboard() -
             assert target["datasource"]["uid"] == ds["uid"], panel["title"]
 
 
-def exported_metrics(tmp_path: Path) -> set[str]:
-    """Every family and sample name the flow's metrics server serves, scraped from a real one whose run has
-    counted something in each group (and with recovery on, so its age gauge is there)."""
+def exported_metrics(tmp_path: Path) -> dict[str, set[str] | None]:
+    """Every family and sample name the flow's metrics server serves -> the label names its samples carry (None:
+    served without samples, labels unknown), scraped from a real server whose run has counted something in each
+    group (and with recovery on, so its age gauge is there)."""
     import bytewax.connectors.kafka  # noqa: F401  (registers Bytewax's consumer lag gauge, as `run` does)
 
     from aiotstream.io.metrics import MetricsServer
@@ -261,12 +262,14 @@ def exported_metrics(tmp_path: Path) -> set[str]:
     (tmp_path / "part-0.sqlite3").write_bytes(b"")
     server = MetricsServer(port=0, stats=stats, info={"site": "s"}, ready=lambda: (True, "ready"),
                            sources=lambda: {"Kafka k:9092": True}, recovery=tmp_path)
-    names = set()
+    names: dict[str, set[str] | None] = {}
     for fam in text_string_to_metric_families(generate_latest(server.registry).decode()):
-        names.add(fam.name)
-        names.update(s.name for s in fam.samples)
-        if fam.type == "counter":
-            names.add(fam.name + "_total")
+        family = [fam.name, fam.name + "_total"] if fam.type == "counter" else [fam.name]
+        for name in family:
+            names.setdefault(name, None)
+        for sample in fam.samples:
+            for name in {sample.name, *family}:
+                names[name] = (names.get(name) or set()) | set(sample.labels)
     return names
 
 
@@ -311,7 +314,7 @@ def base(name: str) -> str:
 
 
 def test_every_metric_the_dashboard_queries_is_exported_or_agreed(tmp_path: Path) -> None:
-    exported = exported_metrics(tmp_path)
+    exported = set(exported_metrics(tmp_path))
     assert {"aiotstream_inputs_total", "aiotstream_source_up", "bytewax_kafka_consumer_lag",
             "aiotstream_recovery_write_age_seconds"} <= exported  # the scrape above is complete
     unknown = {n: sorted(t) for n, t in dashboard_metrics().items() if n not in exported and base(n) not in COMING}
@@ -369,3 +372,41 @@ def test_kafka_listens_for_the_stack_and_for_the_host_and_is_its_own_controller(
     # the flow's largest input fits a Kafka message (the site's max_message_bytes)
     site = tomllib.loads((ROOT / "flows" / "sites" / "plant-a.toml").read_text())
     assert int(env["KAFKA_MESSAGE_MAX_BYTES"]) >= site["inputs"]["max_message_bytes"]
+
+
+def groupings(expr: promql_parser.Expr) -> list[tuple[list[str], list[str]]]:
+    """(by-labels, metric names aggregated) of each `... by (labels)` aggregation in an expression; the outermost
+    first."""
+    out = []
+
+    def visit(node: promql_parser.Expr) -> None:
+        if isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
+            assert node.modifier.type == promql_parser.AggModifierType.By, "the dashboard groups with by (...)"
+            out.append((list(node.modifier.labels), selectors(node.expr)))
+
+    promql_parser.walk(expr, visit)
+    return out
+
+
+def test_the_dashboard_groups_by_labels_the_metrics_carry_and_names_series_by_them(tmp_path: Path) -> None:
+    exported = exported_metrics(tmp_path)
+    prom = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    target_labels = {"instance", "job"} | {k for job in prom["scrape_configs"] for sc in job["static_configs"]
+                                          for k in sc.get("labels", {})}
+    checked = 0
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        for target in panel.get("targets", []):
+            groups = groupings(promql(target["expr"]))
+            assert groups, (panel["title"], "every query aggregates: one series per label value, not per process")
+            for labels, names in groups:
+                for name in names:
+                    carried = exported.get(name)
+                    if carried is None:  # an agreed metric not exported in this branch, or one without samples
+                        continue
+                    assert set(labels) - {"le"} <= carried | target_labels, (panel["title"], name, labels)
+                    checked += 1
+            # the legend names each series by labels the result keeps
+            kept = set(groups[0][0]) - {"le"}
+            legend = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", target["legendFormat"]))
+            assert legend <= kept, (panel["title"], target["legendFormat"], kept)
+    assert checked >= 5  # inputs, dead letters, outputs, source_up, ready, recovery age at least
