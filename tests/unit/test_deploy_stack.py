@@ -264,7 +264,8 @@ def exported_metrics(tmp_path: Path) -> dict[str, set[str] | None]:
                            sources=lambda: {"Kafka k:9092": True}, recovery=tmp_path)
     names: dict[str, set[str] | None] = {}
     for fam in text_string_to_metric_families(generate_latest(server.registry).decode()):
-        family = [fam.name, fam.name + "_total"] if fam.type == "counter" else [fam.name]
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(fam.type, [])
+        family = [fam.name] + [fam.name + x for x in suffixes]
         for name in family:
             names.setdefault(name, None)
         for sample in fam.samples:
