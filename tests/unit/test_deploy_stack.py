@@ -241,9 +241,14 @@ def test_grafana_is_provisioned_with_the_stacks_prometheus_and_the_dashboard() -
     home = svc["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (dashboards / Path(home).relative_to("/var/lib/grafana/dashboards")) == DASHBOARD
     dash = json.loads(DASHBOARD.read_text())
+    # one datasource variable, the stack's Prometheus by default: the JSON imports into any Grafana
+    (var,) = [v for v in dash["templating"]["list"] if v["type"] == "datasource"]
+    assert var["query"] == "prometheus" and var["current"]["value"] == ds["uid"]
     for panel in dash["panels"]:
-        for target in panel.get("targets", []):
-            assert target["datasource"]["uid"] == ds["uid"], panel["title"]
+        for target in [panel, *panel.get("targets", [])]:
+            if "datasource" in target:
+                assert target["datasource"] == {"type": "prometheus", "uid": f"${{{var['name']}}}"}, panel["title"]
+    assert "${" + var["name"] + "}" in json.dumps([v.get("datasource") for v in dash["templating"]["list"]])
 
 
 def exported_metrics(tmp_path: Path) -> dict[str, set[str] | None]:
