@@ -203,7 +203,7 @@ def test_the_simulator_feeds_the_topics_the_flow_reads() -> None:
     assert mounts(svc["simulator"])[sim.site] == mounts(svc["flow"])[flow.site]
     assert sim.brokers == flow.brokers
     assert flow.recovery and any(v.endswith(":/var/lib/aiotstream") for v in svc["flow"]["volumes"])
-    assert svc["simulator"]["restart"] == "no"  # a plant run, not a loop over the same event times
+    assert svc["simulator"]["restart"] == "no"  # one plant run: a restart would repeat the same event times
     for name in ("simulator", "flow", "console"):
         assert svc[name]["depends_on"]["kafka"]["condition"] == "service_healthy", name
 
