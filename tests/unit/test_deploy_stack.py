@@ -163,7 +163,7 @@ def test_every_aiotstream_command_parses_with_the_cli_and_uses_the_mounted_site(
         # Kafka clients in the stack use the broker's listener for the compose network
         kafka_env = services()["kafka"]["environment"]
         assert f"INTERNAL://{args.brokers}" in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")
-    for host_ip, _, target in published(svc):
+    for _, _, target in published(svc):
         # a server inside the container listens on every interface, the host side is loopback (checked above)
         assert target in (getattr(args, "metrics_port", None), getattr(args, "port", None)), (name, target)
         assert "0.0.0.0" in (getattr(args, "metrics_host", None), getattr(args, "host", None))
