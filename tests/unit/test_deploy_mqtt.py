@@ -24,8 +24,9 @@ def mosquitto_settings(text: str) -> dict[str, str]:
 
 
 def test_compose_runs_the_shipped_broker_config_and_the_mqtt_site_on_loopback_ports() -> None:
+    # the MQTT path is part of the one local stack: mosquitto and flow-mqtt beside the Kafka flow
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    broker, flow = compose["services"]["mosquitto"], compose["services"]["flow"]
+    broker, flow = compose["services"]["mosquitto"], compose["services"]["flow-mqtt"]
     assert "./mosquitto.conf:/mosquitto/config/mosquitto.conf:ro" in broker["volumes"]
     assert any(v.endswith(":/mosquitto/data") for v in broker["volumes"])  # persistence survives the container
     for svc in compose["services"].values():
@@ -71,10 +72,11 @@ def test_the_tests_broker_is_the_shipped_config_on_its_own_port(tmp_path: Path) 
 def test_compose_flow_serves_metrics_on_the_published_port_and_its_healthcheck_asks_readyz() -> None:
     from aiotstream.cli import build_parser
 
-    flow = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["flow"]
+    flow = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["flow-mqtt"]
     args = build_parser().parse_args(flow["command"])
     assert args.metrics_host == "0.0.0.0"  # in the container; the host side is loopback (checked above)
-    assert f"127.0.0.1:{args.metrics_port}:{args.metrics_port}" in flow["ports"]
+    # published on the host's 9465 (the Kafka flow has 9464)
+    assert any(p.startswith("127.0.0.1:") and p.endswith(f":{args.metrics_port}") for p in flow["ports"])
     test = flow["healthcheck"]["test"]
     assert test[:2] == ["CMD", "python"] and f"http://127.0.0.1:{args.metrics_port}/readyz" in test[-1]
     compile(test[-1], "healthcheck", "exec")  # the probe is valid Python
