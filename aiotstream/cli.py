@@ -834,22 +834,30 @@ def cmd_console(args: argparse.Namespace) -> int:
     if not loopback:
         print(f"aiotstream console: listening on {args.host}, beyond this machine; the console has no login "
               "yet: put it behind an authenticating proxy or a firewall", file=sys.stderr)
-    wait_for_brokers(brokers, _broker_wait(args))
-    state = ConsoleState()
-    feed = Feed(cfg, brokers, state).start()
-    app = build_app(cfg, state, feed, refresh_s=args.refresh_s)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                                           access_log=False, lifespan="off"))
     import socket
 
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
+    try:  # before the broker: a port in use is said at once
         sock.bind((args.host, args.port))
     except OSError as exc:
-        feed.close()
-        raise AiotError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        sock.close()
+        import errno
+
+        if exc.errno == errno.EADDRINUSE:
+            raise AiotError(f"--port {args.port} on {args.host} is already in use") from None
+        raise AiotError(f"--host {args.host} --port {args.port}: cannot listen: {exc.strerror or exc}") from None
+    try:
+        wait_for_brokers(brokers, _broker_wait(args))
+        state = ConsoleState()
+        feed = Feed(cfg, brokers, state).start()
+    except BaseException:
+        sock.close()
+        raise
+    app = build_app(cfg, state, feed, refresh_s=args.refresh_s)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                           access_log=False, lifespan="off"))
     where = sock.getsockname()[1]
     print(f"console for site {cfg.site.id} on http://{args.host}:{where}/ (Kafka {brokers}); Ctrl-C stops it",
           file=sys.stderr, flush=True)

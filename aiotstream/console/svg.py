@@ -66,5 +66,8 @@ def bars(points: Sequence[tuple[str, float | None]], title: str, unit: str = "",
                    f'{escape(points[-1][0])}</text>')
     else:
         out.append(f'<text x="{left + 8}" y="{14 + plot_h / 2}" class="axis">no periods yet</text>')
+    if points and not vals:
+        out.append(f'<text x="{left + 8}" y="{14 + plot_h / 2}" class="axis">undefined in these periods '
+                   '(no repairs, failures or samples)</text>')
     return Markup(f'<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
                   f'role="img" aria-label="{escape(title)}">{"".join(out)}</svg>')
