@@ -847,7 +847,8 @@ def cmd_console(args: argparse.Namespace) -> int:
 
         if exc.errno == errno.EADDRINUSE:
             raise AiotError(f"--port {args.port} on {args.host} is already in use") from None
-        raise AiotError(f"--host {args.host} --port {args.port}: cannot listen: {exc.strerror or exc}") from None
+        why = exc.strerror or exc
+        raise AiotError(f"--host {args.host} --port {args.port}: cannot listen: {why}") from None
     try:
         wait_for_brokers(brokers, _broker_wait(args))
         state = ConsoleState()
