@@ -164,12 +164,16 @@ def promote_action(topic: str | None, ref: str, variant: str, by: Any, note: Any
     return Action(topic, None, orjson.dumps(msg), f"{by}: {what} {ref} as {variant}")
 
 
-def rollback_action(state: ConsoleState, topic: str | None, by: Any, note: Any = "") -> Action:
-    """Promote the champion before the latest promotion back to champion."""
-    prev = state.previous_champion()
+def rollback_action(state: ConsoleState, topic: str | None, by: Any, note: Any = "",
+                    initial: str | None = None) -> Action:
+    """Promote the champion before the latest promotion back to champion (``initial``: the config's
+    champion, the one before the first promotion)."""
+    if topic is None:
+        return promote_action(topic, "", "champion", by, note)  # (says why: no ONNX models)
+    prev = state.previous_champion(initial)
     if prev is None:
-        raise ActionError("no earlier champion is known (the models topic shows at most one promotion to "
-                          "champion): promote a version by name instead")
+        raise ActionError("no earlier champion is known (no promotion to champion on the models topic yet): "
+                          "nothing to roll back to")
     return promote_action(topic, prev, "champion", by, note, what="roll back to")
 
 

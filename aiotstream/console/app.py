@@ -51,7 +51,7 @@ def _when(t: Any) -> str:
 def _fmt(v: Any, digits: int = 3) -> str:
     """A number for a table cell: floats to ``digits`` significant digits, None as nothing."""
     if v is None:
-        return ""
+        return "–"
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
 
 
@@ -87,6 +87,7 @@ class Console:
         self.env = _env()
         self.sent: deque[tuple[int, str]] = deque(maxlen=30)  # (wall ns, summary) of this console's actions
         self.versions = _model_versions(cfg)
+        self.initial = f"{cfg.model.name}@{cfg.model.version}" if cfg.model.kind == "onnx" else None
 
     # ---- plumbing ----------------------------------------------------------------------------------------
     def app(self) -> Starlette:
@@ -186,8 +187,8 @@ class Console:
                              "hist": svg.histogram(seen.hist, label=f"{asset} {ref} {role} scores")})
         onnx = self.cfg.model.kind == "onnx"
         return self._page(request, "models.html", "Models", rows=rows, onnx=onnx, versions=self.versions,
-                          previous=self.state.previous_champion(), events=list(self.state.model_events)[::-1],
-                          model_kind=self.cfg.model.kind)
+                          previous=self.state.previous_champion(self.initial),
+                          events=list(self.state.model_events)[::-1], model_kind=self.cfg.model.kind)
 
     async def model_post(self, request: Request) -> Response:
         kind = request.path_params["action"]
@@ -199,7 +200,7 @@ class Console:
                 form.get("fraction")))
         if kind == "rollback":
             return self._send("/models", lambda: rollback_action(self.state, topic, form.get("by"),
-                                                                 form.get("note")))
+                                                                 form.get("note"), self.initial))
         return RedirectResponse(f"/models?{urlencode({'error': f'unknown model action {kind!r}'})}", 303)
 
     # ---- KPIs and dead letters ---------------------------------------------------------------------------
@@ -216,10 +217,11 @@ class Console:
                 pts = [(_period_label(r), _kpi_value(r, name)) for r in series]
                 charts.append(svg.bars(pts, KPI_TITLES[name], KPI_UNITS[name]))
         dead = self.state.deadletter_counts()
-        dead_chart = svg.bars([(r, float(n)) for r, n in dead], "Dead letters by reason") if dead else None
+        top = max((n for _, n in dead), default=1)
+        dead_rows = [(r, n, round(100 * n / top)) for r, n in dead]
         return self._page(request, "kpis.html", "KPIs", keys=["|".join(k) for k in keys],
-                          key="|".join(key) if key else "", charts=charts, latest=latest, dead=dead,
-                          dead_chart=dead_chart, recent_dead=list(self.state.recent_deadletters)[::-1][:20])
+                          key="|".join(key) if key else "", charts=charts, latest=latest, dead=dead_rows,
+                          recent_dead=list(self.state.recent_deadletters)[::-1][:20])
 
 
 def _need(topic: str | None, what: str) -> str:

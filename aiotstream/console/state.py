@@ -257,10 +257,11 @@ class ConsoleState:
                                                  list(v.hist)) for k, v in m.versions.items()})
                     for a, m in sorted(self.models.items())}
 
-    def previous_champion(self) -> str | None:
-        """The champion before the latest promotion to champion (what a roll-back promotes), if known."""
+    def previous_champion(self, initial: str | None = None) -> str | None:
+        """The champion before the latest promotion to champion (what a roll-back promotes), if known;
+        ``initial`` is the champion the site's config starts with (before any promotion on the topic)."""
         with self.lock:
-            refs = list(self.champions)
+            refs = ([initial] if initial else []) + list(self.champions)
         current = refs[-1] if refs else None
         for ref in reversed(refs[:-1]):
             if ref != current:

@@ -165,7 +165,7 @@ def test_an_alert_acknowledged_in_the_page_is_acknowledged_by_the_flow(browser: 
     expect(row).to_contain_text("press-1")
     expect(row).to_contain_text("anomaly")
     page.screenshot(path=str(shots / "alerts.png"), full_page=True)
-    for name in ("commands", "models", "kpis"):
+    for name in ("commands", "kpis"):  # (models.png: from the ONNX site below)
         page.goto(f"{url}/{name}")
         if name == "commands":
             expect(page.locator("tr[data-command-id]").first).to_be_visible(timeout=WAIT_S * 1000)
@@ -235,4 +235,104 @@ def test_a_command_approved_in_the_page_is_emitted_by_the_flow(browser: object, 
     # every message the console sent was taken by the flow: none of them is a dead letter
     feedback_topic = plant["cfg"].inputs.feedback_topics[0]
     assert not [d for d in out.records["deadletter"] if d["source"]["topic"] == feedback_topic]
+    page.close()
+
+
+# ---- models: promote and roll back in the page (an ONNX site) ---------------------------------------------------
+@pytest.fixture(scope="module")
+def onnx_plant(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """An ONNX site (champion pm@1.0.0, shadow pm@1.0.0-int8; models trained here, signed with a key made here)
+    whose flow tails the first 20 s of a 40 s plant, and a console on a free loopback port."""
+    from aiotstream.config import default_site
+    from aiotstream.models.registry import ModelRegistry, generate_keypair
+    from aiotstream.pdm.training import train_and_publish
+
+    tmp = tmp_path_factory.mktemp("console-models")
+    priv, pub = generate_keypair(tmp / "keys")
+    reg = ModelRegistry(tmp / "reg", verify_key=pub)
+    train_and_publish(default_site(4), reg, "pm", "1.0.0", duration_s=30.0, seed=1, signing_key=priv,
+                      n_estimators=50)
+    sid = f"it-console-m-{uuid.uuid4().hex[:6]}"
+    data = default_site(3, site_id=sid).model_dump(mode="json")
+    data["model"] = {"kind": "onnx", "name": "pm", "version": "1.0.0", "drift_detector": "none",
+                     "onnx": {"registry": str(tmp / "reg"), "verify_key": str(pub), "shadow": "1.0.0-int8",
+                              "max_batch": 64, "max_delay_ms": 50}}
+    data["window"] = {"idle_close_s": 6}
+    site = tmp / "site.json"
+    site.write_bytes(orjson.dumps(data))
+    cfg = SiteConfig.load(site)
+    sim = PlantSimulator(cfg.all_assets(), duration_s=40.0, seed=8, n_faults=0)
+    msgs = list(sim.messages())
+    split = sim.start_ns + 20 * S
+    topics = output_topics(cfg)
+    ensure_topics(kafka_broker, input_topics(cfg) + list(topics.values()), partitions=2)
+    wave, read = cfg.inputs.topics
+    write_to_kafka((m for m in msgs if m.t_ns < split), kafka_broker, wave, read)
+    flow_log, console_log = tmp / "flow.log", tmp / "console.log"
+    flow = start_flow(site, kafka_broker, flow_log)
+    out = Follow(kafka_broker, topics, group="it-console-m")
+    port = free_port()
+    with console_log.open("w") as logf:
+        console = subprocess.Popen(cli("console", "--site", str(site), "--brokers", kafka_broker, "--port", str(port),
+                                       "--refresh-s", "0.5"), stdout=logf, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        out.wait_for("scores", lambda: len(out.records["score"]) >= 30, flow, flow_log, WAIT_S)
+        wait_for("the console's /healthz", lambda: _answers(f"{url}/healthz") or console.poll() is not None,
+                 WAIT_S, 0.2)
+        assert console.poll() is None, console_log.read_text()[-3000:]
+        yield {"out": out, "url": url, "flow": flow, "flow_log": flow_log, "brokers": kafka_broker,
+               "rest": [m for m in msgs if m.t_ns >= split], "wave": wave, "read": read,
+               "shots": Path(SHOTS) if SHOTS else tmp}
+    finally:
+        console.terminate()
+        console.wait(30)
+        stop_flow(flow)
+        out.c.close()
+
+
+def test_a_model_promoted_and_rolled_back_in_the_page_is_switched_by_the_flow(browser: object,
+                                                                              onnx_plant: dict) -> None:
+    from playwright.sync_api import expect
+
+    out, url = onnx_plant["out"], onnx_plant["url"]
+    page = browser.new_page(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
+    page.goto(f"{url}/models")
+    page.fill("#operator", "cy")
+    champion = page.locator("table.models tr.live", has_text="pm@1.0.0")
+    expect(champion.filter(has_text="champion").first).to_be_visible(timeout=WAIT_S * 1000)
+    expect(page.locator("table.models tr.live", has_text="pm@1.0.0-int8").filter(has_text="shadow").first
+           ).to_be_visible()
+    expect(page.locator("button.rollback")).to_be_disabled()  # nothing promoted yet: nothing to go back to
+
+    # promote the autoencoder, offered from the registry's listing
+    page.select_option("select[name=ref]", "pm@1.0.0-ae")
+    page.select_option("select[name=variant]", "champion")
+    page.locator("form[action='/models/promote'] input[name=note]").fill("the autoencoder passed the gate")
+    page.locator("button.promote").click()
+    expect(page.locator(".flash.ok")).to_contain_text("promote pm@1.0.0-ae as champion")
+    promoted = out.wait_for("the flow's promotion", lambda: [
+        r for r in out.records["model"] if r["event"] == "promoted" and r["ref"] == "pm@1.0.0-ae"],
+        onnx_plant["flow"], onnx_plant["flow_log"], WAIT_S)[0]
+    assert promoted["by"] == "cy" and promoted["variant"] == "champion"
+    # the rest of the plant's data is scored by the new champion; the page shows it live
+    write_to_kafka(iter(onnx_plant["rest"]), onnx_plant["brokers"], onnx_plant["wave"], onnx_plant["read"])
+    out.wait_for("scores by the new champion", lambda: [
+        r for r in out.records["score"] if r["model"]["version"] == "1.0.0-ae"],
+        onnx_plant["flow"], onnx_plant["flow_log"], WAIT_S)
+    page.goto(f"{url}/models")
+    expect(page.locator("table.models tr.live", has_text="pm@1.0.0-ae").first).to_be_visible(timeout=WAIT_S * 1000)
+    expect(page.locator("table.events tr", has_text="pm@1.0.0-ae").first).to_contain_text("promoted")
+    expect(page.locator("table.events tr", has_text="pm@1.0.0-ae").first).to_contain_text("cy")
+    page.screenshot(path=str(onnx_plant["shots"] / "models.png"), full_page=True)
+
+    # roll back: the config's champion again
+    page.locator("form[action='/models/rollback'] input[name=note]").fill("back, to compare")
+    expect(page.locator("button.rollback")).to_contain_text("Roll back to pm@1.0.0")
+    page.locator("button.rollback").click()
+    expect(page.locator(".flash.ok")).to_contain_text("roll back to pm@1.0.0 as champion")
+    back = out.wait_for("the flow's roll-back", lambda: [
+        r for r in out.records["model"] if r["event"] == "promoted" and r["ref"] == "pm@1.0.0"],
+        onnx_plant["flow"], onnx_plant["flow_log"], WAIT_S)[0]
+    assert back["by"] == "cy" and back["variant"] == "champion"
     page.close()

@@ -169,6 +169,17 @@ def test_rollback_promotes_the_previous_champion() -> None:
     assert (p.model, p.version, p.variant, p.by, p.note) == ("pm", "1.0.0", "champion", "ana", "2.0.0 misfires")
 
 
+def test_rollback_after_the_first_promotion_goes_back_to_the_configs_champion() -> None:
+    s = ConsoleState()
+    with pytest.raises(ActionError, match="no earlier champion"):
+        rollback_action(s, "site.control", "ana", initial="pm@1.0.0")
+    s.fold("model", {"event": "promoted", "variant": "champion", "ref": "pm@1.0.0-ae"})
+    p = Promote.model_validate(orjson.loads(rollback_action(s, "site.control", "ana", initial="pm@1.0.0").payload))
+    assert (p.model, p.version, p.variant) == ("pm", "1.0.0", "champion")
+    with pytest.raises(ActionError, match="no ONNX models"):
+        rollback_action(s, None, "ana", initial="pm@1.0.0")
+
+
 @settings(max_examples=300, deadline=None)
 @given(by=st.text(max_size=300), note=st.text(max_size=50), kind=st.sampled_from(["ack", "clear"]))
 def test_whatever_the_operator_types_the_flow_decodes_what_is_sent(by: str, note: str, kind: str) -> None:
