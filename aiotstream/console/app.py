@@ -138,9 +138,18 @@ class Console:
         return RedirectResponse(f"{back}?{urlencode({'ok': msg})}", 303)
 
     @staticmethod
-    async def _form(request: Request) -> dict[str, str]:
+    async def _form(request: Request) -> dict[str, str] | str:
+        """The posted form's text fields, or why the post is refused."""
+        why = cross_site(request.headers, request.headers.get("host", ""))
+        if why is not None:
+            log.warning("console: %s %s refused: %s", request.method, request.url.path, why)
+            return why
         form = await request.form()
         return {k: v for k, v in form.items() if isinstance(v, str)}
+
+    @staticmethod
+    def _refused(back: str, why: str) -> Response:
+        return RedirectResponse(f"{back}?{urlencode({'error': why})}", 303)
 
     # ---- alerts ------------------------------------------------------------------------------------------
     async def alerts(self, request: Request) -> Response:
@@ -158,6 +167,8 @@ class Console:
     async def alert_post(self, request: Request) -> Response:
         aid, kind = request.path_params["alert_id"], request.path_params["action"]
         form = await self._form(request)
+        if isinstance(form, str):
+            return self._refused("/alerts", form)
         topic = self.feed.feedback_topic if self.feed else None
         return self._send("/alerts", lambda: alert_action(self.state, _need(topic, "feedback"), kind, aid,
                                                           form.get("by"), form.get("note")))
@@ -170,6 +181,8 @@ class Console:
     async def command_post(self, request: Request) -> Response:
         cid, kind = request.path_params["command_id"], request.path_params["action"]
         form = await self._form(request)
+        if isinstance(form, str):
+            return self._refused("/commands", form)
         topic = self.feed.feedback_topic if self.feed else None
         return self._send("/commands", lambda: command_action(self.state, _need(topic, "feedback"), kind, cid,
                                                               form.get("by"), form.get("note")))
@@ -193,6 +206,8 @@ class Console:
     async def model_post(self, request: Request) -> Response:
         kind = request.path_params["action"]
         form = await self._form(request)
+        if isinstance(form, str):
+            return self._refused("/models", form)
         topic = self.feed.control_topic if self.feed else None
         if kind == "promote":
             return self._send("/models", lambda: promote_action(
@@ -222,6 +237,26 @@ class Console:
         return self._page(request, "kpis.html", "KPIs", keys=["|".join(k) for k in keys],
                           key="|".join(key) if key else "", charts=charts, latest=latest, dead=dead_rows,
                           recent_dead=list(self.state.recent_deadletters)[::-1][:20])
+
+
+def cross_site(headers: Any, host: str) -> str | None:
+    """Why a POST is refused as coming from another site's page (a forged form aimed at an operator's
+    console on loopback), or None: the browser's ``Sec-Fetch-Site`` must be same-origin (or absent, or
+    ``none``: typed by hand), and an ``Origin`` must be this console's.
+
+    >>> cross_site({"sec-fetch-site": "same-origin", "origin": "http://127.0.0.1:8080"}, "127.0.0.1:8080")
+    >>> cross_site({"sec-fetch-site": "cross-site"}, "127.0.0.1:8080")
+    'the action came from another site (cross-site): refused'
+    >>> cross_site({"origin": "http://evil.example"}, "127.0.0.1:8080")
+    'the action came from http://evil.example, not this console: refused'
+    """
+    fetch = headers.get("sec-fetch-site")
+    if fetch not in (None, "same-origin", "none"):
+        return f"the action came from another site ({fetch}): refused"
+    origin = headers.get("origin")
+    if origin not in (None, "null") and origin.split("://", 1)[-1] != host:
+        return f"the action came from {origin}, not this console: refused"
+    return None
 
 
 def _need(topic: str | None, what: str) -> str:

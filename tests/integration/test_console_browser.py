@@ -35,8 +35,10 @@ S = 1_000_000_000
 START = 1_767_225_600_000_000_000
 ONSET, END, SPLIT = START + 30 * S, START + 40 * S, START + 34 * S
 WAIT_S = 120.0
-CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and os.access(p, os.X_OK)),
-                None)
+# AIOTSTREAM_CHROMIUM names another Chromium build (then only that one is tried)
+CANDIDATES = [os.environ["AIOTSTREAM_CHROMIUM"]] if os.environ.get("AIOTSTREAM_CHROMIUM") else [
+    shutil.which("chromium"), "/usr/bin/chromium"]
+CHROMIUM = next((p for p in CANDIDATES if p and os.path.isfile(p) and os.access(p, os.X_OK)), None)
 SHOTS = os.environ.get("AIOTSTREAM_CONSOLE_SCREENSHOTS")
 
 BAD_READINGS = [b"{not json", b"{not json either", b'{"asset": "press-2", "metric": "temperature"}']
@@ -80,8 +82,8 @@ approval_timeout_s = 600
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if CHROMIUM is None:
-        pytest.skip("chromium is missing (no `chromium` on PATH nor /usr/bin/chromium): "
-                    "apt-get install -y chromium")
+        tried = " nor ".join(str(c) for c in CANDIDATES if c) or "`chromium` on PATH"
+        pytest.skip(f"chromium is missing (no executable {tried}): apt-get install -y chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing: "
                                    "pip install -e '.[dev]'")
     with sync_api.sync_playwright() as pw:
@@ -210,6 +212,12 @@ def test_an_alert_acknowledged_in_the_page_is_acknowledged_by_the_flow(browser: 
                       [target])
         expect(page.locator(".flash.error")).to_contain_text(said)
         assert "Traceback" not in page.content()
+    # a form on another site's page aimed at this console is refused (the browser says where it came from)
+    resp = page.request.post(f"{url}/alerts/{aid}/clear", form={"by": "mallory"}, max_redirects=0,
+                             headers={"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"})
+    assert resp.status == 303 and "refused" in resp.headers["location"]
+    sent = [m for m in read_topic(plant["brokers"], feedback_topic) if orjson.loads(m.value()).get("alert_id") == aid]
+    assert len(sent) == 1, "only the operator's acknowledgement reached the feedback topic"
     assert len([a for a in out.records["alert"] if a["alert_id"] == aid and a["event"] == "acknowledged"]) == 1
     page.close()
 
