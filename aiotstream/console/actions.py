@@ -1,8 +1,8 @@
 """Operator actions as the messages the flow already consumes: the console's only way into the flow.
 
-* acknowledge / clear an alert, approve / reject a command: ``aiotstream.feedback/1`` messages on the site's
-  feedback topic (the first of ``inputs.feedback_topics``, by default ``<site>.feedback``), keyed by the
-  asset, decoded by the flow with :func:`aiotstream.codecs.decode_feedback`;
+* acknowledge / clear / label an alert, approve / reject a command: ``aiotstream.feedback/1`` messages on
+  the site's feedback topic (the first of ``inputs.feedback_topics``, by default ``<site>.feedback``),
+  keyed by the asset, decoded by the flow with :func:`aiotstream.codecs.decode_feedback`;
 * promote a model version, roll back to the previous champion: a ``promote`` control message on the site's
   control topic (``<site>.control``; ONNX sites only), checked by :class:`aiotstream.pdm.rollout.Promote`.
 
@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from aiotstream.codecs.feedback import FEEDBACK_SCHEMA, decode_feedback
+from aiotstream.codecs.feedback import FEEDBACK_SCHEMA, LABELS, decode_feedback
 from aiotstream.console.state import ConsoleState
 from aiotstream.errors import DecodeError
 from aiotstream.lineage import iso_ns
@@ -109,6 +109,29 @@ def alert_action(state: ConsoleState, topic: str, kind: str, alert_id: str, by: 
     verb = "acknowledge" if kind == "ack" else "clear"
     return _feedback(topic, asset, {"type": kind, "alert_id": alert_id, "ts": ts, "by": by, "note": note},
                      f"{by}: {verb} {alert.get('alert_type')} alert on {asset} ({alert_id[:8]})")
+
+
+def label_action(state: ConsoleState, topic: str, alert_id: str, label: str, by: Any, note: Any = "",
+                 fault_type: Any = "") -> Action:
+    """``label`` an alert (``true_fault`` or ``false_alarm``, optional fault type), once, also after it
+    cleared: labels count in the KPIs and teach the model (see docs/decisions.md)."""
+    if label not in LABELS:
+        raise ActionError(f"a label is one of {', '.join(LABELS)}, got {label!r}")
+    by, note = operator_name(by), _note(note)
+    fault = (fault_type or "").strip() if isinstance(fault_type, str) else ""
+    alert = state.alert(alert_id)
+    if alert is None:
+        raise ActionError(f"unknown alert id {alert_id!r}: no such alert on the alerts topic (yet)")
+    asset, given = str(alert.get("asset")), alert.get("label")
+    if isinstance(given, dict):
+        who = f" by {given['by']}" if given.get("by") else ""
+        raise ActionError(f"alert {alert_id} ({alert.get('alert_type')} on {asset}) is already labelled "
+                          f"{given.get('label')}{who}: a label is given once")
+    ts = _ts(state, asset, int(alert.get("at_ns") or 0))
+    fields = {"type": "label", "alert_id": alert_id, "label": label, "fault_type": fault, "ts": ts, "by": by,
+              "note": note}
+    return _feedback(topic, asset, fields,
+                     f"{by}: label {alert.get('alert_type')} alert on {asset} ({alert_id[:8]}) {label}")
 
 
 def command_action(state: ConsoleState, topic: str, kind: str, command_id: str, by: Any,

@@ -30,6 +30,7 @@ from aiotstream.console.actions import (
     ActionError,
     alert_action,
     command_action,
+    label_action,
     promote_action,
     rollback_action,
 )
@@ -170,6 +171,10 @@ class Console:
         if isinstance(form, str):
             return self._refused("/alerts", form)
         topic = self.feed.feedback_topic if self.feed else None
+        if kind == "label":
+            return self._send("/alerts", lambda: label_action(
+                self.state, _need(topic, "feedback"), aid, form.get("label", ""), form.get("by"),
+                form.get("note"), form.get("fault_type")))
         return self._send("/alerts", lambda: alert_action(self.state, _need(topic, "feedback"), kind, aid,
                                                           form.get("by"), form.get("note")))
 

@@ -15,6 +15,7 @@ from aiotstream.console.actions import (
     ActionError,
     alert_action,
     command_action,
+    label_action,
     promote_action,
     rollback_action,
 )
@@ -192,3 +193,18 @@ def test_whatever_the_operator_types_the_flow_decodes_what_is_sent(by: str, note
         return
     fb = decode(a)
     assert (fb.by, fb.note, fb.alert_id) == (by.strip(), note.strip(), AID)
+
+
+def test_a_label_is_feedback_the_flow_decodes_once_per_alert(state: ConsoleState) -> None:
+    fb = decode(label_action(state, FB, AID, "true_fault", "ana", "bearing worn", " bearing "))
+    assert (fb.type, fb.asset, fb.alert_id, fb.label, fb.fault_type, fb.by, fb.note) == (
+        "label", "press-1", AID, "true_fault", "bearing", "ana", "bearing worn")
+    assert decode(label_action(state, FB, AID, "false_alarm", "ana")).fault_type is None
+    with pytest.raises(ActionError, match="a label is one of true_fault, false_alarm"):
+        label_action(state, FB, AID, "maybe", "ana")
+    with pytest.raises(ActionError, match="unknown alert id"):
+        label_action(state, FB, "nope", "true_fault", "ana")
+    state.fold("alert", {"alert_id": AID, "event": "labelled", "status": "cleared", "asset": "press-1",
+                         "at_ns": T0 + S, "label": {"label": "false_alarm", "by": "bo", "fault_type": None}})
+    with pytest.raises(ActionError, match="already labelled false_alarm by bo: a label is given once"):
+        label_action(state, FB, AID, "true_fault", "ana")

@@ -18,7 +18,7 @@
   function busy() {  // never replace what the operator is typing or choosing
     var a = document.activeElement;
     if (a && live.contains(a) && a.tagName !== "BUTTON" && a.tagName !== "A") { return true; }
-    var inputs = live.querySelectorAll("input[name=note]");
+    var inputs = live.querySelectorAll("input[name=note], input[name=fault_type]");
     for (var i = 0; i < inputs.length; i++) { if (inputs[i].value) { return true; } }
     var open = live.querySelectorAll("details[open]");
     return open.length > 0;
