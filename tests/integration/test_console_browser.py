@@ -88,7 +88,7 @@ def browser() -> Iterator[object]:
                                    "pip install -e '.[dev]'")
     with sync_api.sync_playwright() as pw:
         # --no-sandbox: CI runs the tests as root, where Chromium's sandbox refuses to start
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
         try:
             yield b
         finally:
