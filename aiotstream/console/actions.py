@@ -77,6 +77,9 @@ def _ts(state: ConsoleState, asset: str, at_least: int) -> int:
 
 
 def _feedback(topic: str, asset: str, fields: dict[str, Any], summary: str) -> Action:
+    note = fields.get("note") or ""
+    if note:  # (the page's line shows the start of a long comment; the message carries all of it)
+        summary += f': "{note[:200]}{"…" if len(note) > 200 else ""}"'
     given = {k: v for k, v in fields.items() if v not in (None, "")}
     msg = {"schema": FEEDBACK_SCHEMA, **given, "asset": asset}
     raw = orjson.dumps(msg)

@@ -36,6 +36,8 @@ BINS = 20
 """Score histogram bins over [0, 1]."""
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 KPI_SERIES = ("oee", "mttr_s", "mtbf_s", "energy_kwh")
+LINEAGE = ("id", "inputs", "window", "features", "model", "config_hash", "code_version", "flow",
+           "flow_version", "produced_at")
 
 
 def _bin(score: float) -> int:
@@ -155,6 +157,12 @@ class ConsoleState:
         prev = self.alerts.get(aid)
         if prev is not None and prev.get("status") == "cleared" and rec.get("event") != "labelled":
             return  # a replayed older event must not reopen a cleared alert
+        # the lineage of the opening (the window and inputs that caused the alert) stays with the alert: later
+        # events carry their own (an operator's feedback message, a timer)
+        if rec.get("event") == "opened" or prev is None:
+            rec["opened_lineage"] = {k: rec.get(k) for k in LINEAGE}
+        else:
+            rec["opened_lineage"] = prev.get("opened_lineage")
         self._keep_latest(self.alerts, aid, rec, self.max_alerts, lambda r: r.get("status") == "cleared")
 
     def _fold_command(self, rec: dict[str, Any]) -> None:

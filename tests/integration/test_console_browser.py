@@ -219,6 +219,13 @@ def test_an_alert_acknowledged_in_the_page_is_acknowledged_by_the_flow(browser: 
     sent = [m for m in read_topic(plant["brokers"], feedback_topic) if orjson.loads(m.value()).get("alert_id") == aid]
     assert len(sent) == 1, "only the operator's acknowledgement reached the feedback topic"
     assert len([a for a in out.records["alert"] if a["alert_id"] == aid and a["event"] == "acknowledged"]) == 1
+    # the lineage page of the alert; an unknown id there is a page that says so
+    page.goto(f"{url}/alerts/{aid}")
+    expect(page.locator("dl.facts").first).to_contain_text(aid)
+    expect(page.locator("body")).to_contain_text(f"{plant['cfg'].inputs.topics[0]} partition")
+    resp = page.goto(f"{url}/alerts/{'f' * 32}")
+    assert resp is not None and resp.status == 404
+    expect(page.locator(".flash.error")).to_contain_text("unknown alert id")
     page.close()
 
 

@@ -41,12 +41,15 @@ def kpi(start: int, revision: int = 0, oee: float | None = 0.5, scope: str = "si
 
 def test_an_alerts_lifecycle_moves_it_through_the_open_table_and_out() -> None:
     s = ConsoleState()
-    s.fold("alert", alert("a1", "opened", "open", 1 * S))
+    s.fold("alert", alert("a1", "opened", "open", 1 * S, inputs=[{"topic": "waveforms"}]))
     assert [(a["alert_id"], a["status"]) for a in s.open_alerts()] == [("a1", "open")]
     s.fold("alert", alert("a1", "escalated", "open", 2 * S, escalation_level=1))
-    s.fold("alert", alert("a1", "acknowledged", "acknowledged", 3 * S, acknowledged_by="ana"))
+    s.fold("alert", alert("a1", "acknowledged", "acknowledged", 3 * S, acknowledged_by="ana",
+                          inputs=[{"topic": "feedback"}], window=None))
     (a,) = s.open_alerts()
     assert (a["status"], a["acknowledged_by"], a["event"]) == ("acknowledged", "ana", "acknowledged")
+    # the lineage of the opening stays with the alert; the latest event has its own
+    assert a["opened_lineage"]["inputs"] == [{"topic": "waveforms"}] and a["inputs"] == [{"topic": "feedback"}]
     s.fold("alert", alert("a1", "cleared", "cleared", 4 * S, cleared_by="bo"))
     assert s.open_alerts() == []
     assert [a["cleared_by"] for a in s.recent_closed_alerts()] == ["bo"]
