@@ -117,7 +117,7 @@ class Console:
             title=title, site=self.cfg.site.id, path=request.url.path, refresh_ms=self.refresh_ms,
             ok=request.query_params.get("ok"), error=request.query_params.get("error"),
             sent=list(self.sent)[::-1][:8], fragment=request.headers.get("x-fragment") == "1",
-            feed_error=feed.error if feed else None,
+            feed_error=feed.error if feed else None, unreachable=feed.unreachable if feed else None,
             loading=feed is not None and not feed.caught_up.is_set(),
             records=self.state.records)
         return HTMLResponse(self.env.get_template(template).render(**ctx), status_code=status)
@@ -173,10 +173,10 @@ class Console:
         topic = self.feed.feedback_topic if self.feed else None
         if kind == "label":
             return self._send("/alerts", lambda: label_action(
-                self.state, _need(topic, "feedback"), aid, form.get("label", ""), form.get("by"),
+                self.state, _need(topic, "feedback", self.feed), aid, form.get("label", ""), form.get("by"),
                 form.get("note"), form.get("fault_type")))
-        return self._send("/alerts", lambda: alert_action(self.state, _need(topic, "feedback"), kind, aid,
-                                                          form.get("by"), form.get("note")))
+        return self._send("/alerts", lambda: alert_action(
+            self.state, _need(topic, "feedback", self.feed), kind, aid, form.get("by"), form.get("note")))
 
     # ---- commands ----------------------------------------------------------------------------------------
     async def commands(self, request: Request) -> Response:
@@ -189,8 +189,8 @@ class Console:
         if isinstance(form, str):
             return self._refused("/commands", form)
         topic = self.feed.feedback_topic if self.feed else None
-        return self._send("/commands", lambda: command_action(self.state, _need(topic, "feedback"), kind, cid,
-                                                              form.get("by"), form.get("note")))
+        return self._send("/commands", lambda: command_action(
+            self.state, _need(topic, "feedback", self.feed), kind, cid, form.get("by"), form.get("note")))
 
     # ---- models ------------------------------------------------------------------------------------------
     async def models(self, request: Request) -> Response:
@@ -214,6 +214,8 @@ class Console:
         if isinstance(form, str):
             return self._refused("/models", form)
         topic = self.feed.control_topic if self.feed else None
+        if self.feed is not None and self.feed.unreachable:
+            return self._refused("/models", self.feed.unreachable)
         if kind == "promote":
             return self._send("/models", lambda: promote_action(
                 topic, form.get("ref", ""), form.get("variant", "champion"), form.get("by"), form.get("note"),
@@ -264,7 +266,9 @@ def cross_site(headers: Any, host: str) -> str | None:
     return None
 
 
-def _need(topic: str | None, what: str) -> str:
+def _need(topic: str | None, what: str, feed: Feed | None = None) -> str:
+    if feed is not None and feed.unreachable:
+        raise ActionError(feed.unreachable)
     if topic is None:
         raise ActionError(f"this site has no {what} topic")
     return topic

@@ -34,9 +34,16 @@ class Feed:
         self.cfg, self.brokers, self.state = cfg, brokers, state
         self.topics = output_topics(cfg)  # kind -> topic
         self.kinds = {t: k for k, t in self.topics.items()}
-        self.feedback_topic = cfg.inputs.feedback_topics[0] if cfg.inputs.feedback_topics else None
+        kafka_in = cfg.inputs.kind == "kafka"
+        feedback = cfg.inputs.feedback_topics
+        self.feedback_topic = feedback[0] if feedback and kafka_in else None
         control = cfg.control_topics()
-        self.control_topic = control[0] if control else None
+        self.control_topic = control[0] if control and kafka_in else None
+        # a flow whose inputs are MQTT, OPC UA or files reads no Kafka feedback or control topic
+        self.unreachable = None if kafka_in else (
+            f"this site's flow reads its inputs from {cfg.inputs.kind} (inputs.kind), not from Kafka: it "
+            "does not read the feedback and control topics the console writes to, so the console shows its "
+            "outputs but cannot act on them")
         self.stop = threading.Event()
         self.caught_up = threading.Event()  # set once every partition has been read to its end once
         self.error: str | None = None
@@ -46,7 +53,8 @@ class Feed:
 
     def start(self) -> Feed:
         """Create the topics the console reads and writes if the flow has not yet, then start reading."""
-        ensure_topics(self.brokers, list(self.topics.values()) + input_topics(self.cfg),
+        writes = input_topics(self.cfg) if self.unreachable is None else []
+        ensure_topics(self.brokers, list(self.topics.values()) + writes,
                       partitions=self.cfg.outputs.partitions)
         self.thread.start()
         return self

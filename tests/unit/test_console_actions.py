@@ -4,6 +4,7 @@ action the flow could not apply is refused with a message for the page."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -208,3 +209,24 @@ def test_a_label_is_feedback_the_flow_decodes_once_per_alert(state: ConsoleState
                          "at_ns": T0 + S, "label": {"label": "false_alarm", "by": "bo", "fault_type": None}})
     with pytest.raises(ActionError, match="already labelled false_alarm by bo: a label is given once"):
         label_action(state, FB, AID, "true_fault", "ana")
+
+
+def test_a_site_whose_flow_reads_no_kafka_gets_a_read_only_console() -> None:
+    """A flow reading MQTT never sees the Kafka feedback topic: the console must not pretend an action
+    reached it."""
+    from aiotstream.config import SiteConfig
+    from aiotstream.console.app import _need
+    from aiotstream.console.feed import Feed
+
+    root = Path(__file__).resolve().parents[2]
+    data = SiteConfig.load(root / "flows" / "sites" / "plant-a.toml").model_dump(mode="json")
+    data["inputs"] = {"kind": "mqtt", "mqtt": {"host": "127.0.0.1", "subscriptions": [
+        {"filter": "plant/+/+", "format": "json", "asset": "{1}", "metric": "{2}"}]}}
+    mqtt = Feed(SiteConfig.from_dict(data), "127.0.0.1:1", ConsoleState())
+    assert mqtt.feedback_topic is None and mqtt.control_topic is None
+    assert "reads its inputs from mqtt" in (mqtt.unreachable or "")
+    with pytest.raises(ActionError, match="reads its inputs from mqtt"):
+        _need("plant-a.feedback", "feedback", mqtt)
+    kafka = Feed(SiteConfig.load(root / "flows" / "sites" / "plant-a.toml"), "127.0.0.1:1", ConsoleState())
+    assert kafka.unreachable is None and kafka.feedback_topic == "plant-a.feedback"
+    assert _need(kafka.feedback_topic, "feedback", kafka) == "plant-a.feedback"
