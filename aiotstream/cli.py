@@ -1,4 +1,4 @@
-"""``aiotstream``: validate | broker | simulate | run | replay | demo | bench | train.
+"""``aiotstream``: validate | broker | simulate | run | replay | demo | bench | train | console.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config, 130 stopped by SIGINT (Ctrl-C), 143
 stopped
@@ -814,6 +814,61 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    """The operator's web console for a site (:mod:`aiotstream.console`) until Ctrl-C."""
+    import ipaddress
+
+    import uvicorn
+
+    from aiotstream.console.app import build_app
+    from aiotstream.console.feed import Feed
+    from aiotstream.console.state import ConsoleState
+    from aiotstream.io.kafka import wait_for_brokers
+
+    cfg = _load_site(args)
+    brokers = args.brokers or ",".join(cfg.inputs.brokers)
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback:
+        print(f"aiotstream console: listening on {args.host}, beyond this machine; the console has no login "
+              "yet: put it behind an authenticating proxy or a firewall", file=sys.stderr)
+    import socket
+
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:  # before the broker: a port in use is said at once
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        sock.close()
+        import errno
+
+        if exc.errno == errno.EADDRINUSE:
+            raise AiotError(f"--port {args.port} on {args.host} is already in use") from None
+        why = exc.strerror or exc
+        raise AiotError(f"--host {args.host} --port {args.port}: cannot listen: {why}") from None
+    try:
+        wait_for_brokers(brokers, _broker_wait(args))
+        state = ConsoleState()
+        feed = Feed(cfg, brokers, state).start()
+    except BaseException:
+        sock.close()
+        raise
+    app = build_app(cfg, state, feed, refresh_s=args.refresh_s)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                           access_log=False, lifespan="off"))
+    where = sock.getsockname()[1]
+    print(f"console for site {cfg.site.id} on http://{args.host}:{where}/ (Kafka {brokers}); Ctrl-C stops it",
+          file=sys.stderr, flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        feed.close()
+    return 0
+
+
 # ---- the parser -----------------------------------------------------------------------------------------
 def _add_validate(sub: Any) -> None:
     v = sub.add_parser("validate",
@@ -982,8 +1037,24 @@ def _add_train(sub: Any) -> None:
     t.set_defaults(func=cmd_train)
 
 
+def _add_console(sub: Any) -> None:
+    c = sub.add_parser("console",
+                       help="the operator's web console for a site: alerts, commands, models, KPIs")
+    c.add_argument("--site", required=True, help="site config file (.toml, .yaml/.yml or .json)")
+    c.add_argument("--brokers", help="Kafka bootstrap servers (default: the site's inputs.brokers)")
+    c.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; the console has no "
+                        "login yet)")
+    c.add_argument("--port", type=port, default=8080, help="TCP port (default 8080; 0 picks a free one)")
+    c.add_argument("--refresh-s", type=number(0.2, 3600), default=2.0,
+                   help="how often an open page refreshes its tables (default 2 s)")
+    _broker_wait_arg(c)
+    c.set_defaults(func=cmd_console)
+
+
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_broker, _add_simulate, _add_run, _add_replay,
-                                            _add_demo, _add_bench, _add_train]
+                                            _add_demo, _add_bench, _add_train,
+                                            _add_console]
 """Each registers one subcommand on the subparsers object; a new subcommand adds its function here."""
 
 

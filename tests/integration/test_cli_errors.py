@@ -118,6 +118,12 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("bench mqtt", ("--contenders", "bare,bogus"), 2, "--contenders: give some of bare, ingest, flow"),
     ("bench mqtt", ("--json", "{dir}"), 2, "--json {dir}: is a directory"),
     ("bench mqtt", ("sideways",), 2, "invalid choice: 'sideways'"),
+    # console
+    ("console", ("--site", "{missing}"), 2, "--site {missing}: no such file"),
+    ("console", ("--site", "{site}", "--port", "-1"), 2, "--port: must be from 0 to 65535"),
+    ("console", ("--site", "{site}", "--refresh-s", "0"), 2, "--refresh-s: must be at least 0.2"),
+    ("console", ("--site", "{site}", "--port", "{busy}", *W), 1, "--port {busy} on 127.0.0.1 is already in use"),
+    ("console", ("--site", "{site}", "--brokers", "{dead}", "--port", "0", *W), 1, "no Kafka broker answers at {dead}"),
     # train
     ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1", "--signing-key",
                "{missing}"), 2, "--signing-key {missing}: no such file"),  # was FileNotFoundError
