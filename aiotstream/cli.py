@@ -207,12 +207,19 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def _simulator(args: argparse.Namespace, cfg: SiteConfig, production: bool = False):
-    from aiotstream.sim.plant import PlantSimulator, ProductionSpec, malformed_messages
+    from aiotstream.sim.plant import ProductionSpec, malformed_messages
+    from aiotstream.sim.realistic import RealisticSpec, make_simulator
 
     spec = ProductionSpec(cycle_time_s=DEMO_CYCLE_S) if production else None
+    scenario = getattr(args, "scenario", "easy")  # demo and bench: always easy
+    amplitude = getattr(args, "amplitude", None)
+    amplitude = amplitude if amplitude is not None else (0.25 if scenario == "realistic" else 1.0)
+    extra: dict[str, Any] = {}
+    if scenario == "realistic" and getattr(args, "day_s", None):
+        extra["spec"] = RealisticSpec(day_s=args.day_s)
     try:
-        sim = PlantSimulator(cfg.all_assets(), duration_s=args.duration, n_faults=args.faults, seed=args.seed,
-                             production=spec)
+        sim = make_simulator(scenario, cfg.all_assets(), duration_s=args.duration, n_faults=args.faults,
+                             seed=args.seed, production=spec, amplitude=amplitude, **extra)
     except ValueError as exc:  # e.g. a run too short for its faults: say so without a traceback
         raise AiotError(f"simulate: {exc} (--duration, --faults)") from None
     bad = malformed_messages(args.malformed, assets=[a.id for a in cfg.all_assets()], start_ns=sim.start_ns,
@@ -238,8 +245,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         ensure_topics(brokers, [wave_topic, read_topic], partitions=args.partitions,
                       wait_s=_broker_wait(args))
     sim, bad = _simulator(args, cfg)
-    print(f"simulating {len(sim.assets)} asset(s) x {args.duration:g} s: {sim.n_frames:,} frames, "
-          f"{sim.n_readings:,} readings, {len(sim.faults)} fault(s), {len(bad)} malformed", file=sys.stderr)
+    print(f"simulating {len(sim.assets)} asset(s) x {args.duration:g} s ({args.scenario}): {sim.n_frames:,} "
+          f"frames, {sim.n_readings:,} readings, {len(sim.faults)} fault(s), {len(bad)} malformed",
+          file=sys.stderr)
     if args.truth:
         sim.write_truth(args.truth)
     if args.out_dir:
@@ -849,6 +857,18 @@ def _sim_args(sp: argparse.ArgumentParser, duration: float) -> None:
     sp.add_argument("--seed", type=count(0, 2**32 - 1), default=7)
 
 
+def _scenario_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--scenario", choices=("easy", "realistic"), default="easy",
+                    help="easy (default): stationary noise plus faults; realistic: load cycles and regimes, "
+                         "sensor drift, noise bursts, dropouts, maintenance resets "
+                         "(aiotstream.sim.realistic)")
+    sp.add_argument("--amplitude", type=number(0, 10, above=True), default=None,
+                    help="fault size relative to easy's (default: 1 for easy, 0.25 for realistic)")
+    sp.add_argument("--day-s", type=number(0, 10 * 86_400, above=True), default=None, metavar="S",
+                    help="realistic: length of a day of the load cycles, in seconds of event time (default "
+                         "86400; shorter compresses the daily and weekly cycles into the run)")
+
+
 def _add_simulate(sub: Any) -> None:
     s = sub.add_parser("simulate", help="simulate a plant into Kafka or files, with ground truth")
     s.add_argument("--site", help="site config (default: the embedded demo plant)")
@@ -865,6 +885,7 @@ def _add_simulate(sub: Any) -> None:
                         "count divides P")
     s.add_argument("--truth", help="also write the ground truth JSON here")
     _sim_args(s, 60.0)
+    _scenario_args(s)
     _broker_wait_arg(s)
     s.set_defaults(func=cmd_simulate)
 

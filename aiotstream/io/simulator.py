@@ -60,7 +60,9 @@ class SimulatorSource(FixedPartitionedSource[SourceMessage, int]):
 
     def __init__(self, messages: Iterable[SimMessage], site: str, batch: int = 512):
         self.messages = list(messages)
-        self.topics = {"waveform": f"{site}.waveforms", "reading": f"{site}.readings"}
+        # feedback: the realistic scenario's maintenance messages (aiotstream.sim.realistic)
+        self.topics = {"waveform": f"{site}.waveforms", "reading": f"{site}.readings",
+                       "feedback": f"{site}.feedback"}
         self.batch = batch
 
     def list_parts(self) -> list[str]:
@@ -74,6 +76,9 @@ def write_to_kafka(messages: Iterable[SimMessage], brokers: str, waveform_topic:
                    progress: bool = False, co_partition: bool = True) -> dict[str, int]:
     """Produce simulator messages keyed by asset id (so an asset stays in one partition); return counts.
 
+    Feedback messages (the realistic scenario's maintenance windows) go to ``readings_topic``: the flow tells
+    them apart by their ``schema`` key, whatever the topic.
+
     ``co_partition`` (the default) puts each asset in its :func:`~aiotstream.routing.partition_for` of the
     topic's partitions, so a cluster whose workers divide the partition count reads each asset on the process
     that owns it; ``False`` leaves the partition to librdkafka's default partitioner (CRC32 of the key)."""
@@ -81,7 +86,7 @@ def write_to_kafka(messages: Iterable[SimMessage], brokers: str, waveform_topic:
     from aiotstream.routing import partition_for
 
     producer = make_producer(brokers)
-    counts = {"waveform": 0, "reading": 0, "invalid": 0}
+    counts = {"waveform": 0, "reading": 0, "feedback": 0, "invalid": 0}
     errors: list[str] = []
     sizes = {t: len(producer.list_topics(t, timeout=15).topics[t].partitions) if co_partition else 0
              for t in (waveform_topic, readings_topic)}
