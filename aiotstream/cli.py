@@ -793,14 +793,13 @@ def _evaluate_simulation(args: argparse.Namespace, plot_out: Path | None) -> dic
     if args.faults > n:
         raise UsageError(f"--faults {args.faults}: more faults than --assets {n} (one fault per asset)")
     sim, _bad = _simulator(args, cfg)
-    messages = list(sim.messages())
     truth = sim.truth_dict()
     sim.write_truth(out / "truth.json")
-    print(f"simulated {n} asset(s) x {args.duration_s:g} s ({args.simulate}, faults at "
-          f"{sim.fault_amplitude:g}x): {len(messages):,} messages, {len(sim.faults)} fault(s); running the "
-          "flow",
-          file=sys.stderr, flush=True)
-    flow = build_flow(cfg, stoppable(SimulatorSource(messages, cfg.site.id)), JsonlSink(out), tail=False,
+    print(f"simulating {n} asset(s) x {args.duration_s:g} s ({args.simulate}, faults at "
+          f"{sim.fault_amplitude:g}x) into the flow: {truth['counts']['messages']:,} messages, "
+          f"{len(sim.faults)} fault(s)", file=sys.stderr, flush=True)
+    # the simulator's messages are made as the flow reads them (a long run is never held in memory)
+    flow = build_flow(cfg, stoppable(SimulatorSource(sim.messages, cfg.site.id)), JsonlSink(out), tail=False,
                       snapshots=False)
     tune_gc()
     rc = execute_flow("evaluate",

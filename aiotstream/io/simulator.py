@@ -1,9 +1,10 @@
 """The plant simulator as a flow input: in-process (a Bytewax source) or written to Kafka."""
 from __future__ import annotations
 
+import itertools
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
@@ -55,11 +56,43 @@ class _SimPartition(StatefulSourcePartition[SourceMessage, int]):
         return self.pos
 
 
-class SimulatorSource(FixedPartitionedSource[SourceMessage, int]):
-    """Feeds a flow in-process from a list of simulator messages (one partition, positions as offsets)."""
+class _LazySimPartition(_SimPartition):
+    """Like :class:`_SimPartition`, from a fresh iterator (a seeded simulator's ``messages``): nothing is held
+    in memory; a resume skips the messages before its position."""
 
-    def __init__(self, messages: Iterable[SimMessage], site: str, batch: int = 512):
-        self.messages = list(messages)
+    def __init__(self, make: Callable[[], Iterator[SimMessage]], topics: dict[str, str], batch: int,
+                 resume: int | None):
+        self.it = make()
+        self.topics = topics
+        self.batch = batch
+        self.pos = resume or 0
+        self.offsets = dict.fromkeys(topics.values(), 0)
+        for m in itertools.islice(self.it, self.pos):
+            self.offsets[topics[m.stream]] += 1
+        self.messages = []
+
+    def next_batch(self) -> list[SourceMessage]:
+        self.messages = list(itertools.islice(self.it, self.batch))
+        if not self.messages:
+            raise StopIteration()
+        out = []
+        for m in self.messages:
+            topic = self.topics[m.stream]
+            out.append(SourceMessage(topic, 0, self.offsets[topic], m.payload, m.asset.encode()))
+            self.offsets[topic] += 1
+        self.pos += len(self.messages)
+        return out
+
+
+class SimulatorSource(FixedPartitionedSource[SourceMessage, int]):
+    """Feeds a flow in-process from simulator messages (one partition, positions as offsets): a list, or a
+    function that returns a fresh iterator of the same messages each time (``sim.messages``: a long run is
+    never held in memory)."""
+
+    def __init__(self, messages: Iterable[SimMessage] | Callable[[], Iterator[SimMessage]], site: str,
+                 batch: int = 512):
+        self.make = messages if callable(messages) else None
+        self.messages = [] if callable(messages) else list(messages)
         # feedback: the realistic scenario's maintenance messages (aiotstream.sim.realistic)
         self.topics = {"waveform": f"{site}.waveforms", "reading": f"{site}.readings",
                        "feedback": f"{site}.feedback"}
@@ -69,6 +102,8 @@ class SimulatorSource(FixedPartitionedSource[SourceMessage, int]):
         return ["sim"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _SimPartition:
+        if self.make is not None:
+            return _LazySimPartition(self.make, self.topics, self.batch, resume_state)
         return _SimPartition(self.messages, self.topics, self.batch, resume_state)
 
 
