@@ -15,16 +15,20 @@ rows, or an alert from opening to clearing) are half-open intervals ``[start, en
 None runs to the horizon (the end of the data). With ``lead`` and ``tolerance`` (0 for rows) an event's
 window is ``[start - lead, end + tolerance)``:
 
-* an event is **detected** when an alert on its asset overlaps its window, and, with ``max_delay``,
-  opens (or is already open) by ``start + max_delay``; its **delay** is
-  ``max(0, first such alert's start - start)``;
-* an alert is **true** when it overlaps the window of some event on its asset, else **false**;
+* an event is **detected** when an alert on its asset *opens* in its window (and, with ``max_delay``, by
+  ``start + max_delay``); its **delay** is ``max(0, first such opening - start)``. An alert that opened
+  before the window and is still open does not detect it: it was a false alert when it opened, and an
+  alert that never closes would otherwise "detect" every later fault on its asset;
+* an alert is **true** when it opens in the window of some event on its asset, else **false**;
 * ``recall = detected / events`` (None without events), ``precision = true alerts / alerts`` (None without
   alerts), and **false alerts per asset per day** = false alerts / (assets x days of data).
 
->>> r = event_metrics([Interval("a", 10, 20)], [Interval("a", 5, 12), Interval("a", 30, 31)], horizon=100)
+>>> r = event_metrics([Interval("a", 10, 20)], [Interval("a", 5, 12), Interval("a", 13, 31)], horizon=100)
 >>> r.recall, r.precision, r.delays, r.false_alerts
-(1.0, 0.5, [0], 1)
+(1.0, 0.5, [3], 1)
+
+The SKAB harness's event recall (:func:`event_stats`: any alert row inside the labelled segment) counts an
+alert run that began before the segment; this one does not, so it is at most the harness's.
 """
 from __future__ import annotations
 
@@ -151,7 +155,7 @@ def event_metrics(truth: Sequence[Interval], alerts: Sequence[Interval], *, hori
         hi = end_of(e) + tolerance
         if max_delay is not None:
             hi = min(hi, e.start + max_delay + 1)  # opened at start + max_delay still counts
-        hits = [a.start for a in by_asset.get(e.asset, ()) if a.start < hi and end_of(a) > lo]
+        hits = [a.start for a in by_asset.get(e.asset, ()) if lo <= a.start < hi]
         if hits:
             delays.append(max(0, min(hits) - e.start))
         else:
@@ -160,7 +164,7 @@ def event_metrics(truth: Sequence[Interval], alerts: Sequence[Interval], *, hori
     truth_by_asset: dict[str, list[Interval]] = {}
     for e in truth:
         truth_by_asset.setdefault(e.asset, []).append(e)
-    alert_true = [any(a.start < end_of(e) + tolerance and end_of(a) > e.start - lead
+    alert_true = [any(e.start - lead <= a.start < end_of(e) + tolerance
                       for e in truth_by_asset.get(a.asset, ())) for a in alerts]
     n_true = sum(alert_true)
     names = set(assets) if assets is not None else {iv.asset for iv in (*truth, *alerts)}

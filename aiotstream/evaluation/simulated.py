@@ -4,8 +4,9 @@ Faults are the events (``end_ns`` None: until the end of the run); fault alerts 
 ``drift`` ones (model health), from ``opened`` to ``cleared`` (or the end of the run). The window of a fault
 starts ``lead_ns`` before its onset (a window's data runs up to one frame past its end, so the window that
 ends just before the onset can already hold it) and ends ``tolerance_ns`` after it; a fault counts as
-detected when an alert is open in it by ``onset + max_delay_ns``
-(:func:`aiotstream.evaluation.metrics.event_metrics`).
+detected when an alert opens in it (by ``onset + max_delay_ns`` if given), and an alert is true when it
+opens in a fault's window (:func:`aiotstream.evaluation.metrics.event_metrics`): an alert left open since
+before the fault neither detects it nor becomes true.
 
 Beside recall, precision, delays and false alerts per asset per day it reports what the realistic scenario
 asks about:
