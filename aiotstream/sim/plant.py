@@ -861,8 +861,9 @@ class PlantSimulator:
 
     # ---- ground truth and files -------------------------------------------------------------
     def truth_dict(self) -> dict[str, Any]:
-        """The ground truth and run parameters as JSON-friendly data."""
-        return {
+        """The ground truth and run parameters as JSON-friendly data (``amplitude``: only when the faults
+        are not at their full size)."""
+        d = {
             "version": 1,
             "seed": self.seed,
             "start_ns": self.start_ns,
@@ -876,6 +877,9 @@ class PlantSimulator:
             "counts": {"frames": self.n_frames, "readings": self.n_readings,
                        "messages": self.n_frames + self.n_readings, "faults": len(self.faults)},
         }
+        if self.fault_amplitude != 1.0:
+            d["amplitude"] = self.fault_amplitude
+        return d
 
     def write_truth(self, path: str | Path) -> Path:
         """Write :meth:`truth_dict` as indented JSON to ``path``; return the path."""
