@@ -262,3 +262,26 @@ def test_cli_simulate_mode_small_run(tmp_path, capsys) -> None:
     assert r["drift_on_clean"]["clean_assets"] == 2
     assert "event recall" in capsys.readouterr().out
     assert r["plot"]["path"] is None or (tmp_path / "r.png").exists()
+
+
+def test_lazy_simulator_source_equals_the_list_one_and_resumes() -> None:
+    from aiotstream.io.simulator import SimulatorSource
+    from aiotstream.sim.realistic import RealisticPlantSimulator, RealisticSpec
+
+    spec = RealisticSpec(day_s=10.0, maintenance_fraction=1.0, maintenance_s=(5.0, 8.0), guard_s=1.0)
+    sim = RealisticPlantSimulator(3, duration_s=30.0, n_faults=0, seed=1, frame_samples=2_000, spec=spec,
+                                  warmup_s=5.0)
+
+    def drain(part) -> list[tuple]:
+        out = []
+        while True:
+            try:
+                out += [(m.topic, m.offset, m.value) for m in part.next_batch()]
+            except StopIteration:
+                return out
+
+    eager = drain(SimulatorSource(list(sim.messages()), "s", batch=50).build_part("x", "sim", None))
+    lazy = drain(SimulatorSource(sim.messages, "s", batch=64).build_part("x", "sim", None))
+    assert eager == lazy and any(t == "s.feedback" for t, _o, _v in lazy)
+    resumed = drain(SimulatorSource(sim.messages, "s", batch=7).build_part("x", "sim", 101))
+    assert resumed == lazy[101:]
