@@ -285,3 +285,19 @@ def test_lazy_simulator_source_equals_the_list_one_and_resumes() -> None:
     assert eager == lazy and any(t == "s.feedback" for t, _o, _v in lazy)
     resumed = drain(SimulatorSource(sim.messages, "s", batch=7).build_part("x", "sim", 101))
     assert resumed == lazy[101:]
+
+
+def test_cli_labelled_parquet_equals_csv(tmp_path) -> None:
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    from aiotstream.cli import main
+
+    _csv(tmp_path / "data.csv")
+    table = pcsv.read_csv(tmp_path / "data.csv", parse_options=pcsv.ParseOptions(delimiter=";"))
+    pq.write_table(table, tmp_path / "data.parquet")
+    for name in ("data.csv", "data.parquet"):
+        assert main(["evaluate", str(tmp_path / name), "--timestamp-column", "time", "--value-columns", "a,b",
+                     "--json", str(tmp_path / f"{name}.json"), "--no-plot"]) == 0
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("data.csv", "data.parquet"))
+    assert a["pointwise"] == b["pointwise"] and a["events"] == b["events"] and a["span_s"] == 399.0
