@@ -34,6 +34,7 @@ class LabelledSeries:
     x: np.ndarray  # (rows, channels) float64, NaN where missing
     label: np.ndarray  # (rows,) bool
     columns: list[str]
+    timestamp_column: str = ""
 
 
 def read_table(path: str | Path, delimiter: str | None = None) -> pa.Table:
@@ -92,7 +93,7 @@ def load_labelled(path: str | Path, timestamp_column: str, value_columns: list[s
         y = np.asarray(lab.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         raise EvaluationError(f"{p}: label column {label_column!r} must be 0/1 numbers") from None
-    return LabelledSeries(p, ts, x, np.nan_to_num(y) > 0.5, list(value_columns))
+    return LabelledSeries(p, ts, x, np.nan_to_num(y) > 0.5, list(value_columns), timestamp_column)
 
 
 def read_predictions(path: str | Path, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -114,23 +115,24 @@ def read_predictions(path: str | Path, rows: int) -> tuple[np.ndarray, np.ndarra
 def run_detector(series: LabelledSeries) -> tuple[np.ndarray, np.ndarray, str]:
     """Scores and alerts for every row, online from the first row, with the default settings.
 
-    The one place that picks the code path (the lead fixes the name at merge): ``aiotstream.detect``'s
-    table function when it is importable (the same path as ``aiotstream detect``), else the streaming
-    detector directly. Returns ``(score, alert, which)``.
+    The one place that picks the code path: ``aiotstream.detect.detect_file`` when it is importable (the
+    file through the flow, as ``aiotstream detect`` runs it: ``detect_file(path, timestamp_column,
+    value_columns)`` returning ``.score`` and ``.alert`` per input row), else the streaming detector
+    directly. Returns ``(score, alert, which)``.
     """
     try:
-        from aiotstream.detect import detect_table  # type: ignore[import-not-found,attr-defined]
+        from aiotstream.detect import detect_file  # type: ignore[import-not-found,attr-defined]
     except ImportError:
-        detect_table = None
+        detect_file = None
     why = "aiotstream.detect not importable"
-    if detect_table is not None:
-        try:
-            out = detect_table(series.ts_ns, series.x, series.columns)
-            score = np.asarray(out["anomaly_score"], dtype=np.float64)
-            alert = np.asarray(out["alert"]).astype(bool)
-            return score, alert, "aiotstream.detect.detect_table"
-        except (TypeError, KeyError) as exc:  # a signature this adapter does not know yet: say so, go on
-            why = f"aiotstream.detect.detect_table could not be called here: {exc}"
+    if detect_file is not None:
+        d = detect_file(series.path, series.timestamp_column, series.columns)
+        score = np.asarray(d.score, dtype=np.float64)
+        alert = np.asarray(d.alert).astype(bool)
+        if len(score) != len(series.label) or len(alert) != len(series.label):
+            raise EvaluationError(f"{series.path}: aiotstream.detect gave {len(score)} rows for "
+                                  f"{len(series.label)}")
+        return score, alert, "aiotstream.detect.detect_file (the flow, as `aiotstream detect`)"
     from aiotstream.models.streaming import StreamingDetector
 
     score, alert = StreamingDetector(series.x.shape[1]).run(series.x)

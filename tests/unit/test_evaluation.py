@@ -301,3 +301,30 @@ def test_cli_labelled_parquet_equals_csv(tmp_path) -> None:
                      "--json", str(tmp_path / f"{name}.json"), "--no-plot"]) == 0
     a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("data.csv", "data.parquet"))
     assert a["pointwise"] == b["pointwise"] and a["events"] == b["events"] and a["span_s"] == 399.0
+
+
+def test_run_detector_prefers_aiotstream_detect(tmp_path, monkeypatch) -> None:
+    """The adapter calls aiotstream.detect.detect_file(path, timestamp column, value columns) when it exists
+    (a stand-in module here: the dispatch is what is tested), else the streaming detector."""
+    import sys
+    import types
+
+    from aiotstream.evaluation.labelled import load_labelled, run_detector
+    from aiotstream.models.streaming import StreamingDetector
+
+    _csv(tmp_path / "data.csv")
+    series = load_labelled(tmp_path / "data.csv", "time", ["a", "b"], "anomaly")
+    monkeypatch.setitem(sys.modules, "aiotstream.detect", None)  # not importable
+    score, alert, which = run_detector(series)
+    ref_score, ref_alert = StreamingDetector(2).run(series.x)
+    assert "StreamingDetector" in which and np.array_equal(alert, ref_alert) and np.allclose(score, ref_score)
+    calls = []
+
+    def detect_file(path, ts, cols):
+        calls.append((path, ts, list(cols)))
+        return types.SimpleNamespace(score=np.full(400, 0.5), alert=np.arange(400) % 2)
+
+    monkeypatch.setitem(sys.modules, "aiotstream.detect", types.SimpleNamespace(detect_file=detect_file))
+    score, alert, which = run_detector(series)
+    assert calls == [(str(tmp_path / "data.csv"), "time", ["a", "b"])]
+    assert which.startswith("aiotstream.detect.detect_file") and alert.sum() == 200 and score[0] == 0.5
