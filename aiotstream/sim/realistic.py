@@ -16,7 +16,7 @@ see :class:`RealisticSpec` for every number):
   from the start of the run;
 * **noise bursts**: broadband noise of ``burst_sigmas`` x the channel's noise on one channel for
   ``burst_s`` (electrical interference, not a machine fault);
-* **dropouts**: no frames and no readings for ``dropout_s`` (a gateway or network gap);
+* **dropouts**: no frames and no readings (of any metric) for ``dropout_s`` (a gateway or network gap);
 * **maintenance resets** (a fraction of the assets, one each): no data for ``maintenance_s`` (the machine is
   stopped), then a level shift that stays: the vibration gain is multiplied by a factor of
   ``reset_gain`` (or its inverse) and the temperature moves by ``reset_temp_c``. Not a fault. The simulator
@@ -173,8 +173,8 @@ class RealisticPlantSimulator(PlantSimulator):
             n_frames += int(np.count_nonzero(~self._in_gaps(m.spec.id, t0)))
             n_readings += int(np.count_nonzero(~self._in_gaps(m.spec.id, self._reading_times(m))))
         self.n_frames = n_frames
-        self.n_readings = n_readings + sum(
-            len(p.changes) + 2 * self._n_counter_readings() for p in self._production.values())
+        self.n_readings = n_readings + sum(sum(1 for _ in self._asset_production(a))
+                                           for a in self._production)
 
     # ---- planning ------------------------------------------------------------------------------
     def _plan(self, aid: str, ss: np.random.SeedSequence) -> _Conditions:
@@ -351,6 +351,12 @@ class RealisticPlantSimulator(PlantSimulator):
         for tsi, vi in zip(ts.tolist(), v.tolist()):
             if not any(a <= tsi < b for a, b in gaps):
                 yield tsi, aid, "reading", vi
+
+    def _asset_production(self, aid: str) -> Iterator[tuple[int, str, str, float, str]]:
+        gaps = self._cond[aid].gaps
+        for ev in super()._asset_production(aid):
+            if not any(a <= ev[0] < b for a, b in gaps):
+                yield ev
 
     def messages(self) -> Iterator[SimMessage]:
         """Easy's messages (conditioned, without the gaps) and the maintenance feedback, in event-time order

@@ -186,3 +186,19 @@ def test_cli_simulate_scenario(tmp_path) -> None:
     assert main(["simulate", "--out-dir", str(tmp_path / "e"), "--assets", "3", "--duration", "40",
                  "--faults", "1"]) == 0
     assert "scenario" not in json.loads((tmp_path / "e" / "truth.json").read_text())
+
+
+def test_gaps_hold_no_reading_of_any_metric_and_counts_match() -> None:
+    spec = RealisticSpec(**{**QUIET, "dropouts_per_hour": 300.0, "maintenance_fraction": 1.0,
+                            "maintenance_s": (5.0, 8.0), "guard_s": 1.0})
+    sim = RealisticPlantSimulator(2, duration_s=60.0, n_faults=0, seed=3, spec=spec, frame_samples=2_000,
+                                  warmup_s=5.0, production=ProductionSpec())
+    msgs = list(sim.messages())
+    assert len(msgs) == sim.truth_dict()["counts"]["messages"]
+    gaps = [e for e in sim.events if e.kind in ("dropout", "maintenance_reset")]
+    assert gaps
+    for e in gaps:
+        inside = [m for m in msgs if m.asset == e.asset and e.onset_ns <= m.t_ns < e.end_ns
+                  and m.stream != "feedback"]
+        assert not inside, (e, inside[:1])
+    assert {orjson.loads(m.payload)["metric"] for m in msgs if m.stream == "reading"} >= {"state", "parts_total"}
