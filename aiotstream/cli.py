@@ -1,4 +1,4 @@
-"""``aiotstream``: validate | broker | simulate | run | replay | demo | bench | train | console.
+"""``aiotstream``: validate | broker | simulate | run | replay | demo | evaluate | bench | train | console.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config, 130 stopped by SIGINT (Ctrl-C), 143
 stopped
@@ -207,12 +207,19 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def _simulator(args: argparse.Namespace, cfg: SiteConfig, production: bool = False):
-    from aiotstream.sim.plant import PlantSimulator, ProductionSpec, malformed_messages
+    from aiotstream.sim.plant import ProductionSpec, malformed_messages
+    from aiotstream.sim.realistic import RealisticSpec, make_simulator
 
     spec = ProductionSpec(cycle_time_s=DEMO_CYCLE_S) if production else None
+    scenario = getattr(args, "scenario", "easy")  # demo and bench: always easy
+    amplitude = getattr(args, "amplitude", None)
+    amplitude = amplitude if amplitude is not None else (0.25 if scenario == "realistic" else 1.0)
+    extra: dict[str, Any] = {}
+    if scenario == "realistic" and getattr(args, "day_s", None):
+        extra["spec"] = RealisticSpec(day_s=args.day_s)
     try:
-        sim = PlantSimulator(cfg.all_assets(), duration_s=args.duration, n_faults=args.faults, seed=args.seed,
-                             production=spec)
+        sim = make_simulator(scenario, cfg.all_assets(), duration_s=args.duration, n_faults=args.faults,
+                             seed=args.seed, production=spec, amplitude=amplitude, **extra)
     except ValueError as exc:  # e.g. a run too short for its faults: say so without a traceback
         raise AiotError(f"simulate: {exc} (--duration, --faults)") from None
     bad = malformed_messages(args.malformed, assets=[a.id for a in cfg.all_assets()], start_ns=sim.start_ns,
@@ -238,8 +245,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         ensure_topics(brokers, [wave_topic, read_topic], partitions=args.partitions,
                       wait_s=_broker_wait(args))
     sim, bad = _simulator(args, cfg)
-    print(f"simulating {len(sim.assets)} asset(s) x {args.duration:g} s: {sim.n_frames:,} frames, "
-          f"{sim.n_readings:,} readings, {len(sim.faults)} fault(s), {len(bad)} malformed", file=sys.stderr)
+    print(f"simulating {len(sim.assets)} asset(s) x {args.duration:g} s ({args.scenario}): {sim.n_frames:,} "
+          f"frames, {sim.n_readings:,} readings, {len(sim.faults)} fault(s), {len(bad)} malformed",
+          file=sys.stderr)
     if args.truth:
         sim.write_truth(args.truth)
     if args.out_dir:
@@ -705,6 +713,122 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Detection figures for a labelled file or a simulator run (aiotstream.evaluation)."""
+    if (args.file is None) == (args.simulate is None):
+        raise UsageError("give a labelled FILE or --simulate SCENARIO (one of them)")
+    json_out = out_file(args.json, "--json") if args.json else None
+    plot_out = None if args.no_plot else out_file(args.plot, "--plot")
+    if args.file is not None:
+        result = _evaluate_file(args, plot_out)
+    else:
+        result = _evaluate_simulation(args, plot_out)
+        if result is None:
+            return 1
+    if json_out is not None:
+        opts = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+        json_out.write_bytes(orjson.dumps(result, option=opts) + b"\n")
+        print(f"  json: {json_out}")
+    return 0
+
+
+def _evaluate_file(args: argparse.Namespace, plot_out: Path | None) -> dict[str, Any]:
+    from aiotstream.evaluation.labelled import (
+        EvaluationError,
+        evaluate_labelled,
+        load_labelled,
+        read_predictions,
+        run_detector,
+    )
+    from aiotstream.evaluation.plot import plot_labelled
+    from aiotstream.evaluation.report import format_labelled
+
+    path = in_file(args.file, "FILE")
+    if not args.timestamp_column or not args.value_columns:
+        raise UsageError("a labelled FILE needs --timestamp-column and --value-columns")
+    cols = [c.strip() for c in args.value_columns.split(",") if c.strip()]
+    try:
+        series = load_labelled(path, args.timestamp_column, cols, args.label_column, args.timestamp_unit,
+                               args.delimiter)
+        if args.predictions:
+            pred = in_file(args.predictions, "--predictions")
+            _ts, score, alert = read_predictions(pred, len(series.label))
+            which = f"predictions from {args.predictions}"
+        else:
+            score, alert, which = run_detector(series)
+        result = evaluate_labelled(series, score, alert, max_delay_s=args.max_delay_s)
+    except EvaluationError as exc:
+        raise UsageError(str(exc)) from None
+    result = {"mode": "labelled", "file": str(path), "detector": which, "columns": cols, **result}
+    print(format_labelled(result))
+    if plot_out is not None:
+        where, text = plot_labelled(plot_out, series.ts_ns, series.x, cols, series.label, score, alert,
+                                    result)
+        result["plot"] = {"path": where, "note": text}
+        print(f"  plot: {text}")
+    return result
+
+
+def _evaluate_simulation(args: argparse.Namespace, plot_out: Path | None) -> dict[str, Any] | None:
+    import numpy as np
+
+    from aiotstream.dataflow import build_flow
+    from aiotstream.dataflow.run import cli_main
+    from aiotstream.evaluation.plot import plot_simulated
+    from aiotstream.evaluation.report import format_simulated
+    from aiotstream.evaluation.simulated import alert_intervals, score_run
+    from aiotstream.io.files import JsonlSink
+    from aiotstream.io.simulator import SimulatorSource
+    from aiotstream.io.stop import stoppable
+    from aiotstream.units import S
+
+    n = args.assets
+    cfg = default_site(n, inputs={"tail": False},
+                       assets=[{"id": f"asset-{i:03d}", "line": f"line-{i % 2 + 1}"} for i in range(n)])
+    out = out_dir(args.out, "--out")
+    for old in out.glob("*.jsonl"):
+        old.unlink()
+    args.scenario, args.duration = args.simulate, args.duration_s
+    args.faults = args.faults if args.faults is not None else max(1, n // 2)
+    if args.faults > n:
+        raise UsageError(f"--faults {args.faults}: more faults than --assets {n} (one fault per asset)")
+    sim, _bad = _simulator(args, cfg)
+    truth = sim.truth_dict()
+    sim.write_truth(out / "truth.json")
+    print(f"simulating {n} asset(s) x {args.duration_s:g} s ({args.simulate}, faults at "
+          f"{sim.fault_amplitude:g}x) into the flow: {truth['counts']['messages']:,} messages, "
+          f"{len(sim.faults)} fault(s)", file=sys.stderr, flush=True)
+    # the simulator's messages are made as the flow reads them (a long run is never held in memory)
+    flow = build_flow(cfg, stoppable(SimulatorSource(sim.messages, cfg.site.id)), JsonlSink(out), tail=False,
+                      snapshots=False)
+    tune_gc()
+    rc = execute_flow("evaluate",
+                      lambda: cli_main(flow, workers_per_process=1, epoch_interval=timedelta(seconds=5)),
+                      f"{out}/*.jsonl")
+    if rc != 0:
+        return None
+    alerts = _read_jsonl(out / "alerts.jsonl")
+    frame_ns = round(sim.frame_samples / sim.assets[0].sample_rate_hz * S)
+    result = score_run(truth, alerts, lead_ns=frame_ns, tolerance_ns=round(args.tolerance_s * S),
+                       max_delay_ns=None if args.max_delay_s is None else round(args.max_delay_s * S),
+                       reset_window_ns=round(args.reset_window_s * S))
+    result = {"mode": "simulate", "seed": args.seed, "outputs": str(out), **result}
+    print(format_simulated(result))
+    if plot_out is not None:
+        per: dict[str, list[tuple[int, float, float]]] = {}
+        for r in _read_jsonl(out / "scores.jsonl"):
+            vals = r.get("values") or {}
+            feat = next((v for k, v in vals.items() if k.endswith(".rms")), float("nan"))
+            row = (int(r["window"]["end_ns"]), float(r["score"]), float(feat))
+            per.setdefault(r["asset"], []).append(row)
+        scores = {a: tuple(np.array(c) for c in zip(*sorted(rows))) for a, rows in per.items()}
+        ivs = alert_intervals(alerts) + alert_intervals(alerts, drift=True)
+        where, text = plot_simulated(plot_out, truth, ivs, scores, result)
+        result["plot"] = {"path": where, "note": text}
+        print(f"  plot: {text}")
+    return result
+
+
 def cmd_bench_kernels(args: argparse.Namespace) -> int:
     """Kernel throughput vs twin vs plain numpy vs memory bandwidth, one thread, in a child process."""
     from aiotstream.bench import ONE_THREAD_ENV
@@ -904,6 +1028,18 @@ def _sim_args(sp: argparse.ArgumentParser, duration: float) -> None:
     sp.add_argument("--seed", type=count(0, 2**32 - 1), default=7)
 
 
+def _scenario_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--scenario", choices=("easy", "realistic"), default="easy",
+                    help="easy (default): stationary noise plus faults; realistic: load cycles and regimes, "
+                         "sensor drift, noise bursts, dropouts, maintenance resets "
+                         "(aiotstream.sim.realistic)")
+    sp.add_argument("--amplitude", type=number(0, 10, above=True), default=None,
+                    help="fault size relative to easy's (default: 1 for easy, 0.25 for realistic)")
+    sp.add_argument("--day-s", type=number(0, 10 * 86_400, above=True), default=None, metavar="S",
+                    help="realistic: length of a day of the load cycles, in seconds of event time (default "
+                         "86400; shorter compresses the daily and weekly cycles into the run)")
+
+
 def _add_simulate(sub: Any) -> None:
     s = sub.add_parser("simulate", help="simulate a plant into Kafka or files, with ground truth")
     s.add_argument("--site", help="site config (default: the embedded demo plant)")
@@ -920,6 +1056,7 @@ def _add_simulate(sub: Any) -> None:
                         "count divides P")
     s.add_argument("--truth", help="also write the ground truth JSON here")
     _sim_args(s, 60.0)
+    _scenario_args(s)
     _broker_wait_arg(s)
     s.set_defaults(func=cmd_simulate)
 
@@ -982,6 +1119,52 @@ def _add_demo(sub: Any) -> None:
     _sim_args(d, 90.0)
     d.add_argument("--features", default="vibration-basic", help="feature set (default vibration-basic)")
     d.set_defaults(func=cmd_demo, malformed=200)
+
+
+def _add_evaluate(sub: Any) -> None:
+    e = sub.add_parser("evaluate",
+                       help="detection figures (point-wise F1/FAR/MAR as SKAB, event recall/precision, "
+                            "delay, false alerts per asset per day, a plot of the worst cases) for a "
+                            "labelled CSV/Parquet file or a simulator run through the flow")
+    e.add_argument("file", nargs="?", metavar="FILE", help="labelled CSV (',' or ';') or Parquet file")
+    e.add_argument("--timestamp-column", metavar="T", help="FILE: the time column")
+    e.add_argument("--value-columns", metavar="A,B", help="FILE: the sensor columns, comma-separated")
+    e.add_argument("--label-column", default="anomaly", help="FILE: the 0/1 label column (default anomaly)")
+    e.add_argument("--timestamp-unit", choices=("ns", "us", "ms", "s", "iso"), default="s",
+                   help="FILE: unit of a numeric time column (default s; time text and Parquet timestamps "
+                        "are read as they are)")
+    e.add_argument("--delimiter", help="FILE: CSV delimiter (default: ';' or ',', from the header line)")
+    e.add_argument("--predictions", metavar="PRED.csv",
+                   help="FILE: the output of `aiotstream detect` for FILE (timestamp, anomaly_score, alert); "
+                        "default: run the default detector here")
+    e.add_argument("--simulate", choices=("easy", "realistic"),
+                   help="evaluate a simulator run of this scenario")
+    e.add_argument("--assets", type=count(1, 10_000), default=5, help="--simulate: assets (default 5)")
+    e.add_argument("--duration-s", type=number(0, 86_400, above=True), default=120.0,
+                   help="--simulate: seconds of event time (default 120)")
+    e.add_argument("--faults", type=count(0, 10_000), help="--simulate: faults, one per asset (default: half "
+                                                           "the assets)")
+    e.add_argument("--amplitude", type=number(0, 10, above=True),
+                   help="--simulate: fault size relative to easy's (default 1 for easy, 0.25 for realistic)")
+    e.add_argument("--day-s", type=number(0, 10 * 86_400, above=True), metavar="S",
+                   help="--simulate realistic: length of a day of the load cycles (default 86400)")
+    e.add_argument("--seed", type=count(0, 2**32 - 1), default=7)
+    e.add_argument("--out", default="evaluate-out", help="--simulate: the flow's outputs go here "
+                                                         "(default evaluate-out)")
+    e.add_argument("--tolerance-s", type=number(0, 3600), default=5.0,
+                   help="--simulate: an alert up to this long after a fault's end still belongs to it "
+                        "(default 5)")
+    e.add_argument("--max-delay-s", type=number(0, 86_400),
+                   help="a fault counts as detected only if an alert opens by onset + this (default: "
+                        "anywhere in the fault)")
+    e.add_argument("--reset-window-s", type=number(0, 86_400), default=600.0,
+                   help="--simulate: alerts opened up to this long after a maintenance reset count against "
+                        "it (default 600)")
+    e.add_argument("--json", metavar="OUT.json", help="write every figure as JSON here")
+    e.add_argument("--plot", default="evaluate.png", metavar="PNG",
+                   help="the worst cases as a PNG (default evaluate.png)")
+    e.add_argument("--no-plot", action="store_true", help="no plot")
+    e.set_defaults(func=cmd_evaluate, malformed=0)
 
 
 def _add_bench(sub: Any) -> None:
@@ -1053,7 +1236,7 @@ def _add_console(sub: Any) -> None:
 
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_broker, _add_simulate, _add_run, _add_replay,
-                                            _add_demo, _add_bench, _add_train,
+                                            _add_demo, _add_evaluate, _add_bench, _add_train,
                                             _add_console]
 """Each registers one subcommand on the subparsers object; a new subcommand adds its function here."""
 

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aiotstream.evaluation.metrics import binary_metrics, confusion, event_stats, segments
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "skab"
 
@@ -101,43 +103,8 @@ def experiment_files(root: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# metrics
-
-
-def binary_metrics(counts: dict[str, int]) -> dict[str, float]:
-    """SKAB/TSAD ``metric='binary'`` from summed confusion counts (F1 unrounded; FAR, MAR in %)."""
-    tp, tn, fp, fn = counts["tp"], counts["tn"], counts["fp"], counts["fn"]
-    f1 = tp / (tp + (fn + fp) / 2) if tp + fn + fp else 1.0
-    far = 100.0 * fp / (fp + tn) if fp + tn else 0.0
-    mar = 100.0 * fn / (fn + tp) if fn + tp else 0.0
-    return {"f1": f1, "far": far, "mar": mar}
-
-
-def confusion(true: np.ndarray, pred: np.ndarray) -> dict[str, int]:
-    t = np.asarray(true, bool)
-    p = np.asarray(pred, bool)
-    return {"tp": int(np.sum(t & p)), "tn": int(np.sum(~t & ~p)), "fp": int(np.sum(~t & p)),
-            "fn": int(np.sum(t & ~p))}
-
-
-def segments(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, end) of each run of True."""
-    d = np.diff(np.r_[0, np.asarray(mask, np.int8), 0])
-    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(), strict=True))
-
-
-def event_stats(true: np.ndarray, pred: np.ndarray) -> dict[str, object]:
-    segs = segments(true)
-    found, delays = 0, []
-    for s, e in segs:
-        hit = np.flatnonzero(pred[s:e])
-        if hit.size:
-            found += 1
-            delays.append(int(hit[0]))
-    false_openings = sum(1 for s, e in segments(pred) if not np.any(true[s:e]))
-    return {"events": len(segs), "found": found, "delays": delays, "false_openings": false_openings}
-
-
+# metrics: binary_metrics, confusion, event_stats and segments are the library's
+# (aiotstream.evaluation.metrics, also behind `aiotstream evaluate`), imported above
 # ---------------------------------------------------------------------------------------------------
 # detectors: a factory (n_channels) -> object with run(x) -> (score in [0, 1], alert bool), one per row
 

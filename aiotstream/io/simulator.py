@@ -1,9 +1,10 @@
 """The plant simulator as a flow input: in-process (a Bytewax source) or written to Kafka."""
 from __future__ import annotations
 
+import itertools
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
@@ -55,24 +56,63 @@ class _SimPartition(StatefulSourcePartition[SourceMessage, int]):
         return self.pos
 
 
-class SimulatorSource(FixedPartitionedSource[SourceMessage, int]):
-    """Feeds a flow in-process from a list of simulator messages (one partition, positions as offsets)."""
+class _LazySimPartition(_SimPartition):
+    """Like :class:`_SimPartition`, from a fresh iterator (a seeded simulator's ``messages``): nothing is held
+    in memory; a resume skips the messages before its position."""
 
-    def __init__(self, messages: Iterable[SimMessage], site: str, batch: int = 512):
-        self.messages = list(messages)
-        self.topics = {"waveform": f"{site}.waveforms", "reading": f"{site}.readings"}
+    def __init__(self, make: Callable[[], Iterator[SimMessage]], topics: dict[str, str], batch: int,
+                 resume: int | None):
+        self.it = make()
+        self.topics = topics
+        self.batch = batch
+        self.pos = resume or 0
+        self.offsets = dict.fromkeys(topics.values(), 0)
+        for m in itertools.islice(self.it, self.pos):
+            self.offsets[topics[m.stream]] += 1
+        self.messages = []
+
+    def next_batch(self) -> list[SourceMessage]:
+        self.messages = list(itertools.islice(self.it, self.batch))
+        if not self.messages:
+            raise StopIteration()
+        out = []
+        for m in self.messages:
+            topic = self.topics[m.stream]
+            out.append(SourceMessage(topic, 0, self.offsets[topic], m.payload, m.asset.encode()))
+            self.offsets[topic] += 1
+        self.pos += len(self.messages)
+        return out
+
+
+class SimulatorSource(FixedPartitionedSource[SourceMessage, int]):
+    """Feeds a flow in-process from simulator messages (one partition, positions as offsets): a list, or a
+    function that returns a fresh iterator of the same messages each time (``sim.messages``: a long run is
+    never held in memory)."""
+
+    def __init__(self, messages: Iterable[SimMessage] | Callable[[], Iterator[SimMessage]], site: str,
+                 batch: int = 512):
+        self.make = messages if callable(messages) else None
+        self.messages = [] if callable(messages) else list(messages)
+        # feedback: the realistic scenario's maintenance messages (aiotstream.sim.realistic)
+        self.topics = {"waveform": f"{site}.waveforms", "reading": f"{site}.readings",
+                       "feedback": f"{site}.feedback"}
         self.batch = batch
 
     def list_parts(self) -> list[str]:
         return ["sim"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _SimPartition:
+        if self.make is not None:
+            return _LazySimPartition(self.make, self.topics, self.batch, resume_state)
         return _SimPartition(self.messages, self.topics, self.batch, resume_state)
 
 
 def write_to_kafka(messages: Iterable[SimMessage], brokers: str, waveform_topic: str, readings_topic: str,
                    progress: bool = False, co_partition: bool = True) -> dict[str, int]:
     """Produce simulator messages keyed by asset id (so an asset stays in one partition); return counts.
+
+    Feedback messages (the realistic scenario's maintenance windows) go to ``readings_topic``: the flow tells
+    them apart by their ``schema`` key, whatever the topic.
 
     ``co_partition`` (the default) puts each asset in its :func:`~aiotstream.routing.partition_for` of the
     topic's partitions, so a cluster whose workers divide the partition count reads each asset on the process
@@ -81,7 +121,7 @@ def write_to_kafka(messages: Iterable[SimMessage], brokers: str, waveform_topic:
     from aiotstream.routing import partition_for
 
     producer = make_producer(brokers)
-    counts = {"waveform": 0, "reading": 0, "invalid": 0}
+    counts = {"waveform": 0, "reading": 0, "feedback": 0, "invalid": 0}
     errors: list[str] = []
     sizes = {t: len(producer.list_topics(t, timeout=15).topics[t].partitions) if co_partition else 0
              for t in (waveform_topic, readings_topic)}

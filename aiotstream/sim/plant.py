@@ -362,6 +362,7 @@ class _FaultState:
     t_on: float  # onset, seconds since start
     bearing: _Bearing | None = None
     stuck_value: float = 0.0
+    amp: float = 1.0  # the run's fault_amplitude
 
 
 def _normalise_asset(a: AssetLike, rate: float | None) -> AssetSpec:
@@ -389,7 +390,9 @@ class PlantSimulator:
     """Seeded plant simulator: waveform frames and temperature readings with labelled faults.
 
     ``faults`` places the given faults instead of seeded ones (``n_faults`` is
-    then ignored); ``production`` adds the production model's readings.
+    then ignored); ``production`` adds the production model's readings;
+    ``fault_amplitude`` scales every fault's size (bearing impacts, the imbalance's
+    added 1x, spike heights, the temperature drift rate; 1 = the sizes above).
 
     ``assets`` is a sequence of asset-like objects (``id``, ``line``,
     ``channels``, ``sample_rate_hz``, ``rpm``) or an int ``n`` for ``n`` default
@@ -420,6 +423,7 @@ class PlantSimulator:
         temperature_interval_s: float = 1.0,
         faults: Sequence[Fault] | None = None,
         production: ProductionSpec | None = None,
+        fault_amplitude: float = 1.0,
     ) -> None:
         if isinstance(assets, bool):
             raise TypeError("assets must be a sequence of assets or an int count, not a bool")
@@ -469,6 +473,9 @@ class PlantSimulator:
         self.warmup_s = float(warmup_s)
         self.seed = int(seed)
         self.temperature_interval_s = float(temperature_interval_s)
+        if not (math.isfinite(fault_amplitude) and fault_amplitude > 0):
+            raise ValueError(f"fault_amplitude must be a positive number, got {fault_amplitude!r}")
+        self.fault_amplitude = float(fault_amplitude)
 
         root = np.random.SeedSequence(self.seed)
         fault_ss, *asset_ss = root.spawn(1 + len(self.assets))
@@ -670,7 +677,7 @@ class PlantSimulator:
             n_end = total if f.end_ns is None else math.ceil((f.end_ns - self.start_ns) / 1e9 * fs - 1e-6)
             known = f.channel is not None and f.channel in m.spec.channels
             ch = m.spec.channels.index(f.channel) if known else -1
-            st = _FaultState(fault=f, n_on=n_on, n_end=n_end, ch=ch, t_on=t_on)
+            st = _FaultState(fault=f, n_on=n_on, n_end=n_end, ch=ch, t_on=t_on, amp=self.fault_amplitude)
             if f.kind == "bearing_wear":
                 t_stop = min(total, n_end) / fs
                 period = 1.0 / (m.bpfo_ratio * m.spec.rpm / 60.0)
@@ -682,7 +689,7 @@ class PlantSimulator:
                 # slow machines have fewer impacts per second: make each one bigger (up to 25 %) so the
                 # rms still rises by ~30 %+; fast machines keep BEARING_AMP (their rms rises more anyway)
                 boost = min(BEARING_LOW_RATE_BOOST, max(1.0, math.sqrt(BEARING_REF_RATE_HZ * period)))
-                amp = BEARING_AMP * boost * ramp * rng.uniform(0.6, 1.4, t_imp.size)
+                amp = BEARING_AMP * self.fault_amplitude * boost * ramp * rng.uniform(0.6, 1.4, t_imp.size)
                 tau = max(BEARING_TAU_S, 2.0 / fs)
                 gain = np.where(m.radial, 1.0, BEARING_AXIAL_GAIN)
                 st.bearing = _Bearing(t_imp=t_imp, amp=amp, gain=gain, ring_w=2.0 * np.pi * m.ring_hz,
@@ -717,6 +724,7 @@ class PlantSimulator:
             coef[:, 1::2] = a_c * cos_t + a_s * sin_t
             x = coef @ basis
             x += m.sigma * rng.standard_normal((c, n))
+            self._condition(m, lo_n, x)
             for st in states:
                 if st.n_on >= hi_n or st.n_end <= lo_n:
                     if st.fault.kind == "sensor_stuck" and st.ch >= 0 and lo_n <= st.n_on - 1 < hi_n:
@@ -726,6 +734,10 @@ class PlantSimulator:
                 b = min(st.n_end, hi_n) - lo_n
                 self._apply_fault(st, m, x, lo_n, coef, basis, a, b, rng)
             yield _frame_t0(self.start_ns, k, n, fs), spec.id, "waveform", k, x.astype(np.float32)
+
+    def _condition(self, m: _AssetModel, lo_n: int, x: np.ndarray) -> None:
+        """Operating conditions applied to a frame's healthy signal before its faults (in place; from absolute
+        sample ``lo_n``). None here; a scenario (:mod:`aiotstream.sim.realistic`) adds load and sensors."""
 
     @staticmethod
     def _apply_fault(st: _FaultState, m: _AssetModel, x: np.ndarray, lo_n: int, coef: np.ndarray,
@@ -740,7 +752,7 @@ class PlantSimulator:
             t = (lo_n + np.arange(a, b)) / fs
             ramp = np.clip((t - st.t_on) / IMBALANCE_RAMP_S, 0.0, 1.0)
             one_x = coef[:, 0:1] * basis[0, a:b] + coef[:, 1:2] * basis[1, a:b]
-            x[m.radial, a:b] += (IMBALANCE_FACTOR - 1.0) * ramp[None, :] * one_x[m.radial]
+            x[m.radial, a:b] += (IMBALANCE_FACTOR - 1.0) * st.amp * ramp[None, :] * one_x[m.radial]
         elif kind == "bearing_wear":
             bw = st.bearing
             assert bw is not None
@@ -767,7 +779,8 @@ class PlantSimulator:
             k = int(rng.poisson(SPIKE_RATE_HZ * (b - a) / fs))
             if k:
                 pos = rng.integers(a, b, k)
-                size = rng.uniform(*SPIKE_SIGMAS, k) * m.sigma * rng.choice(np.array([-1.0, 1.0]), k)
+                size = (rng.uniform(*SPIKE_SIGMAS, k) * st.amp * m.sigma
+                        * rng.choice(np.array([-1.0, 1.0]), k))
                 x[st.ch, pos] += size
         elif kind == "sensor_stuck":
             if st.ch < 0:
@@ -792,7 +805,8 @@ class PlantSimulator:
             if f.kind == "temperature_drift":
                 end = np.iinfo(np.int64).max if f.end_ns is None else f.end_ns
                 active = (ts >= f.onset_ns) & (ts < end)
-                temp = temp + np.where(active, TEMP_DRIFT_C_PER_S * (ts - f.onset_ns) / 1e9, 0.0)
+                rate = TEMP_DRIFT_C_PER_S * self.fault_amplitude
+                temp = temp + np.where(active, rate * (ts - f.onset_ns) / 1e9, 0.0)
         temp = np.round(temp, 3)
         aid = m.spec.id
         for tsi, v in zip(ts.tolist(), temp.tolist()):
@@ -847,8 +861,9 @@ class PlantSimulator:
 
     # ---- ground truth and files -------------------------------------------------------------
     def truth_dict(self) -> dict[str, Any]:
-        """The ground truth and run parameters as JSON-friendly data."""
-        return {
+        """The ground truth and run parameters as JSON-friendly data (``amplitude``: only when the faults
+        are not at their full size)."""
+        d = {
             "version": 1,
             "seed": self.seed,
             "start_ns": self.start_ns,
@@ -862,6 +877,9 @@ class PlantSimulator:
             "counts": {"frames": self.n_frames, "readings": self.n_readings,
                        "messages": self.n_frames + self.n_readings, "faults": len(self.faults)},
         }
+        if self.fault_amplitude != 1.0:
+            d["amplitude"] = self.fault_amplitude
+        return d
 
     def write_truth(self, path: str | Path) -> Path:
         """Write :meth:`truth_dict` as indented JSON to ``path``; return the path."""

@@ -104,6 +104,17 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("demo", ("--out", "{file}"), 2, "--out {file}: is a file"),
     ("demo", ("--duration", "-1"), 2, "--duration: must be greater than 0"),
     ("demo", ("--features", "bogus", "--out", "{tmp}/d"), 2, "unknown feature set 'bogus'"),
+    # evaluate
+    ("evaluate", ("--no-plot",), 2, "give a labelled FILE or --simulate SCENARIO"),
+    ("evaluate", ("{missing}", "--timestamp-column", "t", "--value-columns", "a"), 2, "no such file"),
+    ("evaluate", ("{cols}", "--value-columns", "a", "--no-plot"), 2, "needs --timestamp-column"),
+    ("evaluate", ("{cols}", "--timestamp-column", "t", "--value-columns", "a", "--no-plot"), 2,
+     "no column 't' (--timestamp-column)"),
+    ("evaluate", ("--simulate", "realistic", "--assets", "2", "--faults", "3", "--out", "{tmp}/e"), 2,
+     "more faults than --assets 2"),
+    ("evaluate", ("--simulate", "hard"), 2, "--simulate: invalid choice: 'hard'"),
+    ("evaluate", ("--simulate", "easy", "--json", "{dir}"), 2, "--json {dir}: is a directory"),
+    ("evaluate", ("--simulate", "easy", "--amplitude", "0"), 2, "--amplitude: must be greater than 0"),
     # bench
     ("bench", (), 2, "the following arguments are required"),
     ("bench kernels", ("--windows", "0"), 2, "--windows: must be from 1"),  # was ZeroDivisionError
