@@ -8,6 +8,7 @@ attributes), so the two implementations can be compared and swapped mid-stream:
 
 * per-channel robust baseline and EWMA chart, change events;
 * one SPOT per channel ``|z|`` (ring buffers of ``SpotBank``) with the Gaussian floor;
+* the chi-squared floor of T-squared's tail probability (``_chi2_sf``);
 * T-squared and Q in the current PCA basis, the exponentially weighted covariance update;
 * SPOT for T-squared and Q (a two-column ring buffer, fitted in chronological order like the
   reference's deques);
@@ -41,12 +42,42 @@ def set_simd_level(int level):
     For the tests, which run every path the CPU has against the reference."""
     return aiot_set_simd_level(level)
 
-__all__ = ["SIMD_LEVEL", "Ensemble", "fit_gpd", "set_simd_level", "spot_fit"]
+__all__ = ["SIMD_LEVEL", "Ensemble", "chi2_sf", "fit_gpd", "set_simd_level", "spot_fit"]
 
 cdef double Z_CLIP = 1e6
 cdef double MAX_ABS = 1e150
 cdef double SQRT2 = 1.4142135623730951  # math.sqrt(2.0)
 cdef Py_ssize_t PW_BLOCKSIZE = 128
+cdef double INV_GAMMA_3_2 = 1.1283791670955126  # 2.0 / math.sqrt(math.pi)
+
+
+cdef double _chi2_sf(double x, Py_ssize_t k) noexcept nogil:
+    """``streaming.chi2_sf``: P(chi-squared_k >= x), the same operations in the same order."""
+    cdef double h, term, total
+    cdef Py_ssize_t j
+    if not x > 0.0:
+        return 1.0
+    h = 0.5 * x
+    if k % 2 == 0:
+        term = exp(-h)
+        total = term
+        for j in range(1, k // 2):
+            term *= h / <double>j
+            total += term
+    else:
+        total = erfc(sqrt(h))
+        if k > 1:
+            term = exp(-h) * sqrt(h) * INV_GAMMA_3_2
+            total += term
+            for j in range(1, (k - 1) // 2):
+                term *= h / (<double>j + 0.5)
+                total += term
+    return total if total < 1.0 else 1.0
+
+
+def chi2_sf(double x, Py_ssize_t k):
+    """Compiled twin of :func:`aiotstream.models.streaming.chi2_sf` (for the tests)."""
+    return _chi2_sf(x, k)
 
 
 cdef double _pairwise(const double* a, Py_ssize_t n, Py_ssize_t stride) noexcept nogil:
@@ -776,6 +807,10 @@ cdef class Ensemble:
                         q = 1e12
                     if self.use_t2:
                         p = self._spot_mv(0, t2, learn)
+                        if k > 0:  # the chi-squared floor (k: the subspace t2 was computed in)
+                            g = _chi2_sf(t2 * k, k)
+                            if g > p:
+                                p = g
                         if p < p_min:
                             p_min = p
                     if self.use_q:

@@ -22,7 +22,9 @@ the order a row goes through them (:class:`StreamingDetector` wires them):
    peaks-over-threshold (SPOT, Siffer et al., KDD 2017): a generalized Pareto tail fitted by maximum
    likelihood (Grimshaw's profile likelihood) above an initial quantile; it turns a statistic into
    its tail probability ``p``. A channel's ``p`` is never below the two-sided Gaussian tail of its
-   ``|z|`` (a thin tail fitted on a quiet hour must not make a 2-sigma row an alarm). The detector's
+   ``|z|`` (a thin tail fitted on a quiet hour must not make a 2-sigma row an alarm), and T-squared's
+   never below the chi-squared tail (k degrees of freedom, the subspace's dimension) of its value
+   times k, for the same reason (:func:`chi2_sf`). The detector's
    p-value is Bonferroni over the statistics (one per channel, T-squared and Q; no Q with one
    channel), a statistic whose SPOT window is constant gives p = 1 (``DEGENERATE``), and
    the output score is ``1 - p`` in [0, 1]: a row scores 0.9999 when normal operation gives a value
@@ -46,8 +48,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["BlockResult", "ChangeEvent", "DetectorConfig", "Hysteresis", "MultivariateDetector",
-           "RobustBaseline", "RowResult", "SpotBank", "SpotCalibrator", "StreamingDetector", "fit_gpd",
-           "gpd_sf", "make_pipeline"]
+           "RobustBaseline", "RowResult", "SpotBank", "SpotCalibrator", "StreamingDetector", "chi2_sf",
+           "fit_gpd", "gpd_sf", "make_pipeline"]
 
 Z_CLIP = 1e6  # standardized residuals are clipped here so that any finite input stays finite
 MAX_ABS = 1e150  # larger magnitudes are missing values: not a reading, and their squares overflow
@@ -65,6 +67,34 @@ def _scale_consistency(c: float) -> float:
     rho = np.where(z <= c, z * z, c ** 4 / zz)
     y = rho * pdf
     return float(2.0 * np.sum((y[1:] + y[:-1]) * 0.5 * np.diff(z)))
+
+
+_INV_GAMMA_3_2 = 2.0 / math.sqrt(math.pi)  # 1 / Gamma(3/2)
+
+
+def chi2_sf(x: float, k: int) -> float:
+    """P(chi-squared with k degrees of freedom >= x), k >= 1 an integer: the closed forms of the
+    regularized upper incomplete gamma Q(k/2, x/2) (a finite Poisson sum for even k; erfc plus a
+    finite sum for odd k). Underflows to 0 beyond x ~ 1,500 (k up to a few hundred: p < 1e-250
+    there). The compiled kernel does the same operations in the same order."""
+    if not x > 0.0:
+        return 1.0
+    h = 0.5 * x
+    if k % 2 == 0:
+        term = math.exp(-h)
+        total = term
+        for j in range(1, k // 2):
+            term *= h / j
+            total += term
+    else:
+        total = math.erfc(math.sqrt(h))
+        if k > 1:
+            term = math.exp(-h) * math.sqrt(h) * _INV_GAMMA_3_2
+            total += term
+            for j in range(1, (k - 1) // 2):
+                term *= h / (j + 0.5)
+                total += term
+    return min(total, 1.0)
 
 
 @dataclass(frozen=True)
@@ -627,9 +657,15 @@ class StreamingDetector:
             self.channel_p = cp
             p_min = float(cp.min())
         if self.mv is not None:
+            k = self.mv.k  # the subspace T-squared is computed in (a refresh after this row may change it)
             t2, q = self.mv.update(e)
             if "t2" in self.spots:
-                p_min = min(p_min, self.spots["t2"].update(t2, learn))
+                # never more extreme than T-squared of Gaussian data, chi-squared with k dof (module
+                # docstring, 3): the same floor as the channels', for the same reason
+                p_t2 = self.spots["t2"].update(t2, learn)
+                if k > 0:
+                    p_t2 = max(p_t2, chi2_sf(t2 * k, k))
+                p_min = min(p_min, p_t2)
             if "q" in self.spots:
                 p_min = min(p_min, self.spots["q"].update(q, learn))
         p = min(1.0, self.tests * p_min)
