@@ -396,7 +396,11 @@ def test_skab_harness_cli_on_a_small_synthetic_checkout(tmp_path, capsys) -> Non
     on = res["online"]
     assert on["tp"] + on["fn"] == 3 * 150 and on["tp"] + on["tn"] + on["fp"] + on["fn"] == 2700
     assert res["events"]["found"] == 3  # an 8-sigma step on one channel is found in every file
-    assert "online, all rows from row 0" in capsys.readouterr().out
+    assert set(res["groups"]) == set(skab.GROUPS)  # per group: the three add up to the total
+    for k in ("tp", "tn", "fp", "fn"):
+        assert sum(res["groups"][g][k] for g in skab.GROUPS) == on[k]
+    printed = capsys.readouterr().out
+    assert "online, all rows from row 0" in printed and "online, valve2" in printed
     assert skab.main(["--data", str(tmp_path / "nowhere")]) == 2
 
 
