@@ -8,7 +8,7 @@ attributes), so the two implementations can be compared and swapped mid-stream:
 
 * per-channel robust baseline and EWMA chart, change events;
 * one SPOT per channel ``|z|`` (ring buffers of ``SpotBank``) with the Gaussian floor;
-* the chi-squared floor of T-squared's tail probability (``_chi2_sf``);
+* the chi-squared floors of T-squared's and Q's tail probabilities (``_chi2_sf``);
 * T-squared and Q in the current PCA basis, the exponentially weighted covariance update;
 * SPOT for T-squared and Q (a two-column ring buffer, fitted in chronological order like the
   reference's deques);
@@ -468,7 +468,7 @@ cdef class Ensemble:
     # multivariate
     cdef double[:, ::1] cov, basis
     cdef double[::1] inv_vals
-    cdef double q_expect
+    cdef double q_expect, q_unit
     # scratch
     cdef double[::1] g_neg, g_pos, scratch, tmp, ybuf, e
     cdef public object ev_ch, ev_old, ev_new
@@ -531,7 +531,7 @@ cdef class Ensemble:
             self.mrate = mv_bank.rate
             self.mxi = mv_bank.xi
             self.msigma = mv_bank.sigma
-            self.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect)
+            self.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect, mv.q_unit)
         self.g_neg = np.geomspace(1e-6, 1.0 - 1e-6, 40)
         self.g_pos = np.geomspace(1e-6, 6.0, 40)
         self.scratch = np.empty(3 * self.window + 3)
@@ -545,7 +545,7 @@ cdef class Ensemble:
         self.evo = self.ev_old
         self.evn = self.ev_new
 
-    def set_basis(self, basis, inv_vals, int k, double q_expect):
+    def set_basis(self, basis, inv_vals, int k, double q_expect, double q_unit=0.0):
         b = np.ascontiguousarray(basis, dtype=np.float64)
         if b.shape[1] == 0:
             b = np.zeros((b.shape[0], 1))
@@ -554,6 +554,7 @@ cdef class Ensemble:
         self.inv_vals = iv if iv.shape[0] else np.zeros(1)
         self.ist[I_K] = k
         self.q_expect = q_expect
+        self.q_unit = q_unit
 
     cdef void _fit_chan(self, Py_ssize_t i) noexcept nogil:
         cdef double out[4]
@@ -815,6 +816,10 @@ cdef class Ensemble:
                             p_min = p
                     if self.use_q:
                         p = self._spot_mv(1, q, learn)
+                        if k > 0 and self.q_unit > 0.0:  # Q's floor (MultivariateDetector.q_unit)
+                            g = _chi2_sf(q * self.q_unit, n - k)
+                            if g > p:
+                                p = g
                         if p < p_min:
                             p_min = p
                 p = self.tests * p_min

@@ -719,3 +719,31 @@ def test_a_wandering_level_is_not_a_fault() -> None:
     x = series("walk", DAY, 1, seed=0)
     b = S.StreamingDetector(1).update_block(x)
     assert openings(b.alert) <= 1
+
+
+def test_q_floor_is_an_upper_bound_of_the_gaussian_tail_of_q() -> None:
+    """q_unit against a batch eigendecomposition of the shrunk covariance, and the floor
+    P(chi2_{p-k} >= Q / l_max) against the tail of Q simulated for Gaussian rows of that covariance."""
+    rng = np.random.default_rng(5)
+    p = 6
+    mix = rng.normal(size=(p, p)) + 2.0 * np.eye(p)
+    mv = S.MultivariateDetector(p, S.DetectorConfig(warmup=5, refresh=1000))
+    for r in rng.normal(size=(800, p)) @ mix.T / 3.0:
+        mv.update(r)
+    mv._refresh()
+    n_eff = min(mv.count, 1.0 / mv.alpha)
+    lam = max(mv.cfg.shrink_min, p / (n_eff + p))
+    s = (1.0 - lam) * mv.cov + lam * np.diag(np.diag(mv.cov))
+    s += 1e-9 * np.trace(s) / p * np.eye(p)
+    vals, vecs = np.linalg.eigh(s)
+    vals, vecs = vals[::-1], vecs[:, ::-1]
+    k = mv.k
+    assert 0 < k < p
+    resid = vals[k:]
+    assert mv.q_unit == pytest.approx(resid.sum() / resid.max(), rel=1e-9)
+    # Q of Gaussian rows with covariance s: the floor never claims a smaller tail than simulated
+    e = rng.multivariate_normal(np.zeros(p), s, size=200_000)
+    y = e @ vecs[:, :k]
+    q = np.maximum((e * e).sum(axis=1) - (y * y).sum(axis=1), 0.0) / mv.q_expect
+    for x in np.quantile(q, [0.9, 0.99, 0.999, 0.9999]):
+        assert S.chi2_sf(x * mv.q_unit, p - k) >= np.mean(q >= x) * 0.9  # 0.9: Monte-Carlo error
