@@ -211,6 +211,8 @@ class RobustBaseline:
 class MultivariateDetector:
     """Online PCA on standardized residuals: T-squared and Q, each over its expectation."""
 
+    q_unit = 0.0  # (class default: a detector pickled before Q's floor existed resumes without one)
+
     def __init__(self, n_channels: int, config: DetectorConfig | None = None) -> None:
         cfg = config or DetectorConfig()
         self.cfg = cfg
