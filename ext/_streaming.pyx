@@ -8,6 +8,7 @@ attributes), so the two implementations can be compared and swapped mid-stream:
 
 * per-channel robust baseline and EWMA chart, change events;
 * one SPOT per channel ``|z|`` (ring buffers of ``SpotBank``) with the Gaussian floor;
+* the chi-squared floors of T-squared's and Q's tail probabilities (``_chi2_sf``);
 * T-squared and Q in the current PCA basis, the exponentially weighted covariance update;
 * SPOT for T-squared and Q (a two-column ring buffer, fitted in chronological order like the
   reference's deques);
@@ -41,12 +42,42 @@ def set_simd_level(int level):
     For the tests, which run every path the CPU has against the reference."""
     return aiot_set_simd_level(level)
 
-__all__ = ["SIMD_LEVEL", "Ensemble", "fit_gpd", "set_simd_level", "spot_fit"]
+__all__ = ["SIMD_LEVEL", "Ensemble", "chi2_sf", "fit_gpd", "set_simd_level", "spot_fit"]
 
 cdef double Z_CLIP = 1e6
 cdef double MAX_ABS = 1e150
 cdef double SQRT2 = 1.4142135623730951  # math.sqrt(2.0)
 cdef Py_ssize_t PW_BLOCKSIZE = 128
+cdef double INV_GAMMA_3_2 = 1.1283791670955126  # 2.0 / math.sqrt(math.pi)
+
+
+cdef double _chi2_sf(double x, Py_ssize_t k) noexcept nogil:
+    """``streaming.chi2_sf``: P(chi-squared_k >= x), the same operations in the same order."""
+    cdef double h, term, total
+    cdef Py_ssize_t j
+    if not x > 0.0:
+        return 1.0
+    h = 0.5 * x
+    if k % 2 == 0:
+        term = exp(-h)
+        total = term
+        for j in range(1, k // 2):
+            term *= h / <double>j
+            total += term
+    else:
+        total = erfc(sqrt(h))
+        if k > 1:
+            term = exp(-h) * sqrt(h) * INV_GAMMA_3_2
+            total += term
+            for j in range(1, (k - 1) // 2):
+                term *= h / (<double>j + 0.5)
+                total += term
+    return total if total < 1.0 else 1.0
+
+
+def chi2_sf(double x, Py_ssize_t k):
+    """Compiled twin of :func:`aiotstream.models.streaming.chi2_sf` (for the tests)."""
+    return _chi2_sf(x, k)
 
 
 cdef double _pairwise(const double* a, Py_ssize_t n, Py_ssize_t stride) noexcept nogil:
@@ -437,7 +468,7 @@ cdef class Ensemble:
     # multivariate
     cdef double[:, ::1] cov, basis
     cdef double[::1] inv_vals
-    cdef double q_expect
+    cdef double q_expect, q_unit
     # scratch
     cdef double[::1] g_neg, g_pos, scratch, tmp, ybuf, e
     cdef public object ev_ch, ev_old, ev_new
@@ -500,7 +531,7 @@ cdef class Ensemble:
             self.mrate = mv_bank.rate
             self.mxi = mv_bank.xi
             self.msigma = mv_bank.sigma
-            self.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect)
+            self.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect, mv.q_unit)
         self.g_neg = np.geomspace(1e-6, 1.0 - 1e-6, 40)
         self.g_pos = np.geomspace(1e-6, 6.0, 40)
         self.scratch = np.empty(3 * self.window + 3)
@@ -514,7 +545,7 @@ cdef class Ensemble:
         self.evo = self.ev_old
         self.evn = self.ev_new
 
-    def set_basis(self, basis, inv_vals, int k, double q_expect):
+    def set_basis(self, basis, inv_vals, int k, double q_expect, double q_unit=0.0):
         b = np.ascontiguousarray(basis, dtype=np.float64)
         if b.shape[1] == 0:
             b = np.zeros((b.shape[0], 1))
@@ -523,6 +554,7 @@ cdef class Ensemble:
         self.inv_vals = iv if iv.shape[0] else np.zeros(1)
         self.ist[I_K] = k
         self.q_expect = q_expect
+        self.q_unit = q_unit
 
     cdef void _fit_chan(self, Py_ssize_t i) noexcept nogil:
         cdef double out[4]
@@ -776,10 +808,18 @@ cdef class Ensemble:
                         q = 1e12
                     if self.use_t2:
                         p = self._spot_mv(0, t2, learn)
+                        if k > 0:  # the chi-squared floor (k: the subspace t2 was computed in)
+                            g = _chi2_sf(t2 * k, k)
+                            if g > p:
+                                p = g
                         if p < p_min:
                             p_min = p
                     if self.use_q:
                         p = self._spot_mv(1, q, learn)
+                        if k > 0 and self.q_unit > 0.0:  # Q's floor (MultivariateDetector.q_unit)
+                            g = _chi2_sf(q * self.q_unit, n - k)
+                            if g > p:
+                                p = g
                         if p < p_min:
                             p_min = p
                 p = self.tests * p_min

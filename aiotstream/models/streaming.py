@@ -22,7 +22,11 @@ the order a row goes through them (:class:`StreamingDetector` wires them):
    peaks-over-threshold (SPOT, Siffer et al., KDD 2017): a generalized Pareto tail fitted by maximum
    likelihood (Grimshaw's profile likelihood) above an initial quantile; it turns a statistic into
    its tail probability ``p``. A channel's ``p`` is never below the two-sided Gaussian tail of its
-   ``|z|`` (a thin tail fitted on a quiet hour must not make a 2-sigma row an alarm). The detector's
+   ``|z|`` (a thin tail fitted on a quiet hour must not make a 2-sigma row an alarm), and T-squared's
+   never below the chi-squared tail (k degrees of freedom, the subspace's dimension) of its value
+   times k, for the same reason (:func:`chi2_sf`); Q's never below ``P(chi2_{p-k} >= Q / l)``, ``l``
+   the largest residual eigenvalue (an upper bound of Q's Gaussian tail: Q is a sum of ``p - k``
+   squared scores weighted by eigenvalues of at most ``l``). The detector's
    p-value is Bonferroni over the statistics (one per channel, T-squared and Q; no Q with one
    channel), a statistic whose SPOT window is constant gives p = 1 (``DEGENERATE``), and
    the output score is ``1 - p`` in [0, 1]: a row scores 0.9999 when normal operation gives a value
@@ -46,8 +50,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["BlockResult", "ChangeEvent", "DetectorConfig", "Hysteresis", "MultivariateDetector",
-           "RobustBaseline", "RowResult", "SpotBank", "SpotCalibrator", "StreamingDetector", "fit_gpd",
-           "gpd_sf", "make_pipeline"]
+           "RobustBaseline", "RowResult", "SpotBank", "SpotCalibrator", "StreamingDetector", "chi2_sf",
+           "fit_gpd", "gpd_sf", "make_pipeline"]
 
 Z_CLIP = 1e6  # standardized residuals are clipped here so that any finite input stays finite
 MAX_ABS = 1e150  # larger magnitudes are missing values: not a reading, and their squares overflow
@@ -65,6 +69,34 @@ def _scale_consistency(c: float) -> float:
     rho = np.where(z <= c, z * z, c ** 4 / zz)
     y = rho * pdf
     return float(2.0 * np.sum((y[1:] + y[:-1]) * 0.5 * np.diff(z)))
+
+
+_INV_GAMMA_3_2 = 2.0 / math.sqrt(math.pi)  # 1 / Gamma(3/2)
+
+
+def chi2_sf(x: float, k: int) -> float:
+    """P(chi-squared with k degrees of freedom >= x), k >= 1 an integer: the closed forms of the
+    regularized upper incomplete gamma Q(k/2, x/2) (a finite Poisson sum for even k; erfc plus a
+    finite sum for odd k). Underflows to 0 beyond x ~ 1,500 (k up to a few hundred: p < 1e-250
+    there). The compiled kernel does the same operations in the same order."""
+    if not x > 0.0:
+        return 1.0
+    h = 0.5 * x
+    if k % 2 == 0:
+        term = math.exp(-h)
+        total = term
+        for j in range(1, k // 2):
+            term *= h / j
+            total += term
+    else:
+        total = math.erfc(math.sqrt(h))
+        if k > 1:
+            term = math.exp(-h) * math.sqrt(h) * _INV_GAMMA_3_2
+            total += term
+            for j in range(1, (k - 1) // 2):
+                term *= h / (j + 0.5)
+                total += term
+    return min(total, 1.0)
 
 
 @dataclass(frozen=True)
@@ -179,6 +211,8 @@ class RobustBaseline:
 class MultivariateDetector:
     """Online PCA on standardized residuals: T-squared and Q, each over its expectation."""
 
+    q_unit = 0.0  # (class default: a detector pickled before Q's floor existed resumes without one)
+
     def __init__(self, n_channels: int, config: DetectorConfig | None = None) -> None:
         cfg = config or DetectorConfig()
         self.cfg = cfg
@@ -189,6 +223,10 @@ class MultivariateDetector:
         self.basis = np.zeros((n_channels, 0))
         self.inv_vals = np.zeros(0)
         self.q_expect = 1.0
+        # Q / E[Q] times this is Q over the largest residual eigenvalue: under Gaussian data Q is a sum
+        # of p - k squared scores weighted by those eigenvalues, so P(Q >= x) <= P(chi2_{p-k} >= that)
+        # (0 until the first refresh: no floor)
+        self.q_unit = 0.0
         self.k = 0
         c = cfg.huber_c
         self.t2_ok = n_channels + c * math.sqrt(2.0 * n_channels)  # chi2_p mean + c sd
@@ -214,6 +252,7 @@ class MultivariateDetector:
         self.basis = vecs[:, :k].copy()
         self.inv_vals = 1.0 / vals[:k]
         self.q_expect = max(float(np.sum(vals[k:])), 1e-6 * tr) if p > 1 else 1.0
+        self.q_unit = self.q_expect / float(vals[k]) if p > 1 and vals[k] > 0.0 else 0.0
 
     def update(self, e: np.ndarray) -> tuple[float, float]:
         """(T-squared / k, Q / E[Q]) of this row, then learn it; (0, 0) while warming up."""
@@ -627,11 +666,21 @@ class StreamingDetector:
             self.channel_p = cp
             p_min = float(cp.min())
         if self.mv is not None:
+            # the subspace T-squared and Q are computed in (a refresh after this row may change it)
+            k, q_unit = self.mv.k, self.mv.q_unit
             t2, q = self.mv.update(e)
             if "t2" in self.spots:
-                p_min = min(p_min, self.spots["t2"].update(t2, learn))
+                # never more extreme than T-squared of Gaussian data, chi-squared with k dof (module
+                # docstring, 3): the same floor as the channels', for the same reason
+                p_t2 = self.spots["t2"].update(t2, learn)
+                if k > 0:
+                    p_t2 = max(p_t2, chi2_sf(t2 * k, k))
+                p_min = min(p_min, p_t2)
             if "q" in self.spots:
-                p_min = min(p_min, self.spots["q"].update(q, learn))
+                p_q = self.spots["q"].update(q, learn)
+                if k > 0 and q_unit > 0.0:  # the floor of a weighted sum of p - k squared scores
+                    p_q = max(p_q, chi2_sf(q * q_unit, self.n - k))
+                p_min = min(p_min, p_q)
         p = min(1.0, self.tests * p_min)
         alert = self.hyst.update(p < self.cfg.risk, quiet=p >= self.cfg.close_risk)
         return RowResult(1.0 - p, alert, p, e, events, self.channel_p.copy())
@@ -679,7 +728,7 @@ class StreamingDetector:
             if mv is not None and ist[6]:  # PCA refresh due after row i - 1: numpy/LAPACK, as the reference
                 mv.count = int(ist[1])
                 mv._refresh()
-                k.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect)
+                k.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect, mv.q_unit)
         self.baseline.rows = int(ist[0])
         self.hyst.is_open, self.hyst.run = bool(ist[2]), int(ist[3])
         if mv is not None:

@@ -1,0 +1,223 @@
+"""Candidate changes to the streaming detector's defaults, measured on SKAB per group (not adopted).
+
+``python -m benchmarks.skab_variants [NAME ...]`` runs the Python reference
+(:class:`aiotstream.models.streaming.StreamingDetector`, ``impl="python"``) with one candidate change
+at a time, each stated as the general rule it stands for, and prints online F1/FAR/MAR overall and per
+SKAB group (valve1, valve2, other), alert openings on ``anomaly-free.csv``, and where the errors are:
+fault rows before the first alert (``onset``), fault rows after it without an alert (``tail``), rows of
+faults never alerted (``missed``), false alert rows before and after each fault (``fp_pre``,
+``fp_post``). The candidates are subclasses written here, not options of the product: none of them
+helped every group without raising false alarms (see docs/detection.md, "Candidates measured").
+
+Candidates (each one rule; parameters taken from an existing default, not fitted):
+
+* ``cauchy``: the Cauchy combination (Liu & Xie 2020) of the tests' p-values instead of Bonferroni,
+  over the evidence half (p clipped to 0.5: a test with no evidence adds nothing; the tail of a sum of
+  heavy-tailed terms is set by its largest term, so the clip does not change small p-values). More
+  powerful when several channels move together; equal to Bonferroni when one channel does.
+* ``cusum-100``, ``cusum-1000``: a CUSUM on the row's surprise ``-ln p`` with reference ``ln 100`` or
+  ``ln 1000``, ``S = max(0, S - ln p - k)``; ``min(p, exp(-S))`` is the row's p (a sustained small shift
+  accumulates).
+* ``cusum-open-100``: the same CUSUM may open an alert, but closing looks at the row's own p.
+* ``scale-steady``: a row the baseline down-weights (``|z| > huber_c``) updates the scale at the
+  steady-state rate ``1 - 2^(-1/halflife)``, not at the start-up running mean's ``1/n`` (in a short
+  history a fault's rows would otherwise widen the scale; SKAB valve1/0: 3x during its fault).
+* ``scale-alert``: while an alert is open the scale learns at the steady-state rate only.
+* ``level-startup``: the level learns with the same bias-corrected start (running mean) as the scale.
+* ``close-decay``: an open alert also counts a row as quiet when its surprise has fallen below half of
+  the episode's peak (an after-effect that decays is not new evidence).
+* ``gauss-prior``: before a channel's tail is fitted (the first ``spot_init`` rows), its p is the
+  Gaussian tail of ``|z|`` instead of 1.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aiotstream.models import streaming as S
+from benchmarks import skab
+
+_erfc = np.frompyfunc(math.erfc, 1, 1)
+
+
+class _Baseline(S.RobustBaseline):
+    """RobustBaseline with the learning-rate variants (``mode``); the equations otherwise identical."""
+
+    mode = "none"
+    alert_open = False
+
+    def update(self, x: np.ndarray) -> tuple[np.ndarray, list[S.ChangeEvent]]:
+        if self.mode == "none":
+            return super().update(x)
+        x = np.asarray(x, dtype=np.float64)
+        self.rows += 1
+        ok = np.isfinite(x) & (np.abs(x) <= S.MAX_ABS)
+        z = np.zeros(self.n)
+        events: list[S.ChangeEvent] = []
+        if not ok.any():
+            return z, events
+        cfg = self.cfg
+        warm = ok & (self.count < cfg.warmup)
+        if warm.any():
+            self.count[warm] += 1
+            d = x[warm] - self.level[warm]
+            self.level[warm] += d / self.count[warm]
+            self.var[warm] += d * (x[warm] - self.level[warm])
+            done = warm & (self.count == cfg.warmup)
+            if done.any():
+                self.var[done] /= max(cfg.warmup - 1, 1)
+                self.fast[done] = self.level[done]
+        live = ok & ~warm
+        if not live.any():
+            return z, events
+        self.count[live] += 1
+        s = self.scale()[live]
+        lv = self.level[live]
+        xl = np.clip(x[live], lv - S.Z_CLIP * s, lv + S.Z_CLIP * s)
+        fast = self.fast[live] + self.lam * (xl - self.fast[live])
+        self.fast[live] = fast
+        d = fast - lv
+        zl = np.clip(d / s, -S.Z_CLIP, S.Z_CLIP)
+        z[live] = zl
+        c = cfg.huber_c
+        az = np.abs(zl)
+        big = az > c
+        w_loc = np.where(big, (c / np.maximum(az, c)) ** 2, 1.0)
+        rho = np.where(big, c ** 4 / np.maximum(az, c) ** 2, zl * zl)
+        start = np.maximum(self.alpha, 1.0 / (self.count[live] - cfg.warmup + 1.0))
+        a_l = start if self.mode == "level-startup" else self.alpha
+        self.level[live] = lv + a_l * w_loc * d
+        a_s = start
+        if self.mode == "scale-steady":
+            a_s = np.where(big, self.alpha, a_s)
+        elif self.mode == "scale-alert" and self.alert_open:
+            a_s = np.full_like(a_s, self.alpha)
+        self.var[live] += a_s * (rho * s * s / self.kappa - self.var[live])
+        idx = np.flatnonzero(live)
+        self.shifted[idx] = np.where(az > cfg.shift_k, self.shifted[idx] + 1, 0)
+        for i in idx[self.shifted[idx] >= cfg.accept]:
+            events.append(S.ChangeEvent(self.rows - 1, int(i), float(self.level[i]), float(self.fast[i])))
+            self.level[i] = self.fast[i]
+            self.shifted[i] = 0
+        return z, events
+
+
+class Variant(S.StreamingDetector):
+    """The reference detector with one candidate change (see the module docstring)."""
+
+    def __init__(self, n: int, name: str) -> None:
+        super().__init__(n, impl="python")
+        self.name = name
+        self.baseline = _Baseline(n, self.cfg)
+        if name in ("scale-steady", "scale-alert", "level-startup"):
+            self.baseline.mode = name
+        self.cusum = {"cusum-100": 100.0, "cusum-1000": 1000.0, "cusum-open-100": 100.0}.get(name)
+        self.s = 0.0
+        self.peak = 0.0
+
+    def update(self, x: np.ndarray) -> S.RowResult:
+        cfg = self.cfg
+        self.baseline.alert_open = self.hyst.is_open
+        e, events = self.baseline.update(x)
+        learn = not self.hyst.is_open
+        ps: list[float] = []
+        a = np.abs(e)
+        gauss = _erfc(a / math.sqrt(2.0)).astype(np.float64)
+        cp = np.maximum(self.channel_spots.update(a, learn), gauss)
+        if self.name == "gauss-prior":
+            cp = np.where(self.channel_spots.t < np.inf, cp, gauss)
+            cp = np.where(self.baseline.count > cfg.warmup, cp, 1.0)
+        self.channel_p = cp
+        ps += cp.tolist()
+        k = self.mv.k
+        t2, q = self.mv.update(e)
+        p_t2 = self.spots["t2"].update(t2, learn)
+        ps.append(max(p_t2, S.chi2_sf(t2 * k, k)) if k > 0 else p_t2)
+        if "q" in self.spots:
+            ps.append(self.spots["q"].update(q, learn))
+        m = len(ps)
+        if self.name == "cauchy":
+            pc = np.clip(np.array(ps), 1e-300, 0.5)
+            t = float(np.sum(np.where(pc < 1e-15, 1.0 / (pc * math.pi), np.tan((0.5 - pc) * math.pi)))) / m
+            p = min(1.0, 0.5 - math.atan(t) / math.pi if t < 1e15 else 1.0 / (t * math.pi))
+        else:
+            p = min(1.0, m * min(ps))
+        alarm_p = p
+        if self.cusum is not None:
+            self.s = max(0.0, self.s - math.log(max(p, 1e-300)) - math.log(self.cusum))
+            alarm_p = min(p, math.exp(-self.s))
+            if self.name != "cusum-open-100":
+                p = alarm_p
+        quiet = p >= cfg.close_risk
+        if self.name == "close-decay":
+            ev = -math.log(max(p, 1e-300))
+            if self.hyst.is_open:
+                self.peak = max(self.peak, ev)
+                quiet = quiet or (p >= cfg.risk and ev < 0.5 * self.peak)
+            else:
+                self.peak = ev
+        alert = self.hyst.update(alarm_p < cfg.risk, quiet=quiet)
+        return S.RowResult(1.0 - p, alert, p, e, events, self.channel_p.copy())
+
+
+NAMES = ("reference", "cauchy", "cusum-100", "cusum-1000", "cusum-open-100", "scale-steady", "scale-alert",
+         "level-startup", "close-decay", "gauss-prior")
+
+
+def evaluate(name: str, root: Path) -> dict[str, object]:
+    groups: dict[str, dict[str, int]] = {}
+    where = {"onset": 0, "tail": 0, "missed": 0, "fp_pre": 0, "fp_post": 0}
+    for path in skab.experiment_files(root):
+        f = skab.load_file(path)
+        det = S.StreamingDetector(8, impl="python") if name == "reference" else Variant(8, name)
+        alert = np.asarray(det.run(f.x)[1], bool)
+        c = skab.confusion(f.anomaly, alert)
+        for g in ("all", path.parent.name):
+            acc = groups.setdefault(g, {"tp": 0, "tn": 0, "fp": 0, "fn": 0})
+            for k in c:
+                acc[k] += c[k]
+        for s, e in skab.segments(f.anomaly):
+            hit = np.flatnonzero(alert[s:e])
+            if hit.size:
+                where["onset"] += int(hit[0])
+                where["tail"] += int((~alert[s + hit[0]:e]).sum())
+            else:
+                where["missed"] += e - s
+        s, e = skab.segments(f.anomaly)[0]
+        where["fp_pre"] += int(alert[:s].sum())
+        where["fp_post"] += int(alert[e:].sum())
+    free = skab.load_file(root / "anomaly-free" / "anomaly-free.csv")
+    det = S.StreamingDetector(8, impl="python") if name == "reference" else Variant(8, name)
+    free_alert = np.asarray(det.run(free.x)[1], bool)
+    return {"variant": name, "groups": {g: {**skab.binary_metrics(c), **c} for g, c in groups.items()},
+            "where": where, "anomaly_free_openings": len(skab.segments(free_alert))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.skab_variants", description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", default=list(NAMES), help=f"from {NAMES}")
+    ap.add_argument("--data", default=None)
+    args = ap.parse_args(argv)
+    root = skab.data_dir(args.data)
+    if not (root / "anomaly-free" / "anomaly-free.csv").is_file():
+        print(f"error: SKAB data not found under {root} (use --data)", file=sys.stderr)
+        return 2
+    for name in args.names:
+        if name not in NAMES:
+            print(f"error: unknown variant {name!r}", file=sys.stderr)
+            return 2
+        t0 = time.perf_counter()
+        r = evaluate(name, root)
+        cells = "  ".join(f"{g} {c['f1']:.3f}/{c['far']:.2f}/{c['mar']:.2f}" for g, c in r["groups"].items())
+        print(f"{name:<15} F1/FAR/MAR {cells}  anomaly-free alerts {r['anomaly_free_openings']}  {r['where']} "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
