@@ -38,6 +38,7 @@ from aiotstream.decisions.maintenance import MaintenanceSchedule
 from aiotstream.decisions.runtime import DecisionRuntime
 from aiotstream.lineage import FlowContext
 from aiotstream.records import DeadLetter, Feedback, Output
+from aiotstream.runstats import STATS
 
 ALERT_COUNTS = {"opened": "alerts_opened", "cleared": "alerts_cleared", "acknowledged": "alerts_acknowledged",
                 "escalated": "alerts_escalated", "suppressed": "alerts_suppressed"}
@@ -150,6 +151,9 @@ def command_outputs(e: Entity, changes: list[CommandChange], lineage: dict) -> l
         c, t = ch.command, ch.at_ns
         status = "retried" if ch.status == "emitted" and c.attempt > 0 else ch.status
         e.count(f"commands_{status}", 1, t)
+        if ch.status == "blocked":  # the metrics' blocked commands by envelope check and rule
+            why = c.blocked_by or {}
+            STATS.level("blocked_commands", {(str(why.get("check")), str(why.get("rule"))): 1})
         outs.append(Output("command", e.key, command_record(e.ctx, ch, e.key, e.group, lineage)))
         if ch.status == "failed":
             detail = {"command_id": c.command_id, "actuator": c.actuator, "rule": c.rule, "reason": c.reason,

@@ -58,14 +58,21 @@ from typing import Any, Self
 
 import orjson
 from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
 
+from aiotstream.config import SEVERITIES
 from aiotstream.errors import AiotError
 from aiotstream.io.outage import connections
 from aiotstream.io.stop import CLOSE_MAX_S, SOURCE_BUILT, STOP
-from aiotstream.runstats import STATS, RunStats
+from aiotstream.runstats import BUCKETS, STATS, RunStats
 
 log = logging.getLogger("aiotstream.io.metrics")
 PREFIX = "aiotstream"
@@ -80,6 +87,19 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "dropped": ("cause", "Inputs dropped on purpose and not dead-lettered, by cause."),
 }
 """The RunStats groups exported as counters: group -> (label name, help)."""
+
+HISTOGRAMS: dict[str, tuple[tuple[str, ...], str]] = {
+    "window_close_latency_seconds": ((), ("Wall-clock time at a window's close (its decisions made) minus "
+                                          "the window's end in event time.")),
+    "batch_size": (("stage",), ("Items per batch: messages per poll batch (decode), rows per model call "
+                                "(score).")),
+    "inference_latency_seconds": (("model", "version"),
+                                  ("Seconds per model call: an online detector scoring one window, or one "
+                                   "ONNX call over a batch of rows.")),
+}
+"""The RunStats histograms exported: name -> (label names, help)."""
+PENDING_STATUSES = ("awaiting_approval", "emitted")
+"""Command statuses counted as pending (awaiting an approval, or emitted and awaiting the device's ack)."""
 
 
 def metric_name(key: str) -> str:
@@ -144,6 +164,7 @@ class RunCollector(Collector):
             yield c
         for key, value in sorted(snap.get("gauges", {}).items()):
             yield GaugeMetricFamily(metric_name(key), f"The run's {key} gauge.", value=value)
+        yield from self.collect_flow()
         up = GaugeMetricFamily(f"{PREFIX}_source_up",
                                "1 while an input connection is up, 0 while it is "
                                "down or connecting.", labels=["source"])
@@ -161,6 +182,61 @@ class RunCollector(Collector):
             yield InfoMetricFamily(f"{PREFIX}_build",
                                    "Package version, git commit, site and config of the run.",
                                    value=self.info)
+
+
+    def collect_flow(self) -> Iterator[Metric]:
+        """What only the metrics show: records by kind, open alerts, pending and blocked commands, the
+        watermark lag and the histograms."""
+        levels = self.stats.levels()
+        c = CounterMetricFamily(f"{PREFIX}_input_records", "Records decoded from the inputs, by kind "
+                                "(frame, reading, feedback, control).", labels=["kind"])
+        for key, value in sorted(levels["input_records"].items()):
+            c.add_metric([str(key)], value)
+        yield c
+        g = GaugeMetricFamily(f"{PREFIX}_open_alerts", "Alerts open or acknowledged now, by severity.",
+                              labels=["severity"])
+        opened = levels["open_alerts"]
+        for sev in dict.fromkeys([*SEVERITIES, *sorted(map(str, opened))]):
+            g.add_metric([sev], opened.get(sev, 0))
+        yield g
+        g = GaugeMetricFamily(f"{PREFIX}_pending_commands", "Commands awaiting an approval "
+                              "(awaiting_approval) or the device's ack (emitted), by status.",
+                              labels=["status"])
+        pending = levels["pending_commands"]
+        for status in PENDING_STATUSES:
+            g.add_metric([status], pending.get(status, 0))
+        yield g
+        c = CounterMetricFamily(f"{PREFIX}_blocked_commands", "Commands the safety envelope blocked, by "
+                                "its check (interlock, min, max, max_step, max_rate, min_interval, value) "
+                                "and rule (the interlock's name, else the setting).",
+                                labels=["check", "rule"])
+        for key, value in sorted(levels["blocked_commands"].items(), key=str):
+            check, rule = key if isinstance(key, tuple) else (str(key), "")
+            c.add_metric([check, rule], value)
+        yield c
+        marks = self.stats.watermarks()
+        if marks:
+            now = time.time()
+            g = GaugeMetricFamily(f"{PREFIX}_watermark_lag_seconds",
+                                  "Wall clock minus the event time up to which windows are closed: of the "
+                                  "asset furthest ahead (newest) and of the one furthest behind (oldest).",
+                                  labels=["which"])
+            g.add_metric(["newest"], now - max(marks) / 1e9)
+            g.add_metric(["oldest"], now - min(marks) / 1e9)
+            yield g
+        hists = self.stats.histograms()
+        for name, (labels, doc) in HISTOGRAMS.items():
+            h = HistogramMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
+            bounds = BUCKETS[name]
+            for (hname, values), counts in sorted(hists.items()):
+                if hname != name:
+                    continue
+                total, buckets = 0, []
+                for le, n in zip([*map(str, map(float, bounds)), "+Inf"], counts[:-1]):
+                    total += int(n)
+                    buckets.append((le, total))
+                h.add_metric(list(values), buckets, sum_value=counts[-1])
+            yield h
 
 
 class GlobalRegistry(Collector):

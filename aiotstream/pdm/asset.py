@@ -45,6 +45,7 @@ from aiotstream.config import (
 from aiotstream.decisions import effects
 from aiotstream.decisions.alerts import AlertBook, AlertChange
 from aiotstream.decisions.control import (
+    PENDING,
     Controller,
     Situation,
 )
@@ -67,7 +68,7 @@ from aiotstream.records import (
     Position,
     Reading,
 )
-from aiotstream.runstats import STATS
+from aiotstream.runstats import STATS, Share
 from aiotstream.units import S
 from aiotstream.windows import ClosedWindow, WindowAssembler
 
@@ -142,6 +143,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         for wid, start, end in rt.maintenance_for(asset_id):
             self.schedule.set(wid, start, end)
         self.suppression = SuppressionGauge()  # this asset's part of STATS gauge active_suppressions
+        self.alert_share = Share("open_alerts")  # its part of the metrics' open alerts by severity
+        self.command_share = Share("pending_commands")  # and of the pending commands by status
         a = cfg.alerts
         self.specs = rt.alert_specs(asset_id)
         self.book = AlertBook(asset_id, rt.ctx.site, rt.ctx.config_hash, self.specs, self.schedule,
@@ -285,10 +288,33 @@ class AssetAnalyzer(effects.RuntimeEntity):
     def release(self) -> None:
         """The asset's state is being discarded (silent past ``state_ttl_s``): take back what it reports."""
         self.suppression.release()
+        self._shares()[0].release()
+        self._shares()[1].release()
+        STATS.forget_watermark(self.asset_id)
+
+    def _shares(self) -> tuple[Share, Share]:
+        if "alert_share" not in self.__dict__:  # a snapshot from before the metrics
+            self.alert_share, self.command_share = Share("open_alerts"), Share("pending_commands")
+        return self.alert_share, self.command_share
 
     def _report(self) -> None:
-        """Report to the run summary whether this asset's alerts are suppressed at its clock now."""
+        """Report to the run summary whether this asset's alerts are suppressed at its clock now, and to the
+        metrics its open alerts and pending commands (counted only when it has any, or had)."""
         self.suppression.update(self.clock_ns is not None and self.schedule.active(self.clock_ns))
+        alerts, commands = self._shares()
+        current = self.book.current
+        if current or alerts.now:
+            by: dict[str, int] = {}
+            for a in current.values():
+                by[a.severity] = by.get(a.severity, 0) + 1
+            alerts.update(by)
+        cmds = self.control.commands
+        if cmds or commands.now:
+            by = {}
+            for c in cmds.values():
+                if c.status in PENDING:
+                    by[c.status] = by.get(c.status, 0) + 1
+            commands.update(by)
 
     def next_deadline_ns(self) -> int | None:
         """The next event time at which something is due (a timer or a queued event), for wall-clock
@@ -522,6 +548,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         kpi = self.kpi
         kpi.add_spans(w.inputs, w.start_ns)
         self._tick(w.end_ns)
+        STATS.watermark(self.asset_id, w.end_ns)
+        STATS.observe("window_close_latency_seconds", time.time() - w.end_ns / S)
         if w.n_frames == 0:  # readings only: nothing to score
             kpi.add_many({"windows": 1}, {}, w.start_ns, exact_time=True)
             return outs
@@ -537,6 +565,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             latency = time.perf_counter_ns() - t0
             warm = detector.warm
             model = self.rt.model_block
+            STATS.observe("inference_latency_seconds", latency / S,
+                          (str(model["name"]), str(model["version"])))
         else:  # the batcher scored it; latency: what batching added, from submission to these decisions
             assert pending.x is not None and pending.scored is not None and pending.model is not None
             x, got = pending.x, pending.scored

@@ -17,7 +17,7 @@ from aiotstream.io import outage as outage_module
 from aiotstream.io.metrics import MetricsServer, RunCollector, readiness
 from aiotstream.io.outage import OutageLog, connections
 from aiotstream.io.stop import SOURCE_BUILT, STOP, Stoppable
-from aiotstream.runstats import RunStats
+from aiotstream.runstats import BUCKETS, RunStats
 
 
 class _Quiet:
@@ -41,7 +41,24 @@ def _stats() -> RunStats:
     s.add("losses", "mqtt_seq_gap", 2)
     s.add("dropped", "duplicate_frame", 3)
     s.set("gauges", "active_suppressions", 7)
+    s.level("input_records", {"frame": 30, "reading": 115})
+    s.level("open_alerts", {"critical": 2})
+    s.level("pending_commands", {"awaiting_approval": 1})
+    s.level("blocked_commands", {("interlock", "hot"): 3})
+    s.observe("batch_size", 7, ("decode",))
+    s.observe("batch_size", 20_000, ("decode",))
+    s.observe("inference_latency_seconds", 0.0003, ("zscore", "1"))
+    s.observe("window_close_latency_seconds", 0.3)
     return s
+
+
+def _histogram(name: str, labels: tuple, bounds: tuple, values: list[float]) -> dict:
+    """The samples Prometheus expects for a histogram of ``values``: cumulative buckets, count and sum."""
+    out = {(f"{name}_bucket", tuple(sorted((*labels, ("le", le))))): sum(v <= b for v in values)
+           for b, le in zip([*bounds, float("inf")], [*map(str, map(float, bounds)), "+Inf"])}
+    out[(f"{name}_count", labels)] = len(values)
+    out[(f"{name}_sum", labels)] = sum(values)
+    return out
 
 
 def _get(url: str) -> tuple[int, str, str]:
@@ -73,6 +90,17 @@ def test_the_exposition_has_every_group_by_label_and_the_connection_state() -> N
         ("aiotstream_source_up", (("source", "MQTT m:1883"),)): 0,
         ("aiotstream_ready", ()): 1,
         ("aiotstream_build_info", (("config_hash", "abc"), ("site", "p"), ("version", "0.1.0"))): 1,
+        ("aiotstream_input_records_total", (("kind", "frame"),)): 30,
+        ("aiotstream_input_records_total", (("kind", "reading"),)): 115,
+        **{("aiotstream_open_alerts", (("severity", sev),)): n for sev, n in (("info", 0), ("warning", 0),
+                                                                              ("critical", 2))},
+        ("aiotstream_pending_commands", (("status", "awaiting_approval"),)): 1,
+        ("aiotstream_pending_commands", (("status", "emitted"),)): 0,
+        ("aiotstream_blocked_commands_total", (("check", "interlock"), ("rule", "hot"))): 3,
+        **_histogram("aiotstream_batch_size", (("stage", "decode"),), BUCKETS["batch_size"], [7, 20_000]),
+        **_histogram("aiotstream_inference_latency_seconds", (("model", "zscore"), ("version", "1")),
+                     BUCKETS["inference_latency_seconds"], [0.0003]),
+        **_histogram("aiotstream_window_close_latency_seconds", (), BUCKETS["window_close_latency_seconds"], [0.3]),
     }
 
 
