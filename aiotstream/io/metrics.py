@@ -47,10 +47,12 @@ from __future__ import annotations
 import errno
 import gzip
 import logging
+import os
 import re
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -66,6 +68,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from aiotstream.config import SEVERITIES
@@ -250,6 +253,53 @@ class GlobalRegistry(Collector):
         yield from REGISTRY.collect()
 
 
+class BytewaxApi(Collector):
+    """Bytewax's own metrics (per step: items in and out, batch and snapshot durations; from its Rust side),
+    re-served from its dataflow API on this process (``http://127.0.0.1:PORT/metrics``) at scrape time, so one
+    scrape target has everything. Only its ``bytewax_*`` families are taken (the page repeats this process's
+    Python registry, which :class:`GlobalRegistry` serves already); nothing if the API does not answer within
+    ``timeout_s``."""
+
+    SKIP = frozenset({"bytewax_kafka_consumer_lag"})  # the Python registry's, served by GlobalRegistry
+
+    def __init__(self, port: int, timeout_s: float = 1.0):
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.timeout_s = timeout_s
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with urllib.request.urlopen(self.url, timeout=self.timeout_s) as r:
+                text = r.read().decode("utf-8", "replace")
+        except (OSError, ValueError) as exc:
+            log.debug("Bytewax's dataflow API at %s did not answer: %s", self.url, exc)
+            return
+        try:
+            families = list(text_string_to_metric_families(text))
+        except ValueError as exc:  # a format this parser does not read: leave them out, keep ours
+            log.debug("Bytewax's metrics at %s not parsed: %s", self.url, exc)
+            return
+        for fam in families:
+            if fam.name.startswith("bytewax_") and fam.name not in self.SKIP:
+                yield fam
+
+
+def bytewax_api_port(env: Mapping[str, str]) -> int | None:
+    """The port of Bytewax's dataflow API if the environment turns it on (``BYTEWAX_DATAFLOW_API_ENABLED``;
+    ``BYTEWAX_DATAFLOW_API_PORT``, default 3030), else None.
+
+    >>> bytewax_api_port({}), bytewax_api_port({"BYTEWAX_DATAFLOW_API_ENABLED": "1"})
+    (None, 3030)
+    >>> bytewax_api_port({"BYTEWAX_DATAFLOW_API_ENABLED": "true", "BYTEWAX_DATAFLOW_API_PORT": "3391"})
+    3391
+    """
+    if not env.get("BYTEWAX_DATAFLOW_API_ENABLED"):
+        return None
+    try:
+        return int(env.get("BYTEWAX_DATAFLOW_API_PORT", "3030"))
+    except ValueError:
+        return None
+
+
 def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "aiotstream"
@@ -311,7 +361,7 @@ class MetricsServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, info: Mapping[str, str] | None = None,
                  stats: RunStats = STATS, ready: Callable[[], tuple[bool, str]] = readiness,
                  sources: Callable[[], Mapping[str, bool]] = connections, process: bool = True,
-                 recovery: Path | None = None):
+                 recovery: Path | None = None, bytewax_port: int | None = None):
         self.host, self.port = host, port
         self.ready = ready
         self.collector = RunCollector(stats, info, ready, sources, recovery)
@@ -319,6 +369,8 @@ class MetricsServer:
         self.registry.register(self.collector)
         if process:  # CPU, memory, open files, start time, Python, GC; Bytewax's consumer lag
             self.registry.register(GlobalRegistry())
+        if bytewax_port is not None:  # Bytewax's dataflow API is on: its per-step metrics here too
+            self.registry.register(BytewaxApi(bytewax_port))
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -367,6 +419,7 @@ def serve(host: str, port: int, info: Mapping[str, str], recovery: Path | None =
     """Start the process's metrics server for a new run (forgetting an earlier run's started flag) and log
     where it listens: one info line. ``recovery``: the run's recovery directory, if any."""
     SOURCE_BUILT.clear()
-    server = MetricsServer(host, port, info, recovery=recovery).start()
+    server = MetricsServer(host, port, info, recovery=recovery,
+                           bytewax_port=bytewax_api_port(os.environ)).start()
     log.info("metrics on %s/metrics; probes %s/healthz and %s/readyz", server.url, server.url, server.url)
     return server

@@ -192,3 +192,54 @@ def test_the_recovery_write_age_is_the_newest_partition_file_s(tmp_path) -> None
     (tmp_path / "other.txt").write_bytes(b"x")  # not a partition: ignored
     (m,) = [m for m in c.collect() if m.name == "aiotstream_recovery_write_age_seconds"]
     assert 100 <= m.samples[0].value < 100 + 600  # the newest file, -wal included; a generous bound for a slow box
+
+
+def test_bytewax_s_own_metrics_are_served_from_its_dataflow_api_when_it_is_on(tmp_path) -> None:
+    """A loopback server answering with a page Bytewax 0.21's dataflow API served (tests/data, captured from a
+    replay with BYTEWAX_DATAFLOW_API_ENABLED=1): its bytewax_* families appear in our /metrics, once."""
+    import http.server
+    import threading
+    from pathlib import Path
+
+    from aiotstream.io.metrics import bytewax_api_port
+
+    page = (Path(__file__).parent.parent / "data" / "bytewax-dataflow-api-metrics.txt").read_bytes()
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *a: object) -> None: ...
+
+    api = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    try:
+        port = bytewax_api_port({"BYTEWAX_DATAFLOW_API_ENABLED": "1", "BYTEWAX_DATAFLOW_API_PORT": str(api.server_port)})
+        with MetricsServer(port=0, stats=_stats(), ready=lambda: (True, "ready"), sources=dict,
+                           bytewax_port=port) as server:
+            code, _, text = _get(f"{server.url}/metrics")
+    finally:
+        api.shutdown()
+        api.server_close()
+    assert code == 200
+    got = _samples(text)
+    inp = {dict(labels)["step_id"].rsplit(".", 1)[-1]: v for (name, labels), v in got.items()
+           if name == "bytewax_item_inp_count_total"}
+    assert inp["decode"] == 1338 and inp["sink"] == 152
+    assert any(name == "bytewax_snapshot_duration_seconds_bucket" for name, _ in got)
+    assert not any(name.startswith("otel_") for name, _ in got)
+    assert sum(1 for line in text.splitlines() if line.startswith("# TYPE process_cpu_seconds_total")) == 1
+    assert got[("aiotstream_inputs_total", (("source", "p.readings"),))] == 120  # ours still there
+
+
+def test_without_bytewax_s_api_the_scrape_still_answers() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    with MetricsServer(port=0, stats=_stats(), ready=lambda: (True, "ready"), sources=dict, process=False,
+                       bytewax_port=dead) as server:
+        code, _, text = _get(f"{server.url}/metrics")
+    assert code == 200 and "aiotstream_inputs_total" in text and "bytewax_" not in text
