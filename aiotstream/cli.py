@@ -814,7 +814,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from aiotstream.schemas import schema_text
+
+    text = schema_text(args.which)
+    if not args.out:
+        sys.stdout.write(text)
+        return 0
+    out_file(args.out, "--out")
+    Path(args.out).write_text(text)
+    print(f"wrote the {args.which} JSON Schema to {args.out}", file=sys.stderr)
+    return 0
+
+
 # ---- the parser -----------------------------------------------------------------------------------------
+def _add_schema(sub: Any) -> None:
+    from aiotstream.schemas import NAMES
+
+    s = sub.add_parser("schema", help="print the JSON Schema of the output records or of the site config")
+    s.add_argument("which", choices=NAMES, help="outputs: every output record (by its schema field); site: a "
+                   "site config file")
+    s.add_argument("--out", metavar="FILE", help="write it to FILE instead of stdout")
+    s.set_defaults(func=cmd_schema)
+
+
 def _add_validate(sub: Any) -> None:
     v = sub.add_parser("validate",
                        help="check site config files; print every bad field's path (exit 2 if any)")
@@ -983,7 +1006,7 @@ def _add_train(sub: Any) -> None:
 
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_broker, _add_simulate, _add_run, _add_replay,
-                                            _add_demo, _add_bench, _add_train]
+                                            _add_demo, _add_bench, _add_train, _add_schema]
 """Each registers one subcommand on the subparsers object; a new subcommand adds its function here."""
 
 
