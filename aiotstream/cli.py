@@ -536,9 +536,9 @@ def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool
     sink, also, where = _sinks(args, cfg, brokers)
     # without --recovery nothing reads the per-epoch state snapshots, so they are not taken
     flow = build_flow(cfg, stoppable(source), sink, tail=tail, also=also, snapshots=bool(args.recovery))
-    print(f"running {cfg.site.flow} for site {cfg.site.id!r} (config_hash {cfg.config_hash}, code "
-          f"{code_version()}): {src_text} -> {where}" + ("" if tail else " (until the end of the input)"),
-          file=sys.stderr, flush=True)
+    print(f"running {cfg.site.flow} for site {cfg.site.id!r} (config_hash {cfg.config_hash}, "
+          f"{model_versions(cfg)}, code {code_version()}): {src_text} -> {where}"
+          + ("" if tail else " (until the end of the input)"), file=sys.stderr, flush=True)
     addresses = args.addresses.split(";") if args.addresses else None
     recovery = None
     if args.recovery:
@@ -553,6 +553,24 @@ def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool
                  epoch_interval=timedelta(seconds=args.epoch_s), recovery_config=recovery)
 
     return execute_flow(args.command, run, where)
+
+
+def model_versions(cfg: SiteConfig) -> str:
+    """The models a run starts with, for its start line: ``model <name>@<version> (<kind>)``, and for ONNX
+    sites the canary (with its share of the assets) and the shadow.
+
+    >>> from aiotstream.config import SiteConfig
+    >>> model_versions(SiteConfig.model_validate({"site": {"id": "p"}, "assets": [{"id": "a", "line": "l"}]}))
+    'model baseline@1 (zscore)'
+    """
+    m = cfg.model
+    text = f"model {m.name}@{m.version} ({m.kind})"
+    o = m.onnx
+    if o is not None and o.canary:
+        text += f", canary {o.canary} on {o.canary_fraction:.0%} of the assets"
+    if o is not None and o.shadow:
+        text += f", shadow {o.shadow}"
+    return text
 
 
 def _cluster_place(args: argparse.Namespace) -> Placement:

@@ -358,3 +358,6 @@ def test_every_flow_metric_is_scraped_with_plausible_values_during_a_simulator_r
     assert 0 <= got["aiotstream_recovery_write_age_seconds"][()] < 600
     assert got["aiotstream_ready"][()] == 1
     assert "stopped (SIGTERM)" in err
+    # the start line names the config and the models it starts with (issue 18 item 3)
+    assert re.search(rf"running predictive-maintenance for site '{sid}' \(config_hash [0-9a-f]{{16}}, model "
+                     r"baseline@1 \(zscore\), code ", err), err[:2000]
