@@ -78,6 +78,10 @@ MAX_WAITING_FEEDBACK = 10_000
 ALERT_TYPE = ALERT_TYPE_ANOMALY
 
 
+_TRANSIENT = frozenset({"rt", "_closed_ends", "_latencies"})
+"""Left out of snapshots: the shared runtime, and what a batch collects for the metrics."""
+
+
 def _ns(seconds: float) -> int:
     return round(seconds * S)
 
@@ -145,6 +149,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self.suppression = SuppressionGauge()  # this asset's part of STATS gauge active_suppressions
         self.alert_share = Share("open_alerts")  # its part of the metrics' open alerts by severity
         self.command_share = Share("pending_commands")  # and of the pending commands by status
+        self._closed_ends: list[int] = []  # this batch's closed windows' ends and model latencies (ns), until
+        self._latencies: list[int] = []  # _report hands them to the metrics
         a = cfg.alerts
         self.specs = rt.alert_specs(asset_id)
         self.book = AlertBook(asset_id, rt.ctx.site, rt.ctx.config_hash, self.specs, self.schedule,
@@ -179,11 +185,12 @@ class AssetAnalyzer(effects.RuntimeEntity):
 
     # Bytewax snapshots pickle the analyzer; the shared runtime is rebuilt on resume.
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "rt"}
+        return {k: v for k, v in self.__dict__.items() if k not in _TRANSIENT}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.rt = None  # type: ignore[assignment]  # set by attach()
+        self._closed_ends, self._latencies = [], []
         if "dedupe" not in state:  # a snapshot from before frames were deduplicated
             self.dedupe = FrameDedupe()
 
@@ -299,8 +306,20 @@ class AssetAnalyzer(effects.RuntimeEntity):
 
     def _report(self) -> None:
         """Report to the run summary whether this asset's alerts are suppressed at its clock now, and to the
-        metrics its open alerts and pending commands (counted only when it has any, or had)."""
+        metrics what the batch closed (window ends, model latencies: one call each per batch, not per window),
+        its open alerts and pending commands (counted only when it has any, or had)."""
         self.suppression.update(self.clock_ns is not None and self.schedule.active(self.clock_ns))
+        ends, lat = self._closed_ends, self._latencies
+        if ends:
+            now = time.time()
+            STATS.observe_many("window_close_latency_seconds", [now - e / S for e in ends])
+            STATS.watermark(self.asset_id, max(ends))
+            ends.clear()
+        if lat:
+            model = self.rt.model_block
+            STATS.observe_many("inference_latency_seconds", [x / S for x in lat],
+                               (str(model["name"]), str(model["version"])))
+            lat.clear()
         alerts, commands = self._shares()
         current = self.book.current
         if current or alerts.now:
@@ -548,8 +567,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         kpi = self.kpi
         kpi.add_spans(w.inputs, w.start_ns)
         self._tick(w.end_ns)
-        STATS.watermark(self.asset_id, w.end_ns)
-        STATS.observe("window_close_latency_seconds", time.time() - w.end_ns / S)
+        self._closed_ends.append(w.end_ns)  # for the metrics, reported once per batch (_report)
         if w.n_frames == 0:  # readings only: nothing to score
             kpi.add_many({"windows": 1}, {}, w.start_ns, exact_time=True)
             return outs
@@ -565,8 +583,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
             latency = time.perf_counter_ns() - t0
             warm = detector.warm
             model = self.rt.model_block
-            STATS.observe("inference_latency_seconds", latency / S,
-                          (str(model["name"]), str(model["version"])))
+            self._latencies.append(latency)  # for the metrics, reported once per batch (_report)
         else:  # the batcher scored it; latency: what batching added, from submission to these decisions
             assert pending.x is not None and pending.scored is not None and pending.model is not None
             x, got = pending.x, pending.scored
