@@ -16,6 +16,7 @@ the parser with bad arguments: add rows for the new one there.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import math
@@ -35,7 +36,7 @@ from typing import Any, Self
 import orjson
 from pydantic import ValidationError
 
-from aiotstream import code_version, logs
+from aiotstream import code_version, logs, progress
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.errors import AiotError, ConfigError
 from aiotstream.routing import Placement
@@ -242,16 +243,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
           f"{sim.n_readings:,} readings, {len(sim.faults)} fault(s), {len(bad)} malformed", file=sys.stderr)
     if args.truth:
         sim.write_truth(args.truth)
+    total = sim.n_frames + sim.n_readings + len(bad)
     if args.out_dir:
-        counts = sim.write_files(args.out_dir, partitions=args.file_partitions)
+        with progress.bar("simulate", total=sim.n_frames + sim.n_readings) as b:
+            counts = sim.write_files(args.out_dir, partitions=args.file_partitions,
+                                     messages=progress.counted(sim.messages(), b))
         print(f"wrote {counts} to {args.out_dir}", file=sys.stderr)
         return 0
     from aiotstream.io.simulator import write_to_kafka
 
     t0 = time.monotonic()
     try:
-        counts = write_to_kafka(interleave(sim.messages(), bad), brokers, wave_topic, read_topic,
-                                progress=True)
+        with progress.bar("simulate", total=total) as b:
+            # on a terminal the bar says how far it is; elsewhere a line every 10,000 messages
+            counts = write_to_kafka(progress.counted(interleave(sim.messages(), bad), b), brokers, wave_topic,
+                                    read_topic, progress=not progress.enabled())
     except RuntimeError as exc:  # messages the broker did not take (write_to_kafka waited 60 s for them)
         raise AiotError(f"simulate: {exc}") from None
     print(f"produced {counts} to {brokers} ({wave_topic}, {read_topic}) in {time.monotonic() - t0:.1f} s",
@@ -549,8 +555,14 @@ def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool
     tune_gc()
 
     def run() -> None:
-        cli_main(flow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
-                 epoch_interval=timedelta(seconds=args.epoch_s), recovery_config=recovery)
+        # replay (a bounded input): a bar of the inputs read so far, on a terminal; closed before the summary
+        from aiotstream.runstats import STATS
+
+        watch = progress.Watch(args.command, lambda: STATS.get("inputs"), unit="input") \
+            if args.command == "replay" else contextlib.nullcontext()
+        with watch:
+            cli_main(flow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
+                     epoch_interval=timedelta(seconds=args.epoch_s), recovery_config=recovery)
 
     return execute_flow(args.command, run, where)
 
@@ -818,11 +830,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(f"--hmac-key-file {args.hmac_key_file}: the file is empty")
     reg = ModelRegistry(args.registry, allow_unsigned=True)
     t0 = time.perf_counter()
-    manifests = train_and_publish(cfg, reg, args.name, args.version, n_assets=args.assets,
-                                  duration_s=args.duration,
-                                  seed=args.seed,
-                                  signing_key=Path(args.signing_key) if args.signing_key else None,
-                                  hmac_key=hmac_key, n_estimators=args.trees)
+    with progress.bar("train", total=2, unit="step") as b:  # simulating + features, then fitting + publishing
+        def stage(what: str) -> None:
+            if what == "fitting":
+                b.update(1)
+            b.set_description_str(f"train: {what}")
+
+        manifests = train_and_publish(cfg, reg, args.name, args.version, n_assets=args.assets,
+                                      duration_s=args.duration, seed=args.seed,
+                                      signing_key=Path(args.signing_key) if args.signing_key else None,
+                                      hmac_key=hmac_key, n_estimators=args.trees, stage=stage)
+        b.update(1)
     for m in manifests:
         sig = m.signature["alg"] if m.signature else "UNSIGNED"
         print(f"{reg.path(m.name, m.version)}: {m.extra.get('family')}{' int8' if m.quantized else ''}, "
