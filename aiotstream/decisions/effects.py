@@ -33,12 +33,12 @@ import numpy as np
 
 from aiotstream.config import ALERT_TYPE_COMMAND_FAILED
 from aiotstream.decisions.alerts import AlertBook, AlertChange, AlertState, alert_record
-from aiotstream.decisions.control import CommandChange, Controller, Situation, command_record
+from aiotstream.decisions.control import PENDING, CommandChange, Controller, Situation, command_record
 from aiotstream.decisions.maintenance import MaintenanceSchedule
 from aiotstream.decisions.runtime import DecisionRuntime
 from aiotstream.lineage import FlowContext
 from aiotstream.records import DeadLetter, Feedback, Output
-from aiotstream.runstats import STATS
+from aiotstream.runstats import STATS, Share
 
 ALERT_COUNTS = {"opened": "alerts_opened", "cleared": "alerts_cleared", "acknowledged": "alerts_acknowledged",
                 "escalated": "alerts_escalated", "suppressed": "alerts_suppressed"}
@@ -141,6 +141,24 @@ def open_alerts(book: AlertBook) -> dict[str, tuple[str, str]]:
     """The book's open alerts as the controller's alert rules read them: type -> (severity, alert id)."""
     current: dict[str, AlertState] = book.current
     return {k: (a.severity, a.alert_id) for k, a in current.items()}
+
+
+def report_open(book: AlertBook, control: Controller, alerts: Share, commands: Share) -> None:
+    """An entity's part of the metrics' open alerts by severity and pending commands by status (looked at only
+    when it has any, or had: nothing to do for most entities and batches)."""
+    current = book.current
+    if current or alerts.now:
+        by: dict[str, int] = {}
+        for a in current.values():
+            by[a.severity] = by.get(a.severity, 0) + 1
+        alerts.update(by)
+    cmds = control.commands
+    if cmds or commands.now:
+        by = {}
+        for c in cmds.values():
+            if c.status in PENDING:
+                by[c.status] = by.get(c.status, 0) + 1
+        commands.update(by)
 
 
 def command_outputs(e: Entity, changes: list[CommandChange], lineage: dict) -> list[Output]:

@@ -45,7 +45,6 @@ from aiotstream.config import (
 from aiotstream.decisions import effects
 from aiotstream.decisions.alerts import AlertBook, AlertChange
 from aiotstream.decisions.control import (
-    PENDING,
     Controller,
     Situation,
 )
@@ -320,20 +319,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
             STATS.observe_many("inference_latency_seconds", [x / S for x in lat],
                                (str(model["name"]), str(model["version"])))
             lat.clear()
-        alerts, commands = self._shares()
-        current = self.book.current
-        if current or alerts.now:
-            by: dict[str, int] = {}
-            for a in current.values():
-                by[a.severity] = by.get(a.severity, 0) + 1
-            alerts.update(by)
-        cmds = self.control.commands
-        if cmds or commands.now:
-            by = {}
-            for c in cmds.values():
-                if c.status in PENDING:
-                    by[c.status] = by.get(c.status, 0) + 1
-            commands.update(by)
+        effects.report_open(self.book, self.control, *self._shares())
 
     def next_deadline_ns(self) -> int | None:
         """The next event time at which something is due (a timer or a queued event), for wall-clock

@@ -403,3 +403,33 @@ def test_an_interval_waits_for_the_outdoor_readings_so_replays_do_not_depend_on_
     outs = z.on_batch(ZoneBatch("z1"), hold_for_outdoor=False)  # a silent sensor: the flow stops waiting
     assert z.next_iv == T0 // (10 * S) + 3 and z.last_outdoor == 12.0
     assert not [o for o in outs if o.kind == "deadletter"]
+
+
+def test_a_zone_reports_its_open_alerts_and_pending_commands_to_the_metrics() -> None:
+    """Issue 18: the building flow's zones add to the metrics' open alerts and pending commands as assets do."""
+    from aiotstream.runstats import RunStats, Share
+
+    data = site().model_dump(mode="json")
+    data["control"] = {"actuators": [{"name": "setback", "initial": 0, "min": 0, "max": 4, "ack_timeout_s": 0}],
+                       "rules": [{"name": "setback-empty", "actuator": "setback", "mode": "approval",
+                                  "approval_timeout_s": 3600, "when": {"alert_type": "hvac_empty_zone"},
+                                  "action": {"set": 3}}]}
+    z = ZoneState(BuildingRuntime(SiteConfig.from_dict(data)), "z1")
+    stats = RunStats()
+    z.alert_share, z.command_share = Share("open_alerts", stats), Share("pending_commands", stats)
+
+    def items(ks: range) -> list:
+        on = range(10, 40)  # HVAC heats the empty zone from 10 s to 40 s: the alert opens at 30 s, clears at 60 s
+        return [x for k in ks for x in ((T0 + k * S, "occupancy", 0.0), (T0 + k * S, "hvac_state", float(k in on)),
+                                         (T0 + k * S, "power_kw", 3.0 if k in on else 1.0))]
+
+    outs = feed(z, "z1", items(range(45)))
+    outs += feed(z, "weather", [(T0 + 44 * S, "temperature", 10.0)], start=500)  # the zone's intervals close
+    (opened,) = [o.record for o in outs if o.kind == "alert"]
+    assert opened["event"] == "opened"
+    levels = stats.levels()
+    assert levels["open_alerts"] == {opened["severity"]: 1}
+    assert levels["pending_commands"] == {"awaiting_approval": 1}
+    feed(z, "z1", items(range(45, 80)), start=1000)
+    feed(z, "weather", [(T0 + 79 * S, "temperature", 10.0)], start=2000)
+    assert stats.levels()["open_alerts"] == {opened["severity"]: 0}
