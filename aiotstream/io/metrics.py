@@ -13,7 +13,8 @@
               connection is down and once a stop is requested.
 
 **Nothing on the hot path.** The counters are the ones the run keeps anyway for its summary line (a batch at
-a time, under one lock); :class:`RunCollector` reads :meth:`~aiotstream.runstats.RunStats.snapshot` when
+a time, under one lock), and the histograms take one call per poll batch, per asset's batch of closed
+windows or per model call; :class:`RunCollector` reads :meth:`~aiotstream.runstats.RunStats.snapshot` when
 Prometheus scrapes, so a flow that is never scraped pays nothing, and a scrape costs one dictionary copy.
 
 Metric names (counters get ``_total`` in the exposition)::
@@ -27,6 +28,16 @@ Metric names (counters get ``_total`` in the exposition)::
     aiotstream_dropped_total{cause}          inputs dropped on purpose, not dead-lettered (e.g. duplicates)
     aiotstream_<gauge>                       each value of the run's ``gauges`` group (active_suppressions
     ...)
+    aiotstream_input_records_total{kind}     records decoded, by kind (frame, reading, feedback, control)
+    aiotstream_open_alerts{severity}         alerts open or acknowledged now (each entity adds its share)
+    aiotstream_pending_commands{status}      commands awaiting_approval, or emitted and awaiting the ack
+    aiotstream_blocked_commands_total{check,rule}   commands the safety envelope blocked
+    aiotstream_watermark_lag_seconds{which}  wall clock minus the closed-window event time of the newest and
+                                             the oldest asset
+    aiotstream_window_close_latency_seconds  histogram: wall clock at a window's close minus its end
+    aiotstream_batch_size{stage}             histogram: messages per poll batch (decode), rows per model call
+                                             (score)
+    aiotstream_inference_latency_seconds{model,version}   histogram: seconds per model call
     aiotstream_source_up{source}             1 while an input connection is up, 0 while down or connecting
     aiotstream_ready                         1 when /readyz answers 200
     aiotstream_recovery_write_age_seconds    with --recovery: seconds since this process last wrote its
@@ -38,9 +49,9 @@ Metric names (counters get ``_total`` in the exposition)::
     process_*, python_*                      the process's CPU, memory, files, GC (prometheus_client's
     defaults)
 
-Bytewax's own metrics (per-operator item counts and durations, from Rust) are not in this registry: Bytewax
-serves them itself at ``:3030/metrics`` when the environment has ``BYTEWAX_DATAFLOW_API_ENABLED=1``
-(``BYTEWAX_DATAFLOW_API_PORT`` changes the port); docs/operations.md says how to scrape both.
+Bytewax's own metrics (per-step item counts and durations, from Rust) are served by Bytewax on its dataflow
+API when the environment has ``BYTEWAX_DATAFLOW_API_ENABLED=1`` (port 3030, or ``BYTEWAX_DATAFLOW_API_PORT``);
+then :class:`BytewaxApi` re-serves its ``bytewax_*`` families here at scrape time (docs/operations.md).
 """
 from __future__ import annotations
 
