@@ -131,9 +131,13 @@ def test_a_poll_batch_becomes_per_zone_interval_partials_and_dead_letters() -> N
              msg(4, reading("z1", T0, "hvac_state", 3)), msg(5, reading("z1", T0 + S, "hvac_state", 1)),
              msg(6, reading("z1", T0, "hvac_state", 9)), msg(7, b"{nope"),
              msg(8, reading("weather", T0, "temperature", 7.5)), msg(9, reading("z1", T0, "occupancy", -1))]
+    from aiotstream.runstats import STATS
+
+    before = STATS.levels()["input_records"].get("reading", 0)
     out = ing.decode(batch)
     dead = sorted(o.record["reason"] for o in out if isinstance(o, Output))
     assert dead == ["bad_json", "bad_value", "bad_value"]
+    assert STATS.levels()["input_records"]["reading"] - before == 7  # the metrics' records by kind: the good ones
     groups = dict(o for o in out if not isinstance(o, Output))
     z1, z2 = groups["z1"], groups["z2"]
     iv0 = T0 // (10 * S)
