@@ -60,7 +60,7 @@ from aiotstream.energy.waste import (
 from aiotstream.kpi import PeriodResult, Tumbling, kpi_record, new_totals
 from aiotstream.lineage import inputs_block, iso_ns, window_block
 from aiotstream.records import DeadLetter, Feedback, Output
-from aiotstream.runstats import Share
+from aiotstream.runstats import STATS, Share
 from aiotstream.units import S
 
 HOUR_NS = 3600 * S
@@ -251,6 +251,10 @@ class ZoneState(effects.RuntimeEntity):
         if due:
             for k in [k for k in self.outdoor if k < self.next_iv]:  # type: ignore[operator]
                 del self.outdoor[k]
+            # the metrics: how late after their end the intervals closed, and the zone's watermark
+            now = time.time()
+            STATS.observe_many("window_close_latency_seconds", [now - (iv + 1) * L / S for iv in due])
+            STATS.watermark(self.zone, (due[-1] + 1) * L)
         return outs
 
     def _summary(self, iv: int) -> IntervalSummary:

@@ -434,6 +434,13 @@ def test_a_zone_reports_its_open_alerts_and_pending_commands_to_the_metrics() ->
     levels = stats.levels()
     assert levels["open_alerts"] == {opened["severity"]: 1}
     assert levels["pending_commands"] == {"awaiting_approval": 1}
+    from aiotstream.runstats import STATS
+
+    closed = STATS.histograms().get(("window_close_latency_seconds", ()), [0, 0.0])
     feed(z, "z1", items(range(45, 80)), start=1000)
     feed(z, "weather", [(T0 + 79 * S, "temperature", 10.0)], start=2000)
     assert stats.levels()["open_alerts"] == {opened["severity"]: 0}
+    # its closed intervals are windows for the close latency histogram and the watermark (the interval ends)
+    after = STATS.histograms()[("window_close_latency_seconds", ())]
+    assert sum(after[:-1]) - sum(closed[:-1]) == (z.clock_ns - (T0 + 40 * S)) // (10 * S) > 0
+    assert z.clock_ns in STATS.watermarks()
