@@ -1,5 +1,5 @@
-"""Progress bars for the long commands (``simulate``, ``replay``, ``train``), shown only when stderr is a
-terminal: in a pipe, a file, a test or a container's log they are off, so logs stay one line per
+"""Progress bars for the long commands (``simulate``, ``replay``, ``train``, ``bench kernels``), shown only when
+stderr is a terminal: in a pipe, a file, a test or a container's log they are off, so logs stay one line per
 event. ``AIOTSTREAM_PROGRESS=0`` turns them off on a terminal too.
 
 tqdm draws them (rate, elapsed and remaining time, one line redrawn in place, terminal width followed): a
@@ -73,8 +73,9 @@ def bar(desc: str, total: float | None = None, unit: str = "msg", stream: IO[str
     except (AttributeError, ValueError, OSError):
         sized = False
     # through a plain writer: tqdm 4.70 given sys.stderr itself drew nothing on a terminal (seen on a pty)
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=_Writer(stream), leave=False,
-                dynamic_ncols=sized, ncols=None if sized else 80, mininterval=0.25, smoothing=0.1)
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=total is None or total >= 1000,
+                file=_Writer(stream), leave=False, dynamic_ncols=sized, ncols=None if sized else 80,
+                mininterval=0.25, smoothing=0.1)
 
 
 class Watch:

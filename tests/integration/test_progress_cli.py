@@ -55,3 +55,13 @@ def test_simulate_and_replay_draw_a_bar_on_a_terminal_and_none_in_a_pipe(tmp_pat
     piped = subprocess.run(replay, capture_output=True, env=ENV, timeout=300, check=True)
     assert b"\r" not in piped.stderr, piped.stderr[-2000:]
     assert piped.stderr.decode().splitlines()[-1].startswith("done: inputs")
+
+
+def test_bench_kernels_draws_a_bar_of_its_rounds_on_a_terminal_only() -> None:
+    small = ("--windows", "200", "--samples", "256", "--repeat", "2", "--scalar-updates", "2000")
+    rc, drawn = _on_a_terminal(cli("bench", "kernels", *small))
+    assert rc == 0 and b"bench kernels" in drawn and b"/6 " in drawn and b"round" in drawn, drawn[-2000:]
+    assert b"spectral: round 2/2" in drawn  # the round lines still print, above the bar
+    piped = subprocess.run(cli("bench", "kernels", *small), capture_output=True, env=ENV, timeout=300, check=True)
+    assert b"\r" not in piped.stderr and b"bench kernels" not in piped.stderr, piped.stderr[-2000:]
+    assert b"spectral: round 2/2" in piped.stderr
