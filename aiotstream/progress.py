@@ -1,6 +1,6 @@
-"""Progress bars for the long commands (``simulate``, ``replay``, ``train``, ``bench kernels``), shown only when
-stderr is a terminal: in a pipe, a file, a test or a container's log they are off, so logs stay one line per
-event. ``AIOTSTREAM_PROGRESS=0`` turns them off on a terminal too.
+"""Progress bars for the long commands (``simulate``, ``replay``, ``train``, ``bench kernels``), shown only
+when stderr is a terminal: in a pipe, a file, a test or a container's log they are off, so logs stay one line
+per event. ``AIOTSTREAM_PROGRESS=0`` turns them off on a terminal too.
 
 tqdm draws them (rate, elapsed and remaining time, one line redrawn in place, terminal width followed): a
 small, dependency-free library, where a hand-written bar would have to get the same terminal details right.
