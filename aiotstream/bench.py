@@ -143,7 +143,7 @@ def numpy_spectral_features(x: Any, fs: float, bands: Any, rpm: float, halfwidth
 
 # --------------------------------------------------------------------------- harness
 def _best_of(contenders: dict[str, Callable[[], object]], repeat: int, say: Callable[[str], None],
-             label: str, budget_s: float = 0.3) -> dict[str, float]:
+             label: str, budget_s: float = 0.3, tick: Callable[[], None] = lambda: None) -> dict[str, float]:
     """Best wall time (s) of each contender over ``repeat`` interleaved rounds (after one warm-up).
 
     In each round every contender runs back to back until it has used ``budget_s`` (at least
@@ -166,6 +166,7 @@ def _best_of(contenders: dict[str, Callable[[], object]], repeat: int, say: Call
                 best[name] = min(best[name], dt)
         times = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in best.items())
         say(f"  {label}: round {r + 1}/{repeat}: {times}")
+        tick()
     say(f"  {label}: calls per contender: " + ", ".join(f"{k} {v}" for k, v in calls.items()))
     return best
 
@@ -217,9 +218,15 @@ def _machine() -> dict[str, Any]:
     return info
 
 
+def rounds(repeat: int) -> int:
+    """How many rounds :func:`run` measures in all (the scalar set runs at most 3)."""
+    return 2 * max(1, repeat) + max(1, min(repeat, 3))
+
+
 def run(windows: int = 20_000, samples: int = 1024, repeat: int = 5, scalar_updates: int = 200_000,
-        say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every kernel benchmark once; return the report (see the module doc)."""
+        say: Callable[[str], None] = print, tick: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Run every kernel benchmark once; return the report (see the module doc). ``tick`` is called after
+    each round (the CLI's progress bar)."""
     import numpy as np
     import scipy.fft
 
@@ -250,7 +257,7 @@ def run(windows: int = 20_000, samples: int = 1024, repeat: int = 5, scalar_upda
         "twin": lambda: reference.time_features(x),
         "numpy": lambda: numpy_time_features(x),
         "memory": memory,
-    }, max(1, repeat), say, "time")
+    }, max(1, repeat), say, "time", tick=tick)
     report["sets"]["vibration-basic"] = _summary(_rates(best, dict.fromkeys(best, total)), best, "samples/s")
 
     # ---- spectral ------------------------------------------------------------------------
@@ -268,7 +275,7 @@ def run(windows: int = 20_000, samples: int = 1024, repeat: int = 5, scalar_upda
         "numpy_f32": lambda: numpy_spectral_features(x, SAMPLE_RATE, BANDS, RPM, dtype=np.float32),
         "scipy_rfft": scipy_rfft,
         "memory": memory,
-    }, max(1, repeat), say, "spectral")
+    }, max(1, repeat), say, "spectral", tick=tick)
     rates = _rates(best, dict.fromkeys(best, total))
     np_best = "numpy_f64" if rates["numpy_f64"] >= rates["numpy_f32"] else "numpy_f32"
     rates["numpy"] = rates[np_best]
@@ -301,7 +308,7 @@ def run(windows: int = 20_000, samples: int = 1024, repeat: int = 5, scalar_upda
         return reference.ScalarStateTwin(window, alpha=0.1).update(order[:twin_n], vals[:twin_n], ts[:twin_n])
 
     best = _best_of({"kernel": kernel_scalar, "twin": twin_scalar, "memory": lambda: vals.sum()},
-                    max(1, min(repeat, 3)), say, "scalar")
+                    max(1, min(repeat, 3)), say, "scalar", tick=tick)
     rates = _rates(best, {"kernel": scalar_updates, "twin": twin_n, "memory": scalar_updates})
     summary = _summary(rates, best, "updates/s")
     summary["numpy"] = None
@@ -357,10 +364,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {', '.join(missing)} not set to 1 (use `aiotstream bench kernels`, which sets them)",
               file=sys.stderr)
 
-    def say(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
+    from aiotstream import progress
 
-    report = run(a.windows, a.samples, a.repeat, a.scalar_updates, say)
+    bar = progress.bar("bench kernels", total=rounds(a.repeat), unit="round")
+
+    def say(msg: str) -> None:
+        if isinstance(bar, progress.NullBar):
+            print(msg, file=sys.stderr, flush=True)
+        else:  # above the bar, which stays at the bottom
+            bar.clear()
+            print(msg, file=sys.stderr, flush=True)
+            bar.refresh()
+
+    with bar:
+        report = run(a.windows, a.samples, a.repeat, a.scalar_updates, say, tick=lambda: bar.update(1))
     print(format_report(report))
     if a.json:
         with open(a.json, "w", encoding="utf-8") as fh:

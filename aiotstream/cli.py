@@ -16,6 +16,7 @@ the parser with bad arguments: add rows for the new one there.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import math
@@ -35,7 +36,7 @@ from typing import Any, Self
 import orjson
 from pydantic import ValidationError
 
-from aiotstream import code_version, logs
+from aiotstream import code_version, logs, progress
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.errors import AiotError, ConfigError
 from aiotstream.routing import Placement
@@ -250,16 +251,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
           file=sys.stderr)
     if args.truth:
         sim.write_truth(args.truth)
+    total = sim.n_frames + sim.n_readings + len(bad)
     if args.out_dir:
-        counts = sim.write_files(args.out_dir, partitions=args.file_partitions)
+        with progress.bar("simulate", total=sim.n_frames + sim.n_readings) as b:
+            counts = sim.write_files(args.out_dir, partitions=args.file_partitions,
+                                     messages=progress.counted(sim.messages(), b))
         print(f"wrote {counts} to {args.out_dir}", file=sys.stderr)
         return 0
     from aiotstream.io.simulator import write_to_kafka
 
     t0 = time.monotonic()
     try:
-        counts = write_to_kafka(interleave(sim.messages(), bad), brokers, wave_topic, read_topic,
-                                progress=True)
+        with progress.bar("simulate", total=total) as b:
+            # on a terminal the bar says how far it is; elsewhere a line every 10,000 messages
+            counts = write_to_kafka(progress.counted(interleave(sim.messages(), bad), b), brokers, wave_topic,
+                                    read_topic, progress=not progress.enabled())
     except RuntimeError as exc:  # messages the broker did not take (write_to_kafka waited 60 s for them)
         raise AiotError(f"simulate: {exc}") from None
     print(f"produced {counts} to {brokers} ({wave_topic}, {read_topic}) in {time.monotonic() - t0:.1f} s",
@@ -544,9 +550,9 @@ def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool
     sink, also, where = _sinks(args, cfg, brokers)
     # without --recovery nothing reads the per-epoch state snapshots, so they are not taken
     flow = build_flow(cfg, stoppable(source), sink, tail=tail, also=also, snapshots=bool(args.recovery))
-    print(f"running {cfg.site.flow} for site {cfg.site.id!r} (config_hash {cfg.config_hash}, code "
-          f"{code_version()}): {src_text} -> {where}" + ("" if tail else " (until the end of the input)"),
-          file=sys.stderr, flush=True)
+    print(f"running {cfg.site.flow} for site {cfg.site.id!r} (config_hash {cfg.config_hash}, "
+          f"{model_versions(cfg)}, code {code_version()}): {src_text} -> {where}"
+          + ("" if tail else " (until the end of the input)"), file=sys.stderr, flush=True)
     addresses = args.addresses.split(";") if args.addresses else None
     recovery = None
     if args.recovery:
@@ -557,10 +563,34 @@ def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool
     tune_gc()
 
     def run() -> None:
-        cli_main(flow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
-                 epoch_interval=timedelta(seconds=args.epoch_s), recovery_config=recovery)
+        # replay (a bounded input): a bar of the inputs read so far, on a terminal; closed before the summary
+        from aiotstream.runstats import STATS
+
+        watch = progress.Watch(args.command, lambda: STATS.get("inputs"), unit="input") \
+            if args.command == "replay" else contextlib.nullcontext()
+        with watch:
+            cli_main(flow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
+                     epoch_interval=timedelta(seconds=args.epoch_s), recovery_config=recovery)
 
     return execute_flow(args.command, run, where)
+
+
+def model_versions(cfg: SiteConfig) -> str:
+    """The models a run starts with, for its start line: ``model <name>@<version> (<kind>)``, and for ONNX
+    sites the canary (with its share of the assets) and the shadow.
+
+    >>> from aiotstream.config import SiteConfig
+    >>> model_versions(SiteConfig.model_validate({"site": {"id": "p"}, "assets": [{"id": "a", "line": "l"}]}))
+    'model baseline@1 (zscore)'
+    """
+    m = cfg.model
+    text = f"model {m.name}@{m.version} ({m.kind})"
+    o = m.onnx
+    if o is not None and o.canary:
+        text += f", canary {o.canary} on {o.canary_fraction:.0%} of the assets"
+    if o is not None and o.shadow:
+        text += f", shadow {o.shadow}"
+    return text
 
 
 def _cluster_place(args: argparse.Namespace) -> Placement:
@@ -924,11 +954,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(f"--hmac-key-file {args.hmac_key_file}: the file is empty")
     reg = ModelRegistry(args.registry, allow_unsigned=True)
     t0 = time.perf_counter()
-    manifests = train_and_publish(cfg, reg, args.name, args.version, n_assets=args.assets,
-                                  duration_s=args.duration,
-                                  seed=args.seed,
-                                  signing_key=Path(args.signing_key) if args.signing_key else None,
-                                  hmac_key=hmac_key, n_estimators=args.trees)
+    with progress.bar("train", total=2, unit="step") as b:  # simulating + features, then fitting + publishing
+        def stage(what: str) -> None:
+            if what == "fitting":
+                b.update(1)
+            b.set_description_str(f"train: {what}")
+
+        manifests = train_and_publish(cfg, reg, args.name, args.version, n_assets=args.assets,
+                                      duration_s=args.duration, seed=args.seed,
+                                      signing_key=Path(args.signing_key) if args.signing_key else None,
+                                      hmac_key=hmac_key, n_estimators=args.trees, stage=stage)
+        b.update(1)
     for m in manifests:
         sig = m.signature["alg"] if m.signature else "UNSIGNED"
         print(f"{reg.path(m.name, m.version)}: {m.extra.get('family')}{' int8' if m.quantized else ''}, "
@@ -993,7 +1029,30 @@ def cmd_console(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from aiotstream.schemas import schema_text
+
+    text = schema_text(args.which)
+    if not args.out:
+        sys.stdout.write(text)
+        return 0
+    out_file(args.out, "--out")
+    Path(args.out).write_text(text)
+    print(f"wrote the {args.which} JSON Schema to {args.out}", file=sys.stderr)
+    return 0
+
+
 # ---- the parser -----------------------------------------------------------------------------------------
+def _add_schema(sub: Any) -> None:
+    from aiotstream.schemas import NAMES
+
+    s = sub.add_parser("schema", help="print the JSON Schema of the output records or of the site config")
+    s.add_argument("which", choices=NAMES, help="outputs: every output record (by its schema field); site: a "
+                   "site config file")
+    s.add_argument("--out", metavar="FILE", help="write it to FILE instead of stdout")
+    s.set_defaults(func=cmd_schema)
+
+
 def _add_validate(sub: Any) -> None:
     v = sub.add_parser("validate",
                        help="check site config files; print every bad field's path (exit 2 if any)")
@@ -1237,7 +1296,7 @@ def _add_console(sub: Any) -> None:
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_broker, _add_simulate, _add_run, _add_replay,
                                             _add_demo, _add_evaluate, _add_bench, _add_train,
-                                            _add_console]
+                                            _add_console, _add_schema]
 """Each registers one subcommand on the subparsers object; a new subcommand adds its function here."""
 
 

@@ -11,6 +11,12 @@ when a command stops, however it stops. Groups and what their keys are:
 ``dropped``      inputs dropped on purpose and not dead-lettered, by cause (e.g. ``duplicate_frame``)
 ``gauges``       values set, not added (e.g. ``active_suppressions``)
 
+Beside the summary's groups, what only the metrics endpoint shows (:mod:`aiotstream.io.metrics` reads it at
+scrape time): the :data:`LEVELS` groups (``input_records`` by kind, ``open_alerts`` by severity,
+``pending_commands`` by status, ``blocked_commands`` by (check, rule)), histograms (:data:`BUCKETS`,
+observed once per batch, window or model call, never per message) and each asset's newest closed window
+end (:meth:`RunStats.watermark`).
+
 >>> s = RunStats()
 >>> s.add_many("inputs", {"p.readings": 3})
 >>> s.add("deadletters", "bad_json")
@@ -30,12 +36,27 @@ counted once])
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable, Mapping
 
 GROUPS = ("inputs", "deadletters", "outputs", "losses", "dropped", "gauges")
 _TITLES = {"inputs": "inputs", "deadletters": "dead letters", "outputs": "outputs", "losses": "known losses",
            "dropped": "dropped", "gauges": ""}
+LEVELS = ("input_records", "open_alerts", "pending_commands", "blocked_commands")
+"""Groups for the metrics endpoint only (not in the summary line): records decoded by kind (``frame``,
+``reading``, ``feedback``, ``control``), open alerts by severity and pending commands by status (gauges: the
+entities add their changes), blocked commands by ``(check, rule)`` of the safety envelope (a counter)."""
+BUCKETS: dict[str, tuple[float, ...]] = {
+    # wall clock at a window's close minus its end in event time: live data sits in the low buckets
+    "window_close_latency_seconds": (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+    # messages per poll batch (stage decode), rows per model call (stage score)
+    "batch_size": (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+    # one model call: an online detector's score_learn of one window, or one ONNX call over a batch
+    "inference_latency_seconds": (5e-05, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                  0.1, 0.25, 1.0),
+}
+"""Histogram name -> upper bounds of its buckets (``le``; +Inf is implied)."""
 SAME_LOSSES = (frozenset({"mqtt_broker_dropped", "mqtt_seq_gap"}),)
 """Sets of ``losses`` keys that count the same messages (the total takes the largest of each set)."""
 
@@ -55,6 +76,10 @@ class RunStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._groups: dict[str, Counter[str]] = {g: Counter() for g in GROUPS}
+        self._levels: dict[str, Counter[Hashable]] = {g: Counter() for g in LEVELS}
+        # (histogram, labels) -> [count per bucket..., count above the last, sum]
+        self._hist: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+        self._marks: dict[str, int] = {}  # asset -> end (event time, ns) of its newest closed window
 
     def add(self, group: str, key: str, n: int = 1) -> None:
         with self._lock:
@@ -84,8 +109,59 @@ class RunStats:
 
     def reset(self) -> None:
         with self._lock:
-            for c in self._groups.values():
+            for c in [*self._groups.values(), *self._levels.values()]:
                 c.clear()
+            self._hist.clear()
+            self._marks.clear()
+
+    # ---- for the metrics endpoint only ----------------------------------------------------------------
+    def level(self, group: str, counts: Mapping[Hashable, int]) -> None:
+        """Add to a :data:`LEVELS` group (negative counts too: a gauge's entities add their changes)."""
+        if counts:
+            with self._lock:
+                c = self._levels[group]
+                for k, v in counts.items():
+                    c[k] += v
+
+    def levels(self) -> dict[str, dict[Hashable, int]]:
+        with self._lock:
+            return {g: dict(c) for g, c in self._levels.items()}
+
+    def observe(self, name: str, value: float, labels: tuple[str, ...] = ()) -> None:
+        """One observation of histogram ``name`` (:data:`BUCKETS`) with these label values.
+
+        >>> s = RunStats(); s.observe("batch_size", 3); s.observe("batch_size", 20000)
+        >>> h = s.histograms()[("batch_size", ())]; h[:3], h[-2:]
+        ([0, 0, 1], [1, 20003.0])
+        """
+        self.observe_many(name, (value,), labels)
+
+    def observe_many(self, name: str, values: Iterable[float], labels: tuple[str, ...] = ()) -> None:
+        bounds = BUCKETS[name]
+        with self._lock:
+            h = self._hist.get((name, labels))
+            if h is None:
+                h = self._hist[(name, labels)] = [0] * (len(bounds) + 1) + [0.0]
+            for v in values:
+                h[bisect_left(bounds, v)] += 1
+                h[-1] += v
+
+    def histograms(self) -> dict[tuple[str, tuple[str, ...]], list[float]]:
+        """A copy: (name, label values) -> counts per bucket (not cumulative), the count above the last
+        bucket, and the sum."""
+        with self._lock:
+            return {k: list(v) for k, v in self._hist.items()}
+
+    def watermark(self, asset: str, end_ns: int) -> None:
+        """``asset`` closed a window ending at ``end_ns`` (event time); one dictionary store, no lock."""
+        self._marks[asset] = end_ns
+
+    def forget_watermark(self, asset: str) -> None:
+        self._marks.pop(asset, None)
+
+    def watermarks(self) -> list[int]:
+        """Each asset's newest closed window end (ns), in no order."""
+        return list(self._marks.values())  # one C call under the GIL: safe while workers store
 
     def summary(self) -> str:
         """One line: totals and the keys of each group, largest first; groups that must always show do."""
@@ -164,3 +240,37 @@ def count_outputs(items: list, stats: RunStats | None = None) -> None:
     s = stats or STATS
     s.add_many("outputs", kinds)
     s.add_many("deadletters", reasons)
+
+
+class Share:
+    """What one entity (an asset, a zone) adds to a :data:`LEVELS` gauge group of :data:`STATS` (e.g. its open
+    alerts by severity): it reports its counts after a batch and adds only the change, so the gauge is the
+    sum over the process's entities without a registry of them. :meth:`release` takes its part back when its
+    state is discarded; a snapshot does not carry the part (a resumed entity reports afresh into the new
+    process's gauge).
+
+    >>> stats = RunStats(); a, b = Share("open_alerts", stats), Share("open_alerts", stats)
+    >>> a.update({"warning": 1}); b.update({"warning": 1, "critical": 1}); a.update({})
+    >>> stats.levels()["open_alerts"]
+    {'warning': 1, 'critical': 1}
+    >>> b.release(); stats.levels()["open_alerts"]
+    {'warning': 0, 'critical': 0}
+    """
+
+    def __init__(self, group: str, stats: RunStats | None = None):
+        self.group = group
+        self.now: dict[Hashable, int] = {}
+        self.stats = stats
+
+    def update(self, counts: Mapping[Hashable, int]) -> None:
+        if counts == self.now:
+            return
+        diff = {k: counts.get(k, 0) - self.now.get(k, 0) for k in {*counts, *self.now}}
+        (self.stats or STATS).level(self.group, {k: v for k, v in diff.items() if v})
+        self.now = dict(counts)
+
+    def release(self) -> None:
+        self.update({})
+
+    def __getstate__(self) -> dict[str, object]:
+        return {"group": self.group, "now": {}, "stats": None}

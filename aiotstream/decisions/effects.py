@@ -33,11 +33,12 @@ import numpy as np
 
 from aiotstream.config import ALERT_TYPE_COMMAND_FAILED
 from aiotstream.decisions.alerts import AlertBook, AlertChange, AlertState, alert_record
-from aiotstream.decisions.control import CommandChange, Controller, Situation, command_record
+from aiotstream.decisions.control import PENDING, CommandChange, Controller, Situation, command_record
 from aiotstream.decisions.maintenance import MaintenanceSchedule
 from aiotstream.decisions.runtime import DecisionRuntime
 from aiotstream.lineage import FlowContext
 from aiotstream.records import DeadLetter, Feedback, Output
+from aiotstream.runstats import STATS, Share
 
 ALERT_COUNTS = {"opened": "alerts_opened", "cleared": "alerts_cleared", "acknowledged": "alerts_acknowledged",
                 "escalated": "alerts_escalated", "suppressed": "alerts_suppressed"}
@@ -142,6 +143,24 @@ def open_alerts(book: AlertBook) -> dict[str, tuple[str, str]]:
     return {k: (a.severity, a.alert_id) for k, a in current.items()}
 
 
+def report_open(book: AlertBook, control: Controller, alerts: Share, commands: Share) -> None:
+    """An entity's part of the metrics' open alerts by severity and pending commands by status (looked at only
+    when it has any, or had: nothing to do for most entities and batches)."""
+    current = book.current
+    if current or alerts.now:
+        by: dict[str, int] = {}
+        for a in current.values():
+            by[a.severity] = by.get(a.severity, 0) + 1
+        alerts.update(by)
+    cmds = control.commands
+    if cmds or commands.now:
+        by = {}
+        for c in cmds.values():
+            if c.status in PENDING:
+                by[c.status] = by.get(c.status, 0) + 1
+        commands.update(by)
+
+
 def command_outputs(e: Entity, changes: list[CommandChange], lineage: dict) -> list[Output]:
     """Count and emit command changes; a failed command raises ``command_failed``, an acked one resolves
     it."""
@@ -150,6 +169,9 @@ def command_outputs(e: Entity, changes: list[CommandChange], lineage: dict) -> l
         c, t = ch.command, ch.at_ns
         status = "retried" if ch.status == "emitted" and c.attempt > 0 else ch.status
         e.count(f"commands_{status}", 1, t)
+        if ch.status == "blocked":  # the metrics' blocked commands by envelope check and rule
+            why = c.blocked_by or {}
+            STATS.level("blocked_commands", {(str(why.get("check")), str(why.get("rule"))): 1})
         outs.append(Output("command", e.key, command_record(e.ctx, ch, e.key, e.group, lineage)))
         if ch.status == "failed":
             detail = {"command_id": c.command_id, "actuator": c.actuator, "rule": c.rule, "reason": c.reason,

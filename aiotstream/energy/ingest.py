@@ -38,7 +38,7 @@ from aiotstream.records import (
     Reading,
     SourceMessage,
 )
-from aiotstream.runstats import count_inputs
+from aiotstream.runstats import STATS, count_inputs
 
 # A partial row: (meter code, interval index, count, sum, count > 0, count == 1, count == 2, count == 3,
 # newest ts, first, last) -- first/last index the zone's messages (for dead letters of late readings).
@@ -154,7 +154,13 @@ class BuildingIngest:
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     pass
             self._slow(msg, horizon, cols, out, outdoor, feedback)
-        groups = self._group(cols, out)
+        dead = len(out)
+        groups = self._group(cols, out)  # dead-letters the column rows out of range
+        # the metrics: records by kind and the poll batch's size, once per batch
+        kinds = {"reading": len(cols.zi) - (len(out) - dead) + len(outdoor),
+                 "feedback": sum(map(len, feedback.values()))}
+        STATS.level("input_records", {k: n for k, n in kinds.items() if n})
+        STATS.observe("batch_size", len(msgs), ("decode",))
         if outdoor:
             L = rt.interval_ns
             acc: dict[int, list] = {}

@@ -60,6 +60,7 @@ from aiotstream.energy.waste import (
 from aiotstream.kpi import PeriodResult, Tumbling, kpi_record, new_totals
 from aiotstream.lineage import inputs_block, iso_ns, window_block
 from aiotstream.records import DeadLetter, Feedback, Output
+from aiotstream.runstats import STATS, Share
 from aiotstream.units import S
 
 HOUR_NS = 3600 * S
@@ -145,6 +146,8 @@ class ZoneState(effects.RuntimeEntity):
         self.has_neighbours = zone in rt.neighbours
         self._deciding: list[_Period] = []  # the KPI periods the decision being made counts into
         self.suppression = SuppressionGauge()  # this zone's part of STATS gauge active_suppressions
+        self.alert_share = Share("open_alerts")  # its part of the metrics' open alerts and pending commands
+        self.command_share = Share("pending_commands")
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("rt", "_deciding")}
@@ -153,6 +156,8 @@ class ZoneState(effects.RuntimeEntity):
         self.__dict__.update(state)
         self.__dict__.setdefault("outdoor_iv", -1)  # a snapshot from before the outdoor wait
         self.__dict__.setdefault("suppression", SuppressionGauge())  # a snapshot from before the gauge
+        self.__dict__.setdefault("alert_share", Share("open_alerts"))  # ... from before the metrics
+        self.__dict__.setdefault("command_share", Share("pending_commands"))
         self._deciding = []
         self.rt = None  # type: ignore[assignment]  # set by attach()
 
@@ -228,8 +233,10 @@ class ZoneState(effects.RuntimeEntity):
         return outs
 
     def _report(self) -> None:
-        """Report to the run summary whether this zone's alerts are suppressed now (as assets do)."""
+        """Report to the run summary whether this zone's alerts are suppressed now, and to the metrics its
+        open alerts and pending commands (as assets do)."""
         self.suppression.update(self.clock_ns is not None and self.schedule.active(self.clock_ns))
+        effects.report_open(self.book, self.control, self.alert_share, self.command_share)
 
     # ---- intervals -----------------------------------------------------------------------------
     def _close_until(self, end_ns: int | None) -> list[Output]:
@@ -244,6 +251,10 @@ class ZoneState(effects.RuntimeEntity):
         if due:
             for k in [k for k in self.outdoor if k < self.next_iv]:  # type: ignore[operator]
                 del self.outdoor[k]
+            # the metrics: how late after their end the intervals closed, and the zone's watermark
+            now = time.time()
+            STATS.observe_many("window_close_latency_seconds", [now - (iv + 1) * L / S for iv in due])
+            STATS.watermark(self.zone, (due[-1] + 1) * L)
         return outs
 
     def _summary(self, iv: int) -> IntervalSummary:

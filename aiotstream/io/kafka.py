@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 MAX_KEY_BYTES = 512  # keys are asset ids (at most 128 characters)
 ANY_PARTITION = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the producer's partitioner picks (CRC32 of the key)
 
+CONTENT_TYPE = b"application/json"
+HEADERS = ("kind", "schema", "schema-version", "site", "content-type")
+"""The headers of every output message: its kind (``score``, ``alert``, ...), its ``schema``
+(``aiotstream.score/1``) and that schema's major version (``1``), the site id, and ``application/json``."""
+
 PRODUCER_DEFAULTS = {
     "enable.idempotence": "true",  # no duplicates from producer retries
     "linger.ms": "5",
@@ -184,10 +189,13 @@ class _OutputPartition(StatelessSinkPartition[Output]):
     MAX_ATTEMPTS = 5
     WAIT_MAX_S = 4.0
 
-    def __init__(self, producer: Producer, topics: dict[str, str], brokers: str, limit: int | None = None):
+    def __init__(self, producer: Producer, topics: dict[str, str], brokers: str, limit: int | None = None,
+                 site: str = ""):
         self.producer = producer
         self.topics = topics
         self.brokers = brokers
+        self.site = site.encode()
+        self._headers: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
         if limit is None:
             limit = message_limit(PRODUCER_DEFAULTS | client_config_from_env())
         self.limit = limit
@@ -222,11 +230,13 @@ class _OutputPartition(StatelessSinkPartition[Output]):
         unsent: list[tuple[Output, bytes]] = []
         for i, item in enumerate(items):
             out, data = item
+            headers = self.headers(out)
+            ts_ms = event_time_ms(out.record)
             while True:
                 try:
                     waiting[id(item)] = item
                     self.producer.produce(self.topics[out.kind], value=data, key=out.key.encode(),
-                                          on_delivery=report(item))
+                                          headers=headers, timestamp=ts_ms, on_delivery=report(item))
                     break
                 except BufferError:  # local queue full: let the producer drain, then retry
                     waiting.pop(id(item), None)
@@ -250,6 +260,17 @@ class _OutputPartition(StatelessSinkPartition[Output]):
         if fatal:
             self.producer = make_producer(self.brokers)
         return delivered, retry, failed
+
+    def headers(self, out: Output) -> list[tuple[str, bytes]]:
+        """The Kafka headers of a record (:data:`HEADERS`): one list per kind and schema, built once."""
+        schema = str(out.record.get("schema", ""))
+        got = self._headers.get((out.kind, schema))
+        if got is None:
+            got = self._headers[(out.kind, schema)] = [
+                ("kind", out.kind.encode()), ("schema", schema.encode()),
+                ("schema-version", schema.rpartition("/")[2].encode()), ("site", self.site),
+                ("content-type", CONTENT_TYPE)]
+        return got
 
     def _deliver(self,
                  items: list[tuple[Output, bytes]]) -> tuple[list[Output], list[tuple[Output, bytes, str]]]:
@@ -328,6 +349,23 @@ class _OutputPartition(StatelessSinkPartition[Output]):
                 return
 
 
+def event_time_ms(record: Mapping[str, Any]) -> int:
+    """A record's event time in ms for the Kafka message timestamp: its ``at_ns`` (alerts, commands), else the
+    end of its ``window`` (scores, KPI periods); 0 (the producer's clock) for records without one (dead
+    letters).
+
+    >>> event_time_ms({"at_ns": 1_767_225_620_000_000_000, "window": {"end_ns": 1}})
+    1767225620000
+    >>> event_time_ms({"window": {"end_ns": 1_767_225_601_500_000_000}}), event_time_ms({"window": None})
+    (1767225601500, 0)
+    """
+    t = record.get("at_ns")
+    if not isinstance(t, int):
+        w = record.get("window")
+        t = w.get("end_ns") if isinstance(w, dict) else None
+    return t // 1_000_000 if isinstance(t, int) and t > 0 else 0
+
+
 class _Undelivered(Exception):
     """Some records of a batch still wait for delivery (tenacity retries on it)."""
 
@@ -357,16 +395,18 @@ def message_limit(producer_config: Mapping[str, str]) -> int:
 
 
 class KafkaOutputSink(DynamicSink[Output]):
-    """Writes outputs to ``<site>.alerts|commands|kpis|scores|deadletter``, keyed by asset id."""
+    """Writes outputs to ``<site>.alerts|commands|kpis|scores|deadletter``, keyed by asset id, with the
+    :data:`HEADERS` and the record's event time as the message timestamp (:func:`event_time_ms`)."""
 
     def __init__(self, config: SiteConfig, brokers: str | None = None):
         self.topics = output_topics(config)
         self.brokers = brokers or ",".join(config.inputs.brokers)
+        self.site = config.site.id
         assert set(self.topics) == set(KINDS)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _OutputPartition:
         return _OutputPartition(make_producer(self.brokers), self.topics, self.brokers,
-                                message_limit(PRODUCER_DEFAULTS | client_config_from_env()))
+                                message_limit(PRODUCER_DEFAULTS | client_config_from_env()), self.site)
 
 
 def make_producer(brokers: str) -> Producer:

@@ -13,7 +13,8 @@
               connection is down and once a stop is requested.
 
 **Nothing on the hot path.** The counters are the ones the run keeps anyway for its summary line (a batch at
-a time, under one lock); :class:`RunCollector` reads :meth:`~aiotstream.runstats.RunStats.snapshot` when
+a time, under one lock), and the histograms take one call per poll batch, per asset's batch of closed
+windows or per model call; :class:`RunCollector` reads :meth:`~aiotstream.runstats.RunStats.snapshot` when
 Prometheus scrapes, so a flow that is never scraped pays nothing, and a scrape costs one dictionary copy.
 
 Metric names (counters get ``_total`` in the exposition)::
@@ -27,6 +28,16 @@ Metric names (counters get ``_total`` in the exposition)::
     aiotstream_dropped_total{cause}          inputs dropped on purpose, not dead-lettered (e.g. duplicates)
     aiotstream_<gauge>                       each value of the run's ``gauges`` group (active_suppressions
     ...)
+    aiotstream_input_records_total{kind}     records decoded, by kind (frame, reading, feedback, control)
+    aiotstream_open_alerts{severity}         alerts open or acknowledged now (each entity adds its share)
+    aiotstream_pending_commands{status}      commands awaiting_approval, or emitted and awaiting the ack
+    aiotstream_blocked_commands_total{check,rule}   commands the safety envelope blocked
+    aiotstream_watermark_lag_seconds{which}  wall clock minus the closed-window event time of the newest and
+                                             the oldest asset
+    aiotstream_window_close_latency_seconds  histogram: wall clock at a window's close minus its end
+    aiotstream_batch_size{stage}             histogram: messages per poll batch (decode), rows per model call
+                                             (score)
+    aiotstream_inference_latency_seconds{model,version}   histogram: seconds per model call
     aiotstream_source_up{source}             1 while an input connection is up, 0 while down or connecting
     aiotstream_ready                         1 when /readyz answers 200
     aiotstream_recovery_write_age_seconds    with --recovery: seconds since this process last wrote its
@@ -38,19 +49,21 @@ Metric names (counters get ``_total`` in the exposition)::
     process_*, python_*                      the process's CPU, memory, files, GC (prometheus_client's
     defaults)
 
-Bytewax's own metrics (per-operator item counts and durations, from Rust) are not in this registry: Bytewax
-serves them itself at ``:3030/metrics`` when the environment has ``BYTEWAX_DATAFLOW_API_ENABLED=1``
-(``BYTEWAX_DATAFLOW_API_PORT`` changes the port); docs/operations.md says how to scrape both.
+Bytewax's own metrics (per-step item counts and durations, from Rust) are served by Bytewax on its dataflow
+API when the environment has ``BYTEWAX_DATAFLOW_API_ENABLED=1`` (port 3030, or ``BYTEWAX_DATAFLOW_API_PORT``);
+then :class:`BytewaxApi` re-serves its ``bytewax_*`` families here at scrape time (docs/operations.md).
 """
 from __future__ import annotations
 
 import errno
 import gzip
 import logging
+import os
 import re
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -58,14 +71,22 @@ from typing import Any, Self
 
 import orjson
 from prometheus_client import REGISTRY, CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from aiotstream.config import SEVERITIES
 from aiotstream.errors import AiotError
 from aiotstream.io.outage import connections
 from aiotstream.io.stop import CLOSE_MAX_S, SOURCE_BUILT, STOP
-from aiotstream.runstats import STATS, RunStats
+from aiotstream.runstats import BUCKETS, STATS, RunStats
 
 log = logging.getLogger("aiotstream.io.metrics")
 PREFIX = "aiotstream"
@@ -80,6 +101,19 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "dropped": ("cause", "Inputs dropped on purpose and not dead-lettered, by cause."),
 }
 """The RunStats groups exported as counters: group -> (label name, help)."""
+
+HISTOGRAMS: dict[str, tuple[tuple[str, ...], str]] = {
+    "window_close_latency_seconds": ((), ("Wall-clock time at a window's close (its decisions made) minus "
+                                          "the window's end in event time.")),
+    "batch_size": (("stage",), ("Items per batch: messages per poll batch (decode), rows per model call "
+                                "(score).")),
+    "inference_latency_seconds": (("model", "version"),
+                                  ("Seconds per model call: an online detector scoring one window, or one "
+                                   "ONNX call over a batch of rows.")),
+}
+"""The RunStats histograms exported: name -> (label names, help)."""
+PENDING_STATUSES = ("awaiting_approval", "emitted")
+"""Command statuses counted as pending (awaiting an approval, or emitted and awaiting the device's ack)."""
 
 
 def metric_name(key: str) -> str:
@@ -144,6 +178,7 @@ class RunCollector(Collector):
             yield c
         for key, value in sorted(snap.get("gauges", {}).items()):
             yield GaugeMetricFamily(metric_name(key), f"The run's {key} gauge.", value=value)
+        yield from self.collect_flow()
         up = GaugeMetricFamily(f"{PREFIX}_source_up",
                                "1 while an input connection is up, 0 while it is "
                                "down or connecting.", labels=["source"])
@@ -163,6 +198,61 @@ class RunCollector(Collector):
                                    value=self.info)
 
 
+    def collect_flow(self) -> Iterator[Metric]:
+        """What only the metrics show: records by kind, open alerts, pending and blocked commands, the
+        watermark lag and the histograms."""
+        levels = self.stats.levels()
+        c = CounterMetricFamily(f"{PREFIX}_input_records", "Records decoded from the inputs, by kind "
+                                "(frame, reading, feedback, control).", labels=["kind"])
+        for key, value in sorted(levels["input_records"].items()):
+            c.add_metric([str(key)], value)
+        yield c
+        g = GaugeMetricFamily(f"{PREFIX}_open_alerts", "Alerts open or acknowledged now, by severity.",
+                              labels=["severity"])
+        opened = levels["open_alerts"]
+        for sev in dict.fromkeys([*SEVERITIES, *sorted(map(str, opened))]):
+            g.add_metric([sev], opened.get(sev, 0))
+        yield g
+        g = GaugeMetricFamily(f"{PREFIX}_pending_commands", "Commands awaiting an approval "
+                              "(awaiting_approval) or the device's ack (emitted), by status.",
+                              labels=["status"])
+        pending = levels["pending_commands"]
+        for status in PENDING_STATUSES:
+            g.add_metric([status], pending.get(status, 0))
+        yield g
+        c = CounterMetricFamily(f"{PREFIX}_blocked_commands", "Commands the safety envelope blocked, by "
+                                "its check (interlock, min, max, max_step, max_rate, min_interval, value) "
+                                "and rule (the interlock's name, else the setting).",
+                                labels=["check", "rule"])
+        for key, value in sorted(levels["blocked_commands"].items(), key=str):
+            check, rule = key if isinstance(key, tuple) else (str(key), "")
+            c.add_metric([check, rule], value)
+        yield c
+        marks = self.stats.watermarks()
+        if marks:
+            now = time.time()
+            g = GaugeMetricFamily(f"{PREFIX}_watermark_lag_seconds",
+                                  "Wall clock minus the event time up to which windows are closed: of the "
+                                  "asset furthest ahead (newest) and of the one furthest behind (oldest).",
+                                  labels=["which"])
+            g.add_metric(["newest"], now - max(marks) / 1e9)
+            g.add_metric(["oldest"], now - min(marks) / 1e9)
+            yield g
+        hists = self.stats.histograms()
+        for name, (labels, doc) in HISTOGRAMS.items():
+            h = HistogramMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
+            bounds = BUCKETS[name]
+            for (hname, values), counts in sorted(hists.items()):
+                if hname != name:
+                    continue
+                total, buckets = 0, []
+                for le, n in zip([*map(str, map(float, bounds)), "+Inf"], counts[:-1]):
+                    total += int(n)
+                    buckets.append((le, total))
+                h.add_metric(list(values), buckets, sum_value=counts[-1])
+            yield h
+
+
 class GlobalRegistry(Collector):
     """prometheus_client's process-wide ``REGISTRY``: its default process, platform and GC collectors, and
     what
@@ -172,6 +262,53 @@ class GlobalRegistry(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from REGISTRY.collect()
+
+
+class BytewaxApi(Collector):
+    """Bytewax's own metrics (per step: items in and out, batch and snapshot durations; from its Rust side),
+    re-served from its dataflow API on this process (``http://127.0.0.1:PORT/metrics``) at scrape time, so one
+    scrape target has everything. Only its ``bytewax_*`` families are taken (the page repeats this process's
+    Python registry, which :class:`GlobalRegistry` serves already); nothing if the API does not answer within
+    ``timeout_s``."""
+
+    SKIP = frozenset({"bytewax_kafka_consumer_lag"})  # the Python registry's, served by GlobalRegistry
+
+    def __init__(self, port: int, timeout_s: float = 1.0):
+        self.url = f"http://127.0.0.1:{port}/metrics"
+        self.timeout_s = timeout_s
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with urllib.request.urlopen(self.url, timeout=self.timeout_s) as r:
+                text = r.read().decode("utf-8", "replace")
+        except (OSError, ValueError) as exc:
+            log.debug("Bytewax's dataflow API at %s did not answer: %s", self.url, exc)
+            return
+        try:
+            families = list(text_string_to_metric_families(text))
+        except ValueError as exc:  # a format this parser does not read: leave them out, keep ours
+            log.debug("Bytewax's metrics at %s not parsed: %s", self.url, exc)
+            return
+        for fam in families:
+            if fam.name.startswith("bytewax_") and fam.name not in self.SKIP:
+                yield fam
+
+
+def bytewax_api_port(env: Mapping[str, str]) -> int | None:
+    """The port of Bytewax's dataflow API if the environment turns it on (``BYTEWAX_DATAFLOW_API_ENABLED``;
+    ``BYTEWAX_DATAFLOW_API_PORT``, default 3030), else None.
+
+    >>> bytewax_api_port({}), bytewax_api_port({"BYTEWAX_DATAFLOW_API_ENABLED": "1"})
+    (None, 3030)
+    >>> bytewax_api_port({"BYTEWAX_DATAFLOW_API_ENABLED": "true", "BYTEWAX_DATAFLOW_API_PORT": "3391"})
+    3391
+    """
+    if not env.get("BYTEWAX_DATAFLOW_API_ENABLED"):
+        return None
+    try:
+        return int(env.get("BYTEWAX_DATAFLOW_API_PORT", "3030"))
+    except ValueError:
+        return None
 
 
 def _handler(server: MetricsServer) -> type[BaseHTTPRequestHandler]:
@@ -235,7 +372,7 @@ class MetricsServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, info: Mapping[str, str] | None = None,
                  stats: RunStats = STATS, ready: Callable[[], tuple[bool, str]] = readiness,
                  sources: Callable[[], Mapping[str, bool]] = connections, process: bool = True,
-                 recovery: Path | None = None):
+                 recovery: Path | None = None, bytewax_port: int | None = None):
         self.host, self.port = host, port
         self.ready = ready
         self.collector = RunCollector(stats, info, ready, sources, recovery)
@@ -243,6 +380,8 @@ class MetricsServer:
         self.registry.register(self.collector)
         if process:  # CPU, memory, open files, start time, Python, GC; Bytewax's consumer lag
             self.registry.register(GlobalRegistry())
+        if bytewax_port is not None:  # Bytewax's dataflow API is on: its per-step metrics here too
+            self.registry.register(BytewaxApi(bytewax_port))
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -291,6 +430,7 @@ def serve(host: str, port: int, info: Mapping[str, str], recovery: Path | None =
     """Start the process's metrics server for a new run (forgetting an earlier run's started flag) and log
     where it listens: one info line. ``recovery``: the run's recovery directory, if any."""
     SOURCE_BUILT.clear()
-    server = MetricsServer(host, port, info, recovery=recovery).start()
+    server = MetricsServer(host, port, info, recovery=recovery,
+                           bytewax_port=bytewax_api_port(os.environ)).start()
     log.info("metrics on %s/metrics; probes %s/healthz and %s/readyz", server.url, server.url, server.url)
     return server

@@ -55,6 +55,7 @@ import numpy as np
 from aiotstream.config import SiteConfig
 from aiotstream.errors import ModelError
 from aiotstream.models.detector import BatchDetector
+from aiotstream.runstats import STATS
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +165,9 @@ class ScoreBatcher:
             x = np.concatenate([r for _, r, _, _ in chunk]).reshape(len(chunk), -1)  # 3x np.stack's speed
             scores = np.asarray(scorer.score(x), dtype=np.float64)
             call = time.perf_counter() - t0
+            name, _, version = model.partition("@")
+            STATS.observe("inference_latency_seconds", call, (name, version))
+            STATS.observe("batch_size", len(chunk), ("score",))
             self.call_s_per_row += 0.2 * (call / len(chunk) - self.call_s_per_row)
             if scores.shape != (len(chunk),):
                 raise ModelError(f"model {model} returned scores of shape {scores.shape} for "

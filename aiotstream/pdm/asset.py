@@ -67,7 +67,7 @@ from aiotstream.records import (
     Position,
     Reading,
 )
-from aiotstream.runstats import STATS
+from aiotstream.runstats import STATS, Share
 from aiotstream.units import S
 from aiotstream.windows import ClosedWindow, WindowAssembler
 
@@ -75,6 +75,10 @@ MAX_WAITING_FEEDBACK = 10_000
 """Feedback messages one asset holds until its clock reaches their time; more are dead-lettered
 (``too_many_waiting``), so a flood of messages from the near future cannot exhaust memory."""
 ALERT_TYPE = ALERT_TYPE_ANOMALY
+
+
+_TRANSIENT = frozenset({"rt", "_closed_ends", "_latencies"})
+"""Left out of snapshots: the shared runtime, and what a batch collects for the metrics."""
 
 
 def _ns(seconds: float) -> int:
@@ -142,6 +146,10 @@ class AssetAnalyzer(effects.RuntimeEntity):
         for wid, start, end in rt.maintenance_for(asset_id):
             self.schedule.set(wid, start, end)
         self.suppression = SuppressionGauge()  # this asset's part of STATS gauge active_suppressions
+        self.alert_share = Share("open_alerts")  # its part of the metrics' open alerts by severity
+        self.command_share = Share("pending_commands")  # and of the pending commands by status
+        self._closed_ends: list[int] = []  # this batch's closed windows' ends and model latencies (ns), until
+        self._latencies: list[int] = []  # _report hands them to the metrics
         a = cfg.alerts
         self.specs = rt.alert_specs(asset_id)
         self.book = AlertBook(asset_id, rt.ctx.site, rt.ctx.config_hash, self.specs, self.schedule,
@@ -176,11 +184,12 @@ class AssetAnalyzer(effects.RuntimeEntity):
 
     # Bytewax snapshots pickle the analyzer; the shared runtime is rebuilt on resume.
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "rt"}
+        return {k: v for k, v in self.__dict__.items() if k not in _TRANSIENT}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.rt = None  # type: ignore[assignment]  # set by attach()
+        self._closed_ends, self._latencies = [], []
         if "dedupe" not in state:  # a snapshot from before frames were deduplicated
             self.dedupe = FrameDedupe()
 
@@ -285,10 +294,32 @@ class AssetAnalyzer(effects.RuntimeEntity):
     def release(self) -> None:
         """The asset's state is being discarded (silent past ``state_ttl_s``): take back what it reports."""
         self.suppression.release()
+        self._shares()[0].release()
+        self._shares()[1].release()
+        STATS.forget_watermark(self.asset_id)
+
+    def _shares(self) -> tuple[Share, Share]:
+        if "alert_share" not in self.__dict__:  # a snapshot from before the metrics
+            self.alert_share, self.command_share = Share("open_alerts"), Share("pending_commands")
+        return self.alert_share, self.command_share
 
     def _report(self) -> None:
-        """Report to the run summary whether this asset's alerts are suppressed at its clock now."""
+        """Report to the run summary whether this asset's alerts are suppressed at its clock now, and to the
+        metrics what the batch closed (window ends, model latencies: one call each per batch, not per window),
+        its open alerts and pending commands (counted only when it has any, or had)."""
         self.suppression.update(self.clock_ns is not None and self.schedule.active(self.clock_ns))
+        ends, lat = self._closed_ends, self._latencies
+        if ends:
+            now = time.time()
+            STATS.observe_many("window_close_latency_seconds", [now - e / S for e in ends])
+            STATS.watermark(self.asset_id, max(ends))
+            ends.clear()
+        if lat:
+            model = self.rt.model_block
+            STATS.observe_many("inference_latency_seconds", [x / S for x in lat],
+                               (str(model["name"]), str(model["version"])))
+            lat.clear()
+        effects.report_open(self.book, self.control, *self._shares())
 
     def next_deadline_ns(self) -> int | None:
         """The next event time at which something is due (a timer or a queued event), for wall-clock
@@ -522,6 +553,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         kpi = self.kpi
         kpi.add_spans(w.inputs, w.start_ns)
         self._tick(w.end_ns)
+        self._closed_ends.append(w.end_ns)  # for the metrics, reported once per batch (_report)
         if w.n_frames == 0:  # readings only: nothing to score
             kpi.add_many({"windows": 1}, {}, w.start_ns, exact_time=True)
             return outs
@@ -537,6 +569,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
             latency = time.perf_counter_ns() - t0
             warm = detector.warm
             model = self.rt.model_block
+            self._latencies.append(latency)  # for the metrics, reported once per batch (_report)
         else:  # the batcher scored it; latency: what batching added, from submission to these decisions
             assert pending.x is not None and pending.scored is not None and pending.model is not None
             x, got = pending.x, pending.scored

@@ -124,9 +124,11 @@ class Ingestor:
         horizon = self.now_ns() + self.max_future_ns
         msgs = msgs if isinstance(msgs, list) else list(msgs)
         count_inputs(msgs)
+        STATS.observe("batch_size", len(msgs), ("decode",))
+        kinds = {"frame": 0, "reading": 0, "feedback": 0, "control": 0}  # integer adds, one per record
         for msg in msgs:
             if isinstance(msg, ReadingRows):
-                self._rows(msg, horizon, emit, reject)
+                kinds["reading"] += self._rows(msg, horizon, emit, reject)
                 continue
             if hasattr(msg, "err"):  # bytewax KafkaError: the consumer could not deliver this message
                 inner = msg.msg
@@ -149,6 +151,7 @@ class Ingestor:
                                     asset=getattr(msg, "asset", None), truncate=True))
                 continue
             if pos.topic in self.control_topics:
+                kinds["control"] += 1
                 self.rollout.promote(raw, pos, emit, reject)
                 continue
             hints = getattr(msg, "hints", None)
@@ -165,6 +168,7 @@ class Ingestor:
             arrival = getattr(msg, "arrival_ns", None) if self.live else None  # MQTT, OPC UA stamp one
             for i, item in enumerate(items):
                 if isinstance(item, Feedback):
+                    kinds["feedback"] += 1
                     self._feedback(item, raw, pos, horizon, emit, reject)
                     continue
                 why = self._check(item, horizon, arrival)
@@ -174,7 +178,11 @@ class Ingestor:
                     continue
                 if isinstance(item, Frame):
                     frames.append(item)
+                else:
+                    kinds["reading"] += 1
                 emit(item)
+        kinds["frame"] = len(frames)
+        STATS.level("input_records", {k: n for k, n in kinds.items() if n})
         if frames:
             attach_partials(frames, self.rt.feature_set, self._rpm)
         if no_items:
@@ -244,14 +252,15 @@ class Ingestor:
         return None
 
     def _rows(self, block: ReadingRows, horizon: int, emit: Callable[[Frame | Reading], None],
-              reject: Callable[[Output], None]) -> None:
-        """Table rows: range checks on whole columns, then one Reading per good row."""
+              reject: Callable[[Output], None]) -> int:
+        """Table rows: range checks on whole columns, then one Reading per good row; how many."""
         topic, part = block.topic, block.partition
         for row, raw, reason, message in block.rejects:
             reject(self._reject(raw, Position(topic, part, row), reason, message))
         n = len(block)
         if n == 0:
-            return
+            return 0
+        bad = 0
         ts, values = block.ts_ns, block.values
         with np.errstate(invalid="ignore"):
             ok = (np.abs(values) <= self.max_abs) & (ts >= 0) & (ts <= horizon)  # NaN compares False
@@ -278,8 +287,10 @@ class Ingestor:
                                         f"row {rows[i]}: event time {iso_ns(t)} is more than "
                                         f"{self.rt.config.window.max_future_s:g} s ahead of "
                                         "this worker's clock", a))
+                bad += 1
                 continue
             if a not in assets_known:
+                bad += 1
                 if not is_valid_id(a):
                     reject(self._reject(encode_row(a, ts_l[i], m, val_l[i]), pos, "bad_asset_id",
                                         f"row {rows[i]}: asset {a[:64]!r} is not a valid id: {ID_HINT}"))
@@ -289,6 +300,7 @@ class Ingestor:
                                     "it to [[assets]]", a))
                 continue
             emit(Reading(a, ts_l[i], m, val_l[i], pos))
+        return n - bad
 
 
 def encode_row(asset: str, ts_ns: int, metric: str, value: float) -> bytes:

@@ -29,6 +29,7 @@ class Rollout:
     def __init__(self, rt: SiteRuntime, now_ns: Callable[[], int]):
         self.rt = rt
         self.now_ns = now_ns
+        self.champions: list[str] = []  # the champions this process has seen, oldest first (for the log)
 
     def _reject(self, raw: bytes, pos: Position, reason: str, message: str) -> Output:
         return self.rt.deadletter(DeadLetter(raw, pos, reason, message))
@@ -79,9 +80,27 @@ class Rollout:
             return
         reject(self._model_record("promoted", ref, variant, reason if ref else "shadow stopped", pos, by,
                                   gate))
+        self._log_change(ref, variant, by, reason if ref else "shadow stopped")
         ts = p.ts or self.now_ns()
         for asset in sorted(self.rt.assets):
             emit(ModelSwitch(asset, variant, ref, p.fraction, ts, pos))
+
+    def _log_change(self, ref: str | None, variant: str, by: str, reason: str) -> None:
+        """One info line per accepted promotion; a champion that was live before comes back as a rollback."""
+        store = self.rt.models
+        assert store is not None
+        history = self.champions
+        if not history:
+            history.append(store.ref(self.rt.config.model.version))
+        who = f" by {by}" if by else ""
+        if variant == "champion" and ref is not None and ref in history[:-1]:
+            log.info("model rolled back to %s (champion, from %s)%s", ref, history[-1], who)
+        elif ref is None:
+            log.info("model shadow stopped%s", who)
+        else:
+            log.info("model %s promoted as %s%s: %s", ref, variant, who, reason)
+        if variant == "champion" and ref is not None:
+            history.append(ref)
 
     def _model_record(self, event: str, ref: str | None, variant: str, reason: str, pos: Position, by: str,
                       gate: Any) -> Output:

@@ -133,17 +133,21 @@ def train_and_publish(cfg: SiteConfig, registry: ModelRegistry, name: str, versi
                       n_assets: int | None = None, duration_s: float = 120.0, seed: int = 0,
                       signing_key: Path | bytes | None = None, hmac_key: bytes | None = None,
                       n_estimators: int = 100, hidden: tuple[int, ...] = (16, 6, 16),
-                      rows: WindowRows | None = None) -> list[Manifest]:
+                      rows: WindowRows | None = None,
+                      stage: Callable[[str], None] = lambda _: None) -> list[Manifest]:
     """Simulate healthy data for ``cfg``'s assets, train, publish ``version`` (IsolationForest),
     ``version-ae`` (autoencoder) and ``version-int8`` (quantized autoencoder); return their manifests.
 
-    ``rows`` skips the simulation (feature rows made earlier by :func:`window_rows`).
+    ``rows`` skips the simulation (feature rows made earlier by :func:`window_rows`). ``stage`` is called
+    with what starts next (``simulating``, ``fitting``): the CLI's progress bar.
     """
     check_new(registry, name, version)
     tcfg = training_config(cfg, n_assets)
     if rows is None:
+        stage("simulating")
         sim = PlantSimulator(tcfg.all_assets(), duration_s=duration_s, n_faults=0, seed=seed)
         rows = window_rows(tcfg, sim)
+    stage("fitting")
     fs = tcfg.features
     ref = (f"simulator:healthy;site={cfg.site.id};config_hash={cfg.config_hash};"
            f"assets={len(tcfg.all_assets())};"

@@ -889,7 +889,8 @@ class PlantSimulator:
         return p
 
     def write_files(self, directory: str | Path, partitions: int = 0,
-                    partition_of: Callable[[str], int] | None = None) -> dict[str, int]:
+                    partition_of: Callable[[str], int] | None = None,
+                    messages: Iterable[SimMessage] | None = None) -> dict[str, int]:
         """Write ``waveforms.bin``, ``readings.jsonl`` and ``truth.json`` into ``directory``.
 
         ``waveforms.bin`` is every frame (event-time order) as a 4-byte
@@ -900,7 +901,7 @@ class PlantSimulator:
         :func:`~aiotstream.routing.partition_for` (so a cluster replays each
         asset on the process that owns it), or in ``partition_of(asset)``.
         Returns the counts (frames, readings, faults) and the byte sizes of
-        the data files.
+        the data files. ``messages``: :meth:`messages` passed through something (a progress bar).
         """
         from aiotstream.routing import partition_for
 
@@ -912,7 +913,7 @@ class PlantSimulator:
         part = partition_of or ((lambda a: partition_for(a, partitions)) if partitions > 0 else (lambda a: 0))
         files = [(open(d / w, "wb"), open(d / r, "wb")) for w, r in names]  # noqa: SIM115
         try:
-            for msg in self.messages():
+            for msg in self.messages() if messages is None else messages:
                 wf, rf = files[part(msg.asset)]
                 if msg.stream == "waveform":
                     wf.write(_LEN_PREFIX.pack(len(msg.payload)))

@@ -148,6 +148,11 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1", "--assets", "99",
                "--unsigned"), 2, "the site has only"),
     ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1"), 1, "no signing key"),
+    # schema
+    ("schema", (), 2, "the following arguments are required: which"),
+    ("schema", ("alerts",), 2, "invalid choice: 'alerts'"),
+    ("schema", ("site", "--out", "{dir}"), 2, "--out {dir}: is a directory; give a file name"),
+    ("schema", ("outputs", "--out", "{missing}/s.json"), 2, "does not exist"),
 ]
 
 

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -257,3 +258,106 @@ def test_an_mqtt_run_is_ready_only_while_its_broker_is_connected(tmp_path: Path,
         if proc.poll() is None:
             proc.kill()
     assert _closed(port)
+
+
+CONTROL = {  # an approval rule (its commands wait: pending) and an auto rule the envelope blocks (bounds)
+    "actuators": [{"name": "speed", "unit": "rpm", "initial": 1800, "min": 600, "max": 1800, "ack_timeout_s": 600},
+                  {"name": "coolant", "initial": 0, "min": 0, "max": 1}],
+    "rules": [{"name": "slow", "actuator": "speed", "when": {"alert_type": "anomaly"}, "action": {"set": 1200},
+               "mode": "approval", "approval_timeout_s": 3600},
+              {"name": "flood", "actuator": "coolant", "when": {"alert_type": "anomaly"}, "action": {"set": 5},
+               "mode": "auto"}]}
+
+
+def _outputs(out: Path, name: str) -> list[dict]:
+    path = out / f"{name}.jsonl"
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def _open_alerts(out: Path) -> dict[str, int]:
+    """Severity -> alerts open at the end of the written alert records (each alert's last record)."""
+    last = {a["alert_id"]: a for a in _outputs(out, "alerts")}
+    return dict(Counter(a["severity"] for a in last.values() if a["status"] != "cleared"))
+
+
+def test_every_flow_metric_is_scraped_with_plausible_values_during_a_simulator_run(tmp_path: Path) -> None:
+    """Issue 18's list, each metric checked against what the simulator sent and what the flow wrote."""
+    from aiotstream.sim.plant import DEFAULT_START_NS
+
+    site, sid = _site(tmp_path)
+    cfg = orjson.loads(site.read_bytes())
+    site.write_bytes(orjson.dumps({**cfg, "model": {"warmup_windows": 10, "drift_detector": "none"},
+                                   "control": CONTROL}))
+    port, out, log = free_port(), tmp_path / "out", tmp_path / "run.log"
+    duration = 60
+    with TansuBroker(port=free_port(), log_path=tmp_path / "tansu.log") as broker:
+        made = run_cli("simulate", "--site", str(site), "--brokers", broker.bootstrap, "--duration", str(duration),
+                       "--faults", "3", "--malformed", "23").stderr
+        m = re.search(r": ([\d,]+) frames, ([\d,]+) readings, \d+ fault\(s\), ([\d,]+) malformed", made)
+        assert m, made
+        frames, readings, bad = _n(m.group(1)), _n(m.group(2)), _n(m.group(3))
+        n = frames + readings + bad
+        with log.open("w") as f:
+            proc = subprocess.Popen(cli("run", "--site", str(site), "--brokers", broker.bootstrap, "--out-dir", str(out),
+                                        "--recovery", str(tmp_path / "rec"), "--metrics-port", str(port)),
+                                    stdout=subprocess.DEVNULL, stderr=f)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until("/readyz 200", lambda: _get(f"{base}/readyz")[0] == 200, proc, log)
+            _wait_until(f"{bad} dead letters", _scrape_when(base, "aiotstream_deadletters_total", bad), proc, log)
+            scores = _wait_until("every window scored", lambda: len(_outputs(out, "scores")) >= 3 * (duration - 2),
+                                 proc, log)
+            assert scores
+            topics = {f"{sid}.readings", f"{sid}.waveforms"}
+            lag = _wait_until("consumer lag 0 on both topics", _lag_when_caught_up(base, topics), proc, log)
+            # the gauges agree with the records written so far once an epoch has passed over both
+            _wait_until("open alerts as written", lambda: {
+                k[0][1]: v for k, v in _scrape(base)["aiotstream_open_alerts"].items() if v} == _open_alerts(out),
+                proc, log)
+            got = _scrape(base)
+            err = _sigterm(proc, log)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    now = time.time()
+    # inputs by source (the simulator's count) and by kind (what decoded); dead letters: the injected ones
+    assert _total(got, "aiotstream_inputs_total") == n
+    kinds = {dict(k)["kind"]: v for k, v in got["aiotstream_input_records_total"].items()}
+    assert kinds == {"frame": frames, "reading": readings}, kinds
+    assert _total(got, "aiotstream_deadletters_total") == bad
+    written = Counter(d["reason"] for d in _outputs(out, "deadletter"))
+    assert {dict(k)["reason"]: v for k, v in got["aiotstream_deadletters_total"].items()} == written
+    # outputs by kind: what the sink wrote
+    for kind, name in (("score", "scores"), ("alert", "alerts"), ("command", "commands"), ("kpi", "kpis")):
+        assert got["aiotstream_outputs_total"][(("kind", kind),)] == len(_outputs(out, name)) > 0, kind
+    # alerts open by severity, pending and blocked commands: as the records say
+    open_now = {dict(k)["severity"]: v for k, v in got["aiotstream_open_alerts"].items()}
+    assert set(open_now) >= {"info", "warning", "critical"} and sum(open_now.values()) > 0
+    commands = _outputs(out, "commands")
+    last = {c["command_id"]: c["status"] for c in commands}
+    assert got["aiotstream_pending_commands"][(("status", "awaiting_approval"),)] == \
+        sum(s == "awaiting_approval" for s in last.values()) > 0
+    blocked = Counter((c["blocked_by"]["check"], c["blocked_by"]["rule"]) for c in commands if c["status"] == "blocked")
+    assert blocked and {tuple(v for _, v in k): v for k, v in got["aiotstream_blocked_commands_total"].items()} == \
+        dict(blocked)
+    # histograms: a window close per score, a decode batch per poll, a model call per window
+    windows = len(_outputs(out, "scores"))
+    assert got["aiotstream_window_close_latency_seconds_count"][()] >= windows
+    decode = (("stage", "decode"),)
+    assert got["aiotstream_batch_size_count"][decode] > 0 and got["aiotstream_batch_size_sum"][decode] == n
+    ((labels, calls),) = got["aiotstream_inference_latency_seconds_count"].items()
+    assert dict(labels) == {"model": "baseline", "version": "1"}, labels  # [model] name and version
+    assert calls >= sum(1 for s in _outputs(out, "scores") if s["frames"] > 0) > 0
+    assert 0 < got["aiotstream_inference_latency_seconds_sum"][labels] < calls  # under a second a call
+    # watermark lag: wall clock minus the newest and oldest asset's closed windows, in the simulated minute
+    lags = {dict(k)["which"]: v for k, v in got["aiotstream_watermark_lag_seconds"].items()}
+    start_s = DEFAULT_START_NS / 1e9
+    assert now - start_s - duration - 30 < lags["newest"] <= lags["oldest"] < now - start_s, lags
+    # Kafka consumer lag per partition (Bytewax's), the recovery snapshot age, readiness
+    assert lag and all(v == 0 for v in lag.values())
+    assert 0 <= got["aiotstream_recovery_write_age_seconds"][()] < 600
+    assert got["aiotstream_ready"][()] == 1
+    assert "stopped (SIGTERM)" in err
+    # the start line names the config and the models it starts with (issue 18 item 3)
+    assert re.search(rf"running predictive-maintenance for site '{sid}' \(config_hash [0-9a-f]{{16}}, model "
+                     r"baseline@1 \(zscore\), code ", err), err[:2000]

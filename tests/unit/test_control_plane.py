@@ -178,3 +178,33 @@ def test_a_malformed_promotion_is_dead_lettered_naming_the_field(onnx: dict, msg
     assert dead.kind == "deadletter" and dead.record["reason"] in ("bad_control", "bad_json")
     assert words in dead.record["message"], dead.record["message"]
     assert site.models() == before
+
+
+def test_each_accepted_promotion_is_one_log_line_and_a_return_to_an_earlier_champion_says_rollback(
+        onnx: dict, root_records: list) -> None:
+    """Issue 18 item 3: the operator's log says when the live model changed and how, one line each."""
+    import io
+
+    from aiotstream import logs
+
+    site = Site(onnx)
+    text = io.StringIO()
+    undo = logs.configure("info", "text", stream=text)  # as the CLI sets it up (default level info)
+    try:
+        root_records.clear()
+        site.send({"type": "promote", "version": GOOD_VERSIONS[1], "variant": "champion", "by": "ops"})
+        site.send({"type": "promote", "version": GOOD_VERSIONS[1], "variant": "shadow"})
+        site.send({"type": "promote", "version": None, "variant": "shadow", "by": "ops"})
+        site.send({"type": "promote", "version": "1.0.0", "variant": "champion", "by": "night-shift"})
+        site.send({"type": "promote", "version": next(iter(BAD_VERSIONS)), "variant": "champion"})
+    finally:
+        undo()
+    lines = [(r.levelname, r.getMessage()) for r in root_records if r.name == "aiotstream.pdm.rollout"]
+    assert [msg.split(":")[0] for _, msg in lines[:4]] == [
+        "model pm@1.1.0 promoted as champion by ops",
+        "model pm@1.1.0 promoted as shadow",
+        "model shadow stopped by ops",
+        "model rolled back to pm@1.0.0 (champion, from pm@1.1.0) by night-shift"]
+    assert [lvl for lvl, _ in lines] == ["INFO"] * 4 + ["WARNING"]  # the refused one: its warning, as before
+    assert {v[0] for v in site.models().values()} == {"pm@1.0.0"}
+    assert len(text.getvalue().splitlines()) == 5 and " INFO aiotstream.pdm.rollout: model rolled back" in text.getvalue()

@@ -131,9 +131,13 @@ def test_a_poll_batch_becomes_per_zone_interval_partials_and_dead_letters() -> N
              msg(4, reading("z1", T0, "hvac_state", 3)), msg(5, reading("z1", T0 + S, "hvac_state", 1)),
              msg(6, reading("z1", T0, "hvac_state", 9)), msg(7, b"{nope"),
              msg(8, reading("weather", T0, "temperature", 7.5)), msg(9, reading("z1", T0, "occupancy", -1))]
+    from aiotstream.runstats import STATS
+
+    before = STATS.levels()["input_records"].get("reading", 0)
     out = ing.decode(batch)
     dead = sorted(o.record["reason"] for o in out if isinstance(o, Output))
     assert dead == ["bad_json", "bad_value", "bad_value"]
+    assert STATS.levels()["input_records"]["reading"] - before == 7  # the metrics' records by kind: the good ones
     groups = dict(o for o in out if not isinstance(o, Output))
     z1, z2 = groups["z1"], groups["z2"]
     iv0 = T0 // (10 * S)
@@ -403,3 +407,40 @@ def test_an_interval_waits_for_the_outdoor_readings_so_replays_do_not_depend_on_
     outs = z.on_batch(ZoneBatch("z1"), hold_for_outdoor=False)  # a silent sensor: the flow stops waiting
     assert z.next_iv == T0 // (10 * S) + 3 and z.last_outdoor == 12.0
     assert not [o for o in outs if o.kind == "deadletter"]
+
+
+def test_a_zone_reports_its_open_alerts_and_pending_commands_to_the_metrics() -> None:
+    """Issue 18: the building flow's zones add to the metrics' open alerts and pending commands as assets do."""
+    from aiotstream.runstats import RunStats, Share
+
+    data = site().model_dump(mode="json")
+    data["control"] = {"actuators": [{"name": "setback", "initial": 0, "min": 0, "max": 4, "ack_timeout_s": 0}],
+                       "rules": [{"name": "setback-empty", "actuator": "setback", "mode": "approval",
+                                  "approval_timeout_s": 3600, "when": {"alert_type": "hvac_empty_zone"},
+                                  "action": {"set": 3}}]}
+    z = ZoneState(BuildingRuntime(SiteConfig.from_dict(data)), "z1")
+    stats = RunStats()
+    z.alert_share, z.command_share = Share("open_alerts", stats), Share("pending_commands", stats)
+
+    def items(ks: range) -> list:
+        on = range(10, 40)  # HVAC heats the empty zone from 10 s to 40 s: the alert opens at 30 s, clears at 60 s
+        return [x for k in ks for x in ((T0 + k * S, "occupancy", 0.0), (T0 + k * S, "hvac_state", float(k in on)),
+                                         (T0 + k * S, "power_kw", 3.0 if k in on else 1.0))]
+
+    outs = feed(z, "z1", items(range(45)))
+    outs += feed(z, "weather", [(T0 + 44 * S, "temperature", 10.0)], start=500)  # the zone's intervals close
+    (opened,) = [o.record for o in outs if o.kind == "alert"]
+    assert opened["event"] == "opened"
+    levels = stats.levels()
+    assert levels["open_alerts"] == {opened["severity"]: 1}
+    assert levels["pending_commands"] == {"awaiting_approval": 1}
+    from aiotstream.runstats import STATS
+
+    closed = STATS.histograms().get(("window_close_latency_seconds", ()), [0, 0.0])
+    feed(z, "z1", items(range(45, 80)), start=1000)
+    feed(z, "weather", [(T0 + 79 * S, "temperature", 10.0)], start=2000)
+    assert stats.levels()["open_alerts"] == {opened["severity"]: 0}
+    # its closed intervals are windows for the close latency histogram and the watermark (the interval ends)
+    after = STATS.histograms()[("window_close_latency_seconds", ())]
+    assert sum(after[:-1]) - sum(closed[:-1]) == (z.clock_ns - (T0 + 40 * S)) // (10 * S) > 0
+    assert z.clock_ns in STATS.watermarks()

@@ -17,7 +17,7 @@ from aiotstream.io import outage as outage_module
 from aiotstream.io.metrics import MetricsServer, RunCollector, readiness
 from aiotstream.io.outage import OutageLog, connections
 from aiotstream.io.stop import SOURCE_BUILT, STOP, Stoppable
-from aiotstream.runstats import RunStats
+from aiotstream.runstats import BUCKETS, RunStats
 
 
 class _Quiet:
@@ -41,7 +41,24 @@ def _stats() -> RunStats:
     s.add("losses", "mqtt_seq_gap", 2)
     s.add("dropped", "duplicate_frame", 3)
     s.set("gauges", "active_suppressions", 7)
+    s.level("input_records", {"frame": 30, "reading": 115})
+    s.level("open_alerts", {"critical": 2})
+    s.level("pending_commands", {"awaiting_approval": 1})
+    s.level("blocked_commands", {("interlock", "hot"): 3})
+    s.observe("batch_size", 7, ("decode",))
+    s.observe("batch_size", 20_000, ("decode",))
+    s.observe("inference_latency_seconds", 0.0003, ("zscore", "1"))
+    s.observe("window_close_latency_seconds", 0.3)
     return s
+
+
+def _histogram(name: str, labels: tuple, bounds: tuple, values: list[float]) -> dict:
+    """The samples Prometheus expects for a histogram of ``values``: cumulative buckets, count and sum."""
+    out = {(f"{name}_bucket", tuple(sorted((*labels, ("le", le))))): sum(v <= b for v in values)
+           for b, le in zip([*bounds, float("inf")], [*map(str, map(float, bounds)), "+Inf"])}
+    out[(f"{name}_count", labels)] = len(values)
+    out[(f"{name}_sum", labels)] = sum(values)
+    return out
 
 
 def _get(url: str) -> tuple[int, str, str]:
@@ -73,6 +90,17 @@ def test_the_exposition_has_every_group_by_label_and_the_connection_state() -> N
         ("aiotstream_source_up", (("source", "MQTT m:1883"),)): 0,
         ("aiotstream_ready", ()): 1,
         ("aiotstream_build_info", (("config_hash", "abc"), ("site", "p"), ("version", "0.1.0"))): 1,
+        ("aiotstream_input_records_total", (("kind", "frame"),)): 30,
+        ("aiotstream_input_records_total", (("kind", "reading"),)): 115,
+        **{("aiotstream_open_alerts", (("severity", sev),)): n for sev, n in (("info", 0), ("warning", 0),
+                                                                              ("critical", 2))},
+        ("aiotstream_pending_commands", (("status", "awaiting_approval"),)): 1,
+        ("aiotstream_pending_commands", (("status", "emitted"),)): 0,
+        ("aiotstream_blocked_commands_total", (("check", "interlock"), ("rule", "hot"))): 3,
+        **_histogram("aiotstream_batch_size", (("stage", "decode"),), BUCKETS["batch_size"], [7, 20_000]),
+        **_histogram("aiotstream_inference_latency_seconds", (("model", "zscore"), ("version", "1")),
+                     BUCKETS["inference_latency_seconds"], [0.0003]),
+        **_histogram("aiotstream_window_close_latency_seconds", (), BUCKETS["window_close_latency_seconds"], [0.3]),
     }
 
 
@@ -164,3 +192,54 @@ def test_the_recovery_write_age_is_the_newest_partition_file_s(tmp_path) -> None
     (tmp_path / "other.txt").write_bytes(b"x")  # not a partition: ignored
     (m,) = [m for m in c.collect() if m.name == "aiotstream_recovery_write_age_seconds"]
     assert 100 <= m.samples[0].value < 100 + 600  # the newest file, -wal included; a generous bound for a slow box
+
+
+def test_bytewax_s_own_metrics_are_served_from_its_dataflow_api_when_it_is_on(tmp_path) -> None:
+    """A loopback server answering with a page Bytewax 0.21's dataflow API served (tests/data, captured from a
+    replay with BYTEWAX_DATAFLOW_API_ENABLED=1): its bytewax_* families appear in our /metrics, once."""
+    import http.server
+    import threading
+    from pathlib import Path
+
+    from aiotstream.io.metrics import bytewax_api_port
+
+    page = (Path(__file__).parent.parent / "data" / "bytewax-dataflow-api-metrics.txt").read_bytes()
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *a: object) -> None: ...
+
+    api = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    try:
+        port = bytewax_api_port({"BYTEWAX_DATAFLOW_API_ENABLED": "1", "BYTEWAX_DATAFLOW_API_PORT": str(api.server_port)})
+        with MetricsServer(port=0, stats=_stats(), ready=lambda: (True, "ready"), sources=dict,
+                           bytewax_port=port) as server:
+            code, _, text = _get(f"{server.url}/metrics")
+    finally:
+        api.shutdown()
+        api.server_close()
+    assert code == 200
+    got = _samples(text)
+    inp = {dict(labels)["step_id"].rsplit(".", 1)[-1]: v for (name, labels), v in got.items()
+           if name == "bytewax_item_inp_count_total"}
+    assert inp["decode"] == 1338 and inp["sink"] == 152
+    assert any(name == "bytewax_snapshot_duration_seconds_bucket" for name, _ in got)
+    assert not any(name.startswith("otel_") for name, _ in got)
+    assert sum(1 for line in text.splitlines() if line.startswith("# TYPE process_cpu_seconds_total")) == 1
+    assert got[("aiotstream_inputs_total", (("source", "p.readings"),))] == 120  # ours still there
+
+
+def test_without_bytewax_s_api_the_scrape_still_answers() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    with MetricsServer(port=0, stats=_stats(), ready=lambda: (True, "ready"), sources=dict, process=False,
+                       bytewax_port=dead) as server:
+        code, _, text = _get(f"{server.url}/metrics")
+    assert code == 200 and "aiotstream_inputs_total" in text and "bytewax_" not in text

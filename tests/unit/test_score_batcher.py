@@ -78,3 +78,22 @@ def test_a_model_that_returns_the_wrong_number_of_scores_is_an_error() -> None:
     b.submit(0, "m@1", np.array([1.0]))
     with pytest.raises(ModelError, match="shape"):
         b.flush()
+
+
+def test_each_model_call_is_one_observation_of_its_latency_by_model_and_version_and_of_its_rows() -> None:
+    """Issue 18's metrics: inference latency per model version and batch sizes (stage score), once per call."""
+    from aiotstream.runstats import STATS
+
+    def count(name: str, labels: tuple) -> tuple[int, float]:
+        h = STATS.histograms().get((name, labels))
+        return (0, 0.0) if h is None else (int(sum(h[:-1])), h[-1])
+
+    before_lat, before_rows = count("inference_latency_seconds", ("m", "2")), count("batch_size", ("score",))
+    clock = [0.0]
+    b = batcher(clock, Model(clock), max_batch=3, max_delay_ms=1000)
+    for i in range(7):
+        b.submit(i, "m@2", np.array([i, 1.0]))
+    b.flush()  # calls of 3, 3 and 1 rows
+    lat, rows = count("inference_latency_seconds", ("m", "2")), count("batch_size", ("score",))
+    assert lat[0] - before_lat[0] == 3 and lat[1] > before_lat[1]
+    assert rows[0] - before_rows[0] == 3 and rows[1] - before_rows[1] == 7
