@@ -41,6 +41,7 @@ from aiotstream.codecs import encode_reading
 from aiotstream.config import (
     ALERT_TYPE_ANOMALY,
     ALERT_TYPE_DRIFT,
+    ALERT_TYPE_SCALAR,
 )
 from aiotstream.decisions import effects
 from aiotstream.decisions.alerts import AlertBook, AlertChange
@@ -58,6 +59,7 @@ from aiotstream.models.online import DriftWatch, FeatureDrift, make_detector
 from aiotstream.models.scoring import ModelStore, Scored, canary_share
 from aiotstream.pdm import rollout
 from aiotstream.pdm.runtime import SiteRuntime
+from aiotstream.pdm.scalar import ScalarScorer, ScoredBlock
 from aiotstream.records import (
     DeadLetter,
     Feedback,
@@ -156,6 +158,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
                               emit_delay_ns=rt.length_ns - rt.hop_ns,
                               max_gap_ns=_ns(k.max_gap_s))
         self.dedupe = FrameDedupe()  # (seq, t0) of the frames in open windows: retransmits count once
+        self.scalar = _scalar_scorer(rt)
+        self._scalar_open = False  # the detector's alert after the last scored row
+        self._scalar_spans: dict[tuple[str, int], tuple[int, int]] = {}  # inputs of the next scalar block
         self.queue: list[tuple[int, int, Reading | Feedback]] = []  # (event time, arrival, item)
         self._arrivals = 0
         self.clock_ns: int | None = None
@@ -183,6 +188,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self.rt = None  # type: ignore[assignment]  # set by attach()
         if "dedupe" not in state:  # a snapshot from before frames were deduplicated
             self.dedupe = FrameDedupe()
+        if "scalar" not in state:  # a snapshot from before scalar readings were scored
+            self.scalar, self._scalar_open, self._scalar_spans = None, False, {}
 
     def attach(self, rt: SiteRuntime) -> AssetAnalyzer:
         self.rt = rt
@@ -219,9 +226,21 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 self._enqueue(item.ts_ns, item)
             elif isinstance(item, Reading) and item.metric in metrics and id(item) in kept:
                 self._enqueue(item.ts_ns, item)
+        scalar = self.scalar
+        if scalar is not None:
+            add, spans = scalar.add, self._scalar_spans
+            for item in data:
+                if type(item) is Reading and id(item) in kept and add(item.ts_ns, item.metric, item.value):
+                    pos = item.pos
+                    key = (pos.topic, pos.partition)
+                    o = pos.offset
+                    lo_hi = spans.get(key)
+                    spans[key] = (o, o) if lo_hi is None else (min(lo_hi[0], o), max(lo_hi[1], o))
         if self.windows.closed_end_ns is not None:  # a repeat of a frame before this is late anyway
             self.dedupe.forget_before(self.windows.closed_end_ns - self.rt.length_ns)
         outs.extend(self._windows_closed(closed))
+        if scalar is not None and closed and self.windows.closed_end_ns is not None:
+            outs.extend(self._scalar(self.windows.closed_end_ns))
         if self.clock_ns is not None:  # feedback from the past (relative to the clock) applies now
             outs.extend(self._run_until(self.clock_ns, inclusive=False, timers=False))
         self._report()
@@ -264,6 +283,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if self.pending:  # end of input or a silent asset: score what waits now
             outs.extend(self.drain(now=True))
             assert not self.pending, "a window stayed unscored after a flush of the batcher"
+        if self.scalar is not None:  # every window closed: every row is final
+            outs.extend(self._scalar(math.inf, force=True))
         if kpi:
             while self.queue:
                 outs.extend(self._run_until(self.queue[0][0], inclusive=True))
@@ -597,7 +618,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         k = self.rt.config.alerts.explain_top
         explain: Callable[[], list[dict]] = lambda: _clean(detector.explain(x, k)) if k else []
         values = ((spec.type, score if spec.signal == "score" else float(x[self.col_index[spec.signal]]))
-                  for spec in self.specs if spec.signal is not None and (warm or not spec.needs_warm_model))
+                  for spec in self.specs if spec.signal is not None and spec.type != ALERT_TYPE_SCALAR
+                  and (warm or not spec.needs_warm_model))
         changes = effects.on_values(self, w.end_ns, ((k, v) for k, v in values if not math.isnan(v)),
                                     (w.start_ns, w.end_ns), explain, x)
         outs.extend(effects.alert_outputs(self, changes, lineage))
@@ -606,6 +628,79 @@ class AssetAnalyzer(effects.RuntimeEntity):
             changes_c = self.control.on_signals(w.end_ns, signals, self.situation(w.end_ns))
             outs.extend(effects.command_outputs(self, changes_c, lineage))
         return outs
+
+    def _scalar(self, before_ns: float, force: bool = False) -> list[Output]:
+        """Score the asset's scalar rows that are final before ``before_ns`` (see
+        :mod:`aiotstream.pdm.scalar`): a ``scalar_score`` record per block, the ``scalar_anomaly`` alert through the alert book, KPIs."""
+        assert self.scalar is not None
+        outs: list[Output] = []
+        for block in self.scalar.step(before_ns, force):
+            outs.extend(self._scalar_block(block))
+        return outs
+
+    def _scalar_block(self, b: ScoredBlock) -> list[Output]:
+        res, ts = b.result, b.ts
+        rows = len(ts)
+        if not rows:
+            return []
+        t0, t1 = int(ts[0]), int(ts[-1])
+        self._tick(t1)
+        spans, self._scalar_spans = self._scalar_spans, {}
+        inputs = [{"topic": t, "partition": p, "first_offset": lo, "last_offset": hi}
+                  for (t, p), (lo, hi) in sorted(spans.items())]
+        ctx = self.rt.ctx
+        lineage = ctx.block(inputs=inputs, window=window_block(t0, t1 + 1), features=None, model=None)
+        alert = res.alert
+        score = res.score
+        top = int(np.argmax(score))
+        k = self.rt.config.alerts.explain_top
+        base = b.rows_before  # the detector's row number of the block's first row
+        changes = [{"ts_ns": int(ts[min(max(e.row - base, 0), rows - 1)]), "channel": b.channels[e.channel],
+                    "old_level": e.old_level, "new_level": e.new_level} for e in b.events]
+        outs = [Output("score", self.asset_id, {
+            "schema": "aiotstream.scalar_score/1",
+            "id": make_id("scalar_score", ctx.site, ctx.config_hash, self.asset_id, t0, t1, rows),
+            "asset": self.asset_id, "line": self.line, "channels": b.channels, "rows": rows,
+            "ts_ns": ts.tolist(), "score": score.tolist(), "alert": alert.astype(np.int8).tolist(),
+            "max_score": float(score[top]), "min_p": float(res.p[top]), "alert_rows": int(alert.sum()),
+            "restarted": b.restarted, "changes": changes,
+            "top": _clean(self._scalar_explain(b, top, k)),
+            **lineage,
+        })]
+        self.kpi.add_many({"scalar_rows": rows, "scalar_alert_rows": int(alert.sum()),
+                           "baseline_changes": len(changes)}, {"scalar_max_score": float(score[top])}, t1)
+        # the alert book follows the detector's alert (its hysteresis): fed at every change of it and at
+        # the block's last row, so an operator's clear of a still-open alert re-opens it at the next block
+        # (after the cool-down), as for window scores
+        flips = np.flatnonzero(np.diff(alert.astype(np.int8), prepend=np.int8(self._scalar_open)))
+        at = sorted(set(flips.tolist()) | {rows - 1})
+        book_changes = []
+        for r in at:
+            v = 1.0 if alert[r] else 0.0
+            ch = self.book.on_value(ALERT_TYPE_SCALAR, int(ts[r]), v,
+                                    lambda r=r: _clean(self._scalar_explain(b, r, k)), None,
+                                    (int(ts[r]), int(ts[r]) + 1))
+            effects.annotate_opened(ch, {"detector": "streaming", "score": float(score[r]),
+                                         "p": float(res.p[r]), "row_ns": int(ts[r])})
+            book_changes.extend(ch)
+        self._scalar_open = bool(alert[-1])
+        outs.extend(effects.alert_outputs(self, book_changes, lineage))
+        return outs
+
+    def _scalar_explain(self, b: ScoredBlock, r: int, top: int) -> list[dict]:
+        """The channels that drive row ``r``: ``z`` in units of the channel's own normal deviation, its
+        tail probability ``p``, and its normal band (level +/- huber_c scales, as the baseline stood after
+        the block)."""
+        if not top:
+            return []
+        c = self.scalar.cfg.huber_c  # type: ignore[union-attr]
+        out = []
+        for name, z, p in b.result.explain(r, b.channels, top):
+            i = b.channels.index(name)
+            lvl, sc = float(b.level[i]), float(b.scale[i])  # type: ignore[index]
+            out.append({"feature": name, "value": float(b.x[r, i]), "z": round(z, 6), "p": p,
+                        "baseline_low": lvl - c * sc, "baseline_high": lvl + c * sc})
+        return out
 
     def _drifted(self, signal: str, w: ClosedWindow, model: dict, lineage: dict) -> list[Output]:
         """A drift detector fired on ``signal`` (``score`` or a feature): a ``drift`` alert and a retrain
@@ -666,6 +761,15 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 outs.extend(effects.command_outputs(self, self.control.on_kpis(t, r.scheme, derive(r.totals),
                                                                                self.situation(t)), lineage))
         return outs
+
+
+def _scalar_scorer(rt: SiteRuntime) -> ScalarScorer | None:
+    """The asset's scalar detector (``[scalar]``); the KPI state and part counters are not channels."""
+    cfg = rt.config
+    if not cfg.scalar.enabled:
+        return None
+    k = cfg.kpi
+    return ScalarScorer(cfg.scalar, {k.state_metric, k.parts_total_metric, k.parts_good_metric})
 
 
 def deliver(store: ModelStore, slack_s: float = 0.0) -> list[Output]:

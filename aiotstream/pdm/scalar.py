@@ -1,0 +1,172 @@
+"""An asset's scalar readings as rows for the streaming detector (issue 17; docs/detection.md).
+
+Readings arrive one metric per record. :class:`RowAssembler` forms rows per asset by event time: every
+channel read at the same timestamp is one row, a channel without a reading at that time is NaN (the
+detector treats it as missing), a repeated ``(timestamp, metric)`` keeps the last value. A row is final
+once the asset's windows have closed past its time (the flow's watermark: a reading that would still
+change it is ``late`` and dead-lettered), so rows reach the detector in time order whatever order the
+readings came in.
+
+**Channel order.** Channels are numbered in order of first appearance (within one input batch, in its
+order). The order is fixed when the detector starts, after ``settle_rows`` final rows: every channel
+seen by then is a column. A channel first seen later is appended and the detector starts afresh with
+the wider row (a new warm-up; its learned state cannot describe a channel it never saw); the block
+record says so (``restarted``). Metrics beyond ``max_channels`` are ignored and counted (run summary
+``dropped scalar_channel_limit``).
+
+:class:`ScalarScorer` holds the assembler and the asset's
+:class:`~aiotstream.models.streaming.StreamingDetector` and scores final rows a block at a time (``update_block``). Both pickle (the flow's recovery snapshot).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aiotstream.models.streaming import BlockResult, ChangeEvent, StreamingDetector, make_pipeline
+from aiotstream.runstats import STATS
+
+
+class RowAssembler:
+    """Readings -> rows by timestamp (see the module doc). ``take(before_ns)`` hands out the final rows."""
+
+    def __init__(self, max_channels: int = 64, exclude: frozenset[str] | set[str] = frozenset()) -> None:
+        self.max_channels = max_channels
+        self.exclude = frozenset(exclude)
+        self.channels: list[str] = []
+        self.index: dict[str, int] = {}
+        self.pending: dict[int, dict[int, float]] = {}  # ts -> {channel: value}
+        self.last_ns: int | None = None  # the newest row handed out
+        self.stale = 0  # readings for a row already handed out (cannot happen behind the watermark)
+
+    def add(self, ts_ns: int, metric: str, value: float) -> bool:
+        """One reading; False if it is not a channel (excluded, over the limit, or its row is gone)."""
+        if metric in self.exclude:
+            return False
+        i = self.index.get(metric)
+        if i is None:
+            if len(self.channels) >= self.max_channels:
+                STATS.add("dropped", "scalar_channel_limit", 1)
+                return False
+            i = self.index[metric] = len(self.channels)
+            self.channels.append(metric)
+        if self.last_ns is not None and ts_ns <= self.last_ns:
+            self.stale += 1
+            STATS.add("dropped", "scalar_stale_reading", 1)
+            return False
+        row = self.pending.get(ts_ns)
+        if row is None:
+            self.pending[ts_ns] = {i: value}
+        else:
+            row[i] = value
+        return True
+
+    def take(self, before_ns: float) -> tuple[np.ndarray, np.ndarray]:
+        """The rows with time < ``before_ns``, oldest first: (ts int64 (rows,), values (rows, channels))
+        with NaN where a channel has no reading at that time."""
+        due = sorted(t for t in self.pending if t < before_ns)
+        x = np.full((len(due), len(self.channels)), math.nan)
+        for r, t in enumerate(due):
+            for i, v in self.pending.pop(t).items():
+                x[r, i] = v
+        if due:
+            self.last_ns = due[-1]
+        return np.asarray(due, dtype=np.int64), x
+
+
+@dataclass
+class ScoredBlock:
+    """Final rows of one asset scored as one block."""
+
+    ts: np.ndarray            # (rows,) int64 ns
+    x: np.ndarray             # (rows, channels) the readings (NaN: missing)
+    channels: list[str]
+    result: BlockResult
+    restarted: list[str] = field(default_factory=list)  # channels whose first appearance restarted it
+    level: np.ndarray | None = None  # the baseline after the block (explanations' normal band)
+    scale: np.ndarray | None = None
+    rows_before: int = 0  # rows the detector had scored before this block (change events count from 0)
+
+    @property
+    def events(self) -> list[ChangeEvent]:
+        return self.result.events
+
+
+class ScalarScorer:
+    """One asset's rows through its streaming detector, a block at a time."""
+
+    def __init__(self, config: object, exclude: set[str] | frozenset[str] = frozenset(),
+                 impl: str | None = None) -> None:
+        from aiotstream.config import ScalarConfig
+
+        assert isinstance(config, ScalarConfig)
+        self.cfg = config
+        self.detector_config = config.detector_config()
+        self.impl = impl
+        self.rows = RowAssembler(config.max_channels, set(config.exclude) | set(exclude))
+        self.detector: StreamingDetector | None = None
+        self.width = 0  # channels the detector was built for
+        self.held_ts: list[np.ndarray] = []  # final rows before the detector starts
+        self.held_x: list[np.ndarray] = []
+        self.ready_ts: list[np.ndarray] = []  # final rows waiting for a block
+        self.ready_x: list[np.ndarray] = []
+
+    def add(self, ts_ns: int, metric: str, value: float) -> bool:
+        return self.rows.add(ts_ns, metric, value)
+
+    def _pad(self, x: np.ndarray, n: int) -> np.ndarray:
+        if x.shape[1] == n:
+            return x
+        out = np.full((len(x), n), math.nan)
+        out[:, : x.shape[1]] = x
+        return out
+
+    def step(self, before_ns: float, force: bool = False) -> list[ScoredBlock]:
+        """Take the rows final before ``before_ns``; score them once they span ``block_s`` of event time
+        (or at once with ``force``: the end of the input, a silent asset)."""
+        ts, x = self.rows.take(before_ns)
+        if len(ts):
+            self.ready_ts.append(ts)
+            self.ready_x.append(x)
+        if not self.ready_ts:
+            return []
+        first, last = int(self.ready_ts[0][0]), int(self.ready_ts[-1][-1])
+        if not force and last - first < self.cfg.block_s * 1e9:
+            return []
+        n = len(self.rows.channels)
+        ts = np.concatenate(self.ready_ts)
+        x = np.concatenate([self._pad(a, n) for a in self.ready_x])
+        self.ready_ts, self.ready_x = [], []
+        return self._score(ts, x, force)
+
+    def _score(self, ts: np.ndarray, x: np.ndarray, force: bool) -> list[ScoredBlock]:
+        n = len(self.rows.channels)
+        if self.detector is None:
+            self.held_ts.append(ts)
+            self.held_x.append(x)
+            held = sum(len(a) for a in self.held_ts)
+            if held < self.cfg.settle_rows and not force:
+                return []
+            ts = np.concatenate(self.held_ts)
+            x = np.concatenate([self._pad(a, n) for a in self.held_x])
+            self.held_ts, self.held_x = [], []
+            self._start(n)
+            return [self._block(ts, x, [])]
+        if n > self.width:  # a channel first seen after the order was fixed: start afresh with it
+            added = self.rows.channels[self.width:n]
+            self._start(n)
+            return [self._block(ts, x, added)]
+        return [self._block(ts, x, [])]
+
+    def _start(self, n: int) -> None:
+        self.detector = make_pipeline(self.cfg.pipeline, n, self.detector_config, impl=self.impl)
+        self.width = n
+
+    def _block(self, ts: np.ndarray, x: np.ndarray, restarted: list[str]) -> ScoredBlock:
+        assert self.detector is not None
+        before = self.detector.baseline.rows
+        res = self.detector.update_block(x)
+        b = self.detector.baseline
+        return ScoredBlock(ts, x, list(self.rows.channels[: self.width]), res, restarted, b.level.copy(),
+                           b.scale().copy(), before)
