@@ -631,7 +631,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
 
     def _scalar(self, before_ns: float, force: bool = False) -> list[Output]:
         """Score the asset's scalar rows that are final before ``before_ns`` (see
-        :mod:`aiotstream.pdm.scalar`): a ``scalar_score`` record per block, the ``scalar_anomaly`` alert through the alert book, KPIs."""
+        :mod:`aiotstream.pdm.scalar`): a ``scalar_score`` record per block, the
+        ``scalar_anomaly`` alert through the alert book, KPIs."""
         assert self.scalar is not None
         outs: list[Output] = []
         for block in self.scalar.step(before_ns, force):

@@ -15,7 +15,8 @@ record says so (``restarted``). Metrics beyond ``max_channels`` are ignored and 
 ``dropped scalar_channel_limit``).
 
 :class:`ScalarScorer` holds the assembler and the asset's
-:class:`~aiotstream.models.streaming.StreamingDetector` and scores final rows a block at a time (``update_block``). Both pickle (the flow's recovery snapshot).
+:class:`~aiotstream.models.streaming.StreamingDetector` and scores
+final rows a block at a time (``update_block``). Both pickle (the flow's recovery snapshot).
 """
 from __future__ import annotations
 
