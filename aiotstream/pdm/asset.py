@@ -160,6 +160,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self.dedupe = FrameDedupe()  # (seq, t0) of the frames in open windows: retransmits count once
         self.scalar = _scalar_scorer(rt)
         self._scalar_open = False  # the detector's alert after the last scored row
+        self._flushing = False  # flush(): every closed window scores its scalar rows at once
         self._scalar_spans: dict[tuple[str, int], tuple[int, int]] = {}  # inputs of the next scalar block
         self.queue: list[tuple[int, int, Reading | Feedback]] = []  # (event time, arrival, item)
         self._arrivals = 0
@@ -190,6 +191,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
             self.dedupe = FrameDedupe()
         if "scalar" not in state:  # a snapshot from before scalar readings were scored
             self.scalar, self._scalar_open, self._scalar_spans = None, False, {}
+        self._flushing = False
 
     def attach(self, rt: SiteRuntime) -> AssetAnalyzer:
         self.rt = rt
@@ -279,7 +281,11 @@ class AssetAnalyzer(effects.RuntimeEntity):
         An idle asset closes its windows but keeps its KPI period open, so a
         period is emitted once, with all its windows.
         """
-        outs = self._windows_closed(self.windows.flush())
+        self._flushing = True
+        try:
+            outs = self._windows_closed(self.windows.flush())
+        finally:
+            self._flushing = False
         if self.pending:  # end of input or a silent asset: score what waits now
             outs.extend(self.drain(now=True))
             assert not self.pending, "a window stayed unscored after a flush of the batcher"
@@ -336,6 +342,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             self.kpi.begin(w.start_ns)
             outs.extend(self._run_until(w.end_ns, inclusive=False))
             outs.extend(self._on_window(w))
+            if self.scalar is not None:  # the rows before the window's end are final: before its KPIs close
+                outs.extend(self._scalar(w.end_ns, force=self._flushing))
             outs.extend(self._timers(w.end_ns))
             self.kpi.advance(w.end_ns, self.schedule)
             outs.extend(self._periods(self.kpi.close(w.end_ns)))
