@@ -189,7 +189,8 @@ def _site(path: Path, ts: str, unit: str, values: Sequence[str], asset: str | No
         "assets": [{"id": a} for a in assets],
         "inputs": {"tail": False, "files": {"paths": [str(path)], "columns": cols}},
         # a historian export may span years and hold gaps: no window is too old, no gap too long
-        "window": {"wait_for_readings": False, "max_past_s": 315_360_000},
+        "window": {"max_past_s": 315_360_000},
+        "scalar": {"readings_only": True},
         "kpi": {"max_gap_s": 604_800},
         "model": {"drift_detector": "none"},
     }, source="aiotstream detect")
@@ -263,11 +264,11 @@ def _detect(table: pa.Table, path: Path, where: str, ts: str, values: list[str],
     # join: (asset, ts) -> (score, alert) of the detector's row
     by: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for a in assets:
-        recs = sorted((r for r in sink.records if r["asset"] == a), key=lambda r: r["ts_ns"][0])
+        recs = sorted((r for r in sink.records if r["asset"] == a), key=lambda r: r["row_ts_ns"][0])
         if recs:
-            by[a] = (np.concatenate([np.asarray(r["ts_ns"], np.int64) for r in recs]),
-                     np.concatenate([np.asarray(r["score"], np.float64) for r in recs]),
-                     np.concatenate([np.asarray(r["alert"], np.int8) for r in recs]))
+            by[a] = (np.concatenate([np.asarray(r["row_ts_ns"], np.int64) for r in recs]),
+                     np.concatenate([np.asarray(r["row_score"], np.float64) for r in recs]),
+                     np.concatenate([np.asarray(r["row_alert"], np.int8) for r in recs]))
     score = np.zeros(n)
     alert = np.zeros(n, np.int8)
     names_arr = np.asarray(names, dtype=object)

@@ -160,6 +160,10 @@ class ScalarConfig(_Model):
     """
 
     enabled: bool = Field(default=True, description="score scalar readings with the streaming detector")
+    readings_only: bool = Field(default=False,
+                                description="the assets send no waveform frames: windows close on the "
+                                            "readings' own progress (else a bounded replay holds them until "
+                                            "its end, waiting for a frames stream)")
     exclude: list[str] = Field(default_factory=list, max_length=256,
                                description="reading metrics that are not channels (besides kpi.state_metric "
                                            "and the part counters)")

@@ -124,8 +124,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         cfg = rt.config
         self.windows = WindowAssembler(rt.length_ns, rt.hop_ns, rt.lateness_ns, asset=asset_id,
                                        idle_s=cfg.window.idle_close_s,
-                                       expected=("frames",
-                                                 "readings") if cfg.window.wait_for_readings else ("frames",))
+                                       expected=_expected_streams(cfg))
         # with ONNX models the z-score baseline still learns: it explains alerts (features off their baseline)
         kind = "zscore" if cfg.model.kind == "onnx" else cfg.model.kind
         self.detector: Detector = make_detector(kind, self.columns, warmup=cfg.model.warmup_windows,
@@ -161,7 +160,6 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self.scalar = _scalar_scorer(rt)
         self._scalar_open = False  # the detector's alert after the last scored row
         self._flushing = False  # flush(): every closed window scores its scalar rows at once
-        self._scalar_spans: dict[tuple[str, int], tuple[int, int]] = {}  # inputs of the next scalar block
         self.queue: list[tuple[int, int, Reading | Feedback]] = []  # (event time, arrival, item)
         self._arrivals = 0
         self.clock_ns: int | None = None
@@ -190,7 +188,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if "dedupe" not in state:  # a snapshot from before frames were deduplicated
             self.dedupe = FrameDedupe()
         if "scalar" not in state:  # a snapshot from before scalar readings were scored
-            self.scalar, self._scalar_open, self._scalar_spans = None, False, {}
+            self.scalar, self._scalar_open = None, False
         self._flushing = False
 
     def attach(self, rt: SiteRuntime) -> AssetAnalyzer:
@@ -230,14 +228,11 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 self._enqueue(item.ts_ns, item)
         scalar = self.scalar
         if scalar is not None:
-            add, spans = scalar.add, self._scalar_spans
+            add = scalar.add
             for item in data:
-                if type(item) is Reading and id(item) in kept and add(item.ts_ns, item.metric, item.value):
+                if type(item) is Reading and id(item) in kept and not item.status & 0x8000_0000:
                     pos = item.pos
-                    key = (pos.topic, pos.partition)
-                    o = pos.offset
-                    lo_hi = spans.get(key)
-                    spans[key] = (o, o) if lo_hi is None else (min(lo_hi[0], o), max(lo_hi[1], o))
+                    add(item.ts_ns, item.metric, item.value, (pos.topic, pos.partition, pos.offset))
         if self.windows.closed_end_ns is not None:  # a repeat of a frame before this is late anyway
             self.dedupe.forget_before(self.windows.closed_end_ns - self.rt.length_ns)
         outs.extend(self._windows_closed(closed))
@@ -654,9 +649,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             return []
         t0, t1 = int(ts[0]), int(ts[-1])
         self._tick(t1)
-        spans, self._scalar_spans = self._scalar_spans, {}
         inputs = [{"topic": t, "partition": p, "first_offset": lo, "last_offset": hi}
-                  for (t, p), (lo, hi) in sorted(spans.items())]
+                  for (t, p), (lo, hi) in sorted(b.spans.items())]
         ctx = self.rt.ctx
         lineage = ctx.block(inputs=inputs, window=window_block(t0, t1 + 1), features=None, model=None)
         alert = res.alert
@@ -670,7 +664,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             "schema": "aiotstream.scalar_score/1",
             "id": make_id("scalar_score", ctx.site, ctx.config_hash, self.asset_id, t0, t1, rows),
             "asset": self.asset_id, "line": self.line, "channels": b.channels, "rows": rows,
-            "ts_ns": ts.tolist(), "score": score.tolist(), "alert": alert.astype(np.int8).tolist(),
+            "row_ts_ns": ts.tolist(), "row_score": score.tolist(),
+            "row_alert": alert.astype(np.int8).tolist(),
             "max_score": float(score[top]), "min_p": float(res.p[top]), "alert_rows": int(alert.sum()),
             "restarted": b.restarted, "changes": changes,
             "top": _clean(self._scalar_explain(b, top, k)),
@@ -770,6 +765,13 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 outs.extend(effects.command_outputs(self, self.control.on_kpis(t, r.scheme, derive(r.totals),
                                                                                self.situation(t)), lineage))
         return outs
+
+
+def _expected_streams(cfg: Any) -> tuple[str, ...]:
+    """The streams an asset's windows wait for (see docs/architecture.md, Windows)."""
+    if cfg.scalar.readings_only:
+        return ("readings",)
+    return ("frames", "readings") if cfg.window.wait_for_readings else ("frames",)
 
 
 def _scalar_scorer(rt: SiteRuntime) -> ScalarScorer | None:

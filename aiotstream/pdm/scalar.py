@@ -28,6 +28,14 @@ import numpy as np
 from aiotstream.models.streaming import BlockResult, ChangeEvent, StreamingDetector, make_pipeline
 from aiotstream.runstats import STATS
 
+Spans = dict[tuple[str, int], tuple[int, int]]  # (topic, partition) -> (first offset, last offset)
+
+
+def merge_spans(into: Spans, more: Spans) -> None:
+    for key, (lo, hi) in more.items():
+        cur = into.get(key)
+        into[key] = (lo, hi) if cur is None else (min(cur[0], lo), max(cur[1], hi))
+
 
 class RowAssembler:
     """Readings -> rows by timestamp (see the module doc). ``take(before_ns)`` hands out the final rows."""
@@ -38,11 +46,13 @@ class RowAssembler:
         self.channels: list[str] = []
         self.index: dict[str, int] = {}
         self.pending: dict[int, dict[int, float]] = {}  # ts -> {channel: value}
+        self.spans: dict[int, dict[tuple[str, int], tuple[int, int]]] = {}  # ts -> its inputs (lineage)
         self.last_ns: int | None = None  # the newest row handed out
         self.stale = 0  # readings for a row already handed out (cannot happen behind the watermark)
 
-    def add(self, ts_ns: int, metric: str, value: float) -> bool:
-        """One reading; False if it is not a channel (excluded, over the limit, or its row is gone)."""
+    def add(self, ts_ns: int, metric: str, value: float, pos: tuple[str, int, int] | None = None) -> bool:
+        """One reading (``pos``: its topic, partition, offset); False if it is not a channel (excluded, over
+        the limit, or its row is gone)."""
         if metric in self.exclude:
             return False
         i = self.index.get(metric)
@@ -61,16 +71,28 @@ class RowAssembler:
             self.pending[ts_ns] = {i: value}
         else:
             row[i] = value
+        if pos is not None:
+            key, o = pos[:2], pos[2]
+            sp = self.spans.get(ts_ns)
+            if sp is None:
+                self.spans[ts_ns] = {key: (o, o)}
+            else:
+                lo_hi = sp.get(key)
+                sp[key] = (o, o) if lo_hi is None else (min(lo_hi[0], o), max(lo_hi[1], o))
         return True
 
-    def take(self, before_ns: float) -> tuple[np.ndarray, np.ndarray]:
+    def take(self, before_ns: float, spans: Spans | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The rows with time < ``before_ns``, oldest first: (ts int64 (rows,), values (rows, channels))
-        with NaN where a channel has no reading at that time."""
+        with NaN where a channel has no reading at that time. Their readings' input spans are merged into
+        ``spans``."""
         due = sorted(t for t in self.pending if t < before_ns)
         x = np.full((len(due), len(self.channels)), math.nan)
         for r, t in enumerate(due):
             for i, v in self.pending.pop(t).items():
                 x[r, i] = v
+            sp = self.spans.pop(t, None)
+            if sp and spans is not None:
+                merge_spans(spans, sp)
         if due:
             self.last_ns = due[-1]
         return np.asarray(due, dtype=np.int64), x
@@ -88,6 +110,7 @@ class ScoredBlock:
     level: np.ndarray | None = None  # the baseline after the block (explanations' normal band)
     scale: np.ndarray | None = None
     rows_before: int = 0  # rows the detector had scored before this block (change events count from 0)
+    spans: Spans = field(default_factory=dict)  # the inputs of its rows (lineage)
 
     @property
     def events(self) -> list[ChangeEvent]:
@@ -112,9 +135,10 @@ class ScalarScorer:
         self.held_x: list[np.ndarray] = []
         self.ready_ts: list[np.ndarray] = []  # final rows waiting for a block
         self.ready_x: list[np.ndarray] = []
+        self.spans: Spans = {}  # the inputs of the rows taken and not yet scored
 
-    def add(self, ts_ns: int, metric: str, value: float) -> bool:
-        return self.rows.add(ts_ns, metric, value)
+    def add(self, ts_ns: int, metric: str, value: float, pos: tuple[str, int, int] | None = None) -> bool:
+        return self.rows.add(ts_ns, metric, value, pos)
 
     def _pad(self, x: np.ndarray, n: int) -> np.ndarray:
         if x.shape[1] == n:
@@ -126,7 +150,7 @@ class ScalarScorer:
     def step(self, before_ns: float, force: bool = False) -> list[ScoredBlock]:
         """Take the rows final before ``before_ns``; score them once they span ``block_s`` of event time
         (or at once with ``force``: the end of the input, a silent asset)."""
-        ts, x = self.rows.take(before_ns)
+        ts, x = self.rows.take(before_ns, self.spans)
         if len(ts):
             self.ready_ts.append(ts)
             self.ready_x.append(x)
@@ -169,5 +193,6 @@ class ScalarScorer:
         before = self.detector.baseline.rows
         res = self.detector.update_block(x)
         b = self.detector.baseline
+        spans, self.spans = self.spans, {}
         return ScoredBlock(ts, x, list(self.rows.channels[: self.width]), res, restarted, b.level.copy(),
-                           b.scale().copy(), before)
+                           b.scale().copy(), before, spans)
