@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -141,38 +140,24 @@ def _timestamps(table: pa.Table, ts: str, unit: str, where: str) -> np.ndarray:
 
 
 class _Collect:
-    """A sink keeping the flow's scalar_score and alert records (in-process, one worker)."""
+    """The flow's scalar_score and alert records as they come (in-process, one worker)."""
 
     def __init__(self, progress: Callable[[int], None] | None) -> None:
         self.records: list[dict] = []
         self.alerts: list[dict] = []
         self.progress = progress
         self.rows = 0
-        self.lock = threading.Lock()
 
-    def sink(self) -> Any:
-        from bytewax.outputs import DynamicSink, StatelessSinkPartition
-
-        outer = self
-
-        class _Part(StatelessSinkPartition):
-            def write_batch(self, items: list[Any]) -> None:
-                with outer.lock:
-                    for o in items:
-                        rec = o.record
-                        if o.kind == "score" and rec.get("schema") == "aiotstream.scalar_score/1":
-                            outer.records.append(rec)
-                            outer.rows += rec["rows"]
-                        elif o.kind == "alert":
-                            outer.alerts.append(rec)
-                    if outer.progress is not None:
-                        outer.progress(outer.rows)
-
-        class _Sink(DynamicSink):
-            def build(self, step_id: str, worker_index: int, worker_count: int) -> _Part:
-                return _Part()
-
-        return _Sink()
+    def __call__(self, items: list[Any]) -> None:
+        for o in items:
+            rec = o.record
+            if o.kind == "score" and rec.get("schema") == "aiotstream.scalar_score/1":
+                self.records.append(rec)
+                self.rows += rec["rows"]
+            elif o.kind == "alert":
+                self.alerts.append(rec)
+        if self.progress is not None:
+            self.progress(self.rows)
 
 
 def _site(path: Path, ts: str, unit: str, values: Sequence[str], asset: str | None,
@@ -237,9 +222,9 @@ def detect_table(table: pa.Table | Any, timestamp_column: str, value_columns: Se
 
 def _detect(table: pa.Table, path: Path, where: str, ts: str, values: list[str], asset: str | None,
             progress: Callable[[int, int], None] | None) -> Detection:
-    from bytewax.run import cli_main
-
     from aiotstream.dataflow import build_flow
+    from aiotstream.dataflow.run import cli_main
+    from aiotstream.io.files import CallbackSink
     from aiotstream.io.replay import FileSource
 
     _check(table, where, ts, values, asset)
@@ -259,7 +244,7 @@ def _detect(table: pa.Table, path: Path, where: str, ts: str, values: list[str],
     sink = _Collect((lambda done: progress(done, n)) if progress is not None else None)
     assert cfg.inputs.files is not None
     source = FileSource(cfg.inputs.files, cfg.inputs.poll_batch)
-    flow = build_flow(cfg, source, sink.sink(), tail=False, snapshots=False)
+    flow = build_flow(cfg, source, CallbackSink(sink), tail=False, snapshots=False)
     cli_main(flow, workers_per_process=1, epoch_interval=timedelta(seconds=10))
     # join: (asset, ts) -> (score, alert) of the detector's row
     by: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}

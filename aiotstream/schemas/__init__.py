@@ -24,6 +24,7 @@ def validator(kind: str | None = None) -> Any:
     import jsonschema
 
     root = load_schema()
-    ref = "modelEvent" if kind == "model" else kind  # "model" names the lineage block in $defs
-    schema = root if kind is None else {**root, "oneOf": [{"$ref": f"#/$defs/{ref}"}]}
+    # "model" names the lineage block in $defs; the score kind carries window and scalar scores
+    refs = {"model": ["modelEvent"], "score": ["score", "scalarScore"]}.get(kind or "", [kind])
+    schema = root if kind is None else {**root, "oneOf": [{"$ref": f"#/$defs/{r}"} for r in refs]}
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
