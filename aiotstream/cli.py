@@ -676,7 +676,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     alerts = _read_jsonl(out / "alerts.jsonl")
     kpis = _read_jsonl(out / "kpis.jsonl")
-    scores = [s for s in _read_jsonl(out / "scores.jsonl") if s["schema"] == "aiotstream.score/1"]  # windows
+    scores = _read_jsonl(out / "scores.jsonl")
     dead = _read_jsonl(out / "deadletter.jsonl")
     asset_kpis = [k for k in kpis if k["scope"] == "asset"]
     frames = sum(k["totals"]["frames"] for k in asset_kpis)

@@ -151,7 +151,7 @@ class _Collect:
     def __call__(self, items: list[Any]) -> None:
         for o in items:
             rec = o.record
-            if o.kind == "score" and rec.get("schema") == "aiotstream.scalar_score/1":
+            if o.kind == "scalar":
                 self.records.append(rec)
                 self.rows += rec["rows"]
             elif o.kind == "alert":

@@ -210,6 +210,10 @@ class SiteConfig(_Model):
         """Where promotions, refusals and retrain requests go (``aiotstream.model/1`` records)."""
         return self.outputs.models or f"{self.site.id}.models"
 
+    def scalar_topic(self) -> str:
+        """Where the streaming detector's scalar scores go (``aiotstream.scalar_score/1`` records)."""
+        return f"{self.site.id}.scalar_scores"
+
     def asset_map(self) -> dict[str, AssetConfig]:
         return {a.id: a for a in self.all_assets()}
 

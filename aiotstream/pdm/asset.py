@@ -660,7 +660,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         base = b.rows_before  # the detector's row number of the block's first row
         changes = [{"ts_ns": int(ts[min(max(e.row - base, 0), rows - 1)]), "channel": b.channels[e.channel],
                     "old_level": e.old_level, "new_level": e.new_level} for e in b.events]
-        outs = [Output("score", self.asset_id, {
+        outs = [Output("scalar", self.asset_id, {
             "schema": "aiotstream.scalar_score/1",
             "id": make_id("scalar_score", ctx.site, ctx.config_hash, self.asset_id, t0, t1, rows),
             "asset": self.asset_id, "line": self.line, "channels": b.channels, "rows": rows,
