@@ -3,7 +3,7 @@
 The file is replayed by the same dataflow as ``aiotstream replay`` (:func:`aiotstream.dataflow.build_flow`
 with a :class:`~aiotstream.io.replay.FileSource`), with the site's default settings (``[scalar]``: the
 defaults of :class:`aiotstream.models.streaming.DetectorConfig`); the per-row scores are read back from the
-flow's ``aiotstream.scalar_score/1`` records. Nothing here scores: this module only builds the site, runs
+flow's ``aiotstream.scalar/1`` records. Nothing here scores: this module only builds the site, runs
 the flow and joins its records to the input rows.
 
 Python API (``aiotstream evaluate`` builds on it)::
@@ -48,7 +48,7 @@ class Detection:
     score: np.ndarray            # float64
     alert: np.ndarray            # int8
     timestamps: list[Any]        # the timestamp cells as read (for the output file)
-    records: list[dict]          # the flow's scalar_score records
+    records: list[dict]          # the flow's aiotstream.scalar/1 records
     alerts: list[dict]           # the flow's alert records
 
     def __len__(self) -> int:
@@ -140,7 +140,7 @@ def _timestamps(table: pa.Table, ts: str, unit: str, where: str) -> np.ndarray:
 
 
 class _Collect:
-    """The flow's scalar_score and alert records as they come (in-process, one worker)."""
+    """The flow's scalar and alert records as they come (in-process, one worker)."""
 
     def __init__(self, progress: Callable[[int], None] | None) -> None:
         self.records: list[dict] = []

@@ -211,7 +211,7 @@ class SiteConfig(_Model):
         return self.outputs.models or f"{self.site.id}.models"
 
     def scalar_topic(self) -> str:
-        """Where the streaming detector's scalar scores go (``aiotstream.scalar_score/1`` records)."""
+        """Where the streaming detector's scalar scores go (``aiotstream.scalar/1`` records)."""
         return f"{self.site.id}.scalar_scores"
 
     def asset_map(self) -> dict[str, AssetConfig]:

@@ -236,8 +236,6 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if self.windows.closed_end_ns is not None:  # a repeat of a frame before this is late anyway
             self.dedupe.forget_before(self.windows.closed_end_ns - self.rt.length_ns)
         outs.extend(self._windows_closed(closed))
-        if scalar is not None and closed and self.windows.closed_end_ns is not None:
-            outs.extend(self._scalar(self.windows.closed_end_ns))
         if self.clock_ns is not None:  # feedback from the past (relative to the clock) applies now
             outs.extend(self._run_until(self.clock_ns, inclusive=False, timers=False))
         self._report()
@@ -279,11 +277,11 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self._flushing = True
         try:
             outs = self._windows_closed(self.windows.flush())
+            if self.pending:  # end of input or a silent asset: score what waits now
+                outs.extend(self.drain(now=True))
+                assert not self.pending, "a window stayed unscored after a flush of the batcher"
         finally:
             self._flushing = False
-        if self.pending:  # end of input or a silent asset: score what waits now
-            outs.extend(self.drain(now=True))
-            assert not self.pending, "a window stayed unscored after a flush of the batcher"
         if self.scalar is not None:  # every window closed: every row is final
             outs.extend(self._scalar(math.inf, force=True))
         if kpi:
@@ -425,6 +423,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             self.kpi.begin(w.start_ns)
             outs.extend(self._run_until(w.end_ns, inclusive=False))
             outs.extend(self._on_window(w, p))
+            if self.scalar is not None:  # as in _windows_closed
+                outs.extend(self._scalar(w.end_ns, force=self._flushing))
             outs.extend(self._timers(w.end_ns))
             self.kpi.advance(w.end_ns, self.schedule)
             outs.extend(self._periods(self.kpi.close(w.end_ns)))
@@ -634,7 +634,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
 
     def _scalar(self, before_ns: float, force: bool = False) -> list[Output]:
         """Score the asset's scalar rows that are final before ``before_ns`` (see
-        :mod:`aiotstream.pdm.scalar`): a ``scalar_score`` record per block, the
+        :mod:`aiotstream.pdm.scalar`): an ``aiotstream.scalar/1`` record per block, the
         ``scalar_anomaly`` alert through the alert book, KPIs."""
         assert self.scalar is not None
         outs: list[Output] = []
@@ -661,8 +661,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         changes = [{"ts_ns": int(ts[min(max(e.row - base, 0), rows - 1)]), "channel": b.channels[e.channel],
                     "old_level": e.old_level, "new_level": e.new_level} for e in b.events]
         outs = [Output("scalar", self.asset_id, {
-            "schema": "aiotstream.scalar_score/1",
-            "id": make_id("scalar_score", ctx.site, ctx.config_hash, self.asset_id, t0, t1, rows),
+            "schema": "aiotstream.scalar/1",
+            "id": make_id("scalar", ctx.site, ctx.config_hash, self.asset_id, t0, t1, rows),
             "asset": self.asset_id, "line": self.line, "channels": b.channels, "rows": rows,
             "row_ts_ns": ts.tolist(), "row_score": score.tolist(),
             "row_alert": alert.astype(np.int8).tolist(),

@@ -25,6 +25,6 @@ def validator(kind: str | None = None) -> Any:
 
     root = load_schema()
     # "model" names the lineage block in $defs
-    refs = {"model": ["modelEvent"], "scalar": ["scalarScore"]}.get(kind or "", [kind])
+    refs = {"model": ["modelEvent"]}.get(kind or "", [kind])
     schema = root if kind is None else {**root, "oneOf": [{"$ref": f"#/$defs/{r}"} for r in refs]}
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())

@@ -1,5 +1,5 @@
 """Scalar readings through the whole plant flow (in-process Bytewax, no broker): a site with no waveform
-frames gets scalar_score records, an explained scalar_anomaly alert for an injected fault through the alert
+frames gets scalar records (aiotstream.scalar/1), an explained scalar_anomaly alert for an injected fault through the alert
 book (acknowledged by feedback, cleared when the fault ends), KPIs, and a recovery snapshot that resumes
 bit for bit."""
 from __future__ import annotations
@@ -87,7 +87,7 @@ def test_scalar_scores_cover_every_row_and_validate(outputs: list[Output]) -> No
     for o in outputs:
         err = next(iter(v.iter_errors(o.record)), None)
         assert err is None, f"{o.kind}: {err.message} at {list(err.path)}"
-    recs = [o.record for o in outputs if o.record.get("schema") == "aiotstream.scalar_score/1"]
+    recs = [o.record for o in outputs if o.record.get("schema") == "aiotstream.scalar/1"]
     assert {r["asset"] for r in recs} == {"pump-1", "pump-2"}
     for asset in ("pump-1", "pump-2"):
         mine = [r for r in recs if r["asset"] == asset]
@@ -113,7 +113,7 @@ def test_an_injected_fault_opens_an_explained_alert_that_is_acked_and_clears(out
     assert opened["detail"]["score"] > 0.999 and opened["detail"]["p"] < 1e-3
     assert alerts[1]["by"] == "ana" and alerts[1]["at_ns"] == ACK_AT
     assert START + FAULT[1] * S <= alerts[2]["cleared_at_ns"] <= START + (FAULT[1] + 60) * S
-    scores = [o.record for o in outputs if o.record.get("schema") == "aiotstream.scalar_score/1"
+    scores = [o.record for o in outputs if o.record.get("schema") == "aiotstream.scalar/1"
               and o.record["asset"] == "pump-1"]
     alert_rows = {t for r in scores for t, a in zip(r["row_ts_ns"], r["row_alert"], strict=True) if a}
     assert min(alert_rows) == opened["opened_at_ns"] and max(alert_rows) < alerts[2]["cleared_at_ns"]
@@ -133,8 +133,8 @@ def test_without_readings_only_the_same_scores_come_at_the_end() -> None:
     """A site that may send frames holds readings-only windows until the input ends (bounded replay):
     the rows are the same, scored in one go."""
     msgs = messages()
-    a = [o.record for o in run(site(True), msgs) if o.record.get("schema") == "aiotstream.scalar_score/1"]
-    b = [o.record for o in run(site(False), msgs) if o.record.get("schema") == "aiotstream.scalar_score/1"]
+    a = [o.record for o in run(site(True), msgs) if o.record.get("schema") == "aiotstream.scalar/1"]
+    b = [o.record for o in run(site(False), msgs) if o.record.get("schema") == "aiotstream.scalar/1"]
     for asset in ("pump-1", "pump-2"):
         sa = [s for r in a if r["asset"] == asset for s in r["row_score"]]
         sb = [s for r in b if r["asset"] == asset for s in r["row_score"]]
