@@ -228,11 +228,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 self._enqueue(item.ts_ns, item)
         scalar = self.scalar
         if scalar is not None:
-            add = scalar.add
-            for item in data:
-                if type(item) is Reading and id(item) in kept and not item.status & 0x8000_0000:
-                    pos = item.pos
-                    add(item.ts_ns, item.metric, item.value, (pos.topic, pos.partition, pos.offset))
+            scalar.add_readings([item for item in data if type(item) is Reading and id(item) in kept
+                                 and not item.status & 0x8000_0000])
         if self.windows.closed_end_ns is not None:  # a repeat of a frame before this is late anyway
             self.dedupe.forget_before(self.windows.closed_end_ns - self.rt.length_ns)
         outs.extend(self._windows_closed(closed))

@@ -37,6 +37,15 @@ def merge_spans(into: Spans, more: Spans) -> None:
         into[key] = (lo, hi) if cur is None else (min(cur[0], lo), max(cur[1], hi))
 
 
+def rows_array(rows: list[tuple[int, dict[int, float]]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ts, {channel: value})`` rows as (ts int64 (rows,), values (rows, n)) with NaN for missing."""
+    x = np.full((len(rows), n), math.nan)
+    for r, (_, vals) in enumerate(rows):
+        for i, v in vals.items():
+            x[r, i] = v
+    return np.fromiter((t for t, _ in rows), dtype=np.int64, count=len(rows)), x
+
+
 class RowAssembler:
     """Readings -> rows by timestamp (see the module doc). ``take(before_ns)`` hands out the final rows."""
 
@@ -81,21 +90,58 @@ class RowAssembler:
                 sp[key] = (o, o) if lo_hi is None else (min(lo_hi[0], o), max(lo_hi[1], o))
         return True
 
+    def add_readings(self, readings: list) -> None:
+        """:meth:`add` for a batch of :class:`~aiotstream.records.Reading` (one call per input batch: the
+        per-reading work stays in this loop)."""
+        exclude, index, pending, spans = self.exclude, self.index, self.pending, self.spans
+        last = self.last_ns
+        for r in readings:
+            m = r.metric
+            if m in exclude:
+                continue
+            i = index.get(m)
+            if i is None:  # a new channel (or one over the limit): the general path
+                self.add(r.ts_ns, m, r.value, (r.pos.topic, r.pos.partition, r.pos.offset))
+                continue
+            t = r.ts_ns
+            if last is not None and t <= last:
+                self.stale += 1
+                STATS.add("dropped", "scalar_stale_reading", 1)
+                continue
+            row = pending.get(t)
+            if row is None:
+                pending[t] = {i: r.value}
+            else:
+                row[i] = r.value
+            pos = r.pos
+            key, o = (pos.topic, pos.partition), pos.offset
+            sp = spans.get(t)
+            if sp is None:
+                spans[t] = {key: (o, o)}
+            else:
+                lo_hi = sp.get(key)
+                sp[key] = (o, o) if lo_hi is None else (min(lo_hi[0], o), max(lo_hi[1], o))
+
+    def take_rows(self, before_ns: float, spans: Spans | None = None) -> list[tuple[int, dict[int, float]]]:
+        """The rows with time < ``before_ns``, oldest first, as ``(ts, {channel: value})``; their readings'
+        input spans are merged into ``spans``."""
+        pending = self.pending
+        due = sorted(t for t in pending if t < before_ns)
+        if not due:
+            return []
+        out = [(t, pending.pop(t)) for t in due]
+        if self.spans:
+            for t in due:
+                sp = self.spans.pop(t, None)
+                if sp and spans is not None:
+                    merge_spans(spans, sp)
+        self.last_ns = due[-1]
+        return out
+
     def take(self, before_ns: float, spans: Spans | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The rows with time < ``before_ns``, oldest first: (ts int64 (rows,), values (rows, channels))
-        with NaN where a channel has no reading at that time. Their readings' input spans are merged into
-        ``spans``."""
-        due = sorted(t for t in self.pending if t < before_ns)
-        x = np.full((len(due), len(self.channels)), math.nan)
-        for r, t in enumerate(due):
-            for i, v in self.pending.pop(t).items():
-                x[r, i] = v
-            sp = self.spans.pop(t, None)
-            if sp and spans is not None:
-                merge_spans(spans, sp)
-        if due:
-            self.last_ns = due[-1]
-        return np.asarray(due, dtype=np.int64), x
+        """:meth:`take_rows` as arrays: (ts int64 (rows,), values (rows, channels)), NaN where a channel
+        has no reading at that time."""
+        return rows_array(self.take_rows(before_ns, spans), len(self.channels))
 
 
 @dataclass
@@ -133,12 +179,14 @@ class ScalarScorer:
         self.width = 0  # channels the detector was built for
         self.held_ts: list[np.ndarray] = []  # final rows before the detector starts
         self.held_x: list[np.ndarray] = []
-        self.ready_ts: list[np.ndarray] = []  # final rows waiting for a block
-        self.ready_x: list[np.ndarray] = []
+        self.ready: list[tuple[int, dict[int, float]]] = []  # final rows waiting for a block
         self.spans: Spans = {}  # the inputs of the rows taken and not yet scored
 
     def add(self, ts_ns: int, metric: str, value: float, pos: tuple[str, int, int] | None = None) -> bool:
         return self.rows.add(ts_ns, metric, value, pos)
+
+    def add_readings(self, readings: list) -> None:
+        self.rows.add_readings(readings)
 
     def _pad(self, x: np.ndarray, n: int) -> np.ndarray:
         if x.shape[1] == n:
@@ -150,19 +198,14 @@ class ScalarScorer:
     def step(self, before_ns: float, force: bool = False) -> list[ScoredBlock]:
         """Take the rows final before ``before_ns``; score them once they span ``block_s`` of event time
         (or at once with ``force``: the end of the input, a silent asset)."""
-        ts, x = self.rows.take(before_ns, self.spans)
-        if len(ts):
-            self.ready_ts.append(ts)
-            self.ready_x.append(x)
-        if not self.ready_ts:
+        rows = self.rows.take_rows(before_ns, self.spans)
+        ready = self.ready
+        if rows:
+            ready.extend(rows)
+        if not ready or (not force and ready[-1][0] - ready[0][0] < self.cfg.block_s * 1e9):
             return []
-        first, last = int(self.ready_ts[0][0]), int(self.ready_ts[-1][-1])
-        if not force and last - first < self.cfg.block_s * 1e9:
-            return []
-        n = len(self.rows.channels)
-        ts = np.concatenate(self.ready_ts)
-        x = np.concatenate([self._pad(a, n) for a in self.ready_x])
-        self.ready_ts, self.ready_x = [], []
+        ts, x = rows_array(ready, len(self.rows.channels))
+        self.ready = []
         return self._score(ts, x, force)
 
     def _score(self, ts: np.ndarray, x: np.ndarray, force: bool) -> list[ScoredBlock]:

@@ -114,6 +114,30 @@ def test_fuzz_rows_equal_a_plain_dict_of_the_readings_whatever_the_order_and_cut
         np.testing.assert_array_equal(full, expect)
 
 
+@settings(max_examples=100, deadline=None)
+@given(readings)
+def test_add_readings_of_a_batch_equals_add_one_by_one(items: list[tuple[int, str, float]]) -> None:
+    from aiotstream.records import Position, Reading
+
+    rs = [Reading("a", t, m, v, Position("top", 0, k)) for k, (t, m, v) in enumerate(items)]
+    one, batch = RowAssembler(max_channels=3, exclude={"d"}), RowAssembler(max_channels=3, exclude={"d"})
+    for r in rs[: len(rs) // 2]:
+        one.add(r.ts_ns, r.metric, r.value, (r.pos.topic, r.pos.partition, r.pos.offset))
+    batch.add_readings(rs[: len(rs) // 2])
+    sa: dict = {}
+    sb: dict = {}
+    assert rows_of_spans(one, 15, sa) == rows_of_spans(batch, 15, sb) and sa == sb
+    for r in rs[len(rs) // 2:]:
+        one.add(r.ts_ns, r.metric, r.value, (r.pos.topic, r.pos.partition, r.pos.offset))
+    batch.add_readings(rs[len(rs) // 2:])
+    assert rows_of_spans(one, math.inf, sa) == rows_of_spans(batch, math.inf, sb) and sa == sb
+    assert one.channels == batch.channels and one.stale == batch.stale
+
+
+def rows_of_spans(a: RowAssembler, before: float, spans: dict) -> list:
+    return a.take_rows(before, spans)
+
+
 def _stream(rows: int, n: int, seed: int = 3) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(rows, n)).cumsum(axis=0) * 0.05 + rng.normal(size=(rows, n))
