@@ -11,6 +11,7 @@ detector calibrates and re-fits (steady state, not only warm-up).
 ``python -m benchmarks.scalar_flow --detector on``; ``--detector off`` for the flow without it;
 ``--profile FILE`` writes a cProfile of the run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,8 @@ def make_table(path: Path, assets: int, channels: int, seconds: int, seed: int =
         x = np.empty(n)
         prev = np.zeros(assets)
         for s in range(seconds):  # AR(1) per asset, phi 0.5
-            prev = 0.5 * prev + e[s * assets:(s + 1) * assets]
-            x[s * assets:(s + 1) * assets] = prev
+            prev = 0.5 * prev + e[s * assets : (s + 1) * assets]
+            x[s * assets : (s + 1) * assets] = prev
         cols[f"c{c}"] = 50.0 + 10 * c + x
     pq.write_table(pa.table(cols), path, row_group_size=65_536)
     return n * channels
@@ -52,16 +53,22 @@ def make_table(path: Path, assets: int, channels: int, seconds: int, seed: int =
 def site(path: Path, assets: int, channels: int, detector: bool) -> object:
     from aiotstream.config import SiteConfig
 
-    return SiteConfig.from_dict({
-        "site": {"id": "bench-scalar-flow"},
-        "assets": [{"id": f"a-{i:05d}"} for i in range(assets)],
-        "inputs": {"tail": False, "poll_batch": 1000,
-                   "files": {"paths": [str(path)],
-                             "columns": {"ts": "ts", "asset": "asset",
-                                         "metrics": [f"c{c}" for c in range(channels)]}}},
-        "model": {"drift_detector": "none"},
-        "scalar": {"enabled": detector, "readings_only": True},
-    })
+    return SiteConfig.from_dict(
+        {
+            "site": {"id": "bench-scalar-flow"},
+            "assets": [{"id": f"a-{i:05d}"} for i in range(assets)],
+            "inputs": {
+                "tail": False,
+                "poll_batch": 1000,
+                "files": {
+                    "paths": [str(path)],
+                    "columns": {"ts": "ts", "asset": "asset", "metrics": [f"c{c}" for c in range(channels)]},
+                },
+            },
+            "model": {"drift_detector": "none"},
+            "scalar": {"enabled": detector, "readings_only": True},
+        }
+    )
 
 
 def run(path: Path, assets: int, channels: int, detector: bool, profile: str | None) -> dict[str, object]:
@@ -80,8 +87,13 @@ def run(path: Path, assets: int, channels: int, detector: bool, profile: str | N
             kinds[o.kind] += 1
 
     assert cfg.inputs.files is not None
-    flow = build_flow(cfg, FileSource(cfg.inputs.files, cfg.inputs.poll_batch), CallbackSink(count), tail=False,
-                      snapshots=False)
+    flow = build_flow(
+        cfg,
+        FileSource(cfg.inputs.files, cfg.inputs.poll_batch),
+        CallbackSink(count),
+        tail=False,
+        snapshots=False,
+    )
     prof = None
     if profile:
         import cProfile
@@ -113,16 +125,25 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(tmp) / "wide.parquet"
         events = make_table(path, args.assets, args.channels, args.seconds)
         r = run(path, args.assets, args.channels, args.detector == "on", args.profile)
-    res = {"detector": args.detector, "assets": args.assets, "channels": args.channels, "seconds": args.seconds,
-           "events": events, **r, "events_per_s_wall": round(events / r["wall_s"]),
-           "events_per_cpu_s": round(events / r["cpu_s"]),
-           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-           "load_avg": os.getloadavg(), "command": "python -m benchmarks.scalar_flow " + " ".join(
-               argv if argv is not None else sys.argv[1:])}
-    print(f"{events:,} readings ({args.assets} assets x {args.channels} channels x {args.seconds} s), detector "
-          f"{args.detector}: {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU -> {res['events_per_s_wall']:,} "
-          f"events/s (wall), {res['events_per_cpu_s']:,} per CPU s; outputs {r['outputs']}; load "
-          f"{res['load_avg'][0]:.1f}")
+    res = {
+        "detector": args.detector,
+        "assets": args.assets,
+        "channels": args.channels,
+        "seconds": args.seconds,
+        "events": events,
+        **r,
+        "events_per_s_wall": round(events / r["wall_s"]),
+        "events_per_cpu_s": round(events / r["cpu_s"]),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "load_avg": os.getloadavg(),
+        "command": "python -m benchmarks.scalar_flow " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    print(
+        f"{events:,} readings ({args.assets} assets x {args.channels} channels x {args.seconds} s), detector "
+        f"{args.detector}: {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU -> {res['events_per_s_wall']:,} "
+        f"events/s (wall), {res['events_per_cpu_s']:,} per CPU s; outputs {r['outputs']}; load "
+        f"{res['load_avg'][0]:.1f}"
+    )
     if args.json:
         with open(args.json, "a") as fh:
             fh.write(json.dumps(res) + "\n")
