@@ -156,3 +156,47 @@ def test_the_detector_state_survives_a_snapshot_round_trip() -> None:
     b += resumed.on_items(items[cut:]) + resumed.flush()
     assert [o.record["id"] for o in a] == [o.record["id"] for o in b]
     assert [o.record.get("row_score") for o in a] == [o.record.get("row_score") for o in b]
+
+
+def test_an_operator_clear_of_a_still_alarming_alert_reopens_it_after_the_cooldown() -> None:
+    """As for window scores: the book's policy is cleared by the operator; the detector still alarms, so the
+    alert opens again at the next block once [alerts] cooldown_s (30 s) has passed."""
+    clear_at = START + (FAULT[0] + 30) * S
+    clear = {"schema": "aiotstream.feedback/1", "type": "clear", "asset": "pump-1",
+             "alert_type": "scalar_anomaly", "ts": clear_at, "by": "ana"}
+    out = run(site(), messages([clear]))
+    alerts = [o.record for o in out if o.kind == "alert" and o.record["alert_type"] == "scalar_anomaly"]
+    assert [(a["event"], a["cleared_by"]) for a in alerts] == [
+        ("opened", None), ("cleared", "operator:ana"), ("opened", None), ("cleared", "condition")]
+    assert alerts[1]["at_ns"] == clear_at
+    assert alerts[2]["alert_id"] != alerts[0]["alert_id"]
+    assert clear_at + 30 * S <= alerts[2]["opened_at_ns"] <= clear_at + 45 * S
+
+
+def test_a_lasting_level_shift_is_a_change_event_in_the_records_and_kpis() -> None:
+    """A shift that outlasts [scalar] accept rows re-baselines the channel: the record's changes say which
+    channel, when and from which level to which, and the KPIs count it."""
+    cfg = SiteConfig.from_dict({"site": {"id": "scalar-site"}, "assets": [{"id": "pump-1"}],
+                                "inputs": {"tail": False}, "kpi": {"periods_s": [300]},
+                                "scalar": {"readings_only": True, "accept": 60}})
+    rt = SiteRuntime(cfg)
+    rng = np.random.default_rng(2)
+    rows = 900
+    temp = 60 + 0.5 * rng.normal(size=rows)
+    temp[500:] += 10.0  # a new normal from row 500 on
+    msgs = []
+    for r in range(rows):
+        msgs.append(SourceMessage("scalar-site.readings", 0, 2 * r, encode_reading("pump-1", START + r * S, "temperature",
+                                                                                   round(float(temp[r]), 4))))
+        msgs.append(SourceMessage("scalar-site.readings", 0, 2 * r + 1, encode_reading("pump-1", START + r * S, "current",
+                                                                                       round(12 + 0.2 * rng.normal(), 4))))
+    items = [it for _, group in (x for x in Ingestor(rt).decode_grouped(msgs) if isinstance(x, tuple)) for it in group]
+    a = AssetAnalyzer(rt, "pump-1")
+    out = a.on_items(items) + a.flush()
+    changes = [c for o in out if o.kind == "scalar" for c in o.record["changes"]]
+    assert [c["channel"] for c in changes] == ["temperature"]
+    c = changes[0]
+    assert START + 500 * S < c["ts_ns"] <= START + 700 * S
+    assert abs(c["old_level"] - 60) < 1 and abs(c["new_level"] - 70) < 1.5
+    kpis = [o.record["totals"] for o in out if o.kind == "kpi" and o.record["scope"] == "asset"]
+    assert sum(k["baseline_changes"] for k in kpis) == 1
