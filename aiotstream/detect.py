@@ -83,8 +83,11 @@ def _read(path: Path, text_columns: Sequence[str] = ()) -> tuple[pa.Table, str]:
             import pyarrow.csv as pcsv
 
             delim = _delimiter(path)
+            import csv
+
             with path.open("rb") as f:
-                header = f.readline(65_536).decode("utf-8", "replace").strip().split(delim)
+                line = f.readline(65_536).decode("utf-8-sig", "replace")
+            header = next(csv.reader([line], delimiter=delim), [])  # quoted names too
             types = {c: pa.string() for c in text_columns if c in header}
             return pcsv.read_csv(path, parse_options=pcsv.ParseOptions(delimiter=delim),
                                  convert_options=pcsv.ConvertOptions(strings_can_be_null=True,

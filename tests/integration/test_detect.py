@@ -88,3 +88,26 @@ def test_asset_column_and_progress() -> None:
     assert d.asset == tab.column("pump").to_pylist()
     np.testing.assert_array_equal(d.score[:300], make_pipeline("default", 2).run(x)[0])
     assert seen and seen[-1] == (600, 600)
+
+
+@pytest.mark.parametrize("sep", [",", ";", "\t"])
+def test_csv_files_of_any_separator_give_the_tables_scores(straight: tuple, tmp_path, sep: str) -> None:
+    """A comma CSV is replayed by the file source itself, other separators through a Parquet copy: the same
+    scores either way, and the output file has one row per input row."""
+    import csv
+
+    import pyarrow.csv as pcsv
+
+    from aiotstream.detect import detect_file, write_detection
+
+    t, x, d = straight
+    src = tmp_path / "in.csv"
+    pcsv.write_csv(table(t, x), src, pcsv.WriteOptions(delimiter=sep, quoting_style="none"))
+    got = detect_file(src, "time", ["a", "b"])
+    np.testing.assert_array_equal(got.score, d.score)
+    out = tmp_path / "out.csv"
+    write_detection(got, out)
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(t) and rows[0]["timestamp"] == np.datetime_as_string(np.datetime64(int(t[0]), "s"))
+    assert [int(r["alert"]) for r in rows] == got.alert.tolist()
