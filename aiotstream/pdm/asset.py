@@ -280,7 +280,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         finally:
             self._flushing = False
         if self.scalar is not None:  # every window closed: every row is final
-            outs.extend(self._scalar(math.inf, force=True))
+            outs.extend(self._scalar(math.inf, final=True))
         if kpi:
             while self.queue:
                 outs.extend(self._run_until(self.queue[0][0], inclusive=True))
@@ -333,7 +333,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
             outs.extend(self._run_until(w.end_ns, inclusive=False))
             outs.extend(self._on_window(w))
             if self.scalar is not None:  # the rows before the window's end are final: before its KPIs close
-                outs.extend(self._scalar(w.end_ns, force=self._flushing))
+                outs.extend(self._scalar_window(w.end_ns))
             outs.extend(self._timers(w.end_ns))
             self.kpi.advance(w.end_ns, self.schedule)
             outs.extend(self._periods(self.kpi.close(w.end_ns)))
@@ -421,7 +421,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
             outs.extend(self._run_until(w.end_ns, inclusive=False))
             outs.extend(self._on_window(w, p))
             if self.scalar is not None:  # as in _windows_closed
-                outs.extend(self._scalar(w.end_ns, force=self._flushing))
+                outs.extend(self._scalar_window(w.end_ns))
             outs.extend(self._timers(w.end_ns))
             self.kpi.advance(w.end_ns, self.schedule)
             outs.extend(self._periods(self.kpi.close(w.end_ns)))
@@ -629,13 +629,25 @@ class AssetAnalyzer(effects.RuntimeEntity):
             outs.extend(effects.command_outputs(self, changes_c, lineage))
         return outs
 
-    def _scalar(self, before_ns: float, force: bool = False) -> list[Output]:
+    def _scalar_window(self, end_ns: int) -> list[Output]:
+        """A window closed at ``end_ns``: the scalar rows before it are final. Score them if a block is due,
+        or all of them if a KPI period ends there (so they count in it) or the asset is being flushed."""
+        sc = self.scalar
+        assert sc is not None
+        if self._flushing:
+            return self._scalar(end_ns, final=True)
+        period_end = min((p.end for p in self.kpi.periods.values()), default=None)
+        if not sc.due(end_ns, period_end):
+            return []
+        return self._scalar(end_ns, force=period_end is not None and period_end <= end_ns)
+
+    def _scalar(self, before_ns: float, force: bool = False, final: bool = False) -> list[Output]:
         """Score the asset's scalar rows that are final before ``before_ns`` (see
         :mod:`aiotstream.pdm.scalar`): an ``aiotstream.scalar/1`` record per block, the
         ``scalar_anomaly`` alert through the alert book, KPIs."""
         assert self.scalar is not None
         outs: list[Output] = []
-        for block in self.scalar.step(before_ns, force):
+        for block in self.scalar.step(before_ns, force, final):
             outs.extend(self._scalar_block(block))
         return outs
 

@@ -56,6 +56,7 @@ class RowAssembler:
         self.index: dict[str, int] = {}
         self.pending: dict[int, dict[int, float]] = {}  # ts -> {channel: value}
         self.spans: dict[int, dict[tuple[str, int], tuple[int, int]]] = {}  # ts -> its inputs (lineage)
+        self._first: int | None = None  # the earliest pending row's time (None: not known, recomputed)
         self.last_ns: int | None = None  # the newest row handed out
         self.stale = 0  # readings for a row already handed out (cannot happen behind the watermark)
 
@@ -78,6 +79,8 @@ class RowAssembler:
         row = self.pending.get(ts_ns)
         if row is None:
             self.pending[ts_ns] = {i: value}
+            if self._first is not None and ts_ns < self._first:
+                self._first = ts_ns
         else:
             row[i] = value
         if pos is not None:
@@ -111,6 +114,8 @@ class RowAssembler:
             row = pending.get(t)
             if row is None:
                 pending[t] = {i: r.value}
+                if self._first is not None and t < self._first:
+                    self._first = t
             else:
                 row[i] = r.value
             pos = r.pos
@@ -122,6 +127,13 @@ class RowAssembler:
                 lo_hi = sp.get(key)
                 sp[key] = (o, o) if lo_hi is None else (min(lo_hi[0], o), max(lo_hi[1], o))
 
+    def first_ns(self) -> int | None:
+        """The earliest pending row's time (None: nothing pending)."""
+        first = self._first
+        if first is None and self.pending:
+            first = self._first = min(self.pending)
+        return first
+
     def take_rows(self, before_ns: float, spans: Spans | None = None) -> list[tuple[int, dict[int, float]]]:
         """The rows with time < ``before_ns``, oldest first, as ``(ts, {channel: value})``; their readings'
         input spans are merged into ``spans``."""
@@ -130,6 +142,7 @@ class RowAssembler:
         if not due:
             return []
         out = [(t, pending.pop(t)) for t in due]
+        self._first = None  # recomputed when asked
         if self.spans:
             for t in due:
                 sp = self.spans.pop(t, None)
@@ -195,18 +208,35 @@ class ScalarScorer:
         out[:, : x.shape[1]] = x
         return out
 
-    def step(self, before_ns: float, force: bool = False) -> list[ScoredBlock]:
-        """Take the rows final before ``before_ns``; score them once they span ``block_s`` of event time
-        (or at once with ``force``: the end of the input, a silent asset)."""
+    def due(self, before_ns: int, period_end_ns: int | None) -> bool:
+        """Whether :meth:`step` at ``before_ns`` can have work: rows wait and either they may span
+        ``block_s`` by then or a KPI period ends by then (its rows must be counted in it). A cheap test
+        for every closed window."""
+        first = self.first_ns()
+        if first is None:
+            return False
+        return before_ns - first > self.cfg.block_s * 1e9 or (period_end_ns is not None
+                                                               and period_end_ns <= before_ns)
+
+    def first_ns(self) -> int | None:
+        """The time of the earliest row not scored yet (waiting for its block, or not final)."""
+        if self.ready:
+            return self.ready[0][0]
+        return self.rows.first_ns()
+
+    def step(self, before_ns: float, force: bool = False, final: bool = False) -> list[ScoredBlock]:
+        """Take the rows final before ``before_ns``; score them once they span ``block_s`` of event time,
+        or at once with ``force`` (a KPI period ends) or ``final`` (the end of the input, a silent asset:
+        this also starts a detector that has fewer than ``settle_rows`` rows)."""
         rows = self.rows.take_rows(before_ns, self.spans)
         ready = self.ready
         if rows:
             ready.extend(rows)
-        if not ready or (not force and ready[-1][0] - ready[0][0] < self.cfg.block_s * 1e9):
+        if not ready or (not (force or final) and ready[-1][0] - ready[0][0] < self.cfg.block_s * 1e9):
             return []
         ts, x = rows_array(ready, len(self.rows.channels))
         self.ready = []
-        return self._score(ts, x, force)
+        return self._score(ts, x, final)
 
     def _score(self, ts: np.ndarray, x: np.ndarray, force: bool) -> list[ScoredBlock]:
         n = len(self.rows.channels)

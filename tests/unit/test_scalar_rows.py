@@ -234,3 +234,17 @@ def test_scalar_config_defaults_are_the_detectors_and_bad_values_name_the_field(
     assert SiteConfig.from_dict({**base, "scalar": {}}).config_hash == SiteConfig.from_dict(base).config_hash
     assert SiteConfig.from_dict({**base, "scalar": {"risk": 1e-3}}).config_hash != \
         SiteConfig.from_dict(base).config_hash
+
+
+def test_due_says_when_a_step_can_have_work() -> None:
+    sc = ScalarScorer(ScalarConfig(block_s=10))
+    assert not sc.due(100 * S, None)  # nothing waits
+    sc.add(5 * S, "a", 1.0)
+    sc.add(3 * S, "a", 1.0)  # out of order: the earliest row counts
+    assert sc.first_ns() == 3 * S
+    assert not sc.due(12 * S, None) and sc.due(14 * S, None)  # rows may span block_s by then
+    assert sc.due(6 * S, 6 * S)  # a KPI period ends by then: its rows must be scored now
+    assert sc.step(6 * S) == []  # final rows 3 s and 5 s wait for their block ...
+    assert sc.first_ns() == 3 * S and sc.rows.first_ns() is None
+    assert sc.step(6 * S, force=True) == []  # ... forced, they are held until settle_rows (30) anyway
+    assert sc.first_ns() is None and not sc.due(100 * S, None)
