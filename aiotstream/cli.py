@@ -1,4 +1,5 @@
-"""``aiotstream``: validate | broker | simulate | run | replay | demo | evaluate | bench | train | console.
+"""``aiotstream``: validate | broker | simulate | run | replay | detect | demo | evaluate | bench | train |
+console | schema.
 
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config, 130 stopped by SIGINT (Ctrl-C), 143
 stopped
@@ -1171,6 +1172,39 @@ def _add_replay(sub: Any) -> None:
     rp.set_defaults(func=cmd_replay)
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    """A historian export through the flow's streaming detector (see :mod:`aiotstream.detect`)."""
+    from aiotstream.detect import detect_file, terminal_progress, write_detection
+
+    values = [c.strip() for c in args.value_columns.split(",") if c.strip()]
+    out = Path(args.out)
+    if out.is_dir():
+        raise AiotError(f"--out {out}: is a directory; name the output file (.csv or .parquet)")
+    if not out.parent.is_dir():
+        raise AiotError(f"--out {out}: directory {out.parent} does not exist")
+    d = detect_file(args.file, args.timestamp_column, values, args.asset_column,
+                    progress=None if args.quiet else terminal_progress())
+    write_detection(d, out, args.asset_column)
+    opened = sum(1 for a in d.alerts if a.get("event") == "opened")
+    print(f"aiotstream detect: {len(d):,} rows, {int(d.alert.sum()):,} with an alert open, {opened} alert(s) "
+          f"opened; wrote {out}")
+    return 0
+
+
+def _add_detect(sub: Any) -> None:
+    d = sub.add_parser("detect", help="score a CSV/Parquet export through the flow's streaming detector: "
+                                      "timestamp, anomaly_score, alert per row")
+    d.add_argument("file", metavar="FILE", help="CSV (any of , ; tab |) or Parquet")
+    d.add_argument("--timestamp-column", required=True, metavar="T",
+                   help="event time: ISO 8601 text, a timestamp column, or numbers since the epoch (s, ms, "
+                        "us or ns, by their size)")
+    d.add_argument("--value-columns", required=True, metavar="A,B,C", help="the channels, comma-separated")
+    d.add_argument("--asset-column", default=None, help="one detector per asset (default: one asset)")
+    d.add_argument("--out", required=True, metavar="OUT", help="OUT.csv, or OUT.parquet")
+    d.add_argument("--quiet", action="store_true", help="no progress line on a terminal")
+    d.set_defaults(func=cmd_detect)
+
+
 def _add_demo(sub: Any) -> None:
     d = sub.add_parser("demo", help="simulator -> flow -> ./out/*.jsonl, with a detection summary")
     d.add_argument("--assets", type=count(1, 10_000), default=5)
@@ -1295,7 +1329,7 @@ def _add_console(sub: Any) -> None:
 
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_broker, _add_simulate, _add_run, _add_replay,
-                                            _add_demo, _add_evaluate, _add_bench, _add_train,
+                                            _add_detect, _add_demo, _add_evaluate, _add_bench, _add_train,
                                             _add_console, _add_schema]
 """Each registers one subcommand on the subparsers object; a new subcommand adds its function here."""
 

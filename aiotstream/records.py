@@ -14,7 +14,7 @@ import numpy as np
 if TYPE_CHECKING:
     from aiotstream.kpi import PeriodResult
 
-KINDS = ("alert", "command", "kpi", "score", "deadletter", "model")
+KINDS = ("alert", "command", "kpi", "score", "deadletter", "model", "scalar")
 """The output kinds; each has its topic (``<site>.<kind>s``) and its JSONL file."""
 
 

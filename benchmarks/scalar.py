@@ -9,7 +9,9 @@
 * ``pm-readings``: the predictive-maintenance flow fed readings only. It exercises what a
   scalar flow shares with it: JSON decode and validation once per poll batch (``flat_map_batch``)
   and the keyed per-asset stateful step (event-time windows, watermark, KPI periods). Windows
-  without frames are not scored, so the outputs are KPI records (one per asset per 10 s).
+  without frames get no window score; every asset's readings go through the streaming detector
+  (``[scalar]``, issue 17): scalar records and KPI records. ``pm-readings-nodetect`` is the same with the
+  detector off.
 
 A new flow plugs in as another :class:`ScalarFlow`: a site config factory for the same
 ``aiotstream run --once`` path, and optionally its own preload (its own kind of readings).
@@ -51,12 +53,20 @@ def _pm_readings_site(site_id: str, data: ScalarData) -> dict[str, Any]:
             "inputs": {"topics": [data.topic], "tail": False, "poll_batch": 1000}}
 
 
+def _pm_readings_off_site(site_id: str, data: ScalarData) -> dict[str, Any]:
+    return {**_pm_readings_site(site_id, data), "scalar": {"enabled": False}}
+
+
 SCALAR_FLOWS: dict[str, ScalarFlow] = {
     "pm-readings": ScalarFlow(
         "pm-readings",
         "predictive-maintenance flow with readings-only input (JSON decode per poll batch + keyed "
         "per-asset windows and KPIs)",
         _pm_readings_site),
+    "pm-readings-nodetect": ScalarFlow(
+        "pm-readings-nodetect",
+        "pm-readings with the streaming detector off ([scalar] enabled = false): what the detector costs",
+        _pm_readings_off_site),
     "building": ScalarFlow(
         "building",
         "energy-optimisation flow: 1 Hz zone meters (power, temperature, occupancy, HVAC) decoded and reduced "

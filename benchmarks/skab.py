@@ -32,6 +32,10 @@ Besides the leaderboard figures the harness reports what an operator sees: event
 segment counts as found when an alert is open on at least one of its rows), the median delay from a
 segment's first row to the first alert row inside it, alert openings outside faults, and alerts per
 day on ``anomaly-free.csv`` (openings of the alert signal divided by the file's time span).
+
+``--via detect`` runs each file through :func:`aiotstream.detect.detect_file` (what ``aiotstream detect``
+does: the plant dataflow with a file source and the site's default ``[scalar]`` settings) instead of
+calling the detector, so the flow path is measured with the same metric code.
 """
 from __future__ import annotations
 
@@ -176,7 +180,30 @@ DETECTORS: dict[str, Callable[[int], object]] = {
 # ---------------------------------------------------------------------------------------------------
 
 
-def evaluate(detector: str, root: Path, files: list[Path] | None = None) -> dict[str, object]:
+class _ViaDetect:
+    """``--via detect``: the file through ``aiotstream detect``'s function (the plant dataflow with a file
+    source and the site's default [scalar] settings), not the detector called directly."""
+
+    impl = "flow"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from aiotstream.detect import detect_file
+
+        d = detect_file(self.path, "datetime", list(CHANNELS))
+        if len(d) != len(x):
+            raise ValueError(f"{self.path}: detect gave {len(d)} rows for {len(x)}")
+        return d.score, d.alert.astype(bool)
+
+
+def evaluate(detector: str, root: Path, files: list[Path] | None = None, via: str = "direct"
+             ) -> dict[str, object]:
+    """``via="detect"``: every file through :func:`aiotstream.detect.detect_file` (the flow; ``detector``
+    must be ``streaming``, the flow's default)."""
+    if via == "detect" and detector != "streaming":
+        raise ValueError("--via detect runs the flow's default detector: use --detector streaming")
     make = DETECTORS[detector]
     files = files if files is not None else experiment_files(root)
     if not files:
@@ -188,7 +215,7 @@ def evaluate(detector: str, root: Path, files: list[Path] | None = None) -> dict
     rows, seconds, values = 0, 0.0, 0
     for path in files:
         f = load_file(path, f"{path.parent.name}/{path.stem}")
-        det = make(f.x.shape[1])
+        det = _ViaDetect(path) if via == "detect" else make(f.x.shape[1])
         t0 = time.perf_counter()
         score, alert = det.run(f.x)
         seconds += time.perf_counter() - t0
@@ -211,7 +238,8 @@ def evaluate(detector: str, root: Path, files: list[Path] | None = None) -> dict
         per_file.append({"file": f.name, "rows": len(f.x), **binary_metrics(c_on), **c_on,
                          "false_openings": e["false_openings"], "delay": e["delays"][:1]})
     free = load_file(root / "anomaly-free" / "anomaly-free.csv", "anomaly-free")
-    det = make(free.x.shape[1])
+    free_path = root / "anomaly-free" / "anomaly-free.csv"
+    det = _ViaDetect(free_path) if via == "detect" else make(free.x.shape[1])
     t0 = time.perf_counter()
     _, free_alert = det.run(free.x)
     free_seconds = time.perf_counter() - t0
@@ -223,6 +251,7 @@ def evaluate(detector: str, root: Path, files: list[Path] | None = None) -> dict
     openings = len(segments(free_alert))
     return {
         "detector": detector,
+        "via": via,
         "files": len(files),
         "online": {**binary_metrics(online), **online},
         "leaderboard": {**binary_metrics(board), **board},
@@ -256,7 +285,8 @@ def format_table(res: dict[str, object]) -> str:
         (f"anomaly-free: {af['alert_openings']} alert openings in {af['days'] * 24:.2f} h "
         f"({af['alerts_per_day']:.2f}/day), {af['alert_rows']} alert rows of {af['rows']}"),
         (f"throughput {res['throughput_rows_per_s']:,.0f} rows/s, {res['throughput_events_per_s']:,.0f} events/s "
-         f"(rows x channels; detector only, one process, impl {res['impl']}); anomaly-free alone "
+         f"(rows x channels; {'the whole flow' if res.get('via') == 'detect' else 'detector only'}, one "
+         f"process, impl {res['impl']}); anomaly-free alone "
          f"{res['anomaly_free_rows_per_s']:,.0f} rows/s"),
     ]
     return "\n".join(lines)
@@ -270,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-file", action="store_true", help="print per-file figures too")
     ap.add_argument("--impl", choices=("python", "compiled"), default=None,
                     help="streaming detectors: the Python reference or the compiled kernel (default: compiled when built)")
+    ap.add_argument("--via", choices=("direct", "detect"), default="direct",
+                    help="detect: each file through `aiotstream detect` (the plant dataflow, default settings)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a DetectorConfig default (sensitivity runs; not for the figures)")
     args = ap.parse_args(argv)
@@ -287,14 +319,19 @@ def main(argv: list[str] | None = None) -> int:
     if not (root / "anomaly-free" / "anomaly-free.csv").is_file():
         print(f"error: SKAB data not found under {root} (use --data)", file=sys.stderr)
         return 2
-    res = evaluate(args.detector, root)
+    if args.via == "detect" and (OVERRIDES or args.impl):
+        print("error: --via detect runs the flow's defaults: no --set or --impl", file=sys.stderr)
+        return 2
+    res = evaluate(args.detector, root, via=args.via)
     res["config_overrides"] = dict(OVERRIDES)
     print(format_table(res))
     if args.per_file:
         for pf in res["per_file"]:
             print(f"  {pf['file']:<12} F1 {pf['f1']:.3f} FAR {pf['far']:6.2f} MAR {pf['mar']:6.2f} "
                   f"false openings {pf['false_openings']} delay {pf['delay']}")
-    out = Path(args.json) if args.json else RESULTS / f"{_dt.date.today().isoformat()}-skab-{args.detector}.json"
+    suffix = "-via-detect" if args.via == "detect" else ""
+    out = Path(args.json) if args.json else \
+        RESULTS / f"{_dt.date.today().isoformat()}-skab-{args.detector}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     res["command"] = "python -m benchmarks.skab " + " ".join(argv if argv is not None else sys.argv[1:])
     out.write_text(json.dumps(res, indent=1) + "\n")

@@ -84,7 +84,7 @@ def write_site(directory: Path, config: dict[str, Any]) -> Path:
 
 
 def output_topics(site_id: str) -> list[str]:
-    return [f"{site_id}.{k}" for k in ("alerts", "kpis", "scores", "deadletter")]
+    return [f"{site_id}.{k}" for k in ("alerts", "kpis", "scores", "deadletter", "scalar_scores")]
 
 
 @dataclass(slots=True)

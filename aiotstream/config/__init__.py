@@ -19,6 +19,7 @@ from aiotstream.config.base import (
     ALERT_TYPE_ANOMALY,
     ALERT_TYPE_COMMAND_FAILED,
     ALERT_TYPE_DRIFT,
+    ALERT_TYPE_SCALAR,
     MAX_DURATION_S,
     MAX_INT,
     MAX_REAL,
@@ -48,7 +49,14 @@ from aiotstream.config.decisions import (
     InterlockConfig,
     MaintenanceConfig,
 )
-from aiotstream.config.detection import FeatureConfig, GateConfig, ModelConfig, OnnxConfig, WindowConfig
+from aiotstream.config.detection import (
+    FeatureConfig,
+    GateConfig,
+    ModelConfig,
+    OnnxConfig,
+    ScalarConfig,
+    WindowConfig,
+)
 from aiotstream.config.inputs import (
     FileColumns,
     FileInput,
@@ -69,6 +77,7 @@ __all__ = [
     "ALERT_TYPE_ANOMALY",
     "ALERT_TYPE_COMMAND_FAILED",
     "ALERT_TYPE_DRIFT",
+    "ALERT_TYPE_SCALAR",
     "FLOW_ENERGY",
     "FORMATS",
     "KPI_NAMES",
@@ -111,6 +120,7 @@ __all__ = [
     "OutputConfig",
     "ParquetOutput",
     "PayloadFormat",
+    "ScalarConfig",
     "Severity",
     "ShiftConfig",
     "SiteConfig",

@@ -110,3 +110,4 @@ Severity = Literal["info", "warning", "critical"]
 ALERT_TYPE_ANOMALY = "anomaly"
 ALERT_TYPE_COMMAND_FAILED = "command_failed"
 ALERT_TYPE_DRIFT = "drift"
+ALERT_TYPE_SCALAR = "scalar_anomaly"  # the streaming detector of an asset's scalar readings (issue 17)

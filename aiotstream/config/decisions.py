@@ -14,6 +14,7 @@ from aiotstream.config.base import (
     ALERT_TYPE_ANOMALY,
     ALERT_TYPE_COMMAND_FAILED,
     ALERT_TYPE_DRIFT,
+    ALERT_TYPE_SCALAR,
     Severity,
     _dt_ns,
     _Model,
@@ -104,7 +105,7 @@ class AlertConfig(_Model):
         _check_debounce(self.open_windows, self.open_of, "open")
         _check_debounce(self.clear_windows, self.clear_of, "clear")
         types = [r.type for r in self.rules]
-        reserved = {ALERT_TYPE_ANOMALY, ALERT_TYPE_COMMAND_FAILED, ALERT_TYPE_DRIFT}
+        reserved = {ALERT_TYPE_ANOMALY, ALERT_TYPE_COMMAND_FAILED, ALERT_TYPE_DRIFT, ALERT_TYPE_SCALAR}
         bad = sorted({t for t in types if t in reserved or types.count(t) > 1})
         if bad:
             raise ValueError(f"alert rule type(s) {', '.join(map(repr, bad))} repeat or are reserved "
@@ -114,7 +115,7 @@ class AlertConfig(_Model):
     def alert_types(self) -> list[str]:
         """Every alert type the flow can raise."""
         return [ALERT_TYPE_ANOMALY, *(r.type for r in self.rules), ALERT_TYPE_COMMAND_FAILED,
-                ALERT_TYPE_DRIFT]
+                ALERT_TYPE_DRIFT, ALERT_TYPE_SCALAR]
 
 
 class MaintenanceConfig(_Model):

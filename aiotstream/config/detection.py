@@ -1,7 +1,7 @@
 """How data becomes scores: windows, feature sets and models (online, ONNX, the gate)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -141,3 +141,75 @@ class ModelConfig(_Model):
         if self.kind == "onnx" and self.onnx is None:
             raise ValueError('kind = "onnx" needs a [model.onnx] table (registry = "<dir>" at least)')
         return self
+
+
+def _detector_default(name: str) -> Any:
+    """The streaming detector's own default (``aiotstream.models.streaming.DetectorConfig``): the flow, the
+    ``[scalar]`` table and ``aiotstream detect`` share it, so a default tuned there is the default here."""
+    from aiotstream.models.streaming import DetectorConfig
+
+    return getattr(DetectorConfig, name)
+
+
+class ScalarConfig(_Model):
+    """The streaming detector on each asset's scalar readings (``[scalar]``; issue 17, docs/detection.md).
+
+    Every reading metric of an asset is a channel of its detector except the KPI state and part counter
+    metrics and ``exclude``; readings with the same event time form one row. The detector fields default to
+    :class:`aiotstream.models.streaming.DetectorConfig`'s (rows are readings' timestamps, 1 Hz in SKAB).
+    """
+
+    enabled: bool = Field(default=True, description="score scalar readings with the streaming detector")
+    readings_only: bool = Field(default=False,
+                                description="the assets send no waveform frames: windows close on the "
+                                            "readings' own progress (else a bounded replay holds them until "
+                                            "its end, waiting for a frames stream)")
+    exclude: list[str] = Field(default_factory=list, max_length=256,
+                               description="reading metrics that are not channels (besides kpi.state_metric "
+                                           "and the part counters)")
+    max_channels: int = Field(default=64, ge=1, le=1024,
+                              description="channels per asset; readings of more metrics are counted and "
+                                          "ignored")
+    settle_rows: int = Field(default=_detector_default("warmup"), ge=1, le=100_000,
+                             description="rows gathered before an asset's channel order is fixed and its "
+                                         "detector starts (channels seen by then, in order of appearance)")
+    block_s: float = Field(default=10.0, ge=0, le=3600,
+                           description="event time gathered before final rows are scored as one block "
+                                       "(throughput); 0 = score at every closed window")
+    pipeline: Literal["default", "channels", "multivariate"] = "default"
+    warmup: int = Field(default=_detector_default("warmup"), ge=2, le=100_000)
+    halflife: float = Field(default=_detector_default("halflife"), gt=1, le=1e9)
+    huber_c: float = Field(default=_detector_default("huber_c"), gt=0, le=100)
+    accept: int = Field(default=_detector_default("accept"), ge=1, le=10**9)
+    shift_k: float = Field(default=_detector_default("shift_k"), gt=0, le=1e6)
+    smooth: float = Field(default=_detector_default("smooth"), gt=0, le=1)
+    explained: float = Field(default=_detector_default("explained"), gt=0, lt=1)
+    refresh: int = Field(default=_detector_default("refresh"), ge=1, le=10**6)
+    shrink_min: float = Field(default=_detector_default("shrink_min"), ge=0, lt=1)
+    spot_init: int = Field(default=_detector_default("spot_init"), ge=10, le=10**6)
+    spot_level: float = Field(default=_detector_default("spot_level"), gt=0, lt=1)
+    risk: float = Field(default=_detector_default("risk"), gt=0, lt=1,
+                        description="tail probability below which a row is an alarm row")
+    close_risk: float = Field(default=_detector_default("close_risk"), gt=0, le=1)
+    open_after: int = Field(default=_detector_default("open_after"), ge=1, le=10**6)
+    close_after: int = Field(default=_detector_default("close_after"), ge=1, le=10**6)
+    spot_window: int = Field(default=_detector_default("spot_window"), ge=10, le=10**7)
+    spot_refit: int = Field(default=_detector_default("spot_refit"), ge=1, le=10**7)
+    xi_min: float = Field(default=_detector_default("xi_min"), ge=-0.5, le=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScalarConfig:
+        if self.close_risk < self.risk:
+            raise ValueError(f"close_risk ({self.close_risk:g}) must be at least risk ({self.risk:g}): "
+                             "an alert would close on rows that are alarms")
+        if self.spot_init > self.spot_window:
+            raise ValueError(f"spot_init ({self.spot_init}) must not exceed spot_window ({self.spot_window})")
+        return self
+
+    def detector_config(self) -> Any:
+        """The :class:`~aiotstream.models.streaming.DetectorConfig` of these settings."""
+        from dataclasses import fields
+
+        from aiotstream.models.streaming import DetectorConfig
+
+        return DetectorConfig(**{f.name: getattr(self, f.name) for f in fields(DetectorConfig)})

@@ -67,7 +67,7 @@ class KpiConfig(_Model):
                                     "down, or either")
     failure_alert_types: list[str] = Field(default_factory=list,
                                            description="alert types that are failures; default: "
-                                                       "anomaly + rules")
+                                                       "anomaly, scalar_anomaly + rules")
     rollup: bool = Field(default=True, description="also emit per-line and per-site KPI records")
     rollup_wait_s: float = Field(default=60.0, gt=0,
                                  description="tailing: emit an incomplete roll-up after this much "

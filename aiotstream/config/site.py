@@ -35,7 +35,7 @@ from aiotstream.config.assets import AssetConfig, AssetGroup, SiteInfo
 from aiotstream.config.base import _Model
 from aiotstream.config.building import FLOW_ENERGY, WASTE_TYPES, BuildingConfig
 from aiotstream.config.decisions import AlertConfig, ControlConfig, MaintenanceConfig
-from aiotstream.config.detection import FeatureConfig, ModelConfig, WindowConfig
+from aiotstream.config.detection import FeatureConfig, ModelConfig, ScalarConfig, WindowConfig
 from aiotstream.config.inputs import InputConfig
 from aiotstream.config.kpi import KpiConfig
 from aiotstream.config.outputs import OutputConfig
@@ -51,6 +51,8 @@ class SiteConfig(_Model):
     window: WindowConfig = Field(default_factory=WindowConfig)
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    scalar: ScalarConfig = Field(default_factory=ScalarConfig, description="the streaming detector on "
+                                 "scalar readings (docs/detection.md)")
     alerts: AlertConfig = Field(default_factory=AlertConfig)
     kpi: KpiConfig = Field(default_factory=KpiConfig)
     maintenance: list[MaintenanceConfig] = Field(default_factory=list)
@@ -208,6 +210,10 @@ class SiteConfig(_Model):
         """Where promotions, refusals and retrain requests go (``aiotstream.model/1`` records)."""
         return self.outputs.models or f"{self.site.id}.models"
 
+    def scalar_topic(self) -> str:
+        """Where the streaming detector's scalar scores go (``aiotstream.scalar/1`` records)."""
+        return f"{self.site.id}.scalar_scores"
+
     def asset_map(self) -> dict[str, AssetConfig]:
         return {a.id: a for a in self.all_assets()}
 
@@ -215,11 +221,14 @@ class SiteConfig(_Model):
         """The config as plain JSON data with every default spelled out.
 
         A site without a ``[building]`` table leaves the key out, so adding that
-        optional table to the schema did not change any existing site's hash.
+        optional table to the schema did not change any existing site's hash; the
+        same for a ``[scalar]`` table at its defaults.
         """
         data = self.model_dump(mode="json")
         if data.get("building") is None:
             data.pop("building", None)
+        if data.get("scalar") == ScalarConfig().model_dump(mode="json"):
+            data.pop("scalar", None)  # likewise the [scalar] table at its defaults
         return data
 
     @property

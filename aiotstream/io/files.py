@@ -1,4 +1,4 @@
-"""Files: a JSONL sink (one file per output kind) for the demo and for debugging.
+"""Files: a JSONL sink (one file per output kind) for the demo and for debugging; an in-process callback sink.
 
 JSON Lines has no limit on a line's length; records still go through
 :func:`aiotstream.io.sinkguard.encode`, so none carries a number JSON cannot hold,
@@ -6,6 +6,7 @@ and dead letters are bounded by ``outputs.max_deadletter_payload_bytes``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -16,7 +17,7 @@ from aiotstream.runstats import count_outputs
 
 FILE_NAMES = {"alert": "alerts", "command": "commands", "kpi": "kpis", "score": "scores",
               "deadletter": "deadletter",
-              "model": "models"}
+              "model": "models", "scalar": "scalar_scores"}
 
 
 class _JsonlPartition(StatelessSinkPartition[Output]):
@@ -52,3 +53,23 @@ class JsonlSink(DynamicSink[Output]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _JsonlPartition:
         return _JsonlPartition(self.directory, f"-w{worker_index}" if worker_count > 1 else "")
+
+
+class _CallbackPartition(StatelessSinkPartition[Output]):
+    def __init__(self, write: Callable[[list[Output]], None]):
+        self.write = write
+
+    def write_batch(self, items: list[Output]) -> None:
+        self.write(items)
+        count_outputs(items)
+
+
+class CallbackSink(DynamicSink[Output]):
+    """Hands every batch of outputs to ``write(items)`` in-process (``aiotstream detect`` collects its
+    records this way); one worker, or a ``write`` that is safe to call from several."""
+
+    def __init__(self, write: Callable[[list[Output]], None]):
+        self.write = write
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CallbackPartition:
+        return _CallbackPartition(self.write)

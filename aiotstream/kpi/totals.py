@@ -46,6 +46,8 @@ TOTALS: dict[str, str] = {
                           "max_score": "max",
     "late_inputs": "sum", "drift_events": "sum", "model_calls": "sum", "model_latency_s": "sum",
     "model_latency_max_s": "max",
+    # the streaming detector on scalar readings (rows scored, rows with its alert open, re-baselines)
+    "scalar_rows": "sum", "scalar_alert_rows": "sum", "scalar_max_score": "max", "baseline_changes": "sum",
     # model variants (ONNX): the deciding score's moments; canary assets' and the shadow's windows apart
     "score_sum": "sum", "score_sq_sum": "sum",
     "canary_windows": "sum", "canary_anomalous_windows": "sum", "canary_score_sum": "sum",
@@ -72,7 +74,8 @@ TOTALS: dict[str, str] = {
     "commands_rejected": "sum", "commands_blocked": "sum", "commands_superseded": "sum",
 }
 TIME_TOTALS = frozenset(k for k in TOTALS if k.endswith("_s"))
-FLOAT_TOTALS = frozenset({"max_score", "energy_kwh", "baseline_kwh", "score_sum", "score_sq_sum",
+FLOAT_TOTALS = frozenset({"max_score", "scalar_max_score",
+                          "energy_kwh", "baseline_kwh", "score_sum", "score_sq_sum",
                           "canary_score_sum",
                           "canary_score_sq_sum", "canary_max_score", "shadow_score_sum",
                           "shadow_score_sq_sum",

@@ -41,6 +41,7 @@ from aiotstream.codecs import encode_reading
 from aiotstream.config import (
     ALERT_TYPE_ANOMALY,
     ALERT_TYPE_DRIFT,
+    ALERT_TYPE_SCALAR,
 )
 from aiotstream.decisions import effects
 from aiotstream.decisions.alerts import AlertBook, AlertChange
@@ -58,6 +59,7 @@ from aiotstream.models.online import DriftWatch, FeatureDrift, make_detector
 from aiotstream.models.scoring import ModelStore, Scored, canary_share
 from aiotstream.pdm import rollout
 from aiotstream.pdm.runtime import SiteRuntime
+from aiotstream.pdm.scalar import ScalarScorer, ScoredBlock
 from aiotstream.records import (
     DeadLetter,
     Feedback,
@@ -126,8 +128,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         cfg = rt.config
         self.windows = WindowAssembler(rt.length_ns, rt.hop_ns, rt.lateness_ns, asset=asset_id,
                                        idle_s=cfg.window.idle_close_s,
-                                       expected=("frames",
-                                                 "readings") if cfg.window.wait_for_readings else ("frames",))
+                                       expected=_expected_streams(cfg))
         # with ONNX models the z-score baseline still learns: it explains alerts (features off their baseline)
         kind = "zscore" if cfg.model.kind == "onnx" else cfg.model.kind
         self.detector: Detector = make_detector(kind, self.columns, warmup=cfg.model.warmup_windows,
@@ -164,6 +165,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
                               emit_delay_ns=rt.length_ns - rt.hop_ns,
                               max_gap_ns=_ns(k.max_gap_s))
         self.dedupe = FrameDedupe()  # (seq, t0) of the frames in open windows: retransmits count once
+        self.scalar = _scalar_scorer(rt)
+        self._scalar_open = False  # the detector's alert after the last scored row
+        self._flushing = False  # flush(): every closed window scores its scalar rows at once
         self.queue: list[tuple[int, int, Reading | Feedback]] = []  # (event time, arrival, item)
         self._arrivals = 0
         self.clock_ns: int | None = None
@@ -192,6 +196,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self._closed_ends, self._latencies = [], []
         if "dedupe" not in state:  # a snapshot from before frames were deduplicated
             self.dedupe = FrameDedupe()
+        if "scalar" not in state:  # a snapshot from before scalar readings were scored
+            self.scalar, self._scalar_open = None, False
+        self._flushing = False
 
     def attach(self, rt: SiteRuntime) -> AssetAnalyzer:
         self.rt = rt
@@ -228,6 +235,10 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 self._enqueue(item.ts_ns, item)
             elif isinstance(item, Reading) and item.metric in metrics and id(item) in kept:
                 self._enqueue(item.ts_ns, item)
+        scalar = self.scalar
+        if scalar is not None:
+            scalar.add_readings([item for item in data if type(item) is Reading and id(item) in kept
+                                 and not item.status & 0x8000_0000])
         if self.windows.closed_end_ns is not None:  # a repeat of a frame before this is late anyway
             self.dedupe.forget_before(self.windows.closed_end_ns - self.rt.length_ns)
         outs.extend(self._windows_closed(closed))
@@ -269,10 +280,16 @@ class AssetAnalyzer(effects.RuntimeEntity):
         An idle asset closes its windows but keeps its KPI period open, so a
         period is emitted once, with all its windows.
         """
-        outs = self._windows_closed(self.windows.flush())
-        if self.pending:  # end of input or a silent asset: score what waits now
-            outs.extend(self.drain(now=True))
-            assert not self.pending, "a window stayed unscored after a flush of the batcher"
+        self._flushing = True
+        try:
+            outs = self._windows_closed(self.windows.flush())
+            if self.pending:  # end of input or a silent asset: score what waits now
+                outs.extend(self.drain(now=True))
+                assert not self.pending, "a window stayed unscored after a flush of the batcher"
+        finally:
+            self._flushing = False
+        if self.scalar is not None:  # every window closed: every row is final
+            outs.extend(self._scalar(math.inf, final=True))
         if kpi:
             while self.queue:
                 outs.extend(self._run_until(self.queue[0][0], inclusive=True))
@@ -346,6 +363,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             self.kpi.begin(w.start_ns)
             outs.extend(self._run_until(w.end_ns, inclusive=False))
             outs.extend(self._on_window(w))
+            if self.scalar is not None:  # the rows before the window's end are final: before its KPIs close
+                outs.extend(self._scalar_window(w.end_ns))
             outs.extend(self._timers(w.end_ns))
             self.kpi.advance(w.end_ns, self.schedule)
             outs.extend(self._periods(self.kpi.close(w.end_ns)))
@@ -432,6 +451,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             self.kpi.begin(w.start_ns)
             outs.extend(self._run_until(w.end_ns, inclusive=False))
             outs.extend(self._on_window(w, p))
+            if self.scalar is not None:  # as in _windows_closed
+                outs.extend(self._scalar_window(w.end_ns))
             outs.extend(self._timers(w.end_ns))
             self.kpi.advance(w.end_ns, self.schedule)
             outs.extend(self._periods(self.kpi.close(w.end_ns)))
@@ -630,7 +651,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         k = self.rt.config.alerts.explain_top
         explain: Callable[[], list[dict]] = lambda: _clean(detector.explain(x, k)) if k else []
         values = ((spec.type, score if spec.signal == "score" else float(x[self.col_index[spec.signal]]))
-                  for spec in self.specs if spec.signal is not None and (warm or not spec.needs_warm_model))
+                  for spec in self.specs if spec.signal is not None and spec.type != ALERT_TYPE_SCALAR
+                  and (warm or not spec.needs_warm_model))
         changes = effects.on_values(self, w.end_ns, ((k, v) for k, v in values if not math.isnan(v)),
                                     (w.start_ns, w.end_ns), explain, x)
         outs.extend(effects.alert_outputs(self, changes, lineage))
@@ -639,6 +661,92 @@ class AssetAnalyzer(effects.RuntimeEntity):
             changes_c = self.control.on_signals(w.end_ns, signals, self.situation(w.end_ns))
             outs.extend(effects.command_outputs(self, changes_c, lineage))
         return outs
+
+    def _scalar_window(self, end_ns: int) -> list[Output]:
+        """A window closed at ``end_ns``: the scalar rows before it are final. Score them if a block is due,
+        or all of them if a KPI period ends there (so they count in it) or the asset is being flushed."""
+        sc = self.scalar
+        assert sc is not None
+        if self._flushing:
+            return self._scalar(end_ns, final=True)
+        period_end = min((p.end for p in self.kpi.periods.values()), default=None)
+        if not sc.due(end_ns, period_end):
+            return []
+        return self._scalar(end_ns, force=period_end is not None and period_end <= end_ns)
+
+    def _scalar(self, before_ns: float, force: bool = False, final: bool = False) -> list[Output]:
+        """Score the asset's scalar rows that are final before ``before_ns`` (see
+        :mod:`aiotstream.pdm.scalar`): an ``aiotstream.scalar/1`` record per block, the
+        ``scalar_anomaly`` alert through the alert book, KPIs."""
+        assert self.scalar is not None
+        outs: list[Output] = []
+        for block in self.scalar.step(before_ns, force, final):
+            outs.extend(self._scalar_block(block))
+        return outs
+
+    def _scalar_block(self, b: ScoredBlock) -> list[Output]:
+        res, ts = b.result, b.ts
+        rows = len(ts)
+        if not rows:
+            return []
+        t0, t1 = int(ts[0]), int(ts[-1])
+        self._tick(t1)
+        inputs = [{"topic": t, "partition": p, "first_offset": lo, "last_offset": hi}
+                  for (t, p), (lo, hi) in sorted(b.spans.items())]
+        ctx = self.rt.ctx
+        lineage = ctx.block(inputs=inputs, window=window_block(t0, t1 + 1), features=None, model=None)
+        alert = res.alert
+        score = res.score
+        top = int(np.argmax(score))
+        k = self.rt.config.alerts.explain_top
+        base = b.rows_before  # the detector's row number of the block's first row
+        changes = [{"ts_ns": int(ts[min(max(e.row - base, 0), rows - 1)]), "channel": b.channels[e.channel],
+                    "old_level": e.old_level, "new_level": e.new_level} for e in b.events]
+        outs = [Output("scalar", self.asset_id, {
+            "schema": "aiotstream.scalar/1",
+            "id": make_id("scalar", ctx.site, ctx.config_hash, self.asset_id, t0, t1, rows),
+            "asset": self.asset_id, "line": self.line, "channels": b.channels, "rows": rows,
+            "row_ts_ns": ts.tolist(), "row_score": score.tolist(),
+            "row_alert": alert.astype(np.int8).tolist(),
+            "max_score": float(score[top]), "min_p": float(res.p[top]), "alert_rows": int(alert.sum()),
+            "restarted": b.restarted, "changes": changes,
+            "top": _clean(self._scalar_explain(b, top, k)),
+            **lineage,
+        })]
+        self.kpi.add_many({"scalar_rows": rows, "scalar_alert_rows": int(alert.sum()),
+                           "baseline_changes": len(changes)}, {"scalar_max_score": float(score[top])}, t1)
+        # the alert book follows the detector's alert (its hysteresis): fed at every change of it and at
+        # the block's last row, so an operator's clear of a still-open alert re-opens it at the next block
+        # (after the cool-down), as for window scores
+        flips = np.flatnonzero(np.diff(alert.astype(np.int8), prepend=np.int8(self._scalar_open)))
+        at = sorted(set(flips.tolist()) | {rows - 1})
+        book_changes = []
+        for r in at:
+            v = 1.0 if alert[r] else 0.0
+            ch = self.book.on_value(ALERT_TYPE_SCALAR, int(ts[r]), v,
+                                    lambda r=r: _clean(self._scalar_explain(b, r, k)), None,
+                                    (int(ts[r]), int(ts[r]) + 1))
+            effects.annotate_opened(ch, {"detector": "streaming", "score": float(score[r]),
+                                         "p": float(res.p[r]), "row_ns": int(ts[r])})
+            book_changes.extend(ch)
+        self._scalar_open = bool(alert[-1])
+        outs.extend(effects.alert_outputs(self, book_changes, lineage))
+        return outs
+
+    def _scalar_explain(self, b: ScoredBlock, r: int, top: int) -> list[dict]:
+        """The channels that drive row ``r``: ``z`` in units of the channel's own normal deviation, its
+        tail probability ``p``, and its normal band (level +/- huber_c scales, as the baseline stood after
+        the block)."""
+        if not top:
+            return []
+        c = self.scalar.cfg.huber_c  # type: ignore[union-attr]
+        out = []
+        for name, z, p in b.result.explain(r, b.channels, top):
+            i = b.channels.index(name)
+            lvl, sc = float(b.level[i]), float(b.scale[i])  # type: ignore[index]
+            out.append({"feature": name, "value": float(b.x[r, i]), "z": round(z, 6), "p": p,
+                        "baseline_low": lvl - c * sc, "baseline_high": lvl + c * sc})
+        return out
 
     def _drifted(self, signal: str, w: ClosedWindow, model: dict, lineage: dict) -> list[Output]:
         """A drift detector fired on ``signal`` (``score`` or a feature): a ``drift`` alert and a retrain
@@ -699,6 +807,22 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 outs.extend(effects.command_outputs(self, self.control.on_kpis(t, r.scheme, derive(r.totals),
                                                                                self.situation(t)), lineage))
         return outs
+
+
+def _expected_streams(cfg: Any) -> tuple[str, ...]:
+    """The streams an asset's windows wait for (see docs/architecture.md, Windows)."""
+    if cfg.scalar.readings_only:
+        return ("readings",)
+    return ("frames", "readings") if cfg.window.wait_for_readings else ("frames",)
+
+
+def _scalar_scorer(rt: SiteRuntime) -> ScalarScorer | None:
+    """The asset's scalar detector (``[scalar]``); the KPI state and part counters are not channels."""
+    cfg = rt.config
+    if not cfg.scalar.enabled:
+        return None
+    k = cfg.kpi
+    return ScalarScorer(cfg.scalar, {k.state_metric, k.parts_total_metric, k.parts_good_metric})
 
 
 def deliver(store: ModelStore, slack_s: float = 0.0) -> list[Output]:

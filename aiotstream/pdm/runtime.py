@@ -17,6 +17,7 @@ from aiotstream.config import (
     ALERT_TYPE_ANOMALY,
     ALERT_TYPE_COMMAND_FAILED,
     ALERT_TYPE_DRIFT,
+    ALERT_TYPE_SCALAR,
     AssetConfig,
     SiteConfig,
 )
@@ -62,7 +63,8 @@ class SiteRuntime(DecisionRuntime):
         self.temp_metric = config.features.temperature_metric
         k = config.kpi
         self.failure_types = set(k.failure_alert_types
-                                 or [ALERT_TYPE_ANOMALY] + [r.type for r in config.alerts.rules])
+                                 or [ALERT_TYPE_ANOMALY, ALERT_TYPE_SCALAR]
+                                 + [r.type for r in config.alerts.rules])
         self.lines: dict[str, set[str]] = {}
         for a in self.assets.values():
             self.lines.setdefault(a.line, set()).add(a.id)
@@ -129,4 +131,9 @@ class SiteRuntime(DecisionRuntime):
                                            needs_warm_model=r.signal == "score"))
         specs.append(AlertRuleSpec(ALERT_TYPE_COMMAND_FAILED, None, severity="critical"))
         specs.append(AlertRuleSpec(ALERT_TYPE_DRIFT, None, severity="warning"))
+        if self.config.scalar.enabled:
+            # the streaming detector's own alert (1 while open, 0 after; its hysteresis decides): the book
+            # adds the lifecycle (ack, escalation, operator clear, maintenance, labels) and the cool-down
+            specs.append(AlertRuleSpec(ALERT_TYPE_SCALAR, "scalar", "above", 1.0, 0.5, None, "warning", 1,
+                                       None, 1, None, self.cooldown_ns))
         return specs

@@ -24,12 +24,13 @@ def load_schema() -> dict[str, Any]:
 
 def validator(kind: str | None = None) -> Any:
     """A ``jsonschema`` validator for one kind (``alert``, ``command``, ``kpi``, ``score``, ``deadletter``,
-    ``model``) or any record."""
+    ``model``, ``scalar``) or any record."""
     import jsonschema
 
     root = load_schema()
-    ref = "modelEvent" if kind == "model" else kind  # "model" names the lineage block in $defs
-    schema = root if kind is None else {**root, "oneOf": [{"$ref": f"#/$defs/{ref}"}]}
+    # "model" names the lineage block in $defs
+    refs = {"model": ["modelEvent"]}.get(kind or "", [kind])
+    schema = root if kind is None else {**root, "oneOf": [{"$ref": f"#/$defs/{r}"} for r in refs]}
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 
 

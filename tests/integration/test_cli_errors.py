@@ -79,6 +79,28 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
      "--metrics-host 203.0.113.7 --metrics-port 0: cannot listen there"),
     ("run", ("--site", "{site}", "--out-dir", "{tmp}/o", "--metrics-port", "0", "--metrics-host", "no.such.invalid"),
      1, "--metrics-host no.such.invalid: not a host name or address of this machine"),
+    # detect
+    ("detect", ("{csv}",), 2, "the following arguments are required: --timestamp-column, --value-columns, --out"),
+    ("detect", ("{missing}", "--timestamp-column", "ts", "--value-columns", "value", "--out", "{tmp}/d.csv"), 1,
+     "no such file"),
+    ("detect", ("{dir}", "--timestamp-column", "ts", "--value-columns", "value", "--out", "{tmp}/d.csv"), 1,
+     "is a directory"),
+    ("detect", ("{empty}", "--timestamp-column", "ts", "--value-columns", "value", "--out", "{tmp}/d.csv"), 1,
+     "the file is empty"),
+    ("detect", ("{header_only}", "--timestamp-column", "ts", "--value-columns", "value", "--out", "{tmp}/d.csv"),
+     1, "the file has a header but no rows"),
+    ("detect", ("{csv}", "--timestamp-column", "time", "--value-columns", "value", "--out", "{tmp}/d.csv"), 1,
+     "column(s) time not found"),
+    ("detect", ("{csv}", "--timestamp-column", "ts", "--value-columns", "value,power", "--out", "{tmp}/d.csv"), 1,
+     "column(s) power not found"),
+    ("detect", ("{bad_ts}", "--timestamp-column", "ts", "--value-columns", "value", "--out", "{tmp}/d.csv"), 1,
+     "row 2: cannot read timestamp 'yesterday'"),
+    ("detect", ("{csv}", "--timestamp-column", "ts", "--value-columns", "value", "--out", "{dir}"), 1,
+     "is a directory; name the output file"),
+    ("detect", ("{csv}", "--timestamp-column", "ts", "--value-columns", "value", "--out", "{missing}/d.csv"), 1,
+     "does not exist"),
+    ("detect", ("{file}", "--timestamp-column", "ts", "--value-columns", "value", "--out", "{tmp}/d.csv"), 1,
+     "unknown file type '(no suffix)'"),
     # replay
     ("replay", ("{missing}", "--site", "{site}", "--out-dir", "{tmp}/o"), 1, "matches no file"),
     ("replay", ("{dir}", "--site", "{site}", "--out-dir", "{tmp}/o"), 1, "is a directory"),
@@ -179,6 +201,9 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     (tmp / "bad.toml").write_bytes(b"\x00\x01 not text, not toml\xff\n")
     (tmp / "r.csv").write_text("asset,ts,metric,value\nasset-000,1767225600000000000,temperature,1.5\n")
     (tmp / "cols.csv").write_text("a,b\n1,2\n")
+    (tmp / "empty.csv").write_text("")
+    (tmp / "header.csv").write_text("ts,value\n")
+    (tmp / "bad-ts.csv").write_text("ts,value\n2026-01-01T00:00:00Z,1.5\nyesterday,2.5\n")
     site = tmp / "site.toml"
     site.write_text(KAFKA_SITE.read_text())
     busy = socket.socket()
@@ -187,6 +212,8 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     try:
         yield {"tmp": str(tmp), "file": str(tmp / "a-file"), "dir": str(tmp / "a-dir"), "missing": str(tmp / "nope"), "bad_toml": str(tmp / "bad.toml"),
                "site": str(site), "csv": str(tmp / "r.csv"), "cols": str(tmp / "cols.csv"),
+               "empty": str(tmp / "empty.csv"), "header_only": str(tmp / "header.csv"),
+               "bad_ts": str(tmp / "bad-ts.csv"),
                "dead": f"127.0.0.1:{free_port()}", "busy": str(busy.getsockname()[1])}
     finally:
         busy.close()

@@ -8,7 +8,8 @@ model-latency KPIs (wall-clock timings of the model call):
 - ``demo``: ``aiotstream demo`` itself (a child process), 3 assets, 60 s, 2 faults, 60 malformed messages;
 - ``plant-control``: the plant flow with control rules (auto and advisory, an interlock, acks that time out),
   a threshold alert rule, escalation and a maintenance window, so commands are made too;
-Scores are kept as their line count and sha256 (they are large); the rest as the files themselves.
+Scores and the streaming detector's scalar scores are kept as their line count and sha256 (they are large);
+the rest as the files themselves.
 
 - ``building``: the building (energy) flow: waste alerts, setback commands, zone/floor/site KPIs, dead letters.
 
@@ -33,7 +34,8 @@ from aiotstream.records import SourceMessage
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 ROOT = Path(__file__).resolve().parents[2]
-FILES = ("alerts", "commands", "kpis", "scores", "deadletter")
+FILES = ("alerts", "commands", "kpis", "scores", "deadletter", "scalar_scores")
+DIGESTS = ("scores", "scalar_scores")  # many and large: kept as line count and sha256
 UPDATE = os.environ.get("AIOT_GOLDEN_UPDATE") == "1"
 S = 1_000_000_000
 START = 1_767_225_600_000_000_000
@@ -56,16 +58,16 @@ def digest(data: bytes) -> bytes:
 
 def compare(name: str, out: Path) -> None:
     want_dir = GOLDEN / name
-    kept = {f: (f"{f}.jsonl.sha256" if f == "scores" else f"{f}.jsonl") for f in FILES}
+    kept = {f: (f"{f}.jsonl.sha256" if f in DIGESTS else f"{f}.jsonl") for f in FILES}
     if UPDATE:
         want_dir.mkdir(parents=True, exist_ok=True)
         for f in FILES:
             data = masked(out / f"{f}.jsonl")
-            (want_dir / kept[f]).write_bytes(digest(data) if f == "scores" else data)
+            (want_dir / kept[f]).write_bytes(digest(data) if f in DIGESTS else data)
     for f in FILES:
         want = (want_dir / kept[f]).read_bytes()
         got = masked(out / f"{f}.jsonl")
-        if f == "scores":
+        if f in DIGESTS:
             got = digest(got)
         if got != want:
             w, g = want.splitlines(), got.splitlines()

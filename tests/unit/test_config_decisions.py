@@ -32,7 +32,7 @@ def test_defaults() -> None:
     assert c.kpi.periods_s == [10.0] and c.kpi.failures == "both" and c.kpi.rollup
     assert (c.alerts.escalate_after_s, c.alerts.max_escalations, c.alerts.open_of) == (900.0, 1, None)
     assert c.control.rules == [] and c.maintenance == []
-    assert c.alerts.alert_types() == ["anomaly", "command_failed", "drift"]
+    assert c.alerts.alert_types() == ["anomaly", "command_failed", "drift", "scalar_anomaly"]
 
 
 def test_period_s_is_a_shorthand() -> None:
@@ -111,8 +111,8 @@ def test_full_control_config_loads_and_resolves_per_asset() -> None:
     assert [(r.name, r.kind, r.mode, r.kpi_scheme) for r in rules] == [("slow", "alert", "advisory", None),
                                                                        ("kpi", "kpi", "approval", "10s")]
     assert rt.control_specs("b") == ([], [])  # b has no such actuator
-    assert [s.type for s in rt.alert_specs("a")] == ["anomaly", "hot", "command_failed", "drift"]
-    assert [s.type for s in rt.alert_specs("b")] == ["anomaly", "command_failed", "drift"]
+    assert [s.type for s in rt.alert_specs("a")] == ["anomaly", "hot", "command_failed", "drift", "scalar_anomaly"]
+    assert [s.type for s in rt.alert_specs("b")] == ["anomaly", "command_failed", "drift", "scalar_anomaly"]
     # 06:00+01:00 is 05:00 UTC; only line l2 (asset b)
     assert rt.maintenance_for("a") == []
     assert rt.maintenance_for("b") == [("config-0", 1_767_243_600_000_000_000, 1_767_247_200_000_000_000)]

@@ -1,0 +1,271 @@
+"""An asset's scalar readings as rows for the streaming detector (issue 17; docs/detection.md).
+
+Readings arrive one metric per record. :class:`RowAssembler` forms rows per asset by event time: every
+channel read at the same timestamp is one row, a channel without a reading at that time is NaN (the
+detector treats it as missing), a repeated ``(timestamp, metric)`` keeps the last value. A row is final
+once the asset's windows have closed past its time (the flow's watermark: a reading that would still
+change it is ``late`` and dead-lettered), so rows reach the detector in time order whatever order the
+readings came in.
+
+**Channel order.** Channels are numbered in order of first appearance (within one input batch, in its
+order). The order is fixed when the detector starts, after ``settle_rows`` final rows: every channel
+seen by then is a column. A channel first seen later is appended and the detector starts afresh with
+the wider row (a new warm-up; its learned state cannot describe a channel it never saw); the block
+record says so (``restarted``). Metrics beyond ``max_channels`` are ignored and counted (run summary
+``dropped scalar_channel_limit``).
+
+:class:`ScalarScorer` holds the assembler and the asset's
+:class:`~aiotstream.models.streaming.StreamingDetector` and scores
+final rows a block at a time (``update_block``). Both pickle (the flow's recovery snapshot).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aiotstream.models.streaming import BlockResult, ChangeEvent, StreamingDetector, make_pipeline
+from aiotstream.runstats import STATS
+
+Spans = dict[tuple[str, int], tuple[int, int]]  # (topic, partition) -> (first offset, last offset)
+
+
+def merge_spans(into: Spans, more: Spans) -> None:
+    for key, (lo, hi) in more.items():
+        cur = into.get(key)
+        into[key] = (lo, hi) if cur is None else (min(cur[0], lo), max(cur[1], hi))
+
+
+def rows_array(rows: list[tuple[int, dict[int, float]]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ts, {channel: value})`` rows as (ts int64 (rows,), values (rows, n)) with NaN for missing."""
+    x = np.full((len(rows), n), math.nan)
+    for r, (_, vals) in enumerate(rows):
+        for i, v in vals.items():
+            x[r, i] = v
+    return np.fromiter((t for t, _ in rows), dtype=np.int64, count=len(rows)), x
+
+
+class RowAssembler:
+    """Readings -> rows by timestamp (see the module doc). ``take(before_ns)`` hands out the final rows."""
+
+    def __init__(self, max_channels: int = 64, exclude: frozenset[str] | set[str] = frozenset()) -> None:
+        self.max_channels = max_channels
+        self.exclude = frozenset(exclude)
+        self.channels: list[str] = []
+        self.index: dict[str, int] = {}
+        self.pending: dict[int, dict[int, float]] = {}  # ts -> {channel: value}
+        self.spans: dict[int, dict[tuple[str, int], tuple[int, int]]] = {}  # ts -> its inputs (lineage)
+        self._first: int | None = None  # the earliest pending row's time (None: not known, recomputed)
+        self.last_ns: int | None = None  # the newest row handed out
+        self.stale = 0  # readings for a row already handed out (cannot happen behind the watermark)
+
+    def add(self, ts_ns: int, metric: str, value: float, pos: tuple[str, int, int] | None = None) -> bool:
+        """One reading (``pos``: its topic, partition, offset); False if it is not a channel (excluded, over
+        the limit, or its row is gone)."""
+        if metric in self.exclude:
+            return False
+        i = self.index.get(metric)
+        if i is None:
+            if len(self.channels) >= self.max_channels:
+                STATS.add("dropped", "scalar_channel_limit", 1)
+                return False
+            i = self.index[metric] = len(self.channels)
+            self.channels.append(metric)
+        if self.last_ns is not None and ts_ns <= self.last_ns:
+            self.stale += 1
+            STATS.add("dropped", "scalar_stale_reading", 1)
+            return False
+        row = self.pending.get(ts_ns)
+        if row is None:
+            self.pending[ts_ns] = {i: value}
+            if self._first is not None and ts_ns < self._first:
+                self._first = ts_ns
+        else:
+            row[i] = value
+        if pos is not None:
+            key, o = pos[:2], pos[2]
+            sp = self.spans.get(ts_ns)
+            if sp is None:
+                self.spans[ts_ns] = {key: (o, o)}
+            else:
+                lo_hi = sp.get(key)
+                sp[key] = (o, o) if lo_hi is None else (min(lo_hi[0], o), max(lo_hi[1], o))
+        return True
+
+    def add_readings(self, readings: list) -> None:
+        """:meth:`add` for a batch of :class:`~aiotstream.records.Reading` (one call per input batch: the
+        per-reading work stays in this loop)."""
+        exclude, index, pending, spans = self.exclude, self.index, self.pending, self.spans
+        last = self.last_ns
+        for r in readings:
+            m = r.metric
+            if m in exclude:
+                continue
+            i = index.get(m)
+            if i is None:  # a new channel (or one over the limit): the general path
+                self.add(r.ts_ns, m, r.value, (r.pos.topic, r.pos.partition, r.pos.offset))
+                continue
+            t = r.ts_ns
+            if last is not None and t <= last:
+                self.stale += 1
+                STATS.add("dropped", "scalar_stale_reading", 1)
+                continue
+            row = pending.get(t)
+            if row is None:
+                pending[t] = {i: r.value}
+                if self._first is not None and t < self._first:
+                    self._first = t
+            else:
+                row[i] = r.value
+            pos = r.pos
+            key, o = (pos.topic, pos.partition), pos.offset
+            sp = spans.get(t)
+            if sp is None:
+                spans[t] = {key: (o, o)}
+            else:
+                lo_hi = sp.get(key)
+                sp[key] = (o, o) if lo_hi is None else (min(lo_hi[0], o), max(lo_hi[1], o))
+
+    def first_ns(self) -> int | None:
+        """The earliest pending row's time (None: nothing pending)."""
+        first = self._first
+        if first is None and self.pending:
+            first = self._first = min(self.pending)
+        return first
+
+    def take_rows(self, before_ns: float, spans: Spans | None = None) -> list[tuple[int, dict[int, float]]]:
+        """The rows with time < ``before_ns``, oldest first, as ``(ts, {channel: value})``; their readings'
+        input spans are merged into ``spans``."""
+        pending = self.pending
+        due = sorted(t for t in pending if t < before_ns)
+        if not due:
+            return []
+        out = [(t, pending.pop(t)) for t in due]
+        self._first = None  # recomputed when asked
+        if self.spans:
+            for t in due:
+                sp = self.spans.pop(t, None)
+                if sp and spans is not None:
+                    merge_spans(spans, sp)
+        self.last_ns = due[-1]
+        return out
+
+    def take(self, before_ns: float, spans: Spans | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`take_rows` as arrays: (ts int64 (rows,), values (rows, channels)), NaN where a channel
+        has no reading at that time."""
+        return rows_array(self.take_rows(before_ns, spans), len(self.channels))
+
+
+@dataclass
+class ScoredBlock:
+    """Final rows of one asset scored as one block."""
+
+    ts: np.ndarray            # (rows,) int64 ns
+    x: np.ndarray             # (rows, channels) the readings (NaN: missing)
+    channels: list[str]
+    result: BlockResult
+    restarted: list[str] = field(default_factory=list)  # channels whose first appearance restarted it
+    level: np.ndarray | None = None  # the baseline after the block (explanations' normal band)
+    scale: np.ndarray | None = None
+    rows_before: int = 0  # rows the detector had scored before this block (change events count from 0)
+    spans: Spans = field(default_factory=dict)  # the inputs of its rows (lineage)
+
+    @property
+    def events(self) -> list[ChangeEvent]:
+        return self.result.events
+
+
+class ScalarScorer:
+    """One asset's rows through its streaming detector, a block at a time."""
+
+    def __init__(self, config: object, exclude: set[str] | frozenset[str] = frozenset(),
+                 impl: str | None = None) -> None:
+        from aiotstream.config import ScalarConfig
+
+        assert isinstance(config, ScalarConfig)
+        self.cfg = config
+        self.detector_config = config.detector_config()
+        self.impl = impl
+        self.rows = RowAssembler(config.max_channels, set(config.exclude) | set(exclude))
+        self.detector: StreamingDetector | None = None
+        self.width = 0  # channels the detector was built for
+        self.held_ts: list[np.ndarray] = []  # final rows before the detector starts
+        self.held_x: list[np.ndarray] = []
+        self.ready: list[tuple[int, dict[int, float]]] = []  # final rows waiting for a block
+        self.spans: Spans = {}  # the inputs of the rows taken and not yet scored
+
+    def add(self, ts_ns: int, metric: str, value: float, pos: tuple[str, int, int] | None = None) -> bool:
+        return self.rows.add(ts_ns, metric, value, pos)
+
+    def add_readings(self, readings: list) -> None:
+        self.rows.add_readings(readings)
+
+    def _pad(self, x: np.ndarray, n: int) -> np.ndarray:
+        if x.shape[1] == n:
+            return x
+        out = np.full((len(x), n), math.nan)
+        out[:, : x.shape[1]] = x
+        return out
+
+    def due(self, before_ns: int, period_end_ns: int | None) -> bool:
+        """Whether :meth:`step` at ``before_ns`` can have work: rows wait and either they may span
+        ``block_s`` by then or a KPI period ends by then (its rows must be counted in it). A cheap test
+        for every closed window."""
+        first = self.first_ns()
+        if first is None:
+            return False
+        return before_ns - first > self.cfg.block_s * 1e9 or (period_end_ns is not None
+                                                               and period_end_ns <= before_ns)
+
+    def first_ns(self) -> int | None:
+        """The time of the earliest row not scored yet (waiting for its block, or not final)."""
+        if self.ready:
+            return self.ready[0][0]
+        return self.rows.first_ns()
+
+    def step(self, before_ns: float, force: bool = False, final: bool = False) -> list[ScoredBlock]:
+        """Take the rows final before ``before_ns``; score them once they span ``block_s`` of event time,
+        or at once with ``force`` (a KPI period ends) or ``final`` (the end of the input, a silent asset:
+        this also starts a detector that has fewer than ``settle_rows`` rows)."""
+        rows = self.rows.take_rows(before_ns, self.spans)
+        ready = self.ready
+        if rows:
+            ready.extend(rows)
+        if not ready or (not (force or final) and ready[-1][0] - ready[0][0] < self.cfg.block_s * 1e9):
+            return []
+        ts, x = rows_array(ready, len(self.rows.channels))
+        self.ready = []
+        return self._score(ts, x, final)
+
+    def _score(self, ts: np.ndarray, x: np.ndarray, force: bool) -> list[ScoredBlock]:
+        n = len(self.rows.channels)
+        if self.detector is None:
+            self.held_ts.append(ts)
+            self.held_x.append(x)
+            held = sum(len(a) for a in self.held_ts)
+            if held < self.cfg.settle_rows and not force:
+                return []
+            ts = np.concatenate(self.held_ts)
+            x = np.concatenate([self._pad(a, n) for a in self.held_x])
+            self.held_ts, self.held_x = [], []
+            self._start(n)
+            return [self._block(ts, x, [])]
+        if n > self.width:  # a channel first seen after the order was fixed: start afresh with it
+            added = self.rows.channels[self.width:n]
+            self._start(n)
+            return [self._block(ts, x, added)]
+        return [self._block(ts, x, [])]
+
+    def _start(self, n: int) -> None:
+        self.detector = make_pipeline(self.cfg.pipeline, n, self.detector_config, impl=self.impl)
+        self.width = n
+
+    def _block(self, ts: np.ndarray, x: np.ndarray, restarted: list[str]) -> ScoredBlock:
+        assert self.detector is not None
+        before = self.detector.baseline.rows
+        res = self.detector.update_block(x)
+        b = self.detector.baseline
+        spans, self.spans = self.spans, {}
+        return ScoredBlock(ts, x, list(self.rows.channels[: self.width]), res, restarted, b.level.copy(),
+                           b.scale().copy(), before, spans)

@@ -1,0 +1,185 @@
+"""What the streaming detector on scalar readings (issue 17, ``[scalar]``) costs the existing workloads, A/B.
+
+``waveform``: simulated files (``aiotstream simulate --out-dir``: 3 x 10 kHz frames + 1 Hz temperature) through
+``aiotstream run --once`` with a files input, timed by :mod:`benchmarks.flowrun` (rate from the first batch
+to the end; the analyze step's CPU), ``[scalar]`` on (the default) and off, alternating rounds.
+
+``kafka``: :func:`benchmarks.scalar.measure_scalar` (the e2e harness's scalar section: JSON readings
+preloaded into Tansu, ``aiotstream run --once``) for ``pm-readings`` (detector on) and
+``pm-readings-nodetect``, alternating, on the same preloaded readings.
+
+    python -m benchmarks.scalar_ab waveform --assets 20 --duration 400 --rounds 4
+    python -m benchmarks.scalar_ab kafka --keys 2000 --rate 10 --duration 10
+
+One JSON line per run on stdout (and appended to ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _emit(rec: dict, path: str | None) -> None:
+    line = json.dumps(rec)
+    print(line, flush=True)
+    if path:
+        with open(path, "a") as fh:
+            fh.write(line + "\n")
+
+
+def waveform(args: argparse.Namespace) -> None:
+    from aiotstream.config import default_site
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), OPENBLAS_NUM_THREADS="1")
+    with tempfile.TemporaryDirectory(prefix="bench-scalar-ab-") as tmp:
+        t = Path(tmp)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "aiotstream.cli",
+                "simulate",
+                "--assets",
+                str(args.assets),
+                "--duration",
+                str(args.duration),
+                "--faults",
+                "2",
+                "--seed",
+                "5",
+                "--out-dir",
+                str(t / "in"),
+            ],
+            check=True,
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+        )
+        frames = json.loads((t / "in" / "truth.json").read_text())["counts"]["frames"]
+        cfg = default_site(
+            args.assets,
+            inputs={
+                "tail": False,
+                "kind": "files",
+                "files": {"paths": [str(t / "in" / "waveforms.bin"), str(t / "in" / "readings.jsonl")]},
+            },
+        )
+        base = cfg.model_dump(mode="json", exclude_defaults=True)
+        base.pop("scalar", None)
+        base["inputs"]["kind"] = "files"
+        for name, scalar in (("on", None), ("off", {"enabled": False})):
+            (t / f"site-{name}.json").write_text(
+                json.dumps({**base, **({"scalar": scalar} if scalar else {})})
+            )
+        for i in range(args.rounds):
+            for name in ("on", "off") if i % 2 == 0 else ("off", "on"):
+                st = t / f"stats-{name}-{i}.json"
+                p = subprocess.run(
+                    [
+                        "/usr/bin/time",
+                        "-f",
+                        "%U %S %M",
+                        sys.executable,
+                        "-m",
+                        "benchmarks.flowrun",
+                        str(st),
+                        "run",
+                        "--site",
+                        str(t / f"site-{name}.json"),
+                        "--once",
+                        "--out-dir",
+                        str(t / f"out-{name}-{i}"),
+                    ],
+                    cwd=REPO,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if p.returncode != 0:
+                    raise RuntimeError(p.stderr[-2000:])
+                u, sy, rss = p.stderr.strip().splitlines()[-1].split()
+                r = json.loads(st.read_text())
+                n = frames or r["messages"]
+                span = r["t_done"] - r["t_first"]
+                _emit(
+                    {
+                        "workload": "waveform",
+                        "scalar": name,
+                        "round": i,
+                        "frames": n,
+                        "frames_per_s": round(n / span),
+                        "span_s": round(span, 3),
+                        "analyze_cpu_s": round(r["step_cpu_s"]["analyze"], 3),
+                        "cpu_s": round(float(u) + float(sy), 2),
+                        "peak_rss_mb": int(rss) // 1024,
+                        "load": round(os.getloadavg()[0], 2),
+                    },
+                    args.json,
+                )
+
+
+def kafka(args: argparse.Namespace) -> None:
+    from aiotstream.io.broker import TansuBroker
+    from benchmarks.scalar import measure_scalar
+    from benchmarks.workload import preload_scalars
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    with tempfile.TemporaryDirectory(prefix="bench-scalar-ab-") as tmp, TansuBroker() as broker:
+        sd = preload_scalars(
+            broker.bootstrap, keys=args.keys, rate_hz=args.rate, duration_s=args.duration, partitions=6
+        )
+        for i, flow in enumerate(["pm-readings", "pm-readings-nodetect"] * args.rounds):
+            d = Path(tmp) / f"r{i}"
+            d.mkdir()
+            r = measure_scalar(broker.bootstrap, d, sd, flow, partitions=6)
+            _emit(
+                {
+                    "workload": "kafka-scalar",
+                    **{
+                        k: r[k]
+                        for k in (
+                            "flow",
+                            "events_per_s_per_worker",
+                            "cpu_us_per_event",
+                            "peak_rss_mb",
+                            "messages",
+                            "span_s",
+                            "cpu_s",
+                        )
+                    },
+                    "load": round(os.getloadavg()[0], 2),
+                },
+                args.json,
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.scalar_ab", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    w = sub.add_parser("waveform")
+    w.add_argument("--assets", type=int, default=20)
+    w.add_argument("--duration", type=float, default=400.0)
+    w.add_argument("--rounds", type=int, default=4)
+    k = sub.add_parser("kafka")
+    k.add_argument("--keys", type=int, default=2000)
+    k.add_argument("--rate", type=float, default=10.0)
+    k.add_argument("--duration", type=float, default=10.0)
+    k.add_argument("--rounds", type=int, default=2)
+    for p in (w, k):
+        p.add_argument("--json", default=None, help="append each run as a JSON line here")
+    args = ap.parse_args(argv)
+    (waveform if args.what == "waveform" else kafka)(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
