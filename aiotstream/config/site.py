@@ -208,6 +208,10 @@ class SiteConfig(_Model):
         """Where promotions, refusals and retrain requests go (``aiotstream.model/1`` records)."""
         return self.outputs.models or f"{self.site.id}.models"
 
+    def audit_topic(self) -> str:
+        """Where the audit trail goes (``aiotstream.audit/1`` entries, see :mod:`aiotstream.audit`)."""
+        return self.outputs.audit or f"{self.site.id}.audit"
+
     def asset_map(self) -> dict[str, AssetConfig]:
         return {a.id: a for a in self.all_assets()}
 
@@ -220,6 +224,8 @@ class SiteConfig(_Model):
         data = self.model_dump(mode="json")
         if data.get("building") is None:
             data.pop("building", None)
+        if not data["outputs"].get("audit"):  # the default audit topic: the hash of sites before it stays
+            data["outputs"].pop("audit", None)
         return data
 
     @property

@@ -12,6 +12,7 @@ from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, Sink
 
+from aiotstream.audit import Auditor, ConfigLoadSource
 from aiotstream.dataflow.snapshots import loads as load_snapshot
 from aiotstream.io.stop import stopping_keeps_state
 from aiotstream.kpi import PeriodResult, RollupBook, RollupResult, RollupSite, kpi_record, rollup_inputs
@@ -88,6 +89,7 @@ def rollup_and_sinks(rt: RollupSite, results: Stream[Output], streams: list[Stre
         keyed = op.flat_map("rollup_keys", results, rollup_inputs)
         rolled = op.stateful_batch("rollup", keyed, lambda resume: RollupLogic(rt, resume, tail, snapshots))
         streams = [*streams, op.map("drop_rollup_key", rolled, lambda kv: kv[1])]
+    streams = [*streams, audit_trail(rt, results, [s for s in streams if s is not results])]
     outputs = op.merge("outputs", *streams)
     op.output("sink", outputs, sink)
     for i, extra in enumerate(also):
@@ -95,6 +97,19 @@ def rollup_and_sinks(rt: RollupSite, results: Stream[Output], streams: list[Stre
             op.output(f"sink_{i + 1}", op.map(f"key_outputs_{i + 1}", outputs, _keyed), extra)
         else:
             op.output(f"sink_{i + 1}", outputs, extra)
+
+
+def audit_trail(rt: RollupSite, results: Stream[Output], others: list[Stream[Output]]) -> Stream[Output]:
+    """The ``audit`` step (:mod:`aiotstream.audit`): the audit entries of the entities' decisions in
+    ``results`` (chain per entity), of the decode step's in ``others`` (chain per input partition) and of
+    the flow's start (chain ``config``), each chain's head in the step's state."""
+    auditor = Auditor.of(rt.config, rt.ctx)
+    start = op.input("audit_start", results.flow(), ConfigLoadSource(auditor))
+    keyed = [start, op.flat_map("audit_keys", results, lambda o: auditor.keyed(o, True))]
+    for i, other in enumerate(others):
+        keyed.append(op.flat_map(f"audit_keys_{i + 1}", other, lambda o: auditor.keyed(o, False)))
+    chained = op.stateful_map("audit", op.merge("audit_in", *keyed), auditor.step)
+    return op.flat_map("audit_entries", chained, lambda kv: kv[1])
 
 
 def _keyed(o: Output) -> tuple[str, Output]:

@@ -16,7 +16,7 @@ from aiotstream.runstats import count_outputs
 
 FILE_NAMES = {"alert": "alerts", "command": "commands", "kpi": "kpis", "score": "scores",
               "deadletter": "deadletter",
-              "model": "models"}
+              "model": "models", "audit": "audit"}
 
 
 class _JsonlPartition(StatelessSinkPartition[Output]):
