@@ -158,7 +158,8 @@ def _refusal(rec: dict[str, Any], control_topics: frozenset[str]) -> Event | Non
         return None
     by = msg.get("by") if is_msg else None
     ts = msg.get("ts") if is_msg else None
-    return Event(principal(by, True), "refusal", ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
+    event_ns = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
+    return Event(principal(by, True), "refusal", event_ns,
                  {"reason": rec.get("reason"), "message": rec.get("message"), "asset": rec.get("asset"),
                   "source": rec.get("source"), "deadletter_id": rec.get("id"),
                   "type": msg.get("type") if is_msg else None})
@@ -179,7 +180,8 @@ class Auditor:
     def of(cls, config: Any, ctx: FlowContext) -> Auditor:
         topics = frozenset([*config.inputs.feedback_topics, *config.control_topics()])
         m = config.model
-        champion = f"{m.name}@{m.version}" if getattr(m, "name", None) and getattr(m, "version", None) else None
+        name, version = getattr(m, "name", None), getattr(m, "version", None)
+        champion = f"{name}@{version}" if name and version else None
         return cls(ctx.site, topics, champion, ctx.config_hash, ctx.code_version)
 
     def chain_of(self, out: Output, entity_step: bool) -> str | None:
@@ -323,8 +325,8 @@ def verify(entries: Iterable[Any]) -> Report:
             return rep
         last_seq, last_hash = heads.get(chain, (-1, ""))
         if seq > last_seq + 1:
-            rep.problem = (f"{where}: missing or reordered (seq {last_seq + 1} was expected here; an entry is "
-                           "missing or the entries were reordered)")
+            rep.problem = (f"{where}: missing or reordered (seq {last_seq + 1} was expected here; an entry "
+                           "is missing or the entries were reordered)")
             return rep
         if seq < last_seq + 1:
             rep.problem = f"{where}: reordered (seq {last_seq} came before it)"
@@ -370,7 +372,8 @@ def read_kafka(brokers: str, topic: str, wait_s: float, timeout_s: float = 60.0)
     meta = metadata(admin, brokers, wait_s, topic).topics.get(topic)
     if meta is None or meta.error is not None or not meta.partitions:
         raise AiotError(f"no topic {topic!r} on {brokers} (has the flow run with this site?)")
-    c = Consumer({**client_config(brokers), "group.id": "aiotstream-audit-verify", "enable.auto.commit": False})
+    c = Consumer({**client_config(brokers), "group.id": "aiotstream-audit-verify",
+                  "enable.auto.commit": False})
     try:
         for p in sorted(meta.partitions):
             lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=wait_s)
@@ -380,7 +383,8 @@ def read_kafka(brokers: str, topic: str, wait_s: float, timeout_s: float = 60.0)
             at, deadline = lo, time.monotonic() + timeout_s
             while at < hi:
                 if time.monotonic() > deadline:
-                    raise AiotError(f"{topic} partition {p}: read only to offset {at} of {hi} in {timeout_s:g} s")
+                    raise AiotError(f"{topic} partition {p}: read only to offset {at} of {hi} in "
+                                    f"{timeout_s:g} s")
                 for m in c.consume(1000, timeout=0.5):
                     if m.error():
                         continue
