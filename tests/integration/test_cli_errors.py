@@ -153,6 +153,18 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("schema", ("alerts",), 2, "invalid choice: 'alerts'"),
     ("schema", ("site", "--out", "{dir}"), 2, "--out {dir}: is a directory; give a file name"),
     ("schema", ("outputs", "--out", "{missing}/s.json"), 2, "does not exist"),
+    # audit
+    ("audit", (), 2, "the following arguments are required: audit_command"),
+    ("audit verify", (), 2, "give FILE (a JSONL export) or --site"),
+    ("audit verify", ("{missing}",), 2, "FILE {missing}: no such file"),
+    ("audit verify", ("{dir}",), 2, "FILE {dir}: is a directory"),
+    ("audit verify", ("{file}",), 1, "broken: entry 1: not an aiotstream.audit/1 entry"),
+    ("audit verify", ("{empty}",), 1, "{empty}: no audit entries"),
+    ("audit verify", ("{file}", "--site", "{site}"), 2, "give FILE or --brokers/--site, not both"),
+    ("audit verify", ("--site", "s1"), 2, "--site s1 is a site id: give --brokers too"),
+    ("audit verify", ("--site", "no/such", "--brokers", "{dead}"), 2, "neither a site config file nor a site id"),
+    ("audit verify", ("--site", "{missing}.toml"), 2, "--site {missing}.toml: no such file"),
+    ("audit verify", ("--site", "s1", "--brokers", "{dead}", *W), 1, "no Kafka broker answers at {dead}"),
 ]
 
 
@@ -179,6 +191,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     (tmp / "bad.toml").write_bytes(b"\x00\x01 not text, not toml\xff\n")
     (tmp / "r.csv").write_text("asset,ts,metric,value\nasset-000,1767225600000000000,temperature,1.5\n")
     (tmp / "cols.csv").write_text("a,b\n1,2\n")
+    (tmp / "empty.jsonl").write_bytes(b"")
     site = tmp / "site.toml"
     site.write_text(KAFKA_SITE.read_text())
     busy = socket.socket()
@@ -187,6 +200,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     try:
         yield {"tmp": str(tmp), "file": str(tmp / "a-file"), "dir": str(tmp / "a-dir"), "missing": str(tmp / "nope"), "bad_toml": str(tmp / "bad.toml"),
                "site": str(site), "csv": str(tmp / "r.csv"), "cols": str(tmp / "cols.csv"),
+               "empty": str(tmp / "empty.jsonl"),
                "dead": f"127.0.0.1:{free_port()}", "busy": str(busy.getsockname()[1])}
     finally:
         busy.close()
