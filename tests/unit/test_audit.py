@@ -24,6 +24,7 @@ from aiotstream.records import Output
 from aiotstream.schemas import validator
 
 CHAINS = ("asset:a", "asset:b", "input:s.control:0")
+T0 = 1_767_225_600_000_000_000
 
 
 def trail(picks: list[int], wall: int = 0) -> list[dict]:
@@ -32,7 +33,7 @@ def trail(picks: list[int], wall: int = 0) -> list[dict]:
     out = []
     for i, p in enumerate(picks):
         c = CHAINS[p % len(CHAINS)]
-        out.append(heads[c].append("s", Event(f"user-{i % 3}", "alert.acknowledged", 10 * i, {"n": i}),
+        out.append(heads[c].append("s", Event(f"user-{i % 3}", "alert.acknowledged", T0 + 10 * i, {"n": i}),
                                    wall_ns=wall + i))
     return out
 
@@ -146,7 +147,7 @@ def test_a_resumed_chain_from_a_pickled_head_continues_it_exactly(picks: list[in
         if i == cut:
             heads = pickle.loads(pickle.dumps(heads))  # the snapshot: a restart continues from it
         c = CHAINS[p % len(CHAINS)]
-        out.append(heads[c].append("s", Event(f"user-{i % 3}", "alert.acknowledged", 10 * i, {"n": i}),
+        out.append(heads[c].append("s", Event(f"user-{i % 3}", "alert.acknowledged", T0 + 10 * i, {"n": i}),
                                    wall_ns=10**9 + i))
     assert [e["hash"] for e in out] == [e["hash"] for e in whole]  # wall time is not hashed
     assert verify(whole[:cut + 1] + out[max(0, cut - 3):]).problem is None  # replayed overlap: duplicates
@@ -224,3 +225,23 @@ def test_step_chains_entries_per_key_and_keeps_the_head() -> None:
     entries = [o.record for o in outs + more]
     assert [e["seq"] for e in entries] == [0, 1] and entries[1]["prev"] == entries[0]["hash"]
     assert {o.kind for o in outs + more} == {"audit"} and verify(entries).problem is None
+
+
+def test_audit_entries_reach_the_parquet_sink_and_the_rows_verify(tmp_path) -> None:
+    import pyarrow.dataset as ds
+
+    from aiotstream.config import ParquetOutput
+    from aiotstream.io.parquet import ParquetSink
+
+    entries = trail([0, 1, 0, 2, 2, 1])
+    sink = ParquetSink(ParquetOutput(directory=str(tmp_path), kinds=["audit"]), "s")
+    part = sink.build_part("sink", "p0", None)
+    part.write_batch([Output("audit", e["chain"], e) for e in entries] + [Output("score", "a", {"id": "x"})])
+    part.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["audit"]  # only the configured kind
+    assert (tmp_path / "audit" / "site=s" / "date=2026-01-01").is_dir()
+    rows = ds.dataset(tmp_path / "audit", format="parquet", partitioning="hive").to_table().to_pylist()
+    back = [{k: (orjson.loads(v) if k == "details" else v) for k, v in r.items()
+             if k not in ("date", "window_start_ns", "window_end_ns")} for r in rows]
+    back.sort(key=lambda e: entries.index(next(x for x in entries if x["id"] == e["id"])))
+    assert verify(back).problem is None and verify(back).entries == len(entries)
