@@ -1,4 +1,5 @@
-"""The end both flows share: line (floor) and site KPI roll-ups of the entities' periods, then the sinks."""
+"""The end both flows share: line (floor) and site KPI roll-ups of the entities' periods, the audit trail, then
+the sinks."""
 from __future__ import annotations
 
 import pickle
@@ -84,7 +85,8 @@ class RollupLogic(StatefulBatchLogic[tuple[str, PeriodResult], Output, RollupBoo
 def rollup_and_sinks(rt: RollupSite, results: Stream[Output], streams: list[Stream[Any]], sink: Sink[Output],
                      also: Sequence[Sink[Any]], tail: bool, snapshots: bool) -> None:
     """The end every flow shares: the line (floor) and site roll-ups of the entities' KPI periods in
-    ``results`` (with ``kpi.rollup``), merged with ``streams`` into the sink and the ``also`` sinks."""
+    ``results`` (with ``kpi.rollup``) and the audit trail of the decisions in ``streams``
+    (:func:`audit_trail`), merged with ``streams`` into the sink and the ``also`` sinks."""
     if rt.config.kpi.rollup:
         keyed = op.flat_map("rollup_keys", results, rollup_inputs)
         rolled = op.stateful_batch("rollup", keyed, lambda resume: RollupLogic(rt, resume, tail, snapshots))
