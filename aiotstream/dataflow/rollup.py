@@ -1,5 +1,5 @@
-"""The end both flows share: line (floor) and site KPI roll-ups of the entities' periods, the audit trail, then
-the sinks."""
+"""The end both flows share: line (floor) and site KPI roll-ups of the entities' periods, the audit trail,
+then the sinks."""
 from __future__ import annotations
 
 import pickle
