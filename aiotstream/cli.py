@@ -40,6 +40,7 @@ from pydantic import ValidationError
 from aiotstream import code_version, logs, progress
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.errors import AiotError, ConfigError
+from aiotstream.ids import ID_PATTERN
 from aiotstream.routing import Placement
 
 DEMO_CYCLE_S = 2.0  # the demo plant's ideal cycle time per part
@@ -1043,7 +1044,51 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from aiotstream.audit import read_jsonl, read_kafka, verify
+
+    if args.file and (args.brokers or args.site):
+        raise UsageError("give FILE or --brokers/--site, not both")
+    if args.file:
+        with in_file(args.file, "FILE").open("rb") as f:
+            rep = verify(read_jsonl(f))
+        where = args.file
+    else:
+        if not args.site:
+            raise UsageError("give FILE (a JSONL export) or --site (and --brokers) to read the audit topic")
+        if Path(args.site).exists() or Path(args.site).suffix in (".toml", ".yaml", ".yml", ".json"):
+            cfg = _load_site(args)
+            brokers, where = args.brokers or ",".join(cfg.inputs.brokers), cfg.audit_topic()
+        elif not re.fullmatch(ID_PATTERN, args.site):
+            raise UsageError(f"--site {args.site}: neither a site config file nor a site id")
+        elif not args.brokers:
+            raise UsageError(f"--site {args.site} is a site id: give --brokers too")
+        else:
+            brokers, where = args.brokers, f"{args.site}.audit"
+        rep = verify(read_kafka(brokers, where, _broker_wait(args)))
+    if rep.problem is not None:
+        print(f"aiotstream audit verify: {where}: broken: {rep.problem}", file=sys.stderr)
+        return 1
+    if not rep.entries:
+        print(f"aiotstream audit verify: {where}: no audit entries", file=sys.stderr)
+        return 1
+    print(f"{where}: {rep.summary()}")
+    return 0
+
+
 # ---- the parser -----------------------------------------------------------------------------------------
+def _add_audit(sub: Any) -> None:
+    a = sub.add_parser("audit", help="the audit trail: check its hash chains")
+    asub = a.add_subparsers(dest="audit_command", required=True)
+    v = asub.add_parser("verify", help="check every chain of the audit trail (a JSONL file, or the site's "
+                        "<site>.audit topic from the beginning); exit 1 naming the first broken link")
+    v.add_argument("file", nargs="?", metavar="FILE", help="audit.jsonl written by the file sink (--out-dir)")
+    v.add_argument("--site", help="site config file, or site id (with --brokers): read its audit topic")
+    v.add_argument("--brokers", help="Kafka bootstrap servers (default: the site's inputs.brokers)")
+    _broker_wait_arg(v)
+    v.set_defaults(func=cmd_audit_verify)
+
+
 def _add_schema(sub: Any) -> None:
     from aiotstream.schemas import NAMES
 
@@ -1330,7 +1375,7 @@ def _add_console(sub: Any) -> None:
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_broker, _add_simulate, _add_run, _add_replay,
                                             _add_detect, _add_demo, _add_evaluate, _add_bench, _add_train,
-                                            _add_console, _add_schema]
+                                            _add_console, _add_schema, _add_audit]
 """Each registers one subcommand on the subparsers object; a new subcommand adds its function here."""
 
 
@@ -1384,7 +1429,8 @@ def main(argv: list[str] | None = None) -> int:
         raise_on_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
-    name = args.command + (f" {args.bench_command}" if getattr(args, "bench_command", None) else "")
+    name = args.command + (f" {args.bench_command}" if getattr(args, "bench_command", None) else "") + \
+        (f" {args.audit_command}" if getattr(args, "audit_command", None) else "")
     if args.log_level not in logs.LEVELS:  # a default from the environment escapes argparse's choices
         parser.error(f"AIOTSTREAM_LOG_LEVEL={args.log_level!r}: choose from {', '.join(logs.LEVELS)}")
     undo_logs = logs.configure(args.log_level, args.log_format)

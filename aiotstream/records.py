@@ -14,8 +14,9 @@ import numpy as np
 if TYPE_CHECKING:
     from aiotstream.kpi import PeriodResult
 
-KINDS = ("alert", "command", "kpi", "score", "deadletter", "model", "scalar")
-"""The output kinds; each has its topic (``<site>.<kind>s``) and its JSONL file."""
+KINDS = ("alert", "command", "kpi", "score", "deadletter", "model", "scalar", "audit")
+"""The output kinds; each has its topic (``<site>.<kind>s``; ``<site>.deadletter``, ``<site>.scalar_scores``,
+``<site>.audit``) and its JSONL file."""
 
 
 @dataclass(frozen=True, slots=True)

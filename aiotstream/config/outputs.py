@@ -66,5 +66,7 @@ class OutputConfig(_Model):
         description="a dead letter keeps its input whole up to this size, else a 1 KiB prefix with the "
                     "length and sha256; the default keeps dead letters under Kafka's default 1 "
                     "MB message limit")
+    audit: str = Field(default="", description="the audit trail: who changed config, models, commands and "
+                       "alerts, hash-chained (default <site>.audit)")
     mqtt: MqttOutput | None = None
     parquet: ParquetOutput | None = None

@@ -214,6 +214,10 @@ class SiteConfig(_Model):
         """Where the streaming detector's scalar scores go (``aiotstream.scalar/1`` records)."""
         return f"{self.site.id}.scalar_scores"
 
+    def audit_topic(self) -> str:
+        """Where the audit trail goes (``aiotstream.audit/1`` entries, see :mod:`aiotstream.audit`)."""
+        return self.outputs.audit or f"{self.site.id}.audit"
+
     def asset_map(self) -> dict[str, AssetConfig]:
         return {a.id: a for a in self.all_assets()}
 
@@ -229,6 +233,8 @@ class SiteConfig(_Model):
             data.pop("building", None)
         if data.get("scalar") == ScalarConfig().model_dump(mode="json"):
             data.pop("scalar", None)  # likewise the [scalar] table at its defaults
+        if not data["outputs"].get("audit"):  # the default audit topic: the hash of sites before it stays
+            data["outputs"].pop("audit", None)
         return data
 
     @property

@@ -32,7 +32,8 @@ class Feed:
 
     def __init__(self, cfg: SiteConfig, brokers: str, state: ConsoleState):
         self.cfg, self.brokers, self.state = cfg, brokers, state
-        self.topics = output_topics(cfg)  # kind -> topic
+        # kind -> topic (the audit trail is for `aiotstream audit verify`, not the console)
+        self.topics = {k: t for k, t in output_topics(cfg).items() if k != "audit"}
         self.kinds = {t: k for k, t in self.topics.items()}
         kafka_in = cfg.inputs.kind == "kafka"
         feedback = cfg.inputs.feedback_topics

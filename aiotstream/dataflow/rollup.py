@@ -1,4 +1,5 @@
-"""The end both flows share: line (floor) and site KPI roll-ups of the entities' periods, then the sinks."""
+"""The end both flows share: line (floor) and site KPI roll-ups of the entities' periods, the audit trail,
+then the sinks."""
 from __future__ import annotations
 
 import pickle
@@ -12,6 +13,7 @@ from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, Sink
 
+from aiotstream.audit import Auditor, ConfigLoadSource
 from aiotstream.dataflow.snapshots import loads as load_snapshot
 from aiotstream.io.stop import stopping_keeps_state
 from aiotstream.kpi import PeriodResult, RollupBook, RollupResult, RollupSite, kpi_record, rollup_inputs
@@ -83,11 +85,13 @@ class RollupLogic(StatefulBatchLogic[tuple[str, PeriodResult], Output, RollupBoo
 def rollup_and_sinks(rt: RollupSite, results: Stream[Output], streams: list[Stream[Any]], sink: Sink[Output],
                      also: Sequence[Sink[Any]], tail: bool, snapshots: bool) -> None:
     """The end every flow shares: the line (floor) and site roll-ups of the entities' KPI periods in
-    ``results`` (with ``kpi.rollup``), merged with ``streams`` into the sink and the ``also`` sinks."""
+    ``results`` (with ``kpi.rollup``) and the audit trail of the decisions in ``streams``
+    (:func:`audit_trail`), merged with ``streams`` into the sink and the ``also`` sinks."""
     if rt.config.kpi.rollup:
         keyed = op.flat_map("rollup_keys", results, rollup_inputs)
         rolled = op.stateful_batch("rollup", keyed, lambda resume: RollupLogic(rt, resume, tail, snapshots))
         streams = [*streams, op.map("drop_rollup_key", rolled, lambda kv: kv[1])]
+    streams = [*streams, audit_trail(rt, results, [s for s in streams if s is not results])]
     outputs = op.merge("outputs", *streams)
     op.output("sink", outputs, sink)
     for i, extra in enumerate(also):
@@ -95,6 +99,19 @@ def rollup_and_sinks(rt: RollupSite, results: Stream[Output], streams: list[Stre
             op.output(f"sink_{i + 1}", op.map(f"key_outputs_{i + 1}", outputs, _keyed), extra)
         else:
             op.output(f"sink_{i + 1}", outputs, extra)
+
+
+def audit_trail(rt: RollupSite, results: Stream[Output], others: list[Stream[Output]]) -> Stream[Output]:
+    """The ``audit`` step (:mod:`aiotstream.audit`): the audit entries of the entities' decisions in
+    ``results`` (chain per entity), of the decode step's in ``others`` (chain per input partition) and of
+    the flow's start (chain ``config``), each chain's head in the step's state."""
+    auditor = Auditor.of(rt.config, rt.ctx)
+    start = op.input("audit_start", results.flow(), ConfigLoadSource(auditor))
+    keyed = [start, op.flat_map("audit_keys", results, lambda o: auditor.keyed(o, True))]
+    for i, other in enumerate(others):
+        keyed.append(op.flat_map(f"audit_keys_{i + 1}", other, lambda o: auditor.keyed(o, False)))
+    chained = op.stateful_map("audit", op.merge("audit_in", *keyed), auditor.step)
+    return op.flat_map("audit_entries", chained, lambda kv: kv[1])
 
 
 def _keyed(o: Output) -> tuple[str, Output]:

@@ -17,7 +17,7 @@ from aiotstream.runstats import count_outputs
 
 FILE_NAMES = {"alert": "alerts", "command": "commands", "kpi": "kpis", "score": "scores",
               "deadletter": "deadletter",
-              "model": "models", "scalar": "scalar_scores"}
+              "model": "models", "scalar": "scalar_scores", "audit": "audit"}
 
 
 class _JsonlPartition(StatelessSinkPartition[Output]):

@@ -52,7 +52,8 @@ def output_topics(config: SiteConfig) -> dict[str, str]:
     """Output kind -> topic name for a site."""
     outs = config.outputs
     return {"alert": outs.alerts, "command": outs.commands, "kpi": outs.kpis, "score": outs.scores,
-            "deadletter": outs.deadletter, "model": config.models_topic(), "scalar": config.scalar_topic()}
+            "deadletter": outs.deadletter, "model": config.models_topic(), "scalar": config.scalar_topic(),
+            "audit": config.audit_topic()}
 
 
 def input_topics(config: SiteConfig) -> list[str]:

@@ -91,14 +91,20 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def record_date(record: dict[str, Any]) -> str:
-    """UTC date of the window start (event time), else of ``produced_at``.
+    """UTC date of the window start (event time), else of ``produced_at``, else (audit entries) of the
+    event time or the wall time the entry was made.
 
     >>> record_date({"window": {"start_ns": 1_767_225_600_000_000_000}})
+    '2026-01-01'
+    >>> record_date({"event_ns": None, "wall_ns": 1_767_225_600_000_000_000})
     '2026-01-01'
     """
     w = record.get("window")
     if isinstance(w, dict) and isinstance(w.get("start_ns"), int):
         return datetime.fromtimestamp(w["start_ns"] / 1e9, tz=UTC).strftime("%Y-%m-%d")
+    t = record.get("event_ns") if isinstance(record.get("event_ns"), int) else record.get("wall_ns")
+    if isinstance(t, int) and not isinstance(t, bool) and "produced_at" not in record:
+        return datetime.fromtimestamp(t / 1e9, tz=UTC).strftime("%Y-%m-%d")
     produced = record.get("produced_at")
     return produced[:10] if isinstance(produced, str) and len(produced) >= 10 else "unknown"
 

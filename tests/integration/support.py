@@ -68,10 +68,11 @@ def read_outputs(brokers: str, site: str) -> dict[str, list[dict[str, Any]]]:
     return {k: [orjson.loads(m.value()) for m in read_topic(brokers, f"{site}.{k}")] for k in OUTPUT_KINDS}
 
 
-def read_jsonl_outputs(directory: Path) -> dict[str, list[dict[str, Any]]]:
-    """The records a JsonlSink wrote (all workers' files) by output kind."""
+def read_jsonl_outputs(directory: Path, kinds: tuple[str, ...] = OUTPUT_KINDS) -> dict[str, list[dict[str, Any]]]:
+    """The records a JsonlSink wrote (all workers' files) by output kind (by file name: ``audit`` for the
+    audit trail)."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for kind in OUTPUT_KINDS:
+    for kind in kinds:
         recs = []
         for path in sorted(directory.glob(f"{kind}*.jsonl")):
             recs += [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]

@@ -175,6 +175,18 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("schema", ("alerts",), 2, "invalid choice: 'alerts'"),
     ("schema", ("site", "--out", "{dir}"), 2, "--out {dir}: is a directory; give a file name"),
     ("schema", ("outputs", "--out", "{missing}/s.json"), 2, "does not exist"),
+    # audit
+    ("audit", (), 2, "the following arguments are required: audit_command"),
+    ("audit verify", (), 2, "give FILE (a JSONL export) or --site"),
+    ("audit verify", ("{missing}",), 2, "FILE {missing}: no such file"),
+    ("audit verify", ("{dir}",), 2, "FILE {dir}: is a directory"),
+    ("audit verify", ("{file}",), 1, "broken: entry 1: not an aiotstream.audit/1 entry"),
+    ("audit verify", ("{empty_jsonl}",), 1, "{empty_jsonl}: no audit entries"),
+    ("audit verify", ("{file}", "--site", "{site}"), 2, "give FILE or --brokers/--site, not both"),
+    ("audit verify", ("--site", "s1"), 2, "--site s1 is a site id: give --brokers too"),
+    ("audit verify", ("--site", "no/such", "--brokers", "{dead}"), 2, "neither a site config file nor a site id"),
+    ("audit verify", ("--site", "{missing}.toml"), 2, "--site {missing}.toml: no such file"),
+    ("audit verify", ("--site", "s1", "--brokers", "{dead}", *W), 1, "no Kafka broker answers at {dead}"),
 ]
 
 
@@ -204,6 +216,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     (tmp / "empty.csv").write_text("")
     (tmp / "header.csv").write_text("ts,value\n")
     (tmp / "bad-ts.csv").write_text("ts,value\n2026-01-01T00:00:00Z,1.5\nyesterday,2.5\n")
+    (tmp / "empty.jsonl").write_bytes(b"")
     site = tmp / "site.toml"
     site.write_text(KAFKA_SITE.read_text())
     busy = socket.socket()
@@ -214,6 +227,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
                "site": str(site), "csv": str(tmp / "r.csv"), "cols": str(tmp / "cols.csv"),
                "empty": str(tmp / "empty.csv"), "header_only": str(tmp / "header.csv"),
                "bad_ts": str(tmp / "bad-ts.csv"),
+               "empty": str(tmp / "empty.jsonl"),
                "dead": f"127.0.0.1:{free_port()}", "busy": str(busy.getsockname()[1])}
     finally:
         busy.close()

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import orjson
 import pytest
-from support import Follow, by_id, cli, kafka_site_file, read_jsonl_outputs, read_topic, run_cli
+from support import OUTPUT_KINDS, Follow, by_id, cli, kafka_site_file, read_jsonl_outputs, read_topic, run_cli
 
 from aiotstream.io.broker import TansuBroker, free_port
 from aiotstream.io.stop import GRACE_S
 
 STOP_BOUND_S = 5.0
 ASSETS, DURATION_S = 3, 20
+EVERY_KIND = (*OUTPUT_KINDS, "audit")  # the summary counts every output, the audit trail's config load too
 SUMMARY = re.compile(r"^stopped \((SIGINT|SIGTERM)\): inputs ([\d,]+) .*; outputs ([\d,]+)\b.*; outputs in (.+)$")
 
 
@@ -101,7 +102,7 @@ def test_a_tailing_kafka_run_stops_cleanly_with_its_outputs_on_disk(tmp_path: Pa
                 proc, log)
     m = _check_clean_stop(*_stop(proc, sig, log), sig)
     assert m.group(4) == f"{out}/*.jsonl"  # not the broker: --out-dir was given
-    records = read_jsonl_outputs(out)
+    records = read_jsonl_outputs(out, EVERY_KIND)
     assert sum(map(len, records.values())) == _n(m.group(3))  # everything the flow produced is on disk
     # nothing read is lost at the stop: open windows and KPI periods were flushed, so the asset KPI records
     # account for every frame the summary says was read (how far the flow had got depends on the machine)
@@ -123,7 +124,7 @@ def test_a_tailing_run_to_kafka_stops_cleanly_with_its_outputs_on_the_broker(
     follow.wait_for("a first score", lambda: follow.records["score"], proc, log)
     m = _check_clean_stop(*_stop(proc, sig, log), sig)
     assert m.group(4).startswith(f"Kafka {kafka_broker}: {sid}.alerts")
-    on_broker = sum(len(read_topic(kafka_broker, f"{sid}.{k}")) for k in ("alerts", "kpis", "scores", "deadletter"))
+    on_broker = sum(len(read_topic(kafka_broker, f"{sid}.{k}")) for k in ("alerts", "kpis", "scores", "deadletter", "audit"))
     assert on_broker == _n(m.group(3))
     kpis = [orjson.loads(r.value()) for r in read_topic(kafka_broker, f"{sid}.kpis")]
     frames_read = re.search(r"\.waveforms ([\d,]+)", m.group(0))
@@ -150,9 +151,9 @@ def test_a_paced_replay_stops_cleanly_midway(tmp_path: Path, kafka_broker: str, 
     m = _check_clean_stop(*_stop(proc, sig, log), sig)
     assert 0 < _n(m.group(2)) < made  # stopped midway
     if to_kafka:
-        got = sum(len(read_topic(kafka_broker, f"{sid}.{k}")) for k in ("alerts", "kpis", "scores", "deadletter"))
+        got = sum(len(read_topic(kafka_broker, f"{sid}.{k}")) for k in ("alerts", "kpis", "scores", "deadletter", "audit"))
     else:
-        got = sum(map(len, read_jsonl_outputs(out).values()))
+        got = sum(map(len, read_jsonl_outputs(out, EVERY_KIND).values()))
     assert got == _n(m.group(3)) > 0
 
 
@@ -190,7 +191,7 @@ def test_a_run_stops_within_bounds_while_its_broker_is_down(tmp_path: Path) -> N
         broker.stop()  # reconnecting from here on
         time.sleep(2.0)
         m = _check_clean_stop(*_stop(proc, signal.SIGTERM, log), signal.SIGTERM)
-    assert sum(map(len, read_jsonl_outputs(out).values())) == _n(m.group(3))
+    assert sum(map(len, read_jsonl_outputs(out, EVERY_KIND).values())) == _n(m.group(3))
 
 
 def test_a_run_stops_while_still_waiting_for_its_broker(tmp_path: Path) -> None:

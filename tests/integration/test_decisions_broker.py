@@ -11,13 +11,14 @@ of the data (the fault ends at 40 s), waits for the outputs, then stops the flow
 from __future__ import annotations
 
 import subprocess
+import tomllib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
-from support import Follow, start_flow, stop_flow
+from support import Follow, cli, start_flow, stop_flow
 
 from aiotstream.config import SiteConfig
 from aiotstream.io.kafka import ensure_topics, input_topics, make_producer, output_topics
@@ -221,3 +222,45 @@ def test_every_output_validates_and_the_flow_stopped_cleanly(scenario: dict) -> 
             assert err is None, f"{kind} {rec.get('id')}: {err.message} at {list(err.path)}"
     assert scenario["rc"] == 130, Path(scenario["log"]).read_text()[-2000:]
     assert {d["reason"] for d in out.records["deadletter"]} == {"command_not_pending"}
+
+
+def test_the_audit_trail_names_who_did_what_and_verifies_and_a_tampered_export_fails(scenario: dict,
+                                                                                   kafka_broker: str,
+                                                                                   tmp_path: Path) -> None:
+    from aiotstream.audit import read_kafka
+
+    out = scenario["out"]
+    entries = out.records["audit"]
+    did = [(e["chain"], e["principal"], e["what"], e["details"].get("rule") or e["details"].get("reason"))
+           for e in entries if e["chain"] != "config"]
+    by_ana = {(w, d) for c, p, w, d in did if p == "ana"}
+    assert ("alert.acknowledged", None) in by_ana
+    assert ("command.approved", "slow") in by_ana
+    assert ("refusal", "command_not_pending") in by_ana  # cool's approval came after its expiry
+    flows = {(w, d) for c, p, w, d in did if p == "flow"}
+    assert {("command.awaiting_approval", "slow"), ("command.awaiting_approval", "cool"),
+            ("command.expired", "cool")} <= flows
+    assert ("anonymous", "command.acked") in {(p, w) for c, p, w, d in did}  # the device ack names nobody
+    assert {c for c, *_ in did} == {"asset:press-1"}
+    loads = [e for e in entries if e["chain"] == "config"]
+    assert loads and loads[0]["what"] == "config.load" and loads[0]["principal"] == "flow"
+    assert loads[0]["details"]["config_hash"] == SiteConfig.from_dict(tomllib.loads(SITE_TOML)).config_hash
+
+    ok = subprocess.run(cli("audit", "verify", "--brokers", kafka_broker, "--site", SITE, "--broker-wait", "5"),
+                        capture_output=True, text=True, timeout=120, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert f"{SITE}.audit: audit trail verified: 2 chain(s), {len(entries)} entries" in ok.stdout
+
+    export = [orjson.dumps(e) for e in read_kafka(kafka_broker, f"{SITE}.audit", 5.0)]
+    good, bad = tmp_path / "audit.jsonl", tmp_path / "tampered.jsonl"
+    good.write_bytes(b"\n".join(export) + b"\n")
+    i = next(n for n, e in enumerate(export) if orjson.loads(e)["what"] == "alert.acknowledged")
+    edited = orjson.loads(export[i])
+    edited["principal"] = "mallory"
+    bad.write_bytes(b"\n".join([*export[:i], orjson.dumps(edited), *export[i + 1:]]) + b"\n")
+    assert subprocess.run(cli("audit", "verify", str(good)), capture_output=True, timeout=60,
+                          check=False).returncode == 0
+    proc = subprocess.run(cli("audit", "verify", str(bad)), capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"aiotstream audit verify: {bad}: broken: chain asset:press-1 seq "
+                                   f"{edited['seq']}: edited (its hash does not match its content)")

@@ -46,6 +46,9 @@ def test_outputs_validate_and_cover_every_window(sim: PlantSimulator, outputs: l
         assert err is None, f"{o.kind}: {err.message} at {list(err.path)}"
         major = {"alert": 2, "kpi": 2}.get(o.kind, 1)
         assert o.record["schema"] == f"aiotstream.{o.kind}/{major}"
+        if o.kind == "audit":  # keyed by its chain (the config load: chain "config")
+            assert o.key == o.record["chain"]
+            continue
         scope = o.record.get("scope", "asset")
         assert o.key == {"asset": o.record.get("asset"), "line": o.record.get("line"), "site": CFG.site.id}[scope]
     assert kinds["score"] == 3 * 40  # 3 assets x 40 one-second windows
@@ -61,9 +64,10 @@ def test_ids_are_deterministic_across_runs(sim: PlantSimulator, outputs: list[Ou
     again = run_flow(list(sim.messages()))
     assert sorted(o.record["id"] for o in again) == sorted(o.record["id"] for o in outputs)
     assert len({o.record["id"] for o in outputs}) == len(outputs)  # and unique
-    # produced_at and the model's measured latency are wall-clock facts; everything else must repeat exactly
+    # produced_at, the audit entries' wall_ns and the model's measured latency are wall-clock facts; everything
+    # else must repeat exactly
     def strip(r: dict) -> dict:
-        r = {k: v for k, v in r.items() if k != "produced_at"}
+        r = {k: v for k, v in r.items() if k not in ("produced_at", "wall_ns")}
         if "totals" in r:
             r["totals"] = {k: v for k, v in r["totals"].items() if not k.startswith("model_latency")}
             r["kpis"] = {k: v for k, v in r["kpis"].items() if k != "model_latency_ms"}

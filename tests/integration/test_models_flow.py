@@ -15,6 +15,7 @@ import pytest
 from bytewax.testing import TestingSink, run_main
 from support import Follow, stable, start_flow, stop_flow
 
+from aiotstream.audit import verify
 from aiotstream.config import SiteConfig, default_site
 from aiotstream.dataflow import build_flow
 from aiotstream.io.kafka import ensure_topics, input_topics, make_producer, output_topics
@@ -145,6 +146,12 @@ def test_hot_swap_while_running_no_window_lost_or_scored_twice_and_a_tampered_ar
     assert refused["event"] == "refused" and refused["ref"] == "pm@2.0.0" and "sha256" in refused["reason"]
     assert promoted["event"] == "promoted" and promoted["ref"] == "pm@1.0.0-ae" and promoted["by"] == "ops"
     assert refused["model"] is None and promoted["model"]["version"] == "1.0.0-ae"
+    # the audit trail: both control messages, by their sender, in the control partition's chain, in order
+    models = [(e["chain"], e["principal"], e["what"], e["details"]["ref"]) for e in out.records["audit"]
+              if e["what"].startswith("model.")]
+    chain = f"input:it-swap.control:{refused['source']['partition']}"
+    assert models == [(chain, "ops", "model.refused", "pm@2.0.0"), (chain, "ops", "model.champion", "pm@1.0.0-ae")]
+    assert verify(out.records["audit"]).problem is None
     scores = out.records["score"]
     windows = Counter((r["asset"], r["window"]["start_ns"]) for r in scores)
     assert set(windows) == expected and max(windows.values()) == 1, "a window was lost or scored twice"
