@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from aiotstream.lineage import FlowContext, make_id
 from aiotstream.records import Output
@@ -235,37 +234,6 @@ class ConfigLoad:
     config_hash: str
     code_version: str
     start: int
-
-
-class _StartPartition(StatefulSourcePartition[tuple[str, tuple[str, ConfigLoad]], int]):
-    def __init__(self, auditor: Auditor, resume: int | None):
-        self.start = 0 if resume is None else resume + 1
-        self.auditor = auditor
-        self.done = False
-
-    def next_batch(self) -> list[tuple[str, ConfigLoad]]:
-        if self.done:
-            raise StopIteration
-        self.done = True
-        a = self.auditor
-        return [("config", ("config", ConfigLoad(a.config_hash, a.code_version, self.start)))]
-
-    def snapshot(self) -> int:
-        return self.start
-
-
-class ConfigLoadSource(FixedPartitionedSource[tuple[str, tuple[str, ConfigLoad]], int]):
-    """One ``config.load`` marker per flow start; its resume state counts the starts, so the entry of a
-    resumed run is a new entry, not a repeat."""
-
-    def __init__(self, auditor: Auditor):
-        self.auditor = auditor
-
-    def list_parts(self) -> list[str]:
-        return ["config"]
-
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _StartPartition:
-        return _StartPartition(self.auditor, resume_state)
 
 
 # ---- verification ----------------------------------------------------------------------------------------

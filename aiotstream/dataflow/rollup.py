@@ -13,7 +13,8 @@ from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, Sink
 
-from aiotstream.audit import Auditor, ConfigLoadSource
+from aiotstream.audit import Auditor
+from aiotstream.dataflow.audit_starts import ConfigLoadSource
 from aiotstream.dataflow.snapshots import loads as load_snapshot
 from aiotstream.io.stop import stopping_keeps_state
 from aiotstream.kpi import PeriodResult, RollupBook, RollupResult, RollupSite, kpi_record, rollup_inputs

@@ -227,7 +227,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
                "site": str(site), "csv": str(tmp / "r.csv"), "cols": str(tmp / "cols.csv"),
                "empty": str(tmp / "empty.csv"), "header_only": str(tmp / "header.csv"),
                "bad_ts": str(tmp / "bad-ts.csv"),
-               "empty": str(tmp / "empty.jsonl"),
+               "empty_jsonl": str(tmp / "empty.jsonl"),
                "dead": f"127.0.0.1:{free_port()}", "busy": str(busy.getsockname()[1])}
     finally:
         busy.close()
