@@ -349,7 +349,7 @@ def _serving_metrics(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argp
 
 def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any, list[Any], str]:
     """Main sink (JSONL dir or Kafka topics) and the extra ones (Parquet lake, MQTT device topics)."""
-    from aiotstream.io.kafka import KafkaOutputSink, ensure_topics, output_topics
+    from aiotstream.io.kafka import KafkaOutputSink, ensure_topics, output_topics, topic_configs
 
     if args.out_dir:
         from aiotstream.io.files import JsonlSink
@@ -357,7 +357,7 @@ def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any
         sink, where = JsonlSink(args.out_dir), f"{args.out_dir}/*.jsonl"
     else:
         ensure_topics(brokers, list(output_topics(cfg).values()), partitions=cfg.outputs.partitions,
-                      wait_s=_broker_wait(args))
+                      wait_s=_broker_wait(args), configs=topic_configs(cfg))
         sink, where = KafkaOutputSink(cfg,
                                       brokers), f"Kafka {brokers}: " + ", ".join(output_topics(cfg).values())
     also: list[Any] = []

@@ -36,6 +36,7 @@ from aiotstream.config.base import _Model
 from aiotstream.config.building import FLOW_ENERGY, WASTE_TYPES, BuildingConfig
 from aiotstream.config.decisions import AlertConfig, ControlConfig, MaintenanceConfig
 from aiotstream.config.detection import FeatureConfig, ModelConfig, WindowConfig
+from aiotstream.config.governance import GovernanceConfig, LineageConfig
 from aiotstream.config.inputs import InputConfig
 from aiotstream.config.kpi import KpiConfig
 from aiotstream.config.outputs import OutputConfig
@@ -58,6 +59,8 @@ class SiteConfig(_Model):
     outputs: OutputConfig = Field(default_factory=OutputConfig)
     building: BuildingConfig | None = Field(default=None, description="zones and meters of the "
                                             "energy-optimization flow")
+    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
+    lineage: LineageConfig = Field(default_factory=LineageConfig)
 
     @field_validator("assets")
     @classmethod
@@ -199,8 +202,9 @@ class SiteConfig(_Model):
         return out
 
     def control_topics(self) -> list[str]:
-        """Topics of model promotions, read only by sites with ONNX models (default ``<site>.control``)."""
-        if self.model.kind != "onnx":
+        """Topics of model promotions and erasure requests, read only by sites with ONNX models or
+        ``governance.erasure`` (default ``<site>.control``)."""
+        if self.model.kind != "onnx" and not self.governance.erasure:
             return []
         return list(self.inputs.control_topics) or [f"{self.site.id}.control"]
 
@@ -215,11 +219,15 @@ class SiteConfig(_Model):
         """The config as plain JSON data with every default spelled out.
 
         A site without a ``[building]`` table leaves the key out, so adding that
-        optional table to the schema did not change any existing site's hash.
+        optional table to the schema did not change any existing site's hash; so do
+        ``[governance]`` and ``[lineage]`` when they hold their defaults.
         """
         data = self.model_dump(mode="json")
         if data.get("building") is None:
             data.pop("building", None)
+        for key, table in (("governance", GovernanceConfig), ("lineage", LineageConfig)):
+            if data.get(key) == table().model_dump(mode="json"):  # added later: defaults keep the old hash
+                data.pop(key, None)
         return data
 
     @property

@@ -13,6 +13,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import FixedPartitionedSink, Sink
 
 from aiotstream.dataflow.snapshots import loads as load_snapshot
+from aiotstream.governance import Policy
 from aiotstream.io.stop import stopping_keeps_state
 from aiotstream.kpi import PeriodResult, RollupBook, RollupResult, RollupSite, kpi_record, rollup_inputs
 from aiotstream.records import Output
@@ -89,6 +90,9 @@ def rollup_and_sinks(rt: RollupSite, results: Stream[Output], streams: list[Stre
         rolled = op.stateful_batch("rollup", keyed, lambda resume: RollupLogic(rt, resume, tail, snapshots))
         streams = [*streams, op.map("drop_rollup_key", rolled, lambda kv: kv[1])]
     outputs = op.merge("outputs", *streams)
+    policy = Policy.from_config(rt.config)
+    if policy.active:  # the one place every sink's records pass: the PII policy and erasures (governance.py)
+        outputs = op.map("governance_policy", outputs, policy.apply)
     op.output("sink", outputs, sink)
     for i, extra in enumerate(also):
         if isinstance(extra, FixedPartitionedSink):
