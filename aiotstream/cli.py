@@ -365,7 +365,8 @@ def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any
     if parquet is not None:
         from aiotstream.io.parquet import ParquetSink
 
-        also.append(ParquetSink(parquet, cfg.site.id))
+        also.append(ParquetSink(parquet, cfg.site.id, classification={
+            k: cfg.governance.classification_of(k) for k in parquet.kinds}))
         where += f" + {', '.join(parquet.kinds)} as Parquet in {parquet.directory}"
     if cfg.outputs.mqtt is not None:
         from aiotstream.io.mqtt import MqttSink
@@ -1042,7 +1043,40 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Delete the site's Parquet partitions older than their kind's ``[governance] retention``."""
+    from datetime import UTC, datetime
+
+    from aiotstream.governance import prune
+
+    cfg = _load_site(args)
+    lake = Path(args.lake)
+    if not lake.exists():
+        raise UsageError(f"--lake {args.lake}: no such directory")
+    if not lake.is_dir():
+        raise UsageError(f"--lake {args.lake}: is a file; give the lake's directory")
+    retention = {k: cfg.governance.retention_s(k) for k in cfg.governance.retention}
+    gone = prune(lake, cfg.site.id, retention, datetime.now(UTC), dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for p in gone:
+        print(f"{verb} {p.path} ({p.kind}, {p.day.isoformat()}, retention {cfg.governance.retention[p.kind]})")
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(cfg.governance.retention.items())) or "none"
+    print(f"prune {cfg.site.id}: {verb} {len(gone)} partition(s) in {lake} (retention: {kinds})",
+          file=sys.stderr)
+    return 0
+
+
 # ---- the parser -----------------------------------------------------------------------------------------
+def _add_prune(sub: Any) -> None:
+    p = sub.add_parser("prune", help="delete the Parquet lake's date partitions older than the site's "
+                                     "[governance] retention (by the partition's date, not file times)")
+    p.add_argument("--site", required=True, help="site config file (.toml, .yaml/.yml or .json)")
+    p.add_argument("--lake", required=True, metavar="DIR",
+                   help="the lake's directory ([outputs.parquet] directory: <kind>/site=<id>/date=<day>/)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
+    p.set_defaults(func=cmd_prune)
+
+
 def _add_schema(sub: Any) -> None:
     from aiotstream.schemas import NAMES
 
@@ -1296,7 +1330,7 @@ def _add_console(sub: Any) -> None:
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_broker, _add_simulate, _add_run, _add_replay,
                                             _add_demo, _add_evaluate, _add_bench, _add_train,
-                                            _add_console, _add_schema]
+                                            _add_console, _add_schema, _add_prune]
 """Each registers one subcommand on the subparsers object; a new subcommand adds its function here."""
 
 

@@ -153,6 +153,12 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("schema", ("alerts",), 2, "invalid choice: 'alerts'"),
     ("schema", ("site", "--out", "{dir}"), 2, "--out {dir}: is a directory; give a file name"),
     ("schema", ("outputs", "--out", "{missing}/s.json"), 2, "does not exist"),
+    # prune
+    ("prune", ("--site", "{site}"), 2, "the following arguments are required: --lake"),
+    ("prune", ("--site", "{missing}", "--lake", "{dir}"), 2, "--site {missing}: no such file"),
+    ("prune", ("--site", "{site}", "--lake", "{missing}"), 2, "--lake {missing}: no such directory"),
+    ("prune", ("--site", "{site}", "--lake", "{file}"), 2, "--lake {file}: is a file"),
+    ("prune", ("--site", "{bad_toml}", "--lake", "{dir}"), 2, "not valid TOML"),
 ]
 
 
