@@ -1059,7 +1059,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     gone = prune(lake, cfg.site.id, retention, datetime.now(UTC), dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for p in gone:
-        print(f"{verb} {p.path} ({p.kind}, {p.day.isoformat()}, retention {cfg.governance.retention[p.kind]})")
+        keep = cfg.governance.retention[p.kind]  # type: ignore[index]
+        print(f"{verb} {p.path} ({p.kind}, {p.day.isoformat()}, retention {keep})")
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(cfg.governance.retention.items())) or "none"
     print(f"prune {cfg.site.id}: {verb} {len(gone)} partition(s) in {lake} (retention: {kinds})",
           file=sys.stderr)

@@ -55,7 +55,7 @@ def test_prune_removes_partitions_older_than_the_retention_by_their_date(tmp_pat
     assert old_score.is_dir()  # a dry run removes nothing
 
     done = run_cli("prune", "--site", str(site), "--lake", str(lake))
-    assert done.stdout.strip().splitlines() == [f"removed {old_score} (score, "
-                                                f"{old_score.name.removeprefix('date=')}, retention 7d)"]
+    day = old_score.name.removeprefix("date=")
+    assert done.stdout.strip().splitlines() == [f"removed {old_score} (score, {day}, retention 7d)"]
     assert "removed 1 partition(s)" in done.stderr
     assert not old_score.exists() and new_score.is_dir() and old_kpi.is_dir()
