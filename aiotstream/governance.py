@@ -123,10 +123,22 @@ class Policy:
         assert self.key is not None
         return "pn:" + hmac.new(self.key, subject.encode(), hashlib.sha256).hexdigest()[:32]
 
-    def person(self, value: Any) -> Any:
-        """What a person field's value becomes."""
+    def person(self, value: Any, field: str = "by") -> Any:
+        """What a person field's value becomes. ``cleared_by`` says how an alert was cleared and, for an
+        operator's clear, by whom (``operator:<id>``): only the id after the colon is a person.
+
+        >>> p = Policy("drop")
+        >>> p.person("operator:bo", "cleared_by"), p.person("condition", "cleared_by"), p.person("bo")
+        ('operator', 'condition', None)
+        """
         if not isinstance(value, str) or not value:
             return value
+        if field == "cleared_by":
+            how, sep, who = value.partition(":")
+            if not sep:
+                return value  # condition, timeout, ...: no person
+            who = self.person(who)
+            return how if who is None else f"{how}:{who}"
         if self.pii == "drop":
             return None
         if self.pii == "pseudonymise" or value in self.erased:
@@ -137,7 +149,7 @@ class Policy:
         out = dict(d)
         for k, v in d.items():
             if k in PERSON_FIELDS:
-                out[k] = self.person(v)
+                out[k] = self.person(v, k)
             elif k in NOTE_FIELDS and self.pii != "keep" and isinstance(v, str):
                 out[k] = None
         return out
