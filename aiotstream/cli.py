@@ -983,7 +983,8 @@ def _train_lineage(args: argparse.Namespace, cfg: SiteConfig) -> Any:
     if args.lineage_file:
         out_file(args.lineage_file, "--lineage-file")
     client = make_client(cfg, args.lineage_file)
-    data = Dataset("aiotstream-simulator", f"{cfg.site.id}/healthy/seed={args.seed}/duration={args.duration:g}")
+    data = Dataset("aiotstream-simulator",
+                   f"{cfg.site.id}/healthy/seed={args.seed}/duration={args.duration:g}")
     run = flow_run(cfg, client, [data], [], job=f"train.{cfg.site.id}.{args.name}", job_kind="BATCH")
     return run.start() if run is not None else None
 
@@ -1235,8 +1236,8 @@ def _add_simulate(sub: Any) -> None:
 
 def _lineage_arg(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--lineage-file", metavar="FILE",
-                    help="append OpenLineage run events (START, COMPLETE/FAIL) to this JSONL file (instead of "
-                         "the site's [lineage] transport)")
+                    help="append OpenLineage run events (START, COMPLETE/FAIL) to this JSONL file "
+                         "(instead of the site's [lineage] transport)")
 
 
 def _flow_args(sp: argparse.ArgumentParser) -> None:

@@ -50,7 +50,8 @@ def file_datasets(paths: Iterable[str | Path]) -> list[Dataset]:
 def model_versions(config: Any) -> list[dict[str, Any]]:
     """The models a run starts with: the configured one, and for ONNX sites the canary and shadow."""
     m = config.model
-    out: list[dict[str, Any]] = [{"role": "champion", "name": m.name, "version": str(m.version), "kind": m.kind}]
+    out: list[dict[str, Any]] = [{"role": "champion", "name": m.name, "version": str(m.version),
+                                  "kind": m.kind}]
     o = m.onnx
     if o is not None:
         for role in ("canary", "shadow"):
@@ -118,7 +119,7 @@ class LineageRun:
     def _emit(self, state: str, error: str | None = None) -> None:
         try:
             self.client.emit(self._event(state, error))
-        except Exception as exc:  # a lineage sink that is down must not stop the flow: say so, go on
+        except Exception as exc:  # noqa: BLE001  (a lineage sink that is down must not stop the flow: say so)
             log.warning("OpenLineage %s event for %s could not be sent: %s", state, self.job, exc)
 
     def start(self) -> LineageRun:
@@ -139,7 +140,7 @@ def _producer() -> str:
 
 
 def make_client(config: Any, lineage_file: str | None = None, brokers: str | None = None) -> Any:
-    """An OpenLineage client for the site's ``[lineage]`` (or ``--lineage-file``); None when events are off."""
+    """An OpenLineage client for the site's ``[lineage]`` (or ``--lineage-file``); None when they are off."""
     lin = config.lineage
     transport_kind = "file" if lineage_file else lin.transport
     if transport_kind == "none":
@@ -161,8 +162,8 @@ def make_client(config: Any, lineage_file: str | None = None, brokers: str | Non
         from aiotstream.io.kafka_client import client_config_from_env
 
         servers = brokers or ",".join(config.inputs.brokers)
-        transport = KafkaTransport(KafkaConfig(config={"bootstrap.servers": servers, **client_config_from_env()},
-                                               topic=lin.topic, flush=True))
+        kafka = {"bootstrap.servers": servers, **client_config_from_env()}
+        transport = KafkaTransport(KafkaConfig(config=kafka, topic=lin.topic, flush=True))
     return OpenLineageClient(transport=transport)
 
 
