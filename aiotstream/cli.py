@@ -616,7 +616,9 @@ def _flow_lineage(args: argparse.Namespace, cfg: SiteConfig, source: Any, broker
     else:
         inputs = file_datasets(cfg.inputs.files.paths if cfg.inputs.files else [])
     if args.out_dir:
-        outputs = file_datasets(Path(args.out_dir) / f"{k}.jsonl" for k in output_topics(cfg))
+        from aiotstream.io.files import FILE_NAMES
+
+        outputs = file_datasets(Path(args.out_dir) / f"{FILE_NAMES[k]}.jsonl" for k in output_topics(cfg))
     else:
         outputs = kafka_datasets(brokers, output_topics(cfg).values())
     parquet = _parquet_output(args, cfg)
