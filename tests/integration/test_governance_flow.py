@@ -3,6 +3,7 @@ item 3): the policy applies to every output before any sink; an erasure request 
 that person's id a pseudonym in every later output even under ``pii = "keep"``, others stay as they are."""
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,3 +117,34 @@ def test_a_malformed_erasure_request_is_a_dead_letter(sim: PlantSimulator) -> No
     assert [(d["reason"], d["message"]) for d in dead] == [
         ("bad_control", "erase: field 'subject' must be a string of 1..256 characters")]
     assert len(ERASED) == 0
+
+
+def test_erasures_survive_a_restart_from_the_recovery_snapshot(tmp_path: Path) -> None:
+    """Run 1 takes an erasure request, with recovery on; then, in a "new process" (the in-memory list
+    cleared), run 2 resumes from the recovery directory and reads only new input: a malformed feedback
+    message by the erased person. Its dead letter's payload carries the pseudonym, not the name."""
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+
+    cfg = default_site(1, **BASE, governance={"erasure": True, "pseudonym_key_file": str(_key(tmp_path))})
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    init_db_dir(recovery, 1)
+    erase = SimMessage("control", "x", 0, orjson.dumps({"type": "erase", "subject": "ana", "by": "dpo"}))
+    bad = {"schema": "aiotstream.feedback/1", "type": "ack", "asset": "asset-000", "alert_type": "anomaly",
+           "ts": 1_767_225_600_000_000_000, "by": "ana", "bogus": 1}
+    late = SimMessage("feedback", "asset-000", 1, orjson.dumps(bad))
+
+    def run(messages: list[SimMessage]) -> list[Output]:
+        out: list[Output] = []
+        flow = build_flow(cfg, SimulatorSource(messages, cfg.site.id, batch=1), TestingSink(out), tail=False)
+        run_main(flow, recovery_config=RecoveryConfig(str(recovery)))
+        return out
+
+    assert run([erase]) == []
+    assert "ana" in ERASED
+    ERASED.clear()
+    out = run([erase, late])  # resumes after the first message: only the feedback is read
+    dead = [o.record for o in out if o.kind == "deadletter"]
+    assert len(dead) == 1 and dead[0]["reason"] == "bad_feedback" and dead[0]["payload_redacted"] is True
+    body = orjson.loads(base64.b64decode(dead[0]["payload_b64"]))
+    assert body["by"] == Policy.from_config(cfg).pseudonym("ana")
