@@ -27,6 +27,13 @@ FACET_SCHEMA = "urn:aiotstream:openlineage:AiotstreamRunFacet:1"
 """The ``_schemaURL`` of the ``aiotstream`` run facet (documented in docs/security.md#openlineage)."""
 
 
+HTTP_TIMEOUT_S = 5.0
+HTTP_RETRY = {"total": 2, "read": 2, "connect": 2, "backoff_factor": 0.3,
+              "status_forcelist": [500, 502, 503, 504], "allowed_methods": ["HEAD", "POST"]}
+"""The HTTP transport's timeout and retries per event (the client's default, 5 retries, held a flow ~9 s
+when the server was down)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Dataset:
     namespace: str
@@ -155,7 +162,8 @@ def make_client(config: Any, lineage_file: str | None = None, brokers: str | Non
     elif transport_kind == "http":
         from openlineage.client.transport.http import HttpConfig, HttpTransport
 
-        transport = HttpTransport(HttpConfig(url=lin.url))
+        # a server that is down costs a flow a few seconds at start and stop, not minutes: 2 retries
+        transport = HttpTransport(HttpConfig(url=lin.url, timeout=HTTP_TIMEOUT_S, retry=HTTP_RETRY))
     else:
         from openlineage.client.transport.kafka import KafkaConfig, KafkaTransport
 

@@ -112,6 +112,13 @@ class SiteConfig(_Model):
         return self
 
     @model_validator(mode="after")
+    def _erasure_needs_the_plant_flow(self) -> SiteConfig:
+        if self.governance.erasure and self.site.flow == FLOW_ENERGY:
+            raise ValueError(_REFS + "governance.erasure: the building flow does not take erasure requests "
+                             "yet (its outputs follow governance.pii); set it to false")
+        return self
+
+    @model_validator(mode="after")
     def _limits_fit_the_windows(self) -> SiteConfig:
         """The skew and gap bounds must leave room for the windows (else every window would be too old, or
         every stretch between two windows a gap)."""

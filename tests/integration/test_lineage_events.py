@@ -116,3 +116,67 @@ def test_schema(tmp_path: Path) -> None:
     run_cli("replay", str(data), "--site", str(site), "--out-dir", str(tmp_path / "o"), "--lineage-file",
             str(tmp_path / "l.jsonl"))
     _check_schema(_events(tmp_path / "l.jsonl"))
+
+
+def _emit_run(cfg: SiteConfig, brokers: str | None = None) -> None:
+    from aiotstream.lineage_events import file_datasets, flow_run, make_client
+
+    run = flow_run(cfg, make_client(cfg, brokers=brokers), file_datasets(["/data/in.csv"]), [])
+    assert run is not None
+    run.start()
+    run.finish()
+
+
+def test_the_kafka_transport_produces_the_events_to_the_topic(kafka_broker: str) -> None:
+    from support import read_topic
+
+    from aiotstream.config import default_site
+    from aiotstream.io.kafka import ensure_topics
+
+    cfg = default_site(1, site_id="olk", lineage={"transport": "kafka", "topic": "olk.lineage"})
+    ensure_topics(kafka_broker, ["olk.lineage"], partitions=1)
+    _emit_run(cfg, kafka_broker)
+    events = [orjson.loads(m.value()) for m in read_topic(kafka_broker, "olk.lineage")]
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
+    assert events[0]["run"]["facets"]["aiotstream"]["config_hash"] == cfg.config_hash
+    _check_schema(events)
+
+
+def test_the_http_transport_posts_the_events() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from aiotstream.config import default_site
+
+    got: list[tuple[str, dict]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((self.path, orjson.loads(body)))
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        cfg = default_site(1, site_id="olh", lineage={"transport": "http", "url": url})
+        _emit_run(cfg)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [(p, e["eventType"]) for p, e in got] == [("/api/v1/lineage", "START"),
+                                                    ("/api/v1/lineage", "COMPLETE")]
+
+
+def test_a_lineage_server_that_is_down_does_not_stop_the_run(caplog: pytest.LogCaptureFixture) -> None:
+    from aiotstream.config import default_site
+    from aiotstream.io.broker import free_port
+
+    cfg = default_site(1, site_id="old", lineage={"transport": "http", "url": f"http://127.0.0.1:{free_port()}"})
+    _emit_run(cfg)  # no exception
+    assert "OpenLineage START event for predictive-maintenance.old could not be sent" in caplog.text

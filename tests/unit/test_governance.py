@@ -134,3 +134,17 @@ def test_fuzz_erasure_decoding_never_escapes(raw: bytes) -> None:
     obj = orjson.loads(raw)
     assert isinstance(req, EraseRequest) and req.subject == obj["subject"] and 1 <= len(req.subject) <= 256
     assert set(obj) <= {"type", "subject", "by", "ts", "note", "id"}
+
+
+
+def test_erasure_on_a_building_site_fails_at_load() -> None:
+    import tomllib
+
+    from aiotstream.config import SiteConfig
+
+    site = Path(__file__).resolve().parents[2] / "flows" / "sites" / "building-1.toml"
+    data = tomllib.loads(site.read_text())
+    SiteConfig.from_dict({**data, "governance": {"pii": "drop"}})  # the policy is fine there
+    with pytest.raises(ConfigError) as ei:
+        SiteConfig.from_dict({**data, "governance": {"erasure": True}})
+    assert ei.value.problems[0][0] == "governance.erasure"
