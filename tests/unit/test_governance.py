@@ -148,3 +148,30 @@ def test_erasure_on_a_building_site_fails_at_load() -> None:
     with pytest.raises(ConfigError) as ei:
         SiteConfig.from_dict({**data, "governance": {"erasure": True}})
     assert ei.value.problems[0][0] == "governance.erasure"
+
+
+@pytest.fixture(scope="module")
+def ingestor() -> object:
+    from aiotstream.pdm.ingest import Ingestor
+    from aiotstream.pdm.runtime import SiteRuntime
+
+    return Ingestor(SiteRuntime(default_site(1, governance={"erasure": True})), live=False)
+
+
+@FUZZ
+@given(st.one_of(_REQUEST.map(_dumps), st.binary(max_size=200).map(lambda b: b'{"type": "erase"' + b)))
+def test_fuzz_erasure_requests_through_the_flows_decoder(ingestor: object, raw: bytes) -> None:
+    """1,000 cases through the decode step the flow runs (the control topic): each message becomes exactly
+    one erasure for the governance step or one dead letter naming why; nothing escapes, nothing vanishes."""
+    from aiotstream.governance import GOVERNANCE_KEY
+    from aiotstream.records import SourceMessage
+
+    out = ingestor.decode_batch([SourceMessage("demo-plant.control", 0, 1, raw)])  # type: ignore[attr-defined]
+    assert len(out) == 1
+    got = out[0]
+    if isinstance(got, Output):
+        assert got.kind == "deadletter" and got.record["reason"] in ("bad_control", "bad_json", "non_finite")
+        assert got.record["message"]
+    else:
+        key, item = got
+        assert key == GOVERNANCE_KEY and isinstance(item, Erasure) and 1 <= len(item.subject) <= 256
