@@ -305,6 +305,8 @@ def _prepare_flow(args: argparse.Namespace, cfg: SiteConfig, brokers: str, kafka
         out_dir(parquet.directory, "--parquet-dir" if args.parquet_dir else "[outputs.parquet] directory")
     if args.recovery:
         out_dir(args.recovery, "--recovery")
+    if getattr(args, "lineage_file", None):
+        out_file(args.lineage_file, "--lineage-file")
     _start_metrics(args, cfg)
     if kafka_in or not args.out_dir:
         from aiotstream.io.kafka import wait_for_brokers
@@ -594,8 +596,6 @@ def _flow_lineage(args: argparse.Namespace, cfg: SiteConfig, source: Any, broker
     subscriptions, nodes or files) and output datasets (topics or JSONL files, Parquet, MQTT)."""
     from aiotstream.lineage_events import Dataset, file_datasets, flow_run, kafka_datasets, make_client
 
-    if getattr(args, "lineage_file", None):
-        out_file(args.lineage_file, "--lineage-file")
     client = make_client(cfg, getattr(args, "lineage_file", None), brokers)
     if client is None:
         return None
