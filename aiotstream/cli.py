@@ -307,6 +307,8 @@ def _prepare_flow(args: argparse.Namespace, cfg: SiteConfig, brokers: str, kafka
         out_dir(parquet.directory, "--parquet-dir" if args.parquet_dir else "[outputs.parquet] directory")
     if args.recovery:
         out_dir(args.recovery, "--recovery")
+    if getattr(args, "lineage_file", None):
+        out_file(args.lineage_file, "--lineage-file")
     _start_metrics(args, cfg)
     if kafka_in or not args.out_dir:
         from aiotstream.io.kafka import wait_for_brokers
@@ -351,7 +353,7 @@ def _serving_metrics(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argp
 
 def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any, list[Any], str]:
     """Main sink (JSONL dir or Kafka topics) and the extra ones (Parquet lake, MQTT device topics)."""
-    from aiotstream.io.kafka import KafkaOutputSink, ensure_topics, output_topics
+    from aiotstream.io.kafka import KafkaOutputSink, ensure_topics, output_topics, topic_configs
 
     if args.out_dir:
         from aiotstream.io.files import JsonlSink
@@ -359,7 +361,7 @@ def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any
         sink, where = JsonlSink(args.out_dir), f"{args.out_dir}/*.jsonl"
     else:
         ensure_topics(brokers, list(output_topics(cfg).values()), partitions=cfg.outputs.partitions,
-                      wait_s=_broker_wait(args))
+                      wait_s=_broker_wait(args), configs=topic_configs(cfg))
         sink, where = KafkaOutputSink(cfg,
                                       brokers), f"Kafka {brokers}: " + ", ".join(output_topics(cfg).values())
     also: list[Any] = []
@@ -367,7 +369,8 @@ def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any
     if parquet is not None:
         from aiotstream.io.parquet import ParquetSink
 
-        also.append(ParquetSink(parquet, cfg.site.id))
+        also.append(ParquetSink(parquet, cfg.site.id, classification={
+            k: cfg.governance.classification_of(k) for k in parquet.kinds}))
         where += f" + {', '.join(parquet.kinds)} as Parquet in {parquet.directory}"
     if cfg.outputs.mqtt is not None:
         from aiotstream.io.mqtt import MqttSink
@@ -564,17 +567,69 @@ def _run_flow(args: argparse.Namespace, cfg: SiteConfig, source: Any, tail: bool
         print(f"recovery: {args.recovery} (snapshot every {args.epoch_s:g} s)", file=sys.stderr, flush=True)
     tune_gc()
 
+    failure: list[str] = []
+
     def run() -> None:
         # replay (a bounded input): a bar of the inputs read so far, on a terminal; closed before the summary
         from aiotstream.runstats import STATS
 
         watch = progress.Watch(args.command, lambda: STATS.get("inputs"), unit="input") \
             if args.command == "replay" else contextlib.nullcontext()
-        with watch:
-            cli_main(flow, workers_per_process=args.workers, process_id=args.process_id, addresses=addresses,
-                     epoch_interval=timedelta(seconds=args.epoch_s), recovery_config=recovery)
+        try:
+            with watch:
+                cli_main(flow, workers_per_process=args.workers, process_id=args.process_id,
+                         addresses=addresses, epoch_interval=timedelta(seconds=args.epoch_s),
+                         recovery_config=recovery)
+        except Exception as exc:
+            failure.append(_root_cause(exc))
+            raise
 
-    return execute_flow(args.command, run, where)
+    lineage = _flow_lineage(args, cfg, source, brokers)
+    if lineage is not None:
+        lineage.start()
+    rc = execute_flow(args.command, run, where)
+    if lineage is not None:  # a stop on a signal is the normal end of a tailing flow: COMPLETE
+        lineage.finish(failure[0] if failure else (f"exit code {rc}" if rc == 1 else None))
+    return rc
+
+
+def _flow_lineage(args: argparse.Namespace, cfg: SiteConfig, source: Any, brokers: str) -> Any:
+    """The OpenLineage run of a flow (aiotstream.lineage_events): its input datasets (the source's topics,
+    subscriptions, nodes or files) and output datasets (topics or JSONL files, Parquet, MQTT)."""
+    from aiotstream.lineage_events import Dataset, file_datasets, flow_run, kafka_datasets, make_client
+
+    client = make_client(cfg, getattr(args, "lineage_file", None), brokers)
+    if client is None:
+        return None
+    from aiotstream.io.kafka import input_topics, output_topics
+
+    kind = cfg.inputs.kind
+    paths = getattr(source, "paths", None)
+    if paths is not None:
+        inputs = file_datasets(paths)
+    elif kind == "kafka":
+        inputs = kafka_datasets(brokers, input_topics(cfg))
+    elif kind == "mqtt" and cfg.inputs.mqtt is not None:
+        m = cfg.inputs.mqtt
+        inputs = [Dataset(f"mqtt://{m.host}:{m.port}", s.filter) for s in m.subscriptions]
+    elif kind == "opcua" and cfg.inputs.opcua is not None:
+        o = cfg.inputs.opcua
+        inputs = [Dataset(o.endpoint, n.node_id) for n in o.nodes]
+    else:
+        inputs = file_datasets(cfg.inputs.files.paths if cfg.inputs.files else [])
+    if args.out_dir:
+        from aiotstream.io.files import FILE_NAMES
+
+        outputs = file_datasets(Path(args.out_dir) / f"{FILE_NAMES[k]}.jsonl" for k in output_topics(cfg))
+    else:
+        outputs = kafka_datasets(brokers, output_topics(cfg).values())
+    parquet = _parquet_output(args, cfg)
+    if parquet is not None:
+        outputs += file_datasets(Path(parquet.directory) / k for k in parquet.kinds)
+    if cfg.outputs.mqtt is not None:
+        m = cfg.outputs.mqtt
+        outputs += [Dataset(f"mqtt://{m.host}:{m.port}", m.topic)]
+    return flow_run(cfg, client, inputs, outputs)
 
 
 def model_versions(cfg: SiteConfig) -> str:
@@ -924,6 +979,20 @@ def cmd_bench_mqtt(args: argparse.Namespace) -> int:
     return int(_benchmark("mqtt").main(args.mqtt_args, parser_class=ArgParser))
 
 
+def _train_lineage(args: argparse.Namespace, cfg: SiteConfig) -> Any:
+    """The OpenLineage run of a training (START now): its input is the simulated healthy data of the site's
+    assets (seed, duration), its outputs the published model versions (set when they are published)."""
+    from aiotstream.lineage_events import Dataset, flow_run, make_client
+
+    if args.lineage_file:
+        out_file(args.lineage_file, "--lineage-file")
+    client = make_client(cfg, args.lineage_file)
+    data = Dataset("aiotstream-simulator",
+                   f"{cfg.site.id}/healthy/seed={args.seed}/duration={args.duration:g}")
+    run = flow_run(cfg, client, [data], [], job=f"train.{cfg.site.id}.{args.name}", job_kind="BATCH")
+    return run.start() if run is not None else None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the default models on healthy simulator data and publish them, signed, to a registry."""
     try:
@@ -955,18 +1024,31 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not hmac_key:
             raise UsageError(f"--hmac-key-file {args.hmac_key_file}: the file is empty")
     reg = ModelRegistry(args.registry, allow_unsigned=True)
+    lineage = _train_lineage(args, cfg)
     t0 = time.perf_counter()
-    with progress.bar("train", total=2, unit="step") as b:  # simulating + features, then fitting + publishing
-        def stage(what: str) -> None:
-            if what == "fitting":
-                b.update(1)
-            b.set_description_str(f"train: {what}")
+    try:
+        with progress.bar("train", total=2, unit="step") as b:  # simulating + features, fitting + publishing
+            def stage(what: str) -> None:
+                if what == "fitting":
+                    b.update(1)
+                b.set_description_str(f"train: {what}")
 
-        manifests = train_and_publish(cfg, reg, args.name, args.version, n_assets=args.assets,
-                                      duration_s=args.duration, seed=args.seed,
-                                      signing_key=Path(args.signing_key) if args.signing_key else None,
-                                      hmac_key=hmac_key, n_estimators=args.trees, stage=stage)
-        b.update(1)
+            manifests = train_and_publish(cfg, reg, args.name, args.version, n_assets=args.assets,
+                                          duration_s=args.duration, seed=args.seed,
+                                          signing_key=Path(args.signing_key) if args.signing_key else None,
+                                          hmac_key=hmac_key, n_estimators=args.trees, stage=stage)
+            b.update(1)
+    except BaseException as exc:
+        if lineage is not None:
+            lineage.finish(_root_cause(exc) if isinstance(exc, Exception) else type(exc).__name__)
+        raise
+    if lineage is not None:
+        from aiotstream.lineage_events import file_datasets
+
+        lineage.outputs = file_datasets(reg.path(m.name, m.version) for m in manifests)
+        lineage.facet["models"] = [{"role": "trained", "name": m.name, "version": m.version,
+                                    "kind": "onnx", "sha256": m.sha256} for m in manifests]
+        lineage.finish()
     for m in manifests:
         sig = m.signature["alg"] if m.signature else "UNSIGNED"
         print(f"{reg.path(m.name, m.version)}: {m.extra.get('family')}{' int8' if m.quantized else ''}, "
@@ -1076,6 +1158,30 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Delete the site's Parquet partitions older than their kind's ``[governance] retention``."""
+    from datetime import UTC, datetime
+
+    from aiotstream.governance import prune
+
+    cfg = _load_site(args)
+    lake = Path(args.lake)
+    if not lake.exists():
+        raise UsageError(f"--lake {args.lake}: no such directory")
+    if not lake.is_dir():
+        raise UsageError(f"--lake {args.lake}: is a file; give the lake's directory")
+    retention = {k: cfg.governance.retention_s(k) for k in cfg.governance.retention}
+    gone = prune(lake, cfg.site.id, retention, datetime.now(UTC), dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for p in gone:
+        keep = cfg.governance.retention[p.kind]  # type: ignore[index]
+        print(f"{verb} {p.path} ({p.kind}, {p.day.isoformat()}, retention {keep})")
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(cfg.governance.retention.items())) or "none"
+    print(f"prune {cfg.site.id}: {verb} {len(gone)} partition(s) in {lake} (retention: {kinds})",
+          file=sys.stderr)
+    return 0
+
+
 # ---- the parser -----------------------------------------------------------------------------------------
 def _add_audit(sub: Any) -> None:
     a = sub.add_parser("audit", help="the audit trail: check its hash chains")
@@ -1087,6 +1193,16 @@ def _add_audit(sub: Any) -> None:
     v.add_argument("--brokers", help="Kafka bootstrap servers (default: the site's inputs.brokers)")
     _broker_wait_arg(v)
     v.set_defaults(func=cmd_audit_verify)
+
+
+def _add_prune(sub: Any) -> None:
+    p = sub.add_parser("prune", help="delete the Parquet lake's date partitions older than the site's "
+                                     "[governance] retention (by the partition's date, not file times)")
+    p.add_argument("--site", required=True, help="site config file (.toml, .yaml/.yml or .json)")
+    p.add_argument("--lake", required=True, metavar="DIR",
+                   help="the lake's directory ([outputs.parquet] directory: <kind>/site=<id>/date=<day>/)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
+    p.set_defaults(func=cmd_prune)
 
 
 def _add_schema(sub: Any) -> None:
@@ -1166,10 +1282,17 @@ def _add_simulate(sub: Any) -> None:
     s.set_defaults(func=cmd_simulate)
 
 
+def _lineage_arg(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--lineage-file", metavar="FILE",
+                    help="append OpenLineage run events (START, COMPLETE/FAIL) to this JSONL file "
+                         "(instead of the site's [lineage] transport)")
+
+
 def _flow_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--brokers", help="Kafka bootstrap servers (default: the site's inputs.brokers)")
     sp.add_argument("--out-dir", help="write outputs as JSONL files instead of Kafka topics")
     sp.add_argument("--parquet-dir", help="also write scores/KPIs as Parquet here (site=/date= partitions)")
+    _lineage_arg(sp)
     sp.add_argument("-w", "--workers", type=count(1, 1024), default=1, help="workers per process")
     sp.add_argument("-i", "--process-id", type=count(0, 1023),
                     help="this process's id in a cluster (with -a)")
@@ -1349,6 +1472,7 @@ def _add_train(sub: Any) -> None:
     t.add_argument("--new-key", metavar="DIR", help="make a new Ed25519 key pair in DIR and sign with it")
     t.add_argument("--hmac-key-file", help="sign with HMAC-SHA256 using the secret in this file instead")
     t.add_argument("--unsigned", action="store_true", help="publish unsigned (development only)")
+    _lineage_arg(t)
     t.add_argument("--assets", type=count(1, 100_000),
                    help="train on the first N assets of the site (default: all)")
     t.add_argument("--duration", type=number(0, 86_400, above=True), default=120.0,
@@ -1375,7 +1499,7 @@ def _add_console(sub: Any) -> None:
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_broker, _add_simulate, _add_run, _add_replay,
                                             _add_detect, _add_demo, _add_evaluate, _add_bench, _add_train,
-                                            _add_console, _add_schema, _add_audit]
+                                            _add_console, _add_schema, _add_audit, _add_prune]
 """Each registers one subcommand on the subparsers object; a new subcommand adds its function here."""
 
 

@@ -223,3 +223,66 @@ def _feedback_error(obj: dict, exc: ValidationError) -> DecodeError:
         words.insert(0, f"{kind} feedback lacks field(s) {', '.join(missing)}")
     reason = "bad_timestamp" if times and times == len(errors) else "bad_feedback"
     return DecodeError(reason, "; ".join(dict.fromkeys(words)))
+
+
+# ---- erasure requests on the control topic ([governance] erasure) -----------------------------------------
+ERASE_TYPE = "erase"
+
+
+class EraseRequest(BaseModel):
+    """``{"type": "erase", "subject": "<person id>", "by": ..., "ts": ...}``: from now on the subject's id is
+    pseudonymised (or dropped) in every output (:mod:`aiotstream.governance`). Unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    type: Literal["erase"]
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    by: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    ts: _Ns | None = None
+    note: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    id: _Name | int | None = None
+
+
+_GOVERNANCE = TypeAdapter(EraseRequest)  # strict: no coercion of numbers to strings or back
+
+
+def is_erase(obj: object) -> bool:
+    """Whether a parsed control message asks for an erasure (its ``type`` says so).
+
+    >>> is_erase({"type": "erase"}), is_erase({"type": "promote"}), is_erase([1])
+    (True, False, False)
+    """
+    return isinstance(obj, dict) and obj.get("type") == ERASE_TYPE
+
+
+def decode_erase(raw: bytes) -> EraseRequest:
+    """Decode and validate an erasure request; a :class:`~aiotstream.errors.DecodeError` ``bad_control``
+    naming every bad field otherwise (never another exception).
+
+    >>> decode_erase(b'{"type": "erase", "subject": "ana", "by": "dpo"}').subject
+    'ana'
+    >>> decode_erase(b'{"type": "erase", "subject": ""}')
+    Traceback (most recent call last):
+    aiotstream.errors.DecodeError: erase: field 'subject' must be a string of 1..256 characters
+    """
+    obj = _load_json(raw)
+    if not is_erase(obj):
+        raise DecodeError("bad_control", 'an erasure request is {"type": "erase", "subject": ...}')
+    try:
+        return _GOVERNANCE.validate_python(obj)
+    except ValidationError as exc:
+        words = []
+        for err in exc.errors():
+            name = ".".join(str(x) for x in err["loc"]) or "message"
+            t = err["type"]
+            if t == "missing":
+                words.append(f"lacks field {name!r}")
+            elif t == "extra_forbidden":
+                words.append(f"unknown field {name[:64]!r}")
+            elif name in ("subject", "by"):
+                words.append(f"field {name!r} must be a string of 1..256 characters")
+            elif name == "ts":
+                words.append("field 'ts' must be integer ns since the epoch (0..2**63-1)")
+            else:
+                words.append(f"field {name[:64]!r}: {err['msg']}")
+        raise DecodeError("bad_control", "erase: " + "; ".join(dict.fromkeys(words))) from None

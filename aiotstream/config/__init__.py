@@ -8,6 +8,7 @@ public way in.
 - :mod:`~aiotstream.config.kpi`: KPI periods, shifts and metrics;
 - :mod:`~aiotstream.config.decisions`: alerts and alert rules, maintenance windows, control;
 - :mod:`~aiotstream.config.outputs`: output topics, MQTT device topics, Parquet;
+- :mod:`~aiotstream.config.governance`: retention, classification, PII policy, erasure; OpenLineage events;
 - :mod:`~aiotstream.config.building`: the building flow's zones, meters, baseline and waste rules;
 - :mod:`~aiotstream.config.site`: :class:`SiteConfig` (cross-references, hash, JSON schema), loading TOML,
   YAML or JSON with every bad field's path, and :func:`default_site`.
@@ -57,6 +58,13 @@ from aiotstream.config.detection import (
     ScalarConfig,
     WindowConfig,
 )
+from aiotstream.config.governance import (
+    CLASSIFICATIONS,
+    OUTPUT_KINDS,
+    GovernanceConfig,
+    LineageConfig,
+    retention_seconds,
+)
 from aiotstream.config.inputs import (
     FileColumns,
     FileInput,
@@ -78,6 +86,7 @@ __all__ = [
     "ALERT_TYPE_COMMAND_FAILED",
     "ALERT_TYPE_DRIFT",
     "ALERT_TYPE_SCALAR",
+    "CLASSIFICATIONS",
     "FLOW_ENERGY",
     "FORMATS",
     "KPI_NAMES",
@@ -87,6 +96,7 @@ __all__ = [
     "MAX_REAL",
     "MAX_WINDOWS_PER_INPUT",
     "MIN_DURATION_S",
+    "OUTPUT_KINDS",
     "SEVERITIES",
     "WASTE_TYPES",
     "ActionConfig",
@@ -104,9 +114,11 @@ __all__ = [
     "FileColumns",
     "FileInput",
     "GateConfig",
+    "GovernanceConfig",
     "InputConfig",
     "InterlockConfig",
     "KpiConfig",
+    "LineageConfig",
     "MaintenanceConfig",
     "MeterNames",
     "ModelConfig",
@@ -132,4 +144,5 @@ __all__ = [
     "ZoneGroup",
     "default_site",
     "parse_config_text",
+    "retention_seconds",
 ]

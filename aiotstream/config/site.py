@@ -36,6 +36,7 @@ from aiotstream.config.base import _Model
 from aiotstream.config.building import FLOW_ENERGY, WASTE_TYPES, BuildingConfig
 from aiotstream.config.decisions import AlertConfig, ControlConfig, MaintenanceConfig
 from aiotstream.config.detection import FeatureConfig, ModelConfig, ScalarConfig, WindowConfig
+from aiotstream.config.governance import GovernanceConfig, LineageConfig
 from aiotstream.config.inputs import InputConfig
 from aiotstream.config.kpi import KpiConfig
 from aiotstream.config.outputs import OutputConfig
@@ -60,6 +61,8 @@ class SiteConfig(_Model):
     outputs: OutputConfig = Field(default_factory=OutputConfig)
     building: BuildingConfig | None = Field(default=None, description="zones and meters of the "
                                             "energy-optimization flow")
+    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
+    lineage: LineageConfig = Field(default_factory=LineageConfig)
 
     @field_validator("assets")
     @classmethod
@@ -108,6 +111,13 @@ class SiteConfig(_Model):
                 raise ValueError(f"asset id {a.id!r} appears more than once (ids must be unique)")
             seen.add(a.id)
         self._check_references(seen)
+        return self
+
+    @model_validator(mode="after")
+    def _erasure_needs_the_plant_flow(self) -> SiteConfig:
+        if self.governance.erasure and self.site.flow == FLOW_ENERGY:
+            raise ValueError(_REFS + "governance.erasure: the building flow does not take erasure requests "
+                             "yet (its outputs follow governance.pii); set it to false")
         return self
 
     @model_validator(mode="after")
@@ -201,8 +211,9 @@ class SiteConfig(_Model):
         return out
 
     def control_topics(self) -> list[str]:
-        """Topics of model promotions, read only by sites with ONNX models (default ``<site>.control``)."""
-        if self.model.kind != "onnx":
+        """Topics of model promotions and erasure requests, read only by sites with ONNX models or
+        ``governance.erasure`` (default ``<site>.control``)."""
+        if self.model.kind != "onnx" and not self.governance.erasure:
             return []
         return list(self.inputs.control_topics) or [f"{self.site.id}.control"]
 
@@ -226,7 +237,8 @@ class SiteConfig(_Model):
 
         A site without a ``[building]`` table leaves the key out, so adding that
         optional table to the schema did not change any existing site's hash; the
-        same for a ``[scalar]`` table at its defaults.
+        same for a ``[scalar]`` table at its defaults, and for ``[governance]`` and ``[lineage]`` when they
+        hold their defaults.
         """
         data = self.model_dump(mode="json")
         if data.get("building") is None:
@@ -235,6 +247,9 @@ class SiteConfig(_Model):
             data.pop("scalar", None)  # likewise the [scalar] table at its defaults
         if not data["outputs"].get("audit"):  # the default audit topic: the hash of sites before it stays
             data["outputs"].pop("audit", None)
+        for key, table in (("governance", GovernanceConfig), ("lineage", LineageConfig)):
+            if data.get(key) == table().model_dump(mode="json"):  # added later: defaults keep the old hash
+                data.pop(key, None)
         return data
 
     @property

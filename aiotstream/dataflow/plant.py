@@ -28,8 +28,10 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from aiotstream.config import SiteConfig
+from aiotstream.dataflow.governance import GovernanceLogic
 from aiotstream.dataflow.rollup import rollup_and_sinks
 from aiotstream.dataflow.snapshots import loads as load_snapshot
+from aiotstream.governance import GOVERNANCE_KEY, Policy
 from aiotstream.io.stop import stopping_keeps_state
 from aiotstream.pdm.asset import AssetAnalyzer, deliver
 from aiotstream.pdm.ingest import Ingestor
@@ -158,6 +160,10 @@ def _is_output(x: Any) -> bool:
     return isinstance(x, Output)
 
 
+def _is_erasure(kv: tuple[str, Any]) -> bool:
+    return kv[0] == GOVERNANCE_KEY
+
+
 def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: bool | None = None,
                now_ns: Callable[[], int] | None = None, flow_id: str | None = None,
                also: Sequence[Sink[Any]] = (), snapshots: bool = True) -> Dataflow:
@@ -184,8 +190,14 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
     # (asset, [items]) per asset + dead letters
     decoded = op.flat_map_batch("decode", raw, ingest.decode_grouped)
     split = op.branch("split_dead_letters", decoded, _is_output)
-    analyzed = op.stateful_batch("analyze", split.falses, lambda resume: AnalyzerLogic(rt, resume, idle, ttl,
-                                                                                   snapshots=snapshots))
+    items = split.falses
+    if config.governance.erasure:  # erasure requests go to their own step, whose snapshot keeps them
+        gov = op.branch("split_erasures", items, _is_erasure)
+        policy = Policy.from_config(config)
+        op.stateful_batch("governance", gov.trues, lambda resume: GovernanceLogic(policy, resume))
+        items = gov.falses
+    analyzed = op.stateful_batch("analyze", items, lambda resume: AnalyzerLogic(rt, resume, idle, ttl,
+                                                                            snapshots=snapshots))
     results = op.map("drop_key", analyzed, lambda kv: kv[1])
     rollup_and_sinks(rt, results, [results, split.trues], sink, also, tail, snapshots)
     return flow

@@ -16,6 +16,7 @@ from bytewax.outputs import FixedPartitionedSink, Sink
 from aiotstream.audit import Auditor
 from aiotstream.dataflow.audit_starts import ConfigLoadSource
 from aiotstream.dataflow.snapshots import loads as load_snapshot
+from aiotstream.governance import Policy
 from aiotstream.io.stop import stopping_keeps_state
 from aiotstream.kpi import PeriodResult, RollupBook, RollupResult, RollupSite, kpi_record, rollup_inputs
 from aiotstream.records import Output
@@ -94,6 +95,9 @@ def rollup_and_sinks(rt: RollupSite, results: Stream[Output], streams: list[Stre
         streams = [*streams, op.map("drop_rollup_key", rolled, lambda kv: kv[1])]
     streams = [*streams, audit_trail(rt, results, [s for s in streams if s is not results])]
     outputs = op.merge("outputs", *streams)
+    policy = Policy.from_config(rt.config)
+    if policy.active:  # the one place every sink's records pass: the PII policy and erasures (governance.py)
+        outputs = op.map("governance_policy", outputs, policy.apply)
     op.output("sink", outputs, sink)
     for i, extra in enumerate(also):
         if isinstance(extra, FixedPartitionedSink):

@@ -38,9 +38,10 @@ MAX_KEY_BYTES = 512  # keys are asset ids (at most 128 characters)
 ANY_PARTITION = -1  # librdkafka's RD_KAFKA_PARTITION_UA: the producer's partitioner picks (CRC32 of the key)
 
 CONTENT_TYPE = b"application/json"
-HEADERS = ("kind", "schema", "schema-version", "site", "content-type")
+HEADERS = ("kind", "schema", "schema-version", "site", "content-type", "classification")
 """The headers of every output message: its kind (``score``, ``alert``, ...), its ``schema``
-(``aiotstream.score/1``) and that schema's major version (``1``), the site id, and ``application/json``."""
+(``aiotstream.score/1``) and that schema's major version (``1``), the site id, ``application/json``, and
+the kind's data classification (``[governance] classification``; default ``internal``)."""
 
 PRODUCER_DEFAULTS = {
     "enable.idempotence": "true",  # no duplicates from producer retries
@@ -62,10 +63,29 @@ def input_topics(config: SiteConfig) -> list[str]:
                               + config.control_topics()))
 
 
+def topic_configs(config: SiteConfig) -> dict[str, dict[str, str]]:
+    """Topic configs for the output topics aiotstream creates: ``retention.ms`` from ``[governance]
+    retention`` (``-1`` for 'forever'); kinds without a retention keep the broker's default.
+
+    >>> from aiotstream.config import default_site
+    >>> topic_configs(default_site(1, governance={"retention": {"score": "7d", "alert": "forever"}}))
+    {'demo-plant.alerts': {'retention.ms': '-1'}, 'demo-plant.scores': {'retention.ms': '604800000'}}
+    """
+    out = {}
+    for kind, topic in output_topics(config).items():
+        if kind in config.governance.retention:
+            s = config.governance.retention_s(kind)
+            out[topic] = {"retention.ms": "-1" if s is None else str(s * 1000)}
+    return out
+
+
 def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, timeout: float = 15.0,
-                  wait_s: float = BROKER_WAIT_S) -> list[str]:
-    """Create the topics that do not exist yet (``partitions`` each); return the ones created. Waits up to
-    ``wait_s`` for a broker to answer first (AiotError naming the address if none does)."""
+                  wait_s: float = BROKER_WAIT_S, configs: Mapping[str, Mapping[str, str]] | None = None,
+                  ) -> list[str]:
+    """Create the topics that do not exist yet (``partitions`` each, with ``configs[topic]`` as topic
+    configs, e.g. ``retention.ms``); return the ones created. A topic that exists already keeps its
+    configs. Waits up to ``wait_s`` for a broker to answer first (AiotError naming the address if none
+    does)."""
     if partitions < 1:
         raise AiotError(f"topics need at least 1 partition (got {partitions})")
     admin = wait_for_brokers(brokers, wait_s)
@@ -73,8 +93,9 @@ def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, time
     wanted = [t for t in dict.fromkeys(topics) if t not in existing]
     if not wanted:
         return []
-    futures = admin.create_topics([NewTopic(t, num_partitions=partitions,
-                                            replication_factor=1) for t in wanted],
+    configs = configs or {}
+    futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1,
+                                            config=dict(configs.get(t, {}))) for t in wanted],
                                   operation_timeout=timeout)
     for topic, fut in futures.items():
         try:
@@ -191,11 +212,12 @@ class _OutputPartition(StatelessSinkPartition[Output]):
     WAIT_MAX_S = 4.0
 
     def __init__(self, producer: Producer, topics: dict[str, str], brokers: str, limit: int | None = None,
-                 site: str = ""):
+                 site: str = "", classification: Mapping[str, str] | None = None):
         self.producer = producer
         self.topics = topics
         self.brokers = brokers
         self.site = site.encode()
+        self.classification = {k: v.encode() for k, v in (classification or {}).items()}
         self._headers: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
         if limit is None:
             limit = message_limit(PRODUCER_DEFAULTS | client_config_from_env())
@@ -270,7 +292,8 @@ class _OutputPartition(StatelessSinkPartition[Output]):
             got = self._headers[(out.kind, schema)] = [
                 ("kind", out.kind.encode()), ("schema", schema.encode()),
                 ("schema-version", schema.rpartition("/")[2].encode()), ("site", self.site),
-                ("content-type", CONTENT_TYPE)]
+                ("content-type", CONTENT_TYPE),
+                ("classification", self.classification.get(out.kind, b"internal"))]
         return got
 
     def _deliver(self,
@@ -403,11 +426,13 @@ class KafkaOutputSink(DynamicSink[Output]):
         self.topics = output_topics(config)
         self.brokers = brokers or ",".join(config.inputs.brokers)
         self.site = config.site.id
+        self.classification = {k: config.governance.classification_of(k) for k in KINDS}
         assert set(self.topics) == set(KINDS)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _OutputPartition:
         return _OutputPartition(make_producer(self.brokers), self.topics, self.brokers,
-                                message_limit(PRODUCER_DEFAULTS | client_config_from_env()), self.site)
+                                message_limit(PRODUCER_DEFAULTS | client_config_from_env()), self.site,
+                                self.classification)
 
 
 def make_producer(brokers: str) -> Producer:

@@ -22,6 +22,9 @@ Layout::
   so no record's JSON may be larger (:data:`MAX_RECORD_BYTES`); records go
   through :func:`aiotstream.io.sinkguard.encode` first, and one that is not
   finite or too large is left out here (the main sink writes its dead letter).
+* Each file's key-value metadata ``aiotstream.classification`` holds the kind's data classification
+  (``[governance] classification``, default ``internal``); ``aiotstream prune`` deletes partitions older
+  than the kind's ``[governance] retention``.
 * Delivery: at least once with recovery on (an epoch's rows are on disk
   before its snapshot is taken); after a crash the replayed epoch's rows come
   again in new files and the deterministic ``id`` column lets readers drop them.
@@ -119,8 +122,10 @@ def to_table(kind: str, rows: list[dict[str, Any]]) -> pa.Table:
 
 
 class _ParquetPartition(StatefulSinkPartition[Output, tuple[int, int]]):
-    def __init__(self, cfg: ParquetOutput, site: str, part: str, resume: tuple[int, int] | None):
+    def __init__(self, cfg: ParquetOutput, site: str, part: str, resume: tuple[int, int] | None,
+                 classification: dict[str, str] | None = None):
         self.cfg = cfg
+        self.classification = classification or {}
         self.site = site
         self.part = part
         self.run, self.n = resume if resume is not None else (time.time_ns() // 1000, 0)
@@ -151,7 +156,9 @@ class _ParquetPartition(StatefulSinkPartition[Output, tuple[int, int]]):
         self.n += 1
         tmp = path.with_suffix(".parquet.tmp")
         comp = None if self.cfg.compression == "none" else self.cfg.compression
-        pq.write_table(to_table(kind, rows), tmp, compression=comp)
+        table = to_table(kind, rows).replace_schema_metadata(
+            {"aiotstream.classification": self.classification.get(kind, "internal")})
+        pq.write_table(table, tmp, compression=comp)
         os.replace(tmp, path)
         return path
 
@@ -175,8 +182,10 @@ class ParquetSink(FixedPartitionedSink[Output, tuple[int, int]]):
     ``partitions`` sink partitions (outputs are routed by asset id); each writes its own files.
     """
 
-    def __init__(self, cfg: ParquetOutput, site_id: str, partitions: int = 1):
+    def __init__(self, cfg: ParquetOutput, site_id: str, partitions: int = 1,
+                 classification: dict[str, str] | None = None):
         self.cfg = cfg
+        self.classification = classification
         self.site = site_id
         self.partitions = partitions
 
@@ -185,4 +194,4 @@ class ParquetSink(FixedPartitionedSink[Output, tuple[int, int]]):
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: tuple[int, int] | None) -> _ParquetPartition:
-        return _ParquetPartition(self.cfg, self.site, for_part, resume_state)
+        return _ParquetPartition(self.cfg, self.site, for_part, resume_state, self.classification)

@@ -93,9 +93,10 @@ class SimulatorSource(FixedPartitionedSource[SourceMessage, int]):
                  batch: int = 512):
         self.make = messages if callable(messages) else None
         self.messages = [] if callable(messages) else list(messages)
-        # feedback: the realistic scenario's maintenance messages (aiotstream.sim.realistic)
+        # feedback: the realistic scenario's maintenance messages (aiotstream.sim.realistic); control: model
+        # promotions and erasure requests
         self.topics = {"waveform": f"{site}.waveforms", "reading": f"{site}.readings",
-                       "feedback": f"{site}.feedback"}
+                       "feedback": f"{site}.feedback", "control": f"{site}.control"}
         self.batch = batch
 
     def list_parts(self) -> list[str]:

@@ -19,9 +19,11 @@ import numpy as np
 import orjson
 
 from aiotstream.codecs import decode_any
+from aiotstream.codecs.feedback import decode_erase, is_erase
 from aiotstream.codecs.iot import decode_payload
 from aiotstream.errors import DecodeError
 from aiotstream.features import FeatureSet, frame_partials_batch
+from aiotstream.governance import Erasure
 from aiotstream.ids import ID_HINT, is_valid_id
 from aiotstream.lineage import iso_ns
 from aiotstream.pdm.rollout import Rollout
@@ -152,7 +154,8 @@ class Ingestor:
                 continue
             if pos.topic in self.control_topics:
                 kinds["control"] += 1
-                self.rollout.promote(raw, pos, emit, reject)
+                if not self._erasure(raw, pos, emit, reject):
+                    self.rollout.promote(raw, pos, emit, reject)
                 continue
             hints = getattr(msg, "hints", None)
             try:
@@ -187,6 +190,31 @@ class Ingestor:
             attach_partials(frames, self.rt.feature_set, self._rpm)
         if no_items:
             STATS.add("dropped", "no_telemetry", no_items)
+
+    def _erasure(self, raw: bytes, pos: Position, emit: Callable[[Any], None],
+                 reject: Callable[[Output], None]) -> bool:
+        """An erasure request on the control topic (``{"type": "erase", ...}``): handed to the flow's
+        governance step, or dead-lettered (``bad_control``) when malformed or not enabled. False when the
+        message is not one (a promotion)."""
+        if b"erase" not in raw:
+            return False
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return False  # the promotion path says why
+        if not is_erase(obj):
+            return False
+        if not self.rt.config.governance.erasure:
+            reject(self._reject(raw, pos, "bad_control", "erasure requests are not enabled on this site "
+                                "([governance] erasure = false)"))
+            return True
+        try:
+            req = decode_erase(raw)
+        except DecodeError as exc:
+            reject(self._reject(raw, pos, exc.reason, str(exc)))
+            return True
+        emit(Erasure(req.subject, req.by or "", req.ts or 0, f"{pos.topic}:{pos.partition}:{pos.offset}"))
+        return True
 
     def _feedback(self, fb: Feedback, raw: bytes, pos: Position, horizon: int,
                   emit: Callable[[Frame | Reading | Feedback], None],

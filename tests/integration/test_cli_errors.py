@@ -105,6 +105,8 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("replay", ("{missing}", "--site", "{site}", "--out-dir", "{tmp}/o"), 1, "matches no file"),
     ("replay", ("{dir}", "--site", "{site}", "--out-dir", "{tmp}/o"), 1, "is a directory"),
     ("replay", ("{csv}", "--site", "{missing}", "--out-dir", "{tmp}/o"), 2, "no such file"),
+    ("replay", ("{csv}", "--site", "{site}", "--out-dir", "{tmp}/o", "--lineage-file", "{dir}"), 2,
+     "--lineage-file {dir}: is a directory; give a file name"),
     ("replay", ("{csv}", "--site", "{site}", "--format", "xml"), 2, "--format: invalid choice: 'xml'"),
     ("replay", ("{csv}", "--site", "{site}", "--format", "parquet", "--out-dir", "{tmp}/o"), 1,
      "cannot be read as parquet"),
@@ -170,6 +172,8 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1", "--assets", "99",
                "--unsigned"), 2, "the site has only"),
     ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1"), 1, "no signing key"),
+    ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1", "--unsigned",
+               "--lineage-file", "{missing}/l.jsonl"), 2, "--lineage-file {missing}/l.jsonl: directory"),
     # schema
     ("schema", (), 2, "the following arguments are required: which"),
     ("schema", ("alerts",), 2, "invalid choice: 'alerts'"),
@@ -187,6 +191,12 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("audit verify", ("--site", "no/such", "--brokers", "{dead}"), 2, "neither a site config file nor a site id"),
     ("audit verify", ("--site", "{missing}.toml"), 2, "--site {missing}.toml: no such file"),
     ("audit verify", ("--site", "s1", "--brokers", "{dead}", *W), 1, "no Kafka broker answers at {dead}"),
+    # prune
+    ("prune", ("--site", "{site}"), 2, "the following arguments are required: --lake"),
+    ("prune", ("--site", "{missing}", "--lake", "{dir}"), 2, "--site {missing}: no such file"),
+    ("prune", ("--site", "{site}", "--lake", "{missing}"), 2, "--lake {missing}: no such directory"),
+    ("prune", ("--site", "{site}", "--lake", "{file}"), 2, "--lake {file}: is a file"),
+    ("prune", ("--site", "{bad_toml}", "--lake", "{dir}"), 2, "not valid TOML"),
 ]
 
 

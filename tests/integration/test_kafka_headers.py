@@ -1,5 +1,5 @@
 """Downstream friendliness (issue 18): every output message on the broker carries headers saying what it is
-(kind, schema and its major version, site, content type) and the record's event time as its Kafka
+(kind, schema and its major version, site, content type, data classification from ``[governance]``) and the record's event time as its Kafka
 timestamp, so consumers can route and window without parsing the JSON. Real parts: the session's Tansu
 broker, the simulator, ``aiotstream run --once``, read back with confluent-kafka."""
 from __future__ import annotations
@@ -19,7 +19,8 @@ def test_every_output_message_has_its_headers_and_its_event_time_as_timestamp(ka
                                                                              tmp_path: Path) -> None:
     site, sid = kafka_site_file(tmp_path, "hdr", 2)
     cfg = orjson.loads(site.read_bytes())
-    site.write_bytes(orjson.dumps({**cfg, "model": {"warmup_windows": 5, "drift_detector": "none"}}))
+    site.write_bytes(orjson.dumps({**cfg, "model": {"warmup_windows": 5, "drift_detector": "none"},
+                                   "governance": {"classification": {"alert": "confidential"}}}))
     run_cli("simulate", "--site", str(site), "--brokers", kafka_broker, "--duration", "45", "--faults", "2",
             "--malformed", "5")
     run_cli("run", "--site", str(site), "--brokers", kafka_broker, "--once")
@@ -32,7 +33,8 @@ def test_every_output_message_has_its_headers_and_its_event_time_as_timestamp(ka
             headers = dict(m.headers() or [])
             assert headers == {"kind": kind.encode(), "schema": rec["schema"].encode(),
                                "schema-version": rec["schema"].rsplit("/", 1)[1].encode(), "site": sid.encode(),
-                               "content-type": b"application/json"}, headers
+                               "content-type": b"application/json",
+                               "classification": b"confidential" if kind == "alert" else b"internal"}, headers
             ts_type, ts = m.timestamp()
             assert ts_type == TIMESTAMP_CREATE_TIME
             if kind == "deadletter":  # no event time: the producer's clock, i.e. now, not the simulated day

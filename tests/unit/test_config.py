@@ -194,6 +194,33 @@ def test_config_error_message_lists_every_problem() -> None:
         ({"site": {"id": "s"}, "assets": {"id": "a"}}, "assets", "valid list"),
         ({"site": {"id": "s"}, "assets": [{"id": "a"}], "outputs": {"partitions": 1.5}}, "outputs.partitions",
          "integer"),
+        # [governance] and [lineage] (issue 19)
+        ({"site": {"id": "s"}, "assets": [{"id": "a"}], "governance": {"retention": {"score": "7 days"}}},
+         "governance.retention.score", "is not a duration"),
+        ({"site": {"id": "s"}, "assets": [{"id": "a"}], "governance": {"retention": {"score": "0h"}}},
+         "governance.retention.score", "longer than 0"),
+        ({"site": {"id": "s"}, "assets": [{"id": "a"}], "governance": {"retention": {"alert": "999999999w"}}},
+         "governance.retention.alert", "write 'forever'"),
+        ({"site": {"id": "s"}, "assets": [{"id": "a"}], "governance": {"retention": {"scores": "7d"}}},
+         "governance.retention.scores.[key]", "'score'"),
+        ({"site": {"id": "s"}, "assets": [{"id": "a"}], "governance": {"classification": {"alert": "secret"}}},
+         "governance.classification.alert", "'restricted'"),
+        ({"site": {"id": "s"}, "assets": [{"id": "a"}], "governance": {"pii": "hash"}}, "governance.pii",
+         "'pseudonymise'"),
+        ({"site": {"id": "s"}, "assets": [{"id": "a"}], "governance": {"pii": "pseudonymise"}},
+         "governance.pseudonym_key_file", "needs a key file"),
+        ({"site": {"id": "s"}, "assets": [{"id": "a"}], "governance": {"pseudonym_key": "abc"}},
+         "governance.pseudonym_key", "did you mean 'pseudonym_key_file'?"),
+        ({"site": {"id": "s"}, "assets": [{"id": "a"}], "governance": {"erasure": 2}}, "governance.erasure",
+         "boolean"),
+        ({"site": {"id": "s"}, "assets": [{"id": "a"}], "lineage": {"transport": "http"}}, "lineage.url",
+         "transport 'http' needs url"),
+        ({"site": {"id": "s"}, "assets": [{"id": "a"}], "lineage": {"transport": "kafka"}}, "lineage.topic",
+         "needs topic"),
+        ({"site": {"id": "s"}, "assets": [{"id": "a"}], "lineage": {"transport": "file", "file": ""}},
+         "lineage.file", "at least 1 character"),
+        ({"site": {"id": "s"}, "assets": [{"id": "a"}], "lineage": {"transport": "s3"}}, "lineage.transport",
+         "'kafka'"),
     ],
 )
 def test_single_bad_field_has_its_path(data: dict, path: str, fragment: str) -> None:
@@ -421,3 +448,14 @@ def test_cli_validate_invalid_toml(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["validate", str(p)]) == 2
     _, err = capsys.readouterr()
     assert "<file>: not valid TOML" in err
+
+
+def test_default_governance_and_lineage_keep_the_config_hash() -> None:
+    """``[governance]`` and ``[lineage]`` came later: spelled-out defaults do not change a site's hash, any
+    setting does."""
+    base = {"site": {"id": "s"}, "assets": [{"id": "a"}]}
+    plain = SiteConfig.from_dict(base).config_hash
+    spelled = SiteConfig.from_dict({**base, "governance": {"pii": "keep", "erasure": False},
+                                    "lineage": {"transport": "none"}}).config_hash
+    assert spelled == plain
+    assert SiteConfig.from_dict({**base, "governance": {"pii": "drop"}}).config_hash != plain
