@@ -316,10 +316,10 @@ def _prepare_flow(args: argparse.Namespace, cfg: SiteConfig, brokers: str, kafka
         wait_for_brokers(brokers, _broker_wait(args))
 
 
-def _start_metrics(args: argparse.Namespace, cfg: SiteConfig) -> None:
+def _start_metrics(args: argparse.Namespace, cfg: SiteConfig | None) -> None:
     """With ``--metrics-port``: the metrics and probes server (aiotstream.io.metrics), up before the wait for
     brokers so that probes answer (healthz 200, readyz 503) from the start; :func:`_serving_metrics` stops
-    it."""
+    it. ``cfg`` None: a command without a site of its own (``detect``)."""
     if args.metrics_port is None:
         if args.metrics_host is not None:
             raise UsageError("--metrics-host needs --metrics-port")
@@ -327,12 +327,13 @@ def _start_metrics(args: argparse.Namespace, cfg: SiteConfig) -> None:
     from aiotstream import __version__, build_commit
     from aiotstream.io.metrics import serve
 
-    info = {"version": __version__, "commit": build_commit() or "unknown", "code": code_version(),
-            "site": cfg.site.id, "config_hash": cfg.config_hash, "flow": cfg.site.flow,
-            "command": args.command,
-            "process": str(args.process_id or 0)}
+    site = {"site": cfg.site.id, "config_hash": cfg.config_hash, "flow": cfg.site.flow} if cfg is not None \
+        else {"site": args.command, "config_hash": "", "flow": "plant"}
+    info = {"version": __version__, "commit": build_commit() or "unknown", "code": code_version(), **site,
+            "command": args.command, "process": str(getattr(args, "process_id", None) or 0)}
+    recovery = getattr(args, "recovery", None)
     args.metrics_server = serve(args.metrics_host or "127.0.0.1", args.metrics_port, info,
-                                recovery=Path(args.recovery) if args.recovery else None)
+                                recovery=Path(recovery) if recovery else None)
 
 
 def _serving_metrics(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -1340,6 +1341,7 @@ def _add_replay(sub: Any) -> None:
     rp.set_defaults(func=cmd_replay)
 
 
+@_serving_metrics
 def cmd_detect(args: argparse.Namespace) -> int:
     """A historian export through the flow's streaming detector (see :mod:`aiotstream.detect`)."""
     from aiotstream.detect import detect_file, terminal_progress, write_detection
@@ -1350,6 +1352,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         raise AiotError(f"--out {out}: is a directory; name the output file (.csv or .parquet)")
     if not out.parent.is_dir():
         raise AiotError(f"--out {out}: directory {out.parent} does not exist")
+    _start_metrics(args, None)
     d = detect_file(args.file, args.timestamp_column, values, args.asset_column,
                     progress=None if args.quiet else terminal_progress())
     write_detection(d, out, args.asset_column)
@@ -1370,6 +1373,11 @@ def _add_detect(sub: Any) -> None:
     d.add_argument("--asset-column", default=None, help="one detector per asset (default: one asset)")
     d.add_argument("--out", required=True, metavar="OUT", help="OUT.csv, or OUT.parquet")
     d.add_argument("--quiet", action="store_true", help="no progress line on a terminal")
+    d.add_argument("--metrics-port", type=port, metavar="PORT",
+                   help="serve Prometheus /metrics and the /healthz, /readyz probes on this port while the "
+                        "file is scored (0: a free one, logged; default: off)")
+    d.add_argument("--metrics-host", metavar="HOST", help="address the metrics server listens on (default "
+                                                         "127.0.0.1)")
     d.set_defaults(func=cmd_detect)
 
 

@@ -81,6 +81,8 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
      1, "--metrics-host no.such.invalid: not a host name or address of this machine"),
     # detect
     ("detect", ("{csv}",), 2, "the following arguments are required: --timestamp-column, --value-columns, --out"),
+    ("detect", ("{csv}", "--timestamp-column", "ts", "--value-columns", "value", "--out", "{tmp}/d.csv",
+                "--metrics-host", "127.0.0.1"), 2, "--metrics-host needs --metrics-port"),
     ("detect", ("{missing}", "--timestamp-column", "ts", "--value-columns", "value", "--out", "{tmp}/d.csv"), 1,
      "no such file"),
     ("detect", ("{dir}", "--timestamp-column", "ts", "--value-columns", "value", "--out", "{tmp}/d.csv"), 1,

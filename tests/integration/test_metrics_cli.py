@@ -361,3 +361,38 @@ def test_every_flow_metric_is_scraped_with_plausible_values_during_a_simulator_r
     # the start line names the config and the models it starts with (issue 18 item 3)
     assert re.search(rf"running predictive-maintenance for site '{sid}' \(config_hash [0-9a-f]{{16}}, model "
                      r"baseline@1 \(zscore\), code ", err), err[:2000]
+
+
+def test_detect_serves_metrics_while_it_scores_a_file_and_stops_them_with_it(tmp_path: Path) -> None:
+    """``detect --metrics-port``: the readings of the file are counted while it is scored, probes answer,
+    and the port closes when the command returns."""
+    import numpy as np
+
+    rows = 300_000  # several seconds of scoring: the scrape below has time to see the inputs counted
+    rng = np.random.default_rng(3)
+    csv = tmp_path / "export.csv"
+    t0 = 1_767_225_600
+    with csv.open("w") as f:
+        f.write("ts,a,b\n")
+        for i, (a, b) in enumerate(rng.normal(size=(rows, 2)).round(4)):
+            f.write(f"{t0 + i},{a},{b}\n")
+    log = tmp_path / "detect.log"
+    with log.open("w") as f:
+        proc = subprocess.Popen(cli("detect", str(csv), "--timestamp-column", "ts", "--value-columns", "a,b",
+                                    "--out", str(tmp_path / "scores.csv"), "--metrics-port", "0"),
+                                stdout=subprocess.DEVNULL, stderr=f)
+    try:
+        found = _wait_until("the metrics address in the log",
+                            lambda: re.search(r"metrics on (http://127\.0\.0\.1:(\d+))/metrics", log.read_text()),
+                            proc, log)
+        assert isinstance(found, re.Match)
+        base, port = found.group(1), int(found.group(2))
+        assert _get(f"{base}/healthz")[0] == 200
+        got = _wait_until("readings counted", _scrape_when(base, "aiotstream_inputs_total", 1), proc, log)
+        assert isinstance(got, dict) and 0 < _total(got, "aiotstream_inputs_total") <= 2 * rows
+        assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _closed(port)
+    assert sum(1 for _ in (tmp_path / "scores.csv").open()) == rows + 1
