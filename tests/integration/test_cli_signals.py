@@ -25,7 +25,8 @@ from aiotstream.io.stop import GRACE_S
 
 STOP_BOUND_S = 5.0
 ASSETS, DURATION_S = 3, 20
-EVERY_KIND = (*OUTPUT_KINDS, "audit")  # the summary counts every output, the audit trail's config load too
+EVERY_KIND = (*OUTPUT_KINDS, "scalar_scores", "audit")  # the summary counts every output: the streaming
+# detector's scalar scores and the audit trail's config load too
 SUMMARY = re.compile(r"^stopped \((SIGINT|SIGTERM)\): inputs ([\d,]+) .*; outputs ([\d,]+)\b.*; outputs in (.+)$")
 
 
@@ -124,7 +125,7 @@ def test_a_tailing_run_to_kafka_stops_cleanly_with_its_outputs_on_the_broker(
     follow.wait_for("a first score", lambda: follow.records["score"], proc, log)
     m = _check_clean_stop(*_stop(proc, sig, log), sig)
     assert m.group(4).startswith(f"Kafka {kafka_broker}: {sid}.alerts")
-    on_broker = sum(len(read_topic(kafka_broker, f"{sid}.{k}")) for k in ("alerts", "kpis", "scores", "deadletter", "audit"))
+    on_broker = sum(len(read_topic(kafka_broker, f"{sid}.{k}")) for k in ("alerts", "kpis", "scores", "scalar_scores", "deadletter", "audit"))
     assert on_broker == _n(m.group(3))
     kpis = [orjson.loads(r.value()) for r in read_topic(kafka_broker, f"{sid}.kpis")]
     frames_read = re.search(r"\.waveforms ([\d,]+)", m.group(0))
@@ -151,7 +152,7 @@ def test_a_paced_replay_stops_cleanly_midway(tmp_path: Path, kafka_broker: str, 
     m = _check_clean_stop(*_stop(proc, sig, log), sig)
     assert 0 < _n(m.group(2)) < made  # stopped midway
     if to_kafka:
-        got = sum(len(read_topic(kafka_broker, f"{sid}.{k}")) for k in ("alerts", "kpis", "scores", "deadletter", "audit"))
+        got = sum(len(read_topic(kafka_broker, f"{sid}.{k}")) for k in ("alerts", "kpis", "scores", "scalar_scores", "deadletter", "audit"))
     else:
         got = sum(map(len, read_jsonl_outputs(out, EVERY_KIND).values()))
     assert got == _n(m.group(3)) > 0
