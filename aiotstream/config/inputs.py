@@ -23,6 +23,8 @@ class TlsConfig(_Model):
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
+    key_password_file: str = Field(default="", description="file holding the passphrase of an encrypted "
+                                                           "key_file (read at start, never logged)")
     insecure: bool = Field(default=False, description="skip the server hostname check (test setups only)")
 
     @model_validator(mode="after")
@@ -30,6 +32,8 @@ class TlsConfig(_Model):
         if bool(self.cert_file) != bool(self.key_file):
             raise ValueError("cert_file and key_file go together: set both for a client "
                              "certificate, or neither")
+        if self.key_password_file and not self.key_file:
+            raise ValueError("key_password_file is the passphrase of key_file: set key_file too")
         return self
 
 
@@ -45,6 +49,8 @@ class MqttConnection(_Model):
     password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
                               description="name of the environment variable holding the password (never the "
                                           "password itself)")
+    password_file: str = Field(default="", description="file holding the password (its first line), read at "
+                                                       "start; instead of password_env")
     tls: TlsConfig | None = None
     qos: int = Field(default=1, ge=0, le=2)
     keepalive_s: int = Field(default=30, ge=5, le=65535)
@@ -55,6 +61,8 @@ class MqttConnection(_Model):
 
     @model_validator(mode="after")
     def _reconnect_order(self) -> MqttConnection:
+        if self.password_env and self.password_file:
+            raise ValueError("password_env and password_file are two ways to give the one password: set one")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_min_s "
                              f"({self.reconnect_min_s})")
@@ -183,6 +191,8 @@ class OpcUaInput(_Model):
     username: str = ""
     password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
                               description="name of the environment variable holding the user's password")
+    password_file: str = Field(default="", description="file holding the user's password (its first line), "
+                                                       "read at start; instead of password_env")
     security_policy: Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = Field(
         default="None", description="None: messages neither signed nor encrypted (a warning at start)")
     security_mode: Literal["Sign", "SignAndEncrypt"] = Field(
@@ -193,6 +203,8 @@ class OpcUaInput(_Model):
     private_key_password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
                                           description="environment variable holding the "
                                                       "private key's password")
+    private_key_password_file: str = Field(default="", description="file holding the private key's password "
+                                                                   "(instead of private_key_password_env)")
     server_certificate: str = Field(default="", description="the server's certificate to trust (.pem/.der); "
                                                             "empty: the one its endpoint presents")
     timeout_s: float = Field(default=4.0, gt=0, le=600, description="per request, and per connection attempt")
@@ -238,6 +250,11 @@ class OpcUaInput(_Model):
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_min_s "
                              f"({self.reconnect_min_s})")
+        if self.password_env and self.password_file:
+            raise ValueError("password_env and password_file are two ways to give the one password: set one")
+        if self.private_key_password_env and self.private_key_password_file:
+            raise ValueError("private_key_password_env and private_key_password_file are two ways to give "
+                             "the one password: set one")
         return self
 
     def security_warning(self) -> str | None:

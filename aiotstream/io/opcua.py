@@ -84,6 +84,7 @@ from aiotstream.io.mqtt import SequenceClock
 from aiotstream.io.outage import OutageLog, route_library_logs
 from aiotstream.records import DecodeHints, DeviceMessage
 from aiotstream.runstats import STATS, RunStats
+from aiotstream.secretfiles import read_secret
 
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -159,19 +160,21 @@ async def make_client(cfg: OpcUaInput) -> Any:
     client = Client(url=cfg.endpoint, timeout=cfg.timeout_s, watchdog_intervall=cfg.timeout_s)
     if cfg.username:
         client.set_user(cfg.username)
-    password = _env(cfg.password_env, "password")
+    password = read_secret(cfg.password_file, "inputs.opcua.password_file") if cfg.password_file else \
+        _env(cfg.password_env, "password")
     if password is not None:
         client.set_password(password)
     if cfg.security_policy != "None":
         from asyncua import ua
 
+        key_password = read_secret(cfg.private_key_password_file, "inputs.opcua.private_key_password_file") \
+            if cfg.private_key_password_file else _env(cfg.private_key_password_env, "private key password")
         uri = _application_uri(cfg.certificate)
         if uri:
             client.application_uri = uri  # must match the certificate's, or servers refuse the session
         await client.set_security(getattr(security_policies, f"SecurityPolicy{cfg.security_policy}"),
                                   certificate=cfg.certificate, private_key=cfg.private_key,
-                                  private_key_password=_env(cfg.private_key_password_env,
-                                                            "private key password"),
+                                  private_key_password=key_password,
                                   server_certificate=cfg.server_certificate or None,
                                   mode=getattr(ua.MessageSecurityMode, cfg.security_mode))
     return client

@@ -116,6 +116,15 @@ def test_what_reaches_asyncua(client_cert: tuple[Path, Path], monkeypatch: pytes
     assert client.application_uri == "urn:aiotstream:test-client"
     assert (client._username, client._password) == (USER, PASSWORD)
 
+    pw_file = client_cert[0].parent / "plc.password"
+    pw_file.write_text(PASSWORD + "\n")
+    from_file = asyncio.run(make_client(c.model_copy(update={"password_env": "", "password_file": str(pw_file)})))
+    assert (from_file._username, from_file._password) == (USER, PASSWORD)
+    with pytest.raises(AiotError) as err:
+        asyncio.run(make_client(c.model_copy(update={"password_env": "", "password_file": "/nonexistent/pw"})))
+    assert str(err.value) == ("inputs.opcua.password_file: cannot read secret file '/nonexistent/pw' "
+                              "(No such file or directory)")
+
     monkeypatch.delenv("PLC_PASSWORD")
     with pytest.raises(AiotError, match="'PLC_PASSWORD' is not set"):
         asyncio.run(make_client(c))
@@ -123,13 +132,18 @@ def test_what_reaches_asyncua(client_cert: tuple[Path, Path], monkeypatch: pytes
         asyncio.run(make_client(c.model_copy(update={"certificate": "/nonexistent.der"})))
 
 
-def test_secured_connection_serves_data_and_says_nothing(secure_plc: SecurePlc, client_cert: tuple[Path, Path],
+@pytest.mark.parametrize("secret", ["password_env", "password_file"])
+def test_secured_connection_serves_data_and_says_nothing(secret: str, secure_plc: SecurePlc,
+                                                         client_cert: tuple[Path, Path],
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     monkeypatch.setenv("PLC_PASSWORD", PASSWORD)
-    part = OpcUaSource(cfg(secure_plc.endpoint, client_cert, username=USER, password_env="PLC_PASSWORD"),
-                       100).build_part("s", "p", None)
+    pw_file = client_cert[0].parent / "plc.password"
+    pw_file.write_text(PASSWORD + "\n")
+    part = OpcUaSource(cfg(secure_plc.endpoint, client_cert, username=USER,
+                           **({"password_env": "PLC_PASSWORD"} if secret == "password_env" else
+                              {"password_file": str(pw_file)})), 100).build_part("s", "p", None)
     try:
         got: list[Any] = []
         deadline = time.monotonic() + 30
@@ -140,6 +154,7 @@ def test_secured_connection_serves_data_and_says_nothing(secure_plc: SecurePlc, 
     finally:
         part.close()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("aiotstream")]
+    assert not [r for r in caplog.records if PASSWORD in r.getMessage()]
 
 
 @pytest.mark.parametrize("case", ["wrong password", "no security"])
