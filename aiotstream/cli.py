@@ -244,7 +244,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         wave_topic, read_topic = cfg.inputs.topics[0], cfg.inputs.topics[-1]
         ensure_topics(brokers, [wave_topic, read_topic], partitions=args.partitions,
-                      wait_s=_broker_wait(args))
+                      wait_s=_broker_wait(args), security=cfg.inputs.kafka)
     sim, bad = _simulator(args, cfg)
     print(f"simulating {len(sim.assets)} asset(s) x {args.duration:g} s ({args.scenario}): {sim.n_frames:,} "
           f"frames, {sim.n_readings:,} readings, {len(sim.faults)} fault(s), {len(bad)} malformed",
@@ -265,7 +265,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         with progress.bar("simulate", total=total) as b:
             # on a terminal the bar says how far it is; elsewhere a line every 10,000 messages
             counts = write_to_kafka(progress.counted(interleave(sim.messages(), bad), b), brokers, wave_topic,
-                                    read_topic, progress=not progress.enabled())
+                                    read_topic, progress=not progress.enabled(), security=cfg.inputs.kafka)
     except RuntimeError as exc:  # messages the broker did not take (write_to_kafka waited 60 s for them)
         raise AiotError(f"simulate: {exc}") from None
     print(f"produced {counts} to {brokers} ({wave_topic}, {read_topic}) in {time.monotonic() - t0:.1f} s",
@@ -309,7 +309,7 @@ def _prepare_flow(args: argparse.Namespace, cfg: SiteConfig, brokers: str, kafka
     if kafka_in or not args.out_dir:
         from aiotstream.io.kafka import wait_for_brokers
 
-        wait_for_brokers(brokers, _broker_wait(args))
+        wait_for_brokers(brokers, _broker_wait(args), cfg.inputs.kafka)
 
 
 def _start_metrics(args: argparse.Namespace, cfg: SiteConfig) -> None:
@@ -357,7 +357,7 @@ def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any
         sink, where = JsonlSink(args.out_dir), f"{args.out_dir}/*.jsonl"
     else:
         ensure_topics(brokers, list(output_topics(cfg).values()), partitions=cfg.outputs.partitions,
-                      wait_s=_broker_wait(args))
+                      wait_s=_broker_wait(args), security=cfg.inputs.kafka)
         sink, where = KafkaOutputSink(cfg,
                                       brokers), f"Kafka {brokers}: " + ", ".join(output_topics(cfg).values())
     also: list[Any] = []
@@ -611,7 +611,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from aiotstream.io.kafka import ensure_topics, input_topics, kafka_source
 
         ensure_topics(brokers, input_topics(cfg), partitions=cfg.outputs.partitions,
-                      wait_s=_broker_wait(args))
+                      wait_s=_broker_wait(args), security=cfg.inputs.kafka)
         from aiotstream.config import FLOW_ENERGY
 
         # the building flow decodes poll blocks
@@ -1010,7 +1010,7 @@ def cmd_console(args: argparse.Namespace) -> int:
         why = exc.strerror or exc
         raise AiotError(f"--host {args.host} --port {args.port}: cannot listen: {why}") from None
     try:
-        wait_for_brokers(brokers, _broker_wait(args))
+        wait_for_brokers(brokers, _broker_wait(args), cfg.inputs.kafka)
         state = ConsoleState()
         feed = Feed(cfg, brokers, state).start()
     except BaseException:

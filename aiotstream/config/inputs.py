@@ -315,6 +315,44 @@ class FileInput(_Model):
     missing_ts: Literal["reject", "arrival"] = "reject"
 
 
+class KafkaSecurity(_Model):
+    """``[inputs.kafka]``: how every Kafka client of the site (the flow's source and sink, topic creation, the
+    console, the simulator) authenticates and encrypts. Secrets come from files, read at start; the config
+    (and its hash) hold only the files' paths."""
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="librdkafka's security.protocol")
+    sasl_mechanism: Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="", description="with SASL_PLAINTEXT or SASL_SSL")
+    username: str = Field(default="", max_length=256, description="the SASL user")
+    password_file: str = Field(default="", description="secret file holding the SASL password (first line)")
+    ca_file: str = Field(default="", description="CA certificate(s) to trust, PEM (SSL, SASL_SSL); "
+                                                 "empty: the system's")
+    cert_file: str = Field(default="", description="client certificate, PEM (SSL client authentication)")
+    key_file: str = Field(default="", description="its private key, PEM")
+    key_password_file: str = Field(default="", description="secret file holding the key's passphrase")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSecurity:
+        sasl = self.security_protocol.startswith("SASL_")
+        tls = self.security_protocol.endswith("SSL")
+        if sasl and not (self.sasl_mechanism and self.username and self.password_file):
+            raise ValueError(f"security_protocol {self.security_protocol!r} needs sasl_mechanism, "
+                             "username and password_file")
+        if not sasl and (self.sasl_mechanism or self.username or self.password_file):
+            raise ValueError("sasl_mechanism/username/password_file are set but security_protocol "
+                             f"{self.security_protocol!r} has no SASL: use SASL_SSL (or SASL_PLAINTEXT)")
+        if not tls and (self.ca_file or self.cert_file or self.key_file or self.key_password_file):
+            raise ValueError("ca_file/cert_file/key_file are set but security_protocol "
+                             f"{self.security_protocol!r} has no TLS: use SSL or SASL_SSL")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together: set both for a client certificate, "
+                             "or neither")
+        if self.key_password_file and not self.key_file:
+            raise ValueError("key_password_file is the passphrase of key_file: set key_file too")
+        return self
+
+
 class InputConfig(_Model):
     kind: Literal["kafka", "mqtt", "opcua", "files"] = Field(default="kafka",
                                                              description="where the data comes from")
@@ -339,6 +377,9 @@ class InputConfig(_Model):
         default=1e12, ge=1e3, le=1e100,
         description="a reading value or waveform sample whose magnitude is larger is dead-lettered with "
                     "reason 'out_of_range'; the default keeps every feature, score and KPI sum finite")
+    kafka: KafkaSecurity | None = Field(
+        default=None, description="TLS and SASL for every Kafka client (default: plaintext, or "
+                                  "AIOTSTREAM_KAFKA_* environment variables)")
     mqtt: MqttInput | None = None
     opcua: OpcUaInput | None = None
     files: FileInput | None = None
