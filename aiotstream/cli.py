@@ -373,6 +373,15 @@ def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any
         m = cfg.outputs.mqtt
         also.append(MqttSink(m, cfg.site.id))
         where += f" + {', '.join(m.kinds)} over MQTT to {m.host}:{m.port} {m.topic}"
+    if cfg.outputs.opcua is not None:
+        if args.out_dir:
+            raise UsageError("[outputs.opcua] writes commands to a PLC and acknowledges them on Kafka: it "
+                             "needs the Kafka outputs, not --out-dir")
+        from aiotstream.io.opcua_write import OpcUaCommandSink
+
+        writer = OpcUaCommandSink(cfg, brokers)
+        also.append(writer)
+        where += f" + commands written to OPC UA {cfg.outputs.opcua.endpoint} (acks on {writer.ack_topic})"
     return sink, also, where
 
 

@@ -59,11 +59,12 @@ from aiotstream.config.inputs import (
     MqttSubscription,
     OpcUaInput,
     OpcUaNode,
+    OpcUaServer,
     PayloadFormat,
     TlsConfig,
 )
 from aiotstream.config.kpi import KPI_NAMES, KpiConfig, ShiftConfig
-from aiotstream.config.outputs import MqttOutput, OutputConfig, ParquetOutput
+from aiotstream.config.outputs import MqttOutput, OpcUaOutput, OpcUaWrite, OutputConfig, ParquetOutput
 from aiotstream.config.site import FORMATS, MAX_CONFIG_BYTES, SiteConfig, default_site, parse_config_text
 
 __all__ = [
@@ -110,6 +111,9 @@ __all__ = [
     "OnnxConfig",
     "OpcUaInput",
     "OpcUaNode",
+    "OpcUaOutput",
+    "OpcUaServer",
+    "OpcUaWrite",
     "OutputConfig",
     "ParquetOutput",
     "PayloadFormat",

@@ -179,15 +179,10 @@ class OpcUaNode(_Model):
     metric: str = Field(min_length=1, max_length=128)
 
 
-class OpcUaInput(_Model):
-    """``[inputs.opcua]``: subscribe to node ids on one OPC UA server."""
+class OpcUaServer(_Model):
+    """Where and how to reach an OPC UA server (shared by the OPC UA source and the command writer)."""
 
     endpoint: str = Field(pattern=r"^opc\.tcp://\S+$", description="opc.tcp://host:port[/path]")
-    sampling_interval_ms: float = Field(default=100.0, ge=0, le=3_600_000)
-    publishing_interval_ms: float = Field(default=500.0, gt=0, le=3_600_000)
-    timestamp: Literal["server", "source"] = Field(default="server",
-                                                   description="which timestamp is event time")
-    bad_quality: Literal["deadletter", "flag"] = "deadletter"
     username: str = ""
     password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
                               description="name of the environment variable holding the user's password")
@@ -208,17 +203,6 @@ class OpcUaInput(_Model):
     server_certificate: str = Field(default="", description="the server's certificate to trust (.pem/.der); "
                                                             "empty: the one its endpoint presents")
     timeout_s: float = Field(default=4.0, gt=0, le=600, description="per request, and per connection attempt")
-    reconnect_min_s: float = Field(default=0.5, gt=0, le=3600,
-                                   description="first retry delay, doubling up to reconnect_max_s")
-    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
-    queue_size: int = Field(default=100_000, ge=1, le=10_000_000,
-                            description="data changes buffered in the flow process; when full, the client "
-                                        "stops asking the server for more (its queues then hold them)")
-    monitored_queue_size: int = Field(default=100, ge=1, le=100_000,
-                                      description="values the server keeps per node between publishes, and "
-                                                  "while a connection is down (when the subscription "
-                                                  "can be restored)")
-    nodes: list[OpcUaNode] = Field(min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -229,17 +213,8 @@ class OpcUaInput(_Model):
                              "private_key_password_env)")
         return data
 
-    @field_validator("nodes")
-    @classmethod
-    def _unique_nodes(cls, v: list[OpcUaNode]) -> list[OpcUaNode]:
-        ids = [n.node_id for n in v]
-        dups = sorted({i for i in ids if ids.count(i) > 1})
-        if dups:
-            raise ValueError(f"node id(s) {', '.join(map(repr, dups))} appear more than once")
-        return v
-
     @model_validator(mode="after")
-    def _security(self) -> OpcUaInput:
+    def _security(self) -> OpcUaServer:
         if self.security_policy != "None" and not (self.certificate and self.private_key):
             raise ValueError(f"security_policy {self.security_policy!r} needs certificate and private_key "
                              "(the client's application instance certificate and its key)")
@@ -247,9 +222,6 @@ class OpcUaInput(_Model):
                                                or self.server_certificate):
             raise ValueError("certificate/private_key/server_certificate are set but security_policy is "
                              "'None': set security_policy (e.g. 'Basic256Sha256') to use them")
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_min_s "
-                             f"({self.reconnect_min_s})")
         if self.password_env and self.password_file:
             raise ValueError("password_env and password_file are two ways to give the one password: set one")
         if self.private_key_password_env and self.private_key_password_file:
@@ -275,7 +247,44 @@ class OpcUaInput(_Model):
             "no user is authenticated and values cross"
         return (f"OPC UA {self.endpoint}: security policy None: {what} the network unsigned and unencrypted; "
                 "set security_policy (e.g. \"Basic256Sha256\"), security_mode, certificate and private_key "
-                "in [inputs.opcua] to secure it")
+                "in [inputs.opcua] (or [outputs.opcua]) to secure it")
+
+
+class OpcUaInput(OpcUaServer):
+    """``[inputs.opcua]``: subscribe to node ids on one OPC UA server."""
+
+    sampling_interval_ms: float = Field(default=100.0, ge=0, le=3_600_000)
+    publishing_interval_ms: float = Field(default=500.0, gt=0, le=3_600_000)
+    timestamp: Literal["server", "source"] = Field(default="server",
+                                                   description="which timestamp is event time")
+    bad_quality: Literal["deadletter", "flag"] = "deadletter"
+    reconnect_min_s: float = Field(default=0.5, gt=0, le=3600,
+                                   description="first retry delay, doubling up to reconnect_max_s")
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+    queue_size: int = Field(default=100_000, ge=1, le=10_000_000,
+                            description="data changes buffered in the flow process; when full, the client "
+                                        "stops asking the server for more (its queues then hold them)")
+    monitored_queue_size: int = Field(default=100, ge=1, le=100_000,
+                                      description="values the server keeps per node between publishes, and "
+                                                  "while a connection is down (when the subscription "
+                                                  "can be restored)")
+    nodes: list[OpcUaNode] = Field(min_length=1)
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique_nodes(cls, v: list[OpcUaNode]) -> list[OpcUaNode]:
+        ids = [n.node_id for n in v]
+        dups = sorted({i for i in ids if ids.count(i) > 1})
+        if dups:
+            raise ValueError(f"node id(s) {', '.join(map(repr, dups))} appear more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _reconnect_order(self) -> OpcUaInput:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_min_s "
+                             f"({self.reconnect_min_s})")
+        return self
 
 
 class FileColumns(_Model):

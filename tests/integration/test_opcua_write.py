@@ -1,0 +1,181 @@
+"""OPC UA write-back against an asyncua server of the test's own: an emitted command's value arrives in the
+actuator's PLC node (in the node's data type) and is acknowledged with the record devices send; a command
+outside the envelope at the moment of writing (against the value the PLC holds then) is not written and is
+acknowledged as rejected ("blocked at write time"); a node that does not exist or refuses the write is a
+failed ack, not a crash; the acks reach the site's ack topic on a real Kafka-protocol broker."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from aiotstream.codecs.feedback import decode_feedback
+from aiotstream.config import SiteConfig, default_site
+from aiotstream.io.broker import free_port
+from aiotstream.io.opcua_write import OpcUaCommandSink
+from aiotstream.records import Output, Position
+
+pytestmark = pytest.mark.integration
+asyncua = pytest.importorskip("asyncua")
+ua = asyncua.ua
+
+
+class Plc:
+    """An asyncua server with a writable Double setpoint, a writable Int32 one and a read-only one."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"opc.tcp://127.0.0.1:{self.port}/plc/"
+        self.ready = threading.Event()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server: Any = None
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+
+    async def _serve(self) -> None:
+        from asyncua import Server
+
+        try:
+            self.loop = asyncio.get_running_loop()
+            server = Server()
+            await server.init()
+            server.set_endpoint(self.endpoint)
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+            idx = await server.register_namespace("urn:aiotstream:test-plc")
+            objs = server.nodes.objects
+            speed = await objs.add_variable(ua.NodeId("press.speed", idx), "speed", 50.0)
+            steps = await objs.add_variable(ua.NodeId("press.steps", idx), "steps", ua.Variant(3, ua.VariantType.Int32))
+            await objs.add_variable(ua.NodeId("press.locked", idx), "locked", 1.0)  # not writable
+            await speed.set_writable()
+            await steps.set_writable()
+            self.server = server
+            async with server:
+                self.ready.set()
+                while not self.done.is_set():
+                    await asyncio.sleep(0.05)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            self.error = exc
+            self.ready.set()
+
+    def value(self, name: str) -> Any:
+        assert self.loop is not None
+
+        async def read() -> Any:
+            return await self.server.get_node(f"ns=2;s=press.{name}").read_value()
+
+        return asyncio.run_coroutine_threadsafe(read(), self.loop).result(10)
+
+
+@pytest.fixture
+def plc() -> Iterator[Plc]:
+    p = Plc()
+    p.thread.start()
+    assert p.ready.wait(30), "the asyncua server did not start"
+    if p.error:
+        raise p.error
+    yield p
+    p.done.set()
+    p.thread.join(10)
+
+
+def site(endpoint: str, site_id: str = "demo-plant") -> SiteConfig:
+    return default_site(1, site_id=site_id, control={"actuators": [
+        {"name": "speed", "min": 0, "max": 100, "max_step": 10},
+        {"name": "steps", "min": 0, "max": 10},
+        {"name": "locked", "min": 0, "max": 10},
+        {"name": "ghost", "min": 0, "max": 10},
+    ]}, outputs={"opcua": {"endpoint": endpoint, "writes": [
+        {"asset": "asset-000", "actuator": "speed", "node_id": "ns=2;s=press.speed"},
+        {"asset": "asset-000", "actuator": "steps", "node_id": "ns=2;s=press.steps"},
+        {"asset": "asset-000", "actuator": "locked", "node_id": "ns=2;s=press.locked"},
+        {"asset": "asset-000", "actuator": "ghost", "node_id": "ns=2;s=press.does-not-exist"},
+    ]}})
+
+
+def command(actuator: str, value: Any, status: str = "emitted") -> Output:
+    cid = f"c-{uuid.uuid4().hex[:10]}"
+    return Output("command", "asset-000", {"schema": "aiotstream.command/1", "command_id": cid, "status": status,
+                                           "asset": "asset-000", "actuator": actuator, "value": value})
+
+
+def test_commands_are_written_checked_again_and_acknowledged(plc: Plc, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    acks: list[tuple[str, str, bytes]] = []
+    sink = OpcUaCommandSink(site(plc.endpoint), send_ack=lambda t, k, v: acks.append((t, k, v)))
+    part = sink.build("out", 0, 1)
+    cmds = [command("speed", 55.0),              # applied
+            command("speed", 75.0),              # 20 away from the 55 the PLC holds now: max_step 10
+            command("speed", 150.0),             # above max
+            command("steps", 7.0),               # an Int32 node: written as 7
+            command("locked", 2.0),              # the node refuses the write
+            command("ghost", 1.0),               # no such node
+            command("speed", 60.0, "awaiting_approval")]  # not emitted: not written, no ack
+    try:
+        part.write_batch(cmds)
+    finally:
+        part.close()
+    assert plc.value("speed") == 55.0
+    assert plc.value("steps") == 7
+    assert plc.value("locked") == 1.0
+    assert [(t, k) for t, k, _ in acks] == [("demo-plant.acks", "asset-000")] * 6
+    got = [decode_feedback(v, Position("demo-plant.acks", 0, i)) for i, (_, _, v) in enumerate(acks)]
+    assert [(f.command_id, f.status) for f in got] == [
+        (cmds[0].record["command_id"], "applied"), (cmds[1].record["command_id"], "rejected"),
+        (cmds[2].record["command_id"], "rejected"), (cmds[3].record["command_id"], "applied"),
+        (cmds[4].record["command_id"], "failed"), (cmds[5].record["command_id"], "failed")]
+    raw = [orjson.loads(v) for _, _, v in acks]
+    assert raw[0]["value"] == 55.0 and raw[3]["value"] == 7.0
+    assert raw[1]["note"].startswith("blocked at write time: max_step") and "max: 150 > 100" in raw[2]["note"]
+    assert "BadNotWritable" in raw[4]["note"] or "BadUserAccessDenied" in raw[4]["note"], raw[4]["note"]
+    assert "BadNodeIdUnknown" in raw[5]["note"], raw[5]["note"]
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING and "OPC UA write" in r.getMessage()]) == 4
+
+
+def test_an_unreachable_plc_is_a_failed_ack_not_a_crash() -> None:
+    acks: list[bytes] = []
+    sink = OpcUaCommandSink(site(f"opc.tcp://127.0.0.1:{free_port()}/plc/"),
+                            send_ack=lambda _t, _k, v: acks.append(v))
+    part = sink.build("out", 0, 1)
+    try:
+        part.write_batch([command("speed", 55.0)])
+    finally:
+        part.close()
+    rec = orjson.loads(acks[0])
+    assert rec["status"] == "failed" and "not reachable" in rec["note"]
+
+
+def test_acks_reach_the_site_ack_topic(plc: Plc, kafka_broker: str) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    from aiotstream.io.kafka import ensure_topics
+
+    site_id = f"w{uuid.uuid4().hex[:8]}"
+    cfg = site(plc.endpoint, site_id)
+    ensure_topics(kafka_broker, [f"{site_id}.acks"], partitions=1)
+    part = OpcUaCommandSink(cfg, kafka_broker).build("out", 0, 1)
+    cmd = command("speed", 58.0)
+    try:
+        part.write_batch([cmd])
+    finally:
+        part.close()
+    c = Consumer({"bootstrap.servers": kafka_broker, "group.id": "t", "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(f"{site_id}.acks", 0, 0)])
+        msgs = []
+        for _ in range(50):
+            msgs += [m for m in c.consume(10, timeout=0.2) if m.error() is None]
+            if msgs:
+                break
+    finally:
+        c.close()
+    assert len(msgs) == 1 and msgs[0].key() == b"asset-000"
+    fb = decode_feedback(msgs[0].value(), Position(f"{site_id}.acks", 0, 0))
+    assert (fb.type, fb.command_id, fb.status) == ("command_ack", cmd.record["command_id"], "applied")
+    assert plc.value("speed") == 58.0
