@@ -940,9 +940,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise AiotError(f"train needs the train extra (pip install 'aiotstream[train]'): {exc}") from None
 
     cfg = _load_site(args)
-    for option in ("signing_key", "hmac_key_file"):
+    for option in ("signing_key", "hmac_key_file", "signing_key_passphrase_file"):
         if getattr(args, option):
             in_file(getattr(args, option), "--" + option.replace("_", "-"))
+    if args.signing_key_passphrase_file and not args.signing_key:
+        raise UsageError("--signing-key-passphrase-file is the passphrase of --signing-key: give both")
     if args.new_key:
         out_dir(args.new_key, "--new-key")
     out_dir(args.registry, "--registry")
@@ -961,6 +963,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         hmac_key = Path(args.hmac_key_file).read_bytes().strip()
         if not hmac_key:
             raise UsageError(f"--hmac-key-file {args.hmac_key_file}: the file is empty")
+    signing_key = None
+    if args.signing_key:  # loaded (and decrypted) before hours of training, not after
+        from aiotstream.models.registry import load_signing_key
+        from aiotstream.secretfiles import read_secret_bytes
+
+        passphrase = read_secret_bytes(args.signing_key_passphrase_file, "--signing-key-passphrase-file") \
+            if args.signing_key_passphrase_file else None
+        signing_key = load_signing_key(Path(args.signing_key), passphrase)
     reg = ModelRegistry(args.registry, allow_unsigned=True)
     t0 = time.perf_counter()
     with progress.bar("train", total=2, unit="step") as b:  # simulating + features, then fitting + publishing
@@ -971,7 +981,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         manifests = train_and_publish(cfg, reg, args.name, args.version, n_assets=args.assets,
                                       duration_s=args.duration, seed=args.seed,
-                                      signing_key=Path(args.signing_key) if args.signing_key else None,
+                                      signing_key=signing_key,
                                       hmac_key=hmac_key, n_estimators=args.trees, stage=stage)
         b.update(1)
     for m in manifests:
@@ -1275,7 +1285,10 @@ def _add_train(sub: Any) -> None:
     t.add_argument("--name", required=True, help="model name")
     t.add_argument("--version", required=True,
                    help="version V: publishes V, V-ae and V-int8 (never overwritten)")
-    t.add_argument("--signing-key", help="Ed25519 private key (PEM) to sign the manifests with")
+    t.add_argument("--signing-key", help="Ed25519 private key (PEM, may be encrypted) to sign the manifests "
+                                         "with")
+    t.add_argument("--signing-key-passphrase-file", metavar="FILE",
+                   help="secret file whose first line is the passphrase of an encrypted --signing-key")
     t.add_argument("--new-key", metavar="DIR", help="make a new Ed25519 key pair in DIR and sign with it")
     t.add_argument("--hmac-key-file", help="sign with HMAC-SHA256 using the secret in this file instead")
     t.add_argument("--unsigned", action="store_true", help="publish unsigned (development only)")
