@@ -314,17 +314,20 @@ class ConnectionLog:
                   f"MQTT connection to {self.where} lost ({reason}); reconnecting with "
                   f"backoff {self.backoff}")
 
-    def retry(self, refused: str | None = None) -> None:
+    def retry(self, refused: str | None = None, why: str | None = None) -> None:
+        """A connection attempt failed: the broker ``refused`` it (a CONNACK or a TLS alert), or it did not
+        get that far (``why``: a refused TCP connection, a certificate the CA does not sign, ...)."""
         self.attempts += 1
         now = self.now()
+        unreachable = f"not reachable ({why})" if why else "not reachable"
         if self.down_since is None:
             self.down_since = self.last_line = now
-            why = f"refused the connection ({refused})" if refused else "not reachable"
+            what = f"refused the connection ({refused})" if refused else unreachable
             self.emit(logging.WARNING,
-                      f"MQTT broker {self.where} {why}; retrying with backoff {self.backoff}")
+                      f"MQTT broker {self.where} {what}; retrying with backoff {self.backoff}")
         elif now - self.last_line >= self.every_s:
             self.last_line = now
-            why = f"still refuses the connection ({refused})" if refused else "still not reachable"
+            why = f"still refuses the connection ({refused})" if refused else f"still {unreachable}"
             self.emit(logging.WARNING, f"MQTT broker {self.where} {why} after {now - self.down_since:.0f} s "
                                        f"({self.attempts} failed attempt(s)); retrying with "
                                        f"backoff {self.backoff}")
@@ -484,7 +487,7 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
         elif kind == relay.DOWN:
             self.conn_log.down(frame[2])
         elif kind == relay.RETRY:
-            self.conn_log.retry()
+            self.conn_log.retry(why=frame[1] if len(frame) > 1 else None)
         elif kind == relay.REFUSED:
             self.conn_log.retry(refused=frame[1])
         elif kind == relay.DROPS:

@@ -196,9 +196,9 @@ class Relay:
         failed = [(f, str(r)) for f, r in zip(filters, reasons, strict=False) if r.is_failure]
         self.events.append((SUBSCRIBED, failed))
 
-    def _on_connect_fail(self, _client: mqtt.Client, _ud: Any) -> None:
+    def _on_connect_fail(self, client: mqtt.Client, _ud: Any) -> None:
         if not self.closing.is_set():
-            self.events.append((RETRY,))
+            self.events.append((RETRY, getattr(client, "connect_error", "")))
 
     def _on_disconnect(self, _client: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
         with self.gen_lock:
