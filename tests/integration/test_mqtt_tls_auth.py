@@ -256,3 +256,26 @@ def test_a_missing_secret_file_is_one_line_naming_the_field(secure: SecureBroker
             part.close()
     msg = str(err.value)
     assert "password_file" in msg and "nope" in msg and "\n" not in msg
+
+
+def test_the_flow_runs_over_tls_with_client_certificate_and_password_file(secure: SecureBroker) -> None:
+    """The predictive-maintenance flow itself (Bytewax, the site's MQTT source) over the TLS listener: every
+    reading arrives and decodes (no dead letter)."""
+    from mqtt_devices import Devices, run_flow
+    from mqtt_devices import site as mqtt_site
+
+    prefix = uuid.uuid4().hex[:8]
+    src = secure.input(prefix).model_dump(mode="json")
+    settings = {k: src[k] for k in ("username", "password_file", "tls", "broker_drops_topic")}
+    cfg = mqtt_site("127.0.0.1", secure.tls_port, f"plant/{prefix}", assets=2, **settings,
+                    subscriptions=[{"filter": f"plant/{prefix}/+/+", "format": "json", "asset": "{2}",
+                                    "metric": "{3}", "seq": "seq"}])
+    dev = Devices(f"plant/{prefix}", assets=2)
+    msgs = dev.readings(2400)
+
+    def device(_rec: Any, _stop: Any) -> None:
+        secure.publish(msgs)
+
+    rec, out = run_flow(cfg, device)
+    assert rec.unique() == set(msgs)
+    assert out and [o for o in out if o.kind == "deadletter"] == []
