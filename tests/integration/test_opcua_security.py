@@ -177,3 +177,42 @@ def test_refused_at_start_is_a_one_line_error(case: str, secure_plc: SecurePlc, 
         part.close()
     none = [r.getMessage() for r in caplog.records if "security policy None" in r.getMessage()]
     assert len(none) == (1 if case == "no security" else 0)
+
+
+def test_the_flow_reads_over_sign_and_encrypt(secure_plc: SecurePlc, client_cert: tuple[Path, Path]) -> None:
+    """The predictive-maintenance flow itself (Bytewax, the site's OPC UA source) subscribed over Basic256Sha256
+    SignAndEncrypt with the password from a file: the PLC's value arrives and decodes (no dead letter)."""
+    from datetime import timedelta
+
+    from bytewax.testing import TestingSink, run_main
+    from conftest import RecordingSource
+
+    from aiotstream.config import SiteConfig, default_site
+    from aiotstream.dataflow import build_flow
+
+    pw_file = client_cert[0].parent / "plc.password"
+    pw_file.write_text(PASSWORD + "\n")
+    data = default_site(1, inputs={"tail": False}, kpi={"period_s": 1}).model_dump(mode="json")
+    data["assets"] = [{"id": "press-1", "channels": ["x"]}]
+    data["inputs"]["kind"] = "opcua"
+    data["inputs"]["opcua"] = cfg(secure_plc.endpoint, client_cert, username=USER,
+                                  password_file=str(pw_file)).model_dump(mode="json")
+    site = SiteConfig.from_dict(data)
+    assert site.inputs.opcua is not None and site.inputs.opcua.security_mode == "SignAndEncrypt"
+    stop = threading.Event()
+    seen: list[Any] = []
+    src = RecordingSource(OpcUaSource(site.inputs.opcua, 64, stop=stop, idle_stop_s=1.0), seen)
+
+    def stopper() -> None:
+        deadline = time.monotonic() + 30
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+
+    t = threading.Thread(target=stopper)
+    t.start()
+    out: list[Any] = []
+    run_main(build_flow(site, src, TestingSink(out), tail=False), epoch_interval=timedelta(seconds=0.5))
+    t.join(timeout=30)
+    assert seen and seen[0].asset == "press-1" and b'"value":4.5' in seen[0].value
+    assert [o for o in out if o.kind == "deadletter"] == []
