@@ -12,7 +12,7 @@ from aiotstream.errors import AiotError
 
 
 def read_secret(path: str, field: str) -> str:
-    """The secret in ``path`` (its first line, without the line end), or AiotError naming ``field``.
+    """The secret in ``path`` (its first line, without ``\n`` or ``\r\n``), or AiotError naming ``field``.
 
     >>> import tempfile, os
     >>> with tempfile.NamedTemporaryFile("w", delete=False) as f:
@@ -36,8 +36,7 @@ def read_secret(path: str, field: str) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise AiotError(f"{field}: secret file {path!r} is not UTF-8 text") from None
-    lines = text.splitlines()
-    secret = lines[0] if lines else ""
+    secret = text.split("\n", 1)[0].removesuffix("\r")  # only \n ends it: a password may hold \f or \x85
     if not secret:
         raise AiotError(f"{field}: secret file {path!r} is empty (the secret is its first line)")
     return secret
