@@ -21,6 +21,7 @@ the first command and again after a failure.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import math
 import threading
@@ -94,6 +95,19 @@ class _Plc:
     def run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10 * self.cfg.timeout_s)
 
+    def write_now(self, node_id: str, act: ActuatorConfig,
+                  value: Any) -> tuple[str, float | None, str | None]:
+        """:meth:`write` from the sink's thread, bounded: a PLC that stops answering mid-write is a failed
+        ack (and a new connection next time), not a flow that hangs."""
+        fut = asyncio.run_coroutine_threadsafe(self.write(node_id, act, value), self.loop)
+        limit = 10 * self.cfg.timeout_s
+        try:
+            return fut.result(timeout=limit)
+        except concurrent.futures.TimeoutError:
+            fut.cancel()
+            asyncio.run_coroutine_threadsafe(self._drop(), self.loop)
+            return "failed", None, f"OPC UA {self.cfg.endpoint}: no answer within {limit:g} s"
+
     async def _client(self) -> Any:
         if self.client is None:
             from aiotstream.io.opcua import make_client
@@ -118,8 +132,6 @@ class _Plc:
 
         try:
             client = await self._client()
-        except AiotError:
-            raise
         except Exception as exc:  # noqa: BLE001 - any failure to connect is a failed write, not a crash
             await self._drop()
             return "failed", None, f"OPC UA {self.cfg.endpoint} not reachable: {_text(exc)}"
@@ -186,8 +198,8 @@ class _WriterPartition(StatelessSinkPartition[Output]):
             node_id = self.nodes.get((rec.get("asset"), rec.get("actuator")))
             if node_id is None:
                 continue
-            status, value, note = self.plc.run(self.plc.write(node_id, self.actuators[rec["actuator"]],
-                                                              rec.get("value")))
+            status, value, note = self.plc.write_now(node_id, self.actuators[rec["actuator"]],
+                                                     rec.get("value"))
             if status != "applied":
                 log.warning("OPC UA write of command %s (%s/%s = %r) to %s: %s: %s", rec.get("command_id"),
                             rec.get("asset"), rec.get("actuator"), rec.get("value"), node_id, status, note)

@@ -138,17 +138,31 @@ def test_commands_are_written_checked_again_and_acknowledged(plc: Plc, caplog: p
     assert len([r for r in caplog.records if r.levelno == logging.WARNING and "OPC UA write" in r.getMessage()]) == 4
 
 
-def test_an_unreachable_plc_is_a_failed_ack_not_a_crash() -> None:
+@pytest.mark.parametrize("peer", ["nothing listens", "a listener that never answers"])
+def test_an_unreachable_plc_is_a_failed_ack_not_a_crash(peer: str) -> None:
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    if peer == "a listener that never answers":
+        silent.listen()
+    port = silent.getsockname()[1]
     acks: list[bytes] = []
-    sink = OpcUaCommandSink(site(f"opc.tcp://127.0.0.1:{free_port()}/plc/"),
-                            send_ack=lambda _t, _k, v: acks.append(v))
-    part = sink.build("out", 0, 1)
+    cfg = site(f"opc.tcp://127.0.0.1:{port}/plc/")
+    assert cfg.outputs.opcua is not None
+    cfg = cfg.model_copy(update={"outputs": cfg.outputs.model_copy(
+        update={"opcua": cfg.outputs.opcua.model_copy(update={"timeout_s": 0.3})})})
     try:
-        part.write_batch([command("speed", 55.0)])
+        part = OpcUaCommandSink(cfg, send_ack=lambda _t, _k, v: acks.append(v)).build("out", 0, 1)
+        try:
+            part.write_batch([command("speed", 55.0), command("speed", 56.0)])
+        finally:
+            part.close()
     finally:
-        part.close()
-    rec = orjson.loads(acks[0])
-    assert rec["status"] == "failed" and "not reachable" in rec["note"]
+        silent.close()
+    recs = [orjson.loads(a) for a in acks]
+    assert [r["status"] for r in recs] == ["failed", "failed"]
+    assert all("not reachable" in r["note"] for r in recs), recs
 
 
 def test_acks_reach_the_site_ack_topic(plc: Plc, kafka_broker: str) -> None:
