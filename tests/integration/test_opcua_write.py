@@ -193,3 +193,39 @@ def test_acks_reach_the_site_ack_topic(plc: Plc, kafka_broker: str) -> None:
     fb = decode_feedback(msgs[0].value(), Position(f"{site_id}.acks", 0, 0))
     assert (fb.type, fb.command_id, fb.status) == ("command_ack", cmd.record["command_id"], "applied")
     assert plc.value("speed") == 58.0
+
+
+def test_the_flows_emitted_commands_reach_the_plc(plc: Plc) -> None:
+    """The plant flow itself: anomalies fire an auto-mode rule, its emitted commands (and their reverts) go
+    through the writer to the PLC node; each is acknowledged as applied with the value the command carried."""
+    from bytewax.testing import TestingSink, run_main
+
+    from aiotstream.dataflow import build_flow
+    from aiotstream.io.simulator import SimulatorSource
+    from aiotstream.sim.plant import Fault, PlantSimulator
+
+    start, s = 1_767_225_600_000_000_000, 1_000_000_000
+    assets = [f"m-{i:03d}" for i in range(4)]
+    cfg = default_site(4, site_id="wb-plant", inputs={"tail": False},
+                       assets=[{"id": a, "line": "line-1"} for a in assets], model={"warmup_windows": 10},
+                       control={"actuators": [{"name": "speed", "unit": "%", "initial": 50, "min": 0, "max": 100,
+                                               "max_step": 10, "ack_timeout_s": 0}],
+                                "rules": [{"name": "slow", "actuator": "speed", "mode": "auto",
+                                           "when": {"alert_type": "anomaly"}, "action": {"delta": -5},
+                                           "revert": {"set": 50}}]},
+                       outputs={"opcua": {"endpoint": plc.endpoint, "writes": [
+                           {"asset": a, "actuator": "speed", "node_id": "ns=2;s=press.speed"} for a in assets]}})
+    faults = [Fault("m-001", "imbalance", start + 20 * s, None, None),
+              Fault("m-000", "sensor_stuck", start + 30 * s, start + 40 * s, "y")]
+    sim = PlantSimulator(cfg.all_assets(), duration_s=60.0, seed=5, warmup_s=0.0, faults=faults)
+    acks: list[bytes] = []
+    out: list[Output] = []
+    writer = OpcUaCommandSink(cfg, send_ack=lambda _t, _k, v: acks.append(v))
+    run_main(build_flow(cfg, SimulatorSource(list(sim.messages()), cfg.site.id, batch=97), TestingSink(out),
+                        tail=False, snapshots=False, also=[writer]))
+    emitted = [o.record for o in out if o.kind == "command" and o.record["status"] == "emitted"]
+    assert emitted, "no command was emitted: the scenario did not fire the rule"
+    got = [orjson.loads(a) for a in acks]
+    assert [(g["command_id"], g["status"], g["value"]) for g in got] == \
+        [(e["command_id"], "applied", e["value"]) for e in emitted]
+    assert plc.value("speed") == got[-1]["value"]
