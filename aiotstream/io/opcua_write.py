@@ -240,7 +240,9 @@ class OpcUaCommandSink(DynamicSink[Output]):
         self.security = config.inputs.kafka
         self.send_ack = send_ack
         from aiotstream.io.opcua import make_client
+        from aiotstream.io.outage import route_library_logs
 
+        route_library_logs("asyncua", f"{__name__}.asyncua")  # its lines at DEBUG; ours say what went wrong
         asyncio.run(make_client(cfg, "outputs.opcua"))  # unreadable certificates, a missing secret: now
         warning = cfg.security_warning()
         if warning:

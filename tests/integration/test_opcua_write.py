@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -229,3 +231,75 @@ def test_the_flows_emitted_commands_reach_the_plc(plc: Plc) -> None:
     assert [(g["command_id"], g["status"], g["value"]) for g in got] == \
         [(e["command_id"], "applied", e["value"]) for e in emitted]
     assert plc.value("speed") == got[-1]["value"]
+
+
+def test_aiotstream_run_writes_to_the_plc_and_reads_the_ack_back(plc: Plc, kafka_broker: str,
+                                                                 tmp_path: Path) -> None:
+    """The whole loop as deployed: ``aiotstream run`` with ``[outputs.opcua]`` on a real Kafka-protocol broker;
+    an anomaly fires an auto-mode command, the writer writes it to the PLC node and acknowledges it on
+    ``<site>.acks``, the flow reads that ack back and the command becomes ``acked`` with the written value."""
+    from support import Follow, start_flow, stop_flow
+
+    from aiotstream.io.kafka import ensure_topics, input_topics, output_topics
+    from aiotstream.io.simulator import write_to_kafka
+    from aiotstream.sim.plant import Fault, PlantSimulator
+
+    site_id = f"wb{uuid.uuid4().hex[:8]}"
+    toml = tmp_path / "site.toml"
+    toml.write_text(f"""
+[site]
+id = "{site_id}"
+[[assets]]
+id = "m-000"
+[[assets]]
+id = "m-001"
+[model]
+warmup_windows = 10
+drift_detector = "none"
+[window]
+idle_close_s = 2
+[[control.actuators]]
+name = "speed"
+initial = 50
+min = 0
+max = 100
+max_step = 10
+ack_timeout_s = 600
+[[control.rules]]
+name = "slow"
+actuator = "speed"
+mode = "auto"
+when = {{ alert_type = "anomaly" }}
+action = {{ delta = -5 }}
+[outputs.opcua]
+endpoint = "{plc.endpoint}"
+[[outputs.opcua.writes]]
+asset = "m-001"
+actuator = "speed"
+node_id = "ns=2;s=press.speed"
+""")
+    cfg = SiteConfig.load(toml)
+    s = 1_000_000_000
+    start = (time.time_ns() // s - 60) * s  # event time near the writer's clock, which stamps the ack
+    sim = PlantSimulator(cfg.all_assets(), duration_s=60.0, start_ns=start, seed=5, warmup_s=0.0,
+                         faults=[Fault("m-001", "imbalance", start + 20 * s, None, None)])
+    topics = output_topics(cfg)
+    ensure_topics(kafka_broker, input_topics(cfg) + list(topics.values()), partitions=1)
+    wave, read = cfg.inputs.topics
+    write_to_kafka(sim.messages(), kafka_broker, wave, read)
+    log = tmp_path / "flow.log"
+    proc = start_flow(toml, kafka_broker, log)
+    out = Follow(kafka_broker, topics, group=site_id)
+    try:
+        acked = out.wait_for("an acked command", lambda: [c for c in out.records["command"]
+                                                           if c["status"] == "acked"], proc, log)
+    finally:
+        rc = stop_flow(proc)
+        out.c.close()
+    assert rc == 130, log.read_text()[-3000:]  # stopped by SIGINT, cleanly
+    cmd = acked[0]  # type: ignore[index]
+    emitted = [c for c in out.records["command"] if c["command_id"] == cmd["command_id"]
+               and c["status"] == "emitted"]
+    assert emitted and cmd["asset"] == "m-001" and cmd["acked_value"] == emitted[0]["value"] == 45.0
+    assert cmd["inputs"][0]["topic"] == f"{site_id}.acks"
+    assert plc.value("speed") == 45.0
