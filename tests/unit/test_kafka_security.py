@@ -125,3 +125,29 @@ def test_a_missing_or_empty_file_is_one_line_naming_the_field(tmp_path: Path, fi
 def test_inconsistent_settings_fail_at_load(tmp_path: Path, over: dict[str, Any], says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         site(pki(tmp_path), **over)
+
+
+@pytest.mark.parametrize(("protocol", "warns"), [("SASL_SSL", None), ("SSL", None),
+                                                 ("SASL_PLAINTEXT", "SASL credentials"), (None, "messages cross")])
+def test_the_plaintext_warning_follows_the_site_config(tmp_path: Path, protocol: str | None, warns: str | None,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    files = pki(tmp_path)
+    if protocol is None:
+        cfg = default_site(2, inputs={"brokers": ["kafka.plant.local:9093"]})
+    elif protocol == "SSL":
+        cfg = site(files, security_protocol="SSL", sasl_mechanism="", username="", password_file="")
+    elif protocol == "SASL_PLAINTEXT":
+        cfg = site(files, security_protocol="SASL_PLAINTEXT", ca_file=None, cert_file=None, key_file=None,
+                   key_password_file=None)
+    else:
+        cfg = site(files)
+    caplog.set_level(logging.INFO)
+    kafka_source(cfg)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if warns is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and warns in lines[0] and "[inputs.kafka]" in lines[0]
+        assert SASL_PW not in lines[0]
