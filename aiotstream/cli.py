@@ -246,7 +246,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
         wave_topic, read_topic = cfg.inputs.topics[0], cfg.inputs.topics[-1]
         ensure_topics(brokers, [wave_topic, read_topic], partitions=args.partitions,
-                      wait_s=_broker_wait(args))
+                      wait_s=_broker_wait(args), security=cfg.inputs.kafka)
     sim, bad = _simulator(args, cfg)
     print(f"simulating {len(sim.assets)} asset(s) x {args.duration:g} s ({args.scenario}): {sim.n_frames:,} "
           f"frames, {sim.n_readings:,} readings, {len(sim.faults)} fault(s), {len(bad)} malformed",
@@ -267,7 +267,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         with progress.bar("simulate", total=total) as b:
             # on a terminal the bar says how far it is; elsewhere a line every 10,000 messages
             counts = write_to_kafka(progress.counted(interleave(sim.messages(), bad), b), brokers, wave_topic,
-                                    read_topic, progress=not progress.enabled())
+                                    read_topic, progress=not progress.enabled(), security=cfg.inputs.kafka)
     except RuntimeError as exc:  # messages the broker did not take (write_to_kafka waited 60 s for them)
         raise AiotError(f"simulate: {exc}") from None
     print(f"produced {counts} to {brokers} ({wave_topic}, {read_topic}) in {time.monotonic() - t0:.1f} s",
@@ -313,7 +313,7 @@ def _prepare_flow(args: argparse.Namespace, cfg: SiteConfig, brokers: str, kafka
     if kafka_in or not args.out_dir:
         from aiotstream.io.kafka import wait_for_brokers
 
-        wait_for_brokers(brokers, _broker_wait(args))
+        wait_for_brokers(brokers, _broker_wait(args), cfg.inputs.kafka)
 
 
 def _start_metrics(args: argparse.Namespace, cfg: SiteConfig | None) -> None:
@@ -362,7 +362,7 @@ def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any
         sink, where = JsonlSink(args.out_dir), f"{args.out_dir}/*.jsonl"
     else:
         ensure_topics(brokers, list(output_topics(cfg).values()), partitions=cfg.outputs.partitions,
-                      wait_s=_broker_wait(args), configs=topic_configs(cfg))
+                      wait_s=_broker_wait(args), configs=topic_configs(cfg), security=cfg.inputs.kafka)
         sink, where = KafkaOutputSink(cfg,
                                       brokers), f"Kafka {brokers}: " + ", ".join(output_topics(cfg).values())
     also: list[Any] = []
@@ -379,6 +379,15 @@ def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any
         m = cfg.outputs.mqtt
         also.append(MqttSink(m, cfg.site.id))
         where += f" + {', '.join(m.kinds)} over MQTT to {m.host}:{m.port} {m.topic}"
+    if cfg.outputs.opcua is not None:
+        if args.out_dir:
+            raise UsageError("[outputs.opcua] writes commands to a PLC and acknowledges them on Kafka: it "
+                             "needs the Kafka outputs, not --out-dir")
+        from aiotstream.io.opcua_write import OpcUaCommandSink
+
+        writer = OpcUaCommandSink(cfg, brokers)
+        also.append(writer)
+        where += f" + commands written to OPC UA {cfg.outputs.opcua.endpoint} (acks on {writer.ack_topic})"
     return sink, also, where
 
 
@@ -669,7 +678,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from aiotstream.io.kafka import ensure_topics, input_topics, kafka_source
 
         ensure_topics(brokers, input_topics(cfg), partitions=cfg.outputs.partitions,
-                      wait_s=_broker_wait(args))
+                      wait_s=_broker_wait(args), security=cfg.inputs.kafka)
         from aiotstream.config import FLOW_ENERGY
 
         # the building flow decodes poll blocks
@@ -1003,9 +1012,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise AiotError(f"train needs the train extra (pip install 'aiotstream[train]'): {exc}") from None
 
     cfg = _load_site(args)
-    for option in ("signing_key", "hmac_key_file"):
+    for option in ("signing_key", "hmac_key_file", "signing_key_passphrase_file"):
         if getattr(args, option):
             in_file(getattr(args, option), "--" + option.replace("_", "-"))
+    if args.signing_key_passphrase_file and not args.signing_key:
+        raise UsageError("--signing-key-passphrase-file is the passphrase of --signing-key: give both")
     if args.new_key:
         out_dir(args.new_key, "--new-key")
     out_dir(args.registry, "--registry")
@@ -1024,6 +1035,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         hmac_key = Path(args.hmac_key_file).read_bytes().strip()
         if not hmac_key:
             raise UsageError(f"--hmac-key-file {args.hmac_key_file}: the file is empty")
+    signing_key = None
+    if args.signing_key:  # loaded (and decrypted) before hours of training, not after
+        from aiotstream.models.registry import load_signing_key
+        from aiotstream.secretfiles import read_secret_bytes
+
+        passphrase = read_secret_bytes(args.signing_key_passphrase_file, "--signing-key-passphrase-file") \
+            if args.signing_key_passphrase_file else None
+        signing_key = load_signing_key(Path(args.signing_key), passphrase)
     reg = ModelRegistry(args.registry, allow_unsigned=True)
     lineage = _train_lineage(args, cfg)
     t0 = time.perf_counter()
@@ -1036,7 +1055,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             manifests = train_and_publish(cfg, reg, args.name, args.version, n_assets=args.assets,
                                           duration_s=args.duration, seed=args.seed,
-                                          signing_key=Path(args.signing_key) if args.signing_key else None,
+                                          signing_key=signing_key,
                                           hmac_key=hmac_key, n_estimators=args.trees, stage=stage)
             b.update(1)
     except BaseException as exc:
@@ -1095,7 +1114,7 @@ def cmd_console(args: argparse.Namespace) -> int:
         why = exc.strerror or exc
         raise AiotError(f"--host {args.host} --port {args.port}: cannot listen: {why}") from None
     try:
-        wait_for_brokers(brokers, _broker_wait(args))
+        wait_for_brokers(brokers, _broker_wait(args), cfg.inputs.kafka)
         state = ConsoleState()
         feed = Feed(cfg, brokers, state).start()
     except BaseException:
@@ -1476,7 +1495,10 @@ def _add_train(sub: Any) -> None:
     t.add_argument("--name", required=True, help="model name")
     t.add_argument("--version", required=True,
                    help="version V: publishes V, V-ae and V-int8 (never overwritten)")
-    t.add_argument("--signing-key", help="Ed25519 private key (PEM) to sign the manifests with")
+    t.add_argument("--signing-key", help="Ed25519 private key (PEM, may be encrypted) to sign the manifests "
+                                         "with")
+    t.add_argument("--signing-key-passphrase-file", metavar="FILE",
+                   help="secret file whose first line is the passphrase of an encrypted --signing-key")
     t.add_argument("--new-key", metavar="DIR", help="make a new Ed25519 key pair in DIR and sign with it")
     t.add_argument("--hmac-key-file", help="sign with HMAC-SHA256 using the secret in this file instead")
     t.add_argument("--unsigned", action="store_true", help="publish unsigned (development only)")

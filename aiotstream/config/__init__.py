@@ -69,16 +69,18 @@ from aiotstream.config.inputs import (
     FileColumns,
     FileInput,
     InputConfig,
+    KafkaSecurity,
     MqttConnection,
     MqttInput,
     MqttSubscription,
     OpcUaInput,
     OpcUaNode,
+    OpcUaServer,
     PayloadFormat,
     TlsConfig,
 )
 from aiotstream.config.kpi import KPI_NAMES, KpiConfig, ShiftConfig
-from aiotstream.config.outputs import MqttOutput, OutputConfig, ParquetOutput
+from aiotstream.config.outputs import MqttOutput, OpcUaOutput, OpcUaWrite, OutputConfig, ParquetOutput
 from aiotstream.config.site import FORMATS, MAX_CONFIG_BYTES, SiteConfig, default_site, parse_config_text
 
 __all__ = [
@@ -117,6 +119,7 @@ __all__ = [
     "GovernanceConfig",
     "InputConfig",
     "InterlockConfig",
+    "KafkaSecurity",
     "KpiConfig",
     "LineageConfig",
     "MaintenanceConfig",
@@ -129,6 +132,9 @@ __all__ = [
     "OnnxConfig",
     "OpcUaInput",
     "OpcUaNode",
+    "OpcUaOutput",
+    "OpcUaServer",
+    "OpcUaWrite",
     "OutputConfig",
     "ParquetOutput",
     "PayloadFormat",

@@ -23,6 +23,8 @@ class TlsConfig(_Model):
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
+    key_password_file: str = Field(default="", description="file holding the passphrase of an encrypted "
+                                                           "key_file (read at start, never logged)")
     insecure: bool = Field(default=False, description="skip the server hostname check (test setups only)")
 
     @model_validator(mode="after")
@@ -30,6 +32,8 @@ class TlsConfig(_Model):
         if bool(self.cert_file) != bool(self.key_file):
             raise ValueError("cert_file and key_file go together: set both for a client "
                              "certificate, or neither")
+        if self.key_password_file and not self.key_file:
+            raise ValueError("key_password_file is the passphrase of key_file: set key_file too")
         return self
 
 
@@ -45,6 +49,8 @@ class MqttConnection(_Model):
     password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
                               description="name of the environment variable holding the password (never the "
                                           "password itself)")
+    password_file: str = Field(default="", description="file holding the password (its first line), read at "
+                                                       "start; instead of password_env")
     tls: TlsConfig | None = None
     qos: int = Field(default=1, ge=0, le=2)
     keepalive_s: int = Field(default=30, ge=5, le=65535)
@@ -55,6 +61,8 @@ class MqttConnection(_Model):
 
     @model_validator(mode="after")
     def _reconnect_order(self) -> MqttConnection:
+        if self.password_env and self.password_file:
+            raise ValueError("password_env and password_file are two ways to give the one password: set one")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_min_s "
                              f"({self.reconnect_min_s})")
@@ -171,18 +179,15 @@ class OpcUaNode(_Model):
     metric: str = Field(min_length=1, max_length=128)
 
 
-class OpcUaInput(_Model):
-    """``[inputs.opcua]``: subscribe to node ids on one OPC UA server."""
+class OpcUaServer(_Model):
+    """Where and how to reach an OPC UA server (shared by the OPC UA source and the command writer)."""
 
     endpoint: str = Field(pattern=r"^opc\.tcp://\S+$", description="opc.tcp://host:port[/path]")
-    sampling_interval_ms: float = Field(default=100.0, ge=0, le=3_600_000)
-    publishing_interval_ms: float = Field(default=500.0, gt=0, le=3_600_000)
-    timestamp: Literal["server", "source"] = Field(default="server",
-                                                   description="which timestamp is event time")
-    bad_quality: Literal["deadletter", "flag"] = "deadletter"
     username: str = ""
     password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
                               description="name of the environment variable holding the user's password")
+    password_file: str = Field(default="", description="file holding the user's password (its first line), "
+                                                       "read at start; instead of password_env")
     security_policy: Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = Field(
         default="None", description="None: messages neither signed nor encrypted (a warning at start)")
     security_mode: Literal["Sign", "SignAndEncrypt"] = Field(
@@ -193,20 +198,11 @@ class OpcUaInput(_Model):
     private_key_password_env: str = Field(default="", pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$",
                                           description="environment variable holding the "
                                                       "private key's password")
+    private_key_password_file: str = Field(default="", description="file holding the private key's password "
+                                                                   "(instead of private_key_password_env)")
     server_certificate: str = Field(default="", description="the server's certificate to trust (.pem/.der); "
                                                             "empty: the one its endpoint presents")
     timeout_s: float = Field(default=4.0, gt=0, le=600, description="per request, and per connection attempt")
-    reconnect_min_s: float = Field(default=0.5, gt=0, le=3600,
-                                   description="first retry delay, doubling up to reconnect_max_s")
-    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
-    queue_size: int = Field(default=100_000, ge=1, le=10_000_000,
-                            description="data changes buffered in the flow process; when full, the client "
-                                        "stops asking the server for more (its queues then hold them)")
-    monitored_queue_size: int = Field(default=100, ge=1, le=100_000,
-                                      description="values the server keeps per node between publishes, and "
-                                                  "while a connection is down (when the subscription "
-                                                  "can be restored)")
-    nodes: list[OpcUaNode] = Field(min_length=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -217,17 +213,8 @@ class OpcUaInput(_Model):
                              "private_key_password_env)")
         return data
 
-    @field_validator("nodes")
-    @classmethod
-    def _unique_nodes(cls, v: list[OpcUaNode]) -> list[OpcUaNode]:
-        ids = [n.node_id for n in v]
-        dups = sorted({i for i in ids if ids.count(i) > 1})
-        if dups:
-            raise ValueError(f"node id(s) {', '.join(map(repr, dups))} appear more than once")
-        return v
-
     @model_validator(mode="after")
-    def _security(self) -> OpcUaInput:
+    def _security(self) -> OpcUaServer:
         if self.security_policy != "None" and not (self.certificate and self.private_key):
             raise ValueError(f"security_policy {self.security_policy!r} needs certificate and private_key "
                              "(the client's application instance certificate and its key)")
@@ -235,9 +222,11 @@ class OpcUaInput(_Model):
                                                or self.server_certificate):
             raise ValueError("certificate/private_key/server_certificate are set but security_policy is "
                              "'None': set security_policy (e.g. 'Basic256Sha256') to use them")
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_min_s "
-                             f"({self.reconnect_min_s})")
+        if self.password_env and self.password_file:
+            raise ValueError("password_env and password_file are two ways to give the one password: set one")
+        if self.private_key_password_env and self.private_key_password_file:
+            raise ValueError("private_key_password_env and private_key_password_file are two ways to give "
+                             "the one password: set one")
         return self
 
     def security_warning(self) -> str | None:
@@ -258,7 +247,44 @@ class OpcUaInput(_Model):
             "no user is authenticated and values cross"
         return (f"OPC UA {self.endpoint}: security policy None: {what} the network unsigned and unencrypted; "
                 "set security_policy (e.g. \"Basic256Sha256\"), security_mode, certificate and private_key "
-                "in [inputs.opcua] to secure it")
+                "in [inputs.opcua] (or [outputs.opcua]) to secure it")
+
+
+class OpcUaInput(OpcUaServer):
+    """``[inputs.opcua]``: subscribe to node ids on one OPC UA server."""
+
+    sampling_interval_ms: float = Field(default=100.0, ge=0, le=3_600_000)
+    publishing_interval_ms: float = Field(default=500.0, gt=0, le=3_600_000)
+    timestamp: Literal["server", "source"] = Field(default="server",
+                                                   description="which timestamp is event time")
+    bad_quality: Literal["deadletter", "flag"] = "deadletter"
+    reconnect_min_s: float = Field(default=0.5, gt=0, le=3600,
+                                   description="first retry delay, doubling up to reconnect_max_s")
+    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
+    queue_size: int = Field(default=100_000, ge=1, le=10_000_000,
+                            description="data changes buffered in the flow process; when full, the client "
+                                        "stops asking the server for more (its queues then hold them)")
+    monitored_queue_size: int = Field(default=100, ge=1, le=100_000,
+                                      description="values the server keeps per node between publishes, and "
+                                                  "while a connection is down (when the subscription "
+                                                  "can be restored)")
+    nodes: list[OpcUaNode] = Field(min_length=1)
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique_nodes(cls, v: list[OpcUaNode]) -> list[OpcUaNode]:
+        ids = [n.node_id for n in v]
+        dups = sorted({i for i in ids if ids.count(i) > 1})
+        if dups:
+            raise ValueError(f"node id(s) {', '.join(map(repr, dups))} appear more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _reconnect_order(self) -> OpcUaInput:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_min_s "
+                             f"({self.reconnect_min_s})")
+        return self
 
 
 class FileColumns(_Model):
@@ -298,6 +324,44 @@ class FileInput(_Model):
     missing_ts: Literal["reject", "arrival"] = "reject"
 
 
+class KafkaSecurity(_Model):
+    """``[inputs.kafka]``: how every Kafka client of the site (the flow's source and sink, topic creation, the
+    console, the simulator) authenticates and encrypts. Secrets come from files, read at start; the config
+    (and its hash) hold only the files' paths."""
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="librdkafka's security.protocol")
+    sasl_mechanism: Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="", description="with SASL_PLAINTEXT or SASL_SSL")
+    username: str = Field(default="", max_length=256, description="the SASL user")
+    password_file: str = Field(default="", description="secret file holding the SASL password (first line)")
+    ca_file: str = Field(default="", description="CA certificate(s) to trust, PEM (SSL, SASL_SSL); "
+                                                 "empty: the system's")
+    cert_file: str = Field(default="", description="client certificate, PEM (SSL client authentication)")
+    key_file: str = Field(default="", description="its private key, PEM")
+    key_password_file: str = Field(default="", description="secret file holding the key's passphrase")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSecurity:
+        sasl = self.security_protocol.startswith("SASL_")
+        tls = self.security_protocol.endswith("SSL")
+        if sasl and not (self.sasl_mechanism and self.username and self.password_file):
+            raise ValueError(f"security_protocol {self.security_protocol!r} needs sasl_mechanism, "
+                             "username and password_file")
+        if not sasl and (self.sasl_mechanism or self.username or self.password_file):
+            raise ValueError("sasl_mechanism/username/password_file are set but security_protocol "
+                             f"{self.security_protocol!r} has no SASL: use SASL_SSL (or SASL_PLAINTEXT)")
+        if not tls and (self.ca_file or self.cert_file or self.key_file or self.key_password_file):
+            raise ValueError("ca_file/cert_file/key_file are set but security_protocol "
+                             f"{self.security_protocol!r} has no TLS: use SSL or SASL_SSL")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together: set both for a client certificate, "
+                             "or neither")
+        if self.key_password_file and not self.key_file:
+            raise ValueError("key_password_file is the passphrase of key_file: set key_file too")
+        return self
+
+
 class InputConfig(_Model):
     kind: Literal["kafka", "mqtt", "opcua", "files"] = Field(default="kafka",
                                                              description="where the data comes from")
@@ -322,6 +386,9 @@ class InputConfig(_Model):
         default=1e12, ge=1e3, le=1e100,
         description="a reading value or waveform sample whose magnitude is larger is dead-lettered with "
                     "reason 'out_of_range'; the default keeps every feature, score and KPI sum finite")
+    kafka: KafkaSecurity | None = Field(
+        default=None, description="TLS and SASL for every Kafka client (default: plaintext, or "
+                                  "AIOTSTREAM_KAFKA_* environment variables)")
     mqtt: MqttInput | None = None
     opcua: OpcUaInput | None = None
     files: FileInput | None = None

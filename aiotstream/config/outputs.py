@@ -9,7 +9,8 @@ from pydantic import (
 )
 
 from aiotstream.config.base import _Model
-from aiotstream.config.inputs import _OUTPUT_PLACEHOLDERS, MqttConnection
+from aiotstream.config.inputs import _OUTPUT_PLACEHOLDERS, MqttConnection, OpcUaServer
+from aiotstream.ids import ID_PATTERN
 
 
 class MqttOutput(MqttConnection):
@@ -42,6 +43,34 @@ batch."""
         return v
 
 
+class OpcUaWrite(_Model):
+    """Which PLC node an actuator of an asset is written to."""
+
+    asset: str = Field(pattern=ID_PATTERN)
+    actuator: str = Field(pattern=ID_PATTERN, description="a [[control.actuators]] name")
+    node_id: str = Field(min_length=1, description="e.g. 'ns=2;s=Pump1.Setpoint'")
+
+
+class OpcUaOutput(OpcUaServer):
+    """``[outputs.opcua]``: write emitted commands to PLC nodes (in the node's own data type), with the
+    actuator's envelope checked again at the moment of writing, and acknowledge each on the site's ack
+    topic."""
+
+    writes: list[OpcUaWrite] = Field(min_length=1)
+    ack_topic: str = Field(default="", description="where the write's command_ack goes; default: the "
+                                                   "feedback topic ending in '.acks' (<site>.acks)")
+
+    @field_validator("writes")
+    @classmethod
+    def _unique_writes(cls, v: list[OpcUaWrite]) -> list[OpcUaWrite]:
+        keys = [(w.asset, w.actuator) for w in v]
+        dups = sorted({k for k in keys if keys.count(k) > 1})
+        if dups:
+            raise ValueError("asset/actuator " + ", ".join(f"{a}/{b}" for a, b in dups)
+                             + " appear more than once")
+        return v
+
+
 class ParquetOutput(_Model):
     """``[outputs.parquet]``: scores/KPIs as Parquet, ``<directory>/<kind>/site=<id>/date=<YYYY-MM-DD>/``."""
 
@@ -69,4 +98,5 @@ class OutputConfig(_Model):
     audit: str = Field(default="", description="the audit trail: who changed config, models, commands and "
                        "alerts, hash-chained (default <site>.audit)")
     mqtt: MqttOutput | None = None
+    opcua: OpcUaOutput | None = None
     parquet: ParquetOutput | None = None

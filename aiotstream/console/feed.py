@@ -56,7 +56,7 @@ class Feed:
         """Create the topics the console reads and writes if the flow has not yet, then start reading."""
         writes = input_topics(self.cfg) if self.unreachable is None else []
         ensure_topics(self.brokers, list(self.topics.values()) + writes,
-                      partitions=self.cfg.outputs.partitions)
+                      partitions=self.cfg.outputs.partitions, security=self.cfg.inputs.kafka)
         self.thread.start()
         return self
 
@@ -74,8 +74,9 @@ class Feed:
             log.exception("console feed stopped")
 
     def _consume(self) -> None:
-        c = Consumer({**CONSUMER_DEFAULTS, **client_config(self.brokers), "group.id": "aiotstream-console",
-                      "enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 200})
+        c = Consumer({**CONSUMER_DEFAULTS, **client_config(self.brokers, self.cfg.inputs.kafka),
+                      "group.id": "aiotstream-console", "enable.auto.commit": False,
+                      "enable.partition.eof": True, "fetch.wait.max.ms": 200})
         try:
             meta = metadata(c, self.brokers, 15)
             parts = [TopicPartition(t, p, 0) for t in self.topics.values() if t in meta.topics
@@ -107,7 +108,7 @@ class Feed:
         """Produce one action and wait for the broker's acknowledgement (AiotError naming why not)."""
         with self._plock:
             if self._producer is None:
-                self._producer = make_producer(self.brokers)
+                self._producer = make_producer(self.brokers, self.cfg.inputs.kafka)
             failed: list[str] = []
 
             def done(err: object, _msg: object) -> None:

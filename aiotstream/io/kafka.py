@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import NewTopic
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from aiotstream.config import SiteConfig
+from aiotstream.config import KafkaSecurity, SiteConfig
 from aiotstream.errors import AiotError
 from aiotstream.io.kafka_blocks import KafkaBlockSource
 from aiotstream.io.kafka_client import (  # noqa: F401  (re-exported: the names callers know this module by)
@@ -81,14 +81,14 @@ def topic_configs(config: SiteConfig) -> dict[str, dict[str, str]]:
 
 def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, timeout: float = 15.0,
                   wait_s: float = BROKER_WAIT_S, configs: Mapping[str, Mapping[str, str]] | None = None,
-                  ) -> list[str]:
+                  security: KafkaSecurity | None = None) -> list[str]:
     """Create the topics that do not exist yet (``partitions`` each, with ``configs[topic]`` as topic
     configs, e.g. ``retention.ms``); return the ones created. A topic that exists already keeps its
     configs. Waits up to ``wait_s`` for a broker to answer first (AiotError naming the address if none
     does)."""
     if partitions < 1:
         raise AiotError(f"topics need at least 1 partition (got {partitions})")
-    admin = wait_for_brokers(brokers, wait_s)
+    admin = wait_for_brokers(brokers, wait_s, security)
     existing = set(metadata(admin, brokers, timeout).topics)
     wanted = [t for t in dict.fromkeys(topics) if t not in existing]
     if not wanted:
@@ -117,8 +117,9 @@ def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | No
     outages in a few log lines (:mod:`aiotstream.io.kafka_consumer`), and a plaintext connection to a
     non-loopback broker is one warning here."""
     brokers = brokers or ",".join(config.inputs.brokers)
-    client = {k: v for k, v in client_config(brokers).items() if k != "bootstrap.servers"}
-    warning = plaintext_warning(brokers.split(","), client_config_from_env())
+    client = {k: v for k, v in client_config(brokers, config.inputs.kafka).items()
+              if k != "bootstrap.servers"}
+    warning = plaintext_warning(brokers.split(","), {k: v for k, v in client.items() if isinstance(v, str)})
     if warning:
         log.warning("%s", warning)
     source = (KafkaBlockSource if blocks else WatchedKafkaSource)(
@@ -212,8 +213,10 @@ class _OutputPartition(StatelessSinkPartition[Output]):
     WAIT_MAX_S = 4.0
 
     def __init__(self, producer: Producer, topics: dict[str, str], brokers: str, limit: int | None = None,
-                 site: str = "", classification: Mapping[str, str] | None = None):
+                 site: str = "", classification: Mapping[str, str] | None = None,
+                 security: KafkaSecurity | None = None):
         self.producer = producer
+        self.security = security
         self.topics = topics
         self.brokers = brokers
         self.site = site.encode()
@@ -281,7 +284,7 @@ class _OutputPartition(StatelessSinkPartition[Output]):
         if STOP.is_set():
             retry += [(*x, "stopping") for x in list(waiting.values()) + unsent]
         if fatal:
-            self.producer = make_producer(self.brokers)
+            self.producer = make_producer(self.brokers, self.security)
         return delivered, retry, failed
 
     def headers(self, out: Output) -> list[tuple[str, bytes]]:
@@ -427,14 +430,21 @@ class KafkaOutputSink(DynamicSink[Output]):
         self.brokers = brokers or ",".join(config.inputs.brokers)
         self.site = config.site.id
         self.classification = {k: config.governance.classification_of(k) for k in KINDS}
+        self.security = config.inputs.kafka
         assert set(self.topics) == set(KINDS)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _OutputPartition:
-        return _OutputPartition(make_producer(self.brokers), self.topics, self.brokers,
+        return _OutputPartition(make_producer(self.brokers, self.security), self.topics, self.brokers,
                                 message_limit(PRODUCER_DEFAULTS | client_config_from_env()), self.site,
-                                self.classification)
+                                self.classification, security=self.security)
 
 
-def make_producer(brokers: str) -> Producer:
-    """An idempotent producer, with credentials from the environment (see client_config_from_env)."""
-    return Producer({**PRODUCER_DEFAULTS, **client_config(brokers)})
+def make_producer(brokers: str, security: KafkaSecurity | None = None) -> Producer:
+    """An idempotent producer, with credentials from the environment (see client_config_from_env) and the
+    site's ``[inputs.kafka]``; AiotError in one line when librdkafka refuses the settings (a key that its
+    passphrase does not open, a CA file that is not PEM)."""
+    try:
+        return Producer({**PRODUCER_DEFAULTS, **client_config(brokers, security)})
+    except KafkaException as exc:
+        raise AiotError(f"Kafka client for {brokers}: librdkafka refuses the settings: {reason(exc)} "
+                        "(check [inputs.kafka] and AIOTSTREAM_KAFKA_* variables)") from None

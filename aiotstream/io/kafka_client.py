@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata
@@ -14,6 +15,10 @@ from confluent_kafka.admin import AdminClient, ClusterMetadata
 from aiotstream.errors import AiotError
 from aiotstream.io.outage import LibrdkafkaLog
 from aiotstream.io.stop import STOP
+from aiotstream.secretfiles import read_secret
+
+if TYPE_CHECKING:
+    from aiotstream.config import KafkaSecurity
 
 BROKER_WAIT_S = 10.0
 """How long commands wait for a Kafka broker to answer at start-up before giving up with one line."""
@@ -33,15 +38,47 @@ start-up failure here) as debug records of ``aiotstream.io.kafka.librdkafka``, n
 what is wrong in one line instead."""
 
 
-def client_config(brokers: str) -> dict[str, object]:
+def client_config(brokers: str, security: KafkaSecurity | None = None) -> dict[str, object]:
     """What every Kafka client aiotstream makes starts from: bootstrap servers, librdkafka's log routed to
     Python logging (:data:`LIBRDKAFKA_LOG`), credentials from the environment
-    (:func:`client_config_from_env`).
+    (:func:`client_config_from_env`), then the site's ``[inputs.kafka]`` (:func:`security_config`), which
+    wins over the environment.
 
     >>> client_config("h:9092")["bootstrap.servers"]
     'h:9092'
     """
-    return {"bootstrap.servers": brokers, "logger": LIBRDKAFKA_LOG, **client_config_from_env()}
+    return {"bootstrap.servers": brokers, "logger": LIBRDKAFKA_LOG, **client_config_from_env(),
+            **security_config(security)}
+
+
+def security_config(security: KafkaSecurity | None) -> dict[str, str]:
+    """librdkafka's settings for ``[inputs.kafka]``, secrets read from their files now (AiotError naming the
+    field when a file is missing, unreadable or empty). The result holds secrets: never log it.
+
+    >>> from aiotstream.config import KafkaSecurity
+    >>> security_config(KafkaSecurity(security_protocol="SSL"))
+    {'security.protocol': 'SSL'}
+    >>> security_config(None)
+    {}
+    """
+    if security is None:
+        return {}
+    field = "inputs.kafka."
+    conf = {"security.protocol": security.security_protocol}
+    if security.sasl_mechanism:
+        conf["sasl.mechanism"] = security.sasl_mechanism
+        conf["sasl.username"] = security.username
+        conf["sasl.password"] = read_secret(security.password_file, field + "password_file")
+    for name, path, key in (("ca_file", security.ca_file, "ssl.ca.location"),
+                            ("cert_file", security.cert_file, "ssl.certificate.location"),
+                            ("key_file", security.key_file, "ssl.key.location")):
+        if path:
+            if not os.access(path, os.R_OK) or not os.path.isfile(path):
+                raise AiotError(f"{field}{name}: {path!r} is not a readable file")
+            conf[key] = path
+    if security.key_password_file:
+        conf["ssl.key.password"] = read_secret(security.key_password_file, field + "key_password_file")
+    return conf
 
 
 def client_config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -76,11 +113,12 @@ def metadata(admin: AdminClient, brokers: str, wait_s: float, topic: str | None 
                                 "[inputs] brokers") from None
 
 
-def wait_for_brokers(brokers: str, wait_s: float = BROKER_WAIT_S) -> AdminClient:
+def wait_for_brokers(brokers: str, wait_s: float = BROKER_WAIT_S,
+                     security: KafkaSecurity | None = None) -> AdminClient:
     """An AdminClient once a broker at ``brokers`` has answered; AiotError after ``wait_s`` without an
     answer."""
     if not brokers.strip():
         raise AiotError("no Kafka bootstrap servers given (--brokers or [inputs] brokers)")
-    admin = AdminClient(client_config(brokers))
+    admin = AdminClient(client_config(brokers, security))
     metadata(admin, brokers, wait_s)
     return admin

@@ -94,8 +94,8 @@ def plaintext_warning(brokers: Iterable[str], client_config: Mapping[str, str]) 
         return None
     what = "messages and SASL credentials" if protocol == "sasl_plaintext" else "messages"
     return (f"Kafka {','.join(remote)}: security.protocol {protocol} to a non-loopback address: {what} cross "
-            "the network unencrypted; set AIOTSTREAM_KAFKA_SECURITY_PROTOCOL=SSL (or SASL_SSL), with "
-            "AIOTSTREAM_KAFKA_SSL_CA_LOCATION, to secure it")
+            "the network unencrypted; set [inputs.kafka] security_protocol = \"SSL\" (or \"SASL_SSL\"), "
+            "with ca_file, to secure it")
 
 
 class WatchedPartition(_BytewaxPartition):

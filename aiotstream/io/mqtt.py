@@ -314,17 +314,20 @@ class ConnectionLog:
                   f"MQTT connection to {self.where} lost ({reason}); reconnecting with "
                   f"backoff {self.backoff}")
 
-    def retry(self, refused: str | None = None) -> None:
+    def retry(self, refused: str | None = None, why: str | None = None) -> None:
+        """A connection attempt failed: the broker ``refused`` it (a CONNACK or a TLS alert), or it did not
+        get that far (``why``: a refused TCP connection, a certificate the CA does not sign, ...)."""
         self.attempts += 1
         now = self.now()
+        unreachable = f"not reachable ({why})" if why else "not reachable"
         if self.down_since is None:
             self.down_since = self.last_line = now
-            why = f"refused the connection ({refused})" if refused else "not reachable"
+            what = f"refused the connection ({refused})" if refused else unreachable
             self.emit(logging.WARNING,
-                      f"MQTT broker {self.where} {why}; retrying with backoff {self.backoff}")
+                      f"MQTT broker {self.where} {what}; retrying with backoff {self.backoff}")
         elif now - self.last_line >= self.every_s:
             self.last_line = now
-            why = f"still refuses the connection ({refused})" if refused else "still not reachable"
+            why = f"still refuses the connection ({refused})" if refused else f"still {unreachable}"
             self.emit(logging.WARNING, f"MQTT broker {self.where} {why} after {now - self.down_since:.0f} s "
                                        f"({self.attempts} failed attempt(s)); retrying with "
                                        f"backoff {self.backoff}")
@@ -484,7 +487,7 @@ class _MqttPartition(StatefulSourcePartition[DeviceMessage, dict]):
         elif kind == relay.DOWN:
             self.conn_log.down(frame[2])
         elif kind == relay.RETRY:
-            self.conn_log.retry()
+            self.conn_log.retry(why=frame[1] if len(frame) > 1 else None)
         elif kind == relay.REFUSED:
             self.conn_log.retry(refused=frame[1])
         elif kind == relay.DROPS:
@@ -768,6 +771,8 @@ class MqttPublisher:
         self.conn = conn
         self.pending: set[int] = set()
         self.early: set[int] = set()
+        self.topics: dict[int, str] = {}  # mid -> topic of the messages not acknowledged yet
+        self.refused: list[tuple[int, str]] = []  # (mid, reason): PUBACKs that said no (an ACL, a quota)
         self.cond = threading.Condition()
         self.max_packet = MQTT_MAX_PACKET  # lowered by the broker's Maximum Packet Size (MQTT 5 CONNACK)
         self.up = threading.Event()
@@ -820,11 +825,13 @@ class MqttPublisher:
         properties)."""
         return self.max_packet - 32 - len(topic.encode())
 
-    def _on_publish(self, _client: mqtt.Client, _ud: Any, mid: int, _reason: Any, _props: Any) -> None:
+    def _on_publish(self, _client: mqtt.Client, _ud: Any, mid: int, reason: Any, _props: Any) -> None:
         # runs in paho's thread while it holds its message lock: never call into paho from here
         if not self.conn.qos:
             return
         with self.cond:
+            if getattr(reason, "is_failure", False):
+                self.refused.append((mid, str(reason)))
             if mid in self.pending:
                 self.pending.discard(mid)
                 if not self.pending:
@@ -839,6 +846,7 @@ class MqttPublisher:
             raise AiotError(f"MQTT: paho's queue is full publishing to {topic!r}")
         if self.conn.qos:
             with self.cond:
+                self.topics[info.mid] = topic
                 if info.mid in self.early:
                     self.early.discard(info.mid)
                 else:
@@ -854,6 +862,13 @@ class MqttPublisher:
                     raise AiotError(f"MQTT: {len(self.pending)} message(s) not acknowledged by "
                                     f"{self.conn.host}:{self.conn.port} within {timeout_s:g} s")
                 self.cond.wait(min(left, 0.5))
+            refused, self.refused = self.refused, []
+            topics, self.topics = self.topics, {}
+        for mid, why in refused:
+            # MQTT 5 only (a 3.1.1 broker drops what its ACL denies and acknowledges it all the same)
+            STATS.add("losses", "mqtt_publish_refused")
+            log.error("MQTT broker %s:%d refused a message to %r: %s (check its ACL for user %r)",
+                      self.conn.host, self.conn.port, topics.get(mid, "?"), why, self.conn.username)
 
     def close(self) -> None:
         self.client.disconnect()

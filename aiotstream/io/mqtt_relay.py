@@ -49,6 +49,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from aiotstream.errors import AiotError
 from aiotstream.io.mqtt_wire import BatchClient, Packet
+from aiotstream.secretfiles import read_secret
 
 if TYPE_CHECKING:
     from aiotstream.config import MqttConnection, MqttInput
@@ -63,6 +64,8 @@ MAX_FRAME = 5000  # messages per data frame
 
 
 def password(conn: MqttConnection) -> str | None:
+    if conn.password_file:
+        return read_secret(conn.password_file, "mqtt password_file")
     if not conn.password_env:
         return None
     value = os.environ.get(conn.password_env)
@@ -83,12 +86,15 @@ def make_client(conn: MqttConnection, client_id: str, *, persistent: bool, manua
     if not v5:
         kwargs["clean_session"] = not persistent
     client = cls(CallbackAPIVersion.VERSION2, **kwargs)
-    if conn.username or conn.password_env:
+    if conn.username or conn.password_env or conn.password_file:
         client.username_pw_set(conn.username or None, password(conn))
     if conn.tls is not None:
         t = conn.tls
+        key_pw = read_secret(t.key_password_file, "mqtt tls.key_password_file") \
+            if t.key_password_file else None
         client.tls_set(ca_certs=t.ca_file or None, certfile=t.cert_file or None, keyfile=t.key_file or None,
-                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
+                       keyfile_password=key_pw)
         if t.insecure:
             client.tls_insecure_set(True)
     client.reconnect_delay_set(conn.reconnect_min_s, conn.reconnect_max_s)
@@ -151,11 +157,16 @@ class Relay:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_log = self._on_log
         self.subscribing: dict[int, list[str]] = {}
+        # why the last attempt ended before a CONNACK (a TLS alert: no client certificate, an unknown CA)
+        self.last_error = ""
+        self.refused = False  # this attempt's CONNACK said no (already reported)
 
     # ---- paho's network thread -------------------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, _ud: Any, flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
+            self.refused = True
             self.events.append((REFUSED, str(reason)))
             return
         if self.closing.is_set():
@@ -185,16 +196,26 @@ class Relay:
         failed = [(f, str(r)) for f, r in zip(filters, reasons, strict=False) if r.is_failure]
         self.events.append((SUBSCRIBED, failed))
 
-    def _on_connect_fail(self, _client: mqtt.Client, _ud: Any) -> None:
+    def _on_connect_fail(self, client: mqtt.Client, _ud: Any) -> None:
         if not self.closing.is_set():
-            self.events.append((RETRY,))
+            self.events.append((RETRY, getattr(client, "connect_error", "")))
 
     def _on_disconnect(self, _client: mqtt.Client, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
         with self.gen_lock:
             was = self.connected
             self.connected = False
-        if was and not self.closing.is_set():
+        refused, self.refused = self.refused, False
+        if self.closing.is_set():
+            return
+        if was:
             self.events.append((DOWN, self.gen, str(reason)))
+        elif not refused:  # ended before any CONNACK: the TLS handshake failed (or the broker hung up)
+            self.events.append((REFUSED, self.last_error or str(reason)))
+        self.last_error = ""
+
+    def _on_log(self, _client: mqtt.Client, _ud: Any, level: int, buf: str) -> None:
+        if level == mqtt.MQTT_LOG_ERR:
+            self.last_error = buf
 
     def _topic(self, raw: bytes) -> str:
         try:

@@ -152,6 +152,9 @@ class BatchClient(mqtt.Client):
         self._chunks: list[bytes] = []  # the start of a packet cut by the end of a read
         self._have = 0
         self._need = 0
+        # why the last connection attempt failed (paho calls on_connect_fail without saying): a refused TCP
+        # connection, a server certificate the CA does not sign, a name that does not resolve
+        self.connect_error = ""
 
     def ack_many(self, mids: Iterable[int], qos: int) -> None:
         """Acknowledge messages (``manual_ack``): QoS 1 as one write of back-to-back PUBACKs, not a queued
@@ -168,7 +171,11 @@ class BatchClient(mqtt.Client):
 
     def reconnect(self) -> MQTTErrorCode:
         self._chunks, self._have, self._need = [], 0, 0
-        return super().reconnect()
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            self.connect_error = str(exc).strip() or type(exc).__name__
+            raise
 
     def _packet_read(self) -> MQTTErrorCode:
         if not self.batched:

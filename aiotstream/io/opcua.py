@@ -78,12 +78,13 @@ from typing import Any
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from aiotstream.codecs.iot import encode_opcua
-from aiotstream.config import OpcUaInput, SiteConfig
+from aiotstream.config import OpcUaInput, OpcUaServer, SiteConfig
 from aiotstream.errors import AiotError
 from aiotstream.io.mqtt import SequenceClock
 from aiotstream.io.outage import OutageLog, route_library_logs
 from aiotstream.records import DecodeHints, DeviceMessage
 from aiotstream.runstats import STATS, RunStats
+from aiotstream.secretfiles import read_secret
 
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -142,7 +143,7 @@ def _env(name: str, what: str) -> str | None:
     return value
 
 
-async def make_client(cfg: OpcUaInput) -> Any:
+async def make_client(cfg: OpcUaServer, section: str = "inputs.opcua") -> Any:
     """An asyncua ``Client`` for ``cfg``: timeout, user and password, security policy, mode and certificates
     (asyncua's own reconnect supervisor off). Raises :class:`AiotError` for a password variable that is
     unset."""
@@ -152,26 +153,28 @@ async def make_client(cfg: OpcUaInput) -> Any:
     for what, path in (("certificate", cfg.certificate), ("private_key", cfg.private_key),
                        ("server_certificate", cfg.server_certificate)):
         if path and not os.path.isfile(path):
-            raise AiotError(f"OPC UA {what} {path!r} is not a readable file ([inputs.opcua] {what})")
+            raise AiotError(f"OPC UA {what} {path!r} is not a readable file ([{section}] {what})")
     # asyncua's keep-alive probe reads the server state every watchdog interval and gives up after as long:
     # one
     # second (its default) is too short for a server busy publishing, so it follows the request timeout
     client = Client(url=cfg.endpoint, timeout=cfg.timeout_s, watchdog_intervall=cfg.timeout_s)
     if cfg.username:
         client.set_user(cfg.username)
-    password = _env(cfg.password_env, "password")
+    password = read_secret(cfg.password_file, f"{section}.password_file") if cfg.password_file else \
+        _env(cfg.password_env, "password")
     if password is not None:
         client.set_password(password)
     if cfg.security_policy != "None":
         from asyncua import ua
 
+        key_password = read_secret(cfg.private_key_password_file, f"{section}.private_key_password_file") \
+            if cfg.private_key_password_file else _env(cfg.private_key_password_env, "private key password")
         uri = _application_uri(cfg.certificate)
         if uri:
             client.application_uri = uri  # must match the certificate's, or servers refuse the session
         await client.set_security(getattr(security_policies, f"SecurityPolicy{cfg.security_policy}"),
                                   certificate=cfg.certificate, private_key=cfg.private_key,
-                                  private_key_password=_env(cfg.private_key_password_env,
-                                                            "private key password"),
+                                  private_key_password=key_password,
                                   server_certificate=cfg.server_certificate or None,
                                   mode=getattr(ua.MessageSecurityMode, cfg.security_mode))
     return client

@@ -5,11 +5,15 @@ import itertools
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from aiotstream.records import SourceMessage
 from aiotstream.sim.plant import SimMessage
+
+if TYPE_CHECKING:
+    from aiotstream.config import KafkaSecurity
 
 
 def interleave(valid: Iterable[SimMessage], extra: list[SimMessage]) -> Iterator[SimMessage]:
@@ -109,7 +113,8 @@ class SimulatorSource(FixedPartitionedSource[SourceMessage, int]):
 
 
 def write_to_kafka(messages: Iterable[SimMessage], brokers: str, waveform_topic: str, readings_topic: str,
-                   progress: bool = False, co_partition: bool = True) -> dict[str, int]:
+                   progress: bool = False, co_partition: bool = True,
+                   security: KafkaSecurity | None = None) -> dict[str, int]:
     """Produce simulator messages keyed by asset id (so an asset stays in one partition); return counts.
 
     Feedback messages (the realistic scenario's maintenance windows) go to ``readings_topic``: the flow tells
@@ -121,7 +126,7 @@ def write_to_kafka(messages: Iterable[SimMessage], brokers: str, waveform_topic:
     from aiotstream.io.kafka import ANY_PARTITION, make_producer
     from aiotstream.routing import partition_for
 
-    producer = make_producer(brokers)
+    producer = make_producer(brokers, security)
     counts = {"waveform": 0, "reading": 0, "feedback": 0, "invalid": 0}
     errors: list[str] = []
     sizes = {t: len(producer.list_topics(t, timeout=15).topics[t].partitions) if co_partition else 0

@@ -56,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from aiotstream.errors import ModelError, ModelRefused
 
 __all__ = ["Artifact", "Manifest", "ModelRegistry", "canonical_json", "generate_keypair", "key_id",
-           "sorted_versions", "version_key"]
+           "load_signing_key", "sorted_versions", "version_key"]
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
@@ -271,22 +271,43 @@ def _read_key_bytes(key: Path | str | bytes) -> bytes:
         raise ModelError(f"cannot read key file {p}: {exc.strerror}") from None
 
 
-def _load_private(key: Path | str | bytes):
-    """An Ed25519 private key from a PEM file/bytes or a raw 32-byte seed."""
+def _load_private(key: Path | str | bytes, passphrase: bytes | None = None):
+    """An Ed25519 private key from a PEM file/bytes (encrypted with ``passphrase``, or not) or a raw 32-byte
+    seed."""
     from cryptography.hazmat.primitives import serialization
 
     data = _read_key_bytes(key)
     ed = _ed25519()
-    if len(data) == 32:
+    if len(data) == 32 and passphrase is None:
         return ed.Ed25519PrivateKey.from_private_bytes(data)
     try:
-        k = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise ModelError("signing key is not an unencrypted Ed25519 PEM private key or a "
+        k = serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError as exc:
+        if passphrase is None:
+            raise ModelError("signing key is an encrypted PEM: give its passphrase in a secret file "
+                             "(--signing-key-passphrase-file)") from None
+        raise ModelError(f"signing key: a passphrase was given but the key is not encrypted "
+                         f"({exc})") from None
+    except ValueError as exc:
+        if passphrase is not None and b"ENCRYPTED" in data:
+            raise ModelError("signing key: cannot decrypt the PEM with the passphrase given (wrong "
+                             "passphrase?)") from None
+        raise ModelError("signing key is not an Ed25519 PEM private key or a "
                          f"32-byte seed: {exc}") from None
     if not isinstance(k, ed.Ed25519PrivateKey):
         raise ModelError(f"signing key is a {type(k).__name__}, not Ed25519")
     return k
+
+
+def load_signing_key(key: Path | str | bytes, passphrase: bytes | None = None) -> bytes:
+    """The raw 32-byte Ed25519 seed of a signing key: a PEM (encrypted with ``passphrase``, e.g. from a
+    secret file, or not) or a seed; what ``publish(signing_key=...)`` takes. ModelError says what is wrong
+    (an encrypted key without a passphrase, a wrong passphrase) without the passphrase."""
+    from cryptography.hazmat.primitives import serialization
+
+    return _load_private(key, passphrase).private_bytes(serialization.Encoding.Raw,
+                                                        serialization.PrivateFormat.Raw,
+                                                        serialization.NoEncryption())
 
 
 def _load_public(key: Path | str | bytes):

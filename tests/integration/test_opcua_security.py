@@ -116,6 +116,15 @@ def test_what_reaches_asyncua(client_cert: tuple[Path, Path], monkeypatch: pytes
     assert client.application_uri == "urn:aiotstream:test-client"
     assert (client._username, client._password) == (USER, PASSWORD)
 
+    pw_file = client_cert[0].parent / "plc.password"
+    pw_file.write_text(PASSWORD + "\n")
+    from_file = asyncio.run(make_client(c.model_copy(update={"password_env": "", "password_file": str(pw_file)})))
+    assert (from_file._username, from_file._password) == (USER, PASSWORD)
+    with pytest.raises(AiotError) as err:
+        asyncio.run(make_client(c.model_copy(update={"password_env": "", "password_file": "/nonexistent/pw"})))
+    assert str(err.value) == ("inputs.opcua.password_file: cannot read secret file '/nonexistent/pw' "
+                              "(No such file or directory)")
+
     monkeypatch.delenv("PLC_PASSWORD")
     with pytest.raises(AiotError, match="'PLC_PASSWORD' is not set"):
         asyncio.run(make_client(c))
@@ -123,13 +132,18 @@ def test_what_reaches_asyncua(client_cert: tuple[Path, Path], monkeypatch: pytes
         asyncio.run(make_client(c.model_copy(update={"certificate": "/nonexistent.der"})))
 
 
-def test_secured_connection_serves_data_and_says_nothing(secure_plc: SecurePlc, client_cert: tuple[Path, Path],
+@pytest.mark.parametrize("secret", ["password_env", "password_file"])
+def test_secured_connection_serves_data_and_says_nothing(secret: str, secure_plc: SecurePlc,
+                                                         client_cert: tuple[Path, Path],
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     monkeypatch.setenv("PLC_PASSWORD", PASSWORD)
-    part = OpcUaSource(cfg(secure_plc.endpoint, client_cert, username=USER, password_env="PLC_PASSWORD"),
-                       100).build_part("s", "p", None)
+    pw_file = client_cert[0].parent / "plc.password"
+    pw_file.write_text(PASSWORD + "\n")
+    part = OpcUaSource(cfg(secure_plc.endpoint, client_cert, username=USER,
+                           **({"password_env": "PLC_PASSWORD"} if secret == "password_env" else
+                              {"password_file": str(pw_file)})), 100).build_part("s", "p", None)
     try:
         got: list[Any] = []
         deadline = time.monotonic() + 30
@@ -140,6 +154,7 @@ def test_secured_connection_serves_data_and_says_nothing(secure_plc: SecurePlc, 
     finally:
         part.close()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("aiotstream")]
+    assert not [r for r in caplog.records if PASSWORD in r.getMessage()]
 
 
 @pytest.mark.parametrize("case", ["wrong password", "no security"])
@@ -162,3 +177,42 @@ def test_refused_at_start_is_a_one_line_error(case: str, secure_plc: SecurePlc, 
         part.close()
     none = [r.getMessage() for r in caplog.records if "security policy None" in r.getMessage()]
     assert len(none) == (1 if case == "no security" else 0)
+
+
+def test_the_flow_reads_over_sign_and_encrypt(secure_plc: SecurePlc, client_cert: tuple[Path, Path]) -> None:
+    """The predictive-maintenance flow itself (Bytewax, the site's OPC UA source) subscribed over Basic256Sha256
+    SignAndEncrypt with the password from a file: the PLC's value arrives and decodes (no dead letter)."""
+    from datetime import timedelta
+
+    from bytewax.testing import TestingSink, run_main
+    from conftest import RecordingSource
+
+    from aiotstream.config import SiteConfig, default_site
+    from aiotstream.dataflow import build_flow
+
+    pw_file = client_cert[0].parent / "plc.password"
+    pw_file.write_text(PASSWORD + "\n")
+    data = default_site(1, inputs={"tail": False}, kpi={"period_s": 1}).model_dump(mode="json")
+    data["assets"] = [{"id": "press-1", "channels": ["x"]}]
+    data["inputs"]["kind"] = "opcua"
+    data["inputs"]["opcua"] = cfg(secure_plc.endpoint, client_cert, username=USER,
+                                  password_file=str(pw_file)).model_dump(mode="json")
+    site = SiteConfig.from_dict(data)
+    assert site.inputs.opcua is not None and site.inputs.opcua.security_mode == "SignAndEncrypt"
+    stop = threading.Event()
+    seen: list[Any] = []
+    src = RecordingSource(OpcUaSource(site.inputs.opcua, 64, stop=stop, idle_stop_s=1.0), seen)
+
+    def stopper() -> None:
+        deadline = time.monotonic() + 30
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+
+    t = threading.Thread(target=stopper)
+    t.start()
+    out: list[Any] = []
+    run_main(build_flow(site, src, TestingSink(out), tail=False), epoch_interval=timedelta(seconds=0.5))
+    t.join(timeout=30)
+    assert seen and seen[0].asset == "press-1" and b'"value":4.5' in seen[0].value
+    assert [o for o in out if o.kind == "deadletter"] == []

@@ -278,3 +278,40 @@ def test_values_schema_covers_every_value_and_refuses_typos() -> None:
                     {"metrics": {"port": 70000}}, {"console": {"service": {"type": "Ingress"}}}):
             with pytest.raises(helm.HelmValuesError):
                 chart.render(bad, name="aiotstream", namespace="aiotstream")
+
+
+def test_network_policies_admit_only_the_flows_cluster_traffic_and_scrapes() -> None:
+    """The flow's pods: cluster port from flow pods only, the metrics port; the console's: its HTTP port; the
+    same flow policy as deploy/k8s; egress restricted only when rules are given; off when disabled."""
+    docs = render()
+    flow, console = one(docs, "NetworkPolicy", "flow"), one(docs, "NetworkPolicy", "console")
+    sts, dep = one(docs, "StatefulSet"), one(docs, "Deployment")
+    flow_pod, console_pod = sts["spec"]["template"]["metadata"]["labels"], dep["spec"]["template"]["metadata"]["labels"]
+    assert labels_match(flow["spec"]["podSelector"]["matchLabels"], flow_pod)
+    assert not labels_match(flow["spec"]["podSelector"]["matchLabels"], console_pod)
+    assert labels_match(console["spec"]["podSelector"]["matchLabels"], console_pod)
+    assert not labels_match(console["spec"]["podSelector"]["matchLabels"], flow_pod)
+    cluster, metrics = flow["spec"]["ingress"]
+    assert cluster["ports"] == [{"protocol": "TCP", "port": 2101}]
+    (peer,) = cluster["from"]
+    assert labels_match(peer["podSelector"]["matchLabels"], flow_pod)
+    assert not labels_match(peer["podSelector"]["matchLabels"], console_pod)
+    assert metrics == {"ports": [{"protocol": "TCP", "port": 9464}]}
+    assert console["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+    assert flow["spec"]["policyTypes"] == ["Ingress"] and "egress" not in flow["spec"]
+    ref = k8s_docs()["NetworkPolicy"]
+    assert ref["spec"]["policyTypes"] == flow["spec"]["policyTypes"]
+    assert [r["ports"] for r in ref["spec"]["ingress"]] == [r["ports"] for r in flow["spec"]["ingress"]]
+    assert ["from" in r for r in ref["spec"]["ingress"]] == ["from" in r for r in flow["spec"]["ingress"]]
+    kubernetes_validate.validate(ref, K8S_VERSION, strict=True)
+
+    dns = [{"ports": [{"protocol": "UDP", "port": 53}]}]
+    prom = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    docs = render({"networkPolicy": {"egress": dns, "metricsFrom": prom}})
+    flow = one(docs, "NetworkPolicy", "flow")
+    assert flow["spec"]["policyTypes"] == ["Ingress", "Egress"] and flow["spec"]["egress"] == dns
+    assert flow["spec"]["ingress"][1]["from"] == prom
+    for doc in docs:
+        if doc["kind"] == "NetworkPolicy":
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    assert "NetworkPolicy" not in by_kind(render({"networkPolicy": {"enabled": False}}))

@@ -32,7 +32,7 @@ def test_plaintext_to_another_machine_is_one_warning_naming_the_fix(brokers: str
         assert lines == []
         return
     assert len(lines) == 2  # one per source built
-    assert all("AIOTSTREAM_KAFKA_SECURITY_PROTOCOL=SSL" in m and "non-loopback" in m for m in lines)
+    assert all('security_protocol = "SSL"' in m and "non-loopback" in m for m in lines)
     assert ("SASL credentials" in lines[0]) == ("SASL" in env.get("AIOTSTREAM_KAFKA_SECURITY_PROTOCOL", ""))
 
 

@@ -244,3 +244,58 @@ def test_bad_score_block_is_refused(tmp_path: Path) -> None:
     m2 = _manifest(reg, tiny_onnx(), "2", score={**SCORE, "impute": [1.0]})
     with pytest.raises(ModelError, match="impute has 1 values"):
         OnnxModel.from_bytes(tiny_onnx(), m2)
+
+
+def _encrypted_ed25519(tmp_path: Path, passphrase: bytes) -> tuple[Path, Path]:
+    """A real encrypted Ed25519 PEM (PKCS#8, the best encryption cryptography offers) and its public key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    k = ed25519.Ed25519PrivateKey.generate()
+    priv, pub = tmp_path / "signing.pem", tmp_path / "signing.pub"
+    priv.write_bytes(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.BestAvailableEncryption(passphrase)))
+    pub.write_bytes(k.public_key().public_bytes(serialization.Encoding.PEM,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo))
+    return priv, pub
+
+
+def test_an_encrypted_signing_key_signs_with_its_passphrase(tmp_path: Path) -> None:
+    from aiotstream.models.registry import load_signing_key
+
+    passphrase = b"correct horse battery staple"
+    priv, pub = _encrypted_ed25519(tmp_path, passphrase)
+    assert b"ENCRYPTED PRIVATE KEY" in priv.read_bytes()
+    reg = ModelRegistry(tmp_path / "reg", verify_key=pub)
+    m = publish(reg, signing_key=load_signing_key(priv, passphrase))
+    assert m.signature is not None and m.signature["alg"] == "ed25519"
+    assert reg.load("pm", "1.0.0").manifest == m  # verified against the public key
+    with pytest.raises(ModelError, match="encrypted PEM: give its passphrase"):
+        publish(reg, "1.0.1", signing_key=priv)
+    with pytest.raises(ModelError, match="cannot decrypt") as e:
+        load_signing_key(priv, b"wrong passphrase")
+    assert "wrong passphrase" not in str(e.value).replace("(wrong passphrase?)", "")
+
+
+def test_cli_train_reads_the_passphrase_from_a_secret_file(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from aiotstream.cli import main as cli_main
+
+    priv, pub = _encrypted_ed25519(tmp_path, b"s3cret passphrase")
+    site = tmp_path / "site.toml"
+    site.write_text('[site]\nid = "t"\n\n[[assets]]\nid = "p1"\n')
+    args = ["train", "--site", str(site), "--registry", str(tmp_path / "reg"), "--name", "pm",
+            "--duration", "30", "--trees", "5", "--signing-key", str(priv)]
+    assert cli_main([*args, "--version", "0.1.0"]) == 1  # encrypted, no passphrase: refused before training
+    assert "--signing-key-passphrase-file" in capsys.readouterr().err
+    wrong = tmp_path / "wrong.pass"
+    wrong.write_text("not it\n")
+    assert cli_main([*args, "--version", "0.1.0", "--signing-key-passphrase-file", str(wrong)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot decrypt" in err and "not it" not in err
+    good = tmp_path / "good.pass"
+    good.write_text("s3cret passphrase\n")
+    assert cli_main([*args, "--version", "0.1.0", "--signing-key-passphrase-file", str(good)]) == 0
+    assert "s3cret" not in capsys.readouterr().err
+    reg = ModelRegistry(tmp_path / "reg", verify_key=pub)
+    assert reg.load("pm", "0.1.0").manifest.signature["alg"] == "ed25519"  # type: ignore[index]
