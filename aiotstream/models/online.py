@@ -146,7 +146,8 @@ class HalfSpaceTreesDetector:
     the detector warms up in three steps, scoring 0 meanwhile: ``warmup`` rows fix the feature scaling; the
     trees learn until their first reference window is complete (``window_size`` rows); then ``warmup`` more
     rows teach a fading baseline of the raw score's surprise ``-log(1 - raw)``. After that the score is
-    ``1 - exp(-z / 4)`` of the surprise's one-sided z against that baseline (as the z-score detector's), learnt when below the gate.
+    ``1 - exp(-z / 4)`` of the surprise's one-sided z against that baseline (as the z-score detector's);
+    rows below the gate are learnt.
     """
 
     name = "hst"
@@ -206,7 +207,7 @@ class HalfSpaceTreesDetector:
                 self._buffer = []
             return
         feats = self._scaled(x)
-        if self._learnt >= self.window_size:  # the trees have a reference window: their raw score means something
+        if self._learnt >= self.window_size:  # the trees have a reference window: their score means something
             self._raw.score_learn(_hst_surprise(self.model.score_one(feats)))
         self._learn(feats)
 
