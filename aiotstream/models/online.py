@@ -32,7 +32,6 @@ feature column and says which fired.
 from __future__ import annotations
 
 import math
-import warnings
 from collections import deque
 
 import numpy as np
@@ -460,13 +459,11 @@ class ShiftDrift:
             return []
         order = np.arange(self.n - min(self.n, size), self.n) % size  # oldest first
         rows = self._buf[order]
-        ref, rec = rows[:-self.recent], rows[-self.recent:]
-        with warnings.catch_warnings():  # a feature with no values (NaN) tests nothing
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lo, q1, med, q3, hi = np.nanquantile(ref, [0.01, 0.25, 0.5, 0.75, 0.99], axis=0)
-            now = np.nanmedian(rec, axis=0)
-        enough = (np.sum(~np.isnan(ref), axis=0) >= self.recent) & \
-            (np.sum(~np.isnan(rec), axis=0) >= self.recent // 2)
+        ref, rec = np.sort(rows[:-self.recent], axis=0), np.sort(rows[-self.recent:], axis=0)  # NaN last
+        n_ref, n_rec = np.sum(~np.isnan(ref), axis=0), np.sum(~np.isnan(rec), axis=0)
+        lo, q1, med, q3, hi = _sorted_quantiles(ref, n_ref, _QS)
+        now = _sorted_quantiles(rec, n_rec, _MEDIAN)[0]
+        enough = (n_ref >= self.recent) & (n_rec >= self.recent // 2)  # no values: no test
         sd = np.maximum((q3 - q1) / 1.349, 1e-9 + 1e-6 * np.abs(med))
         need = np.maximum(self.margin * sd, self.min_change * np.abs(med))
         out = enough & (self._quiet == 0) & ((now > hi + need) | (now < lo - need))
@@ -479,3 +476,27 @@ class ShiftDrift:
                       "recent_median": float(now[i]), "shift_sd": round(float((now[i] - med[i]) / sd[i]), 2)}
                      for i in fired]
         return [self.watched[i] for i in fired]
+
+
+_QS = np.array([0.01, 0.25, 0.5, 0.75, 0.99])
+_MEDIAN = np.array([0.5])
+
+
+def _sorted_quantiles(a: np.ndarray, n: np.ndarray, qs: np.ndarray) -> np.ndarray:
+    """Quantiles ``qs`` (linear, as ``np.quantile``) per column of ``a``, sorted along axis 0 with its NaN
+    last and ``n`` values per column: ``(len(qs), columns)``; NaN where a column has none. ``np.sort`` once
+    is about 50x cheaper than ``np.nanquantile`` per call.
+
+    >>> a = np.sort(np.array([[3.0, np.nan], [1.0, 2.0], [2.0, np.nan], [4.0, np.nan]]), axis=0)
+    >>> _sorted_quantiles(a, np.array([4, 1]), np.array([0.5, 1.0])).tolist()
+    [[2.5, 2.0], [4.0, 2.0]]
+    """
+    pos = np.outer(qs, np.maximum(n - 1, 0))
+    below = np.floor(pos).astype(np.intp)
+    above = np.minimum(below + 1, np.maximum(n - 1, 0))
+    frac = pos - below
+    lo = np.take_along_axis(a, below, axis=0)
+    hi = np.take_along_axis(a, above, axis=0)
+    out = lo + (hi - lo) * frac
+    out[:, n == 0] = np.nan
+    return out
