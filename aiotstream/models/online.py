@@ -32,6 +32,7 @@ feature column and says which fired.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 
@@ -46,8 +47,9 @@ class ZScoreDetector:
     version = "1"
 
     def __init__(self, columns: list[str], warmup: int = 20, z_scale: float = 4.0, learn_below: float = 0.6,
-                 memory: int = 1000, rel_floor: float = 1e-3):
+                 memory: int = 1000, rel_floor: float = 1e-3, relearn_after: int | None = None):
         self.columns = list(columns)
+        self.shift = SustainedShift(relearn_after if relearn_after is not None else RELEARN_FACTOR * warmup)
         self.warmup = warmup
         self.z_scale = z_scale
         self.learn_below = learn_below
@@ -93,7 +95,19 @@ class ZScoreDetector:
         score = 1.0 - math.exp(-z / self.z_scale)
         if score < self.learn_below:
             self._learn(x)
+        rows = self.shift.update(x, score >= self.learn_below)
+        if rows is not None:  # a sustained shift: the rows above the gate are the new normal
+            self.rebaseline(rows)
         return score
+
+    def rebaseline(self, rows: list[np.ndarray]) -> None:
+        """Forget the baseline and learn it again from ``rows`` (the recent ones that did not fit it)."""
+        self.n = 0
+        self.counts[:] = 0.0
+        self.mean[:] = 0.0
+        self.m2[:] = 0.0
+        for r in rows:
+            self._learn(r)
 
     def learn_label(self, x: np.ndarray, is_fault: bool) -> bool:
         """A false alarm joins the baseline (it widens to cover the row); a true fault teaches nothing,
@@ -124,34 +138,62 @@ class ZScoreDetector:
 
 
 class HalfSpaceTreesDetector:
-    """River HalfSpaceTrees on warm-up-scaled features."""
+    """River HalfSpaceTrees on warm-up-scaled features, its raw score standardised against its own normal.
+
+    River's raw score (1 - mass / max mass) sits at 0.66-0.92 for normal rows (and is 0 for the whole first
+    ``window_size`` rows), so it is not a probability-like score and a gate at 0.6 on it stops learning. So
+    the detector warms up in three steps, scoring 0 meanwhile: ``warmup`` rows fix the feature scaling; the
+    trees learn until their first reference window is complete (``window_size`` rows); then ``warmup`` more
+    rows teach a fading baseline of the raw score's surprise ``-log(1 - raw)``. After that the score is
+    ``1 - exp(-z / 4)`` of the surprise's one-sided z against that baseline (as the z-score detector's);
+    rows below the gate are learnt.
+    """
 
     name = "hst"
-    version = "1"
+    version = "2"
 
     def __init__(self, columns: list[str], warmup: int = 20, n_trees: int = 25, height: int = 8,
-                 window_size: int = 50, seed: int = 42, learn_below: float = 0.6):
+                 window_size: int = 50, seed: int = 42, learn_below: float = 0.6, z_scale: float = 4.0,
+                 relearn_after: int | None = None):
         self.columns = list(columns)
         self.warmup = warmup
         self.learn_below = learn_below
+        self.z_scale = z_scale
+        self.window_size = window_size
+        self._settings = (n_trees, height, window_size, seed)
         self._buffer: list[np.ndarray] = []
         self._lo: np.ndarray | None = None
         self._span: np.ndarray | None = None
-        self.model = _hst_with_trees(self.columns, n_trees, height, window_size, seed)
+        self.model = _hst_with_trees(self.columns, *self._settings)
+        self._learnt = 0  # rows the trees learnt (their first reference window is complete at window_size)
+        self._raw = ZScoreDetector(["hst_raw"], warmup=warmup, relearn_after=0)
+        self.shift = SustainedShift(relearn_after if relearn_after is not None else RELEARN_FACTOR * warmup)
         self._baseline = ZScoreDetector(columns, warmup=warmup)  # only for explanations
 
     @property
     def warm(self) -> bool:
-        return self._lo is not None
+        return self._lo is not None and self._learnt >= self.window_size and self._raw.warm
 
     def _scaled(self, x: np.ndarray) -> dict[str, float]:
         assert self._lo is not None and self._span is not None
         s = np.clip(np.nan_to_num((x - self._lo) / self._span, nan=0.5), 0.0, 1.0)
         return dict(zip(self.columns, s.tolist()))
 
-    def score_learn(self, x: np.ndarray) -> float:
-        x = np.asarray(x, dtype=np.float64)
-        self._baseline.score_learn(x)
+    def _learn(self, feats: dict[str, float]) -> None:
+        self.model.learn_one(feats)
+        self._learnt += 1
+
+    def _restart(self, rows: list[np.ndarray]) -> None:
+        """Warm up again from ``rows`` (a sustained shift): new scaling, trees and raw-score baseline."""
+        self._lo = self._span = None
+        self._buffer = []
+        self.model = _hst_with_trees(self.columns, *self._settings)
+        self._learnt = 0
+        self._raw = ZScoreDetector(["hst_raw"], warmup=self.warmup, relearn_after=0)
+        for r in rows:
+            self._warm_up(r)
+
+    def _warm_up(self, x: np.ndarray) -> None:
         if self._lo is None:
             self._buffer.append(x)
             if len(self._buffer) >= self.warmup:
@@ -160,13 +202,31 @@ class HalfSpaceTreesDetector:
                 pad = np.maximum(hi - lo, 1e-9 + 1e-3 * np.abs(hi))
                 self._lo, self._span = lo - pad, (hi - lo) + 2 * pad  # normal data sits in the middle third
                 for row in rows:
-                    self.model.learn_one(self._scaled(row))
+                    self._learn(self._scaled(row))
                 self._buffer = []
+            return
+        feats = self._scaled(x)
+        if self._learnt >= self.window_size:  # the trees have a reference window: their score means something
+            self._raw.score_learn(_hst_surprise(self.model.score_one(feats)))
+        self._learn(feats)
+
+    def score_learn(self, x: np.ndarray) -> float:
+        x = np.asarray(x, dtype=np.float64)
+        self._baseline.score_learn(x)
+        if not self.warm:
+            self._warm_up(x)
             return 0.0
         feats = self._scaled(x)
-        score = float(self.model.score_one(feats))
-        if score < self.learn_below:
-            self.model.learn_one(feats)
+        raw = _hst_surprise(self.model.score_one(feats))
+        z = max(float((raw[0] - self._raw.mean[0]) / self._raw.std()[0]), 0.0)
+        score = 1.0 - math.exp(-z / self.z_scale)
+        gated = score >= self.learn_below
+        if not gated:
+            self._learn(feats)
+            self._raw._learn(raw)
+        rows = self.shift.update(x, gated)
+        if rows is not None:
+            self._restart(rows)
         return score
 
     def learn_label(self, x: np.ndarray, is_fault: bool) -> bool:
@@ -175,12 +235,55 @@ class HalfSpaceTreesDetector:
         if is_fault or not self.warm:
             return False
         x = np.asarray(x, dtype=np.float64)
-        self.model.learn_one(self._scaled(x))
+        self._learn(self._scaled(x))
         self._baseline.learn_label(x, False)
         return True
 
     def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
         return self._baseline.explain(x, k)
+
+
+def _hst_surprise(raw: float) -> np.ndarray:
+    """River's score is 1 - mass share; -log of the mass share spreads the anomalous end (mass near 0)."""
+    return np.array([-math.log(max(1.0 - float(raw), 1e-4))])
+
+
+RELEARN_FACTOR = 6
+"""A detector re-baselines after ``RELEARN_FACTOR * warmup`` windows of a sustained shift (see
+:class:`SustainedShift`)."""
+
+
+class SustainedShift:
+    """The learning gate's way out: when at least 90% of the last ``after`` rows were above the gate (not
+    learnt), the baseline no longer describes the asset (a level shift, a new regime), so :meth:`update`
+    returns those rows for the detector to re-baseline on; ``after`` 0 never does. ``rebaselines`` counts
+    them.
+
+    >>> s = SustainedShift(10)
+    >>> [s.update(np.array([1.0]), True) is not None for _ in range(10)][-2:]
+    [False, True]
+    """
+
+    def __init__(self, after: int):
+        self.after = int(after)
+        self._rows: deque[np.ndarray | None] = deque(maxlen=max(self.after, 1))
+        self._gated = 0
+        self.rebaselines = 0
+
+    def update(self, x: np.ndarray, gated: bool) -> list[np.ndarray] | None:
+        if self.after <= 0:
+            return None
+        if len(self._rows) == self._rows.maxlen and self._rows[0] is not None:
+            self._gated -= 1
+        self._rows.append(np.array(x, dtype=np.float64) if gated else None)
+        self._gated += gated
+        if len(self._rows) < self.after or self._gated < 0.9 * self.after:
+            return None
+        rows = [r for r in self._rows if r is not None]
+        self._rows.clear()
+        self._gated = 0
+        self.rebaselines += 1
+        return rows
 
 
 _HST_TEMPLATES: dict[tuple, bytes] = {}
@@ -306,3 +409,94 @@ class FeatureDrift:
             if d.drift_detected:
                 fired.append(name)
         return fired
+
+
+class ShiftDrift:
+    """Drift on the features: a recent window's median against the range of a longer reference window.
+
+    Per watched feature, the last ``recent`` values (their median) are compared with the ``reference``
+    values before them. A feature drifts when the recent median lies outside the reference's 1st-99th
+    percentile range by more than ``margin`` robust standard deviations of the reference (IQR / 1.349)
+    and by more than ``min_change`` of the reference median's magnitude. A slow trend or cycle cannot trip
+    it: the reference already holds the values just before the recent window, so a smooth change moves the
+    recent median past the reference's edge by far less than the reference's own spread; a step of a few
+    noise widths does, within ``recent / 2`` windows. A feature that fired is quiet for ``recent +
+    reference / 20`` windows, until the new level makes up 5% of its reference (then it is inside the
+    range). The test runs every ``every`` rows; ``last`` holds what the latest firing features moved by.
+
+    >>> rng = np.random.default_rng(0)
+    >>> d = ShiftDrift(["a", "b"])
+    >>> t = np.arange(2000)
+    >>> cycle = 10 + 3 * np.sin(2 * np.pi * t / 500) + rng.normal(0, 0.3, t.size)
+    >>> rows = np.c_[cycle, rng.normal(5, 1, t.size)]
+    >>> rows[1500:, 1] += 8
+    >>> fired = [(i, d.update(r)) for i, r in enumerate(rows)]
+    >>> [(i, f) for i, f in fired if f]
+    [(1519, ['b'])]
+    """
+
+    def __init__(self, columns: list[str], watched: list[str] | None = None, reference: int = 240,
+                 recent: int = 30, margin: float = 3.0, min_change: float = 0.25, every: int = 5):
+        self.columns = list(columns)
+        unknown = [w for w in (watched or []) if w not in self.columns]
+        if unknown:
+            raise ModelError(f"drift features {unknown} are not feature columns")
+        self.watched = list(dict.fromkeys(watched)) if watched else list(self.columns)
+        self.index = np.array([self.columns.index(w) for w in self.watched], dtype=np.intp)
+        self.reference, self.recent = reference, recent
+        self.margin, self.min_change, self.every = margin, min_change, every
+        self._buf = np.full((reference + recent, len(self.index)), np.nan)
+        self.n = 0
+        self._quiet = np.zeros(len(self.index), dtype=np.int64)  # rows left before a feature may fire again
+        self.last: list[dict] = []
+
+    def update(self, x: np.ndarray) -> list[str]:
+        size = self._buf.shape[0]
+        self._buf[self.n % size] = np.asarray(x, dtype=np.float64)[self.index]
+        self.n += 1
+        np.maximum(self._quiet - 1, 0, out=self._quiet)
+        if self.n < 2 * self.recent or self.n % self.every:
+            return []
+        order = np.arange(self.n - min(self.n, size), self.n) % size  # oldest first
+        rows = self._buf[order]
+        ref, rec = np.sort(rows[:-self.recent], axis=0), np.sort(rows[-self.recent:], axis=0)  # NaN last
+        n_ref, n_rec = np.sum(~np.isnan(ref), axis=0), np.sum(~np.isnan(rec), axis=0)
+        lo, q1, med, q3, hi = _sorted_quantiles(ref, n_ref, _QS)
+        now = _sorted_quantiles(rec, n_rec, _MEDIAN)[0]
+        enough = (n_ref >= self.recent) & (n_rec >= self.recent // 2)  # no values: no test
+        sd = np.maximum((q3 - q1) / 1.349, 1e-9 + 1e-6 * np.abs(med))
+        need = np.maximum(self.margin * sd, self.min_change * np.abs(med))
+        out = enough & (self._quiet == 0) & ((now > hi + need) | (now < lo - need))
+        if not out.any():
+            return []
+        fired = np.flatnonzero(out)
+        self._quiet[fired] = self.recent + self.reference // 20
+        self.last = [{"feature": self.watched[i], "reference_median": float(med[i]),
+                      "reference_low": float(lo[i]), "reference_high": float(hi[i]),
+                      "recent_median": float(now[i]), "shift_sd": round(float((now[i] - med[i]) / sd[i]), 2)}
+                     for i in fired]
+        return [self.watched[i] for i in fired]
+
+
+_QS = np.array([0.01, 0.25, 0.5, 0.75, 0.99])
+_MEDIAN = np.array([0.5])
+
+
+def _sorted_quantiles(a: np.ndarray, n: np.ndarray, qs: np.ndarray) -> np.ndarray:
+    """Quantiles ``qs`` (linear, as ``np.quantile``) per column of ``a``, sorted along axis 0 with its NaN
+    last and ``n`` values per column: ``(len(qs), columns)``; NaN where a column has none. ``np.sort`` once
+    is about 50x cheaper than ``np.nanquantile`` per call.
+
+    >>> a = np.sort(np.array([[3.0, np.nan], [1.0, 2.0], [2.0, np.nan], [4.0, np.nan]]), axis=0)
+    >>> _sorted_quantiles(a, np.array([4, 1]), np.array([0.5, 1.0])).tolist()
+    [[2.5, 2.0], [4.0, 2.0]]
+    """
+    pos = np.outer(qs, np.maximum(n - 1, 0))
+    below = np.floor(pos).astype(np.intp)
+    above = np.minimum(below + 1, np.maximum(n - 1, 0))
+    frac = pos - below
+    lo = np.take_along_axis(a, below, axis=0)
+    hi = np.take_along_axis(a, above, axis=0)
+    out = lo + (hi - lo) * frac
+    out[:, n == 0] = np.nan
+    return out

@@ -55,7 +55,7 @@ from aiotstream.features import reduce_partials, reduce_spectral, window_feature
 from aiotstream.kpi import KpiTracker, PeriodResult, derive, kpi_record
 from aiotstream.lineage import inputs_block, iso_ns, make_id, window_block
 from aiotstream.models.detector import Detector, LabelLearner
-from aiotstream.models.online import DriftWatch, FeatureDrift, make_detector
+from aiotstream.models.online import FeatureDrift, ShiftDrift, make_detector
 from aiotstream.models.scoring import ModelStore, Scored, canary_share
 from aiotstream.pdm import rollout
 from aiotstream.pdm.runtime import SiteRuntime
@@ -135,8 +135,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
                                                 n_trees=cfg.model.n_trees, height=cfg.model.height,
                                                 window_size=cfg.model.window_size, seed=cfg.model.seed)
         m = cfg.model
-        self.drift = DriftWatch(m.drift_detector, m.drift_delta, seed=m.seed, window_size=m.drift_window_size,
-                                stat_size=m.drift_stat_size) if m.drift_detector != "none" else None
+        # drift on the features, not on the score: every feature column's recent median against its range
+        self.drift = ShiftDrift(self.columns) if m.drift_detector != "none" else None
         self.feature_drift = FeatureDrift(self.columns, m.drift_features, m.drift_detector, m.drift_delta,
                                           seed=m.seed, window_size=m.drift_window_size,
                                           stat_size=m.drift_stat_size) \
@@ -618,9 +618,10 @@ class AssetAnalyzer(effects.RuntimeEntity):
                             shadow_score_sum=sh.score, shadow_score_sq_sum=sh.score * sh.score,
                             shadow_latency_s=round(sh.wait_s * 1e9))
                 maxima["shadow_max_score"] = sh.score
-        drift = bool(self.drift.update(score)) if (self.drift is not None and warm and score > 0) else False
-        drifted = (["score"] if drift else []) + \
+        shifted = self.drift.update(x) if self.drift is not None and warm else []
+        drifted = (["features"] if shifted else []) + \
             (self.feature_drift.update(x) if self.feature_drift is not None and warm else [])
+        drift = bool(drifted)
         if drifted:
             sums["drift_events"] = len(drifted)
         anomalous = warm and score >= open_at
@@ -644,10 +645,12 @@ class AssetAnalyzer(effects.RuntimeEntity):
             **lineage,
         }))
         if warm:
-            for signal in ["score"] + (self.feature_drift.watched if self.feature_drift is not None else []):
+            watched = self.feature_drift.watched if self.feature_drift is not None else []
+            for signal in ["features", *watched]:
                 self.drift_from.setdefault(signal, w.start_ns)
         for signal in drifted:
-            outs.extend(self._drifted(signal, w, model, lineage))
+            outs.extend(self._drifted(signal, w, model, lineage,
+                                      self.drift.last if signal == "features" and self.drift else None))
         k = self.rt.config.alerts.explain_top
         explain: Callable[[], list[dict]] = lambda: _clean(detector.explain(x, k)) if k else []
         values = ((spec.type, score if spec.signal == "score" else float(x[self.col_index[spec.signal]]))
@@ -748,14 +751,18 @@ class AssetAnalyzer(effects.RuntimeEntity):
                         "baseline_low": lvl - c * sc, "baseline_high": lvl + c * sc})
         return out
 
-    def _drifted(self, signal: str, w: ClosedWindow, model: dict, lineage: dict) -> list[Output]:
-        """A drift detector fired on ``signal`` (``score`` or a feature): a ``drift`` alert and a retrain
-        request
-        on ``<site>.models`` naming the windows the detector saw since it last fired."""
+    def _drifted(self, signal: str, w: ClosedWindow, model: dict, lineage: dict,
+                 shifted: list[dict] | None = None) -> list[Output]:
+        """A drift detector fired on ``signal`` (``features``: the shift test, naming the ``shifted``
+        features; or a watched feature): a ``drift`` alert and a retrain request on ``<site>.models``
+        naming the windows the detector saw since it last fired."""
         since = self.drift_from.get(signal, w.start_ns)
         self.drift_from[signal] = w.end_ns
-        detector = self.rt.config.model.drift_detector
-        detail = {"signal": signal, "detector": detector, "window_range": [since, w.end_ns]}
+        detector = "shift" if shifted is not None else self.rt.config.model.drift_detector
+        detail: dict[str, Any] = {"signal": signal, "detector": detector, "window_range": [since, w.end_ns]}
+        names = [f["feature"] for f in shifted or []]
+        if shifted is not None:
+            detail["features"] = shifted
         outs = effects.alert_outputs(self,
                                      self.book.raise_event(ALERT_TYPE_DRIFT, w.end_ns, "warning", detail),
                                      lineage)
@@ -765,10 +772,12 @@ class AssetAnalyzer(effects.RuntimeEntity):
             "schema": "aiotstream.model/1",
             "id": make_id("model", ctx.site, self.asset_id, "retrain_request", signal, w.end_ns),
             "event": "retrain_request", "ref": ref, "variant": model.get("variant", "champion"),
-            "reason": f"{detector} detected drift in {signal} over the windows from {iso_ns(since)} to "
+            "reason": f"{detector} detected drift in {', '.join(names) or signal} over the windows from "
+                      f"{iso_ns(since)} to "
                       f"{iso_ns(w.end_ns)}",
             "gate": None, "by": None, "asset": self.asset_id, "detector": detector, "feature": signal,
             "window_range": [since, w.end_ns], "source": None,
+            **({"features": names} if shifted is not None else {}),
             **lineage,
         }))
         return outs
