@@ -136,10 +136,13 @@ def _analyze(with_feedback: bool, resume: bool = False) -> tuple[list[Output], A
     items = [it for _, it in (x for x in ingest.decode_batch(msgs) if isinstance(x, tuple))]
     a = AssetAnalyzer(rt, sim.assets[0].id)
     outs: list[Output] = []
-    for lo in range(0, len(items), 40):
-        outs += a.on_items(items[lo:lo + 40], 0.0)
-        if resume and lo == 400:
-            a = pickle.loads(pickle.dumps(a)).attach(rt)
+    resumed = False
+    for lo in range(0, len(items), 5):
+        outs += a.on_items(items[lo:lo + 5], 0.0)
+        if resume and not resumed and a.rebaseline_ns is not None:  # the message is in, its end is not
+            assert a.scalar is not None and a.scalar.rebaseline_ns == a.rebaseline_ns
+            a, resumed = pickle.loads(pickle.dumps(a)).attach(rt), True
+    assert resumed == resume
     outs += a.flush()
     (reset,) = [e for e in sim.events if e.kind == "maintenance_reset"]
     assert reset.end_ns is not None
