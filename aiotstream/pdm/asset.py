@@ -551,13 +551,14 @@ class AssetAnalyzer(effects.RuntimeEntity):
         lineage = self.rt.ctx.block(inputs=_pos_inputs(fb.pos), window=None, features=None, model=None)
         rt = self.rt
         forget = self._forget_windows_before() if fb.type == "maintenance" else None
-        if fb.type == "maintenance" and fb.reset and fb.end_ns is not None:
-            self.rebaseline_ns = fb.end_ns
-            if self.scalar is not None:
-                self.scalar.rebaseline(fb.end_ns)
-        return effects.feedback_outputs(self, fb, t_ns, lineage, rt.maintenance_max_ns,
+        outs = effects.feedback_outputs(self, fb, t_ns, lineage, rt.maintenance_max_ns,
                                         rt.maintenance_max_windows,
                                         forget)
+        if fb.type == "maintenance" and fb.reset and fb.end_ns is not None and not outs:  # (not refused)
+            self.rebaseline_ns = fb.end_ns  # the machine was reset: its detectors re-baseline at the end
+            if self.scalar is not None:
+                self.scalar.rebaseline(fb.end_ns)
+        return outs
 
     def _forget_windows_before(self) -> int | None:
         """Maintenance windows that ended before this can matter no more: the clock, the KPI accounting and

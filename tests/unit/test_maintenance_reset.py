@@ -167,6 +167,19 @@ def test_a_maintenance_reset_through_the_analyzer_raises_no_alert(resume: bool) 
     assert kpi >= 1
 
 
+def test_a_refused_reset_window_rebaselines_nothing() -> None:
+    cfg = default_site(1, inputs={"tail": False}, assets=[{"id": "p1"}])
+    a = AssetAnalyzer(SiteRuntime(cfg), "p1")
+    day = 86_400 * S
+    for end, refused in ((T + 8 * day, True), (T + day, False)):  # at most 7 days (alerts.maintenance_max_s)
+        fb = decode_feedback(_msg(end=end, reset=True, window_id=f"w{end}"), POS)
+        a.on_items([fb], 0.0)
+        outs = a.flush()
+        assert [o.record["reason"] for o in outs if o.kind == "deadletter"] == (["maintenance_too_long"]
+                                                                                 if refused else [])
+        assert a.rebaseline_ns == (None if refused else end)
+
+
 def test_the_same_reset_without_the_message_alerts() -> None:
     _, _, _, with_alert = _analyze(with_feedback=False)
     assert with_alert == 1
