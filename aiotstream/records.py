@@ -282,6 +282,7 @@ class Feedback:
     by: str = ""
     note: str = ""
     raw: bytes | None = None
+    reset: bool = False  # maintenance: the machine was reset (its detectors re-baseline at ``end_ns``)
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,7 @@ class MaintenanceFeedback(_Feedback):
     asset: _Name | None = None
     line: _Name | None = None
     window_id: _Name | None = None
+    reset: bool = False  # the work reset the machine: its detectors re-learn their normal from ``end``
 
     @model_validator(mode="after")
     def _window(self) -> MaintenanceFeedback:
@@ -143,7 +144,9 @@ def decode_feedback(raw: bytes, pos: Position) -> Feedback:
       ``status`` (applied | failed | rejected; default applied) and ``value`` (a finite number);
     * ``maintenance``: ``start``, ``end`` (int ns), and ``asset`` or ``line`` or
       neither (the whole site); optional ``window_id`` (a later message with
-      the same id replaces the window, e.g. to end it early).
+      the same id replaces the window, e.g. to end it early) and ``reset`` (true/false, default false:
+      the work reset the machine, e.g. a part replaced or recalibrated, so its level after ``end`` is a
+      new normal: the asset's detectors re-baseline there instead of alerting on the shift).
 
     Times are int64 ns since the epoch. Unknown fields are rejected, so a misspelt field is not silently
     ignored. A bad message is a :class:`~aiotstream.errors.DecodeError`: ``unsupported_schema``,
@@ -173,7 +176,8 @@ def _feedback(obj: object, raw: bytes, pos: Position) -> Feedback:
     fb: dict[str, Any] = {"by": m.by or "", "note": m.note or ""}
     if kind == "maintenance":
         line = m.line if m.line is None else check_id(m.line, "line", "bad_line_id")
-        fb.update(start_ns=m.start, end_ns=m.end, line=line, window_id=m.window_id or f"fb-{m.start}")
+        fb.update(start_ns=m.start, end_ns=m.end, line=line, window_id=m.window_id or f"fb-{m.start}",
+                  reset=m.reset)
     elif kind == "command_ack":
         fb.update(command_id=m.command_id, status=m.status, value=None if m.value is None else float(m.value))
     elif kind in ("approve", "reject"):
@@ -208,6 +212,8 @@ def _feedback_error(obj: dict, exc: ValidationError) -> DecodeError:
             words.append(f"field {name!r} must be integer ns since the epoch (0..2**63-1), got {got!r}")
         elif t == "value_error":
             words.append(err["msg"].removeprefix("Value error, "))
+        elif t == "bool_type":
+            words.append(f"field {name!r} must be true or false, got {got!r}")
         elif name in _CHOICES and t == "literal_error":
             words.append(f"field {name!r} must be one of {', '.join(_CHOICES[name])}, got {got!r}")
         elif name == "value":

@@ -38,8 +38,10 @@ def format_simulated(r: Mapping[str, Any]) -> str:
         ("alert precision", f"{_f(ev['precision'])} ({ev['true_alerts']}/{ev['alerts']} alerts)"),
         ("detection delay", _delay(ev["delay_s"])),
         ("false alerts", f"{ev['false_alerts']} ({per_day} per asset per day); near: {near}"),
-        ("maintenance resets", (f"{mr['with_fault_alert']} of {mr['resets']} raised a fault alert (during "
-                                f"or {mr['window_after_s']:g} s after)")),
+        ("maintenance resets", (f"{mr['with_fault_alert']} of {mr['resets']} with a fault alert (during "
+                                f"or {mr['window_after_s']:g} s after); raised by the reset (a false alert "
+                                f"during or {r['settings']['near_s']:g} s after, no other event near): "
+                                f"{mr.get('raised_alert', '?')}")),
         ("drift on clean data", (f"{dc['drift_alerts']} drift alerts on {dc['assets_with_drift']} of "
                                  f"{dc['clean_assets']} fault-free assets "
                                  f"({_f(dc['per_asset_per_day'], '.1f')} per asset per day)")),

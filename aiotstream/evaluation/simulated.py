@@ -12,7 +12,11 @@ Beside recall, precision, delays and false alerts per asset per day it reports w
 asks about:
 
 * ``maintenance_resets``: maintenance resets, and those with a fault alert opened on the asset from the
-  start of the maintenance to ``reset_window_ns`` after its end (the level shift is not a fault);
+  start of the maintenance to ``reset_window_ns`` after its end (the level shift is not a fault;
+  ``with_fault_alert``: any alert, also one that detects a later fault or follows another event), and
+  those that raised one themselves (``raised_alert``): a false alert opened from the start of the
+  maintenance to ``near_ns`` after its end that no other event on the asset is near (a run-long
+  ``sensor_drift`` aside);
 * ``drift_on_clean``: drift alerts (``alert_type`` ``drift``) on assets without a fault;
 * ``false_alerts_near``: each false alert put against the scenario's events on its asset (``noise_burst``,
   ``dropout``, ``regime_change``, ``maintenance_reset``: open from 5 s before to ``near_ns`` after the event;
@@ -76,6 +80,15 @@ def score_run(truth: Mapping[str, Any], alerts: list[Mapping[str, Any]], *, lead
         n = sum(1 for a in fault_alerts if a.asset == e["asset"] and lo <= a.start < hi)
         if n:
             reset_hits.append({"asset": e["asset"], "onset_s": (lo - start) / S, "alerts": n})
+    raised = []  # resets that raised a false alert themselves: no other event near it
+    for e in resets:
+        lo, hi = int(e["onset_ns"]), int(e["end_ns"]) + near_ns
+        n = sum(1 for a, ok in zip(fault_alerts, rep.alert_true)
+                if not ok and a.asset == e["asset"] and lo <= a.start < hi
+                and not any(o is not e and o["asset"] == a.asset and o["kind"] != "sensor_drift"
+                            and _near(o, a.start, end, near_ns) for o in events))
+        if n:
+            raised.append({"asset": e["asset"], "onset_s": (lo - start) / S, "alerts": n})
     # drift alerts on fault-free assets
     drift = alert_intervals(alerts, drift=True)
     clean = [a for a in assets if a not in faulty]
@@ -111,7 +124,8 @@ def score_run(truth: Mapping[str, Any], alerts: list[Mapping[str, Any]], *, lead
         "per_fault": [{"asset": f.asset, "kind": f.kind, "onset_s": (f.start - start) / S,
                        "delay_s": None if d is None else d / S} for f, d in zip(faults, rep.delays)],
         "maintenance_resets": {"resets": len(resets), "with_fault_alert": len(reset_hits),
-                               "window_after_s": reset_window_ns / S, "which": reset_hits},
+                               "window_after_s": reset_window_ns / S, "which": reset_hits,
+                               "raised_alert": len(raised), "raised_which": raised},
         "drift_on_clean": {"clean_assets": len(clean), "drift_alerts": len(drift_clean),
                            "assets_with_drift": len({d.asset for d in drift_clean}),
                            "per_asset_per_day": (len(drift_clean) / (len(clean) * days)

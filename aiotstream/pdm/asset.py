@@ -167,6 +167,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self.dedupe = FrameDedupe()  # (seq, t0) of the frames in open windows: retransmits count once
         self.scalar = _scalar_scorer(rt)
         self._scalar_open = False  # the detector's alert after the last scored row
+        self.rebaseline_ns: int | None = None  # a maintenance reset: windows ending after it re-baseline
         self._flushing = False  # flush(): every closed window scores its scalar rows at once
         self.queue: list[tuple[int, int, Reading | Feedback]] = []  # (event time, arrival, item)
         self._arrivals = 0
@@ -550,9 +551,14 @@ class AssetAnalyzer(effects.RuntimeEntity):
         lineage = self.rt.ctx.block(inputs=_pos_inputs(fb.pos), window=None, features=None, model=None)
         rt = self.rt
         forget = self._forget_windows_before() if fb.type == "maintenance" else None
-        return effects.feedback_outputs(self, fb, t_ns, lineage, rt.maintenance_max_ns,
+        outs = effects.feedback_outputs(self, fb, t_ns, lineage, rt.maintenance_max_ns,
                                         rt.maintenance_max_windows,
                                         forget)
+        if fb.type == "maintenance" and fb.reset and fb.end_ns is not None and not outs:  # (not refused)
+            self.rebaseline_ns = fb.end_ns  # the machine was reset: its detectors re-baseline at the end
+            if self.scalar is not None:
+                self.scalar.rebaseline(fb.end_ns)
+        return outs
 
     def _forget_windows_before(self) -> int | None:
         """Maintenance windows that ended before this can matter no more: the clock, the KPI accounting and
@@ -578,6 +584,11 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if w.n_frames == 0:  # readings only: nothing to score
             kpi.add_many({"windows": 1}, {}, w.start_ns, exact_time=True)
             return outs
+        at = getattr(self, "rebaseline_ns", None)  # (a snapshot from before re-baselining has none)
+        if at is not None and w.end_ns > at:  # the machine was reset: a new warm-up on the new normal
+            self.rebaseline_ns = None
+            self.detector = _window_detector(self.rt.config, self.columns)
+            kpi.add_many({"baseline_changes": 1}, {}, w.start_ns, exact_time=True)
         detector = self.detector
         open_at = self.rt.config.alerts.open_threshold
         extra: dict[str, Any] = {}
@@ -816,6 +827,14 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 outs.extend(effects.command_outputs(self, self.control.on_kpis(t, r.scheme, derive(r.totals),
                                                                                self.situation(t)), lineage))
         return outs
+
+
+def _window_detector(cfg: Any, columns: list[str]) -> Detector:
+    """A fresh window detector of ``[model]`` (for ONNX models the z-score baseline that explains alerts),
+    as the asset's first one: a maintenance reset starts its warm-up again (the model itself stays)."""
+    m = cfg.model
+    return make_detector("zscore" if m.kind == "onnx" else m.kind, columns, warmup=m.warmup_windows,
+                         n_trees=m.n_trees, height=m.height, window_size=m.window_size, seed=m.seed)
 
 
 def _expected_streams(cfg: Any) -> tuple[str, ...]:

@@ -170,10 +170,11 @@ class ScoredBlock:
     scale: np.ndarray | None = None
     rows_before: int = 0  # rows the detector had scored before this block (change events count from 0)
     spans: Spans = field(default_factory=dict)  # the inputs of its rows (lineage)
+    resets: list[ChangeEvent] = field(default_factory=list)  # a maintenance reset re-baselined it here
 
     @property
     def events(self) -> list[ChangeEvent]:
-        return self.result.events
+        return self.result.events + self.resets
 
 
 class ScalarScorer:
@@ -194,6 +195,15 @@ class ScalarScorer:
         self.held_x: list[np.ndarray] = []
         self.ready: list[tuple[int, dict[int, float]]] = []  # final rows waiting for a block
         self.spans: Spans = {}  # the inputs of the rows taken and not yet scored
+        self.rebaseline_ns: int | None = None  # rows from this time on go to a fresh detector
+
+    def rebaseline(self, at_ns: int) -> None:
+        """The machine was reset (maintenance): the rows from ``at_ns`` on are a new normal. The first block
+        that reaches them scores the rows before ``at_ns`` with the detector as it is, then starts a fresh
+        detector (same config and channels: a new warm-up, so the level shift is learnt, not alerted on)
+        for the rest; that block's ``changes`` say so for every channel (old level: the baseline's, new
+        level: the mean of the block's rows after the reset)."""
+        self.rebaseline_ns = at_ns
 
     def add(self, ts_ns: int, metric: str, value: float, pos: tuple[str, int, int] | None = None) -> bool:
         return self.rows.add(ts_ns, metric, value, pos)
@@ -239,6 +249,24 @@ class ScalarScorer:
         return self._score(ts, x, final)
 
     def _score(self, ts: np.ndarray, x: np.ndarray, force: bool) -> list[ScoredBlock]:
+        at = getattr(self, "rebaseline_ns", None)  # (a snapshot from before re-baselining has none)
+        if at is not None and self.detector is None and ts[-1] >= at:  # still settling: nothing learnt
+            self.rebaseline_ns = None
+        elif at is not None and ts[-1] >= at:
+            self.rebaseline_ns = None
+            cut = int(np.searchsorted(ts, at))
+            out = self._score(ts[:cut], x[:cut], force) if cut else []
+            old = self.detector.baseline.level.copy() if self.detector is not None else None
+            self._start(len(self.rows.channels))
+            out.extend(self._score(ts[cut:], x[cut:], force))
+            if old is not None and out:
+                after = x[cut:]
+                for c in range(min(len(old), after.shape[1])):
+                    col = after[:, c][~np.isnan(after[:, c])]
+                    if len(col) and not math.isnan(old[c]):
+                        out[-1].resets.append(ChangeEvent(out[-1].rows_before, c, float(old[c]),
+                                                          float(np.mean(col))))
+            return out
         n = len(self.rows.channels)
         if self.detector is None:
             self.held_ts.append(ts)

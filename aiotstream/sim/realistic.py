@@ -21,8 +21,8 @@ see :class:`RealisticSpec` for every number):
   stopped), then a level shift that stays: the vibration gain is multiplied by a factor of
   ``reset_gain`` (or its inverse) and the temperature moves by ``reset_temp_c``. Not a fault. The simulator
   also sends the maintenance feedback message the flow understands (``aiotstream.feedback/1``, type
-  ``maintenance``, for the asset, ``[start, end)``, at ``ts = start``), so the flow suppresses alerts during
-  the window: what happens after it is the detector's business;
+  ``maintenance``, for the asset, ``[start, end)``, ``reset: true``, at ``ts = start``), so the flow
+  suppresses alerts during the window and its detectors re-baseline at its end (the new normal);
 * **faults** as in ``easy`` (kinds, placement, ground truth) with their size scaled by ``amplitude``
   (0.1-1 of the easy sizes; sensor_stuck has no size: the stuck-at sensor fault).
 
@@ -265,7 +265,7 @@ class RealisticPlantSimulator(PlantSimulator):
         for i, e in enumerate(e for e in self.events if e.kind == "maintenance_reset"):
             body = {"schema": FEEDBACK_SCHEMA, "type": "maintenance", "ts": e.onset_ns, "asset": e.asset,
                     "start": e.onset_ns, "end": e.end_ns, "window_id": f"sim-maintenance-{i}",
-                    "by": "simulator", "note": "planned maintenance (realistic scenario)"}
+                    "reset": True, "by": "simulator", "note": "planned maintenance (realistic scenario)"}
             out.append(SimMessage("feedback", e.asset, e.onset_ns, orjson.dumps(body)))
         return out
 

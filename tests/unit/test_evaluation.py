@@ -163,9 +163,27 @@ def test_score_run_by_hand() -> None:
     assert r["false_alerts_near"] == {"maintenance_reset": 1, "noise_burst": 1, "none": 1}
     assert ev["by_kind"] == {"imbalance": {"faults": 1, "detected": 1}, "spike_burst": {"faults": 1, "detected": 0}}
     assert score_run(truth, alerts, tolerance_ns=8 * S)["events"]["recall"] == 1.0
+    assert r["maintenance_resets"]["raised_alert"] == 1
     # intervals: the cleared alert ends, the others run on
     ivs = {iv.ref: iv for iv in alert_intervals(alerts)}
     assert ivs["2"].end == s0 + 340 * S and ivs["1"].end is None and "4" not in ivs
+
+
+def test_a_reset_raises_only_false_alerts_soon_after_it_that_nothing_else_explains() -> None:
+    s0 = 1_000 * S
+    reset = {"kind": "maintenance_reset", "onset_ns": s0 + 100 * S, "end_ns": s0 + 130 * S}
+    truth = {"start_ns": s0, "end_ns": s0 + 1000 * S, "assets": [{"id": i} for i in "abcd"],
+             "faults": [{"asset": "a", "kind": "imbalance", "onset_ns": s0 + 200 * S, "end_ns": None}],
+             "events": [{"asset": i, **reset} for i in "abcd"]
+             + [{"asset": "b", "kind": "noise_burst", "onset_ns": s0 + 150 * S, "end_ns": s0 + 152 * S},
+                {"asset": "d", "kind": "sensor_drift", "onset_ns": s0, "end_ns": None}]}
+    alerts = (_alert("a", "1", s0 + 201 * S)  # detects the fault after the reset: not the reset's
+              + _alert("b", "2", s0 + 151 * S)  # in a noise burst: the burst's
+              + _alert("c", "3", s0 + 250 * S)  # 120 s after the reset: beyond near_ns
+              + _alert("d", "4", s0 + 131 * S))  # right after the reset (a run-long drift explains nothing)
+    r = score_run(truth, alerts, near_ns=60 * S)["maintenance_resets"]
+    assert (r["resets"], r["with_fault_alert"], r["raised_alert"]) == (4, 4, 1)
+    assert [x["asset"] for x in r["raised_which"]] == ["d"]
 
 
 # ---- the CLI ---------------------------------------------------------------------------------------------
