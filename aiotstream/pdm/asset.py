@@ -134,13 +134,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self.detector: Detector = make_detector(kind, self.columns, warmup=cfg.model.warmup_windows,
                                                 n_trees=cfg.model.n_trees, height=cfg.model.height,
                                                 window_size=cfg.model.window_size, seed=cfg.model.seed)
-        m = cfg.model
-        # drift on the features, not on the score: every feature column's recent median against its range
-        self.drift = ShiftDrift(self.columns) if m.drift_detector != "none" else None
-        self.feature_drift = FeatureDrift(self.columns, m.drift_features, m.drift_detector, m.drift_delta,
-                                          seed=m.seed, window_size=m.drift_window_size,
-                                          stat_size=m.drift_stat_size) \
-            if m.drift_features and m.drift_detector != "none" else None
+        self._new_drift_watches()
         # signal -> first window start its detector has seen since it fired
         self.drift_from: dict[str, int] = {}
         self.schedule = MaintenanceSchedule()
@@ -188,6 +182,17 @@ class AssetAnalyzer(effects.RuntimeEntity):
             self.shadow_ref = rt.models.ref(o.shadow) if o.shadow else None
 
     # Bytewax snapshots pickle the analyzer; the shared runtime is rebuilt on resume.
+
+    def _new_drift_watches(self) -> None:
+        """Drift on the features, not on the score: every feature column's recent median against its range
+        (and River's detectors on the configured drift features); new ones after a maintenance reset."""
+        m = self.rt.config.model
+        self.drift = ShiftDrift(self.columns) if m.drift_detector != "none" else None
+        self.feature_drift = FeatureDrift(self.columns, m.drift_features, m.drift_detector, m.drift_delta,
+                                          seed=m.seed, window_size=m.drift_window_size,
+                                          stat_size=m.drift_stat_size) \
+            if m.drift_features and m.drift_detector != "none" else None
+
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in _TRANSIENT}
 
@@ -588,6 +593,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if at is not None and w.end_ns > at:  # the machine was reset: a new warm-up on the new normal
             self.rebaseline_ns = None
             self.detector = _window_detector(self.rt.config, self.columns)
+            self._new_drift_watches()  # the old normal is no reference for the new one either
             kpi.add_many({"baseline_changes": 1}, {}, w.start_ns, exact_time=True)
         detector = self.detector
         open_at = self.rt.config.alerts.open_threshold

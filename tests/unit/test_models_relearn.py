@@ -90,21 +90,19 @@ def test_hst_relearns_a_sustained_level_shift() -> None:
     assert d.shift.rebaselines >= 1 and np.quantile(scores[-200:], 0.95) < d.learn_below
 
 
-def test_the_flow_raises_drift_only_after_a_real_change_on_a_fault_free_simulated_day(tmp_path) -> None:
+def test_the_flow_raises_no_drift_on_a_fault_free_simulated_day_with_maintenance_resets(tmp_path) -> None:
     """The realistic simulator with a whole (compressed) day, load regimes, noise bursts and sensor drift,
-    no faults: a drift alert may only follow a maintenance reset (a real change of level) on its asset."""
+    no faults: no drift alert. Not even after a maintenance reset (a real change of level): the reset
+    renews the drift watches with the detectors (before that, one asset of these 12 drifted after its reset)."""
     import json
 
     from aiotstream.cli import main
 
     out = tmp_path / "out"
-    assert main(["evaluate", "--simulate", "realistic", "--assets", "6", "--duration-s", "600", "--faults", "0",
+    assert main(["evaluate", "--simulate", "realistic", "--assets", "12", "--duration-s", "600", "--faults", "0",
                  "--day-s", "600", "--seed", "3", "--out", str(out), "--no-plot"]) == 0
     truth = json.loads((out / "truth.json").read_text())
-    resets = [(e["asset"], e["onset_ns"]) for e in truth["events"] if e["kind"] == "maintenance_reset"]
+    assert any(e["kind"] == "maintenance_reset" for e in truth["events"])
     alerts = [json.loads(x) for x in (out / "alerts.jsonl").read_text().splitlines() if x]
     drift = [a for a in alerts if a["alert_type"] == "drift" and a["event"] == "opened"]
-    unexplained = [(a["asset"], a["at"]) for a in drift
-                   if not any(asset == a["asset"] and 0 <= a["at_ns"] - t <= 300 * 10**9 for asset, t in resets)]
-    assert unexplained == []
-    assert all(a["detail"]["features"] for a in drift)  # each names the features that moved
+    assert drift == []
