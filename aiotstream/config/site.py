@@ -247,6 +247,9 @@ class SiteConfig(_Model):
             data.pop("scalar", None)  # likewise the [scalar] table at its defaults
         if not data["outputs"].get("audit"):  # the default audit topic: the hash of sites before it stays
             data["outputs"].pop("audit", None)
+        for section, key in (("inputs", "kafka"), ("outputs", "opcua")):  # added later, absent: likewise
+            if data[section].get(key) is None:
+                data[section].pop(key, None)
         for key, table in (("governance", GovernanceConfig), ("lineage", LineageConfig)):
             if data.get(key) == table().model_dump(mode="json"):  # added later: defaults keep the old hash
                 data.pop(key, None)

@@ -93,11 +93,14 @@ def rollup_and_sinks(rt: RollupSite, results: Stream[Output], streams: list[Stre
         keyed = op.flat_map("rollup_keys", results, rollup_inputs)
         rolled = op.stateful_batch("rollup", keyed, lambda resume: RollupLogic(rt, resume, tail, snapshots))
         streams = [*streams, op.map("drop_rollup_key", rolled, lambda kv: kv[1])]
-    streams = [*streams, audit_trail(rt, results, [s for s in streams if s is not results])]
-    outputs = op.merge("outputs", *streams)
+    others = [s for s in streams if s is not results]
     policy = Policy.from_config(rt.config)
-    if policy.active:  # the one place every sink's records pass: the PII policy and erasures (governance.py)
-        outputs = op.map("governance_policy", outputs, policy.apply)
+    if policy.active:  # every record passes here: the PII policy and erasures (governance.py), applied before
+        # the audit trail reads the decisions, so that its principals are named as the outputs name them
+        results = op.map("governance_policy", results, policy.apply)
+        others = [op.map(f"governance_policy_{i + 1}", s, policy.apply) for i, s in enumerate(others)]
+    streams = [results, *others, audit_trail(rt, results, others)]
+    outputs = op.merge("outputs", *streams)
     op.output("sink", outputs, sink)
     for i, extra in enumerate(also):
         if isinstance(extra, FixedPartitionedSink):

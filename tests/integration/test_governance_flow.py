@@ -140,7 +140,7 @@ def test_erasures_survive_a_restart_from_the_recovery_snapshot(tmp_path: Path) -
         run_main(flow, recovery_config=RecoveryConfig(str(recovery)))
         return out
 
-    assert run([erase]) == []
+    assert [o for o in run([erase]) if o.kind != "audit"] == []  # only the audit trail's config load
     assert "ana" in ERASED
     ERASED.clear()
     out = run([erase, late])  # resumes after the first message: only the feedback is read
