@@ -114,6 +114,15 @@ def _sigterm(proc: subprocess.Popen, log: Path) -> str:
     return err
 
 
+def _served_at(proc: subprocess.Popen, log: Path) -> tuple[str, int]:
+    """The address a ``--metrics-port 0`` server logged: (base URL, port)."""
+    found = _wait_until("the metrics address in the log",
+                        lambda: re.search(r"metrics on (http://127\.0\.0\.1:(\d+))/metrics", log.read_text()),
+                        proc, log)
+    assert isinstance(found, re.Match)
+    return found.group(1), int(found.group(2))
+
+
 def _closed(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
@@ -190,11 +199,7 @@ def test_a_replay_serves_probes_on_a_free_port_and_stops_them_with_the_flow(tmp_
                                     "--recovery", str(tmp_path / "rec"), "--metrics-port", "0"),
                                 stdout=subprocess.DEVNULL, stderr=f)
     try:
-        found = _wait_until("the metrics address in the log",
-                            lambda: re.search(r"metrics on (http://127\.0\.0\.1:(\d+))/metrics", log.read_text()),
-                            proc, log)
-        assert isinstance(found, re.Match)
-        base, port = found.group(1), int(found.group(2))
+        base, port = _served_at(proc, log)
         assert _get(f"{base}/healthz")[0] == 200
         _wait_until("/readyz 200", lambda: _get(f"{base}/readyz")[0] == 200, proc, log)
         seen = _wait_until("inputs counted", lambda: _total(_scrape(base), "aiotstream_inputs_total"), proc, log)
@@ -382,11 +387,7 @@ def test_detect_serves_metrics_while_it_scores_a_file_and_stops_them_with_it(tmp
                                     "--out", str(tmp_path / "scores.csv"), "--metrics-port", "0"),
                                 stdout=subprocess.DEVNULL, stderr=f)
     try:
-        found = _wait_until("the metrics address in the log",
-                            lambda: re.search(r"metrics on (http://127\.0\.0\.1:(\d+))/metrics", log.read_text()),
-                            proc, log)
-        assert isinstance(found, re.Match)
-        base, port = found.group(1), int(found.group(2))
+        base, port = _served_at(proc, log)
         assert _get(f"{base}/healthz")[0] == 200
         got = _wait_until("readings counted", _scrape_when(base, "aiotstream_inputs_total", 1), proc, log)
         assert isinstance(got, dict) and 0 < _total(got, "aiotstream_inputs_total") <= 2 * rows
