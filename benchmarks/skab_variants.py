@@ -55,26 +55,12 @@ class _Baseline(S.RobustBaseline):
         if self.mode == "none":
             return super().update(x)
         x = np.asarray(x, dtype=np.float64)
-        self.rows += 1
-        ok = np.isfinite(x) & (np.abs(x) <= S.MAX_ABS)
         z = np.zeros(self.n)
         events: list[S.ChangeEvent] = []
-        if not ok.any():
+        live = self._seed(x)
+        if live is None:
             return z, events
         cfg = self.cfg
-        warm = ok & (self.count < cfg.warmup)
-        if warm.any():
-            self.count[warm] += 1
-            d = x[warm] - self.level[warm]
-            self.level[warm] += d / self.count[warm]
-            self.var[warm] += d * (x[warm] - self.level[warm])
-            done = warm & (self.count == cfg.warmup)
-            if done.any():
-                self.var[done] /= max(cfg.warmup - 1, 1)
-                self.fast[done] = self.level[done]
-        live = ok & ~warm
-        if not live.any():
-            return z, events
         self.count[live] += 1
         s = self.scale()[live]
         lv = self.level[live]

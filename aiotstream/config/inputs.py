@@ -37,6 +37,12 @@ class TlsConfig(_Model):
         return self
 
 
+def _check_reconnect(min_s: float, max_s: float) -> None:
+    """The reconnect backoff runs from ``reconnect_min_s`` up to ``reconnect_max_s``."""
+    if max_s < min_s:
+        raise ValueError(f"reconnect_max_s ({max_s}) must be >= reconnect_min_s ({min_s})")
+
+
 class MqttConnection(_Model):
     """Where and how to reach an MQTT broker (shared by the MQTT source and sink)."""
 
@@ -63,9 +69,7 @@ class MqttConnection(_Model):
     def _reconnect_order(self) -> MqttConnection:
         if self.password_env and self.password_file:
             raise ValueError("password_env and password_file are two ways to give the one password: set one")
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_min_s "
-                             f"({self.reconnect_min_s})")
+        _check_reconnect(self.reconnect_min_s, self.reconnect_max_s)
         return self
 
 
@@ -281,9 +285,7 @@ class OpcUaInput(OpcUaServer):
 
     @model_validator(mode="after")
     def _reconnect_order(self) -> OpcUaInput:
-        if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError(f"reconnect_max_s ({self.reconnect_max_s}) must be >= reconnect_min_s "
-                             f"({self.reconnect_min_s})")
+        _check_reconnect(self.reconnect_min_s, self.reconnect_max_s)
         return self
 
 

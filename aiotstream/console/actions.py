@@ -90,15 +90,20 @@ def _feedback(topic: str, asset: str, fields: dict[str, Any], summary: str) -> A
     return Action(topic, asset.encode(), raw, summary)
 
 
+def _known_alert(state: ConsoleState, alert_id: str) -> dict[str, Any]:
+    alert = state.alert(alert_id)
+    if alert is None:
+        raise ActionError(f"unknown alert id {alert_id!r}: no such alert on the alerts topic (yet)")
+    return alert
+
+
 def alert_action(state: ConsoleState, topic: str, kind: str, alert_id: str, by: Any,
                  note: Any = "") -> Action:
     """``ack`` or ``clear`` of an open (or, for clear, acknowledged) alert."""
     if kind not in ("ack", "clear"):
         raise ActionError(f"unknown alert action {kind!r} (ack or clear)")
     by, note = operator_name(by), _note(note)
-    alert = state.alert(alert_id)
-    if alert is None:
-        raise ActionError(f"unknown alert id {alert_id!r}: no such alert on the alerts topic (yet)")
+    alert = _known_alert(state, alert_id)
     status, asset = alert.get("status"), str(alert.get("asset"))
     if status == "cleared":
         when = alert.get("cleared_at") or alert.get("at")
@@ -122,9 +127,7 @@ def label_action(state: ConsoleState, topic: str, alert_id: str, label: str, by:
         raise ActionError(f"a label is one of {', '.join(LABELS)}, got {label!r}")
     by, note = operator_name(by), _note(note)
     fault = (fault_type or "").strip() if isinstance(fault_type, str) else ""
-    alert = state.alert(alert_id)
-    if alert is None:
-        raise ActionError(f"unknown alert id {alert_id!r}: no such alert on the alerts topic (yet)")
+    alert = _known_alert(state, alert_id)
     asset, given = str(alert.get("asset")), alert.get("label")
     if isinstance(given, dict):
         who = f" by {given['by']}" if given.get("by") else ""

@@ -159,18 +159,17 @@ class RobustBaseline:
         """The scale used to standardize: sqrt(var), floored so a constant channel still divides."""
         return np.maximum(np.sqrt(self.var), 1e-9 * (1.0 + np.abs(self.level)))
 
-    def update(self, x: np.ndarray) -> tuple[np.ndarray, list[ChangeEvent]]:
-        """Standardized deviation of each channel for this row (0 while warming up or missing)."""
-        x = np.asarray(x, dtype=np.float64)
+    def _seed(self, x: np.ndarray) -> np.ndarray | None:
+        """Count the row; channels still warming up learn it (Welford mean and variance of the first values
+        seed level and scale). Returns the channels past their warm-up with a valid value, or None if none
+        are."""
         self.rows += 1
         ok = np.isfinite(x) & (np.abs(x) <= MAX_ABS)
-        z = np.zeros(self.n)
-        events: list[ChangeEvent] = []
         if not ok.any():
-            return z, events
+            return None
         cfg = self.cfg
         warm = ok & (self.count < cfg.warmup)
-        if warm.any():  # Welford mean and variance of the first values seed level and scale
+        if warm.any():
             self.count[warm] += 1
             d = x[warm] - self.level[warm]
             self.level[warm] += d / self.count[warm]
@@ -180,8 +179,17 @@ class RobustBaseline:
                 self.var[done] /= max(cfg.warmup - 1, 1)
                 self.fast[done] = self.level[done]
         live = ok & ~warm
-        if not live.any():
+        return live if live.any() else None
+
+    def update(self, x: np.ndarray) -> tuple[np.ndarray, list[ChangeEvent]]:
+        """Standardized deviation of each channel for this row (0 while warming up or missing)."""
+        x = np.asarray(x, dtype=np.float64)
+        z = np.zeros(self.n)
+        events: list[ChangeEvent] = []
+        live = self._seed(x)
+        if live is None:
             return z, events
+        cfg = self.cfg
         self.count[live] += 1
         s = self.scale()[live]
         lv = self.level[live]
