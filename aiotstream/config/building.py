@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     Field,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -108,7 +111,13 @@ class BuildingConfig(_Model):
                               "models learn on intervals")
     day_s: float = Field(default=86_400.0, gt=0, le=86_400,
                          description="length of a day in event time (86400; simulations may compress it)")
-    utc_offset_h: float = Field(default=0.0, ge=-14, le=14, description="local time = UTC + this (hours)")
+    utc_offset_h: float = Field(default=0.0, ge=-14, le=14,
+                                description="local time = UTC + this (hours), all year; for a zone with "
+                                "daylight saving time set `timezone` instead")
+    timezone: str | None = Field(default=None,
+                                 description="IANA time zone of the building (e.g. 'Europe/Berlin'): local "
+                                 "time of day and the night window follow its daylight saving time; "
+                                 "needs day_s = 86400 and utc_offset_h = 0")
     outdoor_asset: str = Field(default="weather", pattern=ID_PATTERN,
                                description="the asset id of the outdoor temperature readings")
     outdoor_metric: str = Field(default="temperature", min_length=1)
@@ -117,6 +126,22 @@ class BuildingConfig(_Model):
     zone_groups: list[ZoneGroup] = Field(default_factory=list)
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
     waste: WasteConfig = Field(default_factory=WasteConfig)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}: use an IANA name such as 'Europe/Berlin'") from None
+        if info.data.get("day_s", 86_400.0) != 86_400.0:
+            raise ValueError("a time zone needs real 24-hour days: day_s must be 86400 (a compressed "
+                             "simulation day has no daylight saving time; use utc_offset_h)")
+        if info.data.get("utc_offset_h", 0.0) != 0.0:
+            raise ValueError("set either timezone or utc_offset_h, not both")
+        return v
 
     @model_validator(mode="after")
     def _shape(self) -> BuildingConfig:

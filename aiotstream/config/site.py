@@ -243,6 +243,8 @@ class SiteConfig(_Model):
         data = self.model_dump(mode="json")
         if data.get("building") is None:
             data.pop("building", None)
+        elif data["building"].get("timezone") is None:  # added later: a building without it keeps its hash
+            data["building"].pop("timezone", None)
         if data.get("scalar") == ScalarConfig().model_dump(mode="json"):
             data.pop("scalar", None)  # likewise the [scalar] table at its defaults
         if not data["outputs"].get("audit"):  # the default audit topic: the hash of sites before it stays

@@ -49,7 +49,7 @@ class BuildingRuntime(DecisionRuntime):
         self.interval_ns = round(b.interval_s * S)
         self.lateness_ns = round(config.window.allowed_lateness_s * S)
         self.max_future_ns = round(config.window.max_future_s * S)
-        self.clock = DayClock(b.day_s, b.utc_offset_h)
+        self.clock = DayClock(b.day_s, b.utc_offset_h, b.timezone)
         bl = b.baseline
         settings = {"baseline": bl.model_dump(mode="json"), "features": "energy-interval/1",
                     "interval_s": b.interval_s}

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from aiotstream.units import S
 
@@ -99,22 +101,37 @@ def intervals_for(seconds: float, interval_s: float) -> int:
 
 class DayClock:
     """Local time of day for event times; ``day_s`` may be compressed (simulations), ``utc_offset_h`` shifts
-    it.
+    it by a fixed offset, ``timezone`` (an IANA name, real 24-hour days only) follows that zone's daylight
+    saving time through :mod:`zoneinfo`.
 
     >>> c = DayClock(day_s=60, utc_offset_h=0)
     >>> c.hour(15 * S), c.day(61 * S)   # a quarter of a 60 s day is 06:00; 61 s is on day 1
     (6.0, 1)
+    >>> berlin = DayClock(timezone="Europe/Berlin")
+    >>> winter, summer = 1_767_225_600 * S, 1_782_864_000 * S   # 2026-01-01 and 2026-07-01, 00:00 UTC
+    >>> berlin.hour(winter), berlin.hour(summer)                   # CET (UTC+1) and CEST (UTC+2)
+    (1.0, 2.0)
     """
 
-    def __init__(self, day_s: float = 86_400.0, utc_offset_h: float = 0.0):
+    def __init__(self, day_s: float = 86_400.0, utc_offset_h: float = 0.0, timezone: str | None = None):
         self.day_ns = round(day_s * S)
         self.offset_ns = round(utc_offset_h * 3600 / 86_400 * day_s * S)
+        if timezone is not None and self.day_ns != 86_400 * S:
+            raise ValueError("a time zone needs real 24-hour days (day_s = 86400)")
+        self.zone = None if timezone in (None, "UTC") else ZoneInfo(timezone)
+
+    def _offset(self, t_ns: int) -> int:
+        """ns to add to UTC for local time at ``t_ns`` (the fixed offset, or the zone's at that instant)."""
+        if self.zone is None:
+            return self.offset_ns
+        off = datetime.fromtimestamp(t_ns // S, self.zone).utcoffset()
+        return 0 if off is None else (off.days * 86_400 + off.seconds) * S
 
     def hour(self, t_ns: int) -> float:
-        return ((t_ns + self.offset_ns) % self.day_ns) / self.day_ns * 24.0
+        return ((t_ns + self._offset(t_ns)) % self.day_ns) / self.day_ns * 24.0
 
     def day(self, t_ns: int) -> int:
-        return (t_ns + self.offset_ns) // self.day_ns
+        return (t_ns + self._offset(t_ns)) // self.day_ns
 
 
 class NightBaseload:

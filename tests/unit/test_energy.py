@@ -91,6 +91,38 @@ def test_day_clock_with_an_offset() -> None:
     assert c.hour(T0) == 2.0 and c.hour(T0 + 23 * 3600 * S) == 1.0
 
 
+def test_day_clock_in_a_time_zone_follows_daylight_saving_time_across_both_changes() -> None:
+    """Europe/Berlin: CEST (UTC+2) from 2026-03-29 01:00 UTC to 2026-10-25 01:00 UTC, CET (UTC+1) else."""
+    c = DayClock(timezone="Europe/Berlin")
+    spring, autumn = 1_774_746_000 * S, 1_792_890_000 * S  # the two changes, 01:00 UTC
+    assert c.hour(spring - S) == pytest.approx(2.0 - 1 / 3600)  # 01:59:59 CET
+    assert c.hour(spring) == 3.0  # 03:00 CEST: 02:00-03:00 local does not exist that night
+    assert c.hour(autumn - S) == pytest.approx(3.0 - 1 / 3600)  # 02:59:59 CEST
+    assert c.hour(autumn) == 2.0  # 02:00 CET again: that hour happens twice
+    # the local day starts at local midnight: 22:00 UTC in summer, 23:00 UTC in winter
+    summer_midnight, winter_midnight = 1_782_856_800 * S, 1_767_222_000 * S  # 2026-06-30 22:00, 2025-12-31 23:00
+    assert c.day(summer_midnight) == c.day(summer_midnight - S) + 1
+    assert c.day(winter_midnight) == c.day(winter_midnight - S) + 1
+    assert c.day(winter_midnight) == 20_454  # 2026-01-01 is day 20,454 since 1970-01-01
+
+
+def test_day_clock_refuses_a_time_zone_on_a_compressed_day() -> None:
+    with pytest.raises(ValueError, match="24-hour days"):
+        DayClock(day_s=600, timezone="Europe/Berlin")
+
+
+def test_building_time_zone_is_checked_at_load_with_its_path() -> None:
+    from aiotstream.config import default_site
+    from aiotstream.errors import ConfigError
+    zones = [{"id": "z1"}]
+    for building, word in (({"timezone": "Mars/Olympus"}, "unknown time zone"),
+                           ({"timezone": "Europe/Berlin", "day_s": 600, "interval_s": 60}, "24-hour days"),
+                           ({"timezone": "Europe/Berlin", "utc_offset_h": 1.0}, "not both")):
+        with pytest.raises(ConfigError) as e:
+            default_site(1, building={**building, "zones": zones})
+        assert e.value.problems[0][0] == "building.timezone" and word in e.value.problems[0][1]
+
+
 # ---- baseline ----------------------------------------------------------------------------------------
 def test_baseline_warms_up_then_learns_a_linear_relation() -> None:
     b = Baseline(warmup=50, learning_rate=0.05, drift="none")
