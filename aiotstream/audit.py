@@ -9,7 +9,12 @@ that record a decision somebody (or the flow) took, and from one marker per flow
 * ``command.<status>``: every command change (``advisory``, ``awaiting_approval``, ``emitted``,
   ``approved``, ``rejected``, ``blocked`` with the envelope rule, ``acked``, ``expired``, ``failed``, ...);
 * ``alert.acknowledged`` / ``alert.cleared`` (by an operator) / ``alert.labelled``;
-* ``refusal``: a feedback or control message that was dead-lettered, with the reason.
+* ``refusal``: a feedback or control message that was dead-lettered, with the reason (with ``[auth]``: also
+  the authentication and authorisation refusals, ``unsigned`` ... ``forbidden``, attributed to the
+  principal the message claims).
+
+With ``[auth]`` the ``by`` of an accepted message is its authenticated (acting) principal, so every entry
+made from it names who signed it (or, for the console, on whose behalf).
 
 Each entry is in one *chain* (``chain``): ``asset:<id>`` for the decisions of an asset's (zone's) own step,
 ``input:<topic>:<partition>`` for those taken where messages are decoded (promotions, malformed feedback),
@@ -48,8 +53,8 @@ UNHASHED = ("hash", "wall_ns")
 
 
 def principal(by: Any, from_message: bool) -> str:
-    """Who an entry is attributed to: the one place the principal is taken (today the message's free-text
-    ``by``; with authenticated messages, the verified principal goes here instead)."""
+    """Who an entry is attributed to: the one place the principal is taken (the message's ``by``, which a site
+    with ``[auth]`` sets to the verified, acting principal; a refused message's claimed principal)."""
     if isinstance(by, str) and by:
         return by
     return ANONYMOUS if from_message else FLOW
@@ -156,6 +161,8 @@ def _refusal(rec: dict[str, Any], control_topics: frozenset[str]) -> Event | Non
     if not control and (rec.get("source") or {}).get("topic") not in control_topics:
         return None
     by = msg.get("by") if is_msg else None
+    if rec.get("principal"):  # refused by [auth]: the principal the message claims (its signer)
+        by = rec["principal"]
     ts = msg.get("ts") if is_msg else None
     event_ns = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
     return Event(principal(by, True), "refusal", event_ns,

@@ -35,6 +35,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -46,9 +47,14 @@ from typing import Any
 
 import orjson
 
+from aiotstream.codecs.feedback import _feedback, _load_json
+from aiotstream.codecs.readings import _reading, decode_any
 from aiotstream.config.auth import ALL_ASSETS, PRINCIPAL_PATTERN, ROLE_ACTIONS, AuthConfig
-from aiotstream.errors import AiotError, ConfigError
+from aiotstream.errors import AiotError, ConfigError, DecodeError
+from aiotstream.records import Feedback, Frame, Position, Reading
 from aiotstream.secretfiles import read_secret, read_secret_bytes
+
+log = logging.getLogger(__name__)
 
 DOMAIN = b"aiotstream.auth/1\n"
 """What the signed bytes start with (so a signature over anything else never verifies here)."""
@@ -64,6 +70,7 @@ MIN_SECRET_BYTES = 16
 MAX_TS_NS = 2**63 - 1
 _PRINCIPAL = re.compile(PRINCIPAL_PATTERN)
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_JSON_START = (b"{", b" ", b"\n", b"\t", b"[")  # as decode_any tells JSON from a frame
 _SIG = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # base64url without padding (Ed25519: 86 chars, HMAC: 43)
 
 
@@ -495,3 +502,54 @@ def warning_without_auth(topics: list[str]) -> str:
     return (f"no [auth] in the site config: control, feedback and ack messages are not authenticated; anyone "
             f"who can write to {', '.join(topics) or 'the feedback and control topics'} can acknowledge "
             "alerts, approve commands and promote models (docs/security.md)")
+
+
+# ---- the flows' decoders with [auth] ---------------------------------------------------------------------
+
+class Refused(DecodeError):
+    """A message the :class:`Verifier` refused, as the decoders' error (its ``reason`` is the refusal's;
+    ``principal`` the one the message claims, for the dead letter and the audit trail)."""
+
+    def __init__(self, refusal: Refusal):
+        super().__init__(refusal.reason, refusal.message)
+        self.principal = refusal.principal
+
+
+def refusal_extra(exc: BaseException) -> dict[str, Any]:
+    """What a dead letter of ``exc`` adds: the claimed ``principal`` of a refused message, else nothing."""
+    return {"principal": exc.principal} if isinstance(exc, Refused) else {}
+
+
+def site_verifier(config: Any, now_ns: Callable[[], int] = time.time_ns) -> Verifier | None:
+    """The verifier of a site with ``[auth]`` (keys read from their files now), else None."""
+    if config.auth is None:
+        return None
+    lines = {a.id: a.line for a in config.all_assets() if a.line}
+    return Verifier(config.auth, now_ns, lines=lines)
+
+
+def decode_signed(raw: bytes | None, pos: Position, verifier: Verifier | None) -> Frame | Reading | Feedback:
+    """:func:`~aiotstream.codecs.decode_any` for a site with ``[auth]``: a feedback message (a JSON object
+    with ``schema``) is checked by ``verifier`` first, and decoded without its ``auth``, ``by`` set to the
+    acting principal; :class:`Refused` (a DecodeError) if refused. Without a verifier: ``decode_any``."""
+    if verifier is None or not raw or raw[:1] not in _JSON_START:
+        return decode_any(raw, pos)
+    obj = _load_json(raw)
+    if isinstance(obj, dict) and "schema" in obj:
+        got = admit(verifier, obj)
+        if isinstance(got, Refusal):
+            raise Refused(got)
+        return _feedback(got[0], raw, pos)
+    return _reading(obj, raw, pos)
+
+
+def warn_without_auth(config: Any) -> None:
+    """At flow start: one WARNING when the site has no ``[auth]`` (see :func:`warning_without_auth`)."""
+    if config.auth is None:
+        topics = [*config.inputs.feedback_topics, *config.control_topics()]
+        log.warning(warning_without_auth(topics))
+    else:
+        a = config.auth
+        log.info("[auth]: %d principal(s); %s control, feedback and ack messages are refused; freshness "
+                 "%gs back, %gs ahead", len(a.principals), "unsigned" if a.required else "wrongly signed",
+                 a.max_age_s, a.max_future_s)

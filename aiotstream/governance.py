@@ -2,8 +2,9 @@
 requests, retention of the Parquet lake (``aiotstream prune``), and the hook the audit trail connects to.
 
 **PII policy** (``[governance] pii``). Fields that name people (:data:`PERSON_FIELDS`: ``by``,
-``acknowledged_by``, ``cleared_by``, ``approved_by``, ``subject``; at the top level of a record, in an
-alert's ``label``, in a model event's ``source`` and in a dead letter's JSON payload) are kept, dropped
+``acknowledged_by``, ``cleared_by``, ``approved_by``, ``subject``, and ``principal``/``on_behalf_of`` of
+signed messages; at the top level of a record, in an alert's ``label``, in a model event's ``source`` and
+in a dead letter's JSON payload and its ``auth``) are kept, dropped
 (``null``) or pseudonymised: ``"pn:" + HMAC-SHA256(key, id)`` in hex, 32 digits. The key comes from a
 secret file, so the pseudonym of a person is the same in every output and run with that key (joins still
 work) and cannot be reversed without it. Free-text notes (:data:`NOTE_FIELDS`) are dropped unless the
@@ -42,7 +43,8 @@ from aiotstream.records import Output
 
 log = logging.getLogger(__name__)
 
-PERSON_FIELDS = frozenset({"by", "acknowledged_by", "cleared_by", "approved_by", "subject"})
+PERSON_FIELDS = frozenset({"by", "acknowledged_by", "cleared_by", "approved_by", "subject", "principal",
+                           "on_behalf_of"})
 """Fields that hold a person's name or id (operators, engineers, devices' principals, erasure subjects)."""
 NOTE_FIELDS = frozenset({"note", "comment", "notes"})
 """Free text written by people: kept under ``keep``, else dropped."""
@@ -179,6 +181,8 @@ class Policy:
         if not isinstance(obj, dict):
             return {}
         fixed = self._fields(obj)
+        if isinstance(fixed.get("auth"), dict):  # a signed message's principals ([auth])
+            fixed["auth"] = self._fields(fixed["auth"])
         if fixed == obj:
             return {}
         data = orjson.dumps(fixed)
