@@ -38,6 +38,7 @@ import hmac
 import logging
 import re
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -295,6 +296,7 @@ class ReplayCache:
         self.max_entries = max_entries
         self.horizon_ns = horizon_ns
         self._until: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._lock = threading.Lock()  # the flow's workers in one process share the decode step's verifier
 
     def __len__(self) -> int:
         return len(self._until)
@@ -316,6 +318,10 @@ class ReplayCache:
     def seen(self, principal: str, nonce: str, ts_ns: int, now: int) -> bool | None:
         """True if (principal, nonce) was seen and has not expired; else remember it and False. None when
         the cache is full of live entries (the caller refuses the message rather than forget one)."""
+        with self._lock:
+            return self._seen(principal, nonce, ts_ns, now)
+
+    def _seen(self, principal: str, nonce: str, ts_ns: int, now: int) -> bool | None:
         self._purge(now)
         key = (principal, nonce)
         if key in self._until:
