@@ -408,7 +408,7 @@ class Verifier:
                                             "[auth] principals", pid)
             acting = behalf
         who = acting if acting == pid else f"{acting} (signed by {pid})"
-        if kind not in self._roles[acting]:
+        if not isinstance(kind, str) or kind not in self._roles[acting]:  # (a list or object is not a kind)
             roles = ", ".join(self.principals[acting].roles)
             return Refusal("forbidden", f"{who} may not send {_shown(kind)} messages (roles: {roles})", pid)
         if not self.allows_asset(acting, asset):
