@@ -49,10 +49,12 @@ from typing import Any
 import orjson
 
 from aiotstream.codecs.feedback import _feedback, _load_json
+from aiotstream.codecs.iot import _check_item_asset, decode_payload
 from aiotstream.codecs.readings import _reading, decode_any
 from aiotstream.config.auth import ALL_ASSETS, PRINCIPAL_PATTERN, ROLE_ACTIONS, AuthConfig
 from aiotstream.errors import AiotError, ConfigError, DecodeError
-from aiotstream.records import Feedback, Frame, Position, Reading
+from aiotstream.ids import check_id
+from aiotstream.records import DecodeHints, Feedback, Frame, Position, Reading
 from aiotstream.secretfiles import read_secret, read_secret_bytes
 
 log = logging.getLogger(__name__)
@@ -547,6 +549,22 @@ def decode_signed(raw: bytes | None, pos: Position, verifier: Verifier | None) -
             raise Refused(got)
         return _feedback(got[0], raw, pos)
     return _reading(obj, raw, pos)
+
+
+def decode_payload_signed(raw: bytes | None, pos: Position, hints: DecodeHints, asset: str | None,
+                          metric: str | None, arrival_ns: int | None,
+                          verifier: Verifier | None) -> list[Frame | Reading | Feedback]:
+    """:func:`~aiotstream.codecs.iot.decode_payload` for a site with ``[auth]``: a device-facing source
+    (MQTT) with ``format = "auto"`` hands its payloads to the decoder that also takes feedback, so they are
+    checked as :func:`decode_signed` checks them; every other format gives frames or readings only."""
+    if verifier is None or hints.fmt != "auto":
+        return decode_payload(raw, pos, hints, asset, metric, arrival_ns)
+    if asset is not None:  # as decode_payload: the mapping's asset first, then the payload's
+        check_id(asset, "asset (from the topic/node mapping)")
+    items = _check_item_asset(decode_signed(raw or b"", pos, verifier), asset)
+    for item in items:
+        check_id(item.asset)
+    return items
 
 
 def warn_without_auth(config: Any) -> None:

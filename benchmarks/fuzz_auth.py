@@ -50,7 +50,7 @@ PRINCIPALS: dict[str, dict[str, Any]] = {
 }
 LINES = {"p1": "l1", "p2": "l2", "p3": "l1"}
 FB_KINDS = ("ack", "clear", "label", "approve", "reject", "command_ack", "maintenance")
-FEEDBACK, CONTROL = "fz.feedback", "fz.control"
+FEEDBACK, CONTROL, DEVICE = "fz.feedback", "fz.control", "mqtt:fz/feedback"
 
 
 def _jsonable(v: Any) -> Any:
@@ -136,7 +136,8 @@ class SignedHarness:
 
     # ---- the cases ----
     def body(self, d: Draw) -> tuple[str, dict[str, Any]]:
-        """A message (feedback on the feedback topic, promote/erase on the control topic), maybe broken."""
+        """A message (feedback on the feedback topic or an MQTT subscription with ``format = "auto"``,
+        promote/erase on the control topic), maybe broken."""
         kind = d.choice([*FB_KINDS, "promote", "erase"])
         if kind == "promote":
             m: dict[str, Any] = {"type": "promote", "version": d.choice(["1.1.0", "2", None, "bad version"])}
@@ -147,7 +148,7 @@ class SignedHarness:
             m = {"type": "erase", "subject": d.choice(["bob", "ana", "", "x" * 300])}
             topic = CONTROL
         else:
-            topic = FEEDBACK
+            topic = FEEDBACK if d.chance(0.8) else DEVICE  # Kafka, or an MQTT subscription with format auto
             m = {"schema": "aiotstream.feedback/1", "type": kind, "ts": WALL - d.int(0, 10) * S}
             where = d.int(0, 9)
             if kind == "maintenance":
@@ -282,14 +283,16 @@ class SignedHarness:
 
     # ---- one case through the decode step ----
     def step(self, case: tuple[str, bytes, str, str | None]) -> str:
-        from aiotstream.records import Feedback, SourceMessage
+        from aiotstream.records import DecodeHints, DeviceMessage, Feedback, SourceMessage
 
         topic, raw, how, acting = case
         self.offset += 1
         effects: list[Any] = []
         dead: list[Any] = []
         try:
-            self.ingest._decode([SourceMessage(topic, 0, self.offset, raw)], effects.append, dead.append)
+            msg = DeviceMessage(topic, -1, self.offset, raw, DecodeHints("auto"), None, None, WALL) \
+                if topic == DEVICE else SourceMessage(topic, 0, self.offset, raw)
+            self.ingest._decode([msg], effects.append, dead.append)
         except Exception as exc:
             raise Escape(f"{how}: {type(exc).__name__}: {exc} <- {_brief(raw)}") from exc
         try:

@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from aiotstream.auth import decode_signed, refusal_extra, site_verifier
-from aiotstream.codecs.iot import decode_payload
+from aiotstream.auth import decode_payload_signed, decode_signed, refusal_extra, site_verifier
 from aiotstream.energy.runtime import HVAC, OCCUPANCY, BuildingRuntime
 from aiotstream.errors import DecodeError
 from aiotstream.lineage import iso_ns
@@ -243,7 +242,7 @@ class BuildingIngest:
         hints = getattr(msg, "hints", None)
         try:
             items = [decode_signed(raw, pos, self.verifier)] if hints is None else \
-                decode_payload(raw, pos, hints, msg.asset, msg.metric, msg.arrival_ns)
+                decode_payload_signed(raw, pos, hints, msg.asset, msg.metric, msg.arrival_ns, self.verifier)
         except DecodeError as exc:
             out.append(self._reject(msg, exc.reason, str(exc), asset=getattr(msg, "asset", None),
                                     extra=refusal_extra(exc)))

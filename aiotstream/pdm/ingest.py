@@ -18,9 +18,16 @@ from typing import Any
 import numpy as np
 import orjson
 
-from aiotstream.auth import Refusal, Refused, admit, decode_signed, refusal_extra, site_verifier
+from aiotstream.auth import (
+    Refusal,
+    Refused,
+    admit,
+    decode_payload_signed,
+    decode_signed,
+    refusal_extra,
+    site_verifier,
+)
 from aiotstream.codecs.feedback import decode_erase, is_erase
-from aiotstream.codecs.iot import decode_payload
 from aiotstream.errors import DecodeError
 from aiotstream.features import FeatureSet, frame_partials_batch
 from aiotstream.governance import Erasure
@@ -164,7 +171,8 @@ class Ingestor:
             hints = getattr(msg, "hints", None)
             try:
                 items: list[Frame | Reading] = [decode_signed(raw, pos, self.verifier)] if hints is None \
-                    else decode_payload(raw, pos, hints, msg.asset, msg.metric, msg.arrival_ns)
+                    else decode_payload_signed(raw, pos, hints, msg.asset, msg.metric, msg.arrival_ns,
+                                               self.verifier)
             except DecodeError as exc:
                 reject(self._reject(raw, pos, exc.reason, str(exc), asset=getattr(msg, "asset", None),
                                     extra=refusal_extra(exc)))

@@ -207,3 +207,25 @@ def test_the_pii_policy_covers_the_principal(tmp_path: Path) -> None:
     assert rec["principal"] == pol.pseudonym("ana")
     payload = orjson.loads(base64.b64decode(rec["payload_b64"]))
     assert payload["auth"]["principal"] == pol.pseudonym("ana") and rec["payload_redacted"] is True
+
+
+def test_feedback_over_a_device_source_with_format_auto_is_checked_too(tmp_path: Path) -> None:
+    """An MQTT subscription with format = "auto" hands payloads to the decoder that takes feedback: with [auth]
+    they are verified like those from Kafka (before this, an unsigned ack over MQTT took effect)."""
+    from aiotstream.records import DecodeHints, DeviceMessage
+
+    cfg = plant(tmp_path)
+    hints = DecodeHints("auto")
+    body = fb("ack", alert_type="anomaly")
+
+    def dev(offset: int, payload: dict[str, Any], asset: str | None = None) -> DeviceMessage:
+        return DeviceMessage("mqtt:plant/p1/fb", -1, offset, orjson.dumps(payload), hints, asset, None, WALL)
+
+    items, dead = run_plant(cfg, [dev(0, body), dev(1, signed(body, "ana")),
+                                  dev(2, signed(fb("approve", command_id="c"), "ana")),
+                                  dev(3, signed(body, "ana"), asset="p2"),
+                                  dev(4, {"asset": "p1", "ts": WALL - S, "metric": "t", "value": 1.5})])
+    assert [(type(i).__name__, getattr(i, "by", None), i.pos.offset) for i in items] == \
+        [("Feedback", "ana", 1), ("Reading", None, 4)]
+    assert [(o.record["source"]["offset"], o.record["reason"]) for o in dead] == \
+        [(0, "unsigned"), (2, "forbidden"), (3, "asset_mismatch")]
