@@ -153,7 +153,7 @@ def _message(rec: dict[str, Any]) -> Any:
         return None
 
 
-def _refusal(rec: dict[str, Any], control_topics: frozenset[str]) -> Event | None:
+def _refusal(rec: dict[str, Any], control_topics: frozenset[str], signed: bool = False) -> Event | None:
     msg = _message(rec)
     is_msg = isinstance(msg, dict)
     control = is_msg and (str(msg.get("schema", "")).startswith("aiotstream.feedback") or
@@ -163,6 +163,9 @@ def _refusal(rec: dict[str, Any], control_topics: frozenset[str]) -> Event | Non
     by = msg.get("by") if is_msg else None
     if rec.get("principal"):  # refused by [auth]: the principal the message claims (its signer)
         by = rec["principal"]
+    elif signed and not by and is_msg and isinstance(msg.get("auth"), dict):  # verified, refused later (e.g.
+        a = msg["auth"]  # an approval for a command no longer pending): its acting principal
+        by = a.get("on_behalf_of") or a.get("principal")
     ts = msg.get("ts") if is_msg else None
     event_ns = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
     return Event(principal(by, True), "refusal", event_ns,
@@ -181,6 +184,7 @@ class Auditor:
     champion: str | None
     config_hash: str
     code_version: str
+    signed: bool = False  # the site has [auth]: a message's acting principal is in its auth object
 
     @classmethod
     def of(cls, config: Any, ctx: FlowContext) -> Auditor:
@@ -188,7 +192,8 @@ class Auditor:
         m = config.model
         name, version = getattr(m, "name", None), getattr(m, "version", None)
         champion = f"{name}@{version}" if name and version else None
-        return cls(ctx.site, topics, champion, ctx.config_hash, ctx.code_version)
+        return cls(ctx.site, topics, champion, ctx.config_hash, ctx.code_version,
+                   getattr(config, "auth", None) is not None)
 
     def chain_of(self, out: Output, entity_step: bool) -> str | None:
         """The chain an output's audit entry goes to, or None if it records nothing to audit."""
@@ -218,7 +223,7 @@ class Auditor:
         if item.kind == "model":
             return _model(rec, head, self.champion)
         if item.kind == "deadletter":
-            return _refusal(rec, self.control_topics)
+            return _refusal(rec, self.control_topics, self.signed)
         return None
 
     def step(self, head: ChainHead | None, value: tuple[str, Output | ConfigLoad]

@@ -229,3 +229,21 @@ def test_feedback_over_a_device_source_with_format_auto_is_checked_too(tmp_path:
         [("Feedback", "ana", 1), ("Reading", None, 4)]
     assert [(o.record["source"]["offset"], o.record["reason"]) for o in dead] == \
         [(0, "unsigned"), (2, "forbidden"), (3, "asset_mismatch")]
+
+
+def test_a_signed_message_refused_after_the_verifier_is_audited_as_its_acting_principal(tmp_path: Path) -> None:
+    """E.g. an approval, signed without 'by', for a command that is no longer pending: the refusal entry names
+    the principal that signed it (on whose behalf), not 'anonymous'."""
+    cfg = plant(tmp_path)
+    rt_ctx = _ctx(cfg)
+    auditor = Auditor.of(cfg, rt_ctx)
+    body = signed(fb("approve", command_id="c9"), "eve")
+    rec = {"reason": "command_not_pending", "message": "m", "asset": "p1", "id": "x",
+           "source": {"topic": "s1.feedback", "partition": 0, "offset": 3},
+           "payload_b64": base64.b64encode(orjson.dumps(body)).decode()}
+    ev = auditor.event(Output("deadletter", "p1", rec), ChainHead("c"))
+    assert ev is not None and (ev.principal, ev.what) == ("eve", "refusal")
+    rec["payload_b64"] = base64.b64encode(orjson.dumps(signed(fb("ack"), "con", on_behalf_of="ana"))).decode()
+    assert auditor.event(Output("deadletter", "p1", rec), ChainHead("c")).principal == "ana"  # type: ignore[union-attr]
+    unsigned_site = Auditor.of(SiteConfig.from_dict({"site": {"id": "s1"}, "assets": [{"id": "p1"}]}), rt_ctx)
+    assert unsigned_site.event(Output("deadletter", "p1", rec), ChainHead("c")).principal == "anonymous"  # type: ignore[union-attr]
