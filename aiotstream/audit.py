@@ -9,6 +9,8 @@ that record a decision somebody (or the flow) took, and from one marker per flow
 * ``command.<status>``: every command change (``advisory``, ``awaiting_approval``, ``emitted``,
   ``approved``, ``rejected``, ``blocked`` with the envelope rule, ``acked``, ``expired``, ``failed``, ...);
 * ``alert.acknowledged`` / ``alert.cleared`` (by an operator) / ``alert.labelled``;
+* ``governance.erasure``: an erasure request on the control topic was taken (the subject as its pseudonym,
+  never in clear), in chain ``governance``;
 * ``refusal``: a feedback or control message that was dead-lettered, with the reason (with ``[auth]``: also
   the authentication and authorisation refusals, ``unsigned`` ... ``forbidden``, attributed to the
   principal the message claims).
@@ -211,7 +213,9 @@ class Auditor:
         chain = self.chain_of(out, entity_step)
         return [] if chain is None else [(chain, (chain, out))]
 
-    def event(self, item: Output | ConfigLoad, head: ChainHead) -> Event | None:
+    def event(self, item: Output | ConfigLoad | Noted, head: ChainHead) -> Event | None:
+        if isinstance(item, Noted):
+            return item.event
         if isinstance(item, ConfigLoad):
             return Event(FLOW, "config.load", None, {"config_hash": item.config_hash,
                                                       "code_version": item.code_version, "start": item.start})
@@ -226,7 +230,7 @@ class Auditor:
             return _refusal(rec, self.control_topics, self.signed)
         return None
 
-    def step(self, head: ChainHead | None, value: tuple[str, Output | ConfigLoad]
+    def step(self, head: ChainHead | None, value: tuple[str, Output | ConfigLoad | Noted]
              ) -> tuple[ChainHead, list[Output]]:
         """The ``audit`` step (``stateful_map`` per chain): append the item's entry, if it has one."""
         chain, item = value
@@ -235,6 +239,26 @@ class Auditor:
         if ev is None:
             return head, []
         return head, [Output("audit", chain, head.append(self.site, ev))]
+
+
+@dataclass(frozen=True, slots=True)
+class Noted:
+    """An event another step hands to the audit step as it is (an erasure from the ``governance`` step)."""
+
+    event: Event
+
+
+GOVERNANCE_CHAIN = "governance"
+"""The chain of the ``governance`` step's decisions (erasures; one step instance, in input order)."""
+
+
+def erasure_event(by: str, ts_ns: int, subject_shown: str, source: str) -> tuple[str, tuple[str, Noted]]:
+    """The audit input of an erasure the governance step took: by whom (the acting principal with
+    ``[auth]``), the subject as :func:`aiotstream.governance.shown_subject` names it, and where it came
+    from (``topic:partition:offset``)."""
+    ev = Event(principal(by, True), "governance.erasure", ts_ns or None,
+               {"subject": subject_shown, "source": source})
+    return GOVERNANCE_CHAIN, (GOVERNANCE_CHAIN, Noted(ev))
 
 
 # ---- config loads ---------------------------------------------------------------------------------------

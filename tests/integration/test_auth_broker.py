@@ -268,7 +268,11 @@ def test_correctly_signed_messages_take_effect_as_their_principal(scenario: dict
     assert cmds[2]["acked_value"] == 1200.0
     assert "erasure request from dpo" in scenario["log"].read_text()
     audit = {(e["principal"], e["what"]) for e in out.records["audit"]}
-    assert {("ana", "alert.acknowledged"), ("eve", "command.approved"), ("plc", "command.acked")} <= audit
+    assert {("ana", "alert.acknowledged"), ("eve", "command.approved"), ("plc", "command.acked"),
+            ("dpo", "governance.erasure")} <= audit
+    (erased,) = [e for e in out.records["audit"] if e["what"] == "governance.erasure"]
+    assert erased["chain"] == "governance" and erased["details"]["subject"].startswith("sha256:")
+    assert erased["details"]["source"].startswith(f"{SITE}.control:")
 
 
 def test_the_audit_trail_verifies_and_every_output_validates(scenario: dict, kafka_broker: str) -> None:
