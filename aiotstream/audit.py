@@ -9,7 +9,14 @@ that record a decision somebody (or the flow) took, and from one marker per flow
 * ``command.<status>``: every command change (``advisory``, ``awaiting_approval``, ``emitted``,
   ``approved``, ``rejected``, ``blocked`` with the envelope rule, ``acked``, ``expired``, ``failed``, ...);
 * ``alert.acknowledged`` / ``alert.cleared`` (by an operator) / ``alert.labelled``;
-* ``refusal``: a feedback or control message that was dead-lettered, with the reason.
+* ``governance.erasure``: an erasure request on the control topic was taken (the subject as its pseudonym,
+  never in clear), in chain ``governance``;
+* ``refusal``: a feedback or control message that was dead-lettered, with the reason (with ``[auth]``: also
+  the authentication and authorisation refusals, ``unsigned`` ... ``forbidden``, attributed to the
+  principal the message claims).
+
+With ``[auth]`` the ``by`` of an accepted message is its authenticated (acting) principal, so every entry
+made from it names who signed it (or, for the console, on whose behalf).
 
 Each entry is in one *chain* (``chain``): ``asset:<id>`` for the decisions of an asset's (zone's) own step,
 ``input:<topic>:<partition>`` for those taken where messages are decoded (promotions, malformed feedback),
@@ -48,8 +55,8 @@ UNHASHED = ("hash", "wall_ns")
 
 
 def principal(by: Any, from_message: bool) -> str:
-    """Who an entry is attributed to: the one place the principal is taken (today the message's free-text
-    ``by``; with authenticated messages, the verified principal goes here instead)."""
+    """Who an entry is attributed to: the one place the principal is taken (the message's ``by``, which a site
+    with ``[auth]`` sets to the verified, acting principal; a refused message's claimed principal)."""
     if isinstance(by, str) and by:
         return by
     return ANONYMOUS if from_message else FLOW
@@ -148,7 +155,7 @@ def _message(rec: dict[str, Any]) -> Any:
         return None
 
 
-def _refusal(rec: dict[str, Any], control_topics: frozenset[str]) -> Event | None:
+def _refusal(rec: dict[str, Any], control_topics: frozenset[str], signed: bool = False) -> Event | None:
     msg = _message(rec)
     is_msg = isinstance(msg, dict)
     control = is_msg and (str(msg.get("schema", "")).startswith("aiotstream.feedback") or
@@ -156,6 +163,11 @@ def _refusal(rec: dict[str, Any], control_topics: frozenset[str]) -> Event | Non
     if not control and (rec.get("source") or {}).get("topic") not in control_topics:
         return None
     by = msg.get("by") if is_msg else None
+    if rec.get("principal"):  # refused by [auth]: the principal the message claims (its signer)
+        by = rec["principal"]
+    elif signed and not by and is_msg and isinstance(msg.get("auth"), dict):  # verified, refused later (e.g.
+        a = msg["auth"]  # an approval for a command no longer pending): its acting principal
+        by = a.get("on_behalf_of") or a.get("principal")
     ts = msg.get("ts") if is_msg else None
     event_ns = ts if isinstance(ts, int) and not isinstance(ts, bool) else None
     return Event(principal(by, True), "refusal", event_ns,
@@ -174,6 +186,7 @@ class Auditor:
     champion: str | None
     config_hash: str
     code_version: str
+    signed: bool = False  # the site has [auth]: a message's acting principal is in its auth object
 
     @classmethod
     def of(cls, config: Any, ctx: FlowContext) -> Auditor:
@@ -181,7 +194,8 @@ class Auditor:
         m = config.model
         name, version = getattr(m, "name", None), getattr(m, "version", None)
         champion = f"{name}@{version}" if name and version else None
-        return cls(ctx.site, topics, champion, ctx.config_hash, ctx.code_version)
+        return cls(ctx.site, topics, champion, ctx.config_hash, ctx.code_version,
+                   getattr(config, "auth", None) is not None)
 
     def chain_of(self, out: Output, entity_step: bool) -> str | None:
         """The chain an output's audit entry goes to, or None if it records nothing to audit."""
@@ -199,7 +213,9 @@ class Auditor:
         chain = self.chain_of(out, entity_step)
         return [] if chain is None else [(chain, (chain, out))]
 
-    def event(self, item: Output | ConfigLoad, head: ChainHead) -> Event | None:
+    def event(self, item: Output | ConfigLoad | Noted, head: ChainHead) -> Event | None:
+        if isinstance(item, Noted):
+            return item.event
         if isinstance(item, ConfigLoad):
             return Event(FLOW, "config.load", None, {"config_hash": item.config_hash,
                                                       "code_version": item.code_version, "start": item.start})
@@ -211,10 +227,10 @@ class Auditor:
         if item.kind == "model":
             return _model(rec, head, self.champion)
         if item.kind == "deadletter":
-            return _refusal(rec, self.control_topics)
+            return _refusal(rec, self.control_topics, self.signed)
         return None
 
-    def step(self, head: ChainHead | None, value: tuple[str, Output | ConfigLoad]
+    def step(self, head: ChainHead | None, value: tuple[str, Output | ConfigLoad | Noted]
              ) -> tuple[ChainHead, list[Output]]:
         """The ``audit`` step (``stateful_map`` per chain): append the item's entry, if it has one."""
         chain, item = value
@@ -223,6 +239,26 @@ class Auditor:
         if ev is None:
             return head, []
         return head, [Output("audit", chain, head.append(self.site, ev))]
+
+
+@dataclass(frozen=True, slots=True)
+class Noted:
+    """An event another step hands to the audit step as it is (an erasure from the ``governance`` step)."""
+
+    event: Event
+
+
+GOVERNANCE_CHAIN = "governance"
+"""The chain of the ``governance`` step's decisions (erasures; one step instance, in input order)."""
+
+
+def erasure_event(by: str, ts_ns: int, subject_shown: str, source: str) -> tuple[str, tuple[str, Noted]]:
+    """The audit input of an erasure the governance step took: by whom (the acting principal with
+    ``[auth]``), the subject as :func:`aiotstream.governance.shown_subject` names it, and where it came
+    from (``topic:partition:offset``)."""
+    ev = Event(principal(by, True), "governance.erasure", ts_ns or None,
+               {"subject": subject_shown, "source": source})
+    return GOVERNANCE_CHAIN, (GOVERNANCE_CHAIN, Noted(ev))
 
 
 # ---- config loads ---------------------------------------------------------------------------------------

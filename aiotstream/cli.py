@@ -1202,7 +1202,104 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_SIGN_BYTES = 1 << 20  # a control, feedback or ack message to sign: far less in practice
+
+
+def cmd_auth_keygen(args: argparse.Namespace) -> int:
+    """A new Ed25519 key pair for a principal: ``<dir>/<id>.pem`` (private, mode 0600, encrypted with the
+    passphrase file's first line if given) and ``<dir>/<id>.pub`` (for ``public_key_file``)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from aiotstream.config.auth import PRINCIPAL_PATTERN
+    from aiotstream.secretfiles import read_secret_bytes
+
+    if not re.fullmatch(PRINCIPAL_PATTERN, args.principal):
+        raise UsageError(f"--principal {args.principal!r}: 1..64 of letters, digits, '.', '_', '@', '-'")
+    passphrase = None
+    if args.passphrase_file:
+        passphrase = read_secret_bytes(str(in_file(args.passphrase_file, "--passphrase-file")),
+                                       "--passphrase-file")
+    d = out_dir(args.out_dir, "--out-dir")
+    private, public = d / f"{args.principal}.pem", d / f"{args.principal}.pub"
+    for f in (private, public):
+        if f.exists() and not args.force:
+            raise UsageError(f"--out-dir {args.out_dir}: {f.name} exists (--force replaces it)")
+    k = Ed25519PrivateKey.generate()
+    enc = serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    pem = k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, not even
+    with os.fdopen(fd, "wb") as f:  # for a moment
+        os.fchmod(f.fileno(), 0o600)
+        f.write(pem)
+    public.write_bytes(k.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+    print(f"wrote {private} (private key, mode 0600{', encrypted' if passphrase else ''}) and {public}",
+          file=sys.stderr)
+    print(f'[[auth.principals]]\nid = "{args.principal}"\nroles = []  # operator, engineer, model_admin, '
+          f'device, governance, console\npublic_key_file = "{public}"')
+    return 0
+
+
+def cmd_auth_sign(args: argparse.Namespace) -> int:
+    """Sign a JSON message (stdin) as a principal; the message with its ``auth`` object on stdout."""
+    from aiotstream.auth import load_signing_key, sign
+    from aiotstream.config.auth import PRINCIPAL_PATTERN
+
+    for opt, v in (("--principal", args.principal), ("--on-behalf-of", args.on_behalf_of)):
+        if v is not None and not re.fullmatch(PRINCIPAL_PATTERN, v):
+            raise UsageError(f"{opt} {v!r}: 1..64 of letters, digits, '.', '_', '@', '-'")
+    if args.passphrase_file and args.alg != "ed25519":
+        raise UsageError("--passphrase-file is for an encrypted Ed25519 key (--alg ed25519)")
+    key = load_signing_key(str(in_file(args.key, "--key")), args.alg, "--key",
+                           str(in_file(args.passphrase_file, "--passphrase-file")) if args.passphrase_file
+                           else None)
+    data = sys.stdin.buffer.read(MAX_SIGN_BYTES + 1)
+    if len(data) > MAX_SIGN_BYTES:
+        raise UsageError(f"the message on stdin is larger than {MAX_SIGN_BYTES // 1024} KiB")
+    try:
+        msg = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UsageError(f"the message on stdin is not JSON: {exc}") from None
+    if not isinstance(msg, dict):
+        raise UsageError(f"the message on stdin must be a JSON object, got {type(msg).__name__}")
+    acting = args.on_behalf_of or args.principal
+    if msg.get("by") is not None and msg["by"] != acting:
+        raise UsageError(f"the message says by {str(msg['by'])[:64]!r}; a signed message is by its principal "
+                         f"({acting}): leave 'by' out or set it to {acting}")
+    try:
+        signed = sign(msg, args.principal, key, alg=args.alg, on_behalf_of=args.on_behalf_of)
+    except TypeError as exc:
+        raise UsageError(f"the message cannot be signed: {exc}") from None
+    sys.stdout.buffer.write(orjson.dumps(signed) + b"\n")
+    return 0
+
+
 # ---- the parser -----------------------------------------------------------------------------------------
+def _add_auth(sub: Any) -> None:
+    a = sub.add_parser("auth", help="signed control, feedback and ack messages ([auth], docs/security.md)")
+    asub = a.add_subparsers(dest="auth_command", required=True)
+    k = asub.add_parser("keygen", help="a new Ed25519 key pair for a principal: DIR/ID.pem (private, 0600) "
+                        "and DIR/ID.pub (its public_key_file); prints the [[auth.principals]] table")
+    k.add_argument("--out-dir", required=True, metavar="DIR", help="where the two files go")
+    k.add_argument("--principal", required=True, metavar="ID", help="the principal's id")
+    k.add_argument("--passphrase-file", metavar="FILE",
+                   help="encrypt the private key with this secret file's first line")
+    k.add_argument("--force", action="store_true", help="replace existing key files")
+    k.set_defaults(func=cmd_auth_keygen)
+    s = asub.add_parser("sign", help="sign a JSON message from stdin as a principal (the signed message on "
+                        "stdout)")
+    s.add_argument("--principal", required=True, metavar="ID", help="who signs")
+    s.add_argument("--key", required=True, metavar="FILE",
+                   help="its Ed25519 private key (PEM) or, with --alg hmac-sha256, its HMAC secret file")
+    s.add_argument("--alg", choices=("ed25519", "hmac-sha256"), default="ed25519",
+                   help="signature algorithm (default ed25519; as the principal's key in [auth])")
+    s.add_argument("--passphrase-file", metavar="FILE",
+                   help="secret file with the passphrase of an encrypted private key")
+    s.add_argument("--on-behalf-of", metavar="ID", help="a console signs for this principal")
+    s.set_defaults(func=cmd_auth_sign)
+
+
 def _add_audit(sub: Any) -> None:
     a = sub.add_parser("audit", help="the audit trail: check its hash chains")
     asub = a.add_subparsers(dest="audit_command", required=True)
@@ -1529,7 +1626,7 @@ def _add_console(sub: Any) -> None:
 
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_broker, _add_simulate, _add_run, _add_replay,
                                             _add_detect, _add_demo, _add_evaluate, _add_bench, _add_train,
-                                            _add_console, _add_schema, _add_audit, _add_prune]
+                                            _add_console, _add_schema, _add_audit, _add_prune, _add_auth]
 """Each registers one subcommand on the subparsers object; a new subcommand adds its function here."""
 
 
@@ -1584,7 +1681,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     name = args.command + (f" {args.bench_command}" if getattr(args, "bench_command", None) else "") + \
-        (f" {args.audit_command}" if getattr(args, "audit_command", None) else "")
+        (f" {args.audit_command}" if getattr(args, "audit_command", None) else "") + \
+        (f" {args.auth_command}" if getattr(args, "auth_command", None) else "")
     if args.log_level not in logs.LEVELS:  # a default from the environment escapes argparse's choices
         parser.error(f"AIOTSTREAM_LOG_LEVEL={args.log_level!r}: choose from {', '.join(logs.LEVELS)}")
     undo_logs = logs.configure(args.log_level, args.log_format)

@@ -2,8 +2,9 @@
 requests, retention of the Parquet lake (``aiotstream prune``), and the hook the audit trail connects to.
 
 **PII policy** (``[governance] pii``). Fields that name people (:data:`PERSON_FIELDS`: ``by``,
-``acknowledged_by``, ``cleared_by``, ``approved_by``, ``subject``; at the top level of a record, in an
-alert's ``label``, in a model event's ``source`` and in a dead letter's JSON payload) are kept, dropped
+``acknowledged_by``, ``cleared_by``, ``approved_by``, ``subject``, and ``principal``/``on_behalf_of`` of
+signed messages; at the top level of a record, in an alert's ``label``, in a model event's ``source`` and
+in a dead letter's JSON payload and its ``auth``) are kept, dropped
 (``null``) or pseudonymised: ``"pn:" + HMAC-SHA256(key, id)`` in hex, 32 digits. The key comes from a
 secret file, so the pseudonym of a person is the same in every output and run with that key (joins still
 work) and cannot be reversed without it. Free-text notes (:data:`NOTE_FIELDS`) are dropped unless the
@@ -42,7 +43,8 @@ from aiotstream.records import Output
 
 log = logging.getLogger(__name__)
 
-PERSON_FIELDS = frozenset({"by", "acknowledged_by", "cleared_by", "approved_by", "subject"})
+PERSON_FIELDS = frozenset({"by", "acknowledged_by", "cleared_by", "approved_by", "subject", "principal",
+                           "on_behalf_of"})
 """Fields that hold a person's name or id (operators, engineers, devices' principals, erasure subjects)."""
 NOTE_FIELDS = frozenset({"note", "comment", "notes"})
 """Free text written by people: kept under ``keep``, else dropped."""
@@ -52,9 +54,10 @@ MIN_KEY_BYTES = 16
 
 
 def audit_hook(event: str, **fields: Any) -> None:
-    """Where governance events meet the audit trail (issue 19 item 2): called for every erasure request
-    with ``event="erasure"`` and the request's ``subject`` (as its pseudonym when there is a key), ``by``,
-    ``ts`` and source position. A no-op until the audit topic connects it."""
+    """Called for every new erased subject with ``event="erasure"`` and the request's ``subject`` (as its
+    pseudonym when there is a key), ``by``, ``ts`` and source position; a no-op hook for embedders. The audit
+    trail's ``governance.erasure`` entries come from the flow's ``governance`` step
+    (:func:`aiotstream.audit.erasure_event`), one per request taken."""
 
 
 class ErasedSubjects:
@@ -179,6 +182,8 @@ class Policy:
         if not isinstance(obj, dict):
             return {}
         fixed = self._fields(obj)
+        if isinstance(fixed.get("auth"), dict):  # a signed message's principals ([auth])
+            fixed["auth"] = self._fields(fixed["auth"])
         if fixed == obj:
             return {}
         data = orjson.dumps(fixed)
@@ -190,6 +195,14 @@ class Policy:
         return out if rec is out.record else Output(out.kind, out.key, rec)
 
 
+def shown_subject(subject: str, policy: Policy | None) -> str:
+    """How an erased subject is named where it must be named (log line, audit entry): its pseudonym with a
+    key, else a short sha256, never in clear."""
+    if policy is not None and policy.key is not None:
+        return policy.pseudonym(subject)
+    return "sha256:" + hashlib.sha256(subject.encode()).hexdigest()[:16]
+
+
 def erase(subjects: Iterable[str], *, by: str = "", ts: int = 0, source: str = "",
           policy: Policy | None = None) -> None:
     """Honour erasure requests from now on, log them (never the subject in clear) and hand them to the
@@ -198,8 +211,7 @@ def erase(subjects: Iterable[str], *, by: str = "", ts: int = 0, source: str = "
     new = [s for s in subjects if s not in ERASED]
     ERASED.add(subjects)
     for s in new:
-        shown = policy.pseudonym(s) if policy is not None and policy.key is not None else \
-            "sha256:" + hashlib.sha256(s.encode()).hexdigest()[:16]
+        shown = shown_subject(s, policy)
         log.warning("erasure request from %s at %s: subject %s is pseudonymised in every output from now "
                     "on", by or "(unknown)", source or "?", shown)
         audit_hook("erasure", subject=shown, by=by, ts=ts, source=source)

@@ -15,7 +15,8 @@ seconds. The exit code is 1 if any kind had an escape, a lost input or an invali
 escapes, escape_examples (list[str]), lost, seconds`` (this harness adds the memory
 figures). ``frames`` and ``readings`` are in :mod:`benchmarks.fuzz_data`; if
 ``benchmarks/fuzz_control.py`` exists, its ``KINDS`` dict (configs, control messages,
-feedback, acks, manifests) is merged in.
+feedback, acks, manifests) is merged in, and :mod:`benchmarks.fuzz_auth`'s ``signed`` (control, feedback
+and ack messages of a site with ``[auth]``, signed well and badly).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ try:
 except ModuleNotFoundError as exc:  # not written yet: the data kinds alone
     if exc.name != "benchmarks.fuzz_control":
         raise
+KINDS.update(importlib.import_module("benchmarks.fuzz_auth").KINDS)  # signed messages ([auth])
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import (
     Field,
     field_validator,
+    model_validator,
 )
 
 from aiotstream.config.base import _Model
@@ -59,6 +60,24 @@ class OpcUaOutput(OpcUaServer):
     writes: list[OpcUaWrite] = Field(min_length=1)
     ack_topic: str = Field(default="", description="where the write's command_ack goes; default: the "
                                                    "feedback topic ending in '.acks' (<site>.acks)")
+    ack_principal: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._@-]{1,64}$",
+                                      description="with [auth]: the device principal the writer signs its "
+                                                  "acks as (an [[auth.principals]] id with the device role)")
+    ack_key_file: str | None = Field(default=None, min_length=1,
+                                     description="with [auth]: the writer's signing key, the Ed25519 private "
+                                                 "key (PEM) of ack_principal or its HMAC secret file")
+    ack_key_password_file: str | None = Field(default=None, min_length=1,
+                                              description="secret file holding the passphrase of an "
+                                                          "encrypted ack_key_file")
+
+    @model_validator(mode="after")
+    def _ack_signer(self) -> OpcUaOutput:
+        if (self.ack_principal is None) != (self.ack_key_file is None):
+            raise ValueError("ack_principal and ack_key_file go together: the principal the writer signs its "
+                             "acks as, and its key")
+        if self.ack_key_password_file is not None and self.ack_key_file is None:
+            raise ValueError("ack_key_password_file is the passphrase of ack_key_file: set ack_key_file too")
+        return self
 
     @field_validator("writes")
     @classmethod

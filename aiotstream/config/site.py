@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from aiotstream.config.assets import AssetConfig, AssetGroup, SiteInfo
+from aiotstream.config.auth import AuthConfig
 from aiotstream.config.base import _Model
 from aiotstream.config.building import FLOW_ENERGY, WASTE_TYPES, BuildingConfig
 from aiotstream.config.decisions import AlertConfig, ControlConfig, MaintenanceConfig
@@ -63,6 +64,9 @@ class SiteConfig(_Model):
                                             "energy-optimization flow")
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
     lineage: LineageConfig = Field(default_factory=LineageConfig)
+    auth: AuthConfig | None = Field(default=None, description="principals, roles and keys: control, feedback "
+                                    "and ack messages must be signed (docs/security.md); absent: unsigned "
+                                    "messages are accepted (a WARNING at start)")
 
     @field_validator("assets")
     @classmethod
@@ -118,6 +122,32 @@ class SiteConfig(_Model):
         if self.governance.erasure and self.site.flow == FLOW_ENERGY:
             raise ValueError(_REFS + "governance.erasure: the building flow does not take erasure requests "
                              "yet (its outputs follow governance.pii); set it to false")
+        return self
+
+    @model_validator(mode="after")
+    def _writer_signs_its_acks(self) -> SiteConfig:
+        """With ``[auth]``, the OPC UA writer's acks must be signed by a device principal for the assets it
+        writes to (else the flow would refuse every ack it sends)."""
+        w, auth = self.outputs.opcua, self.auth
+        if w is None or auth is None:
+            return self
+        where = "outputs.opcua.ack_principal"
+        if w.ack_principal is None:
+            raise ValueError(_REFS + f"{where}: with [auth] the writer's command acks must be signed: set "
+                             "ack_principal (a principal with the device role) and ack_key_file")
+        p = auth.principal(w.ack_principal)
+        if p is None:
+            raise ValueError(_REFS + f"{where}: {w.ack_principal!r} is not in [[auth.principals]]")
+        if "device" not in p.roles:
+            raise ValueError(_REFS + f"{where}: principal {p.id!r} needs the device role to acknowledge "
+                             "commands")
+        lines = {a.id: a.line for a in self.all_assets()}
+        mine = set(p.assets)
+        bad = sorted({x.asset for x in w.writes if "*" not in mine and x.asset not in mine
+                      and f"line:{lines.get(x.asset)}" not in mine})
+        if bad:
+            raise ValueError(_REFS + f"{where}: principal {p.id!r} may not act on {', '.join(bad)} (its "
+                             "assets in [auth]), which the writer writes to")
         return self
 
     @model_validator(mode="after")
@@ -245,6 +275,8 @@ class SiteConfig(_Model):
             data.pop("building", None)
         elif data["building"].get("timezone") is None:  # added later: a building without it keeps its hash
             data["building"].pop("timezone", None)
+        if data.get("auth") is None:  # added later: a site without [auth] keeps its hash
+            data.pop("auth", None)
         if data.get("scalar") == ScalarConfig().model_dump(mode="json"):
             data.pop("scalar", None)  # likewise the [scalar] table at its defaults
         if not data["outputs"].get("audit"):  # the default audit topic: the hash of sites before it stays
@@ -252,6 +284,11 @@ class SiteConfig(_Model):
         for section, key in (("inputs", "kafka"), ("outputs", "opcua")):  # added later, absent: likewise
             if data[section].get(key) is None:
                 data[section].pop(key, None)
+        opcua = data["outputs"].get("opcua")
+        if isinstance(opcua, dict):  # the writer's ack signer (added with [auth]), unset: likewise
+            for key in ("ack_principal", "ack_key_file", "ack_key_password_file"):
+                if opcua.get(key) is None:
+                    opcua.pop(key, None)
         for key, table in (("governance", GovernanceConfig), ("lineage", LineageConfig)):
             if data.get(key) == table().model_dump(mode="json"):  # added later: defaults keep the old hash
                 data.pop(key, None)

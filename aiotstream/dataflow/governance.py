@@ -5,7 +5,8 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
-from aiotstream.governance import ERASED, Erasure, Policy, erase
+from aiotstream.audit import erasure_event
+from aiotstream.governance import ERASED, Erasure, Policy, erase, shown_subject
 
 
 class GovernanceLogic(StatefulBatchLogic[list[Erasure], Any, frozenset[str]]):
@@ -22,11 +23,16 @@ class GovernanceLogic(StatefulBatchLogic[list[Erasure], Any, frozenset[str]]):
             ERASED.add(self.subjects)
 
     def on_batch(self, values: list[list[Erasure]]) -> tuple[list[Any], bool]:
+        """Honour the requests; one audit input per request (``governance.erasure``, by its principal)."""
+        noted = []
         for group in values:
             for e in group:
                 erase([e.subject], by=e.by, ts=e.ts_ns, source=e.source, policy=self.policy)
                 self.subjects = self.subjects | {e.subject}
-        return [], StatefulBatchLogic.RETAIN
+                by = self.policy.person(e.by)  # named as the outputs name people (the PII policy)
+                noted.append(erasure_event(by if isinstance(by, str) else "", e.ts_ns,
+                                           shown_subject(e.subject, self.policy), e.source))
+        return noted, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> frozenset[str]:
         return self.subjects

@@ -27,6 +27,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
+from aiotstream.auth import warn_without_auth
 from aiotstream.config import SiteConfig
 from aiotstream.dataflow.governance import GovernanceLogic
 from aiotstream.dataflow.rollup import rollup_and_sinks
@@ -181,6 +182,7 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
     """
     rt = SiteRuntime(config, labelled=held_out(config))
     tail = config.inputs.tail if tail is None else tail
+    warn_without_auth(config)
     ingest = Ingestor(rt, now_ns, live=tail) if now_ns is not None else Ingestor(rt, live=tail)
     idle = timedelta(seconds=config.window.idle_close_s) if tail else None
     ttl = timedelta(seconds=config.window.state_ttl_s) if config.window.state_ttl_s > 0 else None
@@ -191,13 +193,15 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
     decoded = op.flat_map_batch("decode", raw, ingest.decode_grouped)
     split = op.branch("split_dead_letters", decoded, _is_output)
     items = split.falses
+    audit_only = []
     if config.governance.erasure:  # erasure requests go to their own step, whose snapshot keeps them
         gov = op.branch("split_erasures", items, _is_erasure)
         policy = Policy.from_config(config)
-        op.stateful_batch("governance", gov.trues, lambda resume: GovernanceLogic(policy, resume))
+        taken = op.stateful_batch("governance", gov.trues, lambda resume: GovernanceLogic(policy, resume))
+        audit_only.append(op.map("drop_governance_key", taken, lambda kv: kv[1]))  # to the audit trail only
         items = gov.falses
     analyzed = op.stateful_batch("analyze", items, lambda resume: AnalyzerLogic(rt, resume, idle, ttl,
                                                                             snapshots=snapshots))
     results = op.map("drop_key", analyzed, lambda kv: kv[1])
-    rollup_and_sinks(rt, results, [results, split.trues], sink, also, tail, snapshots)
+    rollup_and_sinks(rt, results, [results, split.trues], sink, also, tail, snapshots, audit_only)
     return flow

@@ -85,10 +85,12 @@ class RollupLogic(StatefulBatchLogic[tuple[str, PeriodResult], Output, RollupBoo
 
 
 def rollup_and_sinks(rt: RollupSite, results: Stream[Output], streams: list[Stream[Any]], sink: Sink[Output],
-                     also: Sequence[Sink[Any]], tail: bool, snapshots: bool) -> None:
+                     also: Sequence[Sink[Any]], tail: bool, snapshots: bool,
+                     audit_only: Sequence[Stream[Any]] = ()) -> None:
     """The end every flow shares: the line (floor) and site roll-ups of the entities' KPI periods in
     ``results`` (with ``kpi.rollup``) and the audit trail of the decisions in ``streams``
-    (:func:`audit_trail`), merged with ``streams`` into the sink and the ``also`` sinks."""
+    (:func:`audit_trail`), merged with ``streams`` into the sink and the ``also`` sinks. ``audit_only``:
+    audit inputs ``(chain, (chain, Noted))`` of steps that have no outputs of their own (erasures)."""
     if rt.config.kpi.rollup:
         keyed = op.flat_map("rollup_keys", results, rollup_inputs)
         rolled = op.stateful_batch("rollup", keyed, lambda resume: RollupLogic(rt, resume, tail, snapshots))
@@ -99,7 +101,7 @@ def rollup_and_sinks(rt: RollupSite, results: Stream[Output], streams: list[Stre
         # the audit trail reads the decisions, so that its principals are named as the outputs name them
         results = op.map("governance_policy", results, policy.apply)
         others = [op.map(f"governance_policy_{i + 1}", s, policy.apply) for i, s in enumerate(others)]
-    streams = [results, *others, audit_trail(rt, results, others)]
+    streams = [results, *others, audit_trail(rt, results, others, audit_only)]
     outputs = op.merge("outputs", *streams)
     op.output("sink", outputs, sink)
     for i, extra in enumerate(also):
@@ -109,7 +111,8 @@ def rollup_and_sinks(rt: RollupSite, results: Stream[Output], streams: list[Stre
             op.output(f"sink_{i + 1}", outputs, extra)
 
 
-def audit_trail(rt: RollupSite, results: Stream[Output], others: list[Stream[Output]]) -> Stream[Output]:
+def audit_trail(rt: RollupSite, results: Stream[Output], others: list[Stream[Output]],
+                noted: Sequence[Stream[Any]] = ()) -> Stream[Output]:
     """The ``audit`` step (:mod:`aiotstream.audit`): the audit entries of the entities' decisions in
     ``results`` (chain per entity), of the decode step's in ``others`` (chain per input partition) and of
     the flow's start (chain ``config``), each chain's head in the step's state."""
@@ -118,6 +121,7 @@ def audit_trail(rt: RollupSite, results: Stream[Output], others: list[Stream[Out
     keyed = [start, op.flat_map("audit_keys", results, lambda o: auditor.keyed(o, True))]
     for i, other in enumerate(others):
         keyed.append(op.flat_map(f"audit_keys_{i + 1}", other, lambda o: auditor.keyed(o, False)))
+    keyed += noted
     chained = op.stateful_map("audit", op.merge("audit_in", *keyed), auditor.step)
     return op.flat_map("audit_entries", chained, lambda kv: kv[1])
 

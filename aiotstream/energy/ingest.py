@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from aiotstream.codecs import decode_any
-from aiotstream.codecs.iot import decode_payload
+from aiotstream.auth import decode_payload_signed, decode_signed, refusal_extra, site_verifier
 from aiotstream.energy.runtime import HVAC, OCCUPANCY, BuildingRuntime
 from aiotstream.errors import DecodeError
 from aiotstream.lineage import iso_ns
@@ -108,11 +107,13 @@ class BuildingIngest:
         b = rt.building
         self.outdoor = (b.outdoor_asset, b.outdoor_metric)
         self.source_errors = 0
+        self.verifier = site_verifier(rt.config, now_ns)  # [auth]: signed feedback and acks
 
     def _reject(self, msg: Any, reason: str, message: str, asset: str | None = None, raw: bytes | None = None,
-                pos: Position | None = None) -> Output:
+                pos: Position | None = None, extra: dict[str, Any] | None = None) -> Output:
         raw = raw if raw is not None else (getattr(msg, "value", None) or b"")
-        return self.rt.deadletter(DeadLetter(raw, pos or position(msg), reason, message, asset=asset))
+        return self.rt.deadletter(DeadLetter(raw, pos or position(msg), reason, message, asset=asset,
+                                             extra=extra or {}))
 
     def decode(self, msgs: Iterable[Any]) -> list[tuple[str, ZoneBatch] | Output]:
         """Decode a poll batch: ``(zone, ZoneBatch)`` per zone touched, plus dead-letter outputs."""
@@ -240,10 +241,11 @@ class BuildingIngest:
         pos = position(msg)
         hints = getattr(msg, "hints", None)
         try:
-            items = [decode_any(raw, pos)] if hints is None else \
-                decode_payload(raw, pos, hints, msg.asset, msg.metric, msg.arrival_ns)
+            items = [decode_signed(raw, pos, self.verifier)] if hints is None else \
+                decode_payload_signed(raw, pos, hints, msg.asset, msg.metric, msg.arrival_ns, self.verifier)
         except DecodeError as exc:
-            out.append(self._reject(msg, exc.reason, str(exc), asset=getattr(msg, "asset", None)))
+            out.append(self._reject(msg, exc.reason, str(exc), asset=getattr(msg, "asset", None),
+                                    extra=refusal_extra(exc)))
             return
         for item in items:
             if isinstance(item, Feedback):

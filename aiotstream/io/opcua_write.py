@@ -13,7 +13,9 @@ For every ``aiotstream.command/1`` record with status ``emitted`` whose asset an
    ``applied`` with the written value, ``rejected`` with ``blocked at write time: ...`` when the envelope
    check failed, ``failed`` with the server's status (a node that does not exist, a Bad status, a PLC
    that cannot be reached). The flow reads the ack like any device's: ``acked``, or ``failed`` with a
-   ``command_failed`` alert.
+   ``command_failed`` alert. With ``[auth]`` the ack is signed as ``[outputs.opcua] ack_principal`` (a device
+   principal, key in ``ack_key_file``) and its ``by`` is that principal; without, ``by`` is
+   ``opcua-writer`` and the ack is unsigned, as before.
 
 A write failure never stops the flow: it is a ``failed`` ack and a warning line. The connection is made at
 the first command and again after a failure.
@@ -71,10 +73,11 @@ def write_time_check(act: ActuatorConfig, value: Any, current: float | None) -> 
     return None
 
 
-def ack_record(rec: dict[str, Any], status: str, value: float | None, note: str | None) -> dict[str, Any]:
+def ack_record(rec: dict[str, Any], status: str, value: float | None, note: str | None,
+               by: str = BY) -> dict[str, Any]:
     """The ``command_ack`` feedback message for command record ``rec`` (what a device sends)."""
     ack: dict[str, Any] = {"schema": "aiotstream.feedback/1", "type": "command_ack", "ts": time.time_ns(),
-                           "asset": rec["asset"], "command_id": rec["command_id"], "status": status, "by": BY}
+                           "asset": rec["asset"], "command_id": rec["command_id"], "status": status, "by": by}
     if value is not None:
         ack["value"] = value
     if note:
@@ -179,9 +182,36 @@ def _text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+Signer = Callable[[dict[str, Any]], dict[str, Any]]
+"""Signs an ack (``[auth]``): the message with its ``auth`` object."""
+
+
+def ack_signer(config: SiteConfig) -> tuple[str, Signer | None]:
+    """Who the writer's acks are by, and how they are signed: without ``[auth]``, ``opcua-writer`` and
+    unsigned (as before); with it, ``[outputs.opcua] ack_principal``, signed with ``ack_key_file`` (Ed25519
+    private key, or the HMAC secret, as the principal's key in ``[auth]`` says). The key is read now, so a
+    missing or wrong key stops the flow at start, not at the first command."""
+    from aiotstream.auth import load_signing_key, sign
+
+    cfg, auth = config.outputs.opcua, config.auth
+    if cfg is None or auth is None or cfg.ack_principal is None or cfg.ack_key_file is None:
+        return BY, None
+    p = auth.principal(cfg.ack_principal)
+    alg = "ed25519" if p is not None and p.public_key_file is not None else "hmac-sha256"
+    key = load_signing_key(cfg.ack_key_file, alg, "outputs.opcua.ack_key_file", cfg.ack_key_password_file)
+    pid = cfg.ack_principal
+
+    def signer(ack: dict[str, Any]) -> dict[str, Any]:
+        return sign(ack, pid, key, alg=alg)
+
+    return pid, signer
+
+
 class _WriterPartition(StatelessSinkPartition[Output]):
     def __init__(self, cfg: OpcUaOutput, actuators: dict[str, ActuatorConfig], ack_topic: str,
-                 send_ack: SendAck, close_ack: Callable[[], None] | None = None):
+                 send_ack: SendAck, close_ack: Callable[[], None] | None = None,
+                 signer: tuple[str, Signer | None] = (BY, None)):
+        self.by, self.sign = signer
         self.cfg = cfg
         self.nodes = {(w.asset, w.actuator): w.node_id for w in cfg.writes}
         self.actuators = actuators
@@ -203,7 +233,10 @@ class _WriterPartition(StatelessSinkPartition[Output]):
             if status != "applied":
                 log.warning("OPC UA write of command %s (%s/%s = %r) to %s: %s: %s", rec.get("command_id"),
                             rec.get("asset"), rec.get("actuator"), rec.get("value"), node_id, status, note)
-            self.send_ack(self.ack_topic, rec["asset"], orjson.dumps(ack_record(rec, status, value, note)))
+            ack = ack_record(rec, status, value, note, self.by)
+            if self.sign is not None:
+                ack = self.sign(ack)
+            self.send_ack(self.ack_topic, rec["asset"], orjson.dumps(ack))
 
     def close(self) -> None:
         try:
@@ -233,6 +266,7 @@ class OpcUaCommandSink(DynamicSink[Output]):
             if w.asset not in assets:
                 raise AiotError(f"[outputs.opcua] writes: asset {w.asset!r} is not in the site's assets")
         self.actuators = actuators
+        self.signer = ack_signer(config)  # [auth]: the acks are signed as the writer's device principal
         feedback = list(config.inputs.feedback_topics)
         self.ack_topic = cfg.ack_topic or next((t for t in feedback if t.endswith(".acks")),
                                                feedback[-1] if feedback else f"{config.site.id}.acks")
@@ -250,7 +284,8 @@ class OpcUaCommandSink(DynamicSink[Output]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _WriterPartition:
         if self.send_ack is not None:
-            return _WriterPartition(self.cfg, self.actuators, self.ack_topic, self.send_ack)
+            return _WriterPartition(self.cfg, self.actuators, self.ack_topic, self.send_ack,
+                                    signer=self.signer)
         from aiotstream.io.kafka import make_producer
 
         producer = make_producer(self.brokers, self.security)
@@ -263,4 +298,5 @@ class OpcUaCommandSink(DynamicSink[Output]):
                 raise AiotError(f"Kafka {self.brokers}: the ack for a command written to OPC UA was not "
                                 f"delivered to {topic}: {failed[0] if failed else 'timed out'}")
 
-        return _WriterPartition(self.cfg, self.actuators, self.ack_topic, send, lambda: producer.flush(10))
+        return _WriterPartition(self.cfg, self.actuators, self.ack_topic, send, lambda: producer.flush(10),
+                                signer=self.signer)

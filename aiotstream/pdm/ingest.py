@@ -18,9 +18,16 @@ from typing import Any
 import numpy as np
 import orjson
 
-from aiotstream.codecs import decode_any
+from aiotstream.auth import (
+    Refusal,
+    Refused,
+    admit,
+    decode_payload_signed,
+    decode_signed,
+    refusal_extra,
+    site_verifier,
+)
 from aiotstream.codecs.feedback import decode_erase, is_erase
-from aiotstream.codecs.iot import decode_payload
 from aiotstream.errors import DecodeError
 from aiotstream.features import FeatureSet, frame_partials_batch
 from aiotstream.governance import Erasure
@@ -68,10 +75,12 @@ class Ingestor:
         self._rpm = {a: c.rpm for a, c in rt.assets.items()}  # running speed for the spectral 1x/2x bands
         self.control_topics = frozenset(rt.config.control_topics())
         self.rollout = Rollout(rt, now_ns)  # model promotions on the control topics
+        self.verifier = site_verifier(cfg, now_ns)  # [auth]: signed control, feedback and ack messages
 
     def _reject(self, raw: bytes, pos: Position, reason: str, message: str, asset: str | None = None,
-                item: int | None = None, truncate: bool = False) -> Output:
-        extra = {} if item is None else {"item": item}
+                item: int | None = None, truncate: bool = False,
+                extra: dict[str, Any] | None = None) -> Output:
+        extra = dict(extra or {}) if item is None else {**(extra or {}), "item": item}
         return self.rt.deadletter(DeadLetter(raw, pos, reason, message, asset=asset, extra=extra,
                                              truncate=truncate))
 
@@ -154,15 +163,19 @@ class Ingestor:
                 continue
             if pos.topic in self.control_topics:
                 kinds["control"] += 1
-                if not self._erasure(raw, pos, emit, reject):
+                if self.verifier is not None:
+                    self._signed_control(raw, pos, emit, reject)
+                elif not self._erasure(raw, pos, emit, reject):
                     self.rollout.promote(raw, pos, emit, reject)
                 continue
             hints = getattr(msg, "hints", None)
             try:
-                items: list[Frame | Reading] = [decode_any(raw, pos)] if hints is None else \
-                    decode_payload(raw, pos, hints, msg.asset, msg.metric, msg.arrival_ns)
+                items: list[Frame | Reading] = [decode_signed(raw, pos, self.verifier)] if hints is None \
+                    else decode_payload_signed(raw, pos, hints, msg.asset, msg.metric, msg.arrival_ns,
+                                               self.verifier)
             except DecodeError as exc:
-                reject(self._reject(raw, pos, exc.reason, str(exc), asset=getattr(msg, "asset", None)))
+                reject(self._reject(raw, pos, exc.reason, str(exc), asset=getattr(msg, "asset", None),
+                                    extra=refusal_extra(exc)))
                 continue
             if not items:  # e.g. a Sparkplug payload of string metrics or nulls only: no telemetry in it
                 no_items += 1
@@ -191,11 +204,35 @@ class Ingestor:
         if no_items:
             STATS.add("dropped", "no_telemetry", no_items)
 
+    def _signed_control(self, raw: bytes, pos: Position, emit: Callable[[Any], None],
+                        reject: Callable[[Output], None]) -> None:
+        """A control message on a site with ``[auth]``: checked by the verifier (signature, freshness, role
+        ``model_admin`` for promotions, ``governance`` for erasures), then decoded without its ``auth`` and
+        with ``by`` the acting principal; a refusal is dead-lettered with its reason and claimed principal.
+        A message that is not a JSON object goes the promotion path, which says why it is malformed."""
+        assert self.verifier is not None
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict):
+            self.rollout.promote(raw, pos, emit, reject)
+            return
+        got = admit(self.verifier, obj)
+        if isinstance(got, Refusal):
+            reject(self._reject(raw, pos, got.reason, got.message, extra=refusal_extra(Refused(got))))
+            return
+        clean = orjson.dumps(got[0])
+        if not self._erasure(clean, pos, emit, reject, original=raw):
+            self.rollout.promote(clean, pos, emit, reject, original=raw)
+
     def _erasure(self, raw: bytes, pos: Position, emit: Callable[[Any], None],
-                 reject: Callable[[Output], None]) -> bool:
+                 reject: Callable[[Output], None], original: bytes | None = None) -> bool:
         """An erasure request on the control topic (``{"type": "erase", ...}``): handed to the flow's
         governance step, or dead-lettered (``bad_control``) when malformed or not enabled. False when the
-        message is not one (a promotion)."""
+        message is not one (a promotion). ``original``: the message as it came (what a dead letter keeps)
+        when ``raw`` is the verified message without its ``auth``."""
+        kept = raw if original is None else original
         if b"erase" not in raw:
             return False
         try:
@@ -205,13 +242,13 @@ class Ingestor:
         if not is_erase(obj):
             return False
         if not self.rt.config.governance.erasure:
-            reject(self._reject(raw, pos, "bad_control", "erasure requests are not enabled on this site "
+            reject(self._reject(kept, pos, "bad_control", "erasure requests are not enabled on this site "
                                 "([governance] erasure = false)"))
             return True
         try:
             req = decode_erase(raw)
         except DecodeError as exc:
-            reject(self._reject(raw, pos, exc.reason, str(exc)))
+            reject(self._reject(kept, pos, exc.reason, str(exc)))
             return True
         emit(Erasure(req.subject, req.by or "", req.ts or 0, f"{pos.topic}:{pos.partition}:{pos.offset}"))
         return True

@@ -35,7 +35,7 @@ class Rollout:
         return self.rt.deadletter(DeadLetter(raw, pos, reason, message))
 
     def promote(self, raw: bytes, pos: Position, emit: Callable[[Any], None],
-                reject: Callable[[Output], None]) -> None:
+                reject: Callable[[Output], None], original: bytes | None = None) -> None:
         """A model promotion from ``<site>.control``: checked once here (artifact hash and signature, feature
         columns, the validation gate), then copied to every asset, which switches between windows.
 
@@ -44,19 +44,22 @@ class Rollout:
         ``"version": null`` with ``"variant": "shadow"`` stops the shadow; optional ``note``. A refused
         promotion (the artifact fails its checks, a malformed manifest included) leaves every asset's model
         as it was and says why on ``<site>.models``; a malformed message (a field of the wrong type or out of
-        range, an unknown field) is dead-lettered as ``bad_control`` naming the fields.
+        range, an unknown field) is dead-lettered as ``bad_control`` naming the fields. ``original``: the
+        message as it came (what a dead letter keeps) when ``raw`` is the verified message without its
+        ``auth`` (``[auth]``).
         """
         store = self.rt.models
+        kept = raw if original is None else original
         try:
             msg = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            reject(self._reject(raw, pos, "bad_json", f"control message is not JSON: {exc}"))
+            reject(self._reject(kept, pos, "bad_json", f"control message is not JSON: {exc}"))
             return
         problem = promote_problem(msg)
         if problem is None and store is None:
             problem = "this site has no ONNX models (model.kind is not \"onnx\")"
         if problem is not None:
-            reject(self._reject(raw, pos, "bad_control", problem))
+            reject(self._reject(kept, pos, "bad_control", problem))
             return
         assert store is not None
         p = Promote.model_validate(msg)

@@ -199,6 +199,24 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("prune", ("--site", "{site}", "--lake", "{missing}"), 2, "--lake {missing}: no such directory"),
     ("prune", ("--site", "{site}", "--lake", "{file}"), 2, "--lake {file}: is a file"),
     ("prune", ("--site", "{bad_toml}", "--lake", "{dir}"), 2, "not valid TOML"),
+    # auth
+    ("auth", (), 2, "the following arguments are required: auth_command"),
+    ("auth keygen", ("--principal", "ana"), 2, "the following arguments are required: --out-dir"),
+    ("auth keygen", ("--out-dir", "{file}", "--principal", "ana"), 2, "--out-dir {file}: is a file"),
+    ("auth keygen", ("--out-dir", "{tmp}/k", "--principal", "a b"), 2, "--principal 'a b': 1..64 of letters"),
+    ("auth keygen", ("--out-dir", "{tmp}/k", "--principal", "ana", "--passphrase-file", "{missing}"), 2,
+     "--passphrase-file {missing}: no such file"),
+    ("auth keygen", ("--out-dir", "{tmp}/k", "--principal", "ana", "--passphrase-file", "{empty_jsonl}"), 1,
+     "is empty (the secret is its first line)"),
+    ("auth sign", ("--principal", "ana"), 2, "the following arguments are required: --key"),
+    ("auth sign", ("--principal", "ana", "--key", "{missing}"), 2, "--key {missing}: no such file"),
+    ("auth sign", ("--principal", "ana", "--key", "{dir}"), 2, "--key {dir}: is a directory"),
+    ("auth sign", ("--principal", "ana", "--key", "{file}"), 1, "is not a PEM private key"),
+    ("auth sign", ("--principal", "ana", "--key", "{file}", "--alg", "hmac-sha256"), 1, "is not UTF-8 text"),
+    ("auth sign", ("--principal", "ana", "--key", "{file}", "--alg", "rsa"), 2, "invalid choice: 'rsa'"),
+    ("auth sign", ("--principal", "a/b", "--key", "{file}"), 2, "--principal 'a/b': 1..64 of letters"),
+    ("auth sign", ("--principal", "ana", "--key", "{file}", "--alg", "hmac-sha256", "--passphrase-file",
+                   "{file}"), 2, "--passphrase-file is for an encrypted Ed25519 key"),
 ]
 
 

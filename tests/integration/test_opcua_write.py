@@ -303,3 +303,82 @@ node_id = "ns=2;s=press.speed"
     assert emitted and cmd["asset"] == "m-001" and cmd["acked_value"] == emitted[0]["value"] == 45.0
     assert cmd["inputs"][0]["topic"] == f"{site_id}.acks"
     assert plc.value("speed") == 45.0
+
+
+def _auth_site(endpoint: str, tmp: Path, **writer: Any) -> SiteConfig:
+    """``site`` with [auth]: the writer is the device principal 'plc-writer' (Ed25519, its private key
+    encrypted with a passphrase from a secret file); 'ana' is an operator."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    k = Ed25519PrivateKey.generate()
+    (tmp / "writer.pem").write_bytes(k.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"writer passphrase")))
+    (tmp / "writer.pass").write_text("writer passphrase\n")
+    (tmp / "writer.pub").write_bytes(k.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (tmp / "ana.key").write_text("0123456789abcdef-ana\n")
+    data = site(endpoint).model_dump(mode="json", exclude_none=True)
+    data["outputs"]["opcua"].update({"ack_principal": "plc-writer", "ack_key_file": str(tmp / "writer.pem"),
+                                     "ack_key_password_file": str(tmp / "writer.pass"), "timeout_s": 0.3},
+                                    **writer)
+    data["auth"] = {"principals": [
+        {"id": "plc-writer", "roles": ["device"], "assets": ["asset-000"], "public_key_file": str(tmp / "writer.pub")},
+        {"id": "ana", "roles": ["operator"], "secret_file": str(tmp / "ana.key")}]}
+    return SiteConfig.from_dict(data)
+
+
+def test_with_auth_the_writer_signs_its_acks_as_its_device_principal(tmp_path: Path) -> None:
+    """The acks the writer sends (failed ones here: nothing listens) are signed; the flow's decode step accepts
+    them as command_acks by 'plc-writer'; changed, replayed or unsigned, the same acks are refused."""
+    import socket
+
+    from aiotstream.pdm.ingest import Ingestor
+    from aiotstream.pdm.runtime import SiteRuntime
+    from aiotstream.records import Feedback, SourceMessage
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    cfg = _auth_site(f"opc.tcp://127.0.0.1:{silent.getsockname()[1]}/plc/", tmp_path)
+    acks: list[bytes] = []
+    try:
+        part = OpcUaCommandSink(cfg, send_ack=lambda _t, _k, v: acks.append(v)).build("out", 0, 1)
+        try:
+            part.write_batch([command("speed", 55.0), command("speed", 56.0)])
+        finally:
+            part.close()
+    finally:
+        silent.close()
+    recs = [orjson.loads(a) for a in acks]
+    assert [(r["status"], r["by"], r["auth"]["principal"], r["auth"]["alg"]) for r in recs] == \
+        [("failed", "plc-writer", "plc-writer", "ed25519")] * 2
+    unsigned = {k: v for k, v in recs[0].items() if k != "auth"}
+    changed = {**recs[1], "status": "applied"}
+    msgs = [SourceMessage("demo-plant.acks", 0, i, v) for i, v in
+            enumerate([*acks, acks[0], orjson.dumps(unsigned), orjson.dumps(changed)])]
+    items: list[Any] = []
+    dead: list[Output] = []
+    Ingestor(SiteRuntime(cfg))._decode(msgs, items.append, dead.append)
+    assert [(f.type, f.status, f.by, f.pos.offset) for f in items if isinstance(f, Feedback)] == \
+        [("command_ack", "failed", "plc-writer", 0), ("command_ack", "failed", "plc-writer", 1)]
+    assert [(d.record["source"]["offset"], d.record["reason"]) for d in dead] == \
+        [(2, "replayed"), (3, "unsigned"), (4, "bad_signature")]
+
+
+def test_with_auth_a_writer_that_cannot_sign_its_acks_is_a_config_error(tmp_path: Path) -> None:
+    from aiotstream.errors import AiotError, ConfigError
+
+    cases = [({"ack_principal": None, "ack_key_file": None, "ack_key_password_file": None},
+              "outputs.opcua.ack_principal", "must be signed"),
+             ({"ack_principal": "ana"}, "outputs.opcua.ack_principal", "needs the device role"),
+             ({"ack_principal": "ghost"}, "outputs.opcua.ack_principal", "not in [[auth.principals]]"),
+             ({"ack_key_file": None}, "outputs.opcua", "go together")]
+    for change, path, words in cases:
+        with pytest.raises(ConfigError) as exc:
+            _auth_site("opc.tcp://127.0.0.1:4840/plc/", tmp_path, **change)
+        assert [(p, words in m) for p, m in exc.value.problems] == [(path, True)], exc.value.problems
+    cfg = _auth_site("opc.tcp://127.0.0.1:4840/plc/", tmp_path)
+    (tmp_path / "writer.pass").write_text("not the passphrase\n")
+    with pytest.raises(AiotError, match="outputs.opcua.ack_key_file: .*passphrase is wrong"):
+        OpcUaCommandSink(cfg, send_ack=lambda *_: None)
