@@ -9,6 +9,7 @@ public way in.
 - :mod:`~aiotstream.config.decisions`: alerts and alert rules, maintenance windows, control;
 - :mod:`~aiotstream.config.outputs`: output topics, MQTT device topics, Parquet;
 - :mod:`~aiotstream.config.governance`: retention, classification, PII policy, erasure; OpenLineage events;
+- :mod:`~aiotstream.config.auth`: principals, roles, keys and freshness of signed messages (``[auth]``);
 - :mod:`~aiotstream.config.building`: the building flow's zones, meters, baseline and waste rules;
 - :mod:`~aiotstream.config.site`: :class:`SiteConfig` (cross-references, hash, JSON schema), loading TOML,
   YAML or JSON with every bad field's path, and :func:`default_site`.
@@ -16,6 +17,7 @@ public way in.
 from __future__ import annotations
 
 from aiotstream.config.assets import AssetConfig, AssetGroup, SiteInfo
+from aiotstream.config.auth import ROLE_ACTIONS, ROLES, AuthConfig, Principal
 from aiotstream.config.base import (
     ALERT_TYPE_ANOMALY,
     ALERT_TYPE_COMMAND_FAILED,
@@ -99,6 +101,8 @@ __all__ = [
     "MAX_WINDOWS_PER_INPUT",
     "MIN_DURATION_S",
     "OUTPUT_KINDS",
+    "ROLES",
+    "ROLE_ACTIONS",
     "SEVERITIES",
     "WASTE_TYPES",
     "ActionConfig",
@@ -107,6 +111,7 @@ __all__ = [
     "AlertRuleConfig",
     "AssetConfig",
     "AssetGroup",
+    "AuthConfig",
     "BaselineConfig",
     "BuildingConfig",
     "ConditionConfig",
@@ -138,6 +143,7 @@ __all__ = [
     "OutputConfig",
     "ParquetOutput",
     "PayloadFormat",
+    "Principal",
     "ScalarConfig",
     "Severity",
     "ShiftConfig",

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from aiotstream.config.assets import AssetConfig, AssetGroup, SiteInfo
+from aiotstream.config.auth import AuthConfig
 from aiotstream.config.base import _Model
 from aiotstream.config.building import FLOW_ENERGY, WASTE_TYPES, BuildingConfig
 from aiotstream.config.decisions import AlertConfig, ControlConfig, MaintenanceConfig
@@ -63,6 +64,9 @@ class SiteConfig(_Model):
                                             "energy-optimization flow")
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
     lineage: LineageConfig = Field(default_factory=LineageConfig)
+    auth: AuthConfig | None = Field(default=None, description="principals, roles and keys: control, feedback "
+                                    "and ack messages must be signed (docs/security.md); absent: unsigned "
+                                    "messages are accepted (a WARNING at start)")
 
     @field_validator("assets")
     @classmethod
@@ -243,6 +247,8 @@ class SiteConfig(_Model):
         data = self.model_dump(mode="json")
         if data.get("building") is None:
             data.pop("building", None)
+        if data.get("auth") is None:  # added later: a site without [auth] keeps its hash
+            data.pop("auth", None)
         if data.get("scalar") == ScalarConfig().model_dump(mode="json"):
             data.pop("scalar", None)  # likewise the [scalar] table at its defaults
         if not data["outputs"].get("audit"):  # the default audit topic: the hash of sites before it stays
