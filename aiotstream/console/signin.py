@@ -27,19 +27,20 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from aiotstream.auth import load_signing_key, sign
+from aiotstream.config.auth import ROLE_ACTIONS
 from aiotstream.errors import AiotError
 from aiotstream.secretfiles import read_secret
 
-ACTION_ROLES: dict[str, str] = {
-    "ack": "operator", "clear": "operator", "label": "operator",
-    "approve": "engineer", "reject": "engineer", "maintenance": "engineer",
-    "promote": "model_admin", "rollback": "model_admin",
-}
-"""The role an action needs (the flow's role table: a rollback is a promote message)."""
 ACTION_WORDS = {"ack": "acknowledge alerts", "clear": "clear alerts", "label": "label alerts",
                 "approve": "approve commands", "reject": "reject commands",
                 "maintenance": "announce maintenance", "promote": "promote models",
                 "rollback": "roll back models"}
+_KINDS = {"rollback": "promote"}  # (a rollback is a promote message)
+ACTION_ROLES: dict[str, str] = {
+    action: next(r for r, kinds in ROLE_ACTIONS.items() if _KINDS.get(action, action) in kinds)
+    for action in ACTION_WORDS}
+"""The role each console action needs: the flow's role table (:data:`aiotstream.config.auth.ROLE_ACTIONS`)."""
 MAX_FAILURES = 5
 LOCK_S = 300.0
 SESSION_S = 12 * 3600
@@ -211,8 +212,6 @@ def console_signer(auth: Any, principal: str, key_file: str, passphrase_file: st
     ``[auth]`` with the ``console`` role) with its key (an Ed25519 private key PEM when the principal has a
     ``public_key_file``, its HMAC secret file when it has a ``secret_file``). AiotError naming the option
     when the principal is not the site's, has no console role, or the key cannot be read."""
-    from aiotstream.auth import load_signing_key, sign
-
     p = auth.principal(principal)
     if p is None:
         known = ", ".join(q.id for q in auth.principals if "console" in q.roles) or "none"

@@ -280,3 +280,56 @@ def test_password_hash_files_are_read_at_start(tmp_path: Path) -> None:
         SignIn.from_principals([ps[0], P(id="x", roles=["operator"], password_hash_file=str(tmp_path / "bad.pw"))])
     with pytest.raises(AiotError, match=r"auth.principals\[0\].password_hash_file: cannot read"):
         SignIn.from_principals([P(id="x", roles=["operator"], password_hash_file=str(tmp_path / "none"))])
+
+
+def _auth_site(tmp: Path, console_roles: list[str] | None = None) -> Any:
+    from aiotstream.auth import generate_keypair
+
+    priv, pub = generate_keypair()
+    (tmp / "console.key").write_bytes(priv)
+    (tmp / "console.pub").write_bytes(pub)
+    (tmp / "eve.pw").write_text(FAST.hash(PASSWORDS["eve"]) + "\n")
+    (tmp / "olaf.pw").write_text(FAST.hash(PASSWORDS["olaf"]) + "\n")
+    (tmp / "olaf.secret").write_text("olaf's hmac secret, 32 bytes long\n")
+    return default_site(2, auth={"principals": [
+        {"id": "eve", "roles": ["engineer"], "secret_file": str(tmp / "olaf.secret"),
+         "password_hash_file": str(tmp / "eve.pw")},
+        {"id": "olaf", "roles": ["operator"], "secret_file": str(tmp / "olaf.secret"),
+         "password_hash_file": str(tmp / "olaf.pw")},
+        {"id": "console", "roles": console_roles or ["console"], "public_key_file": str(tmp / "console.pub")}]})
+
+
+def test_the_flows_verifier_takes_what_the_console_signs_as_the_users_action(tmp_path: Path) -> None:
+    from aiotstream.auth import Identity, Verifier, admit
+    from aiotstream.console.signin import console_signer
+
+    cfg = _auth_site(tmp_path)
+    sender = Sender()
+    signin = SignIn.from_principals(cfg.auth.principals, hasher=FAST)
+    c = TestClient(build_app(cfg, _state(), sender, signin=signin,  # type: ignore[arg-type]
+                             signer=console_signer(cfg.auth, "console", str(tmp_path / "console.key"))),
+                   follow_redirects=False)
+    _login(c, "eve")
+    r = c.post(f"/commands/{CID}/approve", data={"csrf": _csrf(c, "/commands"), "by": "mallory"})
+    assert "ok=" in r.headers["location"], r.headers["location"]
+    msg = orjson.loads(sender.sent[0].payload)
+    assert msg["auth"]["principal"] == "console" and msg["auth"]["on_behalf_of"] == "eve"
+    verifier = Verifier(cfg.auth, lines={a.id: a.line for a in cfg.all_assets()})
+    plain, who = admit(verifier, msg)  # type: ignore[misc]
+    assert who == Identity("console", "eve") and plain["by"] == "eve" and "auth" not in plain
+    # the same message once more is a replay; changed, its signature no longer matches
+    assert admit(verifier, msg).reason == "replayed"  # type: ignore[union-attr]
+    assert admit(verifier, {**msg, "command_id": CID2}).reason == "bad_signature"  # type: ignore[union-attr]
+
+
+def test_the_console_principal_must_be_the_sites_and_have_the_console_role(tmp_path: Path) -> None:
+    from aiotstream.console.signin import console_signer
+
+    cfg = _auth_site(tmp_path)
+    with pytest.raises(AiotError, match=r"--principal kiosk: not a principal of the site's \[auth\] "
+                                        r"\(console principals: console\)"):
+        console_signer(cfg.auth, "kiosk", str(tmp_path / "console.key"))
+    with pytest.raises(AiotError, match="--principal eve: has roles engineer, not console"):
+        console_signer(cfg.auth, "eve", str(tmp_path / "eve.pw"))
+    with pytest.raises(AiotError, match="--key: .* is not a PEM private key"):
+        console_signer(cfg.auth, "console", str(tmp_path / "console.pub"))
