@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,6 +42,9 @@ ACTION_ROLES: dict[str, str] = {
     action: next(r for r, kinds in ROLE_ACTIONS.items() if _KINDS.get(action, action) in kinds)
     for action in ACTION_WORDS}
 """The role each console action needs: the flow's role table (:data:`aiotstream.config.auth.ROLE_ACTIONS`)."""
+CONCURRENT_CHECKS = 2
+"""Password checks at once (each argon2 check holds 64 MiB for tens of ms): more sign-ins wait their turn,
+so a flood of them cannot take the console's memory."""
 MAX_FAILURES = 5
 LOCK_S = 300.0
 SESSION_S = 12 * 3600
@@ -119,6 +123,8 @@ class SignIn:
     def __post_init__(self) -> None:
         # what an unknown name is checked against, so it takes as long as a known one
         self._decoy = self.hasher.hash(secrets.token_urlsafe(16))
+        self._lock = threading.Lock()  # (checks run in worker threads: the failure counters are shared)
+        self._checks = threading.BoundedSemaphore(CONCURRENT_CHECKS)
 
     @classmethod
     def from_principals(cls, principals: Iterable[Any], **kw: Any) -> SignIn:
@@ -144,29 +150,32 @@ class SignIn:
         """The user if ``password`` is ``name``'s; else why not (one text for a wrong name or password, so
         the page does not tell which user names exist; a locked name says until when)."""
         name = (name or "").strip()[:MAX_NAME]
-        now = self.clock()
-        f = self.failures.get(name)
-        if f is not None and f.locked_until > now:
-            until = time.strftime("%H:%M:%S", time.localtime(self.wall() + (f.locked_until - now)))
-            return f"too many failed sign-ins for {name!r}: try again after {until}"
-        if not password or len(password) > MAX_PASSWORD:
-            ok = False
-        else:
+        with self._lock:
+            now = self.clock()
+            f = self.failures.get(name)
+            if f is not None and f.locked_until > now:
+                until = time.strftime("%H:%M:%S", time.localtime(self.wall() + (f.locked_until - now)))
+                return f"too many failed sign-ins for {name!r}: try again after {until}"
+        ok = False
+        if password and len(password) <= MAX_PASSWORD:
             h = self.hashes.get(name)
-            try:
-                ok = self.hasher.verify(h or self._decoy, password) and h is not None
-            except (VerifyMismatchError, VerificationError, InvalidHashError):
-                ok = False
-        if ok:
-            self.failures.pop(name, None)
-            return self.users[name]
-        if f is None or now - f.first > LOCK_S:
-            f = self.failures[name] = _Failures(0, now)
-            while len(self.failures) > _TRACKED:
-                del self.failures[next(iter(self.failures))]
-        f.count += 1
-        if f.count >= MAX_FAILURES:
-            f.locked_until, f.count, f.first = now + LOCK_S, 0, now
+            with self._checks:
+                try:
+                    ok = self.hasher.verify(h or self._decoy, password) and h is not None
+                except (VerifyMismatchError, VerificationError, InvalidHashError):
+                    ok = False
+        with self._lock:
+            if ok:
+                self.failures.pop(name, None)
+                return self.users[name]
+            f = self.failures.get(name)
+            if f is None or now - f.first > LOCK_S:
+                f = self.failures[name] = _Failures(0, now)
+                while len(self.failures) > _TRACKED:
+                    self.failures.pop(next(iter(self.failures)))
+            f.count += 1
+            if f.count >= MAX_FAILURES:
+                f.locked_until, f.count, f.first = now + LOCK_S, 0, now
         return "wrong user name or password"
 
     # ---- sessions ----------------------------------------------------------------------------------------

@@ -242,6 +242,16 @@ def test_failures_spread_out_do_not_lock(signin: SignIn, clock: Clock) -> None:
     assert isinstance(signin.check("eve", PASSWORDS["eve"]), User)
 
 
+def test_concurrent_failures_still_lock_the_name(signin: SignIn) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:  # (the app checks passwords in worker threads)
+        got = list(pool.map(lambda _: signin.check("eve", "guess guess guess"), range(4 * MAX_FAILURES)))
+    assert got.count("wrong user name or password") >= MAX_FAILURES
+    assert all(g == "wrong user name or password" or g.startswith("too many failed sign-ins") for g in got)
+    assert str(signin.check("eve", PASSWORDS["eve"])).startswith("too many failed sign-ins for 'eve'")
+
+
 def test_sessions_expire(console: tuple[TestClient, Sender], clock: Clock) -> None:
     from aiotstream.console.signin import SESSION_S
 
