@@ -1261,16 +1261,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 # ---- the parser -----------------------------------------------------------------------------------------
-def _add_audit(sub: Any) -> None:
-    a = sub.add_parser("audit", help="the audit trail: check its hash chains")
-    asub = a.add_subparsers(dest="audit_command", required=True)
-    v = asub.add_parser("verify", help="check every chain of the audit trail (a JSONL file, or the site's "
-                        "<site>.audit topic from the beginning); exit 1 naming the first broken link")
-    v.add_argument("file", nargs="?", metavar="FILE", help="audit.jsonl written by the file sink (--out-dir)")
-    v.add_argument("--site", help="site config file, or site id (with --brokers): read its audit topic")
-    v.add_argument("--brokers", help="Kafka bootstrap servers (default: the site's inputs.brokers)")
-    _broker_wait_arg(v)
-    v.set_defaults(func=cmd_audit_verify)
+def _add_auth(sub: Any) -> None:
+    a = sub.add_parser("auth", help="signed messages and console sign-in: password hashes")
+    asub = a.add_subparsers(dest="auth_command", required=True)
+    _add_auth_hash_password(asub)
 
 
 def _add_auth_hash_password(asub: Any) -> None:
@@ -1281,10 +1275,16 @@ def _add_auth_hash_password(asub: Any) -> None:
     h.set_defaults(func=cmd_auth_hash_password)
 
 
-def _add_auth(sub: Any) -> None:
-    a = sub.add_parser("auth", help="signed messages and console sign-in: password hashes")
-    asub = a.add_subparsers(dest="auth_command", required=True)
-    _add_auth_hash_password(asub)
+def _add_audit(sub: Any) -> None:
+    a = sub.add_parser("audit", help="the audit trail: check its hash chains")
+    asub = a.add_subparsers(dest="audit_command", required=True)
+    v = asub.add_parser("verify", help="check every chain of the audit trail (a JSONL file, or the site's "
+                        "<site>.audit topic from the beginning); exit 1 naming the first broken link")
+    v.add_argument("file", nargs="?", metavar="FILE", help="audit.jsonl written by the file sink (--out-dir)")
+    v.add_argument("--site", help="site config file, or site id (with --brokers): read its audit topic")
+    v.add_argument("--brokers", help="Kafka bootstrap servers (default: the site's inputs.brokers)")
+    _broker_wait_arg(v)
+    v.set_defaults(func=cmd_audit_verify)
 
 
 def _add_prune(sub: Any) -> None:

@@ -211,8 +211,9 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("prune", ("--site", "{site}", "--lake", "{missing}"), 2, "--lake {missing}: no such directory"),
     ("prune", ("--site", "{site}", "--lake", "{file}"), 2, "--lake {file}: is a file"),
     ("prune", ("--site", "{bad_toml}", "--lake", "{dir}"), 2, "not valid TOML"),
-    # auth (the password's own checks, which read stdin, are in test_hash_password_* below)
+    # auth
     ("auth", (), 2, "the following arguments are required: auth_command"),
+    # (hash-password's checks of the password, which read stdin, are in test_hash_password_* below)
     ("auth hash-password", ("--min-length", "0"), 2, "--min-length: must be from 1"),
 ]
 
