@@ -1,6 +1,8 @@
 """The console in a real browser against a real broker and a running flow: a simulator fault opens an alert,
 the operator acknowledges it in the page with a comment, and the flow's lifecycle output changes (the
-``acknowledged`` event on the alerts topic, and the page showing it).
+``acknowledged`` event on the alerts topic, and the page showing it). On a site with ``[auth]``: a wrong
+password is refused, an operator cannot approve, an engineer signs in and approves, the flow takes the
+message the console signed on the engineer's behalf, and the audit trail names the engineer and verifies.
 
 Headless Chromium is Debian's (``apt-get install -y chromium``), driven by Playwright through its
 ``executable_path``: nothing is downloaded (never ``playwright install``). Without the binary the test is
@@ -467,6 +469,7 @@ def test_a_signed_in_engineer_approves_a_command_signed_for_them_and_the_audit_c
         'tr[data-command-id="' + cid + '"] button.approve'); b.disabled = false; b.click(); }""", [cid])
     expect(page.locator(".flash.error")).to_contain_text(
         "refused: olaf (operator) may not approve commands: that needs the engineer role")
+    page.screenshot(path=str(auth_plant["shots"] / "commands-operator.png"), full_page=True)
     page.locator("button.logout").click()
     expect(page).to_have_url(re.compile(r"/login"))
     assert page.goto(f"{url}/commands") is not None and "/login" in page.url
