@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import secrets
 import time
 from collections import deque
@@ -410,12 +411,14 @@ def cross_site(headers: Any, host: str) -> str | None:
     return None
 
 
+_LOCAL = re.compile(r"/[A-Za-z0-9_./-]{0,200}")
 CSRF_REFUSED = "refused: the form's CSRF token is missing or stale (reload the page and try again)"
 
 
 def _local(url: str | None) -> str:
-    """A redirect target after sign-in: a path of this console only (never another site)."""
-    if isinstance(url, str) and url.startswith("/") and not url.startswith("//") and "\\" not in url:
+    """A redirect target after sign-in: a path of this console only (never another site: no ``//``, no
+    backslash, no tab or newline that a browser would drop, no query)."""
+    if isinstance(url, str) and _LOCAL.fullmatch(url) and not url.startswith("//"):
         return url
     return "/alerts"
 

@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 import pytest
 from argon2 import PasswordHasher
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from aiotstream.config import default_site
@@ -343,3 +345,17 @@ def test_the_console_principal_must_be_the_sites_and_have_the_console_role(tmp_p
         console_signer(cfg.auth, "eve", str(tmp_path / "eve.pw"))
     with pytest.raises(AiotError, match="--key: .* is not a PEM private key"):
         console_signer(cfg.auth, "console", str(tmp_path / "console.pub"))
+
+
+@given(st.text(max_size=40) | st.sampled_from(["//evil.example", "/\\evil.example", "https://x/", "/commands",
+                                                "/alerts/ab", "\\\\evil", "/%2F/evil", "/\t/evil.example"]))
+def test_the_page_after_sign_in_is_always_one_of_this_consoles(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    from aiotstream.console.app import _local
+
+    got = _local(url)
+    parts = urlsplit(got)
+    assert got.startswith("/") and not got.startswith("//") and parts.scheme == "" and parts.netloc == ""
+    assert all(c.isascii() and c.isprintable() and c not in "\\ " for c in got)  # (a browser drops tabs)
+    assert got == url or got == "/alerts"
