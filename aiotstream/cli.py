@@ -1091,13 +1091,19 @@ def cmd_console(args: argparse.Namespace) -> int:
 
     cfg = _load_site(args)
     brokers = args.brokers or ",".join(cfg.inputs.brokers)
+    auth = _console_auth(cfg, args)
     try:
         loopback = ipaddress.ip_address(args.host).is_loopback
     except ValueError:
         loopback = args.host == "localhost"
-    if not loopback:
-        print(f"aiotstream console: listening on {args.host}, beyond this machine; the console has no login "
-              "yet: put it behind an authenticating proxy or a firewall", file=sys.stderr)
+    if not loopback and not auth:
+        print(f"aiotstream console: listening on {args.host}, beyond this machine, and the site has no "
+              "[auth] (no sign-in, unsigned actions): put it behind an authenticating proxy or a firewall",
+              file=sys.stderr)
+    elif not loopback and not args.secure_cookie:
+        print(f"aiotstream console: listening on {args.host}, beyond this machine: serve it over HTTPS (a "
+              "TLS proxy) and give --secure-cookie, or passwords and sessions cross the network in clear",
+              file=sys.stderr)
     import socket
 
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
@@ -1120,7 +1126,7 @@ def cmd_console(args: argparse.Namespace) -> int:
     except BaseException:
         sock.close()
         raise
-    app = build_app(cfg, state, feed, refresh_s=args.refresh_s)
+    app = build_app(cfg, state, feed, refresh_s=args.refresh_s, **auth)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                                            access_log=False, lifespan="off"))
     where = sock.getsockname()[1]
@@ -1131,6 +1137,36 @@ def cmd_console(args: argparse.Namespace) -> int:
     finally:
         feed.close()
     return 0
+
+
+def _console_auth(cfg: SiteConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """The console's sign-in and signer for a site with [auth] (``build_app``'s keywords); {} without."""
+    given = [o for o, v in (("--key", args.key), ("--key-passphrase-file", args.key_passphrase_file),
+                            ("--session-secret-file", args.session_secret_file)) if v]
+    if cfg.auth is None:
+        if given:
+            raise UsageError(f"{given[0]}: the site has no [auth], so the console signs nothing and has no "
+                             "sign-in (see docs/security.md)")
+        return {}
+    from aiotstream.console.signin import SignIn, console_signer
+    from aiotstream.secretfiles import read_secret
+
+    if not args.key:
+        raise UsageError(f"the site has [auth]: give the console's signing key (--key FILE, of principal "
+                         f"{args.principal}; see docs/console.md)")
+    signin = SignIn.from_principals(cfg.auth.principals)
+    if not signin.users:
+        raise AiotError("the site's [auth] has no principal with a password_hash_file: nobody could sign in "
+                        "to the console (make one with `aiotstream auth hash-password`)")
+    signer = console_signer(cfg.auth, args.principal, in_file(args.key, "--key").as_posix(),
+                            args.key_passphrase_file)
+    secret = None
+    if args.session_secret_file:
+        secret = read_secret(in_file(args.session_secret_file, "--session-secret-file").as_posix(),
+                             "--session-secret-file")
+        if len(secret.encode()) < 32:
+            raise UsageError("--session-secret-file: the secret needs at least 32 bytes (its first line)")
+    return {"signin": signin, "signer": signer, "session_secret": secret, "secure_cookie": args.secure_cookie}
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -1175,6 +1211,28 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         print(f"aiotstream audit verify: {where}: no audit entries", file=sys.stderr)
         return 1
     print(f"{where}: {rep.summary()}")
+    return 0
+
+
+def cmd_auth_hash_password(args: argparse.Namespace) -> int:
+    """``auth hash-password``: an argon2 hash of a password read from stdin (asked twice, without echo, on a
+    terminal), for a principal's ``password_hash_file`` (console sign-in). The password is never printed."""
+    import getpass
+
+    from aiotstream.console.signin import MAX_PASSWORD, hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise UsageError("the two passwords differ")
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if len(password) < args.min_length:
+        raise UsageError(f"the password has {len(password)} characters: give at least {args.min_length} "
+                         "(--min-length)")
+    if len(password) > MAX_PASSWORD:
+        raise UsageError(f"the password is longer than {MAX_PASSWORD} characters")
+    print(hash_password(password))
     return 0
 
 
@@ -1277,7 +1335,8 @@ def cmd_auth_sign(args: argparse.Namespace) -> int:
 
 # ---- the parser -----------------------------------------------------------------------------------------
 def _add_auth(sub: Any) -> None:
-    a = sub.add_parser("auth", help="signed control, feedback and ack messages ([auth], docs/security.md)")
+    a = sub.add_parser("auth", help="signed control, feedback and ack messages, console passwords ([auth], "
+                       "docs/security.md)")
     asub = a.add_subparsers(dest="auth_command", required=True)
     k = asub.add_parser("keygen", help="a new Ed25519 key pair for a principal: DIR/ID.pem (private, 0600) "
                         "and DIR/ID.pub (its public_key_file); prints the [[auth.principals]] table")
@@ -1298,6 +1357,15 @@ def _add_auth(sub: Any) -> None:
                    help="secret file with the passphrase of an encrypted private key")
     s.add_argument("--on-behalf-of", metavar="ID", help="a console signs for this principal")
     s.set_defaults(func=cmd_auth_sign)
+    _add_auth_hash_password(asub)
+
+
+def _add_auth_hash_password(asub: Any) -> None:
+    h = asub.add_parser("hash-password", help="print an argon2 hash of a password read from stdin (its first "
+                        "line; asked twice without echo on a terminal): a principal's password_hash_file")
+    h.add_argument("--min-length", type=count(1, 1024), default=12,
+                   help="refuse a shorter password (default 12 characters)")
+    h.set_defaults(func=cmd_auth_hash_password)
 
 
 def _add_audit(sub: Any) -> None:
@@ -1615,11 +1683,23 @@ def _add_console(sub: Any) -> None:
     c.add_argument("--site", required=True, help="site config file (.toml, .yaml/.yml or .json)")
     c.add_argument("--brokers", help="Kafka bootstrap servers (default: the site's inputs.brokers)")
     c.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only; the console has no "
-                        "login yet)")
+                   help="address to listen on (default 127.0.0.1: this machine only)")
     c.add_argument("--port", type=port, default=8080, help="TCP port (default 8080; 0 picks a free one)")
     c.add_argument("--refresh-s", type=number(0.2, 3600), default=2.0,
                    help="how often an open page refreshes its tables (default 2 s)")
+    a = c.add_argument_group("sign-in and signing (sites with [auth]; see docs/console.md)")
+    a.add_argument("--principal", default="console", metavar="ID",
+                   help="the console's own principal in [auth] (role console; default 'console'): it signs "
+                        "every action on behalf of the signed-in user")
+    a.add_argument("--key", metavar="FILE",
+                   help="the console principal's signing key: its Ed25519 private key (PEM; from `aiotstream "
+                        "auth keygen`) or, for an HMAC principal, its secret file. Required with [auth]")
+    a.add_argument("--key-passphrase-file", metavar="FILE", help="passphrase of an encrypted --key")
+    a.add_argument("--session-secret-file", metavar="FILE",
+                   help="signs the session cookie (first line, at least 32 bytes); default: a new random "
+                        "secret at each start (a restart signs everybody out either way)")
+    a.add_argument("--secure-cookie", action="store_true",
+                   help="send the session cookie over HTTPS only (behind a TLS proxy)")
     _broker_wait_arg(c)
     c.set_defaults(func=cmd_console)
 

@@ -6,18 +6,32 @@ lineage), ``/commands`` (pending commands with the envelope's verdict, approve /
 versions per asset with score histograms, promote / roll back), ``/kpis`` (OEE, MTTR, MTBF and energy per
 period for the site, a line or an asset; dead letters by reason). An action answers with a redirect back to
 its page and a message: what was sent, or why it was refused (never a stack trace).
+
+On a site with ``[auth]`` every page asks for a signed-in user (``/login``, ``/logout``;
+:mod:`aiotstream.console.signin`), an action is allowed by that user's roles and assets, carries the
+session's CSRF token, and goes out signed by the console's own principal on the user's behalf
+(``auth.on_behalf_of``; the ``signer`` given to :class:`Console`). Without ``[auth]`` the console works as
+before (the operator types a name) and every page says that its actions are unsigned.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
+import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -35,6 +49,7 @@ from aiotstream.console.actions import (
     rollback_action,
 )
 from aiotstream.console.feed import Feed
+from aiotstream.console.signin import SESSION_S, Session, SignIn, User
 from aiotstream.console.state import KPI_SERIES, ConsoleState
 from aiotstream.errors import AiotError
 from aiotstream.lineage import iso_ns
@@ -43,6 +58,9 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 KPI_UNITS = {"oee": "", "mttr_s": "s", "mtbf_s": "s", "energy_kwh": "kWh"}
 KPI_TITLES = {"oee": "OEE", "mttr_s": "MTTR", "mtbf_s": "MTBF", "energy_kwh": "Energy"}
+COOKIE = "aiotstream_console"
+Signer = Callable[[dict[str, Any], str], dict[str, Any]]
+"""Signs a message on behalf of a user (the message, the user's id -> the message with ``auth``)."""
 
 
 def _when(t: Any) -> str:
@@ -82,8 +100,18 @@ def _model_versions(cfg: SiteConfig) -> list[str]:
 class Console:
     """The pages and actions of one site's console over a :class:`Feed` (or any sender with ``send``)."""
 
-    def __init__(self, cfg: SiteConfig, state: ConsoleState, feed: Feed | None, refresh_s: float = 2.0):
+    def __init__(self, cfg: SiteConfig, state: ConsoleState, feed: Feed | None, refresh_s: float = 2.0,
+                 signin: SignIn | None = None, signer: Signer | None = None,
+                 session_secret: str | None = None, secure_cookie: bool = False):
+        if (signin is None) != (signer is None):
+            raise ValueError("sign-in and signing go together: give both signin and signer, or neither")
         self.cfg, self.state, self.feed = cfg, state, feed
+        self.signin, self.signer = signin, signer
+        # the cookie's signing key: from the console's secret file, else new at each start (then a restart
+        # signs everybody out, as it does anyway: sessions live in this process)
+        self.session_secret = session_secret or secrets.token_urlsafe(32)
+        self.secure_cookie = secure_cookie
+        self.lines = {a.id: a.line for a in cfg.all_assets()}
         self.refresh_ms = int(refresh_s * 1000)
         self.env = _env()
         self.sent: deque[tuple[int, str]] = deque(maxlen=30)  # (wall ns, summary) of this console's actions
@@ -92,18 +120,102 @@ class Console:
 
     # ---- plumbing ----------------------------------------------------------------------------------------
     def app(self) -> Starlette:
+        g = self._guard
         routes = [
             Route("/", lambda r: RedirectResponse("/alerts", 303)),
-            Route("/alerts", self.alerts), Route("/alerts/{alert_id}", self.alert_detail),
+            Route("/alerts", g(self.alerts)), Route("/alerts/{alert_id}", g(self.alert_detail)),
             Route("/alerts/{alert_id}/{action}", self.alert_post, methods=["POST"]),
-            Route("/commands", self.commands),
+            Route("/commands", g(self.commands)),
             Route("/commands/{command_id}/{action}", self.command_post, methods=["POST"]),
-            Route("/models", self.models), Route("/models/{action}", self.model_post, methods=["POST"]),
-            Route("/kpis", self.kpis),
+            Route("/models", g(self.models)), Route("/models/{action}", self.model_post, methods=["POST"]),
+            Route("/kpis", g(self.kpis)),
+            Route("/login", self.login, methods=["GET", "POST"]),
+            Route("/logout", self.logout, methods=["POST"]),
             Route("/healthz", lambda r: JSONResponse({"ok": True})),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        return Starlette(routes=routes, exception_handlers={Exception: self._oops})
+        middleware = []
+        if self.signin is not None:  # (the cookie holds only a random session id, signed; HttpOnly always)
+            middleware.append(Middleware(SessionMiddleware, secret_key=self.session_secret,
+                                         session_cookie=COOKIE, max_age=SESSION_S, same_site="strict",
+                                         https_only=self.secure_cookie))
+        return Starlette(routes=routes, middleware=middleware, exception_handlers={Exception: self._oops})
+
+    # ---- sign-in -----------------------------------------------------------------------------------------
+    def _session(self, request: Request) -> Session | None:
+        if self.signin is None:
+            return None
+        return self.signin.session(request.session.get("sid"))
+
+    def _user(self, request: Request) -> User | None:
+        s = self._session(request)
+        return self.signin.users[s.user] if s is not None and self.signin is not None else None
+
+    def _guard(self, page: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        """``page``, asking for a signed-in user first on a site with [auth] (a live refresh of a page whose
+        session ended gets 401, and the page's script leaves the page as it is)."""
+        async def guarded(request: Request) -> Response:
+            if self.signin is not None and self._session(request) is None:
+                if request.headers.get("x-fragment") == "1":
+                    return Response("sign in again", status_code=401)
+                return RedirectResponse(f"/login?{urlencode({'next': request.url.path})}", 303)
+            return await page(request)
+        return guarded
+
+    async def login(self, request: Request) -> Response:
+        if self.signin is None:
+            return self._refused("/alerts", "this site has no [auth]: there is no sign-in")
+        nxt = _local(request.query_params.get("next"))
+        if request.method == "GET":
+            return self._page(request, "login.html", "Sign in", next=nxt, name="", refresh_ms=0)
+        why = cross_site(request.headers, request.headers.get("host", ""))
+        form = await request.form()
+        name, password = form.get("user"), form.get("password")
+        name = name if isinstance(name, str) else ""
+        nxt = _local(form.get("next")) if isinstance(form.get("next"), str) else nxt
+        if why is None:
+            # (argon2 takes tens of ms on purpose: off the event loop, so pages keep answering meanwhile)
+            pw = password if isinstance(password, str) else ""
+            got = await run_in_threadpool(self.signin.check, name, pw)
+            if isinstance(got, User):
+                self.signin.close(request.session.get("sid"))
+                request.session.clear()
+                request.session["sid"] = self.signin.open(got)
+                log.info("console: %s signed in", got.id)
+                return RedirectResponse(nxt, 303)
+            why = got
+        log.warning("console: a sign-in as %r was refused: %s", name[:64], why)
+        return self._page(request, "login.html", "Sign in", status=401, next=nxt, name=name[:64],
+                          refresh_ms=0, login_error=why)
+
+    async def logout(self, request: Request) -> Response:
+        if self.signin is None:
+            return RedirectResponse("/alerts", 303)
+        s = self._session(request)
+        if s is not None and cross_site(request.headers, request.headers.get("host", "")) is None:
+            self.signin.close(request.session.get("sid"))
+            log.info("console: %s signed out", s.user)
+        request.session.clear()
+        return RedirectResponse(f"/login?{urlencode({'ok': 'signed out'})}", 303)
+
+    def _actor(self, request: Request, form: dict[str, str], action: str) -> str | Response:
+        """Who takes ``action``: the signed-in user when the site has [auth] (the form's ``by`` is ignored),
+        else the name typed in the page; a Response when the action is refused before it is built (no
+        session, a missing or stale CSRF token, a role that does not allow it)."""
+        if self.signin is None:
+            return form.get("by") or ""
+        s = self._session(request)
+        if s is None:
+            return self._refused("/login", "sign in to act (no session, or it ended)")
+        if not self.signin.csrf_ok(s, form.get("csrf")):
+            log.warning("console: %s %s by %s refused: CSRF token missing or stale", request.method,
+                        request.url.path, s.user)
+            return RedirectResponse(f"{_back(request)}?{urlencode({'error': CSRF_REFUSED})}", 303)
+        why = self.signin.users[s.user].role_refusal(action)
+        if why is not None:
+            log.warning("console: %s refused: %s", request.url.path, why)
+            return self._refused(_back(request), f"refused: {why}")
+        return s.user
 
     async def _oops(self, request: Request, exc: Exception) -> Response:
         log.exception("console: %s %s failed", request.method, request.url.path)
@@ -113,8 +225,14 @@ class Console:
 
     def _page(self, request: Request, template: str, title: str, status: int = 200, **ctx: Any) -> Response:
         feed = self.feed
+        user = self._user(request)
+        sess = self._session(request)
+        ctx.setdefault("refresh_ms", self.refresh_ms)
         ctx.update(
-            title=title, site=self.cfg.site.id, path=request.url.path, refresh_ms=self.refresh_ms,
+            auth=self.signin is not None, user=user, csrf=sess.csrf if sess is not None else "",
+            can=lambda kind, asset=None: self._can(user, kind, asset),
+            why_not=lambda kind, asset=None: self._why_not(user, kind, asset) or "",
+            title=title, site=self.cfg.site.id, path=request.url.path,
             ok=request.query_params.get("ok"), error=request.query_params.get("error"),
             sent=list(self.sent)[::-1][:8], fragment=request.headers.get("x-fragment") == "1",
             feed_error=feed.error if feed else None, unreachable=feed.unreachable if feed else None,
@@ -122,10 +240,28 @@ class Console:
             records=self.state.records)
         return HTMLResponse(self.env.get_template(template).render(**ctx), status_code=status)
 
-    def _send(self, back: str, build: Any) -> Response:
-        """Build an action (ActionError: refused) and send it; redirect to ``back`` with the outcome."""
+    def _why_not(self, user: User | None, kind: str, asset: str | None) -> str | None:
+        if self.signin is None:
+            return None
+        if user is None:
+            return "sign in to act"
+        return user.refusal(kind, asset, self.lines.get(asset) if asset else None)
+
+    def _can(self, user: User | None, kind: str, asset: str | None) -> bool:
+        return self._why_not(user, kind, asset) is None
+
+    def _send(self, back: str, build: Any, kind: str = "", by: str = "") -> Response:
+        """Build an action (ActionError: refused), check the signed-in user ``by`` may take it on its asset
+        and sign it (sites with [auth]), and send it; redirect to ``back`` with the outcome."""
         try:
             action: Action = build()
+            if self.signin is not None and self.signer is not None:
+                asset = action.key.decode() if action.key else None
+                why = self.signin.users[by].refusal(kind, asset, self.lines.get(asset) if asset else None)
+                if why is not None:
+                    raise ActionError(f"refused: {why}")
+                signed = self.signer(orjson.loads(action.payload), by)
+                action = dataclasses.replace(action, payload=orjson.dumps(signed))
             if self.feed is None:
                 raise AiotError("this console has no broker connection")
             self.feed.send(action)
@@ -170,13 +306,16 @@ class Console:
         form = await self._form(request)
         if isinstance(form, str):
             return self._refused("/alerts", form)
+        by = self._actor(request, form, kind)
+        if isinstance(by, Response):
+            return by
         topic = self.feed.feedback_topic if self.feed else None
         if kind == "label":
             return self._send("/alerts", lambda: label_action(
-                self.state, _need(topic, "feedback", self.feed), aid, form.get("label", ""), form.get("by"),
-                form.get("note"), form.get("fault_type")))
+                self.state, _need(topic, "feedback", self.feed), aid, form.get("label", ""), by,
+                form.get("note"), form.get("fault_type")), kind, by)
         return self._send("/alerts", lambda: alert_action(
-            self.state, _need(topic, "feedback", self.feed), kind, aid, form.get("by"), form.get("note")))
+            self.state, _need(topic, "feedback", self.feed), kind, aid, by, form.get("note")), kind, by)
 
     # ---- commands ----------------------------------------------------------------------------------------
     async def commands(self, request: Request) -> Response:
@@ -188,9 +327,12 @@ class Console:
         form = await self._form(request)
         if isinstance(form, str):
             return self._refused("/commands", form)
+        by = self._actor(request, form, kind)
+        if isinstance(by, Response):
+            return by
         topic = self.feed.feedback_topic if self.feed else None
         return self._send("/commands", lambda: command_action(
-            self.state, _need(topic, "feedback", self.feed), kind, cid, form.get("by"), form.get("note")))
+            self.state, _need(topic, "feedback", self.feed), kind, cid, by, form.get("note")), kind, by)
 
     # ---- models ------------------------------------------------------------------------------------------
     async def models(self, request: Request) -> Response:
@@ -213,17 +355,20 @@ class Console:
         form = await self._form(request)
         if isinstance(form, str):
             return self._refused("/models", form)
+        if kind not in ("promote", "rollback"):
+            return RedirectResponse(f"/models?{urlencode({'error': f'unknown model action {kind!r}'})}", 303)
+        by = self._actor(request, form, kind)
+        if isinstance(by, Response):
+            return by
         topic = self.feed.control_topic if self.feed else None
         if self.feed is not None and self.feed.unreachable:
             return self._refused("/models", self.feed.unreachable)
         if kind == "promote":
             return self._send("/models", lambda: promote_action(
-                topic, form.get("ref", ""), form.get("variant", "champion"), form.get("by"), form.get("note"),
-                form.get("fraction")))
-        if kind == "rollback":
-            return self._send("/models", lambda: rollback_action(self.state, topic, form.get("by"),
-                                                                 form.get("note"), self.initial))
-        return RedirectResponse(f"/models?{urlencode({'error': f'unknown model action {kind!r}'})}", 303)
+                topic, form.get("ref", ""), form.get("variant", "champion"), by, form.get("note"),
+                form.get("fraction")), kind, by)
+        return self._send("/models", lambda: rollback_action(self.state, topic, by, form.get("note"),
+                                                             self.initial), kind, by)
 
     # ---- KPIs and dead letters ---------------------------------------------------------------------------
     async def kpis(self, request: Request) -> Response:
@@ -266,6 +411,23 @@ def cross_site(headers: Any, host: str) -> str | None:
     return None
 
 
+_LOCAL = re.compile(r"/[A-Za-z0-9_./-]{0,200}")
+CSRF_REFUSED = "refused: the form's CSRF token is missing or stale (reload the page and try again)"
+
+
+def _local(url: str | None) -> str:
+    """A redirect target after sign-in: a path of this console only (never another site: no ``//``, no
+    backslash, no tab or newline that a browser would drop, no query)."""
+    if isinstance(url, str) and _LOCAL.fullmatch(url) and not url.startswith("//"):
+        return url
+    return "/alerts"
+
+
+def _back(request: Request) -> str:
+    """The page an action's form was on (/alerts, /commands, /models)."""
+    return "/" + request.url.path.strip("/").split("/", 1)[0]
+
+
 def _need(topic: str | None, what: str, feed: Feed | None = None) -> str:
     if feed is not None and feed.unreachable:
         raise ActionError(feed.unreachable)
@@ -284,5 +446,8 @@ def _period_label(rec: dict[str, Any]) -> str:
     return p.get("label") or _when(p.get("start_ns"))
 
 
-def build_app(cfg: SiteConfig, state: ConsoleState, feed: Feed | None, refresh_s: float = 2.0) -> Starlette:
-    return Console(cfg, state, feed, refresh_s).app()
+def build_app(cfg: SiteConfig, state: ConsoleState, feed: Feed | None, refresh_s: float = 2.0,
+              **auth: Any) -> Starlette:
+    """The console's app; ``auth``: ``signin``, ``signer``, ``session_secret``, ``secure_cookie`` (see
+    :class:`Console`)."""
+    return Console(cfg, state, feed, refresh_s, **auth).app()

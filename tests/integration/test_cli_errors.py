@@ -161,6 +161,18 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("console", ("--site", "{site}", "--refresh-s", "0"), 2, "--refresh-s: must be at least 0.2"),
     ("console", ("--site", "{site}", "--port", "{busy}", *W), 1, "--port {busy} on 127.0.0.1 is already in use"),
     ("console", ("--site", "{site}", "--brokers", "{dead}", "--port", "0", *W), 1, "no Kafka broker answers at {dead}"),
+    ("console", ("--site", "{site}", "--key", "{file}"), 2, "--key: the site has no [auth], so the console signs nothing"),
+    ("console", ("--site", "{auth_site}"), 2, "the site has [auth]: give the console's signing key (--key FILE"),
+    ("console", ("--site", "{auth_site}", "--key", "{missing}"), 2, "--key {missing}: no such file"),
+    ("console", ("--site", "{auth_site}", "--key", "{file}"), 1, "--key: '{file}' is not a PEM private key"),
+    ("console", ("--site", "{auth_site}", "--key", "{console_key}", "--principal", "eve"), 1,
+     "--principal eve: has roles engineer, not console"),
+    ("console", ("--site", "{auth_site}", "--key", "{console_key}", "--principal", "nobody"), 1,
+     "--principal nobody: not a principal of the site's [auth]"),
+    ("console", ("--site", "{auth_site}", "--key", "{console_key}", "--session-secret-file", "{short_secret}"), 2,
+     "--session-secret-file: the secret needs at least 32 bytes"),
+    ("console", ("--site", "{bad_hash_site}", "--key", "{console_key}"), 1,
+     "auth.principals[0].password_hash_file: secret file '{file}' is not UTF-8 text"),
     # train
     ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1", "--signing-key",
                "{missing}"), 2, "--signing-key {missing}: no such file"),  # was FileNotFoundError
@@ -217,6 +229,8 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
     ("auth sign", ("--principal", "a/b", "--key", "{file}"), 2, "--principal 'a/b': 1..64 of letters"),
     ("auth sign", ("--principal", "ana", "--key", "{file}", "--alg", "hmac-sha256", "--passphrase-file",
                    "{file}"), 2, "--passphrase-file is for an encrypted Ed25519 key"),
+    # (hash-password's checks of the password, which read stdin, are in test_hash_password_* below)
+    ("auth hash-password", ("--min-length", "0"), 2, "--min-length: must be from 1"),
 ]
 
 
@@ -249,6 +263,30 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     (tmp / "empty.jsonl").write_bytes(b"")
     site = tmp / "site.toml"
     site.write_text(KAFKA_SITE.read_text())
+    # a site with [auth]: an engineer who signs in with a password, the console's principal (Ed25519)
+    from argon2 import PasswordHasher
+
+    from aiotstream.auth import generate_keypair
+
+    priv, pub = generate_keypair()
+    (tmp / "console.key").write_bytes(priv)
+    (tmp / "console.pub").write_bytes(pub)
+    (tmp / "eve.pw").write_text(PasswordHasher(time_cost=1, memory_cost=1024).hash("eve's long password") + "\n")
+    (tmp / "eve.secret").write_text("eve's hmac secret, long enough\n")
+    (tmp / "short.secret").write_text("too short\n")
+    auth = """
+[[auth.principals]]
+id = "eve"
+roles = ["engineer"]
+secret_file = "{tmp}/eve.secret"
+password_hash_file = "{tmp}/{pw}"
+[[auth.principals]]
+id = "console"
+roles = ["console"]
+public_key_file = "{tmp}/console.pub"
+"""
+    (tmp / "auth-site.toml").write_text(KAFKA_SITE.read_text() + auth.format(tmp=tmp, pw="eve.pw"))
+    (tmp / "bad-hash-site.toml").write_text(KAFKA_SITE.read_text() + auth.format(tmp=tmp, pw="a-file"))
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -258,6 +296,8 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
                "empty": str(tmp / "empty.csv"), "header_only": str(tmp / "header.csv"),
                "bad_ts": str(tmp / "bad-ts.csv"),
                "empty_jsonl": str(tmp / "empty.jsonl"),
+               "auth_site": str(tmp / "auth-site.toml"), "bad_hash_site": str(tmp / "bad-hash-site.toml"),
+               "console_key": str(tmp / "console.key"), "short_secret": str(tmp / "short.secret"),
                "dead": f"127.0.0.1:{free_port()}", "busy": str(busy.getsockname()[1])}
     finally:
         busy.close()
@@ -275,3 +315,28 @@ def test_bad_arguments_end_in_one_line(ctx: dict[str, str], command: str, args: 
     assert len(err.strip().splitlines()) == 1, err[-3000:]
     assert proc.returncode == rc, (proc.returncode, err)
     assert text.format(**ctx) in err, err
+
+
+def test_hash_password_prints_an_argon2_hash_of_the_password_on_stdin(ctx: dict[str, str]) -> None:
+    from argon2 import PasswordHasher
+
+    proc = subprocess.run(cli("auth", "hash-password"), input="correct horse battery\n", capture_output=True,
+                          text=True, timeout=90, check=False, cwd=ctx["tmp"])
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    assert line.startswith("$argon2id$") and "correct horse" not in proc.stdout + proc.stderr
+    assert PasswordHasher().verify(line, "correct horse battery")
+
+
+@pytest.mark.parametrize(("password", "args", "text"), [
+    ("short\n", (), "the password has 5 characters: give at least 12 (--min-length)"),
+    ("", (), "the password has 0 characters"),
+    ("x" * 1025 + "\n", ("--min-length", "1"), "the password is longer than 1024 characters"),
+])
+def test_hash_password_refuses_a_short_or_long_password_in_one_line(ctx: dict[str, str], password: str,
+                                                                   args: tuple[str, ...], text: str) -> None:
+    proc = subprocess.run(cli("auth", "hash-password", *args), input=password, capture_output=True, text=True,
+                          timeout=90, check=False, cwd=ctx["tmp"])
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and text in proc.stderr, proc.stderr
+    assert password.strip() not in proc.stderr or not password.strip()

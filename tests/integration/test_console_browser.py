@@ -1,6 +1,8 @@
 """The console in a real browser against a real broker and a running flow: a simulator fault opens an alert,
 the operator acknowledges it in the page with a comment, and the flow's lifecycle output changes (the
-``acknowledged`` event on the alerts topic, and the page showing it).
+``acknowledged`` event on the alerts topic, and the page showing it). On a site with ``[auth]``: a wrong
+password is refused, an operator cannot approve, an engineer signs in and approves, the flow takes the
+message the console signed on the engineer's behalf, and the audit trail names the engineer and verifies.
 
 Headless Chromium is Debian's (``apt-get install -y chromium``), driven by Playwright through its
 ``executable_path``: nothing is downloaded (never ``playwright install``). Without the binary the test is
@@ -350,4 +352,161 @@ def test_a_model_promoted_and_rolled_back_in_the_page_is_switched_by_the_flow(br
         r for r in out.records["model"] if r["event"] == "promoted" and r["ref"] == "pm@1.0.0"],
         onnx_plant["flow"], onnx_plant["flow_log"], WAIT_S)[0]
     assert back["by"] == "cy" and back["variant"] == "champion"
+    page.close()
+
+
+# ---- sign-in: a site with [auth] (an engineer and an operator with passwords, the console's Ed25519 key) -----------
+PASSWORDS = {"eve": "eve's long passphrase", "olaf": "olaf's long passphrase"}
+AUTH_TOML = """
+[auth]
+[[auth.principals]]
+id = "eve"
+roles = ["engineer"]
+secret_file = "{tmp}/eve.secret"
+password_hash_file = "{tmp}/eve.pw"
+[[auth.principals]]
+id = "olaf"
+roles = ["operator"]
+secret_file = "{tmp}/olaf.secret"
+password_hash_file = "{tmp}/olaf.pw"
+[[auth.principals]]
+id = "console"
+roles = ["console"]
+public_key_file = "{tmp}/console.pub"
+"""
+
+
+@pytest.fixture(scope="module")
+def auth_plant(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The first plant again (a command awaiting approval on press-1) on a site with [auth], its flow, and a
+    console that signs as principal ``console`` on behalf of whoever signs in."""
+    from aiotstream.auth import generate_keypair
+
+    tmp = tmp_path_factory.mktemp("console-auth")
+    priv, pub = generate_keypair()
+    (tmp / "console.key").write_bytes(priv)
+    (tmp / "console.key").chmod(0o600)
+    (tmp / "console.pub").write_bytes(pub)
+    (tmp / "session.secret").write_text(uuid.uuid4().hex * 2 + "\n")
+    for user, password in PASSWORDS.items():  # the hashes as an administrator makes them
+        made = subprocess.run(cli("auth", "hash-password"), input=password + "\n", capture_output=True, text=True,
+                              timeout=60, check=True)
+        (tmp / f"{user}.pw").write_text(made.stdout)
+        (tmp / f"{user}.secret").write_text(f"{user}'s own HMAC secret for scripts\n")
+    sid = f"it-console-a-{uuid.uuid4().hex[:6]}"
+    site = tmp / "site.toml"
+    site.write_text(SITE_TOML.format(site=sid) + AUTH_TOML.format(tmp=tmp))
+    cfg = SiteConfig.load(site)
+    assert cfg.auth is not None and len(cfg.auth.principals) == 3
+    sim = PlantSimulator(cfg.all_assets(), duration_s=60.0, seed=21, warmup_s=0.0,
+                         faults=[Fault("press-1", "sensor_stuck", ONSET, END, "x")],
+                         production=ProductionSpec(cycle_time_s=2.0, scrap_rate=0.05, down_delay_s=1.0))
+    topics = output_topics(cfg)
+    ensure_topics(kafka_broker, input_topics(cfg) + list(topics.values()), partitions=2)
+    wave, read = cfg.inputs.topics
+    write_to_kafka((m for m in sim.messages() if m.t_ns < SPLIT), kafka_broker, wave, read)
+    flow_log, console_log = tmp / "flow.log", tmp / "console.log"
+    flow = start_flow(site, kafka_broker, flow_log)
+    out = Follow(kafka_broker, topics, group="it-console-a")
+    port = free_port()
+    with console_log.open("w") as logf:
+        console = subprocess.Popen(cli("console", "--site", str(site), "--brokers", kafka_broker, "--port", str(port),
+                                       "--refresh-s", "0.5", "--principal", "console", "--key", str(tmp / "console.key"),
+                                       "--session-secret-file", str(tmp / "session.secret")),
+                                   stdout=logf, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        out.wait_for("a command awaiting approval",
+                     lambda: [c for c in out.records["command"] if c["status"] == "awaiting_approval"],
+                     flow, flow_log, WAIT_S)
+        wait_for("the console's /healthz", lambda: _answers(f"{url}/healthz") or console.poll() is not None,
+                 WAIT_S, 0.2)
+        assert console.poll() is None, console_log.read_text()[-3000:]
+        yield {"cfg": cfg, "out": out, "url": url, "flow": flow, "flow_log": flow_log, "site": site,
+               "console_log": console_log, "brokers": kafka_broker, "shots": Path(SHOTS) if SHOTS else tmp}
+    finally:
+        console.terminate()
+        console.wait(30)
+        stop_flow(flow)
+        out.c.close()
+
+
+def _sign_in(page: object, user: str, password: str) -> None:
+    page.fill("#user", user)  # type: ignore[attr-defined]
+    page.fill("#password", password)  # type: ignore[attr-defined]
+    page.locator("button.signin").click()  # type: ignore[attr-defined]
+
+
+def test_a_signed_in_engineer_approves_a_command_signed_for_them_and_the_audit_chain_verifies(
+        browser: object, auth_plant: dict) -> None:
+    import re
+
+    from playwright.sync_api import expect
+
+    out, url, brokers = auth_plant["out"], auth_plant["url"], auth_plant["brokers"]
+    feedback_topic = auth_plant["cfg"].inputs.feedback_topics[0]
+    (waiting,) = [c for c in out.records["command"] if c["status"] == "awaiting_approval"]
+    cid = waiting["command_id"]
+    page = browser.new_page(viewport={"width": 1400, "height": 900})  # type: ignore[attr-defined]
+
+    # every page asks for a sign-in first; a wrong password is refused
+    page.goto(f"{url}/commands")
+    expect(page).to_have_url(re.compile(r"/login\?next=%2Fcommands$"))
+    expect(page.locator(".flash.unsigned")).to_have_count(0)
+    _sign_in(page, "eve", "not eve's password")
+    expect(page.locator(".flash.error.login")).to_contain_text("wrong user name or password")
+    assert "not eve's password" not in page.content()
+    expect(page.locator("header .user")).to_have_count(0)
+
+    # an operator signs in: may not approve (the button is disabled and says why; a post by hand is refused)
+    _sign_in(page, "olaf", PASSWORDS["olaf"])
+    expect(page).to_have_url(f"{url}/commands")
+    expect(page.locator("header .user")).to_contain_text("Signed in as olaf")
+    row = page.locator(f'tr[data-command-id="{cid}"]')
+    expect(row.locator("button.approve")).to_be_disabled(timeout=WAIT_S * 1000)
+    expect(row).to_contain_text("olaf (operator) may not approve commands: that needs the engineer role")
+    page.evaluate("""([cid]) => { const b = document.querySelector(
+        'tr[data-command-id="' + cid + '"] button.approve'); b.disabled = false; b.click(); }""", [cid])
+    expect(page.locator(".flash.error")).to_contain_text(
+        "refused: olaf (operator) may not approve commands: that needs the engineer role")
+    page.screenshot(path=str(auth_plant["shots"] / "commands-operator.png"), full_page=True)
+    page.locator("button.logout").click()
+    expect(page).to_have_url(re.compile(r"/login"))
+    assert page.goto(f"{url}/commands") is not None and "/login" in page.url
+
+    # the engineer signs in and approves, with a comment
+    _sign_in(page, "eve", PASSWORDS["eve"])
+    expect(page).to_have_url(f"{url}/commands")
+    row = page.locator(f'tr[data-command-id="{cid}"]')
+    expect(row).to_contain_text("within the envelope", timeout=WAIT_S * 1000)
+    page.screenshot(path=str(auth_plant["shots"] / "commands-signed-in.png"), full_page=True)
+    row.locator("input[name=note]").fill("checked on the floor")
+    row.locator("button.approve").click()
+    expect(page.locator(".flash.ok")).to_contain_text("eve: approve speed = 1200.0 on press-1")
+
+    # the flow accepts it as eve's: the command is emitted, by eve
+    emitted = out.wait_for("the approved command emitted", lambda: [
+        c for c in out.records["command"] if c["command_id"] == cid and c["status"] == "emitted"],
+        auth_plant["flow"], auth_plant["flow_log"], WAIT_S)[0]
+    assert emitted["by"] == "eve" and emitted["value"] == 1200.0
+    # on the feedback topic: one message, signed by the console on eve's behalf (only the operator's refused
+    # attempt never left the console)
+    (msg,) = [orjson.loads(m.value()) for m in read_topic(brokers, feedback_topic)]
+    assert (msg["type"], msg["command_id"], msg["by"], msg["note"]) == ("approve", cid, "eve", "checked on the floor")
+    assert (msg["auth"]["principal"], msg["auth"]["on_behalf_of"], msg["auth"]["alg"]) == ("console", "eve", "ed25519")
+    assert not [d for d in out.records["deadletter"] if d["source"]["topic"] == feedback_topic]
+
+    # the audit trail attributes the approval to eve, and its chains verify
+    approved = out.wait_for("the approval in the audit trail", lambda: [
+        e for e in out.records["audit"] if e["what"] == "command.approved" and e["details"].get("command_id") == cid],
+        auth_plant["flow"], auth_plant["flow_log"], WAIT_S)[0]
+    assert approved["principal"] == "eve", approved
+    ok = subprocess.run(cli("audit", "verify", "--site", str(auth_plant["site"]), "--brokers", brokers,
+                            "--broker-wait", "5"), capture_output=True, text=True, timeout=120, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert "audit trail verified" in ok.stdout
+    # the console's log names who signed in and what was refused, never a password
+    log = auth_plant["console_log"].read_text()
+    assert "eve signed in" in log and "olaf" in log
+    assert not any(p in log for p in PASSWORDS.values())
     page.close()

@@ -14,6 +14,7 @@
   }, true);
   var live = document.getElementById("live");
   if (!live) { return; }
+  if (!live.hasAttribute("data-refresh-ms")) { return; }  // (the sign-in page: nothing live)
   var every = parseInt(live.getAttribute("data-refresh-ms"), 10) || 2000;
   function busy() {  // never replace what the operator is typing or choosing
     var a = document.activeElement;
