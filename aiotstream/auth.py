@@ -373,8 +373,11 @@ class Verifier:
                            claimed if isinstance(claimed, str) and _PRINCIPAL.match(claimed) else None)
         pid = a["principal"]
         key = self.keys.get(pid)
-        if key is None or pid not in self.principals:
+        if pid not in self.principals:
             return Refusal("unknown_principal", f"principal {pid} is not in [auth] principals", pid)
+        if key is None:
+            return Refusal("bad_signature", f"principal {pid} has no key (a console user: the console signs "
+                                            "its actions on its behalf)", pid)
         if a["alg"] != key.alg:
             return Refusal("bad_signature", f"principal {pid} signs with {key.alg}, the message says "
                                             f"{a['alg']}", pid)

@@ -66,11 +66,13 @@ class Principal(_Model):
 
     @model_validator(mode="after")
     def _one_key(self) -> Principal:
-        if (self.public_key_file is None) == (self.secret_file is None):
-            both = self.public_key_file is not None
-            raise ValueError(f"principal {self.id!r} has "
-                             f"{'both' if both else 'neither'} public_key_file {'and' if both else 'nor'} "
-                             "secret_file: give exactly one (the key its messages are signed with)")
+        if self.public_key_file is not None and self.secret_file is not None:
+            raise ValueError(f"principal {self.id!r} has both public_key_file and secret_file: give exactly one "
+                             "(the key its messages are signed with)")
+        if self.public_key_file is None and self.secret_file is None and self.password_hash_file is None:
+            raise ValueError(f"principal {self.id!r} has neither public_key_file nor secret_file (the key its "
+                             "messages are signed with) nor password_hash_file (a console user, whose actions "
+                             "the console signs on its behalf): give one")
         return self
 
 

@@ -358,6 +358,18 @@ def test_on_behalf_of() -> None:
     assert reason(v, signed(fb("ack", alert_type="a"), "console")) == "forbidden"
 
 
+def test_a_console_user_without_a_key_acts_only_through_the_console() -> None:
+    """A principal with only a password_hash_file (a person who signs in to the console) has no key: the
+    console may sign on its behalf, a message signed as that principal itself is refused."""
+    conf = AuthConfig(principals=[*PRINCIPALS, {"id": "kim", "roles": ["operator"], "password_hash_file": "h"}])
+    v = Verifier(conf, now_ns=lambda: NOW, keys=KEYS, lines=LINES)
+    got = admit(v, signed(fb("ack", alert_type="a"), "console", on_behalf_of="kim"))
+    assert not isinstance(got, Refusal) and got[0]["by"] == "kim"
+    msg = sign(fb("ack", alert_type="a"), "kim", SECRET, alg="hmac-sha256", now_ns=NOW)
+    got = admit(v, msg)
+    assert isinstance(got, Refusal) and got.reason == "bad_signature" and "has no key" in got.message
+
+
 def test_optional_auth_accepts_unsigned_but_verifies_signed() -> None:
     v = verifier(required=False)
     got = admit(v, fb("ack", alert_type="a", by="whoever"))
@@ -380,7 +392,7 @@ def test_config_errors_name_the_path() -> None:
     cases = [
         ({"principals": [{"id": "a", "roles": ["operator"], "secret_file": "s"},
                          {"id": "b", "roles": ["pilot"], "secret_file": "s"}]}, "auth.principals[1].roles[0]"),
-        ({"principals": [{"id": "a", "roles": ["operator"]}]}, "auth.principals[0]"),
+        ({"principals": [{"id": "a", "roles": ["operator"]}]}, "auth.principals[0]"),  # no key, no password
         ({"principals": [{"id": "a", "roles": ["operator"], "secret_file": "s", "public_key_file": "p"}]},
          "auth.principals[0]"),
         ({"principals": [{"id": "a", "roles": ["operator"], "secret_file": "s"},
