@@ -409,14 +409,16 @@ def _read_csv(path: str, topic: str, cols: FileColumns, start: int) -> Iterator[
     reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 22),
                            parse_options=pcsv.ParseOptions(invalid_row_handler=skip_ragged),
                            convert_options=convert)
-    for chunk in _table_chunks(reader, topic, cols, start):
-        if ragged:
-            assert chunk.rows is not None
-            chunk.rows.rejects = list(chunk.rows.rejects) + [
-                (chunk.first, msg.split(": ", 1)[-1].encode(), "bad_reading", f"{Path(path).name}: {msg}")
-                for msg in ragged]
-            ragged.clear()
-        yield chunk
+    with reader:  # closed also when a bad header stops the replay: its read-ahead thread must not outlive
+        # the process's exit (C++ "terminate called without an active exception" on stderr)
+        for chunk in _table_chunks(reader, topic, cols, start):
+            if ragged:
+                assert chunk.rows is not None
+                chunk.rows.rejects = list(chunk.rows.rejects) + [
+                    (chunk.first, msg.split(": ", 1)[-1].encode(), "bad_reading", f"{Path(path).name}: {msg}")
+                    for msg in ragged]
+                ragged.clear()
+            yield chunk
 
 
 def _read_jsonl_table(path: str, topic: str, cols: FileColumns, start: int) -> Iterator[_Chunk]:
