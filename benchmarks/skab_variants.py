@@ -7,7 +7,7 @@ SKAB group (valve1, valve2, other), alert openings on ``anomaly-free.csv``, and 
 fault rows before the first alert (``onset``), fault rows after it without an alert (``tail``), rows of
 faults never alerted (``missed``), false alert rows before and after each fault (``fp_pre``,
 ``fp_post``). The candidates are subclasses written here, not options of the product: none of them
-helped every group without raising false alarms (see docs/detection.md, "Candidates measured").
+helped every group without raising false alarms (see docs/detection.md, "Issue 17's bar per group").
 
 Candidates (each one rule; parameters taken from an existing default, not fitted):
 
@@ -28,6 +28,30 @@ Candidates (each one rule; parameters taken from an existing default, not fitted
   the episode's peak (an after-effect that decays is not new evidence).
 * ``gauss-prior``: before a channel's tail is fitted (the first ``spot_init`` rows), its p is the
   Gaussian tail of ``|z|`` instead of 1.
+
+Branch skab-f1's candidates (``NEW``; parts joined by ``+`` combine, ``noop`` is the harness with no
+change, equal to the reference row for row). Each new statistic is one more Bonferroni test (or ``n``),
+calibrated like the channels: its own SPOT tail (window, refits and learning gate of the defaults),
+never below a Gaussian tail:
+
+* ``loo``: cross-channel regression. Each channel's residual from its (ridge, exponentially forgetting:
+  the PCA's shrunk correlation) regression on the other channels' charts, over its residual sd:
+  ``(P e)_j / sqrt(P_jj)`` with ``P`` the inverse of that correlation, refreshed with the PCA; ``n``
+  tests.
+* ``slow-60``: a second EWMA chart per channel spanning 60 rows (``lambda = 2/61``), scaled by its own
+  spread like the first; ``n`` tests.
+* ``disp``: a dispersion chart per channel: the baseline's EWMA chart (same defaults) of the one-row
+  innovation ``|x_t - x_(t-1)|``, one-sided (more dispersion only); ``n`` tests.
+* ``disp-max``: the same charts, one test: the largest channel's ``z`` with its own SPOT tail, floored at
+  ``n`` Gaussian tails (Bonferroni's bound). ``disp-max-2``: two-sided (less dispersion too: a stuck
+  sensor). ``disp-max-sq``: squared innovations. ``disp-max-fast``: the innovation from the location
+  chart's fast mean instead of the previous row. ``disp-med``: the median of the last 5 innovations (a
+  single spike moves 2 of them). ``disp-win``: innovations winsorized at ``huber_c`` times the chart's
+  level. ``disp-log``: the log of the innovation (a spike k times the usual adds ln k).
+* ``chan-max``: the channels as one test (the largest ``|z|``, its own SPOT tail, floor ``n`` Gaussian
+  tails) instead of ``n``: calibrated under their dependence instead of Bonferroni's bound.
+* ``close-smooth``: an open alert counts a row as quiet when the surprise ``-ln p`` smoothed with the
+  chart's ``lambda`` is below ``-ln close_risk`` (a flickering p does not close it).
 """
 from __future__ import annotations
 
@@ -217,6 +241,8 @@ class Variant(S.StreamingDetector):
             inn = np.where(warm, np.minimum(inn, self.cfg.huber_c * self.vbase.level), inn)
         elif kind == "disp-max-sq":
             inn = inn * inn
+        elif kind == "disp-log":  # the log: a spike k times the typical |dx| adds ln k, not k
+            inn = np.log(inn + 1e-9 * (1.0 + np.abs(np.nan_to_num(xv))))
         zv, _ = self.vbase.update(inn)
         zv = np.abs(zv) if kind == "disp-max-2" else np.maximum(zv, 0.0)  # more dispersion only
         if kind == "disp":  # one test per channel
@@ -247,11 +273,11 @@ class Variant(S.StreamingDetector):
 
 
 PARTS = ("loo", "slow-60", "disp", "disp-max", "disp-max-2", "disp-max-sq", "disp-max-fast", "disp-med",
-         "disp-win", "chan-max", "close-smooth", "noop")  # this session's; combine with "+"
+         "disp-win", "disp-log", "chan-max", "close-smooth", "noop")  # this session's; combine with "+"
 NAMES = ("reference", "cauchy", "cusum-100", "cusum-1000", "cusum-open-100", "scale-steady", "scale-alert",
          "level-startup", "close-decay", "gauss-prior")
 NEW = ("loo", "slow-60", "disp", "disp-max", "disp-max-2", "disp-max-sq", "disp-max-fast", "disp-med", "disp-win",
-       "chan-max", "chan-max+disp-max", "close-smooth", "disp-max+close-smooth")  # branch skab-f1
+       "disp-log", "chan-max", "chan-max+disp-max", "close-smooth", "disp-max+close-smooth")  # branch skab-f1
 
 
 def evaluate(name: str, root: Path) -> dict[str, object]:
