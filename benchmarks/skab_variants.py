@@ -40,6 +40,10 @@ never below a Gaussian tail:
   tests.
 * ``slow-60``: a second EWMA chart per channel spanning 60 rows (``lambda = 2/61``), scaled by its own
   spread like the first; ``n`` tests.
+* ``slow-60-max``: the same 60-row charts as one test (the largest ``|z|``, its own SPOT tail, floor ``n``
+  Gaussian tails).
+* ``trend-60``: a lag feature, the slope: a 60-row EWMA chart of each channel's signed one-row change
+  ``x_t - x_(t-1)``, one test (the largest ``|z|``, as ``slow-60-max``).
 * ``disp``: a dispersion chart per channel: the baseline's EWMA chart (same defaults) of the one-row
   innovation ``|x_t - x_(t-1)|``, one-sided (more dispersion only); ``n`` tests.
 * ``disp-max``: the same charts, one test: the largest channel's ``z`` with its own SPOT tail, floored at
@@ -132,9 +136,18 @@ class Variant(S.StreamingDetector):
         parts = set(name.split("+"))  # candidates of this session combine with "+"
         self.slow = None
         for part in parts:
-            if part.startswith("slow-"):  # slow-N: a second EWMA chart spanning N rows (lambda 2/(N+1))
+            if part.startswith("slow-") and part != "slow-60-max":  # slow-N: a second EWMA chart spanning N rows (lambda 2/(N+1))
                 self.slow = _Baseline(n, S.DetectorConfig(smooth=2.0 / (float(part[5:]) + 1.0)))
                 self.slow_spots = S.SpotBank(n, self.cfg)
+        self.slow_max = "slow-60-max" in parts
+        if self.slow_max:
+            self.slow = _Baseline(n, S.DetectorConfig(smooth=2.0 / 61.0))
+            self.smax_spot = S.SpotCalibrator(self.cfg)
+        self.trend = "trend-60" in parts
+        if self.trend:  # the slope: a 60-row EWMA chart of the signed one-row change
+            self.tbase = _Baseline(n, S.DetectorConfig(smooth=2.0 / 61.0))
+            self.tmax_spot = S.SpotCalibrator(self.cfg)
+            self.tprev = np.full(n, np.nan)
         self.close_smooth = "close-smooth" in parts
         self.ev = 0.0
         self.chan_max = "chan-max" in parts
@@ -180,7 +193,10 @@ class Variant(S.StreamingDetector):
             if k > 0 and q_unit > 0.0:  # Q's chi-squared floor, as the reference
                 p_q = max(p_q, S.chi2_sf(q * q_unit, self.n - k))
             ps.append(p_q)
-        if self.slow is not None:
+        if self.slow_max:
+            zs, _ = self.slow.update(x)
+            ps.append(self._max_test(np.abs(zs), self.smax_spot, learn))
+        elif self.slow is not None:
             zs, _ = self.slow.update(x)
             a_s = np.abs(zs)
             g_s = _erfc(a_s / math.sqrt(2.0)).astype(np.float64)
@@ -193,6 +209,12 @@ class Variant(S.StreamingDetector):
             ps += np.maximum(self.loo_spots.update(a_u, learn), g_u).tolist()
         if self.disp is not None:
             ps += self._dispersion(x, learn)
+        if self.trend:
+            xv = np.asarray(x, dtype=np.float64)
+            dx = xv - self.tprev
+            self.tprev = np.where(np.isfinite(xv) & (np.abs(xv) <= S.MAX_ABS), xv, self.tprev)
+            zt, _ = self.tbase.update(dx)
+            ps.append(self._max_test(np.abs(zt), self.tmax_spot, learn))
         m = len(ps)
         if self.name == "cauchy":
             pc = np.clip(np.array(ps), 1e-300, 0.5)
@@ -222,6 +244,11 @@ class Variant(S.StreamingDetector):
         return S.RowResult(1.0 - p, alert, p, e, events, self.channel_p.copy())
 
 
+    def _max_test(self, z: np.ndarray, spot: S.SpotCalibrator, learn: bool) -> float:
+        """One test for n charts: the largest z, its own SPOT tail, floored at n Gaussian tails."""
+        zm = float(z.max())
+        return max(spot.update(zm, learn), min(1.0, self.n * math.erfc(zm / math.sqrt(2.0))))
+
     def _dispersion(self, x: np.ndarray, learn: bool) -> list[float]:
         """The dispersion candidates' p-values (module docstring): an EWMA chart of each channel's
         one-row innovation ``|x_t - x_{t-1}|`` (RobustBaseline, the channels' defaults), one-sided."""
@@ -248,9 +275,7 @@ class Variant(S.StreamingDetector):
         if kind == "disp":  # one test per channel
             g_v = _erfc(zv / math.sqrt(2.0)).astype(np.float64)
             return np.maximum(self.v_spots.update(zv, learn), g_v).tolist()
-        # one test: the largest channel's z, its own SPOT tail (floor: n Gaussian tails, i.e. Bonferroni)
-        zm = float(zv.max())
-        return [max(self.vmax_spot.update(zm, learn), min(1.0, self.n * math.erfc(zm / math.sqrt(2.0))))]
+        return [self._max_test(zv, self.vmax_spot, learn)]  # one test for the largest channel
 
     def _loo(self, e: np.ndarray) -> np.ndarray:
         """Each channel's residual from its regression on the others, over its residual sd: with P the
@@ -273,11 +298,12 @@ class Variant(S.StreamingDetector):
 
 
 PARTS = ("loo", "slow-60", "disp", "disp-max", "disp-max-2", "disp-max-sq", "disp-max-fast", "disp-med",
-         "disp-win", "disp-log", "chan-max", "close-smooth", "noop")  # this session's; combine with "+"
+         "disp-win", "disp-log", "chan-max", "close-smooth", "slow-60-max", "trend-60", "noop")  # this session's; combine with "+"
 NAMES = ("reference", "cauchy", "cusum-100", "cusum-1000", "cusum-open-100", "scale-steady", "scale-alert",
          "level-startup", "close-decay", "gauss-prior")
 NEW = ("loo", "slow-60", "disp", "disp-max", "disp-max-2", "disp-max-sq", "disp-max-fast", "disp-med", "disp-win",
-       "disp-log", "chan-max", "chan-max+disp-max", "close-smooth", "disp-max+close-smooth")  # branch skab-f1
+       "disp-log", "chan-max", "chan-max+disp-max", "close-smooth", "disp-max+close-smooth", "slow-60-max",
+       "trend-60")  # branch skab-f1
 
 
 def evaluate(name: str, root: Path) -> dict[str, object]:
