@@ -7,7 +7,7 @@ SKAB group (valve1, valve2, other), alert openings on ``anomaly-free.csv``, and 
 fault rows before the first alert (``onset``), fault rows after it without an alert (``tail``), rows of
 faults never alerted (``missed``), false alert rows before and after each fault (``fp_pre``,
 ``fp_post``). The candidates are subclasses written here, not options of the product: none of them
-helped every group without raising false alarms (see docs/detection.md, "Candidates measured").
+helped every group without raising false alarms (see docs/detection.md, "Issue 17's bar per group").
 
 Candidates (each one rule; parameters taken from an existing default, not fitted):
 
@@ -28,6 +28,34 @@ Candidates (each one rule; parameters taken from an existing default, not fitted
   the episode's peak (an after-effect that decays is not new evidence).
 * ``gauss-prior``: before a channel's tail is fitted (the first ``spot_init`` rows), its p is the
   Gaussian tail of ``|z|`` instead of 1.
+
+Branch skab-f1's candidates (``NEW``; parts joined by ``+`` combine, ``noop`` is the harness with no
+change, equal to the reference row for row). Each new statistic is one more Bonferroni test (or ``n``),
+calibrated like the channels: its own SPOT tail (window, refits and learning gate of the defaults),
+never below a Gaussian tail:
+
+* ``loo``: cross-channel regression. Each channel's residual from its (ridge, exponentially forgetting:
+  the PCA's shrunk correlation) regression on the other channels' charts, over its residual sd:
+  ``(P e)_j / sqrt(P_jj)`` with ``P`` the inverse of that correlation, refreshed with the PCA; ``n``
+  tests.
+* ``slow-60``: a second EWMA chart per channel spanning 60 rows (``lambda = 2/61``), scaled by its own
+  spread like the first; ``n`` tests.
+* ``slow-60-max``: the same 60-row charts as one test (the largest ``|z|``, its own SPOT tail, floor ``n``
+  Gaussian tails).
+* ``trend-60``: a lag feature, the slope: a 60-row EWMA chart of each channel's signed one-row change
+  ``x_t - x_(t-1)``, one test (the largest ``|z|``, as ``slow-60-max``).
+* ``disp``: a dispersion chart per channel: the baseline's EWMA chart (same defaults) of the one-row
+  innovation ``|x_t - x_(t-1)|``, one-sided (more dispersion only); ``n`` tests.
+* ``disp-max``: the same charts, one test: the largest channel's ``z`` with its own SPOT tail, floored at
+  ``n`` Gaussian tails (Bonferroni's bound). ``disp-max-2``: two-sided (less dispersion too: a stuck
+  sensor). ``disp-max-sq``: squared innovations. ``disp-max-fast``: the innovation from the location
+  chart's fast mean instead of the previous row. ``disp-med``: the median of the last 5 innovations (a
+  single spike moves 2 of them). ``disp-win``: innovations winsorized at ``huber_c`` times the chart's
+  level. ``disp-log``: the log of the innovation (a spike k times the usual adds ln k).
+* ``chan-max``: the channels as one test (the largest ``|z|``, its own SPOT tail, floor ``n`` Gaussian
+  tails) instead of ``n``: calibrated under their dependence instead of Bonferroni's bound.
+* ``close-smooth``: an open alert counts a row as quiet when the surprise ``-ln p`` smoothed with the
+  chart's ``lambda`` is below ``-ln close_risk`` (a flickering p does not close it).
 """
 from __future__ import annotations
 
@@ -105,6 +133,38 @@ class Variant(S.StreamingDetector):
         self.cusum = {"cusum-100": 100.0, "cusum-1000": 1000.0, "cusum-open-100": 100.0}.get(name)
         self.s = 0.0
         self.peak = 0.0
+        parts = set(name.split("+"))  # candidates of this session combine with "+"
+        self.slow = None
+        for part in parts:
+            if part.startswith("slow-") and part != "slow-60-max":  # slow-N: a second EWMA chart spanning N rows (lambda 2/(N+1))
+                self.slow = _Baseline(n, S.DetectorConfig(smooth=2.0 / (float(part[5:]) + 1.0)))
+                self.slow_spots = S.SpotBank(n, self.cfg)
+        self.slow_max = "slow-60-max" in parts
+        if self.slow_max:
+            self.slow = _Baseline(n, S.DetectorConfig(smooth=2.0 / 61.0))
+            self.smax_spot = S.SpotCalibrator(self.cfg)
+        self.trend = "trend-60" in parts
+        if self.trend:  # the slope: a 60-row EWMA chart of the signed one-row change
+            self.tbase = _Baseline(n, S.DetectorConfig(smooth=2.0 / 61.0))
+            self.tmax_spot = S.SpotCalibrator(self.cfg)
+            self.tprev = np.full(n, np.nan)
+        self.close_smooth = "close-smooth" in parts
+        self.ev = 0.0
+        self.chan_max = "chan-max" in parts
+        if self.chan_max:
+            self.cmax_spot = S.SpotCalibrator(self.cfg)
+        self.loo = "loo" in parts
+        if self.loo:
+            self.loo_spots = S.SpotBank(n, self.cfg)
+            self.prec: np.ndarray | None = None
+        disp = [q for q in parts if q.startswith("disp")]
+        self.disp = disp[0] if disp else None
+        if self.disp is not None:
+            self.vbase = _Baseline(n, self.cfg)  # the EWMA chart of |dx| (same defaults as the channels')
+            self.v_spots = S.SpotBank(n, self.cfg)
+            self.vmax_spot = S.SpotCalibrator(self.cfg)
+            self.prev = np.full(n, np.nan)
+            self.hist: list[np.ndarray] = []
 
     def update(self, x: np.ndarray) -> S.RowResult:
         cfg = self.cfg
@@ -119,13 +179,42 @@ class Variant(S.StreamingDetector):
             cp = np.where(self.channel_spots.t < np.inf, cp, gauss)
             cp = np.where(self.baseline.count > cfg.warmup, cp, 1.0)
         self.channel_p = cp
-        ps += cp.tolist()
-        k = self.mv.k
+        if self.chan_max:  # one test: the largest |z|, its own tail (floor: n Gaussian tails)
+            am = float(a.max())
+            ps.append(max(self.cmax_spot.update(am, learn), min(1.0, self.n * math.erfc(am / math.sqrt(2.0)))))
+        else:
+            ps += cp.tolist()
+        k, q_unit = self.mv.k, self.mv.q_unit
         t2, q = self.mv.update(e)
         p_t2 = self.spots["t2"].update(t2, learn)
         ps.append(max(p_t2, S.chi2_sf(t2 * k, k)) if k > 0 else p_t2)
         if "q" in self.spots:
-            ps.append(self.spots["q"].update(q, learn))
+            p_q = self.spots["q"].update(q, learn)
+            if k > 0 and q_unit > 0.0:  # Q's chi-squared floor, as the reference
+                p_q = max(p_q, S.chi2_sf(q * q_unit, self.n - k))
+            ps.append(p_q)
+        if self.slow_max:
+            zs, _ = self.slow.update(x)
+            ps.append(self._max_test(np.abs(zs), self.smax_spot, learn))
+        elif self.slow is not None:
+            zs, _ = self.slow.update(x)
+            a_s = np.abs(zs)
+            g_s = _erfc(a_s / math.sqrt(2.0)).astype(np.float64)
+            ps += np.maximum(self.slow_spots.update(a_s, learn), g_s).tolist()
+        if self.loo:
+            u = self._loo(e)
+            self._loo_learn()
+            a_u = np.abs(u)
+            g_u = _erfc(a_u / math.sqrt(2.0)).astype(np.float64)
+            ps += np.maximum(self.loo_spots.update(a_u, learn), g_u).tolist()
+        if self.disp is not None:
+            ps += self._dispersion(x, learn)
+        if self.trend:
+            xv = np.asarray(x, dtype=np.float64)
+            dx = xv - self.tprev
+            self.tprev = np.where(np.isfinite(xv) & (np.abs(xv) <= S.MAX_ABS), xv, self.tprev)
+            zt, _ = self.tbase.update(dx)
+            ps.append(self._max_test(np.abs(zt), self.tmax_spot, learn))
         m = len(ps)
         if self.name == "cauchy":
             pc = np.clip(np.array(ps), 1e-300, 0.5)
@@ -147,12 +236,74 @@ class Variant(S.StreamingDetector):
                 quiet = quiet or (p >= cfg.risk and ev < 0.5 * self.peak)
             else:
                 self.peak = ev
+        if self.close_smooth:  # quiet when the surprise smoothed like the chart (lambda) is below -ln close_risk
+            ev = -math.log(max(p, 1e-300))
+            self.ev = ev if not self.hyst.is_open else self.ev + cfg.smooth * (ev - self.ev)
+            quiet = self.ev < -math.log(cfg.close_risk)
         alert = self.hyst.update(alarm_p < cfg.risk, quiet=quiet)
         return S.RowResult(1.0 - p, alert, p, e, events, self.channel_p.copy())
 
 
+    def _max_test(self, z: np.ndarray, spot: S.SpotCalibrator, learn: bool) -> float:
+        """One test for n charts: the largest z, its own SPOT tail, floored at n Gaussian tails."""
+        zm = float(z.max())
+        return max(spot.update(zm, learn), min(1.0, self.n * math.erfc(zm / math.sqrt(2.0))))
+
+    def _dispersion(self, x: np.ndarray, learn: bool) -> list[float]:
+        """The dispersion candidates' p-values (module docstring): an EWMA chart of each channel's
+        one-row innovation ``|x_t - x_{t-1}|`` (RobustBaseline, the channels' defaults), one-sided."""
+        kind = self.disp
+        xv = np.asarray(x, dtype=np.float64)
+        if kind == "disp-max-fast":  # the innovation from the location chart's fast mean before this row
+            inn = np.where(self.baseline.count > self.cfg.warmup, np.abs(xv - self.prev), np.nan)
+            self.prev = self.baseline.fast.copy()
+        else:
+            inn = np.abs(xv - self.prev)
+            self.prev = np.where(np.isfinite(xv) & (np.abs(xv) <= S.MAX_ABS), xv, self.prev)
+        if kind == "disp-med":  # the median of the last 5 |dx|: one spike moves 2 of them
+            self.hist = (self.hist + [inn])[-5:]
+            inn = np.median(np.array(self.hist), axis=0) if len(self.hist) == 5 else np.full(self.n, np.nan)
+        elif kind == "disp-win":  # winsorized at huber_c times the chart's level: a spike adds little
+            warm = self.vbase.count >= self.cfg.warmup
+            inn = np.where(warm, np.minimum(inn, self.cfg.huber_c * self.vbase.level), inn)
+        elif kind == "disp-max-sq":
+            inn = inn * inn
+        elif kind == "disp-log":  # the log: a spike k times the typical |dx| adds ln k, not k
+            inn = np.log(inn + 1e-9 * (1.0 + np.abs(np.nan_to_num(xv))))
+        zv, _ = self.vbase.update(inn)
+        zv = np.abs(zv) if kind == "disp-max-2" else np.maximum(zv, 0.0)  # more dispersion only
+        if kind == "disp":  # one test per channel
+            g_v = _erfc(zv / math.sqrt(2.0)).astype(np.float64)
+            return np.maximum(self.v_spots.update(zv, learn), g_v).tolist()
+        return [self._max_test(zv, self.vmax_spot, learn)]  # one test for the largest channel
+
+    def _loo(self, e: np.ndarray) -> np.ndarray:
+        """Each channel's residual from its regression on the others, over its residual sd: with P the
+        inverse of the (shrunk) correlation the PCA keeps, ``(P e)_j / sqrt(P_jj)`` (0 before the first
+        refresh)."""
+        if self.prec is None:
+            return np.zeros(self.n)
+        return (self.prec @ e) / np.sqrt(np.diag(self.prec))
+
+    def _loo_learn(self) -> None:
+        mv = self.mv
+        if mv.count >= self.cfg.warmup and (mv.count - self.cfg.warmup) % self.cfg.refresh == 0:
+            p = self.n
+            n_eff = min(mv.count, 1.0 / mv.alpha)
+            lam = max(self.cfg.shrink_min, p / (n_eff + p))
+            c = (1.0 - lam) * mv.cov + lam * np.diag(np.diag(mv.cov))
+            tr = float(np.trace(c))
+            if tr > 0.0:
+                self.prec = np.linalg.inv(c + (1e-9 * tr / p) * np.eye(p))
+
+
+PARTS = ("loo", "slow-60", "disp", "disp-max", "disp-max-2", "disp-max-sq", "disp-max-fast", "disp-med",
+         "disp-win", "disp-log", "chan-max", "close-smooth", "slow-60-max", "trend-60", "noop")  # this session's; combine with "+"
 NAMES = ("reference", "cauchy", "cusum-100", "cusum-1000", "cusum-open-100", "scale-steady", "scale-alert",
          "level-startup", "close-decay", "gauss-prior")
+NEW = ("loo", "slow-60", "disp", "disp-max", "disp-max-2", "disp-max-sq", "disp-max-fast", "disp-med", "disp-win",
+       "disp-log", "chan-max", "chan-max+disp-max", "close-smooth", "disp-max+close-smooth", "slow-60-max",
+       "trend-60")  # branch skab-f1
 
 
 def evaluate(name: str, root: Path) -> dict[str, object]:
@@ -186,7 +337,8 @@ def evaluate(name: str, root: Path) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.skab_variants", description=__doc__.splitlines()[0])
-    ap.add_argument("names", nargs="*", default=list(NAMES), help=f"from {NAMES}")
+    ap.add_argument("names", nargs="*", default=list(NAMES + NEW),
+                    help=f"from {NAMES + NEW}, or parts of {PARTS} joined by '+'")
     ap.add_argument("--data", default=None)
     args = ap.parse_args(argv)
     root = skab.data_dir(args.data)
@@ -194,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: SKAB data not found under {root} (use --data)", file=sys.stderr)
         return 2
     for name in args.names:
-        if name not in NAMES:
+        if name not in NAMES and not all(p in PARTS or p.startswith("slow-") for p in name.split("+")):
             print(f"error: unknown variant {name!r}", file=sys.stderr)
             return 2
         t0 = time.perf_counter()

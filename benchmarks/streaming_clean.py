@@ -66,12 +66,18 @@ def openings(alert: np.ndarray) -> int:
     return int(np.sum(np.diff(np.r_[0, a]) == 1))
 
 
-def measure(kind: str, days: float, channels: int, seeds: int, impl: str | None) -> dict[str, object]:
+def measure(kind: str, days: float, channels: int, seeds: int, impl: str | None,
+            variant: str | None = None) -> dict[str, object]:
     rows = int(days * DAY)
     runs = []
     for seed in range(seeds):
         x = series(kind, rows, channels, seed)
-        det = S.StreamingDetector(channels, impl=impl)
+        if variant:  # a candidate of benchmarks.skab_variants (the Python reference with one change)
+            from benchmarks.skab_variants import Variant
+
+            det = Variant(channels, variant)
+        else:
+            det = S.StreamingDetector(channels, impl=impl)
         b = det.update_block(x)
         runs.append({"seed": seed, "alerts": openings(b.alert), "alert_rows": int(b.alert.sum()),
                      "change_events": len(b.events), "min_p": float(b.p.min())})
@@ -89,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=3, help="independent runs per series")
     ap.add_argument("--series", nargs="+", default=list(SERIES), choices=SERIES)
     ap.add_argument("--impl", choices=("python", "compiled"), default=None)
+    ap.add_argument("--variant", default=None,
+                    help="a candidate of benchmarks.skab_variants instead of the default (Python reference)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     out_rows = []
     print(f"{'series':<8} {'ch':>3} {'days':>5} {'alerts':>7} {'per day':>8} {'alert rows':>10} {'changes':>8}")
     for kind in args.series:
         for n in args.channels:
-            r = measure(kind, args.days, n, args.seeds, args.impl)
+            r = measure(kind, args.days, n, args.seeds, args.impl, args.variant)
             out_rows.append(r)
             print(f"{kind:<8} {n:>3} {args.days * args.seeds:>5.1f} {r['alerts']:>7} {r['alerts_per_day']:>8.2f} "
                   f"{r['alert_rows']:>10} {r['change_events']:>8}", flush=True)
