@@ -154,32 +154,78 @@ class WindowAssembler:
             self.first_arrival = now_s
         if now_s is not None and self.last_arrival and now_s - max(self.last_arrival.values()) > self.idle_s:
             self.resumed_at = now_s  # every stream was silent: the asset resumes now
+        # readings take a lean path (there may be many per frame): what _is_late/_starts/add_pos do, inline,
+        # with the last window and input span found kept for the next reading (same time, same partition)
+        length, hop, closed_end, open_ = self.length_ns, self.hop_ns, self.closed_end_ns, self.open
+        tumbling = hop == length
+        newest_reading: int | None = None  # the newest event time of the batch's readings taken
+        last_start, acc, span_acc, span_key, span = None, None, None, None, None
         for item in items:
-            if isinstance(item, Frame):
-                t, end, stream = item.t0_ns, item.end_ns, "frames"
-            else:
-                t = end = item.ts_ns
-                stream = "readings"
+            if not isinstance(item, Frame):
+                t = item.ts_ns
+                if tumbling:
+                    start = t - t % hop
+                    if closed_end is not None and start + length <= closed_end:
+                        late.append(item)
+                        continue
+                    if start != last_start:
+                        acc = open_.get(start)
+                        if acc is None:
+                            acc = open_[start] = _Acc()
+                        last_start = start
+                    accs: tuple[_Acc, ...] = (acc,)  # type: ignore[assignment]
+                else:
+                    starts = self._starts(t)
+                    if closed_end is not None and starts[0] + length <= closed_end:
+                        late.append(item)
+                        continue
+                    accs = tuple(open_.get(s) or open_.setdefault(s, _Acc()) for s in starts)
+                pos = item.pos
+                keep = not item.status & 0x8000_0000  # a Bad-quality reading counts as input, not as a value
+                for a in accs:
+                    key = (pos.topic, pos.partition)
+                    if a is not span_acc or key != span_key:
+                        span = a.offsets.get(key)
+                        if span is None:
+                            o = pos.offset
+                            span = a.offsets[key] = [o, o]
+                        span_acc, span_key = a, key
+                    o = pos.offset
+                    if o < span[0]:  # type: ignore[index]
+                        span[0] = o  # type: ignore[index]
+                    elif o > span[1]:  # type: ignore[index]
+                        span[1] = o  # type: ignore[index]
+                    if keep:
+                        vals = a.readings.get(item.metric)
+                        if vals is None:
+                            a.readings[item.metric] = [item.value]
+                        else:
+                            vals.append(item.value)
+                if newest_reading is None or t > newest_reading:
+                    newest_reading = t
+                continue
+            t, end, stream = item.t0_ns, item.end_ns, "frames"
             if self._is_late(t):
                 late.append(item)
                 continue
             for start in self._starts(t):
-                acc = self.open.get(start)
-                if acc is None:
-                    acc = self.open[start] = _Acc()
-                acc.add_pos(item.pos.topic, item.pos.partition, item.pos.offset)
-                if isinstance(item, Frame):
-                    acc.frames.append((item.t0_ns, item.seq, item.partials, item.spectral))
-                    if acc.first_seq < 0 or item.seq < acc.first_seq:
-                        acc.first_seq = item.seq
-                    acc.last_seq = max(acc.last_seq, item.seq)
-                # a Bad-quality reading (flagged by its source) counts as input, not as a value
-                elif not item.bad:
-                    acc.readings.setdefault(item.metric, []).append(item.value)
+                acc_f = self.open.get(start)
+                if acc_f is None:
+                    acc_f = self.open[start] = _Acc()
+                acc_f.add_pos(item.pos.topic, item.pos.partition, item.pos.offset)
+                acc_f.frames.append((item.t0_ns, item.seq, item.partials, item.spectral))
+                if acc_f.first_seq < 0 or item.seq < acc_f.first_seq:
+                    acc_f.first_seq = item.seq
+                acc_f.last_seq = max(acc_f.last_seq, item.seq)
             if end > self.progress.get(stream, -1):
                 self.progress[stream] = end
             if now_s is not None:
                 self.last_arrival[stream] = now_s
+        if newest_reading is not None:
+            if newest_reading > self.progress.get("readings", -1):
+                self.progress["readings"] = newest_reading
+            if now_s is not None:
+                self.last_arrival["readings"] = now_s
         return self.close_until(self.watermark_ns), late
 
     def close_until(self, watermark_ns: int | None) -> list[ClosedWindow]:
