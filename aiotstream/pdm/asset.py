@@ -219,16 +219,18 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 if isinstance(sw, ModelSwitch):
                     self._switch(sw)
             items = [i for i in items if not isinstance(i, ModelSwitch)]
-        data = [i for i in items if not isinstance(i, Feedback)]
+        feedback = any(type(i) is Feedback for i in items)
+        data = [i for i in items if not isinstance(i, Feedback)] if feedback else items
         outs: list[Output] = []
         if data:
             data = self._screen(data, outs)
         closed, late = self.windows.add(data, now_s) if data else ([], [])
-        kept = {id(x) for x in data}.difference(id(x) for x in late)
+        # what the windows took: every item of data unless some were late (the usual case: no set to build)
+        kept = {id(x) for x in data}.difference(id(x) for x in late) if late else None
         for item in late:
             outs.append(self._late(item))
         metrics = self.rt.timeline_metrics
-        for item in items:
+        for item in items if feedback or metrics else ():
             if isinstance(item, Feedback):
                 waiting = getattr(self, "_waiting_feedback", 0)
                 if waiting >= MAX_WAITING_FEEDBACK and (self.clock_ns is None or item.ts_ns >= self.clock_ns):
@@ -239,12 +241,11 @@ class AssetAnalyzer(effects.RuntimeEntity):
                     continue
                 self._waiting_feedback = waiting + 1
                 self._enqueue(item.ts_ns, item)
-            elif isinstance(item, Reading) and item.metric in metrics and id(item) in kept:
+            elif isinstance(item, Reading) and item.metric in metrics and (kept is None or id(item) in kept):
                 self._enqueue(item.ts_ns, item)
         scalar = self.scalar
-        if scalar is not None:
-            scalar.add_readings([item for item in data if type(item) is Reading and id(item) in kept
-                                 and not item.status & 0x8000_0000])
+        if scalar is not None:  # (add_readings skips frames and Bad-quality readings)
+            scalar.add_readings(data if kept is None else [item for item in data if id(item) in kept])
         if self.windows.closed_end_ns is not None:  # a repeat of a frame before this is late anyway
             self.dedupe.forget_before(self.windows.closed_end_ns - self.rt.length_ns)
         outs.extend(self._windows_closed(closed))
@@ -262,10 +263,14 @@ class AssetAnalyzer(effects.RuntimeEntity):
         is either in an open window or ``late``. So one stray timestamp (1970) cannot open a window decades
         before the asset's data, and the KPI time that would follow it is bounded anyway (``kpi.max_gap_s``).
         """
-        times = [i.t0_ns if isinstance(i, Frame) else i.ts_ns for i in data]
+        frames = any(type(i) is not Reading for i in data)
+        times = [i.t0_ns if isinstance(i, Frame) else i.ts_ns for i in data] if frames else \
+            [i.ts_ns for i in data]
         newest = self.windows.max_event_ns
         ref = max(times) if newest is None else max(newest, max(times))
         floor = ref - _ns(self.rt.config.window.max_past_s)
+        if not frames and min(times) >= floor:  # readings only, none too old: nothing to drop
+            return data
         keep: list[Frame | Reading] = []
         dups = 0
         for item, t in zip(data, times):
@@ -487,6 +492,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
         return Situation(self.metrics, alerts, self.kpi.state, self.schedule.active(t_ns))
 
     def _timers(self, t_ns: int) -> list[Output]:
+        book = self.book
+        if not book.current and not book.suppressed and not self.control.commands:
+            return []  # no alert, no held-back alert, no command: no deadline (what next_deadline says)
         outs: list[Output] = []
         while True:
             due = [d for d in (self.book.next_deadline(), self.control.next_deadline()) if d is not None

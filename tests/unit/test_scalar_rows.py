@@ -117,13 +117,16 @@ def test_fuzz_rows_equal_a_plain_dict_of_the_readings_whatever_the_order_and_cut
 @settings(max_examples=100, deadline=None)
 @given(readings)
 def test_add_readings_of_a_batch_equals_add_one_by_one(items: list[tuple[int, str, float]]) -> None:
-    from aiotstream.records import Position, Reading
+    from aiotstream.records import Frame, Position, Reading
 
-    rs = [Reading("a", t, m, v, Position("top", 0, k)) for k, (t, m, v) in enumerate(items)]
+    # two partitions, offsets out of order (the spans keep min and max)
+    rs = [Reading("a", t, m, v, Position("top", k % 2, (k * 7) % 11)) for k, (t, m, v) in enumerate(items)]
     one, batch = RowAssembler(max_channels=3, exclude={"d"}), RowAssembler(max_channels=3, exclude={"d"})
     for r in rs[: len(rs) // 2]:
         one.add(r.ts_ns, r.metric, r.value, (r.pos.topic, r.pos.partition, r.pos.offset))
-    batch.add_readings(rs[: len(rs) // 2])
+    # a Bad-quality reading and a frame in the batch are skipped
+    bad = [Reading("a", t, m, -1.0, Position("top", 5, 99), status=0x8000_0000) for t, m, _ in items[:2]]
+    batch.add_readings(bad + rs[: len(rs) // 2] + [Frame("a", 0, 0, 1.0, None, Position("w", 0, 0))])
     sa: dict = {}
     sb: dict = {}
     assert rows_of_spans(one, 15, sa) == rows_of_spans(batch, 15, sb) and sa == sb
