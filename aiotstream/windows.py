@@ -173,7 +173,7 @@ class WindowAssembler:
                         if acc is None:
                             acc = open_[start] = _Acc()
                         last_start = start
-                    accs: tuple[_Acc, ...] = (acc,)  # type: ignore[assignment]
+                    accs: tuple[_Acc, ...] | None = None
                 else:
                     starts = self._starts(t)
                     if closed_end is not None and starts[0] + length <= closed_end:
@@ -182,7 +182,7 @@ class WindowAssembler:
                     accs = tuple(open_.get(s) or open_.setdefault(s, _Acc()) for s in starts)
                 pos = item.pos
                 keep = not item.status & 0x8000_0000  # a Bad-quality reading counts as input, not as a value
-                for a in accs:
+                for a in accs or (acc,):  # type: ignore[has-type]
                     key = (pos.topic, pos.partition)
                     if a is not span_acc or key != span_key:
                         span = a.offsets.get(key)
@@ -245,7 +245,8 @@ class WindowAssembler:
         if self.closed_end_ns is None or end > self.closed_end_ns:
             self.closed_end_ns = end
         inputs = tuple(sorted((t, p, a, b) for (t, p), (a, b) in acc.offsets.items()))
-        frames = sorted(acc.frames, key=lambda f: (f[0], f[1]))  # arrival order may differ from time order
+        frames = sorted(acc.frames, key=lambda f: (f[0], f[1])) if acc.frames else ()  # arrival order may
+        # differ from time order
         return ClosedWindow(
             asset=self.asset,
             start_ns=start,
