@@ -143,9 +143,12 @@ class KpiTracker:
             self.accounted_ns = t_ns
             self.count("unobserved_s", t_ns - a, t_ns)
             return
-        cuts = sorted({x for w in maintenance.windows.values() for x in w if a < x < t_ns})
-        for lo, hi in zip([a] + cuts, cuts + [t_ns]):
-            self._account(lo, hi, maintenance.active(lo))
+        if maintenance.windows:
+            cuts = sorted({x for w in maintenance.windows.values() for x in w if a < x < t_ns})
+            for lo, hi in zip([a] + cuts, cuts + [t_ns]):
+                self._account(lo, hi, maintenance.active(lo))
+        else:  # (no maintenance: one stretch, the usual case, once per window)
+            self._account(a, t_ns, False)
         self.accounted_ns = t_ns
 
     def _account(self, a: int, b: int, maint: bool) -> None:
@@ -249,9 +252,10 @@ class KpiTracker:
         acc = self.accounted_ns
         if acc is None:
             return []
+        power = self.last_power
         done = [p for p in self.periods.values()
                 if p.end <= acc and p.end + self.emit_delay_ns <= clock_ns
-                and not self._energy_pending(p.end, clock_ns)]
+                and not (power and self._energy_pending(p.end, clock_ns))]
         return self._emit(done)
 
     def flush(self) -> list[PeriodResult]:

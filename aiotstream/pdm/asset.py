@@ -219,11 +219,12 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 if isinstance(sw, ModelSwitch):
                     self._switch(sw)
             items = [i for i in items if not isinstance(i, ModelSwitch)]
-        feedback = any(type(i) is Feedback for i in items)
+        kinds = set(map(type, items))
+        feedback = Feedback in kinds
         data = [i for i in items if not isinstance(i, Feedback)] if feedback else items
         outs: list[Output] = []
         if data:
-            data = self._screen(data, outs)
+            data = self._screen(data, outs, kinds == {Reading})
         closed, late = self.windows.add(data, now_s) if data else ([], [])
         # what the windows took: every item of data unless some were late (the usual case: no set to build)
         kept = {id(x) for x in data}.difference(id(x) for x in late) if late else None
@@ -254,7 +255,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self._report()
         return outs
 
-    def _screen(self, data: list[Frame | Reading], outs: list[Output]) -> list[Frame | Reading]:
+    def _screen(self, data: list[Frame | Reading], outs: list[Output], readings_only: bool = False
+                ) -> list[Frame | Reading]:
         """Drop what must not reach the windows: inputs far behind the asset's own clock (``too_old`` dead
         letters) and repeated frames (same ``(seq, t0)``: counted in the run summary as ``duplicate_frame``).
 
@@ -263,7 +265,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         is either in an open window or ``late``. So one stray timestamp (1970) cannot open a window decades
         before the asset's data, and the KPI time that would follow it is bounded anyway (``kpi.max_gap_s``).
         """
-        frames = any(type(i) is not Reading for i in data)
+        frames = not readings_only
         times = [i.t0_ns if isinstance(i, Frame) else i.ts_ns for i in data] if frames else \
             [i.ts_ns for i in data]
         newest = self.windows.max_event_ns
