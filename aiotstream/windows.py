@@ -244,7 +244,9 @@ class WindowAssembler:
         end = start + self.length_ns
         if self.closed_end_ns is None or end > self.closed_end_ns:
             self.closed_end_ns = end
-        inputs = tuple(sorted((t, p, a, b) for (t, p), (a, b) in acc.offsets.items()))
+        offsets = acc.offsets
+        inputs = tuple(sorted((t, p, a, b) for (t, p), (a, b) in offsets.items())) if len(offsets) > 1 else \
+            tuple((t, p, a, b) for (t, p), (a, b) in offsets.items())
         frames = sorted(acc.frames, key=lambda f: (f[0], f[1])) if acc.frames else ()  # arrival order may
         # differ from time order
         return ClosedWindow(

@@ -106,6 +106,17 @@ class KpiTracker:
         for p in self._at(t_ns if exact_time else self.when(t_ns)):
             p.totals[name] = max(p.totals[name], value)
 
+    def add_window(self, spans: Iterable[tuple[str, int, int, int]], sums: dict[str, float],
+                   t_ns: int) -> None:
+        """:meth:`add_spans` and ``add_many(sums, {}, t_ns, exact_time=True)`` in one period lookup."""
+        for p in self._at(t_ns):
+            for topic, part, a, b in spans:
+                span = p.spans.setdefault((topic, part), [a, b])
+                span[0], span[1] = min(span[0], a), max(span[1], b)
+            tot = p.totals
+            for k, v in sums.items():
+                tot[k] += v
+
     def add_spans(self, spans: Iterable[tuple[str, int, int, int]], t_ns: int) -> None:
         """Record input offsets (lineage) in the periods containing ``t_ns``."""
         for p in self._at(t_ns):

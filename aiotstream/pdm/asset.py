@@ -593,12 +593,12 @@ class AssetAnalyzer(effects.RuntimeEntity):
     def _on_window(self, w: ClosedWindow, pending: _Pending | None = None) -> list[Output]:
         outs: list[Output] = []
         kpi = self.kpi
-        kpi.add_spans(w.inputs, w.start_ns)
         self._tick(w.end_ns)
         self._closed_ends.append(w.end_ns)  # for the metrics, reported once per batch (_report)
-        if w.n_frames == 0:  # readings only: nothing to score
-            kpi.add_many({"windows": 1}, {}, w.start_ns, exact_time=True)
+        if not w.partials:  # readings only: nothing to score
+            kpi.add_window(w.inputs, {"windows": 1}, w.start_ns)
             return outs
+        kpi.add_spans(w.inputs, w.start_ns)
         at = getattr(self, "rebaseline_ns", None)  # (a snapshot from before re-baselining has none)
         if at is not None and w.end_ns > at:  # the machine was reset: a new warm-up on the new normal
             self.rebaseline_ns = None

@@ -40,10 +40,14 @@ def merge_spans(into: Spans, more: Spans) -> None:
 
 def rows_array(rows: list[tuple[int, dict[int, float]]], n: int) -> tuple[np.ndarray, np.ndarray]:
     """``(ts, {channel: value})`` rows as (ts int64 (rows,), values (rows, n)) with NaN for missing."""
-    x = np.full((len(rows), n), math.nan)
-    for r, (_, vals) in enumerate(rows):
-        for i, v in vals.items():
-            x[r, i] = v
+    full = tuple(range(n))
+    if all(tuple(vals) == full for _, vals in rows):  # every channel in every row, in order: the usual case
+        x = np.array([list(vals.values()) for _, vals in rows], dtype=np.float64).reshape(len(rows), n)
+    else:
+        x = np.full((len(rows), n), math.nan)
+        for r, (_, vals) in enumerate(rows):
+            for i, v in vals.items():
+                x[r, i] = v
     return np.fromiter((t for t, _ in rows), dtype=np.int64, count=len(rows)), x
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from aiotstream.config import ScalarConfig
 from aiotstream.models.streaming import make_pipeline
-from aiotstream.pdm.scalar import RowAssembler, ScalarScorer
+from aiotstream.pdm.scalar import RowAssembler, ScalarScorer, rows_array
 
 S = 1_000_000_000
 
@@ -251,3 +251,21 @@ def test_due_says_when_a_step_can_have_work() -> None:
     assert sc.first_ns() == 3 * S and sc.rows.first_ns() is None
     assert sc.step(6 * S, force=True) == []  # ... forced, they are held until settle_rows (30) anyway
     assert sc.first_ns() is None and not sc.due(100 * S, None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 4).flatmap(lambda n: st.tuples(st.just(n), st.lists(
+    st.dictionaries(st.integers(0, max(n - 1, 0)), st.floats(allow_nan=True), max_size=n), max_size=6))))
+def test_rows_array_equals_filling_a_nan_array_cell_by_cell(case: tuple[int, list[dict[int, float]]]) -> None:
+    """Full rows in channel order take a lean path; rows with gaps or another key order the cell-by-cell
+    one: the same arrays either way."""
+    n, dicts = case
+    rows = [(1_000 + k, d) for k, d in enumerate(dicts)]
+    want = np.full((len(rows), n), np.nan)
+    for r, (_, vals) in enumerate(rows):
+        for i, v in vals.items():
+            want[r, i] = v
+    ts, x = rows_array(rows, n)
+    assert ts.dtype == np.int64 and ts.tolist() == [t for t, _ in rows]
+    assert x.shape == want.shape and x.dtype == np.float64
+    np.testing.assert_array_equal(x, want)
