@@ -726,6 +726,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         ctx = self.rt.ctx
         lineage = ctx.block(inputs=inputs, window=window_block(t0, t1 + 1), features=None, model=None)
         alert = res.alert
+        alert_rows = int(np.count_nonzero(alert))
         score = res.score
         top = int(np.argmax(score))
         k = self.rt.config.alerts.explain_top
@@ -738,17 +739,20 @@ class AssetAnalyzer(effects.RuntimeEntity):
             "asset": self.asset_id, "line": self.line, "channels": b.channels, "rows": rows,
             "row_ts_ns": ts.tolist(), "row_score": score.tolist(),
             "row_alert": alert.astype(np.int8).tolist(),
-            "max_score": float(score[top]), "min_p": float(res.p[top]), "alert_rows": int(alert.sum()),
+            "max_score": float(score[top]), "min_p": float(res.p[top]), "alert_rows": alert_rows,
             "restarted": b.restarted, "changes": changes,
             "top": _clean(self._scalar_explain(b, top, k)),
             **lineage,
         })]
-        self.kpi.add_many({"scalar_rows": rows, "scalar_alert_rows": int(alert.sum()),
+        self.kpi.add_many({"scalar_rows": rows, "scalar_alert_rows": alert_rows,
                            "baseline_changes": len(changes)}, {"scalar_max_score": float(score[top])}, t1)
         # the alert book follows the detector's alert (its hysteresis): fed at every change of it and at
         # the block's last row, so an operator's clear of a still-open alert re-opens it at the next block
         # (after the cool-down), as for window scores
-        flips = np.flatnonzero(np.diff(alert.astype(np.int8), prepend=np.int8(self._scalar_open)))
+        before = np.empty(rows, dtype=bool)  # each row's predecessor (the previous block's last for row 0)
+        before[0] = self._scalar_open
+        before[1:] = alert[:-1]
+        flips = np.flatnonzero(alert != before)
         at = sorted(set(flips.tolist()) | {rows - 1})
         book_changes = []
         for r in at:

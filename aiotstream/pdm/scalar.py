@@ -160,10 +160,16 @@ class RowAssembler:
         out = [(t, pending.pop(t)) for t in due]
         self._first = None  # recomputed when asked
         if self.spans:
+            pop = self.spans.pop
             for t in due:
-                sp = self.spans.pop(t, None)
+                sp = pop(t, None)
                 if sp and spans is not None:
-                    merge_spans(spans, sp)
+                    for key, (lo, hi) in sp.items():  # merge_spans, inline (once per row)
+                        cur = spans.get(key)
+                        if cur is None:
+                            spans[key] = (lo, hi)
+                        elif lo < cur[0] or hi > cur[1]:
+                            spans[key] = (min(cur[0], lo), max(cur[1], hi))
         self.last_ns = due[-1]
         return out
 
