@@ -60,7 +60,7 @@ class _Acc:
             span[1] = max(span[1], offset)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ClosedWindow:
     """A finished window: its frames' partials (unmerged, in event-time order), readings, input span.
 
@@ -80,9 +80,31 @@ class ClosedWindow:
     readings: dict[str, tuple[float, ...]]
     spectral: tuple[np.ndarray | None, ...] = ()
 
+    def __init__(self, asset: str, start_ns: int, end_ns: int, partials: tuple[np.ndarray, ...],
+                 inputs: tuple[tuple[str, int, int, int], ...], first_seq: int, last_seq: int,
+                 readings: dict[str, tuple[float, ...]],
+                 spectral: tuple[np.ndarray | None, ...] = ()) -> None:
+        """Sets the slots directly (one window per second per asset: the generated frozen ``__init__``
+        sets each field by name through ``object.__setattr__``); frozen, eq, repr and pickling as
+        generated."""
+        _cw_asset(self, asset)
+        _cw_start(self, start_ns)
+        _cw_end(self, end_ns)
+        _cw_partials(self, partials)
+        _cw_inputs(self, inputs)
+        _cw_first(self, first_seq)
+        _cw_last(self, last_seq)
+        _cw_readings(self, readings)
+        _cw_spectral(self, spectral)
+
     @property
     def n_frames(self) -> int:
         return len(self.partials)
+
+
+_cw_asset, _cw_start, _cw_end, _cw_partials, _cw_inputs, _cw_first, _cw_last, _cw_readings, _cw_spectral = (
+    ClosedWindow.__dict__[f].__set__ for f in ("asset", "start_ns", "end_ns", "partials", "inputs",
+                                               "first_seq", "last_seq", "readings", "spectral"))
 
 
 class WindowAssembler:
@@ -159,9 +181,9 @@ class WindowAssembler:
         length, hop, closed_end, open_ = self.length_ns, self.hop_ns, self.closed_end_ns, self.open
         tumbling = hop == length
         newest_reading: int | None = None  # the newest event time of the batch's readings taken
-        last_start, acc, span_acc, span_key, span = None, None, None, None, None
+        last_start, acc, span_acc, span_topic, span_part, span = None, None, None, None, None, None
         for item in items:
-            if not isinstance(item, Frame):
+            if type(item) is Reading or not isinstance(item, Frame):
                 t = item.ts_ns
                 if tumbling:
                     start = t - t % hop
@@ -182,14 +204,15 @@ class WindowAssembler:
                     accs = tuple(open_.get(s) or open_.setdefault(s, _Acc()) for s in starts)
                 pos = item.pos
                 keep = not item.status & 0x8000_0000  # a Bad-quality reading counts as input, not as a value
+                topic, part = pos.topic, pos.partition
                 for a in accs or (acc,):  # type: ignore[has-type]
-                    key = (pos.topic, pos.partition)
-                    if a is not span_acc or key != span_key:
+                    if a is not span_acc or part != span_part or topic != span_topic:
+                        key = (topic, part)
                         span = a.offsets.get(key)
                         if span is None:
                             o = pos.offset
                             span = a.offsets[key] = [o, o]
-                        span_acc, span_key = a, key
+                        span_acc, span_topic, span_part = a, topic, part
                     o = pos.offset
                     if o < span[0]:  # type: ignore[index]
                         span[0] = o  # type: ignore[index]
