@@ -136,9 +136,15 @@ class WindowAssembler:
     @property
     def watermark_ns(self) -> int | None:
         """Slowest active stream's progress minus the allowed lateness (None before any input)."""
-        if not self.progress:
+        progress = self.progress
+        if not progress:
             return None
         now = self.now_s
+        if now is None:  # (a bounded replay: every stream active, an expected one waited for)
+            for s in self.expected:
+                if s not in progress:
+                    return None
+            return min(progress.values()) - self.lateness_ns
         # without a wall clock (replaying a bounded input) an expected stream is waited for until it comes
         # or the input ends; with one, for idle_s after the asset's first input
         waiting = now is None or (self.first_arrival is not None and now - self.first_arrival <= self.idle_s)

@@ -265,14 +265,18 @@ class AssetAnalyzer(effects.RuntimeEntity):
         is either in an open window or ``late``. So one stray timestamp (1970) cannot open a window decades
         before the asset's data, and the KPI time that would follow it is bounded anyway (``kpi.max_gap_s``).
         """
-        frames = not readings_only
-        times = [i.t0_ns if isinstance(i, Frame) else i.ts_ns for i in data] if frames else \
-            [i.ts_ns for i in data]
+        if readings_only:  # the lean path: nothing to drop unless the oldest reading is too old
+            times = [i.ts_ns for i in data]
+            hi, lo = max(times), min(times)
+            progress = self.windows.progress
+            ref = hi if not progress else max(hi, max(progress.values()))
+            floor = ref - _ns(self.rt.config.window.max_past_s)
+            if lo >= floor:
+                return data
+        times = [i.t0_ns if isinstance(i, Frame) else i.ts_ns for i in data]
         newest = self.windows.max_event_ns
         ref = max(times) if newest is None else max(newest, max(times))
         floor = ref - _ns(self.rt.config.window.max_past_s)
-        if not frames and min(times) >= floor:  # readings only, none too old: nothing to drop
-            return data
         keep: list[Frame | Reading] = []
         dups = 0
         for item, t in zip(data, times):
