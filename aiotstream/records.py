@@ -110,13 +110,30 @@ class DeviceMessage:
     key: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Position:
-    """Where an input came from: topic/partition/offset (or file/-1/row)."""
+    """Where an input came from: topic/partition/offset (or file/-1/row).
+
+    Frozen like the other records, with a hand-written ``__init__`` that sets the slots directly: one is
+    made per input (per table row), and the generated frozen ``__init__`` (``object.__setattr__`` by name
+    per field) costs twice as much. Equality, hash, repr and pickling are the dataclass's.
+
+    >>> Position("t", 0, 5) == Position(topic="t", partition=0, offset=5)
+    True
+    """
 
     topic: str
     partition: int
     offset: int
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        _pos_topic(self, topic)
+        _pos_partition(self, partition)
+        _pos_offset(self, offset)
+
+
+_pos_topic, _pos_partition, _pos_offset = (Position.__dict__[f].__set__
+                                           for f in ("topic", "partition", "offset"))
 
 
 @dataclass(slots=True)
@@ -186,13 +203,18 @@ def _frame_from_pickle(asset: str, seq: int, t0_ns: int, rate: float, samples: A
                  raw, _unpack(spectral))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Reading:
     """One scalar reading (temperature, current, ...).
 
     ``status`` is the source's quality code, OPC UA style: 0 is good, the top
     two bits give the severity (``0b01`` uncertain, ``0b10`` bad). Only
     sources that know the quality (OPC UA with ``bad_quality = "flag"``) set it.
+    Its ``__init__`` sets the slots directly, as :class:`Position`'s (one per reading).
+
+    >>> p = Position("f", -1, 0)
+    >>> Reading("a", 1, "t", 2.0, p) == Reading("a", 1, "t", 2.0, p, None, 0)
+    True
     """
 
     asset: str
@@ -203,10 +225,24 @@ class Reading:
     raw: bytes | None = None
     status: int = 0
 
+    def __init__(self, asset: str, ts_ns: int, metric: str, value: float, pos: Position,
+                 raw: bytes | None = None, status: int = 0) -> None:
+        _r_asset(self, asset)
+        _r_ts(self, ts_ns)
+        _r_metric(self, metric)
+        _r_value(self, value)
+        _r_pos(self, pos)
+        _r_raw(self, raw)
+        _r_status(self, status)
+
     @property
     def bad(self) -> bool:
         """True when the status code's severity is Bad (top bit set)."""
         return bool(self.status & 0x8000_0000)
+
+
+_r_asset, _r_ts, _r_metric, _r_value, _r_pos, _r_raw, _r_status = (
+    Reading.__dict__[f].__set__ for f in ("asset", "ts_ns", "metric", "value", "pos", "raw", "status"))
 
 
 @dataclass(slots=True)

@@ -60,7 +60,7 @@ class _Acc:
             span[1] = max(span[1], offset)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ClosedWindow:
     """A finished window: its frames' partials (unmerged, in event-time order), readings, input span.
 
@@ -80,9 +80,31 @@ class ClosedWindow:
     readings: dict[str, tuple[float, ...]]
     spectral: tuple[np.ndarray | None, ...] = ()
 
+    def __init__(self, asset: str, start_ns: int, end_ns: int, partials: tuple[np.ndarray, ...],
+                 inputs: tuple[tuple[str, int, int, int], ...], first_seq: int, last_seq: int,
+                 readings: dict[str, tuple[float, ...]],
+                 spectral: tuple[np.ndarray | None, ...] = ()) -> None:
+        """Sets the slots directly (one window per second per asset: the generated frozen ``__init__``
+        sets each field by name through ``object.__setattr__``); frozen, eq, repr and pickling as
+        generated."""
+        _cw_asset(self, asset)
+        _cw_start(self, start_ns)
+        _cw_end(self, end_ns)
+        _cw_partials(self, partials)
+        _cw_inputs(self, inputs)
+        _cw_first(self, first_seq)
+        _cw_last(self, last_seq)
+        _cw_readings(self, readings)
+        _cw_spectral(self, spectral)
+
     @property
     def n_frames(self) -> int:
         return len(self.partials)
+
+
+_cw_asset, _cw_start, _cw_end, _cw_partials, _cw_inputs, _cw_first, _cw_last, _cw_readings, _cw_spectral = (
+    ClosedWindow.__dict__[f].__set__ for f in ("asset", "start_ns", "end_ns", "partials", "inputs",
+                                               "first_seq", "last_seq", "readings", "spectral"))
 
 
 class WindowAssembler:
@@ -114,9 +136,15 @@ class WindowAssembler:
     @property
     def watermark_ns(self) -> int | None:
         """Slowest active stream's progress minus the allowed lateness (None before any input)."""
-        if not self.progress:
+        progress = self.progress
+        if not progress:
             return None
         now = self.now_s
+        if now is None:  # (a bounded replay: every stream active, an expected one waited for)
+            for s in self.expected:
+                if s not in progress:
+                    return None
+            return min(progress.values()) - self.lateness_ns
         # without a wall clock (replaying a bounded input) an expected stream is waited for until it comes
         # or the input ends; with one, for idle_s after the asset's first input
         waiting = now is None or (self.first_arrival is not None and now - self.first_arrival <= self.idle_s)
@@ -154,32 +182,79 @@ class WindowAssembler:
             self.first_arrival = now_s
         if now_s is not None and self.last_arrival and now_s - max(self.last_arrival.values()) > self.idle_s:
             self.resumed_at = now_s  # every stream was silent: the asset resumes now
+        # readings take a lean path (there may be many per frame): what _is_late/_starts/add_pos do, inline,
+        # with the last window and input span found kept for the next reading (same time, same partition)
+        length, hop, closed_end, open_ = self.length_ns, self.hop_ns, self.closed_end_ns, self.open
+        tumbling = hop == length
+        newest_reading: int | None = None  # the newest event time of the batch's readings taken
+        last_start, acc, span_acc, span_topic, span_part, span = None, None, None, None, None, None
         for item in items:
-            if isinstance(item, Frame):
-                t, end, stream = item.t0_ns, item.end_ns, "frames"
-            else:
-                t = end = item.ts_ns
-                stream = "readings"
+            if type(item) is Reading or not isinstance(item, Frame):
+                t = item.ts_ns
+                if tumbling:
+                    start = t - t % hop
+                    if closed_end is not None and start + length <= closed_end:
+                        late.append(item)
+                        continue
+                    if start != last_start:
+                        acc = open_.get(start)
+                        if acc is None:
+                            acc = open_[start] = _Acc()
+                        last_start = start
+                    accs: tuple[_Acc, ...] | None = None
+                else:
+                    starts = self._starts(t)
+                    if closed_end is not None and starts[0] + length <= closed_end:
+                        late.append(item)
+                        continue
+                    accs = tuple(open_.get(s) or open_.setdefault(s, _Acc()) for s in starts)
+                pos = item.pos
+                keep = not item.status & 0x8000_0000  # a Bad-quality reading counts as input, not as a value
+                topic, part = pos.topic, pos.partition
+                for a in accs or (acc,):  # type: ignore[has-type]
+                    if a is not span_acc or part != span_part or topic != span_topic:
+                        key = (topic, part)
+                        span = a.offsets.get(key)
+                        if span is None:
+                            o = pos.offset
+                            span = a.offsets[key] = [o, o]
+                        span_acc, span_topic, span_part = a, topic, part
+                    o = pos.offset
+                    if o < span[0]:  # type: ignore[index]
+                        span[0] = o  # type: ignore[index]
+                    elif o > span[1]:  # type: ignore[index]
+                        span[1] = o  # type: ignore[index]
+                    if keep:
+                        vals = a.readings.get(item.metric)
+                        if vals is None:
+                            a.readings[item.metric] = [item.value]
+                        else:
+                            vals.append(item.value)
+                if newest_reading is None or t > newest_reading:
+                    newest_reading = t
+                continue
+            t, end, stream = item.t0_ns, item.end_ns, "frames"
             if self._is_late(t):
                 late.append(item)
                 continue
             for start in self._starts(t):
-                acc = self.open.get(start)
-                if acc is None:
-                    acc = self.open[start] = _Acc()
-                acc.add_pos(item.pos.topic, item.pos.partition, item.pos.offset)
-                if isinstance(item, Frame):
-                    acc.frames.append((item.t0_ns, item.seq, item.partials, item.spectral))
-                    if acc.first_seq < 0 or item.seq < acc.first_seq:
-                        acc.first_seq = item.seq
-                    acc.last_seq = max(acc.last_seq, item.seq)
-                # a Bad-quality reading (flagged by its source) counts as input, not as a value
-                elif not item.bad:
-                    acc.readings.setdefault(item.metric, []).append(item.value)
+                acc_f = self.open.get(start)
+                if acc_f is None:
+                    acc_f = self.open[start] = _Acc()
+                acc_f.add_pos(item.pos.topic, item.pos.partition, item.pos.offset)
+                acc_f.frames.append((item.t0_ns, item.seq, item.partials, item.spectral))
+                if acc_f.first_seq < 0 or item.seq < acc_f.first_seq:
+                    acc_f.first_seq = item.seq
+                acc_f.last_seq = max(acc_f.last_seq, item.seq)
             if end > self.progress.get(stream, -1):
                 self.progress[stream] = end
             if now_s is not None:
                 self.last_arrival[stream] = now_s
+        if newest_reading is not None:
+            if newest_reading > self.progress.get("readings", -1):
+                self.progress["readings"] = newest_reading
+            if now_s is not None:
+                self.last_arrival["readings"] = now_s
         return self.close_until(self.watermark_ns), late
 
     def close_until(self, watermark_ns: int | None) -> list[ClosedWindow]:
@@ -198,8 +273,11 @@ class WindowAssembler:
         end = start + self.length_ns
         if self.closed_end_ns is None or end > self.closed_end_ns:
             self.closed_end_ns = end
-        inputs = tuple(sorted((t, p, a, b) for (t, p), (a, b) in acc.offsets.items()))
-        frames = sorted(acc.frames, key=lambda f: (f[0], f[1]))  # arrival order may differ from time order
+        offsets = acc.offsets
+        inputs = tuple(sorted((t, p, a, b) for (t, p), (a, b) in offsets.items())) if len(offsets) > 1 else \
+            tuple((t, p, a, b) for (t, p), (a, b) in offsets.items())
+        frames = sorted(acc.frames, key=lambda f: (f[0], f[1])) if acc.frames else ()  # arrival order may
+        # differ from time order
         return ClosedWindow(
             asset=self.asset,
             start_ns=start,

@@ -29,7 +29,7 @@ class MaintenanceSchedule:
         self.windows[window_id] = (start_ns, end_ns)
 
     def active(self, t_ns: int) -> bool:
-        return any(a <= t_ns < b for a, b in self.windows.values())
+        return bool(self.windows) and any(a <= t_ns < b for a, b in self.windows.values())
 
     def end_of(self, t_ns: int) -> int | None:
         """When the maintenance in progress at ``t_ns`` ends (following windows that touch or overlap)."""

@@ -106,6 +106,17 @@ class KpiTracker:
         for p in self._at(t_ns if exact_time else self.when(t_ns)):
             p.totals[name] = max(p.totals[name], value)
 
+    def add_window(self, spans: Iterable[tuple[str, int, int, int]], sums: dict[str, float],
+                   t_ns: int) -> None:
+        """:meth:`add_spans` and ``add_many(sums, {}, t_ns, exact_time=True)`` in one period lookup."""
+        for p in self._at(t_ns):
+            for topic, part, a, b in spans:
+                span = p.spans.setdefault((topic, part), [a, b])
+                span[0], span[1] = min(span[0], a), max(span[1], b)
+            tot = p.totals
+            for k, v in sums.items():
+                tot[k] += v
+
     def add_spans(self, spans: Iterable[tuple[str, int, int, int]], t_ns: int) -> None:
         """Record input offsets (lineage) in the periods containing ``t_ns``."""
         for p in self._at(t_ns):
@@ -143,9 +154,12 @@ class KpiTracker:
             self.accounted_ns = t_ns
             self.count("unobserved_s", t_ns - a, t_ns)
             return
-        cuts = sorted({x for w in maintenance.windows.values() for x in w if a < x < t_ns})
-        for lo, hi in zip([a] + cuts, cuts + [t_ns]):
-            self._account(lo, hi, maintenance.active(lo))
+        if maintenance.windows:
+            cuts = sorted({x for w in maintenance.windows.values() for x in w if a < x < t_ns})
+            for lo, hi in zip([a] + cuts, cuts + [t_ns]):
+                self._account(lo, hi, maintenance.active(lo))
+        else:  # (no maintenance: one stretch, the usual case, once per window)
+            self._account(a, t_ns, False)
         self.accounted_ns = t_ns
 
     def _account(self, a: int, b: int, maint: bool) -> None:
@@ -249,9 +263,10 @@ class KpiTracker:
         acc = self.accounted_ns
         if acc is None:
             return []
+        power = self.last_power
         done = [p for p in self.periods.values()
                 if p.end <= acc and p.end + self.emit_delay_ns <= clock_ns
-                and not self._energy_pending(p.end, clock_ns)]
+                and not (power and self._energy_pending(p.end, clock_ns))]
         return self._emit(done)
 
     def flush(self) -> list[PeriodResult]:

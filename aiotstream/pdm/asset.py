@@ -219,16 +219,19 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 if isinstance(sw, ModelSwitch):
                     self._switch(sw)
             items = [i for i in items if not isinstance(i, ModelSwitch)]
-        data = [i for i in items if not isinstance(i, Feedback)]
+        kinds = set(map(type, items))
+        feedback = Feedback in kinds
+        data = [i for i in items if not isinstance(i, Feedback)] if feedback else items
         outs: list[Output] = []
         if data:
-            data = self._screen(data, outs)
+            data = self._screen(data, outs, kinds == {Reading})
         closed, late = self.windows.add(data, now_s) if data else ([], [])
-        kept = {id(x) for x in data}.difference(id(x) for x in late)
+        # what the windows took: every item of data unless some were late (the usual case: no set to build)
+        kept = {id(x) for x in data}.difference(id(x) for x in late) if late else None
         for item in late:
             outs.append(self._late(item))
         metrics = self.rt.timeline_metrics
-        for item in items:
+        for item in items if feedback or metrics else ():
             if isinstance(item, Feedback):
                 waiting = getattr(self, "_waiting_feedback", 0)
                 if waiting >= MAX_WAITING_FEEDBACK and (self.clock_ns is None or item.ts_ns >= self.clock_ns):
@@ -239,12 +242,11 @@ class AssetAnalyzer(effects.RuntimeEntity):
                     continue
                 self._waiting_feedback = waiting + 1
                 self._enqueue(item.ts_ns, item)
-            elif isinstance(item, Reading) and item.metric in metrics and id(item) in kept:
+            elif isinstance(item, Reading) and item.metric in metrics and (kept is None or id(item) in kept):
                 self._enqueue(item.ts_ns, item)
         scalar = self.scalar
-        if scalar is not None:
-            scalar.add_readings([item for item in data if type(item) is Reading and id(item) in kept
-                                 and not item.status & 0x8000_0000])
+        if scalar is not None:  # (add_readings skips frames and Bad-quality readings)
+            scalar.add_readings(data if kept is None else [item for item in data if id(item) in kept])
         if self.windows.closed_end_ns is not None:  # a repeat of a frame before this is late anyway
             self.dedupe.forget_before(self.windows.closed_end_ns - self.rt.length_ns)
         outs.extend(self._windows_closed(closed))
@@ -253,7 +255,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self._report()
         return outs
 
-    def _screen(self, data: list[Frame | Reading], outs: list[Output]) -> list[Frame | Reading]:
+    def _screen(self, data: list[Frame | Reading], outs: list[Output], readings_only: bool = False
+                ) -> list[Frame | Reading]:
         """Drop what must not reach the windows: inputs far behind the asset's own clock (``too_old`` dead
         letters) and repeated frames (same ``(seq, t0)``: counted in the run summary as ``duplicate_frame``).
 
@@ -262,6 +265,14 @@ class AssetAnalyzer(effects.RuntimeEntity):
         is either in an open window or ``late``. So one stray timestamp (1970) cannot open a window decades
         before the asset's data, and the KPI time that would follow it is bounded anyway (``kpi.max_gap_s``).
         """
+        if readings_only:  # the lean path: nothing to drop unless the oldest reading is too old
+            times = [i.ts_ns for i in data]
+            hi, lo = max(times), min(times)
+            progress = self.windows.progress
+            ref = hi if not progress else max(hi, max(progress.values()))
+            floor = ref - _ns(self.rt.config.window.max_past_s)
+            if lo >= floor:
+                return data
         times = [i.t0_ns if isinstance(i, Frame) else i.ts_ns for i in data]
         newest = self.windows.max_event_ns
         ref = max(times) if newest is None else max(newest, max(times))
@@ -487,6 +498,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
         return Situation(self.metrics, alerts, self.kpi.state, self.schedule.active(t_ns))
 
     def _timers(self, t_ns: int) -> list[Output]:
+        book = self.book
+        if not book.current and not book.suppressed and not self.control.commands:
+            return []  # no alert, no held-back alert, no command: no deadline (what next_deadline says)
         outs: list[Output] = []
         while True:
             due = [d for d in (self.book.next_deadline(), self.control.next_deadline()) if d is not None
@@ -583,12 +597,12 @@ class AssetAnalyzer(effects.RuntimeEntity):
     def _on_window(self, w: ClosedWindow, pending: _Pending | None = None) -> list[Output]:
         outs: list[Output] = []
         kpi = self.kpi
-        kpi.add_spans(w.inputs, w.start_ns)
         self._tick(w.end_ns)
         self._closed_ends.append(w.end_ns)  # for the metrics, reported once per batch (_report)
-        if w.n_frames == 0:  # readings only: nothing to score
-            kpi.add_many({"windows": 1}, {}, w.start_ns, exact_time=True)
+        if not w.partials:  # readings only: nothing to score
+            kpi.add_window(w.inputs, {"windows": 1}, w.start_ns)
             return outs
+        kpi.add_spans(w.inputs, w.start_ns)
         at = getattr(self, "rebaseline_ns", None)  # (a snapshot from before re-baselining has none)
         if at is not None and w.end_ns > at:  # the machine was reset: a new warm-up on the new normal
             self.rebaseline_ns = None
@@ -716,6 +730,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         ctx = self.rt.ctx
         lineage = ctx.block(inputs=inputs, window=window_block(t0, t1 + 1), features=None, model=None)
         alert = res.alert
+        alert_rows = int(np.count_nonzero(alert))
         score = res.score
         top = int(np.argmax(score))
         k = self.rt.config.alerts.explain_top
@@ -728,17 +743,20 @@ class AssetAnalyzer(effects.RuntimeEntity):
             "asset": self.asset_id, "line": self.line, "channels": b.channels, "rows": rows,
             "row_ts_ns": ts.tolist(), "row_score": score.tolist(),
             "row_alert": alert.astype(np.int8).tolist(),
-            "max_score": float(score[top]), "min_p": float(res.p[top]), "alert_rows": int(alert.sum()),
+            "max_score": float(score[top]), "min_p": float(res.p[top]), "alert_rows": alert_rows,
             "restarted": b.restarted, "changes": changes,
             "top": _clean(self._scalar_explain(b, top, k)),
             **lineage,
         })]
-        self.kpi.add_many({"scalar_rows": rows, "scalar_alert_rows": int(alert.sum()),
+        self.kpi.add_many({"scalar_rows": rows, "scalar_alert_rows": alert_rows,
                            "baseline_changes": len(changes)}, {"scalar_max_score": float(score[top])}, t1)
         # the alert book follows the detector's alert (its hysteresis): fed at every change of it and at
         # the block's last row, so an operator's clear of a still-open alert re-opens it at the next block
         # (after the cool-down), as for window scores
-        flips = np.flatnonzero(np.diff(alert.astype(np.int8), prepend=np.int8(self._scalar_open)))
+        before = np.empty(rows, dtype=bool)  # each row's predecessor (the previous block's last for row 0)
+        before[0] = self._scalar_open
+        before[1:] = alert[:-1]
+        flips = np.flatnonzero(alert != before)
         at = sorted(set(flips.tolist()) | {rows - 1})
         book_changes = []
         for r in at:

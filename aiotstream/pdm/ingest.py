@@ -124,12 +124,15 @@ class Ingestor:
             else:
                 g.append(it)
 
-        self._decode(msgs, add, dead.append)
+        self._decode(msgs, add, dead.append, groups)
         dead.extend(groups.items())
         return dead
 
     def _decode(self, msgs: Iterable[Any], emit: Callable[[Frame | Reading | Feedback], None],
-                reject: Callable[[Output], None]) -> None:
+                reject: Callable[[Output], None],
+                groups: dict[str, list[Frame | Reading]] | None = None) -> None:
+        """``groups``: the per-asset lists ``emit`` appends to, if it does only that (table rows then go
+        straight into them)."""
         frames: list[Frame] = []
         no_items = 0
         horizon = self.now_ns() + self.max_future_ns
@@ -139,7 +142,7 @@ class Ingestor:
         kinds = {"frame": 0, "reading": 0, "feedback": 0, "control": 0}  # integer adds, one per record
         for msg in msgs:
             if isinstance(msg, ReadingRows):
-                kinds["reading"] += self._rows(msg, horizon, emit, reject)
+                kinds["reading"] += self._rows(msg, horizon, emit, reject, groups)
                 continue
             if hasattr(msg, "err"):  # bytewax KafkaError: the consumer could not deliver this message
                 inner = msg.msg
@@ -317,8 +320,11 @@ class Ingestor:
         return None
 
     def _rows(self, block: ReadingRows, horizon: int, emit: Callable[[Frame | Reading], None],
-              reject: Callable[[Output], None]) -> int:
-        """Table rows: range checks on whole columns, then one Reading per good row; how many."""
+              reject: Callable[[Output], None], groups: dict[str, list[Frame | Reading]] | None = None
+              ) -> int:
+        """Table rows: range checks on whole columns, then one Reading per good row; how many. With
+        ``groups`` (see :meth:`_decode`) and every row in range, the readings go straight to their asset's
+        list (rows of one asset usually come together: its list is kept for the next row)."""
         topic, part = block.topic, block.partition
         for row, raw, reason, message in block.rejects:
             reject(self._reject(raw, Position(topic, part, row), reason, message))
@@ -333,6 +339,20 @@ class Ingestor:
         rows = block.rows.tolist()
         ts_l, val_l = ts.tolist(), values.tolist()
         good = ok.all()
+        if good and groups is not None:
+            last_a: str | None = None
+            dest: list[Frame | Reading] = []
+            for a, m, row, t, v in zip(block.assets, block.metrics, rows, ts_l, val_l):
+                if a != last_a:
+                    if a not in assets_known:
+                        bad += 1
+                        reject(self._unknown_row(a, t, m, v, Position(topic, part, row), row))
+                        continue
+                    last_a = a
+                    got = groups.get(a)
+                    dest = groups[a] = [] if got is None else got
+                dest.append(Reading(a, t, m, v, Position(topic, part, row)))
+            return n - bad
         for i, (a, m) in enumerate(zip(block.assets, block.metrics)):
             pos = Position(topic, part, rows[i])
             if not good and not ok[i]:
@@ -356,16 +376,19 @@ class Ingestor:
                 continue
             if a not in assets_known:
                 bad += 1
-                if not is_valid_id(a):
-                    reject(self._reject(encode_row(a, ts_l[i], m, val_l[i]), pos, "bad_asset_id",
-                                        f"row {rows[i]}: asset {a[:64]!r} is not a valid id: {ID_HINT}"))
-                    continue
-                reject(self._reject(encode_row(a, ts_l[i], m, val_l[i]), pos, "unknown_asset",
-                                    f"asset {a!r} is not in the site config ({self.rt.config.site.id}); add "
-                                    "it to [[assets]]", a))
+                reject(self._unknown_row(a, ts_l[i], m, val_l[i], pos, rows[i]))
                 continue
             emit(Reading(a, ts_l[i], m, val_l[i], pos))
         return n - bad
+
+    def _unknown_row(self, a: str, t: int, m: str, v: float, pos: Position, row: int) -> Output:
+        """The dead letter of a table row whose asset is not in the config (or not an id at all)."""
+        if not is_valid_id(a):
+            return self._reject(encode_row(a, t, m, v), pos, "bad_asset_id",
+                                f"row {row}: asset {a[:64]!r} is not a valid id: {ID_HINT}")
+        return self._reject(encode_row(a, t, m, v), pos, "unknown_asset",
+                            f"asset {a!r} is not in the site config ({self.rt.config.site.id}); add "
+                            "it to [[assets]]", a)
 
 
 def encode_row(asset: str, ts_ns: int, metric: str, value: float) -> bytes:

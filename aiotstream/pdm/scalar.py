@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aiotstream.models.streaming import BlockResult, ChangeEvent, StreamingDetector, make_pipeline
+from aiotstream.records import Reading
 from aiotstream.runstats import STATS
 
 Spans = dict[tuple[str, int], tuple[int, int]]  # (topic, partition) -> (first offset, last offset)
@@ -39,10 +40,14 @@ def merge_spans(into: Spans, more: Spans) -> None:
 
 def rows_array(rows: list[tuple[int, dict[int, float]]], n: int) -> tuple[np.ndarray, np.ndarray]:
     """``(ts, {channel: value})`` rows as (ts int64 (rows,), values (rows, n)) with NaN for missing."""
-    x = np.full((len(rows), n), math.nan)
-    for r, (_, vals) in enumerate(rows):
-        for i, v in vals.items():
-            x[r, i] = v
+    full = tuple(range(n))
+    if all(tuple(vals) == full for _, vals in rows):  # every channel in every row, in order: the usual case
+        x = np.array([list(vals.values()) for _, vals in rows], dtype=np.float64).reshape(len(rows), n)
+    else:
+        x = np.full((len(rows), n), math.nan)
+        for r, (_, vals) in enumerate(rows):
+            for i, v in vals.items():
+                x[r, i] = v
     return np.fromiter((t for t, _ in rows), dtype=np.int64, count=len(rows)), x
 
 
@@ -95,37 +100,48 @@ class RowAssembler:
 
     def add_readings(self, readings: list) -> None:
         """:meth:`add` for a batch of :class:`~aiotstream.records.Reading` (one call per input batch: the
-        per-reading work stays in this loop)."""
+        per-reading work stays in this loop); frames and Bad-quality readings in the batch are skipped.
+        Readings of one row usually come together, so the row found for one is kept for the next."""
         exclude, index, pending, spans = self.exclude, self.index, self.pending, self.spans
         last = self.last_ns
+        row_t = None
+        row: dict[int, float] = {}
+        sp: dict[tuple[str, int], tuple[int, int]] = {}
         for r in readings:
+            if type(r) is not Reading or r.status & 0x8000_0000:
+                continue
             m = r.metric
             if m in exclude:
                 continue
             i = index.get(m)
             if i is None:  # a new channel (or one over the limit): the general path
                 self.add(r.ts_ns, m, r.value, (r.pos.topic, r.pos.partition, r.pos.offset))
+                row_t = None
                 continue
             t = r.ts_ns
-            if last is not None and t <= last:
-                self.stale += 1
-                STATS.add("dropped", "scalar_stale_reading", 1)
-                continue
-            row = pending.get(t)
-            if row is None:
-                pending[t] = {i: r.value}
-                if self._first is not None and t < self._first:
-                    self._first = t
-            else:
-                row[i] = r.value
+            if t != row_t:
+                if last is not None and t <= last:
+                    self.stale += 1
+                    STATS.add("dropped", "scalar_stale_reading", 1)
+                    continue
+                row_t = t
+                got = pending.get(t)
+                if got is None:
+                    row = pending[t] = {}
+                    if self._first is not None and t < self._first:
+                        self._first = t
+                else:
+                    row = got
+                got_sp = spans.get(t)
+                sp = spans[t] = {} if got_sp is None else got_sp
+            row[i] = r.value
             pos = r.pos
             key, o = (pos.topic, pos.partition), pos.offset
-            sp = spans.get(t)
-            if sp is None:
-                spans[t] = {key: (o, o)}
-            else:
-                lo_hi = sp.get(key)
-                sp[key] = (o, o) if lo_hi is None else (min(lo_hi[0], o), max(lo_hi[1], o))
+            lo_hi = sp.get(key)
+            if lo_hi is None:
+                sp[key] = (o, o)
+            elif o < lo_hi[0] or o > lo_hi[1]:
+                sp[key] = (min(lo_hi[0], o), max(lo_hi[1], o))
 
     def first_ns(self) -> int | None:
         """The earliest pending row's time (None: nothing pending)."""
@@ -144,10 +160,16 @@ class RowAssembler:
         out = [(t, pending.pop(t)) for t in due]
         self._first = None  # recomputed when asked
         if self.spans:
+            pop = self.spans.pop
             for t in due:
-                sp = self.spans.pop(t, None)
+                sp = pop(t, None)
                 if sp and spans is not None:
-                    merge_spans(spans, sp)
+                    for key, (lo, hi) in sp.items():  # merge_spans, inline (once per row)
+                        cur = spans.get(key)
+                        if cur is None:
+                            spans[key] = (lo, hi)
+                        elif lo < cur[0] or hi > cur[1]:
+                            spans[key] = (min(cur[0], lo), max(cur[1], hi))
         self.last_ns = due[-1]
         return out
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from aiotstream.config import ScalarConfig
 from aiotstream.models.streaming import make_pipeline
-from aiotstream.pdm.scalar import RowAssembler, ScalarScorer
+from aiotstream.pdm.scalar import RowAssembler, ScalarScorer, rows_array
 
 S = 1_000_000_000
 
@@ -117,13 +117,16 @@ def test_fuzz_rows_equal_a_plain_dict_of_the_readings_whatever_the_order_and_cut
 @settings(max_examples=100, deadline=None)
 @given(readings)
 def test_add_readings_of_a_batch_equals_add_one_by_one(items: list[tuple[int, str, float]]) -> None:
-    from aiotstream.records import Position, Reading
+    from aiotstream.records import Frame, Position, Reading
 
-    rs = [Reading("a", t, m, v, Position("top", 0, k)) for k, (t, m, v) in enumerate(items)]
+    # two partitions, offsets out of order (the spans keep min and max)
+    rs = [Reading("a", t, m, v, Position("top", k % 2, (k * 7) % 11)) for k, (t, m, v) in enumerate(items)]
     one, batch = RowAssembler(max_channels=3, exclude={"d"}), RowAssembler(max_channels=3, exclude={"d"})
     for r in rs[: len(rs) // 2]:
         one.add(r.ts_ns, r.metric, r.value, (r.pos.topic, r.pos.partition, r.pos.offset))
-    batch.add_readings(rs[: len(rs) // 2])
+    # a Bad-quality reading and a frame in the batch are skipped
+    bad = [Reading("a", t, m, -1.0, Position("top", 5, 99), status=0x8000_0000) for t, m, _ in items[:2]]
+    batch.add_readings(bad + rs[: len(rs) // 2] + [Frame("a", 0, 0, 1.0, None, Position("w", 0, 0))])
     sa: dict = {}
     sb: dict = {}
     assert rows_of_spans(one, 15, sa) == rows_of_spans(batch, 15, sb) and sa == sb
@@ -248,3 +251,21 @@ def test_due_says_when_a_step_can_have_work() -> None:
     assert sc.first_ns() == 3 * S and sc.rows.first_ns() is None
     assert sc.step(6 * S, force=True) == []  # ... forced, they are held until settle_rows (30) anyway
     assert sc.first_ns() is None and not sc.due(100 * S, None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 4).flatmap(lambda n: st.tuples(st.just(n), st.lists(
+    st.dictionaries(st.integers(0, max(n - 1, 0)), st.floats(allow_nan=True), max_size=n), max_size=6))))
+def test_rows_array_equals_filling_a_nan_array_cell_by_cell(case: tuple[int, list[dict[int, float]]]) -> None:
+    """Full rows in channel order take a lean path; rows with gaps or another key order the cell-by-cell
+    one: the same arrays either way."""
+    n, dicts = case
+    rows = [(1_000 + k, d) for k, d in enumerate(dicts)]
+    want = np.full((len(rows), n), np.nan)
+    for r, (_, vals) in enumerate(rows):
+        for i, v in vals.items():
+            want[r, i] = v
+    ts, x = rows_array(rows, n)
+    assert ts.dtype == np.int64 and ts.tolist() == [t for t, _ in rows]
+    assert x.shape == want.shape and x.dtype == np.float64
+    np.testing.assert_array_equal(x, want)
