@@ -674,6 +674,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     tail = not args.once
     _prepare_flow(args, cfg, brokers, kafka_in=kind == "kafka")
     process = _cluster_place(args)
+    if kind in ("kafka", "mqtt") or cfg.auth is not None:  # feedback and control come from a broker: say
+        # whether they are authenticated (a file replay or an OPC UA input carries no such message)
+        from aiotstream.auth import warn_without_auth
+
+        warn_without_auth(cfg)
     if kind == "kafka":
         from aiotstream.io.kafka import ensure_topics, input_topics, kafka_source
 

@@ -1,7 +1,7 @@
 """Who may do what: ``[auth]`` (principals, their roles, assets and keys; freshness of signed messages).
 
 A site without the table keeps the behaviour of a site before it (unsigned control, feedback and ack
-messages are accepted; the flow logs a WARNING at start). With it, every control, feedback and ack message
+messages are accepted; `aiotstream run` from Kafka or MQTT logs a WARNING at start). With it, every control, feedback and ack message
 is checked by :class:`aiotstream.auth.Verifier` (signature, freshness, replay, role and asset); see
 docs/security.md.
 

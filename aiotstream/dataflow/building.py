@@ -24,7 +24,6 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from aiotstream.auth import warn_without_auth
 from aiotstream.config import SiteConfig
 from aiotstream.dataflow.rollup import rollup_and_sinks
 from aiotstream.dataflow.snapshots import loads as load_snapshot
@@ -134,7 +133,6 @@ def build_building_flow(config: SiteConfig, source: Source, sink: Sink[Output], 
     simulator), any sink of :class:`~aiotstream.records.Output`.
     """
     rt = BuildingRuntime(config)
-    warn_without_auth(config)
     ingest = BuildingIngest(rt, now_ns, KafkaSourceMessage) if now_ns is not None else \
         BuildingIngest(rt, message_type=KafkaSourceMessage)
     tail = config.inputs.tail if tail is None else tail

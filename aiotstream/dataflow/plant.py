@@ -27,7 +27,6 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
-from aiotstream.auth import warn_without_auth
 from aiotstream.config import SiteConfig
 from aiotstream.dataflow.governance import GovernanceLogic
 from aiotstream.dataflow.rollup import rollup_and_sinks
@@ -182,7 +181,6 @@ def build_flow(config: SiteConfig, source: Source, sink: Sink[Output], *, tail: 
     """
     rt = SiteRuntime(config, labelled=held_out(config))
     tail = config.inputs.tail if tail is None else tail
-    warn_without_auth(config)
     ingest = Ingestor(rt, now_ns, live=tail) if now_ns is not None else Ingestor(rt, live=tail)
     idle = timedelta(seconds=config.window.idle_close_s) if tail else None
     ttl = timedelta(seconds=config.window.state_ttl_s) if config.window.state_ttl_s > 0 else None

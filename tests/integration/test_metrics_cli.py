@@ -185,6 +185,8 @@ def test_a_kafka_run_counts_what_the_simulator_sent_and_is_ready_once_its_broker
     last = err.strip().splitlines()[-1]
     assert re.match(rf"stopped \(SIGTERM\): inputs {n:,} .*dead letters {bad} ", last), last
     assert f"metrics on {base}/metrics" in err
+    # a site without [auth] that reads its feedback and control topics from Kafka says who can act on it
+    assert "no [auth] in the site config" in err and f"{sid}.feedback" in err
     assert _closed(port)
 
 
@@ -214,6 +216,7 @@ def test_a_replay_serves_probes_on_a_free_port_and_stops_them_with_the_flow(tmp_
             proc.kill()
     m = re.match(r"stopped \(SIGTERM\): inputs ([\d,]+) ", err.strip().splitlines()[-1])
     assert m and float(str(seen)) <= _n(m.group(1)), err[-2000:]
+    assert "no [auth]" not in err  # a replay of files reads no feedback or control topic
     assert _closed(port)
 
 
