@@ -1,0 +1,254 @@
+"""The calibrated window detector (issue 17): waveform window features -> a tail probability, an alert
+with persistence, and operating-condition changes as change events, not alerts.
+
+The z-score detector (:mod:`aiotstream.models.online`) alerts when one feature is 9.2 of its standard
+deviations off (a score of 0.9): a raw threshold tuned to a stationary simulator. On a plant whose load
+changes, whose sensors pick up interference bursts and whose machines are reset, it alerts on all of
+those (``aiotstream evaluate --simulate realistic``: precision 0.36, see docs/detection.md). This
+detector scores the same feature row the principled way the scalar streaming detector does
+(:mod:`aiotstream.models.streaming`), with what waveform windows need on top:
+
+1. **Robust baseline per feature**: level and scale from the first ``warmup`` windows (mean and sample
+   variance), then an exponentially weighted update (``halflife`` windows) with Huber weights on the
+   level and a redescending ``rho`` on the scale (:class:`~aiotstream.models.streaming.RobustBaseline`'s
+   rules, same consistency constant), never while an alert is open. ``z = (y - level) / scale``.
+2. **Operating condition from the asset's own signals.** Amplitude features (``std rms min max p2p`` of a
+   vibration channel) are scored as ``log |value|``; a change of load or speed multiplies every channel's
+   amplitude by the same factor, so the **load factor** ``g`` of a window is the median over the
+   channels of ``log rms - its baseline``, and every amplitude feature is scored after subtracting ``g``
+   (powers, ``band_*`` ``e1x`` ``e2x``, after ``2 g``). Shape features (crest, kurtosis, ...) do not
+   depend on the amplitude. A fault that changes some channels, or the shape, still shows; a change
+   that scales all channels alike is the operating condition, not a fault (with one vibration channel
+   there is no common mode and ``g`` is 0).
+3. **Transitions re-baseline, with a change event.** Columns that are not a vibration channel's
+   (temperatures, process values) follow the load by an unknown law. While ``g`` moves away from its
+   recent reference by more than ``change_k`` of its own spread (and for ``settle`` windows after), the
+   detector is in a *transition*: those columns are not scored and their level follows them (a
+   re-baseline); the start of each transition is a change event (``changes`` counts them, ``transition``
+   says whether one is on). The flow holds the asset's scalar detector alarms meanwhile.
+4. **Calibrated probability.** Each feature's two-sided Gaussian tail ``erfc(|z| / sqrt 2)``, Bonferroni
+   over the features: ``p = min(1, m * min_i p_i)``; the score is ``1 - p``.
+5. **Persistence.** An alert opens when ``p < risk`` has held for ``shape_after`` consecutive windows on
+   the shape features, or for ``level_after`` windows on the others (levels: amplitudes, zero-crossing
+   rate, mean, temperatures), and closes after ``close_after`` windows with ``p >= close_risk``. Additive
+   broadband interference and load change a channel's energy, not the shape of its distribution, so a
+   level excursion must last longer than an interference burst (a few seconds) before it is a fault;
+   an impulsive or a stuck signal changes the shape and opens at once.
+
+Defaults and the figures behind them are in docs/detection.md (*Window features*). One configuration
+for every asset; nothing is fitted per dataset.
+
+>>> rng = np.random.default_rng(0)
+>>> cols = ["x.rms", "y.rms", "z.rms", "x.kurtosis"]
+>>> d = CalibratedWindowDetector(cols)
+>>> for _ in range(60):
+...     _ = d.score_learn(np.r_[1 + 0.01 * rng.standard_normal(3), 3 + 0.1 * rng.standard_normal()])
+>>> [d.score_learn(np.r_[1.3 + 0.01 * rng.standard_normal(3), 3.0]) for _ in range(10)][-1] < 0.5  # load
+True
+>>> d.alert, d.changes
+(False, 1)
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from aiotstream.models.streaming import _scale_consistency
+
+AMPLITUDE = frozenset({"std", "rms", "min", "max", "p2p"})
+"""Features of a vibration channel that scale with its amplitude (scored as log |value| - g)."""
+POWER_PREFIXES = ("band_", "e1x", "e2x")
+"""Spectral powers of a channel: scale with the amplitude squared (log |value| - 2 g)."""
+SHAPE = frozenset({"crest", "skewness", "kurtosis", "impulse", "shape"})
+"""Features of a channel's distribution that no amplitude change moves: the fast-opening group."""
+
+_SQRT2 = math.sqrt(2.0)
+
+
+def _erfc(a: np.ndarray) -> np.ndarray:
+    from scipy.special import erfc  # vectorized; scipy is a dependency already (the streaming tests)
+
+    return erfc(a / _SQRT2)
+
+
+class CalibratedWindowDetector:
+    """The calibrated window detector (module docstring). ``columns`` are the window feature columns
+    (``<channel>.<feature>``; a column whose prefix names no channel with an ``rms`` column, e.g.
+    ``temperature.mean``, is a condition-dependent level)."""
+
+    name = "calibrated"
+    version = "1"
+
+    def __init__(self, columns: list[str], warmup: int = 20, halflife: float = 600.0, huber_c: float = 3.0,
+                 risk: float = 1e-4, close_risk: float = 0.1, shape_after: int = 3, level_after: int = 8,
+                 close_after: int = 5, change_k: float = 4.0, settle: int = 10, load_halflife: float = 10.0):
+        self.columns = list(columns)
+        n = len(self.columns)
+        parts = [c.split(".", 1) if "." in c else [c, ""] for c in self.columns]
+        vib = {p[0] for p in parts if p[1] == "rms"}
+        self.rms_idx = np.array([i for i, p in enumerate(parts) if p[1] == "rms"], dtype=np.intp)
+        use_load = len(self.rms_idx) >= 2
+        self.g_mult = np.array([(1.0 if p[1] in AMPLITUDE else 2.0 if p[1].startswith(POWER_PREFIXES) else 0.0)
+                                if p[0] in vib else 0.0 for p in parts])
+        self.log_cols = self.g_mult > 0
+        if not use_load:
+            self.g_mult[:] = 0.0
+        self.shape = np.array([p[0] in vib and p[1] in SHAPE for p in parts])
+        self.process = np.array([p[0] not in vib for p in parts])  # follows the load by an unknown law
+        self.warmup, self.huber_c = int(warmup), float(huber_c)
+        self.alpha = 1.0 - 0.5 ** (1.0 / halflife)
+        self.kappa = _scale_consistency(self.huber_c)
+        self.risk, self.close_risk = float(risk), float(close_risk)
+        self.shape_after, self.level_after, self.close_after = int(shape_after), int(level_after), int(close_after)
+        self.change_k, self.settle = float(change_k), int(settle)
+        self.g_alpha = 1.0 - 0.5 ** (1.0 / load_halflife)
+        self.tests = max(n, 1)
+        # state
+        self.count = np.zeros(n, np.int64)  # values seen per column during its warm-up (Welford)
+        self.level = np.zeros(n)
+        self.var = np.zeros(n)              # scale^2 (Welford M2 during the warm-up)
+        self.n = 0
+        self.g_ref = 0.0                    # the load factor's recent reference
+        self.g_var = math.nan               # its spread (NaN until the warm-up ends)
+        self._g_rows: list[np.ndarray] = []  # the rms columns during the warm-up (the spread of g)
+        self.hold = 0                       # windows left in the current transition
+        self.changes = 0                    # transitions (change events) so far
+        self.alert = False
+        self._quiet = self._run_shape = self._run_level = 0
+        self.p = 1.0
+        self.g = 0.0
+        self.z = np.zeros(n)
+
+    # ---- the Detector protocol ----------------------------------------------------------------------
+    @property
+    def warm(self) -> bool:
+        return self.n >= self.warmup
+
+    @property
+    def transition(self) -> bool:
+        """Whether the operating condition is changing (or settling) at the latest window."""
+        return self.hold > 0
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """The scored scale of each feature: log |value| for amplitudes and powers, the value otherwise;
+        NaN (and non-finite values) stay missing."""
+        y = np.array(x, dtype=np.float64)
+        y[~np.isfinite(y)] = np.nan
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y[self.log_cols] = np.log(np.abs(y[self.log_cols]) + 1e-12)
+        return y
+
+    def load_factor(self, y: np.ndarray) -> float:
+        """``g``: the median over the vibration channels of log rms minus its baseline (0 without two)."""
+        if not self.g_mult.any():
+            return 0.0
+        d = y[self.rms_idx] - self.level[self.rms_idx]
+        d = d[np.isfinite(d) & (self.count[self.rms_idx] >= self.warmup)]
+        return float(np.median(d)) if d.size else math.nan
+
+    def scale(self) -> np.ndarray:
+        return np.sqrt(np.maximum(self.var, 0.0)) + 1e-9 * (1.0 + np.abs(self.level))
+
+    def _seed(self, y: np.ndarray) -> np.ndarray:
+        """Welford warm-up of the columns that have fewer than ``warmup`` values; returns the live ones."""
+        ok = ~np.isnan(y)
+        w = ok & (self.count < self.warmup)
+        if w.any():
+            self.count[w] += 1
+            d = y[w] - self.level[w]
+            self.level[w] += d / self.count[w]
+            self.var[w] += d * (y[w] - self.level[w])
+            done = w & (self.count == self.warmup)
+            self.var[done] /= max(self.warmup - 1, 1)
+        return ok & ~w
+
+    def score_learn(self, x: np.ndarray) -> float:
+        y = self.transform(x)
+        self.n += 1
+        if self.n <= self.warmup:
+            self._seed(y)
+            if self.g_mult.any():
+                self._g_rows.append(y[self.rms_idx])
+                if self.n == self.warmup:  # the load factor's spread over the warm-up, at the final baseline
+                    rows = np.array(self._g_rows) - self.level[self.rms_idx]
+                    with np.errstate(all="ignore"):
+                        g_w = np.nanmedian(rows, axis=1) if rows.size else np.zeros(0)
+                    g_w = g_w[np.isfinite(g_w)]
+                    self.g_var = float(np.var(g_w, ddof=1)) if g_w.size > 1 else math.nan
+                    self._g_rows = []
+            self.p, self.z = 1.0, np.zeros(len(y))
+            return 0.0
+        live = self._seed(y)
+        g = self.load_factor(y)
+        if not math.isfinite(g):
+            g = self.g_ref
+        self.g = g
+        y = y - self.g_mult * g
+        sc = self.scale()
+        d = np.where(live, y - self.level, 0.0)
+        z = d / sc
+        # operating-condition transition: the load factor leaves its recent reference
+        moving = bool(self.g_mult.any() and self.g_var > 0
+                      and abs(g - self.g_ref) > self.change_k * math.sqrt(self.g_var))
+        if moving:
+            if self.hold == 0:
+                self.changes += 1
+            self.hold = self.settle
+        held = self.hold > 0
+        if held:
+            z = np.where(self.process, 0.0, z)
+        self.z = z
+        p = np.minimum(1.0, _erfc(np.abs(z)))
+        m = self.tests
+        p_shape = min(1.0, m * float(p[self.shape].min())) if self.shape.any() else 1.0
+        p_level = min(1.0, m * float(p[~self.shape].min())) if (~self.shape).any() else 1.0
+        self.p = min(p_shape, p_level)
+        self._run_shape = self._run_shape + 1 if p_shape < self.risk else 0
+        self._run_level = self._run_level + 1 if p_level < self.risk else 0
+        if self.alert:
+            self._quiet = self._quiet + 1 if self.p >= self.close_risk else 0
+            if self._quiet >= self.close_after:
+                self.alert, self._quiet, self._run_shape, self._run_level = False, 0, 0, 0
+        elif self._run_shape >= self.shape_after or self._run_level >= self.level_after:
+            self.alert, self._quiet = True, 0
+        # learning
+        if held:  # condition-dependent levels follow the new condition: re-baselined, not scored
+            follow = live & self.process
+            self.level[follow] = y[follow]
+        if not self.alert:
+            c = self.huber_c
+            az = np.abs(z)
+            big = az > c
+            w_loc = np.where(big, (c / np.maximum(az, c)) ** 2, 1.0)
+            rho = np.where(big, c ** 4 / np.maximum(az, c) ** 2, z * z)
+            lv = live & ~(self.process & held)
+            self.level[lv] += self.alpha * w_loc[lv] * d[lv]
+            self.var[live] += self.alpha * (rho[live] * sc[live] ** 2 / self.kappa - self.var[live])
+            if not moving:  # the load factor's spread is learnt from steady windows only
+                dg = g - self.g_ref
+                self.g_var += self.alpha * (min(dg * dg, c * c * self.g_var) - self.g_var)
+            self.g_ref += (0.5 if moving else self.g_alpha) * (g - self.g_ref)
+        if self.hold > 0 and not moving:
+            self.hold -= 1
+        return 1.0 - self.p
+
+    def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
+        """The ``k`` features furthest from their baseline (in the last scored window's ``z``), with the
+        value and the normal band (level +/- huber_c scales, in the feature's own units, at the window's
+        load)."""
+        x = np.asarray(x, dtype=np.float64)
+        z = self.z
+        top = np.argsort(-np.abs(z), kind="stable")[:k]
+        sc = self.scale()
+        out = []
+        for i in top:
+            lo = self.level[i] - self.huber_c * sc[i] + self.g_mult[i] * self.g
+            hi = self.level[i] + self.huber_c * sc[i] + self.g_mult[i] * self.g
+            if self.log_cols[i]:
+                lo, hi = math.exp(lo), math.exp(hi)
+                if x[i] < 0:  # a negative amplitude (min): its magnitude was scored
+                    lo, hi = -hi, -lo
+            out.append({"feature": self.columns[i], "value": float(x[i]), "z": round(float(z[i]), 2),
+                        "baseline_low": float(lo), "baseline_high": float(hi)})
+        return out
