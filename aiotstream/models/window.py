@@ -26,8 +26,10 @@ detector scores the same feature row the principled way the scalar streaming det
    detector is in a *transition*: those columns are not scored and their level follows them (a
    re-baseline); the start of each transition is a change event (``changes`` counts them, ``transition``
    says whether one is on). The flow holds the asset's scalar detector alarms meanwhile.
-4. **Calibrated probability.** Each feature's two-sided Gaussian tail ``erfc(|z| / sqrt 2)``, Bonferroni
-   over the features: ``p = min(1, m * min_i p_i)``; the score is ``1 - p``.
+4. **Calibrated probability.** Each feature's two-sided tail of Student's t with the scale's effective
+   sample size (:meth:`CalibratedWindowDetector.tail`: a scale learnt from 20 windows is uncertain; the
+   Gaussian tail once it has a few hundred), Bonferroni over the features: ``p = min(1, m * min_i p_i)``;
+   the score is ``1 - p``.
 5. **Persistence.** An alert opens when ``p < risk`` has held for ``shape_after`` consecutive windows on
    the shape features, or for ``level_after`` windows on the others (levels: amplitudes, zero-crossing
    rate, mean, temperatures), and closes after ``close_after`` windows with ``p >= close_risk``. Additive
@@ -60,16 +62,20 @@ AMPLITUDE = frozenset({"std", "rms", "min", "max", "p2p"})
 """Features of a vibration channel that scale with its amplitude (scored as log |value| - g)."""
 POWER_PREFIXES = ("band_", "e1x", "e2x")
 """Spectral powers of a channel: scale with the amplitude squared (log |value| - 2 g)."""
-SHAPE = frozenset({"crest", "skewness", "kurtosis", "impulse", "shape"})
-"""Features of a channel's distribution that no amplitude change moves: the fast-opening group."""
+SHAPE = frozenset({"crest", "kurtosis", "impulse", "shape"})
+"""Features of a channel's distribution that no amplitude change moves: the fast-opening group. Not
+``skewness``: impulses of either sign (bearing impacts, spikes) do not move it, and its estimator's spread
+grows when broadband noise is added to a tone-dominated signal (interference), as an energy feature's
+does."""
 
-_SQRT2 = math.sqrt(2.0)
 
 
-def _erfc(a: np.ndarray) -> np.ndarray:
-    from scipy.special import erfc  # vectorized; scipy is a dependency already (the streaming tests)
+def student_sf2(z: np.ndarray, dof: np.ndarray) -> np.ndarray:
+    """Two-sided tail ``P(|T| >= |z|)`` of Student's t with ``dof`` degrees of freedom (scipy's ``stdtr``,
+    a ufunc: vectorized, no Python loop)."""
+    from scipy.special import stdtr
 
-    return erfc(a / _SQRT2)
+    return np.minimum(1.0, 2.0 * stdtr(dof, -np.abs(z)))
 
 
 class CalibratedWindowDetector:
@@ -82,7 +88,8 @@ class CalibratedWindowDetector:
 
     def __init__(self, columns: list[str], warmup: int = 20, halflife: float = 600.0, huber_c: float = 3.0,
                  risk: float = 1e-4, close_risk: float = 0.1, shape_after: int = 3, level_after: int = 8,
-                 close_after: int = 5, change_k: float = 4.0, settle: int = 10, load_halflife: float = 10.0):
+                 close_after: int = 5, change_k: float = 4.0, settle: int = 10, load_halflife: float = 10.0,
+                 shape_features: frozenset[str] = SHAPE):
         self.columns = list(columns)
         n = len(self.columns)
         parts = [c.split(".", 1) if "." in c else [c, ""] for c in self.columns]
@@ -94,7 +101,7 @@ class CalibratedWindowDetector:
         self.log_cols = self.g_mult > 0
         if not use_load:
             self.g_mult[:] = 0.0
-        self.shape = np.array([p[0] in vib and p[1] in SHAPE for p in parts])
+        self.shape = np.array([p[0] in vib and p[1] in shape_features for p in parts])
         self.process = np.array([p[0] not in vib for p in parts])  # follows the load by an unknown law
         self.warmup, self.huber_c = int(warmup), float(huber_c)
         self.alpha = 1.0 - 0.5 ** (1.0 / halflife)
@@ -108,6 +115,7 @@ class CalibratedWindowDetector:
         self.count = np.zeros(n, np.int64)  # values seen per column during its warm-up (Welford)
         self.level = np.zeros(n)
         self.var = np.zeros(n)              # scale^2 (Welford M2 during the warm-up)
+        self.learned = np.zeros(n)          # values the scale has learnt from (its effective sample size)
         self.n = 0
         self.g_ref = 0.0                    # the load factor's recent reference
         self.g_var = math.nan               # its spread (NaN until the warm-up ends)
@@ -147,6 +155,14 @@ class CalibratedWindowDetector:
         d = d[np.isfinite(d) & (self.count[self.rms_idx] >= self.warmup)]
         return float(np.median(d)) if d.size else math.nan
 
+    def tail(self, z: np.ndarray) -> np.ndarray:
+        """Each feature's two-sided tail probability: Student's t with the scale's effective sample size
+        minus one as degrees of freedom (values learnt, at most ``2 / alpha``, the EWMA's memory), so a
+        scale estimated from the 20 warm-up windows does not make a 4-sigma window "impossible"; close
+        to the Gaussian ``erfc(|z| / sqrt 2)`` once a few hundred windows are learnt."""
+        dof = np.maximum(np.minimum(self.learned, 2.0 / self.alpha) - 1.0, 1.0)
+        return student_sf2(z, dof)
+
     def scale(self) -> np.ndarray:
         return np.sqrt(np.maximum(self.var, 0.0)) + 1e-9 * (1.0 + np.abs(self.level))
 
@@ -161,6 +177,7 @@ class CalibratedWindowDetector:
             self.var[w] += d * (y[w] - self.level[w])
             done = w & (self.count == self.warmup)
             self.var[done] /= max(self.warmup - 1, 1)
+            self.learned[w] += 1
         return ok & ~w
 
     def score_learn(self, x: np.ndarray) -> float:
@@ -199,7 +216,7 @@ class CalibratedWindowDetector:
         if held:
             z = np.where(self.process, 0.0, z)
         self.z = z
-        p = np.minimum(1.0, _erfc(np.abs(z)))
+        p = self.tail(z)
         m = self.tests
         p_shape = min(1.0, m * float(p[self.shape].min())) if self.shape.any() else 1.0
         p_level = min(1.0, m * float(p[~self.shape].min())) if (~self.shape).any() else 1.0
@@ -225,6 +242,7 @@ class CalibratedWindowDetector:
             lv = live & ~(self.process & held)
             self.level[lv] += self.alpha * w_loc[lv] * d[lv]
             self.var[live] += self.alpha * (rho[live] * sc[live] ** 2 / self.kappa - self.var[live])
+            self.learned[live] += 1
             if not moving:  # the load factor's spread is learnt from steady windows only
                 dg = g - self.g_ref
                 self.g_var += self.alpha * (min(dg * dg, c * c * self.g_var) - self.g_var)
