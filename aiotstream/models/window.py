@@ -102,6 +102,10 @@ class CalibratedWindowDetector:
         if not use_load:
             self.g_mult[:] = 0.0
         self.shape = np.array([p[0] in vib and p[1] in shape_features for p in parts])
+        chans = sorted(vib)
+        self.channel = np.array([chans.index(p[0]) if p[0] in vib else -1 for p in parts], dtype=np.intp)
+        self.n_channels = len(chans)
+        self.amp_cols = self.g_mult > 0
         self.process = np.array([p[0] not in vib for p in parts])  # follows the load by an unknown law
         self.warmup, self.huber_c = int(warmup), float(huber_c)
         self.alpha = 1.0 - 0.5 ** (1.0 / halflife)
@@ -154,6 +158,21 @@ class CalibratedWindowDetector:
         d = y[self.rms_idx] - self.level[self.rms_idx]
         d = d[np.isfinite(d) & (self.count[self.rms_idx] >= self.warmup)]
         return float(np.median(d)) if d.size else math.nan
+
+    def _shape_leads(self, z: np.ndarray) -> np.ndarray:
+        """Per column: whether its channel's shape moved more than its amplitude (largest ``|z|`` of its
+        shape features above the largest of its amplitude features). A shape change that comes with a
+        larger change of energy on the same channel (interference added to a tone-dominated signal, the
+        edges of a burst inside a window) is evidence about that energy change and waits as long."""
+        if not self.n_channels:
+            return np.ones(len(z), bool)
+        az = np.abs(z)
+        shape_max = np.zeros(self.n_channels)
+        amp_max = np.zeros(self.n_channels)
+        np.maximum.at(shape_max, self.channel[self.shape], az[self.shape])
+        np.maximum.at(amp_max, self.channel[self.amp_cols], az[self.amp_cols])
+        lead = shape_max > amp_max
+        return np.where(self.channel >= 0, lead[self.channel], False)
 
     def tail(self, z: np.ndarray) -> np.ndarray:
         """Each feature's two-sided tail probability: Student's t with the scale's effective sample size
@@ -218,8 +237,9 @@ class CalibratedWindowDetector:
         self.z = z
         p = self.tail(z)
         m = self.tests
-        p_shape = min(1.0, m * float(p[self.shape].min())) if self.shape.any() else 1.0
-        p_level = min(1.0, m * float(p[~self.shape].min())) if (~self.shape).any() else 1.0
+        fast = self.shape & self._shape_leads(z)
+        p_shape = min(1.0, m * float(p[fast].min())) if fast.any() else 1.0
+        p_level = min(1.0, m * float(p[~fast].min())) if (~fast).any() else 1.0
         self.p = min(p_shape, p_level)
         self._run_shape = self._run_shape + 1 if p_shape < self.risk else 0
         self._run_level = self._run_level + 1 if p_level < self.risk else 0
