@@ -274,7 +274,10 @@ class CalibratedWindowDetector:
     def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
         """The ``k`` features furthest from their baseline (in the last scored window's ``z``), with the
         value and the normal band (level +/- huber_c scales, in the feature's own units, at the window's
-        load)."""
+        load). An amplitude also gets ``z_before_load`` (its deviation with the load factor left in) and
+        ``load_factor`` (``exp(g)``, squared for powers): with radial channels up and the axial one not
+        (an imbalance), the common mode rises and the axial channel's ``z`` is the largest (low), while
+        ``z_before_load`` shows the radial ones high."""
         x = np.asarray(x, dtype=np.float64)
         z = self.z
         top = np.argsort(-np.abs(z), kind="stable")[:k]
@@ -287,6 +290,10 @@ class CalibratedWindowDetector:
                 lo, hi = math.exp(lo), math.exp(hi)
                 if x[i] < 0:  # a negative amplitude (min): its magnitude was scored
                     lo, hi = -hi, -lo
-            out.append({"feature": self.columns[i], "value": float(x[i]), "z": round(float(z[i]), 2),
-                        "baseline_low": float(lo), "baseline_high": float(hi)})
+            e = {"feature": self.columns[i], "value": float(x[i]), "z": round(float(z[i]), 2),
+                 "baseline_low": float(lo), "baseline_high": float(hi)}
+            if self.g_mult[i] > 0:  # an amplitude: also how far it is before the load factor is taken out
+                e["z_before_load"] = round(float(z[i] + self.g_mult[i] * self.g / sc[i]), 2)
+                e["load_factor"] = round(math.exp(self.g_mult[i] * self.g), 4)
+            out.append(e)
         return out

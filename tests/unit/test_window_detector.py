@@ -259,6 +259,23 @@ def test_explanations_name_the_feature_with_its_band() -> None:
     assert top[0]["baseline_low"] < 2.9 < top[0]["baseline_high"] < x[103, COLS.index("y.kurtosis")]
 
 
+def test_an_imbalance_is_explained_before_and_after_the_load_factor() -> None:
+    x = rows(150, seed=11)
+    for c in "xy":  # radial channels up, the axial one not
+        for f in ("std", "rms"):
+            x[100:, COLS.index(f"{c}.{f}")] *= 1.3
+    d = CalibratedWindowDetector(COLS)
+    run(d, x[:110])
+    ex = {e["feature"]: e for e in d.explain(x[109], 6)}
+    assert ex["z.rms"]["z"] < -5 and abs(ex["z.rms"]["z_before_load"]) < 5  # low only against the load
+    assert ex["z.rms"]["load_factor"] == pytest.approx(1.3, rel=0.05)
+    assert "x.kurtosis" not in ex or "z_before_load" not in ex["x.kurtosis"]
+    row = d.transform(x[109])
+    sc = d.scale()
+    i = COLS.index("x.rms")
+    assert (row[i] - d.level[i]) / sc[i] > 10  # x.rms itself, before the load factor, is far up
+
+
 def test_it_is_the_flow_default() -> None:
     assert default_site(1).model.kind == "calibrated"
     assert isinstance(make_detector("calibrated", COLS), CalibratedWindowDetector)
