@@ -78,6 +78,15 @@ def student_sf2(z: np.ndarray, dof: np.ndarray) -> np.ndarray:
     return np.minimum(1.0, 2.0 * stdtr(dof, -np.abs(z)))
 
 
+def _padded(groups: list[np.ndarray], pad: int) -> np.ndarray:
+    """Index arrays of unequal length as one (groups, longest) array padded with ``pad``."""
+    width = max((len(g) for g in groups), default=0)
+    out = np.full((len(groups), max(width, 1)), pad, dtype=np.intp)
+    for i, g in enumerate(groups):
+        out[i, : len(g)] = g
+    return out
+
+
 class CalibratedWindowDetector:
     """The calibrated window detector (module docstring). ``columns`` are the window feature columns
     (``<channel>.<feature>``; a column whose prefix names no channel with an ``rms`` column, e.g.
@@ -115,6 +124,22 @@ class CalibratedWindowDetector:
         self.change_k, self.settle = float(change_k), int(settle)
         self.g_alpha = 1.0 - 0.5 ** (1.0 / load_halflife)
         self.tests = max(n, 1)
+        # index arrays for the per-window path (a handful of numpy calls on ~40 values: their count is the
+        # cost, so masks are turned into indices once here)
+        self._log_idx = np.flatnonzero(self.log_cols)
+        self._use_load = bool(self.g_mult.any())
+        self._proc_idx = np.flatnonzero(self.process)
+        self._shape_idx = np.flatnonzero(self.shape)
+        self._level_idx = np.flatnonzero(~self.shape)
+        # per channel, its shape and its amplitude columns, padded with n (|z| of 0 there)
+        self._ch_shape = _padded([np.flatnonzero(self.shape & (self.channel == c)) for c in range(len(chans))], n)
+        self._ch_amp = _padded([np.flatnonzero(self.amp_cols & (self.channel == c)) for c in range(len(chans))], n)
+        self._shape_ch = self.channel[self._shape_idx]
+        # |z| at or under this cannot matter: its Gaussian tail (below any Student tail) times m is >= 1
+        from scipy.special import erfcinv
+
+        self._z_cut = float(math.sqrt(2.0) * erfcinv(min(1.0, 1.0 / self.tests)))
+        self._warm_all = False
         # state
         self.count = np.zeros(n, np.int64)  # values seen per column during its warm-up (Welford)
         self.level = np.zeros(n)
@@ -145,49 +170,74 @@ class CalibratedWindowDetector:
     def transform(self, x: np.ndarray) -> np.ndarray:
         """The scored scale of each feature: log |value| for amplitudes and powers, the value otherwise;
         NaN (and non-finite values) stay missing."""
+        return self._transform(x)[0]
+
+    def _transform(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(y, which values are present; None: all of them)."""
         y = np.array(x, dtype=np.float64)
-        y[~np.isfinite(y)] = np.nan
-        with np.errstate(divide="ignore", invalid="ignore"):
-            y[self.log_cols] = np.log(np.abs(y[self.log_cols]) + 1e-12)
-        return y
+        ok = np.isfinite(y)
+        present = None
+        if not ok.all():
+            y[~ok] = np.nan
+            present = ok
+        li = self._log_idx
+        if li.size:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                y[li] = np.log(np.abs(y[li]) + 1e-12)
+        return y, present
 
     def load_factor(self, y: np.ndarray) -> float:
         """``g``: the median over the vibration channels of log rms minus its baseline (0 without two)."""
-        if not self.g_mult.any():
+        if not self._use_load:
             return 0.0
-        d = y[self.rms_idx] - self.level[self.rms_idx]
-        d = d[np.isfinite(d) & (self.count[self.rms_idx] >= self.warmup)]
-        return float(np.median(d)) if d.size else math.nan
+        idx = self.rms_idx
+        d = (y[idx] - self.level[idx]).tolist()
+        warm = (self.count[idx] >= self.warmup).tolist()
+        vals = sorted(v for v, w in zip(d, warm) if w and v == v)
+        k = len(vals)
+        if not k:
+            return math.nan
+        return vals[k // 2] if k % 2 else 0.5 * (vals[k // 2 - 1] + vals[k // 2])
 
     def _shape_leads(self, z: np.ndarray) -> np.ndarray:
-        """Per column: whether its channel's shape moved more than its amplitude (largest ``|z|`` of its
-        shape features above the largest of its amplitude features). A shape change that comes with a
-        larger change of energy on the same channel (interference added to a tone-dominated signal, the
-        edges of a burst inside a window) is evidence about that energy change and waits as long."""
-        if not self.n_channels:
-            return np.ones(len(z), bool)
-        az = np.abs(z)
-        shape_max = np.zeros(self.n_channels)
-        amp_max = np.zeros(self.n_channels)
-        np.maximum.at(shape_max, self.channel[self.shape], az[self.shape])
-        np.maximum.at(amp_max, self.channel[self.amp_cols], az[self.amp_cols])
-        lead = shape_max > amp_max
-        return np.where(self.channel >= 0, lead[self.channel], False)
+        """Per channel: whether its shape moved more than its amplitude (largest ``|z|`` of its shape
+        features above the largest of its amplitude features). A shape change that comes with a larger
+        change of energy on the same channel (interference added to a tone-dominated signal, the edges of
+        a burst inside a window) is evidence about that energy change and waits as long."""
+        az = np.append(np.abs(z), 0.0)
+        return az[self._ch_shape].max(axis=1) > az[self._ch_amp].max(axis=1)
+
+    def dof(self) -> np.ndarray:
+        """Degrees of freedom of each feature's tail: values learnt, at most ``2 / alpha``, minus one."""
+        return np.maximum(np.minimum(self.learned, 2.0 / self.alpha) - 1.0, 1.0)
 
     def tail(self, z: np.ndarray) -> np.ndarray:
         """Each feature's two-sided tail probability: Student's t with the scale's effective sample size
-        minus one as degrees of freedom (values learnt, at most ``2 / alpha``, the EWMA's memory), so a
-        scale estimated from the 20 warm-up windows does not make a 4-sigma window "impossible"; close
-        to the Gaussian ``erfc(|z| / sqrt 2)`` once a few hundred windows are learnt."""
-        dof = np.maximum(np.minimum(self.learned, 2.0 / self.alpha) - 1.0, 1.0)
-        return student_sf2(z, dof)
+        minus one as degrees of freedom (:meth:`dof`), so a scale estimated from the 20 warm-up windows
+        does not make a 4-sigma window "impossible"; close to the Gaussian ``erfc(|z| / sqrt 2)`` once a few
+        hundred windows are learnt."""
+        return student_sf2(z, self.dof())
+
+    def _tail_mattering(self, z: np.ndarray) -> np.ndarray:
+        """:meth:`tail` where it can change ``p`` (``m p_i < 1``), 1 elsewhere: the same Bonferroni ``p``,
+        with Student's tail computed for the few features beyond the Gaussian cut."""
+        p = np.ones(len(z))
+        cand = np.flatnonzero(np.abs(z) > self._z_cut)
+        if cand.size:
+            dof = np.maximum(np.minimum(self.learned[cand], 2.0 / self.alpha) - 1.0, 1.0)
+            p[cand] = student_sf2(z[cand], dof)
+        return p
 
     def scale(self) -> np.ndarray:
         return np.sqrt(np.maximum(self.var, 0.0)) + 1e-9 * (1.0 + np.abs(self.level))
 
-    def _seed(self, y: np.ndarray) -> np.ndarray:
-        """Welford warm-up of the columns that have fewer than ``warmup`` values; returns the live ones."""
-        ok = ~np.isnan(y)
+    def _seed(self, y: np.ndarray, present: np.ndarray | None = None) -> np.ndarray | None:
+        """Welford warm-up of the columns that have fewer than ``warmup`` values; returns the live ones
+        (None: every column)."""
+        ok = ~np.isnan(y) if present is None and not self._warm_all else present
+        if self._warm_all:
+            return ok
+        assert ok is not None
         w = ok & (self.count < self.warmup)
         if w.any():
             self.count[w] += 1
@@ -197,14 +247,16 @@ class CalibratedWindowDetector:
             done = w & (self.count == self.warmup)
             self.var[done] /= max(self.warmup - 1, 1)
             self.learned[w] += 1
-        return ok & ~w
+        self._warm_all = bool(self.count.min() >= self.warmup) if len(self.count) else True
+        live = ok & ~w
+        return None if live.all() else live
 
     def score_learn(self, x: np.ndarray) -> float:
-        y = self.transform(x)
+        y, present = self._transform(x)
         self.n += 1
         if self.n <= self.warmup:
-            self._seed(y)
-            if self.g_mult.any():
+            self._seed(y, present)
+            if self._use_load:
                 self._g_rows.append(y[self.rms_idx])
                 if self.n == self.warmup:  # the load factor's spread over the warm-up, at the final baseline
                     rows = np.array(self._g_rows) - self.level[self.rms_idx]
@@ -215,31 +267,42 @@ class CalibratedWindowDetector:
                     self._g_rows = []
             self.p, self.z = 1.0, np.zeros(len(y))
             return 0.0
-        live = self._seed(y)
+        live = self._seed(y, present)  # None: every column
         g = self.load_factor(y)
         if not math.isfinite(g):
             g = self.g_ref
         self.g = g
-        y = y - self.g_mult * g
+        if self._use_load:
+            y -= self.g_mult * g
         sc = self.scale()
-        d = np.where(live, y - self.level, 0.0)
+        d = y - self.level
+        if live is not None:
+            d[~live] = 0.0
         z = d / sc
         # operating-condition transition: the load factor leaves its recent reference
-        moving = bool(self.g_mult.any() and self.g_var > 0
+        moving = bool(self._use_load and self.g_var > 0
                       and abs(g - self.g_ref) > self.change_k * math.sqrt(self.g_var))
         if moving:
             if self.hold == 0:
                 self.changes += 1
             self.hold = self.settle
         held = self.hold > 0
-        if held:
-            z = np.where(self.process, 0.0, z)
+        if held and self._proc_idx.size:
+            z[self._proc_idx] = 0.0
         self.z = z
-        p = self.tail(z)
+        p = self._tail_mattering(z)
         m = self.tests
-        fast = self.shape & self._shape_leads(z)
-        p_shape = min(1.0, m * float(p[fast].min())) if fast.any() else 1.0
-        p_level = min(1.0, m * float(p[~fast].min())) if (~fast).any() else 1.0
+        lead = self._shape_leads(z) if self.n_channels else None
+        p_shape = p_level = 1.0
+        if self._shape_idx.size:
+            ps = p[self._shape_idx]
+            fast = lead[self._shape_ch] if lead is not None else np.ones(ps.size, bool)
+            if fast.any():
+                p_shape = min(1.0, m * float(ps[fast].min()))
+            if not fast.all():
+                p_level = min(1.0, m * float(ps[~fast].min()))
+        if self._level_idx.size:
+            p_level = min(p_level, 1.0, m * float(p[self._level_idx].min()))
         self.p = min(p_shape, p_level)
         self._run_shape = self._run_shape + 1 if p_shape < self.risk else 0
         self._run_level = self._run_level + 1 if p_level < self.risk else 0
@@ -250,23 +313,34 @@ class CalibratedWindowDetector:
         elif self._run_shape >= self.shape_after or self._run_level >= self.level_after:
             self.alert, self._quiet = True, 0
         # learning
-        if held:  # condition-dependent levels follow the new condition: re-baselined, not scored
-            follow = live & self.process
-            self.level[follow] = y[follow]
         if not self.alert:
-            c = self.huber_c
-            az = np.abs(z)
-            big = az > c
-            w_loc = np.where(big, (c / np.maximum(az, c)) ** 2, 1.0)
-            rho = np.where(big, c ** 4 / np.maximum(az, c) ** 2, z * z)
-            lv = live & ~(self.process & held)
-            self.level[lv] += self.alpha * w_loc[lv] * d[lv]
-            self.var[live] += self.alpha * (rho[live] * sc[live] ** 2 / self.kappa - self.var[live])
-            self.learned[live] += 1
+            c, a = self.huber_c, self.alpha
+            zz = z * z
+            big = zz > c * c
+            if big.any():
+                az2 = np.maximum(zz, c * c)
+                w_loc = np.where(big, (c * c) / az2, 1.0)
+                rho = np.where(big, c ** 4 / az2, zz)
+            else:
+                w_loc, rho = 1.0, zz
+            upd = a * (rho * sc * sc / self.kappa - self.var)
+            if live is None:
+                self.level += a * w_loc * d
+                self.var += upd
+                self.learned += 1
+            else:
+                self.level[live] += (a * w_loc * d)[live] if big.any() else a * d[live]
+                self.var[live] += upd[live]
+                self.learned[live] += 1
             if not moving:  # the load factor's spread is learnt from steady windows only
                 dg = g - self.g_ref
-                self.g_var += self.alpha * (min(dg * dg, c * c * self.g_var) - self.g_var)
+                self.g_var += a * (min(dg * dg, c * c * self.g_var) - self.g_var)
             self.g_ref += (0.5 if moving else self.g_alpha) * (g - self.g_ref)
+        if held and self._proc_idx.size:  # condition-dependent levels follow the new condition (re-baselined)
+            pi = self._proc_idx
+            if live is not None:
+                pi = pi[live[pi]]
+            self.level[pi] = y[pi]
         if self.hold > 0 and not moving:
             self.hold -= 1
         return 1.0 - self.p
