@@ -67,7 +67,9 @@ SHAPE = frozenset({"crest", "kurtosis", "impulse", "shape"})
 ``skewness``: impulses of either sign (bearing impacts, spikes) do not move it, and its estimator's spread
 grows when broadband noise is added to a tone-dominated signal (interference), as an energy feature's
 does."""
-
+ENERGY = frozenset({"std", "rms"})
+"""A channel's energy: what its shape's change is compared with (:meth:`CalibratedWindowDetector._shape_leads`);
+not ``min max p2p``, which spikes move."""
 
 
 def student_sf2(z: np.ndarray, dof: np.ndarray) -> np.ndarray:
@@ -96,9 +98,10 @@ class CalibratedWindowDetector:
     version = "1"
 
     def __init__(self, columns: list[str], warmup: int = 20, halflife: float = 600.0, huber_c: float = 3.0,
-                 risk: float = 1e-4, close_risk: float = 0.1, shape_after: int = 3, level_after: int = 8,
+                 risk: float = 1e-3, close_risk: float = 0.1, shape_after: int = 3, level_after: int = 8,
                  close_after: int = 5, change_k: float = 4.0, settle: int = 10, load_halflife: float = 10.0,
-                 shape_features: frozenset[str] = SHAPE):
+                 shape_features: frozenset[str] = SHAPE, shape_of: int = 6, level_of: int | None = None,
+                 lead_vs: frozenset[str] = ENERGY):
         self.columns = list(columns)
         n = len(self.columns)
         parts = [c.split(".", 1) if "." in c else [c, ""] for c in self.columns]
@@ -133,7 +136,14 @@ class CalibratedWindowDetector:
         self._level_idx = np.flatnonzero(~self.shape)
         # per channel, its shape and its amplitude columns, padded with n (|z| of 0 there)
         self._ch_shape = _padded([np.flatnonzero(self.shape & (self.channel == c)) for c in range(len(chans))], n)
-        self._ch_amp = _padded([np.flatnonzero(self.amp_cols & (self.channel == c)) for c in range(len(chans))], n)
+        energy = np.array([p[0] in vib and p[1] in lead_vs for p in parts])
+        self._ch_amp = _padded([np.flatnonzero(energy & (self.channel == c)) for c in range(len(chans))], n)
+        # persistence as k of the last n windows (n = k: consecutive)
+        self.shape_of = max(int(shape_of), self.shape_after)
+        self.level_of = max(int(level_of or level_after), self.level_after)
+        self._hist_shape: list[bool] = []
+        self._hist_level: list[bool] = []
+
         self._shape_ch = self.channel[self._shape_idx]
         # |z| at or under this cannot matter: its Gaussian tail (below any Student tail) times m is >= 1
         from scipy.special import erfcinv
@@ -304,12 +314,21 @@ class CalibratedWindowDetector:
         if self._level_idx.size:
             p_level = min(p_level, 1.0, m * float(p[self._level_idx].min()))
         self.p = min(p_shape, p_level)
-        self._run_shape = self._run_shape + 1 if p_shape < self.risk else 0
-        self._run_level = self._run_level + 1 if p_level < self.risk else 0
+        hs, hl = self._hist_shape, self._hist_level
+        hs.append(p_shape < self.risk)
+        hl.append(p_level < self.risk)
+        if len(hs) > self.shape_of:
+            del hs[0]
+        if len(hl) > self.level_of:
+            del hl[0]
+        self._run_shape, self._run_level = sum(hs), sum(hl)
         if self.alert:
             self._quiet = self._quiet + 1 if self.p >= self.close_risk else 0
             if self._quiet >= self.close_after:
-                self.alert, self._quiet, self._run_shape, self._run_level = False, 0, 0, 0
+                self.alert, self._quiet = False, 0
+                hs.clear()
+                hl.clear()
+                self._run_shape = self._run_level = 0
         elif self._run_shape >= self.shape_after or self._run_level >= self.level_after:
             self.alert, self._quiet = True, 0
         # learning
