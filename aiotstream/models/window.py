@@ -30,12 +30,16 @@ detector scores the same feature row the principled way the scalar streaming det
    sample size (:meth:`CalibratedWindowDetector.tail`: a scale learnt from 20 windows is uncertain; the
    Gaussian tail once it has a few hundred), Bonferroni over the features: ``p = min(1, m * min_i p_i)``;
    the score is ``1 - p``.
-5. **Persistence.** An alert opens when ``p < risk`` has held for ``shape_after`` consecutive windows on
-   the shape features, or for ``level_after`` windows on the others (levels: amplitudes, zero-crossing
-   rate, mean, temperatures), and closes after ``close_after`` windows with ``p >= close_risk``. Additive
-   broadband interference and load change a channel's energy, not the shape of its distribution, so a
-   level excursion must last longer than an interference burst (a few seconds) before it is a fault;
-   an impulsive or a stuck signal changes the shape and opens at once.
+5. **Persistence.** A window is an alarm window of a group when the group's ``p < risk`` (1e-3). An alert
+   opens when ``shape_after`` (3) of the last ``shape_of`` (6) windows are alarm windows of the shape
+   features (crest, kurtosis, impulse, shape factor), or ``level_after`` (8) of the last ``level_of`` (8)
+   of the others (levels: amplitudes, zero-crossing rate, mean, skewness, temperatures), and closes after
+   ``close_after`` (5) windows with ``p >= close_risk``. Additive broadband interference and load change a
+   channel's energy, not the shape of its distribution, so a level excursion must last longer than an
+   interference burst (a few seconds) before it is a fault; an impulsive or a stuck signal changes the
+   shape and opens at once. A channel's shape evidence counts for the fast opening only when its shape
+   moved more than its energy (``std``, ``rms``): noise added to a tone-dominated channel moves its crest
+   and shape factor a little and its energy a lot.
 
 Defaults and the figures behind them are in docs/detection.md (*Window features*). One configuration
 for every asset; nothing is fitted per dataset.
@@ -68,8 +72,8 @@ SHAPE = frozenset({"crest", "kurtosis", "impulse", "shape"})
 grows when broadband noise is added to a tone-dominated signal (interference), as an energy feature's
 does."""
 ENERGY = frozenset({"std", "rms"})
-"""A channel's energy: what its shape's change is compared with (:meth:`CalibratedWindowDetector._shape_leads`);
-not ``min max p2p``, which spikes move."""
+"""A channel's energy: what its shape's change is compared with
+(:meth:`CalibratedWindowDetector._shape_leads`); not ``min max p2p``, which spikes move."""
 
 
 def student_sf2(z: np.ndarray, dof: np.ndarray) -> np.ndarray:
@@ -108,8 +112,8 @@ class CalibratedWindowDetector:
         vib = {p[0] for p in parts if p[1] == "rms"}
         self.rms_idx = np.array([i for i, p in enumerate(parts) if p[1] == "rms"], dtype=np.intp)
         use_load = len(self.rms_idx) >= 2
-        self.g_mult = np.array([(1.0 if p[1] in AMPLITUDE else 2.0 if p[1].startswith(POWER_PREFIXES) else 0.0)
-                                if p[0] in vib else 0.0 for p in parts])
+        self.g_mult = np.array([(1.0 if p[1] in AMPLITUDE else 2.0 if p[1].startswith(POWER_PREFIXES)
+                                 else 0.0) if p[0] in vib else 0.0 for p in parts])
         self.log_cols = self.g_mult > 0
         if not use_load:
             self.g_mult[:] = 0.0
@@ -123,7 +127,8 @@ class CalibratedWindowDetector:
         self.alpha = 1.0 - 0.5 ** (1.0 / halflife)
         self.kappa = _scale_consistency(self.huber_c)
         self.risk, self.close_risk = float(risk), float(close_risk)
-        self.shape_after, self.level_after, self.close_after = int(shape_after), int(level_after), int(close_after)
+        self.shape_after, self.level_after = int(shape_after), int(level_after)
+        self.close_after = int(close_after)
         self.change_k, self.settle = float(change_k), int(settle)
         self.g_alpha = 1.0 - 0.5 ** (1.0 / load_halflife)
         self.tests = max(n, 1)
@@ -135,7 +140,8 @@ class CalibratedWindowDetector:
         self._shape_idx = np.flatnonzero(self.shape)
         self._level_idx = np.flatnonzero(~self.shape)
         # per channel, its shape and its amplitude columns, padded with n (|z| of 0 there)
-        self._ch_shape = _padded([np.flatnonzero(self.shape & (self.channel == c)) for c in range(len(chans))], n)
+        self._ch_shape = _padded([np.flatnonzero(self.shape & (self.channel == c))
+                                  for c in range(len(chans))], n)
         energy = np.array([p[0] in vib and p[1] in lead_vs for p in parts])
         self._ch_amp = _padded([np.flatnonzero(energy & (self.channel == c)) for c in range(len(chans))], n)
         # persistence as k of the last n windows (n = k: consecutive)
@@ -203,7 +209,7 @@ class CalibratedWindowDetector:
         idx = self.rms_idx
         d = (y[idx] - self.level[idx]).tolist()
         warm = (self.count[idx] >= self.warmup).tolist()
-        vals = sorted(v for v, w in zip(d, warm) if w and v == v)
+        vals = sorted(v for v, w in zip(d, warm) if w and not math.isnan(v))
         k = len(vals)
         if not k:
             return math.nan

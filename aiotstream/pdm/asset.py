@@ -594,7 +594,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
             self.rebaseline_ns = None
             self.detector = _window_detector(self.rt.config, self.columns)
             self._new_drift_watches()  # the old normal is no reference for the new one either
-            if getattr(self, "_changing", False) and self.scalar is not None:  # a change in progress ends here
+            if getattr(self, "_changing", False) and self.scalar is not None:  # a change in progress ends
                 self.scalar.condition(False, w.start_ns, w.start_ns)
             self._changing = False
             kpi.add_many({"baseline_changes": 1}, {}, w.start_ns, exact_time=True)
@@ -687,7 +687,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
                                       self.drift.last if signal == "features" and self.drift else None))
         k = self.rt.config.alerts.explain_top
         explain: Callable[[], list[dict]] = lambda: _clean(detector.explain(x, k)) if k else []
-        values = ((spec.type, alert_value if spec.signal == "score" else float(x[self.col_index[spec.signal]]))
+        values = ((spec.type,
+                   alert_value if spec.signal == "score" else float(x[self.col_index[spec.signal]]))
                   for spec in self.specs if spec.signal is not None and spec.type != ALERT_TYPE_SCALAR
                   and (warm or not spec.needs_warm_model))
         changes = effects.on_values(self, w.end_ns, ((k, v) for k, v in values if not math.isnan(v)),

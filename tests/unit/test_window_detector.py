@@ -217,6 +217,20 @@ def test_a_shape_change_opens_after_shape_after_windows() -> None:
     assert not alert[:102].any() and alert[102]
 
 
+def test_intermittent_shape_evidence_opens_at_3_of_6_windows() -> None:
+    x = rows(150, seed=12)
+    for i in (100, 102, 105):  # alarm, quiet, alarm, quiet, quiet, alarm
+        x[i, COLS.index("y.kurtosis")] += 1.0
+    d = CalibratedWindowDetector(COLS)
+    _, alert = run(d, x)
+    assert not alert[:105].any() and alert[105]
+    e = CalibratedWindowDetector(COLS)
+    y = rows(150, seed=12)
+    for i in (100, 103, 106):  # 3 alarms, never 3 within 6 windows
+        y[i, COLS.index("y.kurtosis")] += 1.0
+    assert not run(e, y)[1].any()
+
+
 def test_a_shape_change_with_a_larger_energy_change_waits_like_one() -> None:
     x = rows(150, seed=7)
     x[100:104, COLS.index("z.kurtosis")] += 1.0
