@@ -290,6 +290,22 @@ def test_an_imbalance_is_explained_before_and_after_the_load_factor() -> None:
     assert (row[i] - d.level[i]) / sc[i] > 10  # x.rms itself, before the load factor, is far up
 
 
+def test_a_pickled_detector_resumes_bit_for_bit() -> None:
+    import pickle
+
+    n = 300
+    step = np.r_[np.zeros(150), np.linspace(0, 1, 30), np.ones(n - 180)]
+    x = rows(n, seed=13, gain=1.0 + 0.2 * step, temp=2.0 * step)  # a transition in the second half
+    x[250:, COLS.index("z.kurtosis")] += 1.0
+    a = CalibratedWindowDetector(COLS)
+    sa = [a.score_learn(r) for r in x]
+    b = CalibratedWindowDetector(COLS)
+    sb = [b.score_learn(r) for r in x[:160]]
+    b = pickle.loads(pickle.dumps(b))
+    sb += [b.score_learn(r) for r in x[160:]]
+    assert sa == sb and a.alert == b.alert and a.changes == b.changes == 1
+
+
 def test_it_is_the_flow_default() -> None:
     assert default_site(1).model.kind == "calibrated"
     assert isinstance(make_detector("calibrated", COLS), CalibratedWindowDetector)
