@@ -370,6 +370,32 @@ class CalibratedWindowDetector:
             self.hold -= 1
         return 1.0 - self.p
 
+    def learn_label(self, x: np.ndarray, is_fault: bool) -> bool:
+        """An operator's ``false_alarm`` label: the window that opened the alert is normal, so every
+        feature's scale widens until the window is within ``huber_c`` scales of its level (at the window's
+        load factor); a ``true_fault`` teaches nothing (alert windows were kept out of the baseline).
+        Returns whether a scale changed.
+
+        >>> rng = np.random.default_rng(1)
+        >>> d = CalibratedWindowDetector(["a.rms", "b.rms", "t"])
+        >>> for _ in range(40):
+        ...     _ = d.score_learn(np.r_[1 + 0.01 * rng.standard_normal(2), 5 + 0.1 * rng.standard_normal()])
+        >>> odd = np.array([1.0, 1.0, 6.0])
+        >>> _ = d.score_learn(odd); before = d.p
+        >>> d.learn_label(odd, is_fault=False), before < d.risk, (d.score_learn(odd), d.p)[1] > d.risk
+        (True, True, True)
+        """
+        if is_fault or not self.warm:
+            return False
+        y, _ = self._transform(x)
+        g = self.load_factor(y)
+        y = y - self.g_mult * (g if math.isfinite(g) else self.g_ref)
+        d = y - self.level
+        need = (d / self.huber_c) ** 2
+        widen = np.isfinite(need) & (self.count >= self.warmup) & (need > self.var)
+        self.var[widen] = need[widen]
+        return bool(widen.any())
+
     def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
         """The ``k`` features furthest from their baseline (in the last scored window's ``z``), with the
         value and the normal band (level +/- huber_c scales, in the feature's own units, at the window's
