@@ -73,7 +73,7 @@ grows when broadband noise is added to a tone-dominated signal (interference), a
 does."""
 ENERGY = frozenset({"std", "rms"})
 """A channel's energy: what its shape's change is compared with
-(:meth:`CalibratedWindowDetector._shape_leads`); not ``min max p2p``, which spikes move."""
+(:meth:`CalibratedWindowDetector._fast_columns`); not ``min max p2p``, which spikes move."""
 
 
 def student_sf2(z: np.ndarray, dof: np.ndarray) -> np.ndarray:
@@ -156,6 +156,7 @@ class CalibratedWindowDetector:
 
         self._z_cut = float(math.sqrt(2.0) * erfcinv(min(1.0, 1.0 / self.tests)))
         self._warm_all = False
+        self._az = np.zeros(n + 1)  # |z| and a trailing 0 (per-window scratch)
         # state
         self.count = np.zeros(n, np.int64)  # values seen per column during its warm-up (Welford)
         self.level = np.zeros(n)
@@ -215,13 +216,44 @@ class CalibratedWindowDetector:
             return math.nan
         return vals[k // 2] if k % 2 else 0.5 * (vals[k // 2 - 1] + vals[k // 2])
 
-    def _shape_leads(self, z: np.ndarray) -> np.ndarray:
-        """Per channel: whether its shape moved more than its amplitude (largest ``|z|`` of its shape
-        features above the largest of its amplitude features). A shape change that comes with a larger
-        change of energy on the same channel (interference added to a tone-dominated signal, the edges of
-        a burst inside a window) is evidence about that energy change and waits as long."""
-        az = np.append(np.abs(z), 0.0)
-        return az[self._ch_shape].max(axis=1) > az[self._ch_amp].max(axis=1)
+    def _fast_columns(self, az: np.ndarray) -> np.ndarray:
+        """The columns of the fast-opening group this window (``az``: ``|z|`` with a trailing 0): the shape
+        features of the channels whose shape moved more than their energy (largest ``|z|`` of the shape
+        features above the largest of ``std``/``rms``). A shape change that comes with a larger change of
+        energy on the same channel (interference added to a tone-dominated signal, the edges of a burst
+        inside a window) is evidence about that energy change and waits as long."""
+        if not self._shape_idx.size:
+            return self._shape_idx
+        lead = az[self._ch_shape].max(axis=1) > az[self._ch_amp].max(axis=1)
+        if lead.all():
+            return self._shape_idx
+        return self._shape_idx[lead[self._shape_ch]]
+
+    def _not(self, fast: np.ndarray) -> np.ndarray:
+        """Every other column (the level group this window)."""
+        if fast.size == self._shape_idx.size:
+            return self._level_idx
+        mask = np.ones(len(self.level), bool)
+        mask[fast] = False
+        return np.flatnonzero(mask)
+
+    def _group_p(self, az: np.ndarray, cols: np.ndarray, m: int) -> float:
+        """Bonferroni ``min(1, m min p_i)`` over ``cols``: Student's tail of the largest ``|z|`` when the
+        columns share their degrees of freedom (the usual case: no value missing), else of each column
+        beyond the Gaussian cut (below it ``m p_i >= 1`` whatever the tail)."""
+        if not cols.size:
+            return 1.0
+        a = az[cols]
+        j = int(a.argmax())
+        if a[j] <= self._z_cut:
+            return 1.0
+        dof = self.learned[cols]
+        if dof.min() == dof.max():
+            d1 = max(min(float(dof[0]), 2.0 / self.alpha) - 1.0, 1.0)
+            return min(1.0, m * float(student_sf2(a[j], d1)))
+        cand = a > self._z_cut
+        d = np.maximum(np.minimum(dof[cand], 2.0 / self.alpha) - 1.0, 1.0)
+        return min(1.0, m * float(student_sf2(a[cand], d).min()))
 
     def dof(self) -> np.ndarray:
         """Degrees of freedom of each feature's tail: values learnt, at most ``2 / alpha``, minus one."""
@@ -233,16 +265,6 @@ class CalibratedWindowDetector:
         does not make a 4-sigma window "impossible"; close to the Gaussian ``erfc(|z| / sqrt 2)`` once a few
         hundred windows are learnt."""
         return student_sf2(z, self.dof())
-
-    def _tail_mattering(self, z: np.ndarray) -> np.ndarray:
-        """:meth:`tail` where it can change ``p`` (``m p_i < 1``), 1 elsewhere: the same Bonferroni ``p``,
-        with Student's tail computed for the few features beyond the Gaussian cut."""
-        p = np.ones(len(z))
-        cand = np.flatnonzero(np.abs(z) > self._z_cut)
-        if cand.size:
-            dof = np.maximum(np.minimum(self.learned[cand], 2.0 / self.alpha) - 1.0, 1.0)
-            p[cand] = student_sf2(z[cand], dof)
-        return p
 
     def scale(self) -> np.ndarray:
         return np.sqrt(np.maximum(self.var, 0.0)) + 1e-9 * (1.0 + np.abs(self.level))
@@ -306,19 +328,12 @@ class CalibratedWindowDetector:
         if held and self._proc_idx.size:
             z[self._proc_idx] = 0.0
         self.z = z
-        p = self._tail_mattering(z)
         m = self.tests
-        lead = self._shape_leads(z) if self.n_channels else None
-        p_shape = p_level = 1.0
-        if self._shape_idx.size:
-            ps = p[self._shape_idx]
-            fast = lead[self._shape_ch] if lead is not None else np.ones(ps.size, bool)
-            if fast.any():
-                p_shape = min(1.0, m * float(ps[fast].min()))
-            if not fast.all():
-                p_level = min(1.0, m * float(ps[~fast].min()))
-        if self._level_idx.size:
-            p_level = min(p_level, 1.0, m * float(p[self._level_idx].min()))
+        az = self._az
+        np.abs(z, out=az[:-1])  # az[-1] stays 0: the padding of the per-channel index arrays
+        fast_cols = self._fast_columns(az)
+        p_shape = self._group_p(az, fast_cols, m)
+        p_level = self._group_p(az, self._not(fast_cols), m)
         self.p = min(p_shape, p_level)
         hs, hl = self._hist_shape, self._hist_level
         hs.append(p_shape < self.risk)
