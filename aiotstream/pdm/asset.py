@@ -638,8 +638,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
                             shadow_score_sum=sh.score, shadow_score_sq_sum=sh.score * sh.score,
                             shadow_latency_s=round(sh.wait_s * 1e9))
                 maxima["shadow_max_score"] = sh.score
-        # a detector with its own alert (the calibrated one: tail probability and persistence) decides; the
-        # book gets the alert condition (open_threshold, or 1.0 when p < risk^2: critical), 0 when closed
+        # a detector with its own alert (the calibrated one: tail probability and persistence) decides the
+        # anomaly alert: the book gets its condition (open_threshold, or 1.0 when p < risk^2: critical), 0
+        # when closed; [[alerts.rules]] on "score" and control rules get the score (1 - p)
         decides = pending is None and hasattr(detector, "transition")
         alert_value = score
         if decides:
@@ -687,8 +688,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
                                       self.drift.last if signal == "features" and self.drift else None))
         k = self.rt.config.alerts.explain_top
         explain: Callable[[], list[dict]] = lambda: _clean(detector.explain(x, k)) if k else []
-        values = ((spec.type,
-                   alert_value if spec.signal == "score" else float(x[self.col_index[spec.signal]]))
+        values = ((spec.type, (alert_value if spec.type == ALERT_TYPE else score) if spec.signal == "score"
+                   else float(x[self.col_index[spec.signal]]))
                   for spec in self.specs if spec.signal is not None and spec.type != ALERT_TYPE_SCALAR
                   and (warm or not spec.needs_warm_model))
         changes = effects.on_values(self, w.end_ns, ((k, v) for k, v in values if not math.isnan(v)),
