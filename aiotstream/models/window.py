@@ -34,7 +34,7 @@ detector scores the same feature row the principled way the scalar streaming det
    opens when ``shape_after`` (3) of the last ``shape_of`` (6) windows are alarm windows of the shape
    features (crest, kurtosis, impulse, shape factor), or ``level_after`` (8) of the last ``level_of`` (8)
    of the others (levels: amplitudes, zero-crossing rate, mean, skewness, temperatures), and closes after
-   ``close_after`` (5) windows with ``p >= close_risk``. Additive broadband interference and load change a
+   ``close_after`` (2) windows with ``p >= close_risk`` (0.01; the alert book's ``clear_windows`` add theirs). Additive broadband interference and load change a
    channel's energy, not the shape of its distribution, so a level excursion must last longer than an
    interference burst (a few seconds) before it is a fault; an impulsive or a stuck signal changes the
    shape and opens at once. A channel's shape evidence counts for the fast opening only when its shape
@@ -102,8 +102,8 @@ class CalibratedWindowDetector:
     version = "1"
 
     def __init__(self, columns: list[str], warmup: int = 20, halflife: float = 600.0, huber_c: float = 3.0,
-                 risk: float = 1e-3, close_risk: float = 0.1, shape_after: int = 3, level_after: int = 8,
-                 close_after: int = 5, change_k: float = 4.0, settle: int = 10, load_halflife: float = 10.0,
+                 risk: float = 1e-3, close_risk: float = 0.01, shape_after: int = 3, level_after: int = 8,
+                 close_after: int = 2, change_k: float = 4.0, settle: int = 10, load_halflife: float = 10.0,
                  shape_features: frozenset[str] = SHAPE, shape_of: int = 6, level_of: int | None = None,
                  lead_vs: frozenset[str] = ENERGY):
         self.columns = list(columns)
@@ -157,6 +157,7 @@ class CalibratedWindowDetector:
         self._z_cut = float(math.sqrt(2.0) * erfcinv(min(1.0, 1.0 / self.tests)))
         self._warm_all = False
         self._az = np.zeros(n + 1)  # |z| and a trailing 0 (per-window scratch)
+        self._up = np.zeros(n + 1)  # max(z, 0) and a trailing 0
         # state
         self.count = np.zeros(n, np.int64)  # values seen per column during its warm-up (Welford)
         self.level = np.zeros(n)
@@ -216,15 +217,19 @@ class CalibratedWindowDetector:
             return math.nan
         return vals[k // 2] if k % 2 else 0.5 * (vals[k // 2 - 1] + vals[k // 2])
 
-    def _fast_columns(self, az: np.ndarray) -> np.ndarray:
+    def _fast_columns(self, az: np.ndarray, z: np.ndarray) -> np.ndarray:
         """The columns of the fast-opening group this window (``az``: ``|z|`` with a trailing 0): the shape
-        features of the channels whose shape moved more than their energy (largest ``|z|`` of the shape
-        features above the largest of ``std``/``rms``). A shape change that comes with a larger change of
-        energy on the same channel (interference added to a tone-dominated signal, the edges of a burst
-        inside a window) is evidence about that energy change and waits as long."""
+        features of the channels whose shape moved more than their energy rose (largest ``|z|`` of the
+        shape features above the largest rise, in scales, of ``std``/``rms``). A shape change that comes
+        with a larger rise of energy on the same channel (interference added to a tone-dominated signal,
+        the edges of a burst inside a window) is evidence about that energy and waits as long. Additive
+        interference only adds energy: a channel whose energy collapsed (a stuck or dead sensor) keeps its
+        shape evidence fast."""
         if not self._shape_idx.size:
             return self._shape_idx
-        lead = az[self._ch_shape].max(axis=1) > az[self._ch_amp].max(axis=1)
+        up = self._up
+        np.maximum(z, 0.0, out=up[:-1])  # up[-1] stays 0 (the padding)
+        lead = az[self._ch_shape].max(axis=1) > up[self._ch_amp].max(axis=1)
         if lead.all():
             return self._shape_idx
         return self._shape_idx[lead[self._shape_ch]]
@@ -331,7 +336,7 @@ class CalibratedWindowDetector:
         m = self.tests
         az = self._az
         np.abs(z, out=az[:-1])  # az[-1] stays 0: the padding of the per-channel index arrays
-        fast_cols = self._fast_columns(az)
+        fast_cols = self._fast_columns(az, z)
         p_shape = self._group_p(az, fast_cols, m)
         p_level = self._group_p(az, self._not(fast_cols), m)
         self.p = min(p_shape, p_level)

@@ -246,10 +246,11 @@ def test_an_alert_closes_after_close_after_quiet_windows() -> None:
     x[100:120, COLS.index("x.kurtosis")] += 1.0
     d = CalibratedWindowDetector(COLS)
     p, alert = run(d, x)
-    assert alert[110] and not alert[150:].any()
+    assert alert[110] and not alert[140:].any()
     closed = int(np.argmin(alert[102:])) + 102  # the first row with the alert closed
-    assert closed >= 124  # at least 5 quiet windows after the last of the 20
-    assert (p[closed - 4:closed + 1] >= 0.1).all() and (p[closed - 5] < 0.1 or closed == 124)
+    assert closed >= 121  # at least close_after (2) quiet windows after the last of the 20
+    assert (p[closed - 1:closed + 1] >= d.close_risk).all()
+    assert p[closed - 2] < d.close_risk or closed == 121
 
 
 def test_missing_values_are_neither_scored_nor_learnt() -> None:
