@@ -32,14 +32,14 @@ detector scores the same feature row the principled way the scalar streaming det
    the score is ``1 - p``.
 5. **Persistence.** A window is an alarm window of a group when the group's ``p < risk`` (1e-3). An alert
    opens when ``shape_after`` (3) of the last ``shape_of`` (6) windows are alarm windows of the shape
-   features (crest, kurtosis, impulse, shape factor), or ``level_after`` (8) of the last ``level_of`` (8)
-   of the others (levels: amplitudes, zero-crossing rate, mean, skewness, temperatures), and closes after
-   ``close_after`` (2) windows with ``p >= close_risk`` (0.01; the alert book's ``clear_windows`` add theirs). Additive broadband interference and load change a
-   channel's energy, not the shape of its distribution, so a level excursion must last longer than an
-   interference burst (a few seconds) before it is a fault; an impulsive or a stuck signal changes the
-   shape and opens at once. A channel's shape evidence counts for the fast opening only when its shape
-   moved more than its energy (``std``, ``rms``): noise added to a tone-dominated channel moves its crest
-   and shape factor a little and its energy a lot.
+   features (crest, kurtosis, impulse, shape factor), or ``level_after`` (8) of the last ``level_of`` (8) of
+   the others (levels: amplitudes, zero-crossing rate, mean, skewness, temperatures), and closes after
+   ``close_after`` (2) windows with ``p >= close_risk`` (0.01; the alert book's ``clear_windows`` add
+   theirs). Additive broadband interference and load change a channel's energy, not the shape of its
+   distribution, so a level excursion must last longer than an interference burst (a few seconds) before it
+   is a fault; an impulsive or a stuck signal changes the shape and opens at once. A channel's shape
+   evidence counts for the fast opening only when its shape moved more than its energy (``std``, ``rms``) rose:
+   noise added to a tone-dominated channel moves its crest and shape factor a little and its energy a lot.
 
 Defaults and the figures behind them are in docs/detection.md (*Window features*). One configuration
 for every asset; nothing is fitted per dataset.
