@@ -38,8 +38,9 @@ detector scores the same feature row the principled way the scalar streaming det
    theirs). Additive broadband interference and load change a channel's energy, not the shape of its
    distribution, so a level excursion must last longer than an interference burst (a few seconds) before it
    is a fault; an impulsive or a stuck signal changes the shape and opens at once. A channel's shape
-   evidence counts for the fast opening only when its shape moved more than its energy (``std``, ``rms``) rose:
-   noise added to a tone-dominated channel moves its crest and shape factor a little and its energy a lot.
+   evidence counts for the fast opening only when its shape moved more than its energy (``std``, ``rms``)
+   rose: noise added to a tone-dominated channel moves its crest and shape factor a little and its energy a
+   lot.
 
 Defaults and the figures behind them are in docs/detection.md (*Window features*). One configuration
 for every asset; nothing is fitted per dataset.
