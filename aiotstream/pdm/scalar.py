@@ -306,12 +306,14 @@ class ScalarScorer:
             return [self._block(ts, x, restarted)]
         out: list[ScoredBlock] = []
         pending: list[ChangeEvent] = []
+        spans = dict(self.spans)  # every part of a split block names the inputs of the whole (lineage)
         for h in holds:
             end = h[1]
             if end is None or h[2] or not len(ts) or end > ts[-1]:
                 continue
             cut = int(np.searchsorted(ts, end))
             if cut:
+                self.spans = dict(spans)
                 out.append(self._block(ts[:cut], x[:cut], restarted))
                 restarted = []
                 ts, x = ts[cut:], x[cut:]
@@ -319,6 +321,7 @@ class ScalarScorer:
             pending.extend(self.detector.relevel())
             h[2] = True
         if len(ts):
+            self.spans = dict(spans)
             out.append(self._block(ts, x, restarted))
             out[-1].resets.extend(pending)
         elif out:

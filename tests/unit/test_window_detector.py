@@ -362,9 +362,9 @@ def _scorer(n: int = 400) -> tuple[ScalarScorer, np.ndarray, list[tuple[int, flo
 
 
 def _feed(sc: ScalarScorer, data: list[tuple[int, float]], upto: int) -> list:
-    for t, val in data:
+    for i, (t, val) in enumerate(data):
         if t < upto:
-            sc.add(t, "temperature", val)
+            sc.add(t, "temperature", val, ("demo.readings", 0, i))
     return sc.step(upto, force=True)
 
 
@@ -389,6 +389,7 @@ def test_the_scalar_detector_is_held_during_a_load_change_and_relevelled_at_its_
     assert not alert.any(), times[alert]
     changes = [e for b in out for e in b.resets]
     assert len(changes) == 1 and changes[0].new_level == pytest.approx(52.0, abs=0.2)
+    assert all(b.spans for b in out)  # both parts of the block split at the change's end name their inputs
     assert not sc.holds  # done with
     # the detector itself was re-baselined: a later drift still alerts
     later = [(int(ts[-1]) + (k + 1) * s, 52.0 + 0.05 * k) for k in range(60)]
