@@ -395,3 +395,16 @@ def test_the_scalar_detector_is_held_during_a_load_change_and_relevelled_at_its_
     later = [(int(ts[-1]) + (k + 1) * s, 52.0 + 0.05 * k) for k in range(60)]
     blocks = _feed(sc, later, later[-1][0] + 1)
     assert any(b.result.alert.any() for b in blocks)
+
+
+def test_a_block_is_split_where_the_change_ends_and_both_parts_name_their_inputs() -> None:
+    sc, ts, data = _scorer()
+    s = 1_000_000_000
+    sc.condition(True, 306 * s, 295 * s)
+    sc.condition(False, 345 * s, 0)
+    out = _feed(sc, data, int(ts[-1]) + 1)  # one block over all the rows: split at 345 s
+    assert len(out) >= 2 and int(out[-1].ts[0]) == 345 * s
+    assert not np.concatenate([b.result.alert for b in out]).any()
+    assert all(b.spans for b in out)  # the second part had none before (its record failed the schema)
+    assert len(out[-1].resets) == 1
+
