@@ -9,6 +9,7 @@ preloaded into Tansu, ``aiotstream run --once``) for ``pm-readings`` (detector o
 ``pm-readings-nodetect``, alternating, on the same preloaded readings.
 
     python -m benchmarks.scalar_ab waveform --assets 20 --duration 400 --rounds 4
+    python -m benchmarks.scalar_ab waveform --vary model    # window detector: calibrated (on) vs zscore (off)
     python -m benchmarks.scalar_ab kafka --keys 2000 --rate 10 --duration 10
 
 One JSON line per run on stdout (and appended to ``--json``).
@@ -75,10 +76,13 @@ def waveform(args: argparse.Namespace) -> None:
         base = cfg.model_dump(mode="json", exclude_defaults=True)
         base.pop("scalar", None)
         base["inputs"]["kind"] = "files"
-        for name, scalar in (("on", None), ("off", {"enabled": False})):
-            (t / f"site-{name}.json").write_text(
-                json.dumps({**base, **({"scalar": scalar} if scalar else {})})
-            )
+        base.pop("model", None)
+        if args.vary == "model":  # the window detector: calibrated (the default, "on") against zscore ("off")
+            variants = (("on", {}), ("off", {"model": {"kind": "zscore"}}))
+        else:
+            variants = (("on", {}), ("off", {"scalar": {"enabled": False}}))
+        for name, extra in variants:
+            (t / f"site-{name}.json").write_text(json.dumps({**base, **extra}))
         for i in range(args.rounds):
             for name in ("on", "off") if i % 2 == 0 else ("off", "on"):
                 st = t / f"stats-{name}-{i}.json"
@@ -113,7 +117,7 @@ def waveform(args: argparse.Namespace) -> None:
                 _emit(
                     {
                         "workload": "waveform",
-                        "scalar": name,
+                        args.vary: name,
                         "round": i,
                         "frames": n,
                         "frames_per_s": round(n / span),
@@ -169,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--assets", type=int, default=20)
     w.add_argument("--duration", type=float, default=400.0)
     w.add_argument("--rounds", type=int, default=4)
+    w.add_argument("--vary", choices=("scalar", "model"), default="scalar",
+                   help="scalar: [scalar] on/off; model: [model] kind calibrated/zscore")
     k = sub.add_parser("kafka")
     k.add_argument("--keys", type=int, default=2000)
     k.add_argument("--rate", type=float, default=10.0)

@@ -106,7 +106,8 @@ class OnnxConfig(_Model):
 
 
 class ModelConfig(_Model):
-    kind: Literal["zscore", "hst", "onnx"] = "zscore"
+    # "calibrated" (default): tail probability, load factor, persistence (docs/detection.md, Window features)
+    kind: Literal["calibrated", "zscore", "hst", "onnx"] = "calibrated"
     name: str = "baseline"
     version: str = "1"
     warmup_windows: int = Field(default=20, ge=2, le=100_000)

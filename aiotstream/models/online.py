@@ -318,7 +318,11 @@ def _hst_with_trees(columns: list[str], n_trees: int, height: int, window_size: 
 
 
 def make_detector(kind: str, columns: list[str], **settings: float) -> Detector:
-    """Build a detector by its config name (``zscore`` or ``hst``)."""
+    """Build a detector by its config name (``calibrated``, ``zscore`` or ``hst``)."""
+    if kind == "calibrated":
+        from aiotstream.models.window import CalibratedWindowDetector
+
+        return CalibratedWindowDetector(columns, warmup=int(settings.get("warmup", 20)))
     if kind == "zscore":
         return ZScoreDetector(columns, warmup=int(settings.get("warmup", 20)))
     if kind == "hst":
@@ -327,7 +331,7 @@ def make_detector(kind: str, columns: list[str], **settings: float) -> Detector:
                                       height=int(settings.get("height", 8)),
                                       window_size=int(settings.get("window_size", 50)),
                                       seed=int(settings.get("seed", 42)))
-    raise ModelError(f"unknown detector kind {kind!r}: use 'zscore' or 'hst'")
+    raise ModelError(f"unknown detector kind {kind!r}: use 'calibrated', 'zscore' or 'hst'")
 
 
 DRIFT_DETECTORS = ("adwin", "page_hinkley", "kswin")

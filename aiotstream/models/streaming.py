@@ -653,6 +653,20 @@ class StreamingDetector:
                                   "build_ext --inplace`")
             self._kernel = self._make_kernel()
 
+    def relevel(self) -> list[ChangeEvent]:
+        """Re-baseline every warm channel at its current smoothed value (``level <- fast``) and close the
+        alert: the operating condition changed and its new level is normal (issue 17: a change event, not
+        an alert). Scale, correlation and tail calibration are kept. Works for both impls (the kernel
+        reads these arrays in place). Returns one :class:`ChangeEvent` per re-baselined channel."""
+        b = self.baseline
+        events = [ChangeEvent(b.rows, int(i), float(b.level[i]), float(b.fast[i]))
+                  for i in np.flatnonzero(b.count >= self.cfg.warmup)]
+        for e in events:
+            b.level[e.channel] = b.fast[e.channel]
+        b.shifted[:] = 0
+        self.hyst.is_open, self.hyst.run = False, 0
+        return events
+
     def update(self, x: np.ndarray) -> RowResult:
         """Score one row (channels,) and learn it."""
         if self._kernel is not None:  # one-row buffers reused: the call costs more than the kernel here

@@ -608,6 +608,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
             self.rebaseline_ns = None
             self.detector = _window_detector(self.rt.config, self.columns)
             self._new_drift_watches()  # the old normal is no reference for the new one either
+            if getattr(self, "_changing", False) and self.scalar is not None:  # a change in progress ends
+                self.scalar.condition(False, w.start_ns, w.start_ns)
+            self._changing = False
             kpi.add_many({"baseline_changes": 1}, {}, w.start_ns, exact_time=True)
         detector = self.detector
         open_at = self.rt.config.alerts.open_threshold
@@ -649,13 +652,28 @@ class AssetAnalyzer(effects.RuntimeEntity):
                             shadow_score_sum=sh.score, shadow_score_sq_sum=sh.score * sh.score,
                             shadow_latency_s=round(sh.wait_s * 1e9))
                 maxima["shadow_max_score"] = sh.score
+        # a detector with its own alert (the calibrated one: tail probability and persistence) decides the
+        # anomaly alert: the book gets its condition (open_threshold, or 1.0 when p < risk^2: critical), 0
+        # when closed; [[alerts.rules]] on "score" and control rules get the score (1 - p)
+        decides = pending is None and hasattr(detector, "transition")
+        alert_value = score
+        if decides:
+            d = detector  # type: ignore[assignment]
+            alert_value = (1.0 if d.p < d.risk * d.risk else open_at) if d.alert else 0.0
+            changing = bool(d.transition)
+            if changing and not getattr(self, "_changing", False):
+                sums["baseline_changes"] = 1  # a re-baseline of the load-dependent columns
+                extra["condition_change"] = {"load_factor": round(float(d.g), 6)}
+            if self.scalar is not None and changing != getattr(self, "_changing", False):
+                self.scalar.condition(changing, w.end_ns, w.end_ns - (d.settle + 1) * self.rt.hop_ns)
+            self._changing = changing
         shifted = self.drift.update(x) if self.drift is not None and warm else []
         drifted = (["features"] if shifted else []) + \
             (self.feature_drift.update(x) if self.feature_drift is not None and warm else [])
         drift = bool(drifted)
         if drifted:
             sums["drift_events"] = len(drifted)
-        anomalous = warm and score >= open_at
+        anomalous = warm and (bool(alert_value) if decides else score >= open_at)
         kpi.add_many({"windows": 1, "frames": w.n_frames, "model_calls": 1, "model_latency_s": latency,
                       "scored_windows": int(warm), "anomalous_windows": int(anomalous), "drift_events": 0,
                       **sums},
@@ -684,7 +702,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
                                       self.drift.last if signal == "features" and self.drift else None))
         k = self.rt.config.alerts.explain_top
         explain: Callable[[], list[dict]] = lambda: _clean(detector.explain(x, k)) if k else []
-        values = ((spec.type, score if spec.signal == "score" else float(x[self.col_index[spec.signal]]))
+        values = ((spec.type, (alert_value if spec.type == ALERT_TYPE else score) if spec.signal == "score"
+                   else float(x[self.col_index[spec.signal]]))
                   for spec in self.specs if spec.signal is not None and spec.type != ALERT_TYPE_SCALAR
                   and (warm or not spec.needs_warm_model))
         changes = effects.on_values(self, w.end_ns, ((k, v) for k, v in values if not math.isnan(v)),

@@ -218,6 +218,7 @@ class ScalarScorer:
         self.ready: list[tuple[int, dict[int, float]]] = []  # final rows waiting for a block
         self.spans: Spans = {}  # the inputs of the rows taken and not yet scored
         self.rebaseline_ns: int | None = None  # rows from this time on go to a fresh detector
+        self.holds: list[list] = []  # [start_ns, end_ns | None, releveled]: an operating-condition change
 
     def rebaseline(self, at_ns: int) -> None:
         """The machine was reset (maintenance): the rows from ``at_ns`` on are a new normal. The first block
@@ -226,6 +227,18 @@ class ScalarScorer:
         for the rest; that block's ``changes`` say so for every channel (old level: the baseline's, new
         level: the mean of the block's rows after the reset)."""
         self.rebaseline_ns = at_ns
+
+    def condition(self, changing: bool, at_ns: int, since_ns: int) -> None:
+        """The asset's operating condition (its window detector's load factor) is changing at ``at_ns``
+        (``changing``), or no longer. While it changes (from ``since_ns``), this detector's alarms are held
+        (its alert is 0 for those rows); where the change ends, every channel is re-baselined at its
+        current level (:meth:`~aiotstream.models.streaming.StreamingDetector.relevel`: change events in
+        that block's ``changes``), so a new load's temperature is the new normal, not an alert."""
+        holds = self.__dict__.setdefault("holds", [])
+        if changing and (not holds or holds[-1][1] is not None):
+            holds.append([since_ns, None, False])
+        elif not changing and holds and holds[-1][1] is None:
+            holds[-1][1] = at_ns
 
     def add(self, ts_ns: int, metric: str, value: float, pos: tuple[str, int, int] | None = None) -> bool:
         return self.rows.add(ts_ns, metric, value, pos)
@@ -300,12 +313,51 @@ class ScalarScorer:
             x = np.concatenate([self._pad(a, n) for a in self.held_x])
             self.held_ts, self.held_x = [], []
             self._start(n)
-            return [self._block(ts, x, [])]
+            return self._blocks(ts, x, [])
         if n > self.width:  # a channel first seen after the order was fixed: start afresh with it
             added = self.rows.channels[self.width:n]
             self._start(n)
-            return [self._block(ts, x, added)]
-        return [self._block(ts, x, [])]
+            return self._blocks(ts, x, added)
+        return self._blocks(ts, x, [])
+
+    def _blocks(self, ts: np.ndarray, x: np.ndarray, restarted: list[str]) -> list[ScoredBlock]:
+        """:meth:`_block`, split where an operating-condition change ended (the detector re-baselines
+        there), with the alert held (0) on the rows of a change (:meth:`condition`)."""
+        holds = self.__dict__.get("holds")
+        if not holds:
+            return [self._block(ts, x, restarted)]
+        out: list[ScoredBlock] = []
+        pending: list[ChangeEvent] = []
+        spans = dict(self.spans)  # every part of a split block names the inputs of the whole (lineage)
+        for h in holds:
+            end = h[1]
+            if end is None or h[2] or not len(ts) or end > ts[-1]:
+                continue
+            cut = int(np.searchsorted(ts, end))
+            if cut:
+                self.spans = dict(spans)
+                out.append(self._block(ts[:cut], x[:cut], restarted))
+                restarted = []
+                ts, x = ts[cut:], x[cut:]
+            assert self.detector is not None
+            pending.extend(self.detector.relevel())
+            h[2] = True
+        if len(ts):
+            self.spans = dict(spans)
+            out.append(self._block(ts, x, restarted))
+            out[-1].resets.extend(pending)
+        elif out:
+            out[-1].resets.extend(pending)
+        for b in out:
+            held = np.zeros(len(b.ts), bool)
+            for start, end, _ in holds:
+                held |= (b.ts >= start) & ((b.ts < end) if end is not None else True)
+            if held.any():
+                b.result.alert[held] = False
+        last = ts[-1] if len(ts) else (out[-1].ts[-1] if out else None)
+        if last is not None:  # done with: ended, re-baselined and behind the rows scored
+            self.holds = [h for h in holds if not (h[2] and h[1] <= last)]
+        return out
 
     def _start(self, n: int) -> None:
         self.detector = make_pipeline(self.cfg.pipeline, n, self.detector_config, impl=self.impl)

@@ -65,7 +65,7 @@ def test_a_replay_sends_start_and_complete_with_its_datasets(tmp_path: Path) -> 
     assert ("file", str((tmp_path / "o" / "alerts.jsonl").resolve())) in outs
     assert ("file", str((tmp_path / "lake" / "score").resolve())) in outs
     assert done["run"]["facets"]["aiotstream"]["models"][0] == {"role": "champion", "name": "baseline",
-                                                                "version": "1", "kind": "zscore"}
+                                                                "version": "1", "kind": "calibrated"}
     _check_schema(events)
 
 

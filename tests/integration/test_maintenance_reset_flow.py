@@ -18,14 +18,14 @@ from aiotstream.sim.realistic import RealisticPlantSimulator, RealisticSpec
 from aiotstream.units import S
 
 
-def _run(tmp_path: Path, feedback: bool) -> dict:
+def _run(tmp_path: Path, feedback: bool, kind: str = "calibrated") -> dict:
     n = 4
-    cfg = default_site(n, inputs={"tail": False},
+    cfg = default_site(n, inputs={"tail": False}, model={"kind": kind},
                        assets=[{"id": f"asset-{i:03d}", "line": f"line-{i % 2 + 1}"} for i in range(n)])
     # every asset gets a maintenance reset; bursts, dropouts, regimes and drift as in the scenario
     sim = RealisticPlantSimulator(cfg.all_assets(), duration_s=300.0, n_faults=1, seed=8, amplitude=0.25,
                                   spec=RealisticSpec(maintenance_fraction=1.0))
-    out = tmp_path / ("with" if feedback else "without")
+    out = tmp_path / (("with" if feedback else "without") + "-" + kind)
     out.mkdir()
 
     def messages():
@@ -42,6 +42,8 @@ def test_no_maintenance_reset_raises_a_fault_alert(tmp_path: Path) -> None:
     r = _run(tmp_path, feedback=True)["maintenance_resets"]
     assert r["resets"] == 4
     assert r["raised_alert"] == 0, r["raised_which"]
-    # without the messages the same resets raise alerts (the test can fail)
-    r = _run(tmp_path, feedback=False)["maintenance_resets"]
+    # without the messages the same resets raise alerts with the z-score window detector (the test can fail);
+    # the calibrated one (the default) takes a reset's uniform gain change for a change of load (a change
+    # event, not an alert), so it needs the message less (tests/unit/test_maintenance_reset.py)
+    r = _run(tmp_path, feedback=False, kind="zscore")["maintenance_resets"]
     assert r["raised_alert"] >= 2, r

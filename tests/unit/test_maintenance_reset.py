@@ -124,9 +124,10 @@ def _sim() -> RealisticPlantSimulator:
     return RealisticPlantSimulator(1, duration_s=240.0, n_faults=0, seed=2, spec=spec, frame_samples=2_000)
 
 
-def _analyze(with_feedback: bool, resume: bool = False) -> tuple[list[Output], AssetAnalyzer, int, int]:
+def _analyze(with_feedback: bool, resume: bool = False,
+             kind: str = "calibrated") -> tuple[list[Output], AssetAnalyzer, int, int]:
     sim = _sim()
-    cfg = default_site(1, inputs={"tail": False}, assets=[{"id": sim.assets[0].id}])
+    cfg = default_site(1, inputs={"tail": False}, assets=[{"id": sim.assets[0].id}], model={"kind": kind})
     rt = SiteRuntime(cfg)
     ingest = Ingestor(rt, now_ns=lambda: sim.start_ns + 10**13)
     topic = {"waveform": "demo-plant.waveforms", "reading": "demo-plant.readings",
@@ -180,6 +181,15 @@ def test_a_refused_reset_window_rebaselines_nothing() -> None:
         assert a.rebaseline_ns == (None if refused else end)
 
 
-def test_the_same_reset_without_the_message_alerts() -> None:
-    _, _, _, with_alert = _analyze(with_feedback=False)
+def test_the_same_reset_without_the_message_alerts_with_the_zscore_window_detector() -> None:
+    _, _, _, with_alert = _analyze(with_feedback=False, kind="zscore")
     assert with_alert == 1
+
+
+def test_without_the_message_the_calibrated_detector_takes_the_gain_change_for_the_load() -> None:
+    """The reset multiplies every channel's vibration by 1.4 (and moves the temperature): the calibrated
+    window detector's load factor takes that for a change of operating condition (a change event, the
+    temperatures re-baselined, the scalar detector held), so even without the message no alert opens."""
+    outs, _, _, with_alert = _analyze(with_feedback=False)
+    assert with_alert == 0
+    assert any("condition_change" in o.record for o in outs if o.kind == "score")
