@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aiotstream.records import Frame, Reading
+from aiotstream.records import Frame, Reading, ReadingColumns
 
 
 @dataclass(slots=True)
@@ -256,6 +256,57 @@ class WindowAssembler:
             if now_s is not None:
                 self.last_arrival["readings"] = now_s
         return self.close_until(self.watermark_ns), late
+
+    def add_columns(self, cols: list[ReadingColumns], now_s: float | None = None
+                    ) -> list[ClosedWindow] | None:
+        """:meth:`add` for a batch of readings as columns, without an object per value: the windows closed,
+        or None (nothing changed) when the batch needs :meth:`add` (sliding windows, or a late reading).
+
+        Same effects as ``add`` of the readings the columns stand for (good quality, in order), which are
+        then all taken (none late)."""
+        length, hop, closed_end, open_ = self.length_ns, self.hop_ns, self.closed_end_ns, self.open
+        if hop != length:
+            return None
+        newest = max(max(c.ts_ns) for c in cols if c.ts_ns) if any(cols) else None
+        if closed_end is not None and newest is not None:
+            oldest = min(min(c.ts_ns) for c in cols if c.ts_ns)
+            if oldest - oldest % hop + length <= closed_end:  # a late reading: add() says which
+                return None
+        self.now_s = now_s
+        if self.first_arrival is None:
+            self.first_arrival = now_s
+        if now_s is not None and self.last_arrival and now_s - max(self.last_arrival.values()) > self.idle_s:
+            self.resumed_at = now_s  # every stream was silent: the asset resumes now
+        for c in cols:
+            key = (c.topic, c.partition)
+            last_start = None
+            span: list[int] = []
+            readings: dict[str, list[float]] = {}
+            for t, m, v, o in zip(c.ts_ns, c.metrics, c.values, c.offsets):
+                start = t - t % hop
+                if start != last_start:
+                    acc = open_.get(start)
+                    if acc is None:
+                        acc = open_[start] = _Acc()
+                    last_start = start
+                    got = acc.offsets.get(key)
+                    span = acc.offsets[key] = [o, o] if got is None else got
+                    readings = acc.readings
+                if o < span[0]:
+                    span[0] = o
+                elif o > span[1]:
+                    span[1] = o
+                vals = readings.get(m)
+                if vals is None:
+                    readings[m] = [v]
+                else:
+                    vals.append(v)
+        if newest is not None:
+            if newest > self.progress.get("readings", -1):
+                self.progress["readings"] = newest
+            if now_s is not None:
+                self.last_arrival["readings"] = now_s
+        return self.close_until(self.watermark_ns)
 
     def close_until(self, watermark_ns: int | None) -> list[ClosedWindow]:
         """Close (in event-time order) every open window whose end <= watermark."""

@@ -68,6 +68,8 @@ from aiotstream.records import (
     Output,
     Position,
     Reading,
+    ReadingColumns,
+    expand_columns,
 )
 from aiotstream.runstats import STATS, Share
 from aiotstream.units import S
@@ -220,6 +222,13 @@ class AssetAnalyzer(effects.RuntimeEntity):
                     self._switch(sw)
             items = [i for i in items if not isinstance(i, ModelSwitch)]
         kinds = set(map(type, items))
+        if ReadingColumns in kinds:  # table readings as columns: in one pass if nothing needs them one by one
+            if len(kinds) == 1:
+                outs_c = self._on_columns(items, now_s)  # type: ignore[arg-type]
+                if outs_c is not None:
+                    return outs_c
+            items = expand_columns(items)
+            kinds = set(map(type, items))
         feedback = Feedback in kinds
         data = [i for i in items if not isinstance(i, Feedback)] if feedback else items
         outs: list[Output] = []
@@ -250,6 +259,35 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if self.windows.closed_end_ns is not None:  # a repeat of a frame before this is late anyway
             self.dedupe.forget_before(self.windows.closed_end_ns - self.rt.length_ns)
         outs.extend(self._windows_closed(closed))
+        if self.clock_ns is not None:  # feedback from the past (relative to the clock) applies now
+            outs.extend(self._run_until(self.clock_ns, inclusive=False, timers=False))
+        self._report()
+        return outs
+
+    def _on_columns(self, cols: list[ReadingColumns], now_s: float | None) -> list[Output] | None:
+        """:meth:`on_items` for a batch of table readings as columns (see
+        :class:`~aiotstream.records.ReadingColumns`), without a :class:`Reading` per value; None (nothing
+        changed) when a reading must be taken one by one: one too old or late, one of a metric the KPI
+        timeline follows, or sliding windows. The outputs are those of ``on_items`` of the readings."""
+        metrics = self.rt.timeline_metrics
+        if metrics and any(not metrics.isdisjoint(c.metrics) for c in cols):
+            return None
+        times = [t for c in cols if c.ts_ns for t in (min(c.ts_ns), max(c.ts_ns))]
+        if not times:
+            return None
+        hi, lo = max(times), min(times)  # as _screen's lean path: is the oldest reading too old?
+        progress = self.windows.progress
+        ref = hi if not progress else max(hi, max(progress.values()))
+        if lo < ref - _ns(self.rt.config.window.max_past_s):
+            return None
+        closed = self.windows.add_columns(cols, now_s)
+        if closed is None:
+            return None
+        if self.scalar is not None:
+            self.scalar.add_columns(cols)
+        if self.windows.closed_end_ns is not None:  # a repeat of a frame before this is late anyway
+            self.dedupe.forget_before(self.windows.closed_end_ns - self.rt.length_ns)
+        outs = self._windows_closed(closed)
         if self.clock_ns is not None:  # feedback from the past (relative to the clock) applies now
             outs.extend(self._run_until(self.clock_ns, inclusive=False, timers=False))
         self._report()

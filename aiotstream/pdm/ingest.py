@@ -42,6 +42,7 @@ from aiotstream.records import (
     Output,
     Position,
     Reading,
+    ReadingColumns,
     ReadingRows,
 )
 from aiotstream.runstats import STATS, count_inputs
@@ -339,9 +340,9 @@ class Ingestor:
         rows = block.rows.tolist()
         ts_l, val_l = ts.tolist(), values.tolist()
         good = ok.all()
-        if good and groups is not None:
+        if good and groups is not None:  # one ReadingColumns per asset of the block, no object per value
             last_a: str | None = None
-            dest: list[Frame | Reading] = []
+            cols: dict[str, ReadingColumns] = {}
             for a, m, row, t, v in zip(block.assets, block.metrics, rows, ts_l, val_l):
                 if a != last_a:
                     if a not in assets_known:
@@ -349,9 +350,20 @@ class Ingestor:
                         reject(self._unknown_row(a, t, m, v, Position(topic, part, row), row))
                         continue
                     last_a = a
-                    got = groups.get(a)
-                    dest = groups[a] = [] if got is None else got
-                dest.append(Reading(a, t, m, v, Position(topic, part, row)))
+                    col = cols.get(a)
+                    if col is None:
+                        col = cols[a] = ReadingColumns(a, topic, part, [], [], [], [])
+                        got = groups.get(a)
+                        if got is None:
+                            groups[a] = [col]
+                        else:
+                            got.append(col)
+                    add_t, add_m, add_v, add_o = (col.ts_ns.append, col.metrics.append, col.values.append,
+                                                  col.offsets.append)
+                add_t(t)
+                add_m(m)
+                add_v(v)
+                add_o(row)
             return n - bad
         for i, (a, m) in enumerate(zip(block.assets, block.metrics)):
             pos = Position(topic, part, rows[i])

@@ -143,6 +143,46 @@ class RowAssembler:
             elif o < lo_hi[0] or o > lo_hi[1]:
                 sp[key] = (min(lo_hi[0], o), max(lo_hi[1], o))
 
+    def add_columns(self, cols: list) -> None:
+        """:meth:`add_readings` for readings as :class:`~aiotstream.records.ReadingColumns` (good quality, one
+        topic and partition per column set): the same rows and input spans, no object per value."""
+        exclude, index, pending, spans = self.exclude, self.index, self.pending, self.spans
+        last = self.last_ns
+        for c in cols:
+            key = (c.topic, c.partition)
+            row_t = None
+            row: dict[int, float] = {}
+            sp: dict[tuple[str, int], tuple[int, int]] = {}
+            for t, m, v, o in zip(c.ts_ns, c.metrics, c.values, c.offsets):
+                if m in exclude:
+                    continue
+                i = index.get(m)
+                if i is None:  # a new channel (or one over the limit): the general path
+                    self.add(t, m, v, (c.topic, c.partition, o))
+                    row_t = None
+                    continue
+                if t != row_t:
+                    if last is not None and t <= last:
+                        self.stale += 1
+                        STATS.add("dropped", "scalar_stale_reading", 1)
+                        continue
+                    row_t = t
+                    got = pending.get(t)
+                    if got is None:
+                        row = pending[t] = {}
+                        if self._first is not None and t < self._first:
+                            self._first = t
+                    else:
+                        row = got
+                    got_sp = spans.get(t)
+                    sp = spans[t] = {} if got_sp is None else got_sp
+                row[i] = v
+                lo_hi = sp.get(key)
+                if lo_hi is None:
+                    sp[key] = (o, o)
+                elif o < lo_hi[0] or o > lo_hi[1]:
+                    sp[key] = (min(lo_hi[0], o), max(lo_hi[1], o))
+
     def first_ns(self) -> int | None:
         """The earliest pending row's time (None: nothing pending)."""
         first = self._first
@@ -232,6 +272,9 @@ class ScalarScorer:
 
     def add_readings(self, readings: list) -> None:
         self.rows.add_readings(readings)
+
+    def add_columns(self, cols: list) -> None:
+        self.rows.add_columns(cols)
 
     def _pad(self, x: np.ndarray, n: int) -> np.ndarray:
         if x.shape[1] == n:

@@ -97,3 +97,40 @@ def test_fast_path_matches_reference(batches, shape, lateness, clock) -> None:
         assert fast.progress == ref.progress and fast.last_arrival == ref.last_arrival
         assert fast.watermark_ns == ref.watermark_ns
     assert [_key(w) for w in fast.flush()] == [_key(w) for w in ref.flush()]
+
+
+col_item = st.tuples(st.integers(0, 40), st.sampled_from(["t", "p", "kw"]), st.floats(-5, 5), st.integers(0, 50))
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches=st.lists(st.lists(st.tuples(st.integers(0, 2), st.lists(col_item, max_size=12)), max_size=3),
+                        min_size=1, max_size=8),
+       shape=st.sampled_from([(1, 1), (2, 1), (2, 2), (4, 4)]), lateness=st.sampled_from([0, 1, 3]),
+       clock=st.booleans())
+def test_add_columns_matches_add_of_the_readings(batches, shape, lateness, clock) -> None:
+    """``add_columns`` either hands the batch back untouched (sliding windows, a late reading) or has the
+    effects of ``add`` of the readings the columns stand for."""
+    from aiotstream.records import ReadingColumns, expand_columns
+
+    length, hop = shape[0] * S // 2, shape[1] * S // 2
+    fast = WindowAssembler(length, hop, lateness * S // 4, asset="a", expected=("readings",) if clock else ())
+    ref = Reference(length, hop, lateness * S // 4, asset="a", expected=("readings",) if clock else ())
+    taken = 0
+    for b, batch in enumerate(batches):
+        cols = [ReadingColumns("a", "rd", part, [B + t * S // 4 for t, _, _, _ in rows], [m for _, m, _, _ in rows],
+                               [v for _, _, v, _ in rows], [o for _, _, _, o in rows]) for part, rows in batch]
+        now = float(b) if clock else None
+        before = (dict(fast.progress), dict(fast.last_arrival), sorted(fast.open), fast.closed_end_ns)
+        cf = fast.add_columns(cols, now) if any(cols) else None
+        if cf is None:
+            assert before == (fast.progress, fast.last_arrival, sorted(fast.open), fast.closed_end_ns)
+            cf, lf = fast.add(expand_columns(cols), now)
+        else:
+            taken += 1
+            lf = []
+        cr, lr = ref.add(expand_columns(cols), now)
+        assert [_key(w) for w in cf] == [_key(w) for w in cr]
+        assert len(lf) == len(lr)
+        assert fast.progress == ref.progress and fast.last_arrival == ref.last_arrival
+        assert fast.watermark_ns == ref.watermark_ns
+    assert [_key(w) for w in fast.flush()] == [_key(w) for w in ref.flush()]
