@@ -325,18 +325,14 @@ class WindowAssembler:
         if self.closed_end_ns is None or end > self.closed_end_ns:
             self.closed_end_ns = end
         offsets = acc.offsets
-        inputs = tuple(sorted((t, p, a, b) for (t, p), (a, b) in offsets.items())) if len(offsets) > 1 else \
-            tuple((t, p, a, b) for (t, p), (a, b) in offsets.items())
-        frames = sorted(acc.frames, key=lambda f: (f[0], f[1])) if acc.frames else ()  # arrival order may
-        # differ from time order
-        return ClosedWindow(
-            asset=self.asset,
-            start_ns=start,
-            end_ns=end,
-            partials=tuple(f[2] for f in frames),
-            spectral=tuple(f[3] for f in frames),
-            inputs=inputs,
-            first_seq=acc.first_seq,
-            last_seq=acc.last_seq,
-            readings={k: tuple(v) for k, v in acc.readings.items()},
-        )
+        if len(offsets) == 1:  # (one input partition: the usual case)
+            ((t, p), (a, b)), = offsets.items()
+            inputs: tuple[tuple[str, int, int, int], ...] = ((t, p, a, b),)
+        else:
+            inputs = tuple(sorted((t, p, a, b) for (t, p), (a, b) in offsets.items()))
+        readings = {k: tuple(v) for k, v in acc.readings.items()}
+        if not acc.frames:  # readings only
+            return ClosedWindow(self.asset, start, end, (), inputs, acc.first_seq, acc.last_seq, readings, ())
+        frames = sorted(acc.frames, key=lambda f: (f[0], f[1]))  # arrival order may differ from time order
+        return ClosedWindow(self.asset, start, end, tuple(f[2] for f in frames), inputs, acc.first_seq,
+                            acc.last_seq, readings, tuple(f[3] for f in frames))

@@ -109,6 +109,9 @@ class _Pending:
     added_s: float = 0.0  # from submission to the decisions (set when they run)
 
 
+_ONE_WINDOW = {"windows": 1}  # a readings-only window's KPI sums (read, never changed)
+
+
 class AssetAnalyzer(effects.RuntimeEntity):
     """All state for one asset: windows, detector, drift, alert book, controller, KPI tracker, event queue.
 
@@ -414,15 +417,27 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if self.rt.models is not None:
             return self._submit(closed)
         outs: list[Output] = []
+        kpi, book, control, scalar = self.kpi, self.book, self.control, self.scalar
         for w in closed:
-            self.kpi.begin(w.start_ns)
-            outs.extend(self._run_until(w.end_ns, inclusive=False))
-            outs.extend(self._on_window(w))
-            if self.scalar is not None:  # the rows before the window's end are final: before its KPIs close
-                outs.extend(self._scalar_window(w.end_ns))
-            outs.extend(self._timers(w.end_ns))
-            self.kpi.advance(w.end_ns, self.schedule)
-            outs.extend(self._periods(self.kpi.close(w.end_ns)))
+            start, end = w.start_ns, w.end_ns
+            kpi.begin(start)
+            # (nothing queued and no alert, held-back alert or command: _run_until would find nothing due)
+            if self.queue or book.current or book.suppressed or control.commands:
+                outs.extend(self._run_until(end, inclusive=False))
+            if w.partials:
+                outs.extend(self._on_window(w))
+            else:  # readings only: nothing to score (_on_window's first lines)
+                self._tick(end)
+                self._closed_ends.append(end)  # for the metrics, reported once per batch (_report)
+                kpi.add_window(w.inputs, _ONE_WINDOW, start)
+            if scalar is not None:  # the rows before the window's end are final: before its KPIs close
+                outs.extend(self._scalar_window(end))
+            if book.current or book.suppressed or control.commands:
+                outs.extend(self._timers(end))
+            kpi.advance(end, self.schedule)
+            done = kpi.close(end)
+            if done:
+                outs.extend(self._periods(done))
         return outs
 
     # ---- batched ONNX scoring ----------------------------------------------------
@@ -638,7 +653,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self._tick(w.end_ns)
         self._closed_ends.append(w.end_ns)  # for the metrics, reported once per batch (_report)
         if not w.partials:  # readings only: nothing to score
-            kpi.add_window(w.inputs, {"windows": 1}, w.start_ns)
+            kpi.add_window(w.inputs, _ONE_WINDOW, w.start_ns)
             return outs
         kpi.add_spans(w.inputs, w.start_ns)
         at = getattr(self, "rebaseline_ns", None)  # (a snapshot from before re-baselining has none)
