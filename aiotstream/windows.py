@@ -34,7 +34,10 @@ them over, in event-time order, when it closes; the analysis merges them once.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from itertools import islice
+from operator import le
 
 import numpy as np
 
@@ -109,6 +112,10 @@ _cw_asset, _cw_start, _cw_end, _cw_partials, _cw_inputs, _cw_first, _cw_last, _c
 
 class WindowAssembler:
     """Event-time tumbling (hop == length) or sliding (hop < length) windows for one asset."""
+
+    keep_readings: frozenset[str] | None = None
+    """The metrics whose values :meth:`add_columns` keeps in the windows (None: every metric); the windows'
+    input spans count every reading. (A class default: snapshots from before it keep every metric.)"""
 
     def __init__(self, length_ns: int, hop_ns: int, lateness_ns: int, asset: str = "", idle_s: float = 5.0,
                  expected: tuple[str, ...] = ()):
@@ -263,7 +270,8 @@ class WindowAssembler:
         or None (nothing changed) when the batch needs :meth:`add` (sliding windows, or a late reading).
 
         Same effects as ``add`` of the readings the columns stand for (good quality, in order), which are
-        then all taken (none late)."""
+        then all taken (none late), except that the windows keep only the values of ``keep_readings`` if
+        set."""
         length, hop, closed_end, open_ = self.length_ns, self.hop_ns, self.closed_end_ns, self.open
         if hop != length:
             return None
@@ -277,30 +285,63 @@ class WindowAssembler:
             self.first_arrival = now_s
         if now_s is not None and self.last_arrival and now_s - max(self.last_arrival.values()) > self.idle_s:
             self.resumed_at = now_s  # every stream was silent: the asset resumes now
+        keep = self.keep_readings
         for c in cols:
             key = (c.topic, c.partition)
-            last_start = None
-            span: list[int] = []
-            readings: dict[str, list[float]] = {}
-            for t, m, v, o in zip(c.ts_ns, c.metrics, c.values, c.offsets):
-                start = t - t % hop
-                if start != last_start:
+            ts, offsets = c.ts_ns, c.offsets
+            n = len(ts)
+            if all(map(le, ts, islice(ts, 1, None))):  # in time order (the usual case): window by window
+                i = 0
+                while i < n:
+                    t = ts[i]
+                    start = t - t % hop
+                    j = bisect_left(ts, start + hop, i)
                     acc = open_.get(start)
                     if acc is None:
                         acc = open_[start] = _Acc()
+                    seg = offsets[i:j]
+                    lo, hi = min(seg), max(seg)
+                    span = acc.offsets.get(key)
+                    if span is None:
+                        acc.offsets[key] = [lo, hi]
+                    else:
+                        if lo < span[0]:  # noqa: PLR1730 (no call)
+                            span[0] = lo
+                        if hi > span[1]:  # noqa: PLR1730
+                            span[1] = hi
+                    i = j
+            else:
+                last_start = None
+                span = []
+                for t, o in zip(ts, offsets):
+                    start = t - t % hop
+                    if start != last_start:
+                        acc = open_.get(start)
+                        if acc is None:
+                            acc = open_[start] = _Acc()
+                        last_start = start
+                        got = acc.offsets.get(key)
+                        span = acc.offsets[key] = [o, o] if got is None else got
+                    if o < span[0]:
+                        span[0] = o
+                    elif o > span[1]:
+                        span[1] = o
+            # the values (of the metrics kept: see keep_readings), in order, in their windows (all open now)
+            metrics, values = c.metrics, c.values
+            pick = range(n) if keep is None else [k for k, m in enumerate(metrics) if m in keep]
+            last_start, readings = None, {}
+            for k in pick:
+                t = ts[k]
+                start = t - t % hop
+                if start != last_start:
+                    readings = open_[start].readings
                     last_start = start
-                    got = acc.offsets.get(key)
-                    span = acc.offsets[key] = [o, o] if got is None else got
-                    readings = acc.readings
-                if o < span[0]:
-                    span[0] = o
-                elif o > span[1]:
-                    span[1] = o
+                m = metrics[k]
                 vals = readings.get(m)
                 if vals is None:
-                    readings[m] = [v]
+                    readings[m] = [values[k]]
                 else:
-                    vals.append(v)
+                    vals.append(values[k])
         if newest is not None:
             if newest > self.progress.get("readings", -1):
                 self.progress["readings"] = newest

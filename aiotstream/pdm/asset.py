@@ -134,6 +134,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self.windows = WindowAssembler(rt.length_ns, rt.hop_ns, rt.lateness_ns, asset=asset_id,
                                        idle_s=cfg.window.idle_close_s,
                                        expected=_expected_streams(cfg))
+        # of a window's reading values only the temperature's are used (a frame window's features)
+        self.windows.keep_readings = frozenset((rt.temp_metric,))
         # with ONNX models the z-score baseline still learns: it explains alerts (features off their baseline)
         kind = "zscore" if cfg.model.kind == "onnx" else cfg.model.kind
         self.detector: Detector = make_detector(kind, self.columns, warmup=cfg.model.warmup_windows,

@@ -106,14 +106,23 @@ col_item = st.tuples(st.integers(0, 40), st.sampled_from(["t", "p", "kw"]), st.f
 @given(batches=st.lists(st.lists(st.tuples(st.integers(0, 2), st.lists(col_item, max_size=12)), max_size=3),
                         min_size=1, max_size=8),
        shape=st.sampled_from([(1, 1), (2, 1), (2, 2), (4, 4)]), lateness=st.sampled_from([0, 1, 3]),
-       clock=st.booleans())
-def test_add_columns_matches_add_of_the_readings(batches, shape, lateness, clock) -> None:
+       clock=st.booleans(), keep=st.sampled_from([None, frozenset({"t"}), frozenset()]),
+       in_order=st.booleans())
+def test_add_columns_matches_add_of_the_readings(batches, shape, lateness, clock, keep, in_order) -> None:
     """``add_columns`` either hands the batch back untouched (sliding windows, a late reading) or has the
-    effects of ``add`` of the readings the columns stand for."""
+    effects of ``add`` of the readings the columns stand for (the values of ``keep_readings`` only, if set);
+    columns in time order (the usual case) and not."""
     from aiotstream.records import ReadingColumns, expand_columns
 
+    if in_order:
+        batches = [[(part, sorted(rows)) for part, rows in batch] for batch in batches]
     length, hop = shape[0] * S // 2, shape[1] * S // 2
     fast = WindowAssembler(length, hop, lateness * S // 4, asset="a", expected=("readings",) if clock else ())
+    fast.keep_readings = keep
+
+    def _key(w: ClosedWindow) -> tuple:  # (the values of the metrics kept)
+        return (w.start_ns, w.end_ns, w.inputs, w.first_seq, w.last_seq,
+                {k: v for k, v in w.readings.items() if keep is None or k in keep})
     ref = Reference(length, hop, lateness * S // 4, asset="a", expected=("readings",) if clock else ())
     taken = 0
     for b, batch in enumerate(batches):
