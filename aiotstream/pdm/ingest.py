@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from itertools import groupby
 from typing import Any
 
 import numpy as np
@@ -341,29 +342,30 @@ class Ingestor:
         ts_l, val_l = ts.tolist(), values.tolist()
         good = ok.all()
         if good and groups is not None:  # one ReadingColumns per asset of the block, no object per value
-            last_a: str | None = None
             cols: dict[str, ReadingColumns] = {}
-            for a, m, row, t, v in zip(block.assets, block.metrics, rows, ts_l, val_l):
-                if a != last_a:
-                    if a not in assets_known:
+            i = 0
+            for a, run in groupby(block.assets):  # runs of rows of one asset, as slices
+                j = i + len(list(run))
+                if a not in assets_known:
+                    for k in range(i, j):
                         bad += 1
-                        reject(self._unknown_row(a, t, m, v, Position(topic, part, row), row))
-                        continue
-                    last_a = a
-                    col = cols.get(a)
-                    if col is None:
-                        col = cols[a] = ReadingColumns(a, topic, part, [], [], [], [])
-                        got = groups.get(a)
-                        if got is None:
-                            groups[a] = [col]
-                        else:
-                            got.append(col)
-                    add_t, add_m, add_v, add_o = (col.ts_ns.append, col.metrics.append, col.values.append,
-                                                  col.offsets.append)
-                add_t(t)
-                add_m(m)
-                add_v(v)
-                add_o(row)
+                        reject(self._unknown_row(a, ts_l[k], block.metrics[k], val_l[k],
+                                                 Position(topic, part, rows[k]), rows[k]))
+                    i = j
+                    continue
+                col = cols.get(a)
+                if col is None:
+                    col = cols[a] = ReadingColumns(a, topic, part, [], [], [], [])
+                    got = groups.get(a)
+                    if got is None:
+                        groups[a] = [col]
+                    else:
+                        got.append(col)
+                col.ts_ns.extend(ts_l[i:j])
+                col.metrics.extend(block.metrics[i:j])
+                col.values.extend(val_l[i:j])
+                col.offsets.extend(rows[i:j])
+                i = j
             return n - bad
         for i, (a, m) in enumerate(zip(block.assets, block.metrics)):
             pos = Position(topic, part, rows[i])
