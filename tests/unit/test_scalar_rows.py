@@ -272,12 +272,15 @@ def test_rows_array_equals_filling_a_nan_array_cell_by_cell(case: tuple[int, lis
 
 
 @settings(max_examples=100, deadline=None)
-@given(readings, st.integers(1, 4))
-def test_add_columns_equals_add_readings(items: list[tuple[int, str, float]], parts: int) -> None:
+@given(readings, st.integers(1, 4), st.booleans())
+def test_add_columns_equals_add_readings(items: list[tuple[int, str, float]], parts: int, in_order: bool
+                                         ) -> None:
     """Readings as columns (one set per partition, cut anywhere) make the rows, spans and stale counts
-    that ``add_readings`` makes of the same readings."""
+    that ``add_readings`` makes of the same readings; in time order (taken row by row) or not."""
     from aiotstream.records import ReadingColumns, expand_columns
 
+    if in_order:
+        items = sorted(items, key=lambda it: it[0])
     cols = []
     for p in range(parts):  # partition p takes every parts-th reading; offsets out of order
         mine = [(k, it) for k, it in enumerate(items) if k % parts == p]
