@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import islice, repeat
 from operator import le
 from typing import Any
 
@@ -162,12 +162,34 @@ class RowAssembler:
             key = (c.topic, c.partition)
             metrics, values, offsets = c.metrics, c.values, c.offsets
             i, n = 0, len(ts)
+            plain = exclude.isdisjoint(metrics)  # (the usual case: every metric a channel)
             while i < n:
                 t = ts[i]
                 j = bisect_right(ts, t, i)
-                chans = [index.get(m, -1) if m not in exclude else -2 for m in metrics[i:j]]
+                if plain:  # channel indexes (-1: a new channel) in C loops
+                    chans = list(map(index.get, metrics[i:j], repeat(-1, j - i)))
+                else:
+                    chans = [index.get(m, -1) if m not in exclude else -2 for m in metrics[i:j]]
                 if (last is not None and t <= last) or -1 in chans:  # stale, or a new channel: one by one
                     self._add_columns_one_by_one(c, i, j)
+                    i = j
+                    continue
+                if plain:  # every reading of the row taken, in order (a repeated channel: the last wins)
+                    row = pending.get(t)
+                    if row is None:
+                        pending[t] = dict(zip(chans, values[i:j]))
+                        if self._first is not None and t < self._first:
+                            self._first = t
+                    else:
+                        row.update(zip(chans, values[i:j]))
+                    seg = offsets[i:j]
+                    lo, hi = min(seg), max(seg)
+                    sp = spans.get(t)
+                    if sp is None:
+                        spans[t] = {key: (lo, hi)}
+                    else:
+                        lo_hi = sp.get(key)
+                        sp[key] = (lo, hi) if lo_hi is None else (min(lo_hi[0], lo), max(lo_hi[1], hi))
                     i = j
                     continue
                 taken = [k for k, ch in enumerate(chans) if ch >= 0]
