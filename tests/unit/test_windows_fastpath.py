@@ -143,3 +143,26 @@ def test_add_columns_matches_add_of_the_readings(batches, shape, lateness, clock
         assert fast.progress == ref.progress and fast.last_arrival == ref.last_arrival
         assert fast.watermark_ns == ref.watermark_ns
     assert [_key(w) for w in fast.flush()] == [_key(w) for w in ref.flush()]
+
+
+def test_a_window_assembler_pickled_before_keep_readings_keeps_every_metric() -> None:
+    """A snapshot from before ``keep_readings`` (no such attribute in its state) loads with the class
+    default, None: its windows keep every metric's values, as they did."""
+    import pickle
+
+    from aiotstream.records import ReadingColumns
+
+    old = WindowAssembler(S, S, 0, asset="a")
+    old.__dict__.pop("keep_readings", None)
+    assert "keep_readings" not in old.__dict__
+    back = pickle.loads(pickle.dumps(old))
+    assert back.keep_readings is None
+    back.add_columns([ReadingColumns("a", "f", -1, [B, B], ["t", "p"], [1.0, 2.0], [0, 1])])
+    (w,) = back.flush()
+    assert w.readings == {"t": (1.0,), "p": (2.0,)} and w.inputs == (("f", -1, 0, 1),)
+    new = WindowAssembler(S, S, 0, asset="a")
+    new.keep_readings = frozenset({"t"})
+    new = pickle.loads(pickle.dumps(new))
+    new.add_columns([ReadingColumns("a", "f", -1, [B, B], ["t", "p"], [1.0, 2.0], [0, 1])])
+    (w,) = new.flush()
+    assert w.readings == {"t": (1.0,)} and w.inputs == (("f", -1, 0, 1),)
