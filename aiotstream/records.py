@@ -245,6 +245,62 @@ _r_asset, _r_ts, _r_metric, _r_value, _r_pos, _r_raw, _r_status = (
     Reading.__dict__[f].__set__ for f in ("asset", "ts_ns", "metric", "value", "pos", "raw", "status"))
 
 
+class ReadingColumns:
+    """One asset's table readings from one :class:`ReadingRows` block, as columns (no object per value).
+
+    Reading ``i`` is ``Reading(asset, ts_ns[i], metrics[i], values[i], Position(topic, partition,
+    offsets[i]))`` (good quality, no raw bytes), in the block's order: :meth:`readings` makes exactly those
+    objects. The decoder hands these to the per-asset step, which takes them in one pass when it can (the
+    windows and the scalar rows read the columns) and otherwise turns them back into readings.
+
+    >>> c = ReadingColumns("a", "f", -1, [5], ["t"], [2.0], [7])
+    >>> c.readings() == [Reading("a", 5, "t", 2.0, Position("f", -1, 7))], len(c)
+    (True, 1)
+    """
+
+    __slots__ = ("asset", "metrics", "offsets", "partition", "topic", "ts_ns", "values")
+
+    def __init__(self, asset: str, topic: str, partition: int, ts_ns: list[int], metrics: list[str],
+                 values: list[float], offsets: list[int]) -> None:
+        self.asset = asset
+        self.topic = topic
+        self.partition = partition
+        self.ts_ns = ts_ns
+        self.metrics = metrics
+        self.values = values
+        self.offsets = offsets
+
+    def __len__(self) -> int:
+        return len(self.ts_ns)
+
+    def __repr__(self) -> str:
+        return f"ReadingColumns({self.asset!r}, {self.topic!r}, {self.partition}, {len(self)} readings)"
+
+    def __getstate__(self) -> tuple:
+        return (self.asset, self.topic, self.partition, self.ts_ns, self.metrics, self.values, self.offsets)
+
+    def __setstate__(self, state: tuple) -> None:
+        (self.asset, self.topic, self.partition, self.ts_ns, self.metrics, self.values,
+         self.offsets) = state
+
+    def readings(self) -> list[Reading]:
+        """The readings these columns stand for, in order."""
+        a, topic, part = self.asset, self.topic, self.partition
+        return [Reading(a, t, m, v, Position(topic, part, o))
+                for t, m, v, o in zip(self.ts_ns, self.metrics, self.values, self.offsets)]
+
+
+def expand_columns(items: list) -> list:
+    """``items`` with every :class:`ReadingColumns` replaced by its readings (the others as they are)."""
+    out: list = []
+    for x in items:
+        if type(x) is ReadingColumns:
+            out.extend(x.readings())
+        else:
+            out.append(x)
+    return out
+
+
 @dataclass(slots=True)
 class ReadingRows:
     """A block of table rows (CSV / Parquet / JSONL with a column mapping) as columns, for the batch path.

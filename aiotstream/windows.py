@@ -34,11 +34,14 @@ them over, in event-time order, when it closes; the analysis merges them once.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from itertools import islice
+from operator import le
 
 import numpy as np
 
-from aiotstream.records import Frame, Reading
+from aiotstream.records import Frame, Reading, ReadingColumns
 
 
 @dataclass(slots=True)
@@ -109,6 +112,10 @@ _cw_asset, _cw_start, _cw_end, _cw_partials, _cw_inputs, _cw_first, _cw_last, _c
 
 class WindowAssembler:
     """Event-time tumbling (hop == length) or sliding (hop < length) windows for one asset."""
+
+    keep_readings: frozenset[str] | None = None
+    """The metrics whose values :meth:`add_columns` keeps in the windows (None: every metric); the windows'
+    input spans count every reading. (A class default: snapshots from before it keep every metric.)"""
 
     def __init__(self, length_ns: int, hop_ns: int, lateness_ns: int, asset: str = "", idle_s: float = 5.0,
                  expected: tuple[str, ...] = ()):
@@ -257,6 +264,91 @@ class WindowAssembler:
                 self.last_arrival["readings"] = now_s
         return self.close_until(self.watermark_ns), late
 
+    def add_columns(self, cols: list[ReadingColumns], now_s: float | None = None
+                    ) -> list[ClosedWindow] | None:
+        """:meth:`add` for a batch of readings as columns, without an object per value: the windows closed,
+        or None (nothing changed) when the batch needs :meth:`add` (sliding windows, or a late reading).
+
+        Same effects as ``add`` of the readings the columns stand for (good quality, in order), which are
+        then all taken (none late), except that the windows keep only the values of ``keep_readings`` if
+        set."""
+        length, hop, closed_end, open_ = self.length_ns, self.hop_ns, self.closed_end_ns, self.open
+        if hop != length:
+            return None
+        newest = max(max(c.ts_ns) for c in cols if c.ts_ns) if any(cols) else None
+        if closed_end is not None and newest is not None:
+            oldest = min(min(c.ts_ns) for c in cols if c.ts_ns)
+            if oldest - oldest % hop + length <= closed_end:  # a late reading: add() says which
+                return None
+        self.now_s = now_s
+        if self.first_arrival is None:
+            self.first_arrival = now_s
+        if now_s is not None and self.last_arrival and now_s - max(self.last_arrival.values()) > self.idle_s:
+            self.resumed_at = now_s  # every stream was silent: the asset resumes now
+        keep = self.keep_readings
+        for c in cols:
+            key = (c.topic, c.partition)
+            ts, offsets = c.ts_ns, c.offsets
+            n = len(ts)
+            if all(map(le, ts, islice(ts, 1, None))):  # in time order (the usual case): window by window
+                i = 0
+                while i < n:
+                    t = ts[i]
+                    start = t - t % hop
+                    j = bisect_left(ts, start + hop, i)
+                    acc = open_.get(start)
+                    if acc is None:
+                        acc = open_[start] = _Acc()
+                    seg = offsets[i:j]
+                    lo, hi = min(seg), max(seg)
+                    span = acc.offsets.get(key)
+                    if span is None:
+                        acc.offsets[key] = [lo, hi]
+                    else:
+                        if lo < span[0]:  # noqa: PLR1730 (no call)
+                            span[0] = lo
+                        if hi > span[1]:  # noqa: PLR1730
+                            span[1] = hi
+                    i = j
+            else:
+                last_start = None
+                span = []
+                for t, o in zip(ts, offsets):
+                    start = t - t % hop
+                    if start != last_start:
+                        acc = open_.get(start)
+                        if acc is None:
+                            acc = open_[start] = _Acc()
+                        last_start = start
+                        got = acc.offsets.get(key)
+                        span = acc.offsets[key] = [o, o] if got is None else got
+                    if o < span[0]:
+                        span[0] = o
+                    elif o > span[1]:
+                        span[1] = o
+            # the values (of the metrics kept: see keep_readings), in order, in their windows (all open now)
+            metrics, values = c.metrics, c.values
+            pick = range(n) if keep is None else [k for k, m in enumerate(metrics) if m in keep]
+            last_start, readings = None, {}
+            for k in pick:
+                t = ts[k]
+                start = t - t % hop
+                if start != last_start:
+                    readings = open_[start].readings
+                    last_start = start
+                m = metrics[k]
+                vals = readings.get(m)
+                if vals is None:
+                    readings[m] = [values[k]]
+                else:
+                    vals.append(values[k])
+        if newest is not None:
+            if newest > self.progress.get("readings", -1):
+                self.progress["readings"] = newest
+            if now_s is not None:
+                self.last_arrival["readings"] = now_s
+        return self.close_until(self.watermark_ns)
+
     def close_until(self, watermark_ns: int | None) -> list[ClosedWindow]:
         """Close (in event-time order) every open window whose end <= watermark."""
         if watermark_ns is None or not self.open:
@@ -274,18 +366,14 @@ class WindowAssembler:
         if self.closed_end_ns is None or end > self.closed_end_ns:
             self.closed_end_ns = end
         offsets = acc.offsets
-        inputs = tuple(sorted((t, p, a, b) for (t, p), (a, b) in offsets.items())) if len(offsets) > 1 else \
-            tuple((t, p, a, b) for (t, p), (a, b) in offsets.items())
-        frames = sorted(acc.frames, key=lambda f: (f[0], f[1])) if acc.frames else ()  # arrival order may
-        # differ from time order
-        return ClosedWindow(
-            asset=self.asset,
-            start_ns=start,
-            end_ns=end,
-            partials=tuple(f[2] for f in frames),
-            spectral=tuple(f[3] for f in frames),
-            inputs=inputs,
-            first_seq=acc.first_seq,
-            last_seq=acc.last_seq,
-            readings={k: tuple(v) for k, v in acc.readings.items()},
-        )
+        if len(offsets) == 1:  # (one input partition: the usual case)
+            ((t, p), (a, b)), = offsets.items()
+            inputs: tuple[tuple[str, int, int, int], ...] = ((t, p, a, b),)
+        else:
+            inputs = tuple(sorted((t, p, a, b) for (t, p), (a, b) in offsets.items()))
+        readings = {k: tuple(v) for k, v in acc.readings.items()}
+        if not acc.frames:  # readings only
+            return ClosedWindow(self.asset, start, end, (), inputs, acc.first_seq, acc.last_seq, readings, ())
+        frames = sorted(acc.frames, key=lambda f: (f[0], f[1]))  # arrival order may differ from time order
+        return ClosedWindow(self.asset, start, end, tuple(f[2] for f in frames), inputs, acc.first_seq,
+                            acc.last_seq, readings, tuple(f[3] for f in frames))

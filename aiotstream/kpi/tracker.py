@@ -108,11 +108,26 @@ class KpiTracker:
 
     def add_window(self, spans: Iterable[tuple[str, int, int, int]], sums: dict[str, float],
                    t_ns: int) -> None:
-        """:meth:`add_spans` and ``add_many(sums, {}, t_ns, exact_time=True)`` in one period lookup."""
-        for p in self._at(t_ns):
+        """:meth:`add_spans` and ``add_many(sums, {}, t_ns, exact_time=True)`` in one period lookup (once per
+        window: :meth:`_at` and the span merge inline)."""
+        periods = self.periods
+        for i, scheme in enumerate(self.schemes):
+            pr = scheme.period_of(t_ns)
+            if pr is None:
+                continue
+            p = periods.get((i, pr[0]))
+            if p is None:
+                p = self._period(i, *pr)
+            have = p.spans
             for topic, part, a, b in spans:
-                span = p.spans.setdefault((topic, part), [a, b])
-                span[0], span[1] = min(span[0], a), max(span[1], b)
+                span = have.get((topic, part))
+                if span is None:
+                    have[(topic, part)] = [a, b]
+                else:
+                    if a < span[0]:  # noqa: PLR1730 (no call: once per window)
+                        span[0] = a
+                    if b > span[1]:  # noqa: PLR1730
+                        span[1] = b
             tot = p.totals
             for k, v in sums.items():
                 tot[k] += v

@@ -68,6 +68,8 @@ from aiotstream.records import (
     Output,
     Position,
     Reading,
+    ReadingColumns,
+    expand_columns,
 )
 from aiotstream.runstats import STATS, Share
 from aiotstream.units import S
@@ -107,6 +109,9 @@ class _Pending:
     added_s: float = 0.0  # from submission to the decisions (set when they run)
 
 
+_ONE_WINDOW = {"windows": 1}  # a readings-only window's KPI sums (read, never changed)
+
+
 class AssetAnalyzer(effects.RuntimeEntity):
     """All state for one asset: windows, detector, drift, alert book, controller, KPI tracker, event queue.
 
@@ -129,6 +134,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self.windows = WindowAssembler(rt.length_ns, rt.hop_ns, rt.lateness_ns, asset=asset_id,
                                        idle_s=cfg.window.idle_close_s,
                                        expected=_expected_streams(cfg))
+        # of a window's reading values only the temperature's are used (a frame window's features)
+        self.windows.keep_readings = frozenset((rt.temp_metric,))
         # with ONNX models the z-score baseline still learns: it explains alerts (features off their baseline)
         kind = "zscore" if cfg.model.kind == "onnx" else cfg.model.kind
         self.detector: Detector = make_detector(kind, self.columns, warmup=cfg.model.warmup_windows,
@@ -220,6 +227,13 @@ class AssetAnalyzer(effects.RuntimeEntity):
                     self._switch(sw)
             items = [i for i in items if not isinstance(i, ModelSwitch)]
         kinds = set(map(type, items))
+        if ReadingColumns in kinds:  # table readings as columns: in one pass if nothing needs them one by one
+            if len(kinds) == 1:
+                outs_c = self._on_columns(items, now_s)  # type: ignore[arg-type]
+                if outs_c is not None:
+                    return outs_c
+            items = expand_columns(items)
+            kinds = set(map(type, items))
         feedback = Feedback in kinds
         data = [i for i in items if not isinstance(i, Feedback)] if feedback else items
         outs: list[Output] = []
@@ -250,6 +264,35 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if self.windows.closed_end_ns is not None:  # a repeat of a frame before this is late anyway
             self.dedupe.forget_before(self.windows.closed_end_ns - self.rt.length_ns)
         outs.extend(self._windows_closed(closed))
+        if self.clock_ns is not None:  # feedback from the past (relative to the clock) applies now
+            outs.extend(self._run_until(self.clock_ns, inclusive=False, timers=False))
+        self._report()
+        return outs
+
+    def _on_columns(self, cols: list[ReadingColumns], now_s: float | None) -> list[Output] | None:
+        """:meth:`on_items` for a batch of table readings as columns (see
+        :class:`~aiotstream.records.ReadingColumns`), without a :class:`Reading` per value; None (nothing
+        changed) when a reading must be taken one by one: one too old or late, one of a metric the KPI
+        timeline follows, or sliding windows. The outputs are those of ``on_items`` of the readings."""
+        metrics = self.rt.timeline_metrics
+        if metrics and any(not metrics.isdisjoint(c.metrics) for c in cols):
+            return None
+        times = [t for c in cols if c.ts_ns for t in (min(c.ts_ns), max(c.ts_ns))]
+        if not times:
+            return None
+        hi, lo = max(times), min(times)  # as _screen's lean path: is the oldest reading too old?
+        progress = self.windows.progress
+        ref = hi if not progress else max(hi, max(progress.values()))
+        if lo < ref - _ns(self.rt.config.window.max_past_s):
+            return None
+        closed = self.windows.add_columns(cols, now_s)
+        if closed is None:
+            return None
+        if self.scalar is not None:
+            self.scalar.add_columns(cols)
+        if self.windows.closed_end_ns is not None:  # a repeat of a frame before this is late anyway
+            self.dedupe.forget_before(self.windows.closed_end_ns - self.rt.length_ns)
+        outs = self._windows_closed(closed)
         if self.clock_ns is not None:  # feedback from the past (relative to the clock) applies now
             outs.extend(self._run_until(self.clock_ns, inclusive=False, timers=False))
         self._report()
@@ -376,15 +419,27 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if self.rt.models is not None:
             return self._submit(closed)
         outs: list[Output] = []
+        kpi, book, control, scalar = self.kpi, self.book, self.control, self.scalar
         for w in closed:
-            self.kpi.begin(w.start_ns)
-            outs.extend(self._run_until(w.end_ns, inclusive=False))
-            outs.extend(self._on_window(w))
-            if self.scalar is not None:  # the rows before the window's end are final: before its KPIs close
-                outs.extend(self._scalar_window(w.end_ns))
-            outs.extend(self._timers(w.end_ns))
-            self.kpi.advance(w.end_ns, self.schedule)
-            outs.extend(self._periods(self.kpi.close(w.end_ns)))
+            start, end = w.start_ns, w.end_ns
+            kpi.begin(start)
+            # (nothing queued and no alert, held-back alert or command: _run_until would find nothing due)
+            if self.queue or book.current or book.suppressed or control.commands:
+                outs.extend(self._run_until(end, inclusive=False))
+            if w.partials:
+                outs.extend(self._on_window(w))
+            else:  # readings only: nothing to score (_on_window's first lines)
+                self._tick(end)
+                self._closed_ends.append(end)  # for the metrics, reported once per batch (_report)
+                kpi.add_window(w.inputs, _ONE_WINDOW, start)
+            if scalar is not None:  # the rows before the window's end are final: before its KPIs close
+                outs.extend(self._scalar_window(end))
+            if book.current or book.suppressed or control.commands:
+                outs.extend(self._timers(end))
+            kpi.advance(end, self.schedule)
+            done = kpi.close(end)
+            if done:
+                outs.extend(self._periods(done))
         return outs
 
     # ---- batched ONNX scoring ----------------------------------------------------
@@ -600,7 +655,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self._tick(w.end_ns)
         self._closed_ends.append(w.end_ns)  # for the metrics, reported once per batch (_report)
         if not w.partials:  # readings only: nothing to score
-            kpi.add_window(w.inputs, {"windows": 1}, w.start_ns)
+            kpi.add_window(w.inputs, _ONE_WINDOW, w.start_ns)
             return outs
         kpi.add_spans(w.inputs, w.start_ns)
         at = getattr(self, "rebaseline_ns", None)  # (a snapshot from before re-baselining has none)

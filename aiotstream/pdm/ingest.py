@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from itertools import groupby
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ from aiotstream.records import (
     Output,
     Position,
     Reading,
+    ReadingColumns,
     ReadingRows,
 )
 from aiotstream.runstats import STATS, count_inputs
@@ -339,19 +341,31 @@ class Ingestor:
         rows = block.rows.tolist()
         ts_l, val_l = ts.tolist(), values.tolist()
         good = ok.all()
-        if good and groups is not None:
-            last_a: str | None = None
-            dest: list[Frame | Reading] = []
-            for a, m, row, t, v in zip(block.assets, block.metrics, rows, ts_l, val_l):
-                if a != last_a:
-                    if a not in assets_known:
+        if good and groups is not None:  # one ReadingColumns per asset of the block, no object per value
+            cols: dict[str, ReadingColumns] = {}
+            i = 0
+            for a, run in groupby(block.assets):  # runs of rows of one asset, as slices
+                j = i + len(list(run))
+                if a not in assets_known:
+                    for k in range(i, j):
                         bad += 1
-                        reject(self._unknown_row(a, t, m, v, Position(topic, part, row), row))
-                        continue
-                    last_a = a
+                        reject(self._unknown_row(a, ts_l[k], block.metrics[k], val_l[k],
+                                                 Position(topic, part, rows[k]), rows[k]))
+                    i = j
+                    continue
+                col = cols.get(a)
+                if col is None:
+                    col = cols[a] = ReadingColumns(a, topic, part, [], [], [], [])
                     got = groups.get(a)
-                    dest = groups[a] = [] if got is None else got
-                dest.append(Reading(a, t, m, v, Position(topic, part, row)))
+                    if got is None:
+                        groups[a] = [col]
+                    else:
+                        got.append(col)
+                col.ts_ns.extend(ts_l[i:j])
+                col.metrics.extend(block.metrics[i:j])
+                col.values.extend(val_l[i:j])
+                col.offsets.extend(rows[i:j])
+                i = j
             return n - bad
         for i, (a, m) in enumerate(zip(block.assets, block.metrics)):
             pos = Position(topic, part, rows[i])

@@ -21,7 +21,11 @@ final rows a block at a time (``update_block``). Both pickle (the flow's recover
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import islice, repeat
+from operator import le
+from typing import Any
 
 import numpy as np
 
@@ -143,6 +147,108 @@ class RowAssembler:
             elif o < lo_hi[0] or o > lo_hi[1]:
                 sp[key] = (min(lo_hi[0], o), max(lo_hi[1], o))
 
+    def add_columns(self, cols: list) -> None:
+        """:meth:`add_readings` for readings as :class:`~aiotstream.records.ReadingColumns` (good quality, one
+        topic and partition per column set): the same rows and input spans, no object per value. Columns in
+        time order are taken row by row (the readings of one time together); a row with a new channel or
+        one already handed out, and columns out of order, reading by reading."""
+        for c in cols:
+            ts = c.ts_ns
+            if not all(map(le, ts, islice(ts, 1, None))):
+                self._add_columns_one_by_one(c, 0, len(ts))
+                continue
+            exclude, index, pending, spans = self.exclude, self.index, self.pending, self.spans
+            last = self.last_ns
+            key = (c.topic, c.partition)
+            metrics, values, offsets = c.metrics, c.values, c.offsets
+            i, n = 0, len(ts)
+            plain = exclude.isdisjoint(metrics)  # (the usual case: every metric a channel)
+            while i < n:
+                t = ts[i]
+                j = bisect_right(ts, t, i)
+                if plain:  # channel indexes (-1: a new channel) in C loops
+                    chans = list(map(index.get, metrics[i:j], repeat(-1, j - i)))
+                else:
+                    chans = [index.get(m, -1) if m not in exclude else -2 for m in metrics[i:j]]
+                if (last is not None and t <= last) or -1 in chans:  # stale, or a new channel: one by one
+                    self._add_columns_one_by_one(c, i, j)
+                    i = j
+                    continue
+                if plain:  # every reading of the row taken, in order (a repeated channel: the last wins)
+                    row = pending.get(t)
+                    if row is None:
+                        pending[t] = dict(zip(chans, values[i:j]))
+                        if self._first is not None and t < self._first:
+                            self._first = t
+                    else:
+                        row.update(zip(chans, values[i:j]))
+                    seg = offsets[i:j]
+                    lo, hi = min(seg), max(seg)
+                    sp = spans.get(t)
+                    if sp is None:
+                        spans[t] = {key: (lo, hi)}
+                    else:
+                        lo_hi = sp.get(key)
+                        sp[key] = (lo, hi) if lo_hi is None else (min(lo_hi[0], lo), max(lo_hi[1], hi))
+                    i = j
+                    continue
+                taken = [k for k, ch in enumerate(chans) if ch >= 0]
+                if taken:
+                    row = pending.get(t)
+                    if row is None:
+                        row = pending[t] = {}
+                        if self._first is not None and t < self._first:
+                            self._first = t
+                    for k in taken:
+                        row[chans[k]] = values[i + k]
+                    seg = [offsets[i + k] for k in taken]
+                    lo, hi = min(seg), max(seg)
+                    sp = spans.get(t)
+                    if sp is None:
+                        spans[t] = {key: (lo, hi)}
+                    else:
+                        lo_hi = sp.get(key)
+                        sp[key] = (lo, hi) if lo_hi is None else (min(lo_hi[0], lo), max(lo_hi[1], hi))
+                i = j
+
+    def _add_columns_one_by_one(self, c: Any, i: int, j: int) -> None:
+        """:meth:`add_readings` of readings ``i:j`` of columns ``c``, reading by reading."""
+        exclude, index, pending, spans = self.exclude, self.index, self.pending, self.spans
+        last = self.last_ns
+        key = (c.topic, c.partition)
+        row_t = None
+        row: dict[int, float] = {}
+        sp: dict[tuple[str, int], tuple[int, int]] = {}
+        for t, m, v, o in zip(c.ts_ns[i:j], c.metrics[i:j], c.values[i:j], c.offsets[i:j]):
+            if m in exclude:
+                continue
+            ch = index.get(m)
+            if ch is None:  # a new channel (or one over the limit): the general path
+                self.add(t, m, v, (c.topic, c.partition, o))
+                row_t = None
+                continue
+            if t != row_t:
+                if last is not None and t <= last:
+                    self.stale += 1
+                    STATS.add("dropped", "scalar_stale_reading", 1)
+                    continue
+                row_t = t
+                got = pending.get(t)
+                if got is None:
+                    row = pending[t] = {}
+                    if self._first is not None and t < self._first:
+                        self._first = t
+                else:
+                    row = got
+                got_sp = spans.get(t)
+                sp = spans[t] = {} if got_sp is None else got_sp
+            row[ch] = v
+            lo_hi = sp.get(key)
+            if lo_hi is None:
+                sp[key] = (o, o)
+            elif o < lo_hi[0] or o > lo_hi[1]:
+                sp[key] = (min(lo_hi[0], o), max(lo_hi[1], o))
+
     def first_ns(self) -> int | None:
         """The earliest pending row's time (None: nothing pending)."""
         first = self._first
@@ -245,6 +351,9 @@ class ScalarScorer:
 
     def add_readings(self, readings: list) -> None:
         self.rows.add_readings(readings)
+
+    def add_columns(self, cols: list) -> None:
+        self.rows.add_columns(cols)
 
     def _pad(self, x: np.ndarray, n: int) -> np.ndarray:
         if x.shape[1] == n:

@@ -269,3 +269,32 @@ def test_rows_array_equals_filling_a_nan_array_cell_by_cell(case: tuple[int, lis
     assert ts.dtype == np.int64 and ts.tolist() == [t for t, _ in rows]
     assert x.shape == want.shape and x.dtype == np.float64
     np.testing.assert_array_equal(x, want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(readings, st.integers(1, 4), st.booleans(), st.sampled_from([{"d"}, set()]))
+def test_add_columns_equals_add_readings(items: list[tuple[int, str, float]], parts: int, in_order: bool,
+                                         exclude: set[str]) -> None:
+    """Readings as columns (one set per partition, cut anywhere) make the rows, spans and stale counts
+    that ``add_readings`` makes of the same readings; in time order (taken row by row) or not."""
+    from aiotstream.records import ReadingColumns, expand_columns
+
+    if in_order:
+        items = sorted(items, key=lambda it: it[0])
+    cols = []
+    for p in range(parts):  # partition p takes every parts-th reading; offsets out of order
+        mine = [(k, it) for k, it in enumerate(items) if k % parts == p]
+        cols.append(ReadingColumns("a", "top", p, [t for _, (t, _, _) in mine], [m for _, (_, m, _) in mine],
+                                   [v for _, (_, _, v) in mine], [(k * 7) % 11 for k, _ in mine]))
+    one = RowAssembler(max_channels=3, exclude=set(exclude))
+    col = RowAssembler(max_channels=3, exclude=set(exclude))
+    half = len(cols) // 2
+    one.add_readings(expand_columns(cols[:half]))
+    col.add_columns(cols[:half])
+    sa: dict = {}
+    sb: dict = {}
+    assert rows_of_spans(one, 15, sa) == rows_of_spans(col, 15, sb) and sa == sb
+    one.add_readings(expand_columns(cols[half:]))
+    col.add_columns(cols[half:])
+    assert rows_of_spans(one, math.inf, sa) == rows_of_spans(col, math.inf, sb) and sa == sb
+    assert one.channels == col.channels and one.stale == col.stale

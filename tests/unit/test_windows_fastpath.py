@@ -97,3 +97,72 @@ def test_fast_path_matches_reference(batches, shape, lateness, clock) -> None:
         assert fast.progress == ref.progress and fast.last_arrival == ref.last_arrival
         assert fast.watermark_ns == ref.watermark_ns
     assert [_key(w) for w in fast.flush()] == [_key(w) for w in ref.flush()]
+
+
+col_item = st.tuples(st.integers(0, 40), st.sampled_from(["t", "p", "kw"]), st.floats(-5, 5), st.integers(0, 50))
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches=st.lists(st.lists(st.tuples(st.integers(0, 2), st.lists(col_item, max_size=12)), max_size=3),
+                        min_size=1, max_size=8),
+       shape=st.sampled_from([(1, 1), (2, 1), (2, 2), (4, 4)]), lateness=st.sampled_from([0, 1, 3]),
+       clock=st.booleans(), keep=st.sampled_from([None, frozenset({"t"}), frozenset()]),
+       in_order=st.booleans())
+def test_add_columns_matches_add_of_the_readings(batches, shape, lateness, clock, keep, in_order) -> None:
+    """``add_columns`` either hands the batch back untouched (sliding windows, a late reading) or has the
+    effects of ``add`` of the readings the columns stand for (the values of ``keep_readings`` only, if set);
+    columns in time order (the usual case) and not."""
+    from aiotstream.records import ReadingColumns, expand_columns
+
+    if in_order:
+        batches = [[(part, sorted(rows)) for part, rows in batch] for batch in batches]
+    length, hop = shape[0] * S // 2, shape[1] * S // 2
+    fast = WindowAssembler(length, hop, lateness * S // 4, asset="a", expected=("readings",) if clock else ())
+    fast.keep_readings = keep
+
+    def _key(w: ClosedWindow) -> tuple:  # (the values of the metrics kept)
+        return (w.start_ns, w.end_ns, w.inputs, w.first_seq, w.last_seq,
+                {k: v for k, v in w.readings.items() if keep is None or k in keep})
+    ref = Reference(length, hop, lateness * S // 4, asset="a", expected=("readings",) if clock else ())
+    taken = 0
+    for b, batch in enumerate(batches):
+        cols = [ReadingColumns("a", "rd", part, [B + t * S // 4 for t, _, _, _ in rows], [m for _, m, _, _ in rows],
+                               [v for _, _, v, _ in rows], [o for _, _, _, o in rows]) for part, rows in batch]
+        now = float(b) if clock else None
+        before = (dict(fast.progress), dict(fast.last_arrival), sorted(fast.open), fast.closed_end_ns)
+        cf = fast.add_columns(cols, now) if any(cols) else None
+        if cf is None:
+            assert before == (fast.progress, fast.last_arrival, sorted(fast.open), fast.closed_end_ns)
+            cf, lf = fast.add(expand_columns(cols), now)
+        else:
+            taken += 1
+            lf = []
+        cr, lr = ref.add(expand_columns(cols), now)
+        assert [_key(w) for w in cf] == [_key(w) for w in cr]
+        assert len(lf) == len(lr)
+        assert fast.progress == ref.progress and fast.last_arrival == ref.last_arrival
+        assert fast.watermark_ns == ref.watermark_ns
+    assert [_key(w) for w in fast.flush()] == [_key(w) for w in ref.flush()]
+
+
+def test_a_window_assembler_pickled_before_keep_readings_keeps_every_metric() -> None:
+    """A snapshot from before ``keep_readings`` (no such attribute in its state) loads with the class
+    default, None: its windows keep every metric's values, as they did."""
+    import pickle
+
+    from aiotstream.records import ReadingColumns
+
+    old = WindowAssembler(S, S, 0, asset="a")
+    old.__dict__.pop("keep_readings", None)
+    assert "keep_readings" not in old.__dict__
+    back = pickle.loads(pickle.dumps(old))
+    assert back.keep_readings is None
+    back.add_columns([ReadingColumns("a", "f", -1, [B, B], ["t", "p"], [1.0, 2.0], [0, 1])])
+    (w,) = back.flush()
+    assert w.readings == {"t": (1.0,), "p": (2.0,)} and w.inputs == (("f", -1, 0, 1),)
+    new = WindowAssembler(S, S, 0, asset="a")
+    new.keep_readings = frozenset({"t"})
+    new = pickle.loads(pickle.dumps(new))
+    new.add_columns([ReadingColumns("a", "f", -1, [B, B], ["t", "p"], [1.0, 2.0], [0, 1])])
+    (w,) = new.flush()
+    assert w.readings == {"t": (1.0,)} and w.inputs == (("f", -1, 0, 1),)
