@@ -648,7 +648,7 @@ def model_versions(cfg: SiteConfig) -> str:
 
     >>> from aiotstream.config import SiteConfig
     >>> model_versions(SiteConfig.model_validate({"site": {"id": "p"}, "assets": [{"id": "a", "line": "l"}]}))
-    'model baseline@1 (zscore)'
+    'model baseline@1 (calibrated)'
     """
     m = cfg.model
     text = f"model {m.name}@{m.version} ({m.kind})"

@@ -29,7 +29,10 @@ ONSET, END = START + 30 * S, START + 40 * S
 def site(**over: Any) -> SiteConfig:
     data: dict[str, Any] = {
         "site": {"id": "sc"}, "assets": [{"id": "p1", "line": "l1"}], "inputs": {"tail": False},
-        "model": {"warmup_windows": 10, "drift_detector": "none"}, "kpi": {"periods_s": [10]},
+        # the z-score window detector: these tests are about the decisions (escalation, labels that teach the
+        # model, maintenance windows, timers) around a fault it alerts on at once; the calibrated default
+        # waits for persistence (tests/unit/test_window_detector.py, test_realistic_precision_flow.py)
+        "model": {"kind": "zscore", "warmup_windows": 10, "drift_detector": "none"}, "kpi": {"periods_s": [10]},
         "alerts": {"escalate_after_s": 0},
     }
     for k, v in over.items():
