@@ -403,9 +403,16 @@ def test_a_subscription_that_stops_publishing_is_replaced(plc: Plc, monkeypatch:
     assert stats.get("dropped", "opcua_duplicate") == len(plc.node_ids)  # the current values, sent again
 
 
+NEXT_BATCH_S = 0.9
+"""next_batch never waits (it takes what the client thread queued): a call that waited for the connection
+would wait for the reconnect backoff (reconnect_max_s = 1 s here) or a connection attempt (timeout_s, 4 s).
+The bound sits below both and leaves room for a loaded 2-core machine (0.554 s seen at load average 5)."""
+
+
 def test_next_batch_and_close_are_quick_in_every_connection_state(tmp_path: Path) -> None:
-    """The stop contract: next_batch returns within 0.5 s and close within 2 s, connecting (nothing listens),
-    connected, and reconnecting (the server stopped); after close nothing reconnects."""
+    """The stop contract: next_batch does not wait for the connection (see NEXT_BATCH_S) and close returns
+    within 2 s, connecting (nothing listens), connected, and reconnecting (the server stopped); after close
+    nothing reconnects."""
     port = free_port()
     cfg = site(f"opc.tcp://127.0.0.1:{port}/plc/").inputs.opcua
     assert cfg is not None
@@ -429,7 +436,7 @@ def test_next_batch_and_close_are_quick_in_every_connection_state(tmp_path: Path
 
     # connecting: nothing listens on the port
     part = OpcUaSource(cfg, 100).build_part("s", "p", None)
-    assert slowest_next_batch(part, 1.5) < 0.5
+    assert slowest_next_batch(part, 1.5) < NEXT_BATCH_S
     assert part.conn.state == "connecting"
     assert timed_close(part) < 2.0
     # connected, then reconnecting
@@ -437,13 +444,13 @@ def test_next_batch_and_close_are_quick_in_every_connection_state(tmp_path: Path
     try:
         part = OpcUaSource(cfg, 100).build_part("s", "p", None)
         assert part.connected.wait(20)
-        assert slowest_next_batch(part, 0.5) < 0.5
+        assert slowest_next_batch(part, 0.5) < NEXT_BATCH_S
         assert timed_close(part) < 2.0
         part = OpcUaSource(cfg, 100).build_part("s", "p", None)
         assert part.connected.wait(20)
         plc.stop()
         wait_for("reconnecting", lambda: part.conn.state == "reconnecting", 10)
-        assert slowest_next_batch(part, 1.5) < 0.5
+        assert slowest_next_batch(part, 1.5) < NEXT_BATCH_S
         assert timed_close(part) < 2.0
         plc.start()
         time.sleep(1.5)  # longer than reconnect_max_s: a live client would have subscribed again by now
