@@ -341,14 +341,15 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"from {NAMES + NEW}, or parts of {PARTS} joined by '+'")
     ap.add_argument("--data", default=None)
     args = ap.parse_args(argv)
+    for name in args.names:  # every name before any work (and before looking for the data)
+        if name not in NAMES and not all(p in PARTS or p.startswith("slow-") for p in name.split("+")):
+            print(f"error: unknown variant {name!r}", file=sys.stderr)
+            return 2
     root = skab.data_dir(args.data)
     if not (root / "anomaly-free" / "anomaly-free.csv").is_file():
         print(f"error: SKAB data not found under {root} (use --data)", file=sys.stderr)
         return 2
     for name in args.names:
-        if name not in NAMES and not all(p in PARTS or p.startswith("slow-") for p in name.split("+")):
-            print(f"error: unknown variant {name!r}", file=sys.stderr)
-            return 2
         t0 = time.perf_counter()
         r = evaluate(name, root)
         cells = "  ".join(f"{g} {c['f1']:.3f}/{c['far']:.2f}/{c['mar']:.2f}" for g, c in r["groups"].items())
