@@ -716,21 +716,25 @@ class StreamingDetector:
         if x.ndim != 2 or x.shape[1] != self.n:
             raise ValueError(f"expected (rows, {self.n}) readings, got shape {x.shape}")
         rows = len(x)
-        p = np.ones(rows)
-        alert = np.zeros(rows, np.uint8)
-        z = np.zeros((rows, self.n))
-        cp = np.ones((rows, self.n))
         events: list[ChangeEvent] = []
         if self._kernel is None:
+            p = np.ones(rows)
+            alert = np.zeros(rows, np.uint8)
+            z = np.zeros((rows, self.n))
+            cp = np.ones((rows, self.n))
             for i in range(rows):
                 r = self.update(x[i])
                 p[i], alert[i], z[i], events = r.p, r.alert, r.z, events + r.events
                 cp[i] = r.channel_p
-        else:
+        else:  # the kernel writes every entry of every row: no fill needed
+            p = np.empty(rows)
+            alert = np.empty(rows, np.uint8)
+            z = np.empty((rows, self.n))
+            cp = np.empty((rows, self.n))
             events = self._run_compiled(x, p, alert, z, cp)
             if rows and self.channel_spots is not None:
                 self.channel_p = cp[-1].copy()
-        return BlockResult(1.0 - p, alert.astype(bool), p, z, cp, events)
+        return BlockResult(1.0 - p, alert.view(np.bool_), p, z, cp, events)
 
     def _run_compiled(self, x: np.ndarray, p: np.ndarray, alert: np.ndarray, z: np.ndarray,
                       cp: np.ndarray) -> list[ChangeEvent]:

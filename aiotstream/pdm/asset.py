@@ -777,10 +777,15 @@ class AssetAnalyzer(effects.RuntimeEntity):
         assert sc is not None
         if self._flushing:
             return self._scalar(end_ns, final=True)
-        period_end = min((p.end for p in self.kpi.periods.values()), default=None)
-        if not sc.due(end_ns, period_end):
+        # ScalarScorer.due, inline (once per closed window)
+        first = sc.ready[0][0] if sc.ready else sc.rows.first_ns()
+        if first is None:
             return []
-        return self._scalar(end_ns, force=period_end is not None and period_end <= end_ns)
+        ends = [p.end for p in self.kpi.periods.values()]
+        force = bool(ends) and min(ends) <= end_ns
+        if not force and not end_ns - first > sc.cfg.block_s * 1e9:
+            return []
+        return self._scalar(end_ns, force=force)
 
     def _scalar(self, before_ns: float, force: bool = False, final: bool = False) -> list[Output]:
         """Score the asset's scalar rows that are final before ``before_ns`` (see
@@ -797,67 +802,86 @@ class AssetAnalyzer(effects.RuntimeEntity):
         rows = len(ts)
         if not rows:
             return []
-        t0, t1 = int(ts[0]), int(ts[-1])
+        tsl = ts.tolist()  # (the block's arrays read once as lists: no numpy scalar per row or field)
+        t0, t1 = tsl[0], tsl[-1]
         self._tick(t1)
         inputs = [{"topic": t, "partition": p, "first_offset": lo, "last_offset": hi}
                   for (t, p), (lo, hi) in sorted(b.spans.items())]
         ctx = self.rt.ctx
         lineage = ctx.block(inputs=inputs, window=window_block(t0, t1 + 1), features=None, model=None)
-        alert = res.alert
-        alert_rows = int(np.count_nonzero(alert))
+        al = res.alert.tolist()
+        alert_rows = al.count(True)
         score = res.score
-        top = int(np.argmax(score))
+        scl = score.tolist()
+        top = int(score.argmax())
+        max_score = scl[top]
         k = self.rt.config.alerts.explain_top
         base = b.rows_before  # the detector's row number of the block's first row
-        changes = [{"ts_ns": int(ts[min(max(e.row - base, 0), rows - 1)]), "channel": b.channels[e.channel],
-                    "old_level": e.old_level, "new_level": e.new_level} for e in b.events]
+        events = b.events
+        changes = [{"ts_ns": tsl[min(max(e.row - base, 0), rows - 1)], "channel": b.channels[e.channel],
+                    "old_level": e.old_level, "new_level": e.new_level} for e in events] if events else []
         outs = [Output("scalar", self.asset_id, {
             "schema": "aiotstream.scalar/1",
             "id": make_id("scalar", ctx.site, ctx.config_hash, self.asset_id, t0, t1, rows),
             "asset": self.asset_id, "line": self.line, "channels": b.channels, "rows": rows,
-            "row_ts_ns": ts.tolist(), "row_score": score.tolist(),
-            "row_alert": alert.astype(np.int8).tolist(),
-            "max_score": float(score[top]), "min_p": float(res.p[top]), "alert_rows": alert_rows,
+            "row_ts_ns": tsl, "row_score": scl,
+            "row_alert": [1 if a else 0 for a in al],
+            "max_score": max_score, "min_p": float(res.p[top]), "alert_rows": alert_rows,
             "restarted": b.restarted, "changes": changes,
-            "top": _clean(self._scalar_explain(b, top, k)),
+            "top": self._scalar_explain(b, top, k),
             **lineage,
         })]
         self.kpi.add_many({"scalar_rows": rows, "scalar_alert_rows": alert_rows,
-                           "baseline_changes": len(changes)}, {"scalar_max_score": float(score[top])}, t1)
+                           "baseline_changes": len(changes)}, {"scalar_max_score": max_score}, t1)
         # the alert book follows the detector's alert (its hysteresis): fed at every change of it and at
         # the block's last row, so an operator's clear of a still-open alert re-opens it at the next block
         # (after the cool-down), as for window scores
-        before = np.empty(rows, dtype=bool)  # each row's predecessor (the previous block's last for row 0)
-        before[0] = self._scalar_open
-        before[1:] = alert[:-1]
-        flips = np.flatnonzero(alert != before)
-        at = sorted(set(flips.tolist()) | {rows - 1})
+        at = []
+        prev = self._scalar_open  # each row's predecessor (the previous block's last for row 0)
+        for r, a in enumerate(al):
+            if a != prev:
+                at.append(r)
+            prev = a
+        if not at or at[-1] != rows - 1:
+            at.append(rows - 1)
         book_changes = []
+        on_value = self.book.on_value
         for r in at:
-            v = 1.0 if alert[r] else 0.0
-            ch = self.book.on_value(ALERT_TYPE_SCALAR, int(ts[r]), v,
-                                    lambda r=r: _clean(self._scalar_explain(b, r, k)), None,
-                                    (int(ts[r]), int(ts[r]) + 1))
-            effects.annotate_opened(ch, {"detector": "streaming", "score": float(score[r]),
-                                         "p": float(res.p[r]), "row_ns": int(ts[r])})
-            book_changes.extend(ch)
-        self._scalar_open = bool(alert[-1])
-        outs.extend(effects.alert_outputs(self, book_changes, lineage))
+            tr = tsl[r]
+            ch = on_value(ALERT_TYPE_SCALAR, tr, 1.0 if al[r] else 0.0,
+                          lambda r=r: self._scalar_explain(b, r, k), None, (tr, tr + 1))
+            if ch:
+                effects.annotate_opened(ch, {"detector": "streaming", "score": scl[r],
+                                             "p": float(res.p[r]), "row_ns": tr})
+                book_changes.extend(ch)
+        self._scalar_open = bool(al[-1])
+        if book_changes:
+            outs.extend(effects.alert_outputs(self, book_changes, lineage))
         return outs
 
     def _scalar_explain(self, b: ScoredBlock, r: int, top: int) -> list[dict]:
         """The channels that drive row ``r``: ``z`` in units of the channel's own normal deviation, its
         tail probability ``p``, and its normal band (level +/- huber_c scales, as the baseline stood after
-        the block)."""
+        the block); JSON-safe (a missing value, NaN, is None). The channels in order of ``|z|``, the
+        largest first (ties in channel order), as :meth:`~aiotstream.models.streaming.BlockResult.explain`
+        orders them."""
         if not top:
             return []
         c = self.scalar.cfg.huber_c  # type: ignore[union-attr]
+        res = b.result
+        zr = res.z[r].tolist()
+        order = sorted(range(len(zr)), key=lambda i: -abs(zr[i]))[:top]  # (stable, as argsort's "stable")
+        pr = res.channel_p[r].tolist()
+        xr = b.x[r].tolist()
+        lvl, sc = b.level.tolist(), b.scale.tolist()  # type: ignore[union-attr]
+        names = b.channels
         out = []
-        for name, z, p in b.result.explain(r, b.channels, top):
-            i = b.channels.index(name)
-            lvl, sc = float(b.level[i]), float(b.scale[i])  # type: ignore[index]
-            out.append({"feature": name, "value": float(b.x[r, i]), "z": round(z, 6), "p": p,
-                        "baseline_low": lvl - c * sc, "baseline_high": lvl + c * sc})
+        for i in order:
+            v, z, p = xr[i], round(zr[i], 6), pr[i]
+            lo, hi = lvl[i] - c * sc[i], lvl[i] + c * sc[i]
+            out.append({"feature": names[i], "value": None if v != v else v, "z": None if z != z else z,
+                        "p": None if p != p else p, "baseline_low": None if lo != lo else lo,
+                        "baseline_high": None if hi != hi else hi})
         return out
 
     def _drifted(self, signal: str, w: ClosedWindow, model: dict, lineage: dict,

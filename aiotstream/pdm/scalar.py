@@ -23,8 +23,8 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from itertools import islice, repeat
-from operator import le
+from itertools import chain, islice, repeat
+from operator import itemgetter, le
 from typing import Any
 
 import numpy as np
@@ -45,14 +45,16 @@ def merge_spans(into: Spans, more: Spans) -> None:
 def rows_array(rows: list[tuple[int, dict[int, float]]], n: int) -> tuple[np.ndarray, np.ndarray]:
     """``(ts, {channel: value})`` rows as (ts int64 (rows,), values (rows, n)) with NaN for missing."""
     full = tuple(range(n))
-    if all(tuple(vals) == full for _, vals in rows):  # every channel in every row, in order: the usual case
-        x = np.array([list(vals.values()) for _, vals in rows], dtype=np.float64).reshape(len(rows), n)
+    m = len(rows)
+    dicts = list(map(itemgetter(1), rows))
+    if all(map(full.__eq__, map(tuple, dicts))):  # every channel in every row, in order: the usual case
+        x = np.fromiter(chain.from_iterable(map(dict.values, dicts)), np.float64, m * n).reshape(m, n)
     else:
-        x = np.full((len(rows), n), math.nan)
-        for r, (_, vals) in enumerate(rows):
+        x = np.full((m, n), math.nan)
+        for r, vals in enumerate(dicts):
             for i, v in vals.items():
                 x[r, i] = v
-    return np.fromiter((t for t, _ in rows), dtype=np.int64, count=len(rows)), x
+    return np.fromiter(map(itemgetter(0), rows), np.int64, m), x
 
 
 class RowAssembler:
@@ -478,5 +480,5 @@ class ScalarScorer:
         res = self.detector.update_block(x)
         b = self.detector.baseline
         spans, self.spans = self.spans, {}
-        return ScoredBlock(ts, x, list(self.rows.channels[: self.width]), res, restarted, b.level.copy(),
-                           b.scale().copy(), before, spans)
+        return ScoredBlock(ts, x, self.rows.channels[: self.width], res, restarted, b.level.copy(),
+                           b.scale(), before, spans)  # (scale() is a new array, the slice a new list)
