@@ -34,6 +34,7 @@ from aiotstream.records import Reading
 from aiotstream.runstats import STATS
 
 Spans = dict[tuple[str, int], tuple[int, int]]  # (topic, partition) -> (first offset, last offset)
+Row = dict[int, float] | list[float]  # {channel: value}, or every channel's value in channel order
 
 
 def merge_spans(into: Spans, more: Spans) -> None:
@@ -42,17 +43,20 @@ def merge_spans(into: Spans, more: Spans) -> None:
         into[key] = (lo, hi) if cur is None else (min(cur[0], lo), max(cur[1], hi))
 
 
-def rows_array(rows: list[tuple[int, dict[int, float]]], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(ts, {channel: value})`` rows as (ts int64 (rows,), values (rows, n)) with NaN for missing."""
-    full = tuple(range(n))
+def rows_array(rows: list[tuple[int, Row]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ts, {channel: value})`` rows as (ts int64 (rows,), values (rows, n)) with NaN for missing; a row
+    may also be a list, its values in channel order (:class:`RowAssembler`'s full rows)."""
     m = len(rows)
-    dicts = list(map(itemgetter(1), rows))
-    if all(map(full.__eq__, map(tuple, dicts))):  # every channel in every row, in order: the usual case
-        x = np.fromiter(chain.from_iterable(map(dict.values, dicts)), np.float64, m * n).reshape(m, n)
+    vals = list(map(itemgetter(1), rows))
+    kinds = set(map(type, vals))
+    if kinds == {list} and all(map(n.__eq__, map(len, vals))):  # full rows as lists: the usual case
+        x = np.array(vals, dtype=np.float64).reshape(m, n)
+    elif not kinds - {dict} and all(map(tuple(range(n)).__eq__, map(tuple, vals))):  # full rows as dicts
+        x = np.fromiter(chain.from_iterable(map(dict.values, vals)), np.float64, m * n).reshape(m, n)
     else:
         x = np.full((m, n), math.nan)
-        for r, vals in enumerate(dicts):
-            for i, v in vals.items():
+        for r, row in enumerate(vals):
+            for i, v in (row.items() if type(row) is dict else enumerate(row)):
                 x[r, i] = v
     return np.fromiter(map(itemgetter(0), rows), np.int64, m), x
 
@@ -65,7 +69,9 @@ class RowAssembler:
         self.exclude = frozenset(exclude)
         self.channels: list[str] = []
         self.index: dict[str, int] = {}
-        self.pending: dict[int, dict[int, float]] = {}  # ts -> {channel: value}
+        # ts -> {channel: value}, or a list of every channel's value in order (a full row taken whole from
+        # columns; made a dict when a reading is added to it)
+        self.pending: dict[int, Row] = {}
         self.spans: dict[int, dict[tuple[str, int], tuple[int, int]]] = {}  # ts -> its inputs (lineage)
         self._first: int | None = None  # the earliest pending row's time (None: not known, recomputed)
         self.last_ns: int | None = None  # the newest row handed out
@@ -93,6 +99,8 @@ class RowAssembler:
             if self._first is not None and ts_ns < self._first:
                 self._first = ts_ns
         else:
+            if type(row) is not dict:
+                row = self.pending[ts_ns] = dict(enumerate(row))
             row[i] = value
         if pos is not None:
             key, o = pos[:2], pos[2]
@@ -136,6 +144,8 @@ class RowAssembler:
                     row = pending[t] = {}
                     if self._first is not None and t < self._first:
                         self._first = t
+                elif type(got) is not dict:
+                    row = pending[t] = dict(enumerate(got))
                 else:
                     row = got
                 got_sp = spans.get(t)
@@ -165,9 +175,31 @@ class RowAssembler:
             metrics, values, offsets = c.metrics, c.values, c.offsets
             i, n = 0, len(ts)
             plain = exclude.isdisjoint(metrics)  # (the usual case: every metric a channel)
+            channels = self.channels
             while i < n:
                 t = ts[i]
                 j = bisect_right(ts, t, i)
+                if plain and (last is None or t > last) and metrics[i:j] == channels:
+                    # the usual row: every channel once, in channel order; kept as the list of its values
+                    row = pending.get(t)
+                    if row is None:
+                        pending[t] = values[i:j]
+                        if self._first is not None and t < self._first:
+                            self._first = t
+                    else:
+                        if type(row) is not dict:
+                            row = pending[t] = dict(enumerate(row))
+                        row.update(enumerate(values[i:j]))
+                    seg = offsets[i:j]
+                    lo, hi = min(seg), max(seg)
+                    sp = spans.get(t)
+                    if sp is None:
+                        spans[t] = {key: (lo, hi)}
+                    else:
+                        lo_hi = sp.get(key)
+                        sp[key] = (lo, hi) if lo_hi is None else (min(lo_hi[0], lo), max(lo_hi[1], hi))
+                    i = j
+                    continue
                 if plain:  # channel indexes (-1: a new channel) in C loops
                     chans = list(map(index.get, metrics[i:j], repeat(-1, j - i)))
                 else:
@@ -183,6 +215,8 @@ class RowAssembler:
                         if self._first is not None and t < self._first:
                             self._first = t
                     else:
+                        if type(row) is not dict:
+                            row = pending[t] = dict(enumerate(row))
                         row.update(zip(chans, values[i:j]))
                     seg = offsets[i:j]
                     lo, hi = min(seg), max(seg)
@@ -201,6 +235,8 @@ class RowAssembler:
                         row = pending[t] = {}
                         if self._first is not None and t < self._first:
                             self._first = t
+                    elif type(row) is not dict:
+                        row = pending[t] = dict(enumerate(row))
                     for k in taken:
                         row[chans[k]] = values[i + k]
                     seg = [offsets[i + k] for k in taken]
@@ -240,6 +276,8 @@ class RowAssembler:
                     row = pending[t] = {}
                     if self._first is not None and t < self._first:
                         self._first = t
+                elif type(got) is not dict:
+                    row = pending[t] = dict(enumerate(got))
                 else:
                     row = got
                 got_sp = spans.get(t)
@@ -261,6 +299,11 @@ class RowAssembler:
     def take_rows(self, before_ns: float, spans: Spans | None = None) -> list[tuple[int, dict[int, float]]]:
         """The rows with time < ``before_ns``, oldest first, as ``(ts, {channel: value})``; their readings'
         input spans are merged into ``spans``."""
+        return [(t, row if type(row) is dict else dict(enumerate(row)))
+                for t, row in self._take(before_ns, spans)]
+
+    def _take(self, before_ns: float, spans: Spans | None = None) -> list[tuple[int, Row]]:
+        """:meth:`take_rows` with each row as kept (a dict, or a list of every channel's value)."""
         pending = self.pending
         due = sorted(t for t in pending if t < before_ns)
         if not due:
@@ -284,7 +327,7 @@ class RowAssembler:
     def take(self, before_ns: float, spans: Spans | None = None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`take_rows` as arrays: (ts int64 (rows,), values (rows, channels)), NaN where a channel
         has no reading at that time."""
-        return rows_array(self.take_rows(before_ns, spans), len(self.channels))
+        return rows_array(self._take(before_ns, spans), len(self.channels))
 
 
 @dataclass
@@ -323,7 +366,7 @@ class ScalarScorer:
         self.width = 0  # channels the detector was built for
         self.held_ts: list[np.ndarray] = []  # final rows before the detector starts
         self.held_x: list[np.ndarray] = []
-        self.ready: list[tuple[int, dict[int, float]]] = []  # final rows waiting for a block
+        self.ready: list[tuple[int, Row]] = []  # final rows waiting for a block
         self.spans: Spans = {}  # the inputs of the rows taken and not yet scored
         self.rebaseline_ns: int | None = None  # rows from this time on go to a fresh detector
         self.holds: list[list] = []  # [start_ns, end_ns | None, releveled]: an operating-condition change
@@ -384,7 +427,7 @@ class ScalarScorer:
         """Take the rows final before ``before_ns``; score them once they span ``block_s`` of event time,
         or at once with ``force`` (a KPI period ends) or ``final`` (the end of the input, a silent asset:
         this also starts a detector that has fewer than ``settle_rows`` rows)."""
-        rows = self.rows.take_rows(before_ns, self.spans)
+        rows = self.rows._take(before_ns, self.spans)
         ready = self.ready
         if rows:
             ready.extend(rows)

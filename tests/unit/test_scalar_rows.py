@@ -298,3 +298,34 @@ def test_add_columns_equals_add_readings(items: list[tuple[int, str, float]], pa
     col.add_columns(cols[half:])
     assert rows_of_spans(one, math.inf, sa) == rows_of_spans(col, math.inf, sb) and sa == sb
     assert one.channels == col.channels and one.stale == col.stale
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 4).flatmap(lambda n: st.tuples(st.just(n), st.lists(st.one_of(
+    st.dictionaries(st.integers(0, max(n - 1, 0)), st.floats(allow_nan=True), max_size=n),
+    st.lists(st.floats(allow_nan=True), max_size=n)), max_size=6))))
+def test_rows_array_of_list_rows_equals_their_dicts(case: tuple[int, list]) -> None:
+    """A row kept as the list of its values (a full row taken whole from columns; shorter when channels were
+    added after it) is the dict ``{i: value}`` of them: the same arrays, mixed with dict rows or not."""
+    n, raw = case
+    rows = [(1_000 + k, r) for k, r in enumerate(raw)]
+    as_dicts = [(t, r if isinstance(r, dict) else dict(enumerate(r))) for t, r in rows]
+    ts, x = rows_array(rows, n)
+    want_ts, want = rows_array(as_dicts, n)
+    assert ts.tolist() == want_ts.tolist() and x.shape == want.shape
+    np.testing.assert_array_equal(x, want)
+
+
+def test_full_rows_from_columns_take_more_readings_as_dicts() -> None:
+    """A full row taken whole from columns (kept as a list) takes a later reading of its time (a new channel
+    or a repeated one) as the dict of before would."""
+    from aiotstream.records import ReadingColumns
+
+    a = RowAssembler()
+    a.add_columns([ReadingColumns("a", "top", 0, [1, 1, 2, 2], ["x", "y", "x", "y"], [1.0, 2.0, 3.0, 4.0],
+                                  [0, 1, 2, 3])])
+    a.add_columns([ReadingColumns("a", "top", 0, [1, 2], ["x", "y"], [5.0, 6.0], [4, 5])])  # whole again
+    a.add(2, "z", 7.0, ("top", 1, 9))  # a new channel into a list row
+    spans: dict = {}
+    assert a.take_rows(10, spans) == [(1, {0: 5.0, 1: 2.0}), (2, {0: 3.0, 1: 6.0, 2: 7.0})]
+    assert spans == {("top", 0): (0, 5), ("top", 1): (9, 9)}
