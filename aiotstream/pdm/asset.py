@@ -870,18 +870,22 @@ class AssetAnalyzer(effects.RuntimeEntity):
         c = self.scalar.cfg.huber_c  # type: ignore[union-attr]
         res = b.result
         zr = res.z[r].tolist()
-        order = sorted(range(len(zr)), key=lambda i: -abs(zr[i]))[:top]  # (stable, as argsort's "stable")
+        isnan = math.isnan
+        if any(map(isnan, zr)):  # (not from the detector, which gives finite z: numpy's order of NaN)
+            order = np.argsort(-np.abs(res.z[r]), kind="stable")[:top].tolist()
+        else:  # Python's sort is stable too: argsort(-|z|, kind="stable")'s order without numpy calls
+            order = sorted(range(len(zr)), key=lambda i: -abs(zr[i]))[:top]
         pr = res.channel_p[r].tolist()
         xr = b.x[r].tolist()
-        lvl, sc = b.level.tolist(), b.scale.tolist()  # type: ignore[union-attr]
+        lvl = b.level.tolist()  # type: ignore[union-attr]
         names = b.channels
         out = []
         for i in order:
-            v, z, p = xr[i], round(zr[i], 6), pr[i]
-            lo, hi = lvl[i] - c * sc[i], lvl[i] + c * sc[i]
-            out.append({"feature": names[i], "value": None if v != v else v, "z": None if z != z else z,
-                        "p": None if p != p else p, "baseline_low": None if lo != lo else lo,
-                        "baseline_high": None if hi != hi else hi})
+            v, z, p, sc = xr[i], round(zr[i], 6), pr[i], b.scale_of(i)
+            lo, hi = lvl[i] - c * sc, lvl[i] + c * sc
+            out.append({"feature": names[i], "value": None if isnan(v) else v, "z": None if isnan(z) else z,
+                        "p": None if isnan(p) else p, "baseline_low": None if isnan(lo) else lo,
+                        "baseline_high": None if isnan(hi) else hi})
         return out
 
     def _drifted(self, signal: str, w: ClosedWindow, model: dict, lineage: dict,

@@ -340,14 +340,28 @@ class ScoredBlock:
     result: BlockResult
     restarted: list[str] = field(default_factory=list)  # channels whose first appearance restarted it
     level: np.ndarray | None = None  # the baseline after the block (explanations' normal band)
-    scale: np.ndarray | None = None
+    scale: np.ndarray | None = None  # (None: from ``var``, for the channels explained, see scale_of)
     rows_before: int = 0  # rows the detector had scored before this block (change events count from 0)
     spans: Spans = field(default_factory=dict)  # the inputs of its rows (lineage)
     resets: list[ChangeEvent] = field(default_factory=list)  # a maintenance reset re-baselined it here
 
+    var: np.ndarray | None = None  # the baseline's var after the block (its scale, computed when asked)
+
     @property
     def events(self) -> list[ChangeEvent]:
         return self.result.events + self.resets
+
+    def scale_of(self, i: int) -> float:
+        """Channel ``i``'s :meth:`~aiotstream.models.streaming.RobustBaseline.scale` after the block:
+        ``max(sqrt(var), 1e-9 (1 + |level|))`` as numpy computes it (NaN if either is), for one channel
+        (a block's explanation needs a few of them, not the whole array)."""
+        if self.scale is not None:
+            return float(self.scale[i])
+        assert self.var is not None and self.level is not None
+        v, lv = float(self.var[i]), float(self.level[i])
+        sd = math.sqrt(v) if v >= 0.0 else math.nan  # np.sqrt: NaN below 0
+        floor = 1e-9 * (1.0 + abs(lv))
+        return sd if sd >= floor or math.isnan(sd) else floor  # np.maximum: NaN if either is NaN
 
 
 class ScalarScorer:
@@ -523,5 +537,5 @@ class ScalarScorer:
         res = self.detector.update_block(x)
         b = self.detector.baseline
         spans, self.spans = self.spans, {}
-        return ScoredBlock(ts, x, self.rows.channels[: self.width], res, restarted, b.level.copy(),
-                           b.scale(), before, spans)  # (scale() is a new array, the slice a new list)
+        return ScoredBlock(ts, x, self.rows.channels[: self.width], res, restarted, b.level.copy(), None,
+                           before, spans, var=b.var.copy())

@@ -329,3 +329,23 @@ def test_full_rows_from_columns_take_more_readings_as_dicts() -> None:
     spans: dict = {}
     assert a.take_rows(10, spans) == [(1, {0: 5.0, 1: 2.0}), (2, {0: 3.0, 1: 6.0, 2: 7.0})]
     assert spans == {("top", 0): (0, 5), ("top", 1): (9, 9)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.floats(allow_nan=True), st.floats(-1e-300, 0.0)),
+                          st.floats(allow_nan=True, allow_infinity=True)), min_size=1, max_size=6))
+def test_a_blocks_scale_of_one_channel_is_the_baselines_scale(cells: list[tuple[float, float]]) -> None:
+    """``ScoredBlock.scale_of`` (a block's explanation computes the scale of the channels it names) gives
+    ``RobustBaseline.scale()``'s value bit for bit, NaN, negative and infinite state included."""
+    from aiotstream.models.streaming import RobustBaseline
+    from aiotstream.pdm.scalar import ScoredBlock
+
+    base = RobustBaseline(len(cells))
+    base.var[:] = [v for v, _ in cells]
+    base.level[:] = [lv for _, lv in cells]
+    with np.errstate(invalid="ignore"):
+        want = base.scale()
+    b = ScoredBlock(np.zeros(0, np.int64), np.zeros((0, len(cells))), [], None,  # type: ignore[arg-type]
+                    level=base.level.copy(), var=base.var.copy())
+    got = np.array([b.scale_of(i) for i in range(len(cells))])
+    assert got.tobytes() == want.tobytes() or np.array_equal(got, want, equal_nan=True)
