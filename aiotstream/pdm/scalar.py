@@ -305,15 +305,14 @@ class RowAssembler:
     def _take(self, before_ns: float, spans: Spans | None = None) -> list[tuple[int, Row]]:
         """:meth:`take_rows` with each row as kept (a dict, or a list of every channel's value)."""
         pending = self.pending
-        due = sorted(t for t in pending if t < before_ns)
+        due = [t for t in pending if t < before_ns]
         if not due:
             return []
-        out = [(t, pending.pop(t)) for t in due]
+        due.sort()
+        out = list(zip(due, map(pending.pop, due)))
         self._first = None  # recomputed when asked
         if self.spans:
-            pop = self.spans.pop
-            for t in due:
-                sp = pop(t, None)
+            for sp in list(map(self.spans.pop, due, repeat(None))):
                 if sp and spans is not None:
                     for key, (lo, hi) in sp.items():  # merge_spans, inline (once per row)
                         cur = spans.get(key)
