@@ -874,7 +874,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if any(map(isnan, zr)):  # (not from the detector, which gives finite z: numpy's order of NaN)
             order = np.argsort(-np.abs(res.z[r]), kind="stable")[:top].tolist()
         else:  # Python's sort is stable too: argsort(-|z|, kind="stable")'s order without numpy calls
-            order = sorted(range(len(zr)), key=lambda i: -abs(zr[i]))[:top]
+            order = sorted(range(len(zr)), key=[-abs(z) for z in zr].__getitem__)[:top]
         pr = res.channel_p[r].tolist()
         xr = b.x[r].tolist()
         lvl = b.level.tolist()  # type: ignore[union-attr]

@@ -349,3 +349,45 @@ def test_a_blocks_scale_of_one_channel_is_the_baselines_scale(cells: list[tuple[
                     level=base.level.copy(), var=base.var.copy())
     got = np.array([b.scale_of(i) for i in range(len(cells))])
     assert got.tobytes() == want.tobytes() or np.array_equal(got, want, equal_nan=True)
+
+
+_cell = st.sampled_from([0.0, -0.0, 1.5, -1.5, 2.0, -3.25, 1e-300, math.nan, math.inf])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 6).flatmap(lambda n: st.tuples(
+    st.lists(_cell, min_size=n, max_size=n), st.lists(_cell, min_size=n, max_size=n),
+    st.lists(_cell, min_size=n, max_size=n), st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n),
+    st.integers(0, 4))))
+def test_a_blocks_explanation_is_the_detectors_explain_made_json_safe(case: tuple) -> None:
+    """``AssetAnalyzer._scalar_explain`` (lists, Python's sort, the scale of the channels it names) gives what
+    ``BlockResult.explain`` with the baseline's whole scale and ``_clean`` gave: the same channels in the
+    same order (ties of |z| in channel order, NaN z as numpy orders it), the same values, NaN as None."""
+    from types import SimpleNamespace
+
+    from aiotstream.models.streaming import BlockResult, RobustBaseline
+    from aiotstream.pdm.asset import AssetAnalyzer, _clean
+    from aiotstream.pdm.scalar import ScoredBlock
+
+    z, x, level, p, top = case
+    n = len(z)
+    res = BlockResult(np.zeros(1), np.zeros(1, bool), np.ones(1), np.array([z]), np.array([p]))
+    base = RobustBaseline(n)
+    base.level[:] = level
+    base.var[:] = [abs(v) for v in x]
+    with np.errstate(invalid="ignore", over="ignore"):
+        scale = base.scale()
+    names = [f"c{i}" for i in range(n)]
+    b = ScoredBlock(np.zeros(1, np.int64), np.array([x]), names, res, level=base.level.copy(),
+                    var=base.var.copy())
+    c = 3.0
+    want = []
+    with np.errstate(invalid="ignore", over="ignore"):
+        for name, zz, pp in res.explain(0, names, top):
+            i = names.index(name)
+            lvl, sc = float(level[i]), float(scale[i])
+            want.append({"feature": name, "value": float(x[i]), "z": round(zz, 6), "p": pp,
+                         "baseline_low": lvl - c * sc, "baseline_high": lvl + c * sc})
+        me = SimpleNamespace(scalar=SimpleNamespace(cfg=SimpleNamespace(huber_c=c)))
+        got = AssetAnalyzer._scalar_explain(me, b, 0, top)  # type: ignore[arg-type]
+    assert repr(got) == repr(_clean(want))  # (repr: -0.0 and 0.0 apart, as in the JSON)
