@@ -264,10 +264,11 @@ class WindowAssembler:
                 self.last_arrival["readings"] = now_s
         return self.close_until(self.watermark_ns), late
 
-    def add_columns(self, cols: list[ReadingColumns], now_s: float | None = None
-                    ) -> list[ClosedWindow] | None:
+    def add_columns(self, cols: list[ReadingColumns], now_s: float | None = None,
+                    times: tuple[int, int] | None = None) -> list[ClosedWindow] | None:
         """:meth:`add` for a batch of readings as columns, without an object per value: the windows closed,
         or None (nothing changed) when the batch needs :meth:`add` (sliding windows, or a late reading).
+        ``times``: the batch's (oldest, newest) reading time if the caller has it (None: found here).
 
         Same effects as ``add`` of the readings the columns stand for (good quality, in order), which are
         then all taken (none late), except that the windows keep only the values of ``keep_readings`` if
@@ -275,9 +276,14 @@ class WindowAssembler:
         length, hop, closed_end, open_ = self.length_ns, self.hop_ns, self.closed_end_ns, self.open
         if hop != length:
             return None
-        newest = max(max(c.ts_ns) for c in cols if c.ts_ns) if any(cols) else None
-        if closed_end is not None and newest is not None:
+        if times is not None:
+            oldest, newest = times
+        elif any(c.ts_ns for c in cols):
+            newest = max(max(c.ts_ns) for c in cols if c.ts_ns)
             oldest = min(min(c.ts_ns) for c in cols if c.ts_ns)
+        else:
+            newest = None
+        if closed_end is not None and newest is not None:
             if oldest - oldest % hop + length <= closed_end:  # a late reading: add() says which
                 return None
         self.now_s = now_s
@@ -328,7 +334,12 @@ class WindowAssembler:
                         span[1] = o
             # the values (of the metrics kept: see keep_readings), in order, in their windows (all open now)
             metrics, values = c.metrics, c.values
-            pick = range(n) if keep is None else [k for k, m in enumerate(metrics) if m in keep]
+            if keep is None:
+                pick: range | list[int] = range(n)
+            elif keep.isdisjoint(metrics):  # (none kept: the usual case, readings without the temperature)
+                continue
+            else:
+                pick = [k for k, m in enumerate(metrics) if m in keep]
             last_start, readings = None, {}
             for k in pick:
                 t = ts[k]
@@ -351,10 +362,20 @@ class WindowAssembler:
 
     def close_until(self, watermark_ns: int | None) -> list[ClosedWindow]:
         """Close (in event-time order) every open window whose end <= watermark."""
-        if watermark_ns is None or not self.open:
+        open_ = self.open
+        if watermark_ns is None or not open_:
             return []
-        ready = sorted(s for s in self.open if s + self.length_ns <= watermark_ns)
-        return [self._close(s) for s in ready]
+        # every window has the same length: the ones that end by the watermark are the first by start
+        limit = watermark_ns - self.length_ns
+        if len(open_) == 1:
+            s = next(iter(open_))
+            return [self._close(s)] if s <= limit else []
+        out = []
+        for s in sorted(open_):
+            if s > limit:
+                break
+            out.append(self._close(s))
+        return out
 
     def flush(self) -> list[ClosedWindow]:
         """Close every open window (end of input, or the asset went silent)."""
@@ -371,7 +392,7 @@ class WindowAssembler:
             inputs: tuple[tuple[str, int, int, int], ...] = ((t, p, a, b),)
         else:
             inputs = tuple(sorted((t, p, a, b) for (t, p), (a, b) in offsets.items()))
-        readings = {k: tuple(v) for k, v in acc.readings.items()}
+        readings = {k: tuple(v) for k, v in acc.readings.items()} if acc.readings else {}
         if not acc.frames:  # readings only
             return ClosedWindow(self.asset, start, end, (), inputs, acc.first_seq, acc.last_seq, readings, ())
         frames = sorted(acc.frames, key=lambda f: (f[0], f[1]))  # arrival order may differ from time order

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiotstream.kpi.record import RollupResult, merge_spans
-from aiotstream.kpi.totals import merge, new_totals
+from aiotstream.kpi.totals import merge_all
 from aiotstream.kpi.tracker import PeriodResult
 from aiotstream.lineage import FlowContext
 from aiotstream.records import Output
@@ -113,9 +113,7 @@ class RollupBook:
     def _emit(self, key: tuple[str, int], final: bool) -> RollupResult:
         p = self.pending[key]
         p.revision += 1
-        totals = new_totals()
-        for part in p.parts.values():
-            totals = merge(totals, part.totals)
+        totals = merge_all(part.totals for part in p.parts.values())
         f = p.first
         res = RollupResult(f.scheme, f.length_ns, f.start_ns, f.end_ns, f.label, None,
                            self.scope_id if self.scope == "line" else None, totals,

@@ -5,12 +5,37 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from aiotstream.kpi.periods import PeriodScheme
+from aiotstream.kpi.periods import PeriodScheme, Tumbling
 from aiotstream.kpi.totals import STATE_CODES, new_totals, split_trapezoid
 from aiotstream.units import S
 
 if TYPE_CHECKING:  # the KPI accounting reads a schedule; it does not need the decisions package to run
     from aiotstream.decisions.maintenance import MaintenanceSchedule
+
+
+_TIME_STATE_KEYS = {"running": "run_s", "idle": "idle_s", "down": "down_s"}
+_KEYS: dict[tuple[bool, str | None, bool], tuple[str, ...]] = {}  # (maintenance, state, failed) -> keys
+
+
+def _time_keys(maint: bool, state: str | None, failed: bool) -> tuple[str, ...]:
+    """The time totals a stretch of accounted time adds to (in this order).
+
+    >>> _time_keys(False, "running", False)
+    ('observed_s', 'planned_s', 'run_s', 'operating_s')
+    >>> _time_keys(True, "down", True)
+    ('observed_s', 'maintenance_s', 'planned_s', 'down_s', 'failure_s')
+    """
+    keys = ["observed_s"]
+    if maint:
+        keys.append("maintenance_s")
+    if state in ("running", "idle", "down"):
+        keys.append("planned_s")
+        keys.append(_TIME_STATE_KEYS[state])
+    if failed:
+        keys.append("failure_s")
+    elif not maint and state in (None, "running"):
+        keys.append("operating_s")
+    return tuple(keys)
 
 
 # ---- per-asset tracker ------------------------------------------------------------------------------
@@ -109,15 +134,22 @@ class KpiTracker:
     def add_window(self, spans: Iterable[tuple[str, int, int, int]], sums: dict[str, float],
                    t_ns: int) -> None:
         """:meth:`add_spans` and ``add_many(sums, {}, t_ns, exact_time=True)`` in one period lookup (once per
-        window: :meth:`_at` and the span merge inline)."""
+        window: :meth:`_at` and the span merge inline, a tumbling scheme's period by one modulo)."""
         periods = self.periods
         for i, scheme in enumerate(self.schemes):
-            pr = scheme.period_of(t_ns)
-            if pr is None:
-                continue
-            p = periods.get((i, pr[0]))
-            if p is None:
-                p = self._period(i, *pr)
+            if type(scheme) is Tumbling:  # (period_of inline: the usual scheme)
+                length = scheme.length_ns
+                start = t_ns - t_ns % length
+                p = periods.get((i, start))
+                if p is None:
+                    p = self._period(i, start, start + length, "")
+            else:
+                pr = scheme.period_of(t_ns)
+                if pr is None:
+                    continue
+                p = periods.get((i, pr[0]))
+                if p is None:
+                    p = self._period(i, *pr)
             have = p.spans
             for topic, part, a, b in spans:
                 span = have.get((topic, part))
@@ -178,22 +210,40 @@ class KpiTracker:
         self.accounted_ns = t_ns
 
     def _account(self, a: int, b: int, maint: bool) -> None:
-        state, failed = self.state, self.in_failure()
-        keys = ["observed_s"]
-        if maint:
-            keys.append("maintenance_s")
-        if state in ("running", "idle", "down"):
-            keys.append("planned_s")
-            keys.append({"running": "run_s", "idle": "idle_s", "down": "down_s"}[state])
-        if failed:
-            keys.append("failure_s")
-        elif not maint and state in (None, "running"):
-            keys.append("operating_s")
+        state = self.state
+        failed = bool(self.alert_failures or state == "down") and self.in_failure()
+        keys = _KEYS.get((maint, state, failed))
+        if keys is None:
+            keys = _KEYS[(maint, state, failed)] = _time_keys(maint, state, failed)
+        periods = self.periods
         for i, scheme in enumerate(self.schemes):
+            if type(scheme) is Tumbling:  # a stretch within one period (a window's: the usual case) inline
+                length = scheme.length_ns
+                s = a - a % length
+                if b <= s + length:
+                    p = periods.get((i, s))
+                    if p is None:
+                        p = self._period(i, s, s + length, "")
+                    tot = p.totals
+                    d = b - a
+                    for k in keys:
+                        tot[k] += d
+                    continue
             for s, e, lo, hi, label in scheme.segments(a, b):
                 tot = self._period(i, s, e, label).totals
                 for k in keys:
                     tot[k] += hi - lo
+
+    def advance_close(self, t_ns: int, maintenance: MaintenanceSchedule) -> list[PeriodResult]:
+        """``advance(t_ns, maintenance)`` then ``close(t_ns)`` (once per window: the usual stretch, within
+        ``max_gap_ns`` and without maintenance windows, inline)."""
+        a = self.accounted_ns
+        if a is None or t_ns <= a or t_ns - a > self.max_gap_ns or maintenance.windows:
+            self.advance(t_ns, maintenance)
+        else:
+            self._account(a, t_ns, False)
+            self.accounted_ns = t_ns
+        return self.close(t_ns)
 
     def _failure_edge(self, was: bool, t_ns: int) -> None:
         now = self.in_failure()
@@ -277,6 +327,12 @@ class KpiTracker:
         first."""
         acc = self.accounted_ns
         if acc is None:
+            return []
+        limit = min(acc, clock_ns - self.emit_delay_ns)
+        for p in self.periods.values():  # (nearly always none is done: no list, no _emit)
+            if p.end <= limit:
+                break
+        else:
             return []
         power = self.last_power
         done = [p for p in self.periods.values()

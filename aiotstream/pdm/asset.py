@@ -285,7 +285,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         ref = hi if not progress else max(hi, max(progress.values()))
         if lo < ref - _ns(self.rt.config.window.max_past_s):
             return None
-        closed = self.windows.add_columns(cols, now_s)
+        closed = self.windows.add_columns(cols, now_s, (lo, hi))
         if closed is None:
             return None
         if self.scalar is not None:
@@ -384,7 +384,10 @@ class AssetAnalyzer(effects.RuntimeEntity):
         """Report to the run summary whether this asset's alerts are suppressed at its clock now, and to the
         metrics what the batch closed (window ends, model latencies: one call each per batch, not per window),
         its open alerts and pending commands (counted only when it has any, or had)."""
-        self.suppression.update(self.clock_ns is not None and self.schedule.active(self.clock_ns))
+        clock, schedule = self.clock_ns, self.schedule
+        active = clock is not None and bool(schedule.windows) and schedule.active(clock)
+        if active != self.suppression.on:
+            self.suppression.update(active)
         ends, lat = self._closed_ends, self._latencies
         if ends:
             now = time.time()
@@ -396,7 +399,10 @@ class AssetAnalyzer(effects.RuntimeEntity):
             STATS.observe_many("inference_latency_seconds", [x / S for x in lat],
                                (str(model["name"]), str(model["version"])))
             lat.clear()
-        effects.report_open(self.book, self.control, *self._shares())
+        book, control = self.book, self.control
+        alerts, commands = self._shares()
+        if book.current or alerts.now or control.commands or commands.now:  # (what report_open looks at)
+            effects.report_open(book, control, alerts, commands)
 
     def next_deadline_ns(self) -> int | None:
         """The next event time at which something is due (a timer or a queued event), for wall-clock
@@ -419,25 +425,28 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if self.rt.models is not None:
             return self._submit(closed)
         outs: list[Output] = []
-        kpi, book, control, scalar = self.kpi, self.book, self.control, self.scalar
+        kpi, book, control, scalar, schedule = self.kpi, self.book, self.control, self.scalar, self.schedule
+        ends = self._closed_ends
         for w in closed:
             start, end = w.start_ns, w.end_ns
-            kpi.begin(start)
+            if kpi.accounted_ns is None:  # (kpi.begin)
+                kpi.accounted_ns = start
             # (nothing queued and no alert, held-back alert or command: _run_until would find nothing due)
             if self.queue or book.current or book.suppressed or control.commands:
                 outs.extend(self._run_until(end, inclusive=False))
             if w.partials:
                 outs.extend(self._on_window(w))
-            else:  # readings only: nothing to score (_on_window's first lines)
-                self._tick(end)
-                self._closed_ends.append(end)  # for the metrics, reported once per batch (_report)
+            else:  # readings only: nothing to score (_on_window's first lines, _tick inline)
+                clock = self.clock_ns
+                if clock is None or end > clock:
+                    self.clock_ns = end
+                ends.append(end)  # for the metrics, reported once per batch (_report)
                 kpi.add_window(w.inputs, _ONE_WINDOW, start)
             if scalar is not None:  # the rows before the window's end are final: before its KPIs close
                 outs.extend(self._scalar_window(end))
             if book.current or book.suppressed or control.commands:
                 outs.extend(self._timers(end))
-            kpi.advance(end, self.schedule)
-            done = kpi.close(end)
+            done = kpi.advance_close(end, schedule)
             if done:
                 outs.extend(self._periods(done))
         return outs
