@@ -164,6 +164,44 @@ class KpiTracker:
             for k, v in sums.items():
                 tot[k] += v
 
+    def readings_window(self, spans: Iterable[tuple[str, int, int, int]], start_ns: int, end_ns: int,
+                        maintenance: MaintenanceSchedule) -> list[PeriodResult]:
+        """A window of readings only closed: ``add_window(spans, {"windows": 1}, start_ns)`` then
+        ``advance_close(end_ns, maintenance)``, in one call (once per asset and window)."""
+        periods = self.periods
+        for i, scheme in enumerate(self.schemes):
+            if type(scheme) is Tumbling:
+                length = scheme.length_ns
+                ps = start_ns - start_ns % length
+                p = periods.get((i, ps))
+                if p is None:
+                    p = self._period(i, ps, ps + length, "")
+            else:
+                pr = scheme.period_of(start_ns)
+                if pr is None:
+                    continue
+                p = periods.get((i, pr[0]))
+                if p is None:
+                    p = self._period(i, *pr)
+            have = p.spans
+            for topic, part, a, b in spans:
+                span = have.get((topic, part))
+                if span is None:
+                    have[(topic, part)] = [a, b]
+                else:
+                    if a < span[0]:  # noqa: PLR1730
+                        span[0] = a
+                    if b > span[1]:  # noqa: PLR1730
+                        span[1] = b
+            p.totals["windows"] += 1
+        a = self.accounted_ns
+        if a is None or end_ns <= a or end_ns - a > self.max_gap_ns or maintenance.windows:
+            self.advance(end_ns, maintenance)
+        else:
+            self._account(a, end_ns, False)
+            self.accounted_ns = end_ns
+        return self.close(end_ns)
+
     def add_spans(self, spans: Iterable[tuple[str, int, int, int]], t_ns: int) -> None:
         """Record input offsets (lineage) in the periods containing ``t_ns``."""
         for p in self._at(t_ns):

@@ -277,23 +277,30 @@ class AssetAnalyzer(effects.RuntimeEntity):
         metrics = self.rt.timeline_metrics
         if metrics and any(not metrics.isdisjoint(c.metrics) for c in cols):
             return None
-        times = [t for c in cols if c.ts_ns for t in (min(c.ts_ns), max(c.ts_ns))]
-        if not times:
-            return None
-        hi, lo = max(times), min(times)  # as _screen's lean path: is the oldest reading too old?
-        progress = self.windows.progress
+        if len(cols) == 1:  # (one asset's rows of one poll batch: the usual case)
+            ts = cols[0].ts_ns
+            if not ts:
+                return None
+            lo, hi = min(ts), max(ts)
+        else:
+            times = [t for c in cols if c.ts_ns for t in (min(c.ts_ns), max(c.ts_ns))]
+            if not times:
+                return None
+            hi, lo = max(times), min(times)  # as _screen's lean path: is the oldest reading too old?
+        windows = self.windows
+        progress = windows.progress
         ref = hi if not progress else max(hi, max(progress.values()))
         if lo < ref - _ns(self.rt.config.window.max_past_s):
             return None
-        closed = self.windows.add_columns(cols, now_s, (lo, hi))
+        closed = windows.add_columns(cols, now_s, (lo, hi))
         if closed is None:
             return None
         if self.scalar is not None:
             self.scalar.add_columns(cols)
-        if self.windows.closed_end_ns is not None:  # a repeat of a frame before this is late anyway
-            self.dedupe.forget_before(self.windows.closed_end_ns - self.rt.length_ns)
-        outs = self._windows_closed(closed)
-        if self.clock_ns is not None:  # feedback from the past (relative to the clock) applies now
+        if windows.closed_end_ns is not None and self.dedupe.order:  # a repeat of a frame before this is late
+            self.dedupe.forget_before(windows.closed_end_ns - self.rt.length_ns)
+        outs = self._windows_closed(closed) if closed or self.rt.models is not None else []
+        if self.queue and self.clock_ns is not None:  # feedback from the past (relative to the clock) applies
             outs.extend(self._run_until(self.clock_ns, inclusive=False, timers=False))
         self._report()
         return outs
@@ -400,9 +407,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
                                (str(model["name"]), str(model["version"])))
             lat.clear()
         book, control = self.book, self.control
-        alerts, commands = self._shares()
-        if book.current or alerts.now or control.commands or commands.now:  # (what report_open looks at)
-            effects.report_open(book, control, alerts, commands)
+        if book.current or control.commands or "alert_share" not in self.__dict__ or self.alert_share.now \
+                or self.command_share.now:  # (what report_open looks at)
+            effects.report_open(book, control, *self._shares())
 
     def next_deadline_ns(self) -> int | None:
         """The next event time at which something is due (a timer or a queued event), for wall-clock
@@ -441,6 +448,11 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 if clock is None or end > clock:
                     self.clock_ns = end
                 ends.append(end)  # for the metrics, reported once per batch (_report)
+                if scalar is None and not (book.current or book.suppressed or control.commands):
+                    done = kpi.readings_window(w.inputs, start, end, schedule)  # (the steps below in one)
+                    if done:
+                        outs.extend(self._periods(done))
+                    continue
                 kpi.add_window(w.inputs, _ONE_WINDOW, start)
             if scalar is not None:  # the rows before the window's end are final: before its KPIs close
                 outs.extend(self._scalar_window(end))
