@@ -166,8 +166,8 @@ class KpiTracker:
 
     def readings_window(self, spans: Iterable[tuple[str, int, int, int]], start_ns: int, end_ns: int,
                         maintenance: MaintenanceSchedule) -> list[PeriodResult]:
-        """A window of readings only closed: ``add_window(spans, {"windows": 1}, start_ns)`` then
-        ``advance_close(end_ns, maintenance)``, in one call (once per asset and window)."""
+        """A window of readings only closed (after :meth:`begin`): ``add_window(spans, {"windows": 1},
+        start_ns)`` then ``advance_close(end_ns, maintenance)``, in one call (once per asset and window)."""
         periods = self.periods
         for i, scheme in enumerate(self.schemes):
             if type(scheme) is Tumbling:
