@@ -369,15 +369,27 @@ class WindowAssembler:
         if watermark_ns is None or not open_:
             return []
         # every window has the same length: the ones that end by the watermark are the first by start
-        limit = watermark_ns - self.length_ns
-        if len(open_) == 1:
-            s = next(iter(open_))
-            return [self._close(s)] if s <= limit else []
+        length = self.length_ns
+        limit = watermark_ns - length
+        ready = sorted(open_) if len(open_) > 1 else tuple(open_)
         out = []
-        for s in sorted(open_):
+        asset, closed_end = self.asset, self.closed_end_ns
+        for s in ready:
             if s > limit:
                 break
-            out.append(self._close(s))
+            acc = open_[s]
+            offsets = acc.offsets
+            if acc.frames or acc.readings or len(offsets) != 1:  # (the general case)
+                out.append(self._close(s))
+                closed_end = self.closed_end_ns
+                continue
+            # readings only, no value kept, one input partition (the usual case): _close inline
+            del open_[s]
+            end = s + length
+            if closed_end is None or end > closed_end:
+                self.closed_end_ns = closed_end = end
+            ((t, p), (a, b)), = offsets.items()
+            out.append(ClosedWindow(asset, s, end, (), ((t, p, a, b),), acc.first_seq, acc.last_seq, {}, ()))
         return out
 
     def flush(self) -> list[ClosedWindow]:

@@ -167,8 +167,18 @@ class KpiTracker:
     def readings_window(self, spans: Iterable[tuple[str, int, int, int]], start_ns: int, end_ns: int,
                         maintenance: MaintenanceSchedule) -> list[PeriodResult]:
         """A window of readings only closed (after :meth:`begin`): ``add_window(spans, {"windows": 1},
-        start_ns)`` then ``advance_close(end_ns, maintenance)``, in one call (once per asset and window)."""
+        start_ns)`` then ``advance_close(end_ns, maintenance)``, in one call (once per asset and window; the
+        time since the last window, when it lies in the window's period of a tumbling scheme, added there
+        inline)."""
         periods = self.periods
+        a = self.accounted_ns
+        quick = a is not None and a < end_ns and end_ns - a <= self.max_gap_ns and not maintenance.windows
+        if quick:  # (what advance would do: _account(a, end_ns, False))
+            state = self.state
+            failed = bool(self.alert_failures or state == "down") and self.in_failure()
+            keys = _KEYS.get((False, state, failed))
+            if keys is None:
+                keys = _KEYS[(False, state, failed)] = _time_keys(False, state, failed)
         for i, scheme in enumerate(self.schemes):
             if type(scheme) is Tumbling:
                 length = scheme.length_ns
@@ -179,27 +189,41 @@ class KpiTracker:
             else:
                 pr = scheme.period_of(start_ns)
                 if pr is None:
+                    if quick:
+                        self._account_scheme(i, scheme, a, end_ns, keys)  # type: ignore[arg-type]
                     continue
                 p = periods.get((i, pr[0]))
                 if p is None:
                     p = self._period(i, *pr)
             have = p.spans
-            for topic, part, a, b in spans:
+            for topic, part, lo, hi in spans:
                 span = have.get((topic, part))
                 if span is None:
-                    have[(topic, part)] = [a, b]
+                    have[(topic, part)] = [lo, hi]
                 else:
-                    if a < span[0]:  # noqa: PLR1730
-                        span[0] = a
-                    if b > span[1]:  # noqa: PLR1730
-                        span[1] = b
-            p.totals["windows"] += 1
-        a = self.accounted_ns
-        if a is None or end_ns <= a or end_ns - a > self.max_gap_ns or maintenance.windows:
-            self.advance(end_ns, maintenance)
-        else:
-            self._account(a, end_ns, False)
+                    if lo < span[0]:  # noqa: PLR1730
+                        span[0] = lo
+                    if hi > span[1]:  # noqa: PLR1730
+                        span[1] = hi
+            tot = p.totals
+            tot["windows"] += 1
+            if quick:
+                if p.start <= a and end_ns <= p.end:  # type: ignore[operator]  # (the usual stretch)
+                    d = end_ns - a  # type: ignore[operator]
+                    for k in keys:
+                        tot[k] += d
+                else:
+                    self._account_scheme(i, scheme, a, end_ns, keys)  # type: ignore[arg-type]
+        if quick:
             self.accounted_ns = end_ns
+            limit = min(end_ns, end_ns - self.emit_delay_ns)
+            for p in periods.values():  # (as close: nearly always none is done)
+                if p.end <= limit:
+                    break
+            else:
+                return []
+        else:
+            self.advance(end_ns, maintenance)
         return self.close(end_ns)
 
     def add_spans(self, spans: Iterable[tuple[str, int, int, int]], t_ns: int) -> None:
@@ -267,10 +291,14 @@ class KpiTracker:
                     for k in keys:
                         tot[k] += d
                     continue
-            for s, e, lo, hi, label in scheme.segments(a, b):
-                tot = self._period(i, s, e, label).totals
-                for k in keys:
-                    tot[k] += hi - lo
+            self._account_scheme(i, scheme, a, b, keys)
+
+    def _account_scheme(self, i: int, scheme: PeriodScheme, a: int, b: int, keys: tuple[str, ...]) -> None:
+        """Add the stretch ``[a, b)`` to the ``keys`` of scheme ``i``'s periods it overlaps."""
+        for s, e, lo, hi, label in scheme.segments(a, b):
+            tot = self._period(i, s, e, label).totals
+            for k in keys:
+                tot[k] += hi - lo
 
     def advance_close(self, t_ns: int, maintenance: MaintenanceSchedule) -> list[PeriodResult]:
         """``advance(t_ns, maintenance)`` then ``close(t_ns)`` (once per window: the usual stretch, within
