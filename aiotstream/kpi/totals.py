@@ -279,7 +279,7 @@ def public_totals(t: dict[str, int | float]) -> dict[str, int | float]:
     for k in _TIME_TOTALS_ORDER:
         v = out.get(k)
         if v is not None:
-            out[k] = round(v / S, 9)
+            out[k] = round(v / S, 9) if v else v / S  # (0 -> 0.0, -0.0 -> -0.0: what round gives)
     return out
 
 
