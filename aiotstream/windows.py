@@ -37,7 +37,7 @@ import math
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from itertools import islice
-from operator import le
+from operator import attrgetter, le
 
 import numpy as np
 
@@ -108,6 +108,9 @@ class ClosedWindow:
 _cw_asset, _cw_start, _cw_end, _cw_partials, _cw_inputs, _cw_first, _cw_last, _cw_readings, _cw_spectral = (
     ClosedWindow.__dict__[f].__set__ for f in ("asset", "start_ns", "end_ns", "partials", "inputs",
                                                "first_seq", "last_seq", "readings", "spectral"))
+
+
+_start_of = attrgetter("start_ns")
 
 
 class WindowAssembler:
@@ -292,6 +295,13 @@ class WindowAssembler:
         if now_s is not None and self.last_arrival and now_s - max(self.last_arrival.values()) > self.idle_s:
             self.resumed_at = now_s  # every stream was silent: the asset resumes now
         keep = self.keep_readings
+        progress = self.progress
+        if len(cols) == 1 and now_s is None and keep is not None and not self.expected and newest is not None \
+                and (not progress or (len(progress) == 1 and "readings" in progress)):
+            c = cols[0]
+            ts = c.ts_ns
+            if keep.isdisjoint(c.metrics) and all(map(le, ts, islice(ts, 1, None))):
+                return self._add_in_order(c, newest)
         for c in cols:
             key = (c.topic, c.partition)
             ts, offsets = c.ts_ns, c.offsets
@@ -362,6 +372,62 @@ class WindowAssembler:
         if now_s is None and len(progress) == 1 and not self.expected:  # (watermark_ns's replay case inline)
             return self.close_until(next(iter(progress.values())) - self.lateness_ns)
         return self.close_until(self.watermark_ns)
+
+    def _add_in_order(self, c: ReadingColumns, newest: int) -> list[ClosedWindow]:
+        """:meth:`add_columns` of one set of columns in time order, none of whose values is kept, on a replay
+        (no wall clock, no expected stream) of an asset with readings only (the usual case of a table):
+        a window that this batch both opens and closes goes straight to a :class:`ClosedWindow` (no open
+        window made and closed again)."""
+        hop, length, open_ = self.hop_ns, self.length_ns, self.open
+        progress = self.progress
+        prog = progress.get("readings", -1)
+        if newest > prog:
+            progress["readings"] = prog = newest
+        watermark = prog - self.lateness_ns  # (watermark_ns of a replay with one stream)
+        limit = watermark - length  # the windows starting by here close now
+        key = (topic, part) = (c.topic, c.partition)
+        ts, offsets = c.ts_ns, c.offsets
+        n = len(ts)
+        asset = self.asset
+        direct: list[ClosedWindow] = []
+        i = 0
+        while i < n:
+            t = ts[i]
+            start = t - t % hop
+            j = bisect_left(ts, start + hop, i)
+            if j == i + 1:
+                lo = hi = offsets[i]
+            else:
+                seg = offsets[i:j]
+                lo, hi = min(seg), max(seg)
+            acc = open_.get(start)
+            if acc is None:
+                if start <= limit:  # opened and closed by this batch
+                    direct.append(ClosedWindow(asset, start, start + length, (), ((topic, part, lo, hi),), -1,
+                                               -1, {}, ()))
+                    i = j
+                    continue
+                acc = open_[start] = _Acc()
+            span = acc.offsets.get(key)
+            if span is None:
+                acc.offsets[key] = [lo, hi]
+            else:
+                if lo < span[0]:  # noqa: PLR1730 (no call)
+                    span[0] = lo
+                if hi > span[1]:  # noqa: PLR1730
+                    span[1] = hi
+            i = j
+        closed = self.close_until(watermark)
+        if not direct:
+            return closed
+        end = direct[-1].end_ns  # (the newest of them)
+        if self.closed_end_ns is None or end > self.closed_end_ns:
+            self.closed_end_ns = end
+        if not closed:
+            return direct
+        closed += direct
+        closed.sort(key=_start_of)
+        return closed
 
     def close_until(self, watermark_ns: int | None) -> list[ClosedWindow]:
         """Close (in event-time order) every open window whose end <= watermark."""
