@@ -306,10 +306,14 @@ class KpiTracker:
         a = self.accounted_ns
         if a is None or t_ns <= a or t_ns - a > self.max_gap_ns or maintenance.windows:
             self.advance(t_ns, maintenance)
-        else:
-            self._account(a, t_ns, False)
-            self.accounted_ns = t_ns
-        return self.close(t_ns)
+            return self.close(t_ns)
+        self._account(a, t_ns, False)
+        self.accounted_ns = t_ns
+        limit = min(t_ns, t_ns - self.emit_delay_ns)
+        for p in self.periods.values():  # (as close: nearly always none is done)
+            if p.end <= limit:
+                return self.close(t_ns)
+        return []
 
     def _failure_edge(self, was: bool, t_ns: int) -> None:
         now = self.in_failure()

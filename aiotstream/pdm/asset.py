@@ -398,7 +398,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         ends, lat = self._closed_ends, self._latencies
         if ends:
             now = time.time()
-            STATS.observe_many("window_close_latency_seconds", [now - e / S for e in ends])
+            STATS.observe_ages("window_close_latency_seconds", now, ends)
             STATS.watermark(self.asset_id, max(ends))
             ends.clear()
         if lat:
