@@ -5,6 +5,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Protocol
 
 from aiotstream.kpi.record import RollupResult, merge_spans
@@ -13,6 +14,8 @@ from aiotstream.kpi.tracker import PeriodResult
 from aiotstream.lineage import FlowContext
 from aiotstream.records import Output
 
+
+_start = itemgetter(1)  # a pending period's key (scheme, start) -> start
 
 # ---- roll-ups ---------------------------------------------------------------------------------------
 @dataclass(slots=True)
@@ -79,7 +82,10 @@ class RollupBook:
         out = []
         if p.revision >= 0:  # a late asset after an early (wall-clock) emission: a new revision
             out.append(self._emit(key, final=self._final(key)))
-        for k in sorted((k for k in self.pending if k[0] == r.scheme), key=lambda k: k[1]):
+        keys = [k for k in self.pending if k[0] == r.scheme]
+        if len(keys) > 1:
+            keys.sort(key=_start)
+        for k in keys:
             if self.pending[k].revision < 0 and self._final(k):
                 out.append(self._emit(k, final=True))
         self._forget()

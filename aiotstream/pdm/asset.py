@@ -226,7 +226,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 if isinstance(sw, ModelSwitch):
                     self._switch(sw)
             items = [i for i in items if not isinstance(i, ModelSwitch)]
-        kinds = set(map(type, items))
+        kinds = {ReadingColumns} if len(items) == 1 and type(items[0]) is ReadingColumns else set(map(type, items))
         if ReadingColumns in kinds:  # table readings as columns: in one pass if nothing needs them one by one
             if len(kinds) == 1:
                 outs_c = self._on_columns(items, now_s)  # type: ignore[arg-type]
