@@ -296,7 +296,9 @@ class WindowAssembler:
             self.resumed_at = now_s  # every stream was silent: the asset resumes now
         keep = self.keep_readings
         progress = self.progress
-        if len(cols) == 1 and now_s is None and keep is not None and not self.expected and newest is not None \
+        expected = self.expected  # (a replay waits for these: "readings" is there once this batch is taken)
+        if len(cols) == 1 and now_s is None and keep is not None and newest is not None \
+                and (not expected or expected == ("readings",)) \
                 and (not progress or (len(progress) == 1 and "readings" in progress)):
             c = cols[0]
             ts = c.ts_ns
@@ -369,13 +371,15 @@ class WindowAssembler:
                 progress["readings"] = newest
             if now_s is not None:
                 self.last_arrival["readings"] = now_s
-        if now_s is None and len(progress) == 1 and not self.expected:  # (watermark_ns's replay case inline)
+        expected = self.expected
+        if now_s is None and len(progress) == 1 and "readings" in progress \
+                and (not expected or expected == ("readings",)):  # (watermark_ns's replay case inline)
             return self.close_until(next(iter(progress.values())) - self.lateness_ns)
         return self.close_until(self.watermark_ns)
 
     def _add_in_order(self, c: ReadingColumns, newest: int) -> list[ClosedWindow]:
         """:meth:`add_columns` of one set of columns in time order, none of whose values is kept, on a replay
-        (no wall clock, no expected stream) of an asset with readings only (the usual case of a table):
+        (no wall clock, no expected stream but readings) of an asset with readings only (a table's case):
         a window that this batch both opens and closes goes straight to a :class:`ClosedWindow` (no open
         window made and closed again)."""
         hop, length, open_ = self.hop_ns, self.length_ns, self.open

@@ -177,8 +177,9 @@ def test_a_window_assembler_pickled_before_keep_readings_keeps_every_metric() ->
 @settings(max_examples=300, deadline=None)
 @given(batches=st.lists(st.lists(st.tuples(st.integers(-2, 3), st.integers(1, 3), st.integers(0, 50)),
                                  min_size=1, max_size=12), min_size=1, max_size=10),
-       length_q=st.sampled_from([1, 2, 4]), lateness=st.sampled_from([0, 1, 3]), part=st.integers(0, 1))
-def test_add_columns_of_a_replayed_table_matches_add(batches, length_q, lateness, part) -> None:
+       length_q=st.sampled_from([1, 2, 4]), lateness=st.sampled_from([0, 1, 3]), part=st.integers(0, 1),
+       expected=st.sampled_from([(), ("readings",), ("frames", "readings")]))
+def test_add_columns_of_a_replayed_table_matches_add(batches, length_q, lateness, part, expected) -> None:
     """The replay of a table (one set of columns per batch, in time order, mostly forward with steps back,
     no value kept: ``_add_in_order``, which closes the windows a batch opens and closes without making them
     open windows) has the effects of ``add`` of the readings: the same windows, in the same order, the same
@@ -186,9 +187,9 @@ def test_add_columns_of_a_replayed_table_matches_add(batches, length_q, lateness
     from aiotstream.records import ReadingColumns, expand_columns
 
     length = length_q * S // 4
-    fast = WindowAssembler(length, length, lateness * S // 4, asset="a")
+    fast = WindowAssembler(length, length, lateness * S // 4, asset="a", expected=expected)
     fast.keep_readings = frozenset({"t"})
-    ref = Reference(length, length, lateness * S // 4, asset="a")
+    ref = Reference(length, length, lateness * S // 4, asset="a", expected=expected)
     t, hits = 0, 0
     for batch in batches:
         ts, metrics, offs = [], [], []
