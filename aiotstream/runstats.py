@@ -154,7 +154,8 @@ class RunStats:
         ``t / S`` is correctly rounded) without the list (the windows an asset closed in a batch: their close
         latency).
 
-        >>> s = RunStats(); s.observe_ages("window_close_latency_seconds", 10.0, [9_500_000_000, 9_000_000_000])
+        >>> s = RunStats()
+        >>> s.observe_ages("window_close_latency_seconds", 10.0, [9_500_000_000, 9_000_000_000])
         >>> s.histograms()[("window_close_latency_seconds", ())][-1]
         1.5
         """

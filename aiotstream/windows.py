@@ -286,9 +286,9 @@ class WindowAssembler:
             oldest = min(min(c.ts_ns) for c in cols if c.ts_ns)
         else:
             newest = None
-        if closed_end is not None and newest is not None:
-            if oldest - oldest % hop + length <= closed_end:  # a late reading: add() says which
-                return None
+        if closed_end is not None and newest is not None \
+                and oldest - oldest % hop + length <= closed_end:  # a late reading: add() says which
+            return None
         self.now_s = now_s
         if self.first_arrival is None:
             self.first_arrival = now_s

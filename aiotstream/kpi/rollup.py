@@ -14,7 +14,6 @@ from aiotstream.kpi.tracker import PeriodResult
 from aiotstream.lineage import FlowContext
 from aiotstream.records import Output
 
-
 _start = itemgetter(1)  # a pending period's key (scheme, start) -> start
 
 # ---- roll-ups ---------------------------------------------------------------------------------------

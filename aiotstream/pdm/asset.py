@@ -226,7 +226,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 if isinstance(sw, ModelSwitch):
                     self._switch(sw)
             items = [i for i in items if not isinstance(i, ModelSwitch)]
-        kinds = {ReadingColumns} if len(items) == 1 and type(items[0]) is ReadingColumns else set(map(type, items))
+        one_set = len(items) == 1 and type(items[0]) is ReadingColumns  # (one asset's rows of a poll batch)
+        kinds = {ReadingColumns} if one_set else set(map(type, items))
         if ReadingColumns in kinds:  # table readings as columns: in one pass if nothing needs them one by one
             if len(kinds) == 1:
                 outs_c = self._on_columns(items, now_s)  # type: ignore[arg-type]

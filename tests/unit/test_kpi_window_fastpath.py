@@ -100,7 +100,7 @@ def test_fast_paths_match_the_generic_code(steps: list, period_w: int, window_s:
     sh = [("A", 6 * 60, 8), ("B", 14 * 60, 8)]  # with a gap between shifts
     mine = [Tumbling(period)] + ([Shifts(sh, "Europe/Berlin")] if shifts else [])
     theirs = [_Generic(period)] + ([Shifts(sh, "Europe/Berlin")] if shifts else [])
-    kw = dict(emit_delay_ns=length - hop, max_gap_ns=max_gap_w * S, failures=failures)
+    kw = {"emit_delay_ns": length - hop, "max_gap_ns": max_gap_w * S, "failures": failures}
     fast, ref = KpiTracker("a", "l", mine, **kw), _Reference("a", "l", theirs, **kw)
     m = MaintenanceSchedule()
     if maint:
