@@ -40,6 +40,8 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping
 
+_NS_PER_S = 1_000_000_000  # (aiotstream.units.S; an int: t / _NS_PER_S is correctly rounded)
+
 GROUPS = ("inputs", "deadletters", "outputs", "losses", "dropped", "gauges")
 _TITLES = {"inputs": "inputs", "deadletters": "dead letters", "outputs": "outputs", "losses": "known losses",
            "dropped": "dropped", "gauges": ""}
@@ -143,6 +145,27 @@ class RunStats:
             if h is None:
                 h = self._hist[(name, labels)] = [0] * (len(bounds) + 1) + [0.0]
             for v in values:
+                h[bisect_left(bounds, v)] += 1
+                h[-1] += v
+
+    def observe_ages(self, name: str, now_s: float, times_ns: Iterable[int], labels: tuple[str, ...] = ()
+                     ) -> None:
+        """``observe_many(name, [now_s - t / S for t in times_ns], labels)`` (``S``: 1 s in ns, an int, so
+        ``t / S`` is correctly rounded) without the list (the windows an asset closed in a batch: their close
+        latency).
+
+        >>> s = RunStats()
+        >>> s.observe_ages("window_close_latency_seconds", 10.0, [9_500_000_000, 9_000_000_000])
+        >>> s.histograms()[("window_close_latency_seconds", ())][-1]
+        1.5
+        """
+        bounds = BUCKETS[name]
+        with self._lock:
+            h = self._hist.get((name, labels))
+            if h is None:
+                h = self._hist[(name, labels)] = [0] * (len(bounds) + 1) + [0.0]
+            for t in times_ns:
+                v = now_s - t / _NS_PER_S
                 h[bisect_left(bounds, v)] += 1
                 h[-1] += v
 

@@ -37,7 +37,7 @@ import math
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from itertools import islice
-from operator import le
+from operator import attrgetter, le
 
 import numpy as np
 
@@ -108,6 +108,9 @@ class ClosedWindow:
 _cw_asset, _cw_start, _cw_end, _cw_partials, _cw_inputs, _cw_first, _cw_last, _cw_readings, _cw_spectral = (
     ClosedWindow.__dict__[f].__set__ for f in ("asset", "start_ns", "end_ns", "partials", "inputs",
                                                "first_seq", "last_seq", "readings", "spectral"))
+
+
+_start_of = attrgetter("start_ns")
 
 
 class WindowAssembler:
@@ -264,10 +267,11 @@ class WindowAssembler:
                 self.last_arrival["readings"] = now_s
         return self.close_until(self.watermark_ns), late
 
-    def add_columns(self, cols: list[ReadingColumns], now_s: float | None = None
-                    ) -> list[ClosedWindow] | None:
+    def add_columns(self, cols: list[ReadingColumns], now_s: float | None = None,
+                    times: tuple[int, int] | None = None) -> list[ClosedWindow] | None:
         """:meth:`add` for a batch of readings as columns, without an object per value: the windows closed,
         or None (nothing changed) when the batch needs :meth:`add` (sliding windows, or a late reading).
+        ``times``: the batch's (oldest, newest) reading time if the caller has it (None: found here).
 
         Same effects as ``add`` of the readings the columns stand for (good quality, in order), which are
         then all taken (none late), except that the windows keep only the values of ``keep_readings`` if
@@ -275,17 +279,31 @@ class WindowAssembler:
         length, hop, closed_end, open_ = self.length_ns, self.hop_ns, self.closed_end_ns, self.open
         if hop != length:
             return None
-        newest = max(max(c.ts_ns) for c in cols if c.ts_ns) if any(cols) else None
-        if closed_end is not None and newest is not None:
+        if times is not None:
+            oldest, newest = times
+        elif any(c.ts_ns for c in cols):
+            newest = max(max(c.ts_ns) for c in cols if c.ts_ns)
             oldest = min(min(c.ts_ns) for c in cols if c.ts_ns)
-            if oldest - oldest % hop + length <= closed_end:  # a late reading: add() says which
-                return None
+        else:
+            newest = None
+        if closed_end is not None and newest is not None \
+                and oldest - oldest % hop + length <= closed_end:  # a late reading: add() says which
+            return None
         self.now_s = now_s
         if self.first_arrival is None:
             self.first_arrival = now_s
         if now_s is not None and self.last_arrival and now_s - max(self.last_arrival.values()) > self.idle_s:
             self.resumed_at = now_s  # every stream was silent: the asset resumes now
         keep = self.keep_readings
+        progress = self.progress
+        expected = self.expected  # (a replay waits for these: "readings" is there once this batch is taken)
+        if len(cols) == 1 and now_s is None and keep is not None and newest is not None \
+                and (not expected or expected == ("readings",)) \
+                and (not progress or (len(progress) == 1 and "readings" in progress)):
+            c = cols[0]
+            ts = c.ts_ns
+            if keep.isdisjoint(c.metrics) and all(map(le, ts, islice(ts, 1, None))):
+                return self._add_in_order(c, newest)
         for c in cols:
             key = (c.topic, c.partition)
             ts, offsets = c.ts_ns, c.offsets
@@ -328,7 +346,12 @@ class WindowAssembler:
                         span[1] = o
             # the values (of the metrics kept: see keep_readings), in order, in their windows (all open now)
             metrics, values = c.metrics, c.values
-            pick = range(n) if keep is None else [k for k, m in enumerate(metrics) if m in keep]
+            if keep is None:
+                pick: range | list[int] = range(n)
+            elif keep.isdisjoint(metrics):  # (none kept: the usual case, readings without the temperature)
+                continue
+            else:
+                pick = [k for k, m in enumerate(metrics) if m in keep]
             last_start, readings = None, {}
             for k in pick:
                 t = ts[k]
@@ -342,19 +365,102 @@ class WindowAssembler:
                     readings[m] = [values[k]]
                 else:
                     vals.append(values[k])
+        progress = self.progress
         if newest is not None:
-            if newest > self.progress.get("readings", -1):
-                self.progress["readings"] = newest
+            if newest > progress.get("readings", -1):
+                progress["readings"] = newest
             if now_s is not None:
                 self.last_arrival["readings"] = now_s
+        expected = self.expected
+        if now_s is None and len(progress) == 1 and "readings" in progress \
+                and (not expected or expected == ("readings",)):  # (watermark_ns's replay case inline)
+            return self.close_until(next(iter(progress.values())) - self.lateness_ns)
         return self.close_until(self.watermark_ns)
+
+    def _add_in_order(self, c: ReadingColumns, newest: int) -> list[ClosedWindow]:
+        """:meth:`add_columns` of one set of columns in time order, none of whose values is kept, on a replay
+        (no wall clock, no expected stream but readings) of an asset with readings only (a table's case):
+        a window that this batch both opens and closes goes straight to a :class:`ClosedWindow` (no open
+        window made and closed again)."""
+        hop, length, open_ = self.hop_ns, self.length_ns, self.open
+        progress = self.progress
+        prog = progress.get("readings", -1)
+        if newest > prog:
+            progress["readings"] = prog = newest
+        watermark = prog - self.lateness_ns  # (watermark_ns of a replay with one stream)
+        limit = watermark - length  # the windows starting by here close now
+        key = (topic, part) = (c.topic, c.partition)
+        ts, offsets = c.ts_ns, c.offsets
+        n = len(ts)
+        asset = self.asset
+        direct: list[ClosedWindow] = []
+        i = 0
+        while i < n:
+            t = ts[i]
+            start = t - t % hop
+            j = bisect_left(ts, start + hop, i)
+            if j == i + 1:
+                lo = hi = offsets[i]
+            else:
+                seg = offsets[i:j]
+                lo, hi = min(seg), max(seg)
+            acc = open_.get(start)
+            if acc is None:
+                if start <= limit:  # opened and closed by this batch
+                    direct.append(ClosedWindow(asset, start, start + length, (), ((topic, part, lo, hi),), -1,
+                                               -1, {}, ()))
+                    i = j
+                    continue
+                acc = open_[start] = _Acc()
+            span = acc.offsets.get(key)
+            if span is None:
+                acc.offsets[key] = [lo, hi]
+            else:
+                if lo < span[0]:  # noqa: PLR1730 (no call)
+                    span[0] = lo
+                if hi > span[1]:  # noqa: PLR1730
+                    span[1] = hi
+            i = j
+        closed = self.close_until(watermark)
+        if not direct:
+            return closed
+        end = direct[-1].end_ns  # (the newest of them)
+        if self.closed_end_ns is None or end > self.closed_end_ns:
+            self.closed_end_ns = end
+        if not closed:
+            return direct
+        closed += direct
+        closed.sort(key=_start_of)
+        return closed
 
     def close_until(self, watermark_ns: int | None) -> list[ClosedWindow]:
         """Close (in event-time order) every open window whose end <= watermark."""
-        if watermark_ns is None or not self.open:
+        open_ = self.open
+        if watermark_ns is None or not open_:
             return []
-        ready = sorted(s for s in self.open if s + self.length_ns <= watermark_ns)
-        return [self._close(s) for s in ready]
+        # every window has the same length: the ones that end by the watermark are the first by start
+        length = self.length_ns
+        limit = watermark_ns - length
+        ready = sorted(open_) if len(open_) > 1 else tuple(open_)
+        out = []
+        asset, closed_end = self.asset, self.closed_end_ns
+        for s in ready:
+            if s > limit:
+                break
+            acc = open_[s]
+            offsets = acc.offsets
+            if acc.frames or acc.readings or len(offsets) != 1:  # (the general case)
+                out.append(self._close(s))
+                closed_end = self.closed_end_ns
+                continue
+            # readings only, no value kept, one input partition (the usual case): _close inline
+            del open_[s]
+            end = s + length
+            if closed_end is None or end > closed_end:
+                self.closed_end_ns = closed_end = end
+            ((t, p), (a, b)), = offsets.items()
+            out.append(ClosedWindow(asset, s, end, (), ((t, p, a, b),), acc.first_seq, acc.last_seq, {}, ()))
+        return out
 
     def flush(self) -> list[ClosedWindow]:
         """Close every open window (end of input, or the asset went silent)."""
@@ -363,7 +469,8 @@ class WindowAssembler:
     def _close(self, start: int) -> ClosedWindow:
         acc = self.open.pop(start)
         end = start + self.length_ns
-        if self.closed_end_ns is None or end > self.closed_end_ns:
+        closed_end = self.closed_end_ns
+        if closed_end is None or end > closed_end:
             self.closed_end_ns = end
         offsets = acc.offsets
         if len(offsets) == 1:  # (one input partition: the usual case)
@@ -371,7 +478,7 @@ class WindowAssembler:
             inputs: tuple[tuple[str, int, int, int], ...] = ((t, p, a, b),)
         else:
             inputs = tuple(sorted((t, p, a, b) for (t, p), (a, b) in offsets.items()))
-        readings = {k: tuple(v) for k, v in acc.readings.items()}
+        readings = {k: tuple(v) for k, v in acc.readings.items()} if acc.readings else {}
         if not acc.frames:  # readings only
             return ClosedWindow(self.asset, start, end, (), inputs, acc.first_seq, acc.last_seq, readings, ())
         frames = sorted(acc.frames, key=lambda f: (f[0], f[1]))  # arrival order may differ from time order

@@ -5,14 +5,16 @@ import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Protocol
 
 from aiotstream.kpi.record import RollupResult, merge_spans
-from aiotstream.kpi.totals import merge, new_totals
+from aiotstream.kpi.totals import merge_all
 from aiotstream.kpi.tracker import PeriodResult
 from aiotstream.lineage import FlowContext
 from aiotstream.records import Output
 
+_start = itemgetter(1)  # a pending period's key (scheme, start) -> start
 
 # ---- roll-ups ---------------------------------------------------------------------------------------
 @dataclass(slots=True)
@@ -79,7 +81,10 @@ class RollupBook:
         out = []
         if p.revision >= 0:  # a late asset after an early (wall-clock) emission: a new revision
             out.append(self._emit(key, final=self._final(key)))
-        for k in sorted((k for k in self.pending if k[0] == r.scheme), key=lambda k: k[1]):
+        keys = [k for k in self.pending if k[0] == r.scheme]
+        if len(keys) > 1:
+            keys.sort(key=_start)
+        for k in keys:
             if self.pending[k].revision < 0 and self._final(k):
                 out.append(self._emit(k, final=True))
         self._forget()
@@ -113,9 +118,7 @@ class RollupBook:
     def _emit(self, key: tuple[str, int], final: bool) -> RollupResult:
         p = self.pending[key]
         p.revision += 1
-        totals = new_totals()
-        for part in p.parts.values():
-            totals = merge(totals, part.totals)
+        totals = merge_all(part.totals for part in p.parts.values())
         f = p.first
         res = RollupResult(f.scheme, f.length_ns, f.start_ns, f.end_ns, f.label, None,
                            self.scope_id if self.scope == "line" else None, totals,

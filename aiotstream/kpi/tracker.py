@@ -5,12 +5,37 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from aiotstream.kpi.periods import PeriodScheme
+from aiotstream.kpi.periods import PeriodScheme, Tumbling
 from aiotstream.kpi.totals import STATE_CODES, new_totals, split_trapezoid
 from aiotstream.units import S
 
 if TYPE_CHECKING:  # the KPI accounting reads a schedule; it does not need the decisions package to run
     from aiotstream.decisions.maintenance import MaintenanceSchedule
+
+
+_TIME_STATE_KEYS = {"running": "run_s", "idle": "idle_s", "down": "down_s"}
+_KEYS: dict[tuple[bool, str | None, bool], tuple[str, ...]] = {}  # (maintenance, state, failed) -> keys
+
+
+def _time_keys(maint: bool, state: str | None, failed: bool) -> tuple[str, ...]:
+    """The time totals a stretch of accounted time adds to (in this order).
+
+    >>> _time_keys(False, "running", False)
+    ('observed_s', 'planned_s', 'run_s', 'operating_s')
+    >>> _time_keys(True, "down", True)
+    ('observed_s', 'maintenance_s', 'planned_s', 'down_s', 'failure_s')
+    """
+    keys = ["observed_s"]
+    if maint:
+        keys.append("maintenance_s")
+    if state in ("running", "idle", "down"):
+        keys.append("planned_s")
+        keys.append(_TIME_STATE_KEYS[state])
+    if failed:
+        keys.append("failure_s")
+    elif not maint and state in (None, "running"):
+        keys.append("operating_s")
+    return tuple(keys)
 
 
 # ---- per-asset tracker ------------------------------------------------------------------------------
@@ -109,15 +134,22 @@ class KpiTracker:
     def add_window(self, spans: Iterable[tuple[str, int, int, int]], sums: dict[str, float],
                    t_ns: int) -> None:
         """:meth:`add_spans` and ``add_many(sums, {}, t_ns, exact_time=True)`` in one period lookup (once per
-        window: :meth:`_at` and the span merge inline)."""
+        window: :meth:`_at` and the span merge inline, a tumbling scheme's period by one modulo)."""
         periods = self.periods
         for i, scheme in enumerate(self.schemes):
-            pr = scheme.period_of(t_ns)
-            if pr is None:
-                continue
-            p = periods.get((i, pr[0]))
-            if p is None:
-                p = self._period(i, *pr)
+            if type(scheme) is Tumbling:  # (period_of inline: the usual scheme)
+                length = scheme.length_ns
+                start = t_ns - t_ns % length
+                p = periods.get((i, start))
+                if p is None:
+                    p = self._period(i, start, start + length, "")
+            else:
+                pr = scheme.period_of(t_ns)
+                if pr is None:
+                    continue
+                p = periods.get((i, pr[0]))
+                if p is None:
+                    p = self._period(i, *pr)
             have = p.spans
             for topic, part, a, b in spans:
                 span = have.get((topic, part))
@@ -131,6 +163,68 @@ class KpiTracker:
             tot = p.totals
             for k, v in sums.items():
                 tot[k] += v
+
+    def readings_window(self, spans: Iterable[tuple[str, int, int, int]], start_ns: int, end_ns: int,
+                        maintenance: MaintenanceSchedule) -> list[PeriodResult]:
+        """A window of readings only closed (after :meth:`begin`): ``add_window(spans, {"windows": 1},
+        start_ns)`` then ``advance_close(end_ns, maintenance)``, in one call (once per asset and window; the
+        time since the last window, when it lies in the window's period of a tumbling scheme, added there
+        inline)."""
+        periods = self.periods
+        a = self.accounted_ns
+        quick = a is not None and a < end_ns and end_ns - a <= self.max_gap_ns and not maintenance.windows
+        if quick:  # (what advance would do: _account(a, end_ns, False))
+            state = self.state
+            failed = bool(self.alert_failures or state == "down") and self.in_failure()
+            keys = _KEYS.get((False, state, failed))
+            if keys is None:
+                keys = _KEYS[(False, state, failed)] = _time_keys(False, state, failed)
+        for i, scheme in enumerate(self.schemes):
+            if type(scheme) is Tumbling:
+                length = scheme.length_ns
+                ps = start_ns - start_ns % length
+                p = periods.get((i, ps))
+                if p is None:
+                    p = self._period(i, ps, ps + length, "")
+            else:
+                pr = scheme.period_of(start_ns)
+                if pr is None:
+                    if quick:
+                        self._account_scheme(i, scheme, a, end_ns, keys)  # type: ignore[arg-type]
+                    continue
+                p = periods.get((i, pr[0]))
+                if p is None:
+                    p = self._period(i, *pr)
+            have = p.spans
+            for topic, part, lo, hi in spans:
+                span = have.get((topic, part))
+                if span is None:
+                    have[(topic, part)] = [lo, hi]
+                else:
+                    if lo < span[0]:  # noqa: PLR1730
+                        span[0] = lo
+                    if hi > span[1]:  # noqa: PLR1730
+                        span[1] = hi
+            tot = p.totals
+            tot["windows"] += 1
+            if quick:
+                if p.start <= a and end_ns <= p.end:  # type: ignore[operator]  # (the usual stretch)
+                    d = end_ns - a  # type: ignore[operator]
+                    for k in keys:
+                        tot[k] += d
+                else:
+                    self._account_scheme(i, scheme, a, end_ns, keys)  # type: ignore[arg-type]
+        if quick:
+            self.accounted_ns = end_ns
+            limit = min(end_ns, end_ns - self.emit_delay_ns)
+            for p in periods.values():  # (as close: nearly always none is done)
+                if p.end <= limit:
+                    break
+            else:
+                return []
+        else:
+            self.advance(end_ns, maintenance)
+        return self.close(end_ns)
 
     def add_spans(self, spans: Iterable[tuple[str, int, int, int]], t_ns: int) -> None:
         """Record input offsets (lineage) in the periods containing ``t_ns``."""
@@ -178,22 +272,48 @@ class KpiTracker:
         self.accounted_ns = t_ns
 
     def _account(self, a: int, b: int, maint: bool) -> None:
-        state, failed = self.state, self.in_failure()
-        keys = ["observed_s"]
-        if maint:
-            keys.append("maintenance_s")
-        if state in ("running", "idle", "down"):
-            keys.append("planned_s")
-            keys.append({"running": "run_s", "idle": "idle_s", "down": "down_s"}[state])
-        if failed:
-            keys.append("failure_s")
-        elif not maint and state in (None, "running"):
-            keys.append("operating_s")
+        state = self.state
+        failed = bool(self.alert_failures or state == "down") and self.in_failure()
+        keys = _KEYS.get((maint, state, failed))
+        if keys is None:
+            keys = _KEYS[(maint, state, failed)] = _time_keys(maint, state, failed)
+        periods = self.periods
         for i, scheme in enumerate(self.schemes):
-            for s, e, lo, hi, label in scheme.segments(a, b):
-                tot = self._period(i, s, e, label).totals
-                for k in keys:
-                    tot[k] += hi - lo
+            if type(scheme) is Tumbling:  # a stretch within one period (a window's: the usual case) inline
+                length = scheme.length_ns
+                s = a - a % length
+                if b <= s + length:
+                    p = periods.get((i, s))
+                    if p is None:
+                        p = self._period(i, s, s + length, "")
+                    tot = p.totals
+                    d = b - a
+                    for k in keys:
+                        tot[k] += d
+                    continue
+            self._account_scheme(i, scheme, a, b, keys)
+
+    def _account_scheme(self, i: int, scheme: PeriodScheme, a: int, b: int, keys: tuple[str, ...]) -> None:
+        """Add the stretch ``[a, b)`` to the ``keys`` of scheme ``i``'s periods it overlaps."""
+        for s, e, lo, hi, label in scheme.segments(a, b):
+            tot = self._period(i, s, e, label).totals
+            for k in keys:
+                tot[k] += hi - lo
+
+    def advance_close(self, t_ns: int, maintenance: MaintenanceSchedule) -> list[PeriodResult]:
+        """``advance(t_ns, maintenance)`` then ``close(t_ns)`` (once per window: the usual stretch, within
+        ``max_gap_ns`` and without maintenance windows, inline)."""
+        a = self.accounted_ns
+        if a is None or t_ns <= a or t_ns - a > self.max_gap_ns or maintenance.windows:
+            self.advance(t_ns, maintenance)
+            return self.close(t_ns)
+        self._account(a, t_ns, False)
+        self.accounted_ns = t_ns
+        limit = min(t_ns, t_ns - self.emit_delay_ns)
+        for p in self.periods.values():  # (as close: nearly always none is done)
+            if p.end <= limit:
+                return self.close(t_ns)
+        return []
 
     def _failure_edge(self, was: bool, t_ns: int) -> None:
         now = self.in_failure()
@@ -277,6 +397,12 @@ class KpiTracker:
         first."""
         acc = self.accounted_ns
         if acc is None:
+            return []
+        limit = min(acc, clock_ns - self.emit_delay_ns)
+        for p in self.periods.values():  # (nearly always none is done: no list, no _emit)
+            if p.end <= limit:
+                break
+        else:
             return []
         power = self.last_power
         done = [p for p in self.periods.values()

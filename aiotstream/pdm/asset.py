@@ -226,7 +226,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 if isinstance(sw, ModelSwitch):
                     self._switch(sw)
             items = [i for i in items if not isinstance(i, ModelSwitch)]
-        kinds = set(map(type, items))
+        one_set = len(items) == 1 and type(items[0]) is ReadingColumns  # (one asset's rows of a poll batch)
+        kinds = {ReadingColumns} if one_set else set(map(type, items))
         if ReadingColumns in kinds:  # table readings as columns: in one pass if nothing needs them one by one
             if len(kinds) == 1:
                 outs_c = self._on_columns(items, now_s)  # type: ignore[arg-type]
@@ -277,23 +278,30 @@ class AssetAnalyzer(effects.RuntimeEntity):
         metrics = self.rt.timeline_metrics
         if metrics and any(not metrics.isdisjoint(c.metrics) for c in cols):
             return None
-        times = [t for c in cols if c.ts_ns for t in (min(c.ts_ns), max(c.ts_ns))]
-        if not times:
-            return None
-        hi, lo = max(times), min(times)  # as _screen's lean path: is the oldest reading too old?
-        progress = self.windows.progress
+        if len(cols) == 1:  # (one asset's rows of one poll batch: the usual case)
+            ts = cols[0].ts_ns
+            if not ts:
+                return None
+            lo, hi = min(ts), max(ts)
+        else:
+            times = [t for c in cols if c.ts_ns for t in (min(c.ts_ns), max(c.ts_ns))]
+            if not times:
+                return None
+            hi, lo = max(times), min(times)  # as _screen's lean path: is the oldest reading too old?
+        windows = self.windows
+        progress = windows.progress
         ref = hi if not progress else max(hi, max(progress.values()))
         if lo < ref - _ns(self.rt.config.window.max_past_s):
             return None
-        closed = self.windows.add_columns(cols, now_s)
+        closed = windows.add_columns(cols, now_s, (lo, hi))
         if closed is None:
             return None
         if self.scalar is not None:
             self.scalar.add_columns(cols)
-        if self.windows.closed_end_ns is not None:  # a repeat of a frame before this is late anyway
-            self.dedupe.forget_before(self.windows.closed_end_ns - self.rt.length_ns)
-        outs = self._windows_closed(closed)
-        if self.clock_ns is not None:  # feedback from the past (relative to the clock) applies now
+        if windows.closed_end_ns is not None and self.dedupe.order:  # a repeat of a frame before this is late
+            self.dedupe.forget_before(windows.closed_end_ns - self.rt.length_ns)
+        outs = self._windows_closed(closed) if closed or self.rt.models is not None else []
+        if self.queue and self.clock_ns is not None:  # feedback from the past (relative to the clock) applies
             outs.extend(self._run_until(self.clock_ns, inclusive=False, timers=False))
         self._report()
         return outs
@@ -384,11 +392,14 @@ class AssetAnalyzer(effects.RuntimeEntity):
         """Report to the run summary whether this asset's alerts are suppressed at its clock now, and to the
         metrics what the batch closed (window ends, model latencies: one call each per batch, not per window),
         its open alerts and pending commands (counted only when it has any, or had)."""
-        self.suppression.update(self.clock_ns is not None and self.schedule.active(self.clock_ns))
+        clock, schedule = self.clock_ns, self.schedule
+        active = clock is not None and bool(schedule.windows) and schedule.active(clock)
+        if active != self.suppression.on:
+            self.suppression.update(active)
         ends, lat = self._closed_ends, self._latencies
         if ends:
             now = time.time()
-            STATS.observe_many("window_close_latency_seconds", [now - e / S for e in ends])
+            STATS.observe_ages("window_close_latency_seconds", now, ends)
             STATS.watermark(self.asset_id, max(ends))
             ends.clear()
         if lat:
@@ -396,7 +407,10 @@ class AssetAnalyzer(effects.RuntimeEntity):
             STATS.observe_many("inference_latency_seconds", [x / S for x in lat],
                                (str(model["name"]), str(model["version"])))
             lat.clear()
-        effects.report_open(self.book, self.control, *self._shares())
+        book, control = self.book, self.control
+        if book.current or control.commands or "alert_share" not in self.__dict__ or self.alert_share.now \
+                or self.command_share.now:  # (what report_open looks at)
+            effects.report_open(book, control, *self._shares())
 
     def next_deadline_ns(self) -> int | None:
         """The next event time at which something is due (a timer or a queued event), for wall-clock
@@ -419,25 +433,33 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if self.rt.models is not None:
             return self._submit(closed)
         outs: list[Output] = []
-        kpi, book, control, scalar = self.kpi, self.book, self.control, self.scalar
+        kpi, book, control, scalar, schedule = self.kpi, self.book, self.control, self.scalar, self.schedule
+        ends = self._closed_ends
         for w in closed:
             start, end = w.start_ns, w.end_ns
-            kpi.begin(start)
+            if kpi.accounted_ns is None:  # (kpi.begin)
+                kpi.accounted_ns = start
             # (nothing queued and no alert, held-back alert or command: _run_until would find nothing due)
             if self.queue or book.current or book.suppressed or control.commands:
                 outs.extend(self._run_until(end, inclusive=False))
             if w.partials:
                 outs.extend(self._on_window(w))
-            else:  # readings only: nothing to score (_on_window's first lines)
-                self._tick(end)
-                self._closed_ends.append(end)  # for the metrics, reported once per batch (_report)
+            else:  # readings only: nothing to score (_on_window's first lines, _tick inline)
+                clock = self.clock_ns
+                if clock is None or end > clock:
+                    self.clock_ns = end
+                ends.append(end)  # for the metrics, reported once per batch (_report)
+                if scalar is None and not (book.current or book.suppressed or control.commands):
+                    done = kpi.readings_window(w.inputs, start, end, schedule)  # (the steps below in one)
+                    if done:
+                        outs.extend(self._periods(done))
+                    continue
                 kpi.add_window(w.inputs, _ONE_WINDOW, start)
             if scalar is not None:  # the rows before the window's end are final: before its KPIs close
                 outs.extend(self._scalar_window(end))
             if book.current or book.suppressed or control.commands:
                 outs.extend(self._timers(end))
-            kpi.advance(end, self.schedule)
-            done = kpi.close(end)
+            done = kpi.advance_close(end, schedule)
             if done:
                 outs.extend(self._periods(done))
         return outs

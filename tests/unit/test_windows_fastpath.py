@@ -53,6 +53,12 @@ class Reference(WindowAssembler):
                 self.last_arrival[stream] = now_s
         return self.close_until(self.watermark_ns), late
 
+    def close_until(self, watermark_ns):  # type: ignore[no-untyped-def]  # (before its inline close)
+        if watermark_ns is None or not self.open:
+            return []
+        ready = sorted(s for s in self.open if s + self.length_ns <= watermark_ns)
+        return [self._close(s) for s in ready]
+
 
 def _frame(seq: int, t0: int, part: int, off: int) -> Frame:
     m = np.zeros((1, 11))
@@ -166,3 +172,47 @@ def test_a_window_assembler_pickled_before_keep_readings_keeps_every_metric() ->
     new.add_columns([ReadingColumns("a", "f", -1, [B, B], ["t", "p"], [1.0, 2.0], [0, 1])])
     (w,) = new.flush()
     assert w.readings == {"t": (1.0,)} and w.inputs == (("f", -1, 0, 1),)
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches=st.lists(st.lists(st.tuples(st.integers(-2, 3), st.integers(1, 3), st.integers(0, 50)),
+                                 min_size=1, max_size=12), min_size=1, max_size=10),
+       length_q=st.sampled_from([1, 2, 4]), lateness=st.sampled_from([0, 1, 3]), part=st.integers(0, 1),
+       expected=st.sampled_from([(), ("readings",), ("frames", "readings")]))
+def test_add_columns_of_a_replayed_table_matches_add(batches, length_q, lateness, part, expected) -> None:
+    """The replay of a table (one set of columns per batch, in time order, mostly forward with steps back,
+    no value kept: ``_add_in_order``, which closes the windows a batch opens and closes without making them
+    open windows) has the effects of ``add`` of the readings: the same windows, in the same order, the same
+    progress and newest closed end, the same late readings."""
+    from aiotstream.records import ReadingColumns, expand_columns
+
+    length = length_q * S // 4
+    fast = WindowAssembler(length, length, lateness * S // 4, asset="a", expected=expected)
+    fast.keep_readings = frozenset({"t"})
+    ref = Reference(length, length, lateness * S // 4, asset="a", expected=expected)
+    t, hits = 0, 0
+    for batch in batches:
+        ts, metrics, offs = [], [], []
+        t = max(0, t + batch[0][0])  # a batch may start a little before the last one ended
+        for _, n, off in batch:
+            for k in range(n):  # n readings (channels) of one row at time t
+                ts.append(B + t * S // 4)
+                metrics.append(f"c{k}")
+                offs.append(off + k)
+            t += 1
+        cols = [ReadingColumns("a", "rd", part, ts, metrics, [1.0] * len(ts), offs)]
+        before = fast.closed_end_ns
+        cf = fast.add_columns(cols, None)
+        if cf is None:
+            cf, lf = fast.add(expand_columns(cols), None)
+        else:
+            hits += 1
+            lf = []
+        cr, lr = ref.add(expand_columns(cols), None)
+        assert [(w.start_ns, w.end_ns, w.inputs, w.first_seq, w.last_seq, w.partials) for w in cf] == \
+            [(w.start_ns, w.end_ns, w.inputs, w.first_seq, w.last_seq, w.partials) for w in cr], before
+        assert len(lf) == len(lr)
+        assert fast.progress == ref.progress and fast.closed_end_ns == ref.closed_end_ns
+        assert sorted(fast.open) == sorted(ref.open)
+        assert {s: a.offsets for s, a in fast.open.items()} == {s: a.offsets for s, a in ref.open.items()}
+    assert [(w.start_ns, w.inputs) for w in fast.flush()] == [(w.start_ns, w.inputs) for w in ref.flush()]
