@@ -407,27 +407,36 @@ cdef inline double _tail(double x, double t, double rate, double xi, double sig)
 
 
 cdef inline Py_ssize_t _lower(const double* a, Py_ssize_t n, double v) noexcept nogil:
-    """np.searchsorted(a[:n], v, "left")"""
-    cdef Py_ssize_t lo = 0, hi = n, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid] < v:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    """np.searchsorted(a[:n], v, "left") (branch-free halving: the compares are unpredictable)"""
+    cdef const double* base = a
+    cdef Py_ssize_t half
+    if n == 0:
+        return 0
+    while n > 1:
+        half = n >> 1
+        base = base + half if base[half] < v else base
+        n -= half
+    return (base - a) + (1 if base[0] < v else 0)
 
 
 cdef inline Py_ssize_t _upper(const double* a, Py_ssize_t n, double v) noexcept nogil:
     """np.searchsorted(a[:n], v, "right")"""
-    cdef Py_ssize_t lo = 0, hi = n, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid] <= v:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    cdef const double* base = a
+    cdef Py_ssize_t half
+    if n == 0:
+        return 0
+    while n > 1:
+        half = n >> 1
+        base = base + half if base[half] <= v else base
+        n -= half
+    return (base - a) + (1 if base[0] <= v else 0)
+
+
+cdef inline Py_ssize_t _equal_from(const double* a, Py_ssize_t n, Py_ssize_t lo, double v) noexcept nogil:
+    """How many of a[lo:n] equal v, lo = _lower(a, n, v) (no second search when none does)."""
+    if lo >= n or a[lo] != v:
+        return 0
+    return _upper(a + lo, n - lo, v)
 
 
 def fit_gpd(y, double xi_min=-0.5):
@@ -736,7 +745,7 @@ cdef class Ensemble:
         sh = self.rshift[j]
         y = v - sh
         lo = _lower(srt, f, v)
-        hi = _upper(srt, f, v)
+        hi = lo + _equal_from(srt, f, lo, v)
         if full:
             old = self.rring[j, p]
             yo = old - sh
@@ -745,7 +754,7 @@ cdef class Ensemble:
             if size > 1:
                 self.rlag[j] -= yo * (self.rring[j, (p + 1) % size] - sh)
             ro = _lower(srt, f, old)
-            c = _upper(srt, f, old) - ro
+            c = _equal_from(srt, f, ro, old)
             self.rties[j] -= 3 * c * c - 3 * c
             # remove srt[ro] and insert v with one move of the values between the two places
             c = hi - lo
@@ -814,7 +823,7 @@ cdef class Ensemble:
             while i + m < w and tv[i + m] == v:
                 m += 1
             lo = _lower(srt, f, v)
-            c = _upper(srt, f, v) - lo
+            c = _equal_from(srt, f, lo, v)
             two_u += m * (2 * lo + c)
             cm = c + m
             ties += cm * cm * cm - cm - (c * c * c - c)
