@@ -218,7 +218,8 @@ class Variant(S.StreamingDetector):
         if self.rank is not None:  # the product's rank test (in the default since branch rank): one test
             for ev in events:
                 self.rank.reset(ev.channel)
-            ps.append(self._max_test(np.abs(self.rank.update(x, learn)), self.spots["rank"], learn))
+            zr = np.abs(self.rank.update(x, learn or self.hyst.open_rows >= cfg.accept))
+            ps.append(self._max_test(zr, self.spots["rank"], learn))
         m = len(ps)
         if self.name == "cauchy":
             pc = np.clip(np.array(ps), 1e-300, 0.5)

@@ -476,13 +476,14 @@ cdef enum:
     I_NEV = 5
     I_REFRESH = 6
     I_REFRESHED_1 = 7
+    I_OPEN_ROWS = 8
 
 
 cdef class Ensemble:
     """The per-row update over the reference's state arrays (see module docstring).
 
     ``ist``: int64 scalars [rows, mv_count, alert open, hysteresis run, k, events in the last row,
-    refresh due, one-channel refresh done in the kernel (reset by the caller)]; ``basis``/``inv_vals``/``q_expect`` are set by :meth:`set_basis` after each
+    refresh due, one-channel refresh done in the kernel (reset by the caller), rows the alert has been open]; ``basis``/``inv_vals``/``q_expect`` are set by :meth:`set_basis` after each
     eigendecomposition.
     """
 
@@ -546,7 +547,7 @@ cdef class Ensemble:
         self.level_q = cfg.spot_level
         self.xi_min = cfg.xi_min
         self.shrink_min = cfg.shrink_min
-        self.ist_arr = np.zeros(8, np.int64)
+        self.ist_arr = np.zeros(9, np.int64)
         self.ist = self.ist_arr
         self.count = baseline.count
         self.shifted = baseline.shifted
@@ -1086,7 +1087,7 @@ cdef class Ensemble:
                             else:
                                 self.rwfill[j] += 1
                             self.rwin[j, k] = v
-                            self.rwl[j, k] = learn
+                            self.rwl[j, k] = learn or ist[I_OPEN_ROWS] >= self.accept
                             self.rwpos[j] = (k + 1) % self.rw
                             if self.rwfill[j] == self.rw and self.rfill[j] >= self.rmin:
                                 zr = fabs(self._rank_z(j))
@@ -1121,6 +1122,7 @@ cdef class Ensemble:
                     if ist[I_RUN] >= self.open_after:
                         ist[I_OPEN] = 1
                         ist[I_RUN] = 0
+                ist[I_OPEN_ROWS] = ist[I_OPEN_ROWS] + 1 if ist[I_OPEN] else 0
                 alert_out[r] = <unsigned char>ist[I_OPEN]
                 if nev or ist[I_REFRESH]:
                     ist[I_NEV] = nev

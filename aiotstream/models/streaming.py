@@ -519,8 +519,10 @@ class RankTest:
     against a reference of its older values: the Mann-Whitney statistic with mid-ranks, the
     tie-corrected variance, inflated for the reference's lag-1 autocorrelation.
 
-    The reference holds the values that left the test window and had arrived while no alert was open
-    (``learn`` when the value entered the window), at most ``spot_window`` of them: a chronological
+    The reference holds the values that left the test window and had arrived while no alert was open,
+    or while one had been open for ``accept`` rows or more (``learn`` when the value entered the window:
+    a lasting change is the new normal, as the chart's change event says, so an alert the rank test
+    holds does not stay open for good), at most ``spot_window`` of them: a chronological
     ring (for the autocorrelation) and the same values sorted (for the ranks), with the tie total
     ``sum(t^3 - t)`` over the sorted copy's groups of equal values (an integer: kept exactly). A
     channel is scored once its test window is full and its reference has ``warmup`` values.
@@ -685,13 +687,17 @@ class RankTest:
 
 
 class Hysteresis:
-    """Open after ``open_after`` consecutive alarm rows, close after ``close_after`` quiet rows."""
+    """Open after ``open_after`` consecutive alarm rows, close after ``close_after`` quiet rows.
+    ``open_rows``: rows the alert has been open (0 while closed)."""
+
+    open_rows = 0  # (class default: a hysteresis pickled before it counted them)
 
     def __init__(self, open_after: int = 3, close_after: int = 10) -> None:
         self.open_after = open_after
         self.close_after = close_after
         self.is_open = False
         self.run = 0
+        self.open_rows = 0
 
     def update(self, alarm: bool, quiet: bool | None = None) -> bool:
         """``alarm``: this row would open; ``quiet``: this row counts towards closing (default
@@ -705,6 +711,7 @@ class Hysteresis:
             self.run = self.run + 1 if alarm else 0
             if self.run >= self.open_after:
                 self.is_open, self.run = True, 0
+        self.open_rows = self.open_rows + 1 if self.is_open else 0
         return self.is_open
 
 
@@ -868,7 +875,7 @@ class StreamingDetector:
             if self.rank is not None:  # the rank test's reference: the old level is no longer normal
                 self.rank.reset(e.channel)
         b.shifted[:] = 0
-        self.hyst.is_open, self.hyst.run = False, 0
+        self.hyst.is_open, self.hyst.run, self.hyst.open_rows = False, 0, 0
         return events
 
     def update(self, x: np.ndarray) -> RowResult:
@@ -915,8 +922,9 @@ class StreamingDetector:
         cp_row = self.channel_p.copy()
         lead = -1
         if self.rank is not None:
-            # one test over the channels: the largest |z|, its own tail, floored at n Gaussian tails
-            zr = np.abs(self.rank.update(x, learn))
+            # one test over the channels: the largest |z|, its own tail, floored at n Gaussian tails;
+            # the reference also learns once an alert has lasted accept rows (RankTest docstring)
+            zr = np.abs(self.rank.update(x, learn or self.hyst.open_rows >= self.cfg.accept))
             zm = float(zr.max())
             p_r = max(self.spots["rank"].update(zm, learn), min(1.0, self.n * math.erfc(zm / math.sqrt(2.0))))
             if p_r < p_min:  # the row's smallest p: its channel leads the explanation, with that p
@@ -962,6 +970,7 @@ class StreamingDetector:
         mv = self.mv
         ist[:5] = (self.baseline.rows, mv.count if mv is not None else 0, self.hyst.is_open, self.hyst.run,
                    mv.k if mv is not None else 0)
+        ist[8] = self.hyst.open_rows
         events: list[ChangeEvent] = []
         rows = len(x)
         i = 0
@@ -976,7 +985,7 @@ class StreamingDetector:
                 mv._refresh()
                 k.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect, mv.q_unit)
         self.baseline.rows = int(ist[0])
-        self.hyst.is_open, self.hyst.run = bool(ist[2]), int(ist[3])
+        self.hyst.is_open, self.hyst.run, self.hyst.open_rows = bool(ist[2]), int(ist[3]), int(ist[8])
         if mv is not None:
             mv.count = int(ist[1])
             if ist[7]:  # one channel: the kernel refreshed the 1 x 1 "PCA" itself

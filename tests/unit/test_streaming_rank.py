@@ -175,6 +175,29 @@ def test_rank_test_leads_the_explanation_when_it_gives_the_smallest_p(impl: str)
 
 
 @pytest.mark.parametrize("impl", ["python", "compiled"])
+def test_an_alert_the_rank_test_holds_closes_once_the_shift_has_lasted_accept_rows(impl: str) -> None:
+    """A whole-unit channel down one unit for good, too small for the chart's change event: the rank test
+    holds the alert (its reference learns nothing while the alert is open); once the alert has lasted
+    ``accept`` rows the reference learns the new level again and the alert closes. Without that rule
+    (``accept`` beyond the run) it would stay open to the end."""
+    if impl == "compiled" and S._compiled is None:
+        pytest.skip("aiotstream._streaming is not built")
+    rng = np.random.default_rng(5)
+    x = np.c_[np.round(32.0 + 0.45 * rng.normal(size=3000)), rng.normal(size=3000), rng.normal(size=3000)]
+    x[600:, 0] -= 1.0
+    ends = {}
+    for accept in (300, 10**9):
+        det = S.make_pipeline("default", 3, S.DetectorConfig(accept=accept), impl=impl)
+        b = det.update_block(x)
+        assert not b.events and b.alert[600:700].any()  # no change event: the chart alone would not re-baseline
+        ends[accept] = (bool(b.alert[-1]), int(b.alert.sum()))
+        if accept == 300:
+            assert det.hyst.open_rows == 0 and det.rank.fill[0] > 2000  # it learned the new level
+    assert ends[300][0] is False and ends[300][1] < 300 + 600
+    assert ends[10**9][0] is True  # the rule is what closes it
+
+
+@pytest.mark.parametrize("impl", ["python", "compiled"])
 def test_a_change_event_and_relevel_restart_the_rank_reference(impl: str) -> None:
     if impl == "compiled" and S._compiled is None:
         pytest.skip("aiotstream._streaming is not built")
