@@ -31,7 +31,12 @@ the order a row goes through them (:class:`StreamingDetector` wires them):
    channel), a statistic whose SPOT window is constant gives p = 1 (``DEGENERATE``), and
    the output score is ``1 - p`` in [0, 1]: a row scores 0.9999 when normal operation gives a value
    at least that extreme once in 10,000 rows.
-4. :class:`Hysteresis`: an alert opens after ``open_after`` consecutive rows with ``p < risk`` and
+4. :class:`RankTest`, per channel: the Mann-Whitney statistic of its last ``close_after`` values
+   against a reference of its older values (mid-ranks, tie-corrected, inflated for the reference's
+   lag-1 autocorrelation); one test over the channels, the largest ``|z|``, with its own
+   :class:`SpotCalibrator`, never below ``n`` Gaussian tails. It joins the Bonferroni (one more test),
+   and when it gives a row's smallest p its channel leads the row's explanation.
+5. :class:`Hysteresis`: an alert opens after ``open_after`` consecutive rows with ``p < risk`` and
    closes after ``close_after`` consecutive rows with ``p >= close_risk``.
 
 Missing values: NaN, +/-inf and magnitudes above 1e150 are *missing*. A missing channel is neither
@@ -51,8 +56,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["BlockResult", "ChangeEvent", "DetectorConfig", "Hysteresis", "MultivariateDetector",
-           "RankTest", "RobustBaseline", "RowResult", "SpotBank", "SpotCalibrator", "StreamingDetector", "chi2_sf",
-           "fit_gpd", "gpd_sf", "make_pipeline"]
+           "RankTest", "RobustBaseline", "RowResult", "SpotBank", "SpotCalibrator", "StreamingDetector",
+           "chi2_sf", "fit_gpd", "gpd_sf", "make_pipeline"]
 
 Z_CLIP = 1e6  # standardized residuals are clipped here so that any finite input stays finite
 MAX_ABS = 1e150  # larger magnitudes are missing values: not a reading, and their squares overflow
@@ -119,7 +124,7 @@ class DetectorConfig:
     risk: float = 1e-4          # p below this is an alarm row (expected false alarm rows per row)
     close_risk: float = 0.1     # an open alert closes once p stays above this
     open_after: int = 3         # consecutive alarm rows to open an alert
-    close_after: int = 10       # consecutive quiet rows to close it
+    close_after: int = 10       # consecutive quiet rows to close it; also the rank test's window
     spot_window: int = 3600     # SPOT learns from the last this many non-alarm values (1 h at 1 Hz)
     spot_refit: int = 50        # learned rows between threshold re-fits
     xi_min: float = 0.0         # lower bound of the GPD shape (no bounded tails)
