@@ -855,12 +855,11 @@ class StreamingDetector:
                 self.use = (*self.use, "rank")
                 self.rank = RankTest(self.n, self.cfg)
                 self.tests += 1
-                if self.impl == "compiled":
-                    self._l1 = np.full(1, -1, np.int64)
-                else:
+                if self.impl != "compiled":
                     self.spots["rank"] = SpotCalibrator(self.cfg)
             if self.impl == "compiled":
                 self.rank_spots = SpotBank(1, self.cfg) if self.rank is not None else None
+                self._l1 = np.full(1, -1, np.int64)  # update()'s one-row lead buffer
         if self.impl == "compiled":
             if _compiled is None:
                 raise ImportError("aiotstream._streaming is not built; run `python setup.py "

@@ -241,9 +241,11 @@ def test_a_snapshot_from_before_the_rank_test_restores_with_an_empty_rank_state(
     st_ = mv.__getstate__()
     st_.pop("rank")
     st_.pop("rank_spots", None)
+    st_.pop("_l1", None)
     back = S.StreamingDetector.__new__(S.StreamingDetector)
     back.__setstate__(st_)
     assert back.rank is None and back.use == ("t2", "q")
+    assert 0.0 <= back.update(x[0]).score <= 1.0 and back.update_block(x[:5]).lead.tolist() == [-1] * 5
 
 
 def _compiled_state_equal(ref: S.StreamingDetector, got: S.StreamingDetector) -> None:
