@@ -215,6 +215,11 @@ class Variant(S.StreamingDetector):
             self.tprev = np.where(np.isfinite(xv) & (np.abs(xv) <= S.MAX_ABS), xv, self.tprev)
             zt, _ = self.tbase.update(dx)
             ps.append(self._max_test(np.abs(zt), self.tmax_spot, learn))
+        if self.rank is not None:  # the product's rank test (in the default since branch rank): one test
+            for ev in events:
+                self.rank.reset(ev.channel)
+            zr = np.abs(self.rank.update(x, learn or self.hyst.open_rows >= cfg.accept))
+            ps.append(self._max_test(zr, self.spots["rank"], learn))
         m = len(ps)
         if self.name == "cauchy":
             pc = np.clip(np.array(ps), 1e-300, 0.5)

@@ -12,6 +12,10 @@ attributes), so the two implementations can be compared and swapped mid-stream:
 * T-squared and Q in the current PCA basis, the exponentially weighted covariance update;
 * SPOT for T-squared and Q (a two-column ring buffer, fitted in chronological order like the
   reference's deques);
+* the rank test (``RankTest``): per channel a test window, a chronological reference ring and its
+  sorted copy (binary search and memmove), the tie total, the kept sums of the lag-1
+  autocorrelation; one SPOT on the largest channel's ``|z|`` (a one-column ring fitted in arrival
+  order) with its floor of n Gaussian tails;
 * SPOT re-fits (numpy's linear quantile, Grimshaw's profile likelihood on the same grids, numpy's
   pairwise summation for the means), Bonferroni score, hysteresis.
 
@@ -27,6 +31,7 @@ SIMD versions in the last bit (tests: rtol 1e-12 on scores, identical alerts).
 import numpy as np
 
 from libc.math cimport INFINITY, erfc, exp, fabs, floor, isfinite, log, log1p, pow, sqrt
+from libc.string cimport memmove
 
 cdef extern from "streaming_simd.h" nogil:
     void aiot_log1p_scaled(double theta, const double* y, double* out, Py_ssize_t n)
@@ -401,6 +406,39 @@ cdef inline double _tail(double x, double t, double rate, double xi, double sig)
     return e if e < 1.0 else 1.0
 
 
+cdef inline Py_ssize_t _lower(const double* a, Py_ssize_t n, double v) noexcept nogil:
+    """np.searchsorted(a[:n], v, "left") (branch-free halving: the compares are unpredictable)"""
+    cdef const double* base = a
+    cdef Py_ssize_t half
+    if n == 0:
+        return 0
+    while n > 1:
+        half = n >> 1
+        base = base + half if base[half] < v else base
+        n -= half
+    return (base - a) + (1 if base[0] < v else 0)
+
+
+cdef inline Py_ssize_t _upper(const double* a, Py_ssize_t n, double v) noexcept nogil:
+    """np.searchsorted(a[:n], v, "right")"""
+    cdef const double* base = a
+    cdef Py_ssize_t half
+    if n == 0:
+        return 0
+    while n > 1:
+        half = n >> 1
+        base = base + half if base[half] <= v else base
+        n -= half
+    return (base - a) + (1 if base[0] <= v else 0)
+
+
+cdef inline Py_ssize_t _equal_from(const double* a, Py_ssize_t n, Py_ssize_t lo, double v) noexcept nogil:
+    """How many of a[lo:n] equal v, lo = _lower(a, n, v) (no second search when none does)."""
+    if lo >= n or a[lo] != v:
+        return 0
+    return _upper(a + lo, n - lo, v)
+
+
 def fit_gpd(y, double xi_min=-0.5):
     """Compiled twin of :func:`aiotstream.models.streaming.fit_gpd` (for the tests)."""
     cdef double[::1] yy = np.ascontiguousarray(y, dtype=np.float64)
@@ -438,13 +476,14 @@ cdef enum:
     I_NEV = 5
     I_REFRESH = 6
     I_REFRESHED_1 = 7
+    I_OPEN_ROWS = 8
 
 
 cdef class Ensemble:
     """The per-row update over the reference's state arrays (see module docstring).
 
     ``ist``: int64 scalars [rows, mv_count, alert open, hysteresis run, k, events in the last row,
-    refresh due, one-channel refresh done in the kernel (reset by the caller)]; ``basis``/``inv_vals``/``q_expect`` are set by :meth:`set_basis` after each
+    refresh due, one-channel refresh done in the kernel (reset by the caller), rows the alert has been open]; ``basis``/``inv_vals``/``q_expect`` are set by :meth:`set_basis` after each
     eigendecomposition.
     """
 
@@ -453,7 +492,7 @@ cdef class Ensemble:
     # config
     cdef Py_ssize_t n, warmup, accept, open_after, close_after, window, refit, init, refresh, tests
     cdef double alpha, lam, kappa, c, shift_k, risk, close_risk, level_q, xi_min, t2_ok, mv_alpha, shrink_min
-    cdef bint use_ch, use_mv, use_t2, use_q
+    cdef bint use_ch, use_mv, use_t2, use_q, use_rank
     # baseline
     cdef long long[::1] count, shifted
     cdef double[::1] level, var, fast
@@ -465,6 +504,15 @@ cdef class Ensemble:
     cdef double[:, ::1] mbuf
     cdef long long[::1] mpos, mfill, msince
     cdef double[::1] mt, mrate, mxi, msigma
+    # rank test (RankTest) and its SPOT (a one-column SpotBank)
+    cdef Py_ssize_t rw, rmin
+    cdef double[:, ::1] rwin, rring, rsrt
+    cdef unsigned char[:, ::1] rwl
+    cdef long long[::1] rwpos, rwfill, rpos, rfill, rties
+    cdef double[::1] rshift, rs1, rs2, rlag, rtest
+    cdef double[:, ::1] kbuf
+    cdef long long[::1] kpos, kfill, ksince
+    cdef double[::1] kt, krate, kxi, ksigma
     # multivariate
     cdef double[:, ::1] cov, basis
     cdef double[::1] inv_vals
@@ -476,7 +524,7 @@ cdef class Ensemble:
     cdef double[::1] evo, evn
 
     def __init__(self, cfg, int n_channels, double kappa, baseline, chan_bank, mv, mv_bank,
-                 bint use_t2, bint use_q, int tests):
+                 bint use_t2, bint use_q, int tests, rank=None, rank_bank=None):
         if cfg.refresh < 1 or cfg.spot_window < 1 or cfg.spot_refit < 1:
             raise ValueError("refresh, spot_window and spot_refit must be >= 1")
         self.n = n_channels
@@ -499,7 +547,7 @@ cdef class Ensemble:
         self.level_q = cfg.spot_level
         self.xi_min = cfg.xi_min
         self.shrink_min = cfg.shrink_min
-        self.ist_arr = np.zeros(8, np.int64)
+        self.ist_arr = np.zeros(9, np.int64)
         self.ist = self.ist_arr
         self.count = baseline.count
         self.shifted = baseline.shifted
@@ -532,6 +580,32 @@ cdef class Ensemble:
             self.mxi = mv_bank.xi
             self.msigma = mv_bank.sigma
             self.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect, mv.q_unit)
+        self.use_rank = rank is not None
+        if self.use_rank:
+            self.rw = rank.w
+            self.rmin = cfg.warmup if cfg.warmup > 1 else 1
+            self.rwin = rank.win
+            self.rwl = rank.win_learn
+            self.rwpos = rank.win_pos
+            self.rwfill = rank.win_fill
+            self.rring = rank.ring
+            self.rpos = rank.pos
+            self.rfill = rank.fill
+            self.rsrt = rank.srt
+            self.rties = rank.ties
+            self.rshift = rank.shift
+            self.rs1 = rank.s1
+            self.rs2 = rank.s2
+            self.rlag = rank.lag
+            self.rtest = np.empty(self.rw)
+            self.kbuf = rank_bank.buf
+            self.kpos = rank_bank.pos
+            self.kfill = rank_bank.fill
+            self.ksince = rank_bank.since
+            self.kt = rank_bank.t
+            self.krate = rank_bank.rate
+            self.kxi = rank_bank.xi
+            self.ksigma = rank_bank.sigma
         self.g_neg = np.geomspace(1e-6, 1.0 - 1e-6, 40)
         self.g_pos = np.geomspace(1e-6, 6.0, 40)
         self.scratch = np.empty(3 * self.window + 3)
@@ -609,6 +683,178 @@ cdef class Ensemble:
                 self._fit_mv(i)
         return p
 
+    cdef void _fit_rank(self) noexcept nogil:
+        # the reference keeps a deque (SpotCalibrator): fit the ring in chronological order
+        cdef double out[4]
+        cdef Py_ssize_t j, m = 0, fill = self.kfill[0], pos = self.kpos[0]
+        cdef double* lin = &self.tmp[0]
+        if fill == self.window:
+            for j in range(pos, self.window):
+                lin[m] = self.kbuf[j, 0]
+                m += 1
+            for j in range(0, pos):
+                lin[m] = self.kbuf[j, 0]
+                m += 1
+        else:
+            for j in range(fill):
+                lin[m] = self.kbuf[j, 0]
+                m += 1
+        _spot_fit(lin, m, 1, self.level_q, self.xi_min, self.g_neg, self.g_pos, &self.scratch[0],
+                  &self.scratch[0] + 2 * m, out)
+        self.kt[0] = out[0]
+        self.krate[0] = out[1]
+        self.kxi[0] = out[2]
+        self.ksigma[0] = out[3]
+        self.ksince[0] = 0
+
+    cdef double _spot_rank(self, double x, bint learn) noexcept nogil:
+        cdef double p
+        if not isfinite(x):
+            x = 0.0
+        p = _tail(x, self.kt[0], self.krate[0], self.kxi[0], self.ksigma[0])
+        if learn and p >= self.risk:
+            self.kbuf[self.kpos[0], 0] = x
+            self.kpos[0] = (self.kpos[0] + 1) % self.window
+            if self.kfill[0] < self.window:
+                self.kfill[0] += 1
+            self.ksince[0] += 1
+            if self.kt[0] < INFINITY:
+                if self.ksince[0] >= self.refit:
+                    self._fit_rank()
+            elif self.kfill[0] >= self.init:
+                self._fit_rank()
+        return p
+
+    cdef void _rank_reset(self, Py_ssize_t j) noexcept nogil:
+        """``RankTest.reset``"""
+        self.rpos[j] = 0
+        self.rfill[j] = 0
+        self.rties[j] = 0
+        self.rshift[j] = 0.0
+        self.rs1[j] = 0.0
+        self.rs2[j] = 0.0
+        self.rlag[j] = 0.0
+
+    cdef void _rank_learn(self, Py_ssize_t j, double v) noexcept nogil:
+        """``RankTest._learn``: v joins channel j's reference (the oldest leaves a full ring)."""
+        cdef Py_ssize_t size = self.window, f = self.rfill[j], p = self.rpos[j], lo, hi, c, ro
+        cdef double* srt = &self.rsrt[j, 0]
+        cdef double sh, y, old, yo, t, prev
+        cdef bint full = f == size
+        if f == 0:
+            self.rshift[j] = v
+        sh = self.rshift[j]
+        y = v - sh
+        lo = _lower(srt, f, v)
+        hi = lo + _equal_from(srt, f, lo, v)
+        if full:
+            old = self.rring[j, p]
+            yo = old - sh
+            self.rs1[j] -= yo
+            self.rs2[j] -= yo * yo
+            if size > 1:
+                self.rlag[j] -= yo * (self.rring[j, (p + 1) % size] - sh)
+            ro = _lower(srt, f, old)
+            c = _equal_from(srt, f, ro, old)
+            self.rties[j] -= 3 * c * c - 3 * c
+            # remove srt[ro] and insert v with one move of the values between the two places
+            c = hi - lo
+            if old == v:
+                c -= 1
+            if hi > ro:
+                memmove(srt + ro, srt + ro + 1, (hi - 1 - ro) * sizeof(double))
+                srt[hi - 1] = v
+            else:
+                memmove(srt + hi + 1, srt + hi, (ro - hi) * sizeof(double))
+                srt[hi] = v
+            self.rties[j] += 3 * c * c + 3 * c
+            f -= 1
+        else:
+            c = hi - lo
+            self.rties[j] += 3 * c * c + 3 * c
+            memmove(srt + hi + 1, srt + hi, (f - hi) * sizeof(double))
+            srt[hi] = v
+        if f > 0 and size > 1:
+            self.rlag[j] += (self.rring[j, (p - 1 + size) % size] - sh) * y
+        self.rs1[j] += y
+        self.rs2[j] += y * y
+        self.rring[j, p] = v
+        self.rpos[j] = (p + 1) % size
+        if self.rfill[j] < size:
+            self.rfill[j] += 1
+        if self.rfill[j] == size and self.rpos[j] == 0:  # RankTest._resum
+            t = 0.0
+            for c in range(size):
+                t += self.rring[j, c]
+            sh = t / size
+            t = 0.0
+            y = 0.0
+            yo = 0.0
+            prev = 0.0
+            for c in range(size):
+                old = self.rring[j, c] - sh
+                t += old
+                y += old * old
+                if c:
+                    yo += prev * old
+                prev = old
+            self.rshift[j] = sh
+            self.rs1[j] = t
+            self.rs2[j] = y
+            self.rlag[j] = yo
+
+    cdef double _rank_z(self, Py_ssize_t j) noexcept nogil:
+        """``RankTest._z``: channel j's Mann-Whitney z, its test window against its reference."""
+        cdef Py_ssize_t w = self.rw, f = self.rfill[j], size = self.window, i, m, k, lo, c, cm, big_n
+        cdef const double* srt = &self.rsrt[j, 0]
+        cdef double* tv = &self.rtest[0]
+        cdef double v, var, r, s1, s2, mm, den, first, last, acc, rk, infl
+        cdef long long two_u = 0, ties = self.rties[j]
+        for i in range(w):  # the test values sorted (insertion sort: w is small)
+            v = self.rwin[j, i]
+            k = i - 1
+            while k >= 0 and tv[k] > v:
+                tv[k + 1] = tv[k]
+                k -= 1
+            tv[k + 1] = v
+        i = 0
+        while i < w:
+            v = tv[i]
+            m = 1
+            while i + m < w and tv[i + m] == v:
+                m += 1
+            lo = _lower(srt, f, v)
+            c = _equal_from(srt, f, lo, v)
+            two_u += m * (2 * lo + c)
+            cm = c + m
+            ties += cm * cm * cm - cm - (c * c * c - c)
+            i += m
+        big_n = w + f
+        var = (<double>(w * f)) / 12.0 * (<double>(big_n + 1) - (<double>ties) / (<double>(big_n * (big_n - 1))))
+        if not var > 0.0:
+            return 0.0
+        r = 0.0  # RankTest.autocorrelation
+        if f >= 2:
+            s1 = self.rs1[j]
+            s2 = self.rs2[j]
+            mm = s1 / f
+            den = s2 - s1 * mm
+            if den > 1e-9 * s2:
+                first = self.rring[j, self.rpos[j] if f == size else 0] - self.rshift[j]
+                last = self.rring[j, (self.rpos[j] - 1 + size) % size] - self.rshift[j]
+                r = (self.rlag[j] - mm * (2.0 * s1 - first - last) + (<double>(f - 1)) * mm * mm) / den
+                if r < 0.0:
+                    r = 0.0
+                if r > 1.0:
+                    r = 1.0
+        acc = 0.0
+        rk = 1.0
+        for k in range(1, w):
+            rk *= r
+            acc += (1.0 - (<double>k) / (<double>w)) * rk
+        infl = 1.0 + 2.0 * acc
+        return (0.5 * (<double>two_u) - 0.5 * (<double>(w * f))) / sqrt(var * infl)
+
     cdef void _refresh_1(self, long long cnt) noexcept nogil:
         """``MultivariateDetector._refresh`` for one channel, operation for operation (LAPACK's
         eigendecomposition of a 1 x 1 matrix is the matrix itself with eigenvector 1.0)."""
@@ -640,13 +886,14 @@ cdef class Ensemble:
                 float(self.q_expect))
 
     def run(self, const double[:, ::1] x, Py_ssize_t start, double[::1] p_out, unsigned char[::1] alert_out,
-            double[:, ::1] z_out, double[:, ::1] cp_out):
+            double[:, ::1] z_out, double[:, ::1] cp_out, long long[::1] lead_out):
         """Rows start.. of x; returns the index after the last row processed. It stops after a row that
-        is due a PCA refresh (ist[I_REFRESH] = 1) or that emitted change events (ist[I_NEV] > 0)."""
-        cdef Py_ssize_t r, j, m, n = self.n, rows = x.shape[0], k, nev
+        is due a PCA refresh (ist[I_REFRESH] = 1) or that emitted change events (ist[I_NEV] > 0).
+        lead_out: the channel whose rank test gave the row's smallest p, else -1."""
+        cdef Py_ssize_t r, j, m, n = self.n, rows = x.shape[0], k, nev, jm
         cdef long long cnt
         cdef double v, d, s, lv, xl, lo, hi, fz, zl, az, w_loc, rho, a_s, p_min, p, a, sp, g
-        cdef double t2, q, t2_full, ee, yy, mm, w, aw
+        cdef double t2, q, t2_full, ee, yy, mm, w, aw, zr, zm
         cdef bint any_ok, any_live, learn, cal, alarm, quiet
         cdef double c = self.c, c4 = self.c ** 4
         cdef long long[::1] ist = self.ist
@@ -731,6 +978,8 @@ cdef class Ensemble:
                                 nev += 1
                                 self.level[j] = self.fast[j]
                                 self.shifted[j] = 0
+                                if self.use_rank:  # its rank reference starts again too
+                                    self._rank_reset(j)
                 # ---- StreamingDetector.update
                 learn = ist[I_OPEN] == 0
                 p_min = 1.0
@@ -822,6 +1071,40 @@ cdef class Ensemble:
                                 p = g
                         if p < p_min:
                             p_min = p
+                lead_out[r] = -1
+                if self.use_rank:
+                    # ---- RankTest.update and its one test (the largest |z|)
+                    zm = 0.0
+                    jm = 0
+                    for j in range(n):
+                        v = x[r, j]
+                        zr = 0.0
+                        if isfinite(v) and fabs(v) <= MAX_ABS:
+                            k = self.rwpos[j]
+                            if self.rwfill[j] == self.rw:
+                                if self.rwl[j, k]:
+                                    self._rank_learn(j, self.rwin[j, k])
+                            else:
+                                self.rwfill[j] += 1
+                            self.rwin[j, k] = v
+                            self.rwl[j, k] = learn or ist[I_OPEN_ROWS] >= self.accept
+                            self.rwpos[j] = (k + 1) % self.rw
+                            if self.rwfill[j] == self.rw and self.rfill[j] >= self.rmin:
+                                zr = fabs(self._rank_z(j))
+                        if zr > zm:
+                            zm = zr
+                            jm = j
+                    p = self._spot_rank(zm, learn)
+                    g = n * erfc(zm / SQRT2)
+                    if g > 1.0:
+                        g = 1.0
+                    if g > p:
+                        p = g
+                    if p < p_min:
+                        lead_out[r] = jm
+                        if p < cp_out[r, jm]:
+                            cp_out[r, jm] = p
+                        p_min = p
                 p = self.tests * p_min
                 if p > 1.0:
                     p = 1.0
@@ -839,6 +1122,7 @@ cdef class Ensemble:
                     if ist[I_RUN] >= self.open_after:
                         ist[I_OPEN] = 1
                         ist[I_RUN] = 0
+                ist[I_OPEN_ROWS] = ist[I_OPEN_ROWS] + 1 if ist[I_OPEN] else 0
                 alert_out[r] = <unsigned char>ist[I_OPEN]
                 if nev or ist[I_REFRESH]:
                     ist[I_NEV] = nev

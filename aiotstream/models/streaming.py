@@ -31,7 +31,12 @@ the order a row goes through them (:class:`StreamingDetector` wires them):
    channel), a statistic whose SPOT window is constant gives p = 1 (``DEGENERATE``), and
    the output score is ``1 - p`` in [0, 1]: a row scores 0.9999 when normal operation gives a value
    at least that extreme once in 10,000 rows.
-4. :class:`Hysteresis`: an alert opens after ``open_after`` consecutive rows with ``p < risk`` and
+4. :class:`RankTest`, per channel: the Mann-Whitney statistic of its last ``close_after`` values
+   against a reference of its older values (mid-ranks, tie-corrected, inflated for the reference's
+   lag-1 autocorrelation); one test over the channels, the largest ``|z|``, with its own
+   :class:`SpotCalibrator`, never below ``n`` Gaussian tails. It joins the Bonferroni (one more test),
+   and when it gives a row's smallest p its channel leads the row's explanation.
+5. :class:`Hysteresis`: an alert opens after ``open_after`` consecutive rows with ``p < risk`` and
    closes after ``close_after`` consecutive rows with ``p >= close_risk``.
 
 Missing values: NaN, +/-inf and magnitudes above 1e150 are *missing*. A missing channel is neither
@@ -51,8 +56,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["BlockResult", "ChangeEvent", "DetectorConfig", "Hysteresis", "MultivariateDetector",
-           "RobustBaseline", "RowResult", "SpotBank", "SpotCalibrator", "StreamingDetector", "chi2_sf",
-           "fit_gpd", "gpd_sf", "make_pipeline"]
+           "RankTest", "RobustBaseline", "RowResult", "SpotBank", "SpotCalibrator", "StreamingDetector",
+           "chi2_sf", "fit_gpd", "gpd_sf", "make_pipeline"]
 
 Z_CLIP = 1e6  # standardized residuals are clipped here so that any finite input stays finite
 MAX_ABS = 1e150  # larger magnitudes are missing values: not a reading, and their squares overflow
@@ -119,7 +124,7 @@ class DetectorConfig:
     risk: float = 1e-4          # p below this is an alarm row (expected false alarm rows per row)
     close_risk: float = 0.1     # an open alert closes once p stays above this
     open_after: int = 3         # consecutive alarm rows to open an alert
-    close_after: int = 10       # consecutive quiet rows to close it
+    close_after: int = 10       # consecutive quiet rows to close it; also the rank test's window
     spot_window: int = 3600     # SPOT learns from the last this many non-alarm values (1 h at 1 Hz)
     spot_refit: int = 50        # learned rows between threshold re-fits
     xi_min: float = 0.0         # lower bound of the GPD shape (no bounded tails)
@@ -524,14 +529,194 @@ class SpotBank:
         return p
 
 
+# ---------------------------------------------------------------------------------------------------
+# the rank test (issue 17, branch rank; docs/detection.md "The rank test")
+
+
+class RankTest:
+    """Per channel, a two-sample rank test of its last ``w = close_after`` values (the test window)
+    against a reference of its older values: the Mann-Whitney statistic with mid-ranks, the
+    tie-corrected variance, inflated for the reference's lag-1 autocorrelation.
+
+    The reference holds the values that left the test window and had arrived while no alert was open,
+    or while one had been open for ``accept`` rows or more (``learn`` when the value entered the window:
+    a lasting change is the new normal, as the chart's change event says, so an alert the rank test
+    holds does not stay open for good), at most ``spot_window`` of them: a chronological
+    ring (for the autocorrelation) and the same values sorted (for the ranks), with the tie total
+    ``sum(t^3 - t)`` over the sorted copy's groups of equal values (an integer: kept exactly). A
+    channel is scored once its test window is full and its reference has ``warmup`` values.
+
+    ``z = (U - w R / 2) / sqrt(var * infl)``: U counts, over the w test values, the reference values
+    below plus half the equal ones; ``var = w R / 12 ((N + 1) - ties / (N (N - 1)))``, N = w + R, ties
+    over the pooled values; ``infl = 1 + 2 sum_{k<w} (1 - k/w) r^k`` (the variance of a w-row mean of
+    an AR(1) over that of w independent rows), r the reference's lag-1 autocorrelation clipped to
+    [0, 1]. r comes from sums kept as the ring changes (of ``y = x - shift``: the values, the squares,
+    the products of chronological neighbours); at every wrap of the ring they are recomputed from it
+    in chronological order with ``shift`` = its mean, so rounding does not accumulate and a large
+    offset does not cancel. The compiled kernel does the same operations in the same order.
+
+    Missing values (module docstring) are neither tested nor learned. :meth:`reset` empties a
+    channel's reference (a change event or :meth:`StreamingDetector.relevel`: the new level is normal).
+    """
+
+    def __init__(self, n_channels: int, config: DetectorConfig | None = None) -> None:
+        cfg = config or DetectorConfig()
+        if cfg.close_after < 1 or cfg.spot_window < 1:
+            raise ValueError("close_after and spot_window must be >= 1")
+        n, w, size = n_channels, cfg.close_after, cfg.spot_window
+        self.n, self.w, self.size, self.warmup = n, w, size, max(cfg.warmup, 1)
+        self.win = np.zeros((n, w))                   # the test window per channel (a ring)
+        self.win_learn = np.zeros((n, w), np.uint8)   # 1: the value arrived while no alert was open
+        self.win_pos = np.zeros(n, np.int64)
+        self.win_fill = np.zeros(n, np.int64)
+        self.ring = np.zeros((n, size))               # the reference, chronological (a ring)
+        self.pos = np.zeros(n, np.int64)
+        self.fill = np.zeros(n, np.int64)
+        self.srt = np.zeros((n, size))                # the reference sorted: srt[j, :fill[j]]
+        self.ties = np.zeros(n, np.int64)             # sum over srt's tie groups of t^3 - t
+        self.shift = np.zeros(n)
+        self.s1 = np.zeros(n)                         # sum of y = x - shift over the reference
+        self.s2 = np.zeros(n)                         # sum of y^2
+        self.lag = np.zeros(n)                        # sum of y_i y_(i+1) over chronological neighbours
+
+    def reset(self, j: int) -> None:
+        """Empty channel j's reference (its test window is kept)."""
+        self.pos[j] = self.fill[j] = self.ties[j] = 0
+        self.shift[j] = self.s1[j] = self.s2[j] = self.lag[j] = 0.0
+
+    def update(self, x: np.ndarray, learn: bool) -> np.ndarray:
+        """Each channel's z for this row (0 where it is not scored), after moving the value that
+        leaves the test window into the reference (if it arrived while no alert was open)."""
+        z = np.zeros(self.n)
+        w = self.w
+        for j, v in enumerate(np.asarray(x, dtype=np.float64).tolist()):
+            if not (math.isfinite(v) and abs(v) <= MAX_ABS):
+                continue  # missing: neither tested nor learned
+            k = int(self.win_pos[j])
+            if self.win_fill[j] == w:
+                if self.win_learn[j, k]:
+                    self._learn(j, float(self.win[j, k]))
+            else:
+                self.win_fill[j] += 1
+            self.win[j, k] = v
+            self.win_learn[j, k] = learn
+            self.win_pos[j] = (k + 1) % w
+            if self.win_fill[j] == w and self.fill[j] >= self.warmup:
+                z[j] = self._z(j)
+        return z
+
+    def _learn(self, j: int, v: float) -> None:
+        size, f, p = self.size, int(self.fill[j]), int(self.pos[j])
+        ring, srt = self.ring[j], self.srt[j]
+        if f == 0:
+            self.shift[j] = v
+        sh = float(self.shift[j])
+        y = v - sh
+        if f == size:  # the oldest leaves: its sums, its neighbour product, its place in the sorted copy
+            old = float(ring[p])
+            yo = old - sh
+            self.s1[j] -= yo
+            self.s2[j] -= yo * yo
+            if size > 1:
+                self.lag[j] -= yo * (float(ring[(p + 1) % size]) - sh)
+            lo = int(np.searchsorted(srt[:f], old, "left"))
+            c = int(np.searchsorted(srt[:f], old, "right")) - lo
+            self.ties[j] -= 3 * c * c - 3 * c  # c^3 - c - ((c - 1)^3 - (c - 1))
+            srt[lo:f - 1] = srt[lo + 1:f]
+            f -= 1
+        lo = int(np.searchsorted(srt[:f], v, "left"))
+        hi = int(np.searchsorted(srt[:f], v, "right"))
+        c = hi - lo
+        self.ties[j] += 3 * c * c + 3 * c  # (c + 1)^3 - (c + 1) - (c^3 - c)
+        srt[hi + 1:f + 1] = srt[hi:f]
+        srt[hi] = v
+        if f > 0 and size > 1:  # f: values left after the oldest went (the newest of them is before p)
+            self.lag[j] += (float(ring[(p - 1) % size]) - sh) * y
+        self.s1[j] += y
+        self.s2[j] += y * y
+        ring[p] = v
+        self.pos[j] = (p + 1) % size
+        self.fill[j] = min(int(self.fill[j]) + 1, size)
+        if self.fill[j] == size and self.pos[j] == 0:
+            self._resum(j)
+
+    def _resum(self, j: int) -> None:
+        """The sums recomputed from the full ring (chronological: it just wrapped), about its mean."""
+        vals = self.ring[j].tolist()
+        t = 0.0
+        for v in vals:
+            t += v
+        sh = t / self.size
+        s1 = s2 = lag = 0.0
+        prev = 0.0
+        for i, v in enumerate(vals):
+            y = v - sh
+            s1 += y
+            s2 += y * y
+            if i:
+                lag += prev * y
+            prev = y
+        self.shift[j], self.s1[j], self.s2[j], self.lag[j] = sh, s1, s2, lag
+
+    def autocorrelation(self, j: int) -> float:
+        """The reference's lag-1 autocorrelation from the kept sums, clipped to [0, 1] (0 with fewer than
+        2 values or no spread beyond rounding)."""
+        f = int(self.fill[j])
+        if f < 2:
+            return 0.0
+        s1, s2 = float(self.s1[j]), float(self.s2[j])
+        m = s1 / f
+        den = s2 - s1 * m
+        if not den > 1e-9 * s2:
+            return 0.0
+        sh = float(self.shift[j])
+        first = float(self.ring[j, int(self.pos[j]) if f == self.size else 0]) - sh
+        last = float(self.ring[j, (int(self.pos[j]) - 1) % self.size]) - sh
+        r = (float(self.lag[j]) - m * (2.0 * s1 - first - last) + (f - 1) * m * m) / den
+        return min(max(r, 0.0), 1.0)
+
+    def _z(self, j: int) -> float:
+        w, f = self.w, int(self.fill[j])
+        srt = self.srt[j, :f]
+        vals = sorted(self.win[j].tolist())
+        two_u = 0
+        ties = int(self.ties[j])
+        i = 0
+        while i < w:  # each group of equal test values: its place among the reference's values
+            v, m = vals[i], 1
+            while i + m < w and vals[i + m] == v:
+                m += 1
+            lo = int(np.searchsorted(srt, v, "left"))
+            c = int(np.searchsorted(srt, v, "right")) - lo
+            two_u += m * (2 * lo + c)
+            cm = c + m
+            ties += cm * cm * cm - cm - (c * c * c - c)
+            i += m
+        big_n = w + f
+        var = (w * f) / 12.0 * ((big_n + 1) - ties / (big_n * (big_n - 1)))
+        if not var > 0.0:
+            return 0.0
+        r = self.autocorrelation(j)
+        acc, rk = 0.0, 1.0
+        for k in range(1, w):
+            rk *= r
+            acc += (1.0 - k / w) * rk
+        infl = 1.0 + 2.0 * acc
+        return (0.5 * two_u - 0.5 * (w * f)) / math.sqrt(var * infl)
+
+
 class Hysteresis:
-    """Open after ``open_after`` consecutive alarm rows, close after ``close_after`` quiet rows."""
+    """Open after ``open_after`` consecutive alarm rows, close after ``close_after`` quiet rows.
+    ``open_rows``: rows the alert has been open (0 while closed)."""
+
+    open_rows = 0  # (class default: a hysteresis pickled before it counted them)
 
     def __init__(self, open_after: int = 3, close_after: int = 10) -> None:
         self.open_after = open_after
         self.close_after = close_after
         self.is_open = False
         self.run = 0
+        self.open_rows = 0
 
     def update(self, alarm: bool, quiet: bool | None = None) -> bool:
         """``alarm``: this row would open; ``quiet``: this row counts towards closing (default
@@ -545,6 +730,7 @@ class Hysteresis:
             self.run = self.run + 1 if alarm else 0
             if self.run >= self.open_after:
                 self.is_open, self.run = True, 0
+        self.open_rows = self.open_rows + 1 if self.is_open else 0
         return self.is_open
 
 
@@ -559,15 +745,20 @@ class RowResult:
     z: np.ndarray                      # standardized deviation per channel (explanation)
     events: list[ChangeEvent] = field(default_factory=list)
     channel_p: np.ndarray | None = None  # each channel's tail probability (explanation)
+    lead: int = -1                     # the channel whose rank test gave the row's smallest p (-1: none)
 
     def explain(self, names: list[str] | None = None, top: int = 3) -> list[tuple[str, float, float]]:
-        """The channels that drive this row, most extreme first: (name, z, p)."""
-        return _explain(self.z, self.channel_p, names, top)
+        """The channels that drive this row, most extreme first: (name, z, p). When the rank test gave
+        the row's smallest p, its channel (``lead``) comes first, with that p."""
+        return _explain(self.z, self.channel_p, names, top, self.lead)
 
 
 def _explain(z: np.ndarray, channel_p: np.ndarray | None, names: list[str] | None,
-             top: int) -> list[tuple[str, float, float]]:
-    order = np.argsort(-np.abs(z), kind="stable")[:top]
+             top: int, lead: int = -1) -> list[tuple[str, float, float]]:
+    order = np.argsort(-np.abs(z), kind="stable")
+    if lead >= 0:
+        order = np.r_[lead, order[order != lead]]
+    order = order[:top]
     p = channel_p if channel_p is not None else np.ones_like(z)
     return [((names[i] if names else str(int(i))), float(z[i]), float(p[i])) for i in order]
 
@@ -582,11 +773,13 @@ class BlockResult:
     z: np.ndarray                      # (rows, channels)
     channel_p: np.ndarray              # (rows, channels)
     events: list[ChangeEvent] = field(default_factory=list)
+    lead: np.ndarray | None = None     # (rows,) RowResult.lead
 
     def explain(self, row: int, names: list[str] | None = None,
                 top: int = 3) -> list[tuple[str, float, float]]:
         """:meth:`RowResult.explain` of one row of the block."""
-        return _explain(self.z[row], self.channel_p[row], names, top)
+        return _explain(self.z[row], self.channel_p[row], names, top,
+                        -1 if self.lead is None else int(self.lead[row]))
 
 
 try:  # the compiled per-row update (ext/_streaming.pyx); the Python code below is its reference
@@ -599,17 +792,19 @@ DEFAULT_IMPL = "compiled" if _compiled is not None else "python"
 
 
 class StreamingDetector:
-    """Per-asset online detector: baseline -> EWMA chart -> T-squared/Q -> SPOT -> hysteresis.
+    """Per-asset online detector: baseline -> EWMA chart -> T-squared/Q, rank test -> SPOT -> hysteresis.
 
-    ``use``: which statistics feed the score: ``("channels", "t2", "q")`` by default; ``"q"`` is
-    dropped with one channel (no residual subspace: Q is identically 0).
+    ``use``: which statistics feed the score: ``("channels", "t2", "q", "rank")`` by default; ``"q"`` is
+    dropped with one channel (no residual subspace: Q is identically 0). ``"rank"``: one test, the
+    largest channel's :class:`RankTest` ``|z|``, its own SPOT tail, never below ``n`` Gaussian tails
+    (Bonferroni's bound over the channels).
     ``impl``: ``"python"`` (the reference: the classes above, one row at a time) or ``"compiled"``
     (``aiotstream._streaming``: the same equations over the same state arrays, a block of rows per
     call; equal to the reference to rounding, tested). The default is ``"compiled"`` when the
     extension is built.
     """
 
-    STATS = ("channels", "t2", "q")
+    STATS = ("channels", "t2", "q", "rank")
 
     def __init__(self, n_channels: int, config: DetectorConfig | None = None,
                  use: tuple[str, ...] = STATS, impl: str | None = None) -> None:
@@ -636,6 +831,7 @@ class StreamingDetector:
         self.mv = MultivariateDetector(n_channels, cfg) if {"t2", "q"} & set(use) else None
         self.spots = {k: SpotCalibrator(cfg) for k in self.use if k != "channels"}
         self.channel_spots = SpotBank(n_channels, cfg) if "channels" in self.use else None
+        self.rank = RankTest(n_channels, cfg) if "rank" in self.use else None
         self.tests = len(self.spots) + (n_channels if self.channel_spots else 0)  # Bonferroni
         self.channel_p = np.ones(n_channels)
         self.hyst = Hysteresis(cfg.open_after, cfg.close_after)
@@ -645,14 +841,18 @@ class StreamingDetector:
             # like the deques of the reference's SpotCalibrators, which this impl does not use)
             self.spots = {}
             self.mv_spots = SpotBank(2, cfg) if self.mv is not None else None
+            # the rank test's calibrator as a one-column ring (fitted in arrival order, like mv_spots)
+            self.rank_spots = SpotBank(1, cfg) if self.rank is not None else None
             self._kernel = self._make_kernel()
             self._x1 = np.zeros((1, n_channels))
             self._p1 = np.ones(1)
             self._a1 = np.zeros(1, np.uint8)
+            self._l1 = np.full(1, -1, np.int64)
 
     def _make_kernel(self) -> object:
         return _compiled.Ensemble(self.cfg, self.n, self.baseline.kappa, self.baseline, self.channel_spots,
-                                  self.mv, self.mv_spots, "t2" in self.use, "q" in self.use, self.tests)
+                                  self.mv, self.mv_spots, "t2" in self.use, "q" in self.use, self.tests,
+                                  self.rank, self.rank_spots)
 
     def __getstate__(self) -> dict:
         # the kernel only points at the state arrays below (its scalars are synced after every call):
@@ -661,6 +861,19 @@ class StreamingDetector:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        if "rank" not in state:
+            # a snapshot from before the rank test: a detector with the per-channel tests gains it with an
+            # empty state (as a new detector would have it: scored once its reference has warmup values)
+            self.rank = None
+            if "channels" in self.use:
+                self.use = (*self.use, "rank")
+                self.rank = RankTest(self.n, self.cfg)
+                self.tests += 1
+                if self.impl != "compiled":
+                    self.spots["rank"] = SpotCalibrator(self.cfg)
+            if self.impl == "compiled":
+                self.rank_spots = SpotBank(1, self.cfg) if self.rank is not None else None
+                self._l1 = np.full(1, -1, np.int64)  # update()'s one-row lead buffer
         if self.impl == "compiled":
             if _compiled is None:
                 raise ImportError("aiotstream._streaming is not built; run `python setup.py "
@@ -677,8 +890,10 @@ class StreamingDetector:
                   for i in np.flatnonzero(b.count >= self.cfg.warmup)]
         for e in events:
             b.level[e.channel] = b.fast[e.channel]
+            if self.rank is not None:  # the rank test's reference: the old level is no longer normal
+                self.rank.reset(e.channel)
         b.shifted[:] = 0
-        self.hyst.is_open, self.hyst.run = False, 0
+        self.hyst.is_open, self.hyst.run, self.hyst.open_rows = False, 0, 0
         return events
 
     def update(self, x: np.ndarray) -> RowResult:
@@ -688,13 +903,16 @@ class StreamingDetector:
             x1[0] = x
             z = np.zeros((1, self.n))
             cp = np.ones((1, self.n))
-            events = self._run_compiled(x1, self._p1, self._a1, z, cp)
+            events = self._run_compiled(x1, self._p1, self._a1, z, cp, self._l1)
             p = float(self._p1[0])
             if self.channel_spots is not None:
                 self.channel_p = cp[0].copy()
-            return RowResult(1.0 - p, bool(self._a1[0]), p, z[0], events, cp[0])
+            return RowResult(1.0 - p, bool(self._a1[0]), p, z[0], events, cp[0], int(self._l1[0]))
         e, events = self.baseline.update(x)
         learn = not self.hyst.is_open
+        if self.rank is not None:
+            for ev in events:  # a re-baselined channel: its rank reference starts again too
+                self.rank.reset(ev.channel)
         p_min = 1.0
         if self.channel_spots is not None:
             a = np.abs(e)
@@ -719,9 +937,23 @@ class StreamingDetector:
                 if k > 0 and q_unit > 0.0:  # the floor of a weighted sum of p - k squared scores
                     p_q = max(p_q, chi2_sf(q * q_unit, self.n - k))
                 p_min = min(p_min, p_q)
+        cp_row = self.channel_p.copy()
+        lead = -1
+        if self.rank is not None:
+            # one test over the channels: the largest |z|, its own tail, floored at n Gaussian tails;
+            # the reference also learns once an alert has lasted accept rows (RankTest docstring)
+            zr = np.abs(self.rank.update(x, learn or self.hyst.open_rows >= self.cfg.accept))
+            zm = float(zr.max())
+            p_r = max(self.spots["rank"].update(zm, learn), min(1.0, self.n * math.erfc(zm / math.sqrt(2.0))))
+            if p_r < p_min:  # the row's smallest p: its channel leads the explanation, with that p
+                lead = int(np.argmax(zr))
+                cp_row[lead] = min(cp_row[lead], p_r)
+                p_min = p_r
+            if self.channel_spots is not None:
+                self.channel_p = cp_row
         p = min(1.0, self.tests * p_min)
         alert = self.hyst.update(p < self.cfg.risk, quiet=p >= self.cfg.close_risk)
-        return RowResult(1.0 - p, alert, p, e, events, self.channel_p.copy())
+        return RowResult(1.0 - p, alert, p, e, events, cp_row.copy(), lead)
 
     def update_block(self, x: np.ndarray) -> BlockResult:
         """Score a block of rows (rows, channels) in order and learn them; any split of a stream into
@@ -736,33 +968,37 @@ class StreamingDetector:
             alert = np.zeros(rows, np.uint8)
             z = np.zeros((rows, self.n))
             cp = np.ones((rows, self.n))
+            lead = np.full(rows, -1, np.int64)
             for i in range(rows):
                 r = self.update(x[i])
                 p[i], alert[i], z[i], events = r.p, r.alert, r.z, events + r.events
                 cp[i] = r.channel_p
-        else:  # the kernel writes every entry of every row: no fill needed
+                lead[i] = r.lead
+        else:  # the kernel writes every entry of every row but the lead: no fill needed
             p = np.empty(rows)
             alert = np.empty(rows, np.uint8)
             z = np.empty((rows, self.n))
             cp = np.empty((rows, self.n))
-            events = self._run_compiled(x, p, alert, z, cp)
+            lead = np.full(rows, -1, np.int64)
+            events = self._run_compiled(x, p, alert, z, cp, lead)
             if rows and self.channel_spots is not None:
                 self.channel_p = cp[-1].copy()
-        return BlockResult(1.0 - p, alert.view(np.bool_), p, z, cp, events)
+        return BlockResult(1.0 - p, alert.view(np.bool_), p, z, cp, events, lead)
 
     def _run_compiled(self, x: np.ndarray, p: np.ndarray, alert: np.ndarray, z: np.ndarray,
-                      cp: np.ndarray) -> list[ChangeEvent]:
+                      cp: np.ndarray, lead: np.ndarray) -> list[ChangeEvent]:
         """The kernel over all rows of x, with the PCA refreshes and change events in between."""
         k = self._kernel
         ist = k.ist_arr
         mv = self.mv
         ist[:5] = (self.baseline.rows, mv.count if mv is not None else 0, self.hyst.is_open, self.hyst.run,
                    mv.k if mv is not None else 0)
+        ist[8] = self.hyst.open_rows
         events: list[ChangeEvent] = []
         rows = len(x)
         i = 0
         while i < rows:
-            i = k.run(x, i, p, alert, z, cp)
+            i = k.run(x, i, p, alert, z, cp, lead)
             if ist[5]:  # change events of row i - 1
                 for j in range(int(ist[5])):
                     events.append(ChangeEvent(int(ist[0]) - 1, int(k.ev_ch[j]), float(k.ev_old[j]),
@@ -772,7 +1008,7 @@ class StreamingDetector:
                 mv._refresh()
                 k.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect, mv.q_unit)
         self.baseline.rows = int(ist[0])
-        self.hyst.is_open, self.hyst.run = bool(ist[2]), int(ist[3])
+        self.hyst.is_open, self.hyst.run, self.hyst.open_rows = bool(ist[2]), int(ist[3]), int(ist[8])
         if mv is not None:
             mv.count = int(ist[1])
             if ist[7]:  # one channel: the kernel refreshed the 1 x 1 "PCA" itself
@@ -796,7 +1032,8 @@ class StreamingDetector:
 
 def make_pipeline(kind: str, n_channels: int, config: DetectorConfig | None = None,
                   impl: str | None = None) -> StreamingDetector:
-    """``default`` (all statistics), ``channels`` (per-channel only) or ``multivariate`` (T-squared, Q)."""
-    use = {"default": StreamingDetector.STATS, "channels": ("channels",),
+    """``default`` (all statistics), ``channels`` (the per-channel tests only: each channel against its own
+    past, the EWMA charts and the rank test) or ``multivariate`` (T-squared, Q: the channels' relations)."""
+    use = {"default": StreamingDetector.STATS, "channels": ("channels", "rank"),
            "multivariate": ("t2", "q")}[kind]
     return StreamingDetector(n_channels, config, use, impl)

@@ -425,6 +425,7 @@ def _same(ref: S.BlockResult, got: S.BlockResult, names: list[str] | None = None
     np.testing.assert_allclose(got.score, ref.score, **P_TOL)
     np.testing.assert_array_equal(got.z, ref.z)  # the baseline rounds exactly as numpy does
     np.testing.assert_allclose(got.channel_p, ref.channel_p, **P_TOL)
+    np.testing.assert_array_equal(got.lead, ref.lead)  # the rank test's lead channel
     assert [(e.row, e.channel) for e in got.events] == [(e.row, e.channel) for e in ref.events]
     for a, b in zip(got.events, ref.events, strict=True):
         assert a.old_level == b.old_level and a.new_level == b.new_level
@@ -640,7 +641,7 @@ def test_single_channel_alerts_close_again(impl: str, seed: int) -> None:
     assert b.p[1000:].max() >= S.DetectorConfig().close_risk  # p can reach the closing level
     assert closed >= opened - 1  # every alert but possibly one still open at the end closes
     assert b.alert.mean() < 0.05  # stationary noise: alert rows are a small fraction
-    assert "q" not in det.use and det.tests == 2  # Q is 0 on every row with one channel
+    assert "q" not in det.use and det.tests == 3  # Q is 0 on every row with one channel (channel, T2, rank)
 
 
 def test_single_channel_q_alone_is_an_error() -> None:
