@@ -169,7 +169,9 @@ class Variant(S.StreamingDetector):
         if self.rank:  # rank-N: a test window of N rows instead of close_after
             w = int(rank[0][5:]) if rank[0][5:].isdigit() else self.cfg.close_after
             self.r_recent: list[deque] = [deque() for _ in range(n)]  # (value, learnable) of the last w rows
-            self.r_ref: list[deque] = [deque(maxlen=self.cfg.spot_window) for _ in range(n)]
+            self.r_buf = np.zeros((self.cfg.spot_window, n))  # the reference: a ring per channel
+            self.r_pos = np.zeros(n, np.int64)
+            self.r_fill = np.zeros(n, np.int64)
             self.r_spots = S.SpotBank(n, self.cfg)
             self.r_max_spot = S.SpotCalibrator(self.cfg)
             self.r_max = "rank-max" in parts
@@ -323,15 +325,20 @@ class Variant(S.StreamingDetector):
             v = xv[j]
             if not (math.isfinite(v) and abs(v) <= S.MAX_ABS):
                 continue  # a missing value: neither tested nor learned
-            rec, ref = self.r_recent[j], self.r_ref[j]
+            rec = self.r_recent[j]
             rec.append((v, learn))
             if len(rec) > w:
                 old, ok = rec.popleft()
-                if ok:
-                    ref.append(old)
-            if len(rec) < w or len(ref) < self.cfg.warmup:
+                if ok:  # into the reference ring (chronological order kept for the autocorrelation)
+                    self.r_buf[self.r_pos[j], j] = old
+                    self.r_pos[j] = (self.r_pos[j] + 1) % self.cfg.spot_window
+                    self.r_fill[j] = min(self.r_fill[j] + 1, self.cfg.spot_window)
+            if len(rec) < w or self.r_fill[j] < self.cfg.warmup:
                 continue
-            z[j] = mann_whitney_z(np.fromiter((a for a, _ in rec), np.float64, w), np.asarray(ref))
+            col = self.r_buf[:, j]
+            ref = (col[: self.r_fill[j]] if self.r_fill[j] < self.cfg.spot_window
+                   else np.concatenate((col[self.r_pos[j]:], col[: self.r_pos[j]])))
+            z[j] = mann_whitney_z(np.fromiter((a for a, _ in rec), np.float64, w), ref)
         return np.abs(z)
 
     def _ar_innovation_z(self, x: np.ndarray) -> np.ndarray:
@@ -418,13 +425,13 @@ def mann_whitney_z(test: np.ndarray, ref: np.ndarray) -> float:
     tie-corrected standard deviation, divided by the square root of the AR(1) variance inflation of a
     w-row mean, r the reference's lag-1 autocorrelation (clipped at 0)."""
     w, big_r = len(test), len(ref)
-    srt = np.sort(ref)
+    srt = np.sort(np.concatenate([ref, test]))
     lo = np.searchsorted(srt, test, "left")
     hi = np.searchsorted(srt, test, "right")
-    u = float(np.sum(lo + 0.5 * (hi - lo)))
+    u = float(np.sum(0.5 * (lo + hi + 1))) - 0.5 * w * (w + 1)  # the test's mid-rank sum, minus its minimum
     n = w + big_r
-    _, t = np.unique(np.concatenate([srt, test]), return_counts=True)
-    ties = float(np.sum(t.astype(np.float64) ** 3 - t))
+    t = np.diff(np.r_[0, np.flatnonzero(np.diff(srt)) + 1, n]).astype(np.float64)  # tie group sizes
+    ties = float(np.sum(t ** 3 - t))
     var = w * big_r / 12.0 * ((n + 1) - ties / (n * (n - 1)))
     if not var > 0.0:
         return 0.0

@@ -124,7 +124,7 @@ def test_rank_candidate_sees_a_one_unit_shift_of_a_quantized_channel() -> None:
     zs = []
     for row in x:
         zs.append(det._rank_z(row, learn=not det.hyst.is_open)[0])
-        ref_len.append(len(det.r_ref[0]))
+        ref_len.append(int(det.r_fill[0]))
         det.hyst.update(zs[-1] > 3.5)
     zs = np.array(zs)
     assert np.mean(zs[620:800] > 3.5) > 0.8
