@@ -172,6 +172,8 @@ class Variant(S.StreamingDetector):
             self.r_buf = np.zeros((self.cfg.spot_window, n))  # the reference: a ring per channel
             self.r_pos = np.zeros(n, np.int64)
             self.r_fill = np.zeros(n, np.int64)
+            self.r_sorted = [np.zeros(0) for _ in range(n)]  # the same reference, sorted (for the ranks)
+            self.r_ties = [0] * n  # sum over its tie groups of t^3 - t
             self.r_spots = S.SpotBank(n, self.cfg)
             self.r_max_spot = S.SpotCalibrator(self.cfg)
             self.r_max = "rank-max" in parts
@@ -330,6 +332,9 @@ class Variant(S.StreamingDetector):
             if len(rec) > w:
                 old, ok = rec.popleft()
                 if ok:  # into the reference ring (chronological order kept for the autocorrelation)
+                    if self.r_fill[j] == self.cfg.spot_window:  # the oldest leaves the sorted copy
+                        self._sorted_remove(j, float(self.r_buf[self.r_pos[j], j]))
+                    self._sorted_insert(j, old)
                     self.r_buf[self.r_pos[j], j] = old
                     self.r_pos[j] = (self.r_pos[j] + 1) % self.cfg.spot_window
                     self.r_fill[j] = min(self.r_fill[j] + 1, self.cfg.spot_window)
@@ -338,8 +343,24 @@ class Variant(S.StreamingDetector):
             col = self.r_buf[:, j]
             ref = (col[: self.r_fill[j]] if self.r_fill[j] < self.cfg.spot_window
                    else np.concatenate((col[self.r_pos[j]:], col[: self.r_pos[j]])))
-            z[j] = mann_whitney_z(np.fromiter((a for a, _ in rec), np.float64, w), ref)
+            z[j] = mann_whitney_z(np.fromiter((a for a, _ in rec), np.float64, w), ref,
+                                  self.r_sorted[j], self.r_ties[j])
         return np.abs(z)
+
+    def _sorted_insert(self, j: int, v: float) -> None:
+        """The reference kept sorted too, with its tie total sum(t^3 - t) (integers: exact)."""
+        srt = self.r_sorted[j]
+        lo, hi = np.searchsorted(srt, v, "left"), np.searchsorted(srt, v, "right")
+        c = int(hi - lo)
+        self.r_ties[j] += 3 * c * c + 3 * c  # (c+1)^3 - (c+1) - (c^3 - c)
+        self.r_sorted[j] = np.insert(srt, hi, v)
+
+    def _sorted_remove(self, j: int, v: float) -> None:
+        srt = self.r_sorted[j]
+        lo, hi = np.searchsorted(srt, v, "left"), np.searchsorted(srt, v, "right")
+        c = int(hi - lo)
+        self.r_ties[j] -= 3 * c * c - 3 * c  # c^3 - c - ((c-1)^3 - (c-1))
+        self.r_sorted[j] = np.delete(srt, lo)
 
     def _ar_innovation_z(self, x: np.ndarray) -> np.ndarray:
         """``ar``: the chart's z of each channel's one-step AR(1) innovation (docstring)."""
@@ -419,19 +440,27 @@ class Variant(S.StreamingDetector):
 
 
 
-def mann_whitney_z(test: np.ndarray, ref: np.ndarray) -> float:
+def mann_whitney_z(test: np.ndarray, ref: np.ndarray, srt: np.ndarray | None = None,
+                   ref_ties: int | None = None) -> float:
     """Mann-Whitney z of ``test`` (w values, the newest last) against ``ref`` (R values, oldest first):
     U = sum over the test values of (ref values below + half the equal ones), centred at wR/2, over the
     tie-corrected standard deviation, divided by the square root of the AR(1) variance inflation of a
-    w-row mean, r the reference's lag-1 autocorrelation (clipped at 0)."""
+    w-row mean, r the reference's lag-1 autocorrelation (clipped at 0). ``srt`` and ``ref_ties``: ``ref``
+    sorted and its sum of ``t^3 - t`` over tie groups, if the caller keeps them (the same result: U is a
+    sum of halves and the tie total an integer, both exact)."""
     w, big_r = len(test), len(ref)
-    srt = np.sort(np.concatenate([ref, test]))
+    if srt is None:
+        srt = np.sort(ref)
+        b = np.diff(np.r_[0, np.flatnonzero(np.diff(srt)) + 1, big_r]).astype(np.int64) if big_r else np.zeros(0)
+        ref_ties = int(np.sum(b ** 3 - b))
     lo = np.searchsorted(srt, test, "left")
     hi = np.searchsorted(srt, test, "right")
-    u = float(np.sum(0.5 * (lo + hi + 1))) - 0.5 * w * (w + 1)  # the test's mid-rank sum, minus its minimum
+    u = float(np.sum(lo + 0.5 * (hi - lo)))
     n = w + big_r
-    t = np.diff(np.r_[0, np.flatnonzero(np.diff(srt)) + 1, n]).astype(np.float64)  # tie group sizes
-    ties = float(np.sum(t ** 3 - t))
+    vals, m = np.unique(test, return_counts=True)  # the test's values join the ref's tie groups
+    c = np.searchsorted(srt, vals, "right") - np.searchsorted(srt, vals, "left")
+    cm = c + m
+    ties = float(ref_ties + int(np.sum(cm ** 3 - cm - (c ** 3 - c))))
     var = w * big_r / 12.0 * ((n + 1) - ties / (n * (n - 1)))
     if not var > 0.0:
         return 0.0

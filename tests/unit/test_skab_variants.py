@@ -130,3 +130,22 @@ def test_rank_candidate_sees_a_one_unit_shift_of_a_quantized_channel() -> None:
     assert np.mean(zs[620:800] > 3.5) > 0.8
     assert np.mean(zs[100:600] > 3.5) < 0.01
     assert ref_len[799] - ref_len[620] < 10  # the alert is open: the fault's rows are not learned
+
+
+def test_rank_candidate_keeps_its_sorted_reference_and_ties_exactly() -> None:
+    """The candidate keeps the reference sorted with its tie total, updated row by row (insert, and remove the
+    oldest once the ring of spot_window values is full): the z it gives equals the statistic recomputed from
+    the reference in arrival order, row for row and to the last bit, through the ring's wrap-around."""
+    rng = np.random.default_rng(7)
+    x = np.round(rng.normal(size=(3900, 1)) * 2.0)  # whole units: many ties
+    det = V.Variant(1, "rank")
+    for t, row in enumerate(x):
+        got = det._rank_z(row, learn=True)[0]
+        fill, pos = int(det.r_fill[0]), int(det.r_pos[0])
+        if t % 97 == 0 and fill >= det.cfg.warmup:
+            col = det.r_buf[:, 0]
+            ref = col[:fill] if fill < det.cfg.spot_window else np.concatenate((col[pos:], col[:pos]))
+            test = x[t - det.r_w + 1:t + 1, 0]
+            assert got == abs(V.mann_whitney_z(test, ref)), t
+    assert det.r_fill[0] == det.cfg.spot_window  # the ring wrapped
+    np.testing.assert_array_equal(det.r_sorted[0], np.sort(det.r_buf[:, 0]))
