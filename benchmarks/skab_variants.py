@@ -7,7 +7,9 @@ SKAB group (valve1, valve2, other), alert openings on ``anomaly-free.csv``, and 
 fault rows before the first alert (``onset``), fault rows after it without an alert (``tail``), rows of
 faults never alerted (``missed``), false alert rows before and after each fault (``fp_pre``,
 ``fp_post``). The candidates are subclasses written here, not options of the product: none of them
-helped every group without raising false alarms (see docs/detection.md, "Issue 17's bar per group").
+helped every group without raising false alarms (see docs/detection.md, "Issue 17's bar per group")
+until branch skab-new's ``rank`` and ``rank-max``, not adopted yet (docs/detection.md, "Candidates of
+branch skab-new").
 
 Candidates (each one rule; parameters taken from an existing default, not fitted):
 
