@@ -70,7 +70,8 @@ Branch skab-new's candidates (``SKAB_NEW``; they combine with ``+`` like skab-f1
   floored at the Gaussian tail; ``n`` tests. A single spike moves one rank of w, so the statistic's tail in
   normal operation does not carry the channel's spikes. ``rank-max``: the same, one test (the largest
   channel's ``|z|``, floor ``n`` Gaussian tails). ``rank-N``: a test window of N rows (``rank-30``: the
-  ``warmup``; a w-row rank statistic cannot exceed about ``sqrt(3 w)``, 5.5 for w = 10, near the alarm level).
+  ``warmup``; a w-row rank statistic stays under about ``sqrt(3 w)``, 5.5 for w = 10, near the alarm level; a little
+  more with many ties).
 * ``ar``: temporal prediction residuals: an online AR(1) per channel (mean, variance and lag-1
   covariance as exponentially forgetting means with the baseline's halflife and its bias-corrected start);
   the one-step innovation ``x_t - m - phi (x_(t-1) - m)`` goes through the channels' chart (RobustBaseline,
