@@ -7,7 +7,9 @@ SKAB group (valve1, valve2, other), alert openings on ``anomaly-free.csv``, and 
 fault rows before the first alert (``onset``), fault rows after it without an alert (``tail``), rows of
 faults never alerted (``missed``), false alert rows before and after each fault (``fp_pre``,
 ``fp_post``). The candidates are subclasses written here, not options of the product: none of them
-helped every group without raising false alarms (see docs/detection.md, "Issue 17's bar per group").
+helped every group without raising false alarms (see docs/detection.md, "Issue 17's bar per group")
+until branch skab-new's ``rank`` and ``rank-max``, not adopted yet (docs/detection.md, "Candidates of
+branch skab-new").
 
 Candidates (each one rule; parameters taken from an existing default, not fitted):
 
@@ -56,6 +58,28 @@ never below a Gaussian tail:
   tails) instead of ``n``: calibrated under their dependence instead of Bonferroni's bound.
 * ``close-smooth``: an open alert counts a row as quiet when the surprise ``-ln p`` smoothed with the
   chart's ``lambda`` is below ``-ln close_risk`` (a flickering p does not close it).
+
+Branch skab-new's candidates (``SKAB_NEW``; they combine with ``+`` like skab-f1's):
+
+* ``rank``: a distribution-free two-sample rank test per channel: the Mann-Whitney statistic of the last
+  ``close_after`` rows against a reference of the channel's older rows (the rows that left the test window
+  while no alert was open, at most ``spot_window`` of them; scored once there are ``warmup``), mid-ranks and
+  the tie-corrected variance (a whole-unit channel has few values), the variance inflated for the
+  reference's lag-1 autocorrelation ``r >= 0`` (AR(1): ``1 + 2 sum_k (1 - k/w) r^k``, the variance of a
+  w-row mean over that of w independent rows). ``|z|`` is calibrated like a channel's: its own SPOT tail,
+  floored at the Gaussian tail; ``n`` tests. A single spike moves one rank of w, so the statistic's tail in
+  normal operation does not carry the channel's spikes. ``rank-max``: the same, one test (the largest
+  channel's ``|z|``, floor ``n`` Gaussian tails). ``rank-N``: a test window of N rows (``rank-30``: the
+  ``warmup``; a w-row rank statistic stays under about ``sqrt(3 w)``, 5.5 for w = 10, near the alarm level; a little
+  more with many ties).
+* ``ar``: temporal prediction residuals: an online AR(1) per channel (mean, variance and lag-1
+  covariance as exponentially forgetting means with the baseline's halflife and its bias-corrected start);
+  the one-step innovation ``x_t - m - phi (x_(t-1) - m)`` goes through the channels' chart (RobustBaseline,
+  the same defaults); ``n`` tests. ``ar-max``: one test.
+* ``scale-gate``: the scale learns only from rows of a quiet detector (no alert open and no alarm row,
+  ``p < risk``, in the last ``close_after`` rows) that are not part of a sustained excursion of the channel
+  (``|z| > huber_c`` on ``open_after`` rows in a row or more); the level and the re-baseline after ``accept``
+  rows are the default's.
 """
 from __future__ import annotations
 
@@ -63,6 +87,7 @@ import argparse
 import math
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +103,8 @@ class _Baseline(S.RobustBaseline):
 
     mode = "none"
     alert_open = False
+    quiet_rows = 0   # scale-gate: rows since the detector's last alarm row or open alert (set by Variant)
+    exc: np.ndarray  # scale-gate: consecutive rows each channel's |z| was above huber_c
 
     def update(self, x: np.ndarray) -> tuple[np.ndarray, list[S.ChangeEvent]]:
         if self.mode == "none":
@@ -107,6 +134,11 @@ class _Baseline(S.RobustBaseline):
         a_l = start if self.mode == "level-startup" else self.alpha
         self.level[live] = lv + a_l * w_loc * d
         a_s = start
+        if self.mode == "scale-gate":  # learn the scale from quiet rows outside sustained excursions only
+            idx = np.flatnonzero(live)
+            self.exc[idx] = np.where(big, self.exc[idx] + 1, 0)
+            gate = (self.quiet_rows >= cfg.close_after) & (self.exc[idx] < cfg.open_after)
+            a_s = np.where(gate, a_s, 0.0)
         if self.mode == "scale-steady":
             a_s = np.where(big, self.alpha, a_s)
         elif self.mode == "scale-alert" and self.alert_open:
@@ -130,6 +162,36 @@ class Variant(S.StreamingDetector):
         self.baseline = _Baseline(n, self.cfg)
         if name in ("scale-steady", "scale-alert", "level-startup"):
             self.baseline.mode = name
+        parts = set(name.split("+"))
+        if "scale-gate" in parts:
+            self.baseline.mode = "scale-gate"
+            self.baseline.exc = np.zeros(n, np.int64)
+            self.baseline.quiet_rows = self.cfg.close_after
+        rank = [q for q in parts if q in ("rank", "rank-max") or (q.startswith("rank-") and q[5:].isdigit())]
+        self.rank = bool(rank)
+        if self.rank:  # rank-N: a test window of N rows instead of close_after
+            w = int(rank[0][5:]) if rank[0][5:].isdigit() else self.cfg.close_after
+            self.r_recent: list[deque] = [deque() for _ in range(n)]  # (value, learnable) of the last w rows
+            self.r_buf = np.zeros((self.cfg.spot_window, n))  # the reference: a ring per channel
+            self.r_pos = np.zeros(n, np.int64)
+            self.r_fill = np.zeros(n, np.int64)
+            self.r_sorted = [np.zeros(0) for _ in range(n)]  # the same reference, sorted (for the ranks)
+            self.r_ties = [0] * n  # sum over its tie groups of t^3 - t
+            self.r_spots = S.SpotBank(n, self.cfg)
+            self.r_max_spot = S.SpotCalibrator(self.cfg)
+            self.r_max = "rank-max" in parts
+            self.r_w = w
+        self.ar = "ar" in parts or "ar-max" in parts
+        if self.ar:
+            self.ar_max = "ar-max" in parts
+            self.ar_n = np.zeros(n, np.int64)
+            self.ar_m = np.zeros(n)
+            self.ar_v = np.zeros(n)
+            self.ar_c = np.zeros(n)
+            self.ar_prev = np.full(n, np.nan)
+            self.ar_base = _Baseline(n, self.cfg)
+            self.ar_spots = S.SpotBank(n, self.cfg)
+            self.ar_max_spot = S.SpotCalibrator(self.cfg)
         self.cusum = {"cusum-100": 100.0, "cusum-1000": 1000.0, "cusum-open-100": 100.0}.get(name)
         self.s = 0.0
         self.peak = 0.0
@@ -209,6 +271,20 @@ class Variant(S.StreamingDetector):
             ps += np.maximum(self.loo_spots.update(a_u, learn), g_u).tolist()
         if self.disp is not None:
             ps += self._dispersion(x, learn)
+        if self.rank:
+            zr = self._rank_z(x, learn)
+            if self.r_max:
+                ps.append(self._max_test(zr, self.r_max_spot, learn))
+            else:
+                g_r = _erfc(zr / math.sqrt(2.0)).astype(np.float64)
+                ps += np.maximum(self.r_spots.update(zr, learn), g_r).tolist()
+        if self.ar:
+            za = np.abs(self._ar_innovation_z(x))
+            if self.ar_max:
+                ps.append(self._max_test(za, self.ar_max_spot, learn))
+            else:
+                g_a = _erfc(za / math.sqrt(2.0)).astype(np.float64)
+                ps += np.maximum(self.ar_spots.update(za, learn), g_a).tolist()
         if self.trend:
             xv = np.asarray(x, dtype=np.float64)
             dx = xv - self.tprev
@@ -246,7 +322,76 @@ class Variant(S.StreamingDetector):
             self.ev = ev if not self.hyst.is_open else self.ev + cfg.smooth * (ev - self.ev)
             quiet = self.ev < -math.log(cfg.close_risk)
         alert = self.hyst.update(alarm_p < cfg.risk, quiet=quiet)
+        b = self.baseline  # scale-gate: rows since the last alarm row or open alert (read by the next row)
+        b.quiet_rows = 0 if (alarm_p < cfg.risk or alert) else b.quiet_rows + 1
         return S.RowResult(1.0 - p, alert, p, e, events, self.channel_p.copy())
+
+    def _rank_z(self, x: np.ndarray, learn: bool) -> np.ndarray:
+        """``rank``: each channel's |Mann-Whitney z| of its last w rows against its reference (docstring)."""
+        w = self.r_w
+        z = np.zeros(self.n)
+        xv = np.asarray(x, dtype=np.float64)
+        for j in range(self.n):
+            v = xv[j]
+            if not (math.isfinite(v) and abs(v) <= S.MAX_ABS):
+                continue  # a missing value: neither tested nor learned
+            rec = self.r_recent[j]
+            rec.append((v, learn))
+            if len(rec) > w:
+                old, ok = rec.popleft()
+                if ok:  # into the reference ring (chronological order kept for the autocorrelation)
+                    if self.r_fill[j] == self.cfg.spot_window:  # the oldest leaves the sorted copy
+                        self._sorted_remove(j, float(self.r_buf[self.r_pos[j], j]))
+                    self._sorted_insert(j, old)
+                    self.r_buf[self.r_pos[j], j] = old
+                    self.r_pos[j] = (self.r_pos[j] + 1) % self.cfg.spot_window
+                    self.r_fill[j] = min(self.r_fill[j] + 1, self.cfg.spot_window)
+            if len(rec) < w or self.r_fill[j] < self.cfg.warmup:
+                continue
+            col = self.r_buf[:, j]
+            ref = (col[: self.r_fill[j]] if self.r_fill[j] < self.cfg.spot_window
+                   else np.concatenate((col[self.r_pos[j]:], col[: self.r_pos[j]])))
+            z[j] = mann_whitney_z(np.fromiter((a for a, _ in rec), np.float64, w), ref,
+                                  self.r_sorted[j], self.r_ties[j])
+        return np.abs(z)
+
+    def _sorted_insert(self, j: int, v: float) -> None:
+        """The reference kept sorted too, with its tie total sum(t^3 - t) (integers: exact)."""
+        srt = self.r_sorted[j]
+        lo, hi = np.searchsorted(srt, v, "left"), np.searchsorted(srt, v, "right")
+        c = int(hi - lo)
+        self.r_ties[j] += 3 * c * c + 3 * c  # (c+1)^3 - (c+1) - (c^3 - c)
+        self.r_sorted[j] = np.insert(srt, hi, v)
+
+    def _sorted_remove(self, j: int, v: float) -> None:
+        srt = self.r_sorted[j]
+        lo, hi = np.searchsorted(srt, v, "left"), np.searchsorted(srt, v, "right")
+        c = int(hi - lo)
+        self.r_ties[j] -= 3 * c * c - 3 * c  # c^3 - c - ((c-1)^3 - (c-1))
+        self.r_sorted[j] = np.delete(srt, lo)
+
+    def _ar_innovation_z(self, x: np.ndarray) -> np.ndarray:
+        """``ar``: the chart's z of each channel's one-step AR(1) innovation (docstring)."""
+        xv = np.asarray(x, dtype=np.float64)
+        ok = np.isfinite(xv) & (np.abs(xv) <= S.MAX_ABS)
+        pair = ok & np.isfinite(self.ar_prev)
+        u = np.full(self.n, np.nan)
+        phi = np.where(self.ar_v > 0.0, np.clip(self.ar_c / np.where(self.ar_v > 0.0, self.ar_v, 1.0), -1.0, 1.0),
+                       0.0)
+        ready = pair & (self.ar_n >= self.cfg.warmup)
+        u[ready] = (xv - self.ar_m - phi * (self.ar_prev - self.ar_m))[ready]
+        # learn: exponentially forgetting moments, the baseline's bias-corrected start
+        self.ar_n[pair] += 1
+        a = np.maximum(self.baseline.alpha, 1.0 / np.maximum(self.ar_n, 1))
+        dm = np.where(pair, xv - self.ar_m, 0.0)
+        dp = np.where(pair, self.ar_prev - self.ar_m, 0.0)
+        self.ar_m = np.where(pair, self.ar_m + a * dm, self.ar_m)
+        self.ar_v = np.where(pair, self.ar_v + a * (dp * dp - self.ar_v), self.ar_v)
+        self.ar_c = np.where(pair, self.ar_c + a * (dm * dp - self.ar_c), self.ar_c)
+        self.ar_prev = np.where(ok, xv, self.ar_prev)
+        zu, _ = self.ar_base.update(u)
+        return zu
+
 
 
     def _max_test(self, z: np.ndarray, spot: S.SpotCalibrator, learn: bool) -> float:
@@ -302,13 +447,48 @@ class Variant(S.StreamingDetector):
                 self.prec = np.linalg.inv(c + (1e-9 * tr / p) * np.eye(p))
 
 
+
+def mann_whitney_z(test: np.ndarray, ref: np.ndarray, srt: np.ndarray | None = None,
+                   ref_ties: int | None = None) -> float:
+    """Mann-Whitney z of ``test`` (w values, the newest last) against ``ref`` (R values, oldest first):
+    U = sum over the test values of (ref values below + half the equal ones), centred at wR/2, over the
+    tie-corrected standard deviation, divided by the square root of the AR(1) variance inflation of a
+    w-row mean, r the reference's lag-1 autocorrelation (clipped at 0). ``srt`` and ``ref_ties``: ``ref``
+    sorted and its sum of ``t^3 - t`` over tie groups, if the caller keeps them (the same result: U is a
+    sum of halves and the tie total an integer, both exact)."""
+    w, big_r = len(test), len(ref)
+    if srt is None:
+        srt = np.sort(ref)
+        b = np.diff(np.r_[0, np.flatnonzero(np.diff(srt)) + 1, big_r]).astype(np.int64) if big_r else np.zeros(0)
+        ref_ties = int(np.sum(b ** 3 - b))
+    lo = np.searchsorted(srt, test, "left")
+    hi = np.searchsorted(srt, test, "right")
+    u = float(np.sum(lo + 0.5 * (hi - lo)))
+    n = w + big_r
+    vals, m = np.unique(test, return_counts=True)  # the test's values join the ref's tie groups
+    c = np.searchsorted(srt, vals, "right") - np.searchsorted(srt, vals, "left")
+    cm = c + m
+    ties = float(ref_ties + int(np.sum(cm ** 3 - cm - (c ** 3 - c))))
+    var = w * big_r / 12.0 * ((n + 1) - ties / (n * (n - 1)))
+    if not var > 0.0:
+        return 0.0
+    c = ref - ref.mean()
+    den = float(c @ c)
+    r = max(0.0, float(c[1:] @ c[:-1]) / den) if den > 0.0 else 0.0
+    k = np.arange(1, w)
+    infl = 1.0 + 2.0 * float(np.sum((1.0 - k / w) * r ** k))
+    return (u - 0.5 * w * big_r) / math.sqrt(var * infl)
+
+
 PARTS = ("loo", "slow-60", "disp", "disp-max", "disp-max-2", "disp-max-sq", "disp-max-fast", "disp-med",
-         "disp-win", "disp-log", "chan-max", "close-smooth", "slow-60-max", "trend-60", "noop")  # this session's; combine with "+"
+         "disp-win", "disp-log", "chan-max", "close-smooth", "slow-60-max", "trend-60", "noop") + (
+         "rank", "rank-max", "ar", "ar-max", "scale-gate")  # this session's; combine with "+"
 NAMES = ("reference", "cauchy", "cusum-100", "cusum-1000", "cusum-open-100", "scale-steady", "scale-alert",
          "level-startup", "close-decay", "gauss-prior")
 NEW = ("loo", "slow-60", "disp", "disp-max", "disp-max-2", "disp-max-sq", "disp-max-fast", "disp-med", "disp-win",
        "disp-log", "chan-max", "chan-max+disp-max", "close-smooth", "disp-max+close-smooth", "slow-60-max",
        "trend-60")  # branch skab-f1
+SKAB_NEW = ("rank", "rank-max", "ar", "ar-max", "scale-gate")  # branch skab-new
 
 
 def evaluate(name: str, root: Path) -> dict[str, object]:
@@ -342,12 +522,13 @@ def evaluate(name: str, root: Path) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.skab_variants", description=__doc__.splitlines()[0])
-    ap.add_argument("names", nargs="*", default=list(NAMES + NEW),
-                    help=f"from {NAMES + NEW}, or parts of {PARTS} joined by '+'")
+    ap.add_argument("names", nargs="*", default=list(NAMES + NEW + SKAB_NEW),
+                    help=f"from {NAMES + NEW + SKAB_NEW}, or parts of {PARTS} joined by '+'")
     ap.add_argument("--data", default=None)
     args = ap.parse_args(argv)
     for name in args.names:  # every name before any work (and before looking for the data)
-        if name not in NAMES and not all(p in PARTS or p.startswith("slow-") for p in name.split("+")):
+        if name not in NAMES and not all(p in PARTS or p.startswith("slow-") or (p.startswith("rank-") and p[5:].isdigit())
+                                         for p in name.split("+")):
             print(f"error: unknown variant {name!r}", file=sys.stderr)
             return 2
     root = skab.data_dir(args.data)

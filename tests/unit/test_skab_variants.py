@@ -90,3 +90,62 @@ def test_dispersion_chart_matches_a_slow_reference(kind: str) -> None:
 def test_unknown_candidate_is_refused(capsys) -> None:
     assert V.main(["disp-max+nonsense"]) == 2
     assert "unknown variant" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rank_statistic_is_mann_whitney_with_ties_over_the_autocorrelation_inflation(seed: int) -> None:
+    """``rank``: the Mann-Whitney z of the test window against the reference (mid-ranks, tie-corrected
+    variance; scipy's asymptotic two-sided p without continuity correction), divided by the square root of
+    the AR(1) inflation of a w-row mean's variance, r the reference's lag-1 autocorrelation (clipped at 0)."""
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(seed)
+    ref = np.round(np.cumsum(rng.normal(size=300)) * 0.2 + rng.normal(size=300))  # quantized, autocorrelated
+    test = np.round(ref.mean() - 2.0 + rng.normal(size=10))
+    z = V.mann_whitney_z(test, ref)
+    p = stats.mannwhitneyu(test, ref, method="asymptotic", use_continuity=False).pvalue
+    c = ref - ref.mean()
+    r = max(0.0, sum(c[i] * c[i - 1] for i in range(1, len(c))) / sum(v * v for v in c))
+    assert r > 0.3  # the case where the inflation matters
+    infl = 1.0 + 2.0 * sum((1.0 - k / 10) * r ** k for k in range(1, 10))
+    assert z < 0.0  # the test window sits below the reference
+    np.testing.assert_allclose(math.erfc(abs(z) * math.sqrt(infl) / math.sqrt(2.0)), p, rtol=1e-9)
+
+
+def test_rank_candidate_sees_a_one_unit_shift_of_a_quantized_channel() -> None:
+    """A white channel read in whole units (32 +/- noise) going down one unit for 200 rows: the rank test's
+    |z| is above 3.5 on most of those rows and on under 1 % of the normal ones (a 10-row window with ties
+    cannot go much higher: about 4.6 here), and the reference takes no row while the alert is open (the
+    shift does not become its own reference)."""
+    rng = np.random.default_rng(5)
+    x = np.c_[np.round(32.0 + 0.45 * rng.normal(size=900)), rng.normal(size=900), rng.normal(size=900)]
+    x[600:800, 0] -= 1.0
+    det = V.Variant(3, "rank")
+    ref_len = []
+    zs = []
+    for row in x:
+        zs.append(det._rank_z(row, learn=not det.hyst.is_open)[0])
+        ref_len.append(int(det.r_fill[0]))
+        det.hyst.update(zs[-1] > 3.5)
+    zs = np.array(zs)
+    assert np.mean(zs[620:800] > 3.5) > 0.8
+    assert np.mean(zs[100:600] > 3.5) < 0.01
+    assert ref_len[799] - ref_len[620] < 10  # the alert is open: the fault's rows are not learned
+
+
+def test_rank_candidate_keeps_its_sorted_reference_and_ties_exactly() -> None:
+    """The candidate keeps the reference sorted with its tie total, updated row by row (insert, and remove the
+    oldest once the ring of spot_window values is full): the z it gives equals the statistic recomputed from
+    the reference in arrival order, row for row and to the last bit, through the ring's wrap-around."""
+    rng = np.random.default_rng(7)
+    x = np.round(rng.normal(size=(3900, 1)) * 2.0)  # whole units: many ties
+    det = V.Variant(1, "rank")
+    for t, row in enumerate(x):
+        got = det._rank_z(row, learn=True)[0]
+        fill, pos = int(det.r_fill[0]), int(det.r_pos[0])
+        if t % 97 == 0 and fill >= det.cfg.warmup:
+            col = det.r_buf[:, 0]
+            ref = col[:fill] if fill < det.cfg.spot_window else np.concatenate((col[pos:], col[:pos]))
+            test = x[t - det.r_w + 1:t + 1, 0]
+            assert got == abs(V.mann_whitney_z(test, ref)), t
+    assert det.r_fill[0] == det.cfg.spot_window  # the ring wrapped
+    np.testing.assert_array_equal(det.r_sorted[0], np.sort(det.r_buf[:, 0]))
