@@ -8,8 +8,9 @@ fault rows before the first alert (``onset``), fault rows after it without an al
 faults never alerted (``missed``), false alert rows before and after each fault (``fp_pre``,
 ``fp_post``). The candidates are subclasses written here, not options of the product: none of them
 helped every group without raising false alarms (see docs/detection.md, "Issue 17's bar per group")
-until branch skab-new's ``rank`` and ``rank-max``, not adopted yet (docs/detection.md, "Candidates of
-branch skab-new").
+until branch skab-new's ``rank`` and ``rank-max``; ``rank-max`` is now the product's rank test, so the
+reference here includes it, and the ``rank*`` candidates add a second rank test on top of it (the table
+of docs/detection.md, "Candidates of branch skab-new", was measured before, at git 1ae042b).
 
 Candidates (each one rule; parameters taken from an existing default, not fitted):
 
@@ -168,8 +169,9 @@ class Variant(S.StreamingDetector):
             self.baseline.exc = np.zeros(n, np.int64)
             self.baseline.quiet_rows = self.cfg.close_after
         rank = [q for q in parts if q in ("rank", "rank-max") or (q.startswith("rank-") and q[5:].isdigit())]
-        self.rank = bool(rank)
-        if self.rank:  # rank-N: a test window of N rows instead of close_after
+        # (not self.rank: that is the product's RankTest, in the reference since branch rank)
+        self.rank_cand = bool(rank)
+        if self.rank_cand:  # rank-N: a test window of N rows instead of close_after
             w = int(rank[0][5:]) if rank[0][5:].isdigit() else self.cfg.close_after
             self.r_recent: list[deque] = [deque() for _ in range(n)]  # (value, learnable) of the last w rows
             self.r_buf = np.zeros((self.cfg.spot_window, n))  # the reference: a ring per channel
@@ -271,7 +273,7 @@ class Variant(S.StreamingDetector):
             ps += np.maximum(self.loo_spots.update(a_u, learn), g_u).tolist()
         if self.disp is not None:
             ps += self._dispersion(x, learn)
-        if self.rank:
+        if self.rank_cand:
             zr = self._rank_z(x, learn)
             if self.r_max:
                 ps.append(self._max_test(zr, self.r_max_spot, learn))
