@@ -309,7 +309,8 @@ class KpiTracker:
             return self.close(t_ns)
         self._account(a, t_ns, False)
         self.accounted_ns = t_ns
-        limit = min(t_ns, t_ns - self.emit_delay_ns)
+        delay = self.emit_delay_ns
+        limit = t_ns - delay if delay > 0 else t_ns  # (min(t_ns, t_ns - delay) without the call)
         for p in self.periods.values():  # (as close: nearly always none is done)
             if p.end <= limit:
                 return self.close(t_ns)

@@ -435,33 +435,55 @@ class AssetAnalyzer(effects.RuntimeEntity):
         outs: list[Output] = []
         kpi, book, control, scalar, schedule = self.kpi, self.book, self.control, self.scalar, self.schedule
         ends = self._closed_ends
+        # nothing queued and no alert, held-back alert or command (_run_until and _timers would find nothing
+        # due): found once per call, and again after each step that may change it
+        quiet = not (self.queue or book.current or book.suppressed or control.commands)
+        if scalar is not None:
+            block_ns = scalar.cfg.block_s * 1e9
+            flushing = self._flushing
         for w in closed:
             start, end = w.start_ns, w.end_ns
             if kpi.accounted_ns is None:  # (kpi.begin)
                 kpi.accounted_ns = start
-            # (nothing queued and no alert, held-back alert or command: _run_until would find nothing due)
-            if self.queue or book.current or book.suppressed or control.commands:
+            if not quiet:
                 outs.extend(self._run_until(end, inclusive=False))
+                quiet = not (self.queue or book.current or book.suppressed or control.commands)
             if w.partials:
                 outs.extend(self._on_window(w))
+                quiet = not (self.queue or book.current or book.suppressed or control.commands)
             else:  # readings only: nothing to score (_on_window's first lines, _tick inline)
                 clock = self.clock_ns
                 if clock is None or end > clock:
                     self.clock_ns = end
                 ends.append(end)  # for the metrics, reported once per batch (_report)
-                if scalar is None and not (book.current or book.suppressed or control.commands):
+                if scalar is None and quiet:
                     done = kpi.readings_window(w.inputs, start, end, schedule)  # (the steps below in one)
                     if done:
                         outs.extend(self._periods(done))
+                        quiet = not (self.queue or book.current or book.suppressed or control.commands)
                     continue
                 kpi.add_window(w.inputs, _ONE_WINDOW, start)
             if scalar is not None:  # the rows before the window's end are final: before its KPIs close
-                outs.extend(self._scalar_window(end))
-            if book.current or book.suppressed or control.commands:
+                if flushing:
+                    outs.extend(self._scalar(end, final=True))
+                    quiet = not (self.queue or book.current or book.suppressed or control.commands)
+                else:  # (_scalar_window inline: ScalarScorer.due, a KPI period's end forces the rows out)
+                    first = scalar.ready[0][0] if scalar.ready else scalar.rows.first_ns()
+                    if first is not None:
+                        force = False
+                        for p in kpi.periods.values():
+                            if p.end <= end:
+                                force = True
+                                break
+                        if force or end - first > block_ns:
+                            outs.extend(self._scalar(end, force=force))
+                            quiet = not (self.queue or book.current or book.suppressed or control.commands)
+            if not quiet:
                 outs.extend(self._timers(end))
             done = kpi.advance_close(end, schedule)
             if done:
                 outs.extend(self._periods(done))
+                quiet = not (self.queue or book.current or book.suppressed or control.commands)
         return outs
 
     # ---- batched ONNX scoring ----------------------------------------------------

@@ -312,14 +312,17 @@ class RowAssembler:
         out = list(zip(due, map(pending.pop, due)))
         self._first = None  # recomputed when asked
         if self.spans:
-            for sp in list(map(self.spans.pop, due, repeat(None))):
-                if sp and spans is not None:
-                    for key, (lo, hi) in sp.items():  # merge_spans, inline (once per row)
+            sps = list(map(self.spans.pop, due, repeat(None)))
+            if spans is not None:
+                for sp in sps:
+                    if not sp:
+                        continue
+                    for key, lo_hi in sp.items():  # merge_spans, inline (once per row)
                         cur = spans.get(key)
                         if cur is None:
-                            spans[key] = (lo, hi)
-                        elif lo < cur[0] or hi > cur[1]:
-                            spans[key] = (min(cur[0], lo), max(cur[1], hi))
+                            spans[key] = lo_hi
+                        elif lo_hi[0] < cur[0] or lo_hi[1] > cur[1]:
+                            spans[key] = (min(cur[0], lo_hi[0]), max(cur[1], lo_hi[1]))
         self.last_ns = due[-1]
         return out
 
