@@ -53,6 +53,7 @@ from aiotstream.decisions.maintenance import MaintenanceSchedule, SuppressionGau
 from aiotstream.dedupe import FrameDedupe
 from aiotstream.features import reduce_partials, reduce_spectral, window_features
 from aiotstream.kpi import KpiTracker, PeriodResult, derive, kpi_record
+from aiotstream.kpi.periods import Tumbling
 from aiotstream.lineage import inputs_block, iso_ns, make_id, window_block
 from aiotstream.models.detector import Detector, LabelLearner
 from aiotstream.models.online import FeatureDrift, ShiftDrift, make_detector
@@ -438,9 +439,12 @@ class AssetAnalyzer(effects.RuntimeEntity):
         # nothing queued and no alert, held-back alert or command (_run_until and _timers would find nothing
         # due): found once per call, and again after each step that may change it
         quiet = not (self.queue or book.current or book.suppressed or control.commands)
+        block_ns, flushing, lengths = 0.0, self._flushing, None
         if scalar is not None:
             block_ns = scalar.cfg.block_s * 1e9
-            flushing = self._flushing
+            # every KPI scheme tumbling: their lengths (a window's own periods found by one modulo each)
+            if all(type(sch) is Tumbling for sch in kpi.schemes):
+                lengths = [sch.length_ns for sch in kpi.schemes]
         for w in closed:
             start, end = w.start_ns, w.end_ns
             if kpi.accounted_ns is None:  # (kpi.begin)
@@ -456,12 +460,32 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 if clock is None or end > clock:
                     self.clock_ns = end
                 ends.append(end)  # for the metrics, reported once per batch (_report)
-                if scalar is None and quiet:
-                    done = kpi.readings_window(w.inputs, start, end, schedule)  # (the steps below in one)
-                    if done:
-                        outs.extend(self._periods(done))
-                        quiet = not (self.queue or book.current or book.suppressed or control.commands)
-                    continue
+                if quiet:
+                    plain = scalar is None
+                    if not plain and lengths is not None and not flushing:
+                        # no scalar rows due (see below) even if a KPI period ended here: none pending, or
+                        # no block due and no period ending by the window's end, neither an open one nor
+                        # one of the window's own periods (which add_window would open)
+                        first = scalar.ready[0][0] if scalar.ready else scalar.rows.first_ns()
+                        if first is None:
+                            plain = True
+                        elif not end - first > block_ns:
+                            plain = True
+                            for p in kpi.periods.values():
+                                if p.end <= end:
+                                    plain = False
+                                    break
+                            else:
+                                for length in lengths:
+                                    if start - start % length + length <= end:
+                                        plain = False
+                                        break
+                    if plain:  # nothing between the KPI steps below: the steps in one
+                        done = kpi.readings_window(w.inputs, start, end, schedule)
+                        if done:
+                            outs.extend(self._periods(done))
+                            quiet = not (self.queue or book.current or book.suppressed or control.commands)
+                        continue
                 kpi.add_window(w.inputs, _ONE_WINDOW, start)
             if scalar is not None:  # the rows before the window's end are final: before its KPIs close
                 if flushing:
