@@ -200,3 +200,50 @@ def test_a_lasting_level_shift_is_a_change_event_in_the_records_and_kpis() -> No
     assert abs(c["old_level"] - 60) < 1 and abs(c["new_level"] - 70) < 1.5
     kpis = [o.record["totals"] for o in out if o.kind == "kpi" and o.record["scope"] == "asset"]
     assert sum(k["baseline_changes"] for k in kpis) == 1
+
+
+def _strip(o: object) -> object:
+    """A record without its wall-clock fields."""
+    if isinstance(o, dict):
+        return {k: _strip(v) for k, v in o.items() if k not in ("produced_at", "code_version")}
+    if isinstance(o, list):
+        return [_strip(v) for v in o]
+    return o
+
+
+@pytest.mark.parametrize(("periods", "block_s", "window"), [
+    ([300], 10.0, {}), ([10], 10.0, {}), ([3], 4.0, {}), ([13, 5], 0.0, {}), ([7, 60], 10.0, {}),
+    ([1], 10.0, {}),  # every window opens its period, which ends with it
+    ([3], 60.0, {}),  # after the gap, the period open before it ended in it (a later one holds the window)
+    ([10], 10.0, {"length_s": 3, "hop_s": 1}),  # sliding: periods close 2 s late (emit delay), so stay open
+])
+def test_readings_only_windows_without_due_rows_take_the_kpi_steps_in_one(
+        monkeypatch: pytest.MonkeyPatch, periods: list[float], block_s: float, window: dict) -> None:
+    """``_windows_closed`` takes a readings-only window's KPI steps in one call (``readings_window``) when no
+    scalar rows are due there (no block due, no KPI period ending by the window's end: a period's end forces
+    the rows out, so they count in it). The outputs are those of the steps one by one (the path without
+    every scheme tumbling), alerts, acks, a gap in the data and KPI periods ending inside and at a window's
+    end included."""
+    ack = {"schema": "aiotstream.feedback/1", "type": "ack", "asset": "pump-1", "alert_type": "scalar_anomaly",
+           "ts": ACK_AT, "by": "ana"}
+    cfg = SiteConfig.from_dict({
+        "site": {"id": "scalar-site"},
+        "assets": [{"id": "pump-1"}, {"id": "pump-2"}],
+        "inputs": {"tail": False},
+        "kpi": {"periods_s": periods},
+        "scalar": {"readings_only": True, "block_s": block_s},
+        "window": window,
+    })
+    gap = (START + 700 * S, START + 706 * S)  # no reading for 6 s
+    msgs = [m for m in messages([ack]) if not gap[0] <= orjson.loads(m.value).get("ts", 0) < gap[1]]
+    fast = run(cfg, msgs)
+
+    class NotTumbling:  # the schemes are no longer all "Tumbling": the steps one by one
+        pass
+
+    monkeypatch.setattr("aiotstream.pdm.asset.Tumbling", NotTumbling)
+    slow = run(cfg, msgs)
+    key = [(o.kind, o.key, _strip(o.record)) for o in fast if o.kind != "audit"]
+    assert key == [(o.kind, o.key, _strip(o.record)) for o in slow if o.kind != "audit"]
+    assert any(o.kind == "alert" for o in fast)
+    assert sum(o.kind == "kpi" for o in fast) > 2 * len(periods)
