@@ -510,6 +510,14 @@ cdef class Ensemble:
     cdef unsigned char[:, ::1] rwl
     cdef long long[::1] rwpos, rwfill, rpos, rfill, rties
     cdef double[::1] rshift, rs1, rs2, rlag, rtest
+    # the kernel's cache of each channel's counts per test-window slot (not state: rebuilt when
+    # stale): L = reference values below the slot's value, E = equal to it, M = test values equal to it
+    # (itself included); kept while the reference and the window change by single values, so a row
+    # costs O(w) compares and one search instead of a sort and w searches. Valid while rcvalid[j] and
+    # the reference's (pos, fill) are still those the kernel left (a Python reset() makes them differ).
+    cdef long long[:, ::1] rcL, rcE, rcM
+    cdef unsigned char[::1] rcvalid
+    cdef long long[::1] rcpos, rcfill
     cdef double[:, ::1] kbuf
     cdef long long[::1] kpos, kfill, ksince
     cdef double[::1] kt, krate, kxi, ksigma
@@ -598,6 +606,12 @@ cdef class Ensemble:
             self.rs2 = rank.s2
             self.rlag = rank.lag
             self.rtest = np.empty(self.rw)
+            self.rcL = np.zeros((max(self.n, 1), self.rw), np.int64)
+            self.rcE = np.zeros((max(self.n, 1), self.rw), np.int64)
+            self.rcM = np.zeros((max(self.n, 1), self.rw), np.int64)
+            self.rcvalid = np.zeros(max(self.n, 1), np.uint8)
+            self.rcpos = np.zeros(max(self.n, 1), np.int64)
+            self.rcfill = np.zeros(max(self.n, 1), np.int64)
             self.kbuf = rank_bank.buf
             self.kpos = rank_bank.pos
             self.kfill = rank_bank.fill
@@ -727,6 +741,7 @@ cdef class Ensemble:
 
     cdef void _rank_reset(self, Py_ssize_t j) noexcept nogil:
         """``RankTest.reset``"""
+        self.rcvalid[j] = 0
         self.rpos[j] = 0
         self.rfill[j] = 0
         self.rties[j] = 0
@@ -735,12 +750,27 @@ cdef class Ensemble:
         self.rs2[j] = 0.0
         self.rlag[j] = 0.0
 
-    cdef void _rank_learn(self, Py_ssize_t j, double v) noexcept nogil:
-        """``RankTest._learn``: v joins channel j's reference (the oldest leaves a full ring)."""
-        cdef Py_ssize_t size = self.window, f = self.rfill[j], p = self.rpos[j], lo, hi, c, ro
+    cdef void _rank_learn(self, Py_ssize_t j, double v, Py_ssize_t skip) noexcept nogil:
+        """``RankTest._learn``: v joins channel j's reference (the oldest leaves a full ring). A valid
+        count cache follows, except test slot ``skip`` (v's own slot, about to take a new value)."""
+        cdef Py_ssize_t size = self.window, f = self.rfill[j], p = self.rpos[j], lo, hi, c, ro, i
         cdef double* srt = &self.rsrt[j, 0]
-        cdef double sh, y, old, yo, t, prev
+        cdef double sh, y, old, yo, t, prev, tv
         cdef bint full = f == size
+        cdef long long* cl
+        cdef long long* ce
+        if self.rcvalid[j]:
+            cl = &self.rcL[j, 0]
+            ce = &self.rcE[j, 0]
+            for i in range(self.rw):
+                if i != skip:
+                    tv = self.rwin[j, i]
+                    cl[i] += v < tv
+                    ce[i] += v == tv
+                    if full:
+                        old = self.rring[j, p]
+                        cl[i] -= old < tv
+                        ce[i] -= old == tv
         if f == 0:
             self.rshift[j] = v
         sh = self.rshift[j]
@@ -782,6 +812,8 @@ cdef class Ensemble:
         self.rpos[j] = (p + 1) % size
         if self.rfill[j] < size:
             self.rfill[j] += 1
+        self.rcpos[j] = self.rpos[j]
+        self.rcfill[j] = self.rfill[j]
         if self.rfill[j] == size and self.rpos[j] == 0:  # RankTest._resum
             t = 0.0
             for c in range(size):
@@ -803,32 +835,64 @@ cdef class Ensemble:
             self.rs2[j] = y
             self.rlag[j] = yo
 
+    cdef void _rank_recount(self, Py_ssize_t j) noexcept nogil:
+        """Channel j's count cache from scratch (its test window is full)."""
+        cdef Py_ssize_t w = self.rw, f = self.rfill[j], i, k, lo
+        cdef const double* srt = &self.rsrt[j, 0]
+        cdef double v
+        cdef long long m
+        for i in range(w):
+            v = self.rwin[j, i]
+            lo = _lower(srt, f, v)
+            self.rcL[j, i] = lo
+            self.rcE[j, i] = _equal_from(srt, f, lo, v)
+            m = 0
+            for k in range(w):
+                m += self.rwin[j, k] == v
+            self.rcM[j, i] = m
+        self.rcpos[j] = self.rpos[j]
+        self.rcfill[j] = f
+        self.rcvalid[j] = 1
+
+    cdef void _rank_slot(self, Py_ssize_t j, Py_ssize_t k, double out, double v) noexcept nogil:
+        """A valid count cache follows test slot k's value out -> v (after the reference's change)."""
+        cdef Py_ssize_t w = self.rw, f = self.rfill[j], i, lo
+        cdef long long m = 1
+        cdef long long* cmm = &self.rcM[j, 0]
+        cdef double tv
+        cdef const double* srt = &self.rsrt[j, 0]
+        for i in range(w):
+            if i != k:
+                tv = self.rwin[j, i]
+                cmm[i] -= tv == out
+                if tv == v:
+                    cmm[i] += 1
+                    m += 1
+        cmm[k] = m
+        lo = _lower(srt, f, v)
+        self.rcL[j, k] = lo
+        self.rcE[j, k] = _equal_from(srt, f, lo, v)
+
     cdef double _rank_z(self, Py_ssize_t j) noexcept nogil:
         """``RankTest._z``: channel j's Mann-Whitney z, its test window against its reference."""
-        cdef Py_ssize_t w = self.rw, f = self.rfill[j], size = self.window, i, m, k, lo, c, cm, big_n
-        cdef const double* srt = &self.rsrt[j, 0]
-        cdef double* tv = &self.rtest[0]
-        cdef double v, var, r, s1, s2, mm, den, first, last, acc, rk, infl
-        cdef long long two_u = 0, ties = self.rties[j]
-        for i in range(w):  # the test values sorted (insertion sort: w is small)
-            v = self.rwin[j, i]
-            k = i - 1
-            while k >= 0 and tv[k] > v:
-                tv[k + 1] = tv[k]
-                k -= 1
-            tv[k + 1] = v
-        i = 0
-        while i < w:
-            v = tv[i]
-            m = 1
-            while i + m < w and tv[i + m] == v:
-                m += 1
-            lo = _lower(srt, f, v)
-            c = _equal_from(srt, f, lo, v)
-            two_u += m * (2 * lo + c)
-            cm = c + m
-            ties += cm * cm * cm - cm - (c * c * c - c)
-            i += m
+        cdef Py_ssize_t w = self.rw, f = self.rfill[j], size = self.window, i, k
+        cdef double var, r, s1, s2, mm, den, first, last, acc, rk, infl
+        cdef long long two_u = 0, ties = self.rties[j], c, m, big_n
+        cdef long long* cl
+        cdef long long* ce
+        cdef long long* cmm
+        if not self.rcvalid[j] or self.rcpos[j] != self.rpos[j] or self.rcfill[j] != f:
+            self._rank_recount(j)
+        cl = &self.rcL[j, 0]
+        ce = &self.rcE[j, 0]
+        cmm = &self.rcM[j, 0]
+        for i in range(w):
+            # a group of m equal test values with c equal reference values adds m (2 lo + c) to 2U and
+            # (c + m)^3 - (c + m) - (c^3 - c) = m (3c^2 + 3cm + m^2 - 1) to the ties: per slot, 1/m of it
+            c = ce[i]
+            m = cmm[i]
+            two_u += 2 * cl[i] + c
+            ties += 3 * c * c + 3 * c * m + m * m - 1
         big_n = w + f
         var = (<double>(w * f)) / 12.0 * (<double>(big_n + 1) - (<double>ties) / (<double>(big_n * (big_n - 1))))
         if not var > 0.0:
@@ -1081,11 +1145,16 @@ cdef class Ensemble:
                         zr = 0.0
                         if isfinite(v) and fabs(v) <= MAX_ABS:
                             k = self.rwpos[j]
+                            if self.rcvalid[j] and (self.rcpos[j] != self.rpos[j] or self.rcfill[j] != self.rfill[j]):
+                                self.rcvalid[j] = 0  # the reference changed outside the kernel
                             if self.rwfill[j] == self.rw:
                                 if self.rwl[j, k]:
-                                    self._rank_learn(j, self.rwin[j, k])
+                                    self._rank_learn(j, self.rwin[j, k], k)
+                                if self.rcvalid[j]:
+                                    self._rank_slot(j, k, self.rwin[j, k], v)
                             else:
                                 self.rwfill[j] += 1
+                                self.rcvalid[j] = 0
                             self.rwin[j, k] = v
                             self.rwl[j, k] = learn or ist[I_OPEN_ROWS] >= self.accept
                             self.rwpos[j] = (k + 1) % self.rw
