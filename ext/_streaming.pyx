@@ -432,6 +432,30 @@ cdef inline Py_ssize_t _upper(const double* a, Py_ssize_t n, double v) noexcept 
     return (base - a) + (1 if base[0] <= v else 0)
 
 
+cdef inline void _lower3(const double* a, Py_ssize_t n, double v0, double v1, double v2,
+                         Py_ssize_t* out) noexcept nogil:
+    """_lower of three values in lockstep: the three chains of loads overlap (a cold array: each is
+    ~12 dependent cache misses)."""
+    cdef const double* b0 = a
+    cdef const double* b1 = a
+    cdef const double* b2 = a
+    cdef Py_ssize_t half
+    if n == 0:
+        out[0] = 0
+        out[1] = 0
+        out[2] = 0
+        return
+    while n > 1:
+        half = n >> 1
+        b0 = b0 + half if b0[half] < v0 else b0
+        b1 = b1 + half if b1[half] < v1 else b1
+        b2 = b2 + half if b2[half] < v2 else b2
+        n -= half
+    out[0] = (b0 - a) + (1 if b0[0] < v0 else 0)
+    out[1] = (b1 - a) + (1 if b1[0] < v1 else 0)
+    out[2] = (b2 - a) + (1 if b2[0] < v2 else 0)
+
+
 cdef inline Py_ssize_t _equal_from(const double* a, Py_ssize_t n, Py_ssize_t lo, double v) noexcept nogil:
     """How many of a[lo:n] equal v, lo = _lower(a, n, v) (no second search when none does)."""
     if lo >= n or a[lo] != v:
@@ -750,15 +774,17 @@ cdef class Ensemble:
         self.rs2[j] = 0.0
         self.rlag[j] = 0.0
 
-    cdef void _rank_learn(self, Py_ssize_t j, double v, Py_ssize_t skip) noexcept nogil:
+    cdef void _rank_learn(self, Py_ssize_t j, double v, Py_ssize_t skip, bint slot, double nv) noexcept nogil:
         """``RankTest._learn``: v joins channel j's reference (the oldest leaves a full ring). A valid
-        count cache follows, except test slot ``skip`` (v's own slot, about to take a new value)."""
-        cdef Py_ssize_t size = self.window, f = self.rfill[j], p = self.rpos[j], lo, hi, c, ro, i
+        count cache follows, except test slot ``skip`` (v's own slot, about to take a new value); with
+        ``slot``, that slot's counts for its new value nv too (searched with v's and the oldest's)."""
+        cdef Py_ssize_t size = self.window, f = self.rfill[j], p = self.rpos[j], lo, hi, c, ro, i, nl, ne
         cdef double* srt = &self.rsrt[j, 0]
-        cdef double sh, y, old, yo, t, prev, tv
+        cdef double sh, y, old, yo, t, prev, tv, old0
         cdef bint full = f == size
         cdef long long* cl
         cdef long long* ce
+        cdef Py_ssize_t idx[3]
         if self.rcvalid[j]:
             cl = &self.rcL[j, 0]
             ce = &self.rcE[j, 0]
@@ -775,8 +801,12 @@ cdef class Ensemble:
             self.rshift[j] = v
         sh = self.rshift[j]
         y = v - sh
-        lo = _lower(srt, f, v)
+        old0 = self.rring[j, p] if full else v
+        _lower3(srt, f, v, old0, nv if slot else v, idx)
+        lo = idx[0]
         hi = lo + _equal_from(srt, f, lo, v)
+        nl = idx[2]
+        ne = _equal_from(srt, f, nl, nv) if slot else 0
         if full:
             old = self.rring[j, p]
             yo = old - sh
@@ -784,7 +814,7 @@ cdef class Ensemble:
             self.rs2[j] -= yo * yo
             if size > 1:
                 self.rlag[j] -= yo * (self.rring[j, (p + 1) % size] - sh)
-            ro = _lower(srt, f, old)
+            ro = idx[1]
             c = _equal_from(srt, f, ro, old)
             self.rties[j] -= 3 * c * c - 3 * c
             # remove srt[ro] and insert v with one move of the values between the two places
@@ -812,6 +842,9 @@ cdef class Ensemble:
         self.rpos[j] = (p + 1) % size
         if self.rfill[j] < size:
             self.rfill[j] += 1
+        if slot:  # nv's counts in the reference after the change (searched before it)
+            self.rcL[j, skip] = nl + (v < nv) - (full and old0 < nv)
+            self.rcE[j, skip] = ne + (v == nv) - (full and old0 == nv)
         self.rcpos[j] = self.rpos[j]
         self.rcfill[j] = self.rfill[j]
         if self.rfill[j] == size and self.rpos[j] == 0:  # RankTest._resum
@@ -854,8 +887,9 @@ cdef class Ensemble:
         self.rcfill[j] = f
         self.rcvalid[j] = 1
 
-    cdef void _rank_slot(self, Py_ssize_t j, Py_ssize_t k, double out, double v) noexcept nogil:
-        """A valid count cache follows test slot k's value out -> v (after the reference's change)."""
+    cdef void _rank_slot(self, Py_ssize_t j, Py_ssize_t k, double out, double v, bint search) noexcept nogil:
+        """A valid count cache follows test slot k's value out -> v (after the reference's change; its
+        reference counts searched here with ``search``, else by _rank_learn)."""
         cdef Py_ssize_t w = self.rw, f = self.rfill[j], i, lo
         cdef long long m = 1
         cdef long long* cmm = &self.rcM[j, 0]
@@ -869,6 +903,8 @@ cdef class Ensemble:
                     cmm[i] += 1
                     m += 1
         cmm[k] = m
+        if not search:
+            return
         lo = _lower(srt, f, v)
         self.rcL[j, k] = lo
         self.rcE[j, k] = _equal_from(srt, f, lo, v)
@@ -1149,9 +1185,13 @@ cdef class Ensemble:
                                 self.rcvalid[j] = 0  # the reference changed outside the kernel
                             if self.rwfill[j] == self.rw:
                                 if self.rwl[j, k]:
-                                    self._rank_learn(j, self.rwin[j, k], k)
-                                if self.rcvalid[j]:
-                                    self._rank_slot(j, k, self.rwin[j, k], v)
+                                    if self.rcvalid[j]:
+                                        self._rank_slot(j, k, self.rwin[j, k], v, False)
+                                        self._rank_learn(j, self.rwin[j, k], k, True, v)
+                                    else:
+                                        self._rank_learn(j, self.rwin[j, k], k, False, 0.0)
+                                elif self.rcvalid[j]:
+                                    self._rank_slot(j, k, self.rwin[j, k], v, True)
                             else:
                                 self.rwfill[j] += 1
                                 self.rcvalid[j] = 0
