@@ -432,6 +432,10 @@ cdef inline Py_ssize_t _upper(const double* a, Py_ssize_t n, double v) noexcept 
     return (base - a) + (1 if base[0] <= v else 0)
 
 
+cdef extern from *:
+    void __builtin_prefetch(const void* p) nogil
+
+
 cdef inline void _lower3(const double* a, Py_ssize_t n, double v0, double v1, double v2,
                          Py_ssize_t* out) noexcept nogil:
     """_lower of three values in lockstep: the three chains of loads overlap (a cold array: each is
@@ -439,7 +443,7 @@ cdef inline void _lower3(const double* a, Py_ssize_t n, double v0, double v1, do
     cdef const double* b0 = a
     cdef const double* b1 = a
     cdef const double* b2 = a
-    cdef Py_ssize_t half
+    cdef Py_ssize_t half, h2
     if n == 0:
         out[0] = 0
         out[1] = 0
@@ -447,6 +451,13 @@ cdef inline void _lower3(const double* a, Py_ssize_t n, double v0, double v1, do
         return
     while n > 1:
         half = n >> 1
+        h2 = (n - half) >> 1  # the next step's two candidates, fetched while this one compares
+        __builtin_prefetch(b0 + h2)
+        __builtin_prefetch(b0 + half + h2)
+        __builtin_prefetch(b1 + h2)
+        __builtin_prefetch(b1 + half + h2)
+        __builtin_prefetch(b2 + h2)
+        __builtin_prefetch(b2 + half + h2)
         b0 = b0 + half if b0[half] < v0 else b0
         b1 = b1 + half if b1[half] < v1 else b1
         b2 = b2 + half if b2[half] < v2 else b2
