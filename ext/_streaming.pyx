@@ -14,7 +14,8 @@ attributes), so the two implementations can be compared and swapped mid-stream:
   reference's deques);
 * the rank test (``RankTest``): per channel a test window, a chronological reference ring and its
   sorted copy (binary search and memmove), the tie total, the kept sums of the lag-1
-  autocorrelation; one SPOT on the largest channel's ``|z|`` (a one-column ring fitted in arrival
+  autocorrelation; U and the pooled ties from per-slot counts the kernel keeps as the window and the
+  reference change (``rcL``/``rcE``/``rcM``: not state, rebuilt when stale); one SPOT on the largest channel's ``|z|`` (a one-column ring fitted in arrival
   order) with its floor of n Gaussian tails;
 * SPOT re-fits (numpy's linear quantile, Grimshaw's profile likelihood on the same grids, numpy's
   pairwise summation for the means), Bonferroni score, hysteresis.
