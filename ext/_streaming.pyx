@@ -14,7 +14,8 @@ attributes), so the two implementations can be compared and swapped mid-stream:
   reference's deques);
 * the rank test (``RankTest``): per channel a test window, a chronological reference ring and its
   sorted copy (binary search and memmove), the tie total, the kept sums of the lag-1
-  autocorrelation; one SPOT on the largest channel's ``|z|`` (a one-column ring fitted in arrival
+  autocorrelation; U and the pooled ties from per-slot counts the kernel keeps as the window and the
+  reference change (``rcL``/``rcE``/``rcM``: not state, rebuilt when stale); one SPOT on the largest channel's ``|z|`` (a one-column ring fitted in arrival
   order) with its floor of n Gaussian tails;
 * SPOT re-fits (numpy's linear quantile, Grimshaw's profile likelihood on the same grids, numpy's
   pairwise summation for the means), Bonferroni score, hysteresis.
@@ -432,6 +433,41 @@ cdef inline Py_ssize_t _upper(const double* a, Py_ssize_t n, double v) noexcept 
     return (base - a) + (1 if base[0] <= v else 0)
 
 
+cdef extern from *:
+    void __builtin_prefetch(const void* p) nogil
+
+
+cdef inline void _lower3(const double* a, Py_ssize_t n, double v0, double v1, double v2,
+                         Py_ssize_t* out) noexcept nogil:
+    """_lower of three values in lockstep: the three chains of loads overlap (a cold array: each is
+    ~12 dependent cache misses)."""
+    cdef const double* b0 = a
+    cdef const double* b1 = a
+    cdef const double* b2 = a
+    cdef Py_ssize_t half, h2
+    if n == 0:
+        out[0] = 0
+        out[1] = 0
+        out[2] = 0
+        return
+    while n > 1:
+        half = n >> 1
+        h2 = (n - half) >> 1  # the next step's two candidates, fetched while this one compares
+        __builtin_prefetch(b0 + h2)
+        __builtin_prefetch(b0 + half + h2)
+        __builtin_prefetch(b1 + h2)
+        __builtin_prefetch(b1 + half + h2)
+        __builtin_prefetch(b2 + h2)
+        __builtin_prefetch(b2 + half + h2)
+        b0 = b0 + half if b0[half] < v0 else b0
+        b1 = b1 + half if b1[half] < v1 else b1
+        b2 = b2 + half if b2[half] < v2 else b2
+        n -= half
+    out[0] = (b0 - a) + (1 if b0[0] < v0 else 0)
+    out[1] = (b1 - a) + (1 if b1[0] < v1 else 0)
+    out[2] = (b2 - a) + (1 if b2[0] < v2 else 0)
+
+
 cdef inline Py_ssize_t _equal_from(const double* a, Py_ssize_t n, Py_ssize_t lo, double v) noexcept nogil:
     """How many of a[lo:n] equal v, lo = _lower(a, n, v) (no second search when none does)."""
     if lo >= n or a[lo] != v:
@@ -510,6 +546,14 @@ cdef class Ensemble:
     cdef unsigned char[:, ::1] rwl
     cdef long long[::1] rwpos, rwfill, rpos, rfill, rties
     cdef double[::1] rshift, rs1, rs2, rlag, rtest
+    # the kernel's cache of each channel's counts per test-window slot (not state: rebuilt when
+    # stale): L = reference values below the slot's value, E = equal to it, M = test values equal to it
+    # (itself included); kept while the reference and the window change by single values, so a row
+    # costs O(w) compares and one search instead of a sort and w searches. Valid while rcvalid[j] and
+    # the reference's (pos, fill) are still those the kernel left (a Python reset() makes them differ).
+    cdef long long[:, ::1] rcL, rcE, rcM
+    cdef unsigned char[::1] rcvalid
+    cdef long long[::1] rcpos, rcfill
     cdef double[:, ::1] kbuf
     cdef long long[::1] kpos, kfill, ksince
     cdef double[::1] kt, krate, kxi, ksigma
@@ -598,6 +642,12 @@ cdef class Ensemble:
             self.rs2 = rank.s2
             self.rlag = rank.lag
             self.rtest = np.empty(self.rw)
+            self.rcL = np.zeros((max(self.n, 1), self.rw), np.int64)
+            self.rcE = np.zeros((max(self.n, 1), self.rw), np.int64)
+            self.rcM = np.zeros((max(self.n, 1), self.rw), np.int64)
+            self.rcvalid = np.zeros(max(self.n, 1), np.uint8)
+            self.rcpos = np.zeros(max(self.n, 1), np.int64)
+            self.rcfill = np.zeros(max(self.n, 1), np.int64)
             self.kbuf = rank_bank.buf
             self.kpos = rank_bank.pos
             self.kfill = rank_bank.fill
@@ -727,6 +777,7 @@ cdef class Ensemble:
 
     cdef void _rank_reset(self, Py_ssize_t j) noexcept nogil:
         """``RankTest.reset``"""
+        self.rcvalid[j] = 0
         self.rpos[j] = 0
         self.rfill[j] = 0
         self.rties[j] = 0
@@ -735,18 +786,39 @@ cdef class Ensemble:
         self.rs2[j] = 0.0
         self.rlag[j] = 0.0
 
-    cdef void _rank_learn(self, Py_ssize_t j, double v) noexcept nogil:
-        """``RankTest._learn``: v joins channel j's reference (the oldest leaves a full ring)."""
-        cdef Py_ssize_t size = self.window, f = self.rfill[j], p = self.rpos[j], lo, hi, c, ro
+    cdef void _rank_learn(self, Py_ssize_t j, double v, Py_ssize_t skip, bint slot, double nv) noexcept nogil:
+        """``RankTest._learn``: v joins channel j's reference (the oldest leaves a full ring). A valid
+        count cache follows, except test slot ``skip`` (v's own slot, about to take a new value); with
+        ``slot``, that slot's counts for its new value nv too (searched with v's and the oldest's)."""
+        cdef Py_ssize_t size = self.window, f = self.rfill[j], p = self.rpos[j], lo, hi, c, ro, i, nl, ne
         cdef double* srt = &self.rsrt[j, 0]
-        cdef double sh, y, old, yo, t, prev
+        cdef double sh, y, old, yo, t, prev, tv, old0
         cdef bint full = f == size
+        cdef long long* cl
+        cdef long long* ce
+        cdef Py_ssize_t idx[3]
+        if self.rcvalid[j]:
+            cl = &self.rcL[j, 0]
+            ce = &self.rcE[j, 0]
+            for i in range(self.rw):
+                if i != skip:
+                    tv = self.rwin[j, i]
+                    cl[i] += v < tv
+                    ce[i] += v == tv
+                    if full:
+                        old = self.rring[j, p]
+                        cl[i] -= old < tv
+                        ce[i] -= old == tv
         if f == 0:
             self.rshift[j] = v
         sh = self.rshift[j]
         y = v - sh
-        lo = _lower(srt, f, v)
+        old0 = self.rring[j, p] if full else v
+        _lower3(srt, f, v, old0, nv if slot else v, idx)
+        lo = idx[0]
         hi = lo + _equal_from(srt, f, lo, v)
+        nl = idx[2]
+        ne = _equal_from(srt, f, nl, nv) if slot else 0
         if full:
             old = self.rring[j, p]
             yo = old - sh
@@ -754,7 +826,7 @@ cdef class Ensemble:
             self.rs2[j] -= yo * yo
             if size > 1:
                 self.rlag[j] -= yo * (self.rring[j, (p + 1) % size] - sh)
-            ro = _lower(srt, f, old)
+            ro = idx[1]
             c = _equal_from(srt, f, ro, old)
             self.rties[j] -= 3 * c * c - 3 * c
             # remove srt[ro] and insert v with one move of the values between the two places
@@ -782,6 +854,11 @@ cdef class Ensemble:
         self.rpos[j] = (p + 1) % size
         if self.rfill[j] < size:
             self.rfill[j] += 1
+        if slot:  # nv's counts in the reference after the change (searched before it)
+            self.rcL[j, skip] = nl + (v < nv) - (full and old0 < nv)
+            self.rcE[j, skip] = ne + (v == nv) - (full and old0 == nv)
+        self.rcpos[j] = self.rpos[j]
+        self.rcfill[j] = self.rfill[j]
         if self.rfill[j] == size and self.rpos[j] == 0:  # RankTest._resum
             t = 0.0
             for c in range(size):
@@ -803,32 +880,67 @@ cdef class Ensemble:
             self.rs2[j] = y
             self.rlag[j] = yo
 
+    cdef void _rank_recount(self, Py_ssize_t j) noexcept nogil:
+        """Channel j's count cache from scratch (its test window is full)."""
+        cdef Py_ssize_t w = self.rw, f = self.rfill[j], i, k, lo
+        cdef const double* srt = &self.rsrt[j, 0]
+        cdef double v
+        cdef long long m
+        for i in range(w):
+            v = self.rwin[j, i]
+            lo = _lower(srt, f, v)
+            self.rcL[j, i] = lo
+            self.rcE[j, i] = _equal_from(srt, f, lo, v)
+            m = 0
+            for k in range(w):
+                m += self.rwin[j, k] == v
+            self.rcM[j, i] = m
+        self.rcpos[j] = self.rpos[j]
+        self.rcfill[j] = f
+        self.rcvalid[j] = 1
+
+    cdef void _rank_slot(self, Py_ssize_t j, Py_ssize_t k, double out, double v, bint search) noexcept nogil:
+        """A valid count cache follows test slot k's value out -> v (after the reference's change; its
+        reference counts searched here with ``search``, else by _rank_learn)."""
+        cdef Py_ssize_t w = self.rw, f = self.rfill[j], i, lo
+        cdef long long m = 1
+        cdef long long* cmm = &self.rcM[j, 0]
+        cdef double tv
+        cdef const double* srt = &self.rsrt[j, 0]
+        for i in range(w):
+            if i != k:
+                tv = self.rwin[j, i]
+                cmm[i] -= tv == out
+                if tv == v:
+                    cmm[i] += 1
+                    m += 1
+        cmm[k] = m
+        if not search:
+            return
+        lo = _lower(srt, f, v)
+        self.rcL[j, k] = lo
+        self.rcE[j, k] = _equal_from(srt, f, lo, v)
+
     cdef double _rank_z(self, Py_ssize_t j) noexcept nogil:
         """``RankTest._z``: channel j's Mann-Whitney z, its test window against its reference."""
-        cdef Py_ssize_t w = self.rw, f = self.rfill[j], size = self.window, i, m, k, lo, c, cm, big_n
-        cdef const double* srt = &self.rsrt[j, 0]
-        cdef double* tv = &self.rtest[0]
-        cdef double v, var, r, s1, s2, mm, den, first, last, acc, rk, infl
-        cdef long long two_u = 0, ties = self.rties[j]
-        for i in range(w):  # the test values sorted (insertion sort: w is small)
-            v = self.rwin[j, i]
-            k = i - 1
-            while k >= 0 and tv[k] > v:
-                tv[k + 1] = tv[k]
-                k -= 1
-            tv[k + 1] = v
-        i = 0
-        while i < w:
-            v = tv[i]
-            m = 1
-            while i + m < w and tv[i + m] == v:
-                m += 1
-            lo = _lower(srt, f, v)
-            c = _equal_from(srt, f, lo, v)
-            two_u += m * (2 * lo + c)
-            cm = c + m
-            ties += cm * cm * cm - cm - (c * c * c - c)
-            i += m
+        cdef Py_ssize_t w = self.rw, f = self.rfill[j], size = self.window, i, k
+        cdef double var, r, s1, s2, mm, den, first, last, acc, rk, infl
+        cdef long long two_u = 0, ties = self.rties[j], c, m, big_n
+        cdef long long* cl
+        cdef long long* ce
+        cdef long long* cmm
+        if not self.rcvalid[j] or self.rcpos[j] != self.rpos[j] or self.rcfill[j] != f:
+            self._rank_recount(j)
+        cl = &self.rcL[j, 0]
+        ce = &self.rcE[j, 0]
+        cmm = &self.rcM[j, 0]
+        for i in range(w):
+            # a group of m equal test values with c equal reference values adds m (2 lo + c) to 2U and
+            # (c + m)^3 - (c + m) - (c^3 - c) = m (3c^2 + 3cm + m^2 - 1) to the ties: per slot, 1/m of it
+            c = ce[i]
+            m = cmm[i]
+            two_u += 2 * cl[i] + c
+            ties += 3 * c * c + 3 * c * m + m * m - 1
         big_n = w + f
         var = (<double>(w * f)) / 12.0 * (<double>(big_n + 1) - (<double>ties) / (<double>(big_n * (big_n - 1))))
         if not var > 0.0:
@@ -1081,11 +1193,20 @@ cdef class Ensemble:
                         zr = 0.0
                         if isfinite(v) and fabs(v) <= MAX_ABS:
                             k = self.rwpos[j]
+                            if self.rcvalid[j] and (self.rcpos[j] != self.rpos[j] or self.rcfill[j] != self.rfill[j]):
+                                self.rcvalid[j] = 0  # the reference changed outside the kernel
                             if self.rwfill[j] == self.rw:
                                 if self.rwl[j, k]:
-                                    self._rank_learn(j, self.rwin[j, k])
+                                    if self.rcvalid[j]:
+                                        self._rank_slot(j, k, self.rwin[j, k], v, False)
+                                        self._rank_learn(j, self.rwin[j, k], k, True, v)
+                                    else:
+                                        self._rank_learn(j, self.rwin[j, k], k, False, 0.0)
+                                elif self.rcvalid[j]:
+                                    self._rank_slot(j, k, self.rwin[j, k], v, True)
                             else:
                                 self.rwfill[j] += 1
+                                self.rcvalid[j] = 0
                             self.rwin[j, k] = v
                             self.rwl[j, k] = learn or ist[I_OPEN_ROWS] >= self.accept
                             self.rwpos[j] = (k + 1) % self.rw
