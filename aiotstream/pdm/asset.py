@@ -931,8 +931,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         """The channels that drive row ``r``: ``z`` in units of the channel's own normal deviation, its
         tail probability ``p``, and its normal band (level +/- huber_c scales, as the baseline stood after
         the block); JSON-safe (a missing value, NaN, is None). The channels in order of ``|z|``, the
-        largest first (ties in channel order), as :meth:`~aiotstream.models.streaming.BlockResult.explain`
-        orders them."""
+        largest first (ties in channel order), after the rank test's channel when that test gave the row's
+        smallest p (``lead``), as :meth:`~aiotstream.models.streaming.BlockResult.explain` orders them."""
         if not top:
             return []
         c = self.scalar.cfg.huber_c  # type: ignore[union-attr]
@@ -940,9 +940,13 @@ class AssetAnalyzer(effects.RuntimeEntity):
         zr = res.z[r].tolist()
         isnan = math.isnan
         if any(map(isnan, zr)):  # (not from the detector, which gives finite z: numpy's order of NaN)
-            order = np.argsort(-np.abs(res.z[r]), kind="stable")[:top].tolist()
+            order = np.argsort(-np.abs(res.z[r]), kind="stable").tolist()
         else:  # Python's sort is stable too: argsort(-|z|, kind="stable")'s order without numpy calls
-            order = sorted(range(len(zr)), key=[-abs(z) for z in zr].__getitem__)[:top]
+            order = sorted(range(len(zr)), key=[-abs(z) for z in zr].__getitem__)
+        lead = -1 if res.lead is None else int(res.lead[r])
+        if lead >= 0:  # the rank test gave the row's smallest p: its channel first (BlockResult.explain)
+            order = [lead] + [i for i in order if i != lead]
+        order = order[:top]
         pr = res.channel_p[r].tolist()
         xr = b.x[r].tolist()
         lvl = b.level.tolist()  # type: ignore[union-attr]

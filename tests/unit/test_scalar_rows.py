@@ -358,20 +358,23 @@ _cell = st.sampled_from([0.0, -0.0, 1.5, -1.5, 2.0, -3.25, 1e-300, math.nan, mat
 @given(st.integers(1, 6).flatmap(lambda n: st.tuples(
     st.lists(_cell, min_size=n, max_size=n), st.lists(_cell, min_size=n, max_size=n),
     st.lists(_cell, min_size=n, max_size=n), st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n),
-    st.integers(0, 4))))
+    st.integers(0, 4), st.integers(-1, 5))))
 def test_a_blocks_explanation_is_the_detectors_explain_made_json_safe(case: tuple) -> None:
     """``AssetAnalyzer._scalar_explain`` (lists, Python's sort, the scale of the channels it names) gives what
     ``BlockResult.explain`` with the baseline's whole scale and ``_clean`` gave: the same channels in the
-    same order (ties of |z| in channel order, NaN z as numpy orders it), the same values, NaN as None."""
+    same order (ties of |z| in channel order, NaN z as numpy orders it, the rank test's ``lead`` channel
+    first when there is one), the same values, NaN as None."""
     from types import SimpleNamespace
 
     from aiotstream.models.streaming import BlockResult, RobustBaseline
     from aiotstream.pdm.asset import AssetAnalyzer, _clean
     from aiotstream.pdm.scalar import ScoredBlock
 
-    z, x, level, p, top = case
+    z, x, level, p, top, lead = case
     n = len(z)
-    res = BlockResult(np.zeros(1), np.zeros(1, bool), np.ones(1), np.array([z]), np.array([p]))
+    lead = min(lead, n - 1)  # -1: no lead (the rank test did not give the row's smallest p)
+    res = BlockResult(np.zeros(1), np.zeros(1, bool), np.ones(1), np.array([z]), np.array([p]),
+                      lead=np.array([lead], np.int64))
     base = RobustBaseline(n)
     base.level[:] = level
     base.var[:] = [abs(v) for v in x]
