@@ -61,6 +61,16 @@ def rows_array(rows: list[tuple[int, Row]], n: int) -> tuple[np.ndarray, np.ndar
     return np.fromiter(map(itemgetter(0), rows), np.int64, m), x
 
 
+def _merge_span(spans: dict, t: int, key: tuple[str, int], lo: int, hi: int) -> None:
+    """Add the offsets ``lo..hi`` of input ``key`` to row ``t``'s input spans (its lineage)."""
+    sp = spans.get(t)
+    if sp is None:
+        spans[t] = {key: (lo, hi)}
+    else:
+        lo_hi = sp.get(key)
+        sp[key] = (lo, hi) if lo_hi is None else (min(lo_hi[0], lo), max(lo_hi[1], hi))
+
+
 class RowAssembler:
     """Readings -> rows by timestamp (see the module doc). ``take(before_ns)`` hands out the final rows."""
 
@@ -103,13 +113,7 @@ class RowAssembler:
                 row = self.pending[ts_ns] = dict(enumerate(row))
             row[i] = value
         if pos is not None:
-            key, o = pos[:2], pos[2]
-            sp = self.spans.get(ts_ns)
-            if sp is None:
-                self.spans[ts_ns] = {key: (o, o)}
-            else:
-                lo_hi = sp.get(key)
-                sp[key] = (o, o) if lo_hi is None else (min(lo_hi[0], o), max(lo_hi[1], o))
+            _merge_span(self.spans, ts_ns, pos[:2], pos[2], pos[2])
         return True
 
     def add_readings(self, readings: list) -> None:
@@ -191,13 +195,7 @@ class RowAssembler:
                             row = pending[t] = dict(enumerate(row))
                         row.update(enumerate(values[i:j]))
                     seg = offsets[i:j]
-                    lo, hi = min(seg), max(seg)
-                    sp = spans.get(t)
-                    if sp is None:
-                        spans[t] = {key: (lo, hi)}
-                    else:
-                        lo_hi = sp.get(key)
-                        sp[key] = (lo, hi) if lo_hi is None else (min(lo_hi[0], lo), max(lo_hi[1], hi))
+                    _merge_span(spans, t, key, min(seg), max(seg))
                     i = j
                     continue
                 if plain:  # channel indexes (-1: a new channel) in C loops
@@ -219,13 +217,7 @@ class RowAssembler:
                             row = pending[t] = dict(enumerate(row))
                         row.update(zip(chans, values[i:j]))
                     seg = offsets[i:j]
-                    lo, hi = min(seg), max(seg)
-                    sp = spans.get(t)
-                    if sp is None:
-                        spans[t] = {key: (lo, hi)}
-                    else:
-                        lo_hi = sp.get(key)
-                        sp[key] = (lo, hi) if lo_hi is None else (min(lo_hi[0], lo), max(lo_hi[1], hi))
+                    _merge_span(spans, t, key, min(seg), max(seg))
                     i = j
                     continue
                 taken = [k for k, ch in enumerate(chans) if ch >= 0]
@@ -240,13 +232,7 @@ class RowAssembler:
                     for k in taken:
                         row[chans[k]] = values[i + k]
                     seg = [offsets[i + k] for k in taken]
-                    lo, hi = min(seg), max(seg)
-                    sp = spans.get(t)
-                    if sp is None:
-                        spans[t] = {key: (lo, hi)}
-                    else:
-                        lo_hi = sp.get(key)
-                        sp[key] = (lo, hi) if lo_hi is None else (min(lo_hi[0], lo), max(lo_hi[1], hi))
+                    _merge_span(spans, t, key, min(seg), max(seg))
                 i = j
 
     def _add_columns_one_by_one(self, c: Any, i: int, j: int) -> None:
