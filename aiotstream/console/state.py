@@ -133,7 +133,7 @@ class ConsoleState:
                 return
             try:
                 getattr(self, f"_fold_{kind}")(rec)
-            except (KeyError, TypeError, ValueError, AttributeError):
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
                 self.bad_records += 1
                 return
             asset, t = rec.get("asset"), _event_ns(kind, rec)
@@ -154,6 +154,11 @@ class ConsoleState:
 
     def _fold_alert(self, rec: dict[str, Any]) -> None:
         aid = rec["alert_id"]
+        # the views order alerts by severity and time: a record whose severity is not text or whose time is
+        # not a number is bad here, not an exception in every later view
+        if not isinstance(rec.get("severity"), (str, type(None))):
+            raise TypeError("severity is not a string")
+        int(rec.get("at_ns") or 0)
         prev = self.alerts.get(aid)
         if prev is not None and prev.get("status") == "cleared" and rec.get("event") != "labelled":
             return  # a replayed older event must not reopen a cleared alert
@@ -166,6 +171,7 @@ class ConsoleState:
         self._keep_latest(self.alerts, aid, rec, self.max_alerts, lambda r: r.get("status") == "cleared")
 
     def _fold_command(self, rec: dict[str, Any]) -> None:
+        int(rec.get("requested_at_ns") or 0)  # the pending view orders by it (as _fold_alert's at_ns)
         self._keep_latest(self.commands, rec["command_id"], rec, self.max_commands,
                           lambda r: r.get("status") != "awaiting_approval")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aiotstream.console.state import BINS, ConsoleState
@@ -179,6 +179,9 @@ FIELDS = ["alert_id", "command_id", "event", "status", "asset", "at_ns", "score"
 @settings(max_examples=300, deadline=None)
 @given(kind=st.sampled_from(["alert", "command", "kpi", "score", "deadletter", "model"]),
        rec=st.one_of(JSON, st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=8)))
+@example(kind="alert", rec={"alert_id": None, "severity": []})  # (found by CI: the views' sort raised)
+@example(kind="alert", rec={"alert_id": "a", "at_ns": "soon"})
+@example(kind="command", rec={"command_id": "c", "status": "awaiting_approval", "requested_at_ns": [1]})
 def test_any_record_is_folded_or_counted_as_bad_never_an_exception(kind: str, rec: object) -> None:
     s = ConsoleState()
     s.fold(kind, rec)
