@@ -52,7 +52,7 @@ def make_table(path: Path, assets: int, channels: int, seconds: int, seed: int =
     return n * channels
 
 
-def site(path: Path, assets: int, channels: int, detector: bool) -> object:
+def site(path: Path, assets: int, channels: int, detector: bool, poll_batch: int = 1000) -> object:
     from aiotstream.config import SiteConfig
 
     return SiteConfig.from_dict(
@@ -61,7 +61,7 @@ def site(path: Path, assets: int, channels: int, detector: bool) -> object:
             "assets": [{"id": f"a-{i:05d}"} for i in range(assets)],
             "inputs": {
                 "tail": False,
-                "poll_batch": 1000,
+                "poll_batch": poll_batch,
                 "files": {
                     "paths": [str(path)],
                     "columns": {"ts": "ts", "asset": "asset", "metrics": [f"c{c}" for c in range(channels)]},
@@ -74,20 +74,28 @@ def site(path: Path, assets: int, channels: int, detector: bool) -> object:
 
 
 def run(path: Path, assets: int, channels: int, detector: bool, profile: str | None,
-        gc_mode: str = "cli") -> dict[str, object]:
+        gc_mode: str = "cli", poll_batch: int = 1000, digest: bool = False) -> dict[str, object]:
+    import hashlib
     from collections import Counter
+
+    import orjson
 
     from aiotstream.dataflow import build_flow
     from aiotstream.dataflow.run import cli_main
     from aiotstream.io.files import CallbackSink
     from aiotstream.io.replay import FileSource
 
-    cfg = site(path, assets, channels, detector)
+    cfg = site(path, assets, channels, detector, poll_batch)
     kinds: Counter[str] = Counter()
+
+    h = hashlib.sha256()
 
     def count(items: list) -> None:
         for o in items:
             kinds[o.kind] += 1
+            if digest and o.kind != "audit":  # every record in emission order, without wall-clock times
+                rec = {k: v for k, v in o.record.items() if k != "produced_at"}
+                h.update(orjson.dumps([o.kind, o.key, rec], option=orjson.OPT_SORT_KEYS))
 
     assert cfg.inputs.files is not None
     flow = build_flow(
@@ -115,7 +123,10 @@ def run(path: Path, assets: int, channels: int, detector: bool, profile: str | N
     if prof is not None:
         prof.disable()
         prof.dump_stats(profile)
-    return {"wall_s": wall, "cpu_s": cpu, "outputs": dict(kinds)}
+    out: dict[str, object] = {"wall_s": wall, "cpu_s": cpu, "outputs": dict(kinds)}
+    if digest:
+        out["digest"] = h.hexdigest()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,16 +138,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=None, help="write a cProfile of the run here")
     ap.add_argument("--gc", choices=("cli", "default"), default="cli",
                     help="cli: tune the garbage collector as `aiotstream run` does (default); default: CPython's")
+    ap.add_argument("--poll-batch", type=int, default=1000,
+                    help="[inputs] poll_batch: readings per poll of the file (the default configuration's 1000)")
+    ap.add_argument("--digest", action="store_true",
+                    help="print a sha256 of every output record (without produced_at) in emission order: the "
+                         "same on two trees means the same outputs (it slows the run: not for timing). The "
+                         "audit record (wall clock) is left out, and the table is written to one fixed path, "
+                         "<tmp>/bench-scalar-flow-digest, since the config hash in every id includes it")
     ap.add_argument("--json", default=None, help="append the result as one JSON line to this file")
     args = ap.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory(prefix="bench-scalar-flow-") as tmp:
         path = Path(tmp) / "wide.parquet"
+        if args.digest:
+            path = Path(tempfile.gettempdir()) / "bench-scalar-flow-digest" / "wide.parquet"
+            path.parent.mkdir(exist_ok=True)
         events = make_table(path, args.assets, args.channels, args.seconds)
-        r = run(path, args.assets, args.channels, args.detector == "on", args.profile, args.gc)
+        r = run(path, args.assets, args.channels, args.detector == "on", args.profile, args.gc, args.poll_batch,
+                args.digest)
     res = {
         "detector": args.detector,
         "gc": args.gc,
+        "poll_batch": args.poll_batch,
         "assets": args.assets,
         "channels": args.channels,
         "seconds": args.seconds,
@@ -152,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{events:,} readings ({args.assets} assets x {args.channels} channels x {args.seconds} s), detector "
         f"{args.detector}, gc {args.gc}: {r['wall_s']:.2f} s wall, {r['cpu_s']:.2f} s CPU -> {res['events_per_s_wall']:,} "
         f"events/s (wall), {res['events_per_cpu_s']:,} per CPU s; outputs {r['outputs']}; load "
-        f"{res['load_avg'][0]:.1f}"
+        f"{res['load_avg'][0]:.1f}" + (f"; digest {r['digest']}" if args.digest else "")
     )
     if args.json:
         with open(args.json, "a") as fh:
