@@ -94,7 +94,7 @@ def run(path: Path, assets: int, channels: int, detector: bool, profile: str | N
         for o in items:
             kinds[o.kind] += 1
             if digest and o.kind != "audit":  # every record in emission order, without wall-clock times
-                rec = {k: v for k, v in o.record.items() if k != "produced_at"}
+                rec = {k: v for k, v in o.record.items() if k not in ("produced_at", "code_version")}
                 h.update(orjson.dumps([o.kind, o.key, rec], option=orjson.OPT_SORT_KEYS))
 
     assert cfg.inputs.files is not None
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll-batch", type=int, default=1000,
                     help="[inputs] poll_batch: readings per poll of the file (the default configuration's 1000)")
     ap.add_argument("--digest", action="store_true",
-                    help="print a sha256 of every output record (without produced_at) in emission order: the "
+                    help="print a sha256 of every output record (without produced_at and code_version, which "
+                         "names the tree's commit) in emission order: the "
                          "same on two trees means the same outputs (it slows the run: not for timing). The "
                          "audit record (wall clock) is left out, and the table is written to one fixed path, "
                          "<tmp>/bench-scalar-flow-digest, since the config hash in every id includes it")
