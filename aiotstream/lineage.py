@@ -34,6 +34,26 @@ def iso_ns(t_ns: int) -> str:
     return datetime.fromtimestamp(t_ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_wall_second: tuple[int, str] = (-1, "")  # (a wall-clock second, its "%Y-%m-%dT%H:%M:%S." text)
+
+
+def wall_iso(t_ns: int) -> str:
+    """A wall-clock time (``produced_at``) as :func:`iso_ns` formats it, truncated to the microsecond
+    (iso_ns rounds ``t_ns / 1e9`` to it: a wall clock's last µs is noise). The text of the second is kept
+    from the call before: outputs of one second format only their microseconds (strftime costs µs).
+
+    >>> wall_iso(1_767_225_600_123_456_789)
+    '2026-01-01T00:00:00.123456Z'
+    """
+    global _wall_second
+    s, ns = divmod(t_ns, 1_000_000_000)
+    sec, prefix = _wall_second
+    if s != sec:
+        prefix = datetime.fromtimestamp(s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _wall_second = (s, prefix)
+    return f"{prefix}{ns // 1000:06d}Z"
+
+
 @dataclass(frozen=True, slots=True)
 class FlowContext:
     """What every output says about the flow that produced it."""
@@ -57,7 +77,7 @@ class FlowContext:
             "window": window,
             "features": features,
             "model": model,
-            "produced_at": iso_ns(time.time_ns()),
+            "produced_at": wall_iso(time.time_ns()),
         }
 
 

@@ -893,7 +893,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
             "id": make_id("scalar", ctx.site, ctx.config_hash, self.asset_id, t0, t1, rows),
             "asset": self.asset_id, "line": self.line, "channels": b.channels, "rows": rows,
             "row_ts_ns": tsl, "row_score": scl,
-            "row_alert": [1 if a else 0 for a in al],
+            "row_alert": list(map(int, al)) if res.alert.dtype == np.bool_ else [1 if a else 0 for a in al],
             "max_score": max_score, "min_p": float(res.p[top]), "alert_rows": alert_rows,
             "restarted": b.restarted, "changes": changes,
             "top": self._scalar_explain(b, top, k),
@@ -906,10 +906,11 @@ class AssetAnalyzer(effects.RuntimeEntity):
         # (after the cool-down), as for window scores
         at = []
         prev = self._scalar_open  # each row's predecessor (the previous block's last for row 0)
-        for r, a in enumerate(al):
-            if a != prev:
-                at.append(r)
-            prev = a
+        if alert_rows or prev or res.alert.dtype != np.bool_:  # (else no row differs from its predecessor)
+            for r, a in enumerate(al):
+                if a != prev:
+                    at.append(r)
+                prev = a
         if not at or at[-1] != rows - 1:
             at.append(rows - 1)
         book_changes = []
@@ -951,9 +952,17 @@ class AssetAnalyzer(effects.RuntimeEntity):
         xr = b.x[r].tolist()
         lvl = b.level.tolist()  # type: ignore[union-attr]
         names = b.channels
+        var = b.var.tolist() if b.scale is None and b.var is not None else None
         out = []
         for i in order:
-            v, z, p, sc = xr[i], round(zr[i], 6), pr[i], b.scale_of(i)
+            if var is None:
+                sc = b.scale_of(i)
+            else:  # ScoredBlock.scale_of(i), inline: max(sqrt(var), 1e-9 (1 + |level|)), NaN if either is
+                v, lv = var[i], lvl[i]
+                sd = math.sqrt(v) if v >= 0.0 else math.nan
+                floor = 1e-9 * (1.0 + abs(lv))
+                sc = sd if sd >= floor or isnan(sd) else floor
+            v, z, p = xr[i], round(zr[i], 6), pr[i]
             lo, hi = lvl[i] - c * sc, lvl[i] + c * sc
             out.append({"feature": names[i], "value": None if isnan(v) else v, "z": None if isnan(z) else z,
                         "p": None if isnan(p) else p, "baseline_low": None if isnan(lo) else lo,

@@ -47,6 +47,15 @@ def rows_array(rows: list[tuple[int, Row]], n: int) -> tuple[np.ndarray, np.ndar
     """``(ts, {channel: value})`` rows as (ts int64 (rows,), values (rows, n)) with NaN for missing; a row
     may also be a list, its values in channel order (:class:`RowAssembler`'s full rows)."""
     m = len(rows)
+    if m:
+        ts, vals = zip(*rows)
+        try:  # full rows as lists: the usual case (a dict row, or a row of another length, raises or
+            x = np.array(vals, dtype=np.float64)  # gives another shape: the paths below)
+        except (TypeError, ValueError):
+            pass
+        else:
+            if x.shape == (m, n):
+                return np.array(ts, dtype=np.int64), x
     vals = list(map(itemgetter(1), rows))
     kinds = set(map(type, vals))
     if kinds == {list} and all(map(n.__eq__, map(len, vals))):  # full rows as lists: the usual case
@@ -168,16 +177,44 @@ class RowAssembler:
         topic and partition per column set): the same rows and input spans, no object per value. Columns in
         time order are taken row by row (the readings of one time together); a row with a new channel or
         one already handed out, and columns out of order, reading by reading."""
+        channels = self.channels
         for c in cols:
             ts = c.ts_ns
-            if not all(map(le, ts, islice(ts, 1, None))):
-                self._add_columns_one_by_one(c, 0, len(ts))
+            n = len(ts)
+            i = 0
+            if channels and not n % (k := len(channels)):
+                # whole rows, every channel once in channel order (the usual sets: one or two rows of a poll
+                # batch), at a time not pending nor handed out: the first path of the loop below for each,
+                # without its tests; from the first other one on, that loop (the same rows: a set's readings
+                # are taken in order, and these rows would be whole rows there too)
+                pending, metrics = self.pending, c.metrics
+                while i < n:
+                    t = ts[i]
+                    if t in pending or (self.last_ns is not None and t <= self.last_ns):
+                        break
+                    if n == k:
+                        if metrics != channels or ts.count(t) != k:
+                            break
+                        vals, offs = c.values[:], c.offsets
+                    else:
+                        j = i + k
+                        if metrics[i:j] != channels or ts[i:j].count(t) != k:
+                            break
+                        vals, offs = c.values[i:j], c.offsets[i:j]
+                    pending[t] = vals
+                    if self._first is not None and t < self._first:
+                        self._first = t
+                    _merge_span(self.spans, t, (c.topic, c.partition), min(offs), max(offs))
+                    i += k
+                if i == n:
+                    continue
+            if not all(map(le, islice(ts, i, None), islice(ts, i + 1, None))):
+                self._add_columns_one_by_one(c, i, n)
                 continue
             exclude, index, pending, spans = self.exclude, self.index, self.pending, self.spans
             last = self.last_ns
             key = (c.topic, c.partition)
             metrics, values, offsets = c.metrics, c.values, c.offsets
-            i, n = 0, len(ts)
             plain = exclude.isdisjoint(metrics)  # (the usual case: every metric a channel)
             channels = self.channels
             while i < n:
@@ -298,8 +335,16 @@ class RowAssembler:
         out = list(zip(due, map(pending.pop, due)))
         self._first = None  # recomputed when asked
         if self.spans:
-            sps = list(map(self.spans.pop, due, repeat(None)))
-            if spans is not None:
+            sps = list(filter(None, map(self.spans.pop, due, repeat(None))))
+            if spans is not None and sps:
+                keys = set(chain.from_iterable(sps))
+                if len(keys) == 1:  # the usual case: the rows' readings from one input (partition)
+                    los, his = zip(*chain.from_iterable(map(dict.values, sps)))
+                    lo, hi = min(los), max(his)
+                    (key,) = keys
+                    cur = spans.get(key)
+                    spans[key] = (lo, hi) if cur is None else (min(cur[0], lo), max(cur[1], hi))
+                    sps = []
                 for sp in sps:
                     if not sp:
                         continue
