@@ -48,7 +48,26 @@ def set_simd_level(int level):
     For the tests, which run every path the CPU has against the reference."""
     return aiot_set_simd_level(level)
 
-__all__ = ["SIMD_LEVEL", "Ensemble", "chi2_sf", "fit_gpd", "set_simd_level", "spot_fit"]
+__all__ = ["SIMD_LEVEL", "Ensemble", "chi2_sf", "fit_gpd", "set_fast_fits", "set_simd_level", "spot_fit"]
+
+cdef bint FAST_FITS = True
+cdef long long GPD_PASSES = 0  # log1p passes over the excesses in the GPD fits (for the tests)
+
+
+def set_fast_fits(bint on):
+    """With False, the SPOT re-fits do all the work the reference does (every grid point's log1p pass,
+    the best theta's again, np.std of every window); with True (the default) they skip what cannot
+    change their results (:func:`_fit_gpd`, :func:`_spot_fit`). Returns the previous setting. For the
+    tests, which compare the two bit for bit."""
+    global FAST_FITS
+    prev = FAST_FITS
+    FAST_FITS = on
+    return prev
+
+
+def gpd_passes():
+    """How many log1p passes over excesses the GPD fits have made so far (for the tests)."""
+    return GPD_PASSES
 
 cdef double Z_CLIP = 1e6
 cdef double MAX_ABS = 1e150
@@ -153,12 +172,14 @@ cdef void _select(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
             return
 
 
-cdef bint _kth_bracketed(double* scratch, Py_ssize_t n, Py_ssize_t k, double* a_out, double* b_out) noexcept nogil:
-    """The k-th and (k+1)-th smallest of scratch[0:n] (k + 1 < n, n >= 64; scratch is overwritten).
+cdef bint _kth_bracketed(const double* src, double* scratch, Py_ssize_t n, Py_ssize_t k, double* a_out,
+                         double* b_out) noexcept nogil:
+    """The k-th and (k+1)-th smallest of src[0:n] (k + 1 < n, n >= 64; scratch: n doubles, overwritten,
+    not overlapping src).
 
     Floyd and Rivest's idea: two pivots from a sorted sample of 64 values bracket rank k with high
-    probability, one pass keeps only the values between them, and the selection runs on those
-    (about a quarter of n). Returns False when the bracket missed (the caller then selects on
+    probability, one pass copies only the values between them to scratch, and the selection runs on
+    those (about a quarter of n). Returns False when the bracket missed (the caller then selects on
     everything)."""
     cdef Py_ssize_t i, j, r, lo_i, hi_i, m = 0, below = 0, kk
     cdef double lo, hi, v, a, b, above
@@ -166,7 +187,7 @@ cdef bint _kth_bracketed(double* scratch, Py_ssize_t n, Py_ssize_t k, double* a_
     cdef bint has_lo, has_hi
     if True:
         for i in range(64):
-            v = scratch[(i * n) // 64]
+            v = src[(i * n) // 64]
             j = i - 1
             while j >= 0 and sample[j] > v:
                 sample[j + 1] = sample[j]
@@ -181,14 +202,14 @@ cdef bint _kth_bracketed(double* scratch, Py_ssize_t n, Py_ssize_t k, double* a_
         hi = sample[hi_i] if has_hi else INFINITY
         above = INFINITY
         for i in range(n):
-            v = scratch[i]
+            v = src[i]
             if v < lo:
                 below += 1
             elif v > hi:
                 if v < above:
                     above = v
             else:
-                scratch[m] = v  # m <= i: overwrites only values already read
+                scratch[m] = v
                 m += 1
         if below <= k < below + m:
             kk = k - below
@@ -209,23 +230,22 @@ cdef bint _kth_bracketed(double* scratch, Py_ssize_t n, Py_ssize_t k, double* a_
 
 cdef double _quantile(const double* arr, Py_ssize_t n, double q, double* scratch) noexcept nogil:
     """``np.quantile(arr, q)`` (method 'linear') for finite arr, n >= 1 (exact order statistics, so the
-    same value as numpy's whatever the selection algorithm)."""
+    same value as numpy's whatever the selection algorithm). scratch: n doubles, not overlapping arr."""
     cdef Py_ssize_t i, prev
     cdef double vi, g, a, b, d, res
     cdef bint done = False
-    for i in range(n):
-        scratch[i] = arr[i]
     vi = (n - 1) * q
     if vi >= n - 1:
+        for i in range(n):
+            scratch[i] = arr[i]
         _select(scratch, n, n - 1)
         return scratch[n - 1]
     prev = <Py_ssize_t>floor(vi)
-    if n >= 512:
-        done = _kth_bracketed(scratch, n, prev, &a, &b)
-        if not done:
-            for i in range(n):
-                scratch[i] = arr[i]
+    if n >= 512:  # reads arr, copies about a quarter of it (no full copy first)
+        done = _kth_bracketed(arr, scratch, n, prev, &a, &b)
     if not done:
+        for i in range(n):
+            scratch[i] = arr[i]
         _select(scratch, n, prev)
         a = scratch[prev]
         b = scratch[prev + 1]
@@ -240,29 +260,58 @@ cdef double _quantile(const double* arr, Py_ssize_t n, double q, double* scratch
     return res
 
 
-cdef double _profile_ll(double theta, const double* y, Py_ssize_t n, double xi_min, double* tmp) noexcept nogil:
-    cdef Py_ssize_t j
+cdef double _profile_ll(double theta, const double* y, Py_ssize_t n, double xi_min, double* tmp,
+                        double* xi_out) noexcept nogil:
+    """The profile log-likelihood at theta (-inf outside the admissible shapes); xi_out: its xi. The
+    log is taken only where the shape is admissible (the result is -inf otherwise either way)."""
     cdef double xi, sig, ll
+    global GPD_PASSES
+    GPD_PASSES += 1
     aiot_log1p_scaled(theta, y, tmp, n)
     xi = _sum(tmp, n, 1) / n
+    xi_out[0] = xi
     sig = xi / theta
+    if sig <= 0 or xi < xi_min or xi > 1.0 or theta == 0:
+        return -INFINITY
     ll = -(<double>n) * log(sig) - n * (1.0 + xi)
-    if (not isfinite(ll)) or sig <= 0 or xi < xi_min or xi > 1.0 or theta == 0:
+    if not isfinite(ll):
         return -INFINITY
     return ll
 
 
+# a profile point whose xi is above this is beyond xi's bound 1 by far more than any rounding of the
+# log1p's and their mean: every larger theta's xi (mean of log1p(theta y), increasing in theta) is too
+cdef double XI_CUT = 1.0 + 1e-6
+
+
 cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, const double[::1] g_neg,
                    const double[::1] g_pos, double* tmp, double* out) noexcept nogil:
-    """``streaming.fit_gpd`` for excesses y > 0 (finite): out = (xi, sigma)."""
-    cdef Py_ssize_t i, j, m, best_i, it, n_neg
-    cdef double mean, ymax, lo, best_ll, best, v, a, b, step, delta, xi
+    """``streaming.fit_gpd`` for excesses y > 0 (finite): out = (xi, sigma).
+
+    The same grids, comparisons and results as the reference, with less log1p work: a theta that was
+    evaluated on the grid before (the refined grid's ends are the previous grid's neighbours of its
+    best) reuses its value, a theta at or above one whose xi exceeded 1 (by far more than rounding)
+    is -inf without evaluation (xi increases with theta), and the best theta's xi is kept, not
+    recomputed."""
+    cdef Py_ssize_t i, j, m, best_i, it, n_neg, ia, ib
+    cdef double mean, ymax, lo, best_ll, best, v, a, b, step, delta, xi, th, best_xi = 0.0
+    cdef double theta_cut = INFINITY
+    cdef double c_t[3]
+    cdef double c_l[3]
+    cdef double c_x[3]
+    cdef bint cached = False
+    global GPD_PASSES
     cdef double grid[128]
     cdef double ll[128]
+    cdef double xs[128]
     if n == 0:
         out[0] = 0.0
         out[1] = 1.0
         return
+    for i in range(3):
+        c_t[i] = 0.0
+        c_l[i] = -INFINITY
+        c_x[i] = 0.0
     mean = _sum(y, n, 1) / n
     if n < 10:
         out[0] = 0.0
@@ -298,14 +347,45 @@ cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, const double[::
     for it in range(3):
         best_i = 0
         for i in range(m):
-            ll[i] = _profile_ll(grid[i], y, n, xi_min, tmp)
+            th = grid[i]
+            if not FAST_FITS:
+                ll[i] = _profile_ll(th, y, n, xi_min, tmp, &xs[i])
+            elif cached and th == c_t[0]:  # equal thetas (+0 and -0 too: both -inf) give equal values
+                ll[i] = c_l[0]
+                xs[i] = c_x[0]
+            elif cached and th == c_t[1]:
+                ll[i] = c_l[1]
+                xs[i] = c_x[1]
+            elif cached and th == c_t[2]:
+                ll[i] = c_l[2]
+                xs[i] = c_x[2]
+            elif th >= theta_cut:
+                ll[i] = -INFINITY
+                xs[i] = INFINITY  # (never read: a -inf point is never the best)
+            else:
+                ll[i] = _profile_ll(th, y, n, xi_min, tmp, &xs[i])
+                if xs[i] > XI_CUT and th > 0.0 and th < theta_cut:
+                    theta_cut = th
             if ll[i] > ll[best_i]:
                 best_i = i
         if ll[best_i] > best_ll:
             best_ll = ll[best_i]
             best = grid[best_i]
-        a = grid[best_i - 1 if best_i > 0 else 0]
-        b = grid[best_i + 1 if best_i + 1 < m else m - 1]
+            best_xi = xs[best_i]
+        ia = best_i - 1 if best_i > 0 else 0
+        ib = best_i + 1 if best_i + 1 < m else m - 1
+        c_t[0] = grid[ia]
+        c_l[0] = ll[ia]
+        c_x[0] = xs[ia]
+        c_t[1] = grid[ib]
+        c_l[1] = ll[ib]
+        c_x[1] = xs[ib]
+        c_t[2] = grid[best_i]
+        c_l[2] = ll[best_i]
+        c_x[2] = xs[best_i]
+        cached = True
+        a = grid[ia]
+        b = grid[ib]
         if a < 0.0 < b:
             if grid[best_i] < 0:
                 b = -1e-12
@@ -325,23 +405,35 @@ cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, const double[::
         out[0] = 0.0
         out[1] = mean
         return
-    aiot_log1p_scaled(best, y, tmp, n)
-    xi = _sum(tmp, n, 1) / n
-    out[0] = xi
-    out[1] = xi / best
+    if not FAST_FITS:  # the reference's pass at the best theta
+        GPD_PASSES += 1
+        aiot_log1p_scaled(best, y, tmp, n)
+        best_xi = _sum(tmp, n, 1) / n
+    # (else: the same theta's xi, kept from its grid point)
+    out[0] = best_xi
+    out[1] = best_xi / best
 
 
 cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double level, double xi_min,
                     const double[::1] g_neg, const double[::1] g_pos, double* scratch, double* tmp,
                     double* out) noexcept nogil:
-    """``SpotBank._fit`` / ``SpotCalibrator._fit`` of the values arr[0:n*stride:stride]:
+    """``SpotBank._fit`` / ``SpotCalibrator._fit`` of the values arr[0:n*stride:stride] (n >= 1):
     out = (t, rate, xi, sigma). scratch, tmp: 2 n doubles, n doubles."""
     cdef Py_ssize_t i, ny = 0
-    cdef double t, mean, sd, sigma, f, lo, hi
+    cdef double t, mean, sd, sigma, f, lo, hi, v, mag, bound
     cdef double* lin = scratch + n
     cdef double gp[2]
-    for i in range(n):
-        lin[i] = arr[i * stride]
+    # the copy, and the window's min and max (streaming.DEGENERATE, np.std's bound below) in one pass
+    lo = arr[0]
+    hi = lo
+    lin[0] = lo
+    for i in range(1, n):
+        v = arr[i * stride]
+        lin[i] = v
+        if v < lo:
+            lo = v
+        elif v > hi:
+            hi = v
     t = _quantile(lin, n, level, scratch)
     for i in range(n):
         if lin[i] > t:
@@ -354,28 +446,27 @@ cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double l
     else:
         gp[0] = 0.0
         gp[1] = 0.0
-    # np.std(arr): sqrt(mean((arr - mean(arr))**2))
-    mean = _sum(lin, n, 1) / n
-    for i in range(n):
-        tmp[i] = (lin[i] - mean) * (lin[i] - mean)
-    sd = sqrt(_sum(tmp, n, 1) / n)
     sigma = gp[1]
     f = 1e-9 * (1.0 + fabs(t))
     if f > sigma:
         sigma = f
-    f = 1e-6 * sd
-    if f > sigma:
-        sigma = f
+    # sigma's floor 1e-6 np.std(arr), computed only when it could bind: np.std <= max |x - mean| <=
+    # (hi - lo) + the mean's rounding (far below 1e-10 max |x|), bounded here with room to spare; a
+    # constant window (lo == hi) has its sigma replaced below. A NaN bound computes it (as before).
+    mag = fabs(lo) if fabs(lo) > fabs(hi) else fabs(hi)
+    bound = ((hi - lo) + 1e-10 * mag) * 1.0001
+    if lo != hi and (not FAST_FITS or not (1e-6 * bound < sigma)):
+        # np.std(arr): sqrt(mean((arr - mean(arr))**2))
+        mean = _sum(lin, n, 1) / n
+        for i in range(n):
+            tmp[i] = (lin[i] - mean) * (lin[i] - mean)
+        sd = sqrt(_sum(tmp, n, 1) / n)
+        f = 1e-6 * sd
+        if f > sigma:
+            sigma = f
     out[2] = gp[0]
     out[3] = sigma
     # streaming.DEGENERATE: a window of one value has no tail; p = 1 for any value
-    lo = lin[0]
-    hi = lin[0]
-    for i in range(1, n):
-        if lin[i] < lo:
-            lo = lin[i]
-        elif lin[i] > hi:
-            hi = lin[i]
     if lo == hi:
         out[1] = 1.0
         out[2] = 0.0
@@ -1001,7 +1092,52 @@ cdef class Ensemble:
             double[:, ::1] z_out, double[:, ::1] cp_out, long long[::1] lead_out):
         """Rows start.. of x; returns the index after the last row processed. It stops after a row that
         is due a PCA refresh (ist[I_REFRESH] = 1) or that emitted change events (ist[I_NEV] > 0).
-        lead_out: the channel whose rank test gave the row's smallest p, else -1."""
+        lead_out: the channel whose rank test gave the row's smallest p, else -1 (every row processed
+        gets its entry of every output)."""
+        return self._run(x, start, p_out, alert_out, z_out, cp_out, lead_out)
+
+    def run_block(self, const double[:, ::1] x, double[::1] p_out, unsigned char[::1] alert_out,
+                  double[:, ::1] z_out, double[:, ::1] cp_out, long long[::1] lead_out, det, event):
+        """``StreamingDetector._run_compiled``: every row of x, the scalars of ``det`` (the detector: its
+        baseline, hyst and mv) in and out, the PCA refreshes (``det.mv._refresh()``, numpy's, then
+        :meth:`set_basis`) and the change events (``event(row, channel, old, new)``, in order) between
+        the kernel's runs; returns the events. The same steps as that Python loop, with the outputs'
+        buffers taken once per block instead of once per run."""
+        cdef long long[::1] ist = self.ist
+        cdef Py_ssize_t i = 0, j, rows = x.shape[0]
+        b = det.baseline
+        h = det.hyst
+        mv = det.mv
+        ist[I_ROWS] = b.rows
+        ist[I_MV_COUNT] = mv.count if mv is not None else 0
+        ist[I_OPEN] = 1 if h.is_open else 0
+        ist[I_RUN] = h.run
+        ist[I_K] = mv.k if mv is not None else 0
+        ist[I_OPEN_ROWS] = h.open_rows
+        events = []
+        while i < rows:
+            i = self._run(x, i, p_out, alert_out, z_out, cp_out, lead_out)
+            if ist[I_NEV]:  # change events of row i - 1
+                for j in range(ist[I_NEV]):
+                    events.append(event(ist[I_ROWS] - 1, self.evc[j], self.evo[j], self.evn[j]))
+            if mv is not None and ist[I_REFRESH]:  # PCA refresh due after row i - 1: numpy/LAPACK
+                mv.count = ist[I_MV_COUNT]
+                mv._refresh()
+                self.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect, mv.q_unit)
+        b.rows = ist[I_ROWS]
+        h.is_open = ist[I_OPEN] != 0
+        h.run = ist[I_RUN]
+        h.open_rows = ist[I_OPEN_ROWS]
+        if mv is not None:
+            mv.count = ist[I_MV_COUNT]
+            if ist[I_REFRESHED_1]:  # one channel: the kernel refreshed the 1 x 1 "PCA" itself
+                mv.basis, mv.inv_vals, mv.k, mv.q_expect = self.basis_state()
+                ist[I_REFRESHED_1] = 0
+        return events
+
+    cdef Py_ssize_t _run(self, const double[:, ::1] x, Py_ssize_t start, double[::1] p_out,
+                         unsigned char[::1] alert_out, double[:, ::1] z_out, double[:, ::1] cp_out,
+                         long long[::1] lead_out) noexcept:
         cdef Py_ssize_t r, j, m, n = self.n, rows = x.shape[0], k, nev, jm
         cdef long long cnt
         cdef double v, d, s, lv, xl, lo, hi, fz, zl, az, w_loc, rho, a_s, p_min, p, a, sp, g

@@ -762,3 +762,78 @@ def test_a_clean_daily_cycle_is_not_a_fault(seed: int) -> None:
     x = series("daily", 3 * DAY, 8, seed)
     b = S.StreamingDetector(8, impl="compiled").update_block(x)
     assert openings(b.alert) <= 3
+
+
+# ---------------------------------------------------------------------------------------------------
+# the compiled SPOT re-fit's shortcuts (_streaming.set_fast_fits): bit for bit the work they skip
+
+
+@st.composite
+def spot_windows(draw):
+    """Windows a SPOT re-fit sees, and some it should not: |z|-like, heavy tails (xi beyond 1: the grid's
+    cut), ties, a tiny spread far from 0 (np.std's bound), a top cluster of near-equal values (np.std's
+    floor on sigma binds), constant."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    n = draw(st.sampled_from([1, 5, 30, 200, 511, 512, 1500, 3600]))
+    kind = draw(st.sampled_from(["abs", "pareto", "ties", "far", "cluster", "constant"]))
+    rng = np.random.default_rng(seed)
+    if kind == "abs":
+        a = np.abs(rng.normal(size=n)) * rng.uniform(1e-3, 1e3)
+    elif kind == "pareto":
+        a = rng.pareto(rng.uniform(0.2, 3.0), size=n)
+    elif kind == "ties":
+        a = rng.integers(0, 5, n).astype(float)
+    elif kind == "far":
+        a = 1e6 + rng.normal(size=n) * 10.0 ** rng.uniform(-9, -3)
+    elif kind == "cluster":
+        a = rng.uniform(0.0, 1.0, n)
+        top = rng.random(n) < rng.uniform(0.12, 0.3)
+        a[top] = 1000.0 + 1e-9 * rng.random(int(top.sum()))
+    else:
+        a = np.full(n, rng.normal())
+    level = draw(st.sampled_from([0.5, 0.9, 0.99]))
+    xi_min = draw(st.sampled_from([0.0, -0.3, -0.5]))
+    return a, level, xi_min
+
+
+def _both_fits(fn, *args):
+    C = _compiled()
+    prev = C.set_fast_fits(False)
+    try:
+        slow = fn(*args)
+    finally:
+        C.set_fast_fits(prev)
+    return slow, fn(*args)
+
+
+@settings(max_examples=300, deadline=None)
+@given(w=spot_windows())
+def test_compiled_spot_fit_shortcuts_change_no_bit(w) -> None:
+    C = _compiled()
+    a, level, xi_min = w
+    slow, fast = _both_fits(C.spot_fit, a, level, xi_min)
+    assert np.array(fast).tobytes() == np.array(slow).tobytes(), (slow, fast)
+    slow, fast = _both_fits(C.fit_gpd, a, xi_min)
+    assert np.array(fast).tobytes() == np.array(slow).tobytes(), (slow, fast)
+
+
+def test_compiled_spot_fit_shortcuts_are_taken_and_the_std_floor_still_binds() -> None:
+    """The cases the equivalence above relies on happen: fewer log1p passes (reused grid points, the cut
+    beyond xi = 1), and a window whose sigma is np.std's floor gets it (computed: it could bind)."""
+    C = _compiled()
+    rng = np.random.default_rng(18)
+    for a in (np.abs(rng.normal(size=3600)), rng.pareto(0.4, size=3600)):
+        passes = []
+        for fast in (False, True):
+            prev = C.set_fast_fits(fast)
+            try:
+                before = C.gpd_passes()
+                C.spot_fit(a, 0.9, 0.0)
+                passes.append(C.gpd_passes() - before)
+            finally:
+                C.set_fast_fits(prev)
+        assert passes[1] < passes[0] - 4, passes
+    a = rng.uniform(0.0, 1.0, 1000)
+    a[850:] = 1000.0 + 1e-9 * rng.random(150)
+    t, rate, xi, sigma = C.spot_fit(a, 0.9, 0.0)
+    assert sigma == 1e-6 * np.std(a) and sigma > 1e-9 * (1.0 + abs(t))
