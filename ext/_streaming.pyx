@@ -48,7 +48,7 @@ def set_simd_level(int level):
     For the tests, which run every path the CPU has against the reference."""
     return aiot_set_simd_level(level)
 
-__all__ = ["SIMD_LEVEL", "Ensemble", "chi2_sf", "fit_gpd", "set_fast_fits", "set_simd_level", "spot_fit"]
+__all__ = ["SIMD_LEVEL", "Ensemble", "chi2_sf", "fit_gpd", "pca_refresh", "set_fast_fits", "set_simd_level", "spot_fit"]
 
 cdef bint FAST_FITS = True
 cdef long long GPD_PASSES = 0  # log1p passes over the excesses in the GPD fits (for the tests)
@@ -1099,8 +1099,8 @@ cdef class Ensemble:
     def run_block(self, const double[:, ::1] x, double[::1] p_out, unsigned char[::1] alert_out,
                   double[:, ::1] z_out, double[:, ::1] cp_out, long long[::1] lead_out, det, event):
         """``StreamingDetector._run_compiled``: every row of x, the scalars of ``det`` (the detector: its
-        baseline, hyst and mv) in and out, the PCA refreshes (``det.mv._refresh()``, numpy's, then
-        :meth:`set_basis`) and the change events (``event(row, channel, old, new)``, in order) between
+        baseline, hyst and mv) in and out, the PCA refreshes (``det.mv._refresh()`` as
+        :func:`pca_refresh` does it, then :meth:`set_basis`) and the change events (``event(row, channel, old, new)``, in order) between
         the kernel's runs; returns the events. The same steps as that Python loop, with the outputs'
         buffers taken once per block instead of once per run."""
         cdef long long[::1] ist = self.ist
@@ -1122,7 +1122,7 @@ cdef class Ensemble:
                     events.append(event(ist[I_ROWS] - 1, self.evc[j], self.evo[j], self.evn[j]))
             if mv is not None and ist[I_REFRESH]:  # PCA refresh due after row i - 1: numpy/LAPACK
                 mv.count = ist[I_MV_COUNT]
-                mv._refresh()
+                pca_refresh(mv)  # mv._refresh(), bit for bit
                 self.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect, mv.q_unit)
         b.rows = ist[I_ROWS]
         h.is_open = ist[I_OPEN] != 0
@@ -1387,3 +1387,101 @@ cdef class Ensemble:
                     break
         return done
 
+
+
+cdef inline bint _np_lt(double a, double b) noexcept nogil:
+    """numpy's float order for searchsorted: NaN after everything."""
+    return a < b or (b != b and a == a)
+
+
+def pca_refresh(mv):
+    """``MultivariateDetector._refresh`` of ``mv`` (two or more channels; one goes to the numpy code),
+    its attributes set as that method sets them, with the same numpy eigendecomposition
+    (``np.linalg.eigh`` of the same matrix) and the same arithmetic around it in compiled code: the
+    shrunk matrix elementwise as numpy's ufuncs compute it, the trace and the sums as numpy's pairwise
+    reductions (from 0.0), the cumulative sum in order, the share's binary search as numpy's
+    searchsorted; Python's min/max as they pick. Bit for bit the reference (tested)."""
+    cdef Py_ssize_t p = mv.p, i, j, k, lo_i, hi_i, mid
+    cdef double alpha = mv.alpha, inv_a, n_eff, lam, shrink_min, tr, c, t1, t2, total, explained, q, lv
+    cdef long long count
+    cdef const double[:, ::1] cov
+    cdef double[:, ::1] s
+    cdef const double[::1] vals
+    cdef const double[:, :] vecs
+    cdef double[:, ::1] basis
+    cdef double[::1] inv_vals
+    cdef double share[256]
+    if p < 2 or p > 256 or type(mv.count) is not int:
+        mv._refresh()
+        return
+    cov = np.ascontiguousarray(mv.cov, dtype=np.float64)
+    count = mv.count
+    cfg = mv.cfg
+    shrink_min = cfg.shrink_min
+    explained = cfg.explained
+    # n_eff = min(count, 1 / alpha); lam = max(shrink_min, p / (n_eff + p))
+    inv_a = 1.0 / alpha
+    if inv_a < <double>count:
+        n_eff = inv_a
+        lam = <double>p / (n_eff + <double>p)
+    else:
+        lam = <double>p / <double>(count + p)  # int / int: the correctly rounded quotient
+    if lam > shrink_min:
+        pass
+    else:
+        lam = shrink_min
+    s_arr = np.empty((p, p))
+    s = s_arr
+    for i in range(p):
+        for j in range(p):
+            t1 = (1.0 - lam) * cov[i, j]
+            t2 = lam * (cov[i, i] if i == j else 0.0)
+            s[i, j] = t1 + t2
+    tr = 0.0 + _pairwise(&s[0, 0], p, p + 1)
+    if not tr > 0.0:
+        mv.k = 0
+        mv.basis = np.zeros((p, 0))
+        return
+    c = 1e-9 * tr / p
+    for i in range(p):
+        for j in range(p):
+            s[i, j] = s[i, j] + c * (1.0 if i == j else 0.0)
+    w, v = np.linalg.eigh(s_arr)
+    vals = w
+    vecs = v
+    # reversed: vals[p - 1 - m]; share = cumsum / sum
+    total = 0.0 + _pairwise(&vals[p - 1], p, -1)
+    lv = vals[p - 1]
+    share[0] = lv / total
+    for i in range(1, p):
+        lv = lv + vals[p - 1 - i]
+        share[i] = lv / total
+    lo_i = 0
+    hi_i = p
+    while lo_i < hi_i:
+        mid = lo_i + ((hi_i - lo_i) >> 1)
+        if _np_lt(share[mid], explained):
+            lo_i = mid + 1
+        else:
+            hi_i = mid
+    k = lo_i + 1
+    if k > p - 1:
+        k = p - 1
+    b_arr = np.empty((p, k))
+    basis = b_arr
+    iv_arr = np.empty(k)
+    inv_vals = iv_arr
+    for i in range(p):
+        for j in range(k):
+            basis[i, j] = vecs[i, p - 1 - j]
+    for j in range(k):
+        inv_vals[j] = 1.0 / vals[p - 1 - j]
+    q = 0.0 + _pairwise(&vals[p - 1 - k], p - k, -1)
+    t1 = 1e-6 * tr
+    if t1 > q:
+        q = t1
+    mv.k = k
+    mv.basis = b_arr
+    mv.inv_vals = iv_arr
+    mv.q_expect = q
+    mv.q_unit = q / vals[p - 1 - k] if vals[p - 1 - k] > 0.0 else 0.0

@@ -1,6 +1,7 @@
 """aiotstream.models.streaming against slow references (plain loops, batch numpy, scipy) and SKAB."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -837,3 +838,60 @@ def test_compiled_spot_fit_shortcuts_are_taken_and_the_std_floor_still_binds() -
     a[850:] = 1000.0 + 1e-9 * rng.random(150)
     t, rate, xi, sigma = C.spot_fit(a, 0.9, 0.0)
     assert sigma == 1e-6 * np.std(a) and sigma > 1e-9 * (1.0 + abs(t))
+
+
+@st.composite
+def pca_states(draw):
+    """A MultivariateDetector's state at a refresh: correlations of a few channels, some near-singular,
+    tiny or huge, a zero matrix (no trace); counts below and above 1 / alpha."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    p = draw(st.integers(2, 12))
+    rng = np.random.default_rng(seed)
+    kind = draw(st.sampled_from(["random", "low_rank", "scaled", "zero", "diag"]))
+    if kind == "zero":
+        cov = np.zeros((p, p))
+    elif kind == "diag":
+        cov = np.diag(rng.uniform(0.0, 3.0, p))
+    else:
+        r = rng.integers(1, p + 1) if kind == "low_rank" else p + 3
+        a = rng.normal(size=(r, p)) * rng.uniform(0.1, 3.0, p)
+        cov = a.T @ a / r
+        if kind == "scaled":
+            cov *= 10.0 ** rng.uniform(-8, 8)
+    cfg = S.DetectorConfig(halflife=draw(st.sampled_from([3600.0, 50.0, 7.0])),
+                           shrink_min=draw(st.sampled_from([0.01, 0.0, 0.5])),
+                           explained=draw(st.sampled_from([0.9, 0.5, 0.999, 1.0])))
+    count = draw(st.integers(1, 20_000))
+    if draw(st.booleans()):  # explained exactly at one of the shares: k then depends on every bit of it
+        n_eff = min(count, 1.0 / (1.0 - 0.5 ** (1.0 / cfg.halflife)))
+        lam = max(cfg.shrink_min, p / (n_eff + p))
+        s = (1.0 - lam) * cov + lam * np.diag(np.diag(cov))
+        tr = float(np.trace(s))
+        if tr > 0.0:
+            vals = np.linalg.eigh(s + (1e-9 * tr / p) * np.eye(p))[0][::-1]
+            share = np.cumsum(vals) / np.sum(vals)
+            cfg = dataclasses.replace(cfg, explained=float(share[draw(st.integers(0, p - 1))]))
+    return cov, cfg, count
+
+
+@settings(max_examples=300, deadline=None)
+@given(state=pca_states())
+def test_compiled_pca_refresh_is_the_numpy_refresh_bit_for_bit(state) -> None:
+    C = _compiled()
+    cov, cfg, count = state
+    mvs = []
+    for _ in range(2):
+        mv = S.MultivariateDetector(cov.shape[0], cfg)
+        mv.cov[:] = cov
+        mv.count = count
+        mv.k, mv.basis, mv.inv_vals, mv.q_expect, mv.q_unit = 7, np.ones((1, 1)), np.ones(3), 2.5, 0.25
+        mvs.append(mv)
+    mvs[0]._refresh()
+    C.pca_refresh(mvs[1])
+    ref, got = mvs
+    assert (got.k, got.q_expect, got.q_unit) == (ref.k, ref.q_expect, ref.q_unit)
+    for f in ("basis", "inv_vals"):
+        a, b = getattr(ref, f), getattr(got, f)
+        assert a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes(), f
+    assert np.array(got.q_expect).tobytes() == np.array(ref.q_expect).tobytes()
+    assert np.array(got.q_unit).tobytes() == np.array(ref.q_unit).tobytes()
