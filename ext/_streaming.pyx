@@ -31,7 +31,7 @@ SIMD versions in the last bit (tests: rtol 1e-12 on scores, identical alerts).
 
 import numpy as np
 
-from libc.math cimport INFINITY, erfc, exp, fabs, floor, isfinite, log, log1p, pow, sqrt
+from libc.math cimport INFINITY, NAN, erfc, exp, fabs, floor, isfinite, log, log1p, pow, sqrt
 from libc.string cimport memmove
 
 cdef extern from "streaming_simd.h" nogil:
@@ -48,7 +48,7 @@ def set_simd_level(int level):
     For the tests, which run every path the CPU has against the reference."""
     return aiot_set_simd_level(level)
 
-__all__ = ["SIMD_LEVEL", "Ensemble", "chi2_sf", "fit_gpd", "pca_refresh", "set_fast_fits", "set_simd_level", "spot_fit"]
+__all__ = ["SIMD_LEVEL", "Ensemble", "chi2_sf", "fit_gpd", "pca_refresh", "quantile_hint_hits", "quantiles_hinted", "set_fast_fits", "set_simd_level", "spot_fit"]
 
 cdef bint FAST_FITS = True
 cdef long long GPD_PASSES = 0  # log1p passes over the excesses in the GPD fits (for the tests)
@@ -172,8 +172,64 @@ cdef void _select(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
             return
 
 
+cdef Py_ssize_t HINT_D = 96  # ranks kept either side of the quantile's for the next fit's bracket
+cdef long long HINT_HITS = 0  # quantiles found within a kept bracket (for the tests)
+
+
+def quantile_hint_hits():
+    """How many quantiles were found within the bracket kept from the statistic's last fit."""
+    return HINT_HITS
+
+
+cdef bint _kth_between(const double* src, double* scratch, Py_ssize_t n, Py_ssize_t k, double lo, double hi,
+                       double* a_out, double* b_out, double* hint) noexcept nogil:
+    """The k-th and (k+1)-th smallest of src[0:n] (k + 1 < n) when rank k lies within [lo, hi]: one pass
+    copies the values between them to scratch, the selection runs on those. Returns False when it does
+    not (the values are exact order statistics either way: the bounds only decide the work). With hint
+    (not NULL): hint = the values HINT_D ranks below and above the pair (or lo, hi where there are
+    fewer between), a bracket for the next fit of a window that changes by a few values."""
+    cdef Py_ssize_t i, m = 0, below = 0, kk
+    cdef double v, a, b, above = INFINITY
+    for i in range(n):
+        v = src[i]
+        if v < lo:
+            below += 1
+        elif v > hi:
+            if v < above:
+                above = v
+        else:
+            scratch[m] = v
+            m += 1
+    if not (below <= k < below + m):
+        return False
+    kk = k - below
+    _select(scratch, m, kk)
+    a = scratch[kk]
+    if kk + 1 < m:
+        b = scratch[kk + 1]
+        for i in range(kk + 2, m):
+            if scratch[i] < b:
+                b = scratch[i]
+    else:
+        b = above
+    a_out[0] = a
+    b_out[0] = b
+    if hint != NULL:
+        if kk - HINT_D >= 0:  # scratch[0:kk] <= a: its (kk - D)-th
+            _select(scratch, kk, kk - HINT_D)
+            hint[0] = scratch[kk - HINT_D]
+        else:
+            hint[0] = lo
+        if kk + 1 + HINT_D < m:  # scratch[kk + 1:m] >= a: its D-th
+            _select(scratch + kk + 1, m - kk - 1, HINT_D)
+            hint[1] = scratch[kk + 1 + HINT_D]
+        else:
+            hint[1] = hi
+    return True
+
+
 cdef bint _kth_bracketed(const double* src, double* scratch, Py_ssize_t n, Py_ssize_t k, double* a_out,
-                         double* b_out) noexcept nogil:
+                         double* b_out, double* hint) noexcept nogil:
     """The k-th and (k+1)-th smallest of src[0:n] (k + 1 < n, n >= 64; scratch: n doubles, overwritten,
     not overlapping src).
 
@@ -181,59 +237,33 @@ cdef bint _kth_bracketed(const double* src, double* scratch, Py_ssize_t n, Py_ss
     probability, one pass copies only the values between them to scratch, and the selection runs on
     those (about a quarter of n). Returns False when the bracket missed (the caller then selects on
     everything)."""
-    cdef Py_ssize_t i, j, r, lo_i, hi_i, m = 0, below = 0, kk
-    cdef double lo, hi, v, a, b, above
+    cdef Py_ssize_t i, j, r, lo_i, hi_i
+    cdef double lo, hi, v
     cdef double sample[64]
-    cdef bint has_lo, has_hi
-    if True:
-        for i in range(64):
-            v = src[(i * n) // 64]
-            j = i - 1
-            while j >= 0 and sample[j] > v:
-                sample[j + 1] = sample[j]
-                j -= 1
-            sample[j + 1] = v
-        r = (k * 64) // n
-        lo_i = r - 8
-        hi_i = r + 9
-        has_lo = lo_i >= 0
-        has_hi = hi_i <= 63
-        lo = sample[lo_i] if has_lo else -INFINITY
-        hi = sample[hi_i] if has_hi else INFINITY
-        above = INFINITY
-        for i in range(n):
-            v = src[i]
-            if v < lo:
-                below += 1
-            elif v > hi:
-                if v < above:
-                    above = v
-            else:
-                scratch[m] = v
-                m += 1
-        if below <= k < below + m:
-            kk = k - below
-            _select(scratch, m, kk)
-            a = scratch[kk]
-            if kk + 1 < m:
-                b = scratch[kk + 1]
-                for i in range(kk + 2, m):
-                    if scratch[i] < b:
-                        b = scratch[i]
-            else:
-                b = above
-            a_out[0] = a
-            b_out[0] = b
-            return True
-    return False
+    for i in range(64):
+        v = src[(i * n) // 64]
+        j = i - 1
+        while j >= 0 and sample[j] > v:
+            sample[j + 1] = sample[j]
+            j -= 1
+        sample[j + 1] = v
+    r = (k * 64) // n
+    lo_i = r - 8
+    hi_i = r + 9
+    lo = sample[lo_i] if lo_i >= 0 else -INFINITY
+    hi = sample[hi_i] if hi_i <= 63 else INFINITY
+    return _kth_between(src, scratch, n, k, lo, hi, a_out, b_out, hint)
 
 
-cdef double _quantile(const double* arr, Py_ssize_t n, double q, double* scratch) noexcept nogil:
+cdef double _quantile(const double* arr, Py_ssize_t n, double q, double* scratch, double* hint) noexcept nogil:
     """``np.quantile(arr, q)`` (method 'linear') for finite arr, n >= 1 (exact order statistics, so the
-    same value as numpy's whatever the selection algorithm). scratch: n doubles, not overlapping arr."""
+    same value as numpy's whatever the selection algorithm). scratch: n doubles, not overlapping arr.
+    hint: NULL, or two doubles kept per statistic between its fits (NaN: none yet), the bracket tried
+    first (the last fit's values some ranks either side of its quantile) and updated."""
     cdef Py_ssize_t i, prev
     cdef double vi, g, a, b, d, res
     cdef bint done = False
+    global HINT_HITS
     vi = (n - 1) * q
     if vi >= n - 1:
         for i in range(n):
@@ -241,9 +271,16 @@ cdef double _quantile(const double* arr, Py_ssize_t n, double q, double* scratch
         _select(scratch, n, n - 1)
         return scratch[n - 1]
     prev = <Py_ssize_t>floor(vi)
-    if n >= 512:  # reads arr, copies about a quarter of it (no full copy first)
-        done = _kth_bracketed(arr, scratch, n, prev, &a, &b)
+    if n >= 512:  # reads arr, copies a bracket of it (no full copy first)
+        if hint != NULL and hint[0] <= hint[1]:
+            done = _kth_between(arr, scratch, n, prev, hint[0], hint[1], &a, &b, hint)
+            HINT_HITS += done
+        if not done:
+            done = _kth_bracketed(arr, scratch, n, prev, &a, &b, hint)
     if not done:
+        if hint != NULL:
+            hint[0] = NAN
+            hint[1] = NAN
         for i in range(n):
             scratch[i] = arr[i]
         _select(scratch, n, prev)
@@ -416,9 +453,10 @@ cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, const double[::
 
 cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double level, double xi_min,
                     const double[::1] g_neg, const double[::1] g_pos, double* scratch, double* tmp,
-                    double* out) noexcept nogil:
+                    double* out, double* hint) noexcept nogil:
     """``SpotBank._fit`` / ``SpotCalibrator._fit`` of the values arr[0:n*stride:stride] (n >= 1):
-    out = (t, rate, xi, sigma). scratch, tmp: 2 n doubles, n doubles."""
+    out = (t, rate, xi, sigma). scratch, tmp: 2 n doubles, n doubles. hint: the statistic's quantile
+    bracket (:func:`_quantile`) or NULL."""
     cdef Py_ssize_t i, ny = 0
     cdef double t, mean, sd, sigma, f, lo, hi, v, mag, bound
     cdef double* lin = scratch + n
@@ -434,7 +472,7 @@ cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double l
             lo = v
         elif v > hi:
             hi = v
-    t = _quantile(lin, n, level, scratch)
+    t = _quantile(lin, n, level, scratch, hint)
     for i in range(n):
         if lin[i] > t:
             scratch[ny] = lin[i] - t
@@ -589,8 +627,24 @@ def spot_fit(arr, double level, double xi_min):
     cdef double[::1] g_neg = np.geomspace(1e-6, 1.0 - 1e-6, 40)
     cdef double[::1] g_pos = np.geomspace(1e-6, 6.0, 40)
     cdef double out[4]
-    _spot_fit(&a[0], n, 1, level, xi_min, g_neg, g_pos, &scratch[0], &tmp[0], out)
+    _spot_fit(&a[0], n, 1, level, xi_min, g_neg, g_pos, &scratch[0], &tmp[0], out, NULL)
     return out[0], out[1], out[2], out[3]
+
+
+def quantiles_hinted(windows, double q):
+    """The quantile of each window in turn through one kept bracket, as a statistic's re-fits take
+    them (for the tests: each must be ``np.quantile``'s)."""
+    cdef double hint[2]
+    cdef double[::1] a
+    cdef double[::1] scratch
+    hint[0] = NAN
+    hint[1] = NAN
+    res = []
+    for w in windows:
+        a = np.ascontiguousarray(w, dtype=np.float64)
+        scratch = np.empty(max(a.shape[0], 1))
+        res.append(_quantile(&a[0], a.shape[0], q, &scratch[0], hint))
+    return res
 
 
 # indices of Ensemble.ist (int64 scalar state shared with the Python objects)
@@ -654,6 +708,8 @@ cdef class Ensemble:
     cdef double q_expect, q_unit
     # scratch
     cdef double[::1] g_neg, g_pos, scratch, tmp, ybuf, e
+    # each SPOT's quantile bracket for its next fit (channels, T2, Q, rank; not state: NaN = none)
+    cdef double[:, ::1] qhint
     cdef public object ev_ch, ev_old, ev_new
     cdef long long[::1] evc
     cdef double[::1] evo, evn
@@ -750,6 +806,7 @@ cdef class Ensemble:
         self.g_neg = np.geomspace(1e-6, 1.0 - 1e-6, 40)
         self.g_pos = np.geomspace(1e-6, 6.0, 40)
         self.scratch = np.empty(3 * self.window + 3)
+        self.qhint = np.full((self.n + 3, 2), np.nan)
         self.tmp = np.empty(self.window + 1)
         self.ybuf = np.empty(max(self.n, 1))
         self.e = np.empty(max(self.n, 1))
@@ -774,7 +831,7 @@ cdef class Ensemble:
     cdef void _fit_chan(self, Py_ssize_t i) noexcept nogil:
         cdef double out[4]
         _spot_fit(&self.cbuf[0, i], self.cfill[i], self.cbuf.shape[1], self.level_q, self.xi_min,
-                  self.g_neg, self.g_pos, &self.scratch[0], &self.tmp[0], out)
+                  self.g_neg, self.g_pos, &self.scratch[0], &self.tmp[0], out, &self.qhint[i, 0])
         self.ct[i] = out[0]
         self.crate[i] = out[1]
         self.cxi[i] = out[2]
@@ -799,7 +856,7 @@ cdef class Ensemble:
                 m += 1
         # _spot_fit needs 2 m scratch doubles and m more for its tmp
         _spot_fit(lin, m, 1, self.level_q, self.xi_min, self.g_neg, self.g_pos, &self.scratch[0],
-                  &self.scratch[0] + 2 * m, out)
+                  &self.scratch[0] + 2 * m, out, &self.qhint[self.n + i, 0])
         self.mt[i] = out[0]
         self.mrate[i] = out[1]
         self.mxi[i] = out[2]
@@ -841,7 +898,7 @@ cdef class Ensemble:
                 lin[m] = self.kbuf[j, 0]
                 m += 1
         _spot_fit(lin, m, 1, self.level_q, self.xi_min, self.g_neg, self.g_pos, &self.scratch[0],
-                  &self.scratch[0] + 2 * m, out)
+                  &self.scratch[0] + 2 * m, out, &self.qhint[self.n + 2, 0])
         self.kt[0] = out[0]
         self.krate[0] = out[1]
         self.kxi[0] = out[2]

@@ -895,3 +895,54 @@ def test_compiled_pca_refresh_is_the_numpy_refresh_bit_for_bit(state) -> None:
         assert a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes(), f
     assert np.array(got.q_expect).tobytes() == np.array(ref.q_expect).tobytes()
     assert np.array(got.q_unit).tobytes() == np.array(ref.q_unit).tobytes()
+
+
+@st.composite
+def sliding_windows(draw):
+    """A statistic's successive SPOT windows: a ring whose oldest values are replaced a few (or many) at a
+    time, while it fills or full; values with ties or not."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    size = draw(st.integers(512, 4000))
+    kind = draw(st.sampled_from(["normal", "ties", "exp", "shifting"]))
+    def values(k):
+        if kind == "ties":
+            return rng.integers(0, 6, k).astype(float)
+        if kind == "exp":
+            return rng.exponential(size=k)
+        return rng.normal(size=k)
+    fill = draw(st.integers(512, size))
+    buf = values(size)
+    windows = []
+    pos = fill % size
+    for step in draw(st.lists(st.integers(1, 400), min_size=1, max_size=12)):
+        windows.append(buf[:fill].copy())
+        new = values(step) + (rng.normal() * 5 if kind == "shifting" else 0.0)
+        for v in new:
+            buf[pos] = v
+            pos = (pos + 1) % size
+            fill = min(fill + 1, size)
+    windows.append(buf[:fill].copy())
+    return windows, draw(st.sampled_from([0.1, 0.5, 0.9, 0.999]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(w=sliding_windows())
+def test_compiled_quantile_through_a_kept_bracket_is_numpys_exactly(w) -> None:
+    C = _compiled()
+    windows, level = w
+    assert C.quantiles_hinted(windows, level) == [np.quantile(a, level) for a in windows]
+
+
+def test_compiled_quantile_bracket_is_kept_and_used() -> None:
+    C = _compiled()
+    rng = np.random.default_rng(19)
+    a = rng.normal(size=3600)
+    windows = []
+    for i in range(10):
+        a = a.copy()
+        a[i * 50:(i + 1) * 50] = rng.normal(size=50)
+        windows.append(a)
+    before = C.quantile_hint_hits()
+    assert C.quantiles_hinted(windows, 0.9) == [np.quantile(x, 0.9) for x in windows]
+    assert C.quantile_hint_hits() - before == 9  # every fit after the first
