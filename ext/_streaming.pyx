@@ -31,7 +31,7 @@ SIMD versions in the last bit (tests: rtol 1e-12 on scores, identical alerts).
 
 import numpy as np
 
-from libc.math cimport INFINITY, erfc, exp, fabs, floor, isfinite, log, log1p, pow, sqrt
+from libc.math cimport INFINITY, NAN, erfc, exp, fabs, floor, isfinite, log, log1p, pow, sqrt
 from libc.string cimport memmove
 
 cdef extern from "streaming_simd.h" nogil:
@@ -48,7 +48,26 @@ def set_simd_level(int level):
     For the tests, which run every path the CPU has against the reference."""
     return aiot_set_simd_level(level)
 
-__all__ = ["SIMD_LEVEL", "Ensemble", "chi2_sf", "fit_gpd", "set_simd_level", "spot_fit"]
+__all__ = ["SIMD_LEVEL", "Ensemble", "chi2_sf", "fit_gpd", "pca_refresh", "quantile_hint_hits", "quantiles_hinted", "set_fast_fits", "set_simd_level", "spot_fit"]
+
+cdef bint FAST_FITS = True
+cdef long long GPD_PASSES = 0  # log1p passes over the excesses in the GPD fits (for the tests)
+
+
+def set_fast_fits(bint on):
+    """With False, the SPOT re-fits do all the work the reference does (every grid point's log1p pass,
+    the best theta's again, np.std of every window); with True (the default) they skip what cannot
+    change their results (:func:`_fit_gpd`, :func:`_spot_fit`). Returns the previous setting. For the
+    tests, which compare the two bit for bit."""
+    global FAST_FITS
+    prev = FAST_FITS
+    FAST_FITS = on
+    return prev
+
+
+def gpd_passes():
+    """How many log1p passes over excesses the GPD fits have made so far (for the tests)."""
+    return GPD_PASSES
 
 cdef double Z_CLIP = 1e6
 cdef double MAX_ABS = 1e150
@@ -153,79 +172,117 @@ cdef void _select(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
             return
 
 
-cdef bint _kth_bracketed(double* scratch, Py_ssize_t n, Py_ssize_t k, double* a_out, double* b_out) noexcept nogil:
-    """The k-th and (k+1)-th smallest of scratch[0:n] (k + 1 < n, n >= 64; scratch is overwritten).
+cdef Py_ssize_t HINT_D = 96  # ranks kept either side of the quantile's for the next fit's bracket
+cdef long long HINT_HITS = 0  # quantiles found within a kept bracket (for the tests)
+
+
+def quantile_hint_hits():
+    """How many quantiles were found within the bracket kept from the statistic's last fit."""
+    return HINT_HITS
+
+
+cdef bint _kth_between(const double* src, double* scratch, Py_ssize_t n, Py_ssize_t k, double lo, double hi,
+                       double* a_out, double* b_out, double* hint) noexcept nogil:
+    """The k-th and (k+1)-th smallest of src[0:n] (k + 1 < n) when rank k lies within [lo, hi]: one pass
+    copies the values between them to scratch, the selection runs on those. Returns False when it does
+    not (the values are exact order statistics either way: the bounds only decide the work). With hint
+    (not NULL): hint = the values HINT_D ranks below and above the pair (or lo, hi where there are
+    fewer between), a bracket for the next fit of a window that changes by a few values."""
+    cdef Py_ssize_t i, m = 0, below = 0, kk
+    cdef double v, a, b, above = INFINITY
+    for i in range(n):
+        v = src[i]
+        if v < lo:
+            below += 1
+        elif v > hi:
+            if v < above:
+                above = v
+        else:
+            scratch[m] = v
+            m += 1
+    if not (below <= k < below + m):
+        return False
+    kk = k - below
+    _select(scratch, m, kk)
+    a = scratch[kk]
+    if kk + 1 < m:
+        b = scratch[kk + 1]
+        for i in range(kk + 2, m):
+            if scratch[i] < b:
+                b = scratch[i]
+    else:
+        b = above
+    a_out[0] = a
+    b_out[0] = b
+    if hint != NULL:
+        if kk - HINT_D >= 0:  # scratch[0:kk] <= a: its (kk - D)-th
+            _select(scratch, kk, kk - HINT_D)
+            hint[0] = scratch[kk - HINT_D]
+        else:
+            hint[0] = lo
+        if kk + 1 + HINT_D < m:  # scratch[kk + 1:m] >= a: its D-th
+            _select(scratch + kk + 1, m - kk - 1, HINT_D)
+            hint[1] = scratch[kk + 1 + HINT_D]
+        else:
+            hint[1] = hi
+    return True
+
+
+cdef bint _kth_bracketed(const double* src, double* scratch, Py_ssize_t n, Py_ssize_t k, double* a_out,
+                         double* b_out, double* hint) noexcept nogil:
+    """The k-th and (k+1)-th smallest of src[0:n] (k + 1 < n, n >= 64; scratch: n doubles, overwritten,
+    not overlapping src).
 
     Floyd and Rivest's idea: two pivots from a sorted sample of 64 values bracket rank k with high
-    probability, one pass keeps only the values between them, and the selection runs on those
-    (about a quarter of n). Returns False when the bracket missed (the caller then selects on
+    probability, one pass copies only the values between them to scratch, and the selection runs on
+    those (about a quarter of n). Returns False when the bracket missed (the caller then selects on
     everything)."""
-    cdef Py_ssize_t i, j, r, lo_i, hi_i, m = 0, below = 0, kk
-    cdef double lo, hi, v, a, b, above
+    cdef Py_ssize_t i, j, r, lo_i, hi_i
+    cdef double lo, hi, v
     cdef double sample[64]
-    cdef bint has_lo, has_hi
-    if True:
-        for i in range(64):
-            v = scratch[(i * n) // 64]
-            j = i - 1
-            while j >= 0 and sample[j] > v:
-                sample[j + 1] = sample[j]
-                j -= 1
-            sample[j + 1] = v
-        r = (k * 64) // n
-        lo_i = r - 8
-        hi_i = r + 9
-        has_lo = lo_i >= 0
-        has_hi = hi_i <= 63
-        lo = sample[lo_i] if has_lo else -INFINITY
-        hi = sample[hi_i] if has_hi else INFINITY
-        above = INFINITY
-        for i in range(n):
-            v = scratch[i]
-            if v < lo:
-                below += 1
-            elif v > hi:
-                if v < above:
-                    above = v
-            else:
-                scratch[m] = v  # m <= i: overwrites only values already read
-                m += 1
-        if below <= k < below + m:
-            kk = k - below
-            _select(scratch, m, kk)
-            a = scratch[kk]
-            if kk + 1 < m:
-                b = scratch[kk + 1]
-                for i in range(kk + 2, m):
-                    if scratch[i] < b:
-                        b = scratch[i]
-            else:
-                b = above
-            a_out[0] = a
-            b_out[0] = b
-            return True
-    return False
+    for i in range(64):
+        v = src[(i * n) // 64]
+        j = i - 1
+        while j >= 0 and sample[j] > v:
+            sample[j + 1] = sample[j]
+            j -= 1
+        sample[j + 1] = v
+    r = (k * 64) // n
+    lo_i = r - 8
+    hi_i = r + 9
+    lo = sample[lo_i] if lo_i >= 0 else -INFINITY
+    hi = sample[hi_i] if hi_i <= 63 else INFINITY
+    return _kth_between(src, scratch, n, k, lo, hi, a_out, b_out, hint)
 
 
-cdef double _quantile(const double* arr, Py_ssize_t n, double q, double* scratch) noexcept nogil:
+cdef double _quantile(const double* arr, Py_ssize_t n, double q, double* scratch, double* hint) noexcept nogil:
     """``np.quantile(arr, q)`` (method 'linear') for finite arr, n >= 1 (exact order statistics, so the
-    same value as numpy's whatever the selection algorithm)."""
+    same value as numpy's whatever the selection algorithm). scratch: n doubles, not overlapping arr.
+    hint: NULL, or two doubles kept per statistic between its fits (NaN: none yet), the bracket tried
+    first (the last fit's values some ranks either side of its quantile) and updated."""
     cdef Py_ssize_t i, prev
     cdef double vi, g, a, b, d, res
     cdef bint done = False
-    for i in range(n):
-        scratch[i] = arr[i]
+    global HINT_HITS
     vi = (n - 1) * q
     if vi >= n - 1:
+        for i in range(n):
+            scratch[i] = arr[i]
         _select(scratch, n, n - 1)
         return scratch[n - 1]
     prev = <Py_ssize_t>floor(vi)
-    if n >= 512:
-        done = _kth_bracketed(scratch, n, prev, &a, &b)
+    if n >= 512:  # reads arr, copies a bracket of it (no full copy first)
+        if hint != NULL and hint[0] <= hint[1]:
+            done = _kth_between(arr, scratch, n, prev, hint[0], hint[1], &a, &b, hint)
+            HINT_HITS += done
         if not done:
-            for i in range(n):
-                scratch[i] = arr[i]
+            done = _kth_bracketed(arr, scratch, n, prev, &a, &b, hint)
     if not done:
+        if hint != NULL:
+            hint[0] = NAN
+            hint[1] = NAN
+        for i in range(n):
+            scratch[i] = arr[i]
         _select(scratch, n, prev)
         a = scratch[prev]
         b = scratch[prev + 1]
@@ -240,29 +297,58 @@ cdef double _quantile(const double* arr, Py_ssize_t n, double q, double* scratch
     return res
 
 
-cdef double _profile_ll(double theta, const double* y, Py_ssize_t n, double xi_min, double* tmp) noexcept nogil:
-    cdef Py_ssize_t j
+cdef double _profile_ll(double theta, const double* y, Py_ssize_t n, double xi_min, double* tmp,
+                        double* xi_out) noexcept nogil:
+    """The profile log-likelihood at theta (-inf outside the admissible shapes); xi_out: its xi. The
+    log is taken only where the shape is admissible (the result is -inf otherwise either way)."""
     cdef double xi, sig, ll
+    global GPD_PASSES
+    GPD_PASSES += 1
     aiot_log1p_scaled(theta, y, tmp, n)
     xi = _sum(tmp, n, 1) / n
+    xi_out[0] = xi
     sig = xi / theta
+    if sig <= 0 or xi < xi_min or xi > 1.0 or theta == 0:
+        return -INFINITY
     ll = -(<double>n) * log(sig) - n * (1.0 + xi)
-    if (not isfinite(ll)) or sig <= 0 or xi < xi_min or xi > 1.0 or theta == 0:
+    if not isfinite(ll):
         return -INFINITY
     return ll
 
 
+# a profile point whose xi is above this is beyond xi's bound 1 by far more than any rounding of the
+# log1p's and their mean: every larger theta's xi (mean of log1p(theta y), increasing in theta) is too
+cdef double XI_CUT = 1.0 + 1e-6
+
+
 cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, const double[::1] g_neg,
                    const double[::1] g_pos, double* tmp, double* out) noexcept nogil:
-    """``streaming.fit_gpd`` for excesses y > 0 (finite): out = (xi, sigma)."""
-    cdef Py_ssize_t i, j, m, best_i, it, n_neg
-    cdef double mean, ymax, lo, best_ll, best, v, a, b, step, delta, xi
+    """``streaming.fit_gpd`` for excesses y > 0 (finite): out = (xi, sigma).
+
+    The same grids, comparisons and results as the reference, with less log1p work: a theta that was
+    evaluated on the grid before (the refined grid's ends are the previous grid's neighbours of its
+    best) reuses its value, a theta at or above one whose xi exceeded 1 (by far more than rounding)
+    is -inf without evaluation (xi increases with theta), and the best theta's xi is kept, not
+    recomputed."""
+    cdef Py_ssize_t i, j, m, best_i, it, n_neg, ia, ib
+    cdef double mean, ymax, lo, best_ll, best, v, a, b, step, delta, xi, th, best_xi = 0.0
+    cdef double theta_cut = INFINITY
+    cdef double c_t[3]
+    cdef double c_l[3]
+    cdef double c_x[3]
+    cdef bint cached = False
+    global GPD_PASSES
     cdef double grid[128]
     cdef double ll[128]
+    cdef double xs[128]
     if n == 0:
         out[0] = 0.0
         out[1] = 1.0
         return
+    for i in range(3):
+        c_t[i] = 0.0
+        c_l[i] = -INFINITY
+        c_x[i] = 0.0
     mean = _sum(y, n, 1) / n
     if n < 10:
         out[0] = 0.0
@@ -298,14 +384,45 @@ cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, const double[::
     for it in range(3):
         best_i = 0
         for i in range(m):
-            ll[i] = _profile_ll(grid[i], y, n, xi_min, tmp)
+            th = grid[i]
+            if not FAST_FITS:
+                ll[i] = _profile_ll(th, y, n, xi_min, tmp, &xs[i])
+            elif cached and th == c_t[0]:  # equal thetas (+0 and -0 too: both -inf) give equal values
+                ll[i] = c_l[0]
+                xs[i] = c_x[0]
+            elif cached and th == c_t[1]:
+                ll[i] = c_l[1]
+                xs[i] = c_x[1]
+            elif cached and th == c_t[2]:
+                ll[i] = c_l[2]
+                xs[i] = c_x[2]
+            elif th >= theta_cut:
+                ll[i] = -INFINITY
+                xs[i] = INFINITY  # (never read: a -inf point is never the best)
+            else:
+                ll[i] = _profile_ll(th, y, n, xi_min, tmp, &xs[i])
+                if xs[i] > XI_CUT and th > 0.0 and th < theta_cut:
+                    theta_cut = th
             if ll[i] > ll[best_i]:
                 best_i = i
         if ll[best_i] > best_ll:
             best_ll = ll[best_i]
             best = grid[best_i]
-        a = grid[best_i - 1 if best_i > 0 else 0]
-        b = grid[best_i + 1 if best_i + 1 < m else m - 1]
+            best_xi = xs[best_i]
+        ia = best_i - 1 if best_i > 0 else 0
+        ib = best_i + 1 if best_i + 1 < m else m - 1
+        c_t[0] = grid[ia]
+        c_l[0] = ll[ia]
+        c_x[0] = xs[ia]
+        c_t[1] = grid[ib]
+        c_l[1] = ll[ib]
+        c_x[1] = xs[ib]
+        c_t[2] = grid[best_i]
+        c_l[2] = ll[best_i]
+        c_x[2] = xs[best_i]
+        cached = True
+        a = grid[ia]
+        b = grid[ib]
         if a < 0.0 < b:
             if grid[best_i] < 0:
                 b = -1e-12
@@ -325,24 +442,37 @@ cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, const double[::
         out[0] = 0.0
         out[1] = mean
         return
-    aiot_log1p_scaled(best, y, tmp, n)
-    xi = _sum(tmp, n, 1) / n
-    out[0] = xi
-    out[1] = xi / best
+    if not FAST_FITS:  # the reference's pass at the best theta
+        GPD_PASSES += 1
+        aiot_log1p_scaled(best, y, tmp, n)
+        best_xi = _sum(tmp, n, 1) / n
+    # (else: the same theta's xi, kept from its grid point)
+    out[0] = best_xi
+    out[1] = best_xi / best
 
 
 cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double level, double xi_min,
                     const double[::1] g_neg, const double[::1] g_pos, double* scratch, double* tmp,
-                    double* out) noexcept nogil:
-    """``SpotBank._fit`` / ``SpotCalibrator._fit`` of the values arr[0:n*stride:stride]:
-    out = (t, rate, xi, sigma). scratch, tmp: 2 n doubles, n doubles."""
+                    double* out, double* hint) noexcept nogil:
+    """``SpotBank._fit`` / ``SpotCalibrator._fit`` of the values arr[0:n*stride:stride] (n >= 1):
+    out = (t, rate, xi, sigma). scratch, tmp: 2 n doubles, n doubles. hint: the statistic's quantile
+    bracket (:func:`_quantile`) or NULL."""
     cdef Py_ssize_t i, ny = 0
-    cdef double t, mean, sd, sigma, f, lo, hi
+    cdef double t, mean, sd, sigma, f, lo, hi, v, mag, bound
     cdef double* lin = scratch + n
     cdef double gp[2]
-    for i in range(n):
-        lin[i] = arr[i * stride]
-    t = _quantile(lin, n, level, scratch)
+    # the copy, and the window's min and max (streaming.DEGENERATE, np.std's bound below) in one pass
+    lo = arr[0]
+    hi = lo
+    lin[0] = lo
+    for i in range(1, n):
+        v = arr[i * stride]
+        lin[i] = v
+        if v < lo:
+            lo = v
+        elif v > hi:
+            hi = v
+    t = _quantile(lin, n, level, scratch, hint)
     for i in range(n):
         if lin[i] > t:
             scratch[ny] = lin[i] - t
@@ -354,28 +484,27 @@ cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double l
     else:
         gp[0] = 0.0
         gp[1] = 0.0
-    # np.std(arr): sqrt(mean((arr - mean(arr))**2))
-    mean = _sum(lin, n, 1) / n
-    for i in range(n):
-        tmp[i] = (lin[i] - mean) * (lin[i] - mean)
-    sd = sqrt(_sum(tmp, n, 1) / n)
     sigma = gp[1]
     f = 1e-9 * (1.0 + fabs(t))
     if f > sigma:
         sigma = f
-    f = 1e-6 * sd
-    if f > sigma:
-        sigma = f
+    # sigma's floor 1e-6 np.std(arr), computed only when it could bind: np.std <= max |x - mean| <=
+    # (hi - lo) + the mean's rounding (far below 1e-10 max |x|), bounded here with room to spare; a
+    # constant window (lo == hi) has its sigma replaced below. A NaN bound computes it (as before).
+    mag = fabs(lo) if fabs(lo) > fabs(hi) else fabs(hi)
+    bound = ((hi - lo) + 1e-10 * mag) * 1.0001
+    if lo != hi and (not FAST_FITS or not (1e-6 * bound < sigma)):
+        # np.std(arr): sqrt(mean((arr - mean(arr))**2))
+        mean = _sum(lin, n, 1) / n
+        for i in range(n):
+            tmp[i] = (lin[i] - mean) * (lin[i] - mean)
+        sd = sqrt(_sum(tmp, n, 1) / n)
+        f = 1e-6 * sd
+        if f > sigma:
+            sigma = f
     out[2] = gp[0]
     out[3] = sigma
     # streaming.DEGENERATE: a window of one value has no tail; p = 1 for any value
-    lo = lin[0]
-    hi = lin[0]
-    for i in range(1, n):
-        if lin[i] < lo:
-            lo = lin[i]
-        elif lin[i] > hi:
-            hi = lin[i]
     if lo == hi:
         out[1] = 1.0
         out[2] = 0.0
@@ -498,8 +627,24 @@ def spot_fit(arr, double level, double xi_min):
     cdef double[::1] g_neg = np.geomspace(1e-6, 1.0 - 1e-6, 40)
     cdef double[::1] g_pos = np.geomspace(1e-6, 6.0, 40)
     cdef double out[4]
-    _spot_fit(&a[0], n, 1, level, xi_min, g_neg, g_pos, &scratch[0], &tmp[0], out)
+    _spot_fit(&a[0], n, 1, level, xi_min, g_neg, g_pos, &scratch[0], &tmp[0], out, NULL)
     return out[0], out[1], out[2], out[3]
+
+
+def quantiles_hinted(windows, double q):
+    """The quantile of each window in turn through one kept bracket, as a statistic's re-fits take
+    them (for the tests: each must be ``np.quantile``'s)."""
+    cdef double hint[2]
+    cdef double[::1] a
+    cdef double[::1] scratch
+    hint[0] = NAN
+    hint[1] = NAN
+    res = []
+    for w in windows:
+        a = np.ascontiguousarray(w, dtype=np.float64)
+        scratch = np.empty(max(a.shape[0], 1))
+        res.append(_quantile(&a[0], a.shape[0], q, &scratch[0], hint))
+    return res
 
 
 # indices of Ensemble.ist (int64 scalar state shared with the Python objects)
@@ -563,6 +708,8 @@ cdef class Ensemble:
     cdef double q_expect, q_unit
     # scratch
     cdef double[::1] g_neg, g_pos, scratch, tmp, ybuf, e
+    # each SPOT's quantile bracket for its next fit (channels, T2, Q, rank; not state: NaN = none)
+    cdef double[:, ::1] qhint
     cdef public object ev_ch, ev_old, ev_new
     cdef long long[::1] evc
     cdef double[::1] evo, evn
@@ -659,6 +806,7 @@ cdef class Ensemble:
         self.g_neg = np.geomspace(1e-6, 1.0 - 1e-6, 40)
         self.g_pos = np.geomspace(1e-6, 6.0, 40)
         self.scratch = np.empty(3 * self.window + 3)
+        self.qhint = np.full((self.n + 3, 2), np.nan)
         self.tmp = np.empty(self.window + 1)
         self.ybuf = np.empty(max(self.n, 1))
         self.e = np.empty(max(self.n, 1))
@@ -683,7 +831,7 @@ cdef class Ensemble:
     cdef void _fit_chan(self, Py_ssize_t i) noexcept nogil:
         cdef double out[4]
         _spot_fit(&self.cbuf[0, i], self.cfill[i], self.cbuf.shape[1], self.level_q, self.xi_min,
-                  self.g_neg, self.g_pos, &self.scratch[0], &self.tmp[0], out)
+                  self.g_neg, self.g_pos, &self.scratch[0], &self.tmp[0], out, &self.qhint[i, 0])
         self.ct[i] = out[0]
         self.crate[i] = out[1]
         self.cxi[i] = out[2]
@@ -708,7 +856,7 @@ cdef class Ensemble:
                 m += 1
         # _spot_fit needs 2 m scratch doubles and m more for its tmp
         _spot_fit(lin, m, 1, self.level_q, self.xi_min, self.g_neg, self.g_pos, &self.scratch[0],
-                  &self.scratch[0] + 2 * m, out)
+                  &self.scratch[0] + 2 * m, out, &self.qhint[self.n + i, 0])
         self.mt[i] = out[0]
         self.mrate[i] = out[1]
         self.mxi[i] = out[2]
@@ -750,7 +898,7 @@ cdef class Ensemble:
                 lin[m] = self.kbuf[j, 0]
                 m += 1
         _spot_fit(lin, m, 1, self.level_q, self.xi_min, self.g_neg, self.g_pos, &self.scratch[0],
-                  &self.scratch[0] + 2 * m, out)
+                  &self.scratch[0] + 2 * m, out, &self.qhint[self.n + 2, 0])
         self.kt[0] = out[0]
         self.krate[0] = out[1]
         self.kxi[0] = out[2]
@@ -1001,7 +1149,52 @@ cdef class Ensemble:
             double[:, ::1] z_out, double[:, ::1] cp_out, long long[::1] lead_out):
         """Rows start.. of x; returns the index after the last row processed. It stops after a row that
         is due a PCA refresh (ist[I_REFRESH] = 1) or that emitted change events (ist[I_NEV] > 0).
-        lead_out: the channel whose rank test gave the row's smallest p, else -1."""
+        lead_out: the channel whose rank test gave the row's smallest p, else -1 (every row processed
+        gets its entry of every output)."""
+        return self._run(x, start, p_out, alert_out, z_out, cp_out, lead_out)
+
+    def run_block(self, const double[:, ::1] x, double[::1] p_out, unsigned char[::1] alert_out,
+                  double[:, ::1] z_out, double[:, ::1] cp_out, long long[::1] lead_out, det, event):
+        """``StreamingDetector._run_compiled``: every row of x, the scalars of ``det`` (the detector: its
+        baseline, hyst and mv) in and out, the PCA refreshes (``det.mv._refresh()`` as
+        :func:`pca_refresh` does it, then :meth:`set_basis`) and the change events (``event(row, channel, old, new)``, in order) between
+        the kernel's runs; returns the events. The same steps as that Python loop, with the outputs'
+        buffers taken once per block instead of once per run."""
+        cdef long long[::1] ist = self.ist
+        cdef Py_ssize_t i = 0, j, rows = x.shape[0]
+        b = det.baseline
+        h = det.hyst
+        mv = det.mv
+        ist[I_ROWS] = b.rows
+        ist[I_MV_COUNT] = mv.count if mv is not None else 0
+        ist[I_OPEN] = 1 if h.is_open else 0
+        ist[I_RUN] = h.run
+        ist[I_K] = mv.k if mv is not None else 0
+        ist[I_OPEN_ROWS] = h.open_rows
+        events = []
+        while i < rows:
+            i = self._run(x, i, p_out, alert_out, z_out, cp_out, lead_out)
+            if ist[I_NEV]:  # change events of row i - 1
+                for j in range(ist[I_NEV]):
+                    events.append(event(ist[I_ROWS] - 1, self.evc[j], self.evo[j], self.evn[j]))
+            if mv is not None and ist[I_REFRESH]:  # PCA refresh due after row i - 1: numpy/LAPACK
+                mv.count = ist[I_MV_COUNT]
+                pca_refresh(mv)  # mv._refresh(), bit for bit
+                self.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect, mv.q_unit)
+        b.rows = ist[I_ROWS]
+        h.is_open = ist[I_OPEN] != 0
+        h.run = ist[I_RUN]
+        h.open_rows = ist[I_OPEN_ROWS]
+        if mv is not None:
+            mv.count = ist[I_MV_COUNT]
+            if ist[I_REFRESHED_1]:  # one channel: the kernel refreshed the 1 x 1 "PCA" itself
+                mv.basis, mv.inv_vals, mv.k, mv.q_expect = self.basis_state()
+                ist[I_REFRESHED_1] = 0
+        return events
+
+    cdef Py_ssize_t _run(self, const double[:, ::1] x, Py_ssize_t start, double[::1] p_out,
+                         unsigned char[::1] alert_out, double[:, ::1] z_out, double[:, ::1] cp_out,
+                         long long[::1] lead_out) noexcept:
         cdef Py_ssize_t r, j, m, n = self.n, rows = x.shape[0], k, nev, jm
         cdef long long cnt
         cdef double v, d, s, lv, xl, lo, hi, fz, zl, az, w_loc, rho, a_s, p_min, p, a, sp, g
@@ -1251,3 +1444,101 @@ cdef class Ensemble:
                     break
         return done
 
+
+
+cdef inline bint _np_lt(double a, double b) noexcept nogil:
+    """numpy's float order for searchsorted: NaN after everything."""
+    return a < b or (b != b and a == a)
+
+
+def pca_refresh(mv):
+    """``MultivariateDetector._refresh`` of ``mv`` (two or more channels; one goes to the numpy code),
+    its attributes set as that method sets them, with the same numpy eigendecomposition
+    (``np.linalg.eigh`` of the same matrix) and the same arithmetic around it in compiled code: the
+    shrunk matrix elementwise as numpy's ufuncs compute it, the trace and the sums as numpy's pairwise
+    reductions (from 0.0), the cumulative sum in order, the share's binary search as numpy's
+    searchsorted; Python's min/max as they pick. Bit for bit the reference (tested)."""
+    cdef Py_ssize_t p = mv.p, i, j, k, lo_i, hi_i, mid
+    cdef double alpha = mv.alpha, inv_a, n_eff, lam, shrink_min, tr, c, t1, t2, total, explained, q, lv
+    cdef long long count
+    cdef const double[:, ::1] cov
+    cdef double[:, ::1] s
+    cdef const double[::1] vals
+    cdef const double[:, :] vecs
+    cdef double[:, ::1] basis
+    cdef double[::1] inv_vals
+    cdef double share[256]
+    if p < 2 or p > 256 or type(mv.count) is not int:
+        mv._refresh()
+        return
+    cov = np.ascontiguousarray(mv.cov, dtype=np.float64)
+    count = mv.count
+    cfg = mv.cfg
+    shrink_min = cfg.shrink_min
+    explained = cfg.explained
+    # n_eff = min(count, 1 / alpha); lam = max(shrink_min, p / (n_eff + p))
+    inv_a = 1.0 / alpha
+    if inv_a < <double>count:
+        n_eff = inv_a
+        lam = <double>p / (n_eff + <double>p)
+    else:
+        lam = <double>p / <double>(count + p)  # int / int: the correctly rounded quotient
+    if lam > shrink_min:
+        pass
+    else:
+        lam = shrink_min
+    s_arr = np.empty((p, p))
+    s = s_arr
+    for i in range(p):
+        for j in range(p):
+            t1 = (1.0 - lam) * cov[i, j]
+            t2 = lam * (cov[i, i] if i == j else 0.0)
+            s[i, j] = t1 + t2
+    tr = 0.0 + _pairwise(&s[0, 0], p, p + 1)
+    if not tr > 0.0:
+        mv.k = 0
+        mv.basis = np.zeros((p, 0))
+        return
+    c = 1e-9 * tr / p
+    for i in range(p):
+        for j in range(p):
+            s[i, j] = s[i, j] + c * (1.0 if i == j else 0.0)
+    w, v = np.linalg.eigh(s_arr)
+    vals = w
+    vecs = v
+    # reversed: vals[p - 1 - m]; share = cumsum / sum
+    total = 0.0 + _pairwise(&vals[p - 1], p, -1)
+    lv = vals[p - 1]
+    share[0] = lv / total
+    for i in range(1, p):
+        lv = lv + vals[p - 1 - i]
+        share[i] = lv / total
+    lo_i = 0
+    hi_i = p
+    while lo_i < hi_i:
+        mid = lo_i + ((hi_i - lo_i) >> 1)
+        if _np_lt(share[mid], explained):
+            lo_i = mid + 1
+        else:
+            hi_i = mid
+    k = lo_i + 1
+    if k > p - 1:
+        k = p - 1
+    b_arr = np.empty((p, k))
+    basis = b_arr
+    iv_arr = np.empty(k)
+    inv_vals = iv_arr
+    for i in range(p):
+        for j in range(k):
+            basis[i, j] = vecs[i, p - 1 - j]
+    for j in range(k):
+        inv_vals[j] = 1.0 / vals[p - 1 - j]
+    q = 0.0 + _pairwise(&vals[p - 1 - k], p - k, -1)
+    t1 = 1e-6 * tr
+    if t1 > q:
+        q = t1
+    mv.k = k
+    mv.basis = b_arr
+    mv.inv_vals = iv_arr
+    mv.q_expect = q
+    mv.q_unit = q / vals[p - 1 - k] if vals[p - 1 - k] > 0.0 else 0.0

@@ -974,12 +974,12 @@ class StreamingDetector:
                 p[i], alert[i], z[i], events = r.p, r.alert, r.z, events + r.events
                 cp[i] = r.channel_p
                 lead[i] = r.lead
-        else:  # the kernel writes every entry of every row but the lead: no fill needed
+        else:  # the kernel writes every entry of every row (the lead's -1 too): no fill needed
             p = np.empty(rows)
             alert = np.empty(rows, np.uint8)
             z = np.empty((rows, self.n))
             cp = np.empty((rows, self.n))
-            lead = np.full(rows, -1, np.int64)
+            lead = np.empty(rows, np.int64)
             events = self._run_compiled(x, p, alert, z, cp, lead)
             if rows and self.channel_spots is not None:
                 self.channel_p = cp[-1].copy()
@@ -987,34 +987,11 @@ class StreamingDetector:
 
     def _run_compiled(self, x: np.ndarray, p: np.ndarray, alert: np.ndarray, z: np.ndarray,
                       cp: np.ndarray, lead: np.ndarray) -> list[ChangeEvent]:
-        """The kernel over all rows of x, with the PCA refreshes and change events in between."""
-        k = self._kernel
-        ist = k.ist_arr
-        mv = self.mv
-        ist[:5] = (self.baseline.rows, mv.count if mv is not None else 0, self.hyst.is_open, self.hyst.run,
-                   mv.k if mv is not None else 0)
-        ist[8] = self.hyst.open_rows
-        events: list[ChangeEvent] = []
-        rows = len(x)
-        i = 0
-        while i < rows:
-            i = k.run(x, i, p, alert, z, cp, lead)
-            if ist[5]:  # change events of row i - 1
-                for j in range(int(ist[5])):
-                    events.append(ChangeEvent(int(ist[0]) - 1, int(k.ev_ch[j]), float(k.ev_old[j]),
-                                              float(k.ev_new[j])))
-            if mv is not None and ist[6]:  # PCA refresh due after row i - 1: numpy/LAPACK, as the reference
-                mv.count = int(ist[1])
-                mv._refresh()
-                k.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect, mv.q_unit)
-        self.baseline.rows = int(ist[0])
-        self.hyst.is_open, self.hyst.run, self.hyst.open_rows = bool(ist[2]), int(ist[3]), int(ist[8])
-        if mv is not None:
-            mv.count = int(ist[1])
-            if ist[7]:  # one channel: the kernel refreshed the 1 x 1 "PCA" itself
-                mv.basis, mv.inv_vals, mv.k, mv.q_expect = k.basis_state()
-                ist[7] = 0
-        return events
+        """The kernel over all rows of x, with the PCA refreshes and change events in between: the loop
+        (``Ensemble.run`` until the rows are done; after a run, its change events and a refresh due,
+        ``self.mv._refresh()`` and ``set_basis``; this detector's scalars synced with the kernel's
+        before and after) is ``Ensemble.run_block``, compiled: one call per block."""
+        return self._kernel.run_block(x, p, alert, z, cp, lead, self, ChangeEvent)
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Score a (rows, channels) array: (score, alert) arrays."""

@@ -1,6 +1,7 @@
 """aiotstream.models.streaming against slow references (plain loops, batch numpy, scipy) and SKAB."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -762,3 +763,191 @@ def test_a_clean_daily_cycle_is_not_a_fault(seed: int) -> None:
     x = series("daily", 3 * DAY, 8, seed)
     b = S.StreamingDetector(8, impl="compiled").update_block(x)
     assert openings(b.alert) <= 3
+
+
+# ---------------------------------------------------------------------------------------------------
+# the compiled SPOT re-fit's shortcuts (_streaming.set_fast_fits): bit for bit the work they skip
+
+
+@st.composite
+def spot_windows(draw):
+    """Windows a SPOT re-fit sees, and some it should not: |z|-like, heavy tails (xi beyond 1: the grid's
+    cut), ties, a tiny spread far from 0 (np.std's bound), a top cluster of near-equal values (np.std's
+    floor on sigma binds), constant."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    n = draw(st.sampled_from([1, 5, 30, 200, 511, 512, 1500, 3600]))
+    kind = draw(st.sampled_from(["abs", "pareto", "ties", "far", "cluster", "constant"]))
+    rng = np.random.default_rng(seed)
+    if kind == "abs":
+        a = np.abs(rng.normal(size=n)) * rng.uniform(1e-3, 1e3)
+    elif kind == "pareto":
+        a = rng.pareto(rng.uniform(0.2, 3.0), size=n)
+    elif kind == "ties":
+        a = rng.integers(0, 5, n).astype(float)
+    elif kind == "far":
+        a = 1e6 + rng.normal(size=n) * 10.0 ** rng.uniform(-9, -3)
+    elif kind == "cluster":
+        a = rng.uniform(0.0, 1.0, n)
+        top = rng.random(n) < rng.uniform(0.12, 0.3)
+        a[top] = 1000.0 + 1e-9 * rng.random(int(top.sum()))
+    else:
+        a = np.full(n, rng.normal())
+    level = draw(st.sampled_from([0.5, 0.9, 0.99]))
+    xi_min = draw(st.sampled_from([0.0, -0.3, -0.5]))
+    return a, level, xi_min
+
+
+def _both_fits(fn, *args):
+    C = _compiled()
+    prev = C.set_fast_fits(False)
+    try:
+        slow = fn(*args)
+    finally:
+        C.set_fast_fits(prev)
+    return slow, fn(*args)
+
+
+@settings(max_examples=300, deadline=None)
+@given(w=spot_windows(), simd=st.sampled_from([0, 1, 2]))
+def test_compiled_spot_fit_shortcuts_change_no_bit(w, simd: int) -> None:
+    """On every log1p path the CPU has (the cut beyond xi = 1 relies only on their error being small)."""
+    C = _compiled()
+    a, level, xi_min = w
+    C.set_simd_level(simd)
+    try:
+        slow, fast = _both_fits(C.spot_fit, a, level, xi_min)
+        assert np.array(fast).tobytes() == np.array(slow).tobytes(), (slow, fast)
+        slow, fast = _both_fits(C.fit_gpd, a, xi_min)
+        assert np.array(fast).tobytes() == np.array(slow).tobytes(), (slow, fast)
+    finally:
+        C.set_simd_level(C.SIMD_LEVEL)
+
+
+def test_compiled_spot_fit_shortcuts_are_taken_and_the_std_floor_still_binds() -> None:
+    """The cases the equivalence above relies on happen: fewer log1p passes (reused grid points, the cut
+    beyond xi = 1), and a window whose sigma is np.std's floor gets it (computed: it could bind)."""
+    C = _compiled()
+    rng = np.random.default_rng(18)
+    for a in (np.abs(rng.normal(size=3600)), rng.pareto(0.4, size=3600)):
+        passes = []
+        for fast in (False, True):
+            prev = C.set_fast_fits(fast)
+            try:
+                before = C.gpd_passes()
+                C.spot_fit(a, 0.9, 0.0)
+                passes.append(C.gpd_passes() - before)
+            finally:
+                C.set_fast_fits(prev)
+        assert passes[1] < passes[0] - 4, passes
+    a = rng.uniform(0.0, 1.0, 1000)
+    a[850:] = 1000.0 + 1e-9 * rng.random(150)
+    t, rate, xi, sigma = C.spot_fit(a, 0.9, 0.0)
+    assert sigma == 1e-6 * np.std(a) and sigma > 1e-9 * (1.0 + abs(t))
+
+
+@st.composite
+def pca_states(draw):
+    """A MultivariateDetector's state at a refresh: correlations of a few channels, some near-singular,
+    tiny or huge, a zero matrix (no trace); counts below and above 1 / alpha."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    p = draw(st.integers(2, 12))
+    rng = np.random.default_rng(seed)
+    kind = draw(st.sampled_from(["random", "low_rank", "scaled", "zero", "diag"]))
+    if kind == "zero":
+        cov = np.zeros((p, p))
+    elif kind == "diag":
+        cov = np.diag(rng.uniform(0.0, 3.0, p))
+    else:
+        r = rng.integers(1, p + 1) if kind == "low_rank" else p + 3
+        a = rng.normal(size=(r, p)) * rng.uniform(0.1, 3.0, p)
+        cov = a.T @ a / r
+        if kind == "scaled":
+            cov *= 10.0 ** rng.uniform(-8, 8)
+    cfg = S.DetectorConfig(halflife=draw(st.sampled_from([3600.0, 50.0, 7.0])),
+                           shrink_min=draw(st.sampled_from([0.01, 0.0, 0.5])),
+                           explained=draw(st.sampled_from([0.9, 0.5, 0.999, 1.0])))
+    count = draw(st.integers(1, 20_000))
+    if draw(st.booleans()):  # explained exactly at one of the shares: k then depends on every bit of it
+        n_eff = min(count, 1.0 / (1.0 - 0.5 ** (1.0 / cfg.halflife)))
+        lam = max(cfg.shrink_min, p / (n_eff + p))
+        s = (1.0 - lam) * cov + lam * np.diag(np.diag(cov))
+        tr = float(np.trace(s))
+        if tr > 0.0:
+            vals = np.linalg.eigh(s + (1e-9 * tr / p) * np.eye(p))[0][::-1]
+            share = np.cumsum(vals) / np.sum(vals)
+            cfg = dataclasses.replace(cfg, explained=float(share[draw(st.integers(0, p - 1))]))
+    return cov, cfg, count
+
+
+@settings(max_examples=300, deadline=None)
+@given(state=pca_states())
+def test_compiled_pca_refresh_is_the_numpy_refresh_bit_for_bit(state) -> None:
+    C = _compiled()
+    cov, cfg, count = state
+    mvs = []
+    for _ in range(2):
+        mv = S.MultivariateDetector(cov.shape[0], cfg)
+        mv.cov[:] = cov
+        mv.count = count
+        mv.k, mv.basis, mv.inv_vals, mv.q_expect, mv.q_unit = 7, np.ones((1, 1)), np.ones(3), 2.5, 0.25
+        mvs.append(mv)
+    mvs[0]._refresh()
+    C.pca_refresh(mvs[1])
+    ref, got = mvs
+    assert (got.k, got.q_expect, got.q_unit) == (ref.k, ref.q_expect, ref.q_unit)
+    for f in ("basis", "inv_vals"):
+        a, b = getattr(ref, f), getattr(got, f)
+        assert a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes(), f
+    assert np.array(got.q_expect).tobytes() == np.array(ref.q_expect).tobytes()
+    assert np.array(got.q_unit).tobytes() == np.array(ref.q_unit).tobytes()
+
+
+@st.composite
+def sliding_windows(draw):
+    """A statistic's successive SPOT windows: a ring whose oldest values are replaced a few (or many) at a
+    time, while it fills or full; values with ties or not."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    size = draw(st.integers(512, 4000))
+    kind = draw(st.sampled_from(["normal", "ties", "exp", "shifting"]))
+    def values(k):
+        if kind == "ties":
+            return rng.integers(0, 6, k).astype(float)
+        if kind == "exp":
+            return rng.exponential(size=k)
+        return rng.normal(size=k)
+    fill = draw(st.integers(512, size))
+    buf = values(size)
+    windows = []
+    pos = fill % size
+    for step in draw(st.lists(st.integers(1, 400), min_size=1, max_size=12)):
+        windows.append(buf[:fill].copy())
+        new = values(step) + (rng.normal() * 5 if kind == "shifting" else 0.0)
+        for v in new:
+            buf[pos] = v
+            pos = (pos + 1) % size
+            fill = min(fill + 1, size)
+    windows.append(buf[:fill].copy())
+    return windows, draw(st.sampled_from([0.1, 0.5, 0.9, 0.999]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(w=sliding_windows())
+def test_compiled_quantile_through_a_kept_bracket_is_numpys_exactly(w) -> None:
+    C = _compiled()
+    windows, level = w
+    assert C.quantiles_hinted(windows, level) == [np.quantile(a, level) for a in windows]
+
+
+def test_compiled_quantile_bracket_is_kept_and_used() -> None:
+    C = _compiled()
+    rng = np.random.default_rng(19)
+    a = rng.normal(size=3600)
+    windows = []
+    for i in range(10):
+        a = a.copy()
+        a[i * 50:(i + 1) * 50] = rng.normal(size=50)
+        windows.append(a)
+    before = C.quantile_hint_hits()
+    assert C.quantiles_hinted(windows, 0.9) == [np.quantile(x, 0.9) for x in windows]
+    assert C.quantile_hint_hits() - before == 9  # every fit after the first
