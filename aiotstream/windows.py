@@ -268,10 +268,12 @@ class WindowAssembler:
         return self.close_until(self.watermark_ns), late
 
     def add_columns(self, cols: list[ReadingColumns], now_s: float | None = None,
-                    times: tuple[int, int] | None = None) -> list[ClosedWindow] | None:
+                    times: tuple[int, int] | None = None, in_order: bool = False) -> list[ClosedWindow] | None:
         """:meth:`add` for a batch of readings as columns, without an object per value: the windows closed,
         or None (nothing changed) when the batch needs :meth:`add` (sliding windows, or a late reading).
-        ``times``: the batch's (oldest, newest) reading time if the caller has it (None: found here).
+        ``times``: the batch's (oldest, newest) reading time if the caller has it (None: found here);
+        ``in_order``: the caller knows that the times of one set of columns are in order (False: checked
+        here).
 
         Same effects as ``add`` of the readings the columns stand for (good quality, in order), which are
         then all taken (none late), except that the windows keep only the values of ``keep_readings`` if
@@ -297,7 +299,8 @@ class WindowAssembler:
                 and (not expected or expected == ("readings",)):  # (a replayed table's batch: checked first)
             c = cols[0]
             ts = c.ts_ns
-            if keep.isdisjoint(c.metrics) and (oldest == newest or all(map(le, ts, islice(ts, 1, None)))):
+            if keep.isdisjoint(c.metrics) \
+                    and (in_order or oldest == newest or all(map(le, ts, islice(ts, 1, None)))):
                 self.now_s = None  # (first_arrival stays as it is; no resumption without a clock)
                 return self._add_in_order(c, newest)
         self.now_s = now_s

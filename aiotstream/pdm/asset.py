@@ -32,7 +32,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import attrgetter
+from itertools import islice
+from operator import attrgetter, le
 from typing import Any
 
 import numpy as np
@@ -286,6 +287,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         timeline follows, or sliding windows. The outputs are those of ``on_items`` of the readings."""
         rt = self.rt
         metrics = rt.timeline_metrics
+        in_order = False
         if len(cols) == 1:  # (one asset's rows of one poll batch: the usual case)
             c = cols[0]
             if metrics and not metrics.isdisjoint(c.metrics):
@@ -293,7 +295,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             ts = c.ts_ns
             if not ts:
                 return None
-            lo, hi = min(ts), max(ts)
+            in_order = all(map(le, ts, islice(ts, 1, None)))  # (the usual case: the ends are the extremes)
+            lo, hi = (ts[0], ts[-1]) if in_order else (min(ts), max(ts))
         else:
             if metrics and any(not metrics.isdisjoint(c.metrics) for c in cols):
                 return None
@@ -313,7 +316,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
             max_past = self._max_past_ns = _ns(rt.config.window.max_past_s)
         if lo < ref - max_past:
             return None
-        closed = windows.add_columns(cols, now_s, (lo, hi))
+        closed = windows.add_columns(cols, now_s, (lo, hi), in_order)
         if closed is None:
             return None
         scalar = self.scalar
