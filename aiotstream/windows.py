@@ -36,8 +36,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from itertools import islice
-from operator import attrgetter, le
+from operator import attrgetter
 
 import numpy as np
 
@@ -268,7 +267,8 @@ class WindowAssembler:
         return self.close_until(self.watermark_ns), late
 
     def add_columns(self, cols: list[ReadingColumns], now_s: float | None = None,
-                    times: tuple[int, int] | None = None, in_order: bool = False) -> list[ClosedWindow] | None:
+                    times: tuple[int, int] | None = None, in_order: bool = False
+                    ) -> list[ClosedWindow] | None:
         """:meth:`add` for a batch of readings as columns, without an object per value: the windows closed,
         or None (nothing changed) when the batch needs :meth:`add` (sliding windows, or a late reading).
         ``times``: the batch's (oldest, newest) reading time if the caller has it (None: found here);
@@ -300,7 +300,7 @@ class WindowAssembler:
             c = cols[0]
             ts = c.ts_ns
             if keep.isdisjoint(c.metrics) \
-                    and (in_order or oldest == newest or all(map(le, ts, islice(ts, 1, None)))):
+                    and (in_order or oldest == newest or ts == sorted(ts)):  # (in time order)
                 self.now_s = None  # (first_arrival stays as it is; no resumption without a clock)
                 return self._add_in_order(c, newest)
         self.now_s = now_s
@@ -312,7 +312,7 @@ class WindowAssembler:
             key = (c.topic, c.partition)
             ts, offsets = c.ts_ns, c.offsets
             n = len(ts)
-            if all(map(le, ts, islice(ts, 1, None))):  # in time order (the usual case): window by window
+            if ts == sorted(ts):  # in time order (the usual case): window by window
                 i = 0
                 while i < n:
                     t = ts[i]

@@ -32,8 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import islice
-from operator import attrgetter, le
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -127,8 +126,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
     """
 
     _max_past_ns: int | None = None  # window.max_past_s in ns (found at the first batch of columns)
-    _kpi_lengths: list[int] | None | bool = False  # every KPI scheme tumbling: their lengths, else None (False:
-    # not found yet)
+    # every KPI scheme tumbling: their lengths, else None (False: not found yet)
+    _kpi_lengths: list[int] | None | bool = False
 
     def __init__(self, rt: SiteRuntime, asset_id: str):
         self.rt = rt
@@ -295,7 +294,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
             ts = c.ts_ns
             if not ts:
                 return None
-            in_order = all(map(le, ts, islice(ts, 1, None)))  # (the usual case: the ends are the extremes)
+            # in time order (the usual case: its ends are the extremes)? (sorted() of a list in order is one
+            # pass in C, cheaper than a comparison per pair through map)
+            in_order = ts == sorted(ts)
             lo, hi = (ts[0], ts[-1]) if in_order else (min(ts), max(ts))
         else:
             if metrics and any(not metrics.isdisjoint(c.metrics) for c in cols):
@@ -308,7 +309,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         progress = windows.progress
         if progress:
             newest = max(progress.values()) if len(progress) > 1 else next(iter(progress.values()))
-            ref = hi if hi > newest else newest
+            ref = hi if hi > newest else newest  # noqa: FURB136 (no call)
         else:
             ref = hi
         max_past = self._max_past_ns
