@@ -398,13 +398,15 @@ class WindowAssembler:
         n = len(ts)
         asset = self.asset
         direct: list[ClosedWindow] = []
+        # offsets in order too (a table's row numbers): a window's span is its first and last reading's
+        ordered = offsets == sorted(offsets)
         i = 0
         while i < n:
             t = ts[i]
             start = t - t % hop
             j = bisect_left(ts, start + hop, i)
-            if j == i + 1:
-                lo = hi = offsets[i]
+            if ordered:
+                lo, hi = offsets[i], offsets[j - 1]
             else:
                 seg = offsets[i:j]
                 lo, hi = min(seg), max(seg)
