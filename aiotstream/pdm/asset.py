@@ -422,10 +422,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if active != self.suppression.on:
             self.suppression.update(active)
         ends, lat = self._closed_ends, self._latencies
-        if ends:
-            now = time.time()
-            STATS.observe_ages("window_close_latency_seconds", now, ends)
-            STATS.watermark(self.asset_id, max(ends))
+        if ends:  # (their close latencies and the newest end as the asset's watermark)
+            STATS.windows_closed(self.asset_id, time.time(), ends)
             ends.clear()
         if lat:
             model = self.rt.model_block
