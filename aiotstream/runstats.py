@@ -59,6 +59,8 @@ BUCKETS: dict[str, tuple[float, ...]] = {
                                   0.1, 0.25, 1.0),
 }
 """Histogram name -> upper bounds of its buckets (``le``; +Inf is implied)."""
+_CLOSE_KEY: tuple[str, tuple[str, ...]] = ("window_close_latency_seconds", ())
+_CLOSE_BOUNDS = BUCKETS["window_close_latency_seconds"]
 SAME_LOSSES = (frozenset({"mqtt_broker_dropped", "mqtt_seq_gap"}),)
 """Sets of ``losses`` keys that count the same messages (the total takes the largest of each set)."""
 
@@ -168,6 +170,25 @@ class RunStats:
                 v = now_s - t / _NS_PER_S
                 h[bisect_left(bounds, v)] += 1
                 h[-1] += v
+
+    def windows_closed(self, asset: str, now_s: float, ends_ns: list[int]) -> None:
+        """``observe_ages("window_close_latency_seconds", now_s, ends_ns)`` and ``watermark(asset,
+        max(ends_ns))`` in one call (the windows an asset closed in a batch, ``ends_ns`` not empty).
+
+        >>> s = RunStats(); s.windows_closed("a", 10.0, [9_000_000_000, 9_500_000_000])
+        >>> s.histograms()[("window_close_latency_seconds", ())][-1], s.watermarks()
+        (1.5, [9500000000])
+        """
+        bounds = _CLOSE_BOUNDS
+        with self._lock:
+            h = self._hist.get(_CLOSE_KEY)
+            if h is None:
+                h = self._hist[_CLOSE_KEY] = [0] * (len(bounds) + 1) + [0.0]
+            for t in ends_ns:
+                v = now_s - t / _NS_PER_S
+                h[bisect_left(bounds, v)] += 1
+                h[-1] += v
+        self._marks[asset] = max(ends_ns) if len(ends_ns) > 1 else ends_ns[0]
 
     def histograms(self) -> dict[tuple[str, tuple[str, ...]], list[float]]:
         """A copy: (name, label values) -> counts per bucket (not cumulative), the count above the last

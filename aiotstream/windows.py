@@ -36,8 +36,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from itertools import islice
-from operator import attrgetter, le
+from operator import attrgetter
 
 import numpy as np
 
@@ -268,10 +267,13 @@ class WindowAssembler:
         return self.close_until(self.watermark_ns), late
 
     def add_columns(self, cols: list[ReadingColumns], now_s: float | None = None,
-                    times: tuple[int, int] | None = None) -> list[ClosedWindow] | None:
+                    times: tuple[int, int] | None = None, in_order: bool = False
+                    ) -> list[ClosedWindow] | None:
         """:meth:`add` for a batch of readings as columns, without an object per value: the windows closed,
         or None (nothing changed) when the batch needs :meth:`add` (sliding windows, or a late reading).
-        ``times``: the batch's (oldest, newest) reading time if the caller has it (None: found here).
+        ``times``: the batch's (oldest, newest) reading time if the caller has it (None: found here);
+        ``in_order``: the caller knows that the times of one set of columns are in order (False: checked
+        here).
 
         Same effects as ``add`` of the readings the columns stand for (good quality, in order), which are
         then all taken (none late), except that the windows keep only the values of ``keep_readings`` if
@@ -289,26 +291,28 @@ class WindowAssembler:
         if closed_end is not None and newest is not None \
                 and oldest - oldest % hop + length <= closed_end:  # a late reading: add() says which
             return None
+        keep = self.keep_readings
+        progress = self.progress
+        expected = self.expected  # (a replay waits for these: "readings" is there once this batch is taken)
+        if now_s is None and len(cols) == 1 and keep is not None and newest is not None \
+                and (not progress or (len(progress) == 1 and "readings" in progress)) \
+                and (not expected or expected == ("readings",)):  # (a replayed table's batch: checked first)
+            c = cols[0]
+            ts = c.ts_ns
+            if keep.isdisjoint(c.metrics) \
+                    and (in_order or oldest == newest or ts == sorted(ts)):  # (in time order)
+                self.now_s = None  # (first_arrival stays as it is; no resumption without a clock)
+                return self._add_in_order(c, newest)
         self.now_s = now_s
         if self.first_arrival is None:
             self.first_arrival = now_s
         if now_s is not None and self.last_arrival and now_s - max(self.last_arrival.values()) > self.idle_s:
             self.resumed_at = now_s  # every stream was silent: the asset resumes now
-        keep = self.keep_readings
-        progress = self.progress
-        expected = self.expected  # (a replay waits for these: "readings" is there once this batch is taken)
-        if len(cols) == 1 and now_s is None and keep is not None and newest is not None \
-                and (not expected or expected == ("readings",)) \
-                and (not progress or (len(progress) == 1 and "readings" in progress)):
-            c = cols[0]
-            ts = c.ts_ns
-            if keep.isdisjoint(c.metrics) and all(map(le, ts, islice(ts, 1, None))):
-                return self._add_in_order(c, newest)
         for c in cols:
             key = (c.topic, c.partition)
             ts, offsets = c.ts_ns, c.offsets
             n = len(ts)
-            if all(map(le, ts, islice(ts, 1, None))):  # in time order (the usual case): window by window
+            if ts == sorted(ts):  # in time order (the usual case): window by window
                 i = 0
                 while i < n:
                     t = ts[i]
@@ -394,13 +398,15 @@ class WindowAssembler:
         n = len(ts)
         asset = self.asset
         direct: list[ClosedWindow] = []
+        # offsets in order too (a table's row numbers): a window's span is its first and last reading's
+        ordered = offsets == sorted(offsets)
         i = 0
         while i < n:
             t = ts[i]
             start = t - t % hop
             j = bisect_left(ts, start + hop, i)
-            if j == i + 1:
-                lo = hi = offsets[i]
+            if ordered:
+                lo, hi = offsets[i], offsets[j - 1]
             else:
                 seg = offsets[i:j]
                 lo, hi = min(seg), max(seg)
@@ -409,9 +415,10 @@ class WindowAssembler:
                 if start <= limit:  # opened and closed by this batch
                     direct.append(ClosedWindow(asset, start, start + length, (), ((topic, part, lo, hi),), -1,
                                                -1, {}, ()))
-                    i = j
-                    continue
-                acc = open_[start] = _Acc()
+                else:  # (what _Acc() and the span's first store make)
+                    open_[start] = _Acc([], {key: [lo, hi]}, -1, -1, {})
+                i = j
+                continue
             span = acc.offsets.get(key)
             if span is None:
                 acc.offsets[key] = [lo, hi]
@@ -421,7 +428,7 @@ class WindowAssembler:
                 if hi > span[1]:  # noqa: PLR1730
                     span[1] = hi
             i = j
-        closed = self.close_until(watermark)
+        closed = self.close_until(watermark) if open_ else []
         if not direct:
             return closed
         end = direct[-1].end_ns  # (the newest of them)
@@ -429,6 +436,9 @@ class WindowAssembler:
             self.closed_end_ns = end
         if not closed:
             return direct
+        if closed[-1].start_ns < direct[0].start_ns:  # (both in start order: already in order together)
+            closed += direct
+            return closed
         closed += direct
         closed.sort(key=_start_of)
         return closed
@@ -442,6 +452,8 @@ class WindowAssembler:
         length = self.length_ns
         limit = watermark_ns - length
         ready = sorted(open_) if len(open_) > 1 else tuple(open_)
+        if ready[0] > limit:
+            return []
         out = []
         asset, closed_end = self.asset, self.closed_end_ns
         for s in ready:

@@ -38,6 +38,9 @@ def _time_keys(maint: bool, state: str | None, failed: bool) -> tuple[str, ...]:
     return tuple(keys)
 
 
+_KEYS_PLAIN = _time_keys(False, None, False)  # no maintenance, no machine state, no failure
+
+
 # ---- per-asset tracker ------------------------------------------------------------------------------
 @dataclass(slots=True)
 class _Period:
@@ -175,10 +178,13 @@ class KpiTracker:
         quick = a is not None and a < end_ns and end_ns - a <= self.max_gap_ns and not maintenance.windows
         if quick:  # (what advance would do: _account(a, end_ns, False))
             state = self.state
-            failed = bool(self.alert_failures or state == "down") and self.in_failure()
-            keys = _KEYS.get((False, state, failed))
-            if keys is None:
-                keys = _KEYS[(False, state, failed)] = _time_keys(False, state, failed)
+            if state is None and not self.alert_failures:  # (no machine state, no failure: the usual case)
+                keys = _KEYS_PLAIN
+            else:
+                failed = bool(self.alert_failures or state == "down") and self.in_failure()
+                keys = _KEYS.get((False, state, failed))
+                if keys is None:
+                    keys = _KEYS[(False, state, failed)] = _time_keys(False, state, failed)
         for i, scheme in enumerate(self.schemes):
             if type(scheme) is Tumbling:
                 length = scheme.length_ns
@@ -216,7 +222,8 @@ class KpiTracker:
                     self._account_scheme(i, scheme, a, end_ns, keys)  # type: ignore[arg-type]
         if quick:
             self.accounted_ns = end_ns
-            limit = min(end_ns, end_ns - self.emit_delay_ns)
+            delay = self.emit_delay_ns
+            limit = end_ns - delay if delay > 0 else end_ns  # (min(end_ns, end_ns - delay) without the call)
             for p in periods.values():  # (as close: nearly always none is done)
                 if p.end <= limit:
                     break

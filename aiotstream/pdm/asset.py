@@ -82,8 +82,9 @@ MAX_WAITING_FEEDBACK = 10_000
 ALERT_TYPE = ALERT_TYPE_ANOMALY
 
 
-_TRANSIENT = frozenset({"rt", "_closed_ends", "_latencies"})
-"""Left out of snapshots: the shared runtime, and what a batch collects for the metrics."""
+_TRANSIENT = frozenset({"rt", "_closed_ends", "_latencies", "_max_past_ns", "_kpi_lengths"})
+"""Left out of snapshots: the shared runtime, what a batch collects for the metrics, and what is found once
+from the configuration (again after a resume: the configuration may have changed)."""
 
 
 def _ns(seconds: float) -> int:
@@ -123,6 +124,10 @@ class AssetAnalyzer(effects.RuntimeEntity):
     :func:`deliver` from whichever asset of the worker runs), so windows keep
     their order and each is scored exactly once.
     """
+
+    _max_past_ns: int | None = None  # window.max_past_s in ns (found at the first batch of columns)
+    # every KPI scheme tumbling: their lengths, else None (False: not found yet)
+    _kpi_lengths: list[int] | None | bool = False
 
     def __init__(self, rt: SiteRuntime, asset_id: str):
         self.rt = rt
@@ -220,8 +225,11 @@ class AssetAnalyzer(effects.RuntimeEntity):
         return self
 
     # ---- input -------------------------------------------------------------
-    def on_items(self, items: list[Frame | Reading | Feedback], now_s: float | None = None) -> list[Output]:
-        """Take a batch of this asset's inputs; ``now_s`` (monotonic wall clock) drives stream idleness."""
+    def on_items(self, items: list[Frame | Reading | Feedback], now_s: float | None = None,
+                 columns_tried: bool = False) -> list[Output]:
+        """Take a batch of this asset's inputs; ``now_s`` (monotonic wall clock) drives stream idleness.
+        ``columns_tried``: the caller has had :meth:`_on_columns` of ``items`` (a list of columns, no model
+        switch) answer None already."""
         if self.rt.models is not None and any(isinstance(i, ModelSwitch) for i in items):
             for sw in items:
                 if isinstance(sw, ModelSwitch):
@@ -230,7 +238,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         one_set = len(items) == 1 and type(items[0]) is ReadingColumns  # (one asset's rows of a poll batch)
         kinds = {ReadingColumns} if one_set else set(map(type, items))
         if ReadingColumns in kinds:  # table readings as columns: in one pass if nothing needs them one by one
-            if len(kinds) == 1:
+            if len(kinds) == 1 and not columns_tried:
                 outs_c = self._on_columns(items, now_s)  # type: ignore[arg-type]
                 if outs_c is not None:
                     return outs_c
@@ -276,32 +284,48 @@ class AssetAnalyzer(effects.RuntimeEntity):
         :class:`~aiotstream.records.ReadingColumns`), without a :class:`Reading` per value; None (nothing
         changed) when a reading must be taken one by one: one too old or late, one of a metric the KPI
         timeline follows, or sliding windows. The outputs are those of ``on_items`` of the readings."""
-        metrics = self.rt.timeline_metrics
-        if metrics and any(not metrics.isdisjoint(c.metrics) for c in cols):
-            return None
+        rt = self.rt
+        metrics = rt.timeline_metrics
+        in_order = False
         if len(cols) == 1:  # (one asset's rows of one poll batch: the usual case)
-            ts = cols[0].ts_ns
+            c = cols[0]
+            if metrics and not metrics.isdisjoint(c.metrics):
+                return None
+            ts = c.ts_ns
             if not ts:
                 return None
-            lo, hi = min(ts), max(ts)
+            # in time order (the usual case: its ends are the extremes)? (sorted() of a list in order is one
+            # pass in C, cheaper than a comparison per pair through map)
+            in_order = ts == sorted(ts)
+            lo, hi = (ts[0], ts[-1]) if in_order else (min(ts), max(ts))
         else:
+            if metrics and any(not metrics.isdisjoint(c.metrics) for c in cols):
+                return None
             times = [t for c in cols if c.ts_ns for t in (min(c.ts_ns), max(c.ts_ns))]
             if not times:
                 return None
             hi, lo = max(times), min(times)  # as _screen's lean path: is the oldest reading too old?
         windows = self.windows
         progress = windows.progress
-        ref = hi if not progress else max(hi, max(progress.values()))
-        if lo < ref - _ns(self.rt.config.window.max_past_s):
+        if progress:
+            newest = max(progress.values()) if len(progress) > 1 else next(iter(progress.values()))
+            ref = hi if hi > newest else newest  # noqa: FURB136 (no call)
+        else:
+            ref = hi
+        max_past = self._max_past_ns
+        if max_past is None:
+            max_past = self._max_past_ns = _ns(rt.config.window.max_past_s)
+        if lo < ref - max_past:
             return None
-        closed = windows.add_columns(cols, now_s, (lo, hi))
+        closed = windows.add_columns(cols, now_s, (lo, hi), in_order)
         if closed is None:
             return None
-        if self.scalar is not None:
-            self.scalar.add_columns(cols)
-        if windows.closed_end_ns is not None and self.dedupe.order:  # a repeat of a frame before this is late
-            self.dedupe.forget_before(windows.closed_end_ns - self.rt.length_ns)
-        outs = self._windows_closed(closed) if closed or self.rt.models is not None else []
+        scalar = self.scalar
+        if scalar is not None:
+            scalar.add_columns(cols)
+        if self.dedupe.order and windows.closed_end_ns is not None:  # a repeat of a frame before this is late
+            self.dedupe.forget_before(windows.closed_end_ns - rt.length_ns)
+        outs = self._windows_closed(closed) if closed or rt.models is not None else []
         if self.queue and self.clock_ns is not None:  # feedback from the past (relative to the clock) applies
             outs.extend(self._run_until(self.clock_ns, inclusive=False, timers=False))
         self._report()
@@ -398,10 +422,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if active != self.suppression.on:
             self.suppression.update(active)
         ends, lat = self._closed_ends, self._latencies
-        if ends:
-            now = time.time()
-            STATS.observe_ages("window_close_latency_seconds", now, ends)
-            STATS.watermark(self.asset_id, max(ends))
+        if ends:  # (their close latencies and the newest end as the asset's watermark)
+            STATS.windows_closed(self.asset_id, time.time(), ends)
             ends.clear()
         if lat:
             model = self.rt.model_block
@@ -443,8 +465,10 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if scalar is not None:
             block_ns = scalar.cfg.block_s * 1e9
             # every KPI scheme tumbling: their lengths (a window's own periods found by one modulo each)
-            if all(type(sch) is Tumbling for sch in kpi.schemes):
-                lengths = [sch.length_ns for sch in kpi.schemes]
+            lengths = self._kpi_lengths
+            if lengths is False:
+                lengths = self._kpi_lengths = [sch.length_ns for sch in kpi.schemes] \
+                    if all(type(sch) is Tumbling for sch in kpi.schemes) else None
         for w in closed:
             start, end = w.start_ns, w.end_ns
             if kpi.accounted_ns is None:  # (kpi.begin)

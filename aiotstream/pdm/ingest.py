@@ -343,28 +343,31 @@ class Ingestor:
         good = ok.all()
         if good and groups is not None:  # one ReadingColumns per asset of the block, no object per value
             cols: dict[str, ReadingColumns] = {}
+            metrics_l = block.metrics
             i = 0
             for a, run in groupby(block.assets):  # runs of rows of one asset, as slices
                 j = i + len(list(run))
                 if a not in assets_known:
                     for k in range(i, j):
                         bad += 1
-                        reject(self._unknown_row(a, ts_l[k], block.metrics[k], val_l[k],
+                        reject(self._unknown_row(a, ts_l[k], metrics_l[k], val_l[k],
                                                  Position(topic, part, rows[k]), rows[k]))
                     i = j
                     continue
                 col = cols.get(a)
-                if col is None:
-                    col = cols[a] = ReadingColumns(a, topic, part, [], [], [], [])
+                if col is None:  # (the asset's first run in the block: its columns are the run's slices)
+                    col = cols[a] = ReadingColumns(a, topic, part, ts_l[i:j], metrics_l[i:j], val_l[i:j],
+                                                   rows[i:j])
                     got = groups.get(a)
                     if got is None:
                         groups[a] = [col]
                     else:
                         got.append(col)
-                col.ts_ns.extend(ts_l[i:j])
-                col.metrics.extend(block.metrics[i:j])
-                col.values.extend(val_l[i:j])
-                col.offsets.extend(rows[i:j])
+                else:
+                    col.ts_ns.extend(ts_l[i:j])
+                    col.metrics.extend(metrics_l[i:j])
+                    col.values.extend(val_l[i:j])
+                    col.offsets.extend(rows[i:j])
                 i = j
             return n - bad
         for i, (a, m) in enumerate(zip(block.assets, block.metrics)):

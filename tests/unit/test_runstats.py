@@ -80,3 +80,29 @@ def test_the_same_lost_messages_seen_twice_count_once_and_other_causes_add() -> 
     line = s.summary()
     assert "known losses 7,003 (" in line and "overlap: counted once]" in line, line
     assert s.get("losses", "mqtt_seq_gap") == 6000  # the keys keep their own counts
+
+
+def test_windows_closed_is_observe_ages_and_watermark() -> None:
+    """``windows_closed`` (one call per asset and batch) leaves the histogram and the watermarks exactly as
+    ``observe_ages`` of the close latencies and ``watermark`` of the newest end do, batch after batch (ages
+    in every bucket, on the bounds too, and past the last)."""
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from aiotstream.runstats import BUCKETS
+
+    bounds = BUCKETS["window_close_latency_seconds"]
+    age = st.one_of(st.sampled_from([*bounds, 0.0, 1e7]), st.floats(-10, 5000, allow_nan=False))
+
+    @given(batches=st.lists(st.tuples(st.sampled_from(["a", "b"]), st.floats(0, 1e9, allow_nan=False),
+                                      st.lists(age, min_size=1, max_size=4)), min_size=1, max_size=6))
+    def check(batches: list) -> None:
+        fast, ref = RunStats(), RunStats()
+        for asset, now, ages in batches:
+            ends = [round((now - a) * 1_000_000_000) for a in ages]
+            fast.windows_closed(asset, now, list(ends))
+            ref.observe_ages("window_close_latency_seconds", now, ends)
+            ref.watermark(asset, max(ends))
+            assert fast.histograms() == ref.histograms()
+            assert sorted(fast.watermarks()) == sorted(ref.watermarks())
+    check()
