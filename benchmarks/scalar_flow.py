@@ -10,8 +10,10 @@ detector calibrates and re-fits (steady state, not only warm-up).
 
 ``python -m benchmarks.scalar_flow --detector on``; ``--detector off`` for the flow without it;
 ``--profile FILE`` writes a cProfile of the run. The garbage collector is tuned as ``aiotstream run`` and
-``replay`` tune it (:func:`aiotstream.cli.tune_gc`: start-up objects frozen, larger thresholds); ``--gc
-default`` keeps CPython's defaults (the figures recorded before 2026-12-04 evening were taken so).
+``replay`` tune it (:func:`aiotstream.cli.tune_gc`: start-up objects frozen, larger thresholds), and BLAS runs
+on one thread as there (:func:`aiotstream.cli.one_blas_thread`; before 2026-12-05 morning this module set
+``OPENBLAS_NUM_THREADS`` after numpy was imported, too late to act); ``--gc default`` keeps CPython's
+defaults for both (the figures recorded before 2026-12-04 evening were taken so).
 """
 
 from __future__ import annotations
@@ -106,9 +108,10 @@ def run(path: Path, assets: int, channels: int, detector: bool, profile: str | N
         snapshots=False,
     )
     if gc_mode == "cli":  # as the CLI's run/replay do, after building the flow
-        from aiotstream.cli import tune_gc
+        from aiotstream.cli import one_blas_thread, tune_gc
 
         tune_gc()
+        one_blas_thread()
     prof = None
     if profile:
         import cProfile
@@ -148,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
                          "<tmp>/bench-scalar-flow-digest, since the config hash in every id includes it")
     ap.add_argument("--json", default=None, help="append the result as one JSON line to this file")
     args = ap.parse_args(argv)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory(prefix="bench-scalar-flow-") as tmp:
         path = Path(tmp) / "wide.parquet"
         if args.digest:
