@@ -113,10 +113,11 @@ class RowAssembler:
         self._tlo: list[int] = []
         self._thi: list[int] = []
         self._tkey: tuple[str, int] | None = None
+        self._bad_t: int | None = None  # a pending row that _adopt found unfit (it stays so while pending)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        for a in ("_tt", "_tv", "_tlo", "_thi", "_tkey"):
+        for a in ("_tt", "_tv", "_tlo", "_thi", "_tkey", "_bad_t"):
             state.pop(a, None)
         if self._tt:  # the rows as the code before keeps them
             pending, spans = dict(self.pending), {t: dict(sp) for t, sp in self.spans.items()}
@@ -139,11 +140,12 @@ class RowAssembler:
         """Whether the rows pending (a few) are the tail's kind (whole rows as lists of ``k`` values, every
         reading of each from input ``key``): if so, they become the tail (nothing else pending)."""
         pending, spans = self.pending, self.spans
-        if len(pending) > 8 or len(spans) != len(pending):
+        if len(pending) > 256 or self._bad_t in pending:  # (a row found unfit before: still pending)
             return False
         for t, row in pending.items():
             sp = spans.get(t)
             if type(row) is not list or len(row) != k or sp is None or len(sp) != 1 or key not in sp:
+                self._bad_t = t
                 return False
         tt, tv, lo, hi = [], [], [], []
         for t in sorted(pending):
