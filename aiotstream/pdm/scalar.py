@@ -100,24 +100,25 @@ class RowAssembler:
     # The tail: whole rows (every channel once, in channel order) of one input (topic, partition), each newer
     # than the one before, kept as flat lists while nothing else is pending: the usual rows of table
     # columns. Row j is at ``_tt[j]``, its values are ``_tv[j k: (j + 1) k]`` (k: the channels), its
-    # readings' offsets span ``_tlo[j].._thi[j]`` of input ``_tkey``. Such rows go to the detector as one
+    # readings' offsets are ``_to[j k: (j + 1) k]`` of input ``_tkey`` (only their least and greatest count:
+    # an adopted row has its span's two ends there). Such rows go to the detector as one
     # array (ScalarScorer.step) with no row object. Any other path first moves the tail into ``pending`` and
     # ``spans`` as the rows and spans today's code keeps (_flush_tail), so the tail is non-empty only while
-    # ``pending`` is empty, and every path behaves as without it (tests/unit/test_scalar_rows_fast.py). A
+    # ``pending`` is empty, and every path behaves as without it (tests/unit/test_scalar_rows_fast.py,
+    # test_scalar_tail.py); whole rows pending in that form are adopted onto it (_adopt). A
     # snapshot (pickle) holds the rows as ``pending`` (no tail): the state of before, both ways.
     _use_tail = True  # (False: the paths of before only, for the tests' comparisons)
 
     def _tail_init(self) -> None:
         self._tt: list[int] = []
         self._tv: list[float] = []
-        self._tlo: list[int] = []
-        self._thi: list[int] = []
+        self._to: list[int] = []
         self._tkey: tuple[str, int] | None = None
         self._bad_t: int | None = None  # a pending row that _adopt found unfit (it stays so while pending)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        for a in ("_tt", "_tv", "_tlo", "_thi", "_tkey", "_bad_t"):
+        for a in ("_tt", "_tv", "_to", "_tkey", "_bad_t"):
             state.pop(a, None)
         if self._tt:  # the rows as the code before keeps them
             pending, spans = dict(self.pending), {t: dict(sp) for t, sp in self.spans.items()}
@@ -130,31 +131,33 @@ class RowAssembler:
         self._tail_init()
 
     def _tail_rows(self, pending: dict, spans: dict) -> None:
-        tt, tv, lo, hi, key = self._tt, self._tv, self._tlo, self._thi, self._tkey
+        tt, tv, to, key = self._tt, self._tv, self._to, self._tkey
         k = len(tv) // len(tt)
         for j, t in enumerate(tt):
             pending[t] = tv[j * k: j * k + k]
-            _merge_span(spans, t, key, lo[j], hi[j])
+            offs = to[j * k: j * k + k]
+            _merge_span(spans, t, key, min(offs), max(offs))
 
     def _adopt(self, key: tuple[str, int], k: int) -> bool:
-        """Whether the rows pending (a few) are the tail's kind (whole rows as lists of ``k`` values, every
+        """Whether the rows pending (up to 256) are the tail's kind (whole rows as lists of ``k`` values, every
         reading of each from input ``key``): if so, they become the tail (nothing else pending)."""
         pending, spans = self.pending, self.spans
         if len(pending) > 256 or self._bad_t in pending:  # (a row found unfit before: still pending)
             return False
         for t, row in pending.items():
             sp = spans.get(t)
-            if type(row) is not list or len(row) != k or sp is None or len(sp) != 1 or key not in sp:
+            if (type(row) is not list or len(row) != k or sp is None or len(sp) != 1 or key not in sp
+                    or (k == 1 and sp[key][0] != sp[key][1])):  # (the last: one offset slot for two ends)
                 self._bad_t = t
                 return False
-        tt, tv, lo, hi = [], [], [], []
+        tt, tv, to = [], [], []
         for t in sorted(pending):
             tt.append(t)
             tv += pending[t]
             a, b = spans[t][key]
-            lo.append(a)
-            hi.append(b)
-        self._tt, self._tv, self._tlo, self._thi, self._tkey = tt, tv, lo, hi, key
+            to.append(a)  # (k offsets a row: the span's ends, the rest its last)
+            to += repeat(b, k - 1) if k > 1 else ()
+        self._tt, self._tv, self._to, self._tkey = tt, tv, to, key
         self.pending, self.spans, self._first = {}, {}, None
         return True
 
@@ -172,14 +175,15 @@ class RowAssembler:
         k = len(tv) // len(tt)
         ts, vals = tt[:m], tv[: m * k]
         if spans is not None:
-            lo, hi = min(self._tlo[:m]), max(self._thi[:m])
+            offs = self._to[: m * k]
+            lo, hi = min(offs), max(offs)
             key = self._tkey
             cur = spans.get(key)
             spans[key] = (lo, hi) if cur is None else (min(cur[0], lo), max(cur[1], hi))
         if m == len(tt):
             self._tail_init()
         else:
-            del tt[:m], tv[: m * k], self._tlo[:m], self._thi[:m]
+            del tt[:m], tv[: m * k], self._to[: m * k]
         self.last_ns = ts[-1]
         return ts, vals
 
@@ -269,6 +273,17 @@ class RowAssembler:
         time order are taken row by row (the readings of one time together); a row with a new channel or
         one already handed out, and columns out of order, reading by reading."""
         channels = self.channels
+        tt = self._tt
+        if tt and len(cols) == 1:  # the usual call: one row of every channel onto a going tail (the first
+            c = cols[0]            # path below, in short)
+            ts = c.ts_ns
+            t = ts[0]
+            if (t > tt[-1] and c.metrics == channels and ts.count(t) == len(ts) == len(channels)
+                    and c.partition == self._tkey[1] and c.topic == self._tkey[0]):
+                tt.append(t)
+                self._tv += c.values
+                self._to += c.offsets
+                return
         for c in cols:
             ts = c.ts_ns
             n = len(ts)
@@ -284,11 +299,9 @@ class RowAssembler:
                     if n == k:  # (one row: the usual set)
                         t = ts[0]
                         if (last is None or t > last) and metrics == channels and ts.count(t) == k:
-                            offs = c.offsets
                             tt.append(t)
                             self._tv += c.values
-                            self._tlo.append(min(offs))
-                            self._thi.append(max(offs))
+                            self._to += c.offsets
                             self._tkey = key
                             continue
                     else:
@@ -298,11 +311,9 @@ class RowAssembler:
                             if not ((last is None or t > last) and metrics[i:j] == channels
                                     and ts[i:j].count(t) == k):
                                 break
-                            offs = c.offsets[i:j]
                             tt.append(t)
                             self._tv += c.values[i:j]
-                            self._tlo.append(min(offs))
-                            self._thi.append(max(offs))
+                            self._to += c.offsets[i:j]
                             self._tkey = key
                             last = t
                             i = j
