@@ -22,7 +22,12 @@ from aiotstream import code_version
 
 def make_id(*parts: Any) -> str:
     """A 128-bit hex digest of the parts (their ``str``), joined by a separator."""
-    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:32]
+    fmt = _ID_FORMATS[len(parts)] if len(parts) < 16 else "\x1f".join(["%s"] * len(parts))
+    return _sha256((fmt % parts).encode()).hexdigest()[:32]  # (%s: str() of each, without a call per part)
+
+
+_sha256 = hashlib.sha256
+_ID_FORMATS = ["\x1f".join(["%s"] * n) for n in range(16)]
 
 
 def iso_ns(t_ns: int) -> str:

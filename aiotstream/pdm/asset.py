@@ -917,7 +917,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             "id": make_id("scalar", ctx.site, ctx.config_hash, self.asset_id, t0, t1, rows),
             "asset": self.asset_id, "line": self.line, "channels": b.channels, "rows": rows,
             "row_ts_ns": tsl, "row_score": scl,
-            "row_alert": list(map(int, al)) if res.alert.dtype == np.bool_ else [1 if a else 0 for a in al],
+            "row_alert": ([0] * rows if not alert_rows else list(map(int, al))) if res.alert.dtype == np.bool_
+            else [1 if a else 0 for a in al],
             "max_score": max_score, "min_p": float(res.p[top]), "alert_rows": alert_rows,
             "restarted": b.restarted, "changes": changes,
             "top": self._scalar_explain(b, top, k),
@@ -966,8 +967,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         isnan = math.isnan
         if any(map(isnan, zr)):  # (not from the detector, which gives finite z: numpy's order of NaN)
             order = np.argsort(-np.abs(res.z[r]), kind="stable").tolist()
-        else:  # Python's sort is stable too: argsort(-|z|, kind="stable")'s order without numpy calls
-            order = sorted(range(len(zr)), key=[-abs(z) for z in zr].__getitem__)
+        else:  # Python's sort is stable, reversed too: argsort(-|z|, kind="stable")'s order, no numpy call
+            order = sorted(range(len(zr)), key=list(map(abs, zr)).__getitem__, reverse=True)
         lead = -1 if res.lead is None else int(res.lead[r])
         if lead >= 0:  # the rank test gave the row's smallest p: its channel first (BlockResult.explain)
             order = [lead] + [i for i in order if i != lead]

@@ -21,7 +21,7 @@ final rows a block at a time (``update_block``). Both pickle (the flow's recover
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import chain, islice, repeat
 from operator import itemgetter, le
@@ -95,10 +95,103 @@ class RowAssembler:
         self._first: int | None = None  # the earliest pending row's time (None: not known, recomputed)
         self.last_ns: int | None = None  # the newest row handed out
         self.stale = 0  # readings for a row already handed out (cannot happen behind the watermark)
+        self._tail_init()
+
+    # The tail: whole rows (every channel once, in channel order) of one input (topic, partition), each newer
+    # than the one before, kept as flat lists while nothing else is pending: the usual rows of table
+    # columns. Row j is at ``_tt[j]``, its values are ``_tv[j k: (j + 1) k]`` (k: the channels), its
+    # readings' offsets are ``_to[j k: (j + 1) k]`` of input ``_tkey`` (only their least and greatest count:
+    # an adopted row has its span's two ends there). Such rows go to the detector as one
+    # array (ScalarScorer.step) with no row object. Any other path first moves the tail into ``pending`` and
+    # ``spans`` as the rows and spans today's code keeps (_flush_tail), so the tail is non-empty only while
+    # ``pending`` is empty, and every path behaves as without it (tests/unit/test_scalar_rows_fast.py,
+    # test_scalar_tail.py); whole rows pending in that form are adopted onto it (_adopt). A
+    # snapshot (pickle) holds the rows as ``pending`` (no tail): the state of before, both ways.
+    _use_tail = True  # (False: the paths of before only, for the tests' comparisons)
+
+    def _tail_init(self) -> None:
+        self._tt: list[int] = []
+        self._tv: list[float] = []
+        self._to: list[int] = []
+        self._tkey: tuple[str, int] | None = None
+        self._bad_t: int | None = None  # a pending row that _adopt found unfit (it stays so while pending)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        for a in ("_tt", "_tv", "_to", "_tkey", "_bad_t"):
+            state.pop(a, None)
+        if self._tt:  # the rows as the code before keeps them
+            pending, spans = dict(self.pending), {t: dict(sp) for t, sp in self.spans.items()}
+            self._tail_rows(pending, spans)
+            state["pending"], state["spans"], state["_first"] = pending, spans, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._tail_init()
+
+    def _tail_rows(self, pending: dict, spans: dict) -> None:
+        tt, tv, to, key = self._tt, self._tv, self._to, self._tkey
+        k = len(tv) // len(tt)
+        for j, t in enumerate(tt):
+            pending[t] = tv[j * k: j * k + k]
+            offs = to[j * k: j * k + k]
+            _merge_span(spans, t, key, min(offs), max(offs))
+
+    def _adopt(self, key: tuple[str, int], k: int) -> bool:
+        """Whether the rows pending (up to 256) are the tail's kind (whole rows as lists of ``k`` values, every
+        reading of each from input ``key``): if so, they become the tail (nothing else pending)."""
+        pending, spans = self.pending, self.spans
+        if len(pending) > 256 or self._bad_t in pending:  # (a row found unfit before: still pending)
+            return False
+        for t, row in pending.items():
+            sp = spans.get(t)
+            if (type(row) is not list or len(row) != k or sp is None or len(sp) != 1 or key not in sp
+                    or (k == 1 and sp[key][0] != sp[key][1])):  # (the last: one offset slot for two ends)
+                self._bad_t = t
+                return False
+        tt, tv, to = [], [], []
+        for t in sorted(pending):
+            tt.append(t)
+            tv += pending[t]
+            a, b = spans[t][key]
+            to.append(a)  # (k offsets a row: the span's ends, the rest its last)
+            to += repeat(b, k - 1) if k > 1 else ()
+        self._tt, self._tv, self._to, self._tkey = tt, tv, to, key
+        self.pending, self.spans, self._first = {}, {}, None
+        return True
+
+    def _flush_tail(self) -> None:
+        """The tail's rows into ``pending`` and ``spans``, as the paths of before keep them."""
+        if self._tt:
+            self._tail_rows(self.pending, self.spans)
+            self._first = None  # (recomputed when asked)
+            self._tail_init()
+
+    def _take_tail(self, m: int, spans: Spans | None) -> tuple[list[int], list[float]]:
+        """The tail's first ``m`` rows handed out (as :meth:`_take` hands out rows): their times and their
+        values (flat, channel order); their offsets merged into ``spans``."""
+        tt, tv = self._tt, self._tv
+        k = len(tv) // len(tt)
+        ts, vals = tt[:m], tv[: m * k]
+        if spans is not None:
+            offs = self._to[: m * k]
+            lo, hi = min(offs), max(offs)
+            key = self._tkey
+            cur = spans.get(key)
+            spans[key] = (lo, hi) if cur is None else (min(cur[0], lo), max(cur[1], hi))
+        if m == len(tt):
+            self._tail_init()
+        else:
+            del tt[:m], tv[: m * k], self._to[: m * k]
+        self.last_ns = ts[-1]
+        return ts, vals
 
     def add(self, ts_ns: int, metric: str, value: float, pos: tuple[str, int, int] | None = None) -> bool:
         """One reading (``pos``: its topic, partition, offset); False if it is not a channel (excluded, over
         the limit, or its row is gone)."""
+        if self._tt:
+            self._flush_tail()
         if metric in self.exclude:
             return False
         i = self.index.get(metric)
@@ -129,6 +222,8 @@ class RowAssembler:
         """:meth:`add` for a batch of :class:`~aiotstream.records.Reading` (one call per input batch: the
         per-reading work stays in this loop); frames and Bad-quality readings in the batch are skipped.
         Readings of one row usually come together, so the row found for one is kept for the next."""
+        if self._tt:
+            self._flush_tail()
         exclude, index, pending, spans = self.exclude, self.index, self.pending, self.spans
         last = self.last_ns
         row_t = None
@@ -178,10 +273,54 @@ class RowAssembler:
         time order are taken row by row (the readings of one time together); a row with a new channel or
         one already handed out, and columns out of order, reading by reading."""
         channels = self.channels
+        tt = self._tt
+        if tt and len(cols) == 1:  # the usual call: one row of every channel onto a going tail (the first
+            c = cols[0]            # path below, in short)
+            ts = c.ts_ns
+            t = ts[0]
+            if (t > tt[-1] and c.metrics == channels and ts.count(t) == len(ts) == len(channels)
+                    and c.partition == self._tkey[1] and c.topic == self._tkey[0]):
+                tt.append(t)
+                self._tv += c.values
+                self._to += c.offsets
+                return
         for c in cols:
             ts = c.ts_ns
             n = len(ts)
             i = 0
+            if channels and not n % (k := len(channels)) and self._use_tail and (
+                    not self.pending or self._adopt((c.topic, c.partition), k)):
+                # whole rows in time order, nothing else pending: onto the tail (see _tail_init)
+                tt = self._tt
+                key = (c.topic, c.partition)
+                if not tt or key == self._tkey:
+                    last = tt[-1] if tt else self.last_ns
+                    metrics = c.metrics
+                    if n == k:  # (one row: the usual set)
+                        t = ts[0]
+                        if (last is None or t > last) and metrics == channels and ts.count(t) == k:
+                            tt.append(t)
+                            self._tv += c.values
+                            self._to += c.offsets
+                            self._tkey = key
+                            continue
+                    else:
+                        while i < n:
+                            t = ts[i]
+                            j = i + k
+                            if not ((last is None or t > last) and metrics[i:j] == channels
+                                    and ts[i:j].count(t) == k):
+                                break
+                            tt.append(t)
+                            self._tv += c.values[i:j]
+                            self._to += c.offsets[i:j]
+                            self._tkey = key
+                            last = t
+                            i = j
+                        if i == n:
+                            continue
+            if self._tt:  # any other path: the tail's rows as the paths below keep them
+                self._flush_tail()
             if channels and not n % (k := len(channels)):
                 # whole rows, every channel once in channel order (the usual sets: one or two rows of a poll
                 # batch), at a time not pending nor handed out: the first path of the loop below for each,
@@ -274,6 +413,8 @@ class RowAssembler:
 
     def _add_columns_one_by_one(self, c: Any, i: int, j: int) -> None:
         """:meth:`add_readings` of readings ``i:j`` of columns ``c``, reading by reading."""
+        if self._tt:
+            self._flush_tail()
         exclude, index, pending, spans = self.exclude, self.index, self.pending, self.spans
         last = self.last_ns
         key = (c.topic, c.partition)
@@ -314,6 +455,8 @@ class RowAssembler:
 
     def first_ns(self) -> int | None:
         """The earliest pending row's time (None: nothing pending)."""
+        if self._tt:  # (then nothing else is pending)
+            return self._tt[0]
         first = self._first
         if first is None and self.pending:
             first = self._first = min(self.pending)
@@ -327,6 +470,14 @@ class RowAssembler:
 
     def _take(self, before_ns: float, spans: Spans | None = None) -> list[tuple[int, Row]]:
         """:meth:`take_rows` with each row as kept (a dict, or a list of every channel's value)."""
+        tt = self._tt
+        if tt:  # (then nothing else is pending) the tail's rows, as lists
+            m = bisect_left(tt, before_ns)
+            if not m:
+                return []
+            k = len(self._tv) // len(tt)
+            ts, vals = self._take_tail(m, spans)
+            return [(t, vals[j * k: j * k + k]) for j, t in enumerate(ts)]
         pending = self.pending
         due = [t for t in pending if t < before_ns]
         if not due:
@@ -474,8 +625,15 @@ class ScalarScorer:
         """Take the rows final before ``before_ns``; score them once they span ``block_s`` of event time,
         or at once with ``force`` (a KPI period ends) or ``final`` (the end of the input, a silent asset:
         this also starts a detector that has fewer than ``settle_rows`` rows)."""
-        rows = self.rows._take(before_ns, self.spans)
         ready = self.ready
+        tt = self.rows._tt
+        if tt and not ready:  # whole rows in order (RowAssembler's tail): to an array with no row object
+            m = bisect_left(tt, before_ns)
+            if m and (force or final or tt[m - 1] - tt[0] >= self.cfg.block_s * 1e9):
+                ts, vals = self.rows._take_tail(m, self.spans)
+                return self._score(np.array(ts, dtype=np.int64),
+                                   np.array(vals, dtype=np.float64).reshape(m, len(self.rows.channels)), final)
+        rows = self.rows._take(before_ns, self.spans)
         if rows:
             ready.extend(rows)
         if not ready or (not (force or final) and ready[-1][0] - ready[0][0] < self.cfg.block_s * 1e9):

@@ -346,7 +346,9 @@ def _columns(part: int, spec: Any, clock: list[int]) -> ReadingColumns:
 def _same_state(new: RowAssembler, old: RowAssemblerBefore) -> None:
     assert new.channels == old.channels and new.index == old.index
     assert new.stale == old.stale and new.last_ns == old.last_ns and new.first_ns() == old.first_ns()
-    assert sorted(new.pending) == sorted(old.pending)
+    # the rows pending: in ``pending`` or on the tail (whole rows in order, while nothing else is pending)
+    assert not (new._tt and new.pending)
+    assert sorted([*new.pending, *new._tt]) == sorted(old.pending)
 
 
 def _same_take(new: RowAssembler, old: RowAssemblerBefore, before: float, sn: Spans, so: Spans) -> None:
