@@ -44,28 +44,38 @@ def merge_spans(spans: Iterable[tuple[str, int, int, int]]) -> tuple[tuple[str, 
 
 def kpi_record(ctx: FlowContext, r: PeriodResult | RollupResult, *, scope: str, model_sha: str,
                features: dict | None, model: dict | None) -> dict[str, Any]:
-    """An ``aiotstream.kpi/2`` record for an asset's period or a roll-up."""
-    asset = r.asset if scope == "asset" else None
-    line = r.line if scope in ("asset", "line") else None
-    scope_id = {"asset": r.asset, "line": r.line, "site": ctx.site}[scope]
-    rollup = r if isinstance(r, RollupResult) else None
-    revision = rollup.revision if rollup else 0
-    return {
+    """An ``aiotstream.kpi/2`` record for an asset's period or a roll-up (once per asset and period: the
+    scope's fields by plain branches, the record built once and extended in place)."""
+    if scope == "asset":
+        asset, line, scope_id = r.asset, r.line, r.asset
+    elif scope == "line":
+        asset, line, scope_id = None, r.line, r.line
+    else:
+        asset, line, scope_id = None, None, {"site": ctx.site}[scope]  # (an unknown scope: KeyError)
+    if isinstance(r, RollupResult):
+        revision, expected, reported, complete = r.revision, r.expected, len(r.assets), r.complete
+    else:  # an entity's own period
+        revision, expected, reported, complete = 0, 1, 1, True
+    length = r.length_ns
+    totals = r.totals
+    rec: dict[str, Any] = {
         "schema": "aiotstream.kpi/2",
         "id": make_id("kpi", ctx.site, ctx.config_hash, model_sha, scope, scope_id, r.scheme, r.start_ns,
                       revision),
         "scope": scope, "asset": asset, "line": line,
         "period": {"scheme": r.scheme, "label": r.label or None,
-                   "length_s": None if r.length_ns is None else r.length_ns / S,
+                   "length_s": None if length is None else length / S,
                    "start_ns": r.start_ns, "end_ns": r.end_ns},
-        "assets_expected": rollup.expected if rollup else 1,
-        "assets_reported": len(rollup.assets) if rollup else 1,
-        "complete": rollup.complete if rollup else True,
+        "assets_expected": expected,
+        "assets_reported": reported,
+        "complete": complete,
         "revision": revision,
-        "totals": public_totals(r.totals),
-        "kpis": derive(r.totals),
-        **({"variants": v} if (v := variant_kpis(r.totals)) is not None else {}),
-        **ctx.block(inputs=inputs_block(r.spans), window=window_block(r.start_ns, r.end_ns),
-                    features=features,
-                    model=model),
+        "totals": public_totals(totals),
+        "kpis": derive(totals),
     }
+    v = variant_kpis(totals)
+    if v is not None:
+        rec["variants"] = v
+    rec.update(ctx.block(inputs=inputs_block(r.spans), window=window_block(r.start_ns, r.end_ns),
+                         features=features, model=model))
+    return rec

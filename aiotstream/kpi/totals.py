@@ -278,8 +278,12 @@ def public_totals(t: dict[str, int | float]) -> dict[str, int | float]:
     out = t.copy()  # (the time totals, all named in TOTALS, then replaced in place: the keys keep t's order)
     for k in _TIME_TOTALS_ORDER:
         v = out.get(k)
-        if v is not None:
-            out[k] = round(v / S, 9) if v else v / S  # (0 -> 0.0, -0.0 -> -0.0: what round gives)
+        if v:
+            # a whole number of seconds in int ns (an asset's observed time, usually): v / S is that integer
+            # exactly, which round keeps; float() of it without the division and round's decimal conversion
+            out[k] = float(v // S) if type(v) is int and not v % S else round(v / S, 9)
+        elif v is not None:
+            out[k] = v / S  # (0 -> 0.0, -0.0 -> -0.0: what round gives)
     return out
 
 

@@ -1047,11 +1047,14 @@ class AssetAnalyzer(effects.RuntimeEntity):
     def _periods(self, results: list[PeriodResult]) -> list[Output]:
         outs: list[Output] = []
         rt = self.rt
+        ctx, model_block, features_block, asset_id = rt.ctx, rt.model_block, rt.features_block, self.asset_id
+        model_sha = model_block["sha256"]
+        on_kpis = any(rule.kind == "kpi" for rule in self.control.rules)  # (once per call, not per period)
         for r in results:
-            rec = kpi_record(rt.ctx, r, scope="asset", model_sha=rt.model_block["sha256"],
-                             features=rt.features_block, model=rt.model_block)
-            outs.append(Output("kpi", self.asset_id, rec, partial=r))
-            if any(rule.kind == "kpi" for rule in self.control.rules):
+            rec = kpi_record(ctx, r, scope="asset", model_sha=model_sha, features=features_block,
+                             model=model_block)
+            outs.append(Output("kpi", asset_id, rec, partial=r))
+            if on_kpis:
                 t = max(r.end_ns, self.clock_ns or r.end_ns)
                 lineage = rt.ctx.block(inputs=inputs_block(r.spans),
                                        window=window_block(r.start_ns, r.end_ns),

@@ -135,6 +135,8 @@ def test_fast_paths_match_the_generic_code(steps: list, period_w: int, window_s:
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.dictionaries(st.sampled_from(sorted(TOTALS)),
                                 st.one_of(st.integers(-10**12, 10**12), st.just(0), st.just(-0.0),
+                                          st.integers(-10**9, 10**9).map(lambda q: q * S),  # whole seconds
+                                          st.integers(-2**70, 2**70),
                                           st.floats(allow_nan=False, allow_infinity=False, width=64))),
                 min_size=0, max_size=12))
 def test_merge_all_and_public_totals_match(parts: list[dict]) -> None:
@@ -146,6 +148,15 @@ def test_merge_all_and_public_totals_match(parts: list[dict]) -> None:
     assert repr(list(got.items())) == repr(list(want.items()))  # (types, -0.0 and order too)
     old_public = {k: (round(v / S, 9) if k in TIME_TOTALS else v) for k, v in want.items()}
     assert repr(list(public_totals(want).items())) == repr(list(old_public.items()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(-10**13, 10**13).map(lambda q: q * S), st.integers(-2**80, 2**80),
+                 st.integers(-10**12, 10**12)))
+def test_public_totals_of_whole_seconds_is_what_round_gives(v: int) -> None:
+    """The whole-second shortcut (``float(v // S)``) against ``round(v / S, 9)``, bit for bit."""
+    got = public_totals({**new_totals(), "observed_s": v})["observed_s"]
+    assert repr(got) == repr(round(v / S, 9)) and type(got) is float
 
 
 def test_public_totals_of_zeros() -> None:
