@@ -117,7 +117,16 @@ def merge_all(parts: Iterable[dict[str, int | float]]) -> dict[str, int | float]
     parts = list(parts)
     out = new_totals()
     for k, how in TOTALS.items():
-        out[k] = reduce(max if how == "max" else add, map(itemgetter(k), parts), out[k])
+        start = out[k]
+        if how == "max":
+            out[k] = reduce(max, map(itemgetter(k), parts), start)
+        elif type(start) is int and type(total := sum(map(itemgetter(k), parts), start)) is int:
+            # an int sum: every part's value was an int, whose sum is exact in any order (sum adds them in
+            # C, without a call per part); any float among them (sum's float additions may differ from the
+            # left fold's in later Pythons) and the left fold below decides
+            out[k] = total
+        else:
+            out[k] = reduce(add, map(itemgetter(k), parts), start)
     return out
 
 
