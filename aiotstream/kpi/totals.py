@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from functools import reduce
-from itertools import pairwise
+from itertools import chain, pairwise
 from operator import add, itemgetter
 
 from aiotstream.config import KPI_NAMES
@@ -118,8 +118,8 @@ def merge_all(parts: Iterable[dict[str, int | float]]) -> dict[str, int | float]
     out = new_totals()
     for k, how in TOTALS.items():
         start = out[k]
-        if how == "max":
-            out[k] = reduce(max, map(itemgetter(k), parts), start)
+        if how == "max":  # (max of the start and the parts in order: the fold's comparisons, in one call)
+            out[k] = max(chain((start,), map(itemgetter(k), parts)))
         elif type(start) is int and type(total := sum(map(itemgetter(k), parts), start)) is int:
             # an int sum: every part's value was an int, whose sum is exact in any order (sum adds them in
             # C, without a call per part); any float among them (sum's float additions may differ from the

@@ -4,6 +4,7 @@ tumbling scheme inline, ``_account`` of a stretch within one period) and the tot
 their key order) and spans, emitted at the same calls."""
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from hypothesis import given, settings
@@ -136,8 +137,9 @@ def test_fast_paths_match_the_generic_code(steps: list, period_w: int, window_s:
 @given(st.lists(st.dictionaries(st.sampled_from(sorted(TOTALS)),
                                 st.one_of(st.integers(-10**12, 10**12), st.just(0), st.just(-0.0),
                                           st.integers(-10**9, 10**9).map(lambda q: q * S),  # whole seconds
-                                          st.integers(-2**70, 2**70),
-                                          st.floats(allow_nan=False, allow_infinity=False, width=64))),
+                                          st.integers(-2**70, 2**70), st.booleans(),
+                                          st.floats(allow_nan=False, allow_infinity=False, width=64),
+                                          st.sampled_from([math.nan, math.inf, -math.inf, 0.0]))),
                 min_size=0, max_size=12))
 def test_merge_all_and_public_totals_match(parts: list[dict]) -> None:
     full = [{**new_totals(), **p} for p in parts]
