@@ -75,5 +75,5 @@ def test_kpi_record_is_the_generic_record(totals: dict, spans: list, scope: str,
         r = PeriodResult("10s", length, start, end, label, "a-1", "line-1", totals, tuple(spans))
     model = {"name": "m", "version": "1", "sha256": "f" * 64} if blocks else None
     features = {"set": "x"} if blocks else None
-    kw = dict(scope=scope, model_sha="f" * 64, features=features, model=model)
+    kw = {"scope": scope, "model_sha": "f" * 64, "features": features, "model": model}
     _same(kpi_record(ctx, r, **kw), _reference(ctx, r, **kw))  # type: ignore[arg-type]
