@@ -597,6 +597,29 @@ cdef inline void _lower3(const double* a, Py_ssize_t n, double v0, double v1, do
     out[2] = (b2 - a) + (1 if b2[0] < v2 else 0)
 
 
+cdef inline void _lower2(const double* a, Py_ssize_t n, double v0, double v1, Py_ssize_t* out) noexcept nogil:
+    """_lower of two values in lockstep (as _lower3)."""
+    cdef const double* b0 = a
+    cdef const double* b1 = a
+    cdef Py_ssize_t half, h2
+    if n == 0:
+        out[0] = 0
+        out[1] = 0
+        return
+    while n > 1:
+        half = n >> 1
+        h2 = (n - half) >> 1
+        __builtin_prefetch(b0 + h2)
+        __builtin_prefetch(b0 + half + h2)
+        __builtin_prefetch(b1 + h2)
+        __builtin_prefetch(b1 + half + h2)
+        b0 = b0 + half if b0[half] < v0 else b0
+        b1 = b1 + half if b1[half] < v1 else b1
+        n -= half
+    out[0] = (b0 - a) + (1 if b0[0] < v0 else 0)
+    out[1] = (b1 - a) + (1 if b1[0] < v1 else 0)
+
+
 cdef inline Py_ssize_t _equal_from(const double* a, Py_ssize_t n, Py_ssize_t lo, double v) noexcept nogil:
     """How many of a[lo:n] equal v, lo = _lower(a, n, v) (no second search when none does)."""
     if lo >= n or a[lo] != v:
@@ -870,7 +893,7 @@ cdef class Ensemble:
         p = _tail(x, self.mt[i], self.mrate[i], self.mxi[i], self.msigma[i])
         if learn and p >= self.risk:
             self.mbuf[self.mpos[i], i] = x
-            self.mpos[i] = (self.mpos[i] + 1) % self.window
+            self.mpos[i] = self.mpos[i] + 1 if self.mpos[i] + 1 < self.window else 0
             if self.mfill[i] < self.window:
                 self.mfill[i] += 1
             self.msince[i] += 1
@@ -912,7 +935,7 @@ cdef class Ensemble:
         p = _tail(x, self.kt[0], self.krate[0], self.kxi[0], self.ksigma[0])
         if learn and p >= self.risk:
             self.kbuf[self.kpos[0], 0] = x
-            self.kpos[0] = (self.kpos[0] + 1) % self.window
+            self.kpos[0] = self.kpos[0] + 1 if self.kpos[0] + 1 < self.window else 0
             if self.kfill[0] < self.window:
                 self.kfill[0] += 1
             self.ksince[0] += 1
@@ -945,35 +968,48 @@ cdef class Ensemble:
         cdef long long* cl
         cdef long long* ce
         cdef Py_ssize_t idx[3]
+        cdef double* ring = &self.rring[j, 0]
+        old0 = ring[p] if full else v
+        if slot:
+            # v is test slot skip's value: the cache (valid with slot) holds its counts in the reference
+            # before this change (lower and equal), so only the oldest and nv are searched
+            lo = self.rcL[j, skip]
+            hi = lo + self.rcE[j, skip]
+            _lower2(srt, f, old0, nv, idx)
+            idx[2] = idx[1]
+            idx[1] = idx[0]
+        else:
+            _lower2(srt, f, v, old0, idx)
+            lo = idx[0]
+            hi = lo + _equal_from(srt, f, lo, v)
         if self.rcvalid[j]:
             cl = &self.rcL[j, 0]
             ce = &self.rcE[j, 0]
-            for i in range(self.rw):
-                if i != skip:
-                    tv = self.rwin[j, i]
-                    cl[i] += v < tv
-                    ce[i] += v == tv
-                    if full:
-                        old = self.rring[j, p]
-                        cl[i] -= old < tv
-                        ce[i] -= old == tv
+            if full:
+                for i in range(self.rw):
+                    if i != skip:
+                        tv = self.rwin[j, i]
+                        cl[i] += (v < tv) - (old0 < tv)
+                        ce[i] += (v == tv) - (old0 == tv)
+            else:
+                for i in range(self.rw):
+                    if i != skip:
+                        tv = self.rwin[j, i]
+                        cl[i] += v < tv
+                        ce[i] += v == tv
         if f == 0:
             self.rshift[j] = v
         sh = self.rshift[j]
         y = v - sh
-        old0 = self.rring[j, p] if full else v
-        _lower3(srt, f, v, old0, nv if slot else v, idx)
-        lo = idx[0]
-        hi = lo + _equal_from(srt, f, lo, v)
         nl = idx[2]
         ne = _equal_from(srt, f, nl, nv) if slot else 0
         if full:
-            old = self.rring[j, p]
+            old = old0
             yo = old - sh
             self.rs1[j] -= yo
             self.rs2[j] -= yo * yo
             if size > 1:
-                self.rlag[j] -= yo * (self.rring[j, (p + 1) % size] - sh)
+                self.rlag[j] -= yo * (ring[p + 1 if p + 1 < size else 0] - sh)
             ro = idx[1]
             c = _equal_from(srt, f, ro, old)
             self.rties[j] -= 3 * c * c - 3 * c
@@ -995,11 +1031,11 @@ cdef class Ensemble:
             memmove(srt + hi + 1, srt + hi, (f - hi) * sizeof(double))
             srt[hi] = v
         if f > 0 and size > 1:
-            self.rlag[j] += (self.rring[j, (p - 1 + size) % size] - sh) * y
+            self.rlag[j] += (ring[p - 1 if p > 0 else size - 1] - sh) * y
         self.rs1[j] += y
         self.rs2[j] += y * y
-        self.rring[j, p] = v
-        self.rpos[j] = (p + 1) % size
+        ring[p] = v
+        self.rpos[j] = p + 1 if p + 1 < size else 0
         if self.rfill[j] < size:
             self.rfill[j] += 1
         if slot:  # nv's counts in the reference after the change (searched before it)
@@ -1101,7 +1137,7 @@ cdef class Ensemble:
             den = s2 - s1 * mm
             if den > 1e-9 * s2:
                 first = self.rring[j, self.rpos[j] if f == size else 0] - self.rshift[j]
-                last = self.rring[j, (self.rpos[j] - 1 + size) % size] - self.rshift[j]
+                last = self.rring[j, self.rpos[j] - 1 if self.rpos[j] > 0 else size - 1] - self.rshift[j]
                 r = (self.rlag[j] - mm * (2.0 * s1 - first - last) + (<double>(f - 1)) * mm * mm) / den
                 if r < 0.0:
                     r = 0.0
@@ -1295,7 +1331,7 @@ cdef class Ensemble:
                         p = _tail(a, self.ct[j], self.crate[j], self.cxi[j], self.csigma[j])
                         if learn and p >= self.risk:
                             self.cbuf[self.cpos[j], j] = a
-                            self.cpos[j] = (self.cpos[j] + 1) % self.window
+                            self.cpos[j] = self.cpos[j] + 1 if self.cpos[j] + 1 < self.window else 0
                             if self.cfill[j] < self.window:
                                 self.cfill[j] += 1
                             self.csince[j] += 1
@@ -1402,7 +1438,7 @@ cdef class Ensemble:
                                 self.rcvalid[j] = 0
                             self.rwin[j, k] = v
                             self.rwl[j, k] = learn or ist[I_OPEN_ROWS] >= self.accept
-                            self.rwpos[j] = (k + 1) % self.rw
+                            self.rwpos[j] = k + 1 if k + 1 < self.rw else 0
                             if self.rwfill[j] == self.rw and self.rfill[j] >= self.rmin:
                                 zr = fabs(self._rank_z(j))
                         if zr > zm:
