@@ -473,10 +473,10 @@ cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double l
         elif v > hi:
             hi = v
     t = _quantile(lin, n, level, scratch, hint)
-    for i in range(n):
-        if lin[i] > t:
-            scratch[ny] = lin[i] - t
-            ny += 1
+    for i in range(n):  # branch-free (about 1 value in 10 is kept): scratch[ny] is rewritten until kept
+        v = lin[i]
+        scratch[ny] = v - t
+        ny += v > t
     out[0] = t
     out[1] = (<double>(ny if ny > 1 else 1)) / n
     if ny:
