@@ -140,12 +140,17 @@ cdef double _sum(const double* a, Py_ssize_t n, Py_ssize_t stride) noexcept nogi
 
 
 cdef void _select(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
-    """Quickselect: a[k] becomes the k-th smallest, smaller ones before it, larger after."""
-    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, mid
-    cdef double pivot, tmp
-    while hi > lo:
+    """Quickselect: a[k] becomes the k-th smallest, smaller-or-equal ones before it, larger-or-equal
+    after (the callers read only order statistics: the same values whatever the arrangement).
+
+    Lomuto partitions without branches on the compares (their outcomes are random: a branch
+    mispredicted about half the time); a part left lopsided (many values equal to the pivot, say) is
+    split once more into equal and larger, so ties cannot make it quadratic. Short parts: insertion."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, mid, st, e
+    cdef double pivot, tmp, v
+    while hi - lo >= 16:
         mid = lo + (hi - lo) // 2
-        # median of three to a[mid]
+        # median of three to a[mid], then to a[hi]
         if a[mid] < a[lo]:
             tmp = a[mid]; a[mid] = a[lo]; a[lo] = tmp
         if a[hi] < a[lo]:
@@ -153,23 +158,41 @@ cdef void _select(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
         if a[hi] < a[mid]:
             tmp = a[hi]; a[hi] = a[mid]; a[mid] = tmp
         pivot = a[mid]
-        i = lo
-        j = hi
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while a[j] > pivot:
-                j -= 1
-            if i <= j:
-                tmp = a[i]; a[i] = a[j]; a[j] = tmp
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
+        a[mid] = a[hi]
+        a[hi] = pivot
+        st = lo
+        for i in range(lo, hi):  # a[lo:st] < pivot <= a[st:i]
+            v = a[i]
+            a[i] = a[st]
+            a[st] = v
+            st += v < pivot
+        a[hi] = a[st]
+        a[st] = pivot
+        if k == st:
             return
+        if k < st:
+            hi = st - 1
+            continue
+        if (st - lo) * 8 < hi - lo:  # lopsided: a[st + 1:e] == pivot, a[e:hi + 1] > pivot
+            lo = st + 1
+            e = lo
+            for i in range(lo, hi + 1):
+                v = a[i]
+                a[i] = a[e]
+                a[e] = v
+                e += v <= pivot
+            if k < e:
+                return
+            lo = e
+        else:
+            lo = st + 1
+    for i in range(lo + 1, hi + 1):
+        v = a[i]
+        j = i - 1
+        while j >= lo and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
 
 
 cdef Py_ssize_t HINT_D = 96  # ranks kept either side of the quantile's for the next fit's bracket
