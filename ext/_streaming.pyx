@@ -1505,6 +1505,12 @@ cdef class Ensemble:
 
 
 
+try:  # the gufunc behind np.linalg.eigh(a) (UPLO "L"), called by pca_refresh directly
+    from numpy.linalg._umath_linalg import eigh_lo as _EIGH_LO
+except ImportError:  # pragma: no cover - a numpy without it: np.linalg.eigh itself
+    _EIGH_LO = None
+
+
 cdef inline bint _np_lt(double a, double b) noexcept nogil:
     """numpy's float order for searchsorted: NaN after everything."""
     return a < b or (b != b and a == a)
@@ -1527,6 +1533,7 @@ def pca_refresh(mv):
     cdef double[:, ::1] basis
     cdef double[::1] inv_vals
     cdef double share[256]
+    cdef bint finite
     if p < 2 or p > 256 or type(mv.count) is not int:
         mv._refresh()
         return
@@ -1559,10 +1566,17 @@ def pca_refresh(mv):
         mv.basis = np.zeros((p, 0))
         return
     c = 1e-9 * tr / p
+    finite = True
     for i in range(p):
         for j in range(p):
             s[i, j] = s[i, j] + c * (1.0 if i == j else 0.0)
-    w, v = np.linalg.eigh(s_arr)
+            finite = finite and isfinite(s[i, j])
+    if finite and _EIGH_LO is not None:
+        # np.linalg.eigh's own LAPACK call (its gufunc: the same results), without its wrapper's checks
+        # and error-state context (~3 us of the ~8): a finite symmetric matrix always converges
+        w, v = _EIGH_LO(s_arr, signature="d->dd")
+    else:  # np.linalg.eigh as the reference calls it (its LinAlgError for NaN or inf too)
+        w, v = np.linalg.eigh(s_arr)
     vals = w
     vecs = v
     # reversed: vals[p - 1 - m]; share = cumsum / sum
