@@ -140,12 +140,17 @@ cdef double _sum(const double* a, Py_ssize_t n, Py_ssize_t stride) noexcept nogi
 
 
 cdef void _select(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
-    """Quickselect: a[k] becomes the k-th smallest, smaller ones before it, larger after."""
-    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, mid
-    cdef double pivot, tmp
-    while hi > lo:
+    """Quickselect: a[k] becomes the k-th smallest, smaller-or-equal ones before it, larger-or-equal
+    after (the callers read only order statistics: the same values whatever the arrangement).
+
+    Lomuto partitions without branches on the compares (their outcomes are random: a branch
+    mispredicted about half the time); a part left lopsided (many values equal to the pivot, say) is
+    split once more into equal and larger, so ties cannot make it quadratic. Short parts: insertion."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, mid, st, e
+    cdef double pivot, tmp, v
+    while hi - lo >= 16:
         mid = lo + (hi - lo) // 2
-        # median of three to a[mid]
+        # median of three to a[mid], then to a[hi]
         if a[mid] < a[lo]:
             tmp = a[mid]; a[mid] = a[lo]; a[lo] = tmp
         if a[hi] < a[lo]:
@@ -153,23 +158,41 @@ cdef void _select(double* a, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
         if a[hi] < a[mid]:
             tmp = a[hi]; a[hi] = a[mid]; a[mid] = tmp
         pivot = a[mid]
-        i = lo
-        j = hi
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while a[j] > pivot:
-                j -= 1
-            if i <= j:
-                tmp = a[i]; a[i] = a[j]; a[j] = tmp
-                i += 1
-                j -= 1
-        if k <= j:
-            hi = j
-        elif k >= i:
-            lo = i
-        else:
+        a[mid] = a[hi]
+        a[hi] = pivot
+        st = lo
+        for i in range(lo, hi):  # a[lo:st] < pivot <= a[st:i]
+            v = a[i]
+            a[i] = a[st]
+            a[st] = v
+            st += v < pivot
+        a[hi] = a[st]
+        a[st] = pivot
+        if k == st:
             return
+        if k < st:
+            hi = st - 1
+            continue
+        if (st - lo) * 8 < hi - lo:  # lopsided: a[st + 1:e] == pivot, a[e:hi + 1] > pivot
+            lo = st + 1
+            e = lo
+            for i in range(lo, hi + 1):
+                v = a[i]
+                a[i] = a[e]
+                a[e] = v
+                e += v <= pivot
+            if k < e:
+                return
+            lo = e
+        else:
+            lo = st + 1
+    for i in range(lo + 1, hi + 1):
+        v = a[i]
+        j = i - 1
+        while j >= lo and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
 
 
 cdef Py_ssize_t HINT_D = 96  # ranks kept either side of the quantile's for the next fit's bracket
@@ -473,10 +496,10 @@ cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double l
         elif v > hi:
             hi = v
     t = _quantile(lin, n, level, scratch, hint)
-    for i in range(n):
-        if lin[i] > t:
-            scratch[ny] = lin[i] - t
-            ny += 1
+    for i in range(n):  # branch-free (about 1 value in 10 is kept): scratch[ny] is rewritten until kept
+        v = lin[i]
+        scratch[ny] = v - t
+        ny += v > t
     out[0] = t
     out[1] = (<double>(ny if ny > 1 else 1)) / n
     if ny:
@@ -595,6 +618,29 @@ cdef inline void _lower3(const double* a, Py_ssize_t n, double v0, double v1, do
     out[0] = (b0 - a) + (1 if b0[0] < v0 else 0)
     out[1] = (b1 - a) + (1 if b1[0] < v1 else 0)
     out[2] = (b2 - a) + (1 if b2[0] < v2 else 0)
+
+
+cdef inline void _lower2(const double* a, Py_ssize_t n, double v0, double v1, Py_ssize_t* out) noexcept nogil:
+    """_lower of two values in lockstep (as _lower3)."""
+    cdef const double* b0 = a
+    cdef const double* b1 = a
+    cdef Py_ssize_t half, h2
+    if n == 0:
+        out[0] = 0
+        out[1] = 0
+        return
+    while n > 1:
+        half = n >> 1
+        h2 = (n - half) >> 1
+        __builtin_prefetch(b0 + h2)
+        __builtin_prefetch(b0 + half + h2)
+        __builtin_prefetch(b1 + h2)
+        __builtin_prefetch(b1 + half + h2)
+        b0 = b0 + half if b0[half] < v0 else b0
+        b1 = b1 + half if b1[half] < v1 else b1
+        n -= half
+    out[0] = (b0 - a) + (1 if b0[0] < v0 else 0)
+    out[1] = (b1 - a) + (1 if b1[0] < v1 else 0)
 
 
 cdef inline Py_ssize_t _equal_from(const double* a, Py_ssize_t n, Py_ssize_t lo, double v) noexcept nogil:
@@ -870,7 +916,7 @@ cdef class Ensemble:
         p = _tail(x, self.mt[i], self.mrate[i], self.mxi[i], self.msigma[i])
         if learn and p >= self.risk:
             self.mbuf[self.mpos[i], i] = x
-            self.mpos[i] = (self.mpos[i] + 1) % self.window
+            self.mpos[i] = self.mpos[i] + 1 if self.mpos[i] + 1 < self.window else 0
             if self.mfill[i] < self.window:
                 self.mfill[i] += 1
             self.msince[i] += 1
@@ -912,7 +958,7 @@ cdef class Ensemble:
         p = _tail(x, self.kt[0], self.krate[0], self.kxi[0], self.ksigma[0])
         if learn and p >= self.risk:
             self.kbuf[self.kpos[0], 0] = x
-            self.kpos[0] = (self.kpos[0] + 1) % self.window
+            self.kpos[0] = self.kpos[0] + 1 if self.kpos[0] + 1 < self.window else 0
             if self.kfill[0] < self.window:
                 self.kfill[0] += 1
             self.ksince[0] += 1
@@ -945,35 +991,48 @@ cdef class Ensemble:
         cdef long long* cl
         cdef long long* ce
         cdef Py_ssize_t idx[3]
+        cdef double* ring = &self.rring[j, 0]
+        old0 = ring[p] if full else v
+        if slot:
+            # v is test slot skip's value: the cache (valid with slot) holds its counts in the reference
+            # before this change (lower and equal), so only the oldest and nv are searched
+            lo = self.rcL[j, skip]
+            hi = lo + self.rcE[j, skip]
+            _lower2(srt, f, old0, nv, idx)
+            idx[2] = idx[1]
+            idx[1] = idx[0]
+        else:
+            _lower2(srt, f, v, old0, idx)
+            lo = idx[0]
+            hi = lo + _equal_from(srt, f, lo, v)
         if self.rcvalid[j]:
             cl = &self.rcL[j, 0]
             ce = &self.rcE[j, 0]
-            for i in range(self.rw):
-                if i != skip:
-                    tv = self.rwin[j, i]
-                    cl[i] += v < tv
-                    ce[i] += v == tv
-                    if full:
-                        old = self.rring[j, p]
-                        cl[i] -= old < tv
-                        ce[i] -= old == tv
+            if full:
+                for i in range(self.rw):
+                    if i != skip:
+                        tv = self.rwin[j, i]
+                        cl[i] += (v < tv) - (old0 < tv)
+                        ce[i] += (v == tv) - (old0 == tv)
+            else:
+                for i in range(self.rw):
+                    if i != skip:
+                        tv = self.rwin[j, i]
+                        cl[i] += v < tv
+                        ce[i] += v == tv
         if f == 0:
             self.rshift[j] = v
         sh = self.rshift[j]
         y = v - sh
-        old0 = self.rring[j, p] if full else v
-        _lower3(srt, f, v, old0, nv if slot else v, idx)
-        lo = idx[0]
-        hi = lo + _equal_from(srt, f, lo, v)
         nl = idx[2]
         ne = _equal_from(srt, f, nl, nv) if slot else 0
         if full:
-            old = self.rring[j, p]
+            old = old0
             yo = old - sh
             self.rs1[j] -= yo
             self.rs2[j] -= yo * yo
             if size > 1:
-                self.rlag[j] -= yo * (self.rring[j, (p + 1) % size] - sh)
+                self.rlag[j] -= yo * (ring[p + 1 if p + 1 < size else 0] - sh)
             ro = idx[1]
             c = _equal_from(srt, f, ro, old)
             self.rties[j] -= 3 * c * c - 3 * c
@@ -995,11 +1054,11 @@ cdef class Ensemble:
             memmove(srt + hi + 1, srt + hi, (f - hi) * sizeof(double))
             srt[hi] = v
         if f > 0 and size > 1:
-            self.rlag[j] += (self.rring[j, (p - 1 + size) % size] - sh) * y
+            self.rlag[j] += (ring[p - 1 if p > 0 else size - 1] - sh) * y
         self.rs1[j] += y
         self.rs2[j] += y * y
-        self.rring[j, p] = v
-        self.rpos[j] = (p + 1) % size
+        ring[p] = v
+        self.rpos[j] = p + 1 if p + 1 < size else 0
         if self.rfill[j] < size:
             self.rfill[j] += 1
         if slot:  # nv's counts in the reference after the change (searched before it)
@@ -1101,7 +1160,7 @@ cdef class Ensemble:
             den = s2 - s1 * mm
             if den > 1e-9 * s2:
                 first = self.rring[j, self.rpos[j] if f == size else 0] - self.rshift[j]
-                last = self.rring[j, (self.rpos[j] - 1 + size) % size] - self.rshift[j]
+                last = self.rring[j, self.rpos[j] - 1 if self.rpos[j] > 0 else size - 1] - self.rshift[j]
                 r = (self.rlag[j] - mm * (2.0 * s1 - first - last) + (<double>(f - 1)) * mm * mm) / den
                 if r < 0.0:
                     r = 0.0
@@ -1295,7 +1354,7 @@ cdef class Ensemble:
                         p = _tail(a, self.ct[j], self.crate[j], self.cxi[j], self.csigma[j])
                         if learn and p >= self.risk:
                             self.cbuf[self.cpos[j], j] = a
-                            self.cpos[j] = (self.cpos[j] + 1) % self.window
+                            self.cpos[j] = self.cpos[j] + 1 if self.cpos[j] + 1 < self.window else 0
                             if self.cfill[j] < self.window:
                                 self.cfill[j] += 1
                             self.csince[j] += 1
@@ -1402,7 +1461,7 @@ cdef class Ensemble:
                                 self.rcvalid[j] = 0
                             self.rwin[j, k] = v
                             self.rwl[j, k] = learn or ist[I_OPEN_ROWS] >= self.accept
-                            self.rwpos[j] = (k + 1) % self.rw
+                            self.rwpos[j] = k + 1 if k + 1 < self.rw else 0
                             if self.rwfill[j] == self.rw and self.rfill[j] >= self.rmin:
                                 zr = fabs(self._rank_z(j))
                         if zr > zm:
@@ -1446,6 +1505,12 @@ cdef class Ensemble:
 
 
 
+try:  # the gufunc behind np.linalg.eigh(a) (UPLO "L"), called by pca_refresh directly
+    from numpy.linalg._umath_linalg import eigh_lo as _EIGH_LO
+except ImportError:  # pragma: no cover - a numpy without it: np.linalg.eigh itself
+    _EIGH_LO = None
+
+
 cdef inline bint _np_lt(double a, double b) noexcept nogil:
     """numpy's float order for searchsorted: NaN after everything."""
     return a < b or (b != b and a == a)
@@ -1468,6 +1533,7 @@ def pca_refresh(mv):
     cdef double[:, ::1] basis
     cdef double[::1] inv_vals
     cdef double share[256]
+    cdef bint finite
     if p < 2 or p > 256 or type(mv.count) is not int:
         mv._refresh()
         return
@@ -1500,10 +1566,17 @@ def pca_refresh(mv):
         mv.basis = np.zeros((p, 0))
         return
     c = 1e-9 * tr / p
+    finite = True
     for i in range(p):
         for j in range(p):
             s[i, j] = s[i, j] + c * (1.0 if i == j else 0.0)
-    w, v = np.linalg.eigh(s_arr)
+            finite = finite and isfinite(s[i, j])
+    if finite and _EIGH_LO is not None:
+        # np.linalg.eigh's own LAPACK call (its gufunc: the same results), without its wrapper's checks
+        # and error-state context (~3 us of the ~8): a finite symmetric matrix always converges
+        w, v = _EIGH_LO(s_arr, signature="d->dd")
+    else:  # np.linalg.eigh as the reference calls it (its LinAlgError for NaN or inf too)
+        w, v = np.linalg.eigh(s_arr)
     vals = w
     vecs = v
     # reversed: vals[p - 1 - m]; share = cumsum / sum
