@@ -312,7 +312,7 @@ class WindowAssembler:
             key = (c.topic, c.partition)
             ts, offsets = c.ts_ns, c.offsets
             n = len(ts)
-            if ts == sorted(ts):  # in time order (the usual case): window by window
+            if c.in_order or ts == sorted(ts):  # in time order (the usual case): window by window
                 i = 0
                 while i < n:
                     t = ts[i]
@@ -399,7 +399,7 @@ class WindowAssembler:
         asset = self.asset
         direct: list[ClosedWindow] = []
         # offsets in order too (a table's row numbers): a window's span is its first and last reading's
-        ordered = offsets == sorted(offsets)
+        ordered = c.in_order or offsets == sorted(offsets)
         i = 0
         while i < n:
             t = ts[i]
