@@ -110,6 +110,7 @@ _cw_asset, _cw_start, _cw_end, _cw_partials, _cw_inputs, _cw_first, _cw_last, _c
 
 
 _start_of = attrgetter("start_ns")
+_new_acc = object.__new__  # (an _Acc without its __init__: every slot is then stored by the caller)
 
 
 class WindowAssembler:
@@ -415,8 +416,11 @@ class WindowAssembler:
                 if start <= limit:  # opened and closed by this batch
                     direct.append(ClosedWindow(asset, start, start + length, (), ((topic, part, lo, hi),), -1,
                                                -1, {}, ()))
-                else:  # (what _Acc() and the span's first store make)
-                    open_[start] = _Acc([], {key: [lo, hi]}, -1, -1, {})
+                else:  # (what _Acc() and the span's first store make; its slots stored here, no generated
+                    # __init__ with a default-factory test per field)
+                    acc = open_[start] = _new_acc(_Acc)
+                    acc.frames, acc.offsets, acc.first_seq, acc.last_seq, acc.readings = \
+                        [], {key: [lo, hi]}, -1, -1, {}
                 i = j
                 continue
             span = acc.offsets.get(key)

@@ -308,7 +308,10 @@ class AssetAnalyzer(effects.RuntimeEntity):
         windows = self.windows
         progress = windows.progress
         if progress:
-            newest = max(progress.values()) if len(progress) > 1 else next(iter(progress.values()))
+            if len(progress) == 1:  # (one stream: unpacked, no call)
+                (newest,) = progress.values()
+            else:
+                newest = max(progress.values())
             ref = hi if hi > newest else newest  # noqa: FURB136 (no call)
         else:
             ref = hi
