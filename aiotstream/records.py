@@ -258,11 +258,17 @@ class ReadingColumns:
     (True, 1)
     """
 
-    __slots__ = ("asset", "metrics", "offsets", "partition", "topic", "ts_ns", "values")
+    __slots__ = ("asset", "in_order", "metrics", "offsets", "partition", "topic", "ts_ns", "values")
+
+    in_order: bool
+    """The maker knows that ``ts_ns`` and ``offsets`` are both in order (non-decreasing; False: not known,
+    the taker checks). The decoder knows it once per block of rows: a block whose times and row numbers are
+    in order has them in order in every asset's columns (each a subsequence of the block's)."""
 
     def __init__(self, asset: str, topic: str, partition: int, ts_ns: list[int], metrics: list[str],
-                 values: list[float], offsets: list[int]) -> None:
+                 values: list[float], offsets: list[int], in_order: bool = False) -> None:
         self.asset = asset
+        self.in_order = in_order
         self.topic = topic
         self.partition = partition
         self.ts_ns = ts_ns
@@ -277,11 +283,13 @@ class ReadingColumns:
         return f"ReadingColumns({self.asset!r}, {self.topic!r}, {self.partition}, {len(self)} readings)"
 
     def __getstate__(self) -> tuple:
-        return (self.asset, self.topic, self.partition, self.ts_ns, self.metrics, self.values, self.offsets)
+        return (self.asset, self.topic, self.partition, self.ts_ns, self.metrics, self.values, self.offsets,
+                self.in_order)
 
     def __setstate__(self, state: tuple) -> None:
         (self.asset, self.topic, self.partition, self.ts_ns, self.metrics, self.values,
-         self.offsets) = state
+         self.offsets) = state[:7]
+        self.in_order = len(state) > 7 and state[7]  # (a state from before the flag: not known)
 
     def readings(self) -> list[Reading]:
         """The readings these columns stand for, in order."""

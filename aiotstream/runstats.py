@@ -180,6 +180,18 @@ class RunStats:
         (1.5, [9500000000])
         """
         bounds = _CLOSE_BOUNDS
+        if len(ends_ns) == 1:  # (one window: the usual case) its bucket found before the lock
+            end = ends_ns[0]
+            v = now_s - end / _NS_PER_S
+            i = bisect_left(bounds, v)
+            with self._lock:
+                h = self._hist.get(_CLOSE_KEY)
+                if h is None:
+                    h = self._hist[_CLOSE_KEY] = [0] * (len(bounds) + 1) + [0.0]
+                h[i] += 1
+                h[-1] += v
+            self._marks[asset] = end
+            return
         with self._lock:
             h = self._hist.get(_CLOSE_KEY)
             if h is None:
@@ -188,7 +200,7 @@ class RunStats:
                 v = now_s - t / _NS_PER_S
                 h[bisect_left(bounds, v)] += 1
                 h[-1] += v
-        self._marks[asset] = max(ends_ns) if len(ends_ns) > 1 else ends_ns[0]
+        self._marks[asset] = max(ends_ns)
 
     def histograms(self) -> dict[tuple[str, tuple[str, ...]], list[float]]:
         """A copy: (name, label values) -> counts per bucket (not cumulative), the count above the last

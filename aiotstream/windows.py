@@ -110,6 +110,7 @@ _cw_asset, _cw_start, _cw_end, _cw_partials, _cw_inputs, _cw_first, _cw_last, _c
 
 
 _start_of = attrgetter("start_ns")
+_new_acc = object.__new__  # (an _Acc without its __init__: every slot is then stored by the caller)
 
 
 class WindowAssembler:
@@ -312,7 +313,7 @@ class WindowAssembler:
             key = (c.topic, c.partition)
             ts, offsets = c.ts_ns, c.offsets
             n = len(ts)
-            if ts == sorted(ts):  # in time order (the usual case): window by window
+            if c.in_order or ts == sorted(ts):  # in time order (the usual case): window by window
                 i = 0
                 while i < n:
                     t = ts[i]
@@ -399,7 +400,7 @@ class WindowAssembler:
         asset = self.asset
         direct: list[ClosedWindow] = []
         # offsets in order too (a table's row numbers): a window's span is its first and last reading's
-        ordered = offsets == sorted(offsets)
+        ordered = c.in_order or offsets == sorted(offsets)
         i = 0
         while i < n:
             t = ts[i]
@@ -415,8 +416,11 @@ class WindowAssembler:
                 if start <= limit:  # opened and closed by this batch
                     direct.append(ClosedWindow(asset, start, start + length, (), ((topic, part, lo, hi),), -1,
                                                -1, {}, ()))
-                else:  # (what _Acc() and the span's first store make)
-                    open_[start] = _Acc([], {key: [lo, hi]}, -1, -1, {})
+                else:  # (what _Acc() and the span's first store make; its slots stored here, no generated
+                    # __init__ with a default-factory test per field)
+                    acc = open_[start] = _new_acc(_Acc)
+                    acc.frames, acc.offsets, acc.first_seq, acc.last_seq, acc.readings = \
+                        [], {key: [lo, hi]}, -1, -1, {}
                 i = j
                 continue
             span = acc.offsets.get(key)

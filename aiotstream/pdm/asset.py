@@ -296,7 +296,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 return None
             # in time order (the usual case: its ends are the extremes)? (sorted() of a list in order is one
             # pass in C, cheaper than a comparison per pair through map)
-            in_order = ts == sorted(ts)
+            in_order = c.in_order or ts == sorted(ts)
             lo, hi = (ts[0], ts[-1]) if in_order else (min(ts), max(ts))
         else:
             if metrics and any(not metrics.isdisjoint(c.metrics) for c in cols):
@@ -308,7 +308,10 @@ class AssetAnalyzer(effects.RuntimeEntity):
         windows = self.windows
         progress = windows.progress
         if progress:
-            newest = max(progress.values()) if len(progress) > 1 else next(iter(progress.values()))
+            if len(progress) == 1:  # (one stream: unpacked, no call)
+                (newest,) = progress.values()
+            else:
+                newest = max(progress.values())
             ref = hi if hi > newest else newest  # noqa: FURB136 (no call)
         else:
             ref = hi

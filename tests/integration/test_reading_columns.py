@@ -157,5 +157,10 @@ def test_reading_columns_pickle_and_expand() -> None:
     back = pickle.loads(pickle.dumps(c))
     assert back.readings() == c.readings() == [Reading("a", 5, "t", 1.0, Position("f", -1, 0)),
                                                Reading("a", 6, "p", 2.0, Position("f", -1, 1))]
+    assert back.in_order is False
+    assert pickle.loads(pickle.dumps(ReadingColumns("a", "f", -1, [5], ["t"], [1.0], [0], True))).in_order is True
+    old = ReadingColumns.__new__(ReadingColumns)  # (a state pickled before the flag: 7 fields)
+    old.__setstate__(("a", "f", -1, [5], ["t"], [1.0], [0]))
+    assert old.in_order is False and old.readings() == [Reading("a", 5, "t", 1.0, Position("f", -1, 0))]
     r = Reading("a", 7, "t", 3.0, Position("k", 0, 9))
     assert expand_columns([r, c, r]) == [r, *c.readings(), r]

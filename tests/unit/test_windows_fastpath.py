@@ -215,4 +215,10 @@ def test_add_columns_of_a_replayed_table_matches_add(batches, length_q, lateness
         assert fast.progress == ref.progress and fast.closed_end_ns == ref.closed_end_ns
         assert sorted(fast.open) == sorted(ref.open)
         assert {s: a.offsets for s, a in fast.open.items()} == {s: a.offsets for s, a in ref.open.items()}
+        # every field of the open windows (_add_in_order stores an _Acc's slots one by one; the reference keeps
+        # the values of every metric, add_columns those of keep_readings, none here)
+        assert {s: (a.frames, a.offsets, a.first_seq, a.last_seq, {m: v for m, v in a.readings.items() if m == "t"})
+                for s, a in fast.open.items()} == \
+            {s: (a.frames, a.offsets, a.first_seq, a.last_seq, {m: v for m, v in a.readings.items() if m == "t"})
+             for s, a in ref.open.items()}
     assert [(w.start_ns, w.inputs) for w in fast.flush()] == [(w.start_ns, w.inputs) for w in ref.flush()]
