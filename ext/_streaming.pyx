@@ -620,29 +620,6 @@ cdef inline void _lower3(const double* a, Py_ssize_t n, double v0, double v1, do
     out[2] = (b2 - a) + (1 if b2[0] < v2 else 0)
 
 
-cdef inline void _lower2(const double* a, Py_ssize_t n, double v0, double v1, Py_ssize_t* out) noexcept nogil:
-    """_lower of two values in lockstep (as _lower3)."""
-    cdef const double* b0 = a
-    cdef const double* b1 = a
-    cdef Py_ssize_t half, h2
-    if n == 0:
-        out[0] = 0
-        out[1] = 0
-        return
-    while n > 1:
-        half = n >> 1
-        h2 = (n - half) >> 1
-        __builtin_prefetch(b0 + h2)
-        __builtin_prefetch(b0 + half + h2)
-        __builtin_prefetch(b1 + h2)
-        __builtin_prefetch(b1 + half + h2)
-        b0 = b0 + half if b0[half] < v0 else b0
-        b1 = b1 + half if b1[half] < v1 else b1
-        n -= half
-    out[0] = (b0 - a) + (1 if b0[0] < v0 else 0)
-    out[1] = (b1 - a) + (1 if b1[0] < v1 else 0)
-
-
 cdef inline Py_ssize_t _equal_from(const double* a, Py_ssize_t n, Py_ssize_t lo, double v) noexcept nogil:
     """How many of a[lo:n] equal v, lo = _lower(a, n, v) (no second search when none does)."""
     if lo >= n or a[lo] != v:
@@ -998,11 +975,9 @@ cdef class Ensemble:
             # before this change (lower and equal), so only the oldest and nv are searched
             lo = self.rcL[j, skip]
             hi = lo + self.rcE[j, skip]
-            _lower2(srt, f, old0, nv, idx)
-            idx[2] = idx[1]
-            idx[1] = idx[0]
+            _lower3(srt, f, old0, old0, nv, idx)  # (idx[1]: the oldest's, idx[2]: nv's; idx[0] a repeat)
         else:
-            _lower2(srt, f, v, old0, idx)
+            _lower3(srt, f, v, old0, old0, idx)  # (the third a repeat of the oldest's)
             lo = idx[0]
             hi = lo + _equal_from(srt, f, lo, v)
         if self.rcvalid[j]:

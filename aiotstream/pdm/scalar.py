@@ -49,8 +49,10 @@ def rows_array(rows: list[tuple[int, Row]], n: int) -> tuple[np.ndarray, np.ndar
     m = len(rows)
     if m:
         ts, vals = zip(*rows)
-        try:  # full rows as lists: the usual case (a dict row, or a row of another length, raises or
-            x = np.array(vals, dtype=np.float64)  # gives another shape: the paths below)
+        # full rows as lists: the usual case, the only path for them (a dict row, or a row of another
+        # length, raises or gives another shape: the paths below)
+        try:
+            x = np.array(vals, dtype=np.float64)
         except (TypeError, ValueError):
             pass
         else:
@@ -58,9 +60,7 @@ def rows_array(rows: list[tuple[int, Row]], n: int) -> tuple[np.ndarray, np.ndar
                 return np.array(ts, dtype=np.int64), x
     vals = list(map(itemgetter(1), rows))
     kinds = set(map(type, vals))
-    if kinds == {list} and all(map(n.__eq__, map(len, vals))):  # full rows as lists: the usual case
-        x = np.array(vals, dtype=np.float64).reshape(m, n)
-    elif not kinds - {dict} and all(map(tuple(range(n)).__eq__, map(tuple, vals))):  # full rows as dicts
+    if not kinds - {dict} and all(map(tuple(range(n)).__eq__, map(tuple, vals))):  # full rows as dicts
         x = np.fromiter(chain.from_iterable(map(dict.values, vals)), np.float64, m * n).reshape(m, n)
     else:
         x = np.full((m, n), math.nan)
