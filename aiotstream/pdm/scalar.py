@@ -139,8 +139,8 @@ class RowAssembler:
             _merge_span(spans, t, key, min(offs), max(offs))
 
     def _adopt(self, key: tuple[str, int], k: int) -> bool:
-        """Whether the rows pending (up to 256) are the tail's kind (whole rows as lists of ``k`` values, every
-        reading of each from input ``key``): if so, they become the tail (nothing else pending)."""
+        """Whether the rows pending (up to 256) are the tail's kind (whole rows as lists of ``k`` values,
+        every reading of each from input ``key``): if so, they become the tail (nothing else pending)."""
         pending, spans = self.pending, self.spans
         if len(pending) > 256 or self._bad_t in pending:  # (a row found unfit before: still pending)
             return False
@@ -631,8 +631,8 @@ class ScalarScorer:
             m = bisect_left(tt, before_ns)
             if m and (force or final or tt[m - 1] - tt[0] >= self.cfg.block_s * 1e9):
                 ts, vals = self.rows._take_tail(m, self.spans)
-                return self._score(np.array(ts, dtype=np.int64),
-                                   np.array(vals, dtype=np.float64).reshape(m, len(self.rows.channels)), final)
+                x = np.array(vals, dtype=np.float64).reshape(m, len(self.rows.channels))
+                return self._score(np.array(ts, dtype=np.int64), x, final)
         rows = self.rows._take(before_ns, self.spans)
         if rows:
             ready.extend(rows)
