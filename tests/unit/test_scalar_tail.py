@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import pickle
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st

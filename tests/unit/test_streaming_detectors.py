@@ -841,7 +841,7 @@ def test_compiled_spot_fit_shortcuts_are_taken_and_the_std_floor_still_binds() -
         assert passes[1] < passes[0] - 4, passes
     a = rng.uniform(0.0, 1.0, 1000)
     a[850:] = 1000.0 + 1e-9 * rng.random(150)
-    t, rate, xi, sigma = C.spot_fit(a, 0.9, 0.0)
+    t, _rate, _xi, sigma = C.spot_fit(a, 0.9, 0.0)
     assert sigma == 1e-6 * np.std(a) and sigma > 1e-9 * (1.0 + abs(t))
 
 
