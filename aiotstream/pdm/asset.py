@@ -142,11 +142,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
                                        expected=_expected_streams(cfg))
         # of a window's reading values only the temperature's are used (a frame window's features)
         self.windows.keep_readings = frozenset((rt.temp_metric,))
-        # with ONNX models the z-score baseline still learns: it explains alerts (features off their baseline)
-        kind = "zscore" if cfg.model.kind == "onnx" else cfg.model.kind
-        self.detector: Detector = make_detector(kind, self.columns, warmup=cfg.model.warmup_windows,
-                                                n_trees=cfg.model.n_trees, height=cfg.model.height,
-                                                window_size=cfg.model.window_size, seed=cfg.model.seed)
+        # the window detector (``detector``) is made at the asset's first window of frames: an asset of
+        # scalar readings only never needs one (nor the import of scipy.special it brings)
         self._new_drift_watches()
         # signal -> first window start its detector has seen since it fired
         self.drift_from: dict[str, int] = {}
@@ -195,6 +192,20 @@ class AssetAnalyzer(effects.RuntimeEntity):
             self.shadow_ref = rt.models.ref(o.shadow) if o.shadow else None
 
     # Bytewax snapshots pickle the analyzer; the shared runtime is rebuilt on resume.
+
+    @property
+    def detector(self) -> Detector:
+        """The window detector of ``[model]`` (with ONNX models the z-score baseline, which still learns: it
+        explains alerts), made at its first use: the same one as if made with the asset (its construction
+        depends on the configuration only), and in the snapshot's state (``__dict__``) once made."""
+        d = self.__dict__.get("detector")
+        if d is None:
+            d = self.__dict__["detector"] = _window_detector(self.rt.config, self.columns)
+        return d
+
+    @detector.setter
+    def detector(self, d: Detector) -> None:
+        self.__dict__["detector"] = d
 
     def _new_drift_watches(self) -> None:
         """Drift on the features, not on the score: every feature column's recent median against its range
