@@ -326,9 +326,16 @@ def _value_column(arr: pa.Array) -> np.ndarray:
 
 
 def _str_column(batch: pa.RecordBatch, name: str, default: str, n: int) -> list[str]:
-    if name in batch.schema.names:
-        return ["" if v is None else str(v) for v in batch.column(name).to_pylist()]
-    return [default] * n
+    if name not in batch.schema.names:
+        return [default] * n
+    arr = batch.column(name)
+    if isinstance(arr, pa.Array) and pa.types.is_string(arr.type) and not arr.null_count:
+        # text with no nulls (the usual asset and metric columns): the same values with no per-value test
+        # and one str object per distinct value (dictionary-encoded; taken through numpy), as an asset's
+        # or metric's values are few: half the time of the general line below
+        d = arr.dictionary_encode()
+        return np.array(d.dictionary.to_pylist(), dtype=object)[d.indices.to_numpy()].tolist()
+    return ["" if v is None else str(v) for v in arr.to_pylist()]
 
 
 def table_rows(batch: pa.RecordBatch, first_row: int, topic: str, cols: FileColumns) -> ReadingRows:
@@ -356,7 +363,9 @@ def table_rows(batch: pa.RecordBatch, first_row: int, topic: str, cols: FileColu
         return ReadingRows(topic, -1, rows, assets, ts, _str_column(batch, cols.metric, "", n),
                            _value_column(batch.column(cols.value)))
     k = len(cols.metrics)
-    return ReadingRows(topic, -1, np.repeat(rows, k), [a for a in assets for _ in range(k)], np.repeat(ts, k),
+    # each row's asset k times (numpy's repeat of the objects: half the time of a comprehension)
+    return ReadingRows(topic, -1, np.repeat(rows, k), np.repeat(np.array(assets, dtype=object), k).tolist(),
+                       np.repeat(ts, k),
                        list(cols.metrics) * n,
                        np.stack([_value_column(batch.column(m)) for m in cols.metrics], axis=1).reshape(-1))
 
