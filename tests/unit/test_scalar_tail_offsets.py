@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from itertools import pairwise
 
 import numpy as np
 from hypothesis import given, settings
@@ -46,7 +47,7 @@ def _set(spec: tuple, clock: list[int], rng: np.random.Generator) -> ReadingColu
     if rng.random() < 0.05:
         vals[rng.integers(len(vals))] = math.nan
     clock[0] = max(clock[0], max(times) + 1)
-    in_order = flag and all(a <= b for a, b in zip(times, times[1:]))  # (the flag never lies)
+    in_order = flag and all(a <= b for a, b in pairwise(times))  # (the flag never lies)
     return ReadingColumns("a", "top", 0, [t * S for t in times], CHANNELS * rows, vals, offs, in_order)
 
 
