@@ -326,6 +326,11 @@ class ReadingRows:
     metrics: list[str]
     values: np.ndarray  # float64
     rejects: list[tuple[int, bytes, str, str]] = field(default_factory=list)
+    # ``(rows.tolist(), ts_ns.tolist())`` made by the reader (None: the decoder makes them from the arrays). A
+    # wide table's reader makes them once per file batch with one int per file row, shared by the row's
+    # readings, instead of one object per reading each poll batch; whoever sets ``rows`` or ``ts_ns``
+    # afterwards sets this to None
+    lists: tuple[list[int], list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.assets)

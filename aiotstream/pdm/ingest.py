@@ -338,8 +338,11 @@ class Ingestor:
         with np.errstate(invalid="ignore"):
             ok = (np.abs(values) <= self.max_abs) & (ts >= 0) & (ts <= horizon)  # NaN compares False
         assets_known = self.rt.assets
-        rows = block.rows.tolist()
-        ts_l, val_l = ts.tolist(), values.tolist()
+        if block.lists is not None:  # (the reader's: the same ints)
+            rows, ts_l = block.lists
+        else:
+            rows, ts_l = block.rows.tolist(), ts.tolist()
+        val_l = values.tolist()
         good = ok.all()
         if good and groups is not None:  # one ReadingColumns per asset of the block, no object per value
             cols: dict[str, ReadingColumns] = {}

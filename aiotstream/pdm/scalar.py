@@ -113,12 +113,16 @@ class RowAssembler:
         self._tt: list[int] = []
         self._tv: list[float] = []
         self._to: list[int] = []
+        # ``_to`` known to be in order (non-decreasing): its least and greatest are its ends (_take_tail, once
+        # a block, without a pass over it). Columns in order whose first offset is not below the tail's last
+        # keep it so (one test a set of columns); any other addition clears it (min() and max() then).
+        self._tsorted = True
         self._tkey: tuple[str, int] | None = None
         self._bad_t: int | None = None  # a pending row that _adopt found unfit (it stays so while pending)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        for a in ("_tt", "_tv", "_to", "_tkey", "_bad_t"):
+        for a in ("_tt", "_tv", "_to", "_tsorted", "_tkey", "_bad_t"):
             state.pop(a, None)
         if self._tt:  # the rows as the code before keeps them
             pending, spans = dict(self.pending), {t: dict(sp) for t, sp in self.spans.items()}
@@ -158,6 +162,7 @@ class RowAssembler:
             to.append(a)  # (k offsets a row: the span's ends, the rest its last)
             to += repeat(b, k - 1) if k > 1 else ()
         self._tt, self._tv, self._to, self._tkey = tt, tv, to, key
+        self._tsorted = all(map(le, to, islice(to, 1, None)))  # (rows in time order: offsets too, usually)
         self.pending, self.spans, self._first = {}, {}, None
         return True
 
@@ -168,6 +173,13 @@ class RowAssembler:
             self._first = None  # (recomputed when asked)
             self._tail_init()
 
+    def _put_offsets(self, offs: list[int], in_order: bool) -> None:
+        """A tail row's offsets (``in_order``: those of columns known in order), keeping ``_tsorted``."""
+        to = self._to
+        if self._tsorted and not (in_order and (not to or offs[0] >= to[-1])):
+            self._tsorted = False
+        to += offs
+
     def _take_tail(self, m: int, spans: Spans | None) -> tuple[list[int], list[float]]:
         """The tail's first ``m`` rows handed out (as :meth:`_take` hands out rows): their times and their
         values (flat, channel order); their offsets merged into ``spans``."""
@@ -176,7 +188,7 @@ class RowAssembler:
         ts, vals = tt[:m], tv[: m * k]
         if spans is not None:
             offs = self._to[: m * k]
-            lo, hi = min(offs), max(offs)
+            lo, hi = (offs[0], offs[-1]) if self._tsorted else (min(offs), max(offs))
             key = self._tkey
             cur = spans.get(key)
             spans[key] = (lo, hi) if cur is None else (min(cur[0], lo), max(cur[1], hi))
@@ -282,7 +294,10 @@ class RowAssembler:
                     and c.partition == self._tkey[1] and c.topic == self._tkey[0]):
                 tt.append(t)
                 self._tv += c.values
-                self._to += c.offsets
+                offs = c.offsets
+                if self._tsorted and not (c.in_order and offs[0] >= self._to[-1]):
+                    self._tsorted = False
+                self._to += offs
                 return
         for c in cols:
             ts = c.ts_ns
@@ -301,7 +316,7 @@ class RowAssembler:
                         if (last is None or t > last) and metrics == channels and ts.count(t) == k:
                             tt.append(t)
                             self._tv += c.values
-                            self._to += c.offsets
+                            self._put_offsets(c.offsets, c.in_order)
                             self._tkey = key
                             continue
                     else:
@@ -313,7 +328,7 @@ class RowAssembler:
                                 break
                             tt.append(t)
                             self._tv += c.values[i:j]
-                            self._to += c.offsets[i:j]
+                            self._put_offsets(c.offsets[i:j], c.in_order)
                             self._tkey = key
                             last = t
                             i = j

@@ -23,7 +23,7 @@ from aiotstream.records import ReadingColumns
 S = 1_000_000_000
 CHANNELS = ["a", "b", "c"]
 ORDERS = [CHANNELS] * 8 + [["a", "b"], ["b", "a", "c"], ["a", "b", "c", "e"], ["c"]]
-TAIL = ("_tt", "_tv", "_to", "_tkey", "_bad_t")
+TAIL = ("_tt", "_tv", "_to", "_tsorted", "_tkey", "_bad_t")
 
 # (dt, order, rows, skew, partition): rows at clock + dt, + dt + 1 .. (mostly 1 or 2 of them, dt 0: in order)
 whole = st.tuples(st.sampled_from([0] * 6 + [-2, -1, 1]), st.sampled_from(ORDERS), st.sampled_from([1, 1, 1, 2, 3]),
