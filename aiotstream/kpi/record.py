@@ -76,6 +76,5 @@ def kpi_record(ctx: FlowContext, r: PeriodResult | RollupResult, *, scope: str, 
     v = variant_kpis(totals)
     if v is not None:
         rec["variants"] = v
-    rec.update(ctx.block(inputs=inputs_block(r.spans), window=window_block(r.start_ns, r.end_ns),
-                         features=features, model=model))
-    return rec
+    return ctx.block_into(rec, inputs=inputs_block(r.spans), window=window_block(r.start_ns, r.end_ns),
+                          features=features, model=model)

@@ -95,3 +95,101 @@ def test_derive_cases():
     assert derive(t)["availability"] is None and exact(derive(t)) == exact(derive_reference(t))
     t.update(power_samples=1, energy_kwh=math.nan, baseline_samples=1, baseline_kwh=2.0)
     assert exact(derive(t)) == exact(derive_reference(t))
+
+
+# ---- KpiTracker.add_many with _at / when / _period inline --------------------------------------------
+def add_many_reference(tr, sums: dict, maxima: dict, t_ns: int, *, exact_time: bool = False) -> None:
+    """KpiTracker.add_many as it was: through the _at generator and when()."""
+    for p in tr._at(t_ns if exact_time else tr.when(t_ns)):
+        tot = p.totals
+        for k, v in sums.items():
+            tot[k] += v
+        for k, v in maxima.items():
+            tot[k] = max(tot[k], v)
+
+
+def _tracker():
+    from aiotstream.kpi.periods import Shifts, Tumbling
+    from aiotstream.kpi.tracker import KpiTracker
+
+    # a tumbling scheme, and shifts with gaps between them (period_of None: the scheme is skipped)
+    return KpiTracker("a", "l", [Tumbling(10 * S), Shifts([("early", 6 * 60, 4.0), ("late", 14 * 60, 4.0)])])
+
+
+_op = st.tuples(
+    st.integers(0, 2 * 86_400) .map(lambda s: 1_767_225_600 * S + s * S // 4),  # out of order, repeats
+    st.booleans(),  # exact_time
+    st.dictionaries(st.sampled_from(["scalar_rows", "scalar_alert_rows", "baseline_changes"]),
+                    st.one_of(st.integers(0, 30), st.floats(0, 5)), max_size=3),
+    st.dictionaries(st.sampled_from(["scalar_max_score", "max_score"]),
+                    st.one_of(st.floats(allow_nan=True), st.integers(-2, 2)), max_size=2),
+    st.one_of(st.none(), st.integers(0, 2 * 86_400).map(lambda s: 1_767_225_600 * S + s * S // 3)),  # accounted
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_op, max_size=25))
+def test_add_many_matches_reference(ops):
+    fast, ref = _tracker(), _tracker()
+    for t, exact_time, sums, maxima, accounted in ops:
+        fast.accounted_ns = ref.accounted_ns = accounted
+        fast.add_many(sums, maxima, t, exact_time=exact_time)
+        add_many_reference(ref, sums, maxima, t, exact_time=exact_time)
+    assert list(fast.periods) == list(ref.periods)
+    for key, p in fast.periods.items():
+        q = ref.periods[key]
+        assert (p.scheme, p.start, p.end, p.label) == (q.scheme, q.start, q.end, q.label)
+        assert exact(p.totals) == exact(q.totals)
+
+
+# ---- lineage set in the record (FlowContext.block_into, lineage_of) ------------------------------------
+def test_block_into_sets_what_block_gives_in_its_order():
+    from aiotstream.lineage import LINEAGE_FIELDS, FlowContext, lineage_of
+
+    ctx = FlowContext("s", "f", "1", "h")
+    inputs, window, features, model = [{"topic": "t"}], {"start_ns": 1}, {"set": "x"}, None
+    want = {"a": 1, "b": 2}
+    want.update(ctx.block(inputs=inputs, window=window, features=features, model=model))
+    got = ctx.block_into({"a": 1, "b": 2}, inputs=inputs, window=window, features=features, model=model)
+    assert list(got) == list(want) == ["a", "b", *LINEAGE_FIELDS]
+    assert got["inputs"] is inputs and got["window"] is window and got["features"] is features
+    assert {k: v for k, v in got.items() if k != "produced_at"} == {k: v for k, v in want.items()
+                                                                    if k != "produced_at"}
+    assert len(got["produced_at"]) == len(want["produced_at"]) == 27
+    lin = lineage_of(got)
+    assert list(lin) == list(LINEAGE_FIELDS) and all(lin[k] is got[k] for k in LINEAGE_FIELDS)
+
+
+SCALAR_KEYS = ["schema", "id", "asset", "line", "channels", "rows", "row_ts_ns", "row_score", "row_alert",
+               "max_score", "min_p", "alert_rows", "restarted", "changes", "top", "site", "flow", "flow_version",
+               "config_hash", "code_version", "inputs", "window", "features", "model", "produced_at"]
+KPI_KEYS = ["schema", "id", "scope", "asset", "line", "period", "assets_expected", "assets_reported", "complete",
+            "revision", "totals", "kpis", "site", "flow", "flow_version", "config_hash", "code_version", "inputs",
+            "window", "features", "model", "produced_at"]
+
+
+def test_scalar_and_kpi_records_keep_their_fields_order_and_alerts_the_blocks_lineage():
+    """Through the plant flow (the scalar flow's test site, its injected fault): every record's fields in
+    the order they had before the lineage was set in place, and the scalar alerts carry the lineage of the
+    scalar record of the block that raised them (its inputs, window, produced_at)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "integration"))
+    from test_scalar_flow import messages, run, site  # type: ignore[import-not-found]
+
+    from aiotstream.lineage import LINEAGE_FIELDS
+
+    outputs = run(site(), messages())
+    scalars = [o.record for o in outputs if o.kind == "scalar"]
+    kpis = [o.record for o in outputs if o.kind == "kpi"]
+    assert scalars and kpis
+    assert all(list(r) == SCALAR_KEYS for r in scalars)
+    assert all(list(r) == KPI_KEYS for r in kpis)
+    alerts = [o.record for o in outputs if o.kind == "alert" and o.record["alert_type"] == "scalar_anomaly"
+              and o.record["event"] in ("opened", "cleared")]
+    assert len(alerts) >= 2
+    for a in alerts:
+        owners = [r for r in scalars if r["asset"] == a["asset"] and r["window"] == a["window"]]
+        assert len(owners) == 1
+        assert {k: a[k] for k in LINEAGE_FIELDS} == {k: owners[0][k] for k in LINEAGE_FIELDS}
