@@ -85,6 +85,33 @@ class FlowContext:
             "produced_at": wall_iso(time.time_ns()),
         }
 
+    def block_into(self, rec: dict[str, Any], *, inputs: list[dict], window: dict | None,
+                   features: dict | None, model: dict | None) -> dict[str, Any]:
+        """``rec.update(self.block(...))`` without the block's own dict (once per scalar and KPI record):
+        the same fields, in the same order, set in ``rec``; returns ``rec``."""
+        rec["site"] = self.site
+        rec["flow"] = self.flow
+        rec["flow_version"] = self.flow_version
+        rec["config_hash"] = self.config_hash
+        rec["code_version"] = self.code_version
+        rec["inputs"] = inputs
+        rec["window"] = window
+        rec["features"] = features
+        rec["model"] = model
+        rec["produced_at"] = wall_iso(time.time_ns())
+        return rec
+
+
+LINEAGE_FIELDS = ("site", "flow", "flow_version", "config_hash", "code_version", "inputs", "window",
+                  "features", "model", "produced_at")
+"""The fields :meth:`FlowContext.block` gives, in its order."""
+
+
+def lineage_of(rec: dict[str, Any]) -> dict[str, Any]:
+    """The lineage block a record got from :meth:`FlowContext.block_into`, as :meth:`FlowContext.block` gave
+    it (the same values: one ``produced_at`` for the record and the outputs it leads to)."""
+    return {k: rec[k] for k in LINEAGE_FIELDS}
+
 
 SOURCE_KINDS = ("mqtt", "opcua", "file")
 

@@ -63,31 +63,41 @@ class RollupBook:
     def add(self, r: PeriodResult, now_s: float = 0.0) -> list[RollupResult]:
         """Take one asset's period. Cost: the scope's pending periods, not its assets (a period's
         ``missing`` set is made once, then shrinks as assets report or pass its end)."""
-        key = (r.scheme, r.start_ns)
-        prog = (r.scheme, r.asset)
-        end = max(self.progress.get(prog, r.end_ns), r.end_ns)
-        self.progress[prog] = end
-        self.newest[r.scheme] = max(self.newest.get(r.scheme, end), end)
-        for k, q in self.pending.items():  # this asset has now passed these periods' ends
-            if k[0] == r.scheme and q.first.end_ns <= end:
-                self._missing(k).discard(r.asset)
+        # (once per asset period and scope: the book's dicts and the period's fields read once, _missing and
+        # _final inline where the set is made already, no _forget call while no period was emitted early)
+        scheme, asset, r_end = r.scheme, r.asset, r.end_ns
+        key = (scheme, r.start_ns)
+        progress, newest, pending = self.progress, self.newest, self.pending
+        prog = (scheme, asset)
+        end = max(progress.get(prog, r_end), r_end)
+        progress[prog] = end
+        newest[scheme] = max(newest.get(scheme, end), end)
+        for k, q in pending.items():  # this asset has now passed these periods' ends
+            if k[0] == scheme and q.first.end_ns <= end:
+                m = q.missing
+                (self._missing(k) if m is None else m).discard(asset)
         if key in self.done:
             return []  # a replayed report of a period that is final already
-        p = self.pending.get(key)
+        p = pending.get(key)
         if p is None:
-            p = self.pending[key] = _Pending(r, {}, now_s)
-        p.parts[r.asset] = r
-        self._missing(key).discard(r.asset)
+            p = pending[key] = _Pending(r, {}, now_s)
+        p.parts[asset] = r
+        m = p.missing
+        (self._missing(key) if m is None else m).discard(asset)
         out = []
         if p.revision >= 0:  # a late asset after an early (wall-clock) emission: a new revision
             out.append(self._emit(key, final=self._final(key)))
-        keys = [k for k in self.pending if k[0] == r.scheme]
+        keys = [k for k in pending if k[0] == scheme]
         if len(keys) > 1:
             keys.sort(key=_start)
         for k in keys:
-            if self.pending[k].revision < 0 and self._final(k):
+            q = pending[k]
+            if q.revision < 0 and not (self._missing(k) if q.missing is None else q.missing):
                 out.append(self._emit(k, final=True))
-        self._forget()
+        for q in pending.values():
+            if q.revision >= 0:  # an early-emitted period is pending: it may be far behind the newest now
+                self._forget()
+                break
         return out
 
     def _missing(self, key: tuple[str, int]) -> set[str]:

@@ -211,9 +211,16 @@ def savings(actual_kwh: float, baseline_kwh: float) -> tuple[float, float | None
 
 def derive(t: dict[str, int | float]) -> dict[str, float | None]:
     """The derived KPIs of a set of totals (see the module docstring for the definitions)."""
+    # (once per KPI record: oee() and the ratios inline, each as ratio() divides and reading the totals in
+    # the same order, rather than a call per ratio)
     perf_defined = t["parts_without_ideal"] == 0
-    a, p, q, o = oee(t["run_s"], t["planned_s"], t["ideal_run_s"] if perf_defined else 0, t["parts_total"],
-                     t["parts_good"])
+    run, planned = t["run_s"], t["planned_s"]
+    ideal = t["ideal_run_s"] if perf_defined else 0
+    total, good = t["parts_total"], t["parts_good"]
+    a = run / planned if planned else None
+    p = ideal / run if run else None
+    q = good / total if total else None
+    o = a * p * q if a is not None and p is not None and q is not None else None
     if not perf_defined or t["parts_total"] == 0:
         p, o = None, None
     energy = baseline = saved = pct = None
@@ -224,22 +231,33 @@ def derive(t: dict[str, int | float]) -> dict[str, float | None]:
     if energy is not None and baseline is not None:
         saved, pct = savings(energy, baseline)
     labels = t["labels_true_fault"] + t["labels_false_alarm"]
-    mttr = ratio(t["repair_s"], t["repairs"])
-    mtbf = ratio(t["operating_s"], t["failures"])
-    mtta = ratio(t["ack_delay_s"], t["alerts_acknowledged"])
-    latency = ratio(t["model_latency_s"], t["model_calls"])
+    repair, repairs = t["repair_s"], t["repairs"]
+    operating, failures = t["operating_s"], t["failures"]
+    ack_delay, acked = t["ack_delay_s"], t["alerts_acknowledged"]
+    latency, calls = t["model_latency_s"], t["model_calls"]
+    false_alarms = t["labels_false_alarm"]
+    anomalous, scored = t["anomalous_windows"], t["scored_windows"]
     out: dict[str, float | None] = {
         "availability": a, "performance": p, "quality": q, "oee": o,
-        "mttr_s": None if mttr is None else mttr / S,
-        "mtbf_s": None if mtbf is None else mtbf / S,
-        "mtta_s": None if mtta is None else mtta / S,
-        "false_alarm_rate": ratio(t["labels_false_alarm"], labels),
-        "anomaly_rate": ratio(t["anomalous_windows"], t["scored_windows"]),
-        "model_latency_ms": None if latency is None else latency / 1e6,
+        "mttr_s": repair / repairs / S if repairs else None,
+        "mtbf_s": operating / failures / S if failures else None,
+        "mtta_s": ack_delay / acked / S if acked else None,
+        "false_alarm_rate": false_alarms / labels if labels else None,
+        "anomaly_rate": anomalous / scored if scored else None,
+        "model_latency_ms": latency / calls / 1e6 if calls else None,
         "energy_kwh": energy, "baseline_kwh": baseline, "savings_kwh": saved, "savings_pct": pct,
     }
     assert tuple(out) == KPI_NAMES
-    # a ratio of finite totals can still overflow (a subnormal denominator): undefined, like a zero one
+    # a ratio of finite totals can still overflow (a subnormal denominator): undefined, like a zero one.
+    # The values' sum is finite only if every value is (an inf or NaN term keeps the sum inf or NaN): then
+    # the dict is kept as it is; anything else (a non-finite value, a value the sum cannot add) is checked
+    # value by value
+    try:
+        finite = math.isfinite(sum(filter(None, out.values()), 0.0))
+    except (TypeError, ValueError, OverflowError, ArithmeticError):
+        finite = False
+    if finite:
+        return out
     return {k: (v if v is None or math.isfinite(v) else None) for k, v in out.items()}
 
 

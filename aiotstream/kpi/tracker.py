@@ -123,7 +123,17 @@ class KpiTracker:
     def add_many(self, sums: dict[str, float], maxima: dict[str, float], t_ns: int, *,
                  exact_time: bool = False) -> None:
         """Several :meth:`count` and :meth:`maximum` updates at one time (one period lookup)."""
-        for p in self._at(t_ns if exact_time else self.when(t_ns)):
+        # (once per scored block: :meth:`_at`, :meth:`when` and :meth:`_period` inline, no generator)
+        acc = self.accounted_ns
+        t = t_ns if exact_time or acc is None else max(t_ns, acc)
+        periods = self.periods
+        for i, scheme in enumerate(self.schemes):
+            pr = scheme.period_of(t)
+            if pr is None:
+                continue
+            p = periods.get((i, pr[0]))
+            if p is None:
+                p = self._period(i, *pr)
             tot = p.totals
             for k, v in sums.items():
                 tot[k] += v

@@ -54,7 +54,7 @@ from aiotstream.dedupe import FrameDedupe
 from aiotstream.features import reduce_partials, reduce_spectral, window_features
 from aiotstream.kpi import KpiTracker, PeriodResult, derive, kpi_record
 from aiotstream.kpi.periods import Tumbling
-from aiotstream.lineage import inputs_block, iso_ns, make_id, window_block
+from aiotstream.lineage import inputs_block, iso_ns, lineage_of, make_id, window_block
 from aiotstream.models.detector import Detector, LabelLearner
 from aiotstream.models.online import FeatureDrift, ShiftDrift, make_detector
 from aiotstream.models.scoring import ModelStore, Scored, canary_share
@@ -914,7 +914,6 @@ class AssetAnalyzer(effects.RuntimeEntity):
         inputs = [{"topic": t, "partition": p, "first_offset": lo, "last_offset": hi}
                   for (t, p), (lo, hi) in sorted(b.spans.items())]
         ctx = self.rt.ctx
-        lineage = ctx.block(inputs=inputs, window=window_block(t0, t1 + 1), features=None, model=None)
         al = res.alert.tolist()
         alert_rows = al.count(True)
         score = res.score
@@ -926,7 +925,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         events = b.events
         changes = [{"ts_ns": tsl[min(max(e.row - base, 0), rows - 1)], "channel": b.channels[e.channel],
                     "old_level": e.old_level, "new_level": e.new_level} for e in events] if events else []
-        outs = [Output("scalar", self.asset_id, {
+        rec = {
             "schema": "aiotstream.scalar/1",
             "id": make_id("scalar", ctx.site, ctx.config_hash, self.asset_id, t0, t1, rows),
             "asset": self.asset_id, "line": self.line, "channels": b.channels, "rows": rows,
@@ -936,8 +935,10 @@ class AssetAnalyzer(effects.RuntimeEntity):
             "max_score": max_score, "min_p": float(res.p[top]), "alert_rows": alert_rows,
             "restarted": b.restarted, "changes": changes,
             "top": self._scalar_explain(b, top, k),
-            **lineage,
-        })]
+        }
+        # the lineage fields set in the record itself (no dict of their own: the alerts below get one)
+        ctx.block_into(rec, inputs=inputs, window=window_block(t0, t1 + 1), features=None, model=None)
+        outs = [Output("scalar", self.asset_id, rec)]
         self.kpi.add_many({"scalar_rows": rows, "scalar_alert_rows": alert_rows,
                            "baseline_changes": len(changes)}, {"scalar_max_score": max_score}, t1)
         # the alert book follows the detector's alert (its hysteresis): fed at every change of it and at
@@ -964,7 +965,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
                 book_changes.extend(ch)
         self._scalar_open = bool(al[-1])
         if book_changes:
-            outs.extend(effects.alert_outputs(self, book_changes, lineage))
+            outs.extend(effects.alert_outputs(self, book_changes, lineage_of(rec)))
         return outs
 
     def _scalar_explain(self, b: ScoredBlock, r: int, top: int) -> list[dict]:
@@ -979,7 +980,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
         res = b.result
         zr = res.z[r].tolist()
         isnan = math.isnan
-        if any(map(isnan, zr)):  # (not from the detector, which gives finite z: numpy's order of NaN)
+        # (not from the detector, which gives finite z: numpy's order of NaN). The sum is NaN if a z is (or
+        # for an inf and a -inf: numpy's order of those is the sort's below); one C call, not one per channel
+        if isnan(sum(zr)):
             order = np.argsort(-np.abs(res.z[r]), kind="stable").tolist()
         else:  # Python's sort is stable, reversed too: argsort(-|z|, kind="stable")'s order, no numpy call
             order = sorted(range(len(zr)), key=list(map(abs, zr)).__getitem__, reverse=True)
@@ -1063,7 +1066,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         rt = self.rt
         ctx, model_block, features_block, asset_id = rt.ctx, rt.model_block, rt.features_block, self.asset_id
         model_sha = model_block["sha256"]
-        on_kpis = any(rule.kind == "kpi" for rule in self.control.rules)  # (once per call, not per period)
+        rules = self.control.rules  # (once per call, not per period; no generator when there are no rules)
+        on_kpis = any(rule.kind == "kpi" for rule in rules) if rules else False
         for r in results:
             rec = kpi_record(ctx, r, scope="asset", model_sha=model_sha, features=features_block,
                              model=model_block)
