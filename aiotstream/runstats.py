@@ -84,6 +84,9 @@ class RunStats:
         # (histogram, labels) -> [count per bucket..., count above the last, sum]
         self._hist: dict[tuple[str, tuple[str, ...]], list[float]] = {}
         self._marks: dict[str, int] = {}  # asset -> end (event time, ns) of its newest closed window
+        # the window close latency histogram's list in _hist (None: not made yet), kept so windows_closed
+        # (once per asset and batch) does not hash its key each time
+        self._close_hist: list[float] | None = None
 
     def add(self, group: str, key: str, n: int = 1) -> None:
         with self._lock:
@@ -116,6 +119,7 @@ class RunStats:
             for c in [*self._groups.values(), *self._levels.values()]:
                 c.clear()
             self._hist.clear()
+            self._close_hist = None
             self._marks.clear()
 
     # ---- for the metrics endpoint only ----------------------------------------------------------------
@@ -185,22 +189,30 @@ class RunStats:
             v = now_s - end / _NS_PER_S
             i = bisect_left(bounds, v)
             with self._lock:
-                h = self._hist.get(_CLOSE_KEY)
+                h = self._close_hist
                 if h is None:
-                    h = self._hist[_CLOSE_KEY] = [0] * (len(bounds) + 1) + [0.0]
+                    h = self._close_list()
                 h[i] += 1
                 h[-1] += v
             self._marks[asset] = end
             return
         with self._lock:
-            h = self._hist.get(_CLOSE_KEY)
+            h = self._close_hist
             if h is None:
-                h = self._hist[_CLOSE_KEY] = [0] * (len(bounds) + 1) + [0.0]
+                h = self._close_list()
             for t in ends_ns:
                 v = now_s - t / _NS_PER_S
                 h[bisect_left(bounds, v)] += 1
                 h[-1] += v
         self._marks[asset] = max(ends_ns)
+
+    def _close_list(self) -> list[float]:
+        """The window close latency histogram's list (made if need be; under the lock)."""
+        h = self._hist.get(_CLOSE_KEY)
+        if h is None:
+            h = self._hist[_CLOSE_KEY] = [0] * (len(_CLOSE_BOUNDS) + 1) + [0.0]
+        self._close_hist = h
+        return h
 
     def histograms(self) -> dict[tuple[str, tuple[str, ...]], list[float]]:
         """A copy: (name, label values) -> counts per bucket (not cumulative), the count above the last
