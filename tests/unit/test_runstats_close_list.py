@@ -1,8 +1,10 @@
 """``RunStats.windows_closed`` keeps its histogram's list: what it adds is what ``histograms`` shows, after a
-``reset`` too, and the same list as ``observe`` of the histogram by name (one histogram, not two)."""
+``reset`` too, and the same list as ``observe`` of the histogram by name (one histogram, not two); a latency
+above the top bound (a replay's) goes to the count above it without a search, one on a bound to that bound's
+bucket."""
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aiotstream.runstats import BUCKETS, RunStats
@@ -27,6 +29,8 @@ def _ref(ops: list[tuple[str, list[int]]], now: float) -> list[float]:
 
 
 @settings(max_examples=200, deadline=None)
+# latencies on the buckets' bounds (the top one: 3600 s) and just above the top, alone and with others
+@example(ops=[("closed", [400 * S]), ("closed", [400 * S - 1, 3999 * S, 3990 * S]), ("observe", [400 * S])])
 @given(ops=st.lists(st.one_of(
     st.tuples(st.just("closed"), st.lists(st.integers(0, 4000 * S), min_size=1, max_size=3)),
     st.tuples(st.just("observe"), st.lists(st.integers(0, 4000 * S), min_size=1, max_size=1)),
