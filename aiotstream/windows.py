@@ -109,6 +109,25 @@ _cw_asset, _cw_start, _cw_end, _cw_partials, _cw_inputs, _cw_first, _cw_last, _c
                                                "first_seq", "last_seq", "readings", "spectral"))
 
 
+class ReadingsWindow:
+    """A closed window of readings only, from one input partition, none of its values kept: the part of
+    its :class:`ClosedWindow` that the per-asset step reads (``start_ns``, ``end_ns``, ``inputs``; no
+    partials), made in one plain ``__init__`` instead of the frozen dataclass's nine stores through slot
+    descriptors. Only ``add_columns(..., lean=True)`` makes them (a replayed table's asset closes one per
+    second), for a caller that reads no more of a window than these and does not keep it."""
+
+    __slots__ = ("end_ns", "inputs", "start_ns")
+    partials: tuple[np.ndarray, ...] = ()  # (no frames)
+
+    def __init__(self, start_ns: int, end_ns: int, inputs: tuple[tuple[str, int, int, int], ...]) -> None:
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.inputs = inputs
+
+    def __repr__(self) -> str:
+        return f"ReadingsWindow({self.start_ns}, {self.end_ns}, {self.inputs})"
+
+
 _start_of = attrgetter("start_ns")
 _new_acc = object.__new__  # (an _Acc without its __init__: every slot is then stored by the caller)
 
@@ -268,8 +287,8 @@ class WindowAssembler:
         return self.close_until(self.watermark_ns), late
 
     def add_columns(self, cols: list[ReadingColumns], now_s: float | None = None,
-                    times: tuple[int, int] | None = None, in_order: bool = False
-                    ) -> list[ClosedWindow] | None:
+                    times: tuple[int, int] | None = None, in_order: bool = False, lean: bool = False
+                    ) -> list[ClosedWindow] | list[ClosedWindow | ReadingsWindow] | None:
         """:meth:`add` for a batch of readings as columns, without an object per value: the windows closed,
         or None (nothing changed) when the batch needs :meth:`add` (sliding windows, or a late reading).
         ``times``: the batch's (oldest, newest) reading time if the caller has it (None: found here);
@@ -278,7 +297,8 @@ class WindowAssembler:
 
         Same effects as ``add`` of the readings the columns stand for (good quality, in order), which are
         then all taken (none late), except that the windows keep only the values of ``keep_readings`` if
-        set."""
+        set. ``lean``: a closed window of readings only from one input partition without values kept comes
+        as a :class:`ReadingsWindow` (the rest as :class:`ClosedWindow`)."""
         length, hop, closed_end, open_ = self.length_ns, self.hop_ns, self.closed_end_ns, self.open
         if hop != length:
             return None
@@ -303,7 +323,7 @@ class WindowAssembler:
             if keep.isdisjoint(c.metrics) \
                     and (in_order or oldest == newest or ts == sorted(ts)):  # (in time order)
                 self.now_s = None  # (first_arrival stays as it is; no resumption without a clock)
-                return self._add_in_order(c, newest)
+                return self._add_in_order(c, newest, lean)
         self.now_s = now_s
         if self.first_arrival is None:
             self.first_arrival = now_s
@@ -379,10 +399,11 @@ class WindowAssembler:
         expected = self.expected
         if now_s is None and len(progress) == 1 and "readings" in progress \
                 and (not expected or expected == ("readings",)):  # (watermark_ns's replay case inline)
-            return self.close_until(next(iter(progress.values())) - self.lateness_ns)
-        return self.close_until(self.watermark_ns)
+            return self.close_until(next(iter(progress.values())) - self.lateness_ns, lean)
+        return self.close_until(self.watermark_ns, lean)
 
-    def _add_in_order(self, c: ReadingColumns, newest: int) -> list[ClosedWindow]:
+    def _add_in_order(self, c: ReadingColumns, newest: int, lean: bool = False
+                      ) -> list[ClosedWindow] | list[ClosedWindow | ReadingsWindow]:
         """:meth:`add_columns` of one set of columns in time order, none of whose values is kept, on a replay
         (no wall clock, no expected stream but readings) of an asset with readings only (a table's case):
         a window that this batch both opens and closes goes straight to a :class:`ClosedWindow` (no open
@@ -414,8 +435,9 @@ class WindowAssembler:
             acc = open_.get(start)
             if acc is None:
                 if start <= limit:  # opened and closed by this batch
-                    direct.append(ClosedWindow(asset, start, start + length, (), ((topic, part, lo, hi),), -1,
-                                               -1, {}, ()))
+                    inputs = ((topic, part, lo, hi),)
+                    direct.append(ReadingsWindow(start, start + length, inputs) if lean
+                                  else ClosedWindow(asset, start, start + length, (), inputs, -1, -1, {}, ()))
                 else:  # (what _Acc() and the span's first store make; its slots stored here, no generated
                     # __init__ with a default-factory test per field)
                     acc = open_[start] = _new_acc(_Acc)
@@ -432,7 +454,7 @@ class WindowAssembler:
                 if hi > span[1]:  # noqa: PLR1730
                     span[1] = hi
             i = j
-        closed = self.close_until(watermark) if open_ else []
+        closed = self.close_until(watermark, lean) if open_ else []
         if not direct:
             return closed
         end = direct[-1].end_ns  # (the newest of them)
@@ -447,8 +469,10 @@ class WindowAssembler:
         closed.sort(key=_start_of)
         return closed
 
-    def close_until(self, watermark_ns: int | None) -> list[ClosedWindow]:
-        """Close (in event-time order) every open window whose end <= watermark."""
+    def close_until(self, watermark_ns: int | None, lean: bool = False
+                    ) -> list[ClosedWindow] | list[ClosedWindow | ReadingsWindow]:
+        """Close (in event-time order) every open window whose end <= watermark (``lean``: see
+        :meth:`add_columns`)."""
         open_ = self.open
         if watermark_ns is None or not open_:
             return []
@@ -475,7 +499,8 @@ class WindowAssembler:
             if closed_end is None or end > closed_end:
                 self.closed_end_ns = closed_end = end
             ((t, p), (a, b)), = offsets.items()
-            out.append(ClosedWindow(asset, s, end, (), ((t, p, a, b),), acc.first_seq, acc.last_seq, {}, ()))
+            out.append(ReadingsWindow(s, end, ((t, p, a, b),)) if lean else
+                       ClosedWindow(asset, s, end, (), ((t, p, a, b),), acc.first_seq, acc.last_seq, {}, ()))
         return out
 
     def flush(self) -> list[ClosedWindow]:

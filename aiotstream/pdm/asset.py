@@ -74,7 +74,7 @@ from aiotstream.records import (
 )
 from aiotstream.runstats import STATS, Share
 from aiotstream.units import S
-from aiotstream.windows import ClosedWindow, WindowAssembler
+from aiotstream.windows import ClosedWindow, ReadingsWindow, WindowAssembler
 
 MAX_WAITING_FEEDBACK = 10_000
 """Feedback messages one asset holds until its clock reaches their time; more are dead-lettered
@@ -331,7 +331,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
             max_past = self._max_past_ns = _ns(rt.config.window.max_past_s)
         if lo < ref - max_past:
             return None
-        closed = windows.add_columns(cols, now_s, (lo, hi), in_order)
+        # without ONNX models (whose pending windows are kept) a window of readings only may come lean: all
+        # that _windows_closed reads of one is its start, end, inputs and (no) partials
+        closed = windows.add_columns(cols, now_s, (lo, hi), in_order, rt.models is None)
         if closed is None:
             return None
         scalar = self.scalar
@@ -466,7 +468,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if self.clock_ns is None or t_ns > self.clock_ns:
             self.clock_ns = t_ns
 
-    def _windows_closed(self, closed: list[ClosedWindow]) -> list[Output]:
+    def _windows_closed(self, closed: list[ClosedWindow] | list[ClosedWindow | ReadingsWindow]
+                        ) -> list[Output]:
         if self.rt.models is not None:
             return self._submit(closed)
         outs: list[Output] = []
