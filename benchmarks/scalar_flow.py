@@ -142,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gc", choices=("cli", "default"), default="cli",
                     help="cli: tune the garbage collector as `aiotstream run` does (default); default: CPython's")
     ap.add_argument("--poll-batch", type=int, default=1000,
-                    help="[inputs] poll_batch: readings per poll of the file (the default configuration's 1000)")
+                    help="[inputs] poll_batch: rows per poll of the file (the default configuration's 1000; "
+                         "before 2026-12-05 a table's poll batch counted readings: --poll-batch 125 is the "
+                         "old default's batching here, 8 readings a row)")
     ap.add_argument("--digest", action="store_true",
                     help="print a sha256 of every output record (without produced_at and code_version, which "
                          "names the tree's commit) in emission order: the "

@@ -377,7 +377,8 @@ class InputConfig(_Model):
                                                   "default: <site>.control")
     tail: bool = Field(default=True, description="keep waiting for new data at the end of the topics")
     poll_batch: int = Field(default=1000, gt=0, le=100_000,
-                            description="messages read per partition at a time: larger favours throughput, "
+                            description="messages read per partition at a time (a table file's rows, a "
+                                        "JSONL file's lines): larger favours throughput, "
                                         "smaller bounds latency under load (a whole poll batch is decoded "
                                         "before any asset runs)")
     max_message_bytes: int = Field(

@@ -586,6 +586,11 @@ class _FilePartition(StatefulSourcePartition[Any, int]):
         self.chunks = read_chunks(path, cfg, start)
         self.next_row = start
         self.batch = batch
+        # a table's batch counts rows (the file's messages, as a JSONL line of several readings counts once):
+        # a wide table's row is one reading per metric column, so a batch of readings could end inside a
+        # row, and a resume from the next row number would lose the rest of it
+        cols = cfg.columns
+        self.per_row = len(cols.metrics) if cols is not None and cols.metrics else 1
         self.pacer = Pacer(cfg.speed, t_first or 0, clock) if cfg.speed > 0 and t_first is not None else None
         self.cur: _Chunk | None = None
         self.pos = 0
@@ -610,7 +615,7 @@ class _FilePartition(StatefulSourcePartition[Any, int]):
                 self.cur = None
                 return [rows] if rows is not None and rows.rejects else []
         c, a = self.cur, self.pos
-        b = min(len(c), a + self.batch)
+        b = min(len(c), a + self.batch * (self.per_row if c.rows is not None else 1))
         if self.pacer is not None:
             ts = c.ts[a:b]
             n = self.pacer.count_due(np.where(ts < 0, self.pacer.t_first_ns, ts))
