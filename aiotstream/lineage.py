@@ -72,23 +72,12 @@ class FlowContext:
     def block(self, *, inputs: list[dict], window: dict | None, features: dict | None,
               model: dict | None) -> dict[str, Any]:
         """The lineage fields (without ``id``) for one output."""
-        return {
-            "site": self.site,
-            "flow": self.flow,
-            "flow_version": self.flow_version,
-            "config_hash": self.config_hash,
-            "code_version": self.code_version,
-            "inputs": inputs,
-            "window": window,
-            "features": features,
-            "model": model,
-            "produced_at": wall_iso(time.time_ns()),
-        }
+        return self.block_into({}, inputs=inputs, window=window, features=features, model=model)
 
     def block_into(self, rec: dict[str, Any], *, inputs: list[dict], window: dict | None,
                    features: dict | None, model: dict | None) -> dict[str, Any]:
-        """``rec.update(self.block(...))`` without the block's own dict (once per scalar and KPI record):
-        the same fields, in the same order, set in ``rec``; returns ``rec``."""
+        """The lineage fields (:meth:`block`) set in ``rec``, in their order, without a dict of their own
+        (once per scalar and KPI record: ``rec.update(self.block(...))`` less one dict); returns ``rec``."""
         rec["site"] = self.site
         rec["flow"] = self.flow
         rec["flow_version"] = self.flow_version
