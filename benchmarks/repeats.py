@@ -24,16 +24,18 @@ def spread(values: Sequence[float]) -> float | None:
     return None if med == 0 else (max(values) - min(values)) / abs(med)
 
 
-def figure(values: Sequence[float | None]) -> dict[str, Any]:
+def figure(values: Sequence[float | None], digits: int | None = None) -> dict[str, Any]:
     """Median, min, max and spread of one figure's runs (None: a failed run, left out). ``noisy`` is
-    True when the spread exceeds :data:`SPREAD_LIMIT`, None when it cannot be told (fewer than 2 runs)."""
+    True when the spread exceeds :data:`SPREAD_LIMIT`, None when it cannot be told (fewer than 2 runs).
+    ``digits``: significant digits of median, min and max (default: as the runs were recorded)."""
     runs = [v for v in values if v is not None]
     if not runs:
         return {"runs": list(values), "n": 0, "median": None, "min": None, "max": None, "spread": None,
                 "noisy": None}
     s = spread(runs)
-    return {"runs": list(values), "n": len(runs), "median": _g(statistics.median(runs)), "min": _g(min(runs)),
-            "max": _g(max(runs)), "spread": None if s is None else round(s, 4),
+    g = (lambda x: x) if digits is None else (lambda x: float(f"{x:.{digits}g}"))
+    return {"runs": list(values), "n": len(runs), "median": g(statistics.median(runs)), "min": g(min(runs)),
+            "max": g(max(runs)), "spread": None if s is None else round(s, 4),
             "noisy": None if s is None else s > SPREAD_LIMIT}
 
 
@@ -43,8 +45,9 @@ def pairwise_ratios(ours: Sequence[float | None], peer: Sequence[float | None]) 
 
 
 def ratio(ours: Sequence[float | None], peer: Sequence[float | None]) -> dict[str, Any]:
-    """A ratio goal's figure: median, min, max and spread of the per-round ratios ours / peer."""
-    return figure(pairwise_ratios(ours, peer))
+    """A ratio goal's figure: median, min, max and spread of the per-round ratios ours / peer (3 significant
+    digits, as the single-run report always gave its ratios; the runs keep theirs)."""
+    return figure(pairwise_ratios(ours, peer), digits=3)
 
 
 def median_index(values: Sequence[float | None]) -> int | None:
@@ -53,7 +56,3 @@ def median_index(values: Sequence[float | None]) -> int | None:
     present = sorted((v, i) for i, v in enumerate(values) if v is not None)
     return present[(len(present) - 1) // 2][1] if present else None
 
-
-def _g(x: float) -> float:
-    """Three significant digits for a small figure (a ratio), whole numbers for a large one (a rate)."""
-    return round(x) if abs(x) >= 1000 else float(f"{x:.3g}")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks import repeats
+from benchmarks import e2e, repeats
 
 
 def test_spread_hand_computed() -> None:
@@ -63,6 +63,38 @@ def test_median_index_picks_the_median_run() -> None:
     assert repeats.median_index([None]) is None
 
 
+def test_e2e_goals_are_judged_on_medians_of_pairwise_ratios() -> None:
+    values = {"ours_1p": [20e6, 30e6, 25e6], "bytewax_items": [1e6, 2e6, 1e6], "scalar": [250e3, 240e3, 260e3]}
+    res = {"repeats": {"n": 3, **e2e.repeat_stats(values)}, "latency": {"runs": []}}
+    s = e2e.summarise(res)
+    # ratios 20, 15, 25 -> 20 (the ratio of the medians would be 25 / 1 = 25)
+    assert s["ratios"]["ours_vs_bytewax_items"] == 20.0
+    t = s["targets"]["ratio_vs_bytewax_items"]
+    assert t["measured"] == 20.0 and t["met"] is True and t["runs"] == 3
+    assert t["spread"] == pytest.approx(0.5) and t["noisy"] is True
+    w = s["targets"]["waveform_samples_per_s_per_worker"]
+    assert w["measured"] == 25_000_000 and w["met"] is True and w["noisy"] is True  # (30 - 20) / 25 = 0.4
+    sc = s["targets"]["scalar_events_per_s_per_worker"]
+    assert sc["measured"] == 250_000 and sc["met"] is True and sc["noisy"] is False  # 20 / 250 = 0.08
+    assert s["targets"]["ratio_vs_quix"]["measured"] is None and s["targets"]["ratio_vs_quix"]["met"] is None
+
+
+def test_e2e_latency_goal_uses_the_tuned_configs_median_p99() -> None:
+    values = {"latency_0_p99_ms": [900.0, 950.0], "latency_1_p99_ms": [100.0, 300.0, 200.0]}
+    runs = [{"config": 0, "score": {"n": 0}, "epoch_s": 0.05, "fetch_wait_max_ms": 10},
+            {"config": 1, "score": {"n": 5}, "epoch_s": 1.0, "fetch_wait_max_ms": None}]
+    s = e2e.summarise({"repeats": e2e.repeat_stats(values), "latency": {"runs": runs}})
+    lat = s["targets"]["latency_p99_ms"]
+    assert lat["measured"] == 200.0 and lat["met"] is True and lat["at"] == {"epoch_s": 1.0, "fetch_wait_max_ms": None}
+
+
+def test_ratios_keep_three_significant_digits_figures_their_own() -> None:
+    # as the single-run report gave them: a ratio in 3 significant digits, a figure as recorded
+    assert repeats.ratio([1.0], [3.0])["median"] == 0.333
+    assert repeats.ratio([123_456.0], [10.0])["median"] == 12_300.0
+    assert repeats.figure([2191.3])["median"] == 2191.3
+
+
 rates = st.floats(min_value=1e-3, max_value=1e9, allow_nan=False, allow_infinity=False)
 
 
@@ -89,3 +121,4 @@ def test_equal_runs_have_zero_spread_and_no_flag(x: float, n: int) -> None:
 def test_spread_does_not_depend_on_the_unit(values: list[float], scale: float) -> None:
     a, b = repeats.spread(values), repeats.spread([v * scale for v in values])
     assert a == pytest.approx(b, rel=1e-9, abs=1e-12)
+
