@@ -45,6 +45,18 @@ def markdown(res: dict[str, Any], png: Path | None, rel_to: Path) -> str:
            f"at start {m.get('loadavg_at_start')}, at end {res.get('loadavg_at_end', '-')}), git `{res.get('git')}`, {res['elapsed_s']} s in all"
            + (" (**--quick: sizes too small for the figures to mean anything**)" if res.get("quick") else "") + ".",
            "", f"Command: `{res['command']}`", ""]
+    rep = res.get("repeats")
+    if rep and rep["n"] > 1:
+        out += [(f"Every contender ran {rep['n']} times, interleaved round by round (order within a round: "
+                 f"{', '.join(rep['order'])}"
+                 + (f"; then the latency runs, round by round: {', '.join(rep['latency_order'])}"
+                    if rep.get("latency_order") else "")
+                 + "). Each row below is the run whose figure is the median; "
+                 "every run's figure, the median, min, max and spread are under *Repeats*; ratios are the "
+                 "median of the per-round ratios."), ""]
+    noisy = noisy_figures(rep) if rep else []
+    if noisy:
+        out += [f"**Spread above {rep['spread_limit']:.0%} in {', '.join(noisy)}: not to be quoted.**", ""]
     if wl:
         sl = wl["slice"]
         out += [(f"Waveform workload: {wl['assets']} assets x {wl['duration_s']:g} s x {wl['channels']} channels x "
@@ -64,7 +76,8 @@ def markdown(res: dict[str, Any], png: Path | None, rel_to: Path) -> str:
                     f"{np_['fetch_s']} s of its {np_['span_s']} s.")]
     s = res.get("summary", {})
     if s.get("ratios"):
-        out += ["", "### Ratios (samples/s per worker, same run)", "", "| ratio | measured |", "|---|---:|"]
+        how = "median of the per-round ratios" if rep and rep["n"] > 1 else "same run"
+        out += ["", f"### Ratios (samples/s per worker, {how})", "", "| ratio | measured |", "|---|---:|"]
         out += [f"| {k.replace('_', ' ')} | {'-' if v is None else f'{v:.3g}x'} |" for k, v in s["ratios"].items()]
     sc = res.get("scalar")
     if sc:
@@ -100,18 +113,56 @@ def markdown(res: dict[str, Any], png: Path | None, rel_to: Path) -> str:
         if mem.get("mb_per_1000_assets") is not None:
             out += ["", (f"About {mem['mb_per_1000_assets']} MB per 1,000 assets (RSS after the last round, "
                         "first to last point).")]
+    if rep:
+        out += repeats_markdown(rep)
     if s.get("targets"):
-        out += ["", "### Against the targets", "", "| target | goal | measured | |", "|---|---:|---:|---|"]
+        out += ["", "### Against the targets", "", "| target | goal | measured (median) | | runs | spread |",
+                "|---|---:|---:|---|---:|---|"]
         for k, t in s["targets"].items():
             met = "met" if t["met"] else ("**not met**" if t["met"] is not None else "n/a")
             meas = t["measured"]
             meas_s = "-" if meas is None else (f"{meas:,.0f}" if meas > 100 else f"{meas:g}")
-            out.append(f"| {k.replace('_', ' ')} | {t['target']:,g} | {meas_s} | {met} |")
+            out.append(f"| {k.replace('_', ' ')} | {t['target']:,g} | {meas_s} | {met} | "
+                       f"{t.get('runs', '-')} | {_spread(t)} |")
     if res.get("errors"):
         out += ["", "### Failed sections", ""] + [f"- `{k}`: {v.splitlines()[0]}" for k, v in res["errors"].items()]
     if png is not None:
         out += ["", f"![throughput, latency and memory]({os.path.relpath(png, rel_to)})"]
     return "\n".join(out) + "\n"
+
+
+def noisy_figures(rep: dict[str, Any]) -> list[str]:
+    """The figures and ratios whose spread exceeds the limit."""
+    return [k for kind in ("figures", "ratios") for k, st in rep.get(kind, {}).items() if st.get("noisy")]
+
+
+def _g(x: float | None) -> str:
+    """A rate in whole numbers, a ratio or a latency in 3 significant digits."""
+    return "-" if x is None else f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+
+
+def _spread(st: dict[str, Any]) -> str:
+    """A figure's spread, flagged when it exceeds the limit (a run nobody should quote)."""
+    if st.get("spread") is None:
+        return "-"
+    return f"**{st['spread']:.0%}: noisy, do not quote**" if st.get("noisy") else f"{st['spread']:.0%}"
+
+
+def repeats_markdown(rep: dict[str, Any]) -> list[str]:
+    """The *Repeats* table: every figure's runs, median, min, max and spread (flagged above the limit)."""
+    out = ["", "### Repeats", "",
+           (f"{rep['n']} run(s) per figure. Spread = (max - min) / median; above "
+            f"{rep['spread_limit']:.0%} the figure is flagged noisy and is not to be quoted. A ratio's runs "
+            "are the per-round ratios."), "",
+           "| figure | runs | median | min | max | spread |", "|---|---|---:|---:|---:|---|"]
+    for kind in ("figures", "ratios"):
+        for k, st in rep.get(kind, {}).items():
+            if st["median"] is None:
+                continue
+            runs = ", ".join(_g(v) for v in st["runs"])
+            out.append(f"| {k.replace('_', ' ')} | {runs} | {_g(st['median'])} | {_g(st['min'])} | "
+                       f"{_g(st['max'])} | {_spread(st)} |")
+    return out
 
 
 def plot(res: dict[str, Any], path: Path) -> Path:

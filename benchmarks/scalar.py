@@ -76,9 +76,11 @@ SCALAR_FLOWS: dict[str, ScalarFlow] = {
 
 
 def measure_scalar(brokers: str, tmp: Path, data: ScalarData, flow: str = "pm-readings",
-                   partitions: int = 3) -> dict[str, Any]:
+                   partitions: int = 3, tag: str = "") -> dict[str, Any]:
+    """One measured run of ``flow`` over the preloaded readings; ``tag`` makes its site (and output topics)
+    its own, so that a repeated run starts afresh."""
     sf = SCALAR_FLOWS[flow]
-    site_id = f"bench-scalar-{flow}"
+    site_id = f"bench-scalar-{flow}{tag}"
     site = write_site(tmp, sf.site(site_id, data))
     create_topics(brokers, output_topics(site_id), partitions)
     run = run_flow(brokers, site, 1, tmp=tmp)
