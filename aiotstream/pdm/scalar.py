@@ -327,11 +327,13 @@ class RowAssembler:
                                     and ts[i:j].count(t) == k):
                                 break
                             tt.append(t)
-                            self._tv += c.values[i:j]
-                            self._put_offsets(c.offsets[i:j], c.in_order)
-                            self._tkey = key
                             last = t
                             i = j
+                        if i:  # the rows taken: their values and offsets in one store each (as row by row:
+                            # the offsets of columns known in order are in order from row to row)
+                            self._tv += c.values[:i]
+                            self._put_offsets(c.offsets[:i], c.in_order)
+                            self._tkey = key
                         if i == n:
                             continue
             if self._tt:  # any other path: the tail's rows as the paths below keep them
