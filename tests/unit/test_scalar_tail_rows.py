@@ -4,7 +4,8 @@ rest goes the general way. The rows, spans, blocks and the offsets' order flag m
 before (``_use_tail = False``).
 
 Sets of one to five rows (a poll batch's rows of an asset), one row of a set now and then spoiled (its
-channels in another order, its time repeated from the row before, its time behind the tail), flagged in
+channels in another order, its time repeated from the row before, its time behind the tail or at the tail's
+newest, its last channel a second later than the others), flagged in
 order or not, offsets rising or falling back from set to set (or backwards within one, not flagged), steps in between and at the end.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ CHANNELS = ["a", "b", "c"]
 
 # a set: (rows, the spoiled row (-1: none; beyond the rows: none), how, offset jump, flagged in order)
 set_st = st.tuples(st.integers(1, 5), st.sampled_from([-1, -1, -1, 0, 1, 2, 4]),
-                   st.sampled_from(["order", "repeat", "stale"]), st.sampled_from([1, 1, 1, 0, -7]),
+                   st.sampled_from(["order", "repeat", "stale", "split", "behind"]), st.sampled_from([1, 1, 1, 0, -7]),
                    st.sampled_from([True, True, True, False]))
 op_st = st.one_of(set_st.map(lambda s: ("cols", s)), set_st.map(lambda s: ("cols", s)),
                   st.tuples(st.integers(-2, 3), st.booleans()).map(lambda s: ("step", s)))
@@ -34,6 +35,9 @@ op_st = st.one_of(set_st.map(lambda s: ("cols", s)), set_st.map(lambda s: ("cols
 @settings(max_examples=300, deadline=None)
 @example(ops=[("cols", (1, -1, "order", 1, True)), ("step", (1, True))]
          + [("cols", (3, 1, "order", 1, True)), ("cols", (4, -1, "order", 1, True))], seed=0)
+# a set whose first row is at the tail's newest time (its other rows newer, times in order): not a new row
+@example(ops=[("cols", (1, -1, "order", 1, True)), ("step", (1, True)), ("cols", (2, -1, "order", 1, True)),
+              ("cols", (3, 0, "behind", 1, True)), ("step", (3, True))], seed=0)
 @given(ops=st.lists(op_st, min_size=1, max_size=30), seed=st.integers(0, 2**32 - 1))
 def test_several_rows_a_set_onto_the_tail_equal_the_rows_of_before(ops: list, seed: int) -> None:
     cfg = ScalarConfig(settle_rows=2, block_s=3.0)
@@ -57,7 +61,12 @@ def test_several_rows_a_set_onto_the_tail_equal_the_rows_of_before(ops: list, se
                     tr = t + r - 1
                 elif how == "stale":
                     tr = t - 3
-            times += [tr] * len(names)
+            row = [tr] * len(names)
+            if r == bad and how == "split":  # its last channel a second later (times still in order)
+                row[-1] = tr + 1
+            elif r == bad and how == "behind":  # the row at the tail's newest time (not newer)
+                row = [t - 1] * len(names)
+            times += row
             metrics += names
         off = max(0, off + jump)
         offs = list(range(off, off + len(times)))
