@@ -422,6 +422,10 @@ class WindowAssembler:
         direct: list[ClosedWindow] = []
         # offsets in order too (a table's row numbers): a window's span is its first and last reading's
         ordered = c.in_order or offsets == sorted(offsets)
+        t = ts[0]
+        start = t - t % hop
+        if lean and ordered and start > limit and ts[-1] < start + hop and start not in open_:
+            return self._next_window(start, key, offsets[0], offsets[-1], limit)
         i = 0
         while i < n:
             t = ts[i]
@@ -467,6 +471,52 @@ class WindowAssembler:
             return closed
         closed += direct
         closed.sort(key=_start_of)
+        return closed
+
+    def _next_window(self, start: int, key: tuple[str, int], lo: int, hi: int, limit: int
+                     ) -> list[ClosedWindow | ReadingsWindow]:
+        """:meth:`_add_in_order`'s usual batch (a table's next row or rows of an asset, ``lean``): all in one
+        new window, ``start``, that stays open (``start > limit``), its input span ``lo..hi``. The windows
+        starting by ``limit`` close first (as ``close_until``: none of them gets a reading of this batch),
+        and the ``_Acc`` of a plain one (readings only, no value kept, one input partition), emptied, then
+        takes the new window: no ``_Acc`` made per window."""
+        open_ = self.open
+        closed: list[ClosedWindow | ReadingsWindow] = []
+        spare = None
+        if open_:
+            length = self.length_ns
+            for s in sorted(open_) if len(open_) > 1 else tuple(open_):
+                if s > limit:
+                    break
+                acc = open_[s]
+                offsets = acc.offsets
+                if acc.frames or acc.readings or len(offsets) != 1:  # (the general case)
+                    closed.append(self._close(s))
+                    continue
+                del open_[s]  # (close_until's plain case)
+                ((t, p), span), = offsets.items()
+                closed.append(ReadingsWindow(s, s + length, ((t, p, span[0], span[1]),)))
+                spare = acc
+            if closed:
+                end = closed[-1].end_ns  # (closed in start order: the newest end)
+                closed_end = self.closed_end_ns
+                if closed_end is None or end > closed_end:
+                    self.closed_end_ns = end
+        if spare is None:  # (what _Acc() and the span's first store make)
+            acc = open_[start] = _new_acc(_Acc)
+            acc.frames, acc.offsets, acc.first_seq, acc.last_seq, acc.readings = \
+                [], {key: [lo, hi]}, -1, -1, {}
+            return closed
+        # the spare's frames and readings are empty (a plain window); its one span is this batch's now (the
+        # closed window has its own tuple of the span's values)
+        offsets = spare.offsets
+        span = offsets.get(key)
+        if span is None:
+            spare.offsets = {key: [lo, hi]}
+        else:
+            span[0], span[1] = lo, hi
+        spare.first_seq = spare.last_seq = -1
+        open_[start] = spare
         return closed
 
     def close_until(self, watermark_ns: int | None, lean: bool = False

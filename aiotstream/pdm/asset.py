@@ -338,7 +338,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
             return None
         scalar = self.scalar
         if scalar is not None:
-            scalar.add_columns(cols)
+            scalar.rows.add_columns(cols)  # (ScalarScorer.add_columns, one call less)
         if self.dedupe.order and windows.closed_end_ns is not None:  # a repeat of a frame before this is late
             self.dedupe.forget_before(windows.closed_end_ns - rt.length_ns)
         outs = self._windows_closed(closed) if closed or rt.models is not None else []
@@ -507,7 +507,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
                         # no scalar rows due (see below) even if a KPI period ended here: none pending, or
                         # no block due and no period ending by the window's end, neither an open one nor
                         # one of the window's own periods (which add_window would open)
-                        first = scalar.ready[0][0] if scalar.ready else scalar.rows.first_ns()
+                        # (scalar.first_ns(); a going tail's first row without a call)
+                        first = scalar.ready[0][0] if scalar.ready else tail[0] if (tail := scalar.rows._tt) \
+                            else scalar.rows.first_ns()
                         if first is None:
                             plain = True
                         elif not end - first > block_ns:

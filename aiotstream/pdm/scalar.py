@@ -320,18 +320,28 @@ class RowAssembler:
                             self._tkey = key
                             continue
                     else:
-                        while i < n:
+                        firsts = ts[::k]
+                        if firsts and c.in_order and (last is None or firsts[0] > last) \
+                                and ts[k - 1::k] == firsts and len(set(firsts)) == len(firsts) \
+                                and metrics == channels * len(firsts):
+                            # (times in order: each row's first and last time equal and no time twice is
+                            # every row whole and newer than the one before) all rows at once
+                            tt += firsts
+                            i = n
+                        while i < n:  # row by row up to the first that is not whole and new
                             t = ts[i]
                             j = i + k
                             if not ((last is None or t > last) and metrics[i:j] == channels
                                     and ts[i:j].count(t) == k):
                                 break
                             tt.append(t)
-                            self._tv += c.values[i:j]
-                            self._put_offsets(c.offsets[i:j], c.in_order)
-                            self._tkey = key
                             last = t
                             i = j
+                        if i:  # the rows taken: their values and offsets in one store each (as row by row:
+                            # the offsets of columns known in order are in order from row to row)
+                            self._tv += c.values[:i]
+                            self._put_offsets(c.offsets[:i], c.in_order)
+                            self._tkey = key
                         if i == n:
                             continue
             if self._tt:  # any other path: the tail's rows as the paths below keep them
