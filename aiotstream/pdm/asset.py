@@ -507,9 +507,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
                         # no scalar rows due (see below) even if a KPI period ended here: none pending, or
                         # no block due and no period ending by the window's end, neither an open one nor
                         # one of the window's own periods (which add_window would open)
-                        # (scalar.first_ns(); a going tail's first row without a call)
-                        first = scalar.ready[0][0] if scalar.ready else tail[0] if (tail := scalar.rows._tt) \
-                            else scalar.rows.first_ns()
+                        first = scalar.ready[0][0] if scalar.ready else scalar.rows.first_ns()
                         if first is None:
                             plain = True
                         elif not end - first > block_ns:
