@@ -1,9 +1,9 @@
 """Who may do what: ``[auth]`` (principals, their roles, assets and keys; freshness of signed messages).
 
 A site without the table keeps the behaviour of a site before it (unsigned control, feedback and ack
-messages are accepted; `aiotstream run` from Kafka or MQTT logs a WARNING at start). With it, every control, feedback and ack message
-is checked by :class:`aiotstream.auth.Verifier` (signature, freshness, replay, role and asset); see
-docs/security.md.
+messages are accepted; `aiotstream run` from Kafka or MQTT logs a WARNING at start). With it, every control,
+feedback and ack message is checked by :class:`aiotstream.auth.Verifier` (signature, freshness, replay, role
+and asset); see docs/security.md.
 
 Key files are named, never the keys: an Ed25519 public key (PEM) or an HMAC-SHA256 secret file per
 principal. Paths are taken as given, relative to the working directory of the flow, like every other
@@ -67,12 +67,12 @@ class Principal(_Model):
     @model_validator(mode="after")
     def _one_key(self) -> Principal:
         if self.public_key_file is not None and self.secret_file is not None:
-            raise ValueError(f"principal {self.id!r} has both public_key_file and secret_file: give exactly one "
-                             "(the key its messages are signed with)")
+            raise ValueError(f"principal {self.id!r} has both public_key_file and secret_file: give exactly "
+                             "one (the key its messages are signed with)")
         if self.public_key_file is None and self.secret_file is None and self.password_hash_file is None:
-            raise ValueError(f"principal {self.id!r} has neither public_key_file nor secret_file (the key its "
-                             "messages are signed with) nor password_hash_file (a console user, whose actions "
-                             "the console signs on its behalf): give one")
+            raise ValueError(f"principal {self.id!r} has neither public_key_file nor secret_file (the key "
+                             "its messages are signed with) nor password_hash_file (a console user, whose "
+                             "actions the console signs on its behalf): give one")
         return self
 
 
