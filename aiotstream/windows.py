@@ -477,31 +477,13 @@ class WindowAssembler:
                      ) -> list[ClosedWindow | ReadingsWindow]:
         """:meth:`_add_in_order`'s usual batch (a table's next row or rows of an asset, ``lean``): all in one
         new window, ``start``, that stays open (``start > limit``), its input span ``lo..hi``. The windows
-        starting by ``limit`` close first (as ``close_until``: none of them gets a reading of this batch),
-        and the ``_Acc`` of a plain one (readings only, no value kept, one input partition), emptied, then
-        takes the new window: no ``_Acc`` made per window."""
+        starting by ``limit`` close first (``close_until``: none of them gets a reading of this batch), and
+        the ``_Acc`` of a plain one (readings only, no value kept, one input partition), emptied, then takes
+        the new window: no ``_Acc`` made per window."""
         open_ = self.open
-        closed: list[ClosedWindow | ReadingsWindow] = []
-        spare = None
-        if open_:
-            length = self.length_ns
-            for s in sorted(open_) if len(open_) > 1 else tuple(open_):
-                if s > limit:
-                    break
-                acc = open_[s]
-                offsets = acc.offsets
-                if acc.frames or acc.readings or len(offsets) != 1:  # (the general case)
-                    closed.append(self._close(s))
-                    continue
-                del open_[s]  # (close_until's plain case)
-                ((t, p), span), = offsets.items()
-                closed.append(ReadingsWindow(s, s + length, ((t, p, span[0], span[1]),)))
-                spare = acc
-            if closed:
-                end = closed[-1].end_ns  # (closed in start order: the newest end)
-                closed_end = self.closed_end_ns
-                if closed_end is None or end > closed_end:
-                    self.closed_end_ns = end
+        spares: list[_Acc] = []
+        closed = self.close_until(limit + self.length_ns, True, spares) if open_ else []
+        spare = spares[-1] if spares else None
         if spare is None:  # (what _Acc() and the span's first store make)
             acc = open_[start] = _new_acc(_Acc)
             acc.frames, acc.offsets, acc.first_seq, acc.last_seq, acc.readings = \
@@ -519,10 +501,11 @@ class WindowAssembler:
         open_[start] = spare
         return closed
 
-    def close_until(self, watermark_ns: int | None, lean: bool = False
+    def close_until(self, watermark_ns: int | None, lean: bool = False, spares: list[_Acc] | None = None
                     ) -> list[ClosedWindow] | list[ClosedWindow | ReadingsWindow]:
         """Close (in event-time order) every open window whose end <= watermark (``lean``: see
-        :meth:`add_columns`)."""
+        :meth:`add_columns`). ``spares``: the emptied ``_Acc`` of each plain window closed (readings only,
+        no value kept, one input partition) is appended there, for a new window to take."""
         open_ = self.open
         if watermark_ns is None or not open_:
             return []
@@ -551,6 +534,8 @@ class WindowAssembler:
             ((t, p), (a, b)), = offsets.items()
             out.append(ReadingsWindow(s, end, ((t, p, a, b),)) if lean else
                        ClosedWindow(asset, s, end, (), ((t, p, a, b),), acc.first_seq, acc.last_seq, {}, ()))
+            if spares is not None:
+                spares.append(acc)
         return out
 
     def flush(self) -> list[ClosedWindow]:
