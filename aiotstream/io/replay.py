@@ -344,9 +344,11 @@ def _each_k_times(values: list, k: int) -> list:
     return list(chain.from_iterable(zip(*repeat(values, k))))
 
 
-def table_rows(batch: pa.RecordBatch, first_row: int, topic: str, cols: FileColumns) -> ReadingRows:
+def table_rows(batch: pa.RecordBatch, first_row: int, topic: str, cols: FileColumns,
+               lists: bool = True) -> ReadingRows:
     """A pyarrow record batch -> ReadingRows (long: metric/value columns; wide: one reading per metric
-    column).
+    column; ``lists``: a wide table's ``ReadingRows.lists`` made too, for a caller that keeps its row
+    numbers).
 
     >>> b = pa.RecordBatch.from_pydict({"asset": ["m1", "m1"], "ts": [1, 2], "metric": ["kw", "kw"],
     ...                                 "value": [1.5, None]})
@@ -371,11 +373,11 @@ def table_rows(batch: pa.RecordBatch, first_row: int, topic: str, cols: FileColu
     k = len(cols.metrics)
     # each row's asset, row number and time k times, the same object k times (a third of the time of a
     # comprehension; the decoder's lists, ReadingRows.lists, with one int a row instead of one a reading)
-    lists = (_each_k_times(rows.tolist(), k), _each_k_times(ts.tolist(), k))
     return ReadingRows(topic, -1, np.repeat(rows, k), _each_k_times(assets, k), np.repeat(ts, k),
                        list(cols.metrics) * n,
                        np.stack([_value_column(batch.column(m)) for m in cols.metrics], axis=1).reshape(-1),
-                       lists=lists)
+                       lists=(_each_k_times(rows.tolist(), k), _each_k_times(ts.tolist(), k)) if lists
+                       else None)
 
 
 def _slice_rows(r: ReadingRows, a: int, b: int) -> ReadingRows:
@@ -481,10 +483,10 @@ def _jsonl_chunk(buf: list[dict[str, Any]], first: int, topic: str, cols: FileCo
             if c in table.schema.names and not pa.types.is_string(table.schema.field(c).type):
                 table = table.set_column(table.schema.get_field_index(c), c,
                                          pc.cast(table.column(c), pa.string()))
-        rows = table_rows(table, 0, topic, cols)
+        # (its rows renumbered below: no lists from table_rows, the decoder makes them)
+        rows = table_rows(table, 0, topic, cols, lists=False)
         k = max(1, len(cols.metrics))
         rows.rows = np.repeat(np.asarray(ok, dtype=np.int64) + first, k)
-        rows.lists = None  # (its row numbers changed: the decoder makes the lists)
     rows.rejects = rejects
     return _Chunk(first, rows.ts_ns, rows=rows)
 
