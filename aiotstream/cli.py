@@ -1161,7 +1161,7 @@ def cmd_console(args: argparse.Namespace) -> int:
     except BaseException:
         sock.close()
         raise
-    app = build_app(cfg, state, feed, refresh_s=args.refresh_s, **auth)
+    app = build_app(cfg, state, feed, refresh_s=args.refresh_s, registry=args.registry, **auth)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                                            access_log=False, lifespan="off"))
     where = sock.getsockname()[1]
@@ -1722,6 +1722,9 @@ def _add_console(sub: Any) -> None:
     c.add_argument("--port", type=port, default=8080, help="TCP port (default 8080; 0 picks a free one)")
     c.add_argument("--refresh-s", type=number(0.2, 3600), default=2.0,
                    help="how often an open page refreshes its tables (default 2 s)")
+    c.add_argument("--registry", metavar="DIR",
+                   help="model registry whose versions get a model card page (/models/<name>/<version>; "
+                        "default: an ONNX site's model.onnx.registry)")
     a = c.add_argument_group("sign-in and signing (sites with [auth]; see docs/console.md)")
     a.add_argument("--principal", default="console", metavar="ID",
                    help="the console's own principal in [auth] (role console; default 'console'): it signs "

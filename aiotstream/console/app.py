@@ -3,9 +3,10 @@ live part of a page every few seconds, and forms whose actions go onto the site'
 
 Pages: ``/alerts`` (open alerts, acknowledge / clear with a comment; ``/alerts/<id>`` the full record and its
 lineage), ``/commands`` (pending commands with the envelope's verdict, approve / reject), ``/models`` (model
-versions per asset with score histograms, promote / roll back), ``/kpis`` (OEE, MTTR, MTBF and energy per
-period for the site, a line or an asset; dead letters by reason). An action answers with a redirect back to
-its page and a message: what was sent, or why it was refused (never a stack trace).
+versions per asset with score histograms, promote / roll back; ``/models/<name>/<version>`` a version's
+model card, :mod:`aiotstream.models.card`, read from the registry given), ``/kpis`` (OEE, MTTR, MTBF and
+energy per period for the site, a line or an asset; dead letters by reason). An action answers with a
+redirect back to its page and a message: what was sent, or why it was refused (never a stack trace).
 
 On a site with ``[auth]`` every page asks for a signed-in user (``/login``, ``/logout``;
 :mod:`aiotstream.console.signin`), an action is allowed by that user's roles and assets, carries the
@@ -24,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -79,6 +80,9 @@ def _env() -> Environment:
     env.filters["when"] = _when
     env.filters["short"] = lambda s: (s or "")[:8]
     env.filters["num"] = _fmt
+    env.filters["card_url"] = lambda ref: "/models/" + "/".join(quote(p, safe="")
+                                                                for p in str(ref).split("@", 1))
+    env.filters["json"] = lambda v: orjson.dumps(v, default=str, option=orjson.OPT_SORT_KEYS).decode()
     return env
 
 
@@ -102,7 +106,8 @@ class Console:
 
     def __init__(self, cfg: SiteConfig, state: ConsoleState, feed: Feed | None, refresh_s: float = 2.0,
                  signin: SignIn | None = None, signer: Signer | None = None,
-                 session_secret: str | None = None, secure_cookie: bool = False):
+                 session_secret: str | None = None, secure_cookie: bool = False,
+                 registry: str | Path | None = None):
         if (signin is None) != (signer is None):
             raise ValueError("sign-in and signing go together: give both signin and signer, or neither")
         self.cfg, self.state, self.feed = cfg, state, feed
@@ -117,6 +122,10 @@ class Console:
         self.sent: deque[tuple[int, str]] = deque(maxlen=30)  # (wall ns, summary) of this console's actions
         self.versions = _model_versions(cfg)
         self.initial = f"{cfg.model.name}@{cfg.model.version}" if cfg.model.kind == "onnx" else None
+        # model cards: the registry given (``--registry``), else an ONNX site's own
+        if registry is None and cfg.model.kind == "onnx" and cfg.model.onnx is not None:
+            registry = cfg.model.onnx.registry
+        self.registry = Path(registry) if registry is not None else None
 
     # ---- plumbing ----------------------------------------------------------------------------------------
     def app(self) -> Starlette:
@@ -128,6 +137,7 @@ class Console:
             Route("/commands", g(self.commands)),
             Route("/commands/{command_id}/{action}", self.command_post, methods=["POST"]),
             Route("/models", g(self.models)), Route("/models/{action}", self.model_post, methods=["POST"]),
+            Route("/models/{name}/{version}", g(self.model_card)),
             Route("/kpis", g(self.kpis)),
             Route("/login", self.login, methods=["GET", "POST"]),
             Route("/logout", self.logout, methods=["POST"]),
@@ -347,8 +357,49 @@ class Console:
                              "hist": svg.histogram(seen.hist, label=f"{asset} {ref} {role} scores")})
         onnx = self.cfg.model.kind == "onnx"
         return self._page(request, "models.html", "Models", rows=rows, onnx=onnx, versions=self.versions,
+                          cards=self._card_versions(),
                           previous=self.state.previous_champion(self.initial),
                           events=list(self.state.model_events)[::-1], model_kind=self.cfg.model.kind)
+
+    def _card_versions(self) -> list[str]:
+        """``name@version`` of every version in the card registry (the site's model first), or []."""
+        if self.registry is None:
+            return []
+        from aiotstream.models.registry import ModelRegistry
+
+        try:
+            reg = ModelRegistry(self.registry, allow_unsigned=True)
+            names = sorted(reg.names(), key=lambda n: n != self.cfg.model.name)
+            return [f"{n}@{v}" for n in names for v in reg.versions(n)]
+        except (OSError, AiotError) as exc:
+            log.warning("console: cannot list the model registry %s: %s", self.registry, exc)
+            return []
+
+    async def model_card(self, request: Request) -> Response:
+        """A version's model card (:mod:`aiotstream.models.card`): its manifest (as stored; the flow verifies
+        what it loads), the events of its card log beside the registry, and this site's model records for it
+        (an event of the log that carries a record's ``id`` is not shown twice)."""
+        from aiotstream.models.card import CardLog, model_card
+        from aiotstream.models.registry import ModelRegistry
+
+        name, version = request.path_params["name"], request.path_params["version"]
+        ref = f"{name}@{version}"
+        if self.registry is None:
+            return self._page(request, "error.html", "No registry", status=404,
+                              problem="this console was given no model registry: start it with --registry "
+                                      "DIR to see model cards")
+        try:
+            registry = ModelRegistry(self.registry, allow_unsigned=True)
+            manifest = await run_in_threadpool(registry.manifest, name, version)
+            events = await run_in_threadpool(CardLog(self.registry).events, name, version)
+        except AiotError as exc:  # ModelRefused (missing, malformed) and ModelError (a name that is none)
+            return self._page(request, "error.html", f"No card for {ref}", status=404, problem=str(exc))
+        logged = {e.get("id") for e in events if isinstance(e.get("id"), str)}
+        with self.state.lock:
+            records = list(self.state.model_events)
+        events += [r for r in records if r.get("ref") == ref and r.get("id") not in logged]
+        card = model_card(manifest, dataset=None, events=events)
+        return self._page(request, "card.html", f"Model card {ref}", card=card)
 
     async def model_post(self, request: Request) -> Response:
         kind = request.path_params["action"]
@@ -448,6 +499,6 @@ def _period_label(rec: dict[str, Any]) -> str:
 
 def build_app(cfg: SiteConfig, state: ConsoleState, feed: Feed | None, refresh_s: float = 2.0,
               **auth: Any) -> Starlette:
-    """The console's app; ``auth``: ``signin``, ``signer``, ``session_secret``, ``secure_cookie`` (see
-    :class:`Console`)."""
+    """The console's app; ``auth``: ``signin``, ``signer``, ``session_secret``, ``secure_cookie``, and
+    ``registry`` (the model cards' registry) (see :class:`Console`)."""
     return Console(cfg, state, feed, refresh_s, **auth).app()
