@@ -260,14 +260,16 @@ class CanaryJudge:
 
     Memory per asset: ``id_memory`` ids, ``window_memory`` windows (an alert the judge learns of after its
     windows is linked to those still kept), ``alert_memory`` alerts (the oldest beyond that are folded into
-    the counts of confirmed faults seen and missed, final as they stood).
+    the counts of confirmed faults seen and missed, final as they stood); at the defaults (256, 256, 64) a
+    snapshot holds about 20 KB per asset. Each window of the candidate is checked against the asset's kept
+    alerts (at most ``alert_memory``).
 
     :meth:`verdict` says what to do now; :meth:`snapshot` and :meth:`restore` carry the whole state as a
     JSON-able dict, so a restarted service resumes where it was.
     """
 
-    def __init__(self, rule: VerdictRule, candidate: str, champion: str, *, id_memory: int = 1024,
-                 window_memory: int = 1024, alert_memory: int = 64, latency_memory: int = 1024):
+    def __init__(self, rule: VerdictRule, candidate: str, champion: str, *, id_memory: int = 256,
+                 window_memory: int = 256, alert_memory: int = 64, latency_memory: int = 1024):
         for what, ref in (("candidate", candidate), ("champion", champion)):
             if not isinstance(ref, str) or ref.count("@") != 1 or ref.startswith("@") or ref.endswith("@"):
                 raise ModelError(f"canary judge: {what} must be 'name@version' (got {ref!r})")
