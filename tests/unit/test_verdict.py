@@ -281,12 +281,16 @@ def fault_judge(order: str, cand_flags: list[bool], label: str = "true_fault") -
     windows = [score(i, cand_flags[i], 3 <= i <= 5) for i in range(10)]
     alerts = [alert("a1", 30, event="opened", at=30), alert("a1", 30, cleared=60, event="cleared"),
               alert("a1", 30, cleared=60, label=label, at=90)]
-    for r in (windows + alerts if order == "windows first" else alerts + windows):
+    if order == "as the flow writes them":  # opened with window 2, cleared with window 6, labelled later
+        recs = windows[:3] + alerts[:1] + windows[3:7] + alerts[1:2] + windows[7:] + alerts[2:]
+    else:
+        recs = windows + alerts if order == "windows first" else alerts + windows
+    for r in recs:
         j.observe(r)
     return j
 
 
-@pytest.mark.parametrize("order", ["windows first", "alerts first"])
+@pytest.mark.parametrize("order", ["windows first", "alerts first", "as the flow writes them"])
 def test_a_confirmed_fault_the_candidate_missed_rolls_it_back(order: str) -> None:
     # the candidate flags windows 0 and 8, outside the alert: none over it
     flags = [i in (0, 8) for i in range(10)]
@@ -295,7 +299,7 @@ def test_a_confirmed_fault_the_candidate_missed_rolls_it_back(order: str) -> Non
     assert v.stats["faults"] == {"confirmed": 1, "seen": 1, "missed": 1, "missed_alerts": ["a1"]}
 
 
-@pytest.mark.parametrize("order", ["windows first", "alerts first"])
+@pytest.mark.parametrize("order", ["windows first", "alerts first", "as the flow writes them"])
 @pytest.mark.parametrize("flagged", [2, 4, 6])
 def test_a_confirmed_fault_the_candidate_flagged_is_no_miss(order: str, flagged: int) -> None:
     """Window 2 ends when the alert opens and window 6 starts when it clears: both touch it."""
