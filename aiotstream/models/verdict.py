@@ -164,6 +164,14 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         return {"decision": self.decision, "reason": self.reason, "stats": self.stats}
 
+    def to_event(self, at_ns: int) -> dict[str, Any]:
+        """The verdict as a model card event (:class:`aiotstream.models.card.CardLog`) at ``at_ns``.
+
+        >>> Verdict("continue", "...", {"pairs": 3}).to_event(5)
+        {'event': 'verdict', 'at_ns': 5, 'decision': 'continue', 'reason': '...', 'stats': {'pairs': 3}}
+        """
+        return {"event": "verdict", "at_ns": at_ns, **self.to_dict()}
+
 
 @dataclass(slots=True)
 class _Alert:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from aiotstream.errors import ModelError
 from aiotstream.models.card import STATUSES, CardLog, card_markdown, model_card
 from aiotstream.models.registry import Manifest, ModelRegistry
+from aiotstream.models.verdict import CanaryJudge, VerdictRule
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z
 S = 1_000_000_000
@@ -206,3 +207,24 @@ def test_the_log_refuses_what_is_not_a_json_object(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not JSON-able"):
         log.append("pm", "1", {"x": object()})
     assert log.events("pm", "1") == []
+
+
+def test_a_judges_verdicts_logged_make_the_cards_canary_outcome(tmp_path: Path) -> None:
+    """The verdict module's events as the retraining service would log them, read back into the card."""
+    judge = CanaryJudge(VerdictRule(min_pairs=3), "pm@2.0.0", "pm@1.0.0")
+    log = CardLog(tmp_path)
+    log.append("pm", "2.0.0", ev("promoted", 0, variant="shadow", automatic=True))
+    for i in range(6):  # the champion alone flags every window: H0 accepted at the fifth (LLR 5 ln 0.5)
+        judge.observe({"schema": "aiotstream.score/1", "id": f"s{i}", "asset": "p1", "warm": True,
+                       "anomalous": True, "window": {"start_ns": i, "end_ns": i + 1},
+                       "model": {"name": "pm", "version": "1.0.0", "variant": "champion"},
+                       "shadow": {"model": {"name": "pm", "version": "2.0.0", "variant": "shadow"}, "score": 0.1,
+                                  "anomalous": False}})
+        log.append("pm", "2.0.0", judge.verdict().to_event(T0 + (i + 1) * S))
+    log.append("pm", "2.0.0", ev("promoted", 7, variant="champion", automatic=True))
+    card = model_card(manifest(), dataset=None, events=log.events("pm", "2.0.0"))
+    final = judge.verdict()
+    assert [v["decision"] for v in card["verdicts"]] == ["continue"] * 4 + ["promote"] * 2
+    assert card["verdicts"][-1]["reason"] == final.reason
+    assert card["verdicts"][-1]["stats"]["pairs"] == 6 and card["verdicts"][-1]["stats"]["c"] == 6
+    assert card["status"] == "champion" and f'after canary verdict "{final.reason}"' in card["why"]
