@@ -209,6 +209,22 @@ def cmd_broker(args: argparse.Namespace) -> int:
         broker.stop()
 
 
+def _spec_item(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--spec``: the value as JSON (lists become tuples), else as text.
+
+    >>> _spec_item("regimes=[1.0]"), _spec_item("drift_until_s=150")
+    (('regimes', (1.0,)), ('drift_until_s', 150))
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        v = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        v = value
+    return key.strip(), tuple(v) if isinstance(v, list) else v
+
+
 def _simulator(args: argparse.Namespace, cfg: SiteConfig, production: bool = False):
     from aiotstream.sim.plant import ProductionSpec, malformed_messages
     from aiotstream.sim.realistic import RealisticSpec, make_simulator
@@ -218,8 +234,16 @@ def _simulator(args: argparse.Namespace, cfg: SiteConfig, production: bool = Fal
     amplitude = getattr(args, "amplitude", None)
     amplitude = amplitude if amplitude is not None else (0.25 if scenario == "realistic" else 1.0)
     extra: dict[str, Any] = {}
+    fields = dict(getattr(args, "spec", None) or [])
     if scenario == "realistic" and getattr(args, "day_s", None):
-        extra["spec"] = RealisticSpec(day_s=args.day_s)
+        fields["day_s"] = args.day_s
+    if fields:
+        if scenario != "realistic":
+            raise UsageError("--spec sets the realistic scenario's numbers: use --simulate realistic")
+        try:
+            extra["spec"] = RealisticSpec(**fields)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"--spec: {exc}") from None
     try:
         sim = make_simulator(scenario, cfg.all_assets(), duration_s=args.duration, n_faults=args.faults,
                              seed=args.seed, production=spec, amplitude=amplitude, **extra)
@@ -915,8 +939,16 @@ def _evaluate_simulation(args: argparse.Namespace, plot_out: Path | None) -> dic
     from aiotstream.units import S
 
     n = args.assets
-    cfg = default_site(n, inputs={"tail": False},
-                       assets=[{"id": f"asset-{i:03d}", "line": f"line-{i % 2 + 1}"} for i in range(n)])
+    if args.site:  # the site's detection (model, alerts, drift) on its own assets
+        data = _load_site(args).model_dump(mode="json")
+        data["inputs"] = {**data["inputs"], "tail": False}
+        data["outputs"] = {k: v for k, v in data.get("outputs", {}).items()
+                           if k not in ("parquet", "mqtt", "opcua")}
+        cfg = SiteConfig.from_dict(data, source=f"<evaluate view of {args.site}>")
+        n = len(cfg.all_assets())
+    else:
+        cfg = default_site(n, inputs={"tail": False},
+                           assets=[{"id": f"asset-{i:03d}", "line": f"line-{i % 2 + 1}"} for i in range(n)])
     out = out_dir(args.out, "--out")
     for old in out.glob("*.jsonl"):
         old.unlink()
@@ -1628,6 +1660,12 @@ def _add_evaluate(sub: Any) -> None:
     e.add_argument("--simulate", choices=("easy", "realistic"),
                    help="evaluate a simulator run of this scenario")
     e.add_argument("--assets", type=count(1, 10_000), default=5, help="--simulate: assets (default 5)")
+    e.add_argument("--site", help="--simulate: a site config whose assets, model and alert rules to evaluate "
+                                  "(an ONNX site's champion, say); default: the built-in site of --assets "
+                                  "assets")
+    e.add_argument("--spec", type=_spec_item, action="append", metavar="KEY=VALUE",
+                   help="--simulate realistic: one of the scenario's numbers (aiotstream.sim.realistic."
+                        "RealisticSpec), e.g. drift_fraction=0.3 or regimes=[1.0]; repeatable")
     e.add_argument("--duration-s", type=number(0, 86_400, above=True), default=120.0,
                    help="--simulate: seconds of event time (default 120)")
     e.add_argument("--faults", type=count(0, 10_000), help="--simulate: faults, one per asset (default: half "
@@ -1739,9 +1777,78 @@ def _add_console(sub: Any) -> None:
     c.set_defaults(func=cmd_console)
 
 
+def _add_retrain(sub: Any) -> None:
+    r = sub.add_parser("retrain", help="the model loop: retrain on drift from recorded data, judge the "
+                                       "candidate in shadow and canary, promote or roll back "
+                                       "([model.onnx.loop])")
+    r.add_argument("--site", required=True, help="site config file with [model.onnx.loop]")
+    r.add_argument("--brokers", help="Kafka bootstrap servers (default: the site's inputs.brokers)")
+    r.add_argument("--principal", default="model-loop",
+                   help="who the promotions are from (with [auth]: a principal with the model_admin role)")
+    r.add_argument("--key", help="with [auth]: the principal's signing key (Ed25519 PEM, or the HMAC secret "
+                                 "file with --alg hmac-sha256)")
+    r.add_argument("--alg", choices=("ed25519", "hmac-sha256"), default="ed25519",
+                   help="the signing key's algorithm (default ed25519)")
+    r.add_argument("--signing-key", help="Ed25519 private key (PEM) the trained models are signed with")
+    r.add_argument("--state", help="state file (JSON): a restarted service resumes the loop it was in")
+    r.add_argument("--candidate", metavar="VERSION",
+                   help="judge this published version (shadow, canary, verdict) without training one")
+    r.add_argument("--once", action="store_true", help="exit when one loop has ended (a Kubernetes Job)")
+    r.set_defaults(func=cmd_retrain)
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """The model loop service (aiotstream.retrain)."""
+    from aiotstream import auth
+    from aiotstream.models.registry import ModelRegistry, load_signing_key
+    from aiotstream.retrain import run_service
+
+    cfg = _load_site(args)
+    o = cfg.model.onnx
+    if o is None or o.loop is None:
+        raise UsageError(f"site {cfg.site.id} has no [model.onnx.loop] table (model.kind = \"onnx\" with "
+                         "[model.onnx.loop] datasets = \"<dir>\")")
+    brokers = args.brokers or ",".join(cfg.inputs.brokers)
+    if cfg.auth is not None:
+        if not args.key:
+            raise UsageError("the site has [auth]: give --principal and --key (a model_admin's signing key) "
+                             "so the flow accepts the loop's promotions")
+        key = auth.load_signing_key(args.key, args.alg, "--key")
+
+        def signer(msg: dict[str, Any]) -> dict[str, Any]:
+            return auth.sign(msg, args.principal, key, alg=args.alg)
+    else:
+        def signer(msg: dict[str, Any]) -> dict[str, Any]:
+            return msg
+    hmac_key = None
+    if o.hmac_key_env:
+        value = os.environ.get(o.hmac_key_env)
+        if not value:
+            raise UsageError(f"model.onnx.hmac_key_env names ${o.hmac_key_env}, which is not set")
+        hmac_key = value.encode()
+    signing_key = load_signing_key(Path(in_file(args.signing_key, "--signing-key"))) if args.signing_key \
+        else None
+    if signing_key is None and hmac_key is None and not o.allow_unsigned:
+        raise UsageError("the site refuses unsigned models: give --signing-key (or set "
+                         "model.onnx.hmac_key_env)")
+    from aiotstream.datasets import DatasetStore
+
+    registry = ModelRegistry(o.registry, verify_key=o.verify_key, hmac_key=hmac_key,
+                             allow_unsigned=o.allow_unsigned, datasets=DatasetStore(o.loop.datasets))
+    loop = run_service(cfg, brokers=brokers, registry=registry, signer=signer, principal=args.principal,
+                       signing_key=signing_key, hmac_key=hmac_key,
+                       state_path=Path(args.state) if args.state else None, candidate=args.candidate,
+                       once=args.once)
+    for ev in loop.finished:
+        keys = ("event", "candidate", "champion", "reason", "dataset")
+        print(orjson.dumps({k: ev.get(k) for k in keys}).decode())
+    return 0
+
+
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_broker, _add_simulate, _add_run, _add_replay,
                                             _add_detect, _add_demo, _add_evaluate, _add_bench, _add_train,
-                                            _add_console, _add_schema, _add_audit, _add_prune, _add_auth]
+                                            _add_console, _add_schema, _add_audit, _add_prune, _add_auth,
+                                            _add_retrain]
 """Each registers one subcommand on the subparsers object; a new subcommand adds its function here."""
 
 
