@@ -384,12 +384,20 @@ class ModelRegistry:
     come from, or a list of them (while signing keys rotate); ``hmac_key``: the shared secret for HMAC-SHA256
     signatures (also used to sign on publish when no
     other key is given). ``allow_unsigned=True`` accepts artifacts without a signature (tests, development).
+    ``datasets``: a :class:`~aiotstream.datasets.DatasetStore` (or its directory): then a model whose
+    ``extra["dataset"]`` names a dataset the store does not hold is not published (:class:`ModelError`),
+    and :meth:`load` refuses one whose dataset is unknown or fails verification (:class:`ModelRefused`).
     """
 
     def __init__(self, root: Path | str,
                  verify_key: Path | str | bytes | list[Path | str | bytes] | None = None,
-                 hmac_key: bytes | None = None, *, allow_unsigned: bool = False):
+                 hmac_key: bytes | None = None, *, allow_unsigned: bool = False, datasets: Any = None):
         self.root = Path(root)
+        if isinstance(datasets, (str, Path)):
+            from aiotstream.datasets import DatasetStore  # imports this module: not at the top
+
+            datasets = DatasetStore(datasets)
+        self.datasets = datasets
         self.hmac_key = hmac_key
         self.allow_unsigned = allow_unsigned
         keys = [] if verify_key is None else list(verify_key) if isinstance(verify_key, (list, tuple)) \
@@ -447,6 +455,11 @@ class ModelRegistry:
         if target.exists():
             raise ModelError(f"{target} exists: version {version!r} of model {name!r} is published already "
                              "(versions are immutable; publish a new version)")
+        ds = (extra or {}).get("dataset")
+        if self.datasets is not None and ds is not None and not self.datasets.exists(ds):
+            raise ModelError(f"{name}/{version}: extra.dataset {ds!r} is not a dataset in "
+                             f"{self.datasets.root} (make it with `aiotstream dataset create`, or open the "
+                             "registry with the store that holds it)")
         m = Manifest(name=name, version=version, sha256=hashlib.sha256(onnx_bytes).hexdigest(),
                      created=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                      training_data=training_data, metrics=dict(metrics), feature_names=list(feature_names),
@@ -501,7 +514,21 @@ class ModelRegistry:
             raise ModelRefused(f"{onnx_path}: hash mismatch: sha256 {digest[:16]}... but the manifest pins "
                                f"{m.sha256[:16]}... (the model bytes were changed or corrupted)")
         self.verify(m, where=str(mpath))
+        self._check_dataset(m, str(mpath))
         return Artifact(m, data, d)
+
+    def _check_dataset(self, m: Manifest, where: str) -> None:
+        """With a dataset store: the dataset ``m`` was trained on is there and intact."""
+        ds = m.extra.get("dataset")
+        if self.datasets is None or ds is None:
+            return
+        if not self.datasets.exists(ds):
+            raise ModelRefused(f"{where}: trained on dataset {ds!r}, which is not in {self.datasets.root} "
+                               "(unknown dataset: its provenance cannot be checked)")
+        try:
+            self.datasets.verify(ds)
+        except ModelError as exc:
+            raise ModelRefused(f"{where}: its dataset {ds} failed verification: {exc}") from None
 
     def verify(self, m: Manifest, where: str = "manifest") -> None:
         """Check ``m``'s signature against the configured keys (raises :class:`ModelRefused`)."""
