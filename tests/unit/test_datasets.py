@@ -18,8 +18,18 @@ from hypothesis import strategies as st
 
 from aiotstream.cli import main as cli_main
 from aiotstream.config import ParquetOutput
-from aiotstream.datasets import (ALERT_FILE, LABEL_SOURCES, MANIFEST_FILE, SCORE_FILE, Alert, DatasetError,
-                                 DatasetStore, labels_for, parse_time_ns, referenced)
+from aiotstream.datasets import (
+    ALERT_FILE,
+    LABEL_SOURCES,
+    MANIFEST_FILE,
+    SCORE_FILE,
+    Alert,
+    DatasetError,
+    DatasetStore,
+    labels_for,
+    parse_time_ns,
+    referenced,
+)
 from aiotstream.decisions.alerts import AlertChange, AlertState, alert_record
 from aiotstream.errors import ModelError
 from aiotstream.io.parquet import ParquetSink
