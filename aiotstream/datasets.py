@@ -375,7 +375,7 @@ class DatasetStore:
 
     def resolve(self, prefix: str) -> str:
         """The id that starts with ``prefix`` (at least 6 hex digits), for people typing ids."""
-        if self.exists(prefix):
+        if isinstance(prefix, str) and _ID.match(prefix):  # a whole id: get() says if it is not there
             return prefix
         hits = [i for i in self.ids() if len(prefix) >= 6 and i.startswith(prefix.lower())]
         if len(hits) != 1:
