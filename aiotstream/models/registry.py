@@ -47,7 +47,7 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 from packaging.version import InvalidVersion, Version
@@ -55,8 +55,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from aiotstream.errors import ModelError, ModelRefused
 
-__all__ = ["Artifact", "Manifest", "ModelRegistry", "canonical_json", "generate_keypair", "key_id",
-           "load_signing_key", "sorted_versions", "version_key"]
+__all__ = ["Artifact", "DatasetCheck", "Manifest", "ModelRegistry", "canonical_json", "generate_keypair",
+           "key_id", "load_signing_key", "sorted_versions", "version_key"]
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
@@ -371,6 +371,17 @@ def generate_keypair(directory: Path | str, name: str = "model-signing") -> tupl
 
 
 # ---- registry ---------------------------------------------------------------------------------------------
+@runtime_checkable
+class DatasetCheck(Protocol):
+    """What the registry asks of a dataset store (:class:`~aiotstream.datasets.DatasetStore`)."""
+
+    root: Path
+
+    def exists(self, dataset_id: str) -> bool: ...
+
+    def verify(self, dataset_id: str) -> Any: ...  # raises a ModelError naming what changed
+
+
 def _check_name(kind: str, value: str) -> None:
     if not isinstance(value, str) or not _NAME.match(value) or value in (".", ".."):
         raise ModelError(f"model {kind} {value!r} is not valid: use letters, digits, '.', '_', '+' or '-' "
@@ -384,19 +395,21 @@ class ModelRegistry:
     come from, or a list of them (while signing keys rotate); ``hmac_key``: the shared secret for HMAC-SHA256
     signatures (also used to sign on publish when no
     other key is given). ``allow_unsigned=True`` accepts artifacts without a signature (tests, development).
-    ``datasets``: a :class:`~aiotstream.datasets.DatasetStore` (or its directory): then a model whose
-    ``extra["dataset"]`` names a dataset the store does not hold is not published (:class:`ModelError`),
+    ``datasets``: a :class:`~aiotstream.datasets.DatasetStore` (any :class:`DatasetCheck`): then a model
+    whose ``extra["dataset"]`` names a dataset the store does not hold is not published (:class:`ModelError`),
     and :meth:`load` refuses one whose dataset is unknown or fails verification (:class:`ModelRefused`).
+    A store, not its directory: this module must not import :mod:`aiotstream.datasets` (which imports
+    ``models``; imports point one way).
     """
 
     def __init__(self, root: Path | str,
                  verify_key: Path | str | bytes | list[Path | str | bytes] | None = None,
-                 hmac_key: bytes | None = None, *, allow_unsigned: bool = False, datasets: Any = None):
+                 hmac_key: bytes | None = None, *, allow_unsigned: bool = False,
+                 datasets: DatasetCheck | None = None):
         self.root = Path(root)
-        if isinstance(datasets, (str, Path)):
-            from aiotstream.datasets import DatasetStore  # imports this module: not at the top
-
-            datasets = DatasetStore(datasets)
+        if datasets is not None and not isinstance(datasets, DatasetCheck):
+            raise ModelError(f"datasets={datasets!r}: give a dataset store "
+                             "(aiotstream.datasets.DatasetStore), not a path")
         self.datasets = datasets
         self.hmac_key = hmac_key
         self.allow_unsigned = allow_unsigned

@@ -102,14 +102,17 @@ def test_the_registry_with_a_store_refuses_unknown_and_changed_datasets(recorded
                                                                         tmp_path: Path) -> None:
     reg_dir, _ = trained
     store_dir = recorded["store"].root
+    with pytest.raises(ModelError, match="give a dataset store"):
+        ModelRegistry(reg_dir, datasets=store_dir)  # type: ignore[arg-type]
     # intact: loads, with and without the store
-    assert ModelRegistry(reg_dir, hmac_key=b"k" * 32, datasets=store_dir).load("pm", "1.0.0")
+    assert ModelRegistry(reg_dir, hmac_key=b"k" * 32, datasets=DatasetStore(store_dir)).load("pm", "1.0.0")
     with pytest.raises(ModelError, match="is not a dataset in"):
-        ModelRegistry(tmp_path / "r2", hmac_key=b"k" * 32, datasets=store_dir).publish(
+        ModelRegistry(tmp_path / "r2", hmac_key=b"k" * 32, datasets=DatasetStore(store_dir)).publish(
             "pm", "9", b"x", feature_names=["a"], training_data="t", metrics={}, score={}, extra={"dataset": "f" * 32})
     # a registry over another store (empty): the dataset is unknown
     with pytest.raises(ModelRefused, match="not in .*unknown dataset"):
-        ModelRegistry(reg_dir, hmac_key=b"k" * 32, datasets=tmp_path / "empty").load("pm", "1.0.0-ae")
+        ModelRegistry(reg_dir, hmac_key=b"k" * 32,
+                      datasets=DatasetStore(tmp_path / "empty")).load("pm", "1.0.0-ae")
     # a changed byte in the dataset: refused, naming the file
     copy = tmp_path / "copy"
     shutil.copytree(store_dir, copy)
@@ -118,7 +121,7 @@ def test_the_registry_with_a_store_refuses_unknown_and_changed_datasets(recorded
     raw[len(raw) // 2] ^= 0xFF
     f.write_bytes(bytes(raw))
     with pytest.raises(ModelRefused, match=r"failed verification: .*score.parquet: hash mismatch"):
-        ModelRegistry(reg_dir, hmac_key=b"k" * 32, datasets=copy).load("pm", "1.0.0-int8")
+        ModelRegistry(reg_dir, hmac_key=b"k" * 32, datasets=DatasetStore(copy)).load("pm", "1.0.0-int8")
     # without a store: as before (no dataset check)
     assert ModelRegistry(reg_dir, hmac_key=b"k" * 32).load("pm", "1.0.0-int8").manifest.quantized
 
