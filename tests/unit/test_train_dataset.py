@@ -134,7 +134,7 @@ def test_training_refuses_a_dataset_of_other_feature_columns(recorded, tmp_path:
     assert "feature set or the channels differ" in str(e.value)
     spectral = SiteConfig.from_dict({"site": {"id": "t"}, "assets": [{"id": "p1"}],
                                      "features": {"set": "vibration-spectral"}})
-    with pytest.raises(ModelError, match="feature set"):
+    with pytest.raises(ModelError, match=r"recorded with feature set\(s\) \[\(.vibration-basic., 2\)\]"):
         train_from_dataset(spectral, ModelRegistry(tmp_path, allow_unsigned=True), recorded["store"],
                            recorded["id"], "pm", "1")
     assert ModelRegistry(tmp_path).names() == []
