@@ -261,7 +261,16 @@ class DatasetManifest:
             if d.get("format") != FORMAT:
                 why.append(f"format {d.get('format')!r}, this code reads {FORMAT!r}")
             raise DatasetError(f"{where}: not a dataset manifest ({'; '.join(why)})")
+        bad = sorted(k for k, t in _FIELD_TYPES.items() if k in d and not isinstance(d[k], t))
+        if bad:
+            raise DatasetError(f"{where}: not a dataset manifest (field(s) {bad} of the wrong type)")
         return cls(**d)
+
+
+_FIELD_TYPES: dict[str, type] = {
+    "id": str, "format": str, "site": str, "created": str, "note": str, "selection": dict, "rows": dict,
+    "duplicates_dropped": dict, "time_range": dict, "assets": dict, "schema": dict, "files": dict,
+    "feature_columns": list, "feature_sets": list, "labels": dict, "classification": str}
 
 
 # ---- reading the lake -----------------------------------------------------------------------------------
@@ -535,14 +544,19 @@ class DatasetStore:
                                "use this dataset")
         return data
 
-    def verify(self, dataset_id: str) -> DatasetManifest:
-        """Rehash every file and recompute the id; :class:`DatasetError` names the file and what changed."""
+    def checked(self, dataset_id: str) -> DatasetManifest:
+        """The manifest, after checking that its content still gives its id (the files are not rehashed)."""
         m = self.get(dataset_id)
         mpath = self.root / dataset_id / MANIFEST_FILE
-        again = canonical_id(orjson.loads(mpath.read_bytes()))
+        again = canonical_id(m.to_dict())
         if again != dataset_id:
             raise DatasetError(f"{mpath}: the manifest was changed: its content gives id {again}, not "
                                f"{dataset_id}; do not use this dataset")
+        return m
+
+    def verify(self, dataset_id: str) -> DatasetManifest:
+        """Rehash every file and recompute the id; :class:`DatasetError` names the file and what changed."""
+        m = self.checked(dataset_id)
         present = {p.name for p in (self.root / dataset_id).iterdir()} - {MANIFEST_FILE}
         extra = sorted(present - set(m.files))
         if extra:
@@ -555,7 +569,7 @@ class DatasetStore:
     def table(self, dataset_id: str, kind: Literal["score", "alert"] = "score") -> pa.Table | None:
         """A kind's rows, read from bytes checked against the manifest (None: the dataset has no such
         file)."""
-        m = self.get(dataset_id)
+        m = self.checked(dataset_id)
         name = SCORE_FILE if kind == "score" else ALERT_FILE
         if name not in m.files:
             return None
@@ -567,7 +581,7 @@ class DatasetStore:
         ``labels="healthy"`` keeps the label-0 rows only (what a model of normal behaviour trains on)."""
         if labels not in ("healthy", "all"):
             raise DatasetError(f"labels={labels!r}: use 'healthy' or 'all'")
-        m = self.get(dataset_id)
+        m = self.checked(dataset_id)
         missing = [c for c in columns if c not in m.feature_columns]
         if missing:
             raise DatasetError(f"dataset {dataset_id} has no feature column(s) {missing} (it has "
@@ -575,7 +589,8 @@ class DatasetStore:
                                f"{', ...' if len(m.feature_columns) > 6 else ''}): the feature set or the "
                                "channels differ; make the dataset from a lake written with this site config")
         t = self.table(dataset_id, "score")
-        assert t is not None
+        if t is None:
+            raise DatasetError(f"dataset {dataset_id}: its manifest lists no {SCORE_FILE}")
         y = t.column("label").to_numpy().astype(np.int8)
         keep = np.flatnonzero(y == 0) if labels == "healthy" else np.arange(t.num_rows)
         if keep.size == 0:

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -425,3 +426,40 @@ def test_cli_dataset_commands(lake, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert cli_main(base + ["create", "--datasets", ds, "--lake", str(lake[0]), "--site", SITE,
                             "--from", "yesterday"]) == 2
     assert "--from" in capsys.readouterr().err
+
+
+# ---- parsers ----------------------------------------------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(t=st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1)),
+       n=st.integers(-(2**62), 2**62))
+def test_times_parse_as_iso_utc_or_nanoseconds(t: datetime, n: int) -> None:
+    ns = round((t.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)) * 1000
+    assert parse_time_ns(t.isoformat()) == ns == parse_time_ns(t.replace(tzinfo=UTC).isoformat())
+    assert parse_time_ns(t.isoformat() + "Z") == ns and parse_time_ns(str(n)) == n
+    assert parse_time_ns(t.replace(tzinfo=timezone(timedelta(hours=2))).isoformat()) == ns - 2 * 3600 * 10**9
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                           lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c, max_size=3),
+                           max_leaves=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_changed_manifest_field_is_a_dataset_error_never_another_exception(made, data) -> None:
+    root, did = made
+    with tempfile.TemporaryDirectory() as d:
+        shutil.copytree(root / did, Path(d) / did)
+        mp = Path(d) / did / MANIFEST_FILE
+        m = orjson.loads(mp.read_bytes())
+        key = data.draw(st.sampled_from(sorted(m)))
+        value = data.draw(json_values)
+        if value == m[key]:
+            return
+        m[key] = value
+        mp.write_bytes(orjson.dumps(m))
+        store = DatasetStore(d)
+        with pytest.raises(DatasetError):
+            store.verify(did)
+        with pytest.raises(DatasetError):
+            store.rows(did, COLS)
