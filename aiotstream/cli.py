@@ -1806,11 +1806,13 @@ def _print_json(obj: Any) -> None:
 
 
 def _print_manifest(m: Any) -> None:
+    from aiotstream.lineage import iso_ns
+
     sel = m.selection
     print(f"dataset {m.id} (site {m.site}, created {m.created}{', note: ' + m.note if m.note else ''})")
     print(f"  selection: assets {', '.join(sel['assets']) if sel['assets'] else 'all'}; window start in "
-          f"[{sel['start_ns'] if sel['start_ns'] is not None else '-inf'}, "
-          f"{sel['end_ns'] if sel['end_ns'] is not None else '+inf'}); lake {sel['lake']}")
+          f"[{iso_ns(sel['start_ns']) if sel['start_ns'] is not None else '-inf'}, "
+          f"{iso_ns(sel['end_ns']) if sel['end_ns'] is not None else '+inf'}); lake {sel['lake']}")
     print(f"  rows: {m.rows['score']} score, {m.rows.get('alert', 0)} alert (duplicates dropped: "
           f"{m.duplicates_dropped.get('score', 0)} score, {m.duplicates_dropped.get('alert', 0)} alert)")
     print(f"  time: {m.time_range['start']} .. {m.time_range['end']}")
