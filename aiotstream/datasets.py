@@ -264,6 +264,10 @@ class DatasetManifest:
         bad = sorted(k for k, t in _FIELD_TYPES.items() if k in d and not isinstance(d[k], t))
         if bad:
             raise DatasetError(f"{where}: not a dataset manifest (field(s) {bad} of the wrong type)")
+        try:
+            parse_time_ns(d["created"])  # prune compares it
+        except ValueError:
+            raise DatasetError(f"{where}: created {d['created']!r} is not an ISO time") from None
         return cls(**d)
 
 
