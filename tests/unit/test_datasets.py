@@ -470,3 +470,36 @@ def test_a_changed_manifest_field_is_a_dataset_error_never_another_exception(mad
             store.verify(did)
         with pytest.raises(DatasetError):
             store.rows(did, COLS)
+
+
+@pytest.fixture(scope="module")
+def six(lake, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("six")
+    store = DatasetStore(root)
+    ids = [store.create(lake[0], site=SITE, assets=[a], end_ns=T0 + DAY * d).id for a in ASSETS for d in (1, 2)]
+    return root, ids
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ages_h=st.lists(st.integers(0, 100), min_size=6, max_size=6), named=st.sets(st.integers(0, 5)),
+       older_h=st.integers(1, 100))
+def test_prune_removes_exactly_the_old_datasets_no_model_names(six, ages_h, named, older_h) -> None:
+    root, ids = six
+    now = T0 + 400 * DAY
+    with tempfile.TemporaryDirectory() as d:
+        store = DatasetStore(Path(d) / "ds")
+        shutil.copytree(root, store.root)
+        for i, age in zip(ids, ages_h):  # created is outside the id: the datasets stay valid
+            mp = store.root / i / MANIFEST_FILE
+            m = orjson.loads(mp.read_bytes())
+            m["created"] = datetime.fromtimestamp((now - age * 3600 * 10**9) / 1e9, tz=UTC).isoformat()
+            mp.write_bytes(orjson.dumps(m))
+        reg = ModelRegistry(Path(d) / "reg", allow_unsigned=True, datasets=store)
+        for j in sorted(named):
+            reg.publish("m", f"{j}", b"onnx", feature_names=COLS, training_data="t", metrics={},
+                        score={"output": "scores"}, extra={"dataset": ids[j]})
+        gone = store.prune(now, older_h * 3600, referenced(reg))
+        want = {i for j, (i, age) in enumerate(zip(ids, ages_h)) if age > older_h and j not in named}
+        assert set(gone) == want and set(store.ids()) == set(ids) - want
+        for j in named:
+            store.verify(ids[j])
