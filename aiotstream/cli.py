@@ -1084,6 +1084,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.dataset or args.datasets:  # train on a recorded dataset instead of simulator data
         if not (args.dataset and args.datasets):
             raise UsageError("--dataset ID and --datasets DIR go together (the id and the store holding it)")
+        if args.assets is not None:
+            raise UsageError("--assets is for simulator data; a dataset's assets were chosen when it was "
+                             "made (dataset create --asset)")
         from aiotstream.datasets import DatasetStore
 
         store = DatasetStore(args.datasets)

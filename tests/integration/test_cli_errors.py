@@ -237,6 +237,8 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
      "--registry {missing}: no such directory"),
     ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1", "--unsigned",
                "--dataset", "abc"), 2, "--dataset ID and --datasets DIR go together"),
+    ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1", "--unsigned",
+               "--dataset", "abc", "--datasets", "{dir}", "--assets", "1"), 2, "--assets is for simulator data"),
     # auth
     ("auth", (), 2, "the following arguments are required: auth_command"),
     ("auth keygen", ("--principal", "ana"), 2, "the following arguments are required: --out-dir"),
