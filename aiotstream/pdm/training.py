@@ -174,10 +174,14 @@ def dataset_columns(cfg: SiteConfig) -> list[str]:
 def train_from_dataset(cfg: SiteConfig, registry: ModelRegistry, store: Any, dataset_id: str, name: str,
                        version: str, *, seed: int = 0, signing_key: Path | bytes | None = None,
                        hmac_key: bytes | None = None, n_estimators: int = 100,
-                       hidden: tuple[int, ...] = (16, 6, 16),
+                       hidden: tuple[int, ...] = (16, 6, 16), unlabelled: str = "exclude", min_rows: int = 20,
                        stage: Callable[[str], None] = lambda _: None) -> list[Manifest]:
     """Fit and publish the models (as :func:`train_and_publish`) on the healthy (label 0) windows of a
     recorded dataset of ``store`` (a :class:`~aiotstream.datasets.DatasetStore`) instead of simulator data.
+
+    ``unlabelled="healthy"`` also trains on the windows under alerts nobody labelled (label -1; the model
+    loop's choice: a stale champion's alerts on an aged asset are what it retrains for); ``min_rows``: fewer
+    training rows than that is a ModelError naming the label counts.
 
     The columns are the ones ``cfg``'s assets feed their model; the dataset must have them all and must have
     been recorded with ``cfg``'s feature set (ModelError otherwise). Each manifest's ``training_data`` is
@@ -198,7 +202,19 @@ def train_from_dataset(cfg: SiteConfig, registry: ModelRegistry, store: Any, dat
                          f"{sorted({(f.get('set'), f.get('version')) for f in other})}, the site config of "
                          f"{cfg.site.id} computes {fs['set']} v{fs['version']}: train with the config that "
                          "recorded it, or record a dataset with this one")
-    rows, _ = store.rows(dataset_id, columns, labels="healthy")
+    if unlabelled not in ("exclude", "healthy"):
+        raise ModelError(f"unlabelled={unlabelled!r}: use 'exclude' or 'healthy'")
+    if unlabelled == "healthy":
+        rows, y = store.rows(dataset_id, columns, labels="all")
+        keep = y <= 0
+        rows = WindowRows(rows.columns, rows.X[keep], [a for a, k in zip(rows.assets, keep) if k],
+                          rows.start_ns[keep], rows.end_ns[keep])
+    else:
+        rows, _ = store.rows(dataset_id, columns, labels="healthy")
+    if len(rows.assets) < min_rows:
+        raise ModelError(f"dataset {dataset_id}: {len(rows.assets)} training rows, fewer than {min_rows} "
+                         f"(labels: {m.labels.get('counts')}; windows under unlabelled alerts "
+                         f"{'left out' if unlabelled == 'exclude' else 'kept as healthy'})")
     stage("fitting")
     return publish_trained(rows, registry, name, version, training_data=f"dataset:{dataset_id}", seed=seed,
                            signing_key=signing_key, hmac_key=hmac_key, n_estimators=n_estimators,
