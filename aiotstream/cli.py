@@ -209,6 +209,22 @@ def cmd_broker(args: argparse.Namespace) -> int:
         broker.stop()
 
 
+def _spec_item(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--spec``: the value as JSON (lists become tuples), else as text.
+
+    >>> _spec_item("regimes=[1.0]"), _spec_item("drift_until_s=150")
+    (('regimes', (1.0,)), ('drift_until_s', 150))
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        v = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        v = value
+    return key.strip(), tuple(v) if isinstance(v, list) else v
+
+
 def _simulator(args: argparse.Namespace, cfg: SiteConfig, production: bool = False):
     from aiotstream.sim.plant import ProductionSpec, malformed_messages
     from aiotstream.sim.realistic import RealisticSpec, make_simulator
@@ -218,8 +234,16 @@ def _simulator(args: argparse.Namespace, cfg: SiteConfig, production: bool = Fal
     amplitude = getattr(args, "amplitude", None)
     amplitude = amplitude if amplitude is not None else (0.25 if scenario == "realistic" else 1.0)
     extra: dict[str, Any] = {}
+    fields = dict(getattr(args, "spec", None) or [])
     if scenario == "realistic" and getattr(args, "day_s", None):
-        extra["spec"] = RealisticSpec(day_s=args.day_s)
+        fields["day_s"] = args.day_s
+    if fields:
+        if scenario != "realistic":
+            raise UsageError("--spec sets the realistic scenario's numbers: use --simulate realistic")
+        try:
+            extra["spec"] = RealisticSpec(**fields)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"--spec: {exc}") from None
     try:
         sim = make_simulator(scenario, cfg.all_assets(), duration_s=args.duration, n_faults=args.faults,
                              seed=args.seed, production=spec, amplitude=amplitude, **extra)
@@ -915,8 +939,16 @@ def _evaluate_simulation(args: argparse.Namespace, plot_out: Path | None) -> dic
     from aiotstream.units import S
 
     n = args.assets
-    cfg = default_site(n, inputs={"tail": False},
-                       assets=[{"id": f"asset-{i:03d}", "line": f"line-{i % 2 + 1}"} for i in range(n)])
+    if args.site:  # the site's detection (model, alerts, drift) on its own assets
+        data = _load_site(args).model_dump(mode="json")
+        data["inputs"] = {**data["inputs"], "tail": False}
+        data["outputs"] = {k: v for k, v in data.get("outputs", {}).items()
+                           if k not in ("parquet", "mqtt", "opcua")}
+        cfg = SiteConfig.from_dict(data, source=f"<evaluate view of {args.site}>")
+        n = len(cfg.all_assets())
+    else:
+        cfg = default_site(n, inputs={"tail": False},
+                           assets=[{"id": f"asset-{i:03d}", "line": f"line-{i % 2 + 1}"} for i in range(n)])
     out = out_dir(args.out, "--out")
     for old in out.glob("*.jsonl"):
         old.unlink()
@@ -1034,6 +1066,8 @@ def _train_lineage(args: argparse.Namespace, cfg: SiteConfig) -> Any:
     client = make_client(cfg, args.lineage_file)
     data = Dataset("aiotstream-simulator",
                    f"{cfg.site.id}/healthy/seed={args.seed}/duration={args.duration:g}")
+    if getattr(args, "dataset", None):  # train --dataset: the recorded dataset is the input
+        data = Dataset(f"file://{Path(args.datasets).resolve()}", args.dataset)
     run = flow_run(cfg, client, [data], [], job=f"train.{cfg.site.id}.{args.name}", job_kind="BATCH")
     return run.start() if run is not None else None
 
@@ -1078,7 +1112,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         passphrase = read_secret_bytes(args.signing_key_passphrase_file, "--signing-key-passphrase-file") \
             if args.signing_key_passphrase_file else None
         signing_key = load_signing_key(Path(args.signing_key), passphrase)
-    reg = ModelRegistry(args.registry, allow_unsigned=True)
+    store = None
+    if args.dataset or args.datasets:  # train on a recorded dataset instead of simulator data
+        if not (args.dataset and args.datasets):
+            raise UsageError("--dataset ID and --datasets DIR go together (the id and the store holding it)")
+        if args.assets is not None:
+            raise UsageError("--assets is for simulator data; a dataset's assets were chosen when it was "
+                             "made (dataset create --asset)")
+        from aiotstream.datasets import DatasetStore
+
+        store = DatasetStore(args.datasets)
+        args.dataset = store.resolve(args.dataset)
+    reg = ModelRegistry(args.registry, allow_unsigned=True, datasets=store)
     lineage = _train_lineage(args, cfg)
     t0 = time.perf_counter()
     try:
@@ -1088,10 +1133,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                     b.update(1)
                 b.set_description_str(f"train: {what}")
 
-            manifests = train_and_publish(cfg, reg, args.name, args.version, n_assets=args.assets,
-                                          duration_s=args.duration, seed=args.seed,
-                                          signing_key=signing_key,
-                                          hmac_key=hmac_key, n_estimators=args.trees, stage=stage)
+            if store is not None:
+                from aiotstream.pdm.training import train_from_dataset
+
+                manifests = train_from_dataset(cfg, reg, store, args.dataset, args.name, args.version,
+                                               seed=args.seed, signing_key=signing_key, hmac_key=hmac_key,
+                                               n_estimators=args.trees, stage=stage)
+            else:
+                manifests = train_and_publish(cfg, reg, args.name, args.version, n_assets=args.assets,
+                                              duration_s=args.duration, seed=args.seed,
+                                              signing_key=signing_key,
+                                              hmac_key=hmac_key, n_estimators=args.trees, stage=stage)
             b.update(1)
     except BaseException as exc:
         if lineage is not None:
@@ -1628,6 +1680,12 @@ def _add_evaluate(sub: Any) -> None:
     e.add_argument("--simulate", choices=("easy", "realistic"),
                    help="evaluate a simulator run of this scenario")
     e.add_argument("--assets", type=count(1, 10_000), default=5, help="--simulate: assets (default 5)")
+    e.add_argument("--site", help="--simulate: a site config whose assets, model and alert rules to evaluate "
+                                  "(an ONNX site's champion, say); default: the built-in site of --assets "
+                                  "assets")
+    e.add_argument("--spec", type=_spec_item, action="append", metavar="KEY=VALUE",
+                   help="--simulate realistic: one of the scenario's numbers (aiotstream.sim.realistic."
+                        "RealisticSpec), e.g. drift_fraction=0.3 or regimes=[1.0]; repeatable")
     e.add_argument("--duration-s", type=number(0, 86_400, above=True), default=120.0,
                    help="--simulate: seconds of event time (default 120)")
     e.add_argument("--faults", type=count(0, 10_000), help="--simulate: faults, one per asset (default: half "
@@ -1709,6 +1767,9 @@ def _add_train(sub: Any) -> None:
                    help="seconds of healthy simulated data (default 120)")
     t.add_argument("--seed", type=count(0, 2**32 - 1), default=0, help="simulator and model seed (default 0)")
     t.add_argument("--trees", type=count(1, 100_000), default=100, help="IsolationForest trees (default 100)")
+    t.add_argument("--dataset", metavar="ID", help="train on the healthy windows of this recorded dataset "
+                                                   "(`aiotstream dataset create`) instead of simulator data")
+    t.add_argument("--datasets", metavar="DIR", help="the dataset store that holds --dataset")
     t.set_defaults(func=cmd_train)
 
 
@@ -1742,10 +1803,297 @@ def _add_console(sub: Any) -> None:
     c.set_defaults(func=cmd_console)
 
 
+def _add_retrain(sub: Any) -> None:
+    r = sub.add_parser("retrain", help="the model loop: retrain on drift from recorded data, judge the "
+                                       "candidate in shadow and canary, promote or roll back "
+                                       "([model.onnx.loop])")
+    r.add_argument("--site", required=True, help="site config file with [model.onnx.loop]")
+    r.add_argument("--brokers", help="Kafka bootstrap servers (default: the site's inputs.brokers)")
+    r.add_argument("--principal", default="model-loop",
+                   help="who the promotions are from (with [auth]: a principal with the model_admin role)")
+    r.add_argument("--key", help="with [auth]: the principal's signing key (Ed25519 PEM, or the HMAC secret "
+                                 "file with --alg hmac-sha256)")
+    r.add_argument("--alg", choices=("ed25519", "hmac-sha256"), default="ed25519",
+                   help="the signing key's algorithm (default ed25519)")
+    r.add_argument("--signing-key", help="Ed25519 private key (PEM) the trained models are signed with")
+    r.add_argument("--state", help="state file (JSON): a restarted service resumes the loop it was in")
+    r.add_argument("--candidate", metavar="VERSION",
+                   help="judge this published version (shadow, canary, verdict) without training one")
+    r.add_argument("--once", action="store_true", help="exit when one loop has ended (a Kubernetes Job)")
+    r.set_defaults(func=cmd_retrain)
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """The model loop service (aiotstream.retrain)."""
+    from aiotstream import auth
+    from aiotstream.models.registry import ModelRegistry, load_signing_key
+    from aiotstream.retrain import run_service
+
+    cfg = _load_site(args)
+    o = cfg.model.onnx
+    if o is None or o.loop is None:
+        raise UsageError(f"site {cfg.site.id} has no [model.onnx.loop] table (model.kind = \"onnx\" with "
+                         "[model.onnx.loop] datasets = \"<dir>\")")
+    brokers = args.brokers or ",".join(cfg.inputs.brokers)
+    if cfg.auth is not None:
+        if not args.key:
+            raise UsageError("the site has [auth]: give --principal and --key (a model_admin's signing key) "
+                             "so the flow accepts the loop's promotions")
+        key = auth.load_signing_key(args.key, args.alg, "--key")
+
+        def signer(msg: dict[str, Any]) -> dict[str, Any]:
+            return auth.sign(msg, args.principal, key, alg=args.alg)
+    else:
+        def signer(msg: dict[str, Any]) -> dict[str, Any]:
+            return msg
+    hmac_key = None
+    if o.hmac_key_env:
+        value = os.environ.get(o.hmac_key_env)
+        if not value:
+            raise UsageError(f"model.onnx.hmac_key_env names ${o.hmac_key_env}, which is not set")
+        hmac_key = value.encode()
+    signing_key = load_signing_key(Path(in_file(args.signing_key, "--signing-key"))) if args.signing_key \
+        else None
+    if signing_key is None and hmac_key is None and not o.allow_unsigned:
+        raise UsageError("the site refuses unsigned models: give --signing-key (or set "
+                         "model.onnx.hmac_key_env)")
+    from aiotstream.datasets import DatasetStore
+
+    registry = ModelRegistry(o.registry, verify_key=o.verify_key, hmac_key=hmac_key,
+                             allow_unsigned=o.allow_unsigned, datasets=DatasetStore(o.loop.datasets))
+    loop = run_service(cfg, brokers=brokers, registry=registry, signer=signer, principal=args.principal,
+                       signing_key=signing_key, hmac_key=hmac_key,
+                       state_path=Path(args.state) if args.state else None, candidate=args.candidate,
+                       once=args.once)
+    for ev in loop.finished:
+        keys = ("event", "candidate", "champion", "reason", "dataset")
+        print(orjson.dumps({k: ev.get(k) for k in keys}).decode())
+    return 0
+
+
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_broker, _add_simulate, _add_run, _add_replay,
                                             _add_detect, _add_demo, _add_evaluate, _add_bench, _add_train,
-                                            _add_console, _add_schema, _add_audit, _add_prune, _add_auth]
+                                            _add_console, _add_schema, _add_audit, _add_prune, _add_auth,
+                                            _add_retrain]
 """Each registers one subcommand on the subparsers object; a new subcommand adds its function here."""
+
+
+# ---- aiotstream dataset (issue #20: recorded data as versioned datasets) ----------------------------------
+def _dataset_store(args: argparse.Namespace, create: bool = False) -> Any:
+    from aiotstream.datasets import DatasetStore
+
+    if create:
+        return DatasetStore(out_dir(args.datasets, "--datasets"))
+    p = Path(args.datasets)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"--datasets {args.datasets}: is a file; give the datasets' directory")
+    return DatasetStore(p)
+
+
+def _dataset_time(text: str | None, what: str) -> int | None:
+    from aiotstream.datasets import parse_time_ns
+
+    if text is None:
+        return None
+    try:
+        return parse_time_ns(text)
+    except ValueError as exc:
+        raise UsageError(f"{what} {exc}") from None
+
+
+def _dataset_row(m: Any) -> list[str]:
+    y = m.labels["y"]
+    tr = m.time_range
+    return [m.id, m.created, m.site, str(m.rows["score"]), str(m.rows.get("alert", 0)), str(len(m.assets)),
+            f"{tr['start']} .. {tr['end']}", f"{y['1']}/{y['0']}/{y['-1']}", m.note]
+
+
+def _print_table(head: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    for r in [head, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def _print_json(obj: Any) -> None:
+    print(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+
+
+def _print_manifest(m: Any) -> None:
+    from aiotstream.lineage import iso_ns
+
+    sel = m.selection
+    print(f"dataset {m.id} (site {m.site}, created {m.created}{', note: ' + m.note if m.note else ''})")
+    print(f"  selection: assets {', '.join(sel['assets']) if sel['assets'] else 'all'}; window start in "
+          f"[{iso_ns(sel['start_ns']) if sel['start_ns'] is not None else '-inf'}, "
+          f"{iso_ns(sel['end_ns']) if sel['end_ns'] is not None else '+inf'}); lake {sel['lake']}")
+    print(f"  rows: {m.rows['score']} score, {m.rows.get('alert', 0)} alert (duplicates dropped: "
+          f"{m.duplicates_dropped.get('score', 0)} score, {m.duplicates_dropped.get('alert', 0)} alert)")
+    print(f"  time: {m.time_range['start']} .. {m.time_range['end']}")
+    print(f"  assets: {', '.join(f'{a} ({n})' for a, n in m.assets.items())}")
+    print(f"  features ({len(m.feature_columns)}): {', '.join(m.feature_columns)}")
+    lab = m.labels
+    print(f"  labels ({lab['rule']}): " + ", ".join(f"{k} {v}" for k, v in lab["counts"].items()) +
+          ("" if lab["alerts_recorded"] else "; the lake has no alert records: every window counts as "
+                                               "healthy"))
+    for name, f in m.files.items():
+        print(f"  {name}: {f['rows']} rows, {f['bytes']} bytes, sha256 {f['sha256']}")
+    print(f"  classification: {m.classification}")
+
+
+def cmd_dataset_create(args: argparse.Namespace) -> int:
+    """Copy a selection of the lake's score windows (and the alerts that label them) into a new dataset."""
+    from aiotstream.ids import is_valid_id
+
+    store = _dataset_store(args, create=True)
+    lake = Path(args.lake)
+    if not lake.is_dir():
+        raise UsageError(f"--lake {args.lake}: no such directory (give the [outputs.parquet] directory)")
+    site = args.site
+    if Path(site).is_file():
+        site = SiteConfig.load(site).site.id
+    elif not is_valid_id(site):
+        raise UsageError(f"--site {site!r}: neither a site config file nor a site id")
+    start, end = _dataset_time(args.start, "--from"), _dataset_time(args.end, "--to")
+    m = store.create(lake, site=site, assets=args.asset, start_ns=start, end_ns=end, note=args.note)
+    if args.json:
+        _print_json(m.to_dict())
+    else:
+        _print_manifest(m)
+    return 0
+
+
+def cmd_dataset_list(args: argparse.Namespace) -> int:
+    """The datasets of a store, oldest first."""
+    ms = _dataset_store(args).list()
+    if args.json:
+        _print_json([m.to_dict() for m in ms])
+    else:
+        _print_table(["id", "created", "site", "scores", "alerts", "assets", "time", "y 1/0/-1", "note"],
+                     [_dataset_row(m) for m in ms])
+    return 0
+
+
+def cmd_dataset_show(args: argparse.Namespace) -> int:
+    """A dataset's manifest (as stored, not verified: ``dataset verify`` checks it)."""
+    store = _dataset_store(args)
+    m = store.get(store.resolve(args.id))
+    if args.json:
+        _print_json(m.to_dict())
+    else:
+        _print_manifest(m)
+    return 0
+
+
+def cmd_dataset_diff(args: argparse.Namespace) -> int:
+    """What differs between two datasets (rows, time range, assets, columns, schema, labels)."""
+    store = _dataset_store(args)
+    d = store.diff(store.resolve(args.a), store.resolve(args.b))
+    if args.json:
+        _print_json(d)
+        return 0
+    print(f"{d['a']} -> {d['b']}{' (the same dataset)' if d['same'] else ''}")
+    for k, r in d["rows"].items():
+        print(f"  {k} rows: {r['a']} -> {r['b']} ({r['change']:+d})")
+    ta, tb = d["time_range"]["a"], d["time_range"]["b"]
+    print(f"  time: {ta['start']} .. {ta['end']} -> {tb['start']} .. {tb['end']}")
+    a = d["assets"]
+    print(f"  assets: added {a['added'] or 'none'}, removed {a['removed'] or 'none'}, rows changed "
+          f"{a['rows_changed'] or 'none'}")
+    cols = d["columns"]
+    print(f"  feature columns: added {cols['added'] or 'none'}, removed {cols['removed'] or 'none'}")
+    print(f"  schema: {d['schema'] or 'same'}")
+    print(f"  labels: {d['labels']['a']} -> {d['labels']['b']}")
+    return 0
+
+
+def cmd_dataset_verify(args: argparse.Namespace) -> int:
+    """Rehash every file of a dataset and recompute its id (exit 1 naming the file that changed)."""
+    store = _dataset_store(args)
+    m = store.verify(store.resolve(args.id))
+    if args.json:
+        _print_json({"id": m.id, "ok": True, "files": m.files})
+    else:
+        print(f"dataset {m.id}: ok ({len(m.files)} file(s) rehashed, id recomputed)")
+    return 0
+
+
+def cmd_dataset_prune(args: argparse.Namespace) -> int:
+    """Delete datasets older than --older-than that no model in the --registry directories names."""
+    from aiotstream.config.governance import retention_seconds
+    from aiotstream.datasets import referenced
+    from aiotstream.models.registry import ModelRegistry
+
+    try:
+        older = retention_seconds(args.older_than)
+    except ValueError as exc:
+        raise UsageError(f"--older-than {exc}") from None
+    if older is None:
+        raise UsageError("--older-than forever: nothing would ever be pruned; give a duration such as 90d")
+    keep: set[str] = set()
+    for r in args.registry:
+        if not Path(r).is_dir():
+            raise UsageError(f"--registry {r}: no such directory")
+        keep |= referenced(ModelRegistry(r, allow_unsigned=True))
+    store = _dataset_store(args)
+    gone = store.prune(time.time_ns(), older, keep, dry_run=args.dry_run)
+    if args.json:
+        _print_json({"removed": gone, "dry_run": args.dry_run, "kept_referenced": sorted(keep)})
+    else:
+        verb = "would remove" if args.dry_run else "removed"
+        for i in gone:
+            print(f"{verb} {store.root / i}")
+        print(f"dataset prune: {verb} {len(gone)} dataset(s) older than {args.older_than} in {store.root}; "
+              f"{len(keep)} named by models kept", file=sys.stderr)
+    return 0
+
+
+def _add_dataset(sub: Any) -> None:
+    d = sub.add_parser("dataset", help="recorded data as versioned datasets: content-addressed, immutable "
+                                       "copies of the Parquet lake's score windows with operator labels")
+    ds = d.add_subparsers(dest="dataset_command", required=True, metavar="COMMAND")
+
+    def common(p: Any) -> None:
+        p.add_argument("--datasets", required=True, metavar="DIR", help="the dataset store's directory")
+        p.add_argument("--json", action="store_true", help="print JSON instead of a readable summary")
+
+    c = ds.add_parser("create", help="copy a selection of the lake (site, assets, window time) into a "
+                                     "dataset (the same selection of the same data gives the same id)")
+    common(c)
+    c.add_argument("--lake", required=True, metavar="DIR", help="the lake ([outputs.parquet] directory)")
+    c.add_argument("--site", required=True, help="site id, or the site config file")
+    c.add_argument("--asset", action="append", metavar="ID", help="an asset to keep (repeat; default: all)")
+    c.add_argument("--from", dest="start", metavar="TIME",
+                   help="first window start (ISO 8601, UTC unless an offset is given, or ns); default: open")
+    c.add_argument("--to", dest="end", metavar="TIME", help="windows must start before this (exclusive)")
+    c.add_argument("--note", default="", help="a note kept in the manifest (not part of the id)")
+    c.set_defaults(func=cmd_dataset_create)
+    ls = ds.add_parser("list", help="the store's datasets, oldest first")
+    common(ls)
+    ls.set_defaults(func=cmd_dataset_list)
+    sh = ds.add_parser("show", help="a dataset's manifest")
+    common(sh)
+    sh.add_argument("id", help="dataset id (or its first 6+ hex digits)")
+    sh.set_defaults(func=cmd_dataset_show)
+    df = ds.add_parser("diff", help="what differs between two datasets")
+    common(df)
+    df.add_argument("a", help="dataset id")
+    df.add_argument("b", help="dataset id")
+    df.set_defaults(func=cmd_dataset_diff)
+    v = ds.add_parser("verify", help="rehash every file and recompute the id (exit 1 naming what changed)")
+    common(v)
+    v.add_argument("id", help="dataset id (or its first 6+ hex digits)")
+    v.set_defaults(func=cmd_dataset_verify)
+    pr = ds.add_parser("prune", help="delete datasets older than --older-than unless a model names them")
+    common(pr)
+    pr.add_argument("--older-than", required=True, metavar="DURATION",
+                    help="age by the manifest's created time: '90d', '36h', ... (as [governance] retention)")
+    pr.add_argument("--registry", action="append", required=True, metavar="DIR",
+                    help="a model registry whose models' datasets are kept (repeat for several)")
+    pr.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
+    pr.set_defaults(func=cmd_dataset_prune)
+
+
+SUBCOMMANDS.append(_add_dataset)
 
 
 class _Version(argparse.Action):

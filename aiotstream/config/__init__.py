@@ -55,6 +55,7 @@ from aiotstream.config.decisions import (
 from aiotstream.config.detection import (
     FeatureConfig,
     GateConfig,
+    LoopConfig,
     ModelConfig,
     OnnxConfig,
     ScalarConfig,
@@ -127,6 +128,7 @@ __all__ = [
     "KafkaSecurity",
     "KpiConfig",
     "LineageConfig",
+    "LoopConfig",
     "MaintenanceConfig",
     "MeterNames",
     "ModelConfig",

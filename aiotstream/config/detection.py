@@ -71,6 +71,56 @@ class GateConfig(_Model):
     seed: int = Field(default=1234, ge=0, le=2**32 - 1)
 
 
+class LoopConfig(_Model):
+    """The model loop (``[model.onnx.loop]``): what ``aiotstream retrain`` does with a retrain request.
+
+    On a ``retrain_request`` it waits until the Parquet lake holds ``settle_s`` of windows after the drift
+    point, freezes the site's windows of the last ``lookback_s`` into a dataset, trains a candidate on its
+    healthy rows, runs the validation gate, then runs the candidate as shadow and as canary and judges it
+    with a sequential test (:mod:`aiotstream.models.verdict`): promoted or rolled back without a person,
+    unless ``approval = "required"`` (then it stops after the canary and asks). docs/model-loop.md.
+    """
+
+    datasets: str = Field(min_length=1, description="directory of the dataset store (content-addressed, "
+                                                    "immutable)")
+    lake: str | None = Field(default=None, description="the Parquet lake to build datasets from (default: "
+                                                      "[outputs.parquet] directory)")
+    lookback_s: float = Field(default=3600.0, gt=0, le=90 * 86_400,
+                              description="event time of recent windows a retraining learns from")
+    settle_s: float = Field(default=120.0, ge=0, le=30 * 86_400,
+                            description="event time of data after the drift point to wait for before the "
+                                        "dataset is frozen (the new normal)")
+    min_rows: int = Field(default=200, ge=10, le=10**9,
+                          description="healthy rows a dataset needs before a model is trained on it")
+    canary_fraction: float = Field(default=0.25, gt=0, lt=1,
+                                   description="share of the assets the candidate decides for as canary")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5,
+                         description="chance of promoting a candidate that flags more than the champion")
+    beta: float = Field(default=0.05, gt=0, lt=0.5,
+                        description="chance of rolling back a candidate that does not")
+    worse_share: float = Field(default=0.75, gt=0.5, lt=1,
+                               description="the alternative of the sequential test: of the windows "
+                                           "where the two models disagree, the share the candidate "
+                                           "alone flags when it is worse")
+    min_pairs: int = Field(default=200, ge=1, le=10**9,
+                           description="paired windows (champion and candidate on the same window) "
+                                       "before a phase can pass")
+    max_pairs: int = Field(default=20_000, ge=1, le=10**9,
+                           description="undecided after this many paired windows: rolled back")
+    approval: Literal["auto", "required"] = Field(
+        default="auto", description="auto: promote to champion on a passing canary verdict; required: "
+                                    "stop there and ask a person (model_admin) to promote")
+    cooldown_s: float = Field(default=600.0, ge=0, le=30 * 86_400,
+                              description="wall-clock seconds after a loop ends before the next "
+                                          "retrain request is acted on")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> LoopConfig:
+        if self.max_pairs < self.min_pairs:
+            raise ValueError(f"max_pairs ({self.max_pairs}) must be at least min_pairs ({self.min_pairs})")
+        return self
+
+
 class OnnxConfig(_Model):
     """ONNX models from a registry, scored in batches across assets (``[model.onnx]``; ``kind = "onnx"``).
 
@@ -97,6 +147,8 @@ class OnnxConfig(_Model):
                                description="a version that decides for canary_fraction of the assets")
     canary_fraction: float = Field(default=0.0, ge=0, le=1)
     gate: GateConfig | None = Field(default=None, description="refuse promotions below this metric")
+    loop: LoopConfig | None = Field(default=None, description="retrain on drift, judge and promote "
+                                    "automatically (aiotstream retrain)")
 
     @model_validator(mode="after")
     def _canary_needs_fraction(self) -> OnnxConfig:

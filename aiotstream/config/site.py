@@ -151,6 +151,22 @@ class SiteConfig(_Model):
         return self
 
     @model_validator(mode="after")
+    def _loop_has_a_lake(self) -> SiteConfig:
+        """The model loop builds its datasets from the Parquet lake: it needs one, holding scores (and
+        alerts)."""
+        o = self.model.onnx
+        if o is None or o.loop is None:
+            return self
+        p = self.outputs.parquet
+        if o.loop.lake is None and p is None:
+            raise ValueError(_REFS + "model.onnx.loop.lake: give the Parquet lake to learn from, or record "
+                             "one with [outputs.parquet] (kinds score and alert)")
+        if o.loop.lake is None and p is not None and "score" not in p.kinds:
+            raise ValueError(_REFS + "outputs.parquet.kinds: the model loop learns from recorded scores: add "
+                             "\"score\" (and \"alert\", the operators' labels)")
+        return self
+
+    @model_validator(mode="after")
     def _limits_fit_the_windows(self) -> SiteConfig:
         """The skew and gap bounds must leave room for the windows (else every window would be too old, or
         every stretch between two windows a gap)."""

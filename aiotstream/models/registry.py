@@ -47,7 +47,7 @@ import tempfile
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import orjson
 from packaging.version import InvalidVersion, Version
@@ -55,8 +55,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from aiotstream.errors import ModelError, ModelRefused
 
-__all__ = ["Artifact", "Manifest", "ModelRegistry", "canonical_json", "generate_keypair", "key_id",
-           "load_signing_key", "sorted_versions", "version_key"]
+__all__ = ["Artifact", "DatasetCheck", "Manifest", "ModelRegistry", "canonical_json", "generate_keypair",
+           "key_id", "load_signing_key", "sorted_versions", "version_key"]
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
@@ -371,6 +371,17 @@ def generate_keypair(directory: Path | str, name: str = "model-signing") -> tupl
 
 
 # ---- registry ---------------------------------------------------------------------------------------------
+@runtime_checkable
+class DatasetCheck(Protocol):
+    """What the registry asks of a dataset store (:class:`~aiotstream.datasets.DatasetStore`)."""
+
+    root: Path
+
+    def exists(self, dataset_id: str) -> bool: ...
+
+    def verify(self, dataset_id: str) -> Any: ...  # raises a ModelError naming what changed
+
+
 def _check_name(kind: str, value: str) -> None:
     if not isinstance(value, str) or not _NAME.match(value) or value in (".", ".."):
         raise ModelError(f"model {kind} {value!r} is not valid: use letters, digits, '.', '_', '+' or '-' "
@@ -384,12 +395,22 @@ class ModelRegistry:
     come from, or a list of them (while signing keys rotate); ``hmac_key``: the shared secret for HMAC-SHA256
     signatures (also used to sign on publish when no
     other key is given). ``allow_unsigned=True`` accepts artifacts without a signature (tests, development).
+    ``datasets``: a :class:`~aiotstream.datasets.DatasetStore` (any :class:`DatasetCheck`): then a model
+    whose ``extra["dataset"]`` names a dataset the store does not hold is not published (:class:`ModelError`),
+    and :meth:`load` refuses one whose dataset is unknown or fails verification (:class:`ModelRefused`).
+    A store, not its directory: this module must not import :mod:`aiotstream.datasets` (which imports
+    ``models``; imports point one way).
     """
 
     def __init__(self, root: Path | str,
                  verify_key: Path | str | bytes | list[Path | str | bytes] | None = None,
-                 hmac_key: bytes | None = None, *, allow_unsigned: bool = False):
+                 hmac_key: bytes | None = None, *, allow_unsigned: bool = False,
+                 datasets: DatasetCheck | None = None):
         self.root = Path(root)
+        if datasets is not None and not isinstance(datasets, DatasetCheck):
+            raise ModelError(f"datasets={datasets!r}: give a dataset store "
+                             "(aiotstream.datasets.DatasetStore), not a path")
+        self.datasets = datasets
         self.hmac_key = hmac_key
         self.allow_unsigned = allow_unsigned
         keys = [] if verify_key is None else list(verify_key) if isinstance(verify_key, (list, tuple)) \
@@ -447,6 +468,11 @@ class ModelRegistry:
         if target.exists():
             raise ModelError(f"{target} exists: version {version!r} of model {name!r} is published already "
                              "(versions are immutable; publish a new version)")
+        ds = (extra or {}).get("dataset")
+        if self.datasets is not None and ds is not None and not self.datasets.exists(ds):
+            raise ModelError(f"{name}/{version}: extra.dataset {ds!r} is not a dataset in "
+                             f"{self.datasets.root} (make it with `aiotstream dataset create`, or open the "
+                             "registry with the store that holds it)")
         m = Manifest(name=name, version=version, sha256=hashlib.sha256(onnx_bytes).hexdigest(),
                      created=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
                      training_data=training_data, metrics=dict(metrics), feature_names=list(feature_names),
@@ -501,7 +527,21 @@ class ModelRegistry:
             raise ModelRefused(f"{onnx_path}: hash mismatch: sha256 {digest[:16]}... but the manifest pins "
                                f"{m.sha256[:16]}... (the model bytes were changed or corrupted)")
         self.verify(m, where=str(mpath))
+        self._check_dataset(m, str(mpath))
         return Artifact(m, data, d)
+
+    def _check_dataset(self, m: Manifest, where: str) -> None:
+        """With a dataset store: the dataset ``m`` was trained on is there and intact."""
+        ds = m.extra.get("dataset")
+        if self.datasets is None or ds is None:
+            return
+        if not self.datasets.exists(ds):
+            raise ModelRefused(f"{where}: trained on dataset {ds!r}, which is not in {self.datasets.root} "
+                               "(unknown dataset: its provenance cannot be checked)")
+        try:
+            self.datasets.verify(ds)
+        except ModelError as exc:
+            raise ModelRefused(f"{where}: its dataset {ds} failed verification: {exc}") from None
 
     def verify(self, m: Manifest, where: str = "manifest") -> None:
         """Check ``m``'s signature against the configured keys (raises :class:`ModelRefused`)."""

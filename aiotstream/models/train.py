@@ -274,10 +274,12 @@ def check_new(registry: ModelRegistry, name: str, version: str) -> None:
 
 def publish_trained(rows: WindowRows, registry: ModelRegistry, name: str, version: str, *, training_data: str,
                     seed: int = 0, signing_key: Path | bytes | None = None, hmac_key: bytes | None = None,
-                    n_estimators: int = 100, hidden: tuple[int, ...] = (16, 6, 16)) -> list[Manifest]:
+                    n_estimators: int = 100, hidden: tuple[int, ...] = (16, 6, 16),
+                    extra: dict[str, Any] | None = None) -> list[Manifest]:
     """Train on ``rows`` and publish ``version`` (IsolationForest), ``version-ae`` (autoencoder) and
     ``version-int8`` (quantized autoencoder); return their manifests. ``training_data`` says where the rows
-    came from (kept in each manifest)."""
+    came from (kept in each manifest); ``extra`` is added to each manifest's ``extra`` (provenance such as
+    the dataset id)."""
     check_new(registry, name, version)
     fill = medians(rows.X)
     X = impute(rows.X, fill)
@@ -289,7 +291,7 @@ def publish_trained(rows: WindowRows, registry: ModelRegistry, name: str, versio
                     "n_features": len(rows.columns)}
 
     def publish(v: str, blob: bytes, part: dict[str, Any], family: str, quantized: bool,
-                **extra: Any) -> Manifest:
+                **more: Any) -> Manifest:
         raw = raw_scores(blob, part, X)
         cal = calibrate(raw)
         score = {**part, "map": "logistic", "center": cal["center"], "scale": cal["scale"],
@@ -297,7 +299,7 @@ def publish_trained(rows: WindowRows, registry: ModelRegistry, name: str, versio
         metrics = {**base_metrics, "train_raw_p50": cal["p50"], "train_raw_p99": cal["p99"],
                    "train_score_p99": 0.5}
         return registry.publish(name, v, blob, metrics=metrics, score=score, quantized=quantized,
-                                extra={"family": family, "seed": seed, **extra}, **common)
+                                extra={**(extra or {}), "family": family, "seed": seed, **more}, **common)
 
     out = []
     blob, part = iforest_onnx(X, n_estimators=n_estimators, seed=seed)

@@ -31,7 +31,8 @@ from aiotstream.pdm.runtime import SiteRuntime
 from aiotstream.records import SourceMessage
 from aiotstream.sim.plant import FAULT_KINDS, PlantSimulator
 
-__all__ = ["held_out", "labelled_rows", "train_and_publish", "training_config", "window_rows"]
+__all__ = ["dataset_columns", "held_out", "labelled_rows", "train_and_publish", "train_from_dataset",
+           "training_config", "window_rows"]
 
 
 def training_config(cfg: SiteConfig, n_assets: int | None = None) -> SiteConfig:
@@ -155,3 +156,67 @@ def train_and_publish(cfg: SiteConfig, registry: ModelRegistry, name: str, versi
     return publish_trained(rows, registry, name, version, training_data=ref, seed=seed,
                            signing_key=signing_key,
                            hmac_key=hmac_key, n_estimators=n_estimators, hidden=hidden)
+
+
+# ---- training from a recorded dataset
+# ------------------------------------------------------------------------------------------
+def dataset_columns(cfg: SiteConfig) -> list[str]:
+    """The feature columns every asset of ``cfg`` feeds its model, in the flow's order (ModelError when the
+    assets' channels differ, as in :func:`window_rows`)."""
+    rt = SiteRuntime(cfg)
+    cols = {tuple(rt.columns(rt.assets[a])) for a in rt.assets}
+    if len(cols) != 1:
+        raise ModelError(f"site {cfg.site.id}: assets have different feature columns (channels differ), so "
+                         "one model cannot serve them all; train per asset group (a site file per group)")
+    return list(next(iter(cols)))
+
+
+def train_from_dataset(cfg: SiteConfig, registry: ModelRegistry, store: Any, dataset_id: str, name: str,
+                       version: str, *, seed: int = 0, signing_key: Path | bytes | None = None,
+                       hmac_key: bytes | None = None, n_estimators: int = 100,
+                       hidden: tuple[int, ...] = (16, 6, 16), unlabelled: str = "exclude", min_rows: int = 20,
+                       stage: Callable[[str], None] = lambda _: None) -> list[Manifest]:
+    """Fit and publish the models (as :func:`train_and_publish`) on the healthy (label 0) windows of a
+    recorded dataset of ``store`` (a :class:`~aiotstream.datasets.DatasetStore`) instead of simulator data.
+
+    ``unlabelled="healthy"`` also trains on the windows under alerts nobody labelled (label -1; the model
+    loop's choice: a stale champion's alerts on an aged asset are what it retrains for); ``min_rows``: fewer
+    training rows than that is a ModelError naming the label counts.
+
+    The columns are the ones ``cfg``'s assets feed their model; the dataset must have them all and must have
+    been recorded with ``cfg``'s feature set (ModelError otherwise). Each manifest's ``training_data`` is
+    ``dataset:<id>`` and its ``extra`` carries ``dataset``, ``feature_set`` (the lineage block) and
+    ``code_version``. The dataset is verified (every file rehashed) before it is read.
+    """
+    from aiotstream import code_version
+
+    check_new(registry, name, version)
+    stage("reading")
+    tcfg = training_config(cfg)
+    columns = dataset_columns(tcfg)
+    m = store.verify(dataset_id)
+    fs = SiteRuntime(tcfg).features_block
+    other = [f for f in m.feature_sets if (f.get("set"), f.get("version")) != (fs["set"], fs["version"])]
+    if other:
+        raise ModelError(f"dataset {dataset_id} was recorded with feature set(s) "
+                         f"{sorted({(f.get('set'), f.get('version')) for f in other})}, the site config of "
+                         f"{cfg.site.id} computes {fs['set']} v{fs['version']}: train with the config that "
+                         "recorded it, or record a dataset with this one")
+    if unlabelled not in ("exclude", "healthy"):
+        raise ModelError(f"unlabelled={unlabelled!r}: use 'exclude' or 'healthy'")
+    if unlabelled == "healthy":
+        rows, y = store.rows(dataset_id, columns, labels="all")
+        keep = y <= 0
+        rows = WindowRows(rows.columns, rows.X[keep], [a for a, k in zip(rows.assets, keep) if k],
+                          rows.start_ns[keep], rows.end_ns[keep])
+    else:
+        rows, _ = store.rows(dataset_id, columns, labels="healthy")
+    if len(rows.assets) < min_rows:
+        raise ModelError(f"dataset {dataset_id}: {len(rows.assets)} training rows, fewer than {min_rows} "
+                         f"(labels: {m.labels.get('counts')}; windows under unlabelled alerts "
+                         f"{'left out' if unlabelled == 'exclude' else 'kept as healthy'})")
+    stage("fitting")
+    return publish_trained(rows, registry, name, version, training_data=f"dataset:{dataset_id}", seed=seed,
+                           signing_key=signing_key, hmac_key=hmac_key, n_estimators=n_estimators,
+                           hidden=hidden, extra={"dataset": dataset_id, "feature_set": fs,
+                                                 "code_version": code_version()})

@@ -13,7 +13,7 @@ see :class:`RealisticSpec` for every number):
   start of the run; ``day_s`` can be compressed (the cycles keep their shape);
 * **slow sensor drift** (a fraction of the assets): one vibration channel's gain drifts linearly by
   ``drift_gain_per_day`` per day and the temperature sensor's offset by ``drift_temp_c_per_day`` per day,
-  from the start of the run;
+  from the start of the run (until ``drift_until_s``, when set: ageing that settles at a new normal);
 * **noise bursts**: broadband noise of ``burst_sigmas`` x the channel's noise on one channel for
   ``burst_s`` (electrical interference, not a machine fault);
 * **dropouts**: no frames and no readings (of any metric) for ``dropout_s`` (a gateway or network gap);
@@ -88,6 +88,7 @@ class RealisticSpec:
     drift_fraction: float = 0.3
     drift_gain_per_day: tuple[float, float] = (0.1, 0.3)
     drift_temp_c_per_day: tuple[float, float] = (0.5, 2.0)
+    drift_until_s: float | None = None  # ageing that settles: the drift holds its value from then on
     bursts_per_hour: float = 6.0
     burst_s: tuple[float, float] = (1.0, 5.0)
     burst_sigmas: tuple[float, float] = (1.5, 3.0)
@@ -108,6 +109,9 @@ class RealisticSpec:
         for name in ("drift_fraction", "maintenance_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1]")
+        if self.drift_until_s is not None and not self.drift_until_s >= 0:
+            raise ValueError(f"drift_until_s must be >= 0 seconds (or None: no end), got "
+                             f"{self.drift_until_s}")
         if self.bursts_per_hour < 0 or self.dropouts_per_hour < 0:
             raise ValueError("bursts_per_hour and dropouts_per_hour must be >= 0")
 
@@ -215,7 +219,8 @@ class RealisticPlantSimulator(PlantSimulator):
             drift_ch = int(rng.choice(radial))
             drift_gain = float(rng.uniform(*sp.drift_gain_per_day)) * float(rng.choice([-1.0, 1.0]))
             drift_temp = float(rng.uniform(*sp.drift_temp_c_per_day)) * float(rng.choice([-1.0, 1.0]))
-            self.events.append(Event(aid, "sensor_drift", self.start_ns, None, spec_a.channels[drift_ch],
+            until = None if sp.drift_until_s is None else self._ns(min(sp.drift_until_s, dur))
+            self.events.append(Event(aid, "sensor_drift", self.start_ns, until, spec_a.channels[drift_ch],
                                      (("gain_per_day", drift_gain), ("temp_c_per_day", drift_temp))))
         # maintenance reset
         resets: list[tuple[float, float, float]] = []
@@ -278,6 +283,11 @@ class RealisticPlantSimulator(PlantSimulator):
                + sp.weekly_amp * np.sin(2 * np.pi * t_s / (sp.week_days * sp.day_s) + self.phase_week))
         return level * cyc
 
+    def _drift_t(self, t_s: np.ndarray) -> np.ndarray:
+        """Seconds of sensor drift so far at ``t_s``: all of them, or at most ``drift_until_s``."""
+        until = self.spec.drift_until_s
+        return t_s if until is None else np.minimum(t_s, until)
+
     def vibration_gain(self, aid: str, t_s: np.ndarray) -> np.ndarray:
         """The gain of each channel at ``t_s``: shape (channels, len(t_s)); load, drift and resets."""
         c = self._cond[aid]
@@ -287,7 +297,7 @@ class RealisticPlantSimulator(PlantSimulator):
             g = np.where(t_s >= end, g * factor, g)
         out = np.repeat(g[None, :], n_ch, axis=0)
         if c.drift_ch >= 0:
-            out[c.drift_ch] *= 1.0 + c.drift_gain * t_s / self.spec.day_s
+            out[c.drift_ch] *= 1.0 + c.drift_gain * self._drift_t(t_s) / self.spec.day_s
         return out
 
     def temperature_offset(self, aid: str, t_s: np.ndarray) -> np.ndarray:
@@ -295,7 +305,7 @@ class RealisticPlantSimulator(PlantSimulator):
         sp, c = self.spec, self._cond[aid]
         off = sp.temp_per_load_c * (self.load(aid, t_s) - LOAD_REF)
         off = off + sp.ambient_c * np.sin(2 * np.pi * t_s / sp.day_s + self.phase_day - 0.5)
-        off = off + c.drift_temp * t_s / sp.day_s
+        off = off + c.drift_temp * self._drift_t(t_s) / sp.day_s
         for end, _factor, step in c.resets:
             off = off + np.where(t_s >= end, step, 0.0)
         return off
