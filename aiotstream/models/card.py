@@ -28,7 +28,12 @@ Events are dicts with an ``event`` and a time (``at_ns``, or an ISO ``produced_a
   verdict (:meth:`aiotstream.models.verdict.Verdict.to_dict` plus the time); a ``rollback`` verdict means
   rolled back;
 * ``{"event": "rolled_back", "reason", "by"}`` and ``{"event": "retired", "replaced_by", "reason"}`` (a new
-  champion took over); any other event (``refused``, ``published``, ...) is history only.
+  champion took over); any other event (``refused``, ``published``, ...) is history only;
+* the model loop's steps (:mod:`aiotstream.retrain`, time in ``at``): ``trained`` (``dataset``, ``rows``:
+  filled into the dataset when not given), ``shadow`` / ``canary`` / ``champion`` (the version went live in
+  that role; the ``reason`` is the why-line's), ``verdict``, ``rolled_back``, ``superseded`` (retired: a
+  person chose another champion), and ``gate_failed`` / ``failed`` / ``approval_needed``, which the why-line
+  names.
 
 >>> from aiotstream.models.registry import Manifest
 >>> m = Manifest(name="pm", version="2", sha256="ab" * 32, created="2026-12-01T10:00:00Z",
@@ -121,20 +126,28 @@ def _dataset(dataset: Any) -> dict[str, Any] | None:
     """The card's view of a dataset description: id, rows, start/end (ISO), assets, labels, and any other
     plain fields."""
     if isinstance(dataset, str):
-        return {"id": dataset}
+        dataset = {"id": dataset}
     if not isinstance(dataset, dict):
         return None
     out: dict[str, Any] = {"id": _text(dataset.get("id") or dataset.get("dataset_id") or dataset.get("name"))}
     rows = dataset.get("rows", dataset.get("n_rows"))
-    out["rows"] = rows if isinstance(rows, int) and not isinstance(rows, bool) else _text(rows)
+    out["rows"] = rows if isinstance(rows, (int, dict)) and not isinstance(rows, bool) else _text(rows)
     rng = dataset.get("time_range")
-    start, end = (rng[0], rng[1]) if isinstance(rng, (list, tuple)) and len(rng) == 2 else \
-        (dataset.get("start_ns", dataset.get("start")), dataset.get("end_ns", dataset.get("end")))
+    if isinstance(rng, dict):  # the dataset store's {"start_ns", "end_ns", "start", "end"}
+        start, end = rng.get("start_ns", rng.get("start")), rng.get("end_ns", rng.get("end"))
+    elif isinstance(rng, (list, tuple)) and len(rng) == 2:
+        start, end = rng[0], rng[1]
+    else:
+        start, end = dataset.get("start_ns", dataset.get("start")), dataset.get("end_ns", dataset.get("end"))
     for key, v in (("start", start), ("end", end)):
         out[key] = _iso(v) if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 else _text(v)
-    assets = dataset.get("assets")
-    out["assets"] = [str(a) for a in assets] if isinstance(assets, (list, tuple)) else _text(assets)
+    assets = dataset.get("assets")  # names, or rows per asset
+    out["assets"] = [str(a) for a in assets] if isinstance(assets, (list, tuple)) else \
+        assets if isinstance(assets, dict) else _text(assets)
     labels = dataset.get("labels", dataset.get("label_provenance"))
+    if isinstance(labels, dict):  # the rule and the counts; lists of alert ids as their lengths
+        labels = {k: ({a: len(b) if isinstance(b, list) else b for a, b in v.items()} if k == "alerts" and
+                      isinstance(v, dict) else v) for k, v in labels.items()}
     out["labels"] = labels if isinstance(labels, (dict, list)) else _text(labels)
     used = {"id", "dataset_id", "name", "rows", "n_rows", "time_range", "start_ns", "start", "end_ns", "end",
             "assets", "labels", "label_provenance"}
@@ -145,9 +158,9 @@ def _dataset(dataset: Any) -> dict[str, Any] | None:
 
 
 def _gate(metrics: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any] | None:
-    for e in reversed(events):
+    for e in reversed(events):  # the latest event that carries one (a promotion, the loop's shadow step)
         g = e.get("gate")
-        if e.get("event") == "promoted" and isinstance(g, dict) and "metric" in g:
+        if isinstance(g, dict) and "metric" in g:
             return g
     g = metrics.get("gate") if isinstance(metrics, dict) else None
     return g if isinstance(g, dict) and "metric" in g else None
@@ -197,6 +210,7 @@ def model_card(manifest: Manifest, *, dataset: dict[str, Any] | None = None,
 
     status, since, cause = "candidate", None, None
     last_verdict: dict[str, Any] | None = None
+    note: dict[str, Any] | None = None  # the latest event that says why it is not (yet) further
     verdicts = []
     for e in evs:
         kind = e.get("event")
@@ -210,11 +224,22 @@ def model_card(manifest: Manifest, *, dataset: dict[str, Any] | None = None,
             else:
                 last_verdict = e
         elif kind == "promoted" and e.get("variant") in ("shadow", "canary", "champion"):
-            status, since, cause = str(e["variant"]), _when(e), e
+            status, since, cause, note = str(e["variant"]), _when(e), e, None
+        elif kind in ("shadow", "canary", "champion"):  # the model loop's steps (aiotstream.retrain)
+            status, since, cause, note = str(kind), _when(e), e, None
         elif kind in ("rolled_back", "rolled back", "rollback"):
             status, since, cause = "rolled back", _when(e), e
-        elif kind == "retired":
+        elif kind in ("retired", "superseded"):
             status, since, cause = "retired", _when(e), e
+        elif kind in ("gate_failed", "failed", "approval_needed"):
+            note = e
+    trained = [e for e in evs if e.get("event") == "trained" and isinstance(e.get("dataset"), str)]
+    if ds is None and trained:  # the loop's "trained" event names the dataset (and counts its rows)
+        ds = _dataset(trained[-1]["dataset"])
+    if ds is not None and ds.get("rows") is None:
+        for e in trained:
+            if e["dataset"] == ds.get("id") and e.get("rows") is not None:
+                ds["rows"] = e["rows"]
 
     card: dict[str, Any] = {
         "schema": CARD_SCHEMA, "name": m.name, "version": m.version, "ref": f"{m.name}@{m.version}",
@@ -228,11 +253,12 @@ def model_card(manifest: Manifest, *, dataset: dict[str, Any] | None = None,
         "verdicts": verdicts, "history": [_entry(e) for e in evs],
         "status": status, "since": since,
     }
-    card["why"] = " ".join(_why(card, cause, last_verdict).split())  # one line, whatever the inputs hold
+    card["why"] = " ".join(_why(card, cause, last_verdict, note).split())  # one line, whatever the inputs
     return card
 
 
-def _why(card: dict[str, Any], cause: dict[str, Any] | None, verdict: dict[str, Any] | None) -> str:
+def _why(card: dict[str, Any], cause: dict[str, Any] | None, verdict: dict[str, Any] | None,
+         note: dict[str, Any] | None = None) -> str:
     """The one line: why this version is live (or why it is not)."""
     status, since = card["status"], card["since"] or "an unknown time"
     ds = card["training"]["dataset"]
@@ -241,6 +267,14 @@ def _why(card: dict[str, Any], cause: dict[str, Any] | None, verdict: dict[str, 
     gate = _gate_line(card["gate"])
     tail = "; ".join(x for x in (trained, gate) if x)
     reason = _text((cause or {}).get("reason"))
+    if status in ("shadow", "canary", "champion") and cause is not None and cause.get("event") == status:
+        # a step of the model loop: its reason says why (e.g. "promoted automatically after the canary
+        # verdict: ..."); a pending approval is said too
+        role = {"shadow": "shadow (scores beside the champion, never decides)",
+                "canary": "canary (decides for a share of the assets)", "champion": "champion"}[status]
+        waiting = f"; awaiting approval: {_text(note.get('reason'))}" if note is not None and \
+            note.get("event") == "approval_needed" else ""
+        return f"{role} since {since}: {reason or 'by the model loop'}{waiting}; {tail}"
     if status in ("shadow", "canary", "champion"):
         assert cause is not None
         by = _text(cause.get("by"))
@@ -258,6 +292,9 @@ def _why(card: dict[str, Any], cause: dict[str, Any] | None, verdict: dict[str, 
         after = _text((cause or {}).get("replaced_by"))
         return f"not live: retired at {since}" + (f", replaced by {after}" if after else "") + \
             (f": {reason}" if reason else "") + f"; {tail}"
+    if note is not None:  # e.g. the validation gate refused it
+        return f"not live: {_text(note.get('event'))} at {_when(note) or 'an unknown time'}: " \
+            f"{_text(note.get('reason'))}; {tail}"
     return f"not live: a candidate, never promoted (published {card['created']}); {tail}"
 
 

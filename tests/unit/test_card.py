@@ -228,3 +228,70 @@ def test_a_judges_verdicts_logged_make_the_cards_canary_outcome(tmp_path: Path) 
     assert card["verdicts"][-1]["reason"] == final.reason
     assert card["verdicts"][-1]["stats"]["pairs"] == 6 and card["verdicts"][-1]["stats"]["c"] == 6
     assert card["status"] == "champion" and f'after canary verdict "{final.reason}"' in card["why"]
+
+
+def loop_ev(event: str, t_s: int, **kw: Any) -> dict[str, Any]:
+    """An event as the model loop (aiotstream.retrain) logs it: ISO ``at``, phase, champion, candidate."""
+    at = f"2026-01-01T{t_s // 3600:02d}:{t_s // 60 % 60:02d}:{t_s % 60:02d}Z"
+    return {"event": event, "at": at, "phase": "x", "champion": "pm@1.0.0", "candidate": "pm@2.0.0", **kw}
+
+
+def test_the_model_loops_events_make_the_card() -> None:
+    verdict = "promote: pm@2.0.0 is no worse than pm@1.0.0: b=1, c=40 of 41 discordant in 300 paired windows"
+    events = [loop_ev("trained", 0, dataset="ds-9", rows={"score": 5000, "alert": 12}, reason="drift"),
+              loop_ev("shadow", 10, gate=GATE, reason="gate auc 0.97 >= 0.9"),
+              loop_ev("verdict", 600, decision="promote", reason=verdict, stats={"pairs": 300}),
+              loop_ev("canary", 601, fraction=0.25, reason=verdict),
+              loop_ev("verdict", 1800, decision="promote", reason=verdict, stats={"pairs": 320}),
+              loop_ev("champion", 1801, reason=f"promoted automatically after the canary verdict: {verdict}",
+                      dataset="ds-9")]
+    m = manifest(training_data="dataset:ds-9", extra={"dataset": "ds-9", "feature_set": {"set": "vib", "version": 2},
+                                                      "code_version": "abc"})
+    card = model_card(m, dataset=None, events=events)
+    assert (card["status"], card["since"]) == ("champion", "2026-01-01T00:30:01Z")
+    assert card["why"] == (f"champion since 2026-01-01T00:30:01Z: promoted automatically after the canary verdict: "
+                           f"{verdict}; trained on dataset ds-9; gate auc 0.97 >= 0.9")
+    assert card["training"]["dataset"] == {"id": "ds-9", "rows": {"score": 5000, "alert": 12}, "start": None,
+                                           "end": None, "assets": None, "labels": None}
+    assert (card["features"]["set"], card["features"]["version"]) == ("vib", "2")
+    assert [v["stats"]["pairs"] for v in card["verdicts"]] == [300, 320]
+    # the steps before: shadow, then canary
+    assert model_card(m, events=events[:2])["why"].startswith("shadow (scores beside the champion, never decides) "
+                                                              "since 2026-01-01T00:00:10Z: gate auc 0.97 >= 0.9;")
+    assert model_card(m, events=events[:4])["status"] == "canary"
+    pending = model_card(m, events=events[:5] + [loop_ev("approval_needed", 1801, reason="promote it by hand")])
+    assert pending["status"] == "canary" and "awaiting approval: promote it by hand" in pending["why"]
+
+
+@pytest.mark.parametrize("last, status, says", [
+    (loop_ev("rolled_back", 900, reason="shadow verdict: flags more"), "rolled back",
+     "not live: rolled back at 2026-01-01T00:15:00Z: shadow verdict: flags more"),
+    (loop_ev("superseded", 900, reason="pm@3 was promoted to champion by ops during the loop"), "retired",
+     "not live: retired at 2026-01-01T00:15:00Z: pm@3 was promoted"),
+])
+def test_a_loop_that_ends_without_a_champion_says_why(last: dict, status: str, says: str) -> None:
+    card = model_card(manifest(), events=[loop_ev("trained", 0, dataset="ds-9"), loop_ev("shadow", 10), last])
+    assert card["status"] == status and card["why"].startswith(says)
+
+
+def test_a_version_the_gate_refused_was_never_live() -> None:
+    card = model_card(manifest(), events=[loop_ev("trained", 0, dataset="ds-9"),
+                                          loop_ev("gate_failed", 5, gate={**GATE, "value": 0.6, "passed": False},
+                                                  reason="auc 0.6 < 0.9")])
+    assert card["status"] == "candidate"
+    assert card["why"] == ("not live: gate_failed at 2026-01-01T00:00:05Z: auc 0.6 < 0.9; trained on dataset ds-9; "
+                           "gate auc 0.6 < 0.9")
+
+
+def test_a_dataset_stores_manifest_is_summarised() -> None:
+    ds = {"id": "ds-9", "format": "aiotstream.dataset/1", "site": "plant-a", "created": "2026-01-02T00:00:00Z",
+          "rows": {"score": 5000, "alert": 12}, "time_range": {"start_ns": T0, "end_ns": T0 + 3600 * S,
+                                                               "start": "x", "end": "y"},
+          "assets": {"p1": 2500, "p2": 2500}, "files": {"score.parquet": {"sha256": "0" * 64}},
+          "labels": {"rule": "r", "counts": {"operator": 3}, "alerts": {"true_fault": ["a1", "a2"],
+                                                                        "unlabelled": []}}}
+    got = model_card(manifest(), dataset=ds, events=[])["training"]["dataset"]
+    assert got == {"id": "ds-9", "rows": {"score": 5000, "alert": 12}, "start": "2026-01-01T00:00:00Z",
+                   "end": "2026-01-01T01:00:00Z", "assets": {"p1": 2500, "p2": 2500},
+                   "labels": {"rule": "r", "counts": {"operator": 3}, "alerts": {"true_fault": 2, "unlabelled": 0}},
+                   "format": "aiotstream.dataset/1", "site": "plant-a", "created": "2026-01-02T00:00:00Z"}
