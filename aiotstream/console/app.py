@@ -126,6 +126,8 @@ class Console:
         if registry is None and cfg.model.kind == "onnx" and cfg.model.onnx is not None:
             registry = cfg.model.onnx.registry
         self.registry = Path(registry) if registry is not None else None
+        loop = cfg.model.onnx.loop if cfg.model.kind == "onnx" and cfg.model.onnx is not None else None
+        self.datasets = Path(loop.datasets) if loop is not None else None  # the model loop's dataset store
 
     # ---- plumbing ----------------------------------------------------------------------------------------
     def app(self) -> Starlette:
@@ -399,6 +401,15 @@ class Console:
             records = list(self.state.model_events)
         events += [r for r in records if r.get("ref") == ref and r.get("id") not in logged]
         card = model_card(manifest, dataset=None, events=events)
+        ds_id = (card["training"]["dataset"] or {}).get("id")
+        if self.datasets is not None and ds_id:  # the dataset store's manifest: rows, time range, labels
+            from aiotstream.datasets import DatasetStore
+
+            try:
+                ds = await run_in_threadpool(DatasetStore(self.datasets).get, ds_id)
+                card = model_card(manifest, dataset=ds.to_dict(), events=events)
+            except AiotError as exc:  # not there (pruned, another store): the card names the id alone
+                log.info("console: dataset %s of %s not read from %s: %s", ds_id, ref, self.datasets, exc)
         return self._page(request, "card.html", f"Model card {ref}", card=card)
 
     async def model_post(self, request: Request) -> Response:

@@ -77,3 +77,29 @@ def test_without_a_registry_the_page_says_how_to_give_one() -> None:
     r = client(None).get("/models/pm/2.0.0")
     assert r.status_code == 404 and "--registry" in r.text
     assert 'href="/models/pm' not in client(None).get("/models").text
+
+
+def test_an_onnx_sites_card_shows_its_dataset_from_the_loops_store(tmp_path: Path) -> None:
+    """An ONNX site's console reads its own registry, and the dataset store of its [model.onnx.loop]."""
+    import orjson
+
+    ds_id = "ab" * 16
+    reg = ModelRegistry(tmp_path / "models", hmac_key=b"k" * 32)
+    reg.publish("pm", "1.0.0+d1", b"onnx", feature_names=["x.rms"], training_data=f"dataset:{ds_id}", metrics={},
+                score={"output": "scores"}, extra={"dataset": ds_id})
+    manifest = {"id": ds_id, "format": "aiotstream.dataset/1", "site": "demo-plant", "created": "2026-01-02T00:00:00Z",
+                "note": "", "selection": {}, "rows": {"score": 4321, "alert": 7}, "duplicates_dropped": {},
+                "time_range": {"start_ns": T0, "end_ns": T0 + 3600 * S}, "assets": {"asset-000": 4321},
+                "schema": {}, "files": {}, "feature_columns": ["x.rms"], "feature_sets": [],
+                "labels": {"rule": "operator labels, else healthy", "counts": {"operator": 2}}}
+    (tmp_path / "ds" / ds_id).mkdir(parents=True)
+    (tmp_path / "ds" / ds_id / "manifest.json").write_bytes(orjson.dumps(manifest))
+    cfg = default_site(2, model={"kind": "onnx", "name": "pm", "version": "1.0.0+d1",
+                                 "onnx": {"registry": str(tmp_path / "models"),
+                                          "loop": {"datasets": str(tmp_path / "ds"), "lake": str(tmp_path)}}})
+    page = TestClient(build_app(cfg, ConsoleState(), None)).get("/models/pm/1.0.0+d1").text
+    assert "4321" in page and "2026-01-01T01:00:00Z" in page and "operator labels, else healthy" in page
+    # a dataset the store no longer holds: the card still names it
+    (tmp_path / "ds" / ds_id / "manifest.json").unlink()
+    r = TestClient(build_app(cfg, ConsoleState(), None)).get("/models/pm/1.0.0+d1")
+    assert r.status_code == 200 and ds_id in r.text and "4321" not in r.text
