@@ -137,6 +137,16 @@ def in_file(path: str, what: str) -> Path:
     return p
 
 
+def in_dir(path: str, what: str) -> Path:
+    """An existing directory to read, else UsageError naming ``what`` (the option)."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{what} {path}: no such directory")
+    if not p.is_dir():
+        raise UsageError(f"{what} {path}: is a file; give a directory")
+    return p
+
+
 def out_dir(path: str, what: str) -> Path:
     """A directory to write into: created if missing; UsageError if it is a file or cannot be written."""
     p = Path(path)
@@ -1820,6 +1830,7 @@ def _add_retrain(sub: Any) -> None:
     r.add_argument("--candidate", metavar="VERSION",
                    help="judge this published version (shadow, canary, verdict) without training one")
     r.add_argument("--once", action="store_true", help="exit when one loop has ended (a Kubernetes Job)")
+    _broker_wait_arg(r)
     r.set_defaults(func=cmd_retrain)
 
 
@@ -1863,18 +1874,52 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                              allow_unsigned=o.allow_unsigned, datasets=DatasetStore(o.loop.datasets))
     loop = run_service(cfg, brokers=brokers, registry=registry, signer=signer, principal=args.principal,
                        signing_key=signing_key, hmac_key=hmac_key,
-                       state_path=Path(args.state) if args.state else None, candidate=args.candidate,
-                       once=args.once)
+                       state_path=out_file(args.state, "--state") if args.state else None,
+                       candidate=args.candidate, once=args.once, broker_wait_s=_broker_wait(args))
     for ev in loop.finished:
         keys = ("event", "candidate", "champion", "reason", "dataset")
         print(orjson.dumps({k: ev.get(k) for k in keys}).decode())
     return 0
 
 
+def _add_model(sub: Any) -> None:
+    m = sub.add_parser("model", help="model versions in a registry: their cards")
+    msub = m.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
+    c = msub.add_parser("card", help="a model version's card: its data, gate, canary verdicts and the "
+                                     "one-line answer to why it is live (Markdown, or --json)")
+    c.add_argument("ref", metavar="NAME@VERSION", help="the model version, e.g. pm@1.0.0+d3fa2c1d0e9b8-ae")
+    c.add_argument("--registry", required=True, help="registry directory")
+    c.add_argument("--datasets", help="dataset store, to describe the dataset the model was trained on")
+    c.add_argument("--json", action="store_true", help="the card as JSON")
+    c.set_defaults(func=cmd_model_card)
+
+
+def cmd_model_card(args: argparse.Namespace) -> int:
+    """Print a model card (aiotstream.models.card): from the manifest as stored, the card log, the dataset."""
+    from aiotstream.models.card import CardLog, card_markdown, model_card
+    from aiotstream.models.registry import ModelRegistry
+
+    name, sep, version = args.ref.rpartition("@")
+    if not sep or not name or not version:
+        raise UsageError(f"{args.ref!r}: give the model as NAME@VERSION")
+    in_dir(args.registry, "--registry")
+    manifest = ModelRegistry(args.registry, allow_unsigned=True).manifest(name, version)
+    dataset = None
+    ds_id = manifest.extra.get("dataset") if isinstance(manifest.extra, dict) else None
+    if args.datasets and isinstance(ds_id, str):
+        from aiotstream.datasets import DatasetStore
+
+        store = DatasetStore(in_dir(args.datasets, "--datasets"))
+        dataset = store.get(ds_id).to_dict() if store.exists(ds_id) else None
+    card = model_card(manifest, dataset=dataset, events=CardLog(args.registry).events(name, version))
+    print(orjson.dumps(card, option=orjson.OPT_INDENT_2).decode() if args.json else card_markdown(card))
+    return 0
+
+
 SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_broker, _add_simulate, _add_run, _add_replay,
                                             _add_detect, _add_demo, _add_evaluate, _add_bench, _add_train,
                                             _add_console, _add_schema, _add_audit, _add_prune, _add_auth,
-                                            _add_retrain]
+                                            _add_retrain, _add_model]
 """Each registers one subcommand on the subparsers object; a new subcommand adds its function here."""
 
 
@@ -2146,9 +2191,9 @@ def main(argv: list[str] | None = None) -> int:
         raise_on_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
-    name = args.command + (f" {args.bench_command}" if getattr(args, "bench_command", None) else "") + \
-        (f" {args.audit_command}" if getattr(args, "audit_command", None) else "") + \
-        (f" {args.auth_command}" if getattr(args, "auth_command", None) else "")
+    name = args.command + "".join(f" {getattr(args, f'{group}_command')}"
+                                  for group in ("bench", "audit", "auth", "dataset", "model")
+                                  if getattr(args, f"{group}_command", None))
     if args.log_level not in logs.LEVELS:  # a default from the environment escapes argparse's choices
         parser.error(f"AIOTSTREAM_LOG_LEVEL={args.log_level!r}: choose from {', '.join(logs.LEVELS)}")
     undo_logs = logs.configure(args.log_level, args.log_format)

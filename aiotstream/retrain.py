@@ -134,8 +134,11 @@ class ModelLoop:
             self.state.champion = f"{self.name}@{cfg.model.version}"
         self.judge: Any = None
         if self.state.judge is not None and self.state.candidate is not None:
-            self.judge = self._new_judge()
-            self.judge.restore(self.state.judge)
+            try:
+                self.judge = self.judge_factory.restore(self.state.judge)  # type: ignore[attr-defined]
+            except ModelError as exc:  # a damaged snapshot: judge afresh (the phase's pairs come again)
+                log.warning("model loop: %s", exc)
+                self.judge = self._new_judge()
         self.finished: deque[dict[str, Any]] = deque(self.state.history, maxlen=100)
         if candidate is not None and self.state.phase == "idle":
             self._start_candidate(self.ref(candidate), dataset=None, gate_ref=True)
@@ -380,10 +383,10 @@ def run_service(cfg: SiteConfig, *, brokers: str, registry: Any,
                 signer: Callable[[dict[str, Any]], dict[str, Any]], principal: str, signing_key: Any = None,
                 hmac_key: bytes | None = None, state_path: Path | None = None, candidate: str | None = None,
                 once: bool = False, stop: Callable[[], bool] = lambda: False,
-                poll_s: float = 0.5) -> ModelLoop:
+                poll_s: float = 0.5, broker_wait_s: float | None = None) -> ModelLoop:
     """Run the loop against the site's topics until ``stop()`` (or, with ``once``, until a loop ends)."""
     from aiotstream.datasets import DatasetStore
-    from aiotstream.io.kafka import make_producer, output_topics
+    from aiotstream.io.kafka import BROKER_WAIT_S, ensure_topics, make_producer, output_topics
     from aiotstream.models.card import CardLog
     from aiotstream.pdm.training import train_from_dataset
 
@@ -394,7 +397,13 @@ def run_service(cfg: SiteConfig, *, brokers: str, registry: Any,
     store = DatasetStore(lp.datasets)
     cards = CardLog(registry.root)
     control = cfg.control_topics()[0]
-    producer = make_producer(brokers)
+    topics = output_topics(cfg)
+    wanted = {topics["model"]: "model", topics["score"]: "score", topics["alert"]: "alert"}
+    security = cfg.inputs.kafka
+    # a broker must answer (AiotError naming it otherwise); the topics may not exist before the flow runs
+    ensure_topics(brokers, [control, *wanted], partitions=cfg.outputs.partitions,
+                  wait_s=BROKER_WAIT_S if broker_wait_s is None else broker_wait_s, security=security)
+    producer = make_producer(brokers, security)
 
     def send(msg: dict[str, Any]) -> None:
         producer.produce(control, orjson.dumps(signer(msg)), key=cfg.model.name.encode())
@@ -421,9 +430,7 @@ def run_service(cfg: SiteConfig, *, brokers: str, registry: Any,
     loop = ModelLoop(cfg, send=send, make_dataset=make_dataset, train=train, gate=gate,
                      lake_end=lambda: lake_end_ns(lake, cfg.site.id), card=card, principal=principal,
                      state_path=state_path, candidate=candidate)
-    topics = output_topics(cfg)
-    wanted = {topics["model"]: "model", topics["score"]: "score", topics["alert"]: "alert"}
-    consumer = _consumer(brokers, f"aiotstream-retrain-{cfg.site.id}", list(wanted))
+    consumer = _consumer(brokers, f"aiotstream-retrain-{cfg.site.id}", list(wanted), security)
     try:
         while not stop() and not (once and loop.done):
             msgs = consumer.consume(1000, poll_s)
@@ -445,10 +452,13 @@ def run_service(cfg: SiteConfig, *, brokers: str, registry: Any,
     return loop
 
 
-def _consumer(brokers: str, group: str, topics: list[str]) -> Any:
+def _consumer(brokers: str, group: str, topics: list[str], security: Any = None) -> Any:
+    """A consumer group member (the service's offsets survive a restart; repeats are dropped by id)."""
     from confluent_kafka import Consumer
 
-    c = Consumer({"bootstrap.servers": brokers, "group.id": group, "auto.offset.reset": "earliest",
+    from aiotstream.io.kafka_client import client_config
+
+    c = Consumer({**client_config(brokers, security), "group.id": group, "auto.offset.reset": "earliest",
                   "enable.auto.commit": True, "fetch.wait.max.ms": 100})
     c.subscribe(topics)
     return c

@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import socket
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from support import cli
 
@@ -237,6 +239,19 @@ CASES: list[tuple[str, tuple[str, ...], int, str]] = [
      "--registry {missing}: no such directory"),
     ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1", "--unsigned",
                "--dataset", "abc"), 2, "--dataset ID and --datasets DIR go together"),
+    ("retrain", (), 2, "the following arguments are required: --site"),
+    ("retrain", ("--site", "{missing}"), 2, "--site {missing}: no such file"),
+    ("retrain", ("--site", "{site}"), 2, "has no [model.onnx.loop] table"),
+    ("retrain", ("--site", "{loop_site}", "--brokers", "{dead}", *W), 1, "no Kafka broker answers at {dead}"),
+    ("retrain", ("--site", "{loop_site}", "--state", "{dir}", "--brokers", "{dead}", *W), 2,
+     "--state {dir}: is a directory"),
+    ("retrain", ("--site", "{loop_auth_site}", "--brokers", "{dead}", *W), 2,
+     "the site has [auth]: give --principal and --key"),
+    ("retrain", ("--site", "{loop_site}", "--broker-wait", "0"), 2, "--broker-wait: must be greater than 0"),
+    ("model", (), 2, "the following arguments are required: COMMAND"),
+    ("model card", ("pm@1", "--registry", "{missing}"), 2, "--registry {missing}: no such directory"),
+    ("model card", ("pm", "--registry", "{dir}"), 2, "'pm': give the model as NAME@VERSION"),
+    ("model card", ("pm@1", "--registry", "{dir}"), 1, "no version '1' of model 'pm'"),
     ("train", ("--site", "{site}", "--registry", "{tmp}/r", "--name", "n", "--version", "1", "--unsigned",
                "--dataset", "abc", "--datasets", "{dir}", "--assets", "1"), 2, "--assets is for simulator data"),
     # auth
@@ -315,6 +330,15 @@ public_key_file = "{tmp}/console.pub"
 """
     (tmp / "auth-site.toml").write_text(KAFKA_SITE.read_text() + auth.format(tmp=tmp, pw="eve.pw"))
     (tmp / "bad-hash-site.toml").write_text(KAFKA_SITE.read_text() + auth.format(tmp=tmp, pw="a-file"))
+    # sites with the model loop (ONNX models, [model.onnx.loop], a Parquet lake), one also with [auth]
+    for name, base in (("loop-site.json", KAFKA_SITE.read_text()),
+                       ("loop-auth-site.json", KAFKA_SITE.read_text() + auth.format(tmp=tmp, pw="eve.pw"))):
+        data = tomllib.loads(base)
+        data["model"] = {**data.get("model", {}), "kind": "onnx", "name": "pm",
+                         "onnx": {"registry": f"{tmp}/reg", "allow_unsigned": True,
+                                  "loop": {"datasets": f"{tmp}/datasets"}}}
+        data.setdefault("outputs", {})["parquet"] = {"directory": f"{tmp}/lake", "kinds": ["score", "alert"]}
+        (tmp / name).write_bytes(orjson.dumps(data))
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -326,6 +350,7 @@ public_key_file = "{tmp}/console.pub"
                "empty_jsonl": str(tmp / "empty.jsonl"),
                "auth_site": str(tmp / "auth-site.toml"), "bad_hash_site": str(tmp / "bad-hash-site.toml"),
                "console_key": str(tmp / "console.key"), "short_secret": str(tmp / "short.secret"),
+               "loop_site": str(tmp / "loop-site.json"), "loop_auth_site": str(tmp / "loop-auth-site.json"),
                "dead": f"127.0.0.1:{free_port()}", "busy": str(busy.getsockname()[1])}
     finally:
         busy.close()

@@ -46,8 +46,11 @@ class ScriptedJudge:
     def snapshot(self) -> dict:
         return {"seen": self.seen}
 
-    def restore(self, d: dict) -> None:
-        self.seen = d["seen"]
+    @classmethod
+    def restore(cls, d: dict) -> ScriptedJudge:
+        j = cls(None, "", "")
+        j.seen = d["seen"]
+        return j
 
 
 def site(**loop: Any) -> Any:
@@ -270,3 +273,41 @@ def test_candidate_versions_are_valid_registry_names_and_keep_the_family(champio
     assert _NAME.match(trained) and _NAME.match(cand)
     assert cand.endswith(champion[champion.index("-"):] if "-" in champion else trained)
     assert ds[:12] in trained and candidate_version(champion, ds) == (trained, cand)
+
+
+def test_the_real_judge_resumes_from_the_state_file(tmp_path: Path) -> None:
+    """With aiotstream.models.verdict.CanaryJudge: the pairs seen before a restart count after it."""
+    rig = Rig(tmp_path, min_pairs=4)
+
+    def make() -> ModelLoop:
+        return ModelLoop(rig.cfg, send=rig.sent.append, make_dataset=lambda a, b: ("ab12" * 8, {"rows": 500}),
+                         train=lambda ds, v: None, gate=rig.gate, lake_end=lambda: rig.lake,
+                         card=lambda ref, ev: None, state_path=rig.state, now=lambda: rig.clock)
+
+    def pair(loop: ModelLoop, i: int) -> None:  # the champion alone flags: the candidate is no worse
+        loop.observe("score", {"schema": "aiotstream.score/1", "id": f"s{i}", "asset": "asset-000", "warm": True,
+                               "anomalous": True,
+                               "window": {"start_ns": i * S, "end_ns": (i + 1) * S},
+                               "model": {"name": "pm", "version": "1.0.0-ae", "variant": "champion"},
+                               "shadow": {"model": {"name": "pm", "version": CAND, "variant": "shadow"},
+                                          "score": 0.1, "anomalous": False}})
+
+    loop = make()
+    loop.observe("model", request())
+    rig.lake = 200 * S
+    loop.step()
+    for i in range(3):
+        pair(loop, i)
+    loop.step()
+    loop.save()
+    assert loop.state.phase == "shadow"
+    again = make()
+    pair(again, 2)  # a repeat from before the restart: not counted twice
+    again.step()
+    assert again.state.phase == "shadow" and again.judge.verdict().stats["pairs"] == 3
+    pair(again, 3)
+    again.step()
+    assert again.state.phase == "shadow"  # c = 4: LLR 4 ln(0.5) = -2.77, not yet at ln(0.05/0.95) = -2.94
+    pair(again, 4)
+    again.step()
+    assert again.state.phase == "canary"
