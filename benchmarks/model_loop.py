@@ -206,10 +206,12 @@ def evaluate(site: Path, out: Path, spec: dict[str, Any], duration_s: float, fau
     items = []
     for k, v in spec.items():
         items += ["--spec", f"{k}={orjson.dumps(list(v) if isinstance(v, tuple) else v).decode()}"]
-    js = out.with_suffix(".json")
-    subprocess.run(cli("evaluate", "--simulate", "realistic", "--site", str(site), "--seed", str(SEED),
-                       "--duration-s", f"{duration_s:g}", "--faults", str(faults), "--no-plot",
-                       "--out", str(out), "--json", str(js), *items), check=True, capture_output=True)
+    js = out.parent / f"{out.name}-figures.json"
+    proc = subprocess.run(cli("evaluate", "--simulate", "realistic", "--site", str(site), "--seed", str(SEED),
+                              "--duration-s", f"{duration_s:g}", "--faults", str(faults), "--no-plot",
+                              "--out", str(out), "--json", str(js), *items), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"aiotstream evaluate exited {proc.returncode}: {proc.stderr[-2000:]}")
     return orjson.loads(js.read_bytes())
 
 

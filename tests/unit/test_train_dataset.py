@@ -154,3 +154,34 @@ def test_cli_train_dataset(recorded, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert cli_main([*args[:8], "2.1.0", *args[9:], "--dataset", "0" * 32]) == 1
     assert "no dataset" in capsys.readouterr().err and reg.versions("pm") == ["2.0.0-ae", "2.0.0-int8", "2.0.0"]
     assert np.isfinite(reg.load("pm", "2.0.0-ae").manifest.score["center"])
+
+
+def test_windows_under_unlabelled_alerts_train_only_when_the_loop_asks(recorded, tmp_path: Path) -> None:
+    """``unlabelled="healthy"`` (the model loop's choice) adds the windows under an alert nobody labelled to the
+    training rows; the default leaves them out; ``min_rows`` refuses too few rows with the label counts."""
+    cfg = recorded["cfg"]
+    outs = flow_outputs(cfg, 50.0, seed=4)
+    p2 = sorted((o for o in outs if o.key == "p2"), key=lambda o: o.record["window"]["start_ns"])
+    opened, cleared = p2[5].record["window"]["end_ns"], p2[14].record["window"]["end_ns"]
+    lin = {k: p2[0].record[k] for k in ("site", "flow", "flow_version", "config_hash", "code_version")}
+    s = AlertState("op-2", "anomaly", 0, "cleared", "warning", opened, 0.9, 0.9, 0.5, 0.3, [], {},
+                   cleared_at_ns=cleared)
+    alert = [Output("alert", "p2", alert_record(AlertChange("cleared", s, cleared), "p2", "L", lin))]
+    sink = ParquetSink(ParquetOutput(directory=str(tmp_path / "lake"), kinds=["score", "alert"]), cfg.site.id)
+    part = sink.build_part("parquet", "p0", None)
+    part.write_batch(outs + alert)
+    part.snapshot()
+    store = DatasetStore(tmp_path / "ds")
+    ds = store.create(tmp_path / "lake", site=cfg.site.id).id
+    _, y = store.rows(ds, list(store.get(ds).feature_columns), labels="all")
+    assert int((y == -1).sum()) >= 10 and int((y == 1).sum()) == 0
+    reg = ModelRegistry(tmp_path / "reg", hmac_key=b"k" * 32, datasets=store)
+    kw = {"n_estimators": 5, "hidden": (4,)}
+    left_out = train_from_dataset(cfg, reg, store, ds, "pm", "1", **kw)
+    kept = train_from_dataset(cfg, reg, store, ds, "pm", "2", unlabelled="healthy", **kw)
+    assert left_out[0].metrics["train_rows"] == int((y == 0).sum())
+    assert kept[0].metrics["train_rows"] == int((y <= 0).sum()) == len(y)
+    with pytest.raises(ModelError, match=rf"{len(y)} training rows, fewer than {len(y) + 1} .*kept as healthy"):
+        train_from_dataset(cfg, reg, store, ds, "pm", "3", unlabelled="healthy", min_rows=len(y) + 1, **kw)
+    with pytest.raises(ModelError, match="unlabelled='maybe'"):
+        train_from_dataset(cfg, reg, store, ds, "pm", "4", unlabelled="maybe", **kw)
