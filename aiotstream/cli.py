@@ -954,6 +954,8 @@ def _evaluate_simulation(args: argparse.Namespace, plot_out: Path | None) -> dic
         data["inputs"] = {**data["inputs"], "tail": False}
         data["outputs"] = {k: v for k, v in data.get("outputs", {}).items()
                            if k not in ("parquet", "mqtt", "opcua")}
+        if isinstance(data["model"].get("onnx"), dict):  # no lake here: the model loop has nothing to read
+            data["model"]["onnx"].pop("loop", None)
         cfg = SiteConfig.from_dict(data, source=f"<evaluate view of {args.site}>")
         n = len(cfg.all_assets())
     else:

@@ -80,6 +80,7 @@ class LoopState:
     dataset: str | None = None
     request: dict[str, Any] | None = None  # the retrain request being served
     settle_ns: int | None = None  # event time the lake must reach before the dataset is frozen
+    since_ns: int | None = None  # the latest drift point seen while waiting: the dataset starts there
     judge: dict[str, Any] | None = None  # the verdict judge's snapshot
     cooldown_until: float = 0.0  # wall clock
     handled: list[str] = field(default_factory=list)  # retrain request ids acted on (bounded)
@@ -198,6 +199,16 @@ class ModelLoop:
             if not isinstance(rid, str) or rid in st.handled:
                 return
             st.handled = (st.handled + [rid])[-MAX_REQUESTS_KEPT:]
+            wr = rec.get("window_range")
+            end = wr[1] if isinstance(wr, list) and len(wr) == 2 and isinstance(wr[1], int) else None
+            if st.phase == "waiting" and end is not None and st.settle_ns is not None:
+                # still changing: wait for settle_s after this drift point too, and learn from after it
+                st.settle_ns = max(st.settle_ns, end + round(self.loop.settle_s * S))
+                st.since_ns = max(st.since_ns or end, end)
+                log.info("model loop: drift again on %s (%s): waiting for the lake to reach %s",
+                         rec.get("asset"), rec.get("reason"), st.settle_ns)
+                self.save()
+                return
             if st.phase != "idle":
                 log.info("model loop: retrain request %s for %s noted, a loop is running (%s of %s)",
                          rid[:12], rec.get("asset"), st.phase, st.candidate or "a candidate")
@@ -208,14 +219,12 @@ class ModelLoop:
                          rec.get("asset"), st.cooldown_until - self.now())
                 self.save()
                 return
-            wr = rec.get("window_range")
-            end = wr[1] if isinstance(wr, list) and len(wr) == 2 and isinstance(wr[1], int) else None
             if end is None:
                 log.warning("model loop: retrain request %s has no window_range: ignored", rid[:12])
                 return
             st.phase, st.request = "waiting", {k: rec.get(k) for k in ("id", "asset", "feature", "reason",
                                                                         "window_range", "ref")}
-            st.settle_ns = end + round(self.loop.settle_s * S)
+            st.settle_ns, st.since_ns = end + round(self.loop.settle_s * S), end
             log.info("model loop: retrain request for %s (%s); waiting for the lake to reach %s",
                      rec.get("asset"), rec.get("reason"), st.settle_ns)
             self.save()
@@ -250,7 +259,8 @@ class ModelLoop:
     def _retrain(self) -> None:
         st = self.state
         assert st.settle_ns is not None and st.request is not None
-        start = st.settle_ns - round(self.loop.lookback_s * S)
+        # the data after the last drift point (the new normal), at most lookback_s of it
+        start = max(st.settle_ns - round(self.loop.lookback_s * S), st.since_ns or 0)
         try:
             dataset, info = self.make_dataset(start, st.settle_ns)
         except ModelError as exc:
@@ -333,7 +343,8 @@ class ModelLoop:
         st = self.state
         ev = self._event(st.candidate, outcome, reason=reason, dataset=st.dataset, request=st.request)
         self.finished.append(ev)
-        st.phase, st.candidate, st.request, st.settle_ns, st.judge = "idle", None, None, None, None
+        st.phase, st.candidate, st.request, st.judge = "idle", None, None, None
+        st.settle_ns = st.since_ns = None
         self.judge = None
         st.cooldown_until = self.now() + self.loop.cooldown_s
         self.save()

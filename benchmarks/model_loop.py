@@ -76,13 +76,13 @@ def train_plant(d: Path) -> dict[str, Path]:
 def loop_site(plant: dict[str, Path], tmp: Path, site_id: str, *, gate: bool,
               version: str = CHAMPION) -> Path:
     """The site: ONNX champion, KSWIN drift on the radial RMS, Parquet lake of scores and alerts, the loop
-    (small sizes: 60 paired windows a phase, 40 s to settle, 120 s of lookback)."""
+    (small sizes: 60 paired windows a phase; 120 s to settle, longer than KSWIN needs to fire again)."""
     data = default_site(N_ASSETS, site_id=site_id).model_dump(mode="json")
     data["inputs"]["tail"] = True
     data["window"] = {"idle_close_s": 6}
     onnx: dict[str, Any] = {
         "registry": str(plant["root"]), "verify_key": str(plant["pub"]), "max_batch": 64, "max_delay_ms": 50,
-        "loop": {"datasets": str(tmp / "datasets"), "lookback_s": 120, "settle_s": 40, "min_rows": 100,
+        "loop": {"datasets": str(tmp / "datasets"), "lookback_s": 120, "settle_s": 120, "min_rows": 100,
                  "canary_fraction": 0.5, "min_pairs": 60, "max_pairs": 4000, "cooldown_s": 0}}
     if gate:  # the gate's simulated held-out set is the same plant (seed), with faults
         onnx["gate"] = {"metric": "auc", "threshold": 0.7, "assets": N_ASSETS, "duration_s": 120, "faults": 2,

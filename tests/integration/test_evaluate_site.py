@@ -16,7 +16,8 @@ def test_evaluate_runs_the_sites_assets_and_detection_under_the_given_scenario(t
     site.write_bytes(orjson.dumps({
         "site": {"id": "eval-site"}, "assets": [{"id": "pump-a", "line": "l1"}, {"id": "pump-b", "line": "l1"}],
         "model": {"drift_detector": "none"},
-        "outputs": {"parquet": {"directory": str(tmp_path / "lake")}}}))  # left out: evaluate writes JSONL
+        "outputs": {"parquet": {"directory": str(tmp_path / "lake"), "kinds": ["score", "alert"]}}}))
+    # the lake is left out: evaluate writes JSONL
     out = tmp_path / "ev"
     run_cli("evaluate", "--simulate", "realistic", "--site", str(site), "--duration-s", "60", "--faults", "1",
             "--spec", "regimes=[1.0]", "--spec", "drift_fraction=1", "--spec", "drift_until_s=20",

@@ -65,6 +65,7 @@ class Rig:
         self.sent: list[dict] = []
         self.trained: list[tuple[str, str]] = []
         self.cards: list[tuple[str, str]] = []
+        self.frozen: list[tuple[int, int]] = []
         self.lake: int | None = None
         self.clock = 1000.0
         self.gate_passes = gate_passes
@@ -79,7 +80,11 @@ class Rig:
                               "to_dict": lambda self: {"passed": ok}})()
 
     def make(self, candidate: str | None = None) -> ModelLoop:
-        return ModelLoop(self.cfg, send=self.sent.append, make_dataset=lambda a, b: ("ab12" * 8, {"rows": 500}),
+        def make_dataset(a: int, b: int) -> tuple[str, dict]:
+            self.frozen.append((a, b))
+            return "ab12" * 8, {"rows": 500}
+
+        return ModelLoop(self.cfg, send=self.sent.append, make_dataset=make_dataset,
                          train=lambda ds, v: self.trained.append((ds, v)), gate=self.gate,
                          lake_end=lambda: self.lake, card=lambda ref, ev: self.cards.append((ref, ev["event"])),
                          state_path=self.state, now=lambda: self.clock, candidate=candidate,
@@ -311,3 +316,36 @@ def test_the_real_judge_resumes_from_the_state_file(tmp_path: Path) -> None:
     pair(again, 4)
     again.step()
     assert again.state.phase == "canary"
+
+
+def test_drift_while_waiting_moves_the_settle_point_and_the_datasets_start(tmp_path: Path) -> None:
+    """A machine still changing: each drift point while waiting (any asset) moves the settle point to settle_s
+    after it, and the dataset starts at the latest drift point (lookback_s at most)."""
+    rig = Rig(tmp_path, lookback_s=100)  # settle_s 10
+    loop = rig.make()
+    loop.observe("model", request("r1", 100 * S))
+    rig.lake = 105 * S
+    loop.step()
+    loop.observe("model", {**request("r2", 130 * S), "asset": "asset-001"})
+    rig.lake = 139 * S
+    loop.step()
+    assert rig.frozen == [] and loop.state.phase == "waiting" and loop.state.settle_ns == 140 * S
+    loop.observe("model", request("r3", 120 * S))  # an older drift point (another detector): no later settle
+    assert loop.state.settle_ns == 140 * S
+    rig.lake = 140 * S
+    loop.step()
+    assert rig.frozen == [(130 * S, 140 * S)] and loop.state.phase == "shadow"
+    rig2 = Rig(tmp_path / "b", lookback_s=20)
+    (tmp_path / "b").mkdir()
+    loop2 = rig2.make()
+    loop2.observe("model", request("r1", 100 * S))
+    rig2.lake = 200 * S
+    loop2.step()
+    assert rig2.frozen == [(100 * S, 110 * S)]  # lookback 20 reaches before the drift point: from the drift point
+    rig3 = Rig(tmp_path / "c", lookback_s=5)
+    (tmp_path / "c").mkdir()
+    loop3 = rig3.make()
+    loop3.observe("model", request("r1", 100 * S))
+    rig3.lake = 200 * S
+    loop3.step()
+    assert rig3.frozen == [(105 * S, 110 * S)]  # at most lookback_s
