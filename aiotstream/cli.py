@@ -1859,12 +1859,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     else:
         def signer(msg: dict[str, Any]) -> dict[str, Any]:
             return msg
-    hmac_key = None
-    if o.hmac_key_env:
-        value = os.environ.get(o.hmac_key_env)
-        if not value:
-            raise UsageError(f"model.onnx.hmac_key_env names ${o.hmac_key_env}, which is not set")
-        hmac_key = value.encode()
+    from aiotstream.models.scoring import hmac_key_of
+
+    hmac_key = hmac_key_of(o)
     signing_key = load_signing_key(Path(in_file(args.signing_key, "--signing-key"))) if args.signing_key \
         else None
     if signing_key is None and hmac_key is None and not o.allow_unsigned:

@@ -234,18 +234,20 @@ def main(argv: list[str] | None = None) -> int:
         print(r["loop_log"][-3000:], file=sys.stderr)
         return 1
     promoted = fin[-1]["candidate"].partition("@")[2]
+    aged = {**AGEING, "drift_offset_s": AGEING["drift_until_s"]}  # the plant after its ageing, from t = 0
     runs = {"before ageing, champion": (CHAMPION, {**QUIET, "drift_fraction": 0.0}),
-            "after ageing, champion": (CHAMPION, AGEING),
-            "after ageing, promoted by the loop": (promoted, AGEING)}
+            "after ageing, champion": (CHAMPION, aged),
+            "after ageing, promoted by the loop": (promoted, aged)}
     figures: dict[str, Any] = {}
     for label, (version, spec) in runs.items():
         site = loop_site(plant, tmp, f"eval-{len(figures)}", gate=False, version=version)
         res = evaluate(site, tmp / f"eval-{len(figures)}", spec, args.eval_duration, args.faults)
-        keep = ("event_recall", "alert_precision", "false_alerts", "false_alerts_per_asset_day", "delay_s",
-                "per_kind", "detected", "missed")
-        figures[label] = {"version": version, **{k: res[k] for k in keep if k in res}, "raw": res}
-        print(f"{label:38s} {version:24s} recall {res.get('event_recall')} precision "
-              f"{res.get('alert_precision')} false alerts {res.get('false_alerts')}", file=sys.stderr)
+        figures[label] = {"version": version, "spec": spec, **{k: res[k] for k in ("events", "per_fault",
+                                                                                     "false_alerts")}}
+        ev = res["events"]
+        print(f"{label:36s} {version:24s} recall {ev['recall']:.3f} ({ev['detected']}/{ev['faults']}) "
+              f"precision {ev['precision']:.3f} ({ev['true_alerts']}/{ev['alerts']}) false alerts "
+              f"{ev['false_alerts']} delay median {ev['delay_s']['median']}", file=sys.stderr)
     save("model-loop", {"loop": {"finished": fin, "wall_s": r["wall_s"], "event_s": r["sent_s"]},
                         "evaluate": figures, "eval_duration_s": args.eval_duration, "faults": args.faults,
                         "seed": SEED})

@@ -201,6 +201,17 @@ class Lane:
         self.waiting: dict[str, Any] = {}  # asset id -> its analyzer, while it has windows waiting
 
 
+def hmac_key_of(onnx: Any) -> bytes | None:
+    """The HMAC-SHA256 model key a site's ``[model.onnx]`` names (``hmac_key_env``), or None; ModelError when
+    the variable is named but not set."""
+    if not onnx.hmac_key_env:
+        return None
+    value = os.environ.get(onnx.hmac_key_env)
+    if not value:
+        raise ModelError(f"model.onnx.hmac_key_env names ${onnx.hmac_key_env}, which is not set")
+    return value.encode()
+
+
 def canary_share(asset: str) -> float:
     """Where an asset falls in [0, 1) for canary routing: a stable hash, so the same assets stay on the
     canary.
@@ -235,13 +246,7 @@ class ModelStore:
         self.onnx = o
         self.name = config.model.name
         self.columns = list(columns)
-        hmac_key = None
-        if o.hmac_key_env:
-            value = os.environ.get(o.hmac_key_env)
-            if not value:
-                raise ModelError(f"model.onnx.hmac_key_env names ${o.hmac_key_env}, which is not set")
-            hmac_key = value.encode()
-        self.registry = ModelRegistry(o.registry, verify_key=o.verify_key, hmac_key=hmac_key,
+        self.registry = ModelRegistry(o.registry, verify_key=o.verify_key, hmac_key=hmac_key_of(o),
                                       allow_unsigned=o.allow_unsigned)
         self._models: dict[str, Any] = {}
         self._lock = threading.Lock()

@@ -13,7 +13,8 @@ see :class:`RealisticSpec` for every number):
   start of the run; ``day_s`` can be compressed (the cycles keep their shape);
 * **slow sensor drift** (a fraction of the assets): one vibration channel's gain drifts linearly by
   ``drift_gain_per_day`` per day and the temperature sensor's offset by ``drift_temp_c_per_day`` per day,
-  from the start of the run (until ``drift_until_s``, when set: ageing that settles at a new normal);
+  from the start of the run (until ``drift_until_s``, when set: ageing that settles at a new normal; a run can
+  start ``drift_offset_s`` into the drift: an aged plant);
 * **noise bursts**: broadband noise of ``burst_sigmas`` x the channel's noise on one channel for
   ``burst_s`` (electrical interference, not a machine fault);
 * **dropouts**: no frames and no readings (of any metric) for ``dropout_s`` (a gateway or network gap);
@@ -89,6 +90,7 @@ class RealisticSpec:
     drift_gain_per_day: tuple[float, float] = (0.1, 0.3)
     drift_temp_c_per_day: tuple[float, float] = (0.5, 2.0)
     drift_until_s: float | None = None  # ageing that settles: the drift holds its value from then on
+    drift_offset_s: float = 0.0  # the sensors have drifted this long before the run starts (an aged plant)
     bursts_per_hour: float = 6.0
     burst_s: tuple[float, float] = (1.0, 5.0)
     burst_sigmas: tuple[float, float] = (1.5, 3.0)
@@ -109,6 +111,8 @@ class RealisticSpec:
         for name in ("drift_fraction", "maintenance_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1]")
+        if not self.drift_offset_s >= 0:
+            raise ValueError(f"drift_offset_s must be >= 0 seconds, got {self.drift_offset_s}")
         if self.drift_until_s is not None and not self.drift_until_s >= 0:
             raise ValueError(f"drift_until_s must be >= 0 seconds (or None: no end), got "
                              f"{self.drift_until_s}")
@@ -219,8 +223,9 @@ class RealisticPlantSimulator(PlantSimulator):
             drift_ch = int(rng.choice(radial))
             drift_gain = float(rng.uniform(*sp.drift_gain_per_day)) * float(rng.choice([-1.0, 1.0]))
             drift_temp = float(rng.uniform(*sp.drift_temp_c_per_day)) * float(rng.choice([-1.0, 1.0]))
-            until = None if sp.drift_until_s is None else self._ns(min(sp.drift_until_s, dur))
-            self.events.append(Event(aid, "sensor_drift", self.start_ns, until, spec_a.channels[drift_ch],
+            off = sp.drift_offset_s  # the drift began that long before the run
+            until = None if sp.drift_until_s is None else self._ns(min(sp.drift_until_s - off, dur))
+            self.events.append(Event(aid, "sensor_drift", self._ns(-off), until, spec_a.channels[drift_ch],
                                      (("gain_per_day", drift_gain), ("temp_c_per_day", drift_temp))))
         # maintenance reset
         resets: list[tuple[float, float, float]] = []
@@ -284,9 +289,10 @@ class RealisticPlantSimulator(PlantSimulator):
         return level * cyc
 
     def _drift_t(self, t_s: np.ndarray) -> np.ndarray:
-        """Seconds of sensor drift so far at ``t_s``: all of them, or at most ``drift_until_s``."""
-        until = self.spec.drift_until_s
-        return t_s if until is None else np.minimum(t_s, until)
+        """Seconds of sensor drift so far at ``t_s``: ``drift_offset_s`` plus ``t_s``, at most ``drift_until_s``."""
+        sp = self.spec
+        t = t_s + sp.drift_offset_s if sp.drift_offset_s else t_s
+        return t if sp.drift_until_s is None else np.minimum(t, sp.drift_until_s)
 
     def vibration_gain(self, aid: str, t_s: np.ndarray) -> np.ndarray:
         """The gain of each channel at ``t_s``: shape (channels, len(t_s)); load, drift and resets."""

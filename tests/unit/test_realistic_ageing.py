@@ -36,6 +36,23 @@ def test_the_gain_follows_the_drift_until_drift_until_s_then_holds(until: float)
     assert all(e.end_ns is None for e in free.events if e.kind == "sensor_drift")
 
 
-def test_a_negative_drift_until_s_is_refused() -> None:
+def test_a_negative_drift_until_s_or_offset_is_refused() -> None:
     with pytest.raises(ValueError, match="drift_until_s must be >= 0"):
         RealisticSpec(drift_until_s=-1.0)
+    with pytest.raises(ValueError, match="drift_offset_s must be >= 0"):
+        RealisticSpec(drift_offset_s=float("nan"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.0, 200.0), st.one_of(st.none(), st.floats(0.0, 150.0)))
+def test_a_run_can_start_into_the_drift(offset: float, until: float | None) -> None:
+    """``drift_offset_s``: the gain at run time t is the drift's gain at t + offset (held after until)."""
+    aged = RealisticPlantSimulator(2, duration_s=60.0, n_faults=0, seed=4, frame_samples=2_500,
+                                   spec=RealisticSpec(**QUIET, drift_until_s=until, drift_offset_s=offset))
+    free = sim(None)
+    t = np.linspace(0.0, 60.0, 61)
+    shifted = t + offset if until is None else np.minimum(t + offset, until)
+    for aid in ("asset-000", "asset-001"):
+        np.testing.assert_allclose(aged.vibration_gain(aid, t), free.vibration_gain(aid, shifted))
+    ev = [e for e in aged.events if e.kind == "sensor_drift"]
+    assert all(e.onset_ns == aged.start_ns - round(offset * 1e9) for e in ev)
