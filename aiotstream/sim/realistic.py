@@ -289,7 +289,7 @@ class RealisticPlantSimulator(PlantSimulator):
         return level * cyc
 
     def _drift_t(self, t_s: np.ndarray) -> np.ndarray:
-        """Seconds of sensor drift so far at ``t_s``: ``drift_offset_s`` plus ``t_s``, at most ``drift_until_s``."""
+        """Seconds of drift so far at ``t_s``: ``drift_offset_s`` + ``t_s``, at most ``drift_until_s``."""
         sp = self.spec
         t = t_s + sp.drift_offset_s if sp.drift_offset_s else t_s
         return t if sp.drift_until_s is None else np.minimum(t, sp.drift_until_s)
