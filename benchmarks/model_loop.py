@@ -12,7 +12,7 @@ tests/integration/test_model_loop.py runs :func:`run_loop` on the test broker; b
 measures detection with ``aiotstream evaluate`` (faults injected on every asset) for the champion before the
 ageing, the champion after it, and the automatically promoted model after it::
 
-    python -m benchmarks.model_loop            # ~4 min; figures to benchmarks/results/<date>-model-loop.json
+    python -m benchmarks.model_loop            # ~6 min; figures to benchmarks/results/<date>-<host>-model-loop.json
 """
 from __future__ import annotations
 
@@ -74,15 +74,16 @@ def train_plant(d: Path) -> dict[str, Path]:
 
 
 def loop_site(plant: dict[str, Path], tmp: Path, site_id: str, *, gate: bool,
-              version: str = CHAMPION) -> Path:
+              version: str = CHAMPION, settle_s: float = 120.0) -> Path:
     """The site: ONNX champion, KSWIN drift on the radial RMS, Parquet lake of scores and alerts, the loop
-    (small sizes: 60 paired windows a phase; 120 s to settle, longer than KSWIN needs to fire again)."""
+    (small sizes: 60 paired windows a phase; ``settle_s`` of data after the last drift point to learn from,
+    120 s by default: longer than KSWIN needs to fire again)."""
     data = default_site(N_ASSETS, site_id=site_id).model_dump(mode="json")
     data["inputs"]["tail"] = True
     data["window"] = {"idle_close_s": 6}
     onnx: dict[str, Any] = {
         "registry": str(plant["root"]), "verify_key": str(plant["pub"]), "max_batch": 64, "max_delay_ms": 50,
-        "loop": {"datasets": str(tmp / "datasets"), "lookback_s": 120, "settle_s": 120, "min_rows": 100,
+        "loop": {"datasets": str(tmp / "datasets"), "lookback_s": 3600, "settle_s": settle_s, "min_rows": 100,
                  "canary_fraction": 0.5, "min_pairs": 60, "max_pairs": 4000, "cooldown_s": 0}}
     if gate:  # the gate's simulated held-out set is the same plant (seed), with faults
         onnx["gate"] = {"metric": "auc", "threshold": 0.7, "assets": N_ASSETS, "duration_s": 120, "faults": 2,
@@ -150,11 +151,11 @@ def read_all(brokers: str, topics: dict[str, str], timeout: float = 60.0) -> dic
 
 
 def run_loop(brokers: str, plant: dict[str, Path], tmp: Path, site_id: str, *, gate: bool,
-             extra: tuple[str, ...] = (), duration_s: float = 900.0) -> dict[str, Any]:
+             extra: tuple[str, ...] = (), duration_s: float = 900.0, settle_s: float = 120.0) -> dict[str, Any]:
     """The flow, the paced plant and ``aiotstream retrain --once`` until the loop ends; then every output
     record. Returns ``cfg``, ``sim``, ``records`` (by kind), ``finished`` (the service's summary lines),
     ``loop_log``, ``sent_s`` (event time written) and ``wall_s``."""
-    site = loop_site(plant, tmp, site_id, gate=gate)
+    site = loop_site(plant, tmp, site_id, gate=gate, settle_s=settle_s)
     cfg = SiteConfig.load(site)
     sim = RealisticPlantSimulator(cfg.all_assets(), duration_s=duration_s, n_faults=0, seed=SEED,
                                   spec=RealisticSpec(**AGEING))
@@ -223,11 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--eval-duration", type=float, default=900.0, help="event seconds per evaluation run")
     ap.add_argument("--faults", type=int, default=N_ASSETS, help="faults per evaluation run (one per asset)")
+    ap.add_argument("--settle-s", type=float, default=600.0,
+                    help="[model.onnx.loop] settle_s: event seconds of data after the last drift point the "
+                         "candidate learns from (default 600; the broker test uses 120)")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="model-loop-"))
     plant = train_plant(tmp)
     with TansuBroker(port=0, log_path=tmp / "tansu.log") as broker:
-        r = run_loop(broker.bootstrap, plant, tmp, "bench-loop", gate=True)
+        r = run_loop(broker.bootstrap, plant, tmp, "bench-loop", gate=True, settle_s=args.settle_s,
+                     duration_s=max(900.0, 200.0 + args.settle_s + 500.0))
     fin = r["finished"]
     print(f"loop: {[f['event'] for f in fin]} in {r['wall_s']:.0f} s wall, {r['sent_s']:.0f} s of event time; "
           f"{fin[-1]['reason'] if fin else ''}", file=sys.stderr)
@@ -251,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{ev['false_alerts']} delay median {ev['delay_s']['median']}", file=sys.stderr)
     save("model-loop", {"loop": {"finished": fin, "wall_s": r["wall_s"], "event_s": r["sent_s"]},
                         "evaluate": figures, "eval_duration_s": args.eval_duration, "faults": args.faults,
+                        "settle_s": args.settle_s,
                         "seed": SEED})
     return 0
 

@@ -87,9 +87,10 @@ class LoopConfig(_Model):
                                                       "[outputs.parquet] directory)")
     lookback_s: float = Field(default=3600.0, gt=0, le=90 * 86_400,
                               description="event time of recent windows a retraining learns from")
-    settle_s: float = Field(default=120.0, ge=0, le=30 * 86_400,
-                            description="event time of data after the drift point to wait for before the "
-                                        "dataset is frozen (the new normal)")
+    settle_s: float = Field(default=600.0, ge=0, le=30 * 86_400,
+                            description="event time of data after the last drift point to wait for before "
+                                        "the dataset is frozen: what the candidate learns the new normal "
+                                        "from")
     min_rows: int = Field(default=200, ge=10, le=10**9,
                           description="healthy rows a dataset needs before a model is trained on it")
     canary_fraction: float = Field(default=0.25, gt=0, lt=1,
