@@ -1875,7 +1875,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                        signing_key=signing_key, hmac_key=hmac_key,
                        state_path=out_file(args.state, "--state") if args.state else None,
                        candidate=args.candidate, once=args.once, broker_wait_s=_broker_wait(args))
-    for ev in loop.finished:
+    for ev in list(loop.finished)[len(loop.finished) - min(loop.ended, len(loop.finished)):]:
         keys = ("event", "candidate", "champion", "reason", "dataset")
         print(orjson.dumps({k: ev.get(k) for k in keys}).decode())
     return 0

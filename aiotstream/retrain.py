@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
 from aiotstream.config import SiteConfig
@@ -48,7 +47,7 @@ from aiotstream.units import S
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LoopState", "ModelLoop", "candidate_version", "run_service"]
+__all__ = ["LakeProgress", "LoopState", "ModelLoop", "candidate_version", "gate_candidate", "run_service"]
 
 PHASES = ("idle", "waiting", "shadow", "canary", "approval")
 MAX_REQUESTS_KEPT = 1_000  # ids of retrain requests already handled (repeats after a flow's resume)
@@ -141,8 +140,9 @@ class ModelLoop:
                 log.warning("model loop: %s", exc)
                 self.judge = self._new_judge()
         self.finished: deque[dict[str, Any]] = deque(self.state.history, maxlen=100)
+        self.ended = 0  # loops ended by this process (the state file's history holds earlier ones too)
         if candidate is not None and self.state.phase == "idle":
-            self._start_candidate(self.ref(candidate), dataset=None, gate_ref=True)
+            self._start_candidate(self.ref(candidate), dataset=None)
 
     # ---- state -------------------------------------------------------------------------------------------
     def ref(self, version: str) -> str:
@@ -270,20 +270,19 @@ class ModelLoop:
         trained, version = candidate_version(champ_version, dataset)
         ref = self.ref(version)
         try:
-            self.train(dataset, trained)
+            self.train(dataset, trained)  # a version published before (the same dataset) is judged again
         except ModelError as exc:
-            if "exists" not in str(exc):  # the same dataset gave this version before: judge it again
-                self._give_up(f"training on dataset {dataset} failed: {exc}")
-                return
+            self._give_up(f"training on dataset {dataset} failed: {exc}")
+            return
         st.dataset = dataset
         self._event(ref, "trained", dataset=dataset, request=st.request, rows=info.get("rows"),
                     reason=f"retrain request for {st.request.get('asset')}: {st.request.get('reason')}")
-        self._start_candidate(ref, dataset=dataset, gate_ref=True)
+        self._start_candidate(ref, dataset=dataset)
 
-    def _start_candidate(self, ref: str, *, dataset: str | None, gate_ref: bool) -> None:
+    def _start_candidate(self, ref: str, *, dataset: str | None) -> None:
         st = self.state
         st.candidate, st.dataset = ref, dataset if dataset is not None else st.dataset
-        g = self.gate(ref, dataset or "") if gate_ref else None
+        g = self.gate(ref, dataset or "")
         if g is not None and not g.passed:
             self._event(ref, "gate_failed", gate=g.to_dict(), reason=g.reason)
             st.candidate = None
@@ -343,6 +342,7 @@ class ModelLoop:
         st = self.state
         ev = self._event(st.candidate, outcome, reason=reason, dataset=st.dataset, request=st.request)
         self.finished.append(ev)
+        self.ended += 1
         st.phase, st.candidate, st.request, st.judge = "idle", None, None, None
         st.settle_ns = st.since_ns = None
         self.judge = None
@@ -363,31 +363,45 @@ class ModelLoop:
 
     @property
     def done(self) -> bool:
-        """A loop has ended since the service started (``--once``)."""
-        return bool(self.finished) and self.state.phase == "idle"
+        """A loop has ended since this process started (``--once``; the state file's history does not
+        count)."""
+        return self.ended > 0 and self.state.phase == "idle"
 
 
 # ---- the lake, datasets, training and the gate (what run_service plugs in) ----------------------------
-def lake_end_ns(lake: Path, site: str) -> int | None:
-    """The newest ``window_end_ns`` among the lake's score files of ``site`` (the two newest date partitions
-    are read: the lake is written in event-time order per asset)."""
-    import pyarrow.parquet as pq
+class LakeProgress:
+    """The newest ``window_end_ns`` among the lake's score files of a site. The sink's files are immutable
+    once in place (written to ``.tmp``, then renamed), so each file is read once and its maximum kept; only
+    the two newest date partitions are looked at (the lake is written in event-time order per asset).
 
-    root = Path(lake) / "score" / f"site={site}"
-    if not root.is_dir():
-        return None
-    dates = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("date="))[-2:]
-    best: int | None = None
-    for d in dates:
-        for f in d.glob("part-*.parquet"):
-            try:
-                col = pq.read_table(f, columns=["window_end_ns"]).column(0)
-            except (OSError, ValueError, KeyError):
-                continue  # a file being replaced, or not ours
-            if len(col):
-                m = int(np.nanmax(np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)))
-                best = m if best is None else max(best, m)
-    return best
+    >>> import tempfile
+    >>> LakeProgress(tempfile.mkdtemp(), "s")() is None
+    True
+    """
+
+    def __init__(self, lake: Path | str, site: str):
+        self.root = Path(lake) / "score" / f"site={site}"
+        self.seen: dict[Path, int | None] = {}
+
+    def __call__(self) -> int | None:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        if not self.root.is_dir():
+            return None
+        dates = sorted(p for p in self.root.iterdir() if p.is_dir() and p.name.startswith("date="))[-2:]
+        best: int | None = None
+        for d in dates:
+            for f in d.glob("part-*.parquet"):
+                if f not in self.seen:
+                    try:
+                        self.seen[f] = pc.max(pq.read_table(f, columns=["window_end_ns"]).column(0)).as_py()
+                    except (OSError, ValueError, KeyError):
+                        continue  # not readable now (removed by a prune, or not the sink's): try again later
+                m = self.seen[f]
+                if m is not None:
+                    best = m if best is None else max(best, m)
+        return best
 
 
 def run_service(cfg: SiteConfig, *, brokers: str, registry: Any,
@@ -428,6 +442,8 @@ def run_service(cfg: SiteConfig, *, brokers: str, registry: Any,
         return m.id, {"rows": d.get("rows")}
 
     def train(dataset_id: str, version: str) -> None:
+        if version in registry.versions(cfg.model.name):
+            return  # trained on this dataset before (a restart between training and shadow): judge it
         train_from_dataset(cfg, registry, store, dataset_id, cfg.model.name, version, signing_key=signing_key,
                            hmac_key=hmac_key, unlabelled="healthy", min_rows=lp.min_rows)
 
@@ -439,7 +455,7 @@ def run_service(cfg: SiteConfig, *, brokers: str, registry: Any,
         cards.append(name, version, event)
 
     loop = ModelLoop(cfg, send=send, make_dataset=make_dataset, train=train, gate=gate,
-                     lake_end=lambda: lake_end_ns(lake, cfg.site.id), card=card, principal=principal,
+                     lake_end=LakeProgress(lake, cfg.site.id), card=card, principal=principal,
                      state_path=state_path, candidate=candidate)
     consumer = _consumer(brokers, f"aiotstream-retrain-{cfg.site.id}", list(wanted), security)
     try:

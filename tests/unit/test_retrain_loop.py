@@ -349,3 +349,42 @@ def test_drift_while_waiting_moves_the_settle_point_and_the_datasets_start(tmp_p
     rig3.lake = 200 * S
     loop3.step()
     assert rig3.frozen == [(105 * S, 110 * S)]  # at most lookback_s
+
+
+def test_once_counts_only_the_loops_this_process_ended(tmp_path: Path) -> None:
+    """A restarted ``--once`` service whose state file holds an earlier loop's end is not done at once."""
+    rig = Rig(tmp_path)
+    ScriptedJudge.script = ["rollback"]
+    loop = rig.make()
+    loop.observe("model", request())
+    rig.lake = 200 * S
+    loop.step()
+    scores(loop, 3)
+    loop.step()
+    assert loop.done and loop.ended == 1
+    again = rig.make()
+    assert len(again.finished) == 1 and not again.done
+
+
+def test_the_lake_progress_is_the_newest_window_end_and_new_files_count(tmp_path: Path) -> None:
+    """LakeProgress over files the Parquet sink wrote: the newest window end of the site's score files."""
+    from aiotstream.config import ParquetOutput
+    from aiotstream.io.parquet import ParquetSink
+    from aiotstream.records import Output
+    from aiotstream.retrain import LakeProgress
+
+    def score(asset: str, start_s: int) -> Output:
+        t = 1_767_225_600 * S + start_s * S
+        return Output("score", asset, {"schema": "aiotstream.score/1", "id": f"{asset}-{start_s}", "site": "s",
+                                       "asset": asset, "score": 0.1, "window": {"start_ns": t, "end_ns": t + S}})
+
+    part = ParquetSink(ParquetOutput(directory=str(tmp_path), kinds=["score"]), "s").build_part("p", "p0", None)
+    progress = LakeProgress(tmp_path, "s")
+    assert progress() is None
+    part.write_batch([score("a", 5), score("b", 9), score("a", 7)])
+    part.snapshot()
+    assert progress() == 1_767_225_600 * S + 10 * S
+    part.write_batch([score("a", 86_400 + 3)])  # the next day's partition
+    part.snapshot()
+    assert progress() == 1_767_225_600 * S + (86_400 + 4) * S
+    assert LakeProgress(tmp_path, "other-site")() is None
