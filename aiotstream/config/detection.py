@@ -86,7 +86,8 @@ class LoopConfig(_Model):
     lake: str | None = Field(default=None, description="the Parquet lake to build datasets from (default: "
                                                       "[outputs.parquet] directory)")
     lookback_s: float = Field(default=3600.0, gt=0, le=90 * 86_400,
-                              description="event time of recent windows a retraining learns from")
+                              description="at most this much event time before the settle point is learnt "
+                                          "from (the dataset starts at the last drift point)")
     settle_s: float = Field(default=600.0, ge=0, le=30 * 86_400,
                             description="event time of data after the last drift point to wait for before "
                                         "the dataset is frozen: what the candidate learns the new normal "
@@ -96,9 +97,10 @@ class LoopConfig(_Model):
     canary_fraction: float = Field(default=0.25, gt=0, lt=1,
                                    description="share of the assets the candidate decides for as canary")
     alpha: float = Field(default=0.05, gt=0, lt=0.5,
-                         description="chance of promoting a candidate that flags more than the champion")
+                         description="chance of rolling back a candidate that flags no more than the "
+                                     "champion")
     beta: float = Field(default=0.05, gt=0, lt=0.5,
-                        description="chance of rolling back a candidate that does not")
+                        description="chance of promoting a candidate that flags more (as worse_share says)")
     worse_share: float = Field(default=0.75, gt=0.5, lt=1,
                                description="the alternative of the sequential test: of the windows "
                                            "where the two models disagree, the share the candidate "

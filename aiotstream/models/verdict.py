@@ -27,8 +27,8 @@ at the *discordant* pairs, the windows where exactly one of the two flags ``anom
 The LLR is the log of a likelihood ratio that is a martingale under H0, so by Ville's inequality the chance
 that it *ever* reaches the upper threshold when the candidate is no worse is at most
 ``alpha / (1 - beta)`` (0.0526 at the defaults), even though the judge keeps watching after H0 is accepted
-(until ``min_pairs``); the chance of rolling back a candidate that is worse (``p = worse_share``) by the
-SPRT's lower crossing is about ``beta``.
+(until ``min_pairs``); the chance of promoting a candidate that is worse (``p = worse_share``), by the
+SPRT's lower crossing, is about ``beta``.
 
 >>> rule = VerdictRule()
 >>> round(rule.upper, 3), round(rule.lower, 3)
@@ -88,9 +88,9 @@ class VerdictRule:
     """
 
     alpha: float = 0.05
-    """The chance of promoting a worse candidate (SPRT type I error for H0 'no worse')."""
+    """The chance of rolling back a candidate that is no worse (the SPRT's type I error for H0 'no worse')."""
     beta: float = 0.05
-    """The chance of rolling back a candidate that is not worse."""
+    """The chance of promoting a candidate that is worse (p = worse_share; the SPRT's type II error)."""
     worse_share: float = 0.75
     """H1: of the discordant windows, the share the candidate flags alone when it is worse; in (0.5, 1)."""
     min_pairs: int = 200
