@@ -183,6 +183,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self.model_ref: str | None = None
         self.variant = "champion"
         self.shadow_ref: str | None = None
+        self.champion_ref: str | None = None  # the latest champion promoted (None: the config's)
         if rt.models is not None:
             o = cfg.model.onnx
             assert o is not None
@@ -228,6 +229,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             self.dedupe = FrameDedupe()
         if "scalar" not in state:  # a snapshot from before scalar readings were scored
             self.scalar, self._scalar_open = None, False
+        if "champion_ref" not in state:  # a snapshot from before assets kept the latest champion
+            self.champion_ref = None
         self._flushing = False
 
     def attach(self, rt: SiteRuntime) -> AssetAnalyzer:
@@ -556,9 +559,12 @@ class AssetAnalyzer(effects.RuntimeEntity):
         """A promotion reaches this asset: windows closing from now on are scored by the new version."""
         store = self.rt.models
         assert store is not None
-        champion = store.ref(self.rt.config.model.version)
+        # the champion an asset leaving a canary returns to: the latest promoted one, else the config's
+        champion = self.champion_ref or store.ref(self.rt.config.model.version)
         self.model_ref, self.variant, self.shadow_ref = rollout.switch(
             self.asset_id, sw, self.model_ref, self.variant, self.shadow_ref, champion)
+        if sw.variant == "champion" and sw.ref is not None:
+            self.champion_ref = sw.ref  # in the snapshot, so a resumed flow keeps it
 
     def _submit(self, closed: list[ClosedWindow]) -> list[Output]:
         store = self.rt.models

@@ -208,3 +208,42 @@ def test_each_accepted_promotion_is_one_log_line_and_a_return_to_an_earlier_cham
     assert [lvl for lvl, _ in lines] == ["INFO"] * 4 + ["WARNING"]  # the refused one: its warning, as before
     assert {v[0] for v in site.models().values()} == {"pm@1.0.0"}
     assert len(text.getvalue().splitlines()) == 5 and " INFO aiotstream.pdm.rollout: model rolled back" in text.getvalue()
+
+
+def test_a_canary_that_stops_covering_an_asset_returns_it_to_the_latest_champion(onnx: dict) -> None:
+    """After a promotion to champion, a canary that no longer covers an asset sends it back to that champion,
+    not to the config's (which is older). Canary assets: those with canary_share below the fraction."""
+    from aiotstream.models.scoring import canary_share
+
+    site = Site(onnx)
+    by = {"by": "ops"}
+    site.send({"type": "promote", "version": "1.1.0", "variant": "champion", **by})
+    site.send({"type": "promote", "version": "1.2.0-int8", "variant": "canary", "fraction": 0.5, **by})
+    covered = {a for a in site.analyzers if canary_share(a) < 0.5}
+    assert covered and covered != set(site.analyzers)  # some assets on the canary, some not
+    assert {a: m[:2] for a, m in site.models().items()} == {
+        a: ("pm@1.2.0-int8", "canary") if a in covered else ("pm@1.1.0", "champion") for a in site.analyzers}
+    site.send({"type": "promote", "version": "1.2.0-int8", "variant": "canary", "fraction": 0.0, **by})
+    assert {m[:2] for m in site.models().values()} == {("pm@1.1.0", "champion")}
+
+
+def test_the_latest_champion_survives_a_snapshot_and_an_old_snapshot_falls_back_to_the_configs(
+        onnx: dict) -> None:
+    import pickle
+
+    site = Site(onnx)
+    site.send({"type": "promote", "version": "1.1.0", "variant": "champion", "by": "ops"})
+    site.send({"type": "promote", "version": "1.2.0-int8", "variant": "canary", "fraction": 1.0, "by": "ops"})
+    asset = min(site.analyzers)
+    back = ModelSwitch(asset, "canary", "pm@1.2.0-int8", 0.0, 0, None)  # a canary covering no asset
+    resumed = pickle.loads(pickle.dumps(site.analyzers[asset])).attach(site.rt)
+    assert (resumed.model_ref, resumed.variant, resumed.champion_ref) == ("pm@1.2.0-int8", "canary", "pm@1.1.0")
+    resumed.on_items([back])
+    assert (resumed.model_ref, resumed.variant) == ("pm@1.1.0", "champion")
+    old = site.analyzers[asset].__getstate__()
+    old.pop("champion_ref")  # a snapshot made before assets kept their champion: the config's, as then
+    before = AssetAnalyzer.__new__(AssetAnalyzer)
+    before.__setstate__(old)
+    before.attach(site.rt)
+    before.on_items([back])
+    assert (before.model_ref, before.variant) == ("pm@1.0.0", "champion")
