@@ -177,7 +177,8 @@ def switch(asset: str, sw: ModelSwitch, model_ref: str | None, variant: str, sha
     """An asset's ``(model_ref, variant, shadow_ref)`` after a promotion reaches it (between two windows).
 
     A canary covers the assets whose :func:`~aiotstream.models.scoring.canary_share` is below its fraction;
-    an asset a new canary no longer covers goes back to ``champion``.
+    an asset a new canary no longer covers goes back to ``champion`` (the asset's latest champion promoted,
+    else the config's).
 
     >>> switch("a", ModelSwitch("a", "champion", "m@2", 0.0, 0, None), "m@1", "champion", None, "m@1")
     ('m@2', 'champion', None)
