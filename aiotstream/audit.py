@@ -11,6 +11,9 @@ that record a decision somebody (or the flow) took, and from one marker per flow
 * ``alert.acknowledged`` / ``alert.cleared`` (by an operator) / ``alert.labelled``;
 * ``governance.erasure``: an erasure request on the control topic was taken (the subject as its pseudonym,
   never in clear), in chain ``governance``;
+* ``model_loop.<step>`` (``trained``, ``gate_failed``, ``shadow``, ``verdict``, ``canary``, ``champion``,
+  ``rolled_back``, ...): the model loop service's own steps (:mod:`aiotstream.retrain`), in chain
+  ``service:retrain``, written by that service (the promotions it sends are audited here as anybody's);
 * ``refusal``: a feedback or control message that was dead-lettered, with the reason (with ``[auth]``: also
   the authentication and authorisation refusals, ``unsigned`` ... ``forbidden``, attributed to the
   principal the message claims).

@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 __all__ = ["LakeProgress", "LoopState", "ModelLoop", "candidate_version", "gate_candidate", "run_service"]
 
 PHASES = ("idle", "waiting", "shadow", "canary", "approval")
+AUDIT_CHAIN = "service:retrain"
+"""The chain of the service's own steps on ``<site>.audit`` (``model_loop.<step>``); the promotions it sends
+are audited by the flow in the control partition's chain, as anybody's."""
 MAX_REQUESTS_KEPT = 1_000  # ids of retrain requests already handled (repeats after a flow's resume)
 
 
@@ -83,6 +86,8 @@ class LoopState:
     judge: dict[str, Any] | None = None  # the verdict judge's snapshot
     cooldown_until: float = 0.0  # wall clock
     handled: list[str] = field(default_factory=list)  # retrain request ids acted on (bounded)
+    audit_seq: int = -1  # the head of the service's audit chain (AUDIT_CHAIN)
+    audit_prev: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)  # finished loops (bounded)
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,7 +118,8 @@ class ModelLoop:
                  lake_end: Callable[[], int | None], card: Callable[[str, dict[str, Any]], None],
                  principal: str = "model-loop", state_path: Path | None = None,
                  now: Callable[[], float] = time.time, candidate: str | None = None,
-                 judge_factory: Callable[[Any, str, str], Any] | None = None):
+                 judge_factory: Callable[[Any, str, str], Any] | None = None,
+                 audit: Callable[[dict[str, Any]], None] | None = None):
         from aiotstream.models.verdict import CanaryJudge, VerdictRule
 
         o = cfg.model.onnx
@@ -125,6 +131,7 @@ class ModelLoop:
         self.send, self.make_dataset, self.train, self.gate = send, make_dataset, train, gate
         self.lake_end, self.card = lake_end, card
         self.judge_factory = judge_factory or CanaryJudge
+        self.audit = audit
         self.principal, self.state_path, self.now = principal, state_path, now
         lp = o.loop
         self.rule = VerdictRule(alpha=lp.alpha, beta=lp.beta, worse_share=lp.worse_share,
@@ -178,9 +185,30 @@ class ModelLoop:
               **detail}
         if ref is not None:
             self.card(ref, ev)
+        if self.audit is not None:
+            self._audit(what, ref, detail)
         why = f" ({detail['reason']})" if "reason" in detail else ""
         log.info("model loop: %s %s%s", what, ref or "", why)
         return ev
+
+    def _audit(self, what: str, ref: str | None, detail: dict[str, Any]) -> None:
+        """One entry of the service's hash chain (:mod:`aiotstream.audit`), its head kept in the state."""
+        from aiotstream.audit import ChainHead, Event
+
+        assert self.audit is not None
+        st = self.state
+        head = ChainHead(AUDIT_CHAIN, st.audit_seq, st.audit_prev)
+        keep = {k: detail[k] for k in ("reason", "dataset", "decision", "fraction") if k in detail}
+        if isinstance(keep.get("reason"), str):
+            keep["reason"] = keep["reason"][:2000]
+        gate = detail.get("gate")
+        if isinstance(gate, dict):
+            keep["gate"] = {k: gate.get(k) for k in ("passed", "metric", "value", "threshold")}
+        entry = head.append(self.cfg.site.id, Event(self.principal, f"model_loop.{what}", None,
+                                                    {"ref": ref, "champion": st.champion, **keep}))
+        self.audit(entry)
+        st.audit_seq, st.audit_prev = head.seq, head.prev
+        self.save()  # the chain's head with the entry: a restart continues it, never forks it
 
     # ---- inputs ------------------------------------------------------------------------------------------
     def observe(self, kind: str, record: dict[str, Any]) -> None:
@@ -426,7 +454,7 @@ def run_service(cfg: SiteConfig, *, brokers: str, registry: Any,
     wanted = {topics["model"]: "model", topics["score"]: "score", topics["alert"]: "alert"}
     security = cfg.inputs.kafka
     # a broker must answer (AiotError naming it otherwise); the topics may not exist before the flow runs
-    ensure_topics(brokers, [control, *wanted], partitions=cfg.outputs.partitions,
+    ensure_topics(brokers, [control, *wanted, topics["audit"]], partitions=cfg.outputs.partitions,
                   wait_s=BROKER_WAIT_S if broker_wait_s is None else broker_wait_s, security=security)
     producer = make_producer(brokers, security)
 
@@ -454,7 +482,11 @@ def run_service(cfg: SiteConfig, *, brokers: str, registry: Any,
         name, _, version = ref.partition("@")
         cards.append(name, version, event)
 
-    loop = ModelLoop(cfg, send=send, make_dataset=make_dataset, train=train, gate=gate,
+    def audit(entry: dict[str, Any]) -> None:
+        producer.produce(topics["audit"], orjson.dumps(entry), key=AUDIT_CHAIN.encode())
+        producer.poll(0)
+
+    loop = ModelLoop(cfg, send=send, make_dataset=make_dataset, train=train, gate=gate, audit=audit,
                      lake_end=LakeProgress(lake, cfg.site.id), card=card, principal=principal,
                      state_path=state_path, candidate=candidate)
     consumer = _consumer(brokers, f"aiotstream-retrain-{cfg.site.id}", list(wanted), security)

@@ -55,6 +55,9 @@ def test_an_ageing_asset_is_retrained_on_recorded_data_judged_and_promoted_witho
                       ("promoted", "shadow", None)], promos
     audited = [e for e in recs["audit"] if e["what"].startswith("model.") and e["principal"] == "model-loop"]
     assert len(audited) == 5 and verify(recs["audit"]).problem is None
+    # and the service's own steps, in its own chain (verified above with the rest)
+    steps = [e["what"] for e in sorted(recs["audit"], key=lambda e: e["seq"]) if e["chain"] == "service:retrain"]
+    assert steps == [f"model_loop.{w}" for w in ("trained", "shadow", "verdict", "canary", "verdict", "champion")]
     # the promoted model's manifest names a dataset whose files still hash to the manifest's values
     store = DatasetStore(tmp_path / "datasets")
     art = ModelRegistry(plant["root"], verify_key=plant["pub"], datasets=store).load(name, version)
@@ -91,6 +94,8 @@ def test_a_bad_candidate_is_rolled_back_automatically_with_the_reason(
     assert reason.startswith(f"shadow verdict: rollback: pm@{BAD} flags more windows than pm@{CHAMPION}"), reason
     promos = [(m["variant"], m["ref"]) for m in by_offset(recs["model"]) if m.get("by") == "model-loop"]
     assert promos == [("shadow", f"pm@{BAD}"), ("shadow", None)], promos
+    steps = [e["what"] for e in sorted(recs["audit"], key=lambda e: e["seq"]) if e["chain"] == "service:retrain"]
+    assert steps == ["model_loop.shadow", "model_loop.verdict", "model_loop.rolled_back"], steps
     # the champion decided throughout: no window was decided by the bad candidate
     assert set(Counter((s["model"]["version"], s["model"]["variant"]) for s in recs["score"])) == {
         (CHAMPION, "champion")}

@@ -388,3 +388,33 @@ def test_the_lake_progress_is_the_newest_window_end_and_new_files_count(tmp_path
     part.snapshot()
     assert progress() == 1_767_225_600 * S + (86_400 + 4) * S
     assert LakeProgress(tmp_path, "other-site")() is None
+
+
+def test_every_step_is_an_entry_of_the_services_audit_chain_and_a_restart_continues_it(tmp_path: Path) -> None:
+    from aiotstream.audit import verify
+
+    rig = Rig(tmp_path)
+    entries: list[dict] = []
+    ScriptedJudge.script = ["promote", "promote"]
+
+    def make() -> ModelLoop:
+        loop = rig.make()
+        loop.audit = entries.append
+        return loop
+
+    loop = make()
+    loop.observe("model", request())
+    rig.lake = 200 * S
+    loop.step()  # trained, shadow
+    scores(loop, 3)
+    loop.step()  # verdict, canary
+    again = make()  # a restart: the chain goes on from the state file's head
+    scores(again, 3)
+    again.step()  # verdict, champion
+    assert [e["what"] for e in entries] == [f"model_loop.{w}" for w in
+                                            ("trained", "shadow", "verdict", "canary", "verdict", "champion")]
+    assert [e["seq"] for e in entries] == list(range(6)) and {e["chain"] for e in entries} == {"service:retrain"}
+    assert {e["principal"] for e in entries} == {"model-loop"} and entries[-1]["details"]["ref"] == f"pm@{CAND}"
+    assert verify(entries).problem is None
+    entries[2]["details"]["reason"] = "edited"
+    assert verify(entries).problem is not None
