@@ -96,6 +96,13 @@ def request(rid: str = "r1", end: int = 100 * S) -> dict:
             "window_range": [0, end], "ref": "pm@1.0.0-ae"}
 
 
+def to_shadow(rig: Rig, loop: ModelLoop) -> None:
+    """A retrain request, the lake past its settle point, one step: trained, gated, shadow."""
+    loop.observe("model", request())
+    rig.lake = 200 * S
+    loop.step()
+
+
 def scores(loop: ModelLoop, n: int) -> None:
     for i in range(n):
         loop.observe("score", {"id": str(i)})
@@ -141,9 +148,7 @@ def test_a_rollback_verdict_restores_the_champion_on_every_asset(tmp_path: Path,
     rig = Rig(tmp_path)
     ScriptedJudge.script = ["rollback"] if phase_of_rollback == "shadow" else ["promote", "rollback"]
     loop = rig.make()
-    loop.observe("model", request())
-    rig.lake = 200 * S
-    loop.step()
+    to_shadow(rig, loop)
     scores(loop, 3)
     loop.step()
     if phase_of_rollback == "canary":
@@ -159,9 +164,7 @@ def test_a_rollback_verdict_restores_the_champion_on_every_asset(tmp_path: Path,
 def test_a_failed_gate_ends_the_loop_without_any_promotion(tmp_path: Path) -> None:
     rig = Rig(tmp_path, gate_passes=False)
     loop = rig.make()
-    loop.observe("model", request())
-    rig.lake = 200 * S
-    loop.step()
+    to_shadow(rig, loop)
     assert rig.sent == [] and loop.state.phase == "idle"
     assert loop.finished[-1]["event"] == "failed" and "validation gate" in loop.finished[-1]["reason"]
 
@@ -191,9 +194,7 @@ def test_a_refusal_by_the_flow_or_a_persons_champion_ends_the_loop(tmp_path: Pat
     rig = Rig(tmp_path)
     ScriptedJudge.script = ["promote"]
     loop = rig.make()
-    loop.observe("model", request())
-    rig.lake = 200 * S
-    loop.step()
+    to_shadow(rig, loop)
     scores(loop, 3)
     loop.step()
     assert loop.state.phase == "canary"
@@ -202,9 +203,7 @@ def test_a_refusal_by_the_flow_or_a_persons_champion_ends_the_loop(tmp_path: Pat
     rig2 = Rig(tmp_path / "b")
     (tmp_path / "b").mkdir()
     loop2 = rig2.make()
-    loop2.observe("model", request())
-    rig2.lake = 200 * S
-    loop2.step()
+    to_shadow(rig2, loop2)
     loop2.observe("model", {"event": "promoted", "ref": "pm@7.0.0", "variant": "champion", "by": "ana"})
     assert loop2.state.phase == "idle" and loop2.state.champion == "pm@7.0.0"
     assert loop2.finished[-1]["event"] == "superseded"
@@ -214,9 +213,7 @@ def test_approval_required_stops_after_the_canary_until_a_person_promotes(tmp_pa
     rig = Rig(tmp_path, approval="required")
     ScriptedJudge.script = ["promote", "promote"]
     loop = rig.make()
-    loop.observe("model", request())
-    rig.lake = 200 * S
-    loop.step()
+    to_shadow(rig, loop)
     for _ in range(2):
         scores(loop, 3)
         loop.step()
@@ -230,9 +227,7 @@ def test_a_restarted_service_resumes_the_phase_and_the_judge(tmp_path: Path) -> 
     rig = Rig(tmp_path)
     ScriptedJudge.script = ["promote"]
     loop = rig.make()
-    loop.observe("model", request())
-    rig.lake = 200 * S
-    loop.step()
+    to_shadow(rig, loop)
     scores(loop, 2)
     loop.save()
     again = rig.make()  # the same state file
@@ -262,9 +257,7 @@ def test_a_training_failure_ends_the_loop_with_the_reason(tmp_path: Path) -> Non
         raise ModelError("only 12 healthy rows (min_rows 200)")
 
     loop.train = fail
-    loop.observe("model", request())
-    rig.lake = 200 * S
-    loop.step()
+    to_shadow(rig, loop)
     assert loop.state.phase == "idle" and "only 12 healthy rows" in loop.finished[-1]["reason"]
 
 
@@ -298,9 +291,7 @@ def test_the_real_judge_resumes_from_the_state_file(tmp_path: Path) -> None:
                                           "score": 0.1, "anomalous": False}})
 
     loop = make()
-    loop.observe("model", request())
-    rig.lake = 200 * S
-    loop.step()
+    to_shadow(rig, loop)
     for i in range(3):
         pair(loop, i)
     loop.step()
@@ -356,9 +347,7 @@ def test_once_counts_only_the_loops_this_process_ended(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     ScriptedJudge.script = ["rollback"]
     loop = rig.make()
-    loop.observe("model", request())
-    rig.lake = 200 * S
-    loop.step()
+    to_shadow(rig, loop)
     scores(loop, 3)
     loop.step()
     assert loop.done and loop.ended == 1
