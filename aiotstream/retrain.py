@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LakeProgress", "LoopState", "ModelLoop", "candidate_version", "gate_candidate", "run_service"]
 
-PHASES = ("idle", "waiting", "shadow", "canary", "approval")
 AUDIT_CHAIN = "service:retrain"
 """The chain of the service's own steps on ``<site>.audit`` (``model_loop.<step>``); the promotions it sends
 are audited by the flow in the control partition's chain, as anybody's."""
@@ -76,7 +75,7 @@ def candidate_version(champion_version: str, dataset_id: str) -> str:
 class LoopState:
     """What the service remembers across restarts (JSON)."""
 
-    phase: str = "idle"
+    phase: str = "idle"  # idle, waiting (for the lake to settle), shadow, canary, approval
     champion: str = ""  # name@version deciding now (as the service last set or saw it)
     candidate: str | None = None
     dataset: str | None = None
@@ -97,13 +96,6 @@ class LoopState:
     def from_dict(cls, d: dict[str, Any]) -> LoopState:
         known = set(cls.__slots__)  # type: ignore[attr-defined]
         return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def _ref(block: Any) -> str | None:
-    if isinstance(block, dict) and isinstance(block.get("name"), str) \
-            and isinstance(block.get("version"), str):
-        return f"{block['name']}@{block['version']}"
-    return None
 
 
 class ModelLoop:
@@ -530,8 +522,7 @@ def gate_candidate(cfg: SiteConfig, registry: Any, store: Any, ref: str, dataset
     alone judges)."""
     from aiotstream.models.gate import validate
     from aiotstream.models.onnx_model import OnnxModel
-    from aiotstream.pdm.runtime import SiteRuntime
-    from aiotstream.pdm.training import held_out
+    from aiotstream.pdm.training import dataset_columns, held_out, training_config
 
     o = cfg.model.onnx
     assert o is not None
@@ -540,8 +531,7 @@ def gate_candidate(cfg: SiteConfig, registry: Any, store: Any, ref: str, dataset
     model = OnnxModel.from_artifact(registry.load(name, version))
     X = y = None
     if dataset_id:
-        rt = SiteRuntime(cfg)
-        columns = list(rt.columns(rt.assets[next(iter(rt.assets))]))
+        columns = dataset_columns(training_config(cfg))  # the columns train_from_dataset used
         rows, labels = store.rows(dataset_id, columns, labels="all")
         if int((labels == 1).sum()) >= MIN_LABELLED and int((labels == 0).sum()) >= MIN_LABELLED:
             keep = labels >= 0

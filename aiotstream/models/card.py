@@ -348,26 +348,21 @@ def card_markdown(card: dict[str, Any]) -> str:
     if isinstance(metrics, dict):
         facts += [(f"metric {k}", v) for k, v in metrics.items() if k != "gate"]
     lines += [f"| {_md(k)} | {_md(v)} |" for k, v in facts]
-    verdicts = get("verdicts")
-    lines += ["", "## Canary verdicts", ""]
-    if isinstance(verdicts, list) and verdicts:
-        lines += ["| time | decision | reason |", "|---|---|---|"]
-        for v in verdicts:
-            v = v if isinstance(v, dict) else {}
-            lines.append(f"| {_md(v.get('time'))} | {_md(v.get('decision'))} | {_md(v.get('reason'))} |")
-    else:
-        lines.append("None recorded.")
-    history = get("history")
-    lines += ["", "## History", ""]
-    if isinstance(history, list) and history:
-        lines += ["| time | event | variant | decision | by | reason |", "|---|---|---|---|---|---|"]
-        for h in history:
-            h = h if isinstance(h, dict) else {}
-            keys = ("time", "event", "variant", "decision", "by", "reason")
-            lines.append("| " + " | ".join(_md(h.get(k)) for k in keys) + " |")
-    else:
-        lines.append("None recorded.")
+    lines += _md_table("Canary verdicts", get("verdicts"), ("time", "decision", "reason"))
+    lines += _md_table("History", get("history"), ("time", "event", "variant", "decision", "by", "reason"))
     return "\n".join(lines) + "\n"
+
+
+def _md_table(title: str, rows: Any, keys: tuple[str, ...]) -> list[str]:
+    """A section of the card: ``## title`` and a table of ``rows`` (dicts) by ``keys``, or "None recorded"."""
+    out = ["", f"## {title}", ""]
+    if not (isinstance(rows, list) and rows):
+        return [*out, "None recorded."]
+    out += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for r in rows:
+        r = r if isinstance(r, dict) else {}
+        out.append("| " + " | ".join(_md(r.get(k)) for k in keys) + " |")
+    return out
 
 
 # ---- the event log -----------------------------------------------------------------------------------------
