@@ -198,4 +198,7 @@ def test_broker_outage_of_10s_mid_run_loses_nothing(stream: dict, broker: TansuB
     broker.restart(down_s=10.0)  # the broker process is gone for 10 s; its data lives in the S3 store
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-3000:]
-    assert_same(stream["refs"]["rec-c"], read_outputs(broker.bootstrap, "rec-c"), allow_replays=True)
+    try:
+        assert_same(stream["refs"]["rec-c"], read_outputs(broker.bootstrap, "rec-c"), allow_replays=True)
+    except AssertionError as exc:  # say what the flow saw of the outage (retries, dead letters, losses)
+        raise AssertionError(f"{exc}\nthe flow's log (end):\n{err[-4000:]}") from None
