@@ -30,7 +30,7 @@ from aiotstream.io.sinkguard import count_loss, encode, replacement
 from aiotstream.io.stop import CLOSE_MAX_S, STOP
 from aiotstream.records import KINDS, Output
 from aiotstream.routing import Placement, reader_process
-from aiotstream.runstats import count_outputs
+from aiotstream.runstats import STATS, count_outputs
 
 log = logging.getLogger(__name__)
 
@@ -359,6 +359,7 @@ class _OutputPartition(StatelessSinkPartition[Output]):
             for out, _, why in lost:
                 count_loss(out, "delivery_failed", f"its dead letter could not be delivered either: {why}")
         count_outputs(delivered)
+        observe_output_latency(delivered, time.time())
 
     def _stop_waited(self) -> bool:
         """True once this sink has waited :data:`~aiotstream.io.stop.CLOSE_MAX_S` since it first saw the
@@ -391,6 +392,19 @@ def event_time_ms(record: Mapping[str, Any]) -> int:
         w = record.get("window")
         t = w.get("end_ns") if isinstance(w, dict) else None
     return t // 1_000_000 if isinstance(t, int) and t > 0 else 0
+
+
+def observe_output_latency(delivered: list[Output], now_s: float) -> None:
+    """Add a delivered batch to the ``output_latency_seconds{kind}`` histogram: ``now_s`` (when the batch is
+    on the broker) minus each record's event time (:func:`event_time_ms`; records without one, dead letters,
+    are left out). One lock per kind and batch."""
+    by_kind: dict[str, list[int]] = {}
+    for out in delivered:
+        t = event_time_ms(out.record)
+        if t:
+            by_kind.setdefault(out.kind, []).append(t * 1_000_000)
+    for kind, times in by_kind.items():
+        STATS.observe_ages("output_latency_seconds", now_s, times, (kind,))
 
 
 class _Undelivered(Exception):

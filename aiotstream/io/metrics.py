@@ -35,6 +35,8 @@ Metric names (counters get ``_total`` in the exposition)::
     aiotstream_watermark_lag_seconds{which}  wall clock minus the closed-window event time of the newest and
                                              the oldest asset
     aiotstream_window_close_latency_seconds  histogram: wall clock at a window's close minus its end
+    aiotstream_output_latency_seconds{kind}  histogram: wall clock when an output is on the broker minus its
+                                             event time (Kafka sink)
     aiotstream_batch_size{stage}             histogram: messages per poll batch (decode), rows per model call
                                              (score)
     aiotstream_inference_latency_seconds{model,version}   histogram: seconds per model call
@@ -105,6 +107,9 @@ COUNTERS: dict[str, tuple[str, str]] = {
 HISTOGRAMS: dict[str, tuple[tuple[str, ...], str]] = {
     "window_close_latency_seconds": ((), ("Wall-clock time at a window's close (its decisions made) minus "
                                           "the window's end in event time.")),
+    "output_latency_seconds": (("kind",), ("Wall-clock time when an output is on the broker (its batch's "
+                                           "delivery confirmed) minus its event time: an alert's or command's "
+                                           "at_ns, a score's or KPI period's window end. Kafka sink only.")),
     "batch_size": (("stage",), ("Items per batch: messages per poll batch (decode), rows per model call "
                                 "(score).")),
     "inference_latency_seconds": (("model", "version"),

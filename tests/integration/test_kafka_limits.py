@@ -139,3 +139,41 @@ def test_a_dead_letter_that_cannot_be_delivered_either_is_counted_as_a_loss_not_
     part.close()
     assert STATS.get("losses", "delivery_failed") - before == 1
     assert [orjson.loads(m.value())["id"] for m in read_topic(kafka_broker, topics["score"])] == [good.record["id"]]
+
+
+def test_the_sink_times_each_output_from_its_event_time_to_the_broker_by_kind(kafka_broker: str) -> None:
+    """``output_latency_seconds{kind}``: when the batch is on the broker minus each record's event time (a
+    score's window end, an alert's at_ns); a dead letter (no event time) is not timed."""
+    import time
+
+    from aiotstream.runstats import BUCKETS
+    site = f"lat-{uuid.uuid4().hex[:8]}"
+    cfg = SiteConfig.from_dict({"site": {"id": site}, "assets": [{"id": "pump-001"}]})
+    topics = output_topics(cfg)
+    ensure_topics(kafka_broker, [topics["score"], topics["alert"], topics["deadletter"]], partitions=1)
+    part = KafkaOutputSink(cfg, kafka_broker).build("out", 0, 1)
+    alert, score, nan, _ = _records(cfg)
+    now_ns = time.time_ns()
+    alert.record["at_ns"] = now_ns - 40_000_000  # 40 ms old
+    score.record["window"] = {"start_ns": now_ns - 3 * 10**9, "end_ns": now_ns - 2 * 10**9}  # 2 s old
+    nan.record["window"] = None  # its dead letter carries no event time either
+    key = "output_latency_seconds"
+    before = {k: list(v) for k, v in STATS.histograms().items() if k[0] == key}
+    t0 = time.time()
+    part.write_batch([alert, score, nan])
+    took = time.time() - t0
+    part.close()
+    after = {k: v for k, v in STATS.histograms().items() if k[0] == key}
+    bounds = BUCKETS[key]
+
+    def added(kind: str) -> tuple[list[int], float]:
+        old = before.get((key, (kind,)), [0] * (len(bounds) + 1) + [0.0])
+        new = after[(key, (kind,))]
+        return [b - a for a, b in zip(old[:-1], new[:-1], strict=True)], new[-1] - old[-1]
+
+    counts, total = added("score")
+    assert sum(counts) == 1 and 2.0 <= total <= 2.0 + took + 0.01  # ms resolution of the event time
+    assert counts[bounds.index(2.5)] == 1 or took > 0.5  # the 2.5 s bucket unless delivery took > 0.5 s
+    counts, total = added("alert")
+    assert sum(counts) == 1 and 0.039 <= total <= 0.04 + took + 0.01
+    assert (key, ("deadletter",)) not in after or added("deadletter")[0] == [0] * (len(bounds) + 1)

@@ -36,6 +36,7 @@ PANELS = {
     "pending commands": "aiotstream_pending_commands",
     "window close latency": "aiotstream_window_close_latency_seconds",
     "model inference latency": "aiotstream_inference_latency_seconds",
+    "sensor to topic": "aiotstream_output_latency_seconds",
     "snapshot age": "aiotstream_recovery_write_age_seconds",
 }
 
