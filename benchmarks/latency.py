@@ -3,8 +3,9 @@
 * The producer writes frames in (scaled) real time: frame ``k`` of every asset (1024 samples at
   10 kHz, event time ``E0 + k * 102.4 ms``) is sent when its last sample has "happened", at wall
   time ``W0 + (k + 1) * 102.4 ms / speed``. Assets and speed are chosen so that the offered load is
-  the requested samples/s (``speed`` is 1, plain real time, unless that would need more than
-  ``max_assets`` assets). For every asset and window it notes the wall-clock time at which it
+  the requested samples/s, rounded up to whole assets (``speed`` is 1, plain real time, unless that
+  would need more than ``max_assets`` assets). ``W0 = E0``, a whole second: at speed 1 event time is
+  wall time, as on a live plant. For every asset and window it notes the wall-clock time at which it
   sent the window's last frame.
 * The flow (``aiotstream run`` without ``--once``) tails the topic, with ``--epoch-s`` as given.
   Its site config sets ``allowed_lateness_s = 0`` (the watermark may pass a window's end as soon
@@ -14,6 +15,12 @@
   (``fetch.wait.max.ms`` 5).
   Latency = receive time of a window's score (or alert) record minus the time the producer sent
   that window's last frame. Windows in the first ``warmup_s`` of event time are left out.
+  ``score_from_window_end`` times the same records from the window's end (the sensor timestamp of its
+  last sample, on the wall clock); it includes the wait for the frame that carries that sample.
+* The flow runs with ``--metrics-port``; its own ``aiotstream_output_latency_seconds{kind="score"}``
+  (window end to on the broker) is scraped after the warm-up and at the end, and the difference gives
+  ``flow_histogram``: the same windows as the benchmark's, p50/p95/p99 interpolated within the buckets
+  (at speed 1 only). It should agree with ``score_from_window_end`` less this consumer's fetch.
 
 Tansu answers a fetch only when ``fetch.wait.max.ms`` runs out, not as soon as data arrives, so
 every consumer adds half that on average (measured: p50 153 ms at librdkafka's default of 500 ms,
@@ -34,6 +41,7 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from aiotstream.codecs import encode_frame
+from aiotstream.io.broker import free_port
 from aiotstream.sim.plant import PlantSimulator
 from benchmarks.common import spawn, stop
 from benchmarks.workload import (
@@ -63,16 +71,80 @@ def percentiles(values: list[float]) -> dict[str, Any]:
             "max_ms": round(float(a.max()), 1), "mean_ms": round(float(a.mean()), 1)}
 
 
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """Prometheus' ``histogram_quantile``: the ``q`` quantile of cumulative ``(le, count)`` buckets (``+Inf``
+    last), interpolated linearly inside its bucket (from 0 in the first); the top finite bound when it falls in
+    ``+Inf``; None without observations.
+
+    >>> histogram_quantile(0.5, [(0.1, 0.0), (0.25, 10.0), (float("inf"), 10.0)])
+    0.175
+    >>> histogram_quantile(0.99, [(0.1, 5.0), (0.25, 5.0), (float("inf"), 10.0)]), histogram_quantile(0.5, [])
+    (0.25, None)
+    """
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if math.isinf(le):
+                return lower
+            return lower + (le - lower) * ((rank - below) / (count - below) if count > below else 1.0)
+        lower, below = le, count
+    return lower
+
+
+def scrape_histogram(url: str, name: str, **labels: str) -> list[tuple[float, float]]:
+    """The cumulative ``(le, count)`` buckets of histogram ``name`` with these labels on a /metrics page."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    return sorted((float(s.labels["le"]), s.value) for fam in text_string_to_metric_families(text)
+                  for s in fam.samples if s.name == f"{name}_bucket"
+                  and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def histogram_delta(first: list[tuple[float, float]], last: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """What ``last`` counted after ``first`` (two scrapes of one cumulative histogram).
+
+    >>> histogram_delta([(1.0, 2.0), (float("inf"), 3.0)], [(1.0, 5.0), (float("inf"), 9.0)])
+    [(1.0, 3.0), (inf, 6.0)]
+    """
+    before = dict(first)
+    return [(le, n - before.get(le, 0.0)) for le, n in last]
+
+
+def flow_histogram(scrapes: dict[str, list[tuple[float, float]]], speed: float) -> dict[str, Any]:
+    """The flow's own figure for the measured windows: its ``output_latency_seconds{kind="score"}`` counted
+    between the scrape after the warm-up and the one at the end, p50/p95/p99 by :func:`histogram_quantile`
+    (so within its bucket, linearly). Only at speed 1: faster than real time, event time is not wall time."""
+    if speed != 1.0:
+        return {"n": 0, "why": f"speed {speed:g}: the flow's histogram is in event time"}
+    if set(scrapes) != {"warm-up", "end"}:
+        return {"n": 0, "why": f"scrapes missing: got {sorted(scrapes)}"}
+    d = histogram_delta(scrapes["warm-up"], scrapes["end"])
+    out: dict[str, Any] = {"n": int(d[-1][1]) if d else 0, "buckets": d}
+    for q in (50, 95, 99):
+        v = histogram_quantile(q / 100, d)
+        out[f"p{q}_ms"] = None if v is None else round(v * 1e3, 1)
+    return out
+
+
 def plan(offered_samples_per_s: float, max_assets: int) -> tuple[int, float]:
     """Assets and time speed-up that offer ``offered_samples_per_s``.
 
     >>> plan(3_000_000, 400)
     (100, 1.0)
-    >>> plan(30_000_000, 400)
-    (400, 2.5)
+    >>> plan(30_000_000, 400), plan(2_000_000, 400)
+    ((400, 2.5), (67, 1.0))
     """
-    assets = max(1, min(max_assets, math.ceil(offered_samples_per_s / ASSET_SAMPLES_PER_S)))
-    return assets, offered_samples_per_s / (assets * ASSET_SAMPLES_PER_S)
+    assets = max(1, math.ceil(offered_samples_per_s / ASSET_SAMPLES_PER_S))
+    if assets <= max_assets:  # real time (whole assets: the load rounds up), so event time is wall time
+        return assets, 1.0
+    return max_assets, offered_samples_per_s / (max_assets * ASSET_SAMPLES_PER_S)
 
 
 class _Receiver(threading.Thread):
@@ -120,17 +192,36 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     frames = [pool[i] for i in range(assets)]
 
     env = {"AIOTSTREAM_KAFKA_FETCH_WAIT_MAX_MS": str(fetch_wait_ms)} if fetch_wait_ms is not None else {}
+    metrics_port = free_port()
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     flow = spawn([sys.executable, "-m", "aiotstream.cli", "run", "--site", str(site), "--brokers", brokers,
-                  "--epoch-s", str(epoch_s)], env=env)
+                  "--epoch-s", str(epoch_s), "--metrics-port", str(metrics_port)], env=env)
     recv = _Receiver(brokers, [f"{site_id}.scores", f"{site_id}.alerts"], partitions)
     recv.start()
     time.sleep(startup_s)  # imports, connecting, Bytewax start-up: not part of the latency
     producer = Producer({"bootstrap.servers": brokers, "linger.ms": 0, "enable.idempotence": True,
                          "queue.buffering.max.kbytes": 262144})
     step_ns = round(FRAME_SAMPLES / RATE_HZ * 1e9)
+    # event time on the wall clock: the plant starts at the next whole second and (at speed 1) a sample's
+    # timestamp is when it happens, so the flow's own output latency histogram (wall clock minus event time)
+    # measures what this benchmark does
     e0 = (time.time_ns() // 1_000_000_000 + 1) * 1_000_000_000
-    w0 = time.time()
+    time.sleep(max(0.0, e0 / 1e9 - time.time()))
+    w0 = e0 / 1e9
     n_frames = int(duration_s * speed * 1e9 // step_ns)
+    first_window = e0 + round(warmup_s * 1e9)
+    last_window = (e0 + (n_frames - 1) * step_ns) // 1_000_000_000 * 1_000_000_000
+    scrapes: dict[str, list[tuple[float, float]]] = {}
+
+    def scrape(when: str) -> None:
+        try:
+            scrapes[when] = scrape_histogram(metrics_url, "aiotstream_output_latency_seconds", kind="score")
+        except OSError as exc:
+            print(f"latency: no scrape of {metrics_url} ({when}): {exc}", file=sys.stderr)
+    # the warm-up's windows are all out 0.6 s after the first measured window opens (that one ends 1 s after)
+    first_scrape = threading.Timer(w0 + (first_window - e0) / 1e9 / speed + 0.6 - time.time(), scrape,
+                                   ("warm-up",))
+    first_scrape.start()
     sent: dict[tuple[str, int], float] = {}
     behind = []
     for k in range(n_frames):
@@ -154,14 +245,16 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
         producer.poll(0)
     produce_wall = time.time() - w0
     producer.flush(30)
-    time.sleep(max(2.0, 2 * epoch_s) + 1.0)  # let the last windows out
+    # every measured window is out well before the last one (left out) closes on idle_close_s (2 s)
+    time.sleep(1.0)
+    first_scrape.join()
+    scrape("end")
+    time.sleep(max(2.0, 2 * epoch_s))  # let the last windows out
     recv.halt.set()
     recv.join(10)
     measured = stop(flow)
 
-    first_window = e0 + round(warmup_s * 1e9)
-    last_window = (e0 + (n_frames - 1) * step_ns) // 1_000_000_000 * 1_000_000_000
-    score_lat, alert_lat, late_windows = [], [], 0
+    score_lat, alert_lat, late_windows, from_end = [], [], 0, []
     by_window: dict[int, list[float]] = {}
     to_created, created_to_recv, added, scored = [], [], [], []
     for t_recv, t, raw in recv.got:
@@ -176,6 +269,7 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
         lat = t_recv - sent[key]
         (alert_lat if t.endswith(".alerts") else score_lat).append(lat)
         if not t.endswith(".alerts"):
+            from_end.append(t_recv - (w0 + (w + 1_000_000_000 - e0) / 1e9 / speed))  # the window's end on the wall
             by_window.setdefault(w, []).append(lat)
             created = rec.get("produced_at")
             if created:
@@ -191,6 +285,8 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
         "duration_s": duration_s, "warmup_s": warmup_s, "model": model,
         "producer_behind_max_ms": round(max(behind, default=0.0) * 1e3, 1),
         "windows_expected": int(expected), "score": percentiles(score_lat),
+        "score_from_window_end": percentiles(from_end),
+        "flow_histogram": flow_histogram(scrapes, speed),
         "split": {"sent_to_created": percentiles(to_created), "created_to_received": percentiles(created_to_recv)}, "alert": percentiles(alert_lat),
         **({"batching_added": percentiles(added), "batching_scored": percentiles(scored)} if added else {}),
         "flow": measured.summary(), "late_windows": late_windows,

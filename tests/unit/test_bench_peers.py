@@ -2,8 +2,12 @@
 pure helpers (latency planning, percentiles, report) do what they say."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aiotstream.codecs import encode_frame
 from aiotstream.features.reference import moment_features as reference_features
@@ -68,11 +72,40 @@ def test_latency_plan_and_percentiles() -> None:
     assert plan(3_000_000, 400) == (100, 1.0)
     assets, speed = plan(30_000_000, 400)
     assert assets == 400 and speed == pytest.approx(2.5)
-    assert plan(1, 400) == (1, pytest.approx(1 / 30_000))
+    assert plan(1, 400) == (1, 1.0)  # under one asset's load: one asset in real time (event time = wall time)
+    assert plan(2_000_000, 400) == (67, 1.0)  # rounds up to whole real-time assets (2.01 M samples/s)
+    assert plan(12_030_000, 400) == (400, pytest.approx(1.0025))  # capped: faster than real time
     p = percentiles([i / 1000 for i in range(1, 101)])  # 1..100 ms
     assert (p["n"], p["p50_ms"], p["max_ms"]) == (100, 50.5, 100.0)
     assert p["p99_ms"] == pytest.approx(99.0, abs=0.05)  # numpy linear interpolation, rounded to 0.1 ms
     assert percentiles([]) == {"n": 0}
+
+
+@given(st.lists(st.floats(0.0, 5.0), min_size=1, max_size=300), st.sampled_from([0.5, 0.9, 0.99]))
+def test_histogram_quantile_lands_in_the_bucket_of_the_exact_quantile(values: list[float], q: float) -> None:
+    """Prometheus' histogram_quantile over the flow's buckets: the result lies in the bucket that holds the
+    exact (lower) q-quantile of the observations, as the interpolation promises, and never above the top."""
+    from bisect import bisect_left
+
+    from aiotstream.runstats import BUCKETS
+    from benchmarks.latency import histogram_delta, histogram_quantile
+
+    bounds = BUCKETS["output_latency_seconds"]
+    counts = [0] * (len(bounds) + 1)
+    for v in values:
+        counts[bisect_left(bounds, v)] += 1
+    cum, total = [], 0
+    for le, n in zip((*bounds, float("inf")), counts):
+        total += n
+        cum.append((float(le), float(total)))
+    got = histogram_quantile(q, cum)
+    rank = q * len(values)
+    exact = sorted(values)[max(0, math.ceil(rank) - 1)]  # the observation at that rank
+    i = bisect_left(bounds, exact)
+    lo = 0.0 if i == 0 else bounds[i - 1]
+    hi = bounds[i] if i < len(bounds) else bounds[-1]
+    assert lo - 1e-12 <= got <= hi + 1e-12, (got, exact, lo, hi)
+    assert histogram_delta([(le, 0.0) for le, _ in cum], cum) == cum
 
 
 def test_update_readme_replaces_only_the_results_block(tmp_path) -> None:
