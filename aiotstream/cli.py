@@ -1582,9 +1582,9 @@ def _flow_args(sp: argparse.ArgumentParser) -> None:
                     help="this process's id in a cluster (with -a)")
     sp.add_argument("-a", "--addresses", help="all processes' host:port, separated by ';'")
     sp.add_argument("--epoch-s", type=number(0, 3600, above=True), default=1.0,
-                    help="Bytewax epoch length in seconds (default 1): per-asset outputs leave when their "
-                         "epoch closes, so it bounds the added latency; with --recovery it is also the "
-                         "snapshot interval")
+                    help="Bytewax epoch length in seconds (default 1): how often progress is committed; with "
+                         "--recovery the snapshot interval. Outputs do not wait for it (the same latency was "
+                         "measured at 0.02 s and 1 s)")
     sp.add_argument("--recovery", metavar="DIR",
                     help="keep input offsets and all state in recovery partitions here; resume from them")
     sp.add_argument("--recovery-partitions", type=count(1, 100_000),
