@@ -108,8 +108,9 @@ HISTOGRAMS: dict[str, tuple[tuple[str, ...], str]] = {
     "window_close_latency_seconds": ((), ("Wall-clock time at a window's close (its decisions made) minus "
                                           "the window's end in event time.")),
     "output_latency_seconds": (("kind",), ("Wall-clock time when an output is on the broker (its batch's "
-                                           "delivery confirmed) minus its event time: an alert's or command's "
-                                           "at_ns, a score's or KPI period's window end. Kafka sink only.")),
+                                           "delivery confirmed) minus its event time: an alert's or "
+                                           "command's at_ns, a score's or KPI period's window end. Kafka "
+                                           "sink only.")),
     "batch_size": (("stage",), ("Items per batch: messages per poll batch (decode), rows per model call "
                                 "(score).")),
     "inference_latency_seconds": (("model", "version"),
