@@ -77,7 +77,7 @@ class Sizes:
     scalar_duration_s: float = 10.0
     latency_duration_s: float = 20.0
     latency_warmup_s: float = 6.0
-    latency_max_assets: int = 400
+    latency_max_assets: int = 1000  # real time (event time = wall time) up to 30 M samples/s
     latency_runs: tuple[tuple[float, int | None], ...] = ((0.05, 10), (0.05, None), (1.0, None))
     memory_assets: tuple[int, ...] = (500, 2000, 8000)
     memory_rounds: int = 3

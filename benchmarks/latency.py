@@ -94,17 +94,19 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
     return lower
 
 
-def scrape_histogram(url: str, name: str, **labels: str) -> list[tuple[float, float]]:
-    """The cumulative ``(le, count)`` buckets of histogram ``name`` with these labels on a /metrics page."""
+def scrape_histograms(url: str, wanted: dict[str, dict[str, str]]) -> dict[str, list[tuple[float, float]]]:
+    """The cumulative ``(le, count)`` buckets of each histogram ``name`` in ``wanted`` (name -> labels it must
+    have) on one /metrics page."""
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(url, timeout=5) as r:
         text = r.read().decode()
-    return sorted((float(s.labels["le"]), s.value) for fam in text_string_to_metric_families(text)
-                  for s in fam.samples if s.name == f"{name}_bucket"
-                  and all(s.labels.get(k) == v for k, v in labels.items()))
+    samples = [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+    return {name: sorted((float(s.labels["le"]), s.value) for s in samples if s.name == f"{name}_bucket"
+                         and all(s.labels.get(k) == v for k, v in labels.items()))
+            for name, labels in wanted.items()}
 
 
 def histogram_delta(first: list[tuple[float, float]], last: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -117,20 +119,26 @@ def histogram_delta(first: list[tuple[float, float]], last: list[tuple[float, fl
     return [(le, n - before.get(le, 0.0)) for le, n in last]
 
 
-def flow_histogram(scrapes: dict[str, list[tuple[float, float]]], speed: float) -> dict[str, Any]:
-    """The flow's own figure for the measured windows: its ``output_latency_seconds{kind="score"}`` counted
-    between the scrape after the warm-up and the one at the end, p50/p95/p99 by :func:`histogram_quantile`
-    (so within its bucket, linearly). Only at speed 1: faster than real time, event time is not wall time."""
+def flow_histogram(scrapes: dict[str, dict[str, list[tuple[float, float]]]], speed: float) -> dict[str, Any]:
+    """The flow's own figures for the measured windows: its ``output_latency_seconds{kind="score"}`` (window
+    end to on the broker) and, under ``close``, ``window_close_latency_seconds`` (window end to its close,
+    before the sink), each counted between the scrape after the warm-up and the one at the end, p50/p95/p99
+    by :func:`histogram_quantile` (so within a bucket, linearly). Only at speed 1: faster than real time,
+    event time is not wall time."""
     if speed != 1.0:
         return {"n": 0, "why": f"speed {speed:g}: the flow's histogram is in event time"}
     if set(scrapes) != {"warm-up", "end"}:
         return {"n": 0, "why": f"scrapes missing: got {sorted(scrapes)}"}
-    d = histogram_delta(scrapes["warm-up"], scrapes["end"])
-    out: dict[str, Any] = {"n": int(d[-1][1]) if d else 0, "buckets": d}
-    for q in (50, 95, 99):
-        v = histogram_quantile(q / 100, d)
-        out[f"p{q}_ms"] = None if v is None else round(v * 1e3, 1)
-    return out
+
+    def summary(name: str) -> dict[str, Any]:
+        d = histogram_delta(scrapes["warm-up"][name], scrapes["end"][name])
+        out: dict[str, Any] = {"n": int(d[-1][1]) if d else 0, "buckets": d}
+        for q in (50, 95, 99):
+            v = histogram_quantile(q / 100, d)
+            out[f"p{q}_ms"] = None if v is None else round(v * 1e3, 1)
+        return out
+    return {**summary("aiotstream_output_latency_seconds"),
+            "close": summary("aiotstream_window_close_latency_seconds")}
 
 
 def plan(offered_samples_per_s: float, max_assets: int) -> tuple[int, float]:
@@ -211,11 +219,12 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     n_frames = int(duration_s * speed * 1e9 // step_ns)
     first_window = e0 + round(warmup_s * 1e9)
     last_window = (e0 + (n_frames - 1) * step_ns) // 1_000_000_000 * 1_000_000_000
-    scrapes: dict[str, list[tuple[float, float]]] = {}
+    scrapes: dict[str, dict[str, list[tuple[float, float]]]] = {}
 
     def scrape(when: str) -> None:
         try:
-            scrapes[when] = scrape_histogram(metrics_url, "aiotstream_output_latency_seconds", kind="score")
+            scrapes[when] = scrape_histograms(metrics_url, {"aiotstream_output_latency_seconds": {"kind": "score"},
+                                                            "aiotstream_window_close_latency_seconds": {}})
         except OSError as exc:
             print(f"latency: no scrape of {metrics_url} ({when}): {exc}", file=sys.stderr)
     # the warm-up's windows are all out 0.6 s after the first measured window opens (that one ends 1 s after)
@@ -294,3 +303,72 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
                         "max_ms": round(max(v) * 1e3, 1)} for w, v in sorted(by_window.items())],
         "settings": {"allowed_lateness_s": 0, "idle_close_s": 2, "inputs": "waveforms only"},
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.latency --offered 20e6 --fetch-wait default,10 --repeat 5``: the latency runs of
+    ``bench e2e`` on their own, at a given load, each configuration once per round (A B A B ...), medians of
+    the rounds with min, max and spread (:mod:`benchmarks.repeats`)."""
+    import argparse
+    import tempfile
+
+    from aiotstream.io.broker import TansuBroker
+    from benchmarks import repeats
+    from benchmarks.common import machine, save
+
+    ap = argparse.ArgumentParser(description="latency at a fixed offered load, configurations interleaved")
+    ap.add_argument("--offered", type=float, required=True, help="samples/s (half of the measured peak: the goal)")
+    ap.add_argument("--epoch-s", default="1", help="comma-separated --epoch-s values (default 1)")
+    ap.add_argument("--fetch-wait", default="default,10",
+                    help="comma-separated flow fetch.wait.max.ms values, 'default' = librdkafka's 500")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds of plant time a run")
+    ap.add_argument("--warmup", type=float, default=10.0, help="seconds of it left out")
+    ap.add_argument("--max-assets", type=int, default=1000, help="beyond this the plant runs faster than real time")
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    configs = [(float(e), None if f == "default" else int(f)) for e in args.epoch_s.split(",")
+               for f in args.fetch_wait.split(",")]
+    at_start = machine()
+    runs: dict[str, list[dict[str, Any] | None]] = {f"epoch {e:g} s, fetch wait {f or 'default'}": []
+                                                    for e, f in configs}
+    with TansuBroker() as b, tempfile.TemporaryDirectory() as tmp:
+        for rnd in range(args.repeat):
+            for i, ((epoch, fetch), name) in enumerate(zip(configs, runs, strict=True)):
+                r = run_latency(b.bootstrap, Path(tmp), offered_samples_per_s=args.offered, epoch_s=epoch,
+                                fetch_wait_ms=fetch, duration_s=args.duration, warmup_s=args.warmup,
+                                max_assets=args.max_assets, partitions=args.partitions, tag=f"-{rnd}-{i}")
+                r.pop("per_window", None)
+                runs[name].append(r)
+                fh = r["flow_histogram"]
+                print(f"round {rnd + 1} of {args.repeat}, {name}: p50 {r['score']['p50_ms']} / p99 "
+                      f"{r['score']['p99_ms']} ms from the last frame's send; from the window end p50 "
+                      f"{r['score_from_window_end']['p50_ms']} / p99 {r['score_from_window_end']['p99_ms']} ms; "
+                      f"flow histogram p50 {fh.get('p50_ms')} / p99 {fh.get('p99_ms')} ms", flush=True)
+    summary = {}
+    for name, rs in runs.items():
+        def col(*path: str, rs: list[dict[str, Any] | None] = rs) -> list[float | None]:
+            out = []
+            for r in rs:
+                for p in path:
+                    r = (r or {}).get(p)
+                out.append(r)
+            return out
+        summary[name] = {f"{what}_{q}_ms": repeats.figure(col(*path, f"{q}_ms"))
+                         for what, path in (("sent", ("score",)), ("window_end", ("score_from_window_end",)),
+                                            ("flow_histogram", ("flow_histogram",)),
+                                            ("flow_close", ("flow_histogram", "close")))
+                         for q in ("p50", "p99")}
+    for name, figs in summary.items():
+        print(name + ": " + "; ".join(f"{k} {v['median']} (spread {v['spread']})" for k, v in figs.items()))
+    out = save("latency", {"machine": at_start, "loadavg_at_end": machine()["loadavg_at_start"],
+                           "command": "python -m benchmarks.latency " + " ".join(sys.argv[1:] if argv is None
+                                                                                   else argv),
+                           "summary": summary, "runs": runs}, args.json)
+    print(f"saved {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -93,17 +93,23 @@ def markdown(res: dict[str, Any], png: Path | None, rel_to: Path) -> str:
         out += ["", "### Latency at half load", "",
                 (f"Offered {lat['offered_samples_per_s'] / 1e6:.2f} M samples/s (half the 1-process rate above). "
                 "Latency: the frame that completes a window is sent -> its score record is received from the "
-                "output topic."), "",
+                "output topic; 'from window end' starts at the window's last sample instead; the flow's "
+                "histogram is its own aiotstream_output_latency_seconds over the same windows (window end -> "
+                "on the broker; at real-time speed only)."), "",
                 ("| epoch | flow's fetch.wait.max.ms | assets x speed | windows | p50 ms | p95 ms | p99 ms | max ms | "
-                "sent->created p50 | created->received p50 | alerts |"),
-                "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "sent->created p50 | created->received p50 | alerts | from window end p50 / p99 | "
+                "flow's histogram p50 / p99 |"),
+                "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in lat["runs"]:
             sc_, sp = r["score"], r.get("split", {})
+            we, fh = r.get("score_from_window_end", {}), r.get("flow_histogram", {})
             out.append(f"| {r['epoch_s']:g} s | {r['fetch_wait_max_ms']} | {r['assets']} x {r['speed']:g} | "
                        f"{sc_.get('n', 0)} | {sc_.get('p50_ms', '-')} | {sc_.get('p95_ms', '-')} | "
                        f"{sc_.get('p99_ms', '-')} | {sc_.get('max_ms', '-')} | "
                        f"{sp.get('sent_to_created', {}).get('p50_ms', '-')} | "
-                       f"{sp.get('created_to_received', {}).get('p50_ms', '-')} | {r['alert'].get('n', 0)} |")
+                       f"{sp.get('created_to_received', {}).get('p50_ms', '-')} | {r['alert'].get('n', 0)} | "
+                       f"{we.get('p50_ms', '-')} / {we.get('p99_ms', '-')} | "
+                       f"{fh.get('p50_ms') or '-'} / {fh.get('p99_ms') or '-'} |")
     mem = res.get("memory")
     if mem and mem.get("points"):
         out += ["", "### Memory against assets", "", mem["method"] + ".", "",
