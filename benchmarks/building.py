@@ -5,7 +5,13 @@ HVAC state, plus the outdoor sensor) preloaded into a Tansu broker, then ``aiots
 
 Rate = readings / (first poll batch -> end of run), so process start-up is left out (as in
 :mod:`benchmarks.scaling`); CPU seconds and peak RSS come from the kernel. ``BENCH_PROFILE=FILE``
-writes a cProfile of the flow process. ``benchmarks.e2e --scalar-flow building`` runs the same flow
+writes a cProfile of the flow process.
+
+``--repeat N`` runs the flow N times over the same preloaded readings, each after a bare consumer that only
+drains the topic with the flow's consumer settings (one consumer per partition, ``poll_batch`` per consume,
+one thread): that drain is what the broker serves on this machine, the ceiling of any flow here, so the
+report gives medians, min, max and spread of both and of the flow's share of the ceiling (issue 21: judge
+steady state, >= 30 s a run, on medians of interleaved runs). ``benchmarks.e2e --scalar-flow building`` runs the same flow
 on its scalar workload size (``preload_building``).
 """
 from __future__ import annotations
@@ -19,7 +25,8 @@ from typing import Any
 
 from aiotstream.io.broker import TansuBroker
 from aiotstream.sim.building import BuildingSimulator
-from benchmarks.common import save
+from benchmarks import repeats
+from benchmarks.common import machine, save
 from benchmarks.scaling import run_flow
 from benchmarks.workload import ScalarData, _produce, create_topics, output_topics, write_site
 
@@ -73,6 +80,41 @@ def measure(brokers: str, tmp: Path, data: ScalarData, interval_s: float = 60.0,
             "poll_batch": poll_batch}
 
 
+def drain(brokers: str, data: ScalarData, partitions: int, poll_batch: int) -> dict[str, Any]:
+    """Read every message of ``data.topic`` as the flow's source does (one consumer per partition with the
+    flow's consumer settings and ``AIOTSTREAM_KAFKA_*`` from the environment, ``poll_batch`` per consume,
+    round robin in one thread), doing nothing with them: messages/s from the first message to the last."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    from aiotstream.io.kafka_client import CONSUMER_DEFAULTS, client_config_from_env
+
+    conf = {"bootstrap.servers": brokers, "group.id": f"drain-{time.time_ns()}", "enable.auto.commit": False,
+            "enable.partition.eof": True, **CONSUMER_DEFAULTS, **client_config_from_env()}
+    live = []
+    for p in range(partitions):
+        c = Consumer(conf)
+        c.assign([TopicPartition(data.topic, p, 0)])
+        live.append(c)
+    n, first, cpu0 = 0, None, time.process_time()
+    while live:
+        for c in list(live):
+            for m in c.consume(poll_batch, 0.001):
+                err = m.error()
+                if err is None:
+                    n += 1
+                    if first is None:
+                        first = time.perf_counter()
+                elif err.code() == KafkaError._PARTITION_EOF:
+                    live.remove(c)
+                    c.close()
+                    break
+    span = time.perf_counter() - (first or time.perf_counter())
+    if n != data.events:
+        raise RuntimeError(f"the drain read {n} messages, {data.events} were produced")
+    return {"messages": n, "span_s": round(span, 3), "events_per_s": round(n / span) if span else None,
+            "cpu_s": round(time.process_time() - cpu0, 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--meters", type=int, default=2000)
@@ -80,18 +122,47 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=60.0, help="building.interval_s")
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--poll-batch", type=int, default=10_000, help="inputs.poll_batch (messages per consume)")
+    ap.add_argument("--repeat", type=int, default=1, help="flow runs, each after a bare drain of the topic")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
+    at_start = machine()
     with TemporaryDirectory() as tmp, TansuBroker() as broker:
         print(f"writing {args.meters} meters x {args.seconds:g} s of 1 Hz JSON readings ...", flush=True)
         data = preload_building(broker.bootstrap, keys=args.meters, duration_s=args.seconds,
                                 partitions=args.partitions)
         print(f"  {data.events:,} readings in {data.produce_s:.1f} s; running the building flow ...", flush=True)
-        r = measure(broker.bootstrap, Path(tmp), data, args.interval, poll_batch=args.poll_batch)
-    print(f"  {r['events_per_s_per_worker']:,} events/s per worker ({r['messages']:,} readings over {r['span_s']} s, "
-          f"{r['cpu_s']} CPU s, {r['cpu_us_per_event']} CPU us/event, peak RSS {r['peak_rss_mb']} MB)")
-    out = save("building", {"workload": data.summary(), "run": r, "command": "python -m benchmarks.building "
-                            + " ".join(sys.argv[1:] if argv is None else argv)}, args.json)
+        runs, drains = [], []
+        for i in range(args.repeat):
+            if args.repeat > 1:
+                d = drain(broker.bootstrap, data, args.partitions, args.poll_batch)
+                drains.append(d)
+                print(f"  round {i + 1} of {args.repeat}: bare drain {d['events_per_s']:,} messages/s "
+                      f"({d['span_s']} s)", flush=True)
+            r = measure(broker.bootstrap, Path(tmp), data, args.interval, label=f"-{i}" if i else "",
+                        poll_batch=args.poll_batch)
+            runs.append(r)
+            print(f"  {r['events_per_s_per_worker']:,} events/s per worker ({r['messages']:,} readings over "
+                  f"{r['span_s']} s, {r['cpu_s']} CPU s, {r['cpu_us_per_event']} CPU us/event, peak RSS "
+                  f"{r['peak_rss_mb']} MB)", flush=True)
+    r = runs[repeats.median_index([x["events_per_s_per_worker"] for x in runs])]
+    result: dict[str, Any] = {"workload": data.summary(), "run": r, "machine": at_start,
+                              "loadavg_at_end": machine()["loadavg_at_start"],
+                              "command": "python -m benchmarks.building "
+                              + " ".join(sys.argv[1:] if argv is None else argv)}
+    if args.repeat > 1:
+        flow = [x["events_per_s_per_worker"] for x in runs]
+        per_cpu = [round(x["messages"] / x["cpu_s"]) for x in runs]
+        bare = [d["events_per_s"] for d in drains]
+        result["repeats"] = {"runs": runs, "drains": drains,
+                             "events_per_s_per_worker": repeats.figure(flow),
+                             "events_per_cpu_s": repeats.figure(per_cpu),
+                             "drain_events_per_s": repeats.figure(bare),
+                             "flow_share_of_drain": repeats.ratio(flow, bare)}
+        for k in ("events_per_s_per_worker", "events_per_cpu_s", "drain_events_per_s", "flow_share_of_drain"):
+            f = result["repeats"][k]
+            print(f"  {k}: median {f['median']:,} (min {f['min']:,}, max {f['max']:,}, spread "
+                  f"{f['spread']:.1%}{', NOISY' if f['noisy'] else ''})")
+    out = save("building", result, args.json)
     print(f"  saved {out}")
     return 0
 

@@ -9,7 +9,8 @@ many messages it delivered. ``t_done`` is taken when the CLI returns (``--once``
 every window flushed, every output on the broker). Each process also counts, per asset, the items
 (frames, readings) its decode step read and its analyze step received (``decoded``, ``analyzed``), so the
 harness can tell how many crossed between processes. ``BENCH_PROFILE=FILE`` also writes a cProfile
-of the run. The harness turns these into a rate that leaves process start-up (imports, connecting,
+of the run; ``BENCH_PYSPY=FILE`` instead samples it with py-spy (``pip install py-spy``), which slows it
+far less: collapsed stacks, read with ``python -m benchmarks.profile_flow --read FILE``. The harness turns these into a rate that leaves process start-up (imports, connecting,
 Bytewax setup) out, and takes CPU time and peak RSS from the kernel.
 """
 from __future__ import annotations
@@ -153,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     replay.file_source = lambda *a, **kw: TimedSource(original_files(*a, **kw))  # inputs.kind = "files"
     _count_items()
     STATS["t_imported"] = time.time()
+    sampler = None
+    if os.environ.get("BENCH_PYSPY"):  # BENCH_PYSPY=FILE: py-spy samples this process (100 Hz, without
+        import subprocess  # pausing it) from here to the end; collapsed stacks to FILE
+
+        sampler = subprocess.Popen(["py-spy", "record", "--pid", str(os.getpid()), "--rate", "100",
+                                    "--nonblocking", "--format", "raw", "--output", os.environ["BENCH_PYSPY"]],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # attached before the flow starts
     profile_to = os.environ.get("BENCH_PROFILE")
     if profile_to:  # BENCH_PROFILE=FILE: cProfile the run, stats to FILE (read with pstats)
         import cProfile
@@ -163,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         code = cli.main(cli_argv)
     STATS["t_done"] = time.time()
+    if sampler is not None:
+        import signal
+
+        sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        sampler.wait(60)
     STATS["exit"] = code
     stats_path.write_bytes(orjson.dumps(STATS))
     return code
