@@ -49,6 +49,7 @@ from benchmarks.workload import (
     FRAME_SAMPLES,
     RATE_HZ,
     create_topics,
+    delete_topics,
     output_topics,
     site_dict,
     write_site,
@@ -262,6 +263,7 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     recv.halt.set()
     recv.join(10)
     measured = stop(flow)
+    delete_topics(brokers, [topic, *output_topics(site_id)])  # the broker holds them in memory
 
     score_lat, alert_lat, late_windows, from_end = [], [], 0, []
     by_window: dict[int, list[float]] = {}
