@@ -138,6 +138,14 @@ def _timed(fn: Any, cpu: dict[str, float], step: str, wall: dict[str, Any] | Non
     return timed
 
 
+def pyspy_path() -> str | None:
+    """py-spy on PATH, else beside this Python (a venv's bin/ when its python is run by path)."""
+    import shutil
+
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.is_file() else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     stats_path, cli_argv = Path(argv[0]), argv[1:]
@@ -158,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("BENCH_PYSPY"):  # BENCH_PYSPY=FILE: py-spy samples this process (100 Hz, without
         import subprocess  # pausing it) from here to the end; collapsed stacks to FILE
 
-        sampler = subprocess.Popen(["py-spy", "record", "--pid", str(os.getpid()), "--rate", "100",
+        sampler = subprocess.Popen([pyspy_path() or "py-spy", "record", "--pid", str(os.getpid()), "--rate", "100",
                                     "--nonblocking", "--format", "raw", "--output", os.environ["BENCH_PYSPY"]],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # attached before the flow starts

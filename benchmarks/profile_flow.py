@@ -18,7 +18,6 @@ import io
 import os
 import pstats
 import re
-import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -27,6 +26,9 @@ from pathlib import Path
 STEPS = {  # a frame of the worker's stack -> the dataflow step (or runtime part) it belongs to
     "next_batch": "source (poll, message blocks)",
     "decode_grouped": "decode", "decode_blocks": "decode", "_decode_block": "decode",
+    "BuildingIngest.decode": "decode",
+    "AnalyzerLogic.on_eof": "end of input (open windows flushed)",
+    "ZoneLogic.on_eof": "end of input (open windows flushed)",
     "AnalyzerLogic.on_batch": "analyze (windows, features, detectors, decisions)",
     "AnalyzerLogic.notify_at": "analyze (windows, features, detectors, decisions)",
     "ZoneLogic.on_batch": "zones (intervals, baselines, decisions)",
@@ -89,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.read:
         print(summarise(Path(args.read).read_text(), args.top))
         return 0
-    if args.sampler == "py-spy" and not shutil.which("py-spy"):
+    from benchmarks.flowrun import pyspy_path
+
+    if args.sampler == "py-spy" and not pyspy_path():
         print("profile_flow: py-spy is not on PATH (pip install py-spy), or use --sampler cprofile",
               file=sys.stderr)
         return 2
