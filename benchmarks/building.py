@@ -11,8 +11,8 @@ writes a cProfile of the flow process.
 drains the topic with the flow's consumer settings (one consumer per partition, ``poll_batch`` per consume,
 one thread): that drain is what the broker serves on this machine, the ceiling of any flow here, so the
 report gives medians, min, max and spread of both and of the flow's share of the ceiling (issue 21: judge
-steady state, >= 30 s a run, on medians of interleaved runs). ``benchmarks.e2e --scalar-flow building`` runs the same flow
-on its scalar workload size (``preload_building``).
+steady state, >= 30 s a run, on medians of interleaved runs). ``benchmarks.e2e --scalar-flow building``
+runs the same flow on its scalar workload size (``preload_building``).
 """
 from __future__ import annotations
 

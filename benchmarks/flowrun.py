@@ -10,8 +10,9 @@ every window flushed, every output on the broker). Each process also counts, per
 (frames, readings) its decode step read and its analyze step received (``decoded``, ``analyzed``), so the
 harness can tell how many crossed between processes. ``BENCH_PROFILE=FILE`` also writes a cProfile
 of the run; ``BENCH_PYSPY=FILE`` instead samples it with py-spy (``pip install py-spy``), which slows it
-far less: collapsed stacks, read with ``python -m benchmarks.profile_flow --read FILE``. The harness turns these into a rate that leaves process start-up (imports, connecting,
-Bytewax setup) out, and takes CPU time and peak RSS from the kernel.
+far less: collapsed stacks, read with ``python -m benchmarks.profile_flow --read FILE``. The harness
+turns these into a rate that leaves process start-up (imports, connecting, Bytewax setup) out, and takes
+CPU time and peak RSS from the kernel.
 """
 from __future__ import annotations
 
@@ -166,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("BENCH_PYSPY"):  # BENCH_PYSPY=FILE: py-spy samples this process (100 Hz, without
         import subprocess  # pausing it) from here to the end; collapsed stacks to FILE
 
-        sampler = subprocess.Popen([pyspy_path() or "py-spy", "record", "--pid", str(os.getpid()), "--rate", "100",
-                                    "--nonblocking", "--format", "raw", "--output", os.environ["BENCH_PYSPY"]],
+        sampler = subprocess.Popen([pyspy_path() or "py-spy", "record", "--pid", str(os.getpid()),
+                                    "--rate", "100", "--nonblocking", "--format", "raw",
+                                    "--output", os.environ["BENCH_PYSPY"]],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # attached before the flow starts
     profile_to = os.environ.get("BENCH_PROFILE")
