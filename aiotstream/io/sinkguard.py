@@ -52,26 +52,40 @@ def problem(obj: Any, path: str = "") -> tuple[str, str] | None:
     >>> problem({"a": [1.0, {"b": float("inf")}]}), problem({"n": 1 << 70}), problem({"ok": [1, 2.5, None]})
     (('a[1].b', 'inf'), ('n', '1180591620717411303424'), None)
     """
+    found = _find(obj)
+    if found is None:
+        return None
+    steps, value = found
+    for step in reversed(steps):  # (outermost last): the path is built only for a record that has a problem
+        path = f"{path}[{step}]" if type(step) is int else (f"{path}.{step}" if path else step)
+    return path, value
+
+
+def _find(obj: Any) -> tuple[list[str | int], str] | None:
+    """:func:`problem` without the path strings (every output goes through it): the steps from the bad number
+    out to ``obj`` (innermost first; a key as str, a list index as int) and the number's text."""
     t = type(obj)
     if t is float:
-        return None if math.isfinite(obj) else (path, repr(obj))
+        return None if math.isfinite(obj) else ([], repr(obj))
     if t is dict:
         for k, v in obj.items():
             tv = type(v)
-            if tv is str or v is None or tv is bool:
+            if tv is str or v is None or tv is bool or (tv is float and math.isfinite(v)):
                 continue
-            p = problem(v, f"{path}.{k}" if path else str(k))
-            if p is not None:
-                return p
+            f = _find(v)
+            if f is not None:
+                f[0].append(str(k))
+                return f
         return None
     if t is list or t is tuple:
         for i, v in enumerate(obj):
-            p = problem(v, f"{path}[{i}]")
-            if p is not None:
-                return p
+            f = _find(v)
+            if f is not None:
+                f[0].append(i)
+                return f
         return None
     if t is int:
-        return None if _INT64[0] <= obj <= _INT64[1] else (path, str(obj))
+        return None if _INT64[0] <= obj <= _INT64[1] else ([], str(obj))
     return None
 
 

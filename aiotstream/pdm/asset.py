@@ -859,7 +859,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             "asset": self.asset_id, "line": self.line,
             "score": round(score, 6), "warm": warm, "anomalous": anomalous, "drift": drift,
             "frames": w.n_frames, "seq_range": [w.first_seq, w.last_seq],
-            "values": {c: (None if np.isnan(v) else round(float(v), 6)) for c, v in zip(self.columns, x)},
+            # (NaN as None; one tolist(), then math.isnan on floats, not np.isnan and float() per column)
+            "values": {c: (None if math.isnan(v) else round(v, 6)) for c, v in zip(self.columns, x.tolist())},
             **extra,
             **lineage,
         }))
