@@ -396,15 +396,16 @@ def event_time_ms(record: Mapping[str, Any]) -> int:
 
 def observe_output_latency(delivered: list[Output], now_s: float) -> None:
     """Add a delivered batch to the ``output_latency_seconds{kind}`` histogram: ``now_s`` (when the batch is
-    on the broker) minus each record's event time (:func:`event_time_ms`; records without one, dead letters,
-    are left out). One lock per kind and batch."""
-    by_kind: dict[str, list[int]] = {}
+    on the broker) minus each record's event time (:func:`event_time_ms`; records without one, such as the
+    dead letters of bad inputs, are left out; a dead letter standing in for an output keeps that output's
+    window and counts under ``deadletter``). One lock per kind and batch."""
+    ages: dict[str, list[float]] = {}
     for out in delivered:
         t = event_time_ms(out.record)
         if t:
-            by_kind.setdefault(out.kind, []).append(t * 1_000_000)
-    for kind, times in by_kind.items():
-        STATS.observe_ages("output_latency_seconds", now_s, times, (kind,))
+            ages.setdefault(out.kind, []).append(now_s - t / 1000)
+    for kind, a in ages.items():
+        STATS.observe_many("output_latency_seconds", a, (kind,))
 
 
 class _Undelivered(Exception):
