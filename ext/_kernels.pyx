@@ -25,6 +25,9 @@ Hann window, FFT and band/centroid/peak/harmonic pass in the kernel (its own
 radix-2 FFT over 8 rows at a time for power-of-two lengths; ``scipy.fft.rfft``,
 one thread, for other lengths).
 
+Half-Space Trees (:func:`hst_score`, :func:`hst_learn`): River's walks over trees kept in flat
+arrays (``aiotstream.models.hst``, whose numpy path is their twin).
+
 Scalar streams (:func:`scalar_update`): EWMA, rolling mean/std/min/max over a
 ring buffer per key, rate of change, for a batch of (key, value, time) updates.
 
@@ -52,6 +55,8 @@ __all__ = [
     "frame_partials",
     "frame_spectra",
     "hann",
+    "hst_learn",
+    "hst_score",
     "reduce_partials",
     "reduce_spectral",
     "scalar_update",
@@ -804,3 +809,76 @@ def scalar_update(idx, values, ts_ns, ewma, ring, head, count, last_value, last_
     with nogil:
         _scalar_rows(iv, vv, tv, ev, rv, hv, cv, lv, ltv, a, hl, out)
     return result
+
+
+# --------------------------------------------------------------------------- Half-Space Trees
+
+ctypedef fused mass_t:
+    unsigned char
+    unsigned short
+    unsigned int
+
+
+def hst_score(feature, threshold, mass_t[:, ::1] r_mass, x, double size_limit):
+    """The mass sum of River's ``HalfSpaceTrees.score_one`` for row ``x``: an integer.
+
+    The trees are in heap order (node ``i`` has children ``2i + 1`` and ``2i + 2``):
+    ``feature (T, I)`` (column index, ``intp``) and ``threshold (T, I)`` (``float64``) of the
+    ``I = 2^h - 1`` inner nodes, ``r_mass (T, 2^(h+1) - 1)`` (uint8, uint16 or uint32). Each tree
+    goes down from its root, left when ``x[feature] < threshold`` (right otherwise, NaN
+    included, as River), adding ``r_mass x 2^depth`` of each node it passes, and stops after the
+    first inner node whose mass is below ``size_limit``. The numpy twin is
+    ``aiotstream.models.hst.FlatHalfSpaceTrees`` with ``impl="numpy"``; ``feature`` must index
+    ``x`` (the caller checks).
+    """
+    cdef const Py_ssize_t[:, ::1] fv = feature
+    cdef const double[:, ::1] tv = threshold
+    cdef const double[::1] xv = x
+    cdef Py_ssize_t trees = fv.shape[0], inner = fv.shape[1], t, node
+    cdef long long total = 0, pw, r
+    cdef bint stopped
+    if r_mass.shape[0] != trees or r_mass.shape[1] != 2 * inner + 1 or tv.shape[0] != trees \
+            or tv.shape[1] != inner:
+        raise ValueError("hst_score: feature, threshold and r_mass do not describe the same trees")
+    with nogil:
+        for t in range(trees):
+            node = 0
+            pw = 1
+            stopped = False
+            while node < inner:
+                r = r_mass[t, node]
+                total += r * pw
+                if r < size_limit:
+                    stopped = True
+                    break
+                if xv[fv[t, node]] < tv[t, node]:
+                    node = 2 * node + 1
+                else:
+                    node = 2 * node + 2
+                pw <<= 1
+            if not stopped:
+                total += r_mass[t, node] * pw
+    return total
+
+
+def hst_learn(feature, threshold, mass_t[:, ::1] l_mass, x):
+    """River's ``HalfSpaceTrees.learn_one`` walk for row ``x``: one more unit of ``l_mass`` on every
+    node of each tree's root-to-leaf path (the trees as in :func:`hst_score`), in place. The caller
+    keeps the masses below their type's maximum (the window pivot does)."""
+    cdef const Py_ssize_t[:, ::1] fv = feature
+    cdef const double[:, ::1] tv = threshold
+    cdef const double[::1] xv = x
+    cdef Py_ssize_t trees = fv.shape[0], inner = fv.shape[1], t, node
+    if l_mass.shape[0] != trees or l_mass.shape[1] != 2 * inner + 1 or tv.shape[0] != trees \
+            or tv.shape[1] != inner:
+        raise ValueError("hst_learn: feature, threshold and l_mass do not describe the same trees")
+    with nogil:
+        for t in range(trees):
+            node = 0
+            while node < inner:
+                l_mass[t, node] += 1
+                if xv[fv[t, node]] < tv[t, node]:
+                    node = 2 * node + 1
+                else:
+                    node = 2 * node + 2
+            l_mass[t, node] += 1

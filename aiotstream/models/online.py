@@ -11,8 +11,10 @@ rows); the score is ``1 - exp(-z_max / z_scale)`` of the largest absolute
 z-score. It is exact, cheap, and explains itself (the features that deviate
 most, with their baseline ranges).
 
-``HalfSpaceTreesDetector``: River's ``anomaly.HalfSpaceTrees`` on features
-scaled to [0, 1] by the ranges seen during warm-up.
+``HalfSpaceTreesDetector``: River's ``anomaly.HalfSpaceTrees`` algorithm on
+features scaled to [0, 1] by the ranges seen during warm-up, with the trees in
+flat arrays shared by all assets (:mod:`aiotstream.models.hst`: River's scores
+exactly, 25.5 KB of masses per asset instead of River's 3.8 MB of node objects).
 
 A feature may be missing from a row (NaN, e.g. no temperature reading in a
 window): it is neither scored nor learnt from.
@@ -38,6 +40,7 @@ import numpy as np
 
 from aiotstream.errors import ModelError
 from aiotstream.models.detector import Detector
+from aiotstream.models.hst import FlatHalfSpaceTrees
 
 
 class ZScoreDetector:
@@ -164,7 +167,7 @@ class HalfSpaceTreesDetector:
         self._buffer: list[np.ndarray] = []
         self._lo: np.ndarray | None = None
         self._span: np.ndarray | None = None
-        self.model = _hst_with_trees(self.columns, *self._settings)
+        self.model = FlatHalfSpaceTrees(self.columns, *self._settings)
         self._learnt = 0  # rows the trees learnt (their first reference window is complete at window_size)
         self._raw = ZScoreDetector(["hst_raw"], warmup=warmup, relearn_after=0)
         self.shift = SustainedShift(relearn_after if relearn_after is not None else RELEARN_FACTOR * warmup)
@@ -174,20 +177,19 @@ class HalfSpaceTreesDetector:
     def warm(self) -> bool:
         return self._lo is not None and self._learnt >= self.window_size and self._raw.warm
 
-    def _scaled(self, x: np.ndarray) -> dict[str, float]:
+    def _scaled(self, x: np.ndarray) -> np.ndarray:
         assert self._lo is not None and self._span is not None
-        s = np.clip(np.nan_to_num((x - self._lo) / self._span, nan=0.5), 0.0, 1.0)
-        return dict(zip(self.columns, s.tolist()))
+        return np.clip(np.nan_to_num((x - self._lo) / self._span, nan=0.5), 0.0, 1.0)
 
-    def _learn(self, feats: dict[str, float]) -> None:
-        self.model.learn_one(feats)
+    def _learn(self, feats: np.ndarray) -> None:
+        self.model.learn(feats)
         self._learnt += 1
 
     def _restart(self, rows: list[np.ndarray]) -> None:
         """Warm up again from ``rows`` (a sustained shift): new scaling, trees and raw-score baseline."""
         self._lo = self._span = None
         self._buffer = []
-        self.model = _hst_with_trees(self.columns, *self._settings)
+        self.model = FlatHalfSpaceTrees(self.columns, *self._settings)
         self._learnt = 0
         self._raw = ZScoreDetector(["hst_raw"], warmup=self.warmup, relearn_after=0)
         for r in rows:
@@ -207,7 +209,7 @@ class HalfSpaceTreesDetector:
             return
         feats = self._scaled(x)
         if self._learnt >= self.window_size:  # the trees have a reference window: their score means something
-            self._raw.score_learn(_hst_surprise(self.model.score_one(feats)))
+            self._raw.score_learn(_hst_surprise(self.model.score(feats)))
         self._learn(feats)
 
     def score_learn(self, x: np.ndarray) -> float:
@@ -217,7 +219,7 @@ class HalfSpaceTreesDetector:
             self._warm_up(x)
             return 0.0
         feats = self._scaled(x)
-        raw = _hst_surprise(self.model.score_one(feats))
+        raw = _hst_surprise(self.model.score(feats))
         z = max(float((raw[0] - self._raw.mean[0]) / self._raw.std()[0]), 0.0)
         score = 1.0 - math.exp(-z / self.z_scale)
         gated = score >= self.learn_below
@@ -241,6 +243,14 @@ class HalfSpaceTreesDetector:
 
     def explain(self, x: np.ndarray, k: int = 3) -> list[dict]:
         return self._baseline.explain(x, k)
+
+    def __setstate__(self, state: dict) -> None:
+        """A snapshot from before :class:`FlatHalfSpaceTrees` holds River's model: the same trees, masses and
+        window position carry over, so a restored flow scores on exactly as it would have."""
+        model = state.get("model")
+        if model is not None and not isinstance(model, FlatHalfSpaceTrees):
+            state["model"] = FlatHalfSpaceTrees.from_river(model, state["columns"])
+        self.__dict__.update(state)
 
 
 def _hst_surprise(raw: float) -> np.ndarray:
@@ -284,37 +294,6 @@ class SustainedShift:
         self._gated = 0
         self.rebaselines += 1
         return rows
-
-
-_HST_TEMPLATES: dict[tuple, bytes] = {}
-
-
-def _hst_with_trees(columns: list[str], n_trees: int, height: int, window_size: int, seed: int):
-    """A new River ``HalfSpaceTrees`` whose trees are already built, from a per-process template.
-
-    River builds the random trees on the first ``learn_one`` (25 trees of height
-    8: about 0.1-0.3 s of ``random.choices``), and every asset with the same
-    columns and seed builds the very same trees. So the first asset builds them,
-    its masses are reset to the untouched state, and the pickled model is the
-    template: a new asset costs one ``pickle.loads``. A unit test checks that a
-    template copy and a plain River model give identical scores, so a River
-    release that changes these internals fails the tests instead of drifting.
-    """
-    import pickle
-
-    from river import anomaly  # imported here: River is slow to import and only this detector needs it
-
-    key = (tuple(columns), n_trees, height, window_size, seed)
-    blob = _HST_TEMPLATES.get(key)
-    if blob is None:
-        model = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size, seed=seed)
-        model.learn_one(dict.fromkeys(columns, 0.5))  # builds the trees (and counts this row: undone below)
-        for nodes in model._tree_nodes:
-            for node in nodes:
-                node.l_mass = 0
-        model.counter = 0
-        blob = _HST_TEMPLATES[key] = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
-    return pickle.loads(blob)
 
 
 def make_detector(kind: str, columns: list[str], **settings: float) -> Detector:

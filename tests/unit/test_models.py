@@ -214,25 +214,3 @@ def test_drift_quiet_on_stationary_stream(kind: str) -> None:
 def test_drift_unknown_kind(kind: str) -> None:
     with pytest.raises(ModelError, match="unknown drift detector"):
         DriftWatch(kind)
-
-
-def test_hst_template_copy_scores_exactly_like_a_plain_river_model() -> None:
-    """Detectors get their trees from a per-process template; that must not change a single score."""
-    from river import anomaly
-
-    from aiotstream.models.online import _hst_with_trees
-
-    cols = [f"f{i}" for i in range(7)]
-    rng = np.random.default_rng(3)
-    rows = [dict(zip(cols, r)) for r in rng.uniform(0, 1, (400, 7)).tolist()]
-    rows[300] = dict.fromkeys(cols, 0.99)  # one outlier
-    plain = anomaly.HalfSpaceTrees(n_trees=5, height=6, window_size=40, seed=11)
-    first = _hst_with_trees(cols, 5, 6, 40, 11)
-    second = _hst_with_trees(cols, 5, 6, 40, 11)  # from the cached template
-    assert second is not first and second.trees[0] is not first.trees[0]
-    got: list[list[float]] = [[], [], []]
-    for x in rows:
-        for m, out in zip((plain, first, second), got):
-            out.append(m.score_one(x))
-            m.learn_one(x)
-    assert got[0] == got[1] == got[2] and max(got[0]) > 0
