@@ -6,7 +6,7 @@ drift detector, alert policy, KPI period) is exercised for many windows while th
 of assets stays fixed. Bounded state means RSS stops growing once every asset exists and
 has warmed up: the check is that RSS grows by at most ``--tolerance`` over the second half.
 
-    python -m benchmarks.soak --assets 100000 --rounds 30      # by hand, ~15 min
+    python -m benchmarks.soak --assets 100000 --rounds 30 [--model hst]     # by hand, ~15 min
 """
 from __future__ import annotations
 
@@ -91,14 +91,14 @@ class CountSink(DynamicSink):
         return _Count(*self.args)
 
 
-def soak(assets: int, rounds: int, tolerance: float = 0.05, epoch_s: float = 1.0) -> dict:
+def soak(assets: int, rounds: int, tolerance: float = 0.05, epoch_s: float = 1.0, model: str | None = None) -> dict:
     cfg = SiteConfig.from_dict({
         "site": {"id": "soak"},
         "asset_groups": [{"prefix": "a", "count": assets, "width": 6, "channels": ["x"], "sample_rate_hz": 32}],
         "inputs": {"tail": False}, "window": {"allowed_lateness_s": 0, "wait_for_readings": False},
         # every bound is reached within the run: 10 cleared alerts kept per asset for late labels (the
         # default 100 takes hundreds of rounds to fill, about 2 KB per alert), a 10-window warm-up
-        "model": {"warmup_windows": 10}, "alerts": {"history": 10},
+        "model": {"warmup_windows": 10, **({"kind": model} if model else {})}, "alerts": {"history": 10},
     })
     ids = [a.id for a in cfg.all_assets()]
     samples: list[tuple[int, float, float]] = []
@@ -110,7 +110,8 @@ def soak(assets: int, rounds: int, tolerance: float = 0.05, epoch_s: float = 1.0
     elapsed = time.perf_counter() - t
     half = samples[len(samples) // 2:]
     growth = (half[-1][2] - half[0][2]) / half[0][2]
-    return {"assets": assets, "rounds": rounds, "elapsed_s": round(elapsed, 1), "outputs": counts,
+    return {"assets": assets, "rounds": rounds, "model": cfg.model.kind, "elapsed_s": round(elapsed, 1),
+            "outputs": counts, "mb_per_1000_assets": round(samples[-1][2] * 1000 / assets, 2) if samples else None,
             "windows_per_s": round(counts.get("score", 0) / elapsed),
             "rss_mb": [{"round": r, "t_s": round(ts, 1), "rss_mb": round(m, 1)} for r, ts, m in samples],
             "second_half_growth": round(growth, 4), "tolerance": tolerance, "flat": growth <= tolerance}
@@ -121,11 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--assets", type=int, default=100_000)
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--tolerance", type=float, default=0.05)
+    p.add_argument("--model", choices=("calibrated", "zscore", "hst"),
+                   help="the window detector (default: the config's default)")
     p.add_argument("--json", help="result file (default benchmarks/results/<date>-<host>-soak.json)")
     p.add_argument("--no-check", action="store_true", help="exit 0 even if RSS grew (memory-curve points)")
     args = p.parse_args(argv)
     print(f"soak: {args.assets:,} assets x {args.rounds} rounds (one window per asset per round)", flush=True)
-    res = soak(args.assets, args.rounds, args.tolerance)
+    res = soak(args.assets, args.rounds, args.tolerance, model=args.model)
+    print(f"  detector {res['model']}; RSS at the end {res['mb_per_1000_assets']} MB per 1,000 assets (the whole "
+          "process)", flush=True)
     print(f"  {res['outputs']} in {res['elapsed_s']} s ({res['windows_per_s']:,} windows/s); RSS growth over the "
           f"second half {res['second_half_growth']:+.1%} (tolerance {args.tolerance:.0%}): "
           f"{'FLAT' if res['flat'] else 'GROWING'}")
