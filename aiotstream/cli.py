@@ -431,9 +431,10 @@ GC_THRESHOLDS = (100_000, 50, 100)
 def tune_gc() -> None:
     """Garbage-collect less often while a flow runs.
 
-    A flow keeps hundreds of thousands of long-lived objects (HalfSpaceTrees
-    nodes: 25 trees x 511 per asset) and allocates many short-lived ones per
-    window; with CPython's default thresholds (700, 10, 10) the collector ran
+    A flow keeps hundreds of thousands of long-lived objects (per-asset
+    windows, detectors, alert and KPI state; until 2026-12-05 also 12,775
+    HalfSpaceTrees node objects per HST asset) and allocates many short-lived
+    ones per window; with CPython's default thresholds (700, 10, 10) the collector ran
     often enough to take 17% of a waveform run (py-spy --native). Freezing what
     exists at start-up (modules, the flow) and raising the thresholds gave
     +34% and +48% frames/s in two side-by-side runs of the 40-asset scaling
