@@ -29,8 +29,11 @@ Results equal the reference to rounding: libm's ``log1p``/``exp``/``pow`` may di
 SIMD versions in the last bit (tests: rtol 1e-12 on scores, identical alerts).
 """
 
+import threading
+
 import numpy as np
 
+from cpython.pythread cimport PyThread_get_thread_ident
 from libc.math cimport INFINITY, NAN, erfc, exp, fabs, floor, isfinite, log, log1p, pow, sqrt
 from libc.string cimport memmove
 
@@ -683,6 +686,20 @@ cdef enum:
     I_OPEN_ROWS = 8
 
 
+_WORK = threading.local()
+
+
+def _work_buffers(Py_ssize_t window):
+    """This thread's ``(scratch, tmp)`` for a spot window of ``window`` values, made on first use."""
+    bufs = getattr(_WORK, "bufs", None)
+    if bufs is None:
+        bufs = _WORK.bufs = {}
+    got = bufs.get(window)
+    if got is None:
+        got = bufs[window] = (np.empty(3 * window + 3), np.empty(window + 1))
+    return got
+
+
 cdef class Ensemble:
     """The per-row update over the reference's state arrays (see module docstring).
 
@@ -731,6 +748,7 @@ cdef class Ensemble:
     cdef double q_expect, q_unit
     # scratch
     cdef double[::1] g_neg, g_pos, scratch, tmp, ybuf, e
+    cdef unsigned long owner  # the thread whose work buffers scratch and tmp are (see _own)
     # each SPOT's quantile bracket for its next fit (channels, T2, Q, rank; not state: NaN = none)
     cdef double[:, ::1] qhint
     cdef public object ev_ch, ev_old, ev_new
@@ -828,9 +846,9 @@ cdef class Ensemble:
             self.ksigma = rank_bank.sigma
         self.g_neg = np.geomspace(1e-6, 1.0 - 1e-6, 40)
         self.g_pos = np.geomspace(1e-6, 6.0, 40)
-        self.scratch = np.empty(3 * self.window + 3)
+        self.owner = 0
+        self._own()
         self.qhint = np.full((self.n + 3, 2), np.nan)
-        self.tmp = np.empty(self.window + 1)
         self.ybuf = np.empty(max(self.n, 1))
         self.e = np.empty(max(self.n, 1))
         self.ev_ch = np.zeros(max(self.n, 1), np.int64)
@@ -839,6 +857,16 @@ cdef class Ensemble:
         self.evc = self.ev_ch
         self.evo = self.ev_old
         self.evn = self.ev_new
+
+    cdef inline void _own(self):
+        """Work buffers of this thread: a fit writes ``scratch`` and ``tmp`` before it reads them and keeps
+        nothing there, so every detector of a thread shares one pair (3 ``spot_window`` + 4 doubles: 115
+        KB at the default 3,600, which each detector held on its own). Checked at every entry point, so a
+        detector used from another thread takes that thread's pair."""
+        cdef unsigned long me = PyThread_get_thread_ident()
+        if me != self.owner:
+            self.scratch, self.tmp = _work_buffers(self.window)
+            self.owner = me
 
     def set_basis(self, basis, inv_vals, int k, double q_expect, double q_unit=0.0):
         b = np.ascontiguousarray(basis, dtype=np.float64)
@@ -1185,6 +1213,7 @@ cdef class Ensemble:
         is due a PCA refresh (ist[I_REFRESH] = 1) or that emitted change events (ist[I_NEV] > 0).
         lead_out: the channel whose rank test gave the row's smallest p, else -1 (every row processed
         gets its entry of every output)."""
+        self._own()
         return self._run(x, start, p_out, alert_out, z_out, cp_out, lead_out)
 
     def run_block(self, const double[:, ::1] x, double[::1] p_out, unsigned char[::1] alert_out,
@@ -1196,6 +1225,7 @@ cdef class Ensemble:
         buffers taken once per block instead of once per run."""
         cdef long long[::1] ist = self.ist
         cdef Py_ssize_t i = 0, j, rows = x.shape[0]
+        self._own()
         b = det.baseline
         h = det.hyst
         mv = det.mv

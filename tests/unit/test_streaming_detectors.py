@@ -951,3 +951,51 @@ def test_compiled_quantile_bracket_is_kept_and_used() -> None:
     before = C.quantile_hint_hits()
     assert C.quantiles_hinted(windows, 0.9) == [np.quantile(x, 0.9) for x in windows]
     assert C.quantile_hint_hits() - before == 9  # every fit after the first
+
+
+@settings(max_examples=30, deadline=None)
+@given(a=plant_rows(), b=plant_rows(), block=st.integers(1, 40))
+def test_compiled_detectors_of_one_thread_share_work_buffers_without_sharing_results(a, b, block) -> None:
+    """Every compiled detector of a thread fits in the same scratch buffers (115 KB each before, at the
+    default window): two detectors fed in turn, block by block, give what each gives alone."""
+    _compiled()
+    (xa, ka), (xb, kb) = a, b
+    alone = [S.make_pipeline(k, x.shape[1], TINY, impl="compiled").update_block(x) for x, k in ((xa, ka), (xb, kb))]
+    da = S.make_pipeline(ka, xa.shape[1], TINY, impl="compiled")
+    db = S.make_pipeline(kb, xb.shape[1], TINY, impl="compiled")
+    parts: tuple[list, list] = ([], [])
+    for i in range(0, max(len(xa), len(xb)), block):
+        for det, x, out in ((da, xa, parts[0]), (db, xb, parts[1])):
+            if i < len(x):
+                out.append(det.update_block(x[i:i + block]))
+    for one, got in zip(alone, parts):
+        for f in ("p", "alert", "z", "channel_p"):
+            np.testing.assert_array_equal(np.concatenate([getattr(g, f) for g in got]), getattr(one, f))
+        assert [e for g in got for e in g.events] == one.events
+
+
+def test_compiled_detectors_in_two_threads_give_their_one_thread_results() -> None:
+    """The fits run without the GIL: each thread has its own work buffers, and a detector moved to another
+    thread takes that thread's (as a flow's worker may resume a snapshot built elsewhere)."""
+    import threading
+
+    _compiled()
+    cfg = S.DetectorConfig(warmup=20, spot_init=50, spot_refit=5, spot_window=400, refresh=10)
+    rng = np.random.default_rng(5)
+    xs = [rng.normal(size=(3000, 3)) * (i + 1) + 10 * i for i in range(4)]
+    want = [S.make_pipeline("default", 3, cfg, impl="compiled").update_block(x).p for x in xs]
+    dets = [S.make_pipeline("default", 3, cfg, impl="compiled") for _ in xs]  # built here, run there
+    got: dict[int, list[np.ndarray]] = {i: [] for i in range(len(xs))}
+
+    def work(idx: list[int]) -> None:
+        for start in range(0, 3000, 50):  # small blocks: the threads take turns often
+            for i in idx:
+                got[i].append(dets[i].update_block(xs[i][start:start + 50]).p)
+
+    threads = [threading.Thread(target=work, args=([0, 1],)), threading.Thread(target=work, args=([2, 3],))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, w in enumerate(want):
+        np.testing.assert_array_equal(np.concatenate(got[i]), w)
