@@ -153,3 +153,29 @@ def test_a_river_model_whose_trees_differ_from_its_seed_is_refused() -> None:
     river.trees[0].threshold = 0.123  # not what seed 1 builds
     with pytest.raises(ValueError, match="differ"):
         FlatHalfSpaceTrees.from_river(river, ["a", "b"])
+
+
+def test_an_hst_asset_holds_its_masses_not_its_own_trees() -> None:
+    """The memory regression this module fixed: River's objects held 3.8 MB per asset (the same trees in
+    every asset); now an asset holds its masses (25.5 KB with the defaults) plus the detector's baselines."""
+    import tracemalloc
+
+    from aiotstream.models.online import make_detector
+
+    cols = [f"c{i:02d}.f" for i in range(36)]
+    rows = np.random.default_rng(0).normal(1.0, 0.1, (80, len(cols)))
+    make_detector("hst", cols)  # the shared trees: once a process
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        dets = []
+        for _ in range(10):
+            d = make_detector("hst", cols)
+            for r in rows:
+                d.score_learn(r)
+            dets.append(d)
+        per_asset = (tracemalloc.get_traced_memory()[0] - before) / len(dets)
+    finally:
+        tracemalloc.stop()
+    assert 25_550 <= per_asset < 60_000, per_asset
+    assert len(pickle.dumps(dets[0])) < 40_000
