@@ -118,3 +118,18 @@ def test_update_readme_replaces_only_the_results_block(tmp_path) -> None:
     (tmp_path / "plain.md").write_text("no markers\n")
     with pytest.raises(ValueError, match="no <!-- results:begin -->"):
         update_readme(tmp_path / "plain.md", "x")
+
+
+@pytest.mark.parametrize("flow", ["pm-readings", "pm-readings-nodetect"])
+def test_the_readings_only_benchmark_sites_close_windows_on_the_readings_own_progress(flow: str) -> None:
+    """The e2e scalar workload sends readings only; its assets must not wait for a frames stream, which a
+    bounded replay waits for until the input ends (every window held to the end: 7.1 GB for 3 M readings)."""
+    from aiotstream.config import SiteConfig
+    from aiotstream.pdm.asset import _expected_streams
+    from benchmarks.scalar import SCALAR_FLOWS
+    from benchmarks.workload import ScalarData
+
+    data = ScalarData("bench.scalar", 10, 10.0, 5.0, 500, 0.1)
+    cfg = SiteConfig.from_dict(SCALAR_FLOWS[flow].site("s", data))
+    assert _expected_streams(cfg) == ("readings",)
+    assert cfg.scalar.enabled is (flow == "pm-readings")
