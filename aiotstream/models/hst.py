@@ -12,10 +12,11 @@ in the smallest unsigned type that holds ``window_size`` (one byte each for the 
 and reads its trees out in heap order (node ``i`` has children ``2i + 1`` and ``2i + 2``),
 so the same seed gives the same splits as River. :class:`FlatHalfSpaceTrees` then walks
 them as River's ``_walk_learn`` and ``_walk_score`` do: in compiled kernels
-(``aiotstream._kernels.hst_score`` and ``hst_learn``, about 2 us a row where River takes about
-70), or in their numpy twin (``impl="numpy"``: one tree level at a time across all trees). Its
-scores equal River's exactly: a tree's score is a sum of integers (mass x 2^depth), exact in
-a double whatever the order (tests compare all three on random and adversarial rows).
+(``aiotstream._kernels.hst_score`` and ``hst_learn``: about 4 us to score and learn a row of the
+defaults where River takes about 65), or in their numpy twin (``impl="numpy"``: one tree level
+at a time across all trees). Its scores equal River's exactly: a tree's score is a sum of
+integers (mass x 2^depth), exact in a double whatever the order (tests compare all three on
+random and adversarial rows).
 
 Differences from River, none of which the detector uses: a row is an array in column order,
 not a dict, and every column must be present (River's missing-feature branch is not
@@ -118,10 +119,10 @@ def structure(columns: list[str], n_trees: int, height: int, seed: int) -> Trees
 
 def mass_dtype(window_size: int) -> type[np.unsignedinteger]:
     """The smallest unsigned type for a node's mass: never above ``window_size`` (the pivot resets it)."""
-    for t in (np.uint8, np.uint16, np.uint32):
+    for t in (np.uint8, np.uint16, np.uint32):  # the kernels' mass types
         if window_size <= np.iinfo(t).max:
             return t
-    return np.uint64
+    raise ValueError(f"window_size {window_size} is beyond the masses' largest type (uint32)")
 
 
 class FlatHalfSpaceTrees:

@@ -72,6 +72,8 @@ def test_default_settings_on_a_long_run_with_an_outlier_match_river_and_fit_in_2
 def test_masses_take_the_smallest_type_that_holds_a_window() -> None:
     assert [mass_dtype(w) for w in (1, 255, 256, 65535, 65536)] == [np.uint8, np.uint8, np.uint16, np.uint16,
                                                                      np.uint32]
+    with pytest.raises(ValueError, match="uint32"):
+        mass_dtype(2**32)
     # a full window of identical rows puts window_size on the root and the whole path: no wrap-around
     for w in (255, 256):
         f = FlatHalfSpaceTrees(["a"], n_trees=1, height=2, window_size=w)
