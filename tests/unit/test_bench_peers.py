@@ -57,6 +57,9 @@ def test_numpy_batch_windows_match_the_reference_per_asset_and_window() -> None:
     frames = {a: [_signal(rng, n=1024) for _ in t0s] for a in ("a-1", "a-2")}
     values = [encode_frame(a, k, t0, 10_000.0, frames[a][k]) for k, t0 in enumerate(t0s) for a in frames]
     samples, asset, starts = decode(values)
+    for chunk in (1, 3, 7):  # decoded a few frames at a time: the same arrays (the last chunk a short one)
+        for got, want in zip(decode(values, chunk=chunk), (samples, asset, starts)):
+            np.testing.assert_array_equal(got, want)
     feats = window_features(samples, asset, starts)
     assert feats.shape == (4, 3, 9)  # 2 assets x 2 windows, sorted by asset then window
     i = 0
