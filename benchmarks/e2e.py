@@ -70,7 +70,7 @@ class Sizes:
     """The default sizes give every measured run >= 30 s of processing on the 2-vCPU VM (issue 21: a
     figure from a few CPU seconds is noise): 40 assets x 1,200 s is 1.44 G samples (5.8 GB in the
     broker's memory), 34-36 s for one process of ours and ~50 s for the Quix peer; the per-item Bytewax
-    peer's slice ~30 s; the scalar workload 3 M readings (~55 s through pm-readings); each latency run
+    peer's slice ~30 s; the scalar workload 3 M readings (~90 s through pm-readings); each latency run
     30 s after its warm-up. ``--quick`` is the harness's smoke test."""
 
     assets: int = 40
