@@ -819,6 +819,15 @@ ctypedef fused mass_t:
     unsigned int
 
 
+cdef int _hst_same_trees(const Py_ssize_t[:, ::1] fv, const double[:, ::1] tv, Py_ssize_t mass_rows,
+                         Py_ssize_t mass_cols, str what) except -1:
+    """Refuse trees and masses of different shapes (the walks index them without bounds checks)."""
+    if tv.shape[0] != fv.shape[0] or tv.shape[1] != fv.shape[1] or mass_rows != fv.shape[0] \
+            or mass_cols != 2 * fv.shape[1] + 1:
+        raise ValueError(f"{what}: feature, threshold and the masses do not describe the same trees")
+    return 0
+
+
 def hst_score(feature, threshold, mass_t[:, ::1] r_mass, x, double size_limit):
     """The mass sum of River's ``HalfSpaceTrees.score_one`` for row ``x``: an integer.
 
@@ -837,9 +846,7 @@ def hst_score(feature, threshold, mass_t[:, ::1] r_mass, x, double size_limit):
     cdef Py_ssize_t trees = fv.shape[0], inner = fv.shape[1], t, node
     cdef long long total = 0, pw, r
     cdef bint stopped
-    if r_mass.shape[0] != trees or r_mass.shape[1] != 2 * inner + 1 or tv.shape[0] != trees \
-            or tv.shape[1] != inner:
-        raise ValueError("hst_score: feature, threshold and r_mass do not describe the same trees")
+    _hst_same_trees(fv, tv, r_mass.shape[0], r_mass.shape[1], "hst_score")
     with nogil:
         for t in range(trees):
             node = 0
@@ -869,9 +876,7 @@ def hst_learn(feature, threshold, mass_t[:, ::1] l_mass, x):
     cdef const double[:, ::1] tv = threshold
     cdef const double[::1] xv = x
     cdef Py_ssize_t trees = fv.shape[0], inner = fv.shape[1], t, node
-    if l_mass.shape[0] != trees or l_mass.shape[1] != 2 * inner + 1 or tv.shape[0] != trees \
-            or tv.shape[1] != inner:
-        raise ValueError("hst_learn: feature, threshold and l_mass do not describe the same trees")
+    _hst_same_trees(fv, tv, l_mass.shape[0], l_mass.shape[1], "hst_learn")
     with nogil:
         for t in range(trees):
             node = 0

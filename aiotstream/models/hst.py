@@ -32,6 +32,7 @@ True
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,10 +54,6 @@ class Trees:
                 and np.array_equal(self.threshold, other.threshold))
 
     @property
-    def n_trees(self) -> int:
-        return int(self.feature.shape[0])
-
-    @property
     def n_nodes(self) -> int:
         return 2 ** (self.height + 1) - 1
 
@@ -64,10 +61,16 @@ class Trees:
 _STRUCTURES: dict[tuple, Trees] = {}
 
 
-def _river_model(columns: list[str], n_trees: int, height: int, window_size: int, seed: int):
-    from river import anomaly  # imported here: River is slow to import and only building the trees needs it
-
-    return anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, window_size=window_size, seed=seed)
+def _heap_nodes(model: Any) -> Iterator[tuple[int, int, Any]]:
+    """``(tree, heap index, node)`` of every node of a River ``HalfSpaceTrees`` whose trees are built."""
+    inner = 2 ** int(model.height) - 1
+    for t, root in enumerate(model.trees):
+        todo = [(root, 0)]
+        while todo:
+            node, i = todo.pop()
+            yield t, i, node
+            if i < inner:
+                todo += [(node.children[0], 2 * i + 1), (node.children[1], 2 * i + 2)]
 
 
 def read_trees(model: Any, columns: list[str]) -> Trees:
@@ -77,29 +80,18 @@ def read_trees(model: Any, columns: list[str]) -> Trees:
     inner = 2 ** height - 1
     feature = np.zeros((len(model.trees), inner), np.intp)
     threshold = np.zeros((len(model.trees), inner), np.float64)
-    for t, root in enumerate(model.trees):
-        todo = [(root, 0)]
-        while todo:
-            node, i = todo.pop()
-            if i >= inner:
-                continue
+    for t, i, node in _heap_nodes(model):
+        if i < inner:
             feature[t, i] = index[node.feature]
             threshold[t, i] = node.threshold
-            todo += [(node.children[0], 2 * i + 1), (node.children[1], 2 * i + 2)]
     return Trees(feature, threshold, height)
 
 
 def read_masses(model: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(l_mass, r_mass)`` of every node of a River ``HalfSpaceTrees``, ``(T, 2^(h+1) - 1)``, heap order."""
-    n = 2 ** (int(model.height) + 1) - 1
-    masses = np.zeros((2, len(model.trees), n), np.int64)
-    for t, root in enumerate(model.trees):
-        todo = [(root, 0)]
-        while todo:
-            node, i = todo.pop()
-            masses[0, t, i], masses[1, t, i] = node.l_mass, node.r_mass
-            if i < n // 2:
-                todo += [(node.children[0], 2 * i + 1), (node.children[1], 2 * i + 2)]
+    masses = np.zeros((2, len(model.trees), 2 ** (int(model.height) + 1) - 1), np.int64)
+    for t, i, node in _heap_nodes(model):
+        masses[0, t, i], masses[1, t, i] = node.l_mass, node.r_mass
     return masses[0], masses[1]
 
 
@@ -111,7 +103,9 @@ def structure(columns: list[str], n_trees: int, height: int, seed: int) -> Trees
     key = (tuple(columns), n_trees, height, seed)
     got = _STRUCTURES.get(key)
     if got is None:
-        model = _river_model(list(columns), n_trees, height, 1, seed)
+        from river import anomaly  # here: River is slow to import and only building the trees needs it
+
+        model = anomaly.HalfSpaceTrees(n_trees=n_trees, height=height, seed=seed)
         model.learn_one(dict.fromkeys(columns, 0.5))
         got = _STRUCTURES[key] = read_trees(model, list(columns))
     return got
@@ -134,8 +128,6 @@ class FlatHalfSpaceTrees:
     """
 
     __slots__ = (
-        "_last",
-        "_last_path",
         "_rows",
         "columns",
         "counter",
@@ -167,8 +159,6 @@ class FlatHalfSpaceTrees:
         self.counter = 0
         self.first_window = True
         self._rows = np.arange(n_trees)
-        self._last: np.ndarray | None = None  # the last row walked and its path: score then learn walk once
-        self._last_path: np.ndarray | None = None
 
     @classmethod
     def from_river(cls, model: Any, columns: list[str], impl: str = "compiled") -> FlatHalfSpaceTrees:
@@ -193,8 +183,6 @@ class FlatHalfSpaceTrees:
     def path(self, x: np.ndarray) -> np.ndarray:
         """Every tree's root-to-leaf node indices for row ``x``: ``(T, height + 1)``, as River descends
         (left when ``x[feature] < threshold``, right otherwise, NaN included)."""
-        if self._last_path is not None and self._last is not None and np.array_equal(self._last, x):
-            return self._last_path
         feature, threshold = self.trees.feature, self.trees.threshold
         rows = self._rows
         out = np.empty((self.n_trees, self.height + 1), np.int64)
@@ -204,7 +192,6 @@ class FlatHalfSpaceTrees:
             right = ~(x[feature[rows, node]] < threshold[rows, node])
             node = 2 * node + 1 + right
             out[:, d + 1] = node
-        self._last, self._last_path = np.array(x, dtype=np.float64), out
         return out
 
     def learn(self, x: np.ndarray) -> None:
@@ -261,4 +248,3 @@ class FlatHalfSpaceTrees:
         self.l_mass, self.r_mass = state["l_mass"], state["r_mass"]
         self.counter, self.first_window = state["counter"], state["first_window"]
         self._rows = np.arange(self.n_trees)
-        self._last = self._last_path = None
