@@ -746,11 +746,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         ensure_topics(brokers, input_topics(cfg), partitions=cfg.outputs.partitions,
                       wait_s=_broker_wait(args), security=cfg.inputs.kafka)
-        from aiotstream.config import FLOW_ENERGY
-
-        # the building flow decodes poll blocks
-        blocks = {"blocks": True} if cfg.site.flow == FLOW_ENERGY else {}
-        source: Any = kafka_source(cfg, brokers, tail=tail, process=process, **blocks)
+        source: Any = kafka_source(cfg, brokers, tail=tail, process=process)  # (a MessageBlock per poll)
         text = f"Kafka {brokers} {', '.join(input_topics(cfg))}"
     elif kind == "mqtt":
         from aiotstream.io.mqtt import mqtt_source

@@ -249,8 +249,8 @@ class ReadingColumns:
     """One asset's table readings from one :class:`ReadingRows` block, as columns (no object per value).
 
     Reading ``i`` is ``Reading(asset, ts_ns[i], metrics[i], values[i], Position(topic, partition,
-    offsets[i]))`` (good quality, no raw bytes), in the block's order: :meth:`readings` makes exactly those
-    objects. The decoder hands these to the per-asset step, which takes them in one pass when it can (the
+    offsets[i]), raws[i])`` (good quality; ``raws`` the Kafka messages' bytes, None for table rows, which
+    have none), in the block's order: :meth:`readings` makes exactly those objects. The decoder hands these to the per-asset step, which takes them in one pass when it can (the
     windows and the scalar rows read the columns) and otherwise turns them back into readings.
 
     >>> c = ReadingColumns("a", "f", -1, [5], ["t"], [2.0], [7])
@@ -258,7 +258,7 @@ class ReadingColumns:
     (True, 1)
     """
 
-    __slots__ = ("asset", "in_order", "metrics", "offsets", "partition", "topic", "ts_ns", "values")
+    __slots__ = ("asset", "in_order", "metrics", "offsets", "partition", "raws", "topic", "ts_ns", "values")
 
     in_order: bool
     """The maker knows that ``ts_ns`` and ``offsets`` are both in order (non-decreasing; False: not known,
@@ -266,7 +266,8 @@ class ReadingColumns:
     in order has them in order in every asset's columns (each a subsequence of the block's)."""
 
     def __init__(self, asset: str, topic: str, partition: int, ts_ns: list[int], metrics: list[str],
-                 values: list[float], offsets: list[int], in_order: bool = False) -> None:
+                 values: list[float], offsets: list[int], in_order: bool = False,
+                 raws: list[bytes] | None = None) -> None:
         self.asset = asset
         self.in_order = in_order
         self.topic = topic
@@ -275,6 +276,7 @@ class ReadingColumns:
         self.metrics = metrics
         self.values = values
         self.offsets = offsets
+        self.raws = raws
 
     def __len__(self) -> int:
         return len(self.ts_ns)
@@ -284,16 +286,20 @@ class ReadingColumns:
 
     def __getstate__(self) -> tuple:
         return (self.asset, self.topic, self.partition, self.ts_ns, self.metrics, self.values, self.offsets,
-                self.in_order)
+                self.in_order, self.raws)
 
     def __setstate__(self, state: tuple) -> None:
         (self.asset, self.topic, self.partition, self.ts_ns, self.metrics, self.values,
          self.offsets) = state[:7]
         self.in_order = len(state) > 7 and state[7]  # (a state from before the flag: not known)
+        self.raws = state[8] if len(state) > 8 else None
 
     def readings(self) -> list[Reading]:
         """The readings these columns stand for, in order."""
         a, topic, part = self.asset, self.topic, self.partition
+        if self.raws is not None:
+            return [Reading(a, t, m, v, Position(topic, part, o), r)
+                    for t, m, v, o, r in zip(self.ts_ns, self.metrics, self.values, self.offsets, self.raws)]
         return [Reading(a, t, m, v, Position(topic, part, o))
                 for t, m, v, o in zip(self.ts_ns, self.metrics, self.values, self.offsets)]
 
@@ -427,8 +433,9 @@ class MessageBlock:
         return len(self.values) + len(self.errors)
 
     @property
-    def value(self) -> bytes:  # what byte-counting wrappers (benchmarks.flowrun) read
-        return b"".join(self.values)
+    def nbytes(self) -> int:
+        """The values' bytes (what byte-counting wrappers read: benchmarks.flowrun), without joining them."""
+        return sum(map(len, self.values))
 
     def __reduce__(self) -> tuple:
         return (MessageBlock, (self.topic, self.partition, self.values, self.offsets, self.errors))

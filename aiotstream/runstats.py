@@ -286,10 +286,11 @@ def source_label(topic: str | None) -> str:
     return topic
 
 
-def count_inputs(msgs: list, stats: RunStats | None = None) -> None:
+def count_inputs(msgs: list, stats: RunStats | None = None) -> int:
     """Add a poll batch to ``inputs``: one per message, one per row of a table block, one per value of a
-    Kafka message block; consumer errors that carry no message (broker down) are not inputs."""
+    Kafka message block; consumer errors that carry no message (broker down) are not inputs. How many."""
     counts: Counter[str] = Counter()
+    errors = 0  # the consumer errors' messages in Kafka blocks (counted by the call for them)
     for msg in msgs:
         rows = getattr(msg, "rejects", None)
         if rows is not None:  # ReadingRows: a block of table rows (and the rows rejected while reading them)
@@ -298,8 +299,8 @@ def count_inputs(msgs: list, stats: RunStats | None = None) -> None:
         values = getattr(msg, "values", None)
         if isinstance(values, list):  # a Kafka MessageBlock
             counts[source_label(msg.topic)] += len(values)
-            for e in msg.errors:
-                count_inputs([e], stats)
+            if msg.errors:
+                errors += count_inputs(msg.errors, stats)
             continue
         inner = getattr(msg, "msg", None)
         if inner is not None and hasattr(msg, "err"):  # a Bytewax KafkaError
@@ -308,6 +309,7 @@ def count_inputs(msgs: list, stats: RunStats | None = None) -> None:
             msg = inner
         counts[source_label(msg.topic)] += 1
     (stats or STATS).add_many("inputs", counts)
+    return sum(counts.values()) + errors
 
 
 def count_outputs(items: list, stats: RunStats | None = None) -> None:

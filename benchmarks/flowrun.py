@@ -25,6 +25,8 @@ from typing import Any
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from aiotstream.records import MessageBlock
+
 STATS: dict[str, Any] = {"t_start": time.time(), "messages": 0, "bytes": 0, "t_first": None, "t_last": None}
 
 
@@ -40,7 +42,8 @@ class _TimedPartition(StatefulSourcePartition):
                 STATS["t_first"] = now
             STATS["t_last"] = now
             STATS["messages"] += sum(getattr(m, "count", 1) for m in batch)  # a MessageBlock holds many
-            STATS["bytes"] += sum(len(getattr(m, "value", None) or b"") for m in batch)
+            STATS["bytes"] += sum(m.nbytes if type(m) is MessageBlock else len(getattr(m, "value", None) or b"")
+                                  for m in batch)
         return batch
 
     def next_awake(self):

@@ -34,5 +34,5 @@ def get_flow(site: str | None = None, brokers: str | None = None, once: bool = F
 
         source = mqtt_source(cfg)
     else:
-        source = kafka_source(cfg, brokers, tail=tail, blocks=True)
+        source = kafka_source(cfg, brokers, tail=tail)
     return build_building_flow(cfg, source, KafkaOutputSink(cfg, brokers), tail=tail, snapshots=snapshots)

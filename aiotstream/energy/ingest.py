@@ -128,7 +128,7 @@ class BuildingIngest:
         loads = orjson.loads
         kafka_msg = self.message_type
         msgs = msgs if isinstance(msgs, list) else list(msgs)
-        count_inputs(msgs)
+        inputs = count_inputs(msgs)
         for msg in msgs:
             if type(msg) is MessageBlock:
                 self._block(msg, horizon, cols, out, outdoor, feedback)
@@ -161,7 +161,7 @@ class BuildingIngest:
         kinds = {"reading": len(cols.zi) - (len(out) - dead) + len(outdoor),
                  "feedback": sum(map(len, feedback.values()))}
         STATS.level("input_records", {k: n for k, n in kinds.items() if n})
-        STATS.observe("batch_size", len(msgs), ("decode",))
+        STATS.observe("batch_size", inputs, ("decode",))  # messages, not blocks
         if outdoor:
             L = rt.interval_ns
             acc: dict[int, list] = {}

@@ -107,14 +107,13 @@ def ensure_topics(brokers: str, topics: Iterable[str], partitions: int = 3, time
 
 
 def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | None = None,
-                 process: tuple[int, ...] = (0, 1), blocks: bool = False) -> FixedPartitionedSource:
+                 process: tuple[int, ...] = (0, 1), blocks: bool = True) -> FixedPartitionedSource:
     """Bytewax KafkaSource over the site's input and feedback topics (static partition assignment, offsets in
     recovery); in a cluster, ``process=(i, n[, w])`` makes process ``i`` of ``n`` (``w`` workers each) read
-    its
-    share of the partitions (see :class:`ProcessShare`). ``blocks``: one
-    :class:`~aiotstream.records.MessageBlock` per poll batch instead of one message object per message
-    (for flows whose decoder reads blocks: the building flow). Either way the consumers report the broker's
-    outages in a few log lines (:mod:`aiotstream.io.kafka_consumer`), and a plaintext connection to a
+    its share of the partitions (see :class:`ProcessShare`). ``blocks`` (both flows' decoders read them): one
+    :class:`~aiotstream.records.MessageBlock` per poll batch; False: Bytewax's message object per message.
+    Either way the consumers report the broker's outages in a few log lines
+    (:mod:`aiotstream.io.kafka_consumer`), and a plaintext connection to a
     non-loopback broker is one warning here."""
     brokers = brokers or ",".join(config.inputs.brokers)
     client = {k: v for k, v in client_config(brokers, config.inputs.kafka).items()

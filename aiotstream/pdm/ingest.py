@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -40,15 +41,19 @@ from aiotstream.records import (
     DeadLetter,
     Feedback,
     Frame,
+    MessageBlock,
     Output,
     Position,
     Reading,
     ReadingColumns,
     ReadingRows,
+    SourceMessage,
 )
 from aiotstream.runstats import STATS, count_inputs
 
 log = logging.getLogger(__name__)
+
+_OBJECT_START = {ord(c) for c in "{ \n\t"}  # a JSON object's first byte, of those decode_any takes as JSON
 
 
 class Ingestor:
@@ -139,75 +144,180 @@ class Ingestor:
         no_items = 0
         horizon = self.now_ns() + self.max_future_ns
         msgs = msgs if isinstance(msgs, list) else list(msgs)
-        count_inputs(msgs)
-        STATS.observe("batch_size", len(msgs), ("decode",))
+        inputs = count_inputs(msgs)
+        STATS.observe("batch_size", inputs, ("decode",))  # messages, not blocks
         kinds = {"frame": 0, "reading": 0, "feedback": 0, "control": 0}  # integer adds, one per record
         for msg in msgs:
             if isinstance(msg, ReadingRows):
                 kinds["reading"] += self._rows(msg, horizon, emit, reject, groups)
-                continue
-            if hasattr(msg, "err"):  # bytewax KafkaError: the consumer could not deliver this message
-                inner = msg.msg
-                if inner.value is None or inner.offset is None or inner.offset < 0:
-                    # an operational error (broker down, transport): no message is lost, librdkafka retries
-                    self.source_errors += 1
-                    if self.source_errors in (1, 10, 100) or self.source_errors % 1000 == 0:
-                        log.warning("Kafka consumer error #%d (retrying): %s", self.source_errors, msg.err)
-                    continue
-                pos = Position(inner.topic or "?", inner.partition if inner.partition is not None else -1,
-                               inner.offset)
-                reject(self._reject(inner.value, pos, "source_error", str(msg.err)))
-                continue
-            raw = msg.value or b""
-            pos = Position(msg.topic or "?", msg.partition if msg.partition is not None else -1,
-                           msg.offset if msg.offset is not None else -1)
-            if len(raw) > self.max_bytes:  # not decoded at all; the dead letter keeps a prefix and the sha256
-                reject(self._reject(raw, pos, "too_large", f"message is {len(raw):,} bytes, over "
-                                    f"inputs.max_message_bytes ({self.max_bytes:,})",
-                                    asset=getattr(msg, "asset", None), truncate=True))
-                continue
-            if pos.topic in self.control_topics:
-                kinds["control"] += 1
-                if self.verifier is not None:
-                    self._signed_control(raw, pos, emit, reject)
-                elif not self._erasure(raw, pos, emit, reject):
-                    self.rollout.promote(raw, pos, emit, reject)
-                continue
-            hints = getattr(msg, "hints", None)
-            try:
-                items: list[Frame | Reading] = [decode_signed(raw, pos, self.verifier)] if hints is None \
-                    else decode_payload_signed(raw, pos, hints, msg.asset, msg.metric, msg.arrival_ns,
-                                               self.verifier)
-            except DecodeError as exc:
-                reject(self._reject(raw, pos, exc.reason, str(exc), asset=getattr(msg, "asset", None),
-                                    extra=refusal_extra(exc)))
-                continue
-            if not items:  # e.g. a Sparkplug payload of string metrics or nulls only: no telemetry in it
-                no_items += 1
-                continue
-            multi = len(items) > 1
-            arrival = getattr(msg, "arrival_ns", None) if self.live else None  # MQTT, OPC UA stamp one
-            for i, item in enumerate(items):
-                if isinstance(item, Feedback):
-                    kinds["feedback"] += 1
-                    self._feedback(item, raw, pos, horizon, emit, reject)
-                    continue
-                why = self._check(item, horizon, arrival)
-                if why is not None:
-                    reject(self._reject(raw, pos, why[0], why[1], asset=item.asset,
-                                        item=i if multi else None))
-                    continue
-                if isinstance(item, Frame):
-                    frames.append(item)
-                else:
-                    kinds["reading"] += 1
-                emit(item)
+            elif type(msg) is MessageBlock:
+                no_items += self._block(msg, horizon, emit, reject, groups, frames, kinds)
+            else:
+                no_items += self._message(msg, horizon, emit, reject, frames, kinds)
         kinds["frame"] = len(frames)
         STATS.level("input_records", {k: n for k, n in kinds.items() if n})
         if frames:
             attach_partials(frames, self.rt.feature_set, self._rpm)
         if no_items:
             STATS.add("dropped", "no_telemetry", no_items)
+
+    def _message(self, msg: Any, horizon: int, emit: Callable[[Frame | Reading | Feedback], None],
+                 reject: Callable[[Output], None], frames: list[Frame], kinds: dict[str, int]) -> int:
+        """One source message (or consumer error): its items emitted, its frames also kept in ``frames``
+        (for :func:`attach_partials`), dead letters rejected, ``kinds`` counted; 1 if it held no telemetry."""
+        if hasattr(msg, "err"):  # bytewax KafkaError: the consumer could not deliver this message
+            inner = msg.msg
+            if inner.value is None or inner.offset is None or inner.offset < 0:
+                # an operational error (broker down, transport): no message is lost, librdkafka retries
+                self.source_errors += 1
+                if self.source_errors in (1, 10, 100) or self.source_errors % 1000 == 0:
+                    log.warning("Kafka consumer error #%d (retrying): %s", self.source_errors, msg.err)
+                return 0
+            pos = Position(inner.topic or "?", inner.partition if inner.partition is not None else -1,
+                           inner.offset)
+            reject(self._reject(inner.value, pos, "source_error", str(msg.err)))
+            return 0
+        raw = msg.value or b""
+        pos = Position(msg.topic or "?", msg.partition if msg.partition is not None else -1,
+                       msg.offset if msg.offset is not None else -1)
+        if len(raw) > self.max_bytes:  # not decoded at all; the dead letter keeps a prefix and the sha256
+            reject(self._reject(raw, pos, "too_large", f"message is {len(raw):,} bytes, over "
+                                f"inputs.max_message_bytes ({self.max_bytes:,})",
+                                asset=getattr(msg, "asset", None), truncate=True))
+            return 0
+        if pos.topic in self.control_topics:
+            kinds["control"] += 1
+            if self.verifier is not None:
+                self._signed_control(raw, pos, emit, reject)
+            elif not self._erasure(raw, pos, emit, reject):
+                self.rollout.promote(raw, pos, emit, reject)
+            return 0
+        hints = getattr(msg, "hints", None)
+        try:
+            items: list[Frame | Reading] = [decode_signed(raw, pos, self.verifier)] if hints is None \
+                else decode_payload_signed(raw, pos, hints, msg.asset, msg.metric, msg.arrival_ns,
+                                           self.verifier)
+        except DecodeError as exc:
+            reject(self._reject(raw, pos, exc.reason, str(exc), asset=getattr(msg, "asset", None),
+                                extra=refusal_extra(exc)))
+            return 0
+        if not items:  # e.g. a Sparkplug payload of string metrics or nulls only: no telemetry in it
+            return 1
+        multi = len(items) > 1
+        arrival = getattr(msg, "arrival_ns", None) if self.live else None  # MQTT, OPC UA stamp one
+        for i, item in enumerate(items):
+            if isinstance(item, Feedback):
+                kinds["feedback"] += 1
+                self._feedback(item, raw, pos, horizon, emit, reject)
+                continue
+            why = self._check(item, horizon, arrival)
+            if why is not None:
+                reject(self._reject(raw, pos, why[0], why[1], asset=item.asset,
+                                    item=i if multi else None))
+                continue
+            if isinstance(item, Frame):
+                frames.append(item)
+            else:
+                kinds["reading"] += 1
+            emit(item)
+        return 0
+
+    def _block(self, blk: MessageBlock, horizon: int, emit: Callable[[Frame | Reading | Feedback], None],
+               reject: Callable[[Output], None], groups: dict[str, list[Frame | Reading]] | None,
+               frames: list[Frame], kinds: dict[str, int]) -> int:
+        """A Kafka poll batch (:class:`~aiotstream.records.MessageBlock`); 1 per message without telemetry.
+
+        With ``groups`` (see :meth:`_decode`), the plain JSON readings of a block go to their asset's list as
+        one :class:`~aiotstream.records.ReadingColumns` per asset, checked column-wise (no Reading per value;
+        the messages' bytes go along for the dead letters of the per-asset step). Every other message (a
+        frame, feedback, a reading the columns do not take) goes through :meth:`_message`, which decodes it
+        or says why not, as it would without blocks."""
+        no_items = 0
+        for err in blk.errors:
+            no_items += self._message(err, horizon, emit, reject, frames, kinds)
+        vals = blk.values
+        if not vals:
+            return no_items
+        rest: Iterable[int] = range(len(vals))
+        if groups is not None and blk.topic not in self.control_topics:
+            took = self._plain_readings(blk, horizon, groups)
+            if took is not None:
+                kinds["reading"] += took[0]
+                rest = took[1]
+        topic, part, offsets = blk.topic, blk.partition, blk.offsets
+        for k in rest:
+            no_items += self._message(SourceMessage(topic, part, offsets[k], vals[k]), horizon, emit, reject,
+                                      frames, kinds)
+        return no_items
+
+    def _plain_readings(self, blk: MessageBlock, horizon: int, groups: dict[str, list[Frame | Reading]]
+                        ) -> tuple[int, list[int]] | None:
+        """The block's plain readings (JSON objects of exactly ``asset``, ``ts``, ``metric`` and ``value``
+        that :func:`~aiotstream.codecs.readings.decode_reading` and :meth:`_check` accept) added to
+        ``groups`` as columns: (how many, the indices of the other messages, in order); None when the block
+        is not all JSON objects of those four fields with values of the right types (nothing added)."""
+        vals = blk.values
+        try:
+            # JSON objects, as decode_any tells them (a frame, an empty or a non-JSON message: not here),
+            # none over inputs.max_message_bytes
+            if not set(map(itemgetter(0), vals)) <= _OBJECT_START or max(map(len, vals)) > self.max_bytes:
+                return None
+            objs = list(map(orjson.loads, vals))  # (one loads per value: faster than one of the joined list)
+            if set(map(type, objs)) != {dict} or set(map(len, objs)) != {4}:
+                return None
+            assets = [o["asset"] for o in objs]
+            metrics = [o["metric"] for o in objs]
+            tss = [o["ts"] for o in objs]
+            values = [o["value"] for o in objs]
+        except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+            return None
+        # (type(...) is: a bool is neither an int time nor a number here, as decode_reading has it)
+        if set(map(type, assets)) != {str} or set(map(type, metrics)) != {str} or set(map(type, tss)) != {int} \
+                or not set(map(type, values)) <= {int, float}:
+            return None
+        try:
+            T = np.array(tss, dtype=np.int64)
+        except OverflowError:  # a time past int64: decode_reading says why
+            return None
+        V = np.array(values, dtype=np.float64)
+        n = len(vals)
+        ok = (T >= 0) & (T <= horizon) & (np.abs(V) <= self.max_abs)
+        ok &= np.fromiter(map(self.rt.assets.__contains__, assets), dtype=bool, count=n)
+        if "" in set(metrics):
+            ok &= np.fromiter(map(bool, metrics), dtype=bool, count=n)
+        if ok.all():
+            good: Iterable[int] = range(n)
+            rest: list[int] = []
+            Tg = T
+        else:
+            good = np.flatnonzero(ok).tolist()
+            rest = np.flatnonzero(~ok).tolist()
+            Tg = T[ok]
+        offsets = blk.offsets
+        # event times and offsets in order in the block (a producer's usual case): so in each asset's columns
+        # (their subsequences)
+        in_order = len(Tg) < 2 or bool((Tg[1:] >= Tg[:-1]).all()) and offsets == sorted(offsets)
+        topic, part = blk.topic, blk.partition
+        vl = V.tolist()  # floats, as decode_reading makes them
+        cols: dict[str, ReadingColumns] = {}
+        for k in good:
+            a = assets[k]
+            c = cols.get(a)
+            if c is None:
+                c = cols[a] = ReadingColumns(a, topic, part, [tss[k]], [metrics[k]], [vl[k]], [offsets[k]],
+                                             in_order, [vals[k]])
+                got = groups.get(a)
+                if got is None:
+                    groups[a] = [c]
+                else:
+                    got.append(c)
+            else:
+                c.ts_ns.append(tss[k])
+                c.metrics.append(metrics[k])
+                c.values.append(vl[k])
+                c.offsets.append(offsets[k])
+                c.raws.append(vals[k])  # type: ignore[union-attr]
+        return n - len(rest), rest
 
     def _signed_control(self, raw: bytes, pos: Position, emit: Callable[[Any], None],
                         reject: Callable[[Output], None]) -> None:

@@ -32,7 +32,7 @@ from aiotstream.io.broker import S3Store, TansuBroker
 from aiotstream.io.kafka import ensure_topics, input_topics, kafka_source
 from aiotstream.io.kafka_consumer import WatchedPartition, broker_health
 from aiotstream.io.outage import LibrdkafkaLog
-from aiotstream.records import Output
+from aiotstream.records import MessageBlock, Output
 from aiotstream.runstats import STATS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -113,6 +113,10 @@ class Tap(FixedPartitionedSource):
             nonlocal idle_since
             batch = part.next_batch()
             for m in batch:
+                if type(m) is MessageBlock:  # (the flow's source: one block per poll batch)
+                    self.seen.extend((m.topic, m.partition, o) for o in m.offsets)
+                    self.seen.extend((e.msg.topic, e.msg.partition, e.msg.offset) for e in m.errors)
+                    continue
                 m = getattr(m, "msg", m)  # a consumer error carries its message
                 self.seen.append((m.topic, m.partition, m.offset))
             if batch:

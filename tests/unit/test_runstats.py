@@ -26,7 +26,8 @@ def test_inputs_count_rows_blocks_and_messages_but_not_transport_errors():
     msgs = [rows, block, down, SourceMessage("p.waveforms", 0, 1, b""),
             DeviceMessage("mqtt:plant/a/t", -1, 0, b"1", DecodeHints()),
             DeviceMessage("opcua:opc.tcp://h:4840#ns=2;i=1", -1, 0, b"1", DecodeHints())]
-    count_inputs(msgs, s)
+    # the total is the batch size the decoders report (messages, rows and a block's values and errors)
+    assert count_inputs(msgs, s) == 10
     assert s.snapshot()["inputs"] == {"file": 4, "p.meters": 2, "p.readings": 1, "p.waveforms": 1, "mqtt": 1,
                                       "opcua": 1}
 
