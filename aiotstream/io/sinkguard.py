@@ -68,9 +68,11 @@ def _find(obj: Any) -> tuple[list[str | int], str] | None:
     if t is float:
         return None if math.isfinite(obj) else ([], repr(obj))
     if t is dict:
+        lo, hi = _INT64
         for k, v in obj.items():
             tv = type(v)
-            if tv is str or v is None or tv is bool or (tv is float and math.isfinite(v)):
+            if tv is str or v is None or tv is bool or (tv is float and math.isfinite(v)) \
+                    or (tv is int and lo <= v <= hi):
                 continue
             f = _find(v)
             if f is not None:
@@ -78,6 +80,15 @@ def _find(obj: Any) -> tuple[list[str | int], str] | None:
                 return f
         return None
     if t is list or t is tuple:
+        if len(obj) > 4:  # (a record's rows: scores, times, flags) checked in C when all of one type
+            kinds = set(map(type, obj))
+            if len(kinds) == 1:
+                k = kinds.pop()
+                # a sum of floats is finite only if every one is (NaN and infinity carry through; an overflow
+                # of finite ones is a false alarm that the walk below clears)
+                if (k is float and math.isfinite(sum(obj))) \
+                        or (k is int and _INT64[0] <= min(obj) and max(obj) <= _INT64[1]) or k is str:
+                    return None
         for i, v in enumerate(obj):
             f = _find(v)
             if f is not None:

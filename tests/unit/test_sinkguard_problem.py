@@ -54,3 +54,29 @@ def test_problem_paths() -> None:
     assert problem({1: {"x": -float("inf")}}) == ("1.x", "-inf")
     assert problem({"v": (1, 1 << 64)}) == ("v[1]", str(1 << 64))
     assert problem({"ok": [1, 2.5, None, True, "s", (1 << 64) - 1]}) is None
+
+
+# a record's long lists of one type (scores, times, flags), where the search checks the whole list at once
+_floats = st.lists(st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from((1e308, -1e308, 5e-324)),
+                   min_size=5, max_size=40)
+rows = st.one_of(
+    _floats,
+    st.tuples(_floats, st.integers(0, 39), st.sampled_from((math.nan, math.inf, -math.inf))).map(
+        lambda x: x[0][:x[1]] + [x[2]] + x[0][x[1]:]),
+    st.lists(st.integers(min_value=-(1 << 70), max_value=1 << 70), min_size=5, max_size=40),
+    st.lists(st.integers(min_value=_INT64[0], max_value=_INT64[1]), min_size=5, max_size=40),
+    st.lists(st.text(max_size=2), min_size=5, max_size=10),
+)
+
+
+@given(st.dictionaries(st.sampled_from(("row_score", "row_ts_ns", "row_alert", "n")), rows | scalars, max_size=4))
+def test_problem_on_long_lists_of_one_type_finds_what_the_reference_finds(rec: dict) -> None:
+    assert problem(rec) == reference(rec)
+
+
+def test_finite_floats_whose_sum_overflows_are_fine_and_a_nan_among_them_is_found() -> None:
+    big = [1.7e308] * 6
+    assert problem({"s": big}) is None
+    assert problem({"s": big + [math.nan]}) == ("s[6]", "nan")
+    assert problem({"t": [1] * 5 + [1 << 64]}) == ("t[5]", str(1 << 64))
+    assert problem({"t": [-(1 << 63)] * 5 + [(1 << 64) - 1]}) is None
