@@ -47,13 +47,20 @@ def _preload_building(*a: Any, **kw: Any) -> ScalarData:
     return preload_building(*a, **kw)
 
 
+POLL_BATCH = 10_000
+"""``inputs.poll_batch`` of the pm-readings sites, as :mod:`benchmarks.building` reads its meters: a catch-up
+read (this benchmark drains a preloaded topic) takes up to this many messages per partition at a time. With
+2,000 keys over 6 partitions, the default 1,000 gives each asset about 3 readings per poll batch, and the
+per-asset step's fixed cost per batch is then most of the run (benchmarks/RESULTS.md, issue 21: blocks)."""
+
+
 def _pm_readings_site(site_id: str, data: ScalarData) -> dict[str, Any]:
     # readings_only: the assets send no frames. Without it, a bounded replay (tail false) waits for a frames
     # stream until the input ends (aiotstream.windows): every window stayed open to the end, held in memory
     # (7.1 GB for 3 M readings), and the end-of-input flush was most of the run.
     return {"site": {"id": site_id, "name": "benchmark scalar (pm flow, readings only)"},
             "asset_groups": [{"prefix": "s-", "count": data.keys, "width": 6, "channels": ["v"]}],
-            "inputs": {"topics": [data.topic], "tail": False, "poll_batch": 1000},
+            "inputs": {"topics": [data.topic], "tail": False, "poll_batch": POLL_BATCH},
             "scalar": {"readings_only": True}}
 
 
