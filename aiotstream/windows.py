@@ -333,6 +333,9 @@ class WindowAssembler:
             key = (c.topic, c.partition)
             ts, offsets = c.ts_ns, c.offsets
             n = len(ts)
+            metrics = c.metrics
+            # one metric, kept (a sensor's readings, the temperature): its values go in slices, window by window
+            whole = n > 0 and (keep is None or metrics[0] in keep) and metrics.count(metrics[0]) == n
             if c.in_order or ts == sorted(ts):  # in time order (the usual case): window by window
                 i = 0
                 while i < n:
@@ -342,6 +345,12 @@ class WindowAssembler:
                     acc = open_.get(start)
                     if acc is None:
                         acc = open_[start] = _Acc()
+                    if whole:
+                        vals = acc.readings.get(metrics[0])
+                        if vals is None:
+                            acc.readings[metrics[0]] = c.values[i:j]
+                        else:
+                            vals += c.values[i:j]
                     seg = offsets[i:j]
                     lo, hi = min(seg), max(seg)
                     span = acc.offsets.get(key)
@@ -353,6 +362,8 @@ class WindowAssembler:
                         if hi > span[1]:  # noqa: PLR1730
                             span[1] = hi
                     i = j
+                if whole:
+                    continue
             else:
                 last_start = None
                 span = []
@@ -370,7 +381,7 @@ class WindowAssembler:
                     elif o > span[1]:
                         span[1] = o
             # the values (of the metrics kept: see keep_readings), in order, in their windows (all open now)
-            metrics, values = c.metrics, c.values
+            values = c.values
             if keep is None:
                 pick: range | list[int] = range(n)
             elif keep.isdisjoint(metrics):  # (none kept: the usual case, readings without the temperature)

@@ -113,13 +113,16 @@ col_item = st.tuples(st.integers(0, 40), st.sampled_from(["t", "p", "kw"]), st.f
                         min_size=1, max_size=8),
        shape=st.sampled_from([(1, 1), (2, 1), (2, 2), (4, 4)]), lateness=st.sampled_from([0, 1, 3]),
        clock=st.booleans(), keep=st.sampled_from([None, frozenset({"t"}), frozenset()]),
-       in_order=st.booleans())
-def test_add_columns_matches_add_of_the_readings(batches, shape, lateness, clock, keep, in_order) -> None:
+       in_order=st.booleans(), one_metric=st.booleans())
+def test_add_columns_matches_add_of_the_readings(batches, shape, lateness, clock, keep, in_order,
+                                                 one_metric) -> None:
     """``add_columns`` either hands the batch back untouched (sliding windows, a late reading) or has the
     effects of ``add`` of the readings the columns stand for (the values of ``keep_readings`` only, if set);
-    columns in time order (the usual case) and not."""
+    columns in time order (the usual case) and not, of one metric (a sensor's readings) and of several."""
     from aiotstream.records import ReadingColumns, expand_columns
 
+    if one_metric:
+        batches = [[(part, [(t, "t", v, o) for t, _, v, o in rows]) for part, rows in batch] for batch in batches]
     if in_order:
         batches = [[(part, sorted(rows)) for part, rows in batch] for batch in batches]
     length, hop = shape[0] * S // 2, shape[1] * S // 2
@@ -130,7 +133,7 @@ def test_add_columns_matches_add_of_the_readings(batches, shape, lateness, clock
         return (w.start_ns, w.end_ns, w.inputs, w.first_seq, w.last_seq,
                 {k: v for k, v in w.readings.items() if keep is None or k in keep})
     ref = Reference(length, hop, lateness * S // 4, asset="a", expected=("readings",) if clock else ())
-    taken = 0
+    taken, fell_back = 0, False
     for b, batch in enumerate(batches):
         cols = [ReadingColumns("a", "rd", part, [B + t * S // 4 for t, _, _, _ in rows], [m for _, m, _, _ in rows],
                                [v for _, _, v, _ in rows], [o for _, _, _, o in rows]) for part, rows in batch]
@@ -140,11 +143,15 @@ def test_add_columns_matches_add_of_the_readings(batches, shape, lateness, clock
         if cf is None:
             assert before == (fast.progress, fast.last_arrival, sorted(fast.open), fast.closed_end_ns)
             cf, lf = fast.add(expand_columns(cols), now)
+            fell_back = fell_back or any(cols)
         else:
             taken += 1
             lf = []
         cr, lr = ref.add(expand_columns(cols), now)
         assert [_key(w) for w in cf] == [_key(w) for w in cr]
+        # (and no more, while add, which keeps every value, has not had a batch: a value not kept is memory for
+        # nothing)
+        assert keep is None or fell_back or all(set(w.readings) <= keep for w in cf)
         assert len(lf) == len(lr)
         assert fast.progress == ref.progress and fast.last_arrival == ref.last_arrival
         assert fast.watermark_ns == ref.watermark_ns
