@@ -250,8 +250,9 @@ class ReadingColumns:
 
     Reading ``i`` is ``Reading(asset, ts_ns[i], metrics[i], values[i], Position(topic, partition,
     offsets[i]), raws[i])`` (good quality; ``raws`` the Kafka messages' bytes, None for table rows, which
-    have none), in the block's order: :meth:`readings` makes exactly those objects. The decoder hands these to the per-asset step, which takes them in one pass when it can (the
-    windows and the scalar rows read the columns) and otherwise turns them back into readings.
+    have none), in the block's order: :meth:`readings` makes exactly those objects. The decoders (table rows,
+    Kafka blocks of JSON readings) hand these to the per-asset step, which takes them in one pass when it can
+    (the windows and the scalar rows read the columns) and otherwise turns them back into readings.
 
     >>> c = ReadingColumns("a", "f", -1, [5], ["t"], [2.0], [7])
     >>> c.readings() == [Reading("a", 5, "t", 2.0, Position("f", -1, 7))], len(c)

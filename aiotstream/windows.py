@@ -334,7 +334,8 @@ class WindowAssembler:
             ts, offsets = c.ts_ns, c.offsets
             n = len(ts)
             metrics = c.metrics
-            # one metric, kept (a sensor's readings, the temperature): its values go in slices, window by window
+            # one metric, kept (a sensor's readings, the temperature): its values go in slices, window by
+            # window
             whole = n > 0 and (keep is None or metrics[0] in keep) and metrics.count(metrics[0]) == n
             if c.in_order or ts == sorted(ts):  # in time order (the usual case): window by window
                 i = 0

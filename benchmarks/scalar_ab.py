@@ -6,11 +6,14 @@ to the end; the analyze step's CPU), ``[scalar]`` on (the default) and off, alte
 
 ``kafka``: :func:`benchmarks.scalar.measure_scalar` (the e2e harness's scalar section: JSON readings
 preloaded into Tansu, ``aiotstream run --once``) for ``pm-readings`` (detector on) and
-``pm-readings-nodetect``, alternating, on the same preloaded readings.
+``pm-readings-nodetect``, alternating, on the same preloaded readings; or any flows, poll batches and
+checkouts (``--tree``), every combination once per round.
 
     python -m benchmarks.scalar_ab waveform --assets 20 --duration 400 --rounds 4
     python -m benchmarks.scalar_ab waveform --vary model    # window detector: calibrated (on) vs zscore (off)
     python -m benchmarks.scalar_ab kafka --keys 2000 --rate 10 --duration 10
+    python -m benchmarks.scalar_ab kafka --duration 150 --flows pm-readings --poll-batch 1000 10000 \
+        --tree /tmp/base --tree .      # two checkouts (a worktree of main, this one) side by side
 
 One JSON line per run on stdout (and appended to ``--json``).
 """
@@ -133,37 +136,66 @@ def waveform(args: argparse.Namespace) -> None:
 
 def kafka(args: argparse.Namespace) -> None:
     from aiotstream.io.broker import TansuBroker
-    from benchmarks.scalar import measure_scalar
+    from benchmarks import common, scalar
     from benchmarks.workload import preload_scalars
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    trees = [Path(t).resolve() for t in (args.tree or [str(REPO)])]
+    for t in trees:
+        if not (t / "aiotstream" / "__init__.py").is_file():
+            raise SystemExit(f"--tree {t}: not an aiotstream checkout (build its kernels there, or copy them)")
+    # every (tree, flow, poll batch) in each round, in the same order: drift hits all of them alike
+    variants = [(t, f, pb) for t in trees for f in args.flows.split(",") for pb in args.poll_batch]
+    for _, f, _ in variants:
+        if f not in scalar.SCALAR_FLOWS:
+            raise SystemExit(f"--flows: unknown flow {f!r} (one of {', '.join(scalar.SCALAR_FLOWS)})")
     with tempfile.TemporaryDirectory(prefix="bench-scalar-ab-") as tmp, TansuBroker() as broker:
         sd = preload_scalars(
-            broker.bootstrap, keys=args.keys, rate_hz=args.rate, duration_s=args.duration, partitions=6
+            broker.bootstrap, keys=args.keys, rate_hz=args.rate, duration_s=args.duration, partitions=args.partitions
         )
-        for i, flow in enumerate(["pm-readings", "pm-readings-nodetect"] * args.rounds):
-            d = Path(tmp) / f"r{i}"
-            d.mkdir()
-            r = measure_scalar(broker.bootstrap, d, sd, flow, partitions=6)
-            _emit(
-                {
-                    "workload": "kafka-scalar",
-                    **{
-                        k: r[k]
-                        for k in (
-                            "flow",
-                            "events_per_s_per_worker",
-                            "cpu_us_per_event",
-                            "peak_rss_mb",
-                            "messages",
-                            "span_s",
-                            "cpu_s",
-                        )
+        i = 0
+        for rnd in range(args.rounds):
+            for tree, flow, pb in variants:
+                d = Path(tmp) / f"r{i}"
+                d.mkdir()
+                i += 1
+                # the flow runs from ``tree`` (spawn: cwd and PYTHONPATH); the site is this checkout's, with
+                # the poll batch asked for
+                common.ROOT, os.environ["PYTHONPATH"] = tree, str(tree)
+                base = scalar.SCALAR_FLOWS[flow]
+                name = f"{flow}-pb{pb}"
+                scalar.SCALAR_FLOWS[name] = scalar.ScalarFlow(
+                    name, base.label, lambda site_id, data, _b=base, _pb=pb: _with_poll_batch(_b.site(site_id, data), _pb))
+                try:
+                    r = scalar.measure_scalar(broker.bootstrap, d, sd, name, partitions=args.partitions, tag=f"-{i}")
+                finally:
+                    del scalar.SCALAR_FLOWS[name]
+                _emit(
+                    {
+                        "workload": "kafka-scalar",
+                        "tree": str(tree),
+                        "round": rnd,
+                        "poll_batch": pb,
+                        **{
+                            k: r[k]
+                            for k in (
+                                "events_per_s_per_worker",
+                                "cpu_us_per_event",
+                                "peak_rss_mb",
+                                "messages",
+                                "span_s",
+                                "cpu_s",
+                            )
+                        },
+                        "flow": flow,
+                        "load": round(os.getloadavg()[0], 2),
                     },
-                    "load": round(os.getloadavg()[0], 2),
-                },
-                args.json,
-            )
+                    args.json,
+                )
+
+
+def _with_poll_batch(site: dict, poll_batch: int) -> dict:
+    return {**site, "inputs": {**site["inputs"], "poll_batch": poll_batch}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,6 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--rate", type=float, default=10.0)
     k.add_argument("--duration", type=float, default=10.0)
     k.add_argument("--rounds", type=int, default=2)
+    k.add_argument("--partitions", type=int, default=6)
+    k.add_argument("--flows", default="pm-readings,pm-readings-nodetect",
+                   help="comma-separated benchmarks.scalar flows to alternate")
+    k.add_argument("--poll-batch", type=int, nargs="+", default=[10_000],
+                   help="inputs.poll_batch values to alternate (default: 10,000, as benchmarks.scalar's sites)")
+    k.add_argument("--tree", action="append",
+                   help="run the flow from this checkout (repeat to alternate checkouts, e.g. a git worktree of "
+                        "main with its built kernels; default: this one)")
     for p in (w, k):
         p.add_argument("--json", default=None, help="append each run as a JSON line here")
     args = ap.parse_args(argv)

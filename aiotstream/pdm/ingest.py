@@ -272,8 +272,8 @@ class Ingestor:
         except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
             return None
         # (type(...) is: a bool is neither an int time nor a number here, as decode_reading has it)
-        if set(map(type, assets)) != {str} or set(map(type, metrics)) != {str} or set(map(type, tss)) != {int} \
-                or not set(map(type, values)) <= {int, float}:
+        if set(map(type, assets)) != {str} or set(map(type, metrics)) != {str} \
+                or set(map(type, tss)) != {int} or not set(map(type, values)) <= {int, float}:
             return None
         try:
             T = np.array(tss, dtype=np.int64)

@@ -8,10 +8,9 @@ those of the same messages decoded one at a time, with the same counts in the ru
 """
 from __future__ import annotations
 
+import base64
 from functools import cache
 from typing import Any
-
-import base64
 
 import orjson
 import pytest
@@ -34,8 +33,17 @@ from aiotstream.records import (
     expand_columns,
 )
 from aiotstream.runstats import STATS
-from benchmarks.fuzz_data import ASSETS, BASE_NS, S, Batch, _frame_specs, _reading_specs, fuzz_config, \
-    render_frame, render_reading
+from benchmarks.fuzz_data import (
+    ASSETS,
+    BASE_NS,
+    Batch,
+    S,
+    _frame_specs,
+    _reading_specs,
+    fuzz_config,
+    render_frame,
+    render_reading,
+)
 
 NOW_NS = BASE_NS + 600 * S  # the decoder's clock: the future horizon is judged against it
 
@@ -175,7 +183,7 @@ def test_a_plain_block_goes_to_each_asset_as_one_set_of_columns_with_the_message
     assert dead[0].record["source"]["offset"] == 104
     groups = dict(x for x in out if not isinstance(x, Output))
     assert sorted(groups) == list(ASSETS)
-    for a, got in groups.items():
+    for got in groups.values():
         assert len(got) == 1 and type(got[0]) is ReadingColumns, got
         cols = got[0]
         assert cols.in_order and cols.raws is not None
@@ -192,7 +200,7 @@ def test_the_in_order_flag_holds_only_when_times_are_in_order(order: str) -> Non
         times[2], times[3] = times[3], times[2]
     raws = [encode_reading("asset-000", t, "v", 1.0) for t in times]
     out = _ingestor().decode_grouped([MessageBlock("fz.readings", 0, raws, list(range(6)))])
-    (asset, (cols,)), = out
+    (_, (cols,)), = out
     assert cols.in_order is (order == "in order")
     assert cols.ts_ns == times
 
