@@ -63,7 +63,8 @@ class Ingestor:
     simulator), or, when it carries :class:`~aiotstream.records.DecodeHints`
     (MQTT, OPC UA, file lines), in the format they name; a gateway message can
     give many readings. :class:`~aiotstream.records.ReadingRows` (table files)
-    are checked column-wise.
+    and the plain JSON readings of a :class:`~aiotstream.records.MessageBlock`
+    (a Kafka poll batch) are checked column-wise.
     """
 
     def __init__(self, rt: SiteRuntime, now_ns: Callable[[], int] = time.time_ns, live: bool | None = None):
