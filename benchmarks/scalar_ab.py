@@ -162,14 +162,8 @@ def kafka(args: argparse.Namespace) -> None:
                 # the flow runs from ``tree`` (spawn: cwd and PYTHONPATH); the site is this checkout's, with
                 # the poll batch asked for
                 common.ROOT, os.environ["PYTHONPATH"] = tree, str(tree)
-                base = scalar.SCALAR_FLOWS[flow]
-                name = f"{flow}-pb{pb}"
-                scalar.SCALAR_FLOWS[name] = scalar.ScalarFlow(
-                    name, base.label, lambda site_id, data, _b=base, _pb=pb: _with_poll_batch(_b.site(site_id, data), _pb))
-                try:
-                    r = scalar.measure_scalar(broker.bootstrap, d, sd, name, partitions=args.partitions, tag=f"-{i}")
-                finally:
-                    del scalar.SCALAR_FLOWS[name]
+                r = scalar.measure_scalar(broker.bootstrap, d, sd, flow, partitions=args.partitions, tag=f"-{i}",
+                                          poll_batch=pb)
                 _emit(
                     {
                         "workload": "kafka-scalar",
@@ -192,10 +186,6 @@ def kafka(args: argparse.Namespace) -> None:
                     },
                     args.json,
                 )
-
-
-def _with_poll_batch(site: dict, poll_batch: int) -> dict:
-    return {**site, "inputs": {**site["inputs"], "poll_batch": poll_batch}}
 
 
 def main(argv: list[str] | None = None) -> int:

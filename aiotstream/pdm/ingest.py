@@ -307,11 +307,7 @@ class Ingestor:
             if c is None:
                 c = cols[a] = ReadingColumns(a, topic, part, [tss[k]], [metrics[k]], [vl[k]], [offsets[k]],
                                              in_order, [vals[k]])
-                got = groups.get(a)
-                if got is None:
-                    groups[a] = [c]
-                else:
-                    got.append(c)
+                groups.setdefault(a, []).append(c)  # (once per asset and block)
             else:
                 c.ts_ns.append(tss[k])
                 c.metrics.append(metrics[k])
@@ -475,11 +471,7 @@ class Ingestor:
                 if col is None:  # (the asset's first run in the block: its columns are the run's slices)
                     col = cols[a] = ReadingColumns(a, topic, part, ts_l[i:j], metrics_l[i:j], val_l[i:j],
                                                    rows[i:j], in_order)
-                    got = groups.get(a)
-                    if got is None:
-                        groups[a] = [col]
-                    else:
-                        got.append(col)
+                    groups.setdefault(a, []).append(col)  # (once per asset and block)
                 else:
                     col.ts_ns.extend(ts_l[i:j])
                     col.metrics.extend(metrics_l[i:j])
