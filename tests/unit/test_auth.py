@@ -229,6 +229,8 @@ def test_changing_any_field_breaks_the_signature(pid: str) -> None:
                        max_size=6), st.sampled_from(["ana", "eve"]))
 def test_any_json_object_round_trips_and_any_change_breaks_it(body: dict, pid: str) -> None:
     body.pop("auth", None)
+    if "by" in body:  # a by naming someone else is refused (test_by_must_be_the_acting_principal)
+        body["by"] = pid
     kind = "ack" if pid == "ana" else "approve"
     body = {**body, "type": kind, "asset": "p1"}
     msg = signed(body, pid)
