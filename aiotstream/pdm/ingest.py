@@ -14,7 +14,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from itertools import groupby
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ from aiotstream.auth import (
     site_verifier,
 )
 from aiotstream.codecs.feedback import decode_erase, is_erase
+from aiotstream.codecs.readings import plain_readings
 from aiotstream.errors import DecodeError
 from aiotstream.features import FeatureSet, frame_partials_batch
 from aiotstream.governance import Erasure
@@ -52,8 +52,6 @@ from aiotstream.records import (
 from aiotstream.runstats import STATS, count_inputs
 
 log = logging.getLogger(__name__)
-
-_OBJECT_START = {ord(c) for c in "{ \n\t"}  # a JSON object's first byte, of those decode_any takes as JSON
 
 
 class Ingestor:
@@ -253,34 +251,14 @@ class Ingestor:
 
     def _plain_readings(self, blk: MessageBlock, horizon: int, groups: dict[str, list[Frame | Reading]]
                         ) -> tuple[int, list[int]] | None:
-        """The block's plain readings (JSON objects of exactly ``asset``, ``ts``, ``metric`` and ``value``
-        that :func:`~aiotstream.codecs.readings.decode_reading` and :meth:`_check` accept) added to
-        ``groups`` as columns: (how many, the indices of the other messages, in order); None when the block
-        is not all JSON objects of those four fields with values of the right types (nothing added)."""
+        """The block's plain readings (:func:`~aiotstream.codecs.readings.plain_readings`) that :meth:`_check`
+        accepts added to ``groups`` as columns: (how many, the indices of the other messages, in order); None
+        when the block is not all plain readings (nothing added)."""
         vals = blk.values
-        try:
-            # JSON objects, as decode_any tells them (a frame, an empty or a non-JSON message: not here),
-            # none over inputs.max_message_bytes
-            if not set(map(itemgetter(0), vals)) <= _OBJECT_START or max(map(len, vals)) > self.max_bytes:
-                return None
-            objs = list(map(orjson.loads, vals))  # (one loads per value: faster than one of the joined list)
-            if set(map(type, objs)) != {dict} or set(map(len, objs)) != {4}:
-                return None
-            assets = [o["asset"] for o in objs]
-            metrics = [o["metric"] for o in objs]
-            tss = [o["ts"] for o in objs]
-            values = [o["value"] for o in objs]
-        except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+        cols = plain_readings(vals, self.max_bytes)
+        if cols is None:
             return None
-        # (type(...) is: a bool is neither an int time nor a number here, as decode_reading has it)
-        if set(map(type, assets)) != {str} or set(map(type, metrics)) != {str} \
-                or set(map(type, tss)) != {int} or not set(map(type, values)) <= {int, float}:
-            return None
-        try:
-            T = np.array(tss, dtype=np.int64)
-        except OverflowError:  # a time past int64: decode_reading says why
-            return None
-        V = np.array(values, dtype=np.float64)
+        assets, metrics, tss, T, V = cols
         n = len(vals)
         ok = (T >= 0) & (T <= horizon) & (np.abs(V) <= self.max_abs)
         ok &= np.fromiter(map(self.rt.assets.__contains__, assets), dtype=bool, count=n)
