@@ -28,6 +28,9 @@ one thread, for other lengths).
 Half-Space Trees (:func:`hst_score`, :func:`hst_learn`): River's walks over trees kept in flat
 arrays (``aiotstream.models.hst``, whose numpy path is their twin).
 
+Blocks of JSON readings (:func:`plain_reading_columns`): a Kafka poll batch's plain readings as columns in one
+pass (its twin: the Python path of :func:`aiotstream.codecs.readings.plain_readings`).
+
 Scalar streams (:func:`scalar_update`): EWMA, rolling mean/std/min/max over a
 ring buffer per key, rate of change, for a batch of (key, value, time) updates.
 
@@ -38,6 +41,11 @@ there and in each function below.
 
 import numpy as np
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.object cimport PyObject
 from libc.math cimport NAN, ceil, exp2, fabs, floor, isfinite, sqrt, cos, M_PI
 from libc.string cimport memcpy
 
@@ -57,6 +65,7 @@ __all__ = [
     "hann",
     "hst_learn",
     "hst_score",
+    "plain_reading_columns",
     "reduce_partials",
     "reduce_spectral",
     "scalar_update",
@@ -887,3 +896,75 @@ def hst_learn(feature, threshold, mass_t[:, ::1] l_mass, x):
                 else:
                     node = 2 * node + 2
             l_mass[t, node] += 1
+
+
+# --------------------------------------------------------------------------- blocks of JSON readings
+
+
+def plain_reading_columns(list raws, Py_ssize_t max_bytes, loads):
+    """``raws`` (bytes) as the columns ``(assets, metrics, ts, T int64, V float64)`` when every one is a plain
+    JSON reading, else None; ``loads`` parses one value (``orjson.loads``). The twin of, and the same rules as,
+    the Python path of :func:`aiotstream.codecs.readings.plain_readings`: first every message's size
+    (1..``max_bytes``) and first byte (``{``, space, newline or tab), then each parsed value a dict of exactly
+    ``asset``, ``metric`` (``str``), ``ts`` (``int``, within int64) and ``value`` (``int`` or ``float``;
+    exact types: a bool is neither). A value ``loads`` refuses (``ValueError``) is no plain reading."""
+    cdef Py_ssize_t n = len(raws), k, size
+    cdef unsigned char c
+    cdef object raw, obj, a, m, t, v
+    cdef PyObject* got
+    cdef int overflow = 0
+    cdef long long tv
+    if n == 0:
+        return None
+    for k in range(n):
+        raw = raws[k]
+        if type(raw) is not bytes:
+            return None
+        size = PyBytes_GET_SIZE(raw)
+        if size == 0 or size > max_bytes:
+            return None
+        c = <unsigned char>PyBytes_AS_STRING(raw)[0]
+        if c != 123 and c != 32 and c != 10 and c != 9:  # { space newline tab
+            return None
+    cdef list assets = [None] * n, metrics = [None] * n, tss = [None] * n
+    T = np.empty(n, dtype=np.int64)
+    V = np.empty(n, dtype=np.float64)
+    cdef long long[::1] Tv = T
+    cdef double[::1] Vv = V
+    for k in range(n):
+        try:
+            obj = loads(raws[k])
+        except ValueError:  # (orjson.JSONDecodeError)
+            return None
+        if type(obj) is not dict or len(<dict>obj) != 4:
+            return None
+        got = PyDict_GetItem(obj, "asset")
+        if got is NULL or type(<object>got) is not str:
+            return None
+        a = <object>got
+        got = PyDict_GetItem(obj, "metric")
+        if got is NULL or type(<object>got) is not str:
+            return None
+        m = <object>got
+        got = PyDict_GetItem(obj, "ts")
+        if got is NULL or type(<object>got) is not int:
+            return None
+        t = <object>got
+        tv = PyLong_AsLongLongAndOverflow(t, &overflow)
+        if overflow != 0:  # past int64
+            return None
+        got = PyDict_GetItem(obj, "value")
+        if got is NULL:
+            return None
+        v = <object>got
+        if type(v) is float:
+            Vv[k] = PyFloat_AS_DOUBLE(v)
+        elif type(v) is int:
+            Vv[k] = float(v)  # (orjson's ints fit a double's range)
+        else:
+            return None
+        assets[k] = a
+        metrics[k] = m
+        tss[k] = t
+        Tv[k] = tv
+    return assets, metrics, tss, T, V

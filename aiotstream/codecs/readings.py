@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import orjson
 
+from aiotstream._kernels import plain_reading_columns
 from aiotstream.codecs.feedback import _feedback, _load_json
 from aiotstream.codecs.frames import MAGIC, MAX_TS_NS, decode_frame
 from aiotstream.errors import DecodeError
@@ -71,7 +72,7 @@ class PlainReadings(NamedTuple):
     V: np.ndarray  # the values, float64
 
 
-def plain_readings(raws: list[bytes], max_bytes: int) -> PlainReadings | None:
+def plain_readings(raws: list[bytes], max_bytes: int, compiled: bool = True) -> PlainReadings | None:
     """A block of messages (a Kafka poll batch) that are all plain JSON readings, parsed as columns; None if
     any message is not one, so the caller decodes each by :func:`decode_any`, which says why.
 
@@ -83,12 +84,18 @@ def plain_readings(raws: list[bytes], max_bytes: int) -> PlainReadings | None:
     that fails one goes through decode_any and the caller's own checks, as it would alone. JSON has no NaN
     or infinity (orjson refuses ``1e400``), so the values are finite.
 
+    ``compiled``: in one pass of :func:`aiotstream._kernels.plain_reading_columns` (False: its twin, the
+    Python below, about 130 ns a message slower).
+
     >>> c = plain_readings([encode_reading("p1", 5, "temp", 41.5), encode_reading("p2", 6, "temp", 3)], 4096)
     >>> c.assets, c.ts, c.V.tolist()
     (['p1', 'p2'], [5, 6], [41.5, 3.0])
     >>> plain_readings([encode_reading("p1", 5, "temp", 41.5), b'{"asset": "p1"}'], 4096) is None
     True
     """
+    if compiled:
+        cols = plain_reading_columns(raws, max_bytes, orjson.loads)
+        return None if cols is None else PlainReadings(*cols)
     try:
         if not set(map(itemgetter(0), raws)) <= OBJECT_START or max(map(len, raws)) > max_bytes:
             return None
