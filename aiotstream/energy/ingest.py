@@ -1,9 +1,9 @@
 """A poll batch of meter readings -> per-zone interval partials, in one step (the scalar batch path).
 
 A :class:`~aiotstream.records.MessageBlock` (a whole Kafka poll
-batch) is parsed column-wise: ``orjson.loads`` mapped over the values, list
-comprehensions for the four fields, type checks on whole columns, numpy for
-the range checks. Single messages (Bytewax's Kafka messages, MQTT, files)
+batch) of plain readings is parsed as columns in one compiled pass
+(:func:`~aiotstream.codecs.readings.plain_readings`, shared with the plant
+flow), with numpy for the range checks. Single messages (Bytewax's Kafka messages, MQTT, files)
 take a per-message loop with the same checks inlined; anything unusual takes
 the generic decoder and its dead-letter reasons. Then numpy does the rest for
 the whole batch: one ``lexsort`` by (zone, meter, interval) and ``reduceat``

@@ -7,8 +7,9 @@ columns instead: the values, the offsets, and (rarely) the consumer errors.
 Partitions, offsets in recovery snapshots, ``tail`` and end-of-partition
 behave exactly as Bytewax's (the partition class is its own, only
 ``next_batch`` differs), and the broker's health is reported as in
-:mod:`aiotstream.io.kafka_consumer`. Decoders that know blocks
-(:mod:`aiotstream.energy.ingest`) read them column-wise.
+:mod:`aiotstream.io.kafka_consumer`. Both flows' decoders
+(:mod:`aiotstream.pdm.ingest`, :mod:`aiotstream.energy.ingest`) read their plain
+JSON readings column-wise (:func:`aiotstream.codecs.readings.plain_readings`).
 """
 from __future__ import annotations
 
