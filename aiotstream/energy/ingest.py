@@ -138,11 +138,11 @@ class BuildingIngest:
             if type(msg) is MessageBlock:
                 self._block(msg, horizon, cols, out, outdoor, feedback)
                 continue
-            if type(msg) is kafka_msg:
+            if type(msg) is kafka_msg and (raw := msg.value) and raw[0] in OBJECT_START \
+                    and len(raw) <= max_bytes:  # (a JSON object as decode_any tells one, not too large)
                 try:
-                    raw = msg.value
-                    o = loads(raw) if raw[0] in OBJECT_START and len(raw) <= max_bytes else None
-                    if len(o) == 4:  # (None: TypeError)
+                    o = loads(raw)
+                    if len(o) == 4:
                         z = zones.get(o["asset"])
                         c = codes.get(o["metric"])
                         t = o["ts"]
@@ -153,12 +153,12 @@ class BuildingIngest:
                             mc.append(c)
                             ts.append(t)
                             vs.append(v)
-                            raws.append(msg.value)
+                            raws.append(raw)
                             pk.append(cols.part(msg.topic or "?",
                                                 msg.partition if msg.partition is not None else -1))
                             off.append(msg.offset if msg.offset is not None else -1)
                             continue
-                except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+                except (orjson.JSONDecodeError, KeyError, TypeError):
                     pass
             self._slow(msg, horizon, cols, out, outdoor, feedback)
         dead = len(out)

@@ -254,3 +254,24 @@ def test_a_too_large_dead_letter_keeps_a_prefix_and_the_length() -> None:
     (d,) = [o.record for o in out if isinstance(o, Output)]
     assert d["reason"] == "too_large" and "over inputs.max_message_bytes (1,024)" in d["message"]
     assert d["source"]["offset"] == 9 and len(orjson.dumps(d)) < len(raw)
+
+
+def test_consumer_errors_among_the_building_flows_messages() -> None:
+    """Bytewax's KafkaError items (alone, or in a block's errors): one that carries a message is a
+    source_error dead letter, a transport error (no message) is retried by librdkafka and counted; the
+    readings around them are taken in every path."""
+    from bytewax.connectors.kafka import KafkaError
+
+    good = [orjson.dumps({"asset": "z1", "ts": T0 + k * S, "metric": "power_kw", "value": 2.0}) for k in range(3)]
+    bad = KafkaError("broken", KafkaSourceMessage(None, b"v", topic="b1.readings", partition=0, offset=9))
+    down = KafkaError("all brokers down", KafkaSourceMessage(None, None, topic=None, partition=None, offset=None))
+    ing = BuildingIngest(BuildingRuntime(_site()), message_type=KafkaSourceMessage, now_ns=lambda: NOW)
+    for batch in ([MessageBlock("b1.readings", 0, good, [0, 1, 2], errors=[bad, down])],
+                  [*(KafkaSourceMessage(None, r, topic="b1.readings", partition=0, offset=k)
+                     for k, r in enumerate(good)), bad, down]):
+        out = ing.decode(batch)
+        assert [(o.record["reason"], o.record["source"]["offset"]) for o in out if isinstance(o, Output)] \
+            == [("source_error", 9)]
+        (zb,) = [g for o in out if not isinstance(o, Output) for z, g in [o] if z == "z1"]
+        assert sum(r[2] for r in zb.rows) == 3
+    assert ing.source_errors == 2
