@@ -11,12 +11,17 @@ writes a cProfile of the flow process.
 drains the topic with the flow's consumer settings (one consumer per partition, ``poll_batch`` per consume,
 one thread): that drain is what the broker serves on this machine, the ceiling of any flow here, so the
 report gives medians, min, max and spread of both and of the flow's share of the ceiling (issue 21: judge
-steady state, >= 30 s a run, on medians of interleaved runs). ``benchmarks.e2e --scalar-flow building``
+steady state, >= 30 s a run, on medians of interleaved runs). ``--tree DIR`` (repeatable) runs the flow from
+each checkout in turn every round (kernels built or copied there), and reports each and the ratio of the
+last to the first, per round:
+
+    python -m benchmarks.building --meters 2000 --seconds 7500 --repeat 5 --tree /tmp/base --tree . ``benchmarks.e2e --scalar-flow building``
 runs the same flow on its scalar workload size (``preload_building``).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +30,7 @@ from typing import Any
 
 from aiotstream.io.broker import TansuBroker
 from aiotstream.sim.building import BuildingSimulator
-from benchmarks import repeats
+from benchmarks import common, repeats
 from benchmarks.common import machine, save
 from benchmarks.scaling import run_flow
 from benchmarks.workload import ScalarData, _produce, create_topics, output_topics, write_site
@@ -123,8 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--poll-batch", type=int, default=10_000, help="inputs.poll_batch (messages per consume)")
     ap.add_argument("--repeat", type=int, default=1, help="flow runs, each after a bare drain of the topic")
+    ap.add_argument("--tree", action="append",
+                    help="a checkout to run the flow from (repeatable: each in turn every round; default: this one)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
+    trees = [Path(t).resolve() for t in (args.tree or [str(common.ROOT)])]
+    for t in trees:
+        if not (t / "aiotstream" / "__init__.py").is_file():
+            raise SystemExit(f"--tree {t}: not an aiotstream checkout")
     at_start = machine()
     with TemporaryDirectory() as tmp, TansuBroker() as broker:
         print(f"writing {args.meters} meters x {args.seconds:g} s of 1 Hz JSON readings ...", flush=True)
@@ -138,18 +149,33 @@ def main(argv: list[str] | None = None) -> int:
                 drains.append(d)
                 print(f"  round {i + 1} of {args.repeat}: bare drain {d['events_per_s']:,} messages/s "
                       f"({d['span_s']} s)", flush=True)
-            r = measure(broker.bootstrap, Path(tmp), data, args.interval, label=f"-{i}" if i else "",
-                        poll_batch=args.poll_batch)
-            runs.append(r)
-            print(f"  {r['events_per_s_per_worker']:,} events/s per worker ({r['messages']:,} readings over "
-                  f"{r['span_s']} s, {r['cpu_s']} CPU s, {r['cpu_us_per_event']} CPU us/event, peak RSS "
-                  f"{r['peak_rss_mb']} MB)", flush=True)
+            for j, tree in enumerate(trees):
+                if len(trees) > 1:  # the flow runs from ``tree`` (cwd and PYTHONPATH)
+                    common.ROOT, os.environ["PYTHONPATH"] = tree, str(tree)
+                r = measure(broker.bootstrap, Path(tmp), data, args.interval,
+                            label=f"-{i}-{j}" if len(trees) > 1 else (f"-{i}" if i else ""),
+                            poll_batch=args.poll_batch)
+                if len(trees) > 1:
+                    r["tree"] = str(tree)
+                runs.append(r)
+                print(f"  {r['events_per_s_per_worker']:,} events/s per worker ({r['messages']:,} readings over "
+                      f"{r['span_s']} s, {r['cpu_s']} CPU s, {r['cpu_us_per_event']} CPU us/event, peak RSS "
+                      f"{r['peak_rss_mb']} MB){f'  [{tree}]' if len(trees) > 1 else ''}", flush=True)
     r = runs[repeats.median_index([x["events_per_s_per_worker"] for x in runs])]
     result: dict[str, Any] = {"workload": data.summary(), "run": r, "machine": at_start,
                               "loadavg_at_end": machine()["loadavg_at_start"],
                               "command": "python -m benchmarks.building "
                               + " ".join(sys.argv[1:] if argv is None else argv)}
-    if args.repeat > 1:
+    if len(trees) > 1:
+        per = {str(t): [x["events_per_s_per_worker"] for x in runs if x["tree"] == str(t)] for t in trees}
+        result["trees"] = {t: repeats.figure(v) for t, v in per.items()}
+        result["runs"], result["drains"] = runs, drains
+        result["last_over_first"] = repeats.ratio(per[str(trees[-1])], per[str(trees[0])])
+        for t, f in result["trees"].items():
+            print(f"  {t}: median {f['median']:,} events/s per worker (min {f['min']:,}, max {f['max']:,})")
+        f = result["last_over_first"]
+        print(f"  {trees[-1]} / {trees[0]}: median of per-round ratios {f['median']} (min {f['min']}, max {f['max']})")
+    elif args.repeat > 1:
         flow = [x["events_per_s_per_worker"] for x in runs]
         per_cpu = [round(x["messages"] / x["cpu_s"]) for x in runs]
         bare = [d["events_per_s"] for d in drains]

@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of event time")
     ap.add_argument("--model", choices=["zscore", "hst"], default="zscore", help="waveform flow's model")
     ap.add_argument("--epoch-s", type=float, default=1.0)
+    ap.add_argument("--poll-batch", type=int, help="pm-readings: inputs.poll_batch (default: the benchmark's, "
+                                                   "benchmarks.scalar.POLL_BATCH)")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--out", help="keep the profile here (py-spy: collapsed stacks; cprofile: pstats)")
     ap.add_argument("--read", metavar="FILE", help="only summarise this py-spy file")
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                                     label="-profile", partitions=6)
                 rate = f"{r['samples_per_s'] / 1e6:.2f} M samples/s"
             elif args.flow == "pm-readings":
-                r = measure_scalar(b, Path(tmp), data, "pm-readings", tag="-profile")
+                r = measure_scalar(b, Path(tmp), data, "pm-readings", tag="-profile", poll_batch=args.poll_batch)
                 rate = f"{r['events_per_s']:,} events/s"
             else:
                 r = building.measure(b, Path(tmp), data, label="-profile")
