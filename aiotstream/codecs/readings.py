@@ -84,8 +84,9 @@ def plain_readings(raws: list[bytes], max_bytes: int, compiled: bool = True) -> 
     that fails one goes through decode_any and the caller's own checks, as it would alone. JSON has no NaN
     or infinity (orjson refuses ``1e400``), so the values are finite.
 
-    ``compiled``: in one pass of :func:`aiotstream._kernels.plain_reading_columns` (False: its twin, the
-    Python below, about 130 ns a message slower).
+    ``compiled``: in one pass of :func:`aiotstream._kernels.plain_reading_columns`; False: its twin, the
+    Python below, which the tests compare it with (slower: several passes, and every parsed dict kept
+    until the end; benchmarks/RESULTS.md).
 
     >>> c = plain_readings([encode_reading("p1", 5, "temp", 41.5), encode_reading("p2", 6, "temp", 3)], 4096)
     >>> c.assets, c.ts, c.V.tolist()

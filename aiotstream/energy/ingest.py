@@ -3,9 +3,9 @@
 A :class:`~aiotstream.records.MessageBlock` (a whole Kafka poll
 batch) of plain readings is parsed as columns in one compiled pass
 (:func:`~aiotstream.codecs.readings.plain_readings`, shared with the plant
-flow), with numpy for the range checks. Single messages (Bytewax's Kafka messages, MQTT, files)
-take a per-message loop with the same checks inlined; anything unusual takes
-the generic decoder and its dead-letter reasons. Then numpy does the rest for
+flow), with numpy for the range checks. Single messages (Bytewax's Kafka
+messages, MQTT, files) take a per-message loop with the same checks inlined;
+anything unusual takes the generic decoder and its dead-letter reasons. Then numpy does the rest for
 the whole batch: one ``lexsort`` by (zone, meter, interval) and ``reduceat``
 sums, counts and state counts. What crosses to the per-zone step is one
 :class:`ZoneBatch` per zone and poll batch with a handful of partial rows
