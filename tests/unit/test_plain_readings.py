@@ -8,6 +8,7 @@ flow also enforces ``inputs.max_message_bytes`` and ``inputs.max_abs_value`` now
 """
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import orjson
@@ -196,13 +197,13 @@ def _site() -> SiteConfig:
         "window": {"allowed_lateness_s": 0}, "kpi": {"periods_s": [20]}})
 
 
-_RT: list[BuildingRuntime] = []
+@cache
+def _rt() -> BuildingRuntime:
+    return BuildingRuntime(_site())
 
 
 def _decode(batch: list) -> tuple:
-    if not _RT:
-        _RT.append(BuildingRuntime(_site()))
-    out = BuildingIngest(_RT[0], message_type=KafkaSourceMessage, now_ns=lambda: NOW).decode(batch)
+    out = BuildingIngest(_rt(), message_type=KafkaSourceMessage, now_ns=lambda: NOW).decode(batch)
     dead = sorted((o.record["reason"], o.record["source"]["offset"]) for o in out if isinstance(o, Output))
     groups = {z: (g.rows, g.spans, g.outdoor, g.values) for z, g in
               (o for o in out if not isinstance(o, Output))}
