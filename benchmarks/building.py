@@ -11,12 +11,13 @@ writes a cProfile of the flow process.
 drains the topic with the flow's consumer settings (one consumer per partition, ``poll_batch`` per consume,
 one thread): that drain is what the broker serves on this machine, the ceiling of any flow here, so the
 report gives medians, min, max and spread of both and of the flow's share of the ceiling (issue 21: judge
-steady state, >= 30 s a run, on medians of interleaved runs). ``--tree DIR`` (repeatable) runs the flow from
-each checkout in turn every round (kernels built or copied there), and reports each and the ratio of the
-last to the first, per round:
-
-    python -m benchmarks.building --meters 2000 --seconds 7500 --repeat 5 --tree /tmp/base --tree . ``benchmarks.e2e --scalar-flow building``
+steady state, >= 30 s a run, on medians of interleaved runs). ``benchmarks.e2e --scalar-flow building``
 runs the same flow on its scalar workload size (``preload_building``).
+
+``--tree DIR`` (repeatable) runs the flow from each checkout in turn every round (kernels built or copied
+there), and reports each and the median of the per-round ratios of the last to the first:
+
+    python -m benchmarks.building --meters 2000 --seconds 7500 --repeat 5 --tree /tmp/base --tree .
 """
 from __future__ import annotations
 
