@@ -60,6 +60,7 @@ def _reading(obj: object, raw: bytes, pos: Position) -> Reading:
 OBJECT_START = frozenset(b"{ \n\t")
 """The first bytes of a message that :func:`decode_any` reads as a JSON object (``[`` starts an array, which
 is no reading; orjson would also take a leading ``\\r``, which decode_any refuses as ``unknown_format``)."""
+_JSON_START = OBJECT_START | {ord("[")}  # what decode_any parses as JSON
 
 
 class PlainReadings(NamedTuple):
@@ -125,7 +126,7 @@ def decode_any(raw: bytes | None, pos: Position) -> Frame | Reading | Feedback:
         raise DecodeError("empty", "message has no value")
     if raw[:4] == MAGIC:
         return decode_frame(raw, pos)
-    if raw[:1] in (b"{", b" ", b"\n", b"\t", b"["):
+    if raw[0] in _JSON_START:
         obj = _load_json(raw)
         if isinstance(obj, dict) and "schema" in obj:
             return _feedback(obj, raw, pos)

@@ -255,10 +255,10 @@ class Ingestor:
         accepts added to ``groups`` as columns: (how many, the indices of the other messages, in order); None
         when the block is not all plain readings (nothing added)."""
         vals = blk.values
-        cols = plain_readings(vals, self.max_bytes)
-        if cols is None:
+        plain = plain_readings(vals, self.max_bytes)
+        if plain is None:
             return None
-        assets, metrics, tss, T, V = cols
+        assets, metrics, tss, T, V = plain
         n = len(vals)
         ok = (T >= 0) & (T <= horizon) & (np.abs(V) <= self.max_abs)
         ok &= np.fromiter(map(self.rt.assets.__contains__, assets), dtype=bool, count=n)
