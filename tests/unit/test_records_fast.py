@@ -83,8 +83,13 @@ def test_derive_matches_reference(t):
 
 @given(totals(), st.sampled_from(_NAMES))
 def test_derive_missing_key_raises_as_before(t, missing):
+    whole = outcome(derive_reference, t)  # the totals alone may fail: 10**400 overflows a float
     del t[missing]
-    assert outcome(derive, t) == outcome(derive_reference, t)
+    got, want = outcome(derive, t), outcome(derive_reference, t)
+    if isinstance(whole, str):  # then which error comes first (KeyError, OverflowError) is evaluation order
+        assert got in ("KeyError", whole) and want in ("KeyError", whole)
+    else:
+        assert got == want
 
 
 def test_derive_cases():
