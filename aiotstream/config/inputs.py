@@ -376,11 +376,16 @@ class InputConfig(_Model):
                                       description="model promotions (kind = \"onnx\"); "
                                                   "default: <site>.control")
     tail: bool = Field(default=True, description="keep waiting for new data at the end of the topics")
-    poll_batch: int = Field(default=1000, gt=0, le=100_000,
-                            description="messages read per partition at a time (a table file's rows, a "
-                                        "JSONL file's lines): larger favours throughput, "
-                                        "smaller bounds latency under load (a whole poll batch is decoded "
-                                        "before any asset runs)")
+    poll_batch: int = Field(default=10_000, gt=0, le=100_000,
+                            description="messages read per partition at a time, at most (a table file's "
+                                        "rows, a JSONL file's lines; Kafka: also poll_bytes): larger "
+                                        "favours throughput, smaller bounds latency under load (a whole "
+                                        "poll batch is decoded before any asset runs)")
+    poll_bytes: int = Field(default=8 << 20, ge=65_536, le=1 << 30,
+                            description="Kafka: about this many bytes read per partition at a time, at "
+                                        "the size the partition's recent messages had (librdkafka "
+                                        "counts messages): 8 MiB is poll_batch's 10,000 JSON readings "
+                                        "but ~700 waveform frames")
     max_message_bytes: int = Field(
         default=1_048_576, ge=1_024, le=268_435_456,
         description="an input message larger than this is not decoded: it is dead-lettered with reason "

@@ -44,6 +44,8 @@ from aiotstream.config.outputs import OutputConfig
 from aiotstream.errors import ConfigError
 from aiotstream.ids import ID_PATTERN  # the one id pattern (config, payloads, topic levels, file columns)
 
+_POLL_BYTES = InputConfig.model_fields["poll_bytes"].default
+
 
 class SiteConfig(_Model):
     site: SiteInfo
@@ -297,6 +299,8 @@ class SiteConfig(_Model):
             data.pop("scalar", None)  # likewise the [scalar] table at its defaults
         if not data["outputs"].get("audit"):  # the default audit topic: the hash of sites before it stays
             data["outputs"].pop("audit", None)
+        if data["inputs"].get("poll_bytes") == _POLL_BYTES:  # added later, at its default: likewise
+            data["inputs"].pop("poll_bytes", None)
         for section, key in (("inputs", "kafka"), ("outputs", "opcua")):  # added later, absent: likewise
             if data[section].get(key) is None:
                 data[section].pop(key, None)

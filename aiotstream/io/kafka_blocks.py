@@ -33,9 +33,10 @@ class _BlockPartition(WatchedPartition):
     def _next_blocks(self) -> list[MessageBlock]:
         if self._eof:
             raise StopIteration()
-        msgs = self._consumer.consume(self._batch_size, 0.001)
+        msgs = self._consumer.consume(self._poll.count, 0.001)
         if not msgs:
             return []
+        self._poll.observe(len(msgs), sum(map(len, msgs)))  # a Message's len is its value's
         errs = [i for i, e in enumerate(map(Message.error, msgs)) if e is not None]
         errors: list[Any] = []
         if errs:
