@@ -173,11 +173,12 @@ def waveform_site(tmp: Path, site_id: str, data: WaveformData | WaveformFiles, m
 
 def measure(brokers: str, tmp: Path, data: WaveformData | WaveformFiles, processes: int, *, epoch_s: float = 1.0,
             model: str = "hst", label: str = "", partitions: int = 3, poll_batch: int = 1000,
-            output: str = "kafka") -> dict[str, Any]:
+            output: str = "kafka", poll_bytes: int | None = None) -> dict[str, Any]:
     """One measured run of our flow over the preloaded waveform data (topics or files), its outputs to the
     broker (``output="kafka"``) or to JSONL files."""
     site_id = f"bench-ours{label}-{processes}p"
-    site = waveform_site(tmp, site_id, data, model=model, partitions=partitions, poll_batch=poll_batch)
+    site = waveform_site(tmp, site_id, data, model=model, partitions=partitions, poll_batch=poll_batch,
+                         poll_bytes=poll_bytes)
     out_dir = tmp / f"{site_id}-out" if output == "files" else None
     if out_dir is None:
         create_topics(brokers, output_topics(site_id), partitions)

@@ -75,12 +75,16 @@ def delete_topics(brokers: str, topics: Iterable[str]) -> None:
 
 def site_dict(site_id: str, assets: int, topics: list[str], *, model: str = "hst", prefix: str = "p-",
               tail: bool = False, poll_batch: int = 1000, window: dict[str, Any] | None = None,
-              partitions: int = 3) -> dict[str, Any]:
-    """A site config for ``assets`` alike 3-axis 10 kHz assets ``p-000001 ...`` reading ``topics``."""
+              partitions: int = 3, poll_bytes: int | None = None) -> dict[str, Any]:
+    """A site config for ``assets`` alike 3-axis 10 kHz assets ``p-000001 ...`` reading ``topics``
+    (``poll_bytes`` None: the default)."""
+    inputs: dict[str, Any] = {"topics": topics, "tail": tail, "poll_batch": poll_batch}
+    if poll_bytes is not None:
+        inputs["poll_bytes"] = poll_bytes
     return {
         "site": {"id": site_id, "name": f"benchmark {site_id}"},
         "asset_groups": [{"prefix": prefix, "count": assets, "width": 6}],
-        "inputs": {"topics": topics, "tail": tail, "poll_batch": poll_batch},
+        "inputs": inputs,
         "window": window or {},
         "model": {"kind": model},
         "outputs": {"partitions": partitions},
