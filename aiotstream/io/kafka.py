@@ -127,7 +127,6 @@ def kafka_source(config: SiteConfig, brokers: str | None = None, tail: bool | No
         tail=config.inputs.tail if tail is None else tail,
         batch_size=config.inputs.poll_batch,
         poll_bytes=config.inputs.poll_bytes,
-        message_bytes=config.inputs.max_message_bytes,
         raise_on_errors=False,  # consumer errors become dead letters, the flow keeps running
         add_config={**CONSUMER_DEFAULTS, **client},
     )

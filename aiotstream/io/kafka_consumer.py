@@ -106,42 +106,39 @@ class PollSize:
     """How many messages a partition's next ``consume`` asks for: at most ``most``, and about ``budget``
     bytes at the size its messages have had (None: always ``most``).
 
-    librdkafka bounds a ``consume`` call by messages, not bytes, so the count follows the size: the first
-    call assumes messages of ``first_size`` bytes (the largest the flow decodes), a larger mean size counts
-    at once, and a smaller one halves the estimate per call. A partition of 70-byte readings reaches
-    ``most`` within a few calls; one whose messages turn into 12 KB frames asks for fewer at the next
-    call.
+    librdkafka bounds a ``consume`` call by messages, not bytes, so the count follows the size. The first
+    call asks for ``most``: it returns only what librdkafka's queue holds by then (a fetch or a few,
+    ``max.partition.fetch.bytes`` each), and a partition of small messages polls in the same steps from
+    any start offset, a resume included. Then a larger mean size counts at once, and a smaller one halves
+    the estimate per call: a partition whose 70-byte readings turn into 12 KB frames asks for fewer at the
+    next call, and back at ``most`` within a few calls after.
 
-    >>> p = PollSize(10_000, 8 << 20, first_size=1 << 20); p.count
-    8
-    >>> for _ in range(16):
-    ...     p.observe(p.count, 70 * p.count)
-    >>> p.count
+    >>> p = PollSize(10_000, 8 << 20); p.count
     10000
     >>> p.observe(100, 100 * 12_000); p.count
     699
-    >>> PollSize(1000, None, first_size=1 << 20).count
+    >>> for _ in range(8):
+    ...     p.observe(p.count, 70 * p.count)
+    >>> p.count
+    10000
+    >>> PollSize(1000, None).count
     1000
     """
 
     __slots__ = ("most", "budget", "size", "count")
 
-    def __init__(self, most: int, budget: int | None, *, first_size: int):
+    def __init__(self, most: int, budget: int | None):
         self.most = most
         self.budget = budget
-        self.size = float(max(first_size, 1))
+        self.size: float | None = None
         self.count = most
-        self._fit()
-
-    def _fit(self) -> None:
-        if self.budget is not None:
-            self.count = max(1, min(self.most, int(self.budget / self.size)))
 
     def observe(self, messages: int, nbytes: int) -> None:
         """A ``consume`` call returned ``messages`` messages of ``nbytes`` bytes (values) in all."""
         if messages and self.budget is not None:
-            self.size = max(nbytes / messages, self.size / 2, 1.0)
-            self._fit()
+            mean = max(nbytes / messages, 1.0)
+            self.size = mean if self.size is None else max(mean, self.size / 2)
+            self.count = max(1, min(self.most, int(self.budget / self.size)))
 
 
 class WatchedPartition(_BytewaxPartition):
@@ -150,8 +147,8 @@ class WatchedPartition(_BytewaxPartition):
 
     def __init__(self, step_id: str, config: dict[str, Any], topic: str, part_idx: int, starting_offset: int,
                  resume_state: int | None, batch_size: int, raise_on_errors: bool, *, health: OutageLog,
-                 member: str, poll_bytes: int | None = None, message_bytes: int = 1 << 20):
-        self._poll = PollSize(batch_size, poll_bytes, first_size=message_bytes)
+                 member: str, poll_bytes: int | None = None):
+        self._poll = PollSize(batch_size, poll_bytes)
         self._health = health
         self._member = member
         self._down = False
@@ -196,12 +193,11 @@ class WatchedKafkaSource(KafkaSource):
     part_class: type[WatchedPartition] = WatchedPartition
 
     def __init__(self, brokers: Iterable[str], topics: Iterable[str], *, poll_bytes: int | None = None,
-                 message_bytes: int = 1 << 20, **kwargs: Any):
-        """``poll_bytes`` and ``message_bytes``: each partition's :class:`PollSize` (``batch_size`` is its
-        most); the rest as Bytewax's ``KafkaSource``."""
+                 **kwargs: Any):
+        """``poll_bytes``: each partition's :class:`PollSize` budget (``batch_size`` is its most); the rest as
+        Bytewax's ``KafkaSource``."""
         brokers = list(brokers)
         self._poll_bytes = poll_bytes
-        self._message_bytes = message_bytes
         super().__init__(brokers, list(topics), **kwargs)
         self._health = broker_health(",".join(brokers))
         self._add_config = {**self._add_config, "logger": LIBRDKAFKA_LOG}
@@ -241,4 +237,4 @@ class WatchedKafkaSource(KafkaSource):
         }
         return self.part_class(step_id, config, topic, int(idx), self._starting_offset, resume_state,
                                self._batch_size, self._raise_on_errors, health=self._health, member=for_part,
-                               poll_bytes=self._poll_bytes, message_bytes=self._message_bytes)
+                               poll_bytes=self._poll_bytes)

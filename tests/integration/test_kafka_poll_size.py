@@ -1,11 +1,11 @@
 """Kafka poll batches sized in bytes as well as messages, on a real broker (Tansu).
 
-One partition carries waveform-sized messages, then a long run of reading-sized ones, then large ones again
-(as a topic whose producers change would). Read to its end with the flow's source (both kinds of partition):
-every message comes once and in order, the first poll assumes messages of ``max_message_bytes``, no poll
-asks for more than ``poll_batch``, a poll after one of large messages stays within ``poll_bytes`` and still
-takes several, and the run of small messages is read ``poll_batch`` at a time. (The first poll after the
-messages grow takes as many as the small ones allowed: librdkafka's consumer counts messages.)
+One partition carries a run of reading-sized messages, then waveform-sized ones, then small ones again (as a
+topic whose producers change would). Read to its end with the flow's source (both kinds of partition):
+every message comes once and in order, no poll asks for more than ``poll_batch``, a poll after one of large
+messages stays within ``poll_bytes`` and still takes several, and both runs of small messages are read
+``poll_batch`` at a time. (The first poll, and the first after the messages grow, take what the count
+allowed before: librdkafka's consumer counts messages.)
 """
 from __future__ import annotations
 
@@ -22,14 +22,14 @@ from aiotstream.records import MessageBlock
 pytestmark = pytest.mark.integration
 
 BIG, SMALL = 12_000, 70  # bytes: a 3 x 1,024 float32 frame, a JSON reading
-POLL_BATCH, POLL_BYTES, MAX_MESSAGE = 1_000, 120_000, 60_000  # 1,000 small ones are 70 kB
-N_BIG, N_SMALL = 200, 12_000
+POLL_BATCH, POLL_BYTES = 1_000, 120_000  # 1,000 small ones are 70 kB
+N_SMALL, N_BIG, N_AFTER = 12_000, 2_000, 5_000
 
 
 def _payloads() -> list[bytes]:
+    small = [b"r%07d" % i + b"y" * (SMALL - 8) for i in range(N_SMALL + N_AFTER)]
     big = [b"F%07d" % i + b"x" * (BIG - 8) for i in range(N_BIG)]
-    small = [b"r%07d" % i + b"y" * (SMALL - 8) for i in range(N_SMALL)]
-    return big + small + big
+    return small[:N_SMALL] + big + small[N_SMALL:]
 
 
 def _batches(part: Any) -> list[list[tuple[int, bytes]]]:
@@ -65,8 +65,7 @@ def topic(kafka_broker: str) -> str:
 @pytest.mark.parametrize("blocks", [True, False])
 def test_polls_follow_the_message_size(kafka_broker: str, topic: str, blocks: bool) -> None:
     cfg = default_site(1, site_id=topic, inputs={
-        "tail": False, "topics": [f"{topic}.readings"], "poll_batch": POLL_BATCH, "poll_bytes": POLL_BYTES,
-        "max_message_bytes": MAX_MESSAGE})
+        "tail": False, "topics": [f"{topic}.readings"], "poll_batch": POLL_BATCH, "poll_bytes": POLL_BYTES})
     src = kafka_source(cfg, kafka_broker, tail=False, blocks=blocks)
     [name] = [p for p in src.list_parts() if p.endswith(f"{topic}.readings")]
     part = src.build_part("input", name, None)
@@ -80,10 +79,12 @@ def test_polls_follow_the_message_size(kafka_broker: str, topic: str, blocks: bo
     assert [v for _, v in flat] == _payloads()
 
     sizes = [sum(len(v) for _, v in b) for b in batches]
-    assert len(batches[0]) <= POLL_BYTES // MAX_MESSAGE  # the first poll assumes the largest message
     assert max(map(len, batches)) <= POLL_BATCH
     after_big = [sizes[i + 1] for i, b in enumerate(batches[:-1]) if all(len(v) == BIG for _, v in b)]
     assert after_big and max(after_big) <= POLL_BYTES
-    assert any(len(b) == POLL_BATCH for b in batches)  # the small run: poll_batch a poll, not 10 of them
     big_only = [b for b in batches if all(len(v) == BIG for _, v in b)]
     assert max(map(len, big_only)) >= POLL_BYTES // BIG // 2  # and not one large message a poll
+    last_big = max(i for i, b in enumerate(batches) if any(len(v) == BIG for _, v in b))
+    before = batches[:next(i for i, b in enumerate(batches) if any(len(v) == BIG for _, v in b))]
+    assert any(len(b) == POLL_BATCH for b in before)  # small ones: poll_batch a poll, not 10 of them
+    assert any(len(b) == POLL_BATCH for b in batches[last_big + 1:])  # and again after the large ones

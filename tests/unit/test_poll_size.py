@@ -11,14 +11,14 @@ from aiotstream.io.kafka_consumer import PollSize
 
 mosts = st.integers(1, 100_000)
 budgets = st.integers(65_536, 1 << 30)
-firsts = st.integers(1_024, 268_435_456)
-polls = st.lists(st.tuples(st.integers(0, 100_000), st.integers(0, 1 << 20)), max_size=40)  # (n, mean size)
+sizes = st.integers(0, 1 << 20)
+polls = st.lists(st.tuples(st.integers(0, 100_000), sizes), max_size=40)  # (messages, mean size)
 
 
-@given(mosts, budgets, firsts, polls)
-def test_count_stays_in_bounds_and_a_poll_of_the_last_size_fits_the_budget(most, budget, first, seq) -> None:
-    p = PollSize(most, budget, first_size=first)
-    assert p.count == max(1, min(most, budget // first))
+@given(mosts, budgets, polls)
+def test_count_stays_in_bounds_and_a_poll_of_the_last_size_fits_the_budget(most, budget, seq) -> None:
+    p = PollSize(most, budget)
+    assert p.count == most  # the first poll: what librdkafka's queue holds, up to the most
     for n, mean in seq:
         before = p.count
         p.observe(n, n * mean)
@@ -30,9 +30,10 @@ def test_count_stays_in_bounds_and_a_poll_of_the_last_size_fits_the_budget(most,
         assert p.count <= 2 * before + 1  # the estimate at most halves a poll: the count at most doubles
 
 
-@given(mosts, budgets, firsts, st.integers(1, 1 << 20))
-def test_a_steady_size_reaches_its_count_within_log2_of_the_first_guess(most, budget, first, size) -> None:
-    p = PollSize(most, budget, first_size=first)
+@given(mosts, budgets, st.integers(1, 1 << 20), st.integers(1, 1 << 20))
+def test_a_steady_size_reaches_its_count_within_log2_of_the_first_size(most, budget, first, size) -> None:
+    p = PollSize(most, budget)
+    p.observe(10, 10 * first)
     for _ in range(max(0, math.ceil(math.log2(first / size))) + 1):
         p.observe(p.count, p.count * size)
     want = max(1, min(most, budget // size))
@@ -41,9 +42,9 @@ def test_a_steady_size_reaches_its_count_within_log2_of_the_first_guess(most, bu
     assert want - 1 <= p.count <= want
 
 
-@given(mosts, firsts, polls)
-def test_without_a_budget_every_poll_asks_for_the_most(most, first, seq) -> None:
-    p = PollSize(most, None, first_size=first)
+@given(mosts, polls)
+def test_without_a_budget_every_poll_asks_for_the_most(most, seq) -> None:
+    p = PollSize(most, None)
     for n, mean in seq:
         assert p.count == most
         p.observe(n, n * mean)
@@ -51,11 +52,13 @@ def test_without_a_budget_every_poll_asks_for_the_most(most, first, seq) -> None
 
 
 def test_a_larger_size_counts_at_once_a_smaller_one_halves_the_estimate() -> None:
-    p = PollSize(10_000, 1_200_000, first_size=1_000)
-    assert p.count == 1_200
+    p = PollSize(10_000, 1_200_000)
+    assert p.count == 10_000
     p.observe(10, 10 * 12_000)
     assert p.count == 100
     p.observe(100, 100 * 70)
     assert p.count == 200  # 6,000 bytes assumed, not 70
     p.observe(200, 200 * 70)
     assert p.count == 400
+    p.observe(400, 400 * 24_000)
+    assert p.count == 50  # larger: at once
