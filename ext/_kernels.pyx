@@ -28,6 +28,9 @@ one thread, for other lengths).
 Half-Space Trees (:func:`hst_score`, :func:`hst_learn`): River's walks over trees kept in flat
 arrays (``aiotstream.models.hst``, whose numpy path is their twin).
 
+Output records (:func:`bad_number`): the first number JSON cannot carry in a record about to be written (its
+twin: the Python path of :func:`aiotstream.io.sinkguard.problem`).
+
 Blocks of JSON readings (:func:`plain_reading_columns`): a Kafka poll batch's plain readings as columns in one
 pass (its twin: the Python path of :func:`aiotstream.codecs.readings.plain_readings`).
 
@@ -42,7 +45,7 @@ there and in each function below.
 import numpy as np
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_GetItem, PyDict_Next
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.object cimport PyObject
@@ -58,6 +61,7 @@ __all__ = [
     "SPECTRAL_FEATURES",
     "SPECTRAL_PARTIAL_COLUMNS",
     "TIME_FEATURES",
+    "bad_number",
     "features_from_partials",
     "frame_moments",
     "frame_partials",
@@ -968,3 +972,65 @@ def plain_reading_columns(list raws, Py_ssize_t max_bytes, loads):
         tss[k] = t
         Tv[k] = tv
     return assets, metrics, tss, T, V
+
+
+cdef object _I64_MIN = -(1 << 63)
+cdef object _U64_MAX = (1 << 64) - 1
+
+
+def bad_number(obj, fallback):
+    """None when every ``float`` in ``obj`` (through nested ``dict``, ``list`` and ``tuple``; exact types, as a
+    bool is no int) is finite and every ``int`` lies in -2**63..2**64-1 (what orjson writes); else the first
+    other one as ``(steps, text)``: the dict keys (as ``str``) and list indices from it out to ``obj``,
+    innermost first, and its ``repr`` (float) or ``str`` (int). The twin of
+    :func:`aiotstream.io.sinkguard._find`; a container nested deeper than 64 levels is handed to ``fallback``
+    (that function), whose recursion is Python's."""
+    return _bad_number(obj, 64, fallback)
+
+
+cdef object _bad_number(object obj, int depth, object fallback):
+    cdef type t = type(obj)
+    cdef Py_ssize_t pos = 0, i, n
+    cdef PyObject* key
+    cdef PyObject* val
+    cdef object f, v
+    cdef type vt
+    cdef int overflow = 0
+    if t is float:
+        return None if isfinite(PyFloat_AS_DOUBLE(obj)) else ([], repr(obj))
+    if t is int:
+        PyLong_AsLongLongAndOverflow(obj, &overflow)
+        return None if overflow == 0 or _I64_MIN <= obj <= _U64_MAX else ([], str(obj))
+    if t is dict:
+        if depth == 0:
+            return fallback(obj)
+        while PyDict_Next(obj, &pos, &key, &val):
+            vt = type(<object>val)
+            if vt is str or val == <PyObject*>None or vt is bool:
+                continue
+            if vt is float:
+                if isfinite(PyFloat_AS_DOUBLE(<object>val)):
+                    continue
+            f = _bad_number(<object>val, depth - 1, fallback)
+            if f is not None:
+                f[0].append(str(<object>key))
+                return f
+        return None
+    if t is list or t is tuple:
+        if depth == 0:
+            return fallback(obj)
+        n = len(obj)
+        for i in range(n):
+            v = obj[i]
+            vt = type(v)
+            if vt is float:
+                if isfinite(PyFloat_AS_DOUBLE(v)):
+                    continue
+            elif vt is str or v is None or vt is bool:
+                continue
+            f = _bad_number(v, depth - 1, fallback)
+            if f is not None:
+                f[0].append(i)
+                return f
+        return None
+    return None

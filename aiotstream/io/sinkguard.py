@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from aiotstream._kernels import bad_number
 from aiotstream.ids import safe_id
 from aiotstream.lineage import make_id
 from aiotstream.records import DEADLETTER_PREFIX_BYTES, Output
@@ -46,13 +47,15 @@ _LINEAGE = ("site", "flow", "flow_version", "config_hash", "code_version", "inpu
             "produced_at")
 
 
-def problem(obj: Any, path: str = "") -> tuple[str, str] | None:
+def problem(obj: Any, path: str = "", compiled: bool = True) -> tuple[str, str] | None:
     """``(path, value)`` of the first number in ``obj`` that JSON cannot carry as a number, or None.
+    ``compiled``: the search in C (:func:`aiotstream._kernels.bad_number`, about 9x faster on a KPI record);
+    False: its twin, :func:`_find`.
 
     >>> problem({"a": [1.0, {"b": float("inf")}]}), problem({"n": 1 << 70}), problem({"ok": [1, 2.5, None]})
     (('a[1].b', 'inf'), ('n', '1180591620717411303424'), None)
     """
-    found = _find(obj)
+    found = bad_number(obj, _find) if compiled else _find(obj)
     if found is None:
         return None
     steps, value = found

@@ -1,10 +1,12 @@
 """sinkguard.problem (every output goes through it) against the path-building version it replaced: the same
-first bad number and the same path, on any nesting of dicts, lists and tuples."""
+first bad number and the same path, on any nesting of dicts, lists and tuples; both its paths (the kernel
+``_kernels.bad_number`` and its Python twin)."""
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -46,14 +48,36 @@ values = st.recursive(scalars, lambda inner: st.one_of(
 @given(values)
 def test_problem_finds_what_the_reference_finds(obj: Any) -> None:
     assert problem(obj) == reference(obj)
+    assert problem(obj, compiled=False) == reference(obj)
 
 
-def test_problem_paths() -> None:
-    assert problem({"a": [1.0, {"b": float("inf")}]}) == ("a[1].b", "inf")
-    assert problem([0, [float("nan")]]) == ("[1][0]", "nan")
-    assert problem({1: {"x": -float("inf")}}) == ("1.x", "-inf")
-    assert problem({"v": (1, 1 << 64)}) == ("v[1]", str(1 << 64))
-    assert problem({"ok": [1, 2.5, None, True, "s", (1 << 64) - 1]}) is None
+@pytest.mark.parametrize("compiled", [True, False])
+def test_problem_paths(compiled: bool) -> None:
+    assert problem({"a": [1.0, {"b": float("inf")}]}, compiled=compiled) == ("a[1].b", "inf")
+    assert problem([0, [float("nan")]], compiled=compiled) == ("[1][0]", "nan")
+    assert problem({1: {"x": -float("inf")}}, compiled=compiled) == ("1.x", "-inf")
+    assert problem({"v": (1, 1 << 64)}, compiled=compiled) == ("v[1]", str(1 << 64))
+    assert problem({"n": -(1 << 63) - 1}, compiled=compiled) == ("n", str(-(1 << 63) - 1))
+    assert problem({"ok": [1, 2.5, None, True, "s", (1 << 64) - 1, -(1 << 63)]}, compiled=compiled) is None
+    assert problem(float("nan"), compiled=compiled) == ("", "nan")
+
+
+class Number(float):
+    """A float subclass (as numpy's float64 is): neither path looks into it, as before."""
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_only_exact_types_are_searched(compiled: bool) -> None:
+    assert problem({"x": Number("nan"), "b": [False, True]}, compiled=compiled) is None
+
+
+@pytest.mark.parametrize("depth", [1, 63, 64, 65, 200])
+def test_deep_nesting_past_the_kernel_s_depth_goes_on_in_python(depth: int) -> None:
+    obj: Any = [float("inf")]
+    for k in range(depth):
+        obj = {"k": obj} if k % 2 else [0, obj]
+    assert problem(obj) == problem(obj, compiled=False) == reference(obj)
+    assert problem(obj)[1] == "inf"
 
 
 # a record's long lists of one type (scores, times, flags), where the search checks the whole list at once
@@ -72,11 +96,22 @@ rows = st.one_of(
 @given(st.dictionaries(st.sampled_from(("row_score", "row_ts_ns", "row_alert", "n")), rows | scalars, max_size=4))
 def test_problem_on_long_lists_of_one_type_finds_what_the_reference_finds(rec: dict) -> None:
     assert problem(rec) == reference(rec)
+    assert problem(rec, compiled=False) == reference(rec)
 
 
-def test_finite_floats_whose_sum_overflows_are_fine_and_a_nan_among_them_is_found() -> None:
+@pytest.mark.parametrize("compiled", [True, False])
+def test_finite_floats_whose_sum_overflows_are_fine_and_a_nan_among_them_is_found(compiled: bool) -> None:
     big = [1.7e308] * 6
-    assert problem({"s": big}) is None
-    assert problem({"s": big + [math.nan]}) == ("s[6]", "nan")
-    assert problem({"t": [1] * 5 + [1 << 64]}) == ("t[5]", str(1 << 64))
-    assert problem({"t": [-(1 << 63)] * 5 + [(1 << 64) - 1]}) is None
+    assert problem({"s": big}, compiled=compiled) is None
+    assert problem({"s": big + [math.nan]}, compiled=compiled) == ("s[6]", "nan")
+    assert problem({"t": [1] * 5 + [1 << 64]}, compiled=compiled) == ("t[5]", str(1 << 64))
+    assert problem({"t": [-(1 << 63)] * 5 + [(1 << 64) - 1]}, compiled=compiled) is None
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_nesting_past_python_s_recursion_limit_raises_in_both_paths_and_never_crashes(compiled: bool) -> None:
+    obj: Any = [float("inf")]
+    for k in range(5_000):
+        obj = {"k": obj} if k % 2 else [obj]
+    with pytest.raises(RecursionError):  # (orjson refuses records nested past 255 levels anyway)
+        problem(obj, compiled=compiled)
