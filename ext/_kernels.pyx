@@ -988,13 +988,20 @@ def bad_number(obj, fallback):
     return _bad_number(obj, 64, fallback)
 
 
+cdef inline bint _carried(object v):
+    """The common leaves JSON carries as they are (a string, null, a bool, a finite float): no call for them."""
+    cdef type t = type(v)
+    if t is float:
+        return isfinite(PyFloat_AS_DOUBLE(v))
+    return t is str or v is None or t is bool
+
+
 cdef object _bad_number(object obj, int depth, object fallback):
     cdef type t = type(obj)
     cdef Py_ssize_t pos = 0, i, n
     cdef PyObject* key
     cdef PyObject* val
     cdef object f, v
-    cdef type vt
     cdef int overflow = 0
     if t is float:
         return None if isfinite(PyFloat_AS_DOUBLE(obj)) else ([], repr(obj))
@@ -1005,12 +1012,8 @@ cdef object _bad_number(object obj, int depth, object fallback):
         if depth == 0:
             return fallback(obj)
         while PyDict_Next(obj, &pos, &key, &val):
-            vt = type(<object>val)
-            if vt is str or val == <PyObject*>None or vt is bool:
+            if _carried(<object>val):
                 continue
-            if vt is float:
-                if isfinite(PyFloat_AS_DOUBLE(<object>val)):
-                    continue
             f = _bad_number(<object>val, depth - 1, fallback)
             if f is not None:
                 f[0].append(str(<object>key))
@@ -1022,11 +1025,7 @@ cdef object _bad_number(object obj, int depth, object fallback):
         n = len(obj)
         for i in range(n):
             v = obj[i]
-            vt = type(v)
-            if vt is float:
-                if isfinite(PyFloat_AS_DOUBLE(v)):
-                    continue
-            elif vt is str or v is None or vt is bool:
+            if _carried(v):
                 continue
             f = _bad_number(v, depth - 1, fallback)
             if f is not None:
