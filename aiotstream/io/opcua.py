@@ -307,6 +307,10 @@ class OpcUaConnection:
                 raise
             except (*_LOST_ERRORS, ua.UaError) as exc:
                 await self._drop(client)
+                if self.closing.is_set():
+                    # stop() cancelled us, but asyncio.wait_for (Python 3.11) drops a cancel that arrives
+                    # as the attempt fails (a refused connect): no retry after a stop, whatever came first
+                    raise asyncio.CancelledError from None
                 if first and _is_refusal(exc):
                     raise AiotError(f"OPC UA {cfg.endpoint} refused the connection: {_reason(exc)}; check "
                                     "username/password_env and the security settings "
