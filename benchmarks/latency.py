@@ -177,11 +177,14 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
                 warmup_s: float = 6.0, max_assets: int = 400, tag: str = "", partitions: int = 3,
                 startup_s: float = 5.0, model: str = "zscore", fetch_wait_ms: int | None = None,
                 model_table: dict[str, Any] | None = None, window: dict[str, Any] | None = None,
-                poll_batch: int | None = None) -> dict[str, Any]:
+                poll_batch: int | None = None, poll_bytes: int | None = None,
+                poll_default: bool = False) -> dict[str, Any]:
     """One latency run; ``fetch_wait_ms`` sets the flow consumer's ``fetch.wait.max.ms`` (through
     ``AIOTSTREAM_KAFKA_FETCH_WAIT_MAX_MS``; None leaves librdkafka's default of 500 ms). ``model_table``
     replaces the site's ``[model]`` (e.g. ONNX; then the score records' ``latency.added_ms``, what
-    batching added, is summarised too) and ``window`` adds window settings."""
+    batching added, is summarised too) and ``window`` adds window settings. The site reads
+    ``poll_batch`` (default: the benchmarks' 1,000, :func:`~benchmarks.workload.site_dict`) and
+    ``poll_bytes`` messages a poll; ``poll_default``: neither is set, the product's defaults apply."""
     assets, speed = plan(offered_samples_per_s, max_assets)
     site_id = f"bench-lat{tag}"
     topic = f"{site_id}.waveforms"
@@ -191,6 +194,11 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
         cfg["model"] = model_table
     if poll_batch is not None:
         cfg["inputs"]["poll_batch"] = poll_batch
+    if poll_bytes is not None:
+        cfg["inputs"]["poll_bytes"] = poll_bytes
+    if poll_default:
+        cfg["inputs"].pop("poll_batch", None)
+        cfg["inputs"].pop("poll_bytes", None)
     site = write_site(tmp, cfg)
     create_topics(brokers, [topic, *output_topics(site_id)], partitions)
     ids = [f"p-{i:06d}" for i in range(1, assets + 1)]
@@ -303,7 +311,9 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
         "flow": measured.summary(), "late_windows": late_windows,
         "per_window": [{"t_s": (w - e0) / 1e9, "n": len(v), "p50_ms": round(float(np.median(v)) * 1e3, 1),
                         "max_ms": round(max(v) * 1e3, 1)} for w, v in sorted(by_window.items())],
-        "settings": {"allowed_lateness_s": 0, "idle_close_s": 2, "inputs": "waveforms only"},
+        "settings": {"allowed_lateness_s": 0, "idle_close_s": 2, "inputs": "waveforms only",
+                     "poll_batch": cfg["inputs"].get("poll_batch", "default"),
+                     "poll_bytes": cfg["inputs"].get("poll_bytes", "default")},
     }
 
 
@@ -317,12 +327,16 @@ def main(argv: list[str] | None = None) -> int:
     from aiotstream.io.broker import TansuBroker
     from benchmarks import repeats
     from benchmarks.common import machine, save
+    from benchmarks.poll_size import parse_variant
 
     ap = argparse.ArgumentParser(description="latency at a fixed offered load, configurations interleaved")
     ap.add_argument("--offered", type=float, required=True, help="samples/s (half of the measured peak: the goal)")
     ap.add_argument("--epoch-s", default="1", help="comma-separated --epoch-s values (default 1)")
     ap.add_argument("--fetch-wait", default="default,10",
                     help="comma-separated flow fetch.wait.max.ms values, 'default' = librdkafka's 500")
+    ap.add_argument("--poll", default="1000",
+                    help="comma-separated POLL_BATCH[:POLL_BYTES] values for the flow's inputs, 'default' = "
+                         "the product's (10,000 messages, 8 MiB); default 1000 (the other benchmarks')")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of plant time a run")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds of it left out")
@@ -330,17 +344,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--json")
     args = ap.parse_args(argv)
-    configs = [(float(e), None if f == "default" else int(f)) for e in args.epoch_s.split(",")
-               for f in args.fetch_wait.split(",")]
+    configs = [(float(e), None if f == "default" else int(f), p) for e in args.epoch_s.split(",")
+               for f in args.fetch_wait.split(",") for p in args.poll.split(",")]
     at_start = machine()
-    runs: dict[str, list[dict[str, Any] | None]] = {f"epoch {e:g} s, fetch wait {f or 'default'}": []
-                                                    for e, f in configs}
+    runs: dict[str, list[dict[str, Any] | None]] = {f"epoch {e:g} s, fetch wait {f or 'default'}, poll {p}": []
+                                                    for e, f, p in configs}
     with TansuBroker() as b, tempfile.TemporaryDirectory() as tmp:
         for rnd in range(args.repeat):
-            for i, ((epoch, fetch), name) in enumerate(zip(configs, runs, strict=True)):
+            for i, ((epoch, fetch, poll), name) in enumerate(zip(configs, runs, strict=True)):
+                batch, nbytes = (None, None) if poll == "default" else parse_variant(poll)
                 r = run_latency(b.bootstrap, Path(tmp), offered_samples_per_s=args.offered, epoch_s=epoch,
                                 fetch_wait_ms=fetch, duration_s=args.duration, warmup_s=args.warmup,
-                                max_assets=args.max_assets, partitions=args.partitions, tag=f"-{rnd}-{i}")
+                                max_assets=args.max_assets, partitions=args.partitions, tag=f"-{rnd}-{i}",
+                                poll_batch=batch, poll_bytes=nbytes, poll_default=poll == "default")
                 r.pop("per_window", None)
                 runs[name].append(r)
                 fh = r["flow_histogram"]
