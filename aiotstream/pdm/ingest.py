@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from aiotstream._kernels import sample_range
 from aiotstream.auth import (
     Refusal,
     Refused,
@@ -399,9 +400,12 @@ class Ingestor:
             x = item.samples
             assert x is not None
             # int16 always fits
-            if (x.dtype.kind == "f" or lim < 32_768) and (x.max() > lim or x.min() < -lim):
+            if x.dtype.kind == "f" or lim < 32_768:
+                lo, hi = extremes(x)
+                if not (hi > lim or lo < -lim):
+                    return None
                 return ("out_of_range", (f"a sample's magnitude is beyond {lim:g} (inputs.max_abs_value; min "
-                                         f"{x.min():g}, max {x.max():g})"))
+                                         f"{lo:g}, max {hi:g})"))
         elif abs(item.value) > lim:
             return ("out_of_range", f"value {item.value!r} is beyond +-{lim:g} (inputs.max_abs_value)")
         return None
@@ -495,6 +499,23 @@ class Ingestor:
                             "it to [[assets]]", a)
 
 
+def extremes(x: np.ndarray) -> tuple[Any, Any]:
+    """``(x.min(), x.max())``, numpy scalars of ``x``'s dtype (so they compare as numpy compares them: NaN
+    when a sample is NaN), from one compiled pass (:func:`~aiotstream._kernels.sample_range`) where it can.
+
+    >>> extremes(np.array([[1.5, -2.0], [np.inf, 0.0]], np.float32))
+    (np.float32(-2.0), np.float32(inf))
+    >>> extremes(np.array([3, -7], np.int16)), extremes(np.array([1.0, np.nan]))
+    ((np.int16(-7), np.int16(3)), (np.float64(nan), np.float64(nan)))
+    """
+    try:
+        _, lo, hi = sample_range(x)
+    except (TypeError, ValueError):  # another dtype or layout: numpy's own
+        return x.min(), x.max()
+    t = x.dtype.type
+    return t(lo), t(hi)
+
+
 def encode_row(asset: str, ts_ns: int, metric: str, value: float) -> bytes:
     """A table row as a JSON reading (what its dead letter keeps); NaN/Inf as strings.
 
@@ -519,7 +540,9 @@ def attach_partials(frames: list[Frame], feature_set: FeatureSet, rpm: dict[str,
         groups[(s.shape[0], s.shape[1], s.dtype.str, f.sample_rate_hz)].append(f)
     for (_, _, dt, rate), group in groups.items():
         target = np.float64 if dt.endswith("f8") else np.float32
-        batch = np.stack([f.samples for f in group]).astype(target, copy=False)  # (F, C, N), C-contiguous
+        # (F, C, N), C-contiguous: one concatenate of the (C, N) arrays (np.stack makes a view of each first)
+        c, n = group[0].samples.shape  # type: ignore[union-attr]
+        batch = np.concatenate([f.samples for f in group]).reshape(len(group), c, n).astype(target, copy=False)
         speeds = np.array([rpm.get(f.asset, np.nan) for f in group]) if feature_set.spectral else None
         time_part, spec = frame_partials_batch(batch, rate, speeds, feature_set)
         for i, f in enumerate(group):
