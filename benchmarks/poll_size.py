@@ -52,34 +52,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--variant", action="append", required=True, help="POLL_BATCH[:POLL_BYTES]; repeat")
+    ap.add_argument("--tree", action="append",
+                    help="run the flow from this checkout (repeat to alternate checkouts, e.g. a git worktree of "
+                         "main with its kernels built); default: this one")
     ap.add_argument("--json", default=None, help="append each run as a JSON line here")
     args = ap.parse_args(argv)
     from aiotstream.io.broker import TansuBroker
+    from benchmarks import common
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    variants = [parse_variant(v) for v in args.variant]
+    trees = [Path(t).resolve() for t in (args.tree or [str(common.ROOT)])]
+    for t in trees:
+        if not (t / "aiotstream" / "__init__.py").is_file():
+            raise SystemExit(f"--tree {t}: not an aiotstream checkout (build its kernels there, or copy them)")
+    # every (tree, variant) once a round, in the same order: drift hits them alike
+    names = [f"{v} @ {t}" if len(trees) > 1 else v for t in trees for v in args.variant]
+    variants = [(t, *parse_variant(v)) for t in trees for v in args.variant]
     runs: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(variants))}
     with tempfile.TemporaryDirectory(prefix="bench-poll-size-") as tmp, TansuBroker() as broker:
         data = preload_waveforms(broker.bootstrap, assets=args.assets, duration_s=args.duration,
                                  partitions=args.partitions, slice_assets=0, slice_duration_s=0.0)
         n = 0
         for rnd in range(args.rounds):
-            for i, (batch, nbytes) in enumerate(variants):
+            for i, (tree, batch, nbytes) in enumerate(variants):
                 n += 1
                 d = Path(tmp) / f"r{n}"
                 d.mkdir()
+                common.ROOT, os.environ["PYTHONPATH"] = tree, str(tree)  # the flow runs from tree (spawn)
                 r = measure(broker.bootstrap, d, data, 1, model="zscore", label=f"-poll{n}",
                             partitions=args.partitions, poll_batch=batch, poll_bytes=nbytes)
                 delete_topics(broker.bootstrap, output_topics(r["site"]))
-                rec = {"round": rnd, "variant": args.variant[i], "poll_batch": batch, "poll_bytes": nbytes,
+                rec = {"round": rnd, "variant": names[i], "tree": str(tree), "poll_batch": batch, "poll_bytes": nbytes,
                        "samples_per_s_per_worker": r["samples_per_s_per_worker"],
                        "span_s": r["span_s"], "cpu_s": r["cpu_s"], "peak_rss_mb": r["peak_rss_mb"],
+                       "windows": r["windows"], "scores_digest": r["scores_digest"],
                        "load": round(os.getloadavg()[0], 2)}
                 runs[i].append(rec)
                 _emit(rec, args.json)
     first = [r["samples_per_s_per_worker"] for r in runs[0]]
     summary = {"summary": True, "frames": data.frames, "samples": data.samples, "variants": [
-        {"variant": args.variant[i],
+        {"variant": names[i],
          "median_samples_per_s": statistics.median(r["samples_per_s_per_worker"] for r in rs),
          "median_cpu_s": statistics.median(r["cpu_s"] for r in rs),
          "median_peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in rs),

@@ -33,6 +33,7 @@ of each Python step (``step_cpu_s``) and the sink's wall time. ``benchmarks.e2e`
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -126,6 +127,18 @@ def _jsonl(directory: Path, kind: str) -> list[dict[str, Any]]:
             for line in path.read_bytes().splitlines() if line.strip()]
 
 
+def scores_digest(scores: list[dict[str, Any]]) -> str:
+    """What a run decided, as 16 hex digits: each window's (asset, start, score, anomalous, drift, values), in
+    order, so two checkouts' runs over the same data can be told identical or not.
+
+    >>> scores_digest([]) == scores_digest([]) != scores_digest([{"asset": "a", "window": {"start_ns": 1}}])
+    True
+    """
+    rows = sorted(((r.get("asset"), (r.get("window") or {}).get("start_ns"), r.get("score"), r.get("anomalous"),
+                    r.get("drift"), r.get("values")) for r in scores), key=lambda t: (str(t[0]), t[1] or 0))
+    return hashlib.sha256(orjson.dumps(rows, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
 def score_figures(brokers: str, site_id: str, out_dir: Path | None = None) -> dict[str, Any]:
     """Windows, frames and the produced_at estimator from the score (and alert) records of a run (on the
     broker, or in ``out_dir``)."""
@@ -135,7 +148,7 @@ def score_figures(brokers: str, site_id: str, out_dir: Path | None = None) -> di
     else:
         scores, alerts = _jsonl(out_dir, "scores"), _jsonl(out_dir, "alerts")
     out: dict[str, Any] = {"windows": len(scores), "frames_in_windows": sum(r.get("frames", 0) for r in scores),
-                           "alerts": len(alerts)}
+                           "alerts": len(alerts), "scores_digest": scores_digest(scores)}
     if len(scores) >= 2:
         stamped = sorted((_ts(r["produced_at"]), r.get("frames", 0)) for r in scores)
         spread = stamped[-1][0] - stamped[0][0]
