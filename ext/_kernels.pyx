@@ -120,9 +120,9 @@ cdef extern from "kernels_core.h" nogil:
     enum:
         AIOT_LANES
     int aiot_avx2_active()
-    void aiot_range_f(const float* p, Py_ssize_t n, Py_ssize_t* bad, double* lo, double* hi)
-    void aiot_range_d(const double* p, Py_ssize_t n, Py_ssize_t* bad, double* lo, double* hi)
-    void aiot_range_s(const short* p, Py_ssize_t n, Py_ssize_t* bad, double* lo, double* hi)
+    void aiot_range_f(const void* p, Py_ssize_t n, Py_ssize_t* bad, double* lo, double* hi)
+    void aiot_range_d(const void* p, Py_ssize_t n, Py_ssize_t* bad, double* lo, double* hi)
+    void aiot_range_s(const void* p, Py_ssize_t n, Py_ssize_t* bad, double* lo, double* hi)
     double aiot_spec_prepare_f(const float* p, Py_ssize_t n, const double* w, float* buf, Py_ssize_t stride)
     double aiot_spec_prepare_d(const double* p, Py_ssize_t n, const double* w, double* buf, Py_ssize_t stride)
     void aiot_spec_power_f(const float* X, Py_ssize_t n, Py_ssize_t nk, double* tmp)
@@ -1084,7 +1084,8 @@ def rounded_list(x, int ndigits):
 
 def sample_range(x):
     """``(non-finite samples, min, max)`` of a frame's samples in one vectorised pass: ``float32``,
-    ``float64`` or ``int16`` in native byte order, C-contiguous, at least one sample. ``min`` and ``max`` are
+    ``float64`` or ``int16`` in native byte order, C-contiguous (aligned or not: a decoded frame's samples
+    start at any byte), at least one sample. ``min`` and ``max`` are
     numpy's ``x.min()`` and ``x.max()`` as floats: NaN when a sample is NaN, the infinities count. The
     decoder's finite check and the ingest's range check read one pass each instead of three
     (``np.isfinite(x).all()``, ``x.max()``, ``x.min()``)."""
@@ -1102,11 +1103,11 @@ def sample_range(x):
     p = cnp.PyArray_DATA(arr)
     with nogil:
         if t == cnp.NPY_FLOAT32:
-            aiot_range_f(<const float*>p, n, &bad, &lo, &hi)
+            aiot_range_f(p, n, &bad, &lo, &hi)
         elif t == cnp.NPY_FLOAT64:
-            aiot_range_d(<const double*>p, n, &bad, &lo, &hi)
+            aiot_range_d(p, n, &bad, &lo, &hi)
         else:
-            aiot_range_s(<const short*>p, n, &bad, &lo, &hi)
+            aiot_range_s(p, n, &bad, &lo, &hi)
     if bad and (lo != lo or hi != hi or (x != x).any()):  # a NaN among the non-finite: numpy's min and max
         return bad, NAN, NAN
     return bad, lo, hi

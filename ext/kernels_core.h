@@ -135,18 +135,25 @@ enum {
 AIOT_DEFINE_ROW_PARTIALS(aiot_row_partials_f, float)
 AIOT_DEFINE_ROW_PARTIALS(aiot_row_partials_d, double)
 
-/* Non-finite count, min and max of p[0:n] (n >= 1) in one vectorised pass (the frame decoder's finite check and
- * the ingest's range check). A NaN never wins a comparison, so lo/hi are the other samples' (the caller turns
- * them into NaN when a sample is NaN, as numpy's min and max are); v - v is 0 for a finite sample only. */
+/* Non-finite count, min and max of the n >= 1 samples of type T at p (the frame decoder's finite check and the
+ * ingest's range check). A NaN never wins a comparison, so lo/hi are the other samples' (the caller turns them
+ * into NaN when a sample is NaN, as numpy's min and max are); v - v is 0 for a finite sample only. p need not
+ * be aligned for T (a decoded frame's samples start right after its header and asset id, at any byte): each
+ * sample is read with memcpy, which the compiler turns into an unaligned (vector) load. */
 #define AIOT_DEFINE_RANGE(NAME, T)                                                            \
-    AIOT_CLONES static void NAME(const T *restrict p, ptrdiff_t n, ptrdiff_t *restrict bad,   \
+    AIOT_CLONES static void NAME(const void *restrict p, ptrdiff_t n, ptrdiff_t *restrict bad, \
                                  double *restrict lo_out, double *restrict hi_out)            \
     {                                                                                         \
-        double lo = (double)p[0], hi = (double)p[0];                                          \
+        const unsigned char *restrict b = (const unsigned char *)p;                           \
+        T first;                                                                              \
+        memcpy(&first, b, sizeof first);                                                      \
+        double lo = (double)first, hi = (double)first;                                        \
         ptrdiff_t i, nb = 0;                                                                  \
         _Pragma("omp simd reduction(+:nb) reduction(min:lo) reduction(max:hi)")               \
         for (i = 0; i < n; i++) {                                                             \
-            const double v = (double)p[i];                                                    \
+            T t;                                                                              \
+            memcpy(&t, b + i * (ptrdiff_t)sizeof(T), sizeof t);                               \
+            const double v = (double)t;                                                       \
             lo = v < lo ? v : lo;                                                             \
             hi = v > hi ? v : hi;                                                             \
             nb += !(v - v == 0.0);                                                            \

@@ -102,8 +102,8 @@ def decode_frame(raw: bytes, pos: Position) -> Frame:
         asset = check_id(raw[HEADER_SIZE:HEADER_SIZE + alen].decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise DecodeError("bad_asset_id", f"asset id is not UTF-8: {exc}") from None
-    samples = np.frombuffer(raw, dtype=dtype, count=channels * n_samples, offset=HEADER_SIZE + alen)
-    samples = samples.reshape(channels, n_samples)
+    # a read-only (channels, n) view of raw, in one call (frombuffer and reshape: two arrays, 2-4x the time)
+    samples = np.ndarray((channels, n_samples), dtype, raw, HEADER_SIZE + alen)
     if dtype.kind == "f":
         bad = sample_range(samples)[0]  # (one compiled pass: the non-finite count, min, max)
         if bad:
