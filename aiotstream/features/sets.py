@@ -117,6 +117,9 @@ def band_problems(bands: Sequence[Sequence[float]], nyquist_hz: dict[str, float]
     return problems
 
 
+_SPECTRAL_SET = frozenset(SPECTRAL_FEATURES)
+
+
 @dataclass(frozen=True, slots=True)
 class FeatureSet:
     """A named, versioned layout of feature columns.
@@ -177,9 +180,10 @@ class FeatureSet:
 
     @property
     def spectral(self) -> bool:
-        """Whether any column needs the spectral kernel (bands, centroid, ...)."""
-        return self.kind == WAVEFORM and any(
-            f in SPECTRAL_FEATURES or f.startswith("band_") for f in self.per_channel)
+        """Whether any column needs the spectral kernel (bands, centroid, ...). (Band columns are there
+        exactly when bands are, as ``__post_init__`` checks; one set operation, not a scan of the names: it is
+        read several times per window.)"""
+        return self.kind == WAVEFORM and (bool(self.bands) or not _SPECTRAL_SET.isdisjoint(self.per_channel))
 
     @property
     def all_columns(self) -> tuple[str, ...]:

@@ -125,7 +125,7 @@ class PollSize:
     1000
     """
 
-    __slots__ = ("most", "budget", "size", "count")
+    __slots__ = ("budget", "count", "most", "size")
 
     def __init__(self, most: int, budget: int | None):
         self.most = most

@@ -11,10 +11,9 @@ import math
 
 import numpy as np
 import pytest
+from aiotstream._kernels import rounded_list
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
-from aiotstream._kernels import rounded_list
 
 
 def reference(values: list[float], ndigits: int) -> list[float | None]:

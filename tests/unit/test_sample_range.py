@@ -11,11 +11,11 @@ import math
 
 import numpy as np
 import pytest
+from aiotstream._kernels import sample_range
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from aiotstream._kernels import sample_range
 from aiotstream.pdm.ingest import extremes
 
 DTYPES = st.sampled_from([np.float32, np.float64, np.int16])
@@ -31,7 +31,8 @@ def frames(dtype: type, shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]
 
 
 def same(a: object, b: object) -> bool:
-    return type(a) is type(b) and (a == b or (a != a and b != b))  # NaN is NaN
+    """Equal values of one type, NaN equal to NaN."""
+    return type(a) is type(b) and (a == b or bool(np.isnan(a) and np.isnan(b)))  # type: ignore[call-overload]
 
 
 @settings(max_examples=400)
