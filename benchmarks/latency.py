@@ -29,6 +29,7 @@ every consumer adds half that on average (measured: p50 153 ms at librdkafka's d
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -342,22 +343,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds of it left out")
     ap.add_argument("--max-assets", type=int, default=1000, help="beyond this the plant runs faster than real time")
     ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--tree", action="append",
+                    help="run the flow from this checkout (repeat to alternate checkouts, e.g. a git worktree of "
+                         "main with its kernels built); default: this one")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
-    configs = [(float(e), None if f == "default" else int(f), p) for e in args.epoch_s.split(",")
+    from benchmarks import common
+
+    trees = [Path(t).resolve() for t in (args.tree or [str(common.ROOT)])]
+    for t in trees:
+        if not (t / "aiotstream" / "__init__.py").is_file():
+            raise SystemExit(f"--tree {t}: not an aiotstream checkout (build its kernels there, or copy them)")
+    configs = [(float(e), None if f == "default" else int(f), p, t) for t in trees for e in args.epoch_s.split(",")
                for f in args.fetch_wait.split(",") for p in args.poll.split(",")]
     at_start = machine()
-    runs: dict[str, list[dict[str, Any] | None]] = {f"epoch {e:g} s, fetch wait {f or 'default'}, poll {p}": []
-                                                    for e, f, p in configs}
+    runs: dict[str, list[dict[str, Any] | None]] = {
+        f"epoch {e:g} s, fetch wait {f or 'default'}, poll {p}" + (f" @ {t}" if len(trees) > 1 else ""): []
+        for e, f, p, t in configs}
     with TansuBroker() as b, tempfile.TemporaryDirectory() as tmp:
         for rnd in range(args.repeat):
-            for i, ((epoch, fetch, poll), name) in enumerate(zip(configs, runs, strict=True)):
+            for i, ((epoch, fetch, poll, tree), name) in enumerate(zip(configs, runs, strict=True)):
                 batch, nbytes = (None, None) if poll == "default" else parse_variant(poll)
+                common.ROOT, os.environ["PYTHONPATH"] = tree, str(tree)  # the flow runs from tree (spawn)
                 r = run_latency(b.bootstrap, Path(tmp), offered_samples_per_s=args.offered, epoch_s=epoch,
                                 fetch_wait_ms=fetch, duration_s=args.duration, warmup_s=args.warmup,
                                 max_assets=args.max_assets, partitions=args.partitions, tag=f"-{rnd}-{i}",
                                 poll_batch=batch, poll_bytes=nbytes, poll_default=poll == "default")
                 r.pop("per_window", None)
+                r["tree"] = str(tree)
                 runs[name].append(r)
                 fh = r["flow_histogram"]
                 print(f"round {rnd + 1} of {args.repeat}, {name}: p50 {r['score']['p50_ms']} / p99 "

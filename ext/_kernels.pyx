@@ -33,6 +33,9 @@ twin: the Python path of :func:`aiotstream.io.sinkguard.problem`). :func:`rounde
 the list a record carries, each ``round(v, ndigits)`` exactly as Python rounds it, NaN as None (its twin: that
 list comprehension).
 
+Decoded frames (:func:`sample_range`): a frame's non-finite count, min and max in one pass, for the decoder's
+finite check and the ingest's range check (its twin: ``np.isfinite``, ``x.min()``, ``x.max()``).
+
 Blocks of JSON readings (:func:`plain_reading_columns`): a Kafka poll batch's plain readings as columns in one
 pass (its twin: the Python path of :func:`aiotstream.codecs.readings.plain_readings`).
 
