@@ -22,7 +22,6 @@ there), and reports each and the median of the per-round ratios of the last to t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -133,10 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="a checkout to run the flow from (repeatable: each in turn every round; default: this one)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
-    trees = [Path(t).resolve() for t in (args.tree or [str(common.ROOT)])]
-    for t in trees:
-        if not (t / "aiotstream" / "__init__.py").is_file():
-            raise SystemExit(f"--tree {t}: not an aiotstream checkout")
+    trees = common.checkouts(args.tree)
     at_start = machine()
     with TemporaryDirectory() as tmp, TansuBroker() as broker:
         print(f"writing {args.meters} meters x {args.seconds:g} s of 1 Hz JSON readings ...", flush=True)
@@ -152,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"({d['span_s']} s)", flush=True)
             for j, tree in enumerate(trees):
                 if len(trees) > 1:  # the flow runs from ``tree`` (cwd and PYTHONPATH)
-                    common.ROOT, os.environ["PYTHONPATH"] = tree, str(tree)
+                    common.run_from(tree)
                 r = measure(broker.bootstrap, Path(tmp), data, args.interval,
                             label=f"-{i}-{j}" if len(trees) > 1 else (f"-{i}" if i else ""),
                             poll_batch=args.poll_batch)

@@ -22,6 +22,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+
+def checkouts(trees: list[str] | None) -> list[Path]:
+    """The checkouts a benchmark's repeated ``--tree`` names (this one when none), each checked to be one."""
+    paths = [Path(t).resolve() for t in (trees or [str(ROOT)])]
+    for t in paths:
+        if not (t / "aiotstream" / "__init__.py").is_file():
+            raise SystemExit(f"--tree {t}: not an aiotstream checkout (build its kernels there, or copy them)")
+    return paths
+
+
+def run_from(tree: Path) -> None:
+    """Flows spawned from now on (:func:`spawn`: cwd and PYTHONPATH) run ``tree``'s aiotstream."""
+    global ROOT
+    ROOT = tree
+    os.environ["PYTHONPATH"] = str(tree)
+
 def machine() -> dict[str, Any]:
     cpu = ""
     try:

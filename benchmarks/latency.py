@@ -29,7 +29,6 @@ every consumer adds half that on average (measured: p50 153 ms at librdkafka's d
 from __future__ import annotations
 
 import math
-import os
 import sys
 import threading
 import time
@@ -350,10 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from benchmarks import common
 
-    trees = [Path(t).resolve() for t in (args.tree or [str(common.ROOT)])]
-    for t in trees:
-        if not (t / "aiotstream" / "__init__.py").is_file():
-            raise SystemExit(f"--tree {t}: not an aiotstream checkout (build its kernels there, or copy them)")
+    trees = common.checkouts(args.tree)
     configs = [(float(e), None if f == "default" else int(f), p, t) for t in trees for e in args.epoch_s.split(",")
                for f in args.fetch_wait.split(",") for p in args.poll.split(",")]
     at_start = machine()
@@ -364,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         for rnd in range(args.repeat):
             for i, ((epoch, fetch, poll, tree), name) in enumerate(zip(configs, runs, strict=True)):
                 batch, nbytes = (None, None) if poll == "default" else parse_variant(poll)
-                common.ROOT, os.environ["PYTHONPATH"] = tree, str(tree)  # the flow runs from tree (spawn)
+                common.run_from(tree)
                 r = run_latency(b.bootstrap, Path(tmp), offered_samples_per_s=args.offered, epoch_s=epoch,
                                 fetch_wait_ms=fetch, duration_s=args.duration, warmup_s=args.warmup,
                                 max_assets=args.max_assets, partitions=args.partitions, tag=f"-{rnd}-{i}",

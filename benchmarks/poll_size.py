@@ -61,10 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import common
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    trees = [Path(t).resolve() for t in (args.tree or [str(common.ROOT)])]
-    for t in trees:
-        if not (t / "aiotstream" / "__init__.py").is_file():
-            raise SystemExit(f"--tree {t}: not an aiotstream checkout (build its kernels there, or copy them)")
+    trees = common.checkouts(args.tree)
     # every (tree, variant) once a round, in the same order: drift hits them alike
     names = [f"{v} @ {t}" if len(trees) > 1 else v for t in trees for v in args.variant]
     variants = [(t, *parse_variant(v)) for t in trees for v in args.variant]
@@ -78,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 n += 1
                 d = Path(tmp) / f"r{n}"
                 d.mkdir()
-                common.ROOT, os.environ["PYTHONPATH"] = tree, str(tree)  # the flow runs from tree (spawn)
+                common.run_from(tree)
                 r = measure(broker.bootstrap, d, data, 1, model="zscore", label=f"-poll{n}",
                             partitions=args.partitions, poll_batch=batch, poll_bytes=nbytes)
                 delete_topics(broker.bootstrap, output_topics(r["site"]))

@@ -140,10 +140,7 @@ def kafka(args: argparse.Namespace) -> None:
     from benchmarks.workload import preload_scalars
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    trees = [Path(t).resolve() for t in (args.tree or [str(REPO)])]
-    for t in trees:
-        if not (t / "aiotstream" / "__init__.py").is_file():
-            raise SystemExit(f"--tree {t}: not an aiotstream checkout (build its kernels there, or copy them)")
+    trees = common.checkouts(args.tree)
     # every (tree, flow, poll batch) in each round, in the same order: drift hits all of them alike
     variants = [(t, f, pb) for t in trees for f in args.flows.split(",") for pb in args.poll_batch]
     for _, f, _ in variants:
@@ -161,7 +158,7 @@ def kafka(args: argparse.Namespace) -> None:
                 i += 1
                 # the flow runs from ``tree`` (spawn: cwd and PYTHONPATH); the site is this checkout's, with
                 # the poll batch asked for
-                common.ROOT, os.environ["PYTHONPATH"] = tree, str(tree)
+                common.run_from(tree)
                 r = scalar.measure_scalar(broker.bootstrap, d, sd, flow, partitions=args.partitions, tag=f"-{i}",
                                           poll_batch=pb)
                 _emit(

@@ -1084,14 +1084,12 @@ def rounded_list(x, int ndigits):
     return out
 
 
-
 def sample_range(x):
     """``(non-finite samples, min, max)`` of a frame's samples in one vectorised pass: ``float32``,
     ``float64`` or ``int16`` in native byte order, C-contiguous (aligned or not: a decoded frame's samples
-    start at any byte), at least one sample. ``min`` and ``max`` are
-    numpy's ``x.min()`` and ``x.max()`` as floats: NaN when a sample is NaN, the infinities count. The
-    decoder's finite check and the ingest's range check read one pass each instead of three
-    (``np.isfinite(x).all()``, ``x.max()``, ``x.min()``)."""
+    start at any byte), at least one sample. ``min`` and ``max`` are numpy's ``x.min()`` and ``x.max()`` as
+    floats: NaN when a sample is NaN, the infinities count. The decoder's finite check and the ingest's range
+    check read one pass each instead of three (``np.isfinite(x).all()``, ``x.max()``, ``x.min()``)."""
     if not isinstance(x, np.ndarray):
         raise TypeError(f"sample_range expects a numpy.ndarray; got {type(x).__name__}")
     cdef cnp.ndarray arr = x
