@@ -37,7 +37,8 @@ Decoded frames (:func:`sample_range`): a frame's non-finite count, min and max i
 finite check and the ingest's range check (its twin: ``np.isfinite``, ``x.min()``, ``x.max()``).
 
 Blocks of JSON readings (:func:`plain_reading_columns`): a Kafka poll batch's plain readings as columns in one
-pass (its twin: the Python path of :func:`aiotstream.codecs.readings.plain_readings`).
+pass (its twin: the Python path of :func:`aiotstream.codecs.readings.plain_readings`); :func:`group_columns`
+groups those columns by asset (its twin: the Python path of :func:`aiotstream.codecs.readings.group_columns`).
 
 Scalar streams (:func:`scalar_update`): EWMA, rolling mean/std/min/max over a
 ring buffer per key, rate of change, for a batch of (key, value, time) updates.
@@ -51,14 +52,19 @@ import math
 
 import numpy as np
 
+cimport cython
+
 cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem, PyDict_Next
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
 from libc.math cimport NAN, ceil, exp2, fabs, floor, isfinite, rint, sqrt, cos, M_PI
-from libc.string cimport memcpy
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcmp, memcpy
 
 cnp.import_array()
 
@@ -920,18 +926,262 @@ def hst_learn(feature, threshold, mass_t[:, ::1] l_mass, x):
 # --------------------------------------------------------------------------- blocks of JSON readings
 
 
+cdef extern from "Python.h":
+    double PyOS_string_to_double(const char *s, char **endptr, PyObject *overflow_exception) except? -1.0
+    const char* PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+    object PyUnicode_DecodeASCII(const char *s, Py_ssize_t size, const char *errors)
+
+
+cdef enum:
+    _STR_SLOTS = 4096  # a block's distinct asset and metric names (a power of two; half of it is used)
+
+
+ctypedef struct _StrSlot:
+    size_t hash
+    Py_ssize_t size
+    const char* data  # the str's own bytes (its owner: the table's ``keep`` list)
+    PyObject* obj
+
+
+cdef struct _StrTable:
+    _StrSlot slots[_STR_SLOTS]
+    Py_ssize_t used
+
+
+cdef object _table_str(_StrTable* t, list keep, const char* p, Py_ssize_t size):
+    """The ASCII ``p[:size]`` as a ``str``: the same object for the same bytes within one block (a block's
+    names repeat: one object per asset, not per reading), a new one once the table is half full."""
+    cdef size_t h = 14695981039346656037ULL  # FNV-1a
+    cdef Py_ssize_t i
+    cdef const char* d
+    for i in range(size):
+        h = (h ^ <unsigned char>p[i]) * 1099511628211ULL
+    cdef size_t at = h & (_STR_SLOTS - 1)
+    while t.slots[at].obj is not NULL:
+        if t.slots[at].hash == h and t.slots[at].size == size and memcmp(t.slots[at].data, p, size) == 0:
+            return <object>t.slots[at].obj
+        at = (at + 1) & (_STR_SLOTS - 1)
+    s = PyUnicode_DecodeASCII(p, size, NULL)
+    if t.used < _STR_SLOTS // 2:
+        keep.append(s)
+        d = PyUnicode_AsUTF8AndSize(s, &i)  # (an ASCII str's own bytes: no copy)
+        t.slots[at].hash = h
+        t.slots[at].size = size
+        t.slots[at].data = d
+        t.slots[at].obj = <PyObject*>s
+        t.used += 1
+    return s
+
+
+cdef double _POW10[23]
+for _k in range(23):
+    _POW10[_k] = float(10 ** _k)  # (exact doubles up to 10**22)
+
+
+cdef inline const char* _ws(const char* p, const char* end) noexcept nogil:
+    while p < end and (p[0] == 32 or p[0] == 10 or p[0] == 13 or p[0] == 9):
+        p += 1
+    return p
+
+
+cdef inline const char* _key(const char* p, const char* end, const char* key, Py_ssize_t n) noexcept nogil:
+    """After optional whitespace, ``key`` (a quoted name and its colon's whitespace): the byte after the
+    colon and its whitespace, or NULL."""
+    p = _ws(p, end)
+    if end - p < n or memcmp(p, key, n) != 0:
+        return NULL
+    p = _ws(p + n, end)
+    if p >= end or p[0] != 58:  # :
+        return NULL
+    return _ws(p + 1, end)
+
+
+cdef inline const char* _plain_str(const char* p, const char* end, const char** start) noexcept nogil:
+    """A JSON string of printable ASCII without escapes at ``p``: its closing quote (the text from
+    ``start``), or NULL (anything else: an escape, a control or non-ASCII byte, no closing quote)."""
+    cdef unsigned char c
+    if p >= end or p[0] != 34:
+        return NULL
+    p += 1
+    start[0] = p
+    while p < end:
+        c = <unsigned char>p[0]
+        if c == 34:
+            return p
+        if c < 32 or c == 92 or c >= 127:
+            return NULL
+        p += 1
+    return NULL
+
+
+cdef inline const char* _after(const char* p, const char* end, char c) noexcept nogil:
+    """After optional whitespace, the byte ``c``: the byte after it, or NULL."""
+    p = _ws(p, end)
+    if p >= end or p[0] != c:
+        return NULL
+    return p + 1
+
+
+cdef inline const char* _digits(const char* p, const char* end, unsigned long long* u, int* count
+                                ) noexcept nogil:
+    """A JSON int's digits (``0``, or a non-zero digit and more; no leading zero): the byte after them, their
+    value (while at most 19 digits) and count; NULL if none."""
+    cdef unsigned long long v = 0
+    cdef int n = 0
+    if p >= end or p[0] < 48 or p[0] > 57:
+        return NULL
+    if p[0] == 48:
+        u[0] = 0
+        count[0] = 1
+        return p + 1
+    while p < end and 48 <= p[0] <= 57:
+        if n < 19:
+            v = v * 10 + <unsigned long long>(p[0] - 48)
+        n += 1
+        p += 1
+    u[0] = v
+    count[0] = n
+    return p
+
+
+cdef const char* _fast_reading(const char* p, const char* end, const char** a, Py_ssize_t* alen,
+                               const char** m, Py_ssize_t* mlen, long long* ts, double* value) except? NULL:
+    """The message ``p[:end]`` when it is a plain reading in the usual shape: the JSON object
+    ``{"asset": str, "ts": int, "metric": str, "value": number}`` in that key order, any JSON whitespace
+    between tokens, the strings printable ASCII without escapes, the time within int64, the value an int of
+    at most 18 digits or a finite float of at most 63 characters. Returns ``end`` and the fields (the
+    strings as spans of ``p``), or NULL for anything else, which the caller parses with ``orjson.loads``:
+    so this path takes nothing orjson would not, and gives what orjson gives (the value parsed by Python's
+    own correctly rounded ``float(str)``; an int value converted as ``float(int)``)."""
+    cdef unsigned long long u
+    cdef int n, neg, is_float
+    cdef const char* q
+    cdef const char* num
+    cdef long long iv
+    cdef unsigned long long mant
+    cdef int exact, exp10, e, eneg
+    cdef char buf[64]
+    p = _after(p, end, 123)  # {
+    if p is NULL:
+        return NULL
+    p = _key(p, end, b'"asset"', 7)
+    if p is NULL:
+        return NULL
+    q = _plain_str(p, end, a)
+    if q is NULL:
+        return NULL
+    alen[0] = q - a[0]
+    p = _after(q + 1, end, 44)  # ,
+    if p is NULL:
+        return NULL
+    p = _key(p, end, b'"ts"', 4)
+    if p is NULL:
+        return NULL
+    neg = p < end and p[0] == 45  # -
+    p = _digits(p + neg, end, &u, &n)
+    if p is NULL or n > 19 or (p < end and (p[0] == 46 or p[0] == 101 or p[0] == 69)):  # . e E: a float
+        return NULL
+    if neg:
+        if u > 9223372036854775808ULL:
+            return NULL
+        ts[0] = <long long>(0ULL - u)  # (two's complement: -2**63 too)
+    else:
+        if u > 9223372036854775807ULL:
+            return NULL
+        ts[0] = <long long>u
+    p = _after(p, end, 44)
+    if p is NULL:
+        return NULL
+    p = _key(p, end, b'"metric"', 8)
+    if p is NULL:
+        return NULL
+    q = _plain_str(p, end, m)
+    if q is NULL:
+        return NULL
+    mlen[0] = q - m[0]
+    p = _after(q + 1, end, 44)
+    if p is NULL:
+        return NULL
+    p = _key(p, end, b'"value"', 7)
+    if p is NULL:
+        return NULL
+    num = p
+    neg = p < end and p[0] == 45
+    p = _digits(p + neg, end, &u, &n)
+    if p is NULL:
+        return NULL
+    # the decimal digits as mant * 10**exp10 (Clinger's fast path below when mant < 2**53, |exp10| <= 22)
+    mant = u
+    exact = n <= 19
+    exp10 = 0
+    is_float = 0
+    if p < end and p[0] == 46:  # a fraction: at least one digit
+        p += 1
+        if p >= end or p[0] < 48 or p[0] > 57:
+            return NULL
+        while p < end and 48 <= p[0] <= 57:
+            if mant < 100000000000000000ULL:  # (below 10**17: one more digit fits)
+                mant = mant * 10 + <unsigned long long>(p[0] - 48)
+                exp10 -= 1
+            elif p[0] != 48:
+                exact = 0
+            p += 1
+        is_float = 1
+    if p < end and (p[0] == 101 or p[0] == 69):  # an exponent: a sign, at least one digit
+        p += 1
+        eneg = 0
+        if p < end and (p[0] == 43 or p[0] == 45):
+            eneg = p[0] == 45
+            p += 1
+        if p >= end or p[0] < 48 or p[0] > 57:
+            return NULL
+        e = 0
+        while p < end and 48 <= p[0] <= 57:
+            if e < 100000:
+                e = e * 10 + (p[0] - 48)
+            p += 1
+        exp10 += -e if eneg else e
+        is_float = 1
+    if is_float:
+        if exact and mant < 9007199254740992ULL and -22 <= exp10 <= 22:
+            # both exact doubles, so one correctly rounded operation: the nearest double, as float(str)
+            value[0] = <double>mant * _POW10[exp10] if exp10 >= 0 else <double>mant / _POW10[-exp10]
+            if neg:
+                value[0] = -value[0]
+        else:
+            if p - num >= 64:
+                return NULL
+            memcpy(buf, num, p - num)
+            buf[p - num] = 0
+            value[0] = PyOS_string_to_double(buf, NULL, NULL)
+        if not isfinite(value[0]):  # (orjson refuses a float past the double range)
+            return NULL
+    else:
+        if n > 18:  # (orjson's ints past 64 bits are floats; float(int) of a long one: left to orjson)
+            return NULL
+        iv = <long long>u
+        value[0] = <double>(-iv if neg else iv)  # (an int's -0 is 0: +0.0, as float(0))
+    p = _after(p, end, 125)  # }
+    if p is NULL or _ws(p, end) != end:
+        return NULL
+    return end
+
+
 def plain_reading_columns(list raws, Py_ssize_t max_bytes, loads):
     """``raws`` (bytes) as the columns ``(assets, metrics, ts, T int64, V float64)`` when every one is a plain
     JSON reading, else None; ``loads`` parses one value (``orjson.loads``). The twin of, and the same rules as,
     the Python path of :func:`aiotstream.codecs.readings.plain_readings`: first every message's size
     (1..``max_bytes``) and first byte (``{``, space, newline or tab), then each parsed value a dict of exactly
     ``asset``, ``metric`` (``str``), ``ts`` (``int``, within int64) and ``value`` (``int`` or ``float``;
-    exact types: a bool is neither). A value ``loads`` refuses (``ValueError``) is no plain reading."""
+    exact types: a bool is neither). A value ``loads`` refuses (``ValueError``) is no plain reading.
+
+    A message in the usual shape (the four keys in that order, printable ASCII names; ``_fast_reading`` says
+    exactly which) is read here without ``loads``: no dict and no objects but the time's int, and one ``str``
+    per distinct asset or metric name in the block. Every other message goes through ``loads``. The tests
+    hold both paths to the twin."""
     cdef Py_ssize_t n = len(raws), k, size
     cdef unsigned char c
-    cdef object raw, obj, a, m, t, v
-    cdef PyObject* got
-    cdef int overflow = 0
+    cdef object raw
     cdef long long tv
     if n == 0:
         return None
@@ -950,43 +1200,138 @@ def plain_reading_columns(list raws, Py_ssize_t max_bytes, loads):
     V = np.empty(n, dtype=np.float64)
     cdef long long[::1] Tv = T
     cdef double[::1] Vv = V
-    for k in range(n):
-        try:
-            obj = loads(raws[k])
-        except ValueError:  # (orjson.JSONDecodeError)
-            return None
-        if type(obj) is not dict or len(<dict>obj) != 4:
-            return None
-        got = PyDict_GetItem(obj, "asset")
-        if got is NULL or type(<object>got) is not str:
-            return None
-        a = <object>got
-        got = PyDict_GetItem(obj, "metric")
-        if got is NULL or type(<object>got) is not str:
-            return None
-        m = <object>got
-        got = PyDict_GetItem(obj, "ts")
-        if got is NULL or type(<object>got) is not int:
-            return None
-        t = <object>got
-        tv = PyLong_AsLongLongAndOverflow(t, &overflow)
-        if overflow != 0:  # past int64
-            return None
-        got = PyDict_GetItem(obj, "value")
-        if got is NULL:
-            return None
-        v = <object>got
-        if type(v) is float:
-            Vv[k] = PyFloat_AS_DOUBLE(v)
-        elif type(v) is int:
-            Vv[k] = float(v)  # (orjson's ints fit a double's range)
-        else:
-            return None
-        assets[k] = a
-        metrics[k] = m
-        tss[k] = t
-        Tv[k] = tv
+    cdef const char* start
+    cdef const char* sa
+    cdef const char* sm
+    cdef Py_ssize_t alen, mlen
+    cdef double vd
+    cdef list keep = []  # (the names' owner while the table points at them)
+    cdef _StrTable* table = <_StrTable*>calloc(1, sizeof(_StrTable))
+    if table is NULL:
+        raise MemoryError()
+    try:
+        for k in range(n):
+            raw = raws[k]
+            start = PyBytes_AS_STRING(raw)
+            if _fast_reading(start, start + PyBytes_GET_SIZE(raw), &sa, &alen, &sm, &mlen, &tv, &vd) is not NULL:
+                assets[k] = _table_str(table, keep, sa, alen)
+                metrics[k] = _table_str(table, keep, sm, mlen)
+                tss[k] = tv
+                Tv[k] = tv
+                Vv[k] = vd
+                continue
+            if not _loaded(raw, loads, assets, metrics, tss, Tv, Vv, k):
+                return None
+    finally:
+        free(table)
     return assets, metrics, tss, T, V
+
+
+cdef bint _loaded(object raw, object loads, list assets, list metrics, list tss, long long[::1] Tv,
+                  double[::1] Vv, Py_ssize_t k) except -1:
+    """Message ``k`` parsed by ``loads`` into the columns; False if it is no plain reading."""
+    cdef object obj, a, m, t, v
+    cdef PyObject* got
+    cdef int overflow = 0
+    cdef long long tv
+    try:
+        obj = loads(raw)
+    except ValueError:  # (orjson.JSONDecodeError)
+        return False
+    if type(obj) is not dict or len(<dict>obj) != 4:
+        return False
+    got = PyDict_GetItem(obj, "asset")
+    if got is NULL or type(<object>got) is not str:
+        return False
+    a = <object>got
+    got = PyDict_GetItem(obj, "metric")
+    if got is NULL or type(<object>got) is not str:
+        return False
+    m = <object>got
+    got = PyDict_GetItem(obj, "ts")
+    if got is NULL or type(<object>got) is not int:
+        return False
+    t = <object>got
+    tv = PyLong_AsLongLongAndOverflow(t, &overflow)
+    if overflow != 0:  # past int64
+        return False
+    got = PyDict_GetItem(obj, "value")
+    if got is NULL:
+        return False
+    v = <object>got
+    if type(v) is float:
+        Vv[k] = PyFloat_AS_DOUBLE(v)
+    elif type(v) is int:
+        Vv[k] = float(v)  # (orjson's ints fit a double's range)
+    else:
+        return False
+    assets[k] = a
+    metrics[k] = m
+    tss[k] = t
+    Tv[k] = tv
+    return True
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def group_columns(list keys, list take, tuple cols):
+    """``cols`` (lists as long as ``keys``) grouped by key: ``{key: [[col[k] for k in its indices] for col in
+    cols]}`` over the indices ``take`` (ints in 0..len(keys)-1, in the order given; None: all, in order); keys
+    in the order of their first index. The twin of :func:`aiotstream.codecs.readings.group_columns` (its
+    Python path): the per-reading loop of a block's grouping by asset. One dict lookup a reading finds its
+    key's slot; then every output list is made at its final size and filled, with no append. A column of
+    another length or an index out of range raises ``ValueError``."""
+    cdef Py_ssize_t n = len(keys), m = len(cols), k, j, i, s, count, nslots = 0
+    cdef dict where = {}
+    cdef list order = [], col, lists, got_list
+    cdef object key, item
+    cdef PyObject* got
+    for j in range(m):
+        if type(cols[j]) is not list or len(<list>cols[j]) != n:
+            raise ValueError("group_columns: every column must be a list as long as the keys")
+    count = n if take is None else len(take)
+    idx = np.empty(count, dtype=np.intp)
+    slot = np.empty(count, dtype=np.intp)
+    sizes = np.zeros(count + 1, dtype=np.intp)
+    cdef Py_ssize_t[::1] idx_v = idx, slot_v = slot, size_v = sizes
+    for i in range(count):  # each index's key's slot (first seen, first slot), and each slot's size
+        if take is None:
+            k = i
+        else:
+            k = take[i]
+            if k < 0 or k >= n:
+                raise ValueError(f"group_columns: index {k} out of range for {n} keys")
+        idx_v[i] = k
+        key = keys[k]
+        got = PyDict_GetItem(where, key)
+        if got is NULL:
+            s = nslots
+            nslots += 1
+            where[key] = s
+            order.append(key)
+        else:
+            s = <Py_ssize_t><object>got
+        slot_v[i] = s
+        size_v[s] += 1
+    cdef list per_slot = [None] * nslots  # slot -> its m lists, made at their size
+    for s in range(nslots):
+        lists = PyList_New(m)
+        for j in range(m):
+            got_list = PyList_New(size_v[s])
+            Py_INCREF(got_list)
+            PyList_SET_ITEM(lists, j, got_list)
+        per_slot[s] = lists
+        size_v[s] = 0  # (now the fill position)
+    for i in range(count):
+        s = slot_v[i]
+        k = idx_v[i]
+        lists = <list>per_slot[s]
+        for j in range(m):
+            item = (<list>cols[j])[k]
+            Py_INCREF(item)
+            PyList_SET_ITEM(<list>lists[j], size_v[s], item)
+        size_v[s] += 1
+    return {order[s]: per_slot[s] for s in range(nslots)}
 
 
 cdef object _I64_MIN = -(1 << 63)

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import orjson
 
+from aiotstream._kernels import group_columns as _group_columns
 from aiotstream._kernels import plain_reading_columns
 from aiotstream.codecs.feedback import _feedback, _load_json
 from aiotstream.codecs.frames import MAGIC, MAX_TS_NS, decode_frame
@@ -118,6 +119,38 @@ def plain_readings(raws: list[bytes], max_bytes: int, compiled: bool = True) -> 
     except OverflowError:  # a time past int64: decode_reading says why
         return None
     return PlainReadings(assets, metrics, tss, T, np.array(values, dtype=np.float64))
+
+
+def group_columns(keys: list[str], take: list[int] | None, cols: tuple[list, ...], compiled: bool = True
+                  ) -> dict[str, list[list]]:
+    """``cols`` (lists as long as ``keys``) grouped by key over the indices ``take`` (in the order given;
+    None: all, in order): ``{key: [[col[k] for k in the key's indices] for col in cols]}``, the keys in the
+    order of their first index. A block's readings grouped by asset (one
+    :class:`~aiotstream.records.ReadingColumns` per asset) without a Python loop step per reading:
+    ``compiled`` runs :func:`aiotstream._kernels.group_columns`, False its twin below. A column of another
+    length or an index out of range raises ``ValueError``.
+
+    >>> group_columns(["a", "b", "a"], None, ([1, 2, 3], ["x", "y", "z"]))
+    {'a': [[1, 3], ['x', 'z']], 'b': [[2], ['y']]}
+    >>> group_columns(["a", "b", "a"], [2, 1], ([1, 2, 3],))
+    {'a': [[3]], 'b': [[2]]}
+    """
+    if compiled:
+        return _group_columns(keys, take, cols)
+    n = len(keys)
+    if any(type(c) is not list or len(c) != n for c in cols):
+        raise ValueError("group_columns: every column must be a list as long as the keys")
+    out: dict[str, list[list]] = {}
+    for k in range(n) if take is None else take:
+        if not 0 <= k < n:
+            raise ValueError(f"group_columns: index {k} out of range for {n} keys")
+        lists = out.get(keys[k])
+        if lists is None:
+            out[keys[k]] = [[c[k]] for c in cols]
+        else:
+            for got, c in zip(lists, cols):
+                got.append(c[k])
+    return out
 
 
 def decode_any(raw: bytes | None, pos: Position) -> Frame | Reading | Feedback:

@@ -30,7 +30,7 @@ from aiotstream.auth import (
     site_verifier,
 )
 from aiotstream.codecs.feedback import decode_erase, is_erase
-from aiotstream.codecs.readings import plain_readings
+from aiotstream.codecs.readings import group_columns, plain_readings
 from aiotstream.errors import DecodeError
 from aiotstream.features import FeatureSet, frame_partials_batch
 from aiotstream.governance import Erasure
@@ -266,7 +266,7 @@ class Ingestor:
         if "" in set(metrics):
             ok &= np.fromiter(map(bool, metrics), dtype=bool, count=n)
         if ok.all():
-            good: Iterable[int] = range(n)
+            good: list[int] | None = None  # (all)
             rest: list[int] = []
             Tg = T
         else:
@@ -278,21 +278,11 @@ class Ingestor:
         # (their subsequences)
         in_order = len(Tg) < 2 or bool((Tg[1:] >= Tg[:-1]).all()) and offsets == sorted(offsets)
         topic, part = blk.topic, blk.partition
-        vl = V.tolist()  # floats, as decode_reading makes them
-        cols: dict[str, ReadingColumns] = {}
-        for k in good:
-            a = assets[k]
-            c = cols.get(a)
-            if c is None:
-                c = cols[a] = ReadingColumns(a, topic, part, [tss[k]], [metrics[k]], [vl[k]], [offsets[k]],
-                                             in_order, [vals[k]])
-                groups.setdefault(a, []).append(c)  # (once per asset and block)
-            else:
-                c.ts_ns.append(tss[k])
-                c.metrics.append(metrics[k])
-                c.values.append(vl[k])
-                c.offsets.append(offsets[k])
-                c.raws.append(vals[k])  # type: ignore[union-attr]
+        # (V.tolist(): floats, as decode_reading makes them)
+        columns = (tss, metrics, V.tolist(), offsets if type(offsets) is list else list(offsets),
+                   vals if type(vals) is list else list(vals))
+        for a, (ts, ms, vs, os, rs) in group_columns(assets, good, columns).items():
+            groups.setdefault(a, []).append(ReadingColumns(a, topic, part, ts, ms, vs, os, in_order, rs))
         return n - len(rest), rest
 
     def _signed_control(self, raw: bytes, pos: Position, emit: Callable[[Any], None],
