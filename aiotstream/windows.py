@@ -320,10 +320,14 @@ class WindowAssembler:
                 and (not expected or expected == ("readings",)):  # (a replayed table's batch: checked first)
             c = cols[0]
             ts = c.ts_ns
-            if keep.isdisjoint(c.metrics) \
-                    and (in_order or oldest == newest or ts == sorted(ts)):  # (in time order)
+            metrics = c.metrics
+            kept = None
+            plain = keep.isdisjoint(metrics)  # no value kept, or all of one metric that is (a temperature's)
+            if not plain and metrics[0] in keep and metrics.count(metrics[0]) == len(metrics):
+                kept, plain = metrics[0], True
+            if plain and (in_order or oldest == newest or ts == sorted(ts)):  # (in time order)
                 self.now_s = None  # (first_arrival stays as it is; no resumption without a clock)
-                return self._add_in_order(c, newest, lean)
+                return self._add_in_order(c, newest, lean, kept)
         self.now_s = now_s
         if self.first_arrival is None:
             self.first_arrival = now_s
@@ -414,12 +418,13 @@ class WindowAssembler:
             return self.close_until(next(iter(progress.values())) - self.lateness_ns, lean)
         return self.close_until(self.watermark_ns, lean)
 
-    def _add_in_order(self, c: ReadingColumns, newest: int, lean: bool = False
+    def _add_in_order(self, c: ReadingColumns, newest: int, lean: bool = False, kept: str | None = None
                       ) -> list[ClosedWindow] | list[ClosedWindow | ReadingsWindow]:
-        """:meth:`add_columns` of one set of columns in time order, none of whose values is kept, on a replay
-        (no wall clock, no expected stream but readings) of an asset with readings only (a table's case):
-        a window that this batch both opens and closes goes straight to a :class:`ClosedWindow` (no open
-        window made and closed again)."""
+        """:meth:`add_columns` of one set of columns in time order, none of whose values is kept or all of
+        one metric that is, ``kept`` (a temperature sensor's readings), on a replay (no wall clock, no
+        expected stream but readings) of an asset with readings only (a table's case): a window that this
+        batch both opens and closes goes straight to a :class:`ClosedWindow` (no open window made and closed
+        again; with its ``kept`` values, so not lean)."""
         hop, length, open_ = self.hop_ns, self.length_ns, self.open
         progress = self.progress
         prog = progress.get("readings", -1)
@@ -436,8 +441,10 @@ class WindowAssembler:
         ordered = c.in_order or offsets == sorted(offsets)
         t = ts[0]
         start = t - t % hop
-        if lean and ordered and start > limit and ts[-1] < start + hop and start not in open_:
+        if lean and kept is None and ordered and start > limit and ts[-1] < start + hop \
+                and start not in open_:
             return self._next_window(start, key, offsets[0], offsets[-1], limit)
+        values = c.values
         i = 0
         while i < n:
             t = ts[i]
@@ -452,13 +459,18 @@ class WindowAssembler:
             if acc is None:
                 if start <= limit:  # opened and closed by this batch
                     inputs = ((topic, part, lo, hi),)
-                    direct.append(ReadingsWindow(start, start + length, inputs) if lean
-                                  else ClosedWindow(asset, start, start + length, (), inputs, -1, -1, {}, ()))
+                    if kept is not None:
+                        direct.append(ClosedWindow(asset, start, start + length, (), inputs, -1, -1,
+                                                   {kept: tuple(values[i:j])}, ()))
+                    else:
+                        direct.append(ReadingsWindow(start, start + length, inputs) if lean
+                                      else ClosedWindow(asset, start, start + length, (), inputs, -1, -1, {},
+                                                        ()))
                 else:  # (what _Acc() and the span's first store make; its slots stored here, no generated
                     # __init__ with a default-factory test per field)
                     acc = open_[start] = _new_acc(_Acc)
                     acc.frames, acc.offsets, acc.first_seq, acc.last_seq, acc.readings = \
-                        [], {key: [lo, hi]}, -1, -1, {}
+                        [], {key: [lo, hi]}, -1, -1, {} if kept is None else {kept: values[i:j]}
                 i = j
                 continue
             span = acc.offsets.get(key)
@@ -469,6 +481,12 @@ class WindowAssembler:
                     span[0] = lo
                 if hi > span[1]:  # noqa: PLR1730
                     span[1] = hi
+            if kept is not None:
+                got = acc.readings.get(kept)
+                if got is None:
+                    acc.readings[kept] = values[i:j]
+                else:
+                    got += values[i:j]
             i = j
         closed = self.close_until(watermark, lean) if open_ else []
         if not direct:

@@ -185,12 +185,13 @@ def test_a_window_assembler_pickled_before_keep_readings_keeps_every_metric() ->
 @given(batches=st.lists(st.lists(st.tuples(st.integers(-2, 3), st.integers(1, 3), st.integers(0, 50)),
                                  min_size=1, max_size=12), min_size=1, max_size=10),
        length_q=st.sampled_from([1, 2, 4]), lateness=st.sampled_from([0, 1, 3]), part=st.integers(0, 1),
-       expected=st.sampled_from([(), ("readings",), ("frames", "readings")]))
-def test_add_columns_of_a_replayed_table_matches_add(batches, length_q, lateness, part, expected) -> None:
+       expected=st.sampled_from([(), ("readings",), ("frames", "readings")]), kept=st.booleans())
+def test_add_columns_of_a_replayed_table_matches_add(batches, length_q, lateness, part, expected, kept) -> None:
     """The replay of a table (one set of columns per batch, in time order, mostly forward with steps back,
-    no value kept: ``_add_in_order``, which closes the windows a batch opens and closes without making them
-    open windows) has the effects of ``add`` of the readings: the same windows, in the same order, the same
-    progress and newest closed end, the same late readings."""
+    no value kept, or, ``kept``, all readings of the one metric kept, as a temperature sensor's:
+    ``_add_in_order``, which closes the windows a batch opens and closes without making them open windows)
+    has the effects of ``add`` of the readings: the same windows with the same values kept, in the same
+    order, the same progress and newest closed end, the same late readings."""
     from aiotstream.records import ReadingColumns, expand_columns
 
     length = length_q * S // 4
@@ -204,10 +205,10 @@ def test_add_columns_of_a_replayed_table_matches_add(batches, length_q, lateness
         for _, n, off in batch:
             for k in range(n):  # n readings (channels) of one row at time t
                 ts.append(B + t * S // 4)
-                metrics.append(f"c{k}")
+                metrics.append("t" if kept else f"c{k}")
                 offs.append(off + k)
             t += 1
-        cols = [ReadingColumns("a", "rd", part, ts, metrics, [1.0] * len(ts), offs)]
+        cols = [ReadingColumns("a", "rd", part, ts, metrics, [float(o) for o in offs], offs)]
         before = fast.closed_end_ns
         cf = fast.add_columns(cols, None)
         if cf is None:
@@ -216,8 +217,11 @@ def test_add_columns_of_a_replayed_table_matches_add(batches, length_q, lateness
             hits += 1
             lf = []
         cr, lr = ref.add(expand_columns(cols), None)
-        assert [(w.start_ns, w.end_ns, w.inputs, w.first_seq, w.last_seq, w.partials) for w in cf] == \
-            [(w.start_ns, w.end_ns, w.inputs, w.first_seq, w.last_seq, w.partials) for w in cr], before
+        # (the values of "t", the metric kept: add, a fallback here, keeps every metric's)
+        assert [(w.start_ns, w.end_ns, w.inputs, w.first_seq, w.last_seq, w.partials,
+                 {m: v for m, v in w.readings.items() if m == "t"}) for w in cf] == \
+            [(w.start_ns, w.end_ns, w.inputs, w.first_seq, w.last_seq, w.partials,
+              {m: v for m, v in w.readings.items() if m == "t"}) for w in cr], before
         assert len(lf) == len(lr)
         assert fast.progress == ref.progress and fast.closed_end_ns == ref.closed_end_ns
         assert sorted(fast.open) == sorted(ref.open)
@@ -228,4 +232,41 @@ def test_add_columns_of_a_replayed_table_matches_add(batches, length_q, lateness
                 for s, a in fast.open.items()} == \
             {s: (a.frames, a.offsets, a.first_seq, a.last_seq, {m: v for m, v in a.readings.items() if m == "t"})
              for s, a in ref.open.items()}
-    assert [(w.start_ns, w.inputs) for w in fast.flush()] == [(w.start_ns, w.inputs) for w in ref.flush()]
+    assert [(w.start_ns, w.inputs, {m: v for m, v in w.readings.items() if m == "t"}) for w in fast.flush()] == \
+        [(w.start_ns, w.inputs, {m: v for m, v in w.readings.items() if m == "t"}) for w in ref.flush()]
+
+
+def test_a_kept_metrics_readings_take_the_replay_path_with_their_values(monkeypatch) -> None:
+    """A replayed asset whose readings are all of the kept metric (the KPI temperature: the e2e scalar
+    workload's one metric) goes through ``_add_in_order`` too, its windows carrying the values, as ``add``'s;
+    a batch that mixes the kept metric with another still takes the general path."""
+    from aiotstream.records import ReadingColumns, expand_columns
+
+    calls: list[str | None] = []
+    original = WindowAssembler._add_in_order
+
+    def spy(self, c, newest, lean=False, kept=None):
+        calls.append(kept)
+        return original(self, c, newest, lean, kept)
+
+    monkeypatch.setattr(WindowAssembler, "_add_in_order", spy)
+    fast = WindowAssembler(S, S, S // 2, asset="a", expected=("readings",))
+    fast.keep_readings = frozenset({"t"})
+    ref = Reference(S, S, S // 2, asset="a", expected=("readings",))
+    # 10 Hz; 1.5 s a batch (windows opened and closed by one batch, and carried over), then 0.4 s a batch
+    # (each batch inside one window: the path that reuses a closed window's state for the next, when lean)
+    sizes = [15, 15, 15, 15, 4, 4, 4, 4, 4, 4, 4]
+    first = 0
+    for size in sizes:
+        ts = [B + (first + k) * S // 10 for k in range(size)]
+        cols = [ReadingColumns("a", "rd", 0, ts, ["t"] * size, [float(t % 97) for t in ts],
+                               list(range(first, first + size)), True)]
+        first += size
+        cf = fast.add_columns(cols, None, (ts[0], ts[-1]), True, lean=True)
+        cr, _ = ref.add(expand_columns(cols), None)
+        assert [(w.start_ns, w.inputs, w.readings) for w in cf] == [(w.start_ns, w.inputs, w.readings) for w in cr]
+    assert calls == ["t"] * len(sizes)
+    assert [(w.start_ns, w.readings) for w in fast.flush()] == [(w.start_ns, w.readings) for w in ref.flush()]
+    mixed = [ReadingColumns("a", "rd", 0, [B + 90 * S // 10] * 2, ["t", "p"], [1.0, 2.0], [90, 91], True)]
+    fast.add_columns(mixed, None, None, True)
+    assert calls == ["t"] * len(sizes)
