@@ -1014,6 +1014,21 @@ cdef inline const char* _plain_str(const char* p, const char* end, const char** 
     return NULL
 
 
+cdef inline const char* _str_field(const char* p, const char* end, const char* key, Py_ssize_t n,
+                                   const char** start, Py_ssize_t* size) noexcept nogil:
+    """``key`` (:func:`_key`), its string value (:func:`_plain_str`: the text from ``start``, ``size`` bytes)
+    and a comma: the byte after the comma, or NULL."""
+    cdef const char* q
+    p = _key(p, end, key, n)
+    if p is NULL:
+        return NULL
+    q = _plain_str(p, end, start)
+    if q is NULL:
+        return NULL
+    size[0] = q - start[0]
+    return _after(q + 1, end, 44)  # ,
+
+
 cdef inline const char* _after(const char* p, const char* end, char c) noexcept nogil:
     """After optional whitespace, the byte ``c``: the byte after it, or NULL."""
     p = _ws(p, end)
@@ -1055,7 +1070,6 @@ cdef const char* _fast_reading(const char* p, const char* end, const char** a, P
     own correctly rounded ``float(str)``; an int value converted as ``float(int)``)."""
     cdef unsigned long long u
     cdef int n, neg, is_float
-    cdef const char* q
     cdef const char* num
     cdef long long iv
     cdef unsigned long long mant
@@ -1064,14 +1078,7 @@ cdef const char* _fast_reading(const char* p, const char* end, const char** a, P
     p = _after(p, end, 123)  # {
     if p is NULL:
         return NULL
-    p = _key(p, end, b'"asset"', 7)
-    if p is NULL:
-        return NULL
-    q = _plain_str(p, end, a)
-    if q is NULL:
-        return NULL
-    alen[0] = q - a[0]
-    p = _after(q + 1, end, 44)  # ,
+    p = _str_field(p, end, b'"asset"', 7, a, alen)
     if p is NULL:
         return NULL
     p = _key(p, end, b'"ts"', 4)
@@ -1092,14 +1099,7 @@ cdef const char* _fast_reading(const char* p, const char* end, const char** a, P
     p = _after(p, end, 44)
     if p is NULL:
         return NULL
-    p = _key(p, end, b'"metric"', 8)
-    if p is NULL:
-        return NULL
-    q = _plain_str(p, end, m)
-    if q is NULL:
-        return NULL
-    mlen[0] = q - m[0]
-    p = _after(q + 1, end, 44)
+    p = _str_field(p, end, b'"metric"', 8, m, mlen)
     if p is NULL:
         return NULL
     p = _key(p, end, b'"value"', 7)
