@@ -62,7 +62,7 @@ from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
-from libc.math cimport NAN, ceil, exp2, fabs, floor, isfinite, rint, sqrt, cos, M_PI
+from libc.math cimport HUGE_VAL, NAN, ceil, cos, exp2, fabs, floor, isfinite, M_PI, nextafter, rint, sqrt
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy
 
@@ -977,6 +977,36 @@ cdef double _POW10[23]
 for _k in range(23):
     _POW10[_k] = float(10 ** _k)  # (exact doubles up to 10**22)
 
+cdef extern from "float.h":
+    int LDBL_MANT_DIG
+
+cdef long double _POW10L[28]
+_POW10L[0] = 1
+for _k in range(1, 28):
+    _POW10L[_k] = _POW10L[_k - 1] * 10  # (in long double: exact up to 10**27 = 2**27 * 5**27, 5**27 < 2**63)
+
+
+cdef inline bint _wide_decimal(unsigned long long mant, int exp10, double* out) noexcept nogil:
+    """``mant * 10**exp10`` (``mant`` < 2**64, ``|exp10|`` <= 27) as the nearest double, through one long
+    double operation on exact operands: the product or quotient is rounded once, to ``r``; rounding ``r``
+    to a double again gives the nearest double to the exact value unless ``r`` is exactly halfway between
+    two doubles (halfway points have 54 bits, so ``r`` lands on one only if the exact value rounds to it;
+    otherwise ``r`` and the exact value lie on the same side of every halfway point). False (the caller
+    parses it otherwise) there, and where long double is no wider than 64 bits of mantissa."""
+    cdef long double r, mid
+    cdef double d, other
+    if LDBL_MANT_DIG < 64:
+        return False
+    r = <long double>mant * _POW10L[exp10] if exp10 >= 0 else <long double>mant / _POW10L[-exp10]
+    d = <double>r
+    if <long double>d != r:
+        other = nextafter(d, HUGE_VAL if r > <long double>d else -HUGE_VAL)
+        mid = (<long double>d + <long double>other) / 2
+        if mid == r:
+            return False
+    out[0] = d
+    return True
+
 
 cdef inline const char* _ws(const char* p, const char* end) noexcept nogil:
     while p < end and (p[0] == 32 or p[0] == 10 or p[0] == 13 or p[0] == 9):
@@ -1066,8 +1096,10 @@ cdef const char* _fast_reading(const char* p, const char* end, const char** a, P
     between tokens, the strings printable ASCII without escapes, the time within int64, the value an int of
     at most 18 digits or a finite float of at most 63 characters. Returns ``end`` and the fields (the
     strings as spans of ``p``), or NULL for anything else, which the caller parses with ``orjson.loads``:
-    so this path takes nothing orjson would not, and gives what orjson gives (the value parsed by Python's
-    own correctly rounded ``float(str)``; an int value converted as ``float(int)``)."""
+    so this path takes nothing orjson would not, and gives what orjson gives: the value correctly rounded
+    (at most 15-16 digits: Clinger's exact path; up to 19 digits within 10**+-27: one long double operation,
+    :func:`_wide_decimal`; else Python's own correctly rounded ``float(str)``), an int value converted as
+    ``float(int)``."""
     cdef unsigned long long u
     cdef int n, neg, is_float
     cdef const char* num
@@ -1120,7 +1152,7 @@ cdef const char* _fast_reading(const char* p, const char* end, const char** a, P
         if p >= end or p[0] < 48 or p[0] > 57:
             return NULL
         while p < end and 48 <= p[0] <= 57:
-            if mant < 100000000000000000ULL:  # (below 10**17: one more digit fits)
+            if mant < 1000000000000000000ULL:  # (below 10**18: one more digit fits in 64 bits)
                 mant = mant * 10 + <unsigned long long>(p[0] - 48)
                 exp10 -= 1
             elif p[0] != 48:
@@ -1146,6 +1178,10 @@ cdef const char* _fast_reading(const char* p, const char* end, const char** a, P
         if exact and mant < 9007199254740992ULL and -22 <= exp10 <= 22:
             # both exact doubles, so one correctly rounded operation: the nearest double, as float(str)
             value[0] = <double>mant * _POW10[exp10] if exp10 >= 0 else <double>mant / _POW10[-exp10]
+            if neg:
+                value[0] = -value[0]
+        elif exact and -27 <= exp10 <= 27 and _wide_decimal(mant, exp10, value):
+            # (16-19 digits: a full double's 17, a float32 printed as a double)
             if neg:
                 value[0] = -value[0]
         else:

@@ -2,7 +2,8 @@
 
 :func:`aiotstream._kernels.plain_reading_columns` reads a message in the usual shape (``{"asset", "ts",
 "metric", "value"}`` in that order, printable ASCII names) without ``orjson.loads``: its own JSON scanner, its
-own int parse, Clinger's exact fast path for a value of at most 15-16 digits and Python's ``float(str)`` for
+own int parse, Clinger's exact fast path for a value of at most 15-16 digits, one long double operation for
+up to 19 digits (unless its result lies exactly halfway between two doubles) and Python's ``float(str)`` for
 the rest. Every message it does not take goes to ``orjson.loads``. So the whole risk is a message this reader
 takes differently from orjson: a value rounded otherwise, a number orjson refuses, a string orjson reads
 otherwise (escapes, control bytes, non-ASCII), whitespace, a key order or a trailing byte. Here every such
@@ -15,6 +16,8 @@ from __future__ import annotations
 import math
 import random
 import struct
+from decimal import Decimal, localcontext
+from fractions import Fraction
 
 import orjson
 import pytest
@@ -108,6 +111,62 @@ def _float_text(draw: st.DrawFn) -> bytes:
 @example(b"100000000000000000000000e-22")
 def test_a_value_as_orjson_reads_it(value: bytes) -> None:
     _same([_msg(value=value)])
+
+
+@st.composite
+def _halfway(draw: st.DrawFn) -> bytes:
+    """A decimal exactly halfway between two adjacent doubles (or a hair off it), in 16-20 digits: where a
+    double-rounding reader goes wrong. (2**53 + 2i + 1) * 2**s is halfway between two doubles."""
+    odd = 2**53 + 2 * draw(st.integers(0, 2**52 - 1)) + 1
+    s = draw(st.integers(-4, 11))
+    x = Fraction(odd) * Fraction(2) ** s
+    nudge = draw(st.sampled_from([0, 0, 1, -1]))
+    digits = draw(st.integers(16, 20))
+    with localcontext() as ctx:
+        ctx.prec = 60  # (the halfway point's decimal exactly)
+        exact = Decimal(x.numerator) / Decimal(x.denominator)
+        text = format(exact if nudge == 0 else exact + nudge * Decimal(10) ** -digits, "f")
+    how = draw(st.sampled_from(["plain", "exp"]))
+    if how == "exp":  # the same value with its point moved into an exponent
+        whole, _, frac = text.partition(".")
+        text = f"{whole}{frac}e-{len(frac)}" if frac else f"{whole}e0"
+    if "." not in text and "e" not in text:
+        text += ".0"  # (a float, not an int)
+    return text.encode()
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(_halfway())
+@example(b"9007199254740993.0")  # halfway between 2**53 and 2**53 + 2
+@example(b"9007199254740995.0")
+@example(b"18014398509481986.0")  # (2**53 + 1) * 2
+@example(b"4503599627370496.5")  # (2**53 + 1) / 2: 2**52 + 0.5, representable
+@example(b"23.399999618530273")  # a float32 printed as a double
+@example(b"0.30000000000000004")
+@example(b"1.7976931348623157e308")
+def test_values_at_and_next_to_halfway_points_round_as_float_does(value: bytes) -> None:
+    got = plain_readings([_msg(value=value)], MAX_BYTES)
+    assert got is not None
+    assert _bits(got.V.tolist()) == _bits([float(value)]), value
+    _same([_msg(value=value)])
+
+
+# Decimals of at most 19 digits whose product or quotient, rounded once to long double's 64 bits, lands
+# exactly halfway between two doubles though the exact value does not: rounding that result again would be
+# off by one unit, so the reader must see it and go to float(str). Found by an exact search (fractions) over
+# random 16-19-digit mantissas and exponents -27..27: about 1 in 4,000 such values.
+_DOUBLE_ROUNDING_TRAPS = [
+    b"3536321500649138443e-15", b"2357913279896808079e8", b"2052495492425461696e15", b"7937766118752807539e13",
+    b"7747471016889171837e18", b"3693622439316206e-24", b"9370839720397643e-8", b"2415451309829535e-26",
+    b"201859614806337892e-18", b"4311313868275153509e-13", b"1176956507616283268e14", b"12467693321222017e-27",
+]
+
+
+@pytest.mark.parametrize("value", _DOUBLE_ROUNDING_TRAPS)
+def test_a_value_that_double_rounding_would_get_wrong(value: bytes) -> None:
+    for text in (value, b"-" + value):
+        got = plain_readings([_msg(value=text)], MAX_BYTES)
+        assert got is not None and _bits(got.V.tolist()) == _bits([float(text)]), text
 
 
 # ---- times ----------------------------------------------------------------------------------------------------
