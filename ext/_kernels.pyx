@@ -992,7 +992,7 @@ cdef inline bint _wide_decimal(unsigned long long mant, int exp10, double* out) 
     to a double again gives the nearest double to the exact value unless ``r`` is exactly halfway between
     two doubles (halfway points have 54 bits, so ``r`` lands on one only if the exact value rounds to it;
     otherwise ``r`` and the exact value lie on the same side of every halfway point). False (the caller
-    parses it otherwise) there, and where long double is no wider than 64 bits of mantissa."""
+    parses it otherwise) there, and where long double has fewer than 64 bits of mantissa."""
     cdef long double r, mid
     cdef double d, other
     if LDBL_MANT_DIG < 64:
@@ -1094,9 +1094,10 @@ cdef const char* _fast_reading(const char* p, const char* end, const char** a, P
     """The message ``p[:end]`` when it is a plain reading in the usual shape: the JSON object
     ``{"asset": str, "ts": int, "metric": str, "value": number}`` in that key order, any JSON whitespace
     between tokens, the strings printable ASCII without escapes, the time within int64, the value an int of
-    at most 18 digits or a finite float of at most 63 characters. Returns ``end`` and the fields (the
-    strings as spans of ``p``), or NULL for anything else, which the caller parses with ``orjson.loads``:
-    so this path takes nothing orjson would not, and gives what orjson gives: the value correctly rounded
+    at most 18 digits or a finite float (at most 63 characters if only ``float(str)`` reads it). Returns
+    ``end`` and the fields (the strings as spans of ``p``), or NULL for anything else, which the caller
+    parses with ``orjson.loads``: so this path takes nothing orjson would not, and gives what orjson gives:
+    the value correctly rounded
     (at most 15-16 digits: Clinger's exact path; up to 19 digits within 10**+-27: one long double operation,
     :func:`_wide_decimal`; else Python's own correctly rounded ``float(str)``), an int value converted as
     ``float(int)``."""
