@@ -933,7 +933,7 @@ cdef extern from "Python.h":
 
 
 cdef enum:
-    _STR_SLOTS = 4096  # a block's distinct asset and metric names (a power of two; half of it is used)
+    _STR_SLOTS = 4096  # at most, a block's distinct asset and metric names (a power of two; half of it is used)
 
 
 ctypedef struct _StrSlot:
@@ -944,7 +944,8 @@ ctypedef struct _StrSlot:
 
 
 cdef struct _StrTable:
-    _StrSlot slots[_STR_SLOTS]
+    _StrSlot* slots  # a power of two of them, at most _STR_SLOTS, by the block's size (a poll of one message
+    size_t mask      # does not clear 128 KB)
     Py_ssize_t used
 
 
@@ -956,13 +957,13 @@ cdef object _table_str(_StrTable* t, list keep, const char* p, Py_ssize_t size):
     cdef const char* d
     for i in range(size):
         h = (h ^ <unsigned char>p[i]) * 1099511628211ULL
-    cdef size_t at = h & (_STR_SLOTS - 1)
+    cdef size_t at = h & t.mask
     while t.slots[at].obj is not NULL:
         if t.slots[at].hash == h and t.slots[at].size == size and memcmp(t.slots[at].data, p, size) == 0:
             return <object>t.slots[at].obj
-        at = (at + 1) & (_STR_SLOTS - 1)
+        at = (at + 1) & t.mask
     s = PyUnicode_DecodeASCII(p, size, NULL)
-    if t.used < _STR_SLOTS // 2:
+    if <size_t>t.used <= t.mask // 2:
         keep.append(s)
         d = PyUnicode_AsUTF8AndSize(s, &i)  # (an ASCII str's own bytes: no copy)
         t.slots[at].hash = h
@@ -1243,16 +1244,21 @@ def plain_reading_columns(list raws, Py_ssize_t max_bytes, loads):
     cdef Py_ssize_t alen, mlen
     cdef double vd
     cdef list keep = []  # (the names' owner while the table points at them)
-    cdef _StrTable* table = <_StrTable*>calloc(1, sizeof(_StrTable))
-    if table is NULL:
+    cdef _StrTable table
+    cdef size_t cap = 16
+    while cap < 4 * <size_t>n and cap < _STR_SLOTS:  # (two names a message, the table at most half full)
+        cap *= 2
+    table.slots = <_StrSlot*>calloc(cap, sizeof(_StrSlot))
+    if table.slots is NULL:
         raise MemoryError()
+    table.mask, table.used = cap - 1, 0
     try:
         for k in range(n):
             raw = raws[k]
             start = PyBytes_AS_STRING(raw)
             if _fast_reading(start, start + PyBytes_GET_SIZE(raw), &sa, &alen, &sm, &mlen, &tv, &vd) is not NULL:
-                assets[k] = _table_str(table, keep, sa, alen)
-                metrics[k] = _table_str(table, keep, sm, mlen)
+                assets[k] = _table_str(&table, keep, sa, alen)
+                metrics[k] = _table_str(&table, keep, sm, mlen)
                 tss[k] = tv
                 Tv[k] = tv
                 Vv[k] = vd
@@ -1260,7 +1266,7 @@ def plain_reading_columns(list raws, Py_ssize_t max_bytes, loads):
             if not _loaded(raw, loads, assets, metrics, tss, Tv, Vv, k):
                 return None
     finally:
-        free(table)
+        free(table.slots)
     return assets, metrics, tss, T, V
 
 

@@ -279,9 +279,8 @@ class Ingestor:
         in_order = len(Tg) < 2 or bool((Tg[1:] >= Tg[:-1]).all()) and offsets == sorted(offsets)
         topic, part = blk.topic, blk.partition
         # (V.tolist(): floats, as decode_reading makes them)
-        columns = (tss, metrics, V.tolist(), offsets if type(offsets) is list else list(offsets),
-                   vals if type(vals) is list else list(vals))
-        for a, (ts, ms, vs, os, rs) in group_columns(assets, good, columns).items():
+        for a, (ts, ms, vs, os, rs) in group_columns(assets, good, (tss, metrics, V.tolist(), offsets,
+                                                                     vals)).items():
             groups.setdefault(a, []).append(ReadingColumns(a, topic, part, ts, ms, vs, os, in_order, rs))
         return n - len(rest), rest
 
