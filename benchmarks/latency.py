@@ -178,13 +178,15 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
                 startup_s: float = 5.0, model: str = "zscore", fetch_wait_ms: int | None = None,
                 model_table: dict[str, Any] | None = None, window: dict[str, Any] | None = None,
                 poll_batch: int | None = None, poll_bytes: int | None = None,
-                poll_default: bool = False) -> dict[str, Any]:
+                poll_default: bool = False, stand_in: str = "flow") -> dict[str, Any]:
     """One latency run; ``fetch_wait_ms`` sets the flow consumer's ``fetch.wait.max.ms`` (through
     ``AIOTSTREAM_KAFKA_FETCH_WAIT_MAX_MS``; None leaves librdkafka's default of 500 ms). ``model_table``
     replaces the site's ``[model]`` (e.g. ONNX; then the score records' ``latency.added_ms``, what
     batching added, is summarised too) and ``window`` adds window settings. The site reads
     ``poll_batch`` (default: the benchmarks' 1,000, :func:`~benchmarks.workload.site_dict`) and
-    ``poll_bytes`` messages a poll; ``poll_default``: neither is set, the product's defaults apply."""
+    ``poll_bytes`` messages a poll; ``poll_default``: neither is set, the product's defaults apply.
+    ``stand_in``: ``flow`` (``aiotstream run``), or ``echo`` / ``echo-flush``, :mod:`benchmarks.latency_echo`
+    in its place (the broker's floor: no processing, one small record per closed window)."""
     assets, speed = plan(offered_samples_per_s, max_assets)
     site_id = f"bench-lat{tag}"
     topic = f"{site_id}.waveforms"
@@ -211,8 +213,15 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     env = {"AIOTSTREAM_KAFKA_FETCH_WAIT_MAX_MS": str(fetch_wait_ms)} if fetch_wait_ms is not None else {}
     metrics_port = free_port()
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-    flow = spawn([sys.executable, "-m", "aiotstream.cli", "run", "--site", str(site), "--brokers", brokers,
-                  "--epoch-s", str(epoch_s), "--metrics-port", str(metrics_port)], env=env)
+    if stand_in == "flow":
+        flow = spawn([sys.executable, "-m", "aiotstream.cli", "run", "--site", str(site), "--brokers", brokers,
+                      "--epoch-s", str(epoch_s), "--metrics-port", str(metrics_port)], env=env)
+    elif stand_in in ("echo", "echo-flush"):
+        flow = spawn([sys.executable, "-m", "benchmarks.latency_echo", "--brokers", brokers, "--topic", topic,
+                      "--out", f"{site_id}.scores", "--partitions", str(partitions),
+                      *(["--flush"] if stand_in == "echo-flush" else [])], env=env)
+    else:
+        raise ValueError(f"stand_in {stand_in!r}: flow, echo or echo-flush")
     recv = _Receiver(brokers, [f"{site_id}.scores", f"{site_id}.alerts"], partitions)
     recv.start()
     time.sleep(startup_s)  # imports, connecting, Bytewax start-up: not part of the latency
@@ -231,6 +240,8 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     scrapes: dict[str, dict[str, list[tuple[float, float]]]] = {}
 
     def scrape(when: str) -> None:
+        if stand_in != "flow":
+            return
         try:
             scrapes[when] = scrape_histograms(metrics_url, {"aiotstream_output_latency_seconds": {"kind": "score"},
                                                             "aiotstream_window_close_latency_seconds": {}})
@@ -311,6 +322,7 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
         "flow": measured.summary(), "late_windows": late_windows,
         "per_window": [{"t_s": (w - e0) / 1e9, "n": len(v), "p50_ms": round(float(np.median(v)) * 1e3, 1),
                         "max_ms": round(max(v) * 1e3, 1)} for w, v in sorted(by_window.items())],
+        "stand_in": stand_in,
         "settings": {"allowed_lateness_s": 0, "idle_close_s": 2, "inputs": "waveforms only",
                      "poll_batch": cfg["inputs"].get("poll_batch", "default"),
                      "poll_bytes": cfg["inputs"].get("poll_bytes", "default")},
@@ -337,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll", default="1000",
                     help="comma-separated POLL_BATCH[:POLL_BYTES] values for the flow's inputs, 'default' = "
                          "the product's (10,000 messages, 8 MiB); default 1000 (the other benchmarks')")
+    ap.add_argument("--stand-in", default="flow",
+                    help="comma-separated: flow (aiotstream run), echo, echo-flush (benchmarks.latency_echo: the "
+                         "broker's floor, without and with a wait for each poll batch's acknowledgement)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of plant time a run")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds of it left out")
@@ -350,21 +365,24 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import common
 
     trees = common.checkouts(args.tree)
-    configs = [(float(e), None if f == "default" else int(f), p, t) for t in trees for e in args.epoch_s.split(",")
-               for f in args.fetch_wait.split(",") for p in args.poll.split(",")]
+    configs = [(float(e), None if f == "default" else int(f), p, t, s) for t in trees
+               for e in args.epoch_s.split(",") for f in args.fetch_wait.split(",") for p in args.poll.split(",")
+               for s in args.stand_in.split(",")]
     at_start = machine()
     runs: dict[str, list[dict[str, Any] | None]] = {
-        f"epoch {e:g} s, fetch wait {f or 'default'}, poll {p}" + (f" @ {t}" if len(trees) > 1 else ""): []
-        for e, f, p, t in configs}
+        f"epoch {e:g} s, fetch wait {f or 'default'}, poll {p}" + (f", {s}" if s != "flow" else "")
+        + (f" @ {t}" if len(trees) > 1 else ""): []
+        for e, f, p, t, s in configs}
     with TansuBroker() as b, tempfile.TemporaryDirectory() as tmp:
         for rnd in range(args.repeat):
-            for i, ((epoch, fetch, poll, tree), name) in enumerate(zip(configs, runs, strict=True)):
+            for i, ((epoch, fetch, poll, tree, stand_in), name) in enumerate(zip(configs, runs, strict=True)):
                 batch, nbytes = (None, None) if poll == "default" else parse_variant(poll)
                 common.run_from(tree)
                 r = run_latency(b.bootstrap, Path(tmp), offered_samples_per_s=args.offered, epoch_s=epoch,
                                 fetch_wait_ms=fetch, duration_s=args.duration, warmup_s=args.warmup,
                                 max_assets=args.max_assets, partitions=args.partitions, tag=f"-{rnd}-{i}",
-                                poll_batch=batch, poll_bytes=nbytes, poll_default=poll == "default")
+                                poll_batch=batch, poll_bytes=nbytes, poll_default=poll == "default",
+                                stand_in=stand_in)
                 r.pop("per_window", None)
                 r["tree"] = str(tree)
                 runs[name].append(r)
