@@ -12,7 +12,9 @@
   as a frame beyond it arrives), waveform input only, ``idle_close_s = 2`` (so the absent readings
   stream stops holding the watermark back after 2 s).
 * A consumer in this process reads ``<site>.scores`` and ``<site>.alerts`` as they arrive
-  (``fetch.wait.max.ms`` 5).
+  (``fetch.wait.max.ms`` 5; ``poll``, which returns as soon as a record is there: until 2026-12-06 it
+  used ``consume(1000, 0.05)``, which returns only after 50 ms unless 1,000 records came, so every figure
+  measured to the consumer before then is up to 50 ms high, 25 on average).
   Latency = receive time of a window's score (or alert) record minus the time the producer sent
   that window's last frame. Windows in the first ``warmup_s`` of event time are left out.
   ``score_from_window_end`` times the same records from the window's end (the sensor timestamp of its
@@ -42,6 +44,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from aiotstream.codecs import encode_frame
 from aiotstream.io.broker import free_port
+from aiotstream.routing import partition_for
 from aiotstream.sim.plant import PlantSimulator
 from benchmarks.common import spawn, stop
 from benchmarks.workload import (
@@ -166,10 +169,16 @@ class _Receiver(threading.Thread):
         self.halt = threading.Event()
 
     def run(self) -> None:
+        # poll returns as soon as a message is there; consume(n, t) only once it has n or t has run out, so the
+        # consume(1000, 0.05) this used stamped each record up to 50 ms late (25 on average), in steps of 50 ms
         while not self.halt.is_set():
-            for m in self.c.consume(1000, timeout=0.05):
+            first = self.c.poll(0.05)
+            if first is None:
+                continue
+            now = time.time()  # (and what came with it, already in the queue: no later than now)
+            for m in [first, *self.c.consume(1000, 0)]:
                 if m.error() is None:
-                    self.got.append((time.time(), m.topic(), m.value()))
+                    self.got.append((now, m.topic(), m.value()))
         self.c.close()
 
 
@@ -178,7 +187,7 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
                 startup_s: float = 5.0, model: str = "zscore", fetch_wait_ms: int | None = None,
                 model_table: dict[str, Any] | None = None, window: dict[str, Any] | None = None,
                 poll_batch: int | None = None, poll_bytes: int | None = None,
-                poll_default: bool = False, stand_in: str = "flow") -> dict[str, Any]:
+                poll_default: bool = False, stand_in: str = "flow", processes: int = 1) -> dict[str, Any]:
     """One latency run; ``fetch_wait_ms`` sets the flow consumer's ``fetch.wait.max.ms`` (through
     ``AIOTSTREAM_KAFKA_FETCH_WAIT_MAX_MS``; None leaves librdkafka's default of 500 ms). ``model_table``
     replaces the site's ``[model]`` (e.g. ONNX; then the score records' ``latency.added_ms``, what
@@ -186,7 +195,9 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     ``poll_batch`` (default: the benchmarks' 1,000, :func:`~benchmarks.workload.site_dict`) and
     ``poll_bytes`` messages a poll; ``poll_default``: neither is set, the product's defaults apply.
     ``stand_in``: ``flow`` (``aiotstream run``), or ``echo`` / ``echo-flush``, :mod:`benchmarks.latency_echo`
-    in its place (the broker's floor: no processing, one small record per closed window)."""
+    in its place (the broker's floor: no processing, one small record per closed window). ``processes``: the
+    flow as a cluster of that many processes (one worker each; the frames co-partitioned, as aiotstream's own
+    producers put them, so no frame crosses between processes); its histograms are the processes' summed."""
     assets, speed = plan(offered_samples_per_s, max_assets)
     site_id = f"bench-lat{tag}"
     topic = f"{site_id}.waveforms"
@@ -204,6 +215,7 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     site = write_site(tmp, cfg)
     create_topics(brokers, [topic, *output_topics(site_id)], partitions)
     ids = [f"p-{i:06d}" for i in range(1, assets + 1)]
+    parts = [partition_for(a, partitions) for a in ids]  # co-partitioned, as aiotstream's own producers
     sim = PlantSimulator(assets, duration_s=1.0, n_faults=0, seed=5)
     pool: dict[int, list[np.ndarray]] = {}
     for a, _seq, _t0, x in sim.frames():  # ~10 frames of real signal per asset, cycled
@@ -211,15 +223,22 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     frames = [pool[i] for i in range(assets)]
 
     env = {"AIOTSTREAM_KAFKA_FETCH_WAIT_MAX_MS": str(fetch_wait_ms)} if fetch_wait_ms is not None else {}
-    metrics_port = free_port()
-    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    metrics_urls = []
     if stand_in == "flow":
-        flow = spawn([sys.executable, "-m", "aiotstream.cli", "run", "--site", str(site), "--brokers", brokers,
-                      "--epoch-s", str(epoch_s), "--metrics-port", str(metrics_port)], env=env)
+        addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+        flows = []
+        for i in range(processes):
+            metrics_port = free_port()
+            metrics_urls.append(f"http://127.0.0.1:{metrics_port}/metrics")
+            flows.append(spawn([sys.executable, "-m", "aiotstream.cli", "run", "--site", str(site), "--brokers",
+                                brokers, "--epoch-s", str(epoch_s), "--metrics-port", str(metrics_port),
+                                *(["-i", str(i), "-a", addresses] if processes > 1 else [])], env=env))
     elif stand_in in ("echo", "echo-flush"):
-        flow = spawn([sys.executable, "-m", "benchmarks.latency_echo", "--brokers", brokers, "--topic", topic,
+        if processes != 1:
+            raise ValueError("the echo stand-in runs as one process")
+        flows = [spawn([sys.executable, "-m", "benchmarks.latency_echo", "--brokers", brokers, "--topic", topic,
                       "--out", f"{site_id}.scores", "--partitions", str(partitions),
-                      *(["--flush"] if stand_in == "echo-flush" else [])], env=env)
+                      *(["--flush"] if stand_in == "echo-flush" else [])], env=env)]
     else:
         raise ValueError(f"stand_in {stand_in!r}: flow, echo or echo-flush")
     recv = _Receiver(brokers, [f"{site_id}.scores", f"{site_id}.alerts"], partitions)
@@ -240,13 +259,20 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     scrapes: dict[str, dict[str, list[tuple[float, float]]]] = {}
 
     def scrape(when: str) -> None:
-        if stand_in != "flow":
-            return
-        try:
-            scrapes[when] = scrape_histograms(metrics_url, {"aiotstream_output_latency_seconds": {"kind": "score"},
-                                                            "aiotstream_window_close_latency_seconds": {}})
-        except OSError as exc:
-            print(f"latency: no scrape of {metrics_url} ({when}): {exc}", file=sys.stderr)
+        got: dict[str, dict[float, float]] = {}
+        for url in metrics_urls:  # (none for a stand-in)
+            try:
+                one = scrape_histograms(url, {"aiotstream_output_latency_seconds": {"kind": "score"},
+                                              "aiotstream_window_close_latency_seconds": {}})
+            except OSError as exc:
+                print(f"latency: no scrape of {url} ({when}): {exc}", file=sys.stderr)
+                return
+            for name, buckets in one.items():  # a cluster's histogram: its processes' counts added
+                acc = got.setdefault(name, {})
+                for le, n in buckets:
+                    acc[le] = acc.get(le, 0.0) + n
+        if got:
+            scrapes[when] = {name: sorted(acc.items()) for name, acc in got.items()}
     # the warm-up's windows are all out 0.6 s after the first measured window opens (that one ends 1 s after)
     first_scrape = threading.Timer(w0 + (first_window - e0) / 1e9 / speed + 0.6 - time.time(), scrape,
                                    ("warm-up",))
@@ -266,7 +292,7 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
             payload = encode_frame(a, k, t0, RATE_HZ, frames[i][k % len(frames[i])])
             while True:
                 try:
-                    producer.produce(topic, value=payload, key=a.encode())
+                    producer.produce(topic, value=payload, key=a.encode(), partition=parts[i])
                     break
                 except BufferError:
                     producer.poll(0.01)
@@ -281,7 +307,7 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     time.sleep(max(2.0, 2 * epoch_s))  # let the last windows out
     recv.halt.set()
     recv.join(10)
-    measured = stop(flow)
+    measured = [stop(f) for f in flows]
     delete_topics(brokers, [topic, *output_topics(site_id)])  # the broker holds them in memory
 
     score_lat, alert_lat, late_windows, from_end = [], [], 0, []
@@ -319,7 +345,9 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
         "flow_histogram": flow_histogram(scrapes, speed),
         "split": {"sent_to_created": percentiles(to_created), "created_to_received": percentiles(created_to_recv)}, "alert": percentiles(alert_lat),
         **({"batching_added": percentiles(added), "batching_scored": percentiles(scored)} if added else {}),
-        "flow": measured.summary(), "late_windows": late_windows,
+        "flow": measured[0].summary() if len(measured) == 1 else {
+            "cpu_s": round(sum(m.cpu_s for m in measured), 3), "processes": [m.summary() for m in measured]},
+        "processes": processes, "late_windows": late_windows,
         "per_window": [{"t_s": (w - e0) / 1e9, "n": len(v), "p50_ms": round(float(np.median(v)) * 1e3, 1),
                         "max_ms": round(max(v) * 1e3, 1)} for w, v in sorted(by_window.items())],
         "stand_in": stand_in,
@@ -352,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stand-in", default="flow",
                     help="comma-separated: flow (aiotstream run), echo, echo-flush (benchmarks.latency_echo: the "
                          "broker's floor, without and with a wait for each poll batch's acknowledgement)")
+    ap.add_argument("--processes", default="1", help="comma-separated flow process counts (a cluster of N)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of plant time a run")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds of it left out")
@@ -365,24 +394,24 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import common
 
     trees = common.checkouts(args.tree)
-    configs = [(float(e), None if f == "default" else int(f), p, t, s) for t in trees
+    configs = [(float(e), None if f == "default" else int(f), p, t, s, int(n)) for t in trees
                for e in args.epoch_s.split(",") for f in args.fetch_wait.split(",") for p in args.poll.split(",")
-               for s in args.stand_in.split(",")]
+               for s in args.stand_in.split(",") for n in (args.processes.split(",") if s == "flow" else ["1"])]
     at_start = machine()
     runs: dict[str, list[dict[str, Any] | None]] = {
         f"epoch {e:g} s, fetch wait {f or 'default'}, poll {p}" + (f", {s}" if s != "flow" else "")
-        + (f" @ {t}" if len(trees) > 1 else ""): []
-        for e, f, p, t, s in configs}
+        + (f", {n} processes" if n > 1 else "") + (f" @ {t}" if len(trees) > 1 else ""): []
+        for e, f, p, t, s, n in configs}
     with TansuBroker() as b, tempfile.TemporaryDirectory() as tmp:
         for rnd in range(args.repeat):
-            for i, ((epoch, fetch, poll, tree, stand_in), name) in enumerate(zip(configs, runs, strict=True)):
+            for i, ((epoch, fetch, poll, tree, stand_in, procs), name) in enumerate(zip(configs, runs, strict=True)):
                 batch, nbytes = (None, None) if poll == "default" else parse_variant(poll)
                 common.run_from(tree)
                 r = run_latency(b.bootstrap, Path(tmp), offered_samples_per_s=args.offered, epoch_s=epoch,
                                 fetch_wait_ms=fetch, duration_s=args.duration, warmup_s=args.warmup,
                                 max_assets=args.max_assets, partitions=args.partitions, tag=f"-{rnd}-{i}",
                                 poll_batch=batch, poll_bytes=nbytes, poll_default=poll == "default",
-                                stand_in=stand_in)
+                                stand_in=stand_in, processes=procs)
                 r.pop("per_window", None)
                 r["tree"] = str(tree)
                 runs[name].append(r)
