@@ -84,7 +84,10 @@ class Feed:
             c.assign(parts)
             at_end: set[tuple[str, int]] = set()
             while not self.stop.is_set():
-                for m in c.consume(500, timeout=0.2):
+                # poll returns as soon as a record is there (consume(n, t) waits for n of them or the whole t:
+                # 200 ms more on the screen for a live alert), then what came with it, at once
+                first = c.poll(0.2)
+                for m in [first, *c.consume(499, 0)] if first is not None else ():
                     err = m.error()
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:
