@@ -44,6 +44,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from aiotstream.codecs import encode_frame
 from aiotstream.io.broker import free_port
+from aiotstream.io.kafka_client import arrived
 from aiotstream.routing import partition_for
 from aiotstream.sim.plant import PlantSimulator
 from benchmarks.common import spawn, stop
@@ -169,14 +170,11 @@ class _Receiver(threading.Thread):
         self.halt = threading.Event()
 
     def run(self) -> None:
-        # poll returns as soon as a message is there; consume(n, t) only once it has n or t has run out, so the
-        # consume(1000, 0.05) this used stamped each record up to 50 ms late (25 on average), in steps of 50 ms
+        # (consume(1000, 0.05), as this was, stamped each record up to 50 ms late, in steps of 50 ms)
         while not self.halt.is_set():
-            first = self.c.poll(0.05)
-            if first is None:
-                continue
-            now = time.time()  # (and what came with it, already in the queue: no later than now)
-            for m in [first, *self.c.consume(1000, 0)]:
+            msgs = arrived(self.c, 1000, 0.05)
+            now = time.time()  # (the first as it came; the rest were already in the queue: no later than now)
+            for m in msgs:
                 if m.error() is None:
                     self.got.append((now, m.topic(), m.value()))
         self.c.close()

@@ -22,6 +22,7 @@ from aiotstream.io.kafka import (
     metadata,
     output_topics,
 )
+from aiotstream.io.kafka_client import arrived
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,7 @@ class Feed:
             c.assign(parts)
             at_end: set[tuple[str, int]] = set()
             while not self.stop.is_set():
-                # poll returns as soon as a record is there (consume(n, t) waits for n of them or the whole t:
-                # 200 ms more on the screen for a live alert), then what came with it, at once
-                first = c.poll(0.2)
-                for m in [first, *c.consume(499, 0)] if first is not None else ():
+                for m in arrived(c, 500, 0.2):  # (a live alert on the screen as it comes, not 200 ms late)
                     err = m.error()
                     if err is not None:
                         if err.code() == KafkaError._PARTITION_EOF:

@@ -36,9 +36,7 @@ class _BlockPartition(WatchedPartition):
     def _next_blocks(self) -> list[MessageBlock]:
         if self._eof:
             raise StopIteration()
-        # what the partition's queue holds now, at once; only an empty one waits (1 ms, as Bytewax's own source):
-        # consume(n, t) returns early only once it has n messages, so a live poll of 100 frames waited the
-        # whole 1 ms, in every partition, every round (7 ms of each round of 6 at the burst of window ends)
+        # what the queue holds, at once; only an empty one waits its 1 ms (see the module docstring)
         count = self._poll.count
         msgs = self._consumer.consume(count, 0) or self._consumer.consume(count, 0.001)
         if not msgs:

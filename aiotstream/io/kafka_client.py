@@ -18,6 +18,8 @@ from aiotstream.io.stop import STOP
 from aiotstream.secretfiles import read_secret
 
 if TYPE_CHECKING:
+    from confluent_kafka import Consumer, Message
+
     from aiotstream.config import KafkaSecurity
 
 BROKER_WAIT_S = 10.0
@@ -90,6 +92,15 @@ def client_config_from_env(environ: Mapping[str, str] | None = None) -> dict[str
     env = os.environ if environ is None else environ
     prefix = "AIOTSTREAM_KAFKA_"
     return {k[len(prefix):].lower().replace("_", "."): v for k, v in env.items() if k.startswith(prefix)}
+
+
+def arrived(consumer: Consumer, most: int, wait_s: float) -> list[Message]:
+    """The messages a consumer has for us as soon as it has one (waiting at most ``wait_s``), up to ``most``.
+
+    Not ``consume(most, wait_s)``: librdkafka returns from that early only once it has ``most`` messages, so a
+    live reader got each record up to ``wait_s`` late, all of a poll's at the same instant."""
+    first = consumer.poll(wait_s)
+    return [first, *consumer.consume(most - 1, 0)] if first is not None else []
 
 
 def reason(exc: KafkaException) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from confluent_kafka import Message
 
 from aiotstream.io.kafka_blocks import _BlockPartition
+from aiotstream.io.kafka_client import arrived
 from aiotstream.io.kafka_consumer import PollSize
 from aiotstream.records import MessageBlock
 
@@ -25,6 +26,10 @@ class _Queue:
         self.timeouts.append(timeout)
         out, self.msgs = self.msgs[:n], self.msgs[n:]
         return out
+
+    def poll(self, timeout: float) -> Message | None:
+        got = self.consume(1, timeout)
+        return got[0] if got else None
 
 
 def _part(msgs: list[Message], most: int = 10_000) -> tuple[_BlockPartition, _Queue]:
@@ -58,3 +63,12 @@ def test_the_poll_count_still_bounds_a_poll() -> None:
     sizes = [len(part.next_batch()[0].values) for _ in range(3)]
     assert sizes == [10, 10, 5] and q.timeouts == [0, 0, 0]
     assert part._offset == 25 and part.next_batch() == [] and q.timeouts[-2:] == [0, 0.001]
+
+
+def test_a_live_reader_gets_what_has_arrived_at_once_and_no_more_than_it_asked() -> None:
+    """``arrived`` (the console's feed, the latency benchmark's reader): the first record as soon as it is there
+    (poll's wait), the rest of the queue without a wait, at most ``most``; nothing after the wait if empty."""
+    q = _Queue(_msgs(7))
+    assert [m.offset() for m in arrived(q, 5, 0.2)] == [0, 1, 2, 3, 4] and q.timeouts == [0.2, 0]
+    assert [m.offset() for m in arrived(q, 5, 0.2)] == [5, 6]
+    assert arrived(q, 5, 0.2) == [] and q.timeouts[-1] == 0.2
