@@ -1500,3 +1500,97 @@ def sample_range(x):
     if bad and (lo != lo or hi != hi or (x != x).any()):  # a NaN among the non-finite: numpy's min and max
         return bad, NAN, NAN
     return bad, lo, hi
+
+
+cdef unsigned short _ONE = 1
+cdef bint _LITTLE = (<unsigned char*>&_ONE)[0] == 1  # the frame header is little-endian: read it as it lies
+
+
+def take_frames(list vals, list offsets, list rest, Py_ssize_t j, str topic, object partition, dict known,
+                Py_ssize_t max_bytes, long long horizon, double max_abs, dict groups, list frames,
+                object frame_cls, object position_cls, tuple dtypes, object ndarray):
+    """Binary waveform frames of a Kafka poll batch, decoded and checked in one pass each: the common case
+    of :meth:`aiotstream.pdm.ingest.Ingestor._message` for a frame (:func:`aiotstream.codecs.frames.decode_frame`
+    and the ingest's :meth:`~aiotstream.pdm.ingest.Ingestor._check`) without a Python call per check.
+
+    Takes ``vals[rest[i]]`` for i = j, j+1, ... while each is a frame v1 that both would accept: every
+    header field in range and the length exact, the asset id one of ``known`` (its UTF-8 bytes ->
+    ``(asset, channels, sample rate)`` of the site's assets whose ids are valid), ``t0_ns <= horizon``, the
+    channel count and sample rate the config's, every sample finite and within ``max_abs`` (int16 only when
+    ``max_abs >= 32768``, where the ingest does not look), at most ``max_bytes``. Each taken frame is made as ``decode_frame``
+    makes it (``frame_cls(asset, seq, t0, rate, view, position_cls(topic, partition, offset), None, raw)``,
+    the samples a read-only view of ``raw``), appended to ``frames`` and to its asset's list in ``groups``.
+    Returns the index into ``rest`` of the first message it did not take (``len(rest)``: all taken); the
+    caller hands that one to the Python path, which decodes it or says why not (the same reason as ever),
+    and calls again after it. One pass over the samples (the non-finite count, min and max) serves both
+    checks, where the Python path reads them twice."""
+    cdef Py_ssize_t n_rest = len(rest), n, alen, off, count
+    cdef const unsigned char* p
+    cdef unsigned short ch, alen16
+    cdef unsigned int ns
+    cdef unsigned char code
+    cdef double rate, cfg_rate, lo = 0.0, hi = 0.0
+    cdef long long t0
+    cdef unsigned long long seq
+    cdef Py_ssize_t bad = 0
+    cdef object raw, info, view, frame, g, o
+    if not _LITTLE:
+        return j
+    while j < n_rest:
+        raw = vals[<Py_ssize_t>rest[j]]
+        if type(raw) is not bytes:
+            return j
+        n = PyBytes_GET_SIZE(raw)
+        if n > max_bytes or n < 38:
+            return j
+        p = <const unsigned char*>PyBytes_AS_STRING(raw)
+        if memcmp(p, b"AIOW", 4) != 0 or p[4] != 1:
+            return j
+        code = p[5]
+        if code < 1 or code > 3:
+            return j
+        memcpy(&ch, p + 6, 2)
+        memcpy(&ns, p + 8, 4)
+        memcpy(&rate, p + 12, 8)
+        memcpy(&t0, p + 20, 8)
+        memcpy(&seq, p + 28, 8)
+        memcpy(&alen16, p + 36, 2)
+        alen = alen16
+        if not (1 <= ch <= 64 and 1 <= ns <= (1 << 20) and isfinite(rate) and 0 < rate <= 1_000_000.0
+                and 0 <= t0 <= horizon and 1 <= alen <= 128):
+            return j
+        off = 38 + alen
+        count = <Py_ssize_t>ch * ns
+        if n != off + count * (4 if code == 1 else 8 if code == 2 else 2):
+            return j
+        info = known.get(raw[38:off])
+        if info is None:
+            return j
+        cfg_rate = (<tuple>info)[2]
+        if ch != <Py_ssize_t>(<tuple>info)[1] or fabs(rate - cfg_rate) > 1e-6 * cfg_rate:
+            return j
+        if code == 3:
+            if max_abs < 32768:
+                return j
+        else:
+            # (float32: the ingest compares in float32, against max_abs rounded to float32. No float32 lies
+            # between max_abs and its rounding, so only a sample equal to a rounding up is in there and out
+            # here: it goes the Python way, which takes it)
+            if code == 1:
+                aiot_range_f(p + off, count, &bad, &lo, &hi)
+            else:
+                aiot_range_d(p + off, count, &bad, &lo, &hi)
+            if bad or hi > max_abs or lo < -max_abs:
+                return j
+        o = offsets[<Py_ssize_t>rest[j]]
+        view = ndarray((ch, ns), dtypes[code], raw, off)
+        frame = frame_cls((<tuple>info)[0], seq, t0, rate, view,
+                          position_cls(topic, partition, -1 if o is None else o), None, raw)
+        frames.append(frame)
+        g = groups.get((<tuple>info)[0])
+        if g is None:
+            groups[(<tuple>info)[0]] = [frame]
+        else:
+            (<list>g).append(frame)
+        j += 1
+    return j
