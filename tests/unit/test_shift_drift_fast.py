@@ -1,0 +1,102 @@
+"""ShiftDrift's test without NaN in its rows (one quantile position for every column) is its general path's.
+
+The feature drift test runs every ``every`` rows of every asset, and with the assets' windows in step, every
+asset runs it in the same batch: its cost lands in one burst. Rows with every value there (the usual case)
+take a shorter path; whatever the rows (steps, constants, signed zeros, repeats, NaN now and then, a ring
+not yet full or wrapped), what fires and what it reports must be the general path's to the bit.
+"""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aiotstream.models.online import ShiftDrift
+
+VALUES = st.sampled_from((0.0, -0.0, 1.0, -1.0, 1e-300, 5e-324, 1e300, 3.5, 2.0**53))
+
+
+@st.composite
+def _series(draw: st.DrawFn) -> tuple[np.ndarray, int, int, int]:
+    cols = draw(st.integers(1, 5))
+    n = draw(st.integers(60, 420))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.normal(draw(st.sampled_from((0.0, 10.0, -1e6))), draw(st.sampled_from((1.0, 1e-9, 1e6))), (n, cols))
+    for _ in range(draw(st.integers(0, 3))):  # steps: what fires
+        at, c = draw(st.integers(0, n - 1)), draw(st.integers(0, cols - 1))
+        x[at:, c] += draw(st.sampled_from((5.0, -50.0, 1e7)))
+    if draw(st.booleans()):  # exact values: ties, constants and signed zeros
+        for _ in range(draw(st.integers(1, 40))):
+            x[draw(st.integers(0, n - 1)), draw(st.integers(0, cols - 1))] = draw(VALUES)
+    if draw(st.booleans()):
+        x[:, draw(st.integers(0, cols - 1))] = draw(VALUES)
+    if draw(st.booleans()):  # a missing value now and then: those tests take the general path either way
+        for _ in range(draw(st.integers(1, 4))):
+            x[draw(st.integers(0, n - 1)), draw(st.integers(0, cols - 1))] = np.nan
+    return x, draw(st.sampled_from((240, 40, 7))), draw(st.sampled_from((30, 10))), draw(st.sampled_from((5, 1)))
+
+
+def _run(x: np.ndarray, reference: int, recent: int, every: int, fast: bool) -> list[str]:
+    d = ShiftDrift([f"c{i}" for i in range(x.shape[1])], reference=reference, recent=recent, every=every)
+    d._fast = fast
+    return [repr((i, d.update(row), d.last)) for i, row in enumerate(x)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_series())
+def test_the_test_without_missing_values_is_the_general_one(case: tuple[np.ndarray, int, int, int]) -> None:
+    x, reference, recent, every = case
+    assert _run(x, reference, recent, every, True) == _run(x, reference, recent, every, False)
+
+
+def test_a_step_fires_on_either_path_with_the_same_report() -> None:
+    rng = np.random.default_rng(1)
+    x = np.c_[rng.normal(10, 1, 600), rng.normal(0, 1, 600)]
+    x[400:, 1] += 8
+    fast, general = _run(x, 240, 30, 5, True), _run(x, 240, 30, 5, False)
+    assert fast == general
+    assert any("'c1'" in line and "reference_median" in line for line in fast)
+
+
+def _oracle(x: np.ndarray, reference: int, recent: int, every: int) -> list[tuple[int, list[str], list[tuple]]]:
+    """The docstring's test from the whole history (``np.nanquantile`` of the last ``reference`` and ``recent``
+    rows, no ring): what fires and the medians it reports."""
+    cols = [f"c{i}" for i in range(x.shape[1])]
+    quiet = np.zeros(x.shape[1], np.int64)
+    out = []
+    for n in range(1, len(x) + 1):
+        quiet = np.maximum(quiet - 1, 0)
+        if n < 2 * recent or n % every:
+            continue
+        rows = x[max(0, n - reference - recent): n]
+        ref, rec = rows[:-recent], rows[-recent:]
+        lo, q1, med, q3, hi = np.nanquantile(ref, [0.01, 0.25, 0.5, 0.75, 0.99], axis=0)
+        now = np.nanmedian(rec, axis=0)
+        sd = np.maximum((q3 - q1) / 1.349, 1e-9 + 1e-6 * np.abs(med))
+        need = np.maximum(3.0 * sd, 0.25 * np.abs(med))
+        enough = (len(ref) >= recent) & (len(rec) >= recent // 2)
+        fire = enough & (quiet == 0) & ((now > hi + need) | (now < lo - need))
+        quiet[fire] = recent + reference // 20
+        if fire.any():
+            out.append((n - 1, [cols[i] for i in np.flatnonzero(fire)],
+                        [(float(med[i]), float(now[i])) for i in np.flatnonzero(fire)]))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from((240, 40, 7)), st.sampled_from((30, 10)), st.sampled_from((5, 1, 3)))
+def test_the_ring_is_read_oldest_first(seed: int, reference: int, recent: int, every: int) -> None:
+    """Against the whole history: the ring before it fills, and wrapped at every offset."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (700, 3))
+    for c, at in enumerate(rng.integers(100, 650, 3)):
+        x[at:, c] += rng.choice((6.0, -6.0))
+    d = ShiftDrift(["c0", "c1", "c2"], reference=reference, recent=recent, every=every)
+    got = []
+    for i, row in enumerate(x):
+        fired = d.update(row)
+        if fired:
+            got.append((i, fired, [(e["reference_median"], e["recent_median"]) for e in d.last]))
+    want = _oracle(x, reference, recent, every)
+    assert [g[:2] for g in got] == [w[:2] for w in want]
+    assert np.allclose([v for g in got for v in g[2]], [v for w in want for v in w[2]], rtol=1e-12, atol=1e-12)
