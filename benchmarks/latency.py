@@ -379,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated: flow (aiotstream run), echo, echo-flush (benchmarks.latency_echo: the "
                          "broker's floor, without and with a wait for each poll batch's acknowledgement)")
     ap.add_argument("--processes", default="1", help="comma-separated flow process counts (a cluster of N)")
+    ap.add_argument("--model", default="calibrated",
+                    help="comma-separated [model] kinds of the flow's site (default: the product's default, "
+                         "calibrated; sections of RESULTS.md before 2026-12-06's fifth used zscore)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of plant time a run")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds of it left out")
@@ -392,24 +395,28 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import common
 
     trees = common.checkouts(args.tree)
-    configs = [(float(e), None if f == "default" else int(f), p, t, s, int(n)) for t in trees
+    models = args.model.split(",")
+    configs = [(float(e), None if f == "default" else int(f), p, t, s, int(n), m) for t in trees
                for e in args.epoch_s.split(",") for f in args.fetch_wait.split(",") for p in args.poll.split(",")
-               for s in args.stand_in.split(",") for n in (args.processes.split(",") if s == "flow" else ["1"])]
+               for s in args.stand_in.split(",") for n in (args.processes.split(",") if s == "flow" else ["1"])
+               for m in (models if s == "flow" else models[:1])]
     at_start = machine()
     runs: dict[str, list[dict[str, Any] | None]] = {
         f"epoch {e:g} s, fetch wait {f or 'default'}, poll {p}" + (f", {s}" if s != "flow" else "")
-        + (f", {n} processes" if n > 1 else "") + (f" @ {t}" if len(trees) > 1 else ""): []
-        for e, f, p, t, s, n in configs}
+        + (f", {n} processes" if n > 1 else "") + (f", {m}" if len(models) > 1 and s == "flow" else "")
+        + (f" @ {t}" if len(trees) > 1 else ""): []
+        for e, f, p, t, s, n, m in configs}
     with TansuBroker() as b, tempfile.TemporaryDirectory() as tmp:
         for rnd in range(args.repeat):
-            for i, ((epoch, fetch, poll, tree, stand_in, procs), name) in enumerate(zip(configs, runs, strict=True)):
+            for i, ((epoch, fetch, poll, tree, stand_in, procs, model), name) in enumerate(
+                    zip(configs, runs, strict=True)):
                 batch, nbytes = (None, None) if poll == "default" else parse_variant(poll)
                 common.run_from(tree)
                 r = run_latency(b.bootstrap, Path(tmp), offered_samples_per_s=args.offered, epoch_s=epoch,
                                 fetch_wait_ms=fetch, duration_s=args.duration, warmup_s=args.warmup,
                                 max_assets=args.max_assets, partitions=args.partitions, tag=f"-{rnd}-{i}",
                                 poll_batch=batch, poll_bytes=nbytes, poll_default=poll == "default",
-                                stand_in=stand_in, processes=procs)
+                                stand_in=stand_in, processes=procs, model=model)
                 r.pop("per_window", None)
                 r["tree"] = str(tree)
                 runs[name].append(r)
