@@ -182,11 +182,12 @@ class _Receiver(threading.Thread):
 
 def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_s: float, duration_s: float = 20.0,
                 warmup_s: float = 6.0, max_assets: int = 400, tag: str = "", partitions: int = 3,
-                startup_s: float = 5.0, model: str = "zscore", fetch_wait_ms: int | None = None,
+                startup_s: float = 5.0, model: str = "calibrated", fetch_wait_ms: int | None = None,
                 model_table: dict[str, Any] | None = None, window: dict[str, Any] | None = None,
                 poll_batch: int | None = None, poll_bytes: int | None = None,
                 poll_default: bool = False, stand_in: str = "flow", processes: int = 1) -> dict[str, Any]:
-    """One latency run; ``fetch_wait_ms`` sets the flow consumer's ``fetch.wait.max.ms`` (through
+    """One latency run of the site's ``model`` (default: the product's, calibrated; zscore until 2026-12-06);
+    ``fetch_wait_ms`` sets the flow consumer's ``fetch.wait.max.ms`` (through
     ``AIOTSTREAM_KAFKA_FETCH_WAIT_MAX_MS``; None leaves librdkafka's default of 500 ms). ``model_table``
     replaces the site's ``[model]`` (e.g. ONNX; then the score records' ``latency.added_ms``, what
     batching added, is summarised too) and ``window`` adds window settings. The site reads
