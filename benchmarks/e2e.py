@@ -7,12 +7,14 @@ One Tansu broker (loopback, memory storage) for the whole run; the workloads are
 once and every contender reads them from there:
 
 1. waveform: N assets x 3 channels x 10 kHz in 1024-sample frames -> the predictive-maintenance
-   flow (``aiotstream run --once``) -> output topics. 1 process with the default model (zscore),
-   1 process with River HalfSpaceTrees (the peers' model), 2 processes (scaling).
+   flow (``aiotstream run --once``) -> output topics. 1 process with the zscore model (the throughput
+   runs' model; the product's default is ``calibrated``), 1 process with River HalfSpaceTrees (the peers'
+   model), 2 processes (scaling).
 2. peers on the same frames: a plain numpy batch job (the limit), Bytewax written per item as
    its docs go (on a slice: it is ~100x slower), Quix Streams + River (own venv).
 3. scalar: JSON readings at thousands of keys through ``--scalar-flow``.
-4. latency at half the measured 1-process rate: paced producer, tailing flow, p50/p95/p99.
+4. latency at half the measured 1-process rate: paced producer, tailing flow with the product's default
+   detector (``calibrated``), p50/p95/p99.
 5. memory: RSS against the number of assets (soak-style runs in their own processes).
 
 Rates leave process start-up out: they run from a contender's first input batch to the end of
@@ -338,7 +340,7 @@ def main(argv: list[str] | None = None, parser_class: type[argparse.ArgumentPars
             tag = f"-r{rnd + 1}" if rnd else ""  # its own sites and output topics: each run starts afresh
             if n > 1:
                 say(f"round {rnd + 1} of {n}")
-            say("waveform, ours: aiotstream run --once, 1 process, default model (zscore) ...")
+            say("waveform, ours: aiotstream run --once, 1 process, zscore ...")
             ours("ours_1p", 1, "zscore", rnd, tag)
             if "hst" not in skip:
                 say("waveform, ours: 1 process, River HalfSpaceTrees (the peers' model) ...")

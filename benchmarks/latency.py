@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--processes", default="1", help="comma-separated flow process counts (a cluster of N)")
     ap.add_argument("--model", default="calibrated",
                     help="comma-separated [model] kinds of the flow's site (default: the product's default, "
-                         "calibrated; sections of RESULTS.md before 2026-12-06's fifth used zscore)")
+                         "calibrated; the RESULTS.md sections before 2026-12-06's fifth session used zscore)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of plant time a run")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds of it left out")

@@ -28,7 +28,7 @@ def _n(x: float | None) -> str:
 def _contenders(res: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
     w, p = res.get("waveform", {}), res.get("peers", {})
     rows = [
-        ("aiotstream, 1 process, zscore (default)", w.get("ours_1p"), "full"),
+        ("aiotstream, 1 process, zscore", w.get("ours_1p"), "full"),
         ("aiotstream, 1 process, River HST", w.get("ours_1p_hst"), "full"),
         ("aiotstream, 2 processes, zscore", w.get("ours_2p"), "full"),
         ("Quix Streams + River", p.get("quix"), "full"),

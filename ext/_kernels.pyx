@@ -1517,8 +1517,8 @@ def take_frames(list vals, list offsets, list rest, Py_ssize_t j, str topic, obj
     header field in range and the length exact, the asset id one of ``known`` (its UTF-8 bytes ->
     ``(asset, channels, sample rate)`` of the site's assets whose ids are valid), ``t0_ns <= horizon``, the
     channel count and sample rate the config's, every sample finite and within ``max_abs`` (int16 only when
-    ``max_abs >= 32768``, where the ingest does not look), at most ``max_bytes``. Each taken frame is made as ``decode_frame``
-    makes it (``frame_cls(asset, seq, t0, rate, view, position_cls(topic, partition, offset), None, raw)``,
+    ``max_abs >= 32768``, where the ingest does not look), at most ``max_bytes``. Each taken frame is made as
+    ``decode_frame`` makes it (``frame_cls(asset, seq, t0, rate, view, position_cls(topic, partition, offset), None, raw)``,
     the samples a read-only view of ``raw``), appended to ``frames`` and to its asset's list in ``groups``.
     Returns the index into ``rest`` of the first message it did not take (``len(rest)``: all taken); the
     caller hands that one to the Python path, which decodes it or says why not (the same reason as ever),
@@ -1573,9 +1573,9 @@ def take_frames(list vals, list offsets, list rest, Py_ssize_t j, str topic, obj
             if max_abs < 32768:
                 return j
         else:
-            # (float32: the ingest compares in float32, against max_abs rounded to float32. No float32 lies
-            # between max_abs and its rounding, so only a sample equal to a rounding up is in there and out
-            # here: it goes the Python way, which takes it)
+            # (a float32 sample: the ingest compares it with max_abs rounded to float32. No float32 lies
+            # strictly between the two, so this comparison differs from that one only for a sample equal to
+            # max_abs rounded up, which it leaves to the Python path, which takes it)
             if code == 1:
                 aiot_range_f(p + off, count, &bad, &lo, &hi)
             else:
