@@ -170,8 +170,7 @@ class _Receiver(threading.Thread):
         self.halt = threading.Event()
 
     def run(self) -> None:
-        # (consume(1000, 0.05), as this was, stamped each record up to 50 ms late, in steps of 50 ms)
-        while not self.halt.is_set():
+        while not self.halt.is_set():  # (why arrived, not consume(n, t): the module docstring)
             msgs = arrived(self.c, 1000, 0.05)
             now = time.time()  # (the first as it came; the rest were already in the queue: no later than now)
             for m in msgs:

@@ -3,9 +3,10 @@
 It reads the frames as the flow does (one consumer per partition, the flow's consumer settings, polls of up to
 10,000 messages, at once from a partition that has some and with a 1 ms wait from one that has none,
 partitions in turn) and, for every frame that carries a window's last sample, produces one small score-like
-record for that window (``asset``, ``window.start_ns``, ``produced_at``) with the flow's producer settings. No features, no detector, no lineage: what is left is
-the paced producer, the broker, two fetches and one produce, on the same cores as the real run. So the
-latency benchmark's figures with this stand-in are the floor under any flow on this host and load.
+record for that window (``asset``, ``window.start_ns``, ``produced_at``) with the flow's producer settings.
+No features, no detector, no lineage: what is left is the paced producer, the broker, two fetches and one
+produce, on the same cores as the real run. So the latency benchmark's figures with this stand-in are the
+floor under any flow on this host and load.
 
 ``--flush``: wait for the broker's acknowledgement of every poll batch's records before polling again, as
 the flow's sink does (:class:`aiotstream.io.kafka._OutputPartition`); without it the records leave from

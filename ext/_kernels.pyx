@@ -1533,7 +1533,7 @@ def take_frames(list vals, list offsets, list rest, Py_ssize_t j, str topic, obj
     cdef long long t0
     cdef unsigned long long seq
     cdef Py_ssize_t bad = 0
-    cdef object raw, info, view, frame, g, o
+    cdef object raw, info, asset, view, frame, g, o
     if not _LITTLE:
         return j
     while j < n_rest:
@@ -1582,14 +1582,15 @@ def take_frames(list vals, list offsets, list rest, Py_ssize_t j, str topic, obj
                 aiot_range_d(p + off, count, &bad, &lo, &hi)
             if bad or hi > max_abs or lo < -max_abs:
                 return j
+        asset = (<tuple>info)[0]
         o = offsets[<Py_ssize_t>rest[j]]
         view = ndarray((ch, ns), dtypes[code], raw, off)
-        frame = frame_cls((<tuple>info)[0], seq, t0, rate, view,
-                          position_cls(topic, partition, -1 if o is None else o), None, raw)
+        frame = frame_cls(asset, seq, t0, rate, view, position_cls(topic, partition, -1 if o is None else o),
+                          None, raw)
         frames.append(frame)
-        g = groups.get((<tuple>info)[0])
+        g = groups.get(asset)
         if g is None:
-            groups[(<tuple>info)[0]] = [frame]
+            groups[asset] = [frame]
         else:
             (<list>g).append(frame)
         j += 1
