@@ -51,7 +51,7 @@ def set_simd_level(int level):
     For the tests, which run every path the CPU has against the reference."""
     return aiot_set_simd_level(level)
 
-__all__ = ["SIMD_LEVEL", "Ensemble", "chi2_sf", "fit_gpd", "pca_refresh", "quantile_hint_hits", "quantiles_hinted", "set_fast_fits", "set_simd_level", "spot_fit"]
+__all__ = ["SIMD_LEVEL", "Ensemble", "calibrated_step", "chi2_sf", "fit_gpd", "pca_refresh", "quantile_hint_hits", "quantiles_hinted", "set_fast_fits", "set_simd_level", "spot_fit"]
 
 cdef bint FAST_FITS = True
 cdef long long GPD_PASSES = 0  # log1p passes over the excesses in the GPD fits (for the tests)
@@ -1620,3 +1620,290 @@ def pca_refresh(mv):
     mv.inv_vals = iv_arr
     mv.q_expect = q
     mv.q_unit = q / vals[p - 1 - k] if vals[p - 1 - k] > 0.0 else 0.0
+
+
+# ---- the calibrated window detector's step (aiotstream.models.window) --------------------------------
+
+cdef double _CAL_BOUND = 1e100  # |values| and |levels| (and |g_ref|) the step takes
+cdef double _CAL_VAR_BOUND = 1e200  # |var| (and g_var) it takes
+
+
+def calibrated_step(d, y_arr, stdtr, log):
+    """One scored window of :class:`~aiotstream.models.window.CalibratedWindowDetector` past its warm-up
+    (``d.n >= d.warmup``): what ``score_learn`` does, on the detector's own arrays and attributes, in the same
+    order with the same operations, so the state and the score are the reference's to the bit (basic
+    arithmetic and ``sqrt`` only, no contraction into FMA; the logarithms through ``log``, numpy's ufunc, one
+    call for the row's amplitudes, and the tail probabilities through ``stdtr``, scipy's ufunc, one call for
+    both groups: the caller passes them). ``y_arr``: a float64 copy of the row, transformed in place.
+
+    Returns the score, or None before changing the detector when the row is not a row of its columns, or a
+    value, a level, a variance or the load factor's state is so large (or not finite) that some step could
+    overflow: there the reference's NaN and infinity semantics (numpy's ``maximum``/``argmax``, Python's
+    ``min``) decide, so the caller runs the reference."""
+    cdef double[::1] level = d.level, var = d.var, learned = d.learned, g_mult = d.g_mult
+    cdef long long[::1] count = d.count
+    cdef Py_ssize_t n = level.shape[0], i, j, k, c, nv
+    if y_arr.ndim != 1 or y_arr.shape[0] != n:
+        return None
+    cdef double[::1] y = y_arr
+    cdef Py_ssize_t[::1] rms_idx = d.rms_idx, proc_idx = d._proc_idx, shape_ch = d._shape_ch
+    cdef Py_ssize_t[::1] log_idx = d._log_idx
+    cdef Py_ssize_t[:, ::1] ch_shape = d._ch_shape, ch_amp = d._ch_amp
+    cdef Py_ssize_t n_ch = ch_shape.shape[0] if d._shape_idx.size else 0
+    cdef long long warmup = d.warmup
+    cdef double huber_c = d.huber_c, alpha = d.alpha, kappa = d.kappa, z_cut = d._z_cut
+    cdef double g_ref = d.g_ref, g_var = d.g_var, v, t, g, u
+    cdef bint use_load = d._use_load, warm_all = d._warm_all
+    # _transform: non-finite values missing (NaN), amplitudes and powers as log(|value| + 1e-12)
+    for i in range(n):
+        if not isfinite(y[i]):
+            y[i] = NAN
+    nv = log_idx.shape[0]
+    cdef double[::1] logs
+    if nv:
+        logs_arr = np.empty(nv)
+        logs = logs_arr
+        for k in range(nv):
+            logs[k] = fabs(y[log_idx[k]]) + 1e-12
+        log(logs_arr, out=logs_arr)
+        for k in range(nv):
+            y[log_idx[k]] = logs[k]
+    if not (0.0 < huber_c <= 1e10):
+        return None
+    if not (isfinite(g_ref) and fabs(g_ref) <= _CAL_BOUND) or not (g_var != g_var or fabs(g_var) <= _CAL_VAR_BOUND):
+        return None
+    for i in range(n):
+        v = y[i]
+        if v == v and not fabs(v) <= _CAL_BOUND:
+            return None
+        if not (fabs(level[i]) <= _CAL_BOUND and fabs(var[i]) <= _CAL_VAR_BOUND and learned[i] >= 0.0):
+            return None
+    d.n = d.n + 1
+
+    z_arr = np.empty(n)
+    cdef double[::1] z = z_arr
+    # scratch: the live mask, the per-window d and scale, the per-column fast flag, the load factor's values
+    cdef unsigned char[::1] live = np.empty(n, np.uint8), fast = np.zeros(n, np.uint8)
+    cdef double[::1] dd = np.empty(n), sc = np.empty(n)
+    cdef double[::1] vals = np.empty(max(rms_idx.shape[0], 1))
+    cdef bint seeding, all_warm
+
+    # _seed: the Welford warm-up of the columns still in theirs (every present value is finite here)
+    for i in range(n):
+        live[i] = y[i] == y[i]
+    if not warm_all:
+        all_warm = True
+        for i in range(n):
+            if live[i] and count[i] < warmup:
+                count[i] += 1
+                t = y[i] - level[i]
+                level[i] += t / <double>count[i]
+                var[i] += t * (y[i] - level[i])
+                if count[i] == warmup:
+                    var[i] /= <double>(warmup - 1 if warmup - 1 > 1 else 1)
+                learned[i] += 1
+                live[i] = 0
+            if count[i] < warmup:
+                all_warm = False
+        d._warm_all = all_warm if n else True
+
+    # load_factor: the median over the warm rms columns of log rms minus its level (Python's stable sort)
+    if not use_load:
+        g = 0.0
+    else:
+        nv = 0
+        for k in range(rms_idx.shape[0]):
+            i = rms_idx[k]
+            t = y[i] - level[i]
+            if count[i] >= warmup and t == t:
+                j = nv
+                while j > 0 and vals[j - 1] > t:
+                    vals[j] = vals[j - 1]
+                    j -= 1
+                vals[j] = t
+                nv += 1
+        if nv == 0:
+            g = g_ref
+        elif nv % 2:
+            g = vals[nv // 2]
+        else:
+            g = 0.5 * (vals[nv // 2 - 1] + vals[nv // 2])
+    d.g = g
+    if use_load:
+        for i in range(n):
+            y[i] = y[i] - g_mult[i] * g
+    for i in range(n):
+        v = var[i]
+        if not v >= 0.0 and v == v:  # np.maximum(var, 0.0)
+            v = 0.0
+        sc[i] = sqrt(v) + 1e-9 * (1.0 + fabs(level[i]))
+        dd[i] = (y[i] - level[i]) if live[i] else 0.0
+        z[i] = dd[i] / sc[i]
+
+    # the operating condition's transition
+    cdef bint moving = use_load and g_var > 0 and fabs(g - g_ref) > d.change_k * sqrt(g_var)
+    cdef long hold = d.hold
+    if moving:
+        if hold == 0:
+            d.changes = d.changes + 1
+        hold = d.settle
+    cdef bint held = hold > 0
+    if held:
+        for k in range(proc_idx.shape[0]):
+            z[proc_idx[k]] = 0.0
+    d.z = z_arr
+
+    # the fast-opening group: the shape columns of the channels whose shape moved more than their energy rose
+    cdef double top_shape, top_amp
+    for c in range(n_ch):
+        top_shape = 0.0
+        for k in range(ch_shape.shape[1]):
+            j = ch_shape[c, k]
+            t = fabs(z[j]) if j < n else 0.0
+            if k == 0 or t > top_shape:
+                top_shape = t
+        top_amp = 0.0
+        for k in range(ch_amp.shape[1]):
+            j = ch_amp[c, k]
+            t = (z[j] if z[j] >= 0.0 else 0.0) if j < n else 0.0
+            if k == 0 or t > top_amp:
+                top_amp = t
+        if top_shape > top_amp:
+            for k in range(ch_shape.shape[1]):
+                j = ch_shape[c, k]
+                if j < n:
+                    fast[j] = 1
+
+    # each group's largest |z| (numpy's argmax: the first), then the candidates whose tails are needed
+    cdef double two_over_alpha = 2.0 / alpha, a_max[2], dof_lo[2], dof_hi[2], dof0[2]
+    cdef Py_ssize_t size[2], at[2], grp
+    for grp in range(2):
+        size[grp] = 0
+        a_max[grp] = 0.0
+    for i in range(n):
+        grp = 0 if fast[i] else 1
+        t = fabs(z[i])
+        if size[grp] == 0 or t > a_max[grp]:
+            a_max[grp] = t
+        if size[grp] == 0:
+            dof_lo[grp] = dof_hi[grp] = dof0[grp] = learned[i]
+        else:
+            if learned[i] < dof_lo[grp]:
+                dof_lo[grp] = learned[i]
+            if learned[i] > dof_hi[grp]:
+                dof_hi[grp] = learned[i]
+        size[grp] += 1
+    cand_a = np.empty(n)
+    cand_d = np.empty(n)
+    cdef double[::1] ca = cand_a, cd = cand_d
+    nv = 0
+    for grp in range(2):
+        at[grp] = nv
+        if size[grp] == 0 or a_max[grp] <= z_cut:
+            continue
+        if dof_lo[grp] == dof_hi[grp]:
+            t = dof0[grp] if not two_over_alpha < dof0[grp] else two_over_alpha
+            t -= 1.0
+            ca[nv] = -a_max[grp]
+            cd[nv] = t if not 1.0 > t else 1.0
+            nv += 1
+        else:
+            for i in range(n):
+                if (fast[i] != 0) != (grp == 0):
+                    continue
+                u = fabs(z[i])
+                if u > z_cut:
+                    t = learned[i] if not learned[i] > two_over_alpha else two_over_alpha
+                    t -= 1.0
+                    ca[nv] = -u
+                    cd[nv] = t if not t < 1.0 else 1.0
+                    nv += 1
+    cdef double p_grp[2]
+    cdef double[::1] tail
+    cdef double m = <double>d.tests
+    if nv:
+        tail = np.asarray(stdtr(cand_d[:nv], cand_a[:nv]), dtype=np.float64)
+    for grp in range(2):
+        k = (at[grp + 1] if grp == 0 else nv) - at[grp]
+        if k == 0:
+            p_grp[grp] = 1.0
+            continue
+        u = 0.0
+        for j in range(at[grp], at[grp] + k):
+            t = 2.0 * tail[j]
+            if not t <= 1.0:  # np.minimum(1.0, 2 stdtr)
+                t = 1.0 if t == t else t
+            if j == at[grp] or t < u:
+                u = t
+        u = m * u
+        p_grp[grp] = u if u < 1.0 else 1.0
+    cdef double p_shape = p_grp[0], p_level = p_grp[1]
+    cdef double p = p_level if p_level < p_shape else p_shape
+    d.p = p
+
+    # persistence
+    cdef list hs = d._hist_shape, hl = d._hist_level
+    hs.append(p_shape < d.risk)
+    hl.append(p_level < d.risk)
+    if len(hs) > d.shape_of:
+        del hs[0]
+    if len(hl) > d.level_of:
+        del hl[0]
+    cdef long run_shape = 0, run_level = 0
+    for o in hs:
+        if o:
+            run_shape += 1
+    for o in hl:
+        if o:
+            run_level += 1
+    cdef bint alert = d.alert
+    cdef long quiet = d._quiet
+    if alert:
+        quiet = quiet + 1 if p >= d.close_risk else 0
+        if quiet >= d.close_after:
+            alert, quiet = False, 0
+            hs.clear()
+            hl.clear()
+            run_shape = run_level = 0
+    elif run_shape >= d.shape_after or run_level >= d.level_after:
+        alert, quiet = True, 0
+    d._run_shape, d._run_level, d.alert, d._quiet = run_shape, run_level, alert, quiet
+
+    # learning (never while an alert is open)
+    cdef double cc = huber_c * huber_c, c4 = huber_c ** 4, zz, az2, w_loc, rho
+    cdef double dg
+    if not alert:
+        for i in range(n):
+            if not live[i]:
+                continue
+            zz = z[i] * z[i]
+            if zz > cc:
+                az2 = zz if zz >= cc else cc
+                w_loc = cc / az2
+                rho = c4 / az2
+            else:
+                w_loc = 1.0
+                rho = zz
+            t = alpha * (rho * sc[i] * sc[i] / kappa - var[i])
+            level[i] += alpha * w_loc * dd[i]
+            var[i] += t
+            learned[i] += 1
+        if not moving:
+            dg = g - g_ref
+            t = dg * dg
+            u = cc * g_var
+            if u < t:
+                t = u
+            g_var += alpha * (t - g_var)
+            d.g_var = g_var
+        g_ref += (0.5 if moving else d.g_alpha) * (g - g_ref)
+        d.g_ref = g_ref
+    if held:
+        for k in range(proc_idx.shape[0]):
+            i = proc_idx[k]
+            if live[i]:
+                level[i] = y[i]
+    if hold > 0 and not moving:
+        hold -= 1
+    d.hold = hold
+    return 1.0 - p

@@ -63,6 +63,11 @@ import numpy as np
 
 from aiotstream.models.streaming import _scale_consistency
 
+try:  # the compiled step past the warm-up (ext/_streaming.pyx); score_learn's Python code is its reference
+    from aiotstream._streaming import calibrated_step as _compiled_step
+except ImportError:  # not built: `python setup.py build_ext --inplace`
+    _compiled_step = None
+
 AMPLITUDE = frozenset({"std", "rms", "min", "max", "p2p"})
 """Features of a vibration channel that scale with its amplitude (scored as log |value| - g)."""
 POWER_PREFIXES = ("band_", "e1x", "e2x")
@@ -101,6 +106,7 @@ class CalibratedWindowDetector:
 
     name = "calibrated"
     version = "1"
+    _compiled = True  # (False: every window by the Python reference, for the tests' comparisons)
 
     def __init__(self, columns: list[str], warmup: int = 20, halflife: float = 600.0, huber_c: float = 3.0,
                  risk: float = 1e-3, close_risk: float = 0.01, shape_after: int = 3, level_after: int = 8,
@@ -296,6 +302,13 @@ class CalibratedWindowDetector:
         return None if live.all() else live
 
     def score_learn(self, x: np.ndarray) -> float:
+        if self._compiled and _compiled_step is not None and self.n >= self.warmup:
+            # the same step past the warm-up, ~4x faster (None: a row it leaves to this code, untouched)
+            from scipy.special import stdtr
+
+            score = _compiled_step(self, np.array(x, dtype=np.float64), stdtr, np.log)
+            if score is not None:
+                return score
         y, present = self._transform(x)
         self.n += 1
         if self.n <= self.warmup:
