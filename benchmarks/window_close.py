@@ -4,7 +4,8 @@ The plant simulator's frames (N assets x 3 channels x 10 kHz, 1024-sample frames
 flow's own ingest; then every asset's frames go through :class:`~aiotstream.dataflow.plant.AnalyzerLogic` one
 frame per call, round by round in time (as a live poll hands them over at the burst of a window's end), with a
 wall clock that advances 102.4 ms a round (so the expected readings stream stops being waited for, as in the
-latency benchmark). Windows of 1 s, no allowed lateness, zscore. Each repeat starts from fresh state; the
+latency benchmark). Windows of 1 s, no allowed lateness, the product's default detector (``calibrated``;
+``--model zscore`` for the figures recorded before 2026-12-07). Each repeat starts from fresh state; the
 figure is the best repeat's time (``us_per_window``: that time over the windows, their frames' calls
 included), and a digest of the score records (asset, window, score, anomalous, drift,
 values) shows whether two checkouts decided the same.
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 
-def measure(assets: int, duration_s: float, repeat: int) -> dict[str, Any]:
+def measure(assets: int, duration_s: float, repeat: int, model: str = "calibrated") -> dict[str, Any]:
     """Best time of ``repeat`` runs over the same decoded frames, and what they decided."""
     import orjson
 
@@ -50,7 +51,7 @@ def measure(assets: int, duration_s: float, repeat: int) -> dict[str, Any]:
         "asset_groups": [{"prefix": "p-", "count": assets, "width": 6}],
         "inputs": {"topics": ["wc.waveforms"], "tail": True},
         "window": {"allowed_lateness_s": 0, "idle_close_s": 2},
-        "model": {"kind": "zscore"},
+        "model": {"kind": model},
     })
     sim = PlantSimulator(cfg.all_assets()[:assets], duration_s=duration_s, seed=5, n_faults=0)
     msgs = [SourceMessage("wc.waveforms", 0, i, m.payload) for i, m in enumerate(sim.messages())
@@ -76,7 +77,7 @@ def measure(assets: int, duration_s: float, repeat: int) -> dict[str, Any]:
     scores = sorted(((o.record["asset"], o.record["window"]["start_ns"], o.record["score"], o.record["anomalous"],
                       o.record["drift"], o.record["values"]) for o in outs if o.kind == "score"),
                     key=lambda r: (r[0], r[1]))
-    return {"assets": assets, "duration_s": duration_s, "frames": sum(map(len, by_asset.values())),
+    return {"assets": assets, "duration_s": duration_s, "model": model, "frames": sum(map(len, by_asset.values())),
             "windows": len(scores), "outputs": len(outs), "best_s": round(best or 0.0, 4),
             "us_per_window": round((best or 0.0) / max(1, len(scores)) * 1e6, 1),
             "scores_digest": hashlib.sha256(orjson.dumps(scores)).hexdigest()[:16]}
@@ -87,12 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--assets", type=int, default=100)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of plant time")
     ap.add_argument("--repeat", type=int, default=5, help="runs a measurement (its best counts)")
+    ap.add_argument("--model", default="calibrated", help="[model] kind of the site (default: the product's)")
     ap.add_argument("--tree", action="append", help="checkout to measure (repeat to compare); default: this one")
     ap.add_argument("--rounds", type=int, default=1, help="with --tree: measurements of each checkout")
     ap.add_argument("--json", help="append each measurement as a JSON line here")
     args = ap.parse_args(argv)
     if not args.tree:
-        rec = measure(args.assets, args.duration, args.repeat)
+        rec = measure(args.assets, args.duration, args.repeat, args.model)
         print(json.dumps(rec), flush=True)
         return 0
     trees = [Path(t).resolve() for t in args.tree]
@@ -102,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             # this file from this checkout, aiotstream from the tree
             env = dict(os.environ, PYTHONPATH=str(t))
             out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--assets", str(args.assets),
-                                  "--duration", str(args.duration), "--repeat", str(args.repeat)],
+                                  "--duration", str(args.duration), "--repeat", str(args.repeat),
+                                  "--model", args.model],
                                  cwd=t, env=env, capture_output=True, text=True, check=True).stdout
             rec = {"round": rnd, "tree": str(t), **json.loads(out.strip().splitlines()[-1])}
             runs[t].append(rec)
