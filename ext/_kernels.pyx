@@ -375,6 +375,75 @@ def reduce_partials(p):
     return result.reshape(arr.shape[1:])
 
 
+
+def window_row(parts, keep, double extra0, double extra1):
+    """The feature row of a window of time-domain partials, in one pass: what
+    ``np.concatenate([window_features(reduce_partials(np.array(parts)), fs), [extra0, extra1]])`` gives for a
+    time-domain feature set ``fs`` (``keep``: ``fs.indices()`` as an intp array, or None for all 12 features
+    of each channel), to the bit: the frames merged in order, then each channel's features, channel-major.
+
+    ``parts``: the window's frames' partials (a list or tuple), each a C-contiguous float64 ``(C, 11)`` array of
+    the same ``C``. Returns None for anything else (no frames, another shape or dtype): the caller takes the general path.
+
+    >>> p = [frame_partials(np.array([[1.0, -2.0]])), frame_partials(np.array([[3.0, 6.0]]))]
+    >>> row = window_row(p, None, 20.0, 21.0)
+    >>> row.tolist() == np.concatenate([features_from_partials(reduce_partials(np.array(p))).reshape(-1),
+    ...                                 [20.0, 21.0]]).tolist()
+    True
+    """
+    cdef Py_ssize_t nf = len(parts), f, r, k, c, nk
+    if nf == 0:
+        return None
+    cdef object first = parts[0]
+    if type(first) is not np.ndarray or cnp.PyArray_NDIM(<cnp.ndarray>first) != 2:
+        return None
+    c = cnp.PyArray_DIMS(<cnp.ndarray>first)[0]
+    if c == 0:
+        return None
+    cdef const Py_ssize_t[::1] kv
+    if keep is None:
+        nk = AIOT_F_COLS
+    else:
+        kv = keep
+        nk = kv.shape[0]
+        for k in range(nk):
+            if not 0 <= kv[k] < AIOT_F_COLS:
+                return None
+    acc_arr = np.zeros((c, AIOT_P_COLS), dtype=np.float64)
+    cdef double[:, ::1] acc = acc_arr
+    for r in range(c):
+        acc[r, 5] = HUGE_VAL
+        acc[r, 6] = -HUGE_VAL
+    cdef cnp.ndarray part
+    cdef const double* src
+    for f in range(nf):
+        obj = parts[f]
+        if type(obj) is not np.ndarray:
+            return None
+        part = <cnp.ndarray>obj
+        # (the array's own checks, without a memoryview per frame: ten frames a window)
+        if cnp.PyArray_TYPE(part) != cnp.NPY_FLOAT64 or not cnp.PyArray_ISNOTSWAPPED(part) \
+                or not cnp.PyArray_IS_C_CONTIGUOUS(part) or cnp.PyArray_NDIM(part) != 2 \
+                or cnp.PyArray_DIMS(part)[0] != c or cnp.PyArray_DIMS(part)[1] != AIOT_P_COLS:
+            return None
+        src = <const double*>cnp.PyArray_DATA(part)
+        for r in range(c):
+            aiot_merge_partials(&acc[r, 0], src + r * AIOT_P_COLS)
+    out_arr = np.empty(c * nk + 2, dtype=np.float64)
+    cdef double[::1] out = out_arr
+    cdef double feats[AIOT_F_COLS]
+    for r in range(c):
+        aiot_features_from_partials(&acc[r, 0], feats)
+        if keep is None:
+            for k in range(AIOT_F_COLS):
+                out[r * nk + k] = feats[k]
+        else:
+            for k in range(nk):
+                out[r * nk + k] = feats[kv[k]]
+    out[c * nk] = extra0
+    out[c * nk + 1] = extra1
+    return out_arr
+
 # --------------------------------------------------------------------------- spectral
 _HANN_CACHE = {}
 

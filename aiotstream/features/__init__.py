@@ -47,6 +47,7 @@ try:
         spectral_features,
         spectral_features_from_partials,
         time_features,
+        window_row,
     )
 except ImportError as exc:  # pragma: no cover - only without a build
     raise ImportError(
@@ -103,6 +104,8 @@ __all__ = [
     "reduce_moments",
     "reduce_partials",
     "reduce_spectral",
+    "time_columns_kept",
+    "window_row",
     "spectral_features",
     "spectral_features_from_partials",
     "time_features",
@@ -132,6 +135,24 @@ def frame_partials_batch(samples: np.ndarray, sample_rate_hz: float, rpm: np.nda
     spec = frame_spectra(samples, sample_rate_hz, feature_set.bands, rpm=r,
                          harmonic_halfwidth_bins=HARMONIC_HALFWIDTH_BINS)
     return time_part, spec
+
+
+_KEPT: dict[FeatureSet, np.ndarray | None] = {}
+
+
+def time_columns_kept(feature_set: FeatureSet) -> np.ndarray | None:
+    """The positions of a time-domain set's features among the kernels' 12 (:data:`TIME_FEATURES`) as an
+    intp array, None when it has all of them in their order: :func:`window_row`'s ``keep``. Cached per set.
+
+    >>> time_columns_kept(get_feature_set("vibration-basic")) is None
+    True
+    >>> time_columns_kept(FeatureSet("demo", 1, ("max", "mean"))).tolist()
+    [4, 0]
+    """
+    if feature_set not in _KEPT:
+        idx = feature_set.indices()
+        _KEPT[feature_set] = None if idx == tuple(range(len(TIME_FEATURES))) else np.array(idx, dtype=np.intp)
+    return _KEPT[feature_set]
 
 
 def window_features(partials: np.ndarray, feature_set: FeatureSet | None = None,

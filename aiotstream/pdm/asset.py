@@ -52,7 +52,7 @@ from aiotstream.decisions.control import (
 )
 from aiotstream.decisions.maintenance import MaintenanceSchedule, SuppressionGauge
 from aiotstream.dedupe import FrameDedupe
-from aiotstream.features import reduce_partials, reduce_spectral, window_features
+from aiotstream.features import reduce_partials, reduce_spectral, time_columns_kept, window_features, window_row
 from aiotstream.kpi import KpiTracker, PeriodResult, derive, kpi_record
 from aiotstream.kpi.periods import Tumbling
 from aiotstream.lineage import inputs_block, iso_ns, lineage_of, make_id, window_block
@@ -758,13 +758,17 @@ class AssetAnalyzer(effects.RuntimeEntity):
 
     def _features(self, w: ClosedWindow) -> np.ndarray:
         fs = self.rt.feature_set
+        temps = w.readings.get(self.rt.temp_metric)
+        if temps:
+            self.last_temp = (float(np.mean(temps)), float(np.max(temps)))
+        if not fs.spectral:  # frames in time order merged, features and temperatures in one kernel call
+            row = window_row(w.partials, time_columns_kept(fs), *self.last_temp)
+            if row is not None:
+                return row
         # frames in time order: exact merge, one kernel call (np.array of the same-shape rows: np.stack's
         # result in 2.1 us, not 5.8, for 10 frames)
         part = reduce_partials(np.array(w.partials))
         spec = reduce_spectral(np.array(w.spectral)) if fs.spectral else None
-        temps = w.readings.get(self.rt.temp_metric)
-        if temps:
-            self.last_temp = (float(np.mean(temps)), float(np.max(temps)))
         return np.concatenate([window_features(part, fs, spec), np.asarray(self.last_temp)])
 
     def _on_window(self, w: ClosedWindow, pending: _Pending | None = None) -> list[Output]:
