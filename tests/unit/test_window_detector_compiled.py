@@ -169,3 +169,36 @@ def test_a_snapshot_of_either_resumes_on_the_other() -> None:
         assert repr(swapped_c.score_learn(row)) == repr(swapped_r.score_learn(row)), i
         assert not _diff(swapped_c, swapped_r), i
     assert swapped_c.alert
+
+
+@pytest.mark.parametrize("change", ["count as int32", "level read-only", "var not contiguous", "g_mult too short"])
+def test_state_arrays_it_cannot_take_as_they_are_go_to_the_reference(change: str) -> None:
+    """The step reads the detector's arrays' memory directly only when they are what it was written for;
+    otherwise (a state from elsewhere) it hands the window to the reference, which gets it right."""
+    cols = _columns("xyz", FEATS, True)
+    compiled, reference = _pair(cols)
+    x = _healthy(60, cols, seed=5)
+    for row in x[:30]:
+        compiled.score_learn(row)
+        reference.score_learn(row)
+    for d in (compiled, reference):
+        if change == "count as int32":
+            d.count = d.count.astype(np.int32)
+        elif change == "level read-only":
+            d.level.setflags(write=False)
+            d.level = d.level.copy() if d is reference else d.level
+        elif change == "var not contiguous":
+            wide = np.zeros((len(d.var), 2))
+            wide[:, 0] = d.var
+            d.var = wide[:, 0]
+        else:
+            d.g_mult = d.g_mult[:-1].copy() if d is compiled else d.g_mult
+    from scipy.special import stdtr
+
+    before = pickle.dumps(compiled.__dict__)
+    assert window_mod._compiled_step(compiled, x[30].copy(), stdtr, np.log) is None
+    assert pickle.dumps(compiled.__dict__) == before
+    if change in ("level read-only", "g_mult too short"):
+        return  # (the reference's own state differs in how it is held: nothing more to compare)
+    for i, row in enumerate(x[30:]):
+        assert repr(compiled.score_learn(row)) == repr(reference.score_learn(row)), i
