@@ -448,8 +448,10 @@ class ShiftDrift:
             k = self.n % size
             rows = np.concatenate((self._buf[k:], self._buf[:k])) if k else self._buf
         ref, rec = np.sort(rows[:-self.recent], axis=0), np.sort(rows[-self.recent:], axis=0)  # NaN last
-        if self._fast and not np.isnan(rows).any():
-            # every value there (the usual case): the same quantile positions in every column, one gather each
+        if self._fast and _complete_or_empty(rows):
+            # every value there (the usual case), or none in a column (a feature that never comes, e.g. a
+            # temperature the site does not send: NaN quantiles, no test, as the general path finds): the same
+            # quantile positions in every column, one gather each
             lo, q1, med, q3, hi = _full_quantiles(ref, _QS)
             now = _full_quantiles(rec, _MEDIAN)[0]
             n_ref, n_rec = len(ref), len(rec)
@@ -474,6 +476,19 @@ class ShiftDrift:
 
 _QS = np.array([0.01, 0.25, 0.5, 0.75, 0.99])
 _MEDIAN = np.array([0.5])
+
+
+def _complete_or_empty(rows: np.ndarray) -> bool:
+    """Whether every column of ``rows`` has all its values or none (NaN throughout).
+
+    >>> _complete_or_empty(np.array([[1.0, np.nan], [2.0, np.nan]])), _complete_or_empty(np.array([[1.0], [np.nan]]))
+    (True, False)
+    """
+    missing = np.isnan(rows)
+    if not missing.any():
+        return True
+    counts = missing.sum(axis=0)
+    return bool(((counts == 0) | (counts == len(rows))).all())
 
 
 def _full_quantiles(a: np.ndarray, qs: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""ShiftDrift's test without NaN in its rows (one quantile position for every column) is its general path's.
+"""ShiftDrift's test without NaN in its rows, or with columns that are all NaN (one quantile position for every
+column), is its general path's.
 
 The feature drift test runs every ``every`` rows of every asset, and with the assets' windows in step, every
 asset runs it in the same batch: its cost lands in one burst. Rows with every value there (the usual case)
@@ -30,6 +31,10 @@ def _series(draw: st.DrawFn) -> tuple[np.ndarray, int, int, int]:
             x[draw(st.integers(0, n - 1)), draw(st.integers(0, cols - 1))] = draw(VALUES)
     if draw(st.booleans()):
         x[:, draw(st.integers(0, cols - 1))] = draw(VALUES)
+    if draw(st.booleans()):  # a column that never comes (a temperature the site does not send)
+        x[:, draw(st.integers(0, cols - 1))] = np.nan
+    if draw(st.booleans()):  # a column that stops (or starts) coming: empty in some tests, partial in others
+        x[draw(st.integers(0, n - 1)):, draw(st.integers(0, cols - 1))] = np.nan
     if draw(st.booleans()):  # a missing value now and then: those tests take the general path either way
         for _ in range(draw(st.integers(1, 4))):
             x[draw(st.integers(0, n - 1)), draw(st.integers(0, cols - 1))] = np.nan
@@ -100,3 +105,22 @@ def test_the_ring_is_read_oldest_first(seed: int, reference: int, recent: int, e
     want = _oracle(x, reference, recent, every)
     assert [g[:2] for g in got] == [w[:2] for w in want]
     assert np.allclose([v for g in got for v in g[2]], [v for w in want for v in w[2]], rtol=1e-12, atol=1e-12)
+
+
+def test_a_column_that_never_comes_keeps_the_short_path_and_the_others_fire_as_before(monkeypatch) -> None:
+    """A site without temperature readings has those feature columns NaN in every row: the other columns'
+    tests still take the short path (it was the general one for every test of such an asset), and fire as the
+    general path does."""
+    from aiotstream.models import online
+
+    rng = np.random.default_rng(2)
+    x = np.c_[rng.normal(10, 1, 600), rng.normal(0, 1, 600), np.full(600, np.nan)]
+    x[400:, 1] += 8
+    calls = []
+    full = online._full_quantiles
+    monkeypatch.setattr(online, "_full_quantiles", lambda a, qs: calls.append(1) or full(a, qs))
+    fast = _run(x, 240, 30, 5, True)
+    assert len(calls) == 2 * (600 // 5 - 11)  # every test from the 60th row on: reference and recent
+    assert fast == _run(x, 240, 30, 5, False)
+    assert any("'c1'" in line and "reference_median" in line for line in fast)
+    assert not any("'c2'" in line for line in fast)
