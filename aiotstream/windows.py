@@ -169,24 +169,21 @@ class WindowAssembler:
         if not progress:
             return None
         now = self.now_s
-        if now is None:  # (a bounded replay: every stream active, an expected one waited for)
-            for s in self.expected:
-                if s not in progress:
-                    return None
-            return min(progress.values()) - self.lateness_ns
         # without a wall clock (replaying a bounded input) an expected stream is waited for until it comes
         # or the input ends; with one, for idle_s after the asset's first input
-        waiting = now is None or (self.first_arrival is not None and now - self.first_arrival <= self.idle_s)
-        if waiting and any(s not in self.progress for s in self.expected):
-            return None  # give an expected stream that has not arrived yet a chance to
+        if now is None or (self.first_arrival is not None and now - self.first_arrival <= self.idle_s):
+            for s in self.expected:
+                if s not in progress:
+                    return None  # give an expected stream that has not arrived yet a chance to
+        if now is None or len(progress) == 1:  # every stream counts (one stream: whether idle or not)
+            return min(progress.values()) - self.lateness_ns
         # a stream is idle after idle_s of silence *while the asset is delivering*: after a pause of every
         # stream (a reconnect), silence counts from the resumption, so the first stream back cannot outrun
         resumed = getattr(self, "resumed_at", None)
-        active = [t for s, t in self.progress.items()
-                  if now is None or now - max(self.last_arrival[s],
-                                              resumed if resumed is not None else -math.inf)
-                  <= self.idle_s]
-        return min(active or self.progress.values()) - self.lateness_ns
+        since = -math.inf if resumed is None else resumed
+        last, idle = self.last_arrival, self.idle_s
+        active = [t for s, t in progress.items() if now - max(last[s], since) <= idle]
+        return min(active or progress.values()) - self.lateness_ns
 
     def _starts(self, t_ns: int) -> range:
         last = (t_ns // self.hop_ns) * self.hop_ns
