@@ -2,7 +2,11 @@
 
 * The producer writes frames in (scaled) real time: frame ``k`` of every asset (1024 samples at
   10 kHz, event time ``E0 + k * 102.4 ms``) is sent when its last sample has "happened", at wall
-  time ``W0 + (k + 1) * 102.4 ms / speed``. Assets and speed are chosen so that the offered load is
+  time ``W0 + (k + 1) * 102.4 ms / speed``. Each asset's frames are the plant simulator's first
+  ``pool_s`` seconds (default 4) of its signal, cycled. Until 2026-12-06 (last session) that was one
+  second: ten frames whose windows repeat almost exactly, so the detector learnt a scale of almost
+  nothing and, at the 28th second, every asset opened a critical alert in the same window: those
+  windows were the p95 and p99 of every run with the calibrated detector (667 of the 12,673 measured). Assets and speed are chosen so that the offered load is
   the requested samples/s, rounded up to whole assets (``speed`` is 1, plain real time, unless that
   would need more than ``max_assets`` assets). ``W0 = E0``, a whole second: at speed 1 event time is
   wall time, as on a live plant. For every asset and window it notes the wall-clock time at which it
@@ -184,7 +188,8 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
                 startup_s: float = 5.0, model: str = "calibrated", fetch_wait_ms: int | None = None,
                 model_table: dict[str, Any] | None = None, window: dict[str, Any] | None = None,
                 poll_batch: int | None = None, poll_bytes: int | None = None,
-                poll_default: bool = False, stand_in: str = "flow", processes: int = 1) -> dict[str, Any]:
+                poll_default: bool = False, stand_in: str = "flow", processes: int = 1,
+                pool_s: float = 4.0) -> dict[str, Any]:
     """One latency run of the site's ``model`` (default: the product's, calibrated; zscore until 2026-12-06);
     ``fetch_wait_ms`` sets the flow consumer's ``fetch.wait.max.ms`` (through
     ``AIOTSTREAM_KAFKA_FETCH_WAIT_MAX_MS``; None leaves librdkafka's default of 500 ms). ``model_table``
@@ -195,7 +200,8 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     ``stand_in``: ``flow`` (``aiotstream run``), or ``echo`` / ``echo-flush``, :mod:`benchmarks.latency_echo`
     in its place (the broker's floor: no processing, one small record per closed window). ``processes``: the
     flow as a cluster of that many processes (one worker each; the frames co-partitioned, as aiotstream's own
-    producers put them, so no frame crosses between processes); its histograms are the processes' summed."""
+    producers put them, so no frame crosses between processes); its histograms are the processes' summed.
+    ``pool_s``: seconds of each asset's simulated signal the producer cycles (module docstring)."""
     assets, speed = plan(offered_samples_per_s, max_assets)
     site_id = f"bench-lat{tag}"
     topic = f"{site_id}.waveforms"
@@ -214,9 +220,9 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     create_topics(brokers, [topic, *output_topics(site_id)], partitions)
     ids = [f"p-{i:06d}" for i in range(1, assets + 1)]
     parts = [partition_for(a, partitions) for a in ids]  # co-partitioned, as aiotstream's own producers
-    sim = PlantSimulator(assets, duration_s=1.0, n_faults=0, seed=5)
+    sim = PlantSimulator(assets, duration_s=pool_s, n_faults=0, seed=5)
     pool: dict[int, list[np.ndarray]] = {}
-    for a, _seq, _t0, x in sim.frames():  # ~10 frames of real signal per asset, cycled
+    for a, _seq, _t0, x in sim.frames():  # ~10 frames a second of real signal per asset, cycled
         pool.setdefault(int(a.rsplit("-", 1)[1]), []).append(np.ascontiguousarray(x, dtype=np.float32))
     frames = [pool[i] for i in range(assets)]
 
@@ -336,7 +342,7 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
         "assets": assets, "speed": round(speed, 3),
         "offered_samples_per_s": round(offered_samples_per_s),
         "achieved_samples_per_s": round(n_frames * assets * CHANNELS * FRAME_SAMPLES / produce_wall),
-        "duration_s": duration_s, "warmup_s": warmup_s, "model": model,
+        "duration_s": duration_s, "warmup_s": warmup_s, "model": model, "pool_s": pool_s,
         "producer_behind_max_ms": round(max(behind, default=0.0) * 1e3, 1),
         "windows_expected": int(expected), "score": percentiles(score_lat),
         "score_from_window_end": percentiles(from_end),
@@ -385,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of plant time a run")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds of it left out")
+    ap.add_argument("--pool-s", type=float, default=4.0,
+                    help="seconds of each asset's simulated signal the producer cycles (1 until 2026-12-06)")
     ap.add_argument("--max-assets", type=int, default=1000, help="beyond this the plant runs faster than real time")
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--tree", action="append",
@@ -416,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
                                 fetch_wait_ms=fetch, duration_s=args.duration, warmup_s=args.warmup,
                                 max_assets=args.max_assets, partitions=args.partitions, tag=f"-{rnd}-{i}",
                                 poll_batch=batch, poll_bytes=nbytes, poll_default=poll == "default",
-                                stand_in=stand_in, processes=procs, model=model)
+                                stand_in=stand_in, processes=procs, model=model, pool_s=args.pool_s)
                 r.pop("per_window", None)
                 r["tree"] = str(tree)
                 runs[name].append(r)
