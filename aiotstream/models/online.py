@@ -419,6 +419,9 @@ class ShiftDrift:
     """
 
     _fast = True  # (False: every test by the general path, for the tests' comparisons)
+    # (class defaults: a drift watch pickled before these existed takes the general steps)
+    _every_column = False  # watched are all the columns, in their order: a row is stored as it comes
+    _quiet_rows: int | None = None  # an upper bound of _quiet (None: not known yet); 0: nothing to count down
 
     def __init__(self, columns: list[str], watched: list[str] | None = None, reference: int = 240,
                  recent: int = 30, margin: float = 3.0, min_change: float = 0.25, every: int = 5):
@@ -433,13 +436,24 @@ class ShiftDrift:
         self._buf = np.full((reference + recent, len(self.index)), np.nan)
         self.n = 0
         self._quiet = np.zeros(len(self.index), dtype=np.int64)  # rows left before a feature may fire again
+        self._quiet_rows = 0
+        self._every_column = self.watched == self.columns
         self.last: list[dict] = []
 
     def update(self, x: np.ndarray) -> list[str]:
         size = self._buf.shape[0]
-        self._buf[self.n % size] = np.asarray(x, dtype=np.float64)[self.index]
+        if self._every_column and len(x) == len(self.index):  # (every window of every asset: no gather)
+            self._buf[self.n % size] = x
+        else:
+            self._buf[self.n % size] = np.asarray(x, dtype=np.float64)[self.index]
         self.n += 1
-        np.maximum(self._quiet - 1, 0, out=self._quiet)
+        left = self._quiet_rows
+        if left is None:
+            left = int(self._quiet.max()) if len(self._quiet) else 0
+        if left > 0:  # (a feature fired in the last rows: count down)
+            np.maximum(self._quiet - 1, 0, out=self._quiet)
+            left -= 1
+        self._quiet_rows = left
         if self.n < 2 * self.recent or self.n % self.every:
             return []
         if self.n < size:
@@ -466,7 +480,7 @@ class ShiftDrift:
         if not out.any():
             return []
         fired = np.flatnonzero(out)
-        self._quiet[fired] = self.recent + self.reference // 20
+        self._quiet[fired] = self._quiet_rows = self.recent + self.reference // 20
         self.last = [{"feature": self.watched[i], "reference_median": float(med[i]),
                       "reference_low": float(lo[i]), "reference_high": float(hi[i]),
                       "recent_median": float(now[i]), "shift_sd": round(float((now[i] - med[i]) / sd[i]), 2)}

@@ -124,3 +124,34 @@ def test_a_column_that_never_comes_keeps_the_short_path_and_the_others_fire_as_b
     assert fast == _run(x, 240, 30, 5, False)
     assert any("'c1'" in line and "reference_median" in line for line in fast)
     assert not any("'c2'" in line for line in fast)
+
+
+def test_a_watch_from_before_the_countdown_and_row_shortcuts_fires_the_same() -> None:
+    """A drift watch pickled before it kept an upper bound of its quiet rows (and knew that it watches every
+    column) resumes with the same firings as one that kept them; rows given as lists are stored alike."""
+    import pickle
+
+    rng = np.random.default_rng(3)
+    x = np.c_[rng.normal(10, 1, 900), rng.normal(0, 1, 900), rng.normal(5, 1, 900)]
+    x[300:, 1] += 8
+    x[500:, 1] += 8  # c1 again, after its quiet rows: the countdown must have reached 0
+    x[620:, 0] -= 9
+    x[640:, 2] += 7
+    new = ShiftDrift(["c0", "c1", "c2"])
+    old = ShiftDrift(["c0", "c1", "c2"])
+    got_new, got_old = [], []
+    for i, row in enumerate(x):
+        if i == 310:  # mid-quiet after c1 fired: the old one forgets the shortcuts' state
+            old = pickle.loads(pickle.dumps(old))
+            del old.__dict__["_quiet_rows"], old.__dict__["_every_column"]
+        got_new.append((i, new.update(row.tolist() if i % 2 else row), list(new.last)))
+        got_old.append((i, old.update(row), list(old.last)))
+        assert new._quiet.tolist() == old._quiet.tolist(), i
+    assert got_new == got_old
+    fired = [(i, f) for i, f, _ in got_new if f]
+    assert fired == [(i, f) for i, f, _ in _oracle(x, 240, 30, 5)]  # the quiet rows counted as the history has them
+    assert [f for _, f in fired].count(["c1"]) == 2
+    picked = ShiftDrift(["c0", "c1", "c2"], watched=["c2", "c0"])  # not every column: gathered as before
+    for row in x[:700]:
+        picked.update(row)
+    assert picked._buf[699 % picked._buf.shape[0]].tolist() == x[699, [2, 0]].tolist()
