@@ -7,7 +7,8 @@ the average, is what the latency's upper percentiles wait for. This runs the lat
 default detector unless ``--model``) without Bytewax or a broker: each asset's frames are the simulator's
 first ``--pool-s`` seconds of its signal, cycled (as ``benchmarks.latency`` sends them), encoded and decoded
 by the flow's ingest every round, then handed to :class:`~aiotstream.dataflow.plant.AnalyzerLogic` one frame
-per asset per round, with a wall clock that advances 102.4 ms a round. From ``--from-s`` on it times each
+per asset per round, with a wall clock that advances 102.4 ms a round, the garbage collector tuned as
+``aiotstream run`` tunes it. From ``--from-s`` on it times each
 round's per-asset step (decoding left out); a round that closes windows is a closing burst.
 
     python -m benchmarks.window_burst                                   # 667 assets, 40 s, bursts from 25 s
@@ -38,6 +39,7 @@ def measure(assets: int, duration_s: float, from_s: float, pool_s: float, model:
     import numpy as np
     import orjson
 
+    from aiotstream.cli import tune_gc
     from aiotstream.codecs.frames import encode_frame
     from aiotstream.config import SiteConfig
     from aiotstream.dataflow import plant
@@ -67,6 +69,7 @@ def measure(assets: int, duration_s: float, from_s: float, pool_s: float, model:
     plant.time = types.SimpleNamespace(monotonic=lambda: clock[0])  # type: ignore[assignment]
     rt = SiteRuntime(cfg)
     logics = {a: AnalyzerLogic(rt, None, timedelta(seconds=2)) for a in ids}
+    tune_gc()  # as `aiotstream run` does (start-up objects frozen, larger thresholds)
     digest = hashlib.sha256()
     bursts: list[tuple[float, float]] = []
     quiet: list[float] = []

@@ -475,8 +475,10 @@ class AssetAnalyzer(effects.RuntimeEntity):
     def _windows_closed(self, closed: list[ClosedWindow] | list[ClosedWindow | ReadingsWindow]
                         ) -> list[Output]:
         if self.rt.models is not None:
-            return self._submit(closed)
+            return self._submit(closed)  # (also with none closed: it hands out the scores that are back)
         outs: list[Output] = []
+        if not closed:  # (most calls: a frame that closes nothing)
+            return outs
         kpi, book, control, scalar, schedule = self.kpi, self.book, self.control, self.scalar, self.schedule
         ends = self._closed_ends
         # nothing queued and no alert, held-back alert or command (_run_until and _timers would find nothing
