@@ -7,6 +7,7 @@ import platform
 import resource
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,41 @@ def checkouts(trees: list[str] | None) -> list[Path]:
         if not (t / "aiotstream" / "__init__.py").is_file():
             raise SystemExit(f"--tree {t}: not an aiotstream checkout (build its kernels there, or copy them)")
     return paths
+
+
+def tree_rounds(script: str | Path, args: list[str], trees: list[Path], rounds: int, json_path: str | None,
+                key: str) -> dict[str, Any]:
+    """``script`` (this checkout's file) in a child process per checkout with ``args``, ``aiotstream`` from the
+    checkout (``PYTHONPATH``, its kernels built or copied there), every checkout once a round. Each
+    measurement (the child's last line, JSON) is printed and appended to ``json_path`` with its round and
+    checkout; so is the summary returned: per checkout the median of ``key``, its per-round ratios to the
+    first checkout's and their median, and the score digests its runs gave."""
+    runs: dict[Path, list[dict[str, Any]]] = {t: [] for t in trees}
+
+    def emit(rec: dict[str, Any]) -> None:
+        line = json.dumps(rec)
+        print(line, flush=True)
+        if json_path:
+            with open(json_path, "a") as fh:
+                fh.write(line + "\n")
+
+    for rnd in range(rounds):
+        for t in trees:
+            out = subprocess.run([sys.executable, str(Path(script).resolve()), *args], cwd=t,
+                                 env=dict(os.environ, PYTHONPATH=str(t)), capture_output=True, text=True,
+                                 check=True).stdout
+            rec = {"round": rnd, "tree": str(t), **json.loads(out.strip().splitlines()[-1])}
+            runs[t].append(rec)
+            emit(rec)
+    first = [r[key] for r in runs[trees[0]]]
+    summary = {"summary": True, "trees": [
+        {"tree": str(t), f"median_{key}": statistics.median(r[key] for r in rs),
+         "ratios_to_first": [round(r[key] / f, 3) for r, f in zip(rs, first, strict=True)],
+         "median_ratio_to_first": round(statistics.median(r[key] / f for r, f in zip(rs, first, strict=True)), 3),
+         "scores_digests": sorted({r["scores_digest"] for r in rs})}
+        for t, rs in runs.items()]}
+    emit(summary)
+    return summary
 
 
 def run_from(tree: Path) -> None:

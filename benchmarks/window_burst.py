@@ -24,10 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 import types
 from datetime import timedelta
@@ -112,34 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     own = ["--assets", str(args.assets), "--duration", str(args.duration), "--from-s", str(args.from_s),
            "--pool-s", str(args.pool_s), "--model", args.model]
-    trees = [Path(t).resolve() for t in args.tree] if args.tree else [None]
-    runs: dict[Any, list[dict[str, Any]]] = {t: [] for t in trees}
-    for rnd in range(args.rounds):
-        for t in trees:
-            if t is None:
-                rec = measure(args.assets, args.duration, args.from_s, args.pool_s, args.model)
-            else:  # this file from this checkout, aiotstream from the tree
-                out = subprocess.run([sys.executable, str(Path(__file__).resolve()), *own], cwd=t,
-                                     env=dict(os.environ, PYTHONPATH=str(t)), capture_output=True, text=True,
-                                     check=True).stdout
-                rec = {"tree": str(t), **json.loads(out.strip().splitlines()[-1])}
-            rec["round"] = rnd
-            runs[t].append(rec)
-            line = json.dumps(rec)
-            print(line, flush=True)
-            if args.json:
-                with open(args.json, "a") as fh:
-                    fh.write(line + "\n")
-    if len(trees) > 1:
-        first = [r["burst_median_ms"] for r in runs[trees[0]]]
-        summary = {"summary": True, "trees": [
-            {"tree": str(t), "burst_median_ms": statistics.median(r["burst_median_ms"] for r in rs),
-             "ratios_to_first": [round(r["burst_median_ms"] / f, 3) for r, f in zip(rs, first, strict=True)],
-             "scores_digests": sorted({r["scores_digest"] for r in rs})} for t, rs in runs.items()]}
-        print(json.dumps(summary), flush=True)
-        if args.json:
-            with open(args.json, "a") as fh:
-                fh.write(json.dumps(summary) + "\n")
+    if not args.tree:
+        print(json.dumps(measure(args.assets, args.duration, args.from_s, args.pool_s, args.model)), flush=True)
+        return 0
+    from benchmarks.common import tree_rounds  # (only here: a child runs this file without the package)
+
+    tree_rounds(__file__, own, [Path(t).resolve() for t in args.tree], args.rounds, args.json, "burst_median_ms")
     return 0
 
 

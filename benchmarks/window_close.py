@@ -22,10 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import statistics
-import subprocess
-import sys
 import time
 import types
 from datetime import timedelta
@@ -97,34 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         rec = measure(args.assets, args.duration, args.repeat, args.model)
         print(json.dumps(rec), flush=True)
         return 0
-    trees = [Path(t).resolve() for t in args.tree]
-    runs: dict[Path, list[dict[str, Any]]] = {t: [] for t in trees}
-    for rnd in range(args.rounds):
-        for t in trees:
-            # this file from this checkout, aiotstream from the tree
-            env = dict(os.environ, PYTHONPATH=str(t))
-            out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--assets", str(args.assets),
-                                  "--duration", str(args.duration), "--repeat", str(args.repeat),
-                                  "--model", args.model],
-                                 cwd=t, env=env, capture_output=True, text=True, check=True).stdout
-            rec = {"round": rnd, "tree": str(t), **json.loads(out.strip().splitlines()[-1])}
-            runs[t].append(rec)
-            line = json.dumps(rec)
-            print(line, flush=True)
-            if args.json:
-                with open(args.json, "a") as fh:
-                    fh.write(line + "\n")
-    first = [r["best_s"] for r in runs[trees[0]]]
-    summary = {"summary": True, "trees": [
-        {"tree": str(t), "median_best_s": statistics.median(r["best_s"] for r in rs),
-         "ratios_to_first": [round(r["best_s"] / f, 3) for r, f in zip(rs, first, strict=True)],
-         "median_ratio_to_first": round(statistics.median(r["best_s"] / f for r, f in zip(rs, first, strict=True)), 3),
-         "scores_digests": sorted({r["scores_digest"] for r in rs})}
-        for t, rs in runs.items()]}
-    print(json.dumps(summary), flush=True)
-    if args.json:
-        with open(args.json, "a") as fh:
-            fh.write(json.dumps(summary) + "\n")
+    from benchmarks.common import tree_rounds  # (only here: a child runs this file without the package)
+
+    tree_rounds(__file__, ["--assets", str(args.assets), "--duration", str(args.duration), "--repeat", str(args.repeat),
+                           "--model", args.model], [Path(t).resolve() for t in args.tree], args.rounds, args.json,
+                "best_s")
     return 0
 
 

@@ -104,12 +104,12 @@ __all__ = [
     "reduce_moments",
     "reduce_partials",
     "reduce_spectral",
-    "time_columns_kept",
-    "window_row",
     "spectral_features",
     "spectral_features_from_partials",
+    "time_columns_kept",
     "time_features",
     "window_features",
+    "window_row",
 ]
 
 

@@ -495,8 +495,10 @@ _MEDIAN = np.array([0.5])
 def _complete_or_empty(rows: np.ndarray) -> bool:
     """Whether every column of ``rows`` has all its values or none (NaN throughout).
 
-    >>> _complete_or_empty(np.array([[1.0, np.nan], [2.0, np.nan]])), _complete_or_empty(np.array([[1.0], [np.nan]]))
-    (True, False)
+    >>> _complete_or_empty(np.array([[1.0, np.nan], [2.0, np.nan]]))
+    True
+    >>> _complete_or_empty(np.array([[1.0], [np.nan]]))
+    False
     """
     missing = np.isnan(rows)
     if not missing.any():

@@ -52,7 +52,13 @@ from aiotstream.decisions.control import (
 )
 from aiotstream.decisions.maintenance import MaintenanceSchedule, SuppressionGauge
 from aiotstream.dedupe import FrameDedupe
-from aiotstream.features import reduce_partials, reduce_spectral, time_columns_kept, window_features, window_row
+from aiotstream.features import (
+    reduce_partials,
+    reduce_spectral,
+    time_columns_kept,
+    window_features,
+    window_row,
+)
 from aiotstream.kpi import KpiTracker, PeriodResult, derive, kpi_record
 from aiotstream.kpi.periods import Tumbling
 from aiotstream.lineage import inputs_block, iso_ns, lineage_of, make_id, window_block
