@@ -1652,6 +1652,14 @@ cdef bint _arr(object a, int typenum, int ndim, Py_ssize_t n, bint write, void**
     return True
 
 
+cdef inline bint _within(const Py_ssize_t* idx, Py_ssize_t count, Py_ssize_t bound) noexcept:
+    cdef Py_ssize_t k
+    for k in range(count):
+        if not 0 <= idx[k] < bound:
+            return False
+    return True
+
+
 def calibrated_step(d, y_arr, stdtr, log):
     """One scored window of :class:`~aiotstream.models.window.CalibratedWindowDetector` past its warm-up
     (``d.n >= d.warmup``): what ``score_learn`` does, on the detector's own arrays and attributes, in the same
@@ -1675,7 +1683,7 @@ def calibrated_step(d, y_arr, stdtr, log):
     cdef Py_ssize_t *log_idx
     cdef Py_ssize_t *ch_shape
     cdef Py_ssize_t *ch_amp
-    cdef Py_ssize_t n, i, j, k, c, nv, n_rms, n_proc, n_log, n_shape
+    cdef Py_ssize_t n, i, k, nv, n_rms, n_proc, n_log
     cdef Py_ssize_t dims[2]
     cdef Py_ssize_t shape_dims[2]
     cdef Py_ssize_t amp_dims[2]
@@ -1700,6 +1708,10 @@ def calibrated_step(d, y_arr, stdtr, log):
             and _arr(d._ch_amp, cnp.NPY_INTP, 2, shape_dims[0], False, <void**>&ch_amp, amp_dims)):
         return None
     cdef Py_ssize_t n_ch = shape_dims[0] if d._shape_idx.size else 0, w_shape = shape_dims[1], w_amp = amp_dims[1]
+    # every index within the row (the channels' tables: or n, their padding), as the detector made them
+    if not (_within(rms_idx, n_rms, n) and _within(proc_idx, n_proc, n) and _within(log_idx, n_log, n)
+            and _within(ch_shape, shape_dims[0] * w_shape, n + 1) and _within(ch_amp, amp_dims[0] * w_amp, n + 1)):
+        return None
     cdef long long warmup = d.warmup
     cdef double huber_c = d.huber_c, alpha = d.alpha, kappa = d.kappa, z_cut = d._z_cut
     cdef double g_ref = d.g_ref, g_var = d.g_var, v, t, g, u

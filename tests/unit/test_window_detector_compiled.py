@@ -202,3 +202,23 @@ def test_state_arrays_it_cannot_take_as_they_are_go_to_the_reference(change: str
         return  # (the reference's own state differs in how it is held: nothing more to compare)
     for i, row in enumerate(x[30:]):
         assert repr(compiled.score_learn(row)) == repr(reference.score_learn(row)), i
+
+
+def test_an_index_outside_the_row_goes_to_the_reference_untouched() -> None:
+    """The step writes through the detector's index arrays: one that points outside the row (a state from
+    elsewhere) must not be followed."""
+    cols = _columns("xyz", FEATS, True)
+    d = CalibratedWindowDetector(cols)
+    for row in _healthy(30, cols):
+        d.score_learn(row)
+    from scipy.special import stdtr
+
+    for name, bad in (("_proc_idx", len(cols)), ("rms_idx", -1), ("_log_idx", 10**6), ("_ch_shape", len(cols) + 1)):
+        saved = getattr(d, name)
+        broken = saved.copy()
+        broken.reshape(-1)[0] = bad
+        setattr(d, name, broken)
+        before = pickle.dumps(d.__dict__)
+        assert window_mod._compiled_step(d, _healthy(1, cols, seed=2)[0], stdtr, np.log) is None, name
+        assert pickle.dumps(d.__dict__) == before
+        setattr(d, name, saved)
