@@ -3,12 +3,15 @@
 * The producer writes frames in (scaled) real time: frame ``k`` of every asset (1024 samples at
   10 kHz, event time ``E0 + k * 102.4 ms``) is sent when its last sample has "happened", at wall
   time ``W0 + (k + 1) * 102.4 ms / speed``. Each asset's frames are the plant simulator's first
-  ``pool_s`` seconds (default 4) of its signal, cycled. Until 2026-12-06 (last session) that was one
+  ``pool_s`` seconds (default 4) of its signal, cycled. Until 2026-12-06's sixth session that was one
   second: ten frames whose windows repeat almost exactly, so the detector learnt a scale of almost
   nothing and, at the 28th second, every asset opened a critical alert in the same window: those
-  windows were the p95 and p99 of every run with the calibrated detector (667 of the 12,673 measured). Assets and speed are chosen so that the offered load is
-  the requested samples/s, rounded up to whole assets (``speed`` is 1, plain real time, unless that
-  would need more than ``max_assets`` assets). ``W0 = E0``, a whole second: at speed 1 event time is
+  windows were the p95 and p99 of every run with the calibrated detector (667 of the 12,673
+  measured). The calibrated detector's warm-up is its first 20 windows: for its steady state, measure
+  after it (``--duration 40 --warmup 22``; longer runs fill Tansu's memory, 80 MB/s at half load).
+  Assets and speed are chosen so that the offered load is the requested samples/s, rounded up to
+  whole assets (``speed`` is 1, plain real time, unless that would need more than ``max_assets``
+  assets). ``W0 = E0``, a whole second: at speed 1 event time is
   wall time, as on a live plant. For every asset and window it notes the wall-clock time at which it
   sent the window's last frame.
 * The flow (``aiotstream run`` without ``--once``) tails the topic, with ``--epoch-s`` as given.
