@@ -375,7 +375,6 @@ def reduce_partials(p):
     return result.reshape(arr.shape[1:])
 
 
-
 def window_row(parts, keep, double extra0, double extra1):
     """The feature row of a window of time-domain partials, in one pass: what
     ``np.concatenate([window_features(reduce_partials(np.array(parts)), fs), [extra0, extra1]])`` gives for a
@@ -383,7 +382,8 @@ def window_row(parts, keep, double extra0, double extra1):
     of each channel), to the bit: the frames merged in order, then each channel's features, channel-major.
 
     ``parts``: the window's frames' partials (a list or tuple), each a C-contiguous float64 ``(C, 11)`` array of
-    the same ``C``. Returns None for anything else (no frames, another shape or dtype): the caller takes the general path.
+    the same ``C``. Returns None for anything else (no frames, another shape or dtype): the caller takes the
+    general path.
 
     >>> p = [frame_partials(np.array([[1.0, -2.0]])), frame_partials(np.array([[3.0, 6.0]]))]
     >>> row = window_row(p, None, 20.0, 21.0)
@@ -443,6 +443,7 @@ def window_row(parts, keep, double extra0, double extra1):
     out[c * nk] = extra0
     out[c * nk + 1] = extra1
     return out_arr
+
 
 # --------------------------------------------------------------------------- spectral
 _HANN_CACHE = {}

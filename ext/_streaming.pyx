@@ -1774,7 +1774,7 @@ cdef object _calibrated_rest(d, Py_ssize_t n, double* y, double* z, object z_arr
     """:func:`calibrated_step` past its checks, on its arrays' data and its scratch."""
     cdef Py_ssize_t i, j, k, c, nv
     cdef double v, t, g, u
-    cdef bint seeding, all_warm
+    cdef bint all_warm
     for i in range(n):
         fast[i] = 0
     # _seed: the Welford warm-up of the columns still in theirs (every present value is finite here)

@@ -137,22 +137,18 @@ def frame_partials_batch(samples: np.ndarray, sample_rate_hz: float, rpm: np.nda
     return time_part, spec
 
 
-_KEPT: dict[FeatureSet, np.ndarray | None] = {}
-
-
 def time_columns_kept(feature_set: FeatureSet) -> np.ndarray | None:
     """The positions of a time-domain set's features among the kernels' 12 (:data:`TIME_FEATURES`) as an
-    intp array, None when it has all of them in their order: :func:`window_row`'s ``keep``. Cached per set.
+    intp array, None when it has all of them in their order: :func:`window_row`'s ``keep`` (the site runtime
+    finds it once: ``SiteRuntime.time_keep``).
 
     >>> time_columns_kept(get_feature_set("vibration-basic")) is None
     True
     >>> time_columns_kept(FeatureSet("demo", 1, ("max", "mean"))).tolist()
     [4, 0]
     """
-    if feature_set not in _KEPT:
-        idx = feature_set.indices()
-        _KEPT[feature_set] = None if idx == tuple(range(len(TIME_FEATURES))) else np.array(idx, dtype=np.intp)
-    return _KEPT[feature_set]
+    idx = feature_set.indices()
+    return None if idx == tuple(range(len(TIME_FEATURES))) else np.array(idx, dtype=np.intp)
 
 
 def window_features(partials: np.ndarray, feature_set: FeatureSet | None = None,

@@ -52,13 +52,7 @@ from aiotstream.decisions.control import (
 )
 from aiotstream.decisions.maintenance import MaintenanceSchedule, SuppressionGauge
 from aiotstream.dedupe import FrameDedupe
-from aiotstream.features import (
-    reduce_partials,
-    reduce_spectral,
-    time_columns_kept,
-    window_features,
-    window_row,
-)
+from aiotstream.features import reduce_partials, reduce_spectral, window_features, window_row
 from aiotstream.kpi import KpiTracker, PeriodResult, derive, kpi_record
 from aiotstream.kpi.periods import Tumbling
 from aiotstream.lineage import inputs_block, iso_ns, lineage_of, make_id, window_block
@@ -770,7 +764,7 @@ class AssetAnalyzer(effects.RuntimeEntity):
         if temps:
             self.last_temp = (float(np.mean(temps)), float(np.max(temps)))
         if not fs.spectral:  # frames in time order merged, features and temperatures in one kernel call
-            row = window_row(w.partials, time_columns_kept(fs), *self.last_temp)
+            row = window_row(w.partials, self.rt.time_keep, *self.last_temp)
             if row is not None:
                 return row
         # frames in time order: exact merge, one kernel call (np.array of the same-shape rows: np.stack's

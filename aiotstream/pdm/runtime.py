@@ -24,7 +24,7 @@ from aiotstream.config import (
 from aiotstream.decisions.alerts import AlertRuleSpec, anomaly_spec
 from aiotstream.decisions.runtime import DecisionRuntime
 from aiotstream.errors import ConfigError, ModelError
-from aiotstream.features import get_feature_set
+from aiotstream.features import get_feature_set, time_columns_kept
 from aiotstream.models.scoring import ModelStore
 from aiotstream.units import S
 
@@ -47,6 +47,8 @@ class SiteRuntime(DecisionRuntime):
                  labelled: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None):
         super().__init__(config)
         self.feature_set = get_feature_set(config.features.set, config.features.bands)
+        # a time-domain set's columns among the kernels' (window_row's keep; None: all, or a spectral set)
+        self.time_keep = None if self.feature_set.spectral else time_columns_kept(self.feature_set)
         self.assets = config.asset_map()
         m = config.model
         settings = m.model_dump(mode="json")

@@ -138,7 +138,6 @@ def test_the_compiled_step_runs_and_leaves_extreme_rows_to_the_reference_untouch
         d.score_learn(row)
     from scipy.special import stdtr
 
-    before = pickle.dumps(d.__dict__)
     score = window_mod._compiled_step(d, _healthy(1, cols, seed=9)[0], stdtr, np.log)
     assert isinstance(score, float) and d.n == 41
     for odd in (1e150, -1e101):
