@@ -34,7 +34,7 @@ import threading
 import numpy as np
 
 from cpython.pythread cimport PyThread_get_thread_ident
-from libc.math cimport INFINITY, NAN, erfc, exp, fabs, floor, isfinite, log, log1p, pow, sqrt
+from libc.math cimport INFINITY, NAN, erfc, exp, fabs, floor, isfinite, isnan, log, log1p, pow, sqrt
 from libc.string cimport memmove
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 
@@ -1997,3 +1997,129 @@ cdef object _calibrated_rest(d, Py_ssize_t n, double* y, double* z, object z_arr
         hold -= 1
     d.hold = hold
     return 1.0 - p
+
+
+# ---- the feature drift test (aiotstream.models.online.ShiftDrift) ------------------------------------
+
+cdef inline double _nan_max(double a, double b) noexcept nogil:
+    # np.maximum: NaN when either is
+    if a != a or b != b:
+        return NAN
+    return a if a >= b else b
+
+
+cdef inline double _row_quantile(const double* a, Py_ssize_t n, double q) noexcept nogil:
+    # _full_quantiles on one sorted row of n >= 1 values: numpy's linear quantile, its operations
+    cdef Py_ssize_t last = n - 1
+    cdef double pos = q * <double>last
+    cdef Py_ssize_t below = <Py_ssize_t>floor(pos)
+    cdef Py_ssize_t above = below + 1 if below + 1 < last else last
+    cdef double lo = a[below]
+    return lo + (a[above] - lo) * (pos - <double>below)
+
+
+def shift_test(buf_arr, Py_ssize_t n, Py_ssize_t recent, quiet_arr, double margin, double min_change, qs_arr):
+    """The test of :meth:`~aiotstream.models.online.ShiftDrift.update` where every column of the ring's rows
+    has all its values or none (the reference's ``_full_quantiles`` path), on the drift watch's own ring
+    ``buf_arr`` (``(reference + recent, columns)`` float64, ``n`` rows written so far) and quiet counts
+    ``quiet_arr`` (int64): the same quantiles (numpy's sort, the rows oldest first) and the same comparisons.
+    ``qs_arr``: the five reference quantiles (``_QS``).
+
+    Each complete column's reference and recent values are gathered into a row of their own and sorted as
+    rows (numpy sorts a contiguous row with its vectorised sort; along the ring's axis 0 it copies each
+    column out and back), and the rest is a few operations a column in place of some twenty numpy calls.
+
+    Returns None, having read only, where the reference's general path applies (a column with some values
+    missing, arrays of another type or shape, a ring too short for the test): the caller runs it. Else an
+    empty tuple when no feature fired, or per firing column ``(index, reference median, reference low,
+    reference high, recent median, shift in sds)``."""
+    cdef double *buf
+    cdef long long *quiet
+    cdef double *qs
+    cdef Py_ssize_t dims[2]
+    cdef Py_ssize_t size, cols, m, start, n_ref, r, j, c
+    if not _arr(buf_arr, cnp.NPY_FLOAT64, 2, -1, False, <void**>&buf, dims):
+        return None
+    size, cols = dims[0], dims[1]
+    if not (_arr(quiet_arr, cnp.NPY_INT64, 1, cols, False, <void**>&quiet, dims)
+            and _arr(qs_arr, cnp.NPY_FLOAT64, 1, 5, False, <void**>&qs, dims)):
+        return None
+    if n < 1 or size < 1 or cols < 1:
+        return None
+    m = n if n < size else size
+    start = 0 if n < size else n % size
+    n_ref = m - recent
+    if recent < 1 or n_ref < 1:
+        return None
+    cdef const double *src
+    cdef double *ref
+    cdef double *rec
+    cdef double *dst
+    cdef cnp.ndarray ref_arr, rec_arr
+    cdef cnp.npy_intp sdims[2]
+    cdef Py_ssize_t missing, first = start * cols
+    cdef Py_ssize_t *dest = <Py_ssize_t*>PyMem_Malloc(cols * sizeof(Py_ssize_t))
+    if dest == NULL:
+        raise MemoryError()
+    cdef double lo, q1, med, q3, hi, now, sd, need
+    try:
+        sdims[0], sdims[1] = cols, n_ref
+        ref_arr = <cnp.ndarray>cnp.PyArray_EMPTY(2, sdims, cnp.NPY_FLOAT64, 0)
+        sdims[1] = recent
+        rec_arr = <cnp.ndarray>cnp.PyArray_EMPTY(2, sdims, cnp.NPY_FLOAT64, 0)
+        ref = <double*>cnp.PyArray_DATA(ref_arr)
+        rec = <double*>cnp.PyArray_DATA(rec_arr)
+        # each column's values, oldest first, to a row of its own (the reference's, the recent ones'); a row of
+        # the sorted arrays per complete column (dest: its row, -1 for a column with no values)
+        c = 0
+        for j in range(cols):
+            src = buf + first + j
+            dst = ref + c * n_ref
+            missing = 0
+            for r in range(m):
+                if r == n_ref:
+                    dst = rec + c * recent - n_ref
+                missing += isnan(src[0])
+                dst[r] = src[0]
+                src += cols
+                if src >= buf + size * cols:
+                    src -= size * cols
+            if missing == 0:
+                dest[j] = c
+                c += 1
+            elif missing == m:
+                dest[j] = -1
+            else:
+                return None
+        fired = ()
+        if c == 0:
+            return fired
+        if c == cols:
+            cnp.PyArray_Sort(ref_arr, 1, cnp.NPY_QUICKSORT)
+            cnp.PyArray_Sort(rec_arr, 1, cnp.NPY_QUICKSORT)
+        else:  # (the rows of the complete columns)
+            cnp.PyArray_Sort(<cnp.ndarray>ref_arr[:c], 1, cnp.NPY_QUICKSORT)
+            cnp.PyArray_Sort(<cnp.ndarray>rec_arr[:c], 1, cnp.NPY_QUICKSORT)
+        # the reference's `enough` on this path: every column holds len(ref) values and len(rec) (= recent,
+        # so at least recent // 2)
+        if n_ref < recent:
+            return fired
+        for j in range(cols):
+            if dest[j] < 0 or quiet[j] != 0:  # (a column with no values: NaN quantiles, no test)
+                continue
+            src = ref + dest[j] * n_ref
+            lo = _row_quantile(src, n_ref, qs[0])
+            q1 = _row_quantile(src, n_ref, qs[1])
+            med = _row_quantile(src, n_ref, qs[2])
+            q3 = _row_quantile(src, n_ref, qs[3])
+            hi = _row_quantile(src, n_ref, qs[4])
+            now = _row_quantile(rec + dest[j] * recent, recent, 0.5)
+            sd = _nan_max((q3 - q1) / 1.349, 1e-9 + 1e-6 * fabs(med))
+            need = _nan_max(margin * sd, min_change * fabs(med))
+            if now > hi + need or now < lo - need:
+                if not fired:
+                    fired = []
+                fired.append((j, med, lo, hi, now, (now - med) / sd))
+        return fired
+    finally:
+        PyMem_Free(dest)

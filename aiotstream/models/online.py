@@ -42,6 +42,11 @@ from aiotstream.errors import ModelError
 from aiotstream.models.detector import Detector
 from aiotstream.models.hst import FlatHalfSpaceTrees
 
+try:  # the drift test's fast path compiled (ext/_streaming.pyx); ShiftDrift's numpy code is its reference
+    from aiotstream._streaming import shift_test as _shift_test
+except ImportError:  # (a checkout whose kernels are not built)
+    _shift_test = None
+
 
 class ZScoreDetector:
     """Largest absolute z-score over the features against a fading per-feature baseline."""
@@ -456,6 +461,10 @@ class ShiftDrift:
         self._quiet_rows = left
         if self.n < 2 * self.recent or self.n % self.every:
             return []
+        if self._fast and _shift_test is not None:  # (compiled: the test where the fast path below applies)
+            hits = _shift_test(self._buf, self.n, self.recent, self._quiet, self.margin, self.min_change, _QS)
+            if hits is not None:
+                return self._fire(hits) if hits else []
         if self.n < size:
             rows = self._buf[: self.n]
         else:  # oldest first
@@ -479,13 +488,17 @@ class ShiftDrift:
         out = enough & (self._quiet == 0) & ((now > hi + need) | (now < lo - need))
         if not out.any():
             return []
-        fired = np.flatnonzero(out)
-        self._quiet[fired] = self._quiet_rows = self.recent + self.reference // 20
-        self.last = [{"feature": self.watched[i], "reference_median": float(med[i]),
-                      "reference_low": float(lo[i]), "reference_high": float(hi[i]),
-                      "recent_median": float(now[i]), "shift_sd": round(float((now[i] - med[i]) / sd[i]), 2)}
-                     for i in fired]
-        return [self.watched[i] for i in fired]
+        return self._fire([(i, float(med[i]), float(lo[i]), float(hi[i]), float(now[i]),
+                            float((now[i] - med[i]) / sd[i])) for i in np.flatnonzero(out)])
+
+    def _fire(self, hits: list[tuple]) -> list[str]:
+        """The features that fired, each ``(index, reference median, low, high, recent median, shift in
+        sds)``: quiet from now on, and described in ``last``."""
+        self._quiet[[h[0] for h in hits]] = self._quiet_rows = self.recent + self.reference // 20
+        self.last = [{"feature": self.watched[i], "reference_median": med, "reference_low": lo,
+                      "reference_high": hi, "recent_median": now, "shift_sd": round(shift, 2)}
+                     for i, med, lo, hi, now, shift in hits]
+        return [self.watched[h[0]] for h in hits]
 
 
 _QS = np.array([0.01, 0.25, 0.5, 0.75, 0.99])

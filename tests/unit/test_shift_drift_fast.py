@@ -1,20 +1,24 @@
 """ShiftDrift's test without NaN in its rows, or with columns that are all NaN (one quantile position for every
-column), is its general path's.
+column), is its general path's, in numpy and compiled (``_streaming.shift_test``).
 
 The feature drift test runs every ``every`` rows of every asset, and with the assets' windows in step, every
 asset runs it in the same batch: its cost lands in one burst. Rows with every value there (the usual case)
-take a shorter path; whatever the rows (steps, constants, signed zeros, repeats, NaN now and then, a ring
-not yet full or wrapped), what fires and what it reports must be the general path's to the bit.
+take a shorter path; whatever the rows (steps, constants, signed zeros, infinities, repeats, NaN now and then, a
+ring not yet full or wrapped), what fires and what it reports must be the general path's to the bit.
 """
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aiotstream.models import online
 from aiotstream.models.online import ShiftDrift
 
-VALUES = st.sampled_from((0.0, -0.0, 1.0, -1.0, 1e-300, 5e-324, 1e300, 3.5, 2.0**53))
+VALUES = st.sampled_from((0.0, -0.0, 1.0, -1.0, 1e-300, 5e-324, 1e300, 3.5, 2.0**53, np.inf, -np.inf))
+PATHS = ("compiled", "numpy", "general")
+needs_kernel = pytest.mark.skipif(online._shift_test is None, reason="kernels not built (setup.py build_ext)")
 
 
 @st.composite
@@ -41,26 +45,37 @@ def _series(draw: st.DrawFn) -> tuple[np.ndarray, int, int, int]:
     return x, draw(st.sampled_from((240, 40, 7))), draw(st.sampled_from((30, 10))), draw(st.sampled_from((5, 1)))
 
 
-def _run(x: np.ndarray, reference: int, recent: int, every: int, fast: bool) -> list[str]:
+def _run(x: np.ndarray, reference: int, recent: int, every: int, path: str) -> list[str]:
+    """Every row's firings and report, by one path: the compiled test, the numpy short path or the general one."""
     d = ShiftDrift([f"c{i}" for i in range(x.shape[1])], reference=reference, recent=recent, every=every)
-    d._fast = fast
-    return [repr((i, d.update(row), d.last)) for i, row in enumerate(x)]
+    d._fast = path != "general"
+    kernel = online._shift_test
+    if path == "numpy":
+        online._shift_test = None
+    try:
+        return [repr((i, d.update(row), d.last, d._quiet.tolist())) for i, row in enumerate(x)]
+    finally:
+        online._shift_test = kernel
 
 
+@needs_kernel
 @settings(max_examples=300, deadline=None)
 @given(_series())
 def test_the_test_without_missing_values_is_the_general_one(case: tuple[np.ndarray, int, int, int]) -> None:
     x, reference, recent, every = case
-    assert _run(x, reference, recent, every, True) == _run(x, reference, recent, every, False)
+    general = _run(x, reference, recent, every, "general")
+    assert _run(x, reference, recent, every, "numpy") == general
+    assert _run(x, reference, recent, every, "compiled") == general
 
 
-def test_a_step_fires_on_either_path_with_the_same_report() -> None:
+@needs_kernel
+def test_a_step_fires_on_every_path_with_the_same_report() -> None:
     rng = np.random.default_rng(1)
     x = np.c_[rng.normal(10, 1, 600), rng.normal(0, 1, 600)]
     x[400:, 1] += 8
-    fast, general = _run(x, 240, 30, 5, True), _run(x, 240, 30, 5, False)
-    assert fast == general
-    assert any("'c1'" in line and "reference_median" in line for line in fast)
+    compiled, numpy_, general = (_run(x, 240, 30, 5, path) for path in PATHS)
+    assert compiled == numpy_ == general
+    assert any("'c1'" in line and "reference_median" in line for line in compiled)
 
 
 def _oracle(x: np.ndarray, reference: int, recent: int, every: int) -> list[tuple[int, list[str], list[tuple]]]:
@@ -107,23 +122,55 @@ def test_the_ring_is_read_oldest_first(seed: int, reference: int, recent: int, e
     assert np.allclose([v for g in got for v in g[2]], [v for w in want for v in w[2]], rtol=1e-12, atol=1e-12)
 
 
+@needs_kernel
 def test_a_column_that_never_comes_keeps_the_short_path_and_the_others_fire_as_before(monkeypatch) -> None:
     """A site without temperature readings has those feature columns NaN in every row: the other columns'
-    tests still take the short path (it was the general one for every test of such an asset), and fire as the
-    general path does."""
-    from aiotstream.models import online
-
+    tests still take the short path (it was the general one for every test of such an asset), compiled or in
+    numpy, and fire as the general path does."""
     rng = np.random.default_rng(2)
     x = np.c_[rng.normal(10, 1, 600), rng.normal(0, 1, 600), np.full(600, np.nan)]
     x[400:, 1] += 8
+    tests = 600 // 5 - 11  # every test from the 60th row on
+    answers = []
+    kernel = online._shift_test
+    monkeypatch.setattr(online, "_shift_test", lambda *a: answers.append(kernel(*a)) or answers[-1])
+    compiled = _run(x, 240, 30, 5, "compiled")
+    assert len(answers) == tests and None not in answers  # (None: the kernel left the test to numpy)
     calls = []
     full = online._full_quantiles
     monkeypatch.setattr(online, "_full_quantiles", lambda a, qs: calls.append(1) or full(a, qs))
-    fast = _run(x, 240, 30, 5, True)
-    assert len(calls) == 2 * (600 // 5 - 11)  # every test from the 60th row on: reference and recent
-    assert fast == _run(x, 240, 30, 5, False)
-    assert any("'c1'" in line and "reference_median" in line for line in fast)
-    assert not any("'c2'" in line for line in fast)
+    numpy_ = _run(x, 240, 30, 5, "numpy")
+    assert len(calls) == 2 * tests  # reference and recent
+    assert compiled == numpy_ == _run(x, 240, 30, 5, "general")
+    assert any("'c1'" in line and "reference_median" in line for line in compiled)
+    assert not any("'c2'" in line for line in compiled)
+
+
+@needs_kernel
+def test_the_kernel_leaves_to_numpy_what_it_was_not_written_for() -> None:
+    """A column with some values missing (the general path's case), a ring or quiet counts of another type or
+    layout, a ring too short for the test: the kernel answers None and changes nothing; the watch then fires
+    as the general path does."""
+    rng = np.random.default_rng(4)
+    x = np.c_[rng.normal(0, 1, 300), rng.normal(0, 1, 300)]
+    x[200:, 0] += 9
+    d = ShiftDrift(["a", "b"], every=10**6)  # (tests only when the kernel is called here)
+    for row in x[:230]:
+        d.update(row)
+    quiet = d._quiet.copy()
+    assert online._shift_test(d._buf, d.n, d.recent, d._quiet, d.margin, d.min_change, online._QS)  # "a" fires
+    partial = d._buf.copy()
+    partial[3, 1] = np.nan
+    for args in ((partial, d.n, d.recent, d._quiet), (d._buf.astype(np.float32), d.n, d.recent, d._quiet),
+                 (np.asfortranarray(d._buf), d.n, d.recent, d._quiet), (d._buf, d.n, d.recent, quiet.astype(np.int32)),
+                 (d._buf, d.n, d.recent, quiet[:1]), (d._buf, 0, d.recent, d._quiet), (d._buf, d.n, 0, d._quiet),
+                 (d._buf, d.recent, d.recent, d._quiet), (d._buf.tolist(), d.n, d.recent, d._quiet)):
+        assert online._shift_test(*args, d.margin, d.min_change, online._QS) is None
+    assert online._shift_test(d._buf, d.n, d.recent, d._quiet, d.margin, d.min_change, online._QS[:4]) is None
+    assert d._quiet.tolist() == quiet.tolist() and d.last == []
+    y = x.copy()
+    y[100, 1] = np.nan  # "b" partial in the ring for 270 rows: every test then by the general path
+    assert _run(y, 240, 30, 5, "compiled") == _run(y, 240, 30, 5, "general")
 
 
 def test_a_watch_from_before_the_countdown_and_row_shortcuts_fires_the_same() -> None:
