@@ -2,7 +2,8 @@
 
 A frame belongs to every window that contains the event time of its first
 sample (``start <= t0 < start + length``; windows start at multiples of the
-hop). Frames and readings arrive on separate streams (topics, partitions) that a
+hop, plus the asset's ``offset_ns``: 0 unless the site staggers its windows, see
+:func:`stagger_offset`). Frames and readings arrive on separate streams (topics, partitions) that a
 consumer reads at different speeds, so each stream keeps its own progress (the
 newest event time it delivered) and the watermark is the *slowest* active
 stream's progress minus the allowed lateness; a window closes when the
@@ -34,6 +35,7 @@ them over, in event-time order, when it closes; the analysis merges them once.
 from __future__ import annotations
 
 import math
+import zlib
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -129,6 +131,16 @@ class ReadingsWindow:
 
 
 _start_of = attrgetter("start_ns")
+
+
+def stagger_offset(asset: str, hop_ns: int) -> int:
+    """Where an asset's windows start within the hop when the site staggers them (``window.stagger``): a
+    thousandth of the hop picked by the CRC-32 of the asset id, the same in every process and run.
+
+    >>> stagger_offset("pump-1", 1_000_000_000), stagger_offset("pump-2", 1_000_000_000)
+    (294000000, 788000000)
+    """
+    return hop_ns * (zlib.crc32(asset.encode()) % 1000) // 1000
 _new_acc = object.__new__  # (an _Acc without its __init__: every slot is then stored by the caller)
 
 
@@ -138,11 +150,18 @@ class WindowAssembler:
     keep_readings: frozenset[str] | None = None
     """The metrics whose values :meth:`add_columns` keeps in the windows (None: every metric); the windows'
     input spans count every reading. (A class default: snapshots from before it keep every metric.)"""
+    offset_ns: int = 0
+    """Windows start at ``offset_ns`` plus multiples of the hop (0 <= offset < hop). (A class default:
+    snapshots from before it start at multiples of the hop.)"""
 
     def __init__(self, length_ns: int, hop_ns: int, lateness_ns: int, asset: str = "", idle_s: float = 5.0,
-                 expected: tuple[str, ...] = ()):
+                 expected: tuple[str, ...] = (), offset_ns: int = 0):
         if hop_ns <= 0 or length_ns <= 0 or hop_ns > length_ns:
             raise ValueError(f"need 0 < hop ({hop_ns}) <= length ({length_ns})")
+        if not 0 <= offset_ns < hop_ns:
+            raise ValueError(f"need 0 <= offset ({offset_ns}) < hop ({hop_ns})")
+        if offset_ns:
+            self.offset_ns = offset_ns
         self.asset = asset
         self.length_ns = length_ns
         self.hop_ns = hop_ns
@@ -186,7 +205,8 @@ class WindowAssembler:
         return min(active or progress.values()) - self.lateness_ns
 
     def _starts(self, t_ns: int) -> range:
-        last = (t_ns // self.hop_ns) * self.hop_ns
+        off = self.offset_ns
+        last = ((t_ns - off) // self.hop_ns) * self.hop_ns + off
         first = last - ((self.length_ns - 1) // self.hop_ns) * self.hop_ns
         while first + self.length_ns <= t_ns:
             first += self.hop_ns
@@ -211,6 +231,7 @@ class WindowAssembler:
         # readings take a lean path (there may be many per frame): what _is_late/_starts/add_pos do, inline,
         # with the last window and input span found kept for the next reading (same time, same partition)
         length, hop, closed_end, open_ = self.length_ns, self.hop_ns, self.closed_end_ns, self.open
+        off = self.offset_ns
         tumbling = hop == length
         newest_reading: int | None = None  # the newest event time of the batch's readings taken
         last_start, acc, span_acc, span_topic, span_part, span = None, None, None, None, None, None
@@ -218,7 +239,7 @@ class WindowAssembler:
             if type(item) is Reading or not isinstance(item, Frame):
                 t = item.ts_ns
                 if tumbling:
-                    start = t - t % hop
+                    start = t - (t - off) % hop
                     if closed_end is not None and start + length <= closed_end:
                         late.append(item)
                         continue
@@ -297,6 +318,7 @@ class WindowAssembler:
         set. ``lean``: a closed window of readings only from one input partition without values kept comes
         as a :class:`ReadingsWindow` (the rest as :class:`ClosedWindow`)."""
         length, hop, closed_end, open_ = self.length_ns, self.hop_ns, self.closed_end_ns, self.open
+        off = self.offset_ns
         if hop != length:
             return None
         if times is not None:
@@ -307,7 +329,7 @@ class WindowAssembler:
         else:
             newest = None
         if closed_end is not None and newest is not None \
-                and oldest - oldest % hop + length <= closed_end:  # a late reading: add() says which
+                and oldest - (oldest - off) % hop + length <= closed_end:  # a late reading: add() says which
             return None
         keep = self.keep_readings
         progress = self.progress
@@ -342,7 +364,7 @@ class WindowAssembler:
                 i = 0
                 while i < n:
                     t = ts[i]
-                    start = t - t % hop
+                    start = t - (t - off) % hop
                     j = bisect_left(ts, start + hop, i)
                     acc = open_.get(start)
                     if acc is None:
@@ -370,7 +392,7 @@ class WindowAssembler:
                 last_start = None
                 span = []
                 for t, o in zip(ts, offsets):
-                    start = t - t % hop
+                    start = t - (t - off) % hop
                     if start != last_start:
                         acc = open_.get(start)
                         if acc is None:
@@ -393,7 +415,7 @@ class WindowAssembler:
             last_start, readings = None, {}
             for k in pick:
                 t = ts[k]
-                start = t - t % hop
+                start = t - (t - off) % hop
                 if start != last_start:
                     readings = open_[start].readings
                     last_start = start
@@ -422,7 +444,7 @@ class WindowAssembler:
         expected stream but readings) of an asset with readings only (a table's case): a window that this
         batch both opens and closes goes straight to a :class:`ClosedWindow` (no open window made and closed
         again; with its ``kept`` values, so not lean)."""
-        hop, length, open_ = self.hop_ns, self.length_ns, self.open
+        hop, length, open_, off = self.hop_ns, self.length_ns, self.open, self.offset_ns
         progress = self.progress
         prog = progress.get("readings", -1)
         if newest > prog:
@@ -437,7 +459,7 @@ class WindowAssembler:
         # offsets in order too (a table's row numbers): a window's span is its first and last reading's
         ordered = c.in_order or offsets == sorted(offsets)
         t = ts[0]
-        start = t - t % hop
+        start = t - (t - off) % hop
         if lean and kept is None and ordered and start > limit and ts[-1] < start + hop \
                 and start not in open_:
             return self._next_window(start, key, offsets[0], offsets[-1], limit)
@@ -445,7 +467,7 @@ class WindowAssembler:
         i = 0
         while i < n:
             t = ts[i]
-            start = t - t % hop
+            start = t - (t - off) % hop
             j = bisect_left(ts, start + hop, i)
             if ordered:
                 lo, hi = offsets[i], offsets[j - 1]

@@ -31,6 +31,14 @@ class WindowConfig(_Model):
                                     "(false: assets send frames only)")
     state_ttl_s: float = Field(default=3600.0, ge=0,
                                description="forget an asset silent this long (0 = never)")
+    stagger: bool = Field(
+        default=False,
+        description="start each asset's windows at its own point of the hop (a thousandth of it picked by "
+                    "the asset id's CRC-32, the same in every process and run), so that a live plant's "
+                    "windows do not all close in the same poll: the closing work is spread over the hop "
+                    "instead of one burst each hop (lower latency upper percentiles); assets' windows then "
+                    "no longer share boundaries, and ONNX models batch fewer windows a call. Applies to an "
+                    "asset's windows from a fresh start (a recovered asset keeps its own)")
 
     @model_validator(mode="after")
     def _hop_le_length(self) -> WindowConfig:

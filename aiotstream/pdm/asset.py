@@ -75,7 +75,7 @@ from aiotstream.records import (
 )
 from aiotstream.runstats import STATS, Share
 from aiotstream.units import S
-from aiotstream.windows import ClosedWindow, ReadingsWindow, WindowAssembler
+from aiotstream.windows import ClosedWindow, ReadingsWindow, WindowAssembler, stagger_offset
 
 MAX_WAITING_FEEDBACK = 10_000
 """Feedback messages one asset holds until its clock reaches their time; more are dead-lettered
@@ -140,7 +140,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
         cfg = rt.config
         self.windows = WindowAssembler(rt.length_ns, rt.hop_ns, rt.lateness_ns, asset=asset_id,
                                        idle_s=cfg.window.idle_close_s,
-                                       expected=_expected_streams(cfg))
+                                       expected=_expected_streams(cfg),
+                                       offset_ns=stagger_offset(asset_id, rt.hop_ns) if cfg.window.stagger
+                                       else 0)
         # of a window's reading values only the temperature's are used (a frame window's features)
         self.windows.keep_readings = frozenset((rt.temp_metric,))
         # the window detector (``detector``) is made at the asset's first window of frames: an asset of
