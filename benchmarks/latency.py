@@ -54,6 +54,7 @@ from aiotstream.io.broker import free_port
 from aiotstream.io.kafka_client import arrived
 from aiotstream.routing import partition_for
 from aiotstream.sim.plant import PlantSimulator
+from aiotstream.windows import stagger_offset
 from benchmarks.common import spawn, stop
 from benchmarks.workload import (
     CHANNELS,
@@ -192,7 +193,7 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
                 model_table: dict[str, Any] | None = None, window: dict[str, Any] | None = None,
                 poll_batch: int | None = None, poll_bytes: int | None = None,
                 poll_default: bool = False, stand_in: str = "flow", processes: int = 1,
-                pool_s: float = 4.0) -> dict[str, Any]:
+                pool_s: float = 4.0, stagger: bool = False) -> dict[str, Any]:
     """One latency run of the site's ``model`` (default: the product's, calibrated; zscore until 2026-12-06);
     ``fetch_wait_ms`` sets the flow consumer's ``fetch.wait.max.ms`` (through
     ``AIOTSTREAM_KAFKA_FETCH_WAIT_MAX_MS``; None leaves librdkafka's default of 500 ms). ``model_table``
@@ -204,12 +205,15 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     in its place (the broker's floor: no processing, one small record per closed window). ``processes``: the
     flow as a cluster of that many processes (one worker each; the frames co-partitioned, as aiotstream's own
     producers put them, so no frame crosses between processes); its histograms are the processes' summed.
-    ``pool_s``: seconds of each asset's simulated signal the producer cycles (module docstring)."""
+    ``pool_s``: seconds of each asset's simulated signal the producer cycles (module docstring). ``stagger``:
+    the site's ``window.stagger`` (each asset's windows at its own offset within the second; every figure is
+    then taken per asset's own window, its end included)."""
     assets, speed = plan(offered_samples_per_s, max_assets)
     site_id = f"bench-lat{tag}"
     topic = f"{site_id}.waveforms"
     cfg = site_dict(site_id, assets, [topic], model=model, tail=True, partitions=partitions,
-                    window={"allowed_lateness_s": 0, "idle_close_s": 2, **(window or {})})
+                    window={"allowed_lateness_s": 0, "idle_close_s": 2, **({"stagger": True} if stagger else {}),
+                            **(window or {})})
     if model_table is not None:
         cfg["model"] = model_table
     if poll_batch is not None:
@@ -223,6 +227,7 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     create_topics(brokers, [topic, *output_topics(site_id)], partitions)
     ids = [f"p-{i:06d}" for i in range(1, assets + 1)]
     parts = [partition_for(a, partitions) for a in ids]  # co-partitioned, as aiotstream's own producers
+    offsets = [stagger_offset(a, 1_000_000_000) if stagger else 0 for a in ids]  # where each asset's windows start
     sim = PlantSimulator(assets, duration_s=pool_s, n_faults=0, seed=5)
     pool: dict[int, list[np.ndarray]] = {}
     for a, _seq, _t0, x in sim.frames():  # ~10 frames a second of real signal per asset, cycled
@@ -263,6 +268,8 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     n_frames = int(duration_s * speed * 1e9 // step_ns)
     first_window = e0 + round(warmup_s * 1e9)
     last_window = (e0 + (n_frames - 1) * step_ns) // 1_000_000_000 * 1_000_000_000
+    t_end = e0 + (n_frames - 1) * step_ns  # each asset's last window (closed by the idle flush) starts at:
+    last_start = {a: t_end - (t_end - off) % 1_000_000_000 for a, off in zip(ids, offsets, strict=True)}
     scrapes: dict[str, dict[str, list[tuple[float, float]]]] = {}
 
     def scrape(when: str) -> None:
@@ -294,8 +301,8 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
         else:
             behind.append(-pause)
         t0 = e0 + k * step_ns
-        win = t0 // 1_000_000_000 * 1_000_000_000
         for i, a in enumerate(ids):
+            win = t0 - (t0 - offsets[i]) % 1_000_000_000  # the start of the asset's window the frame is in
             payload = encode_frame(a, k, t0, RATE_HZ, frames[i][k % len(frames[i])])
             while True:
                 try:
@@ -323,11 +330,12 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
     for t_recv, t, raw in recv.got:
         rec = orjson.loads(raw)
         w = (rec.get("window") or {}).get("start_ns")
-        if "latency" in rec and not t.endswith(".alerts") and w is not None and first_window <= w < last_window:
+        end = last_start.get(rec.get("asset"), last_window)
+        if "latency" in rec and not t.endswith(".alerts") and w is not None and first_window <= w < end:
             added.append(rec["latency"]["added_ms"] / 1e3)  # what batching added (ONNX), warm-up left out
             scored.append(rec["latency"]["scored_ms"] / 1e3)
         key = (rec.get("asset"), w)
-        if w is None or key not in sent or w < first_window or w >= last_window:
+        if w is None or key not in sent or w < first_window or w >= end:
             continue  # warm-up, or the last window (closed by the idle flush, not by data)
         lat = t_recv - sent[key]
         (alert_lat if t.endswith(".alerts") else score_lat).append(lat)
@@ -345,7 +353,7 @@ def run_latency(brokers: str, tmp: Path, *, offered_samples_per_s: float, epoch_
         "assets": assets, "speed": round(speed, 3),
         "offered_samples_per_s": round(offered_samples_per_s),
         "achieved_samples_per_s": round(n_frames * assets * CHANNELS * FRAME_SAMPLES / produce_wall),
-        "duration_s": duration_s, "warmup_s": warmup_s, "model": model, "pool_s": pool_s,
+        "duration_s": duration_s, "warmup_s": warmup_s, "model": model, "pool_s": pool_s, "stagger": stagger,
         "producer_behind_max_ms": round(max(behind, default=0.0) * 1e3, 1),
         "windows_expected": int(expected), "score": percentiles(score_lat),
         "score_from_window_end": percentiles(from_end),
@@ -391,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="calibrated",
                     help="comma-separated [model] kinds of the flow's site (default: the product's default, "
                          "calibrated; the RESULTS.md sections before 2026-12-06's fifth session used zscore)")
+    ap.add_argument("--stagger", default="off",
+                    help="comma-separated off/on: the flow's site without or with window.stagger (each asset's "
+                         "windows at its own offset within the second)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds of plant time a run")
     ap.add_argument("--warmup", type=float, default=10.0, help="seconds of it left out")
@@ -407,19 +418,21 @@ def main(argv: list[str] | None = None) -> int:
 
     trees = common.checkouts(args.tree)
     models = args.model.split(",")
-    configs = [(float(e), None if f == "default" else int(f), p, t, s, int(n), m) for t in trees
+    staggers = [{"off": False, "on": True}[v] for v in args.stagger.split(",")]
+    configs = [(float(e), None if f == "default" else int(f), p, t, s, int(n), m, g) for t in trees
                for e in args.epoch_s.split(",") for f in args.fetch_wait.split(",") for p in args.poll.split(",")
                for s in args.stand_in.split(",") for n in (args.processes.split(",") if s == "flow" else ["1"])
-               for m in (models if s == "flow" else models[:1])]
+               for m in (models if s == "flow" else models[:1])
+               for g in (staggers if s == "flow" else [False])]  # (the echo stand-in keeps whole seconds)
     at_start = machine()
     runs: dict[str, list[dict[str, Any] | None]] = {
         f"epoch {e:g} s, fetch wait {f or 'default'}, poll {p}" + (f", {s}" if s != "flow" else "")
         + (f", {n} processes" if n > 1 else "") + (f", {m}" if len(models) > 1 and s == "flow" else "")
-        + (f" @ {t}" if len(trees) > 1 else ""): []
-        for e, f, p, t, s, n, m in configs}
+        + (", staggered" if g else "") + (f" @ {t}" if len(trees) > 1 else ""): []
+        for e, f, p, t, s, n, m, g in configs}
     with TansuBroker() as b, tempfile.TemporaryDirectory() as tmp:
         for rnd in range(args.repeat):
-            for i, ((epoch, fetch, poll, tree, stand_in, procs, model), name) in enumerate(
+            for i, ((epoch, fetch, poll, tree, stand_in, procs, model, stagger), name) in enumerate(
                     zip(configs, runs, strict=True)):
                 batch, nbytes = (None, None) if poll == "default" else parse_variant(poll)
                 common.run_from(tree)
@@ -427,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
                                 fetch_wait_ms=fetch, duration_s=args.duration, warmup_s=args.warmup,
                                 max_assets=args.max_assets, partitions=args.partitions, tag=f"-{rnd}-{i}",
                                 poll_batch=batch, poll_bytes=nbytes, poll_default=poll == "default",
-                                stand_in=stand_in, processes=procs, model=model, pool_s=args.pool_s)
+                                stand_in=stand_in, processes=procs, model=model, pool_s=args.pool_s,
+                                stagger=stagger)
                 r.pop("per_window", None)
                 r["tree"] = str(tree)
                 runs[name].append(r)

@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sampler", choices=["py-spy", "cprofile"], default="py-spy")
     ap.add_argument("--assets", type=int, default=40, help="waveform assets, or scalar keys / meters (x 50)")
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of event time")
-    ap.add_argument("--model", choices=["zscore", "hst"], default="zscore", help="waveform flow's model")
+    ap.add_argument("--model", choices=["calibrated", "zscore", "hst"], default="calibrated",
+                    help="waveform flow's model (the product's default; profiles before 2026-12-06 ran zscore)")
     ap.add_argument("--epoch-s", type=float, default=1.0)
     ap.add_argument("--poll-batch", type=int, help="pm-readings: inputs.poll_batch (default: the benchmark's, "
                                                    "benchmarks.scalar.POLL_BATCH)")
