@@ -135,6 +135,32 @@ def window_block(start_ns: int, end_ns: int) -> dict:
             "time": "event"}
 
 
-_iso_event = lru_cache(maxsize=16_384)(iso_ns)
+_event_second: tuple[int, str] = (-1, "")  # (an event-time second, its "%Y-%m-%dT%H:%M:%S." text)
+
+
+def _iso_whole_us(t_ns: int) -> str:
+    """:func:`iso_ns` of ``t_ns``, the text of its second kept from the call before when ``t_ns`` is a whole
+    microsecond from 1970 to 2106 (strftime costs µs; a staggered site's windows have bounds of their own
+    per asset, ``window.stagger``). Below 2**32 s ``iso_ns``'s float ``t_ns / 1e9`` is within half a
+    microsecond of the exact time (``t_ns`` as a float: 256 ns off at most; the quotient: 0.24 µs), so it
+    rounds to that same microsecond and never into the next second (from 2**32 s the quotient's step is
+    0.95 µs: iso_ns's text may be a microsecond off the exact time, and is kept). Anything else: ``iso_ns``.
+
+    >>> _iso_whole_us(1_767_225_599_138_000_000) == iso_ns(1_767_225_599_138_000_000)
+    True
+    """
+    global _event_second
+    s, ns = divmod(t_ns, 1_000_000_000)
+    if ns % 1000 or not 0 <= s < 1 << 32:
+        return iso_ns(t_ns)
+    sec, prefix = _event_second
+    if s != sec:
+        prefix = datetime.fromtimestamp(s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _event_second = (s, prefix)
+    return f"{prefix}{ns // 1000:06d}Z"
+
+
+_iso_event = lru_cache(maxsize=16_384)(_iso_whole_us)
 """:func:`iso_ns` of event times, remembered: window and KPI period bounds repeat (one window's end is the
-next one's start; every asset has the same period bounds), and formatting one costs a few µs."""
+next one's start; every asset has the same period bounds unless the site staggers its windows), and
+formatting one costs a few µs (:func:`_iso_whole_us`: under one where it can)."""
