@@ -14,7 +14,6 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from aiotstream import code_version
@@ -160,7 +159,22 @@ def _iso_whole_us(t_ns: int) -> str:
     return f"{prefix}{ns // 1000:06d}Z"
 
 
-_iso_event = lru_cache(maxsize=16_384)(_iso_whole_us)
-""":func:`iso_ns` of event times, remembered: window and KPI period bounds repeat (one window's end is the
-next one's start; every asset has the same period bounds unless the site staggers its windows), and
-formatting one costs a few µs (:func:`_iso_whole_us`: under one where it can)."""
+_event_texts: dict[int, str] = {}
+
+
+def _iso_event(t_ns: int) -> str:
+    """:func:`iso_ns` of event times, remembered: window and KPI period bounds repeat (one window's end is the
+    next one's start; every asset has the same bounds unless the site staggers its windows), and formatting
+    one costs a few µs (:func:`_iso_whole_us`: under one where it can). A plain dict, emptied when it holds
+    16,384 texts: a staggered site makes a new text for nearly every window, and an ``lru_cache``'s
+    bookkeeping on each miss cost more than the text.
+
+    >>> _iso_event(1_767_225_600_000_000_000)
+    '2026-01-01T00:00:00.000000Z'
+    """
+    text = _event_texts.get(t_ns)
+    if text is None:
+        if len(_event_texts) >= 16_384:
+            _event_texts.clear()
+        text = _event_texts[t_ns] = _iso_whole_us(t_ns)
+    return text

@@ -29,3 +29,16 @@ def test_the_seconds_text_is_replaced_when_the_second_changes() -> None:
     a, b = 1_767_225_599_999_999_000, 1_767_225_600_000_001_000
     assert [_iso_whole_us(t) for t in (a, b, a)] == \
         ["2025-12-31T23:59:59.999999Z", "2026-01-01T00:00:00.000001Z", "2025-12-31T23:59:59.999999Z"]
+
+
+def test_the_remembered_texts_stay_bounded_and_right() -> None:
+    """A staggered site makes a new bound nearly every window: the remembered texts are emptied at 16,384, and
+    every text, remembered or made again, is iso_ns's."""
+    from aiotstream import lineage
+
+    base = 1_767_225_600 * S
+    times = [base + i * 1_499_000 for i in range(20_000)]
+    for t in times + times[:100]:
+        assert lineage._iso_event(t) == iso_ns(t)
+        assert len(lineage._event_texts) <= 16_384
+    assert lineage.window_block(times[0], times[1])["end"] == iso_ns(times[1])
