@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 
-def measure(assets: int, duration_s: float, from_s: float, pool_s: float, model: str) -> dict[str, Any]:
+def measure(assets: int, duration_s: float, from_s: float, pool_s: float, model: str,
+            stagger: bool = False) -> dict[str, Any]:
     import numpy as np
     import orjson
 
@@ -51,7 +52,7 @@ def measure(assets: int, duration_s: float, from_s: float, pool_s: float, model:
         "site": {"id": "wb", "name": "benchmark wb"},
         "asset_groups": [{"prefix": "p-", "count": assets, "width": 6}],
         "inputs": {"topics": ["wb.waveforms"], "tail": True},
-        "window": {"allowed_lateness_s": 0, "idle_close_s": 2},
+        "window": {"allowed_lateness_s": 0, "idle_close_s": 2, **({"stagger": True} if stagger else {})},
         "model": {"kind": model},
     })
     specs = cfg.all_assets()[:assets]
@@ -89,6 +90,8 @@ def measure(assets: int, duration_s: float, from_s: float, pool_s: float, model:
             (bursts.append((round(second, 1), round(dt * 1e3, 1))) if closed else quiet.append(dt * 1e3))
     ms = [b for _, b in bursts]
     return {"assets": assets, "duration_s": duration_s, "from_s": from_s, "pool_s": pool_s, "model": model,
+            **({"stagger": True} if stagger else {}),
+            "timed_total_ms": round(sum(ms) + sum(quiet), 1),  # every timed round's step, closing or not
             "bursts": len(ms), "burst_median_ms": round(statistics.median(ms), 1) if ms else None,
             "burst_min_ms": min(ms, default=None), "burst_max_ms": max(ms, default=None),
             "quiet_median_ms": round(statistics.median(quiet), 2) if quiet else None,
@@ -103,14 +106,18 @@ def main(argv: list[str] | None = None) -> int:
                     "(the detector's warm-up is its first 20 windows)")
     ap.add_argument("--pool-s", type=float, default=4.0, help="seconds of each asset's signal, cycled")
     ap.add_argument("--model", default="calibrated", help="[model] kind of the site (default: the product's)")
+    ap.add_argument("--stagger", action="store_true",
+                    help="the site with window.stagger: each asset's windows close in a poll of their own within "
+                         "the second, so (nearly) every round closes some; compare the max and timed_total_ms")
     ap.add_argument("--tree", action="append", help="checkout to measure (repeat to compare); default: this one")
     ap.add_argument("--rounds", type=int, default=1, help="with --tree: measurements of each checkout")
     ap.add_argument("--json", help="append each measurement as a JSON line here")
     args = ap.parse_args(argv)
     own = ["--assets", str(args.assets), "--duration", str(args.duration), "--from-s", str(args.from_s),
-           "--pool-s", str(args.pool_s), "--model", args.model]
+           "--pool-s", str(args.pool_s), "--model", args.model, *(["--stagger"] if args.stagger else [])]
     if not args.tree:
-        print(json.dumps(measure(args.assets, args.duration, args.from_s, args.pool_s, args.model)), flush=True)
+        print(json.dumps(measure(args.assets, args.duration, args.from_s, args.pool_s, args.model, args.stagger)),
+              flush=True)
         return 0
     from benchmarks.common import tree_rounds  # (only here: a child runs this file without the package)
 
