@@ -116,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     own = ["--assets", str(args.assets), "--duration", str(args.duration), "--from-s", str(args.from_s),
            "--pool-s", str(args.pool_s), "--model", args.model, *(["--stagger"] if args.stagger else [])]
     if not args.tree:
-        print(json.dumps(measure(args.assets, args.duration, args.from_s, args.pool_s, args.model, args.stagger)),
-              flush=True)
+        line = json.dumps(measure(args.assets, args.duration, args.from_s, args.pool_s, args.model, args.stagger))
+        print(line, flush=True)
+        if args.json:  # (with --tree, tree_rounds appends each checkout's)
+            with open(args.json, "a") as fh:
+                fh.write(line + "\n")
         return 0
     from benchmarks.common import tree_rounds  # (only here: a child runs this file without the package)
 
