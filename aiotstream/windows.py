@@ -2,9 +2,9 @@
 
 A frame belongs to every window that contains the event time of its first
 sample (``start <= t0 < start + length``; windows start at multiples of the
-hop, plus the asset's ``offset_ns``: 0 unless the site staggers its windows, see
-:func:`stagger_offset`). Frames and readings arrive on separate streams (topics, partitions) that a
-consumer reads at different speeds, so each stream keeps its own progress (the
+hop plus the asset's ``offset_ns``, 0 unless the site staggers its windows:
+:func:`stagger_offset`). Frames and readings arrive on separate streams
+(topics, partitions) that a consumer reads at different speeds, so each stream keeps its own progress (the
 newest event time it delivered) and the watermark is the *slowest* active
 stream's progress minus the allowed lateness; a window closes when the
 watermark passes its end. A stream that has delivered nothing for
@@ -131,6 +131,7 @@ class ReadingsWindow:
 
 
 _start_of = attrgetter("start_ns")
+_new_acc = object.__new__  # (an _Acc without its __init__: every slot is then stored by the caller)
 
 
 def stagger_offset(asset: str, hop_ns: int) -> int:
@@ -141,7 +142,6 @@ def stagger_offset(asset: str, hop_ns: int) -> int:
     (294000000, 788000000)
     """
     return hop_ns * (zlib.crc32(asset.encode()) % 1000) // 1000
-_new_acc = object.__new__  # (an _Acc without its __init__: every slot is then stored by the caller)
 
 
 class WindowAssembler:

@@ -2051,6 +2051,8 @@ def shift_test(buf_arr, Py_ssize_t n, Py_ssize_t recent, quiet_arr, double margi
     n_ref = m - recent
     if recent < 1 or n_ref < 1:
         return None
+    if n_ref < recent:  # the reference's `enough` is false for every column, on either of its paths: no test
+        return ()
     cdef const double *src
     cdef double *ref
     cdef double *rec
@@ -2058,6 +2060,7 @@ def shift_test(buf_arr, Py_ssize_t n, Py_ssize_t recent, quiet_arr, double margi
     cdef cnp.ndarray ref_arr, rec_arr
     cdef cnp.npy_intp sdims[2]
     cdef Py_ssize_t missing, first = start * cols
+    cdef const double *end = buf + size * cols
     cdef Py_ssize_t *dest = <Py_ssize_t*>PyMem_Malloc(cols * sizeof(Py_ssize_t))
     if dest == NULL:
         raise MemoryError()
@@ -2074,15 +2077,20 @@ def shift_test(buf_arr, Py_ssize_t n, Py_ssize_t recent, quiet_arr, double margi
         c = 0
         for j in range(cols):
             src = buf + first + j
-            dst = ref + c * n_ref
             missing = 0
-            for r in range(m):
-                if r == n_ref:
-                    dst = rec + c * recent - n_ref
+            dst = ref + c * n_ref
+            for r in range(n_ref):
                 missing += isnan(src[0])
                 dst[r] = src[0]
                 src += cols
-                if src >= buf + size * cols:
+                if src >= end:
+                    src -= size * cols
+            dst = rec + c * recent
+            for r in range(recent):
+                missing += isnan(src[0])
+                dst[r] = src[0]
+                src += cols
+                if src >= end:
                     src -= size * cols
             if missing == 0:
                 dest[j] = c
@@ -2100,11 +2108,7 @@ def shift_test(buf_arr, Py_ssize_t n, Py_ssize_t recent, quiet_arr, double margi
         else:  # (the rows of the complete columns)
             cnp.PyArray_Sort(<cnp.ndarray>ref_arr[:c], 1, cnp.NPY_QUICKSORT)
             cnp.PyArray_Sort(<cnp.ndarray>rec_arr[:c], 1, cnp.NPY_QUICKSORT)
-        # the reference's `enough` on this path: every column holds len(ref) values and len(rec) (= recent,
-        # so at least recent // 2)
-        if n_ref < recent:
-            return fired
-        for j in range(cols):
+        for j in range(cols):  # (`enough` holds: every column has n_ref >= recent values and recent)
             if dest[j] < 0 or quiet[j] != 0:  # (a column with no values: NaN quantiles, no test)
                 continue
             src = ref + dest[j] * n_ref
