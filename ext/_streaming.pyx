@@ -2018,6 +2018,22 @@ cdef inline double _row_quantile(const double* a, Py_ssize_t n, double q) noexce
     return lo + (a[above] - lo) * (pos - <double>below)
 
 
+cdef inline Py_ssize_t _gather(const double** src, double* dst, Py_ssize_t count, Py_ssize_t stride,
+                               const double* end, Py_ssize_t wrap) noexcept nogil:
+    # count values of a ring's column from src[0] on (stride apart, back by wrap past end) to dst; src[0]
+    # moves past them; returns how many were NaN
+    cdef Py_ssize_t r, missing = 0
+    cdef const double* p = src[0]
+    for r in range(count):
+        missing += isnan(p[0])
+        dst[r] = p[0]
+        p += stride
+        if p >= end:
+            p -= wrap
+    src[0] = p
+    return missing
+
+
 def shift_test(buf_arr, Py_ssize_t n, Py_ssize_t recent, quiet_arr, double margin, double min_change, qs_arr):
     """The test of :meth:`~aiotstream.models.online.ShiftDrift.update` where every column of the ring's rows
     has all its values or none (the reference's ``_full_quantiles`` path), on the drift watch's own ring
@@ -2037,7 +2053,7 @@ def shift_test(buf_arr, Py_ssize_t n, Py_ssize_t recent, quiet_arr, double margi
     cdef long long *quiet
     cdef double *qs
     cdef Py_ssize_t dims[2]
-    cdef Py_ssize_t size, cols, m, start, n_ref, r, j, c
+    cdef Py_ssize_t size, cols, m, start, n_ref, j, c
     if not _arr(buf_arr, cnp.NPY_FLOAT64, 2, -1, False, <void**>&buf, dims):
         return None
     size, cols = dims[0], dims[1]
@@ -2056,7 +2072,6 @@ def shift_test(buf_arr, Py_ssize_t n, Py_ssize_t recent, quiet_arr, double margi
     cdef const double *src
     cdef double *ref
     cdef double *rec
-    cdef double *dst
     cdef cnp.ndarray ref_arr, rec_arr
     cdef cnp.npy_intp sdims[2]
     cdef Py_ssize_t missing, first = start * cols
@@ -2078,20 +2093,8 @@ def shift_test(buf_arr, Py_ssize_t n, Py_ssize_t recent, quiet_arr, double margi
         for j in range(cols):
             src = buf + first + j
             missing = 0
-            dst = ref + c * n_ref
-            for r in range(n_ref):
-                missing += isnan(src[0])
-                dst[r] = src[0]
-                src += cols
-                if src >= end:
-                    src -= size * cols
-            dst = rec + c * recent
-            for r in range(recent):
-                missing += isnan(src[0])
-                dst[r] = src[0]
-                src += cols
-                if src >= end:
-                    src -= size * cols
+            missing = _gather(&src, ref + c * n_ref, n_ref, cols, end, size * cols)
+            missing += _gather(&src, rec + c * recent, recent, cols, end, size * cols)
             if missing == 0:
                 dest[j] = c
                 c += 1
