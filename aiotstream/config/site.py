@@ -285,8 +285,8 @@ class SiteConfig(_Model):
 
         A site without a ``[building]`` table leaves the key out, so adding that
         optional table to the schema did not change any existing site's hash; the
-        same for a ``[scalar]`` table at its defaults, and for ``[governance]`` and ``[lineage]`` when they
-        hold their defaults.
+        same for a ``[scalar]`` table at its defaults, for ``[governance]`` and ``[lineage]`` when they
+        hold their defaults, and for ``window.stagger`` off.
         """
         data = self.model_dump(mode="json")
         if data.get("building") is None:
@@ -312,6 +312,8 @@ class SiteConfig(_Model):
         for key, table in (("governance", GovernanceConfig), ("lineage", LineageConfig)):
             if data.get(key) == table().model_dump(mode="json"):  # added later: defaults keep the old hash
                 data.pop(key, None)
+        if data["window"].get("stagger") is False:  # window.stagger (added later) off: likewise
+            data["window"].pop("stagger", None)
         return data
 
     @property

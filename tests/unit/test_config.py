@@ -459,3 +459,15 @@ def test_default_governance_and_lineage_keep_the_config_hash() -> None:
                                     "lineage": {"transport": "none"}}).config_hash
     assert spelled == plain
     assert SiteConfig.from_dict({**base, "governance": {"pii": "drop"}}).config_hash != plain
+
+
+def test_window_stagger_off_keeps_the_config_hash() -> None:
+    """``window.stagger`` came later: off (the default, spelled out or not) leaves every site's hash, and so
+    every output id made from it, as it was (the golden files hold them); on changes it."""
+    base = {"site": {"id": "s"}, "assets": [{"id": "a"}], "window": {"allowed_lateness_s": 0.25}}
+    plain = SiteConfig.from_dict(base).config_hash
+    assert "stagger" not in SiteConfig.from_dict(base).normalised()["window"]
+    off = SiteConfig.from_dict({**base, "window": {"allowed_lateness_s": 0.25, "stagger": False}})
+    assert off.config_hash == plain
+    on = SiteConfig.from_dict({**base, "window": {"allowed_lateness_s": 0.25, "stagger": True}})
+    assert on.config_hash != plain and on.normalised()["window"]["stagger"] is True
