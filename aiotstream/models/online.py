@@ -470,22 +470,25 @@ class ShiftDrift:
         else:  # oldest first
             k = self.n % size
             rows = np.concatenate((self._buf[k:], self._buf[:k])) if k else self._buf
-        ref, rec = np.sort(rows[:-self.recent], axis=0), np.sort(rows[-self.recent:], axis=0)  # NaN last
-        if self._fast and _complete_or_empty(rows):
-            # every value there (the usual case), or none in a column (a feature that never comes, e.g. a
-            # temperature the site does not send: NaN quantiles, no test, as the general path finds): the same
-            # quantile positions in every column, one gather each
-            lo, q1, med, q3, hi = _full_quantiles(ref, _QS)
-            now = _full_quantiles(rec, _MEDIAN)[0]
-            n_ref, n_rec = len(ref), len(rec)
-        else:
-            n_ref, n_rec = np.sum(~np.isnan(ref), axis=0), np.sum(~np.isnan(rec), axis=0)
-            lo, q1, med, q3, hi = _sorted_quantiles(ref, n_ref, _QS)
-            now = _sorted_quantiles(rec, n_rec, _MEDIAN)[0]
-        enough = (n_ref >= self.recent) & (n_rec >= self.recent // 2)  # no values: no test
-        sd = np.maximum((q3 - q1) / 1.349, 1e-9 + 1e-6 * np.abs(med))
-        need = np.maximum(self.margin * sd, self.min_change * np.abs(med))
-        out = enough & (self._quiet == 0) & ((now > hi + need) | (now < lo - need))
+        # (an infinite feature value makes inf - inf in the quantiles and the sd: NaN, which compares false,
+        # as the compiled test finds; numpy would warn of it on every test of that window's rows)
+        with np.errstate(invalid="ignore", over="ignore"):
+            ref, rec = np.sort(rows[:-self.recent], axis=0), np.sort(rows[-self.recent:], axis=0)  # NaN last
+            if self._fast and _complete_or_empty(rows):
+                # every value there (the usual case), or none in a column (a feature that never comes, e.g.
+                # a temperature the site does not send: NaN quantiles, no test, as the general path finds):
+                # the same quantile positions in every column, one gather each
+                lo, q1, med, q3, hi = _full_quantiles(ref, _QS)
+                now = _full_quantiles(rec, _MEDIAN)[0]
+                n_ref, n_rec = len(ref), len(rec)
+            else:
+                n_ref, n_rec = np.sum(~np.isnan(ref), axis=0), np.sum(~np.isnan(rec), axis=0)
+                lo, q1, med, q3, hi = _sorted_quantiles(ref, n_ref, _QS)
+                now = _sorted_quantiles(rec, n_rec, _MEDIAN)[0]
+            enough = (n_ref >= self.recent) & (n_rec >= self.recent // 2)  # no values: no test
+            sd = np.maximum((q3 - q1) / 1.349, 1e-9 + 1e-6 * np.abs(med))
+            need = np.maximum(self.margin * sd, self.min_change * np.abs(med))
+            out = enough & (self._quiet == 0) & ((now > hi + need) | (now < lo - need))
         if not out.any():
             return []
         return self._fire([(i, float(med[i]), float(lo[i]), float(hi[i]), float(now[i]),
