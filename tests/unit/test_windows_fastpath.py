@@ -67,6 +67,21 @@ def _frame(seq: int, t0: int, part: int, off: int) -> Frame:
     return Frame("a", seq, t0, 1000.0, None, Position("wf", part, off), m)
 
 
+def _items(rows: list[tuple], seq: int, shift: int = 0) -> tuple[list[Frame | Reading], int]:
+    """Frames and readings of asset "a" from ``(is_frame, quarter second, partition, metric, value, bad, offset)``
+    rows at ``B`` + the quarter seconds + ``shift`` (ns); frames numbered on from ``seq``. Returns the items and
+    the last frame number."""
+    items: list[Frame | Reading] = []
+    for is_frame, t, part, metric, value, bad, off in rows:
+        ts = B + t * S // 4 + shift
+        if is_frame:
+            seq += 1
+            items.append(_frame(seq, ts, part, off))
+        else:
+            items.append(Reading("a", ts, metric, value, Position("rd", part, off), status=0x8000_0000 if bad else 0))
+    return items, seq
+
+
 def _key(w: ClosedWindow) -> tuple:
     return (w.start_ns, w.end_ns, [p.tolist() for p in w.partials], w.inputs, w.first_seq, w.last_seq,
             w.readings)
@@ -86,15 +101,7 @@ def test_fast_path_matches_reference(batches, shape, lateness, clock) -> None:
     ref = Reference(length, hop, lateness * S // 4, asset="a", expected=("readings",) if clock else ())
     seq = 0
     for b, batch in enumerate(batches):
-        items: list[Frame | Reading] = []
-        for is_frame, t, part, metric, value, bad, off in batch:
-            ts = B + t * S // 4
-            if is_frame:
-                seq += 1
-                items.append(_frame(seq, ts, part, off))
-            else:
-                items.append(Reading("a", ts, metric, value, Position("rd", part, off),
-                                     status=0x8000_0000 if bad else 0))
+        items, seq = _items(batch, seq)
         now = float(b) if clock else None
         cf, lf = fast.add(items, now)
         cr, lr = ref.add(items, now)

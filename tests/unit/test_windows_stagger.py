@@ -13,11 +13,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiotstream.records import Frame, Position, Reading, ReadingColumns, expand_columns
+from aiotstream.records import ReadingColumns, expand_columns
 from aiotstream.windows import ClosedWindow, ReadingsWindow, WindowAssembler, stagger_offset
-
-S = 1_000_000_000
-B = 1_000 * S
+from tests.unit.test_windows_fastpath import B, S, _frame, _items
 
 frame_or_reading = st.tuples(st.booleans(), st.integers(0, 40), st.integers(0, 2), st.sampled_from(["t", "p"]),
                              st.floats(-5, 5), st.booleans(), st.integers(0, 50))
@@ -25,13 +23,6 @@ column_row = st.tuples(st.integers(0, 40), st.sampled_from(["t", "p"]), st.float
 batch = st.one_of(st.tuples(st.just("items"), st.lists(frame_or_reading, max_size=20)),
                   st.tuples(st.just("columns"), st.lists(st.tuples(st.integers(0, 2), st.lists(column_row, max_size=10)),
                                                          min_size=1, max_size=2)))
-
-
-def _frame(seq: int, t0: int, part: int, off: int) -> Frame:
-    m = np.zeros((1, 11))
-    m[:, 0] = 100
-    m[:, 1] = seq
-    return Frame("a", seq, t0, 1000.0, None, Position("wf", part, off), m)
 
 
 def _key(w: ClosedWindow | ReadingsWindow, shift: int) -> tuple:
@@ -46,15 +37,7 @@ def _drive(w: WindowAssembler, batches: list, shift: int, clock: bool, lean: boo
     for b, (kind, rows) in enumerate(batches):
         now = float(b) if clock else None
         if kind == "items":
-            items: list[Frame | Reading] = []
-            for is_frame, t, part, metric, value, bad, off in rows:
-                ts = B + t * S // 4 + shift
-                if is_frame:
-                    seq += 1
-                    items.append(_frame(seq, ts, part, off))
-                else:
-                    items.append(Reading("a", ts, metric, value, Position("rd", part, off),
-                                         status=0x8000_0000 if bad else 0))
+            items, seq = _items(rows, seq, shift)
             closed, late = w.add(items, now)
             out.append(("add", [_key(c, shift) for c in closed], [items.index(x) for x in late]))
         else:
