@@ -91,8 +91,11 @@ class AlertPolicy:
         self.alert_seq = -1
         self.opened_at_ns = 0
         self.peak = 0.0  # the most extreme value of the open alert (raw, not signed)
-        self._hits: deque[bool] = deque(maxlen=self.open_of)
-        self._lows: deque[bool] = deque(maxlen=self.clear_of)
+        # the last open_of (clear_of) windows' comparisons, oldest first: lists trimmed in update (a deque
+        # keeps a block of 64 slots, 760 B, however short its maxlen: 3 KB an asset for its two policies);
+        # a policy from a snapshot taken before keeps its bounded deques, which trim themselves
+        self._hits: list[bool] | deque[bool] = []
+        self._lows: list[bool] | deque[bool] = []
         self._cooldown_until = -1
 
     def update(self, t_ns: int, value: float) -> list[AlertEvent]:
@@ -101,15 +104,21 @@ class AlertPolicy:
         if self.is_open:
             if s * value > s * self.peak:
                 self.peak = value
-            self._lows.append(s * value < s * self.clear_threshold)
-            if sum(self._lows) >= self.clear_windows:
+            lows = self._lows
+            lows.append(s * value < s * self.clear_threshold)
+            if len(lows) > self.clear_of:
+                del lows[0]
+            if sum(lows) >= self.clear_windows:
                 self._close(t_ns)
                 return [AlertEvent("cleared", self.alert_seq, self.opened_at_ns, t_ns, value, self.peak)]
             return []
-        self._hits.append(s * value >= s * self.open_threshold)
-        if sum(self._hits) >= self.open_windows and t_ns >= self._cooldown_until:
+        hits = self._hits
+        hits.append(s * value >= s * self.open_threshold)
+        if len(hits) > self.open_of:
+            del hits[0]
+        if sum(hits) >= self.open_windows and t_ns >= self._cooldown_until:
             self.is_open = True
-            self._hits.clear()
+            hits.clear()
             self.alert_seq += 1
             self.opened_at_ns = t_ns
             self.peak = value

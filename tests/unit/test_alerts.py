@@ -155,3 +155,51 @@ def test_events_alternate_and_open_only_at_threshold(open_threshold: float, gap:
     for i in range(1, len(events), 2):
         assert events[i].opened_at_ns == events[i - 1].opened_at_ns
         assert events[i].peak_score >= events[i - 1].score
+
+
+def _n_of_m(open_threshold: float, clear_threshold: float, n_open: int, m_open: int, n_clear: int,
+            m_clear: int, cooldown: int, sign: float, steps: list[tuple[int, float]]) -> list[tuple[int, str]]:
+    """The debounce as the docs state it: opens when n_open of the last m_open values reach the open threshold
+    (the cool-down over), clears when n_clear of the last m_clear fall below the clear one; each count starts
+    afresh when the alert opens or clears."""
+    is_open, hits, lows, until, out = False, [], [], -1, []
+    for t, v in steps:
+        if is_open:
+            lows = (lows + [sign * v < sign * clear_threshold])[-m_clear:]
+            if sum(lows) >= n_clear:
+                is_open, hits, lows, until = False, [], [], t + cooldown
+                out.append((t, "cleared"))
+        else:
+            hits = (hits + [sign * v >= sign * open_threshold])[-m_open:]
+            if sum(hits) >= n_open and t >= until:
+                is_open, hits = True, []
+                out.append((t, "opened"))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(n_open=st.integers(1, 4), extra_open=st.integers(0, 3), n_clear=st.integers(1, 4),
+       extra_clear=st.integers(0, 3), cooldown=st.integers(0, 4), below=st.booleans(),
+       values=st.lists(st.sampled_from([0.1, 0.5, 0.59, 0.6, 0.61, 0.89, 0.9, 0.95]), max_size=60))
+def test_n_of_m_debounce_counts_the_last_m_windows_in_lists_and_in_an_old_snapshots_deques(
+        n_open: int, extra_open: int, n_clear: int, extra_clear: int, cooldown: int, below: bool,
+        values: list[float]) -> None:
+    # the windows' comparisons are kept in lists trimmed to M (a bounded deque, as policies pickled before
+    # kept them, costs 760 B however short): both must count exactly the last M
+    from collections import deque
+
+    open_t, clear_t = (0.6, 0.9) if below else (0.9, 0.6)
+    m_open, m_clear = n_open + extra_open, n_clear + extra_clear
+    steps = [(2 * i, v) for i, v in enumerate(values)]
+    want = _n_of_m(open_t, clear_t, n_open, m_open, n_clear, m_clear, cooldown, -1.0 if below else 1.0, steps)
+
+    def policy() -> AlertPolicy:
+        return AlertPolicy(open_t, clear_t, n_open, n_clear, cooldown, open_of=m_open, clear_of=m_clear,
+                           direction="below" if below else "above")
+
+    lists, old = policy(), policy()
+    old._hits, old._lows = deque(maxlen=m_open), deque(maxlen=m_clear)
+    for p in (lists, old):
+        got = [(t, e.kind) for t, v in steps for e in p.update(t, v)]
+        assert got == want
+    assert len(lists._hits) <= m_open and len(lists._lows) <= m_clear
