@@ -135,8 +135,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self.asset_id = asset_id
         asset = rt.assets[asset_id]
         self.line = asset.line
-        self.columns = rt.columns(asset)
-        self.col_index = {c: i for i, c in enumerate(self.columns)}
+        self.columns = rt.columns(asset)  # (shared with the site's other assets of these channels: read-only)
+        self.col_index = rt.column_index(asset)
         cfg = rt.config
         self.windows = WindowAssembler(rt.length_ns, rt.hop_ns, rt.lateness_ns, asset=asset_id,
                                        idle_s=cfg.window.idle_close_s,
@@ -238,6 +238,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
 
     def attach(self, rt: SiteRuntime) -> AssetAnalyzer:
         self.rt = rt
+        spec = rt.assets.get(self.asset_id)
+        if spec is not None and rt.columns(spec) == self.columns:  # resumed: the site's shared list again
+            self.columns, self.col_index = rt.columns(spec), rt.column_index(spec)
         self.kpi.max_gap_ns = _ns(rt.config.kpi.max_gap_s)  # also for a snapshot from before the setting
         return self
 

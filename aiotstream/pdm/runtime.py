@@ -63,6 +63,7 @@ class SiteRuntime(DecisionRuntime):
         self.hop_ns = _ns(w.hop_s)
         self.lateness_ns = _ns(w.allowed_lateness_s)
         self.temp_metric = config.features.temperature_metric
+        self._columns: dict[tuple[str, ...], tuple[list[str], dict[str, int]]] = {}
         k = config.kpi
         self.failure_types = set(k.failure_alert_types
                                  or [ALERT_TYPE_ANOMALY, ALERT_TYPE_SCALAR]
@@ -99,8 +100,22 @@ class SiteRuntime(DecisionRuntime):
                 store.get(store.ref(version))
 
     def columns(self, asset: AssetConfig) -> list[str]:
-        return self.feature_set.columns(asset.channels) + [f"{self.temp_metric}.mean",
-                                                           f"{self.temp_metric}.max"]
+        """The asset's window feature columns (read-only: one list for all assets with the same channels)."""
+        return self._columns_of(asset)[0]
+
+    def column_index(self, asset: AssetConfig) -> dict[str, int]:
+        """Each of :meth:`columns` by name: its position (read-only, shared like the list)."""
+        return self._columns_of(asset)[1]
+
+    def _columns_of(self, asset: AssetConfig) -> tuple[list[str], dict[str, int]]:
+        # one list and index per set of channels, not a copy per asset (1.1 KB an asset, names included)
+        key = tuple(asset.channels)
+        got = self._columns.get(key)
+        if got is None:
+            cols = self.feature_set.columns(asset.channels) + [f"{self.temp_metric}.mean",
+                                                               f"{self.temp_metric}.max"]
+            got = self._columns[key] = (cols, {c: i for i, c in enumerate(cols)})
+        return got
 
     def _check_signals(self) -> None:
         problems = []
