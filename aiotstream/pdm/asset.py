@@ -181,7 +181,9 @@ class AssetAnalyzer(effects.RuntimeEntity):
         self.clock_ns: int | None = None
         self.metrics: dict[str, float] = {}
         self.last_temp: tuple[float, float] = (float("nan"), float("nan"))
-        self.pending: deque[_Pending] = deque()
+        # windows waiting for the ONNX batcher's scores: a deque made by the first one (_submit); until then
+        # an empty tuple, as every asset of a site without ONNX keeps it (an empty deque is 760 B)
+        self.pending: deque[_Pending] | tuple[()] = ()
         self._batcher_id: str | None = None
         self.model_ref: str | None = None
         self.variant = "champion"
@@ -580,17 +582,20 @@ class AssetAnalyzer(effects.RuntimeEntity):
         lane = store.lane()
         if self._batcher_id != lane.id:
             self._resubmit()
+        if closed and type(self.pending) is not deque:
+            self.pending = deque(self.pending)
+        pending = self.pending
         for w in closed:
             if w.n_frames == 0:
-                self.pending.append(_Pending(w, None, None, self.variant, None))
+                pending.append(_Pending(w, None, None, self.variant, None))
                 continue
             x = self._features(w)
             key = (self.asset_id, w.start_ns)
             lane.batcher.submit((key, "model"), self.model_ref, x, self.asset_id)  # type: ignore[arg-type]
             if self.shadow_ref is not None:
                 lane.batcher.submit((key, "shadow"), self.shadow_ref, x, self.asset_id)
-            self.pending.append(_Pending(w, x, self.model_ref, self.variant, self.shadow_ref,
-                                         submitted=time.monotonic()))
+            pending.append(_Pending(w, x, self.model_ref, self.variant, self.shadow_ref,
+                                    submitted=time.monotonic()))
         if self.pending:
             lane.waiting[self.asset_id] = self
         return self.drain()
