@@ -32,6 +32,17 @@ from pathlib import Path
 from typing import Any
 
 
+def site(assets: int, model: str, stagger: bool = False) -> dict[str, Any]:
+    """benchmarks.latency's site, spelled out (with --tree only aiotstream comes from the tree)."""
+    return {
+        "site": {"id": "wb", "name": "benchmark wb"},
+        "asset_groups": [{"prefix": "p-", "count": assets, "width": 6}],
+        "inputs": {"topics": ["wb.waveforms"], "tail": True},
+        "window": {"allowed_lateness_s": 0, "idle_close_s": 2, **({"stagger": True} if stagger else {})},
+        "model": {"kind": model},
+    }
+
+
 def measure(assets: int, duration_s: float, from_s: float, pool_s: float, model: str,
             stagger: bool = False) -> dict[str, Any]:
     import numpy as np
@@ -47,14 +58,7 @@ def measure(assets: int, duration_s: float, from_s: float, pool_s: float, model:
     from aiotstream.records import SourceMessage
     from aiotstream.sim.plant import PlantSimulator
 
-    # (benchmarks.latency's site, spelled out: with --tree only aiotstream comes from the tree)
-    cfg = SiteConfig.from_dict({
-        "site": {"id": "wb", "name": "benchmark wb"},
-        "asset_groups": [{"prefix": "p-", "count": assets, "width": 6}],
-        "inputs": {"topics": ["wb.waveforms"], "tail": True},
-        "window": {"allowed_lateness_s": 0, "idle_close_s": 2, **({"stagger": True} if stagger else {})},
-        "model": {"kind": model},
-    })
+    cfg = SiteConfig.from_dict(site(assets, model, stagger))
     specs = cfg.all_assets()[:assets]
     ids = [a.id for a in specs]
     pool: dict[str, list[Any]] = {}

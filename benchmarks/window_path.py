@@ -70,13 +70,7 @@ def measure(assets: int, capture_s: float, duration_s: float, repeats: int) -> d
     finally:
         AssetAnalyzer._windows_closed = original  # type: ignore[method-assign]
         Ingestor.decode_batch = ticking  # type: ignore[method-assign]
-    cfg = SiteConfig.from_dict({
-        "site": {"id": "wb", "name": "benchmark wb"},
-        "asset_groups": [{"prefix": "p-", "count": assets, "width": 6}],
-        "inputs": {"topics": ["wb.waveforms"], "tail": True},
-        "window": {"allowed_lateness_s": 0, "idle_close_s": 2},
-        "model": {"kind": "calibrated"},
-    })
+    cfg = SiteConfig.from_dict(window_burst.site(assets, "calibrated"))
 
     def copies() -> list[tuple[AssetAnalyzer, list]]:
         rt = SiteRuntime(cfg)

@@ -2092,7 +2092,6 @@ def shift_test(buf_arr, Py_ssize_t n, Py_ssize_t recent, quiet_arr, double margi
         c = 0
         for j in range(cols):
             src = buf + first + j
-            missing = 0
             missing = _gather(&src, ref + c * n_ref, n_ref, cols, end, size * cols)
             missing += _gather(&src, rec + c * recent, recent, cols, end, size * cols)
             if missing == 0:

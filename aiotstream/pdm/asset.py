@@ -241,8 +241,8 @@ class AssetAnalyzer(effects.RuntimeEntity):
     def attach(self, rt: SiteRuntime) -> AssetAnalyzer:
         self.rt = rt
         spec = rt.assets.get(self.asset_id)
-        if spec is not None and rt.columns(spec) == self.columns:  # resumed: the site's shared list again
-            self.columns, self.col_index = rt.columns(spec), rt.column_index(spec)
+        if spec is not None and (columns := rt.columns(spec)) == self.columns:  # resumed: shared again
+            self.columns, self.col_index = columns, rt.column_index(spec)
         self.kpi.max_gap_ns = _ns(rt.config.kpi.max_gap_s)  # also for a snapshot from before the setting
         return self
 
