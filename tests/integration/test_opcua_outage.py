@@ -297,6 +297,10 @@ def test_server_restart_mid_run_resubscribes_and_counts_stay_exact(
         plc.start()
         marks["up"] = time.monotonic()
         wait_for("the flow to resubscribe", plc.subscriptions, BACK_WITHIN_S)
+        # the new subscription's first notification carries each node's retained value; a write that beats
+        # the server's first sampling of a node would replace it, so write only once all of them came back
+        wait_for("the retained values sent again",
+                 lambda: stats.get("dropped", "opcua_duplicate") >= len(plc.node_ids), BACK_WITHIN_S)
         write_rounds(plc, 20, 200.0, bad_every=7)
         marks["written"] = time.monotonic()
         wait_for(f"the values written after the restart, {BACK_WITHIN_S} s after the server was back",
