@@ -248,6 +248,77 @@ def frame_partials(x):
     return result.reshape(lead + (AIOT_P_COLS,))
 
 
+def frame_partials_each(list frames):
+    """:func:`frame_partials` of a list of equally shaped ``(C, N)`` sample arrays, without stacking them
+    first: ``[(C, N)] * F -> (F, C, 11)`` float64, the same floats as ``frame_partials(np.stack(frames))``.
+
+    Every array float32, or every one float64, in native byte order, of one shape with ``N >= 1`` (anything
+    else raises ``TypeError`` or ``ValueError`` naming the array's index); one that is not C-contiguous is
+    copied first. An array whose samples are not aligned for their type (a decoded frame's samples start at
+    any byte) is read through a copy of one row at a time. The stack is a copy of every frame of a poll (megabytes that are written and
+    read again); each frame here is read once, where it lies.
+
+    >>> x = [np.array([[1.0, -2.0, 3.0, 6.0]]), np.array([[0.0, 0.0, 1.0, 1.0]])]
+    >>> bool((frame_partials_each(x) == frame_partials(np.stack(x))).all())
+    True
+    """
+    cdef Py_ssize_t f = len(frames), i, r, c, n
+    if f == 0:
+        raise ValueError("frame_partials_each expects at least one array")
+    first = frames[0]
+    if not isinstance(first, np.ndarray):
+        raise TypeError(f"frame_partials_each expects numpy.ndarrays; item 0 is {type(first).__name__}")
+    cdef cnp.ndarray arr = first
+    cdef int t = cnp.PyArray_TYPE(arr)
+    if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64 or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise TypeError(f"frame_partials_each expects float32 or float64 samples (native order); item 0 is "
+                        f"{first.dtype.str!r}")
+    if cnp.PyArray_NDIM(arr) != 2 or cnp.PyArray_DIM(arr, 1) < 1:
+        raise ValueError(f"frame_partials_each expects (C, N) arrays with N >= 1; item 0 has shape {first.shape}")
+    c, n = cnp.PyArray_DIM(arr, 0), cnp.PyArray_DIM(arr, 1)
+    cdef size_t item = 4 if t == cnp.NPY_FLOAT32 else 8
+    ptrs = np.empty(f, dtype=np.uintp)
+    cdef size_t[::1] at = ptrs
+    copies = []  # (the contiguous copies of the arrays that are not, alive until the pass is done)
+    for i in range(f):
+        a = frames[i]
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"frame_partials_each expects numpy.ndarrays; item {i} is {type(a).__name__}")
+        arr = a
+        if cnp.PyArray_TYPE(arr) != t or not cnp.PyArray_ISNOTSWAPPED(arr):
+            raise TypeError(f"frame_partials_each expects one dtype; item {i} is {a.dtype.str!r}, item 0 "
+                            f"{first.dtype.str!r}")
+        if cnp.PyArray_NDIM(arr) != 2 or cnp.PyArray_DIM(arr, 0) != c or cnp.PyArray_DIM(arr, 1) != n:
+            raise ValueError(f"frame_partials_each expects one shape; item {i} has {a.shape}, item 0 "
+                             f"{first.shape}")
+        if not cnp.PyArray_IS_C_CONTIGUOUS(arr):  # (rare: a view made by hand; decoded frames never are)
+            arr = np.ascontiguousarray(a)
+            copies.append(arr)
+        at[i] = <size_t>cnp.PyArray_DATA(arr)
+    result = np.empty((f, c, AIOT_P_COLS), dtype=np.float64)
+    cdef double[:, :, ::1] out = result
+    row = np.empty(n, dtype=first.dtype)  # (aligned: numpy's allocations are)
+    cdef char* tmp = <char*>cnp.PyArray_DATA(row)
+    cdef const char* p
+    cdef const char* q
+    cdef size_t rowbytes = n * item
+    with nogil:
+        for i in range(f):
+            p = <const char*>at[i]
+            for r in range(c):
+                if <size_t>p % item:
+                    memcpy(tmp, p, rowbytes)
+                    q = <const char*>tmp
+                else:
+                    q = p
+                if item == 4:
+                    aiot_row_partials_f(<const float*>q, n, &out[i, r, 0])
+                else:
+                    aiot_row_partials_d(<const double*>q, n, &out[i, r, 0])
+                p += rowbytes
+    return result
+
+
 def frame_moments(x):
     """Per-row moments of a batch of frames: ``(..., N) -> (..., 7)`` float64.
 

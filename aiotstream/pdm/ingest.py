@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from aiotstream._kernels import sample_range, take_frames
+from aiotstream._kernels import frame_partials_each, sample_range, take_frames
 from aiotstream.auth import (
     Refusal,
     Refused,
@@ -540,6 +540,9 @@ def encode_row(asset: str, ts_ns: int, metric: str, value: float) -> bytes:
     return orjson.dumps({"asset": asset, "ts": ts_ns, "metric": metric, "value": v})
 
 
+_NATIVE_FLOATS = frozenset(np.dtype(t).str for t in (np.float32, np.float64))  # (native order: "<f4", "<f8")
+
+
 def attach_partials(frames: list[Frame], feature_set: FeatureSet, rpm: dict[str, float]) -> None:
     """Compute every frame's partials for ``feature_set``; drop the samples.
 
@@ -553,6 +556,13 @@ def attach_partials(frames: list[Frame], feature_set: FeatureSet, rpm: dict[str,
         assert s is not None
         groups[(s.shape[0], s.shape[1], s.dtype.str, f.sample_rate_hz)].append(f)
     for (_, _, dt, rate), group in groups.items():
+        if not feature_set.spectral and dt in _NATIVE_FLOATS:  # (time partials only: no stack, same floats)
+            time_part = frame_partials_each([f.samples for f in group])
+            for i, f in enumerate(group):
+                f.partials = time_part[i]
+                f.spectral = None
+                f.samples = None
+            continue
         target = np.float64 if dt.endswith("f8") else np.float32
         # (F, C, N), C-contiguous: one concatenate of the (C, N) arrays (np.stack makes a view of each
         # first)
