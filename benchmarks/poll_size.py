@@ -2,14 +2,16 @@
 
 The e2e harness's waveform workload (N assets x 3 channels x 10 kHz in 1024-sample frames of 12 KB, plus
 their 1 Hz temperature readings) is preloaded into Tansu once; then every variant runs ``aiotstream run
---once`` over it (:func:`benchmarks.scaling.measure`, 1 process, zscore as the e2e's first run), once per round in
-the same order, so drift on a shared machine hits them alike. A variant is ``POLL_BATCH[:POLL_BYTES]``
-(without bytes: the site's default). Each run reports samples/s per worker from its first input batch to
+--once`` over it (:func:`benchmarks.scaling.measure`, 1 process, zscore as the e2e's first run, or each
+``--model`` in turn), once per round in the same order, so drift on a shared machine hits them alike. A
+variant is ``POLL_BATCH[:POLL_BYTES]`` (without bytes: the site's default). Each run reports samples/s per worker from its first input batch to
 the end, CPU seconds and peak RSS; the summary gives each variant's median and its per-round ratios to the
 first variant.
 
     python -m benchmarks.poll_size --assets 40 --duration 240 --rounds 5 \\
         --variant 1000:1073741824 --variant 10000      # the old poll (1,000 frames) against the default
+    python -m benchmarks.poll_size --assets 40 --duration 900 --rounds 5 --variant 10000 \
+        --model zscore --model calibrated               # the default detector beside zscore
 
 One JSON line per run on stdout (and appended to ``--json``), then the summary line.
 """
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tree", action="append",
                     help="run the flow from this checkout (repeat to alternate checkouts, e.g. a git worktree of "
                          "main with its kernels built); default: this one")
+    ap.add_argument("--model", action="append", choices=["zscore", "calibrated", "hst"],
+                    help="the window detector; repeat to alternate (default: zscore, as the e2e's first run)")
     ap.add_argument("--json", default=None, help="append each run as a JSON line here")
     args = ap.parse_args(argv)
     from aiotstream.io.broker import TansuBroker
@@ -62,24 +66,27 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     trees = common.checkouts(args.tree)
-    # every (tree, variant) once a round, in the same order: drift hits them alike
-    names = [f"{v} @ {t}" if len(trees) > 1 else v for t in trees for v in args.variant]
-    variants = [(t, *parse_variant(v)) for t in trees for v in args.variant]
+    models = args.model or ["zscore"]
+    # every (tree, model, variant) once a round, in the same order: drift hits them alike
+    names = [v + (f" {m}" if len(models) > 1 else "") + (f" @ {t}" if len(trees) > 1 else "")
+             for t in trees for m in models for v in args.variant]
+    variants = [(t, m, *parse_variant(v)) for t in trees for m in models for v in args.variant]
     runs: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(variants))}
     with tempfile.TemporaryDirectory(prefix="bench-poll-size-") as tmp, TansuBroker() as broker:
         data = preload_waveforms(broker.bootstrap, assets=args.assets, duration_s=args.duration,
                                  partitions=args.partitions, slice_assets=0, slice_duration_s=0.0)
         n = 0
         for rnd in range(args.rounds):
-            for i, (tree, batch, nbytes) in enumerate(variants):
+            for i, (tree, model, batch, nbytes) in enumerate(variants):
                 n += 1
                 d = Path(tmp) / f"r{n}"
                 d.mkdir()
                 common.run_from(tree)
-                r = measure(broker.bootstrap, d, data, 1, model="zscore", label=f"-poll{n}",
+                r = measure(broker.bootstrap, d, data, 1, model=model, label=f"-poll{n}",
                             partitions=args.partitions, poll_batch=batch, poll_bytes=nbytes)
                 delete_topics(broker.bootstrap, output_topics(r["site"]))
-                rec = {"round": rnd, "variant": names[i], "tree": str(tree), "poll_batch": batch, "poll_bytes": nbytes,
+                rec = {"round": rnd, "variant": names[i], "tree": str(tree), "model": model, "poll_batch": batch,
+                       "poll_bytes": nbytes,
                        "samples_per_s_per_worker": r["samples_per_s_per_worker"],
                        "span_s": r["span_s"], "cpu_s": r["cpu_s"], "peak_rss_mb": r["peak_rss_mb"],
                        "windows": r["windows"], "scores_digest": r["scores_digest"],
