@@ -8,6 +8,9 @@ The streaming path is partials first, features last:
    central sums m2..m4, min, max, sum|x|, zero crossings, first and last
    sample) and, for spectral sets, spectral partials ``(F, C, 7 + B)`` (band
    powers, centroid sums, peak, 1x/2x power). The samples are then dropped.
+   (The flow's ingest gives a time-domain set's frames to
+   ``_kernels.frame_partials_each`` as they lie instead of stacking them: the
+   same floats, without a copy of the poll.)
 2. When a window closes, :func:`window_features` merges its frames' partials
    exactly, in time order (:func:`reduce_partials`, :func:`reduce_spectral`)
    and derives the set's columns (:func:`features_from_partials`,
