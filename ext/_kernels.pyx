@@ -255,8 +255,8 @@ def frame_partials_each(list frames):
     Every array float32, or every one float64, in native byte order, of one shape with ``N >= 1`` (anything
     else raises ``TypeError`` or ``ValueError`` naming the array's index); one that is not C-contiguous is
     copied first. An array whose samples are not aligned for their type (a decoded frame's samples start at
-    any byte) is read through a copy of one row at a time. The stack is a copy of every frame of a poll (megabytes that are written and
-    read again); each frame here is read once, where it lies.
+    any byte) is read through a copy of one row at a time. The stack is a copy of every frame of a poll
+    (megabytes that are written and read again); each frame here is read once, where it lies.
 
     >>> x = [np.array([[1.0, -2.0, 3.0, 6.0]]), np.array([[0.0, 0.0, 1.0, 1.0]])]
     >>> bool((frame_partials_each(x) == frame_partials(np.stack(x))).all())
@@ -274,7 +274,8 @@ def frame_partials_each(list frames):
         raise TypeError(f"frame_partials_each expects float32 or float64 samples (native order); item 0 is "
                         f"{first.dtype.str!r}")
     if cnp.PyArray_NDIM(arr) != 2 or cnp.PyArray_DIM(arr, 1) < 1:
-        raise ValueError(f"frame_partials_each expects (C, N) arrays with N >= 1; item 0 has shape {first.shape}")
+        raise ValueError(f"frame_partials_each expects (C, N) arrays with N >= 1; item 0 has shape "
+                         f"{first.shape}")
     c, n = cnp.PyArray_DIM(arr, 0), cnp.PyArray_DIM(arr, 1)
     cdef size_t item = 4 if t == cnp.NPY_FLOAT32 else 8
     ptrs = np.empty(f, dtype=np.uintp)
