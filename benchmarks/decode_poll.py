@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--polls", type=int, default=100, help="polls; the first five are not timed")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--set", default="vibration-basic", help="features.set (default: the product's)")
-    ap.add_argument("--tree", action="append", help="checkout to measure (repeat to compare); default: this one")
+    ap.add_argument("--tree", action="append",
+                    help="checkout to measure (repeat to compare); default: this one")
     ap.add_argument("--rounds", type=int, default=1, help="with --tree: measurements of each checkout")
     ap.add_argument("--json", help="append each measurement as a JSON line here")
     args = ap.parse_args(argv)

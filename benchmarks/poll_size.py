@@ -4,13 +4,13 @@ The e2e harness's waveform workload (N assets x 3 channels x 10 kHz in 1024-samp
 their 1 Hz temperature readings) is preloaded into Tansu once; then every variant runs ``aiotstream run
 --once`` over it (:func:`benchmarks.scaling.measure`, 1 process, zscore as the e2e's first run, or each
 ``--model`` in turn), once per round in the same order, so drift on a shared machine hits them alike. A
-variant is ``POLL_BATCH[:POLL_BYTES]`` (without bytes: the site's default). Each run reports samples/s per worker from its first input batch to
-the end, CPU seconds and peak RSS; the summary gives each variant's median and its per-round ratios to the
-first variant.
+variant is ``POLL_BATCH[:POLL_BYTES]`` (without bytes: the site's default). Each run reports samples/s per
+worker from its first input batch to the end, CPU seconds and peak RSS; the summary gives each variant's
+median and its per-round ratios to the first variant.
 
     python -m benchmarks.poll_size --assets 40 --duration 240 --rounds 5 \\
         --variant 1000:1073741824 --variant 10000      # the old poll (1,000 frames) against the default
-    python -m benchmarks.poll_size --assets 40 --duration 900 --rounds 5 --variant 10000 \
+    python -m benchmarks.poll_size --assets 40 --duration 900 --rounds 5 --variant 10000 \\
         --model zscore --model calibrated               # the default detector beside zscore
 
 One JSON line per run on stdout (and appended to ``--json``), then the summary line.
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = measure(broker.bootstrap, d, data, 1, model=model, label=f"-poll{n}",
                             partitions=args.partitions, poll_batch=batch, poll_bytes=nbytes)
                 delete_topics(broker.bootstrap, output_topics(r["site"]))
-                rec = {"round": rnd, "variant": names[i], "tree": str(tree), "model": model, "poll_batch": batch,
-                       "poll_bytes": nbytes,
+                rec = {"round": rnd, "variant": names[i], "tree": str(tree), "model": model,
+                       "poll_batch": batch, "poll_bytes": nbytes,
                        "samples_per_s_per_worker": r["samples_per_s_per_worker"],
                        "span_s": r["span_s"], "cpu_s": r["cpu_s"], "peak_rss_mb": r["peak_rss_mb"],
                        "windows": r["windows"], "scores_digest": r["scores_digest"],

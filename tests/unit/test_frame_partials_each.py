@@ -44,7 +44,8 @@ def frame_lists(draw: st.DrawFn) -> list[np.ndarray]:
     elements = st.floats(width=32 if dtype is np.float32 else 64, allow_nan=True, allow_infinity=True) \
         if draw(st.booleans()) else st.floats(-1e3, 1e3, width=32 if dtype is np.float32 else 64)
     xs = draw(st.lists(hnp.arrays(dtype, shape, elements=elements), min_size=1, max_size=6))
-    return [placed(x, draw(st.integers(0, 15)), draw(st.sampled_from(["bytes", "strided", "self"]))) for x in xs]
+    how = st.sampled_from(["bytes", "strided", "self"])
+    return [placed(x, draw(st.integers(0, 15)), draw(how)) for x in xs]
 
 
 @settings(max_examples=400, deadline=None)
