@@ -557,20 +557,16 @@ def attach_partials(frames: list[Frame], feature_set: FeatureSet, rpm: dict[str,
         groups[(s.shape[0], s.shape[1], s.dtype.str, f.sample_rate_hz)].append(f)
     for (_, _, dt, rate), group in groups.items():
         if not feature_set.spectral and dt in _NATIVE_FLOATS:  # (time partials only: no stack, same floats)
-            time_part = frame_partials_each([f.samples for f in group])
-            for i, f in enumerate(group):
-                f.partials = time_part[i]
-                f.spectral = None
-                f.samples = None
-            continue
-        target = np.float64 if dt.endswith("f8") else np.float32
-        # (F, C, N), C-contiguous: one concatenate of the (C, N) arrays (np.stack makes a view of each
-        # first)
-        c, n = group[0].samples.shape  # type: ignore[union-attr]
-        batch = np.concatenate([f.samples for f in group]).reshape(len(group), c, n)
-        batch = batch.astype(target, copy=False)
-        speeds = np.array([rpm.get(f.asset, np.nan) for f in group]) if feature_set.spectral else None
-        time_part, spec = frame_partials_batch(batch, rate, speeds, feature_set)
+            time_part, spec = frame_partials_each([f.samples for f in group]), None
+        else:
+            target = np.float64 if dt.endswith("f8") else np.float32
+            # (F, C, N), C-contiguous: one concatenate of the (C, N) arrays (np.stack makes a view of each
+            # first)
+            c, n = group[0].samples.shape  # type: ignore[union-attr]
+            batch = np.concatenate([f.samples for f in group]).reshape(len(group), c, n)
+            batch = batch.astype(target, copy=False)
+            speeds = np.array([rpm.get(f.asset, np.nan) for f in group]) if feature_set.spectral else None
+            time_part, spec = frame_partials_batch(batch, rate, speeds, feature_set)
         for i, f in enumerate(group):
             f.partials = time_part[i]
             f.spectral = spec[i] if spec is not None else None
