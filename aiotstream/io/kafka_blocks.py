@@ -42,14 +42,12 @@ class _BlockPartition(WatchedPartition):
         if not msgs:
             return []
         self._poll.observe(len(msgs), sum(map(len, msgs)))  # a Message's len is its value's
-        errs = [i for i, e in enumerate(map(Message.error, msgs)) if e is not None]
         errors: list[Any] = []
-        if errs:
+        if any(map(Message.error, msgs)):  # (in C: an error is a truthy object, a good message's is None)
             keep = []
-            bad = set(errs)
-            for i, m in enumerate(msgs):
+            for m in msgs:
                 err = m.error()
-                if i not in bad:
+                if err is None:
                     keep.append(m)
                 elif err.code() == ConfluentKafkaError._PARTITION_EOF:
                     self._eof = True  # StopIteration at the next call, after this batch
