@@ -306,6 +306,49 @@ def test_a_reading_for_a_closed_interval_is_a_late_dead_letter() -> None:
     assert [(o.record["reason"], o.record["source"]["offset"]) for o in outs] == [("late", 100)]
 
 
+def test_late_readings_of_a_shuffled_batch_dead_letter_their_own_bytes() -> None:
+    """The rows are sorted by (zone, meter, interval) and a late reading's dead letter picks its bytes back
+    from the poll's values through that order (ZoneBatch.values, a Picked view): each dead
+    letter's payload must be its own offset's message, whatever order the batch came in, and a block must
+    dead-letter what the same messages one by one do."""
+    import base64
+    import pickle
+    import random
+
+    from aiotstream.energy.ingest import Picked
+    from aiotstream.records import MessageBlock
+
+    rt = BuildingRuntime(site())
+    rnd = random.Random(7)
+    items = [(z, T0 + rnd.randrange(0, 45) * S, rnd.choice(["power_kw", "occupancy"]), float(k))
+             for k in range(60) for z in (rnd.choice(["z1", "z2"]),)]
+    raws = [orjson.dumps(reading(*it)) for it in items]
+
+    def late(block: bool) -> list[tuple[int, bytes]]:
+        state = {z: ZoneState(rt, z) for z in ("z1", "z2")}
+        for z in state:  # intervals before 35 s closed by a reading and the outdoor temperature at 35 s
+            feed(state[z], z, [(T0, "power_kw", 1.0), (T0 + 35 * S, "power_kw", 1.0)])
+            feed(state[z], "weather", [(T0 + 35 * S, "temperature", 10.0)], start=50)
+        ing = BuildingIngest(rt, message_type=KafkaSourceMessage, now_ns=lambda: T0 + 3600 * S)
+        batch = [MessageBlock("b1.readings", 0, raws, list(range(100, 160)))] if block else \
+            [msg(100 + k, r) for k, r in enumerate(raws)]
+        dead = []
+        for o in ing.decode(batch):
+            if isinstance(o, tuple):
+                zb = o[1]
+                assert isinstance(zb.values, Picked)
+                assert pickle.loads(pickle.dumps(zb.values)) == list(zb.values) == zb.values
+                dead += state[o[0]].on_batch(zb)
+        return sorted((o.record["source"]["offset"], base64.b64decode(o.record["payload_b64"])) for o in dead
+                      if o.kind == "deadletter" and o.record["reason"] == "late")
+
+    got = late(True)
+    assert got == late(False)
+    assert all(raw == raws[off - 100] for off, raw in got)  # each payload is its own offset's message
+    first = {100 + k for k, (_, t, _, _) in enumerate(items) if t < T0 + 10 * S}  # interval 0 closed surely
+    assert first <= {off for off, _ in got} and len(got) < len(items)
+
+
 # ---- config ------------------------------------------------------------------------------------------
 def test_building_site_file_loads_and_its_commented_examples_too(tmp_path: Path) -> None:
     path = ROOT / "flows" / "sites" / "building-1.toml"
