@@ -56,7 +56,7 @@ cimport cython
 
 cimport numpy as cnp
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_GetItem, PyDict_Next
+from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError, PyDict_Next
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.list cimport PyList_New, PyList_SET_ITEM
@@ -1517,6 +1517,36 @@ def group_columns(list keys, list take, tuple cols):
             PyList_SET_ITEM(<list>lists[j], size_v[s], item)
         size_v[s] += 1
     return {order[s]: per_slot[s] for s in range(nslots)}
+
+
+def dict_codes(list keys, dict table):
+    """``table.get(key, -1)`` for every key, as an int64 array: a block's names (assets, metrics) to the
+    flow's codes (every value of ``table`` an int within int64, else ``TypeError`` or ``OverflowError`` when
+    it is read). The twin of :func:`aiotstream.codecs.readings.dict_codes` (its Python path). A key that is
+    the same object as the one before reuses its code without a lookup: the block parser makes one ``str``
+    per distinct name, so a run of one asset's readings costs one lookup. A key that cannot be hashed raises
+    ``dict.get``'s ``TypeError``."""
+    cdef Py_ssize_t n = len(keys), k
+    out = np.empty(n, dtype=np.int64)
+    cdef long long[::1] o = out
+    cdef long long code = -1
+    cdef object key, last = None
+    cdef bint have = False
+    cdef PyObject* got
+    for k in range(n):
+        key = keys[k]
+        if not have or key is not last:
+            got = PyDict_GetItemWithError(table, key)  # (NULL with an error set: raised, as dict.get's)
+            if got is NULL:
+                code = -1
+            elif isinstance(<object>got, int):
+                code = <object>got
+            else:
+                raise TypeError(f"dict_codes: the code of {key!r} is a {type(<object>got).__name__}, not an int")
+            last = key
+            have = True
+        o[k] = code
+    return out
 
 
 cdef object _I64_MIN = -(1 << 63)

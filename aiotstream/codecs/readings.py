@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import orjson
 
+from aiotstream._kernels import dict_codes as _dict_codes
 from aiotstream._kernels import group_columns as _group_columns
 from aiotstream._kernels import plain_reading_columns
 from aiotstream.codecs.feedback import _feedback, _load_json
@@ -151,6 +152,25 @@ def group_columns(keys: list[str], take: list[int] | None, cols: tuple[list, ...
             for got, c in zip(lists, cols):
                 got.append(c[k])
     return out
+
+
+def dict_codes(keys: list, table: dict, compiled: bool = True) -> np.ndarray:
+    """``table.get(key, -1)`` for every key as an int64 array: a block's asset and metric names to the flow's
+    codes. ``compiled`` runs :func:`aiotstream._kernels.dict_codes` (one lookup per run of the same key
+    object, about 4-10 ns a key against 45 for ``np.fromiter`` of ``dict.get``), False its twin below. A code
+    that is not an int raises ``TypeError``, one beyond int64 ``OverflowError``, an unhashable key
+    ``dict.get``'s ``TypeError``.
+
+    >>> dict_codes(["z1", "z9", "z1"], {"z1": 0, "z2": 1}).tolist()
+    [0, -1, 0]
+    """
+    if compiled:
+        return _dict_codes(keys, table)
+    codes = [table.get(k, -1) for k in keys]
+    for k, c in zip(keys, codes):
+        if not isinstance(c, int):
+            raise TypeError(f"dict_codes: the code of {k!r} is a {type(c).__name__}, not an int")
+    return np.array(codes, dtype=np.int64)
 
 
 def decode_any(raw: bytes | None, pos: Position) -> Frame | Reading | Feedback:
