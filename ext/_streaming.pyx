@@ -635,12 +635,20 @@ cdef inline Py_ssize_t _equal_from(const double* a, Py_ssize_t n, Py_ssize_t lo,
     return _upper(a + lo, n - lo, v)
 
 
+# The GPD fit's theta grids (as streaming.fit_gpd makes them: the same floats), made once: every fit reads
+# them and none writes them
+_G_NEG = np.geomspace(1e-6, 1.0 - 1e-6, 40)
+_G_POS = np.geomspace(1e-6, 6.0, 40)
+_G_NEG.flags.writeable = False
+_G_POS.flags.writeable = False
+
+
 def fit_gpd(y, double xi_min=-0.5):
     """Compiled twin of :func:`aiotstream.models.streaming.fit_gpd` (for the tests)."""
     cdef double[::1] yy = np.ascontiguousarray(y, dtype=np.float64)
     yy = np.ascontiguousarray(np.asarray(yy)[np.isfinite(yy) & (np.asarray(yy) > 0)])
-    cdef double[::1] g_neg = np.geomspace(1e-6, 1.0 - 1e-6, 40)
-    cdef double[::1] g_pos = np.geomspace(1e-6, 6.0, 40)
+    cdef const double[::1] g_neg = _G_NEG
+    cdef const double[::1] g_pos = _G_POS
     cdef double[::1] tmp = np.empty(max(yy.shape[0], 1))
     cdef double out[2]
     if yy.shape[0] == 0:
@@ -655,8 +663,8 @@ def spot_fit(arr, double level, double xi_min):
     cdef Py_ssize_t n = a.shape[0]
     cdef double[::1] scratch = np.empty(2 * n)
     cdef double[::1] tmp = np.empty(n)
-    cdef double[::1] g_neg = np.geomspace(1e-6, 1.0 - 1e-6, 40)
-    cdef double[::1] g_pos = np.geomspace(1e-6, 6.0, 40)
+    cdef const double[::1] g_neg = _G_NEG
+    cdef const double[::1] g_pos = _G_POS
     cdef double out[4]
     _spot_fit(&a[0], n, 1, level, xi_min, g_neg, g_pos, &scratch[0], &tmp[0], out, NULL)
     return out[0], out[1], out[2], out[3]
@@ -752,7 +760,8 @@ cdef class Ensemble:
     cdef double[::1] inv_vals
     cdef double q_expect, q_unit
     # scratch
-    cdef double[::1] g_neg, g_pos, scratch, tmp, ybuf, e
+    cdef const double[::1] g_neg, g_pos  # the fit's grids, shared by every detector (_G_NEG, _G_POS)
+    cdef double[::1] scratch, tmp, ybuf, e
     cdef unsigned long owner  # the thread whose work buffers scratch and tmp are (see _own)
     # each SPOT's quantile bracket for its next fit (channels, T2, Q, rank; not state: NaN = none)
     cdef double[:, ::1] qhint
@@ -849,8 +858,8 @@ cdef class Ensemble:
             self.krate = rank_bank.rate
             self.kxi = rank_bank.xi
             self.ksigma = rank_bank.sigma
-        self.g_neg = np.geomspace(1e-6, 1.0 - 1e-6, 40)
-        self.g_pos = np.geomspace(1e-6, 6.0, 40)
+        self.g_neg = _G_NEG  # (read only: shared, not made per detector at 43 us each)
+        self.g_pos = _G_POS
         self.owner = 0
         self._own()
         self.qhint = np.full((self.n + 3, 2), np.nan)
