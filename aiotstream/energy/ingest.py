@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -363,7 +364,7 @@ class BuildingIngest:
             Z, C, T, V, raw, P, O = chunks[0]
         else:
             Z, C, T, V, P, O = (np.concatenate([c[i] for c in chunks]) for i in (0, 1, 2, 3, 5, 6))
-            raw = [r for c in chunks for r in c[4]]
+            raw = list(chain.from_iterable(c[4] for c in chunks))
         names = list(cols.names)
         bad = ((C == HVAC) & ~((V == 0) | (V == 1) | (V == 2) | (V == 3))) | ((C == OCCUPANCY) & (V < 0))
         if bad.any():

@@ -324,13 +324,16 @@ def test_late_readings_of_a_shuffled_batch_dead_letter_their_own_bytes() -> None
              for k in range(60) for z in (rnd.choice(["z1", "z2"]),)]
     raws = [orjson.dumps(reading(*it)) for it in items]
 
-    def late(block: bool) -> list[tuple[int, bytes]]:
+    def late(blocks: int) -> list[tuple[int, bytes]]:
         state = {z: ZoneState(rt, z) for z in ("z1", "z2")}
         for z in state:  # intervals before 35 s closed by a reading and the outdoor temperature at 35 s
             feed(state[z], z, [(T0, "power_kw", 1.0), (T0 + 35 * S, "power_kw", 1.0)])
             feed(state[z], "weather", [(T0 + 35 * S, "temperature", 10.0)], start=50)
         ing = BuildingIngest(rt, message_type=KafkaSourceMessage, now_ns=lambda: T0 + 3600 * S)
-        batch = [MessageBlock("b1.readings", 0, raws, list(range(100, 160)))] if block else \
+        # one block, or two of two partitions (offsets 100-129 and 130-159) in one poll, or the messages
+        cut = [0, 30, 60] if blocks == 2 else [0, 60]
+        batch = [MessageBlock("b1.readings", p, raws[a:b], list(range(100 + a, 100 + b)))
+                 for p, (a, b) in enumerate(zip(cut, cut[1:]))] if blocks else \
             [msg(100 + k, r) for k, r in enumerate(raws)]
         dead = []
         for o in ing.decode(batch):
@@ -342,8 +345,8 @@ def test_late_readings_of_a_shuffled_batch_dead_letter_their_own_bytes() -> None
         return sorted((o.record["source"]["offset"], base64.b64decode(o.record["payload_b64"])) for o in dead
                       if o.kind == "deadletter" and o.record["reason"] == "late")
 
-    got = late(True)
-    assert got == late(False)
+    got = late(1)
+    assert got == late(0) == late(2)
     assert all(raw == raws[off - 100] for off, raw in got)  # each payload is its own offset's message
     first = {100 + k for k, (_, t, _, _) in enumerate(items) if t < T0 + 10 * S}  # interval 0 closed surely
     assert first <= {off for off, _ in got} and len(got) < len(items)
