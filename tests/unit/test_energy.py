@@ -314,6 +314,7 @@ def test_late_readings_of_a_shuffled_batch_dead_letter_their_own_bytes() -> None
     import base64
     import pickle
     import random
+    from itertools import pairwise
 
     from aiotstream.energy.ingest import Picked
     from aiotstream.records import MessageBlock
@@ -326,14 +327,14 @@ def test_late_readings_of_a_shuffled_batch_dead_letter_their_own_bytes() -> None
 
     def late(blocks: int) -> list[tuple[int, bytes]]:
         state = {z: ZoneState(rt, z) for z in ("z1", "z2")}
-        for z in state:  # intervals before 35 s closed by a reading and the outdoor temperature at 35 s
-            feed(state[z], z, [(T0, "power_kw", 1.0), (T0 + 35 * S, "power_kw", 1.0)])
-            feed(state[z], "weather", [(T0 + 35 * S, "temperature", 10.0)], start=50)
+        for z, zs in state.items():  # intervals before 35 s closed by a reading and the outdoor one at 35 s
+            feed(zs, z, [(T0, "power_kw", 1.0), (T0 + 35 * S, "power_kw", 1.0)])
+            feed(zs, "weather", [(T0 + 35 * S, "temperature", 10.0)], start=50)
         ing = BuildingIngest(rt, message_type=KafkaSourceMessage, now_ns=lambda: T0 + 3600 * S)
         # one block, or two of two partitions (offsets 100-129 and 130-159) in one poll, or the messages
         cut = [0, 30, 60] if blocks == 2 else [0, 60]
         batch = [MessageBlock("b1.readings", p, raws[a:b], list(range(100 + a, 100 + b)))
-                 for p, (a, b) in enumerate(zip(cut, cut[1:]))] if blocks else \
+                 for p, (a, b) in enumerate(pairwise(cut))] if blocks else \
             [msg(100 + k, r) for k, r in enumerate(raws)]
         dead = []
         for o in ing.decode(batch):
