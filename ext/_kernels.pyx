@@ -1542,7 +1542,8 @@ def dict_codes(list keys, dict table):
             elif isinstance(<object>got, int):
                 code = <object>got
             else:
-                raise TypeError(f"dict_codes: the code of {key!r} is a {type(<object>got).__name__}, not an int")
+                raise TypeError(f"dict_codes: the code of {key!r} is a {type(<object>got).__name__}, "
+                                "not an int")
             last = key
             have = True
         o[k] = code
