@@ -308,9 +308,9 @@ def test_a_reading_for_a_closed_interval_is_a_late_dead_letter() -> None:
 
 def test_late_readings_of_a_shuffled_batch_dead_letter_their_own_bytes() -> None:
     """The rows are sorted by (zone, meter, interval) and a late reading's dead letter picks its bytes back
-    from the poll's values through that order (ZoneBatch.values, a Picked view): each dead
-    letter's payload must be its own offset's message, whatever order the batch came in, and a block must
-    dead-letter what the same messages one by one do."""
+    from the poll's values through that order (ZoneBatch.values, a Picked view): each dead letter's payload
+    must be its own offset's message, whatever order the batch came in, and a block must dead-letter what
+    the same messages one by one do."""
     import base64
     import pickle
     import random
