@@ -1531,11 +1531,10 @@ def dict_codes(list keys, dict table):
     cdef long long[::1] o = out
     cdef long long code = -1
     cdef object key, last = None
-    cdef bint have = False
     cdef PyObject* got
     for k in range(n):
         key = keys[k]
-        if not have or key is not last:
+        if k == 0 or key is not last:
             got = PyDict_GetItemWithError(table, key)  # (NULL with an error set: raised, as dict.get's)
             if got is NULL:
                 code = -1
@@ -1545,7 +1544,6 @@ def dict_codes(list keys, dict table):
                 raise TypeError(f"dict_codes: the code of {key!r} is a {type(<object>got).__name__}, "
                                 "not an int")
             last = key
-            have = True
         o[k] = code
     return out
 
