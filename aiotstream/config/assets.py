@@ -4,10 +4,11 @@ from __future__ import annotations
 from pydantic import (
     Field,
     field_validator,
+    model_validator,
 )
 
 from aiotstream.config.base import _Model
-from aiotstream.ids import ID_PATTERN  # the one id pattern (config, payloads, topic levels, file columns)
+from aiotstream.ids import ID_PATTERN, MAX_ID  # the one id pattern (config, payloads, topic levels)
 
 
 class SiteInfo(_Model):
@@ -30,9 +31,7 @@ class AssetConfig(_Model):
     @field_validator("channels")
     @classmethod
     def _unique_channels(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"channel names must be unique, got {v}")
-        return v
+        return _unique(v)
 
 
 class AssetGroup(_Model):
@@ -46,3 +45,24 @@ class AssetGroup(_Model):
     sample_rate_hz: float = Field(default=10_000.0, gt=0, le=1_000_000)
     rpm: float = Field(default=1_800.0, gt=0, le=200_000)
     ideal_cycle_time_s: float | None = Field(default=None, gt=0)
+
+    # What each of the group's assets (AssetConfig) requires, checked here so that a bad group fails with
+    # its own path (``asset_groups[i]...``), not an asset's field path without the group in it.
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, v: list[str]) -> list[str]:
+        return _unique(v)
+
+    @model_validator(mode="after")
+    def _ids_fit(self) -> AssetGroup:
+        last = f"{self.prefix}{self.count:0{self.width}d}"  # the longest id of the group
+        if len(last) > MAX_ID:
+            raise ValueError(f"the group's last id {last[:20]}...{last[-8:]} has {len(last)} characters, "
+                             f"over {MAX_ID}: shorten the prefix or the width")
+        return self
+
+
+def _unique(channels: list[str]) -> list[str]:
+    if len(set(channels)) != len(channels):
+        raise ValueError(f"channel names must be unique, got {channels}")
+    return channels
