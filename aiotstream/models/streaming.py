@@ -838,9 +838,11 @@ class StreamingDetector:
         self._kernel = None
         if impl == "compiled":
             # T-squared and Q calibrators as one two-column ring buffer (fitted in arrival order,
-            # like the deques of the reference's SpotCalibrators, which this impl does not use)
+            # like the deques of the reference's SpotCalibrators, which this impl does not use); without
+            # Q (one channel, or not in ``use``) one column: the kernel reads and writes the second only
+            # for Q, and it was 29 KB of zeros in every one-channel asset's memory and snapshot
             self.spots = {}
-            self.mv_spots = SpotBank(2, cfg) if self.mv is not None else None
+            self.mv_spots = SpotBank(2 if "q" in self.use else 1, cfg) if self.mv is not None else None
             # the rank test's calibrator as a one-column ring (fitted in arrival order, like mv_spots)
             self.rank_spots = SpotBank(1, cfg) if self.rank is not None else None
             self._kernel = self._make_kernel()

@@ -999,3 +999,51 @@ def test_compiled_detectors_in_two_threads_give_their_one_thread_results() -> No
         t.join()
     for i, w in enumerate(want):
         np.testing.assert_array_equal(np.concatenate(got[i]), w)
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=plant_rows(), cut=st.integers(0, 300))
+def test_without_q_the_mv_calibrator_has_one_column_and_the_results_of_two(data, cut: int) -> None:
+    """Without Q (one channel, or a ``use`` without it) the compiled T-squared calibrator keeps one column:
+    the same results and the same T-squared state as the two-column ring of before (which snapshots from
+    before hold: one such, pickled mid-stream, goes on as before)."""
+    import pickle
+
+    _compiled()
+    x, kind = data
+    n = x.shape[1]
+    det = S.make_pipeline(kind, n, TINY, impl="compiled")
+    if det.mv_spots is None:
+        return
+    with_q = "q" in det.use
+    assert det.mv_spots.buf.shape == (TINY.spot_window, 2 if with_q else 1)
+    if with_q:
+        return
+    old = S.make_pipeline(kind, n, TINY, impl="compiled")
+    old.mv_spots = S.SpotBank(2, TINY)  # the layout of before
+    old._kernel = old._make_kernel()
+    cut = min(cut, len(x))
+    a = det.update_block(x[:cut])
+    b = old.update_block(x[:cut])
+    old = pickle.loads(pickle.dumps(old))  # a snapshot of the old layout, resumed
+    a2, b2 = det.update_block(x[cut:]), old.update_block(x[cut:])
+    for f in ("p", "alert", "z", "channel_p"):
+        np.testing.assert_array_equal(np.r_[getattr(a, f), getattr(a2, f)], np.r_[getattr(b, f), getattr(b2, f)])
+    assert a.events + a2.events == b.events + b2.events
+    m, o = det.mv_spots, old.mv_spots
+    np.testing.assert_array_equal(m.buf[:, 0], o.buf[:, 0])
+    for f in ("pos", "fill", "since", "t", "rate", "xi", "sigma"):
+        np.testing.assert_array_equal(getattr(m, f)[0], getattr(o, f)[0])
+    assert not o.buf[:, 1].any() and o.fill[1] == 0  # (the second column was never touched)
+
+
+def test_a_one_channel_detector_holds_and_pickles_29_kb_less() -> None:
+    import pickle
+
+    _compiled()
+    det = S.make_pipeline("default", 1, impl="compiled")
+    old = S.make_pipeline("default", 1, impl="compiled")
+    old.mv_spots = S.SpotBank(2, old.cfg)
+    old._kernel = old._make_kernel()
+    saved = len(pickle.dumps(old)) - len(pickle.dumps(det))
+    assert saved >= 8 * old.cfg.spot_window  # one column of spot_window float64 values
