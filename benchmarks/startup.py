@@ -5,21 +5,18 @@
 A site of one asset group (``--assets`` members, one channel, readings only) replays a CSV of 150 readings
 of five of its assets as fast as it can, to files: what is left is loading and checking the site, building
 the runtime, starting the dataflow and stopping it. Each checkout (``--tree``, this one by default) runs
-once per round, in turn, so drift hits them alike; the report gives each run's wall and CPU seconds (the
-child's, from ``wait4``) and the median of the per-round ratios to the first checkout. Each run's outputs
-but the audit record are compared (without ``produced_at`` and ``code_version``): the checkouts must write
-the same records, ids included.
+once per round, in turn, so drift hits them alike; the report gives each run's wall and CPU seconds and
+peak RSS (the child's, as :func:`benchmarks.common.wait` measures them) and the median of the per-round
+ratios to the first checkout. Each run's outputs but the audit record are compared (without
+``produced_at`` and ``code_version``): the checkouts must write the same records, ids included.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +49,11 @@ def _outputs(out: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def run_once(tree: Path, site: Path, out: Path) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "aiotstream.cli", "replay", str(site.parent / "readings.csv"),
-                             "--site", str(site), "--out-dir", str(out)], cwd=tree, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if status:
-        raise SystemExit(f"{tree}: replay failed ({status}):\n{err[-2000:]}")
-    return {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    cmd = [sys.executable, "-m", "aiotstream.cli", "replay", str(site.parent / "readings.csv"), "--site", str(site),
+           "--out-dir", str(out)]
+    done = common.wait(common.spawn(cmd, env={"PYTHONPATH": str(tree)}, cwd=tree)).check(f"{tree}: replay")
+    s = done.summary()
+    return {"wall_s": s["wall_s"], "cpu_s": s["cpu_s"], "peak_rss_mb": s["peak_rss_mb"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import operator
 import tomllib
 import weakref
 from pathlib import Path
@@ -476,26 +475,25 @@ def _known_fields(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields) if hasattr(model, "model_fields") else []
 
 
-_EXPANDED: dict[int, tuple[Any, tuple[Any, ...], list[AssetConfig]]] = {}
-"""id(config) -> (a weak reference to it, what the expansion read, its assets): see :func:`_expanded`."""
+_EXPANDED: dict[int, tuple[Any, list[AssetConfig]]] = {}
+"""id(config) -> (a weak reference to it, its assets): see :func:`_expanded`."""
 
 
 def _expanded(cfg: SiteConfig) -> list[AssetConfig]:
     """``cfg``'s assets (:meth:`SiteConfig.all_assets`), expanded at the first call and kept while ``cfg``
-    lives. A config is frozen, and a copy with other assets (``model_copy(update=...)``) is another object;
-    the entry also names the very lists it read, so it cannot serve another config. Kept outside the model:
-    a private attribute would be compared by ``==``, copied by ``model_copy`` and pickled with it."""
-    read = (cfg.assets, cfg.asset_groups, cfg.building)
-    hit = _EXPANDED.get(id(cfg))
-    if hit is not None and hit[0]() is cfg and all(map(operator.is_, hit[1], read)):
-        return hit[2]
+    lives (the entry goes with it). A config is frozen, and a copy with other assets (``model_copy(update=
+    ...)``) is another object. Kept outside the model: a private attribute would be compared by ``==``,
+    copied by ``model_copy`` and pickled with it."""
+    key = id(cfg)
+    hit = _EXPANDED.get(key)
+    if hit is not None and hit[0]() is cfg:
+        return hit[1]
     out = list(cfg.assets)
     for g in cfg.asset_groups:
         out += _group_assets(g)
     if cfg.building is not None:
         out += [AssetConfig(id=z.id, line=z.floor) for z in cfg.building.all_zones()]
-    key = id(cfg)
-    _EXPANDED[key] = (weakref.ref(cfg, lambda _ref, key=key: _EXPANDED.pop(key, None)), read, out)
+    _EXPANDED[key] = (weakref.ref(cfg, lambda _ref, key=key: _EXPANDED.pop(key, None)), out)
     return out
 
 
