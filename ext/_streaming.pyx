@@ -35,7 +35,8 @@ import numpy as np
 
 from cpython.pythread cimport PyThread_get_thread_ident
 from libc.math cimport INFINITY, NAN, erfc, exp, fabs, floor, isfinite, isnan, log, log1p, pow, sqrt
-from libc.string cimport memmove
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy, memmove
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 
 cimport numpy as cnp
@@ -56,7 +57,7 @@ def set_simd_level(int level):
     For the tests, which run every path the CPU has against the reference."""
     return aiot_set_simd_level(level)
 
-__all__ = ["SIMD_LEVEL", "Ensemble", "calibrated_step", "chi2_sf", "fit_gpd", "pca_refresh", "quantile_hint_hits", "quantiles_hinted", "set_fast_fits", "set_simd_level", "spot_fit"]
+__all__ = ["SIMD_LEVEL", "Ensemble", "calibrated_step", "chi2_sf", "fit_gpd", "pca_refresh", "quantile_hint_hits", "quantiles_hinted", "set_fast_fits", "set_simd_level", "sorted_copy_of", "spot_fit"]
 
 cdef bint FAST_FITS = True
 cdef long long GPD_PASSES = 0  # log1p passes over the excesses in the GPD fits (for the tests)
@@ -2138,3 +2139,46 @@ def shift_test(buf_arr, Py_ssize_t n, Py_ssize_t recent, quiet_arr, double margi
         return fired
     finally:
         PyMem_Free(dest)
+
+
+cdef inline uint64_t _mix64(uint64_t x) noexcept nogil:
+    # splitmix64's finalizer: the sum of these over a multiset of values is order-free and changes with
+    # near certainty when any value does
+    x += 0x9E3779B97F4A7C15ULL
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL
+    return x ^ (x >> 31)
+
+
+def sorted_copy_of(const double[:, ::1] ring, const double[:, ::1] srt, const long long[::1] fill):
+    """Whether every row ``j`` of ``srt`` is ``ring[j, :fill[j]]`` sorted, with zero bits after it, and
+    that reference holds no -0.0: then a sort of the reference gives ``srt`` back bit for bit
+    (``RankTest._srt_derivable``; its numpy twin is ``aiotstream.models.streaming._sorted_copy_of``).
+    The order is checked, the values by the wrapping sums of their mixed bits. One pass, no sort."""
+    cdef Py_ssize_t j, i, f, size = ring.shape[1]
+    cdef uint64_t a, b, h1, h2
+    cdef double prev
+    if srt.shape[0] != ring.shape[0] or srt.shape[1] != size or fill.shape[0] < ring.shape[0]:
+        return False
+    for j in range(ring.shape[0]):
+        f = fill[j]
+        if f < 0 or f > size:
+            return False
+        h1 = h2 = 0
+        for i in range(f):
+            memcpy(&a, &ring[j, i], 8)
+            memcpy(&b, &srt[j, i], 8)
+            if a == 0x8000000000000000ULL:  # -0.0
+                return False
+            if i and not (srt[j, i] >= prev):  # (NaN: not sorted)
+                return False
+            prev = srt[j, i]
+            h1 += _mix64(a)
+            h2 += _mix64(b)
+        if h1 != h2:
+            return False
+        for i in range(f, size):
+            memcpy(&b, &srt[j, i], 8)
+            if b:
+                return False
+    return True

@@ -41,6 +41,7 @@ import numpy as np
 from aiotstream.errors import ModelError
 from aiotstream.models.detector import Detector
 from aiotstream.models.hst import FlatHalfSpaceTrees
+from aiotstream.models.packed import pack, unpack
 
 try:  # the drift test's fast path compiled (ext/_streaming.pyx); ShiftDrift's numpy code is its reference
     from aiotstream._streaming import shift_test as _shift_test
@@ -446,11 +447,12 @@ class ShiftDrift:
         self.last: list[dict] = []
 
     def update(self, x: np.ndarray) -> list[str]:
-        size = self._buf.shape[0]
+        buf = self._buf
+        size = buf.shape[0]
         if self._every_column and len(x) == len(self.index):  # (every window of every asset: no gather)
-            self._buf[self.n % size] = x
+            buf[self.n % size] = x
         else:
-            self._buf[self.n % size] = np.asarray(x, dtype=np.float64)[self.index]
+            buf[self.n % size] = np.asarray(x, dtype=np.float64)[self.index]
         self.n += 1
         left = self._quiet_rows
         if left is None:
@@ -462,14 +464,14 @@ class ShiftDrift:
         if self.n < 2 * self.recent or self.n % self.every:
             return []
         if self._fast and _shift_test is not None:  # (compiled: the test where the fast path below applies)
-            hits = _shift_test(self._buf, self.n, self.recent, self._quiet, self.margin, self.min_change, _QS)
+            hits = _shift_test(buf, self.n, self.recent, self._quiet, self.margin, self.min_change, _QS)
             if hits is not None:
                 return self._fire(hits) if hits else []
         if self.n < size:
-            rows = self._buf[: self.n]
+            rows = buf[: self.n]
         else:  # oldest first
             k = self.n % size
-            rows = np.concatenate((self._buf[k:], self._buf[:k])) if k else self._buf
+            rows = np.concatenate((buf[k:], buf[:k])) if k else buf
         # (an infinite feature value makes inf - inf in the quantiles and the sd: NaN, which compares false,
         # as the compiled test finds; numpy would warn of it on every test of that window's rows)
         with np.errstate(invalid="ignore", over="ignore"):
@@ -493,6 +495,15 @@ class ShiftDrift:
             return []
         return self._fire([(i, float(med[i]), float(lo[i]), float(hi[i]), float(now[i]),
                             float((now[i] - med[i]) / sd[i])) for i in np.flatnonzero(out)])
+
+    def __getstate__(self) -> dict:
+        # the ring is allocated whole (NaN) and fills one window at a time: a young watch's snapshot
+        # carries only the rows it has filled (aiotstream.models.packed: the same bits on load)
+        return {**self.__dict__, "_buf": pack(self._buf, np.nan)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._buf = unpack(self._buf)
 
     def _fire(self, hits: list[tuple]) -> list[str]:
         """The features that fired, each ``(index, reference median, low, high, recent median, shift in

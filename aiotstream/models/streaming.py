@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from aiotstream.models.packed import pack, unpack
+
 __all__ = ["BlockResult", "ChangeEvent", "DetectorConfig", "Hysteresis", "MultivariateDetector",
            "RankTest", "RobustBaseline", "RowResult", "SpotBank", "SpotCalibrator", "StreamingDetector",
            "chi2_sf", "fit_gpd", "gpd_sf", "make_pipeline"]
@@ -482,6 +484,15 @@ class SpotBank:
         self.sigma = np.ones(n)
         self._cols = np.arange(n)
 
+    def __getstate__(self) -> dict:
+        # a young bank's ring is mostly the zeros it was allocated with: a snapshot carries the rows it
+        # has filled (aiotstream.models.packed; the same bits on load, a full ring as before)
+        return {**self.__dict__, "buf": pack(self.buf, 0.0)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.buf = unpack(self.buf)
+
     def tail(self, x: np.ndarray) -> np.ndarray:
         """P(statistic >= x) per column (1.0 before calibration)."""
         t, sig, xi = self.t, self.sigma, self.xi
@@ -578,6 +589,34 @@ class RankTest:
         self.s1 = np.zeros(n)                         # sum of y = x - shift over the reference
         self.s2 = np.zeros(n)                         # sum of y^2
         self.lag = np.zeros(n)                        # sum of y_i y_(i+1) over chronological neighbours
+
+    def __getstate__(self) -> dict:
+        # A snapshot without what the state implies: the reference's unfilled tail (zeros, as allocated)
+        # and its sorted copy, which is the reference sorted (srt[j, :fill[j]], zeros after it): rebuilt
+        # on load, the same bits (aiotstream.models.packed for the tails).
+        state = {**self.__dict__, "ring": pack(self.ring, 0.0, axis=1)}
+        state["srt"] = None if self._srt_derivable() else pack(self.srt, 0.0, axis=1)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.ring = unpack(self.ring)
+        self.srt = self._sorted_reference() if self.srt is None else unpack(self.srt)
+
+    def _sorted_reference(self) -> np.ndarray:
+        srt = np.zeros_like(self.ring)
+        for j, f in enumerate(self.fill.tolist()):
+            srt[j, :f] = np.sort(self.ring[j, :f])
+        return srt
+
+    def _srt_derivable(self) -> bool:
+        """Whether :meth:`_sorted_reference` gives ``srt`` back bit for bit: each channel's reference is
+        ``ring[j, :fill[j]]`` (a reset starts it again at 0) and ``srt[j, :fill[j]]`` holds it sorted (the
+        invariant :meth:`_learn` and the kernel keep, checked: :func:`_sorted_copy_of`), zeros after it (not
+        so after a reset: kept whole then). Equal finite values have equal bits but for 0.0 and -0.0,
+        whose order a sort may not keep: a reference holding a -0.0 is kept whole too."""
+        check = _compiled.sorted_copy_of if _compiled is not None else _sorted_copy_of
+        return bool(check(self.ring, self.srt, self.fill))
 
     def reset(self, j: int) -> None:
         """Empty channel j's reference (its test window is kept)."""
@@ -1007,6 +1046,40 @@ class StreamingDetector:
             r = self.update(x[i])
             score[i], alert[i] = r.score, r.alert
         return score, alert
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer on uint64 values (wrapping), as ``_streaming._mix64``."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _sorted_copy_of(ring: np.ndarray, srt: np.ndarray, fill: np.ndarray) -> bool:
+    """Whether every row ``j`` of ``srt`` is ``ring[j, :fill[j]]`` sorted with zero bits after it, and that
+    reference holds no -0.0 (the numpy twin of ``_streaming.sorted_copy_of``): the order is checked, the
+    values by the wrapping sums of their mixed bits (order-free; another multiset changes them with near
+    certainty). Linear, no sort: it runs for every snapshot of every touched asset.
+
+    >>> r, f = np.array([[3.0, 1.0, 2.0, 0.0]]), np.array([3])
+    >>> [_sorted_copy_of(r, np.array([s]), f) for s in ([1.0, 2.0, 3.0, 0.0], [1.0, 2.0, 4.0, 0.0])]
+    [True, False]
+    """
+    if srt.shape != ring.shape or len(fill) < len(ring):
+        return False
+    bits, sbits = ring.view(np.uint64), srt.view(np.uint64)
+    for j, f in enumerate(fill[:len(ring)].tolist()):
+        if not 0 <= f <= ring.shape[1]:
+            return False
+        s = srt[j, :f]
+        if sbits[j, f:].any() or (bits[j, :f] == 0x8000000000000000).any() or not (s[1:] >= s[:-1]).all():
+            return False
+        with np.errstate(over="ignore"):
+            if _mix64(bits[j, :f]).sum(dtype=np.uint64) != _mix64(sbits[j, :f]).sum(dtype=np.uint64):
+                return False
+    return True
 
 
 def make_pipeline(kind: str, n_channels: int, config: DetectorConfig | None = None,
