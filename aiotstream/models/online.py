@@ -439,7 +439,9 @@ class ShiftDrift:
         self.index = np.array([self.columns.index(w) for w in self.watched], dtype=np.intp)
         self.reference, self.recent = reference, recent
         self.margin, self.min_change, self.every = margin, min_change, every
-        self._buf = np.full((reference + recent, len(self.index)), np.nan)
+        # the ring of the last reference + recent rows (NaN where none came yet), made at the first row: an
+        # asset whose windows have no features (readings only) never has one (30 KB of its memory)
+        self._buf: np.ndarray | None = None
         self.n = 0
         self._quiet = np.zeros(len(self.index), dtype=np.int64)  # rows left before a feature may fire again
         self._quiet_rows = 0
@@ -448,6 +450,8 @@ class ShiftDrift:
 
     def update(self, x: np.ndarray) -> list[str]:
         buf = self._buf
+        if buf is None:
+            buf = self._buf = np.full((self.reference + self.recent, len(self.index)), np.nan)
         size = buf.shape[0]
         if self._every_column and len(x) == len(self.index):  # (every window of every asset: no gather)
             buf[self.n % size] = x
@@ -499,7 +503,7 @@ class ShiftDrift:
     def __getstate__(self) -> dict:
         # the ring is allocated whole (NaN) and fills one window at a time: a young watch's snapshot
         # carries only the rows it has filled (aiotstream.models.packed: the same bits on load)
-        return {**self.__dict__, "_buf": pack(self._buf, np.nan)}
+        return {**self.__dict__, "_buf": None if self._buf is None else pack(self._buf, np.nan)}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

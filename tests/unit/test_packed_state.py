@@ -247,7 +247,9 @@ def test_a_drift_watch_pickled_anywhere_comes_back_the_same_and_fires_the_same(s
     want = [whole.update(r) for r in x]
     cut = min(cut, rows)
     got = [watch.update(r) for r in x[:cut]]
-    if cut < watch._buf.shape[0]:
+    if cut == 0:  # (no row yet: no ring)
+        assert watch._buf is None and watch.__getstate__()["_buf"] is None
+    elif cut < watch._buf.shape[0]:
         assert isinstance(watch.__getstate__()["_buf"], Packed)
     back = pickle.loads(pickle.dumps(watch))
     _same_state(watch, back)
@@ -303,3 +305,24 @@ def test_the_sorted_copy_check_says_whether_a_sort_gives_the_copy_back(case) -> 
     assert S._sorted_copy_of(ring, srt, fill) is want
     if S._compiled is not None:
         assert S._compiled.sorted_copy_of(ring, srt, fill) is want
+
+
+def test_a_readings_only_asset_holds_no_drift_ring() -> None:
+    """The drift watch's ring (reference + recent rows x the window features) is made at its first row:
+    an asset whose windows carry no features (scalar readings only) never makes it (30 KB an asset)."""
+    from aiotstream.config import SiteConfig
+    from aiotstream.pdm.asset import AssetAnalyzer
+    from aiotstream.pdm.runtime import SiteRuntime
+    from aiotstream.records import Position, Reading
+
+    cfg = SiteConfig.model_validate({"site": {"id": "m"}, "assets": [{"id": "p1", "channels": ["v"]}],
+                                     "inputs": {"topics": ["t"], "tail": False}, "scalar": {"readings_only": True}})
+    a = AssetAnalyzer(SiteRuntime(cfg), "p1")
+    t0 = 1_767_225_600_000_000_000
+    outs = a.on_items([Reading("p1", t0 + k * 10**8, "v", 20.0 + (k % 7) * 0.1, Position("t", 0, k))
+                       for k in range(600)], None)
+    assert any(o.kind == "scalar" for o in outs + a.flush())
+    assert a.drift is not None and a.drift._buf is None
+    back = pickle.loads(pickle.dumps(a.drift))
+    assert back._buf is None and back.update(np.zeros(len(back.columns))) == [] and back._buf is not None
+    assert back._buf.shape == (back.reference + back.recent, len(back.columns))
