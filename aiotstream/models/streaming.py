@@ -604,9 +604,11 @@ class RankTest:
         self.srt = self._sorted_reference() if self.srt is None else unpack(self.srt)
 
     def _sorted_reference(self) -> np.ndarray:
+        # (any sort gives the same bits here, see _srt_derivable; numpy's stable one is the fastest on
+        # 3,600 floats: 57 us against 82)
         srt = np.zeros_like(self.ring)
         for j, f in enumerate(self.fill.tolist()):
-            srt[j, :f] = np.sort(self.ring[j, :f])
+            srt[j, :f] = np.sort(self.ring[j, :f], kind="stable")
         return srt
 
     def _srt_derivable(self) -> bool:
