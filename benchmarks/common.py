@@ -120,6 +120,15 @@ def save(name: str, result: dict[str, Any], path: str | None = None) -> Path:
     return out
 
 
+def output_records(out: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every output file's records in ``out`` (``--out-dir``) but the audit trail (its wall clock and code
+    version differ by run), without ``produced_at`` (the wall clock) and ``code_version`` (the checkout's):
+    what two runs of the same inputs must write alike, ids included."""
+    return {f.name: [{k: v for k, v in json.loads(line).items() if k not in ("produced_at", "code_version")}
+                     for line in f.read_text().splitlines()]
+            for f in sorted(out.glob("*.jsonl")) if f.name != "audit.jsonl"}
+
+
 def git_rev() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

@@ -40,14 +40,6 @@ def _inputs(tmp: Path, assets: int) -> Path:
     return path
 
 
-def _outputs(out: Path) -> dict[str, list[dict[str, Any]]]:
-    """Every output file's records but the audit trail (its wall clock and code version differ by run),
-    without ``produced_at`` (the wall clock) and ``code_version`` (the checkout's)."""
-    return {f.name: [{k: v for k, v in json.loads(line).items() if k not in ("produced_at", "code_version")}
-                     for line in f.read_text().splitlines()]
-            for f in sorted(out.glob("*.jsonl")) if f.name != "audit.jsonl"}
-
-
 def run_once(tree: Path, site: Path, out: Path) -> dict[str, float]:
     cmd = [sys.executable, "-m", "aiotstream.cli", "replay", str(site.parent / "readings.csv"), "--site", str(site),
            "--out-dir", str(out)]
@@ -72,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, tree in enumerate(trees):
                 out = Path(tmp) / f"out-{rnd}-{k}"
                 r = {"round": rnd, "tree": str(tree), "assets": args.assets, **run_once(tree, site, out)}
-                got = _outputs(out)
+                got = common.output_records(out)
                 first = got if first is None else first
                 r["same_outputs"] = got == first
                 runs.append(r)

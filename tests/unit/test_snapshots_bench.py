@@ -1,0 +1,23 @@
+"""benchmarks.snapshots: a replay with --recovery, its live snapshots read from the store, a resume, the same
+outputs (a harness check: the figures are the benchmark's, recorded in benchmarks/RESULTS.md)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks import snapshots
+
+
+def test_a_replay_and_a_resume_with_their_snapshots(tmp_path: Path) -> None:
+    out = tmp_path / "s.jsonl"
+    assert snapshots.main(["--assets", "3", "--readings", "12", "--rounds", "1", "--json", str(out)]) == 0
+    *runs, summary = [json.loads(line) for line in out.read_text().splitlines()]
+    (r,) = runs
+    # one snapshot per asset (and a few of the flow's other keyed steps), read from the SQLite store
+    assert r["snapshot_rows"] >= 3 and r["snapshot_bytes"] > 0
+    assert r["recovery_dir_bytes"] >= r["snapshot_bytes"]
+    assert r["snapshot_bytes_per_asset"] == round(r["snapshot_bytes"] / 3)
+    assert r["replay_wall_s"] > 0 and r["resume_wall_s"] > 0 and r["same_outputs"] is True
+    assert summary["all_outputs_same"] is True
+    (t,) = summary["trees"].values()
+    assert t["snapshot_bytes_ratio_to_first"] == 1.0
