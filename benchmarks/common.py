@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,6 +128,41 @@ def output_records(out: Path) -> dict[str, list[dict[str, Any]]]:
     return {f.name: [{k: v for k, v in json.loads(line).items() if k not in ("produced_at", "code_version")}
                      for line in f.read_text().splitlines()]
             for f in sorted(out.glob("*.jsonl")) if f.name != "audit.jsonl"}
+
+
+def alternate_checkouts(trees: list[Path], rounds: int, tmp: Path, run: Callable[[Path, Path], dict[str, Any]],
+                        info: dict[str, Any], medians: tuple[str, ...], ratios: tuple[str, ...],
+                        records: str = "", json_path: str | None = None) -> int:
+    """``run(tree, work)`` for each checkout once per round, in turn (drift hits them alike), each in a new
+    ``work`` directory under ``tmp``; its output records (:func:`output_records` of ``work / records``) must
+    equal the first run's. Prints each run (``info`` and what ``run`` returned) and a summary: per checkout
+    the medians of ``medians`` and the medians of the per-round ratios to the first checkout of
+    ``ratios``; writes the runs and the summary to ``json_path`` as JSON lines. 0 when every run wrote the
+    same records, else 1."""
+    runs: list[dict[str, Any]] = []
+    first: dict[str, list[dict[str, Any]]] | None = None
+    for rnd in range(rounds):
+        for k, tree in enumerate(trees):
+            work = tmp / f"run-{rnd}-{k}"
+            work.mkdir(parents=True)
+            r = {"round": rnd, "tree": str(tree), **info, **run(tree, work)}
+            got = output_records(work / records)
+            first = got if first is None else first
+            r["same_outputs"] = got == first
+            runs.append(r)
+            print(json.dumps(r), flush=True)
+    summary: dict[str, Any] = {"machine": machine(), **info, "trees": {}}
+    base = [r for r in runs if r["tree"] == str(trees[0])]
+    for tree in trees:
+        mine = [r for r in runs if r["tree"] == str(tree)]
+        summary["trees"][str(tree)] = {
+            **{f"{k}_median": statistics.median(r[k] for r in mine) for k in medians},
+            **{f"{k}_ratio_to_first": statistics.median(r[k] / b[k] for r, b in zip(mine, base)) for k in ratios}}
+    summary["all_outputs_same"] = all(r["same_outputs"] for r in runs)
+    print(json.dumps(summary, indent=1))
+    if json_path:
+        Path(json_path).write_text("\n".join(json.dumps(r) for r in runs + [summary]) + "\n")
+    return 0 if summary["all_outputs_same"] else 1
 
 
 def git_rev() -> str:

@@ -22,7 +22,6 @@ import argparse
 import json
 import random
 import sqlite3
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -66,7 +65,7 @@ def snapshot_store(rec: Path) -> dict[str, int]:
 
 def run_once(tree: Path, csv: Path, site: Path, work: Path) -> dict[str, Any]:
     rec = work / "recovery"
-    rec.mkdir(parents=True)
+    rec.mkdir()
     out: dict[str, Any] = {}
     for phase in ("replay", "resume"):
         cmd = [sys.executable, "-m", "aiotstream.cli", "replay", str(csv), "--site", str(site),
@@ -88,37 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the runs and the summary here")
     args = ap.parse_args(argv)
     trees = common.checkouts(args.tree)
-    runs: list[dict[str, Any]] = []
+
+    def run(tree: Path, work: Path) -> dict[str, Any]:
+        r = run_once(tree, csv, site, work)
+        return {**r, "snapshot_bytes_per_asset": round(r["snapshot_bytes"] / args.assets)}
+
     with tempfile.TemporaryDirectory() as tmp:
         csv, site = _inputs(Path(tmp), args.assets, args.readings)
-        first: dict[str, list[dict[str, Any]]] | None = None
-        for rnd in range(args.rounds):
-            for k, tree in enumerate(trees):
-                work = Path(tmp) / f"run-{rnd}-{k}"
-                r = {"round": rnd, "tree": str(tree), "assets": args.assets, "readings": args.readings,
-                     **run_once(tree, csv, site, work)}
-                r["snapshot_bytes_per_asset"] = round(r["snapshot_bytes"] / args.assets)
-                got = common.output_records(work / "replay")
-                first = got if first is None else first
-                r["same_outputs"] = got == first
-                runs.append(r)
-                print(json.dumps(r), flush=True)
-    summary: dict[str, Any] = {"machine": common.machine(), "assets": args.assets, "readings": args.readings,
-                               "trees": {}}
-    base = [r for r in runs if r["tree"] == str(trees[0])]
-    for tree in trees:
-        mine = [r for r in runs if r["tree"] == str(tree)]
-        summary["trees"][str(tree)] = {
-            **{f"{k}_median": statistics.median(r[k] for r in mine)
-               for k in ("replay_wall_s", "replay_cpu_s", "resume_wall_s", "snapshot_bytes", "recovery_dir_bytes")},
-            **{f"{k}_ratio_to_first": statistics.median(r[k] / b[k] for r, b in zip(mine, base))
-               for k in ("replay_wall_s", "resume_wall_s", "snapshot_bytes")},
-        }
-    summary["all_outputs_same"] = all(r["same_outputs"] for r in runs)
-    print(json.dumps(summary, indent=1))
-    if args.json:
-        Path(args.json).write_text("\n".join(json.dumps(r) for r in runs + [summary]) + "\n")
-    return 0 if summary["all_outputs_same"] else 1
+        return common.alternate_checkouts(
+            trees, args.rounds, Path(tmp) / "runs", run, {"assets": args.assets, "readings": args.readings},
+            ("replay_wall_s", "replay_cpu_s", "resume_wall_s", "snapshot_bytes", "recovery_dir_bytes"),
+            ("replay_wall_s", "resume_wall_s", "snapshot_bytes"), records="replay", json_path=args.json)
 
 
 if __name__ == "__main__":

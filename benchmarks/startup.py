@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from benchmarks import common
 
@@ -56,33 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the runs and the summary here")
     args = ap.parse_args(argv)
     trees = common.checkouts(args.tree)
-    runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         site = _inputs(Path(tmp), args.assets)
-        first: dict[str, list[dict[str, Any]]] | None = None
-        for rnd in range(args.rounds):
-            for k, tree in enumerate(trees):
-                out = Path(tmp) / f"out-{rnd}-{k}"
-                r = {"round": rnd, "tree": str(tree), "assets": args.assets, **run_once(tree, site, out)}
-                got = common.output_records(out)
-                first = got if first is None else first
-                r["same_outputs"] = got == first
-                runs.append(r)
-                print(json.dumps(r), flush=True)
-    summary: dict[str, Any] = {"machine": common.machine(), "assets": args.assets, "trees": {}}
-    for tree in trees:
-        mine = [r for r in runs if r["tree"] == str(tree)]
-        summary["trees"][str(tree)] = {
-            "wall_s_median": statistics.median(r["wall_s"] for r in mine),
-            "cpu_s_median": statistics.median(r["cpu_s"] for r in mine),
-            "wall_ratio_to_first": statistics.median(
-                r["wall_s"] / b["wall_s"] for r, b in zip(mine, [r for r in runs if r["tree"] == str(trees[0])])),
-        }
-    summary["all_outputs_same"] = all(r["same_outputs"] for r in runs)
-    print(json.dumps(summary, indent=1))
-    if args.json:
-        Path(args.json).write_text("\n".join(json.dumps(r) for r in runs + [summary]) + "\n")
-    return 0 if summary["all_outputs_same"] else 1
+        return common.alternate_checkouts(trees, args.rounds, Path(tmp) / "runs",
+                                          lambda tree, work: run_once(tree, site, work), {"assets": args.assets},
+                                          ("wall_s", "cpu_s"), ("wall_s",), json_path=args.json)
 
 
 if __name__ == "__main__":
