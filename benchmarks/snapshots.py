@@ -87,13 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write the runs and the summary here")
     args = ap.parse_args(argv)
     trees = common.checkouts(args.tree)
-
-    def run(tree: Path, work: Path) -> dict[str, Any]:
-        r = run_once(tree, csv, site, work)
-        return {**r, "snapshot_bytes_per_asset": round(r["snapshot_bytes"] / args.assets)}
-
     with tempfile.TemporaryDirectory() as tmp:
         csv, site = _inputs(Path(tmp), args.assets, args.readings)
+
+        def run(tree: Path, work: Path) -> dict[str, Any]:
+            r = run_once(tree, csv, site, work)
+            return {**r, "snapshot_bytes_per_asset": round(r["snapshot_bytes"] / args.assets)}
+
         return common.alternate_checkouts(
             trees, args.rounds, Path(tmp) / "runs", run, {"assets": args.assets, "readings": args.readings},
             ("replay_wall_s", "replay_cpu_s", "resume_wall_s", "snapshot_bytes", "recovery_dir_bytes"),
