@@ -121,6 +121,18 @@ def save(name: str, result: dict[str, Any], path: str | None = None) -> Path:
     return out
 
 
+def readings_site(tmp: Path, site_id: str, name: str, assets: int, csv: Path) -> Path:
+    """``tmp/site.json``: a site of one asset group (``s-000000`` ... , ``assets`` members, one channel,
+    readings only) that replays ``csv`` (``ts,asset,metric,value``)."""
+    site = {"site": {"id": site_id, "name": name},
+            "asset_groups": [{"prefix": "s-", "count": assets, "width": 6, "channels": ["v"]}],
+            "inputs": {"kind": "files", "files": {"paths": [str(csv)]}},
+            "scalar": {"readings_only": True}}
+    path = tmp / "site.json"
+    path.write_text(json.dumps(site))
+    return path
+
+
 def output_records(out: Path) -> dict[str, list[dict[str, Any]]]:
     """Every output file's records in ``out`` (``--out-dir``) but the audit trail (its wall clock and code
     version differ by run), without ``produced_at`` (the wall clock) and ``code_version`` (the checkout's):

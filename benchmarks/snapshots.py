@@ -19,7 +19,6 @@ The default (2,000 assets x 40 readings) is a young fleet, its detectors' rings 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sqlite3
 import sys
@@ -40,13 +39,7 @@ def _inputs(tmp: Path, assets: int, readings: int) -> tuple[Path, Path]:
         for i in range(readings):
             ts = T0_NS + i * 1_000_000_000
             f.writelines(f"{ts},s-{a:06d},v,{50 + rng.gauss(0, 2):.2f}\n" for a in range(assets))
-    site = {"site": {"id": "snapshots", "name": "recovery snapshot benchmark"},
-            "asset_groups": [{"prefix": "s-", "count": assets, "width": 6, "channels": ["v"]}],
-            "inputs": {"kind": "files", "files": {"paths": [str(csv)]}},
-            "scalar": {"readings_only": True}}
-    path = tmp / "site.json"
-    path.write_text(json.dumps(site))
-    return csv, path
+    return csv, common.readings_site(tmp, "snapshots", "recovery snapshot benchmark", assets, csv)
 
 
 def snapshot_store(rec: Path) -> dict[str, int]:

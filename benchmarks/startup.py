@@ -13,7 +13,6 @@ ratios to the first checkout. Each run's outputs but the audit record are compar
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -29,13 +28,7 @@ def _inputs(tmp: Path, assets: int) -> Path:
     rows += [f"{T0_NS + i * 100_000_000},s-{a:06d},temperature,{20 + i * 0.01:.2f}"
              for i in range(30) for a in range(1, 6)]
     csv.write_text("\n".join(rows) + "\n")
-    site = {"site": {"id": "startup", "name": "start-up benchmark"},
-            "asset_groups": [{"prefix": "s-", "count": assets, "width": 6, "channels": ["v"]}],
-            "inputs": {"kind": "files", "files": {"paths": [str(csv)]}},
-            "scalar": {"readings_only": True}}
-    path = tmp / "site.json"
-    path.write_text(json.dumps(site))
-    return path
+    return common.readings_site(tmp, "startup", "start-up benchmark", assets, csv)
 
 
 def run_once(tree: Path, site: Path, out: Path) -> dict[str, float]:
