@@ -1,6 +1,7 @@
 """What the benchmark scripts share: machine description, RSS, measured child processes, result files."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -140,6 +141,13 @@ def output_records(out: Path) -> dict[str, list[dict[str, Any]]]:
     return {f.name: [{k: v for k, v in json.loads(line).items() if k not in ("produced_at", "code_version")}
                      for line in f.read_text().splitlines()]
             for f in sorted(out.glob("*.jsonl")) if f.name != "audit.jsonl"}
+
+
+def checkout_args(ap: argparse.ArgumentParser, rounds: int) -> None:
+    """``--rounds``, ``--tree`` and ``--json`` of a benchmark that runs through :func:`alternate_checkouts`."""
+    ap.add_argument("--rounds", type=int, default=rounds)
+    ap.add_argument("--tree", action="append", help="run from this checkout (repeat to alternate checkouts)")
+    ap.add_argument("--json", help="also write the runs and the summary here")
 
 
 def alternate_checkouts(trees: list[Path], rounds: int, tmp: Path, run: Callable[[Path, Path], dict[str, Any]],

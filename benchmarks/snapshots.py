@@ -75,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--assets", type=int, default=2000)
     ap.add_argument("--readings", type=int, default=40, help="readings per asset (1 Hz)")
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--tree", action="append", help="run from this checkout (repeat to alternate checkouts)")
-    ap.add_argument("--json", help="also write the runs and the summary here")
+    common.checkout_args(ap, rounds=2)
     args = ap.parse_args(argv)
     trees = common.checkouts(args.tree)
     with tempfile.TemporaryDirectory() as tmp:

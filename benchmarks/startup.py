@@ -42,9 +42,7 @@ def run_once(tree: Path, site: Path, out: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--assets", type=int, default=100_000)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--tree", action="append", help="run from this checkout (repeat to alternate checkouts)")
-    ap.add_argument("--json", help="also write the runs and the summary here")
+    common.checkout_args(ap, rounds=5)
     args = ap.parse_args(argv)
     trees = common.checkouts(args.tree)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1078,9 +1078,8 @@ def _sorted_copy_of(ring: np.ndarray, srt: np.ndarray, fill: np.ndarray) -> bool
         s = srt[j, :f]
         if sbits[j, f:].any() or (bits[j, :f] == 0x8000000000000000).any() or not (s[1:] >= s[:-1]).all():
             return False
-        with np.errstate(over="ignore"):
-            if _mix64(bits[j, :f]).sum(dtype=np.uint64) != _mix64(sbits[j, :f]).sum(dtype=np.uint64):
-                return False
+        if _mix64(bits[j, :f]).sum(dtype=np.uint64) != _mix64(sbits[j, :f]).sum(dtype=np.uint64):  # (wraps)
+            return False
     return True
 
 
