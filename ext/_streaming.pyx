@@ -376,7 +376,8 @@ cdef inline Py_ssize_t _table_upper(const double* t, Py_ssize_t m, double v) noe
 cdef double _gpd_bound(double th, Py_ssize_t n, const double* tt, const double* tx, Py_ssize_t ne,
                        Py_ssize_t j, double ymax, const double* mom) noexcept nogil:
     """An upper bound of the profile log-likelihood ``_profile_ll`` would compute at theta = th > 0, from
-    what the fit knows without a log1p pass; +inf where it knows too little. A point whose bound is
+    what the fit knows without a log1p pass; +inf where it knows too little, -inf where xi is surely
+    above 1 (the profile is -inf there). A point whose bound is
     below a value the same grid has already reached cannot be the grid's best, so a fast fit skips it.
 
     ll(theta) = -n log(xi / theta) - n (1 + xi) decreases in xi, so a lower bound L of xi(theta)
