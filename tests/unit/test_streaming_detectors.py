@@ -922,7 +922,7 @@ def test_compiled_spot_fit_shortcuts_are_taken_and_the_std_floor_still_binds() -
                 passes.append(C.gpd_passes() - before)
             finally:
                 C.set_fast_fits(prev)
-        assert passes[1] < passes[0] / 3, passes  # (the bounds: 117 -> 10-30 passes on such windows)
+        assert passes[1] < passes[0] / 3, passes  # (the bounds: 122 -> 5 and 123 -> 17 passes here)
     a = rng.uniform(0.0, 1.0, 1000)
     a[850:] = 1000.0 + 1e-9 * rng.random(150)
     t, _rate, _xi, sigma = C.spot_fit(a, 0.9, 0.0)
