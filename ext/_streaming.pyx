@@ -446,7 +446,6 @@ cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, const double[::
     cdef double grid[128]
     cdef double ll[128]
     cdef double xs[128]
-    cdef unsigned char done[128]
     cdef double tt[GPD_TABLE]  # the evaluated thetas, sorted; their xi and log-likelihood
     cdef double tx[GPD_TABLE]
     cdef double tl[GPD_TABLE]
@@ -493,17 +492,12 @@ cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, const double[::
             for i in range(m):
                 ll[i] = _profile_ll(grid[i], y, n, xi_min, tmp, &xs[i])
         else:
-            for i in range(m):
-                done[i] = 0
             run = -INFINITY
-            for k in range(4):  # every 8th grid point, then every 4th, 2nd, all
-                step = 8 >> k
-                i = -step
+            for k in range(4):  # every 8th grid point from 0, then those halfway between the ones visited:
+                step = 8 if k == 0 else 16 >> k  # 4, 12, ...; 2, 6, ...; 1, 3, ... (each point once)
+                i = (0 if k == 0 else 8 >> k) - step
                 while i + step < m:
                     i += step
-                    if done[i]:
-                        continue
-                    done[i] = 1
                     th = grid[i]
                     j = _table_upper(tt, ne, th)
                     if j > 0 and tt[j - 1] == th:  # equal thetas (+0 and -0 too: both -inf) give equal values
