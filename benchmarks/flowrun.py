@@ -115,7 +115,11 @@ def _count_items() -> None:
     STATS["step_cpu_sampled"] = {"analyze": every} if every > 1 else {}
     sampled = _sampled_cpu(on_batch, cpu, "analyze", every)
 
+    calls = STATS["analyze_calls"] = [0]  # (readings a call = messages / calls: what a call's fixed cost is
+    # spread over)
+
     def counted_batch(self: Any, values: list) -> Any:
+        calls[0] += 1
         for group in values:
             if group:
                 analyzed[group[0].asset or ""] += len(group)

@@ -160,7 +160,7 @@ def kafka(args: argparse.Namespace) -> None:
                 # the poll batch asked for
                 common.run_from(tree)
                 r = scalar.measure_scalar(broker.bootstrap, d, sd, flow, partitions=args.partitions, tag=f"-{i}",
-                                          poll_batch=pb)
+                                          poll_batch=pb, settings=args.set)
                 _emit(
                     {
                         "workload": "kafka-scalar",
@@ -179,10 +179,25 @@ def kafka(args: argparse.Namespace) -> None:
                             )
                         },
                         "flow": flow,
+                        "settings": args.set,
+                        "keys": args.keys,
+                        "rate_hz": args.rate,
+                        "duration_s": args.duration,
+                        # (one call per asset and activation of the analyze step: its fixed cost is spread
+                        # over the readings a call carries; None from a tree whose harness did not count)
+                        "readings_per_call": _per_call(r),
                         "load": round(os.getloadavg()[0], 2),
                     },
                     args.json,
                 )
+
+
+def _per_call(run: dict) -> float | None:
+    """Readings per call of the analyze step in a :func:`benchmarks.scalar.measure_scalar` run."""
+    calls = [p.get("analyze_calls") for p in run.get("per_process", [])]
+    if not calls or None in calls or not sum(calls):
+        return None
+    return round(run["messages"] / sum(calls), 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--partitions", type=int, default=6)
     k.add_argument("--flows", default="pm-readings,pm-readings-nodetect",
                    help="comma-separated benchmarks.scalar flows to alternate")
+    k.add_argument("--set", action="append", default=[], metavar="PATH=JSON",
+                   help="a setting of the flows' sites, e.g. scalar.block_s=60 or kpi.periods_s=[60] (repeat)")
     k.add_argument("--poll-batch", type=int, nargs="+", default=[10_000],
                    help="inputs.poll_batch values to alternate (default: 10,000, as benchmarks.scalar's sites)")
     k.add_argument("--tree", action="append",

@@ -102,6 +102,8 @@ def run_flow(brokers: str, site: Path, processes: int = 1, epoch_s: float = 1.0,
         "cpu_s": round(sum(m.cpu_s for m in measured), 3),
         "peak_rss_mb": round(max(m.maxrss_mb for m in measured), 1),
         "per_process": [{**m.summary(), **_timeline(st, min(firsts)), "step_cpu_s": st.get("step_cpu_s"),
+                         "step_cpu_sampled": st.get("step_cpu_sampled"),
+                         "analyze_calls": (st.get("analyze_calls") or [None])[0],
                          "sink": st.get("sink"), "gc": st.get("gc")}
                         for m, st in zip(measured, stats)],
     }
