@@ -7,7 +7,7 @@ The analyze step (``AnalyzerLogic.on_batch``) is called once per asset and activ
 readings of the poll (``ReadingColumns``). A call costs a fixed part (the step's checks, the window and row
 assemblers' bookkeeping, the run summary) and a part per reading (windows closing, KPI accounting, the
 streaming detector's rows and its records). Which one dominates depends on how many readings of one asset a
-poll carries: about 28 in ``benchmarks.scalar_ab kafka`` (2,000 keys at 10 Hz, 3 partitions, polls of
+poll carries: 29.6 in ``benchmarks.scalar_ab kafka`` (2,000 keys at 10 Hz, 6 partitions, polls of
 10,000), but about one in a plant of many slow sensors (100,000 assets at 1 Hz: a poll of 10,000 readings
 holds 10,000 assets).
 

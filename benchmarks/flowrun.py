@@ -78,9 +78,10 @@ def _count_items() -> None:
     time (the Kafka sink waits for the broker), and the cyclic GC's collections and CPU time. What a process
     used beyond these steps is start-up and the Bytewax runtime.
 
-    The analyze step is called once per asset per poll batch (2,000 calls a poll in pm-readings, of a few
-    readings each), and a thread CPU clock read is a system call (about 1.2 us here, against 0.07 for
-    ``perf_counter``): timing every call cost the flow about 5 % of its time. So that step's CPU is measured
+    The analyze step is called once per asset and activation (in pm-readings about 30 readings a call, in a
+    plant of slow sensors about one; ``analyze_calls`` counts them), and a thread CPU clock read is a system
+    call (about 1.2 us here, against 0.07 for ``perf_counter``): timing every call cost 2.3 us a call, a
+    share of the run that grows as the calls carry fewer readings. So that step's CPU is measured
     on a random sample of its calls, one in ``BENCH_STEP_CPU_EVERY`` (default 16; 1 times every call, as
     before 2026-12-07's sixth session), each sampled call's time multiplied by that: an unbiased estimate
     (``step_cpu_sampled`` names the steps so measured). The other steps run once per poll batch: timed
