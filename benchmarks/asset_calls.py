@@ -36,6 +36,7 @@ from aiotstream.config.site import SiteConfig
 from aiotstream.dataflow.plant import AnalyzerLogic
 from aiotstream.pdm.runtime import SiteRuntime
 from aiotstream.records import ReadingColumns
+from benchmarks.common import emit_json
 
 T0_NS = 1_700_000_000_000_000_000
 
@@ -149,24 +150,18 @@ def main(argv: list[str] | None = None) -> int:
         for k in ks:
             m = measure(args.assets, k, args.rows, args.skip, det, rate_hz=args.rate_hz, settings=args.set)
             points.append((k, m["cpu_us_a_reading"]))
-            _emit(m, args.json)
+            emit_json(m, args.json)
             print(f"detector {m['detector']:3}  {k:4d} a call: {m['cpu_us_a_reading']:7.2f} CPU us a reading "
                   f"({m['readings_per_s']:,} readings/s, {m['cpu_us_a_call']:.1f} us a call)", file=sys.stderr)
         if len(set(ks)) >= 2:
             a, b = fit(points)
-            _emit({"benchmark": "asset_calls", "detector": "on" if det else "off", "fit": "a + b / k",
+            emit_json({"benchmark": "asset_calls", "detector": "on" if det else "off", "fit": "a + b / k",
                    "us_a_reading": round(a, 3), "us_a_call": round(b, 3), "points": points}, args.json)
             print(f"detector {'on' if det else 'off':3}  fit: {a:.2f} us a reading + {b:.2f} us a call",
                   file=sys.stderr)
     return 0
 
 
-def _emit(rec: dict[str, Any], path: str | None) -> None:
-    line = json.dumps(rec)
-    print(line, flush=True)
-    if path:
-        with open(path, "a") as f:
-            f.write(line + "\n")
 
 
 if __name__ == "__main__":

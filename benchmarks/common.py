@@ -35,6 +35,15 @@ def checkouts(trees: list[str] | None) -> list[Path]:
     return paths
 
 
+def emit_json(rec: dict[str, Any], path: str | None) -> None:
+    """Print ``rec`` as one JSON line (flushed) and append it to ``path`` if given."""
+    line = json.dumps(rec)
+    print(line, flush=True)
+    if path:
+        with open(path, "a") as fh:
+            fh.write(line + "\n")
+
+
 def tree_rounds(script: str | Path, args: list[str], trees: list[Path], rounds: int, json_path: str | None,
                 key: str) -> dict[str, Any]:
     """``script`` (this checkout's file) in a child process per checkout with ``args``, ``aiotstream`` from the
@@ -44,13 +53,6 @@ def tree_rounds(script: str | Path, args: list[str], trees: list[Path], rounds: 
     first checkout's and their median, and the score digests its runs gave."""
     runs: dict[Path, list[dict[str, Any]]] = {t: [] for t in trees}
 
-    def emit(rec: dict[str, Any]) -> None:
-        line = json.dumps(rec)
-        print(line, flush=True)
-        if json_path:
-            with open(json_path, "a") as fh:
-                fh.write(line + "\n")
-
     for rnd in range(rounds):
         for t in trees:
             out = subprocess.run([sys.executable, str(Path(script).resolve()), *args], cwd=t,
@@ -58,7 +60,7 @@ def tree_rounds(script: str | Path, args: list[str], trees: list[Path], rounds: 
                                  check=True).stdout
             rec = {"round": rnd, "tree": str(t), **json.loads(out.strip().splitlines()[-1])}
             runs[t].append(rec)
-            emit(rec)
+            emit_json(rec, json_path)
     first = [r[key] for r in runs[trees[0]]]
     summary = {"summary": True, "trees": [
         {"tree": str(t), f"median_{key}": statistics.median(r[key] for r in rs),
@@ -66,7 +68,7 @@ def tree_rounds(script: str | Path, args: list[str], trees: list[Path], rounds: 
          "median_ratio_to_first": round(statistics.median(r[key] / f for r, f in zip(rs, first, strict=True)), 3),
          "scores_digests": sorted({r["scores_digest"] for r in rs})}
         for t, rs in runs.items()]}
-    emit(summary)
+    emit_json(summary, json_path)
     return summary
 
 

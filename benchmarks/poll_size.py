@@ -18,13 +18,13 @@ One JSON line per run on stdout (and appended to ``--json``), then the summary l
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import emit_json
 from benchmarks.scaling import measure
 from benchmarks.workload import delete_topics, output_topics, preload_waveforms
 
@@ -39,12 +39,6 @@ def parse_variant(text: str) -> tuple[int, int | None]:
     return int(batch), int(nbytes) if nbytes else None
 
 
-def _emit(rec: dict[str, Any], path: str | None) -> None:
-    line = json.dumps(rec)
-    print(line, flush=True)
-    if path:
-        with open(path, "a") as fh:
-            fh.write(line + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                        "windows": r["windows"], "scores_digest": r["scores_digest"],
                        "load": round(os.getloadavg()[0], 2)}
                 runs[i].append(rec)
-                _emit(rec, args.json)
+                emit_json(rec, args.json)
     first = [r["samples_per_s_per_worker"] for r in runs[0]]
     summary = {"summary": True, "frames": data.frames, "samples": data.samples, "variants": [
         {"variant": names[i],
@@ -103,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
          "median_ratio_to_first": round(statistics.median(
              r["samples_per_s_per_worker"] / f for r, f in zip(rs, first)), 3)}
         for i, rs in runs.items()]}
-    _emit(summary, args.json)
+    emit_json(summary, args.json)
     return 0
 
 

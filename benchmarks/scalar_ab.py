@@ -28,15 +28,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.common import emit_json
+
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _emit(rec: dict, path: str | None) -> None:
-    line = json.dumps(rec)
-    print(line, flush=True)
-    if path:
-        with open(path, "a") as fh:
-            fh.write(line + "\n")
 
 
 def waveform(args: argparse.Namespace) -> None:
@@ -117,7 +113,7 @@ def waveform(args: argparse.Namespace) -> None:
                 r = json.loads(st.read_text())
                 n = frames or r["messages"]
                 span = r["t_done"] - r["t_first"]
-                _emit(
+                emit_json(
                     {
                         "workload": "waveform",
                         args.vary: name,
@@ -161,7 +157,7 @@ def kafka(args: argparse.Namespace) -> None:
                 common.run_from(tree)
                 r = scalar.measure_scalar(broker.bootstrap, d, sd, flow, partitions=args.partitions, tag=f"-{i}",
                                           poll_batch=pb, settings=args.set)
-                _emit(
+                emit_json(
                     {
                         "workload": "kafka-scalar",
                         "tree": str(tree),
