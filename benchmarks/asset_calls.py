@@ -1,7 +1,7 @@
 """What one call of the predictive-maintenance flow's per-asset step costs, apart from the readings it carries.
 
     python -m benchmarks.asset_calls [--assets 200] [--rows 6000] [--skip 4000] [--per-call 1,5,25]
-                                     [--detector on,off] [--json FILE]
+                                     [--detector on,off] [--rate-hz 10] [--set PATH=JSON ...] [--json FILE]
 
 The analyze step (``AnalyzerLogic.on_batch``) is called once per asset and activation with that asset's
 readings of the poll (``ReadingColumns``). A call costs a fixed part (the step's checks, the window and row
@@ -12,8 +12,9 @@ poll carries: 29.6 in ``benchmarks.scalar_ab kafka`` (2,000 keys at 10 Hz, 6 par
 holds 10,000 assets).
 
 In process, no broker, no decode, no sink: ``--assets`` one-channel readings-only assets (the pm-readings
-benchmark's site, ``--rate-hz`` readings a second (default 10), a random walk plus noise) through ``AnalyzerLogic.on_batch`` in calls of
-``--per-call`` readings each, asset after asset (each asset's state cold by its turn, as in the flow). The
+benchmark's site; ``--rate-hz`` readings a second, default 10; a random walk plus noise) through
+``AnalyzerLogic.on_batch`` in calls of ``--per-call`` readings each, asset after asset (each asset's state
+cold by its turn, as in the flow). The
 first ``--skip`` rows of each asset are untimed (the default 4,000 fill the detector's rings: steady state);
 the next ``--rows - --skip`` are timed, thread CPU and wall. With two or more ``--per-call`` values it fits
 ``us a reading = a + b / k`` (least squares over k): ``a`` the cost a reading, ``b`` the cost a call.
