@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import sys
 import time
 from typing import Any
@@ -37,7 +36,7 @@ from aiotstream.config.site import SiteConfig
 from aiotstream.dataflow.plant import AnalyzerLogic
 from aiotstream.pdm.runtime import SiteRuntime
 from aiotstream.records import ReadingColumns
-from benchmarks.common import emit_json
+from benchmarks.common import emit_json, with_settings
 
 T0_NS = 1_700_000_000_000_000_000
 
@@ -47,28 +46,6 @@ def site(assets: int, detector: bool) -> dict[str, Any]:
     return {"site": {"id": "bench-asset-calls", "name": "asset calls (in process)"},
             "asset_groups": [{"prefix": "s-", "count": assets, "width": 6, "channels": ["v"]}],
             "scalar": {"readings_only": True, "enabled": detector}}
-
-
-def with_settings(cfg: dict[str, Any], settings: list[str]) -> dict[str, Any]:
-    """``cfg`` with each ``path=JSON`` of ``settings`` set (a dotted path into the site's tables).
-
-    >>> with_settings({"scalar": {"readings_only": True}}, ["scalar.block_s=60", "kpi.periods_s=[60]"])
-    {'scalar': {'readings_only': True, 'block_s': 60}, 'kpi': {'periods_s': [60]}}
-    """
-    for item in settings:
-        path, sep, raw = item.partition("=")
-        if not sep or not path:
-            raise SystemExit(f"--set {item!r}: give path=value, e.g. scalar.block_s=60")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw  # (a bare word: a string)
-        *tables, key = path.split(".")
-        node = cfg
-        for t in tables:
-            node = node.setdefault(t, {})
-        node[key] = value
-    return cfg
 
 
 def measure(assets: int, per_call: int, rows: int, skip: int, detector: bool, seed: int = 0,
@@ -83,8 +60,7 @@ def measure(assets: int, per_call: int, rows: int, skip: int, detector: bool, se
     logics = [AnalyzerLogic(rt, None, None, None, snapshots=False) for _ in names]
     rng = np.random.default_rng(seed)
     values = (rng.normal(size=(assets, rows)).cumsum(axis=1) * 0.01 + rng.normal(size=(assets, rows))).tolist()
-    offset = 0
-    timed = outputs = calls = 0
+    offset = outputs = 0
     cpu0 = wall0 = None
     start = skip - skip % per_call  # (the timed span starts at a call's first row)
     for r in range(0, rows, per_call):
@@ -99,14 +75,13 @@ def measure(assets: int, per_call: int, rows: int, skip: int, detector: bool, se
             offset += k
             outs, _ = logic.on_batch([[cols]])
             if cpu0 is not None:
-                timed += k
-                calls += 1
                 outputs += len(outs)
     cpu, wall = time.thread_time() - cpu0, time.perf_counter() - wall0  # type: ignore[operator]
+    timed, calls = assets * (rows - start), assets * len(range(start, rows, per_call))
     return {"benchmark": "asset_calls", "detector": "on" if detector else "off", "assets": assets,
-            "per_call": per_call, "rate_hz": rate_hz, "settings": settings or [], "rows": rows, "skip": skip, "timed_readings": timed, "calls": calls,
-            "outputs": outputs, "readings_per_s": round(timed / wall), "cpu_us_a_reading": round(cpu / timed * 1e6, 3),
-            "cpu_us_a_call": round(cpu / calls * 1e6, 3)}
+            "per_call": per_call, "rate_hz": rate_hz, "settings": settings or [], "rows": rows, "skip": skip,
+            "timed_readings": timed, "calls": calls, "outputs": outputs, "readings_per_s": round(timed / wall),
+            "cpu_us_a_reading": round(cpu / timed * 1e6, 3), "cpu_us_a_call": round(cpu / calls * 1e6, 3)}
 
 
 def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
@@ -157,12 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(set(ks)) >= 2:
             a, b = fit(points)
             emit_json({"benchmark": "asset_calls", "detector": "on" if det else "off", "fit": "a + b / k",
-                   "us_a_reading": round(a, 3), "us_a_call": round(b, 3), "points": points}, args.json)
+                       "us_a_reading": round(a, 3), "us_a_call": round(b, 3), "points": points}, args.json)
             print(f"detector {'on' if det else 'off':3}  fit: {a:.2f} us a reading + {b:.2f} us a call",
                   file=sys.stderr)
     return 0
-
-
 
 
 if __name__ == "__main__":

@@ -44,6 +44,28 @@ def emit_json(rec: dict[str, Any], path: str | None) -> None:
             fh.write(line + "\n")
 
 
+def with_settings(cfg: dict[str, Any], settings: list[str]) -> dict[str, Any]:
+    """``cfg`` with each ``path=JSON`` of ``settings`` set (a dotted path into the site's tables).
+
+    >>> with_settings({"scalar": {"readings_only": True}}, ["scalar.block_s=60", "kpi.periods_s=[60]"])
+    {'scalar': {'readings_only': True, 'block_s': 60}, 'kpi': {'periods_s': [60]}}
+    """
+    for item in settings:
+        path, sep, raw = item.partition("=")
+        if not sep or not path:
+            raise SystemExit(f"--set {item!r}: give path=value, e.g. scalar.block_s=60")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw  # (a bare word: a string)
+        *tables, key = path.split(".")
+        node = cfg
+        for t in tables:
+            node = node.setdefault(t, {})
+        node[key] = value
+    return cfg
+
+
 def tree_rounds(script: str | Path, args: list[str], trees: list[Path], rounds: int, json_path: str | None,
                 key: str) -> dict[str, Any]:
     """``script`` (this checkout's file) in a child process per checkout with ``args``, ``aiotstream`` from the

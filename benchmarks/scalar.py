@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import with_settings
 from benchmarks.scaling import run_flow
 from benchmarks.workload import ScalarData, create_topics, output_topics, write_site
 
@@ -93,15 +94,13 @@ def measure_scalar(brokers: str, tmp: Path, data: ScalarData, flow: str = "pm-re
     """One measured run of ``flow`` over the preloaded readings; ``tag`` makes its site (and output topics)
     its own, so that a repeated run starts afresh; ``poll_batch`` (None: the flow's site's) sets the site's
     ``inputs.poll_batch``; ``settings``: more site settings as ``path=JSON``
-    (:func:`benchmarks.asset_calls.with_settings`)."""
+    (:func:`benchmarks.common.with_settings`)."""
     sf = SCALAR_FLOWS[flow]
     site_id = f"bench-scalar-{flow}{tag}"
     cfg = sf.site(site_id, data)
     if poll_batch is not None:
         cfg = {**cfg, "inputs": {**cfg["inputs"], "poll_batch": poll_batch}}
     if settings:
-        from benchmarks.asset_calls import with_settings
-
         cfg = with_settings(cfg, settings)
     site = write_site(tmp, cfg)
     create_topics(brokers, output_topics(site_id), partitions)
