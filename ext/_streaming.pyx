@@ -47,6 +47,8 @@ cdef extern from "streaming_simd.h" nogil:
     void aiot_log1p_scaled(double theta, const double* y, double* out, Py_ssize_t n)
     int aiot_simd_level()
     int aiot_set_simd_level(int level)
+    Py_ssize_t aiot_bracket(const double* src, double* out, Py_ssize_t n, double lo, double hi, Py_ssize_t* below)
+    Py_ssize_t aiot_excess(const double* src, double* out, Py_ssize_t n, double t)
 
 #: 2: AVX-512 vector log1p (glibc libmvec) in the GPD fits, 1: AVX2, 0: scalar libm
 SIMD_LEVEL = aiot_simd_level()
@@ -57,7 +59,7 @@ def set_simd_level(int level):
     For the tests, which run every path the CPU has against the reference."""
     return aiot_set_simd_level(level)
 
-__all__ = ["SIMD_LEVEL", "Ensemble", "calibrated_step", "chi2_sf", "fit_gpd", "gpd_bounds", "pca_refresh", "quantile_hint_hits", "quantiles_hinted", "set_fast_fits", "set_simd_level", "sorted_copy_of", "spot_fit"]
+__all__ = ["SIMD_LEVEL", "Ensemble", "bracket_filter", "calibrated_step", "chi2_sf", "excess_filter", "fit_gpd", "gpd_bounds", "kth_between", "pca_refresh", "quantile_hint_hits", "quantiles_hinted", "set_fast_fits", "set_simd_level", "sorted_copy_of", "spot_fit"]
 
 cdef bint FAST_FITS = True
 cdef long long GPD_PASSES = 0  # log1p passes over the excesses in the GPD fits (for the tests)
@@ -220,18 +222,11 @@ cdef bint _kth_between(const double* src, double* scratch, Py_ssize_t n, Py_ssiz
     not (the values are exact order statistics either way: the bounds only decide the work). With hint
     (not NULL): hint = the values HINT_D ranks below and above the pair (or lo, hi where there are
     fewer between), a bracket for the next fit of a window that changes by a few values."""
-    cdef Py_ssize_t i, m = 0, below = 0, kk
-    cdef double v, a, b, above = INFINITY
-    for i in range(n):
-        v = src[i]
-        if v < lo:
-            below += 1
-        elif v > hi:
-            if v < above:
-                above = v
-        else:
-            scratch[m] = v
-            m += 1
+    cdef Py_ssize_t i, m, below, kk
+    cdef double v, a, b
+    # (streaming_simd.h: vector compares and compress where the CPU has them; where a value falls is a
+    # coin toss for a branch predictor, a tenth of a window above the bracket and a few values in it)
+    m = aiot_bracket(src, scratch, n, lo, hi, &below)
     if not (below <= k < below + m):
         return False
     kk = k - below
@@ -242,8 +237,12 @@ cdef bint _kth_between(const double* src, double* scratch, Py_ssize_t n, Py_ssiz
         for i in range(kk + 2, m):
             if scratch[i] < b:
                 b = scratch[i]
-    else:
-        b = above
+    else:  # the pair's upper value lies above the bracket (rare): the smallest value there
+        b = INFINITY
+        for i in range(n):
+            v = src[i]
+            if v > hi and not v < lo and v < b:
+                b = v
     a_out[0] = a
     b_out[0] = b
     if hint != NULL:
@@ -572,24 +571,49 @@ cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double l
     bracket (:func:`_quantile`) or NULL."""
     cdef Py_ssize_t i, ny = 0
     cdef double t, mean, sd, sigma, f, lo, hi, v, mag, bound
+    cdef double v1, v2, v3, lo1, lo2, lo3, hi1, hi2, hi3
     cdef double* lin = scratch + n
     cdef double gp[2]
-    # the copy, and the window's min and max (streaming.DEGENERATE, np.std's bound below) in one pass
+    # the copy, and the window's min and max (streaming.DEGENERATE, np.std's bound below) in one pass,
+    # on four lanes of running min and max: one lane's compare-and-keep waits for its last (4 cycles a
+    # value on one lane). lo and hi are the min and max either way (the first value's NaN everywhere, a
+    # later NaN nowhere), up to the sign of a zero, which nothing below sees (fabs, hi - lo, lo != hi)
     lo = arr[0]
-    hi = lo
     lin[0] = lo
-    for i in range(1, n):
+    lo1 = lo2 = lo3 = hi = hi1 = hi2 = hi3 = lo
+    i = 1
+    while i + 4 <= n:
+        v = arr[i * stride]
+        v1 = arr[(i + 1) * stride]
+        v2 = arr[(i + 2) * stride]
+        v3 = arr[(i + 3) * stride]
+        lin[i] = v
+        lin[i + 1] = v1
+        lin[i + 2] = v2
+        lin[i + 3] = v3
+        lo = v if v < lo else lo
+        lo1 = v1 if v1 < lo1 else lo1
+        lo2 = v2 if v2 < lo2 else lo2
+        lo3 = v3 if v3 < lo3 else lo3
+        hi = v if v > hi else hi
+        hi1 = v1 if v1 > hi1 else hi1
+        hi2 = v2 if v2 > hi2 else hi2
+        hi3 = v3 if v3 > hi3 else hi3
+        i += 4
+    while i < n:
         v = arr[i * stride]
         lin[i] = v
-        if v < lo:
-            lo = v
-        elif v > hi:
-            hi = v
+        lo = v if v < lo else lo
+        hi = v if v > hi else hi
+        i += 1
+    lo = lo1 if lo1 < lo else lo
+    lo = lo2 if lo2 < lo else lo
+    lo = lo3 if lo3 < lo else lo
+    hi = hi1 if hi1 > hi else hi
+    hi = hi2 if hi2 > hi else hi
+    hi = hi3 if hi3 > hi else hi
     t = _quantile(lin, n, level, scratch, hint)
-    for i in range(n):  # branch-free (about 1 value in 10 is kept): scratch[ny] is rewritten until kept
-        v = lin[i]
-        scratch[ny] = v - t
-        ny += v > t
+    ny = aiot_excess(lin, scratch, n, t)  # (about 1 value in 10 is kept)
     out[0] = t
     out[1] = (<double>(ny if ny > 1 else 1)) / n
     if ny:
@@ -794,6 +818,45 @@ def quantiles_hinted(windows, double q):
         scratch = np.empty(max(a.shape[0], 1))
         res.append(_quantile(&a[0], a.shape[0], q, &scratch[0], hint))
     return res
+
+
+def bracket_filter(src, double lo, double hi):
+    """``(below, kept)``: how many values of src lie below lo, and those neither below lo nor above hi
+    (NaN too), in order: a re-fit's pass over its window for a quantile's bracket (for the tests, on
+    every SIMD level)."""
+    cdef const double[::1] a = np.ascontiguousarray(src, dtype=np.float64)
+    cdef Py_ssize_t n = a.shape[0], below = 0, m = 0
+    out = np.empty(max(n, 1))
+    cdef double[::1] o = out
+    if n:
+        m = aiot_bracket(&a[0], &o[0], n, lo, hi, &below)
+    return below, out[:m].copy()
+
+
+def kth_between(src, Py_ssize_t k, double lo, double hi):
+    """The k-th and (k + 1)-th smallest of src (finite, k + 1 < len(src)) through the bracket [lo, hi],
+    or None when rank k does not lie in it: ``_kth_between`` (for the tests)."""
+    cdef double[::1] a = np.array(src, dtype=np.float64)
+    cdef Py_ssize_t n = a.shape[0]
+    cdef double x, y
+    if not 0 <= k < n - 1:
+        raise ValueError("k + 1 must be below the number of values")
+    scratch = np.empty(n)
+    cdef double[::1] sc = scratch
+    if not _kth_between(&a[0], &sc[0], n, k, lo, hi, &x, &y, NULL):
+        return None
+    return x, y
+
+
+def excess_filter(src, double t):
+    """``v - t`` for the values ``v > t`` of src, in order: a re-fit's excesses (for the tests)."""
+    cdef const double[::1] a = np.ascontiguousarray(src, dtype=np.float64)
+    cdef Py_ssize_t n = a.shape[0], m = 0
+    out = np.empty(max(n, 1))
+    cdef double[::1] o = out
+    if n:
+        m = aiot_excess(&a[0], &o[0], n, t)
+    return out[:m].copy()
 
 
 # indices of Ensemble.ist (int64 scalar state shared with the Python objects)

@@ -39,3 +39,86 @@ def test_compiled_quantile_is_numpys_exactly(w) -> None:
     a, q = w
     # one window (no bracket kept), then the same window through the bracket its fit kept
     assert C.quantiles_hinted([a, a], q) == [np.quantile(a, q)] * 2
+
+
+@st.composite
+def filter_inputs(draw):
+    """A window's values and the bounds a re-fit's passes compare them with, drawn from one small pool (so
+    values equal the bounds often) or as any floats: NaN, infinities, signed zeros, subnormals; lengths
+    on both sides of the vector widths (4, 8) and their tails; a bracket upside down too."""
+    special = [0.0, -0.0, 1.0, -1.0, 2.5, 5e-324, float("inf"), float("-inf"), float("nan")]
+    if draw(st.booleans()):
+        pool = draw(st.lists(st.sampled_from(special) | st.floats(-10, 10), min_size=1, max_size=5))
+        value = st.sampled_from(pool)
+    else:
+        value = st.floats(allow_nan=True, allow_infinity=True)
+    a = np.array(draw(st.lists(value, max_size=70)), dtype=np.float64)
+    lo, hi = draw(value), draw(value)
+    return a, lo, hi
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+@settings(max_examples=300, deadline=None)
+@given(w=filter_inputs())
+def test_compiled_refit_passes_keep_the_same_values_on_every_simd_path(level: int, w) -> None:
+    """The bracket and excess passes (scalar, AVX2 with its permutation table, AVX-512 compress) keep
+    exactly the values the plain loops kept, in their order, bit for bit (NaN payloads and zero signs
+    included), and count the values below the bracket."""
+    if C.set_simd_level(level) != level:
+        C.set_simd_level(C.SIMD_LEVEL)
+        pytest.skip(f"SIMD path {level} not available on this CPU/build (best: {C.SIMD_LEVEL})")
+    a, lo, hi = w
+    try:
+        below, kept = C.bracket_filter(a, lo, hi)
+        excess = C.excess_filter(a, lo)
+    finally:
+        C.set_simd_level(C.SIMD_LEVEL)
+    vals = a.tolist()
+    assert below == sum(v < lo for v in vals)
+    want = np.array([v for v in vals if not v < lo and not v > hi], dtype=np.float64)
+    assert kept.tobytes() == want.tobytes(), (kept, want)
+    want = np.array([v - lo for v in vals if v > lo], dtype=np.float64)
+    assert excess.tobytes() == want.tobytes(), (excess, want)
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+@settings(max_examples=100, deadline=None)
+@given(w=windows())
+def test_compiled_quantile_is_numpys_exactly_on_every_simd_path(level: int, w) -> None:
+    """Through a kept bracket (the bracket pass) on each SIMD path the CPU has."""
+    if C.set_simd_level(level) != level:
+        C.set_simd_level(C.SIMD_LEVEL)
+        pytest.skip(f"SIMD path {level} not available on this CPU/build (best: {C.SIMD_LEVEL})")
+    a, q = w
+    try:
+        got = C.quantiles_hinted([a, a, a[::-1].copy()], q)
+    finally:
+        C.set_simd_level(C.SIMD_LEVEL)
+    assert got == [np.quantile(a, q)] * 3
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_compiled_kth_through_any_bracket_is_the_sorted_pair(level: int, data) -> None:
+    """Ranks k and k + 1 through a bracket of the window's own values: where rank k lies in it, the
+    sorted pair, the upper one also when it lies above the bracket (rank k the bracket's top); where
+    it does not, None."""
+    if C.set_simd_level(level) != level:
+        C.set_simd_level(C.SIMD_LEVEL)
+        pytest.skip(f"SIMD path {level} not available on this CPU/build (best: {C.SIMD_LEVEL})")
+    vals = data.draw(st.lists(st.integers(-5, 5).map(float) | st.floats(-1e6, 1e6), min_size=2, max_size=60))
+    srt = sorted(vals)
+    i, j = sorted(data.draw(st.lists(st.integers(0, len(vals) - 1), min_size=2, max_size=2)))
+    lo, hi = srt[i], srt[j]
+    k = data.draw(st.sampled_from(sorted({max(0, min(len(vals) - 2, r)) for r in (i - 1, i, j - 1, j, j + 1)})))
+    try:
+        got = C.kth_between(vals, k, lo, hi)
+    finally:
+        C.set_simd_level(C.SIMD_LEVEL)
+    below = sum(v < lo for v in vals)
+    inside = sum(lo <= v <= hi for v in vals)
+    if below <= k < below + inside:
+        assert got == (srt[k], srt[k + 1])
+    else:
+        assert got is None
