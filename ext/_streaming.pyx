@@ -47,6 +47,7 @@ cdef extern from "streaming_simd.h" nogil:
     void aiot_log1p_scaled(double theta, const double* y, double* out, Py_ssize_t n)
     int aiot_simd_level()
     int aiot_set_simd_level(int level)
+    void aiot_minmax(const double* a, Py_ssize_t n, Py_ssize_t stride, double* out, double* lo, double* hi)
     Py_ssize_t aiot_bracket(const double* src, double* out, Py_ssize_t n, double lo, double hi, Py_ssize_t* below)
     Py_ssize_t aiot_excess(const double* src, double* out, Py_ssize_t n, double t)
 
@@ -59,7 +60,7 @@ def set_simd_level(int level):
     For the tests, which run every path the CPU has against the reference."""
     return aiot_set_simd_level(level)
 
-__all__ = ["SIMD_LEVEL", "Ensemble", "bracket_filter", "calibrated_step", "chi2_sf", "excess_filter", "fit_gpd", "gpd_bounds", "kth_between", "pca_refresh", "quantile_hint_hits", "quantiles_hinted", "set_fast_fits", "set_simd_level", "sorted_copy_of", "spot_fit"]
+__all__ = ["SIMD_LEVEL", "Ensemble", "bracket_filter", "calibrated_step", "chi2_sf", "excess_filter", "fit_gpd", "gpd_bounds", "kth_between", "min_max", "pca_refresh", "quantile_hint_hits", "quantiles_hinted", "set_fast_fits", "set_simd_level", "sorted_copy_of", "spot_fit"]
 
 cdef bint FAST_FITS = True
 cdef long long GPD_PASSES = 0  # log1p passes over the excesses in the GPD fits (for the tests)
@@ -571,47 +572,16 @@ cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double l
     bracket (:func:`_quantile`) or NULL."""
     cdef Py_ssize_t i, ny = 0
     cdef double t, mean, sd, sigma, f, lo, hi, v, mag, bound
-    cdef double v1, v2, v3, lo1, lo2, lo3, hi1, hi2, hi3
-    cdef double* lin = scratch + n
+    cdef const double* lin = arr
     cdef double gp[2]
-    # the copy, and the window's min and max (streaming.DEGENERATE, np.std's bound below) in one pass,
-    # on four lanes of running min and max: one lane's compare-and-keep waits for its last (4 cycles a
-    # value on one lane). lo and hi are the min and max either way (the first value's NaN everywhere, a
-    # later NaN nowhere), up to the sign of a zero, which nothing below sees (fabs, hi - lo, lo != hi)
-    lo = arr[0]
-    lin[0] = lo
-    lo1 = lo2 = lo3 = hi = hi1 = hi2 = hi3 = lo
-    i = 1
-    while i + 4 <= n:
-        v = arr[i * stride]
-        v1 = arr[(i + 1) * stride]
-        v2 = arr[(i + 2) * stride]
-        v3 = arr[(i + 3) * stride]
-        lin[i] = v
-        lin[i + 1] = v1
-        lin[i + 2] = v2
-        lin[i + 3] = v3
-        lo = v if v < lo else lo
-        lo1 = v1 if v1 < lo1 else lo1
-        lo2 = v2 if v2 < lo2 else lo2
-        lo3 = v3 if v3 < lo3 else lo3
-        hi = v if v > hi else hi
-        hi1 = v1 if v1 > hi1 else hi1
-        hi2 = v2 if v2 > hi2 else hi2
-        hi3 = v3 if v3 > hi3 else hi3
-        i += 4
-    while i < n:
-        v = arr[i * stride]
-        lin[i] = v
-        lo = v if v < lo else lo
-        hi = v if v > hi else hi
-        i += 1
-    lo = lo1 if lo1 < lo else lo
-    lo = lo2 if lo2 < lo else lo
-    lo = lo3 if lo3 < lo else lo
-    hi = hi1 if hi1 > hi else hi
-    hi = hi2 if hi2 > hi else hi
-    hi = hi3 if hi3 > hi else hi
+    # the window's min and max (streaming.DEGENERATE, np.std's bound below; streaming_simd.h), and a
+    # contiguous copy of a strided window (a column of several channels' ring) at scratch + n; a
+    # contiguous one is read where it lies (everything below only reads it)
+    if stride == 1:
+        aiot_minmax(arr, n, 1, NULL, &lo, &hi)
+    else:
+        aiot_minmax(arr, n, stride, scratch + n, &lo, &hi)
+        lin = scratch + n
     t = _quantile(lin, n, level, scratch, hint)
     ny = aiot_excess(lin, scratch, n, t)  # (about 1 value in 10 is kept)
     out[0] = t
@@ -846,6 +816,24 @@ def kth_between(src, Py_ssize_t k, double lo, double hi):
     if not _kth_between(&a[0], &sc[0], n, k, lo, hi, &x, &y, NULL):
         return None
     return x, y
+
+
+def min_max(src, Py_ssize_t stride=1):
+    """``(lo, hi, copy)`` of the values src[::stride] (at least one) as a re-fit takes them: their min and
+    max, and for stride > 1 the contiguous copy it makes (None for 1). For the tests, on every SIMD level."""
+    cdef const double[::1] a = np.ascontiguousarray(src, dtype=np.float64)
+    cdef Py_ssize_t n
+    cdef double lo, hi
+    if stride < 1 or a.shape[0] < 1:
+        raise ValueError("at least one value and a stride >= 1")
+    n = (a.shape[0] + stride - 1) // stride
+    if stride == 1:
+        aiot_minmax(&a[0], n, 1, NULL, &lo, &hi)
+        return lo, hi, None
+    out = np.empty(n)
+    cdef double[::1] o = out
+    aiot_minmax(&a[0], n, stride, &o[0], &lo, &hi)
+    return lo, hi, out
 
 
 def excess_filter(src, double t):
@@ -1122,19 +1110,17 @@ cdef class Ensemble:
     cdef void _fit_rank(self) noexcept nogil:
         # the reference keeps a deque (SpotCalibrator): fit the ring in chronological order
         cdef double out[4]
-        cdef Py_ssize_t j, m = 0, fill = self.kfill[0], pos = self.kpos[0]
+        cdef Py_ssize_t m, fill = self.kfill[0], pos = self.kpos[0]
         cdef double* lin = &self.tmp[0]
+        # (the ring is one column: its two chronological parts are contiguous)
         if fill == self.window:
-            for j in range(pos, self.window):
-                lin[m] = self.kbuf[j, 0]
-                m += 1
-            for j in range(0, pos):
-                lin[m] = self.kbuf[j, 0]
-                m += 1
+            m = self.window - pos
+            memcpy(lin, &self.kbuf[pos, 0], m * sizeof(double))
+            memcpy(lin + m, &self.kbuf[0, 0], pos * sizeof(double))
+            m = self.window
         else:
-            for j in range(fill):
-                lin[m] = self.kbuf[j, 0]
-                m += 1
+            m = fill
+            memcpy(lin, &self.kbuf[0, 0], m * sizeof(double))
         _spot_fit(lin, m, 1, self.level_q, self.xi_min, self.g_neg, self.g_pos, &self.scratch[0],
                   &self.scratch[0] + 2 * m, out, &self.qhint[self.n + 2, 0])
         self.kt[0] = out[0]

@@ -6,10 +6,10 @@
  * numpy's own SIMD log1p it differs from scalar libm in the last bits); elsewhere the scalar libm
  * log1p. Either way the means over hundreds of values agree with numpy's to ~1e-16 relative.
  *
- * The two passes over a statistic's whole window of a re-fit (3,600 values): the values within a
- * bracket of the quantile's rank (aiot_bracket) and the excesses over the threshold (aiot_excess).
- * Exact on every path (compares and one subtraction): the same values in the same order, whichever
- * level runs. The vector paths compress the kept lanes into place (in a register, then one unaligned
+ * The passes over a statistic's whole window of a re-fit (3,600 values): its min and max
+ * (aiot_minmax), the values within a bracket of the quantile's rank (aiot_bracket) and the excesses
+ * over the threshold (aiot_excess). Exact on every path (compares and one subtraction): the same
+ * values in the same order, whichever level runs. The vector paths compress the kept lanes into place (in a register, then one unaligned
  * store of the whole vector: its lanes past the kept ones land at or below the input's index, inside
  * the output's n values, and are overwritten or never read). */
 #ifndef AIOT_STREAMING_SIMD_H
@@ -31,6 +31,37 @@ static ptrdiff_t aiot_bracket_scalar(const double *src, double *out, ptrdiff_t n
     }
     *below = b;
     return m;
+}
+
+/* *lo, *hi = the min and max of the n >= 1 values a[0], a[stride], ..., as a loop of `if (v < lo) lo = v`
+ * (and v > hi) keeps them: the first value's NaN everywhere, a later NaN nowhere; up to a zero's sign.
+ * Copied to out[0:n] too where out is not NULL. Four lanes: one lane's compare-and-keep waits for its
+ * last (4 cycles a value on one). */
+static void aiot_minmax_scalar(const double *a, ptrdiff_t n, ptrdiff_t stride, double *out, double *lo_out,
+                               double *hi_out) {
+    double lo[4], hi[4], v;
+    ptrdiff_t i = 0;
+    int k;
+    for (k = 0; k < 4; k++) lo[k] = hi[k] = a[0];
+    for (; i + 4 <= n; i += 4)
+        for (k = 0; k < 4; k++) {
+            v = a[(i + k) * stride];
+            if (out) out[i + k] = v;
+            lo[k] = v < lo[k] ? v : lo[k];
+            hi[k] = v > hi[k] ? v : hi[k];
+        }
+    for (; i < n; i++) {
+        v = a[i * stride];
+        if (out) out[i] = v;
+        lo[0] = v < lo[0] ? v : lo[0];
+        hi[0] = v > hi[0] ? v : hi[0];
+    }
+    for (k = 1; k < 4; k++) {
+        lo[0] = lo[k] < lo[0] ? lo[k] : lo[0];
+        hi[0] = hi[k] > hi[0] ? hi[k] : hi[0];
+    }
+    *lo_out = lo[0];
+    *hi_out = hi[0];
 }
 
 /* out[0:m] = src[i] - t for the src[i] > t, in order; returns m. out: room for n, not overlapping src. */
@@ -142,6 +173,58 @@ __attribute__((target("avx512f,popcnt"))) static ptrdiff_t aiot_excess_avx512(co
     return m + aiot_excess_scalar(src + i, out + m, n - i, t);
 }
 
+/* aiot_minmax_scalar of a contiguous array, no copy: one vector of lanes each (MINPD/MAXPD keep their
+ * second operand unless the first is below/above it, as the scalar compare-and-keep) */
+__attribute__((target("avx2"))) static void aiot_minmax_avx2(const double *a, ptrdiff_t n, double *lo_out,
+                                                           double *hi_out) {
+    ptrdiff_t i = 0;
+    double l[4], h[4];
+    int k;
+    __m256d vlo = _mm256_set1_pd(a[0]), vhi = vlo;
+    for (; i + 4 <= n; i += 4) {
+        __m256d v = _mm256_loadu_pd(a + i);
+        vlo = _mm256_min_pd(v, vlo);
+        vhi = _mm256_max_pd(v, vhi);
+    }
+    _mm256_storeu_pd(l, vlo);
+    _mm256_storeu_pd(h, vhi);
+    for (k = 1; k < 4; k++) {  /* the lanes, then the tail */
+        l[0] = l[k] < l[0] ? l[k] : l[0];
+        h[0] = h[k] > h[0] ? h[k] : h[0];
+    }
+    for (; i < n; i++) {
+        l[0] = a[i] < l[0] ? a[i] : l[0];
+        h[0] = a[i] > h[0] ? a[i] : h[0];
+    }
+    *lo_out = l[0];
+    *hi_out = h[0];
+}
+
+__attribute__((target("avx512f"))) static void aiot_minmax_avx512(const double *a, ptrdiff_t n, double *lo_out,
+                                                                double *hi_out) {
+    ptrdiff_t i = 0;
+    double l[8], h[8];
+    int k;
+    __m512d vlo = _mm512_set1_pd(a[0]), vhi = vlo;
+    for (; i + 8 <= n; i += 8) {
+        __m512d v = _mm512_loadu_pd(a + i);
+        vlo = _mm512_min_pd(v, vlo);
+        vhi = _mm512_max_pd(v, vhi);
+    }
+    _mm512_storeu_pd(l, vlo);
+    _mm512_storeu_pd(h, vhi);
+    for (k = 1; k < 8; k++) {  /* the lanes, then the tail */
+        l[0] = l[k] < l[0] ? l[k] : l[0];
+        h[0] = h[k] > h[0] ? h[k] : h[0];
+    }
+    for (; i < n; i++) {
+        l[0] = a[i] < l[0] ? a[i] : l[0];
+        h[0] = a[i] > h[0] ? a[i] : h[0];
+    }
+    *lo_out = l[0];
+    *hi_out = h[0];
+}
+
 static int aiot_mvec_level = -1;
 
 static inline int aiot_simd_level(void) {
@@ -183,6 +266,12 @@ static ptrdiff_t aiot_excess(const double *src, double *out, ptrdiff_t n, double
     if (level == 1) return aiot_excess_avx2(src, out, n, t);
     return aiot_excess_scalar(src, out, n, t);
 }
+static void aiot_minmax(const double *a, ptrdiff_t n, ptrdiff_t stride, double *out, double *lo, double *hi) {
+    int level = stride == 1 && out == NULL ? aiot_simd_level() : 0;
+    if (level == 2) aiot_minmax_avx512(a, n, lo, hi);
+    else if (level == 1) aiot_minmax_avx2(a, n, lo, hi);
+    else aiot_minmax_scalar(a, n, stride, out, lo, hi);
+}
 #else
 static inline int aiot_simd_level(void) { return 0; }
 static int aiot_set_simd_level(int level) { (void)level; return 0; }
@@ -194,6 +283,9 @@ static ptrdiff_t aiot_bracket(const double *src, double *out, ptrdiff_t n, doubl
 }
 static ptrdiff_t aiot_excess(const double *src, double *out, ptrdiff_t n, double t) {
     return aiot_excess_scalar(src, out, n, t);
+}
+static void aiot_minmax(const double *a, ptrdiff_t n, ptrdiff_t stride, double *out, double *lo, double *hi) {
+    aiot_minmax_scalar(a, n, stride, out, lo, hi);
 }
 #endif
 #endif

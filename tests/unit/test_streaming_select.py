@@ -3,9 +3,11 @@ quantile, exactly, on windows of every size class it handles differently (short 
 insertion, partitions, parts made lopsided by ties) and through a kept bracket as the re-fits use it."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 C = pytest.importorskip("aiotstream._streaming")
@@ -52,7 +54,8 @@ def filter_inputs(draw):
         value = st.sampled_from(pool)
     else:
         value = st.floats(allow_nan=True, allow_infinity=True)
-    a = np.array(draw(st.lists(value, max_size=70)), dtype=np.float64)
+    n = draw(st.integers(0, 70))  # (a list strategy's sizes run short: most would miss the vector loops)
+    a = np.array(draw(st.lists(value, min_size=n, max_size=n)), dtype=np.float64)
     lo, hi = draw(value), draw(value)
     return a, lo, hi
 
@@ -122,3 +125,34 @@ def test_compiled_kth_through_any_bracket_is_the_sorted_pair(level: int, data) -
         assert got == (srt[k], srt[k + 1])
     else:
         assert got is None
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+@settings(max_examples=300, deadline=None)
+@given(w=filter_inputs(), stride=st.sampled_from([1, 1, 2, 3]))
+def test_compiled_refit_min_max_is_the_plain_loops_on_every_simd_path(level: int, w, stride: int) -> None:
+    """A re-fit's min and max of its window (vector lanes, four scalar lanes, a strided column copied):
+    what `if v < lo: lo = v elif v > hi: hi = v` from the first value finds, a first NaN kept and a later
+    one passed over; only a zero's sign may differ (nothing reads it)."""
+    a = w[0]
+    assume(a.size)
+    if C.set_simd_level(level) != level:
+        C.set_simd_level(C.SIMD_LEVEL)
+        pytest.skip(f"SIMD path {level} not available on this CPU/build (best: {C.SIMD_LEVEL})")
+    try:
+        lo, hi, copy = C.min_max(a, stride)
+    finally:
+        C.set_simd_level(C.SIMD_LEVEL)
+    vals = a[::stride].tolist()
+    want_lo = want_hi = vals[0]
+    for v in vals[1:]:
+        if v < want_lo:
+            want_lo = v
+        elif v > want_hi:
+            want_hi = v
+    for got, want in ((lo, want_lo), (hi, want_hi)):
+        assert got == want or (math.isnan(got) and math.isnan(want)), (got, want)
+    if stride == 1:
+        assert copy is None
+    else:
+        assert copy.tobytes() == a[::stride].tobytes()
