@@ -67,8 +67,14 @@ def main(argv: list[str] | None = None) -> int:
                          "figures recorded before 2026-12-07 used 1,000)")
     ap.add_argument("--impl", default="python,compiled")
     ap.add_argument("--repeat", type=int, default=3, help="runs per case; the fastest is reported (a loaded machine only slows down)")
+    ap.add_argument("--simd", type=int, default=None, metavar="LEVEL",
+                    help="the compiled kernel's SIMD level at most: 0 scalar, 1 AVX2, 2 AVX-512 (default: the CPU's best)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    if args.simd is not None:
+        from aiotstream import _streaming
+        level = _streaming.set_simd_level(args.simd)
+        print(f"SIMD level {level} (asked {args.simd}; this CPU and build: {_streaming.SIMD_LEVEL})")
     out = []
     for impl in args.impl.split(","):
         for c in (int(v) for v in args.channels.split(",")):
