@@ -571,7 +571,7 @@ cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double l
     out = (t, rate, xi, sigma). scratch, tmp: 2 n doubles, n doubles. hint: the statistic's quantile
     bracket (:func:`_quantile`) or NULL."""
     cdef Py_ssize_t i, ny = 0
-    cdef double t, mean, sd, sigma, f, lo, hi, v, mag, bound
+    cdef double t, mean, sd, sigma, f, lo, hi, mag, bound
     cdef const double* lin = arr
     cdef double gp[2]
     # the window's min and max (streaming.DEGENERATE, np.std's bound below; streaming_simd.h), and a

@@ -9,9 +9,9 @@
  * The passes over a statistic's whole window of a re-fit (3,600 values): its min and max
  * (aiot_minmax), the values within a bracket of the quantile's rank (aiot_bracket) and the excesses
  * over the threshold (aiot_excess). Exact on every path (compares and one subtraction): the same
- * values in the same order, whichever level runs. The vector paths compress the kept lanes into place (in a register, then one unaligned
- * store of the whole vector: its lanes past the kept ones land at or below the input's index, inside
- * the output's n values, and are overwritten or never read). */
+ * values in the same order, whichever level runs. The vector paths compress the kept lanes to the
+ * front of a register and store the whole vector at out + m: m is at most the input's index i, so the
+ * store stays within out's n values, and its lanes past the kept ones are overwritten or never read. */
 #ifndef AIOT_STREAMING_SIMD_H
 #define AIOT_STREAMING_SIMD_H
 #include <math.h>
@@ -24,7 +24,7 @@ static ptrdiff_t aiot_bracket_scalar(const double *src, double *out, ptrdiff_t n
     ptrdiff_t m = 0, b = 0;
     for (ptrdiff_t i = 0; i < n; i++) {  /* branch-free: where a value falls is a coin toss */
         double v = src[i];
-        int lt = v < lo, gt = (v > hi) & (lt ^ 1);
+        int lt = v < lo, gt = (v > hi) & (lt ^ 1);  /* (gt only where not lt: m never goes back) */
         b += lt;
         out[m] = v;
         m += 1 - lt - gt;
