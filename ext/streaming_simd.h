@@ -173,22 +173,10 @@ __attribute__((target("avx512f,popcnt"))) static ptrdiff_t aiot_excess_avx512(co
     return m + aiot_excess_scalar(src + i, out + m, n - i, t);
 }
 
-/* aiot_minmax_scalar of a contiguous array, no copy: one vector of lanes each (MINPD/MAXPD keep their
- * second operand unless the first is below/above it, as the scalar compare-and-keep) */
-__attribute__((target("avx2"))) static void aiot_minmax_avx2(const double *a, ptrdiff_t n, double *lo_out,
-                                                           double *hi_out) {
-    ptrdiff_t i = 0;
-    double l[4], h[4];
-    int k;
-    __m256d vlo = _mm256_set1_pd(a[0]), vhi = vlo;
-    for (; i + 4 <= n; i += 4) {
-        __m256d v = _mm256_loadu_pd(a + i);
-        vlo = _mm256_min_pd(v, vlo);
-        vhi = _mm256_max_pd(v, vhi);
-    }
-    _mm256_storeu_pd(l, vlo);
-    _mm256_storeu_pd(h, vhi);
-    for (k = 1; k < 4; k++) {  /* the lanes, then the tail */
+/* the vector paths' lanes l, h (w each) folded in, then the values a[i:n] past the last whole vector */
+static inline void aiot_minmax_lanes(double *l, double *h, int w, const double *a, ptrdiff_t i, ptrdiff_t n,
+                                     double *lo_out, double *hi_out) {
+    for (int k = 1; k < w; k++) {
         l[0] = l[k] < l[0] ? l[k] : l[0];
         h[0] = h[k] > h[0] ? h[k] : h[0];
     }
@@ -200,11 +188,27 @@ __attribute__((target("avx2"))) static void aiot_minmax_avx2(const double *a, pt
     *hi_out = h[0];
 }
 
+/* aiot_minmax_scalar of a contiguous array, no copy: one vector of lanes each (MINPD/MAXPD keep their
+ * second operand unless the first is below/above it, as the scalar compare-and-keep) */
+__attribute__((target("avx2"))) static void aiot_minmax_avx2(const double *a, ptrdiff_t n, double *lo_out,
+                                                           double *hi_out) {
+    ptrdiff_t i = 0;
+    double l[4], h[4];
+    __m256d vlo = _mm256_set1_pd(a[0]), vhi = vlo;
+    for (; i + 4 <= n; i += 4) {
+        __m256d v = _mm256_loadu_pd(a + i);
+        vlo = _mm256_min_pd(v, vlo);
+        vhi = _mm256_max_pd(v, vhi);
+    }
+    _mm256_storeu_pd(l, vlo);
+    _mm256_storeu_pd(h, vhi);
+    aiot_minmax_lanes(l, h, 4, a, i, n, lo_out, hi_out);
+}
+
 __attribute__((target("avx512f"))) static void aiot_minmax_avx512(const double *a, ptrdiff_t n, double *lo_out,
                                                                 double *hi_out) {
     ptrdiff_t i = 0;
     double l[8], h[8];
-    int k;
     __m512d vlo = _mm512_set1_pd(a[0]), vhi = vlo;
     for (; i + 8 <= n; i += 8) {
         __m512d v = _mm512_loadu_pd(a + i);
@@ -213,16 +217,7 @@ __attribute__((target("avx512f"))) static void aiot_minmax_avx512(const double *
     }
     _mm512_storeu_pd(l, vlo);
     _mm512_storeu_pd(h, vhi);
-    for (k = 1; k < 8; k++) {  /* the lanes, then the tail */
-        l[0] = l[k] < l[0] ? l[k] : l[0];
-        h[0] = h[k] > h[0] ? h[k] : h[0];
-    }
-    for (; i < n; i++) {
-        l[0] = a[i] < l[0] ? a[i] : l[0];
-        h[0] = a[i] > h[0] ? a[i] : h[0];
-    }
-    *lo_out = l[0];
-    *hi_out = h[0];
+    aiot_minmax_lanes(l, h, 8, a, i, n, lo_out, hi_out);
 }
 
 static int aiot_mvec_level = -1;
