@@ -126,15 +126,22 @@ def _count_items() -> None:
                 analyzed[group[0].asset or ""] += len(group)
         return sampled(self, values)
 
-    gcs = STATS["gc"] = {"collections": [0, 0, 0], "cpu_s": 0.0}
+    # the collector's collections and CPU by generation, and its longest pause (a full collection walks every
+    # tracked object of the process: what a flow's per-asset state costs it)
+    gcs = STATS["gc"] = {"collections": [0, 0, 0], "cpu_s": 0.0, "cpu_s_by_generation": [0.0, 0.0, 0.0],
+                         "longest_s": 0.0}
     started: list[float] = []
 
     def on_gc(phase: str, info: dict) -> None:
         if phase == "start":
             started.append(time.thread_time())
         elif started:
-            gcs["cpu_s"] += time.thread_time() - started.pop()
-            gcs["collections"][info["generation"]] += 1
+            took = time.thread_time() - started.pop()
+            gen = info["generation"]
+            gcs["cpu_s"] += took
+            gcs["collections"][gen] += 1
+            gcs["cpu_s_by_generation"][gen] += took
+            gcs["longest_s"] = max(gcs["longest_s"], took)
 
     gc.callbacks.append(on_gc)
     Ingestor.decode_grouped = _timed(counted_decode, cpu, "decode")  # type: ignore[method-assign]

@@ -1,7 +1,8 @@
 """Where a flow's time goes: a profile of one ``aiotstream run --once`` over a benchmark workload.
 
     python -m benchmarks.profile_flow [--flow waveform|pm-readings|building] [--sampler py-spy|cprofile]
-                                      [--assets N] [--duration S] [--top 25] [--out FILE]
+                                      [--assets N] [--duration S] [--rate-hz R] [--top 25]
+                                      [--out FILE]
     python -m benchmarks.profile_flow --read FILE.raw      # summarise a py-spy file again
 
 Same broker, workloads and runner as ``bench e2e`` and ``benchmarks.building`` (benchmarks/flowrun.py
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of event time")
     ap.add_argument("--model", choices=["calibrated", "zscore", "hst"], default="calibrated",
                     help="waveform flow's model (the product's default; profiles before 2026-12-06 ran zscore)")
+    ap.add_argument("--rate-hz", type=float, default=10.0,
+                    help="pm-readings: readings a second of each key (1: a plant of slow sensors)")
     ap.add_argument("--epoch-s", type=float, default=1.0)
     ap.add_argument("--poll-batch", type=int, help="pm-readings: inputs.poll_batch (default: the benchmark's, "
                                                    "benchmarks.scalar.POLL_BATCH)")
@@ -113,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             data = preload_waveforms(b, assets=args.assets, duration_s=args.duration, partitions=6,
                                      slice_assets=1, slice_duration_s=1.0)
         elif args.flow == "pm-readings":
-            data = preload_scalars(b, keys=args.assets * 50, rate_hz=10.0, duration_s=args.duration, partitions=3)
+            data = preload_scalars(b, keys=args.assets * 50, rate_hz=args.rate_hz, duration_s=args.duration,
+                                   partitions=3)
         else:
             data = building.preload_building(b, keys=args.assets * 50, duration_s=args.duration, partitions=3)
         os.environ[env] = str(prof)

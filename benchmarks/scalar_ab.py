@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import emit_json
 
@@ -182,10 +183,30 @@ def kafka(args: argparse.Namespace) -> None:
                         # (one call per asset and activation of the analyze step: its fixed cost is spread
                         # over the readings a call carries; None from a tree whose harness did not count)
                         "readings_per_call": _per_call(r),
+                        # where the worker's CPU went (the harness's step timing) and what the garbage
+                        # collector took of it (collections by generation, CPU s)
+                        "step_cpu_s": _first(r, "step_cpu_s"),
+                        "gc": _first(r, "gc"),
                         "load": round(os.getloadavg()[0], 2),
                     },
                     args.json,
                 )
+
+
+def _first(run: dict, key: str) -> Any:
+    """``key`` of the run's first (here: only) process's figures, seconds rounded to ms; None from an older
+    harness."""
+    got = (run.get("per_process") or [{}])[0].get(key)
+    return _ms(got) if isinstance(got, dict) else got
+
+
+def _ms(v: Any) -> Any:
+    """Floats in ``v`` (a dict, list or number) rounded to 3 places."""
+    if isinstance(v, float):
+        return round(v, 3)
+    if isinstance(v, dict):
+        return {k: _ms(x) for k, x in v.items()}
+    return [_ms(x) for x in v] if isinstance(v, list) else v
 
 
 def _per_call(run: dict) -> float | None:
