@@ -107,27 +107,39 @@ def merge(a: dict[str, int | float], b: dict[str, int | float]) -> dict[str, int
     return out
 
 
-def merge_all(parts: Iterable[dict[str, int | float]]) -> dict[str, int | float]:
+_MERGE_CHUNK = 1024  # parts read at a time by merge_all (their values copied: ~0.5 MB, cache-sized)
+_TOTALS_GETTER = itemgetter(*TOTALS)
+_TOTALS_HOW = tuple(TOTALS.values())
+
+
+def merge_all(parts: Iterable[dict[str, int | float]], chunk: int = _MERGE_CHUNK) -> dict[str, int | float]:
     """``merge(...merge(merge(new_totals(), p1), p2)..., pn)``, the same values (each key folded left to
     right in the same order), key by key in C rather than a dict per part (a roll-up of many assets).
+
+    Each part is read once (all its values by one ``itemgetter``), ``chunk`` parts at a time, and each key
+    folded over the chunk's column: a roll-up of 20,000 assets' dicts, scattered over a flow's heap, took
+    one cache miss per key and part when each key was a pass over all the parts. Folding chunk after chunk
+    is the same left fold (an int sum is exact in any grouping; a float, once there, continues the fold).
 
     >>> merge_all([{**new_totals(), "frames": 2, "max_score": 0.5}, {**new_totals(), "frames": 3}])["frames"]
     5
     """
-    parts = list(parts)
-    out = new_totals()
-    for k, how in TOTALS.items():
-        start = out[k]
-        if how == "max":  # (max of the start and the parts in order: the fold's comparisons, in one call)
-            out[k] = max(chain((start,), map(itemgetter(k), parts)))
-        elif type(start) is int and type(total := sum(map(itemgetter(k), parts), start)) is int:
-            # an int sum: every part's value was an int, whose sum is exact in any order (sum adds them in
-            # C, without a call per part); any float among them (sum's float additions may differ from the
-            # left fold's in later Pythons) and the left fold below decides
-            out[k] = total
-        else:
-            out[k] = reduce(add, map(itemgetter(k), parts), start)
-    return out
+    parts = parts if isinstance(parts, list) else list(parts)
+    acc = list(_ZERO_TOTALS.values())
+    for lo in range(0, len(parts), chunk):
+        cols = zip(*map(_TOTALS_GETTER, parts[lo:lo + chunk]), strict=True)
+        for i, (how, col) in enumerate(zip(_TOTALS_HOW, cols)):
+            start = acc[i]
+            if how == "max":  # (max of the start and the parts in order: the fold's comparisons, in one call)
+                acc[i] = max(chain((start,), col))
+            elif type(start) is int and type(total := sum(col, start)) is int:
+                # an int sum: every part's value was an int, whose sum is exact in any order (sum adds them in
+                # C, without a call per part); any float among them (sum's float additions may differ from the
+                # left fold's in later Pythons) and the left fold below decides
+                acc[i] = total
+            else:
+                acc[i] = reduce(add, col, start)
+    return dict(zip(TOTALS, acc))
 
 
 def ratio(num: float, den: float) -> float | None:

@@ -140,14 +140,18 @@ def test_fast_paths_match_the_generic_code(steps: list, period_w: int, window_s:
                                           st.integers(-2**70, 2**70), st.booleans(),
                                           st.floats(allow_nan=False, allow_infinity=False, width=64),
                                           st.sampled_from([math.nan, math.inf, -math.inf, 0.0]))),
-                min_size=0, max_size=12))
-def test_merge_all_and_public_totals_match(parts: list[dict]) -> None:
+                min_size=0, max_size=30),
+       st.sampled_from([1, 2, 3, 7, 1024]))
+def test_merge_all_and_public_totals_match(parts: list[dict], chunk: int) -> None:
+    """merge_all folds ``chunk`` parts at a time: the same values as the fold part by part whatever the
+    chunks (a float first in a later chunk after ints, a NaN or an infinity in any of them)."""
     full = [{**new_totals(), **p} for p in parts]
     want = new_totals()
     for p in full:
         want = merge(want, p)
-    got = merge_all(full)
+    got = merge_all(full, chunk)
     assert repr(list(got.items())) == repr(list(want.items()))  # (types, -0.0 and order too)
+    assert repr(list(merge_all(iter(full), chunk).items())) == repr(list(want.items()))  # (any iterable)
     old_public = {k: (round(v / S, 9) if k in TIME_TOTALS else v) for k, v in want.items()}
     assert repr(list(public_totals(want).items())) == repr(list(old_public.items()))
 
