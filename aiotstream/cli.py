@@ -425,7 +425,7 @@ def _sinks(args: argparse.Namespace, cfg: SiteConfig, brokers: str) -> tuple[Any
     return sink, also, where
 
 
-GC_THRESHOLDS = (100_000, 50, 100)
+GC_THRESHOLDS = (1_000_000, 10, 100)
 
 
 def tune_gc() -> None:
@@ -440,6 +440,14 @@ def tune_gc() -> None:
     +34% and +48% frames/s in two side-by-side runs of the 40-asset scaling
     workload. Cyclic garbage still gets
     collected, just in larger, rarer sweeps.
+
+    The youngest generation's threshold is a million allocations (100,000 until 2026-12-07): a poll of
+    10,000 readings from as many slow sensors makes containers by the hundred thousand (each asset's
+    columns, outputs, records), so at 100,000 the collector ran about twice a poll over what was alive of
+    them (up to 660,000 objects) and took 14 % of a 20,000-asset run's CPU; at a million, 2 %
+    (benchmarks/RESULTS.md). The flows make almost
+    no cyclic garbage (724 objects collected in a minute of that run), so collecting ten times less often
+    holds no more memory; a flow that made cycles by the million would hold them a little longer.
     """
     import gc
 
