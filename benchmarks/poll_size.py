@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                        "samples_per_s_per_worker": r["samples_per_s_per_worker"],
                        "span_s": r["span_s"], "cpu_s": r["cpu_s"], "peak_rss_mb": r["peak_rss_mb"],
                        "windows": r["windows"], "scores_digest": r["scores_digest"],
+                       # the garbage collector's collections, CPU and longest pause (None: an older harness)
+                       "gc": (r.get("per_process") or [{}])[0].get("gc"),
                        "load": round(os.getloadavg()[0], 2)}
                 runs[i].append(rec)
                 emit_json(rec, args.json)
