@@ -445,9 +445,9 @@ def tune_gc() -> None:
     10,000 readings from as many slow sensors makes containers by the hundred thousand (each asset's
     columns, outputs, records), so at 100,000 the collector ran about twice a poll over what was alive of
     them (up to 660,000 objects) and took 14 % of a 20,000-asset run's CPU; at a million, 2 %
-    (benchmarks/RESULTS.md). The flows make almost
-    no cyclic garbage (724 objects collected in a minute of that run), so collecting ten times less often
-    holds no more memory; a flow that made cycles by the million would hold them a little longer.
+    (benchmarks/RESULTS.md). The flows make almost no cyclic garbage (724 objects collected in a minute
+    of that run), so collecting ten times less often holds no more memory; a flow that made cycles by the
+    million would hold them a little longer.
     """
     import gc
 

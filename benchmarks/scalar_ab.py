@@ -196,8 +196,7 @@ def kafka(args: argparse.Namespace) -> None:
 def _first(run: dict, key: str) -> Any:
     """``key`` of the run's first (here: only) process's figures, seconds rounded to ms; None from an older
     harness."""
-    got = (run.get("per_process") or [{}])[0].get(key)
-    return _ms(got) if isinstance(got, dict) else got
+    return _ms((run.get("per_process") or [{}])[0].get(key))
 
 
 def _ms(v: Any) -> Any:

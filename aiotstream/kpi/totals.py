@@ -127,7 +127,7 @@ def merge_all(parts: Iterable[dict[str, int | float]], chunk: int = _MERGE_CHUNK
     parts = parts if isinstance(parts, list) else list(parts)
     acc = list(_ZERO_TOTALS.values())
     for lo in range(0, len(parts), chunk):
-        cols = zip(*map(_TOTALS_GETTER, parts[lo:lo + chunk]), strict=True)
+        cols = zip(*map(_TOTALS_GETTER, parts[lo:lo + chunk]))  # (the chunk's columns, one per key)
         for i, (how, col) in enumerate(zip(_TOTALS_HOW, cols)):
             start = acc[i]
             if how == "max":  # (max of the start and the parts in order: the fold's comparisons, in one call)
