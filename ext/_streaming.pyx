@@ -348,6 +348,11 @@ cdef double _profile_ll(double theta, const double* y, Py_ssize_t n, double xi_m
     return ll
 
 
+cdef enum:
+    GRID_N = 40  # the GPD fit's theta grids: GRID_N values each (filled below, after the functions)
+cdef double G_NEG[GRID_N]
+cdef double G_POS[GRID_N]
+
 # a profile point whose xi is above this is beyond xi's bound 1 by far more than any rounding of the
 # log1p's and their mean: every larger theta's xi (mean of log1p(theta y), increasing in theta) is too
 cdef double XI_CUT = 1.0 + 1e-6
@@ -427,8 +432,7 @@ cdef void _gpd_moments(const double* y, Py_ssize_t n, double ymax, double* tmp, 
         mom[k] = _sum(tmp, n, 1) / n
 
 
-cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, const double[::1] g_neg,
-                   const double[::1] g_pos, double* tmp, double* out) noexcept nogil:
+cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, double* tmp, double* out) noexcept nogil:
     """``streaming.fit_gpd`` for excesses y > 0 (finite): out = (xi, sigma).
 
     The same grids, comparisons and results as the reference, with less log1p work when FAST_FITS is
@@ -470,9 +474,9 @@ cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, const double[::
     lo = -1.0 / ymax
     m = 0
     if xi_min < 0:
-        n_neg = g_neg.shape[0]
+        n_neg = GRID_N
         for j in range(n_neg):
-            grid[m] = lo * (1.0 - g_neg[j])
+            grid[m] = lo * (1.0 - G_NEG[j])
             m += 1
         # np.sort (insertion sort: 40 values, nearly sorted)
         for i in range(1, m):
@@ -482,8 +486,8 @@ cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, const double[::
                 grid[j + 1] = grid[j]
                 j -= 1
             grid[j + 1] = v
-    for j in range(g_pos.shape[0]):
-        grid[m] = g_pos[j] / mean
+    for j in range(GRID_N):
+        grid[m] = G_POS[j] / mean
         m += 1
     best_ll = -(<double>n) * log(mean) - n
     best = 0.0
@@ -565,8 +569,7 @@ cdef void _fit_gpd(const double* y, Py_ssize_t n, double xi_min, const double[::
 
 
 cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double level, double xi_min,
-                    const double[::1] g_neg, const double[::1] g_pos, double* scratch, double* tmp,
-                    double* out, double* hint) noexcept nogil:
+                    double* scratch, double* tmp, double* out, double* hint) noexcept nogil:
     """``SpotBank._fit`` / ``SpotCalibrator._fit`` of the values arr[0:n*stride:stride] (n >= 1):
     out = (t, rate, xi, sigma). scratch, tmp: 2 n doubles, n doubles. hint: the statistic's quantile
     bracket (:func:`_quantile`) or NULL."""
@@ -587,7 +590,7 @@ cdef void _spot_fit(const double* arr, Py_ssize_t n, Py_ssize_t stride, double l
     out[0] = t
     out[1] = (<double>(ny if ny > 1 else 1)) / n
     if ny:
-        _fit_gpd(scratch, ny, xi_min, g_neg, g_pos, tmp, gp)
+        _fit_gpd(scratch, ny, xi_min, tmp, gp)
     else:
         gp[0] = 0.0
         gp[1] = 0.0
@@ -711,25 +714,23 @@ cdef inline Py_ssize_t _equal_from(const double* a, Py_ssize_t n, Py_ssize_t lo,
     return _upper(a + lo, n - lo, v)
 
 
-# The GPD fit's theta grids (as streaming.fit_gpd makes them: the same floats), made once: every fit reads
-# them and none writes them
-_G_NEG = np.geomspace(1e-6, 1.0 - 1e-6, 40)
-_G_POS = np.geomspace(1e-6, 6.0, 40)
-_G_NEG.flags.writeable = False
-_G_POS.flags.writeable = False
+# The GPD fit's theta grids (as streaming.fit_gpd makes them: the same floats), made once at import: every
+# fit reads them and none writes them
+for _j, (_neg, _pos) in enumerate(zip(np.geomspace(1e-6, 1.0 - 1e-6, GRID_N).tolist(),
+                                      np.geomspace(1e-6, 6.0, GRID_N).tolist(), strict=True)):
+    G_NEG[_j] = _neg
+    G_POS[_j] = _pos
 
 
 def fit_gpd(y, double xi_min=-0.5):
     """Compiled twin of :func:`aiotstream.models.streaming.fit_gpd` (for the tests)."""
     cdef double[::1] yy = np.ascontiguousarray(y, dtype=np.float64)
     yy = np.ascontiguousarray(np.asarray(yy)[np.isfinite(yy) & (np.asarray(yy) > 0)])
-    cdef const double[::1] g_neg = _G_NEG
-    cdef const double[::1] g_pos = _G_POS
     cdef double[::1] tmp = np.empty(max(yy.shape[0], 1))
     cdef double out[2]
     if yy.shape[0] == 0:
         return 0.0, 1.0
-    _fit_gpd(&yy[0], yy.shape[0], xi_min, g_neg, g_pos, &tmp[0], out)
+    _fit_gpd(&yy[0], yy.shape[0], xi_min, &tmp[0], out)
     return out[0], out[1]
 
 
@@ -767,10 +768,8 @@ def spot_fit(arr, double level, double xi_min):
     cdef Py_ssize_t n = a.shape[0]
     cdef double[::1] scratch = np.empty(2 * n)
     cdef double[::1] tmp = np.empty(n)
-    cdef const double[::1] g_neg = _G_NEG
-    cdef const double[::1] g_pos = _G_POS
     cdef double out[4]
-    _spot_fit(&a[0], n, 1, level, xi_min, g_neg, g_pos, &scratch[0], &tmp[0], out, NULL)
+    _spot_fit(&a[0], n, 1, level, xi_min, &scratch[0], &tmp[0], out, NULL)
     return out[0], out[1], out[2], out[3]
 
 
@@ -874,66 +873,217 @@ def _work_buffers(Py_ssize_t window):
     return got
 
 
+cdef bint _arr(object a, int typenum, int ndim, Py_ssize_t n, bint write, void** data, Py_ssize_t* dims):
+    """Whether ``a`` is a C-contiguous, native-order ndarray of this type and ``ndim`` (and of ``n`` rows
+    unless ``n`` < 0; writeable if ``write``); its data and shape. The detector step's arrays are read
+    through these rather than a memoryview each (16 of them a window: ~4 us), and so is :class:`Ensemble`'s
+    state. (Equivalent types count as the type: int64 is C's long and long long here.)"""
+    if type(a) is not np.ndarray:
+        return False
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if not cnp.PyArray_EquivTypenums(cnp.PyArray_TYPE(arr), typenum) or cnp.PyArray_NDIM(arr) != ndim \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISNOTSWAPPED(arr) \
+            or (write and not cnp.PyArray_ISWRITEABLE(arr)):
+        return False
+    cdef Py_ssize_t k
+    for k in range(ndim):
+        dims[k] = cnp.PyArray_DIMS(arr)[k]
+    if n >= 0 and dims[0] != n:
+        return False
+    data[0] = cnp.PyArray_DATA(arr)
+    return True
+
+
+_TYPE_NAMES = {cnp.NPY_FLOAT64: "float64", cnp.NPY_INT64: "int64", cnp.NPY_UINT8: "uint8"}
+
+
+cdef void* _bind(list keep, object a, int typenum, int ndim, Py_ssize_t* dims, str name) except NULL:
+    """The data of ``a``, writeable, of this type and ``ndim`` in C order (:func:`_arr`), its shape in
+    ``dims``; ``a`` goes to ``keep`` (unless None), whose owner then holds it. ``name``: the array's name
+    in the error (empty: the kernel's own)."""
+    cdef void* data = NULL
+    if not _arr(a, typenum, ndim, -1, True, &data, dims):
+        what = f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}".strip()
+        raise ValueError(f"{name or 'a work array'}: expected a writeable, C-contiguous {ndim}-d "
+                         f"{_TYPE_NAMES.get(typenum, typenum)} ndarray, got {what}")
+    if keep is not None:
+        keep.append(a)
+    return data
+
+
+cdef int _bank(list keep, bank, str name, long long** pos, long long** fill, long long** since, double** t,
+               double** rate, double** xi, double** sigma) except -1:
+    """A ``SpotBank``'s per-column arrays (its ring, ``buf``, is bound by the caller)."""
+    cdef Py_ssize_t dims[2]
+    pos[0] = <long long*>_bind(keep, bank.pos, cnp.NPY_INT64, 1, dims, name + " pos")
+    fill[0] = <long long*>_bind(keep, bank.fill, cnp.NPY_INT64, 1, dims, name + " fill")
+    since[0] = <long long*>_bind(keep, bank.since, cnp.NPY_INT64, 1, dims, name + " since")
+    t[0] = <double*>_bind(keep, bank.t, cnp.NPY_FLOAT64, 1, dims, name + " t")
+    rate[0] = <double*>_bind(keep, bank.rate, cnp.NPY_FLOAT64, 1, dims, name + " rate")
+    xi[0] = <double*>_bind(keep, bank.xi, cnp.NPY_FLOAT64, 1, dims, name + " xi")
+    sigma[0] = <double*>_bind(keep, bank.sigma, cnp.NPY_FLOAT64, 1, dims, name + " sigma")
+    return 0
+
+
+cdef int _shape(str name, const Py_ssize_t* dims, Py_ssize_t rows, Py_ssize_t cols, bint at_least=False) \
+        except -1:
+    """A bound 2-d array is (rows, cols), or has ``cols`` columns at least (``at_least``)."""
+    if dims[0] != rows or (dims[1] < cols if at_least else dims[1] != cols):
+        raise ValueError(f"{name}: shape ({dims[0]}, {dims[1]}), expected ({rows}, {'>= ' if at_least else ''}{cols})")
+    return 0
+
+
+cdef struct _Io:
+    # a block's rows (``rows`` x n) and the outputs of each row, as :meth:`Ensemble.run` takes them
+    const double* x
+    double* p
+    unsigned char* alert
+    double* z
+    double* cp
+    long long* lead
+    Py_ssize_t rows
+
+
+cdef void* _out(object a, int typenum, int ndim, Py_ssize_t rows, Py_ssize_t n, str name) except NULL:
+    cdef Py_ssize_t dims[2]
+    cdef void* data = _bind(None, a, typenum, ndim, dims, name)
+    if dims[0] < rows or (ndim == 2 and dims[1] != n):
+        raise ValueError(f"{name}: shape {a.shape}, too small for {rows} rows of {n} channels")
+    return data
+
+
+cdef int _bind_io(_Io* io, Py_ssize_t n, x, p_out, alert_out, z_out, cp_out, lead_out) except -1:
+    """``io`` for rows ``x`` ((rows, n) float64, C order) and outputs of at least as many rows: ``p_out``
+    float64, ``alert_out`` uint8, ``lead_out`` int64 (rows,); ``z_out``, ``cp_out`` float64 (rows, n)."""
+    cdef Py_ssize_t dims[2]
+    cdef void* data = NULL
+    if not _arr(x, cnp.NPY_FLOAT64, 2, -1, False, &data, dims) or dims[1] != n:
+        raise ValueError(f"x: expected a C-contiguous (rows, {n}) float64 ndarray, got "
+                         f"{type(x).__name__} {getattr(x, 'dtype', '')} {getattr(x, 'shape', '')}")
+    io.x = <const double*>data
+    io.rows = dims[0]
+    io.p = <double*>_out(p_out, cnp.NPY_FLOAT64, 1, io.rows, n, "p_out")
+    io.alert = <unsigned char*>_out(alert_out, cnp.NPY_UINT8, 1, io.rows, n, "alert_out")
+    io.z = <double*>_out(z_out, cnp.NPY_FLOAT64, 2, io.rows, n, "z_out")
+    io.cp = <double*>_out(cp_out, cnp.NPY_FLOAT64, 2, io.rows, n, "cp_out")
+    io.lead = <long long*>_out(lead_out, cnp.NPY_INT64, 1, io.rows, n, "lead_out")
+    return 0
+
+
 cdef class Ensemble:
     """The per-row update over the reference's state arrays (see module docstring).
 
     ``ist``: int64 scalars [rows, mv_count, alert open, hysteresis run, k, events in the last row,
     refresh due, one-channel refresh done in the kernel (reset by the caller), rows the alert has been open]; ``basis``/``inv_vals``/``q_expect`` are set by :meth:`set_basis` after each
     eigendecomposition.
+
+    The state arrays are read and written through raw pointers into the arrays themselves, which the
+    kernel holds (``_keep``, and a slot each for those it rebinds: the basis, its inverse values, the
+    work buffers), so they stay alive and in place; each is checked once, when bound (:func:`_bind`: an
+    ndarray of the type, the dimensions and C order a typed memoryview would require, writeable where
+    the kernel writes). A typed memoryview per array cost 0.5 KB each (its slice in this object and a
+    memoryview object), 31 KB of a one-channel detector's 184, and 1.4 us each to bind (90 us a new
+    detector). A 2-d array's rows are ``*w`` values apart (its second dimension).
     """
 
     cdef public object ist_arr
-    cdef long long[::1] ist
+    cdef long long* ist
+    cdef tuple _keep  # every array bound once, below (the pointers point into them)
+    cdef object basis_arr, inv_arr, scratch_arr, tmp_arr  # (the arrays bound again later)
     # config
     cdef Py_ssize_t n, warmup, accept, open_after, close_after, window, refit, init, refresh, tests
     cdef double alpha, lam, kappa, c, shift_k, risk, close_risk, level_q, xi_min, t2_ok, mv_alpha, shrink_min
     cdef bint use_ch, use_mv, use_t2, use_q, use_rank
     # baseline
-    cdef long long[::1] count, shifted
-    cdef double[::1] level, var, fast
-    # channel SPOT bank
-    cdef double[:, ::1] cbuf
-    cdef long long[::1] cpos, cfill, csince
-    cdef double[::1] ct, crate, cxi, csigma
-    # T2 / Q SPOT bank (column 0: T2, 1: Q)
-    cdef double[:, ::1] mbuf
-    cdef long long[::1] mpos, mfill, msince
-    cdef double[::1] mt, mrate, mxi, msigma
-    # rank test (RankTest) and its SPOT (a one-column SpotBank)
-    cdef Py_ssize_t rw, rmin
-    cdef double[:, ::1] rwin, rring, rsrt
-    cdef unsigned char[:, ::1] rwl
-    cdef long long[::1] rwpos, rwfill, rpos, rfill, rties
-    cdef double[::1] rshift, rs1, rs2, rlag, rtest
+    cdef long long* count
+    cdef long long* shifted
+    cdef double* level
+    cdef double* var
+    cdef double* fast
+    # channel SPOT bank: cbuf (spot_window, cbw)
+    cdef double* cbuf
+    cdef Py_ssize_t cbw
+    cdef long long* cpos
+    cdef long long* cfill
+    cdef long long* csince
+    cdef double* ct
+    cdef double* crate
+    cdef double* cxi
+    cdef double* csigma
+    # T2 / Q SPOT bank (column 0: T2, 1: Q): mbuf (spot_window, mbw)
+    cdef double* mbuf
+    cdef Py_ssize_t mbw
+    cdef long long* mpos
+    cdef long long* mfill
+    cdef long long* msince
+    cdef double* mt
+    cdef double* mrate
+    cdef double* mxi
+    cdef double* msigma
+    # rank test (RankTest) and its SPOT (a one-column SpotBank): rwin and rwl (n, rw), rring (n, rrw),
+    # rsrt (n, rsw)
+    cdef Py_ssize_t rw, rmin, rrw, rsw
+    cdef double* rwin
+    cdef double* rring
+    cdef double* rsrt
+    cdef unsigned char* rwl
+    cdef long long* rwpos
+    cdef long long* rwfill
+    cdef long long* rpos
+    cdef long long* rfill
+    cdef long long* rties
+    cdef double* rshift
+    cdef double* rs1
+    cdef double* rs2
+    cdef double* rlag
     # the kernel's cache of each channel's counts per test-window slot (not state: rebuilt when
     # stale): L = reference values below the slot's value, E = equal to it, M = test values equal to it
     # (itself included); kept while the reference and the window change by single values, so a row
     # costs O(w) compares and one search instead of a sort and w searches. Valid while rcvalid[j] and
     # the reference's (pos, fill) are still those the kernel left (a Python reset() makes them differ).
-    cdef long long[:, ::1] rcL, rcE, rcM
-    cdef unsigned char[::1] rcvalid
-    cdef long long[::1] rcpos, rcfill
-    cdef double[:, ::1] kbuf
-    cdef long long[::1] kpos, kfill, ksince
-    cdef double[::1] kt, krate, kxi, ksigma
-    # multivariate
-    cdef double[:, ::1] cov, basis
-    cdef double[::1] inv_vals
+    # rcL, rcE, rcM: (max(n, 1), rw), one int64 array of three such blocks
+    cdef long long* rcL
+    cdef long long* rcE
+    cdef long long* rcM
+    cdef unsigned char* rcvalid
+    cdef long long* rcpos
+    cdef long long* rcfill
+    # the rank test's SPOT: kbuf (spot_window, kbw)
+    cdef double* kbuf
+    cdef Py_ssize_t kbw
+    cdef long long* kpos
+    cdef long long* kfill
+    cdef long long* ksince
+    cdef double* kt
+    cdef double* krate
+    cdef double* kxi
+    cdef double* ksigma
+    # multivariate: cov (n, covw), basis (n, bw)
+    cdef double* cov
+    cdef double* basis
+    cdef double* inv_vals
+    cdef Py_ssize_t covw, bw
     cdef double q_expect, q_unit
     # scratch
-    cdef const double[::1] g_neg, g_pos  # the fit's grids, shared by every detector (_G_NEG, _G_POS)
-    cdef double[::1] scratch, tmp, ybuf, e
+    cdef double* scratch
+    cdef double* tmp
+    cdef double* ybuf
+    cdef double* e
     cdef unsigned long owner  # the thread whose work buffers scratch and tmp are (see _own)
-    # each SPOT's quantile bracket for its next fit (channels, T2, Q, rank; not state: NaN = none)
-    cdef double[:, ::1] qhint
+    # each SPOT's quantile bracket for its next fit (channels, T2, Q, rank; not state: NaN = none): (n + 3, 2)
+    cdef double* qhint
     cdef public object ev_ch, ev_old, ev_new
-    cdef long long[::1] evc
-    cdef double[::1] evo, evn
+    cdef long long* evc
+    cdef double* evo
+    cdef double* evn
 
     def __init__(self, cfg, int n_channels, double kappa, baseline, chan_bank, mv, mv_bank,
                  bint use_t2, bint use_q, int tests, rank=None, rank_bank=None):
         if cfg.refresh < 1 or cfg.spot_window < 1 or cfg.spot_refit < 1:
             raise ValueError("refresh, spot_window and spot_refit must be >= 1")
+        cdef list keep = []
+        cdef Py_ssize_t dims[2]
+        cdef Py_ssize_t nn = max(n_channels, 1)
         self.n = n_channels
         self.warmup = cfg.warmup
         self.accept = cfg.accept
@@ -955,83 +1105,80 @@ cdef class Ensemble:
         self.xi_min = cfg.xi_min
         self.shrink_min = cfg.shrink_min
         self.ist_arr = np.zeros(9, np.int64)
-        self.ist = self.ist_arr
-        self.count = baseline.count
-        self.shifted = baseline.shifted
-        self.level = baseline.level
-        self.var = baseline.var
-        self.fast = baseline.fast
+        self.ist = <long long*>_bind(keep, self.ist_arr, cnp.NPY_INT64, 1, dims, "ist")
+        self.count = <long long*>_bind(keep, baseline.count, cnp.NPY_INT64, 1, dims, "baseline.count")
+        self.shifted = <long long*>_bind(keep, baseline.shifted, cnp.NPY_INT64, 1, dims, "baseline.shifted")
+        self.level = <double*>_bind(keep, baseline.level, cnp.NPY_FLOAT64, 1, dims, "baseline.level")
+        self.var = <double*>_bind(keep, baseline.var, cnp.NPY_FLOAT64, 1, dims, "baseline.var")
+        self.fast = <double*>_bind(keep, baseline.fast, cnp.NPY_FLOAT64, 1, dims, "baseline.fast")
         self.use_ch = chan_bank is not None
         if self.use_ch:
-            self.cbuf = chan_bank.buf
-            self.cpos = chan_bank.pos
-            self.cfill = chan_bank.fill
-            self.csince = chan_bank.since
-            self.ct = chan_bank.t
-            self.crate = chan_bank.rate
-            self.cxi = chan_bank.xi
-            self.csigma = chan_bank.sigma
+            self.cbuf = <double*>_bind(keep, chan_bank.buf, cnp.NPY_FLOAT64, 2, dims, "channel bank buf")
+            self.cbw = dims[1]
+            _shape("channel bank buf", dims, self.window, n_channels)
+            _bank(keep, chan_bank, "channel bank", &self.cpos, &self.cfill, &self.csince, &self.ct,
+                  &self.crate, &self.cxi, &self.csigma)
         self.use_mv = mv is not None
         self.use_t2 = use_t2
         self.use_q = use_q
         if self.use_mv:
-            self.cov = mv.cov
+            self.cov = <double*>_bind(keep, mv.cov, cnp.NPY_FLOAT64, 2, dims, "mv.cov")
+            self.covw = dims[1]
+            _shape("mv.cov", dims, n_channels, n_channels)
             self.t2_ok = mv.t2_ok
             self.mv_alpha = mv.alpha
-            self.mbuf = mv_bank.buf
-            self.mpos = mv_bank.pos
-            self.mfill = mv_bank.fill
-            self.msince = mv_bank.since
-            self.mt = mv_bank.t
-            self.mrate = mv_bank.rate
-            self.mxi = mv_bank.xi
-            self.msigma = mv_bank.sigma
+            self.mbuf = <double*>_bind(keep, mv_bank.buf, cnp.NPY_FLOAT64, 2, dims, "mv bank buf")
+            self.mbw = dims[1]
+            _shape("mv bank buf", dims, self.window, 2 if use_q else 1, True)  # (Q's column read only for Q)
+            _bank(keep, mv_bank, "mv bank", &self.mpos, &self.mfill, &self.msince, &self.mt,
+                  &self.mrate, &self.mxi, &self.msigma)
             self.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect, mv.q_unit)
         self.use_rank = rank is not None
         if self.use_rank:
             self.rw = rank.w
             self.rmin = cfg.warmup if cfg.warmup > 1 else 1
-            self.rwin = rank.win
-            self.rwl = rank.win_learn
-            self.rwpos = rank.win_pos
-            self.rwfill = rank.win_fill
-            self.rring = rank.ring
-            self.rpos = rank.pos
-            self.rfill = rank.fill
-            self.rsrt = rank.srt
-            self.rties = rank.ties
-            self.rshift = rank.shift
-            self.rs1 = rank.s1
-            self.rs2 = rank.s2
-            self.rlag = rank.lag
-            self.rtest = np.empty(self.rw)
-            self.rcL = np.zeros((max(self.n, 1), self.rw), np.int64)
-            self.rcE = np.zeros((max(self.n, 1), self.rw), np.int64)
-            self.rcM = np.zeros((max(self.n, 1), self.rw), np.int64)
-            self.rcvalid = np.zeros(max(self.n, 1), np.uint8)
-            self.rcpos = np.zeros(max(self.n, 1), np.int64)
-            self.rcfill = np.zeros(max(self.n, 1), np.int64)
-            self.kbuf = rank_bank.buf
-            self.kpos = rank_bank.pos
-            self.kfill = rank_bank.fill
-            self.ksince = rank_bank.since
-            self.kt = rank_bank.t
-            self.krate = rank_bank.rate
-            self.kxi = rank_bank.xi
-            self.ksigma = rank_bank.sigma
-        self.g_neg = _G_NEG  # (read only: shared, not made per detector at 43 us each)
-        self.g_pos = _G_POS
+            self.rwin = <double*>_bind(keep, rank.win, cnp.NPY_FLOAT64, 2, dims, "rank.win")
+            _shape("rank.win", dims, n_channels, self.rw)
+            self.rwl = <unsigned char*>_bind(keep, rank.win_learn, cnp.NPY_UINT8, 2, dims, "rank.win_learn")
+            _shape("rank.win_learn", dims, n_channels, self.rw)
+            self.rwpos = <long long*>_bind(keep, rank.win_pos, cnp.NPY_INT64, 1, dims, "rank.win_pos")
+            self.rwfill = <long long*>_bind(keep, rank.win_fill, cnp.NPY_INT64, 1, dims, "rank.win_fill")
+            self.rring = <double*>_bind(keep, rank.ring, cnp.NPY_FLOAT64, 2, dims, "rank.ring")
+            self.rrw = dims[1]
+            _shape("rank.ring", dims, n_channels, self.window)
+            self.rpos = <long long*>_bind(keep, rank.pos, cnp.NPY_INT64, 1, dims, "rank.pos")
+            self.rfill = <long long*>_bind(keep, rank.fill, cnp.NPY_INT64, 1, dims, "rank.fill")
+            self.rsrt = <double*>_bind(keep, rank.srt, cnp.NPY_FLOAT64, 2, dims, "rank.srt")
+            self.rsw = dims[1]
+            _shape("rank.srt", dims, n_channels, self.window)
+            self.rties = <long long*>_bind(keep, rank.ties, cnp.NPY_INT64, 1, dims, "rank.ties")
+            self.rshift = <double*>_bind(keep, rank.shift, cnp.NPY_FLOAT64, 1, dims, "rank.shift")
+            self.rs1 = <double*>_bind(keep, rank.s1, cnp.NPY_FLOAT64, 1, dims, "rank.s1")
+            self.rs2 = <double*>_bind(keep, rank.s2, cnp.NPY_FLOAT64, 1, dims, "rank.s2")
+            self.rlag = <double*>_bind(keep, rank.lag, cnp.NPY_FLOAT64, 1, dims, "rank.lag")
+            self.rcL = <long long*>_bind(keep, np.zeros((3 * nn, self.rw), np.int64), cnp.NPY_INT64, 2, dims, "")
+            self.rcE = self.rcL + nn * self.rw
+            self.rcM = self.rcE + nn * self.rw
+            self.rcvalid = <unsigned char*>_bind(keep, np.zeros(nn, np.uint8), cnp.NPY_UINT8, 1, dims, "")
+            self.rcpos = <long long*>_bind(keep, np.zeros(nn, np.int64), cnp.NPY_INT64, 1, dims, "")
+            self.rcfill = <long long*>_bind(keep, np.zeros(nn, np.int64), cnp.NPY_INT64, 1, dims, "")
+            self.kbuf = <double*>_bind(keep, rank_bank.buf, cnp.NPY_FLOAT64, 2, dims, "rank bank buf")
+            self.kbw = dims[1]
+            _shape("rank bank buf", dims, self.window, 1)  # (one column: _fit_rank copies it as one run)
+            _bank(keep, rank_bank, "rank bank", &self.kpos, &self.kfill, &self.ksince, &self.kt,
+                  &self.krate, &self.kxi, &self.ksigma)
         self.owner = 0
         self._own()
-        self.qhint = np.full((self.n + 3, 2), np.nan)
-        self.ybuf = np.empty(max(self.n, 1))
-        self.e = np.empty(max(self.n, 1))
-        self.ev_ch = np.zeros(max(self.n, 1), np.int64)
-        self.ev_old = np.zeros(max(self.n, 1))
-        self.ev_new = np.zeros(max(self.n, 1))
-        self.evc = self.ev_ch
-        self.evo = self.ev_old
-        self.evn = self.ev_new
+        self.qhint = <double*>_bind(keep, np.full((self.n + 3, 2), np.nan), cnp.NPY_FLOAT64, 2, dims, "")
+        self.ybuf = <double*>_bind(keep, np.empty(nn), cnp.NPY_FLOAT64, 1, dims, "")
+        self.e = <double*>_bind(keep, np.empty(nn), cnp.NPY_FLOAT64, 1, dims, "")
+        self.ev_ch = np.zeros(nn, np.int64)
+        self.ev_old = np.zeros(nn)
+        self.ev_new = np.zeros(nn)
+        self.evc = <long long*>_bind(keep, self.ev_ch, cnp.NPY_INT64, 1, dims, "")
+        self.evo = <double*>_bind(keep, self.ev_old, cnp.NPY_FLOAT64, 1, dims, "")
+        self.evn = <double*>_bind(keep, self.ev_new, cnp.NPY_FLOAT64, 1, dims, "")
+        self._keep = tuple(keep)
 
     cdef inline void _own(self):
         """Work buffers of this thread: a fit writes ``scratch`` and ``tmp`` before it reads them and keeps
@@ -1040,24 +1187,38 @@ cdef class Ensemble:
         detector used from another thread takes that thread's pair."""
         cdef unsigned long me = PyThread_get_thread_ident()
         if me != self.owner:
-            self.scratch, self.tmp = _work_buffers(self.window)
+            self.scratch_arr, self.tmp_arr = _work_buffers(self.window)
+            self.scratch = <double*>cnp.PyArray_DATA(<cnp.ndarray>self.scratch_arr)
+            self.tmp = <double*>cnp.PyArray_DATA(<cnp.ndarray>self.tmp_arr)
             self.owner = me
 
     def set_basis(self, basis, inv_vals, int k, double q_expect, double q_unit=0.0):
+        cdef Py_ssize_t dims[2]
         b = np.ascontiguousarray(basis, dtype=np.float64)
+        if b.ndim != 2 or b.shape[0] != self.n:
+            raise ValueError(f"basis: shape {b.shape}, expected ({self.n}, k)")
         if b.shape[1] == 0:
             b = np.zeros((b.shape[0], 1))
-        self.basis = b
         iv = np.ascontiguousarray(inv_vals, dtype=np.float64)
-        self.inv_vals = iv if iv.shape[0] else np.zeros(1)
+        if iv.ndim != 1:
+            raise ValueError(f"inv_vals: shape {iv.shape}, expected (k,)")
+        if not 0 <= k <= min(b.shape[1], iv.shape[0]):
+            raise ValueError(f"k = {k} for a basis of {b.shape[1]} columns and {iv.shape[0]} inverse values")
+        if not iv.shape[0]:
+            iv = np.zeros(1)
+        self.basis = <double*>_bind(None, b, cnp.NPY_FLOAT64, 2, dims, "basis")
+        self.bw = dims[1]
+        self.basis_arr = b
+        self.inv_vals = <double*>_bind(None, iv, cnp.NPY_FLOAT64, 1, dims, "inv_vals")
+        self.inv_arr = iv
         self.ist[I_K] = k
         self.q_expect = q_expect
         self.q_unit = q_unit
 
     cdef void _fit_chan(self, Py_ssize_t i) noexcept nogil:
         cdef double out[4]
-        _spot_fit(&self.cbuf[0, i], self.cfill[i], self.cbuf.shape[1], self.level_q, self.xi_min,
-                  self.g_neg, self.g_pos, &self.scratch[0], &self.tmp[0], out, &self.qhint[i, 0])
+        _spot_fit(self.cbuf + i, self.cfill[i], self.cbw, self.level_q, self.xi_min, self.scratch, self.tmp,
+                  out, self.qhint + 2 * i)
         self.ct[i] = out[0]
         self.crate[i] = out[1]
         self.cxi[i] = out[2]
@@ -1068,21 +1229,21 @@ cdef class Ensemble:
         # the reference keeps a deque: fit the ring buffer in chronological order
         cdef double out[4]
         cdef Py_ssize_t j, m = 0, fill = self.mfill[i], pos = self.mpos[i]
-        cdef double* lin = &self.tmp[0]
+        cdef double* lin = self.tmp
         if fill == self.window:
             for j in range(pos, self.window):
-                lin[m] = self.mbuf[j, i]
+                lin[m] = self.mbuf[j * self.mbw + i]
                 m += 1
             for j in range(0, pos):
-                lin[m] = self.mbuf[j, i]
+                lin[m] = self.mbuf[j * self.mbw + i]
                 m += 1
         else:
             for j in range(fill):
-                lin[m] = self.mbuf[j, i]
+                lin[m] = self.mbuf[j * self.mbw + i]
                 m += 1
         # _spot_fit needs 2 m scratch doubles and m more for its tmp
-        _spot_fit(lin, m, 1, self.level_q, self.xi_min, self.g_neg, self.g_pos, &self.scratch[0],
-                  &self.scratch[0] + 2 * m, out, &self.qhint[self.n + i, 0])
+        _spot_fit(lin, m, 1, self.level_q, self.xi_min, self.scratch, self.scratch + 2 * m, out,
+                  self.qhint + 2 * (self.n + i))
         self.mt[i] = out[0]
         self.mrate[i] = out[1]
         self.mxi[i] = out[2]
@@ -1095,7 +1256,7 @@ cdef class Ensemble:
             x = 0.0
         p = _tail(x, self.mt[i], self.mrate[i], self.mxi[i], self.msigma[i])
         if learn and p >= self.risk:
-            self.mbuf[self.mpos[i], i] = x
+            self.mbuf[self.mpos[i] * self.mbw + i] = x
             self.mpos[i] = self.mpos[i] + 1 if self.mpos[i] + 1 < self.window else 0
             if self.mfill[i] < self.window:
                 self.mfill[i] += 1
@@ -1111,18 +1272,18 @@ cdef class Ensemble:
         # the reference keeps a deque (SpotCalibrator): fit the ring in chronological order
         cdef double out[4]
         cdef Py_ssize_t m, fill = self.kfill[0], pos = self.kpos[0]
-        cdef double* lin = &self.tmp[0]
+        cdef double* lin = self.tmp
         # (the ring is one column: its two chronological parts are contiguous)
         if fill == self.window:
             m = self.window - pos
-            memcpy(lin, &self.kbuf[pos, 0], m * sizeof(double))
-            memcpy(lin + m, &self.kbuf[0, 0], pos * sizeof(double))
+            memcpy(lin, self.kbuf + pos, m * sizeof(double))
+            memcpy(lin + m, self.kbuf, pos * sizeof(double))
             m = self.window
         else:
             m = fill
-            memcpy(lin, &self.kbuf[0, 0], m * sizeof(double))
-        _spot_fit(lin, m, 1, self.level_q, self.xi_min, self.g_neg, self.g_pos, &self.scratch[0],
-                  &self.scratch[0] + 2 * m, out, &self.qhint[self.n + 2, 0])
+            memcpy(lin, self.kbuf, m * sizeof(double))
+        _spot_fit(lin, m, 1, self.level_q, self.xi_min, self.scratch, self.scratch + 2 * m, out,
+                  self.qhint + 2 * (self.n + 2))
         self.kt[0] = out[0]
         self.krate[0] = out[1]
         self.kxi[0] = out[2]
@@ -1135,7 +1296,7 @@ cdef class Ensemble:
             x = 0.0
         p = _tail(x, self.kt[0], self.krate[0], self.kxi[0], self.ksigma[0])
         if learn and p >= self.risk:
-            self.kbuf[self.kpos[0], 0] = x
+            self.kbuf[self.kpos[0]] = x
             self.kpos[0] = self.kpos[0] + 1 if self.kpos[0] + 1 < self.window else 0
             if self.kfill[0] < self.window:
                 self.kfill[0] += 1
@@ -1163,37 +1324,37 @@ cdef class Ensemble:
         count cache follows, except test slot ``skip`` (v's own slot, about to take a new value); with
         ``slot``, that slot's counts for its new value nv too (searched with v's and the oldest's)."""
         cdef Py_ssize_t size = self.window, f = self.rfill[j], p = self.rpos[j], lo, hi, c, ro, i, nl, ne
-        cdef double* srt = &self.rsrt[j, 0]
+        cdef double* srt = self.rsrt + j * self.rsw
         cdef double sh, y, old, yo, t, prev, tv, old0
         cdef bint full = f == size
         cdef long long* cl
         cdef long long* ce
         cdef Py_ssize_t idx[3]
-        cdef double* ring = &self.rring[j, 0]
+        cdef double* ring = self.rring + j * self.rrw
         old0 = ring[p] if full else v
         if slot:
             # v is test slot skip's value: the cache (valid with slot) holds its counts in the reference
             # before this change (lower and equal), so only the oldest and nv are searched
-            lo = self.rcL[j, skip]
-            hi = lo + self.rcE[j, skip]
+            lo = self.rcL[j * self.rw + skip]
+            hi = lo + self.rcE[j * self.rw + skip]
             _lower3(srt, f, old0, old0, nv, idx)  # (idx[1]: the oldest's, idx[2]: nv's; idx[0] a repeat)
         else:
             _lower3(srt, f, v, old0, old0, idx)  # (the third a repeat of the oldest's)
             lo = idx[0]
             hi = lo + _equal_from(srt, f, lo, v)
         if self.rcvalid[j]:
-            cl = &self.rcL[j, 0]
-            ce = &self.rcE[j, 0]
+            cl = self.rcL + j * self.rw
+            ce = self.rcE + j * self.rw
             if full:
                 for i in range(self.rw):
                     if i != skip:
-                        tv = self.rwin[j, i]
+                        tv = self.rwin[j * self.rw + i]
                         cl[i] += (v < tv) - (old0 < tv)
                         ce[i] += (v == tv) - (old0 == tv)
             else:
                 for i in range(self.rw):
                     if i != skip:
-                        tv = self.rwin[j, i]
+                        tv = self.rwin[j * self.rw + i]
                         cl[i] += v < tv
                         ce[i] += v == tv
         if f == 0:
@@ -1238,21 +1399,21 @@ cdef class Ensemble:
         if self.rfill[j] < size:
             self.rfill[j] += 1
         if slot:  # nv's counts in the reference after the change (searched before it)
-            self.rcL[j, skip] = nl + (v < nv) - (full and old0 < nv)
-            self.rcE[j, skip] = ne + (v == nv) - (full and old0 == nv)
+            self.rcL[j * self.rw + skip] = nl + (v < nv) - (full and old0 < nv)
+            self.rcE[j * self.rw + skip] = ne + (v == nv) - (full and old0 == nv)
         self.rcpos[j] = self.rpos[j]
         self.rcfill[j] = self.rfill[j]
         if self.rfill[j] == size and self.rpos[j] == 0:  # RankTest._resum
             t = 0.0
             for c in range(size):
-                t += self.rring[j, c]
+                t += ring[c]
             sh = t / size
             t = 0.0
             y = 0.0
             yo = 0.0
             prev = 0.0
             for c in range(size):
-                old = self.rring[j, c] - sh
+                old = ring[c] - sh
                 t += old
                 y += old * old
                 if c:
@@ -1266,18 +1427,18 @@ cdef class Ensemble:
     cdef void _rank_recount(self, Py_ssize_t j) noexcept nogil:
         """Channel j's count cache from scratch (its test window is full)."""
         cdef Py_ssize_t w = self.rw, f = self.rfill[j], i, k, lo
-        cdef const double* srt = &self.rsrt[j, 0]
+        cdef const double* srt = self.rsrt + j * self.rsw
         cdef double v
         cdef long long m
         for i in range(w):
-            v = self.rwin[j, i]
+            v = self.rwin[j * self.rw + i]
             lo = _lower(srt, f, v)
-            self.rcL[j, i] = lo
-            self.rcE[j, i] = _equal_from(srt, f, lo, v)
+            self.rcL[j * self.rw + i] = lo
+            self.rcE[j * self.rw + i] = _equal_from(srt, f, lo, v)
             m = 0
             for k in range(w):
-                m += self.rwin[j, k] == v
-            self.rcM[j, i] = m
+                m += self.rwin[j * self.rw + k] == v
+            self.rcM[j * self.rw + i] = m
         self.rcpos[j] = self.rpos[j]
         self.rcfill[j] = f
         self.rcvalid[j] = 1
@@ -1287,12 +1448,12 @@ cdef class Ensemble:
         reference counts searched here with ``search``, else by _rank_learn)."""
         cdef Py_ssize_t w = self.rw, f = self.rfill[j], i, lo
         cdef long long m = 1
-        cdef long long* cmm = &self.rcM[j, 0]
+        cdef long long* cmm = self.rcM + j * self.rw
         cdef double tv
-        cdef const double* srt = &self.rsrt[j, 0]
+        cdef const double* srt = self.rsrt + j * self.rsw
         for i in range(w):
             if i != k:
-                tv = self.rwin[j, i]
+                tv = self.rwin[j * self.rw + i]
                 cmm[i] -= tv == out
                 if tv == v:
                     cmm[i] += 1
@@ -1301,8 +1462,8 @@ cdef class Ensemble:
         if not search:
             return
         lo = _lower(srt, f, v)
-        self.rcL[j, k] = lo
-        self.rcE[j, k] = _equal_from(srt, f, lo, v)
+        self.rcL[j * self.rw + k] = lo
+        self.rcE[j * self.rw + k] = _equal_from(srt, f, lo, v)
 
     cdef double _rank_z(self, Py_ssize_t j) noexcept nogil:
         """``RankTest._z``: channel j's Mann-Whitney z, its test window against its reference."""
@@ -1314,9 +1475,9 @@ cdef class Ensemble:
         cdef long long* cmm
         if not self.rcvalid[j] or self.rcpos[j] != self.rpos[j] or self.rcfill[j] != f:
             self._rank_recount(j)
-        cl = &self.rcL[j, 0]
-        ce = &self.rcE[j, 0]
-        cmm = &self.rcM[j, 0]
+        cl = self.rcL + j * self.rw
+        ce = self.rcE + j * self.rw
+        cmm = self.rcM + j * self.rw
         for i in range(w):
             # a group of m equal test values with c equal reference values adds m (2 lo + c) to 2U and
             # (c + m)^3 - (c + m) - (c^3 - c) = m (3c^2 + 3cm + m^2 - 1) to the ties: per slot, 1/m of it
@@ -1335,8 +1496,8 @@ cdef class Ensemble:
             mm = s1 / f
             den = s2 - s1 * mm
             if den > 1e-9 * s2:
-                first = self.rring[j, self.rpos[j] if f == size else 0] - self.rshift[j]
-                last = self.rring[j, self.rpos[j] - 1 if self.rpos[j] > 0 else size - 1] - self.rshift[j]
+                first = self.rring[j * self.rrw + (self.rpos[j] if f == size else 0)] - self.rshift[j]
+                last = self.rring[j * self.rrw + (self.rpos[j] - 1 if self.rpos[j] > 0 else size - 1)] - self.rshift[j]
                 r = (self.rlag[j] - mm * (2.0 * s1 - first - last) + (<double>(f - 1)) * mm * mm) / den
                 if r < 0.0:
                     r = 0.0
@@ -1360,7 +1521,7 @@ cdef class Ensemble:
         lam = 1.0 / (n_eff + 1)
         if self.shrink_min >= lam:  # Python's max(shrink_min, ...) keeps the first of equals
             lam = self.shrink_min
-        c = self.cov[0, 0]
+        c = self.cov[0]
         s = (1.0 - lam) * c + lam * c
         tr = s
         self.ist[I_REFRESHED_1] = 1
@@ -1368,7 +1529,7 @@ cdef class Ensemble:
             self.ist[I_K] = 0
             return
         s = s + (1e-9 * tr / 1) * 1.0
-        self.basis[0, 0] = 1.0
+        self.basis[0] = 1.0
         self.inv_vals[0] = 1.0 / s
         self.q_expect = 1.0
         self.ist[I_K] = 1
@@ -1377,27 +1538,31 @@ cdef class Ensemble:
     def basis_state(self):
         """(basis, inv_vals, k, q_expect) as the kernel holds them (one channel refreshes in the kernel)."""
         cdef Py_ssize_t k = self.ist[I_K]
-        return (np.asarray(self.basis)[:, :k].copy(), np.asarray(self.inv_vals)[:k].copy(), int(k),
+        return (self.basis_arr[:, :k].copy(), self.inv_arr[:k].copy(), int(k),
                 float(self.q_expect))
 
-    def run(self, const double[:, ::1] x, Py_ssize_t start, double[::1] p_out, unsigned char[::1] alert_out,
-            double[:, ::1] z_out, double[:, ::1] cp_out, long long[::1] lead_out):
+    def run(self, x, Py_ssize_t start, p_out, alert_out, z_out, cp_out, lead_out):
         """Rows start.. of x; returns the index after the last row processed. It stops after a row that
         is due a PCA refresh (ist[I_REFRESH] = 1) or that emitted change events (ist[I_NEV] > 0).
         lead_out: the channel whose rank test gave the row's smallest p, else -1 (every row processed
         gets its entry of every output)."""
+        cdef _Io io
+        _bind_io(&io, self.n, x, p_out, alert_out, z_out, cp_out, lead_out)
+        if not 0 <= start <= io.rows:
+            raise ValueError(f"start {start} is not within the {io.rows} rows")
         self._own()
-        return self._run(x, start, p_out, alert_out, z_out, cp_out, lead_out)
+        return self._run(&io, start)
 
-    def run_block(self, const double[:, ::1] x, double[::1] p_out, unsigned char[::1] alert_out,
-                  double[:, ::1] z_out, double[:, ::1] cp_out, long long[::1] lead_out, det, event):
+    def run_block(self, x, p_out, alert_out, z_out, cp_out, lead_out, det, event):
         """``StreamingDetector._run_compiled``: every row of x, the scalars of ``det`` (the detector: its
         baseline, hyst and mv) in and out, the PCA refreshes (``det.mv._refresh()`` as
         :func:`pca_refresh` does it, then :meth:`set_basis`) and the change events (``event(row, channel, old, new)``, in order) between
         the kernel's runs; returns the events. The same steps as that Python loop, with the outputs'
         buffers taken once per block instead of once per run."""
-        cdef long long[::1] ist = self.ist
-        cdef Py_ssize_t i = 0, j, rows = x.shape[0]
+        cdef long long* ist = self.ist
+        cdef _Io io
+        _bind_io(&io, self.n, x, p_out, alert_out, z_out, cp_out, lead_out)
+        cdef Py_ssize_t i = 0, j, rows = io.rows
         self._own()
         b = det.baseline
         h = det.hyst
@@ -1410,7 +1575,7 @@ cdef class Ensemble:
         ist[I_OPEN_ROWS] = h.open_rows
         events = []
         while i < rows:
-            i = self._run(x, i, p_out, alert_out, z_out, cp_out, lead_out)
+            i = self._run(&io, i)
             if ist[I_NEV]:  # change events of row i - 1
                 for j in range(ist[I_NEV]):
                     events.append(event(ist[I_ROWS] - 1, self.evc[j], self.evo[j], self.evn[j]))
@@ -1429,18 +1594,22 @@ cdef class Ensemble:
                 ist[I_REFRESHED_1] = 0
         return events
 
-    cdef Py_ssize_t _run(self, const double[:, ::1] x, Py_ssize_t start, double[::1] p_out,
-                         unsigned char[::1] alert_out, double[:, ::1] z_out, double[:, ::1] cp_out,
-                         long long[::1] lead_out) noexcept:
-        cdef Py_ssize_t r, j, m, n = self.n, rows = x.shape[0], k, nev, jm
+    cdef Py_ssize_t _run(self, const _Io* io, Py_ssize_t start) noexcept:
+        cdef Py_ssize_t r, j, m, n = self.n, rows = io.rows, k, nev, jm
+        cdef const double* x = io.x
+        cdef double* p_out = io.p
+        cdef unsigned char* alert_out = io.alert
+        cdef double* z_out = io.z
+        cdef double* cp_out = io.cp
+        cdef long long* lead_out = io.lead
         cdef long long cnt
         cdef double v, d, s, lv, xl, lo, hi, fz, zl, az, w_loc, rho, a_s, p_min, p, a, sp, g
         cdef double t2, q, t2_full, ee, yy, mm, w, aw, zr, zm
         cdef bint any_ok, any_live, learn, cal, alarm, quiet
         cdef double c = self.c, c4 = self.c ** 4
-        cdef long long[::1] ist = self.ist
-        cdef double* e = &self.e[0]
-        cdef double* ybuf = &self.ybuf[0]
+        cdef long long* ist = self.ist
+        cdef double* e = self.e
+        cdef double* ybuf = self.ybuf
         cdef Py_ssize_t done = rows
         ist[I_NEV] = 0
         ist[I_REFRESH] = 0
@@ -1451,14 +1620,14 @@ cdef class Ensemble:
                 nev = 0
                 any_ok = False
                 for j in range(n):
-                    z_out[r, j] = 0.0
-                    v = x[r, j]
+                    z_out[r * n + j] = 0.0
+                    v = x[r * n + j]
                     if isfinite(v) and fabs(v) <= MAX_ABS:
                         any_ok = True
                 if any_ok:
                     any_live = False
                     for j in range(n):
-                        v = x[r, j]
+                        v = x[r * n + j]
                         if not (isfinite(v) and fabs(v) <= MAX_ABS):
                             continue
                         if self.count[j] < self.warmup:
@@ -1492,7 +1661,7 @@ cdef class Ensemble:
                             zl = -Z_CLIP
                         if zl > Z_CLIP:
                             zl = Z_CLIP
-                        z_out[r, j] = zl
+                        z_out[r * n + j] = zl
                         az = fabs(zl)
                         if az > c:
                             g = c / (az if az > c else c)
@@ -1527,11 +1696,11 @@ cdef class Ensemble:
                 p_min = 1.0
                 if self.use_ch:
                     for j in range(n):
-                        a = fabs(z_out[r, j])
+                        a = fabs(z_out[r * n + j])
                         g = erfc(a / SQRT2)
                         p = _tail(a, self.ct[j], self.crate[j], self.cxi[j], self.csigma[j])
                         if learn and p >= self.risk:
-                            self.cbuf[self.cpos[j], j] = a
+                            self.cbuf[self.cpos[j] * self.cbw + j] = a
                             self.cpos[j] = self.cpos[j] + 1 if self.cpos[j] + 1 < self.window else 0
                             if self.cfill[j] < self.window:
                                 self.cfill[j] += 1
@@ -1543,18 +1712,18 @@ cdef class Ensemble:
                                 self._fit_chan(j)
                         if g > p:
                             p = g
-                        cp_out[r, j] = p
+                        cp_out[r * n + j] = p
                         if p < p_min:
                             p_min = p
                 else:
                     for j in range(n):
-                        cp_out[r, j] = 1.0
+                        cp_out[r * n + j] = 1.0
                 if self.use_mv:
                     # ---- MultivariateDetector.update
                     ist[I_MV_COUNT] += 1
                     cnt = ist[I_MV_COUNT]
                     for j in range(n):
-                        e[j] = z_out[r, j]
+                        e[j] = z_out[r * n + j]
                     t2 = 0.0
                     q = 0.0
                     w = 1.0
@@ -1566,7 +1735,7 @@ cdef class Ensemble:
                         for m in range(k):
                             v = 0.0
                             for j in range(n):
-                                v += self.basis[j, m] * e[j]
+                                v += self.basis[j * self.bw + m] * e[j]
                             ybuf[m] = v
                             t2_full += v * (v * self.inv_vals[m])
                             yy += v * v
@@ -1587,7 +1756,7 @@ cdef class Ensemble:
                         aw = (1.0 / cnt) * w
                     for j in range(n):
                         for m in range(n):
-                            self.cov[j, m] += aw * (e[j] * e[m] - self.cov[j, m])
+                            self.cov[j * self.covw + m] += aw * (e[j] * e[m] - self.cov[j * self.covw + m])
                     if cnt >= self.warmup and (cnt - self.warmup) % self.refresh == 0:
                         if n == 1:
                             self._refresh_1(cnt)  # no LAPACK needed: stay in the kernel
@@ -1619,26 +1788,26 @@ cdef class Ensemble:
                     zm = 0.0
                     jm = 0
                     for j in range(n):
-                        v = x[r, j]
+                        v = x[r * n + j]
                         zr = 0.0
                         if isfinite(v) and fabs(v) <= MAX_ABS:
                             k = self.rwpos[j]
                             if self.rcvalid[j] and (self.rcpos[j] != self.rpos[j] or self.rcfill[j] != self.rfill[j]):
                                 self.rcvalid[j] = 0  # the reference changed outside the kernel
                             if self.rwfill[j] == self.rw:
-                                if self.rwl[j, k]:
+                                if self.rwl[j * self.rw + k]:
                                     if self.rcvalid[j]:
-                                        self._rank_slot(j, k, self.rwin[j, k], v, False)
-                                        self._rank_learn(j, self.rwin[j, k], k, True, v)
+                                        self._rank_slot(j, k, self.rwin[j * self.rw + k], v, False)
+                                        self._rank_learn(j, self.rwin[j * self.rw + k], k, True, v)
                                     else:
-                                        self._rank_learn(j, self.rwin[j, k], k, False, 0.0)
+                                        self._rank_learn(j, self.rwin[j * self.rw + k], k, False, 0.0)
                                 elif self.rcvalid[j]:
-                                    self._rank_slot(j, k, self.rwin[j, k], v, True)
+                                    self._rank_slot(j, k, self.rwin[j * self.rw + k], v, True)
                             else:
                                 self.rwfill[j] += 1
                                 self.rcvalid[j] = 0
-                            self.rwin[j, k] = v
-                            self.rwl[j, k] = learn or ist[I_OPEN_ROWS] >= self.accept
+                            self.rwin[j * self.rw + k] = v
+                            self.rwl[j * self.rw + k] = learn or ist[I_OPEN_ROWS] >= self.accept
                             self.rwpos[j] = k + 1 if k + 1 < self.rw else 0
                             if self.rwfill[j] == self.rw and self.rfill[j] >= self.rmin:
                                 zr = fabs(self._rank_z(j))
@@ -1653,8 +1822,8 @@ cdef class Ensemble:
                         p = g
                     if p < p_min:
                         lead_out[r] = jm
-                        if p < cp_out[r, jm]:
-                            cp_out[r, jm] = p
+                        if p < cp_out[r * n + jm]:
+                            cp_out[r * n + jm] = p
                         p_min = p
                 p = self.tests * p_min
                 if p > 1.0:
@@ -1799,25 +1968,6 @@ def pca_refresh(mv):
 
 cdef double _CAL_BOUND = 1e100  # |values| and |levels| (and |g_ref|) the step takes
 cdef double _CAL_VAR_BOUND = 1e200  # |var| (and g_var) it takes
-
-
-cdef bint _arr(object a, int typenum, int ndim, Py_ssize_t n, bint write, void** data, Py_ssize_t* dims):
-    """Whether ``a`` is a C-contiguous, native-order ndarray of this type and ``ndim`` (and of ``n`` rows
-    unless ``n`` < 0; writeable if ``write``); its data and shape. The detector step's arrays are read
-    through these rather than a memoryview each (16 of them a window: ~4 us)."""
-    if type(a) is not np.ndarray:
-        return False
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != typenum or cnp.PyArray_NDIM(arr) != ndim or not cnp.PyArray_IS_C_CONTIGUOUS(arr) \
-            or not cnp.PyArray_ISNOTSWAPPED(arr) or (write and not cnp.PyArray_ISWRITEABLE(arr)):
-        return False
-    cdef Py_ssize_t k
-    for k in range(ndim):
-        dims[k] = cnp.PyArray_DIMS(arr)[k]
-    if n >= 0 and dims[0] != n:
-        return False
-    data[0] = cnp.PyArray_DATA(arr)
-    return True
 
 
 cdef inline bint _within(const Py_ssize_t* idx, Py_ssize_t count, Py_ssize_t bound) noexcept:

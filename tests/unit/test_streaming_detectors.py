@@ -1137,3 +1137,102 @@ def test_a_one_channel_detector_holds_and_pickles_29_kb_less() -> None:
     saved = len(pickle.dumps(old)) - len(pickle.dumps(det))
     assert saved >= 8 * old.cfg.spot_window  # one column of spot_window float64 values
     assert old.mv_spots.buf.nbytes - det.mv_spots.buf.nbytes == 8 * old.cfg.spot_window
+
+
+def test_the_kernel_holds_its_state_arrays_without_a_memoryview_each() -> None:
+    """The kernel reads the detector's arrays through pointers it took once (and holds the arrays): what
+    it allocates of its own is its few work arrays, not a memoryview per state array (about 0.5 KB each,
+    31 KB a one-channel detector before). Its pointers stay good when the detector lets go of them."""
+    import gc
+    import tracemalloc
+
+    _compiled()
+    det = S.make_pipeline("default", 1, impl="compiled")
+    x = np.random.default_rng(5).normal(size=(400, 1))
+    twin = pickle.loads(pickle.dumps(det))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        kernels = [det._make_kernel() for _ in range(20)]
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    per_kernel = sum(s.size_diff for s in after.compare_to(before, "filename")) / len(kernels)
+    assert per_kernel < 8_000, per_kernel
+    # the kernel's own references keep the arrays alive: a detector whose state attributes are
+    # replaced (the old arrays dropped by it) still runs on the arrays its kernel took
+    det._kernel = kernels[-1]
+    del kernels
+    arrays = (det.baseline, det.channel_spots, det.mv, det.mv_spots, det.rank, det.rank_spots)
+    kept = [(o, dict(vars(o))) for o in arrays]
+    for o, _ in kept:
+        for k, v in list(vars(o).items()):
+            if isinstance(v, np.ndarray):
+                setattr(o, k, v.copy())
+    a = det.update_block(x)
+    for o, state in kept:  # (the arrays the kernel ran on, back in place for the comparison)
+        vars(o).update(state)
+    b = twin.update_block(x)
+    for f in ("p", "alert", "z", "channel_p"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    for o, t in zip(arrays, (twin.baseline, twin.channel_spots, twin.mv, twin.mv_spots, twin.rank,
+                             twin.rank_spots), strict=True):
+        for k, v in vars(t).items():
+            if isinstance(v, np.ndarray) and k != "basis" and k != "inv_vals":
+                np.testing.assert_array_equal(getattr(o, k), v, err_msg=k)
+
+
+@pytest.mark.parametrize(("where", "bad", "needle"), [
+    ("baseline", ("level", np.zeros(1, np.float32)), "baseline.level: expected a writeable, C-contiguous 1-d float64"),
+    ("baseline", ("count", np.zeros(1)), "baseline.count: expected a writeable, C-contiguous 1-d int64"),
+    ("rank", ("ring", np.zeros((1, 3600))[:, ::-1]), "rank.ring: expected a writeable, C-contiguous 2-d"),
+    ("rank", ("srt", np.zeros((1, 100))), "rank.srt: shape (1, 100), expected (1, 3600)"),
+    ("rank_spots", ("buf", np.zeros((3600, 2))), "rank bank buf: shape (3600, 2), expected (3600, 1)"),
+    ("channel_spots", ("sigma", np.ones(1).view(np.int64)), "channel bank sigma: expected"),
+    ("mv", ("cov", np.zeros((2, 2))), "mv.cov: shape (2, 2), expected (1, 1)"),
+])
+def test_the_kernel_refuses_state_arrays_it_cannot_read_naming_them(where: str, bad: tuple, needle: str) -> None:
+    """An array of another type, order or shape is refused when the kernel binds it (its pointers would
+    read it wrong), with the array's name; a read-only one too (the kernel writes its state)."""
+    _compiled()
+    det = S.make_pipeline("default", 1, impl="compiled")
+    setattr(getattr(det, where), *bad)
+    with pytest.raises(ValueError) as e:
+        det._make_kernel()
+    assert needle in str(e.value)
+    det = S.make_pipeline("default", 1, impl="compiled")
+    det.baseline.var.flags.writeable = False
+    with pytest.raises(ValueError, match="baseline.var: expected a writeable"):
+        det._make_kernel()
+
+
+def test_the_kernel_refuses_rows_and_outputs_of_the_wrong_shape() -> None:
+    """``run_block``'s rows must be (rows, n) float64 in C order and each output hold as many rows (the
+    kernel writes every row's entries through pointers: a short output was written past its end)."""
+    _compiled()
+    n = 2
+    det = S.make_pipeline("default", n, TINY, impl="compiled")
+    k = det._kernel
+    x = np.zeros((4, n))
+
+    def outs(rows: int = 4, cols: int = n) -> list:
+        return [np.empty(rows), np.empty(rows, np.uint8), np.empty((rows, cols)), np.empty((rows, cols)),
+                np.empty(rows, np.int64)]
+
+    with pytest.raises(ValueError, match=r"x: expected a C-contiguous \(rows, 2\) float64"):
+        k.run_block(np.zeros((4, 3)), *outs(), det, S.ChangeEvent)
+    with pytest.raises(ValueError, match=r"x: expected"):
+        k.run_block(np.zeros((n, 4)).T, *outs(), det, S.ChangeEvent)
+    for i, name in enumerate(("p_out", "alert_out", "z_out", "cp_out", "lead_out")):
+        o = outs()
+        o[i] = outs(rows=3)[i]
+        with pytest.raises(ValueError, match=f"{name}: shape .*too small for 4 rows of 2 channels"):
+            k.run_block(x, *o, det, S.ChangeEvent)
+    o = outs()
+    o[2] = np.empty((4, 3))
+    with pytest.raises(ValueError, match="z_out"):
+        k.run_block(x, *o, det, S.ChangeEvent)
+    with pytest.raises(ValueError, match="start 5 is not within the 4 rows"):
+        k.run(x, 5, *outs())
+    assert k.run_block(x, *outs(rows=6), det, S.ChangeEvent) == []  # (longer outputs: their first rows)
