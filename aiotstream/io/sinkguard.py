@@ -16,6 +16,11 @@ The replacement keeps the record's lineage (site, inputs, window, model) and a
 :func:`encode` returns None and the sink logs the record and counts it under
 ``losses`` in the run summary: the flow keeps running.
 
+* **Exact size.** orjson (3.12 and later) returns each record in a buffer of at least 4 KB, which it
+  never shrinks; a sink holds a batch's encoded records until the broker has them (for the retries and
+  dead letters), and a batch of 60,000 small records (a site of 20,000 slow sensors closing its KPI
+  periods) held 0.5 GB that way. :func:`encode` hands out copies of the exact size (about 70 ns a record).
+
 >>> out = Output("score", "p1", {"schema": "aiotstream.score/1", "id": "0" * 32, "site": "s",
 ...                               "score": float("nan")})
 >>> fixed, data = encode(out)
@@ -144,13 +149,19 @@ def replacement(out: Output, reason: str, message: str, body: bytes) -> Output:
     return Output("deadletter", asset or "", dl)
 
 
+def dumps(obj: Any) -> bytes:
+    """``orjson.dumps(obj)`` in a bytes object of its own size (see the module docstring: a two-item join
+    copies, where ``bytes(b)`` would return ``b`` itself)."""
+    return b"".join((orjson.dumps(obj), b""))
+
+
 def encode(out: Output, limit: int | None = None) -> tuple[Output, bytes] | None:
     """The record to write for ``out`` and its JSON bytes (at most ``limit``); a replacement dead letter when
     ``out`` is not finite or too large; None when not even that fits (log it, count it as a loss)."""
     rec = out.record
     bad = problem(rec)
     if bad is None:
-        data = orjson.dumps(rec)
+        data = dumps(rec)
         if limit is None or len(data) <= limit:
             return out, data
         reason, message = "output_too_large", (f"{out.kind} record {rec.get('id')} is {len(data):,} bytes, "
@@ -162,7 +173,7 @@ def encode(out: Output, limit: int | None = None) -> tuple[Output, bytes] | None
         what = "a non-finite number" if non_finite else "an integer JSON cannot carry"
         message = f"{out.kind} record {rec.get('id')} has {what} at {bad[0]} ({bad[1][:40]})"
     fixed = replacement(out, reason, message, data)
-    fdata = orjson.dumps(fixed.record)
+    fdata = dumps(fixed.record)
     if limit is not None and len(fdata) > limit:
         return None
     log.error("%s: written as a dead letter instead", message)
