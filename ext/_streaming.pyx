@@ -897,31 +897,33 @@ cdef bint _arr(object a, int typenum, int ndim, Py_ssize_t n, bint write, void**
 _TYPE_NAMES = {cnp.NPY_FLOAT64: "float64", cnp.NPY_INT64: "int64", cnp.NPY_UINT8: "uint8"}
 
 
-cdef void* _bind(list keep, object a, int typenum, int ndim, Py_ssize_t* dims, str name) except NULL:
-    """The data of ``a``, writeable, of this type and ``ndim`` in C order (:func:`_arr`), its shape in
-    ``dims``; ``a`` goes to ``keep`` (unless None), whose owner then holds it. ``name``: the array's name
-    in the error (empty: the kernel's own)."""
+cdef void* _bind(list keep, object a, int typenum, int ndim, Py_ssize_t* dims, str name,
+                 Py_ssize_t rows=-1) except NULL:
+    """The data of ``a``, writeable, of this type and ``ndim`` in C order (:func:`_arr`) and of ``rows``
+    rows (unless -1), its shape in ``dims``; ``a`` goes to ``keep`` (unless None), whose owner then holds
+    it. ``name``: the array's name in the error (empty: the kernel's own)."""
     cdef void* data = NULL
-    if not _arr(a, typenum, ndim, -1, True, &data, dims):
+    if not _arr(a, typenum, ndim, rows, True, &data, dims):
         what = f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}".strip()
+        size = "" if rows < 0 else f" of length {rows}" if ndim == 1 else f" of {rows} rows"
         raise ValueError(f"{name or 'a work array'}: expected a writeable, C-contiguous {ndim}-d "
-                         f"{_TYPE_NAMES.get(typenum, typenum)} ndarray, got {what}")
+                         f"{_TYPE_NAMES.get(typenum, typenum)} ndarray{size}, got {what}")
     if keep is not None:
         keep.append(a)
     return data
 
 
-cdef int _bank(list keep, bank, str name, long long** pos, long long** fill, long long** since, double** t,
-               double** rate, double** xi, double** sigma) except -1:
-    """A ``SpotBank``'s per-column arrays (its ring, ``buf``, is bound by the caller)."""
+cdef int _bank(list keep, bank, str name, Py_ssize_t cols, long long** pos, long long** fill, long long** since,
+               double** t, double** rate, double** xi, double** sigma) except -1:
+    """A ``SpotBank``'s per-column arrays, ``cols`` values each (its ring, ``buf``, is bound by the caller)."""
     cdef Py_ssize_t dims[2]
-    pos[0] = <long long*>_bind(keep, bank.pos, cnp.NPY_INT64, 1, dims, name + " pos")
-    fill[0] = <long long*>_bind(keep, bank.fill, cnp.NPY_INT64, 1, dims, name + " fill")
-    since[0] = <long long*>_bind(keep, bank.since, cnp.NPY_INT64, 1, dims, name + " since")
-    t[0] = <double*>_bind(keep, bank.t, cnp.NPY_FLOAT64, 1, dims, name + " t")
-    rate[0] = <double*>_bind(keep, bank.rate, cnp.NPY_FLOAT64, 1, dims, name + " rate")
-    xi[0] = <double*>_bind(keep, bank.xi, cnp.NPY_FLOAT64, 1, dims, name + " xi")
-    sigma[0] = <double*>_bind(keep, bank.sigma, cnp.NPY_FLOAT64, 1, dims, name + " sigma")
+    pos[0] = <long long*>_bind(keep, bank.pos, cnp.NPY_INT64, 1, dims, name + " pos", cols)
+    fill[0] = <long long*>_bind(keep, bank.fill, cnp.NPY_INT64, 1, dims, name + " fill", cols)
+    since[0] = <long long*>_bind(keep, bank.since, cnp.NPY_INT64, 1, dims, name + " since", cols)
+    t[0] = <double*>_bind(keep, bank.t, cnp.NPY_FLOAT64, 1, dims, name + " t", cols)
+    rate[0] = <double*>_bind(keep, bank.rate, cnp.NPY_FLOAT64, 1, dims, name + " rate", cols)
+    xi[0] = <double*>_bind(keep, bank.xi, cnp.NPY_FLOAT64, 1, dims, name + " xi", cols)
+    sigma[0] = <double*>_bind(keep, bank.sigma, cnp.NPY_FLOAT64, 1, dims, name + " sigma", cols)
     return 0
 
 
@@ -1106,17 +1108,17 @@ cdef class Ensemble:
         self.shrink_min = cfg.shrink_min
         self.ist_arr = np.zeros(9, np.int64)
         self.ist = <long long*>_bind(keep, self.ist_arr, cnp.NPY_INT64, 1, dims, "ist")
-        self.count = <long long*>_bind(keep, baseline.count, cnp.NPY_INT64, 1, dims, "baseline.count")
-        self.shifted = <long long*>_bind(keep, baseline.shifted, cnp.NPY_INT64, 1, dims, "baseline.shifted")
-        self.level = <double*>_bind(keep, baseline.level, cnp.NPY_FLOAT64, 1, dims, "baseline.level")
-        self.var = <double*>_bind(keep, baseline.var, cnp.NPY_FLOAT64, 1, dims, "baseline.var")
-        self.fast = <double*>_bind(keep, baseline.fast, cnp.NPY_FLOAT64, 1, dims, "baseline.fast")
+        self.count = <long long*>_bind(keep, baseline.count, cnp.NPY_INT64, 1, dims, "baseline.count", n_channels)
+        self.shifted = <long long*>_bind(keep, baseline.shifted, cnp.NPY_INT64, 1, dims, "baseline.shifted", n_channels)
+        self.level = <double*>_bind(keep, baseline.level, cnp.NPY_FLOAT64, 1, dims, "baseline.level", n_channels)
+        self.var = <double*>_bind(keep, baseline.var, cnp.NPY_FLOAT64, 1, dims, "baseline.var", n_channels)
+        self.fast = <double*>_bind(keep, baseline.fast, cnp.NPY_FLOAT64, 1, dims, "baseline.fast", n_channels)
         self.use_ch = chan_bank is not None
         if self.use_ch:
             self.cbuf = <double*>_bind(keep, chan_bank.buf, cnp.NPY_FLOAT64, 2, dims, "channel bank buf")
             self.cbw = dims[1]
             _shape("channel bank buf", dims, self.window, n_channels)
-            _bank(keep, chan_bank, "channel bank", &self.cpos, &self.cfill, &self.csince, &self.ct,
+            _bank(keep, chan_bank, "channel bank", self.cbw, &self.cpos, &self.cfill, &self.csince, &self.ct,
                   &self.crate, &self.cxi, &self.csigma)
         self.use_mv = mv is not None
         self.use_t2 = use_t2
@@ -1130,7 +1132,7 @@ cdef class Ensemble:
             self.mbuf = <double*>_bind(keep, mv_bank.buf, cnp.NPY_FLOAT64, 2, dims, "mv bank buf")
             self.mbw = dims[1]
             _shape("mv bank buf", dims, self.window, 2 if use_q else 1, True)  # (Q's column read only for Q)
-            _bank(keep, mv_bank, "mv bank", &self.mpos, &self.mfill, &self.msince, &self.mt,
+            _bank(keep, mv_bank, "mv bank", self.mbw, &self.mpos, &self.mfill, &self.msince, &self.mt,
                   &self.mrate, &self.mxi, &self.msigma)
             self.set_basis(mv.basis, mv.inv_vals, mv.k, mv.q_expect, mv.q_unit)
         self.use_rank = rank is not None
@@ -1141,21 +1143,21 @@ cdef class Ensemble:
             _shape("rank.win", dims, n_channels, self.rw)
             self.rwl = <unsigned char*>_bind(keep, rank.win_learn, cnp.NPY_UINT8, 2, dims, "rank.win_learn")
             _shape("rank.win_learn", dims, n_channels, self.rw)
-            self.rwpos = <long long*>_bind(keep, rank.win_pos, cnp.NPY_INT64, 1, dims, "rank.win_pos")
-            self.rwfill = <long long*>_bind(keep, rank.win_fill, cnp.NPY_INT64, 1, dims, "rank.win_fill")
+            self.rwpos = <long long*>_bind(keep, rank.win_pos, cnp.NPY_INT64, 1, dims, "rank.win_pos", n_channels)
+            self.rwfill = <long long*>_bind(keep, rank.win_fill, cnp.NPY_INT64, 1, dims, "rank.win_fill", n_channels)
             self.rring = <double*>_bind(keep, rank.ring, cnp.NPY_FLOAT64, 2, dims, "rank.ring")
             self.rrw = dims[1]
             _shape("rank.ring", dims, n_channels, self.window)
-            self.rpos = <long long*>_bind(keep, rank.pos, cnp.NPY_INT64, 1, dims, "rank.pos")
-            self.rfill = <long long*>_bind(keep, rank.fill, cnp.NPY_INT64, 1, dims, "rank.fill")
+            self.rpos = <long long*>_bind(keep, rank.pos, cnp.NPY_INT64, 1, dims, "rank.pos", n_channels)
+            self.rfill = <long long*>_bind(keep, rank.fill, cnp.NPY_INT64, 1, dims, "rank.fill", n_channels)
             self.rsrt = <double*>_bind(keep, rank.srt, cnp.NPY_FLOAT64, 2, dims, "rank.srt")
             self.rsw = dims[1]
             _shape("rank.srt", dims, n_channels, self.window)
-            self.rties = <long long*>_bind(keep, rank.ties, cnp.NPY_INT64, 1, dims, "rank.ties")
-            self.rshift = <double*>_bind(keep, rank.shift, cnp.NPY_FLOAT64, 1, dims, "rank.shift")
-            self.rs1 = <double*>_bind(keep, rank.s1, cnp.NPY_FLOAT64, 1, dims, "rank.s1")
-            self.rs2 = <double*>_bind(keep, rank.s2, cnp.NPY_FLOAT64, 1, dims, "rank.s2")
-            self.rlag = <double*>_bind(keep, rank.lag, cnp.NPY_FLOAT64, 1, dims, "rank.lag")
+            self.rties = <long long*>_bind(keep, rank.ties, cnp.NPY_INT64, 1, dims, "rank.ties", n_channels)
+            self.rshift = <double*>_bind(keep, rank.shift, cnp.NPY_FLOAT64, 1, dims, "rank.shift", n_channels)
+            self.rs1 = <double*>_bind(keep, rank.s1, cnp.NPY_FLOAT64, 1, dims, "rank.s1", n_channels)
+            self.rs2 = <double*>_bind(keep, rank.s2, cnp.NPY_FLOAT64, 1, dims, "rank.s2", n_channels)
+            self.rlag = <double*>_bind(keep, rank.lag, cnp.NPY_FLOAT64, 1, dims, "rank.lag", n_channels)
             self.rcL = <long long*>_bind(keep, np.zeros((3 * nn, self.rw), np.int64), cnp.NPY_INT64, 2, dims, "")
             self.rcE = self.rcL + nn * self.rw
             self.rcM = self.rcE + nn * self.rw
@@ -1165,7 +1167,7 @@ cdef class Ensemble:
             self.kbuf = <double*>_bind(keep, rank_bank.buf, cnp.NPY_FLOAT64, 2, dims, "rank bank buf")
             self.kbw = dims[1]
             _shape("rank bank buf", dims, self.window, 1)  # (one column: _fit_rank copies it as one run)
-            _bank(keep, rank_bank, "rank bank", &self.kpos, &self.kfill, &self.ksince, &self.kt,
+            _bank(keep, rank_bank, "rank bank", self.kbw, &self.kpos, &self.kfill, &self.ksince, &self.kt,
                   &self.krate, &self.kxi, &self.ksigma)
         self.owner = 0
         self._own()
