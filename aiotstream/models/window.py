@@ -58,6 +58,7 @@ True
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -88,6 +89,26 @@ def student_sf2(z: np.ndarray, dof: np.ndarray) -> np.ndarray:
     from scipy.special import stdtr
 
     return np.minimum(1.0, 2.0 * stdtr(dof, -np.abs(z)))
+
+
+# the detector's arrays fixed by its columns and settings (index arrays, masks, multipliers): the same for
+# every asset of a site, so every detector holding equal ones holds one read-only array (3.4 KB an asset
+# of 57 in the waveform soak); the table forgets an array once no detector holds it
+_CONFIG_ARRAYS = ("rms_idx", "g_mult", "log_cols", "shape", "channel", "amp_cols", "process", "_log_idx",
+                  "_proc_idx", "_shape_idx", "_level_idx", "_ch_shape", "_ch_amp", "_shape_ch")
+_SHARED: weakref.WeakValueDictionary[tuple, np.ndarray] = weakref.WeakValueDictionary()
+
+
+def _shared(a: np.ndarray) -> np.ndarray:
+    """The one read-only array equal to ``a`` (same dtype, shape and bytes), made of a copy of ``a`` the
+    first time."""
+    key = (a.dtype.str, a.shape, a.tobytes())
+    got = _SHARED.get(key)
+    if got is None:
+        got = np.array(a, copy=True)
+        got.flags.writeable = False
+        _SHARED[key] = got
+    return got
 
 
 def _padded(groups: list[np.ndarray], pad: int) -> np.ndarray:
@@ -162,6 +183,7 @@ class CalibratedWindowDetector:
         from scipy.special import erfcinv
 
         self._z_cut = float(math.sqrt(2.0) * erfcinv(min(1.0, 1.0 / self.tests)))
+        self._share_config()
         self._warm_all = False
         self._az = np.zeros(n + 1)  # |z| and a trailing 0 (per-window scratch)
         self._up = np.zeros(n + 1)  # max(z, 0) and a trailing 0
@@ -181,6 +203,17 @@ class CalibratedWindowDetector:
         self.p = 1.0
         self.g = 0.0
         self.z = np.zeros(n)
+
+    def _share_config(self) -> None:
+        for name in _CONFIG_ARRAYS:
+            setattr(self, name, _shared(getattr(self, name)))
+
+    def __setstate__(self, state: dict) -> None:
+        # a snapshot holds its own copies: shared again on load (the same values; attributes a snapshot from
+        # before some of them existed lacks are left to the class defaults, as before)
+        self.__dict__.update(state)
+        if all(isinstance(state.get(name), np.ndarray) for name in _CONFIG_ARRAYS):
+            self._share_config()
 
     # ---- the Detector protocol ----------------------------------------------------------------------
     @property

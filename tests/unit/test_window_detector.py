@@ -307,6 +307,38 @@ def test_a_pickled_detector_resumes_bit_for_bit() -> None:
     assert sa == sb and a.alert == b.alert and a.changes == b.changes == 1
 
 
+def test_detectors_of_the_same_columns_share_their_fixed_arrays_read_only() -> None:
+    """The arrays fixed by the columns and settings (index arrays, masks, multipliers) are one read-only
+    array for every detector holding equal ones (3 KB an asset of a site), again after a resume; another
+    column set or shape-feature set has its own; sharing changes no score."""
+    import pickle
+
+    from aiotstream.models.window import _CONFIG_ARRAYS
+
+    x = rows(200, seed=3, gain=1.0 + 0.3 * (np.arange(200) > 120))
+    a, b = CalibratedWindowDetector(COLS), CalibratedWindowDetector(list(COLS))
+    other = CalibratedWindowDetector(COLS[:-2])  # (no temperature columns)
+    fewer = CalibratedWindowDetector(COLS, shape_features=frozenset({"crest"}))
+    for name in _CONFIG_ARRAYS:
+        va, vb = getattr(a, name), getattr(b, name)
+        assert va is vb and not va.flags.writeable, name
+        if va.size:
+            with pytest.raises(ValueError, match="read-only"):
+                va[...] = va
+    assert a.shape is not fewer.shape and a.shape.sum() > fewer.shape.sum()
+    assert a.rms_idx is other.rms_idx and a.g_mult is not other.g_mult  # (equal values share; others not)
+    sa = [a.score_learn(r) for r in x[:100]]
+    c = pickle.loads(pickle.dumps(a))
+    assert all(getattr(c, name) is getattr(b, name) for name in _CONFIG_ARRAYS)
+    sa += [a.score_learn(r) for r in x[100:]]
+    sc = [c.score_learn(r) for r in x[100:]]
+    own = CalibratedWindowDetector(COLS)
+    for name in _CONFIG_ARRAYS:  # (a detector with private, writeable copies: the code before)
+        setattr(own, name, np.array(getattr(own, name)))
+    so = [own.score_learn(r) for r in x]
+    assert sa == so and sa[100:] == sc and a.alert == own.alert == c.alert
+
+
 def test_it_is_the_flow_default() -> None:
     assert default_site(1).model.kind == "calibrated"
     assert isinstance(make_detector("calibrated", COLS), CalibratedWindowDetector)
