@@ -92,8 +92,8 @@ def student_sf2(z: np.ndarray, dof: np.ndarray) -> np.ndarray:
 
 
 # the detector's arrays fixed by its columns and settings (index arrays, masks, multipliers): the same for
-# every asset of a site, so every detector holding equal ones holds one read-only array (3.4 KB an asset
-# of 57 in the waveform soak); the table forgets an array once no detector holds it
+# every asset of a site, so every detector holding equal ones holds one read-only array (3 KB an asset
+# of 55 in the waveform soak); the table forgets an array once no detector holds it
 _CONFIG_ARRAYS = ("rms_idx", "g_mult", "log_cols", "shape", "channel", "amp_cols", "process", "_log_idx",
                   "_proc_idx", "_shape_idx", "_level_idx", "_ch_shape", "_ch_amp", "_shape_ch")
 _SHARED: weakref.WeakValueDictionary[tuple, np.ndarray] = weakref.WeakValueDictionary()

@@ -1191,11 +1191,11 @@ def test_the_kernel_holds_its_state_arrays_without_a_memoryview_each() -> None:
     ("rank_spots", ("buf", np.zeros((3600, 2))), "rank bank buf: shape (3600, 2), expected (3600, 1)"),
     ("channel_spots", ("sigma", np.ones(1).view(np.int64)), "channel bank sigma: expected"),
     ("mv", ("cov", np.zeros((2, 2))), "mv.cov: shape (2, 2), expected (1, 1)"),
-    ("baseline", ("fast", np.zeros(2)), "baseline.fast: expected a writeable, C-contiguous 1-d float64 ndarray "
-                                        "of length 1, got ndarray float64 (2,)"),
+    ("baseline", ("fast", np.zeros(2)), ("baseline.fast: expected a writeable, C-contiguous 1-d float64 ndarray "
+                                         "of length 1, got ndarray float64 (2,)")),
     ("rank", ("lag", np.zeros(0)), "rank.lag: expected a writeable, C-contiguous 1-d float64 ndarray of length 1"),
-    ("mv_spots", ("since", np.zeros(2, np.int64)), "mv bank since: expected a writeable, C-contiguous 1-d int64 "
-                                                   "ndarray of length 1"),
+    ("mv_spots", ("since", np.zeros(2, np.int64)), ("mv bank since: expected a writeable, C-contiguous 1-d int64 "
+                                                    "ndarray of length 1")),
 ])
 def test_the_kernel_refuses_state_arrays_it_cannot_read_naming_them(where: str, bad: tuple, needle: str) -> None:
     """An array of another type, order or shape is refused when the kernel binds it (its pointers would
