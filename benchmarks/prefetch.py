@@ -130,18 +130,21 @@ def _run(args: argparse.Namespace, brokers: str, data: Any, options: dict[str, s
          n: int) -> dict[str, Any]:
     if args.workload == "drain":
         return drain(brokers, data.topic, args.partitions, options)
+    from aiotstream.config.inputs import InputConfig
+
+    poll = InputConfig.model_fields["poll_batch"].default  # (the product's default poll, not the harnesses')
     d.mkdir()
     if args.workload == "waveform":
         from benchmarks.scaling import measure
         from benchmarks.workload import delete_topics, output_topics
         r = measure(brokers, d, data, 1, model="calibrated", label=f"-prefetch{n}", partitions=args.partitions,
-                    poll_batch=10_000)  # (the product's default poll)
+                    poll_batch=poll)
         delete_topics(brokers, output_topics(r["site"]))
         keys = ("samples_per_s_per_worker", "cpu_s", "peak_rss_mb", "scores_digest")
     else:
         from benchmarks import scalar
         r = scalar.measure_scalar(brokers, d, data, "pm-readings", partitions=args.partitions, tag=f"-{n}",
-                                  poll_batch=10_000)
+                                  poll_batch=poll)
         keys = ("events_per_s_per_worker", "cpu_us_per_event", "cpu_s", "peak_rss_mb")
     return {k: r[k] for k in keys}
 

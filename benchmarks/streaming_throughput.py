@@ -83,6 +83,13 @@ def measure_assets(impl: str, channels: int, assets: int, call_rows: int, rounds
             "rows_per_s": rows / dt, "events_per_s": rows * channels / dt, "alert_share": alerts / rows}
 
 
+def _report(r: dict) -> dict:
+    """Print one measured case as a line; ``r`` back."""
+    print(f"{r['impl']:<9} {r['channels']:>3} channels  {r['pattern']:<5} {r['rows_per_s']:>10,.0f} rows/s "
+          f"{r['events_per_s']:>12,.0f} events/s  (alert open on {100 * r['alert_share']:.1f} % of rows)")
+    return r
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.streaming_throughput", description=__doc__.splitlines()[0])
     ap.add_argument("--channels", default="1,8,32")
@@ -111,14 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows = args.rows if impl == "compiled" else max(args.rows // 10, 100)
                 r = max((measure(impl, c, rows, args.skip, pattern) for _ in range(args.repeat)),
                         key=lambda m: m["rows_per_s"])
-                out.append(r)
-                print(f"{impl:<9} {c:>3} channels  {pattern:<5} {r['rows_per_s']:>10,.0f} rows/s "
-                      f"{r['events_per_s']:>12,.0f} events/s  (alert open on {100 * r['alert_share']:.1f} % of rows)")
+                out.append(_report(r))
             if args.assets and impl == "compiled":  # (the reference is too slow for thousands of detectors)
-                r = measure_assets(impl, c, args.assets, args.call_rows, args.rounds, args.skip)
-                out.append(r)
-                print(f"{impl:<9} {c:>3} channels  {r['pattern']} {r['rows_per_s']:>10,.0f} rows/s "
-                      f"{r['events_per_s']:>12,.0f} events/s  (alert open on {100 * r['alert_share']:.1f} % of rows)")
+                out.append(_report(measure_assets(impl, c, args.assets, args.call_rows, args.rounds, args.skip)))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)
